@@ -1,0 +1,88 @@
+/*
+ * config.h — the agent's configuration: one struct, one table, one YAML file.
+ *
+ * Every key lives in one static table {path, type, offset, default, bounds, help}
+ * (config.c) that drives the defaults, the YAML parsing, validation and the
+ * `--help` text. Nothing else in the agent knows a key's name.
+ *
+ * File format: a YAML mapping (nested mappings for sections), e.g.
+ *     listen: ipc:///run/trackd/trackd.sock
+ *     txlog:
+ *       fsync: interval
+ *       fsync_interval: 100ms
+ * Parsed with libyaml's document loader. Strict: an unknown key, a duplicate key,
+ * a wrong type, a bad value, a value out of bounds, an alias, or nesting deeper
+ * than the table knows → an error `file:line:col: message` (1-based line and
+ * column of the offending node) and nothing is applied. Sizes are written with a
+ * unit (`B`, `KiB`, `MiB`, `GiB`, `TiB`; a bare integer means bytes); durations as
+ * `500ms`, `15s`, `2m`, `1h` (a bare integer is rejected: the unit is required).
+ *
+ * Threading: none; a config is a plain value, copied freely (strings are owned by
+ * the struct: use config_copy / config_fini).
+ */
+#ifndef TRACKD_CONFIG_H
+#define TRACKD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum config_fsync { CONFIG_FSYNC_ALWAYS, CONFIG_FSYNC_INTERVAL, CONFIG_FSYNC_NEVER };
+
+struct config_limits {
+	uint64_t max_message_bytes;     /* NNG_OPT_RECVMAXSZ; whole request */
+	uint64_t max_records_per_batch;
+	uint64_t max_items_per_record;  /* keys in one row/summary/config update, nested included */
+	uint64_t max_key_bytes;
+	uint64_t max_string_bytes;      /* any string value or console text */
+	uint64_t max_nesting_depth;     /* nested maps; 1 = flat */
+	uint64_t max_sessions;          /* dedupe table entries (oldest evicted) */
+};
+
+struct config_txlog {
+	enum config_fsync fsync;
+	uint64_t fsync_interval_ms;
+	uint64_t segment_bytes;
+};
+
+struct config {
+	char *listen;               /* NNG URL, ipc:// */
+	char *state_dir;
+	uint32_t socket_mode;       /* octal permissions of the ipc socket file */
+	char *log_level;            /* error|warn|info|debug */
+	uint64_t shutdown_timeout_ms;
+	uint64_t ingest_contexts;   /* concurrent NNG request contexts */
+	struct config_limits limits;
+	struct config_txlog txlog;
+};
+
+/* Fills `cfg` with every default. `as_root` picks the system paths
+ * (ipc:///run/trackd/trackd.sock, /var/lib/trackd); otherwise
+ * $XDG_RUNTIME_DIR/trackd/trackd.sock and $XDG_STATE_HOME/trackd (falling back to
+ * /tmp/trackd-<uid>/ and ~/.local/state/trackd). */
+int config_defaults(struct config *cfg, bool as_root);
+
+/* Applies the YAML file at `path` on top of `cfg`. On error returns TRACKD_EINVAL
+ * (or TRACKD_ENOENT/TRACKD_EIO for an unreadable file), writes
+ * "file:line:col: message" into errbuf, and leaves `cfg` unchanged. */
+int config_load_file(struct config *cfg, const char *path, char *errbuf, size_t errlen);
+
+/* Same, from a memory buffer; `name` stands for the file name in messages. */
+int config_load_buffer(struct config *cfg, const char *name, const char *yaml, size_t len,
+                       char *errbuf, size_t errlen);
+
+/* Writes the documented list of keys, their types and defaults (for --help). */
+void config_print_reference(FILE *out);
+
+/* Writes the effective configuration as YAML (for --check-config). */
+void config_print(const struct config *cfg, FILE *out);
+
+int config_copy(struct config *dst, const struct config *src);
+void config_fini(struct config *cfg);
+
+/* Parsers shared with the command line: "64KiB" → bytes, "500ms" → ms. */
+int config_parse_size(const char *text, uint64_t *out);
+int config_parse_duration_ms(const char *text, uint64_t *out);
+
+#endif

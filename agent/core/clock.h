@@ -1,0 +1,14 @@
+/*
+ * clock.h — the two clocks the agent uses. Wall time (Unix microseconds) is for
+ * timestamps that leave the process; monotonic time is for deadlines and
+ * intervals. Thread-safe, no state.
+ */
+#ifndef TRACKD_CORE_CLOCK_H
+#define TRACKD_CORE_CLOCK_H
+
+#include <stdint.h>
+
+int64_t clock_wall_us(void);
+int64_t clock_mono_us(void);
+
+#endif

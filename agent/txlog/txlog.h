@@ -1,0 +1,172 @@
+/*
+ * txlog.h — the transaction log: append-only, checksummed, segmented, durable.
+ *
+ * What it does
+ *   Records (opaque byte strings) are appended to segment files in `<dir>/`.
+ *   Every record gets an index, strictly increasing (gaps are possible after a
+ *   quarantine, never reuse). Readers stream records in index order; sinks keep a
+ *   durable cursor (the highest index they have fully delivered). A segment file is
+ *   deleted only when every registered cursor is at or past its last index.
+ *
+ * On-disk format (all integers little-endian)
+ *   Segment file `<dir>/<first_index as %020llu>.seg`:
+ *     header, 16 bytes: magic "TRKDLOG1" (8) | u64 first_index
+ *     frames, back to back:
+ *       u32 magic 0x5452434B ("TRCK" read as LE bytes K C R T) | u32 length
+ *       | u64 index | u32 crc32c(length|index|payload) | payload[length]
+ *     → TXLOG_FRAME_OVERHEAD = 20 bytes per record.
+ *   Cursor file `<dir>/cursors/<name>.cur`: written atomically (temp, fsync,
+ *   rename, fsync dir); content "u64 index | u32 crc32c" (12 bytes).
+ *   Quarantine `<dir>/quarantine/<segment>.<offset>.bad`: raw bytes of frames that
+ *   failed their checks, kept for a human; never read back.
+ *
+ * Durability (`fsync` policy, as Redis appendfsync)
+ *   ALWAYS   — txlog_sync() after appends makes them durable (one fdatasync for all
+ *              appends since the last sync: group commit). The caller acks only
+ *              after txlog_sync() returns 0.
+ *   INTERVAL — a background thread calls fdatasync every `fsync_interval_ms`.
+ *              Acks are sent after the append; a crash of the machine (not of the
+ *              agent) can lose up to one interval.
+ *   NEVER    — the kernel decides. The agent process may crash without loss (the
+ *              page cache survives); a power loss may lose anything not yet written
+ *              back.
+ *   A failed fdatasync is never reported as success: txlog_sync() returns
+ *   TRACKD_EIO, the log truncates itself back to the last durable position, and
+ *   appends after the failure go to a new segment. If even that fails, the log
+ *   enters a failed state where every append returns TRACKD_EIO.
+ *   Readers see only records up to txlog_readable_index(): the durable index under
+ *   ALWAYS/INTERVAL, the written index under NEVER. So a sink cursor can never get
+ *   ahead of what a power loss keeps.
+ *
+ * Recovery (txlog_open)
+ *   Streams every segment once (memory does not grow with the log size):
+ *   - a torn tail of the newest segment (incomplete frame, or bytes after the last
+ *     valid frame that contain no further valid frame) is truncated;
+ *   - a complete frame with a bad checksum, or garbage between valid frames, in any
+ *     segment, is copied to quarantine/, counted, and cut out of its segment (the
+ *     segment is rewritten through a temp file + rename); readers resynchronise on
+ *     the next valid frame magic;
+ *   - a segment whose header is bad is counted and scanned for frames anyway;
+ *   - it never needs a human, never loops, never deletes a valid frame;
+ *   - the next index is one past the highest of: the last valid frame, any cursor
+ *     position, the newest segment's first_index − 1 — so an index is never reused
+ *     even when every segment was already released, and a cursor left beyond the
+ *     last record by a power cut never hides new records.
+ *   `on_record` (optional) is called for every valid record during the scan, in
+ *   index order, so the caller can rebuild state (e.g. ingest's dedupe table).
+ *
+ * Threading
+ *   One writer thread calls txlog_append/txlog_sync. Any thread may create and use
+ *   its own reader and call the cursor functions; a reader is used by one thread at
+ *   a time. txlog_stats and txlog_*_index are safe from any thread. The INTERVAL
+ *   flusher is internal.
+ *
+ * Ownership
+ *   `data` passed to txlog_append is borrowed (copied to the file). The buffer a
+ *   reader returns is owned by the reader and valid until the next read or close.
+ *
+ * Errors: TRACKD_ETOOBIG (record over max_record_bytes), TRACKD_EIO, TRACKD_ENOSPC,
+ * TRACKD_ECLOSED (after txlog_close), TRACKD_ECORRUPT (reader: damaged frame
+ * skipped — the reader continues after it), TRACKD_EAGAIN (reader: no more
+ * readable records now).
+ */
+#ifndef TRACKD_TXLOG_H
+#define TRACKD_TXLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TXLOG_FRAME_OVERHEAD 20
+#define TXLOG_SEGMENT_HEADER 16
+
+typedef struct txlog txlog;
+typedef struct txlog_reader txlog_reader;
+
+enum txlog_fsync_policy {
+	TXLOG_FSYNC_ALWAYS,
+	TXLOG_FSYNC_INTERVAL,
+	TXLOG_FSYNC_NEVER,
+};
+
+struct txlog_options {
+	const char *dir;               /* created if missing (mode 0750) */
+	enum txlog_fsync_policy fsync;
+	uint32_t fsync_interval_ms;    /* INTERVAL only; > 0 */
+	uint64_t segment_bytes;        /* roll to a new segment past this size */
+	uint32_t max_record_bytes;     /* payload limit, checked before any allocation */
+	/* Called for each valid record found while recovering. Return 0 to go on. */
+	int (*on_record)(void *arg, uint64_t index, const void *data, size_t len);
+	void *on_record_arg;
+};
+
+struct txlog_stats {
+	uint64_t records_appended;      /* since open */
+	uint64_t bytes_appended;        /* since open, frames included */
+	uint64_t records_quarantined;   /* found damaged at recovery (frames or spans) */
+	uint64_t bytes_quarantined;
+	uint64_t bytes_truncated;       /* torn tail cut at recovery */
+	uint64_t bad_segment_headers;
+	uint64_t fsync_failures;
+	uint64_t segments;              /* files now on disk */
+	uint64_t disk_bytes;            /* bytes now on disk in segments */
+	uint64_t first_index;           /* oldest record still on disk, 0 if none */
+	uint64_t last_index;            /* newest appended, 0 if none */
+	uint64_t durable_index;         /* newest covered by a completed fdatasync */
+};
+
+/* Opens (creating if needed) and recovers the log. On success *out is owned by
+ * the caller (release with txlog_close). */
+int txlog_open(const struct txlog_options *opts, txlog **out);
+
+/* Closes: syncs (whatever the policy), stops the flusher, frees. NULL is a no-op.
+ * Returns the result of the final sync. */
+int txlog_close(txlog *log);
+
+/* Appends one record. On success *index_out (may be NULL) is its index. The record
+ * is written (in the page cache) when this returns; durable per the policy. */
+int txlog_append(txlog *log, const void *data, size_t len, uint64_t *index_out);
+
+/* Makes every appended record durable (fdatasync). Under NEVER it still syncs. */
+int txlog_sync(txlog *log);
+
+uint64_t txlog_last_index(txlog *log);
+uint64_t txlog_durable_index(txlog *log);
+uint64_t txlog_readable_index(txlog *log);
+void txlog_stats(txlog *log, struct txlog_stats *out);
+
+/* ---- readers ------------------------------------------------------------- */
+
+/* A reader over a live log, starting at the first record with index > after.
+ * `log` must outlive the reader. */
+int txlog_reader_open(txlog *log, uint64_t after, txlog_reader **out);
+
+/* A reader over a log directory without a running txlog (trackctl, tests, fuzz):
+ * reads everything on disk, never modifies anything, limit = max_record_bytes. */
+int txlog_reader_open_dir(const char *dir, uint32_t max_record_bytes, uint64_t after,
+                          txlog_reader **out);
+
+/* Next record: 0 and (*index, *data, *len) set; TRACKD_EAGAIN at the readable end
+ * (call again later); TRACKD_ECORRUPT when damage was skipped (call again to go
+ * on; each call reports one damaged span). Other errors are I/O errors. */
+int txlog_reader_next(txlog_reader *r, uint64_t *index, const void **data, size_t *len);
+
+void txlog_reader_close(txlog_reader *r);
+
+/* ---- sink cursors -------------------------------------------------------- */
+
+/* Registers a named cursor (a sink) and loads its durable position (0 if new).
+ * Segments are kept until every registered cursor is past them. Names are
+ * [a-z0-9_-]{1,32}. A cursor persisted on disk but never registered in this
+ * process still holds segments back (a sink that is configured off must be
+ * removed with txlog_cursor_remove). */
+int txlog_cursor_register(txlog *log, const char *name, uint64_t *position_out);
+
+/* Durably records that `name` has delivered everything up to `index` (atomic
+ * write), then deletes segments every cursor has passed. `index` must not go
+ * backwards (TRACKD_EINVAL) and must be ≤ txlog_readable_index. */
+int txlog_cursor_commit(txlog *log, const char *name, uint64_t index);
+
+int txlog_cursor_remove(txlog *log, const char *name);
+
+#endif
