@@ -11,9 +11,11 @@
  *       fsync: interval
  *       fsync_interval: 100ms
  * Parsed with libyaml's document loader. Strict: an unknown key, a duplicate key,
- * a wrong type, a bad value, a value out of bounds, an alias, or nesting deeper
- * than the table knows → an error `file:line:col: message` (1-based line and
- * column of the offending node) and nothing is applied. Sizes are written with a
+ * a wrong type, a bad value, a value out of bounds, an alias/anchor/tag, a second
+ * document, or nesting deeper than the table knows → an error
+ * `file:line:col: message` (1-based line and column of the offending node: the key
+ * for unknown/duplicate keys, the value for bad values) and nothing is applied. An
+ * empty file changes nothing. Files over 1 MiB are refused. Sizes are written with a
  * unit (`B`, `KiB`, `MiB`, `GiB`, `TiB`; a bare integer means bytes); durations as
  * `500ms`, `15s`, `2m`, `1h` (a bare integer is rejected: the unit is required).
  *
@@ -60,7 +62,10 @@ struct config {
 /* Fills `cfg` with every default. `as_root` picks the system paths
  * (ipc:///run/trackd/trackd.sock, /var/lib/trackd); otherwise
  * $XDG_RUNTIME_DIR/trackd/trackd.sock and $XDG_STATE_HOME/trackd (falling back to
- * /tmp/trackd-<uid>/ and ~/.local/state/trackd). */
+ * /tmp/trackd-<uid>/ and ~/.local/state/trackd). `cfg` is overwritten, not freed.
+ * Fails (logged; `cfg` then holds no strings) with TRACKD_EINVAL if a derived path
+ * is unusable (a socket path over 107 bytes), or TRACKD_ENOENT if there is no home
+ * directory to derive the state dir from. */
 int config_defaults(struct config *cfg, bool as_root);
 
 /* Applies the YAML file at `path` on top of `cfg`. On error returns TRACKD_EINVAL
@@ -78,10 +83,13 @@ void config_print_reference(FILE *out);
 /* Writes the effective configuration as YAML (for --check-config). */
 void config_print(const struct config *cfg, FILE *out);
 
+/* `dst` is overwritten, not freed; on TRACKD_ENOMEM it holds no strings. */
 int config_copy(struct config *dst, const struct config *src);
+/* Frees the strings; idempotent. */
 void config_fini(struct config *cfg);
 
-/* Parsers shared with the command line: "64KiB" → bytes, "500ms" → ms. */
+/* Parsers shared with the command line: "64KiB" → bytes, "500ms" → ms. 0 or
+ * TRACKD_EINVAL (malformed, or over 64 bits); `*out` is untouched on error. */
 int config_parse_size(const char *text, uint64_t *out);
 int config_parse_duration_ms(const char *text, uint64_t *out);
 

@@ -1,0 +1,314 @@
+/*
+ * trackd — the machine-wide agent. Wires the stages together:
+ *   config → txlog (recovery rebuilds the dedupe table) → ingest (NNG socket)
+ * then waits for signals on the main thread:
+ *   SIGTERM/SIGINT: stop taking requests, answer every request received, sync the
+ *                   log, exit 0.
+ *   SIGHUP:         re-read the config file; apply what can change at run time
+ *                   (log level) and say in the log which changes need a restart.
+ * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.
+ */
+#include "config.h"
+#include "errors.h"
+#include "ingest.h"
+#include "log.h"
+#include "sessions.h"
+#include "txlog.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef TRACKD_VERSION
+#define TRACKD_VERSION "0.0.0"
+#endif
+
+struct args {
+	const char *config_path;
+	const char *state_dir;
+	const char *listen;
+	bool check_config;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	        "Usage: trackd [options]\n"
+	        "\n"
+	        "The trackd agent: takes run records from training processes over a Unix\n"
+	        "socket and makes them durable in a transaction log.\n"
+	        "\n"
+	        "Options:\n"
+	        "  --config FILE     YAML configuration file (see the keys below)\n"
+	        "  --state-dir DIR   where the transaction log lives (overrides state_dir)\n"
+	        "  --listen URL      ipc:// URL of the socket (overrides listen)\n"
+	        "  --check-config    validate the configuration, print it, and exit\n"
+	        "  --version         print the version and exit\n"
+	        "  --help            this text\n"
+	        "\n"
+	        "Clients find the agent through TRACKD_SOCKET (an NNG URL) or the default\n"
+	        "socket path. Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads.\n"
+	        "\n"
+	        "Configuration keys (defaults for the current user):\n");
+	config_print_reference(out);
+}
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"state-dir", required_argument, NULL, 's'},
+		{"listen", required_argument, NULL, 'l'},
+		{"check-config", no_argument, NULL, 'k'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': a->config_path = optarg; break;
+		case 's': a->state_dir = optarg; break;
+		case 'l': a->listen = optarg; break;
+		case 'k': a->check_config = true; break;
+		case 'V': printf("trackd %s\n", TRACKD_VERSION); exit(0);
+		case 'h': usage(stdout); exit(0);
+		default:
+			fprintf(stderr, "trackd: try 'trackd --help'\n");
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "trackd: unexpected argument '%s'; try 'trackd --help'\n",
+		        argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+/* Loads defaults, the file, then the command-line overrides. */
+static int load_config(const struct args *a, struct config *cfg)
+{
+	char err[512];
+	if (config_defaults(cfg, geteuid() == 0) != 0) {
+		fprintf(stderr, "trackd: cannot compute default configuration\n");
+		return -1;
+	}
+	if (a->config_path && config_load_file(cfg, a->config_path, err, sizeof err) != 0) {
+		fprintf(stderr, "trackd: %s\n", err);
+		return -1;
+	}
+	if (a->state_dir) {
+		free(cfg->state_dir);
+		cfg->state_dir = strdup(a->state_dir);
+	}
+	if (a->listen) {
+		if (strncmp(a->listen, "ipc://", 6) != 0) {
+			fprintf(stderr, "trackd: --listen %s: expected an ipc:// URL\n", a->listen);
+			return -1;
+		}
+		free(cfg->listen);
+		cfg->listen = strdup(a->listen);
+	}
+	if (!cfg->state_dir || !cfg->listen) {
+		fprintf(stderr, "trackd: out of memory\n");
+		return -1;
+	}
+	return 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[4096];
+	size_t n = strlen(path);
+	if (n == 0 || n >= sizeof buf)
+		return TRACKD_EINVAL;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) != 0 && errno != EEXIST)
+			return trackd_err_from_errno(errno);
+		*p = '/';
+	}
+	if (mkdir(buf, mode) != 0 && errno != EEXIST)
+		return trackd_err_from_errno(errno);
+	return TRACKD_OK;
+}
+
+static enum txlog_fsync_policy fsync_policy(enum config_fsync f)
+{
+	switch (f) {
+	case CONFIG_FSYNC_ALWAYS: return TXLOG_FSYNC_ALWAYS;
+	case CONFIG_FSYNC_NEVER: return TXLOG_FSYNC_NEVER;
+	case CONFIG_FSYNC_INTERVAL: break;
+	}
+	return TXLOG_FSYNC_INTERVAL;
+}
+
+static void reload(const struct args *a)
+{
+	struct config next;
+	if (load_config(a, &next) != 0) {
+		log_error("reload: configuration rejected; keeping the running one");
+		config_fini(&next);
+		return;
+	}
+	enum trackd_log_level level;
+	if (trackd_log_level_parse(next.log_level, &level) == 0)
+		trackd_log_set_level(level);
+	log_info("reload: log_level=%s applied; changes to other keys take effect at the "
+	         "next restart",
+	         next.log_level);
+	config_fini(&next);
+}
+
+static int run(const struct args *a, struct config *cfg)
+{
+	int rv;
+	sessions *sess = NULL;
+	txlog *log = NULL;
+	ingest *in = NULL;
+	int exit_code = 1;
+
+	if ((rv = mkdir_p(cfg->state_dir, 0750)) != 0) {
+		log_error("cannot create state dir %s: %s", cfg->state_dir, trackd_strerror(rv));
+		return 1;
+	}
+	if ((rv = sessions_new(cfg->limits.max_sessions, &sess)) != 0)
+		goto out;
+
+	char log_dir[4096];
+	if (snprintf(log_dir, sizeof log_dir, "%s/log", cfg->state_dir) >= (int)sizeof log_dir) {
+		log_error("state dir path too long: %s", cfg->state_dir);
+		goto out;
+	}
+	struct txlog_options to = {
+		.dir = log_dir,
+		.fsync = fsync_policy(cfg->txlog.fsync),
+		.fsync_interval_ms = (uint32_t)cfg->txlog.fsync_interval_ms,
+		.segment_bytes = cfg->txlog.segment_bytes,
+		/* A stored LogEntry is the request's batch plus a small header. */
+		.max_record_bytes = (uint32_t)(cfg->limits.max_message_bytes + 64),
+		.on_record = ingest_recover_record,
+		.on_record_arg = sess,
+	};
+	if ((rv = txlog_open(&to, &log)) != 0) {
+		log_error("cannot open the transaction log in %s: %s", log_dir, trackd_strerror(rv));
+		goto out;
+	}
+	struct txlog_stats ts;
+	txlog_stats(log, &ts);
+	log_info("log recovered: records %llu..%llu, %llu quarantined, %llu bytes of torn tail cut, "
+	         "%zu sessions",
+	         (unsigned long long)ts.first_index, (unsigned long long)ts.last_index,
+	         (unsigned long long)ts.records_quarantined, (unsigned long long)ts.bytes_truncated,
+	         sessions_count(sess));
+
+	struct ingest_options io = {
+		.url = cfg->listen,
+		.socket_mode = cfg->socket_mode,
+		.contexts = (uint32_t)cfg->ingest_contexts,
+		.max_message_bytes = cfg->limits.max_message_bytes,
+		.limits =
+			{
+				.max_records_per_batch = cfg->limits.max_records_per_batch,
+				.max_items_per_record = cfg->limits.max_items_per_record,
+				.max_key_bytes = cfg->limits.max_key_bytes,
+				.max_string_bytes = cfg->limits.max_string_bytes,
+				.max_nesting_depth = cfg->limits.max_nesting_depth,
+			},
+		.sync_before_ack = cfg->txlog.fsync == CONFIG_FSYNC_ALWAYS,
+		.version = TRACKD_VERSION,
+		.log = log,
+		.sessions = sess,
+	};
+	if ((rv = ingest_start(&io, &in)) != 0) {
+		if (rv == TRACKD_EEXIST)
+			log_error("another agent already listens on %s", cfg->listen);
+		goto out;
+	}
+	log_info("ready: listening on %s, state dir %s, fsync %s", cfg->listen, cfg->state_dir,
+	         cfg->txlog.fsync == CONFIG_FSYNC_ALWAYS  ? "always"
+	         : cfg->txlog.fsync == CONFIG_FSYNC_NEVER ? "never"
+	                                                  : "interval");
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		struct timespec tick = {.tv_sec = 2};
+		int sig = sigtimedwait(&set, NULL, &tick);
+		if (sig < 0) {
+			if (ingest_check_listener(in) != 0)
+				log_error("cannot listen anew; clients cannot connect until restart");
+			continue;
+		}
+		if (sig == SIGHUP) {
+			reload(a);
+			continue;
+		}
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("stopping (%s): answering received requests, syncing the log",
+			         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			break;
+		}
+	}
+	ingest_close(in);
+	ingest_stop(in);
+	exit_code = 0;
+
+out:
+	ingest_free(in);
+	if (log && (rv = txlog_close(log)) != 0) {
+		log_error("final sync of the log failed: %s", trackd_strerror(rv));
+		exit_code = 1;
+	}
+	sessions_free(sess);
+	if (exit_code == 0)
+		log_info("stopped cleanly");
+	return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+	/* Signals are taken synchronously by the main thread: block them before any
+	 * other thread (NNG's, the log flusher) exists, so every thread inherits it. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct args a = {0};
+	if (parse_args(argc, argv, &a) != 0)
+		return 2;
+	struct config cfg;
+	if (load_config(&a, &cfg) != 0) {
+		config_fini(&cfg);
+		return 2;
+	}
+	if (a.check_config) {
+		config_print(&cfg, stdout);
+		config_fini(&cfg);
+		return 0;
+	}
+	enum trackd_log_level level;
+	if (trackd_log_level_parse(cfg.log_level, &level) == 0)
+		trackd_log_set_level(level);
+	int rc = run(&a, &cfg);
+	config_fini(&cfg);
+	return rc;
+}

@@ -1,0 +1,1203 @@
+/*
+ * config.c — the configuration table and everything it drives.
+ *
+ * `keys[]` below is the only place that knows a key's name, type, default, bounds
+ * and help text. Defaults are applied by parsing the default text with the same
+ * parser a config file goes through, so a default can never escape validation.
+ * Loading happens in two passes over the text: a pass over libyaml's events that
+ * rejects what the document model would silently resolve (aliases, anchors, tags,
+ * extra documents), then the document loader, whose tree is walked against the
+ * table into a copy of the config that replaces the caller's only on success.
+ */
+#include "config.h"
+
+#include "errors.h"
+#include "log.h"
+#include "trackd/v1/limits.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <yaml.h>
+
+/* A config file is a few hundred bytes; anything far larger is the wrong file, and
+ * the cap bounds what libyaml builds in memory (it has no limits of its own). */
+#define CONFIG_MAX_FILE_BYTES (1u << 20)
+
+/* Longest dotted path we build while walking; longer keys cannot be in the table. */
+#define PATH_BYTES 128
+
+enum key_type {
+	KT_STRING,    /* char *: any text; min/max bound the length in bytes */
+	KT_IPC_URL,   /* char *: ipc:// + absolute socket path; max bounds the path */
+	KT_PATH,      /* char *: absolute path; max bounds the length */
+	KT_LOG_LEVEL, /* char *: one of `choices` */
+	KT_BOOL,      /* bool: true | false */
+	KT_UINT,      /* uint64_t: decimal */
+	KT_SIZE,      /* uint64_t: bytes, written with a binary unit */
+	KT_DURATION,  /* uint64_t: milliseconds, written with a unit */
+	KT_ENUM,      /* an int-sized enum: the index of its name in `choices` */
+	KT_MODE,      /* uint32_t: permission bits, written in octal */
+};
+
+struct key {
+	const char *path; /* dotted: "a.b" is the key `b` in the mapping under `a:` */
+	enum key_type type;
+	size_t offset;              /* into struct config; see FIELD() */
+	const char *def;            /* default text (for root, or for everyone)... */
+	uint64_t def_num;           /* ...or, when def is NULL, a number (limits.h) */
+	const char *def_user;       /* non-root default if different; {runtime} {state} */
+	uint64_t min, max;          /* inclusive; max 0 = unbounded */
+	const char *const *choices; /* KT_ENUM, KT_LOG_LEVEL: NULL-terminated */
+	const char *help;
+};
+
+/* The offset of a field, and a compile error if the field is not of type T: the
+ * table cannot silently write a uint64_t into a uint32_t. */
+#define FIELD(f, T) _Generic(((struct config *)0)->f, T : offsetof(struct config, f))
+
+_Static_assert(sizeof(enum config_fsync) == sizeof(int), "KT_ENUM fields are stored as int");
+
+static const char *const fsync_names[] = {
+    [CONFIG_FSYNC_ALWAYS] = "always",
+    [CONFIG_FSYNC_INTERVAL] = "interval",
+    [CONFIG_FSYNC_NEVER] = "never",
+    NULL,
+};
+
+/* Indexed by the logger's own enum so the two cannot drift apart. */
+static const char *const log_level_names[] = {
+    [TRACKD_LOG_ERROR] = "error",
+    [TRACKD_LOG_WARN] = "warn",
+    [TRACKD_LOG_INFO] = "info",
+    [TRACKD_LOG_DEBUG] = "debug",
+    NULL,
+};
+
+#define KIB (UINT64_C(1) << 10)
+#define MIB (UINT64_C(1) << 20)
+#define GIB (UINT64_C(1) << 30)
+
+/* Keys of one section must be contiguous: config_print opens each section once. */
+static const struct key keys[] = {
+    {.path = "listen",
+     .type = KT_IPC_URL,
+     .offset = FIELD(listen, char *),
+     .def = "ipc:///run/trackd/trackd.sock",
+     .def_user = "ipc://{runtime}/trackd.sock",
+     .min = 1,
+     .max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
+     .help = "NNG URL of the socket clients connect to"},
+    {.path = "state_dir",
+     .type = KT_PATH,
+     .offset = FIELD(state_dir, char *),
+     .def = "/var/lib/trackd",
+     .def_user = "{state}",
+     .min = 1,
+     .max = PATH_MAX - 1,
+     .help = "directory of the transaction log, cursors and run directories"},
+    {.path = "socket_mode",
+     .type = KT_MODE,
+     .offset = FIELD(socket_mode, uint32_t),
+     .def = "0660",
+     .def_user = "0600",
+     .max = 0777,
+     .help = "permissions of the socket file (group members may connect with 0660)"},
+    {.path = "log_level",
+     .type = KT_LOG_LEVEL,
+     .offset = FIELD(log_level, char *),
+     .def = "info",
+     .choices = log_level_names,
+     .help = "least severe level written to the log"},
+    {.path = "shutdown_timeout",
+     .type = KT_DURATION,
+     .offset = FIELD(shutdown_timeout_ms, uint64_t),
+     .def = "10s",
+     .max = 3600 * 1000,
+     .help = "how long SIGTERM may spend draining before the agent exits anyway"},
+    {.path = "ingest_contexts",
+     .type = KT_UINT,
+     .offset = FIELD(ingest_contexts, uint64_t),
+     .def = "16",
+     .min = 1,
+     .max = 256,
+     .help = "requests the agent serves concurrently"},
+    {.path = "limits.max_message_bytes",
+     .type = KT_SIZE,
+     .offset = FIELD(limits.max_message_bytes, uint64_t),
+     .def_num = TRACKD_DEFAULT_MAX_MESSAGE_BYTES,
+     .min = KIB,
+     .max = 256 * MIB,
+     .help = "largest request accepted; larger ones are refused before decoding"},
+    {.path = "limits.max_records_per_batch",
+     .type = KT_UINT,
+     .offset = FIELD(limits.max_records_per_batch, uint64_t),
+     .def_num = TRACKD_DEFAULT_MAX_RECORDS_PER_BATCH,
+     .min = 1,
+     .help = "records in one batch"},
+    {.path = "limits.max_items_per_record",
+     .type = KT_UINT,
+     .offset = FIELD(limits.max_items_per_record, uint64_t),
+     .def_num = TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD,
+     .min = 1,
+     .help = "keys in one history row, summary or config update, nested keys included"},
+    {.path = "limits.max_key_bytes",
+     .type = KT_SIZE,
+     .offset = FIELD(limits.max_key_bytes, uint64_t),
+     .def_num = TRACKD_DEFAULT_MAX_KEY_BYTES,
+     .min = 1,
+     .max = 64 * KIB,
+     .help = "longest key"},
+    {.path = "limits.max_string_bytes",
+     .type = KT_SIZE,
+     .offset = FIELD(limits.max_string_bytes, uint64_t),
+     .def_num = TRACKD_DEFAULT_MAX_STRING_BYTES,
+     .min = 1,
+     .help = "longest string value or console text"},
+    {.path = "limits.max_nesting_depth",
+     .type = KT_UINT,
+     .offset = FIELD(limits.max_nesting_depth, uint64_t),
+     .def_num = TRACKD_DEFAULT_MAX_NESTING_DEPTH,
+     .min = 1,
+     .max = 64,
+     .help = "depth of nested dicts in a record; 1 = flat"},
+    {.path = "limits.max_sessions",
+     .type = KT_UINT,
+     .offset = FIELD(limits.max_sessions, uint64_t),
+     .def = "65536",
+     .min = 16,
+     .help = "client sessions remembered for duplicate detection; the oldest is evicted"},
+    {.path = "txlog.fsync",
+     .type = KT_ENUM,
+     .offset = FIELD(txlog.fsync, enum config_fsync),
+     .def = "interval",
+     .choices = fsync_names,
+     .help = "when appends reach the disk: before each ack, every interval, or when the "
+             "kernel decides"},
+    {.path = "txlog.fsync_interval",
+     .type = KT_DURATION,
+     .offset = FIELD(txlog.fsync_interval_ms, uint64_t),
+     .def = "100ms",
+     .min = 1,
+     .max = 60 * 1000,
+     .help = "period of the background fdatasync with fsync: interval"},
+    {.path = "txlog.segment_bytes",
+     .type = KT_SIZE,
+     .offset = FIELD(txlog.segment_bytes, uint64_t),
+     .def = "64MiB",
+     .min = 64 * KIB,
+     .max = 4 * GIB,
+     .help = "size at which the log starts a new segment file"},
+};
+
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+struct unit {
+	const char *name;
+	uint64_t factor;
+};
+
+/* Largest first: formatting picks the first unit that divides the value. */
+static const struct unit size_units[] = {
+    {"TiB", UINT64_C(1) << 40}, {"GiB", GIB}, {"MiB", MIB}, {"KiB", KIB}, {"B", 1}, {NULL, 0},
+};
+static const struct unit duration_units[] = {
+    {"h", 3600 * 1000}, {"m", 60 * 1000}, {"s", 1000}, {"ms", 1}, {NULL, 0},
+};
+static const struct unit no_units[] = {{NULL, 0}};
+
+/* ---- text helpers ---------------------------------------------------------- */
+
+/* Writes `s` as a YAML double-quoted scalar that libyaml reads back byte for byte.
+ * Characters YAML forbids in a stream or would fold as line breaks are escaped;
+ * `limit` > 0 shortens long values for error messages. */
+static void quote(char *buf, size_t len, const char *s, size_t limit)
+{
+	size_t n = 0;
+	const unsigned char *p = (const unsigned char *)s;
+#define PUT(...)                                                                                   \
+	do {                                                                                       \
+		int w_ = snprintf(buf + n, len - n, __VA_ARGS__);                                  \
+		n = (w_ < 0 || (size_t)w_ >= len - n) ? len - 1 : n + (size_t)w_;                  \
+	} while (0)
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	PUT("\"");
+	for (size_t i = 0; p[i] != '\0'; i++) {
+		if (limit && i >= limit) {
+			PUT("...");
+			break;
+		}
+		unsigned c = p[i];
+		if (c == '"' || c == '\\') {
+			PUT("\\%c", c);
+		} else if (c >= 0x20 && c < 0x7f) {
+			PUT("%c", c);
+		} else if (c < 0x80) {
+			PUT("\\x%02x", c);
+		} else {
+			/* Decode one UTF-8 sequence to decide whether YAML allows it raw. */
+			unsigned cp = 0, extra = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+			cp = c & (0x3fu >> extra);
+			size_t k;
+			for (k = 1; k <= extra && (p[i + k] & 0xc0) == 0x80; k++)
+				cp = cp << 6 | (p[i + k] & 0x3fu);
+			if (extra == 0 || k <= extra) {
+				/* Not UTF-8 (only possible from the environment): no YAML
+				 * spelling preserves the byte; keep the message readable. */
+				PUT("\\x%02x", c);
+				continue;
+			}
+			/* C1 controls and U+FFFE/F are not allowed in a stream; NEL and
+			 * U+2028/9 are line breaks a quoted scalar would fold. */
+			if ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+			    cp == 0xfffe || cp == 0xffff) {
+				PUT("\\u%04x", cp);
+			} else {
+				PUT("%.*s", (int)(extra + 1), (const char *)p + i);
+			}
+			i += extra;
+		}
+	}
+	PUT("\"");
+#undef PUT
+}
+
+enum { PARSE_OK = 0, PARSE_BAD = -1, PARSE_OVERFLOW = -2 };
+
+/* Parses a decimal number at the start of `s`. A leading zero is refused because
+ * YAML 1.1 tools read 010 as octal. */
+static int parse_decimal(const char *s, uint64_t *out, const char **rest)
+{
+	if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9'))
+		return PARSE_BAD;
+	uint64_t v = 0;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return PARSE_OVERFLOW;
+		v = v * 10 + d;
+	}
+	*out = v;
+	*rest = s;
+	return PARSE_OK;
+}
+
+/* number + unit from `units`; a bare number uses `bare` (0 = unit required). */
+static int parse_with_unit(const char *s, const struct unit *units, uint64_t bare, uint64_t *out)
+{
+	uint64_t v;
+	const char *rest;
+	int rc = parse_decimal(s, &v, &rest);
+	if (rc != PARSE_OK)
+		return rc;
+	uint64_t factor = *rest == '\0' ? bare : 0;
+	for (const struct unit *u = units; factor == 0 && u->name; u++) {
+		if (strcmp(rest, u->name) == 0)
+			factor = u->factor;
+	}
+	if (factor == 0)
+		return PARSE_BAD;
+	if (v > UINT64_MAX / factor)
+		return PARSE_OVERFLOW;
+	*out = v * factor;
+	return PARSE_OK;
+}
+
+static void format_with_unit(char *buf, size_t len, uint64_t v, const struct unit *units)
+{
+	const struct unit *u = units;
+	if (v == 0) {
+		while (u[1].name)
+			u++;
+	} else {
+		while (v % u->factor != 0)
+			u++;
+	}
+	snprintf(buf, len, "%llu%s", (unsigned long long)(v / u->factor), u->name);
+}
+
+static int parse_mode(const char *s, uint64_t *out)
+{
+	/* The leading 0 is required so that 660 (decimal to a YAML reader) and
+	 * 0660 cannot be confused. */
+	if (s[0] != '0')
+		return PARSE_BAD;
+	uint64_t v = 0;
+	for (s++; *s; s++) {
+		if (*s < '0' || *s > '7')
+			return PARSE_BAD;
+		if (v > (UINT64_MAX >> 3))
+			return PARSE_OVERFLOW;
+		v = v << 3 | (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return PARSE_OK;
+}
+
+int config_parse_size(const char *text, uint64_t *out)
+{
+	uint64_t v;
+	if (!text || parse_with_unit(text, size_units, 1, &v) != PARSE_OK)
+		return TRACKD_EINVAL;
+	*out = v;
+	return TRACKD_OK;
+}
+
+int config_parse_duration_ms(const char *text, uint64_t *out)
+{
+	uint64_t v;
+	if (!text || parse_with_unit(text, duration_units, 0, &v) != PARSE_OK)
+		return TRACKD_EINVAL;
+	*out = v;
+	return TRACKD_OK;
+}
+
+/* ---- the table, typed ------------------------------------------------------- */
+
+static void *field_of(struct config *cfg, const struct key *k)
+{
+	return (char *)cfg + k->offset;
+}
+
+static const void *cfield_of(const struct config *cfg, const struct key *k)
+{
+	return (const char *)cfg + k->offset;
+}
+
+static bool is_string_type(enum key_type t)
+{
+	return t == KT_STRING || t == KT_IPC_URL || t == KT_PATH || t == KT_LOG_LEVEL;
+}
+
+static bool is_number_type(enum key_type t)
+{
+	return t == KT_UINT || t == KT_SIZE || t == KT_DURATION || t == KT_MODE;
+}
+
+static void join_choices(char *buf, size_t len, const char *const *choices, const char *sep)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; choices[i] && n < len; i++) {
+		int w = snprintf(buf + n, len - n, "%s%s", i ? sep : "", choices[i]);
+		n = w < 0 ? len : n + (size_t)w;
+	}
+}
+
+/* What a value of this key looks like, for "expected …" messages. */
+static void describe_expected(char *buf, size_t len, const struct key *k)
+{
+	char list[128];
+	switch (k->type) {
+	case KT_STRING: snprintf(buf, len, "a string"); break;
+	case KT_IPC_URL:
+		snprintf(buf, len,
+		         "an ipc:// URL with an absolute socket path, such as "
+		         "ipc:///run/trackd/trackd.sock");
+		break;
+	case KT_PATH: snprintf(buf, len, "an absolute path"); break;
+	case KT_BOOL: snprintf(buf, len, "true or false"); break;
+	case KT_UINT: snprintf(buf, len, "a whole number without leading zeros"); break;
+	case KT_SIZE:
+		snprintf(buf, len,
+		         "a size such as 4096, 64KiB or 4MiB (units B, KiB, MiB, GiB, TiB)");
+		break;
+	case KT_DURATION:
+		snprintf(buf, len,
+		         "a duration such as 500ms, 15s, 2m or 1h (the unit is required)");
+		break;
+	case KT_MODE: snprintf(buf, len, "an octal mode with a leading 0, such as 0660"); break;
+	case KT_ENUM:
+	case KT_LOG_LEVEL:
+		join_choices(list, sizeof list, k->choices, ", ");
+		snprintf(buf, len, "one of %s", list);
+		break;
+	}
+}
+
+static const char *type_name(enum key_type t)
+{
+	switch (t) {
+	case KT_STRING: return "string";
+	case KT_IPC_URL: return "ipc URL";
+	case KT_PATH: return "path";
+	case KT_LOG_LEVEL: return "log level";
+	case KT_BOOL: return "bool";
+	case KT_UINT: return "integer";
+	case KT_SIZE: return "size";
+	case KT_DURATION: return "duration";
+	case KT_ENUM: return "enum";
+	case KT_MODE: return "octal mode";
+	}
+	return "?";
+}
+
+/* A number as the user would write it for this key (bounds, print, messages). */
+static void format_number(char *buf, size_t len, const struct key *k, uint64_t v)
+{
+	switch (k->type) {
+	case KT_SIZE: format_with_unit(buf, len, v, size_units); break;
+	case KT_DURATION: format_with_unit(buf, len, v, duration_units); break;
+	case KT_MODE: snprintf(buf, len, "%04llo", (unsigned long long)v); break;
+	default: snprintf(buf, len, "%llu", (unsigned long long)v); break;
+	}
+}
+
+/* The effective value as YAML (yaml=true) or as plain text for humans. */
+static void format_value(char *buf, size_t len, const struct config *cfg, const struct key *k,
+                         bool yaml)
+{
+	const void *f = cfield_of(cfg, k);
+	if (is_string_type(k->type)) {
+		const char *s = *(char *const *)f;
+		if (yaml && k->type != KT_LOG_LEVEL)
+			quote(buf, len, s ? s : "", 0);
+		else
+			snprintf(buf, len, "%s", s ? s : "");
+		return;
+	}
+	switch (k->type) {
+	case KT_BOOL: snprintf(buf, len, "%s", *(const bool *)f ? "true" : "false"); break;
+	case KT_ENUM: snprintf(buf, len, "%s", k->choices[*(const int *)f]); break;
+	case KT_MODE: format_number(buf, len, k, *(const uint32_t *)f); break;
+	default: format_number(buf, len, k, *(const uint64_t *)f); break;
+	}
+}
+
+/* Parses `text` as the value of `k` and stores it in `cfg`. On failure `cfg` is
+ * untouched and `why` holds "key: reason" (no position: the caller adds it). */
+static int set_value(struct config *cfg, const struct key *k, const char *text, char *why,
+                     size_t whylen)
+{
+	char expected[160], got[96], a[32], b[32];
+	void *f = field_of(cfg, k);
+	uint64_t v = 0;
+	int rc = PARSE_OK;
+
+	describe_expected(expected, sizeof expected, k);
+	if (text[0] == '\0')
+		snprintf(got, sizeof got, "an empty value");
+	else
+		quote(got, sizeof got, text, 48);
+
+	switch (k->type) {
+	case KT_STRING: v = strlen(text); break;
+	case KT_PATH:
+		rc = text[0] == '/' ? PARSE_OK : PARSE_BAD;
+		v = strlen(text);
+		break;
+	case KT_IPC_URL:
+		rc = strncmp(text, "ipc:///", 7) == 0 ? PARSE_OK : PARSE_BAD;
+		v = strlen(text) - (rc == PARSE_OK ? 6 : 0);
+		break;
+	case KT_LOG_LEVEL:
+	case KT_ENUM:
+		rc = PARSE_BAD;
+		for (size_t i = 0; k->choices[i]; i++) {
+			if (strcmp(text, k->choices[i]) == 0) {
+				rc = PARSE_OK;
+				v = i;
+			}
+		}
+		break;
+	case KT_BOOL:
+		rc = strcmp(text, "true") == 0 || strcmp(text, "false") == 0 ? PARSE_OK : PARSE_BAD;
+		v = text[0] == 't';
+		break;
+	case KT_UINT: rc = parse_with_unit(text, no_units, 1, &v); break;
+	case KT_SIZE: rc = parse_with_unit(text, size_units, 1, &v); break;
+	case KT_DURATION: rc = parse_with_unit(text, duration_units, 0, &v); break;
+	case KT_MODE: rc = parse_mode(text, &v); break;
+	}
+
+	if (rc == PARSE_OVERFLOW) {
+		snprintf(why, whylen, "%s: %s is too large (overflows 64 bits)", k->path, got);
+		return TRACKD_EINVAL;
+	}
+	if (rc != PARSE_OK) {
+		/* The common slip deserves a precise hint. */
+		const char *hint = "";
+		const char *u = text + strspn(text, "0123456789");
+		if (k->type == KT_SIZE && u != text && strchr("kKMGT", *u) &&
+		    strstr(u, "i") == NULL)
+			hint = " (decimal units such as KB are not accepted: write KiB, MiB, GiB)";
+		snprintf(why, whylen, "%s: expected %s, got %s%s", k->path, expected, got, hint);
+		return TRACKD_EINVAL;
+	}
+
+	if (is_string_type(k->type) && k->type != KT_LOG_LEVEL) {
+		const char *what = k->type == KT_IPC_URL ? "the socket path" : "the value";
+		if (v < k->min) {
+			snprintf(why, whylen, "%s: expected %s, got %s", k->path, expected, got);
+			return TRACKD_EINVAL;
+		}
+		if (k->max && v > k->max) {
+			snprintf(why, whylen, "%s: %s is %llu bytes long; the maximum is %llu",
+			         k->path, what, (unsigned long long)v, (unsigned long long)k->max);
+			return TRACKD_EINVAL;
+		}
+	}
+	if (is_number_type(k->type)) {
+		format_number(a, sizeof a, k, v);
+		if (v < k->min) {
+			format_number(b, sizeof b, k, k->min);
+			snprintf(why, whylen, "%s: %s is below the minimum %s", k->path, a, b);
+			return TRACKD_EINVAL;
+		}
+		if (k->max && v > k->max) {
+			format_number(b, sizeof b, k, k->max);
+			snprintf(why, whylen, "%s: %s is above the maximum %s", k->path, a, b);
+			return TRACKD_EINVAL;
+		}
+	}
+
+	switch (k->type) {
+	case KT_STRING:
+	case KT_IPC_URL:
+	case KT_PATH:
+	case KT_LOG_LEVEL: {
+		char *copy = strdup(text);
+		if (!copy) {
+			snprintf(why, whylen, "%s: out of memory", k->path);
+			return TRACKD_ENOMEM;
+		}
+		free(*(char **)f);
+		*(char **)f = copy;
+		break;
+	}
+	case KT_BOOL: *(bool *)f = v != 0; break;
+	case KT_ENUM: *(int *)f = (int)v; break;
+	case KT_MODE: *(uint32_t *)f = (uint32_t)v; break;
+	case KT_UINT:
+	case KT_SIZE:
+	case KT_DURATION: *(uint64_t *)f = v; break;
+	}
+	return TRACKD_OK;
+}
+
+/* ---- defaults ---------------------------------------------------------------- */
+
+/* XDG base directories must be absolute; a relative one is to be ignored. */
+static const char *absolute_env(const char *name)
+{
+	const char *v = getenv(name);
+	return v && v[0] == '/' ? v : NULL;
+}
+
+/* Expands {runtime} and {state} in a non-root default. */
+static int expand_user_default(char *buf, size_t len, const char *tmpl)
+{
+	size_t n = 0;
+	struct passwd pw, *res = NULL;
+	char pwbuf[4096]; /* pw.pw_dir points into it */
+	buf[0] = '\0';
+	for (const char *p = tmpl; *p;) {
+		const char *dir;
+		int w;
+		if (strncmp(p, "{runtime}", 9) == 0) {
+			if ((dir = absolute_env("XDG_RUNTIME_DIR")))
+				w = snprintf(buf + n, len - n, "%s/trackd", dir);
+			else
+				w = snprintf(buf + n, len - n, "/tmp/trackd-%lu",
+				             (unsigned long)getuid());
+			p += 9;
+		} else if (strncmp(p, "{state}", 7) == 0) {
+			if ((dir = absolute_env("XDG_STATE_HOME"))) {
+				w = snprintf(buf + n, len - n, "%s/trackd", dir);
+			} else {
+				/* No HOME (a bare systemd unit): ask the user database. */
+				if (!(dir = absolute_env("HOME"))) {
+					int e =
+					    getpwuid_r(getuid(), &pw, pwbuf, sizeof pwbuf, &res);
+					if (e != 0 || !res || !pw.pw_dir || pw.pw_dir[0] != '/')
+						return TRACKD_ENOENT;
+					dir = pw.pw_dir;
+				}
+				w = snprintf(buf + n, len - n, "%s/.local/state/trackd", dir);
+			}
+			p += 7;
+		} else {
+			w = snprintf(buf + n, len - n, "%c", *p++);
+		}
+		/* A cut path would name another directory: refuse it instead. */
+		if (w < 0 || (size_t)w >= len - n)
+			return TRACKD_EINVAL;
+		n += (size_t)w;
+	}
+	return TRACKD_OK;
+}
+
+/* The default of `k` as text; non-root placeholders are left unexpanded when
+ * `expand` is false (for the reference). */
+static int default_text(char *buf, size_t len, const struct key *k, bool as_root, bool expand)
+{
+	if (!as_root && k->def_user) {
+		if (expand)
+			return expand_user_default(buf, len, k->def_user);
+		snprintf(buf, len, "%s", k->def_user);
+	} else if (k->def) {
+		snprintf(buf, len, "%s", k->def);
+	} else {
+		format_number(buf, len, k, k->def_num);
+	}
+	return TRACKD_OK;
+}
+
+int config_defaults(struct config *cfg, bool as_root)
+{
+	memset(cfg, 0, sizeof *cfg);
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		char text[PATH_MAX + 16], why[256];
+		int rc = default_text(text, sizeof text, k, as_root, true);
+		if (rc != TRACKD_OK)
+			snprintf(why, sizeof why, "%s: %s", k->path,
+			         rc == TRACKD_ENOENT ? "no home directory to derive it from"
+			                             : "the derived path is too long");
+		else /* Defaults go through the parser too: none can escape the bounds. */
+			rc = set_value(cfg, k, text, why, sizeof why);
+		if (rc != TRACKD_OK) {
+			log_error("configuration default unusable: %s", why);
+			config_fini(cfg);
+			return rc;
+		}
+	}
+	return TRACKD_OK;
+}
+
+int config_copy(struct config *dst, const struct config *src)
+{
+	*dst = *src;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (is_string_type(keys[i].type))
+			*(char **)field_of(dst, &keys[i]) = NULL;
+	}
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (!is_string_type(keys[i].type))
+			continue;
+		const char *s = *(char *const *)cfield_of(src, &keys[i]);
+		if (s && !(*(char **)field_of(dst, &keys[i]) = strdup(s))) {
+			config_fini(dst);
+			return TRACKD_ENOMEM;
+		}
+	}
+	return TRACKD_OK;
+}
+
+void config_fini(struct config *cfg)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (is_string_type(keys[i].type)) {
+			char **s = field_of(cfg, &keys[i]);
+			free(*s);
+			*s = NULL;
+		}
+	}
+}
+
+/* ---- loading ----------------------------------------------------------------- */
+
+struct loader {
+	const char *name; /* file name for messages */
+	const char *input;
+	size_t len;
+	char *errbuf;
+	size_t errlen;
+	yaml_document_t *doc;
+	struct config *cfg; /* the copy being filled */
+};
+
+__attribute__((format(printf, 3, 4))) static int fail_at(struct loader *ld, yaml_mark_t mark,
+                                                         const char *fmt, ...)
+{
+	if (ld->errbuf && ld->errlen) {
+		int n = snprintf(ld->errbuf, ld->errlen, "%s:%zu:%zu: ", ld->name, mark.line + 1,
+		                 mark.column + 1);
+		if (n >= 0 && (size_t)n < ld->errlen) {
+			va_list ap;
+			va_start(ap, fmt);
+			vsnprintf(ld->errbuf + n, ld->errlen - (size_t)n, fmt, ap);
+			va_end(ap);
+		}
+	}
+	return TRACKD_EINVAL;
+}
+
+/* libyaml reports reader errors (bad UTF-8, control characters) as a byte offset
+ * only, and for a bad trailing octet the offset of that octet; count lines and
+ * characters up to the start of the offending character. */
+static yaml_mark_t mark_at_offset(const struct loader *ld, size_t offset)
+{
+	yaml_mark_t m = {0, 0, 0};
+	size_t lead = SIZE_MAX; /* start of the character being counted */
+	if (offset > ld->len)
+		offset = ld->len;
+	for (size_t i = 0; i < offset; i++) {
+		unsigned char c = (unsigned char)ld->input[i];
+		if (c == '\n') {
+			m.line++;
+			m.column = 0;
+		} else if ((c & 0xc0) != 0x80) {
+			lead = i;
+			m.column++;
+		}
+	}
+	if (lead != SIZE_MAX) {
+		unsigned char c = (unsigned char)ld->input[lead];
+		size_t seq = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+		if (lead + seq > offset) {
+			m.column--;
+			offset = lead;
+		}
+	}
+	m.index = offset;
+	return m;
+}
+
+static int syntax_error(struct loader *ld, const yaml_parser_t *p)
+{
+	if (p->error == YAML_MEMORY_ERROR) {
+		if (ld->errbuf && ld->errlen)
+			snprintf(ld->errbuf, ld->errlen, "%s: out of memory", ld->name);
+		return TRACKD_ENOMEM;
+	}
+	const char *problem = p->problem ? p->problem : "invalid YAML";
+	if (p->error == YAML_READER_ERROR) {
+		yaml_mark_t m = mark_at_offset(ld, p->problem_offset);
+		if (p->problem_value >= 0)
+			return fail_at(ld, m, "%s (#x%X)", problem, (unsigned)p->problem_value);
+		return fail_at(ld, m, "%s", problem);
+	}
+	if (p->context)
+		return fail_at(ld, p->problem_mark, "%s (%s started at line %zu, column %zu)",
+		               problem, p->context, p->context_mark.line + 1,
+		               p->context_mark.column + 1);
+	return fail_at(ld, p->problem_mark, "%s", problem);
+}
+
+/* The document model resolves aliases into shared nodes and drops anchors and
+ * tags without a trace, and yaml_parser_load stops after the first document; the
+ * event stream is the only place those are visible, with their position. */
+static int check_events(struct loader *ld)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	int rc = TRACKD_OK, docs = 0;
+	bool done = false;
+
+	if (!yaml_parser_initialize(&p))
+		return TRACKD_ENOMEM;
+	yaml_parser_set_input_string(&p, (const unsigned char *)ld->input, ld->len);
+	while (!done && rc == TRACKD_OK) {
+		if (!yaml_parser_parse(&p, &ev)) {
+			rc = syntax_error(ld, &p);
+			break;
+		}
+		const yaml_char_t *anchor = NULL, *tag = NULL;
+		switch (ev.type) {
+		case YAML_STREAM_END_EVENT: done = true; break;
+		case YAML_DOCUMENT_START_EVENT:
+			if (++docs > 1)
+				rc = fail_at(
+				    ld, ev.start_mark,
+				    "a second YAML document; the configuration is one document");
+			break;
+		case YAML_ALIAS_EVENT:
+			rc = fail_at(ld, ev.start_mark, "aliases (*%s) are not allowed",
+			             (const char *)ev.data.alias.anchor);
+			break;
+		case YAML_SCALAR_EVENT:
+			anchor = ev.data.scalar.anchor;
+			tag = ev.data.scalar.tag;
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+			anchor = ev.data.sequence_start.anchor;
+			tag = ev.data.sequence_start.tag;
+			break;
+		case YAML_MAPPING_START_EVENT:
+			anchor = ev.data.mapping_start.anchor;
+			tag = ev.data.mapping_start.tag;
+			break;
+		default: break;
+		}
+		if (rc == TRACKD_OK && anchor)
+			rc = fail_at(ld, ev.start_mark, "anchors (&%s) are not allowed",
+			             (const char *)anchor);
+		else if (rc == TRACKD_OK && tag)
+			rc = fail_at(ld, ev.start_mark, "tags (%s) are not allowed",
+			             (const char *)tag);
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&p);
+	return rc;
+}
+
+static const char *node_kind(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_MAPPING_NODE: return "a mapping";
+	case YAML_SEQUENCE_NODE: return "a sequence";
+	default: return "a scalar";
+	}
+}
+
+static const struct key *find_key(const char *path)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (strcmp(keys[i].path, path) == 0)
+			return &keys[i];
+	}
+	return NULL;
+}
+
+/* A section is any proper prefix of a key path, ending at a dot. */
+static bool is_section(const char *path)
+{
+	size_t n = strlen(path);
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (strncmp(keys[i].path, path, n) == 0 && keys[i].path[n] == '.')
+			return true;
+	}
+	return false;
+}
+
+/* Optimal-string-alignment distance: Levenshtein plus adjacent transpositions,
+ * so "fsnyc" is one edit from "fsync". Three rows: only names of table length
+ * are worth comparing, and this runs on the caller's stack. */
+#define NAME_CMP_MAX 64
+static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
+{
+	size_t rows[3][NAME_CMP_MAX + 1], *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
+	if (la > NAME_CMP_MAX || lb > NAME_CMP_MAX)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			if (prev[j] + 1 < best)
+				best = prev[j] + 1;
+			if (cur[j - 1] + 1 < best)
+				best = cur[j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    prev2[j - 2] + 1 < best)
+				best = prev2[j - 2] + 1;
+			cur[j] = best;
+		}
+		size_t *t = prev2;
+		prev2 = prev;
+		prev = cur;
+		cur = t;
+	}
+	return prev[lb];
+}
+
+/* The valid key or section closest to `name` typed under `prefix`: near names in
+ * the same section first, then the same or a near name in another section (a key
+ * put under the wrong heading). Writes the dotted path, or "" if nothing is close. */
+static void suggest(char *out, size_t outlen, const char *prefix, const char *name)
+{
+	size_t plen = strlen(prefix), nlen = strlen(name), best = SIZE_MAX;
+	out[0] = '\0';
+	for (size_t i = 0; i < NKEYS; i++) {
+		/* Every component of a path names a key or a section. */
+		const char *path = keys[i].path;
+		for (size_t start = 0;;) {
+			size_t stop = start + strcspn(path + start, ".");
+			size_t clen = stop - start, sect = start ? start - 1 : 0;
+			bool same = sect == plen && strncmp(path, prefix, plen) == 0;
+			size_t limit = clen <= 4 ? 1 : clen <= 10 ? 2 : 3;
+			size_t dist = edit_distance(name, nlen, path + start, clen);
+			/* Prefer the same section; ties go to table order. */
+			size_t score = dist * 2 + (same ? 0 : 1);
+			if (dist <= limit && score < best) {
+				best = score;
+				snprintf(out, outlen, "%.*s", (int)stop, path);
+			}
+			if (path[stop] == '\0')
+				break;
+			start = stop + 1;
+		}
+	}
+}
+
+static int apply_mapping(struct loader *ld, const yaml_node_t *map, const char *prefix);
+
+static int apply_pair(struct loader *ld, const yaml_node_t *map, const yaml_node_pair_t *pair,
+                      const char *prefix)
+{
+	const yaml_node_t *kn = yaml_document_get_node(ld->doc, pair->key);
+	const yaml_node_t *vn = yaml_document_get_node(ld->doc, pair->value);
+	char path[PATH_BYTES], q[96], hint[PATH_BYTES + 32], expected[160];
+
+	if (kn->type != YAML_SCALAR_NODE)
+		return fail_at(ld, kn->start_mark, "expected a key name, got %s", node_kind(kn));
+	const char *name = (const char *)kn->data.scalar.value;
+	quote(q, sizeof q, name, 48);
+	if (strlen(name) != kn->data.scalar.length || name[0] == '\0')
+		return fail_at(ld, kn->start_mark, "invalid key name %s", q);
+	int n = snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", name);
+	bool fits = n > 0 && (size_t)n < sizeof path;
+
+	const struct key *k = fits ? find_key(path) : NULL;
+	bool section = fits && !k && is_section(path);
+	if (strchr(name, '.') && (k || section))
+		return fail_at(ld, kn->start_mark,
+		               "dotted key %s: write each part as a nested mapping", q);
+	if (!k && !section) {
+		quote(q, sizeof q, fits ? path : name, 48);
+		suggest(hint, sizeof hint, prefix, name);
+		if (hint[0])
+			return fail_at(ld, kn->start_mark, "unknown key %s; did you mean \"%s\"?",
+			               q, hint);
+		return fail_at(ld, kn->start_mark, "unknown key %s", q);
+	}
+
+	/* libyaml keeps duplicate keys; the earlier pairs were all valid keys, so this
+	 * scan is bounded by the table size. */
+	for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
+		const yaml_node_t *pk = yaml_document_get_node(ld->doc, p->key);
+		if (strcmp((const char *)pk->data.scalar.value, name) == 0) {
+			quote(q, sizeof q, path, 48);
+			return fail_at(ld, kn->start_mark,
+			               "duplicate key %s (first at line %zu, column %zu)", q,
+			               pk->start_mark.line + 1, pk->start_mark.column + 1);
+		}
+	}
+
+	if (section) {
+		if (vn->type != YAML_MAPPING_NODE) {
+			const char *got = node_kind(vn);
+			if (vn->type == YAML_SCALAR_NODE) {
+				quote(q, sizeof q, (const char *)vn->data.scalar.value, 48);
+				got = vn->data.scalar.length ? q : "an empty value";
+			}
+			return fail_at(ld, vn->start_mark,
+			               "%s: expected a mapping of %s.* keys, got %s", path, path,
+			               got);
+		}
+		return apply_mapping(ld, vn, path);
+	}
+
+	if (vn->type != YAML_SCALAR_NODE) {
+		describe_expected(expected, sizeof expected, k);
+		return fail_at(ld, vn->start_mark, "%s: expected %s, got %s", path, expected,
+		               node_kind(vn));
+	}
+	const char *text = (const char *)vn->data.scalar.value;
+	if (strlen(text) != vn->data.scalar.length)
+		return fail_at(ld, vn->start_mark, "%s: the value contains a NUL character", path);
+	char why[512];
+	int rc = set_value(ld->cfg, k, text, why, sizeof why);
+	if (rc == TRACKD_ENOMEM) {
+		if (ld->errbuf && ld->errlen)
+			snprintf(ld->errbuf, ld->errlen, "%s: out of memory", ld->name);
+		return rc;
+	}
+	if (rc != TRACKD_OK)
+		return fail_at(ld, vn->start_mark, "%s", why);
+	return TRACKD_OK;
+}
+
+static int apply_mapping(struct loader *ld, const yaml_node_t *map, const char *prefix)
+{
+	for (const yaml_node_pair_t *p = map->data.mapping.pairs.start;
+	     p < map->data.mapping.pairs.top; p++) {
+		int rc = apply_pair(ld, map, p, prefix);
+		if (rc != TRACKD_OK)
+			return rc;
+	}
+	return TRACKD_OK;
+}
+
+int config_load_buffer(struct config *cfg, const char *name, const char *yaml, size_t len,
+                       char *errbuf, size_t errlen)
+{
+	struct loader ld = {
+	    .name = name ? name : "<config>",
+	    .input = yaml ? yaml : "",
+	    .len = yaml ? len : 0,
+	    .errbuf = errbuf,
+	    .errlen = errlen,
+	};
+	if (errbuf && errlen)
+		errbuf[0] = '\0';
+	if (ld.len > CONFIG_MAX_FILE_BYTES) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen,
+			         "%s: larger than %u bytes; not a configuration file?", ld.name,
+			         CONFIG_MAX_FILE_BYTES);
+		return TRACKD_EINVAL;
+	}
+	int rc = check_events(&ld);
+	if (rc != TRACKD_OK)
+		return rc;
+
+	struct config tmp;
+	rc = config_copy(&tmp, cfg);
+	if (rc != TRACKD_OK)
+		return rc;
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	if (!yaml_parser_initialize(&parser)) {
+		config_fini(&tmp);
+		return TRACKD_ENOMEM;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)ld.input, ld.len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		rc = syntax_error(&ld, &parser);
+	} else {
+		ld.doc = &doc;
+		ld.cfg = &tmp;
+		const yaml_node_t *root = yaml_document_get_root_node(&doc);
+		/* No root (an empty file) or a bare "---" (an empty plain scalar) = defaults. */
+		bool empty =
+		    !root || (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0 &&
+		              root->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
+		if (!empty && root->type != YAML_MAPPING_NODE)
+			rc = fail_at(&ld, root->start_mark,
+			             "expected a mapping of keys at the top level, got %s",
+			             node_kind(root));
+		else if (!empty)
+			rc = apply_mapping(&ld, root, "");
+		yaml_document_delete(&doc);
+	}
+	yaml_parser_delete(&parser);
+
+	if (rc == TRACKD_OK) {
+		config_fini(cfg);
+		*cfg = tmp;
+	} else {
+		config_fini(&tmp);
+	}
+	return rc;
+}
+
+int config_load_file(struct config *cfg, const char *path, char *errbuf, size_t errlen)
+{
+	char ebuf[128];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "%s: cannot open: %s", path,
+			         strerror_r(e, ebuf, sizeof ebuf));
+		return e == ENOENT ? TRACKD_ENOENT : TRACKD_EIO;
+	}
+	/* Read one byte past the cap so an oversized file is reported, not cut. */
+	size_t cap = CONFIG_MAX_FILE_BYTES + 1, len = 0;
+	char *buf = malloc(cap);
+	if (!buf) {
+		close(fd);
+		return TRACKD_ENOMEM;
+	}
+	while (len < cap) {
+		ssize_t r = read(fd, buf + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			if (errbuf && errlen)
+				snprintf(errbuf, errlen, "%s: cannot read: %s", path,
+				         strerror_r(e, ebuf, sizeof ebuf));
+			free(buf);
+			close(fd);
+			return TRACKD_EIO;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	int rc = config_load_buffer(cfg, path, buf, len, errbuf, errlen);
+	free(buf);
+	return rc;
+}
+
+/* ---- printing ------------------------------------------------------------------ */
+
+/* Number of leading dot-separated components `a` and `b` share, out of the
+ * section parts (all but the last component) of each. */
+static size_t shared_sections(const char *a, const char *b)
+{
+	size_t shared = 0;
+	for (size_t i = 0;; i++) {
+		if (a[i] != b[i])
+			return shared;
+		if (a[i] == '\0')
+			return shared;
+		if (a[i] == '.')
+			shared++;
+	}
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+	const char *prev = "";
+	char value[PATH_MAX * 4 + 16];
+	fprintf(out, "# trackd effective configuration\n");
+	for (size_t i = 0; i < NKEYS; i++) {
+		const char *path = keys[i].path;
+		size_t depth = shared_sections(prev, path), level = 0;
+		const char *part = path;
+		/* Skip the sections already open, open the rest. */
+		for (const char *dot; (dot = strchr(part, '.')); part = dot + 1, level++) {
+			if (level >= depth)
+				fprintf(out, "%*s%.*s:\n", (int)(2 * level), "", (int)(dot - part),
+				        part);
+		}
+		format_value(value, sizeof value, cfg, &keys[i], true);
+		fprintf(out, "%*s%s: %s\n", (int)(2 * level), "", part, value);
+		prev = path;
+	}
+}
+
+void config_print_reference(FILE *out)
+{
+	char bounds[160], lo[32], hi[32], root[256], user[256];
+	fprintf(out, "Configuration file keys (YAML; a dotted key a.b is written as b: in a "
+	             "mapping under a:)\n\n");
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		bounds[0] = '\0';
+		if (is_number_type(k->type) && (k->min || k->max)) {
+			format_number(lo, sizeof lo, k, k->min);
+			format_number(hi, sizeof hi, k, k->max);
+			if (k->min && k->max)
+				snprintf(bounds, sizeof bounds, ", %s..%s", lo, hi);
+			else if (k->min)
+				snprintf(bounds, sizeof bounds, ", at least %s", lo);
+			else
+				snprintf(bounds, sizeof bounds, ", at most %s", hi);
+		} else if (k->choices) {
+			char list[128];
+			join_choices(list, sizeof list, k->choices, "|");
+			snprintf(bounds, sizeof bounds, ": %s", list);
+		} else if (k->type == KT_IPC_URL && k->max) {
+			snprintf(bounds, sizeof bounds, ", socket path at most %llu bytes",
+			         (unsigned long long)k->max);
+		}
+		fprintf(out, "  %s (%s%s)\n      %s\n", k->path, type_name(k->type), bounds,
+		        k->help);
+		default_text(root, sizeof root, k, true, false);
+		default_text(user, sizeof user, k, false, false);
+		if (strcmp(root, user) != 0)
+			fprintf(out, "      default: %s as root, %s otherwise\n", root, user);
+		else
+			fprintf(out, "      default: %s\n", root);
+	}
+	fprintf(out,
+	        "\nSizes: bytes, or a whole number with a unit B, KiB, MiB, GiB, TiB (64KiB).\n"
+	        "Durations: a whole number with a unit ms, s, m, h (500ms); the unit is required.\n"
+	        "{runtime} is $XDG_RUNTIME_DIR/trackd, or /tmp/trackd-<uid> without it.\n"
+	        "{state} is $XDG_STATE_HOME/trackd, or $HOME/.local/state/trackd without it.\n");
+}

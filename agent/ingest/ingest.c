@@ -1,0 +1,640 @@
+#include "ingest.h"
+
+#include "clock.h"
+#include "errors.h"
+#include "log.h"
+#include "wire.h"
+
+#include "trackd/v1/limits.h"
+#include "trackd/v1/trackd.pb-c.h"
+
+#include <errno.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* One NNG request context. Its aio alternates: receive → (queued for the worker)
+ * → send the reply → receive … The aio callback runs on an NNG thread and only
+ * moves the context onto the worker's queue. */
+enum ctx_state { CTX_IDLE, CTX_RECV, CTX_QUEUED, CTX_SEND };
+
+struct request_ctx {
+	struct ingest *in;
+	nng_ctx ctx;
+	nng_aio *aio;
+	enum ctx_state state;
+	nng_msg *msg;              /* received request, owned while QUEUED */
+	nng_msg *reply;            /* built by the worker */
+	struct request_ctx *next;  /* worker queue link */
+	/* Rollback information when an fsync fails after this batch was appended. */
+	bool appended;
+	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
+	uint64_t prev_seq;
+	uint64_t seq;
+	uint64_t records;
+};
+
+struct ingest {
+	struct ingest_options opts;
+	nng_socket sock;
+	nng_listener listener;
+	struct request_ctx *ctxs;
+	uint32_t nctx;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct request_ctx *queue_head, *queue_tail;
+	bool closing;
+	uint32_t busy; /* contexts QUEUED or SEND */
+	pthread_t worker;
+	bool worker_started;
+
+	uint8_t *entry_buf; /* LogEntry scratch, max_message_bytes + header room */
+	size_t entry_cap;
+
+	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
+		rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
+		append_failures, clients_connected, listener_restarts;
+};
+
+#define LOG_ENTRY_HEADER_MAX 64
+
+static void count(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static nng_msg *pack_reply(const Trackd__V1__Reply *reply)
+{
+	size_t len = trackd__v1__reply__get_packed_size(reply);
+	nng_msg *m;
+	if (nng_msg_alloc(&m, len) != 0)
+		return NULL;
+	trackd__v1__reply__pack(reply, nng_msg_body(m));
+	return m;
+}
+
+static nng_msg *ack_reply(uint64_t seq, bool duplicate)
+{
+	Trackd__V1__Ack ack = TRACKD__V1__ACK__INIT;
+	ack.has_seq = true;
+	ack.seq = seq;
+	ack.has_duplicate = true;
+	ack.duplicate = duplicate;
+	Trackd__V1__Reply reply = TRACKD__V1__REPLY__INIT;
+	reply.body_case = TRACKD__V1__REPLY__BODY_ACK;
+	reply.ack = &ack;
+	return pack_reply(&reply);
+}
+
+static nng_msg *error_reply(int code, const char *message, bool retryable)
+{
+	Trackd__V1__Error err = TRACKD__V1__ERROR__INIT;
+	err.has_code = true;
+	err.code = (Trackd__V1__ErrorCode)code;
+	err.message = (char *)message;
+	err.has_retryable = true;
+	err.retryable = retryable;
+	Trackd__V1__Reply reply = TRACKD__V1__REPLY__INIT;
+	reply.body_case = TRACKD__V1__REPLY__BODY_ERROR;
+	reply.error = &err;
+	return pack_reply(&reply);
+}
+
+static nng_msg *status_reply(struct ingest *in)
+{
+	struct txlog_stats ts;
+	struct ingest_stats is;
+	txlog_stats(in->opts.log, &ts);
+	ingest_get_stats(in, &is);
+	Trackd__V1__StatusReply st = TRACKD__V1__STATUS_REPLY__INIT;
+	st.version = (char *)in->opts.version;
+#define SET(field, value) (st.has_##field = true, st.field = (value))
+	SET(records_appended, ts.records_appended);
+	SET(batches_acked, is.batches_appended + is.batches_duplicate);
+	SET(batches_duplicate, is.batches_duplicate);
+	SET(requests_rejected, is.rejected_version + is.rejected_malformed + is.rejected_invalid +
+	                               is.rejected_too_large);
+	SET(records_quarantined, ts.records_quarantined);
+	SET(log_bytes, ts.disk_bytes);
+	SET(last_index, ts.last_index);
+	SET(durable_index, ts.durable_index);
+#undef SET
+	Trackd__V1__Reply reply = TRACKD__V1__REPLY__INIT;
+	reply.body_case = TRACKD__V1__REPLY__BODY_STATUS;
+	reply.status = &st;
+	return pack_reply(&reply);
+}
+
+/* ---- log entries -------------------------------------------------------- */
+
+static size_t put_key(uint8_t *p, uint32_t field, enum wire_type t)
+{
+	return wire_put_varint(p, ((uint64_t)field << 3) | t);
+}
+
+size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid,
+                               int32_t pid, int64_t recv_time_us, const uint8_t *batch,
+                               size_t batch_len)
+{
+	uint8_t head[LOG_ENTRY_HEADER_MAX];
+	size_t n = 0;
+	n += put_key(head + n, 1, WIRE_VARINT);
+	n += wire_put_varint(head + n, uid);
+	n += put_key(head + n, 2, WIRE_VARINT);
+	n += wire_put_varint(head + n, gid);
+	n += put_key(head + n, 3, WIRE_VARINT);
+	n += wire_put_varint(head + n, (uint64_t)(int64_t)pid); /* int32: sign-extended */
+	n += put_key(head + n, 4, WIRE_VARINT);
+	n += wire_put_varint(head + n, (uint64_t)recv_time_us);
+	n += put_key(head + n, 5, WIRE_LEN);
+	n += wire_put_varint(head + n, batch_len);
+	if (n + batch_len > cap)
+		return 0;
+	memcpy(out, head, n);
+	memcpy(out + n, batch, batch_len);
+	return n + batch_len;
+}
+
+int ingest_recover_record(void *arg, uint64_t index, const void *data, size_t len)
+{
+	sessions *s = arg;
+	struct wire_reader r;
+	struct wire_field f;
+	wire_reader_init(&r, data, len);
+	while (wire_next(&r, &f) == 1) {
+		if (f.number != 5 || f.type != WIRE_LEN)
+			continue;
+		const uint8_t *id;
+		uint64_t seq;
+		if (validate_batch_identity(f.data, f.len, &id, &seq) == 0)
+			sessions_record(s, id, seq);
+	}
+	(void)index;
+	return 0;
+}
+
+/* ---- the worker --------------------------------------------------------- */
+
+static void peer_identity(nng_msg *msg, uint32_t *uid, uint32_t *gid, int32_t *pid)
+{
+	nng_pipe p = nng_msg_get_pipe(msg);
+	uint64_t v;
+	*uid = nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &v) == 0 ? (uint32_t)v : UINT32_MAX;
+	*gid = nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_GID, &v) == 0 ? (uint32_t)v : UINT32_MAX;
+	*pid = nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &v) == 0 ? (int32_t)v : -1;
+}
+
+static void count_rejection(struct ingest *in, int code)
+{
+	switch (code) {
+	case TRACKD__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION:
+		count(&in->rejected_version, 1);
+		break;
+	case TRACKD__V1__ERROR_CODE__ERROR_MALFORMED:
+		count(&in->rejected_malformed, 1);
+		break;
+	case TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE:
+		count(&in->rejected_too_large, 1);
+		break;
+	default:
+		count(&in->rejected_invalid, 1);
+		break;
+	}
+}
+
+/* Validates and appends one request; leaves the reply in rc->reply. */
+static void handle_request(struct ingest *in, struct request_ctx *rc)
+{
+	const uint8_t *body = nng_msg_body(rc->msg);
+	size_t len = nng_msg_len(rc->msg);
+	rc->appended = false;
+	count(&in->requests, 1);
+
+	if (len > in->opts.max_message_bytes) {
+		char msg[160];
+		snprintf(msg, sizeof msg, "request is %zu bytes, limit %llu (limits.max_message_bytes)",
+		         len, (unsigned long long)in->opts.max_message_bytes);
+		count(&in->rejected_too_large, 1);
+		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, msg, false);
+		return;
+	}
+	char err[512];
+	struct validated_request req;
+	int code = validate_request(&in->opts.limits, body, len, &req, err, sizeof err);
+	if (code != 0) {
+		count_rejection(in, code);
+		log_debug("request rejected: %s", err);
+		rc->reply = error_reply(code, err, false);
+		return;
+	}
+	if (req.kind == VALIDATED_STATUS) {
+		rc->reply = status_reply(in);
+		return;
+	}
+
+	uint64_t highest = sessions_highest(in->opts.sessions, req.session_id);
+	if (req.seq <= highest) {
+		count(&in->batches_duplicate, 1);
+		rc->reply = ack_reply(req.seq, true);
+		return;
+	}
+	uint32_t uid, gid;
+	int32_t pid;
+	peer_identity(rc->msg, &uid, &gid, &pid);
+	size_t n = ingest_encode_log_entry(in->entry_buf, in->entry_cap, uid, gid, pid,
+	                                   clock_wall_us(), req.batch, req.batch_len);
+	int rv = n ? txlog_append(in->opts.log, in->entry_buf, n, NULL) : TRACKD_ETOOBIG;
+	if (rv != 0) {
+		count(&in->append_failures, 1);
+		log_warn("append failed: %s", trackd_strerror(rv));
+		bool retryable = rv != TRACKD_ETOOBIG;
+		char msg[160];
+		snprintf(msg, sizeof msg, "agent could not store the batch: %s", trackd_strerror(rv));
+		rc->reply = error_reply(retryable ? TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE
+		                                  : TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+		                        msg, retryable);
+		return;
+	}
+	if (sessions_record(in->opts.sessions, req.session_id, req.seq) != 0)
+		log_warn("dedupe table: out of memory; a resend of this batch may be stored twice");
+	rc->appended = true;
+	memcpy(rc->session_id, req.session_id, TRACKD_SESSION_ID_BYTES);
+	rc->prev_seq = highest;
+	rc->seq = req.seq;
+	rc->records = req.records;
+	rc->reply = NULL; /* the ack waits for the sync decision */
+}
+
+static void start_recv(struct request_ctx *rc)
+{
+	rc->state = CTX_RECV;
+	nng_ctx_recv(rc->ctx, rc->aio);
+}
+
+/* Replies to one request; the aio callback re-arms the receive afterwards. */
+static void send_reply(struct ingest *in, struct request_ctx *rc)
+{
+	nng_msg_free(rc->msg);
+	rc->msg = NULL;
+	if (!rc->reply) {
+		/* Could not even allocate a reply: drop the request; the client resends. */
+		pthread_mutex_lock(&in->mu);
+		rc->state = CTX_IDLE;
+		in->busy--;
+		bool closing = in->closing;
+		pthread_cond_broadcast(&in->cv);
+		pthread_mutex_unlock(&in->mu);
+		if (!closing)
+			start_recv(rc);
+		return;
+	}
+	rc->state = CTX_SEND;
+	nng_aio_set_msg(rc->aio, rc->reply);
+	rc->reply = NULL;
+	nng_ctx_send(rc->ctx, rc->aio);
+}
+
+static void process_group(struct ingest *in, struct request_ctx *group)
+{
+	bool any_appended = false;
+	for (struct request_ctx *rc = group; rc; rc = rc->next) {
+		handle_request(in, rc);
+		any_appended |= rc->appended;
+	}
+	int sync_rc = 0;
+	if (any_appended && in->opts.sync_before_ack)
+		sync_rc = txlog_sync(in->opts.log);
+	if (sync_rc != 0) {
+		/* The log truncated itself back to its last durable point: these batches
+		 * are gone. Undo their dedupe entries (newest first) so resends append. */
+		log_error("fsync failed (%s): %s", trackd_strerror(sync_rc),
+		          "answering the affected batches with a retryable error");
+		struct request_ctx *stack[INGEST_MAX_CONTEXTS];
+		size_t n = 0;
+		for (struct request_ctx *rc = group; rc && n < INGEST_MAX_CONTEXTS; rc = rc->next)
+			if (rc->appended)
+				stack[n++] = rc;
+		while (n--)
+			sessions_restore(in->opts.sessions, stack[n]->session_id, stack[n]->prev_seq);
+	}
+	for (struct request_ctx *rc = group; rc; rc = rc->next) {
+		if (!rc->appended)
+			continue;
+		if (sync_rc != 0) {
+			count(&in->append_failures, 1);
+			rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE,
+			                        "agent could not make the batch durable (fsync failed)",
+			                        true);
+		} else {
+			count(&in->batches_appended, 1);
+			count(&in->records_appended, rc->records);
+			rc->reply = ack_reply(rc->seq, false);
+		}
+	}
+	for (struct request_ctx *rc = group, *next; rc; rc = next) {
+		next = rc->next;
+		rc->next = NULL;
+		send_reply(in, rc);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct ingest *in = arg;
+	pthread_mutex_lock(&in->mu);
+	for (;;) {
+		while (!in->queue_head && !(in->closing && in->busy == 0))
+			pthread_cond_wait(&in->cv, &in->mu);
+		if (!in->queue_head)
+			break; /* closing, and every received request answered */
+		struct request_ctx *group = in->queue_head;
+		in->queue_head = in->queue_tail = NULL;
+		pthread_mutex_unlock(&in->mu);
+		process_group(in, group);
+		pthread_mutex_lock(&in->mu);
+	}
+	pthread_mutex_unlock(&in->mu);
+	return NULL;
+}
+
+/* ---- NNG callbacks: hand-offs only ---------------------------------------- */
+
+static void ctx_callback(void *arg)
+{
+	struct request_ctx *rc = arg;
+	struct ingest *in = rc->in;
+	int result = nng_aio_result(rc->aio);
+
+	if (rc->state == CTX_SEND) {
+		if (result != 0) {
+			/* Peer gone: the client will resend to whoever answers next. */
+			nng_msg_free(nng_aio_get_msg(rc->aio));
+		}
+		pthread_mutex_lock(&in->mu);
+		rc->state = CTX_IDLE;
+		in->busy--;
+		bool closing = in->closing;
+		pthread_cond_broadcast(&in->cv);
+		pthread_mutex_unlock(&in->mu);
+		if (!closing)
+			start_recv(rc);
+		return;
+	}
+	/* CTX_RECV */
+	pthread_mutex_lock(&in->mu);
+	if (result != 0) {
+		rc->state = CTX_IDLE;
+		bool closing = in->closing;
+		pthread_cond_broadcast(&in->cv);
+		pthread_mutex_unlock(&in->mu);
+		if (!closing && result != NNG_ECLOSED && result != NNG_ECANCELED)
+			start_recv(rc);
+		return;
+	}
+	rc->msg = nng_aio_get_msg(rc->aio);
+	rc->state = CTX_QUEUED;
+	rc->next = NULL;
+	if (in->queue_tail)
+		in->queue_tail->next = rc;
+	else
+		in->queue_head = rc;
+	in->queue_tail = rc;
+	in->busy++;
+	pthread_cond_signal(&in->cv);
+	pthread_mutex_unlock(&in->mu);
+}
+
+static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct ingest *in = arg;
+	if (ev == NNG_PIPE_EV_ADD_POST)
+		atomic_fetch_add(&in->clients_connected, 1);
+	else if (ev == NNG_PIPE_EV_REM_POST)
+		atomic_fetch_sub(&in->clients_connected, 1);
+	(void)p;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static int make_socket_dir(const char *url)
+{
+	const char *path = url + strlen("ipc://");
+	char dir[4096];
+	size_t n = strlen(path);
+	if (n >= sizeof dir)
+		return TRACKD_EINVAL;
+	memcpy(dir, path, n + 1);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return TRACKD_OK;
+	*slash = '\0';
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+			return trackd_err_from_errno(errno);
+		*p = '/';
+	}
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return trackd_err_from_errno(errno);
+	return TRACKD_OK;
+}
+
+/* Whether an agent answers a status request at `url` within `timeout_ms`. Uses a
+ * full NNG handshake on purpose: a bare connect-and-close during the handshake
+ * wedges the listener of NNG 1.5.2 (nanomsg/nng#1518, fixed after 1.5.2). */
+bool ingest_probe(const char *url, int timeout_ms)
+{
+	nng_socket s;
+	if (nng_req0_open(&s) != 0)
+		return false;
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 1 << 20);
+	bool answered = false;
+	/* Request{protocol_version = 1, status = {}} */
+	static const uint8_t status_request[] = {0x08, TRACKD_PROTOCOL_VERSION, 0x1a, 0x00};
+	nng_msg *reply;
+	if (nng_dial(s, url, NULL, 0) == 0 &&
+	    nng_send(s, (void *)status_request, sizeof status_request, 0) == 0 &&
+	    nng_recvmsg(s, &reply, 0) == 0) {
+		answered = true;
+		nng_msg_free(reply);
+	}
+	nng_close(s);
+	return answered;
+}
+
+static int start_listener(struct ingest *in)
+{
+	int nrv;
+	/* Permissions must be set between create and start, or the socket file
+	 * exists for a moment with the umask's mode. */
+	if ((nrv = nng_listener_create(&in->listener, in->sock, in->opts.url)) != 0 ||
+	    (nrv = nng_listener_set_int(in->listener, NNG_OPT_IPC_PERMISSIONS,
+	                                (int)in->opts.socket_mode)) != 0 ||
+	    (nrv = nng_listener_start(in->listener, 0)) != 0) {
+		log_error("cannot listen on %s: %s", in->opts.url, nng_strerror(nrv));
+		return nrv == NNG_EADDRINUSE ? TRACKD_EEXIST : TRACKD_ESYS;
+	}
+	return TRACKD_OK;
+}
+
+int ingest_check_listener(ingest *in)
+{
+	if (ingest_probe(in->opts.url, 1000))
+		return TRACKD_OK;
+	/* Closing the listener also closes the connections it accepted; their
+	 * clients reconnect and resend what was not acknowledged. */
+	log_warn("the socket %s stopped accepting connections (a peer that disconnects during "
+	         "the handshake wedges NNG 1.5.2's listener); listening anew",
+	         in->opts.url);
+	count(&in->listener_restarts, 1);
+	nng_listener_close(in->listener);
+	return start_listener(in);
+}
+
+int ingest_start(const struct ingest_options *opts, ingest **out)
+{
+	if (strncmp(opts->url, "ipc://", 6) != 0 || opts->contexts == 0 ||
+	    opts->contexts > INGEST_MAX_CONTEXTS)
+		return TRACKD_EINVAL;
+	struct ingest *in = calloc(1, sizeof *in);
+	if (!in)
+		return TRACKD_ENOMEM;
+	in->opts = *opts;
+	pthread_mutex_init(&in->mu, NULL);
+	pthread_cond_init(&in->cv, NULL);
+	in->entry_cap = opts->max_message_bytes + LOG_ENTRY_HEADER_MAX;
+	in->entry_buf = malloc(in->entry_cap);
+	in->ctxs = calloc(opts->contexts, sizeof *in->ctxs);
+	int rv;
+	if (!in->entry_buf || !in->ctxs) {
+		rv = TRACKD_ENOMEM;
+		goto fail;
+	}
+	if (ingest_probe(opts->url, 1000)) {
+		rv = TRACKD_EEXIST;
+		goto fail;
+	}
+	rv = make_socket_dir(opts->url);
+	if (rv != 0) {
+		log_error("cannot create the directory of %s: %s", opts->url, trackd_strerror(rv));
+		goto fail;
+	}
+	int nrv;
+	if ((nrv = nng_rep0_open(&in->sock)) != 0)
+		goto nng_fail;
+	/* Twice the request limit: requests between the two get a clear TOO_LARGE
+	 * reply; beyond it NNG refuses to allocate and drops the connection. */
+	if ((nrv = nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, opts->max_message_bytes * 2)) !=
+	    0)
+		goto nng_fail;
+	nng_pipe_notify(in->sock, NNG_PIPE_EV_ADD_POST, pipe_event, in);
+	nng_pipe_notify(in->sock, NNG_PIPE_EV_REM_POST, pipe_event, in);
+	for (uint32_t i = 0; i < opts->contexts; i++) {
+		struct request_ctx *rc = &in->ctxs[i];
+		rc->in = in;
+		if ((nrv = nng_ctx_open(&rc->ctx, in->sock)) != 0 ||
+		    (nrv = nng_aio_alloc(&rc->aio, ctx_callback, rc)) != 0)
+			goto nng_fail;
+		in->nctx++;
+	}
+	if (pthread_create(&in->worker, NULL, worker_main, in) != 0) {
+		rv = TRACKD_ESYS;
+		goto fail;
+	}
+	in->worker_started = true;
+	if ((rv = start_listener(in)) != 0)
+		goto fail;
+	for (uint32_t i = 0; i < in->nctx; i++)
+		start_recv(&in->ctxs[i]);
+	*out = in;
+	return TRACKD_OK;
+
+nng_fail:
+	log_error("cannot set up the socket for %s: %s", opts->url, nng_strerror(nrv));
+	rv = TRACKD_ESYS;
+fail:
+	ingest_close(in);
+	ingest_stop(in);
+	ingest_free(in);
+	return rv;
+}
+
+void ingest_close(ingest *in)
+{
+	if (!in)
+		return;
+	pthread_mutex_lock(&in->mu);
+	in->closing = true;
+	pthread_cond_broadcast(&in->cv);
+	pthread_mutex_unlock(&in->mu);
+	if (nng_listener_id(in->listener) > 0)
+		nng_listener_close(in->listener);
+	/* Cancel pending receives only; queued requests and sends in flight finish. */
+	for (uint32_t i = 0; i < in->nctx; i++) {
+		pthread_mutex_lock(&in->mu);
+		bool receiving = in->ctxs[i].state == CTX_RECV;
+		pthread_mutex_unlock(&in->mu);
+		if (receiving)
+			nng_aio_cancel(in->ctxs[i].aio);
+	}
+}
+
+void ingest_stop(ingest *in)
+{
+	if (!in)
+		return;
+	if (in->worker_started) {
+		pthread_join(in->worker, NULL);
+		in->worker_started = false;
+	}
+	for (uint32_t i = 0; i < in->nctx; i++)
+		nng_aio_stop(in->ctxs[i].aio);
+}
+
+void ingest_free(ingest *in)
+{
+	if (!in)
+		return;
+	for (uint32_t i = 0; i < in->nctx; i++) {
+		nng_aio_free(in->ctxs[i].aio);
+		nng_ctx_close(in->ctxs[i].ctx);
+	}
+	if (nng_socket_id(in->sock) > 0)
+		nng_close(in->sock);
+	pthread_mutex_destroy(&in->mu);
+	pthread_cond_destroy(&in->cv);
+	free(in->ctxs);
+	free(in->entry_buf);
+	free(in);
+}
+
+void ingest_get_stats(ingest *in, struct ingest_stats *out)
+{
+#define GET(f) out->f = atomic_load_explicit(&in->f, memory_order_relaxed)
+	GET(requests);
+	GET(batches_appended);
+	GET(batches_duplicate);
+	GET(records_appended);
+	GET(rejected_version);
+	GET(rejected_malformed);
+	GET(rejected_invalid);
+	GET(rejected_too_large);
+	GET(append_failures);
+	GET(clients_connected);
+	GET(listener_restarts);
+#undef GET
+}

@@ -1,0 +1,99 @@
+/*
+ * ingest.h — the agent's front door: an NNG rep socket on ipc:// that takes
+ * client requests, validates them, appends batches to the transaction log and
+ * answers.
+ *
+ * Acknowledgement rule: a batch is acknowledged only after its LogEntry is in the
+ * log — and, when `sync_before_ack` (fsync: always), after an fdatasync covering
+ * it. Every request that arrived in the meantime shares that fdatasync (group
+ * commit). A batch whose (session_id, seq) is not above the session's highest
+ * appended seq is acknowledged with `duplicate = true` and not appended again.
+ * A failed append or fsync is answered with a retryable error, never an ack, and
+ * the session table is rolled back so the client's resend is appended.
+ *
+ * Bad input: a message over `max_message_bytes` (up to twice that, which is the
+ * transport's receive limit) gets an ERROR_TOO_LARGE reply; past twice the limit
+ * NNG drops the connection before allocating. Undecodable or invalid requests get
+ * an error reply naming the problem. Each is counted; none affects other clients.
+ *
+ * Threading: NNG's aio callbacks only move messages to a queue; one worker thread
+ * validates, appends, syncs and replies, so the txlog and the session table have
+ * a single writer. Lifecycle: ingest_start → ingest_close (refuse new requests:
+ * receives are cancelled, but every request already received is still answered)
+ * → ingest_stop (waits until those answers are sent) → ingest_free.
+ *
+ * Ownership: `log` and `sessions` are borrowed and must outlive the ingest.
+ */
+#ifndef TRACKD_INGEST_H
+#define TRACKD_INGEST_H
+
+#include "sessions.h"
+#include "txlog.h"
+#include "validate.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct ingest ingest;
+
+/* A group of requests is at most one per context. */
+#define INGEST_MAX_CONTEXTS 256
+
+struct ingest_options {
+	const char *url;              /* ipc://… ; the socket's directory is created */
+	uint32_t socket_mode;         /* permissions of the socket file */
+	uint32_t contexts;            /* requests handled concurrently */
+	uint64_t max_message_bytes;
+	struct validate_limits limits;
+	bool sync_before_ack;
+	const char *version;          /* reported by status queries */
+	txlog *log;
+	sessions *sessions;
+};
+
+struct ingest_stats {
+	uint64_t requests;
+	uint64_t batches_appended;
+	uint64_t batches_duplicate;
+	uint64_t records_appended;     /* client records inside appended batches */
+	uint64_t rejected_version;
+	uint64_t rejected_malformed;
+	uint64_t rejected_invalid;
+	uint64_t rejected_too_large;
+	uint64_t append_failures;      /* log append or fsync failed: retryable error */
+	uint64_t clients_connected;    /* now */
+	uint64_t listener_restarts;    /* see ingest_check_listener */
+};
+
+/* Binds the socket and starts serving. Errors: TRACKD_EEXIST when another
+ * process listens on the socket already; TRACKD_ESYS otherwise (logged). */
+int ingest_start(const struct ingest_options *opts, ingest **out);
+void ingest_close(ingest *in);
+void ingest_stop(ingest *in);
+void ingest_free(ingest *in);
+
+/* Checks that a new client can connect and be answered; if not, listens anew.
+ * Needed because a peer that disconnects during NNG's handshake wedges the
+ * listener of NNG 1.5.2 (Debian 12's libnng; nanomsg/nng#1518). Call from the
+ * thread that started the ingest, every few seconds. Returns 0, or the error of
+ * listening anew. */
+int ingest_check_listener(ingest *in);
+
+/* Whether an agent answers a status request at `url` within `timeout_ms`. */
+bool ingest_probe(const char *url, int timeout_ms);
+
+/* Safe from any thread. */
+void ingest_get_stats(ingest *in, struct ingest_stats *out);
+
+/* Builds the LogEntry bytes stored for one batch: the peer's identity and the
+ * receive time, then the client's Batch bytes verbatim as field 5. Returns the
+ * length, or 0 if `cap` is too small. Exposed for tests. */
+size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid,
+                               int32_t pid, int64_t recv_time_us, const uint8_t *batch,
+                               size_t batch_len);
+
+/* Rebuilds the dedupe table from one stored LogEntry (txlog on_record callback:
+ * `arg` is the sessions table). Never fails on bad data: it skips it. */
+int ingest_recover_record(void *arg, uint64_t index, const void *data, size_t len);
+
+#endif

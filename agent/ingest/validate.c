@@ -1,0 +1,413 @@
+#include "validate.h"
+
+#include "wire.h"
+
+#include "trackd/v1/limits.h"
+#include "trackd/v1/trackd.pb-c.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+/* The path of the field being checked, for error messages. Depth is bounded:
+ * every cycle in the schema passes through Item, whose nesting is limited. */
+#define PATH_MAX_DEPTH 256
+
+struct path_elem {
+	const char *name;
+	int64_t index; /* position among repeated occurrences, -1 if not repeated */
+};
+
+struct walk {
+	const struct validate_limits *lim;
+	char *err;
+	size_t errlen;
+	int code;
+	uint64_t items_in_record;
+	uint64_t item_nesting;
+	size_t depth;
+	struct path_elem path[PATH_MAX_DEPTH];
+};
+
+/* What one message held, for the checks that look at a message as a whole.
+ * trackd.proto uses field numbers below 16. */
+#define FACT_FIELDS 16
+
+struct facts {
+	uint32_t present;            /* bit n: field n seen */
+	uint32_t count[FACT_FIELDS]; /* occurrences of field n */
+	uint64_t varint[FACT_FIELDS];
+	const uint8_t *data[FACT_FIELDS];
+	size_t len[FACT_FIELDS];
+};
+
+static bool has(const struct facts *f, unsigned n)
+{
+	return n < FACT_FIELDS && (f->present & (1u << n));
+}
+
+__attribute__((format(printf, 3, 4))) static int fail(struct walk *w, int code, const char *fmt,
+                                                       ...)
+{
+	if (w->code)
+		return -1;
+	w->code = code;
+	size_t n = 0;
+	for (size_t i = 0; i < w->depth && n < w->errlen; i++) {
+		const struct path_elem *e = &w->path[i];
+		int k = e->index >= 0 ? snprintf(w->err + n, w->errlen - n, "%s%s[%" PRId64 "]",
+		                                 i ? "." : "", e->name, e->index)
+		                      : snprintf(w->err + n, w->errlen - n, "%s%s", i ? "." : "",
+		                                 e->name);
+		if (k < 0)
+			break;
+		n += (size_t)k;
+	}
+	if (n < w->errlen && w->depth > 0)
+		n += (size_t)snprintf(w->err + n, w->errlen - n, ": ");
+	if (n < w->errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(w->err + n, w->errlen - n, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static bool is_varint_type(ProtobufCType t)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_SINT32:
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_BOOL:
+	case PROTOBUF_C_TYPE_ENUM: return true;
+	default: return false;
+	}
+}
+
+static enum wire_type expected_wire_type(ProtobufCType t)
+{
+	if (is_varint_type(t))
+		return WIRE_VARINT;
+	switch (t) {
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_FIXED64:
+	case PROTOBUF_C_TYPE_DOUBLE: return WIRE_I64;
+	case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_FIXED32:
+	case PROTOBUF_C_TYPE_FLOAT: return WIRE_I32;
+	default: return WIRE_LEN;
+	}
+}
+
+static int check_run_id(struct walk *w, const uint8_t *s, size_t len)
+{
+	if (len == 0)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "run id is empty");
+	if (len > TRACKD_MAX_RUN_ID_BYTES)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+		            "run id is %zu bytes, limit %u", len, TRACKD_MAX_RUN_ID_BYTES);
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < 0x20 || strchr(TRACKD_RUN_ID_FORBIDDEN, s[i]))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "run id contains a forbidden character (0x%02x); not allowed: %s "
+			            "and control characters",
+			            s[i], TRACKD_RUN_ID_FORBIDDEN);
+	}
+	return 0;
+}
+
+static int check_oneof_single(struct walk *w, const struct facts *f, unsigned lo, unsigned hi,
+                              const char *what, bool required)
+{
+	unsigned n = 0;
+	for (unsigned i = lo; i <= hi; i++)
+		n += has(f, i) ? f->count[i] : 0;
+	if (n > 1)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "more than one %s set", what);
+	if (n == 0 && required)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "no %s set", what);
+	return 0;
+}
+
+/* Rules that concern a message as a whole, once all its fields were walked. */
+static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
+                         const struct facts *f)
+{
+	if (d == &trackd__v1__request__descriptor)
+		return check_oneof_single(w, f, 2, 3, "request body (batch or status)", true);
+	if (d == &trackd__v1__batch__descriptor) {
+		if (!has(f, 1) || f->len[1] != TRACKD_SESSION_ID_BYTES)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "session_id must be %d bytes", TRACKD_SESSION_ID_BYTES);
+		if (!has(f, 2) || f->varint[2] == 0)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "seq is missing or 0 (it counts from 1)");
+		if (!has(f, 3))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "batch has no records");
+		return 0;
+	}
+	if (d == &trackd__v1__record__descriptor) {
+		if (!has(f, 1))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "run_id is missing");
+		return check_oneof_single(w, f, 2, 9, "record body", true);
+	}
+	if (d == &trackd__v1__item__descriptor) {
+		if (!has(f, 1) || f->len[1] == 0)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "empty key");
+		if (!has(f, 2))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "item has no value");
+		return 0;
+	}
+	if (d == &trackd__v1__value__descriptor)
+		return check_oneof_single(w, f, 1, 5, "value kind", true);
+	if (d == &trackd__v1__history_row__descriptor) {
+		if (has(f, 1) && (int64_t)f->varint[1] < 0)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "step %" PRId64 " is negative", (int64_t)f->varint[1]);
+		return 0;
+	}
+	if (d == &trackd__v1__run_start__descriptor) {
+		if (has(f, 5) && f->count[5] > TRACKD_MAX_TAGS)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "%u tags, limit %u", f->count[5], TRACKD_MAX_TAGS);
+		return 0;
+	}
+	if (d == &trackd__v1__define_metric__descriptor) {
+		if (!has(f, 1) || f->len[1] == 0)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "metric name is empty");
+		return 0;
+	}
+	return 0;
+}
+
+/* Rules for one string field, by where it sits. */
+static int check_string(struct walk *w, const ProtobufCMessageDescriptor *d,
+                        const ProtobufCFieldDescriptor *fd, const struct wire_field *wf)
+{
+	if (!wire_utf8_valid(wf->data, wf->len))
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "not valid UTF-8");
+	if (d == &trackd__v1__item__descriptor && fd->id == 1) {
+		if (wf->len > w->lim->max_key_bytes)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "key is %zu bytes, limit %" PRIu64, wf->len,
+			            w->lim->max_key_bytes);
+		return 0;
+	}
+	if (d == &trackd__v1__record__descriptor && fd->id == 1)
+		return check_run_id(w, wf->data, wf->len);
+	if (d == &trackd__v1__run_start__descriptor && fd->id != 6 /* notes */) {
+		if (wf->len > TRACKD_MAX_NAME_BYTES)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "%zu bytes, limit %u", wf->len, TRACKD_MAX_NAME_BYTES);
+		return 0;
+	}
+	if ((d == &trackd__v1__define_metric__descriptor ||
+	     d == &trackd__v1__run_rename__descriptor) &&
+	    wf->len > TRACKD_MAX_NAME_BYTES)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%zu bytes, limit %u",
+		            wf->len, TRACKD_MAX_NAME_BYTES);
+	if (d == &trackd__v1__summary_update__descriptor && fd->id == 2 &&
+	    wf->len > w->lim->max_key_bytes)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+		            "key is %zu bytes, limit %" PRIu64, wf->len, w->lim->max_key_bytes);
+	if (wf->len > w->lim->max_string_bytes)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+		            "string is %zu bytes, limit %" PRIu64, wf->len,
+		            w->lim->max_string_bytes);
+	return 0;
+}
+
+static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, const uint8_t *buf,
+                        size_t len, struct facts *f);
+
+static int enter(struct walk *w, const char *name, int64_t index)
+{
+	if (w->depth >= PATH_MAX_DEPTH)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "message nested too deeply");
+	w->path[w->depth].name = name;
+	w->path[w->depth].index = index;
+	w->depth++;
+	return 0;
+}
+
+static int walk_submessage(struct walk *w, const ProtobufCMessageDescriptor *d,
+                           const ProtobufCFieldDescriptor *fd, const struct wire_field *wf,
+                           int64_t index)
+{
+	const ProtobufCMessageDescriptor *sub = fd->descriptor;
+	if (enter(w, fd->name, index) != 0)
+		return -1;
+	if (sub == &trackd__v1__record__descriptor)
+		w->items_in_record = 0;
+	if (sub == &trackd__v1__item__descriptor) {
+		if (++w->items_in_record > w->lim->max_items_per_record)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "more than %" PRIu64 " items in one record",
+			            w->lim->max_items_per_record);
+		if (++w->item_nesting > w->lim->max_nesting_depth)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "nesting deeper than %" PRIu64 " levels",
+			            w->lim->max_nesting_depth);
+	}
+	struct facts sub_facts;
+	if (walk_message(w, sub, wf->data, wf->len, &sub_facts) != 0)
+		return -1;
+	if (sub == &trackd__v1__item__descriptor)
+		w->item_nesting--;
+	w->depth--;
+	(void)d;
+	return 0;
+}
+
+static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, const uint8_t *buf,
+                        size_t len, struct facts *f)
+{
+	memset(f, 0, sizeof *f);
+	struct wire_reader r;
+	struct wire_field wf;
+	wire_reader_init(&r, buf, len);
+	int rc;
+	while ((rc = wire_next(&r, &wf)) == 1) {
+		const ProtobufCFieldDescriptor *fd =
+			protobuf_c_message_descriptor_get_field(d, wf.number);
+		if (!fd)
+			continue; /* unknown field: a newer client; ignored, as protobuf does */
+		if (wf.type != expected_wire_type(fd->type))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_MALFORMED,
+			            "field %s has wire type %d, expected %d", fd->name, (int)wf.type,
+			            (int)expected_wire_type(fd->type));
+		uint32_t occurrence = 0;
+		if (wf.number < FACT_FIELDS) {
+			occurrence = f->count[wf.number]++;
+			f->present |= 1u << wf.number;
+			f->varint[wf.number] = wf.varint;
+			f->data[wf.number] = wf.data;
+			f->len[wf.number] = wf.len;
+		}
+		if (d == &trackd__v1__batch__descriptor && wf.number == 3 &&
+		    occurrence >= w->lim->max_records_per_batch)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "more than %" PRIu64 " records in one batch",
+			            w->lim->max_records_per_batch);
+		int64_t index = fd->label == PROTOBUF_C_LABEL_REPEATED ? (int64_t)occurrence : -1;
+		switch (fd->type) {
+		case PROTOBUF_C_TYPE_MESSAGE:
+			if (walk_submessage(w, d, fd, &wf, index) != 0)
+				return -1;
+			break;
+		case PROTOBUF_C_TYPE_STRING:
+			if (enter(w, fd->name, index) != 0 || check_string(w, d, fd, &wf) != 0)
+				return -1;
+			w->depth--;
+			break;
+		case PROTOBUF_C_TYPE_ENUM:
+			if (!protobuf_c_enum_descriptor_get_value(fd->descriptor, (int)wf.varint)) {
+				enter(w, fd->name, index);
+				return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+				            "unknown value %" PRIu64, wf.varint);
+			}
+			break;
+		default: break;
+		}
+	}
+	if (rc < 0)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_MALFORMED,
+		            "undecodable protobuf (truncated or bad field encoding)");
+	return check_message(w, d, f);
+}
+
+/* The version is checked before anything else: a future version may have another
+ * schema, and its client deserves "unsupported version", not a schema error. */
+static int check_version(struct walk *w, const uint8_t *buf, size_t len)
+{
+	struct wire_reader r;
+	struct wire_field wf;
+	wire_reader_init(&r, buf, len);
+	int rc;
+	bool seen = false;
+	uint64_t version = 0;
+	while ((rc = wire_next(&r, &wf)) == 1) {
+		if (wf.number == 1 && wf.type == WIRE_VARINT) {
+			seen = true;
+			version = wf.varint;
+		}
+	}
+	if (rc < 0)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_MALFORMED,
+		            "undecodable protobuf (truncated or bad field encoding)");
+	if (!seen)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,
+		            "protocol_version missing; this agent speaks version %u",
+		            TRACKD_PROTOCOL_VERSION);
+	if (version != TRACKD_PROTOCOL_VERSION)
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION,
+		            "protocol version %" PRIu64 " is not supported; this agent speaks "
+		            "version %u",
+		            version, TRACKD_PROTOCOL_VERSION);
+	return 0;
+}
+
+int validate_request(const struct validate_limits *limits, const void *buf, size_t len,
+                     struct validated_request *out, char *errbuf, size_t errlen)
+{
+	static struct walk zero;
+	struct walk w = zero;
+	w.lim = limits;
+	w.err = errbuf;
+	w.errlen = errlen;
+	if (errlen)
+		errbuf[0] = '\0';
+	memset(out, 0, sizeof *out);
+
+	struct facts f;
+	if (check_version(&w, buf, len) != 0 ||
+	    walk_message(&w, &trackd__v1__request__descriptor, buf, len, &f) != 0)
+		return w.code;
+	if (!has(&f, 2)) {
+		out->kind = VALIDATED_STATUS;
+		return 0;
+	}
+	out->kind = VALIDATED_BATCH;
+	out->batch = f.data[2];
+	out->batch_len = f.len[2];
+	/* Already valid: this second, shallow pass only picks out identity and counts. */
+	struct wire_reader r;
+	struct wire_field wf;
+	wire_reader_init(&r, out->batch, out->batch_len);
+	while (wire_next(&r, &wf) == 1) {
+		if (wf.number == 1)
+			out->session_id = wf.data;
+		else if (wf.number == 2)
+			out->seq = wf.varint;
+		else if (wf.number == 3)
+			out->records++;
+	}
+	return 0;
+}
+
+int validate_batch_identity(const uint8_t *batch, size_t len, const uint8_t **session_id,
+                            uint64_t *seq)
+{
+	struct wire_reader r;
+	struct wire_field wf;
+	bool have_id = false, have_seq = false;
+	wire_reader_init(&r, batch, len);
+	int rc;
+	while ((rc = wire_next(&r, &wf)) == 1) {
+		if (wf.number == 1 && wf.type == WIRE_LEN && wf.len == TRACKD_SESSION_ID_BYTES) {
+			*session_id = wf.data;
+			have_id = true;
+		} else if (wf.number == 2 && wf.type == WIRE_VARINT) {
+			*seq = wf.varint;
+			have_seq = true;
+		}
+	}
+	return rc == 0 && have_id && have_seq ? 0 : -1;
+}

@@ -1,0 +1,541 @@
+/* validate_test — every rule of validate.c, each limit at limit−1, limit, limit+1,
+ * and hostile wire input (deep nesting, truncation) that must be refused without
+ * crashing or recursing without bound. Also the dedupe table and LogEntry
+ * encoding round trip through protobuf-c. */
+#include "ingest.h"
+#include "sessions.h"
+#include "validate.h"
+#include "wire.h"
+
+#include "trackd/v1/limits.h"
+#include "trackd/v1/trackd.pb-c.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                          \
+	do {                                                                      \
+		if (cond) {                                                       \
+			passed++;                                                 \
+		} else {                                                          \
+			failed++;                                                 \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
+			fprintf(stderr, __VA_ARGS__);                             \
+			fprintf(stderr, "\n");                                    \
+		}                                                                 \
+	} while (0)
+
+static const struct validate_limits small = {
+	.max_records_per_batch = 4,
+	.max_items_per_record = 5,
+	.max_key_bytes = 8,
+	.max_string_bytes = 16,
+	.max_nesting_depth = 3,
+};
+
+static uint8_t session[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+/* Packs Request{version, batch{session, seq, records}}; caller frees. */
+static uint8_t *pack_batch(Trackd__V1__Record **records, size_t n, size_t session_len,
+                           uint64_t seq, uint32_t version, size_t *len)
+{
+	Trackd__V1__Batch b = TRACKD__V1__BATCH__INIT;
+	b.has_session_id = true;
+	b.session_id.data = session;
+	b.session_id.len = session_len;
+	b.has_seq = true;
+	b.seq = seq;
+	b.records = records;
+	b.n_records = n;
+	Trackd__V1__Request r = TRACKD__V1__REQUEST__INIT;
+	r.has_protocol_version = true;
+	r.protocol_version = version;
+	r.body_case = TRACKD__V1__REQUEST__BODY_BATCH;
+	r.batch = &b;
+	*len = trackd__v1__request__get_packed_size(&r);
+	uint8_t *buf = malloc(*len ? *len : 1);
+	trackd__v1__request__pack(&r, buf);
+	return buf;
+}
+
+/* A history record with `n` flat double items keyed by `key` (+ suffix digit). */
+struct row {
+	Trackd__V1__Record rec;
+	Trackd__V1__HistoryRow hist;
+	Trackd__V1__Item items[64];
+	Trackd__V1__Item *item_ptrs[64];
+	Trackd__V1__Value values[64];
+	char keys[64][64];
+};
+
+static void make_row(struct row *r, const char *run_id, const char *key, size_t n)
+{
+	memset(r, 0, sizeof *r);
+	trackd__v1__record__init(&r->rec);
+	trackd__v1__history_row__init(&r->hist);
+	r->rec.run_id = (char *)run_id;
+	r->rec.body_case = TRACKD__V1__RECORD__BODY_HISTORY;
+	r->rec.history = &r->hist;
+	for (size_t i = 0; i < n; i++) {
+		trackd__v1__item__init(&r->items[i]);
+		trackd__v1__value__init(&r->values[i]);
+		if (n > 1)
+			snprintf(r->keys[i], sizeof r->keys[i], "%s%zu", key, i);
+		else
+			snprintf(r->keys[i], sizeof r->keys[i], "%s", key);
+		r->items[i].key = r->keys[i];
+		r->values[i].kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+		r->values[i].double_value = (double)i;
+		r->items[i].value = &r->values[i];
+		r->item_ptrs[i] = &r->items[i];
+	}
+	r->hist.items = r->item_ptrs;
+	r->hist.n_items = n;
+}
+
+/* Validates a batch of `rows`; the identity in *out is copied into `session_out`
+ * (the packed buffer is freed before returning). */
+static uint8_t session_out[16];
+
+static int validate_rows(struct row *rows, size_t n, char *err, size_t errlen,
+                         struct validated_request *out)
+{
+	Trackd__V1__Record *recs[16];
+	for (size_t i = 0; i < n; i++)
+		recs[i] = &rows[i].rec;
+	size_t len;
+	uint8_t *buf = pack_batch(recs, n, 16, 7, 1, &len);
+	int rc = validate_request(&small, buf, len, out, err, errlen);
+	memset(session_out, 0, sizeof session_out);
+	if (rc == 0 && out->session_id)
+		memcpy(session_out, out->session_id, sizeof session_out);
+	out->session_id = NULL;
+	out->batch = NULL;
+	free(buf);
+	return rc;
+}
+
+static int validate_one(struct row *row, char *err)
+{
+	struct validated_request out;
+	return validate_rows(row, 1, err, 256, &out);
+}
+
+static void test_valid_and_identity(void)
+{
+	struct row r;
+	make_row(&r, "abc123", "loss", 3);
+	char err[256];
+	struct validated_request out;
+	int rc = validate_rows(&r, 1, err, sizeof err, &out);
+	CHECK(rc == 0, "valid row rejected: %s", err);
+	CHECK(out.kind == VALIDATED_BATCH && out.seq == 7 && out.records == 1,
+	      "identity: kind %d seq %llu records %llu", out.kind, (unsigned long long)out.seq,
+	      (unsigned long long)out.records);
+	CHECK(memcmp(session_out, session, 16) == 0, "session id");
+}
+
+static void test_version(void)
+{
+	char err[256];
+	struct validated_request out;
+	struct row r;
+	make_row(&r, "abc", "k", 1);
+	Trackd__V1__Record *recs[1] = {&r.rec};
+	size_t len;
+	uint8_t *buf = pack_batch(recs, 1, 16, 1, 2, &len);
+	int rc = validate_request(&small, buf, len, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION && strstr(err, "version 2"),
+	      "version 2: rc %d err '%s'", rc, err);
+	free(buf);
+	rc = validate_request(&small, "", 0, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION &&
+	              strstr(err, "protocol_version missing"),
+	      "empty: rc %d err '%s'", rc, err);
+}
+
+static void test_malformed(void)
+{
+	char err[256];
+	struct validated_request out;
+	const uint8_t truncated[] = {0x08, 0x01, 0x12, 0x50, 0x0a}; /* batch len 80, 1 byte */
+	int rc = validate_request(&small, truncated, sizeof truncated, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_MALFORMED, "truncated: rc %d err '%s'", rc, err);
+	const uint8_t bad_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	                              0xff, 0xff, 0xff, 0xff, 0xff};
+	rc = validate_request(&small, bad_varint, sizeof bad_varint, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_MALFORMED, "varint: rc %d", rc);
+	/* Field 2 (batch) sent as a varint: wrong wire type. */
+	const uint8_t wrong_type[] = {0x08, 0x01, 0x10, 0x05};
+	rc = validate_request(&small, wrong_type, sizeof wrong_type, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_MALFORMED && strstr(err, "wire type"),
+	      "wire type: rc %d err '%s'", rc, err);
+	/* Version only, no body. */
+	const uint8_t no_body[] = {0x08, 0x01};
+	rc = validate_request(&small, no_body, sizeof no_body, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "no request body"),
+	      "no body: rc %d err '%s'", rc, err);
+}
+
+static void test_status(void)
+{
+	Trackd__V1__StatusQuery q = TRACKD__V1__STATUS_QUERY__INIT;
+	Trackd__V1__Request r = TRACKD__V1__REQUEST__INIT;
+	r.has_protocol_version = true;
+	r.protocol_version = 1;
+	r.body_case = TRACKD__V1__REQUEST__BODY_STATUS;
+	r.status = &q;
+	uint8_t buf[16];
+	size_t len = trackd__v1__request__pack(&r, buf);
+	char err[256];
+	struct validated_request out;
+	int rc = validate_request(&small, buf, len, &out, err, sizeof err);
+	CHECK(rc == 0 && out.kind == VALIDATED_STATUS, "status: rc %d err '%s'", rc, err);
+}
+
+static void test_session_and_seq(void)
+{
+	char err[256];
+	struct validated_request out;
+	struct row r;
+	make_row(&r, "abc", "k", 1);
+	Trackd__V1__Record *recs[1] = {&r.rec};
+	size_t sizes[] = {15, 16, 17};
+	for (int i = 0; i < 3; i++) {
+		size_t len;
+		uint8_t *buf = pack_batch(recs, 1, sizes[i], 1, 1, &len);
+		int rc = validate_request(&small, buf, len, &out, err, sizeof err);
+		CHECK((rc == 0) == (sizes[i] == 16), "session id of %zu bytes: rc %d", sizes[i], rc);
+		free(buf);
+	}
+	size_t len;
+	uint8_t *buf = pack_batch(recs, 1, 16, 0, 1, &len);
+	int rc = validate_request(&small, buf, len, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "seq"), "seq 0: '%s'",
+	      err);
+	free(buf);
+	buf = pack_batch(recs, 0, 16, 1, 1, &len);
+	rc = validate_request(&small, buf, len, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "no records"),
+	      "no records: '%s'", err);
+	free(buf);
+}
+
+static void test_records_per_batch(void)
+{
+	static struct row rows[5];
+	for (int i = 0; i < 5; i++)
+		make_row(&rows[i], "abc", "k", 1);
+	char err[256];
+	struct validated_request out;
+	for (size_t n = 3; n <= 5; n++) {
+		int rc = validate_rows(rows, n, err, sizeof err, &out);
+		if (n <= small.max_records_per_batch)
+			CHECK(rc == 0 && out.records == n, "%zu records: rc %d '%s'", n, rc, err);
+		else
+			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+			              strstr(err, "more than 4 records"),
+			      "%zu records: rc %d '%s'", n, rc, err);
+	}
+}
+
+static void test_key_limits(void)
+{
+	char err[256];
+	struct row r;
+	const char *keys[] = {"abcdefg", "abcdefgh", "abcdefghi"}; /* 7, 8, 9 bytes */
+	for (int i = 0; i < 3; i++) {
+		make_row(&r, "abc", keys[i], 1);
+		int rc = validate_one(&r, err);
+		if (i < 2)
+			CHECK(rc == 0, "key of %zu bytes: rc %d '%s'", strlen(keys[i]), rc, err);
+		else
+			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+			              strstr(err, "batch.records[0].history.items[0].key: key is 9 "
+			                          "bytes, limit 8"),
+			      "key of 9 bytes: rc %d '%s'", rc, err);
+	}
+	make_row(&r, "abc", "", 1);
+	int rc = validate_one(&r, err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "empty key"),
+	      "empty key: '%s'", err);
+	make_row(&r, "abc", "a\xc3(", 1);
+	rc = validate_one(&r, err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "UTF-8"),
+	      "bad UTF-8: '%s'", err);
+	make_row(&r, "abc", "\xe2\x82\xac", 1); /* € is fine */
+	rc = validate_one(&r, err);
+	CHECK(rc == 0, "UTF-8 euro: '%s'", err);
+}
+
+static void test_string_limit(void)
+{
+	char err[256];
+	struct row r;
+	char text[32];
+	for (size_t n = 15; n <= 17; n++) {
+		make_row(&r, "abc", "k", 1);
+		memset(text, 'x', n);
+		text[n] = '\0';
+		r.values[0].kind_case = TRACKD__V1__VALUE__KIND_STRING_VALUE;
+		r.values[0].string_value = text;
+		int rc = validate_one(&r, err);
+		CHECK((rc == 0) == (n <= small.max_string_bytes), "string of %zu: rc %d '%s'", n, rc,
+		      err);
+	}
+}
+
+static void test_items_per_record(void)
+{
+	char err[256];
+	struct row r;
+	for (size_t n = 4; n <= 6; n++) {
+		make_row(&r, "abc", "k", n);
+		int rc = validate_one(&r, err);
+		CHECK((rc == 0) == (n <= small.max_items_per_record), "%zu items: rc %d '%s'", n, rc,
+		      err);
+	}
+}
+
+/* Nested maps: depth d means d levels of items (1 = flat). */
+static int validate_depth(size_t depth, char *err)
+{
+	Trackd__V1__Item items[16];
+	Trackd__V1__Item *ptrs[16];
+	Trackd__V1__Value values[16];
+	Trackd__V1__MapValue maps[16];
+	for (size_t i = 0; i < depth; i++) {
+		trackd__v1__item__init(&items[i]);
+		trackd__v1__value__init(&values[i]);
+		trackd__v1__map_value__init(&maps[i]);
+		items[i].key = "k";
+		items[i].value = &values[i];
+		ptrs[i] = &items[i];
+		if (i + 1 < depth) {
+			values[i].kind_case = TRACKD__V1__VALUE__KIND_MAP_VALUE;
+			values[i].map_value = &maps[i];
+			maps[i].items = &ptrs[i + 1];
+			maps[i].n_items = 1;
+		} else {
+			values[i].kind_case = TRACKD__V1__VALUE__KIND_INT_VALUE;
+			values[i].int_value = 1;
+		}
+	}
+	struct row r;
+	make_row(&r, "abc", "k", 0);
+	r.hist.items = &ptrs[0];
+	r.hist.n_items = 1;
+	return validate_one(&r, err);
+}
+
+static void test_nesting(void)
+{
+	char err[256];
+	for (size_t d = 2; d <= 4; d++) {
+		int rc = validate_depth(d, err);
+		if (d <= small.max_nesting_depth)
+			CHECK(rc == 0, "depth %zu: rc %d '%s'", d, rc, err);
+		else
+			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+			              strstr(err, "nesting deeper than 3"),
+			      "depth %zu: rc %d '%s'", d, rc, err);
+	}
+}
+
+/* A hostile message: 5 000 levels of Value{map{Item{value: …}}} built by hand
+ * (protobuf-c itself would recurse on it). Must be refused, not overflow the
+ * stack. */
+static void test_deep_wire_nesting(void)
+{
+	const size_t levels = 5000;
+	/* Build from the inside out: each level wraps the previous bytes. */
+	size_t cap = levels * 40 + 64;
+	uint8_t *buf = malloc(cap), *tmp = malloc(cap);
+	size_t len = 0;
+	for (size_t i = 0; i < levels; i++) {
+		/* Item{key "k" (0a 01 6b), value (12 LEN) Value{map_value (2a LEN) MapValue{items (0a LEN) <prev>}}} */
+		uint8_t head[64];
+		size_t n = 0;
+		/* MapValue.items = prev item (if any) */
+		size_t map_len = len ? 1 + wire_varint_size(len) + len : 0;
+		size_t value_len = 1 + wire_varint_size(map_len) + map_len;
+		head[n++] = 0x0a;
+		head[n++] = 0x01;
+		head[n++] = 'k';
+		head[n++] = 0x12;
+		n += wire_put_varint(head + n, value_len);
+		head[n++] = 0x2a;
+		n += wire_put_varint(head + n, map_len);
+		if (len) {
+			head[n++] = 0x0a;
+			n += wire_put_varint(head + n, len);
+		}
+		memcpy(tmp, head, n);
+		memcpy(tmp + n, buf, len);
+		len += n;
+		uint8_t *swap = buf;
+		buf = tmp;
+		tmp = swap;
+	}
+	/* Wrap: HistoryRow.items(4) → Record{run_id, history(3)} → Batch → Request. */
+	size_t hist_len = 1 + wire_varint_size(len) + len;
+	size_t rec_len = 5 + 1 + wire_varint_size(hist_len) + hist_len;
+	size_t batch_len = 18 + 2 + 1 + wire_varint_size(rec_len) + rec_len;
+	uint8_t *req = malloc(batch_len + 32);
+	size_t n = 0;
+	req[n++] = 0x08;
+	req[n++] = 0x01;
+	req[n++] = 0x12;
+	n += wire_put_varint(req + n, batch_len);
+	req[n++] = 0x0a;
+	req[n++] = 16;
+	memcpy(req + n, session, 16);
+	n += 16;
+	req[n++] = 0x10;
+	req[n++] = 0x01;
+	req[n++] = 0x1a;
+	n += wire_put_varint(req + n, rec_len);
+	req[n++] = 0x0a;
+	req[n++] = 3;
+	memcpy(req + n, "abc", 3);
+	n += 3;
+	req[n++] = 0x1a;
+	n += wire_put_varint(req + n, hist_len);
+	req[n++] = 0x22;
+	n += wire_put_varint(req + n, len);
+	uint8_t *full = malloc(n + len);
+	memcpy(full, req, n);
+	memcpy(full + n, buf, len);
+	char err[256];
+	struct validated_request out;
+	int rc = validate_request(&small, full, n + len, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "deep wire nesting: rc %d '%s'", rc,
+	      err);
+	free(buf);
+	free(tmp);
+	free(req);
+	free(full);
+}
+
+static void test_run_id(void)
+{
+	char err[256];
+	struct row r;
+	const char *bad[] = {"a/b", "a\\b", "a#b", "a?b", "a%b", "a:b", ""};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		make_row(&r, bad[i], "k", 1);
+		int rc = validate_one(&r, err);
+		CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "run"),
+		      "run id '%s': rc %d '%s'", bad[i], rc, err);
+	}
+	char id[80];
+	for (size_t n = TRACKD_MAX_RUN_ID_BYTES - 1; n <= TRACKD_MAX_RUN_ID_BYTES + 1; n++) {
+		memset(id, 'a', n);
+		id[n] = '\0';
+		make_row(&r, id, "k", 1);
+		int rc = validate_one(&r, err);
+		CHECK((rc == 0) == (n <= TRACKD_MAX_RUN_ID_BYTES), "run id of %zu: rc %d '%s'", n, rc,
+		      err);
+	}
+	make_row(&r, "abc", "k", 1);
+	r.rec.run_id = NULL;
+	int rc = validate_one(&r, err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "run_id is missing"),
+	      "missing run id: '%s'", err);
+}
+
+static void test_negative_step(void)
+{
+	char err[256];
+	struct row r;
+	make_row(&r, "abc", "k", 1);
+	r.hist.has_step = true;
+	r.hist.step = -1;
+	int rc = validate_one(&r, err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "negative"),
+	      "negative step: '%s'", err);
+	r.hist.step = 0;
+	rc = validate_one(&r, err);
+	CHECK(rc == 0, "step 0: '%s'", err);
+}
+
+static void test_sessions(void)
+{
+	sessions *s;
+	CHECK(sessions_new(16, &s) == 0, "sessions_new");
+	uint8_t ids[20][16];
+	for (int i = 0; i < 20; i++) {
+		memset(ids[i], i + 1, 16);
+		sessions_record(s, ids[i], (uint64_t)i + 10);
+	}
+	CHECK(sessions_count(s) == 16 && sessions_evicted(s) == 4, "bounded: count %zu evicted %llu",
+	      sessions_count(s), (unsigned long long)sessions_evicted(s));
+	CHECK(sessions_highest(s, ids[0]) == 0, "oldest evicted");
+	CHECK(sessions_highest(s, ids[19]) == 29, "newest kept");
+	sessions_record(s, ids[19], 5);
+	CHECK(sessions_highest(s, ids[19]) == 29, "keeps the maximum");
+	sessions_restore(s, ids[19], 12);
+	CHECK(sessions_highest(s, ids[19]) == 12, "restore");
+	sessions_restore(s, ids[19], 0);
+	CHECK(sessions_highest(s, ids[19]) == 0, "restore to 0 removes");
+	sessions_free(s);
+}
+
+static void test_log_entry_roundtrip(void)
+{
+	struct row r;
+	make_row(&r, "abc", "loss", 2);
+	Trackd__V1__Record *recs[1] = {&r.rec};
+	size_t len;
+	uint8_t *req = pack_batch(recs, 1, 16, 42, 1, &len);
+	char err[256];
+	struct validated_request out;
+	int rc = validate_request(&small, req, len, &out, err, sizeof err);
+	CHECK(rc == 0, "valid");
+	uint8_t entry[4096];
+	size_t n = ingest_encode_log_entry(entry, sizeof entry, 1000, 1001, -5, 1700000000000000,
+	                                   out.batch, out.batch_len);
+	CHECK(n > out.batch_len, "encoded");
+	Trackd__V1__LogEntry *e = trackd__v1__log_entry__unpack(NULL, n, entry);
+	CHECK(e && e->peer_uid == 1000 && e->peer_gid == 1001 && e->peer_pid == -5 &&
+	              e->recv_time_us == 1700000000000000 && e->batch && e->batch->seq == 42 &&
+	              e->batch->n_records == 1 &&
+	              strcmp(e->batch->records[0]->run_id, "abc") == 0 &&
+	              e->batch->records[0]->history->n_items == 2,
+	      "LogEntry decodes back");
+	trackd__v1__log_entry__free_unpacked(e, NULL);
+	CHECK(ingest_encode_log_entry(entry, 10, 1, 1, 1, 1, out.batch, out.batch_len) == 0,
+	      "too small buffer refused");
+
+	sessions *s;
+	sessions_new(16, &s);
+	ingest_recover_record(s, 1, entry, n);
+	CHECK(sessions_highest(s, session) == 42, "recovery rebuilds the dedupe table");
+	ingest_recover_record(s, 2, "\xff\xff", 2); /* garbage is skipped */
+	sessions_free(s);
+	free(req);
+}
+
+int main(void)
+{
+	test_valid_and_identity();
+	test_version();
+	test_malformed();
+	test_status();
+	test_session_and_seq();
+	test_records_per_batch();
+	test_key_limits();
+	test_string_limit();
+	test_items_per_record();
+	test_nesting();
+	test_deep_wire_nesting();
+	test_run_id();
+	test_negative_step();
+	test_sessions();
+	test_log_entry_roundtrip();
+	printf("validate_test: %d passed, %d failed\n", passed, failed);
+	return failed != 0;
+}

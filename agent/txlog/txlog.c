@@ -1,0 +1,629 @@
+/* txlog.c — open/close, the append path, fsync policies and the flusher.
+ *
+ * Durability bookkeeping: the writer keeps every segment it has written to but
+ * not yet fdatasync'ed open (`open[]`, the current one last). A sync covers all
+ * of them, so a group of appends spanning a roll is made durable — or, when the
+ * fdatasync fails, thrown away — as a whole. Readers only ever see bytes covered
+ * by a completed sync (ALWAYS/INTERVAL), published through the segment list. */
+#include "txlog_internal.h"
+
+#include "clock.h"
+#include "crc32c.h"
+#include "errors.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct open_seg *current(txlog *log)
+{
+	return &log->open[log->nopen - 1];
+}
+
+static struct seg_info *seg_find_locked(txlog *log, uint64_t first_index)
+{
+	/* Open segments are the newest: search from the end. */
+	for (size_t i = log->nsegs; i-- > 0;)
+		if (log->segs[i].first_index == first_index)
+			return &log->segs[i];
+	return NULL;
+}
+
+/* Pushes the open segments' state to what readers and stats see, and closes the
+ * rolled-away segments that are now fully durable. Called with mu held whenever
+ * offsets or synced positions change. */
+static void publish_locked(txlog *log)
+{
+	uint64_t durable = atomic_load(&log->durable_index), last = 0;
+	for (size_t i = 0; i < log->nopen; i++) {
+		struct open_seg *os = &log->open[i];
+		if (os->synced_record > durable)
+			durable = os->synced_record;
+		if (os->last_record > last)
+			last = os->last_record;
+	}
+	if (last < durable)
+		last = durable;
+	bool never = log->opts.fsync == TXLOG_FSYNC_NEVER;
+	/* Indices first, then the byte bounds: a reader never returns a record
+	 * above what txlog_readable_index() already says. */
+	atomic_store(&log->durable_index, durable);
+	atomic_store(&log->last_index, last);
+	atomic_store(&log->readable_index, never ? last : durable);
+
+	pthread_mutex_lock(&log->seg_lock);
+	for (size_t i = 0; i < log->nopen; i++) {
+		struct open_seg *os = &log->open[i];
+		struct seg_info *si = seg_find_locked(log, os->first_index);
+		if (!si)
+			continue;
+		si->bytes = os->offset;
+		si->first_record = os->first_record;
+		si->last_record = os->last_record;
+		si->readable_bytes = never ? os->offset : os->synced;
+	}
+	pthread_mutex_unlock(&log->seg_lock);
+
+	size_t keep = 0;
+	for (size_t i = 0; i < log->nopen; i++) {
+		struct open_seg *os = &log->open[i];
+		if (i + 1 < log->nopen && os->synced == os->offset)
+			close(os->fd);
+		else
+			log->open[keep++] = *os;
+	}
+	log->nopen = keep;
+}
+
+/* The flusher's fdatasync runs on snapshot fds without mu; nothing may close or
+ * truncate those fds until it is done. */
+static void wait_flusher_idle_locked(txlog *log)
+{
+	while (log->flusher_busy)
+		pthread_cond_wait(&log->idle_cv, &log->mu);
+}
+
+/* Makes `first` the current segment: a new file, sealed predecessors. */
+static int start_segment_locked(txlog *log, uint64_t first)
+{
+	if (log->nopen == TXLOG_MAX_OPEN_SEGS)
+		return TRACKD_EIO; /* callers sync first; never reached */
+	pthread_mutex_lock(&log->seg_lock);
+	uint64_t newest = log->nsegs ? log->segs[log->nsegs - 1].first_index : 0;
+	pthread_mutex_unlock(&log->seg_lock);
+	if (first <= newest) {
+		/* Would rename over a segment holding records. */
+		log_error("txlog: new segment %" PRIu64 " not after newest %" PRIu64, first, newest);
+		return TRACKD_EIO;
+	}
+	int fd;
+	int rc = seg_create(log, first, &fd);
+	if (rc != TRACKD_OK)
+		return rc;
+	struct seg_info si = {.first_index = first,
+	                      .bytes = TXLOG_SEGMENT_HEADER,
+	                      .readable_bytes = TXLOG_SEGMENT_HEADER};
+	pthread_mutex_lock(&log->seg_lock);
+	rc = seg_list_push(log, &si);
+	if (rc == TRACKD_OK && log->nsegs >= 2)
+		log->segs[log->nsegs - 2].sealed = true;
+	pthread_mutex_unlock(&log->seg_lock);
+	if (rc != TRACKD_OK) {
+		close(fd);
+		char name[SEG_NAME_BUF];
+		seg_name(name, first);
+		unlinkat(log->dirfd, name, 0);
+		return rc;
+	}
+	log->open[log->nopen++] = (struct open_seg){
+		.fd = fd,
+		.first_index = first,
+		.offset = TXLOG_SEGMENT_HEADER,
+		.synced = TXLOG_SEGMENT_HEADER,
+	};
+	log->need_roll = false;
+	publish_locked(log);
+	return TRACKD_OK;
+}
+
+/* After a failed fdatasync nothing past the last durable position can be trusted:
+ * truncate every open segment back to it and, with fresh_segment, continue in a
+ * new file (the failed one may keep reporting stale errors or none at all). If
+ * that is impossible the log refuses further appends. mu held, flusher idle. */
+static int discard_unsynced_locked(txlog *log, bool fresh_segment)
+{
+	bool ok = true;
+	/* A current segment that was not dirty was not part of the failed sync and
+	 * was created by a successful one: it can stay current. */
+	struct open_seg *cur = current(log);
+	if (cur->synced == cur->offset)
+		fresh_segment = false;
+	for (size_t i = 0; i < log->nopen; i++) {
+		struct open_seg *os = &log->open[i];
+		if (os->synced < os->offset) {
+			char name[SEG_NAME_BUF];
+			seg_name(name, os->first_index);
+			if (ftruncate(os->fd, (off_t)os->synced) != 0) {
+				io_fail("truncate after failed fsync", name);
+				ok = false;
+			} else if (seg_fsync(log, os->fd) != 0) {
+				io_fail("fsync truncation after failed fsync", name);
+				ok = false;
+			}
+			log_warn("txlog: discarded %" PRIu64 " unsynced bytes of %s (records %" PRIu64
+			         "..%" PRIu64 ")",
+			         os->offset - os->synced, name, os->synced_record + 1,
+			         os->last_record);
+		}
+		os->offset = os->synced;
+		os->last_record = os->synced_record;
+		if (!os->synced_record)
+			os->first_record = 0;
+	}
+	int rc = TRACKD_OK;
+	publish_locked(log); /* closes the rolled-away segments, now all clean */
+	if (ok && fresh_segment)
+		rc = start_segment_locked(log, log->next_index);
+	if (!ok || rc != TRACKD_OK) {
+		log->failed = true;
+		log_error("txlog: cannot recover from a failed fsync; refusing appends");
+	}
+	publish_locked(log);
+	return TRACKD_EIO;
+}
+
+/* Makes every written record durable. mu held. */
+static int sync_all_locked(txlog *log)
+{
+	if (log->failed)
+		return TRACKD_EIO;
+	wait_flusher_idle_locked(log);
+	if (log->failed)
+		return TRACKD_EIO;
+	bool lost = log->lost;
+	log->lost = false;
+	if (lost && log->opts.fsync == TXLOG_FSYNC_ALWAYS) {
+		/* Part of this group is gone: drop the rest too, so the caller's retry
+		 * does not leave half of it twice. */
+		discard_unsynced_locked(log, false);
+		return TRACKD_EIO;
+	}
+	for (size_t i = 0; i < log->nopen; i++) {
+		struct open_seg *os = &log->open[i];
+		if (os->synced == os->offset)
+			continue;
+		if (seg_fsync(log, os->fd) != 0) {
+			char name[SEG_NAME_BUF];
+			seg_name(name, os->first_index);
+			io_fail("fdatasync", name);
+			atomic_fetch_add(&log->fsync_failures, 1);
+			return discard_unsynced_locked(log, true);
+		}
+	}
+	for (size_t i = 0; i < log->nopen; i++) {
+		log->open[i].synced = log->open[i].offset;
+		log->open[i].synced_record = log->open[i].last_record;
+	}
+	publish_locked(log);
+	return lost ? TRACKD_EIO : TRACKD_OK;
+}
+
+static int roll_locked(txlog *log)
+{
+	if (log->opts.fsync == TXLOG_FSYNC_NEVER || log->nopen == TXLOG_MAX_OPEN_SEGS) {
+		/* NEVER keeps nothing open; the others only when too many wait. */
+		int rc = sync_all_locked(log);
+		if (log->failed)
+			return TRACKD_EIO;
+		if (rc != TRACKD_OK) {
+			/* The discard already moved to a fresh segment; report it at the
+			 * next sync. */
+			log->lost = true;
+			return TRACKD_OK;
+		}
+	}
+	return start_segment_locked(log, log->next_index);
+}
+
+int txlog_append(txlog *log, const void *data, size_t len, uint64_t *index_out)
+{
+	if (!log)
+		return TRACKD_EINVAL;
+	if (len > log->opts.max_record_bytes)
+		return TRACKD_ETOOBIG;
+	if (len && !data)
+		return TRACKD_EINVAL;
+	if (atomic_load(&log->closed))
+		return TRACKD_ECLOSED;
+
+	pthread_mutex_lock(&log->mu);
+	int rc;
+	if (log->failed) {
+		rc = TRACKD_EIO;
+		goto out;
+	}
+	uint64_t frame_len = TXLOG_FRAME_OVERHEAD + (uint64_t)len;
+	struct open_seg *cur = current(log);
+	if (log->need_roll || (cur->offset > TXLOG_SEGMENT_HEADER &&
+	                       cur->offset + frame_len > log->opts.segment_bytes)) {
+		rc = roll_locked(log);
+		if (rc != TRACKD_OK)
+			goto out;
+		cur = current(log);
+	}
+
+	uint64_t index = log->next_index;
+	uint8_t hdr[TXLOG_FRAME_OVERHEAD];
+	put_le32(hdr, FRAME_MAGIC);
+	put_le32(hdr + 4, (uint32_t)len);
+	put_le64(hdr + 8, index);
+	uint32_t crc = crc32c_update(0, hdr + 4, 12);
+	crc = crc32c_update(crc, data, len);
+	put_le32(hdr + 16, crc);
+
+	/* One positioned write per frame; a short write is continued, a failed one
+	 * rolled back so the next frame starts where this one did. */
+	struct iovec iov[2] = {{hdr, sizeof hdr}, {(void *)data, len}};
+	uint64_t done = 0;
+	while (done < frame_len) {
+		struct iovec v[2];
+		int nv = 0;
+		uint64_t skip = done;
+		for (int i = 0; i < 2; i++) {
+			if (skip >= iov[i].iov_len) {
+				skip -= iov[i].iov_len;
+				continue;
+			}
+			v[nv].iov_base = (uint8_t *)iov[i].iov_base + skip;
+			v[nv].iov_len = iov[i].iov_len - skip;
+			skip = 0;
+			nv++;
+		}
+		ssize_t w = pwritev(cur->fd, v, nv, (off_t)(cur->offset + done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			char name[SEG_NAME_BUF];
+			seg_name(name, cur->first_index);
+			rc = io_fail("append to", name);
+			if (ftruncate(cur->fd, (off_t)cur->offset) != 0)
+				log->need_roll = true;
+			goto out;
+		}
+		done += (uint64_t)w;
+	}
+	cur->offset += frame_len;
+	if (!cur->first_record)
+		cur->first_record = index;
+	cur->last_record = index;
+	log->next_index = index + 1;
+	atomic_fetch_add(&log->records_appended, 1);
+	atomic_fetch_add(&log->bytes_appended, frame_len);
+	publish_locked(log);
+	if (index_out)
+		*index_out = index;
+	rc = TRACKD_OK;
+out:
+	pthread_mutex_unlock(&log->mu);
+	return rc;
+}
+
+int txlog_sync(txlog *log)
+{
+	if (!log)
+		return TRACKD_EINVAL;
+	if (atomic_load(&log->closed))
+		return TRACKD_ECLOSED;
+	pthread_mutex_lock(&log->mu);
+	int rc = sync_all_locked(log);
+	pthread_mutex_unlock(&log->mu);
+	return rc;
+}
+
+/* What the flusher syncs: an fd and the position it promises once synced. */
+struct flush_target {
+	int fd;
+	uint64_t first, offset, record;
+};
+
+static void *flusher_main(void *arg)
+{
+	txlog *log = arg;
+	pthread_mutex_lock(&log->mu);
+	while (!log->stop) {
+		struct timespec deadline;
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		uint64_t ns = (uint64_t)deadline.tv_nsec + (uint64_t)log->opts.fsync_interval_ms * 1000000u;
+		deadline.tv_sec += (time_t)(ns / 1000000000u);
+		deadline.tv_nsec = (long)(ns % 1000000000u);
+		while (!log->stop &&
+		       pthread_cond_timedwait(&log->flush_cv, &log->mu, &deadline) != ETIMEDOUT)
+			;
+		if (log->stop || log->failed)
+			continue;
+
+		/* Snapshot under mu, fdatasync without it: appends go on meanwhile and
+		 * land after the snapshot offsets, which is all this sync promises. */
+		struct flush_target snap[TXLOG_MAX_OPEN_SEGS];
+		size_t n = 0;
+		for (size_t i = 0; i < log->nopen; i++) {
+			struct open_seg *os = &log->open[i];
+			if (os->synced < os->offset)
+				snap[n++] = (struct flush_target){os->fd, os->first_index, os->offset,
+				                                  os->last_record};
+		}
+		if (n == 0)
+			continue;
+		txlog_fsync_hook hook = log->fsync_hook;
+		void *hook_arg = log->fsync_hook_arg;
+		log->flusher_busy = true;
+		pthread_mutex_unlock(&log->mu);
+
+		bool ok = true;
+		for (size_t i = 0; i < n && ok; i++)
+			ok = (hook ? hook(hook_arg, snap[i].fd) : fdatasync(snap[i].fd)) == 0;
+		int err = errno;
+
+		pthread_mutex_lock(&log->mu);
+		log->flusher_busy = false;
+		if (ok) {
+			for (size_t i = 0; i < n; i++) {
+				for (size_t j = 0; j < log->nopen; j++) {
+					struct open_seg *os = &log->open[j];
+					if (os->first_index != snap[i].first)
+						continue;
+					if (snap[i].offset > os->synced) {
+						os->synced = snap[i].offset;
+						os->synced_record = snap[i].record;
+					}
+				}
+			}
+			publish_locked(log);
+		} else {
+			errno = err;
+			io_fail("fdatasync (interval)", log->dir);
+			atomic_fetch_add(&log->fsync_failures, 1);
+			discard_unsynced_locked(log, true);
+			log->lost = true;
+		}
+		pthread_cond_broadcast(&log->idle_cv);
+	}
+	pthread_mutex_unlock(&log->mu);
+	return NULL;
+}
+
+void txlog_test_set_fsync_hook(txlog *log, txlog_fsync_hook hook, void *arg)
+{
+	pthread_mutex_lock(&log->mu);
+	wait_flusher_idle_locked(log);
+	log->fsync_hook = hook;
+	log->fsync_hook_arg = arg;
+	pthread_mutex_unlock(&log->mu);
+}
+
+/* ---- open / close --------------------------------------------------------- */
+
+static int open_subdir(txlog *log, const char *name, int *fd_out)
+{
+	if (mkdirat(log->dirfd, name, 0750) != 0 && errno != EEXIST)
+		return io_fail("create directory", name);
+	int fd = openat(log->dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return io_fail("open directory", name);
+	*fd_out = fd;
+	return TRACKD_OK;
+}
+
+static void free_log(txlog *log)
+{
+	for (size_t i = 0; i < log->nopen; i++)
+		close(log->open[i].fd);
+	if (log->dirfd >= 0)
+		close(log->dirfd);
+	if (log->cdirfd >= 0)
+		close(log->cdirfd);
+	if (log->qdirfd >= 0)
+		close(log->qdirfd);
+	cursors_free(log);
+	free(log->segs);
+	free(log->dir);
+	pthread_mutex_destroy(&log->mu);
+	pthread_mutex_destroy(&log->seg_lock);
+	pthread_mutex_destroy(&log->cur_lock);
+	pthread_cond_destroy(&log->flush_cv);
+	pthread_cond_destroy(&log->idle_cv);
+	free(log);
+}
+
+static int check_options(const struct txlog_options *o)
+{
+	if (!o || !o->dir || !*o->dir)
+		return TRACKD_EINVAL;
+	if (o->fsync != TXLOG_FSYNC_ALWAYS && o->fsync != TXLOG_FSYNC_INTERVAL &&
+	    o->fsync != TXLOG_FSYNC_NEVER)
+		return TRACKD_EINVAL;
+	if (o->fsync == TXLOG_FSYNC_INTERVAL && o->fsync_interval_ms == 0)
+		return TRACKD_EINVAL;
+	if (o->segment_bytes <= TXLOG_SEGMENT_HEADER + TXLOG_FRAME_OVERHEAD ||
+	    o->max_record_bytes == 0)
+		return TRACKD_EINVAL;
+	return TRACKD_OK;
+}
+
+/* Continues in the newest segment as recovery left it. */
+static int adopt_newest_locked(txlog *log)
+{
+	struct seg_info si = log->segs[log->nsegs - 1];
+	char name[SEG_NAME_BUF];
+	seg_name(name, si.first_index);
+	int fd = openat(log->dirfd, name, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return io_fail("open segment", name);
+	log->open[0] = (struct open_seg){
+		.fd = fd,
+		.first_index = si.first_index,
+		.offset = si.bytes,
+		.synced = si.bytes,
+		.first_record = si.first_record,
+		.last_record = si.last_record,
+		.synced_record = si.last_record,
+	};
+	log->nopen = 1;
+	return TRACKD_OK;
+}
+
+int txlog_open(const struct txlog_options *opts, txlog **out)
+{
+	int rc = check_options(opts);
+	if (rc != TRACKD_OK)
+		return rc;
+	txlog *log = calloc(1, sizeof *log);
+	if (!log)
+		return TRACKD_ENOMEM;
+	log->dirfd = log->cdirfd = log->qdirfd = -1;
+	log->opts = *opts;
+	log->dir = strdup(opts->dir);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&log->mu, NULL);
+	pthread_mutex_init(&log->seg_lock, NULL);
+	pthread_mutex_init(&log->cur_lock, NULL);
+	pthread_cond_init(&log->flush_cv, &ca);
+	pthread_cond_init(&log->idle_cv, NULL);
+	pthread_condattr_destroy(&ca);
+	if (!log->dir) {
+		free_log(log);
+		return TRACKD_ENOMEM;
+	}
+	log->opts.dir = log->dir;
+
+	if (mkdir(log->dir, 0750) != 0 && errno != EEXIST) {
+		rc = io_fail("create log directory", log->dir);
+		goto fail;
+	}
+	log->dirfd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (log->dirfd < 0) {
+		rc = io_fail("open log directory", log->dir);
+		goto fail;
+	}
+	if ((rc = open_subdir(log, "cursors", &log->cdirfd)) != TRACKD_OK ||
+	    (rc = open_subdir(log, "quarantine", &log->qdirfd)) != TRACKD_OK)
+		goto fail;
+	if (fsync(log->dirfd) != 0) {
+		rc = io_fail("fsync", log->dir);
+		goto fail;
+	}
+	if ((rc = cursors_load(log)) != TRACKD_OK)
+		goto fail;
+
+	uint64_t last_valid = 0;
+	if ((rc = recovery_run(log, &last_valid)) != TRACKD_OK)
+		goto fail;
+
+	/* Never reuse an index: not one a cursor has seen, not one a released
+	 * segment held (its successor's name remembers it). */
+	uint64_t next = last_valid;
+	uint64_t cmax = cursors_max_position(log);
+	if (cmax > next)
+		next = cmax;
+	if (log->nsegs && log->segs[log->nsegs - 1].first_index - 1 > next)
+		next = log->segs[log->nsegs - 1].first_index - 1;
+	if (next == UINT64_MAX) {
+		rc = TRACKD_ECORRUPT;
+		goto fail;
+	}
+	log->next_index = next + 1;
+	atomic_store(&log->last_index, last_valid);
+	atomic_store(&log->durable_index, last_valid);
+	atomic_store(&log->readable_index, last_valid);
+
+	pthread_mutex_lock(&log->mu);
+	if (log->nsegs)
+		rc = adopt_newest_locked(log);
+	else
+		rc = start_segment_locked(log, log->next_index);
+	pthread_mutex_unlock(&log->mu);
+	if (rc != TRACKD_OK)
+		goto fail;
+
+	if (log->opts.fsync == TXLOG_FSYNC_INTERVAL) {
+		if (pthread_create(&log->flusher, NULL, flusher_main, log) != 0) {
+			rc = TRACKD_ESYS;
+			log_error("txlog: cannot start the flusher thread");
+			goto fail;
+		}
+		log->has_flusher = true;
+	}
+	*out = log;
+	return TRACKD_OK;
+fail:
+	free_log(log);
+	return rc;
+}
+
+int txlog_close(txlog *log)
+{
+	if (!log)
+		return TRACKD_OK;
+	atomic_store(&log->closed, true);
+	if (log->has_flusher) {
+		pthread_mutex_lock(&log->mu);
+		log->stop = true;
+		pthread_cond_broadcast(&log->flush_cv);
+		pthread_mutex_unlock(&log->mu);
+		pthread_join(log->flusher, NULL);
+	}
+	pthread_mutex_lock(&log->mu);
+	int rc = sync_all_locked(log);
+	pthread_mutex_unlock(&log->mu);
+	free_log(log);
+	return rc;
+}
+
+uint64_t txlog_last_index(txlog *log)
+{
+	return atomic_load(&log->last_index);
+}
+
+uint64_t txlog_durable_index(txlog *log)
+{
+	return atomic_load(&log->durable_index);
+}
+
+uint64_t txlog_readable_index(txlog *log)
+{
+	return atomic_load(&log->readable_index);
+}
+
+void txlog_stats(txlog *log, struct txlog_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	out->records_appended = atomic_load(&log->records_appended);
+	out->bytes_appended = atomic_load(&log->bytes_appended);
+	out->records_quarantined = atomic_load(&log->records_quarantined);
+	out->bytes_quarantined = atomic_load(&log->bytes_quarantined);
+	out->bytes_truncated = atomic_load(&log->bytes_truncated);
+	out->bad_segment_headers = atomic_load(&log->bad_segment_headers);
+	out->fsync_failures = atomic_load(&log->fsync_failures);
+	out->last_index = atomic_load(&log->last_index);
+	out->durable_index = atomic_load(&log->durable_index);
+	pthread_mutex_lock(&log->seg_lock);
+	out->segments = log->nsegs;
+	for (size_t i = 0; i < log->nsegs; i++) {
+		out->disk_bytes += log->segs[i].bytes;
+		if (!out->first_index && log->segs[i].first_record)
+			out->first_index = log->segs[i].first_record;
+	}
+	pthread_mutex_unlock(&log->seg_lock);
+}

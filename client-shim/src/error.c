@@ -1,0 +1,40 @@
+/*
+ * error.c — td_strerror and the thread-local detail behind td_last_error.
+ */
+#include <stdio.h>
+
+#include "internal.h"
+
+/* The only mutable state outside a td_run: one detail line per thread, so a
+ * failed call on one thread never garbles another thread's message. */
+static _Thread_local char last_error[256];
+
+int td_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+const char *td_last_error(void)
+{
+	return last_error;
+}
+
+const char *td_strerror(int err)
+{
+	switch (err) {
+	case TD_OK: return "success";
+	case TD_ERR_INVALID: return "invalid argument";
+	case TD_ERR_NOMEM: return "out of memory";
+	case TD_ERR_FULL: return "buffer full; record refused";
+	case TD_ERR_CLOSED: return "run already finished";
+	case TD_ERR_TIMEOUT: return "not everything was acknowledged in time";
+	case TD_ERR_TRANSPORT: return "could not set up the connection to the agent";
+	case TD_ERR_REJECTED: return "the agent refused records";
+	}
+	return "unknown error";
+}

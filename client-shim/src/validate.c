@@ -1,0 +1,183 @@
+/*
+ * validate.c — checks records against the default limits of limits.h before
+ * they are buffered, so a well-behaved client never has a batch refused by an
+ * agent on its defaults. Runs without the run's lock; reads borrowed items only.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* UTF-8 as in Unicode table 3-7: no overlong forms, no surrogates, nothing
+ * above U+10FFFF. */
+bool td_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *end = p + n;
+
+	while (p < end) {
+		unsigned c = *p;
+		unsigned lo = 0x80, hi = 0xbf;
+		size_t more;
+
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			more = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			more = 2;
+			if (c == 0xe0)
+				lo = 0xa0;
+			else if (c == 0xed)
+				hi = 0x9f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			more = 3;
+			if (c == 0xf0)
+				lo = 0x90;
+			else if (c == 0xf4)
+				hi = 0x8f;
+		} else {
+			return false;
+		}
+		if ((size_t)(end - p) <= more)
+			return false;
+		if (p[1] < lo || p[1] > hi)
+			return false;
+		for (size_t i = 2; i <= more; i++) {
+			if (p[i] < 0x80 || p[i] > 0xbf)
+				return false;
+		}
+		p += more + 1;
+	}
+	return true;
+}
+
+int td_check_text(const char *what, const char *s, size_t max, bool non_empty)
+{
+	if (s == NULL)
+		return TD_OK;
+	size_t len = strnlen(s, max + 1);
+	if (non_empty && len == 0)
+		return td_fail(TD_ERR_INVALID, "%s: empty", what);
+	if (len > max)
+		return td_fail(TD_ERR_INVALID, "%s: longer than %zu bytes", what, max);
+	if (!td_utf8_valid(s, len))
+		return td_fail(TD_ERR_INVALID, "%s: not valid UTF-8", what);
+	return TD_OK;
+}
+
+/* Where the walk is, so an error can name the offending item as a path of
+ * keys ("opt"."lr") or, for a key that cannot be printed, its index (#3). */
+struct item_walk {
+	const char *what;
+	struct td_item_count count;
+	unsigned depth; /* 1 = top level */
+	const td_item *path[TRACKD_DEFAULT_MAX_NESTING_DEPTH + 1];
+	size_t index[TRACKD_DEFAULT_MAX_NESTING_DEPTH + 1];
+};
+
+static int walk_fail(const struct item_walk *w, const char *problem)
+{
+	char where[160];
+	size_t off = 0;
+
+	where[0] = '\0';
+	for (unsigned l = 0; l < w->depth && off < sizeof(where); l++) {
+		const char *key = w->path[l]->key;
+		size_t klen = key ? strnlen(key, TRACKD_DEFAULT_MAX_KEY_BYTES + 1) : 0;
+		const char *sep = l ? "." : "";
+		int r;
+
+		/* The failing item's own key may be the problem; parents' keys
+		 * were checked on the way down. */
+		if (klen > 0 && klen <= 40 && td_utf8_valid(key, klen))
+			r = snprintf(where + off, sizeof(where) - off, "%s\"%s\"", sep, key);
+		else
+			r = snprintf(where + off, sizeof(where) - off, "%s#%zu", sep, w->index[l]);
+		if (r < 0)
+			break;
+		off += (size_t)r;
+	}
+	return td_fail(TD_ERR_INVALID, "%s: item %s: %s", w->what, where, problem);
+}
+
+static int walk_items(struct item_walk *w, const td_item *items, size_t n)
+{
+	char problem[96];
+
+	if (n > 0 && items == NULL)
+		return td_fail(TD_ERR_INVALID, "%s: NULL items with count %zu", w->what, n);
+	if (n > TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD - w->count.items) {
+		return td_fail(TD_ERR_INVALID, "%s: more than %u items in one record (nested included)",
+			       w->what, TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD);
+	}
+	w->count.items += n;
+	w->depth++;
+	for (size_t i = 0; i < n; i++) {
+		const td_item *it = &items[i];
+		size_t len;
+
+		w->path[w->depth - 1] = it;
+		w->index[w->depth - 1] = i;
+		if (it->key == NULL)
+			return walk_fail(w, "key is NULL");
+		len = strnlen(it->key, TRACKD_DEFAULT_MAX_KEY_BYTES + 1);
+		if (len == 0)
+			return walk_fail(w, "key is empty");
+		if (len > TRACKD_DEFAULT_MAX_KEY_BYTES) {
+			snprintf(problem, sizeof(problem), "key is longer than %u bytes",
+				 TRACKD_DEFAULT_MAX_KEY_BYTES);
+			return walk_fail(w, problem);
+		}
+		if (!td_utf8_valid(it->key, len))
+			return walk_fail(w, "key is not valid UTF-8");
+		switch (it->type) {
+		case TD_DOUBLE:
+		case TD_INT:
+		case TD_BOOL: break;
+		case TD_STRING:
+			if (it->v.s == NULL)
+				return walk_fail(w, "string value is NULL");
+			len = strnlen(it->v.s, TRACKD_DEFAULT_MAX_STRING_BYTES + 1);
+			if (len > TRACKD_DEFAULT_MAX_STRING_BYTES) {
+				snprintf(problem, sizeof(problem),
+					 "string value is longer than %u bytes",
+					 TRACKD_DEFAULT_MAX_STRING_BYTES);
+				return walk_fail(w, problem);
+			}
+			if (!td_utf8_valid(it->v.s, len))
+				return walk_fail(w, "string value is not valid UTF-8");
+			break;
+		case TD_MAP:
+			if (it->v.map.n > 0 && it->v.map.items == NULL)
+				return walk_fail(w, "map items are NULL");
+			if (it->v.map.n > 0 && w->depth >= TRACKD_DEFAULT_MAX_NESTING_DEPTH) {
+				snprintf(problem, sizeof(problem), "nesting depth exceeds %u",
+					 TRACKD_DEFAULT_MAX_NESTING_DEPTH);
+				return walk_fail(w, problem);
+			}
+			w->count.maps++;
+			int rc = walk_items(w, it->v.map.items, it->v.map.n);
+			if (rc != TD_OK)
+				return rc;
+			break;
+		default:
+			snprintf(problem, sizeof(problem), "unknown type %d", (int)it->type);
+			return walk_fail(w, problem);
+		}
+	}
+	w->depth--;
+	return TD_OK;
+}
+
+int td_check_items(const char *what, const td_item *items, size_t n, struct td_item_count *count)
+{
+	struct item_walk w = {.what = what};
+	int rc = walk_items(&w, items, n);
+
+	if (rc == TD_OK)
+		*count = w.count;
+	return rc;
+}

@@ -1,0 +1,307 @@
+/*
+ * test_server.c — see test_server.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "test_server.h"
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static void *grow(void *p, size_t *cap, size_t want, size_t elem)
+{
+	if (want <= *cap)
+		return p;
+	size_t n = *cap ? *cap * 2 : 64;
+	while (n < want)
+		n *= 2;
+	void *q = realloc(p, n * elem);
+	if (q == NULL) {
+		fprintf(stderr, "test_server: out of memory\n");
+		abort();
+	}
+	*cap = n;
+	return q;
+}
+
+static void violation(struct test_server *s, const char *what)
+{
+	s->violations++;
+	if (s->violation[0] == '\0')
+		snprintf(s->violation, sizeof(s->violation), "%s", what);
+}
+
+static void reply(struct test_server *s, const Trackd__V1__Reply *r)
+{
+	size_t len = trackd__v1__reply__get_packed_size(r);
+	nng_msg *m;
+
+	if (nng_msg_alloc(&m, len) != 0)
+		return;
+	trackd__v1__reply__pack(r, nng_msg_body(m));
+	if (nng_sendmsg(s->sock, m, 0) != 0)
+		nng_msg_free(m);
+}
+
+static unsigned attempts_locked(struct test_server *s, uint64_t seq)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < s->n_reqs; i++)
+		n += s->reqs[i].seq == seq;
+	return n;
+}
+
+static void handle(struct test_server *s, nng_msg *msg)
+{
+	const uint8_t *body = nng_msg_body(msg);
+	size_t len = nng_msg_len(msg);
+	Trackd__V1__Request *req = trackd__v1__request__unpack(NULL, len, body);
+	Trackd__V1__Reply r = TRACKD__V1__REPLY__INIT;
+	Trackd__V1__Ack ack = TRACKD__V1__ACK__INIT;
+	Trackd__V1__Error err = TRACKD__V1__ERROR__INIT;
+	bool keep = false;
+
+	pthread_mutex_lock(&s->mu);
+	if (req == NULL || req->protocol_version != TRACKD_PROTOCOL_VERSION ||
+	    req->body_case != TRACKD__V1__REQUEST__BODY_BATCH || !req->batch->has_seq ||
+	    req->batch->session_id.len != TRACKD_SESSION_ID_BYTES) {
+		violation(s, req == NULL ? "undecodable request" : "bad envelope");
+		pthread_mutex_unlock(&s->mu);
+		err.has_code = true;
+		err.code = TRACKD__V1__ERROR_CODE__ERROR_MALFORMED;
+		err.message = "bad envelope";
+		r.body_case = TRACKD__V1__REPLY__BODY_ERROR;
+		r.error = &err;
+		reply(s, &r);
+		if (req)
+			trackd__v1__request__free_unpacked(req, NULL);
+		return;
+	}
+
+	Trackd__V1__Batch *b = req->batch;
+	if (!s->have_session) {
+		memcpy(s->session_id, b->session_id.data, TRACKD_SESSION_ID_BYTES);
+		s->have_session = true;
+	} else if (memcmp(s->session_id, b->session_id.data, TRACKD_SESSION_ID_BYTES) != 0) {
+		/* Tests use one client per server. */
+		violation(s, "session id changed");
+	}
+	/* One batch in flight, strictly in order: a new seq is exactly the next
+	 * one; anything else must be a resend of the latest. */
+	if (b->seq == 0 || b->seq > s->max_seen + 1 || b->seq < s->max_seen)
+		violation(s, "seq out of order");
+	if (b->seq > s->max_seen)
+		s->max_seen = b->seq;
+	if (b->n_records == 0)
+		violation(s, "empty batch");
+	for (size_t i = 0; i < b->n_records; i++) {
+		if (b->records[i]->run_id == NULL || b->records[i]->run_id[0] == '\0')
+			violation(s, "record without run id");
+	}
+
+	if (s->discard) {
+		s->highest_appended = b->seq;
+		s->n_discarded += b->n_records;
+		s->acks++;
+		pthread_mutex_unlock(&s->mu);
+		ack.has_seq = true;
+		ack.seq = b->seq;
+		r.body_case = TRACKD__V1__REPLY__BODY_ACK;
+		r.ack = &ack;
+		reply(s, &r);
+		trackd__v1__request__free_unpacked(req, NULL);
+		return;
+	}
+
+	unsigned attempt = attempts_locked(s, b->seq) + 1;
+	enum ts_action action = s->decide ? s->decide(s->decide_arg, b->seq, attempt) : TS_ACK;
+
+	s->reqs = grow(s->reqs, &s->cap_reqs, s->n_reqs + 1, sizeof(*s->reqs));
+	struct ts_request *rq = &s->reqs[s->n_reqs++];
+	rq->seq = b->seq;
+	rq->len = len;
+	rq->bytes = malloc(len);
+	if (rq->bytes)
+		memcpy(rq->bytes, body, len);
+	rq->n_records = b->n_records;
+	rq->action = action;
+
+	switch (action) {
+	case TS_ACK:
+	case TS_DROP:
+		ack.has_seq = true;
+		ack.seq = b->seq;
+		if (b->seq <= s->highest_appended) {
+			ack.has_duplicate = true;
+			ack.duplicate = true;
+			s->dups++;
+		} else {
+			s->highest_appended = b->seq;
+			s->kept = grow(s->kept, &s->cap_kept, s->n_kept + 1, sizeof(*s->kept));
+			s->kept[s->n_kept++] = req;
+			s->records = grow(s->records, &s->cap_records, s->n_records + b->n_records,
+					  sizeof(*s->records));
+			for (size_t i = 0; i < b->n_records; i++)
+				s->records[s->n_records++] = b->records[i];
+			keep = true;
+		}
+		s->acks += action == TS_ACK;
+		r.body_case = TRACKD__V1__REPLY__BODY_ACK;
+		r.ack = &ack;
+		break;
+	case TS_ERROR_RETRY:
+	case TS_ERROR_REJECT:
+		err.has_code = true;
+		err.code = action == TS_ERROR_RETRY ? TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE
+						    : TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+		err.message = (char *)(action == TS_ERROR_RETRY ? "disk busy, retry"
+				       : s->reject_message ? s->reject_message
+							   : "invalid batch");
+		err.has_retryable = true;
+		err.retryable = action == TS_ERROR_RETRY;
+		r.body_case = TRACKD__V1__REPLY__BODY_ERROR;
+		r.error = &err;
+		break;
+	}
+	pthread_mutex_unlock(&s->mu);
+
+	if (action != TS_DROP)
+		reply(s, &r);
+	if (!keep)
+		trackd__v1__request__free_unpacked(req, NULL);
+}
+
+static void *server_main(void *arg)
+{
+	struct test_server *s = arg;
+	nng_listener l;
+	int rv;
+
+	if (s->start_delay_ms > 0)
+		sleep_ms(s->start_delay_ms);
+	/* Like the agent: bounded receive size. */
+	if ((rv = nng_listener_create(&l, s->sock, s->url)) != 0 ||
+	    (rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, TRACKD_DEFAULT_MAX_MESSAGE_BYTES)) !=
+		0 ||
+	    (rv = nng_listener_start(l, 0)) != 0) {
+		pthread_mutex_lock(&s->mu);
+		violation(s, "listen failed");
+		pthread_mutex_unlock(&s->mu);
+		fprintf(stderr, "test_server: listen %s: %s\n", s->url, nng_strerror(rv));
+		return NULL;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->listening = true;
+	pthread_mutex_unlock(&s->mu);
+
+	for (;;) {
+		nng_msg *msg;
+
+		pthread_mutex_lock(&s->mu);
+		bool stop = s->stop;
+		pthread_mutex_unlock(&s->mu);
+		if (stop)
+			break;
+		rv = nng_recvmsg(s->sock, &msg, 0);
+		if (rv == NNG_ETIMEDOUT)
+			continue;
+		if (rv != 0)
+			break;
+		handle(s, msg);
+		nng_msg_free(msg);
+	}
+	return NULL;
+}
+
+int ts_start(struct test_server *s, const char *url)
+{
+	snprintf(s->url, sizeof(s->url), "%s", url);
+	pthread_mutex_init(&s->mu, NULL);
+	if (nng_rep0_open(&s->sock) != 0)
+		return -1;
+	nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, 20);
+	nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, 1000);
+	if (pthread_create(&s->thread, NULL, server_main, s) != 0) {
+		nng_close(s->sock);
+		return -1;
+	}
+	return 0;
+}
+
+void ts_stop(struct test_server *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL);
+	nng_close(s->sock);
+}
+
+void ts_free(struct test_server *s)
+{
+	for (size_t i = 0; i < s->n_reqs; i++)
+		free(s->reqs[i].bytes);
+	free(s->reqs);
+	for (size_t i = 0; i < s->n_kept; i++)
+		trackd__v1__request__free_unpacked(s->kept[i], NULL);
+	free(s->kept);
+	free(s->records);
+	pthread_mutex_destroy(&s->mu);
+}
+
+void ts_lock(struct test_server *s)
+{
+	pthread_mutex_lock(&s->mu);
+}
+
+void ts_unlock(struct test_server *s)
+{
+	pthread_mutex_unlock(&s->mu);
+}
+
+bool ts_wait_records(struct test_server *s, size_t n, int timeout_ms)
+{
+	for (int waited = 0;; waited += 5) {
+		ts_lock(s);
+		bool ok = s->n_records >= n;
+		ts_unlock(s);
+		if (ok)
+			return true;
+		if (waited >= timeout_ms)
+			return false;
+		sleep_ms(5);
+	}
+}
+
+bool ts_wait_seq(struct test_server *s, uint64_t seq, int timeout_ms)
+{
+	for (int waited = 0;; waited += 5) {
+		ts_lock(s);
+		bool ok = attempts_locked(s, seq) > 0;
+		ts_unlock(s);
+		if (ok)
+			return true;
+		if (waited >= timeout_ms)
+			return false;
+		sleep_ms(5);
+	}
+}
+
+unsigned ts_count_seq(struct test_server *s, uint64_t seq)
+{
+	ts_lock(s);
+	unsigned n = attempts_locked(s, seq);
+	ts_unlock(s);
+	return n;
+}

@@ -1,0 +1,88 @@
+/*
+ * test_server.h — a tiny stand-in for the trackd agent, for client tests and
+ * the cost figures: an NNG rep0 listener in its own thread that decodes each
+ * Request with protobuf-c, checks the envelope and seq order, "appends" each
+ * new batch (keeps its decoded records) and acknowledges — or drops the reply
+ * or answers an Error, as the test's `decide` hook says.
+ *
+ * Threading: ts_start/ts_stop/ts_free from one thread; the result fields may be
+ * read under ts_lock (or freely after ts_stop).
+ */
+#ifndef TRACKD_CLIENT_TEST_SERVER_H
+#define TRACKD_CLIENT_TEST_SERVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nng/nng.h>
+
+#include "trackd/v1/limits.h"
+#include "trackd/v1/trackd.pb-c.h"
+
+enum ts_action {
+	TS_ACK,          /* append if new, acknowledge */
+	TS_DROP,         /* append like TS_ACK, but lose the reply (the client resends) */
+	TS_ERROR_RETRY,  /* Error{UNAVAILABLE, retryable} */
+	TS_ERROR_REJECT, /* Error{INVALID, not retryable}; batch not appended */
+};
+
+/* Decides what to do with the attempt-th (1-based) arrival of batch `seq`. */
+typedef enum ts_action (*ts_decide_fn)(void *arg, uint64_t seq, unsigned attempt);
+
+struct ts_request {
+	uint64_t seq;
+	size_t len;
+	uint8_t *bytes; /* the request as received */
+	size_t n_records;
+	enum ts_action action;
+};
+
+struct test_server {
+	/* Set before ts_start. */
+	char url[256];
+	int start_delay_ms;
+	ts_decide_fn decide;
+	void *decide_arg;
+	const char *reject_message;
+	bool discard; /* acknowledge without keeping anything (cost runs) */
+
+	pthread_t thread;
+	pthread_mutex_t mu;
+	bool stop;
+	bool listening;
+	nng_socket sock;
+
+	/* Results, guarded by mu. */
+	struct ts_request *reqs;
+	size_t n_reqs, cap_reqs;
+	Trackd__V1__Request **kept; /* appended batches, decoded */
+	size_t n_kept, cap_kept;
+	const Trackd__V1__Record **records; /* appended records, in order */
+	size_t n_records, cap_records;
+	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
+	bool have_session;
+	uint64_t highest_appended;
+	uint64_t max_seen;
+	unsigned violations;
+	char violation[256];
+	unsigned acks, dups;
+	uint64_t n_discarded; /* records acknowledged while `discard` */
+};
+
+/* Starts the server thread (it listens after start_delay_ms). 0 or -1. */
+int ts_start(struct test_server *s, const char *url);
+/* Stops and joins the thread; results stay readable. */
+void ts_stop(struct test_server *s);
+void ts_free(struct test_server *s);
+void ts_lock(struct test_server *s);
+void ts_unlock(struct test_server *s);
+/* Waits up to timeout_ms until at least n records were appended. */
+bool ts_wait_records(struct test_server *s, size_t n, int timeout_ms);
+/* Waits up to timeout_ms until a request with this seq arrived. */
+bool ts_wait_seq(struct test_server *s, uint64_t seq, int timeout_ms);
+/* How many requests carried this seq. */
+unsigned ts_count_seq(struct test_server *s, uint64_t seq);
+
+#endif

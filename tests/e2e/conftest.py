@@ -1,0 +1,180 @@
+"""Shared harness for the end-to-end tests: real `trackd` processes on temporary
+state dirs and sockets, driven by the built binaries named in the environment
+(set by ctest, see tests/CMakeLists.txt)."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+BIN = {name: os.environ.get(var) for name, var in [
+    ("trackd", "TRACKD_BIN"), ("trackctl", "TRACKCTL_BIN"), ("train", "TRAIN_BIN"),
+    ("producer", "PRODUCER_BIN"), ("rawclient", "RAWCLIENT_BIN")]}
+
+# Fault loops take an iteration count: small in CI, larger on demand.
+ITERATIONS = int(os.environ.get("TRACKD_TEST_ITERATIONS") or 0)
+
+
+def require_bins():
+    missing = [k for k, v in BIN.items() if not v or not os.path.exists(v)]
+    if missing:
+        pytest.fail(f"binaries not found (run through ctest): {missing}")
+
+
+class Agent:
+    """One trackd process. The state dir and socket survive restarts."""
+
+    def __init__(self, tmp_path, config=""):
+        self.dir = tmp_path
+        self.state_dir = str(tmp_path / "state")
+        self.url = f"ipc://{tmp_path}/trackd.sock"
+        self.config_path = str(tmp_path / "trackd.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(config)
+        self.proc = None
+        self.log_path = str(tmp_path / "agent.log")
+        self.env = dict(os.environ, TRACKD_SOCKET=self.url)
+
+    def start(self, wait=True):
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [BIN["trackd"], "--config", self.config_path, "--state-dir", self.state_dir,
+             "--listen", self.url], stdout=log, stderr=log, env=self.env)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited with {self.proc.returncode}:\n{self.log()}")
+            r = subprocess.run([BIN["trackctl"], "status", "--json"], env=self.env,
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                return json.loads(r.stdout)
+            time.sleep(0.05)
+        raise AssertionError(f"agent not ready after {timeout}s:\n{self.log()}")
+
+    def status(self):
+        r = subprocess.run([BIN["trackctl"], "status", "--json"], env=self.env,
+                           capture_output=True, text=True, check=True)
+        return json.loads(r.stdout)
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self, timeout=30):
+        """SIGTERM; returns the exit code."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"agent did not stop within {timeout}s")
+        return self.proc.returncode
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def dump(self, history_only=False):
+        cmd = [BIN["trackctl"], "dump", "--state-dir", self.state_dir]
+        if history_only:
+            cmd.append("--history")
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    def producer(self, run_id, rows, *extra):
+        return subprocess.Popen(
+            [BIN["producer"], "--run-id", run_id, "--rows", str(rows), *map(str, extra)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
+
+    def raw(self, *payloads):
+        """Sends each payload (bytes) as one request on one connection; returns
+        the parsed replies."""
+        files = []
+        for i, p in enumerate(payloads):
+            path = self.dir / f"raw-{time.monotonic_ns()}-{i}.bin"
+            path.write_bytes(p)
+            files.append(str(path))
+        r = subprocess.run([BIN["rawclient"], self.url, *files], capture_output=True,
+                           text=True, check=True)
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+@pytest.fixture
+def agent(tmp_path):
+    require_bins()
+    a = Agent(tmp_path)
+    yield a
+    if a.proc and a.proc.poll() is None:
+        a.proc.kill()
+        a.proc.wait()
+
+
+def finish_producer(p, timeout=120):
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 0, f"producer failed ({p.returncode}): {out} {err}"
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def history_by_run(records):
+    """{run_id: [step, …]} in log order."""
+    runs = {}
+    for r in records:
+        if r["type"] == "history":
+            runs.setdefault(r["run_id"], []).append(r["step"])
+    return runs
+
+
+# ---- hand-made protobuf (the wire format is simple enough to write here) ----
+
+def varint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field_varint(num, v):
+    return varint(num << 3) + varint(v)
+
+
+def field_bytes(num, b):
+    if isinstance(b, str):
+        b = b.encode()
+    return varint((num << 3) | 2) + varint(len(b)) + b
+
+
+def item_double(key, x):
+    import struct
+    value = varint((1 << 3) | 1) + struct.pack("<d", x)
+    return field_bytes(1, key) + field_bytes(2, value)
+
+
+def history_record(run_id, step, items):
+    row = field_varint(1, step) + b"".join(field_bytes(4, it) for it in items)
+    return field_bytes(1, run_id) + field_bytes(3, row)
+
+
+def batch_request(session, seq, records, version=1):
+    batch = field_bytes(1, session) + field_varint(2, seq) + b"".join(
+        field_bytes(3, r) for r in records)
+    return field_varint(1, version) + field_bytes(2, batch)
+
+
+def status_request():
+    return field_varint(1, 1) + field_bytes(3, b"")

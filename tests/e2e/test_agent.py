@@ -1,0 +1,226 @@
+"""End-to-end tests of the durable path: client library → NNG → agent → txlog.
+Every test starts real processes; assertions are about what is in the log."""
+import os
+import random
+import subprocess
+import time
+
+from conftest import (BIN, ITERATIONS, Agent, batch_request, field_bytes, field_varint,
+                      finish_producer, history_by_run, history_record, item_double,
+                      status_request)
+
+
+def test_example_training_is_recorded(agent):
+    agent.start()
+    r = subprocess.run([BIN["train"]], env=agent.env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    records = agent.dump()
+    starts = [x for x in records if x["type"] == "start"]
+    assert len(starts) == 1
+    assert starts[0]["config"] == {"epochs": 10, "learning_rate": 0.01}
+    run_id = starts[0]["run_id"]
+    rows = [x for x in records if x["type"] == "history"]
+    assert len(rows) == 10
+    assert all("step" not in x for x in rows)  # TD_STEP_AUTO: the agent numbers them
+    for x in rows:
+        assert x["run_id"] == run_id
+        assert set(x["items"]) == {"accuracy", "loss"}
+        assert 0 <= x["items"]["accuracy"] <= 1 and x["items"]["loss"] > 0
+    exits = [x for x in records if x["type"] == "exit"]
+    assert len(exits) == 1 and exits[0]["exit_code"] == 0
+    assert agent.stop() == 0
+
+
+def test_values_round_trip_exactly(agent):
+    agent.start()
+    p = agent.producer("exact", 500)
+    rep = finish_producer(p)
+    assert rep["acked"] == rep["logged"] == 502  # start + 500 rows + exit
+    rows = [x for x in agent.dump(history_only=True) if x["run_id"] == "exact"]
+    assert len(rows) == 500
+    for i, x in enumerate(rows):
+        assert x["step"] == i
+        assert x["items"] == {"i": i, "value": i * 0.5, "tag": f"r{i}"}
+
+
+def test_agent_started_after_the_client(agent):
+    p = agent.producer("late", 300)
+    time.sleep(1.0)  # the client runs and buffers with no agent at all
+    assert p.poll() is None, "the client must not give up while the agent is absent"
+    agent.start()
+    rep = finish_producer(p)
+    assert rep["acked"] == rep["logged"]
+    assert history_by_run(agent.dump())["late"] == list(range(300))
+
+
+def test_kill9_during_logging_loses_no_acknowledged_row(agent):
+    """R1 in small: several producers log while the agent is killed with SIGKILL
+    at random moments and restarted. Every producer's td_finish must report
+    everything acknowledged, and the log must hold each row exactly once."""
+    rng = random.Random(int(os.environ.get("TRACKD_TEST_SEED", "1234")))
+    kills = max(ITERATIONS, 3)
+    producers = 4
+    rows = 20000
+    agent.start()
+    procs = {f"p{i}": agent.producer(f"p{i}", rows, "--sleep-us", 200, "--every", 50,
+                                     "--timeout-ms", 120000) for i in range(producers)}
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.05, 0.6))
+        agent.kill9()
+        time.sleep(rng.uniform(0.0, 0.3))
+        agent.start()
+    reports = {name: finish_producer(p, timeout=300) for name, p in procs.items()}
+    steps = history_by_run(agent.dump())
+    for name, rep in reports.items():
+        assert rep["unacked"] == 0 and rep["acked"] == rep["logged"], rep
+        got = steps.get(name, [])
+        dupes = len(got) - len(set(got))
+        missing = sorted(set(range(rows)) - set(got))
+        assert dupes == 0, f"{name}: {dupes} duplicate rows"
+        assert not missing, f"{name}: {len(missing)} rows lost, first {missing[:10]}"
+        assert got == sorted(got), f"{name}: rows out of order"
+    status = agent.status()
+    assert status["records_quarantined"] == 0
+
+
+def test_sigterm_answers_received_requests_and_exits_zero(agent):
+    agent.start()
+    p = agent.producer("term", 20000, "--sleep-us", 100, "--every", 20)
+    time.sleep(0.5)
+    assert agent.stop() == 0
+    assert "stopped cleanly" in agent.log()
+    agent.start()
+    rep = finish_producer(p)
+    assert rep["acked"] == rep["logged"]
+    assert history_by_run(agent.dump())["term"] == list(range(20000))
+
+
+def test_duplicate_batch_is_acked_but_stored_once(agent):
+    agent.start()
+    session = bytes(range(16))
+    req = batch_request(session, 1, [history_record("dup", 0, [item_double("x", 1.0)])])
+    first, second = agent.raw(req, req)
+    assert first == {"ack": {"seq": 1, "duplicate": False}}
+    assert second == {"ack": {"seq": 1, "duplicate": True}}
+    # The dedupe table survives a restart: it is rebuilt from the log.
+    agent.kill9()
+    agent.start()
+    (third,) = agent.raw(req)
+    assert third == {"ack": {"seq": 1, "duplicate": True}}
+    assert history_by_run(agent.dump())["dup"] == [0]
+
+
+def test_bad_requests_get_clear_errors_and_do_not_disturb_good_clients(agent):
+    agent.start()
+    good = agent.producer("good", 2000, "--sleep-us", 500, "--every", 100)
+    session = os.urandom(16)
+    rec = history_record("bad", 0, [item_double("x", 1.0)])
+    cases = [
+        (b"\xff\xff\xff", 2, "undecodable"),
+        (b"", 1, "protocol_version missing"),
+        (batch_request(session, 1, [rec], version=2), 1, "version 2 is not supported"),
+        (batch_request(session[:15], 1, [rec]), 3, "session_id must be 16 bytes"),
+        (batch_request(session, 0, [rec]), 3, "seq is missing or 0"),
+        (batch_request(session, 1, [history_record("a/b", 0, [item_double("x", 1)])]), 3,
+         "forbidden character"),
+        (batch_request(session, 1, [history_record("r", 0, [item_double("", 1)])]), 3,
+         "empty key"),
+        (batch_request(session, 1, [history_record("r", 0, [
+            field_bytes(1, b"k\xc3(") + field_bytes(2, b"\x09" + b"\0" * 8)])]), 3, "UTF-8"),
+    ]
+    replies = agent.raw(*[c[0] for c in cases])
+    for (payload, code, text), reply in zip(cases, replies):
+        assert "error" in reply, (payload, reply)
+        assert reply["error"]["code"] == code, (text, reply)
+        assert text in reply["error"]["message"], (text, reply)
+        assert reply["error"]["retryable"] is False
+    rep = finish_producer(good)
+    assert rep["acked"] == rep["logged"]
+    assert history_by_run(agent.dump())["good"] == list(range(2000))
+    assert "bad" not in history_by_run(agent.dump())
+    # Every rejection counted exactly.
+    assert agent.status()["requests_rejected"] == len(cases)
+
+
+def test_message_size_limit(tmp_path):
+    """limits.max_message_bytes at limit−1, limit, limit+1; far over the limit
+    the transport drops the connection instead of allocating."""
+    limit = 4096
+    a = Agent(tmp_path, config=f"limits:\n  max_message_bytes: {limit}B\n").start()
+    try:
+        session = os.urandom(16)
+
+        def request_of_size(size, seq):
+            base = batch_request(session, seq, [history_record("size", seq, [])])
+            pad = size - len(base)
+            # Grow a string value until the whole request has exactly `size` bytes.
+            for n in range(pad, pad - 16, -1):
+                item = field_bytes(1, "s") + field_bytes(2, field_bytes(4, "x" * max(n, 0)))
+                req = batch_request(session, seq, [history_record("size", seq, [item])])
+                if len(req) == size:
+                    return req
+            raise AssertionError("could not build a request of that size")
+
+        replies = a.raw(request_of_size(limit - 1, 1), request_of_size(limit, 2),
+                        request_of_size(limit + 1, 3))
+        assert replies[0] == {"ack": {"seq": 1, "duplicate": False}}
+        assert replies[1] == {"ack": {"seq": 2, "duplicate": False}}
+        assert replies[2]["error"]["code"] == 4
+        assert "limit 4096" in replies[2]["error"]["message"]
+        (far,) = a.raw(b"\x08\x01" + b"\x00" * (limit * 4))
+        assert "no_reply" in far
+        assert a.raw(status_request())[0]["status"]["requests_rejected"] == 1
+        assert history_by_run(a.dump())["size"] == [1, 2]
+    finally:
+        a.stop()
+
+
+def test_fsync_always_acks_after_sync(tmp_path):
+    a = Agent(tmp_path, config="txlog:\n  fsync: always\n").start()
+    try:
+        procs = [a.producer(f"s{i}", 3000) for i in range(3)]
+        for p in procs:
+            rep = finish_producer(p)
+            assert rep["acked"] == rep["logged"]
+        st = a.status()
+        assert st["durable_index"] == st["last_index"]
+        runs = history_by_run(a.dump())
+        for i in range(3):
+            assert runs[f"s{i}"] == list(range(3000))
+    finally:
+        assert a.stop() == 0
+
+
+def test_bad_config_names_file_line_and_column(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("txlog:\n  fsync: sometimes\n")
+    r = subprocess.run([BIN["trackd"], "--config", str(cfg), "--check-config"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert f"{cfg}:2:10:" in r.stderr, r.stderr
+
+
+def test_second_agent_on_the_same_socket_refuses_to_start(agent):
+    agent.start()
+    r = subprocess.run([BIN["trackd"], "--state-dir", agent.state_dir + "2", "--listen",
+                        agent.url], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "another agent already listens" in r.stderr
+    agent.status()  # the first one is unaffected
+
+
+def test_peer_that_hangs_up_during_the_handshake_does_not_lock_clients_out(agent):
+    """A bare connect-and-close wedges NNG 1.5.2's listener (nanomsg/nng#1518);
+    the agent notices that new clients cannot connect and listens anew."""
+    import socket
+    agent.start()
+    path = agent.url[len("ipc://"):]
+    for _ in range(3):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        s.close()
+    p = agent.producer("after-rogue", 100)
+    rep = finish_producer(p)
+    assert rep["acked"] == rep["logged"]
+    assert history_by_run(agent.dump())["after-rogue"] == list(range(100))

@@ -1,0 +1,76 @@
+/*
+ * producer — a training process for tests: logs N history rows through the real
+ * client library, then finishes and prints its finish report as one JSON line.
+ *
+ *   producer --run-id ID --rows N [--sleep-us U] [--every K] [--exit-code C]
+ *            [--timeout-ms T] [--project P]
+ *
+ * Row i carries {"i": i, "value": i * 0.5, "tag": "r<i>"} at step i, so a judge can
+ * check every row by its step alone. With --sleep-us, it sleeps U µs after every
+ * K rows (default K = 1), to spread the logging over time.
+ * Exit code: 0 when td_finish reports everything acknowledged, 1 otherwise.
+ */
+#include <trackd/trackd.h>
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	const char *run_id = NULL, *project = "trackd-tests";
+	long rows = 100, sleep_us = 0, every = 1, timeout_ms = 60000;
+	int exit_code = 0;
+	static const struct option opts[] = {
+		{"run-id", required_argument, NULL, 'r'},  {"rows", required_argument, NULL, 'n'},
+		{"sleep-us", required_argument, NULL, 's'}, {"every", required_argument, NULL, 'e'},
+		{"exit-code", required_argument, NULL, 'x'}, {"timeout-ms", required_argument, NULL, 't'},
+		{"project", required_argument, NULL, 'p'},  {NULL, 0, NULL, 0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': run_id = optarg; break;
+		case 'n': rows = atol(optarg); break;
+		case 's': sleep_us = atol(optarg); break;
+		case 'e': every = atol(optarg) > 0 ? atol(optarg) : 1; break;
+		case 'x': exit_code = atoi(optarg); break;
+		case 't': timeout_ms = atol(optarg); break;
+		case 'p': project = optarg; break;
+		default: fprintf(stderr, "producer: bad arguments\n"); return 2;
+		}
+	}
+	td_run_options o;
+	td_run_options_init(&o);
+	o.run_id = run_id;
+	o.project = project;
+	td_run *run;
+	int rv = td_init(&o, &run);
+	if (rv != TD_OK) {
+		fprintf(stderr, "producer: td_init: %s (%s)\n", td_strerror(rv), td_last_error());
+		return 1;
+	}
+	long refused = 0;
+	for (long i = 0; i < rows; i++) {
+		char tag[32];
+		snprintf(tag, sizeof tag, "r%ld", i);
+		td_item items[] = {TD_I("i", i), TD_F("value", (double)i * 0.5), TD_S("tag", tag)};
+		rv = td_log(run, items, 3, i, true);
+		if (rv != TD_OK)
+			refused++;
+		if (sleep_us && (i + 1) % every == 0)
+			usleep((useconds_t)sleep_us);
+	}
+	td_finish_report rep;
+	rv = td_finish(run, exit_code, (int)timeout_ms, &rep);
+	printf("{\"run_id\":\"%s\",\"rows\":%ld,\"refused\":%ld,\"status\":\"%s\","
+	       "\"logged\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"unacked\":%" PRIu64
+	       ",\"refused_full\":%" PRIu64 ",\"rejected\":%" PRIu64 "}\n",
+	       run_id ? run_id : "", rows, refused, td_strerror(rv), rep.records_logged,
+	       rep.records_acked, rep.records_unacked, rep.records_refused_full,
+	       rep.records_rejected);
+	return rv == TD_OK ? 0 : 1;
+}
