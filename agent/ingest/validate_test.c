@@ -36,7 +36,8 @@ static const struct validate_limits small = {
 	.max_nesting_depth = 3,
 };
 
-static uint8_t session[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+/* 32 bytes so tests can send an over-long (17-byte) session id from it. */
+static uint8_t session[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
 
 /* Packs Request{version, batch{session, seq, records}}; caller frees. */
 static uint8_t *pack_batch(Trackd__V1__Record **records, size_t n, size_t session_len,

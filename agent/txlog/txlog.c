@@ -558,12 +558,14 @@ int txlog_open(const struct txlog_options *opts, txlog **out)
 		goto fail;
 
 	if (log->opts.fsync == TXLOG_FSYNC_INTERVAL) {
+		/* Set before the thread runs: it shares a word with fields it reads. */
+		log->has_flusher = true;
 		if (pthread_create(&log->flusher, NULL, flusher_main, log) != 0) {
+			log->has_flusher = false;
 			rc = TRACKD_ESYS;
 			log_error("txlog: cannot start the flusher thread");
 			goto fail;
 		}
-		log->has_flusher = true;
 	}
 	*out = log;
 	return TRACKD_OK;

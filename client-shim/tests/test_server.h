@@ -46,7 +46,7 @@ struct test_server {
 	ts_decide_fn decide;
 	void *decide_arg;
 	const char *reject_message;
-	bool discard; /* acknowledge without keeping anything (cost runs) */
+	bool discard; /* acknowledge after reading only the envelope (cost runs) */
 
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -68,7 +68,6 @@ struct test_server {
 	unsigned violations;
 	char violation[256];
 	unsigned acks, dups;
-	uint64_t n_discarded; /* records acknowledged while `discard` */
 };
 
 /* Starts the server thread (it listens after start_delay_ms). 0 or -1. */
