@@ -141,7 +141,7 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
                          const struct facts *f)
 {
 	if (d == &trackd__v1__request__descriptor)
-		return check_oneof_single(w, f, 2, 3, "request body (batch or status)", true);
+		return check_oneof_single(w, f, 2, 4, "request body (batch, status or query)", true);
 	if (d == &trackd__v1__batch__descriptor) {
 		if (!has(f, 1) || f->len[1] != TRACKD_SESSION_ID_BYTES)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
@@ -370,8 +370,14 @@ int validate_request(const struct validate_limits *limits, const void *buf, size
 	if (check_version(&w, buf, len) != 0 ||
 	    walk_message(&w, &trackd__v1__request__descriptor, buf, len, &f) != 0)
 		return w.code;
-	if (!has(&f, 2)) {
+	if (has(&f, 3)) {
 		out->kind = VALIDATED_STATUS;
+		return 0;
+	}
+	if (has(&f, 4)) {
+		out->kind = VALIDATED_QUERY;
+		out->query = f.data[4];
+		out->query_len = f.len[4];
 		return 0;
 	}
 	out->kind = VALIDATED_BATCH;

@@ -27,7 +27,7 @@ struct validate_limits {
 	uint64_t max_nesting_depth;      /* levels of Item nesting; 1 = flat */
 };
 
-enum validated_kind { VALIDATED_BATCH, VALIDATED_STATUS };
+enum validated_kind { VALIDATED_BATCH, VALIDATED_STATUS, VALIDATED_QUERY };
 
 struct validated_request {
 	enum validated_kind kind;
@@ -37,6 +37,9 @@ struct validated_request {
 	const uint8_t *session_id;   /* TRACKD_SESSION_ID_BYTES bytes */
 	uint64_t seq;
 	uint64_t records;
+	/* VALIDATED_QUERY: the Query message bytes */
+	const uint8_t *query;
+	size_t query_len;
 };
 
 /* Returns 0 when the request is valid; otherwise a TRACKD__V1__ERROR_CODE__* value

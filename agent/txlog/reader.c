@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 struct txlog_reader {
-	txlog *log;    /* live reader; NULL for a directory reader */
-	int dirfd;     /* the log directory (a directory reader's own fd) */
+	txlog *log; /* live reader; NULL for a directory reader */
+	int dirfd;  /* the log directory (a directory reader's own fd) */
 	uint64_t after;
 	uint64_t prev; /* newest valid index seen: frames must go above it */
 	bool started;
@@ -211,9 +211,16 @@ static void refresh_bound(txlog_reader *r)
 		scan_set_bound(&r->sc, si->readable_bytes);
 		r->seg_complete = si->sealed && si->readable_bytes >= si->bytes;
 	} else {
-		r->seg_complete = true; /* released: what we could read is all */
+		r->seg_complete = true;
 	}
 	pthread_mutex_unlock(&log->seg_lock);
+	if (!si) {
+		/* Released while we hold it open: it was sealed and fully durable, so
+		 * the whole file is readable and will not change. */
+		struct stat st;
+		if (fstat(r->fd, &st) == 0 && (uint64_t)st.st_size > r->sc.bound)
+			scan_set_bound(&r->sc, (uint64_t)st.st_size);
+	}
 }
 
 int txlog_reader_next(txlog_reader *r, uint64_t *index, const void **data, size_t *len)
@@ -241,7 +248,8 @@ int txlog_reader_next(txlog_reader *r, uint64_t *index, const void **data, size_
 			r->header_done = true;
 			r->pos = TXLOG_SEGMENT_HEADER;
 			if (!h || !seg_header_ok(h, TXLOG_SEGMENT_HEADER, r->seg_first))
-				return TRACKD_ECORRUPT; /* reported once; its frames are still read */
+				return TRACKD_ECORRUPT; /* reported once; its frames are still read
+				                         */
 		}
 		if (r->pos >= r->sc.bound) {
 			if (r->seg_complete) {

@@ -46,8 +46,7 @@ static int need_copybuf(struct recovery *rc)
 }
 
 /* Saves [off, off + len) of the segment for a human, durably, before any cut. */
-static int quarantine_span(struct recovery *rc, const char *seg, int fd, uint64_t off,
-                           uint64_t len)
+static int quarantine_span(struct recovery *rc, const char *seg, int fd, uint64_t off, uint64_t len)
 {
 	txlog *log = rc->log;
 	char qname[SEG_NAME_BUF];
@@ -84,8 +83,8 @@ static int cut_span(struct recovery *rc, struct rewrite *rw, const char *seg, ui
 		return r;
 	if (rw->tmp_fd < 0) {
 		snprintf(rw->tmp, sizeof rw->tmp, "%.30s.tmp", seg);
-		rw->tmp_fd = openat(rc->log->dirfd, rw->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
-		                    0640);
+		rw->tmp_fd =
+		    openat(rc->log->dirfd, rw->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 		if (rw->tmp_fd < 0)
 			return io_fail("create", rw->tmp);
 		uint8_t hdr[TXLOG_SEGMENT_HEADER];
@@ -93,9 +92,8 @@ static int cut_span(struct recovery *rc, struct rewrite *rw, const char *seg, ui
 		if (io_write_full(rw->tmp_fd, hdr, sizeof hdr) != TRACKD_OK)
 			return io_fail("write", rw->tmp);
 	}
-	if (from > rw->keep_from &&
-	    io_copy_range(fd, rw->keep_from, from - rw->keep_from, rw->tmp_fd, rc->copybuf,
-	                  COPY_CHUNK) != TRACKD_OK)
+	if (from > rw->keep_from && io_copy_range(fd, rw->keep_from, from - rw->keep_from,
+	                                          rw->tmp_fd, rc->copybuf, COPY_CHUNK) != TRACKD_OK)
 		return io_fail("copy into", rw->tmp);
 	rw->keep_from = to;
 	return TRACKD_OK;
@@ -116,9 +114,8 @@ static int rewrite_commit(struct recovery *rc, struct rewrite *rw, const char *s
                           uint64_t end, uint64_t *size_out)
 {
 	txlog *log = rc->log;
-	if (end > rw->keep_from &&
-	    io_copy_range(fd, rw->keep_from, end - rw->keep_from, rw->tmp_fd, rc->copybuf,
-	                  COPY_CHUNK) != TRACKD_OK)
+	if (end > rw->keep_from && io_copy_range(fd, rw->keep_from, end - rw->keep_from, rw->tmp_fd,
+	                                         rc->copybuf, COPY_CHUNK) != TRACKD_OK)
 		return io_fail("copy into", rw->tmp);
 	struct stat st;
 	if (fsync(rw->tmp_fd) != 0 || fstat(rw->tmp_fd, &st) != 0)
@@ -171,7 +168,8 @@ static int recover_segment(struct recovery *rc, struct seg_info *si, bool newest
 	scan_reset(&rc->sc, fd, size);
 	uint64_t pos = TXLOG_SEGMENT_HEADER, end = size;
 	while (pos < rc->sc.bound) {
-		uint64_t min_index = rc->prev + 1 > si->first_index ? rc->prev + 1 : si->first_index;
+		uint64_t min_index =
+		    rc->prev + 1 > si->first_index ? rc->prev + 1 : si->first_index;
 		struct frame f;
 		r = scan_frame_at(&rc->sc, pos, min_index, &f);
 		if (r < 0) {
@@ -180,11 +178,12 @@ static int recover_segment(struct recovery *rc, struct seg_info *si, bool newest
 		}
 		if (r == 1) {
 			if (log->opts.on_record) {
-				int cr = log->opts.on_record(log->opts.on_record_arg, f.index, f.payload,
-				                             f.len);
+				int cr = log->opts.on_record(log->opts.on_record_arg, f.index,
+				                             f.payload, f.len);
 				if (cr != 0) {
-					log_error("txlog: recovery stopped by on_record (%d) at %" PRIu64,
-					          cr, f.index);
+					log_error(
+					    "txlog: recovery stopped by on_record (%d) at %" PRIu64,
+					    cr, f.index);
 					r = cr < 0 ? cr : TRACKD_EINVAL;
 					goto out;
 				}
@@ -297,8 +296,8 @@ int recovery_run(txlog *log, uint64_t *last_valid)
 	if (r != TRACKD_OK)
 		return r;
 	*last_valid = rc.prev;
-	log_info("txlog: recovered %zu segments, %" PRIu64 " records (last %" PRIu64
-	         "), %" PRIu64 " quarantined, %" PRIu64 " bytes truncated, in %" PRId64 " ms",
+	log_info("txlog: recovered %zu segments, %" PRIu64 " records (last %" PRIu64 "), %" PRIu64
+	         " quarantined, %" PRIu64 " bytes truncated, in %" PRId64 " ms",
 	         n, rc.records, rc.prev, (uint64_t)atomic_load(&log->records_quarantined),
 	         (uint64_t)atomic_load(&log->bytes_truncated), (clock_mono_us() - t0) / 1000);
 	return TRACKD_OK;

@@ -65,7 +65,9 @@ const uint8_t *scan_fill(struct frame_scan *s, uint64_t off, size_t n, int *err)
 	if (off >= s->buf_off && off - s->buf_off < s->buf_len)
 		keep = s->buf_len - (size_t)(off - s->buf_off);
 	if (want > s->cap) {
-		uint8_t *nb = malloc(want);
+		/* One chunk, or one frame bigger than that (it fits in the file). */
+		size_t ncap = want > s->chunk ? want : s->chunk;
+		uint8_t *nb = malloc(ncap);
 		if (!nb) {
 			*err = TRACKD_ENOMEM;
 			return NULL;
@@ -74,7 +76,7 @@ const uint8_t *scan_fill(struct frame_scan *s, uint64_t off, size_t n, int *err)
 			memcpy(nb, s->buf + (off - s->buf_off), keep);
 		free(s->buf);
 		s->buf = nb;
-		s->cap = want;
+		s->cap = ncap;
 	} else if (keep && off != s->buf_off) {
 		memmove(s->buf, s->buf + (off - s->buf_off), keep);
 	}

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,8 @@ static int start_segment_locked(txlog *log, uint64_t first)
 	pthread_mutex_unlock(&log->seg_lock);
 	if (first <= newest) {
 		/* Would rename over a segment holding records. */
-		log_error("txlog: new segment %" PRIu64 " not after newest %" PRIu64, first, newest);
+		log_error("txlog: new segment %" PRIu64 " not after newest %" PRIu64, first,
+		          newest);
 		return TRACKD_EIO;
 	}
 	int fd;
@@ -124,10 +126,10 @@ static int start_segment_locked(txlog *log, uint64_t first)
 		return rc;
 	}
 	log->open[log->nopen++] = (struct open_seg){
-		.fd = fd,
-		.first_index = first,
-		.offset = TXLOG_SEGMENT_HEADER,
-		.synced = TXLOG_SEGMENT_HEADER,
+	    .fd = fd,
+	    .first_index = first,
+	    .offset = TXLOG_SEGMENT_HEADER,
+	    .synced = TXLOG_SEGMENT_HEADER,
 	};
 	log->need_roll = false;
 	publish_locked(log);
@@ -158,8 +160,8 @@ static int discard_unsynced_locked(txlog *log, bool fresh_segment)
 				io_fail("fsync truncation after failed fsync", name);
 				ok = false;
 			}
-			log_warn("txlog: discarded %" PRIu64 " unsynced bytes of %s (records %" PRIu64
-			         "..%" PRIu64 ")",
+			log_warn("txlog: discarded %" PRIu64
+			         " unsynced bytes of %s (records %" PRIu64 "..%" PRIu64 ")",
 			         os->offset - os->synced, name, os->synced_record + 1,
 			         os->last_record);
 		}
@@ -343,7 +345,8 @@ static void *flusher_main(void *arg)
 	while (!log->stop) {
 		struct timespec deadline;
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		uint64_t ns = (uint64_t)deadline.tv_nsec + (uint64_t)log->opts.fsync_interval_ms * 1000000u;
+		uint64_t ns =
+		    (uint64_t)deadline.tv_nsec + (uint64_t)log->opts.fsync_interval_ms * 1000000u;
 		deadline.tv_sec += (time_t)(ns / 1000000000u);
 		deadline.tv_nsec = (long)(ns % 1000000000u);
 		while (!log->stop &&
@@ -359,8 +362,8 @@ static void *flusher_main(void *arg)
 		for (size_t i = 0; i < log->nopen; i++) {
 			struct open_seg *os = &log->open[i];
 			if (os->synced < os->offset)
-				snap[n++] = (struct flush_target){os->fd, os->first_index, os->offset,
-				                                  os->last_record};
+				snap[n++] = (struct flush_target){os->fd, os->first_index,
+				                                  os->offset, os->last_record};
 		}
 		if (n == 0)
 			continue;
@@ -424,6 +427,22 @@ static int open_subdir(txlog *log, const char *name, int *fd_out)
 	return TRACKD_OK;
 }
 
+/* A new directory's entry is durable only once its parent is synced. */
+static int fsync_parent(const char *dir)
+{
+	char *copy = strdup(dir);
+	if (!copy)
+		return TRACKD_ENOMEM;
+	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = TRACKD_OK;
+	if (fd < 0 || fsync(fd) != 0)
+		rc = io_fail("fsync parent of", dir);
+	if (fd >= 0)
+		close(fd);
+	free(copy);
+	return rc;
+}
+
 static void free_log(txlog *log)
 {
 	for (size_t i = 0; i < log->nopen; i++)
@@ -470,13 +489,13 @@ static int adopt_newest_locked(txlog *log)
 	if (fd < 0)
 		return io_fail("open segment", name);
 	log->open[0] = (struct open_seg){
-		.fd = fd,
-		.first_index = si.first_index,
-		.offset = si.bytes,
-		.synced = si.bytes,
-		.first_record = si.first_record,
-		.last_record = si.last_record,
-		.synced_record = si.last_record,
+	    .fd = fd,
+	    .first_index = si.first_index,
+	    .offset = si.bytes,
+	    .synced = si.bytes,
+	    .first_record = si.first_record,
+	    .last_record = si.last_record,
+	    .synced_record = si.last_record,
 	};
 	log->nopen = 1;
 	return TRACKD_OK;
@@ -508,7 +527,11 @@ int txlog_open(const struct txlog_options *opts, txlog **out)
 	}
 	log->opts.dir = log->dir;
 
-	if (mkdir(log->dir, 0750) != 0 && errno != EEXIST) {
+	if (mkdir(log->dir, 0750) == 0) {
+		rc = fsync_parent(log->dir);
+		if (rc != TRACKD_OK)
+			goto fail;
+	} else if (errno != EEXIST) {
 		rc = io_fail("create log directory", log->dir);
 		goto fail;
 	}

@@ -17,8 +17,9 @@
  *     → TXLOG_FRAME_OVERHEAD = 20 bytes per record.
  *   Cursor file `<dir>/cursors/<name>.cur`: written atomically (temp, fsync,
  *   rename, fsync dir); content "u64 index | u32 crc32c" (12 bytes).
- *   Quarantine `<dir>/quarantine/<segment>.<offset>.bad`: raw bytes of frames that
- *   failed their checks, kept for a human; never read back.
+ *   Quarantine `<dir>/quarantine/<segment>.<offset>.bad` (<segment> = the segment
+ *   file's name without ".seg", <offset> = where the span began in it): raw bytes
+ *   of frames that failed their checks, kept for a human; never read back.
  *
  * Durability (`fsync` policy, as Redis appendfsync)
  *   ALWAYS   — txlog_sync() after appends makes them durable (one fdatasync for all
@@ -34,6 +35,12 @@
  *   TRACKD_EIO, the log truncates itself back to the last durable position, and
  *   appends after the failure go to a new segment. If even that fails, the log
  *   enters a failed state where every append returns TRACKD_EIO.
+ *   Under ALWAYS the unit is the group (appends since the last txlog_sync): a
+ *   segment rolled away from mid-group is synced with the group, and a failed
+ *   group is discarded as a whole, so a retry never duplicates half of it.
+ *   Indices of discarded records are not reused. When records were discarded
+ *   outside txlog_sync (the INTERVAL flusher's fdatasync, or one forced at a roll,
+ *   failed), the next txlog_sync()/txlog_close() returns TRACKD_EIO once.
  *   Readers see only records up to txlog_readable_index(): the durable index under
  *   ALWAYS/INTERVAL, the written index under NEVER. So a sink cursor can never get
  *   ahead of what a power loss keeps.
@@ -54,6 +61,9 @@
  *     last record by a power cut never hides new records.
  *   `on_record` (optional) is called for every valid record during the scan, in
  *   index order, so the caller can rebuild state (e.g. ingest's dedupe table).
+ *   A non-zero return stops recovery: txlog_open fails with it (if negative) or
+ *   TRACKD_EINVAL; segments scanned before may already be repaired, the one being
+ *   scanned is left as it was.
  *
  * Threading
  *   One writer thread calls txlog_append/txlog_sync. Any thread may create and use
@@ -137,12 +147,20 @@ void txlog_stats(txlog *log, struct txlog_stats *out);
 
 /* ---- readers ------------------------------------------------------------- */
 
-/* A reader over a live log, starting at the first record with index > after.
- * `log` must outlive the reader. */
+/* A reader over a live log, starting at the first record with index > after
+ * (or at the oldest record on disk, if that is later). `log` must outlive the
+ * reader. A segment released while the reader has it open is still read to its
+ * end; segments released before the reader got to them are skipped (every
+ * cursor had passed them), so a reader that must see everything belongs to a
+ * registered cursor that it advances. */
 int txlog_reader_open(txlog *log, uint64_t after, txlog_reader **out);
 
 /* A reader over a log directory without a running txlog (trackctl, tests, fuzz):
- * reads everything on disk, never modifies anything, limit = max_record_bytes. */
+ * reads everything on disk, never modifies anything, limit = max_record_bytes.
+ * It reads the segments present when it is opened, each up to its size when the
+ * reader reaches it; a bad segment header, a torn tail and a frame over the limit
+ * are damage (TRACKD_ECORRUPT). Memory stays within max(256 KiB, largest frame
+ * that fits in the file), whatever the bytes. */
 int txlog_reader_open_dir(const char *dir, uint32_t max_record_bytes, uint64_t after,
                           txlog_reader **out);
 

@@ -130,7 +130,7 @@ struct txlog {
 	_Atomic uint64_t last_index, durable_index, readable_index;
 	_Atomic bool closed;
 	_Atomic uint64_t records_appended, bytes_appended, records_quarantined, bytes_quarantined,
-		bytes_truncated, bad_segment_headers, fsync_failures;
+	    bytes_truncated, bad_segment_headers, fsync_failures;
 };
 
 /* ---- segment files (segment.c) ------------------------------------------ */

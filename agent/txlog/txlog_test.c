@@ -69,14 +69,14 @@ static void check_rc(int line, const char *what, int got, int want)
 #define EXPECT(what, cond)         check_true(__LINE__, what, (cond))
 #define EXPECT_RC(what, got, want) check_rc(__LINE__, what, (got), (want))
 /* For setup steps whose failure makes the rest meaningless. */
-#define REQUIRE_OK(expr)                                                                      \
-	do {                                                                                  \
-		int rc_ = (expr);                                                             \
-		if (rc_ != TRACKD_OK) {                                                       \
-			fprintf(stderr, "FATAL line %d: %s: %s\n", __LINE__, #expr,           \
-			        trackd_strerror(rc_));                                        \
-			exit(2);                                                              \
-		}                                                                             \
+#define REQUIRE_OK(expr)                                                                           \
+	do {                                                                                       \
+		int rc_ = (expr);                                                                  \
+		if (rc_ != TRACKD_OK) {                                                            \
+			fprintf(stderr, "FATAL line %d: %s: %s\n", __LINE__, #expr,                \
+			        trackd_strerror(rc_));                                             \
+			exit(2);                                                                   \
+		}                                                                                  \
 	} while (0)
 
 /* ---- records ------------------------------------------------------------ */
@@ -413,13 +413,13 @@ static struct txlog_options opts_for(const char *dir, enum txlog_fsync_policy p,
                                      uint32_t maxrec, struct recs *collect_into)
 {
 	struct txlog_options o = {
-		.dir = dir,
-		.fsync = p,
-		.fsync_interval_ms = 5,
-		.segment_bytes = seg,
-		.max_record_bytes = maxrec,
-		.on_record = collect_into ? collect : NULL,
-		.on_record_arg = collect_into,
+	    .dir = dir,
+	    .fsync = p,
+	    .fsync_interval_ms = 5,
+	    .segment_bytes = seg,
+	    .max_record_bytes = maxrec,
+	    .on_record = collect_into ? collect : NULL,
+	    .on_record_arg = collect_into,
 	};
 	return o;
 }
@@ -502,15 +502,15 @@ static void test_round_trip(void)
 			on_disk += file_size(segs[i]);
 		EXPECT_EQ("stats.segments = files", st.segments, ns);
 		EXPECT_EQ("stats.disk_bytes = file sizes", st.disk_bytes, on_disk);
-		EXPECT_EQ("bytes_appended", st.bytes_appended,
-		          on_disk - ns * TXLOG_SEGMENT_HEADER);
+		EXPECT_EQ("bytes_appended", st.bytes_appended, on_disk - ns * TXLOG_SEGMENT_HEADER);
 		EXPECT_RC("close", txlog_close(log), TRACKD_OK);
 
 		struct recs seen = {0};
 		o.on_record = collect;
 		o.on_record_arg = &seen;
 		REQUIRE_OK(txlog_open(&o, &log));
-		EXPECT("on_record saw 100 records in order", recs_match(&seen, 100, keep_all, NULL));
+		EXPECT("on_record saw 100 records in order",
+		       recs_match(&seen, 100, keep_all, NULL));
 		EXPECT_EQ("last_index after reopen", txlog_last_index(log), 100);
 		EXPECT_EQ("readable after reopen", txlog_readable_index(log), 100);
 		char buf[128];
@@ -680,7 +680,8 @@ static void test_bit_flips(void)
 			snprintf(q, sizeof q, "%s/quarantine/%.20s.%" PRIu64 ".bad", work, name,
 			         lay.start[fi]);
 			EXPECT_EQ("quarantine file holds the frame", file_size(q), flen);
-			EXPECT_EQ("segment lost exactly the frame", file_size(path), lay.size - flen);
+			EXPECT_EQ("segment lost exactly the frame", file_size(path),
+			          lay.size - flen);
 		}
 		EXPECT_EQ("no bad header", st.bad_segment_headers, 0);
 		REQUIRE_OK(txlog_close(log));
@@ -692,7 +693,8 @@ static void test_bit_flips(void)
 		txlog_stats(log, &st);
 		EXPECT_EQ("reopen: nothing quarantined", st.records_quarantined, 0);
 		EXPECT_EQ("reopen: nothing truncated", st.bytes_truncated, 0);
-		EXPECT("reopen: same records", recs_match(&again, count, keep_except, &damaged_seq));
+		EXPECT("reopen: same records",
+		       recs_match(&again, count, keep_except, &damaged_seq));
 		char buf[128];
 		size_t len = make_payload(count, buf, sizeof buf);
 		uint64_t index;
@@ -703,8 +705,8 @@ static void test_bit_flips(void)
 		recs_free(&seen);
 		recs_free(&again);
 		if (failed != before) {
-			fprintf(stderr, "  (bit flip: segment %zu frame %zu offset %" PRIu64
-			                " bit %d)\n",
+			fprintf(stderr,
+			        "  (bit flip: segment %zu frame %zu offset %" PRIu64 " bit %d)\n",
 			        si, fi, off, bit);
 			bad++;
 		}
@@ -717,8 +719,8 @@ static void test_bit_flips(void)
 
 /* ---- 4. zeroed blocks, bad headers, empty segments (R3) ---------------- */
 
-static void open_expect(const char *dir, uint64_t count, bool (*keep)(uint64_t, void *),
-                        void *arg, struct txlog_stats *st, uint64_t expect_next, int line)
+static void open_expect(const char *dir, uint64_t count, bool (*keep)(uint64_t, void *), void *arg,
+                        struct txlog_stats *st, uint64_t expect_next, int line)
 {
 	struct recs seen = {0};
 	struct txlog_options o = opts_for(dir, TXLOG_FSYNC_ALWAYS, 400, 256, &seen);
@@ -836,7 +838,7 @@ static void test_zero_and_headers(void)
 		char payload[128];
 		EXPECT_EQ("empty segment repaired, then appended to", file_size(path),
 		          TXLOG_SEGMENT_HEADER + TXLOG_FRAME_OVERHEAD +
-		                  make_payload(count, payload, sizeof payload));
+		              make_payload(count, payload, sizeof payload));
 	}
 
 	/* A lone empty segment: the log starts at its index. */
@@ -963,7 +965,8 @@ static void test_power_loss(void)
 		char buf[128];
 		size_t len = make_payload(99, buf, sizeof buf);
 		uint64_t index;
-		EXPECT_RC("append after power loss", txlog_append(log, buf, len, &index), TRACKD_OK);
+		EXPECT_RC("append after power loss", txlog_append(log, buf, len, &index),
+		          TRACKD_OK);
 		EXPECT("index above the synced ones", index > synced);
 		REQUIRE_OK(txlog_close(log));
 		recs_free(&seen);
@@ -1034,7 +1037,7 @@ static void test_cursors(void)
 	EXPECT_RC("read from 0", read_live(log, 0, &live), TRACKD_OK);
 	EXPECT("reader starts at the oldest kept record",
 	       live.n > 0 && live.idx[0] == st.first_index && live.idx[live.n - 1] == 60 &&
-	               live.n == 60 - st.first_index + 1);
+	           live.n == 60 - st.first_index + 1);
 	recs_free(&live);
 	REQUIRE_OK(txlog_close(log));
 
@@ -1270,9 +1273,9 @@ static void test_fsync_failure(void)
 	REQUIRE_OK(txlog_close(log));
 	struct recs grp = {0};
 	EXPECT_RC("dir read", read_dir(dir, 256, 0, &grp), TRACKD_OK);
-	EXPECT("only the synced records and the next group",
-	       grp.n == 4 && grp.seq[0] == 0 && grp.seq[2] == 2 && grp.seq[3] == 60 &&
-	               !grp.corrupt);
+	EXPECT("only the synced records and the next group", grp.n == 4 && grp.seq[0] == 0 &&
+	                                                         grp.seq[2] == 2 &&
+	                                                         grp.seq[3] == 60 && !grp.corrupt);
 	recs_free(&grp);
 	rm_rf(dir);
 	free(dir);
@@ -1393,8 +1396,9 @@ static void test_live_reader(void)
 		if (rc != TRACKD_OK || index != expect || !payload_ok(data, len, &seq) ||
 		    seq != expect - 1) {
 			if (wrong++ < 3)
-				fprintf(stderr, "  live reader: rc %d index %" PRIu64 " expected %" PRIu64
-				                "\n",
+				fprintf(stderr,
+				        "  live reader: rc %d index %" PRIu64 " expected %" PRIu64
+				        "\n",
 				        rc, index, expect);
 			if (rc != TRACKD_OK)
 				break;
@@ -1415,6 +1419,47 @@ static void test_live_reader(void)
 	txlog_stats(log, &st);
 	EXPECT("segments released behind the reader", st.first_index > 1);
 	txlog_reader_close(rd);
+	REQUIRE_OK(txlog_close(log));
+	rm_rf(dir);
+	free(dir);
+}
+
+/* A reader that is no sink (a live view) keeps reading a segment released under
+ * it, including what was written after it first reached the segment's end; then
+ * it goes on at the oldest segment still there (the ones it never opened were
+ * released: every cursor had passed them). */
+static void test_reader_released_segment(void)
+{
+	char *dir = tmpdir_new();
+	struct txlog_options o = opts_for(dir, TXLOG_FSYNC_NEVER, 300, 256, NULL);
+	txlog *log;
+	REQUIRE_OK(txlog_open(&o, &log));
+	REQUIRE_OK(txlog_cursor_register(log, "sink", NULL));
+	append_range(log, 0, 2, NULL);
+	txlog_reader *rd;
+	REQUIRE_OK(txlog_reader_open(log, 0, &rd));
+	struct recs got = {0};
+	EXPECT_RC("read the first two", drain(rd, &got), TRACKD_OK);
+	EXPECT_EQ("two so far", got.n, 2);
+	append_range(log, 2, 40, NULL); /* fills segment 1, rolls several times */
+	REQUIRE_OK(txlog_sync(log));
+	EXPECT_RC("sink done", txlog_cursor_commit(log, "sink", 40), TRACKD_OK);
+	struct txlog_stats st;
+	txlog_stats(log, &st);
+	EXPECT_EQ("all but the newest released", st.segments, 1);
+	EXPECT_RC("read on", drain(rd, &got), TRACKD_OK);
+	size_t k = 0;
+	while (k < got.n && got.idx[k] == k + 1)
+		k++;
+	EXPECT("rest of the released segment it held read", k >= 3 && k < got.n);
+	bool tail = k < got.n && got.idx[k] == st.first_index;
+	for (size_t i = k; tail && i < got.n; i++)
+		tail = got.idx[i] == st.first_index + (i - k);
+	EXPECT("then everything from the oldest kept segment",
+	       tail && got.idx[got.n - 1] == 40 && !got.bad_payload);
+	EXPECT_EQ("no damage reported", got.corrupt, 0);
+	txlog_reader_close(rd);
+	recs_free(&got);
 	REQUIRE_OK(txlog_close(log));
 	rm_rf(dir);
 	free(dir);
@@ -1483,7 +1528,8 @@ static void test_garbage(void)
 			struct txlog_stats st;
 			txlog_stats(log, &st);
 			EXPECT_EQ("second open: stable",
-			          st.records_quarantined + st.bytes_truncated + st.bad_segment_headers,
+			          st.records_quarantined + st.bytes_truncated +
+			              st.bad_segment_headers,
 			          0);
 			EXPECT_EQ("second open: same records", r3.n, r2.n);
 			REQUIRE_OK(txlog_close(log));
@@ -1591,23 +1637,24 @@ int main(void)
 		const char *name;
 		void (*fn)(void);
 	} tests[] = {
-		{"round_trip", test_round_trip},
-		{"truncate_every_offset", test_truncate_every_offset},
-		{"bit_flips", test_bit_flips},
-		{"zero_and_headers", test_zero_and_headers},
-		{"power_loss", test_power_loss},
-		{"cursors", test_cursors},
-		{"limits", test_limits},
-		{"fsync_failure", test_fsync_failure},
-		{"live_reader", test_live_reader},
-		{"garbage", test_garbage},
+	    {"round_trip", test_round_trip},
+	    {"truncate_every_offset", test_truncate_every_offset},
+	    {"bit_flips", test_bit_flips},
+	    {"zero_and_headers", test_zero_and_headers},
+	    {"power_loss", test_power_loss},
+	    {"cursors", test_cursors},
+	    {"limits", test_limits},
+	    {"fsync_failure", test_fsync_failure},
+	    {"live_reader", test_live_reader},
+	    {"reader_released_segment", test_reader_released_segment},
+	    {"garbage", test_garbage},
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
 		int f0 = failed;
 		int64_t t = clock_mono_us();
 		tests[i].fn();
-		printf("  %-24s %s (%" PRId64 " ms)\n", tests[i].name, failed == f0 ? "ok" : "FAILED",
-		       (clock_mono_us() - t) / 1000);
+		printf("  %-24s %s (%" PRId64 " ms)\n", tests[i].name,
+		       failed == f0 ? "ok" : "FAILED", (clock_mono_us() - t) / 1000);
 	}
 	const char *big = getenv("TXLOG_TEST_BACKLOG_MB");
 	if (big && atol(big) > 0)
