@@ -74,7 +74,8 @@ int main(int argc, char **argv)
 		td_item row[] = {TD_F("accuracy", acc), TD_F("loss", loss)};
 
 		if ((rc = td_log(run, row, 2, TD_STEP_AUTO, true)) != TD_OK)
-			fprintf(stderr, "train: td_log: %s: %s\n", td_strerror(rc), td_last_error());
+			fprintf(stderr, "train: td_log: %s: %s\n", td_strerror(rc),
+			        td_last_error());
 	}
 
 	td_finish_report rep;
@@ -92,7 +93,8 @@ int main(int argc, char **argv)
 	}
 	printf("\n");
 	if (rc != TD_OK) {
-		fprintf(stderr, "train: %s\n", rep.last_error[0] ? rep.last_error : td_last_error());
+		fprintf(stderr, "train: %s\n",
+		        rep.last_error[0] ? rep.last_error : td_last_error());
 		return 1;
 	}
 	return 0;

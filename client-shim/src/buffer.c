@@ -29,21 +29,23 @@ static int reserve_open(struct td_run *run, size_t need)
 	return TD_OK;
 }
 
-int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_bound, uint8_t **dst)
+int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_bound,
+                             uint8_t **dst)
 {
 	size_t framed = 1 + td_varint_size(record_len) + record_len;
 	int rc;
 
 	if (framed > TD_MAX_BATCH_RECORD_BYTES) {
-		return td_fail(TD_ERR_INVALID, "record of %zu bytes exceeds the message limit of %u bytes",
-			       framed, TRACKD_DEFAULT_MAX_MESSAGE_BYTES);
+		return td_fail(TD_ERR_INVALID,
+		               "record of %zu bytes exceeds the message limit of %u bytes", framed,
+		               TRACKD_DEFAULT_MAX_MESSAGE_BYTES);
 	}
 	if (!bypass_bound && run->buffered_bytes + framed > run->max_buffer_bytes) {
 		run->records_refused_full++;
 		return td_fail(TD_ERR_FULL,
-			       "buffer full: %zu of %zu bytes held for the agent, record needs %zu "
-			       "(agent unreachable or slow?)",
-			       run->buffered_bytes, run->max_buffer_bytes, framed);
+		               "buffer full: %zu of %zu bytes held for the agent, record needs %zu "
+		               "(agent unreachable or slow?)",
+		               run->buffered_bytes, run->max_buffer_bytes, framed);
 	}
 	/* The sender normally seals at batch_bytes; this only catches a batch
 	 * that would break the agent's message or record-count limit. */

@@ -35,8 +35,8 @@ size_t td_varint_put(uint8_t *dst, uint64_t v)
 
 /* Protobuf key byte: field number and wire type. */
 #define PB_KEY(field, wire) ((uint8_t)(((field) << 3) | (wire)))
-#define PB_VARINT 0
-#define PB_LEN 2
+#define PB_VARINT           0
+#define PB_LEN              2
 
 /*
  * The records were encoded once, as Batch field 3 entries, when they were
@@ -45,8 +45,9 @@ size_t td_varint_put(uint8_t *dst, uint64_t v)
  * trackd.proto: Request.protocol_version = 1, Request.batch = 2,
  * Batch.session_id = 1, Batch.seq = 2.
  */
-size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX], const uint8_t session_id[TRACKD_SESSION_ID_BYTES],
-		       uint64_t seq, size_t records_len)
+size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX],
+                       const uint8_t session_id[TRACKD_SESSION_ID_BYTES], uint64_t seq,
+                       size_t records_len)
 {
 	size_t batch_len = 2 + TRACKD_SESSION_ID_BYTES + 1 + td_varint_size(seq) + records_len;
 	size_t n = 0;
@@ -122,8 +123,8 @@ static const Trackd__V1__MapValue map_init = TRACKD__V1__MAP_VALUE__INIT;
 /* Item i of a record uses items[i], values[i] and ptrs[i]; each item array
  * (top level or one map's) gets a contiguous run of ptrs, reserved before its
  * children are filled. */
-static Trackd__V1__Item **fill(struct td_scratch *s, const td_item *items, size_t n, size_t *next_item,
-			       size_t *next_map)
+static Trackd__V1__Item **fill(struct td_scratch *s, const td_item *items, size_t n,
+                               size_t *next_item, size_t *next_map)
 {
 	size_t base = *next_item;
 
@@ -182,13 +183,13 @@ Trackd__V1__Item **td_scratch_fill(struct td_scratch *s, const td_item *items, s
 /* Value field keys: double 1 (fixed64), int 2, bool 3 (varint), string 4,
  * map 5 (length-delimited); Item: key 1, value 2; MapValue: items 1. */
 #define KEY_VALUE_DOUBLE PB_KEY(1, 1)
-#define KEY_VALUE_INT PB_KEY(2, PB_VARINT)
-#define KEY_VALUE_BOOL PB_KEY(3, PB_VARINT)
+#define KEY_VALUE_INT    PB_KEY(2, PB_VARINT)
+#define KEY_VALUE_BOOL   PB_KEY(3, PB_VARINT)
 #define KEY_VALUE_STRING PB_KEY(4, PB_LEN)
-#define KEY_VALUE_MAP PB_KEY(5, PB_LEN)
-#define KEY_ITEM_KEY PB_KEY(1, PB_LEN)
-#define KEY_ITEM_VALUE PB_KEY(2, PB_LEN)
-#define KEY_MAP_ITEMS PB_KEY(1, PB_LEN)
+#define KEY_VALUE_MAP    PB_KEY(5, PB_LEN)
+#define KEY_ITEM_KEY     PB_KEY(1, PB_LEN)
+#define KEY_ITEM_VALUE   PB_KEY(2, PB_LEN)
+#define KEY_MAP_ITEMS    PB_KEY(1, PB_LEN)
 
 static size_t delimited(size_t len)
 {
@@ -231,7 +232,7 @@ static size_t measure_items(struct td_item_len *lens, const td_item *items, size
 }
 
 static uint8_t *write_items(const struct td_item_len *lens, const td_item *items, size_t n,
-			    uint8_t key, size_t *next, uint8_t *p)
+                            uint8_t key, size_t *next, uint8_t *p)
 {
 	size_t base = *next;
 
@@ -291,7 +292,7 @@ size_t td_items_record_measure(struct td_scratch *s, struct td_items_record *r)
 }
 
 uint8_t *td_items_record_write(const struct td_scratch *s, const struct td_items_record *r,
-			       uint8_t *p)
+                               uint8_t *p)
 {
 	size_t next = 0;
 

@@ -2,9 +2,10 @@
  * internal.h — the inside of libtrackd: one run, its batch buffer and its sender.
  *
  * Data flow: a recording call (td_log, …) validates its items without the lock,
- * then, under the run's one mutex, encodes one protobuf Record and appends it to
- * the *open batch* already framed as field 3 of a Batch message (tag 0x1a,
- * varint length, bytes). Sealing moves the open batch to the FIFO of *sealed*
+ * then, under the run's one mutex, encodes one protobuf Record straight into
+ * the *open batch*, framed as field 3 of a Batch message (tag 0x1a, varint
+ * length, bytes): item records by the hand encoder in encode.c, the rare
+ * others (RunStart, RunExit, console output) by protobuf-c. Sealing moves the open batch to the FIFO of *sealed*
  * batches and gives it the next seq; the sender thread sends the oldest sealed
  * batch, wrapped in a hand-built Request/Batch envelope, and frees it once the
  * agent acknowledges that seq. Record bytes are encoded exactly once.
@@ -51,9 +52,9 @@
  * the agent's default message limit. */
 #define TD_MAX_BATCH_RECORD_BYTES (TRACKD_DEFAULT_MAX_MESSAGE_BYTES - TD_ENVELOPE_MAX)
 
-#define TD_DEFAULT_MAX_BUFFER_BYTES ((size_t)64 << 20)
-#define TD_MIN_MAX_BUFFER_BYTES ((size_t)64 << 10)
-#define TD_DEFAULT_BATCH_BYTES ((size_t)256 << 10)
+#define TD_DEFAULT_MAX_BUFFER_BYTES  ((size_t)64 << 20)
+#define TD_MIN_MAX_BUFFER_BYTES      ((size_t)64 << 10)
+#define TD_DEFAULT_BATCH_BYTES       ((size_t)256 << 10)
 #define TD_DEFAULT_FLUSH_INTERVAL_MS 10u
 #define TD_DEFAULT_FINISH_TIMEOUT_MS 30000
 /* How long the sender waits for a reply (and for a connection to send on)
@@ -123,10 +124,10 @@ struct td_items_record {
 /* Record field keys (field << 3 | length-delimited). */
 #define TD_KEY_RECORD_HISTORY 0x1a
 #define TD_KEY_RECORD_SUMMARY 0x22
-#define TD_KEY_RECORD_CONFIG 0x2a
-#define TD_KEY_HISTORY_ITEMS 0x22
-#define TD_KEY_UPDATE_ITEMS 0x0a
-#define TD_HISTORY_HEAD_MAX 32
+#define TD_KEY_RECORD_CONFIG  0x2a
+#define TD_KEY_HISTORY_ITEMS  0x22
+#define TD_KEY_UPDATE_ITEMS   0x0a
+#define TD_HISTORY_HEAD_MAX   32
 
 /* What validation counted, so encoding can size its scratch up front. */
 struct td_item_count {
@@ -159,7 +160,7 @@ struct td_run {
 	struct td_batch *spare;       /* an acknowledged batch kept for reuse */
 	uint64_t next_seq;
 	size_t buffered_bytes;
-	size_t reserved; /* framed bytes of the record being written */
+	size_t reserved;     /* framed bytes of the record being written */
 	bool seal_requested; /* open batch reached batch_bytes */
 	bool finishing;      /* RunExit buffered: seal at once */
 	bool stopping;       /* the sender must exit */
@@ -191,8 +192,9 @@ size_t td_varint_size(uint64_t v);
 size_t td_varint_put(uint8_t *dst, uint64_t v);
 /* Writes the Request{protocol_version, batch = Batch{session_id, seq, …}}
  * prefix for `records_len` bytes of framed records; returns its length. */
-size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX], const uint8_t session_id[TRACKD_SESSION_ID_BYTES],
-		       uint64_t seq, size_t records_len);
+size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX],
+                       const uint8_t session_id[TRACKD_SESSION_ID_BYTES], uint64_t seq,
+                       size_t records_len);
 int td_scratch_reserve(struct td_scratch *s, const struct td_item_count *count);
 void td_scratch_fini(struct td_scratch *s);
 /* Points protobuf-c structs in `s` at the caller's items (nothing copied);
@@ -202,7 +204,7 @@ Trackd__V1__Item **td_scratch_fill(struct td_scratch *s, const td_item *items, s
 size_t td_items_record_measure(struct td_scratch *s, struct td_items_record *r);
 /* Writes the Record measured last; returns the end of what was written. */
 uint8_t *td_items_record_write(const struct td_scratch *s, const struct td_items_record *r,
-			       uint8_t *dst);
+                               uint8_t *dst);
 /* Encodes HistoryRow fields 1-3 (step unless TD_STEP_AUTO, commit if false,
  * client_time_us); returns their length (≤ TD_HISTORY_HEAD_MAX). */
 size_t td_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_time_us);
@@ -214,7 +216,8 @@ int64_t td_mono_ms(void);
  * added here); TD_ERR_FULL (counted) if that would cross the bound, unless
  * bypass_bound. On success *dst is where the unframed Record goes; finish
  * with td_buffer_commit_locked before unlocking. */
-int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_bound, uint8_t **dst);
+int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_bound,
+                             uint8_t **dst);
 void td_buffer_commit_locked(struct td_run *run);
 /* Encodes rec with protobuf-c and appends it (reserve + pack + commit). */
 int td_buffer_append_locked(struct td_run *run, const ProtobufCMessage *rec, bool bypass_bound);

@@ -73,12 +73,12 @@ static int set_run_id(struct td_run *run, const char *given)
 		return td_fail(TD_ERR_INVALID, "td_init: run_id is empty");
 	if (len > TRACKD_MAX_RUN_ID_BYTES) {
 		return td_fail(TD_ERR_INVALID, "td_init: run_id is longer than %u bytes",
-			       TRACKD_MAX_RUN_ID_BYTES);
+		               TRACKD_MAX_RUN_ID_BYTES);
 	}
 	size_t bad = strcspn(given, TRACKD_RUN_ID_FORBIDDEN);
 	if (bad < len) {
 		return td_fail(TD_ERR_INVALID, "td_init: run_id must not contain '%c' (none of %s)",
-			       given[bad], TRACKD_RUN_ID_FORBIDDEN);
+		               given[bad], TRACKD_RUN_ID_FORBIDDEN);
 	}
 	if (!td_utf8_valid(given, len))
 		return td_fail(TD_ERR_INVALID, "td_init: run_id is not valid UTF-8");
@@ -96,11 +96,11 @@ static int check_options(const td_run_options *o, struct td_item_count *config_c
 	if ((rc = td_check_text("td_init: project", o->project, TRACKD_MAX_NAME_BYTES, true)) ||
 	    (rc = td_check_text("td_init: entity", o->entity, TRACKD_MAX_NAME_BYTES, false)) ||
 	    (rc = td_check_text("td_init: display_name", o->display_name, TRACKD_MAX_NAME_BYTES,
-				false)) ||
+	                        false)) ||
 	    (rc = td_check_text("td_init: group", o->group, TRACKD_MAX_NAME_BYTES, false)) ||
 	    (rc = td_check_text("td_init: job_type", o->job_type, TRACKD_MAX_NAME_BYTES, false)) ||
-	    (rc = td_check_text("td_init: notes", o->notes, TRACKD_DEFAULT_MAX_STRING_BYTES,
-				false)))
+	    (rc =
+	         td_check_text("td_init: notes", o->notes, TRACKD_DEFAULT_MAX_STRING_BYTES, false)))
 		return rc;
 	if (o->n_tags > TRACKD_MAX_TAGS)
 		return td_fail(TD_ERR_INVALID, "td_init: more than %u tags", TRACKD_MAX_TAGS);
@@ -115,8 +115,9 @@ static int check_options(const td_run_options *o, struct td_item_count *config_c
 			return rc;
 	}
 	if (o->max_buffer_bytes != 0 && o->max_buffer_bytes < TD_MIN_MAX_BUFFER_BYTES) {
-		return td_fail(TD_ERR_INVALID, "td_init: max_buffer_bytes %zu is below the minimum %zu",
-			       o->max_buffer_bytes, TD_MIN_MAX_BUFFER_BYTES);
+		return td_fail(TD_ERR_INVALID,
+		               "td_init: max_buffer_bytes %zu is below the minimum %zu",
+		               o->max_buffer_bytes, TD_MIN_MAX_BUFFER_BYTES);
 	}
 	return td_check_items("td_init: config", o->config, o->n_config, config_count);
 }
@@ -134,15 +135,17 @@ static int resolve_url(const td_run_options *o, char *url, size_t len)
 	} else if (geteuid() == 0) {
 		n = snprintf(url, len, "ipc:///run/trackd/trackd.sock");
 	} else {
+		/* Without XDG_RUNTIME_DIR the agent falls back to /tmp/trackd-<uid>. */
 		const char *xdg = getenv("XDG_RUNTIME_DIR");
 		if (xdg != NULL && *xdg == '/')
 			n = snprintf(url, len, "ipc://%s/trackd/trackd.sock", xdg);
 		else
-			n = snprintf(url, len, "ipc:///run/user/%u/trackd/trackd.sock",
-				     (unsigned)geteuid());
+			n = snprintf(url, len, "ipc:///tmp/trackd-%u/trackd.sock",
+			             (unsigned)geteuid());
 	}
 	if (n < 0 || (size_t)n >= len)
-		return td_fail(TD_ERR_INVALID, "td_init: agent address longer than %zu bytes", len - 1);
+		return td_fail(TD_ERR_INVALID, "td_init: agent address longer than %zu bytes",
+		               len - 1);
 	return TD_OK;
 }
 
@@ -175,7 +178,7 @@ static int sync_init(struct td_run *run)
 }
 
 static int buffer_run_start(struct td_run *run, const td_run_options *o,
-			    const struct td_item_count *config_count)
+                            const struct td_item_count *config_count)
 {
 	char host[256];
 	Trackd__V1__RunStart start = TRACKD__V1__RUN_START__INIT;
@@ -206,7 +209,7 @@ static int buffer_run_start(struct td_run *run, const td_run_options *o,
 	start.start_time_us = td_wall_us();
 	start.has_mode = true;
 	start.mode = o->mode == TD_MODE_OFFLINE ? TRACKD__V1__RUN_MODE__RUN_MODE_OFFLINE
-						: TRACKD__V1__RUN_MODE__RUN_MODE_ONLINE;
+	                                        : TRACKD__V1__RUN_MODE__RUN_MODE_ONLINE;
 	start.has_resume = true;
 	start.resume = (Trackd__V1__ResumeMode)o->resume;
 	rec.run_id = run->run_id;
@@ -266,8 +269,8 @@ int td_init(const td_run_options *opts, td_run **out)
 		free(run);
 		return td_fail(rc, "td_init: cannot initialise locks");
 	}
-	run->max_buffer_bytes = opts->max_buffer_bytes ? opts->max_buffer_bytes
-						       : TD_DEFAULT_MAX_BUFFER_BYTES;
+	run->max_buffer_bytes =
+	    opts->max_buffer_bytes ? opts->max_buffer_bytes : TD_DEFAULT_MAX_BUFFER_BYTES;
 	run->batch_bytes = opts->batch_bytes ? opts->batch_bytes : TD_DEFAULT_BATCH_BYTES;
 	if (run->batch_bytes > TD_MAX_BATCH_RECORD_BYTES)
 		run->batch_bytes = TD_MAX_BATCH_RECORD_BYTES;
@@ -341,7 +344,7 @@ int td_log(td_run *run, const td_item *items, size_t n, int64_t step, bool commi
 		return TD_OK;
 	if (step < TD_STEP_AUTO) {
 		return td_fail(TD_ERR_INVALID, "td_log: step %lld is negative (TD_STEP_AUTO is %d)",
-			       (long long)step, TD_STEP_AUTO);
+		               (long long)step, TD_STEP_AUTO);
 	}
 	struct td_items_record r = {
 	    .body_key = TD_KEY_RECORD_HISTORY,
@@ -401,7 +404,7 @@ int td_output(td_run *run, bool is_stderr, const char *text)
 
 	console.has_stream = true;
 	console.stream = is_stderr ? TRACKD__V1__CONSOLE_STREAM__CONSOLE_STDERR
-				   : TRACKD__V1__CONSOLE_STREAM__CONSOLE_STDOUT;
+	                           : TRACKD__V1__CONSOLE_STREAM__CONSOLE_STDOUT;
 	console.text = (char *)text;
 	console.has_client_time_us = true;
 	console.client_time_us = td_wall_us();
@@ -455,7 +458,7 @@ int td_finish(td_run *run, int exit_code, int timeout_ms, td_finish_report *repo
 	int64_t deadline = td_mono_ms() + timeout_ms;
 	while ((run->open.n_records > 0 || run->head != NULL) && td_mono_ms() < deadline) {
 		struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
-				      .tv_nsec = (long)(deadline % 1000) * 1000000};
+		                      .tv_nsec = (long)(deadline % 1000) * 1000000};
 		pthread_cond_timedwait(&run->drained, &run->mu, &ts);
 	}
 	pthread_mutex_unlock(&run->mu);
@@ -475,11 +478,12 @@ int td_finish(td_run *run, int exit_code, int timeout_ms, td_finish_report *repo
 
 	if (rep.records_rejected > 0) {
 		rc = td_fail(TD_ERR_REJECTED, "td_finish: the agent refused %llu records: %s",
-			     (unsigned long long)rep.records_rejected, rep.last_error);
+		             (unsigned long long)rep.records_rejected, rep.last_error);
 	} else if (rep.records_unacked > 0) {
-		rc = td_fail(TD_ERR_TIMEOUT, "td_finish: %llu records not acknowledged within %d ms%s%s",
-			     (unsigned long long)rep.records_unacked, timeout_ms,
-			     rep.last_error[0] ? ": " : "", rep.last_error);
+		rc = td_fail(TD_ERR_TIMEOUT,
+		             "td_finish: %llu records not acknowledged within %d ms%s%s",
+		             (unsigned long long)rep.records_unacked, timeout_ms,
+		             rep.last_error[0] ? ": " : "", rep.last_error);
 	} else {
 		rc = exit_rc;
 	}

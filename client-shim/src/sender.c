@@ -25,7 +25,7 @@ enum outcome {
 
 /* Messages may be cut to fit; they are for people, not for parsing. */
 __attribute__((format(printf, 3, 4))) static void explain(char *why, size_t len, const char *fmt,
-							   ...)
+                                                          ...)
 {
 	va_list ap;
 
@@ -44,7 +44,8 @@ static const char *error_code_name(Trackd__V1__ErrorCode code)
 
 /* Sends batch b and waits for the reply; `why` explains any outcome but ACKED.
  * Runs without the lock: b is sealed and only this thread frees it. */
-static enum outcome exchange(struct td_run *run, const struct td_batch *b, char *why, size_t why_len)
+static enum outcome exchange(struct td_run *run, const struct td_batch *b, char *why,
+                             size_t why_len)
 {
 	uint8_t envelope[TD_ENVELOPE_MAX];
 	size_t env_len = td_envelope_put(envelope, run->session_id, b->seq, b->len);
@@ -53,7 +54,7 @@ static enum outcome exchange(struct td_run *run, const struct td_batch *b, char 
 
 	if ((rv = nng_msg_alloc(&req, env_len + b->len)) != 0) {
 		explain(why, why_len, "cannot allocate a %zu-byte request: %s", env_len + b->len,
-			 nng_strerror(rv));
+		        nng_strerror(rv));
 		return RETRY;
 	}
 	uint8_t *body = nng_msg_body(req);
@@ -63,11 +64,12 @@ static enum outcome exchange(struct td_run *run, const struct td_batch *b, char 
 	if ((rv = nng_sendmsg(run->sock, req, 0)) != 0) {
 		nng_msg_free(req); /* still ours when sending failed */
 		explain(why, why_len, "agent at %s not reachable: %s", run->url,
-			 rv == NNG_ETIMEDOUT ? "no connection" : nng_strerror(rv));
+		        rv == NNG_ETIMEDOUT ? "no connection" : nng_strerror(rv));
 		return RETRY;
 	}
 	if ((rv = nng_recvmsg(run->sock, &rep, 0)) != 0) {
-		explain(why, why_len, "no reply from the agent at %s: %s", run->url, nng_strerror(rv));
+		explain(why, why_len, "no reply from the agent at %s: %s", run->url,
+		        nng_strerror(rv));
 		return RETRY;
 	}
 
@@ -86,19 +88,19 @@ static enum outcome exchange(struct td_run *run, const struct td_batch *b, char 
 			out = ACKED;
 		} else {
 			explain(why, why_len, "agent acknowledged seq %llu, expected %llu",
-				 (unsigned long long)reply->ack->seq, (unsigned long long)b->seq);
+			        (unsigned long long)reply->ack->seq, (unsigned long long)b->seq);
 		}
 		break;
 	case TRACKD__V1__REPLY__BODY_ERROR: {
 		const Trackd__V1__Error *e = reply->error;
 		explain(why, why_len, "%s: %s", error_code_name(e->code),
-			 e->message ? e->message : "(no message)");
+		        e->message ? e->message : "(no message)");
 		out = e->retryable ? RETRY : REJECTED;
 		break;
 	}
 	default:
 		explain(why, why_len, "unexpected reply (body %d) from the agent",
-			 (int)reply->body_case);
+		        (int)reply->body_case);
 		break;
 	}
 	trackd__v1__reply__free_unpacked(reply, NULL);
@@ -152,7 +154,7 @@ static void *sender_main(void *arg)
 				break;
 			case RETRY:
 				snprintf(run->transport_error, sizeof(run->transport_error), "%s",
-					 why);
+				         why);
 				backoff = backoff ? backoff * 2 : TD_BACKOFF_MIN_MS;
 				if (backoff > TD_BACKOFF_MAX_MS)
 					backoff = TD_BACKOFF_MAX_MS;
@@ -177,7 +179,8 @@ int td_sender_start(struct td_run *run)
 	int rv;
 
 	if ((rv = nng_req0_open(&run->sock)) != 0)
-		return td_fail(TD_ERR_TRANSPORT, "td_init: cannot open a socket: %s", nng_strerror(rv));
+		return td_fail(TD_ERR_TRANSPORT, "td_init: cannot open a socket: %s",
+		               nng_strerror(rv));
 	run->sock_open = true;
 
 	/* Socket-level values are the defaults for the dialer created below;
@@ -190,7 +193,7 @@ int td_sender_start(struct td_run *run)
 		return td_fail(TD_ERR_TRANSPORT, "td_init: socket options: %s", nng_strerror(rv));
 	if ((rv = nng_dialer_create(&dialer, run->sock, run->url)) != 0) {
 		return td_fail(TD_ERR_TRANSPORT, "td_init: agent address %s: %s", run->url,
-			       nng_strerror(rv));
+		               nng_strerror(rv));
 	}
 	if ((rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, TD_MAX_REPLY_BYTES)) != 0 ||
 	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMINT, TD_RECONNECT_MIN_MS)) != 0 ||
@@ -200,7 +203,7 @@ int td_sender_start(struct td_run *run)
 	 * background and the buffered records go out once it is. */
 	if ((rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK)) != 0) {
 		return td_fail(TD_ERR_TRANSPORT, "td_init: dial %s: %s", run->url,
-			       nng_strerror(rv));
+		               nng_strerror(rv));
 	}
 
 	/* The application's signal handlers must not run on our thread. */
@@ -210,8 +213,9 @@ int td_sender_start(struct td_run *run)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rv != 0)
 		return td_fail(TD_ERR_TRANSPORT, "td_init: cannot start the sender thread: %s",
-			       strerror(rv));
+		               strerror(rv));
 	run->sender_started = true;
+	pthread_setname_np(run->sender, "trackd-sender"); /* for top -H and gdb */
 	return TD_OK;
 }
 

@@ -110,8 +110,9 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n)
 	if (n > 0 && items == NULL)
 		return td_fail(TD_ERR_INVALID, "%s: NULL items with count %zu", w->what, n);
 	if (n > TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD - w->count.items) {
-		return td_fail(TD_ERR_INVALID, "%s: more than %u items in one record (nested included)",
-			       w->what, TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD);
+		return td_fail(TD_ERR_INVALID,
+		               "%s: more than %u items in one record (nested included)", w->what,
+		               TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD);
 	}
 	w->count.items += n;
 	w->depth++;
@@ -128,7 +129,7 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n)
 			return walk_fail(w, "key is empty");
 		if (len > TRACKD_DEFAULT_MAX_KEY_BYTES) {
 			snprintf(problem, sizeof(problem), "key is longer than %u bytes",
-				 TRACKD_DEFAULT_MAX_KEY_BYTES);
+			         TRACKD_DEFAULT_MAX_KEY_BYTES);
 			return walk_fail(w, problem);
 		}
 		if (!td_utf8_valid(it->key, len))
@@ -143,8 +144,8 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n)
 			len = strnlen(it->v.s, TRACKD_DEFAULT_MAX_STRING_BYTES + 1);
 			if (len > TRACKD_DEFAULT_MAX_STRING_BYTES) {
 				snprintf(problem, sizeof(problem),
-					 "string value is longer than %u bytes",
-					 TRACKD_DEFAULT_MAX_STRING_BYTES);
+				         "string value is longer than %u bytes",
+				         TRACKD_DEFAULT_MAX_STRING_BYTES);
 				return walk_fail(w, problem);
 			}
 			if (!td_utf8_valid(it->v.s, len))
@@ -155,7 +156,7 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n)
 				return walk_fail(w, "map items are NULL");
 			if (it->v.map.n > 0 && w->depth >= TRACKD_DEFAULT_MAX_NESTING_DEPTH) {
 				snprintf(problem, sizeof(problem), "nesting depth exceeds %u",
-					 TRACKD_DEFAULT_MAX_NESTING_DEPTH);
+				         TRACKD_DEFAULT_MAX_NESTING_DEPTH);
 				return walk_fail(w, problem);
 			}
 			w->count.maps++;

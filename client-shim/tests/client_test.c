@@ -25,33 +25,32 @@ struct tc {
 	int failed_checks; /* in the current test */
 };
 
-#define CHECK(cond)                                                                     \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-				#cond);                                                 \
-			t->failed_checks++;                                             \
-		}                                                                       \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+			t->failed_checks++;                                                        \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_RC(expr, want)                                                            \
-	do {                                                                            \
-		int rc_ = (expr);                                                       \
-		if (rc_ != (want)) {                                                    \
-			fprintf(stderr, "  %s:%d: %s = %d (%s), want %d; last error: %s\n", \
-				__FILE__, __LINE__, #expr, rc_, td_strerror(rc_), (want),   \
-				td_last_error());                                       \
-			t->failed_checks++;                                             \
-		}                                                                       \
+#define CHECK_RC(expr, want)                                                                       \
+	do {                                                                                       \
+		int rc_ = (expr);                                                                  \
+		if (rc_ != (want)) {                                                               \
+			fprintf(stderr, "  %s:%d: %s = %d (%s), want %d; last error: %s\n",        \
+			        __FILE__, __LINE__, #expr, rc_, td_strerror(rc_), (want),          \
+			        td_last_error());                                                  \
+			t->failed_checks++;                                                        \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_ERR_HAS(needle)                                                           \
-	do {                                                                            \
-		if (strstr(td_last_error(), (needle)) == NULL) {                        \
-			fprintf(stderr, "  %s:%d: last error \"%s\" lacks \"%s\"\n", __FILE__, \
-				__LINE__, td_last_error(), (needle));                   \
-			t->failed_checks++;                                             \
-		}                                                                       \
+#define CHECK_ERR_HAS(needle)                                                                      \
+	do {                                                                                       \
+		if (strstr(td_last_error(), (needle)) == NULL) {                                   \
+			fprintf(stderr, "  %s:%d: last error \"%s\" lacks \"%s\"\n", __FILE__,     \
+			        __LINE__, td_last_error(), (needle));                              \
+			t->failed_checks++;                                                        \
+		}                                                                                  \
 	} while (0)
 
 static void sleep_ms(int ms)
@@ -203,8 +202,9 @@ static void test_rows_arrive_in_order_typed(struct tc *t)
 		snprintf(label, sizeof(label), "s%d", i);
 		td_item deep[] = {TD_I("y", -i)};
 		td_item nested[] = {TD_F("x", i * 0.5), TD_M("deep", deep, 1)};
-		td_item row[] = {TD_F("loss", 1.0 / (i + 1)), TD_I("i", i), TD_B("even", i % 2 == 0),
-				 TD_S("label", label), TD_M("nested", nested, 2)};
+		td_item row[] = {TD_F("loss", 1.0 / (i + 1)), TD_I("i", i),
+		                 TD_B("even", i % 2 == 0), TD_S("label", label),
+		                 TD_M("nested", nested, 2)};
 		int64_t step = i < n / 2 ? TD_STEP_AUTO : i;
 		CHECK_RC(td_log(run, row, 5, step, i % 50 != 7), TD_OK);
 	}
@@ -243,8 +243,10 @@ static void test_rows_arrive_in_order_typed(struct tc *t)
 	CHECK(st->config != NULL);
 	if (st->config) {
 		CHECK(item_is_int(st->config->items, st->config->n_items, "epochs", 10));
-		CHECK(item_is_double(st->config->items, st->config->n_items, "learning_rate", 0.01));
-		const Trackd__V1__MapValue *m = item_map(st->config->items, st->config->n_items, "opt");
+		CHECK(
+		    item_is_double(st->config->items, st->config->n_items, "learning_rate", 0.01));
+		const Trackd__V1__MapValue *m =
+		    item_map(st->config->items, st->config->n_items, "opt");
 		CHECK(m && item_is_string(m->items, m->n_items, "name", "adam"));
 	}
 
@@ -257,9 +259,9 @@ static void test_rows_arrive_in_order_typed(struct tc *t)
 		char label[32];
 		snprintf(label, sizeof(label), "s%d", i);
 		bool ok = h->n_items == 5 && item_is_double(h->items, 5, "loss", 1.0 / (i + 1)) &&
-			  item_is_int(h->items, 5, "i", i) &&
-			  item_is_bool(h->items, 5, "even", i % 2 == 0) &&
-			  item_is_string(h->items, 5, "label", label);
+		          item_is_int(h->items, 5, "i", i) &&
+		          item_is_bool(h->items, 5, "even", i % 2 == 0) &&
+		          item_is_string(h->items, 5, "label", label);
 		const Trackd__V1__MapValue *nested = item_map(h->items, h->n_items, "nested");
 		const Trackd__V1__MapValue *deep =
 		    nested ? item_map(nested->items, nested->n_items, "deep") : NULL;
@@ -549,8 +551,8 @@ static void test_full_then_recovers(struct tc *t)
 static void nest(td_item *chain, int depth)
 {
 	static const char *const keys[] = {"d1",  "d2",  "d3",  "d4",  "d5",  "d6",
-					   "d7",  "d8",  "d9",  "d10", "d11", "d12",
-					   "d13", "d14", "d15", "d16", "d17", "d18"};
+	                                   "d7",  "d8",  "d9",  "d10", "d11", "d12",
+	                                   "d13", "d14", "d15", "d16", "d17", "d18"};
 	for (int d = 0; d < depth - 1; d++)
 		chain[d] = (td_item)TD_M(keys[d], &chain[d + 1], 1);
 	chain[depth - 1] = (td_item)TD_F(keys[depth - 1], 1.5);
@@ -569,15 +571,15 @@ static void test_invalid_items_rejected(struct tc *t)
 	opts_for(&o, url);
 	CHECK_RC(td_init(&o, &run), TD_OK);
 
-#define EXPECT_INVALID(items, n, needle)                                          \
-	do {                                                                      \
-		CHECK_RC(td_log(run, (items), (n), TD_STEP_AUTO, true), TD_ERR_INVALID); \
-		CHECK_ERR_HAS(needle);                                            \
+#define EXPECT_INVALID(items, n, needle)                                                           \
+	do {                                                                                       \
+		CHECK_RC(td_log(run, (items), (n), TD_STEP_AUTO, true), TD_ERR_INVALID);           \
+		CHECK_ERR_HAS(needle);                                                             \
 	} while (0)
-#define EXPECT_OK(items, n)                                                      \
-	do {                                                                     \
-		CHECK_RC(td_log(run, (items), (n), TD_STEP_AUTO, true), TD_OK);  \
-		accepted++;                                                      \
+#define EXPECT_OK(items, n)                                                                        \
+	do {                                                                                       \
+		CHECK_RC(td_log(run, (items), (n), TD_STEP_AUTO, true), TD_OK);                    \
+		accepted++;                                                                        \
 	} while (0)
 
 	td_item one[1];
@@ -632,7 +634,7 @@ static void test_invalid_items_rejected(struct tc *t)
 	memset(big, 'v', TRACKD_DEFAULT_MAX_STRING_BYTES);
 	big[TRACKD_DEFAULT_MAX_STRING_BYTES] = '\0';
 	td_item five[] = {TD_S("a", big), TD_S("b", big), TD_S("c", big), TD_S("d", big),
-			  TD_S("e", big)};
+	                  TD_S("e", big)};
 	EXPECT_INVALID(five, 5, "exceeds the message limit");
 	free(big);
 
@@ -909,7 +911,7 @@ static void test_threads_keep_their_order(struct tc *t)
 		int id = (int)th_item->value->int_value;
 		if (n_item->value->int_value != next[id]) {
 			fprintf(stderr, "  thread %d: got n=%lld, want %d\n", id,
-				(long long)n_item->value->int_value, next[id]);
+			        (long long)n_item->value->int_value, next[id]);
 			t->failed_checks++;
 			break;
 		}
@@ -991,8 +993,8 @@ static void test_env_socket_and_defaults(struct tc *t)
 
 static void test_strerror(struct tc *t)
 {
-	const int codes[] = {TD_OK,         TD_ERR_INVALID, TD_ERR_NOMEM,    TD_ERR_FULL,
-			     TD_ERR_CLOSED, TD_ERR_TIMEOUT, TD_ERR_TRANSPORT, TD_ERR_REJECTED};
+	const int codes[] = {TD_OK,         TD_ERR_INVALID, TD_ERR_NOMEM,     TD_ERR_FULL,
+	                     TD_ERR_CLOSED, TD_ERR_TIMEOUT, TD_ERR_TRANSPORT, TD_ERR_REJECTED};
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		CHECK(td_strerror(codes[i]) && td_strerror(codes[i])[0]);
 		for (size_t j = 0; j < i; j++)
@@ -1005,7 +1007,7 @@ static void test_strerror(struct tc *t)
 /* One record through both encoders: the hand encoder must produce exactly
  * protobuf-c's bytes. */
 static void compare_encoders(struct tc *t, const char *label, int kind, const td_item *items,
-			     size_t n, int64_t step, bool commit)
+                             size_t n, int64_t step, bool commit)
 {
 	struct td_scratch s = {0};
 	struct td_item_count count;
@@ -1060,10 +1062,10 @@ static void compare_encoders(struct tc *t, const char *label, int kind, const td
 	trackd__v1__record__pack(&rec, want);
 	uint8_t *end = td_items_record_write(&s, &r, got);
 	bool same = got_len == want_len && (size_t)(end - got) == got_len &&
-		    memcmp(got, want, got_len) == 0;
+	            memcmp(got, want, got_len) == 0;
 	if (!same) {
-		fprintf(stderr, "  %s: hand encoder %zu bytes, protobuf-c %zu bytes, differ\n", label,
-			got_len, want_len);
+		fprintf(stderr, "  %s: hand encoder %zu bytes, protobuf-c %zu bytes, differ\n",
+		        label, got_len, want_len);
 		t->failed_checks++;
 	}
 	free(want);
@@ -1079,10 +1081,10 @@ static void test_hand_encoder_matches_protobuf_c(struct tc *t)
 	td_item deep[] = {TD_I("neg", -1), TD_I("min", INT64_MIN), TD_S("empty", "")};
 	td_item empty_map[1];
 	td_item nested[] = {TD_M("deep", deep, 3), TD_F("nan", NAN), TD_M("none", empty_map, 0),
-			    TD_S("long", long_string)};
-	td_item row[] = {TD_F("loss", 0.25),  TD_F("neg_zero", -0.0), TD_I("big", INT64_MAX),
-			 TD_I("zero", 0),     TD_B("yes", true),      TD_B("no", false),
-			 TD_S("ünï", "cödé"), TD_M("nested", nested, 4)};
+	                    TD_S("long", long_string)};
+	td_item row[] = {TD_F("loss", 0.25),  TD_F("neg_zero", -0.0),   TD_I("big", INT64_MAX),
+	                 TD_I("zero", 0),     TD_B("yes", true),        TD_B("no", false),
+	                 TD_S("ünï", "cödé"), TD_M("nested", nested, 4)};
 	const size_t n = sizeof(row) / sizeof(row[0]);
 
 	compare_encoders(t, "history auto", 0, row, n, TD_STEP_AUTO, true);

@@ -52,7 +52,7 @@ static int run_loop(const char *url, long rows, int finish_ms, const char *label
 	for (long i = 0; i < rows; i++) {
 		double x = (double)i;
 		td_item row[] = {TD_F("loss", 1.0 / (x + 1)), TD_F("accuracy", 1 - 1.0 / (x + 2)),
-				 TD_F("lr", 0.001), TD_I("epoch", i / 1000)};
+		                 TD_F("lr", 0.001), TD_I("epoch", i / 1000)};
 		if ((rc = td_log(run, row, 4, TD_STEP_AUTO, true)) != TD_OK) {
 			fprintf(stderr, "td_log: %s: %s\n", td_strerror(rc), td_last_error());
 			break;
@@ -64,8 +64,8 @@ static int run_loop(const char *url, long rows, int finish_ms, const char *label
 	printf("%-22s %8ld rows: td_log %.0f ns/row CPU, %.0f ns/row wall; finish %.1f ms; "
 	       "logged %llu acked %llu\n",
 	       label, rows, (c1 - c0) / (double)rows * 1e9, (t1 - t0) / (double)rows * 1e9,
-	       (t2 - t1) * 1e3,
-	       (unsigned long long)rep.records_logged, (unsigned long long)rep.records_acked);
+	       (t2 - t1) * 1e3, (unsigned long long)rep.records_logged,
+	       (unsigned long long)rep.records_acked);
 	return 0;
 }
 

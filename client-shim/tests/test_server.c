@@ -197,7 +197,7 @@ static void handle(struct test_server *s, nng_msg *msg)
 			s->kept = grow(s->kept, &s->cap_kept, s->n_kept + 1, sizeof(*s->kept));
 			s->kept[s->n_kept++] = req;
 			s->records = grow(s->records, &s->cap_records, s->n_records + b->n_records,
-					  sizeof(*s->records));
+			                  sizeof(*s->records));
 			for (size_t i = 0; i < b->n_records; i++)
 				s->records[s->n_records++] = b->records[i];
 			keep = true;
@@ -210,10 +210,10 @@ static void handle(struct test_server *s, nng_msg *msg)
 	case TS_ERROR_REJECT:
 		err.has_code = true;
 		err.code = action == TS_ERROR_RETRY ? TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE
-						    : TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+		                                    : TRACKD__V1__ERROR_CODE__ERROR_INVALID;
 		err.message = (char *)(action == TS_ERROR_RETRY ? "disk busy, retry"
-				       : s->reject_message ? s->reject_message
-							   : "invalid batch");
+		                       : s->reject_message      ? s->reject_message
+		                                                : "invalid batch");
 		err.has_retryable = true;
 		err.retryable = action == TS_ERROR_RETRY;
 		r.body_case = TRACKD__V1__REPLY__BODY_ERROR;
@@ -239,7 +239,7 @@ static void *server_main(void *arg)
 	/* Like the agent: bounded receive size. */
 	if ((rv = nng_listener_create(&l, s->sock, s->url)) != 0 ||
 	    (rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, TRACKD_DEFAULT_MAX_MESSAGE_BYTES)) !=
-		0 ||
+	        0 ||
 	    (rv = nng_listener_start(l, 0)) != 0) {
 		pthread_mutex_lock(&s->mu);
 		violation(s, "listen failed");
