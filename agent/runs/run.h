@@ -1,0 +1,136 @@
+/*
+ * run.h — W&B run semantics, applied to the record stream in log order.
+ *
+ * A `struct run` is what a sink knows about one run. run_apply() takes one
+ * record (with where it came from) and updates the run deterministically — the
+ * result depends only on the log, never on when or by whom it is replayed, so
+ * every sink (local files, W&B upload) derives the same rows:
+ *
+ *   history  log(row, step, commit): rows accumulate into the pending step;
+ *            a commit (or a larger explicit step) emits the pending row as one
+ *            JSON line stamped with `_step`, `_runtime` (seconds since the run's
+ *            first start, client clock) and `_timestamp` (Unix seconds at log()
+ *            time); an explicit step lower than the current one is dropped and
+ *            counted (rows_rejected). Nested maps stay nested.
+ *   summary  last value per top-level key, or min/max/mean/none per
+ *            define_metric; explicit summary updates set or remove keys;
+ *            `_step`, `_runtime`, `_timestamp` follow the last row.
+ *   config   shallow updates from the start record and config updates.
+ *   console  each line becomes `YYYY-MM-DDTHH:MM:SS.ffffff text` (UTC), stderr
+ *            lines prefixed `ERROR `.
+ *   state    running while any attached process (pid) has not ended; when the
+ *            last one ends the run takes the worst outcome of its processes:
+ *            crashed > killed > failed > finished.
+ *
+ * Output goes to the caller's buffers (history lines, console lines) and flags
+ * (what whole files changed). A run is snapshotted to / restored from the
+ * protobuf RunSnapshot, which carries `last_index` for exactly-once replay.
+ *
+ * Not thread-safe: a run belongs to one sink thread. Strings are copied.
+ */
+#ifndef TRACKD_RUNS_RUN_H
+#define TRACKD_RUNS_RUN_H
+
+#include "buf.h"
+#include "vtree.h"
+
+#include "trackd/v1/trackd.pb-c.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define RUN_MAX_ATTACHED 64  /* processes attached to one run at a time */
+#define RUN_MAX_METRICS 1024 /* define_metric entries per run */
+
+enum run_state { RUN_RUNNING, RUN_FINISHED, RUN_FAILED, RUN_KILLED, RUN_CRASHED };
+
+struct run_attached {
+	int32_t pid;
+	uint64_t start_ticks; /* /proc/<pid>/stat starttime when first seen; 0 unknown */
+	bool done;
+};
+
+struct run_metric {
+	char *name;
+	Trackd__V1__MetricSummary summary;
+	double sum;
+	uint64_t count;
+};
+
+struct run {
+	char *id, *entity, *project, *display_name, *notes, *group, *job_type, *host;
+	char **tags;
+	size_t n_tags;
+	char *dir_name; /* run-YYYYMMDD_HHMMSS-<id> */
+	Trackd__V1__RunMode mode;
+	uint32_t uid;
+
+	enum run_state state;
+	bool has_exit_code;
+	int32_t exit_code;
+	int64_t start_time_us, end_time_us;
+	enum run_state worst_outcome; /* of the processes that ended so far */
+	int32_t outcome_exit_code;
+
+	struct run_attached attached[RUN_MAX_ATTACHED];
+	size_t n_attached;
+
+	int64_t step; /* the step the pending row belongs to */
+	bool has_pending;
+	struct vmap pending;
+	int64_t pending_time_us;
+	uint64_t history_lines, console_lines, rows_rejected;
+
+	struct vmap summary, config;
+	struct run_metric *metrics;
+	size_t n_metrics;
+
+	uint64_t last_index; /* txlog index of the last record applied */
+	uint64_t history_bytes, console_bytes; /* file lengths at the last checkpoint */
+};
+
+/* Where a record came from. */
+struct record_origin {
+	uint64_t index; /* txlog index of its LogEntry */
+	uint32_t uid;
+	int32_t pid;
+	int64_t recv_time_us;
+};
+
+struct run_effects {
+	struct buf *history;  /* JSON lines appended here, each ending in '\n' */
+	struct buf *console;  /* console lines appended here */
+	bool summary_changed, config_changed, meta_changed;
+	bool ended;           /* the run left the running state */
+	bool step_rejected;   /* a row with a step lower than the current was dropped */
+};
+
+/* A new run from its start record. `id` is the record's run id. */
+int run_new(const char *id, const Trackd__V1__RunStart *start, const struct record_origin *o,
+            struct run **out);
+void run_free(struct run *r);
+
+/* Applies one record. A RunStart for an existing run attaches another process
+ * (resume). Errors: TRACKD_ENOMEM, TRACKD_ETOOBIG (a buffer's limit). */
+int run_apply(struct run *r, const Trackd__V1__Record *rec, const struct record_origin *o,
+              struct run_effects *fx);
+
+/* A process attached to the run was found dead without having finished. */
+int run_process_vanished(struct run *r, int32_t pid, int64_t when_us, struct run_effects *fx);
+
+const char *run_state_name(enum run_state s);
+
+/* JSON object of the run's metadata (identity, state, pids, times, counts),
+ * optionally with summary and config. */
+int run_to_json(const struct run *r, const char *dir, bool with_values, struct buf *out);
+
+/* Snapshot conversion; the proto returned by run_to_snapshot points into `r`
+ * and is freed with run_snapshot_free. */
+Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r);
+void run_snapshot_free(Trackd__V1__RunSnapshot *s);
+int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out);
+
+/* "run-YYYYMMDD_HHMMSS-<id>" from a start time (UTC). */
+void run_dir_name(int64_t start_time_us, const char *id, char *out, size_t len);
+
+#endif

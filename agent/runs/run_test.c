@@ -1,0 +1,289 @@
+/* run_test — W&B run semantics: steps and commits, summary modes, console lines,
+ * states with several processes, snapshot round trip. */
+#include "run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                     \
+	do {                                                                 \
+		if (cond) {                                                  \
+			passed++;                                            \
+		} else {                                                     \
+			failed++;                                            \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+			fprintf(stderr, __VA_ARGS__);                        \
+			fprintf(stderr, "\n");                               \
+		}                                                            \
+	} while (0)
+
+static struct buf hist, cons;
+static struct run_effects fx;
+
+static void reset_fx(void)
+{
+	buf_reset(&hist);
+	buf_reset(&cons);
+	memset(&fx, 0, sizeof fx);
+	fx.history = &hist;
+	fx.console = &cons;
+}
+
+static struct record_origin origin(int32_t pid, uint64_t index)
+{
+	struct record_origin o = {.index = index, .uid = 1000, .pid = pid,
+	                          .recv_time_us = 1700000000000000};
+	return o;
+}
+
+static struct run *start_run(const char *id)
+{
+	Trackd__V1__RunStart s = TRACKD__V1__RUN_START__INIT;
+	s.project = "p";
+	s.entity = "e";
+	s.has_start_time_us = true;
+	s.start_time_us = 1700000000000000; /* 2023-11-14T22:13:20Z */
+	struct record_origin o = origin(100, 1);
+	struct run *r;
+	if (run_new(id, &s, &o, &r) != 0)
+		return NULL;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = (char *)id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_START;
+	rec.start = &s;
+	reset_fx();
+	run_apply(r, &rec, &o, &fx);
+	return r;
+}
+
+/* log({key: x}, step, commit) at client time start + t seconds */
+static void log_row(struct run *r, const char *key, double x, int64_t step, int commit, double t)
+{
+	Trackd__V1__Value v = TRACKD__V1__VALUE__INIT;
+	v.kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+	v.double_value = x;
+	Trackd__V1__Item item = TRACKD__V1__ITEM__INIT;
+	item.key = (char *)key;
+	item.value = &v;
+	Trackd__V1__Item *items[1] = {&item};
+	Trackd__V1__HistoryRow h = TRACKD__V1__HISTORY_ROW__INIT;
+	h.items = items;
+	h.n_items = 1;
+	if (step >= 0) {
+		h.has_step = true;
+		h.step = step;
+	}
+	if (commit >= 0) {
+		h.has_commit = true;
+		h.commit = commit;
+	}
+	h.has_client_time_us = true;
+	h.client_time_us = 1700000000000000 + (int64_t)(t * 1e6);
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_HISTORY;
+	rec.history = &h;
+	struct record_origin o = origin(100, r->last_index + 1);
+	run_apply(r, &rec, &o, &fx);
+}
+
+static void exit_run(struct run *r, int32_t pid, int code, Trackd__V1__ExitReason reason)
+{
+	Trackd__V1__RunExit e = TRACKD__V1__RUN_EXIT__INIT;
+	e.has_exit_code = true;
+	e.exit_code = code;
+	e.has_reason = true;
+	e.reason = reason;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_EXIT;
+	rec.exit = &e;
+	struct record_origin o = origin(pid, r->last_index + 1);
+	run_apply(r, &rec, &o, &fx);
+}
+
+static void test_steps_and_commits(void)
+{
+	struct run *r = start_run("steps");
+	reset_fx();
+	log_row(r, "a", 1, -1, -1, 1.5); /* step 0, committed */
+	CHECK(strcmp(hist.data, "{\"a\":1.0,\"_step\":0,\"_runtime\":1.5,\"_timestamp\":1700000001.5}\n") == 0,
+	      "first row: %s", hist.data);
+	reset_fx();
+	log_row(r, "a", 2, -1, 0, 2); /* commit=false: pending at step 1 */
+	log_row(r, "b", 3, -1, 0, 2);
+	CHECK(hist.len == 0, "uncommitted rows are not emitted: %s", hist.data);
+	log_row(r, "c", 4, -1, -1, 2); /* commits step 1 with a, b, c */
+	CHECK(strcmp(hist.data, "{\"a\":2.0,\"b\":3.0,\"c\":4.0,\"_step\":1,\"_runtime\":2.0,\"_timestamp\":1700000002.0}\n") == 0,
+	      "accumulated row: %s", hist.data);
+	reset_fx();
+	log_row(r, "a", 5, 5, 0, 3);  /* explicit step 5, not committed */
+	log_row(r, "b", 6, 5, 0, 3);  /* same step merges */
+	CHECK(hist.len == 0, "pending at explicit step");
+	log_row(r, "a", 7, 7, 0, 4);  /* larger step commits step 5 first */
+	CHECK(strstr(hist.data, "\"_step\":5") && strstr(hist.data, "\"b\":6.0") &&
+	              !strstr(hist.data, "\"_step\":7"),
+	      "larger step commits pending: %s", hist.data);
+	reset_fx();
+	log_row(r, "a", 8, 3, -1, 5); /* earlier step: dropped */
+	CHECK(fx.step_rejected && r->rows_rejected == 1 && hist.len == 0, "earlier step rejected");
+	reset_fx();
+	exit_run(r, 100, 0, TRACKD__V1__EXIT_REASON__EXIT_FINISHED); /* exit commits step 7 */
+	CHECK(strstr(hist.data, "\"_step\":7") != NULL, "exit commits the pending row: %s", hist.data);
+	CHECK(r->state == RUN_FINISHED && r->has_exit_code && r->exit_code == 0, "finished");
+	CHECK(r->history_lines == 4, "history lines %llu", (unsigned long long)r->history_lines);
+	run_free(r);
+}
+
+static void define_metric(struct run *r, const char *name, Trackd__V1__MetricSummary mode)
+{
+	Trackd__V1__DefineMetric d = TRACKD__V1__DEFINE_METRIC__INIT;
+	d.name = (char *)name;
+	d.has_summary = true;
+	d.summary = mode;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_DEFINE_METRIC;
+	rec.define_metric = &d;
+	struct record_origin o = origin(100, r->last_index + 1);
+	run_apply(r, &rec, &o, &fx);
+}
+
+static double summary_of(struct run *r, const char *key)
+{
+	struct vvalue *v = vmap_get(&r->summary, key);
+	return v && v->kind == V_DOUBLE ? v->u.d : NAN;
+}
+
+static void test_summary_modes(void)
+{
+	struct run *r = start_run("summ");
+	reset_fx();
+	define_metric(r, "lo", TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_MIN);
+	define_metric(r, "hi", TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_MAX);
+	define_metric(r, "avg", TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_MEAN);
+	define_metric(r, "hidden", TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_NONE);
+	double xs[] = {3, 1, 4, 1.5};
+	for (int i = 0; i < 4; i++) {
+		log_row(r, "lo", xs[i], -1, 0, i);
+		log_row(r, "hi", xs[i], -1, 0, i);
+		log_row(r, "avg", xs[i], -1, 0, i);
+		log_row(r, "hidden", xs[i], -1, 0, i);
+		log_row(r, "last", xs[i], -1, 1, i);
+	}
+	CHECK(summary_of(r, "lo") == 1, "min %g", summary_of(r, "lo"));
+	CHECK(summary_of(r, "hi") == 4, "max %g", summary_of(r, "hi"));
+	CHECK(summary_of(r, "avg") == 2.375, "mean %g", summary_of(r, "avg"));
+	CHECK(summary_of(r, "last") == 1.5, "last %g", summary_of(r, "last"));
+	CHECK(vmap_get(&r->summary, "hidden") == NULL, "none is not in the summary");
+	struct vvalue *step = vmap_get(&r->summary, "_step");
+	CHECK(step && step->kind == V_INT && step->u.i == 3, "_step in summary");
+	run_free(r);
+}
+
+static void test_console(void)
+{
+	struct run *r = start_run("cons");
+	reset_fx();
+	Trackd__V1__ConsoleOutput c = TRACKD__V1__CONSOLE_OUTPUT__INIT;
+	c.text = "epoch 1\ntraceback\n";
+	c.has_stream = true;
+	c.stream = TRACKD__V1__CONSOLE_STREAM__CONSOLE_STDERR;
+	c.has_client_time_us = true;
+	c.client_time_us = 1704067201000001; /* 2024-01-01T00:00:01.000001Z */
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_CONSOLE;
+	rec.console = &c;
+	struct record_origin o = origin(100, 9);
+	run_apply(r, &rec, &o, &fx);
+	CHECK(strcmp(cons.data, "ERROR 2024-01-01T00:00:01.000001 epoch 1\n"
+	                        "ERROR 2024-01-01T00:00:01.000001 traceback\n") == 0,
+	      "console lines: %s", cons.data);
+	CHECK(r->console_lines == 2, "console line count");
+	run_free(r);
+}
+
+static void test_states(void)
+{
+	/* Two processes: one finishes, the other crashes → crashed. */
+	struct run *r = start_run("multi");
+	Trackd__V1__RunStart s = TRACKD__V1__RUN_START__INIT;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_START;
+	rec.start = &s;
+	struct record_origin o = origin(200, 5);
+	reset_fx();
+	run_apply(r, &rec, &o, &fx);
+	CHECK(r->n_attached == 2, "two processes attached");
+	exit_run(r, 100, 0, TRACKD__V1__EXIT_REASON__EXIT_FINISHED);
+	CHECK(r->state == RUN_RUNNING && !fx.ended, "still running while one process lives");
+	run_process_vanished(r, 200, 1700000009000000, &fx);
+	CHECK(r->state == RUN_CRASHED && fx.ended && !r->has_exit_code, "crashed wins");
+	run_free(r);
+
+	r = start_run("fail");
+	exit_run(r, 100, 3, TRACKD__V1__EXIT_REASON__EXIT_FINISHED);
+	CHECK(r->state == RUN_FAILED && r->exit_code == 3, "non-zero exit → failed");
+	run_free(r);
+	r = start_run("kill");
+	exit_run(r, 100, 143, TRACKD__V1__EXIT_REASON__EXIT_KILLED);
+	CHECK(r->state == RUN_KILLED, "killed");
+	run_free(r);
+}
+
+static void test_snapshot_round_trip(void)
+{
+	struct run *r = start_run("snap");
+	reset_fx();
+	define_metric(r, "loss", TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_MEAN);
+	log_row(r, "loss", 2, -1, -1, 1);
+	log_row(r, "loss", 4, -1, 0, 2); /* pending */
+	r->history_bytes = 123;
+	Trackd__V1__RunSnapshot *s = run_to_snapshot(r);
+	size_t len = trackd__v1__run_snapshot__get_packed_size(s);
+	uint8_t *buf = malloc(len);
+	trackd__v1__run_snapshot__pack(s, buf);
+	run_snapshot_free(s);
+	Trackd__V1__RunSnapshot *u = trackd__v1__run_snapshot__unpack(NULL, len, buf);
+	struct run *r2;
+	CHECK(u && run_from_snapshot(u, &r2) == 0, "snapshot loads");
+	trackd__v1__run_snapshot__free_unpacked(u, NULL);
+	free(buf);
+	CHECK(r2->step == r->step && r2->has_pending && r2->history_bytes == 123 &&
+	              r2->last_index == r->last_index && r2->n_attached == 1 &&
+	              strcmp(r2->dir_name, "run-20231114_221320-snap") == 0,
+	      "fields survive: step %lld dir %s", (long long)r2->step, r2->dir_name);
+	/* Continuing from the snapshot gives the same rows as continuing the original. */
+	reset_fx();
+	log_row(r, "loss", 6, -1, -1, 3);
+	char *a = strdup(hist.data);
+	reset_fx();
+	log_row(r2, "loss", 6, -1, -1, 3);
+	CHECK(strcmp(a, hist.data) == 0, "replay equal: %s vs %s", a, hist.data);
+	CHECK(summary_of(r2, "loss") == summary_of(r, "loss") && summary_of(r, "loss") == 4,
+	      "mean continues: %g", summary_of(r2, "loss"));
+	free(a);
+	run_free(r);
+	run_free(r2);
+}
+
+int main(void)
+{
+	buf_init(&hist, 1 << 20);
+	buf_init(&cons, 1 << 20);
+	test_steps_and_commits();
+	test_summary_modes();
+	test_console();
+	test_states();
+	test_snapshot_round_trip();
+	buf_fini(&hist);
+	buf_fini(&cons);
+	printf("run_test: %d passed, %d failed\n", passed, failed);
+	return failed != 0;
+}

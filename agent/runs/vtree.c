@@ -1,0 +1,391 @@
+#include "vtree.h"
+
+#include "errors.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void vmap_init(struct vmap *m)
+{
+	m->items = NULL;
+	m->n = m->cap = 0;
+}
+
+static void vvalue_fini(struct vvalue *v)
+{
+	if (v->kind == V_STRING)
+		free(v->u.s);
+	else if (v->kind == V_MAP && v->u.m) {
+		vmap_fini(v->u.m);
+		free(v->u.m);
+	}
+	v->kind = V_INT;
+	v->u.i = 0;
+}
+
+void vmap_clear(struct vmap *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		free(m->items[i].key);
+		vvalue_fini(&m->items[i].v);
+	}
+	m->n = 0;
+}
+
+void vmap_fini(struct vmap *m)
+{
+	vmap_clear(m);
+	free(m->items);
+	vmap_init(m);
+}
+
+struct vvalue *vmap_get(const struct vmap *m, const char *key)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->items[i].key, key) == 0)
+			return &m->items[i].v;
+	return NULL;
+}
+
+/* Returns the slot for key, created empty (kind V_INT, 0) if new. */
+static struct vvalue *slot(struct vmap *m, const char *key)
+{
+	struct vvalue *v = vmap_get(m, key);
+	if (v) {
+		vvalue_fini(v);
+		return v;
+	}
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 8;
+		struct vnode *p = realloc(m->items, cap * sizeof *p);
+		if (!p)
+			return NULL;
+		m->items = p;
+		m->cap = cap;
+	}
+	char *k = strdup(key);
+	if (!k)
+		return NULL;
+	struct vnode *node = &m->items[m->n++];
+	node->key = k;
+	node->v.kind = V_INT;
+	node->v.u.i = 0;
+	return &node->v;
+}
+
+static int copy_value(struct vvalue *dst, const struct vvalue *src)
+{
+	dst->kind = src->kind;
+	switch (src->kind) {
+	case V_STRING:
+		dst->u.s = strdup(src->u.s);
+		return dst->u.s ? TRACKD_OK : TRACKD_ENOMEM;
+	case V_MAP:
+		dst->u.m = calloc(1, sizeof *dst->u.m);
+		if (!dst->u.m)
+			return TRACKD_ENOMEM;
+		return vmap_update(dst->u.m, src->u.m);
+	default: dst->u = src->u; return TRACKD_OK;
+	}
+}
+
+int vmap_set(struct vmap *m, const char *key, const struct vvalue *v)
+{
+	struct vvalue *s = slot(m, key);
+	if (!s)
+		return TRACKD_ENOMEM;
+	return copy_value(s, v);
+}
+
+int vmap_set_double(struct vmap *m, const char *key, double d)
+{
+	struct vvalue v = {.kind = V_DOUBLE, .u.d = d};
+	return vmap_set(m, key, &v);
+}
+
+int vmap_set_int(struct vmap *m, const char *key, int64_t i)
+{
+	struct vvalue v = {.kind = V_INT, .u.i = i};
+	return vmap_set(m, key, &v);
+}
+
+static int from_proto_value(struct vvalue *dst, const Trackd__V1__Value *pv)
+{
+	switch (pv ? pv->kind_case : TRACKD__V1__VALUE__KIND__NOT_SET) {
+	case TRACKD__V1__VALUE__KIND_DOUBLE_VALUE:
+		dst->kind = V_DOUBLE;
+		dst->u.d = pv->double_value;
+		return TRACKD_OK;
+	case TRACKD__V1__VALUE__KIND_INT_VALUE:
+		dst->kind = V_INT;
+		dst->u.i = pv->int_value;
+		return TRACKD_OK;
+	case TRACKD__V1__VALUE__KIND_BOOL_VALUE:
+		dst->kind = V_BOOL;
+		dst->u.b = pv->bool_value;
+		return TRACKD_OK;
+	case TRACKD__V1__VALUE__KIND_STRING_VALUE:
+		dst->kind = V_STRING;
+		dst->u.s = strdup(pv->string_value ? pv->string_value : "");
+		return dst->u.s ? TRACKD_OK : TRACKD_ENOMEM;
+	case TRACKD__V1__VALUE__KIND_MAP_VALUE:
+		dst->kind = V_MAP;
+		dst->u.m = calloc(1, sizeof *dst->u.m);
+		if (!dst->u.m)
+			return TRACKD_ENOMEM;
+		return vmap_from_proto(dst->u.m, pv->map_value);
+	default:
+		return TRACKD_EINVAL; /* the ingest validator refuses values without a kind */
+	}
+}
+
+int vmap_set_item(struct vmap *m, const Trackd__V1__Item *item)
+{
+	struct vvalue v;
+	int rv = from_proto_value(&v, item->value);
+	if (rv != 0)
+		return rv;
+	struct vvalue *s = slot(m, item->key);
+	if (!s) {
+		vvalue_fini(&v);
+		return TRACKD_ENOMEM;
+	}
+	*s = v;
+	return TRACKD_OK;
+}
+
+void vmap_remove(struct vmap *m, const char *key)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		if (strcmp(m->items[i].key, key) != 0)
+			continue;
+		free(m->items[i].key);
+		vvalue_fini(&m->items[i].v);
+		memmove(&m->items[i], &m->items[i + 1], (m->n - i - 1) * sizeof *m->items);
+		m->n--;
+		return;
+	}
+}
+
+int vmap_update(struct vmap *dst, const struct vmap *src)
+{
+	for (size_t i = 0; src && i < src->n; i++) {
+		int rv = vmap_set(dst, src->items[i].key, &src->items[i].v);
+		if (rv != 0)
+			return rv;
+	}
+	return TRACKD_OK;
+}
+
+/* ---- JSON ----------------------------------------------------------------- */
+
+int json_put_string(struct buf *out, const char *s)
+{
+	int rv = buf_putc(out, '"');
+	for (const unsigned char *p = (const unsigned char *)s; rv == 0 && *p; p++) {
+		switch (*p) {
+		case '"': rv = buf_puts(out, "\\\""); break;
+		case '\\': rv = buf_puts(out, "\\\\"); break;
+		case '\n': rv = buf_puts(out, "\\n"); break;
+		case '\r': rv = buf_puts(out, "\\r"); break;
+		case '\t': rv = buf_puts(out, "\\t"); break;
+		default:
+			rv = *p < 0x20 ? buf_printf(out, "\\u%04x", *p) : buf_putc(out, (char)*p);
+		}
+	}
+	return rv ? rv : buf_putc(out, '"');
+}
+
+int json_put_double(struct buf *out, double d)
+{
+	if (isnan(d))
+		return buf_puts(out, "NaN");
+	if (isinf(d))
+		return buf_puts(out, d > 0 ? "Infinity" : "-Infinity");
+	/* Shortest form that reads back to the same double. */
+	char tmp[32];
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+		if (strtod(tmp, NULL) == d)
+			break;
+	}
+	/* Keep it a JSON float so readers do not turn 1.0 into an int. */
+	if (!strpbrk(tmp, ".eEn"))
+		strcat(tmp, ".0");
+	return buf_puts(out, tmp);
+}
+
+int vvalue_to_json(const struct vvalue *v, struct buf *out)
+{
+	switch (v->kind) {
+	case V_DOUBLE: return json_put_double(out, v->u.d);
+	case V_INT: return buf_printf(out, "%" PRId64, v->u.i);
+	case V_BOOL: return buf_puts(out, v->u.b ? "true" : "false");
+	case V_STRING: return json_put_string(out, v->u.s);
+	case V_MAP: return vmap_to_json(v->u.m, out);
+	}
+	return TRACKD_EINVAL;
+}
+
+int vmap_to_json(const struct vmap *m, struct buf *out)
+{
+	int rv = buf_putc(out, '{');
+	for (size_t i = 0; rv == 0 && i < m->n; i++) {
+		if (i)
+			rv = buf_putc(out, ',');
+		if (rv == 0)
+			rv = json_put_string(out, m->items[i].key);
+		if (rv == 0)
+			rv = buf_putc(out, ':');
+		if (rv == 0)
+			rv = vvalue_to_json(&m->items[i].v, out);
+	}
+	return rv ? rv : buf_putc(out, '}');
+}
+
+/* ---- config.yaml ---------------------------------------------------------- */
+
+static int indent(struct buf *out, int n)
+{
+	int rv = 0;
+	for (int i = 0; rv == 0 && i < n; i++)
+		rv = buf_putc(out, ' ');
+	return rv;
+}
+
+/* JSON scalars are valid YAML flow scalars, so values reuse the JSON writer;
+ * only maps become YAML block mappings. Non-finite doubles use YAML's names. */
+static int yaml_value(struct buf *out, const struct vvalue *v, int depth)
+{
+	if (v->kind == V_DOUBLE && !isfinite(v->u.d))
+		return buf_puts(out, isnan(v->u.d) ? ".nan\n" : v->u.d > 0 ? ".inf\n" : "-.inf\n");
+	if (v->kind != V_MAP) {
+		int rv = vvalue_to_json(v, out);
+		return rv ? rv : buf_putc(out, '\n');
+	}
+	if (v->u.m->n == 0)
+		return buf_puts(out, "{}\n");
+	int rv = buf_putc(out, '\n');
+	for (size_t i = 0; rv == 0 && i < v->u.m->n; i++) {
+		rv = indent(out, depth * 2);
+		if (rv == 0)
+			rv = json_put_string(out, v->u.m->items[i].key);
+		if (rv == 0)
+			rv = buf_puts(out, ": ");
+		if (rv == 0)
+			rv = yaml_value(out, &v->u.m->items[i].v, depth + 1);
+	}
+	return rv;
+}
+
+int vmap_to_config_yaml(const struct vmap *m, struct buf *out)
+{
+	int rv = buf_puts(out, "wandb_version: 1\n");
+	for (size_t i = 0; rv == 0 && i < m->n; i++) {
+		rv = buf_putc(out, '\n');
+		if (rv == 0)
+			rv = json_put_string(out, m->items[i].key);
+		if (rv == 0)
+			rv = buf_puts(out, ":\n  desc: null\n  value: ");
+		if (rv == 0)
+			rv = yaml_value(out, &m->items[i].v, 2);
+	}
+	return rv;
+}
+
+/* ---- snapshots ------------------------------------------------------------- */
+
+static Trackd__V1__Value *to_proto_value(const struct vvalue *v)
+{
+	Trackd__V1__Value *pv = malloc(sizeof *pv);
+	if (!pv)
+		return NULL;
+	trackd__v1__value__init(pv);
+	switch (v->kind) {
+	case V_DOUBLE:
+		pv->kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+		pv->double_value = v->u.d;
+		break;
+	case V_INT:
+		pv->kind_case = TRACKD__V1__VALUE__KIND_INT_VALUE;
+		pv->int_value = v->u.i;
+		break;
+	case V_BOOL:
+		pv->kind_case = TRACKD__V1__VALUE__KIND_BOOL_VALUE;
+		pv->bool_value = v->u.b;
+		break;
+	case V_STRING:
+		pv->kind_case = TRACKD__V1__VALUE__KIND_STRING_VALUE;
+		pv->string_value = v->u.s;
+		break;
+	case V_MAP:
+		pv->kind_case = TRACKD__V1__VALUE__KIND_MAP_VALUE;
+		pv->map_value = vmap_to_proto(v->u.m);
+		if (!pv->map_value) {
+			free(pv);
+			return NULL;
+		}
+		break;
+	}
+	return pv;
+}
+
+Trackd__V1__MapValue *vmap_to_proto(const struct vmap *m)
+{
+	Trackd__V1__MapValue *pm = calloc(1, sizeof *pm);
+	if (!pm)
+		return NULL;
+	trackd__v1__map_value__init(pm);
+	pm->items = calloc(m->n ? m->n : 1, sizeof *pm->items);
+	if (!pm->items) {
+		free(pm);
+		return NULL;
+	}
+	for (size_t i = 0; i < m->n; i++) {
+		Trackd__V1__Item *it = malloc(sizeof *it);
+		if (!it) {
+			vmap_proto_free(pm);
+			return NULL;
+		}
+		trackd__v1__item__init(it);
+		it->key = m->items[i].key;
+		pm->items[pm->n_items++] = it;
+		it->value = to_proto_value(&m->items[i].v);
+		if (!it->value) {
+			vmap_proto_free(pm);
+			return NULL;
+		}
+	}
+	return pm;
+}
+
+void vmap_proto_free(Trackd__V1__MapValue *pm)
+{
+	if (!pm)
+		return;
+	for (size_t i = 0; i < pm->n_items; i++) {
+		Trackd__V1__Value *v = pm->items[i]->value;
+		if (v && v->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
+			vmap_proto_free(v->map_value);
+		free(v);
+		free(pm->items[i]);
+	}
+	free(pm->items);
+	free(pm);
+}
+
+int vmap_from_proto(struct vmap *m, const Trackd__V1__MapValue *pm)
+{
+	vmap_init(m);
+	for (size_t i = 0; pm && i < pm->n_items; i++) {
+		if (!pm->items[i]->key || !pm->items[i]->value)
+			continue;
+		int rv = vmap_set_item(m, pm->items[i]);
+		if (rv != 0)
+			return rv;
+	}
+	return TRACKD_OK;
+}
