@@ -11,12 +11,14 @@
 #include "config.h"
 #include "errors.h"
 #include "ingest.h"
+#include "local_sink.h"
 #include "log.h"
 #include "sessions.h"
 #include "txlog.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -171,8 +173,65 @@ static void reload(const struct args *a)
 	config_fini(&next);
 }
 
+/* The running agent's stages, for the hooks that connect them. The pointers are
+ * set while threads already run (each stage starts before the next exists), so
+ * they are atomic; a hook that finds its target missing reports "starting". */
+struct agent {
+	const char *state_dir;
+	_Atomic(ingest *) in;
+	_Atomic(local_sink *) sink;
+};
+
+static int submit_records(void *arg, const uint8_t *records, size_t len)
+{
+	struct agent *ag = arg;
+	ingest *in = atomic_load(&ag->in);
+	return in ? ingest_submit(in, records, len) : TRACKD_EAGAIN;
+}
+
+static int answer_query(void *arg, const uint8_t *query, size_t len, struct buf *json, char *err,
+                        size_t errlen)
+{
+	struct agent *ag = arg;
+	local_sink *sink = atomic_load(&ag->sink);
+	if (!sink) {
+		snprintf(err, errlen, "the agent is starting; try again");
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	}
+	Trackd__V1__Query *q = trackd__v1__query__unpack(NULL, len, query);
+	if (!q) {
+		snprintf(err, errlen, "undecodable query");
+		return TRACKD__V1__ERROR_CODE__ERROR_MALFORMED;
+	}
+	int rv = local_sink_query(sink, q, json, err, errlen);
+	trackd__v1__query__free_unpacked(q, NULL);
+	return rv;
+}
+
+static void add_status(void *arg, Trackd__V1__StatusReply *st)
+{
+	struct agent *ag = arg;
+	st->state_dir = (char *)ag->state_dir;
+	local_sink *sink = atomic_load(&ag->sink);
+	if (!sink)
+		return;
+	struct local_sink_stats ls;
+	local_sink_get_stats(sink, &ls);
+	st->has_runs_active = st->has_local_sink_backlog = true;
+	st->runs_active = ls.runs_active;
+	st->local_sink_backlog = ls.backlog;
+}
+
+static void client_disconnected(void *arg)
+{
+	struct agent *ag = arg;
+	local_sink_notify(atomic_load(&ag->sink));
+}
+
 static int run(const struct args *a, struct config *cfg)
 {
+	struct agent ag = {0};
+	local_sink *sink = NULL;
 	int rv;
 	sessions *sess = NULL;
 	txlog *log = NULL;
@@ -182,6 +241,12 @@ static int run(const struct args *a, struct config *cfg)
 	if ((rv = mkdir_p(cfg->state_dir, 0750)) != 0) {
 		log_error("cannot create state dir %s: %s", cfg->state_dir, trackd_strerror(rv));
 		return 1;
+	}
+	/* Absolute from here on: run dirs are reported to clients in another cwd. */
+	char *abs_state = realpath(cfg->state_dir, NULL);
+	if (abs_state) {
+		free(cfg->state_dir);
+		cfg->state_dir = abs_state;
 	}
 	if ((rv = sessions_new(cfg->limits.max_sessions, &sess)) != 0)
 		goto out;
@@ -213,6 +278,20 @@ static int run(const struct args *a, struct config *cfg)
 	         (unsigned long long)ts.records_quarantined, (unsigned long long)ts.bytes_truncated,
 	         sessions_count(sess));
 
+	ag.state_dir = cfg->state_dir;
+	struct local_sink_options so = {
+		.state_dir = cfg->state_dir,
+		.log = log,
+		.max_record_bytes = to.max_record_bytes,
+		.submit = submit_records,
+		.submit_arg = &ag,
+	};
+	if ((rv = local_sink_start(&so, &sink)) != 0) {
+		log_error("cannot start the local sink in %s: %s", cfg->state_dir, trackd_strerror(rv));
+		goto out;
+	}
+	atomic_store(&ag.sink, sink);
+
 	struct ingest_options io = {
 		.url = cfg->listen,
 		.socket_mode = cfg->socket_mode,
@@ -230,12 +309,17 @@ static int run(const struct args *a, struct config *cfg)
 		.version = TRACKD_VERSION,
 		.log = log,
 		.sessions = sess,
+		.query = answer_query,
+		.status = add_status,
+		.disconnected = client_disconnected,
+		.hook_arg = &ag,
 	};
 	if ((rv = ingest_start(&io, &in)) != 0) {
 		if (rv == TRACKD_EEXIST)
 			log_error("another agent already listens on %s", cfg->listen);
 		goto out;
 	}
+	atomic_store(&ag.in, in);
 	log_info("ready: listening on %s, state dir %s, fsync %s", cfg->listen, cfg->state_dir,
 	         cfg->txlog.fsync == CONFIG_FSYNC_ALWAYS  ? "always"
 	         : cfg->txlog.fsync == CONFIG_FSYNC_NEVER ? "never"
@@ -269,7 +353,14 @@ static int run(const struct args *a, struct config *cfg)
 	exit_code = 0;
 
 out:
+	/* The sink stops after ingest (it may still submit crash marks until then)
+	 * and before the log closes (its final checkpoint moves its cursor). */
+	local_sink_close(sink);
+	local_sink_stop(sink);
+	atomic_store(&ag.in, NULL);
 	ingest_free(in);
+	atomic_store(&ag.sink, NULL);
+	local_sink_free(sink);
 	if (log && (rv = txlog_close(log)) != 0) {
 		log_error("final sync of the log failed: %s", trackd_strerror(rv));
 		exit_code = 1;

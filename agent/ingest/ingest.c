@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* One NNG request context. Its aio alternates: receive → (queued for the worker)
  * → send the reply → receive … The aio callback runs on an NNG thread and only
@@ -32,6 +34,7 @@ struct request_ctx {
 	nng_msg *msg;              /* received request, owned while QUEUED */
 	nng_msg *reply;            /* built by the worker */
 	struct request_ctx *next;  /* worker queue link */
+	bool is_query;             /* answered by the query thread */
 	/* Rollback information when an fsync fails after this batch was appended. */
 	bool appended;
 	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
@@ -55,15 +58,32 @@ struct ingest {
 	pthread_t worker;
 	bool worker_started;
 
+	/* Records the agent writes itself, appended by the worker. */
+	struct internal_batch *internal_head, *internal_tail;
+	uint8_t agent_session[TRACKD_SESSION_ID_BYTES];
+	uint64_t agent_seq;
+
+	/* Queries wait here for the query thread. */
+	pthread_cond_t query_cv;
+	struct request_ctx *query_head, *query_tail;
+	pthread_t query_thread;
+	bool query_started;
+
 	uint8_t *entry_buf; /* LogEntry scratch, max_message_bytes + header room */
 	size_t entry_cap;
 
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
 		rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
-		append_failures, clients_connected, listener_restarts;
+		append_failures, clients_connected, listener_restarts, queries, internal_batches;
 };
 
 #define LOG_ENTRY_HEADER_MAX 64
+
+struct internal_batch {
+	struct internal_batch *next;
+	size_t len;
+	uint8_t records[]; /* Batch.records fields */
+};
 
 static void count(_Atomic uint64_t *c, uint64_t n)
 {
@@ -127,7 +147,10 @@ static nng_msg *status_reply(struct ingest *in)
 	SET(log_bytes, ts.disk_bytes);
 	SET(last_index, ts.last_index);
 	SET(durable_index, ts.durable_index);
+	SET(clients_connected, is.clients_connected);
 #undef SET
+	if (in->opts.status)
+		in->opts.status(in->opts.hook_arg, &st);
 	Trackd__V1__Reply reply = TRACKD__V1__REPLY__INIT;
 	reply.body_case = TRACKD__V1__REPLY__BODY_STATUS;
 	reply.status = &st;
@@ -217,6 +240,7 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	const uint8_t *body = nng_msg_body(rc->msg);
 	size_t len = nng_msg_len(rc->msg);
 	rc->appended = false;
+	rc->is_query = false;
 	count(&in->requests, 1);
 
 	if (len > in->opts.max_message_bytes) {
@@ -238,6 +262,10 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	}
 	if (req.kind == VALIDATED_STATUS) {
 		rc->reply = status_reply(in);
+		return;
+	}
+	if (req.kind == VALIDATED_QUERY) {
+		rc->is_query = true; /* answered on the query thread */
 		return;
 	}
 
@@ -292,6 +320,7 @@ static void send_reply(struct ingest *in, struct request_ctx *rc)
 		in->busy--;
 		bool closing = in->closing;
 		pthread_cond_broadcast(&in->cv);
+		pthread_cond_broadcast(&in->query_cv);
 		pthread_mutex_unlock(&in->mu);
 		if (!closing)
 			start_recv(rc);
@@ -303,12 +332,74 @@ static void send_reply(struct ingest *in, struct request_ctx *rc)
 	nng_ctx_send(rc->ctx, rc->aio);
 }
 
-static void process_group(struct ingest *in, struct request_ctx *group)
+/* Appends one batch of the agent's own records. A failure is logged and
+ * counted: there is no client to resend it (a crash mark is submitted again by
+ * the next poll, since the run still looks alive). */
+static void append_internal(struct ingest *in, const struct internal_batch *ib)
+{
+	uint8_t head[64];
+	size_t n = 0;
+	head[n++] = 0x0a; /* Batch.session_id */
+	head[n++] = TRACKD_SESSION_ID_BYTES;
+	memcpy(head + n, in->agent_session, TRACKD_SESSION_ID_BYTES);
+	n += TRACKD_SESSION_ID_BYTES;
+	head[n++] = 0x10; /* Batch.seq */
+	n += wire_put_varint(head + n, ++in->agent_seq);
+	uint8_t *batch = malloc(n + ib->len);
+	if (!batch) {
+		count(&in->append_failures, 1);
+		return;
+	}
+	memcpy(batch, head, n);
+	memcpy(batch + n, ib->records, ib->len);
+	size_t len = ingest_encode_log_entry(in->entry_buf, in->entry_cap, (uint32_t)geteuid(),
+	                                     (uint32_t)getegid(), 0, clock_wall_us(), batch,
+	                                     n + ib->len);
+	free(batch);
+	int rv = len ? txlog_append(in->opts.log, in->entry_buf, len, NULL) : TRACKD_ETOOBIG;
+	if (rv != 0) {
+		count(&in->append_failures, 1);
+		log_error("could not store the agent's own records: %s", trackd_strerror(rv));
+		return;
+	}
+	sessions_record(in->opts.sessions, in->agent_session, in->agent_seq);
+	count(&in->internal_batches, 1);
+}
+
+static void queue_query(struct ingest *in, struct request_ctx *rc)
+{
+	pthread_mutex_lock(&in->mu);
+	rc->next = NULL;
+	if (in->query_tail)
+		in->query_tail->next = rc;
+	else
+		in->query_head = rc;
+	in->query_tail = rc;
+	pthread_cond_signal(&in->query_cv);
+	pthread_mutex_unlock(&in->mu);
+}
+
+static void process_group(struct ingest *in, struct request_ctx *group,
+                          struct internal_batch *internal)
 {
 	bool any_appended = false;
-	for (struct request_ctx *rc = group; rc; rc = rc->next) {
+	for (struct internal_batch *ib = internal, *next; ib; ib = next) {
+		next = ib->next;
+		append_internal(in, ib);
+		any_appended = true;
+		free(ib);
+	}
+	struct request_ctx **link = &group;
+	while (*link) {
+		struct request_ctx *rc = *link;
 		handle_request(in, rc);
 		any_appended |= rc->appended;
+		if (rc->is_query) {
+			*link = rc->next;
+			queue_query(in, rc);
+		} else {
+			link = &rc->next;
+		}
 	}
 	int sync_rc = 0;
 	if (any_appended && in->opts.sync_before_ack)
@@ -352,18 +443,95 @@ static void *worker_main(void *arg)
 	struct ingest *in = arg;
 	pthread_mutex_lock(&in->mu);
 	for (;;) {
-		while (!in->queue_head && !(in->closing && in->busy == 0))
+		while (!in->queue_head && !in->internal_head && !(in->closing && in->busy == 0))
 			pthread_cond_wait(&in->cv, &in->mu);
-		if (!in->queue_head)
+		if (!in->queue_head && !in->internal_head)
 			break; /* closing, and every received request answered */
 		struct request_ctx *group = in->queue_head;
+		struct internal_batch *internal = in->internal_head;
 		in->queue_head = in->queue_tail = NULL;
+		in->internal_head = in->internal_tail = NULL;
 		pthread_mutex_unlock(&in->mu);
-		process_group(in, group);
+		process_group(in, group, internal);
 		pthread_mutex_lock(&in->mu);
 	}
 	pthread_mutex_unlock(&in->mu);
 	return NULL;
+}
+
+static void answer_query(struct ingest *in, struct request_ctx *rc)
+{
+	count(&in->queries, 1);
+	struct validated_request req;
+	char err[512];
+	validate_request(&in->opts.limits, nng_msg_body(rc->msg), nng_msg_len(rc->msg), &req, err,
+	                 sizeof err);
+	if (!in->opts.query) {
+		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+		                        "this agent keeps no run store to query", false);
+		return;
+	}
+	struct buf json;
+	buf_init(&json, in->opts.max_message_bytes * 4);
+	int code = in->opts.query(in->opts.hook_arg, req.query, req.query_len, &json, err,
+	                          sizeof err);
+	if (code != 0) {
+		rc->reply = error_reply(code, err, false);
+	} else {
+		Trackd__V1__QueryReply qr = TRACKD__V1__QUERY_REPLY__INIT;
+		qr.json = json.data ? json.data : "";
+		Trackd__V1__Reply reply = TRACKD__V1__REPLY__INIT;
+		reply.body_case = TRACKD__V1__REPLY__BODY_QUERY;
+		reply.query = &qr;
+		rc->reply = pack_reply(&reply);
+	}
+	buf_fini(&json);
+}
+
+static void *query_main(void *arg)
+{
+	struct ingest *in = arg;
+	pthread_mutex_lock(&in->mu);
+	for (;;) {
+		while (!in->query_head && !(in->closing && in->busy == 0))
+			pthread_cond_wait(&in->query_cv, &in->mu);
+		struct request_ctx *rc = in->query_head;
+		if (!rc)
+			break;
+		in->query_head = rc->next;
+		if (!in->query_head)
+			in->query_tail = NULL;
+		pthread_mutex_unlock(&in->mu);
+		answer_query(in, rc);
+		send_reply(in, rc);
+		pthread_mutex_lock(&in->mu);
+	}
+	pthread_mutex_unlock(&in->mu);
+	return NULL;
+}
+
+int ingest_submit(ingest *in, const uint8_t *records, size_t len)
+{
+	struct internal_batch *ib = malloc(sizeof *ib + len);
+	if (!ib)
+		return TRACKD_ENOMEM;
+	ib->next = NULL;
+	ib->len = len;
+	memcpy(ib->records, records, len);
+	pthread_mutex_lock(&in->mu);
+	if (in->closing) {
+		pthread_mutex_unlock(&in->mu);
+		free(ib);
+		return TRACKD_ECLOSED;
+	}
+	if (in->internal_tail)
+		in->internal_tail->next = ib;
+	else
+		in->internal_head = ib;
+	in->internal_tail = ib;
+	pthread_cond_signal(&in->cv);
+	pthread_mutex_unlock(&in->mu);
+	return TRACKD_OK;
 }
 
 /* ---- NNG callbacks: hand-offs only ---------------------------------------- */
@@ -384,6 +552,7 @@ static void ctx_callback(void *arg)
 		in->busy--;
 		bool closing = in->closing;
 		pthread_cond_broadcast(&in->cv);
+		pthread_cond_broadcast(&in->query_cv);
 		pthread_mutex_unlock(&in->mu);
 		if (!closing)
 			start_recv(rc);
@@ -395,6 +564,7 @@ static void ctx_callback(void *arg)
 		rc->state = CTX_IDLE;
 		bool closing = in->closing;
 		pthread_cond_broadcast(&in->cv);
+		pthread_cond_broadcast(&in->query_cv);
 		pthread_mutex_unlock(&in->mu);
 		if (!closing && result != NNG_ECLOSED && result != NNG_ECANCELED)
 			start_recv(rc);
@@ -418,8 +588,11 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	struct ingest *in = arg;
 	if (ev == NNG_PIPE_EV_ADD_POST)
 		atomic_fetch_add(&in->clients_connected, 1);
-	else if (ev == NNG_PIPE_EV_REM_POST)
+	else if (ev == NNG_PIPE_EV_REM_POST) {
 		atomic_fetch_sub(&in->clients_connected, 1);
+		if (in->opts.disconnected)
+			in->opts.disconnected(in->opts.hook_arg);
+	}
 	(void)p;
 }
 
@@ -516,6 +689,12 @@ int ingest_start(const struct ingest_options *opts, ingest **out)
 	in->opts = *opts;
 	pthread_mutex_init(&in->mu, NULL);
 	pthread_cond_init(&in->cv, NULL);
+	pthread_cond_init(&in->query_cv, NULL);
+	if (getrandom(in->agent_session, sizeof in->agent_session, 0) !=
+	    (ssize_t)sizeof in->agent_session) {
+		free(in);
+		return TRACKD_ESYS;
+	}
 	in->entry_cap = opts->max_message_bytes + LOG_ENTRY_HEADER_MAX;
 	in->entry_buf = malloc(in->entry_cap);
 	in->ctxs = calloc(opts->contexts, sizeof *in->ctxs);
@@ -556,6 +735,11 @@ int ingest_start(const struct ingest_options *opts, ingest **out)
 		goto fail;
 	}
 	in->worker_started = true;
+	if (pthread_create(&in->query_thread, NULL, query_main, in) != 0) {
+		rv = TRACKD_ESYS;
+		goto fail;
+	}
+	in->query_started = true;
 	if ((rv = start_listener(in)) != 0)
 		goto fail;
 	for (uint32_t i = 0; i < in->nctx; i++)
@@ -580,6 +764,7 @@ void ingest_close(ingest *in)
 	pthread_mutex_lock(&in->mu);
 	in->closing = true;
 	pthread_cond_broadcast(&in->cv);
+	pthread_cond_broadcast(&in->query_cv);
 	pthread_mutex_unlock(&in->mu);
 	if (nng_listener_id(in->listener) > 0)
 		nng_listener_close(in->listener);
@@ -601,6 +786,13 @@ void ingest_stop(ingest *in)
 		pthread_join(in->worker, NULL);
 		in->worker_started = false;
 	}
+	if (in->query_started) {
+		pthread_mutex_lock(&in->mu);
+		pthread_cond_broadcast(&in->query_cv);
+		pthread_mutex_unlock(&in->mu);
+		pthread_join(in->query_thread, NULL);
+		in->query_started = false;
+	}
 	for (uint32_t i = 0; i < in->nctx; i++)
 		nng_aio_stop(in->ctxs[i].aio);
 }
@@ -615,8 +807,13 @@ void ingest_free(ingest *in)
 	}
 	if (nng_socket_id(in->sock) > 0)
 		nng_close(in->sock);
+	for (struct internal_batch *ib = in->internal_head, *next; ib; ib = next) {
+		next = ib->next;
+		free(ib);
+	}
 	pthread_mutex_destroy(&in->mu);
 	pthread_cond_destroy(&in->cv);
+	pthread_cond_destroy(&in->query_cv);
 	free(in->ctxs);
 	free(in->entry_buf);
 	free(in);
@@ -636,5 +833,7 @@ void ingest_get_stats(ingest *in, struct ingest_stats *out)
 	GET(append_failures);
 	GET(clients_connected);
 	GET(listener_restarts);
+	GET(queries);
+	GET(internal_batches);
 #undef GET
 }

@@ -27,9 +27,12 @@
 #ifndef TRACKD_INGEST_H
 #define TRACKD_INGEST_H
 
+#include "buf.h"
 #include "sessions.h"
 #include "txlog.h"
 #include "validate.h"
+
+#include "trackd/v1/trackd.pb-c.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -49,6 +52,18 @@ struct ingest_options {
 	const char *version;          /* reported by status queries */
 	txlog *log;
 	sessions *sessions;
+
+	/* Optional hooks. `query` answers a Query (its wire bytes) with JSON in
+	 * `json`, returning 0 or a TRACKD__V1__ERROR_CODE__* with a message; it runs
+	 * on ingest's query thread, never on the worker, so slow reads do not delay
+	 * acknowledgements. `status` adds fields to status replies. `disconnected`
+	 * is told that a client connection closed; it runs on an NNG thread and must
+	 * only hand off. */
+	int (*query)(void *arg, const uint8_t *query, size_t len, struct buf *json, char *err,
+	             size_t errlen);
+	void (*status)(void *arg, Trackd__V1__StatusReply *st);
+	void (*disconnected)(void *arg);
+	void *hook_arg;
 };
 
 struct ingest_stats {
@@ -63,6 +78,8 @@ struct ingest_stats {
 	uint64_t append_failures;      /* log append or fsync failed: retryable error */
 	uint64_t clients_connected;    /* now */
 	uint64_t listener_restarts;    /* see ingest_check_listener */
+	uint64_t queries;
+	uint64_t internal_batches;     /* appended by the agent itself */
 };
 
 /* Binds the socket and starts serving. Errors: TRACKD_EEXIST when another
@@ -71,6 +88,12 @@ int ingest_start(const struct ingest_options *opts, ingest **out);
 void ingest_close(ingest *in);
 void ingest_stop(ingest *in);
 void ingest_free(ingest *in);
+
+/* Appends records the agent itself writes (crash marks, renames): `records` is a
+ * sequence of Batch.records fields, copied. They are stored as a batch of the
+ * agent's own session (uid = the agent's, pid = 0) by the worker, in order with
+ * client batches. Thread-safe; does not wait for the append. */
+int ingest_submit(ingest *in, const uint8_t *records, size_t len);
 
 /* Checks that a new client can connect and be answered; if not, listens anew.
  * Needed because a peer that disconnects during NNG's handshake wedges the

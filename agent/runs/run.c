@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include "errors.h"
+#include "proc.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -81,29 +82,6 @@ static int set_tags(struct run *r, char **tags, size_t n)
 	return TRACKD_OK;
 }
 
-/* /proc/<pid>/stat field 22: when the process started, in clock ticks since boot.
- * With the pid it identifies a process even after the pid is reused. */
-static uint64_t process_start_ticks(int32_t pid)
-{
-	char path[64], line[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t n = fread(line, 1, sizeof line - 1, f);
-	fclose(f);
-	line[n] = '\0';
-	char *p = strrchr(line, ')'); /* the command name may contain spaces */
-	if (!p)
-		return 0;
-	unsigned long long ticks = 0;
-	/* After ')': state(3) then fields 4..21, then starttime(22). */
-	if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-	           &ticks) != 1)
-		return 0;
-	return ticks;
-}
-
 static void attach(struct run *r, int32_t pid)
 {
 	for (size_t i = 0; i < r->n_attached; i++) {
@@ -121,7 +99,7 @@ static void attach(struct run *r, int32_t pid)
 	if (!slot)
 		return; /* 64 live processes on one run: the rest are not tracked for crashes */
 	slot->pid = pid;
-	slot->start_ticks = process_start_ticks(pid);
+	slot->start_ticks = proc_start_ticks(pid);
 	slot->done = false;
 }
 

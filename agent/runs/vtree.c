@@ -256,6 +256,22 @@ static int indent(struct buf *out, int n)
 	return rv;
 }
 
+/* Plain YAML keys for ordinary names (as W&B writes them); anything else is
+ * quoted as a JSON string, which YAML reads the same way. */
+static int yaml_key(struct buf *out, const char *key)
+{
+	bool plain = (key[0] >= 'A' && key[0] <= 'Z') || (key[0] >= 'a' && key[0] <= 'z') ||
+	             key[0] == '_';
+	for (const char *p = key; plain && *p; p++)
+		plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		        (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.' || *p == '/';
+	if (plain && (strcmp(key, "true") == 0 || strcmp(key, "false") == 0 ||
+	              strcmp(key, "null") == 0 || strcmp(key, "yes") == 0 || strcmp(key, "no") == 0 ||
+	              strcmp(key, "on") == 0 || strcmp(key, "off") == 0))
+		plain = false;
+	return plain ? buf_puts(out, key) : json_put_string(out, key);
+}
+
 /* JSON scalars are valid YAML flow scalars, so values reuse the JSON writer;
  * only maps become YAML block mappings. Non-finite doubles use YAML's names. */
 static int yaml_value(struct buf *out, const struct vvalue *v, int depth)
@@ -272,7 +288,7 @@ static int yaml_value(struct buf *out, const struct vvalue *v, int depth)
 	for (size_t i = 0; rv == 0 && i < v->u.m->n; i++) {
 		rv = indent(out, depth * 2);
 		if (rv == 0)
-			rv = json_put_string(out, v->u.m->items[i].key);
+			rv = yaml_key(out, v->u.m->items[i].key);
 		if (rv == 0)
 			rv = buf_puts(out, ": ");
 		if (rv == 0)
@@ -287,7 +303,7 @@ int vmap_to_config_yaml(const struct vmap *m, struct buf *out)
 	for (size_t i = 0; rv == 0 && i < m->n; i++) {
 		rv = buf_putc(out, '\n');
 		if (rv == 0)
-			rv = json_put_string(out, m->items[i].key);
+			rv = yaml_key(out, m->items[i].key);
 		if (rv == 0)
 			rv = buf_puts(out, ":\n  desc: null\n  value: ");
 		if (rv == 0)

@@ -97,6 +97,25 @@ class Agent:
             [BIN["producer"], "--run-id", run_id, "--rows", str(rows), *map(str, extra)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
 
+    def query(self, kind, **kw):
+        """One query; returns the agent's JSON answer, or {"error": …}."""
+        (reply,) = self.raw(query_request(kind, **kw))
+        return reply.get("query", reply)
+
+    def wait_for(self, predicate, timeout=30, what="condition"):
+        """Polls until predicate() is truthy; asserts arrival, not speed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def run_state(self, run_id):
+        r = self.query("run", run=run_id)
+        return r["run"]["state"] if "run" in r else None
+
     def raw(self, *payloads):
         """Sends each payload (bytes) as one request on one connection; returns
         the parsed replies."""
@@ -178,3 +197,23 @@ def batch_request(session, seq, records, version=1):
 
 def status_request():
     return field_varint(1, 1) + field_bytes(3, b"")
+
+
+def query_request(kind, run=None, project=None, state=None, keys=(), from_line=None,
+                  max_lines=None, name=None):
+    q = field_bytes(1, kind)
+    if run is not None:
+        q += field_bytes(2, run)
+    if project is not None:
+        q += field_bytes(3, project)
+    if state is not None:
+        q += field_bytes(4, state)
+    for k in keys:
+        q += field_bytes(5, k)
+    if from_line is not None:
+        q += field_varint(6, from_line)
+    if max_lines is not None:
+        q += field_varint(7, max_lines)
+    if name is not None:
+        q += field_bytes(8, name)
+    return field_varint(1, 1) + field_bytes(4, q)

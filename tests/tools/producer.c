@@ -3,7 +3,7 @@
  * client library, then finishes and prints its finish report as one JSON line.
  *
  *   producer --run-id ID --rows N [--sleep-us U] [--every K] [--exit-code C]
- *            [--timeout-ms T] [--project P]
+ *            [--timeout-ms T] [--project P] [--first-step S]
  *
  * Row i carries {"i": i, "value": i * 0.5, "tag": "r<i>"} at step i, so a judge can
  * check every row by its step alone. With --sleep-us, it sleeps U µs after every
@@ -22,13 +22,14 @@
 int main(int argc, char **argv)
 {
 	const char *run_id = NULL, *project = "trackd-tests";
-	long rows = 100, sleep_us = 0, every = 1, timeout_ms = 60000;
+	long rows = 100, sleep_us = 0, every = 1, timeout_ms = 60000, first = 0;
 	int exit_code = 0;
 	static const struct option opts[] = {
 		{"run-id", required_argument, NULL, 'r'},  {"rows", required_argument, NULL, 'n'},
 		{"sleep-us", required_argument, NULL, 's'}, {"every", required_argument, NULL, 'e'},
 		{"exit-code", required_argument, NULL, 'x'}, {"timeout-ms", required_argument, NULL, 't'},
-		{"project", required_argument, NULL, 'p'},  {NULL, 0, NULL, 0},
+		{"project", required_argument, NULL, 'p'},  {"first-step", required_argument, NULL, 'f'},
+		{NULL, 0, NULL, 0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -40,6 +41,7 @@ int main(int argc, char **argv)
 		case 'x': exit_code = atoi(optarg); break;
 		case 't': timeout_ms = atol(optarg); break;
 		case 'p': project = optarg; break;
+		case 'f': first = atol(optarg); break;
 		default: fprintf(stderr, "producer: bad arguments\n"); return 2;
 		}
 	}
@@ -47,6 +49,8 @@ int main(int argc, char **argv)
 	td_run_options_init(&o);
 	o.run_id = run_id;
 	o.project = project;
+	/* Tests attach several producers to one run id, and restart them. */
+	o.resume = TD_RESUME_ALLOW;
 	td_run *run;
 	int rv = td_init(&o, &run);
 	if (rv != TD_OK) {
@@ -54,14 +58,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	long refused = 0;
-	for (long i = 0; i < rows; i++) {
+	for (long i = first; i < first + rows; i++) {
 		char tag[32];
 		snprintf(tag, sizeof tag, "r%ld", i);
 		td_item items[] = {TD_I("i", i), TD_F("value", (double)i * 0.5), TD_S("tag", tag)};
 		rv = td_log(run, items, 3, i, true);
 		if (rv != TD_OK)
 			refused++;
-		if (sleep_us && (i + 1) % every == 0)
+		if (sleep_us && (i - first + 1) % every == 0)
 			usleep((useconds_t)sleep_us);
 	}
 	td_finish_report rep;

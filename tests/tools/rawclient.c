@@ -5,7 +5,8 @@
  *   rawclient URL FILE [FILE…]   each FILE's bytes are one request, in order,
  *                                over one connection
  * Output per request: {"ack":{"seq":N,"duplicate":B}} | {"error":{"code":N,
- * "retryable":B,"message":"…"}} | {"status":{…}} | {"no_reply":"reason"}
+ * "retryable":B,"message":"…"}} | {"status":{…}} | {"query":<the agent's JSON>}
+ * | {"no_reply":"reason"}
  */
 #include "trackd/v1/trackd.pb-c.h"
 
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
 	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 5000);
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE); /* no timed resends */
-	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 1 << 20);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64 << 20);
 	int rv = nng_dial(s, argv[1], NULL, 0);
 	if (rv != 0) {
 		fprintf(stderr, "rawclient: dial %s: %s\n", argv[1], nng_strerror(rv));
@@ -78,6 +79,8 @@ int main(int argc, char **argv)
 				putchar((unsigned char)*p < 0x20 ? '?' : *p);
 			}
 			printf("\"}}\n");
+		} else if (r->body_case == TRACKD__V1__REPLY__BODY_QUERY) {
+			printf("{\"query\":%s}\n", r->query->json ? r->query->json : "null");
 		} else if (r->body_case == TRACKD__V1__REPLY__BODY_STATUS) {
 			const Trackd__V1__StatusReply *st = r->status;
 			printf("{\"status\":{\"batches_acked\":%llu,\"batches_duplicate\":%llu,"

@@ -1,0 +1,741 @@
+#include "local_sink_internal.h"
+
+#include "clock.h"
+#include "errors.h"
+#include "files.h"
+#include "log.h"
+#include "proc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CURSOR_NAME "local"
+#define LINE_BUF_MAX (256u << 20) /* pending appended lines of one run */
+#define ENTRIES_PER_ROUND 256     /* log entries applied per lock hold */
+
+static void count(_Atomic uint64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* ---- run directories ---------------------------------------------------------- */
+
+static void active_free(struct active_run *ar)
+{
+	if (!ar)
+		return;
+	run_free(ar->run);
+	free(ar->dir);
+	buf_fini(&ar->history_out);
+	buf_fini(&ar->console_out);
+	free(ar);
+}
+
+static struct active_run *active_new(struct run *r, const char *dir)
+{
+	struct active_run *ar = calloc(1, sizeof *ar);
+	if (!ar)
+		return NULL;
+	ar->dir = strdup(dir);
+	if (!ar->dir) {
+		free(ar);
+		return NULL;
+	}
+	ar->run = r;
+	buf_init(&ar->history_out, LINE_BUF_MAX);
+	buf_init(&ar->console_out, LINE_BUF_MAX);
+	return ar;
+}
+
+static int project_dir(struct local_sink *s, const char *entity, const char *project, char *out,
+                       size_t len)
+{
+	char e[300], p[300];
+	path_component(entity, e, sizeof e);
+	path_component(project, p, sizeof p);
+	return snprintf(out, len, "%s/%s/%s", s->runs_dir, e, p) < (int)len ? TRACKD_OK
+	                                                                    : TRACKD_EINVAL;
+}
+
+static bool ends_with_id(const char *dirname, const char *id)
+{
+	size_t n = strlen(dirname), k = strlen(id);
+	return strncmp(dirname, "run-", 4) == 0 && n > k + 1 && dirname[n - k - 1] == '-' &&
+	       strcmp(dirname + n - k, id) == 0;
+}
+
+/* Looks for "run-*-<id>" in one project dir. */
+static int find_in_project(const char *pdir, const char *id, char *out, size_t len)
+{
+	DIR *d = opendir(pdir);
+	if (!d)
+		return TRACKD_ENOENT;
+	struct dirent *de;
+	int rv = TRACKD_ENOENT;
+	while ((de = readdir(d))) {
+		if (ends_with_id(de->d_name, id)) {
+			rv = snprintf(out, len, "%s/%s", pdir, de->d_name) < (int)len ? TRACKD_OK
+			                                                             : TRACKD_EINVAL;
+			break;
+		}
+	}
+	closedir(d);
+	return rv;
+}
+
+/* Looks for a run id in every entity/project (ids are unique per project; the
+ * first match wins, which is what a bare id can mean). */
+static int find_anywhere(struct local_sink *s, const char *id, char *out, size_t len)
+{
+	DIR *de = opendir(s->runs_dir);
+	if (!de)
+		return TRACKD_ENOENT;
+	struct dirent *e;
+	int rv = TRACKD_ENOENT;
+	while (rv == TRACKD_ENOENT && (e = readdir(de))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char edir[4096];
+		if (snprintf(edir, sizeof edir, "%s/%s", s->runs_dir, e->d_name) >= (int)sizeof edir)
+			continue;
+		DIR *dp = opendir(edir);
+		if (!dp)
+			continue;
+		struct dirent *p;
+		while (rv == TRACKD_ENOENT && (p = readdir(dp))) {
+			if (p->d_name[0] == '.')
+				continue;
+			char pdir[4096];
+			if (snprintf(pdir, sizeof pdir, "%s/%s", edir, p->d_name) >= (int)sizeof pdir)
+				continue;
+			rv = find_in_project(pdir, id, out, len);
+		}
+		closedir(dp);
+	}
+	closedir(de);
+	return rv;
+}
+
+int sink_load_snapshot(const char *dir, struct run **out)
+{
+	char *data;
+	size_t len;
+	int rv = file_read(dir, SNAPSHOT_FILE, SNAPSHOT_MAX_BYTES, &data, &len);
+	if (rv != 0)
+		return rv;
+	Trackd__V1__RunSnapshot *snap =
+		trackd__v1__run_snapshot__unpack(NULL, len, (const uint8_t *)data);
+	free(data);
+	if (!snap)
+		return TRACKD_ECORRUPT;
+	rv = run_from_snapshot(snap, out);
+	trackd__v1__run_snapshot__free_unpacked(snap, NULL);
+	return rv;
+}
+
+struct active_run *sink_find_active(struct local_sink *s, const char *ref)
+{
+	const char *slash = strrchr(ref, '/');
+	const char *id = slash ? slash + 1 : ref;
+	for (size_t i = 0; i < s->n_active; i++) {
+		struct run *r = s->active[i]->run;
+		if (strcmp(r->id, id) != 0)
+			continue;
+		if (!slash)
+			return s->active[i];
+		char path[1024];
+		snprintf(path, sizeof path, "%s/%s/%s", r->entity, r->project, r->id);
+		if (strcmp(path, ref) == 0)
+			return s->active[i];
+	}
+	return NULL;
+}
+
+int sink_resolve_dir(struct local_sink *s, const char *ref, char *dir, size_t len)
+{
+	struct active_run *ar = sink_find_active(s, ref);
+	if (ar)
+		return snprintf(dir, len, "%s", ar->dir) < (int)len ? TRACKD_OK : TRACKD_EINVAL;
+	/* entity/project/id: look in that project only. */
+	const char *last = strrchr(ref, '/');
+	if (last) {
+		const char *first = strchr(ref, '/');
+		if (first == last)
+			return TRACKD_ENOENT;
+		char entity[300], project[300];
+		snprintf(entity, sizeof entity, "%.*s", (int)(first - ref), ref);
+		snprintf(project, sizeof project, "%.*s", (int)(last - first - 1), first + 1);
+		char pdir[4096];
+		if (project_dir(s, entity, project, pdir, sizeof pdir) != 0)
+			return TRACKD_EINVAL;
+		return find_in_project(pdir, last + 1, dir, len);
+	}
+	return find_anywhere(s, ref, dir, len);
+}
+
+/* ---- display names -------------------------------------------------------------- */
+
+static const char *const adjectives[] = {
+	"amber", "brisk", "calm", "dapper", "eager", "fancy", "gentle", "hearty", "icy",
+	"jolly", "keen", "lucky", "misty", "noble", "olive", "polar", "quiet", "rosy",
+	"sunny", "tidy", "upbeat", "vivid", "witty", "young", "zesty", "bold", "crisp",
+	"dusty", "earnest", "fresh", "golden", "hazy",
+};
+static const char *const nouns[] = {
+	"aardvark", "breeze", "canyon", "dawn", "ember", "forest", "glade", "harbor", "island",
+	"jungle", "kite", "lake", "meadow", "night", "ocean", "pine", "quartz", "river",
+	"sky", "thunder", "universe", "valley", "wave", "yak", "zephyr", "brook", "cloud",
+	"dune", "field", "grove", "hill", "moon",
+};
+
+/* W&B style `adjective-noun-N`: the words come from the run id (stable when a run
+ * is replayed), N counts the runs of the project. */
+static void default_display_name(const char *id, const char *pdir, char *out, size_t len)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	size_t runs = 0;
+	DIR *d = opendir(pdir);
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d)))
+			runs += strncmp(de->d_name, "run-", 4) == 0;
+		closedir(d);
+	}
+	snprintf(out, len, "%s-%s-%zu", adjectives[h % (sizeof adjectives / sizeof *adjectives)],
+	         nouns[(h >> 8) % (sizeof nouns / sizeof *nouns)], runs + 1);
+}
+
+static void entity_for_uid(uint32_t uid, char *out, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+	if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res)
+		snprintf(out, len, "%s", res->pw_name);
+	else
+		snprintf(out, len, "uid%u", uid);
+}
+
+/* ---- routing records to runs ------------------------------------------------------- */
+
+static int add_active(struct local_sink *s, struct active_run *ar)
+{
+	if (s->n_active >= s->opts.max_active_runs)
+		return TRACKD_ETOOBIG;
+	struct active_run **p = realloc(s->active, (s->n_active + 1) * sizeof *p);
+	if (!p)
+		return TRACKD_ENOMEM;
+	s->active = p;
+	s->active[s->n_active++] = ar;
+	return TRACKD_OK;
+}
+
+/* Brings a run that exists on disk back into memory, its files cut back to the
+ * lengths of its last checkpoint (lines after that were written by a sink that
+ * stopped before checkpointing, and will be written again). */
+static struct active_run *reopen(struct local_sink *s, const char *dir)
+{
+	struct run *r;
+	if (sink_load_snapshot(dir, &r) != 0)
+		return NULL;
+	file_truncate(dir, HISTORY_FILE, r->history_bytes);
+	file_truncate(dir, CONSOLE_FILE, r->console_bytes);
+	struct active_run *ar = active_new(r, dir);
+	if (!ar || add_active(s, ar) != 0) {
+		if (ar)
+			active_free(ar);
+		else
+			run_free(r);
+		return NULL;
+	}
+	return ar;
+}
+
+static struct active_run *open_for_start(struct local_sink *s, const char *id,
+                                         const Trackd__V1__RunStart *start,
+                                         const struct record_origin *o)
+{
+	char entity[300], pdir[4096], dir[4096];
+	if (start->entity && *start->entity)
+		snprintf(entity, sizeof entity, "%s", start->entity);
+	else
+		entity_for_uid(o->uid, entity, sizeof entity);
+	const char *project = start->project && *start->project ? start->project : "uncategorized";
+	if (project_dir(s, entity, project, pdir, sizeof pdir) != 0)
+		return NULL;
+	if (find_in_project(pdir, id, dir, sizeof dir) == 0) {
+		struct active_run *ar = reopen(s, dir);
+		if (ar)
+			return ar; /* resume: run_apply attaches the new process */
+		/* A run dir without a snapshot: its first checkpoint never happened, so
+		 * everything in it is replayed from the log. */
+	}
+	Trackd__V1__RunStart st = *start;
+	st.entity = entity;
+	st.project = (char *)project;
+	char name[128];
+	if (!start->display_name || !*start->display_name) {
+		default_display_name(id, pdir, name, sizeof name);
+		st.display_name = name;
+	}
+	struct run *r;
+	if (run_new(id, &st, o, &r) != 0)
+		return NULL;
+	if (snprintf(dir, sizeof dir, "%s/%s", pdir, r->dir_name) >= (int)sizeof dir ||
+	    mkdir_parents(dir, 0750) != 0) {
+		log_error("local sink: cannot create %s", dir);
+		run_free(r);
+		return NULL;
+	}
+	/* A half-written earlier attempt at this same run: start its files afresh. */
+	file_truncate(dir, HISTORY_FILE, 0);
+	file_truncate(dir, CONSOLE_FILE, 0);
+	struct active_run *ar = active_new(r, dir);
+	if (!ar || add_active(s, ar) != 0) {
+		if (ar)
+			active_free(ar);
+		else
+			run_free(r);
+		return NULL;
+	}
+	ar->files_dirty = ar->checkpoint_dirty = true;
+	return ar;
+}
+
+static struct active_run *route(struct local_sink *s, const Trackd__V1__Record *rec,
+                                const struct record_origin *o)
+{
+	struct active_run *ar = sink_find_active(s, rec->run_id);
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_START) {
+		if (ar)
+			return ar;
+		return open_for_start(s, rec->run_id, rec->start, o);
+	}
+	if (ar)
+		return ar;
+	char dir[4096];
+	if (find_anywhere(s, rec->run_id, dir, sizeof dir) == 0)
+		return reopen(s, dir);
+	return NULL;
+}
+
+static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
+                         const struct record_origin *o)
+{
+	struct active_run *ar = route(s, rec, o);
+	if (!ar) {
+		count(&s->records_orphaned);
+		log_warn("local sink: record for unknown run %s skipped (index %" PRIu64 ")",
+		         rec->run_id, o->index);
+		return;
+	}
+	struct run *r = ar->run;
+	/* Exactly once: a whole entry at or below the run's checkpointed index was
+	 * applied before; within the entry being applied, every record counts. */
+	if (o->index < r->last_index || (o->index == r->last_index && ar->applying_index != o->index))
+		return;
+	ar->applying_index = o->index;
+	struct run_effects fx = {.history = &ar->history_out, .console = &ar->console_out};
+	int rv = run_apply(r, rec, o, &fx);
+	if (rv != 0) {
+		count(&s->write_errors);
+		log_error("local sink: run %s: record at index %" PRIu64 " not applied: %s", r->id,
+		          o->index, trackd_strerror(rv));
+	}
+	if (fx.step_rejected) {
+		count(&s->rows_rejected);
+		log_warn("run %s: a row for a step lower than the current step %" PRId64
+		         " was dropped",
+		         r->id, r->step);
+	}
+	ar->files_dirty |= fx.summary_changed || fx.config_changed || fx.meta_changed;
+	ar->checkpoint_dirty = true;
+	count(&s->records_applied);
+}
+
+static void apply_entry(struct local_sink *s, uint64_t index, const void *data, size_t len)
+{
+	Trackd__V1__LogEntry *e = trackd__v1__log_entry__unpack(NULL, len, data);
+	if (!e || !e->batch) {
+		count(&s->records_orphaned);
+		log_error("local sink: log entry %" PRIu64 " does not decode; skipped", index);
+		trackd__v1__log_entry__free_unpacked(e, NULL);
+		return;
+	}
+	struct record_origin o = {.index = index, .uid = e->peer_uid, .pid = e->peer_pid,
+	                          .recv_time_us = e->recv_time_us};
+	for (size_t i = 0; i < e->batch->n_records; i++)
+		apply_record(s, e->batch->records[i], &o);
+	trackd__v1__log_entry__free_unpacked(e, NULL);
+}
+
+/* ---- writing files ----------------------------------------------------------------- */
+
+static void write_whole_files(struct local_sink *s, struct active_run *ar)
+{
+	struct buf b;
+	buf_init(&b, SNAPSHOT_MAX_BYTES);
+	int rv = vmap_to_json(&ar->run->summary, &b);
+	if (!rv)
+		rv = file_write_atomic(ar->dir, SUMMARY_FILE, b.data, b.len, false);
+	buf_reset(&b);
+	if (!rv)
+		rv = vmap_to_config_yaml(&ar->run->config, &b);
+	if (!rv)
+		rv = file_write_atomic(ar->dir, CONFIG_FILE, b.data, b.len, false);
+	buf_reset(&b);
+	if (!rv)
+		rv = run_to_json(ar->run, ar->dir, false, &b);
+	if (!rv)
+		rv = buf_putc(&b, '\n');
+	if (!rv)
+		rv = file_write_atomic(ar->dir, METADATA_FILE, b.data, b.len, false);
+	buf_fini(&b);
+	if (rv) {
+		count(&s->write_errors);
+		log_error("local sink: cannot write the files of run %s: %s", ar->run->id,
+		          trackd_strerror(rv));
+		return;
+	}
+	ar->files_dirty = false;
+}
+
+void sink_flush_run(struct local_sink *s, struct active_run *ar)
+{
+	int rv = 0;
+	if (ar->history_out.len) {
+		rv = file_append(ar->dir, HISTORY_FILE, ar->history_out.data, ar->history_out.len);
+		if (!rv)
+			buf_reset(&ar->history_out);
+	}
+	if (!rv && ar->console_out.len) {
+		rv = file_append(ar->dir, CONSOLE_FILE, ar->console_out.data, ar->console_out.len);
+		if (!rv)
+			buf_reset(&ar->console_out);
+	}
+	if (rv) {
+		count(&s->write_errors);
+		log_error("local sink: cannot append to run %s: %s", ar->run->id, trackd_strerror(rv));
+	}
+	if (ar->files_dirty)
+		write_whole_files(s, ar);
+}
+
+static void flush_all(struct local_sink *s)
+{
+	for (size_t i = 0; i < s->n_active; i++)
+		sink_flush_run(s, s->active[i]);
+}
+
+static int write_snapshot(struct active_run *ar)
+{
+	int rv = file_sync(ar->dir, HISTORY_FILE, &ar->run->history_bytes);
+	if (!rv)
+		rv = file_sync(ar->dir, CONSOLE_FILE, &ar->run->console_bytes);
+	if (rv)
+		return rv;
+	Trackd__V1__RunSnapshot *snap = run_to_snapshot(ar->run);
+	if (!snap)
+		return TRACKD_ENOMEM;
+	size_t len = trackd__v1__run_snapshot__get_packed_size(snap);
+	uint8_t *data = malloc(len ? len : 1);
+	if (!data) {
+		run_snapshot_free(snap);
+		return TRACKD_ENOMEM;
+	}
+	trackd__v1__run_snapshot__pack(snap, data);
+	run_snapshot_free(snap);
+	rv = file_write_atomic(ar->dir, SNAPSHOT_FILE, data, len, true);
+	free(data);
+	return rv;
+}
+
+/* Makes everything applied so far durable, then moves the cursor past it. */
+static void checkpoint(struct local_sink *s)
+{
+	flush_all(s);
+	bool ok = true;
+	struct buf active_list;
+	buf_init(&active_list, 64u << 20);
+	for (size_t i = 0; i < s->n_active; i++) {
+		struct active_run *ar = s->active[i];
+		if (ar->checkpoint_dirty) {
+			int rv = write_snapshot(ar);
+			if (rv) {
+				ok = false;
+				count(&s->write_errors);
+				log_error("local sink: checkpoint of run %s failed: %s", ar->run->id,
+				          trackd_strerror(rv));
+				continue;
+			}
+			ar->checkpoint_dirty = false;
+		}
+		if (ar->run->state == RUN_RUNNING)
+			buf_printf(&active_list, "%s\n", ar->dir);
+	}
+	if (ok && file_write_atomic(s->sink_dir, "active", active_list.data ? active_list.data : "",
+	                            active_list.len, true) != 0)
+		ok = false;
+	buf_fini(&active_list);
+	if (ok && s->processed_index > s->committed_index) {
+		int rv = txlog_cursor_commit(s->opts.log, CURSOR_NAME, s->processed_index);
+		if (rv == 0)
+			s->committed_index = s->processed_index;
+		else
+			log_error("local sink: cursor commit failed: %s", trackd_strerror(rv));
+	}
+	if (!ok)
+		return;
+	/* Ended runs are durable on disk now: they leave memory. */
+	size_t kept = 0;
+	for (size_t i = 0; i < s->n_active; i++) {
+		struct active_run *ar = s->active[i];
+		if (ar->run->state != RUN_RUNNING && !ar->checkpoint_dirty)
+			active_free(ar);
+		else
+			s->active[kept++] = ar;
+	}
+	s->n_active = kept;
+}
+
+/* ---- crash detection ------------------------------------------------------------- */
+
+static int submit_crash(struct local_sink *s, const struct run *r, int32_t pid)
+{
+	Trackd__V1__RunExit e = TRACKD__V1__RUN_EXIT__INIT;
+	e.has_reason = e.has_pid = e.has_client_time_us = true;
+	e.reason = TRACKD__V1__EXIT_REASON__EXIT_CRASHED;
+	e.pid = pid;
+	e.client_time_us = clock_wall_us();
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_EXIT;
+	rec.exit = &e;
+	uint8_t buf[512];
+	size_t n = trackd__v1__record__get_packed_size(&rec);
+	if (n + 8 > sizeof buf)
+		return TRACKD_ETOOBIG;
+	size_t k = 0;
+	buf[k++] = 0x1a; /* Batch.records */
+	size_t v = n;
+	while (v >= 0x80) {
+		buf[k++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	buf[k++] = (uint8_t)v;
+	trackd__v1__record__pack(&rec, buf + k);
+	return s->opts.submit(s->opts.submit_arg, buf, k + n);
+}
+
+static void crash_poll(struct local_sink *s)
+{
+	for (size_t i = 0; i < s->n_active; i++) {
+		struct active_run *ar = s->active[i];
+		struct run *r = ar->run;
+		if (r->state != RUN_RUNNING)
+			continue;
+		for (size_t k = 0; k < r->n_attached; k++) {
+			struct run_attached *a = &r->attached[k];
+			if (a->done || ar->crash_submitted[k] || proc_alive(a->pid, a->start_ticks))
+				continue;
+			if (submit_crash(s, r, a->pid) == 0) {
+				ar->crash_submitted[k] = true;
+				count(&s->crashes_detected);
+				log_info("run %s: process %d vanished without finishing: marking it crashed",
+				         r->id, a->pid);
+			}
+		}
+	}
+}
+
+/* ---- the sink thread ------------------------------------------------------------- */
+
+/* Applies up to ENTRIES_PER_ROUND entries; returns how many. */
+static int apply_round(struct local_sink *s)
+{
+	int n = 0;
+	for (; n < ENTRIES_PER_ROUND; n++) {
+		uint64_t index;
+		const void *data;
+		size_t len;
+		int rv = txlog_reader_next(s->reader, &index, &data, &len);
+		if (rv == TRACKD_ECORRUPT)
+			continue; /* counted by the txlog; the reader resumes after the damage */
+		if (rv != 0)
+			break;
+		apply_entry(s, index, data, len);
+		s->processed_index = index;
+	}
+	return n;
+}
+
+static void *sink_main(void *arg)
+{
+	struct local_sink *s = arg;
+	int64_t now = clock_mono_us();
+	int64_t next_flush = now, next_checkpoint = now, next_poll = now;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		int applied = apply_round(s);
+		now = clock_mono_us();
+		if (atomic_exchange(&s->notified, false) || now >= next_poll) {
+			crash_poll(s);
+			next_poll = now + (int64_t)s->opts.crash_poll_ms * 1000;
+		}
+		if (now >= next_flush || applied == 0) {
+			flush_all(s);
+			next_flush = now + (int64_t)s->opts.flush_interval_ms * 1000;
+		}
+		if (now >= next_checkpoint) {
+			checkpoint(s);
+			next_checkpoint = now + (int64_t)s->opts.checkpoint_interval_ms * 1000;
+		}
+		if (s->closing && applied == 0)
+			break;
+		if (applied == 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 20 * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			if (!atomic_load(&s->notified) && !s->closing)
+				pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+		} else {
+			/* Let queries in between rounds. */
+			pthread_mutex_unlock(&s->mu);
+			pthread_mutex_lock(&s->mu);
+		}
+	}
+	checkpoint(s);
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Runs that were running when the agent last stopped: back into memory, so their
+ * processes are watched for crashes even if they never send another record. */
+static void load_active_list(struct local_sink *s)
+{
+	char *data;
+	size_t len;
+	if (file_read(s->sink_dir, "active", 64u << 20, &data, &len) != 0)
+		return;
+	for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
+		struct active_run *ar = reopen(s, line);
+		if (!ar)
+			log_warn("local sink: active run %s could not be reloaded", line);
+	}
+	free(data);
+}
+
+int local_sink_start(const struct local_sink_options *opts, local_sink **out)
+{
+	struct local_sink *s = calloc(1, sizeof *s);
+	if (!s)
+		return TRACKD_ENOMEM;
+	s->opts = *opts;
+	if (!s->opts.flush_interval_ms)
+		s->opts.flush_interval_ms = 100;
+	if (!s->opts.checkpoint_interval_ms)
+		s->opts.checkpoint_interval_ms = 1000;
+	if (!s->opts.crash_poll_ms)
+		s->opts.crash_poll_ms = 250;
+	if (!s->opts.max_active_runs)
+		s->opts.max_active_runs = 4096;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	int rv;
+	if (snprintf(s->runs_dir, sizeof s->runs_dir, "%s/runs", opts->state_dir) >=
+	            (int)sizeof s->runs_dir ||
+	    snprintf(s->sink_dir, sizeof s->sink_dir, "%s/sinks/local", opts->state_dir) >=
+	            (int)sizeof s->sink_dir) {
+		rv = TRACKD_EINVAL;
+		goto fail;
+	}
+	if ((rv = mkdir_parents(s->runs_dir, 0750)) != 0 ||
+	    (rv = mkdir_parents(s->sink_dir, 0750)) != 0)
+		goto fail;
+	uint64_t position;
+	if ((rv = txlog_cursor_register(opts->log, CURSOR_NAME, &position)) != 0 ||
+	    (rv = txlog_reader_open(opts->log, position, &s->reader)) != 0)
+		goto fail;
+	s->processed_index = s->committed_index = position;
+	load_active_list(s);
+	if (pthread_create(&s->thread, NULL, sink_main, s) != 0) {
+		rv = TRACKD_ESYS;
+		goto fail;
+	}
+	s->thread_started = true;
+	*out = s;
+	return TRACKD_OK;
+fail:
+	local_sink_free(s);
+	return rv;
+}
+
+void local_sink_close(local_sink *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->closing = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void local_sink_stop(local_sink *s)
+{
+	if (!s || !s->thread_started)
+		return;
+	pthread_join(s->thread, NULL);
+	s->thread_started = false;
+}
+
+void local_sink_free(local_sink *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_active; i++)
+		active_free(s->active[i]);
+	free(s->active);
+	txlog_reader_close(s->reader);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s);
+}
+
+void local_sink_notify(local_sink *s)
+{
+	if (!s)
+		return;
+	/* No lock: this runs on NNG's callback threads and must not wait for the
+	 * sink. A wake-up lost to the race costs at most one 20 ms idle wait. */
+	atomic_store(&s->notified, true);
+	pthread_cond_signal(&s->cv);
+}
+
+void local_sink_get_stats(local_sink *s, struct local_sink_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < s->n_active; i++)
+		out->runs_active += s->active[i]->run->state == RUN_RUNNING;
+	out->processed_index = s->processed_index;
+	pthread_mutex_unlock(&s->mu);
+	uint64_t readable = txlog_readable_index(s->opts.log);
+	out->backlog = readable > out->processed_index ? readable - out->processed_index : 0;
+	out->records_applied = atomic_load(&s->records_applied);
+	out->records_orphaned = atomic_load(&s->records_orphaned);
+	out->rows_rejected = atomic_load(&s->rows_rejected);
+	out->crashes_detected = atomic_load(&s->crashes_detected);
+	out->write_errors = atomic_load(&s->write_errors);
+}

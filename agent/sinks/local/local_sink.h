@@ -1,0 +1,87 @@
+/*
+ * local_sink.h — the embedded `local` sink: a cursor over the transaction log that
+ * materialises every run under the state dir, in a W&B-like layout:
+ *
+ *   <state_dir>/runs/<entity>/<project>/run-YYYYMMDD_HHMMSS-<id>/
+ *       metadata.json   identity, host, pids, uid, state, start/end time, exit code
+ *       config.yaml     W&B's layout (`key: {desc: null, value: …}`)
+ *       history.jsonl   one committed row per line (_step, _runtime, _timestamp)
+ *       summary.json    the run summary
+ *       output.log      console lines
+ *       .snapshot       the sink's state of the run (protobuf RunSnapshot)
+ *
+ * Run semantics come from agent/runs (run.h); this module routes records to runs,
+ * writes files, detects crashed clients, and answers queries.
+ *
+ * Exactly-once files: appended lines are written every flush interval; at every
+ * checkpoint the appended files are fdatasync'ed, each touched run's snapshot is
+ * written atomically (temp, fsync, rename, fsync dir) with the file lengths and
+ * the last log index applied, and only then the sink's txlog cursor is
+ * committed. After a crash, files are cut back to their snapshot lengths and
+ * records at or below a run's last index are skipped.
+ *
+ * Crash detection: every `crash_poll_ms`, and at once when ingest reports a
+ * closed connection (local_sink_notify), each running run's attached processes
+ * are checked (the pid exists and has the same start time as when first seen);
+ * for a vanished one the sink submits an EXIT_CRASHED record through the log, so
+ * every sink sees the same end. Runs that were running when the agent stopped
+ * are reloaded at start and checked the same way.
+ *
+ * Threading: one sink thread; local_sink_query may be called from another thread
+ * (it takes the sink's mutex). Lifecycle: start → close (stop reading) → stop
+ * (final flush and checkpoint, join) → free.
+ */
+#ifndef TRACKD_SINKS_LOCAL_H
+#define TRACKD_SINKS_LOCAL_H
+
+#include "buf.h"
+#include "txlog.h"
+
+#include "trackd/v1/trackd.pb-c.h"
+
+#include <stdint.h>
+
+typedef struct local_sink local_sink;
+
+struct local_sink_options {
+	const char *state_dir;
+	txlog *log;
+	uint32_t max_record_bytes;
+	uint32_t flush_interval_ms;      /* appended lines reach the files (default 100) */
+	uint32_t checkpoint_interval_ms; /* snapshots + cursor (default 1000) */
+	uint32_t crash_poll_ms;          /* default 250 */
+	uint32_t max_active_runs;        /* runs kept in memory while running (default 4096) */
+	/* Appends agent-generated records (crash marks, renames). `records` holds
+	 * Batch.records fields (key 0x1a, length, Record). Must be thread-safe. */
+	int (*submit)(void *arg, const uint8_t *records, size_t len);
+	void *submit_arg;
+};
+
+struct local_sink_stats {
+	uint64_t runs_active;
+	uint64_t processed_index; /* last log index applied */
+	uint64_t backlog;         /* readable records not yet applied */
+	uint64_t records_applied;
+	uint64_t records_orphaned; /* for a run id the sink does not know: counted, skipped */
+	uint64_t rows_rejected;    /* rows whose explicit step went backwards */
+	uint64_t crashes_detected;
+	uint64_t write_errors;
+};
+
+int local_sink_start(const struct local_sink_options *opts, local_sink **out);
+void local_sink_close(local_sink *s);
+void local_sink_stop(local_sink *s);
+void local_sink_free(local_sink *s);
+
+/* Wakes the sink: a client connection closed (check processes now). Cheap and
+ * safe from any thread, including NNG callbacks. */
+void local_sink_notify(local_sink *s);
+
+void local_sink_get_stats(local_sink *s, struct local_sink_stats *out);
+
+/* Answers one query (kinds: runs, run, history, rename) with JSON in `out`.
+ * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
+int local_sink_query(local_sink *s, const Trackd__V1__Query *q, struct buf *out, char *err,
+                     size_t errlen);
+
+#endif

@@ -1,0 +1,70 @@
+/* Private to the local sink: the structures shared by local_sink.c (the sink
+ * thread) and query.c (answers, on the ingest's query thread, under s->mu). */
+#ifndef TRACKD_SINKS_LOCAL_INTERNAL_H
+#define TRACKD_SINKS_LOCAL_INTERNAL_H
+
+#include "local_sink.h"
+#include "run.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define HISTORY_FILE "history.jsonl"
+#define CONSOLE_FILE "output.log"
+#define SUMMARY_FILE "summary.json"
+#define CONFIG_FILE "config.yaml"
+#define METADATA_FILE "metadata.json"
+#define SNAPSHOT_FILE ".snapshot"
+#define SNAPSHOT_MAX_BYTES (64u << 20)
+
+/* A run the sink holds in memory: every running run, and ended ones until their
+ * last checkpoint. */
+struct active_run {
+	struct run *run;
+	char *dir;                /* absolute path of the run dir */
+	struct buf history_out;   /* lines not yet appended to history.jsonl */
+	struct buf console_out;
+	bool files_dirty;         /* summary/config/metadata to rewrite at next flush */
+	bool checkpoint_dirty;    /* changed since the last snapshot */
+	uint64_t applying_index;  /* log index of the entry being applied */
+	bool crash_submitted[RUN_MAX_ATTACHED];
+};
+
+struct local_sink {
+	struct local_sink_options opts;
+	char runs_dir[4096];
+	char sink_dir[4096];
+
+	pthread_mutex_t mu; /* guards everything below that a query may read */
+	pthread_cond_t cv;
+	bool closing;
+	_Atomic bool notified; /* a connection closed: poll processes now */
+	pthread_t thread;
+	bool thread_started;
+
+	struct active_run **active;
+	size_t n_active;
+
+	txlog_reader *reader;
+	uint64_t processed_index;
+	uint64_t committed_index;
+
+	_Atomic uint64_t records_applied, records_orphaned, rows_rejected, crashes_detected,
+		write_errors;
+};
+
+/* Finds a run in memory by id, or "entity/project/id". Caller holds s->mu. */
+struct active_run *sink_find_active(struct local_sink *s, const char *ref);
+
+/* Resolves a run reference to its directory on disk, in memory or not:
+ * writes the dir path into `dir`. Caller holds s->mu. Returns 0 or TRACKD_ENOENT. */
+int sink_resolve_dir(struct local_sink *s, const char *ref, char *dir, size_t len);
+
+/* Loads a run's snapshot from its dir (for runs not in memory). */
+int sink_load_snapshot(const char *dir, struct run **out);
+
+/* Appends an active run's pending lines to its files now. Caller holds s->mu. */
+void sink_flush_run(struct local_sink *s, struct active_run *ar);
+
+#endif

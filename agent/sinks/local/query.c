@@ -1,0 +1,363 @@
+/* Queries answered from the local run store. JSON shapes (the contract the CLI and
+ * the Python Api read):
+ *   runs    {"runs":[RUN,...]}, oldest first
+ *   run     {"run":RUN}
+ *   history {"run":"e/p/id","from_line":N,"next_line":M,"total_lines":T,"lines":[ROW,...]}
+ *   rename  {"ok":true}
+ * RUN is run_to_json() with summary and config. Runs in memory answer from memory;
+ * others from their snapshot on disk. */
+#include "local_sink_internal.h"
+
+#include "errors.h"
+#include "files.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HISTORY_MAX_BYTES (1ull << 34) /* refuse to scan absurd files */
+#define RUNS_MAX_LISTED 100000
+
+static int not_found(char *err, size_t errlen, const char *ref)
+{
+	snprintf(err, errlen, "no run '%s' in this agent's store", ref);
+	return TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND;
+}
+
+/* ---- runs and run ------------------------------------------------------------------ */
+
+static int append_run(struct local_sink *s, const char *dir, const char *state_filter,
+                      struct buf *out, bool *first)
+{
+	/* In memory? */
+	for (size_t i = 0; i < s->n_active; i++) {
+		if (strcmp(s->active[i]->dir, dir) != 0)
+			continue;
+		struct run *r = s->active[i]->run;
+		if (state_filter && *state_filter && strcmp(state_filter, run_state_name(r->state)))
+			return TRACKD_OK;
+		int rv = *first ? 0 : buf_putc(out, ',');
+		*first = false;
+		return rv ? rv : run_to_json(r, dir, true, out);
+	}
+	struct run *r;
+	if (sink_load_snapshot(dir, &r) != 0)
+		return TRACKD_OK; /* not yet checkpointed: shown once it is */
+	int rv = TRACKD_OK;
+	if (!state_filter || !*state_filter || strcmp(state_filter, run_state_name(r->state)) == 0) {
+		rv = *first ? 0 : buf_putc(out, ',');
+		*first = false;
+		if (!rv)
+			rv = run_to_json(r, dir, true, out);
+	}
+	run_free(r);
+	return rv;
+}
+
+struct run_dir {
+	char *path;
+	char *name; /* run-YYYYMMDD_HHMMSS-id: sorts by start time */
+};
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct run_dir *)a)->name, ((const struct run_dir *)b)->name);
+}
+
+static void collect_project(const char *pdir, struct run_dir **list, size_t *n, size_t *cap)
+{
+	DIR *d = opendir(pdir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) && *n < RUNS_MAX_LISTED) {
+		if (strncmp(de->d_name, "run-", 4) != 0)
+			continue;
+		if (*n == *cap) {
+			size_t c = *cap ? *cap * 2 : 64;
+			struct run_dir *p = realloc(*list, c * sizeof *p);
+			if (!p)
+				break;
+			*list = p;
+			*cap = c;
+		}
+		char path[4096];
+		if (snprintf(path, sizeof path, "%s/%s", pdir, de->d_name) >= (int)sizeof path)
+			continue;
+		(*list)[*n].path = strdup(path);
+		(*list)[*n].name = strdup(de->d_name);
+		if ((*list)[*n].path && (*list)[*n].name)
+			(*n)++;
+	}
+	closedir(d);
+}
+
+/* Visits runs/<entity>/<project>/ dirs, restricted by "project" or "entity/project". */
+static void collect_runs(struct local_sink *s, const char *filter, struct run_dir **list,
+                         size_t *n)
+{
+	size_t cap = 0;
+	const char *slash = filter ? strchr(filter, '/') : NULL;
+	DIR *de = opendir(s->runs_dir);
+	if (!de)
+		return;
+	struct dirent *e;
+	while ((e = readdir(de))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (slash && (strlen(e->d_name) != (size_t)(slash - filter) ||
+		              strncmp(e->d_name, filter, (size_t)(slash - filter)) != 0))
+			continue;
+		char edir[4096];
+		if (snprintf(edir, sizeof edir, "%s/%s", s->runs_dir, e->d_name) >= (int)sizeof edir)
+			continue;
+		DIR *dp = opendir(edir);
+		if (!dp)
+			continue;
+		struct dirent *p;
+		while ((p = readdir(dp))) {
+			if (p->d_name[0] == '.')
+				continue;
+			const char *want = slash ? slash + 1 : filter;
+			if (want && *want && strcmp(p->d_name, want) != 0)
+				continue;
+			char pdir[4096];
+			if (snprintf(pdir, sizeof pdir, "%s/%s", edir, p->d_name) < (int)sizeof pdir)
+				collect_project(pdir, list, n, &cap);
+		}
+		closedir(dp);
+	}
+	closedir(de);
+}
+
+static int query_runs(struct local_sink *s, const Trackd__V1__Query *q, struct buf *out)
+{
+	struct run_dir *list = NULL;
+	size_t n = 0;
+	collect_runs(s, q->project, &list, &n);
+	qsort(list, n, sizeof *list, by_name);
+	int rv = buf_puts(out, "{\"runs\":[");
+	bool first = true;
+	for (size_t i = 0; i < n; i++) {
+		if (!rv)
+			rv = append_run(s, list[i].path, q->state, out, &first);
+		free(list[i].path);
+		free(list[i].name);
+	}
+	free(list);
+	return rv ? rv : buf_puts(out, "]}");
+}
+
+static int query_run(struct local_sink *s, const Trackd__V1__Query *q, struct buf *out, char *err,
+                     size_t errlen)
+{
+	char dir[4096];
+	if (!q->run || sink_resolve_dir(s, q->run, dir, sizeof dir) != 0)
+		return not_found(err, errlen, q->run ? q->run : "");
+	size_t mark = out->len;
+	bool first = true;
+	int rv = buf_puts(out, "{\"run\":");
+	if (!rv)
+		rv = append_run(s, dir, NULL, out, &first);
+	if (!rv && first) { /* the dir exists, but its first checkpoint has not happened */
+		out->len = mark;
+		return not_found(err, errlen, q->run);
+	}
+	return rv ? rv : buf_putc(out, '}');
+}
+
+/* ---- history ------------------------------------------------------------------------- */
+
+/* Skips one JSON value starting at p (a history line we wrote ourselves, so it
+ * is well formed); returns the position after it. */
+static const char *skip_value(const char *p, const char *end)
+{
+	int depth = 0;
+	bool in_string = false;
+	for (; p < end; p++) {
+		char c = *p;
+		if (in_string) {
+			if (c == '\\')
+				p++;
+			else if (c == '"')
+				in_string = false;
+			else
+				continue;
+			if (depth == 0)
+				return p + 1;
+			continue;
+		}
+		if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
+			depth++;
+		else if (c == '}' || c == ']') {
+			if (depth == 0)
+				return p; /* end of the enclosing object */
+			if (--depth == 0)
+				return p + 1;
+		} else if (c == ',' && depth == 0)
+			return p;
+	}
+	return end;
+}
+
+static bool key_wanted(const Trackd__V1__Query *q, const char *key, size_t len)
+{
+	if (len == 5 && memcmp(key, "_step", 5) == 0)
+		return true;
+	for (size_t i = 0; i < q->n_keys; i++)
+		if (strlen(q->keys[i]) == len && memcmp(q->keys[i], key, len) == 0)
+			return true;
+	return false;
+}
+
+/* Copies the members of a one-line JSON object whose keys were asked for. Keys in
+ * our files never contain escaped quotes in a way that matters here: the
+ * comparison is on the raw (escaped) text, which is what the client sent. */
+static int filter_line(const Trackd__V1__Query *q, const char *line, size_t len, struct buf *out)
+{
+	const char *p = line + 1, *end = line + len;
+	int rv = buf_putc(out, '{');
+	bool first = true;
+	while (!rv && p < end && *p == '"') {
+		const char *k = p + 1, *kend = k;
+		while (kend < end && *kend != '"')
+			kend += *kend == '\\' ? 2 : 1;
+		const char *v = kend + 2; /* past '":' */
+		const char *vend = skip_value(v, end);
+		if (key_wanted(q, k, (size_t)(kend - k))) {
+			if (!first)
+				rv = buf_putc(out, ',');
+			first = false;
+			if (!rv)
+				rv = buf_append(out, p, (size_t)(vend - p));
+		}
+		p = vend < end && *vend == ',' ? vend + 1 : end;
+	}
+	return rv ? rv : buf_putc(out, '}');
+}
+
+static int query_history(struct local_sink *s, const Trackd__V1__Query *q, struct buf *out,
+                         char *err, size_t errlen)
+{
+	char dir[4096];
+	if (!q->run || sink_resolve_dir(s, q->run, dir, sizeof dir) != 0)
+		return not_found(err, errlen, q->run ? q->run : "");
+	struct active_run *ar = sink_find_active(s, q->run);
+	if (ar)
+		sink_flush_run(s, ar); /* the rows applied so far are in the file */
+	char *data = NULL;
+	size_t len = 0;
+	int rv = file_read(dir, HISTORY_FILE, HISTORY_MAX_BYTES, &data, &len);
+	if (rv == TRACKD_ENOENT) {
+		data = NULL;
+		len = 0;
+	} else if (rv != 0) {
+		snprintf(err, errlen, "cannot read the history of '%s': %s", q->run,
+		         trackd_strerror(rv));
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	}
+	char path[1024] = "";
+	const char *runs_rel = dir + strlen(s->runs_dir) + 1; /* entity/project/run-…-id */
+	const char *last_dash = strrchr(runs_rel, '-');
+	const char *last_slash = strrchr(runs_rel, '/');
+	snprintf(path, sizeof path, "%.*s/%s", (int)(last_slash - runs_rel), runs_rel,
+	         last_dash ? last_dash + 1 : "");
+	rv = buf_puts(out, "{\"run\":");
+	if (!rv)
+		rv = json_put_string(out, path);
+	if (!rv)
+		rv = buf_printf(out, ",\"from_line\":%" PRIu64 ",\"lines\":[", q->from_line);
+	uint64_t line_no = 0, emitted = 0;
+	const char *p = data, *end = data ? data + len : NULL;
+	while (!rv && p && p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			break; /* a line being written: not yet part of the history */
+		if (line_no >= q->from_line && (!q->max_lines || emitted < q->max_lines)) {
+			if (emitted)
+				rv = buf_putc(out, ',');
+			if (!rv)
+				rv = q->n_keys ? filter_line(q, p, (size_t)(nl - p), out)
+				               : buf_append(out, p, (size_t)(nl - p));
+			emitted++;
+		}
+		line_no++;
+		p = nl + 1;
+	}
+	free(data);
+	uint64_t next = q->from_line + emitted;
+	if (!rv)
+		rv = buf_printf(out, "],\"next_line\":%" PRIu64 ",\"total_lines\":%" PRIu64 "}", next,
+		                line_no);
+	return rv;
+}
+
+/* ---- rename -------------------------------------------------------------------------- */
+
+static int query_rename(struct local_sink *s, const Trackd__V1__Query *q, struct buf *out,
+                        char *err, size_t errlen)
+{
+	char dir[4096];
+	if (!q->run || sink_resolve_dir(s, q->run, dir, sizeof dir) != 0)
+		return not_found(err, errlen, q->run ? q->run : "");
+	if (!q->name || !*q->name) {
+		snprintf(err, errlen, "rename needs a non-empty name");
+		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	}
+	const char *slash = strrchr(q->run, '/');
+	Trackd__V1__RunRename rn = TRACKD__V1__RUN_RENAME__INIT;
+	rn.display_name = q->name;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = (char *)(slash ? slash + 1 : q->run);
+	rec.body_case = TRACKD__V1__RECORD__BODY_RENAME;
+	rec.rename = &rn;
+	size_t n = trackd__v1__record__get_packed_size(&rec);
+	uint8_t *buf = malloc(n + 16);
+	if (!buf)
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	size_t k = 0;
+	buf[k++] = 0x1a;
+	for (size_t v = n; ; v >>= 7) {
+		buf[k++] = (uint8_t)(v >= 0x80 ? (v | 0x80) : v);
+		if (v < 0x80)
+			break;
+	}
+	trackd__v1__record__pack(&rec, buf + k);
+	int rv = s->opts.submit(s->opts.submit_arg, buf, k + n);
+	free(buf);
+	if (rv != 0) {
+		snprintf(err, errlen, "cannot record the rename: %s", trackd_strerror(rv));
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	}
+	return buf_puts(out, "{\"ok\":true}");
+}
+
+int local_sink_query(local_sink *s, const Trackd__V1__Query *q, struct buf *out, char *err,
+                     size_t errlen)
+{
+	const char *kind = q->kind ? q->kind : "";
+	int rv;
+	pthread_mutex_lock(&s->mu);
+	if (strcmp(kind, "runs") == 0)
+		rv = query_runs(s, q, out);
+	else if (strcmp(kind, "run") == 0)
+		rv = query_run(s, q, out, err, errlen);
+	else if (strcmp(kind, "history") == 0)
+		rv = query_history(s, q, out, err, errlen);
+	else if (strcmp(kind, "rename") == 0)
+		rv = query_rename(s, q, out, err, errlen);
+	else {
+		snprintf(err, errlen, "unknown query kind '%s' (runs, run, history, rename)", kind);
+		rv = TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (rv < 0) { /* a buffer limit or allocation failure */
+		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
+		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+	}
+	return rv;
+}

@@ -1,0 +1,141 @@
+"""Runs as W&B users know them, end to end: the local store the agent
+materialises, its queries, states and crash detection. Real processes only."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from conftest import BIN, Agent, finish_producer
+
+
+def run_dir(agent, run_id):
+    return agent.query("run", run=run_id)["run"]["dir"]
+
+
+def history_lines(agent, run_id):
+    with open(os.path.join(run_dir(agent, run_id), "history.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_example_run_is_materialised(agent):
+    agent.start()
+    r = subprocess.run([BIN["train"]], env=agent.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    runs = agent.wait_for(lambda: agent.query("runs")["runs"], what="the run to appear")
+    assert len(runs) == 1
+    agent.wait_for(lambda: agent.run_state(runs[0]["id"]) == "finished", what="finished")
+    run = agent.query("run", run=runs[0]["id"])["run"]
+    assert run["project"] == "trackd-example" and run["exit_code"] == 0
+    assert run["config"]["epochs"] == 10 and run["config"]["learning_rate"] == 0.01
+    assert run["display_name"].count("-") == 2 and run["display_name"].endswith("-1")
+    hist = history_lines(agent, run["id"])
+    assert [h["_step"] for h in hist] == list(range(10))
+    for h in hist:
+        assert {"accuracy", "loss", "_step", "_runtime", "_timestamp"} <= set(h)
+    assert run["summary"]["_step"] == 9
+    assert run["summary"]["loss"] == hist[-1]["loss"]
+    d = run["dir"]
+    assert os.path.basename(d).startswith("run-") and d.endswith("-" + run["id"])
+    for name in ("metadata.json", "config.yaml", "history.jsonl", "summary.json"):
+        assert os.path.exists(os.path.join(d, name)), name
+    with open(os.path.join(d, "config.yaml")) as f:
+        assert f.read().startswith("wandb_version: 1\n")
+
+
+def test_history_query_pages_and_keys(agent):
+    agent.start()
+    finish_producer(agent.producer("pages", 50))
+    agent.wait_for(lambda: agent.run_state("pages") == "finished", what="finished")
+    h = agent.query("history", run="pages", from_line=10, max_lines=5, keys=["value"])
+    assert h["from_line"] == 10 and h["next_line"] == 15 and h["total_lines"] == 50
+    assert h["lines"] == [{"value": i * 0.5, "_step": i} for i in range(10, 15)]
+    everything = agent.query("history", run="pages")
+    assert len(everything["lines"]) == 50 and everything["lines"][3]["tag"] == "r3"
+
+
+def test_exit_codes_map_to_states(agent):
+    agent.start()
+    ok = agent.producer("ok", 10)
+    bad = agent.producer("bad", 10, "--exit-code", 3)
+    finish_producer(ok)
+    finish_producer(bad)
+    assert agent.wait_for(lambda: agent.run_state("ok") == "finished", what="ok finished")
+    agent.wait_for(lambda: agent.run_state("bad") == "failed", what="bad failed")
+    assert agent.query("run", run="bad")["run"]["exit_code"] == 3
+
+
+def test_killed_client_is_marked_crashed_and_others_keep_running(agent):
+    """R9: kill -9 of a client → crashed within seconds, while an unrelated run on the
+    same agent stays running."""
+    agent.start()
+    victim = agent.producer("victim", 1_000_000, "--sleep-us", 1000, "--every", 10)
+    other = agent.producer("other", 1_000_000, "--sleep-us", 1000, "--every", 10)
+    agent.wait_for(lambda: agent.run_state("victim") == "running", what="victim running")
+    agent.wait_for(lambda: agent.run_state("other") == "running", what="other running")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    t0 = time.monotonic()
+    agent.wait_for(lambda: agent.run_state("victim") == "crashed", what="victim crashed")
+    print(f"crash detected {time.monotonic() - t0:.2f}s after kill -9")
+    assert agent.run_state("other") == "running"
+    run = agent.query("run", run="victim")["run"]
+    assert run["exit_code"] is None
+    other.send_signal(signal.SIGKILL)
+    other.wait()
+    agent.wait_for(lambda: agent.run_state("other") == "crashed", what="other crashed")
+
+
+def test_client_dying_while_the_agent_is_down_is_found_at_restart(agent):
+    agent.start()
+    p = agent.producer("orphan", 1_000_000, "--sleep-us", 1000, "--every", 10)
+    agent.wait_for(lambda: agent.run_state("orphan") == "running", what="running")
+    time.sleep(1.2)  # past a checkpoint: the run is in the active list on disk
+    agent.kill9()
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    agent.start()
+    agent.wait_for(lambda: agent.run_state("orphan") == "crashed", what="crashed after restart")
+
+
+def test_two_processes_on_one_run_end_with_the_last(agent):
+    agent.start()
+    a = agent.producer("shared", 100, "--first-step", 0)
+    finish_producer(a)
+    b = agent.producer("shared", 1_000_000, "--first-step", 100, "--sleep-us", 1000, "--every", 10)
+    agent.wait_for(lambda: agent.run_state("shared") == "running", what="running again")
+    b.send_signal(signal.SIGTERM)
+    b.wait()
+    agent.wait_for(lambda: agent.run_state("shared") in ("crashed", "killed"), what="ended")
+    steps = [h["_step"] for h in history_lines(agent, "shared")]
+    assert steps[:100] == list(range(100)) and steps == sorted(set(steps))
+
+
+def test_agent_kill9_replays_runs_exactly_once(agent):
+    """The local files after agent crashes hold every row exactly once."""
+    import random
+    rng = random.Random(7)
+    agent.start()
+    procs = [agent.producer(f"x{i}", 30000, "--sleep-us", 300, "--every", 50,
+                            "--timeout-ms", 120000) for i in range(3)]
+    for _ in range(3):
+        time.sleep(rng.uniform(0.3, 1.5))
+        agent.kill9()
+        agent.start()
+    for p in procs:
+        finish_producer(p, timeout=300)
+    for i in range(3):
+        agent.wait_for(lambda: agent.run_state(f"x{i}") == "finished", what=f"x{i} finished")
+        steps = [h["_step"] for h in history_lines(agent, f"x{i}")]
+        assert steps == list(range(30000)), (
+            f"x{i}: {len(steps)} lines, {len(steps) - len(set(steps))} duplicates")
+
+
+def test_rename(agent):
+    agent.start()
+    finish_producer(agent.producer("named", 3))
+    agent.wait_for(lambda: agent.run_state("named") == "finished", what="finished")
+    assert agent.query("rename", run="named", name="my best run") == {"ok": True}
+    agent.wait_for(lambda: agent.query("run", run="named")["run"]["display_name"] == "my best run",
+                   what="renamed")
+    assert agent.query("run", run="nope")["error"]["code"] == 7
