@@ -12,7 +12,9 @@
 #include "errors.h"
 #include "ingest.h"
 #include "local_sink.h"
+#include "clock.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "sessions.h"
 #include "txlog.h"
 
@@ -228,10 +230,79 @@ static void client_disconnected(void *arg)
 	local_sink_notify(atomic_load(&ag->sink));
 }
 
+/* Whether every stage that must keep moving has moved within `limit_us`. A slow
+ * upstream does not count: only the threads that take and store records do. */
+static bool stages_alive(struct agent *ag, int64_t now, int64_t limit_us)
+{
+	ingest *in = atomic_load(&ag->in);
+	local_sink *sink = atomic_load(&ag->sink);
+	return (!in || now - ingest_heartbeat_us(in) < limit_us) &&
+	       (!sink || now - local_sink_heartbeat_us(sink) < limit_us);
+}
+
+/* The main thread: signals, the listener check, systemd's watchdog and status.
+ * Returns on SIGTERM/SIGINT. */
+static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *notify)
+{
+	const int64_t listener_check_us = 2000000;
+	int64_t watchdog_us = (int64_t)sdnotify_watchdog_usec();
+	/* Ping at half the interval, as systemd asks; check the listener every 2 s. */
+	int64_t tick_us = watchdog_us ? watchdog_us / 2 : listener_check_us;
+	if (tick_us > listener_check_us)
+		tick_us = listener_check_us;
+	if (tick_us < 10000)
+		tick_us = 10000;
+	int64_t next_listener_check = clock_mono_us() + listener_check_us;
+	bool stall_reported = false;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		struct timespec tick = {.tv_sec = tick_us / 1000000,
+		                        .tv_nsec = (tick_us % 1000000) * 1000};
+		int sig = sigtimedwait(&set, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("stopping (%s): answering received requests, syncing the log",
+			         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			return;
+		}
+		if (sig == SIGHUP)
+			reload(a);
+		int64_t now = clock_mono_us();
+		if (watchdog_us) {
+			if (stages_alive(ag, now, watchdog_us)) {
+				char msg[256];
+				struct ingest_stats is;
+				ingest_get_stats(atomic_load(&ag->in), &is);
+				snprintf(msg, sizeof msg,
+				         "WATCHDOG=1\nSTATUS=%llu clients, %llu batches stored",
+				         (unsigned long long)is.clients_connected,
+				         (unsigned long long)is.batches_appended);
+				sdnotify_send(notify, msg);
+				stall_reported = false;
+			} else if (!stall_reported) {
+				log_error("a stage stopped moving: watchdog pings withheld so systemd "
+				          "restarts the agent");
+				stall_reported = true;
+			}
+		}
+		if (now >= next_listener_check) {
+			if (ingest_check_listener(atomic_load(&ag->in)) != 0)
+				log_error("cannot listen anew; clients cannot connect until restart");
+			next_listener_check = now + listener_check_us;
+		}
+	}
+}
+
 static int run(const struct args *a, struct config *cfg)
 {
 	struct agent ag = {0};
 	local_sink *sink = NULL;
+	struct sdnotify notify;
+	if (sdnotify_open(&notify) != 0)
+		log_warn("NOTIFY_SOCKET is malformed; systemd will not hear from the agent");
 	int rv;
 	sessions *sess = NULL;
 	txlog *log = NULL;
@@ -325,29 +396,9 @@ static int run(const struct args *a, struct config *cfg)
 	         : cfg->txlog.fsync == CONFIG_FSYNC_NEVER ? "never"
 	                                                  : "interval");
 
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	for (;;) {
-		struct timespec tick = {.tv_sec = 2};
-		int sig = sigtimedwait(&set, NULL, &tick);
-		if (sig < 0) {
-			if (ingest_check_listener(in) != 0)
-				log_error("cannot listen anew; clients cannot connect until restart");
-			continue;
-		}
-		if (sig == SIGHUP) {
-			reload(a);
-			continue;
-		}
-		if (sig == SIGTERM || sig == SIGINT) {
-			log_info("stopping (%s): answering received requests, syncing the log",
-			         sig == SIGTERM ? "SIGTERM" : "SIGINT");
-			break;
-		}
-	}
+	sdnotify_send(&notify, "READY=1\nSTATUS=ready");
+	main_loop(a, &ag, &notify);
+	sdnotify_send(&notify, "STOPPING=1\nSTATUS=stopping: answering received requests");
 	ingest_close(in);
 	ingest_stop(in);
 	exit_code = 0;
@@ -366,6 +417,7 @@ out:
 		exit_code = 1;
 	}
 	sessions_free(sess);
+	sdnotify_close(&notify);
 	if (exit_code == 0)
 		log_info("stopped cleanly");
 	return exit_code;

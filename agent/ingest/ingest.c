@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* One NNG request context. Its aio alternates: receive → (queued for the worker)
@@ -72,6 +73,7 @@ struct ingest {
 	uint8_t *entry_buf; /* LogEntry scratch, max_message_bytes + header room */
 	size_t entry_cap;
 
+	_Atomic int64_t heartbeat_us; /* the worker's last sign of life */
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
 		rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
 		append_failures, clients_connected, listener_restarts, queries, internal_batches;
@@ -443,8 +445,16 @@ static void *worker_main(void *arg)
 	struct ingest *in = arg;
 	pthread_mutex_lock(&in->mu);
 	for (;;) {
-		while (!in->queue_head && !in->internal_head && !(in->closing && in->busy == 0))
-			pthread_cond_wait(&in->cv, &in->mu);
+		while (!in->queue_head && !in->internal_head && !(in->closing && in->busy == 0)) {
+			/* Wake up now and then even when idle, so the heartbeat shows a
+			 * live worker (the watchdog reads it). */
+			atomic_store(&in->heartbeat_us, clock_mono_us());
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&in->cv, &in->mu, &ts);
+		}
+		atomic_store(&in->heartbeat_us, clock_mono_us());
 		if (!in->queue_head && !in->internal_head)
 			break; /* closing, and every received request answered */
 		struct request_ctx *group = in->queue_head;
@@ -695,6 +705,7 @@ int ingest_start(const struct ingest_options *opts, ingest **out)
 		free(in);
 		return TRACKD_ESYS;
 	}
+	in->heartbeat_us = clock_mono_us();
 	in->entry_cap = opts->max_message_bytes + LOG_ENTRY_HEADER_MAX;
 	in->entry_buf = malloc(in->entry_cap);
 	in->ctxs = calloc(opts->contexts, sizeof *in->ctxs);
@@ -817,6 +828,11 @@ void ingest_free(ingest *in)
 	free(in->ctxs);
 	free(in->entry_buf);
 	free(in);
+}
+
+int64_t ingest_heartbeat_us(ingest *in)
+{
+	return atomic_load(&in->heartbeat_us);
 }
 
 void ingest_get_stats(ingest *in, struct ingest_stats *out)

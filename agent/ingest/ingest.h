@@ -105,6 +105,10 @@ int ingest_check_listener(ingest *in);
 /* Whether an agent answers a status request at `url` within `timeout_ms`. */
 bool ingest_probe(const char *url, int timeout_ms);
 
+/* Monotonic time (µs) of the worker thread's last loop; it loops at least once
+ * a second while healthy, so an old value means a stalled worker. */
+int64_t ingest_heartbeat_us(ingest *in);
+
 /* Safe from any thread. */
 void ingest_get_stats(ingest *in, struct ingest_stats *out);
 

@@ -586,6 +586,7 @@ static void *sink_main(void *arg)
 	for (;;) {
 		int applied = apply_round(s);
 		now = clock_mono_us();
+		atomic_store(&s->heartbeat_us, now);
 		if (atomic_exchange(&s->notified, false) || now >= next_poll) {
 			crash_poll(s);
 			next_poll = now + (int64_t)s->opts.crash_poll_ms * 1000;
@@ -653,6 +654,7 @@ int local_sink_start(const struct local_sink_options *opts, local_sink **out)
 		s->opts.max_active_runs = 4096;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	s->heartbeat_us = clock_mono_us();
 	int rv;
 	if (snprintf(s->runs_dir, sizeof s->runs_dir, "%s/runs", opts->state_dir) >=
 	            (int)sizeof s->runs_dir ||
@@ -721,6 +723,11 @@ void local_sink_notify(local_sink *s)
 	 * sink. A wake-up lost to the race costs at most one 20 ms idle wait. */
 	atomic_store(&s->notified, true);
 	pthread_cond_signal(&s->cv);
+}
+
+int64_t local_sink_heartbeat_us(local_sink *s)
+{
+	return atomic_load(&s->heartbeat_us);
 }
 
 void local_sink_get_stats(local_sink *s, struct local_sink_stats *out)

@@ -79,6 +79,10 @@ void local_sink_notify(local_sink *s);
 
 void local_sink_get_stats(local_sink *s, struct local_sink_stats *out);
 
+/* Monotonic time (µs) of the sink thread's last loop (it loops at least every
+ * 20 ms while healthy, more often when busy; one checkpoint may take longer). */
+int64_t local_sink_heartbeat_us(local_sink *s);
+
 /* Answers one query (kinds: runs, run, history, rename) with JSON in `out`.
  * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
 int local_sink_query(local_sink *s, const Trackd__V1__Query *q, struct buf *out, char *err,

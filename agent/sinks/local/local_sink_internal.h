@@ -50,6 +50,7 @@ struct local_sink {
 	uint64_t processed_index;
 	uint64_t committed_index;
 
+	_Atomic int64_t heartbeat_us; /* the sink thread's last loop */
 	_Atomic uint64_t records_applied, records_orphaned, rows_rejected, crashes_detected,
 		write_errors;
 };
