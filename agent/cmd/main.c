@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -191,8 +192,8 @@ static int submit_records(void *arg, const uint8_t *records, size_t len)
 	return in ? ingest_submit(in, records, len) : TRACKD_EAGAIN;
 }
 
-static int answer_query(void *arg, const uint8_t *query, size_t len, struct buf *json, char *err,
-                        size_t errlen)
+static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t uid, bool admin,
+                        struct buf *json, char *err, size_t errlen)
 {
 	struct agent *ag = arg;
 	local_sink *sink = atomic_load(&ag->sink);
@@ -205,9 +206,19 @@ static int answer_query(void *arg, const uint8_t *query, size_t len, struct buf 
 		snprintf(err, errlen, "undecodable query");
 		return TRACKD__V1__ERROR_CODE__ERROR_MALFORMED;
 	}
-	int rv = local_sink_query(sink, q, json, err, errlen);
+	int rv = local_sink_query(sink, q, uid, admin, json, err, errlen);
 	trackd__v1__query__free_unpacked(q, NULL);
 	return rv;
+}
+
+/* Run owners remembered by ingest; older ones are asked of the run store. */
+#define OWNERS_REMEMBERED 65536
+
+static int run_owner(void *arg, const char *run_id, uint32_t *uid)
+{
+	struct agent *ag = arg;
+	local_sink *sink = atomic_load(&ag->sink);
+	return sink ? local_sink_run_owner(sink, run_id, uid) : TRACKD_ENOENT;
 }
 
 static void add_status(void *arg, Trackd__V1__StatusReply *st)
@@ -228,6 +239,28 @@ static void client_disconnected(void *arg)
 {
 	struct agent *ag = arg;
 	local_sink_notify(atomic_load(&ag->sink));
+}
+
+static void *stop_deadline_main(void *arg)
+{
+	uint64_t ms = (uint64_t)(uintptr_t)arg;
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+	/* Everything acknowledged is already in the log: exiting now loses nothing
+	 * acknowledged, it only skips the final checkpoint (replayed at start). */
+	log_error("stop took longer than shutdown_timeout (%llu ms): exiting now",
+	          (unsigned long long)ms);
+	_exit(1);
+	return NULL;
+}
+
+/* Bounds the stop: past `ms` the process exits whatever is still running. */
+static void start_stop_deadline(uint64_t ms)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, stop_deadline_main, (void *)(uintptr_t)ms) == 0)
+		pthread_detach(t);
 }
 
 /* Whether every stage that must keep moving has moved within `limit_us`. A slow
@@ -300,6 +333,7 @@ static int run(const struct args *a, struct config *cfg)
 {
 	struct agent ag = {0};
 	local_sink *sink = NULL;
+	lru *owners = NULL;
 	struct sdnotify notify;
 	if (sdnotify_open(&notify) != 0)
 		log_warn("NOTIFY_SOCKET is malformed; systemd will not hear from the agent");
@@ -319,8 +353,10 @@ static int run(const struct args *a, struct config *cfg)
 		free(cfg->state_dir);
 		cfg->state_dir = abs_state;
 	}
-	if ((rv = sessions_new(cfg->limits.max_sessions, &sess)) != 0)
+	if ((rv = sessions_new(cfg->limits.max_sessions, &sess)) != 0 ||
+	    (rv = lru_new(OWNERS_REMEMBERED, &owners)) != 0)
 		goto out;
+	struct ingest_tables tables = {.sessions = sess, .owners = owners};
 
 	char log_dir[4096];
 	if (snprintf(log_dir, sizeof log_dir, "%s/log", cfg->state_dir) >= (int)sizeof log_dir) {
@@ -335,7 +371,7 @@ static int run(const struct args *a, struct config *cfg)
 		/* A stored LogEntry is the request's batch plus a small header. */
 		.max_record_bytes = (uint32_t)(cfg->limits.max_message_bytes + 64),
 		.on_record = ingest_recover_record,
-		.on_record_arg = sess,
+		.on_record_arg = &tables,
 	};
 	if ((rv = txlog_open(&to, &log)) != 0) {
 		log_error("cannot open the transaction log in %s: %s", log_dir, trackd_strerror(rv));
@@ -379,8 +415,11 @@ static int run(const struct args *a, struct config *cfg)
 		.sync_before_ack = cfg->txlog.fsync == CONFIG_FSYNC_ALWAYS,
 		.version = TRACKD_VERSION,
 		.log = log,
-		.sessions = sess,
+		.tables = &tables,
+		.group = cfg->access.group,
+		.admin_group = cfg->access.admin_group,
 		.query = answer_query,
+		.run_owner = run_owner,
 		.status = add_status,
 		.disconnected = client_disconnected,
 		.hook_arg = &ag,
@@ -399,6 +438,7 @@ static int run(const struct args *a, struct config *cfg)
 	sdnotify_send(&notify, "READY=1\nSTATUS=ready");
 	main_loop(a, &ag, &notify);
 	sdnotify_send(&notify, "STOPPING=1\nSTATUS=stopping: answering received requests");
+	start_stop_deadline(cfg->shutdown_timeout_ms);
 	ingest_close(in);
 	ingest_stop(in);
 	exit_code = 0;
@@ -417,6 +457,7 @@ out:
 		exit_code = 1;
 	}
 	sessions_free(sess);
+	lru_free(owners);
 	sdnotify_close(&notify);
 	if (exit_code == 0)
 		log_info("stopped cleanly");

@@ -37,6 +37,7 @@ enum key_type {
 	KT_STRING,    /* char *: any text; min/max bound the length in bytes */
 	KT_IPC_URL,   /* char *: ipc:// + absolute socket path; max bounds the path */
 	KT_PATH,      /* char *: absolute path; max bounds the length */
+	KT_HTTP_URL,  /* char *: http:// or https:// URL; "" allowed when min is 0 */
 	KT_LOG_LEVEL, /* char *: one of `choices` */
 	KT_BOOL,      /* bool: true | false */
 	KT_UINT,      /* uint64_t: decimal */
@@ -121,6 +122,20 @@ static const struct key keys[] = {
      .def = "10s",
      .max = 3600 * 1000,
      .help = "how long SIGTERM may spend draining before the agent exits anyway"},
+    {.path = "access.group",
+     .type = KT_STRING,
+     .offset = FIELD(access.group, char *),
+     .def = "trackd",
+     .def_user = "",
+     .max = 64,
+     .help = "group whose members may connect and log (root and the agent's own user always "
+             "may); empty: anyone the socket's permissions let in"},
+    {.path = "access.admin_group",
+     .type = KT_STRING,
+     .offset = FIELD(access.admin_group, char *),
+     .def = "",
+     .max = 64,
+     .help = "group whose members may read and append to every user's runs (root always may)"},
     {.path = "ingest_contexts",
      .type = KT_UINT,
      .offset = FIELD(ingest_contexts, uint64_t),
@@ -194,6 +209,153 @@ static const struct key keys[] = {
      .min = 64 * KIB,
      .max = 4 * GIB,
      .help = "size at which the log starts a new segment file"},
+    /* The W&B upload sink (agent/sinks/wandb/wandb_sink.h). */
+    {.path = "sinks.wandb.enabled",
+     .type = KT_BOOL,
+     .offset = FIELD(sinks.wandb.enabled, bool),
+     .def = "false",
+     .help = "upload runs to a Weights & Biases backend"},
+    {.path = "sinks.wandb.base_url",
+     .type = KT_HTTP_URL,
+     .offset = FIELD(sinks.wandb.base_url, char *),
+     .def = "https://api.wandb.ai",
+     .min = 1,
+     .max = 2048,
+     .help = "the W&B API; https verifies the server's certificate unless tls_verify is false"},
+    {.path = "sinks.wandb.app_url",
+     .type = KT_HTTP_URL,
+     .offset = FIELD(sinks.wandb.app_url, char *),
+     .def = "",
+     .max = 2048,
+     .help = "the W&B UI, for run URLs; empty: base_url without a leading \"api.\""},
+    {.path = "sinks.wandb.entity",
+     .type = KT_STRING,
+     .offset = FIELD(sinks.wandb.entity, char *),
+     .def = "",
+     .max = 128,
+     .help = "entity of runs that name none; empty: the API key's default entity"},
+    {.path = "sinks.wandb.api_key_file",
+     .type = KT_STRING,
+     .offset = FIELD(sinks.wandb.api_key_file, char *),
+     .def = "",
+     .max = PATH_MAX - 1,
+     .help = "file holding the API key (mode 0600 or stricter: the agent refuses others); "
+             "empty: read api_key_env"},
+    {.path = "sinks.wandb.api_key_env",
+     .type = KT_STRING,
+     .offset = FIELD(sinks.wandb.api_key_env, char *),
+     .def = "WANDB_API_KEY",
+     .max = 255,
+     .help = "environment variable holding the API key when api_key_file is empty"},
+    {.path = "sinks.wandb.transmit_interval",
+     .type = KT_DURATION,
+     .offset = FIELD(sinks.wandb.transmit_interval_ms, uint64_t),
+     .def = "15s",
+     .min = 1,
+     .max = 3600 * 1000,
+     .help = "at most one file_stream request per run per interval (a backlog drains at once)"},
+    {.path = "sinks.wandb.heartbeat_interval",
+     .type = KT_DURATION,
+     .offset = FIELD(sinks.wandb.heartbeat_interval_ms, uint64_t),
+     .def = "30s",
+     .min = 1,
+     .max = 3600 * 1000,
+     .help = "an idle running run sends an empty request this often"},
+    {.path = "sinks.wandb.upsert_debounce",
+     .type = KT_DURATION,
+     .offset = FIELD(sinks.wandb.upsert_debounce_ms, uint64_t),
+     .def = "5s",
+     .max = 3600 * 1000,
+     .help = "name/tags/notes/config changes are sent at most this often (and at the end)"},
+    {.path = "sinks.wandb.connect_timeout",
+     .type = KT_DURATION,
+     .offset = FIELD(sinks.wandb.connect_timeout_ms, uint64_t),
+     .def = "10s",
+     .min = 1,
+     .max = 3600 * 1000,
+     .help = "limit on connecting (TCP and TLS) for one request"},
+    {.path = "sinks.wandb.request_timeout",
+     .type = KT_DURATION,
+     .offset = FIELD(sinks.wandb.request_timeout_ms, uint64_t),
+     .def = "180s",
+     .min = 1,
+     .max = 3600 * 1000,
+     .help = "limit on one whole request; a request past it is retried"},
+    {.path = "sinks.wandb.stall_timeout",
+     .type = KT_DURATION,
+     .offset = FIELD(sinks.wandb.stall_timeout_ms, uint64_t),
+     .def = "30s",
+     .min = 1000,
+     .max = 3600 * 1000,
+     .help = "a request moving under 64 bytes/s for this long is abandoned and retried"},
+    {.path = "sinks.wandb.retry_min",
+     .type = KT_DURATION,
+     .offset = FIELD(sinks.wandb.retry_min_ms, uint64_t),
+     .def = "2s",
+     .min = 1,
+     .max = 3600 * 1000,
+     .help = "first retry delay; it doubles per failed attempt, plus 0-25% jitter"},
+    {.path = "sinks.wandb.retry_max",
+     .type = KT_DURATION,
+     .offset = FIELD(sinks.wandb.retry_max_ms, uint64_t),
+     .def = "60s",
+     .min = 1,
+     .max = 24 * 3600 * 1000,
+     .help = "cap of the retry delay (before jitter); retries never stop"},
+    {.path = "sinks.wandb.retry_after_max",
+     .type = KT_DURATION,
+     .offset = FIELD(sinks.wandb.retry_after_max_ms, uint64_t),
+     .def = "1h",
+     .min = 1,
+     .max = 24 * 3600 * 1000,
+     .help = "longest wait a server's Retry-After or RateLimit-Reset may impose"},
+    {.path = "sinks.wandb.max_request_bytes",
+     .type = KT_SIZE,
+     .offset = FIELD(sinks.wandb.max_request_bytes, uint64_t),
+     .def = "10MiB",
+     .min = 64 * KIB,
+     .max = 256 * MIB,
+     .help = "largest request body"},
+    {.path = "sinks.wandb.max_line_bytes",
+     .type = KT_SIZE,
+     .offset = FIELD(sinks.wandb.max_line_bytes, uint64_t),
+     .def = "9900KiB",
+     .min = 1,
+     .max = 256 * MIB,
+     .help = "longer history/console lines (or ones that cannot fit one request) are "
+             "skipped and counted"},
+    {.path = "sinks.wandb.max_buffer_bytes",
+     .type = KT_SIZE,
+     .offset = FIELD(sinks.wandb.max_buffer_bytes, uint64_t),
+     .def = "256MiB",
+     .min = 1 * MIB,
+     .max = 64 * GIB,
+     .help = "memory for lines not yet acknowledged; past it, failing runs are re-read "
+             "from the log later and reading pauses"},
+    {.path = "sinks.wandb.max_parallel_requests",
+     .type = KT_UINT,
+     .offset = FIELD(sinks.wandb.max_parallel_requests, uint64_t),
+     .def = "16",
+     .min = 1,
+     .max = 1024,
+     .help = "requests in flight at once (each run has at most one)"},
+    {.path = "sinks.wandb.tls_verify",
+     .type = KT_BOOL,
+     .offset = FIELD(sinks.wandb.tls_verify, bool),
+     .def = "true",
+     .help = "verify the server's certificate and host name"},
+    {.path = "sinks.wandb.ca_file",
+     .type = KT_STRING,
+     .offset = FIELD(sinks.wandb.ca_file, char *),
+     .def = "",
+     .max = PATH_MAX - 1,
+     .help = "CA bundle for https; empty: the system's"},
+    {.path = "sinks.wandb.complete_crashed",
+     .type = KT_BOOL,
+     .offset = FIELD(sinks.wandb.complete_crashed, bool),
+     .def = "false",
+     .help = "mark crashed and killed runs complete (exit code: the run's, else 1); by "
+             "default the backend decides when heartbeats stop"},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -374,7 +536,8 @@ static const void *cfield_of(const struct config *cfg, const struct key *k)
 
 static bool is_string_type(enum key_type t)
 {
-	return t == KT_STRING || t == KT_IPC_URL || t == KT_PATH || t == KT_LOG_LEVEL;
+	return t == KT_STRING || t == KT_IPC_URL || t == KT_PATH || t == KT_LOG_LEVEL ||
+	       t == KT_HTTP_URL;
 }
 
 static bool is_number_type(enum key_type t)
@@ -404,6 +567,9 @@ static void describe_expected(char *buf, size_t len, const struct key *k)
 		         "ipc:///run/trackd/trackd.sock");
 		break;
 	case KT_PATH: snprintf(buf, len, "an absolute path"); break;
+	case KT_HTTP_URL:
+		snprintf(buf, len, "an http:// or https:// URL, such as https://api.wandb.ai");
+		break;
 	case KT_BOOL: snprintf(buf, len, "true or false"); break;
 	case KT_UINT: snprintf(buf, len, "a whole number without leading zeros"); break;
 	case KT_SIZE:
@@ -429,6 +595,7 @@ static const char *type_name(enum key_type t)
 	case KT_STRING: return "string";
 	case KT_IPC_URL: return "ipc URL";
 	case KT_PATH: return "path";
+	case KT_HTTP_URL: return "URL";
 	case KT_LOG_LEVEL: return "log level";
 	case KT_BOOL: return "bool";
 	case KT_UINT: return "integer";
@@ -494,6 +661,17 @@ static int set_value(struct config *cfg, const struct key *k, const char *text, 
 		rc = text[0] == '/' ? PARSE_OK : PARSE_BAD;
 		v = strlen(text);
 		break;
+	case KT_HTTP_URL: {
+		/* A scheme and at least one character of host; the rest is libcurl's. */
+		const char *host = strncmp(text, "https://", 8) == 0  ? text + 8
+		                   : strncmp(text, "http://", 7) == 0 ? text + 7
+		                                                      : NULL;
+		rc = (text[0] == '\0' && k->min == 0) || (host && *host && *host != '/')
+		         ? PARSE_OK
+		         : PARSE_BAD;
+		v = strlen(text);
+		break;
+	}
 	case KT_IPC_URL:
 		rc = strncmp(text, "ipc:///", 7) == 0 ? PARSE_OK : PARSE_BAD;
 		v = strlen(text) - (rc == PARSE_OK ? 6 : 0);
@@ -563,6 +741,7 @@ static int set_value(struct config *cfg, const struct key *k, const char *text, 
 	case KT_STRING:
 	case KT_IPC_URL:
 	case KT_PATH:
+	case KT_HTTP_URL:
 	case KT_LOG_LEVEL: {
 		char *copy = strdup(text);
 		if (!copy) {

@@ -48,6 +48,41 @@ struct config_txlog {
 	uint64_t segment_bytes;
 };
 
+struct config_access {
+	char *group;        /* members may connect and log; "" = anyone the socket lets in */
+	char *admin_group;  /* members may read and append to every user's runs */
+};
+
+/* sinks.wandb.*: the W&B upload sink (agent/sinks/wandb/wandb_sink.h). */
+struct config_wandb {
+	bool enabled;
+	char *base_url;             /* http(s)://host[:port] of the W&B API */
+	char *app_url;              /* UI base for run URLs; "" = derived from base_url */
+	char *entity;               /* "" = the run's, else the key's default entity */
+	char *api_key_file;         /* "" = none; must not be group/world accessible */
+	char *api_key_env;          /* environment variable read when no key file is set */
+	uint64_t transmit_interval_ms;
+	uint64_t heartbeat_interval_ms;
+	uint64_t upsert_debounce_ms;
+	uint64_t connect_timeout_ms;
+	uint64_t request_timeout_ms;
+	uint64_t stall_timeout_ms;
+	uint64_t retry_min_ms;
+	uint64_t retry_max_ms;
+	uint64_t retry_after_max_ms;
+	uint64_t max_request_bytes;
+	uint64_t max_line_bytes;
+	uint64_t max_buffer_bytes;
+	uint64_t max_parallel_requests;
+	bool tls_verify;
+	char *ca_file;              /* "" = the system's CA store */
+	bool complete_crashed;      /* send complete for crashed/killed runs too */
+};
+
+struct config_sinks {
+	struct config_wandb wandb;
+};
+
 struct config {
 	char *listen;               /* NNG URL, ipc:// */
 	char *state_dir;
@@ -57,6 +92,8 @@ struct config {
 	uint64_t ingest_contexts;   /* concurrent NNG request contexts */
 	struct config_limits limits;
 	struct config_txlog txlog;
+	struct config_access access;
+	struct config_sinks sinks;
 };
 
 /* Fills `cfg` with every default. `as_root` picks the system paths

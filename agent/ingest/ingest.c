@@ -1,5 +1,6 @@
 #include "ingest.h"
 
+#include "access.h"
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
@@ -36,6 +37,8 @@ struct request_ctx {
 	nng_msg *reply;            /* built by the worker */
 	struct request_ctx *next;  /* worker queue link */
 	bool is_query;             /* answered by the query thread */
+	uint32_t uid;              /* the requester, for queries */
+	bool admin;
 	/* Rollback information when an fsync fails after this batch was appended. */
 	bool appended;
 	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
@@ -70,12 +73,14 @@ struct ingest {
 	pthread_t query_thread;
 	bool query_started;
 
+	access_control *access;
 	uint8_t *entry_buf; /* LogEntry scratch, max_message_bytes + header room */
 	size_t entry_cap;
 
 	_Atomic int64_t heartbeat_us; /* the worker's last sign of life */
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
 		rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
+		rejected_permission,
 		append_failures, clients_connected, listener_restarts, queries, internal_batches;
 };
 
@@ -144,7 +149,7 @@ static nng_msg *status_reply(struct ingest *in)
 	SET(batches_acked, is.batches_appended + is.batches_duplicate);
 	SET(batches_duplicate, is.batches_duplicate);
 	SET(requests_rejected, is.rejected_version + is.rejected_malformed + is.rejected_invalid +
-	                               is.rejected_too_large);
+	                               is.rejected_too_large + is.rejected_permission);
 	SET(records_quarantined, ts.records_quarantined);
 	SET(log_bytes, ts.disk_bytes);
 	SET(last_index, ts.last_index);
@@ -189,20 +194,44 @@ size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t 
 	return n + batch_len;
 }
 
+struct owner_scan {
+	lru *owners;
+	uint32_t uid;
+};
+
+/* The first start of a run names its owner. */
+static int note_owner(void *arg, const uint8_t *run_id, size_t id_len, bool is_start)
+{
+	struct owner_scan *o = arg;
+	uint64_t uid;
+	if (is_start && !lru_get(o->owners, run_id, id_len, &uid))
+		lru_put(o->owners, run_id, id_len, o->uid);
+	return 0;
+}
+
 int ingest_recover_record(void *arg, uint64_t index, const void *data, size_t len)
 {
-	sessions *s = arg;
+	struct ingest_tables *t = arg;
 	struct wire_reader r;
 	struct wire_field f;
+	struct owner_scan scan = {.owners = t->owners};
+	const uint8_t *batch = NULL;
+	size_t batch_len = 0;
 	wire_reader_init(&r, data, len);
 	while (wire_next(&r, &f) == 1) {
-		if (f.number != 5 || f.type != WIRE_LEN)
-			continue;
-		const uint8_t *id;
-		uint64_t seq;
-		if (validate_batch_identity(f.data, f.len, &id, &seq) == 0)
-			sessions_record(s, id, seq);
+		if (f.number == 1 && f.type == WIRE_VARINT)
+			scan.uid = (uint32_t)f.varint;
+		else if (f.number == 5 && f.type == WIRE_LEN) {
+			batch = f.data;
+			batch_len = f.len;
+		}
 	}
+	const uint8_t *id;
+	uint64_t seq;
+	if (batch && validate_batch_identity(batch, batch_len, &id, &seq) == 0)
+		sessions_record(t->sessions, id, seq);
+	if (batch && t->owners)
+		validate_batch_runs(batch, batch_len, note_owner, &scan);
 	(void)index;
 	return 0;
 }
@@ -236,6 +265,39 @@ static void count_rejection(struct ingest *in, int code)
 	}
 }
 
+struct owner_check {
+	struct ingest *in;
+	uint32_t uid;
+	char run_id[TRACKD_MAX_RUN_ID_BYTES + 1];
+	uint32_t owner;
+};
+
+/* A run belongs to the uid that first started it; unknown runs are asked of the
+ * run store, and a run nobody knows becomes the requester's. */
+static int check_owner(void *arg, const uint8_t *run_id, size_t id_len, bool is_start)
+{
+	struct owner_check *oc = arg;
+	lru *owners = oc->in->opts.tables->owners;
+	uint64_t owner;
+	if (!lru_get(owners, run_id, id_len, &owner)) {
+		char id[TRACKD_MAX_RUN_ID_BYTES + 1];
+		snprintf(id, sizeof id, "%.*s", (int)id_len, (const char *)run_id);
+		uint32_t found;
+		if (oc->in->opts.run_owner &&
+		    oc->in->opts.run_owner(oc->in->opts.hook_arg, id, &found) == 0)
+			owner = found;
+		else
+			owner = oc->uid;
+		lru_put(owners, run_id, id_len, owner);
+	}
+	(void)is_start;
+	if (owner == oc->uid)
+		return 0;
+	snprintf(oc->run_id, sizeof oc->run_id, "%.*s", (int)id_len, (const char *)run_id);
+	oc->owner = (uint32_t)owner;
+	return 1;
+}
+
 /* Validates and appends one request; leaves the reply in rc->reply. */
 static void handle_request(struct ingest *in, struct request_ctx *rc)
 {
@@ -266,20 +328,46 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		rc->reply = status_reply(in);
 		return;
 	}
+	uint32_t uid, gid;
+	int32_t pid;
+	peer_identity(rc->msg, &uid, &gid, &pid);
+	if (!access_may_log(in->access, uid, gid)) {
+		char msg[256];
+		snprintf(msg, sizeof msg,
+		         "uid %u may not use this agent: only root and members of group '%s' may",
+		         uid, in->opts.group);
+		count(&in->rejected_permission, 1);
+		log_warn("refused a request from uid %u (pid %d): not in group %s", uid, pid,
+		         in->opts.group);
+		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
+		return;
+	}
+	rc->uid = uid;
+	rc->admin = access_is_admin(in->access, uid, gid);
 	if (req.kind == VALIDATED_QUERY) {
 		rc->is_query = true; /* answered on the query thread */
 		return;
 	}
+	if (!rc->admin) {
+		struct owner_check oc = {.in = in, .uid = uid};
+		if (validate_batch_runs(req.batch, req.batch_len, check_owner, &oc) != 0) {
+			char msg[256];
+			snprintf(msg, sizeof msg, "run '%s' belongs to another user (uid %u)",
+			         oc.run_id, oc.owner);
+			count(&in->rejected_permission, 1);
+			log_warn("refused a batch from uid %u (pid %d): %s", uid, pid, msg);
+			rc->reply =
+				error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
+			return;
+		}
+	}
 
-	uint64_t highest = sessions_highest(in->opts.sessions, req.session_id);
+	uint64_t highest = sessions_highest(in->opts.tables->sessions, req.session_id);
 	if (req.seq <= highest) {
 		count(&in->batches_duplicate, 1);
 		rc->reply = ack_reply(req.seq, true);
 		return;
 	}
-	uint32_t uid, gid;
-	int32_t pid;
-	peer_identity(rc->msg, &uid, &gid, &pid);
 	size_t n = ingest_encode_log_entry(in->entry_buf, in->entry_cap, uid, gid, pid,
 	                                   clock_wall_us(), req.batch, req.batch_len);
 	int rv = n ? txlog_append(in->opts.log, in->entry_buf, n, NULL) : TRACKD_ETOOBIG;
@@ -294,7 +382,7 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		                        msg, retryable);
 		return;
 	}
-	if (sessions_record(in->opts.sessions, req.session_id, req.seq) != 0)
+	if (sessions_record(in->opts.tables->sessions, req.session_id, req.seq) != 0)
 		log_warn("dedupe table: out of memory; a resend of this batch may be stored twice");
 	rc->appended = true;
 	memcpy(rc->session_id, req.session_id, TRACKD_SESSION_ID_BYTES);
@@ -364,7 +452,7 @@ static void append_internal(struct ingest *in, const struct internal_batch *ib)
 		log_error("could not store the agent's own records: %s", trackd_strerror(rv));
 		return;
 	}
-	sessions_record(in->opts.sessions, in->agent_session, in->agent_seq);
+	sessions_record(in->opts.tables->sessions, in->agent_session, in->agent_seq);
 	count(&in->internal_batches, 1);
 }
 
@@ -417,7 +505,7 @@ static void process_group(struct ingest *in, struct request_ctx *group,
 			if (rc->appended)
 				stack[n++] = rc;
 		while (n--)
-			sessions_restore(in->opts.sessions, stack[n]->session_id, stack[n]->prev_seq);
+			sessions_restore(in->opts.tables->sessions, stack[n]->session_id, stack[n]->prev_seq);
 	}
 	for (struct request_ctx *rc = group; rc; rc = rc->next) {
 		if (!rc->appended)
@@ -483,8 +571,8 @@ static void answer_query(struct ingest *in, struct request_ctx *rc)
 	}
 	struct buf json;
 	buf_init(&json, in->opts.max_message_bytes * 4);
-	int code = in->opts.query(in->opts.hook_arg, req.query, req.query_len, &json, err,
-	                          sizeof err);
+	int code = in->opts.query(in->opts.hook_arg, req.query, req.query_len, rc->uid, rc->admin,
+	                          &json, err, sizeof err);
 	if (code != 0) {
 		rc->reply = error_reply(code, err, false);
 	} else {
@@ -718,6 +806,8 @@ int ingest_start(const struct ingest_options *opts, ingest **out)
 		rv = TRACKD_EEXIST;
 		goto fail;
 	}
+	if ((rv = access_new(opts->group, opts->admin_group, &in->access)) != 0)
+		goto fail;
 	rv = make_socket_dir(opts->url);
 	if (rv != 0) {
 		log_error("cannot create the directory of %s: %s", opts->url, trackd_strerror(rv));
@@ -825,6 +915,7 @@ void ingest_free(ingest *in)
 	pthread_mutex_destroy(&in->mu);
 	pthread_cond_destroy(&in->cv);
 	pthread_cond_destroy(&in->query_cv);
+	access_free(in->access);
 	free(in->ctxs);
 	free(in->entry_buf);
 	free(in);
@@ -846,6 +937,7 @@ void ingest_get_stats(ingest *in, struct ingest_stats *out)
 	GET(rejected_malformed);
 	GET(rejected_invalid);
 	GET(rejected_too_large);
+	GET(rejected_permission);
 	GET(append_failures);
 	GET(clients_connected);
 	GET(listener_restarts);

@@ -22,12 +22,13 @@
  * receives are cancelled, but every request already received is still answered)
  * → ingest_stop (waits until those answers are sent) → ingest_free.
  *
- * Ownership: `log` and `sessions` are borrowed and must outlive the ingest.
+ * Ownership: `log` and `tables` are borrowed and must outlive the ingest.
  */
 #ifndef TRACKD_INGEST_H
 #define TRACKD_INGEST_H
 
 #include "buf.h"
+#include "lru.h"
 #include "sessions.h"
 #include "txlog.h"
 #include "validate.h"
@@ -38,6 +39,14 @@
 #include <stdint.h>
 
 typedef struct ingest ingest;
+
+/* What ingest remembers across requests, rebuilt from the log at start-up
+ * (ingest_recover_record) before the ingest itself starts: the dedupe table and
+ * the owner uid of each run id (an LRU map, see lru.h). Owned by the caller. */
+struct ingest_tables {
+	sessions *sessions;
+	lru *owners;
+};
 
 /* A group of requests is at most one per context. */
 #define INGEST_MAX_CONTEXTS 256
@@ -51,7 +60,14 @@ struct ingest_options {
 	bool sync_before_ack;
 	const char *version;          /* reported by status queries */
 	txlog *log;
-	sessions *sessions;
+	struct ingest_tables *tables;
+
+	/* Access: a peer may log when it is root, the agent's user, or in `group`
+	 * ("" = anyone the socket lets in); runs belong to the uid that started them
+	 * and only it, root and members of `admin_group` may append to or read them
+	 * (access.h). */
+	const char *group;
+	const char *admin_group;
 
 	/* Optional hooks. `query` answers a Query (its wire bytes) with JSON in
 	 * `json`, returning 0 or a TRACKD__V1__ERROR_CODE__* with a message; it runs
@@ -59,8 +75,11 @@ struct ingest_options {
 	 * acknowledgements. `status` adds fields to status replies. `disconnected`
 	 * is told that a client connection closed; it runs on an NNG thread and must
 	 * only hand off. */
-	int (*query)(void *arg, const uint8_t *query, size_t len, struct buf *json, char *err,
-	             size_t errlen);
+	int (*query)(void *arg, const uint8_t *query, size_t len, uint32_t uid, bool admin,
+	             struct buf *json, char *err, size_t errlen);
+	/* The owner of a run the ingest has not seen since start (asks the run store);
+	 * 0 and *uid, or TRACKD_ENOENT for a new run. Runs on the worker thread. */
+	int (*run_owner)(void *arg, const char *run_id, uint32_t *uid);
 	void (*status)(void *arg, Trackd__V1__StatusReply *st);
 	void (*disconnected)(void *arg);
 	void *hook_arg;
@@ -75,6 +94,7 @@ struct ingest_stats {
 	uint64_t rejected_malformed;
 	uint64_t rejected_invalid;
 	uint64_t rejected_too_large;
+	uint64_t rejected_permission;  /* peer not allowed, or another user's run */
 	uint64_t append_failures;      /* log append or fsync failed: retryable error */
 	uint64_t clients_connected;    /* now */
 	uint64_t listener_restarts;    /* see ingest_check_listener */
@@ -119,8 +139,8 @@ size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t 
                                int32_t pid, int64_t recv_time_us, const uint8_t *batch,
                                size_t batch_len);
 
-/* Rebuilds the dedupe table from one stored LogEntry (txlog on_record callback:
- * `arg` is the sessions table). Never fails on bad data: it skips it. */
+/* Rebuilds the tables from one stored LogEntry (txlog on_record callback: `arg`
+ * is a struct ingest_tables). Never fails on bad data: it skips it. */
 int ingest_recover_record(void *arg, uint64_t index, const void *data, size_t len);
 
 #endif

@@ -417,3 +417,34 @@ int validate_batch_identity(const uint8_t *batch, size_t len, const uint8_t **se
 	}
 	return rc == 0 && have_id && have_seq ? 0 : -1;
 }
+
+int validate_batch_runs(const uint8_t *batch, size_t len,
+                        int (*fn)(void *arg, const uint8_t *run_id, size_t id_len, bool is_start),
+                        void *arg)
+{
+	struct wire_reader r, rr;
+	struct wire_field f, rf;
+	wire_reader_init(&r, batch, len);
+	while (wire_next(&r, &f) == 1) {
+		if (f.number != 3 || f.type != WIRE_LEN)
+			continue;
+		const uint8_t *id = NULL;
+		size_t id_len = 0;
+		bool is_start = false;
+		wire_reader_init(&rr, f.data, f.len);
+		while (wire_next(&rr, &rf) == 1) {
+			if (rf.number == 1 && rf.type == WIRE_LEN) {
+				id = rf.data;
+				id_len = rf.len;
+			} else if (rf.number == 2) {
+				is_start = true;
+			}
+		}
+		if (!id)
+			continue;
+		int rv = fn(arg, id, id_len, is_start);
+		if (rv)
+			return rv;
+	}
+	return 0;
+}

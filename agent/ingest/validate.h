@@ -16,6 +16,7 @@
 #ifndef TRACKD_INGEST_VALIDATE_H
 #define TRACKD_INGEST_VALIDATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,5 +52,12 @@ int validate_request(const struct validate_limits *limits, const void *buf, size
  * dedupe table from the log). Returns 0, or -1 when they are not there. */
 int validate_batch_identity(const uint8_t *batch, size_t len, const uint8_t **session_id,
                             uint64_t *seq);
+
+/* Calls `fn` for each record of stored or validated Batch bytes with its run id
+ * (not NUL-terminated) and whether it is a RunStart. Stops early when fn
+ * returns non-zero and returns that value. */
+int validate_batch_runs(const uint8_t *batch, size_t len,
+                        int (*fn)(void *arg, const uint8_t *run_id, size_t id_len, bool is_start),
+                        void *arg);
 
 #endif

@@ -512,11 +512,15 @@ static void test_log_entry_roundtrip(void)
 	      "too small buffer refused");
 
 	sessions *s;
+	lru *owners;
 	sessions_new(16, &s);
-	ingest_recover_record(s, 1, entry, n);
+	lru_new(16, &owners);
+	struct ingest_tables tables = {.sessions = s, .owners = owners};
+	ingest_recover_record(&tables, 1, entry, n);
 	CHECK(sessions_highest(s, session) == 42, "recovery rebuilds the dedupe table");
-	ingest_recover_record(s, 2, "\xff\xff", 2); /* garbage is skipped */
+	ingest_recover_record(&tables, 2, "\xff\xff", 2); /* garbage is skipped */
 	sessions_free(s);
+	lru_free(owners);
 	free(req);
 }
 

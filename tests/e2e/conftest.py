@@ -26,10 +26,10 @@ def require_bins():
 class Agent:
     """One trackd process. The state dir and socket survive restarts."""
 
-    def __init__(self, tmp_path, config=""):
+    def __init__(self, tmp_path, config="", socket_dir=None):
         self.dir = tmp_path
         self.state_dir = str(tmp_path / "state")
-        self.url = f"ipc://{tmp_path}/trackd.sock"
+        self.url = f"ipc://{socket_dir or tmp_path}/trackd.sock"
         self.config_path = str(tmp_path / "trackd.yaml")
         with open(self.config_path, "w") as f:
             f.write(config)
@@ -97,9 +97,9 @@ class Agent:
             [BIN["producer"], "--run-id", run_id, "--rows", str(rows), *map(str, extra)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
 
-    def query(self, kind, **kw):
+    def query(self, kind, as_user=None, **kw):
         """One query; returns the agent's JSON answer, or {"error": …}."""
-        (reply,) = self.raw(query_request(kind, **kw))
+        (reply,) = self.raw(query_request(kind, **kw), as_user=as_user)
         return reply.get("query", reply)
 
     def wait_for(self, predicate, timeout=30, what="condition"):
@@ -116,15 +116,17 @@ class Agent:
         r = self.query("run", run=run_id)
         return r["run"]["state"] if "run" in r else None
 
-    def raw(self, *payloads):
+    def raw(self, *payloads, as_user=None):
         """Sends each payload (bytes) as one request on one connection; returns
-        the parsed replies."""
+        the parsed replies. as_user=(uid, gid) acts as another user."""
         files = []
         for i, p in enumerate(payloads):
             path = self.dir / f"raw-{time.monotonic_ns()}-{i}.bin"
             path.write_bytes(p)
+            os.chmod(path, 0o644)
             files.append(str(path))
-        r = subprocess.run([BIN["rawclient"], self.url, *files], capture_output=True,
+        who = ["--as", f"{as_user[0]}:{as_user[1]}"] if as_user else []
+        r = subprocess.run([BIN["rawclient"], *who, self.url, *files], capture_output=True,
                            text=True, check=True)
         return [json.loads(line) for line in r.stdout.splitlines()]
 

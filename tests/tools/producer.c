@@ -3,7 +3,7 @@
  * client library, then finishes and prints its finish report as one JSON line.
  *
  *   producer --run-id ID --rows N [--sleep-us U] [--every K] [--exit-code C]
- *            [--timeout-ms T] [--project P] [--first-step S]
+ *            [--timeout-ms T] [--project P] [--first-step S] [--uid U --gid G]
  *
  * Row i carries {"i": i, "value": i * 0.5, "tag": "r<i>"} at step i, so a judge can
  * check every row by its step alone. With --sleep-us, it sleeps U µs after every
@@ -13,6 +13,7 @@
 #include <trackd/trackd.h>
 
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,13 +23,14 @@
 int main(int argc, char **argv)
 {
 	const char *run_id = NULL, *project = "trackd-tests";
-	long rows = 100, sleep_us = 0, every = 1, timeout_ms = 60000, first = 0;
+	long rows = 100, sleep_us = 0, every = 1, timeout_ms = 60000, first = 0, uid = -1, gid = -1;
 	int exit_code = 0;
 	static const struct option opts[] = {
 		{"run-id", required_argument, NULL, 'r'},  {"rows", required_argument, NULL, 'n'},
 		{"sleep-us", required_argument, NULL, 's'}, {"every", required_argument, NULL, 'e'},
 		{"exit-code", required_argument, NULL, 'x'}, {"timeout-ms", required_argument, NULL, 't'},
 		{"project", required_argument, NULL, 'p'},  {"first-step", required_argument, NULL, 'f'},
+		{"uid", required_argument, NULL, 'u'},      {"gid", required_argument, NULL, 'g'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -42,8 +44,20 @@ int main(int argc, char **argv)
 		case 't': timeout_ms = atol(optarg); break;
 		case 'p': project = optarg; break;
 		case 'f': first = atol(optarg); break;
+		case 'u': uid = atol(optarg); break;
+		case 'g': gid = atol(optarg); break;
 		default: fprintf(stderr, "producer: bad arguments\n"); return 2;
 		}
+	}
+	/* Tests of multi-user access run producers as other users (the suite runs as
+	 * root). Group first: after setresuid the process may not change it. */
+	if (gid >= 0 && (setgroups(0, NULL) != 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) != 0)) {
+		perror("producer: setresgid");
+		return 2;
+	}
+	if (uid >= 0 && setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) != 0) {
+		perror("producer: setresuid");
+		return 2;
 	}
 	td_run_options o;
 	td_run_options_init(&o);

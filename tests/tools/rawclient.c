@@ -2,8 +2,9 @@
  * rawclient — sends arbitrary bytes to the agent as one request and prints the
  * reply as one JSON line. Tests use it to act as a rogue or hand-crafted client.
  *
- *   rawclient URL FILE [FILE…]   each FILE's bytes are one request, in order,
- *                                over one connection
+ *   rawclient [--as UID:GID] URL FILE [FILE…]
+ *       each FILE's bytes are one request, in order, over one connection;
+ *       --as acts as another user (setresuid; the tests run as root)
  * Output per request: {"ack":{"seq":N,"duplicate":B}} | {"error":{"code":N,
  * "retryable":B,"message":"…"}} | {"status":{…}} | {"query":<the agent's JSON>}
  * | {"no_reply":"reason"}
@@ -14,6 +15,9 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <grp.h>
+#include <unistd.h>
 
 static unsigned char *read_file(const char *path, size_t *len)
 {
@@ -31,9 +35,35 @@ static unsigned char *read_file(const char *path, size_t *len)
 
 int main(int argc, char **argv)
 {
+	/* --as UID:GID: act as another user (the suite runs as root). The files are
+	 * read first, while still root, from wherever the test wrote them. */
+	const char *as = NULL;
+	if (argc > 2 && strcmp(argv[1], "--as") == 0) {
+		as = argv[2];
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: rawclient URL FILE [FILE...]\n");
+		fprintf(stderr, "usage: rawclient [--as UID:GID] URL FILE [FILE...]\n");
 		return 2;
+	}
+	int n = argc - 2;
+	unsigned char **payloads = calloc((size_t)n, sizeof *payloads);
+	size_t *lens = calloc((size_t)n, sizeof *lens);
+	for (int i = 0; i < n; i++) {
+		payloads[i] = read_file(argv[i + 2], &lens[i]);
+		if (!payloads[i]) {
+			fprintf(stderr, "rawclient: cannot read %s\n", argv[i + 2]);
+			return 1;
+		}
+	}
+	if (as) {
+		unsigned uid, gid;
+		if (sscanf(as, "%u:%u", &uid, &gid) != 2 || setgroups(0, NULL) != 0 ||
+		    setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0) {
+			perror("rawclient: --as");
+			return 2;
+		}
 	}
 	nng_socket s;
 	if (nng_req0_open(&s) != 0)
@@ -47,13 +77,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rawclient: dial %s: %s\n", argv[1], nng_strerror(rv));
 		return 1;
 	}
-	for (int i = 2; i < argc; i++) {
-		size_t len;
-		unsigned char *buf = read_file(argv[i], &len);
-		if (!buf) {
-			fprintf(stderr, "rawclient: cannot read %s\n", argv[i]);
-			return 1;
-		}
+	for (int i = 0; i < n; i++) {
+		size_t len = lens[i];
+		unsigned char *buf = payloads[i];
 		nng_msg *reply;
 		if ((rv = nng_send(s, buf, len, 0)) != 0 || (rv = nng_recvmsg(s, &reply, 0)) != 0) {
 			printf("{\"no_reply\":\"%s\"}\n", nng_strerror(rv));
@@ -94,5 +120,7 @@ int main(int argc, char **argv)
 		fflush(stdout);
 	}
 	nng_close(s);
+	free(payloads);
+	free(lens);
 	return 0;
 }

@@ -39,6 +39,7 @@
 
 #include "trackd/v1/trackd.pb-c.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct local_sink local_sink;
@@ -83,9 +84,14 @@ void local_sink_get_stats(local_sink *s, struct local_sink_stats *out);
  * 20 ms while healthy, more often when busy; one checkpoint may take longer). */
 int64_t local_sink_heartbeat_us(local_sink *s);
 
-/* Answers one query (kinds: runs, run, history, rename) with JSON in `out`.
+/* Answers one query (kinds: runs, run, history, rename) with JSON in `out`, for
+ * the requester `uid`: it sees and changes only its own runs unless `admin`.
  * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
-int local_sink_query(local_sink *s, const Trackd__V1__Query *q, struct buf *out, char *err,
-                     size_t errlen);
+int local_sink_query(local_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
+                     struct buf *out, char *err, size_t errlen);
+
+/* The uid that owns run `run_id` (any entity/project), from memory or its
+ * snapshot: 0 and *uid, or TRACKD_ENOENT. */
+int local_sink_run_owner(local_sink *s, const char *run_id, uint32_t *uid);
 
 #endif

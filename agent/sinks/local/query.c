@@ -28,15 +28,26 @@ static int not_found(char *err, size_t errlen, const char *ref)
 
 /* ---- runs and run ------------------------------------------------------------------ */
 
+struct requester {
+	uint32_t uid;
+	bool admin;
+};
+
+static bool may_see(const struct requester *who, const struct run *r)
+{
+	return who->admin || r->uid == who->uid;
+}
+
 static int append_run(struct local_sink *s, const char *dir, const char *state_filter,
-                      struct buf *out, bool *first)
+                      const struct requester *who, struct buf *out, bool *first)
 {
 	/* In memory? */
 	for (size_t i = 0; i < s->n_active; i++) {
 		if (strcmp(s->active[i]->dir, dir) != 0)
 			continue;
 		struct run *r = s->active[i]->run;
-		if (state_filter && *state_filter && strcmp(state_filter, run_state_name(r->state)))
+		if (!may_see(who, r) ||
+		    (state_filter && *state_filter && strcmp(state_filter, run_state_name(r->state))))
 			return TRACKD_OK;
 		int rv = *first ? 0 : buf_putc(out, ',');
 		*first = false;
@@ -46,7 +57,8 @@ static int append_run(struct local_sink *s, const char *dir, const char *state_f
 	if (sink_load_snapshot(dir, &r) != 0)
 		return TRACKD_OK; /* not yet checkpointed: shown once it is */
 	int rv = TRACKD_OK;
-	if (!state_filter || !*state_filter || strcmp(state_filter, run_state_name(r->state)) == 0) {
+	if (may_see(who, r) && (!state_filter || !*state_filter ||
+	                        strcmp(state_filter, run_state_name(r->state)) == 0)) {
 		rv = *first ? 0 : buf_putc(out, ',');
 		*first = false;
 		if (!rv)
@@ -132,7 +144,8 @@ static void collect_runs(struct local_sink *s, const char *filter, struct run_di
 	closedir(de);
 }
 
-static int query_runs(struct local_sink *s, const Trackd__V1__Query *q, struct buf *out)
+static int query_runs(struct local_sink *s, const Trackd__V1__Query *q,
+                      const struct requester *who, struct buf *out)
 {
 	struct run_dir *list = NULL;
 	size_t n = 0;
@@ -142,7 +155,7 @@ static int query_runs(struct local_sink *s, const Trackd__V1__Query *q, struct b
 	bool first = true;
 	for (size_t i = 0; i < n; i++) {
 		if (!rv)
-			rv = append_run(s, list[i].path, q->state, out, &first);
+			rv = append_run(s, list[i].path, q->state, who, out, &first);
 		free(list[i].path);
 		free(list[i].name);
 	}
@@ -150,17 +163,44 @@ static int query_runs(struct local_sink *s, const Trackd__V1__Query *q, struct b
 	return rv ? rv : buf_puts(out, "]}");
 }
 
-static int query_run(struct local_sink *s, const Trackd__V1__Query *q, struct buf *out, char *err,
-                     size_t errlen)
+/* Resolves q->run to its dir, for a requester allowed to see it. */
+static int resolve_for(struct local_sink *s, const Trackd__V1__Query *q,
+                       const struct requester *who, char *dir, size_t len, char *err,
+                       size_t errlen)
+{
+	if (!q->run || sink_resolve_dir(s, q->run, dir, len) != 0)
+		return not_found(err, errlen, q->run ? q->run : "");
+	if (who->admin)
+		return 0;
+	struct active_run *ar = sink_find_active(s, q->run);
+	uint32_t owner;
+	if (ar) {
+		owner = ar->run->uid;
+	} else {
+		struct run *r;
+		if (sink_load_snapshot(dir, &r) != 0)
+			return not_found(err, errlen, q->run);
+		owner = r->uid;
+		run_free(r);
+	}
+	if (owner == who->uid)
+		return 0;
+	snprintf(err, errlen, "run '%s' belongs to another user (uid %u)", q->run, owner);
+	return TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED;
+}
+
+static int query_run(struct local_sink *s, const Trackd__V1__Query *q,
+                     const struct requester *who, struct buf *out, char *err, size_t errlen)
 {
 	char dir[4096];
-	if (!q->run || sink_resolve_dir(s, q->run, dir, sizeof dir) != 0)
-		return not_found(err, errlen, q->run ? q->run : "");
+	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
+	if (code)
+		return code;
 	size_t mark = out->len;
 	bool first = true;
 	int rv = buf_puts(out, "{\"run\":");
 	if (!rv)
-		rv = append_run(s, dir, NULL, out, &first);
+		rv = append_run(s, dir, NULL, who, out, &first);
 	if (!rv && first) { /* the dir exists, but its first checkpoint has not happened */
 		out->len = mark;
 		return not_found(err, errlen, q->run);
@@ -240,12 +280,13 @@ static int filter_line(const Trackd__V1__Query *q, const char *line, size_t len,
 	return rv ? rv : buf_putc(out, '}');
 }
 
-static int query_history(struct local_sink *s, const Trackd__V1__Query *q, struct buf *out,
-                         char *err, size_t errlen)
+static int query_history(struct local_sink *s, const Trackd__V1__Query *q,
+                         const struct requester *who, struct buf *out, char *err, size_t errlen)
 {
 	char dir[4096];
-	if (!q->run || sink_resolve_dir(s, q->run, dir, sizeof dir) != 0)
-		return not_found(err, errlen, q->run ? q->run : "");
+	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
+	if (code)
+		return code;
 	struct active_run *ar = sink_find_active(s, q->run);
 	if (ar)
 		sink_flush_run(s, ar); /* the rows applied so far are in the file */
@@ -298,12 +339,13 @@ static int query_history(struct local_sink *s, const Trackd__V1__Query *q, struc
 
 /* ---- rename -------------------------------------------------------------------------- */
 
-static int query_rename(struct local_sink *s, const Trackd__V1__Query *q, struct buf *out,
-                        char *err, size_t errlen)
+static int query_rename(struct local_sink *s, const Trackd__V1__Query *q,
+                        const struct requester *who, struct buf *out, char *err, size_t errlen)
 {
 	char dir[4096];
-	if (!q->run || sink_resolve_dir(s, q->run, dir, sizeof dir) != 0)
-		return not_found(err, errlen, q->run ? q->run : "");
+	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
+	if (code)
+		return code;
 	if (!q->name || !*q->name) {
 		snprintf(err, errlen, "rename needs a non-empty name");
 		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
@@ -336,20 +378,41 @@ static int query_rename(struct local_sink *s, const Trackd__V1__Query *q, struct
 	return buf_puts(out, "{\"ok\":true}");
 }
 
-int local_sink_query(local_sink *s, const Trackd__V1__Query *q, struct buf *out, char *err,
-                     size_t errlen)
+int local_sink_run_owner(local_sink *s, const char *run_id, uint32_t *uid)
+{
+	pthread_mutex_lock(&s->mu);
+	struct active_run *ar = sink_find_active(s, run_id);
+	int rv = TRACKD_ENOENT;
+	char dir[4096];
+	struct run *r;
+	if (ar) {
+		*uid = ar->run->uid;
+		rv = TRACKD_OK;
+	} else if (sink_resolve_dir(s, run_id, dir, sizeof dir) == 0 &&
+	           sink_load_snapshot(dir, &r) == 0) {
+		*uid = r->uid;
+		run_free(r);
+		rv = TRACKD_OK;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rv;
+}
+
+int local_sink_query(local_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
+                     struct buf *out, char *err, size_t errlen)
 {
 	const char *kind = q->kind ? q->kind : "";
+	const struct requester who = {.uid = uid, .admin = admin};
 	int rv;
 	pthread_mutex_lock(&s->mu);
 	if (strcmp(kind, "runs") == 0)
-		rv = query_runs(s, q, out);
+		rv = query_runs(s, q, &who, out);
 	else if (strcmp(kind, "run") == 0)
-		rv = query_run(s, q, out, err, errlen);
+		rv = query_run(s, q, &who, out, err, errlen);
 	else if (strcmp(kind, "history") == 0)
-		rv = query_history(s, q, out, err, errlen);
+		rv = query_history(s, q, &who, out, err, errlen);
 	else if (strcmp(kind, "rename") == 0)
-		rv = query_rename(s, q, out, err, errlen);
+		rv = query_rename(s, q, &who, out, err, errlen);
 	else {
 		snprintf(err, errlen, "unknown query kind '%s' (runs, run, history, rename)", kind);
 		rv = TRACKD__V1__ERROR_CODE__ERROR_INVALID;

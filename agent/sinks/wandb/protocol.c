@@ -1,0 +1,533 @@
+#include "protocol.h"
+
+#include "errors.h"
+#include "json_reader.h"
+
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The official clients' selection, trimmed to what the sink reads back. */
+static const char upsert_query[] =
+	"mutation UpsertBucket($id: String, $name: String, $project: String, $entity: String, "
+	"$groupName: String, $description: String, $displayName: String, $notes: String, "
+	"$config: JSONString, $host: String, $jobType: String, $tags: [String!]) { "
+	"upsertBucket(input: {id: $id, name: $name, groupName: $groupName, modelName: $project, "
+	"entityName: $entity, description: $description, displayName: $displayName, "
+	"notes: $notes, config: $config, host: $host, jobType: $jobType, tags: $tags}) { "
+	"bucket { id name displayName historyLineCount logLineCount eventsLineCount "
+	"project { id name entity { id name } } } inserted } }";
+
+enum wb_verdict wb_classify_status(enum wb_call call, long status)
+{
+	if (status >= 200 && status < 300)
+		return WB_OK;
+	switch (status) {
+	case 409: return call == WB_CALL_UPSERT ? WB_RETRY : WB_PERMANENT;
+	case 400:
+	case 401:
+	case 403:
+	case 404:
+	case 410:
+	case 413:
+	case 422:
+	case 501: return WB_PERMANENT;
+	default: return WB_RETRY;
+	}
+}
+
+uint64_t wb_backoff_ms(uint32_t attempt, uint64_t min_ms, uint64_t max_ms, double jitter)
+{
+	if (min_ms == 0)
+		min_ms = 1;
+	if (max_ms < min_ms)
+		max_ms = min_ms;
+	uint64_t b = min_ms;
+	for (uint32_t i = 0; i < attempt && b < max_ms; i++)
+		b = b > max_ms / 2 ? max_ms : b * 2;
+	if (b > max_ms)
+		b = max_ms;
+	if (!(jitter >= 0)) /* NaN too */
+		jitter = 0;
+	if (jitter > 1)
+		jitter = 1;
+	return b + (uint64_t)((double)b * 0.25 * jitter);
+}
+
+int wb_parse_retry_after(const char *value, int64_t now_unix_s, uint64_t *delay_ms)
+{
+	if (!value)
+		return TRACKD_EINVAL;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	size_t n = strlen(value);
+	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t' || value[n - 1] == '\r' ||
+	             value[n - 1] == '\n'))
+		n--;
+	if (n == 0 || n > 64)
+		return TRACKD_EINVAL;
+	char v[65];
+	memcpy(v, value, n);
+	v[n] = '\0';
+	if (v[0] >= '0' && v[0] <= '9') {
+		/* delta-seconds; a fraction is not in RFC 9110 but costs nothing */
+		uint64_t secs = 0, frac_ms = 0, scale = 100;
+		const char *p = v;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (secs > UINT64_MAX / 10000)
+				return TRACKD_EINVAL;
+			secs = secs * 10 + (uint64_t)(*p - '0');
+		}
+		if (*p == '.') {
+			for (p++; *p >= '0' && *p <= '9'; p++) {
+				frac_ms += (uint64_t)(*p - '0') * scale;
+				scale /= 10;
+			}
+		}
+		if (*p != '\0')
+			return TRACKD_EINVAL;
+		*delay_ms = secs * 1000 + frac_ms;
+		return TRACKD_OK;
+	}
+	time_t now = (time_t)now_unix_s;
+	time_t when = curl_getdate(v, &now);
+	if (when == (time_t)-1)
+		return TRACKD_EINVAL;
+	*delay_ms = (int64_t)when > now_unix_s ? (uint64_t)((int64_t)when - now_unix_s) * 1000 : 0;
+	return TRACKD_OK;
+}
+
+/* ---- JSON strings -------------------------------------------------------------- */
+
+/* Length of a valid UTF-8 sequence at p (1..4), or 0 if the bytes are not one. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t k;
+	unsigned char lo = 0x80, hi = 0xbf;
+	if (c >= 0xc2 && c <= 0xdf)
+		k = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		k = 3;
+		if (c == 0xe0)
+			lo = 0xa0; /* overlong */
+		if (c == 0xed)
+			hi = 0x9f; /* surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		k = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		if (c == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < k || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < k; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return k;
+}
+
+/* One source position: how many input bytes it takes, and its escaped form. */
+static size_t escape_one(const unsigned char *p, size_t n, char tmp[8], size_t *out_len)
+{
+	unsigned char c = p[0];
+	switch (c) {
+	case '"': memcpy(tmp, "\\\"", 2); *out_len = 2; return 1;
+	case '\\': memcpy(tmp, "\\\\", 2); *out_len = 2; return 1;
+	case '\n': memcpy(tmp, "\\n", 2); *out_len = 2; return 1;
+	case '\r': memcpy(tmp, "\\r", 2); *out_len = 2; return 1;
+	case '\t': memcpy(tmp, "\\t", 2); *out_len = 2; return 1;
+	case '\b': memcpy(tmp, "\\b", 2); *out_len = 2; return 1;
+	case '\f': memcpy(tmp, "\\f", 2); *out_len = 2; return 1;
+	default: break;
+	}
+	if (c < 0x20) {
+		snprintf(tmp, 8, "\\u%04x", c);
+		*out_len = 6;
+		return 1;
+	}
+	size_t k = utf8_seq(p, n);
+	if (k == 0) {
+		memcpy(tmp, "\\ufffd", 6);
+		*out_len = 6;
+		return 1;
+	}
+	memcpy(tmp, p, k);
+	*out_len = k;
+	return k;
+}
+
+size_t wb_json_string_len(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t total = 2;
+	for (size_t i = 0; i < n;) {
+		/* The common case, fast: printable ASCII copies as is. */
+		if (u[i] >= 0x20 && u[i] < 0x80 && u[i] != '"' && u[i] != '\\') {
+			total++;
+			i++;
+			continue;
+		}
+		char tmp[8];
+		size_t len;
+		i += escape_one(u + i, n - i, tmp, &len);
+		total += len;
+	}
+	return total;
+}
+
+int wb_json_string(struct buf *out, const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	int rv = buf_putc(out, '"');
+	size_t run = 0; /* bytes copied verbatim, flushed in one append */
+	for (size_t i = 0; rv == 0 && i < n;) {
+		if (u[i] >= 0x20 && u[i] < 0x80 && u[i] != '"' && u[i] != '\\') {
+			run++;
+			i++;
+			continue;
+		}
+		if (run) {
+			rv = buf_append(out, p + i - run, run);
+			run = 0;
+			if (rv)
+				break;
+		}
+		char tmp[8];
+		size_t len;
+		i += escape_one(u + i, n - i, tmp, &len);
+		rv = buf_append(out, tmp, len);
+	}
+	if (!rv && run)
+		rv = buf_append(out, p + n - run, run);
+	return rv ? rv : buf_putc(out, '"');
+}
+
+static int put_cstr(struct buf *out, const char *s)
+{
+	return wb_json_string(out, s, strlen(s));
+}
+
+/* ---- UpsertBucket ---------------------------------------------------------------- */
+
+static int put_var(struct buf *out, const char *name, const char *value)
+{
+	if (!value || !*value)
+		return TRACKD_OK;
+	int rv = buf_printf(out, ",\"%s\":", name);
+	return rv ? rv : put_cstr(out, value);
+}
+
+int wb_build_upsert(const struct wb_upsert *u, struct buf *out)
+{
+	struct buf cfg;
+	buf_init(&cfg, out->max);
+	int rv = buf_putc(&cfg, '{');
+	bool first = true;
+	for (size_t i = 0; u->config && i < u->config->n && !rv; i++) {
+		const struct vnode *n = &u->config->items[i];
+		if (strcmp(n->key, "_wandb") == 0)
+			continue; /* ours below; a second one would make the JSON ambiguous */
+		if (!first)
+			rv = buf_putc(&cfg, ',');
+		first = false;
+		if (!rv)
+			rv = json_put_string(&cfg, n->key);
+		if (!rv)
+			rv = buf_puts(&cfg, ":{\"value\":");
+		if (!rv)
+			rv = vvalue_to_json(&n->v, &cfg);
+		if (!rv)
+			rv = buf_putc(&cfg, '}');
+	}
+	/* `_wandb.t` makes the server treat the run as started (telemetry; "5" is
+	 * the client's version). */
+	if (!rv)
+		rv = buf_printf(&cfg, "%s\"_wandb\":{\"value\":{\"t\":{\"5\":", first ? "" : ",");
+	if (!rv)
+		rv = put_cstr(&cfg, u->agent_version ? u->agent_version : "trackd");
+	if (!rv)
+		rv = buf_puts(&cfg, "}}}}");
+
+	if (!rv)
+		rv = buf_puts(out, "{\"operationName\":\"UpsertBucket\",\"query\":");
+	if (!rv)
+		rv = put_cstr(out, upsert_query);
+	if (!rv)
+		rv = buf_puts(out, ",\"variables\":{\"name\":");
+	if (!rv)
+		rv = put_cstr(out, u->name);
+	if (!rv)
+		rv = buf_puts(out, ",\"project\":");
+	if (!rv)
+		rv = put_cstr(out, u->project && *u->project ? u->project : "uncategorized");
+	if (!rv)
+		rv = put_var(out, "entity", u->entity);
+	if (!rv)
+		rv = put_var(out, "displayName", u->display_name);
+	if (!rv)
+		rv = put_var(out, "notes", u->notes);
+	if (!rv)
+		rv = put_var(out, "groupName", u->group);
+	if (!rv)
+		rv = put_var(out, "jobType", u->job_type);
+	if (!rv)
+		rv = put_var(out, "host", u->host);
+	if (!rv && u->n_tags) {
+		rv = buf_puts(out, ",\"tags\":[");
+		for (size_t i = 0; i < u->n_tags && !rv; i++) {
+			if (i)
+				rv = buf_putc(out, ',');
+			if (!rv)
+				rv = put_cstr(out, u->tags[i] ? u->tags[i] : "");
+		}
+		if (!rv)
+			rv = buf_putc(out, ']');
+	}
+	if (!rv)
+		rv = buf_puts(out, ",\"config\":");
+	if (!rv)
+		rv = wb_json_string(out, cfg.data, cfg.len);
+	if (!rv)
+		rv = buf_puts(out, "}}");
+	buf_fini(&cfg);
+	return rv;
+}
+
+enum wb_verdict wb_parse_upsert_response(const char *body, size_t len,
+                                         struct wb_upsert_result *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!body || jr_validate(body, len) != 0) {
+		snprintf(out->error, sizeof out->error, "the answer is not JSON");
+		return WB_RETRY;
+	}
+	struct jr_value bucket;
+	if (jr_get(body, len, "data.upsertBucket.bucket", &bucket) == 0 &&
+	    bucket.type == JR_OBJECT) {
+		const char *b = bucket.start;
+		size_t n = bucket.len;
+		jr_get_string(b, n, "project.entity.name", out->entity, sizeof out->entity);
+		jr_get_string(b, n, "project.name", out->project, sizeof out->project);
+		jr_get_string(b, n, "displayName", out->display_name, sizeof out->display_name);
+		int64_t v;
+		if (jr_get_int(b, n, "historyLineCount", &v) == 0 && v >= 0) {
+			out->has_history_line_count = true;
+			out->history_line_count = (uint64_t)v;
+		}
+		if (jr_get_int(b, n, "logLineCount", &v) == 0 && v >= 0) {
+			out->has_log_line_count = true;
+			out->log_line_count = (uint64_t)v;
+		}
+		return WB_OK;
+	}
+	struct jr_value errors;
+	if (jr_get(body, len, "errors", &errors) == 0 && errors.type == JR_ARRAY) {
+		if (jr_get_string(body, len, "errors.0.message", out->error, sizeof out->error) != 0)
+			snprintf(out->error, sizeof out->error, "GraphQL error without a message");
+		return WB_PERMANENT;
+	}
+	snprintf(out->error, sizeof out->error, "the answer carries no bucket");
+	return WB_RETRY;
+}
+
+/* ---- file_stream ------------------------------------------------------------------- */
+
+/* Room kept for everything around the lines: the envelope, two file headers, the
+ * summary header and the complete/exitcode tail. Counted generously, so the
+ * body can be built in one pass. */
+#define STREAM_RESERVE 320
+
+struct pick {
+	size_t lines, bytes, skipped, sent_bytes; /* sent_bytes: escaped, commas included */
+	size_t sent;
+	bool stopped;                             /* ran out of room */
+};
+
+/* Chooses lines from the front of `l` that fit in `room` bytes. */
+static void pick_lines(const struct wb_lines *l, const struct wb_stream_in *in, size_t alone,
+                       size_t *room, struct pick *pk, size_t *largest_skipped)
+{
+	memset(pk, 0, sizeof *pk);
+	const char *p = l->data, *end = l->data + l->len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		size_t consumed = n + (nl ? 1 : 0);
+		size_t e = n > in->max_line ? SIZE_MAX : wb_json_string_len(p, n) + 1;
+		if (e == SIZE_MAX || e > alone) {
+			pk->skipped++;
+			if (n > *largest_skipped)
+				*largest_skipped = n;
+		} else if (e > *room) {
+			pk->stopped = true;
+			return;
+		} else {
+			*room -= e;
+			pk->sent_bytes += e;
+			pk->sent++;
+		}
+		pk->lines++;
+		pk->bytes += consumed;
+		p += consumed;
+	}
+}
+
+static int emit_lines(struct buf *out, const char *file, const struct wb_lines *l,
+                      const struct pick *pk, const struct wb_stream_in *in, size_t alone,
+                      bool *first_file)
+{
+	if (pk->sent == 0)
+		return TRACKD_OK;
+	int rv = buf_printf(out, "%s\"%s\":{\"offset\":%" PRIu64 ",\"content\":[",
+	                    *first_file ? "" : ",", file, l->offset);
+	*first_file = false;
+	const char *p = l->data;
+	size_t done = 0;
+	bool first = true;
+	for (size_t i = 0; i < pk->lines && !rv; i++) {
+		const char *nl = memchr(p, '\n', l->len - done);
+		size_t n = nl ? (size_t)(nl - p) : l->len - done;
+		size_t consumed = n + (nl ? 1 : 0);
+		/* The same rule as pick_lines, so exactly the picked lines go out. */
+		bool skip = n > in->max_line || wb_json_string_len(p, n) + 1 > alone;
+		if (!skip) {
+			if (!first)
+				rv = buf_putc(out, ',');
+			first = false;
+			if (!rv)
+				rv = wb_json_string(out, p, n);
+		}
+		p += consumed;
+		done += consumed;
+	}
+	return rv ? rv : buf_puts(out, "]}");
+}
+
+int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out,
+                         struct wb_stream_out *res)
+{
+	memset(res, 0, sizeof *res);
+	size_t avail = in->max_body > STREAM_RESERVE ? in->max_body - STREAM_RESERVE : 0;
+	size_t room = avail;
+	struct pick con, his;
+	pick_lines(&in->console, in, avail, &room, &con, &res->largest_skipped);
+	if (con.stopped) {
+		memset(&his, 0, sizeof his);
+		his.stopped = in->history.len > 0;
+	} else {
+		pick_lines(&in->history, in, avail, &room, &his, &res->largest_skipped);
+	}
+
+	bool summary = false;
+	size_t summary_len = 0;
+	if (in->summary) {
+		summary_len = wb_json_string_len(in->summary, in->summary_len);
+		if (summary_len > avail)
+			res->summary_skipped = true;
+		else if (summary_len <= room)
+			summary = true;
+	}
+	res->all = !con.stopped && !his.stopped && (!in->summary || summary || res->summary_skipped);
+	bool complete = in->complete && res->all;
+
+	size_t start = out->len;
+	int rv = TRACKD_OK;
+	bool any_file = con.sent || his.sent || summary;
+	if (!any_file && !complete) {
+		rv = buf_puts(out, "{}");
+		res->empty = true;
+	} else {
+		rv = buf_putc(out, '{');
+		if (!rv && any_file) {
+			bool first_file = true;
+			rv = buf_puts(out, "\"files\":{");
+			if (!rv)
+				rv = emit_lines(out, WB_HISTORY_FILE, &in->history, &his, in, avail,
+				                &first_file);
+			if (!rv)
+				rv = emit_lines(out, WB_CONSOLE_FILE, &in->console, &con, in, avail,
+				                &first_file);
+			if (!rv && summary) {
+				rv = buf_printf(out, "%s\"" WB_SUMMARY_FILE "\":{\"offset\":0,\"content\":[",
+				                first_file ? "" : ",");
+				if (!rv)
+					rv = wb_json_string(out, in->summary, in->summary_len);
+				if (!rv)
+					rv = buf_puts(out, "]}");
+			}
+			if (!rv)
+				rv = buf_putc(out, '}');
+		}
+		if (!rv && complete)
+			rv = buf_printf(out, "%s\"complete\":true,\"exitcode\":%" PRId32,
+			                any_file ? "," : "", in->exitcode);
+		if (!rv)
+			rv = buf_putc(out, '}');
+	}
+	if (rv) {
+		out->len = start;
+		if (out->data)
+			out->data[start] = '\0';
+		return rv;
+	}
+	res->history_lines = his.lines;
+	res->history_bytes = his.bytes;
+	res->history_skipped = his.skipped;
+	res->console_lines = con.lines;
+	res->console_bytes = con.bytes;
+	res->console_skipped = con.skipped;
+	res->summary_sent = summary;
+	res->complete_sent = complete;
+	return TRACKD_OK;
+}
+
+bool wb_stream_response_stopped(const char *body, size_t len)
+{
+	bool stopped = false;
+	return body && jr_get_bool(body, len, "stopped", &stopped) == 0 && stopped;
+}
+
+/* ---- credentials ----------------------------------------------------------------------- */
+
+char *wb_auth_header(const char *api_key)
+{
+	static const char b64[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char prefix[] = "Authorization: Basic ";
+	size_t klen = strlen(api_key), n = 4 + klen;
+	size_t enc = 4 * ((n + 2) / 3);
+	char *out = malloc(sizeof prefix + enc);
+	char *raw = malloc(n);
+	if (!out || !raw) {
+		free(out);
+		free(raw);
+		return NULL;
+	}
+	memcpy(raw, "api:", 4);
+	memcpy(raw + 4, api_key, klen);
+	memcpy(out, prefix, sizeof prefix - 1);
+	char *o = out + sizeof prefix - 1;
+	const unsigned char *r = (const unsigned char *)raw;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)r[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)r[i + 1] << 8;
+		if (i + 2 < n)
+			v |= r[i + 2];
+		*o++ = b64[v >> 18 & 63];
+		*o++ = b64[v >> 12 & 63];
+		*o++ = i + 1 < n ? b64[v >> 6 & 63] : '=';
+		*o++ = i + 2 < n ? b64[v & 63] : '=';
+	}
+	*o = '\0';
+	explicit_bzero(raw, n);
+	free(raw);
+	return out;
+}
