@@ -17,6 +17,7 @@
 #include "sdnotify.h"
 #include "sessions.h"
 #include "txlog.h"
+#include "wandb_sink.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -181,8 +182,10 @@ static void reload(const struct args *a)
  * they are atomic; a hook that finds its target missing reports "starting". */
 struct agent {
 	const char *state_dir;
+	uint64_t log_max_bytes;
 	_Atomic(ingest *) in;
 	_Atomic(local_sink *) sink;
+	_Atomic(wandb_sink *) wandb; /* NULL when sinks.wandb is off */
 };
 
 static int submit_records(void *arg, const uint8_t *records, size_t len)
@@ -206,7 +209,21 @@ static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t ui
 		snprintf(err, errlen, "undecodable query");
 		return TRACKD__V1__ERROR_CODE__ERROR_MALFORMED;
 	}
-	int rv = local_sink_query(sink, q, uid, admin, json, err, errlen);
+	int rv;
+	/* ---- wandb sink: its own query kinds ---- */
+	wandb_sink *wandb = atomic_load(&ag->wandb);
+	if (q->kind && (strcmp(q->kind, "wandb") == 0 || strcmp(q->kind, "retry") == 0)) {
+		if (wandb) {
+			rv = wandb_sink_query(wandb, q, uid, admin, json, err, errlen);
+		} else {
+			snprintf(err, errlen, "the wandb sink is not enabled (sinks.wandb.enabled)");
+			rv = TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+		}
+		trackd__v1__query__free_unpacked(q, NULL);
+		return rv;
+	}
+	/* ---- end wandb ---- */
+	rv = local_sink_query(sink, q, uid, admin, json, err, errlen);
 	trackd__v1__query__free_unpacked(q, NULL);
 	return rv;
 }
@@ -225,6 +242,8 @@ static void add_status(void *arg, Trackd__V1__StatusReply *st)
 {
 	struct agent *ag = arg;
 	st->state_dir = (char *)ag->state_dir;
+	st->has_log_max_bytes = true;
+	st->log_max_bytes = ag->log_max_bytes;
 	local_sink *sink = atomic_load(&ag->sink);
 	if (!sink)
 		return;
@@ -233,6 +252,23 @@ static void add_status(void *arg, Trackd__V1__StatusReply *st)
 	st->has_runs_active = st->has_local_sink_backlog = true;
 	st->runs_active = ls.runs_active;
 	st->local_sink_backlog = ls.backlog;
+	/* ---- wandb sink ---- */
+	wandb_sink *wandb = atomic_load(&ag->wandb);
+	if (!wandb)
+		return;
+	struct wandb_sink_stats ws;
+	wandb_sink_get_stats(wandb, &ws);
+	st->has_wandb_enabled = st->wandb_enabled = true;
+#define WB_STAT(field, value) (st->has_wandb_##field = true, st->wandb_##field = (value))
+	WB_STAT(requests_ok, ws.requests_ok);
+	WB_STAT(requests_failed, ws.requests_failed);
+	WB_STAT(runs_retrying, ws.runs_retrying);
+	WB_STAT(runs_parked, ws.runs_parked);
+	WB_STAT(runs_uploading, ws.runs_uploading);
+	WB_STAT(lines_skipped, ws.lines_skipped);
+	WB_STAT(bytes_sent, ws.bytes_sent);
+	WB_STAT(backlog, ws.backlog);
+#undef WB_STAT
 }
 
 static void client_disconnected(void *arg)
@@ -333,6 +369,7 @@ static int run(const struct args *a, struct config *cfg)
 {
 	struct agent ag = {0};
 	local_sink *sink = NULL;
+	wandb_sink *wandb = NULL;
 	lru *owners = NULL;
 	struct sdnotify notify;
 	if (sdnotify_open(&notify) != 0)
@@ -368,6 +405,7 @@ static int run(const struct args *a, struct config *cfg)
 		.fsync = fsync_policy(cfg->txlog.fsync),
 		.fsync_interval_ms = (uint32_t)cfg->txlog.fsync_interval_ms,
 		.segment_bytes = cfg->txlog.segment_bytes,
+		.max_bytes = cfg->txlog.max_bytes,
 		/* A stored LogEntry is the request's batch plus a small header. */
 		.max_record_bytes = (uint32_t)(cfg->limits.max_message_bytes + 64),
 		.on_record = ingest_recover_record,
@@ -386,6 +424,7 @@ static int run(const struct args *a, struct config *cfg)
 	         sessions_count(sess));
 
 	ag.state_dir = cfg->state_dir;
+	ag.log_max_bytes = cfg->txlog.max_bytes;
 	struct local_sink_options so = {
 		.state_dir = cfg->state_dir,
 		.log = log,
@@ -398,6 +437,49 @@ static int run(const struct args *a, struct config *cfg)
 		goto out;
 	}
 	atomic_store(&ag.sink, sink);
+
+	/* ---- wandb sink: after the local sink, stopped before it ---- */
+	const struct config_wandb *wc = &cfg->sinks.wandb;
+	if (wc->enabled) {
+		struct wandb_sink_options wo = {
+			.state_dir = cfg->state_dir,
+			.log = log,
+			.version = TRACKD_VERSION,
+			.base_url = wc->base_url,
+			.app_url = wc->app_url,
+			.entity = wc->entity,
+			.api_key_file = wc->api_key_file,
+			.api_key_env = wc->api_key_env,
+			.transmit_interval_ms = (uint32_t)wc->transmit_interval_ms,
+			.heartbeat_interval_ms = (uint32_t)wc->heartbeat_interval_ms,
+			.upsert_debounce_ms = (uint32_t)wc->upsert_debounce_ms,
+			.connect_timeout_ms = (uint32_t)wc->connect_timeout_ms,
+			.request_timeout_ms = (uint32_t)wc->request_timeout_ms,
+			.stall_timeout_ms = (uint32_t)wc->stall_timeout_ms,
+			.retry_min_ms = (uint32_t)wc->retry_min_ms,
+			.retry_max_ms = (uint32_t)wc->retry_max_ms,
+			.retry_after_max_ms = (uint32_t)wc->retry_after_max_ms,
+			.max_request_bytes = wc->max_request_bytes,
+			.max_line_bytes = wc->max_line_bytes,
+			.max_buffer_bytes = wc->max_buffer_bytes,
+			.max_parallel_requests = (uint32_t)wc->max_parallel_requests,
+			.tls_verify = wc->tls_verify,
+			.ca_file = wc->ca_file,
+			.complete_crashed = wc->complete_crashed,
+			/* Its share of shutdown_timeout; unanswered requests are redone. */
+			.drain_timeout_ms = (uint32_t)(cfg->shutdown_timeout_ms / 4),
+		};
+		if ((rv = wandb_sink_start(&wo, &wandb)) != 0) {
+			log_error("cannot start the wandb sink: %s (see above)", trackd_strerror(rv));
+			goto out;
+		}
+		atomic_store(&ag.wandb, wandb);
+	} else if (txlog_cursor_remove(log, "wandb") == 0) {
+		/* A cursor left by an earlier configuration would keep every segment. */
+		log_warn("sinks.wandb is disabled: its log cursor was removed; runs not yet "
+		         "uploaded will not be");
+	}
+	/* ---- end wandb ---- */
 
 	struct ingest_options io = {
 		.url = cfg->listen,
@@ -445,7 +527,11 @@ static int run(const struct args *a, struct config *cfg)
 
 out:
 	/* The sink stops after ingest (it may still submit crash marks until then)
-	 * and before the log closes (its final checkpoint moves its cursor). */
+	 * and before the log closes (its final checkpoint moves its cursor). The
+	 * wandb sink stops first: it reads what the local sink also reads. */
+	atomic_store(&ag.wandb, NULL);
+	wandb_sink_stop(wandb);
+	wandb_sink_free(wandb);
 	local_sink_close(sink);
 	local_sink_stop(sink);
 	atomic_store(&ag.in, NULL);

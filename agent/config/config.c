@@ -209,6 +209,14 @@ static const struct key keys[] = {
      .min = 64 * KIB,
      .max = 4 * GIB,
      .help = "size at which the log starts a new segment file"},
+    {.path = "txlog.max_bytes",
+     .type = KT_SIZE,
+     .offset = FIELD(txlog.max_bytes, uint64_t),
+     .def = "10GiB",
+     .min = 1024 * 1024,
+     .max = UINT64_MAX / 2,
+     .help = "disk budget of the log: past it new batches are refused (clients keep and "
+             "resend them) until sinks release segments"},
     /* The W&B upload sink (agent/sinks/wandb/wandb_sink.h). */
     {.path = "sinks.wandb.enabled",
      .type = KT_BOOL,

@@ -46,6 +46,7 @@ struct config_txlog {
 	enum config_fsync fsync;
 	uint64_t fsync_interval_ms;
 	uint64_t segment_bytes;
+	uint64_t max_bytes;         /* disk budget of the log's segments */
 };
 
 struct config_access {

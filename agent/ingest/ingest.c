@@ -155,6 +155,7 @@ static nng_msg *status_reply(struct ingest *in)
 	SET(last_index, ts.last_index);
 	SET(durable_index, ts.durable_index);
 	SET(clients_connected, is.clients_connected);
+	SET(budget_refusals, ts.budget_refusals);
 #undef SET
 	if (in->opts.status)
 		in->opts.status(in->opts.hook_arg, &st);

@@ -165,12 +165,15 @@ void cursors_free(txlog *log)
  * prefix, so the list stays contiguous for readers. cur_lock held. */
 static void release_segments_locked(txlog *log)
 {
-	if (log->ncursors == 0)
+	if (log->ncursors == 0) {
+		atomic_store(&log->min_cursor, 0);
 		return;
+	}
 	uint64_t min = UINT64_MAX;
 	for (size_t i = 0; i < log->ncursors; i++)
 		if (log->cursors[i].position < min)
 			min = log->cursors[i].position;
+	atomic_store(&log->min_cursor, min);
 
 	uint64_t firsts[64];
 	size_t k = 0;
@@ -203,6 +206,13 @@ static void release_segments_locked(txlog *log)
 		release_segments_locked(log);
 }
 
+void cursors_release(txlog *log)
+{
+	pthread_mutex_lock(&log->cur_lock);
+	release_segments_locked(log);
+	pthread_mutex_unlock(&log->cur_lock);
+}
+
 int txlog_cursor_register(txlog *log, const char *name, uint64_t *position_out)
 {
 	if (!log || !valid_name(name))
@@ -229,6 +239,7 @@ int txlog_cursor_register(txlog *log, const char *name, uint64_t *position_out)
 	c->registered = true;
 	if (position_out)
 		*position_out = c->position;
+	release_segments_locked(log);
 out:
 	pthread_mutex_unlock(&log->cur_lock);
 	return rc;

@@ -235,7 +235,27 @@ static int roll_locked(txlog *log)
 	return start_segment_locked(log, log->next_index);
 }
 
+static int append_once(txlog *log, const void *data, size_t len, uint64_t *index_out,
+                       bool *over_budget);
+
 int txlog_append(txlog *log, const void *data, size_t len, uint64_t *index_out)
+{
+	bool over_budget = false;
+	int rc = append_once(log, data, len, index_out, &over_budget);
+	if (over_budget) {
+		/* The cap may be held by segments that every sink has passed but that
+		 * no commit has deleted yet (a caught-up sink commits nothing new). */
+		cursors_release(log);
+		over_budget = false;
+		rc = append_once(log, data, len, index_out, &over_budget);
+		if (over_budget)
+			atomic_fetch_add(&log->budget_refusals, 1);
+	}
+	return rc;
+}
+
+static int append_once(txlog *log, const void *data, size_t len, uint64_t *index_out,
+                       bool *over_budget)
 {
 	if (!log)
 		return TRACKD_EINVAL;
@@ -253,6 +273,25 @@ int txlog_append(txlog *log, const void *data, size_t len, uint64_t *index_out)
 		goto out;
 	}
 	uint64_t frame_len = TXLOG_FRAME_OVERHEAD + (uint64_t)len;
+	if (log->opts.max_bytes) {
+		/* A roll adds a segment header; count it so the cap holds exactly. */
+		uint64_t used = TXLOG_SEGMENT_HEADER;
+		pthread_mutex_lock(&log->seg_lock);
+		for (size_t i = 0; i < log->nsegs; i++)
+			used += log->segs[i].bytes;
+		pthread_mutex_unlock(&log->seg_lock);
+		if (used + frame_len > log->opts.max_bytes) {
+			/* Every cursor is past the segment being written: start a new one
+			 * so this one can be released. */
+			struct open_seg *cur = current(log);
+			uint64_t min = atomic_load(&log->min_cursor);
+			if (cur->last_record && min >= cur->last_record)
+				roll_locked(log);
+			*over_budget = true;
+			rc = TRACKD_ENOSPC;
+			goto out;
+		}
+	}
 	struct open_seg *cur = current(log);
 	if (log->need_roll || (cur->offset > TXLOG_SEGMENT_HEADER &&
 	                       cur->offset + frame_len > log->opts.segment_bytes)) {
@@ -298,6 +337,8 @@ int txlog_append(txlog *log, const void *data, size_t len, uint64_t *index_out)
 			char name[SEG_NAME_BUF];
 			seg_name(name, cur->first_index);
 			rc = io_fail("append to", name);
+			if (rc == TRACKD_ENOSPC)
+				atomic_fetch_add(&log->budget_refusals, 1);
 			if (ftruncate(cur->fd, (off_t)cur->offset) != 0)
 				log->need_roll = true;
 			goto out;
@@ -641,6 +682,7 @@ void txlog_stats(txlog *log, struct txlog_stats *out)
 	out->bytes_truncated = atomic_load(&log->bytes_truncated);
 	out->bad_segment_headers = atomic_load(&log->bad_segment_headers);
 	out->fsync_failures = atomic_load(&log->fsync_failures);
+	out->budget_refusals = atomic_load(&log->budget_refusals);
 	out->last_index = atomic_load(&log->last_index);
 	out->durable_index = atomic_load(&log->durable_index);
 	pthread_mutex_lock(&log->seg_lock);

@@ -105,6 +105,10 @@ struct txlog_options {
 	uint32_t fsync_interval_ms;    /* INTERVAL only; > 0 */
 	uint64_t segment_bytes;        /* roll to a new segment past this size */
 	uint32_t max_record_bytes;     /* payload limit, checked before any allocation */
+	/* Disk budget: an append that would take the segments on disk past this
+	 * many bytes is refused with TRACKD_ENOSPC (counted in budget_refusals); it
+	 * succeeds again once sinks have released segments. 0 = no budget. */
+	uint64_t max_bytes;
 	/* Called for each valid record found while recovering. Return 0 to go on. */
 	int (*on_record)(void *arg, uint64_t index, const void *data, size_t len);
 	void *on_record_arg;
@@ -118,6 +122,7 @@ struct txlog_stats {
 	uint64_t bytes_truncated;       /* torn tail cut at recovery */
 	uint64_t bad_segment_headers;
 	uint64_t fsync_failures;
+	uint64_t budget_refusals;       /* appends refused by max_bytes or a full disk */
 	uint64_t segments;              /* files now on disk */
 	uint64_t disk_bytes;            /* bytes now on disk in segments */
 	uint64_t first_index;           /* oldest record still on disk, 0 if none */

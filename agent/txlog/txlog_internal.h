@@ -126,11 +126,14 @@ struct txlog {
 	pthread_mutex_t cur_lock;
 	struct cursor *cursors;
 	size_t ncursors;
+	/* Lowest cursor position (0 without cursors), for the writer, which may not
+	 * take cur_lock: a full budget rolls a segment every cursor has passed. */
+	_Atomic uint64_t min_cursor;
 
 	_Atomic uint64_t last_index, durable_index, readable_index;
 	_Atomic bool closed;
 	_Atomic uint64_t records_appended, bytes_appended, records_quarantined, bytes_quarantined,
-	    bytes_truncated, bad_segment_headers, fsync_failures;
+	    bytes_truncated, bad_segment_headers, fsync_failures, budget_refusals;
 };
 
 /* ---- segment files (segment.c) ------------------------------------------ */
@@ -154,6 +157,8 @@ int io_write_full(int fd, const void *buf, size_t n);
 int io_copy_range(int src, uint64_t off, uint64_t len, int dst, uint8_t *buf, size_t bufsz);
 /* Logs `what` with errno and returns the translated error. */
 int io_fail(const char *what, const char *name);
+/* Deletes segments every cursor has passed (takes cur_lock; not with mu held). */
+void cursors_release(txlog *log);
 
 /* ---- frame scanning (scan.c) -------------------------------------------- */
 

@@ -1169,6 +1169,57 @@ static void test_limits(void)
 	free(dir);
 }
 
+/* Disk budget: the segments on disk never pass max_bytes; an append that would
+ * is refused with ENOSPC and counted; releasing segments lets appends in again.
+ * Tested at limit − 1, limit, limit + 1 bytes of room. */
+static void test_budget(void)
+{
+	char *dir = tmpdir_new();
+	struct txlog_options o = opts_for(dir, TXLOG_FSYNC_ALWAYS, 1024, 1000, NULL);
+	/* header 16 + frames of 20 + 100 = 120: room for exactly 8 frames in one
+	 * segment of 976 bytes; the budget counts one more header for a roll. */
+	const uint64_t frame = TXLOG_FRAME_OVERHEAD + 100;
+	uint8_t payload[100] = {0};
+	for (int delta = -1; delta <= 1; delta++) {
+		char *d = tmpdir_new();
+		o.dir = d;
+		/* Room for 3 frames: 2 headers (current + a possible roll) + 3 frames. */
+		o.max_bytes = 2 * TXLOG_SEGMENT_HEADER + 3 * frame + (uint64_t)delta;
+		txlog *log;
+		REQUIRE_OK(txlog_open(&o, &log));
+		int ok = 0;
+		for (int i = 0; i < 5; i++)
+			ok += txlog_append(log, payload, sizeof payload, NULL) == TRACKD_OK;
+		struct txlog_stats st;
+		txlog_stats(log, &st);
+		EXPECT_EQ("frames that fit the budget", (uint64_t)ok, delta < 0 ? 2u : 3u);
+		EXPECT_EQ("refusals counted", st.budget_refusals, (uint64_t)(5 - ok));
+		EXPECT("usage within the budget", st.disk_bytes <= o.max_bytes);
+		REQUIRE_OK(txlog_close(log));
+		rm_rf(d);
+		free(d);
+	}
+	/* Released segments make room again. */
+	o.dir = dir;
+	o.max_bytes = 4 * 1024;
+	txlog *log;
+	REQUIRE_OK(txlog_open(&o, &log));
+	uint64_t pos;
+	REQUIRE_OK(txlog_cursor_register(log, "sink", &pos));
+	uint64_t last = 0;
+	int rc;
+	while ((rc = txlog_append(log, payload, sizeof payload, &last)) == TRACKD_OK)
+		;
+	EXPECT_RC("full", rc, TRACKD_ENOSPC);
+	REQUIRE_OK(txlog_sync(log));
+	REQUIRE_OK(txlog_cursor_commit(log, "sink", last));
+	EXPECT_RC("room again after release", txlog_append(log, payload, sizeof payload, NULL),
+	          TRACKD_OK);
+	REQUIRE_OK(txlog_close(log));
+	rm_rf(dir);
+	free(dir);
+}
+
 /* ---- 8. fsync failures ----------------------------------------------------- */
 
 struct fail_hook {
@@ -1644,6 +1695,7 @@ int main(void)
 	    {"power_loss", test_power_loss},
 	    {"cursors", test_cursors},
 	    {"limits", test_limits},
+	    {"budget", test_budget},
 	    {"fsync_failure", test_fsync_failure},
 	    {"live_reader", test_live_reader},
 	    {"reader_released_segment", test_reader_released_segment},

@@ -224,3 +224,30 @@ def test_peer_that_hangs_up_during_the_handshake_does_not_lock_clients_out(agent
     rep = finish_producer(p)
     assert rep["acked"] == rep["logged"]
     assert history_by_run(agent.dump())["after-rogue"] == list(range(100))
+
+
+def test_disk_budget_refuses_then_resumes_and_loses_nothing(tmp_path):
+    """R5/R6: with a tiny budget the agent refuses batches (retryable, counted)
+    instead of passing the cap; clients keep and resend them; everything arrives
+    once sinks release segments."""
+    from conftest import status_request
+    cap = 1 << 20
+    a = Agent(tmp_path, config=f"txlog:\n  segment_bytes: 64KiB\n  max_bytes: {cap}B\n").start()
+    try:
+        procs = [a.producer(f"b{i}", 20000, "--timeout-ms", 120000) for i in range(3)]
+        peak = 0
+        while any(p.poll() is None for p in procs):
+            st = a.raw(status_request())[0]["status"]
+            peak = max(peak, st["log_bytes"])
+            time.sleep(0.02)
+        for p in procs:
+            rep = finish_producer(p)
+            assert rep["acked"] == rep["logged"], rep
+        st = a.raw(status_request())[0]["status"]
+        assert st["budget_refusals"] > 0, "the budget was never reached: test too small"
+        assert peak <= cap, f"usage {peak} passed the budget {cap}"
+        runs = history_by_run(a.dump())
+        for i in range(3):
+            assert runs[f"b{i}"] == list(range(20000))
+    finally:
+        a.stop()

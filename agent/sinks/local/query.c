@@ -150,7 +150,8 @@ static int query_runs(struct local_sink *s, const Trackd__V1__Query *q,
 	struct run_dir *list = NULL;
 	size_t n = 0;
 	collect_runs(s, q->project, &list, &n);
-	qsort(list, n, sizeof *list, by_name);
+	if (n)
+		qsort(list, n, sizeof *list, by_name);
 	int rv = buf_puts(out, "{\"runs\":[");
 	bool first = true;
 	for (size_t i = 0; i < n; i++) {
