@@ -1,7 +1,9 @@
 /*
  * train.c — the W&B quickstart, with trackd: a run in project "trackd-example"
  * with config {epochs, learning_rate}, logging simulated `accuracy` and `loss`
- * once per epoch, then finishing.
+ * once per epoch (the summary keeps the best of each: define_metric max / min),
+ * a summary value of its own, then finishing, which prints the W&B-style
+ * footer (sparklines, summary, where the run is stored) on stderr.
  *
  *   train [steps] [--project NAME]     (or TRACKD_PROJECT=NAME; agent address
  *                                       from TRACKD_SOCKET or the default path)
@@ -60,10 +62,16 @@ int main(int argc, char **argv)
 	opts.project = project;
 	opts.config = config;
 	opts.n_config = 2;
+	opts.print_footer = true; /* the default, spelled out: this is the example */
 	if ((rc = td_init(&opts, &run)) != TD_OK) {
 		fprintf(stderr, "train: td_init: %s: %s\n", td_strerror(rc), td_last_error());
 		return 1;
 	}
+	/* The summary keeps the best accuracy and the lowest loss, not the last. */
+	if ((rc = td_define_metric(run, "accuracy", TD_SUMMARY_MAX)) != TD_OK ||
+	    (rc = td_define_metric(run, "loss", TD_SUMMARY_MIN)) != TD_OK)
+		fprintf(stderr, "train: td_define_metric: %s: %s\n", td_strerror(rc),
+		        td_last_error());
 
 	/* Simulated training: accuracy climbs towards 1, loss falls towards 0. */
 	double offset = next_uniform(&rng) / 5;
@@ -77,6 +85,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "train: td_log: %s: %s\n", td_strerror(rc),
 			        td_last_error());
 	}
+	td_item summary[] = {TD_I("epochs_run", epochs)};
+	if ((rc = td_summary_update(run, summary, 1)) != TD_OK)
+		fprintf(stderr, "train: td_summary_update: %s: %s\n", td_strerror(rc),
+		        td_last_error());
 
 	td_finish_report rep;
 	char id[80];
@@ -86,8 +98,9 @@ int main(int argc, char **argv)
 	       td_strerror(rc), (unsigned long long)rep.records_logged,
 	       (unsigned long long)rep.records_acked);
 	if (rep.records_unacked || rep.records_refused_full || rep.records_rejected) {
-		printf(", unacked %llu, refused %llu, rejected %llu",
+		printf(", unacked %llu (spooled %llu), refused %llu, rejected %llu",
 		       (unsigned long long)rep.records_unacked,
+		       (unsigned long long)rep.records_spooled,
 		       (unsigned long long)rep.records_refused_full,
 		       (unsigned long long)rep.records_rejected);
 	}

@@ -127,6 +127,16 @@ static int load_config(const struct args *a, struct config *cfg)
 		fprintf(stderr, "trackd: out of memory\n");
 		return -1;
 	}
+	/* A batch larger than what the budget can ever hold would be refused
+	 * forever; keep room for a few requests in flight. */
+	if (cfg->txlog.max_bytes < 4 * cfg->limits.max_message_bytes) {
+		fprintf(stderr,
+		        "trackd: txlog.max_bytes (%llu bytes) must be at least 4 × "
+		        "limits.max_message_bytes (%llu bytes)\n",
+		        (unsigned long long)cfg->txlog.max_bytes,
+		        (unsigned long long)cfg->limits.max_message_bytes);
+		return -1;
+	}
 	return 0;
 }
 

@@ -40,11 +40,19 @@ int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_
 		               "record of %zu bytes exceeds the message limit of %u bytes", framed,
 		               TRACKD_DEFAULT_MAX_MESSAGE_BYTES);
 	}
-	if (!bypass_bound && run->buffered_bytes + framed > run->max_buffer_bytes) {
+	if (!bypass_bound && run->buffered_bytes + framed > run->max_buffer_bytes &&
+	    td_buffer_make_room_locked(run, framed) != TD_OK) {
 		run->records_refused_full++;
+		if (run->spool.error[0]) {
+			return td_fail(TD_ERR_FULL,
+			               "buffer full: %zu of %zu bytes held for the agent, record "
+			               "needs %zu; spool: %s",
+			               run->buffered_bytes, run->max_buffer_bytes, framed,
+			               run->spool.error);
+		}
 		return td_fail(TD_ERR_FULL,
 		               "buffer full: %zu of %zu bytes held for the agent, record needs %zu "
-		               "(agent unreachable or slow?)",
+		               "(agent slow?)",
 		               run->buffered_bytes, run->max_buffer_bytes, framed);
 	}
 	/* The sender normally seals at batch_bytes; this only catches a batch
@@ -152,9 +160,23 @@ void td_buffer_release_head_locked(struct td_run *run, bool acked)
 	}
 }
 
+int td_buffer_make_room_locked(struct td_run *run, size_t framed)
+{
+	run->spool.error[0] = '\0';
+	/* A reachable agent drains the buffer by itself; spooling is for when
+	 * it is not there, or while it catches up with a spool (new batches
+	 * queue behind the spooled ones anyway). */
+	if (!run->spool.enabled || (run->agent_ok && run->spool.pending_batches == 0))
+		return TD_ERR_FULL;
+	if (td_spool_spill_locked(run) != TD_OK &&
+	    run->buffered_bytes + framed > run->max_buffer_bytes)
+		return TD_ERR_FULL;
+	return run->buffered_bytes + framed > run->max_buffer_bytes ? TD_ERR_FULL : TD_OK;
+}
+
 uint64_t td_buffer_unacked_records_locked(const struct td_run *run)
 {
-	uint64_t n = run->open.n_records;
+	uint64_t n = run->open.n_records + run->spool.pending_records;
 
 	for (const struct td_batch *b = run->head; b; b = b->next)
 		n += b->n_records;
@@ -179,12 +201,4 @@ void td_buffer_free_all(struct td_run *run)
 	}
 	free(run->open.data);
 	memset(&run->open, 0, sizeof(run->open));
-}
-
-size_t td_internal_buffered_bytes(td_run *run)
-{
-	pthread_mutex_lock(&run->mu);
-	size_t n = run->buffered_bytes;
-	pthread_mutex_unlock(&run->mu);
-	return n;
 }

@@ -34,7 +34,8 @@ const char *td_strerror(int err)
 	case TD_ERR_CLOSED: return "run already finished";
 	case TD_ERR_TIMEOUT: return "not everything was acknowledged in time";
 	case TD_ERR_TRANSPORT: return "could not set up the connection to the agent";
-	case TD_ERR_REJECTED: return "the agent refused records";
+	case TD_ERR_REJECTED: return "the agent refused the request";
+	case TD_ERR_NOT_FOUND: return "no such run";
 	}
 	return "unknown error";
 }

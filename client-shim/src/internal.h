@@ -5,8 +5,8 @@
  * then, under the run's one mutex, encodes one protobuf Record straight into
  * the *open batch*, framed as field 3 of a Batch message (tag 0x1a, varint
  * length, bytes): item records by the hand encoder in encode.c, the rare
- * others (RunStart, RunExit, console output) by protobuf-c. Sealing moves the open batch to the FIFO of *sealed*
- * batches and gives it the next seq; the sender thread sends the oldest sealed
+ * others (RunStart, RunExit, console output) by protobuf-c. Sealing moves the open batch to the
+ * FIFO of *sealed* batches and gives it the next seq; the sender thread sends the oldest sealed
  * batch, wrapped in a hand-built Request/Batch envelope, and frees it once the
  * agent acknowledges that seq. Record bytes are encoded exactly once.
  *
@@ -16,15 +16,26 @@
  * or the per-batch record limit.
  *
  * Bound: buffered_bytes (framed record bytes of the open batch plus every
- * sealed batch) never exceeds max_buffer_bytes; a record that would cross it is
- * refused with TD_ERR_FULL and counted. Only the final RunExit record may pass
- * the bound, so a full buffer can still end the run cleanly.
+ * sealed batch) never exceeds max_buffer_bytes. A record that would cross it
+ * first makes room by spilling (spool.c): if the agent is unreachable, every
+ * sealed batch (the open one sealed first) is appended to the spool file, in
+ * seq order, so the spooled batches are always the oldest unacknowledged ones
+ * and the sender sends them (read back from the file) before the batches in
+ * memory. If the agent is reachable, or the spool cannot take them, the record
+ * is refused with TD_ERR_FULL and counted. Only the final RunExit record may
+ * pass the bound, so a full buffer can still end the run cleanly.
  *
- * Threading: every field below `mu` is guarded by it. The sender reads the head
- * batch's bytes without the lock: a sealed batch never changes, and only the
- * sender unlinks and frees it (td_finish frees the rest after joining it).
+ * Threading: every field below `mu` is guarded by it. The sender copies the
+ * head batch into a message without the lock while the batch is `pinned`
+ * (a spill waits for `unpinned` before it takes the head); after that it only
+ * remembers the seq, so a spill may free the batch while its request is in
+ * flight. Only the sender and a spill (both under the lock) unlink batches.
  * The sender never holds the lock across I/O, so recording calls never wait on
  * the agent.
+ *
+ * Other threads of a run, all started with every signal blocked: the replay
+ * thread (spool files of dead processes, spool.c), the console reader
+ * (console.c) and the signal thread (signals.c).
  *
  * Everything here has hidden visibility (the library is built with
  * -fvisibility=hidden); tests reach it by linking the static library.
@@ -68,6 +79,19 @@
 #define TD_RECONNECT_MAX_MS 500
 /* Replies are an Ack or an Error with a short message. */
 #define TD_MAX_REPLY_BYTES ((size_t)64 << 10)
+/* Query replies carry JSON (history pages): bounded, but generously. */
+#define TD_MAX_QUERY_REPLY_BYTES    ((size_t)256 << 20)
+#define TD_DEFAULT_QUERY_TIMEOUT_MS 10000
+/* td_init's resume check and the state-dir lookup must not hold up a
+ * training script for long when the agent is wedged. */
+#define TD_INIT_QUERY_TIMEOUT_MS    2000
+#define TD_DIR_QUERY_TIMEOUT_MS     1000
+#define TD_DEFAULT_MAX_SPOOL_BYTES  ((uint64_t)1 << 30)
+#define TD_DEFAULT_FLUSH_TIMEOUT_MS 30000
+/* How long the signal thread waits for the agent before spooling the rest. */
+#define TD_SIGNAL_FINISH_TIMEOUT_MS 5000
+/* Spool frame header: u32 length, u32 CRC32C of the Request bytes (LE). */
+#define TD_SPOOL_FRAME_HEADER 8u
 
 /* A batch of framed records. The open batch has seq 0. */
 struct td_batch {
@@ -135,11 +159,56 @@ struct td_item_count {
 	size_t maps;
 };
 
+/* This process's spool file (spool.c). Spooled frames are the oldest
+ * unacknowledged batches, in seq order, from read_off to write_off; frames
+ * before read_off are acknowledged. The file is created (and locked) at the
+ * first spill, emptied whenever everything in it is acknowledged, and deleted
+ * at td_finish unless it still holds unacknowledged frames. */
+struct td_spool {
+	bool enabled;
+	char dir[600]; /* <spool_dir>/<agent hash> */
+	char path[700];
+	int fd; /* -1 until the first spill */
+	uint64_t max_bytes;
+	uint64_t write_off, read_off;
+	uint64_t pending_batches, pending_records;
+	/* The frame at read_off, when a spill wrote it into an empty spool (the
+	 * sender may have its batch in flight: see sender.c settle()). */
+	uint64_t first_frame_len;
+	uint32_t first_frame_records;
+	uint64_t records_written; /* ever, for the report */
+	char error[256];          /* why the last spill failed */
+};
+
+/* Replaying spool files left by dead processes (spool.c). */
+struct td_replay {
+	pthread_t thread;
+	bool started;
+	int fds[64];
+	char *paths[64];
+	size_t n;
+	nng_socket sock; /* closed by td_finish to cut a wait short */
+	bool sock_open;
+	pthread_cond_t cond; /* the thread's back-off waits here */
+	bool stop;           /* guarded by the run's mu */
+	bool done;           /* guarded by the run's mu */
+};
+
+struct td_mirror;
+struct td_console;
+struct td_signals;
+
 struct td_run {
 	/* Immutable after td_init. */
 	bool disabled;
 	char run_id[TRACKD_MAX_RUN_ID_BYTES + 1];
 	size_t run_id_len;
+	char entity[TRACKD_MAX_NAME_BYTES + 1];
+	char project[TRACKD_MAX_NAME_BYTES + 1];
+	td_mode mode;
+	td_resume resume;
+	int64_t start_time_us;
+	bool print_footer;
 	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
 	char url[256];
 	size_t max_buffer_bytes;
@@ -151,20 +220,24 @@ struct td_run {
 	bool sender_started;
 
 	pthread_mutex_t mu;
-	pthread_cond_t wake;    /* the sender waits here */
-	pthread_cond_t drained; /* td_finish waits here for acks */
+	pthread_cond_t wake;     /* the sender waits here */
+	pthread_cond_t drained;  /* td_finish waits here for acks */
+	pthread_cond_t unpinned; /* a spill waits here for the sender's copy */
 
 	/* Guarded by mu. */
 	struct td_batch open;
-	struct td_batch *head, *tail; /* sealed, unacknowledged, in seq order */
-	struct td_batch *spare;       /* an acknowledged batch kept for reuse */
+	struct td_batch *head, *tail;  /* sealed, in memory, unacknowledged, in seq order */
+	struct td_batch *spare;        /* an acknowledged batch kept for reuse */
+	const struct td_batch *pinned; /* being copied by the sender */
 	uint64_t next_seq;
+	uint64_t acked_through; /* every seq up to this one is acknowledged */
 	size_t buffered_bytes;
 	size_t reserved;     /* framed bytes of the record being written */
 	bool seal_requested; /* open batch reached batch_bytes */
 	bool finishing;      /* RunExit buffered: seal at once */
 	bool stopping;       /* the sender must exit */
 	bool closed;         /* no more records */
+	bool agent_ok;       /* the last attempt got an answer: no spilling */
 	uint64_t records_logged;
 	uint64_t records_acked;
 	uint64_t records_refused_full;
@@ -172,6 +245,20 @@ struct td_run {
 	char agent_error[256];     /* last non-retryable error from the agent */
 	char transport_error[256]; /* last reason a send attempt failed */
 	struct td_scratch scratch;
+	struct td_spool spool;
+	struct td_replay replay;
+	/* W&B step of the row being built (HistoryRow semantics as the agent's). */
+	int64_t step;
+	bool has_pending;
+	struct td_mirror *mirror; /* what the footer shows */
+	char *state_dir;          /* the agent's, once asked */
+	char *known_dir;          /* resumed run: the dir the agent reported */
+	int finish_owner;         /* 0 none, 1 the application, 2 the signal thread */
+	int pending_signal;       /* arrived while the application was finishing */
+
+	/* Set up in td_init and torn down in td_finish, by one thread. */
+	struct td_console *console;
+	struct td_signals *signals;
 };
 
 /* error.c */
@@ -210,6 +297,9 @@ uint8_t *td_items_record_write(const struct td_scratch *s, const struct td_items
 size_t td_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_time_us);
 int64_t td_wall_us(void);
 int64_t td_mono_ms(void);
+/* pthread_cond_timedwait until a td_mono_ms() deadline (conds use the
+ * monotonic clock). */
+void td_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ms);
 
 /* buffer.c — all with run->mu held. */
 /* Makes room in the open batch for one Record of record_len bytes (framing
@@ -228,10 +318,119 @@ void td_buffer_release_head_locked(struct td_run *run, bool acked);
 uint64_t td_buffer_unacked_records_locked(const struct td_run *run);
 void td_buffer_free_all(struct td_run *run);
 
+/* Makes room for `framed` more bytes by spilling to the spool if the agent is
+ * unreachable (spool.c). TD_OK when there is room now; TD_ERR_FULL otherwise
+ * (not counted here). */
+int td_buffer_make_room_locked(struct td_run *run, size_t framed);
+
 /* sender.c */
 int td_sender_start(struct td_run *run);
 /* Asks the sender to exit, unblocks its I/O by closing the socket, joins it. */
 void td_sender_stop(struct td_run *run);
+/* The outcome of one request carrying a batch. */
+enum td_outcome {
+	TD_ACKED,    /* agent stored the batch (or had already) */
+	TD_REJECTED, /* agent refused it for good: drop and count */
+	TD_RETRY,    /* no answer, connection trouble or a retryable error */
+};
+/* Sends req (consumed in every case) on sock and waits for the ack of seq;
+ * `why` explains any outcome but TD_ACKED; *answered tells whether the agent
+ * replied at all (a retryable error is an answer). */
+enum td_outcome td_exchange(nng_socket sock, const char *url, nng_msg *req, uint64_t seq,
+                            bool *answered, char *why, size_t why_len);
+
+/* spool.c */
+/* Sets up the spool from the options (nothing on disk yet). */
+int td_spool_init(struct td_run *run, const char *dir, size_t max_bytes);
+/* Spills every batch in memory (the open one sealed first) to the spool: with
+ * mu held; waits for the sender's copy if the head is pinned. TD_OK if all of
+ * them went, else TD_ERR_FULL with run->spool.error saying why (what did not
+ * fit stays in memory). */
+int td_spool_spill_locked(struct td_run *run);
+/* Sender: reads the oldest unacknowledged spooled frame into a new request;
+ * *seq and *n_records from its envelope. Without mu (only the sender reads,
+ * and frames before write_off never change). */
+int td_spool_read_head(struct td_run *run, uint64_t off, nng_msg **req, uint64_t *seq,
+                       uint32_t *n_records, uint64_t *frame_len);
+/* Sender, with mu: the head frame was acknowledged or refused. */
+void td_spool_pop_locked(struct td_run *run, uint64_t frame_len, uint32_t n_records, bool acked);
+/* Sender, with mu: the head frame cannot be read back (the file is damaged):
+ * every spooled record is counted as lost and the spool starts over. */
+void td_spool_discard_locked(struct td_run *run, const char *why);
+/* td_finish, after the sender stopped: deletes an empty spool file, or syncs
+ * and closes one that still holds frames (the lock goes with the close). */
+void td_spool_close(struct td_run *run);
+/* td_init: finds spool files of dead processes and starts the replay thread. */
+int td_replay_start(struct td_run *run);
+/* Asks the replay thread to stop and joins it (the files it did not finish
+ * stay for the next client). */
+void td_replay_stop(struct td_run *run);
+/* The default spool dir into buf. */
+int td_spool_default_dir(char *buf, size_t len);
+
+/* query.c — synchronous requests for the cold paths */
+/* options.socket_url / given, else $TRACKD_SOCKET, else the agent's default. */
+int td_resolve_url(const char *given, char *url, size_t len);
+/* One request/reply on a fresh connection. *out is freed with
+ * trackd__v1__reply__free_unpacked. TD_ERR_TRANSPORT if no agent answers. */
+int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,
+                  Trackd__V1__Reply **out);
+/* td_query_agent with a resolved url. */
+int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **json_out);
+/* td_init's resume rules (see trackd.h); may set run->known_dir. */
+int td_check_resume(struct td_run *run, bool explicit_id);
+/* The value of "key" in the object at "outer" of a JSON document, if it is a
+ * string: malloc'd, unescaped; NULL otherwise. */
+char *td_json_lookup_string(const char *json, const char *outer, const char *key);
+
+/* A growable string for JSON and footer text. On allocation failure it
+ * remembers the failure and ignores further appends. */
+struct td_str {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+void td_str_put(struct td_str *s, const char *p, size_t n);
+void td_str_puts(struct td_str *s, const char *p);
+void td_str_printf(struct td_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void td_str_json(struct td_str *s, const char *text); /* a JSON string literal */
+/* snprintf-style copy of text into buf; returns its length (or -ENOMEM style
+ * TD_ERR_NOMEM if the string failed). */
+int td_str_copy_out(const struct td_str *s, char *buf, size_t len);
+
+/* mirror.c — what this process logged, for the footer (with mu held) */
+int td_mirror_new(struct td_run *run);
+void td_mirror_free(struct td_mirror *m);
+/* One accepted history row at `step` (before td_log moves the step). Uses the
+ * key lengths td_items_record_measure left in run->scratch for this row. */
+void td_mirror_row_locked(struct td_run *run, const td_item *items, size_t n, int64_t step,
+                          bool commit);
+void td_mirror_summary_locked(struct td_run *run, const td_item *items, size_t n);
+void td_mirror_define_locked(struct td_run *run, const char *name, td_metric_summary summary);
+/* The pending row counts as committed (finish, or a larger step). */
+void td_mirror_commit_locked(struct td_run *run, int64_t step);
+/* Renders history and summary plus trailer lines into *out (malloc'd). */
+int td_mirror_render_locked(struct td_run *run, const char *const *trailer, size_t n_trailer,
+                            char **out, size_t *out_len);
+
+/* console.c */
+int td_console_start(struct td_run *run);
+/* Restores fds 1 and 2, drains what the pipes hold into the run, joins. */
+void td_console_stop(struct td_run *run);
+
+/* signals.c */
+int td_signals_install(struct td_run *run);
+/* Restores the previous handlers and joins the signal thread. Not from the
+ * signal thread. */
+void td_signals_uninstall(struct td_run *run);
+
+/* run.c — the end of a run, shared by td_finish_reason and the signal thread:
+ * console lines, RunExit, the wait for acks, the spool, the report and the
+ * footer. It never frees the run: td_finish_reason does that afterwards, the
+ * signal thread never (the process is about to die, and the application may
+ * still hold the pointer). */
+int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int timeout_ms,
+               td_finish_report *report);
 
 /* Test hook (static library only): bytes counted against max_buffer_bytes. */
 size_t td_internal_buffered_bytes(td_run *run);

@@ -1,15 +1,26 @@
 /*
  * run.c — the public API: a run's lifecycle (td_init … td_finish) and the
  * recording calls. Recording calls validate without the lock, then encode
- * straight into the open batch under it; nothing here does I/O except td_init (socket set-up, never
- * waiting for the agent) and td_finish (waiting for acks).
+ * straight into the open batch under it; they do no I/O unless the agent is
+ * away and the buffer full (spool.c). td_init sets up the socket (never
+ * waiting for the agent) and asks the agent only for the resume check;
+ * td_finish waits for acks, spools the rest and prints the footer.
+ *
+ * History steps follow the agent's rules (agent/runs/run.h) so the client can
+ * refuse a row the agent would drop: `step` is the step of the row being
+ * built; a commit moves it on by one; an explicit larger step commits the
+ * pending row first; an explicit smaller one is refused.
  */
 #include <errno.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+
+#include "footer.h"
 
 #include "internal.h"
 
@@ -21,6 +32,8 @@ void td_run_options_init(td_run_options *opts)
 	opts->max_buffer_bytes = TD_DEFAULT_MAX_BUFFER_BYTES;
 	opts->batch_bytes = TD_DEFAULT_BATCH_BYTES;
 	opts->flush_interval_ms = TD_DEFAULT_FLUSH_INTERVAL_MS;
+	opts->print_footer = true;
+	opts->max_spool_bytes = (size_t)TD_DEFAULT_MAX_SPOOL_BYTES;
 }
 
 static int fill_random(void *buf, size_t n)
@@ -122,39 +135,21 @@ static int check_options(const td_run_options *o, struct td_item_count *config_c
 	return td_check_items("td_init: config", o->config, o->n_config, config_count);
 }
 
-/* options.socket_url, else $TRACKD_SOCKET, else the agent's default path. */
-static int resolve_url(const td_run_options *o, char *url, size_t len)
-{
-	const char *u = o->socket_url;
-	int n;
-
-	if (u == NULL || *u == '\0')
-		u = getenv("TRACKD_SOCKET");
-	if (u != NULL && *u != '\0') {
-		n = snprintf(url, len, "%s", u);
-	} else if (geteuid() == 0) {
-		n = snprintf(url, len, "ipc:///run/trackd/trackd.sock");
-	} else {
-		/* Without XDG_RUNTIME_DIR the agent falls back to /tmp/trackd-<uid>. */
-		const char *xdg = getenv("XDG_RUNTIME_DIR");
-		if (xdg != NULL && *xdg == '/')
-			n = snprintf(url, len, "ipc://%s/trackd/trackd.sock", xdg);
-		else
-			n = snprintf(url, len, "ipc:///tmp/trackd-%u/trackd.sock",
-			             (unsigned)geteuid());
-	}
-	if (n < 0 || (size_t)n >= len)
-		return td_fail(TD_ERR_INVALID, "td_init: agent address longer than %zu bytes",
-		               len - 1);
-	return TD_OK;
-}
-
 static void run_free(struct td_run *run)
 {
 	if (!run->disabled) {
+		td_signals_uninstall(run);
+		td_console_stop(run);
 		td_sender_stop(run);
+		td_replay_stop(run);
+		td_spool_close(run);
 		td_buffer_free_all(run);
 		td_scratch_fini(&run->scratch);
+		td_mirror_free(run->mirror);
+		free(run->state_dir);
+		free(run->known_dir);
+		pthread_cond_destroy(&run->replay.cond);
+		pthread_cond_destroy(&run->unpinned);
 		pthread_cond_destroy(&run->drained);
 		pthread_cond_destroy(&run->wake);
 		pthread_mutex_destroy(&run->mu);
@@ -173,8 +168,24 @@ static int sync_init(struct td_run *run)
 	pthread_mutex_init(&run->mu, NULL);
 	pthread_cond_init(&run->wake, &attr);
 	pthread_cond_init(&run->drained, &attr);
+	pthread_cond_init(&run->unpinned, &attr);
+	pthread_cond_init(&run->replay.cond, &attr);
 	pthread_condattr_destroy(&attr);
 	return TD_OK;
+}
+
+/* Who the run belongs to when the caller does not say: the login name of the
+ * effective uid (the agent's local sink does the same for an empty entity). */
+static void default_entity(char *out, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+
+	if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &res) == 0 && res != NULL &&
+	    td_utf8_valid(res->pw_name, strlen(res->pw_name)))
+		snprintf(out, len, "%s", res->pw_name);
+	else
+		snprintf(out, len, "uid%u", (unsigned)geteuid());
 }
 
 static int buffer_run_start(struct td_run *run, const td_run_options *o,
@@ -194,8 +205,8 @@ static int buffer_run_start(struct td_run *run, const td_run_options *o,
 		host[0] = '\0';
 
 	/* protobuf-c wants char *; it only reads these. */
-	start.project = (char *)(o->project ? o->project : "uncategorized");
-	start.entity = (char *)o->entity;
+	start.project = run->project;
+	start.entity = run->entity;
 	start.display_name = (char *)o->display_name;
 	start.notes = (char *)o->notes;
 	start.group = (char *)o->group;
@@ -206,7 +217,7 @@ static int buffer_run_start(struct td_run *run, const td_run_options *o,
 	start.has_pid = true;
 	start.pid = (int32_t)getpid();
 	start.has_start_time_us = true;
-	start.start_time_us = td_wall_us();
+	start.start_time_us = run->start_time_us;
 	start.has_mode = true;
 	start.mode = o->mode == TD_MODE_OFFLINE ? TRACKD__V1__RUN_MODE__RUN_MODE_OFFLINE
 	                                        : TRACKD__V1__RUN_MODE__RUN_MODE_ONLINE;
@@ -248,6 +259,7 @@ int td_init(const td_run_options *opts, td_run **out)
 		return td_fail(TD_ERR_INVALID, "td_init: unknown mode %d", (int)opts->mode);
 	if ((run = calloc(1, sizeof(*run))) == NULL)
 		return td_fail(TD_ERR_NOMEM, "td_init: out of memory");
+	run->spool.fd = -1;
 	if ((rc = set_run_id(run, opts->run_id)) != TD_OK) {
 		free(run);
 		return rc;
@@ -260,7 +272,7 @@ int td_init(const td_run_options *opts, td_run **out)
 	}
 
 	if ((rc = check_options(opts, &config_count)) != TD_OK ||
-	    (rc = resolve_url(opts, run->url, sizeof(run->url))) != TD_OK ||
+	    (rc = td_resolve_url(opts->socket_url, run->url, sizeof(run->url))) != TD_OK ||
 	    (rc = fill_random(run->session_id, sizeof(run->session_id))) != TD_OK) {
 		free(run);
 		return rc;
@@ -277,12 +289,31 @@ int td_init(const td_run_options *opts, td_run **out)
 	run->flush_interval_ms =
 	    opts->flush_interval_ms ? opts->flush_interval_ms : TD_DEFAULT_FLUSH_INTERVAL_MS;
 	run->next_seq = 1;
+	run->mode = opts->mode;
+	run->resume = opts->resume;
+	run->print_footer = opts->print_footer;
+	run->start_time_us = td_wall_us();
+	snprintf(run->project, sizeof(run->project), "%s",
+	         opts->project ? opts->project : "uncategorized");
+	if (opts->entity != NULL && opts->entity[0] != '\0')
+		snprintf(run->entity, sizeof(run->entity), "%s", opts->entity);
+	else
+		default_entity(run->entity, sizeof(run->entity));
 
-	/* RunStart goes in before the sender starts, so it leads the first batch. */
-	if ((rc = buffer_run_start(run, opts, &config_count)) != TD_OK ||
-	    (rc = td_sender_start(run)) != TD_OK) {
+	/* The resume check asks the agent before anything is buffered, and the
+	 * sender starts last, so a run that fails to start leaves no trace at
+	 * the agent. RunStart goes in first, ahead of captured console lines. */
+	if ((rc = td_spool_init(run, opts->spool_dir, opts->max_spool_bytes)) != TD_OK ||
+	    (rc = td_mirror_new(run)) != TD_OK ||
+	    (rc = td_check_resume(run, opts->run_id != NULL)) != TD_OK ||
+	    (rc = buffer_run_start(run, opts, &config_count)) != TD_OK ||
+	    (opts->capture_console && (rc = td_console_start(run)) != TD_OK) ||
+	    (opts->handle_signals && (rc = td_signals_install(run)) != TD_OK) ||
+	    (rc = td_sender_start(run)) != TD_OK || (rc = td_replay_start(run)) != TD_OK) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", td_last_error());
 		run_free(run);
-		return rc;
+		return td_fail(rc, "%s", why);
 	}
 	*out = run;
 	return TD_OK;
@@ -311,9 +342,35 @@ static int lock_for_record(struct td_run *run, const char *what, const struct td
 	return TD_OK;
 }
 
+/* A history row's step and commit, for the step rules. */
+struct history_ctx {
+	int64_t step;
+	bool commit;
+};
+
+/* With the lock, after a row was buffered: moves the step as the agent will,
+ * and feeds the footer's mirror. */
+static void advance_step_locked(struct td_run *run, const td_item *items, size_t n,
+                                const struct history_ctx *h)
+{
+	if (h->step != TD_STEP_AUTO && h->step > run->step) {
+		if (run->has_pending)
+			td_mirror_commit_locked(run, run->step);
+		run->step = h->step;
+	}
+	td_mirror_row_locked(run, items, n, run->step, h->commit);
+	if (h->commit) {
+		run->step++;
+		run->has_pending = false;
+	} else {
+		run->has_pending = true;
+	}
+}
+
 /* The hot path shared by td_log, td_summary_update and td_config_update:
  * validate without the lock, then measure, reserve and write under it. */
-static int record_items(struct td_run *run, const char *what, struct td_items_record *r)
+static int record_items(struct td_run *run, const char *what, struct td_items_record *r,
+                        const struct history_ctx *h)
 {
 	struct td_item_count count;
 	uint8_t *dst;
@@ -325,10 +382,24 @@ static int record_items(struct td_run *run, const char *what, struct td_items_re
 	r->run_id_len = run->run_id_len;
 	if ((rc = lock_for_record(run, what, &count)) != TD_OK)
 		return rc;
+	if (h != NULL && h->step != TD_STEP_AUTO && h->step < run->step) {
+		long long cur = (long long)run->step;
+		pthread_mutex_unlock(&run->mu);
+		/* After unlocking: with console capture, stderr is a pipe whose
+		 * reader records lines under this lock. */
+		fprintf(stderr, "trackd: step %lld < current step %lld; row dropped\n",
+		        (long long)h->step, cur);
+		return td_fail(TD_ERR_INVALID, "td_log: step %lld < current step %lld; row dropped",
+		               (long long)h->step, cur);
+	}
 	size_t len = td_items_record_measure(&run->scratch, r);
 	if ((rc = td_buffer_reserve_locked(run, len, false, &dst)) == TD_OK) {
 		td_items_record_write(&run->scratch, r, dst);
 		td_buffer_commit_locked(run);
+		if (h != NULL)
+			advance_step_locked(run, r->items, r->n, h);
+		else if (r->body_key == TD_KEY_RECORD_SUMMARY)
+			td_mirror_summary_locked(run, r->items, r->n);
 	}
 	pthread_mutex_unlock(&run->mu);
 	return rc;
@@ -354,7 +425,8 @@ int td_log(td_run *run, const td_item *items, size_t n, int64_t step, bool commi
 	    .items = items,
 	    .n = n,
 	};
-	return record_items(run, "td_log", &r);
+	struct history_ctx h = {.step = step, .commit = commit};
+	return record_items(run, "td_log", &r, &h);
 }
 
 int td_summary_update(td_run *run, const td_item *items, size_t n)
@@ -369,7 +441,7 @@ int td_summary_update(td_run *run, const td_item *items, size_t n)
 	    .items = items,
 	    .n = n,
 	};
-	return record_items(run, "td_summary_update", &r);
+	return record_items(run, "td_summary_update", &r, NULL);
 }
 
 int td_config_update(td_run *run, const td_item *items, size_t n)
@@ -384,7 +456,7 @@ int td_config_update(td_run *run, const td_item *items, size_t n)
 	    .items = items,
 	    .n = n,
 	};
-	return record_items(run, "td_config_update", &r);
+	return record_items(run, "td_config_update", &r, NULL);
 }
 
 int td_output(td_run *run, bool is_stderr, const char *text)
@@ -419,7 +491,150 @@ int td_output(td_run *run, bool is_stderr, const char *text)
 	return rc;
 }
 
-int td_finish(td_run *run, int exit_code, int timeout_ms, td_finish_report *report)
+/* Appends a cold record built with protobuf-c (lock taken here). */
+static int record_message(struct td_run *run, const char *what, Trackd__V1__Record *rec)
+{
+	int rc;
+
+	rec->run_id = run->run_id;
+	if ((rc = lock_for_record(run, what, NULL)) != TD_OK)
+		return rc;
+	rc = td_buffer_append_locked(run, &rec->base, false);
+	return rc; /* still locked: the caller updates the mirror, then unlocks */
+}
+
+int td_define_metric(td_run *run, const char *name, td_metric_summary summary)
+{
+	Trackd__V1__DefineMetric dm = TRACKD__V1__DEFINE_METRIC__INIT;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	int rc;
+
+	if (run == NULL)
+		return td_fail(TD_ERR_INVALID, "td_define_metric: run is NULL");
+	if (run->disabled)
+		return TD_OK;
+	if (name == NULL)
+		return td_fail(TD_ERR_INVALID, "td_define_metric: name is NULL");
+	if ((rc = td_check_text("td_define_metric: name", name, TRACKD_DEFAULT_MAX_KEY_BYTES,
+	                        true)) != TD_OK)
+		return rc;
+	if ((unsigned)summary > TD_SUMMARY_NONE)
+		return td_fail(TD_ERR_INVALID, "td_define_metric: unknown summary %d",
+		               (int)summary);
+
+	dm.name = (char *)name;
+	dm.has_summary = true;
+	dm.summary = (Trackd__V1__MetricSummary)summary;
+	rec.body_case = TRACKD__V1__RECORD__BODY_DEFINE_METRIC;
+	rec.define_metric = &dm;
+	rc = record_message(run, "td_define_metric", &rec);
+	if (rc == TD_ERR_CLOSED)
+		return rc;
+	if (rc == TD_OK)
+		td_mirror_define_locked(run, name, summary);
+	pthread_mutex_unlock(&run->mu);
+	return rc;
+}
+
+int td_set_name(td_run *run, const char *display_name)
+{
+	Trackd__V1__RunRename rn = TRACKD__V1__RUN_RENAME__INIT;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	int rc;
+
+	if (run == NULL)
+		return td_fail(TD_ERR_INVALID, "td_set_name: run is NULL");
+	if (run->disabled)
+		return TD_OK;
+	if (display_name == NULL)
+		return td_fail(TD_ERR_INVALID, "td_set_name: display_name is NULL");
+	if ((rc = td_check_text("td_set_name: display_name", display_name, TRACKD_MAX_NAME_BYTES,
+	                        true)) != TD_OK)
+		return rc;
+	rn.display_name = (char *)display_name;
+	rec.body_case = TRACKD__V1__RECORD__BODY_RENAME;
+	rec.rename = &rn;
+	rc = record_message(run, "td_set_name", &rec);
+	if (rc == TD_ERR_CLOSED)
+		return rc;
+	pthread_mutex_unlock(&run->mu);
+	return rc;
+}
+
+/* The trailer lines under the footer: where the run is and how to look. */
+static int footer_text(struct td_run *run, char **out, size_t *out_len)
+{
+	char dir[4096];
+	struct td_str data = {0}, view = {0};
+	const char *trailer[2];
+	size_t n = 0;
+	int rc;
+
+	/* Asking the agent happens without the lock. */
+	int dir_len = td_run_dir(run, dir, sizeof(dir));
+	if (dir_len > 0 && (size_t)dir_len < sizeof(dir)) {
+		td_str_printf(&data, "Run data: %s", dir);
+		if (!data.failed)
+			trailer[n++] = data.p;
+	}
+	if (run->mode == TD_MODE_OFFLINE)
+		td_str_printf(&view, "Offline run; upload it later with: trackctl sync %s",
+		              run->run_id);
+	else
+		td_str_printf(&view, "View it: trackctl show %s/%s/%s", run->entity, run->project,
+		              run->run_id);
+	if (!view.failed)
+		trailer[n++] = view.p;
+	pthread_mutex_lock(&run->mu);
+	rc = td_mirror_render_locked(run, trailer, n, out, out_len);
+	pthread_mutex_unlock(&run->mu);
+	free(data.p);
+	free(view.p);
+	return rc;
+}
+
+int td_footer(td_run *run, char *buf, size_t len)
+{
+	char *text;
+	size_t text_len;
+	int rc;
+
+	if (run == NULL)
+		return td_fail(TD_ERR_INVALID, "td_footer: run is NULL");
+	if (run->disabled) {
+		if (buf != NULL && len > 0)
+			buf[0] = '\0';
+		return 0;
+	}
+	if ((rc = footer_text(run, &text, &text_len)) != TD_OK)
+		return rc;
+	struct td_str s = {.p = text, .len = text_len, .cap = text_len + 1};
+	rc = td_str_copy_out(&s, buf, len);
+	free(text);
+	return rc;
+}
+
+/* What td_finish tells the user beside the footer when not everything made it. */
+static void print_delivery_warning(const struct td_run *run, const td_finish_report *rep)
+{
+	uint64_t lost = rep->records_unacked - rep->records_spooled;
+
+	if (rep->records_spooled > 0)
+		fprintf(stderr,
+		        "trackd: %llu records are not with the agent yet; they are safe in %s and "
+		        "go out with the next run or `trackctl spool flush`\n",
+		        (unsigned long long)rep->records_spooled, run->spool.path);
+	if (lost > 0 || rep->records_refused_full > 0 || rep->records_rejected > 0)
+		fprintf(stderr,
+		        "trackd: records lost: %llu undelivered, %llu refused (buffer full), %llu "
+		        "refused by the agent%s%s\n",
+		        (unsigned long long)lost, (unsigned long long)rep->records_refused_full,
+		        (unsigned long long)rep->records_rejected, rep->last_error[0] ? ": " : "",
+		        rep->last_error);
+}
+
+int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int timeout_ms,
+               td_finish_report *report)
 {
 	td_finish_report rep;
 	Trackd__V1__RunExit ex = TRACKD__V1__RUN_EXIT__INIT;
@@ -427,21 +642,18 @@ int td_finish(td_run *run, int exit_code, int timeout_ms, td_finish_report *repo
 	int exit_rc, rc;
 
 	memset(&rep, 0, sizeof(rep));
-	if (report != NULL)
-		*report = rep;
-	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_finish: run is NULL");
-	if (run->disabled) {
-		run_free(run);
-		return TD_OK;
-	}
 	if (timeout_ms < 0)
 		timeout_ms = TD_DEFAULT_FINISH_TIMEOUT_MS;
+	int64_t deadline = td_mono_ms() + timeout_ms;
+
+	/* Console lines written before the end belong before the exit record. */
+	td_console_stop(run);
 
 	ex.has_exit_code = true;
 	ex.exit_code = exit_code;
 	ex.has_reason = true;
-	ex.reason = TRACKD__V1__EXIT_REASON__EXIT_FINISHED;
+	ex.reason = reason == TD_EXIT_KILLED ? TRACKD__V1__EXIT_REASON__EXIT_KILLED
+	                                     : TRACKD__V1__EXIT_REASON__EXIT_FINISHED;
 	ex.has_client_time_us = true;
 	ex.client_time_us = td_wall_us();
 	rec.run_id = run->run_id;
@@ -454,23 +666,36 @@ int td_finish(td_run *run, int exit_code, int timeout_ms, td_finish_report *repo
 	exit_rc = td_buffer_append_locked(run, &rec.base, true);
 	run->closed = true;
 	run->finishing = true;
-	pthread_cond_signal(&run->wake);
-	int64_t deadline = td_mono_ms() + timeout_ms;
-	while ((run->open.n_records > 0 || run->head != NULL) && td_mono_ms() < deadline) {
-		struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
-		                      .tv_nsec = (long)(deadline % 1000) * 1000000};
-		pthread_cond_timedwait(&run->drained, &run->mu, &ts);
+	/* The agent commits a pending row at the end as well. */
+	if (run->has_pending) {
+		td_mirror_commit_locked(run, run->step);
+		run->has_pending = false;
 	}
+	pthread_cond_signal(&run->wake);
+	while ((run->open.n_records > 0 || run->head != NULL || run->spool.pending_batches > 0 ||
+	        !run->replay.done) &&
+	       td_mono_ms() < deadline)
+		td_wait_until(&run->drained, &run->mu, deadline);
 	pthread_mutex_unlock(&run->mu);
 
 	td_sender_stop(run);
+	td_replay_stop(run);
 
-	/* The sender is gone: the counters are final. */
+	/* Whatever the agent has not acknowledged goes to the spool, so a client
+	 * whose agent never came up loses nothing. */
+	pthread_mutex_lock(&run->mu);
+	if (run->open.n_records > 0 || run->head != NULL)
+		(void)td_spool_spill_locked(run);
+	pthread_mutex_unlock(&run->mu);
+	td_spool_close(run);
+
+	/* The threads are gone: the counters are final. */
 	rep.records_logged = run->records_logged;
 	rep.records_acked = run->records_acked;
 	rep.records_unacked = td_buffer_unacked_records_locked(run);
 	rep.records_refused_full = run->records_refused_full;
 	rep.records_rejected = run->records_rejected;
+	rep.records_spooled = run->spool.pending_records;
 	if (rep.records_rejected > 0)
 		snprintf(rep.last_error, sizeof(rep.last_error), "%s", run->agent_error);
 	else if (rep.records_unacked > 0)
@@ -480,15 +705,85 @@ int td_finish(td_run *run, int exit_code, int timeout_ms, td_finish_report *repo
 		rc = td_fail(TD_ERR_REJECTED, "td_finish: the agent refused %llu records: %s",
 		             (unsigned long long)rep.records_rejected, rep.last_error);
 	} else if (rep.records_unacked > 0) {
+		char spooled[80] = "";
+		if (rep.records_spooled > 0)
+			snprintf(spooled, sizeof(spooled),
+			         " (%llu of them spooled for later delivery)",
+			         (unsigned long long)rep.records_spooled);
 		rc = td_fail(TD_ERR_TIMEOUT,
-		             "td_finish: %llu records not acknowledged within %d ms%s%s",
-		             (unsigned long long)rep.records_unacked, timeout_ms,
+		             "td_finish: %llu records not acknowledged within %d ms%s%s%s",
+		             (unsigned long long)rep.records_unacked, timeout_ms, spooled,
 		             rep.last_error[0] ? ": " : "", rep.last_error);
 	} else {
 		rc = exit_rc;
 	}
+
+	if (run->print_footer) {
+		char detail[256];
+		char *text = NULL;
+		size_t len = 0;
+		snprintf(detail, sizeof(detail), "%s", td_last_error());
+		if (footer_text(run, &text, &len) == TD_OK && len > 0)
+			fwrite(text, 1, len, stderr);
+		free(text);
+		print_delivery_warning(run, &rep);
+		fflush(stderr);
+		td_fail(rc, "%s", detail); /* the footer's lookups must not hide it */
+	}
 	if (report != NULL)
 		*report = rep;
-	run_free(run);
 	return rc;
+}
+
+int td_finish_reason(td_run *run, int exit_code, td_exit_reason reason, int timeout_ms,
+                     td_finish_report *report)
+{
+	if (report != NULL)
+		memset(report, 0, sizeof(*report));
+	if (run == NULL)
+		return td_fail(TD_ERR_INVALID, "td_finish: run is NULL");
+	if (run->disabled) {
+		run_free(run);
+		return TD_OK;
+	}
+	if ((unsigned)reason > TD_EXIT_KILLED)
+		return td_fail(TD_ERR_INVALID, "td_finish: unknown exit reason %d", (int)reason);
+
+	pthread_mutex_lock(&run->mu);
+	if (run->finish_owner == 2) {
+		/* The signal thread is ending the run and then the process. */
+		pthread_mutex_unlock(&run->mu);
+		for (;;)
+			pause();
+	}
+	if (run->finish_owner != 0) {
+		pthread_mutex_unlock(&run->mu);
+		return td_fail(TD_ERR_CLOSED, "td_finish: the run is already finishing");
+	}
+	run->finish_owner = 1;
+	pthread_mutex_unlock(&run->mu);
+
+	td_signals_uninstall(run);
+	int rc = td_run_end(run, exit_code, reason, timeout_ms, report);
+	int sig = run->pending_signal;
+	run_free(run);
+	if (sig != 0) {
+		/* A SIGTERM/SIGINT came while we were finishing: it still kills. */
+		signal(sig, SIG_DFL);
+		raise(sig);
+	}
+	return rc;
+}
+
+int td_finish(td_run *run, int exit_code, int timeout_ms, td_finish_report *report)
+{
+	return td_finish_reason(run, exit_code, TD_EXIT_FINISHED, timeout_ms, report);
+}
+
+size_t td_internal_buffered_bytes(td_run *run)
+{
+	pthread_mutex_lock(&run->mu);
+	size_t n = run->buffered_bytes;
+	pthread_mutex_unlock(&run->mu);
+	return n;
 }

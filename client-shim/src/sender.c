@@ -1,8 +1,9 @@
 /*
  * sender.c — the thread that ships sealed batches to the agent.
  *
- * One request is in flight at a time, always the oldest unacknowledged batch,
- * so the agent sees seqs in order. A timeout or connection error resends the
+ * One request is in flight at a time, always the oldest unacknowledged batch
+ * (spooled batches first: they are the oldest), so the agent sees seqs in
+ * order. A timeout or connection error resends the
  * same batch (same seq; the agent acknowledges a duplicate without appending
  * it again) after a capped backoff. To pipeline later, give each in-flight
  * batch its own nng_ctx and keep a window of batches past `head`; the buffer
@@ -16,12 +17,6 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "internal.h"
-
-enum outcome {
-	ACKED,    /* agent stored the batch (or had already) */
-	REJECTED, /* agent refused it for good: drop and count */
-	RETRY,    /* no answer, connection trouble or a retryable error */
-};
 
 /* Messages may be cut to fit; they are for people, not for parsing. */
 __attribute__((format(printf, 3, 4))) static void explain(char *why, size_t len, const char *fmt,
@@ -42,60 +37,48 @@ static const char *error_code_name(Trackd__V1__ErrorCode code)
 	return v ? v->name : "ERROR_UNKNOWN";
 }
 
-/* Sends batch b and waits for the reply; `why` explains any outcome but ACKED.
- * Runs without the lock: b is sealed and only this thread frees it. */
-static enum outcome exchange(struct td_run *run, const struct td_batch *b, char *why,
-                             size_t why_len)
+enum td_outcome td_exchange(nng_socket sock, const char *url, nng_msg *req, uint64_t seq,
+                            bool *answered, char *why, size_t why_len)
 {
-	uint8_t envelope[TD_ENVELOPE_MAX];
-	size_t env_len = td_envelope_put(envelope, run->session_id, b->seq, b->len);
-	nng_msg *req, *rep;
+	nng_msg *rep;
 	int rv;
 
-	if ((rv = nng_msg_alloc(&req, env_len + b->len)) != 0) {
-		explain(why, why_len, "cannot allocate a %zu-byte request: %s", env_len + b->len,
-		        nng_strerror(rv));
-		return RETRY;
-	}
-	uint8_t *body = nng_msg_body(req);
-	memcpy(body, envelope, env_len);
-	memcpy(body + env_len, b->data, b->len);
-
-	if ((rv = nng_sendmsg(run->sock, req, 0)) != 0) {
+	*answered = false;
+	if ((rv = nng_sendmsg(sock, req, 0)) != 0) {
 		nng_msg_free(req); /* still ours when sending failed */
-		explain(why, why_len, "agent at %s not reachable: %s", run->url,
+		explain(why, why_len, "agent at %s not reachable: %s", url,
 		        rv == NNG_ETIMEDOUT ? "no connection" : nng_strerror(rv));
-		return RETRY;
+		return TD_RETRY;
 	}
-	if ((rv = nng_recvmsg(run->sock, &rep, 0)) != 0) {
-		explain(why, why_len, "no reply from the agent at %s: %s", run->url,
-		        nng_strerror(rv));
-		return RETRY;
+	if ((rv = nng_recvmsg(sock, &rep, 0)) != 0) {
+		explain(why, why_len, "no reply from the agent at %s: %s", url, nng_strerror(rv));
+		return TD_RETRY;
 	}
 
 	Trackd__V1__Reply *reply =
 	    trackd__v1__reply__unpack(NULL, nng_msg_len(rep), (const uint8_t *)nng_msg_body(rep));
 	nng_msg_free(rep);
 	if (reply == NULL) {
-		explain(why, why_len, "undecodable reply from the agent at %s", run->url);
-		return RETRY;
+		explain(why, why_len, "undecodable reply from the agent at %s", url);
+		return TD_RETRY;
 	}
+	*answered = true;
 
-	enum outcome out = RETRY;
+	enum td_outcome out = TD_RETRY;
 	switch (reply->body_case) {
 	case TRACKD__V1__REPLY__BODY_ACK:
-		if (reply->ack->has_seq && reply->ack->seq == b->seq) {
-			out = ACKED;
+		if (reply->ack->has_seq && reply->ack->seq == seq) {
+			out = TD_ACKED;
 		} else {
 			explain(why, why_len, "agent acknowledged seq %llu, expected %llu",
-			        (unsigned long long)reply->ack->seq, (unsigned long long)b->seq);
+			        (unsigned long long)reply->ack->seq, (unsigned long long)seq);
 		}
 		break;
 	case TRACKD__V1__REPLY__BODY_ERROR: {
 		const Trackd__V1__Error *e = reply->error;
 		explain(why, why_len, "%s: %s", error_code_name(e->code),
 		        e->message ? e->message : "(no message)");
-		out = e->retryable ? RETRY : REJECTED;
+		out = e->retryable ? TD_RETRY : TD_REJECTED;
 		break;
 	}
 	default:
@@ -107,14 +90,88 @@ static enum outcome exchange(struct td_run *run, const struct td_batch *b, char 
 	return out;
 }
 
-static void wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ms)
+/* Builds the request for memory batch b: the hand-built envelope, then the
+ * records, copied while b is pinned (a spill waits for the copy). */
+static int memory_request(struct td_run *run, struct td_batch *b, nng_msg **req)
 {
-	struct timespec ts = {
-	    .tv_sec = (time_t)(deadline_ms / 1000),
-	    .tv_nsec = (long)(deadline_ms % 1000) * 1000000,
-	};
+	uint8_t envelope[TD_ENVELOPE_MAX];
+	uint64_t seq = b->seq;
+	size_t len = b->len;
+	int rv;
 
-	pthread_cond_timedwait(cond, mu, &ts);
+	run->pinned = b;
+	pthread_mutex_unlock(&run->mu);
+	size_t env_len = td_envelope_put(envelope, run->session_id, seq, len);
+	if ((rv = nng_msg_alloc(req, env_len + len)) == 0) {
+		uint8_t *body = nng_msg_body(*req);
+		memcpy(body, envelope, env_len);
+		memcpy(body + env_len, b->data, len);
+	}
+	pthread_mutex_lock(&run->mu);
+	run->pinned = NULL;
+	pthread_cond_broadcast(&run->unpinned);
+	if (rv != 0) {
+		snprintf(run->transport_error, sizeof(run->transport_error),
+		         "cannot allocate a %zu-byte request: %s", env_len + len, nng_strerror(rv));
+		return TD_ERR_NOMEM;
+	}
+	return TD_OK;
+}
+
+/* What is being sent: the oldest unacknowledged batch, from the spool or from
+ * memory. */
+struct attempt {
+	uint64_t seq;
+	bool spooled;
+	uint32_t n_records; /* spooled */
+	uint64_t frame_len; /* spooled */
+};
+
+/* With the lock: prepares a request for the oldest unacknowledged batch. */
+static int next_request(struct td_run *run, nng_msg **req, struct attempt *a)
+{
+	if (run->spool.pending_batches > 0) {
+		uint64_t off = run->spool.read_off;
+		int rc;
+
+		/* Frames before write_off never change and only this thread
+		 * moves read_off or empties the file: read without the lock. */
+		pthread_mutex_unlock(&run->mu);
+		rc = td_spool_read_head(run, off, req, &a->seq, &a->n_records, &a->frame_len);
+		pthread_mutex_lock(&run->mu);
+		if (rc != TD_OK)
+			return rc;
+		a->spooled = true;
+		return TD_OK;
+	}
+	a->spooled = false;
+	a->seq = run->head->seq;
+	return memory_request(run, run->head, req);
+}
+
+/* With the lock: the agent answered `out` for attempt a. The batch may have
+ * moved to the spool while its request was in flight; it is still the oldest
+ * unacknowledged one, so it is wherever the oldest is now. */
+static void settle(struct td_run *run, const struct attempt *a, enum td_outcome out)
+{
+	bool acked = out == TD_ACKED;
+
+	if (a->seq != run->acked_through + 1)
+		return; /* cannot happen: one request at a time, in seq order */
+	run->acked_through = a->seq;
+	if (run->spool.pending_batches > 0) {
+		if (a->spooled) {
+			td_spool_pop_locked(run, a->frame_len, a->n_records, acked);
+		} else {
+			/* Spilled during the exchange: it was the oldest batch, so
+			 * its frame went first into an empty spool, which noted it. */
+			td_spool_pop_locked(run, run->spool.first_frame_len,
+			                    run->spool.first_frame_records, acked);
+		}
+	} else {
+		td_buffer_release_head_locked(run, acked);
+	}
+	pthread_cond_broadcast(&run->drained);
 }
 
 static void *sender_main(void *arg)
@@ -128,33 +185,53 @@ static void *sender_main(void *arg)
 	pthread_mutex_lock(&run->mu);
 	while (!run->stopping) {
 		int64_t now = td_mono_ms();
+		bool have = run->spool.pending_batches > 0 || run->head != NULL;
 
 		if (now >= next_flush || run->seal_requested || run->finishing) {
 			/* On ENOMEM the batch stays open and is sealed next time. */
 			(void)td_buffer_seal_locked(run);
+			have = run->spool.pending_batches > 0 || run->head != NULL;
 			if (now >= next_flush)
 				next_flush = now + run->flush_interval_ms;
 		}
-		if (run->head != NULL && now >= retry_at) {
-			struct td_batch *b = run->head;
-			pthread_mutex_unlock(&run->mu);
-			enum outcome out = exchange(run, b, why, sizeof(why));
-			pthread_mutex_lock(&run->mu);
+		if (have && now >= retry_at) {
+			struct attempt a = {0};
+			nng_msg *req;
+			enum td_outcome out;
+			bool answered = false, sent = false;
+
+			int rc = next_request(run, &req, &a);
+			if (rc == TD_ERR_INVALID) {
+				td_spool_discard_locked(run, "a frame fails its check");
+				continue;
+			}
+			if (rc != TD_OK) {
+				out = TD_RETRY;
+			} else {
+				pthread_mutex_unlock(&run->mu);
+				out = td_exchange(run->sock, run->url, req, a.seq, &answered, why,
+				                  sizeof(why));
+				pthread_mutex_lock(&run->mu);
+				sent = true;
+			}
+			if (sent)
+				run->agent_ok = answered;
 			switch (out) {
-			case ACKED:
-				td_buffer_release_head_locked(run, true);
+			case TD_ACKED:
+				settle(run, &a, out);
 				backoff = 0;
-				pthread_cond_broadcast(&run->drained);
 				break;
-			case REJECTED:
+			case TD_REJECTED:
 				snprintf(run->agent_error, sizeof(run->agent_error), "%s", why);
-				td_buffer_release_head_locked(run, false);
+				settle(run, &a, out);
 				backoff = 0;
-				pthread_cond_broadcast(&run->drained);
 				break;
-			case RETRY:
-				snprintf(run->transport_error, sizeof(run->transport_error), "%s",
-				         why);
+			case TD_RETRY:
+				/* An attempt cut short by td_finish closing the socket
+				 * says nothing about the agent: keep the last real reason. */
+				if (sent && !run->stopping)
+					snprintf(run->transport_error, sizeof(run->transport_error),
+					         "%s", why);
 				backoff = backoff ? backoff * 2 : TD_BACKOFF_MIN_MS;
 				if (backoff > TD_BACKOFF_MAX_MS)
 					backoff = TD_BACKOFF_MAX_MS;
@@ -164,9 +241,9 @@ static void *sender_main(void *arg)
 			continue;
 		}
 		int64_t deadline = next_flush;
-		if (run->head != NULL && retry_at < deadline)
+		if (have && retry_at < deadline)
 			deadline = retry_at;
-		wait_until(&run->wake, &run->mu, deadline);
+		td_wait_until(&run->wake, &run->mu, deadline);
 	}
 	pthread_mutex_unlock(&run->mu);
 	return NULL;

@@ -15,110 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "internal.h"
 #include "test_server.h"
 #include "trackd/trackd.h"
-
-struct tc {
-	const char *dir;
-	unsigned socket_no;
-	int failed_checks; /* in the current test */
-};
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-			t->failed_checks++;                                                        \
-		}                                                                                  \
-	} while (0)
-
-#define CHECK_RC(expr, want)                                                                       \
-	do {                                                                                       \
-		int rc_ = (expr);                                                                  \
-		if (rc_ != (want)) {                                                               \
-			fprintf(stderr, "  %s:%d: %s = %d (%s), want %d; last error: %s\n",        \
-			        __FILE__, __LINE__, #expr, rc_, td_strerror(rc_), (want),          \
-			        td_last_error());                                                  \
-			t->failed_checks++;                                                        \
-		}                                                                                  \
-	} while (0)
-
-#define CHECK_ERR_HAS(needle)                                                                      \
-	do {                                                                                       \
-		if (strstr(td_last_error(), (needle)) == NULL) {                                   \
-			fprintf(stderr, "  %s:%d: last error \"%s\" lacks \"%s\"\n", __FILE__,     \
-			        __LINE__, td_last_error(), (needle));                              \
-			t->failed_checks++;                                                        \
-		}                                                                                  \
-	} while (0)
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
-/* A fresh socket URL per test, so a slow close never leaks into the next one. */
-static const char *next_url(struct tc *t, char *buf, size_t len)
-{
-	snprintf(buf, len, "ipc://%s/s%u.sock", t->dir, ++t->socket_no);
-	return buf;
-}
-
-static void opts_for(td_run_options *o, const char *url)
-{
-	td_run_options_init(o);
-	o->socket_url = url;
-	o->project = "client-test";
-	o->flush_interval_ms = 5;
-}
-
-static const Trackd__V1__Item *find_item(Trackd__V1__Item **items, size_t n, const char *key)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(items[i]->key, key) == 0)
-			return items[i];
-	}
-	return NULL;
-}
-
-static bool item_is_double(Trackd__V1__Item **items, size_t n, const char *key, double want)
-{
-	const Trackd__V1__Item *it = find_item(items, n, key);
-	return it && it->value && it->value->kind_case == TRACKD__V1__VALUE__KIND_DOUBLE_VALUE &&
-	       memcmp(&it->value->double_value, &want, sizeof(want)) == 0;
-}
-
-static bool item_is_int(Trackd__V1__Item **items, size_t n, const char *key, int64_t want)
-{
-	const Trackd__V1__Item *it = find_item(items, n, key);
-	return it && it->value && it->value->kind_case == TRACKD__V1__VALUE__KIND_INT_VALUE &&
-	       it->value->int_value == want;
-}
-
-static bool item_is_bool(Trackd__V1__Item **items, size_t n, const char *key, bool want)
-{
-	const Trackd__V1__Item *it = find_item(items, n, key);
-	return it && it->value && it->value->kind_case == TRACKD__V1__VALUE__KIND_BOOL_VALUE &&
-	       (bool)it->value->bool_value == want;
-}
-
-static bool item_is_string(Trackd__V1__Item **items, size_t n, const char *key, const char *want)
-{
-	const Trackd__V1__Item *it = find_item(items, n, key);
-	return it && it->value && it->value->kind_case == TRACKD__V1__VALUE__KIND_STRING_VALUE &&
-	       strcmp(it->value->string_value, want) == 0;
-}
-
-static const Trackd__V1__MapValue *item_map(Trackd__V1__Item **items, size_t n, const char *key)
-{
-	const Trackd__V1__Item *it = find_item(items, n, key);
-	if (it && it->value && it->value->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
-		return it->value->map_value;
-	return NULL;
-}
 
 /* Logs rows {"i": base + k, "loss": 1 / (base + k + 1)} for k in [0, n). */
 static int log_rows(td_run *run, int base, int n)
@@ -186,7 +86,7 @@ static void test_rows_arrive_in_order_typed(struct tc *t)
 
 	gethostname(host, sizeof(host));
 	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(&o, url);
+	opts_for(t, &o, url);
 	o.run_id = "rows1";
 	o.display_name = "calm-river-1";
 	o.tags = tags;
@@ -301,7 +201,7 @@ static void test_late_server_gets_everything(struct tc *t)
 	td_finish_report rep;
 
 	next_url(t, url, sizeof(url));
-	opts_for(&o, url);
+	opts_for(t, &o, url);
 	/* The server thread starts listening 500 ms from now. */
 	CHECK(ts_start(&s, url) == 0);
 	CHECK_RC(td_init(&o, &run), TD_OK);
@@ -335,7 +235,7 @@ static void test_resend_carries_same_seq(struct tc *t)
 	td_finish_report rep;
 
 	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(&o, url);
+	opts_for(t, &o, url);
 	CHECK_RC(td_init(&o, &run), TD_OK);
 	CHECK_RC(log_rows(run, 0, 20), TD_OK);
 	CHECK_RC(td_finish(run, 0, 30000, &rep), TD_OK);
@@ -379,7 +279,7 @@ static void test_retryable_error_is_retried(struct tc *t)
 	td_finish_report rep;
 
 	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(&o, url);
+	opts_for(t, &o, url);
 	CHECK_RC(td_init(&o, &run), TD_OK);
 	CHECK_RC(log_rows(run, 0, 10), TD_OK);
 	CHECK_RC(td_finish(run, 0, 20000, &rep), TD_OK);
@@ -407,7 +307,7 @@ static void test_non_retryable_error_rejects(struct tc *t)
 	td_finish_report rep;
 
 	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(&o, url);
+	opts_for(t, &o, url);
 	o.run_id = "rejected";
 	CHECK_RC(td_init(&o, &run), TD_OK);
 	/* Three separate batches: wait for each to reach the server. */
@@ -462,8 +362,9 @@ static void fill_to_limit(struct tc *t, int delta)
 	unsigned refused = 0;
 	int rc;
 
-	opts_for(&o, next_url(t, url, sizeof(url))); /* nobody listens here */
+	opts_for(t, &o, next_url(t, url, sizeof(url))); /* nobody listens here */
 	o.max_buffer_bytes = limit;
+	o.spool_dir = ""; /* the memory bound itself, with nothing to spill to */
 	CHECK_RC(td_init(&o, &run), TD_OK);
 
 	const size_t probe_len = 20000;
@@ -516,8 +417,9 @@ static void test_full_then_recovers(struct tc *t)
 	char *buf = malloc(1001);
 	int accepted = 0, refused = 0;
 
-	opts_for(&o, next_url(t, url, sizeof(url)));
+	opts_for(t, &o, next_url(t, url, sizeof(url)));
 	o.max_buffer_bytes = 64 << 10;
+	o.spool_dir = ""; /* refusals at the memory bound, not spilling */
 	CHECK_RC(td_init(&o, &run), TD_OK);
 	int rc;
 	while ((rc = log_string_row(run, buf, 1000)) == TD_OK)
@@ -568,7 +470,7 @@ static void test_invalid_items_rejected(struct tc *t)
 	int accepted = 0;
 
 	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(&o, url);
+	opts_for(t, &o, url);
 	CHECK_RC(td_init(&o, &run), TD_OK);
 
 #define EXPECT_INVALID(items, n, needle)                                                           \
@@ -724,7 +626,7 @@ static void test_invalid_options_rejected(struct tc *t)
 	char name[TRACKD_MAX_RUN_ID_BYTES + TRACKD_MAX_NAME_BYTES + 2];
 	const char *tags[TRACKD_MAX_TAGS + 1];
 
-	opts_for(&o, next_url(t, url, sizeof(url)));
+	opts_for(t, &o, next_url(t, url, sizeof(url)));
 	o.run_id = "a/b";
 	CHECK_RC(try_init(t, &o), TD_ERR_INVALID);
 	CHECK_ERR_HAS("'/'");
@@ -818,7 +720,7 @@ static void test_disabled_mode_does_nothing(struct tc *t)
 	td_finish_report rep;
 
 	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(&o, url);
+	opts_for(t, &o, url);
 	o.mode = TD_MODE_DISABLED;
 	int threads = count_threads();
 	CHECK_RC(td_init(&o, &run), TD_OK);
@@ -844,13 +746,14 @@ static void test_finish_times_out_without_agent(struct tc *t)
 	td_run *run;
 	td_finish_report rep;
 
-	opts_for(&o, next_url(t, url, sizeof(url)));
+	opts_for(t, &o, next_url(t, url, sizeof(url)));
 	CHECK_RC(td_init(&o, &run), TD_OK);
 	CHECK_RC(log_rows(run, 0, 10), TD_OK);
 	CHECK_RC(td_finish(run, 0, 300, &rep), TD_ERR_TIMEOUT);
 	CHECK_ERR_HAS("12 records not acknowledged");
 	CHECK(rep.records_logged == 12);
 	CHECK(rep.records_unacked == 12);
+	CHECK(rep.records_spooled == 12); /* nothing lost: all in the spool */
 	CHECK(rep.records_acked == 0 && rep.records_rejected == 0);
 }
 
@@ -878,7 +781,7 @@ static void test_threads_keep_their_order(struct tc *t)
 	void *args[4][2];
 
 	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(&o, url);
+	opts_for(t, &o, url);
 	o.batch_bytes = 2048; /* many batches */
 	CHECK_RC(td_init(&o, &run), TD_OK);
 	for (int i = 0; i < 4; i++) {
@@ -934,7 +837,7 @@ static void test_large_records_split_batches(struct tc *t)
 	memset(big, 'z', len);
 	big[len] = '\0';
 	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(&o, url);
+	opts_for(t, &o, url);
 	o.batch_bytes = 64 << 20; /* clamped: the message limit splits batches */
 	o.flush_interval_ms = 60000;
 	CHECK_RC(td_init(&o, &run), TD_OK);
@@ -967,6 +870,10 @@ static void test_env_socket_and_defaults(struct tc *t)
 	td_run_options_init(&o);
 	CHECK(o.max_buffer_bytes == 64u << 20 && o.batch_bytes == 256u << 10 &&
 	      o.flush_interval_ms == 10 && o.socket_url == NULL && o.project == NULL);
+	CHECK(o.print_footer && !o.capture_console && !o.handle_signals && o.spool_dir == NULL &&
+	      o.max_spool_bytes == (size_t)1 << 30);
+	o.print_footer = false;
+	o.spool_dir = t->spool;
 	CHECK_RC(td_init(&o, &run), TD_OK);
 	const char *id = td_run_id(run);
 	CHECK(strlen(id) == 8 && strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789") == 8);
@@ -993,8 +900,9 @@ static void test_env_socket_and_defaults(struct tc *t)
 
 static void test_strerror(struct tc *t)
 {
-	const int codes[] = {TD_OK,         TD_ERR_INVALID, TD_ERR_NOMEM,     TD_ERR_FULL,
-	                     TD_ERR_CLOSED, TD_ERR_TIMEOUT, TD_ERR_TRANSPORT, TD_ERR_REJECTED};
+	const int codes[] = {TD_OK,           TD_ERR_INVALID, TD_ERR_NOMEM,     TD_ERR_FULL,
+	                     TD_ERR_CLOSED,   TD_ERR_TIMEOUT, TD_ERR_TRANSPORT, TD_ERR_REJECTED,
+	                     TD_ERR_NOT_FOUND};
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		CHECK(td_strerror(codes[i]) && td_strerror(codes[i])[0]);
 		for (size_t j = 0; j < i; j++)
@@ -1143,12 +1051,7 @@ int main(void)
 		else
 			passed++;
 	}
-	for (unsigned i = 1; i <= t.socket_no; i++) {
-		char path[PATH_MAX];
-		snprintf(path, sizeof(path), "%s/s%u.sock", dir, i);
-		unlink(path);
-	}
-	rmdir(dir);
+	remove_tree(dir);
 	printf("client_test: %d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

@@ -44,6 +44,8 @@ static int run_loop(const char *url, long rows, int finish_ms, const char *label
 	td_run_options_init(&o);
 	o.socket_url = url;
 	o.project = "log-cost";
+	o.print_footer = false;
+	o.spool_dir = ""; /* the no-agent run must not leave a spool behind */
 	if ((rc = td_init(&o, &run)) != TD_OK) {
 		fprintf(stderr, "td_init: %s: %s\n", td_strerror(rc), td_last_error());
 		return 1;

@@ -95,18 +95,16 @@ static bool envelope_seq(const uint8_t *p, size_t len, uint64_t *seq)
 	return get_varint(&p, end, seq);
 }
 
-static void ack_only(struct test_server *s, const uint8_t *body, size_t len)
+/* False if this is not a batch (a status or query: answered the slow way). */
+static bool ack_only(struct test_server *s, const uint8_t *body, size_t len)
 {
 	Trackd__V1__Reply r = TRACKD__V1__REPLY__INIT;
 	Trackd__V1__Ack ack = TRACKD__V1__ACK__INIT;
 	uint64_t seq;
 
+	if (!envelope_seq(body, len, &seq))
+		return false;
 	pthread_mutex_lock(&s->mu);
-	if (!envelope_seq(body, len, &seq)) {
-		violation(s, "bad envelope");
-		pthread_mutex_unlock(&s->mu);
-		return;
-	}
 	s->highest_appended = seq;
 	s->acks++;
 	pthread_mutex_unlock(&s->mu);
@@ -115,6 +113,74 @@ static void ack_only(struct test_server *s, const uint8_t *body, size_t len)
 	r.body_case = TRACKD__V1__REPLY__BODY_ACK;
 	r.ack = &ack;
 	reply(s, &r);
+	return true;
+}
+
+/* The session's slot, added if new; NULL when the table is full. */
+static struct ts_session *session_locked(struct test_server *s, const uint8_t *id, bool *fresh)
+{
+	*fresh = false;
+	for (unsigned i = 0; i < s->n_sessions; i++) {
+		if (memcmp(s->sessions[i].id, id, TRACKD_SESSION_ID_BYTES) == 0)
+			return &s->sessions[i];
+	}
+	if (s->n_sessions > 0 && !s->multi_session)
+		violation(s, "session id changed"); /* tests use one client per server */
+	if (s->n_sessions == sizeof(s->sessions) / sizeof(s->sessions[0]))
+		return NULL;
+	struct ts_session *ss = &s->sessions[s->n_sessions++];
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss->id, id, TRACKD_SESSION_ID_BYTES);
+	*fresh = true;
+	return ss;
+}
+
+static void answer_status(struct test_server *s)
+{
+	Trackd__V1__Reply r = TRACKD__V1__REPLY__INIT;
+	Trackd__V1__StatusReply st = TRACKD__V1__STATUS_REPLY__INIT;
+
+	pthread_mutex_lock(&s->mu);
+	s->statuses++;
+	pthread_mutex_unlock(&s->mu);
+	st.version = "test-server";
+	st.state_dir = (char *)s->state_dir;
+	st.has_batches_acked = true;
+	st.batches_acked = s->acks;
+	r.body_case = TRACKD__V1__REPLY__BODY_STATUS;
+	r.status = &st;
+	reply(s, &r);
+}
+
+static void answer_query(struct test_server *s, const Trackd__V1__Query *q)
+{
+	Trackd__V1__Reply r = TRACKD__V1__REPLY__INIT;
+	Trackd__V1__QueryReply qr = TRACKD__V1__QUERY_REPLY__INIT;
+	Trackd__V1__Error err = TRACKD__V1__ERROR__INIT;
+	int code = TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND;
+	const char *message = "no such run";
+	char *json = NULL;
+
+	pthread_mutex_lock(&s->mu);
+	s->queries++;
+	snprintf(s->last_query_kind, sizeof(s->last_query_kind), "%s", q->kind ? q->kind : "");
+	snprintf(s->last_query_run, sizeof(s->last_query_run), "%s", q->run ? q->run : "");
+	pthread_mutex_unlock(&s->mu);
+	if (s->query)
+		json = s->query(s->query_arg, q, &code, &message);
+	if (json) {
+		qr.json = json;
+		r.body_case = TRACKD__V1__REPLY__BODY_QUERY;
+		r.query = &qr;
+	} else {
+		err.has_code = true;
+		err.code = (Trackd__V1__ErrorCode)code;
+		err.message = (char *)message;
+		r.body_case = TRACKD__V1__REPLY__BODY_ERROR;
+		r.error = &err;
+	}
+	reply(s, &r);
+	free(json);
 }
 
 static void handle(struct test_server *s, nng_msg *msg)
@@ -122,16 +188,24 @@ static void handle(struct test_server *s, nng_msg *msg)
 	const uint8_t *body = nng_msg_body(msg);
 	size_t len = nng_msg_len(msg);
 
-	if (s->discard) {
-		ack_only(s, body, len);
+	if (s->discard && ack_only(s, body, len))
 		return;
-	}
 	Trackd__V1__Request *req = trackd__v1__request__unpack(NULL, len, body);
 	Trackd__V1__Reply r = TRACKD__V1__REPLY__INIT;
 	Trackd__V1__Ack ack = TRACKD__V1__ACK__INIT;
 	Trackd__V1__Error err = TRACKD__V1__ERROR__INIT;
 	bool keep = false;
 
+	if (req != NULL && req->body_case == TRACKD__V1__REQUEST__BODY_STATUS) {
+		answer_status(s);
+		trackd__v1__request__free_unpacked(req, NULL);
+		return;
+	}
+	if (req != NULL && req->body_case == TRACKD__V1__REQUEST__BODY_QUERY) {
+		answer_query(s, req->query);
+		trackd__v1__request__free_unpacked(req, NULL);
+		return;
+	}
 	pthread_mutex_lock(&s->mu);
 	if (req == NULL || req->protocol_version != TRACKD_PROTOCOL_VERSION ||
 	    req->body_case != TRACKD__V1__REQUEST__BODY_BATCH || !req->batch->has_seq ||
@@ -150,19 +224,24 @@ static void handle(struct test_server *s, nng_msg *msg)
 	}
 
 	Trackd__V1__Batch *b = req->batch;
-	if (!s->have_session) {
-		memcpy(s->session_id, b->session_id.data, TRACKD_SESSION_ID_BYTES);
-		s->have_session = true;
-	} else if (memcmp(s->session_id, b->session_id.data, TRACKD_SESSION_ID_BYTES) != 0) {
-		/* Tests use one client per server. */
-		violation(s, "session id changed");
+	bool fresh;
+	struct ts_session *ss = session_locked(s, b->session_id.data, &fresh);
+	if (ss == NULL) {
+		violation(s, "too many sessions");
+		pthread_mutex_unlock(&s->mu);
+		trackd__v1__request__free_unpacked(req, NULL);
+		return;
 	}
+	if (fresh && s->multi_session && b->seq > 0)
+		ss->max_seen = b->seq - 1; /* a replay may start anywhere */
 	/* One batch in flight, strictly in order: a new seq is exactly the next
-	 * one; anything else must be a resend of the latest. */
-	if (b->seq == 0 || b->seq > s->max_seen + 1 || b->seq < s->max_seen)
+	 * one; anything else must be a resend of the latest (a replay of a
+	 * spool may resend older ones, which the agent acks as duplicates). */
+	if (b->seq == 0 || b->seq > ss->max_seen + 1 ||
+	    (!s->multi_session && b->seq < ss->max_seen))
 		violation(s, "seq out of order");
-	if (b->seq > s->max_seen)
-		s->max_seen = b->seq;
+	if (b->seq > ss->max_seen)
+		ss->max_seen = b->seq;
 	if (b->n_records == 0)
 		violation(s, "empty batch");
 	for (size_t i = 0; i < b->n_records; i++) {
@@ -175,6 +254,7 @@ static void handle(struct test_server *s, nng_msg *msg)
 
 	s->reqs = grow(s->reqs, &s->cap_reqs, s->n_reqs + 1, sizeof(*s->reqs));
 	struct ts_request *rq = &s->reqs[s->n_reqs++];
+	rq->session = (unsigned)(ss - s->sessions);
 	rq->seq = b->seq;
 	rq->len = len;
 	rq->bytes = malloc(len);
@@ -188,12 +268,12 @@ static void handle(struct test_server *s, nng_msg *msg)
 	case TS_DROP:
 		ack.has_seq = true;
 		ack.seq = b->seq;
-		if (b->seq <= s->highest_appended) {
+		if (b->seq <= ss->highest_appended) {
 			ack.has_duplicate = true;
 			ack.duplicate = true;
 			s->dups++;
 		} else {
-			s->highest_appended = b->seq;
+			ss->highest_appended = b->seq;
 			s->kept = grow(s->kept, &s->cap_kept, s->n_kept + 1, sizeof(*s->kept));
 			s->kept[s->n_kept++] = req;
 			s->records = grow(s->records, &s->cap_records, s->n_records + b->n_records,
@@ -219,6 +299,11 @@ static void handle(struct test_server *s, nng_msg *msg)
 		r.body_case = TRACKD__V1__REPLY__BODY_ERROR;
 		r.error = &err;
 		break;
+	}
+	if (ss == &s->sessions[0]) {
+		memcpy(s->session_id, ss->id, TRACKD_SESSION_ID_BYTES);
+		s->highest_appended = ss->highest_appended;
+		s->max_seen = ss->max_seen;
 	}
 	pthread_mutex_unlock(&s->mu);
 
@@ -350,4 +435,18 @@ unsigned ts_count_seq(struct test_server *s, uint64_t seq)
 	unsigned n = attempts_locked(s, seq);
 	ts_unlock(s);
 	return n;
+}
+
+bool ts_wait_listening(struct test_server *s, int timeout_ms)
+{
+	for (int waited = 0;; waited += 5) {
+		ts_lock(s);
+		bool ok = s->listening;
+		ts_unlock(s);
+		if (ok)
+			return true;
+		if (waited >= timeout_ms)
+			return false;
+		sleep_ms(5);
+	}
 }

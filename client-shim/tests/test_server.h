@@ -31,7 +31,13 @@ enum ts_action {
 /* Decides what to do with the attempt-th (1-based) arrival of batch `seq`. */
 typedef enum ts_action (*ts_decide_fn)(void *arg, uint64_t seq, unsigned attempt);
 
+/* Answers a Query: return a malloc'd JSON text for a QueryReply, or NULL and
+ * set *code (an ErrorCode) and *message for an Error. */
+typedef char *(*ts_query_fn)(void *arg, const Trackd__V1__Query *q, int *code,
+                             const char **message);
+
 struct ts_request {
+	unsigned session; /* index into sessions */
 	uint64_t seq;
 	size_t len;
 	uint8_t *bytes; /* the request as received */
@@ -47,6 +53,13 @@ struct test_server {
 	void *decide_arg;
 	const char *reject_message;
 	bool discard; /* acknowledge after reading only the envelope (cost runs) */
+	/* Several sessions may send (spool replays); each keeps its own seq
+	 * order, and a session's first seq may be any (earlier ones were
+	 * delivered elsewhere). Otherwise a second session is a violation. */
+	bool multi_session;
+	ts_query_fn query; /* default: every query is ERROR_NOT_FOUND */
+	void *query_arg;
+	const char *state_dir; /* StatusReply.state_dir */
 
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -61,13 +74,21 @@ struct test_server {
 	size_t n_kept, cap_kept;
 	const Trackd__V1__Record **records; /* appended records, in order */
 	size_t n_records, cap_records;
+	struct ts_session {
+		uint8_t id[TRACKD_SESSION_ID_BYTES];
+		uint64_t highest_appended;
+		uint64_t max_seen;
+	} sessions[16];
+	unsigned n_sessions;
+	/* The first session's, as single-session tests read them. */
 	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
-	bool have_session;
 	uint64_t highest_appended;
 	uint64_t max_seen;
 	unsigned violations;
 	char violation[256];
 	unsigned acks, dups;
+	unsigned queries, statuses; /* requests of those kinds answered */
+	char last_query_kind[32], last_query_run[256];
 };
 
 /* Starts the server thread (it listens after start_delay_ms). 0 or -1. */
@@ -79,6 +100,8 @@ void ts_lock(struct test_server *s);
 void ts_unlock(struct test_server *s);
 /* Waits up to timeout_ms until at least n records were appended. */
 bool ts_wait_records(struct test_server *s, size_t n, int timeout_ms);
+/* Waits up to timeout_ms until the server listens (for synchronous dials). */
+bool ts_wait_listening(struct test_server *s, int timeout_ms);
 /* Waits up to timeout_ms until a request with this seq arrived. */
 bool ts_wait_seq(struct test_server *s, uint64_t seq, int timeout_ms);
 /* How many requests carried this seq. */

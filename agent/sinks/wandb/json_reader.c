@@ -270,7 +270,8 @@ static void unescape(const char *p, const char *end, char *out, size_t cap, size
 		case 'u':
 			hex4(p, &cp);
 			p += 4;
-			if (cp >= 0xd800 && cp < 0xdc00 && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
+			if (cp >= 0xd800 && cp < 0xdc00 && end - p >= 6 && p[0] == '\\' &&
+			    p[1] == 'u') {
 				unsigned lo;
 				if (hex4(p + 2, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
 					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);

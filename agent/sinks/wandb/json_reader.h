@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define JR_MAX_DEPTH 64
-#define JR_MAX_KEY 256
+#define JR_MAX_KEY   256
 
 enum jr_type { JR_NULL, JR_BOOL, JR_NUMBER, JR_STRING, JR_OBJECT, JR_ARRAY };
 

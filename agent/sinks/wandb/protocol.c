@@ -11,14 +11,14 @@
 
 /* The official clients' selection, trimmed to what the sink reads back. */
 static const char upsert_query[] =
-	"mutation UpsertBucket($id: String, $name: String, $project: String, $entity: String, "
-	"$groupName: String, $description: String, $displayName: String, $notes: String, "
-	"$config: JSONString, $host: String, $jobType: String, $tags: [String!]) { "
-	"upsertBucket(input: {id: $id, name: $name, groupName: $groupName, modelName: $project, "
-	"entityName: $entity, description: $description, displayName: $displayName, "
-	"notes: $notes, config: $config, host: $host, jobType: $jobType, tags: $tags}) { "
-	"bucket { id name displayName historyLineCount logLineCount eventsLineCount "
-	"project { id name entity { id name } } } inserted } }";
+    "mutation UpsertBucket($id: String, $name: String, $project: String, $entity: String, "
+    "$groupName: String, $description: String, $displayName: String, $notes: String, "
+    "$config: JSONString, $host: String, $jobType: String, $tags: [String!]) { "
+    "upsertBucket(input: {id: $id, name: $name, groupName: $groupName, modelName: $project, "
+    "entityName: $entity, description: $description, displayName: $displayName, "
+    "notes: $notes, config: $config, host: $host, jobType: $jobType, tags: $tags}) { "
+    "bucket { id name displayName historyLineCount logLineCount eventsLineCount "
+    "project { id name entity { id name } } } inserted } }";
 
 enum wb_verdict wb_classify_status(enum wb_call call, long status)
 {
@@ -133,22 +133,31 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 	return k;
 }
 
+static const char *short_escape(unsigned char c)
+{
+	switch (c) {
+	case '"': return "\\\"";
+	case '\\': return "\\\\";
+	case '\n': return "\\n";
+	case '\r': return "\\r";
+	case '\t': return "\\t";
+	case '\b': return "\\b";
+	case '\f': return "\\f";
+	default: return NULL;
+	}
+}
+
 /* One source position: how many input bytes it takes, and its escaped form. */
 static size_t escape_one(const unsigned char *p, size_t n, char tmp[8], size_t *out_len)
 {
-	unsigned char c = p[0];
-	switch (c) {
-	case '"': memcpy(tmp, "\\\"", 2); *out_len = 2; return 1;
-	case '\\': memcpy(tmp, "\\\\", 2); *out_len = 2; return 1;
-	case '\n': memcpy(tmp, "\\n", 2); *out_len = 2; return 1;
-	case '\r': memcpy(tmp, "\\r", 2); *out_len = 2; return 1;
-	case '\t': memcpy(tmp, "\\t", 2); *out_len = 2; return 1;
-	case '\b': memcpy(tmp, "\\b", 2); *out_len = 2; return 1;
-	case '\f': memcpy(tmp, "\\f", 2); *out_len = 2; return 1;
-	default: break;
+	const char *e = short_escape(p[0]);
+	if (e) {
+		memcpy(tmp, e, 2);
+		*out_len = 2;
+		return 1;
 	}
-	if (c < 0x20) {
-		snprintf(tmp, 8, "\\u%04x", c);
+	if (p[0] < 0x20) {
+		snprintf(tmp, 8, "\\u%04x", p[0]);
 		*out_len = 6;
 		return 1;
 	}
@@ -300,8 +309,7 @@ int wb_build_upsert(const struct wb_upsert *u, struct buf *out)
 	return rv;
 }
 
-enum wb_verdict wb_parse_upsert_response(const char *body, size_t len,
-                                         struct wb_upsert_result *out)
+enum wb_verdict wb_parse_upsert_response(const char *body, size_t len, struct wb_upsert_result *out)
 {
 	memset(out, 0, sizeof *out);
 	if (!body || jr_validate(body, len) != 0) {
@@ -329,7 +337,8 @@ enum wb_verdict wb_parse_upsert_response(const char *body, size_t len,
 	}
 	struct jr_value errors;
 	if (jr_get(body, len, "errors", &errors) == 0 && errors.type == JR_ARRAY) {
-		if (jr_get_string(body, len, "errors.0.message", out->error, sizeof out->error) != 0)
+		if (jr_get_string(body, len, "errors.0.message", out->error, sizeof out->error) !=
+		    0)
 			snprintf(out->error, sizeof out->error, "GraphQL error without a message");
 		return WB_PERMANENT;
 	}
@@ -347,7 +356,7 @@ enum wb_verdict wb_parse_upsert_response(const char *body, size_t len,
 struct pick {
 	size_t lines, bytes, skipped, sent_bytes; /* sent_bytes: escaped, commas included */
 	size_t sent;
-	bool stopped;                             /* ran out of room */
+	bool stopped; /* ran out of room */
 };
 
 /* Chooses lines from the front of `l` that fit in `room` bytes. */
@@ -410,8 +419,7 @@ static int emit_lines(struct buf *out, const char *file, const struct wb_lines *
 	return rv ? rv : buf_puts(out, "]}");
 }
 
-int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out,
-                         struct wb_stream_out *res)
+int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct wb_stream_out *res)
 {
 	memset(res, 0, sizeof *res);
 	size_t avail = in->max_body > STREAM_RESERVE ? in->max_body - STREAM_RESERVE : 0;
@@ -434,7 +442,8 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out,
 		else if (summary_len <= room)
 			summary = true;
 	}
-	res->all = !con.stopped && !his.stopped && (!in->summary || summary || res->summary_skipped);
+	res->all =
+	    !con.stopped && !his.stopped && (!in->summary || summary || res->summary_skipped);
 	bool complete = in->complete && res->all;
 
 	size_t start = out->len;
@@ -455,8 +464,9 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out,
 				rv = emit_lines(out, WB_CONSOLE_FILE, &in->console, &con, in, avail,
 				                &first_file);
 			if (!rv && summary) {
-				rv = buf_printf(out, "%s\"" WB_SUMMARY_FILE "\":{\"offset\":0,\"content\":[",
-				                first_file ? "" : ",");
+				rv = buf_printf(
+				    out, "%s\"" WB_SUMMARY_FILE "\":{\"offset\":0,\"content\":[",
+				    first_file ? "" : ",");
 				if (!rv)
 					rv = wb_json_string(out, in->summary, in->summary_len);
 				if (!rv)
@@ -499,7 +509,7 @@ bool wb_stream_response_stopped(const char *body, size_t len)
 char *wb_auth_header(const char *api_key)
 {
 	static const char b64[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	static const char prefix[] = "Authorization: Basic ";
 	size_t klen = strlen(api_key), n = 4 + klen;
 	size_t enc = 4 * ((n + 2) / 3);

@@ -44,9 +44,9 @@ int wb_parse_retry_after(const char *value, int64_t now_unix_s, uint64_t *delay_
 /* ---- UpsertBucket --------------------------------------------------------- */
 
 struct wb_upsert {
-	const char *name;    /* the run id */
+	const char *name; /* the run id */
 	const char *project;
-	const char *entity;  /* NULL or "": the API key's default entity */
+	const char *entity; /* NULL or "": the API key's default entity */
 	const char *display_name, *notes, *group, *job_type, *host; /* NULL or "": omitted */
 	char *const *tags;
 	size_t n_tags;
@@ -82,21 +82,21 @@ struct wb_stream_in {
 	struct wb_lines history, console;
 	const char *summary; /* the whole summary (one JSON object) or NULL */
 	size_t summary_len;
-	bool complete;       /* ask for complete + exitcode if everything fits */
+	bool complete; /* ask for complete + exitcode if everything fits */
 	int32_t exitcode;
-	size_t max_body;     /* the request body never exceeds this */
-	size_t max_line;     /* longer lines are skipped */
+	size_t max_body; /* the request body never exceeds this */
+	size_t max_line; /* longer lines are skipped */
 };
 
 struct wb_stream_out {
 	/* consumed from the front of each wb_lines: sent + skipped */
 	size_t history_lines, history_bytes, history_skipped;
 	size_t console_lines, console_bytes, console_skipped;
-	size_t largest_skipped;  /* bytes of the largest line skipped (for the warning) */
+	size_t largest_skipped; /* bytes of the largest line skipped (for the warning) */
 	bool summary_sent, summary_skipped; /* skipped: it can never fit */
 	bool complete_sent;
-	bool all;                /* everything given was consumed or sent */
-	bool empty;              /* the body is the heartbeat `{}` */
+	bool all;   /* everything given was consumed or sent */
+	bool empty; /* the body is the heartbeat `{}` */
 };
 
 /* Builds one request body: console lines first, then history lines, then the
@@ -105,8 +105,7 @@ struct wb_stream_out {
  * could not fit even alone in an otherwise empty request; skipping is a
  * function of the line and the limits only, so a replay skips the same lines.
  * Content lines get consecutive offsets from wb_lines.offset. */
-int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out,
-                         struct wb_stream_out *res);
+int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct wb_stream_out *res);
 
 /* A file_stream answer asks the run to stop (the user pressed Stop). */
 bool wb_stream_response_stopped(const char *body, size_t len);

@@ -12,10 +12,26 @@
  *     after a reconnect. The agent ignores batches it has already stored, so a
  *     resend never duplicates data.
  *   - Memory is bounded by `max_buffer_bytes`. When the agent is unreachable and
- *     the bound is reached, further records are refused with TD_ERR_FULL and
- *     counted (td_finish reports the count): nothing is dropped silently.
+ *     the bound is reached, the call that crosses it moves the buffered batches
+ *     to a spool file (`spool_dir`, one file per run, written sequentially
+ *     and fdatasync'd: the only time a recording call does I/O) and succeeds.
+ *     The sender replays the spool before newer batches; td_finish writes what
+ *     is still unacknowledged at its deadline to the spool too, and any later
+ *     td_init (or `trackctl spool flush`) delivers spool files whose owner is
+ *     gone. Only when the spool cannot take more (its bound, a full disk) are
+ *     records refused with TD_ERR_FULL and counted (td_finish reports the
+ *     count): nothing is dropped silently. If the agent is reachable but slower
+ *     than the application (and no spool is draining), records are refused at
+ *     the memory bound as well.
  *   - td_finish waits (up to a timeout) until the agent has acknowledged every
- *     record, and reports what was not.
+ *     record, reports what was not, and prints the W&B-style footer (history
+ *     sparklines, summary, where the run is stored) to stderr.
+ *
+ * Opt-in process features (C only; the Python package does its own):
+ * `capture_console` tees stdout/stderr into the run, `handle_signals` ends the
+ * run as killed on SIGTERM/SIGINT. Both change process-wide state (file
+ * descriptors 1 and 2, signal dispositions) and restore it at td_finish; at most
+ * one run at a time may use each.
  *
  * Agent address: options.socket_url, else the environment variable TRACKD_SOCKET
  * (an NNG URL such as ipc:///path/trackd.sock), else the agent's default path
@@ -47,13 +63,14 @@ extern "C" {
 
 typedef enum td_error {
 	TD_OK = 0,
-	TD_ERR_INVALID = -1,     /* bad argument (td_last_error says which) */
+	TD_ERR_INVALID = -1, /* bad argument (td_last_error says which) */
 	TD_ERR_NOMEM = -2,
-	TD_ERR_FULL = -3,        /* buffer bound reached; record refused and counted */
-	TD_ERR_CLOSED = -4,      /* run already finished */
-	TD_ERR_TIMEOUT = -5,     /* td_finish: not everything acknowledged in time */
-	TD_ERR_TRANSPORT = -6,   /* could not set up the connection machinery */
-	TD_ERR_REJECTED = -7,    /* the agent refused records (see td_finish_report) */
+	TD_ERR_FULL = -3,      /* buffer bound reached; record refused and counted */
+	TD_ERR_CLOSED = -4,    /* run already finished */
+	TD_ERR_TIMEOUT = -5,   /* td_finish: not everything acknowledged in time */
+	TD_ERR_TRANSPORT = -6, /* could not set up the connection machinery */
+	TD_ERR_REJECTED = -7,  /* the agent refused records or a query (td_last_error) */
+	TD_ERR_NOT_FOUND = -8, /* query: the agent has no such run */
 } td_error;
 
 typedef enum td_type {
@@ -61,12 +78,12 @@ typedef enum td_type {
 	TD_INT,
 	TD_BOOL,
 	TD_STRING,
-	TD_MAP,   /* nested: v.map.items[0 .. v.map.n) */
+	TD_MAP, /* nested: v.map.items[0 .. v.map.n) */
 } td_type;
 
 typedef struct td_item td_item;
 struct td_item {
-	const char *key;   /* UTF-8, non-empty */
+	const char *key; /* UTF-8, non-empty */
 	td_type type;
 	union {
 		double d;
@@ -85,17 +102,33 @@ struct td_item {
 #define TD_I(k, x) ((td_item){.key = (k), .type = TD_INT, .v.i = (x)})
 #define TD_B(k, x) ((td_item){.key = (k), .type = TD_BOOL, .v.b = (x)})
 #define TD_S(k, x) ((td_item){.key = (k), .type = TD_STRING, .v.s = (x)})
-#define TD_M(k, arr, count) \
+#define TD_M(k, arr, count)                                                                        \
 	((td_item){.key = (k), .type = TD_MAP, .v.map = {.items = (arr), .n = (count)}})
 
+/* Resume: NEVER (default) with an explicit run_id asks the agent and fails with
+ * TD_ERR_INVALID if the run already exists (no agent answering: proceeds);
+ * MUST asks the agent and fails with TD_ERR_INVALID unless the run exists
+ * (no agent answering: fails too); ALLOW attaches or creates without asking. */
 typedef enum td_resume { TD_RESUME_NEVER = 0, TD_RESUME_ALLOW = 1, TD_RESUME_MUST = 2 } td_resume;
 typedef enum td_mode { TD_MODE_ONLINE = 0, TD_MODE_OFFLINE = 1, TD_MODE_DISABLED = 2 } td_mode;
 
+/* What the run summary keeps for a metric (define_metric). */
+typedef enum td_metric_summary {
+	TD_SUMMARY_LAST = 0, /* the default */
+	TD_SUMMARY_MIN = 1,
+	TD_SUMMARY_MAX = 2,
+	TD_SUMMARY_MEAN = 3,
+	TD_SUMMARY_NONE = 4, /* not in the summary */
+} td_metric_summary;
+
+/* How a run ended: FINISHED (exit 0 → finished, else failed) or KILLED. */
+typedef enum td_exit_reason { TD_EXIT_FINISHED = 0, TD_EXIT_KILLED = 1 } td_exit_reason;
+
 typedef struct td_run_options {
-	const char *project;        /* default "uncategorized" */
-	const char *entity;         /* default: empty (the backend's default entity) */
-	const char *run_id;         /* default: 8 random chars of [a-z0-9] */
-	const char *display_name;   /* default: chosen by the agent */
+	const char *project;      /* default "uncategorized" */
+	const char *entity;       /* default: the login name of the effective uid */
+	const char *run_id;       /* default: 8 random chars of [a-z0-9] */
+	const char *display_name; /* default: chosen by the agent */
 	const char *notes;
 	const char *group;
 	const char *job_type;
@@ -109,6 +142,25 @@ typedef struct td_run_options {
 	size_t max_buffer_bytes;    /* default 64 MiB; minimum 64 KiB */
 	size_t batch_bytes;         /* default 256 KiB */
 	uint32_t flush_interval_ms; /* default 10 */
+	/* td_finish prints the footer to stderr. Default true. */
+	bool print_footer;
+	/* Tee stdout and stderr (file descriptors 1 and 2, through pipes and a
+	 * reader thread) into the run's console output, stderr lines marked as
+	 * such; restored at td_finish. If the original stdout is a terminal,
+	 * stdout is made line-buffered so the terminal still sees lines as they
+	 * come. Default false. */
+	bool capture_console;
+	/* SIGTERM and SIGINT end the run as killed (exit code 128 + signal): the
+	 * handler only writes to a pipe; a thread finishes the run (waiting up to
+	 * 5 s for the agent, spooling the rest), then the signal is raised again
+	 * with its default action, so the process dies of it as it would have.
+	 * The previous handlers are restored at td_finish. Default false. */
+	bool handle_signals;
+	/* Where spool files go: default $XDG_STATE_HOME/trackd/spool, else
+	 * ~/.local/state/trackd/spool; "" disables spooling. Files are kept per
+	 * agent: <spool_dir>/<hash of the agent URL>/<session>.spool. */
+	const char *spool_dir;
+	size_t max_spool_bytes; /* bound of this process's spool file; default (0) 1 GiB */
 } td_run_options;
 
 typedef struct td_run td_run;
@@ -126,8 +178,11 @@ TD_API const char *td_run_id(const td_run *run);
 
 #define TD_STEP_AUTO (-1)
 
-/* Logs one history row: step = TD_STEP_AUTO for the next step, otherwise an
- * explicit step (≥ 0); commit = false accumulates keys into the current step. */
+/* Logs one history row: step = TD_STEP_AUTO for the current step, otherwise an
+ * explicit step (≥ 0); commit = false accumulates keys into the step, which is
+ * committed by a later commit or a larger step (W&B semantics). An explicit
+ * step lower than the current one is refused here, as the agent would drop it:
+ * a warning on stderr and TD_ERR_INVALID. */
 TD_API int td_log(td_run *run, const td_item *items, size_t n, int64_t step, bool commit);
 
 /* Sets summary keys explicitly. */
@@ -139,13 +194,22 @@ TD_API int td_config_update(td_run *run, const td_item *items, size_t n);
 /* Records console output (one or more lines) of stdout (is_stderr false) or stderr. */
 TD_API int td_output(td_run *run, bool is_stderr, const char *text);
 
+/* Sets how the summary keeps `name` (a top-level key). */
+TD_API int td_define_metric(td_run *run, const char *name, td_metric_summary summary);
+
+/* Renames the run (its display name). */
+TD_API int td_set_name(td_run *run, const char *display_name);
+
 typedef struct td_finish_report {
-	uint64_t records_logged;        /* accepted by td_* calls */
-	uint64_t records_acked;         /* acknowledged by the agent (durable) */
-	uint64_t records_unacked;       /* still buffered when td_finish returned */
-	uint64_t records_refused_full;  /* refused with TD_ERR_FULL */
-	uint64_t records_rejected;      /* refused by the agent (invalid); see last_error */
-	char last_error[256];           /* the agent's last error message, if any */
+	uint64_t records_logged;       /* accepted by td_* calls */
+	uint64_t records_acked;        /* acknowledged by the agent (durable) */
+	uint64_t records_unacked;      /* not acknowledged when td_finish returned */
+	uint64_t records_refused_full; /* refused with TD_ERR_FULL */
+	uint64_t records_rejected;     /* refused by the agent (invalid); see last_error */
+	/* Of records_unacked, those safe in the spool file: a later td_init or
+	 * `trackctl spool flush` delivers them. The others are lost. */
+	uint64_t records_spooled;
+	char last_error[256]; /* the agent's last error message, if any */
 } td_finish_report;
 
 /* Ends the run with `exit_code` (0 → finished, otherwise failed), waits up to
@@ -154,6 +218,64 @@ typedef struct td_finish_report {
  * TD_ERR_TIMEOUT when something was not, TD_ERR_REJECTED when the agent refused
  * records. `report` may be NULL. The run is freed in every case. */
 TD_API int td_finish(td_run *run, int exit_code, int timeout_ms, td_finish_report *report);
+
+/* td_finish with an explicit reason: TD_EXIT_KILLED marks the run killed
+ * (td_finish is td_finish_reason(…, TD_EXIT_FINISHED, …)). */
+TD_API int td_finish_reason(td_run *run, int exit_code, td_exit_reason reason, int timeout_ms,
+                            td_finish_report *report);
+
+/* The footer as td_finish would print it now: history sparklines and summary of
+ * what this process logged, then where the run is stored and how to view it.
+ * Writes at most len bytes (NUL included) like snprintf; returns the length of
+ * the whole text (a return ≥ len means it was cut) or a negative td_error.
+ * Asks the agent for its state dir the first time (see td_run_dir). */
+TD_API int td_footer(td_run *run, char *buf, size_t len);
+
+/* The run's directory on this machine: the agent's state dir (asked once with a
+ * status request, then cached) + /runs/<entity>/<project>/run-YYYYMMDD_HHMMSS-<id>
+ * (the start time in UTC). Returns like td_footer; TD_ERR_TRANSPORT if no agent
+ * answers. */
+TD_API int td_run_dir(td_run *run, char *buf, size_t len);
+
+/* ---- reading from the agent (trackctl, the Python Api) -------------------- */
+
+/* One query to the agent's run store (see Query in trackd.proto; NULL / 0
+ * fields are left out). */
+typedef struct td_query {
+	const char *kind;        /* "runs" | "run" | "history" | "rename" */
+	const char *run;         /* "id" or "entity/project/id" */
+	const char *project;     /* runs: "project" or "entity/project" */
+	const char *state;       /* runs: running|finished|failed|crashed|killed */
+	const char *const *keys; /* history: only these keys (plus _step) */
+	size_t n_keys;
+	uint64_t from_line; /* history: first line (0-based) */
+	uint64_t max_lines; /* history: at most this many (0: no limit) */
+	const char *name;   /* rename: the new display name */
+} td_query;
+
+/* Sends one query (socket_url NULL: TRACKD_SOCKET, else the default path) and
+ * waits up to timeout_ms (< 0: 10 s). On success *json_out is the agent's JSON
+ * answer, owned by the caller (td_free). The agent's error → TD_ERR_NOT_FOUND
+ * (no such run) or TD_ERR_REJECTED, with td_last_error() = its message; no
+ * answer → TD_ERR_TRANSPORT. */
+TD_API int td_query_agent(const char *socket_url, const td_query *q, int timeout_ms,
+                          char **json_out);
+
+/* The agent's status (StatusReply) as a JSON object; errors as td_query_agent. */
+TD_API int td_status_agent(const char *socket_url, int timeout_ms, char **json_out);
+
+/* Frees what the library returned (json_out). NULL is a no-op. */
+TD_API void td_free(void *p);
+
+/* Delivers the spool files for the agent at socket_url (NULL: as td_init finds
+ * it) in spool_dir (NULL: the default) whose owner is gone
+ * (those this process can lock), oldest records first, deleting each file once
+ * the agent acknowledged all of it. Waits up to timeout_ms (< 0: 30 s).
+ * *records_delivered (may be NULL) counts records the agent acknowledged,
+ * including ones it already had. TD_OK when every such file was delivered,
+ * TD_ERR_TIMEOUT when time ran out, TD_ERR_TRANSPORT when no agent answered. */
+TD_API int td_spool_flush(const char *socket_url, const char *spool_dir, int timeout_ms,
+                          uint64_t *records_delivered);
 
 TD_API const char *td_strerror(int err);
 

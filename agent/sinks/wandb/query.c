@@ -1,0 +1,178 @@
+/* Queries answered by the wandb sink, on the ingest's query thread under s->mu.
+ * JSON shapes: see wandb_sink_query in wandb_sink.h. Nothing here ever prints
+ * the API key: it is not reachable from a run. */
+#include "wandb_internal.h"
+
+#include "clock.h"
+#include "errors.h"
+#include "vtree.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *state_name(const struct wb_run *wr, int64_t now)
+{
+	switch (wr->phase) {
+	case WB_PARKED: return "parked";
+	case WB_EVICTED: return "evicted";
+	case WB_OFFLINE: return "offline";
+	case WB_ATTACHED: break;
+	}
+	if (!wr->run)
+		return "waiting";
+	if (wr->retry_at > now)
+		return "retrying";
+	bool delivered = !wr->xfer && wr->upserted && wr->hist.len == wr->h_head &&
+	                 wr->cons.len == wr->c_head && wr->sum_gen == wr->sum_acked &&
+	                 wr->meta_gen == wr->meta_acked && wr->end_gen == wr->end_acked;
+	return wr->run->state != RUN_RUNNING && delivered ? "done" : "uploading";
+}
+
+static int put_field(struct buf *b, const char *name, const char *value)
+{
+	int rv = buf_printf(b, ",\"%s\":", name);
+	return rv ? rv : json_put_string(b, value ? value : "");
+}
+
+static int run_json(struct wandb_sink *s, const struct wb_run *wr, int64_t now, struct buf *b)
+{
+	char url[4096];
+	int rv = buf_puts(b, "{\"id\":");
+	if (!rv)
+		rv = json_put_string(b, wr->id);
+	if (!rv)
+		rv = put_field(b, "entity",
+		               wr->up_entity ? wr->up_entity : (wr->run ? wr->run->entity : ""));
+	if (!rv)
+		rv = put_field(b, "project",
+		               wr->up_project ? wr->up_project : (wr->run ? wr->run->project : ""));
+	if (!rv)
+		rv = put_field(b, "state", state_name(wr, now));
+	if (!rv)
+		rv = buf_printf(b,
+		                ",\"history_acked\":%" PRIu64 ",\"console_acked\":%" PRIu64
+		                ",\"lines_skipped\":%" PRIu64 ",\"buffered_bytes\":%zu"
+		                ",\"attempts\":%u,\"retry_in_ms\":%" PRId64 ",\"last_status\":%ld"
+		                ",\"stop_requested\":%s",
+		                wr->h_done, wr->c_done, wr->h_skipped + wr->c_skipped,
+		                (wr->hist.len - wr->h_head) + (wr->cons.len - wr->c_head),
+		                wr->attempts, wr->retry_at > now ? (wr->retry_at - now) / 1000 : 0,
+		                wr->last_status, wr->stop_requested ? "true" : "false");
+	if (!rv)
+		rv = put_field(b, "last_error", wr->last_error);
+	wb_run_url(s, wr, url, sizeof url);
+	if (!rv)
+		rv = put_field(b, "run_url", url);
+	wb_project_url(s, wr, url, sizeof url);
+	if (!rv)
+		rv = put_field(b, "project_url", url);
+	return rv ? rv : buf_putc(b, '}');
+}
+
+static bool visible(const struct wb_run *wr, uint32_t uid, bool admin)
+{
+	return admin || (wr->uid_known && wr->uid == uid);
+}
+
+static int query_status(struct wandb_sink *s, uint32_t uid, bool admin, struct buf *out)
+{
+	int64_t now = clock_mono_us();
+	int rv = buf_puts(out, "{\"base_url\":");
+	if (!rv)
+		rv = json_put_string(out, s->base_url);
+	if (!rv)
+		rv = buf_printf(out,
+		                ",\"counters\":{\"requests_ok\":%" PRIu64
+		                ",\"requests_failed\":%" PRIu64 ",\"lines_skipped\":%" PRIu64
+		                ",\"bytes_sent\":%" PRIu64 ",\"records_orphaned\":%" PRIu64
+		                ",\"write_errors\":%" PRIu64 ",\"runs_evicted\":%" PRIu64
+		                ",\"buffered_bytes\":%" PRIu64 ",\"processed_index\":%" PRIu64
+		                ",\"committed_index\":%" PRIu64 ",\"in_flight\":%zu},\"runs\":[",
+		                atomic_load(&s->requests_ok), atomic_load(&s->requests_failed),
+		                atomic_load(&s->lines_skipped), atomic_load(&s->bytes_sent),
+		                atomic_load(&s->records_orphaned), atomic_load(&s->write_errors),
+		                atomic_load(&s->runs_evicted), s->buffered, s->processed_index,
+		                s->committed_index, s->in_flight);
+	bool first = true;
+	for (size_t i = 0; i < s->n_runs && !rv; i++) {
+		if (!visible(s->runs[i], uid, admin))
+			continue;
+		if (!first)
+			rv = buf_putc(out, ',');
+		first = false;
+		if (!rv)
+			rv = run_json(s, s->runs[i], now, out);
+	}
+	return rv ? rv : buf_puts(out, "]}");
+}
+
+static int retry_one(struct wandb_sink *s, struct wb_run *wr, struct buf *out, bool *first)
+{
+	switch (wr->phase) {
+	case WB_PARKED:
+	case WB_EVICTED: wb_reattach(s, wr); break;
+	case WB_ATTACHED:
+		if (!wr->retry_at)
+			return TRACKD_OK; /* nothing to retry */
+		wr->retry_at = 0;
+		wr->attempts = 0;
+		break;
+	case WB_OFFLINE: return TRACKD_OK;
+	}
+	int rv = *first ? 0 : buf_putc(out, ',');
+	*first = false;
+	return rv ? rv : json_put_string(out, wr->id);
+}
+
+static int query_retry(struct wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
+                       struct buf *out, char *err, size_t errlen)
+{
+	const char *ref = q->run ? q->run : "";
+	bool first = true;
+	int rv = buf_puts(out, "{\"ok\":true,\"retried\":[");
+	if (*ref) {
+		struct wb_run *wr = wb_find(s, ref);
+		if (!wr || !visible(wr, uid, admin)) {
+			out->len = 0;
+			snprintf(err, errlen,
+			         "the wandb sink holds no run '%s' (it keeps running, parked and "
+			         "recently ended runs)",
+			         ref);
+			return TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND;
+		}
+		if (!rv)
+			rv = retry_one(s, wr, out, &first);
+	} else {
+		for (size_t i = 0; i < s->n_runs && !rv; i++)
+			if (s->runs[i]->phase == WB_PARKED && visible(s->runs[i], uid, admin))
+				rv = retry_one(s, s->runs[i], out, &first);
+	}
+	return rv ? rv : buf_puts(out, "]}");
+}
+
+int wandb_sink_query(wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
+                     struct buf *out, char *err, size_t errlen)
+{
+	const char *kind = q->kind ? q->kind : "";
+	int rv;
+	pthread_mutex_lock(&s->mu);
+	if (strcmp(kind, "wandb") == 0) {
+		rv = query_status(s, uid, admin, out);
+	} else if (strcmp(kind, "retry") == 0) {
+		rv = query_retry(s, q, uid, admin, out, err, errlen);
+	} else {
+		snprintf(err, errlen, "unknown query kind '%s' for the wandb sink (wandb, retry)",
+		         kind);
+		rv = TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	}
+	pthread_mutex_unlock(&s->mu);
+	/* The sink thread may be waiting on the network: have it act now. */
+	if (rv == 0 && strcmp(kind, "retry") == 0)
+		curl_multi_wakeup(s->multi);
+	if (rv < 0) {
+		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
+		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+	}
+	return rv;
+}

@@ -1,0 +1,256 @@
+#include "store.h"
+
+#include "crc32c.h"
+#include "errors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char magic[8] = {'T', 'R', 'K', 'D', 'W', 'B', '0', '1'};
+
+void wb_state_file_name(const char *run_id, char *out, size_t len)
+{
+	bool plain = *run_id != '\0';
+	for (const char *p = run_id; *p && plain; p++)
+		plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		        (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+	if (plain) {
+		snprintf(out, len, "%s.state", run_id);
+		return;
+	}
+	/* Hex keeps "..", spaces and non-ASCII ids out of path syntax; 64-byte ids
+	 * (the protocol's limit) give 129-character names. */
+	size_t n = 0;
+	if (len)
+		out[n++] = 'x';
+	for (const unsigned char *p = (const unsigned char *)run_id; *p && n + 8 < len; p++)
+		n += (size_t)snprintf(out + n, len - n, "%02x", *p);
+	snprintf(out + n, len - n, ".state");
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return trackd_err_from_errno(errno);
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return TRACKD_OK;
+}
+
+int wb_state_write(const char *dir, const char *run_id, const struct wb_state *st)
+{
+	const char *entity = st->entity ? st->entity : "";
+	const char *project = st->project ? st->project : "";
+	size_t el = strlen(entity), pl = strlen(project);
+	if (el > UINT16_MAX || pl > UINT16_MAX || st->snapshot_len > WB_STATE_MAX_BYTES)
+		return TRACKD_ETOOBIG;
+	size_t len = 8 + 4 + 4 * 8 + 2 + el + 2 + pl + 4 + st->snapshot_len + 4;
+	uint8_t *b = malloc(len);
+	if (!b)
+		return TRACKD_ENOMEM;
+	uint8_t *p = b;
+	memcpy(p, magic, 8);
+	p += 8;
+	put32(p, st->flags);
+	p += 4;
+	put64(p, st->history_base);
+	put64(p + 8, st->console_base);
+	put64(p + 16, st->history_skipped);
+	put64(p + 24, st->console_skipped);
+	p += 32;
+	p[0] = (uint8_t)el;
+	p[1] = (uint8_t)(el >> 8);
+	memcpy(p + 2, entity, el);
+	p += 2 + el;
+	p[0] = (uint8_t)pl;
+	p[1] = (uint8_t)(pl >> 8);
+	memcpy(p + 2, project, pl);
+	p += 2 + pl;
+	put32(p, (uint32_t)st->snapshot_len);
+	p += 4;
+	if (st->snapshot_len)
+		memcpy(p, st->snapshot, st->snapshot_len);
+	p += st->snapshot_len;
+	put32(p, crc32c_update(0, b, (size_t)(p - b)));
+
+	char name[200], path[4096], tmp[4200];
+	wb_state_file_name(run_id, name, sizeof name);
+	if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+		free(b);
+		return TRACKD_EINVAL;
+	}
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	int rv = TRACKD_OK;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rv = trackd_err_from_errno(errno);
+	} else {
+		rv = write_all(fd, b, len);
+		if (!rv && fdatasync(fd) != 0)
+			rv = trackd_err_from_errno(errno);
+		if (close(fd) != 0 && !rv)
+			rv = trackd_err_from_errno(errno);
+		if (!rv && rename(tmp, path) != 0)
+			rv = trackd_err_from_errno(errno);
+		if (rv)
+			unlink(tmp);
+	}
+	free(b);
+	if (rv)
+		return rv;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return trackd_err_from_errno(errno);
+	rv = fsync(dfd) == 0 ? TRACKD_OK : trackd_err_from_errno(errno);
+	close(dfd);
+	return rv;
+}
+
+static char *take_string(const uint8_t **p, const uint8_t *end)
+{
+	if (end - *p < 2)
+		return NULL;
+	size_t n = (size_t)(*p)[0] | (size_t)(*p)[1] << 8;
+	*p += 2;
+	if ((size_t)(end - *p) < n || memchr(*p, '\0', n))
+		return NULL;
+	char *s = malloc(n + 1);
+	if (!s)
+		return NULL;
+	memcpy(s, *p, n);
+	s[n] = '\0';
+	*p += n;
+	return s;
+}
+
+int wb_state_read(const char *dir, const char *run_id, struct wb_state *st)
+{
+	memset(st, 0, sizeof *st);
+	char name[200], path[4096];
+	wb_state_file_name(run_id, name, sizeof name);
+	if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+		return TRACKD_EINVAL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return trackd_err_from_errno(errno);
+	struct stat sb;
+	if (fstat(fd, &sb) != 0) {
+		int rv = trackd_err_from_errno(errno);
+		close(fd);
+		return rv;
+	}
+	if (sb.st_size > (off_t)WB_STATE_MAX_BYTES + 4096) {
+		close(fd);
+		return TRACKD_ETOOBIG;
+	}
+	size_t len = (size_t)sb.st_size;
+	uint8_t *b = malloc(len ? len : 1);
+	if (!b) {
+		close(fd);
+		return TRACKD_ENOMEM;
+	}
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = read(fd, b + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	int rv = TRACKD_ECORRUPT;
+	const size_t fixed = 8 + 4 + 32;
+	if (got != len || len < fixed + 2 + 2 + 4 + 4 || memcmp(b, magic, 8) != 0 ||
+	    crc32c_update(0, b, len - 4) != get32(b + len - 4))
+		goto out;
+	const uint8_t *p = b + 8, *end = b + len - 4;
+	st->flags = get32(p);
+	st->history_base = get64(p + 4);
+	st->console_base = get64(p + 12);
+	st->history_skipped = get64(p + 20);
+	st->console_skipped = get64(p + 28);
+	p += 36;
+	if (!(st->entity = take_string(&p, end)) || !(st->project = take_string(&p, end)))
+		goto out;
+	if (end - p < 4)
+		goto out;
+	size_t sl = get32(p);
+	p += 4;
+	if ((size_t)(end - p) != sl)
+		goto out;
+	if (sl) {
+		if (!(st->snapshot = malloc(sl))) {
+			rv = TRACKD_ENOMEM;
+			goto out;
+		}
+		memcpy(st->snapshot, p, sl);
+		st->snapshot_len = sl;
+	}
+	rv = TRACKD_OK;
+out:
+	free(b);
+	if (rv)
+		wb_state_fini(st);
+	return rv;
+}
+
+int wb_state_remove(const char *dir, const char *run_id)
+{
+	char name[200], path[4096];
+	wb_state_file_name(run_id, name, sizeof name);
+	if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+		return TRACKD_EINVAL;
+	if (unlink(path) != 0 && errno != ENOENT)
+		return trackd_err_from_errno(errno);
+	return TRACKD_OK;
+}
+
+void wb_state_fini(struct wb_state *st)
+{
+	if (!st)
+		return;
+	free(st->entity);
+	free(st->project);
+	free(st->snapshot);
+	memset(st, 0, sizeof *st);
+}

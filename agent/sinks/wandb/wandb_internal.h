@@ -1,0 +1,147 @@
+/* Private to the wandb sink: the structures shared by wandb_sink.c (the sink
+ * thread: log, runs, scheduling, checkpoints), transfer.c (libcurl) and query.c
+ * (answers on the ingest's query thread, under s->mu). */
+#ifndef TRACKD_SINKS_WANDB_INTERNAL_H
+#define TRACKD_SINKS_WANDB_INTERNAL_H
+
+#include "protocol.h"
+#include "run.h"
+#include "wandb_sink.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define WB_NO_HOLD      UINT64_MAX
+#define WB_RESPONSE_MAX (1u << 20) /* response bytes kept; the rest is read and dropped */
+
+enum wb_phase {
+	WB_ATTACHED, /* records are applied to it and it uploads */
+	WB_EVICTED,  /* failing while memory was short: buffers dropped, re-read later */
+	WB_PARKED,   /* a permanent error: buffers dropped, re-read on retry or restart */
+	WB_OFFLINE,  /* an offline run: never uploaded by this sink */
+};
+
+struct wb_transfer;
+
+struct wb_run {
+	char *id;
+	uint32_t uid; /* the run's owner, once known */
+	bool uid_known;
+	enum wb_phase phase;
+	struct run *run;         /* NULL unless attached (and also before its start record) */
+	uint64_t applying_entry; /* s->entries_read when it last applied a record */
+
+	/* Upstream identity, known after the first UpsertBucket. */
+	bool upserted;
+	char *up_entity, *up_project;
+	uint64_t h_base, c_base;
+
+	/* Lines produced and not yet acknowledged: [head, len) of each buf. */
+	struct buf hist, cons;
+	size_t h_head, c_head;
+	uint64_t h_done, c_done;       /* lines acknowledged or skipped */
+	uint64_t h_skipped, c_skipped; /* of those, skipped */
+
+	/* What changed since the backend last acknowledged it. */
+	uint64_t meta_gen, meta_acked;
+	uint64_t sum_gen, sum_acked;
+	uint64_t end_gen, end_acked; /* ends of the run seen / delivered (resumes restart it) */
+	bool summary_too_big;        /* warned once */
+
+	struct wb_transfer *xfer; /* the one request in flight, or NULL */
+	bool more;                /* the last request was cut by the size limit */
+	uint32_t attempts;        /* failed attempts in a row */
+	int64_t retry_at;         /* monotonic µs; 0 = no wait */
+	int64_t last_upsert_at, last_stream_at, touched_at;
+	long last_status; /* HTTP status of the last answer, 0 = none */
+	char last_error[320];
+	bool stop_requested;
+	bool url_logged;
+
+	uint64_t hold;          /* see wandb_sink.h; WB_NO_HOLD when all is durable */
+	uint64_t durable_index; /* last_index of the snapshot on disk, 0 if none */
+};
+
+struct wb_transfer {
+	CURL *easy;
+	bool added; /* on the multi handle: counted in s->in_flight */
+	struct wb_run *wr;
+	enum wb_call call;
+	struct buf body, response;
+	char errbuf[CURL_ERROR_SIZE];
+	char retry_after[80];
+	bool has_ratelimit_remaining, has_ratelimit_reset;
+	uint64_t ratelimit_remaining, ratelimit_reset;
+	int64_t started_at;
+	/* What the request covers, applied when it is acknowledged. */
+	uint64_t meta_gen, sum_gen;
+	bool final; /* the run's end (end_gen) goes with it */
+	uint64_t end_gen;
+	struct wb_stream_out out;
+	/* A snapshot to make durable on acknowledgement (everything was in it). */
+	uint8_t *capture;
+	size_t capture_len;
+	uint64_t capture_index;
+};
+
+struct wandb_sink {
+	struct wandb_sink_options opts;
+	char dir[4096];      /* <state>/sinks/wandb */
+	char runs_dir[4200]; /* …/runs */
+	char *base_url, *app_url, *entity, *ca_file, *version;
+	char *auth_header; /* secret: wiped at free */
+	struct curl_slist *headers;
+	CURLM *multi;
+	bool curl_inited;
+
+	pthread_mutex_t mu; /* guards everything a query may read or change */
+	bool closing;
+	pthread_t thread;
+	bool thread_started;
+
+	struct wb_run **runs;
+	size_t n_runs, cap_runs;
+	size_t next_pick; /* round robin start of the scheduler */
+	size_t in_flight;
+
+	txlog_reader *reader;
+	uint64_t processed_index, committed_index;
+	uint64_t rewind_to;    /* WB_NO_HOLD: none pending */
+	uint64_t entries_read; /* counts every entry read, re-reads too: names an entry */
+	uint64_t buffered;     /* bytes of unacknowledged lines, all runs */
+	bool paused;           /* reading waits for memory: runs send what they have now */
+	int64_t gate_until;    /* monotonic µs: no request starts before (rate limits) */
+	uint64_t rng;
+
+	_Atomic uint64_t requests_ok, requests_failed, lines_skipped, bytes_sent;
+	_Atomic uint64_t records_orphaned, write_errors, runs_evicted;
+};
+
+/* Finds a run by id or "entity/project/id". Caller holds s->mu. */
+struct wb_run *wb_find(struct wandb_sink *s, const char *ref);
+
+/* Brings a parked or evicted run back: its state is reloaded from disk and the
+ * log is re-read from its hold. Caller holds s->mu. */
+void wb_reattach(struct wandb_sink *s, struct wb_run *wr);
+
+/* Run and project URLs in the W&B UI ("" before the first UpsertBucket). */
+void wb_run_url(const struct wandb_sink *s, const struct wb_run *wr, char *out, size_t len);
+void wb_project_url(const struct wandb_sink *s, const struct wb_run *wr, char *out, size_t len);
+
+/* Loads the API key (file, else environment). On failure writes why into err
+ * (never the key) and returns TRACKD_EPERM (file too open, not regular) or
+ * TRACKD_EINVAL (no key, unreadable, malformed). */
+int wb_load_api_key(const char *file, const char *env, char **key_out, char *err, size_t errlen);
+
+/* The UI base URL for an API base URL: "https://api.x" → "https://x". */
+void wb_derive_app_url(const char *base_url, char *out, size_t len);
+
+/* transfer.c: starts a request (the body is taken: on success it belongs to
+ * the transfer); completes them into wb_transfer_done, called by the sink. */
+int wb_transfer_start(struct wandb_sink *s, struct wb_run *wr, enum wb_call call, struct buf *body,
+                      struct wb_transfer **out);
+void wb_transfer_free(struct wandb_sink *s, struct wb_transfer *t);
+
+#endif

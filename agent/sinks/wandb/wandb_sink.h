@@ -1,0 +1,164 @@
+/*
+ * wandb_sink.h — the `wandb` sink: a second cursor over the transaction log that
+ * streams every online run to a Weights & Biases backend (libcurl), with the
+ * protocol and retry policy of shared/design/WANDB-UPSTREAM.md.
+ *
+ * Per run
+ *   The sink applies the log to runs with agent/runs (run.h), exactly as the
+ *   local sink does: the same log gives the same history lines, `_step`s,
+ *   console lines and summary. It sends `UpsertBucket` first (and again, at
+ *   most every `upsert_debounce`, when name/tags/notes/group/config change,
+ *   and before the final request), then `file_stream` requests: history and
+ *   console lines with their line offsets, the whole summary at offset 0, and
+ *   on the last one `complete` + `exitcode` (finished → 0, failed → its code;
+ *   crashed/killed → no `complete`, the backend decides when heartbeats stop,
+ *   unless `complete_crashed`). One request per run per `transmit_interval`
+ *   (a backlog drains back to back, a run that ended flushes at once), at most
+ *   `max_request_bytes`; lines over `max_line_bytes` are skipped and counted.
+ *   A running run with nothing to send sends `{}` every `heartbeat_interval`.
+ *   Offline runs (RunStart.mode = offline) are not uploaded here. System
+ *   events (wandb-events.jsonl) are not produced: no record carries them yet.
+ *   A "stopped" answer (Stop pressed in the UI) is logged and shown by the
+ *   "wandb" query; the agent has no channel to stop the training process.
+ *
+ * Identity: runs are keyed by run id (as the local sink routes them). The
+ *   upstream entity is the run's own, except when it is the owner's login name
+ *   or uid<N> — what libtrackd fills in when the user gave none, meaningless to
+ *   W&B — then `entity` from the configuration, else the API key's default
+ *   entity (UpsertBucket without one; the answer names it). Project: the
+ *   run's. The display name is sent only when the user gave one (the local
+ *   sink's made-up name is not in the log); the backend makes its own.
+ *   URLs: {app_url}/{entity}/{project}/runs/{id}, logged at the first
+ *   UpsertBucket and returned by the "wandb" query.
+ *
+ * Offsets: a line's offset is base + its index in the run's derived file −
+ *   the lines skipped before it. base is the line count the backend reported
+ *   (historyLineCount / logLineCount) at this sink's first UpsertBucket of the
+ *   run, made durable before any line is sent — 0 for a new run; a run resumed
+ *   from another machine continues after the lines the backend holds.
+ *
+ * Exactly once over at-least-once HTTP
+ *   A run's lines stay in memory until acknowledged (and are re-sent, with the
+ *   same offsets, until they are; re-sending is idempotent). When a request
+ *   carries everything the run has produced (lines, summary, complete) and no
+ *   UpsertBucket is pending, it carries a snapshot of the run (RunSnapshot +
+ *   bases + skipped counts); when the backend acknowledges it, the snapshot is
+ *   written to `<state>/sinks/wandb/runs/<id>.state` (store.h). A run that has
+ *   nothing left to send is snapshotted at the next checkpoint.
+ *   Each run has a `hold`: the log index just before the first record it
+ *   applied since its last durable snapshot. The cursor rule: the sink's txlog
+ *   cursor is committed (every second) at min(last index read, every hold), so
+ *   segments are kept until every run has its records acknowledged and
+ *   snapshotted. After a restart (kill -9 included) reading resumes after the
+ *   cursor; records at or below a run's snapshot index are skipped for it, so
+ *   exactly the unacknowledged lines are derived again, with the same offsets.
+ *
+ * Failures
+ *   Every request has a connect timeout, a total timeout and a stall limit
+ *   (under 64 B/s for `stall_timeout`). Retryable failures (no response, 408,
+ *   429, 5xx but 501, any other non-listed status) back off per run:
+ *   min(retry_max, retry_min·2^attempt)·(1 + U[0, 0.25]); a Retry-After
+ *   (seconds or HTTP date, at most `retry_after_max`) wins; a 429's also holds
+ *   every run, as does `RateLimit-Remaining: 0` until `RateLimit-Reset`.
+ *   Attempts and elapsed time are unbounded: nothing is dropped for either.
+ *   Permanent failures (400 401 403 404 409 410 413 422 501 — 409 is retried
+ *   for UpsertBucket — and GraphQL errors) park the run: its buffered lines
+ *   are dropped, its records are skipped (its hold keeps them in the log), and
+ *   `retry` (wandb_sink_query) or an agent restart re-reads the log for it.
+ *   Other runs are unaffected: each run has at most one request in flight,
+ *   `max_parallel_requests` are in flight at once (curl multi, keep-alive).
+ *
+ * Memory: the lines not yet acknowledged are bounded by `max_buffer_bytes`.
+ *   Past it, runs that are waiting to retry are evicted like parked runs
+ *   (re-read from the log when their retry time comes), and if none is, the
+ *   sink stops reading the log (every run then sends what it has without
+ *   waiting for its interval) until acknowledgements make room: the log keeps
+ *   the backlog. Re-reading means the sink's one log reader goes back to the
+ *   evicted run's hold; every other run skips what it already applied. A
+ *   parked run keeps its segments on disk until it is retried: with a disk
+ *   budget (txlog.max_bytes) a long-parked run ends in refused appends, so
+ *   parking is logged as an error and counted in status.
+ *
+ * Secrets: the API key comes from `api_key_file` (refused when the file is
+ *   accessible by group or others, or is not a regular file) or the variable
+ *   named by `api_key_env`; it is sent only in the Authorization header and
+ *   never logged or returned by queries.
+ *
+ * Threading: one sink thread does everything (log reading, curl multi,
+ * files). wandb_sink_query and wandb_sink_get_stats may be called from any
+ * thread (they take the sink's mutex, which the sink thread releases while it
+ * waits on the network). Lifecycle: start → close (stop reading and sending;
+ * in-flight requests get until `drain_timeout_ms`) → stop (final checkpoint,
+ * join) → free. Ownership: `log` is borrowed and must outlive the sink.
+ * Errors: trackd_err values; start fails with TRACKD_EPERM for a bad key
+ * file, TRACKD_EINVAL for a missing key or bad option (logged with the reason).
+ */
+#ifndef TRACKD_SINKS_WANDB_H
+#define TRACKD_SINKS_WANDB_H
+
+#include "buf.h"
+#include "txlog.h"
+
+#include "trackd/v1/trackd.pb-c.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct wandb_sink wandb_sink;
+
+struct wandb_sink_options {
+	const char *state_dir; /* the sink keeps <state_dir>/sinks/wandb/ */
+	txlog *log;
+	const char *version;  /* the agent's, for User-Agent and telemetry */
+	const char *base_url; /* http(s)://… */
+	const char *app_url;  /* "" or NULL: derived from base_url */
+	const char *entity;   /* "" or NULL: the run's, else the key's default */
+	const char *api_key_file;
+	const char *api_key_env;
+	uint32_t transmit_interval_ms;
+	uint32_t heartbeat_interval_ms;
+	uint32_t upsert_debounce_ms;
+	uint32_t connect_timeout_ms;
+	uint32_t request_timeout_ms;
+	uint32_t stall_timeout_ms;
+	uint32_t retry_min_ms, retry_max_ms, retry_after_max_ms;
+	uint64_t max_request_bytes, max_line_bytes, max_buffer_bytes;
+	uint32_t max_parallel_requests;
+	bool tls_verify;
+	const char *ca_file; /* "" or NULL: the system's */
+	bool complete_crashed;
+	uint32_t checkpoint_interval_ms; /* 0: 1000 */
+	uint32_t drain_timeout_ms;       /* 0: 2000 */
+};
+
+struct wandb_sink_stats {
+	uint64_t requests_ok, requests_failed;
+	uint64_t runs_retrying, runs_parked, runs_uploading;
+	uint64_t lines_skipped, bytes_sent;
+	uint64_t processed_index, committed_index, backlog;
+	uint64_t buffered_bytes;
+};
+
+int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out);
+void wandb_sink_close(wandb_sink *s);
+void wandb_sink_stop(wandb_sink *s);
+void wandb_sink_free(wandb_sink *s);
+
+void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out);
+
+/* Answers the sink's queries with JSON in `out`. A peer that is not `admin`
+ * sees and retries only runs of its own `uid`.
+ *   kind "wandb": {"base_url":…,"counters":{…},"runs":[RUN,…]} where RUN is
+ *     {"id","entity","project","state":"uploading|retrying|parked|evicted|done|
+ *      offline|waiting","history_acked","console_acked","buffered_bytes",
+ *      "attempts","retry_in_ms","last_status","last_error","stop_requested",
+ *      "run_url","project_url"} for every run the sink holds in memory
+ *     (running, recently ended, parked, evicted, offline);
+ *   kind "retry" (run = "id", "entity/project/id" or "" for every parked run):
+ *     {"ok":true,"retried":["id",…]} — parked and evicted runs are re-read
+ *     from the log and runs waiting to retry retry now.
+ * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
+int wandb_sink_query(wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
+                     struct buf *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,587 @@
+/* wandb_test — the wandb sink's pure parts: retry schedule and classification,
+ * Retry-After, the JSON reader, request bodies (offsets, line limits, size
+ * limits, complete), UpsertBucket answers, the per-run state file, the API key
+ * rules and URLs. The network paths are tested end to end (tests/e2e). */
+#include "json_reader.h"
+#include "protocol.h"
+#include "store.h"
+#include "wandb_internal.h"
+
+#include "errors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			passed++;                                                                  \
+		} else {                                                                           \
+			failed++;                                                                  \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fprintf(stderr, "\n");                                                     \
+		}                                                                                  \
+	} while (0)
+
+/* ---- retry policy --------------------------------------------------------------- */
+
+static void test_backoff(void)
+{
+	CHECK(wb_backoff_ms(0, 2000, 60000, 0) == 2000, "first retry 2 s");
+	CHECK(wb_backoff_ms(0, 2000, 60000, 1) == 2500, "jitter adds up to 25%%");
+	CHECK(wb_backoff_ms(1, 2000, 60000, 0) == 4000, "doubles");
+	CHECK(wb_backoff_ms(4, 2000, 60000, 0) == 32000, "2 s * 16");
+	CHECK(wb_backoff_ms(5, 2000, 60000, 0) == 60000, "capped at 60 s");
+	CHECK(wb_backoff_ms(5, 2000, 60000, 1) == 75000, "jitter on top of the cap");
+	CHECK(wb_backoff_ms(UINT32_MAX, 2000, 60000, 0.5) == 67500, "no overflow at any attempt");
+	CHECK(wb_backoff_ms(70, UINT64_MAX / 2, UINT64_MAX / 2, 0) == UINT64_MAX / 2,
+	      "no overflow near the top");
+	CHECK(wb_backoff_ms(3, 100, 50, 0) == 100, "max below min: min");
+	double nan = 0.0 / 0.0;
+	CHECK(wb_backoff_ms(0, 2000, 60000, nan) == 2000, "NaN jitter ignored");
+	/* Monotone up to the cap. */
+	uint64_t prev = 0;
+	for (uint32_t a = 0; a < 40; a++) {
+		uint64_t d = wb_backoff_ms(a, 10, 1000, 0);
+		CHECK(d >= prev && d <= 1000, "attempt %u: %llu", a, (unsigned long long)d);
+		prev = d;
+	}
+}
+
+static void test_classify(void)
+{
+	static const long permanent[] = {400, 401, 403, 404, 410, 413, 422, 501};
+	static const long retried[] = {0, 408, 429, 500, 502, 503, 504, 599, 402, 405, 302};
+	for (size_t i = 0; i < sizeof permanent / sizeof *permanent; i++) {
+		CHECK(wb_classify_status(WB_CALL_FILE_STREAM, permanent[i]) == WB_PERMANENT,
+		      "%ld permanent", permanent[i]);
+		CHECK(wb_classify_status(WB_CALL_UPSERT, permanent[i]) == WB_PERMANENT,
+		      "%ld permanent (upsert)", permanent[i]);
+	}
+	for (size_t i = 0; i < sizeof retried / sizeof *retried; i++)
+		CHECK(wb_classify_status(WB_CALL_FILE_STREAM, retried[i]) == WB_RETRY,
+		      "%ld retried", retried[i]);
+	CHECK(wb_classify_status(WB_CALL_FILE_STREAM, 409) == WB_PERMANENT, "409 file_stream");
+	CHECK(wb_classify_status(WB_CALL_UPSERT, 409) == WB_RETRY, "409 UpsertBucket retried");
+	CHECK(wb_classify_status(WB_CALL_UPSERT, 200) == WB_OK, "200");
+	CHECK(wb_classify_status(WB_CALL_UPSERT, 204) == WB_OK, "204");
+}
+
+static void test_retry_after(void)
+{
+	uint64_t ms = 0;
+	CHECK(wb_parse_retry_after("120", 0, &ms) == 0 && ms == 120000, "seconds: %llu",
+	      (unsigned long long)ms);
+	CHECK(wb_parse_retry_after("  3 \r\n", 0, &ms) == 0 && ms == 3000, "spaces");
+	CHECK(wb_parse_retry_after("0", 0, &ms) == 0 && ms == 0, "zero");
+	CHECK(wb_parse_retry_after("1.5", 0, &ms) == 0 && ms == 1500, "fraction");
+	/* Wed, 21 Oct 2015 07:28:00 GMT = 1445412480 */
+	CHECK(wb_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412450, &ms) == 0 &&
+	          ms == 30000,
+	      "IMF-fixdate: %llu", (unsigned long long)ms);
+	CHECK(wb_parse_retry_after("Wednesday, 21-Oct-15 07:28:00 GMT", 1445412470, &ms) == 0 &&
+	          ms == 10000,
+	      "RFC 850: %llu", (unsigned long long)ms);
+	CHECK(wb_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412490, &ms) == 0 &&
+	          ms == 0,
+	      "a past date means now");
+	CHECK(wb_parse_retry_after("soon", 0, &ms) == TRACKD_EINVAL, "garbage");
+	CHECK(wb_parse_retry_after("12abc", 0, &ms) == TRACKD_EINVAL, "trailing garbage");
+	CHECK(wb_parse_retry_after("", 0, &ms) == TRACKD_EINVAL, "empty");
+	CHECK(wb_parse_retry_after("99999999999999999999999", 0, &ms) == TRACKD_EINVAL, "overflow");
+}
+
+/* ---- JSON reader ----------------------------------------------------------------- */
+
+static void test_json_reader(void)
+{
+	const char *doc = "{\"data\":{\"upsertBucket\":{\"bucket\":{\"id\":\"X\",\"name\":\"r1\","
+	                  "\"historyLineCount\":42,\"project\":{\"name\":\"p\",\"entity\":"
+	                  "{\"name\":\"e\\u00e9\\ud83d\\ude00\"}},\"tags\":[\"a\",\"b\"],"
+	                  "\"x\":NaN,\"y\":-Infinity,\"ok\":true,\"n\":null}}},"
+	                  "\"errors\":[{\"message\":\"m0\"},{\"message\":\"m\\\"1\"}]}";
+	size_t n = strlen(doc);
+	int64_t v;
+	char s[64];
+	bool b;
+	struct jr_value jv;
+	CHECK(jr_validate(doc, n) == 0, "valid");
+	CHECK(jr_get_int(doc, n, "data.upsertBucket.bucket.historyLineCount", &v) == 0 && v == 42,
+	      "int");
+	CHECK(jr_get_string(doc, n, "data.upsertBucket.bucket.project.entity.name", s, sizeof s) ==
+	              0 &&
+	          strcmp(s, "e\xc3\xa9\xf0\x9f\x98\x80") == 0,
+	      "escapes and surrogate pairs: %s", s);
+	CHECK(jr_get_string(doc, n, "data.upsertBucket.bucket.tags.1", s, sizeof s) == 0 &&
+	          strcmp(s, "b") == 0,
+	      "array index");
+	CHECK(jr_get_string(doc, n, "errors.1.message", s, sizeof s) == 0 && strcmp(s, "m\"1") == 0,
+	      "second array element");
+	CHECK(jr_get_bool(doc, n, "data.upsertBucket.bucket.ok", &b) == 0 && b, "bool");
+	CHECK(jr_get(doc, n, "data.upsertBucket.bucket.n", &jv) == 0 && jv.type == JR_NULL, "null");
+	CHECK(jr_get(doc, n, "data.upsertBucket.bucket.x", &jv) == 0 && jv.type == JR_NUMBER,
+	      "NaN");
+	CHECK(jr_get(doc, n, "data.upsertBucket.bucket.tags.2", &jv) == TRACKD_ENOENT,
+	      "index out of range");
+	CHECK(jr_get(doc, n, "data.nope", &jv) == TRACKD_ENOENT, "missing key");
+	CHECK(jr_get(doc, n, "data.upsertBucket.bucket.id.deeper", &jv) == TRACKD_ENOENT,
+	      "path through a string");
+	CHECK(jr_get_int(doc, n, "data.upsertBucket.bucket.name", &v) == TRACKD_EINVAL,
+	      "type mismatch");
+	CHECK(jr_get(doc, n, "", &jv) == 0 && jv.type == JR_OBJECT && jv.len == n, "root");
+	/* Cut to size. */
+	char small[4];
+	CHECK(jr_get_string(doc, n, "data.upsertBucket.bucket.project.entity.name", small,
+	                    sizeof small) == 0 &&
+	          strcmp(small, "e\xc3\xa9") == 0,
+	      "cut on a character boundary: %s", small);
+
+	static const char *bad[] = {
+	    "",         "{",       "{\"a\":}",    "{\"a\" 1}", "[1,]", "{\"a\":1,}",
+	    "\"abc",    "tru",     "01",          "1.",        "1e",   "{\"a\":1} x",
+	    "\"\x01\"", "\"\\x\"", "\"\\u12G4\"", "[1 2]",     "nan",  "{1:2}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		CHECK(jr_validate(bad[i], strlen(bad[i])) != 0, "malformed: %s", bad[i]);
+	static const char *good[] = {"0",        "-0.5e+3",  " [ ] ", "{}", "\"\\u0041\\/\"",
+	                             "Infinity", "[[[]],{}]"};
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+		CHECK(jr_validate(good[i], strlen(good[i])) == 0, "well formed: %s", good[i]);
+	/* Depth: 64 nested arrays pass, 65 do not; a deep document cannot be walked. */
+	char deep[200];
+	for (int d = 64; d <= 65; d++) {
+		memset(deep, '[', (size_t)d);
+		memset(deep + d, ']', (size_t)d);
+		int rv = jr_validate(deep, (size_t)(2 * d));
+		CHECK(d == 64 ? rv == 0 : rv == TRACKD_ETOOBIG, "depth %d: %d", d, rv);
+	}
+	/* A lookup into a malformed document fails even if the path is before the damage. */
+	const char *half = "{\"a\":1,\"b\":";
+	CHECK(jr_get_int(half, strlen(half), "a", &v) == TRACKD_EINVAL, "validated first");
+}
+
+/* ---- request bodies ------------------------------------------------------------------ */
+
+static void test_json_string(void)
+{
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	const char raw[] = "a\"b\\c\n\t\x01 \xc3\xa9 \xff \xed\xa0\x80 \xf0\x9f\x98\x80";
+	size_t n = sizeof raw - 1;
+	CHECK(wb_json_string(&b, raw, n) == 0, "escape");
+	CHECK(b.len == wb_json_string_len(raw, n), "length matches: %zu vs %zu", b.len,
+	      wb_json_string_len(raw, n));
+	CHECK(strcmp(b.data, "\"a\\\"b\\\\c\\n\\t\\u0001 \xc3\xa9 \\ufffd \\ufffd\\ufffd\\ufffd "
+	                     "\xf0\x9f\x98\x80\"") == 0,
+	      "escaped: %s", b.data);
+	CHECK(jr_validate(b.data, b.len) == 0, "valid JSON");
+	buf_fini(&b);
+}
+
+static void test_upsert_body(void)
+{
+	struct vmap cfg;
+	vmap_init(&cfg);
+	vmap_set_double(&cfg, "lr", 0.5);
+	vmap_set_int(&cfg, "epochs", 3);
+	char *tags[] = {"t1", "t\"2"};
+	struct wb_upsert u = {.name = "abc123",
+	                      .project = "proj",
+	                      .entity = "",
+	                      .display_name = "brisk-river-1",
+	                      .notes = "",
+	                      .group = "g",
+	                      .tags = tags,
+	                      .n_tags = 2,
+	                      .config = &cfg,
+	                      .agent_version = "0.1.0"};
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	CHECK(wb_build_upsert(&u, &b) == 0, "build");
+	CHECK(jr_validate(b.data, b.len) == 0, "valid JSON: %s", b.data);
+	char s[4096];
+	CHECK(jr_get_string(b.data, b.len, "operationName", s, sizeof s) == 0 &&
+	          strcmp(s, "UpsertBucket") == 0,
+	      "operation");
+	CHECK(jr_get_string(b.data, b.len, "query", s, sizeof s) == 0 &&
+	          strstr(s, "mutation UpsertBucket(") && strstr(s, "historyLineCount"),
+	      "query text");
+	CHECK(jr_get_string(b.data, b.len, "variables.name", s, sizeof s) == 0 &&
+	          strcmp(s, "abc123") == 0,
+	      "name");
+	struct jr_value v;
+	CHECK(jr_get(b.data, b.len, "variables.entity", &v) == TRACKD_ENOENT,
+	      "empty entity omitted (the key's default)");
+	CHECK(jr_get(b.data, b.len, "variables.notes", &v) == TRACKD_ENOENT, "empty notes omitted");
+	CHECK(jr_get_string(b.data, b.len, "variables.groupName", s, sizeof s) == 0 &&
+	          strcmp(s, "g") == 0,
+	      "group");
+	CHECK(jr_get_string(b.data, b.len, "variables.tags.1", s, sizeof s) == 0 &&
+	          strcmp(s, "t\"2") == 0,
+	      "tags");
+	CHECK(jr_get_string(b.data, b.len, "variables.config", s, sizeof s) == 0, "config string");
+	size_t n = strlen(s);
+	double lr = 0;
+	struct jr_value lv;
+	CHECK(jr_get(s, n, "lr.value", &lv) == 0 && sscanf(lv.start, "%lf", &lr) == 1 && lr == 0.5,
+	      "config as {key: {value: v}}: %s", s);
+	int64_t e;
+	CHECK(jr_get_int(s, n, "epochs.value", &e) == 0 && e == 3, "int config");
+	CHECK(jr_get(s, n, "_wandb.value.t", &lv) == 0 && lv.type == JR_OBJECT, "_wandb.t");
+	buf_fini(&b);
+	vmap_fini(&cfg);
+}
+
+static void test_upsert_response(void)
+{
+	struct wb_upsert_result r;
+	const char *ok = "{\"data\":{\"upsertBucket\":{\"bucket\":{\"id\":\"X\",\"name\":\"r\","
+	                 "\"displayName\":\"d\",\"historyLineCount\":7,\"logLineCount\":3,"
+	                 "\"project\":{\"name\":\"p\",\"entity\":{\"name\":\"fake-entity\"}}},"
+	                 "\"inserted\":true}}}";
+	CHECK(wb_parse_upsert_response(ok, strlen(ok), &r) == WB_OK, "bucket");
+	CHECK(strcmp(r.entity, "fake-entity") == 0 && strcmp(r.project, "p") == 0 &&
+	          r.has_history_line_count && r.history_line_count == 7 && r.has_log_line_count &&
+	          r.log_line_count == 3,
+	      "bucket fields");
+	const char *noc = "{\"data\":{\"upsertBucket\":{\"bucket\":{\"historyLineCount\":null}}}}";
+	CHECK(wb_parse_upsert_response(noc, strlen(noc), &r) == WB_OK &&
+	          !r.has_history_line_count && r.entity[0] == '\0',
+	      "null counts");
+	const char *err = "{\"errors\":[{\"message\":\"project not found\"}],\"data\":"
+	                  "{\"upsertBucket\":null}}";
+	CHECK(wb_parse_upsert_response(err, strlen(err), &r) == WB_PERMANENT &&
+	          strcmp(r.error, "project not found") == 0,
+	      "GraphQL error: %s", r.error);
+	const char *html = "<html>bad gateway</html>";
+	CHECK(wb_parse_upsert_response(html, strlen(html), &r) == WB_RETRY, "not JSON");
+	CHECK(wb_parse_upsert_response(NULL, 0, &r) == WB_RETRY, "no body");
+	const char *empty = "{\"data\":{}}";
+	CHECK(wb_parse_upsert_response(empty, strlen(empty), &r) == WB_RETRY, "no bucket");
+}
+
+/* Lines in the content array of `file` in a body (file names hold dots, so a
+ * dotted path cannot name them). */
+static size_t content_len(const char *body, const char *file)
+{
+	const char *p = strstr(body, file);
+	if (!p || !(p = strstr(p, "\"content\":[")))
+		return 0;
+	size_t k = 0;
+	for (const char *q = p + 11; *q == '"';) {
+		q++;
+		while (*q && *q != '"')
+			q += *q == '\\' ? 2 : 1;
+		k++;
+		q++;
+		if (*q == ',')
+			q++;
+	}
+	return k;
+}
+
+static uint64_t offset_of(const char *body, const char *file)
+{
+	const char *p = strstr(body, file);
+	if (!p || !(p = strstr(p, "\"offset\":")))
+		return UINT64_MAX;
+	return strtoull(p + 9, NULL, 10);
+}
+
+static void test_file_stream_body(void)
+{
+	struct buf b;
+	buf_init(&b, 64 << 20);
+	struct wb_stream_out out;
+	const char hist[] =
+	    "{\"a\":1,\"_step\":0}\n{\"a\":2,\"_step\":1}\n{\"a\":NaN,\"_step\":2}\n";
+	const char cons[] =
+	    "2024-01-01T00:00:00.000000 hello\nERROR 2024-01-01T00:00:01.000000 x\n";
+	const char sum[] = "{\"a\":NaN,\"_step\":2}";
+	struct wb_stream_in in = {
+	    .history = {hist, sizeof hist - 1, 120},
+	    .console = {cons, sizeof cons - 1, 57},
+	    .summary = sum,
+	    .summary_len = sizeof sum - 1,
+	    .complete = true,
+	    .exitcode = 3,
+	    .max_body = 10 << 20,
+	    .max_line = 1 << 20,
+	};
+	CHECK(wb_build_file_stream(&in, &b, &out) == 0, "build");
+	CHECK(jr_validate(b.data, b.len) == 0, "valid JSON: %s", b.data);
+	CHECK(out.all && out.complete_sent && out.summary_sent && !out.empty, "all of it");
+	CHECK(out.history_lines == 3 && out.history_bytes == sizeof hist - 1 &&
+	          out.console_lines == 2 && out.console_bytes == sizeof cons - 1,
+	      "consumed");
+	CHECK(offset_of(b.data, WB_HISTORY_FILE) == 120 &&
+	          offset_of(b.data, WB_CONSOLE_FILE) == 57 &&
+	          offset_of(b.data, WB_SUMMARY_FILE) == 0,
+	      "offsets: %s", b.data);
+	CHECK(content_len(b.data, WB_HISTORY_FILE) == 3, "three history lines");
+	CHECK(strstr(b.data, "\"complete\":true,\"exitcode\":3}") != NULL, "complete: %s", b.data);
+	bool bv;
+	CHECK(jr_get_bool(b.data, b.len, "complete", &bv) == 0 && bv, "complete readable");
+	CHECK(strstr(b.data, "\"{\\\"a\\\":NaN,\\\"_step\\\":2}\"") != NULL,
+	      "lines are JSON strings, NaN kept");
+
+	/* A size limit that fits the console and one history line: no complete. */
+	buf_reset(&b);
+	in.max_body = 320 + 100;
+	CHECK(wb_build_file_stream(&in, &b, &out) == 0, "build small");
+	CHECK(b.len <= in.max_body, "within the limit: %zu", b.len);
+	CHECK(!out.all && !out.complete_sent && out.console_lines == 2 && out.history_lines == 1 &&
+	          !out.summary_sent,
+	      "partial: c=%zu h=%zu all=%d", out.console_lines, out.history_lines, out.all);
+	CHECK(strstr(b.data, "complete") == NULL, "no complete on a partial request");
+	CHECK(out.history_skipped == 0 && out.console_skipped == 0, "nothing skipped");
+
+	/* Long lines are skipped, the offsets of the rest stay consecutive. */
+	buf_reset(&b);
+	char big[600];
+	memset(big, 'x', sizeof big);
+	big[0] = '{';
+	struct buf h2;
+	buf_init(&h2, 1 << 20);
+	buf_puts(&h2, "{\"a\":1}\n");
+	buf_append(&h2, big, sizeof big);
+	buf_puts(&h2, "\n{\"a\":3}\n");
+	struct wb_stream_in in2 = {
+	    .history = {h2.data, h2.len, 10},
+	    .max_body = 10 << 20,
+	    .max_line = 100,
+	};
+	CHECK(wb_build_file_stream(&in2, &b, &out) == 0, "build with a long line");
+	CHECK(out.all && out.history_lines == 3 && out.history_skipped == 1 &&
+	          out.largest_skipped == sizeof big && out.history_bytes == h2.len,
+	      "skipped one: lines %zu skipped %zu", out.history_lines, out.history_skipped);
+	CHECK(content_len(b.data, WB_HISTORY_FILE) == 2 && offset_of(b.data, WB_HISTORY_FILE) == 10,
+	      "two sent from offset 10: %s", b.data);
+	/* A line that fits the line limit but never one request is skipped too. */
+	buf_reset(&b);
+	in2.max_line = 1 << 20;
+	in2.max_body = 320 + 100;
+	CHECK(wb_build_file_stream(&in2, &b, &out) == 0 && out.history_skipped == 1 && out.all,
+	      "too big for any request: skipped");
+	buf_fini(&h2);
+
+	/* Nothing to send: the heartbeat. */
+	buf_reset(&b);
+	struct wb_stream_in idle = {
+	    .history = {"", 0, 5}, .console = {"", 0, 0}, .max_body = 10 << 20, .max_line = 100};
+	CHECK(wb_build_file_stream(&idle, &b, &out) == 0 && out.empty && strcmp(b.data, "{}") == 0,
+	      "heartbeat: %s", b.data);
+	/* Only complete. */
+	buf_reset(&b);
+	idle.complete = true;
+	idle.exitcode = 0;
+	CHECK(wb_build_file_stream(&idle, &b, &out) == 0 && out.complete_sent &&
+	          strcmp(b.data, "{\"complete\":true,\"exitcode\":0}") == 0,
+	      "complete alone: %s", b.data);
+	/* A summary that can never fit is reported, and does not block complete. */
+	buf_reset(&b);
+	char huge[1000];
+	memset(huge, 'y', sizeof huge);
+	idle.summary = huge;
+	idle.summary_len = sizeof huge;
+	idle.max_body = 600;
+	CHECK(wb_build_file_stream(&idle, &b, &out) == 0 && out.summary_skipped && out.all &&
+	          out.complete_sent,
+	      "summary too large");
+
+	/* Exactly at the limit, many lines: never over it. */
+	struct buf many;
+	buf_init(&many, 16 << 20);
+	for (int i = 0; i < 20000; i++)
+		buf_printf(&many, "{\"i\":%d,\"s\":\"%s\"}\n", i, i % 7 ? "plain" : "quo\\\"te");
+	for (size_t limit = 1000; limit < 200000; limit = limit * 3 + 7) {
+		buf_reset(&b);
+		struct wb_stream_in in3 = {.history = {many.data, many.len, 0},
+		                           .summary = sum,
+		                           .summary_len = sizeof sum - 1,
+		                           .max_body = limit,
+		                           .max_line = 1 << 20};
+		CHECK(wb_build_file_stream(&in3, &b, &out) == 0 && b.len <= limit &&
+		          jr_validate(b.data, b.len) == 0 &&
+		          content_len(b.data, WB_HISTORY_FILE) == out.history_lines,
+		      "limit %zu: len %zu lines %zu", limit, b.len, out.history_lines);
+	}
+	buf_fini(&many);
+	buf_fini(&b);
+}
+
+static void test_stopped(void)
+{
+	const char *a = "{\"exitcode\":null,\"limits\":{},\"stopped\":true}";
+	const char *b = "{\"exitcode\":null,\"limits\":{}}";
+	CHECK(wb_stream_response_stopped(a, strlen(a)), "stopped");
+	CHECK(!wb_stream_response_stopped(b, strlen(b)), "not stopped");
+	CHECK(!wb_stream_response_stopped(NULL, 0), "no body");
+}
+
+/* ---- state files ------------------------------------------------------------------- */
+
+static void test_store(void)
+{
+	char dir[] = "/tmp/wandb_test.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+	char name[200];
+	wb_state_file_name("abc123", name, sizeof name);
+	CHECK(strcmp(name, "abc123.state") == 0, "plain name: %s", name);
+	wb_state_file_name("..", name, sizeof name);
+	CHECK(strcmp(name, "x2e2e.state") == 0, "hex name: %s", name);
+	wb_state_file_name("a b", name, sizeof name);
+	CHECK(strcmp(name, "x612062.state") == 0, "space: %s", name);
+
+	uint8_t snap[300];
+	for (size_t i = 0; i < sizeof snap; i++)
+		snap[i] = (uint8_t)(i * 7);
+	struct wb_state st = {.flags = WB_STATE_UPSERTED,
+	                      .history_base = 5,
+	                      .console_base = 6,
+	                      .history_skipped = 7,
+	                      .console_skipped = 8,
+	                      .entity = "e",
+	                      .project = "p q",
+	                      .snapshot = snap,
+	                      .snapshot_len = sizeof snap};
+	CHECK(wb_state_write(dir, "run/../x", &st) == 0, "write");
+	struct wb_state rd;
+	CHECK(wb_state_read(dir, "run/../x", &rd) == 0, "read");
+	CHECK(rd.flags == WB_STATE_UPSERTED && rd.history_base == 5 && rd.console_base == 6 &&
+	          rd.history_skipped == 7 && rd.console_skipped == 8 &&
+	          strcmp(rd.entity, "e") == 0 && strcmp(rd.project, "p q") == 0 &&
+	          rd.snapshot_len == sizeof snap && memcmp(rd.snapshot, snap, sizeof snap) == 0,
+	      "round trip");
+	wb_state_fini(&rd);
+	struct wb_state none = {.flags = WB_STATE_OFFLINE};
+	CHECK(wb_state_write(dir, "off", &none) == 0 && wb_state_read(dir, "off", &rd) == 0 &&
+	          rd.flags == WB_STATE_OFFLINE && rd.snapshot == NULL && rd.entity &&
+	          rd.entity[0] == '\0',
+	      "no snapshot, no names");
+	wb_state_fini(&rd);
+	CHECK(wb_state_read(dir, "missing", &rd) == TRACKD_ENOENT, "missing");
+
+	/* Any flipped byte is detected; a cut file too. */
+	char path[300];
+	wb_state_file_name("run/../x", name, sizeof name);
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "r+b");
+	fseek(f, 0, SEEK_END);
+	long size = ftell(f);
+	int detected = 0;
+	for (long pos = 0; pos < size; pos += 13) {
+		fseek(f, pos, SEEK_SET);
+		int c = fgetc(f);
+		fseek(f, pos, SEEK_SET);
+		fputc(c ^ 0x10, f);
+		fflush(f);
+		detected += wb_state_read(dir, "run/../x", &rd) == TRACKD_ECORRUPT;
+		wb_state_fini(&rd);
+		fseek(f, pos, SEEK_SET);
+		fputc(c, f);
+		fflush(f);
+	}
+	fclose(f);
+	CHECK(detected == (size + 12) / 13, "every flip detected: %d", detected);
+	CHECK(truncate(path, size - 1) == 0 &&
+	          wb_state_read(dir, "run/../x", &rd) == TRACKD_ECORRUPT,
+	      "cut");
+	struct stat sb;
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 077) == 0, "state files are private");
+	CHECK(wb_state_remove(dir, "run/../x") == 0 && wb_state_remove(dir, "run/../x") == 0,
+	      "remove twice");
+	wb_state_remove(dir, "off");
+	rmdir(dir);
+}
+
+/* ---- the API key ---------------------------------------------------------------------- */
+
+static void test_api_key(void)
+{
+	char dir[] = "/tmp/wandb_key.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+	char path[300], err[600], *key = NULL;
+	snprintf(path, sizeof path, "%s/key", dir);
+	const char secret[] = "s3cr3tkeyvalue0123456789";
+	FILE *f = fopen(path, "w");
+	fprintf(f, "  %s\n", secret);
+	fclose(f);
+	chmod(path, 0644);
+	int rv = wb_load_api_key(path, "WANDB_TEST_NOPE", &key, err, sizeof err);
+	CHECK(rv == TRACKD_EPERM && !key, "world-readable key file refused: %d", rv);
+	CHECK(strstr(err, "0644") && strstr(err, "chmod 600") && !strstr(err, secret),
+	      "says why, not the key: %s", err);
+	chmod(path, 0640);
+	CHECK(wb_load_api_key(path, NULL, &key, err, sizeof err) == TRACKD_EPERM,
+	      "group-readable refused");
+	chmod(path, 0600);
+	CHECK(wb_load_api_key(path, NULL, &key, err, sizeof err) == 0 && key &&
+	          strcmp(key, secret) == 0,
+	      "0600 accepted, trimmed");
+	free(key);
+	key = NULL;
+	CHECK(wb_load_api_key(dir, NULL, &key, err, sizeof err) == TRACKD_EPERM,
+	      "a directory is refused");
+	snprintf(path, sizeof path, "%s/missing", dir);
+	CHECK(wb_load_api_key(path, NULL, &key, err, sizeof err) == TRACKD_EINVAL, "missing file");
+	setenv("WANDB_TEST_KEY", "envkey123", 1);
+	CHECK(wb_load_api_key("", "WANDB_TEST_KEY", &key, err, sizeof err) == 0 &&
+	          strcmp(key, "envkey123") == 0,
+	      "from the environment");
+	free(key);
+	key = NULL;
+	setenv("WANDB_TEST_KEY", "bad key\r\nX-Injected: 1", 1);
+	CHECK(wb_load_api_key("", "WANDB_TEST_KEY", &key, err, sizeof err) == TRACKD_EINVAL &&
+	          !strstr(err, "Injected"),
+	      "header injection refused: %s", err);
+	unsetenv("WANDB_TEST_KEY");
+	CHECK(wb_load_api_key("", "WANDB_TEST_KEY", &key, err, sizeof err) == TRACKD_EINVAL &&
+	          strstr(err, "WANDB_TEST_KEY"),
+	      "no key: %s", err);
+	snprintf(path, sizeof path, "%s/key", dir);
+	unlink(path);
+	rmdir(dir);
+
+	char *h = wb_auth_header("abc");
+	CHECK(h && strcmp(h, "Authorization: Basic YXBpOmFiYw==") == 0, "basic auth: %s", h);
+	free(h);
+	h = wb_auth_header("abcd");
+	CHECK(h && strcmp(h, "Authorization: Basic YXBpOmFiY2Q=") == 0, "padding: %s", h);
+	free(h);
+}
+
+static void test_urls(void)
+{
+	char u[256];
+	wb_derive_app_url("https://api.wandb.ai", u, sizeof u);
+	CHECK(strcmp(u, "https://wandb.ai") == 0, "%s", u);
+	wb_derive_app_url("http://127.0.0.1:8080", u, sizeof u);
+	CHECK(strcmp(u, "http://127.0.0.1:8080") == 0, "%s", u);
+	wb_derive_app_url("https://api.example.com/base", u, sizeof u);
+	CHECK(strcmp(u, "https://example.com/base") == 0, "%s", u);
+}
+
+int main(void)
+{
+	test_backoff();
+	test_classify();
+	test_retry_after();
+	test_json_reader();
+	test_json_string();
+	test_upsert_body();
+	test_upsert_response();
+	test_file_stream_body();
+	test_stopped();
+	test_store();
+	test_api_key();
+	test_urls();
+	printf("wandb_test: %d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}

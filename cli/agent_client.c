@@ -1,0 +1,202 @@
+/* agent_client.c — see agent_client.h. */
+#include "agent_client.h"
+
+#include "errors.h"
+
+#include "trackd/v1/limits.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct agent_client {
+	nng_socket sock;
+	char url[4096];
+};
+
+void agent_default_url(char *buf, size_t len)
+{
+	const char *env = getenv("TRACKD_SOCKET");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	if (env && *env)
+		snprintf(buf, len, "%s", env);
+	else if (geteuid() == 0)
+		snprintf(buf, len, "ipc:///run/trackd/trackd.sock");
+	else if (xdg && *xdg)
+		snprintf(buf, len, "ipc://%s/trackd/trackd.sock", xdg);
+	else
+		snprintf(buf, len, "ipc:///tmp/trackd-%u/trackd.sock", (unsigned)geteuid());
+}
+
+__attribute__((format(printf, 4, 5))) static int set_error(struct agent_error *err, int rv,
+                                                           int remote, const char *fmt, ...)
+{
+	err->remote_code = remote;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof err->message, fmt, ap);
+	va_end(ap);
+	return rv;
+}
+
+int agent_open(const char *url, agent_client **out, struct agent_error *err)
+{
+	*out = NULL;
+	err->remote_code = 0;
+	err->message[0] = '\0';
+	agent_client *c = calloc(1, sizeof *c);
+	if (!c)
+		return set_error(err, TRACKD_ENOMEM, 0, "out of memory");
+	snprintf(c->url, sizeof c->url, "%s", url);
+	int rv = nng_req0_open(&c->sock);
+	if (rv != 0) {
+		free(c);
+		return set_error(err, TRACKD_ESYS, 0, "cannot open a socket: %s", nng_strerror(rv));
+	}
+	nng_socket_set_ms(c->sock, NNG_OPT_SENDTIMEO, AGENT_STATUS_TIMEOUT_MS);
+	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, AGENT_MAX_REPLY_BYTES);
+	/* A synchronous dial fails at once when no agent listens, which is the
+	 * message the user needs; an asynchronous one would only time out later. */
+	if ((rv = nng_dial(c->sock, c->url, NULL, 0)) != 0) {
+		set_error(err, TRACKD_ECLOSED, 0, "%s", nng_strerror(rv));
+		nng_close(c->sock);
+		free(c);
+		return TRACKD_ECLOSED;
+	}
+	*out = c;
+	return 0;
+}
+
+void agent_close(agent_client *c)
+{
+	if (!c)
+		return;
+	nng_close(c->sock);
+	free(c);
+}
+
+const char *agent_url(const agent_client *c)
+{
+	return c->url;
+}
+
+/* Sends one Request and decodes the Reply. An Error reply is turned into the
+ * matching trackd_err here, so callers only see the body they asked for. */
+static int round_trip(agent_client *c, Trackd__V1__Request *req, int timeout_ms,
+                      Trackd__V1__Reply **out, struct agent_error *err)
+{
+	*out = NULL;
+	err->remote_code = 0;
+	err->message[0] = '\0';
+	req->has_protocol_version = true;
+	req->protocol_version = TRACKD_PROTOCOL_VERSION;
+	size_t len = trackd__v1__request__get_packed_size(req);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		return set_error(err, TRACKD_ENOMEM, 0, "out of memory");
+	trackd__v1__request__pack(req, buf);
+	nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO, timeout_ms);
+	int rv = nng_send(c->sock, buf, len, 0);
+	free(buf);
+	nng_msg *msg = NULL;
+	if (rv == 0)
+		rv = nng_recvmsg(c->sock, &msg, 0);
+	if (rv != 0)
+		return set_error(err, rv == NNG_ETIMEDOUT ? TRACKD_ETIMEDOUT : TRACKD_EIO, 0, "%s",
+		                 nng_strerror(rv));
+	Trackd__V1__Reply *reply =
+	    trackd__v1__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	nng_msg_free(msg);
+	if (!reply)
+		return set_error(err, TRACKD_ECORRUPT, 0, "the agent's reply does not decode");
+	if (reply->body_case == TRACKD__V1__REPLY__BODY_ERROR) {
+		const Trackd__V1__Error *e = reply->error;
+		int code = e && e->has_code ? (int)e->code : 0;
+		rv = code == TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND           ? TRACKD_ENOENT
+		     : code == TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED ? TRACKD_EPERM
+		                                                               : TRACKD_EINVAL;
+		set_error(err, rv, code, "%s", e && e->message ? e->message : "(no message)");
+		trackd__v1__reply__free_unpacked(reply, NULL);
+		return rv;
+	}
+	*out = reply;
+	return 0;
+}
+
+int agent_status(agent_client *c, Trackd__V1__Reply **reply_out,
+                 const Trackd__V1__StatusReply **out, struct agent_error *err)
+{
+	Trackd__V1__StatusQuery q = TRACKD__V1__STATUS_QUERY__INIT;
+	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
+	req.body_case = TRACKD__V1__REQUEST__BODY_STATUS;
+	req.status = &q;
+	Trackd__V1__Reply *reply;
+	int rv = round_trip(c, &req, AGENT_STATUS_TIMEOUT_MS, &reply, err);
+	if (rv != 0)
+		return rv;
+	if (reply->body_case != TRACKD__V1__REPLY__BODY_STATUS || !reply->status) {
+		trackd__v1__reply__free_unpacked(reply, NULL);
+		return set_error(err, TRACKD_ECORRUPT, 0, "the agent answered something else");
+	}
+	*reply_out = reply;
+	*out = reply->status;
+	return 0;
+}
+
+int agent_query(agent_client *c, const Trackd__V1__Query *q, char **json, size_t *len,
+                struct agent_error *err)
+{
+	*json = NULL;
+	*len = 0;
+	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
+	req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
+	req.query = (Trackd__V1__Query *)q; /* packing only reads it */
+	Trackd__V1__Reply *reply;
+	int rv = round_trip(c, &req, AGENT_QUERY_TIMEOUT_MS, &reply, err);
+	if (rv != 0)
+		return rv;
+	if (reply->body_case != TRACKD__V1__REPLY__BODY_QUERY || !reply->query ||
+	    !reply->query->json) {
+		trackd__v1__reply__free_unpacked(reply, NULL);
+		return set_error(err, TRACKD_ECORRUPT, 0,
+		                 "the agent answered something else (does it serve queries?)");
+	}
+	*len = strlen(reply->query->json);
+	*json = strdup(reply->query->json);
+	trackd__v1__reply__free_unpacked(reply, NULL);
+	if (!*json)
+		return set_error(err, TRACKD_ENOMEM, 0, "out of memory");
+	return 0;
+}
+
+void agent_print_error(const char *url, int rv, const struct agent_error *err, const char *what)
+{
+	switch (rv) {
+	case TRACKD_ECLOSED:
+		fprintf(stderr,
+		        "trackctl: no agent answers at %s (%s).\n"
+		        "Start one with `trackd` (or `systemctl start trackd`), or point\n"
+		        "TRACKD_SOCKET at the agent's socket.\n",
+		        url, err->message);
+		break;
+	case TRACKD_ETIMEDOUT:
+	case TRACKD_EIO:
+		fprintf(stderr, "trackctl: the agent at %s did not answer: %s\n", url,
+		        err->message);
+		break;
+	case TRACKD_ENOENT:
+		fprintf(stderr, "trackctl: %s not found (the agent says: %s)\n",
+		        what ? what : "run", err->message);
+		break;
+	case TRACKD_EPERM: fprintf(stderr, "trackctl: not allowed: %s\n", err->message); break;
+	case TRACKD_EINVAL:
+		fprintf(stderr, "trackctl: the agent refused: %s\n", err->message);
+		break;
+	default: fprintf(stderr, "trackctl: %s\n", err->message); break;
+	}
+}

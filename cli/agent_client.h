@@ -1,0 +1,65 @@
+/*
+ * agent_client.h — trackctl's side of the agent socket: one NNG REQ socket, one
+ * protobuf Request out, one Reply back, at a time.
+ *
+ * The agent is found at TRACKD_SOCKET (an NNG URL), else the default path of the
+ * running user (agent_default_url). Replies are capped at AGENT_MAX_REPLY_BYTES
+ * (NNG_OPT_RECVMAXSZ): trackctl asks for history in pages so a reply stays small.
+ *
+ * Errors: functions return 0 or a negative trackd_err and fill `struct
+ * agent_error` (never NULL) with what to tell the user:
+ *   TRACKD_ECLOSED     no agent answers at the URL (not running, wrong socket)
+ *   TRACKD_ETIMEDOUT   the agent did not answer in time
+ *   TRACKD_EIO         sending or receiving failed
+ *   TRACKD_ECORRUPT    the reply does not decode, or is not the expected kind
+ *   TRACKD_ENOENT      the agent answered ERROR_NOT_FOUND (no such run)
+ *   TRACKD_EPERM       the agent answered ERROR_PERMISSION_DENIED
+ *   TRACKD_EINVAL      any other error reply (message: the agent's)
+ *   TRACKD_ENOMEM
+ * agent_print_error() prints the one message per case, in the house wording.
+ *
+ * Ownership: query strings are borrowed; returned JSON and replies are owned by
+ * the caller. Not thread-safe: one client per thread.
+ */
+#ifndef TRACKD_CLI_AGENT_CLIENT_H
+#define TRACKD_CLI_AGENT_CLIENT_H
+
+#include "trackd/v1/trackd.pb-c.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AGENT_MAX_REPLY_BYTES   (64u << 20)
+#define AGENT_STATUS_TIMEOUT_MS 2000
+#define AGENT_QUERY_TIMEOUT_MS  15000
+
+struct agent_error {
+	int remote_code; /* Trackd__V1__ErrorCode of an error reply, else 0 */
+	char message[512];
+};
+
+typedef struct agent_client agent_client;
+
+/* Writes the socket URL trackctl uses (TRACKD_SOCKET, else the default). */
+void agent_default_url(char *buf, size_t len);
+
+/* Connects (synchronously: fails at once when nothing listens). `url` is copied. */
+int agent_open(const char *url, agent_client **out, struct agent_error *err);
+void agent_close(agent_client *c); /* NULL is a no-op */
+const char *agent_url(const agent_client *c);
+
+/* Status. On success *out is the decoded StatusReply inside its Reply; free the
+ * whole Reply with trackd__v1__reply__free_unpacked(*reply_out, NULL). */
+int agent_status(agent_client *c, Trackd__V1__Reply **reply_out,
+                 const Trackd__V1__StatusReply **out, struct agent_error *err);
+
+/* A Query. On success *json is the reply's JSON text (malloc'd, NUL-terminated,
+ * owned by the caller) and *len its length. */
+int agent_query(agent_client *c, const Trackd__V1__Query *q, char **json, size_t *len,
+                struct agent_error *err);
+
+/* "trackctl: …" on stderr for a failed call; `what` names the request (e.g. "run
+ * abc123") for not-found messages. */
+void agent_print_error(const char *url, int rv, const struct agent_error *err, const char *what);
+
+#endif

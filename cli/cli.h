@@ -1,0 +1,85 @@
+/*
+ * cli.h — the commands of trackctl and the plumbing they share.
+ *
+ * Every command is `int cmd_NAME(int argc, char **argv)` with argv[0] the command
+ * name; it parses its own options and returns the process exit code:
+ *   0 success, 1 failure (agent not running, no such run, agent error, bad reply),
+ *   2 usage (unknown option, missing or extra argument).
+ * Commands print results on stdout and every diagnostic on stderr, prefixed
+ * "trackctl: ". Output is data first: every listing takes --json.
+ *
+ * The helpers below print their own diagnostics and return an exit code (0 or 1),
+ * so a command only propagates it.
+ */
+#ifndef TRACKD_CLI_CLI_H
+#define TRACKD_CLI_CLI_H
+
+#include "agent_client.h"
+#include "json.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define EXIT_USAGE       2
+#define CLI_HISTORY_PAGE 5000 /* rows asked per history request (fewer if too large) */
+
+int cmd_status(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_history(int argc, char **argv);
+int cmd_tail(int argc, char **argv);
+int cmd_rename(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
+
+/* The full usage text. */
+void cli_usage(FILE *out);
+/* "trackctl: <message>" and the usage on stderr; returns EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* For getopt's '?': names the offending argument; returns EXIT_USAGE. */
+int cli_bad_option(const char *cmd, char **argv);
+
+/* Connects to the agent (TRACKD_SOCKET or the default socket). */
+int cli_connect(agent_client **out);
+
+/* A parsed query reply: `doc` borrows `text`. */
+struct cli_reply {
+	char *text;
+	size_t len;
+	json_doc *doc;
+	const json_value *root;
+};
+void cli_reply_free(struct cli_reply *r); /* zeroes it; safe twice */
+
+/* Sends `q` and parses the JSON answer into *r. `what` names the object for a
+ * not-found message ("run abc123"). */
+int cli_query(agent_client *c, const Trackd__V1__Query *q, const char *what, struct cli_reply *r);
+
+/* A run's history, read page by page: at most `page` rows per request, which
+ * starts at CLI_HISTORY_PAGE and is halved for the rest of the reading whenever
+ * the agent answers ERROR_TOO_LARGE (rows can hold large strings). Only `keys`
+ * (borrowed) when n_keys > 0. */
+struct cli_history {
+	agent_client *agent;
+	const char *run;
+	const char *const *keys;
+	size_t n_keys;
+	uint64_t page;
+};
+void cli_history_init(struct cli_history *h, agent_client *agent, const char *run,
+                      const char *const *keys, size_t n_keys);
+
+/* Rows [from, from + min(max, page)). *next and *total from the reply (a reply
+ * without them counts the rows it holds). */
+int cli_history_page(struct cli_history *h, uint64_t from, uint64_t max, struct cli_reply *r,
+                     uint64_t *next, uint64_t *total);
+
+/* The rows array of a history reply (NULL if absent). */
+const json_value *cli_history_rows(const struct cli_reply *r);
+
+/* A JSON string literal of s (escaped) on f. */
+void cli_json_string(FILE *f, const char *s);
+
+#endif

@@ -1,0 +1,239 @@
+/* cmd_dump.c — `trackctl dump [--state-dir DIR] [--run ID] [--history]`: every
+ * record of the transaction log as one JSON line. It reads the log files directly
+ * and never modifies them, so it works with the agent stopped and on a copy of a
+ * state dir (the README demo and the end-to-end tests read the log this way). */
+#include "cli.h"
+
+#include "errors.h"
+#include "txlog.h"
+
+#include "trackd/v1/trackd.pb-c.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void default_state_dir(char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_STATE_HOME");
+	const char *home = getenv("HOME");
+	if (geteuid() == 0)
+		snprintf(buf, len, "/var/lib/trackd");
+	else if (xdg && *xdg)
+		snprintf(buf, len, "%s/trackd", xdg);
+	else
+		snprintf(buf, len, "%s/.local/state/trackd", home ? home : "");
+}
+
+static void dump_string(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+		switch (*p) {
+		case '"': fputs("\\\"", stdout); break;
+		case '\\': fputs("\\\\", stdout); break;
+		case '\n': fputs("\\n", stdout); break;
+		case '\r': fputs("\\r", stdout); break;
+		case '\t': fputs("\\t", stdout); break;
+		default:
+			if (*p < 0x20)
+				printf("\\u%04x", *p);
+			else
+				putchar(*p);
+		}
+	}
+	putchar('"');
+}
+
+/* Numbers as W&B writes them: bare NaN / Infinity / -Infinity are allowed. */
+static void dump_double(double d)
+{
+	if (isnan(d))
+		fputs("NaN", stdout);
+	else if (isinf(d))
+		fputs(d > 0 ? "Infinity" : "-Infinity", stdout);
+	else
+		printf("%.17g", d);
+}
+
+static void dump_items(Trackd__V1__Item **items, size_t n);
+
+static void dump_value(const Trackd__V1__Value *v)
+{
+	switch (v ? v->kind_case : TRACKD__V1__VALUE__KIND__NOT_SET) {
+	case TRACKD__V1__VALUE__KIND_DOUBLE_VALUE: dump_double(v->double_value); break;
+	case TRACKD__V1__VALUE__KIND_INT_VALUE: printf("%" PRId64, v->int_value); break;
+	case TRACKD__V1__VALUE__KIND_BOOL_VALUE:
+		fputs(v->bool_value ? "true" : "false", stdout);
+		break;
+	case TRACKD__V1__VALUE__KIND_STRING_VALUE: dump_string(v->string_value); break;
+	case TRACKD__V1__VALUE__KIND_MAP_VALUE:
+		dump_items(v->map_value->items, v->map_value->n_items);
+		break;
+	default: fputs("null", stdout); break;
+	}
+}
+
+static void dump_items(Trackd__V1__Item **items, size_t n)
+{
+	putchar('{');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			putchar(',');
+		dump_string(items[i]->key);
+		putchar(':');
+		dump_value(items[i]->value);
+	}
+	putchar('}');
+}
+
+static const char *const record_types[] = {
+    [TRACKD__V1__RECORD__BODY_START] = "start",
+    [TRACKD__V1__RECORD__BODY_HISTORY] = "history",
+    [TRACKD__V1__RECORD__BODY_SUMMARY] = "summary",
+    [TRACKD__V1__RECORD__BODY_CONFIG] = "config",
+    [TRACKD__V1__RECORD__BODY_CONSOLE] = "console",
+    [TRACKD__V1__RECORD__BODY_EXIT] = "exit",
+    [TRACKD__V1__RECORD__BODY_DEFINE_METRIC] = "define_metric",
+    [TRACKD__V1__RECORD__BODY_RENAME] = "rename",
+};
+
+static void dump_record(uint64_t index, const Trackd__V1__LogEntry *e, uint64_t seq,
+                        const Trackd__V1__Record *r)
+{
+	printf("{\"index\":%" PRIu64 ",\"uid\":%u,\"pid\":%d,\"session\":\"", index, e->peer_uid,
+	       e->peer_pid);
+	for (size_t i = 0; i < e->batch->session_id.len; i++)
+		printf("%02x", e->batch->session_id.data[i]);
+	printf("\",\"seq\":%" PRIu64 ",\"run_id\":", seq);
+	dump_string(r->run_id);
+	printf(",\"type\":\"%s\"",
+	       r->body_case <= TRACKD__V1__RECORD__BODY_RENAME && record_types[r->body_case]
+	           ? record_types[r->body_case]
+	           : "unknown");
+	switch (r->body_case) {
+	case TRACKD__V1__RECORD__BODY_START: {
+		const Trackd__V1__RunStart *s = r->start;
+		printf(",\"project\":");
+		dump_string(s->project ? s->project : "");
+		printf(",\"host\":");
+		dump_string(s->host ? s->host : "");
+		printf(",\"pid\":%d,\"config\":", s->pid);
+		if (s->config)
+			dump_items(s->config->items, s->config->n_items);
+		else
+			fputs("{}", stdout);
+		break;
+	}
+	case TRACKD__V1__RECORD__BODY_HISTORY:
+		if (r->history->has_step)
+			printf(",\"step\":%" PRId64, r->history->step);
+		printf(",\"commit\":%s,\"items\":", r->history->commit ? "true" : "false");
+		dump_items(r->history->items, r->history->n_items);
+		break;
+	case TRACKD__V1__RECORD__BODY_SUMMARY:
+		printf(",\"items\":");
+		dump_items(r->summary->items, r->summary->n_items);
+		break;
+	case TRACKD__V1__RECORD__BODY_CONFIG:
+		printf(",\"items\":");
+		dump_items(r->config->items, r->config->n_items);
+		break;
+	case TRACKD__V1__RECORD__BODY_CONSOLE:
+		printf(",\"stream\":\"%s\",\"text\":",
+		       r->console->stream == TRACKD__V1__CONSOLE_STREAM__CONSOLE_STDERR ? "stderr"
+		                                                                        : "stdout");
+		dump_string(r->console->text);
+		break;
+	case TRACKD__V1__RECORD__BODY_EXIT:
+		printf(",\"exit_code\":%d,\"reason\":\"%s\"", r->exit->exit_code,
+		       r->exit->reason == TRACKD__V1__EXIT_REASON__EXIT_KILLED    ? "killed"
+		       : r->exit->reason == TRACKD__V1__EXIT_REASON__EXIT_CRASHED ? "crashed"
+		                                                                  : "finished");
+		break;
+	default: break;
+	}
+	fputs("}\n", stdout);
+}
+
+static int dump_log(const char *state_dir, const char *run_filter, bool history_only)
+{
+	char dir[4096];
+	if (snprintf(dir, sizeof dir, "%s/log", state_dir) >= (int)sizeof dir) {
+		fprintf(stderr, "trackctl: state dir path too long\n");
+		return 1;
+	}
+	txlog_reader *r;
+	/* Generous: dump must read whatever the agent's configuration allowed. */
+	int rv = txlog_reader_open_dir(dir, 1u << 30, 0, &r);
+	if (rv != 0) {
+		fprintf(stderr, "trackctl: cannot read the log in %s: %s\n", dir,
+		        rv == TRACKD_ENOENT ? "no such directory (is the state dir right?)"
+		                            : trackd_strerror(rv));
+		return 1;
+	}
+	uint64_t index, damaged = 0;
+	const void *data;
+	size_t len;
+	for (;;) {
+		rv = txlog_reader_next(r, &index, &data, &len);
+		if (rv == TRACKD_ECORRUPT) {
+			damaged++;
+			continue;
+		}
+		if (rv != 0)
+			break;
+		Trackd__V1__LogEntry *e = trackd__v1__log_entry__unpack(NULL, len, data);
+		if (!e || !e->batch) {
+			fprintf(stderr, "trackctl: record %" PRIu64 " does not decode; skipped\n",
+			        index);
+			trackd__v1__log_entry__free_unpacked(e, NULL);
+			continue;
+		}
+		for (size_t i = 0; i < e->batch->n_records; i++) {
+			const Trackd__V1__Record *rec = e->batch->records[i];
+			if (run_filter && strcmp(rec->run_id, run_filter) != 0)
+				continue;
+			if (history_only && rec->body_case != TRACKD__V1__RECORD__BODY_HISTORY)
+				continue;
+			dump_record(index, e, e->batch->seq, rec);
+		}
+		trackd__v1__log_entry__free_unpacked(e, NULL);
+	}
+	txlog_reader_close(r);
+	if (damaged)
+		fprintf(stderr, "trackctl: %" PRIu64 " damaged spans skipped\n", damaged);
+	return rv == TRACKD_EAGAIN ? 0 : 1; /* EAGAIN: the end of the log */
+}
+
+int cmd_dump(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"run", required_argument, NULL, 'r'},
+	    {"history", no_argument, NULL, 'H'},
+	    {0},
+	};
+	const char *state_dir = NULL, *run = NULL;
+	bool history_only = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': state_dir = optarg; break;
+		case 'r': run = optarg; break;
+		case 'H': history_only = true; break;
+		default: return cli_bad_option("dump", argv);
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("dump takes no arguments (use --run ID)");
+	char def[4096];
+	if (!state_dir) {
+		default_state_dir(def, sizeof def);
+		state_dir = def;
+	}
+	return dump_log(state_dir, run, history_only);
+}

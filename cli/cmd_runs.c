@@ -1,0 +1,195 @@
+/* cmd_runs.c — the run commands that answer in one go:
+ *   runs [--project P] [--state S] [--json]   a table of runs, oldest first
+ *   show RUN [--json]                          one run: identity, config, footer
+ *   rename RUN NAME [--json]                   a new display name
+ * A RUN is an id or entity/project/id; the agent resolves it. */
+#include "cli.h"
+
+#include "errors.h"
+#include "render.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The agent's JSON, passed through unchanged. */
+static void print_raw(const struct cli_reply *r)
+{
+	fwrite(r->text, 1, r->len, stdout);
+	if (r->len == 0 || r->text[r->len - 1] != '\n')
+		putchar('\n');
+}
+
+static bool parse_json_only(int argc, char **argv, const char *cmd, bool *json)
+{
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {0}};
+	int c;
+	*json = false;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c != 'j') {
+			cli_bad_option(cmd, argv);
+			return false;
+		}
+		*json = true;
+	}
+	return true;
+}
+
+int cmd_runs(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"project", required_argument, NULL, 'p'},
+	    {"state", required_argument, NULL, 's'},
+	    {0},
+	};
+	static const char *const states[] = {"running", "finished", "failed", "crashed", "killed"};
+	bool json = false;
+	const char *project = NULL, *state = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = true; break;
+		case 'p': project = optarg; break;
+		case 's': state = optarg; break;
+		default: return cli_bad_option("runs", argv);
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("runs takes no arguments (use --project, --state)");
+	if (state) {
+		bool known = false;
+		for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
+			known |= strcmp(state, states[i]) == 0;
+		if (!known)
+			return cli_usage_error("runs: --state is one of running, finished, failed, "
+			                       "crashed, killed");
+	}
+	agent_client *agent;
+	if (cli_connect(&agent) != 0)
+		return 1;
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	q.kind = "runs";
+	q.project = (char *)project;
+	q.state = (char *)state;
+	struct cli_reply r;
+	int code = cli_query(agent, &q, "project", &r);
+	if (code == 0) {
+		if (json)
+			print_raw(&r);
+		else
+			render_runs_table(stdout, r.root);
+		cli_reply_free(&r);
+	}
+	agent_close(agent);
+	return code;
+}
+
+/* Every history row of the run, fetched in pages, into the footer series. */
+static int feed_all_history(agent_client *agent, const char *run, footer_series *series)
+{
+	struct cli_history h;
+	uint64_t from = 0, next, total;
+	cli_history_init(&h, agent, run, NULL, 0);
+	for (;;) {
+		struct cli_reply r;
+		int code = cli_history_page(&h, from, UINT64_MAX, &r, &next, &total);
+		if (code != 0)
+			return code;
+		const json_value *rows = cli_history_rows(&r);
+		size_t n = rows ? rows->u.arr.n : 0;
+		if (render_feed_history(series, rows, from) != 0) {
+			fprintf(stderr, "trackctl: out of memory\n");
+			cli_reply_free(&r);
+			return 1;
+		}
+		cli_reply_free(&r);
+		/* Stop at the end, and on a reply that makes no progress. */
+		if (n == 0 || next <= from || next >= total)
+			return 0;
+		from = next;
+	}
+}
+
+int cmd_show(int argc, char **argv)
+{
+	bool json;
+	if (!parse_json_only(argc, argv, "show", &json))
+		return EXIT_USAGE;
+	if (argc - optind != 1)
+		return cli_usage_error("show takes one RUN (an id or entity/project/id)");
+	const char *run = argv[optind];
+	char what[512];
+	snprintf(what, sizeof what, "run %s", run);
+
+	agent_client *agent;
+	if (cli_connect(&agent) != 0)
+		return 1;
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	q.kind = "run";
+	q.run = (char *)run;
+	struct cli_reply r;
+	int code = cli_query(agent, &q, what, &r);
+	if (code != 0) {
+		agent_close(agent);
+		return code;
+	}
+	if (json) {
+		print_raw(&r);
+		cli_reply_free(&r);
+		agent_close(agent);
+		return 0;
+	}
+	const json_value *info = json_get(r.root, "run");
+	/* Ask for the history by the resolved path: an id alone could be ambiguous
+	 * across projects. */
+	const char *path = json_string(json_get(info, "path"), run);
+	footer_series *series = NULL;
+	if (footer_series_new(render_footer_seed(path), 0, &series) != FOOTER_OK) {
+		fprintf(stderr, "trackctl: out of memory\n");
+		code = 1;
+	}
+	if (code == 0)
+		code = feed_all_history(agent, path, series);
+	if (code == 0 && render_show(stdout, info, series, (double)time(NULL)) != 0) {
+		fprintf(stderr, "trackctl: cannot print the run\n");
+		code = 1;
+	}
+	footer_series_free(series);
+	cli_reply_free(&r);
+	agent_close(agent);
+	return code;
+}
+
+int cmd_rename(int argc, char **argv)
+{
+	bool json;
+	if (!parse_json_only(argc, argv, "rename", &json))
+		return EXIT_USAGE;
+	if (argc - optind != 2)
+		return cli_usage_error("rename takes a RUN and a NAME");
+	const char *run = argv[optind], *name = argv[optind + 1];
+	if (!*name)
+		return cli_usage_error("rename: the new name is empty");
+	char what[512];
+	snprintf(what, sizeof what, "run %s", run);
+	agent_client *agent;
+	if (cli_connect(&agent) != 0)
+		return 1;
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	q.kind = "rename";
+	q.run = (char *)run;
+	q.name = (char *)name;
+	struct cli_reply r;
+	int code = cli_query(agent, &q, what, &r);
+	if (code == 0) {
+		if (json)
+			print_raw(&r);
+		else
+			printf("Renamed %s to %s\n", run, name);
+		cli_reply_free(&r);
+	}
+	agent_close(agent);
+	return code;
+}

@@ -1,0 +1,155 @@
+"""The package's own logic, in this process: config files, value conversion,
+argument checks, disabled runs. Nothing here needs an agent."""
+import math
+
+import pytest
+
+import trackd
+from trackd import _config_file, _values
+
+
+def test_yaml_subset(tmp_path):
+    p = tmp_path / "config.yaml"
+    p.write_text("""\
+# training setup
+---
+epochs: 10
+learning_rate: 0.01   # a comment
+name: "adam w"
+quoted 'key': 'it''s'
+opt:
+  kind: adam
+  betas:
+    b1: 0.9
+    b2: .999
+  nesterov: True
+seed: 0x2a
+mode: 0o17
+warmup:
+url: http://host:8080/path
+inf: -.inf
+""")
+    assert _config_file.load(p) == {
+        "epochs": 10, "learning_rate": 0.01, "name": "adam w", "quoted 'key'": "it's",
+        "opt": {"kind": "adam", "betas": {"b1": 0.9, "b2": 0.999}, "nesterov": True},
+        "seed": 42, "mode": 15, "warmup": None, "url": "http://host:8080/path",
+        "inf": -math.inf}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a:\n  - 1\n", "f.yaml:2: lists are not supported"),
+    ("a: [1, 2]\n", "f.yaml:1: flow collections"),
+    ("a: {b: 1}\n", "f.yaml:1: flow collections"),
+    ("a: 1\na: 2\n", "f.yaml:2: duplicate key 'a'"),
+    ("a:\n    b: 1\n  c: 2\n", "f.yaml:3: indentation does not match"),
+    ("a: &anchor 1\n", "f.yaml:1: YAML feature '&'"),
+    ("a: |\n  text\n", "f.yaml:1: YAML feature '|'"),
+    ("\ta: 1\n", "f.yaml:1: tabs"),
+    ("just words\n", "f.yaml:1: expected 'key: value'"),
+    ("a: 1\n---\nb: 2\n", "f.yaml:2: several documents"),
+])
+def test_yaml_refuses_what_it_does_not_understand(text, message):
+    with pytest.raises(_config_file.ConfigFileError) as e:
+        _config_file.parse_yaml(text, "f.yaml")
+    assert message in str(e.value)
+
+
+def test_json_config_file(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text('{"epochs": 3, "opt": {"lr": 1e-3}}')
+    assert _config_file.load(p) == {"epochs": 3, "opt": {"lr": 0.001}}
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(_config_file.ConfigFileError):
+        _config_file.load(tmp_path / "list.json")
+
+
+class FakeNumpyScalar:
+    """Duck-typed as numpy does it (the real numpy is not installed here)."""
+
+    def __init__(self, v):
+        self.v = v
+        self.ndim = 0
+
+    def item(self):
+        return self.v
+
+
+FakeNumpyScalar.__module__ = "numpy"
+
+
+class FakeNumpyArray(FakeNumpyScalar):
+    def __init__(self):
+        super().__init__(None)
+        self.ndim = 1
+
+
+FakeNumpyArray.__module__ = "numpy"
+
+
+def test_values_convert():
+    items, n, keep = _values.to_items({"f": 1.5, "i": -(1 << 63), "b": True, "s": "é",
+                                       "m": {"x": {"y": 2}}, "np": FakeNumpyScalar(0.25),
+                                       "npb": FakeNumpyScalar(False)})
+    assert n == 7
+    assert (items[0].type, items[0].v.d) == (_values._lib.TD_DOUBLE, 1.5)
+    assert (items[1].type, items[1].v.i) == (_values._lib.TD_INT, -(1 << 63))
+    assert (items[2].type, items[2].v.b) == (_values._lib.TD_BOOL, True)
+    assert (items[3].type, items[3].v.s) == (_values._lib.TD_STRING, "é".encode())
+    assert items[4].type == _values._lib.TD_MAP and items[4].v.map.n == 1
+    inner = items[4].v.map.items[0]
+    assert inner.key == b"x" and inner.v.map.items[0].v.i == 2
+    assert (items[5].type, items[5].v.d) == (_values._lib.TD_DOUBLE, 0.25)
+    assert (items[6].type, items[6].v.b) == (_values._lib.TD_BOOL, False)
+
+
+@pytest.mark.parametrize("data, path", [
+    ({"layers": [1, 2]}, "'layers'"),
+    ({"opt": {"sched": None}}, "'opt.sched'"),
+    ({"obj": object()}, "'obj'"),
+    ({"arr": FakeNumpyArray()}, "'arr'"),
+    ({"c": 1j}, "'c'"),
+])
+def test_unsupported_values_name_the_key(data, path):
+    with pytest.raises(TypeError) as e:
+        _values.to_items(data)
+    assert path in str(e.value)
+
+
+def test_too_big_int_and_bad_keys():
+    with pytest.raises(ValueError, match="'big'"):
+        _values.to_items({"big": 1 << 63})
+    with pytest.raises(TypeError, match="not a str"):
+        _values.to_items({1: 2})
+    with pytest.raises(TypeError):
+        _values.to_items([1, 2])
+
+
+def test_init_checks_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        trackd.init(mode="sometimes")
+    with pytest.raises(ValueError, match="resume"):
+        trackd.init(resume="auto", mode="disabled")
+    with pytest.raises(TypeError, match="config"):
+        trackd.init(config=42, mode="disabled")
+    with pytest.raises(TypeError, match="tags"):
+        trackd.init(tags=[1], mode="disabled")
+
+
+def test_disabled_run_is_a_local_no_op():
+    run = trackd.init(project="p", config={"lr": 0.1}, mode="disabled", name="quiet")
+    assert trackd.run is run
+    trackd.log({"x": 1})  # the module-level call reaches the no-op run
+    assert len(run.id) == 8 and run.name == "quiet" and run.dir is None
+    run.log({"anything": object()})  # not even checked: a no-op
+    run.config["epochs"] = 3
+    run.config.update({"bs": 32})
+    assert dict(run.config) == {"lr": 0.1, "epochs": 3, "bs": 32} and run.config.lr == 0.1
+    run.summary["best"] = 1
+    run.define_metric("loss", summary="min")
+    run.name = "renamed"
+    with run:
+        pass
+    assert run.finished and trackd.run is None
+    run.finish()
+    with pytest.raises(ValueError):
+        run.define_metric("x", summary="median")

@@ -1,0 +1,149 @@
+"""trackd.Api: reading runs back from the agent (as wandb.Api reads W&B).
+
+Every call is one query to the agent's run store over its socket (libtrackd's
+td_query_agent); the agent answers with JSON (shapes in agent/runs/query.h):
+
+    runs    → {"runs": [RUN, ...]}
+    run     → {"run": RUN}
+    history → {"run", "from_line", "next_line", "total_lines", "lines": [{...}, ...]}
+
+RUN carries id, entity, project, path, display_name, state, start_time,
+end_time, exit_code, host, pids, uid, notes, tags, group, job_type, mode, dir,
+history_lines, summary and config. History lines may hold bare NaN / Infinity,
+which Python's json module reads.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+from typing import Any, Dict, Iterable, List, Optional
+
+from . import _lib
+from .errors import AgentError, AgentUnavailableError, NotFoundError, TrackdError
+
+_HISTORY_PAGE = 1000
+
+
+def _query(socket: Optional[str], timeout: float, kind: str, **fields: Any) -> Dict[str, Any]:
+    lib = _lib.lib()
+    q = _lib.TdQuery()
+    keep: List[Any] = []
+    q.kind = kind.encode()
+    for name in ("run", "project", "state", "name"):
+        value = fields.get(name)
+        if value is not None:
+            b = value.encode("utf-8")
+            keep.append(b)
+            setattr(q, name, b)
+    keys = fields.get("keys")
+    if keys:
+        arr = (ctypes.c_char_p * len(keys))(*[k.encode("utf-8") for k in keys])
+        keep.append(arr)
+        q.keys = arr
+        q.n_keys = len(keys)
+    q.from_line = fields.get("from_line", 0)
+    q.max_lines = fields.get("max_lines", 0)
+    out = ctypes.c_void_p()
+    rc = lib.td_query_agent(_lib.text(socket), ctypes.byref(q), int(timeout * 1000),
+                            ctypes.byref(out))
+    if rc != _lib.TD_OK:
+        msg = _lib.last_error()
+        if rc == _lib.TD_ERR_NOT_FOUND:
+            raise NotFoundError(msg)
+        if rc == _lib.TD_ERR_TRANSPORT:
+            raise AgentUnavailableError(msg)
+        if rc == _lib.TD_ERR_REJECTED:
+            raise AgentError(msg)
+        raise TrackdError(f"{_lib.strerror(rc)}: {msg}")
+    return json.loads(_lib.take_string(out))
+
+
+class ApiRun:
+    """One run as the agent knows it. Attributes mirror the agent's JSON;
+    ``.json`` is the whole object."""
+
+    def __init__(self, api: "Api", data: Dict[str, Any]):
+        self._api = api
+        self.json = data
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        return self.json.get(key, default)
+
+    id = property(lambda self: self._get("id"))
+    name = property(lambda self: self._get("display_name"))
+    display_name = name
+    state = property(lambda self: self._get("state"))
+    entity = property(lambda self: self._get("entity"))
+    project = property(lambda self: self._get("project"))
+    path = property(lambda self: self._get("path")
+                    or f"{self._get('entity')}/{self._get('project')}/{self._get('id')}")
+    dir = property(lambda self: self._get("dir"))
+    config = property(lambda self: self._get("config") or {})
+    summary = property(lambda self: self._get("summary") or {})
+    start_time = property(lambda self: self._get("start_time"))
+    end_time = property(lambda self: self._get("end_time"))
+    exit_code = property(lambda self: self._get("exit_code"))
+    host = property(lambda self: self._get("host"))
+    notes = property(lambda self: self._get("notes"))
+    tags = property(lambda self: self._get("tags") or [])
+    group = property(lambda self: self._get("group"))
+    job_type = property(lambda self: self._get("job_type"))
+    mode = property(lambda self: self._get("mode"))
+    history_lines = property(lambda self: self._get("history_lines"))
+
+    def history(self, keys: Optional[Iterable[str]] = None) -> List[Dict[str, Any]]:
+        """Every history row (all pages), optionally only some keys (the agent
+        adds _step)."""
+        keys = list(keys) if keys is not None else None
+        rows: List[Dict[str, Any]] = []
+        line = 0
+        while True:
+            page = _query(self._api.socket, self._api.timeout, "history", run=self.path,
+                          keys=keys, from_line=line, max_lines=_HISTORY_PAGE)
+            lines = page.get("lines") or []
+            rows.extend(lines)
+            nxt = page.get("next_line", line + len(lines))
+            total = page.get("total_lines", nxt)
+            if not lines or nxt <= line or nxt >= total:
+                return rows
+            line = nxt
+
+    def refresh(self) -> "ApiRun":
+        self.json = self._api.run(self.path).json
+        return self
+
+    def __repr__(self) -> str:
+        return f"<trackd.ApiRun {self.path} ({self.state})>"
+
+
+class Api:
+    """Reads runs from the agent at `socket` (default: TRACKD_SOCKET, else the
+    agent's default socket)."""
+
+    def __init__(self, socket: Optional[str] = None, timeout: float = 10.0):
+        self.socket = socket
+        self.timeout = timeout
+
+    def runs(self, path: Optional[str] = None, state: Optional[str] = None) -> List[ApiRun]:
+        """Runs of "entity/project" or "project" (all runs if None), optionally
+        only those in `state` (running, finished, failed, crashed, killed)."""
+        data = _query(self.socket, self.timeout, "runs", project=path, state=state)
+        return [ApiRun(self, r) for r in data.get("runs", [])]
+
+    def run(self, path: str) -> ApiRun:
+        """The run "entity/project/id" (or a bare "id"); NotFoundError if none."""
+        data = _query(self.socket, self.timeout, "run", run=path)
+        return ApiRun(self, data["run"])
+
+    def status(self) -> Dict[str, Any]:
+        """The agent's status (counters, state dir, version)."""
+        lib = _lib.lib()
+        out = ctypes.c_void_p()
+        rc = lib.td_status_agent(_lib.text(self.socket), int(self.timeout * 1000),
+                                 ctypes.byref(out))
+        if rc != _lib.TD_OK:
+            msg = _lib.last_error()
+            if rc == _lib.TD_ERR_TRANSPORT:
+                raise AgentUnavailableError(msg)
+            raise AgentError(msg)
+        return json.loads(_lib.take_string(out))

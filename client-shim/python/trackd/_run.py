@@ -1,0 +1,654 @@
+"""trackd.init() and Run: W&B-style runs over libtrackd.
+
+A Run owns one td_run. Recording calls (log, config and summary updates,
+define_metric, rename) encode into libtrackd's buffer and return; nothing here
+waits for the agent except finish(). The run ends exactly once, by whichever
+comes first:
+
+- ``run.finish(exit_code)`` or leaving ``with run:`` (an exception in the block
+  → exit code 1, "failed"; the exception propagates);
+- an uncaught exception (sys.excepthook, chained) → exit code 1;
+- interpreter exit (atexit) → the code given to sys.exit(), else 0;
+- SIGTERM / SIGINT (main thread only) → "killed" with exit code 128 + signal,
+  then the signal's default action (the process dies of it).
+
+At finish the footer (history sparklines, summary, where the run is stored) is
+printed to sys.stderr by this module (libtrackd's own printing is off, so it
+comes out after everything Python buffered).
+
+Threading: a Run may be used from several threads; its lock serialises the
+calls that use the td_run handle, so finish never frees it under a log().
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import math
+import os
+import pwd
+import secrets
+import signal
+import string
+import sys
+import threading
+import warnings
+from collections.abc import Mapping
+from typing import Any, Dict, Iterable, List, Optional, Union
+
+from . import _config_file, _lib, _values
+from ._console import Tee
+from .errors import RunFinishedError, TrackdError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def _login_name() -> str:
+    """The entity libtrackd uses when none is given."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid{os.geteuid()}"
+
+
+def _random_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+class Config(Mapping):
+    """The run's config: a dict-like view; setting keys records a config update.
+
+    ``run.config["lr"] = 0.1``, ``run.config.update({...})`` and
+    ``run.config.lr`` all work; updates are shallow (a nested dict replaces the
+    whole value), as in W&B.
+    """
+
+    def __init__(self, run: "Run", initial: Dict[str, Any]):
+        object.__setattr__(self, "_run", run)
+        object.__setattr__(self, "_data", dict(initial))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def update(self, data: Optional[Mapping] = None, **kwargs: Any) -> None:
+        values = dict(data or {}, **kwargs)
+        if values:
+            self._run._record("td_config_update", values)
+            self._data.update(_values.plain(values))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(self._data)
+
+    def __repr__(self) -> str:
+        return f"Config({self._data!r})"
+
+
+class Summary(Mapping):
+    """The run's summary as this process sees it: setting keys records an
+    explicit summary update; logged values update it by the same rules as the
+    agent (last value, or min / max / mean / none per define_metric). The
+    agent's summary (``trackd.Api().run(...).summary``) is the authority when
+    several processes write to one run."""
+
+    def __init__(self, run: "Run"):
+        self._run = run
+        self._data: Dict[str, Any] = {}
+        self._modes: Dict[str, str] = {}
+        self._means: Dict[str, List[float]] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def update(self, data: Optional[Mapping] = None, **kwargs: Any) -> None:
+        values = dict(data or {}, **kwargs)
+        if values:
+            self._run._record("td_summary_update", values)
+            self._data.update(_values.plain(values))
+
+    def _define(self, name: str, mode: str) -> None:
+        self._modes[name] = mode
+
+    def _logged(self, data: Mapping) -> None:
+        for key, value in data.items():
+            if not isinstance(key, str) or key.startswith("_"):
+                continue
+            value = _values.plain(value)
+            mode = self._modes.get(key, "last")
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if mode == "none":
+                continue
+            if mode == "last" or not number or math.isnan(value):
+                self._data[key] = value
+                continue
+            current = self._data.get(key)
+            have = isinstance(current, (int, float)) and not isinstance(current, bool)
+            if mode == "min" and (not have or value < current):
+                self._data[key] = value
+            elif mode == "max" and (not have or value > current):
+                self._data[key] = value
+            elif mode == "mean":
+                acc = self._means.setdefault(key, [0.0, 0])
+                acc[0] += value
+                acc[1] += 1
+                self._data[key] = acc[0] / acc[1]
+
+    def __repr__(self) -> str:
+        return f"Summary({self._data!r})"
+
+
+class _ExitHooks:
+    """Process-wide hooks that end unfinished runs (installed with the first
+    run, removed with the last)."""
+
+    def __init__(self) -> None:
+        self.runs: List["Run"] = []
+        self.exit_code: Optional[int] = None
+        self.installed = False
+        self._lock = threading.RLock()
+        self._prev_excepthook = None
+        self._prev_exit = None
+        self._prev_signals: Dict[int, Any] = {}
+
+    def add(self, run: "Run", handle_signals: bool) -> None:
+        with self._lock:
+            self.runs.append(run)
+            if self.installed:
+                return
+            self.installed = True
+            self.exit_code = None
+            self._prev_excepthook = sys.excepthook
+            sys.excepthook = self._excepthook
+            self._prev_exit = sys.exit
+            sys.exit = self._exit
+            atexit.register(self._atexit)
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    prev = signal.getsignal(sig)
+                    if prev is signal.SIG_IGN or prev is None:
+                        continue  # ignored on purpose (nohup, …), or not ours to touch
+                    self._prev_signals[sig] = prev
+                    signal.signal(sig, self._on_signal)
+
+    def remove(self, run: "Run") -> None:
+        with self._lock:
+            if run in self.runs:
+                self.runs.remove(run)
+            if self.runs or not self.installed:
+                return
+            self.installed = False
+            if sys.excepthook == self._excepthook:
+                sys.excepthook = self._prev_excepthook
+            if sys.exit == self._exit:
+                sys.exit = self._prev_exit
+            atexit.unregister(self._atexit)
+            if threading.current_thread() is threading.main_thread():
+                for sig, prev in self._prev_signals.items():
+                    if signal.getsignal(sig) == self._on_signal:
+                        signal.signal(sig, prev)
+            self._prev_signals.clear()
+
+    def _finish_all(self, exit_code: int, reason: int) -> None:
+        for run in list(self.runs):
+            run._finish(exit_code, reason)
+
+    def _excepthook(self, exc_type, exc, tb) -> None:
+        prev = self._prev_excepthook or sys.__excepthook__
+        # The traceback first, so it is in the run's console output.
+        prev(exc_type, exc, tb)
+        self._finish_all(1, _lib.TD_EXIT_FINISHED)
+
+    def _exit(self, code: Any = None) -> None:
+        if code is None:
+            self.exit_code = 0
+        elif isinstance(code, int):
+            self.exit_code = code
+        else:
+            self.exit_code = 1  # sys.exit("message") exits with 1
+        (self._prev_exit or sys.__dict__["exit"])(code)
+
+    def _atexit(self) -> None:
+        self._finish_all(self.exit_code or 0, _lib.TD_EXIT_FINISHED)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._finish_all(128 + signum, _lib.TD_EXIT_KILLED)
+        # Die of the signal, as the process would have without us.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        os._exit(128 + signum)  # not reached for SIGTERM / SIGINT
+
+
+_hooks = _ExitHooks()
+
+# The most recent run that is not finished (W&B's wandb.run).
+current: Optional["Run"] = None
+
+
+class Run:
+    """One run. Made by trackd.init(); see the module documentation."""
+
+    def __init__(self, *, project: str, entity: str, run_id: str, name: Optional[str],
+                 config: Dict[str, Any], notes: Optional[str], tags: List[str],
+                 group: Optional[str], job_type: Optional[str], mode: str,
+                 resume: Optional[str], console: bool, socket: Optional[str],
+                 spool_dir: Optional[str]):
+        self._lock = threading.RLock()
+        self._handle: Optional[ctypes.c_void_p] = None
+        self._project = project
+        self._entity = entity
+        self._id = run_id
+        self._name = name
+        self._notes = notes
+        self._tags = tuple(tags)
+        self._group = group
+        self._job_type = job_type
+        self._mode = mode
+        self._socket = socket
+        self._finished = False
+        self._pending = False  # the last row was logged with commit=False
+        self._full_warned = False
+        self._tees: List[Tee] = []
+        self.finish_report: Optional[Dict[str, Any]] = None
+        self.config = Config(self, config)
+        self.summary = Summary(self)
+        if mode == "disabled":
+            # No library, no I/O: every call below is a no-op; trackd.log()
+            # still has a run to talk to.
+            global current
+            current = self
+            return
+        self._start(config, resume, console, spool_dir)
+
+    # ---- set-up ----
+
+    def _start(self, config: Dict[str, Any], resume: Optional[str], console: bool,
+               spool_dir: Optional[str]) -> None:
+        lib = _lib.lib()
+        opts = _lib.TdRunOptions()
+        lib.td_run_options_init(ctypes.byref(opts))
+        keep: List[Any] = []
+
+        def s(value: Optional[str]) -> Optional[bytes]:
+            b = _lib.text(value)
+            keep.append(b)
+            return b
+
+        opts.project = s(self._project)
+        opts.entity = s(self._entity)
+        opts.run_id = s(self._id)
+        opts.display_name = s(self._name)
+        opts.notes = s(self._notes)
+        opts.group = s(self._group)
+        opts.job_type = s(self._job_type)
+        if self._tags:
+            tags = (ctypes.c_char_p * len(self._tags))(*[s(t) for t in self._tags])
+            keep.append(tags)
+            opts.tags = tags
+            opts.n_tags = len(self._tags)
+        if config:
+            items, n, k = _values.to_items(config)
+            keep.append(k)
+            opts.config = items
+            opts.n_config = n
+        opts.mode = _lib.MODES[self._mode]
+        opts.resume = _lib.RESUMES[resume]
+        opts.socket_url = s(self._socket)
+        opts.spool_dir = s(spool_dir)
+        # Python prints the footer itself, after its own buffers; console
+        # capture and signals are done at the Python level.
+        opts.print_footer = False
+        opts.capture_console = False
+        opts.handle_signals = False
+
+        handle = ctypes.c_void_p()
+        rc = lib.td_init(ctypes.byref(opts), ctypes.byref(handle))
+        if rc != _lib.TD_OK:
+            msg = _lib.last_error()
+            if rc == _lib.TD_ERR_INVALID:
+                raise ValueError(f"trackd.init: {msg}")
+            raise TrackdError(f"trackd.init: {_lib.strerror(rc)}: {msg}")
+        self._handle = handle
+        if self._id is None:
+            self._id = lib.td_run_id(handle).decode("utf-8")
+
+        global current
+        current = self
+        _hooks.add(self, handle_signals=True)
+        if console:
+            self._capture_console()
+
+    def _capture_console(self) -> None:
+        if sys.stdout is None or sys.stderr is None:
+            return  # no console to capture (pythonw, closed streams)
+        out = Tee(sys.stdout, lambda text: self._output(False, text))
+        err = Tee(sys.stderr, lambda text: self._output(True, text))
+        self._tees = [out, err]
+        sys.stdout, sys.stderr = out, err
+
+    def _release_console(self) -> None:
+        for tee in self._tees:
+            tee.drain()
+        if len(self._tees) == 2:
+            out, err = self._tees
+            # Put back only what is still ours (someone may have wrapped us).
+            if sys.stdout is out:
+                sys.stdout = out.wrapped
+            if sys.stderr is err:
+                sys.stderr = err.wrapped
+        self._tees = []
+
+    def _output(self, is_stderr: bool, text: str) -> None:
+        with self._lock:
+            if self._handle is None:
+                return
+            _lib.lib().td_output(self._handle, is_stderr,
+                                 text.encode("utf-8", "replace"))
+
+    # ---- recording ----
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise RunFinishedError(f"trackd: run {self._id} has finished")
+
+    def _raise_for(self, what: str, rc: int) -> None:
+        """Turns a libtrackd error of a recording call into Python's terms."""
+        msg = _lib.last_error()
+        if rc == _lib.TD_ERR_FULL:
+            # Counted and reported at finish; training goes on.
+            if not self._full_warned:
+                self._full_warned = True
+                warnings.warn(f"trackd: records are being dropped: {msg}", RuntimeWarning,
+                              stacklevel=3)
+            return
+        if rc == _lib.TD_ERR_CLOSED:
+            raise RunFinishedError(f"trackd: run {self._id} has finished")
+        if rc == _lib.TD_ERR_INVALID:
+            raise ValueError(f"trackd: {what}: {msg}")
+        raise TrackdError(f"trackd: {what}: {_lib.strerror(rc)}: {msg}")
+
+    def _record(self, fn_name: str, data: Mapping) -> None:
+        """A config or summary update (the items record kinds)."""
+        if self._mode == "disabled":
+            return
+        items, n, keep = _values.to_items(data)
+        with self._lock:
+            self._check_open()
+            rc = getattr(_lib.lib(), fn_name)(self._handle, items, n)
+        if rc != _lib.TD_OK:
+            self._raise_for(fn_name, rc)
+
+    def log(self, data: Mapping[str, Any], step: Optional[int] = None,
+            commit: Optional[bool] = None) -> None:
+        """Logs one history row, as wandb.log: each call is a new step unless
+        commit=False (keys accumulate into the current step) or an explicit
+        step is given (then commit defaults to False: the row is committed when
+        a larger step arrives or at finish). A step lower than the current one
+        is dropped with a warning on stderr."""
+        if self._mode == "disabled":
+            return
+        if step is not None:
+            if isinstance(step, bool) or not isinstance(step, int):
+                raise TypeError(f"trackd: step must be an int, not {type(step).__name__}")
+            if step < 0:
+                raise ValueError(f"trackd: step must not be negative, got {step}")
+        if commit is None:
+            commit = step is None
+        items, n, keep = _values.to_items(data)
+        with self._lock:
+            self._check_open()
+            rc = _lib.lib().td_log(self._handle, items, n,
+                                   _lib.TD_STEP_AUTO if step is None else step, bool(commit))
+            if rc == _lib.TD_OK:
+                self._pending = not commit
+                self.summary._logged(data)
+                return
+        msg = _lib.last_error()
+        if rc == _lib.TD_ERR_INVALID and "< current step" in msg:
+            return  # W&B's behaviour: warned (by libtrackd, on stderr) and dropped
+        self._raise_for("log", rc)
+
+    def define_metric(self, name: str, summary: Optional[str] = "last") -> None:
+        """How the summary keeps `name`: "last" (default), "min", "max",
+        "mean" or "none"."""
+        if summary not in _lib.SUMMARIES:
+            raise ValueError(f"trackd: define_metric: summary must be one of last, min, "
+                             f"max, mean, none; got {summary!r}")
+        if not isinstance(name, str):
+            raise TypeError("trackd: define_metric: name must be a str")
+        self.summary._define(name, summary or "last")
+        if self._mode == "disabled":
+            return
+        with self._lock:
+            self._check_open()
+            rc = _lib.lib().td_define_metric(self._handle, _lib.text(name),
+                                             _lib.SUMMARIES[summary])
+        if rc != _lib.TD_OK:
+            self._raise_for("define_metric", rc)
+
+    # ---- identity ----
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def project(self) -> str:
+        return self._project
+
+    @property
+    def entity(self) -> str:
+        return self._entity
+
+    @property
+    def path(self) -> str:
+        return f"{self._entity}/{self._project}/{self._id}"
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def notes(self) -> Optional[str]:
+        return self._notes
+
+    @property
+    def tags(self) -> tuple:
+        return self._tags
+
+    @property
+    def group(self) -> Optional[str]:
+        return self._group
+
+    @property
+    def job_type(self) -> Optional[str]:
+        return self._job_type
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def name(self) -> Optional[str]:
+        """The display name: the one given or set, else the agent's choice
+        (asked once the agent has the run; None until then)."""
+        if self._name is None and self._mode != "disabled":
+            try:
+                from ._api import Api
+                self._name = Api(socket=self._socket, timeout=1.0).run(self.path).name
+            except Exception:
+                pass
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        if not isinstance(value, str) or not value:
+            raise ValueError("trackd: the run name must be a non-empty str")
+        if self._mode != "disabled":
+            with self._lock:
+                self._check_open()
+                rc = _lib.lib().td_set_name(self._handle, _lib.text(value))
+            if rc != _lib.TD_OK:
+                self._raise_for("rename", rc)
+        self._name = value
+
+    @property
+    def dir(self) -> Optional[str]:
+        """Where the agent stores the run on this machine (None if no agent
+        answers, or the run is disabled)."""
+        if self._mode == "disabled":
+            return None
+        with self._lock:
+            if self._handle is None:
+                return self._dir_at_finish
+            rc, text = _lib.snprintf_call(_lib.lib().td_run_dir, self._handle)
+        return text if rc >= 0 else None
+
+    _dir_at_finish: Optional[str] = None
+
+    # ---- the end ----
+
+    def finish(self, exit_code: int = 0, timeout: Optional[float] = None) -> None:
+        """Ends the run: exit code 0 → finished, otherwise failed. Waits up to
+        `timeout` seconds (default 30) until the agent has everything (what it
+        has not gets spooled to disk and delivered later), then prints the
+        footer to sys.stderr. Calling it again does nothing."""
+        self._finish(exit_code, _lib.TD_EXIT_FINISHED, timeout)
+
+    def _finish(self, exit_code: int, reason: int, timeout: Optional[float] = None) -> None:
+        global current
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            if self._mode == "disabled":
+                if current is self:
+                    current = None
+                return
+            lib = _lib.lib()
+            self._release_console()
+            if self._pending:
+                # W&B commits a pending row at finish; the agent would too,
+                # but the footer below should show it.
+                lib.td_log(self._handle, _values.NULL_ITEMS, 0, _lib.TD_STEP_AUTO, True)
+            _, footer = _lib.snprintf_call(lib.td_footer, self._handle)
+            rc, run_dir = _lib.snprintf_call(lib.td_run_dir, self._handle)
+            self._dir_at_finish = run_dir if rc >= 0 else None
+            report = _lib.TdFinishReport()
+            timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
+            rc = lib.td_finish_reason(self._handle, int(exit_code), reason, timeout_ms,
+                                      ctypes.byref(report))
+            self._handle = None
+        self.finish_report = {
+            "status": _lib.strerror(rc),
+            "records_logged": report.records_logged,
+            "records_acked": report.records_acked,
+            "records_unacked": report.records_unacked,
+            "records_spooled": report.records_spooled,
+            "records_refused_full": report.records_refused_full,
+            "records_rejected": report.records_rejected,
+            "last_error": report.last_error.decode("utf-8", "replace"),
+        }
+        if current is self:
+            current = None
+        _hooks.remove(self)
+        self._print_footer(footer, self.finish_report)
+
+    def _print_footer(self, footer: str, rep: Dict[str, Any]) -> None:
+        err = sys.stderr
+        try:
+            if footer:
+                err.write(footer)
+            lost = rep["records_unacked"] - rep["records_spooled"]
+            if rep["records_spooled"]:
+                err.write(f"trackd: {rep['records_spooled']} records are not with the agent "
+                          "yet; they are spooled on disk and go out with the next run or "
+                          "`trackctl spool flush`\n")
+            if lost or rep["records_refused_full"] or rep["records_rejected"]:
+                err.write(f"trackd: records lost: {lost} undelivered, "
+                          f"{rep['records_refused_full']} refused (buffer full), "
+                          f"{rep['records_rejected']} refused by the agent"
+                          f"{': ' + rep['last_error'] if rep['last_error'] else ''}\n")
+            err.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed at exit: the footer is a courtesy
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.finish(exit_code=0 if exc_type is None else 1)
+        return False  # the exception, if any, goes on
+
+    def __repr__(self) -> str:
+        return f"<trackd.Run {self.path} ({self._mode}{', finished' if self._finished else ''})>"
+
+
+def init(project: Optional[str] = None, entity: Optional[str] = None,
+         config: Union[Mapping[str, Any], PathLike, None] = None, name: Optional[str] = None,
+         id: Optional[str] = None, notes: Optional[str] = None,
+         tags: Optional[Iterable[str]] = None, group: Optional[str] = None,
+         job_type: Optional[str] = None, mode: Optional[str] = None,
+         resume: Optional[str] = None, console: bool = True, *, socket: Optional[str] = None,
+         spool_dir: Optional[str] = None) -> Run:
+    """Starts a run (see wandb.init). Defaults from the environment:
+    project ← TRACKD_PROJECT, mode ← TRACKD_MODE, socket ← TRACKD_SOCKET.
+
+    config: a dict, or the path of a JSON file or a simple YAML file (see
+    trackd._config_file). mode: "online" (default), "offline" (kept by the
+    agent for a later `trackctl sync`), "disabled" (nothing is recorded; no
+    library is loaded). resume: None / "never" (an existing run with this id
+    is an error), "allow", "must" (the run must exist). console: tee
+    sys.stdout / sys.stderr into the run."""
+    mode = mode or os.environ.get("TRACKD_MODE") or "online"
+    if mode not in _lib.MODES:
+        raise ValueError(f"trackd.init: mode must be online, offline or disabled; got {mode!r}")
+    if resume not in _lib.RESUMES:
+        raise ValueError(f"trackd.init: resume must be None, 'allow', 'must' or 'never'; "
+                         f"got {resume!r}")
+    if config is None:
+        config_data: Dict[str, Any] = {}
+    elif isinstance(config, Mapping):
+        config_data = dict(config)
+    elif isinstance(config, (str, os.PathLike)):
+        config_data = _config_file.load(config)
+    else:
+        raise TypeError(f"trackd.init: config must be a dict or a file path, not "
+                        f"{type(config).__name__}")
+    tag_list = [] if tags is None else list(tags)
+    for t in tag_list:
+        if not isinstance(t, str):
+            raise TypeError(f"trackd.init: tags must be str, got {type(t).__name__}")
+    project = project or os.environ.get("TRACKD_PROJECT") or "uncategorized"
+    if mode == "disabled" and id is None:
+        id = _random_id()
+    return Run(project=project, entity=entity or _login_name(), run_id=id, name=name,
+               config=config_data, notes=notes, tags=tag_list, group=group, job_type=job_type,
+               mode=mode, resume=resume, console=console and mode != "disabled",
+               socket=socket, spool_dir=spool_dir)

@@ -1,0 +1,742 @@
+/*
+ * query.c — the cold paths that talk to the agent synchronously: queries of the
+ * run store (td_query_agent, the resume check in td_init, the run's directory),
+ * the agent's status, and the small JSON helpers they need.
+ *
+ * Each call opens its own REQ socket, dials synchronously (an ipc:// dial to a
+ * socket nobody listens on fails at once), sends one request and waits for one
+ * reply within the caller's timeout. Nothing here touches a run's batches, so
+ * none of it runs with a run's lock held.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "internal.h"
+
+/* ---- strings ------------------------------------------------------------- */
+
+void td_str_put(struct td_str *s, const char *p, size_t n)
+{
+	if (s->failed)
+		return;
+	if (s->cap - s->len <= n) {
+		size_t cap = s->cap ? s->cap : 256;
+		while (cap - s->len <= n)
+			cap *= 2;
+		char *q = realloc(s->p, cap);
+		if (q == NULL) {
+			s->failed = true;
+			return;
+		}
+		s->p = q;
+		s->cap = cap;
+	}
+	memcpy(s->p + s->len, p, n);
+	s->len += n;
+	s->p[s->len] = '\0';
+}
+
+void td_str_puts(struct td_str *s, const char *p)
+{
+	td_str_put(s, p, strlen(p));
+}
+
+void td_str_printf(struct td_str *s, const char *fmt, ...)
+{
+	char small[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		s->failed = true;
+		return;
+	}
+	if ((size_t)n < sizeof(small)) {
+		td_str_put(s, small, (size_t)n);
+		return;
+	}
+	char *big = malloc((size_t)n + 1);
+	if (big == NULL) {
+		s->failed = true;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	td_str_put(s, big, (size_t)n);
+	free(big);
+}
+
+void td_str_json(struct td_str *s, const char *text)
+{
+	td_str_put(s, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)(text ? text : ""); *p; p++) {
+		switch (*p) {
+		case '"': td_str_put(s, "\\\"", 2); break;
+		case '\\': td_str_put(s, "\\\\", 2); break;
+		case '\n': td_str_put(s, "\\n", 2); break;
+		case '\r': td_str_put(s, "\\r", 2); break;
+		case '\t': td_str_put(s, "\\t", 2); break;
+		default:
+			if (*p < 0x20)
+				td_str_printf(s, "\\u%04x", *p);
+			else
+				td_str_put(s, (const char *)p, 1);
+		}
+	}
+	td_str_put(s, "\"", 1);
+}
+
+int td_str_copy_out(const struct td_str *s, char *buf, size_t len)
+{
+	if (s->failed)
+		return td_fail(TD_ERR_NOMEM, "out of memory");
+	if (s->len > (size_t)INT32_MAX)
+		return td_fail(TD_ERR_NOMEM, "text too long");
+	if (buf != NULL && len > 0) {
+		size_t n = s->len < len - 1 ? s->len : len - 1;
+		if (n)
+			memcpy(buf, s->p, n);
+		buf[n] = '\0';
+	}
+	return (int)s->len;
+}
+
+/* ---- a minimal JSON reader ------------------------------------------------ */
+
+/* Only what td_init and td_run_dir need from the agent's answers: one string
+ * member of one object member of the top-level object. The reader skips
+ * everything else structurally (so a "dir" key inside a config value is never
+ * mistaken for the run's), bounded in depth, and gives up on anything odd. */
+#define JSON_MAX_DEPTH 64
+
+static const char *json_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static void put_utf8(struct td_str *s, unsigned cp)
+{
+	char b[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		b[0] = (char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		b[0] = (char)(0xc0 | (cp >> 6));
+		b[1] = (char)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (char)(0xe0 | (cp >> 12));
+		b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		b[2] = (char)(0x80 | (cp & 0x3f));
+		n = 3;
+	} else {
+		b[0] = (char)(0xf0 | (cp >> 18));
+		b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+		b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		b[3] = (char)(0x80 | (cp & 0x3f));
+		n = 4;
+	}
+	td_str_put(s, b, n);
+}
+
+/* Parses the string at p (at the opening quote) into out (if not NULL);
+ * returns the position after it, or NULL. */
+static const char *json_string(const char *p, struct td_str *out)
+{
+	if (*p++ != '"')
+		return NULL;
+	while (*p != '"') {
+		if (*p == '\0')
+			return NULL;
+		if (*p != '\\') {
+			const char *start = p;
+			while (*p && *p != '"' && *p != '\\')
+				p++;
+			if (out)
+				td_str_put(out, start, (size_t)(p - start));
+			continue;
+		}
+		p++;
+		char c = *p++;
+		switch (c) {
+		case '"':
+		case '\\':
+		case '/':
+			if (out)
+				td_str_put(out, &c, 1);
+			break;
+		case 'b': c = '\b'; goto one;
+		case 'f': c = '\f'; goto one;
+		case 'n': c = '\n'; goto one;
+		case 'r': c = '\r'; goto one;
+		case 't':
+			c = '\t';
+		one:
+			if (out)
+				td_str_put(out, &c, 1);
+			break;
+		case 'u': {
+			unsigned cp = 0;
+			for (int i = 0; i < 4; i++) {
+				int d = hex_digit(*p++);
+				if (d < 0)
+					return NULL;
+				cp = cp << 4 | (unsigned)d;
+			}
+			/* A surrogate pair makes one code point; a lone half is
+			 * replaced, as invalid UTF-8 would be. */
+			if (cp >= 0xd800 && cp <= 0xdbff && p[0] == '\\' && p[1] == 'u') {
+				unsigned lo = 0;
+				int ok = 1;
+				for (int i = 0; i < 4; i++) {
+					int d = hex_digit(p[2 + i]);
+					if (d < 0) {
+						ok = 0;
+						break;
+					}
+					lo = lo << 4 | (unsigned)d;
+				}
+				if (ok && lo >= 0xdc00 && lo <= 0xdfff) {
+					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+					p += 6;
+				}
+			}
+			if (cp >= 0xd800 && cp <= 0xdfff)
+				cp = 0xfffd;
+			if (out)
+				put_utf8(out, cp);
+			break;
+		}
+		default: return NULL;
+		}
+	}
+	return p + 1;
+}
+
+static const char *json_skip(const char *p, int depth);
+
+static const char *json_skip_container(const char *p, int depth, char close)
+{
+	p = json_ws(p + 1);
+	if (*p == close)
+		return p + 1;
+	for (;;) {
+		if (close == '}') {
+			if ((p = json_string(p, NULL)) == NULL)
+				return NULL;
+			p = json_ws(p);
+			if (*p++ != ':')
+				return NULL;
+		}
+		if ((p = json_skip(json_ws(p), depth + 1)) == NULL)
+			return NULL;
+		p = json_ws(p);
+		if (*p == ',') {
+			p = json_ws(p + 1);
+			continue;
+		}
+		return *p == close ? p + 1 : NULL;
+	}
+}
+
+static const char *json_skip(const char *p, int depth)
+{
+	if (depth > JSON_MAX_DEPTH)
+		return NULL;
+	switch (*p) {
+	case '{': return json_skip_container(p, depth, '}');
+	case '[': return json_skip_container(p, depth, ']');
+	case '"': return json_string(p, NULL);
+	default:
+		/* Numbers, true/false/null and the bare NaN/Infinity W&B allows. */
+		if (*p == '\0' || strchr(",}]", *p))
+			return NULL;
+		while (*p && !strchr(",}] \t\r\n", *p))
+			p++;
+		return p;
+	}
+}
+
+/* Finds member `key` of the object at p; returns its value's position. */
+static const char *json_member(const char *p, const char *key)
+{
+	p = json_ws(p);
+	if (*p != '{')
+		return NULL;
+	p = json_ws(p + 1);
+	if (*p == '}')
+		return NULL;
+	for (;;) {
+		struct td_str k = {0};
+		p = json_string(p, &k);
+		bool match = p && !k.failed && k.p && strcmp(k.p, key) == 0;
+		free(k.p);
+		if (p == NULL)
+			return NULL;
+		p = json_ws(p);
+		if (*p++ != ':')
+			return NULL;
+		p = json_ws(p);
+		if (match)
+			return p;
+		if ((p = json_skip(p, 1)) == NULL)
+			return NULL;
+		p = json_ws(p);
+		if (*p != ',')
+			return NULL;
+		p = json_ws(p + 1);
+	}
+}
+
+char *td_json_lookup_string(const char *json, const char *outer, const char *key)
+{
+	const char *p = json ? json_member(json, outer) : NULL;
+
+	if (p == NULL || (p = json_member(p, key)) == NULL || *p != '"')
+		return NULL;
+	struct td_str v = {0};
+	td_str_put(&v, "", 0);
+	if (json_string(p, &v) == NULL || v.failed) {
+		free(v.p);
+		return NULL;
+	}
+	return v.p;
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+int td_resolve_url(const char *given, char *url, size_t len)
+{
+	const char *u = given;
+	int n;
+
+	if (u == NULL || *u == '\0')
+		u = getenv("TRACKD_SOCKET");
+	if (u != NULL && *u != '\0') {
+		n = snprintf(url, len, "%s", u);
+	} else if (geteuid() == 0) {
+		n = snprintf(url, len, "ipc:///run/trackd/trackd.sock");
+	} else {
+		/* Without XDG_RUNTIME_DIR the agent falls back to /tmp/trackd-<uid>. */
+		const char *xdg = getenv("XDG_RUNTIME_DIR");
+		if (xdg != NULL && *xdg == '/')
+			n = snprintf(url, len, "ipc://%s/trackd/trackd.sock", xdg);
+		else
+			n = snprintf(url, len, "ipc:///tmp/trackd-%u/trackd.sock",
+			             (unsigned)geteuid());
+	}
+	if (n < 0 || (size_t)n >= len)
+		return td_fail(TD_ERR_INVALID, "agent address longer than %zu bytes", len - 1);
+	return TD_OK;
+}
+
+int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,
+                  Trackd__V1__Reply **out)
+{
+	nng_socket sock;
+	nng_msg *msg = NULL;
+	int rv;
+
+	*out = NULL;
+	if ((rv = nng_req0_open(&sock)) != 0)
+		return td_fail(TD_ERR_TRANSPORT, "cannot open a socket: %s", nng_strerror(rv));
+	if ((rv = nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, timeout_ms)) != 0 ||
+	    (rv = nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, timeout_ms)) != 0 ||
+	    (rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, TD_MAX_QUERY_REPLY_BYTES)) != 0) {
+		nng_close(sock);
+		return td_fail(TD_ERR_TRANSPORT, "socket options: %s", nng_strerror(rv));
+	}
+	if ((rv = nng_dial(sock, url, NULL, 0)) != 0) {
+		nng_close(sock);
+		return td_fail(TD_ERR_TRANSPORT, "no agent answers at %s: %s", url,
+		               nng_strerror(rv));
+	}
+	size_t len = trackd__v1__request__get_packed_size(req);
+	if ((rv = nng_msg_alloc(&msg, len)) != 0) {
+		nng_close(sock);
+		return td_fail(TD_ERR_NOMEM, "cannot allocate a %zu-byte request", len);
+	}
+	trackd__v1__request__pack(req, nng_msg_body(msg));
+	if ((rv = nng_sendmsg(sock, msg, 0)) != 0) {
+		nng_msg_free(msg);
+		nng_close(sock);
+		return td_fail(TD_ERR_TRANSPORT, "cannot send to the agent at %s: %s", url,
+		               nng_strerror(rv));
+	}
+	if ((rv = nng_recvmsg(sock, &msg, 0)) != 0) {
+		nng_close(sock);
+		return td_fail(TD_ERR_TRANSPORT, "no answer from the agent at %s: %s", url,
+		               nng_strerror(rv));
+	}
+	*out = trackd__v1__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	nng_msg_free(msg);
+	nng_close(sock);
+	if (*out == NULL)
+		return td_fail(TD_ERR_TRANSPORT, "undecodable answer from the agent at %s", url);
+	return TD_OK;
+}
+
+/* An Error reply as a td_error, with the agent's message as the detail. */
+static int agent_error(const char *what, const Trackd__V1__Reply *reply)
+{
+	if (reply->body_case != TRACKD__V1__REPLY__BODY_ERROR)
+		return td_fail(TD_ERR_REJECTED, "%s: unexpected answer (body %d) from the agent",
+		               what, (int)reply->body_case);
+	const Trackd__V1__Error *e = reply->error;
+	const char *msg = e->message ? e->message : "(no message)";
+	if (e->code == TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND)
+		return td_fail(TD_ERR_NOT_FOUND, "%s", msg);
+	return td_fail(TD_ERR_REJECTED, "%s", msg);
+}
+
+int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **json_out)
+{
+	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
+	Trackd__V1__Query query = TRACKD__V1__QUERY__INIT;
+	Trackd__V1__Reply *reply;
+	int rc;
+
+	if (json_out == NULL)
+		return td_fail(TD_ERR_INVALID, "td_query_agent: json_out is NULL");
+	*json_out = NULL;
+	if (q == NULL || q->kind == NULL || q->kind[0] == '\0')
+		return td_fail(TD_ERR_INVALID, "td_query_agent: no query kind");
+	if (q->n_keys > 0 && q->keys == NULL)
+		return td_fail(TD_ERR_INVALID, "td_query_agent: NULL keys with n_keys %zu",
+		               q->n_keys);
+	if (timeout_ms < 0)
+		timeout_ms = TD_DEFAULT_QUERY_TIMEOUT_MS;
+
+	/* protobuf-c wants char *; it only reads these. */
+	query.kind = (char *)q->kind;
+	query.run = (char *)q->run;
+	query.project = (char *)q->project;
+	query.state = (char *)q->state;
+	query.n_keys = q->n_keys;
+	query.keys = (char **)q->keys;
+	query.has_from_line = q->from_line != 0;
+	query.from_line = q->from_line;
+	query.has_max_lines = q->max_lines != 0;
+	query.max_lines = q->max_lines;
+	query.name = (char *)q->name;
+	req.has_protocol_version = true;
+	req.protocol_version = TRACKD_PROTOCOL_VERSION;
+	req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
+	req.query = &query;
+
+	if ((rc = td_agent_call(url, &req, timeout_ms, &reply)) != TD_OK)
+		return rc;
+	if (reply->body_case == TRACKD__V1__REPLY__BODY_QUERY) {
+		const char *json = reply->query->json ? reply->query->json : "";
+		*json_out = strdup(json);
+		rc = *json_out ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory");
+	} else {
+		rc = agent_error("query", reply);
+	}
+	trackd__v1__reply__free_unpacked(reply, NULL);
+	return rc;
+}
+
+int td_query_agent(const char *socket_url, const td_query *q, int timeout_ms, char **json_out)
+{
+	char url[256];
+	int rc;
+
+	if (json_out != NULL)
+		*json_out = NULL;
+	if ((rc = td_resolve_url(socket_url, url, sizeof(url))) != TD_OK)
+		return rc;
+	return td_agent_query(url, q, timeout_ms, json_out);
+}
+
+/* StatusReply → JSON through protobuf-c's descriptor, so fields the agent adds
+ * later show up without a change here. */
+static void status_json(const Trackd__V1__StatusReply *st, struct td_str *out)
+{
+	const ProtobufCMessageDescriptor *d = st->base.descriptor;
+	const char *base = (const char *)st;
+	bool first = true;
+
+	td_str_puts(out, "{");
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const void *member = base + f->offset;
+
+		if (f->label != PROTOBUF_C_LABEL_OPTIONAL)
+			continue;
+		if (f->type == PROTOBUF_C_TYPE_STRING) {
+			const char *sv = *(char *const *)member;
+			if (sv == NULL)
+				continue;
+			td_str_printf(out, "%s\"%s\":", first ? "" : ",", f->name);
+			td_str_json(out, sv);
+			first = false;
+			continue;
+		}
+		if (!*(const protobuf_c_boolean *)(base + f->quantifier_offset))
+			continue;
+		switch (f->type) {
+		case PROTOBUF_C_TYPE_UINT64:
+			td_str_printf(out, "%s\"%s\":%llu", first ? "" : ",", f->name,
+			              (unsigned long long)*(const uint64_t *)member);
+			break;
+		case PROTOBUF_C_TYPE_UINT32:
+			td_str_printf(out, "%s\"%s\":%u", first ? "" : ",", f->name,
+			              *(const uint32_t *)member);
+			break;
+		case PROTOBUF_C_TYPE_INT64:
+			td_str_printf(out, "%s\"%s\":%lld", first ? "" : ",", f->name,
+			              (long long)*(const int64_t *)member);
+			break;
+		case PROTOBUF_C_TYPE_INT32:
+			td_str_printf(out, "%s\"%s\":%d", first ? "" : ",", f->name,
+			              *(const int32_t *)member);
+			break;
+		case PROTOBUF_C_TYPE_BOOL:
+			td_str_printf(out, "%s\"%s\":%s", first ? "" : ",", f->name,
+			              *(const protobuf_c_boolean *)member ? "true" : "false");
+			break;
+		default: continue;
+		}
+		first = false;
+	}
+	td_str_puts(out, "}");
+}
+
+static int status_call(const char *url, int timeout_ms, Trackd__V1__Reply **reply)
+{
+	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
+	Trackd__V1__StatusQuery q = TRACKD__V1__STATUS_QUERY__INIT;
+	int rc;
+
+	req.has_protocol_version = true;
+	req.protocol_version = TRACKD_PROTOCOL_VERSION;
+	req.body_case = TRACKD__V1__REQUEST__BODY_STATUS;
+	req.status = &q;
+	if ((rc = td_agent_call(url, &req, timeout_ms, reply)) != TD_OK)
+		return rc;
+	if ((*reply)->body_case != TRACKD__V1__REPLY__BODY_STATUS) {
+		rc = agent_error("status", *reply);
+		trackd__v1__reply__free_unpacked(*reply, NULL);
+		*reply = NULL;
+	}
+	return rc;
+}
+
+int td_status_agent(const char *socket_url, int timeout_ms, char **json_out)
+{
+	char url[256];
+	Trackd__V1__Reply *reply;
+	int rc;
+
+	if (json_out == NULL)
+		return td_fail(TD_ERR_INVALID, "td_status_agent: json_out is NULL");
+	*json_out = NULL;
+	if ((rc = td_resolve_url(socket_url, url, sizeof(url))) != TD_OK)
+		return rc;
+	if (timeout_ms < 0)
+		timeout_ms = TD_DEFAULT_QUERY_TIMEOUT_MS;
+	if ((rc = status_call(url, timeout_ms, &reply)) != TD_OK)
+		return rc;
+	struct td_str out = {0};
+	status_json(reply->status, &out);
+	trackd__v1__reply__free_unpacked(reply, NULL);
+	if (out.failed) {
+		free(out.p);
+		return td_fail(TD_ERR_NOMEM, "out of memory");
+	}
+	*json_out = out.p;
+	return TD_OK;
+}
+
+void td_free(void *p)
+{
+	free(p);
+}
+
+/* ---- runs ----------------------------------------------------------------- */
+
+static void run_path(const struct td_run *run, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s/%s", run->entity, run->project, run->run_id);
+}
+
+int td_check_resume(struct td_run *run, bool explicit_id)
+{
+	char path[3 * 256];
+	char *json = NULL;
+	int rc;
+
+	if (run->resume == TD_RESUME_ALLOW || (run->resume == TD_RESUME_NEVER && !explicit_id))
+		return TD_OK;
+	run_path(run, path, sizeof(path));
+	td_query q = {.kind = "run", .run = path};
+	rc = td_agent_query(run->url, &q, TD_INIT_QUERY_TIMEOUT_MS, &json);
+	if (run->resume == TD_RESUME_MUST) {
+		switch (rc) {
+		case TD_OK:
+			/* The run's directory carries its first start time, not ours. */
+			run->known_dir = td_json_lookup_string(json, "run", "dir");
+			free(json);
+			return TD_OK;
+		case TD_ERR_NOT_FOUND:
+			return td_fail(TD_ERR_INVALID,
+			               "td_init: resume must: run %s does not exist", path);
+		case TD_ERR_TRANSPORT:
+			return td_fail(TD_ERR_INVALID,
+			               "td_init: resume must: no agent answered at %s to confirm "
+			               "that run %s exists",
+			               run->url, path);
+		default: {
+			char why[256];
+			snprintf(why, sizeof(why), "%s", td_last_error());
+			return td_fail(TD_ERR_INVALID,
+			               "td_init: resume must: the agent cannot confirm run %s: %s",
+			               path, why);
+		}
+		}
+	}
+	/* Never: only a positive answer stops the run; without an agent (or a
+	 * run store) the agent itself decides later. */
+	free(json);
+	if (rc == TD_OK)
+		return td_fail(TD_ERR_INVALID,
+		               "td_init: run %s already exists (resume is never; use allow or "
+		               "must to attach to it)",
+		               path);
+	return TD_OK;
+}
+
+/* The agent's state dir, asked once per run. */
+static int state_dir(struct td_run *run, char **out)
+{
+	Trackd__V1__Reply *reply;
+	int rc;
+
+	pthread_mutex_lock(&run->mu);
+	if (run->state_dir) {
+		*out = strdup(run->state_dir);
+		pthread_mutex_unlock(&run->mu);
+		return *out ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory");
+	}
+	pthread_mutex_unlock(&run->mu);
+
+	if ((rc = status_call(run->url, TD_DIR_QUERY_TIMEOUT_MS, &reply)) != TD_OK)
+		return rc;
+	const char *dir = reply->status->state_dir;
+	if (dir == NULL || dir[0] == '\0') {
+		trackd__v1__reply__free_unpacked(reply, NULL);
+		return td_fail(TD_ERR_TRANSPORT, "the agent at %s does not report its state dir",
+		               run->url);
+	}
+	*out = strdup(dir);
+	char *cached = strdup(dir);
+	trackd__v1__reply__free_unpacked(reply, NULL);
+	pthread_mutex_lock(&run->mu);
+	if (run->state_dir == NULL) {
+		run->state_dir = cached;
+		cached = NULL;
+	}
+	pthread_mutex_unlock(&run->mu);
+	free(cached);
+	return *out ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory");
+}
+
+/* A run that may have existed before this process (resume allow or must)
+ * keeps the directory of its first start: ask the agent for it. */
+static char *asked_dir(struct td_run *run)
+{
+	char path[3 * 256];
+	char *json = NULL;
+
+	run_path(run, path, sizeof(path));
+	td_query q = {.kind = "run", .run = path};
+	if (td_agent_query(run->url, &q, TD_DIR_QUERY_TIMEOUT_MS, &json) != TD_OK)
+		return NULL;
+	char *dir = td_json_lookup_string(json, "run", "dir");
+	free(json);
+	return dir;
+}
+
+/* A name as one path component, as the agent's local sink writes it: '/' and
+ * control characters become '_', "" becomes "_", "." and ".." get a leading
+ * '_'. */
+static void put_component(struct td_str *s, const char *name)
+{
+	if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		td_str_put(s, "_", 1);
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		char c = (*p == '/' || *p < 0x20) ? '_' : (char)*p;
+		td_str_put(s, &c, 1);
+	}
+}
+
+int td_run_dir(td_run *run, char *buf, size_t len)
+{
+	struct td_str s = {0};
+	char *dir = NULL;
+	int rc;
+
+	if (run == NULL)
+		return td_fail(TD_ERR_INVALID, "td_run_dir: run is NULL");
+	if (run->disabled)
+		return td_fail(TD_ERR_INVALID, "td_run_dir: a disabled run has no directory");
+
+	pthread_mutex_lock(&run->mu);
+	if (run->known_dir)
+		dir = strdup(run->known_dir);
+	pthread_mutex_unlock(&run->mu);
+	if (dir == NULL && run->resume != TD_RESUME_NEVER && (dir = asked_dir(run)) != NULL) {
+		pthread_mutex_lock(&run->mu);
+		if (run->known_dir == NULL)
+			run->known_dir = strdup(dir);
+		pthread_mutex_unlock(&run->mu);
+	}
+	if (dir != NULL) {
+		td_str_puts(&s, dir);
+		free(dir);
+	} else {
+		if ((rc = state_dir(run, &dir)) != TD_OK)
+			return rc;
+		time_t t = (time_t)(run->start_time_us / 1000000);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		td_str_printf(&s, "%s/runs/", dir);
+		put_component(&s, run->entity);
+		td_str_put(&s, "/", 1);
+		put_component(&s, run->project);
+		td_str_printf(&s, "/run-%04d%02d%02d_%02d%02d%02d-%s", tm.tm_year + 1900,
+		              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		              run->run_id);
+		free(dir);
+	}
+	rc = td_str_copy_out(&s, buf, len);
+	free(s.p);
+	return rc;
+}

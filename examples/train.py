@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""The W&B documentation's two examples, with trackd.
+
+1. The smallest run: one logged row.
+2. A 10-epoch training loop with config {epochs: 10, learning_rate: 0.01}
+   (simulated accuracy and loss), as a `with` block.
+
+Run it against an agent: TRACKD_SOCKET=ipc:///path/trackd.sock python3 train.py
+(project "trackd-example", or TRACKD_PROJECT). Each run prints its footer —
+history sparklines, summary, where the agent stores it — on stderr at finish.
+With the Python package from this checkout: PYTHONPATH=client-shim/python.
+"""
+import math
+import os
+import random
+
+import trackd
+
+PROJECT = os.environ.get("TRACKD_PROJECT") or "trackd-example"
+
+# Example 1: log one row and finish.
+run = trackd.init(project=PROJECT)
+run.log({"acc": 0.9, "loss": 0.1})
+run.finish()
+
+# Example 2: a training loop; leaving the block finishes the run (an exception
+# inside it would mark the run failed).
+config = {"epochs": 10, "learning_rate": 0.01}
+rng = random.Random(42)  # the same curve every time
+with trackd.init(project=PROJECT, config=config) as run:
+    offset = rng.random() / 5
+    for epoch in range(1, run.config["epochs"] + 1):
+        accuracy = 1 - 2 ** -epoch - rng.random() / epoch / 10 - offset / 10
+        loss = 2 ** -epoch + rng.random() / epoch / 10 + offset / 10
+        run.log({"accuracy": accuracy, "loss": loss})
+    run.summary["final_loss"] = round(loss, 5)
+    assert not math.isnan(loss)

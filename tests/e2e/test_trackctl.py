@@ -1,0 +1,245 @@
+"""trackctl against a real agent: status, runs, show (the W&B footer), history,
+tail, rename, and what it says when the agent or a run is not there.
+Expected outputs are computed here from the agent's own JSON answers."""
+import csv
+import io
+import json
+import math
+import signal
+import subprocess
+import time
+
+from conftest import BIN, finish_producer
+
+GLYPHS = "▁▂▃▄▅▆▇█"
+
+
+def trackctl(agent, *args, check=True, timeout=60):
+    r = subprocess.run([BIN["trackctl"], *map(str, args)], env=agent.env, capture_output=True,
+                       text=True, timeout=timeout)
+    if check:
+        assert r.returncode == 0, f"trackctl {args} → {r.returncode}: {r.stderr}"
+    return r
+
+
+def finished_run(agent, producer_args=None, steps=None):
+    """Runs the example training (or a producer) to the end; returns its RUN."""
+    if producer_args:
+        finish_producer(agent.producer(*producer_args))
+        run_id = producer_args[0]
+    else:
+        r = subprocess.run([BIN["train"]] + ([str(steps)] if steps else []), env=agent.env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        runs = agent.wait_for(lambda: agent.query("runs")["runs"], what="the run")
+        run_id = runs[-1]["id"]
+    agent.wait_for(lambda: agent.run_state(run_id) == "finished", what="finished")
+    return agent.query("run", run=run_id)["run"]
+
+
+# ---- the footer, as WANDB-UPSTREAM.md specifies it (no sampling below 49 rows) ----
+
+def sparkline(values):
+    n = len(values)
+    pts = values if n <= 40 else [values[(i * (n - 1)) // 39] for i in range(40)]
+    finite = [x for x in pts if math.isfinite(x)]
+    if not finite:
+        return ""
+    lo, hi = min(finite), max(finite)
+    out = ""
+    for x in pts:
+        if not math.isfinite(x):
+            out += " "
+        elif hi == lo:
+            out += GLYPHS[0]
+        else:
+            out += GLYPHS[round((x - lo) * 7 / (hi - lo))]
+    return out
+
+
+def summary_value(v):
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        return repr(round(v, 5)) if math.isfinite(v) else repr(v)
+    if isinstance(v, int):
+        return str(v)
+    return v[:20] + "..." * (len(v) >= 20)
+
+
+def block(title, rows):
+    shown = rows[:10]
+    width = max(len(k) for k, _ in shown)
+    text = title + "\n" + "".join(f"{k:>{width}} {v}\n" for k, v in shown)
+    if len(rows) > 10:
+        text += f"+{len(rows) - 10} ...\n"
+    return text
+
+
+def expected_footer(run, rows):
+    series = {}
+    for row in rows:
+        for k, v in row.items():
+            if not k.startswith("_") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                series.setdefault(k, []).append(float(v))
+    hist = [(k, sparkline(v)) for k, v in sorted(series.items()) if sparkline(v)]
+    summ = [(k, summary_value(v)) for k, v in sorted(run["summary"].items())
+            if not k.startswith("_") and isinstance(v, (int, float, str))]
+    return "\n".join(b for b in (hist and block("Run history:", hist),
+                                 summ and block("Run summary:", summ)) if b)
+
+
+# ---- tests ----
+
+def test_status_shows_the_agent_and_its_new_counters(agent):
+    agent.start()
+    s = json.loads(trackctl(agent, "status", "--json").stdout)
+    assert s["agent"] == "up" and s["socket"] == agent.url
+    assert s["state_dir"].rstrip("/") == agent.state_dir.rstrip("/")
+    for key in ("clients_connected", "runs_active", "local_sink_backlog"):
+        assert isinstance(s[key], int), key
+    text = trackctl(agent, "status").stdout
+    for label in ("agent:", "state dir:", "clients connected:", "runs active:",
+                  "local sink backlog:"):
+        assert label in text, label
+
+
+def test_runs_lists_and_filters(agent):
+    agent.start()
+    run = finished_run(agent)
+    table = trackctl(agent, "runs").stdout.splitlines()
+    assert table[0].split() == ["ID", "NAME", "PROJECT", "STATE", "STARTED", "ROWS"]
+    assert len(table) == 2
+    cells = table[1].split()
+    assert cells[0] == run["id"] and cells[1] == run["display_name"]
+    assert cells[3] == "finished" and cells[-1] == "10"
+    assert run["project"] in cells[2]
+    as_json = json.loads(trackctl(agent, "runs", "--json").stdout)
+    assert as_json == agent.query("runs")
+    assert trackctl(agent, "runs", "--project", run["project"]).stdout.count(run["id"]) == 1
+    assert trackctl(agent, "runs", "--project", "elsewhere").stdout == "No runs.\n"
+    assert trackctl(agent, "runs", "--state", "running").stdout == "No runs.\n"
+    assert json.loads(trackctl(agent, "runs", "--state", "finished", "--json").stdout)["runs"]
+
+
+def test_show_prints_the_wandb_footer(agent):
+    agent.start()
+    run = finished_run(agent)
+    out = trackctl(agent, "show", run["id"]).stdout
+    assert out.startswith(f"Run {run['id']} ({run['display_name']})\n")
+    assert "  state:     finished (exit code 0)\n" in out
+    assert "Config:\n" in out and "  epochs: 10\n" in out
+    rows = agent.query("history", run=run["id"])["lines"]
+    footer = expected_footer(run, rows)
+    assert footer.startswith("Run history:\naccuracy ")
+    assert "\n" + footer + "\n" in out, f"want:\n{footer}\ngot:\n{out}"
+    assert out.endswith(f"Export its rows with: trackctl history {run['path']}\n")
+    # By path too, and the agent's JSON as is with --json.
+    assert trackctl(agent, "show", run["path"]).stdout == out
+    assert json.loads(trackctl(agent, "show", run["id"], "--json").stdout) == {"run": run}
+
+
+def test_show_samples_long_runs_into_40_points(agent):
+    agent.start()
+    run = finished_run(agent, steps=300)
+    out = trackctl(agent, "show", run["id"]).stdout
+    lines = out.split("Run history:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split()[0] for line in lines] == ["accuracy", "loss"]
+    for line in lines:
+        spark = line.strip().split(" ", 1)[1]
+        assert len(spark) == 40 and set(spark) <= set(GLYPHS)
+    # The sample is seeded by the run: the same run shows the same footer.
+    assert trackctl(agent, "show", run["id"]).stdout == out
+
+
+def test_history_csv_jsonl_json(agent):
+    agent.start()
+    run = finished_run(agent, producer_args=("hist", 2500))
+    rows = []
+    from_line = 0
+    while True:  # the agent's own pages, for comparison
+        page = agent.query("history", run="hist", from_line=from_line, max_lines=700)
+        rows += page["lines"]
+        if not page["lines"]:
+            break
+        from_line = page["next_line"]
+    assert len(rows) == 2500
+
+    jsonl = trackctl(agent, "history", "hist", "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in jsonl] == rows
+
+    table = list(csv.reader(io.StringIO(trackctl(agent, "history", "hist").stdout)))
+    keys = []
+    for row in rows:
+        keys += [k for k in row if k != "_step" and k not in keys]
+    assert table[0] == ["_step"] + keys
+    assert len(table) == 2501
+    for line, row in zip(table[1:], rows):
+        assert int(line[0]) == row["_step"]
+        got = dict(zip(keys, line[1:]))
+        assert float(got["value"]) == row["value"] and got["tag"] == row["tag"]
+
+    picked = trackctl(agent, "history", run["path"], "--keys", "value,tag").stdout.splitlines()
+    assert picked[0] == "_step,value,tag"
+    assert picked[11] == "10,5.0,r10"
+
+    whole = json.loads(trackctl(agent, "history", "hist", "--json").stdout)
+    assert whole["lines"] == rows and whole["total_lines"] == 2500
+    assert whole["run"] == run["path"]
+
+
+def test_tail_follows_a_live_run_until_it_ends(agent):
+    agent.start()
+    p = agent.producer("live", 400, "--sleep-us", 20000, "--every", 10)
+    agent.wait_for(lambda: agent.run_state("live") == "running", what="running")
+    t = subprocess.Popen([BIN["trackctl"], "tail", "live", "-n", "3"], env=agent.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finish_producer(p)
+    out, err = t.communicate(timeout=60)
+    assert t.returncode == 0, err
+    steps = [json.loads(line)["_step"] for line in out.splitlines()]
+    assert steps, "tail printed nothing"
+    assert steps == list(range(steps[0], 400)), "rows missed or repeated"
+    assert steps[0] < 400 - 3  # it was following, not just printing the last rows
+
+
+def test_tail_stops_cleanly_on_ctrl_c(agent):
+    agent.start()
+    p = agent.producer("endless", 1_000_000, "--sleep-us", 1000, "--every", 10)
+    agent.wait_for(lambda: agent.run_state("endless") == "running", what="running")
+    t = subprocess.Popen([BIN["trackctl"], "tail", "endless"], env=agent.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    t.send_signal(signal.SIGINT)
+    out, err = t.communicate(timeout=30)
+    assert t.returncode == 0, err
+    assert out.splitlines(), "tail printed nothing in a second of logging"
+    p.kill()
+    p.wait()
+
+
+def test_rename(agent):
+    agent.start()
+    run = finished_run(agent, producer_args=("named", 3))
+    r = trackctl(agent, "rename", run["path"], "my best run")
+    assert r.stdout == f"Renamed {run['path']} to my best run\n"
+    agent.wait_for(lambda: agent.query("run", run="named")["run"]["display_name"] == "my best run",
+                   what="renamed")
+    assert trackctl(agent, "show", "named").stdout.startswith("Run named (my best run)\n")
+
+
+def test_errors_and_usage(agent):
+    agent.start()
+    for args in (("show", "nope"), ("history", "nope"), ("tail", "nope"),
+                 ("rename", "nope", "x")):
+        r = trackctl(agent, *args, check=False)
+        assert r.returncode == 1 and "run nope not found" in r.stderr, (args, r.stderr)
+    for args in ((), ("frob",), ("show",), ("runs", "--bogus"), ("history", "x", "--format",
+                                                                "xml"), ("rename", "x")):
+        r = trackctl(agent, *args, check=False)
+        assert r.returncode == 2 and "Usage:" in r.stderr, (args, r.stderr)
+    assert agent.stop() == 0
+    for args in (("status",), ("runs",), ("show", "x"), ("tail", "x")):
+        r = trackctl(agent, *args, check=False)
+        assert r.returncode == 1, args
+        assert f"no agent answers at {agent.url}" in r.stderr and "Start one with" in r.stderr
