@@ -181,6 +181,39 @@ static void test_malformed(void)
 	      "no body: rc %d err '%s'", rc, err);
 }
 
+/* Strings with a NUL inside would reach C as a shorter string; tags and lengths
+ * over 5 bytes would not decode in protobuf-c. Both are refused up front. */
+static void test_nul_and_long_varints(void)
+{
+	char err[256];
+	struct validated_request out;
+	struct row r;
+	make_row(&r, "abc", "k", 1);
+	Trackd__V1__Record *recs[1] = {&r.rec};
+	size_t len;
+	uint8_t *buf = pack_batch(recs, 1, 16, 1, 1, &len);
+	/* Make the key "k" into "\0": find the key field 0a 01 'k'. */
+	uint8_t *k = NULL;
+	for (size_t i = 0; i + 2 < len; i++)
+		if (buf[i] == 0x0a && buf[i + 1] == 0x01 && buf[i + 2] == 'k')
+			k = &buf[i + 2];
+	CHECK(k != NULL, "key found in the packed request");
+	if (k)
+		*k = '\0';
+	int rc = validate_request(&small, buf, len, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "UTF-8"),
+	      "NUL in a key: rc %d '%s'", rc, err);
+	free(buf);
+	/* Field 1 (version) with its tag written in 6 bytes: 0x88 0x80 0x80 0x80 0x80 0x00. */
+	const uint8_t long_tag[] = {0x88, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01};
+	rc = validate_request(&small, long_tag, sizeof long_tag, &out, err, sizeof err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_MALFORMED, "6-byte tag: rc %d '%s'", rc, err);
+	/* The same tag in 5 bytes is fine for the wire reader. */
+	const uint8_t ok_tag[] = {0x88, 0x80, 0x80, 0x80, 0x00, 0x01};
+	rc = validate_request(&small, ok_tag, sizeof ok_tag, &out, err, sizeof err);
+	CHECK(rc != TRACKD__V1__ERROR_CODE__ERROR_MALFORMED, "5-byte tag: rc %d '%s'", rc, err);
+}
+
 static void test_status(void)
 {
 	Trackd__V1__StatusQuery q = TRACKD__V1__STATUS_QUERY__INIT;
@@ -530,6 +563,7 @@ int main(void)
 	test_version();
 	test_malformed();
 	test_status();
+	test_nul_and_long_varints();
 	test_session_and_seq();
 	test_records_per_batch();
 	test_key_limits();

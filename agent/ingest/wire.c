@@ -1,9 +1,12 @@
 #include "wire.h"
 
-static int read_varint(struct wire_reader *r, uint64_t *out)
+/* At most `max_bytes` bytes: protobuf-c 1.4 reads tags and lengths as 32-bit
+ * varints (5 bytes) and refuses longer ones, so accepting them here would let a
+ * batch in that the sinks then cannot decode. */
+static int read_varint_max(struct wire_reader *r, uint64_t *out, int max_bytes)
 {
 	uint64_t v = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
+	for (int shift = 0; shift < 7 * max_bytes && shift < 64; shift += 7) {
 		if (r->p >= r->end)
 			return -1;
 		uint8_t b = *r->p++;
@@ -13,7 +16,12 @@ static int read_varint(struct wire_reader *r, uint64_t *out)
 			return 0;
 		}
 	}
-	return -1; /* more than 10 bytes */
+	return -1; /* longer than allowed */
+}
+
+static int read_varint(struct wire_reader *r, uint64_t *out)
+{
+	return read_varint_max(r, out, 10);
 }
 
 int wire_next(struct wire_reader *r, struct wire_field *f)
@@ -21,7 +29,7 @@ int wire_next(struct wire_reader *r, struct wire_field *f)
 	if (r->p >= r->end)
 		return 0;
 	uint64_t key;
-	if (read_varint(r, &key) != 0)
+	if (read_varint_max(r, &key, 5) != 0)
 		return -1;
 	uint64_t number = key >> 3;
 	if (number == 0 || number > 536870911u)
@@ -46,7 +54,7 @@ int wire_next(struct wire_reader *r, struct wire_field *f)
 	}
 	case WIRE_LEN: {
 		uint64_t len;
-		if (read_varint(r, &len) != 0 || len > (uint64_t)(r->end - r->p))
+		if (read_varint_max(r, &len, 5) != 0 || len > (uint64_t)(r->end - r->p))
 			return -1;
 		f->data = r->p;
 		f->len = (size_t)len;
@@ -83,6 +91,8 @@ bool wire_utf8_valid(const uint8_t *s, size_t len)
 	size_t i = 0;
 	while (i < len) {
 		uint8_t c = s[i];
+		if (c == 0)
+			return false; /* C strings end there: "a\0b" would arrive as "a" */
 		if (c < 0x80) {
 			i++;
 			continue;

@@ -35,7 +35,8 @@ static inline void wire_reader_init(struct wire_reader *r, const void *buf, size
 }
 
 /* 1: a field was read into *f; 0: clean end of message; -1: malformed (truncated
- * varint or length, field number 0, group wire types, unknown wire type). */
+ * varint or length, a tag or length varint over 5 bytes — more than protobuf-c
+ * accepts —, field number 0, group wire types, unknown wire type). */
 int wire_next(struct wire_reader *r, struct wire_field *f);
 
 /* Appends a varint to buf (at most 10 bytes); returns bytes written. */
@@ -44,7 +45,9 @@ size_t wire_put_varint(uint8_t *buf, uint64_t v);
 /* Bytes a varint of v takes. */
 size_t wire_varint_size(uint64_t v);
 
-/* Whether [s, s+len) is valid UTF-8 (no overlongs, no surrogates, ≤ U+10FFFF). */
+/* Whether [s, s+len) is valid UTF-8 (no overlongs, no surrogates, ≤ U+10FFFF)
+ * without NUL: protobuf-c hands strings to C as NUL-terminated, so a NUL inside
+ * one would silently cut it. */
 bool wire_utf8_valid(const uint8_t *s, size_t len);
 
 #endif

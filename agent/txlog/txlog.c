@@ -272,6 +272,15 @@ static int append_once(txlog *log, const void *data, size_t len, uint64_t *index
 		rc = TRACKD_EIO;
 		goto out;
 	}
+	/* Indices never wrap. 2^63 is out of reach of any real log (a million
+	 * appends a second for 292,000 years); only a damaged or forged state dir
+	 * gets there, and then appends fail rather than reuse index 0. */
+	if (log->next_index >= TXLOG_MAX_INDEX) {
+		log_error("txlog: index space exhausted at %" PRIu64 " (damaged state dir?)",
+		          log->next_index);
+		rc = TRACKD_EIO;
+		goto out;
+	}
 	uint64_t frame_len = TXLOG_FRAME_OVERHEAD + (uint64_t)len;
 	if (log->opts.max_bytes) {
 		/* A roll adds a segment header; count it so the cap holds exactly. */

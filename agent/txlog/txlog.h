@@ -88,6 +88,8 @@
 #include <stdint.h>
 
 #define TXLOG_FRAME_OVERHEAD 20
+/* Appends fail (TRACKD_EIO) once the next index reaches this: indices never wrap. */
+#define TXLOG_MAX_INDEX (UINT64_C(1) << 63)
 #define TXLOG_SEGMENT_HEADER 16
 
 typedef struct txlog txlog;
