@@ -24,8 +24,21 @@ echo
 echo "== training (examples/train.c)"
 "$dir/examples/train"
 echo
-echo "== rows read back from the agent's log ($work/state/log)"
-"$dir/cli/trackctl" dump --state-dir "$work/state"
+echo "== history rows read back from the agent's transaction log ($work/state/log)"
+"$dir/cli/trackctl" dump --state-dir "$work/state" --history
+echo
+# The local sink materialises the run a moment after the log has it.
+run=""
+for _ in $(seq 100); do
+  run=$("$dir/cli/trackctl" runs --state finished --json 2>/dev/null |
+        /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin)["runs"]; print(r[-1]["path"] if r else "")' 2>/dev/null || true)
+  [ -n "$run" ] && break
+  sleep 0.1
+done
+echo "== the run in the agent's local store"
+"$dir/cli/trackctl" runs
+echo
+"$dir/cli/trackctl" show "$run"
 echo
 kill -TERM "$agent"
 wait "$agent" && echo "== agent stopped cleanly (state kept in $work)"

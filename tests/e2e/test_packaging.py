@@ -52,3 +52,8 @@ def test_default_config_documents_every_key_with_its_default(tmp_path):
                            capture_output=True, text=True, env=env)
     assert again.returncode == 0, again.stderr + "\n" + cfg.read_text()
     assert again.stdout == effective
+    # And every key the agent knows is in the shipped file.
+    known = sorted(l.split(":")[0] for l in again.stdout.splitlines() if not l.startswith("#"))
+    shipped_keys = sorted(l.split(":")[0] for l in cfg.read_text().splitlines())
+    assert known == shipped_keys, "packaging/trackd.yaml and the agent's keys differ"
+
