@@ -32,6 +32,7 @@ int cmd_history(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_rename(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
+int cmd_spool(int argc, char **argv);
 
 /* The full usage text. */
 void cli_usage(FILE *out);

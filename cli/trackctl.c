@@ -7,6 +7,7 @@
  *   trackctl history RUN [--keys K,…] [--format csv|jsonl] [--json]
  *   trackctl tail RUN [--keys K,…] [-n N]      follow new rows until the run ends
  *   trackctl rename RUN NAME [--json]
+ *   trackctl spool flush [SPOOL_DIR]           deliver records clients spooled
  *   trackctl dump [--state-dir DIR] [--run ID] [--history]
  *
  * Everything but `dump` asks the running agent over its socket (TRACKD_SOCKET,
@@ -41,6 +42,9 @@ void cli_usage(FILE *out)
 	        "      JSON lines, until the run ends (or Ctrl-C).\n"
 	        "  trackctl rename RUN NAME [--json]\n"
 	        "      Give the run a new display name.\n"
+	        "  trackctl spool flush [SPOOL_DIR]\n"
+	        "      Deliver what this user's clients left in their spool when the agent\n"
+	        "      was unreachable (every new client run does this too).\n"
 	        "  trackctl dump [--state-dir DIR] [--run ID] [--history]\n"
 	        "      Print every record of the transaction log as one JSON line, reading\n"
 	        "      the log files directly. --history keeps only history rows.\n"
@@ -56,7 +60,7 @@ static const struct {
 	int (*run)(int argc, char **argv);
 } commands[] = {
     {"status", cmd_status}, {"runs", cmd_runs},     {"show", cmd_show}, {"history", cmd_history},
-    {"tail", cmd_tail},     {"rename", cmd_rename}, {"dump", cmd_dump},
+    {"tail", cmd_tail},     {"rename", cmd_rename}, {"dump", cmd_dump},   {"spool", cmd_spool},
 };
 
 int main(int argc, char **argv)

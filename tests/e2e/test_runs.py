@@ -139,3 +139,21 @@ def test_rename(agent):
     agent.wait_for(lambda: agent.query("run", run="named")["run"]["display_name"] == "my best run",
                    what="renamed")
     assert agent.query("run", run="nope")["error"]["code"] == 7
+
+
+def test_spooled_records_are_delivered_by_trackctl_spool_flush(agent, tmp_path):
+    """A client whose agent never came up spools what it logged; `trackctl spool
+    flush` delivers it once the agent is there, exactly once."""
+    agent.env["XDG_STATE_HOME"] = str(tmp_path / "client-state")
+    p = agent.producer("spooled", 200, "--timeout-ms", 1000)
+    out, _ = p.communicate(timeout=60)
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["acked"] == 0 and report["status"] != "success"
+    agent.start()
+    r = subprocess.run([BIN["trackctl"], "spool", "flush"], env=agent.env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("202 spooled records delivered"), r.stdout
+    agent.wait_for(lambda: agent.run_state("spooled") is not None, what="the run")
+    steps = [h["_step"] for h in history_lines(agent, "spooled")]
+    assert steps == list(range(200))
