@@ -32,7 +32,9 @@ mkdir -p "$reports"
 # A process with a race also exits with 66 at its end.
 export TSAN_OPTIONS="suppressions=$top/tests/fuzz/tsan.supp halt_on_error=0 exitcode=66 second_deadlock_stack=1 log_path=$reports/report ${TSAN_OPTIONS:-}"
 status=0
-(cd "$dir" && ctest --output-on-failure -j 2 -LE fuzz "$@") || status=$?
+# client_python is left out: Debian's python3 is not instrumented and cannot load
+# a TSan-built libtrackd (static TLS); the C client tests cover the same threads.
+(cd "$dir" && ctest --output-on-failure -j 2 -LE fuzz -E client_python "$@") || status=$?
 
 if compgen -G "$reports/report*" >/dev/null; then
   echo "tsan: reports written:" >&2

@@ -14,6 +14,7 @@
 #include "local_sink.h"
 #include "clock.h"
 #include "log.h"
+#include "paths.h"
 #include "sdnotify.h"
 #include "sessions.h"
 #include "txlog.h"
@@ -138,26 +139,6 @@ static int load_config(const struct args *a, struct config *cfg)
 		return -1;
 	}
 	return 0;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[4096];
-	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof buf)
-		return TRACKD_EINVAL;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, mode) != 0 && errno != EEXIST)
-			return trackd_err_from_errno(errno);
-		*p = '/';
-	}
-	if (mkdir(buf, mode) != 0 && errno != EEXIST)
-		return trackd_err_from_errno(errno);
-	return TRACKD_OK;
 }
 
 static enum txlog_fsync_policy fsync_policy(enum config_fsync f)
@@ -390,7 +371,7 @@ static int run(const struct args *a, struct config *cfg)
 	ingest *in = NULL;
 	int exit_code = 1;
 
-	if ((rv = mkdir_p(cfg->state_dir, 0750)) != 0) {
+	if ((rv = mkdir_parents(cfg->state_dir, 0750)) != 0) {
 		log_error("cannot create state dir %s: %s", cfg->state_dir, trackd_strerror(rv));
 		return 1;
 	}

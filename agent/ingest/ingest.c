@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
+#include "paths.h"
 #include "wire.h"
 
 #include "trackd/v1/limits.h"
@@ -722,29 +723,20 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+/* The socket's directory, created if missing (0755: the socket file's own mode
+ * decides who may connect). */
 static int make_socket_dir(const char *url)
 {
-	const char *path = url + strlen("ipc://");
 	char dir[4096];
-	size_t n = strlen(path);
-	if (n >= sizeof dir)
-		return TRACKD_EINVAL;
-	memcpy(dir, path, n + 1);
-	char *slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
+	const char *path = url + strlen("ipc://");
+	const char *slash = strrchr(path, '/');
+	if (!slash || slash == path)
 		return TRACKD_OK;
-	*slash = '\0';
-	for (char *p = dir + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-			return trackd_err_from_errno(errno);
-		*p = '/';
-	}
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-		return trackd_err_from_errno(errno);
-	return TRACKD_OK;
+	if ((size_t)(slash - path) >= sizeof dir)
+		return TRACKD_EINVAL;
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	return mkdir_parents(dir, 0755);
 }
 
 /* Whether the agent at `url` answers a ping within `timeout_ms`. A full round

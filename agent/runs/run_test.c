@@ -7,19 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (cond) {                                                  \
-			passed++;                                            \
-		} else {                                                     \
-			failed++;                                            \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fprintf(stderr, "\n");                               \
-		}                                                            \
-	} while (0)
+#include "check.h"
 
 static struct buf hist, cons;
 static struct run_effects fx;
@@ -251,8 +239,12 @@ static void test_snapshot_round_trip(void)
 	trackd__v1__run_snapshot__pack(s, buf);
 	run_snapshot_free(s);
 	Trackd__V1__RunSnapshot *u = trackd__v1__run_snapshot__unpack(NULL, len, buf);
-	struct run *r2;
+	struct run *r2 = NULL;
 	CHECK(u && run_from_snapshot(u, &r2) == 0, "snapshot loads");
+	if (!r2) {
+		run_free(r);
+		return;
+	}
 	trackd__v1__run_snapshot__free_unpacked(u, NULL);
 	free(buf);
 	CHECK(r2->step == r->step && r2->has_pending && r2->history_bytes == 123 &&

@@ -142,26 +142,6 @@ int file_read(const char *dir, const char *name, size_t max, char **out, size_t 
 	return TRACKD_OK;
 }
 
-int mkdir_parents(const char *path, unsigned mode)
-{
-	char buf[4096];
-	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof buf)
-		return TRACKD_EINVAL;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, mode) != 0 && errno != EEXIST)
-			return trackd_err_from_errno(errno);
-		*p = '/';
-	}
-	if (mkdir(buf, mode) != 0 && errno != EEXIST)
-		return trackd_err_from_errno(errno);
-	return TRACKD_OK;
-}
-
 void path_component(const char *name, char *out, size_t len)
 {
 	size_t n = 0;

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "paths.h"
+
 /* Writes `path` atomically: `path.tmp`, optional fsync, rename, optional fsync of
  * the directory. Readers see the old or the new content, never a mix. */
 int file_write_atomic(const char *dir, const char *name, const void *data, size_t len,
@@ -25,8 +27,6 @@ int file_truncate(const char *dir, const char *name, uint64_t size);
 
 /* Reads the whole of dir/name (up to `max` bytes) into a malloc'd buffer. */
 int file_read(const char *dir, const char *name, size_t max, char **out, size_t *len);
-
-int mkdir_parents(const char *path, unsigned mode);
 
 /* A user-given name as one path component: '/' and control characters become
  * '_', an empty name becomes "_", "." and ".." get a '_' in front. */

@@ -1,0 +1,11 @@
+/*
+ * paths.h — directories: created with their parents (mkdir -p). Thread-safe.
+ */
+#ifndef TRACKD_CORE_PATHS_H
+#define TRACKD_CORE_PATHS_H
+
+/* Creates `path` and any missing parents with `mode`; an existing directory is
+ * fine. Returns 0 or a trackd_err. */
+int mkdir_parents(const char *path, unsigned mode);
+
+#endif
