@@ -268,3 +268,21 @@ def test_budget_smaller_than_four_requests_is_a_config_error(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "txlog.max_bytes" in r.stderr and "limits.max_message_bytes" in r.stderr
+
+
+def test_32_producers_fast_and_slow_all_arrive_in_order(agent):
+    """R10: 32 client processes at once, some logging as fast as they can, some
+    slowly: nothing lost, each producer's rows in its own order, none starved."""
+    agent.start()
+    procs = {}
+    for i in range(32):
+        if i % 4 == 0:  # slow: spread over about two seconds
+            procs[f"m{i}"] = agent.producer(f"m{i}", 400, "--sleep-us", 5000, "--every", 1)
+        else:
+            procs[f"m{i}"] = agent.producer(f"m{i}", 5000)
+    reports = {name: finish_producer(p, timeout=300) for name, p in procs.items()}
+    runs = history_by_run(agent.dump())
+    for name, rep in reports.items():
+        assert rep["acked"] == rep["logged"], rep
+        rows = 400 if int(name[1:]) % 4 == 0 else 5000
+        assert runs.get(name) == list(range(rows)), f"{name}: {len(runs.get(name, []))} rows"
