@@ -409,6 +409,21 @@ static void start_recv(struct request_ctx *rc)
 	nng_ctx_recv(rc->ctx, rc->aio);
 }
 
+/* A context is done with its request (answered, or dropped): it receives the
+ * next one unless the ingest is closing. */
+static void ctx_finished(struct ingest *in, struct request_ctx *rc)
+{
+	pthread_mutex_lock(&in->mu);
+	rc->state = CTX_IDLE;
+	in->busy--;
+	bool closing = in->closing;
+	pthread_cond_broadcast(&in->cv);
+	pthread_cond_broadcast(&in->query_cv);
+	pthread_mutex_unlock(&in->mu);
+	if (!closing)
+		start_recv(rc);
+}
+
 /* Replies to one request; the aio callback re-arms the receive afterwards. */
 static void send_reply(struct ingest *in, struct request_ctx *rc)
 {
@@ -416,15 +431,7 @@ static void send_reply(struct ingest *in, struct request_ctx *rc)
 	rc->msg = NULL;
 	if (!rc->reply) {
 		/* Could not even allocate a reply: drop the request; the client resends. */
-		pthread_mutex_lock(&in->mu);
-		rc->state = CTX_IDLE;
-		in->busy--;
-		bool closing = in->closing;
-		pthread_cond_broadcast(&in->cv);
-		pthread_cond_broadcast(&in->query_cv);
-		pthread_mutex_unlock(&in->mu);
-		if (!closing)
-			start_recv(rc);
+		ctx_finished(in, rc);
 		return;
 	}
 	pthread_mutex_lock(&in->mu);
@@ -652,21 +659,16 @@ static void ctx_callback(void *arg)
 	struct request_ctx *rc = arg;
 	struct ingest *in = rc->in;
 	int result = nng_aio_result(rc->aio);
+	pthread_mutex_lock(&in->mu);
+	enum ctx_state state = rc->state;
+	pthread_mutex_unlock(&in->mu);
 
-	if (rc->state == CTX_SEND) {
+	if (state == CTX_SEND) {
 		if (result != 0) {
 			/* Peer gone: the client will resend to whoever answers next. */
 			nng_msg_free(nng_aio_get_msg(rc->aio));
 		}
-		pthread_mutex_lock(&in->mu);
-		rc->state = CTX_IDLE;
-		in->busy--;
-		bool closing = in->closing;
-		pthread_cond_broadcast(&in->cv);
-		pthread_cond_broadcast(&in->query_cv);
-		pthread_mutex_unlock(&in->mu);
-		if (!closing)
-			start_recv(rc);
+		ctx_finished(in, rc);
 		return;
 	}
 	/* CTX_RECV */
