@@ -193,3 +193,32 @@ int cmd_rename(int argc, char **argv)
 	agent_close(agent);
 	return code;
 }
+
+/* trackctl retry [RUN]: a run the wandb sink parked after a permanent error is
+ * uploaded again (all parked runs without RUN). */
+int cmd_retry(int argc, char **argv)
+{
+	bool json;
+	if (!parse_json_only(argc, argv, "retry", &json))
+		return EXIT_USAGE;
+	if (argc - optind > 1)
+		return cli_usage_error("retry takes at most one RUN");
+	const char *run = argc - optind == 1 ? argv[optind] : "";
+	char what[512];
+	snprintf(what, sizeof what, "run %s", *run ? run : "(all parked)");
+	agent_client *agent;
+	if (cli_connect(&agent) != 0)
+		return 1;
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	q.kind = "retry";
+	q.run = (char *)run;
+	struct cli_reply r;
+	int code = cli_query(agent, &q, what, &r);
+	if (code == 0) {
+		print_raw(&r); /* {"ok":true,"retried":[ids…]} is the answer either way */
+		cli_reply_free(&r);
+	}
+	agent_close(agent);
+	(void)json;
+	return code;
+}

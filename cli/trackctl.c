@@ -7,6 +7,7 @@
  *   trackctl history RUN [--keys K,…] [--format csv|jsonl] [--json]
  *   trackctl tail RUN [--keys K,…] [-n N]      follow new rows until the run ends
  *   trackctl rename RUN NAME [--json]
+ *   trackctl retry [RUN]                       upload a parked run again (wandb sink)
  *   trackctl spool flush [SPOOL_DIR]           deliver records clients spooled
  *   trackctl dump [--state-dir DIR] [--run ID] [--history]
  *
@@ -42,6 +43,9 @@ void cli_usage(FILE *out)
 	        "      JSON lines, until the run ends (or Ctrl-C).\n"
 	        "  trackctl rename RUN NAME [--json]\n"
 	        "      Give the run a new display name.\n"
+	        "  trackctl retry [RUN]\n"
+	        "      Upload again a run the wandb sink parked after a permanent error\n"
+	        "      (every parked run without RUN).\n"
 	        "  trackctl spool flush [SPOOL_DIR]\n"
 	        "      Deliver what this user's clients left in their spool when the agent\n"
 	        "      was unreachable (every new client run does this too).\n"
@@ -61,6 +65,7 @@ static const struct {
 } commands[] = {
     {"status", cmd_status}, {"runs", cmd_runs},     {"show", cmd_show}, {"history", cmd_history},
     {"tail", cmd_tail},     {"rename", cmd_rename}, {"dump", cmd_dump},   {"spool", cmd_spool},
+    {"retry", cmd_retry},
 };
 
 int main(int argc, char **argv)
