@@ -190,7 +190,9 @@ def test_history_csv_jsonl_json(agent):
 
 def test_tail_follows_a_live_run_until_it_ends(agent):
     agent.start()
-    p = agent.producer("live", 400, "--sleep-us", 20000, "--every", 10)
+    # About 4 s of logging: long enough to still run when tail starts, even in a
+    # slow (sanitizer) build.
+    p = agent.producer("live", 2000, "--sleep-us", 20000, "--every", 10)
     agent.wait_for(lambda: agent.run_state("live") == "running", what="running")
     t = subprocess.Popen([BIN["trackctl"], "tail", "live", "-n", "3"], env=agent.env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -199,8 +201,8 @@ def test_tail_follows_a_live_run_until_it_ends(agent):
     assert t.returncode == 0, err
     steps = [json.loads(line)["_step"] for line in out.splitlines()]
     assert steps, "tail printed nothing"
-    assert steps == list(range(steps[0], 400)), "rows missed or repeated"
-    assert steps[0] < 400 - 3  # it was following, not just printing the last rows
+    assert steps == list(range(steps[0], 2000)), "rows missed or repeated"
+    assert steps[0] < 2000 - 3  # it was following, not just printing the last rows
 
 
 def test_tail_stops_cleanly_on_ctrl_c(agent):

@@ -1349,6 +1349,7 @@ int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out)
 	}
 	s->processed_index = s->committed_index = position;
 	load_running(s);
+	size_t reloaded = s->n_runs; /* read before the thread owns the run table */
 	if (pthread_create(&s->thread, NULL, sink_main, s) != 0) {
 		rv = TRACKD_ESYS;
 		goto fail;
@@ -1356,7 +1357,7 @@ int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out)
 	s->thread_started = true;
 	log_info("wandb sink: uploading to %s from log index %" PRIu64 ", %zu running run(s) "
 	         "reloaded",
-	         s->base_url, position + 1, s->n_runs);
+	         s->base_url, position + 1, reloaded);
 	*out = s;
 	return TRACKD_OK;
 fail:
