@@ -162,6 +162,26 @@ int cmd_show(int argc, char **argv)
 	return code;
 }
 
+/* Sends one action query (rename, retry) and prints its answer: the agent's JSON
+ * with --json (or when there is no `done` text), else `done`. */
+static int run_action(const Trackd__V1__Query *q, const char *what, bool json, const char *done)
+{
+	agent_client *agent;
+	if (cli_connect(&agent) != 0)
+		return 1;
+	struct cli_reply r;
+	int code = cli_query(agent, q, what, &r);
+	if (code == 0) {
+		if (json || !done)
+			print_raw(&r);
+		else
+			printf("%s\n", done);
+		cli_reply_free(&r);
+	}
+	agent_close(agent);
+	return code;
+}
+
 int cmd_rename(int argc, char **argv)
 {
 	bool json;
@@ -172,30 +192,19 @@ int cmd_rename(int argc, char **argv)
 	const char *run = argv[optind], *name = argv[optind + 1];
 	if (!*name)
 		return cli_usage_error("rename: the new name is empty");
-	char what[512];
+	char what[512], done[1024];
 	snprintf(what, sizeof what, "run %s", run);
-	agent_client *agent;
-	if (cli_connect(&agent) != 0)
-		return 1;
+	snprintf(done, sizeof done, "Renamed %s to %s", run, name);
 	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
 	q.kind = "rename";
 	q.run = (char *)run;
 	q.name = (char *)name;
-	struct cli_reply r;
-	int code = cli_query(agent, &q, what, &r);
-	if (code == 0) {
-		if (json)
-			print_raw(&r);
-		else
-			printf("Renamed %s to %s\n", run, name);
-		cli_reply_free(&r);
-	}
-	agent_close(agent);
-	return code;
+	return run_action(&q, what, json, done);
 }
 
 /* trackctl retry [RUN]: a run the wandb sink parked after a permanent error is
- * uploaded again (all parked runs without RUN). */
+ * uploaded again (all parked runs without RUN). The answer, {"ok":true,
+ * "retried":[ids…]}, is printed as it is. */
 int cmd_retry(int argc, char **argv)
 {
 	bool json;
@@ -206,19 +215,8 @@ int cmd_retry(int argc, char **argv)
 	const char *run = argc - optind == 1 ? argv[optind] : "";
 	char what[512];
 	snprintf(what, sizeof what, "run %s", *run ? run : "(all parked)");
-	agent_client *agent;
-	if (cli_connect(&agent) != 0)
-		return 1;
 	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
 	q.kind = "retry";
 	q.run = (char *)run;
-	struct cli_reply r;
-	int code = cli_query(agent, &q, what, &r);
-	if (code == 0) {
-		print_raw(&r); /* {"ok":true,"retried":[ids…]} is the answer either way */
-		cli_reply_free(&r);
-	}
-	agent_close(agent);
-	(void)json;
-	return code;
+	return run_action(&q, what, json, NULL);
 }
