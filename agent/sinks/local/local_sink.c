@@ -546,6 +546,10 @@ static void crash_poll(struct local_sink *s)
 			struct run_attached *a = &r->attached[k];
 			if (a->done || ar->crash_submitted[k] || proc_alive(a->pid, a->start_ticks))
 				continue;
+			if (!ar->dead_mark[k])
+				ar->dead_mark[k] = txlog_last_index(s->opts.log);
+			if (s->processed_index < ar->dead_mark[k])
+				continue; /* its last records (an exit, maybe) are not applied yet */
 			if (submit_crash(s, r, a->pid) == 0) {
 				ar->crash_submitted[k] = true;
 				count(&s->crashes_detected);

@@ -29,6 +29,11 @@ struct active_run {
 	bool checkpoint_dirty;    /* changed since the last snapshot */
 	uint64_t applying_index;  /* log index of the entry being applied */
 	bool crash_submitted[RUN_MAX_ATTACHED];
+	/* Log index appended when the process was first seen dead (0: not seen).
+	 * A dead process appends nothing more, so once the sink has applied up to
+	 * here, a missing exit record really is missing (it may still be on its way
+	 * through the fsync interval when the pid disappears). */
+	uint64_t dead_mark[RUN_MAX_ATTACHED];
 };
 
 struct local_sink {
