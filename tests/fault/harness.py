@@ -1,0 +1,190 @@
+"""Shared harness of the fault suite: the e2e Agent (tests/e2e/conftest.py, loaded
+under another module name so it does not clash with this folder's conftest), the
+fake W&B backend's client, a fleet of oracle producers, drain waits, and the
+knobs that size each scenario (CI by default, `FAULT_LONG=1` / `run --long` for
+the big runs, FAULT_<NAME> to set one knob)."""
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location(
+    "e2e_harness", os.path.join(HERE, "..", "e2e", "conftest.py"))
+e2e = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(e2e)
+Agent, BIN = e2e.Agent, e2e.BIN
+
+sys.path.insert(0, os.path.join(HERE, "..", "fake-wandb"))
+from fakewandb_client import FakeWandb  # noqa: E402,F401
+
+import judge  # noqa: E402
+
+PROJECT = "trackd-fault"
+ORACLE = os.environ.get("ORACLE_PRODUCER_BIN")
+ORACLE_PY = os.path.join(HERE, "oracle_producer.py")
+FSYNC_SHIM = os.environ.get("FSYNC_SHIM")
+LONG = os.environ.get("FAULT_LONG") == "1"
+SEED = int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(1 << 30))
+
+
+def knob(name, ci, long):
+    """FAULT_<NAME> if set, else the long or the CI value."""
+    v = os.environ.get(f"FAULT_{name.upper()}")
+    return type(ci)(v) if v else (long if LONG else ci)
+
+
+def require_tools():
+    e2e.require_bins()
+    missing = [n for n, v in [("ORACLE_PRODUCER_BIN", ORACLE), ("FSYNC_SHIM", FSYNC_SHIM),
+                              ("TRACKD_LIB", os.environ.get("TRACKD_LIB"))]
+               if not v or not os.path.exists(v)]
+    if missing:
+        raise AssertionError(f"not found (run through ctest or tests/fault/run): {missing}")
+
+
+def emit(verdict):
+    """Prints the verdict line (and appends it to FAULT_VERDICTS if set), then
+    fails the test with the exact keys if a rule was broken."""
+    print(verdict.report(), flush=True)
+    path = os.environ.get("FAULT_VERDICTS")
+    if path:
+        with open(path, "a") as f:
+            f.write(verdict.line + "\n")
+    assert verdict.ok, verdict.report()
+
+
+class Fleet:
+    """Oracle producers (C and Python) logging until told to stop, each with its
+    own ledger in `dir`."""
+
+    def __init__(self, agent, directory):
+        self.agent = agent
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.stop_file = os.path.join(directory, "STOP")
+        self.procs = {}
+        self.pad_bytes = 0
+
+    def _spawn(self, run_id, python, args):
+        ledger = os.path.join(self.dir, f"{run_id}.ledger")
+        if python:
+            cmd = [sys.executable, ORACLE_PY]
+        else:
+            cmd = [ORACLE]
+        cmd += ["--run-id", run_id, "--ledger", ledger, "--project", PROJECT, *map(str, args)]
+        err = open(os.path.join(self.dir, f"{run_id}.stderr"), "w")
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=self.agent.env)
+        err.close()
+        self.procs[run_id] = p
+        return p
+
+    def start(self, n_c=4, n_py=1, sleep_us=200, every=20, pad_bytes=0, rows=None,
+              prefix="p", timeout_ms=900000):
+        self.pad_bytes = pad_bytes
+        limit = ["--rows", rows] if rows is not None else ["--stop-file", self.stop_file]
+        for i in range(n_c):
+            self._spawn(f"{prefix}c{i}", False, [*limit, "--sleep-us", sleep_us, "--every",
+                                                 every, "--pad-bytes", pad_bytes,
+                                                 "--timeout-ms", timeout_ms])
+        for i in range(n_py):
+            self._spawn(f"{prefix}py{i}", True, [*limit, "--sleep-us", sleep_us, "--every",
+                                                 every, "--timeout-ms", timeout_ms])
+        return self
+
+    def stop(self, timeout=900):
+        """Tells the producers to stop logging and waits until they finished."""
+        open(self.stop_file, "w").close()
+        return self.wait(timeout)
+
+    def wait(self, timeout=900):
+        deadline = time.monotonic() + timeout
+        for run_id, p in self.procs.items():
+            try:
+                p.wait(timeout=max(1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                raise AssertionError(f"producer {run_id} did not finish in {timeout}s")
+        return {r: p.returncode for r, p in self.procs.items()}
+
+    def live(self, rows=200):
+        """Rule 5: a fresh producer after the faults; it must get everything through."""
+        p = self._spawn(f"live{len(self.procs)}", False, ["--rows", rows, "--timeout-ms", 60000])
+        p.wait(timeout=120)
+        return p.returncode
+
+    def ledgers(self):
+        return judge.read_ledgers(self.dir, self.pad_bytes)
+
+
+def wait_local_drained(agent, ledgers, timeout=300):
+    """Until the local sink applied every record in the log and every finished run
+    has ended locally (so crash marks and exits are written too)."""
+    agent.wait_for(lambda: agent.status()["local_sink_backlog"] == 0, timeout=timeout,
+                   what="local sink to drain")
+    for lg in ledgers:
+        agent.wait_for(lambda: agent.run_state(lg.run_id) not in (None, "running"),
+                       timeout=timeout, what=f"{lg.run_id} to end locally")
+
+
+def local_history_count(agent, run_id):
+    r = agent.query("run", run=run_id)
+    path = os.path.join(r["run"]["dir"], "history.jsonl")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return sum(1 for _ in f)
+
+
+def wait_uploaded(agent, fw, run_ids, timeout=300):
+    """Until the fake holds, for every run, as many history lines as the local
+    store and the run's end, and the wandb sink has nothing in flight."""
+    for run_id in run_ids:
+        want = local_history_count(agent, run_id)
+
+        def done():
+            r = fw.run_or_none(fw.entity, PROJECT, run_id, False)
+            return r and r["history_lines"] >= want and r["complete"]
+        fw.wait_for(done, timeout=timeout, what=f"{run_id} uploaded ({want} rows)")
+
+    def sink_idle():
+        runs = agent.query("wandb").get("runs", [])
+        return all(r["state"] == "done" for r in runs if r["id"] in run_ids)
+    agent.wait_for(sink_idle, timeout=timeout, what="wandb sink idle")
+
+
+def wandb_config(fw, key_path, **over):
+    cfg = {
+        "enabled": "true", "base_url": fw.base_url, "api_key_file": str(key_path),
+        "transmit_interval": "100ms", "heartbeat_interval": "1s", "upsert_debounce": "100ms",
+        "connect_timeout": "1s", "request_timeout": "3s", "stall_timeout": "1s",
+        "retry_min": "100ms", "retry_max": "1s",
+    }
+    cfg.update(over)
+    return "sinks:\n  wandb:\n" + "".join(f"    {k}: {v}\n" for k, v in cfg.items())
+
+
+def make_wandb_agent(tmp_path, fw, extra="", **over):
+    key = tmp_path / "wandb.key"
+    key.write_text(fw.api_key + "\n")
+    os.chmod(key, 0o600)
+    return Agent(tmp_path, config=wandb_config(fw, key, **over) + extra)
+
+
+def rss_kib(pid):
+    """(VmRSS, VmHWM) of a live process, in KiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0])
+    return out.get("VmRSS", 0), out.get("VmHWM", 0)
+
+
+def to_json(obj):
+    return json.dumps(obj, sort_keys=True)
