@@ -176,10 +176,44 @@ static int discard_unsynced_locked(txlog *log, bool fresh_segment)
 		rc = start_segment_locked(log, log->next_index);
 	if (!ok || rc != TRACKD_OK) {
 		log->failed = true;
+		log->failed_retry_us = (int64_t)clock_mono_us();
 		log_error("txlog: cannot recover from a failed fsync; refusing appends");
 	}
 	publish_locked(log);
 	return TRACKD_EIO;
+}
+
+/* Leaves the failed state once the disk works again: a disk whose fsync failed
+ * for a while must not need a restart to take records after it recovered.
+ * Redoes the cut of every open segment back to its durable size, syncs it, and
+ * continues in a fresh segment, as discard_unsynced_locked would have. Tried
+ * at most once a second, the first a second after the failure (each try costs
+ * syscalls on a failing disk). mu held. */
+static int leave_failed_state_locked(txlog *log)
+{
+	int64_t now = (int64_t)clock_mono_us();
+	if (now - log->failed_retry_us < 1000000)
+		return TRACKD_EIO;
+	log->failed_retry_us = now;
+	wait_flusher_idle_locked(log);
+	for (size_t i = 0; i < log->nopen; i++) {
+		struct open_seg *os = &log->open[i];
+		if (ftruncate(os->fd, (off_t)os->synced) != 0 || seg_fsync(log, os->fd) != 0)
+			return TRACKD_EIO;
+		os->offset = os->synced;
+		os->last_record = os->synced_record;
+	}
+	publish_locked(log);
+	pthread_mutex_lock(&log->seg_lock);
+	uint64_t newest = log->nsegs ? log->segs[log->nsegs - 1].first_index : 0;
+	pthread_mutex_unlock(&log->seg_lock);
+	/* (A current segment that starts at next_index holds no record yet.) */
+	if (log->next_index > newest && start_segment_locked(log, log->next_index) != TRACKD_OK)
+		return TRACKD_EIO;
+	log->failed = false;
+	log_warn("txlog: fsync works again; appends resume in a new segment");
+	publish_locked(log);
+	return TRACKD_OK;
 }
 
 /* Makes every written record durable. mu held. */
@@ -268,7 +302,7 @@ static int append_once(txlog *log, const void *data, size_t len, uint64_t *index
 
 	pthread_mutex_lock(&log->mu);
 	int rc;
-	if (log->failed) {
+	if (log->failed && leave_failed_state_locked(log) != TRACKD_OK) {
 		rc = TRACKD_EIO;
 		goto out;
 	}

@@ -34,7 +34,9 @@
  *   A failed fdatasync is never reported as success: txlog_sync() returns
  *   TRACKD_EIO, the log truncates itself back to the last durable position, and
  *   appends after the failure go to a new segment. If even that fails, the log
- *   enters a failed state where every append returns TRACKD_EIO.
+ *   enters a failed state where every append returns TRACKD_EIO, until the
+ *   repair succeeds at a later append (tried at most once a second): once the
+ *   disk works again, appends resume in a new segment without a restart.
  *   Under ALWAYS the unit is the group (appends since the last txlog_sync): a
  *   segment rolled away from mid-group is synced with the group, and a failed
  *   group is discarded as a whole, so a retry never duplicates half of it.

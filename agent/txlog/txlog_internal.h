@@ -108,6 +108,7 @@ struct txlog {
 	size_t nopen; /* open[nopen - 1] is the current segment */
 	uint64_t next_index;
 	bool failed;       /* a failed fsync could not be repaired: appends refused */
+	int64_t failed_retry_us; /* when leaving the failed state was last tried */
 	bool lost;         /* records were discarded since the last txlog_sync */
 	bool need_roll;    /* the current segment has an unknown tail: leave it */
 	bool flusher_busy; /* the flusher is in fdatasync on snapshot fds */

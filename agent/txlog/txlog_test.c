@@ -1298,6 +1298,23 @@ static void test_fsync_failure(void)
 	o.on_record = NULL;
 	REQUIRE_OK(txlog_open(&o, &log));
 	EXPECT_RC("fine after restart", txlog_append(log, buf, len, NULL), TRACKD_OK);
+
+	/* The failed state ends without a restart once the disk works again: the
+	 * repair is retried at an append, at most once a second. */
+	REQUIRE_OK(txlog_sync(log));
+	txlog_test_set_fsync_hook(log, failing_fsync, &hook);
+	atomic_store(&hook.fail_next, 3);
+	len = make_payload(18, buf, sizeof buf);
+	REQUIRE_OK(txlog_append(log, buf, len, NULL));
+	EXPECT_RC("failed sync again", txlog_sync(log), TRACKD_EIO);
+	EXPECT_RC("refused right after", txlog_append(log, buf, len, NULL), TRACKD_EIO);
+	usleep(1100 * 1000);
+	EXPECT_RC("repair retried, disk still failing", txlog_append(log, buf, len, NULL),
+	          TRACKD_EIO);
+	EXPECT_RC("not retried within the second", txlog_append(log, buf, len, NULL), TRACKD_EIO);
+	usleep(1100 * 1000);
+	EXPECT_RC("disk works again: accepted", txlog_append(log, buf, len, NULL), TRACKD_OK);
+	EXPECT_RC("and durable", txlog_sync(log), TRACKD_OK);
 	EXPECT_RC("sync after restart", txlog_sync(log), TRACKD_OK);
 	REQUIRE_OK(txlog_close(log));
 	rm_rf(dir);
