@@ -1,7 +1,7 @@
 """Fixtures of the fault suite (the harness itself is harness.py)."""
 import pytest
 
-from harness import FakeWandb, require_tools
+from harness import LIVE_FLEETS, FakeWandb, require_tools
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,8 @@ def agents():
     require_tools()
     started = []
     yield started
+    while LIVE_FLEETS:
+        LIVE_FLEETS.pop().kill()
     for a in started:
         if a.proc and a.proc.poll() is None:
             a.proc.kill()

@@ -57,11 +57,15 @@ def emit(verdict):
     assert verdict.ok, verdict.report()
 
 
+LIVE_FLEETS = []  # killed by the `agents` fixture when a test ends early
+
+
 class Fleet:
     """Oracle producers (C and Python) logging until told to stop, each with its
     own ledger in `dir`."""
 
     def __init__(self, agent, directory):
+        LIVE_FLEETS.append(self)
         self.agent = agent
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
@@ -116,6 +120,12 @@ class Fleet:
         p = self._spawn(f"live{len(self.procs)}", False, ["--rows", rows, "--timeout-ms", 60000])
         p.wait(timeout=120)
         return p.returncode
+
+    def kill(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
     def ledgers(self):
         return judge.read_ledgers(self.dir, self.pad_bytes)
