@@ -77,6 +77,7 @@ struct ingest {
 	access_control *access;
 	uint8_t *entry_buf; /* LogEntry scratch, max_message_bytes + header room */
 	size_t entry_cap;
+	bool append_failing; /* worker only: the last client append failed (logged once) */
 
 	_Atomic int64_t heartbeat_us; /* the worker's last sign of life */
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
@@ -379,7 +380,13 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	int rv = n ? txlog_append(in->opts.log, in->entry_buf, n, NULL) : TRACKD_ETOOBIG;
 	if (rv != 0) {
 		count(&in->append_failures, 1);
-		log_warn("append failed: %s", trackd_strerror(rv));
+		/* A full disk refuses every batch until space returns: one line per
+		 * episode, the counters count each refusal. */
+		if (!in->append_failing)
+			log_warn("append failed: %s; batches are refused (retryable) until appends "
+			         "succeed again",
+			         trackd_strerror(rv));
+		in->append_failing = true;
 		bool retryable = rv != TRACKD_ETOOBIG;
 		char msg[160];
 		snprintf(msg, sizeof msg, "agent could not store the batch: %s", trackd_strerror(rv));
@@ -387,6 +394,10 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		                                  : TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 		                        msg, retryable);
 		return;
+	}
+	if (in->append_failing) {
+		in->append_failing = false;
+		log_info("appends succeed again");
 	}
 	if (sessions_record(in->opts.tables->sessions, req.session_id, req.seq) != 0)
 		log_warn("dedupe table: out of memory; a resend of this batch may be stored twice");
