@@ -77,6 +77,7 @@ struct ingest {
 	access_control *access;
 	uint8_t *entry_buf; /* LogEntry scratch, max_message_bytes + header room */
 	size_t entry_cap;
+	bool append_failing; /* worker only: the last client append failed (logged once) */
 
 	_Atomic int64_t heartbeat_us; /* the worker's last sign of life */
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
@@ -86,6 +87,7 @@ struct ingest {
 };
 
 #define LOG_ENTRY_HEADER_MAX 64
+#define SOCKET_CLOSE_WAIT_MS 2000 /* see close_socket_bounded */
 
 /* Request{protocol_version = 1} and nothing else: a ping, answered with an empty
  * Reply by the NNG callback itself (see ctx_callback). */
@@ -379,7 +381,13 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	int rv = n ? txlog_append(in->opts.log, in->entry_buf, n, NULL) : TRACKD_ETOOBIG;
 	if (rv != 0) {
 		count(&in->append_failures, 1);
-		log_warn("append failed: %s", trackd_strerror(rv));
+		/* A full disk refuses every batch until space returns: one line per
+		 * episode, the counters count each refusal. */
+		if (!in->append_failing)
+			log_warn("append failed: %s; batches are refused (retryable) until appends "
+			         "succeed again",
+			         trackd_strerror(rv));
+		in->append_failing = true;
 		bool retryable = rv != TRACKD_ETOOBIG;
 		char msg[160];
 		snprintf(msg, sizeof msg, "agent could not store the batch: %s", trackd_strerror(rv));
@@ -387,6 +395,10 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		                                  : TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 		                        msg, retryable);
 		return;
+	}
+	if (in->append_failing) {
+		in->append_failing = false;
+		log_info("appends succeed again");
 	}
 	if (sessions_record(in->opts.tables->sessions, req.session_id, req.seq) != 0)
 		log_warn("dedupe table: out of memory; a resend of this batch may be stored twice");
@@ -741,6 +753,83 @@ static int make_socket_dir(const char *url)
 	return mkdir_parents(dir, 0755);
 }
 
+/* ---- closing an NNG socket without hanging ---------------------------------------- */
+
+/* NNG 1.5.2 (Debian 12) can hang in nng_close() forever (nanomsg/nng#1543,
+ * #1813, fixed upstream later): seen here under load, about once in fifty
+ * restarts. nng_close runs on a helper thread; the caller waits up to
+ * `timeout_ms` and, if it has not returned, goes on without it (the process is
+ * about to exit, or the socket was a throw-away probe). */
+struct closer {
+	nng_socket sock;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done, abandoned; /* abandoned: the closer thread frees the struct */
+};
+
+static void closer_free(struct closer *c)
+{
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+}
+
+static void *closer_main(void *arg)
+{
+	struct closer *c = arg;
+	nng_close(c->sock);
+	pthread_mutex_lock(&c->mu);
+	c->done = true;
+	bool abandoned = c->abandoned;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	if (abandoned)
+		closer_free(c);
+	return NULL;
+}
+
+/* True when the socket is closed; false when nng_close is still stuck after
+ * timeout_ms (then it may finish later, on its own thread). */
+static bool close_socket_bounded(nng_socket sock, int timeout_ms)
+{
+	struct closer *c = calloc(1, sizeof *c);
+	if (!c) {
+		nng_close(sock);
+		return true;
+	}
+	c->sock = sock;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_t t;
+	if (pthread_create(&t, NULL, closer_main, c) != 0) {
+		closer_free(c);
+		nng_close(sock);
+		return true;
+	}
+	pthread_detach(t);
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->mu);
+	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &deadline) != ETIMEDOUT)
+		;
+	bool done = c->done;
+	c->abandoned = !done;
+	pthread_mutex_unlock(&c->mu);
+	if (done)
+		closer_free(c);
+	return done;
+}
+
 /* Whether the agent at `url` answers a ping within `timeout_ms`. A full round
  * trip is needed: with NNG 1.5.2's wedge (a peer that disconnects during the
  * handshake: nanomsg/nng#1518) new connections still open but are never served.
@@ -762,7 +851,8 @@ bool ingest_probe(const char *url, int timeout_ms)
 		answered = true;
 		nng_msg_free(reply);
 	}
-	nng_close(s);
+	if (!close_socket_bounded(s, SOCKET_CLOSE_WAIT_MS))
+		log_warn("closing the probe socket hangs in NNG (nanomsg/nng#1543); left behind");
 	return answered;
 }
 
@@ -928,8 +1018,13 @@ void ingest_free(ingest *in)
 		nng_aio_free(in->ctxs[i].aio);
 		nng_ctx_close(in->ctxs[i].ctx);
 	}
-	if (nng_socket_id(in->sock) > 0)
-		nng_close(in->sock);
+	if (nng_socket_id(in->sock) > 0 && !close_socket_bounded(in->sock, SOCKET_CLOSE_WAIT_MS)) {
+		/* NNG may still call the pipe callbacks with `in`: it stays allocated
+		 * (the agent is exiting). Everything received was answered already. */
+		log_warn("closing the listening socket hangs in NNG 1.5.2 (nanomsg/nng#1543); "
+		         "exiting without waiting for it");
+		return;
+	}
 	for (struct internal_batch *ib = in->internal_head, *next; ib; ib = next) {
 		next = ib->next;
 		free(ib);

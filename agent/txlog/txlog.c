@@ -377,11 +377,16 @@ static int append_once(txlog *log, const void *data, size_t len, uint64_t *index
 		if (w <= 0) {
 			if (w == 0)
 				errno = EIO;
-			char name[SEG_NAME_BUF];
-			seg_name(name, cur->first_index);
-			rc = io_fail("append to", name);
-			if (rc == TRACKD_ENOSPC)
+			if (errno == ENOSPC) {
+				/* Expected while the disk is full: the caller reports it
+				 * (once per episode), the counter counts each refusal. */
+				rc = TRACKD_ENOSPC;
 				atomic_fetch_add(&log->budget_refusals, 1);
+			} else {
+				char name[SEG_NAME_BUF];
+				seg_name(name, cur->first_index);
+				rc = io_fail("append to", name);
+			}
 			if (ftruncate(cur->fd, (off_t)cur->offset) != 0)
 				log->need_roll = true;
 			goto out;

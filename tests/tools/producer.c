@@ -8,6 +8,7 @@
  * Row i carries {"i": i, "value": i * 0.5, "tag": "r<i>"} at step i, so a judge can
  * check every row by its step alone. With --sleep-us, it sleeps U µs after every
  * K rows (default K = 1), to spread the logging over time.
+ * A line {"handed_off": N} is printed (and flushed) when the last row is logged.
  * Exit code: 0 when td_finish reports everything acknowledged, 1 otherwise.
  */
 #include <trackd/trackd.h>
@@ -82,6 +83,10 @@ int main(int argc, char **argv)
 		if (sleep_us && (i - first + 1) % every == 0)
 			usleep((useconds_t)sleep_us);
 	}
+	/* Every row is handed off: a test can see that logging never waited on the
+	 * agent (td_finish below does wait, up to --timeout-ms, for the acks). */
+	printf("{\"handed_off\":%ld}\n", rows);
+	fflush(stdout);
 	td_finish_report rep;
 	rv = td_finish(run, exit_code, (int)timeout_ms, &rep);
 	printf("{\"run_id\":\"%s\",\"rows\":%ld,\"refused\":%ld,\"status\":\"%s\","

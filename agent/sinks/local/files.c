@@ -73,7 +73,15 @@ int file_append(const char *dir, const char *name, const void *data, size_t len)
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return trackd_err_from_errno(errno);
-	int rv = write_all(fd, data, len);
+	/* All or nothing: a write cut short (ENOSPC) is undone, so the caller's retry
+	 * of the same bytes never leaves half a line behind. The sink thread is the
+	 * only writer of its run files, so the size read here stays valid. */
+	struct stat st;
+	int rv = fstat(fd, &st) == 0 ? TRACKD_OK : trackd_err_from_errno(errno);
+	if (!rv)
+		rv = write_all(fd, data, len);
+	if (rv && ftruncate(fd, st.st_size) != 0)
+		rv = TRACKD_EIO; /* could not undo: no longer a plain "disk full" */
 	if (close(fd) != 0 && !rv)
 		rv = trackd_err_from_errno(errno);
 	return rv;

@@ -17,6 +17,8 @@
 int file_write_atomic(const char *dir, const char *name, const void *data, size_t len,
                       bool durable);
 
+/* Appends all of `data` to dir/name (created if missing), or nothing: on failure
+ * the file is cut back to its size before the call. */
 int file_append(const char *dir, const char *name, const void *data, size_t len);
 
 /* fdatasync of dir/name, if it exists; *size_out (may be NULL) = its size. */

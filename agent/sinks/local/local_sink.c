@@ -19,6 +19,7 @@
 #define CURSOR_NAME "local"
 #define LINE_BUF_MAX (256u << 20) /* pending appended lines of one run */
 #define ENTRIES_PER_ROUND 256     /* log entries applied per lock hold */
+#define STALL_RETRY_MS 500        /* retry of failing disk writes */
 
 static void count(_Atomic uint64_t *c)
 {
@@ -224,6 +225,23 @@ static void entity_for_uid(uint32_t uid, char *out, size_t len)
 		snprintf(out, len, "uid%u", uid);
 }
 
+/* ---- disk full: stall ------------------------------------------------------------- */
+
+/* A write of the run files failed (disk full, I/O error). Nothing is dropped:
+ * the sink stops applying records (its cursor stays, so the log keeps them and,
+ * once the disk fills, refuses new batches with a retryable error) and retries
+ * every STALL_RETRY_MS; see retry_stalled. Logged once per stall. */
+static void note_write_failure(struct local_sink *s, const char *what, int rv)
+{
+	count(&s->write_errors);
+	if (!s->stall_reported)
+		log_error("local sink: cannot %s: %s; applying records is paused until writes "
+		          "succeed (the log keeps them)",
+		          what, trackd_strerror(rv));
+	s->stall_reported = true;
+	atomic_store(&s->write_stalled, true);
+}
+
 /* ---- routing records to runs ------------------------------------------------------- */
 
 static int add_active(struct local_sink *s, struct active_run *ar)
@@ -289,9 +307,15 @@ static struct active_run *open_for_start(struct local_sink *s, const char *id,
 	struct run *r;
 	if (run_new(id, &st, o, &r) != 0)
 		return NULL;
-	if (snprintf(dir, sizeof dir, "%s/%s", pdir, r->dir_name) >= (int)sizeof dir ||
-	    mkdir_parents(dir, 0750) != 0) {
-		log_error("local sink: cannot create %s", dir);
+	if (snprintf(dir, sizeof dir, "%s/%s", pdir, r->dir_name) >= (int)sizeof dir) {
+		log_error("local sink: run dir path too long: %s/%s", pdir, r->dir_name);
+		run_free(r);
+		return NULL;
+	}
+	int rv = mkdir_parents(dir, 0750);
+	if (rv != 0) {
+		/* Disk full or failing: the start is retried, not dropped (see stall). */
+		s->create_error = rv;
 		run_free(r);
 		return NULL;
 	}
@@ -361,25 +385,40 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 	count(&s->records_applied);
 }
 
-static void apply_entry(struct local_sink *s, uint64_t index, const void *data, size_t len)
+/* Applies one log entry: 0, or TRACKD_EAGAIN when a run it starts could not be
+ * created on disk — then nothing of the entry was applied, and it is retried. */
+static int apply_entry(struct local_sink *s, uint64_t index, const void *data, size_t len)
 {
 	Trackd__V1__LogEntry *e = trackd__v1__log_entry__unpack(NULL, len, data);
 	if (!e || !e->batch) {
 		count(&s->records_orphaned);
 		log_error("local sink: log entry %" PRIu64 " does not decode; skipped", index);
 		trackd__v1__log_entry__free_unpacked(e, NULL);
-		return;
+		return TRACKD_OK;
 	}
 	struct record_origin o = {.index = index, .uid = e->peer_uid, .pid = e->peer_pid,
 	                          .recv_time_us = e->recv_time_us};
+	/* Create the runs this entry starts before applying any of it, so that an
+	 * entry is applied whole or not at all. */
+	for (size_t i = 0; i < e->batch->n_records; i++) {
+		const Trackd__V1__Record *rec = e->batch->records[i];
+		s->create_error = 0;
+		if (rec->body_case == TRACKD__V1__RECORD__BODY_START && !route(s, rec, &o) &&
+		    s->create_error) {
+			note_write_failure(s, "create a run dir", s->create_error);
+			trackd__v1__log_entry__free_unpacked(e, NULL);
+			return TRACKD_EAGAIN;
+		}
+	}
 	for (size_t i = 0; i < e->batch->n_records; i++)
 		apply_record(s, e->batch->records[i], &o);
 	trackd__v1__log_entry__free_unpacked(e, NULL);
+	return TRACKD_OK;
 }
 
 /* ---- writing files ----------------------------------------------------------------- */
 
-static void write_whole_files(struct local_sink *s, struct active_run *ar)
+static int write_whole_files(struct active_run *ar)
 {
 	struct buf b;
 	buf_init(&b, SNAPSHOT_MAX_BYTES);
@@ -399,16 +438,12 @@ static void write_whole_files(struct local_sink *s, struct active_run *ar)
 	if (!rv)
 		rv = file_write_atomic(ar->dir, METADATA_FILE, b.data, b.len, false);
 	buf_fini(&b);
-	if (rv) {
-		count(&s->write_errors);
-		log_error("local sink: cannot write the files of run %s: %s", ar->run->id,
-		          trackd_strerror(rv));
-		return;
-	}
-	ar->files_dirty = false;
+	if (!rv)
+		ar->files_dirty = false;
+	return rv;
 }
 
-void sink_flush_run(struct local_sink *s, struct active_run *ar)
+int sink_flush_run(struct local_sink *s, struct active_run *ar)
 {
 	int rv = 0;
 	if (ar->history_out.len) {
@@ -421,18 +456,22 @@ void sink_flush_run(struct local_sink *s, struct active_run *ar)
 		if (!rv)
 			buf_reset(&ar->console_out);
 	}
-	if (rv) {
-		count(&s->write_errors);
-		log_error("local sink: cannot append to run %s: %s", ar->run->id, trackd_strerror(rv));
-	}
-	if (ar->files_dirty)
-		write_whole_files(s, ar);
+	if (!rv && ar->files_dirty)
+		rv = write_whole_files(ar);
+	if (rv)
+		note_write_failure(s, "write the files of a run", rv);
+	return rv;
 }
 
-static void flush_all(struct local_sink *s)
+static int flush_all(struct local_sink *s)
 {
-	for (size_t i = 0; i < s->n_active; i++)
-		sink_flush_run(s, s->active[i]);
+	int first = 0;
+	for (size_t i = 0; i < s->n_active; i++) {
+		int rv = sink_flush_run(s, s->active[i]);
+		if (rv && !first)
+			first = rv;
+	}
+	return first;
 }
 
 static int write_snapshot(struct active_run *ar)
@@ -461,7 +500,8 @@ static int write_snapshot(struct active_run *ar)
 /* Makes everything applied so far durable, then moves the cursor past it. */
 static void checkpoint(struct local_sink *s)
 {
-	flush_all(s);
+	if (flush_all(s) != 0)
+		return; /* stalled: nothing is made durable past what the files hold */
 	bool ok = true;
 	struct buf active_list;
 	buf_init(&active_list, 64u << 20);
@@ -471,9 +511,7 @@ static void checkpoint(struct local_sink *s)
 			int rv = write_snapshot(ar);
 			if (rv) {
 				ok = false;
-				count(&s->write_errors);
-				log_error("local sink: checkpoint of run %s failed: %s", ar->run->id,
-				          trackd_strerror(rv));
+				note_write_failure(s, "checkpoint a run", rv);
 				continue;
 			}
 			ar->checkpoint_dirty = false;
@@ -562,10 +600,29 @@ static void crash_poll(struct local_sink *s)
 
 /* ---- the sink thread ------------------------------------------------------------- */
 
+/* Leaves the stall once the pending lines are written. An entry that could not
+ * be applied (its run dir could not be created) is read again. */
+static void retry_stalled(struct local_sink *s)
+{
+	if (flush_all(s) != 0)
+		return;
+	if (s->reread) {
+		txlog_reader *r;
+		if (txlog_reader_open(s->opts.log, s->processed_index, &r) != 0)
+			return;
+		txlog_reader_close(s->reader);
+		s->reader = r;
+		s->reread = false;
+	}
+	atomic_store(&s->write_stalled, false);
+}
+
 /* Applies up to ENTRIES_PER_ROUND entries; returns how many. */
 static int apply_round(struct local_sink *s)
 {
 	int n = 0;
+	if (atomic_load(&s->write_stalled))
+		return 0;
 	for (; n < ENTRIES_PER_ROUND; n++) {
 		uint64_t index;
 		const void *data;
@@ -575,8 +632,15 @@ static int apply_round(struct local_sink *s)
 			continue; /* counted by the txlog; the reader resumes after the damage */
 		if (rv != 0)
 			break;
-		apply_entry(s, index, data, len);
+		if (apply_entry(s, index, data, len) == TRACKD_EAGAIN) {
+			s->reread = true; /* the reader is past it: reopen at the retry */
+			break;
+		}
 		s->processed_index = index;
+		if (s->stall_reported) {
+			s->stall_reported = false;
+			log_info("local sink: disk writes succeed again; applying records resumed");
+		}
 	}
 	return n;
 }
@@ -585,7 +649,7 @@ static void *sink_main(void *arg)
 {
 	struct local_sink *s = arg;
 	int64_t now = clock_mono_us();
-	int64_t next_flush = now, next_checkpoint = now, next_poll = now;
+	int64_t next_flush = now, next_checkpoint = now, next_poll = now, next_retry = now;
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		int applied = apply_round(s);
@@ -595,7 +659,12 @@ static void *sink_main(void *arg)
 			crash_poll(s);
 			next_poll = now + (int64_t)s->opts.crash_poll_ms * 1000;
 		}
-		if (now >= next_flush || applied == 0) {
+		if (atomic_load(&s->write_stalled)) {
+			if (now >= next_retry) {
+				retry_stalled(s);
+				next_retry = now + STALL_RETRY_MS * 1000;
+			}
+		} else if (now >= next_flush || applied == 0) {
 			flush_all(s);
 			next_flush = now + (int64_t)s->opts.flush_interval_ms * 1000;
 		}
@@ -749,4 +818,5 @@ void local_sink_get_stats(local_sink *s, struct local_sink_stats *out)
 	out->rows_rejected = atomic_load(&s->rows_rejected);
 	out->crashes_detected = atomic_load(&s->crashes_detected);
 	out->write_errors = atomic_load(&s->write_errors);
+	out->write_stalled = atomic_load(&s->write_stalled);
 }

@@ -67,6 +67,7 @@ struct local_sink_stats {
 	uint64_t rows_rejected;    /* rows whose explicit step went backwards */
 	uint64_t crashes_detected;
 	uint64_t write_errors;
+	bool write_stalled; /* run files cannot be written (disk full): applying paused */
 };
 
 int local_sink_start(const struct local_sink_options *opts, local_sink **out);

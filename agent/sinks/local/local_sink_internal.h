@@ -55,6 +55,12 @@ struct local_sink {
 	uint64_t processed_index;
 	uint64_t committed_index;
 
+	/* Disk writes failing: applying paused (see note_write_failure). */
+	_Atomic bool write_stalled;
+	bool stall_reported; /* logged; cleared when an entry applies again */
+	bool reread;         /* the reader must go back to processed_index */
+	int create_error;    /* why open_for_start could not create a run dir */
+
 	_Atomic int64_t heartbeat_us; /* the sink thread's last loop */
 	_Atomic uint64_t records_applied, records_orphaned, rows_rejected, crashes_detected,
 		write_errors;
@@ -70,7 +76,9 @@ int sink_resolve_dir(struct local_sink *s, const char *ref, char *dir, size_t le
 /* Loads a run's snapshot from its dir (for runs not in memory). */
 int sink_load_snapshot(const char *dir, struct run **out);
 
-/* Appends an active run's pending lines to its files now. Caller holds s->mu. */
-void sink_flush_run(struct local_sink *s, struct active_run *ar);
+/* Appends an active run's pending lines to its files now (and rewrites its
+ * whole files if changed): 0, or the error, counted and starting a stall.
+ * Caller holds s->mu. */
+int sink_flush_run(struct local_sink *s, struct active_run *ar);
 
 #endif
