@@ -54,4 +54,4 @@ def test_r7_r8_outage_then_fault_mix(tmp_path, fw, agents):
     fired = fw.call("GET", "/stats").get("faults_fired")
     up, problems, resent = judge.fake_delivery(fw, PROJECT, run_ids)
     emit(judge.judge("R7R8", "wandb", ledgers, up, problems, resent,
-                     extra=f"outage_s={outage} mix_s={mix_s} faults_fired={fired} seed={SEED}"))
+                     extra=f"outage_s={outage} mix_s={mix_s} faults_fired={",".join(f"{k}:{v}" for k, v in sorted((fired or {}).items()))} seed={SEED}"))
