@@ -51,7 +51,8 @@ def test_r7_r8_outage_then_fault_mix(tmp_path, fw, agents):
     wait_local_drained(agent, ledgers)
     run_ids = [lg.run_id for lg in ledgers]
     wait_uploaded(agent, fw, run_ids, timeout=600)
-    fired = fw.call("GET", "/stats").get("faults_fired")
+    fired = fw.call("GET", "/stats").get("faults_fired") or {}
+    fired = ",".join(f"{k}:{v}" for k, v in sorted(fired.items()))
     up, problems, resent = judge.fake_delivery(fw, PROJECT, run_ids)
     emit(judge.judge("R7R8", "wandb", ledgers, up, problems, resent,
-                     extra=f"outage_s={outage} mix_s={mix_s} faults_fired={",".join(f"{k}:{v}" for k, v in sorted((fired or {}).items()))} seed={SEED}"))
+                     extra=f"outage_s={outage} mix_s={mix_s} faults_fired={fired} seed={SEED}"))
