@@ -27,6 +27,13 @@ PROJECT = "trackd-fault"
 ORACLE = os.environ.get("ORACLE_PRODUCER_BIN")
 ORACLE_PY = os.path.join(HERE, "oracle_producer.py")
 FSYNC_SHIM = os.environ.get("FSYNC_SHIM")
+# ASan builds: the sanitizer runtime must be loaded first into processes that
+# were not linked with it (Python) or that get another preload (the shim).
+ASAN_RUNTIME = os.environ.get("FAULT_ASAN_RUNTIME") or ""
+
+
+def preload(*libs):
+    return " ".join(x for x in (ASAN_RUNTIME, *libs) if x)
 LONG = os.environ.get("FAULT_LONG") == "1"
 SEED = int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(1 << 30))
 
@@ -75,13 +82,17 @@ class Fleet:
 
     def _spawn(self, run_id, python, args):
         ledger = os.path.join(self.dir, f"{run_id}.ledger")
+        env = dict(self.agent.env)
+        env.pop("LD_PRELOAD", None)  # the agent's (fsync shim), not the clients'
         if python:
             cmd = [sys.executable, ORACLE_PY]
+            if ASAN_RUNTIME:
+                env.update(LD_PRELOAD=ASAN_RUNTIME, ASAN_OPTIONS="detect_leaks=0")
         else:
             cmd = [ORACLE]
         cmd += ["--run-id", run_id, "--ledger", ledger, "--project", PROJECT, *map(str, args)]
         err = open(os.path.join(self.dir, f"{run_id}.stderr"), "w")
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=self.agent.env)
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
         err.close()
         self.procs[run_id] = p
         return p
@@ -131,14 +142,22 @@ class Fleet:
         return judge.read_ledgers(self.dir, self.pad_bytes)
 
 
-def wait_local_drained(agent, ledgers, timeout=300):
-    """Until the local sink applied every record in the log and every finished run
-    has ended locally (so crash marks and exits are written too)."""
+def wait_local_drained(agent, ledgers, timeout=300, end_timeout=60):
+    """Until the local sink applied every record in the log, then (up to
+    end_timeout in all) until every run has ended locally. Returns the problems
+    (runs that never ended) for the verdict."""
     agent.wait_for(lambda: agent.status()["local_sink_backlog"] == 0, timeout=timeout,
                    what="local sink to drain")
+    deadline = time.monotonic() + end_timeout
+    problems = []
     for lg in ledgers:
-        agent.wait_for(lambda: agent.run_state(lg.run_id) not in (None, "running"),
-                       timeout=timeout, what=f"{lg.run_id} to end locally")
+        while agent.run_state(lg.run_id) in (None, "running"):
+            if time.monotonic() > deadline:
+                problems.append(f"run {lg.run_id} never ended locally (state "
+                                f"{agent.run_state(lg.run_id)})")
+                break
+            time.sleep(0.05)
+    return problems
 
 
 def local_history_count(agent, run_id):

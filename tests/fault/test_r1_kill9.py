@@ -29,8 +29,9 @@ def test_r1_kill9_loop(tmp_path, fw, agents):
     fleet.stop()
     assert fleet.live() == 0, "a producer after the faults did not get through"
     ledgers = fleet.ledgers()
-    wait_local_drained(agent, ledgers)
+    ended = wait_local_drained(agent, ledgers)
     local, problems = judge.local_delivery(agent.state_dir, PROJECT)
+    problems += ended
     quarantined = agent.status()["records_quarantined"]
     if quarantined:
         problems.append(f"{quarantined} records quarantined after kill -9 (nothing was damaged)")

@@ -20,19 +20,19 @@ import time
 import pytest
 
 import judge
-from harness import (BIN, FSYNC_SHIM, PROJECT, SEED, Agent, Fleet, e2e, emit, knob,
+from harness import (BIN, FSYNC_SHIM, PROJECT, SEED, Agent, Fleet, e2e, emit, knob, preload,
                      wait_local_drained)
 
 ALWAYS = "txlog:\n  fsync: always\n"
 
 
 def shim_agent(tmp_path, fail_file=None, config=ALWAYS):
-    """An agent with the shim preloaded. Its clients (trackctl, producers) share
-    the environment: harmless, they sync no segment files (the log names files
-    by inode, and the failure mode matches only `*.seg`)."""
+    """An agent with the shim preloaded. trackctl shares the environment:
+    harmless, it syncs no segment files (the log names files by inode, and the
+    failure mode matches only `*.seg`); producers get it without the preload."""
     a = Agent(tmp_path, config=config)
     a.shim_log = str(tmp_path / "fsync.log")
-    a.env.update(LD_PRELOAD=FSYNC_SHIM, FSYNC_SHIM_LOG=a.shim_log)
+    a.env.update(LD_PRELOAD=preload(FSYNC_SHIM), FSYNC_SHIM_LOG=a.shim_log)
     if fail_file:
         a.env.update(FSYNC_SHIM_FAIL=fail_file)
     return a
@@ -104,8 +104,9 @@ def test_r2_power_loss(tmp_path, agents, policy):
     fleet.stop()
     assert fleet.live() == 0, "a producer after the faults did not get through"
     ledgers = fleet.ledgers()
-    wait_local_drained(agent, ledgers)
+    ended = wait_local_drained(agent, ledgers)
     local, problems = judge.local_delivery(agent.state_dir, PROJECT)
+    problems += ended
     have = {(r, s) for r, rows in local.items() for s, _ in rows}
     missing = synced - have
     if missing:
@@ -146,8 +147,9 @@ def test_r5_failed_fsync_is_never_acknowledged(tmp_path, agents):
     fleet.stop()
     assert fleet.live() == 0, "a producer after the faults did not get through"
     ledgers = fleet.ledgers()
-    wait_local_drained(agent, ledgers)
+    ended = wait_local_drained(agent, ledgers)
     local, problems = judge.local_delivery(agent.state_dir, PROJECT)
+    problems += ended
     failures = agent.log().count("fsync failed")
     emit(judge.judge("R5-eio", "local", ledgers, local, problems,
                      extra=f"fsync_failures_logged={failures}"))
@@ -155,7 +157,8 @@ def test_r5_failed_fsync_is_never_acknowledged(tmp_path, agents):
     agent.kill9()
     bytes_cut = cut_segments(agent.state_dir, agent.shim_log)
     agent.start()
-    wait_local_drained(agent, ledgers)
+    ended = wait_local_drained(agent, ledgers)
     local, problems = judge.local_delivery(agent.state_dir, PROJECT)
+    problems += ended
     emit(judge.judge("R5-eio+cut", "local", ledgers, local, problems,
                      extra=f"bytes_cut={bytes_cut}"))

@@ -48,7 +48,8 @@ def test_r7_r8_outage_then_fault_mix(tmp_path, fw, agents):
     fw.clear_faults()
     assert fleet.live() == 0, "a producer after the faults did not get through"
     ledgers = fleet.ledgers()
-    wait_local_drained(agent, ledgers)
+    ended = wait_local_drained(agent, ledgers)
+    assert not ended, ended
     run_ids = [lg.run_id for lg in ledgers]
     wait_uploaded(agent, fw, run_ids, timeout=600)
     fired = fw.call("GET", "/stats").get("faults_fired") or {}
