@@ -6,7 +6,7 @@ import random
 import subprocess
 import time
 
-from conftest import (BIN, ITERATIONS, Agent, batch_request, field_bytes, field_varint,
+from conftest import (BIN, ITERATIONS, Agent, batch_request, field_bytes,
                       finish_producer, history_by_run, history_record, item_double)
 
 
