@@ -383,6 +383,17 @@ int td_check_resume(struct td_run *run, bool explicit_id);
  * string: malloc'd, unescaped; NULL otherwise. */
 char *td_json_lookup_string(const char *json, const char *outer, const char *key);
 
+/* What the agent says of the run's upload to W&B (one "run" query: its
+ * "upload" object, see the agent's main.c). Every field is malloc'd, or NULL
+ * when absent: run_url and project_url are NULL until the backend answered. */
+struct td_upload {
+	char *state; /* "disabled", "pending", "uploading", "parked", "done", … */
+	char *run_url, *project_url, *last_error;
+	char *display_name; /* the run's, as the agent knows it */
+};
+int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out);
+void td_upload_fini(struct td_upload *u);
+
 /* A growable string for JSON and footer text. On allocation failure it
  * remembers the failure and ignores further appends. */
 struct td_str {
