@@ -61,8 +61,17 @@ def build_root():
 
 def python_env(agent):
     repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-    return dict(agent.env, PYTHONPATH=os.path.join(repo, "client-shim", "python"),
-                TRACKD_LIB=os.path.join(build_root(), "client-shim", "libtrackd.so"))
+    lib = os.path.join(build_root(), "client-shim", "libtrackd.so")
+    env = dict(agent.env, PYTHONPATH=os.path.join(repo, "client-shim", "python"),
+               TRACKD_LIB=lib)
+    # An ASan build's libtrackd loads into Debian's (uninstrumented) python only
+    # with the ASan runtime preloaded; the interpreter's own leaks are not ours.
+    ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
+    for line in ldd.splitlines():
+        if "libasan" in line and "=>" in line:
+            env["LD_PRELOAD"] = line.split("=>")[1].split()[0]
+            env["ASAN_OPTIONS"] = "detect_leaks=0"
+    return env
 
 
 def run_python(agent, code, timeout=120):
