@@ -366,7 +366,7 @@ size_t render_upload_lines(const json_value *run, const json_value *upload,
 	} else if (strcmp(state, "parked") == 0) {
 		snprintf(lines[n++], RENDER_UPLOAD_LINE,
 		         "W&B: upload parked: %s; retry with: trackctl retry %s",
-		         *error ? error : "a permanent error", path);
+		         *error ? error : "a permanent error", str_field(run, "id"));
 	} else if (!*run_url) {
 		snprintf(lines[n++], RENDER_UPLOAD_LINE,
 		         "W&B: upload pending: the backend has not acknowledged the run yet%s%s",

@@ -55,7 +55,8 @@ int render_show(FILE *out, const json_value *run, const json_value *upload,
  *     "View project at: URL" (then the parked line below if it is parked);
  *   offline: "Offline run; upload it with: trackctl sync PATH";
  *   no wandb sink: "W&B: not uploaded: no wandb sink configured (sinks.wandb)";
- *   parked: "W&B: upload parked: ERROR; retry with: trackctl retry PATH";
+ *   parked: "W&B: upload parked: ERROR; retry with: trackctl retry ID" (the
+ *     wandb sink knows the run by id and its upstream entity, not the local path);
  *   not acknowledged yet: "W&B: upload pending: the backend has not
  *     acknowledged the run yet" (with the last error, if any);
  *   upload NULL (an agent that does not say): nothing, unless offline.

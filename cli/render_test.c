@@ -250,14 +250,14 @@ static void test_upload_lines(void)
 	expect_upload(run,
 	              "{\"sink\":\"wandb\",\"state\":\"parked\",\"run_url\":\"\","
 	              "\"last_error\":\"HTTP 404\"}",
-	              "W&B: upload parked: HTTP 404; retry with: trackctl retry e/p/r1\n");
+	              "W&B: upload parked: HTTP 404; retry with: trackctl retry r1\n");
 	/* Parked after the first UpsertBucket: the URLs are known, and why it stopped. */
 	expect_upload(run,
 	              "{\"state\":\"parked\",\"run_url\":\"http://h/e/p/runs/r1\","
 	              "\"project_url\":\"http://h/e/p\",\"last_error\":\"HTTP 404\"}",
 	              "View run calm-sky-7 at: http://h/e/p/runs/r1\n"
 	              "View project at: http://h/e/p\n"
-	              "W&B: upload parked: HTTP 404; retry with: trackctl retry e/p/r1\n");
+	              "W&B: upload parked: HTTP 404; retry with: trackctl retry r1\n");
 	/* Retrying after the URLs are known: the URLs only. */
 	expect_upload(run,
 	              "{\"state\":\"retrying\",\"run_url\":\"http://h/e/p/runs/r1\","

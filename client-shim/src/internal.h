@@ -86,6 +86,10 @@
  * training script for long when the agent is wedged. */
 #define TD_INIT_QUERY_TIMEOUT_MS    2000
 #define TD_DIR_QUERY_TIMEOUT_MS     1000
+/* The footer waits at most this long for the agent's wandb sink to learn the
+ * run's URL (a short run ends before the backend answered its UpsertBucket);
+ * not at all when the backend is failing or there is no sink. */
+#define TD_FOOTER_URL_WAIT_MS 3000
 #define TD_DEFAULT_MAX_SPOOL_BYTES  ((uint64_t)1 << 30)
 #define TD_DEFAULT_FLUSH_TIMEOUT_MS 30000
 /* How long the signal thread waits for the agent before spooling the rest. */

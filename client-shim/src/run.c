@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "footer.h"
@@ -569,6 +570,33 @@ static void make_printable(char *p)
 			*p = '?';
 }
 
+/* Still on its way to a healthy backend: worth a short wait at the end. */
+static bool url_coming(const struct td_upload *u)
+{
+	return u->run_url == NULL && u->last_error == NULL && u->state != NULL &&
+	       (strcmp(u->state, "pending") == 0 || strcmp(u->state, "waiting") == 0 ||
+	        strcmp(u->state, "uploading") == 0);
+}
+
+/* The upload as the agent knows it, waiting up to TD_FOOTER_URL_WAIT_MS while
+ * the run is unknown to the agent yet (its sinks read the log at their own
+ * pace) or its first UpsertBucket is on its way, as W&B prints the URL at the
+ * end. */
+static int upload_for_footer(struct td_run *run, struct td_upload *u)
+{
+	int64_t deadline = td_mono_ms() + TD_FOOTER_URL_WAIT_MS;
+	for (;;) {
+		int rc = td_upload_info(run, TD_DIR_QUERY_TIMEOUT_MS, u);
+		if ((rc == TD_OK && !url_coming(u)) || (rc != TD_OK && rc != TD_ERR_NOT_FOUND) ||
+		    td_mono_ms() >= deadline)
+			return rc;
+		if (rc == TD_OK)
+			td_upload_fini(u);
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 /* The trailer lines under the footer: the run on W&B (as wandb prints it:
  * "View run NAME at: URL", "View project at: URL") once the agent's wandb
  * sink has had the backend's answer, or why not yet; where the run is and how
@@ -586,7 +614,7 @@ static int footer_text(struct td_run *run, char **out, size_t *out_len)
 	int dir_len = td_run_dir(run, dir, sizeof(dir));
 	if (run->mode != TD_MODE_OFFLINE && dir_len != TD_ERR_TRANSPORT) {
 		struct td_upload u;
-		if (td_upload_info(run, TD_DIR_QUERY_TIMEOUT_MS, &u) == TD_OK) {
+		if (upload_for_footer(run, &u) == TD_OK) {
 			make_printable(u.display_name);
 			make_printable(u.last_error);
 			if (u.run_url != NULL) {

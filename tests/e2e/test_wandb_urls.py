@@ -126,6 +126,15 @@ def test_show_api_and_c_footer_give_the_url_once_uploaded(make_agent, fw, tmp_pa
     assert f"View run {name} at: {run_url(fw, 'urlrun')}\n" in out, out
 
 
+def test_short_run_footer_waits_for_the_url(make_agent, fw):
+    # The run ends before the sinks have read its start: td_finish's footer
+    # waits (briefly) for the backend's answer, as W&B prints the URL at the end.
+    agent = make_agent()
+    err = finish_footer(agent.producer("quick", 3))
+    name = agent.query("run", run="quick")["run"]["display_name"]
+    assert f"View run {name} at: {run_url(fw, 'quick')}\n" in err, err
+
+
 def test_python_client_footer_and_run_url(make_agent, fw):
     agent = make_agent()
     r = run_python(agent, f"""
