@@ -186,6 +186,31 @@ static int submit_records(void *arg, const uint8_t *records, size_t len)
 	return in ? ingest_submit(in, records, len) : TRACKD_EAGAIN;
 }
 
+/* A "run" answer, {"run":RUN}, gets the upload's side beside the run:
+ * {"run":RUN,"upload":UPLOAD} with the wandb sink's view (its URLs once the
+ * backend answered), or {"sink":"none","state":"disabled"} without one. The
+ * local sink has already checked that the peer may see the run. */
+static int add_upload(wandb_sink *wandb, const char *ref, struct buf *json, char *err,
+                      size_t errlen)
+{
+	if (json->len < 2 || json->data[json->len - 1] != '}')
+		return 0;
+	const char *slash = strrchr(ref, '/');
+	size_t mark = --json->len;
+	int rv = buf_puts(json, ",\"upload\":");
+	if (!rv)
+		rv = wandb ? wandb_sink_run_upload(wandb, slash ? slash + 1 : ref, json)
+		           : buf_puts(json, "{\"sink\":\"none\",\"state\":\"disabled\"}");
+	if (!rv)
+		rv = buf_putc(json, '}');
+	if (rv) {
+		json->len = mark;
+		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
+		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+	}
+	return 0;
+}
+
 static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t uid, bool admin,
                         struct buf *json, char *err, size_t errlen)
 {
@@ -215,6 +240,8 @@ static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t ui
 	}
 	/* ---- end wandb ---- */
 	rv = local_sink_query(sink, q, uid, admin, json, err, errlen);
+	if (rv == 0 && q->kind && strcmp(q->kind, "run") == 0 && q->run)
+		rv = add_upload(wandb, q->run, json, err, errlen);
 	trackd__v1__query__free_unpacked(q, NULL);
 	return rv;
 }

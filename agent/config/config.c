@@ -235,7 +235,8 @@ static const struct key keys[] = {
      .offset = FIELD(sinks.wandb.app_url, char *),
      .def = "",
      .max = 2048,
-     .help = "the W&B UI, for run URLs; empty: base_url without a leading \"api.\""},
+     .help = "the W&B UI, for run URLs; empty: from base_url as the official client "
+             "derives it (api.wandb.ai -> wandb.ai, api.HOST -> app.HOST, other hosts as is)"},
     {.path = "sinks.wandb.entity",
      .type = KT_STRING,
      .offset = FIELD(sinks.wandb.entity, char *),

@@ -86,6 +86,10 @@
  * training script for long when the agent is wedged. */
 #define TD_INIT_QUERY_TIMEOUT_MS    2000
 #define TD_DIR_QUERY_TIMEOUT_MS     1000
+/* The footer waits at most this long for the agent's wandb sink to learn the
+ * run's URL (a short run ends before the backend answered its UpsertBucket);
+ * not at all when the backend is failing or there is no sink. */
+#define TD_FOOTER_URL_WAIT_MS 3000
 #define TD_DEFAULT_MAX_SPOOL_BYTES  ((uint64_t)1 << 30)
 #define TD_DEFAULT_FLUSH_TIMEOUT_MS 30000
 /* How long the signal thread waits for the agent before spooling the rest. */
@@ -382,6 +386,17 @@ int td_check_resume(struct td_run *run, bool explicit_id);
 /* The value of "key" in the object at "outer" of a JSON document, if it is a
  * string: malloc'd, unescaped; NULL otherwise. */
 char *td_json_lookup_string(const char *json, const char *outer, const char *key);
+
+/* What the agent says of the run's upload to W&B (one "run" query: its
+ * "upload" object, see the agent's main.c). Every field is malloc'd, or NULL
+ * when absent: run_url and project_url are NULL until the backend answered. */
+struct td_upload {
+	char *state; /* "disabled", "pending", "uploading", "parked", "done", … */
+	char *run_url, *project_url, *last_error;
+	char *display_name; /* the run's, as the agent knows it */
+};
+int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out);
+void td_upload_fini(struct td_upload *u);
 
 /* A growable string for JSON and footer text. On allocation failure it
  * remembers the failure and ignores further appends. */

@@ -740,3 +740,68 @@ int td_run_dir(td_run *run, char *buf, size_t len)
 	free(s.p);
 	return rc;
 }
+
+/* ---- the run on W&B ------------------------------------------------------- */
+
+static char *nonempty(char *s)
+{
+	if (s != NULL && s[0] == '\0') {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out)
+{
+	char path[3 * 256];
+	char *json = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	run_path(run, path, sizeof(path));
+	td_query q = {.kind = "run", .run = path};
+	if ((rc = td_agent_query(run->url, &q, timeout_ms, &json)) != TD_OK)
+		return rc;
+	out->state = nonempty(td_json_lookup_string(json, "upload", "state"));
+	out->run_url = nonempty(td_json_lookup_string(json, "upload", "run_url"));
+	out->project_url = nonempty(td_json_lookup_string(json, "upload", "project_url"));
+	out->last_error = nonempty(td_json_lookup_string(json, "upload", "last_error"));
+	out->display_name = nonempty(td_json_lookup_string(json, "run", "display_name"));
+	free(json);
+	return TD_OK;
+}
+
+void td_upload_fini(struct td_upload *u)
+{
+	free(u->state);
+	free(u->run_url);
+	free(u->project_url);
+	free(u->last_error);
+	free(u->display_name);
+	memset(u, 0, sizeof(*u));
+}
+
+int td_run_url(td_run *run, char *buf, size_t len)
+{
+	struct td_upload u;
+	struct td_str s = {0};
+	int rc;
+
+	if (run == NULL)
+		return td_fail(TD_ERR_INVALID, "td_run_url: run is NULL");
+	if (run->disabled || run->mode == TD_MODE_OFFLINE) {
+		if (buf != NULL && len > 0)
+			buf[0] = '\0';
+		return 0;
+	}
+	if ((rc = td_upload_info(run, TD_DIR_QUERY_TIMEOUT_MS, &u)) != TD_OK)
+		return rc;
+	td_str_put(&s, "", 0);
+	if (u.run_url != NULL)
+		td_str_puts(&s, u.run_url);
+	td_upload_fini(&u);
+	rc = td_str_copy_out(&s, buf, len);
+	free(s.p);
+	return rc;
+}
