@@ -243,6 +243,10 @@ static int spawn_agent(const char *bin, const char *url, char *why, size_t why_l
 		dfl.sa_handler = SIG_DFL;
 		for (int sig = 1; sig < NSIG; sig++)
 			(void)sigaction(sig, &dfl, NULL);
+		/* No hangup can end it, even before it blocks SIGHUP to take it as
+		 * "reload" (Linux still queues an ignored signal that is blocked). */
+		dfl.sa_handler = SIG_IGN;
+		(void)sigaction(SIGHUP, &dfl, NULL);
 		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 ||
 		    dup2(pfd[1], 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
 			_exit(126);

@@ -26,7 +26,7 @@
  * stdout/stderr appended to <state dir>/trackd.log (0600; the previous log is
  * kept as trackd.log.1 once it passes 1 MiB), every other descriptor closed
  * (it never holds the training process's pipes or files open), signal mask
- * and handlers reset, cwd /. <agent> is $TRACKD_AGENT_BIN, else `trackd` on
+ * and handlers reset but SIGHUP ignored, cwd /. <agent> is $TRACKD_AGENT_BIN, else `trackd` on
  * PATH, else next to the code's own file (../bin, ../../bin for a multiarch
  * lib dir, ../libexec/trackd), else /usr/bin/trackd. A failure to execute is
  * reported at once (through a close-on-exec pipe), not by the timeout.

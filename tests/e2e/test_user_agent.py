@@ -192,6 +192,10 @@ def test_a_client_with_no_agent_starts_one_and_its_run_is_visible(world):
     assert stat.S_IMODE(os.stat(os.path.join(w.run_dir, "trackd")).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(os.path.join(w.state, "trackd")).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(w.url[len("ipc://"):]).st_mode) == 0o600
+    # A hangup does not end it (SIGHUP ignored, and taken as "reload").
+    os.kill(pid, signal.SIGHUP)
+    wait_for(lambda: "reload:" in w.log(), what="the reload after SIGHUP")
+    assert alive(pid)
     # A second client finds it and starts nothing.
     rc, rep, err = finish(w.producer("auto2", 5))
     assert rc == 0, err
