@@ -69,8 +69,10 @@ static void usage(FILE *out)
 	        "  --version         print the version and exit\n"
 	        "  --help            this text\n"
 	        "\n"
-	        "Clients find the agent through TRACKD_SOCKET (an NNG URL) or the default\n"
-	        "socket path. Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads.\n"
+	        "Clients find the agent through TRACKD_SOCKET (an NNG URL), else the\n"
+	        "machine's socket if an agent answers there, else the user's private agent,\n"
+	        "which they start (trackd --user) unless TRACKD_NO_AUTOSTART is set.\n"
+	        "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads.\n"
 	        "\n"
 	        "Configuration keys (defaults for the current user):\n");
 	config_print_reference(out);
