@@ -215,6 +215,7 @@ struct td_run {
 	bool print_footer;
 	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
 	char url[256];
+	bool private_agent; /* url is the private agent's: the sender restarts it (autostart.h) */
 	size_t max_buffer_bytes;
 	size_t batch_bytes;
 	uint32_t flush_interval_ms;
@@ -375,6 +376,8 @@ int td_spool_default_dir(char *buf, size_t len);
 /* query.c — synchronous requests for the cold paths */
 /* options.socket_url / given, else $TRACKD_SOCKET, else the agent's default. */
 int td_resolve_url(const char *given, char *url, size_t len);
+/* The same, and whether the address is the private agent's (autostart.h). */
+int td_resolve_url_kind(const char *given, char *url, size_t len, bool *private_agent);
 /* One request/reply on a fresh connection. *out is freed with
  * trackd__v1__reply__free_unpacked. TD_ERR_TRANSPORT if no agent answers. */
 int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "autostart.h"
 #include "internal.h"
 
 /* ---- strings ------------------------------------------------------------- */
@@ -331,29 +333,28 @@ char *td_json_lookup_string(const char *json, const char *outer, const char *key
 
 /* ---- requests ------------------------------------------------------------- */
 
+int td_resolve_url_kind(const char *given, char *url, size_t len, bool *private_agent)
+{
+	static atomic_bool warned;
+	struct td_agent_where w;
+
+	if (td_agent_locate(given, true, url, len, &w) != 0)
+		return td_fail(TD_ERR_INVALID, "%s", w.why);
+	if (private_agent != NULL)
+		*private_agent = w.kind == TD_AGENT_PRIVATE;
+	/* Once per process, and not for those who opted out: the records are
+	 * kept, but the user should know why no agent takes them. */
+	if (w.start_failed && !atomic_exchange(&warned, true))
+		fprintf(stderr,
+		        "trackd: %s; records are kept (memory, then spool) until an agent "
+		        "answers\n",
+		        w.why);
+	return TD_OK;
+}
+
 int td_resolve_url(const char *given, char *url, size_t len)
 {
-	const char *u = given;
-	int n;
-
-	if (u == NULL || *u == '\0')
-		u = getenv("TRACKD_SOCKET");
-	if (u != NULL && *u != '\0') {
-		n = snprintf(url, len, "%s", u);
-	} else if (geteuid() == 0) {
-		n = snprintf(url, len, "ipc:///run/trackd/trackd.sock");
-	} else {
-		/* Without XDG_RUNTIME_DIR the agent falls back to /tmp/trackd-<uid>. */
-		const char *xdg = getenv("XDG_RUNTIME_DIR");
-		if (xdg != NULL && *xdg == '/')
-			n = snprintf(url, len, "ipc://%s/trackd/trackd.sock", xdg);
-		else
-			n = snprintf(url, len, "ipc:///tmp/trackd-%u/trackd.sock",
-			             (unsigned)geteuid());
-	}
-	if (n < 0 || (size_t)n >= len)
-		return td_fail(TD_ERR_INVALID, "agent address longer than %zu bytes", len - 1);
-	return TD_OK;
+	return td_resolve_url_kind(given, url, len, NULL);
 }
 
 int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,

@@ -273,7 +273,8 @@ int td_init(const td_run_options *opts, td_run **out)
 	}
 
 	if ((rc = check_options(opts, &config_count)) != TD_OK ||
-	    (rc = td_resolve_url(opts->socket_url, run->url, sizeof(run->url))) != TD_OK ||
+	    (rc = td_resolve_url_kind(opts->socket_url, run->url, sizeof(run->url),
+	                              &run->private_agent)) != TD_OK ||
 	    (rc = fill_random(run->session_id, sizeof(run->session_id))) != TD_OK) {
 		free(run);
 		return rc;
