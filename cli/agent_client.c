@@ -1,6 +1,7 @@
 /* agent_client.c — see agent_client.h. */
 #include "agent_client.h"
 
+#include "autostart.h"
 #include "errors.h"
 
 #include "trackd/v1/limits.h"
@@ -19,18 +20,16 @@ struct agent_client {
 	char url[4096];
 };
 
-void agent_default_url(char *buf, size_t len)
+int agent_default_url(char *buf, size_t len)
 {
-	const char *env = getenv("TRACKD_SOCKET");
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	if (env && *env)
-		snprintf(buf, len, "%s", env);
-	else if (geteuid() == 0)
-		snprintf(buf, len, "ipc:///run/trackd/trackd.sock");
-	else if (xdg && *xdg)
-		snprintf(buf, len, "ipc://%s/trackd/trackd.sock", xdg);
-	else
-		snprintf(buf, len, "ipc:///tmp/trackd-%u/trackd.sock", (unsigned)geteuid());
+	struct td_agent_where w;
+	if (td_agent_locate(NULL, true, buf, len, &w) != 0) {
+		fprintf(stderr, "trackctl: %s\n", w.why);
+		return -1;
+	}
+	if (w.start_failed)
+		fprintf(stderr, "trackctl: %s\n", w.why);
+	return 0;
 }
 
 __attribute__((format(printf, 4, 5))) static int set_error(struct agent_error *err, int rv,
@@ -180,8 +179,8 @@ void agent_print_error(const char *url, int rv, const struct agent_error *err, c
 	case TRACKD_ECLOSED:
 		fprintf(stderr,
 		        "trackctl: no agent answers at %s (%s).\n"
-		        "Start one with `trackd` (or `systemctl start trackd`), or point\n"
-		        "TRACKD_SOCKET at the agent's socket.\n",
+		        "Start one with `trackd --user &` (or `systemctl start trackd`), or\n"
+		        "point TRACKD_SOCKET at the agent's socket.\n",
 		        url, err->message);
 		break;
 	case TRACKD_ETIMEDOUT:

@@ -40,8 +40,10 @@ struct agent_error {
 
 typedef struct agent_client agent_client;
 
-/* Writes the socket URL trackctl uses (TRACKD_SOCKET, else the default). */
-void agent_default_url(char *buf, size_t len);
+/* Writes the socket URL trackctl uses: the lookup of client-shim/src/autostart.h
+ * (TRACKD_SOCKET; the machine's agent if it answers; the user's private agent,
+ * started if none answers). -1 (printed) if there is no usable address. */
+int agent_default_url(char *buf, size_t len);
 
 /* Connects (synchronously: fails at once when nothing listens). `url` is copied. */
 int agent_open(const char *url, agent_client **out, struct agent_error *err);

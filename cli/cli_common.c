@@ -30,7 +30,8 @@ int cli_connect(agent_client **out)
 {
 	char url[4096];
 	struct agent_error err;
-	agent_default_url(url, sizeof url);
+	if (agent_default_url(url, sizeof url) != 0)
+		return 1;
 	int rv = agent_open(url, out, &err);
 	if (rv != 0) {
 		agent_print_error(url, rv, &err, NULL);

@@ -152,7 +152,8 @@ int cmd_show(int argc, char **argv)
 	}
 	if (code == 0)
 		code = feed_all_history(agent, path, series);
-	if (code == 0 && render_show(stdout, info, series, (double)time(NULL)) != 0) {
+	if (code == 0 && render_show(stdout, info, json_get(r.root, "upload"), series,
+	                             (double)time(NULL)) != 0) {
 		fprintf(stderr, "trackctl: cannot print the run\n");
 		code = 1;
 	}

@@ -1,11 +1,94 @@
 /* cmd_status.c — `trackctl status [--json]`: the agent's version, counters, state
- * dir, clients, active runs and the local sink's backlog. */
+ * dir, clients, active runs, the local sink's backlog and, when the wandb sink
+ * is on, its counters (StatusReply) and its runs that are parked or failing
+ * (the "wandb" query). The API key is in neither answer. */
 #include "cli.h"
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <string.h>
 
-static void print_json(const char *url, const Trackd__V1__StatusReply *s)
+static int64_t num(const json_value *obj, const char *key)
+{
+	int64_t v = 0;
+	json_int(json_get(obj, key), &v);
+	return v;
+}
+
+/* The runs of the "wandb" answer that need attention: parked, retrying, evicted. */
+static bool troubled(const json_value *run)
+{
+	const char *st = json_string(json_get(run, "state"), "");
+	return strcmp(st, "parked") == 0 || strcmp(st, "retrying") == 0 ||
+	       strcmp(st, "evicted") == 0;
+}
+
+static void print_wandb_json(const Trackd__V1__StatusReply *s, const json_value *w)
+{
+	const json_value *c = json_get(w, "counters");
+	printf(",\"wandb\":{\"enabled\":true,\"base_url\":");
+	cli_json_string(stdout, json_string(json_get(w, "base_url"), ""));
+	printf(",\"runs_uploading\":%" PRIu64 ",\"runs_retrying\":%" PRIu64
+	       ",\"runs_parked\":%" PRIu64 ",\"runs_finished\":%" PRId64 ",\"requests_ok\":%" PRIu64
+	       ",\"requests_failed\":%" PRIu64 ",\"requests_retried\":%" PRId64
+	       ",\"lines_sent\":%" PRId64 ",\"lines_skipped\":%" PRIu64 ",\"bytes_sent\":%" PRIu64
+	       ",\"backlog\":%" PRIu64 ",\"runs\":[",
+	       s->wandb_runs_uploading, s->wandb_runs_retrying, s->wandb_runs_parked,
+	       num(c, "runs_finished"), s->wandb_requests_ok, s->wandb_requests_failed,
+	       num(c, "requests_retried"), num(c, "lines_sent"), s->wandb_lines_skipped,
+	       s->wandb_bytes_sent, s->wandb_backlog);
+	const json_value *runs = json_get(w, "runs");
+	bool first = true;
+	for (size_t i = 0; json_is(runs, JSON_ARRAY) && i < runs->u.arr.n; i++) {
+		const json_value *r = &runs->u.arr.items[i];
+		printf("%s{\"id\":", first ? "" : ",");
+		first = false;
+		cli_json_string(stdout, json_string(json_get(r, "id"), ""));
+		printf(",\"state\":");
+		cli_json_string(stdout, json_string(json_get(r, "state"), ""));
+		printf(",\"last_status\":%" PRId64 ",\"attempts\":%" PRId64 ",\"last_error\":",
+		       num(r, "last_status"), num(r, "attempts"));
+		cli_json_string(stdout, json_string(json_get(r, "last_error"), ""));
+		printf(",\"run_url\":");
+		cli_json_string(stdout, json_string(json_get(r, "run_url"), ""));
+		printf("}");
+	}
+	printf("]}");
+}
+
+static void print_wandb_text(const Trackd__V1__StatusReply *s, const json_value *w)
+{
+	const json_value *c = json_get(w, "counters");
+	printf("wandb sink:          uploading to %s\n"
+	       "  runs:              %" PRIu64 " uploading, %" PRIu64 " retrying, %" PRIu64
+	       " parked, %" PRId64 " finished upstream\n"
+	       "  requests:          %" PRIu64 " ok, %" PRIu64 " failed (%" PRId64
+	       " to be retried)\n"
+	       "  lines sent:        %" PRId64 " (%" PRIu64
+	       " skipped over the line limit), %" PRIu64 " bytes\n"
+	       "  backlog:           %" PRIu64 " log records not yet read\n",
+	       json_string(json_get(w, "base_url"), "?"), s->wandb_runs_uploading,
+	       s->wandb_runs_retrying, s->wandb_runs_parked, num(c, "runs_finished"),
+	       s->wandb_requests_ok, s->wandb_requests_failed, num(c, "requests_retried"),
+	       num(c, "lines_sent"), s->wandb_lines_skipped, s->wandb_bytes_sent, s->wandb_backlog);
+	const json_value *runs = json_get(w, "runs");
+	for (size_t i = 0; json_is(runs, JSON_ARRAY) && i < runs->u.arr.n; i++) {
+		const json_value *r = &runs->u.arr.items[i];
+		if (!troubled(r))
+			continue;
+		const char *st = json_string(json_get(r, "state"), "");
+		const char *err = json_string(json_get(r, "last_error"), "");
+		printf("  %-8s %s: ", st, json_string(json_get(r, "id"), "?"));
+		/* Errors quote the backend: no control characters to the terminal. */
+		for (const char *p = *err ? err : "(no error recorded)"; *p; p++)
+			putchar((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p);
+		if (strcmp(st, "parked") == 0)
+			printf(" (trackctl retry %s)", json_string(json_get(r, "id"), ""));
+		putchar('\n');
+	}
+}
+
+static void print_json(const char *url, const Trackd__V1__StatusReply *s, const json_value *w)
 {
 	printf("{\"agent\":\"up\",\"socket\":");
 	cli_json_string(stdout, url);
@@ -18,13 +101,18 @@ static void print_json(const char *url, const Trackd__V1__StatusReply *s)
 	       ",\"records_quarantined\":%" PRIu64 ",\"log_bytes\":%" PRIu64
 	       ",\"last_index\":%" PRIu64 ",\"durable_index\":%" PRIu64
 	       ",\"clients_connected\":%" PRIu64 ",\"runs_active\":%" PRIu64
-	       ",\"local_sink_backlog\":%" PRIu64 "}\n",
+	       ",\"local_sink_backlog\":%" PRIu64,
 	       s->records_appended, s->batches_acked, s->batches_duplicate, s->requests_rejected,
 	       s->records_quarantined, s->log_bytes, s->last_index, s->durable_index,
 	       s->clients_connected, s->runs_active, s->local_sink_backlog);
+	if (s->has_wandb_enabled && s->wandb_enabled)
+		print_wandb_json(s, w);
+	else
+		printf(",\"wandb\":{\"enabled\":false}");
+	printf("}\n");
 }
 
-static void print_text(const char *url, const Trackd__V1__StatusReply *s)
+static void print_text(const char *url, const Trackd__V1__StatusReply *s, const json_value *w)
 {
 	printf("agent:               up (trackd %s) at %s\n", s->version ? s->version : "?", url);
 	if (s->state_dir && *s->state_dir)
@@ -41,6 +129,10 @@ static void print_text(const char *url, const Trackd__V1__StatusReply *s)
 	       s->clients_connected, s->runs_active, s->records_appended, s->last_index,
 	       s->durable_index, s->log_bytes, s->batches_acked, s->batches_duplicate,
 	       s->requests_rejected, s->records_quarantined, s->local_sink_backlog);
+	if (s->has_wandb_enabled && s->wandb_enabled)
+		print_wandb_text(s, w);
+	else
+		printf("wandb sink:          off (sinks.wandb.enabled: false)\n");
 }
 
 int cmd_status(int argc, char **argv)
@@ -67,10 +159,19 @@ int cmd_status(int argc, char **argv)
 		agent_close(agent);
 		return 1;
 	}
+	/* The wandb sink's runs: asked separately (a refusal leaves them out). */
+	struct cli_reply w = {0};
+	if (s->has_wandb_enabled && s->wandb_enabled) {
+		Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+		q.kind = "wandb";
+		if (cli_query(agent, &q, "the wandb sink", &w) != 0)
+			cli_reply_free(&w);
+	}
 	if (json)
-		print_json(agent_url(agent), s);
+		print_json(agent_url(agent), s, w.root);
 	else
-		print_text(agent_url(agent), s);
+		print_text(agent_url(agent), s, w.root);
+	cli_reply_free(&w);
 	trackd__v1__reply__free_unpacked(reply, NULL);
 	agent_close(agent);
 	return 0;

@@ -337,7 +337,51 @@ static void show_config(FILE *out, const json_value *config)
 	}
 }
 
-int render_show(FILE *out, const json_value *run, const footer_series *history, double now)
+size_t render_upload_lines(const json_value *run, const json_value *upload,
+                           char lines[][RENDER_UPLOAD_LINE])
+{
+	const char *path = str_field(run, "path");
+	const char *state = str_field(upload, "state");
+	const char *run_url = str_field(upload, "run_url");
+	const char *project_url = str_field(upload, "project_url");
+	const char *error = str_field(upload, "last_error");
+	size_t n = 0;
+	if (*run_url) {
+		const char *name = str_field(run, "display_name");
+		snprintf(lines[n++], RENDER_UPLOAD_LINE, "View run %s at: %s",
+		         *name ? name : str_field(run, "id"), run_url);
+		if (*project_url)
+			snprintf(lines[n++], RENDER_UPLOAD_LINE, "View project at: %s",
+			         project_url);
+	}
+	if (!*run_url &&
+	    (strcmp(str_field(run, "mode"), "offline") == 0 || strcmp(state, "offline") == 0)) {
+		snprintf(lines[n++], RENDER_UPLOAD_LINE,
+		         "Offline run; upload it with: trackctl sync %s", path);
+	} else if (!upload) {
+		/* an agent that does not say */
+	} else if (strcmp(state, "disabled") == 0) {
+		snprintf(lines[n++], RENDER_UPLOAD_LINE,
+		         "W&B: not uploaded: no wandb sink configured (sinks.wandb)");
+	} else if (strcmp(state, "parked") == 0) {
+		snprintf(lines[n++], RENDER_UPLOAD_LINE,
+		         "W&B: upload parked: %s; retry with: trackctl retry %s",
+		         *error ? error : "a permanent error", str_field(run, "id"));
+	} else if (!*run_url) {
+		snprintf(lines[n++], RENDER_UPLOAD_LINE,
+		         "W&B: upload pending: the backend has not acknowledged the run yet%s%s",
+		         *error ? "; last error: " : "", error);
+	}
+	/* Run data (names, errors) reaches the terminal: no control characters. */
+	for (size_t i = 0; i < n; i++)
+		for (char *p = lines[i]; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
+	return n;
+}
+
+int render_show(FILE *out, const json_value *run, const json_value *upload,
+                const footer_series *history, double now)
 {
 	show_identity(out, run, now);
 	putc('\n', out);
@@ -380,9 +424,11 @@ int render_show(FILE *out, const json_value *run, const footer_series *history, 
 		}
 	}
 
-	char files[4200] = "", next[4200] = "";
-	const char *trailer[2];
-	size_t n_trailer = 0;
+	char files[4200] = "", next[4200] = "", up[RENDER_UPLOAD_MAX][RENDER_UPLOAD_LINE];
+	const char *trailer[RENDER_UPLOAD_MAX + 2];
+	size_t n_trailer = render_upload_lines(run, upload, up);
+	for (size_t i = 0; i < n_trailer; i++)
+		trailer[i] = up[i];
 	const char *dir = str_field(run, "dir");
 	const char *path = str_field(run, "path");
 	if (*dir) {

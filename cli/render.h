@@ -41,9 +41,30 @@ int render_feed_history(footer_series *s, const json_value *rows, uint64_t first
 uint64_t render_footer_seed(const char *run_path);
 
 /* `trackctl show`: identity, state, config, then the W&B footer (history from
- * `history`, summary from the RUN's summary) and where to look next. `now` (Unix
+ * `history`, summary from the RUN's summary), the W&B URLs (or why there are
+ * none: render_upload_lines) and where to look next. `upload` is the "upload"
+ * object of the "run" answer (NULL: an agent that sends none). `now` (Unix
  * seconds) dates a running run. */
-int render_show(FILE *out, const json_value *run, const footer_series *history, double now);
+int render_show(FILE *out, const json_value *run, const json_value *upload,
+                const footer_series *history, double now);
+
+/* The upload lines of `show`, from RUN and its "upload" object: at most
+ * RENDER_UPLOAD_MAX lines into `lines`, each cut to RENDER_UPLOAD_LINE bytes;
+ * returns how many:
+ *   uploaded (the backend answered): "View run NAME at: URL" and
+ *     "View project at: URL" (then the parked line below if it is parked);
+ *   offline: "Offline run; upload it with: trackctl sync PATH";
+ *   no wandb sink: "W&B: not uploaded: no wandb sink configured (sinks.wandb)";
+ *   parked: "W&B: upload parked: ERROR; retry with: trackctl retry ID" (the
+ *     wandb sink knows the run by id and its upstream entity, not the local path);
+ *   not acknowledged yet: "W&B: upload pending: the backend has not
+ *     acknowledged the run yet" (with the last error, if any);
+ *   upload NULL (an agent that does not say): nothing, unless offline.
+ * Control characters print as '?'. */
+#define RENDER_UPLOAD_MAX  3
+#define RENDER_UPLOAD_LINE 4200
+size_t render_upload_lines(const json_value *run, const json_value *upload,
+                           char lines[][RENDER_UPLOAD_LINE]);
 
 /* CSV (RFC 4180): a field quoted when it holds `,` `"` CR or LF or starts or ends
  * with a space. */

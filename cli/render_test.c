@@ -112,7 +112,7 @@ static void test_show_finished(void)
 	}
 	struct capture c;
 	capture_open(&c);
-	CHECK(render_show(c.f, info, s, 1764160000.0) == 0);
+	CHECK(render_show(c.f, info, NULL, s, 1764160000.0) == 0);
 	expect_text("show finished", capture_close(&c),
 	            "Run abc12345 (bright-fox-3)\n"
 	            "  path:      team/vision/abc12345\n"
@@ -167,7 +167,7 @@ static void test_show_running(void)
 	const json_value *info = json_get(json_doc_root(run), "run");
 	struct capture c;
 	capture_open(&c);
-	CHECK(render_show(c.f, info, NULL, 1764158400.0 + 3725) == 0);
+	CHECK(render_show(c.f, info, NULL, NULL, 1764158400.0 + 3725) == 0);
 	expect_text("show running", capture_close(&c),
 	            "Run x9y8z7w6 (evil?[2Jname)\n"
 	            "  path:      uncategorized/x9y8z7w6\n"
@@ -181,6 +181,7 @@ static void test_show_running(void)
 	            "\n"
 	            "Config: (none)\n"
 	            "\n"
+	            "Offline run; upload it with: trackctl sync uncategorized/x9y8z7w6\n"
 	            "Follow its rows with: trackctl tail uncategorized/x9y8z7w6\n");
 	free(c.text);
 	json_doc_free(run);
@@ -194,7 +195,7 @@ static void test_show_sparse(void)
 	          "\"summary\":{\"loss\":NaN,\"_runtime\":1.0}}}");
 	struct capture c;
 	capture_open(&c);
-	CHECK(render_show(c.f, json_get(json_doc_root(run), "run"), NULL, 0) == 0);
+	CHECK(render_show(c.f, json_get(json_doc_root(run), "run"), NULL, NULL, 0) == 0);
 	expect_text("show sparse", capture_close(&c),
 	            "Run f00\n"
 	            "  state:     failed (exit code 3)\n"
@@ -206,6 +207,67 @@ static void test_show_sparse(void)
 	            "loss nan\n");
 	free(c.text);
 	json_doc_free(run);
+}
+
+/* The W&B lines of `show`: URLs once uploaded, otherwise why not. */
+static void expect_upload(const char *run_json, const char *upload_json, const char *want)
+{
+	char doc_text[1024];
+	snprintf(doc_text, sizeof doc_text, "{\"run\":%s,\"upload\":%s}", run_json,
+	         upload_json ? upload_json : "null");
+	json_doc *doc = parse(doc_text);
+	const json_value *upload = upload_json ? json_get(json_doc_root(doc), "upload") : NULL;
+	char lines[RENDER_UPLOAD_MAX][RENDER_UPLOAD_LINE], got[3 * RENDER_UPLOAD_LINE] = "";
+	size_t n = render_upload_lines(json_get(json_doc_root(doc), "run"), upload, lines);
+	CHECK(n <= RENDER_UPLOAD_MAX);
+	for (size_t i = 0; i < n; i++) {
+		strcat(got, lines[i]);
+		strcat(got, "\n");
+	}
+	expect_text("upload lines", got, want);
+	json_doc_free(doc);
+}
+
+static void test_upload_lines(void)
+{
+	const char *run = "{\"id\":\"r1\",\"path\":\"e/p/r1\",\"display_name\":\"calm-sky-7\","
+	                  "\"mode\":\"online\"}";
+	expect_upload(
+	    run,
+	    "{\"sink\":\"wandb\",\"state\":\"done\",\"run_url\":\"https://wandb.ai/e/p/runs/r1\","
+	    "\"project_url\":\"https://wandb.ai/e/p\",\"last_error\":\"\"}",
+	    "View run calm-sky-7 at: https://wandb.ai/e/p/runs/r1\n"
+	    "View project at: https://wandb.ai/e/p\n");
+	expect_upload(run, "{\"sink\":\"none\",\"state\":\"disabled\"}",
+	              "W&B: not uploaded: no wandb sink configured (sinks.wandb)\n");
+	expect_upload(run, "{\"sink\":\"wandb\",\"state\":\"pending\",\"run_url\":\"\"}",
+	              "W&B: upload pending: the backend has not acknowledged the run yet\n");
+	expect_upload(run,
+	              "{\"sink\":\"wandb\",\"state\":\"retrying\",\"run_url\":\"\","
+	              "\"last_error\":\"HTTP 503\\n\"}",
+	              "W&B: upload pending: the backend has not acknowledged the run yet; last "
+	              "error: HTTP 503?\n");
+	expect_upload(run,
+	              "{\"sink\":\"wandb\",\"state\":\"parked\",\"run_url\":\"\","
+	              "\"last_error\":\"HTTP 404\"}",
+	              "W&B: upload parked: HTTP 404; retry with: trackctl retry r1\n");
+	/* Parked after the first UpsertBucket: the URLs are known, and why it stopped. */
+	expect_upload(run,
+	              "{\"state\":\"parked\",\"run_url\":\"http://h/e/p/runs/r1\","
+	              "\"project_url\":\"http://h/e/p\",\"last_error\":\"HTTP 404\"}",
+	              "View run calm-sky-7 at: http://h/e/p/runs/r1\n"
+	              "View project at: http://h/e/p\n"
+	              "W&B: upload parked: HTTP 404; retry with: trackctl retry r1\n");
+	/* Retrying after the URLs are known: the URLs only. */
+	expect_upload(run,
+	              "{\"state\":\"retrying\",\"run_url\":\"http://h/e/p/runs/r1\","
+	              "\"last_error\":\"HTTP 500\"}",
+	              "View run calm-sky-7 at: http://h/e/p/runs/r1\n");
+	const char *offline = "{\"id\":\"r2\",\"path\":\"e/p/r2\",\"mode\":\"offline\"}";
+	expect_upload(offline, "{\"sink\":\"none\",\"state\":\"disabled\"}",
+	              "Offline run; upload it with: trackctl sync e/p/r2\n");
+	expect_upload(offline, NULL, "Offline run; upload it with: trackctl sync e/p/r2\n");
+	expect_upload(run, NULL, "");
 }
 
 /* ---- runs ------------------------------------------------------------------ */
@@ -292,6 +354,7 @@ int main(void)
 	test_show_finished();
 	test_show_running();
 	test_show_sparse();
+	test_upload_lines();
 	test_runs_table();
 	test_csv();
 	test_times();

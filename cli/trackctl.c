@@ -55,7 +55,9 @@ void cli_usage(FILE *out)
 	        "\n"
 	        "RUN is a run id or ENTITY/PROJECT/ID. The agent is found through\n"
 	        "TRACKD_SOCKET (an NNG URL such as ipc:///path/trackd.sock), else the\n"
-	        "default socket path.\n"
+	        "machine's agent (ipc:///run/trackd/trackd.sock) if it answers, else this\n"
+	        "user's private agent, which is started if it does not run\n"
+	        "(TRACKD_NO_AUTOSTART=1: never started).\n"
 	        "Exit status: 0 ok, 1 failure, 2 usage.\n");
 }
 

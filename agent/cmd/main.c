@@ -18,6 +18,7 @@
 #include "sdnotify.h"
 #include "sessions.h"
 #include "txlog.h"
+#include "user_mode.h"
 #include "wandb_sink.h"
 
 #include <errno.h>
@@ -42,6 +43,8 @@ struct args {
 	const char *state_dir;
 	const char *listen;
 	bool check_config;
+	bool user;             /* --user: a private agent (user_mode.h) */
+	const char *idle_exit; /* --idle-exit: overrides idle_exit */
 };
 
 static void usage(FILE *out)
@@ -56,12 +59,20 @@ static void usage(FILE *out)
 	        "  --config FILE     YAML configuration file (see the keys below)\n"
 	        "  --state-dir DIR   where the transaction log lives (overrides state_dir)\n"
 	        "  --listen URL      ipc:// URL of the socket (overrides listen)\n"
+	        "  --user            a private agent for the current user: per-user paths,\n"
+	        "                    a socket only this user may reach, one agent per user,\n"
+	        "                    exits after idle_exit with nothing to do (clients start\n"
+	        "                    it on their own when no agent answers)\n"
+	        "  --idle-exit SECS  with --user: idle time before exiting (seconds, or a\n"
+	        "                    duration such as 2m; 0 = never); overrides idle_exit\n"
 	        "  --check-config    validate the configuration, print it, and exit\n"
 	        "  --version         print the version and exit\n"
 	        "  --help            this text\n"
 	        "\n"
-	        "Clients find the agent through TRACKD_SOCKET (an NNG URL) or the default\n"
-	        "socket path. Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads.\n"
+	        "Clients find the agent through TRACKD_SOCKET (an NNG URL), else the\n"
+	        "machine's socket if an agent answers there, else the user's private agent,\n"
+	        "which they start (trackd --user) unless TRACKD_NO_AUTOSTART is set.\n"
+	        "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads.\n"
 	        "\n"
 	        "Configuration keys (defaults for the current user):\n");
 	config_print_reference(out);
@@ -74,6 +85,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{"state-dir", required_argument, NULL, 's'},
 		{"listen", required_argument, NULL, 'l'},
 		{"check-config", no_argument, NULL, 'k'},
+		{"user", no_argument, NULL, 'u'},
+		{"idle-exit", required_argument, NULL, 'i'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -85,6 +98,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case 's': a->state_dir = optarg; break;
 		case 'l': a->listen = optarg; break;
 		case 'k': a->check_config = true; break;
+		case 'u': a->user = true; break;
+		case 'i': a->idle_exit = optarg; break;
 		case 'V': printf("trackd %s\n", TRACKD_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
 		default:
@@ -103,14 +118,32 @@ static int parse_args(int argc, char **argv, struct args *a)
 /* Loads defaults, the file, then the command-line overrides. */
 static int load_config(const struct args *a, struct config *cfg)
 {
-	char err[512];
-	if (config_defaults(cfg, geteuid() == 0) != 0) {
+	char err[512], user_file[4096];
+	if (config_defaults(cfg, geteuid() == 0 && !a->user) != 0) {
 		fprintf(stderr, "trackd: cannot compute default configuration\n");
 		return -1;
 	}
-	if (a->config_path && config_load_file(cfg, a->config_path, err, sizeof err) != 0) {
+	const char *file = a->config_path;
+	if (!file && a->user)
+		file = user_mode_config_file(user_file, sizeof user_file);
+	if (file && config_load_file(cfg, file, err, sizeof err) != 0) {
 		fprintf(stderr, "trackd: %s\n", err);
 		return -1;
+	}
+	if (a->idle_exit) {
+		/* Seconds, as the option says, or a duration with its unit. */
+		char *end;
+		unsigned long long secs = strtoull(a->idle_exit, &end, 10);
+		bool digits = a->idle_exit[0] >= '0' && a->idle_exit[0] <= '9' && *end == '\0';
+		if (digits ? secs > UINT64_MAX / 1000
+		           : config_parse_duration_ms(a->idle_exit, &cfg->idle_exit_ms) != 0) {
+			fprintf(stderr,
+			        "trackd: --idle-exit %s: expected seconds or a duration such as 2m\n",
+			        a->idle_exit);
+			return -1;
+		}
+		if (digits)
+			cfg->idle_exit_ms = (uint64_t)secs * 1000;
 	}
 	if (a->state_dir) {
 		free(cfg->state_dir);
@@ -177,6 +210,7 @@ struct agent {
 	_Atomic(ingest *) in;
 	_Atomic(local_sink *) sink;
 	_Atomic(wandb_sink *) wandb; /* NULL when sinks.wandb is off */
+	struct user_mode *user;      /* --user only */
 };
 
 static int submit_records(void *arg, const uint8_t *records, size_t len)
@@ -184,6 +218,31 @@ static int submit_records(void *arg, const uint8_t *records, size_t len)
 	struct agent *ag = arg;
 	ingest *in = atomic_load(&ag->in);
 	return in ? ingest_submit(in, records, len) : TRACKD_EAGAIN;
+}
+
+/* A "run" answer, {"run":RUN}, gets the upload's side beside the run:
+ * {"run":RUN,"upload":UPLOAD} with the wandb sink's view (its URLs once the
+ * backend answered), or {"sink":"none","state":"disabled"} without one. The
+ * local sink has already checked that the peer may see the run. */
+static int add_upload(wandb_sink *wandb, const char *ref, struct buf *json, char *err,
+                      size_t errlen)
+{
+	if (json->len < 2 || json->data[json->len - 1] != '}')
+		return 0;
+	const char *slash = strrchr(ref, '/');
+	size_t mark = --json->len;
+	int rv = buf_puts(json, ",\"upload\":");
+	if (!rv)
+		rv = wandb ? wandb_sink_run_upload(wandb, slash ? slash + 1 : ref, json)
+		           : buf_puts(json, "{\"sink\":\"none\",\"state\":\"disabled\"}");
+	if (!rv)
+		rv = buf_putc(json, '}');
+	if (rv) {
+		json->len = mark;
+		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
+		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+	}
+	return 0;
 }
 
 static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t uid, bool admin,
@@ -215,6 +274,8 @@ static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t ui
 	}
 	/* ---- end wandb ---- */
 	rv = local_sink_query(sink, q, uid, admin, json, err, errlen);
+	if (rv == 0 && q->kind && strcmp(q->kind, "run") == 0 && q->run)
+		rv = add_upload(wandb, q->run, json, err, errlen);
 	trackd__v1__query__free_unpacked(q, NULL);
 	return rv;
 }
@@ -310,6 +371,8 @@ static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *n
 	int64_t tick_us = watchdog_us ? watchdog_us / 2 : listener_check_us;
 	if (tick_us > listener_check_us)
 		tick_us = listener_check_us;
+	if (ag->user && tick_us > 250000)
+		tick_us = 250000; /* the idle check's resolution */
 	if (tick_us < 10000)
 		tick_us = 10000;
 	int64_t next_listener_check = clock_mono_us() + listener_check_us;
@@ -353,6 +416,14 @@ static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *n
 				log_error("cannot listen anew; clients cannot connect until restart");
 			next_listener_check = now + listener_check_us;
 		}
+		if (ag->user &&
+		    user_mode_idle_over(ag->user,
+		                        user_mode_busy(atomic_load(&ag->in), atomic_load(&ag->sink),
+		                                       atomic_load(&ag->wandb)),
+		                        now)) {
+			log_info("stopping: idle for idle_exit with nothing pending");
+			return;
+		}
 	}
 }
 
@@ -370,6 +441,15 @@ static int run(const struct args *a, struct config *cfg)
 	txlog *log = NULL;
 	ingest *in = NULL;
 	int exit_code = 1;
+	struct user_mode um = {.socket_lock_fd = -1, .state_lock_fd = -1};
+	if (a->user) {
+		enum user_mode_claim claim = user_mode_claim(&um, cfg);
+		if (claim != USER_MODE_CLAIMED) {
+			sdnotify_close(&notify);
+			return claim == USER_MODE_SERVED ? 0 : 1;
+		}
+		ag.user = &um;
+	}
 
 	if ((rv = mkdir_parents(cfg->state_dir, 0750)) != 0) {
 		log_error("cannot create state dir %s: %s", cfg->state_dir, trackd_strerror(rv));
@@ -536,6 +616,7 @@ out:
 	sessions_free(sess);
 	lru_free(owners);
 	sdnotify_close(&notify);
+	user_mode_release(&um);
 	if (exit_code == 0)
 		log_info("stopped cleanly");
 	return exit_code;

@@ -90,6 +90,7 @@ struct config {
 	uint32_t socket_mode;       /* octal permissions of the ipc socket file */
 	char *log_level;            /* error|warn|info|debug */
 	uint64_t shutdown_timeout_ms;
+	uint64_t idle_exit_ms;      /* --user: idle time before exiting; 0 = never */
 	uint64_t ingest_contexts;   /* concurrent NNG request contexts */
 	struct config_limits limits;
 	struct config_txlog txlog;

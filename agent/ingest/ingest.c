@@ -416,9 +416,12 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 static void start_recv(struct request_ctx *rc)
 {
 	pthread_mutex_lock(&rc->in->mu);
-	rc->state = CTX_RECV;
+	bool closing = rc->in->closing;
+	if (!closing)
+		rc->state = CTX_RECV;
 	pthread_mutex_unlock(&rc->in->mu);
-	nng_ctx_recv(rc->ctx, rc->aio);
+	if (!closing)
+		nng_ctx_recv(rc->ctx, rc->aio);
 }
 
 /* A context is done with its request (answered, or dropped): it receives the
@@ -693,6 +696,17 @@ static void ctx_callback(void *arg)
 		pthread_mutex_unlock(&in->mu);
 		if (!closing && result != NNG_ECLOSED && result != NNG_ECANCELED)
 			start_recv(rc);
+		return;
+	}
+	if (in->closing) {
+		/* Received after the stop began (a receive re-armed just before it):
+		 * the worker may be gone, so it is not answered; the client resends
+		 * it to the next agent, as after any lost reply. */
+		nng_msg_free(nng_aio_get_msg(rc->aio));
+		rc->state = CTX_IDLE;
+		pthread_cond_broadcast(&in->cv);
+		pthread_cond_broadcast(&in->query_cv);
+		pthread_mutex_unlock(&in->mu);
 		return;
 	}
 	rc->msg = nng_aio_get_msg(rc->aio);

@@ -50,6 +50,31 @@ void run_dir_name(int64_t start_time_us, const char *id, char *out, size_t len)
 	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, id);
 }
 
+static const char *const name_adjectives[] = {
+    "amber", "brisk", "calm",  "dapper", "eager",   "fancy", "gentle", "hearty",
+    "icy",   "jolly", "keen",  "lucky",  "misty",   "noble", "olive",  "polar",
+    "quiet", "rosy",  "sunny", "tidy",   "upbeat",  "vivid", "witty",  "young",
+    "zesty", "bold",  "crisp", "dusty",  "earnest", "fresh", "golden", "hazy",
+};
+static const char *const name_nouns[] = {
+    "aardvark", "breeze", "canyon", "dawn",    "ember",    "forest", "glade", "harbor",
+    "island",   "jungle", "kite",   "lake",    "meadow",   "night",  "ocean", "pine",
+    "quartz",   "river",  "sky",    "thunder", "universe", "valley", "wave",  "yak",
+    "zephyr",   "brook",  "cloud",  "dune",    "field",    "grove",  "hill",  "moon",
+};
+
+void run_default_name(const char *id, char *out, size_t len)
+{
+	/* FNV-1a: stable across builds and machines, unlike anything seeded. */
+	uint32_t h = 2166136261u;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	size_t na = sizeof name_adjectives / sizeof *name_adjectives;
+	size_t nn = sizeof name_nouns / sizeof *name_nouns;
+	snprintf(out, len, "%s-%s-%u", name_adjectives[h % na], name_nouns[(h >> 8) % nn],
+	         (unsigned)((h >> 16) % 999 + 1));
+}
+
 static int set_str(char **dst, const char *src)
 {
 	char *c = strdup(src ? src : "");
@@ -123,8 +148,13 @@ int run_new(const char *id, const Trackd__V1__RunStart *start, const struct reco
 		                                                           : "uncategorized");
 	if (!rv)
 		rv = set_str(&r->dir_name, dir);
-	if (!rv)
+	if (!rv && start->display_name && *start->display_name) {
 		rv = set_str(&r->display_name, start->display_name);
+	} else if (!rv) {
+		char name[128];
+		run_default_name(id, name, sizeof name);
+		rv = set_str(&r->display_name, name);
+	}
 	if (!rv)
 		rv = set_str(&r->notes, start->notes);
 	if (!rv)

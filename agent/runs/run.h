@@ -105,7 +105,9 @@ struct run_effects {
 	bool step_rejected;   /* a row with a step lower than the current was dropped */
 };
 
-/* A new run from its start record. `id` is the record's run id. */
+/* A new run from its start record. `id` is the record's run id. A start without
+ * a display name gets run_default_name(id): every sink derives the same name
+ * from the same log, so the local store and the W&B backend agree on it. */
 int run_new(const char *id, const Trackd__V1__RunStart *start, const struct record_origin *o,
             struct run **out);
 void run_free(struct run *r);
@@ -129,6 +131,13 @@ int run_to_json(const struct run *r, const char *dir, bool with_values, struct b
 Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r);
 void run_snapshot_free(Trackd__V1__RunSnapshot *s);
 int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out);
+
+/* The display name of a run started without one, in W&B's `adjective-noun-N`
+ * shape. A pure function of the run id (words and N from a hash of it): the
+ * log holds no other fact every sink could count on (W&B's N counts the
+ * project's runs, which neither the log nor the wandb sink knows), so N here is
+ * 1..999 from the hash, not a count. Writes at most len bytes (NUL included). */
+void run_default_name(const char *id, char *out, size_t len);
 
 /* "run-YYYYMMDD_HHMMSS-<id>" from a start time (UTC). */
 void run_dir_name(int64_t start_time_us, const char *id, char *out, size_t len);

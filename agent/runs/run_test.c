@@ -265,6 +265,44 @@ static void test_snapshot_round_trip(void)
 	run_free(r2);
 }
 
+/* A run started without a name gets one derived from its id alone: the local
+ * and wandb sinks, each applying the log, must agree on it. */
+static void test_default_name(void)
+{
+	char a[128], b[128];
+	run_default_name("abc123", a, sizeof a);
+	run_default_name("abc123", b, sizeof b);
+	CHECK(strcmp(a, b) == 0, "same id, same name: %s %s", a, b);
+	int dashes = 0;
+	for (const char *p = a; *p; p++)
+		dashes += *p == '-';
+	const char *n = strrchr(a, '-');
+	CHECK(dashes == 2 && n && atoi(n + 1) >= 1 && atoi(n + 1) <= 999, "shape: %s", a);
+	/* Different ids spread over the words. */
+	int differ = 0;
+	for (int i = 0; i < 20; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "run%d", i);
+		run_default_name(id, b, sizeof b);
+		differ += strcmp(a, b) != 0;
+	}
+	CHECK(differ >= 19, "names vary: %d", differ);
+	struct run *r = start_run("abc123");
+	CHECK(r && strcmp(r->display_name, a) == 0, "run_new uses it: %s",
+	      r ? r->display_name : "");
+	run_free(r);
+	/* A given name wins. */
+	Trackd__V1__RunStart s = TRACKD__V1__RUN_START__INIT;
+	s.display_name = "mine";
+	struct record_origin o = origin(1, 1);
+	CHECK(run_new("abc123", &s, &o, &r) == 0 && strcmp(r->display_name, "mine") == 0, "given");
+	run_free(r);
+	/* Cut to the buffer, NUL-terminated. */
+	char small[5];
+	run_default_name("abc123", small, sizeof small);
+	CHECK(strlen(small) == 4 && strncmp(small, a, 4) == 0, "cut: %s", small);
+}
+
 int main(void)
 {
 	buf_init(&hist, 1 << 20);
@@ -274,6 +312,7 @@ int main(void)
 	test_console();
 	test_states();
 	test_snapshot_round_trip();
+	test_default_name();
 	buf_fini(&hist);
 	buf_fini(&cons);
 	printf("run_test: %d passed, %d failed\n", passed, failed);

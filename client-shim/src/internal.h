@@ -86,6 +86,10 @@
  * training script for long when the agent is wedged. */
 #define TD_INIT_QUERY_TIMEOUT_MS    2000
 #define TD_DIR_QUERY_TIMEOUT_MS     1000
+/* The footer waits at most this long for the agent's wandb sink to learn the
+ * run's URL (a short run ends before the backend answered its UpsertBucket);
+ * not at all when the backend is failing or there is no sink. */
+#define TD_FOOTER_URL_WAIT_MS 3000
 #define TD_DEFAULT_MAX_SPOOL_BYTES  ((uint64_t)1 << 30)
 #define TD_DEFAULT_FLUSH_TIMEOUT_MS 30000
 /* How long the signal thread waits for the agent before spooling the rest. */
@@ -211,6 +215,7 @@ struct td_run {
 	bool print_footer;
 	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
 	char url[256];
+	bool private_agent; /* url is the private agent's: the sender restarts it (autostart.h) */
 	size_t max_buffer_bytes;
 	size_t batch_bytes;
 	uint32_t flush_interval_ms;
@@ -371,6 +376,8 @@ int td_spool_default_dir(char *buf, size_t len);
 /* query.c — synchronous requests for the cold paths */
 /* options.socket_url / given, else $TRACKD_SOCKET, else the agent's default. */
 int td_resolve_url(const char *given, char *url, size_t len);
+/* The same, and whether the address is the private agent's (autostart.h). */
+int td_resolve_url_kind(const char *given, char *url, size_t len, bool *private_agent);
 /* One request/reply on a fresh connection. *out is freed with
  * trackd__v1__reply__free_unpacked. TD_ERR_TRANSPORT if no agent answers. */
 int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,
@@ -382,6 +389,17 @@ int td_check_resume(struct td_run *run, bool explicit_id);
 /* The value of "key" in the object at "outer" of a JSON document, if it is a
  * string: malloc'd, unescaped; NULL otherwise. */
 char *td_json_lookup_string(const char *json, const char *outer, const char *key);
+
+/* What the agent says of the run's upload to W&B (one "run" query: its
+ * "upload" object, see the agent's main.c). Every field is malloc'd, or NULL
+ * when absent: run_url and project_url are NULL until the backend answered. */
+struct td_upload {
+	char *state; /* "disabled", "pending", "uploading", "parked", "done", … */
+	char *run_url, *project_url, *last_error;
+	char *display_name; /* the run's, as the agent knows it */
+};
+int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out);
+void td_upload_fini(struct td_upload *u);
 
 /* A growable string for JSON and footer text. On allocation failure it
  * remembers the failure and ignores further appends. */

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "autostart.h"
 #include "internal.h"
 
 /* ---- strings ------------------------------------------------------------- */
@@ -331,29 +333,28 @@ char *td_json_lookup_string(const char *json, const char *outer, const char *key
 
 /* ---- requests ------------------------------------------------------------- */
 
+int td_resolve_url_kind(const char *given, char *url, size_t len, bool *private_agent)
+{
+	static atomic_bool warned;
+	struct td_agent_where w;
+
+	if (td_agent_locate(given, true, url, len, &w) != 0)
+		return td_fail(TD_ERR_INVALID, "%s", w.why);
+	if (private_agent != NULL)
+		*private_agent = w.kind == TD_AGENT_PRIVATE;
+	/* Once per process, and not for those who opted out: the records are
+	 * kept, but the user should know why no agent takes them. */
+	if (w.start_failed && !atomic_exchange(&warned, true))
+		fprintf(stderr,
+		        "trackd: %s; records are kept (memory, then spool) until an agent "
+		        "answers\n",
+		        w.why);
+	return TD_OK;
+}
+
 int td_resolve_url(const char *given, char *url, size_t len)
 {
-	const char *u = given;
-	int n;
-
-	if (u == NULL || *u == '\0')
-		u = getenv("TRACKD_SOCKET");
-	if (u != NULL && *u != '\0') {
-		n = snprintf(url, len, "%s", u);
-	} else if (geteuid() == 0) {
-		n = snprintf(url, len, "ipc:///run/trackd/trackd.sock");
-	} else {
-		/* Without XDG_RUNTIME_DIR the agent falls back to /tmp/trackd-<uid>. */
-		const char *xdg = getenv("XDG_RUNTIME_DIR");
-		if (xdg != NULL && *xdg == '/')
-			n = snprintf(url, len, "ipc://%s/trackd/trackd.sock", xdg);
-		else
-			n = snprintf(url, len, "ipc:///tmp/trackd-%u/trackd.sock",
-			             (unsigned)geteuid());
-	}
-	if (n < 0 || (size_t)n >= len)
-		return td_fail(TD_ERR_INVALID, "agent address longer than %zu bytes", len - 1);
-	return TD_OK;
+	return td_resolve_url_kind(given, url, len, NULL);
 }
 
 int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,
@@ -736,6 +737,71 @@ int td_run_dir(td_run *run, char *buf, size_t len)
 		              run->run_id);
 		free(dir);
 	}
+	rc = td_str_copy_out(&s, buf, len);
+	free(s.p);
+	return rc;
+}
+
+/* ---- the run on W&B ------------------------------------------------------- */
+
+static char *nonempty(char *s)
+{
+	if (s != NULL && s[0] == '\0') {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out)
+{
+	char path[3 * 256];
+	char *json = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	run_path(run, path, sizeof(path));
+	td_query q = {.kind = "run", .run = path};
+	if ((rc = td_agent_query(run->url, &q, timeout_ms, &json)) != TD_OK)
+		return rc;
+	out->state = nonempty(td_json_lookup_string(json, "upload", "state"));
+	out->run_url = nonempty(td_json_lookup_string(json, "upload", "run_url"));
+	out->project_url = nonempty(td_json_lookup_string(json, "upload", "project_url"));
+	out->last_error = nonempty(td_json_lookup_string(json, "upload", "last_error"));
+	out->display_name = nonempty(td_json_lookup_string(json, "run", "display_name"));
+	free(json);
+	return TD_OK;
+}
+
+void td_upload_fini(struct td_upload *u)
+{
+	free(u->state);
+	free(u->run_url);
+	free(u->project_url);
+	free(u->last_error);
+	free(u->display_name);
+	memset(u, 0, sizeof(*u));
+}
+
+int td_run_url(td_run *run, char *buf, size_t len)
+{
+	struct td_upload u;
+	struct td_str s = {0};
+	int rc;
+
+	if (run == NULL)
+		return td_fail(TD_ERR_INVALID, "td_run_url: run is NULL");
+	if (run->disabled || run->mode == TD_MODE_OFFLINE) {
+		if (buf != NULL && len > 0)
+			buf[0] = '\0';
+		return 0;
+	}
+	if ((rc = td_upload_info(run, TD_DIR_QUERY_TIMEOUT_MS, &u)) != TD_OK)
+		return rc;
+	td_str_put(&s, "", 0);
+	if (u.run_url != NULL)
+		td_str_puts(&s, u.run_url);
+	td_upload_fini(&u);
 	rc = td_str_copy_out(&s, buf, len);
 	free(s.p);
 	return rc;

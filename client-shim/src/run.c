@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "footer.h"
@@ -272,7 +273,8 @@ int td_init(const td_run_options *opts, td_run **out)
 	}
 
 	if ((rc = check_options(opts, &config_count)) != TD_OK ||
-	    (rc = td_resolve_url(opts->socket_url, run->url, sizeof(run->url))) != TD_OK ||
+	    (rc = td_resolve_url_kind(opts->socket_url, run->url, sizeof(run->url),
+	                              &run->private_agent)) != TD_OK ||
 	    (rc = fill_random(run->session_id, sizeof(run->session_id))) != TD_OK) {
 		free(run);
 		return rc;
@@ -561,17 +563,92 @@ int td_set_name(td_run *run, const char *display_name)
 	return rc;
 }
 
-/* The trailer lines under the footer: where the run is and how to look. */
+/* Run data from the agent goes to the user's terminal: no control characters. */
+static void make_printable(char *p)
+{
+	for (; p != NULL && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+}
+
+/* Still on its way to a healthy backend: worth a short wait at the end. */
+static bool url_coming(const struct td_upload *u)
+{
+	return u->run_url == NULL && u->last_error == NULL && u->state != NULL &&
+	       (strcmp(u->state, "pending") == 0 || strcmp(u->state, "waiting") == 0 ||
+	        strcmp(u->state, "uploading") == 0);
+}
+
+/* The upload as the agent knows it, waiting up to TD_FOOTER_URL_WAIT_MS while
+ * the run is unknown to the agent yet (its sinks read the log at their own
+ * pace) or its first UpsertBucket is on its way, as W&B prints the URL at the
+ * end. */
+static int upload_for_footer(struct td_run *run, struct td_upload *u)
+{
+	int64_t deadline = td_mono_ms() + TD_FOOTER_URL_WAIT_MS;
+	for (;;) {
+		int rc = td_upload_info(run, TD_DIR_QUERY_TIMEOUT_MS, u);
+		if ((rc == TD_OK && !url_coming(u)) || (rc != TD_OK && rc != TD_ERR_NOT_FOUND) ||
+		    td_mono_ms() >= deadline)
+			return rc;
+		if (rc == TD_OK)
+			td_upload_fini(u);
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The trailer lines under the footer: the run on W&B (as wandb prints it:
+ * "View run NAME at: URL", "View project at: URL") once the agent's wandb
+ * sink has had the backend's answer, or why not yet; where the run is and how
+ * to look. */
 static int footer_text(struct td_run *run, char **out, size_t *out_len)
 {
 	char dir[4096];
-	struct td_str data = {0}, view = {0};
-	const char *trailer[2];
+	struct td_str data = {0}, view = {0}, w1 = {0}, w2 = {0}, w3 = {0};
+	const char *trailer[5];
 	size_t n = 0;
 	int rc;
 
-	/* Asking the agent happens without the lock. */
+	/* Asking the agent happens without the lock; an agent that does not
+	 * answer is not asked twice. */
 	int dir_len = td_run_dir(run, dir, sizeof(dir));
+	if (run->mode != TD_MODE_OFFLINE && dir_len != TD_ERR_TRANSPORT) {
+		struct td_upload u;
+		if (upload_for_footer(run, &u) == TD_OK) {
+			make_printable(u.display_name);
+			make_printable(u.last_error);
+			if (u.run_url != NULL) {
+				make_printable(u.run_url);
+				make_printable(u.project_url);
+				td_str_printf(&w1, "View run %s at: %s",
+				              u.display_name ? u.display_name : run->run_id,
+				              u.run_url);
+				if (u.project_url != NULL)
+					td_str_printf(&w2, "View project at: %s", u.project_url);
+			}
+			if (u.state != NULL && strcmp(u.state, "parked") == 0) {
+				td_str_printf(
+				    &w3, "W&B: upload parked: %s; retry with: trackctl retry %s",
+				    u.last_error ? u.last_error : "a permanent error", run->run_id);
+			} else if (u.run_url == NULL && u.state != NULL &&
+			           strcmp(u.state, "disabled") != 0 &&
+			           strcmp(u.state, "offline") != 0) {
+				td_str_printf(
+				    &w3,
+				    "W&B: upload pending; trackctl show %s gives the run's URL "
+				    "once the backend answers",
+				    run->run_id);
+			}
+			td_upload_fini(&u);
+		}
+	}
+	if (w1.p != NULL && !w1.failed)
+		trailer[n++] = w1.p;
+	if (w2.p != NULL && !w2.failed)
+		trailer[n++] = w2.p;
+	if (w3.p != NULL && !w3.failed)
+		trailer[n++] = w3.p;
 	if (dir_len > 0 && (size_t)dir_len < sizeof(dir)) {
 		td_str_printf(&data, "Run data: %s", dir);
 		if (!data.failed)
@@ -590,6 +667,9 @@ static int footer_text(struct td_run *run, char **out, size_t *out_len)
 	pthread_mutex_unlock(&run->mu);
 	free(data.p);
 	free(view.p);
+	free(w1.p);
+	free(w2.p);
+	free(w3.p);
 	return rc;
 }
 

@@ -16,6 +16,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "autostart.h"
 #include "internal.h"
 
 /* Messages may be cut to fit; they are for people, not for parsing. */
@@ -236,6 +237,14 @@ static void *sender_main(void *arg)
 				if (backoff > TD_BACKOFF_MAX_MS)
 					backoff = TD_BACKOFF_MAX_MS;
 				retry_at = td_mono_ms() + backoff;
+				/* The private agent went away (idle exit racing our
+				 * connect, a kill): start it again, throttled, without
+				 * waiting; the dialer reconnects once it listens. */
+				if (sent && !answered && run->private_agent && !run->stopping) {
+					pthread_mutex_unlock(&run->mu);
+					(void)td_agent_ensure(run->url, 0, NULL, 0);
+					pthread_mutex_lock(&run->mu);
+				}
 				break;
 			}
 			continue;

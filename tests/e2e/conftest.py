@@ -64,6 +64,16 @@ class Agent:
                            capture_output=True, text=True, check=True)
         return json.loads(r.stdout)
 
+    def raw_status(self, attempts=10):
+        """The StatusReply as rawclient prints it. A status request waits behind
+        the batches queued before it: on a loaded machine it may miss rawclient's
+        5 s timeout, so it is asked again."""
+        for _ in range(attempts):
+            reply = self.raw(status_request())[0]
+            if "status" in reply:
+                return reply["status"]
+        raise AssertionError(f"no status after {attempts} attempts: {reply}")
+
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()

@@ -6,9 +6,8 @@ import random
 import subprocess
 import time
 
-from conftest import (BIN, ITERATIONS, Agent, batch_request, field_bytes, field_varint,
-                      finish_producer, history_by_run, history_record, item_double,
-                      status_request)
+from conftest import (BIN, ITERATIONS, Agent, batch_request, field_bytes,
+                      finish_producer, history_by_run, history_record, item_double)
 
 
 def test_example_training_is_recorded(agent):
@@ -203,7 +202,7 @@ def test_message_size_limit(tmp_path):
         assert "limit 4096" in replies[2]["error"]["message"]
         (far,) = a.raw(b"\x08\x01" + b"\x00" * (limit * 4))
         assert "no_reply" in far
-        assert a.raw(status_request())[0]["status"]["requests_rejected"] == 1
+        assert a.raw_status()["requests_rejected"] == 1
         assert history_by_run(a.dump())["size"] == [1, 2]
     finally:
         a.stop()
@@ -264,7 +263,6 @@ def test_disk_budget_refuses_then_resumes_and_loses_nothing(tmp_path):
     instead of passing the cap; clients keep and resend them; everything arrives
     once sinks release segments. Producers are added in rounds until the budget
     has been hit (a slow build writes less per second than the sink releases)."""
-    from conftest import status_request
     # The smallest budget the agent accepts with 4 MiB requests: 4 of them.
     cap = 16 << 20
     rows = 300000
@@ -277,13 +275,13 @@ def test_disk_budget_refuses_then_resumes_and_loses_nothing(tmp_path):
                      for i in range(4)}
             names += procs
             while any(p.poll() is None for p in procs.values()):
-                st = a.raw(status_request())[0]["status"]
+                st = a.raw_status()
                 peak = max(peak, st["log_bytes"])
                 time.sleep(0.02)
             for p in procs.values():
                 rep = finish_producer(p)
                 assert rep["acked"] == rep["logged"], rep
-            refusals = a.raw(status_request())[0]["status"]["budget_refusals"]
+            refusals = a.raw_status()["budget_refusals"]
             if refusals:
                 break
         assert refusals > 0, "the budget was never reached in 6 rounds"

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import Agent, finish_producer, require_bins, status_request
+from conftest import Agent, finish_producer, require_bins
 
 FS_BYTES = 256 << 20
 FREE_BYTES = 6 << 20  # left free at the start: history files and log fill it quickly
@@ -67,7 +67,7 @@ def test_disk_full_refuses_keeps_everything_and_resumes(tmp_path, small_fs):
     try:
         procs = {n: a.producer(n, rows, "--timeout-ms", 300000) for n in names}
         # The disk fills: batches are refused, counted, and the agent still answers.
-        a.wait_for(lambda: a.raw(status_request())[0]["status"]["budget_refusals"] > 0,
+        a.wait_for(lambda: a.raw_status()["budget_refusals"] > 0,
                    timeout=120, what="a refusal because the disk is full")
         # Training never blocks: every producer hands off all its rows while the
         # disk is still full (they then wait in finish for their acks).
@@ -75,7 +75,7 @@ def test_disk_full_refuses_keeps_everything_and_resumes(tmp_path, small_fs):
         for n, p in procs.items():
             marker = read_marker(p, deadline)
             assert marker == {"handed_off": rows}, f"{n} did not finish logging: {marker}"
-        st = a.raw(status_request())[0]["status"]
+        st = a.raw_status()
         assert st.get("records_quarantined", 0) == 0
         assert "local sink: cannot" in a.log(), "the local sink never hit the full disk"
         assert a.proc.poll() is None, a.log()
@@ -92,7 +92,7 @@ def test_disk_full_refuses_keeps_everything_and_resumes(tmp_path, small_fs):
                 steps = [json.loads(line)["i"] for line in f]
             assert steps == list(range(rows)), f"{n}: {len(steps)} rows"
         assert "applying records resumed" in a.log()
-        st = a.raw(status_request())[0]["status"]
+        st = a.raw_status()
         assert st.get("records_quarantined", 0) == 0
         # Liveness: a fresh run still gets through.
         rep = finish_producer(a.producer("after-full", 10))
@@ -102,6 +102,6 @@ def test_disk_full_refuses_keeps_everything_and_resumes(tmp_path, small_fs):
     # Nothing in the log was damaged: a restart recovers without quarantine.
     a.start()
     try:
-        assert a.raw(status_request())[0]["status"].get("records_quarantined", 0) == 0
+        assert a.raw_status().get("records_quarantined", 0) == 0
     finally:
         a.stop()

@@ -136,7 +136,9 @@ def test_show_prints_the_wandb_footer(agent):
     assert out.endswith(f"Export its rows with: trackctl history {run['path']}\n")
     # By path too, and the agent's JSON as is with --json.
     assert trackctl(agent, "show", run["path"]).stdout == out
-    assert json.loads(trackctl(agent, "show", run["id"], "--json").stdout) == {"run": run}
+    # No wandb sink here: the answer says so beside the run.
+    assert json.loads(trackctl(agent, "show", run["id"], "--json").stdout) == \
+        {"run": run, "upload": {"sink": "none", "state": "disabled"}}
 
 
 def test_show_samples_long_runs_into_40_points(agent):

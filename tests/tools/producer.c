@@ -4,11 +4,15 @@
  *
  *   producer --run-id ID --rows N [--sleep-us U] [--every K] [--exit-code C]
  *            [--timeout-ms T] [--project P] [--first-step S] [--uid U --gid G]
+ *            [--hold-file F] [--url-file F]
  *
  * Row i carries {"i": i, "value": i * 0.5, "tag": "r<i>"} at step i, so a judge can
  * check every row by its step alone. With --sleep-us, it sleeps U µs after every
  * K rows (default K = 1), to spread the logging over time.
  * A line {"handed_off": N} is printed (and flushed) when the last row is logged.
+ * With --hold-file, it waits after the rows until F exists (so a test can look at
+ * the live run first), then finishes; --url-file writes td_run_url's answer to
+ * F just before finishing.
  * Exit code: 0 when td_finish reports everything acknowledged, 1 otherwise.
  */
 #include <trackd/trackd.h>
@@ -23,7 +27,7 @@
 
 int main(int argc, char **argv)
 {
-	const char *run_id = NULL, *project = "trackd-tests";
+	const char *run_id = NULL, *project = "trackd-tests", *hold_file = NULL, *url_file = NULL;
 	long rows = 100, sleep_us = 0, every = 1, timeout_ms = 60000, first = 0, uid = -1, gid = -1;
 	int exit_code = 0;
 	static const struct option opts[] = {
@@ -32,6 +36,7 @@ int main(int argc, char **argv)
 		{"exit-code", required_argument, NULL, 'x'}, {"timeout-ms", required_argument, NULL, 't'},
 		{"project", required_argument, NULL, 'p'},  {"first-step", required_argument, NULL, 'f'},
 		{"uid", required_argument, NULL, 'u'},      {"gid", required_argument, NULL, 'g'},
+		{"hold-file", required_argument, NULL, 'h'}, {"url-file", required_argument, NULL, 'w'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -47,6 +52,8 @@ int main(int argc, char **argv)
 		case 'f': first = atol(optarg); break;
 		case 'u': uid = atol(optarg); break;
 		case 'g': gid = atol(optarg); break;
+		case 'h': hold_file = optarg; break;
+		case 'w': url_file = optarg; break;
 		default: fprintf(stderr, "producer: bad arguments\n"); return 2;
 		}
 	}
@@ -87,6 +94,17 @@ int main(int argc, char **argv)
 	 * agent (td_finish below does wait, up to --timeout-ms, for the acks). */
 	printf("{\"handed_off\":%ld}\n", rows);
 	fflush(stdout);
+	while (hold_file && access(hold_file, F_OK) != 0)
+		usleep(10000);
+	if (url_file) {
+		char url[4096];
+		int n = td_run_url(run, url, sizeof url);
+		FILE *f = fopen(url_file, "w");
+		if (f) {
+			fprintf(f, "%s", n >= 0 ? url : td_strerror(n));
+			fclose(f);
+		}
+	}
 	td_finish_report rep;
 	rv = td_finish(run, exit_code, (int)timeout_ms, &rep);
 	printf("{\"run_id\":\"%s\",\"rows\":%ld,\"refused\":%ld,\"status\":\"%s\","

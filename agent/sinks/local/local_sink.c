@@ -181,40 +181,6 @@ int sink_resolve_dir(struct local_sink *s, const char *ref, char *dir, size_t le
 	return find_anywhere(s, ref, dir, len);
 }
 
-/* ---- display names -------------------------------------------------------------- */
-
-static const char *const adjectives[] = {
-	"amber", "brisk", "calm", "dapper", "eager", "fancy", "gentle", "hearty", "icy",
-	"jolly", "keen", "lucky", "misty", "noble", "olive", "polar", "quiet", "rosy",
-	"sunny", "tidy", "upbeat", "vivid", "witty", "young", "zesty", "bold", "crisp",
-	"dusty", "earnest", "fresh", "golden", "hazy",
-};
-static const char *const nouns[] = {
-	"aardvark", "breeze", "canyon", "dawn", "ember", "forest", "glade", "harbor", "island",
-	"jungle", "kite", "lake", "meadow", "night", "ocean", "pine", "quartz", "river",
-	"sky", "thunder", "universe", "valley", "wave", "yak", "zephyr", "brook", "cloud",
-	"dune", "field", "grove", "hill", "moon",
-};
-
-/* W&B style `adjective-noun-N`: the words come from the run id (stable when a run
- * is replayed), N counts the runs of the project. */
-static void default_display_name(const char *id, const char *pdir, char *out, size_t len)
-{
-	uint32_t h = 2166136261u;
-	for (const char *p = id; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	size_t runs = 0;
-	DIR *d = opendir(pdir);
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d)))
-			runs += strncmp(de->d_name, "run-", 4) == 0;
-		closedir(d);
-	}
-	snprintf(out, len, "%s-%s-%zu", adjectives[h % (sizeof adjectives / sizeof *adjectives)],
-	         nouns[(h >> 8) % (sizeof nouns / sizeof *nouns)], runs + 1);
-}
-
 static void entity_for_uid(uint32_t uid, char *out, size_t len)
 {
 	struct passwd pw, *res = NULL;
@@ -299,11 +265,7 @@ static struct active_run *open_for_start(struct local_sink *s, const char *id,
 	Trackd__V1__RunStart st = *start;
 	st.entity = entity;
 	st.project = (char *)project;
-	char name[128];
-	if (!start->display_name || !*start->display_name) {
-		default_display_name(id, pdir, name, sizeof name);
-		st.display_name = name;
-	}
+	/* Without a display name, run_new makes one from the id, as the wandb sink's. */
 	struct run *r;
 	if (run_new(id, &st, o, &r) != 0)
 		return NULL;

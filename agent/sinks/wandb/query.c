@@ -5,6 +5,7 @@
 
 #include "clock.h"
 #include "errors.h"
+#include "store.h"
 #include "vtree.h"
 
 #include <inttypes.h>
@@ -78,9 +79,11 @@ static bool visible(const struct wb_run *wr, uint32_t uid, bool admin)
 static int query_status(struct wandb_sink *s, uint32_t uid, bool admin, struct buf *out)
 {
 	int64_t now = clock_mono_us();
+	char base[4096];
+	wb_strip_userinfo(s->base_url, base, sizeof base);
 	int rv = buf_puts(out, "{\"base_url\":");
 	if (!rv)
-		rv = json_put_string(out, s->base_url);
+		rv = json_put_string(out, base);
 	if (!rv)
 		rv = buf_printf(out,
 		                ",\"counters\":{\"requests_ok\":%" PRIu64
@@ -88,12 +91,15 @@ static int query_status(struct wandb_sink *s, uint32_t uid, bool admin, struct b
 		                ",\"bytes_sent\":%" PRIu64 ",\"records_orphaned\":%" PRIu64
 		                ",\"write_errors\":%" PRIu64 ",\"runs_evicted\":%" PRIu64
 		                ",\"buffered_bytes\":%" PRIu64 ",\"processed_index\":%" PRIu64
-		                ",\"committed_index\":%" PRIu64 ",\"in_flight\":%zu},\"runs\":[",
+		                ",\"committed_index\":%" PRIu64 ",\"in_flight\":%zu"
+		                ",\"requests_retried\":%" PRIu64 ",\"lines_sent\":%" PRIu64
+		                ",\"runs_finished\":%" PRIu64 "},\"runs\":[",
 		                atomic_load(&s->requests_ok), atomic_load(&s->requests_failed),
 		                atomic_load(&s->lines_skipped), atomic_load(&s->bytes_sent),
 		                atomic_load(&s->records_orphaned), atomic_load(&s->write_errors),
 		                atomic_load(&s->runs_evicted), s->buffered, s->processed_index,
-		                s->committed_index, s->in_flight);
+		                s->committed_index, s->in_flight, atomic_load(&s->requests_retried),
+		                atomic_load(&s->lines_sent), atomic_load(&s->runs_finished));
 	bool first = true;
 	for (size_t i = 0; i < s->n_runs && !rv; i++) {
 		if (!visible(s->runs[i], uid, admin))
@@ -174,5 +180,71 @@ int wandb_sink_query(wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bo
 		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
 		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
 	}
+	return rv;
+}
+
+/* A run the sink does not hold in memory: what its durable state says. */
+static int upload_from_disk(struct wandb_sink *s, const char *run_id, struct buf *out)
+{
+	struct wb_state st;
+	const char *state = "pending";
+	char run_url[4096] = "", project_url[3000] = "";
+	bool have = wb_state_read(s->runs_dir, run_id, &st) == 0;
+	if (have && (st.flags & WB_STATE_OFFLINE)) {
+		state = "offline";
+	} else if (have && (st.flags & WB_STATE_UPSERTED) && *st.entity) {
+		/* Only runs whose upload is complete (or that wait to be read
+		 * again from the log) leave memory. */
+		state = "done";
+		Trackd__V1__RunSnapshot *snap =
+		    st.snapshot_len
+		        ? trackd__v1__run_snapshot__unpack(NULL, st.snapshot_len, st.snapshot)
+		        : NULL;
+		if (!snap || !snap->state || strcmp(snap->state, "running") == 0)
+			state = "uploading";
+		trackd__v1__run_snapshot__free_unpacked(snap, NULL);
+		snprintf(project_url, sizeof project_url, "%s/%s/%s", s->app_url, st.entity,
+		         st.project);
+		snprintf(run_url, sizeof run_url, "%s/runs/%s", project_url, run_id);
+	}
+	if (have)
+		wb_state_fini(&st);
+	int rv = buf_puts(out, "{\"sink\":\"wandb\"");
+	if (!rv)
+		rv = put_field(out, "state", state);
+	if (!rv)
+		rv = put_field(out, "run_url", run_url);
+	if (!rv)
+		rv = put_field(out, "project_url", project_url);
+	if (!rv)
+		rv = put_field(out, "last_error", "");
+	return rv ? rv : buf_putc(out, '}');
+}
+
+int wandb_sink_run_upload(wandb_sink *s, const char *run_id, struct buf *out)
+{
+	char url[4096];
+	int64_t now = clock_mono_us();
+	pthread_mutex_lock(&s->mu);
+	struct wb_run *wr = wb_find(s, run_id);
+	int rv;
+	if (!wr) {
+		rv = upload_from_disk(s, run_id, out);
+	} else {
+		rv = buf_puts(out, "{\"sink\":\"wandb\"");
+		if (!rv)
+			rv = put_field(out, "state", state_name(wr, now));
+		wb_run_url(s, wr, url, sizeof url);
+		if (!rv)
+			rv = put_field(out, "run_url", url);
+		wb_project_url(s, wr, url, sizeof url);
+		if (!rv)
+			rv = put_field(out, "project_url", url);
+		if (!rv)
+			rv = put_field(out, "last_error", wr->last_error);
+		if (!rv)
+			rv = buf_putc(out, '}');
+	}
+	pthread_mutex_unlock(&s->mu);
 	return rv;
 }

@@ -117,6 +117,7 @@ struct wandb_sink {
 
 	_Atomic uint64_t requests_ok, requests_failed, lines_skipped, bytes_sent;
 	_Atomic uint64_t records_orphaned, write_errors, runs_evicted;
+	_Atomic uint64_t requests_retried, lines_sent, runs_finished;
 };
 
 /* Finds a run by id or "entity/project/id". Caller holds s->mu. */
@@ -135,8 +136,17 @@ void wb_project_url(const struct wandb_sink *s, const struct wb_run *wr, char *o
  * TRACKD_EINVAL (no key, unreadable, malformed). */
 int wb_load_api_key(const char *file, const char *env, char **key_out, char *err, size_t errlen);
 
-/* The UI base URL for an API base URL: "https://api.x" → "https://x". */
+/* The UI base URL for an API base URL, as the official client derives it:
+ * https://api.wandb.ai → https://wandb.ai, https://api.example.com →
+ * https://app.example.com (and api.wandb.test → app.wandb.test), any other
+ * (http://localhost:8080, a bare host) → itself; no trailing '/'. */
 void wb_derive_app_url(const char *base_url, char *out, size_t len);
+
+/* url without the user:password@ of its authority (never shown to anyone). */
+void wb_strip_userinfo(const char *url, char *out, size_t len);
+
+/* Removes trailing '/' from url in place. */
+void wb_trim_slashes(char *url);
 
 /* transfer.c: starts a request (the body is taken: on success it belongs to
  * the transfer); completes them into wb_transfer_done, called by the sink. */

@@ -350,12 +350,44 @@ int wb_load_api_key(const char *file, const char *env, char **key_out, char *err
 
 void wb_derive_app_url(const char *base_url, char *out, size_t len)
 {
-	const char *host = strstr(base_url, "://");
-	host = host ? host + 3 : base_url;
-	if (strncmp(host, "api.", 4) == 0)
-		snprintf(out, len, "%.*s%s", (int)(host - base_url), base_url, host + 4);
+	/* The official client's mapping (wandb.util.app_url): the public cloud's
+	 * api.wandb.<tld> drops "api.", a dedicated api.<host> becomes app.<host>
+	 * (its dev api.wandb.test too), anything else (a local server,
+	 * localhost:8080) serves the UI on the same address. */
+	char plain[4096];
+	wb_strip_userinfo(base_url, plain, sizeof plain);
+	const char *sep = strstr(plain, "://");
+	const char *host = sep ? sep + 3 : plain;
+	int scheme = (int)(host - plain);
+	if (strncmp(host, "api.wandb.", 10) == 0 && strncmp(host, "api.wandb.test", 14) != 0)
+		snprintf(out, len, "%.*s%s", scheme, plain, host + 4);
+	else if (strncmp(host, "api.", 4) == 0)
+		snprintf(out, len, "%.*sapp.%s", scheme, plain, host + 4);
 	else
-		snprintf(out, len, "%s", base_url);
+		snprintf(out, len, "%s", plain);
+	wb_trim_slashes(out);
+}
+
+void wb_strip_userinfo(const char *url, char *out, size_t len)
+{
+	const char *sep = strstr(url, "://");
+	const char *host = sep ? sep + 3 : url;
+	size_t authority = strcspn(host, "/?#");
+	const char *at = memchr(host, '@', authority);
+	/* Everything up to the last '@' of the authority is user:password. */
+	while (at && memchr(at + 1, '@', authority - (size_t)(at + 1 - host)))
+		at = memchr(at + 1, '@', authority - (size_t)(at + 1 - host));
+	if (!at)
+		snprintf(out, len, "%s", url);
+	else
+		snprintf(out, len, "%.*s%s", (int)(host - url), url, at + 1);
+}
+
+void wb_trim_slashes(char *url)
+{
+	size_t n = strlen(url);
+	while (n > 0 && url[n - 1] == '/')
+		url[--n] = '\0';
 }
 
 static const char *project_of(const struct wb_run *wr)
@@ -793,6 +825,7 @@ static enum action next_action(struct wandb_sink *s, struct wb_run *wr, int64_t 
 		/* Crashed or killed, all delivered: the backend decides from the
 		 * missing heartbeats, so there is nothing to send. */
 		wr->end_acked = wr->end_gen;
+		count(&s->runs_finished, 1);
 	}
 	bool data =
 	    lines_pending(wr) || wr->sum_gen != wr->sum_acked || wr->end_gen != wr->end_acked;
@@ -890,6 +923,7 @@ static void failed(struct wandb_sink *s, struct wb_run *wr, const struct wb_tran
 		if (status == 429 && now + (int64_t)delay * 1000 > s->gate_until)
 			s->gate_until = now + (int64_t)delay * 1000;
 	}
+	count(&s->requests_retried, 1);
 	if (wr->attempts < UINT32_MAX)
 		wr->attempts++;
 	wr->retry_at = now + (int64_t)delay * 1000;
@@ -955,6 +989,8 @@ static void consume(struct wandb_sink *s, struct wb_run *wr, const struct wb_str
 	wr->c_head += out->console_bytes;
 	wr->h_done += out->history_lines;
 	wr->c_done += out->console_lines;
+	count(&s->lines_sent, out->history_lines + out->console_lines - out->history_skipped -
+	                          out->console_skipped);
 	wr->h_skipped += out->history_skipped;
 	wr->c_skipped += out->console_skipped;
 	s->buffered -= out->history_bytes + out->console_bytes;
@@ -999,8 +1035,10 @@ static void stream_done(struct wandb_sink *s, struct wb_run *wr, struct wb_trans
 			wr->summary_too_big = true;
 		}
 	}
-	if (t->final && wr->end_gen == t->end_gen)
+	if (t->final && wr->end_gen == t->end_gen && wr->end_acked != t->end_gen) {
 		wr->end_acked = t->end_gen;
+		count(&s->runs_finished, 1);
+	}
 	wr->more = !t->out.all && !t->out.empty;
 	if (!wr->stop_requested && wb_stream_response_stopped(t->response.data, t->response.len)) {
 		wr->stop_requested = true;
@@ -1438,4 +1476,7 @@ void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out)
 	out->requests_failed = atomic_load(&s->requests_failed);
 	out->lines_skipped = atomic_load(&s->lines_skipped);
 	out->bytes_sent = atomic_load(&s->bytes_sent);
+	out->requests_retried = atomic_load(&s->requests_retried);
+	out->lines_sent = atomic_load(&s->lines_sent);
+	out->runs_finished = atomic_load(&s->runs_finished);
 }

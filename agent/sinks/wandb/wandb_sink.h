@@ -26,10 +26,15 @@
  *   or uid<N> — what libtrackd fills in when the user gave none, meaningless to
  *   W&B — then `entity` from the configuration, else the API key's default
  *   entity (UpsertBucket without one; the answer names it). Project: the
- *   run's. The display name is sent only when the user gave one (the local
- *   sink's made-up name is not in the log); the backend makes its own.
- *   URLs: {app_url}/{entity}/{project}/runs/{id}, logged at the first
- *   UpsertBucket and returned by the "wandb" query.
+ *   run's. The display name is always sent: the user's, else the one
+ *   run_new derives from the run id (run_default_name), the same the local
+ *   sink shows; renames (RunRename records, from the client or `trackctl
+ *   rename`), config updates and a resume's start send it again, debounced.
+ *   URLs: {app_url}/{entity}/{project}/runs/{id} and {app_url}/{entity}/
+ *   {project}, known once the backend answered the first UpsertBucket; logged
+ *   then, and returned by the "wandb" query and wandb_sink_run_upload. app_url
+ *   is `app_url` from the configuration, else derived from base_url as the
+ *   official client does (wb_derive_app_url).
  *
  * Offsets: a line's offset is base + its index in the run's derived file −
  *   the lines skipped before it. base is the line count the backend reported
@@ -137,6 +142,9 @@ struct wandb_sink_stats {
 	uint64_t lines_skipped, bytes_sent;
 	uint64_t processed_index, committed_index, backlog;
 	uint64_t buffered_bytes;
+	uint64_t requests_retried; /* failed attempts that will be tried again */
+	uint64_t lines_sent;       /* history + console lines acknowledged */
+	uint64_t runs_finished;    /* runs whose end the backend acknowledged */
 };
 
 int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out);
@@ -160,5 +168,14 @@ void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out);
  * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
 int wandb_sink_query(wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
                      struct buf *out, char *err, size_t errlen);
+
+/* Appends to `out` what the sink knows of run `run_id` (no access check: the
+ * caller answers for a peer allowed to see the run), as one JSON object:
+ *   {"sink":"wandb","state":S,"run_url":U,"project_url":P,"last_error":E}
+ * S is a "wandb" query state, or "pending" when the sink has not reached the
+ * run yet (nothing in memory or on disk); U and P are "" until the backend
+ * answered the run's first UpsertBucket. Runs not in memory are answered
+ * from their durable state (done or offline). Returns 0 or a trackd_err. */
+int wandb_sink_run_upload(wandb_sink *s, const char *run_id, struct buf *out);
 
 #endif

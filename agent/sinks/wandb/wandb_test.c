@@ -545,15 +545,45 @@ static void test_api_key(void)
 	free(h);
 }
 
-static void test_urls(void)
+static void check_app(const char *base, const char *want)
 {
 	char u[256];
-	wb_derive_app_url("https://api.wandb.ai", u, sizeof u);
-	CHECK(strcmp(u, "https://wandb.ai") == 0, "%s", u);
-	wb_derive_app_url("http://127.0.0.1:8080", u, sizeof u);
-	CHECK(strcmp(u, "http://127.0.0.1:8080") == 0, "%s", u);
-	wb_derive_app_url("https://api.example.com/base", u, sizeof u);
-	CHECK(strcmp(u, "https://example.com/base") == 0, "%s", u);
+	wb_derive_app_url(base, u, sizeof u);
+	CHECK(strcmp(u, want) == 0, "%s -> %s, want %s", base, u, want);
+}
+
+static void test_urls(void)
+{
+	/* The official client's mapping (wandb.util.app_url). */
+	check_app("https://api.wandb.ai", "https://wandb.ai");
+	check_app("https://api.wandb.ai/", "https://wandb.ai");
+	check_app("https://api.wandb.test", "https://app.wandb.test");
+	check_app("https://api.example.com", "https://app.example.com");
+	check_app("https://api.example.com/base//", "https://app.example.com/base");
+	check_app("http://localhost:8080", "http://localhost:8080");
+	check_app("http://127.0.0.1:8080/", "http://127.0.0.1:8080");
+	check_app("https://wandb.corp.example", "https://wandb.corp.example");
+	/* "api" only as the first label of the host counts. */
+	check_app("https://myapi.example.com", "https://myapi.example.com");
+	check_app("https://example.com/api.x", "https://example.com/api.x");
+	/* A result that does not fit is cut, never overrun. */
+	char small[12];
+	memset(small, 'x', sizeof small);
+	wb_derive_app_url("https://api.wandb.ai", small, sizeof small);
+	CHECK(strcmp(small, "https://wan") == 0, "%s", small);
+	/* Credentials in the API URL never reach a shown URL. */
+	check_app("https://u:secret@api.example.com/x", "https://app.example.com/x");
+	check_app("http://a@b:pw@localhost:8080", "http://localhost:8080");
+	char plain[128];
+	wb_strip_userinfo("https://k@h/p@q", plain, sizeof plain);
+	CHECK(strcmp(plain, "https://h/p@q") == 0, "%s", plain);
+	wb_strip_userinfo("https://h/p", plain, sizeof plain);
+	CHECK(strcmp(plain, "https://h/p") == 0, "%s", plain);
+	char t1[] = "/", t2[] = "a//", t3[] = "";
+	wb_trim_slashes(t1);
+	wb_trim_slashes(t2);
+	wb_trim_slashes(t3);
+	CHECK(!*t1 && strcmp(t2, "a") == 0 && !*t3, "trim");
 }
 
 int main(void)

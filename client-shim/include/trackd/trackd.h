@@ -237,6 +237,13 @@ TD_API int td_footer(td_run *run, char *buf, size_t len);
  * answers. */
 TD_API int td_run_dir(td_run *run, char *buf, size_t len);
 
+/* The run's page in the W&B UI, {app_url}/{entity}/{project}/runs/{id}, once
+ * the agent's wandb sink has had the backend's answer to the run's first
+ * UpsertBucket. Writes like td_footer; returns the length, 0 (and "") when
+ * there is none: no wandb sink, not acknowledged yet, an offline or disabled
+ * run. TD_ERR_TRANSPORT if no agent answers. */
+TD_API int td_run_url(td_run *run, char *buf, size_t len);
+
 /* ---- reading from the agent (trackctl, the Python Api) -------------------- */
 
 /* One query to the agent's run store (see Query in trackd.proto; NULL / 0

@@ -4,13 +4,15 @@ Every call is one query to the agent's run store over its socket (libtrackd's
 td_query_agent); the agent answers with JSON (shapes in agent/runs/query.h):
 
     runs    → {"runs": [RUN, ...]}
-    run     → {"run": RUN}
+    run     → {"run": RUN, "upload": UPLOAD}
     history → {"run", "from_line", "next_line", "total_lines", "lines": [{...}, ...]}
 
 RUN carries id, entity, project, path, display_name, state, start_time,
 end_time, exit_code, host, pids, uid, notes, tags, group, job_type, mode, dir,
 history_lines, summary and config. History lines may hold bare NaN / Infinity,
-which Python's json module reads.
+which Python's json module reads. UPLOAD is the agent's wandb sink's view of
+the run: {"sink", "state", "run_url", "project_url", "last_error"}; the URLs are
+"" until the W&B backend answered (and the state is "disabled" without a sink).
 """
 from __future__ import annotations
 
@@ -91,6 +93,26 @@ class ApiRun:
     mode = property(lambda self: self._get("mode"))
     history_lines = property(lambda self: self._get("history_lines"))
 
+    @property
+    def upload(self) -> Dict[str, Any]:
+        """The upload to W&B as the agent's wandb sink sees it (state, run_url,
+        project_url, last_error). Runs listed by Api.runs() do not carry it:
+        the first access asks the agent."""
+        if "upload" not in self.json:
+            self.refresh()
+        return self.json.get("upload") or {}
+
+    @property
+    def url(self) -> Optional[str]:
+        """The run's page in the W&B UI once the backend has answered the
+        agent (None before, for offline runs, and without a wandb sink)."""
+        return self.upload.get("run_url") or None
+
+    @property
+    def project_url(self) -> Optional[str]:
+        """The run's project in the W&B UI (None as for url)."""
+        return self.upload.get("project_url") or None
+
     def history(self, keys: Optional[Iterable[str]] = None) -> List[Dict[str, Any]]:
         """Every history row (all pages), optionally only some keys (the agent
         adds _step)."""
@@ -133,7 +155,9 @@ class Api:
     def run(self, path: str) -> ApiRun:
         """The run "entity/project/id" (or a bare "id"); NotFoundError if none."""
         data = _query(self.socket, self.timeout, "run", run=path)
-        return ApiRun(self, data["run"])
+        run = dict(data["run"])
+        run["upload"] = data.get("upload") or {}
+        return ApiRun(self, run)
 
     def status(self) -> Dict[str, Any]:
         """The agent's status (counters, state dir, version)."""

@@ -132,6 +132,7 @@ _SIGNATURES = {
                                         ctypes.POINTER(TdFinishReport)]),
     "td_footer": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_size_t]),
     "td_run_dir": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_size_t]),
+    "td_run_url": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_size_t]),
     "td_query_agent": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(TdQuery), ctypes.c_int,
                                       ctypes.POINTER(_P)]),
     "td_status_agent": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(_P)]),

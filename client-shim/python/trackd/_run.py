@@ -532,6 +532,21 @@ class Run:
 
     _dir_at_finish: Optional[str] = None
 
+    @property
+    def url(self) -> Optional[str]:
+        """The run's page in the W&B UI, once the agent's wandb sink has had
+        the backend's answer (None before, offline, disabled, without a sink,
+        or when no agent answers). Asks the agent each time."""
+        if self._mode != "online":
+            return None
+        with self._lock:
+            if self._handle is None:
+                return self._url_at_finish
+            rc, text = _lib.snprintf_call(_lib.lib().td_run_url, self._handle)
+        return text if rc > 0 else None
+
+    _url_at_finish: Optional[str] = None
+
     # ---- the end ----
 
     def finish(self, exit_code: int = 0, timeout: Optional[float] = None) -> None:
@@ -560,6 +575,9 @@ class Run:
             _, footer = _lib.snprintf_call(lib.td_footer, self._handle)
             rc, run_dir = _lib.snprintf_call(lib.td_run_dir, self._handle)
             self._dir_at_finish = run_dir if rc >= 0 else None
+            if self._mode == "online" and self._dir_at_finish is not None:
+                rc, url = _lib.snprintf_call(lib.td_run_url, self._handle)
+                self._url_at_finish = url if rc > 0 else None
             report = _lib.TdFinishReport()
             timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
             rc = lib.td_finish_reason(self._handle, int(exit_code), reason, timeout_ms,

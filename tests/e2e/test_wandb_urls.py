@@ -1,0 +1,313 @@
+"""Where a run is on W&B, end to end: a real agent uploading to the fake W&B
+backend (tests/fake-wandb), real C and Python clients, trackctl.
+
+- `trackctl show`, the client footer, td_run_url / trackd.Run.url and
+  trackd.Api().run(…).url give {app_url}/{entity}/{project}/runs/{id} once the
+  backend answered the run's UpsertBucket, and say why not otherwise (no wandb
+  sink, upload pending, parked, offline);
+- `trackctl status` prints the wandb sink's counters and its parked runs, never
+  the API key;
+- the display name the local store shows is the one the backend gets, and a
+  rename (trackctl or the client) reaches the backend."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import BIN, Agent, finish_producer, require_bins
+from test_wandb import PROJECT, make_agent, fake_server, fw, wait_uploaded, upstream  # noqa: F401
+
+
+def trackctl(agent, *args, check=True):
+    r = subprocess.run([BIN["trackctl"], *args], env=agent.env, capture_output=True, text=True,
+                       timeout=60)
+    if check:
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r
+
+
+def run_url(fw, run_id, app=None):
+    return f"{app or fw.base_url.rstrip('/')}/{fw.entity}/{PROJECT}/runs/{run_id}"
+
+
+def project_url(fw, app=None):
+    return f"{app or fw.base_url.rstrip('/')}/{fw.entity}/{PROJECT}"
+
+
+def finish_footer(p, timeout=120):
+    """Waits for a producer; returns what it printed on stderr (the footer)."""
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 0, f"producer failed ({p.returncode}): {out} {err}"
+    return err
+
+
+def upload_of(agent, run_id):
+    """The "upload" object of the run's answer ({} before the run is known)."""
+    return agent.query("run", run=run_id).get("upload", {})
+
+
+def build_root():
+    """The build tree the binaries come from (for libtrackd.so)."""
+    d = os.path.dirname(os.path.abspath(BIN["trackd"]))
+    while d != "/":
+        if os.path.exists(os.path.join(d, "client-shim", "libtrackd.so")):
+            return d
+        d = os.path.dirname(d)
+    pytest.fail("libtrackd.so not found above " + BIN["trackd"])
+
+
+def python_env(agent):
+    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    lib = os.path.join(build_root(), "client-shim", "libtrackd.so")
+    env = dict(agent.env, PYTHONPATH=os.path.join(repo, "client-shim", "python"),
+               TRACKD_LIB=lib)
+    # An ASan build's libtrackd loads into Debian's (uninstrumented) python only
+    # with the ASan runtime preloaded; the interpreter's own leaks are not ours.
+    ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
+    for line in ldd.splitlines():
+        if "libasan" in line and "=>" in line:
+            env["LD_PRELOAD"] = line.split("=>")[1].split()[0]
+            env["ASAN_OPTIONS"] = "detect_leaks=0"
+    return env
+
+
+def run_python(agent, code, timeout=120):
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=python_env(agent),
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return r
+
+
+# ---- show, Api, footer: uploaded -------------------------------------------------------
+
+def test_show_api_and_c_footer_give_the_url_once_uploaded(make_agent, fw, tmp_path):
+    agent = make_agent()
+    hold, url_file = tmp_path / "go", tmp_path / "url"
+    p = agent.producer("urlrun", 20, "--hold-file", hold, "--url-file", url_file)
+    # The run is live: wait until the backend answered its UpsertBucket.
+    up = agent.wait_for(lambda: upload_of(agent, "urlrun")
+                        if upload_of(agent, "urlrun").get("run_url") else None,
+                        what="the run URL")
+    assert up["sink"] == "wandb" and up["run_url"] == run_url(fw, "urlrun"), up
+    assert up["project_url"] == project_url(fw), up
+    hold.write_text("")
+    err = finish_footer(p)
+    # td_run_url in the client, and the footer td_finish printed.
+    assert url_file.read_text() == run_url(fw, "urlrun")
+    name = agent.query("run", run="urlrun")["run"]["display_name"]
+    assert f"View run {name} at: {run_url(fw, 'urlrun')}\n" in err, err
+    assert f"View project at: {project_url(fw)}\n" in err, err
+    wait_uploaded(agent, fw, "urlrun")
+    out = trackctl(agent, "show", "urlrun").stdout
+    assert f"View run {name} at: {run_url(fw, 'urlrun')}\n" in out, out
+    assert f"View project at: {project_url(fw)}\n" in out, out
+    assert "W&B:" not in out
+    # After the upload is complete the sink may forget the run from memory: the
+    # answer then comes from its durable state, the same.
+    assert upload_of(agent, "urlrun")["state"] == "done"
+    # The Python Api.
+    r = run_python(agent, f"""
+        import json, trackd
+        api = trackd.Api()
+        r = api.run("urlrun")
+        listed = [x for x in api.runs("{PROJECT}") if x.id == "urlrun"][0]
+        print(json.dumps([r.url, r.project_url, r.upload["state"], listed.url]))
+    """)
+    assert json.loads(r.stdout) == [run_url(fw, "urlrun"), project_url(fw), "done",
+                                    run_url(fw, "urlrun")]
+    # Restarted, the agent answers from the sink's durable state.
+    agent.stop()
+    agent.start()
+    assert upload_of(agent, "urlrun")["run_url"] == run_url(fw, "urlrun")
+    out = trackctl(agent, "show", "urlrun").stdout
+    assert f"View run {name} at: {run_url(fw, 'urlrun')}\n" in out, out
+
+
+def test_short_run_footer_waits_for_the_url(make_agent, fw):
+    # The run ends before the sinks have read its start: td_finish's footer
+    # waits (briefly) for the backend's answer, as W&B prints the URL at the end.
+    agent = make_agent()
+    err = finish_footer(agent.producer("quick", 3))
+    name = agent.query("run", run="quick")["run"]["display_name"]
+    assert f"View run {name} at: {run_url(fw, 'quick')}\n" in err, err
+
+
+def test_python_client_footer_and_run_url(make_agent, fw):
+    agent = make_agent()
+    r = run_python(agent, f"""
+        import json, time, trackd
+        run = trackd.init(project="{PROJECT}", id="pyurl", name="py-named-run",
+                          config={{"lr": 0.1}})
+        run.log({{"loss": 1.0}})
+        deadline = time.monotonic() + 60
+        while run.url is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        live = run.url
+        run.finish()
+        print(json.dumps([live, run.url, trackd.Api().run("pyurl").url]))
+    """)
+    live, after, api = json.loads(r.stdout.splitlines()[-1])
+    assert live == after == api == run_url(fw, "pyurl"), r.stdout
+    assert f"View run py-named-run at: {run_url(fw, 'pyurl')}\n" in r.stderr, r.stderr
+    assert f"View project at: {project_url(fw)}\n" in r.stderr, r.stderr
+
+
+def test_app_url_from_configuration(make_agent, fw):
+    agent = make_agent(app_url="https://ui.example.test/")
+    finish_producer(agent.producer("apprun", 5))
+    wait_uploaded(agent, fw, "apprun")
+    app = "https://ui.example.test"
+    assert upload_of(agent, "apprun")["run_url"] == run_url(fw, "apprun", app)
+    assert f"at: {run_url(fw, 'apprun', app)}\n" in trackctl(agent, "show", "apprun").stdout
+    assert f"/runs/apprun" in agent.log() and app in agent.log()
+
+
+# ---- no URL, and why -------------------------------------------------------------------
+
+def test_no_sink_says_so(tmp_path):
+    require_bins()
+    agent = Agent(tmp_path)
+    agent.start()
+    try:
+        err = finish_footer(agent.producer("nosink", 5))
+        agent.wait_for(lambda: agent.run_state("nosink") == "finished", what="finished")
+        assert upload_of(agent, "nosink") == {"sink": "none", "state": "disabled"}
+        out = trackctl(agent, "show", "nosink").stdout
+        assert "W&B: not uploaded: no wandb sink configured" in out, out
+        assert "View run" not in out
+        # The footer does not advertise W&B when there is no sink.
+        assert "W&B" not in err and "View run" not in err, err
+        r = run_python(agent, """
+            import trackd
+            print(trackd.Api().run("nosink").url)
+        """)
+        assert r.stdout.strip() == "None"
+        st = trackctl(agent, "status").stdout
+        assert "wandb sink:          off" in st, st
+        assert json.loads(trackctl(agent, "status", "--json").stdout)["wandb"] == \
+            {"enabled": False}
+    finally:
+        agent.stop()
+
+
+def test_pending_until_the_backend_answers(make_agent, fw, tmp_path):
+    # Every UpsertBucket fails with a retryable error: no URL yet.
+    fid = fw.add_fault(kind="status", status=503, count=-1, path_prefix="/graphql")
+    agent = make_agent()
+    hold, url_file = tmp_path / "go", tmp_path / "url"
+    p = agent.producer("slowup", 5, "--hold-file", hold, "--url-file", url_file)
+    agent.wait_for(lambda: upload_of(agent, "slowup").get("last_error"), what="a failed upsert")
+    up = upload_of(agent, "slowup")
+    assert up["run_url"] == "" and up["state"] in ("retrying", "uploading"), up
+    out = trackctl(agent, "show", "slowup").stdout
+    assert "W&B: upload pending: the backend has not acknowledged the run yet" in out, out
+    assert "503" in out and "View run" not in out
+    hold.write_text("")
+    err = finish_footer(p)
+    assert url_file.read_text() == ""
+    assert "W&B: upload pending; trackctl show slowup gives the run's URL" in err, err
+    assert "View run" not in err
+    fw.clear_faults(fid)
+    wait_uploaded(agent, fw, "slowup")
+    assert upload_of(agent, "slowup")["run_url"] == run_url(fw, "slowup")
+    assert "View run" in trackctl(agent, "show", "slowup").stdout
+
+
+def test_offline_run_shows_the_sync_command(make_agent, fw):
+    agent = make_agent()
+    run_python(agent, f"""
+        import trackd
+        with trackd.init(project="{PROJECT}", id="offl1", mode="offline") as run:
+            run.log({{"x": 1}})
+            assert run.url is None
+    """)
+    agent.wait_for(lambda: agent.run_state("offl1") == "finished", what="finished")
+    out = trackctl(agent, "show", "offl1").stdout
+    assert "Offline run; upload it with: trackctl sync " in out, out
+    assert "View run" not in out
+    assert upload_of(agent, "offl1")["run_url"] == ""
+
+
+# ---- status ----------------------------------------------------------------------------
+
+def test_status_shows_counters_and_parked_runs_never_the_key(make_agent, fw):
+    agent = make_agent()
+    fw.add_fault(kind="status", status=404, count=-1,
+                 path_prefix=f"/files/{fw.entity}/{PROJECT}/parkme/")
+    finish_producer(agent.producer("parkme", 30))
+    finish_producer(agent.producer("fine", 30))
+    wait_uploaded(agent, fw, "fine")
+    agent.wait_for(lambda: upload_of(agent, "parkme")["state"] == "parked", what="parked")
+    out = trackctl(agent, "status").stdout
+    assert f"wandb sink:          uploading to {fw.base_url}" in out, out
+    assert " 1 parked, " in out, out
+    parked = [line for line in out.splitlines() if line.startswith("  parked   parkme: ")]
+    assert parked and "404" in parked[0] and "trackctl retry parkme" in parked[0], out
+    j = json.loads(trackctl(agent, "status", "--json").stdout)["wandb"]
+    assert j["enabled"] and j["runs_parked"] == 1 and j["requests_ok"] >= 3, j
+    assert j["runs_finished"] >= 1 and j["lines_sent"] >= 30 and j["requests_failed"] >= 1, j
+    assert j["backlog"] >= 0 and j["bytes_sent"] > 0
+    pr = [r for r in j["runs"] if r["id"] == "parkme"][0]
+    assert pr["state"] == "parked" and pr["last_status"] == 404, pr
+    # show says why, with the command that helps.
+    show = trackctl(agent, "show", "parkme").stdout
+    assert "trackctl retry" in show, show
+    # The key appears nowhere a user can read.
+    for text in (out, json.dumps(j), show, agent.log()):
+        assert fw.api_key not in text
+    # A retryable failure is counted as retried.
+    fw.clear_faults()
+    fw.add_fault(kind="status", status=500, count=1)
+    before = j["requests_retried"]
+    finish_producer(agent.producer("retried", 5))
+    wait_uploaded(agent, fw, "retried")
+    j = json.loads(trackctl(agent, "status", "--json").stdout)["wandb"]
+    assert j["requests_retried"] == before + 1, j
+
+
+# ---- display name ----------------------------------------------------------------------
+
+def test_backend_gets_the_local_name_and_renames(make_agent, fw):
+    agent = make_agent()
+    hold = agent.dir / "go"
+    p = agent.producer("named1", 5, "--hold-file", hold)
+    # Both sinks have it (each reads the log at its own pace).
+    agent.wait_for(lambda: upstream(fw, "named1", False) and agent.run_state("named1"),
+                   what="the run upstream and local")
+    local = agent.query("run", run="named1")["run"]["display_name"]
+    assert local and local.count("-") == 2
+    up = upstream(fw, "named1", False)
+    assert up["displayName"] == local and up["fields"]["displayName"] == local, up
+    # trackctl rename: a new (debounced) UpsertBucket carries it.
+    trackctl(agent, "rename", "named1", "renamed by ctl")
+    fw.wait_for(lambda: upstream(fw, "named1", False)["displayName"] == "renamed by ctl",
+                timeout=30, what="the rename upstream")
+    assert agent.query("run", run="named1")["run"]["display_name"] == "renamed by ctl"
+    hold.write_text("")
+    finish_producer(p)
+    wait_uploaded(agent, fw, "named1")
+    assert upstream(fw, "named1", False)["displayName"] == "renamed by ctl"
+
+
+def test_client_rename_and_config_update_reach_the_backend(make_agent, fw):
+    agent = make_agent()
+    run_python(agent, f"""
+        import time, trackd
+        run = trackd.init(project="{PROJECT}", id="pyname", config={{"a": 1}})
+        run.log({{"x": 1}})
+        while run.url is None:
+            time.sleep(0.05)
+        run.name = "client-chosen"
+        run.config.update({{"b": 2}})
+        run.log({{"x": 2}})
+        run.finish()
+    """)
+    wait_uploaded(agent, fw, "pyname")
+    up = upstream(fw, "pyname", False)
+    assert up["displayName"] == "client-chosen", up
+    assert up["config"]["a"]["value"] == 1 and up["config"]["b"]["value"] == 2, up["config"]
+    assert up["upserts"] >= 2
+    assert agent.query("run", run="pyname")["run"]["display_name"] == "client-chosen"
