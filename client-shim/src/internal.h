@@ -77,6 +77,11 @@
 /* Redial interval while the agent is not listening. */
 #define TD_RECONNECT_MIN_MS 10
 #define TD_RECONNECT_MAX_MS 500
+/* Attempts finding no connection (TD_REPLY_TIMEOUT_MS each) before the sender
+ * replaces its dialer: NNG 1.5's dialer stops redialling for good when a
+ * connection is closed during the SP handshake (an agent killed right after
+ * accepting), so waiting for it would wait forever. */
+#define TD_REDIAL_AFTER 3u
 /* Replies are an Ack or an Error with a short message. */
 #define TD_MAX_REPLY_BYTES ((size_t)64 << 10)
 /* Query replies carry JSON (history pages): bounded, but generously. */
@@ -221,6 +226,8 @@ struct td_run {
 	uint32_t flush_interval_ms;
 	nng_socket sock;
 	bool sock_open;
+	nng_dialer dialer;    /* the sender's; replaced by sender.c redial() */
+	uint32_t unreachable; /* consecutive attempts that found no connection */
 	pthread_t sender;
 	bool sender_started;
 

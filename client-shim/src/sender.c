@@ -175,6 +175,39 @@ static void settle(struct td_run *run, const struct attempt *a, enum td_outcome 
 	pthread_cond_broadcast(&run->drained);
 }
 
+/* Creates and starts run->dialer. Non-blocking: if the agent is not up yet,
+ * NNG keeps redialling in the background and the buffered records go out once
+ * it is. */
+static int dial(struct td_run *run)
+{
+	nng_dialer dialer;
+	int rv;
+
+	if ((rv = nng_dialer_create(&dialer, run->sock, run->url)) != 0)
+		return td_fail(TD_ERR_TRANSPORT, "td_init: agent address %s: %s", run->url,
+		               nng_strerror(rv));
+	if ((rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, TD_MAX_REPLY_BYTES)) != 0 ||
+	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMINT, TD_RECONNECT_MIN_MS)) != 0 ||
+	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMAXT, TD_RECONNECT_MAX_MS)) != 0 ||
+	    (rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK)) != 0) {
+		nng_dialer_close(dialer);
+		return td_fail(TD_ERR_TRANSPORT, "td_init: dial %s: %s", run->url,
+		               nng_strerror(rv));
+	}
+	run->dialer = dialer;
+	return TD_OK;
+}
+
+/* Replaces a dialer that may have given up (see TD_REDIAL_AFTER). mu held; the
+ * socket stays open, so td_finish can still cut a wait short. */
+static void redial(struct td_run *run)
+{
+	nng_dialer_close(run->dialer);
+	if (dial(run) != TD_OK)
+		snprintf(run->transport_error, sizeof(run->transport_error),
+		         "cannot dial the agent again: %s", td_last_error());
+}
+
 static void *sender_main(void *arg)
 {
 	struct td_run *run = arg;
@@ -217,6 +250,8 @@ static void *sender_main(void *arg)
 			}
 			if (sent)
 				run->agent_ok = answered;
+			if (answered)
+				run->unreachable = 0;
 			switch (out) {
 			case TD_ACKED:
 				settle(run, &a, out);
@@ -233,6 +268,11 @@ static void *sender_main(void *arg)
 				if (sent && !run->stopping)
 					snprintf(run->transport_error, sizeof(run->transport_error),
 					         "%s", why);
+				if (sent && !answered && !run->stopping &&
+				    ++run->unreachable >= TD_REDIAL_AFTER) {
+					run->unreachable = 0;
+					redial(run);
+				}
 				backoff = backoff ? backoff * 2 : TD_BACKOFF_MIN_MS;
 				if (backoff > TD_BACKOFF_MAX_MS)
 					backoff = TD_BACKOFF_MAX_MS;
@@ -260,7 +300,6 @@ static void *sender_main(void *arg)
 
 int td_sender_start(struct td_run *run)
 {
-	nng_dialer dialer;
 	sigset_t all, old;
 	int rv;
 
@@ -277,20 +316,8 @@ int td_sender_start(struct td_run *run)
 	    (rv = nng_socket_set_ms(run->sock, NNG_OPT_RECONNMINT, TD_RECONNECT_MIN_MS)) != 0 ||
 	    (rv = nng_socket_set_ms(run->sock, NNG_OPT_RECONNMAXT, TD_RECONNECT_MAX_MS)) != 0)
 		return td_fail(TD_ERR_TRANSPORT, "td_init: socket options: %s", nng_strerror(rv));
-	if ((rv = nng_dialer_create(&dialer, run->sock, run->url)) != 0) {
-		return td_fail(TD_ERR_TRANSPORT, "td_init: agent address %s: %s", run->url,
-		               nng_strerror(rv));
-	}
-	if ((rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, TD_MAX_REPLY_BYTES)) != 0 ||
-	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMINT, TD_RECONNECT_MIN_MS)) != 0 ||
-	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMAXT, TD_RECONNECT_MAX_MS)) != 0)
-		return td_fail(TD_ERR_TRANSPORT, "td_init: dialer options: %s", nng_strerror(rv));
-	/* Non-blocking: if the agent is not up yet, NNG keeps redialling in the
-	 * background and the buffered records go out once it is. */
-	if ((rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK)) != 0) {
-		return td_fail(TD_ERR_TRANSPORT, "td_init: dial %s: %s", run->url,
-		               nng_strerror(rv));
-	}
+	if ((rv = dial(run)) != TD_OK)
+		return rv;
 
 	/* The application's signal handlers must not run on our thread. */
 	sigfillset(&all);
