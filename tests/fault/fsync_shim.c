@@ -39,7 +39,8 @@ static int log_fd(void)
 	static int fd = -2;
 	if (fd == -2) {
 		const char *path = getenv("FSYNC_SHIM_LOG");
-		fd = path && *path ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : -1;
+		fd = path && *path ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)
+		                   : -1;
 	}
 	return fd;
 }

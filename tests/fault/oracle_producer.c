@@ -35,14 +35,20 @@
 
 int main(int argc, char **argv)
 {
-	const char *run_id = NULL, *project = "trackd-fault", *ledger_path = NULL, *stop_file = NULL;
+	const char *run_id = NULL, *project = "trackd-fault", *ledger_path = NULL,
+	           *stop_file = NULL;
 	long rows = -1, sleep_us = 0, every = 1, timeout_ms = 600000, pad_bytes = 0;
 	static const struct option opts[] = {
-	    {"run-id", required_argument, NULL, 'r'},    {"rows", required_argument, NULL, 'n'},
-	    {"ledger", required_argument, NULL, 'l'},    {"stop-file", required_argument, NULL, 'S'},
-	    {"sleep-us", required_argument, NULL, 's'},  {"every", required_argument, NULL, 'e'},
-	    {"timeout-ms", required_argument, NULL, 't'}, {"project", required_argument, NULL, 'p'},
-	    {"pad-bytes", required_argument, NULL, 'b'}, {NULL, 0, NULL, 0},
+	    {"run-id", required_argument, NULL, 'r'},
+	    {"rows", required_argument, NULL, 'n'},
+	    {"ledger", required_argument, NULL, 'l'},
+	    {"stop-file", required_argument, NULL, 'S'},
+	    {"sleep-us", required_argument, NULL, 's'},
+	    {"every", required_argument, NULL, 'e'},
+	    {"timeout-ms", required_argument, NULL, 't'},
+	    {"project", required_argument, NULL, 'p'},
+	    {"pad-bytes", required_argument, NULL, 'b'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -84,7 +90,8 @@ int main(int argc, char **argv)
 	td_run *run;
 	int rv = td_init(&o, &run);
 	if (rv != TD_OK) {
-		fprintf(stderr, "oracle_producer: td_init: %s (%s)\n", td_strerror(rv), td_last_error());
+		fprintf(stderr, "oracle_producer: td_init: %s (%s)\n", td_strerror(rv),
+		        td_last_error());
 		return 1;
 	}
 	long handed = 0, refused = 0;

@@ -88,10 +88,10 @@ def restart_and_measure(agent, watch_s=6.0):
 
 
 R16_DEFECT = (
-    "defect found by this test, not fixed yet: while the sinks catch up a backlog the "
-    "agent's anonymous memory climbs to 100-250 MiB (both sinks format rows byte by byte "
-    "in vtree.c json_put_string, the local sink stays seconds on one round), over the "
-    "64 MiB bound; see tests/fault/README.md")
+    "defect found by this test, not fixed yet: with the upstream unreachable, the wandb "
+    "sink's memory grows far past max_buffer_bytes while it reads the backlog (100-700 MiB "
+    "anonymous memory; the same state without the wandb sink stays at 9 MiB), and the "
+    "local sink's progress stalls meanwhile; see tests/fault/README.md")
 
 
 @pytest.mark.xfail(reason=R16_DEFECT, strict=True)
