@@ -8,12 +8,14 @@
  *                   (log level) and say in the log which changes need a restart.
  * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.
  */
+#include "collect.h"
 #include "config.h"
 #include "errors.h"
 #include "ingest.h"
 #include "local_sink.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "paths.h"
 #include "sdnotify.h"
 #include "sessions.h"
@@ -173,7 +175,9 @@ static void reload(const struct args *a)
  * they are atomic; a hook that finds its target missing reports "starting". */
 struct agent {
 	const char *state_dir;
-	uint64_t log_max_bytes;
+	_Atomic uint64_t log_max_bytes; /* changed by reloads, read by status queries */
+	txlog *log;                     /* set before any hook or the metrics run */
+	_Atomic uint64_t reloads_applied, reloads_rejected;
 	_Atomic(ingest *) in;
 	_Atomic(local_sink *) sink;
 	_Atomic(wandb_sink *) wandb; /* NULL when sinks.wandb is off */
@@ -234,7 +238,7 @@ static void add_status(void *arg, Trackd__V1__StatusReply *st)
 	struct agent *ag = arg;
 	st->state_dir = (char *)ag->state_dir;
 	st->has_log_max_bytes = true;
-	st->log_max_bytes = ag->log_max_bytes;
+	st->log_max_bytes = atomic_load(&ag->log_max_bytes);
 	local_sink *sink = atomic_load(&ag->sink);
 	if (!sink)
 		return;
@@ -260,6 +264,21 @@ static void add_status(void *arg, Trackd__V1__StatusReply *st)
 	WB_STAT(bytes_sent, ws.bytes_sent);
 	WB_STAT(backlog, ws.backlog);
 #undef WB_STAT
+}
+
+static void collect(void *arg, struct metrics_writer *w)
+{
+	struct agent *ag = arg;
+	struct collect_sources src = {
+	    .version = TRACKD_VERSION,
+	    .in = atomic_load(&ag->in),
+	    .log = ag->log,
+	    .local = atomic_load(&ag->sink),
+	    .wandb = atomic_load(&ag->wandb),
+	    .reloads_applied = atomic_load(&ag->reloads_applied),
+	    .reloads_rejected = atomic_load(&ag->reloads_rejected),
+	};
+	collect_metrics(&src, w);
 }
 
 static void client_disconnected(void *arg)
@@ -361,6 +380,7 @@ static int run(const struct args *a, struct config *cfg)
 	struct agent ag = {0};
 	local_sink *sink = NULL;
 	wandb_sink *wandb = NULL;
+	metrics *mx = NULL;
 	lru *owners = NULL;
 	struct sdnotify notify;
 	if (sdnotify_open(&notify) != 0)
@@ -416,6 +436,17 @@ static int run(const struct args *a, struct config *cfg)
 
 	ag.state_dir = cfg->state_dir;
 	ag.log_max_bytes = cfg->txlog.max_bytes;
+	ag.log = log;
+	/* Early, so a scrape sees start-up; stages appear in it as they start. */
+	if (cfg->metrics_listen[0]) {
+		struct metrics_options mo = {
+		    .listen = cfg->metrics_listen, .collect = collect, .collect_arg = &ag};
+		if ((rv = metrics_start(&mo, &mx)) != 0) {
+			log_error("cannot serve metrics on %s (metrics_listen): %s",
+			          cfg->metrics_listen, trackd_strerror(rv));
+			goto out;
+		}
+	}
 	struct local_sink_options so = {
 		.state_dir = cfg->state_dir,
 		.log = log,
@@ -517,6 +548,8 @@ static int run(const struct args *a, struct config *cfg)
 	exit_code = 0;
 
 out:
+	/* First: the collector reads every stage below. */
+	metrics_free(mx);
 	/* The sink stops after ingest (it may still submit crash marks until then)
 	 * and before the log closes (its final checkpoint moves its cursor). The
 	 * wandb sink stops first: it reads what the local sink also reads. */

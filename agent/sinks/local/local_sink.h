@@ -67,6 +67,8 @@ struct local_sink_stats {
 	uint64_t rows_rejected;    /* rows whose explicit step went backwards */
 	uint64_t crashes_detected;
 	uint64_t write_errors;
+	/* Runs this process saw end (a resumed run that ends again counts again). */
+	uint64_t runs_finished, runs_failed, runs_crashed, runs_killed;
 };
 
 int local_sink_start(const struct local_sink_options *opts, local_sink **out);
