@@ -700,8 +700,7 @@ static bool is_loopback_listen(const char *text)
 		return false;
 	uint64_t port;
 	const char *rest;
-	if (parse_decimal(colon + 1, &port, &rest) != PARSE_OK || *rest || port < 1 ||
-	    port > 65535)
+	if (parse_decimal(colon + 1, &port, &rest) != PARSE_OK || *rest || port < 1 || port > 65535)
 		return false;
 	char host[64];
 	size_t hl = (size_t)(colon - text);
