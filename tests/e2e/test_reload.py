@@ -159,7 +159,7 @@ def test_budget_applies_at_once(tmp_path, ragent):
     batches = [[rec_start("big")]] + [[rec_row("big", i, a=big, b=big, c=big)] for i in range(6)]
     send_batches(a, *batches)
     # Its client is gone: the agent's crash mark is in the log before we measure.
-    a.wait_for(lambda: a.run_state("big") == "crashed", what="big crashed")
+    a.wait_for(lambda: a.run_state("big") == "crashed", timeout=180, what="big crashed")
     used = a.metrics.value("trackd_log_disk_bytes")
     assert used > 16 << 20
     a.reload(limits + "txlog:\n  max_bytes: 16MiB\n" + wandb)
