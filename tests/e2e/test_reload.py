@@ -274,8 +274,21 @@ def test_wandb_base_url_and_key_reload(tmp_path, ragent, two_fakes):
     finish_producer(a.producer("before", 200))
     fw1.wait_for(uploaded(fw1, "before", 200), timeout=60, what="before on fw1")
 
+    # A request in flight across the reload keeps the headers it started with
+    # (they are freed when it ends, not when they are replaced): fw1 accepts it.
+    fault = fw1.add_fault(kind="delay", delay=5, path_prefix="/files/", count=1)
+    during = a.producer("during", 100, "--sleep-us", 20000)
+    def fired():
+        listing = fw1.faults()
+        return any(f["id"] == fault and f["fired"]
+                   for f in listing["faults"] + listing["expired"])
+    fw1.wait_for(fired, timeout=60, what="a delayed request to fw1")
     applied, _ = a.reload(wandb_yaml(fw2.base_url, key, retry_max="2s"))
     assert applied == 1
+    fw1.wait_for(lambda: (fw1.run_or_none("ent", PROJECT, "during", False) or
+                          {"history_lines": 0})["history_lines"] > 0,
+                 timeout=60, what="the delayed request answered")
+    finish_producer(during)
     log = a.log()
     assert (f'reload: sinks.wandb.base_url: \\"{fw1.base_url}\\" -> \\"{fw2.base_url}\\": '
             'applied') in log
