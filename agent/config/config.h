@@ -92,6 +92,7 @@ struct config {
 	uint64_t shutdown_timeout_ms;
 	uint64_t idle_exit_ms;      /* --user: idle time before exiting; 0 = never */
 	uint64_t ingest_contexts;   /* concurrent NNG request contexts */
+	char *metrics_listen;       /* "" = no metrics endpoint; else loopback ip:port */
 	struct config_limits limits;
 	struct config_txlog txlog;
 	struct config_access access;
@@ -121,6 +122,24 @@ void config_print_reference(FILE *out);
 
 /* Writes the effective configuration as YAML (for --check-config). */
 void config_print(const struct config *cfg, FILE *out);
+
+/* One key whose value differs between two configurations (for SIGHUP). Values
+ * are written as in the file, long ones shortened. */
+struct config_change {
+	const char *key;      /* dotted path, static */
+	char old_value[160];
+	char new_value[160];
+	bool reloadable;      /* the key is marked as applied to a running agent */
+};
+
+/* Calls `fn` for each key whose value differs between `running` and `next`, in
+ * table order; stops at and returns the first non-zero return of fn. */
+int config_diff(const struct config *running, const struct config *next,
+                int (*fn)(void *arg, const struct config_change *change), void *arg);
+
+/* Copies the value of one key (dotted path) from `src` into `dst`. 0,
+ * TRACKD_ENOENT for an unknown key, TRACKD_ENOMEM (dst unchanged). */
+int config_copy_key(struct config *dst, const struct config *src, const char *key);
 
 /* `dst` is overwritten, not freed; on TRACKD_ENOMEM it holds no strings. */
 int config_copy(struct config *dst, const struct config *src);

@@ -134,6 +134,8 @@ struct txlog {
 	_Atomic bool closed;
 	_Atomic uint64_t records_appended, bytes_appended, records_quarantined, bytes_quarantined,
 	    bytes_truncated, bad_segment_headers, fsync_failures, budget_refusals;
+	_Atomic uint64_t max_bytes; /* the budget: opts.max_bytes, changed by reloads */
+	_Atomic uint64_t fsync_buckets[TXLOG_FSYNC_BUCKETS + 1], fsync_sum_us;
 };
 
 /* ---- segment files (segment.c) ------------------------------------------ */
@@ -147,8 +149,10 @@ bool seg_header_ok(const uint8_t *hdr, size_t n, uint64_t first_index);
 int seg_list_dir(int dirfd, bool remove_tmp, uint64_t **out, size_t *n);
 /* Creates `<first>.seg` atomically (temp with header, fsync, rename, fsync dir). */
 int seg_create(txlog *log, uint64_t first_index, int *fd_out);
-/* fdatasync through the test hook. */
+/* fdatasync through the test hook, timed into the histogram. */
 int seg_fsync(txlog *log, int fd);
+/* Records one fdatasync of `us` microseconds in the histogram. */
+void fsync_observe(txlog *log, int64_t us);
 /* Appends a seg_info (seg_lock held by the caller). */
 int seg_list_push(txlog *log, const struct seg_info *si);
 

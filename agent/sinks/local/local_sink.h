@@ -68,6 +68,8 @@ struct local_sink_stats {
 	uint64_t crashes_detected;
 	uint64_t write_errors;
 	bool write_stalled; /* run files cannot be written (disk full): applying paused */
+	/* Runs this process saw end (a resumed run that ends again counts again). */
+	uint64_t runs_finished, runs_failed, runs_crashed, runs_killed;
 };
 
 int local_sink_start(const struct local_sink_options *opts, local_sink **out);

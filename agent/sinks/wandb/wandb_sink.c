@@ -1268,6 +1268,177 @@ static bool loopback_url(const char *url)
 	       strncmp(h, "[::1]", 5) == 0;
 }
 
+/* ---- connection settings (start and reconfigure) --------------------------------- */
+
+void wb_headers_release(struct wb_headers *h)
+{
+	if (!h || --h->refs > 0)
+		return;
+	/* The first line is the Authorization header: the key must not linger. */
+	if (h->list && h->list->data)
+		explicit_bzero(h->list->data, strlen(h->list->data));
+	curl_slist_free_all(h->list);
+	free(h);
+}
+
+/* What a configuration change may replace, built whole before anything is
+ * swapped in, so that a bad new setting changes nothing. */
+struct wb_settings {
+	char *base_url, *app_url, *entity, *ca_file;
+	char *auth_header; /* secret */
+	struct wb_headers *headers;
+};
+
+static void settings_free(struct wb_settings *st)
+{
+	free(st->base_url);
+	free(st->app_url);
+	free(st->entity);
+	free(st->ca_file);
+	if (st->auth_header) {
+		explicit_bzero(st->auth_header, strlen(st->auth_header));
+		free(st->auth_header);
+	}
+	wb_headers_release(st->headers);
+	memset(st, 0, sizeof *st);
+}
+
+static int settings_make(const struct wandb_sink_options *o, const char *version,
+                         struct wb_settings *st, char *err, size_t errlen)
+{
+	memset(st, 0, sizeof *st);
+	char app[2100];
+	const char *base = o->base_url && *o->base_url ? o->base_url : "https://api.wandb.ai";
+	snprintf(err, errlen, "out of memory");
+	if (!(st->base_url = strdup(base)))
+		goto nomem;
+	size_t bl = strlen(st->base_url);
+	while (bl > 8 && st->base_url[bl - 1] == '/')
+		st->base_url[--bl] = '\0';
+	if (o->app_url && *o->app_url)
+		snprintf(app, sizeof app, "%s", o->app_url);
+	else
+		wb_derive_app_url(st->base_url, app, sizeof app);
+	size_t al = strlen(app);
+	while (al > 8 && app[al - 1] == '/')
+		app[--al] = '\0';
+	if (!(st->app_url = strdup(app)) || !(st->entity = dup_or_empty(o->entity)) ||
+	    !(st->ca_file = dup_or_empty(o->ca_file)))
+		goto nomem;
+	if (strncmp(st->base_url, "http://", 7) != 0 && strncmp(st->base_url, "https://", 8) != 0) {
+		snprintf(err, errlen,
+		         "sinks.wandb.base_url %s: expected an http:// or https:// URL",
+		         st->base_url);
+		settings_free(st);
+		return TRACKD_EINVAL;
+	}
+	char *key = NULL;
+	int rv = wb_load_api_key(o->api_key_file, o->api_key_env, &key, err, errlen);
+	if (rv != 0) {
+		settings_free(st);
+		return rv;
+	}
+	st->auth_header = wb_auth_header(key);
+	explicit_bzero(key, strlen(key));
+	free(key);
+	if (!st->auth_header || !(st->headers = calloc(1, sizeof *st->headers)))
+		goto nomem;
+	st->headers->refs = 1;
+	char ua[200];
+	snprintf(ua, sizeof ua, "User-Agent: trackd/%s", version);
+	const char *lines[] = {st->auth_header, "Content-Type: application/json", ua,
+	                       /* No 100-continue round trip before each large body. */
+	                       "Expect:"};
+	for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+		struct curl_slist *n = curl_slist_append(st->headers->list, lines[i]);
+		if (!n)
+			goto nomem;
+		st->headers->list = n;
+	}
+	return TRACKD_OK;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	settings_free(st);
+	return TRACKD_ENOMEM;
+}
+
+static bool loopback_url(const char *url);
+
+static void settings_warn(const struct wandb_sink_options *o, const char *base_url)
+{
+	if (strncmp(base_url, "http://", 7) == 0 && !loopback_url(base_url))
+		log_warn("wandb: %s is plain http: the API key crosses the network unencrypted",
+		         base_url);
+	if (!o->tls_verify)
+		log_warn("wandb: sinks.wandb.tls_verify is false: the server's identity is not "
+		         "checked");
+}
+
+/* Exchanges the sink's settings with `st` (which then holds the old ones).
+ * Caller holds s->mu, or no thread runs yet. */
+static void settings_swap(struct wandb_sink *s, struct wb_settings *st)
+{
+	struct wb_settings old = {s->base_url, s->app_url,     s->entity,
+	                          s->ca_file,  s->auth_header, s->headers};
+	s->base_url = st->base_url;
+	s->app_url = st->app_url;
+	s->entity = st->entity;
+	s->ca_file = st->ca_file;
+	s->auth_header = st->auth_header;
+	s->headers = st->headers;
+	*st = old;
+}
+
+int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, char *err,
+                           size_t errlen)
+{
+	struct wb_settings st;
+	int rv = settings_make(opts, s->version, &st, err, errlen);
+	if (rv != 0)
+		return rv;
+	settings_warn(opts, st.base_url);
+	pthread_mutex_lock(&s->mu);
+	bool moved = strcmp(s->base_url, st.base_url) != 0;
+	settings_swap(s, &st);
+	struct wandb_sink_options *o = &s->opts;
+	/* The option strings were read above; the caller's may go away. */
+	o->base_url = o->app_url = o->entity = o->ca_file = NULL;
+	o->api_key_file = o->api_key_env = NULL;
+#define TAKE(f)                                                                                    \
+	do {                                                                                       \
+		if (opts->f)                                                                       \
+			o->f = opts->f;                                                            \
+	} while (0)
+	TAKE(transmit_interval_ms);
+	TAKE(heartbeat_interval_ms);
+	TAKE(connect_timeout_ms);
+	TAKE(request_timeout_ms);
+	TAKE(stall_timeout_ms);
+	TAKE(retry_min_ms);
+	TAKE(retry_max_ms);
+	TAKE(retry_after_max_ms);
+#undef TAKE
+	o->upsert_debounce_ms = opts->upsert_debounce_ms;
+	o->tls_verify = opts->tls_verify;
+	o->complete_crashed = opts->complete_crashed;
+	/* Waits a server imposed (backoff, Retry-After, rate limits) hold for that
+	 * server only: at a new address, runs waiting to retry go at once. */
+	if (moved) {
+		int64_t now = clock_mono_us();
+		for (size_t i = 0; i < s->n_runs; i++)
+			if (s->runs[i]->retry_at > now)
+				s->runs[i]->retry_at = now;
+		s->gate_until = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	/* In-flight requests keep the old headers (and URL) until they end. */
+	settings_free(&st);
+	if (s->multi)
+		curl_multi_wakeup(s->multi);
+	log_info("wandb sink: settings reloaded; uploading to %s", s->base_url);
+	return TRACKD_OK;
+}
+
 int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out)
 {
 	struct wandb_sink *s = calloc(1, sizeof *s);
@@ -1299,64 +1470,17 @@ int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out)
 	s->rewind_to = WB_NO_HOLD;
 	s->rng = (uint64_t)clock_wall_us() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
 	int rv = TRACKD_ENOMEM;
-	char app[2100];
-	const char *base = o->base_url && *o->base_url ? o->base_url : "https://api.wandb.ai";
-	if (!(s->base_url = strdup(base)))
+	if (!(s->version = dup_or_empty(o->version ? o->version : "0")))
 		goto fail;
-	size_t bl = strlen(s->base_url);
-	while (bl > 8 && s->base_url[bl - 1] == '/')
-		s->base_url[--bl] = '\0';
-	if (o->app_url && *o->app_url)
-		snprintf(app, sizeof app, "%s", o->app_url);
-	else
-		wb_derive_app_url(s->base_url, app, sizeof app);
-	size_t al = strlen(app);
-	while (al > 8 && app[al - 1] == '/')
-		app[--al] = '\0';
-	if (!(s->app_url = strdup(app)) || !(s->entity = dup_or_empty(o->entity)) ||
-	    !(s->ca_file = dup_or_empty(o->ca_file)) ||
-	    !(s->version = dup_or_empty(o->version ? o->version : "0")))
-		goto fail;
-	if (strncmp(s->base_url, "http://", 7) != 0 && strncmp(s->base_url, "https://", 8) != 0) {
-		log_error("wandb: sinks.wandb.base_url %s: expected an http:// or https:// URL",
-		          s->base_url);
-		rv = TRACKD_EINVAL;
-		goto fail;
-	}
-	char err[600], *key = NULL;
-	if ((rv = wb_load_api_key(o->api_key_file, o->api_key_env, &key, err, sizeof err)) != 0) {
+	struct wb_settings st;
+	char err[600];
+	if ((rv = settings_make(o, s->version, &st, err, sizeof err)) != 0) {
 		log_error("wandb sink not started: %s", err);
 		goto fail;
 	}
-	s->auth_header = wb_auth_header(key);
-	explicit_bzero(key, strlen(key));
-	free(key);
-	if (!s->auth_header) {
-		rv = TRACKD_ENOMEM;
-		goto fail;
-	}
-	if (strncmp(s->base_url, "http://", 7) == 0 && !loopback_url(s->base_url))
-		log_warn("wandb: %s is plain http: the API key crosses the network unencrypted",
-		         s->base_url);
-	if (!o->tls_verify)
-		log_warn("wandb: sinks.wandb.tls_verify is false: the server's identity is not "
-		         "checked");
-	char ua[200];
-	snprintf(ua, sizeof ua, "User-Agent: trackd/%s", s->version);
-	struct curl_slist *h = NULL;
-	const char *lines[] = {s->auth_header, "Content-Type: application/json", ua,
-	                       /* No 100-continue round trip before each large body. */
-	                       "Expect:"};
-	for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
-		struct curl_slist *n = curl_slist_append(h, lines[i]);
-		if (!n) {
-			curl_slist_free_all(h);
-			rv = TRACKD_ENOMEM;
-			goto fail;
-		}
-		h = n;
-	}
-	s->headers = h;
+	settings_warn(o, st.base_url);
+	settings_swap(s, &st);
+	settings_free(&st); /* what the sink had: nothing */
 
 	if (snprintf(s->dir, sizeof s->dir, "%s/sinks/wandb", o->state_dir) >= (int)sizeof s->dir) {
 		rv = TRACKD_EINVAL;
@@ -1437,17 +1561,11 @@ void wandb_sink_free(wandb_sink *s)
 	txlog_reader_close(s->reader);
 	if (s->multi)
 		curl_multi_cleanup(s->multi);
-	curl_slist_free_all(s->headers);
 	if (s->curl_inited)
 		curl_global_cleanup();
-	if (s->auth_header) {
-		explicit_bzero(s->auth_header, strlen(s->auth_header));
-		free(s->auth_header);
-	}
-	free(s->base_url);
-	free(s->app_url);
-	free(s->entity);
-	free(s->ca_file);
+	struct wb_settings st = {s->base_url, s->app_url,     s->entity,
+	                         s->ca_file,  s->auth_header, s->headers};
+	settings_free(&st);
 	free(s->version);
 	pthread_mutex_destroy(&s->mu);
 	free(s);

@@ -154,6 +154,20 @@ void wandb_sink_free(wandb_sink *s);
 
 void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out);
 
+/* Applies new connection settings to a running sink (SIGHUP reload): base_url,
+ * app_url, entity, the API key (api_key_file / api_key_env, read again now),
+ * ca_file, tls_verify, the intervals, timeouts and retry bounds,
+ * complete_crashed. Other fields of `opts` are ignored (sizes and parallelism
+ * are fixed at start). Everything is prepared first: on an error (a bad URL, an
+ * unreadable or too open key file; written to err, never the key) nothing
+ * changes. Requests in flight finish with the old settings. A new base_url is
+ * taken as the same backend at a new address: runs already begun continue
+ * there at their offsets, and waits the old address imposed (backoff,
+ * Retry-After, rate limits) are dropped. `opts` is
+ * borrowed for the call only. Safe from any thread but the sink's. */
+int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, char *err,
+                           size_t errlen);
+
 /* Answers the sink's queries with JSON in `out`. A peer that is not `admin`
  * sees and retries only runs of its own `uid`.
  *   kind "wandb": {"base_url":…,"counters":{…},"runs":[RUN,…]} where RUN is
