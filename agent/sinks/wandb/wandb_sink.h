@@ -161,4 +161,30 @@ void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out);
 int wandb_sink_query(wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
                      struct buf *out, char *err, size_t errlen);
 
+/* `trackctl sync` (sync.h): uploads an offline run later from the local store.
+ * The run as the local sink found it for this requester (local_sink_locate):
+ * its directory and path, whether it is offline and still running, its owner. */
+struct wandb_sync_target {
+	const char *dir, *path;
+	bool offline, running;
+	uint32_t owner;
+};
+/* The run must be offline, ended (for a start) and the requester's own unless
+ * `admin`.
+ *   kind "sync" (run = ref, force): starts the run's sync job, or joins the one
+ *     in progress, or retries a parked one; a synced run whose local store has
+ *     not changed since is not sent again unless `force` (from offset 0).
+ *   kind "sync_status" (run = ref): only reports.
+ * Both answer SYNC = {"id","path","state","rows","rows_total","console_lines",
+ *   "console_total","bytes","bytes_total","lines_skipped","attempts",
+ *   "last_status","elapsed_ms","last_error","run_url"}, state one of
+ *   waiting (the local store's checkpoint of the run's end is pending),
+ *   uploading, retrying, parked (a permanent error: last_error says which),
+ *   synced, idle (no job: none was started, or the agent restarted since); a
+ *   run answered from disk has only id, path, state, rows, rows_total, bytes,
+ *   bytes_total and "already":true.
+ * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
+int wandb_sink_sync(wandb_sink *s, const Trackd__V1__Query *q, const struct wandb_sync_target *t,
+                    uint32_t uid, bool admin, struct buf *out, char *err, size_t errlen);
+
 #endif
