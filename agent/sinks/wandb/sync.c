@@ -341,11 +341,11 @@ static int load_job(struct wandb_sink *s, struct wb_run *wr)
 	return TRACKD_OK;
 }
 
-/* Appends the next whole lines of one file to `into`, from file offset *read up
- * to `total`, at most about `want` bytes (more only to complete one line). */
-static int read_lines(const char *dir, const char *name, uint64_t *read_off, uint64_t total,
-                      size_t want, struct buf *into, uint64_t *added, char *why, size_t whylen)
+int wb_sync_read_lines(const char *dir, const char *name, uint64_t *read_off, uint64_t total,
+                       size_t want, struct buf *into, uint64_t *added, char *why, size_t whylen)
 {
+	if (*read_off >= total)
+		return TRACKD_OK; /* nothing left */
 	char path[4200];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -355,6 +355,8 @@ static int read_lines(const char *dir, const char *name, uint64_t *read_off, uin
 	}
 	int rv = TRACKD_OK;
 	char *tmp = NULL;
+	if (want == 0)
+		want = 1;
 	for (;;) {
 		uint64_t left = total - *read_off;
 		size_t n = want < left ? want : (size_t)left;
@@ -428,8 +430,9 @@ static void refill(struct wandb_sink *s, struct wb_run *wr)
 			return;
 		uint64_t added = 0;
 		char why[300];
-		int rv = read_lines(j->dir, files[i].name, files[i].read, files[i].total,
-		                    per_file - buffered, files[i].b, &added, why, sizeof why);
+		int rv =
+		    wb_sync_read_lines(j->dir, files[i].name, files[i].read, files[i].total,
+		                       per_file - buffered, files[i].b, &added, why, sizeof why);
 		s->buffered += added;
 		if (rv) {
 			local_failure(s, wr, "%s", why);

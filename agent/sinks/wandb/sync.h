@@ -33,6 +33,8 @@
 #ifndef TRACKD_SINKS_WANDB_SYNC_H
 #define TRACKD_SINKS_WANDB_SYNC_H
 
+#include "buf.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +66,18 @@ int wb_sync_progress_decode(const uint8_t *data, size_t len, struct wb_sync_prog
 /* The length of the whole lines at the start of data[0, len): up to and
  * including the last '\n', 0 if there is none. */
 size_t wb_sync_whole_lines(const char *data, size_t len);
+
+/* Appends the next whole lines of dir/name to `into`, from file offset
+ * *read_off up to `total` (the length the local snapshot records): at most
+ * `want` bytes; when not even one line fits, the chunk doubles until one does
+ * (so a line longer than `want` is taken whole, with what follows it in the
+ * last chunk).
+ * Advances *read_off and adds to *added the bytes appended. Errors, with the
+ * reason in `why`: TRACKD_EIO (cannot open), TRACKD_ECORRUPT (the file is
+ * shorter than `total`, or does not end with '\n' at `total`), TRACKD_ENOMEM and
+ * TRACKD_ETOOBIG (into's maximum). */
+int wb_sync_read_lines(const char *dir, const char *name, uint64_t *read_off, uint64_t total,
+                       size_t want, struct buf *into, uint64_t *added, char *why, size_t whylen);
 
 /* ---- hooks for the sink thread (wandb_sink.c) --------------------------------- */
 
