@@ -205,6 +205,27 @@ def test_sync_errors(make_agent, fw):
 
 
 
+def test_running_then_crashed_offline_run(make_agent, fw):
+    """A running run is not synced (explicitly: an error; with --all: skipped);
+    once it crashed, it is synced as failed with exit code 1 (an offline run
+    has no heartbeats the backend could see stop)."""
+    agent = make_agent(max_request_bytes=REQUEST)
+    p = agent.producer("crsh0001", 1_000_000, "--mode", "offline", "--sleep-us", 1000,
+                       "--every", 20)
+    agent.wait_for(lambda: len(local_lines(agent, "crsh0001", "history.jsonl")) > 100
+                   if agent.run_state("crsh0001") else False, what="rows")
+    r = sync(agent, "crsh0001")
+    assert r.returncode == 1 and "still running" in r.stderr, r.stderr
+    r = sync(agent, "--all")
+    assert r.returncode == 0 and "skipped " in r.stdout and "still running" in r.stdout, r.stdout
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    agent.wait_for(lambda: agent.run_state("crsh0001") == "crashed", what="crashed")
+    r = sync(agent, "--all")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_synced(agent, fw, "crsh0001", 1)
+
+
 def test_parked_sync_reports_and_resumes(make_agent, fw):
     """A permanent error stops the run's sync (exit 1, the reason); the next sync
     resumes it."""
