@@ -37,6 +37,7 @@ struct job {
 	int restarts;
 	uint64_t rows, rows_total, bytes, bytes_total;
 	char remote_state[32];
+	char last_error[200]; /* the last retried error reported */
 };
 
 struct sync_ctx {
@@ -149,6 +150,14 @@ static void apply_answer(struct sync_ctx *c, struct job *j, const json_value *a,
 			fail(c, j, "the agent dropped the sync %d times; giving up",
 			     SYNC_MAX_RESTART);
 		return;
+	}
+	const char *error = json_string(json_get(a, "last_error"), "");
+	if (strcmp(state, "retrying") == 0 && *error &&
+	    strncmp(error, j->last_error, sizeof j->last_error - 1) != 0) {
+		/* Once per distinct error: the agent retries on its own. */
+		snprintf(j->last_error, sizeof j->last_error, "%s", error);
+		say(c, "retrying %s: %s (attempt %lld)", name, error,
+		    (long long)u64_of(a, "attempts"));
 	}
 	if (started && j->state == JOB_PENDING) {
 		j->state = JOB_ACTIVE;

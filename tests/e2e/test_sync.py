@@ -195,9 +195,12 @@ def test_sync_errors(make_agent, fw):
     assert r.returncode == 1 and "nosuchrun" in r.stderr and "no such run" in r.stderr, r.stderr
     r = sync(agent, "online01")
     assert r.returncode == 1 and "not an offline run" in r.stderr, r.stderr
-    # One bad run does not stop the others; the exit code says it.
+    # One bad run does not stop the others; the exit code says it. Retried
+    # errors are reported (once each) and survived.
+    fw.add_fault(kind="status", status=500, count=2, path_prefix="/files/")
     r = sync(agent, "nosuchrun", "offerr01")
     assert r.returncode == 1 and re.search(r"^synced .*offerr01", r.stdout, re.M), r.stdout
+    assert re.search(r"^retrying .*offerr01: file_stream: HTTP 500", r.stdout, re.M), r.stdout
     assert_synced(agent, fw, "offerr01", 0)
     # Usage.
     assert sync(agent).returncode == 2

@@ -1045,7 +1045,7 @@ static void stream_done(struct wandb_sink *s, struct wb_run *wr, struct wb_trans
 	}
 	if (t->capture && write_state(s, wr, t->capture, t->capture_len) == 0)
 		made_durable(wr, t->capture_index);
-	if (wr->sync && !t->out.empty)
+	if (wr->sync)
 		wb_sync_acked(s, wr, t);
 	succeeded(s, wr, t);
 }
