@@ -22,7 +22,8 @@ import pytest
 
 from conftest import BIN, Agent, finish_producer, require_bins
 from test_wandb import (PROJECT, fake_server, fw, local_lines, local_run,  # noqa: F401
-                        local_summary, make_agent, upstream, wait_local_end, wandb_yaml)
+                        local_summary, make_agent, rec_exit, rec_row, rec_start, send_batches,
+                        upstream, wait_local_end, wandb_yaml)
 
 OTHER = 65533  # a uid that is not root: another user
 GROUP_GID = 29  # "audio": the group allowed to log (access.group), as in test_access.py
@@ -284,6 +285,31 @@ def test_only_the_owner_or_root_syncs(tmp_path, fw):
         shutil.rmtree(sock_dir, ignore_errors=True)
 
 
+def test_at_most_64_sync_jobs_at_once(make_agent, fw):
+    """WB_SYNC_MAX_JOBS: the 64th job starts, the 65th is refused (try again
+    later), and once jobs finish there is room again."""
+    agent = make_agent()
+    ids = [f"lim{i:05d}" for i in range(66)]
+    send_batches(agent, [rec for rid in ids for rec in
+                         (rec_start(rid, mode=1), rec_row(rid, 0, loss=1.0), rec_exit(rid, 0))])
+    agent.wait_for(lambda: len([r for r in agent.query("runs")["runs"]
+                                if r["state"] == "finished"]) == len(ids), what="66 runs ended")
+    # Every UpsertBucket fails (and is retried): the jobs stay in progress.
+    fid = fw.add_fault(kind="status", status=500, path_prefix="/graphql", count=-1, duration=60)
+    replies = [r.get("query", r) for r in agent.raw(*[query("sync", rid) for rid in ids[:65]])]
+    assert all("state" in r for r in replies[:63]), replies[:63]
+    assert "state" in replies[63], replies[63]  # the 64th: at the limit
+    assert replies[64]["error"]["code"] == 5 and "64 syncs" in replies[64]["error"]["message"]
+    fw.clear_faults(fid)
+    fw.wait_for(lambda: sum(1 for r in fw.runs() if r.get("complete")) == 64, timeout=90,
+                what="64 runs synced")
+    r = sync(agent, ids[64], ids[65])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sum(1 for r in fw.runs() if r.get("complete")) == 66
+    for rid in (ids[0], ids[63], ids[64]):
+        assert_synced(agent, fw, rid, 0)
+
+
 def test_no_wandb_sink(tmp_path):
     require_bins()
     agent = Agent(tmp_path).start()
@@ -297,3 +323,8 @@ def test_no_wandb_sink(tmp_path):
     finally:
         agent.proc.kill()
         agent.proc.wait()
+
+
+def query(kind, run):
+    from conftest import query_request
+    return query_request(kind, run=run)

@@ -597,7 +597,8 @@ static int count_jobs(const struct wandb_sink *s)
 {
 	int n = 0;
 	for (size_t i = 0; i < s->n_runs; i++)
-		n += s->runs[i]->sync != NULL && !s->runs[i]->sync->synced;
+		n += s->runs[i]->sync != NULL && !s->runs[i]->sync->synced &&
+		     s->runs[i]->phase == WB_ATTACHED; /* parked ones hold no lines */
 	return n;
 }
 

@@ -16,7 +16,8 @@
  *   (a backlog drains back to back, a run that ended flushes at once), at most
  *   `max_request_bytes`; lines over `max_line_bytes` are skipped and counted.
  *   A running run with nothing to send sends `{}` every `heartbeat_interval`.
- *   Offline runs (RunStart.mode = offline) are not uploaded here. System
+ *   Offline runs (RunStart.mode = offline) are not uploaded as they run:
+ *   `trackctl sync` uploads them later from the local store (sync.h). System
  *   events (wandb-events.jsonl) are not produced: no record carries them yet.
  *   A "stopped" answer (Stop pressed in the UI) is logged and shown by the
  *   "wandb" query; the agent has no channel to stop the training process.
