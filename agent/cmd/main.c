@@ -269,6 +269,29 @@ static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t ui
 		trackd__v1__query__free_unpacked(q, NULL);
 		return rv;
 	}
+	if (q->kind && (strcmp(q->kind, "sync") == 0 || strcmp(q->kind, "sync_status") == 0)) {
+		/* trackctl sync: the local store finds the run (and checks who asks),
+		 * the wandb sink uploads it. */
+		struct local_run_info info;
+		if (!wandb) {
+			snprintf(err, errlen,
+			         "no wandb sink is configured in this agent: trackctl sync uploads "
+			         "through it (set sinks.wandb in the agent's configuration)");
+			rv = TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+		} else {
+			rv = local_sink_locate(sink, q->run ? q->run : "", uid, admin, &info, err,
+			                       errlen);
+			struct wandb_sync_target t = {.dir = info.dir,
+			                              .path = info.path,
+			                              .offline = info.offline,
+			                              .running = info.running,
+			                              .owner = info.owner};
+			if (rv == 0)
+				rv = wandb_sink_sync(wandb, q, &t, uid, admin, json, err, errlen);
+		}
+		trackd__v1__query__free_unpacked(q, NULL);
+		return rv;
+	}
 	/* ---- end wandb ---- */
 	rv = local_sink_query(sink, q, uid, admin, json, err, errlen);
 	if (rv == 0 && q->kind && strcmp(q->kind, "run") == 0 && q->run)

@@ -5,6 +5,7 @@
 #define TRACKD_SINKS_WANDB_INTERNAL_H
 
 #include "protocol.h"
+#include "sync.h"
 #include "run.h"
 #include "wandb_sink.h"
 
@@ -72,6 +73,10 @@ struct wb_run {
 
 	uint64_t hold;          /* see wandb_sink.h; WB_NO_HOLD when all is durable */
 	uint64_t durable_index; /* last_index of the snapshot on disk, 0 if none */
+
+	/* A `trackctl sync` job (sync.h): lines come from the local store's files,
+	 * not from the log, and progress goes to sync/<name>.state. NULL otherwise. */
+	struct wb_sync *sync;
 };
 
 struct wb_transfer {
@@ -137,6 +142,18 @@ struct wb_run *wb_find(struct wandb_sink *s, const char *ref);
 /* Brings a parked or evicted run back: its state is reloaded from disk and the
  * log is re-read from its hold. Caller holds s->mu. */
 void wb_reattach(struct wandb_sink *s, struct wb_run *wr);
+
+/* sync.c's access to the run table. Caller holds s->mu. wb_run_add: a new run
+ * `id` in the table (NULL: no memory). wb_run_reset: forgets what was derived
+ * (lines, run, upstream identity). wb_park: parks the run (wr->last_error says
+ * why). */
+struct wb_run *wb_run_add(struct wandb_sink *s, const char *id);
+void wb_run_reset(struct wandb_sink *s, struct wb_run *wr);
+void wb_park(struct wandb_sink *s, struct wb_run *wr);
+
+/* What libtrackd puts in a run's entity when the user gave none (the owner's
+ * login name or uid<N>): meaningless upstream. */
+bool wb_is_default_entity(const char *entity, uint32_t uid);
 
 /* Run and project URLs in the W&B UI ("" before the first UpsertBucket). */
 void wb_run_url(const struct wandb_sink *s, const struct wb_run *wr, char *out, size_t len);

@@ -96,8 +96,14 @@ static void wr_free(struct wandb_sink *s, struct wb_run *wr)
 	wr_reset(s, wr);
 	buf_fini(&wr->hist);
 	buf_fini(&wr->cons);
+	wb_sync_free(wr->sync);
 	free(wr->id);
 	free(wr);
+}
+
+void wb_run_reset(struct wandb_sink *s, struct wb_run *wr)
+{
+	wr_reset(s, wr);
 }
 
 static int add_run(struct wandb_sink *s, struct wb_run *wr)
@@ -120,6 +126,16 @@ static struct wb_run *find_id(struct wandb_sink *s, const char *id)
 		if (strcmp(s->runs[i]->id, id) == 0)
 			return s->runs[i];
 	return NULL;
+}
+
+struct wb_run *wb_run_add(struct wandb_sink *s, const char *id)
+{
+	struct wb_run *wr = wr_new(s, id);
+	if (wr && add_run(s, wr) != 0) {
+		wr_free(s, wr);
+		wr = NULL;
+	}
+	return wr;
 }
 
 struct wb_run *wb_find(struct wandb_sink *s, const char *ref)
@@ -149,7 +165,8 @@ static bool delivered(const struct wb_run *wr)
 {
 	return wr->phase == WB_ATTACHED && wr->run && !wr->xfer && wr->upserted &&
 	       !lines_pending(wr) && wr->sum_gen == wr->sum_acked &&
-	       wr->meta_gen == wr->meta_acked && wr->end_gen == wr->end_acked;
+	       wr->meta_gen == wr->meta_acked && wr->end_gen == wr->end_acked &&
+	       (!wr->sync || wb_sync_exhausted(wr));
 }
 
 /* ---- durable state ----------------------------------------------------------------- */
@@ -459,7 +476,7 @@ static bool changes_meta(const Trackd__V1__Record *rec)
 
 /* What libtrackd (and the local sink) put in a run's entity when the user gave
  * none: the owner's login name, or uid<N>. */
-static bool is_default_entity(const char *entity, uint32_t uid)
+bool wb_is_default_entity(const char *entity, uint32_t uid)
 {
 	struct passwd pw, *res = NULL;
 	char buf[1024], name[32];
@@ -478,7 +495,7 @@ static int create_run(struct wandb_sink *s, struct wb_run *wr, const Trackd__V1_
 	 * default goes to sinks.wandb.entity, else to the API key's default entity
 	 * ("": learnt from the UpsertBucket answer). A user who names their login
 	 * as the entity on purpose gets the same. */
-	if (!st.entity || !*st.entity || is_default_entity(st.entity, o->uid))
+	if (!st.entity || !*st.entity || wb_is_default_entity(st.entity, o->uid))
 		st.entity = s->entity;
 	return run_new(rec->run_id, &st, o, &wr->run);
 }
@@ -494,7 +511,9 @@ static void apply_record(struct wandb_sink *s, const Trackd__V1__Record *rec,
 		return;
 	}
 	wr->touched_at = clock_mono_us();
-	if (wr->phase == WB_OFFLINE)
+	/* Offline (a sync job included): uploaded by `trackctl sync`, from the
+	 * local store. */
+	if (wr->phase == WB_OFFLINE || wr->sync)
 		return;
 	if (wr->phase != WB_ATTACHED) {
 		/* Parked or evicted: skipped now, read again when it comes back. */
@@ -592,10 +611,19 @@ static void park(struct wandb_sink *s, struct wb_run *wr)
 	evict(s, wr, WB_PARKED);
 }
 
+void wb_park(struct wandb_sink *s, struct wb_run *wr)
+{
+	park(s, wr);
+}
+
 void wb_reattach(struct wandb_sink *s, struct wb_run *wr)
 {
 	if (wr->phase != WB_PARKED && wr->phase != WB_EVICTED)
 		return;
+	if (wr->sync) {
+		wb_sync_reattach(s, wr); /* its source is the local store, not the log */
+		return;
+	}
 	uint64_t hold = wr->hold;
 	wr_reset(s, wr);
 	wr->attempts = 0;
@@ -621,7 +649,7 @@ static bool make_room(struct wandb_sink *s, int64_t now)
 	for (size_t i = 0; i < s->n_runs && s->buffered >= s->opts.max_buffer_bytes; i++) {
 		struct wb_run *wr = s->runs[i];
 		if (wr->phase == WB_ATTACHED && !wr->xfer && wr->retry_at > now &&
-		    wr_buffered(wr) > 0) {
+		    wr_buffered(wr) > 0 && !wr->sync) {
 			log_warn(
 			    "wandb: run %s is failing and memory for unsent lines is full: its "
 			    "lines are dropped from memory and read again from the log when it "
@@ -681,14 +709,16 @@ static int read_round(struct wandb_sink *s, int64_t now)
 
 /* ---- requests ----------------------------------------------------------------------------- */
 
-static bool complete_for(const struct wandb_sink *s, const struct run *r, int32_t *code)
+static bool complete_for(const struct wandb_sink *s, const struct wb_run *wr, int32_t *code)
 {
+	const struct run *r = wr->run;
 	switch (r->state) {
 	case RUN_FINISHED: *code = 0; return true;
 	case RUN_FAILED: *code = r->exit_code ? r->exit_code : 1; return true;
 	case RUN_CRASHED:
 	case RUN_KILLED:
-		if (!s->opts.complete_crashed)
+		/* A synced run gets no heartbeats the backend could miss: it ends it. */
+		if (!s->opts.complete_crashed && !wr->sync)
 			return false;
 		*code = r->has_exit_code && r->exit_code ? r->exit_code : 1;
 		return true;
@@ -757,8 +787,9 @@ static int start_stream(struct wandb_sink *s, struct wb_run *wr, bool heartbeat,
 			in.summary = summary.data ? summary.data : "{}";
 			in.summary_len = summary.data ? summary.len : 2;
 		}
-		final = wr->end_gen != wr->end_acked;
-		in.complete = final && complete_for(s, r, &in.exitcode);
+		/* A sync job ends when the last line of its files has gone. */
+		final = wr->end_gen != wr->end_acked && (!wr->sync || wb_sync_exhausted(wr));
+		in.complete = final && complete_for(s, wr, &in.exitcode);
 	}
 	struct wb_stream_out out;
 	if (!rv)
@@ -768,7 +799,7 @@ static int start_stream(struct wandb_sink *s, struct wb_run *wr, bool heartbeat,
 	size_t capture_len = 0;
 	/* Everything the run produced is in this request: when it is acknowledged,
 	 * the run as it is now is what the backend holds. */
-	if (!rv && !heartbeat && out.all && wr->meta_gen == wr->meta_acked)
+	if (!rv && !heartbeat && out.all && wr->meta_gen == wr->meta_acked && !wr->sync)
 		rv = pack_snapshot(r, &capture, &capture_len);
 	struct wb_transfer *t = NULL;
 	if (!rv)
@@ -819,9 +850,12 @@ static enum action next_action(struct wandb_sink *s, struct wb_run *wr, int64_t 
 	if (wr->meta_gen != wr->meta_acked &&
 	    (end || now - wr->last_upsert_at >= (int64_t)o->upsert_debounce_ms * 1000))
 		return ACT_UPSERT;
+	/* A sync job between two reads of its files: wait for the lines. */
+	if (wr->sync && !lines_pending(wr) && !wb_sync_exhausted(wr))
+		return ACT_NONE;
 	int32_t code;
-	if (wr->end_gen != wr->end_acked && !complete_for(s, wr->run, &code) &&
-	    !lines_pending(wr) && wr->sum_gen == wr->sum_acked) {
+	if (wr->end_gen != wr->end_acked && !complete_for(s, wr, &code) && !lines_pending(wr) &&
+	    wr->sum_gen == wr->sum_acked) {
 		/* Crashed or killed, all delivered: the backend decides from the
 		 * missing heartbeats, so there is nothing to send. */
 		wr->end_acked = wr->end_gen;
@@ -965,7 +999,8 @@ static void upsert_done(struct wandb_sink *s, struct wb_run *wr, struct wb_trans
 		wr->h_base = res.has_history_line_count ? res.history_line_count : 0;
 		wr->c_base = res.has_log_line_count ? res.log_line_count : 0;
 		wr->upserted = true;
-		if (!wr->up_entity || !wr->up_project || write_state(s, wr, NULL, 0) != 0) {
+		if (!wr->up_entity || !wr->up_project ||
+		    (wr->sync ? wb_sync_save(s, wr) : write_state(s, wr, NULL, 0)) != 0) {
 			wr->upserted = false;
 			snprintf(wr->last_error, sizeof wr->last_error,
 			         "cannot record the run's upload state on disk");
@@ -1048,6 +1083,8 @@ static void stream_done(struct wandb_sink *s, struct wb_run *wr, struct wb_trans
 	}
 	if (t->capture && write_state(s, wr, t->capture, t->capture_len) == 0)
 		made_durable(wr, t->capture_index);
+	if (wr->sync)
+		wb_sync_acked(s, wr, t);
 	succeeded(s, wr, t);
 }
 
@@ -1085,10 +1122,11 @@ static void transfer_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode 
 		stream_done(s, wr, t);
 }
 
-static void collect(struct wandb_sink *s)
+/* Returns how many requests ended. */
+static int collect(struct wandb_sink *s)
 {
 	CURLMsg *m;
-	int left;
+	int left, ended = 0;
 	while ((m = curl_multi_info_read(s->multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
@@ -1099,7 +1137,9 @@ static void collect(struct wandb_sink *s)
 			continue;
 		transfer_done(s, t, result, clock_mono_us());
 		wb_transfer_free(s, t);
+		ended++;
 	}
+	return ended;
 }
 
 /* ---- checkpoints --------------------------------------------------------------------------- */
@@ -1138,9 +1178,10 @@ static void checkpoint(struct wandb_sink *s, int64_t now)
 		struct wb_run *wr = s->runs[i];
 		bool idle =
 		    now - wr->touched_at > IDLE_FREE_US && wr->hold == WB_NO_HOLD && !wr->xfer;
-		bool done =
-		    (wr->phase == WB_OFFLINE) ||
-		    (wr->phase == WB_ATTACHED && (!wr->run || (ended(wr) && delivered(wr))));
+		bool done = wr->sync ? wb_sync_finished(wr)
+		                     : (wr->phase == WB_OFFLINE) ||
+		                           (wr->phase == WB_ATTACHED &&
+		                            (!wr->run || (ended(wr) && delivered(wr))));
 		if (idle && done)
 			wr_free(s, wr);
 		else
@@ -1164,13 +1205,15 @@ static void *sink_main(void *arg)
 			do_rewind(s);
 			if (s->reader)
 				applied = read_round(s, now);
+			wb_sync_tick(s, now);
 			schedule(s, now);
 		} else if (!drain_deadline) {
 			drain_deadline = now + (int64_t)s->opts.drain_timeout_ms * 1000;
 		}
 		int running;
 		curl_multi_perform(s->multi, &running);
-		collect(s);
+		/* An answer may have made room for the next request: no wait then. */
+		int answered = collect(s);
 		now = clock_mono_us();
 		if (now >= next_checkpoint) {
 			checkpoint(s, now);
@@ -1179,8 +1222,8 @@ static void *sink_main(void *arg)
 		if (s->closing && (s->in_flight == 0 || now >= drain_deadline))
 			break;
 		pthread_mutex_unlock(&s->mu);
-		curl_multi_poll(s->multi, NULL, 0, applied == ENTRIES_PER_ROUND ? 0 : POLL_MS,
-		                NULL);
+		curl_multi_poll(s->multi, NULL, 0,
+		                applied == ENTRIES_PER_ROUND || answered ? 0 : POLL_MS, NULL);
 		pthread_mutex_lock(&s->mu);
 	}
 	/* Unanswered requests are abandoned: what they carried is derived again
