@@ -454,3 +454,134 @@ print("\n".join(sorted(set(maps))))
     assert libs == [str(root / f"usr/lib/{multiarch}/libtrackd.so.{_project_version()}")], libs
     _assert_run_arrived(packaged_agent, "python-run",
                         [{"_step": s, "loss": 1.0 / (s + 1)} for s in range(5)])
+
+
+# dpkg -i / -r / -P for real, in a throw-away copy of this machine: an overlay of
+# / (the changes go to a temporary upper dir) in a private mount namespace,
+# entered with chroot. No systemd runs there (as in a container or a chroot),
+# so the maintainer scripts take their guarded paths: the unit is enabled by
+# deb-systemd-helper, not started. The installed agent is then started by hand
+# as user trackd, and a run is logged to it through the installed Python package.
+DPKG_SESSION = r"""
+set -eu
+d=$1; variant=$2
+m=$d/merged
+mkdir -p $d/upper $d/work $m
+mount -t overlay overlay -o lowerdir=/,upperdir=$d/upper,workdir=$d/work $m
+mount -t proc proc $m/proc
+mount --rbind /dev $m/dev
+mount -t tmpfs tmpfs $m/run
+mount -t tmpfs tmpfs $m/tmp
+cp -r $d/debs $m/tmp/debs
+ch() { chroot $m "$@"; }
+say() { echo "@@ $*"; }
+if [ "$variant" = adduser ]; then
+    # A machine without systemd's tools: postinst falls back to adduser.
+    ch rm -f /usr/bin/systemd-sysusers /usr/bin/systemd-tmpfiles
+fi
+# (man-db's trigger rebuilds its whole index: minutes here, nothing tested.)
+ch rm -f /var/lib/man-db/auto-update
+ch sh -c 'dpkg -i /tmp/debs/*.deb' >&2
+say user=$(ch getent passwd trackd | cut -d: -f1,6,7)
+say group=$(ch getent group trackd | cut -d: -f1)
+say statedir=$(ch stat -c '%U:%G:%a' /var/lib/trackd)
+say conffiles=$(ch dpkg-query -W -f='${Conffiles}' trackd | awk '{print $1}')
+say enabled=$(ch readlink /etc/systemd/system/multi-user.target.wants/trackd.service || echo none)
+say status=$(ch dpkg-query -W -f='${db:Status-Abbrev}' trackd libtrackd libtrackd-dev python3-trackd | tr -d ' ')
+# The service's user runs the installed agent, with the environment systemd gives
+# it (HOME from passwd, no XDG_* variables) and the machine's paths stated
+# explicitly: the agent picks its machine defaults (socket in /run/trackd, mode
+# 0660, group trackd, state in /var/lib/trackd) only when its euid is 0, so as
+# user trackd it would otherwise use per-user defaults.
+ch install -d -m 0750 -o trackd -g trackd /run/trackd
+cat >$m/tmp/machine.yaml <<YAML
+listen: "ipc:///run/trackd/trackd.sock"
+state_dir: "/var/lib/trackd"
+socket_mode: 0660
+access:
+  group: "trackd"
+YAML
+chmod 0644 $m/tmp/machine.yaml
+# (chroot itself, not the ch function: $! must be the agent's pid, as
+# chroot, env and setpriv each exec the next.)
+chroot $m env -i HOME=/var/lib/trackd PATH=/usr/bin:/bin setpriv --reuid trackd --regid trackd \
+    --init-groups /usr/bin/trackd --config /tmp/machine.yaml >$d/agent.log 2>&1 &
+agent=$!
+# Whatever happens below, the agent does not outlive the session.
+trap 'kill -TERM $agent 2>/dev/null || true' EXIT
+i=0
+until ch /usr/bin/trackctl status >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -lt 600 ] || { cat $d/agent.log >&2; exit 1; }; sleep 0.05
+done
+say socket=$(ch stat -c '%U:%G:%a' /run/trackd/trackd.sock)
+ch env -u TRACKD_LIB -u LD_LIBRARY_PATH -u PYTHONPATH /usr/bin/python3 -c '
+import trackd, trackd._lib as l
+with trackd.init(project="dpkg", id="dpkg-run", console=False) as run:
+    for i in range(3):
+        run.log({"x": i})
+print("@@ pylib=" + l.lib()._name)
+'
+# The local sink applies the finished run shortly after the client's ack.
+runs() {
+    ch /usr/bin/trackctl runs --json | /usr/bin/python3 -c '
+import json, sys
+print(",".join(r["id"] + ":" + r["state"] for r in json.load(sys.stdin)["runs"]))'
+}
+i=0
+until [ "$(runs)" = dpkg-run:finished ] || [ $i -ge 600 ]; do i=$((i + 1)); sleep 0.05; done
+say runs=$(runs)
+kill -TERM $agent
+wait $agent || true
+ch dpkg -r trackd >&2
+say removed_config=$(ch test -f /etc/trackd/trackd.yaml && echo kept || echo gone)
+say removed_state=$(ch test -d /var/lib/trackd && echo kept || echo gone)
+ch dpkg -P trackd >&2
+say purged_config=$(ch test -e /etc/trackd && echo kept || echo gone)
+say purged_state=$(ch test -e /var/lib/trackd && echo kept || echo gone)
+ch dpkg -P python3-trackd libtrackd-dev libtrackd >&2
+say python_left=$(ch test -e /usr/lib/python3/dist-packages/trackd && echo kept || echo gone)
+say lib_left=$(ch ls /usr/lib/$(ch dpkg-architecture -qDEB_HOST_MULTIARCH) | grep -c libtrackd || true)
+"""
+
+
+@pytest.mark.parametrize("variant", ["sysusers", "adduser"])
+def test_dpkg_install_remove_purge_in_an_overlay_root(debs, tmp_path, variant):
+    if os.geteuid() != 0:
+        pytest.skip("dpkg -i into an overlay of / needs root")
+    unshare = shutil.which("unshare")
+    if not unshare:
+        pytest.skip("unshare (util-linux) is not installed")
+    probe = tmp_path / "probe"
+    for sub in ("upper", "work", "merged"):
+        (probe / sub).mkdir(parents=True)
+    r = subprocess.run([unshare, "-m", "--propagation", "private", "mount", "-t", "overlay",
+                        "overlay", "-o", f"lowerdir=/,upperdir={probe}/upper,"
+                        f"workdir={probe}/work", str(probe / "merged")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"no overlay mount in a private mount namespace here: {r.stderr.strip()}")
+    session = tmp_path / "session"
+    (session / "debs").mkdir(parents=True)
+    for deb in debs.values():
+        shutil.copy(deb, session / "debs")
+    r = subprocess.run([unshare, "-m", "--propagation", "private", "sh", "-c", DPKG_SESSION,
+                        "sh", str(session), variant], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = dict(line[3:].split("=", 1) for line in r.stdout.splitlines()
+               if line.startswith("@@ "))
+    multiarch = _out("dpkg-architecture", "-qDEB_HOST_MULTIARCH").strip()
+    assert got == {
+        "user": "trackd:/var/lib/trackd:/usr/sbin/nologin",
+        "group": "trackd",
+        "statedir": "trackd:trackd:750",
+        "conffiles": "/etc/trackd/trackd.yaml",
+        "enabled": "/lib/systemd/system/trackd.service",
+        "status": "iiiiiiii",
+        "socket": "trackd:trackd:660",
+        "pylib": f"/usr/lib/{multiarch}/libtrackd.so.0",
+        "runs": "dpkg-run:finished",
+        "removed_config": "kept", "removed_state": "kept",
+        "purged_config": "gone", "purged_state": "gone",
+        "python_left": "gone", "lib_left": "0",
+    }, r.stderr[-3000:]
