@@ -16,8 +16,10 @@ include(CMakePackageConfigHelpers)
 
 if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
   set(_trackd_unit_default "/lib/systemd/system")
+  set(_trackd_conf_dir "${CMAKE_INSTALL_FULL_SYSCONFDIR}/trackd") # /etc/trackd
 else()
-  set(_trackd_unit_default "${CMAKE_INSTALL_LIBDIR}/systemd/system")
+  set(_trackd_unit_default "lib/systemd/system")
+  set(_trackd_conf_dir "${CMAKE_INSTALL_SYSCONFDIR}/trackd")
 endif()
 set(TRACKD_SYSTEMD_SYSTEM_UNIT_DIR "${_trackd_unit_default}" CACHE STRING
   "Where trackd.service is installed (Debian 12: /lib/systemd/system)")
@@ -40,7 +42,7 @@ install(FILES packaging/systemd/trackd.sysusers
 install(FILES packaging/systemd/trackd.tmpfiles
   DESTINATION ${TRACKD_TMPFILES_DIR} RENAME trackd.conf COMPONENT agent)
 install(FILES packaging/trackd.yaml
-  DESTINATION ${CMAKE_INSTALL_FULL_SYSCONFDIR}/trackd COMPONENT agent)
+  DESTINATION ${_trackd_conf_dir} COMPONENT agent)
 install(FILES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT agent)
 
 # Man pages, compressed as Debian ships them (-n: no name or time stamp in the
