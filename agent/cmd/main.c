@@ -79,8 +79,7 @@ static void usage(FILE *out)
 	        "machine's socket if an agent answers there, else the user's private agent,\n"
 	        "which they start (trackd --user) unless TRACKD_NO_AUTOSTART is set.\n"
 	        "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads.\n"
-	        "\n"
-	        "Configuration keys (defaults for the current user):\n");
+	        "\n");
 	config_print_reference(out);
 }
 
@@ -126,7 +125,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 static int load_config(const struct args *a, struct config *cfg, char *err, size_t errlen)
 {
 	char user_file[4096];
-	if (config_defaults(cfg, geteuid() == 0 && !a->user) != 0) {
+	/* The machine's agent has the system paths whatever uid runs it (the
+	 * service runs as user trackd); only --user picks per-user paths. */
+	if (config_defaults(cfg, !a->user) != 0) {
 		snprintf(err, errlen, "cannot compute default configuration");
 		return -1;
 	}

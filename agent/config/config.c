@@ -907,11 +907,11 @@ static int expand_user_default(char *buf, size_t len, const char *tmpl)
 	return TRACKD_OK;
 }
 
-/* The default of `k` as text; non-root placeholders are left unexpanded when
+/* The default of `k` as text; the --user placeholders are left unexpanded when
  * `expand` is false (for the reference). */
-static int default_text(char *buf, size_t len, const struct key *k, bool as_root, bool expand)
+static int default_text(char *buf, size_t len, const struct key *k, bool system, bool expand)
 {
-	if (!as_root && k->def_user) {
+	if (!system && k->def_user) {
 		if (expand)
 			return expand_user_default(buf, len, k->def_user);
 		snprintf(buf, len, "%s", k->def_user);
@@ -923,13 +923,13 @@ static int default_text(char *buf, size_t len, const struct key *k, bool as_root
 	return TRACKD_OK;
 }
 
-int config_defaults(struct config *cfg, bool as_root)
+int config_defaults(struct config *cfg, bool system)
 {
 	memset(cfg, 0, sizeof *cfg);
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct key *k = &keys[i];
 		char text[PATH_MAX + 16], why[256];
-		int rc = default_text(text, sizeof text, k, as_root, true);
+		int rc = default_text(text, sizeof text, k, system, true);
 		if (rc != TRACKD_OK)
 			snprintf(why, sizeof why, "%s: %s", k->path,
 			         rc == TRACKD_ENOENT ? "no home directory to derive it from"
@@ -1493,7 +1493,7 @@ void config_print(const struct config *cfg, FILE *out)
 
 void config_print_reference(FILE *out)
 {
-	char bounds[160], lo[32], hi[32], root[256], user[256];
+	char bounds[160], lo[32], hi[32], sys[256], user[256];
 	fprintf(out, "Configuration file keys (YAML; a dotted key a.b is written as b: in a "
 	             "mapping under a:)\n\n");
 	for (size_t i = 0; i < NKEYS; i++) {
@@ -1519,12 +1519,13 @@ void config_print_reference(FILE *out)
 		fprintf(out, "  %s (%s%s)\n      %s\n      %s\n", k->path, type_name(k->type),
 		        bounds, k->help,
 		        k->reload ? "SIGHUP applies a change" : "a change needs a restart");
-		default_text(root, sizeof root, k, true, false);
+		default_text(sys, sizeof sys, k, true, false);
 		default_text(user, sizeof user, k, false, false);
-		if (strcmp(root, user) != 0)
-			fprintf(out, "      default: %s as root, %s otherwise\n", root, user);
+		const char *shown_sys = *sys ? sys : "\"\"", *shown_user = *user ? user : "\"\"";
+		if (strcmp(sys, user) != 0)
+			fprintf(out, "      default: %s; with --user: %s\n", shown_sys, shown_user);
 		else
-			fprintf(out, "      default: %s\n", root);
+			fprintf(out, "      default: %s\n", shown_sys);
 	}
 	fprintf(out,
 	        "\nSizes: bytes, or a whole number with a unit B, KiB, MiB, GiB, TiB (64KiB).\n"

@@ -99,14 +99,15 @@ struct config {
 	struct config_sinks sinks;
 };
 
-/* Fills `cfg` with every default. `as_root` picks the system paths
- * (ipc:///run/trackd/trackd.sock, /var/lib/trackd); otherwise
+/* Fills `cfg` with every default. `system` picks the machine agent's paths
+ * (ipc:///run/trackd/trackd.sock, /var/lib/trackd; whatever uid runs it, e.g.
+ * the service's `trackd` user); otherwise (trackd --user)
  * $XDG_RUNTIME_DIR/trackd/trackd.sock and $XDG_STATE_HOME/trackd (falling back to
  * /tmp/trackd-<uid>/ and ~/.local/state/trackd). `cfg` is overwritten, not freed.
  * Fails (logged; `cfg` then holds no strings) with TRACKD_EINVAL if a derived path
  * is unusable (a socket path over 107 bytes), or TRACKD_ENOENT if there is no home
  * directory to derive the state dir from. */
-int config_defaults(struct config *cfg, bool as_root);
+int config_defaults(struct config *cfg, bool system);
 
 /* Applies the YAML file at `path` on top of `cfg`. On error returns TRACKD_EINVAL
  * (or TRACKD_ENOENT/TRACKD_EIO for an unreadable file), writes

@@ -821,8 +821,8 @@ static void test_reference(void)
 	fclose(f);
 	const char *want[] = {
 	    "  listen (ipc URL, socket path at most 107 bytes)\n",
-	    ("default: ipc:///run/trackd/trackd.sock as root, ipc://{runtime}/trackd.sock "
-	     "otherwise\n"),
+	    ("default: ipc:///run/trackd/trackd.sock; with --user: ipc://{runtime}/trackd.sock"
+	     "\n"),
 	    "  txlog.fsync (enum: always|interval|never)\n",
 	    "  txlog.fsync_interval (duration, 1ms..1m)\n      ",
 	    "  limits.max_sessions (integer, at least 16)\n",

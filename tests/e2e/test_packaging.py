@@ -283,7 +283,7 @@ def test_man_pages_cover_every_option_and_command(root, multiarch):
     agent_roff = gzip.open(root / "usr/share/man/man8/trackd.8.gz", "rt").read()
     agent_man = agent_roff.replace("\\-", "-")
     options = _help_options(_out(str(root / "usr/bin/trackd"), "--help", env=env)
-                            .split("Configuration keys")[0])
+                            .split("Configuration file keys")[0])
     assert len(options) >= 6, options
     for opt in options:
         assert re.search(rf"^\.(B|BI|BR) {re.escape(opt)}\b", agent_man, re.M), \
@@ -488,24 +488,14 @@ say statedir=$(ch stat -c '%U:%G:%a' /var/lib/trackd)
 say conffiles=$(ch dpkg-query -W -f='${Conffiles}' trackd | awk '{print $1}')
 say enabled=$(ch readlink /etc/systemd/system/multi-user.target.wants/trackd.service || echo none)
 say status=$(ch dpkg-query -W -f='${db:Status-Abbrev}' trackd libtrackd libtrackd-dev python3-trackd | tr -d ' ')
-# The service's user runs the installed agent, with the environment systemd gives
-# it (HOME from passwd, no XDG_* variables) and the machine's paths stated
-# explicitly: the agent picks its machine defaults (socket in /run/trackd, mode
-# 0660, group trackd, state in /var/lib/trackd) only when its euid is 0, so as
-# user trackd it would otherwise use per-user defaults.
+# The service's user runs the installed agent as trackd.service would: the
+# environment systemd gives it (HOME from passwd, no XDG_* variables), the shipped
+# configuration as it is, the runtime dir systemd would create.
 ch install -d -m 0750 -o trackd -g trackd /run/trackd
-cat >$m/tmp/machine.yaml <<YAML
-listen: "ipc:///run/trackd/trackd.sock"
-state_dir: "/var/lib/trackd"
-socket_mode: 0660
-access:
-  group: "trackd"
-YAML
-chmod 0644 $m/tmp/machine.yaml
 # (chroot itself, not the ch function: $! must be the agent's pid, as
 # chroot, env and setpriv each exec the next.)
 chroot $m env -i HOME=/var/lib/trackd PATH=/usr/bin:/bin setpriv --reuid trackd --regid trackd \
-    --init-groups /usr/bin/trackd --config /tmp/machine.yaml >$d/agent.log 2>&1 &
+    --init-groups /usr/bin/trackd --config /etc/trackd/trackd.yaml >$d/agent.log 2>&1 &
 agent=$!
 # Whatever happens below, the agent does not outlive the session.
 trap 'kill -TERM $agent 2>/dev/null || true' EXIT
