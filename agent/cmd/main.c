@@ -570,8 +570,15 @@ static bool stages_alive(struct agent *ag, int64_t now, int64_t limit_us)
 
 /* The main thread: signals, the listener check, systemd's watchdog and status.
  * Returns on SIGTERM/SIGINT. */
-static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *notify)
+/* Relistening failed this many times in a row (one listener check apart): the
+ * agent stops with exit status 1, so that systemd (Restart=on-failure) starts a
+ * fresh one, rather than run on unreachable. */
+#define RELISTEN_FAILURES_MAX 3
+
+/* Returns 0 when asked to stop (signal, idle exit), 1 when it gave up. */
+static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *notify)
 {
+	int relisten_failures = 0;
 	const int64_t listener_check_us = 2000000;
 	int64_t watchdog_us = (int64_t)sdnotify_watchdog_usec();
 	/* Ping at half the interval, as systemd asks; check the listener every 2 s. */
@@ -596,7 +603,7 @@ static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *n
 		if (sig == SIGTERM || sig == SIGINT) {
 			log_info("stopping (%s): answering received requests, syncing the log",
 			         sig == SIGTERM ? "SIGTERM" : "SIGINT");
-			return;
+			return 0;
 		}
 		if (sig == SIGHUP)
 			reload(a, ag, notify);
@@ -619,8 +626,16 @@ static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *n
 			}
 		}
 		if (now >= next_listener_check) {
-			if (ingest_check_listener(atomic_load(&ag->in)) != 0)
-				log_error("cannot listen anew; clients cannot connect until restart");
+			if (ingest_check_listener(atomic_load(&ag->in)) == 0) {
+				relisten_failures = 0;
+			} else if (++relisten_failures < RELISTEN_FAILURES_MAX) {
+				log_error("cannot listen anew; clients cannot connect (trying again)");
+			} else {
+				log_error("cannot listen anew %d times in a row: stopping so that a "
+				          "fresh agent starts (systemd restarts it on failure)",
+				          relisten_failures);
+				return 1;
+			}
 			next_listener_check = now + listener_check_us;
 		}
 		if (ag->user &&
@@ -629,7 +644,7 @@ static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *n
 		                                       atomic_load(&ag->wandb)),
 		                        now)) {
 			log_info("stopping: idle for idle_exit with nothing pending");
-			return;
+			return 0;
 		}
 	}
 }
@@ -778,12 +793,12 @@ static int run(const struct args *a, struct config *cfg)
 	                                                  : "interval");
 
 	sdnotify_send(&notify, "READY=1\nSTATUS=ready");
-	main_loop(a, &ag, &notify);
+	int gave_up = main_loop(a, &ag, &notify);
 	sdnotify_send(&notify, "STOPPING=1\nSTATUS=stopping: answering received requests");
 	start_stop_deadline(cfg->shutdown_timeout_ms);
 	ingest_close(in);
 	ingest_stop(in);
-	exit_code = 0;
+	exit_code = gave_up;
 
 out:
 	/* First: the collector reads every stage below. */
