@@ -11,6 +11,7 @@
 #ifndef TRACKD_TXLOG_INTERNAL_H
 #define TRACKD_TXLOG_INTERNAL_H
 
+#include "le.h"
 #include "txlog.h"
 
 #include <pthread.h>
@@ -34,36 +35,6 @@
  * writer thread and from the INTERVAL flusher, so it must be thread-safe. */
 typedef int (*txlog_fsync_hook)(void *arg, int fd);
 void txlog_test_set_fsync_hook(txlog *log, txlog_fsync_hook hook, void *arg);
-
-/* ---- little-endian helpers ---------------------------------------------- */
-
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static inline uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 /* ---- the log ------------------------------------------------------------ */
 

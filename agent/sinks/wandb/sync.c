@@ -2,6 +2,7 @@
  * local store's files. The contract is in sync.h; the query shapes in
  * wandb_sink.h (wandb_sink_sync). */
 #include "sync.h"
+#include "le.h"
 
 #include "wandb_internal.h"
 
@@ -43,30 +44,16 @@ struct wb_sync {
 
 static const uint8_t progress_magic[8] = {'T', 'R', 'K', 'D', 'W', 'S', '0', '1'};
 
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 void wb_sync_progress_encode(const struct wb_sync_progress *p, uint8_t out[WB_SYNC_PROGRESS_BYTES])
 {
 	memcpy(out, progress_magic, 8);
 	for (int i = 0; i < 4; i++)
 		out[8 + i] = (uint8_t)(p->flags >> (8 * i));
-	put64(out + 12, p->local_index);
-	put64(out + 20, p->history_lines);
-	put64(out + 28, p->history_bytes);
-	put64(out + 36, p->console_lines);
-	put64(out + 44, p->console_bytes);
+	put_le64(out + 12, p->local_index);
+	put_le64(out + 20, p->history_lines);
+	put_le64(out + 28, p->history_bytes);
+	put_le64(out + 36, p->console_lines);
+	put_le64(out + 44, p->console_bytes);
 }
 
 int wb_sync_progress_decode(const uint8_t *data, size_t len, struct wb_sync_progress *p)
@@ -75,11 +62,11 @@ int wb_sync_progress_decode(const uint8_t *data, size_t len, struct wb_sync_prog
 		return TRACKD_ECORRUPT;
 	p->flags = (uint32_t)data[8] | (uint32_t)data[9] << 8 | (uint32_t)data[10] << 16 |
 	           (uint32_t)data[11] << 24;
-	p->local_index = get64(data + 12);
-	p->history_lines = get64(data + 20);
-	p->history_bytes = get64(data + 28);
-	p->console_lines = get64(data + 36);
-	p->console_bytes = get64(data + 44);
+	p->local_index = get_le64(data + 12);
+	p->history_lines = get_le64(data + 20);
+	p->history_bytes = get_le64(data + 28);
+	p->console_lines = get_le64(data + 36);
+	p->console_bytes = get_le64(data + 44);
 	/* Every line ends in '\n': a line takes at least one byte. */
 	if ((p->flags & ~WB_SYNC_SYNCED) || p->history_bytes < p->history_lines ||
 	    p->console_bytes < p->console_lines)
