@@ -34,6 +34,7 @@ int cmd_rename(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_spool(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
+int cmd_sync(int argc, char **argv);
 
 /* The full usage text. */
 void cli_usage(FILE *out);

@@ -8,6 +8,8 @@
  *   trackctl tail RUN [--keys K,…] [-n N]      follow new rows until the run ends
  *   trackctl rename RUN NAME [--json]
  *   trackctl retry [RUN]                       upload a parked run again (wandb sink)
+ *   trackctl sync [RUN… | --all] [--entity E] [--project P] [--force]
+ *                                              upload offline runs (wandb sink)
  *   trackctl spool flush [SPOOL_DIR]           deliver records clients spooled
  *   trackctl dump [--state-dir DIR] [--run ID] [--history]
  *
@@ -46,6 +48,12 @@ void cli_usage(FILE *out)
 	        "  trackctl retry [RUN]\n"
 	        "      Upload again a run the wandb sink parked after a permanent error\n"
 	        "      (every parked run without RUN).\n"
+	        "  trackctl sync [RUN... | --all] [--entity ENTITY] [--project PROJECT] [--force]\n"
+	        "      Upload offline runs to W&B through the agent's wandb sink: the given\n"
+	        "      runs, or --all of yours (in ENTITY/PROJECT). An interrupted sync\n"
+	        "      resumes where it stopped; a synced run is skipped unless --force\n"
+	        "      (upload it again from the start). Progress on a terminal, plain\n"
+	        "      lines otherwise; exit 1 unless every run got synced.\n"
 	        "  trackctl spool flush [SPOOL_DIR]\n"
 	        "      Deliver what this user's clients left in their spool when the agent\n"
 	        "      was unreachable (every new client run does this too).\n"
@@ -67,7 +75,7 @@ static const struct {
 } commands[] = {
     {"status", cmd_status}, {"runs", cmd_runs},     {"show", cmd_show}, {"history", cmd_history},
     {"tail", cmd_tail},     {"rename", cmd_rename}, {"dump", cmd_dump},   {"spool", cmd_spool},
-    {"retry", cmd_retry},
+    {"retry", cmd_retry},   {"sync", cmd_sync},
 };
 
 int main(int argc, char **argv)

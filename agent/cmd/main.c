@@ -5,15 +5,21 @@
  *   SIGTERM/SIGINT: stop taking requests, answer every request received, sync the
  *                   log, exit 0.
  *   SIGHUP:         re-read the config file; apply what can change at run time
- *                   (log level) and say in the log which changes need a restart.
+ *                   (log level, shutdown timeout, request limits, disk budget,
+ *                   wandb connection settings: the keys config.c marks) and log,
+ *                   per changed key, "applied" or "needs a restart". A file that
+ *                   does not load is rejected as a whole; the old one stays.
+ * With metrics_listen, a Prometheus endpoint serves the counters (collect.h).
  * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.
  */
+#include "collect.h"
 #include "config.h"
 #include "errors.h"
 #include "ingest.h"
 #include "local_sink.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "paths.h"
 #include "sdnotify.h"
 #include "sessions.h"
@@ -73,8 +79,7 @@ static void usage(FILE *out)
 	        "machine's socket if an agent answers there, else the user's private agent,\n"
 	        "which they start (trackd --user) unless TRACKD_NO_AUTOSTART is set.\n"
 	        "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads.\n"
-	        "\n"
-	        "Configuration keys (defaults for the current user):\n");
+	        "\n");
 	config_print_reference(out);
 }
 
@@ -115,21 +120,22 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return 0;
 }
 
-/* Loads defaults, the file, then the command-line overrides. */
-static int load_config(const struct args *a, struct config *cfg)
+/* Loads defaults, the file, then the command-line overrides. On failure `err`
+ * says why (printed at start-up, logged at a reload); `cfg` holds no strings. */
+static int load_config(const struct args *a, struct config *cfg, char *err, size_t errlen)
 {
-	char err[512], user_file[4096];
-	if (config_defaults(cfg, geteuid() == 0 && !a->user) != 0) {
-		fprintf(stderr, "trackd: cannot compute default configuration\n");
+	char user_file[4096];
+	/* The machine's agent has the system paths whatever uid runs it (the
+	 * service runs as user trackd); only --user picks per-user paths. */
+	if (config_defaults(cfg, !a->user) != 0) {
+		snprintf(err, errlen, "cannot compute default configuration");
 		return -1;
 	}
 	const char *file = a->config_path;
 	if (!file && a->user)
 		file = user_mode_config_file(user_file, sizeof user_file);
-	if (file && config_load_file(cfg, file, err, sizeof err) != 0) {
-		fprintf(stderr, "trackd: %s\n", err);
-		return -1;
-	}
+	if (file && config_load_file(cfg, file, err, errlen) != 0)
+		goto fail;
 	if (a->idle_exit) {
 		/* Seconds, as the option says, or a duration with its unit. */
 		char *end;
@@ -137,10 +143,9 @@ static int load_config(const struct args *a, struct config *cfg)
 		bool digits = a->idle_exit[0] >= '0' && a->idle_exit[0] <= '9' && *end == '\0';
 		if (digits ? secs > UINT64_MAX / 1000
 		           : config_parse_duration_ms(a->idle_exit, &cfg->idle_exit_ms) != 0) {
-			fprintf(stderr,
-			        "trackd: --idle-exit %s: expected seconds or a duration such as 2m\n",
-			        a->idle_exit);
-			return -1;
+			snprintf(err, errlen, "--idle-exit %s: expected seconds or a duration such as 2m",
+			         a->idle_exit);
+			goto fail;
 		}
 		if (digits)
 			cfg->idle_exit_ms = (uint64_t)secs * 1000;
@@ -151,27 +156,30 @@ static int load_config(const struct args *a, struct config *cfg)
 	}
 	if (a->listen) {
 		if (strncmp(a->listen, "ipc://", 6) != 0) {
-			fprintf(stderr, "trackd: --listen %s: expected an ipc:// URL\n", a->listen);
-			return -1;
+			snprintf(err, errlen, "--listen %s: expected an ipc:// URL", a->listen);
+			goto fail;
 		}
 		free(cfg->listen);
 		cfg->listen = strdup(a->listen);
 	}
 	if (!cfg->state_dir || !cfg->listen) {
-		fprintf(stderr, "trackd: out of memory\n");
-		return -1;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
 	}
 	/* A batch larger than what the budget can ever hold would be refused
 	 * forever; keep room for a few requests in flight. */
 	if (cfg->txlog.max_bytes < 4 * cfg->limits.max_message_bytes) {
-		fprintf(stderr,
-		        "trackd: txlog.max_bytes (%llu bytes) must be at least 4 × "
-		        "limits.max_message_bytes (%llu bytes)\n",
-		        (unsigned long long)cfg->txlog.max_bytes,
-		        (unsigned long long)cfg->limits.max_message_bytes);
-		return -1;
+		snprintf(err, errlen,
+		         "txlog.max_bytes (%llu bytes) must be at least 4 × "
+		         "limits.max_message_bytes (%llu bytes)",
+		         (unsigned long long)cfg->txlog.max_bytes,
+		         (unsigned long long)cfg->limits.max_message_bytes);
+		goto fail;
 	}
 	return 0;
+fail:
+	config_fini(cfg);
+	return -1;
 }
 
 static enum txlog_fsync_policy fsync_policy(enum config_fsync f)
@@ -184,29 +192,19 @@ static enum txlog_fsync_policy fsync_policy(enum config_fsync f)
 	return TXLOG_FSYNC_INTERVAL;
 }
 
-static void reload(const struct args *a)
-{
-	struct config next;
-	if (load_config(a, &next) != 0) {
-		log_error("reload: configuration rejected; keeping the running one");
-		config_fini(&next);
-		return;
-	}
-	enum trackd_log_level level;
-	if (trackd_log_level_parse(next.log_level, &level) == 0)
-		trackd_log_set_level(level);
-	log_info("reload: log_level=%s applied; changes to other keys take effect at the "
-	         "next restart",
-	         next.log_level);
-	config_fini(&next);
-}
-
 /* The running agent's stages, for the hooks that connect them. The pointers are
  * set while threads already run (each stage starts before the next exists), so
  * they are atomic; a hook that finds its target missing reports "starting". */
 struct agent {
 	const char *state_dir;
-	uint64_t log_max_bytes;
+	_Atomic uint64_t log_max_bytes; /* changed by reloads, read by status queries */
+	txlog *log;                     /* set before any hook or the metrics run */
+	_Atomic uint64_t reloads_applied, reloads_rejected;
+	/* The configuration in force; only the main thread reads or changes it
+	 * (stages were given copies of their settings or borrow keys that a
+	 * reload never changes). */
+	struct config *running;
+	uint64_t started_max_message_bytes;
 	_Atomic(ingest *) in;
 	_Atomic(local_sink *) sink;
 	_Atomic(wandb_sink *) wandb; /* NULL when sinks.wandb is off */
@@ -272,6 +270,29 @@ static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t ui
 		trackd__v1__query__free_unpacked(q, NULL);
 		return rv;
 	}
+	if (q->kind && (strcmp(q->kind, "sync") == 0 || strcmp(q->kind, "sync_status") == 0)) {
+		/* trackctl sync: the local store finds the run (and checks who asks),
+		 * the wandb sink uploads it. */
+		struct local_run_info info;
+		if (!wandb) {
+			snprintf(err, errlen,
+			         "no wandb sink is configured in this agent: trackctl sync uploads "
+			         "through it (set sinks.wandb in the agent's configuration)");
+			rv = TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+		} else {
+			rv = local_sink_locate(sink, q->run ? q->run : "", uid, admin, &info, err,
+			                       errlen);
+			struct wandb_sync_target t = {.dir = info.dir,
+			                              .path = info.path,
+			                              .offline = info.offline,
+			                              .running = info.running,
+			                              .owner = info.owner};
+			if (rv == 0)
+				rv = wandb_sink_sync(wandb, q, &t, uid, admin, json, err, errlen);
+		}
+		trackd__v1__query__free_unpacked(q, NULL);
+		return rv;
+	}
 	/* ---- end wandb ---- */
 	rv = local_sink_query(sink, q, uid, admin, json, err, errlen);
 	if (rv == 0 && q->kind && strcmp(q->kind, "run") == 0 && q->run)
@@ -295,7 +316,7 @@ static void add_status(void *arg, Trackd__V1__StatusReply *st)
 	struct agent *ag = arg;
 	st->state_dir = (char *)ag->state_dir;
 	st->has_log_max_bytes = true;
-	st->log_max_bytes = ag->log_max_bytes;
+	st->log_max_bytes = atomic_load(&ag->log_max_bytes);
 	local_sink *sink = atomic_load(&ag->sink);
 	if (!sink)
 		return;
@@ -321,6 +342,192 @@ static void add_status(void *arg, Trackd__V1__StatusReply *st)
 	WB_STAT(bytes_sent, ws.bytes_sent);
 	WB_STAT(backlog, ws.backlog);
 #undef WB_STAT
+}
+
+static void collect(void *arg, struct metrics_writer *w)
+{
+	struct agent *ag = arg;
+	struct collect_sources src = {
+	    .version = TRACKD_VERSION,
+	    .in = atomic_load(&ag->in),
+	    .log = ag->log,
+	    .local = atomic_load(&ag->sink),
+	    .wandb = atomic_load(&ag->wandb),
+	    .reloads_applied = atomic_load(&ag->reloads_applied),
+	    .reloads_rejected = atomic_load(&ag->reloads_rejected),
+	};
+	collect_metrics(&src, w);
+}
+
+/* ---- SIGHUP ------------------------------------------------------------------------ */
+
+static void wandb_options_of(const struct config *cfg, struct wandb_sink_options *wo)
+{
+	const struct config_wandb *wc = &cfg->sinks.wandb;
+	*wo = (struct wandb_sink_options){
+	    .state_dir = cfg->state_dir,
+	    .version = TRACKD_VERSION,
+	    .base_url = wc->base_url,
+	    .app_url = wc->app_url,
+	    .entity = wc->entity,
+	    .api_key_file = wc->api_key_file,
+	    .api_key_env = wc->api_key_env,
+	    .transmit_interval_ms = (uint32_t)wc->transmit_interval_ms,
+	    .heartbeat_interval_ms = (uint32_t)wc->heartbeat_interval_ms,
+	    .upsert_debounce_ms = (uint32_t)wc->upsert_debounce_ms,
+	    .connect_timeout_ms = (uint32_t)wc->connect_timeout_ms,
+	    .request_timeout_ms = (uint32_t)wc->request_timeout_ms,
+	    .stall_timeout_ms = (uint32_t)wc->stall_timeout_ms,
+	    .retry_min_ms = (uint32_t)wc->retry_min_ms,
+	    .retry_max_ms = (uint32_t)wc->retry_max_ms,
+	    .retry_after_max_ms = (uint32_t)wc->retry_after_max_ms,
+	    .max_request_bytes = wc->max_request_bytes,
+	    .max_line_bytes = wc->max_line_bytes,
+	    .max_buffer_bytes = wc->max_buffer_bytes,
+	    .max_parallel_requests = (uint32_t)wc->max_parallel_requests,
+	    .tls_verify = wc->tls_verify,
+	    .ca_file = wc->ca_file,
+	    .complete_crashed = wc->complete_crashed,
+	    /* Its share of shutdown_timeout; unanswered requests are redone. */
+	    .drain_timeout_ms = (uint32_t)(cfg->shutdown_timeout_ms / 4),
+	};
+}
+
+static struct validate_limits validate_limits_of(const struct config *cfg)
+{
+	return (struct validate_limits){
+	    .max_records_per_batch = cfg->limits.max_records_per_batch,
+	    .max_items_per_record = cfg->limits.max_items_per_record,
+	    .max_key_bytes = cfg->limits.max_key_bytes,
+	    .max_string_bytes = cfg->limits.max_string_bytes,
+	    .max_nesting_depth = cfg->limits.max_nesting_depth,
+	};
+}
+
+/* What a reload found: which groups of keys changed, and how each changed key
+ * was reported. */
+struct reload_plan {
+	struct agent *ag;
+	const struct config *next;
+	bool wandb_changed, limits_changed;
+	unsigned applied, restart;
+	bool scan_only; /* first pass: classify, log nothing */
+};
+
+static bool key_in(const char *key, const char *section)
+{
+	size_t n = strlen(section);
+	return strncmp(key, section, n) == 0 && key[n] == '.';
+}
+
+/* Whether a reloadable key cannot be applied now, and why (NULL: it can). */
+static const char *cannot_apply(const struct reload_plan *p, const struct config_change *c)
+{
+	if (!c->reloadable)
+		return "needs a restart";
+	if (strcmp(c->key, "limits.max_message_bytes") == 0 &&
+	    p->next->limits.max_message_bytes > p->ag->started_max_message_bytes)
+		return "needs a restart (above the value the agent started with; lower values "
+		       "apply at once)";
+	if (key_in(c->key, "sinks.wandb") && !atomic_load(&p->ag->wandb))
+		return "needs a restart (the wandb sink is not running)";
+	return NULL;
+}
+
+static int plan_change(void *arg, const struct config_change *c)
+{
+	struct reload_plan *p = arg;
+	const char *why = cannot_apply(p, c);
+	if (p->scan_only) {
+		if (!why && key_in(c->key, "sinks.wandb"))
+			p->wandb_changed = true;
+		if (!why && key_in(c->key, "limits"))
+			p->limits_changed = true;
+		return 0;
+	}
+	if (why) {
+		p->restart++;
+		log_warn("reload: %s: %s -> %s: %s; the running value %s stays in force", c->key,
+		         c->old_value, c->new_value, why, c->old_value);
+		return 0;
+	}
+	p->applied++;
+	log_info("reload: %s: %s -> %s: applied", c->key, c->old_value, c->new_value);
+	/* The running configuration takes the value (a restart-only key keeps the
+	 * old one, so the next reload reports it again). */
+	if (config_copy_key(p->ag->running, p->next, c->key) != 0)
+		log_error("reload: %s: out of memory recording the new value", c->key);
+	return 0;
+}
+
+/* SIGHUP: re-reads the configuration and applies what can change while running.
+ * A configuration that does not load, or whose wandb settings cannot be used (a
+ * bad key file), is rejected as a whole: nothing changes. systemd hears
+ * RELOADING=1 before and READY=1 after, as Type=notify with ExecReload expects. */
+static void reload(const struct args *a, struct agent *ag, struct sdnotify *notify)
+{
+	char msg[256], err[1024];
+	struct timespec mono;
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
+	         (unsigned long long)mono.tv_sec * 1000000ULL + (unsigned long long)mono.tv_nsec / 1000);
+	sdnotify_send(notify, msg);
+	log_info("reload: re-reading %s", a->config_path ? a->config_path
+	                                                  : "the defaults (no --config file)");
+	struct config next;
+	if (load_config(a, &next, err, sizeof err) != 0) {
+		atomic_fetch_add(&ag->reloads_rejected, 1);
+		log_error("reload rejected: %s; the running configuration stays in force", err);
+		sdnotify_send(notify, "READY=1\nSTATUS=ready (reload rejected: see the log)");
+		return;
+	}
+	/* As at start-up: the running state dir is absolute. */
+	char *abs_state = realpath(next.state_dir, NULL);
+	if (abs_state) {
+		free(next.state_dir);
+		next.state_dir = abs_state;
+	}
+	struct reload_plan plan = {.ag = ag, .next = &next, .scan_only = true};
+	config_diff(ag->running, &next, plan_change, &plan);
+
+	/* The one step that can still fail, so it goes first. */
+	wandb_sink *wandb = atomic_load(&ag->wandb);
+	if (wandb && plan.wandb_changed) {
+		struct wandb_sink_options wo;
+		wandb_options_of(&next, &wo);
+		if (wandb_sink_reconfigure(wandb, &wo, err, sizeof err) != 0) {
+			atomic_fetch_add(&ag->reloads_rejected, 1);
+			log_error("reload rejected: sinks.wandb: %s; the running configuration stays "
+			          "in force",
+			          err);
+			config_fini(&next);
+			sdnotify_send(notify, "READY=1\nSTATUS=ready (reload rejected: see the log)");
+			return;
+		}
+	}
+	enum trackd_log_level level;
+	if (trackd_log_level_parse(next.log_level, &level) == 0)
+		trackd_log_set_level(level);
+	ingest *in = atomic_load(&ag->in);
+	if (in && plan.limits_changed) {
+		uint64_t max = next.limits.max_message_bytes;
+		if (max > ag->started_max_message_bytes) /* reported: needs a restart */
+			max = ag->running->limits.max_message_bytes;
+		struct validate_limits vl = validate_limits_of(&next);
+		ingest_set_limits(in, max, &vl);
+	}
+	txlog_set_max_bytes(ag->log, next.txlog.max_bytes);
+	atomic_store(&ag->log_max_bytes, next.txlog.max_bytes);
+
+	plan.scan_only = false;
+	config_diff(ag->running, &next, plan_change, &plan);
+	config_fini(&next);
+	atomic_fetch_add(&ag->reloads_applied, 1);
+	log_info("reload done: %u change(s) applied, %u need a restart", plan.applied,
+	         plan.restart);
+	snprintf(msg, sizeof msg, "READY=1\nSTATUS=ready (reloaded: %u applied, %u need a restart)",
+	         plan.applied, plan.restart);
+	sdnotify_send(notify, msg);
 }
 
 static void client_disconnected(void *arg)
@@ -363,8 +570,15 @@ static bool stages_alive(struct agent *ag, int64_t now, int64_t limit_us)
 
 /* The main thread: signals, the listener check, systemd's watchdog and status.
  * Returns on SIGTERM/SIGINT. */
-static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *notify)
+/* Relistening failed this many times in a row (one listener check apart): the
+ * agent stops with exit status 1, so that systemd (Restart=on-failure) starts a
+ * fresh one, rather than run on unreachable. */
+#define RELISTEN_FAILURES_MAX 3
+
+/* Returns 0 when asked to stop (signal, idle exit), 1 when it gave up. */
+static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *notify)
 {
+	int relisten_failures = 0;
 	const int64_t listener_check_us = 2000000;
 	int64_t watchdog_us = (int64_t)sdnotify_watchdog_usec();
 	/* Ping at half the interval, as systemd asks; check the listener every 2 s. */
@@ -389,10 +603,10 @@ static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *n
 		if (sig == SIGTERM || sig == SIGINT) {
 			log_info("stopping (%s): answering received requests, syncing the log",
 			         sig == SIGTERM ? "SIGTERM" : "SIGINT");
-			return;
+			return 0;
 		}
 		if (sig == SIGHUP)
-			reload(a);
+			reload(a, ag, notify);
 		int64_t now = clock_mono_us();
 		if (watchdog_us) {
 			if (stages_alive(ag, now, watchdog_us)) {
@@ -412,8 +626,16 @@ static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *n
 			}
 		}
 		if (now >= next_listener_check) {
-			if (ingest_check_listener(atomic_load(&ag->in)) != 0)
-				log_error("cannot listen anew; clients cannot connect until restart");
+			if (ingest_check_listener(atomic_load(&ag->in)) == 0) {
+				relisten_failures = 0;
+			} else if (++relisten_failures < RELISTEN_FAILURES_MAX) {
+				log_error("cannot listen anew; clients cannot connect (trying again)");
+			} else {
+				log_error("cannot listen anew %d times in a row: stopping so that a "
+				          "fresh agent starts (systemd restarts it on failure)",
+				          relisten_failures);
+				return 1;
+			}
 			next_listener_check = now + listener_check_us;
 		}
 		if (ag->user &&
@@ -422,7 +644,7 @@ static void main_loop(const struct args *a, struct agent *ag, struct sdnotify *n
 		                                       atomic_load(&ag->wandb)),
 		                        now)) {
 			log_info("stopping: idle for idle_exit with nothing pending");
-			return;
+			return 0;
 		}
 	}
 }
@@ -432,6 +654,7 @@ static int run(const struct args *a, struct config *cfg)
 	struct agent ag = {0};
 	local_sink *sink = NULL;
 	wandb_sink *wandb = NULL;
+	metrics *mx = NULL;
 	lru *owners = NULL;
 	struct sdnotify notify;
 	if (sdnotify_open(&notify) != 0)
@@ -496,6 +719,19 @@ static int run(const struct args *a, struct config *cfg)
 
 	ag.state_dir = cfg->state_dir;
 	ag.log_max_bytes = cfg->txlog.max_bytes;
+	ag.log = log;
+	ag.running = cfg;
+	ag.started_max_message_bytes = cfg->limits.max_message_bytes;
+	/* Early, so a scrape sees start-up; stages appear in it as they start. */
+	if (cfg->metrics_listen[0]) {
+		struct metrics_options mo = {
+		    .listen = cfg->metrics_listen, .collect = collect, .collect_arg = &ag};
+		if ((rv = metrics_start(&mo, &mx)) != 0) {
+			log_error("cannot serve metrics on %s (metrics_listen): %s",
+			          cfg->metrics_listen, trackd_strerror(rv));
+			goto out;
+		}
+	}
 	struct local_sink_options so = {
 		.state_dir = cfg->state_dir,
 		.log = log,
@@ -512,34 +748,9 @@ static int run(const struct args *a, struct config *cfg)
 	/* ---- wandb sink: after the local sink, stopped before it ---- */
 	const struct config_wandb *wc = &cfg->sinks.wandb;
 	if (wc->enabled) {
-		struct wandb_sink_options wo = {
-			.state_dir = cfg->state_dir,
-			.log = log,
-			.version = TRACKD_VERSION,
-			.base_url = wc->base_url,
-			.app_url = wc->app_url,
-			.entity = wc->entity,
-			.api_key_file = wc->api_key_file,
-			.api_key_env = wc->api_key_env,
-			.transmit_interval_ms = (uint32_t)wc->transmit_interval_ms,
-			.heartbeat_interval_ms = (uint32_t)wc->heartbeat_interval_ms,
-			.upsert_debounce_ms = (uint32_t)wc->upsert_debounce_ms,
-			.connect_timeout_ms = (uint32_t)wc->connect_timeout_ms,
-			.request_timeout_ms = (uint32_t)wc->request_timeout_ms,
-			.stall_timeout_ms = (uint32_t)wc->stall_timeout_ms,
-			.retry_min_ms = (uint32_t)wc->retry_min_ms,
-			.retry_max_ms = (uint32_t)wc->retry_max_ms,
-			.retry_after_max_ms = (uint32_t)wc->retry_after_max_ms,
-			.max_request_bytes = wc->max_request_bytes,
-			.max_line_bytes = wc->max_line_bytes,
-			.max_buffer_bytes = wc->max_buffer_bytes,
-			.max_parallel_requests = (uint32_t)wc->max_parallel_requests,
-			.tls_verify = wc->tls_verify,
-			.ca_file = wc->ca_file,
-			.complete_crashed = wc->complete_crashed,
-			/* Its share of shutdown_timeout; unanswered requests are redone. */
-			.drain_timeout_ms = (uint32_t)(cfg->shutdown_timeout_ms / 4),
-		};
+		struct wandb_sink_options wo;
+		wandb_options_of(cfg, &wo);
+		wo.log = log;
 		if ((rv = wandb_sink_start(&wo, &wandb)) != 0) {
 			log_error("cannot start the wandb sink: %s (see above)", trackd_strerror(rv));
 			goto out;
@@ -557,14 +768,7 @@ static int run(const struct args *a, struct config *cfg)
 		.socket_mode = cfg->socket_mode,
 		.contexts = (uint32_t)cfg->ingest_contexts,
 		.max_message_bytes = cfg->limits.max_message_bytes,
-		.limits =
-			{
-				.max_records_per_batch = cfg->limits.max_records_per_batch,
-				.max_items_per_record = cfg->limits.max_items_per_record,
-				.max_key_bytes = cfg->limits.max_key_bytes,
-				.max_string_bytes = cfg->limits.max_string_bytes,
-				.max_nesting_depth = cfg->limits.max_nesting_depth,
-			},
+		.limits = validate_limits_of(cfg),
 		.sync_before_ack = cfg->txlog.fsync == CONFIG_FSYNC_ALWAYS,
 		.version = TRACKD_VERSION,
 		.log = log,
@@ -589,14 +793,16 @@ static int run(const struct args *a, struct config *cfg)
 	                                                  : "interval");
 
 	sdnotify_send(&notify, "READY=1\nSTATUS=ready");
-	main_loop(a, &ag, &notify);
+	int gave_up = main_loop(a, &ag, &notify);
 	sdnotify_send(&notify, "STOPPING=1\nSTATUS=stopping: answering received requests");
 	start_stop_deadline(cfg->shutdown_timeout_ms);
 	ingest_close(in);
 	ingest_stop(in);
-	exit_code = 0;
+	exit_code = gave_up;
 
 out:
+	/* First: the collector reads every stage below. */
+	metrics_free(mx);
 	/* The sink stops after ingest (it may still submit crash marks until then)
 	 * and before the log closes (its final checkpoint moves its cursor). The
 	 * wandb sink stops first: it reads what the local sink also reads. */
@@ -638,8 +844,9 @@ int main(int argc, char **argv)
 	if (parse_args(argc, argv, &a) != 0)
 		return 2;
 	struct config cfg;
-	if (load_config(&a, &cfg) != 0) {
-		config_fini(&cfg);
+	char err[1024];
+	if (load_config(&a, &cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "trackd: %s\n", err);
 		return 2;
 	}
 	if (a.check_config) {

@@ -15,9 +15,11 @@
 #include "log.h"
 #include "trackd/v1/limits.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -45,6 +47,7 @@ enum key_type {
 	KT_DURATION,  /* uint64_t: milliseconds, written with a unit */
 	KT_ENUM,      /* an int-sized enum: the index of its name in `choices` */
 	KT_MODE,      /* uint32_t: permission bits, written in octal */
+	KT_LOOPBACK,  /* char *: "" or a loopback IP and port: 127.0.0.1:9464, [::1]:9464 */
 };
 
 struct key {
@@ -56,6 +59,7 @@ struct key {
 	const char *def_user;       /* non-root default if different; {runtime} {state} */
 	uint64_t min, max;          /* inclusive; max 0 = unbounded */
 	const char *const *choices; /* KT_ENUM, KT_LOG_LEVEL: NULL-terminated */
+	bool reload;                /* SIGHUP applies a new value to the running agent */
 	const char *help;
 };
 
@@ -111,12 +115,14 @@ static const struct key keys[] = {
      .max = 0777,
      .help = "permissions of the socket file (group members may connect with 0660)"},
     {.path = "log_level",
+     .reload = true,
      .type = KT_LOG_LEVEL,
      .offset = FIELD(log_level, char *),
      .def = "info",
      .choices = log_level_names,
      .help = "least severe level written to the log"},
     {.path = "shutdown_timeout",
+     .reload = true,
      .type = KT_DURATION,
      .offset = FIELD(shutdown_timeout_ms, uint64_t),
      .def = "10s",
@@ -150,26 +156,38 @@ static const struct key keys[] = {
      .min = 1,
      .max = 256,
      .help = "requests the agent serves concurrently"},
+    {.path = "metrics_listen",
+     .type = KT_LOOPBACK,
+     .offset = FIELD(metrics_listen, char *),
+     .def = "",
+     .max = 64,
+     .help = "address and port of the Prometheus endpoint (GET /metrics), e.g. 127.0.0.1:9464; "
+             "loopback only (it has no authentication); empty: off"},
     {.path = "limits.max_message_bytes",
+     .reload = true,
      .type = KT_SIZE,
      .offset = FIELD(limits.max_message_bytes, uint64_t),
      .def_num = TRACKD_DEFAULT_MAX_MESSAGE_BYTES,
      .min = KIB,
      .max = 256 * MIB,
-     .help = "largest request accepted; larger ones are refused before decoding"},
+     .help = "largest request accepted; larger ones are refused before decoding (SIGHUP "
+             "applies values up to the one the agent started with)"},
     {.path = "limits.max_records_per_batch",
+     .reload = true,
      .type = KT_UINT,
      .offset = FIELD(limits.max_records_per_batch, uint64_t),
      .def_num = TRACKD_DEFAULT_MAX_RECORDS_PER_BATCH,
      .min = 1,
      .help = "records in one batch"},
     {.path = "limits.max_items_per_record",
+     .reload = true,
      .type = KT_UINT,
      .offset = FIELD(limits.max_items_per_record, uint64_t),
      .def_num = TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD,
      .min = 1,
      .help = "keys in one history row, summary or config update, nested keys included"},
     {.path = "limits.max_key_bytes",
+     .reload = true,
      .type = KT_SIZE,
      .offset = FIELD(limits.max_key_bytes, uint64_t),
      .def_num = TRACKD_DEFAULT_MAX_KEY_BYTES,
@@ -177,12 +195,14 @@ static const struct key keys[] = {
      .max = 64 * KIB,
      .help = "longest key"},
     {.path = "limits.max_string_bytes",
+     .reload = true,
      .type = KT_SIZE,
      .offset = FIELD(limits.max_string_bytes, uint64_t),
      .def_num = TRACKD_DEFAULT_MAX_STRING_BYTES,
      .min = 1,
      .help = "longest string value or console text"},
     {.path = "limits.max_nesting_depth",
+     .reload = true,
      .type = KT_UINT,
      .offset = FIELD(limits.max_nesting_depth, uint64_t),
      .def_num = TRACKD_DEFAULT_MAX_NESTING_DEPTH,
@@ -217,6 +237,7 @@ static const struct key keys[] = {
      .max = 4 * GIB,
      .help = "size at which the log starts a new segment file"},
     {.path = "txlog.max_bytes",
+     .reload = true,
      .type = KT_SIZE,
      .offset = FIELD(txlog.max_bytes, uint64_t),
      .def = "10GiB",
@@ -231,6 +252,7 @@ static const struct key keys[] = {
      .def = "false",
      .help = "upload runs to a Weights & Biases backend"},
     {.path = "sinks.wandb.base_url",
+     .reload = true,
      .type = KT_HTTP_URL,
      .offset = FIELD(sinks.wandb.base_url, char *),
      .def = "https://api.wandb.ai",
@@ -238,6 +260,7 @@ static const struct key keys[] = {
      .max = 2048,
      .help = "the W&B API; https verifies the server's certificate unless tls_verify is false"},
     {.path = "sinks.wandb.app_url",
+     .reload = true,
      .type = KT_HTTP_URL,
      .offset = FIELD(sinks.wandb.app_url, char *),
      .def = "",
@@ -245,12 +268,14 @@ static const struct key keys[] = {
      .help = "the W&B UI, for run URLs; empty: from base_url as the official client "
              "derives it (api.wandb.ai -> wandb.ai, api.HOST -> app.HOST, other hosts as is)"},
     {.path = "sinks.wandb.entity",
+     .reload = true,
      .type = KT_STRING,
      .offset = FIELD(sinks.wandb.entity, char *),
      .def = "",
      .max = 128,
      .help = "entity of runs that name none; empty: the API key's default entity"},
     {.path = "sinks.wandb.api_key_file",
+     .reload = true,
      .type = KT_STRING,
      .offset = FIELD(sinks.wandb.api_key_file, char *),
      .def = "",
@@ -258,12 +283,14 @@ static const struct key keys[] = {
      .help = "file holding the API key (mode 0600 or stricter: the agent refuses others); "
              "empty: read api_key_env"},
     {.path = "sinks.wandb.api_key_env",
+     .reload = true,
      .type = KT_STRING,
      .offset = FIELD(sinks.wandb.api_key_env, char *),
      .def = "WANDB_API_KEY",
      .max = 255,
      .help = "environment variable holding the API key when api_key_file is empty"},
     {.path = "sinks.wandb.transmit_interval",
+     .reload = true,
      .type = KT_DURATION,
      .offset = FIELD(sinks.wandb.transmit_interval_ms, uint64_t),
      .def = "15s",
@@ -271,6 +298,7 @@ static const struct key keys[] = {
      .max = 3600 * 1000,
      .help = "at most one file_stream request per run per interval (a backlog drains at once)"},
     {.path = "sinks.wandb.heartbeat_interval",
+     .reload = true,
      .type = KT_DURATION,
      .offset = FIELD(sinks.wandb.heartbeat_interval_ms, uint64_t),
      .def = "30s",
@@ -278,12 +306,14 @@ static const struct key keys[] = {
      .max = 3600 * 1000,
      .help = "an idle running run sends an empty request this often"},
     {.path = "sinks.wandb.upsert_debounce",
+     .reload = true,
      .type = KT_DURATION,
      .offset = FIELD(sinks.wandb.upsert_debounce_ms, uint64_t),
      .def = "5s",
      .max = 3600 * 1000,
      .help = "name/tags/notes/config changes are sent at most this often (and at the end)"},
     {.path = "sinks.wandb.connect_timeout",
+     .reload = true,
      .type = KT_DURATION,
      .offset = FIELD(sinks.wandb.connect_timeout_ms, uint64_t),
      .def = "10s",
@@ -291,6 +321,7 @@ static const struct key keys[] = {
      .max = 3600 * 1000,
      .help = "limit on connecting (TCP and TLS) for one request"},
     {.path = "sinks.wandb.request_timeout",
+     .reload = true,
      .type = KT_DURATION,
      .offset = FIELD(sinks.wandb.request_timeout_ms, uint64_t),
      .def = "180s",
@@ -298,6 +329,7 @@ static const struct key keys[] = {
      .max = 3600 * 1000,
      .help = "limit on one whole request; a request past it is retried"},
     {.path = "sinks.wandb.stall_timeout",
+     .reload = true,
      .type = KT_DURATION,
      .offset = FIELD(sinks.wandb.stall_timeout_ms, uint64_t),
      .def = "30s",
@@ -305,6 +337,7 @@ static const struct key keys[] = {
      .max = 3600 * 1000,
      .help = "a request moving under 64 bytes/s for this long is abandoned and retried"},
     {.path = "sinks.wandb.retry_min",
+     .reload = true,
      .type = KT_DURATION,
      .offset = FIELD(sinks.wandb.retry_min_ms, uint64_t),
      .def = "2s",
@@ -312,6 +345,7 @@ static const struct key keys[] = {
      .max = 3600 * 1000,
      .help = "first retry delay; it doubles per failed attempt, plus 0-25% jitter"},
     {.path = "sinks.wandb.retry_max",
+     .reload = true,
      .type = KT_DURATION,
      .offset = FIELD(sinks.wandb.retry_max_ms, uint64_t),
      .def = "60s",
@@ -319,6 +353,7 @@ static const struct key keys[] = {
      .max = 24 * 3600 * 1000,
      .help = "cap of the retry delay (before jitter); retries never stop"},
     {.path = "sinks.wandb.retry_after_max",
+     .reload = true,
      .type = KT_DURATION,
      .offset = FIELD(sinks.wandb.retry_after_max_ms, uint64_t),
      .def = "1h",
@@ -356,17 +391,20 @@ static const struct key keys[] = {
      .max = 1024,
      .help = "requests in flight at once (each run has at most one)"},
     {.path = "sinks.wandb.tls_verify",
+     .reload = true,
      .type = KT_BOOL,
      .offset = FIELD(sinks.wandb.tls_verify, bool),
      .def = "true",
      .help = "verify the server's certificate and host name"},
     {.path = "sinks.wandb.ca_file",
+     .reload = true,
      .type = KT_STRING,
      .offset = FIELD(sinks.wandb.ca_file, char *),
      .def = "",
      .max = PATH_MAX - 1,
      .help = "CA bundle for https; empty: the system's"},
     {.path = "sinks.wandb.complete_crashed",
+     .reload = true,
      .type = KT_BOOL,
      .offset = FIELD(sinks.wandb.complete_crashed, bool),
      .def = "false",
@@ -553,7 +591,7 @@ static const void *cfield_of(const struct config *cfg, const struct key *k)
 static bool is_string_type(enum key_type t)
 {
 	return t == KT_STRING || t == KT_IPC_URL || t == KT_PATH || t == KT_LOG_LEVEL ||
-	       t == KT_HTTP_URL;
+	       t == KT_HTTP_URL || t == KT_LOOPBACK;
 }
 
 static bool is_number_type(enum key_type t)
@@ -597,6 +635,11 @@ static void describe_expected(char *buf, size_t len, const struct key *k)
 		         "a duration such as 500ms, 15s, 2m or 1h (the unit is required)");
 		break;
 	case KT_MODE: snprintf(buf, len, "an octal mode with a leading 0, such as 0660"); break;
+	case KT_LOOPBACK:
+		snprintf(buf, len,
+		         "a loopback address and port such as 127.0.0.1:9464 or [::1]:9464 (the "
+		         "endpoint has no authentication), or \"\" for off");
+		break;
 	case KT_ENUM:
 	case KT_LOG_LEVEL:
 		join_choices(list, sizeof list, k->choices, ", ");
@@ -619,6 +662,7 @@ static const char *type_name(enum key_type t)
 	case KT_DURATION: return "duration";
 	case KT_ENUM: return "enum";
 	case KT_MODE: return "octal mode";
+	case KT_LOOPBACK: return "address:port";
 	}
 	return "?";
 }
@@ -653,6 +697,34 @@ static void format_value(char *buf, size_t len, const struct config *cfg, const 
 	case KT_MODE: format_number(buf, len, k, *(const uint32_t *)f); break;
 	default: format_number(buf, len, k, *(const uint64_t *)f); break;
 	}
+}
+
+/* "127.a.b.c:port" or "[::1]:port", numeric, port 1..65535: an endpoint without
+ * authentication must not be reachable from other machines. */
+static bool is_loopback_listen(const char *text)
+{
+	const char *colon = strrchr(text, ':');
+	if (!colon || colon == text)
+		return false;
+	uint64_t port;
+	const char *rest;
+	if (parse_decimal(colon + 1, &port, &rest) != PARSE_OK || *rest || port < 1 || port > 65535)
+		return false;
+	char host[64];
+	size_t hl = (size_t)(colon - text);
+	if (hl >= sizeof host)
+		return false;
+	memcpy(host, text, hl);
+	host[hl] = '\0';
+	if (host[0] == '[') {
+		struct in6_addr a6;
+		if (hl < 3 || host[hl - 1] != ']')
+			return false;
+		host[hl - 1] = '\0';
+		return inet_pton(AF_INET6, host + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	struct in_addr a4;
+	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 /* Parses `text` as the value of `k` and stores it in `cfg`. On failure `cfg` is
@@ -691,6 +763,10 @@ static int set_value(struct config *cfg, const struct key *k, const char *text, 
 	case KT_IPC_URL:
 		rc = strncmp(text, "ipc:///", 7) == 0 ? PARSE_OK : PARSE_BAD;
 		v = strlen(text) - (rc == PARSE_OK ? 6 : 0);
+		break;
+	case KT_LOOPBACK:
+		rc = text[0] == '\0' || is_loopback_listen(text) ? PARSE_OK : PARSE_BAD;
+		v = strlen(text);
 		break;
 	case KT_LOG_LEVEL:
 	case KT_ENUM:
@@ -758,6 +834,7 @@ static int set_value(struct config *cfg, const struct key *k, const char *text, 
 	case KT_IPC_URL:
 	case KT_PATH:
 	case KT_HTTP_URL:
+	case KT_LOOPBACK:
 	case KT_LOG_LEVEL: {
 		char *copy = strdup(text);
 		if (!copy) {
@@ -830,11 +907,11 @@ static int expand_user_default(char *buf, size_t len, const char *tmpl)
 	return TRACKD_OK;
 }
 
-/* The default of `k` as text; non-root placeholders are left unexpanded when
+/* The default of `k` as text; the --user placeholders are left unexpanded when
  * `expand` is false (for the reference). */
-static int default_text(char *buf, size_t len, const struct key *k, bool as_root, bool expand)
+static int default_text(char *buf, size_t len, const struct key *k, bool system, bool expand)
 {
-	if (!as_root && k->def_user) {
+	if (!system && k->def_user) {
 		if (expand)
 			return expand_user_default(buf, len, k->def_user);
 		snprintf(buf, len, "%s", k->def_user);
@@ -846,13 +923,13 @@ static int default_text(char *buf, size_t len, const struct key *k, bool as_root
 	return TRACKD_OK;
 }
 
-int config_defaults(struct config *cfg, bool as_root)
+int config_defaults(struct config *cfg, bool system)
 {
 	memset(cfg, 0, sizeof *cfg);
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct key *k = &keys[i];
 		char text[PATH_MAX + 16], why[256];
-		int rc = default_text(text, sizeof text, k, as_root, true);
+		int rc = default_text(text, sizeof text, k, system, true);
 		if (rc != TRACKD_OK)
 			snprintf(why, sizeof why, "%s: %s", k->path,
 			         rc == TRACKD_ENOENT ? "no home directory to derive it from"
@@ -896,6 +973,64 @@ void config_fini(struct config *cfg)
 			*s = NULL;
 		}
 	}
+}
+
+static void format_short(char *buf, size_t len, const struct config *cfg, const struct key *k)
+{
+	char full[PATH_MAX * 4 + 16];
+	format_value(full, sizeof full, cfg, k, true);
+	if (strlen(full) >= len && len > 4)
+		snprintf(buf, len, "%.*s...", (int)(len - 4), full);
+	else
+		snprintf(buf, len, "%s", full);
+}
+
+int config_diff(const struct config *running, const struct config *next,
+                int (*fn)(void *arg, const struct config_change *change), void *arg)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		struct config_change c = {.key = k->path, .reloadable = k->reload};
+		char a[PATH_MAX * 4 + 16], b[PATH_MAX * 4 + 16];
+		format_value(a, sizeof a, running, k, true);
+		format_value(b, sizeof b, next, k, true);
+		if (strcmp(a, b) == 0)
+			continue;
+		format_short(c.old_value, sizeof c.old_value, running, k);
+		format_short(c.new_value, sizeof c.new_value, next, k);
+		int rc = fn(arg, &c);
+		if (rc != 0)
+			return rc;
+	}
+	return TRACKD_OK;
+}
+
+int config_copy_key(struct config *dst, const struct config *src, const char *key)
+{
+	const struct key *k = NULL;
+	for (size_t i = 0; i < NKEYS && !k; i++)
+		if (strcmp(keys[i].path, key) == 0)
+			k = &keys[i];
+	if (!k)
+		return TRACKD_ENOENT;
+	void *d = field_of(dst, k);
+	const void *f = cfield_of(src, k);
+	if (is_string_type(k->type)) {
+		const char *v = *(char *const *)f;
+		char *copy = v ? strdup(v) : NULL;
+		if (v && !copy)
+			return TRACKD_ENOMEM;
+		free(*(char **)d);
+		*(char **)d = copy;
+		return TRACKD_OK;
+	}
+	switch (k->type) {
+	case KT_BOOL: *(bool *)d = *(const bool *)f; break;
+	case KT_ENUM: *(int *)d = *(const int *)f; break;
+	case KT_MODE: *(uint32_t *)d = *(const uint32_t *)f; break;
+	default: *(uint64_t *)d = *(const uint64_t *)f; break;
+	}
+	return TRACKD_OK;
 }
 
 /* ---- loading ----------------------------------------------------------------- */
@@ -1358,7 +1493,7 @@ void config_print(const struct config *cfg, FILE *out)
 
 void config_print_reference(FILE *out)
 {
-	char bounds[160], lo[32], hi[32], root[256], user[256];
+	char bounds[160], lo[32], hi[32], sys[256], user[256];
 	fprintf(out, "Configuration file keys (YAML; a dotted key a.b is written as b: in a "
 	             "mapping under a:)\n\n");
 	for (size_t i = 0; i < NKEYS; i++) {
@@ -1381,14 +1516,16 @@ void config_print_reference(FILE *out)
 			snprintf(bounds, sizeof bounds, ", socket path at most %llu bytes",
 			         (unsigned long long)k->max);
 		}
-		fprintf(out, "  %s (%s%s)\n      %s\n", k->path, type_name(k->type), bounds,
-		        k->help);
-		default_text(root, sizeof root, k, true, false);
+		fprintf(out, "  %s (%s%s)\n      %s\n      %s\n", k->path, type_name(k->type),
+		        bounds, k->help,
+		        k->reload ? "SIGHUP applies a change" : "a change needs a restart");
+		default_text(sys, sizeof sys, k, true, false);
 		default_text(user, sizeof user, k, false, false);
-		if (strcmp(root, user) != 0)
-			fprintf(out, "      default: %s as root, %s otherwise\n", root, user);
+		const char *shown_sys = *sys ? sys : "\"\"", *shown_user = *user ? user : "\"\"";
+		if (strcmp(sys, user) != 0)
+			fprintf(out, "      default: %s; with --user: %s\n", shown_sys, shown_user);
 		else
-			fprintf(out, "      default: %s\n", root);
+			fprintf(out, "      default: %s\n", shown_sys);
 	}
 	fprintf(out,
 	        "\nSizes: bytes, or a whole number with a unit B, KiB, MiB, GiB, TiB (64KiB).\n"

@@ -92,20 +92,22 @@ struct config {
 	uint64_t shutdown_timeout_ms;
 	uint64_t idle_exit_ms;      /* --user: idle time before exiting; 0 = never */
 	uint64_t ingest_contexts;   /* concurrent NNG request contexts */
+	char *metrics_listen;       /* "" = no metrics endpoint; else loopback ip:port */
 	struct config_limits limits;
 	struct config_txlog txlog;
 	struct config_access access;
 	struct config_sinks sinks;
 };
 
-/* Fills `cfg` with every default. `as_root` picks the system paths
- * (ipc:///run/trackd/trackd.sock, /var/lib/trackd); otherwise
+/* Fills `cfg` with every default. `system` picks the machine agent's paths
+ * (ipc:///run/trackd/trackd.sock, /var/lib/trackd; whatever uid runs it, e.g.
+ * the service's `trackd` user); otherwise (trackd --user)
  * $XDG_RUNTIME_DIR/trackd/trackd.sock and $XDG_STATE_HOME/trackd (falling back to
  * /tmp/trackd-<uid>/ and ~/.local/state/trackd). `cfg` is overwritten, not freed.
  * Fails (logged; `cfg` then holds no strings) with TRACKD_EINVAL if a derived path
  * is unusable (a socket path over 107 bytes), or TRACKD_ENOENT if there is no home
  * directory to derive the state dir from. */
-int config_defaults(struct config *cfg, bool as_root);
+int config_defaults(struct config *cfg, bool system);
 
 /* Applies the YAML file at `path` on top of `cfg`. On error returns TRACKD_EINVAL
  * (or TRACKD_ENOENT/TRACKD_EIO for an unreadable file), writes
@@ -121,6 +123,24 @@ void config_print_reference(FILE *out);
 
 /* Writes the effective configuration as YAML (for --check-config). */
 void config_print(const struct config *cfg, FILE *out);
+
+/* One key whose value differs between two configurations (for SIGHUP). Values
+ * are written as in the file, long ones shortened. */
+struct config_change {
+	const char *key;      /* dotted path, static */
+	char old_value[160];
+	char new_value[160];
+	bool reloadable;      /* the key is marked as applied to a running agent */
+};
+
+/* Calls `fn` for each key whose value differs between `running` and `next`, in
+ * table order; stops at and returns the first non-zero return of fn. */
+int config_diff(const struct config *running, const struct config *next,
+                int (*fn)(void *arg, const struct config_change *change), void *arg);
+
+/* Copies the value of one key (dotted path) from `src` into `dst`. 0,
+ * TRACKD_ENOENT for an unknown key, TRACKD_ENOMEM (dst unchanged). */
+int config_copy_key(struct config *dst, const struct config *src, const char *key);
 
 /* `dst` is overwritten, not freed; on TRACKD_ENOMEM it holds no strings. */
 int config_copy(struct config *dst, const struct config *src);

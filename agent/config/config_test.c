@@ -725,6 +725,93 @@ static void test_files(void)
 	config_fini(&c);
 }
 
+/* metrics_listen: loopback only, numeric, a port in 1..65535; "" is off. */
+static void test_metrics_listen(void)
+{
+	static const char *const ok[] = {
+	    "127.0.0.1:9464", "127.1.2.3:1", "127.0.0.1:65535", "\"[::1]:9464\"", "\"\"",
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		struct config cfg;
+		char yaml[96];
+		config_defaults(&cfg, true);
+		snprintf(yaml, sizeof yaml, "metrics_listen: %s\n", ok[i]);
+		expect_ok(&cfg, yaml);
+		config_fini(&cfg);
+	}
+	static const char *const bad[] = {
+	    "0.0.0.0:9464", "10.0.0.1:9464",   "\"[::]:9464\"", "127.0.0.1",    "127.0.0.1:0",
+	    "127.0.0.1:65536", "localhost:9464", "127.0.0.1:09", ":9464", "\"[::1]\"",
+	    "128.0.0.1:80",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char yaml[96];
+		snprintf(yaml, sizeof yaml, "metrics_listen: %s\n", bad[i]);
+		expect_error(yaml, "1:17", "metrics_listen: expected a loopback address and port");
+	}
+	expect_message("metrics_listen: 0.0.0.0:9464\n",
+	               "t.yaml:1:17: metrics_listen: expected a loopback address and port such as "
+	               "127.0.0.1:9464 or [::1]:9464 (the endpoint has no authentication), or "
+	               "\"\" for off, got \"0.0.0.0:9464\"");
+}
+
+struct seen {
+	int n;
+	char keys[8][64];
+	bool reloadable[8];
+	char old_value[8][160], new_value[8][160];
+};
+
+static int note_change(void *arg, const struct config_change *c)
+{
+	struct seen *s = arg;
+	if (s->n < 8) {
+		snprintf(s->keys[s->n], 64, "%s", c->key);
+		snprintf(s->old_value[s->n], 160, "%s", c->old_value);
+		snprintf(s->new_value[s->n], 160, "%s", c->new_value);
+		s->reloadable[s->n] = c->reloadable;
+	}
+	s->n++;
+	return 0;
+}
+
+/* The diff a reload logs: each changed key once, with its old and new value and
+ * whether it can be applied; copying a key makes the two agree on it. */
+static void test_diff(void)
+{
+	struct config a, b;
+	config_defaults(&a, true);
+	config_defaults(&b, true);
+	struct seen none = {0};
+	config_diff(&a, &b, note_change, &none);
+	check_u64("no changes", (uint64_t)none.n, 0);
+	expect_ok(&b, "log_level: debug\nlisten: ipc:///tmp/x.sock\ntxlog:\n  max_bytes: 1GiB\n"
+	              "sinks:\n  wandb:\n    base_url: http://127.0.0.1:1\n");
+	struct seen s = {0};
+	config_diff(&a, &b, note_change, &s);
+	check_u64("changes", (uint64_t)s.n, 4);
+	check_str("1st", s.keys[0], "listen");
+	check(!s.reloadable[0], "listen needs a restart");
+	check_str("old listen", s.old_value[0], "\"ipc:///run/trackd/trackd.sock\"");
+	check_str("new listen", s.new_value[0], "\"ipc:///tmp/x.sock\"");
+	check_str("2nd", s.keys[1], "log_level");
+	check(s.reloadable[1], "log_level reloads");
+	check_str("3rd", s.keys[2], "txlog.max_bytes");
+	check_str("new budget", s.new_value[2], "1GiB");
+	check(s.reloadable[2], "the budget reloads");
+	check_str("4th", s.keys[3], "sinks.wandb.base_url");
+	check(s.reloadable[3], "base_url reloads");
+	check_rc("copy", config_copy_key(&a, &b, "log_level"), TRACKD_OK);
+	check_rc("copy", config_copy_key(&a, &b, "txlog.max_bytes"), TRACKD_OK);
+	check_rc("unknown key", config_copy_key(&a, &b, "nope"), TRACKD_ENOENT);
+	struct seen after = {0};
+	config_diff(&a, &b, note_change, &after);
+	check_u64("left after copying two", (uint64_t)after.n, 2);
+	check_str("left", after.keys[0], "listen");
+	config_fini(&a);
+	config_fini(&b);
+}
+
 static void test_reference(void)
 {
 	char *buf = NULL;
@@ -734,8 +821,8 @@ static void test_reference(void)
 	fclose(f);
 	const char *want[] = {
 	    "  listen (ipc URL, socket path at most 107 bytes)\n",
-	    ("default: ipc:///run/trackd/trackd.sock as root, ipc://{runtime}/trackd.sock "
-	     "otherwise\n"),
+	    ("default: ipc:///run/trackd/trackd.sock; with --user: ipc://{runtime}/trackd.sock"
+	     "\n"),
 	    "  txlog.fsync (enum: always|interval|never)\n",
 	    "  txlog.fsync_interval (duration, 1ms..1m)\n      ",
 	    "  limits.max_sessions (integer, at least 16)\n",
@@ -764,6 +851,8 @@ int main(void)
 	test_copy();
 	test_files();
 	test_reference();
+	test_metrics_listen();
+	test_diff();
 	printf("config_test: %d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }

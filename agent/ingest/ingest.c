@@ -74,6 +74,12 @@ struct ingest {
 	pthread_t query_thread;
 	bool query_started;
 
+	/* The limits in force: opts.max_message_bytes and opts.limits as changed by
+	 * ingest_set_limits; read by the worker and the query thread. */
+	pthread_mutex_t limits_mu;
+	uint64_t max_message_bytes;
+	struct validate_limits limits;
+
 	access_control *access;
 	uint8_t *entry_buf; /* LogEntry scratch, max_message_bytes + header room */
 	size_t entry_cap;
@@ -102,6 +108,27 @@ struct internal_batch {
 static void count(_Atomic uint64_t *c, uint64_t n)
 {
 	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static void current_limits(struct ingest *in, uint64_t *max_message_bytes,
+                           struct validate_limits *limits)
+{
+	pthread_mutex_lock(&in->limits_mu);
+	*max_message_bytes = in->max_message_bytes;
+	*limits = in->limits;
+	pthread_mutex_unlock(&in->limits_mu);
+}
+
+int ingest_set_limits(ingest *in, uint64_t max_message_bytes,
+                      const struct validate_limits *limits)
+{
+	if (max_message_bytes > in->opts.max_message_bytes || max_message_bytes == 0)
+		return TRACKD_EINVAL;
+	pthread_mutex_lock(&in->limits_mu);
+	in->max_message_bytes = max_message_bytes;
+	in->limits = *limits;
+	pthread_mutex_unlock(&in->limits_mu);
+	return TRACKD_OK;
 }
 
 /* ---- replies ------------------------------------------------------------ */
@@ -315,17 +342,20 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	rc->is_query = false;
 	count(&in->requests, 1);
 
-	if (len > in->opts.max_message_bytes) {
+	uint64_t max_message_bytes;
+	struct validate_limits limits;
+	current_limits(in, &max_message_bytes, &limits);
+	if (len > max_message_bytes) {
 		char msg[160];
 		snprintf(msg, sizeof msg, "request is %zu bytes, limit %llu (limits.max_message_bytes)",
-		         len, (unsigned long long)in->opts.max_message_bytes);
+		         len, (unsigned long long)max_message_bytes);
 		count(&in->rejected_too_large, 1);
 		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, msg, false);
 		return;
 	}
 	char err[512];
 	struct validated_request req;
-	int code = validate_request(&in->opts.limits, body, len, &req, err, sizeof err);
+	int code = validate_request(&limits, body, len, &req, err, sizeof err);
 	if (code != 0) {
 		count_rejection(in, code);
 		log_debug("request rejected: %s", err);
@@ -597,15 +627,26 @@ static void answer_query(struct ingest *in, struct request_ctx *rc)
 	count(&in->queries, 1);
 	struct validated_request req;
 	char err[512];
-	validate_request(&in->opts.limits, nng_msg_body(rc->msg), nng_msg_len(rc->msg), &req, err,
-	                 sizeof err);
+	uint64_t max_message_bytes;
+	struct validate_limits limits;
+	current_limits(in, &max_message_bytes, &limits);
+	/* Validated by the worker already (perhaps under other limits): only the
+	 * positions of the query are wanted here. */
+	int vcode = validate_request(&limits, nng_msg_body(rc->msg), nng_msg_len(rc->msg), &req,
+	                             err, sizeof err);
+	if (vcode != 0 || req.kind != VALIDATED_QUERY) {
+		/* Only when a reload changed the limits in between. */
+		rc->reply = error_reply(vcode ? vcode : TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+		                        vcode ? err : "not a query", false);
+		return;
+	}
 	if (!in->opts.query) {
 		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 		                        "this agent keeps no run store to query", false);
 		return;
 	}
 	struct buf json;
-	buf_init(&json, in->opts.max_message_bytes * 4);
+	buf_init(&json, max_message_bytes * 4);
 	int code = in->opts.query(in->opts.hook_arg, req.query, req.query_len, rc->uid, rc->admin,
 	                          &json, err, sizeof err);
 	if (code != 0) {
@@ -910,6 +951,9 @@ int ingest_start(const struct ingest_options *opts, ingest **out)
 	if (!in)
 		return TRACKD_ENOMEM;
 	in->opts = *opts;
+	in->max_message_bytes = opts->max_message_bytes;
+	in->limits = opts->limits;
+	pthread_mutex_init(&in->limits_mu, NULL);
 	pthread_mutex_init(&in->mu, NULL);
 	pthread_cond_init(&in->cv, NULL);
 	pthread_cond_init(&in->query_cv, NULL);
@@ -1044,6 +1088,7 @@ void ingest_free(ingest *in)
 		free(ib);
 	}
 	pthread_mutex_destroy(&in->mu);
+	pthread_mutex_destroy(&in->limits_mu);
 	pthread_cond_destroy(&in->cv);
 	pthread_cond_destroy(&in->query_cv);
 	access_free(in->access);

@@ -132,6 +132,15 @@ int64_t ingest_heartbeat_us(ingest *in);
 /* Safe from any thread. */
 void ingest_get_stats(ingest *in, struct ingest_stats *out);
 
+/* Changes the request limits of a running ingest (SIGHUP reload): requests
+ * validated after this returns use them. `max_message_bytes` may not exceed the
+ * value the ingest started with (its buffers and the transport's receive limit
+ * were sized for it): TRACKD_EINVAL, nothing changed. Lowering it makes requests
+ * between the new limit and twice the old one get ERROR_TOO_LARGE replies.
+ * Safe from any thread. */
+int ingest_set_limits(ingest *in, uint64_t max_message_bytes,
+                      const struct validate_limits *limits);
+
 /* Builds the LogEntry bytes stored for one batch: the peer's identity and the
  * receive time, then the client's Batch bytes verbatim as field 5. Returns the
  * length, or 0 if `cap` is too small. Exposed for tests. */

@@ -304,3 +304,25 @@ out:
 	pthread_mutex_unlock(&log->cur_lock);
 	return rc;
 }
+
+size_t txlog_cursors_info(txlog *log, struct txlog_cursor_info *out, size_t max)
+{
+	uint64_t readable = txlog_readable_index(log);
+	pthread_mutex_lock(&log->cur_lock);
+	size_t n = log->ncursors;
+	for (size_t i = 0; i < n && i < max; i++) {
+		const struct cursor *c = &log->cursors[i];
+		struct txlog_cursor_info *ci = &out[i];
+		snprintf(ci->name, sizeof ci->name, "%s", c->name);
+		ci->position = c->position;
+		ci->records_behind = readable > c->position ? readable - c->position : 0;
+		ci->bytes_behind = 0;
+		pthread_mutex_lock(&log->seg_lock);
+		for (size_t k = 0; k < log->nsegs; k++)
+			if (log->segs[k].last_record > c->position)
+				ci->bytes_behind += log->segs[k].bytes;
+		pthread_mutex_unlock(&log->seg_lock);
+	}
+	pthread_mutex_unlock(&log->cur_lock);
+	return n;
+}

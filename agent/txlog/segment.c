@@ -1,6 +1,8 @@
 /* segment.c — segment file names, headers, creation, and small I/O helpers. */
 #include "txlog_internal.h"
 
+#include "clock.h"
+
 #include "errors.h"
 #include "log.h"
 
@@ -118,11 +120,28 @@ int seg_list_dir(int dirfd, bool remove_tmp, uint64_t **out, size_t *n)
 	return TRACKD_OK;
 }
 
+const uint64_t txlog_fsync_bucket_us[TXLOG_FSYNC_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 5000000,
+};
+
+void fsync_observe(txlog *log, int64_t us)
+{
+	uint64_t v = us > 0 ? (uint64_t)us : 0;
+	size_t b = 0;
+	while (b < TXLOG_FSYNC_BUCKETS && v > txlog_fsync_bucket_us[b])
+		b++;
+	atomic_fetch_add_explicit(&log->fsync_buckets[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&log->fsync_sum_us, v, memory_order_relaxed);
+}
+
 int seg_fsync(txlog *log, int fd)
 {
-	if (log->fsync_hook)
-		return log->fsync_hook(log->fsync_hook_arg, fd);
-	return fdatasync(fd);
+	int64_t t0 = clock_mono_us();
+	int rc = log->fsync_hook ? log->fsync_hook(log->fsync_hook_arg, fd) : fdatasync(fd);
+	int err = errno;
+	fsync_observe(log, clock_mono_us() - t0);
+	errno = err;
+	return rc;
 }
 
 int seg_create(txlog *log, uint64_t first_index, int *fd_out)

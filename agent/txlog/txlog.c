@@ -316,14 +316,15 @@ static int append_once(txlog *log, const void *data, size_t len, uint64_t *index
 		goto out;
 	}
 	uint64_t frame_len = TXLOG_FRAME_OVERHEAD + (uint64_t)len;
-	if (log->opts.max_bytes) {
+	uint64_t max_bytes = atomic_load_explicit(&log->max_bytes, memory_order_relaxed);
+	if (max_bytes) {
 		/* A roll adds a segment header; count it so the cap holds exactly. */
 		uint64_t used = TXLOG_SEGMENT_HEADER;
 		pthread_mutex_lock(&log->seg_lock);
 		for (size_t i = 0; i < log->nsegs; i++)
 			used += log->segs[i].bytes;
 		pthread_mutex_unlock(&log->seg_lock);
-		if (used + frame_len > log->opts.max_bytes) {
+		if (used + frame_len > max_bytes) {
 			/* Every cursor is past the segment being written: start a new one
 			 * so this one can be released. */
 			struct open_seg *cur = current(log);
@@ -462,8 +463,13 @@ static void *flusher_main(void *arg)
 		pthread_mutex_unlock(&log->mu);
 
 		bool ok = true;
-		for (size_t i = 0; i < n && ok; i++)
+		for (size_t i = 0; i < n && ok; i++) {
+			int64_t t0 = clock_mono_us();
 			ok = (hook ? hook(hook_arg, snap[i].fd) : fdatasync(snap[i].fd)) == 0;
+			int e = errno;
+			fsync_observe(log, clock_mono_us() - t0);
+			errno = e;
+		}
 		int err = errno;
 
 		pthread_mutex_lock(&log->mu);
@@ -600,6 +606,7 @@ int txlog_open(const struct txlog_options *opts, txlog **out)
 		return TRACKD_ENOMEM;
 	log->dirfd = log->cdirfd = log->qdirfd = -1;
 	log->opts = *opts;
+	atomic_init(&log->max_bytes, opts->max_bytes);
 	log->dir = strdup(opts->dir);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -733,6 +740,7 @@ void txlog_stats(txlog *log, struct txlog_stats *out)
 	out->budget_refusals = atomic_load(&log->budget_refusals);
 	out->last_index = atomic_load(&log->last_index);
 	out->durable_index = atomic_load(&log->durable_index);
+	out->max_bytes = atomic_load(&log->max_bytes);
 	pthread_mutex_lock(&log->seg_lock);
 	out->segments = log->nsegs;
 	for (size_t i = 0; i < log->nsegs; i++) {
@@ -741,4 +749,16 @@ void txlog_stats(txlog *log, struct txlog_stats *out)
 			out->first_index = log->segs[i].first_record;
 	}
 	pthread_mutex_unlock(&log->seg_lock);
+}
+
+void txlog_set_max_bytes(txlog *log, uint64_t max_bytes)
+{
+	atomic_store_explicit(&log->max_bytes, max_bytes, memory_order_relaxed);
+}
+
+void txlog_fsync_histogram(txlog *log, struct txlog_fsync_histogram *out)
+{
+	for (size_t i = 0; i <= TXLOG_FSYNC_BUCKETS; i++)
+		out->count[i] = atomic_load_explicit(&log->fsync_buckets[i], memory_order_relaxed);
+	out->sum_us = atomic_load_explicit(&log->fsync_sum_us, memory_order_relaxed);
 }

@@ -132,6 +132,7 @@ struct txlog_stats {
 	uint64_t first_index;           /* oldest record still on disk, 0 if none */
 	uint64_t last_index;            /* newest appended, 0 if none */
 	uint64_t durable_index;         /* newest covered by a completed fdatasync */
+	uint64_t max_bytes;             /* the disk budget in force, 0 = none */
 };
 
 /* Opens (creating if needed) and recovers the log. On success *out is owned by
@@ -153,6 +154,27 @@ uint64_t txlog_last_index(txlog *log);
 uint64_t txlog_durable_index(txlog *log);
 uint64_t txlog_readable_index(txlog *log);
 void txlog_stats(txlog *log, struct txlog_stats *out);
+
+/* Changes the disk budget of a running log (SIGHUP reload); 0 = none. Safe from
+ * any thread: the next append checks the new value. Lowering it below the bytes
+ * on disk refuses appends until sinks release segments; nothing is deleted. */
+void txlog_set_max_bytes(txlog *log, uint64_t max_bytes);
+
+/* ---- fdatasync latency ----------------------------------------------------
+ * Every fdatasync that makes appended records durable (txlog_sync, the INTERVAL
+ * flusher, rolls, the repair after a failure) is timed, failed ones included,
+ * into fixed buckets by atomic counters: no lock on the durability path. */
+#define TXLOG_FSYNC_BUCKETS 14
+/* Upper bounds (inclusive, µs) of the buckets, ascending. */
+extern const uint64_t txlog_fsync_bucket_us[TXLOG_FSYNC_BUCKETS];
+struct txlog_fsync_histogram {
+	/* Per bucket, not cumulative; count[TXLOG_FSYNC_BUCKETS] holds the slower
+	 * ones. Their sum is the number of fdatasyncs timed. */
+	uint64_t count[TXLOG_FSYNC_BUCKETS + 1];
+	uint64_t sum_us;
+};
+/* Safe from any thread; a sync finishing meanwhile may be in count or sum only. */
+void txlog_fsync_histogram(txlog *log, struct txlog_fsync_histogram *out);
 
 /* ---- readers ------------------------------------------------------------- */
 
@@ -195,5 +217,18 @@ int txlog_cursor_register(txlog *log, const char *name, uint64_t *position_out);
 int txlog_cursor_commit(txlog *log, const char *name, uint64_t index);
 
 int txlog_cursor_remove(txlog *log, const char *name);
+
+/* Where a cursor stands, for monitoring. */
+struct txlog_cursor_info {
+	char name[33];
+	uint64_t position;       /* durable: everything up to it is delivered */
+	uint64_t records_behind; /* readable indices past position */
+	uint64_t bytes_behind;   /* segment bytes holding records past position: what
+	                          * this cursor keeps on disk */
+};
+
+/* Fills up to `max` entries (every cursor the log knows, registered or only
+ * loaded from disk) and returns how many there are. Safe from any thread. */
+size_t txlog_cursors_info(txlog *log, struct txlog_cursor_info *out, size_t max);
 
 #endif

@@ -11,6 +11,7 @@
 #ifndef TRACKD_TXLOG_INTERNAL_H
 #define TRACKD_TXLOG_INTERNAL_H
 
+#include "le.h"
 #include "txlog.h"
 
 #include <pthread.h>
@@ -34,36 +35,6 @@
  * writer thread and from the INTERVAL flusher, so it must be thread-safe. */
 typedef int (*txlog_fsync_hook)(void *arg, int fd);
 void txlog_test_set_fsync_hook(txlog *log, txlog_fsync_hook hook, void *arg);
-
-/* ---- little-endian helpers ---------------------------------------------- */
-
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static inline uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 /* ---- the log ------------------------------------------------------------ */
 
@@ -135,6 +106,8 @@ struct txlog {
 	_Atomic bool closed;
 	_Atomic uint64_t records_appended, bytes_appended, records_quarantined, bytes_quarantined,
 	    bytes_truncated, bad_segment_headers, fsync_failures, budget_refusals;
+	_Atomic uint64_t max_bytes; /* the budget: opts.max_bytes, changed by reloads */
+	_Atomic uint64_t fsync_buckets[TXLOG_FSYNC_BUCKETS + 1], fsync_sum_us;
 };
 
 /* ---- segment files (segment.c) ------------------------------------------ */
@@ -148,8 +121,10 @@ bool seg_header_ok(const uint8_t *hdr, size_t n, uint64_t first_index);
 int seg_list_dir(int dirfd, bool remove_tmp, uint64_t **out, size_t *n);
 /* Creates `<first>.seg` atomically (temp with header, fsync, rename, fsync dir). */
 int seg_create(txlog *log, uint64_t first_index, int *fd_out);
-/* fdatasync through the test hook. */
+/* fdatasync through the test hook, timed into the histogram. */
 int seg_fsync(txlog *log, int fd);
+/* Records one fdatasync of `us` microseconds in the histogram. */
+void fsync_observe(txlog *log, int64_t us);
 /* Appends a seg_info (seg_lock held by the caller). */
 int seg_list_push(txlog *log, const struct seg_info *si);
 

@@ -1220,6 +1220,71 @@ static void test_budget(void)
 	free(dir);
 }
 
+/* A budget changed at run time (reload): lowering it refuses the next append,
+ * raising it lets appends in again; stats report the budget in force. Cursor
+ * info reports what each cursor keeps; every durable sync is timed. */
+static void test_budget_reload_and_monitoring(void)
+{
+	char *dir = tmpdir_new();
+	struct txlog_options o = opts_for(dir, TXLOG_FSYNC_ALWAYS, 1024, 1000, NULL);
+	const uint64_t frame = TXLOG_FRAME_OVERHEAD + 100;
+	uint8_t payload[100] = {0};
+	o.max_bytes = 0;
+	txlog *log;
+	REQUIRE_OK(txlog_open(&o, &log));
+	uint64_t pos;
+	REQUIRE_OK(txlog_cursor_register(log, "sink", &pos));
+	for (int i = 0; i < 3; i++) {
+		REQUIRE_OK(txlog_append(log, payload, sizeof payload, NULL));
+		REQUIRE_OK(txlog_sync(log));
+	}
+	struct txlog_stats st;
+	txlog_stats(log, &st);
+	EXPECT_EQ("no budget", st.max_bytes, 0);
+	/* On disk: one header + 3 frames; an append also counts a roll's header. */
+	uint64_t used = TXLOG_SEGMENT_HEADER + 3 * frame;
+	for (int delta = -1; delta <= 1; delta++) {
+		uint64_t budget = used + TXLOG_SEGMENT_HEADER + frame + (uint64_t)delta;
+		txlog_set_max_bytes(log, budget);
+		txlog_stats(log, &st);
+		EXPECT_EQ("budget in force", st.max_bytes, budget);
+		int rc = txlog_append(log, payload, sizeof payload, NULL);
+		EXPECT_RC("append against the new budget", rc, delta < 0 ? TRACKD_ENOSPC : TRACKD_OK);
+		if (rc == TRACKD_OK) {
+			REQUIRE_OK(txlog_sync(log));
+			used += frame;
+		}
+	}
+	txlog_set_max_bytes(log, 0);
+	REQUIRE_OK(txlog_append(log, payload, sizeof payload, NULL));
+	REQUIRE_OK(txlog_sync(log));
+	txlog_stats(log, &st);
+	EXPECT_EQ("refusals", st.budget_refusals, 1);
+
+	struct txlog_cursor_info ci[4];
+	EXPECT_EQ("one cursor", txlog_cursors_info(log, ci, 4), 1);
+	EXPECT("its name", strcmp(ci[0].name, "sink") == 0);
+	EXPECT_EQ("records behind", ci[0].records_behind, st.last_index);
+	EXPECT_EQ("bytes behind: the whole log", ci[0].bytes_behind, st.disk_bytes);
+	REQUIRE_OK(txlog_cursor_commit(log, "sink", st.last_index));
+	txlog_cursors_info(log, ci, 4);
+	EXPECT_EQ("caught up: records", ci[0].records_behind, 0);
+	EXPECT_EQ("caught up: bytes", ci[0].bytes_behind, 0);
+
+	struct txlog_fsync_histogram h;
+	txlog_fsync_histogram(log, &h);
+	uint64_t n = 0;
+	for (size_t i = 0; i <= TXLOG_FSYNC_BUCKETS; i++)
+		n += h.count[i];
+	/* 3 + 2 + 1 syncs with appends; syncs with nothing to write are not. */
+	EXPECT_EQ("fdatasyncs timed", n, 6);
+	for (size_t i = 1; i < TXLOG_FSYNC_BUCKETS; i++)
+		EXPECT("bucket bounds ascend", txlog_fsync_bucket_us[i] > txlog_fsync_bucket_us[i - 1]);
+	REQUIRE_OK(txlog_close(log));
+	rm_rf(dir);
+	free(dir);
+}
+
 /* ---- 8. fsync failures ----------------------------------------------------- */
 
 struct fail_hook {
@@ -1713,6 +1778,7 @@ int main(void)
 	    {"cursors", test_cursors},
 	    {"limits", test_limits},
 	    {"budget", test_budget},
+	    {"budget_reload_and_monitoring", test_budget_reload_and_monitoring},
 	    {"fsync_failure", test_fsync_failure},
 	    {"live_reader", test_live_reader},
 	    {"reader_released_segment", test_reader_released_segment},

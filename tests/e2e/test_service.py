@@ -1,10 +1,12 @@
 """systemd integration, checked with a real notify socket made by the test:
 READY=1 only once the agent answers, WATCHDOG=1 at half WATCHDOG_USEC, STOPPING=1
 on SIGTERM. (The unit files themselves are checked in test_packaging.py.)"""
+import os
+import shutil
 import socket
 import time
 
-from conftest import finish_producer
+from conftest import Agent, finish_producer
 
 
 def read_messages(sock, until, timeout=20):
@@ -63,3 +65,35 @@ def test_stopped_agent_stops_pinging(agent, tmp_path):
     agent.proc.send_signal(18)  # SIGCONT
     again = read_messages(sock, lambda m: any("WATCHDOG=1" in x for x in m), timeout=5)
     assert any("WATCHDOG=1" in x for x in again)
+
+
+def test_deleted_socket_is_listened_on_anew(tmp_path):
+    """Someone removes the socket file: the listener check finds the agent
+    unreachable and listens anew; clients get through again."""
+    sockdir = tmp_path / "sock"
+    sockdir.mkdir()
+    a = Agent(tmp_path, socket_dir=sockdir).start()
+    try:
+        os.unlink(sockdir / "trackd.sock")
+        a.wait_for(lambda: (sockdir / "trackd.sock").exists(), what="the socket made anew")
+        rep = finish_producer(a.producer("after-unlink", 10))
+        assert rep["acked"] == rep["logged"]
+        assert "listening anew" in a.log()
+    finally:
+        a.stop()
+
+
+def test_agent_that_cannot_listen_anew_exits_for_a_restart(tmp_path):
+    """The socket's directory is gone, so listening anew fails: after a few
+    tries the agent stops with exit status 1 (systemd's Restart=on-failure then
+    starts a fresh one) instead of running on unreachable."""
+    sockdir = tmp_path / "sock"
+    sockdir.mkdir()
+    a = Agent(tmp_path, socket_dir=sockdir).start()
+    shutil.rmtree(sockdir)
+    try:
+        assert a.proc.wait(timeout=60) == 1, a.log()
+    finally:
+        if a.proc.poll() is None:
+            a.proc.kill()
+    assert "cannot listen anew 3 times in a row" in a.log()

@@ -4,11 +4,12 @@
  *
  *   producer --run-id ID --rows N [--sleep-us U] [--every K] [--exit-code C]
  *            [--timeout-ms T] [--project P] [--first-step S] [--uid U --gid G]
- *            [--hold-file F] [--url-file F]
+ *            [--hold-file F] [--url-file F] [--mode online|offline] [--console K]
  *
  * Row i carries {"i": i, "value": i * 0.5, "tag": "r<i>"} at step i, so a judge can
  * check every row by its step alone. With --sleep-us, it sleeps U µs after every
- * K rows (default K = 1), to spread the logging over time.
+ * K rows (default K = 1), to spread the logging over time. With --console K, a
+ * console line "row <i>" follows every K-th row (stderr for odd i).
  * A line {"handed_off": N} is printed (and flushed) when the last row is logged.
  * With --hold-file, it waits after the rows until F exists (so a test can look at
  * the live run first), then finishes; --url-file writes td_run_url's answer to
@@ -29,7 +30,9 @@ int main(int argc, char **argv)
 {
 	const char *run_id = NULL, *project = "trackd-tests", *hold_file = NULL, *url_file = NULL;
 	long rows = 100, sleep_us = 0, every = 1, timeout_ms = 60000, first = 0, uid = -1, gid = -1;
+	long console_every = 0;
 	int exit_code = 0;
+	td_mode mode = TD_MODE_ONLINE;
 	static const struct option opts[] = {
 		{"run-id", required_argument, NULL, 'r'},  {"rows", required_argument, NULL, 'n'},
 		{"sleep-us", required_argument, NULL, 's'}, {"every", required_argument, NULL, 'e'},
@@ -37,6 +40,7 @@ int main(int argc, char **argv)
 		{"project", required_argument, NULL, 'p'},  {"first-step", required_argument, NULL, 'f'},
 		{"uid", required_argument, NULL, 'u'},      {"gid", required_argument, NULL, 'g'},
 		{"hold-file", required_argument, NULL, 'h'}, {"url-file", required_argument, NULL, 'w'},
+		{"mode", required_argument, NULL, 'm'},     {"console", required_argument, NULL, 'c'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -54,6 +58,17 @@ int main(int argc, char **argv)
 		case 'g': gid = atol(optarg); break;
 		case 'h': hold_file = optarg; break;
 		case 'w': url_file = optarg; break;
+		case 'c': console_every = atol(optarg); break;
+		case 'm':
+			if (strcmp(optarg, "online") == 0)
+				mode = TD_MODE_ONLINE;
+			else if (strcmp(optarg, "offline") == 0)
+				mode = TD_MODE_OFFLINE;
+			else {
+				fprintf(stderr, "producer: --mode is online or offline\n");
+				return 2;
+			}
+			break;
 		default: fprintf(stderr, "producer: bad arguments\n"); return 2;
 		}
 	}
@@ -73,6 +88,7 @@ int main(int argc, char **argv)
 	o.project = project;
 	/* Tests attach several producers to one run id, and restart them. */
 	o.resume = TD_RESUME_ALLOW;
+	o.mode = mode;
 	td_run *run;
 	int rv = td_init(&o, &run);
 	if (rv != TD_OK) {
@@ -87,6 +103,11 @@ int main(int argc, char **argv)
 		rv = td_log(run, items, 3, i, true);
 		if (rv != TD_OK)
 			refused++;
+		if (console_every > 0 && (i - first + 1) % console_every == 0) {
+			char line[64];
+			snprintf(line, sizeof line, "row %ld\n", i);
+			td_output(run, i % 2 != 0, line);
+		}
 		if (sleep_us && (i - first + 1) % every == 0)
 			usleep((useconds_t)sleep_us);
 	}

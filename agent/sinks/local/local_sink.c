@@ -330,7 +330,13 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 		return;
 	ar->applying_index = o->index;
 	struct run_effects fx = {.history = &ar->history_out, .console = &ar->console_out};
+	enum run_state before = r->state;
 	int rv = run_apply(r, rec, o, &fx);
+	if (before == RUN_RUNNING && r->state != RUN_RUNNING)
+		count(r->state == RUN_FINISHED  ? &s->runs_finished
+		      : r->state == RUN_FAILED  ? &s->runs_failed
+		      : r->state == RUN_CRASHED ? &s->runs_crashed
+		                                : &s->runs_killed);
 	if (rv != 0) {
 		count(&s->write_errors);
 		log_error("local sink: run %s: record at index %" PRIu64 " not applied: %s", r->id,
@@ -792,4 +798,8 @@ void local_sink_get_stats(local_sink *s, struct local_sink_stats *out)
 	out->crashes_detected = atomic_load(&s->crashes_detected);
 	out->write_errors = atomic_load(&s->write_errors);
 	out->write_stalled = atomic_load(&s->write_stalled);
+	out->runs_finished = atomic_load(&s->runs_finished);
+	out->runs_failed = atomic_load(&s->runs_failed);
+	out->runs_crashed = atomic_load(&s->runs_crashed);
+	out->runs_killed = atomic_load(&s->runs_killed);
 }

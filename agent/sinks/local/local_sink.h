@@ -68,6 +68,8 @@ struct local_sink_stats {
 	uint64_t crashes_detected;
 	uint64_t write_errors;
 	bool write_stalled; /* run files cannot be written (disk full): applying paused */
+	/* Runs this process saw end (a resumed run that ends again counts again). */
+	uint64_t runs_finished, runs_failed, runs_crashed, runs_killed;
 };
 
 int local_sink_start(const struct local_sink_options *opts, local_sink **out);
@@ -90,6 +92,21 @@ int64_t local_sink_heartbeat_us(local_sink *s);
  * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
 int local_sink_query(local_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
                      struct buf *out, char *err, size_t errlen);
+
+/* For `trackctl sync`: run `ref` (an id or entity/project/id) for requester
+ * `uid` (its own runs only unless `admin`): its directory, its path
+ * (entity/project/id), whether it is offline, still running, and its owner —
+ * from memory when the sink holds it (its .snapshot on disk may lag behind by
+ * a checkpoint, or not exist yet). Returns 0, or ERROR_NOT_FOUND /
+ * ERROR_PERMISSION_DENIED with a message. */
+struct local_run_info {
+	char dir[4096];
+	char path[1024];
+	bool running, offline;
+	uint32_t owner;
+};
+int local_sink_locate(local_sink *s, const char *ref, uint32_t uid, bool admin,
+                      struct local_run_info *info, char *err, size_t errlen);
 
 /* The uid that owns run `run_id` (any entity/project), from memory or its
  * snapshot: 0 and *uid, or TRACKD_ENOENT. */

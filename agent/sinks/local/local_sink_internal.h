@@ -68,6 +68,7 @@ struct local_sink {
 	_Atomic uint64_t published_index, published_runs_active;
 	_Atomic uint64_t records_applied, records_orphaned, rows_rejected, crashes_detected,
 		write_errors;
+	_Atomic uint64_t runs_finished, runs_failed, runs_crashed, runs_killed;
 };
 
 /* Finds a run in memory by id, or "entity/project/id". Caller holds s->mu. */

@@ -190,6 +190,33 @@ static int resolve_for(struct local_sink *s, const Trackd__V1__Query *q,
 	return TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED;
 }
 
+int local_sink_locate(local_sink *s, const char *ref, uint32_t uid, bool admin,
+                      struct local_run_info *info, char *err, size_t errlen)
+{
+	struct requester who = {.uid = uid, .admin = admin};
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	q.run = (char *)ref;
+	memset(info, 0, sizeof *info);
+	pthread_mutex_lock(&s->mu);
+	int code = resolve_for(s, &q, &who, info->dir, sizeof info->dir, err, errlen);
+	struct active_run *ar = code ? NULL : sink_find_active(s, ref);
+	struct run *r = ar ? ar->run : NULL, *loaded = NULL;
+	if (!code && !r) {
+		if (sink_load_snapshot(info->dir, &loaded) != 0)
+			code = not_found(err, errlen, ref);
+		r = loaded;
+	}
+	if (r) {
+		snprintf(info->path, sizeof info->path, "%s/%s/%s", r->entity, r->project, r->id);
+		info->running = r->state == RUN_RUNNING;
+		info->offline = r->mode == TRACKD__V1__RUN_MODE__RUN_MODE_OFFLINE;
+		info->owner = r->uid;
+	}
+	run_free(loaded);
+	pthread_mutex_unlock(&s->mu);
+	return code;
+}
+
 static int query_run(struct local_sink *s, const Trackd__V1__Query *q,
                      const struct requester *who, struct buf *out, char *err, size_t errlen)
 {

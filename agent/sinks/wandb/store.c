@@ -1,4 +1,5 @@
 #include "store.h"
+#include "le.h"
 
 #include "crc32c.h"
 #include "errors.h"
@@ -33,34 +34,6 @@ void wb_state_file_name(const char *run_id, char *out, size_t len)
 	snprintf(out + n, len - n, ".state");
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static int write_all(int fd, const uint8_t *p, size_t len)
 {
 	while (len) {
@@ -90,12 +63,12 @@ int wb_state_write(const char *dir, const char *run_id, const struct wb_state *s
 	uint8_t *p = b;
 	memcpy(p, magic, 8);
 	p += 8;
-	put32(p, st->flags);
+	put_le32(p, st->flags);
 	p += 4;
-	put64(p, st->history_base);
-	put64(p + 8, st->console_base);
-	put64(p + 16, st->history_skipped);
-	put64(p + 24, st->console_skipped);
+	put_le64(p, st->history_base);
+	put_le64(p + 8, st->console_base);
+	put_le64(p + 16, st->history_skipped);
+	put_le64(p + 24, st->console_skipped);
 	p += 32;
 	p[0] = (uint8_t)el;
 	p[1] = (uint8_t)(el >> 8);
@@ -105,12 +78,12 @@ int wb_state_write(const char *dir, const char *run_id, const struct wb_state *s
 	p[1] = (uint8_t)(pl >> 8);
 	memcpy(p + 2, project, pl);
 	p += 2 + pl;
-	put32(p, (uint32_t)st->snapshot_len);
+	put_le32(p, (uint32_t)st->snapshot_len);
 	p += 4;
 	if (st->snapshot_len)
 		memcpy(p, st->snapshot, st->snapshot_len);
 	p += st->snapshot_len;
-	put32(p, crc32c_update(0, b, (size_t)(p - b)));
+	put_le32(p, crc32c_update(0, b, (size_t)(p - b)));
 
 	char name[200], path[4096], tmp[4200];
 	wb_state_file_name(run_id, name, sizeof name);
@@ -201,20 +174,20 @@ int wb_state_read(const char *dir, const char *run_id, struct wb_state *st)
 	int rv = TRACKD_ECORRUPT;
 	const size_t fixed = 8 + 4 + 32;
 	if (got != len || len < fixed + 2 + 2 + 4 + 4 || memcmp(b, magic, 8) != 0 ||
-	    crc32c_update(0, b, len - 4) != get32(b + len - 4))
+	    crc32c_update(0, b, len - 4) != get_le32(b + len - 4))
 		goto out;
 	const uint8_t *p = b + 8, *end = b + len - 4;
-	st->flags = get32(p);
-	st->history_base = get64(p + 4);
-	st->console_base = get64(p + 12);
-	st->history_skipped = get64(p + 20);
-	st->console_skipped = get64(p + 28);
+	st->flags = get_le32(p);
+	st->history_base = get_le64(p + 4);
+	st->console_base = get_le64(p + 12);
+	st->history_skipped = get_le64(p + 20);
+	st->console_skipped = get_le64(p + 28);
 	p += 36;
 	if (!(st->entity = take_string(&p, end)) || !(st->project = take_string(&p, end)))
 		goto out;
 	if (end - p < 4)
 		goto out;
-	size_t sl = get32(p);
+	size_t sl = get_le32(p);
 	p += 4;
 	if ((size_t)(end - p) != sl)
 		goto out;

@@ -113,6 +113,7 @@ void wb_transfer_free(struct wandb_sink *s, struct wb_transfer *t)
 	}
 	if (t->easy)
 		curl_easy_cleanup(t->easy);
+	wb_headers_release(t->headers);
 	buf_fini(&t->body);
 	buf_fini(&t->response);
 	free(t->capture);
@@ -152,7 +153,9 @@ int wb_transfer_start(struct wandb_sink *s, struct wb_run *wr, enum wb_call call
 	SET(CURLOPT_URL, url);
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_HTTPHEADER, s->headers);
+	t->headers = s->headers;
+	t->headers->refs++;
+	SET(CURLOPT_HTTPHEADER, t->headers->list);
 	SET(CURLOPT_POSTFIELDS, t->body.data ? t->body.data : "");
 	SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->body.len);
 	SET(CURLOPT_WRITEFUNCTION, on_body);

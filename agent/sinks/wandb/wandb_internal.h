@@ -5,6 +5,7 @@
 #define TRACKD_SINKS_WANDB_INTERNAL_H
 
 #include "protocol.h"
+#include "sync.h"
 #include "run.h"
 #include "wandb_sink.h"
 
@@ -24,6 +25,16 @@ enum wb_phase {
 };
 
 struct wb_transfer;
+
+/* The request headers (Authorization included). curl reads the list of a
+ * transfer until it ends, so a reconfiguration cannot free the list it
+ * replaces: the sink and each transfer hold a reference (counted under mu). */
+struct wb_headers {
+	struct curl_slist *list;
+	size_t refs;
+};
+/* Drops one reference; the last one frees the list (and wipes the key). */
+void wb_headers_release(struct wb_headers *h);
 
 struct wb_run {
 	char *id;
@@ -62,10 +73,15 @@ struct wb_run {
 
 	uint64_t hold;          /* see wandb_sink.h; WB_NO_HOLD when all is durable */
 	uint64_t durable_index; /* last_index of the snapshot on disk, 0 if none */
+
+	/* A `trackctl sync` job (sync.h): lines come from the local store's files,
+	 * not from the log, and progress goes to sync/<name>.state. NULL otherwise. */
+	struct wb_sync *sync;
 };
 
 struct wb_transfer {
 	CURL *easy;
+	struct wb_headers *headers; /* a reference, for as long as curl uses them */
 	bool added; /* on the multi handle: counted in s->in_flight */
 	struct wb_run *wr;
 	enum wb_call call;
@@ -92,7 +108,7 @@ struct wandb_sink {
 	char runs_dir[4200]; /* …/runs */
 	char *base_url, *app_url, *entity, *ca_file, *version;
 	char *auth_header; /* secret: wiped at free */
-	struct curl_slist *headers;
+	struct wb_headers *headers; /* current; replaced by wandb_sink_reconfigure */
 	CURLM *multi;
 	bool curl_inited;
 
@@ -126,6 +142,18 @@ struct wb_run *wb_find(struct wandb_sink *s, const char *ref);
 /* Brings a parked or evicted run back: its state is reloaded from disk and the
  * log is re-read from its hold. Caller holds s->mu. */
 void wb_reattach(struct wandb_sink *s, struct wb_run *wr);
+
+/* sync.c's access to the run table. Caller holds s->mu. wb_run_add: a new run
+ * `id` in the table (NULL: no memory). wb_run_reset: forgets what was derived
+ * (lines, run, upstream identity). wb_park: parks the run (wr->last_error says
+ * why). */
+struct wb_run *wb_run_add(struct wandb_sink *s, const char *id);
+void wb_run_reset(struct wandb_sink *s, struct wb_run *wr);
+void wb_park(struct wandb_sink *s, struct wb_run *wr);
+
+/* What libtrackd puts in a run's entity when the user gave none (the owner's
+ * login name or uid<N>): meaningless upstream. */
+bool wb_is_default_entity(const char *entity, uint32_t uid);
 
 /* Run and project URLs in the W&B UI ("" before the first UpsertBucket). */
 void wb_run_url(const struct wandb_sink *s, const struct wb_run *wr, char *out, size_t len);

@@ -96,8 +96,14 @@ static void wr_free(struct wandb_sink *s, struct wb_run *wr)
 	wr_reset(s, wr);
 	buf_fini(&wr->hist);
 	buf_fini(&wr->cons);
+	wb_sync_free(wr->sync);
 	free(wr->id);
 	free(wr);
+}
+
+void wb_run_reset(struct wandb_sink *s, struct wb_run *wr)
+{
+	wr_reset(s, wr);
 }
 
 static int add_run(struct wandb_sink *s, struct wb_run *wr)
@@ -120,6 +126,16 @@ static struct wb_run *find_id(struct wandb_sink *s, const char *id)
 		if (strcmp(s->runs[i]->id, id) == 0)
 			return s->runs[i];
 	return NULL;
+}
+
+struct wb_run *wb_run_add(struct wandb_sink *s, const char *id)
+{
+	struct wb_run *wr = wr_new(s, id);
+	if (wr && add_run(s, wr) != 0) {
+		wr_free(s, wr);
+		wr = NULL;
+	}
+	return wr;
 }
 
 struct wb_run *wb_find(struct wandb_sink *s, const char *ref)
@@ -149,7 +165,8 @@ static bool delivered(const struct wb_run *wr)
 {
 	return wr->phase == WB_ATTACHED && wr->run && !wr->xfer && wr->upserted &&
 	       !lines_pending(wr) && wr->sum_gen == wr->sum_acked &&
-	       wr->meta_gen == wr->meta_acked && wr->end_gen == wr->end_acked;
+	       wr->meta_gen == wr->meta_acked && wr->end_gen == wr->end_acked &&
+	       (!wr->sync || wb_sync_exhausted(wr));
 }
 
 /* ---- durable state ----------------------------------------------------------------- */
@@ -459,7 +476,7 @@ static bool changes_meta(const Trackd__V1__Record *rec)
 
 /* What libtrackd (and the local sink) put in a run's entity when the user gave
  * none: the owner's login name, or uid<N>. */
-static bool is_default_entity(const char *entity, uint32_t uid)
+bool wb_is_default_entity(const char *entity, uint32_t uid)
 {
 	struct passwd pw, *res = NULL;
 	char buf[1024], name[32];
@@ -478,7 +495,7 @@ static int create_run(struct wandb_sink *s, struct wb_run *wr, const Trackd__V1_
 	 * default goes to sinks.wandb.entity, else to the API key's default entity
 	 * ("": learnt from the UpsertBucket answer). A user who names their login
 	 * as the entity on purpose gets the same. */
-	if (!st.entity || !*st.entity || is_default_entity(st.entity, o->uid))
+	if (!st.entity || !*st.entity || wb_is_default_entity(st.entity, o->uid))
 		st.entity = s->entity;
 	return run_new(rec->run_id, &st, o, &wr->run);
 }
@@ -494,7 +511,9 @@ static void apply_record(struct wandb_sink *s, const Trackd__V1__Record *rec,
 		return;
 	}
 	wr->touched_at = clock_mono_us();
-	if (wr->phase == WB_OFFLINE)
+	/* Offline (a sync job included): uploaded by `trackctl sync`, from the
+	 * local store. */
+	if (wr->phase == WB_OFFLINE || wr->sync)
 		return;
 	if (wr->phase != WB_ATTACHED) {
 		/* Parked or evicted: skipped now, read again when it comes back. */
@@ -592,10 +611,19 @@ static void park(struct wandb_sink *s, struct wb_run *wr)
 	evict(s, wr, WB_PARKED);
 }
 
+void wb_park(struct wandb_sink *s, struct wb_run *wr)
+{
+	park(s, wr);
+}
+
 void wb_reattach(struct wandb_sink *s, struct wb_run *wr)
 {
 	if (wr->phase != WB_PARKED && wr->phase != WB_EVICTED)
 		return;
+	if (wr->sync) {
+		wb_sync_reattach(s, wr); /* its source is the local store, not the log */
+		return;
+	}
 	uint64_t hold = wr->hold;
 	wr_reset(s, wr);
 	wr->attempts = 0;
@@ -621,7 +649,7 @@ static bool make_room(struct wandb_sink *s, int64_t now)
 	for (size_t i = 0; i < s->n_runs && s->buffered >= s->opts.max_buffer_bytes; i++) {
 		struct wb_run *wr = s->runs[i];
 		if (wr->phase == WB_ATTACHED && !wr->xfer && wr->retry_at > now &&
-		    wr_buffered(wr) > 0) {
+		    wr_buffered(wr) > 0 && !wr->sync) {
 			log_warn(
 			    "wandb: run %s is failing and memory for unsent lines is full: its "
 			    "lines are dropped from memory and read again from the log when it "
@@ -681,14 +709,16 @@ static int read_round(struct wandb_sink *s, int64_t now)
 
 /* ---- requests ----------------------------------------------------------------------------- */
 
-static bool complete_for(const struct wandb_sink *s, const struct run *r, int32_t *code)
+static bool complete_for(const struct wandb_sink *s, const struct wb_run *wr, int32_t *code)
 {
+	const struct run *r = wr->run;
 	switch (r->state) {
 	case RUN_FINISHED: *code = 0; return true;
 	case RUN_FAILED: *code = r->exit_code ? r->exit_code : 1; return true;
 	case RUN_CRASHED:
 	case RUN_KILLED:
-		if (!s->opts.complete_crashed)
+		/* A synced run gets no heartbeats the backend could miss: it ends it. */
+		if (!s->opts.complete_crashed && !wr->sync)
 			return false;
 		*code = r->has_exit_code && r->exit_code ? r->exit_code : 1;
 		return true;
@@ -757,8 +787,9 @@ static int start_stream(struct wandb_sink *s, struct wb_run *wr, bool heartbeat,
 			in.summary = summary.data ? summary.data : "{}";
 			in.summary_len = summary.data ? summary.len : 2;
 		}
-		final = wr->end_gen != wr->end_acked;
-		in.complete = final && complete_for(s, r, &in.exitcode);
+		/* A sync job ends when the last line of its files has gone. */
+		final = wr->end_gen != wr->end_acked && (!wr->sync || wb_sync_exhausted(wr));
+		in.complete = final && complete_for(s, wr, &in.exitcode);
 	}
 	struct wb_stream_out out;
 	if (!rv)
@@ -768,7 +799,7 @@ static int start_stream(struct wandb_sink *s, struct wb_run *wr, bool heartbeat,
 	size_t capture_len = 0;
 	/* Everything the run produced is in this request: when it is acknowledged,
 	 * the run as it is now is what the backend holds. */
-	if (!rv && !heartbeat && out.all && wr->meta_gen == wr->meta_acked)
+	if (!rv && !heartbeat && out.all && wr->meta_gen == wr->meta_acked && !wr->sync)
 		rv = pack_snapshot(r, &capture, &capture_len);
 	struct wb_transfer *t = NULL;
 	if (!rv)
@@ -819,9 +850,12 @@ static enum action next_action(struct wandb_sink *s, struct wb_run *wr, int64_t 
 	if (wr->meta_gen != wr->meta_acked &&
 	    (end || now - wr->last_upsert_at >= (int64_t)o->upsert_debounce_ms * 1000))
 		return ACT_UPSERT;
+	/* A sync job between two reads of its files: wait for the lines. */
+	if (wr->sync && !lines_pending(wr) && !wb_sync_exhausted(wr))
+		return ACT_NONE;
 	int32_t code;
-	if (wr->end_gen != wr->end_acked && !complete_for(s, wr->run, &code) &&
-	    !lines_pending(wr) && wr->sum_gen == wr->sum_acked) {
+	if (wr->end_gen != wr->end_acked && !complete_for(s, wr, &code) && !lines_pending(wr) &&
+	    wr->sum_gen == wr->sum_acked) {
 		/* Crashed or killed, all delivered: the backend decides from the
 		 * missing heartbeats, so there is nothing to send. */
 		wr->end_acked = wr->end_gen;
@@ -965,7 +999,8 @@ static void upsert_done(struct wandb_sink *s, struct wb_run *wr, struct wb_trans
 		wr->h_base = res.has_history_line_count ? res.history_line_count : 0;
 		wr->c_base = res.has_log_line_count ? res.log_line_count : 0;
 		wr->upserted = true;
-		if (!wr->up_entity || !wr->up_project || write_state(s, wr, NULL, 0) != 0) {
+		if (!wr->up_entity || !wr->up_project ||
+		    (wr->sync ? wb_sync_save(s, wr) : write_state(s, wr, NULL, 0)) != 0) {
 			wr->upserted = false;
 			snprintf(wr->last_error, sizeof wr->last_error,
 			         "cannot record the run's upload state on disk");
@@ -1048,6 +1083,8 @@ static void stream_done(struct wandb_sink *s, struct wb_run *wr, struct wb_trans
 	}
 	if (t->capture && write_state(s, wr, t->capture, t->capture_len) == 0)
 		made_durable(wr, t->capture_index);
+	if (wr->sync)
+		wb_sync_acked(s, wr, t);
 	succeeded(s, wr, t);
 }
 
@@ -1085,10 +1122,11 @@ static void transfer_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode 
 		stream_done(s, wr, t);
 }
 
-static void collect(struct wandb_sink *s)
+/* Returns how many requests ended. */
+static int collect(struct wandb_sink *s)
 {
 	CURLMsg *m;
-	int left;
+	int left, ended = 0;
 	while ((m = curl_multi_info_read(s->multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
@@ -1099,7 +1137,9 @@ static void collect(struct wandb_sink *s)
 			continue;
 		transfer_done(s, t, result, clock_mono_us());
 		wb_transfer_free(s, t);
+		ended++;
 	}
+	return ended;
 }
 
 /* ---- checkpoints --------------------------------------------------------------------------- */
@@ -1138,9 +1178,10 @@ static void checkpoint(struct wandb_sink *s, int64_t now)
 		struct wb_run *wr = s->runs[i];
 		bool idle =
 		    now - wr->touched_at > IDLE_FREE_US && wr->hold == WB_NO_HOLD && !wr->xfer;
-		bool done =
-		    (wr->phase == WB_OFFLINE) ||
-		    (wr->phase == WB_ATTACHED && (!wr->run || (ended(wr) && delivered(wr))));
+		bool done = wr->sync ? wb_sync_finished(wr)
+		                     : (wr->phase == WB_OFFLINE) ||
+		                           (wr->phase == WB_ATTACHED &&
+		                            (!wr->run || (ended(wr) && delivered(wr))));
 		if (idle && done)
 			wr_free(s, wr);
 		else
@@ -1164,13 +1205,15 @@ static void *sink_main(void *arg)
 			do_rewind(s);
 			if (s->reader)
 				applied = read_round(s, now);
+			wb_sync_tick(s, now);
 			schedule(s, now);
 		} else if (!drain_deadline) {
 			drain_deadline = now + (int64_t)s->opts.drain_timeout_ms * 1000;
 		}
 		int running;
 		curl_multi_perform(s->multi, &running);
-		collect(s);
+		/* An answer may have made room for the next request: no wait then. */
+		int answered = collect(s);
 		now = clock_mono_us();
 		if (now >= next_checkpoint) {
 			checkpoint(s, now);
@@ -1179,8 +1222,8 @@ static void *sink_main(void *arg)
 		if (s->closing && (s->in_flight == 0 || now >= drain_deadline))
 			break;
 		pthread_mutex_unlock(&s->mu);
-		curl_multi_poll(s->multi, NULL, 0, applied == ENTRIES_PER_ROUND ? 0 : POLL_MS,
-		                NULL);
+		curl_multi_poll(s->multi, NULL, 0,
+		                applied == ENTRIES_PER_ROUND || answered ? 0 : POLL_MS, NULL);
 		pthread_mutex_lock(&s->mu);
 	}
 	/* Unanswered requests are abandoned: what they carried is derived again
@@ -1268,6 +1311,177 @@ static bool loopback_url(const char *url)
 	       strncmp(h, "[::1]", 5) == 0;
 }
 
+/* ---- connection settings (start and reconfigure) --------------------------------- */
+
+void wb_headers_release(struct wb_headers *h)
+{
+	if (!h || --h->refs > 0)
+		return;
+	/* The first line is the Authorization header: the key must not linger. */
+	if (h->list && h->list->data)
+		explicit_bzero(h->list->data, strlen(h->list->data));
+	curl_slist_free_all(h->list);
+	free(h);
+}
+
+/* What a configuration change may replace, built whole before anything is
+ * swapped in, so that a bad new setting changes nothing. */
+struct wb_settings {
+	char *base_url, *app_url, *entity, *ca_file;
+	char *auth_header; /* secret */
+	struct wb_headers *headers;
+};
+
+static void settings_free(struct wb_settings *st)
+{
+	free(st->base_url);
+	free(st->app_url);
+	free(st->entity);
+	free(st->ca_file);
+	if (st->auth_header) {
+		explicit_bzero(st->auth_header, strlen(st->auth_header));
+		free(st->auth_header);
+	}
+	wb_headers_release(st->headers);
+	memset(st, 0, sizeof *st);
+}
+
+static int settings_make(const struct wandb_sink_options *o, const char *version,
+                         struct wb_settings *st, char *err, size_t errlen)
+{
+	memset(st, 0, sizeof *st);
+	char app[2100];
+	const char *base = o->base_url && *o->base_url ? o->base_url : "https://api.wandb.ai";
+	snprintf(err, errlen, "out of memory");
+	if (!(st->base_url = strdup(base)))
+		goto nomem;
+	size_t bl = strlen(st->base_url);
+	while (bl > 8 && st->base_url[bl - 1] == '/')
+		st->base_url[--bl] = '\0';
+	if (o->app_url && *o->app_url)
+		snprintf(app, sizeof app, "%s", o->app_url);
+	else
+		wb_derive_app_url(st->base_url, app, sizeof app);
+	size_t al = strlen(app);
+	while (al > 8 && app[al - 1] == '/')
+		app[--al] = '\0';
+	if (!(st->app_url = strdup(app)) || !(st->entity = dup_or_empty(o->entity)) ||
+	    !(st->ca_file = dup_or_empty(o->ca_file)))
+		goto nomem;
+	if (strncmp(st->base_url, "http://", 7) != 0 && strncmp(st->base_url, "https://", 8) != 0) {
+		snprintf(err, errlen,
+		         "sinks.wandb.base_url %s: expected an http:// or https:// URL",
+		         st->base_url);
+		settings_free(st);
+		return TRACKD_EINVAL;
+	}
+	char *key = NULL;
+	int rv = wb_load_api_key(o->api_key_file, o->api_key_env, &key, err, errlen);
+	if (rv != 0) {
+		settings_free(st);
+		return rv;
+	}
+	st->auth_header = wb_auth_header(key);
+	explicit_bzero(key, strlen(key));
+	free(key);
+	if (!st->auth_header || !(st->headers = calloc(1, sizeof *st->headers)))
+		goto nomem;
+	st->headers->refs = 1;
+	char ua[200];
+	snprintf(ua, sizeof ua, "User-Agent: trackd/%s", version);
+	const char *lines[] = {st->auth_header, "Content-Type: application/json", ua,
+	                       /* No 100-continue round trip before each large body. */
+	                       "Expect:"};
+	for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+		struct curl_slist *n = curl_slist_append(st->headers->list, lines[i]);
+		if (!n)
+			goto nomem;
+		st->headers->list = n;
+	}
+	return TRACKD_OK;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	settings_free(st);
+	return TRACKD_ENOMEM;
+}
+
+static bool loopback_url(const char *url);
+
+static void settings_warn(const struct wandb_sink_options *o, const char *base_url)
+{
+	if (strncmp(base_url, "http://", 7) == 0 && !loopback_url(base_url))
+		log_warn("wandb: %s is plain http: the API key crosses the network unencrypted",
+		         base_url);
+	if (!o->tls_verify)
+		log_warn("wandb: sinks.wandb.tls_verify is false: the server's identity is not "
+		         "checked");
+}
+
+/* Exchanges the sink's settings with `st` (which then holds the old ones).
+ * Caller holds s->mu, or no thread runs yet. */
+static void settings_swap(struct wandb_sink *s, struct wb_settings *st)
+{
+	struct wb_settings old = {s->base_url, s->app_url,     s->entity,
+	                          s->ca_file,  s->auth_header, s->headers};
+	s->base_url = st->base_url;
+	s->app_url = st->app_url;
+	s->entity = st->entity;
+	s->ca_file = st->ca_file;
+	s->auth_header = st->auth_header;
+	s->headers = st->headers;
+	*st = old;
+}
+
+int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, char *err,
+                           size_t errlen)
+{
+	struct wb_settings st;
+	int rv = settings_make(opts, s->version, &st, err, errlen);
+	if (rv != 0)
+		return rv;
+	settings_warn(opts, st.base_url);
+	pthread_mutex_lock(&s->mu);
+	bool moved = strcmp(s->base_url, st.base_url) != 0;
+	settings_swap(s, &st);
+	struct wandb_sink_options *o = &s->opts;
+	/* The option strings were read above; the caller's may go away. */
+	o->base_url = o->app_url = o->entity = o->ca_file = NULL;
+	o->api_key_file = o->api_key_env = NULL;
+#define TAKE(f)                                                                                    \
+	do {                                                                                       \
+		if (opts->f)                                                                       \
+			o->f = opts->f;                                                            \
+	} while (0)
+	TAKE(transmit_interval_ms);
+	TAKE(heartbeat_interval_ms);
+	TAKE(connect_timeout_ms);
+	TAKE(request_timeout_ms);
+	TAKE(stall_timeout_ms);
+	TAKE(retry_min_ms);
+	TAKE(retry_max_ms);
+	TAKE(retry_after_max_ms);
+#undef TAKE
+	o->upsert_debounce_ms = opts->upsert_debounce_ms;
+	o->tls_verify = opts->tls_verify;
+	o->complete_crashed = opts->complete_crashed;
+	/* Waits a server imposed (backoff, Retry-After, rate limits) hold for that
+	 * server only: at a new address, runs waiting to retry go at once. */
+	if (moved) {
+		int64_t now = clock_mono_us();
+		for (size_t i = 0; i < s->n_runs; i++)
+			if (s->runs[i]->retry_at > now)
+				s->runs[i]->retry_at = now;
+		s->gate_until = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	/* In-flight requests keep the old headers (and URL) until they end. */
+	settings_free(&st);
+	if (s->multi)
+		curl_multi_wakeup(s->multi);
+	log_info("wandb sink: settings reloaded; uploading to %s", s->base_url);
+	return TRACKD_OK;
+}
+
 int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out)
 {
 	struct wandb_sink *s = calloc(1, sizeof *s);
@@ -1299,64 +1513,17 @@ int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out)
 	s->rewind_to = WB_NO_HOLD;
 	s->rng = (uint64_t)clock_wall_us() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
 	int rv = TRACKD_ENOMEM;
-	char app[2100];
-	const char *base = o->base_url && *o->base_url ? o->base_url : "https://api.wandb.ai";
-	if (!(s->base_url = strdup(base)))
+	if (!(s->version = dup_or_empty(o->version ? o->version : "0")))
 		goto fail;
-	size_t bl = strlen(s->base_url);
-	while (bl > 8 && s->base_url[bl - 1] == '/')
-		s->base_url[--bl] = '\0';
-	if (o->app_url && *o->app_url)
-		snprintf(app, sizeof app, "%s", o->app_url);
-	else
-		wb_derive_app_url(s->base_url, app, sizeof app);
-	size_t al = strlen(app);
-	while (al > 8 && app[al - 1] == '/')
-		app[--al] = '\0';
-	if (!(s->app_url = strdup(app)) || !(s->entity = dup_or_empty(o->entity)) ||
-	    !(s->ca_file = dup_or_empty(o->ca_file)) ||
-	    !(s->version = dup_or_empty(o->version ? o->version : "0")))
-		goto fail;
-	if (strncmp(s->base_url, "http://", 7) != 0 && strncmp(s->base_url, "https://", 8) != 0) {
-		log_error("wandb: sinks.wandb.base_url %s: expected an http:// or https:// URL",
-		          s->base_url);
-		rv = TRACKD_EINVAL;
-		goto fail;
-	}
-	char err[600], *key = NULL;
-	if ((rv = wb_load_api_key(o->api_key_file, o->api_key_env, &key, err, sizeof err)) != 0) {
+	struct wb_settings st;
+	char err[600];
+	if ((rv = settings_make(o, s->version, &st, err, sizeof err)) != 0) {
 		log_error("wandb sink not started: %s", err);
 		goto fail;
 	}
-	s->auth_header = wb_auth_header(key);
-	explicit_bzero(key, strlen(key));
-	free(key);
-	if (!s->auth_header) {
-		rv = TRACKD_ENOMEM;
-		goto fail;
-	}
-	if (strncmp(s->base_url, "http://", 7) == 0 && !loopback_url(s->base_url))
-		log_warn("wandb: %s is plain http: the API key crosses the network unencrypted",
-		         s->base_url);
-	if (!o->tls_verify)
-		log_warn("wandb: sinks.wandb.tls_verify is false: the server's identity is not "
-		         "checked");
-	char ua[200];
-	snprintf(ua, sizeof ua, "User-Agent: trackd/%s", s->version);
-	struct curl_slist *h = NULL;
-	const char *lines[] = {s->auth_header, "Content-Type: application/json", ua,
-	                       /* No 100-continue round trip before each large body. */
-	                       "Expect:"};
-	for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
-		struct curl_slist *n = curl_slist_append(h, lines[i]);
-		if (!n) {
-			curl_slist_free_all(h);
-			rv = TRACKD_ENOMEM;
-			goto fail;
-		}
-		h = n;
-	}
-	s->headers = h;
+	settings_warn(o, st.base_url);
+	settings_swap(s, &st);
+	settings_free(&st); /* what the sink had: nothing */
 
 	if (snprintf(s->dir, sizeof s->dir, "%s/sinks/wandb", o->state_dir) >= (int)sizeof s->dir) {
 		rv = TRACKD_EINVAL;
@@ -1437,17 +1604,11 @@ void wandb_sink_free(wandb_sink *s)
 	txlog_reader_close(s->reader);
 	if (s->multi)
 		curl_multi_cleanup(s->multi);
-	curl_slist_free_all(s->headers);
 	if (s->curl_inited)
 		curl_global_cleanup();
-	if (s->auth_header) {
-		explicit_bzero(s->auth_header, strlen(s->auth_header));
-		free(s->auth_header);
-	}
-	free(s->base_url);
-	free(s->app_url);
-	free(s->entity);
-	free(s->ca_file);
+	struct wb_settings st = {s->base_url, s->app_url,     s->entity,
+	                         s->ca_file,  s->auth_header, s->headers};
+	settings_free(&st);
 	free(s->version);
 	pthread_mutex_destroy(&s->mu);
 	free(s);

@@ -16,7 +16,8 @@
  *   (a backlog drains back to back, a run that ended flushes at once), at most
  *   `max_request_bytes`; lines over `max_line_bytes` are skipped and counted.
  *   A running run with nothing to send sends `{}` every `heartbeat_interval`.
- *   Offline runs (RunStart.mode = offline) are not uploaded here. System
+ *   Offline runs (RunStart.mode = offline) are not uploaded as they run:
+ *   `trackctl sync` uploads them later from the local store (sync.h). System
  *   events (wandb-events.jsonl) are not produced: no record carries them yet.
  *   A "stopped" answer (Stop pressed in the UI) is logged and shown by the
  *   "wandb" query; the agent has no channel to stop the training process.
@@ -154,6 +155,20 @@ void wandb_sink_free(wandb_sink *s);
 
 void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out);
 
+/* Applies new connection settings to a running sink (SIGHUP reload): base_url,
+ * app_url, entity, the API key (api_key_file / api_key_env, read again now),
+ * ca_file, tls_verify, the intervals, timeouts and retry bounds,
+ * complete_crashed. Other fields of `opts` are ignored (sizes and parallelism
+ * are fixed at start). Everything is prepared first: on an error (a bad URL, an
+ * unreadable or too open key file; written to err, never the key) nothing
+ * changes. Requests in flight finish with the old settings. A new base_url is
+ * taken as the same backend at a new address: runs already begun continue
+ * there at their offsets, and waits the old address imposed (backoff,
+ * Retry-After, rate limits) are dropped. `opts` is
+ * borrowed for the call only. Safe from any thread but the sink's. */
+int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, char *err,
+                           size_t errlen);
+
 /* Answers the sink's queries with JSON in `out`. A peer that is not `admin`
  * sees and retries only runs of its own `uid`.
  *   kind "wandb": {"base_url":…,"counters":{…},"runs":[RUN,…]} where RUN is
@@ -177,5 +192,31 @@ int wandb_sink_query(wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bo
  * answered the run's first UpsertBucket. Runs not in memory are answered
  * from their durable state (done or offline). Returns 0 or a trackd_err. */
 int wandb_sink_run_upload(wandb_sink *s, const char *run_id, struct buf *out);
+
+/* `trackctl sync` (sync.h): uploads an offline run later from the local store.
+ * The run as the local sink found it for this requester (local_sink_locate):
+ * its directory and path, whether it is offline and still running, its owner. */
+struct wandb_sync_target {
+	const char *dir, *path;
+	bool offline, running;
+	uint32_t owner;
+};
+/* The run must be offline, ended (for a start) and the requester's own unless
+ * `admin`.
+ *   kind "sync" (run = ref, force): starts the run's sync job, or joins the one
+ *     in progress, or retries a parked one; a synced run whose local store has
+ *     not changed since is not sent again unless `force` (from offset 0).
+ *   kind "sync_status" (run = ref): only reports.
+ * Both answer SYNC = {"id","path","state","rows","rows_total","console_lines",
+ *   "console_total","bytes","bytes_total","lines_skipped","attempts",
+ *   "last_status","elapsed_ms","last_error","run_url"}, state one of
+ *   waiting (the local store's checkpoint of the run's end is pending),
+ *   uploading, retrying, parked (a permanent error: last_error says which),
+ *   synced, idle (no job: none was started, or the agent restarted since); a
+ *   run answered from disk has only id, path, state, rows, rows_total, bytes,
+ *   bytes_total and "already":true.
+ * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
+int wandb_sink_sync(wandb_sink *s, const Trackd__V1__Query *q, const struct wandb_sync_target *t,
+                    uint32_t uid, bool admin, struct buf *out, char *err, size_t errlen);
 
 #endif

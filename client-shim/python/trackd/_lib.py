@@ -4,9 +4,12 @@ The library is loaded on first use, not at import, so that a disabled run never
 touches it. Where from, in order:
 
 1. the environment variable TRACKD_LIB (a path to libtrackd.so*);
-2. a build tree of this source checkout (``<repo>/build*/client-shim/libtrackd.so``,
-   the most recently built one);
-3. the installed library: ``ctypes.util.find_library("trackd")``, then the
+2. an installed package (one with ``trackd/_install.py``, which the install rules
+   write): the library installed beside it, at the path that file gives relative
+   to the package directory (so an installed tree moved or extracted under another
+   root still loads its own library); a source checkout instead tries its build
+   trees (``<repo>/build*/client-shim/libtrackd.so``, the most recently built one);
+3. the loader's search: ``ctypes.util.find_library("trackd")``, then the
    standard names ``libtrackd.so.0`` and ``libtrackd.so``.
 
 The structures below mirror the C declarations field for field; ``check_layout``
@@ -154,10 +157,16 @@ def _candidates() -> list:
     if env:
         return [env]  # explicit: nothing else is tried
     here = os.path.dirname(os.path.abspath(__file__))
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
-    built = glob.glob(os.path.join(repo, "build*", "client-shim", "libtrackd.so"))
-    built.sort(key=os.path.getmtime, reverse=True)
-    names = built
+    try:
+        from . import _install  # only in an installed copy
+    except ImportError:
+        _install = None
+    if _install is not None:
+        names = [os.path.normpath(os.path.join(here, _install.LIBRARY))]
+    else:
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
+        names = glob.glob(os.path.join(repo, "build*", "client-shim", "libtrackd.so"))
+        names.sort(key=os.path.getmtime, reverse=True)
     found = ctypes.util.find_library("trackd")
     if found:
         names.append(found)
