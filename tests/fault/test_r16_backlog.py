@@ -9,6 +9,7 @@ with the backlog: the same run with a 32 MiB backlog is the comparison. Asserts
 behaviour; prints the time to READY."""
 import os
 import socket
+import subprocess
 import time
 
 import pytest
@@ -53,6 +54,13 @@ def log_bytes(agent):
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".seg"))
 
 
+def try_status(agent):
+    try:
+        return agent.status()
+    except subprocess.CalledProcessError:
+        return None
+
+
 def restart_and_measure(agent, watch_s=6.0):
     path = str(agent.dir / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -72,7 +80,11 @@ def restart_and_measure(agent, watch_s=6.0):
             pass
         peak_rss = max(peak_rss, rss_kib(agent.proc.pid)[0])
     assert ready_s is not None, "READY=1 never came"
-    status = agent.status()
+    # READY means ready: status should answer at once (it may not: defect 3 of
+    # the README, so this waits and reports how long).
+    t1 = time.monotonic()
+    status = agent.wait_for(lambda: try_status(agent), timeout=120, what="status after READY")
+    status["status_s"] = time.monotonic() - t1
     status["log_bytes"] = log_bytes(agent)
     # Let the sinks work on the backlog (the wandb sink reads it and retries).
     end = time.monotonic() + watch_s
@@ -104,7 +116,7 @@ def test_r16_startup_with_large_backlog(tmp_path, agents):
     big_agent = build_backlog(tmp_path / "big", big, agents)
     big_ready, big_hwm, status = restart_and_measure(big_agent)
     line = (f"VERDICT R16 agent {{}} backlog_mib={status['log_bytes'] >> 20} "
-            f"ready_s={big_ready:.2f} hwm_kib={big_hwm} small_backlog_hwm_kib={small_hwm} "
+            f"ready_s={big_ready:.2f} status_after_ready_s={status['status_s']:.2f} hwm_kib={big_hwm} small_backlog_hwm_kib={small_hwm} "
             f"small_ready_s={small_ready:.2f} bound_mib={RSS_BOUND_MIB}")
     ok = (status["log_bytes"] >= big << 20 and big_hwm < RSS_BOUND_MIB << 10
           and big_hwm - small_hwm < GROWTH_MIB << 10)
