@@ -77,7 +77,8 @@ def test_disk_full_refuses_keeps_everything_and_resumes(tmp_path, small_fs):
             assert marker == {"handed_off": rows}, f"{n} did not finish logging: {marker}"
         st = a.raw_status()
         assert st.get("records_quarantined", 0) == 0
-        assert "local sink: cannot" in a.log(), "the local sink never hit the full disk"
+        a.wait_for(lambda: "local sink: cannot" in a.log(), timeout=60,
+                   what="the local sink to hit the full disk")
         assert a.proc.poll() is None, a.log()
 
         # Space returns: ingest and the local sink resume, and every row arrives once.

@@ -613,6 +613,16 @@ static int apply_round(struct local_sink *s)
 	return n;
 }
 
+/* mu held. */
+static void publish_stats(struct local_sink *s)
+{
+	uint64_t running = 0;
+	for (size_t i = 0; i < s->n_active; i++)
+		running += s->active[i]->run->state == RUN_RUNNING;
+	atomic_store(&s->published_runs_active, running);
+	atomic_store(&s->published_index, s->processed_index);
+}
+
 static void *sink_main(void *arg)
 {
 	struct local_sink *s = arg;
@@ -642,6 +652,9 @@ static void *sink_main(void *arg)
 		}
 		if (s->closing && applied == 0)
 			break;
+		/* Where the lock is let go: status sees what it could see when it
+		 * took the lock itself. */
+		publish_stats(s);
 		if (applied == 0) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -713,6 +726,7 @@ int local_sink_start(const struct local_sink_options *opts, local_sink **out)
 		goto fail;
 	s->processed_index = s->committed_index = position;
 	load_active_list(s);
+	publish_stats(s);
 	if (pthread_create(&s->thread, NULL, sink_main, s) != 0) {
 		rv = TRACKD_ESYS;
 		goto fail;
@@ -774,11 +788,8 @@ int64_t local_sink_heartbeat_us(local_sink *s)
 void local_sink_get_stats(local_sink *s, struct local_sink_stats *out)
 {
 	memset(out, 0, sizeof *out);
-	pthread_mutex_lock(&s->mu);
-	for (size_t i = 0; i < s->n_active; i++)
-		out->runs_active += s->active[i]->run->state == RUN_RUNNING;
-	out->processed_index = s->processed_index;
-	pthread_mutex_unlock(&s->mu);
+	out->runs_active = atomic_load(&s->published_runs_active);
+	out->processed_index = atomic_load(&s->published_index);
 	uint64_t readable = txlog_readable_index(s->opts.log);
 	out->backlog = readable > out->processed_index ? readable - out->processed_index : 0;
 	out->records_applied = atomic_load(&s->records_applied);

@@ -62,6 +62,10 @@ struct local_sink {
 	int create_error;    /* why open_for_start could not create a run dir */
 
 	_Atomic int64_t heartbeat_us; /* the sink thread's last loop */
+	/* processed_index and the count of running runs as of the sink thread's
+	 * last loop, for status: a checkpoint holds mu through its fsyncs, which
+	 * with a backlog take seconds, and status must not wait for them. */
+	_Atomic uint64_t published_index, published_runs_active;
 	_Atomic uint64_t records_applied, records_orphaned, rows_rejected, crashes_detected,
 		write_errors;
 	_Atomic uint64_t runs_finished, runs_failed, runs_crashed, runs_killed;
