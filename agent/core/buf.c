@@ -26,6 +26,14 @@ void buf_reset(struct buf *b)
 		b->data[0] = '\0';
 }
 
+void buf_reset_keep(struct buf *b, size_t keep)
+{
+	if (b->cap > keep)
+		buf_fini(b);
+	else
+		buf_reset(b);
+}
+
 static int reserve(struct buf *b, size_t extra)
 {
 	if (extra > b->max || b->len > b->max - extra)

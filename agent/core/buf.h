@@ -20,6 +20,9 @@ struct buf {
 void buf_init(struct buf *b, size_t max);
 void buf_fini(struct buf *b);
 void buf_reset(struct buf *b); /* len = 0, memory kept */
+/* len = 0; memory kept up to `keep` bytes of capacity, freed beyond (a buffer
+ * that once held a burst does not hold its memory for ever). */
+void buf_reset_keep(struct buf *b, size_t keep);
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_puts(struct buf *b, const char *s);
 int buf_putc(struct buf *b, char c);

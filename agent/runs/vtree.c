@@ -186,6 +186,14 @@ int json_put_string(struct buf *out, const char *s)
 {
 	int rv = buf_putc(out, '"');
 	for (const unsigned char *p = (const unsigned char *)s; rv == 0 && *p; p++) {
+		/* Characters that need no escape go in one append per run of them. */
+		const unsigned char *plain = p;
+		while (*p >= 0x20 && *p != '"' && *p != '\\')
+			p++;
+		if (p > plain)
+			rv = buf_append(out, plain, (size_t)(p - plain));
+		if (rv != 0 || !*p)
+			break;
 		switch (*p) {
 		case '"': rv = buf_puts(out, "\\\""); break;
 		case '\\': rv = buf_puts(out, "\\\\"); break;

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import Agent, Fleet, knob, rss_kib
+from harness import ASAN_RUNTIME, Agent, Fleet, knob, rss_kib
 
 RSS_BOUND_MIB = 64
 GROWTH_MIB = 16  # what a bigger backlog may add on top of a small one
@@ -80,8 +80,8 @@ def restart_and_measure(agent, watch_s=6.0):
             pass
         peak_rss = max(peak_rss, rss_kib(agent.proc.pid)[0])
     assert ready_s is not None, "READY=1 never came"
-    # READY means ready: status should answer at once (it may not: defect 3 of
-    # the README, so this waits and reports how long).
+    # READY means ready: status answers at once (it waited for the local sink's
+    # lock once: fixed; the time is still reported).
     t1 = time.monotonic()
     status = agent.wait_for(lambda: try_status(agent), timeout=120, what="status after READY")
     status["status_s"] = time.monotonic() - t1
@@ -99,14 +99,8 @@ def restart_and_measure(agent, watch_s=6.0):
     return ready_s, max(peak_rss, hwm), status
 
 
-R16_DEFECT = (
-    "defect found by this test, not fixed yet: with the upstream unreachable, the wandb "
-    "sink's memory grows far past max_buffer_bytes while it reads the backlog (100-700 MiB "
-    "anonymous memory; the same state without the wandb sink stays at 9 MiB), and the "
-    "local sink's progress stalls meanwhile; see tests/fault/README.md")
-
-
-@pytest.mark.xfail(reason=R16_DEFECT, strict=True)
+@pytest.mark.skipif(bool(ASAN_RUNTIME), reason="memory bounds are measured in the normal "
+                    "build: ASan's shadow memory and quarantine dominate an ASan build's RSS")
 def test_r16_startup_with_large_backlog(tmp_path, agents):
     big = knob("r16_mib", 1024, 2048)
     (tmp_path / "small").mkdir()

@@ -20,6 +20,11 @@
 #define LINE_BUF_MAX (256u << 20) /* pending appended lines of one run */
 #define ENTRIES_PER_ROUND 256     /* log entries applied per lock hold */
 #define STALL_RETRY_MS 500        /* retry of failing disk writes */
+/* Lines applied but not yet appended to the run files, all runs together: at
+ * this much they are written out within the round (a round of 256 entries of
+ * up to 4 MiB each would otherwise hold up to 1 GiB), and a run's buffer keeps
+ * at most this much memory between flushes. */
+#define PENDING_FLUSH_BYTES (1u << 20)
 
 static void count(_Atomic uint64_t *c)
 {
@@ -331,7 +336,9 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 	ar->applying_index = o->index;
 	struct run_effects fx = {.history = &ar->history_out, .console = &ar->console_out};
 	enum run_state before = r->state;
+	size_t pending_before = ar->history_out.len + ar->console_out.len;
 	int rv = run_apply(r, rec, o, &fx);
+	s->pending_bytes += ar->history_out.len + ar->console_out.len - pending_before;
 	if (before == RUN_RUNNING && r->state != RUN_RUNNING)
 		count(r->state == RUN_FINISHED  ? &s->runs_finished
 		      : r->state == RUN_FAILED  ? &s->runs_failed
@@ -417,12 +424,12 @@ int sink_flush_run(struct local_sink *s, struct active_run *ar)
 	if (ar->history_out.len) {
 		rv = file_append(ar->dir, HISTORY_FILE, ar->history_out.data, ar->history_out.len);
 		if (!rv)
-			buf_reset(&ar->history_out);
+			buf_reset_keep(&ar->history_out, PENDING_FLUSH_BYTES);
 	}
 	if (!rv && ar->console_out.len) {
 		rv = file_append(ar->dir, CONSOLE_FILE, ar->console_out.data, ar->console_out.len);
 		if (!rv)
-			buf_reset(&ar->console_out);
+			buf_reset_keep(&ar->console_out, PENDING_FLUSH_BYTES);
 	}
 	if (!rv && ar->files_dirty)
 		rv = write_whole_files(ar);
@@ -439,6 +446,8 @@ static int flush_all(struct local_sink *s)
 		if (rv && !first)
 			first = rv;
 	}
+	if (!first)
+		s->pending_bytes = 0;
 	return first;
 }
 
@@ -605,6 +614,8 @@ static int apply_round(struct local_sink *s)
 			break;
 		}
 		s->processed_index = index;
+		if (s->pending_bytes >= PENDING_FLUSH_BYTES && flush_all(s) != 0)
+			break; /* stalled: the disk is full */
 		if (s->stall_reported) {
 			s->stall_reported = false;
 			log_info("local sink: disk writes succeed again; applying records resumed");
