@@ -141,6 +141,27 @@ class Agent:
         return [json.loads(line) for line in r.stdout.splitlines()]
 
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def python_client_env(base_env):
+    """Environment for Debian's python3 running the Python package against this
+    build's libtrackd (beside the agent binary under test). An ASan build's
+    library loads only with the ASan runtime preloaded (the interpreter's own
+    leaks are not ours); a TSan build's cannot load at all (static TLS), so the
+    test is skipped: the C clients cover the same paths under TSan."""
+    build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(BIN["trackd"]))))
+    lib = os.path.join(build, "client-shim", "libtrackd.so")
+    env = dict(base_env, PYTHONPATH=os.path.join(REPO, "client-shim", "python"), TRACKD_LIB=lib)
+    ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
+    for line in ldd.splitlines():
+        if "libtsan" in line:
+            pytest.skip("Debian's python3 cannot load a TSan-built libtrackd (static TLS)")
+        if "libasan" in line and "=>" in line:
+            env.update(LD_PRELOAD=line.split("=>")[1].split()[0], ASAN_OPTIONS="detect_leaks=0")
+    return env
+
+
 @pytest.fixture
 def agent(tmp_path):
     require_bins()

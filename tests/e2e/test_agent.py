@@ -97,27 +97,32 @@ def test_sigterm_answers_received_requests_and_exits_zero(agent):
 
 
 def test_restart_loop_under_load_loses_nothing(tmp_path):
-    """R14: SIGTERM and restart, again and again, while four producers log. Every
-    stop is clean (exit 0, not cut short by the shutdown deadline), every row
-    arrives exactly once, in order, in the log and in the run files."""
+    """R14: SIGTERM and restart, again and again, while four producers log (until
+    the loop is over). Every stop is clean (exit 0, not cut short by the shutdown
+    deadline), every row arrives exactly once, in order, in the log and in the run
+    files."""
     rng = random.Random(int(os.environ.get("TRACKD_TEST_SEED", "1234")))
     restarts = max(ITERATIONS, 6)
-    rows = 20000
+    stop = tmp_path / "stop-logging"
     a = Agent(tmp_path, config="shutdown_timeout: 10s\n").start()
     try:
-        # About one second of logging per restart, so the load lasts the loop.
-        procs = {f"r{i}": a.producer(f"r{i}", rows, "--sleep-us", 500 * restarts, "--every",
-                                     10, "--timeout-ms", 180000) for i in range(4)}
+        procs = {f"r{i}": a.producer(f"r{i}", 10**8, "--sleep-us", 2000, "--every", 10,
+                                     "--until-file", stop, "--timeout-ms", 180000)
+                 for i in range(4)}
         for n in range(restarts):
             time.sleep(rng.uniform(0.05, 0.5))
             code = a.stop(timeout=30)
             assert code == 0, f"stop {n}: exit {code}\n{a.log()}"
             a.start()
-        assert any(p.poll() is None for p in procs.values()), "load ended before the loop"
+        assert all(p.poll() is None for p in procs.values()), "a producer ended early"
+        stop.touch()
         assert a.log().count("stopped cleanly") == restarts
+        handed = {name: json.loads(p.stdout.readline())["handed_off"]
+                  for name, p in procs.items()}
         reports = {name: finish_producer(p, timeout=300) for name, p in procs.items()}
         steps = history_by_run(a.dump())
         for name, rep in reports.items():
+            rows = handed[name]
             assert rep["unacked"] == 0 and rep["acked"] == rep["logged"], rep
             assert steps.get(name) == list(range(rows)), f"{name}: {len(steps.get(name, []))}"
             a.wait_for(lambda: a.run_state(name) == "finished", what=f"{name} finished")

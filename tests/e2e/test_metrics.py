@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (BIN, Agent, batch_request, field_bytes, finish_producer,
+from conftest import (BIN, Agent, batch_request, finish_producer,
                       history_record, item_double, require_bins)
 
 NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
@@ -297,7 +297,7 @@ def test_non_loopback_address_is_a_config_error(tmp_path, address):
     r = subprocess.run([BIN["trackd"], "--config", str(cfg), "--check-config"],
                        capture_output=True, text=True)
     assert r.returncode == 2
-    assert f"c.yaml:1:17: metrics_listen: expected a loopback address and port" in r.stderr
+    assert "c.yaml:1:17: metrics_listen: expected a loopback address and port" in r.stderr
     assert "no authentication" in r.stderr
 
 

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, Agent, finish_producer
+from conftest import BIN, finish_producer
 
 
 def run_dir(agent, run_id):

@@ -7,7 +7,6 @@ holes, no conflicting rewrites, no repeated `_step`), the local summary, and
 complete/exitcode of the run's end. An interrupted sync (trackctl killed, the
 agent killed -9) resumes at its recorded offsets: at most the request that was
 in flight is sent again."""
-import json
 import os
 import pty
 import re
@@ -16,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 
 import pytest
 

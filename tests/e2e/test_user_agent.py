@@ -13,13 +13,12 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
-from conftest import BIN, Agent, require_bins
+from conftest import BIN, Agent, python_client_env, require_bins
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -374,19 +373,6 @@ def test_an_unsafe_runtime_dir_is_refused_by_client_and_agent(world):
     assert w.agents() == []
 
 
-def python_env(w):
-    """The Python package against this build's libtrackd (ASan builds need the
-    runtime preloaded into Debian's uninstrumented python3)."""
-    build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(BIN["trackd"]))))
-    lib = os.path.join(build, "client-shim", "libtrackd.so")
-    env = dict(w.env, PYTHONPATH=os.path.join(REPO, "client-shim", "python"), TRACKD_LIB=lib)
-    ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
-    for line in ldd.splitlines():
-        if "libasan" in line and "=>" in line:
-            env.update(LD_PRELOAD=line.split("=>")[1].split()[0], ASAN_OPTIONS="detect_leaks=0")
-    return env
-
-
 PY_CLIENT = """
 import os, sys
 uid, gid = int(sys.argv[1]), int(sys.argv[2])
@@ -404,7 +390,7 @@ def run_python(w, run_id):
     uid = w.uid if w.uid is not None else -1
     gid = w.gid if w.gid is not None else -1
     return subprocess.run(["/usr/bin/python3", "-c", PY_CLIENT, str(uid), str(gid), run_id],
-                          capture_output=True, text=True, env=python_env(w), timeout=120)
+                          capture_output=True, text=True, env=python_client_env(w.env), timeout=120)
 
 
 def test_the_python_client_starts_the_private_agent(world):

@@ -81,11 +81,13 @@ def make_agent(tmp_path, fw):
 # ---- helpers --------------------------------------------------------------------------
 
 def local_run(agent, run_id):
-    return agent.query("run", run=run_id)["run"]
+    """The local store's answer for the run, or {} while it has none (a query
+    can also miss its deadline on a slow build: callers wait and compare)."""
+    return agent.query("run", run=run_id).get("run", {})
 
 
 def local_lines(agent, run_id, name):
-    path = os.path.join(local_run(agent, run_id)["dir"], name)
+    path = os.path.join(local_run(agent, run_id).get("dir", "/nonexistent"), name)
     if not os.path.exists(path):
         return []
     with open(path) as f:

@@ -10,14 +10,11 @@ backend (tests/fake-wandb), real C and Python clients, trackctl.
 - the display name the local store shows is the one the backend gets, and a
   rename (trackctl or the client) reaches the backend."""
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
-import pytest
-
-from conftest import BIN, Agent, finish_producer, require_bins
+from conftest import BIN, Agent, finish_producer, python_client_env, require_bins
 from test_wandb import PROJECT, make_agent, fake_server, fw, wait_uploaded, upstream  # noqa: F401
 
 
@@ -49,33 +46,8 @@ def upload_of(agent, run_id):
     return agent.query("run", run=run_id).get("upload", {})
 
 
-def build_root():
-    """The build tree the binaries come from (for libtrackd.so)."""
-    d = os.path.dirname(os.path.abspath(BIN["trackd"]))
-    while d != "/":
-        if os.path.exists(os.path.join(d, "client-shim", "libtrackd.so")):
-            return d
-        d = os.path.dirname(d)
-    pytest.fail("libtrackd.so not found above " + BIN["trackd"])
-
-
-def python_env(agent):
-    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-    lib = os.path.join(build_root(), "client-shim", "libtrackd.so")
-    env = dict(agent.env, PYTHONPATH=os.path.join(repo, "client-shim", "python"),
-               TRACKD_LIB=lib)
-    # An ASan build's libtrackd loads into Debian's (uninstrumented) python only
-    # with the ASan runtime preloaded; the interpreter's own leaks are not ours.
-    ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
-    for line in ldd.splitlines():
-        if "libasan" in line and "=>" in line:
-            env["LD_PRELOAD"] = line.split("=>")[1].split()[0]
-            env["ASAN_OPTIONS"] = "detect_leaks=0"
-    return env
-
-
 def run_python(agent, code, timeout=120):
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=python_env(agent),
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=python_client_env(agent.env),
                        capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, (r.stdout, r.stderr)
     return r

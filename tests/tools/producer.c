@@ -5,11 +5,14 @@
  *   producer --run-id ID --rows N [--sleep-us U] [--every K] [--exit-code C]
  *            [--timeout-ms T] [--project P] [--first-step S] [--uid U --gid G]
  *            [--hold-file F] [--url-file F] [--mode online|offline] [--console K]
+ *            [--until-file F]
  *
  * Row i carries {"i": i, "value": i * 0.5, "tag": "r<i>"} at step i, so a judge can
  * check every row by its step alone. With --sleep-us, it sleeps U µs after every
  * K rows (default K = 1), to spread the logging over time. With --console K, a
  * console line "row <i>" follows every K-th row (stderr for odd i).
+ * With --until-file, it stops logging early once F exists (checked every K rows)
+ * — a load that lasts as long as a test needs it, on fast and slow builds alike.
  * A line {"handed_off": N} is printed (and flushed) when the last row is logged.
  * With --hold-file, it waits after the rows until F exists (so a test can look at
  * the live run first), then finishes; --url-file writes td_run_url's answer to
@@ -28,7 +31,8 @@
 
 int main(int argc, char **argv)
 {
-	const char *run_id = NULL, *project = "trackd-tests", *hold_file = NULL, *url_file = NULL;
+	const char *run_id = NULL, *project = "trackd-tests", *hold_file = NULL, *url_file = NULL,
+		   *until_file = NULL;
 	long rows = 100, sleep_us = 0, every = 1, timeout_ms = 60000, first = 0, uid = -1, gid = -1;
 	long console_every = 0;
 	int exit_code = 0;
@@ -41,6 +45,7 @@ int main(int argc, char **argv)
 		{"uid", required_argument, NULL, 'u'},      {"gid", required_argument, NULL, 'g'},
 		{"hold-file", required_argument, NULL, 'h'}, {"url-file", required_argument, NULL, 'w'},
 		{"mode", required_argument, NULL, 'm'},     {"console", required_argument, NULL, 'c'},
+		{"until-file", required_argument, NULL, 'U'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -59,6 +64,7 @@ int main(int argc, char **argv)
 		case 'h': hold_file = optarg; break;
 		case 'w': url_file = optarg; break;
 		case 'c': console_every = atol(optarg); break;
+		case 'U': until_file = optarg; break;
 		case 'm':
 			if (strcmp(optarg, "online") == 0)
 				mode = TD_MODE_ONLINE;
@@ -96,6 +102,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	long refused = 0;
+	long handed = 0;
 	for (long i = first; i < first + rows; i++) {
 		char tag[32];
 		snprintf(tag, sizeof tag, "r%ld", i);
@@ -108,12 +115,15 @@ int main(int argc, char **argv)
 			snprintf(line, sizeof line, "row %ld\n", i);
 			td_output(run, i % 2 != 0, line);
 		}
+		handed++;
 		if (sleep_us && (i - first + 1) % every == 0)
 			usleep((useconds_t)sleep_us);
+		if (until_file && (i - first + 1) % every == 0 && access(until_file, F_OK) == 0)
+			break;
 	}
 	/* Every row is handed off: a test can see that logging never waited on the
 	 * agent (td_finish below does wait, up to --timeout-ms, for the acks). */
-	printf("{\"handed_off\":%ld}\n", rows);
+	printf("{\"handed_off\":%ld}\n", handed);
 	fflush(stdout);
 	while (hold_file && access(hold_file, F_OK) != 0)
 		usleep(10000);
