@@ -407,6 +407,9 @@ struct td_upload {
 };
 int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out);
 void td_upload_fini(struct td_upload *u);
+/* Whether the run's agent has an upload sink (its status says wandb_enabled);
+ * false when it does not answer. */
+bool td_agent_uploads(struct td_run *run, int timeout_ms);
 
 /* A growable string for JSON and footer text. On allocation failure it
  * remembers the failure and ignores further appends. */

@@ -773,6 +773,16 @@ int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out)
 	return TD_OK;
 }
 
+bool td_agent_uploads(struct td_run *run, int timeout_ms)
+{
+	Trackd__V1__Reply *reply = NULL;
+	if (status_call(run->url, timeout_ms, &reply) != TD_OK)
+		return false;
+	bool uploads = reply->status->has_wandb_enabled && reply->status->wandb_enabled;
+	trackd__v1__reply__free_unpacked(reply, NULL);
+	return uploads;
+}
+
 void td_upload_fini(struct td_upload *u)
 {
 	free(u->state);

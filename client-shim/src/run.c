@@ -586,11 +586,20 @@ static bool url_coming(const struct td_upload *u)
 static int upload_for_footer(struct td_run *run, struct td_upload *u)
 {
 	int64_t deadline = td_mono_ms() + TD_FOOTER_URL_WAIT_MS;
+	bool asked_sink = false;
 	for (;;) {
 		int rc = td_upload_info(run, TD_DIR_QUERY_TIMEOUT_MS, u);
 		if ((rc == TD_OK && !url_coming(u)) || (rc != TD_OK && rc != TD_ERR_NOT_FOUND) ||
 		    td_mono_ms() >= deadline)
 			return rc;
+		/* Not known to the agent yet (its sinks see a record once it is
+		 * durable: up to the fsync interval). Without an upload sink there
+		 * is no URL to wait for: the footer does not keep finish waiting. */
+		if (rc == TD_ERR_NOT_FOUND && !asked_sink) {
+			asked_sink = true;
+			if (!td_agent_uploads(run, TD_DIR_QUERY_TIMEOUT_MS))
+				return rc;
+		}
 		if (rc == TD_OK)
 			td_upload_fini(u);
 		struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
