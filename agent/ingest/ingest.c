@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
+#include "nng_close.h"
 #include "paths.h"
 #include "wire.h"
 
@@ -808,83 +809,6 @@ static int make_socket_dir(const char *url)
 	return mkdir_parents(dir, 0755);
 }
 
-/* ---- closing an NNG socket without hanging ---------------------------------------- */
-
-/* NNG 1.5.2 (Debian 12) can hang in nng_close() forever (nanomsg/nng#1543,
- * #1813, fixed upstream later): seen here under load, about once in fifty
- * restarts. nng_close runs on a helper thread; the caller waits up to
- * `timeout_ms` and, if it has not returned, goes on without it (the process is
- * about to exit, or the socket was a throw-away probe). */
-struct closer {
-	nng_socket sock;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool done, abandoned; /* abandoned: the closer thread frees the struct */
-};
-
-static void closer_free(struct closer *c)
-{
-	pthread_mutex_destroy(&c->mu);
-	pthread_cond_destroy(&c->cv);
-	free(c);
-}
-
-static void *closer_main(void *arg)
-{
-	struct closer *c = arg;
-	nng_close(c->sock);
-	pthread_mutex_lock(&c->mu);
-	c->done = true;
-	bool abandoned = c->abandoned;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mu);
-	if (abandoned)
-		closer_free(c);
-	return NULL;
-}
-
-/* True when the socket is closed; false when nng_close is still stuck after
- * timeout_ms (then it may finish later, on its own thread). */
-static bool close_socket_bounded(nng_socket sock, int timeout_ms)
-{
-	struct closer *c = calloc(1, sizeof *c);
-	if (!c) {
-		nng_close(sock);
-		return true;
-	}
-	c->sock = sock;
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	pthread_t t;
-	if (pthread_create(&t, NULL, closer_main, c) != 0) {
-		closer_free(c);
-		nng_close(sock);
-		return true;
-	}
-	pthread_detach(t);
-	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&c->mu);
-	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &deadline) != ETIMEDOUT)
-		;
-	bool done = c->done;
-	c->abandoned = !done;
-	pthread_mutex_unlock(&c->mu);
-	if (done)
-		closer_free(c);
-	return done;
-}
-
 /* Whether the agent at `url` answers a ping within `timeout_ms`. A full round
  * trip is needed: with NNG 1.5.2's wedge (a peer that disconnects during the
  * handshake: nanomsg/nng#1518) new connections still open but are never served.
@@ -906,7 +830,7 @@ bool ingest_probe(const char *url, int timeout_ms)
 		answered = true;
 		nng_msg_free(reply);
 	}
-	if (!close_socket_bounded(s, SOCKET_CLOSE_WAIT_MS))
+	if (!nng_close_bounded(s, SOCKET_CLOSE_WAIT_MS))
 		log_warn("closing the probe socket hangs in NNG (nanomsg/nng#1543); left behind");
 	return answered;
 }
@@ -1076,7 +1000,7 @@ void ingest_free(ingest *in)
 		nng_aio_free(in->ctxs[i].aio);
 		nng_ctx_close(in->ctxs[i].ctx);
 	}
-	if (nng_socket_id(in->sock) > 0 && !close_socket_bounded(in->sock, SOCKET_CLOSE_WAIT_MS)) {
+	if (nng_socket_id(in->sock) > 0 && !nng_close_bounded(in->sock, SOCKET_CLOSE_WAIT_MS)) {
 		/* NNG may still call the pipe callbacks with `in`: it stays allocated
 		 * (the agent is exiting). Everything received was answered already. */
 		log_warn("closing the listening socket hangs in NNG 1.5.2 (nanomsg/nng#1543); "
