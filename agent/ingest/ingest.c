@@ -94,7 +94,7 @@ struct ingest {
 };
 
 #define LOG_ENTRY_HEADER_MAX 64
-#define SOCKET_CLOSE_WAIT_MS 2000 /* see close_socket_bounded */
+#define SOCKET_CLOSE_WAIT_MS 2000 /* nng_close.h: NNG 1.5.2 can hang closing */
 
 /* Request{protocol_version = 1} and nothing else: a ping, answered with an empty
  * Reply by the NNG callback itself (see ctx_callback). */
