@@ -142,12 +142,27 @@ class Fleet:
         return judge.read_ledgers(self.dir, self.pad_bytes)
 
 
+def status_or_none(agent):
+    """trackctl status, or None when it timed out: the agent answers status on
+    the same worker as the batches queued before it, which on a loaded machine
+    (an ASan build draining a kill loop's resends) can take longer than
+    trackctl's timeout. Callers wait and ask again."""
+    try:
+        return agent.status()
+    except subprocess.CalledProcessError:
+        return None
+
+
+def status_retrying(agent, timeout=120):
+    return agent.wait_for(lambda: status_or_none(agent), timeout=timeout, what="status")
+
+
 def wait_local_drained(agent, ledgers, timeout=300, end_timeout=60):
     """Until the local sink applied every record in the log, then (up to
     end_timeout in all) until every run has ended locally. Returns the problems
     (runs that never ended) for the verdict."""
-    agent.wait_for(lambda: agent.status()["local_sink_backlog"] == 0, timeout=timeout,
-                   what="local sink to drain")
+    agent.wait_for(lambda: (status_or_none(agent) or {}).get("local_sink_backlog") == 0,
+                   timeout=timeout, what="local sink to drain")
     deadline = time.monotonic() + end_timeout
     problems = []
     for lg in ledgers:

@@ -7,8 +7,8 @@ import random
 import time
 
 import judge
-from harness import (PROJECT, SEED, Fleet, emit, knob, make_wandb_agent, wait_local_drained,
-                     wait_uploaded)
+from harness import (PROJECT, SEED, Fleet, emit, knob, make_wandb_agent, status_retrying,
+                     wait_local_drained, wait_uploaded)
 
 
 def test_r1_kill9_loop(tmp_path, fw, agents):
@@ -32,7 +32,7 @@ def test_r1_kill9_loop(tmp_path, fw, agents):
     ended = wait_local_drained(agent, ledgers)
     local, problems = judge.local_delivery(agent.state_dir, PROJECT)
     problems += ended
-    quarantined = agent.status()["records_quarantined"]
+    quarantined = status_retrying(agent)["records_quarantined"]
     if quarantined:
         problems.append(f"{quarantined} records quarantined after kill -9 (nothing was damaged)")
     extra = f"kills={kills} seconds={elapsed:.0f} seed={SEED}"
