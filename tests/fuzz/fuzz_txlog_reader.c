@@ -314,8 +314,9 @@ static void run_layout(const struct layout *l)
 		size_t len = sizeof payload - (size_t)i * 700;
 		uint64_t index;
 		rc = txlog_append(log, payload, len, &index);
-		if (rc == TRACKD_EIO && i == 0)
-			break; /* a forged index ≥ TXLOG_MAX_INDEX: appends refuse, never wrap */
+		if (rc == TRACKD_EIO && (i == 0 || last + 1 >= TXLOG_MAX_INDEX))
+			break; /* a forged index near TXLOG_MAX_INDEX: appends refuse once the
+			        * next index would reach it, never wrap */
 		if (rc != TRACKD_OK)
 			bug("append %d after recovery: %s", i, trackd_strerror(rc));
 		if (index == 0 || index <= last)
