@@ -43,6 +43,7 @@ struct request_ctx {
 	bool admin;
 	/* Rollback information when an fsync fails after this batch was appended. */
 	bool appended;
+	bool synced_before_ack;    /* its ack waits for the group's fdatasync */
 	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
 	uint64_t prev_seq;
 	uint64_t seq;
@@ -85,6 +86,7 @@ struct ingest {
 	uint8_t *entry_buf; /* LogEntry scratch, max_message_bytes + header room */
 	size_t entry_cap;
 	bool append_failing; /* worker only: the last client append failed (logged once) */
+	bool sync_group_open; /* worker only: txlog_group_begin() called this round */
 
 	_Atomic int64_t heartbeat_us; /* the worker's last sign of life */
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
@@ -407,6 +409,12 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		rc->reply = ack_reply(req.seq, true);
 		return;
 	}
+	/* A start or exit opens a sync group under INTERVAL/NEVER: it and every batch
+	 * after it in this round are acked after one fdatasync (see ingest.h). */
+	if (req.lifecycle && !in->opts.sync_before_ack && !in->sync_group_open) {
+		txlog_group_begin(in->opts.log);
+		in->sync_group_open = true;
+	}
 	size_t n = ingest_encode_log_entry(in->entry_buf, in->entry_cap, uid, gid, pid,
 	                                   clock_wall_us(), req.batch, req.batch_len);
 	int rv = n ? txlog_append(in->opts.log, in->entry_buf, n, NULL) : TRACKD_ETOOBIG;
@@ -434,6 +442,7 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	if (sessions_record(in->opts.tables->sessions, req.session_id, req.seq) != 0)
 		log_warn("dedupe table: out of memory; a resend of this batch may be stored twice");
 	rc->appended = true;
+	rc->synced_before_ack = in->opts.sync_before_ack || in->sync_group_open;
 	memcpy(rc->session_id, req.session_id, TRACKD_SESSION_ID_BYTES);
 	rc->prev_seq = highest;
 	rc->seq = req.seq;
@@ -558,8 +567,9 @@ static void process_group(struct ingest *in, struct request_ctx *group,
 		}
 	}
 	int sync_rc = 0;
-	if (any_appended && in->opts.sync_before_ack)
+	if ((any_appended && in->opts.sync_before_ack) || in->sync_group_open)
 		sync_rc = txlog_sync(in->opts.log);
+	in->sync_group_open = false;
 	if (sync_rc != 0) {
 		/* The log truncated itself back to its last durable point: these batches
 		 * are gone. Undo their dedupe entries (newest first) so resends append. */
@@ -568,7 +578,7 @@ static void process_group(struct ingest *in, struct request_ctx *group,
 		struct request_ctx *stack[INGEST_MAX_CONTEXTS];
 		size_t n = 0;
 		for (struct request_ctx *rc = group; rc && n < INGEST_MAX_CONTEXTS; rc = rc->next)
-			if (rc->appended)
+			if (rc->appended && rc->synced_before_ack)
 				stack[n++] = rc;
 		while (n--)
 			sessions_restore(in->opts.tables->sessions, stack[n]->session_id, stack[n]->prev_seq);
@@ -576,7 +586,7 @@ static void process_group(struct ingest *in, struct request_ctx *group,
 	for (struct request_ctx *rc = group; rc; rc = rc->next) {
 		if (!rc->appended)
 			continue;
-		if (sync_rc != 0) {
+		if (sync_rc != 0 && rc->synced_before_ack) {
 			count(&in->append_failures, 1);
 			rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE,
 			                        "agent could not make the batch durable (fsync failed)",

@@ -6,7 +6,11 @@
  * Acknowledgement rule: a batch is acknowledged only after its LogEntry is in the
  * log — and, when `sync_before_ack` (fsync: always), after an fdatasync covering
  * it. Every request that arrived in the meantime shares that fdatasync (group
- * commit). A batch whose (session_id, seq) is not above the session's highest
+ * commit). Under the other policies a batch holding a run's start or exit is
+ * acknowledged after such an fdatasync too (one or two per run): a power cut may
+ * then lose the last interval of a run's rows, never the run itself (its later
+ * records would have no run to go to), and a finished run is on disk when the
+ * client's finish returns. A batch whose (session_id, seq) is not above the session's highest
  * appended seq is acknowledged with `duplicate = true` and not appended again.
  * A failed append or fsync is answered with a retryable error, never an ack, and
  * the session table is rolled back so the client's resend is appended.

@@ -354,6 +354,18 @@ static int check_version(struct walk *w, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+/* A run's start or exit (Record fields 2 and 7), for an already valid record. */
+static bool record_is_lifecycle(const uint8_t *record, size_t len)
+{
+	struct wire_reader r;
+	struct wire_field f;
+	wire_reader_init(&r, record, len);
+	while (wire_next(&r, &f) == 1)
+		if (f.number == 2 || f.number == 7)
+			return true;
+	return false;
+}
+
 int validate_request(const struct validate_limits *limits, const void *buf, size_t len,
                      struct validated_request *out, char *errbuf, size_t errlen)
 {
@@ -392,8 +404,10 @@ int validate_request(const struct validate_limits *limits, const void *buf, size
 			out->session_id = wf.data;
 		else if (wf.number == 2)
 			out->seq = wf.varint;
-		else if (wf.number == 3)
+		else if (wf.number == 3) {
 			out->records++;
+			out->lifecycle |= record_is_lifecycle(wf.data, wf.len);
+		}
 	}
 	return 0;
 }

@@ -38,6 +38,8 @@ struct validated_request {
 	const uint8_t *session_id;   /* TRACKD_SESSION_ID_BYTES bytes */
 	uint64_t seq;
 	uint64_t records;
+	bool lifecycle;              /* holds a RunStart or RunExit: made durable before
+	                              * its ack under every fsync policy (ingest.h) */
 	/* VALIDATED_QUERY: the Query message bytes */
 	const uint8_t *query;
 	size_t query_len;

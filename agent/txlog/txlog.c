@@ -226,7 +226,7 @@ static int sync_all_locked(txlog *log)
 		return TRACKD_EIO;
 	bool lost = log->lost;
 	log->lost = false;
-	if (lost && log->opts.fsync == TXLOG_FSYNC_ALWAYS) {
+	if (lost && (log->opts.fsync == TXLOG_FSYNC_ALWAYS || log->group_open)) {
 		/* Part of this group is gone: drop the rest too, so the caller's retry
 		 * does not leave half of it twice. */
 		discard_unsynced_locked(log, false);
@@ -418,8 +418,25 @@ int txlog_sync(txlog *log)
 		return TRACKD_ECLOSED;
 	pthread_mutex_lock(&log->mu);
 	int rc = sync_all_locked(log);
+	log->group_open = false;
 	pthread_mutex_unlock(&log->mu);
 	return rc;
+}
+
+void txlog_group_begin(txlog *log)
+{
+	if (!log || log->opts.fsync == TXLOG_FSYNC_ALWAYS)
+		return;
+	pthread_mutex_lock(&log->mu);
+	if (!log->group_open && log->nopen > 0) {
+		struct open_seg *cur = current(log);
+		log->group_open = true;
+		log->lost = false;
+		log->hold_first = cur->first_index;
+		log->hold_offset = cur->offset;
+		log->hold_record = cur->last_record;
+	}
+	pthread_mutex_unlock(&log->mu);
 }
 
 /* What the flusher syncs: an fd and the position it promises once synced. */
@@ -451,9 +468,18 @@ static void *flusher_main(void *arg)
 		size_t n = 0;
 		for (size_t i = 0; i < log->nopen; i++) {
 			struct open_seg *os = &log->open[i];
-			if (os->synced < os->offset)
-				snap[n++] = (struct flush_target){os->fd, os->first_index,
-				                                  os->offset, os->last_record};
+			uint64_t upto = os->offset, record = os->last_record;
+			if (log->group_open) {
+				/* An open group is synced (or discarded) only as a whole. */
+				if (os->first_index > log->hold_first)
+					continue;
+				if (os->first_index == log->hold_first && log->hold_offset < upto) {
+					upto = log->hold_offset;
+					record = log->hold_record;
+				}
+			}
+			if (os->synced < upto)
+				snap[n++] = (struct flush_target){os->fd, os->first_index, upto, record};
 		}
 		if (n == 0)
 			continue;

@@ -147,8 +147,20 @@ int txlog_close(txlog *log);
  * is written (in the page cache) when this returns; durable per the policy. */
 int txlog_append(txlog *log, const void *data, size_t len, uint64_t *index_out);
 
-/* Makes every appended record durable (fdatasync). Under NEVER it still syncs. */
+/* Makes every appended record durable (fdatasync). Under NEVER it still syncs.
+ * Ends a group begun by txlog_group_begin(). */
 int txlog_sync(txlog *log);
+
+/* Under INTERVAL and NEVER: the appends from now until the next txlog_sync() form
+ * a group with ALWAYS semantics — that txlog_sync() makes all of them durable, or,
+ * when an fdatasync fails, they are all discarded and it returns TRACKD_EIO — so
+ * a caller can ack a group durably and roll it back exactly on failure. Until
+ * then the INTERVAL flusher syncs only what was appended before the call. A
+ * discard the flusher made before the call is not reported by that txlog_sync():
+ * it concerned records outside the group (it was logged when it happened).
+ * No-op under ALWAYS, where every append already belongs to such a group, and
+ * while a group is open. Writer thread only. */
+void txlog_group_begin(txlog *log);
 
 uint64_t txlog_last_index(txlog *log);
 uint64_t txlog_durable_index(txlog *log);

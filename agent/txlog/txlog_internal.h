@@ -81,6 +81,10 @@ struct txlog {
 	bool failed;       /* a failed fsync could not be repaired: appends refused */
 	int64_t failed_retry_us; /* when leaving the failed state was last tried */
 	bool lost;         /* records were discarded since the last txlog_sync */
+	/* txlog_group_begin: the flusher syncs nothing past this point of segment
+	 * `hold_first` (nor any newer segment) until txlog_sync ends the group. */
+	bool group_open;
+	uint64_t hold_first, hold_offset, hold_record;
 	bool need_roll;    /* the current segment has an unknown tail: leave it */
 	bool flusher_busy; /* the flusher is in fdatasync on snapshot fds */
 	bool stop;

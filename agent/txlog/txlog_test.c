@@ -1482,6 +1482,101 @@ static void test_fsync_failure(void)
 	free(dir);
 }
 
+/* ---- 8b. sync groups under INTERVAL (txlog_group_begin) -------------------- */
+
+static bool has_seq(const struct recs *r, uint64_t seq)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->seq[i] == seq)
+			return true;
+	return false;
+}
+
+static void wait_durable(txlog *log, uint64_t index)
+{
+	int64_t deadline = clock_mono_us() + 5000000;
+	while (txlog_durable_index(log) < index && clock_mono_us() < deadline)
+		usleep(1000);
+}
+
+static void test_sync_group(void)
+{
+	char *dir = tmpdir_new();
+	struct txlog_options o = opts_for(dir, TXLOG_FSYNC_INTERVAL, 1 << 20, 256, NULL);
+	txlog *log;
+	REQUIRE_OK(txlog_open(&o, &log));
+	struct fail_hook hook = {0};
+	txlog_test_set_fsync_hook(log, failing_fsync, &hook);
+	uint64_t idx[40];
+
+	/* The flusher syncs what came before the group, not the group. */
+	append_range(log, 0, 3, idx);
+	txlog_group_begin(log);
+	append_range(log, 3, 6, idx);
+	wait_durable(log, idx[2]);
+	usleep(50 * 1000); /* ten flusher intervals */
+	EXPECT_EQ("flusher stops at the group", txlog_durable_index(log), idx[2]);
+	EXPECT_RC("the group's sync", txlog_sync(log), TRACKD_OK);
+	EXPECT_EQ("group durable", txlog_durable_index(log), idx[5]);
+
+	/* A failed sync discards the group as a whole. */
+	txlog_group_begin(log);
+	append_range(log, 6, 9, idx);
+	atomic_store(&hook.fail_next, 1);
+	EXPECT_RC("failed group reported", txlog_sync(log), TRACKD_EIO);
+	EXPECT_EQ("nothing of it readable", txlog_readable_index(log), idx[5]);
+	append_range(log, 9, 10, idx);
+	EXPECT("index not reused", idx[9] > idx[8]);
+	wait_durable(log, idx[9]);
+
+	/* A flusher failure before the group is not the group's: its sync succeeds. */
+	struct txlog_stats st;
+	atomic_store(&hook.fail_next, 1);
+	append_range(log, 10, 12, idx);
+	int64_t deadline = clock_mono_us() + 5000000;
+	do {
+		txlog_stats(log, &st);
+		usleep(1000);
+	} while (st.fsync_failures < 2 && clock_mono_us() < deadline);
+	EXPECT_EQ("flusher failure happened", st.fsync_failures, 2);
+	txlog_group_begin(log);
+	append_range(log, 12, 14, idx);
+	EXPECT_RC("earlier loss not reported to the group", txlog_sync(log), TRACKD_OK);
+
+	/* A flusher failure racing the group's start: whichever way it falls, the
+	 * group is all there when its sync succeeds and all gone when it fails. */
+	bool group_ok[8];
+	for (uint64_t round = 0; round < 8; round++) {
+		uint64_t base = 14 + round * 3;
+		atomic_store(&hook.fail_next, 1);
+		append_range(log, base, base + 1, idx); /* before the group */
+		usleep(round * 1000);
+		txlog_group_begin(log);
+		append_range(log, base + 1, base + 3, idx);
+		group_ok[round] = txlog_sync(log) == TRACKD_OK;
+		atomic_store(&hook.fail_next, 0);
+	}
+	REQUIRE_OK(txlog_close(log));
+
+	struct recs seen = {0};
+	EXPECT_RC("read", read_dir(dir, 256, 0, &seen), TRACKD_OK);
+	EXPECT("synced groups kept", has_seq(&seen, 0) && has_seq(&seen, 5) && has_seq(&seen, 9) &&
+	                                 has_seq(&seen, 12) && has_seq(&seen, 13));
+	EXPECT("failed group gone", !has_seq(&seen, 6) && !has_seq(&seen, 7) && !has_seq(&seen, 8));
+	for (uint64_t round = 0; round < 8; round++) {
+		uint64_t base = 14 + round * 3;
+		bool a = has_seq(&seen, base + 1), b = has_seq(&seen, base + 2);
+		char what[96];
+		snprintf(what, sizeof what, "round %llu: group %s", (unsigned long long)round,
+		         group_ok[round] ? "kept whole" : "gone whole");
+		EXPECT(what, group_ok[round] ? (a && b) : (!a && !b));
+	}
+	EXPECT("order intact", !seen.out_of_order && !seen.corrupt);
+	recs_free(&seen);
+	rm_rf(dir);
+	free(dir);
+}
+
 /* ---- 9. live reader under INTERVAL ---------------------------------------- */
 
 struct writer_arg {
@@ -1780,6 +1875,7 @@ int main(void)
 	    {"budget", test_budget},
 	    {"budget_reload_and_monitoring", test_budget_reload_and_monitoring},
 	    {"fsync_failure", test_fsync_failure},
+	    {"sync_group", test_sync_group},
 	    {"live_reader", test_live_reader},
 	    {"reader_released_segment", test_reader_released_segment},
 	    {"garbage", test_garbage},

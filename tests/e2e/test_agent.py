@@ -6,8 +6,9 @@ import random
 import subprocess
 import time
 
-from conftest import (BIN, ITERATIONS, Agent, batch_request, field_bytes,
-                      finish_producer, history_by_run, history_record, item_double)
+from conftest import (BIN, ITERATIONS, Agent, batch_request, field_bytes, field_varint,
+                      finish_producer, history_by_run, history_record, item_double,
+                      status_request)
 
 
 def test_example_training_is_recorded(agent):
@@ -225,6 +226,36 @@ def test_fsync_always_acks_after_sync(tmp_path):
         runs = history_by_run(a.dump())
         for i in range(3):
             assert runs[f"s{i}"] == list(range(3000))
+    finally:
+        assert a.stop() == 0
+
+
+def test_run_start_and_exit_are_durable_when_acked_under_every_policy(tmp_path):
+    """Under `interval` (here 60 s, so the flusher never runs during the test) a
+    row is acked before it is durable, but a run's start and exit are acked only
+    after an fdatasync: a power cut can lose the last interval of rows, never the
+    run they belong to."""
+    a = Agent(tmp_path, config="txlog:\n  fsync: interval\n  fsync_interval: 60s\n").start()
+    try:
+        session = os.urandom(16)
+        start = field_bytes(1, "dur") + field_bytes(2, field_bytes(1, "proj"))
+        exit_ = field_bytes(1, "dur") + field_bytes(7, field_varint(1, 0))
+        # One connection, a status after each batch (a new client process per
+        # batch would end the run: the agent marks it crashed, a record of its own).
+        replies = a.raw(batch_request(session, 1, [start]), status_request(),
+                        batch_request(session, 2, [history_record("dur", 0, [])]),
+                        status_request(),
+                        batch_request(session, 3, [history_record("dur", 1, []), exit_]),
+                        status_request())
+        for seq, reply in zip((1, 2, 3), replies[0::2]):
+            assert reply == {"ack": {"seq": seq, "duplicate": False}}
+        after_start, after_row, after_exit = (r["status"] for r in replies[1::2])
+        assert after_start["durable_index"] == after_start["last_index"] == 1, \
+            "start acked before it was durable"
+        assert after_row["durable_index"] == 1 and after_row["last_index"] == 2, \
+            "under interval a plain row is acked before its fdatasync"
+        assert after_exit["durable_index"] == after_exit["last_index"] == 3, \
+            "exit acked before it (and the row before it) were durable"
     finally:
         assert a.stop() == 0
 

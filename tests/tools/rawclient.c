@@ -110,12 +110,13 @@ int main(int argc, char **argv)
 		} else if (r->body_case == TRACKD__V1__REPLY__BODY_STATUS) {
 			const Trackd__V1__StatusReply *st = r->status;
 			printf("{\"status\":{\"batches_acked\":%llu,\"batches_duplicate\":%llu,"
-			       "\"requests_rejected\":%llu,\"last_index\":%llu,"
+			       "\"requests_rejected\":%llu,\"last_index\":%llu,\"durable_index\":%llu,"
 			       "\"budget_refusals\":%llu,\"log_bytes\":%llu,\"log_max_bytes\":%llu}}\n",
 			       (unsigned long long)st->batches_acked,
 			       (unsigned long long)st->batches_duplicate,
 			       (unsigned long long)st->requests_rejected,
 			       (unsigned long long)st->last_index,
+			       (unsigned long long)st->durable_index,
 			       (unsigned long long)st->budget_refusals,
 			       (unsigned long long)st->log_bytes,
 			       (unsigned long long)st->log_max_bytes);
