@@ -78,7 +78,7 @@
 #define TD_RECONNECT_MIN_MS 10
 #define TD_RECONNECT_MAX_MS 500
 /* Attempts finding no connection (TD_REPLY_TIMEOUT_MS each) before the sender
- * replaces its dialer: NNG 1.5's dialer stops redialling for good when a
+ * (or a spool replay) replaces its dialer: NNG 1.5's dialer stops redialling for good when a
  * connection is closed during the SP handshake (an agent killed right after
  * accepting), so waiting for it would wait forever. */
 #define TD_REDIAL_AFTER 3u
@@ -197,6 +197,7 @@ struct td_replay {
 	char *paths[64];
 	size_t n;
 	nng_socket sock; /* closed by td_finish to cut a wait short */
+	nng_dialer dialer; /* the replay thread's until then (replaced by it) */
 	bool sock_open;
 	pthread_cond_t cond; /* the thread's back-off waits here */
 	bool stop;           /* guarded by the run's mu */
@@ -345,6 +346,12 @@ enum td_outcome {
 	TD_REJECTED, /* agent refused it for good: drop and count */
 	TD_RETRY,    /* no answer, connection trouble or a retryable error */
 };
+/* Creates and starts a non-blocking dialer for url on sock with the reconnect
+ * and reply-size settings every libtrackd connection uses. Returns an NNG error
+ * (0 on success). A caller that finds no connection TD_REDIAL_AFTER times in a
+ * row closes the dialer and starts a new one (NNG 1.5's may have given up). */
+int td_dialer_start(nng_socket sock, const char *url, nng_dialer *out);
+
 /* Sends req (consumed in every case) on sock and waits for the ack of seq;
  * `why` explains any outcome but TD_ACKED; *answered tells whether the agent
  * replied at all (a retryable error is an answer). */

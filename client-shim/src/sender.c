@@ -175,26 +175,34 @@ static void settle(struct td_run *run, const struct attempt *a, enum td_outcome 
 	pthread_cond_broadcast(&run->drained);
 }
 
-/* Creates and starts run->dialer. Non-blocking: if the agent is not up yet,
- * NNG keeps redialling in the background and the buffered records go out once
- * it is. */
-static int dial(struct td_run *run)
+int td_dialer_start(nng_socket sock, const char *url, nng_dialer *out)
 {
 	nng_dialer dialer;
 	int rv;
 
-	if ((rv = nng_dialer_create(&dialer, run->sock, run->url)) != 0)
-		return td_fail(TD_ERR_TRANSPORT, "td_init: agent address %s: %s", run->url,
-		               nng_strerror(rv));
+	if ((rv = nng_dialer_create(&dialer, sock, url)) != 0)
+		return rv;
 	if ((rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, TD_MAX_REPLY_BYTES)) != 0 ||
 	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMINT, TD_RECONNECT_MIN_MS)) != 0 ||
 	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMAXT, TD_RECONNECT_MAX_MS)) != 0 ||
 	    (rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK)) != 0) {
 		nng_dialer_close(dialer);
+		return rv;
+	}
+	*out = dialer;
+	return 0;
+}
+
+/* Creates and starts run->dialer. Non-blocking: if the agent is not up yet,
+ * NNG keeps redialling in the background and the buffered records go out once
+ * it is. */
+static int dial(struct td_run *run)
+{
+	int rv = td_dialer_start(run->sock, run->url, &run->dialer);
+
+	if (rv != 0)
 		return td_fail(TD_ERR_TRANSPORT, "td_init: dial %s: %s", run->url,
 		               nng_strerror(rv));
-	}
-	run->dialer = dialer;
 	return TD_OK;
 }
 

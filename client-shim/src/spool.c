@@ -503,6 +503,8 @@ void td_spool_close(struct td_run *run)
 
 struct replay_ctx {
 	nng_socket sock;
+	nng_dialer dialer;
+	unsigned unreachable; /* attempts in a row that found no connection */
 	const char *url;
 	int64_t deadline;   /* td_mono_ms */
 	struct td_run *run; /* background replay: stop flag; NULL: td_spool_flush */
@@ -586,6 +588,14 @@ static enum replay_result replay_file(struct replay_ctx *c, int fd, const char *
 		    td_exchange(c->sock, c->url, msg, seq, &answered, c->why, sizeof(c->why));
 		c->answered |= answered;
 		if (out == TD_RETRY) {
+			if (!answered && ++c->unreachable >= TD_REDIAL_AFTER) {
+				/* As the sender does (TD_REDIAL_AFTER); a failure here
+				 * (the socket closed by td_replay_stop) ends at the
+				 * stop check. */
+				c->unreachable = 0;
+				nng_dialer_close(c->dialer);
+				(void)td_dialer_start(c->sock, c->url, &c->dialer);
+			}
 			backoff = backoff ? backoff * 2 : TD_BACKOFF_MIN_MS;
 			if (backoff > TD_BACKOFF_MAX_MS)
 				backoff = TD_BACKOFF_MAX_MS;
@@ -625,20 +635,15 @@ static int lock_orphan(const char *dir, const char *name, char *path, size_t len
 	return fd;
 }
 
-static int replay_socket(const char *url, nng_socket *sock)
+static int replay_socket(const char *url, nng_socket *sock, nng_dialer *dialer)
 {
-	nng_dialer dialer;
 	int rv;
 
 	if ((rv = nng_req0_open(sock)) != 0)
 		return td_fail(TD_ERR_TRANSPORT, "cannot open a socket: %s", nng_strerror(rv));
 	if ((rv = nng_socket_set_ms(*sock, NNG_OPT_SENDTIMEO, TD_REPLY_TIMEOUT_MS)) != 0 ||
 	    (rv = nng_socket_set_ms(*sock, NNG_OPT_RECVTIMEO, TD_REPLY_TIMEOUT_MS)) != 0 ||
-	    (rv = nng_socket_set_size(*sock, NNG_OPT_RECVMAXSZ, TD_MAX_REPLY_BYTES)) != 0 ||
-	    (rv = nng_socket_set_ms(*sock, NNG_OPT_RECONNMINT, TD_RECONNECT_MIN_MS)) != 0 ||
-	    (rv = nng_socket_set_ms(*sock, NNG_OPT_RECONNMAXT, TD_RECONNECT_MAX_MS)) != 0 ||
-	    (rv = nng_dialer_create(&dialer, *sock, url)) != 0 ||
-	    (rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK)) != 0) {
+	    (rv = td_dialer_start(*sock, url, dialer)) != 0) {
 		nng_close(*sock);
 		return td_fail(TD_ERR_TRANSPORT, "agent address %s: %s", url, nng_strerror(rv));
 	}
@@ -649,7 +654,8 @@ static void *replay_main(void *arg)
 {
 	struct td_run *run = arg;
 	struct td_replay *r = &run->replay;
-	struct replay_ctx c = {.sock = r->sock, .url = run->url, .deadline = INT64_MAX, .run = run};
+	struct replay_ctx c = {.sock = r->sock, .dialer = r->dialer, .url = run->url,
+	                       .deadline = INT64_MAX, .run = run};
 	size_t i = 0;
 
 	for (; i < r->n; i++) {
@@ -698,7 +704,7 @@ int td_replay_start(struct td_run *run)
 		return TD_OK;
 	/* Oldest first is not knowable from names; directory order is fine:
 	 * files are independent sessions. */
-	if (replay_socket(run->url, &r->sock) != TD_OK)
+	if (replay_socket(run->url, &r->sock, &r->dialer) != TD_OK)
 		goto fail;
 	r->sock_open = true;
 	r->done = false;
@@ -775,7 +781,7 @@ int td_spool_flush(const char *socket_url, const char *spool_dir, int timeout_ms
 		return td_fail(TD_ERR_INVALID, "td_spool_flush: cannot read %s: %s", dir,
 		               strerror(errno));
 	}
-	if ((rc = replay_socket(url, &sock)) != TD_OK) {
+	if ((rc = replay_socket(url, &sock, &c.dialer)) != TD_OK) {
 		closedir(d);
 		return rc;
 	}

@@ -257,7 +257,9 @@ def test_backend_gets_the_local_name_and_renames(make_agent, fw):
     trackctl(agent, "rename", "named1", "renamed by ctl")
     fw.wait_for(lambda: upstream(fw, "named1", False)["displayName"] == "renamed by ctl",
                 timeout=30, what="the rename upstream")
-    assert agent.query("run", run="named1")["run"]["display_name"] == "renamed by ctl"
+    # Each sink applies the rename from the log at its own pace.
+    agent.wait_for(lambda: agent.query("run", run="named1")["run"]["display_name"]
+                   == "renamed by ctl", what="the rename in the local store")
     hold.write_text("")
     finish_producer(p)
     wait_uploaded(agent, fw, "named1")
