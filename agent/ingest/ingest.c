@@ -146,13 +146,28 @@ static nng_msg *pack_reply(const Trackd__V1__Reply *reply)
 	return m;
 }
 
-static nng_msg *ack_reply(uint64_t seq, bool duplicate)
+/* Every ack tells the client the limits in force (see trackd.proto, Limits). */
+static nng_msg *ack_reply(struct ingest *in, uint64_t seq, bool duplicate)
 {
+	uint64_t max_message_bytes;
+	struct validate_limits l;
+	current_limits(in, &max_message_bytes, &l);
+	Trackd__V1__Limits limits = TRACKD__V1__LIMITS__INIT;
+	limits.has_max_message_bytes = limits.has_max_records_per_batch = true;
+	limits.has_max_items_per_record = limits.has_max_key_bytes = true;
+	limits.has_max_string_bytes = limits.has_max_nesting_depth = true;
+	limits.max_message_bytes = max_message_bytes;
+	limits.max_records_per_batch = l.max_records_per_batch;
+	limits.max_items_per_record = l.max_items_per_record;
+	limits.max_key_bytes = l.max_key_bytes;
+	limits.max_string_bytes = l.max_string_bytes;
+	limits.max_nesting_depth = l.max_nesting_depth;
 	Trackd__V1__Ack ack = TRACKD__V1__ACK__INIT;
 	ack.has_seq = true;
 	ack.seq = seq;
 	ack.has_duplicate = true;
 	ack.duplicate = duplicate;
+	ack.limits = &limits;
 	Trackd__V1__Reply reply = TRACKD__V1__REPLY__INIT;
 	reply.body_case = TRACKD__V1__REPLY__BODY_ACK;
 	reply.ack = &ack;
@@ -406,7 +421,7 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	uint64_t highest = sessions_highest(in->opts.tables->sessions, req.session_id);
 	if (req.seq <= highest) {
 		count(&in->batches_duplicate, 1);
-		rc->reply = ack_reply(req.seq, true);
+		rc->reply = ack_reply(in, req.seq, true);
 		return;
 	}
 	/* A start or exit opens a sync group under INTERVAL/NEVER: it and every batch
@@ -594,7 +609,7 @@ static void process_group(struct ingest *in, struct request_ctx *group,
 		} else {
 			count(&in->batches_appended, 1);
 			count(&in->records_appended, rc->records);
-			rc->reply = ack_reply(rc->seq, false);
+			rc->reply = ack_reply(in, rc->seq, false);
 		}
 	}
 	for (struct request_ctx *rc = group, *next; rc; rc = next) {

@@ -33,12 +33,14 @@ int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_
                              uint8_t **dst)
 {
 	size_t framed = 1 + td_varint_size(record_len) + record_len;
+	struct td_limits lim;
 	int rc;
 
-	if (framed > TD_MAX_BATCH_RECORD_BYTES) {
+	td_limits_load(run, &lim);
+	if (framed > td_limits_batch_bytes(&lim)) {
 		return td_fail(TD_ERR_INVALID,
-		               "record of %zu bytes exceeds the message limit of %u bytes", framed,
-		               TRACKD_DEFAULT_MAX_MESSAGE_BYTES);
+		               "record of %zu bytes exceeds the agent's message limit of %llu bytes",
+		               framed, (unsigned long long)lim.message_bytes);
 	}
 	if (!bypass_bound && run->buffered_bytes + framed > run->max_buffer_bytes &&
 	    td_buffer_make_room_locked(run, framed) != TD_OK) {
@@ -57,8 +59,8 @@ int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_
 	}
 	/* The sender normally seals at batch_bytes; this only catches a batch
 	 * that would break the agent's message or record-count limit. */
-	if (run->open.len + framed > TD_MAX_BATCH_RECORD_BYTES ||
-	    run->open.n_records >= TRACKD_DEFAULT_MAX_RECORDS_PER_BATCH) {
+	if (run->open.len + framed > td_limits_batch_bytes(&lim) ||
+	    run->open.n_records >= lim.records_per_batch) {
 		if ((rc = td_buffer_seal_locked(run)) != TD_OK)
 			return rc;
 		pthread_cond_signal(&run->wake);

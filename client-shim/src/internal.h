@@ -163,6 +163,22 @@ struct td_items_record {
 #define TD_HISTORY_HEAD_MAX   32
 
 /* What validation counted, so encoding can size its scratch up front. */
+/* The limits records are checked against: limits.h's defaults until an ack
+ * tells the agent's own (trackd.proto, Limits), then the smaller of each pair —
+ * so a record the agent would refuse is refused by td_log with a clear error,
+ * instead of taking its whole batch down with it at the agent. Batches sealed
+ * before the first ack assume the defaults. */
+struct td_limits {
+	uint64_t message_bytes, records_per_batch, items_per_record, key_bytes, string_bytes,
+	    nesting_depth;
+};
+extern const struct td_limits td_default_limits;
+/* The batch bytes (records, without the envelope) one request may carry. */
+static inline size_t td_limits_batch_bytes(const struct td_limits *l)
+{
+	return (size_t)l->message_bytes - TD_ENVELOPE_MAX;
+}
+
 struct td_item_count {
 	size_t items; /* nested included */
 	size_t maps;
@@ -228,6 +244,9 @@ struct td_run {
 	nng_socket sock;
 	bool sock_open;
 	nng_dialer dialer;    /* the sender's; replaced by sender.c redial() */
+	/* What the agent told (td_limits_learn, any thread); read with
+	 * td_limits_load, also without mu: validation runs unlocked. */
+	_Atomic uint64_t limits[6];
 	uint32_t unreachable; /* consecutive attempts that found no connection */
 	pthread_t sender;
 	bool sender_started;
@@ -282,7 +301,13 @@ int td_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)))
 bool td_utf8_valid(const char *s, size_t n);
 /* Checks items against the default limits; on failure sets the detail (prefixed
  * with `what`) and returns TD_ERR_INVALID. */
-int td_check_items(const char *what, const td_item *items, size_t n, struct td_item_count *count);
+int td_check_items(const struct td_limits *lim, const char *what, const td_item *items, size_t n,
+                   struct td_item_count *count);
+/* The limits in force for run (see struct td_limits). Any thread. */
+void td_limits_load(struct td_run *run, struct td_limits *out);
+/* Takes the agent's limits from an ack: the smaller of each and the default;
+ * absent or zero fields leave the default. Any thread. */
+void td_limits_learn(struct td_run *run, const Trackd__V1__Limits *agent);
 /* Checks an optional string option: NULL passes; otherwise valid UTF-8 of at
  * most max bytes (and non-empty if required). */
 int td_check_text(const char *what, const char *s, size_t max, bool non_empty);
@@ -354,9 +379,10 @@ int td_dialer_start(nng_socket sock, const char *url, nng_dialer *out);
 
 /* Sends req (consumed in every case) on sock and waits for the ack of seq;
  * `why` explains any outcome but TD_ACKED; *answered tells whether the agent
- * replied at all (a retryable error is an answer). */
-enum td_outcome td_exchange(nng_socket sock, const char *url, nng_msg *req, uint64_t seq,
-                            bool *answered, char *why, size_t why_len);
+ * replied at all (a retryable error is an answer). The limits an ack carries go
+ * to `learn` (may be NULL). */
+enum td_outcome td_exchange(struct td_run *learn, nng_socket sock, const char *url, nng_msg *req,
+                            uint64_t seq, bool *answered, char *why, size_t why_len);
 
 /* spool.c */
 /* Sets up the spool from the options (nothing on disk yet). */

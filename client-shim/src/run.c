@@ -133,7 +133,8 @@ static int check_options(const td_run_options *o, struct td_item_count *config_c
 		               "td_init: max_buffer_bytes %zu is below the minimum %zu",
 		               o->max_buffer_bytes, TD_MIN_MAX_BUFFER_BYTES);
 	}
-	return td_check_items("td_init: config", o->config, o->n_config, config_count);
+	return td_check_items(&td_default_limits, "td_init: config", o->config, o->n_config,
+	                      config_count);
 }
 
 static void run_free(struct td_run *run)
@@ -291,6 +292,7 @@ int td_init(const td_run_options *opts, td_run **out)
 	run->flush_interval_ms =
 	    opts->flush_interval_ms ? opts->flush_interval_ms : TD_DEFAULT_FLUSH_INTERVAL_MS;
 	run->next_seq = 1;
+	td_limits_learn(run, &(Trackd__V1__Limits)TRACKD__V1__LIMITS__INIT); /* the defaults */
 	run->mode = opts->mode;
 	run->resume = opts->resume;
 	run->print_footer = opts->print_footer;
@@ -378,7 +380,9 @@ static int record_items(struct td_run *run, const char *what, struct td_items_re
 	uint8_t *dst;
 	int rc;
 
-	if ((rc = td_check_items(what, r->items, r->n, &count)) != TD_OK)
+	struct td_limits lim;
+	td_limits_load(run, &lim);
+	if ((rc = td_check_items(&lim, what, r->items, r->n, &count)) != TD_OK)
 		return rc;
 	r->run_id = run->run_id;
 	r->run_id_len = run->run_id_len;
@@ -473,7 +477,9 @@ int td_output(td_run *run, bool is_stderr, const char *text)
 		return TD_OK;
 	if (text == NULL)
 		return td_fail(TD_ERR_INVALID, "td_output: text is NULL");
-	if ((rc = td_check_text("td_output: text", text, TRACKD_DEFAULT_MAX_STRING_BYTES, false)))
+	struct td_limits lim;
+	td_limits_load(run, &lim);
+	if ((rc = td_check_text("td_output: text", text, lim.string_bytes, false)))
 		return rc;
 
 	console.has_stream = true;
@@ -517,8 +523,9 @@ int td_define_metric(td_run *run, const char *name, td_metric_summary summary)
 		return TD_OK;
 	if (name == NULL)
 		return td_fail(TD_ERR_INVALID, "td_define_metric: name is NULL");
-	if ((rc = td_check_text("td_define_metric: name", name, TRACKD_DEFAULT_MAX_KEY_BYTES,
-	                        true)) != TD_OK)
+	struct td_limits lim;
+	td_limits_load(run, &lim);
+	if ((rc = td_check_text("td_define_metric: name", name, lim.key_bytes, true)) != TD_OK)
 		return rc;
 	if ((unsigned)summary > TD_SUMMARY_NONE)
 		return td_fail(TD_ERR_INVALID, "td_define_metric: unknown summary %d",

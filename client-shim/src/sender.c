@@ -38,8 +38,8 @@ static const char *error_code_name(Trackd__V1__ErrorCode code)
 	return v ? v->name : "ERROR_UNKNOWN";
 }
 
-enum td_outcome td_exchange(nng_socket sock, const char *url, nng_msg *req, uint64_t seq,
-                            bool *answered, char *why, size_t why_len)
+enum td_outcome td_exchange(struct td_run *learn, nng_socket sock, const char *url, nng_msg *req,
+                            uint64_t seq, bool *answered, char *why, size_t why_len)
 {
 	nng_msg *rep;
 	int rv;
@@ -70,6 +70,8 @@ enum td_outcome td_exchange(nng_socket sock, const char *url, nng_msg *req, uint
 	case TRACKD__V1__REPLY__BODY_ACK:
 		if (reply->ack->has_seq && reply->ack->seq == seq) {
 			out = TD_ACKED;
+			if (learn != NULL && reply->ack->limits != NULL)
+				td_limits_learn(learn, reply->ack->limits);
 		} else {
 			explain(why, why_len, "agent acknowledged seq %llu, expected %llu",
 			        (unsigned long long)reply->ack->seq, (unsigned long long)seq);
@@ -251,7 +253,7 @@ static void *sender_main(void *arg)
 				out = TD_RETRY;
 			} else {
 				pthread_mutex_unlock(&run->mu);
-				out = td_exchange(run->sock, run->url, req, a.seq, &answered, why,
+				out = td_exchange(run, run->sock, run->url, req, a.seq, &answered, why,
 				                  sizeof(why));
 				pthread_mutex_lock(&run->mu);
 				sent = true;

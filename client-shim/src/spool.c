@@ -585,7 +585,7 @@ static enum replay_result replay_file(struct replay_ctx *c, int fd, const char *
 		}
 		bool answered;
 		enum td_outcome out =
-		    td_exchange(c->sock, c->url, msg, seq, &answered, c->why, sizeof(c->why));
+		    td_exchange(c->run, c->sock, c->url, msg, seq, &answered, c->why, sizeof(c->why));
 		c->answered |= answered;
 		if (out == TD_RETRY) {
 			if (!answered && ++c->unreachable >= TD_REDIAL_AFTER) {

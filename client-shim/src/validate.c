@@ -1,8 +1,10 @@
 /*
- * validate.c — checks records against the default limits of limits.h before
- * they are buffered, so a well-behaved client never has a batch refused by an
- * agent on its defaults. Runs without the run's lock; reads borrowed items only.
+ * validate.c — checks records against the limits in force (struct td_limits:
+ * limits.h's defaults, lowered to the agent's own once an ack told them) before
+ * they are buffered, so a record the agent would refuse never takes a batch of
+ * good ones down with it. Runs without the run's lock; reads borrowed items only.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,6 +56,47 @@ bool td_utf8_valid(const char *s, size_t n)
 	return true;
 }
 
+const struct td_limits td_default_limits = {
+    .message_bytes = TRACKD_DEFAULT_MAX_MESSAGE_BYTES,
+    .records_per_batch = TRACKD_DEFAULT_MAX_RECORDS_PER_BATCH,
+    .items_per_record = TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD,
+    .key_bytes = TRACKD_DEFAULT_MAX_KEY_BYTES,
+    .string_bytes = TRACKD_DEFAULT_MAX_STRING_BYTES,
+    .nesting_depth = TRACKD_DEFAULT_MAX_NESTING_DEPTH,
+};
+
+void td_limits_load(struct td_run *run, struct td_limits *out)
+{
+	uint64_t v[6];
+
+	for (size_t i = 0; i < 6; i++)
+		v[i] = atomic_load_explicit(&run->limits[i], memory_order_relaxed);
+	*out = (struct td_limits){v[0], v[1], v[2], v[3], v[4], v[5]};
+}
+
+static uint64_t smaller(uint64_t def, bool has, uint64_t agent)
+{
+	return has && agent > 0 && agent < def ? agent : def;
+}
+
+void td_limits_learn(struct td_run *run, const Trackd__V1__Limits *a)
+{
+	const struct td_limits *d = &td_default_limits;
+	uint64_t v[6] = {
+	    smaller(d->message_bytes, a->has_max_message_bytes, a->max_message_bytes),
+	    smaller(d->records_per_batch, a->has_max_records_per_batch, a->max_records_per_batch),
+	    smaller(d->items_per_record, a->has_max_items_per_record, a->max_items_per_record),
+	    smaller(d->key_bytes, a->has_max_key_bytes, a->max_key_bytes),
+	    smaller(d->string_bytes, a->has_max_string_bytes, a->max_string_bytes),
+	    smaller(d->nesting_depth, a->has_max_nesting_depth, a->max_nesting_depth),
+	};
+	/* A request needs room for its envelope and one small record. */
+	if (v[0] < TD_ENVELOPE_MAX + 64)
+		v[0] = TD_ENVELOPE_MAX + 64;
+	for (size_t i = 0; i < 6; i++)
+		atomic_store_explicit(&run->limits[i], v[i], memory_order_relaxed);
+}
+
 int td_check_text(const char *what, const char *s, size_t max, bool non_empty)
 {
 	if (s == NULL)
@@ -71,6 +114,7 @@ int td_check_text(const char *what, const char *s, size_t max, bool non_empty)
 /* Where the walk is, so an error can name the offending item as a path of
  * keys ("opt"."lr") or, for a key that cannot be printed, its index (#3). */
 struct item_walk {
+	const struct td_limits *lim;
 	const char *what;
 	struct td_item_count count;
 	unsigned depth; /* 1 = top level */
@@ -86,7 +130,7 @@ static int walk_fail(const struct item_walk *w, const char *problem)
 	where[0] = '\0';
 	for (unsigned l = 0; l < w->depth && off < sizeof(where); l++) {
 		const char *key = w->path[l]->key;
-		size_t klen = key ? strnlen(key, TRACKD_DEFAULT_MAX_KEY_BYTES + 1) : 0;
+		size_t klen = key ? strnlen(key, w->lim->key_bytes + 1) : 0;
 		const char *sep = l ? "." : "";
 		int r;
 
@@ -109,10 +153,10 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n)
 
 	if (n > 0 && items == NULL)
 		return td_fail(TD_ERR_INVALID, "%s: NULL items with count %zu", w->what, n);
-	if (n > TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD - w->count.items) {
+	if (n > w->lim->items_per_record - w->count.items) {
 		return td_fail(TD_ERR_INVALID,
-		               "%s: more than %u items in one record (nested included)", w->what,
-		               TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD);
+		               "%s: more than %llu items in one record (nested included)", w->what,
+		               (unsigned long long)w->lim->items_per_record);
 	}
 	w->count.items += n;
 	w->depth++;
@@ -124,12 +168,12 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n)
 		w->index[w->depth - 1] = i;
 		if (it->key == NULL)
 			return walk_fail(w, "key is NULL");
-		len = strnlen(it->key, TRACKD_DEFAULT_MAX_KEY_BYTES + 1);
+		len = strnlen(it->key, w->lim->key_bytes + 1);
 		if (len == 0)
 			return walk_fail(w, "key is empty");
-		if (len > TRACKD_DEFAULT_MAX_KEY_BYTES) {
-			snprintf(problem, sizeof(problem), "key is longer than %u bytes",
-			         TRACKD_DEFAULT_MAX_KEY_BYTES);
+		if (len > w->lim->key_bytes) {
+			snprintf(problem, sizeof(problem), "key is longer than %llu bytes",
+			         (unsigned long long)w->lim->key_bytes);
 			return walk_fail(w, problem);
 		}
 		if (!td_utf8_valid(it->key, len))
@@ -141,11 +185,11 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n)
 		case TD_STRING:
 			if (it->v.s == NULL)
 				return walk_fail(w, "string value is NULL");
-			len = strnlen(it->v.s, TRACKD_DEFAULT_MAX_STRING_BYTES + 1);
-			if (len > TRACKD_DEFAULT_MAX_STRING_BYTES) {
+			len = strnlen(it->v.s, w->lim->string_bytes + 1);
+			if (len > w->lim->string_bytes) {
 				snprintf(problem, sizeof(problem),
-				         "string value is longer than %u bytes",
-				         TRACKD_DEFAULT_MAX_STRING_BYTES);
+				         "string value is longer than %llu bytes",
+				         (unsigned long long)w->lim->string_bytes);
 				return walk_fail(w, problem);
 			}
 			if (!td_utf8_valid(it->v.s, len))
@@ -154,9 +198,9 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n)
 		case TD_MAP:
 			if (it->v.map.n > 0 && it->v.map.items == NULL)
 				return walk_fail(w, "map items are NULL");
-			if (it->v.map.n > 0 && w->depth >= TRACKD_DEFAULT_MAX_NESTING_DEPTH) {
-				snprintf(problem, sizeof(problem), "nesting depth exceeds %u",
-				         TRACKD_DEFAULT_MAX_NESTING_DEPTH);
+			if (it->v.map.n > 0 && w->depth >= w->lim->nesting_depth) {
+				snprintf(problem, sizeof(problem), "nesting depth exceeds %llu",
+				         (unsigned long long)w->lim->nesting_depth);
 				return walk_fail(w, problem);
 			}
 			w->count.maps++;
@@ -173,9 +217,10 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n)
 	return TD_OK;
 }
 
-int td_check_items(const char *what, const td_item *items, size_t n, struct td_item_count *count)
+int td_check_items(const struct td_limits *lim, const char *what, const td_item *items, size_t n,
+                   struct td_item_count *count)
 {
-	struct item_walk w = {.what = what};
+	struct item_walk w = {.lim = lim, .what = what};
 	int rc = walk_items(&w, items, n);
 
 	if (rc == TD_OK)

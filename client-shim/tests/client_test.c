@@ -537,7 +537,7 @@ static void test_invalid_items_rejected(struct tc *t)
 	big[TRACKD_DEFAULT_MAX_STRING_BYTES] = '\0';
 	td_item five[] = {TD_S("a", big), TD_S("b", big), TD_S("c", big), TD_S("d", big),
 	                  TD_S("e", big)};
-	EXPECT_INVALID(five, 5, "exceeds the message limit");
+	EXPECT_INVALID(five, 5, "exceeds the agent's message limit");
 	free(big);
 
 	/* Nesting: depth 15 and 16 pass, 17 does not; the path names the spot. */
@@ -922,7 +922,7 @@ static void compare_encoders(struct tc *t, const char *label, int kind, const td
 	uint8_t head[TD_HISTORY_HEAD_MAX];
 	const int64_t when = 1732600000123456;
 
-	CHECK_RC(td_check_items(label, items, n, &count), TD_OK);
+	CHECK_RC(td_check_items(&td_default_limits, label, items, n, &count), TD_OK);
 	CHECK_RC(td_scratch_reserve(&s, &count), TD_OK);
 
 	struct td_items_record r = {.run_id = "cmp-run", .run_id_len = 7, .items = items, .n = n};

@@ -4,11 +4,13 @@ import json
 import os
 import random
 import subprocess
+import sys
+import textwrap
 import time
 
 from conftest import (BIN, ITERATIONS, Agent, batch_request, field_bytes, field_varint,
                       finish_producer, history_by_run, history_record, item_double,
-                      status_request)
+                      python_client_env, status_request)
 
 
 def test_example_training_is_recorded(agent):
@@ -212,6 +214,64 @@ def test_message_size_limit(tmp_path):
         assert history_by_run(a.dump())["size"] == [1, 2]
     finally:
         a.stop()
+
+
+def test_client_learns_lower_agent_limits_and_refuses_only_the_bad_record(tmp_path):
+    """An agent configured below the protocol's default limits tells them in
+    every ack; the client then checks each record against them, so a record the
+    agent would refuse is refused at log() with a clear error, and batches fit
+    the agent's message limit: no batch (with its good rows) is refused."""
+    a = Agent(tmp_path, config="limits:\n  max_message_bytes: 16KiB\n"
+                               "  max_string_bytes: 100B\n  max_key_bytes: 16B\n").start()
+    try:
+        script = textwrap.dedent("""
+            import time, trackd
+            api = trackd.Api()
+
+            def wait_row(step):
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    try:
+                        if len(api.run("lim").history()) > step:
+                            return
+                    except trackd.errors.NotFoundError:
+                        pass
+                    time.sleep(0.02)
+                raise SystemExit(f"row {step} never arrived")
+
+            run = trackd.init(project="lim", id="lim")
+            run.log({"x": 0.0})
+            wait_row(0)
+            # One batch in flight at a time: row 1 goes out only after the ack
+            # that carried the limits was read.
+            run.log({"x": 1.0})
+            wait_row(1)
+            for bad in ({"s": "y" * 101}, {"k" * 17: 1.0}):
+                try:
+                    run.log(bad)
+                except ValueError as e:
+                    print("refused:", e)
+                else:
+                    raise SystemExit(f"accepted {list(bad)[0][:20]}")
+            run.log({"s": "y" * 100, "k" * 16: 1.0})
+            for step in range(3, 503):
+                run.log({f"m{i}": float(step * i) for i in range(100)})
+            run.finish()
+        """)
+        r = subprocess.run([sys.executable, "-c", script], env=python_client_env(a.env),
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        refusals = [line for line in r.stdout.splitlines() if line.startswith("refused:")]
+        assert len(refusals) == 2, r.stdout
+        assert "longer than 100 bytes" in refusals[0], refusals
+        assert "key is longer than 16 bytes" in refusals[1], refusals
+        st = a.raw_status()
+        assert st["requests_rejected"] == 0, st
+        a.wait_for(lambda: a.run_state("lim") == "finished", what="the run finished")
+        steps = [h["_step"] for h in a.query("history", run="lim", keys=["x"])["lines"]]
+        assert steps == list(range(503)), f"{len(steps)} rows"
+    finally:
+        assert a.stop() == 0
 
 
 def test_fsync_always_acks_after_sync(tmp_path):
