@@ -3,6 +3,7 @@
 
 #include "autostart.h"
 #include "errors.h"
+#include "nng_close.h"
 
 #include "trackd/v1/limits.h"
 
@@ -14,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* nng_close.h: NNG 1.5.2's nng_close can hang; trackctl must not. */
+#define AGENT_CLOSE_TIMEOUT_MS 2000
 
 struct agent_client {
 	nng_socket sock;
@@ -63,7 +67,7 @@ int agent_open(const char *url, agent_client **out, struct agent_error *err)
 	 * message the user needs; an asynchronous one would only time out later. */
 	if ((rv = nng_dial(c->sock, c->url, NULL, 0)) != 0) {
 		set_error(err, TRACKD_ECLOSED, 0, "%s", nng_strerror(rv));
-		nng_close(c->sock);
+		(void)nng_close_bounded(c->sock, AGENT_CLOSE_TIMEOUT_MS);
 		free(c);
 		return TRACKD_ECLOSED;
 	}
@@ -75,7 +79,7 @@ void agent_close(agent_client *c)
 {
 	if (!c)
 		return;
-	nng_close(c->sock);
+	(void)nng_close_bounded(c->sock, AGENT_CLOSE_TIMEOUT_MS);
 	free(c);
 }
 

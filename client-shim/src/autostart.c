@@ -22,6 +22,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "nng_close.h"
 #include "trackd/v1/limits.h"
 
 #define LOG_ROTATE_BYTES (1 << 20)
@@ -73,7 +74,7 @@ bool td_agent_probe(const char *url, int timeout_ms)
 		answered = true;
 		nng_msg_free(reply);
 	}
-	nng_close(s);
+	(void)nng_close_bounded(s, timeout_ms); /* nng_close.h: may hang */
 	return answered;
 }
 

@@ -51,6 +51,7 @@
 
 #include <nng/nng.h>
 
+#include "nng_close.h" /* nng_close_bounded, from the agent's core */
 #include "trackd/trackd.h"
 #include "trackd/v1/limits.h"
 #include "trackd/v1/trackd.pb-c.h"
@@ -82,6 +83,9 @@
  * connection is closed during the SP handshake (an agent killed right after
  * accepting), so waiting for it would wait forever. */
 #define TD_REDIAL_AFTER 3u
+/* How long closing a socket may take: NNG 1.5.2's nng_close can hang
+ * (nng_close.h); a training process must not hang in td_finish because of it. */
+#define TD_CLOSE_TIMEOUT_MS 2000
 /* Replies are an Ack or an Error with a short message. */
 #define TD_MAX_REPLY_BYTES ((size_t)64 << 10)
 /* Query replies carry JSON (history pages): bounded, but generously. */

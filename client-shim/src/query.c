@@ -370,34 +370,34 @@ int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_m
 	if ((rv = nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, timeout_ms)) != 0 ||
 	    (rv = nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, timeout_ms)) != 0 ||
 	    (rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, TD_MAX_QUERY_REPLY_BYTES)) != 0) {
-		nng_close(sock);
+		(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
 		return td_fail(TD_ERR_TRANSPORT, "socket options: %s", nng_strerror(rv));
 	}
 	if ((rv = nng_dial(sock, url, NULL, 0)) != 0) {
-		nng_close(sock);
+		(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
 		return td_fail(TD_ERR_TRANSPORT, "no agent answers at %s: %s", url,
 		               nng_strerror(rv));
 	}
 	size_t len = trackd__v1__request__get_packed_size(req);
 	if ((rv = nng_msg_alloc(&msg, len)) != 0) {
-		nng_close(sock);
+		(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
 		return td_fail(TD_ERR_NOMEM, "cannot allocate a %zu-byte request", len);
 	}
 	trackd__v1__request__pack(req, nng_msg_body(msg));
 	if ((rv = nng_sendmsg(sock, msg, 0)) != 0) {
 		nng_msg_free(msg);
-		nng_close(sock);
+		(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
 		return td_fail(TD_ERR_TRANSPORT, "cannot send to the agent at %s: %s", url,
 		               nng_strerror(rv));
 	}
 	if ((rv = nng_recvmsg(sock, &msg, 0)) != 0) {
-		nng_close(sock);
+		(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
 		return td_fail(TD_ERR_TRANSPORT, "no answer from the agent at %s: %s", url,
 		               nng_strerror(rv));
 	}
 	*out = trackd__v1__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
 	nng_msg_free(msg);
-	nng_close(sock);
+	(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
 	if (*out == NULL)
 		return td_fail(TD_ERR_TRANSPORT, "undecodable answer from the agent at %s", url);
 	return TD_OK;

@@ -351,7 +351,7 @@ void td_sender_stop(struct td_run *run)
 	/* Closing the socket makes a send or receive in progress return
 	 * NNG_ECLOSED at once instead of after its timeout. */
 	if (run->sock_open) {
-		nng_close(run->sock);
+		(void)nng_close_bounded(run->sock, TD_CLOSE_TIMEOUT_MS);
 		run->sock_open = false;
 	}
 	if (run->sender_started) {

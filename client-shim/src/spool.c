@@ -644,7 +644,7 @@ static int replay_socket(const char *url, nng_socket *sock, nng_dialer *dialer)
 	if ((rv = nng_socket_set_ms(*sock, NNG_OPT_SENDTIMEO, TD_REPLY_TIMEOUT_MS)) != 0 ||
 	    (rv = nng_socket_set_ms(*sock, NNG_OPT_RECVTIMEO, TD_REPLY_TIMEOUT_MS)) != 0 ||
 	    (rv = td_dialer_start(*sock, url, dialer)) != 0) {
-		nng_close(*sock);
+		(void)nng_close_bounded(*sock, TD_CLOSE_TIMEOUT_MS);
 		return td_fail(TD_ERR_TRANSPORT, "agent address %s: %s", url, nng_strerror(rv));
 	}
 	return TD_OK;
@@ -738,7 +738,7 @@ void td_replay_stop(struct td_run *run)
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&run->mu);
 	if (r->sock_open) {
-		nng_close(r->sock); /* cuts a send or receive short */
+		(void)nng_close_bounded(r->sock, TD_CLOSE_TIMEOUT_MS); /* cuts a send or receive short */
 		r->sock_open = false;
 	}
 	if (r->started) {
@@ -798,7 +798,7 @@ int td_spool_flush(const char *socket_url, const char *spool_dir, int timeout_ms
 		}
 	}
 	closedir(d);
-	nng_close(sock);
+	(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
 	if (records_delivered)
 		*records_delivered = c.delivered;
 	if (stopped && !c.answered)
