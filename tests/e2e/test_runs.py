@@ -6,7 +6,8 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, finish_producer
+from conftest import (BIN, batch_request, field_bytes, field_varint, finish_producer,
+                      history_record)
 
 
 def run_dir(agent, run_id):
@@ -54,6 +55,34 @@ def test_history_query_pages_and_keys(agent):
     assert h["lines"] == [{"value": i * 0.5, "_step": i} for i in range(10, 15)]
     everything = agent.query("history", run="pages")
     assert len(everything["lines"]) == 50 and everything["lines"][3]["tag"] == "r3"
+
+
+def test_history_pages_of_long_lines_cross_read_chunks(agent):
+    """The history query streams the file in 64 KiB chunks without the sink's
+    lock: lines longer than a chunk, and lines split across chunks, come back
+    whole, page by page."""
+    agent.start()
+    session = os.urandom(16)
+    start = field_bytes(1, "long") + field_bytes(2, field_bytes(1, "proj"))
+    sizes = [10, 70000, 5, 150000, 65536, 3, 200000]
+
+    def row(step, n):
+        item = field_bytes(1, "s") + field_bytes(2, field_bytes(4, "x" * n))
+        return history_record("long", step, [item])
+
+    replies = agent.raw(batch_request(session, 1, [start]),
+                        *[batch_request(session, 2 + i, [row(i, n)])
+                          for i, n in enumerate(sizes)])
+    assert all("ack" in r for r in replies), replies
+    agent.wait_for(lambda: agent.query("history", run="long", keys=["s"]).get("total_lines")
+                   == len(sizes), what="every row in the store")
+    got = []
+    for first in range(0, len(sizes), 2):
+        page = agent.query("history", run="long", from_line=first, max_lines=2)
+        assert page["from_line"] == first and page["total_lines"] == len(sizes)
+        got += page["lines"]
+    assert [(line["_step"], len(line["s"])) for line in got] == list(enumerate(sizes))
+    assert {line["s"] for line in got} <= {"x" * n for n in sizes}
 
 
 def test_exit_codes_map_to_states(agent):

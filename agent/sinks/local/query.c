@@ -12,12 +12,15 @@
 #include "files.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#define HISTORY_MAX_BYTES (1ull << 34) /* refuse to scan absurd files */
 #define RUNS_MAX_LISTED 100000
 
 static int not_found(char *err, size_t errlen, const char *ref)
@@ -308,8 +311,19 @@ static int filter_line(const Trackd__V1__Query *q, const char *line, size_t len,
 	return rv ? rv : buf_putc(out, '}');
 }
 
-static int query_history(struct local_sink *s, const Trackd__V1__Query *q,
-                         const struct requester *who, struct buf *out, char *err, size_t errlen)
+/* What a history query reads, fixed under the sink's lock: the file, open, and
+ * the length it had then. The reading happens without the lock (a page of a
+ * huge run must not stall the sink), a chunk at a time (memory does not grow
+ * with the file); lines appended meanwhile are left for the next page. */
+struct history_source {
+	int fd;
+	uint64_t length;
+	char path[1024]; /* entity/project/id, for the answer */
+};
+
+static int history_open(struct local_sink *s, const Trackd__V1__Query *q,
+                        const struct requester *who, struct history_source *src, char *err,
+                        size_t errlen)
 {
 	char dir[4096];
 	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
@@ -318,46 +332,85 @@ static int query_history(struct local_sink *s, const Trackd__V1__Query *q,
 	struct active_run *ar = sink_find_active(s, q->run);
 	if (ar)
 		sink_flush_run(s, ar); /* the rows applied so far are in the file */
-	char *data = NULL;
-	size_t len = 0;
-	int rv = file_read(dir, HISTORY_FILE, HISTORY_MAX_BYTES, &data, &len);
-	if (rv == TRACKD_ENOENT) {
-		data = NULL;
-		len = 0;
-	} else if (rv != 0) {
-		snprintf(err, errlen, "cannot read the history of '%s': %s", q->run,
-		         trackd_strerror(rv));
+	src->fd = -1;
+	src->length = 0;
+	char file[4200];
+	snprintf(file, sizeof file, "%s/%s", dir, HISTORY_FILE);
+	struct stat st;
+	src->fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (src->fd < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "cannot read the history of '%s': %s", q->run, strerror(errno));
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	}
-	char path[1024] = "";
+	if (src->fd >= 0 && fstat(src->fd, &st) == 0)
+		src->length = (uint64_t)st.st_size;
 	const char *runs_rel = dir + strlen(s->runs_dir) + 1; /* entity/project/run-…-id */
 	const char *last_dash = strrchr(runs_rel, '-');
 	const char *last_slash = strrchr(runs_rel, '/');
-	snprintf(path, sizeof path, "%.*s/%s", (int)(last_slash - runs_rel), runs_rel,
+	snprintf(src->path, sizeof src->path, "%.*s/%s", (int)(last_slash - runs_rel), runs_rel,
 	         last_dash ? last_dash + 1 : "");
-	rv = buf_puts(out, "{\"run\":");
+	return 0;
+}
+
+#define HISTORY_CHUNK (64 * 1024)
+
+/* One line of the answer: the whole line, or its filtered keys. */
+static int emit_line(const Trackd__V1__Query *q, const char *line, size_t len, bool first,
+                     struct buf *out)
+{
+	int rv = first ? 0 : buf_putc(out, ',');
 	if (!rv)
-		rv = json_put_string(out, path);
+		rv = q->n_keys ? filter_line(q, line, len, out) : buf_append(out, line, len);
+	return rv;
+}
+
+static int history_stream(const Trackd__V1__Query *q, struct history_source *src,
+                          struct buf *out)
+{
+	int rv = buf_puts(out, "{\"run\":");
+	if (!rv)
+		rv = json_put_string(out, src->path);
 	if (!rv)
 		rv = buf_printf(out, ",\"from_line\":%" PRIu64 ",\"lines\":[", q->from_line);
-	uint64_t line_no = 0, emitted = 0;
-	const char *p = data, *end = data ? data + len : NULL;
-	while (!rv && p && p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		if (!nl)
-			break; /* a line being written: not yet part of the history */
-		if (line_no >= q->from_line && (!q->max_lines || emitted < q->max_lines)) {
-			if (emitted)
-				rv = buf_putc(out, ',');
-			if (!rv)
-				rv = q->n_keys ? filter_line(q, p, (size_t)(nl - p), out)
-				               : buf_append(out, p, (size_t)(nl - p));
-			emitted++;
+	uint64_t line_no = 0, emitted = 0, left = src->length;
+	char *chunk = src->fd >= 0 ? malloc(HISTORY_CHUNK) : NULL;
+	if (src->fd >= 0 && !chunk)
+		rv = TRACKD_ENOMEM;
+	/* A wanted line that crosses a chunk boundary is gathered here. */
+	struct buf line;
+	buf_init(&line, out->max); /* a line never outgrows the answer */
+	while (!rv && left > 0) {
+		ssize_t n = read(src->fd, chunk, left < HISTORY_CHUNK ? (size_t)left : HISTORY_CHUNK);
+		if (n <= 0)
+			break; /* shortened meanwhile (a run replayed afresh): what was read counts */
+		left -= (uint64_t)n;
+		const char *p = chunk, *end = chunk + n;
+		while (!rv && p < end) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			bool wanted = line_no >= q->from_line && (!q->max_lines || emitted < q->max_lines);
+			if (!nl) {
+				if (wanted)
+					rv = buf_append(&line, p, (size_t)(end - p));
+				break;
+			}
+			if (wanted) {
+				if (line.len) {
+					rv = buf_append(&line, p, (size_t)(nl - p));
+					if (!rv)
+						rv = emit_line(q, line.data, line.len, emitted == 0, out);
+					buf_reset(&line);
+				} else {
+					rv = emit_line(q, p, (size_t)(nl - p), emitted == 0, out);
+				}
+				emitted++;
+			}
+			line_no++;
+			p = nl + 1;
 		}
-		line_no++;
-		p = nl + 1;
 	}
-	free(data);
+	/* A last line without its newline is being written: not yet history. */
+	buf_fini(&line);
+	free(chunk);
 	uint64_t next = q->from_line + emitted;
 	if (!rv)
 		rv = buf_printf(out, "],\"next_line\":%" PRIu64 ",\"total_lines\":%" PRIu64 "}", next,
@@ -433,19 +486,29 @@ int local_sink_query(local_sink *s, const Trackd__V1__Query *q, uint32_t uid, bo
 	const struct requester who = {.uid = uid, .admin = admin};
 	int rv;
 	pthread_mutex_lock(&s->mu);
-	if (strcmp(kind, "runs") == 0)
-		rv = query_runs(s, q, &who, out);
-	else if (strcmp(kind, "run") == 0)
-		rv = query_run(s, q, &who, out, err, errlen);
-	else if (strcmp(kind, "history") == 0)
-		rv = query_history(s, q, &who, out, err, errlen);
-	else if (strcmp(kind, "rename") == 0)
-		rv = query_rename(s, q, &who, out, err, errlen);
-	else {
-		snprintf(err, errlen, "unknown query kind '%s' (runs, run, history, rename)", kind);
-		rv = TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	if (strcmp(kind, "history") == 0) {
+		/* Only the file is looked up under the lock; see history_source. */
+		struct history_source src = {.fd = -1};
+		rv = history_open(s, q, &who, &src, err, errlen);
+		pthread_mutex_unlock(&s->mu);
+		if (rv == 0)
+			rv = history_stream(q, &src, out);
+		if (src.fd >= 0)
+			close(src.fd);
+	} else {
+		if (strcmp(kind, "runs") == 0)
+			rv = query_runs(s, q, &who, out);
+		else if (strcmp(kind, "run") == 0)
+			rv = query_run(s, q, &who, out, err, errlen);
+		else if (strcmp(kind, "rename") == 0)
+			rv = query_rename(s, q, &who, out, err, errlen);
+		else {
+			snprintf(err, errlen, "unknown query kind '%s' (runs, run, history, rename)",
+			         kind);
+			rv = TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+		}
+		pthread_mutex_unlock(&s->mu);
 	}
-	pthread_mutex_unlock(&s->mu);
 	if (rv < 0) { /* a buffer limit or allocation failure */
 		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
 		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
