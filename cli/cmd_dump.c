@@ -1,5 +1,5 @@
-/* cmd_dump.c — `trackctl dump [--state-dir DIR] [--run ID] [--history]`: every
- * record of the transaction log as one JSON line. It reads the log files directly
+/* cmd_dump.c — `trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]`:
+ * every record of the transaction log (after index N) as one JSON line. It reads the log files directly
  * and never modifies them, so it works with the agent stopped and on a copy of a
  * state dir (the README demo and the end-to-end tests read the log this way). */
 #include "cli.h"
@@ -9,6 +9,7 @@
 
 #include "trackd/v1/trackd.pb-c.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -159,7 +160,8 @@ static void dump_record(uint64_t index, const Trackd__V1__LogEntry *e, uint64_t 
 	fputs("}\n", stdout);
 }
 
-static int dump_log(const char *state_dir, const char *run_filter, bool history_only)
+static int dump_log(const char *state_dir, const char *run_filter, bool history_only,
+                    uint64_t after)
 {
 	char dir[4096];
 	if (snprintf(dir, sizeof dir, "%s/log", state_dir) >= (int)sizeof dir) {
@@ -168,7 +170,7 @@ static int dump_log(const char *state_dir, const char *run_filter, bool history_
 	}
 	txlog_reader *r;
 	/* Generous: dump must read whatever the agent's configuration allowed. */
-	int rv = txlog_reader_open_dir(dir, 1u << 30, 0, &r);
+	int rv = txlog_reader_open_dir(dir, 1u << 30, after, &r);
 	if (rv != 0) {
 		fprintf(stderr, "trackctl: cannot read the log in %s: %s\n", dir,
 		        rv == TRACKD_ENOENT ? "no such directory (is the state dir right?)"
@@ -215,16 +217,25 @@ int cmd_dump(int argc, char **argv)
 	    {"state-dir", required_argument, NULL, 's'},
 	    {"run", required_argument, NULL, 'r'},
 	    {"history", no_argument, NULL, 'H'},
+	    {"after", required_argument, NULL, 'a'},
 	    {0},
 	};
 	const char *state_dir = NULL, *run = NULL;
 	bool history_only = false;
+	uint64_t after = 0;
+	char *end;
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': state_dir = optarg; break;
 		case 'r': run = optarg; break;
 		case 'H': history_only = true; break;
+		case 'a':
+			errno = 0;
+			after = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-')
+				return cli_usage_error("dump --after takes a record index (0 or more)");
+			break;
 		default: return cli_bad_option("dump", argv);
 		}
 	}
@@ -235,5 +246,5 @@ int cmd_dump(int argc, char **argv)
 		default_state_dir(def, sizeof def);
 		state_dir = def;
 	}
-	return dump_log(state_dir, run, history_only);
+	return dump_log(state_dir, run, history_only, after);
 }

@@ -11,7 +11,7 @@
  *   trackctl sync [RUN… | --all] [--entity E] [--project P] [--force]
  *                                              upload offline runs (wandb sink)
  *   trackctl spool flush [SPOOL_DIR]           deliver records clients spooled
- *   trackctl dump [--state-dir DIR] [--run ID] [--history]
+ *   trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]
  *
  * Everything but `dump` asks the running agent over its socket (TRACKD_SOCKET,
  * else the default path); `dump` reads the log files directly. This file only
@@ -57,9 +57,10 @@ void cli_usage(FILE *out)
 	        "  trackctl spool flush [SPOOL_DIR]\n"
 	        "      Deliver what this user's clients left in their spool when the agent\n"
 	        "      was unreachable (every new client run does this too).\n"
-	        "  trackctl dump [--state-dir DIR] [--run ID] [--history]\n"
+	        "  trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]\n"
 	        "      Print every record of the transaction log as one JSON line, reading\n"
-	        "      the log files directly. --history keeps only history rows.\n"
+	        "      the log files directly. --history keeps only history rows; --after\n"
+	        "      only records with an index above N.\n"
 	        "\n"
 	        "RUN is a run id or ENTITY/PROJECT/ID. The agent is found through\n"
 	        "TRACKD_SOCKET (an NNG URL such as ipc:///path/trackd.sock), else the\n"
