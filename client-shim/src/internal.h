@@ -72,6 +72,11 @@
 /* How long the sender waits for a reply (and for a connection to send on)
  * before it sends the same batch again. */
 #define TD_REPLY_TIMEOUT_MS 2000
+/* A sent batch that got no reply in time is sent again (same seq: the agent
+ * acknowledges the duplicate without storing it). An agent that is merely slow
+ * would get every batch twice and fall further behind, so each reply timeout
+ * doubles the next attempt's wait up to this; any answer resets it. */
+#define TD_REPLY_TIMEOUT_MAX_MS 16000
 /* Capped exponential backoff between failed attempts. */
 #define TD_BACKOFF_MIN_MS 10u
 #define TD_BACKOFF_MAX_MS 1000u
@@ -252,6 +257,7 @@ struct td_run {
 	 * td_limits_load, also without mu: validation runs unlocked. */
 	_Atomic uint64_t limits[6];
 	uint32_t unreachable; /* consecutive attempts that found no connection */
+	int32_t reply_timeout_ms; /* the sender's current wait (TD_REPLY_TIMEOUT_MAX_MS) */
 	pthread_t sender;
 	bool sender_started;
 
@@ -381,12 +387,15 @@ enum td_outcome {
  * row closes the dialer and starts a new one (NNG 1.5's may have given up). */
 int td_dialer_start(nng_socket sock, const char *url, nng_dialer *out);
 
+/* How far an attempt got: no connection to send on, sent but no reply within
+ * the receive timeout, or an answer (a retryable error is an answer). */
+enum td_reach { TD_NO_CONNECTION, TD_NO_REPLY, TD_ANSWERED };
+
 /* Sends req (consumed in every case) on sock and waits for the ack of seq;
- * `why` explains any outcome but TD_ACKED; *answered tells whether the agent
- * replied at all (a retryable error is an answer). The limits an ack carries go
- * to `learn` (may be NULL). */
+ * `why` explains any outcome but TD_ACKED; *reach tells how far it got. The
+ * limits an ack carries go to `learn` (may be NULL). */
 enum td_outcome td_exchange(struct td_run *learn, nng_socket sock, const char *url, nng_msg *req,
-                            uint64_t seq, bool *answered, char *why, size_t why_len);
+                            uint64_t seq, enum td_reach *reach, char *why, size_t why_len);
 
 /* spool.c */
 /* Sets up the spool from the options (nothing on disk yet). */

@@ -39,18 +39,19 @@ static const char *error_code_name(Trackd__V1__ErrorCode code)
 }
 
 enum td_outcome td_exchange(struct td_run *learn, nng_socket sock, const char *url, nng_msg *req,
-                            uint64_t seq, bool *answered, char *why, size_t why_len)
+                            uint64_t seq, enum td_reach *reach, char *why, size_t why_len)
 {
 	nng_msg *rep;
 	int rv;
 
-	*answered = false;
+	*reach = TD_NO_CONNECTION;
 	if ((rv = nng_sendmsg(sock, req, 0)) != 0) {
 		nng_msg_free(req); /* still ours when sending failed */
 		explain(why, why_len, "agent at %s not reachable: %s", url,
 		        rv == NNG_ETIMEDOUT ? "no connection" : nng_strerror(rv));
 		return TD_RETRY;
 	}
+	*reach = TD_NO_REPLY;
 	if ((rv = nng_recvmsg(sock, &rep, 0)) != 0) {
 		explain(why, why_len, "no reply from the agent at %s: %s", url, nng_strerror(rv));
 		return TD_RETRY;
@@ -63,7 +64,7 @@ enum td_outcome td_exchange(struct td_run *learn, nng_socket sock, const char *u
 		explain(why, why_len, "undecodable reply from the agent at %s", url);
 		return TD_RETRY;
 	}
-	*answered = true;
+	*reach = TD_ANSWERED;
 
 	enum td_outcome out = TD_RETRY;
 	switch (reply->body_case) {
@@ -242,7 +243,8 @@ static void *sender_main(void *arg)
 			struct attempt a = {0};
 			nng_msg *req;
 			enum td_outcome out;
-			bool answered = false, sent = false;
+			enum td_reach reach = TD_NO_CONNECTION;
+			bool sent = false;
 
 			int rc = next_request(run, &req, &a);
 			if (rc == TD_ERR_INVALID) {
@@ -252,12 +254,21 @@ static void *sender_main(void *arg)
 			if (rc != TD_OK) {
 				out = TD_RETRY;
 			} else {
+				int32_t wait_ms = run->reply_timeout_ms;
 				pthread_mutex_unlock(&run->mu);
-				out = td_exchange(run, run->sock, run->url, req, a.seq, &answered, why,
+				(void)nng_socket_set_ms(run->sock, NNG_OPT_RECVTIMEO, wait_ms);
+				out = td_exchange(run, run->sock, run->url, req, a.seq, &reach, why,
 				                  sizeof(why));
 				pthread_mutex_lock(&run->mu);
 				sent = true;
+				if (reach == TD_ANSWERED)
+					run->reply_timeout_ms = TD_REPLY_TIMEOUT_MS;
+				else if (reach == TD_NO_REPLY && !run->stopping)
+					run->reply_timeout_ms = wait_ms * 2 < TD_REPLY_TIMEOUT_MAX_MS
+					                            ? wait_ms * 2
+					                            : TD_REPLY_TIMEOUT_MAX_MS;
 			}
+			bool answered = reach == TD_ANSWERED;
 			if (sent)
 				run->agent_ok = answered;
 			if (answered)
@@ -317,6 +328,7 @@ int td_sender_start(struct td_run *run)
 		return td_fail(TD_ERR_TRANSPORT, "td_init: cannot open a socket: %s",
 		               nng_strerror(rv));
 	run->sock_open = true;
+	run->reply_timeout_ms = TD_REPLY_TIMEOUT_MS;
 
 	/* Socket-level values are the defaults for the dialer created below;
 	 * the send timeout bounds how long one attempt waits for a connection. */

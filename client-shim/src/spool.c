@@ -583,9 +583,10 @@ static enum replay_result replay_file(struct replay_ctx *c, int fd, const char *
 			close(fd);
 			return REPLAY_DONE;
 		}
-		bool answered;
+		enum td_reach reach;
 		enum td_outcome out =
-		    td_exchange(c->run, c->sock, c->url, msg, seq, &answered, c->why, sizeof(c->why));
+		    td_exchange(c->run, c->sock, c->url, msg, seq, &reach, c->why, sizeof(c->why));
+		bool answered = reach == TD_ANSWERED;
 		c->answered |= answered;
 		if (out == TD_RETRY) {
 			if (!answered && ++c->unreachable >= TD_REDIAL_AFTER) {

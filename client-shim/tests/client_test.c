@@ -226,6 +226,43 @@ static enum ts_action drop_first_reply_of_seq1(void *arg, uint64_t seq, unsigned
 	return seq == 1 && attempt == 1 ? TS_DROP : TS_ACK;
 }
 
+static enum ts_action drop_two_replies_of_seq1(void *arg, uint64_t seq, unsigned attempt)
+{
+	(void)arg;
+	return seq == 1 && attempt <= 2 ? TS_DROP : TS_ACK;
+}
+
+/* A slow agent is not flooded with resends: each reply timeout doubles the next
+ * wait (TD_REPLY_TIMEOUT_MS, then twice that, …). A wait can only end early by a
+ * reply, never by load, so the lower bound is what is checked. */
+static void test_reply_timeout_grows(struct tc *t)
+{
+	char url[PATH_MAX];
+	struct test_server s = {.decide = drop_two_replies_of_seq1};
+	td_run_options o;
+	td_run *run;
+	td_finish_report rep;
+
+	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
+	opts_for(t, &o, url);
+	CHECK_RC(td_init(&o, &run), TD_OK);
+	CHECK_RC(log_rows(run, 0, 5), TD_OK);
+	CHECK_RC(td_finish(run, 0, 60000, &rep), TD_OK);
+	ts_stop(&s);
+	CHECK(rep.records_unacked == 0 && s.violations == 0);
+	int64_t at[3];
+	unsigned n = 0;
+	for (size_t i = 0; i < s.n_reqs && n < 3; i++)
+		if (s.reqs[i].seq == 1)
+			at[n++] = s.reqs[i].arrived_ms;
+	CHECK(n == 3);
+	if (n == 3) {
+		CHECK(at[1] - at[0] >= TD_REPLY_TIMEOUT_MS);
+		CHECK(at[2] - at[1] >= 2 * TD_REPLY_TIMEOUT_MS);
+	}
+	ts_free(&s);
+}
+
 static void test_resend_carries_same_seq(struct tc *t)
 {
 	char url[PATH_MAX];
@@ -1017,6 +1054,7 @@ int main(void)
 	    {"rows_arrive_in_order_typed", test_rows_arrive_in_order_typed},
 	    {"late_server_gets_everything", test_late_server_gets_everything},
 	    {"resend_carries_same_seq", test_resend_carries_same_seq},
+	    {"reply_timeout_grows", test_reply_timeout_grows},
 	    {"retryable_error_is_retried", test_retryable_error_is_retried},
 	    {"non_retryable_error_rejects", test_non_retryable_error_rejects},
 	    {"buffer_bound_exact", test_buffer_bound_exact},

@@ -262,6 +262,9 @@ static void handle(struct test_server *s, nng_msg *msg)
 		memcpy(rq->bytes, body, len);
 	rq->n_records = b->n_records;
 	rq->action = action;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	rq->arrived_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 
 	switch (action) {
 	case TS_ACK:

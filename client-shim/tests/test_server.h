@@ -43,6 +43,7 @@ struct ts_request {
 	uint8_t *bytes; /* the request as received */
 	size_t n_records;
 	enum ts_action action;
+	int64_t arrived_ms; /* CLOCK_MONOTONIC */
 };
 
 struct test_server {
