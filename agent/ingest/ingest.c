@@ -551,16 +551,24 @@ static void append_internal(struct ingest *in, const struct internal_batch *ib)
 	count(&in->internal_batches, 1);
 }
 
+/* Appends rc to a queue (the worker's or the query thread's) and wakes the
+ * thread that serves it. in->mu held. */
+static void enqueue_locked(struct request_ctx **head, struct request_ctx **tail,
+                           pthread_cond_t *cv, struct request_ctx *rc)
+{
+	rc->next = NULL;
+	if (*tail)
+		(*tail)->next = rc;
+	else
+		*head = rc;
+	*tail = rc;
+	pthread_cond_signal(cv);
+}
+
 static void queue_query(struct ingest *in, struct request_ctx *rc)
 {
 	pthread_mutex_lock(&in->mu);
-	rc->next = NULL;
-	if (in->query_tail)
-		in->query_tail->next = rc;
-	else
-		in->query_head = rc;
-	in->query_tail = rc;
-	pthread_cond_signal(&in->query_cv);
+	enqueue_locked(&in->query_head, &in->query_tail, &in->query_cv, rc);
 	pthread_mutex_unlock(&in->mu);
 }
 
@@ -807,26 +815,14 @@ static void ctx_callback(void *arg)
 		count(&in->requests, 1);
 		rc->state = CTX_QUEUED;
 		rc->is_query = rc->is_status = true;
-		rc->next = NULL;
-		if (in->query_tail)
-			in->query_tail->next = rc;
-		else
-			in->query_head = rc;
-		in->query_tail = rc;
 		in->busy++;
-		pthread_cond_signal(&in->query_cv);
+		enqueue_locked(&in->query_head, &in->query_tail, &in->query_cv, rc);
 		pthread_mutex_unlock(&in->mu);
 		return;
 	}
 	rc->state = CTX_QUEUED;
-	rc->next = NULL;
-	if (in->queue_tail)
-		in->queue_tail->next = rc;
-	else
-		in->queue_head = rc;
-	in->queue_tail = rc;
 	in->busy++;
-	pthread_cond_signal(&in->cv);
+	enqueue_locked(&in->queue_head, &in->queue_tail, &in->cv, rc);
 	pthread_mutex_unlock(&in->mu);
 }
 

@@ -220,6 +220,23 @@ static void test_late_server_gets_everything(struct tc *t)
 	ts_free(&s);
 }
 
+/* Starts server s, logs `rows` rows to it in one run, finishes (waiting up to
+ * timeout_ms for acks) and stops the server; its records stay for checks. */
+static void log_rows_to_server(struct tc *t, struct test_server *s, int rows, int timeout_ms,
+                               td_finish_report *rep)
+{
+	char url[PATH_MAX];
+	td_run_options o;
+	td_run *run;
+
+	CHECK(ts_start(s, next_url(t, url, sizeof(url))) == 0);
+	opts_for(t, &o, url);
+	CHECK_RC(td_init(&o, &run), TD_OK);
+	CHECK_RC(log_rows(run, 0, rows), TD_OK);
+	CHECK_RC(td_finish(run, 0, timeout_ms, rep), TD_OK);
+	ts_stop(s);
+}
+
 static enum ts_action drop_first_reply_of_seq1(void *arg, uint64_t seq, unsigned attempt)
 {
 	(void)arg;
@@ -239,18 +256,10 @@ static enum ts_action drop_three_replies_of_seq1(void *arg, uint64_t seq, unsign
  * connection (no growth: nothing was sent). */
 static void test_reply_timeout_grows(struct tc *t)
 {
-	char url[PATH_MAX];
 	struct test_server s = {.decide = drop_three_replies_of_seq1};
-	td_run_options o;
-	td_run *run;
 	td_finish_report rep;
 
-	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(t, &o, url);
-	CHECK_RC(td_init(&o, &run), TD_OK);
-	CHECK_RC(log_rows(run, 0, 5), TD_OK);
-	CHECK_RC(td_finish(run, 0, 60000, &rep), TD_OK);
-	ts_stop(&s);
+	log_rows_to_server(t, &s, 5, 60000, &rep);
 	CHECK(rep.records_unacked == 0 && s.violations == 0);
 	int64_t at[4];
 	unsigned n = 0;
@@ -265,18 +274,10 @@ static void test_reply_timeout_grows(struct tc *t)
 
 static void test_resend_carries_same_seq(struct tc *t)
 {
-	char url[PATH_MAX];
 	struct test_server s = {.decide = drop_first_reply_of_seq1};
-	td_run_options o;
-	td_run *run;
 	td_finish_report rep;
 
-	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(t, &o, url);
-	CHECK_RC(td_init(&o, &run), TD_OK);
-	CHECK_RC(log_rows(run, 0, 20), TD_OK);
-	CHECK_RC(td_finish(run, 0, 30000, &rep), TD_OK);
-	ts_stop(&s);
+	log_rows_to_server(t, &s, 20, 30000, &rep);
 	CHECK(rep.records_acked == 22 && rep.records_unacked == 0);
 	CHECK(s.violations == 0);
 	/* The lost reply made the client send seq 1 again, byte for byte. */
@@ -309,18 +310,10 @@ static enum ts_action busy_twice_for_seq1(void *arg, uint64_t seq, unsigned atte
 
 static void test_retryable_error_is_retried(struct tc *t)
 {
-	char url[PATH_MAX];
 	struct test_server s = {.decide = busy_twice_for_seq1};
-	td_run_options o;
-	td_run *run;
 	td_finish_report rep;
 
-	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
-	opts_for(t, &o, url);
-	CHECK_RC(td_init(&o, &run), TD_OK);
-	CHECK_RC(log_rows(run, 0, 10), TD_OK);
-	CHECK_RC(td_finish(run, 0, 20000, &rep), TD_OK);
-	ts_stop(&s);
+	log_rows_to_server(t, &s, 10, 20000, &rep);
 	CHECK(rep.records_acked == 12 && rep.records_rejected == 0);
 	CHECK(ts_count_seq(&s, 1) == 3);
 	CHECK(s.n_records == 12);
