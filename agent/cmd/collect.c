@@ -112,7 +112,12 @@ static void collect_local(local_sink *ls, struct metrics_writer *w)
 	one(w, "trackd_local_records_applied_total", "counter",
 	    "records the local sink applied to runs", st.records_applied);
 	one(w, "trackd_local_records_orphaned_total", "counter",
-	    "records for a run the local sink does not know, skipped", st.records_orphaned);
+	    "log records the local sink could not apply (undecodable, or the agent's own for "
+	    "an unknown run), skipped",
+	    st.records_orphaned);
+	one(w, "trackd_local_runs_recovered_total", "counter",
+	    "runs whose start record was gone from the log, kept in project " RECOVERED_PROJECT,
+	    st.runs_recovered);
 	one(w, "trackd_local_rows_rejected_total", "counter",
 	    "history rows dropped because their step went backwards", st.rows_rejected);
 	one(w, "trackd_local_crashes_detected_total", "counter",

@@ -169,6 +169,9 @@ def test_counters_move_exactly_with_what_clients_send(magent):
     reports = [finish_producer(p) for p in procs] + [finish_producer(bad)]
     assert all(r["acked"] == r["logged"] > r["rows"] for r in reports)
     a.wait_for(lambda: a.run_state("bad") == "failed", what="bad failed")
+    # Run "m" never sent a start: its acked records are kept in a recovered run,
+    # crashed once the raw client that sent them was gone.
+    a.wait_for(lambda: a.run_state("m") == "crashed", what="recovered run m crashed")
     for rid in ("p0", "p1", "p2"):
         a.wait_for(lambda: a.run_state(rid) == "finished", what=f"{rid} finished")
     s2 = m.scrape()
@@ -178,10 +181,10 @@ def test_counters_move_exactly_with_what_clients_send(magent):
         stored + s2[("trackd_internal_batches_total", ())]
     assert s2[("trackd_runs_ended_total", (("state", "finished"),))] == 3
     assert s2[("trackd_runs_ended_total", (("state", "failed"),))] == 1
-    assert s2[("trackd_runs_ended_total", (("state", "crashed"),))] == 0
+    assert s2[("trackd_runs_ended_total", (("state", "crashed"),))] == 1
     assert s2[("trackd_runs_running", ())] == 0
-    # Records for run "m" (never started) reached no run.
-    assert s2[("trackd_local_records_orphaned_total", ())] == 7
+    assert s2[("trackd_local_runs_recovered_total", ())] == 1
+    assert s2[("trackd_local_records_orphaned_total", ())] == 0
 
     # A client killed mid-run: running while it logs, crashed once it is gone.
     victim = a.producer("victim", 10**6, "--sleep-us", 1000, "--every", 10)
@@ -189,11 +192,11 @@ def test_counters_move_exactly_with_what_clients_send(magent):
     assert m.value("trackd_clients_connected") >= 1
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    a.wait_for(lambda: m.value("trackd_runs_ended_total", state="crashed") == 1,
+    a.wait_for(lambda: m.value("trackd_runs_ended_total", state="crashed") == 2,
                what="crash counted")
     s3 = m.scrape()
     assert s3[("trackd_runs_running", ())] == 0
-    assert s3[("trackd_local_crashes_detected_total", ())] == 1
+    assert s3[("trackd_local_crashes_detected_total", ())] == 2
 
     # The local sink catches up: nothing behind its durable cursor, which is
     # where the log ends.

@@ -85,6 +85,22 @@ def test_history_pages_of_long_lines_cross_read_chunks(agent):
     assert {line["s"] for line in got} <= {"x" * n for n in sizes}
 
 
+def test_records_without_their_start_are_kept_in_a_recovered_run(agent):
+    """Acked records whose run start is not in the log (damaged and quarantined,
+    or cut by a power loss) are kept: the run is made without its start in the
+    project trackd-recovered, and the log says so."""
+    agent.start()
+    session = os.urandom(16)
+    replies = agent.raw(*[batch_request(session, 1 + i, [history_record("nostart", i, [])])
+                          for i in range(5)])
+    assert all("ack" in r for r in replies), replies
+    agent.wait_for(lambda: agent.run_state("nostart") == "crashed", what="the recovered run")
+    run = agent.query("run", run="nostart")["run"]
+    assert run["project"] == "trackd-recovered", run
+    assert [h["_step"] for h in history_lines(agent, "nostart")] == list(range(5))
+    assert "has no start record in the log" in agent.log()
+
+
 def test_exit_codes_map_to_states(agent):
     agent.start()
     ok = agent.producer("ok", 10)

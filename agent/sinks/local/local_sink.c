@@ -301,6 +301,30 @@ static struct active_run *open_for_start(struct local_sink *s, const char *id,
 	return ar;
 }
 
+/* A client's record for a run the store has never seen: the run's start record
+ * is gone from the log (quarantined as damaged, or cut by a power loss before a
+ * sync reached it). Its later records were acknowledged and are intact, so they
+ * are kept, in a run made without the start: the client's uid as entity, the
+ * project RECOVERED_PROJECT, no config; the log says so. */
+static struct active_run *recover_run(struct local_sink *s, const char *id,
+                                      const struct record_origin *o)
+{
+	Trackd__V1__RunStart start = TRACKD__V1__RUN_START__INIT;
+	start.project = (char *)RECOVERED_PROJECT;
+	start.has_pid = true;
+	start.pid = o->pid;
+	start.has_start_time_us = true;
+	start.start_time_us = o->recv_time_us;
+	struct active_run *ar = open_for_start(s, id, &start, o);
+	if (ar) {
+		count(&s->runs_recovered);
+		log_warn("local sink: run %s has no start record in the log (lost to damage or a "
+		         "power cut); its records from index %" PRIu64 " on are kept in project %s",
+		         id, o->index, RECOVERED_PROJECT);
+	}
+	return ar;
+}
+
 static struct active_run *route(struct local_sink *s, const Trackd__V1__Record *rec,
                                 const struct record_origin *o)
 {
@@ -315,6 +339,9 @@ static struct active_run *route(struct local_sink *s, const Trackd__V1__Record *
 	char dir[4096];
 	if (find_anywhere(s, rec->run_id, dir, sizeof dir) == 0)
 		return reopen(s, dir);
+	/* The agent's own records (pid 0: crash marks, renames) never make a run. */
+	if (o->pid > 0)
+		return recover_run(s, rec->run_id, o);
 	return NULL;
 }
 
@@ -378,8 +405,9 @@ static int apply_entry(struct local_sink *s, uint64_t index, const void *data, s
 	for (size_t i = 0; i < e->batch->n_records; i++) {
 		const Trackd__V1__Record *rec = e->batch->records[i];
 		s->create_error = 0;
-		if (rec->body_case == TRACKD__V1__RECORD__BODY_START && !route(s, rec, &o) &&
-		    s->create_error) {
+		bool creates = rec->body_case == TRACKD__V1__RECORD__BODY_START ||
+		               !sink_find_active(s, rec->run_id); /* or recovers, see route() */
+		if (creates && !route(s, rec, &o) && s->create_error) {
 			note_write_failure(s, "create a run dir", s->create_error);
 			trackd__v1__log_entry__free_unpacked(e, NULL);
 			return TRACKD_EAGAIN;
@@ -805,6 +833,7 @@ void local_sink_get_stats(local_sink *s, struct local_sink_stats *out)
 	out->backlog = readable > out->processed_index ? readable - out->processed_index : 0;
 	out->records_applied = atomic_load(&s->records_applied);
 	out->records_orphaned = atomic_load(&s->records_orphaned);
+	out->runs_recovered = atomic_load(&s->runs_recovered);
 	out->rows_rejected = atomic_load(&s->rows_rejected);
 	out->crashes_detected = atomic_load(&s->crashes_detected);
 	out->write_errors = atomic_load(&s->write_errors);

@@ -13,6 +13,11 @@
  * Run semantics come from agent/runs (run.h); this module routes records to runs,
  * writes files, detects crashed clients, and answers queries.
  *
+ * A client's records for a run whose start record is not in the log (it was
+ * quarantined as damaged, or a power cut took it) are kept, not skipped: the
+ * run is made without its start, under the client's uid and the project
+ * RECOVERED_PROJECT, with no config; the log says so and runs_recovered counts it.
+ *
  * Exactly-once files: appended lines are written every flush interval; at every
  * checkpoint the appended files are fdatasync'ed, each touched run's snapshot is
  * written atomically (temp, fsync, rename, fsync dir) with the file lengths and
@@ -42,6 +47,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define RECOVERED_PROJECT "trackd-recovered"
+
 typedef struct local_sink local_sink;
 
 struct local_sink_options {
@@ -63,7 +70,8 @@ struct local_sink_stats {
 	uint64_t processed_index; /* last log index applied */
 	uint64_t backlog;         /* readable records not yet applied */
 	uint64_t records_applied;
-	uint64_t records_orphaned; /* for a run id the sink does not know: counted, skipped */
+	uint64_t records_orphaned; /* undecodable, or the agent's own for an unknown run */
+	uint64_t runs_recovered;   /* runs whose start record was gone (RECOVERED_PROJECT) */
 	uint64_t rows_rejected;    /* rows whose explicit step went backwards */
 	uint64_t crashes_detected;
 	uint64_t write_errors;

@@ -67,8 +67,8 @@ struct local_sink {
 	 * last loop, for status: a checkpoint holds mu through its fsyncs, which
 	 * with a backlog take seconds, and status must not wait for them. */
 	_Atomic uint64_t published_index, published_runs_active;
-	_Atomic uint64_t records_applied, records_orphaned, rows_rejected, crashes_detected,
-		write_errors;
+	_Atomic uint64_t records_applied, records_orphaned, runs_recovered, rows_rejected,
+	    crashes_detected, write_errors;
 	_Atomic uint64_t runs_finished, runs_failed, runs_crashed, runs_killed;
 };
 
