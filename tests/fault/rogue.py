@@ -317,12 +317,19 @@ class Conn:
         return bytes(out)
 
     def request(self, body):
+        """Sends one request and returns the body of its reply."""
+        return self.receive(self.send(body))
+
+    def send(self, body):
         self.rid = (self.rid + 1) & 0x7FFFFFFF
         head = struct.pack(">I", self.rid | 0x80000000)
         msg = head + body
         self.sent_whole = False
         self.s.sendall(b"\x01" + struct.pack(">Q", len(msg)) + msg)
         self.sent_whole = True
+        return head
+
+    def receive(self, head):
         while True:
             kind = self.recv_exact(1)
             n = struct.unpack(">Q", self.recv_exact(8))[0]

@@ -26,11 +26,13 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import judge
-from harness import (HERE, PROJECT, SEED, Agent, Fleet, emit, knob, status_retrying,
+from harness import (HERE, PROJECT, SEED, Agent, Fleet, e2e, emit, knob, status_retrying,
                      wait_local_drained)
-from rogue import REASONS, rejected_by_reason
+from rogue import REASONS, Conn, classify, parse, rejected_by_reason
+from test_r2_power import shim_agent
 
 ROGUE = os.path.join(HERE, "rogue.py")
 
@@ -121,3 +123,44 @@ def test_r11_rogue_beside_good_clients(tmp_path, agents):
               f"{got['lost_reply_uncounted']} skipped_query_shaped="
               f"{got['skipped_query_shaped']} hangups={hangups} "
               f"rogue_seconds={got['seconds']} seed={SEED}"))
+
+
+def test_request_of_a_client_gone_is_dropped_not_refused(tmp_path, agents):
+    """Found by the rogue test: a request whose connection closed before the
+    worker reached it (the client hung up, or the agent closed every connection
+    listening anew) was refused as coming from uid 4294967295, counted as a
+    permission rejection nobody received. It is dropped instead: not stored,
+    not counted; the client's resend is stored once. Made deterministic with the
+    fsync shim: the worker is held in fdatasync of an earlier batch while the
+    second client sends and hangs up."""
+    hang = str(tmp_path / "HANG")
+    agent = shim_agent(tmp_path)
+    agent.env.update(FSYNC_SHIM_HANG=hang)
+    agents.append(agent)
+    agent.start()
+    path = agent.url[len("ipc://"):]
+    rec = e2e.history_record("gone", 0, [e2e.item_double("x", 1.0)])
+    first = e2e.batch_request(os.urandom(16), 1, [rec])
+    second = e2e.batch_request(os.urandom(16), 1, [rec])
+    open(hang, "w").close()
+    try:
+        holder = Conn(path, 60)
+        head = holder.send(first)
+        time.sleep(1.0)  # the worker appends it and blocks in fdatasync
+        gone = Conn(path, 60)
+        gone.send(second)
+        gone.close()
+        time.sleep(0.5)  # the agent sees the hang-up and closes that pipe
+    finally:
+        os.unlink(hang)
+    assert classify(holder.receive(head)) == ("ack", None)
+    holder.close()
+    status = agent.raw_status()
+    assert status["requests_rejected"] == 0, status
+    assert "refused a request" not in agent.log(), agent.log()
+    # Not stored: the client's resend is stored as new.
+    again = Conn(path, 60)
+    reply = again.request(second)
+    again.close()
+    assert classify(reply) == ("ack", None)
+    assert not parse(parse(reply)[1][0]).get(2, [0])[0], "the dropped request was stored"

@@ -93,12 +93,15 @@ def test_r15_stalled_stage_withholds_pings(tmp_path, agents):
                                                                every=10)
         ns.wait_pings(3, 0, 30, "pings from a healthy agent")
         time.sleep(0.5)  # producers are logging: the worker syncs all the time
+        # A loaded (ASan) build may report a short stall of its own before: the
+        # one wanted is the next.
+        reports_before = agent.log().count(STALL_LINE)
         open(hang, "w").close()
         t_hang = time.monotonic()
         # Within a bounded time: the stall is noticed once the worker's heartbeat
         # is older than WATCHDOG_USEC; a few intervals of slack for a loaded machine.
-        agent.wait_for(lambda: STALL_LINE in agent.log(), timeout=10 * watchdog_s,
-                       what=f"'{STALL_LINE}' in the agent's log")
+        agent.wait_for(lambda: agent.log().count(STALL_LINE) > reports_before,
+                       timeout=10 * watchdog_s, what=f"'{STALL_LINE}' in the agent's log")
         t_noticed = time.monotonic()
         # A ping sent before the line was written is already queued: let the
         # reader take it, then watch a window of several watchdog intervals.
