@@ -134,8 +134,11 @@ def parse(buf):
 
 # ---- valid requests ---------------------------------------------------------
 
+ALPHABET = "abcdefghijklmnopqrstuvwxyz_0123456789éλ中"
+
+
 def text(rng, n):
-    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz_0123456789éλ中") for _ in range(n)).encode()
+    return "".join(rng.choice(ALPHABET) for _ in range(n)).encode()
 
 
 def value(rng, depth=0):
@@ -160,7 +163,7 @@ class Runs:
 
     def __init__(self, rng):
         self.rng = rng
-        self.session = os.urandom(16)
+        self.session = rng.randbytes(16)
         self.seq = 0
         self.runs = []
         self.n = 0
@@ -198,12 +201,12 @@ BAD_UTF8 = [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"\xf8\x88\x80\x
             b"\x80", b"\xf4\x90\x80\x80", b"a\x00b"]
 
 
-def nodes(msg, path=()):
+def nodes(msg):
     """(container list, index) of every field in the tree."""
     for i, f in enumerate(msg):
         yield msg, i
         if f[0] == "m":
-            yield from nodes(f[2], path + (i,))
+            yield from nodes(f[2])
 
 
 def batch_fields(req):
@@ -265,7 +268,7 @@ def edit(rng, req, limits):
             ("s", 1, b"w%d" % k), ("m", 2, [("v", 2, k)])]) for k in range(n)])]))
     elif op == "session":
         b = batch_fields(req)
-        b[:] = [("s", 1, os.urandom(rng.choice([0, 1, 15, 17, 64])))] + [
+        b[:] = [("s", 1, rng.randbytes(rng.choice([0, 1, 15, 17, 64])))] + [
             f for f in b if f[1] != 1]
     elif op == "empty":
         b = batch_fields(req)
@@ -282,7 +285,7 @@ def mutate_bytes(rng, buf):
         del buf[rng.randrange(len(buf)):]
     elif op == 2:
         k = rng.randrange(len(buf) + 1)
-        buf[k:k] = os.urandom(rng.randrange(1, 16))
+        buf[k:k] = rng.randbytes(rng.randrange(1, 16))
     else:
         if buf:
             k = rng.randrange(len(buf))
@@ -442,9 +445,10 @@ def hang_up(path, rng, counts):
             if how == "header":
                 s.sendall(b"\x01" + struct.pack(">Q", 100)[:rng.randrange(0, 8)])
             elif how == "body":
-                s.sendall(b"\x01" + struct.pack(">Q", 1000) + os.urandom(rng.randrange(4, 900)))
+                s.sendall(b"\x01" + struct.pack(">Q", 1000) +
+                          rng.randbytes(rng.randrange(4, 900)))
             else:
-                s.sendall(b"\x01" + struct.pack(">Q", 1 << 30) + os.urandom(4096))
+                s.sendall(b"\x01" + struct.pack(">Q", 1 << 30) + rng.randbytes(4096))
     except OSError:
         pass
     finally:
@@ -477,7 +481,7 @@ def one_request(rng, runs, limits):
     if r < 0.10:
         return encode(runs.batch_request()), "valid"
     if r < 0.25:
-        return os.urandom(rng.randrange(0, 300)), "random"
+        return rng.randbytes(rng.randrange(0, 300)), "random"
     if r < 0.27:
         # Over max_message_bytes but within what the transport takes (twice it).
         req = runs.batch_request()
@@ -545,7 +549,7 @@ def main():
             # A mutated batch that was still valid may have stored a seq far
             # ahead (a flipped bit): later batches of that session would all be
             # duplicates, so the rogue starts a new one.
-            runs.session, runs.seq = os.urandom(16), 0
+            runs.session, runs.seq = runs.rng.randbytes(16), 0
         counts[kind] += 1
         o = counts["by_origin"].setdefault(origin, {})
         o[kind] = o.get(kind, 0) + 1
