@@ -103,6 +103,8 @@ def test_r15_stalled_stage_withholds_pings(tmp_path, agents):
         agent.wait_for(lambda: agent.log().count(STALL_LINE) > reports_before,
                        timeout=10 * watchdog_s, what=f"'{STALL_LINE}' in the agent's log")
         t_noticed = time.monotonic()
+        report = [ln for ln in agent.log().splitlines() if STALL_LINE in ln][reports_before]
+        assert "the ingest worker" in report, report
         # A ping sent before the line was written is already queued: let the
         # reader take it, then watch a window of several watchdog intervals.
         time.sleep(0.2)
@@ -112,6 +114,7 @@ def test_r15_stalled_stage_withholds_pings(tmp_path, agents):
         assert agent.proc.poll() is None, agent.log()
         assert withheld == [], (f"{len(withheld)} WATCHDOG=1 sent while the ingest worker "
                                 f"was blocked in fdatasync ({stall_s}s window)")
+        reports_in_stall = agent.log().count(STALL_LINE) - reports_before
         os.unlink(hang)
         t_clear = time.monotonic()
         ns.wait_pings(3, t_clear, 10 * watchdog_s, "pings after the stall cleared")
@@ -127,7 +130,9 @@ def test_r15_stalled_stage_withholds_pings(tmp_path, agents):
                          extra=f"watchdog_s={watchdog_s} stall_s={stall_s} "
                                f"noticed_after_s={t_noticed - t_hang:.1f} pings_in_stall=0 "
                                f"resumed_after_s={resumed_after:.1f} "
-                               f"stall_reports={agent.log().count(STALL_LINE)}"))
+                               f"stall_reports_before={reports_before} "
+                               f"in_stall={reports_in_stall} after="
+                               f"{agent.log().count(STALL_LINE) - reports_before - reports_in_stall}"))
     finally:
         if os.path.exists(hang):
             os.unlink(hang)  # never leave the agent blocked for the fixture's kill
