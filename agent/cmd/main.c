@@ -559,14 +559,20 @@ static void start_stop_deadline(uint64_t ms)
 		pthread_detach(t);
 }
 
-/* Whether every stage that must keep moving has moved within `limit_us`. A slow
- * upstream does not count: only the threads that take and store records do. */
-static bool stages_alive(struct agent *ag, int64_t now, int64_t limit_us)
+/* NULL when every stage that must keep moving has moved within `limit_us`,
+ * else the name of one that has not (and in *since_us how long ago it moved).
+ * A slow upstream does not count: only the threads that take and store records
+ * do. */
+static const char *stage_stalled(struct agent *ag, int64_t now, int64_t limit_us,
+                                 int64_t *since_us)
 {
 	ingest *in = atomic_load(&ag->in);
 	local_sink *sink = atomic_load(&ag->sink);
-	return (!in || now - ingest_heartbeat_us(in) < limit_us) &&
-	       (!sink || now - local_sink_heartbeat_us(sink) < limit_us);
+	if (in && (*since_us = now - ingest_heartbeat_us(in)) >= limit_us)
+		return "the ingest worker";
+	if (sink && (*since_us = now - local_sink_heartbeat_us(sink)) >= limit_us)
+		return "the local sink";
+	return NULL;
 }
 
 /* The main thread: signals, the listener check, systemd's watchdog and status.
@@ -610,7 +616,9 @@ static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *no
 			reload(a, ag, notify);
 		int64_t now = clock_mono_us();
 		if (watchdog_us) {
-			if (stages_alive(ag, now, watchdog_us)) {
+			int64_t since_us = 0;
+			const char *stalled = stage_stalled(ag, now, watchdog_us, &since_us);
+			if (!stalled) {
 				char msg[256];
 				struct ingest_stats is;
 				ingest_get_stats(atomic_load(&ag->in), &is);
@@ -621,8 +629,9 @@ static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *no
 				sdnotify_send(notify, msg);
 				stall_reported = false;
 			} else if (!stall_reported) {
-				log_error("a stage stopped moving: watchdog pings withheld so systemd "
-				          "restarts the agent");
+				log_error("a stage stopped moving (%s, %lld ms since its last loop): "
+				          "watchdog pings withheld so systemd restarts the agent",
+				          stalled, (long long)(since_us / 1000));
 				stall_reported = true;
 			}
 		}

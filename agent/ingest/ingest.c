@@ -295,13 +295,18 @@ int ingest_recover_record(void *arg, uint64_t index, const void *data, size_t le
 
 /* ---- the worker --------------------------------------------------------- */
 
-static void peer_identity(nng_msg *msg, uint32_t *uid, uint32_t *gid, int32_t *pid)
+/* False when the request's connection is gone: the socket is ipc only, so the
+ * peer's credentials can be read while its pipe lives. */
+static bool peer_identity(nng_msg *msg, uint32_t *uid, uint32_t *gid, int32_t *pid)
 {
 	nng_pipe p = nng_msg_get_pipe(msg);
 	uint64_t v;
-	*uid = nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &v) == 0 ? (uint32_t)v : UINT32_MAX;
+	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &v) != 0)
+		return false;
+	*uid = (uint32_t)v;
 	*gid = nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_GID, &v) == 0 ? (uint32_t)v : UINT32_MAX;
 	*pid = nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &v) == 0 ? (int32_t)v : -1;
+	return true;
 }
 
 static void count_rejection(struct ingest *in, int code)
@@ -391,7 +396,16 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	}
 	uint32_t uid, gid;
 	int32_t pid;
-	peer_identity(rc->msg, &uid, &gid, &pid);
+	if (!peer_identity(rc->msg, &uid, &gid, &pid)) {
+		/* The client hung up (or the agent closed its connection, listening
+		 * anew) after sending: nobody is left to answer, and a request from an
+		 * unknown user may not be stored. It is dropped, not refused: no reply,
+		 * not counted as rejected; a client that is still running resends it
+		 * on its next connection. */
+		log_debug("dropped a request whose connection closed before it was handled");
+		rc->reply = NULL;
+		return;
+	}
 	if (!access_may_log(in->access, uid, gid)) {
 		char msg[256];
 		snprintf(msg, sizeof msg,

@@ -15,6 +15,10 @@
  *                           file whose name ends in FSYNC_SHIM_FAIL_SUFFIX
  *                           (default ".seg") fail with EIO without syncing, as a
  *                           disk that lost the write would.
+ *   FSYNC_SHIM_HANG=PATH    while PATH exists, fsync()/fdatasync() of such a
+ *                           file blocks (polling every 10 ms) before syncing, as
+ *                           a disk that stopped answering would; the call goes
+ *                           on normally once PATH is removed (R15).
  *
  * A test reads the log after killing the agent, cuts every file back to the
  * last size recorded for its inode (0 if never synced) and restarts: that is
@@ -28,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef int (*sync_fn)(int);
@@ -68,6 +73,13 @@ static int shim_sync(int fd, const char *name)
 	 * covered by it; bytes appended by another thread meanwhile may not be. */
 	int regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 	const char *fail = getenv("FSYNC_SHIM_FAIL");
+	const char *hang = getenv("FSYNC_SHIM_HANG");
+
+	if (regular && hang && *hang && access(hang, F_OK) == 0 && name_matches(fd)) {
+		const struct timespec poll = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+		while (access(hang, F_OK) == 0)
+			nanosleep(&poll, NULL);
+	}
 
 	if (regular && fail && *fail && access(fail, F_OK) == 0 && name_matches(fd)) {
 		errno = EIO;

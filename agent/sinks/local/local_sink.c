@@ -642,6 +642,9 @@ static int apply_round(struct local_sink *s)
 			break;
 		}
 		s->processed_index = index;
+		/* Alive per entry, not per round: a round of 4 MiB entries is up to
+		 * 1 GiB of work, longer than a watchdog interval on a slow machine. */
+		atomic_store(&s->heartbeat_us, clock_mono_us());
 		if (s->pending_bytes >= PENDING_FLUSH_BYTES && flush_all(s) != 0)
 			break; /* stalled: the disk is full */
 		if (s->stall_reported) {
