@@ -28,6 +28,7 @@ struct walk {
 	uint64_t items_in_record;
 	uint64_t item_nesting;
 	size_t depth;
+	bool lifecycle; /* a Record with a RunStart or RunExit was seen */
 	struct path_elem path[PATH_MAX_DEPTH];
 };
 
@@ -156,6 +157,7 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
 	if (d == &trackd__v1__record__descriptor) {
 		if (!has(f, 1))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "run_id is missing");
+		w->lifecycle |= has(f, 2) || has(f, 7); /* start, exit */
 		return check_oneof_single(w, f, 2, 9, "record body", true);
 	}
 	if (d == &trackd__v1__item__descriptor) {
@@ -354,18 +356,6 @@ static int check_version(struct walk *w, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* A run's start or exit (Record fields 2 and 7), for an already valid record. */
-static bool record_is_lifecycle(const uint8_t *record, size_t len)
-{
-	struct wire_reader r;
-	struct wire_field f;
-	wire_reader_init(&r, record, len);
-	while (wire_next(&r, &f) == 1)
-		if (f.number == 2 || f.number == 7)
-			return true;
-	return false;
-}
-
 int validate_request(const struct validate_limits *limits, const void *buf, size_t len,
                      struct validated_request *out, char *errbuf, size_t errlen)
 {
@@ -395,6 +385,7 @@ int validate_request(const struct validate_limits *limits, const void *buf, size
 	out->kind = VALIDATED_BATCH;
 	out->batch = f.data[2];
 	out->batch_len = f.len[2];
+	out->lifecycle = w.lifecycle;
 	/* Already valid: this second, shallow pass only picks out identity and counts. */
 	struct wire_reader r;
 	struct wire_field wf;
@@ -404,10 +395,8 @@ int validate_request(const struct validate_limits *limits, const void *buf, size
 			out->session_id = wf.data;
 		else if (wf.number == 2)
 			out->seq = wf.varint;
-		else if (wf.number == 3) {
+		else if (wf.number == 3)
 			out->records++;
-			out->lifecycle |= record_is_lifecycle(wf.data, wf.len);
-		}
 	}
 	return 0;
 }

@@ -127,6 +127,29 @@ static void test_valid_and_identity(void)
 	CHECK(memcmp(session_out, session, 16) == 0, "session id");
 }
 
+/* Batches holding a run's start or exit are marked: ingest syncs them before the
+ * ack under every fsync policy. Rows alone are not. */
+static void test_lifecycle_mark(void)
+{
+	struct row rows[2];
+	make_row(&rows[0], "abc123", "loss", 1);
+	make_row(&rows[1], "abc123", "acc", 1);
+	char err[256];
+	struct validated_request out;
+	CHECK(validate_rows(rows, 2, err, sizeof err, &out) == 0 && !out.lifecycle,
+	      "rows alone marked as lifecycle");
+	Trackd__V1__RunStart start = TRACKD__V1__RUN_START__INIT;
+	rows[1].rec.body_case = TRACKD__V1__RECORD__BODY_START;
+	rows[1].rec.start = &start;
+	CHECK(validate_rows(rows, 2, err, sizeof err, &out) == 0 && out.lifecycle,
+	      "a start is not marked: %s", err);
+	Trackd__V1__RunExit exit_ = TRACKD__V1__RUN_EXIT__INIT;
+	rows[1].rec.body_case = TRACKD__V1__RECORD__BODY_EXIT;
+	rows[1].rec.exit = &exit_;
+	CHECK(validate_rows(rows, 2, err, sizeof err, &out) == 0 && out.lifecycle,
+	      "an exit is not marked: %s", err);
+}
+
 static void test_version(void)
 {
 	char err[256];
@@ -548,6 +571,7 @@ static void test_log_entry_roundtrip(void)
 int main(void)
 {
 	test_valid_and_identity();
+	test_lifecycle_mark();
 	test_version();
 	test_malformed();
 	test_status();

@@ -201,6 +201,21 @@ def wait_uploaded(agent, fw, run_ids, timeout=300):
     agent.wait_for(sink_idle, timeout=timeout, what="wandb sink idle")
 
 
+def end_faults_and_read_fake(agent, fw, fleet, timeout=300):
+    """After an upstream fault scenario: stops the fleet and the faults, checks a
+    fresh producer got through, waits until both sinks drained, and reads the
+    fake's delivery. Returns (ledgers, delivered, problems, resent)."""
+    fleet.stop()
+    fw.clear_faults()
+    assert fleet.live() == 0, "a producer after the faults did not get through"
+    ledgers = fleet.ledgers()
+    ended = wait_local_drained(agent, ledgers)
+    assert not ended, ended
+    run_ids = [lg.run_id for lg in ledgers]
+    wait_uploaded(agent, fw, run_ids, timeout=timeout)
+    return (ledgers, *judge.fake_delivery(fw, PROJECT, run_ids))
+
+
 def wandb_config(fw, key_path, **over):
     cfg = {
         "enabled": "true", "base_url": fw.base_url, "api_key_file": str(key_path),

@@ -20,8 +20,8 @@ import threading
 import time
 
 import judge
-from harness import (PROJECT, SEED, Fleet, emit, knob, make_wandb_agent, wait_local_drained,
-                     wait_uploaded)
+from harness import (PROJECT, SEED, Fleet, emit, end_faults_and_read_fake, knob,
+                     make_wandb_agent, wait_local_drained)
 from test_r2_power import shim_agent
 
 
@@ -170,15 +170,7 @@ def test_r15_slow_upstream_keeps_pinging(tmp_path, fw, agents):
         assert max(gaps) < watchdog_s, (
             f"a {max(gaps):.2f}s gap between WATCHDOG=1 while the upstream hung "
             f"(WATCHDOG_USEC {watchdog_s}s): systemd would have restarted the agent")
-        fleet.stop()
-        fw.clear_faults()
-        assert fleet.live() == 0, "a producer after the faults did not get through"
-        ledgers = fleet.ledgers()
-        ended = wait_local_drained(agent, ledgers)
-        assert not ended, ended
-        run_ids = [lg.run_id for lg in ledgers]
-        wait_uploaded(agent, fw, run_ids, timeout=300)
-        up, problems, resent = judge.fake_delivery(fw, PROJECT, run_ids)
+        ledgers, up, problems, resent = end_faults_and_read_fake(agent, fw, fleet)
         assert agent.stop() == 0, agent.log()
         fired_s = ",".join(f"{k}:{v}" for k, v in sorted(fired.items()))
         emit(judge.judge("R15-upstream", "wandb", ledgers, up, problems, resent,

@@ -10,8 +10,7 @@ ones and Retry-After timing; this one checks conservation under all of them.)"""
 import time
 
 import judge
-from harness import (PROJECT, SEED, Fleet, emit, knob, make_wandb_agent, wait_local_drained,
-                     wait_uploaded)
+from harness import SEED, Fleet, emit, end_faults_and_read_fake, knob, make_wandb_agent
 
 MIX = [
     dict(kind="status", status=500),
@@ -44,16 +43,8 @@ def test_r7_r8_outage_then_fault_mix(tmp_path, fw, agents):
         fw.add_fault(**{"path_prefix": "/files/", **spec, "probability": 0.08,
                         "seed": SEED + i, "duration": mix_s})
     time.sleep(mix_s)
-    fleet.stop()
-    fw.clear_faults()
-    assert fleet.live() == 0, "a producer after the faults did not get through"
-    ledgers = fleet.ledgers()
-    ended = wait_local_drained(agent, ledgers)
-    assert not ended, ended
-    run_ids = [lg.run_id for lg in ledgers]
-    wait_uploaded(agent, fw, run_ids, timeout=600)
+    ledgers, up, problems, resent = end_faults_and_read_fake(agent, fw, fleet, timeout=600)
     fired = fw.call("GET", "/stats").get("faults_fired") or {}
     fired = ",".join(f"{k}:{v}" for k, v in sorted(fired.items()))
-    up, problems, resent = judge.fake_delivery(fw, PROJECT, run_ids)
     emit(judge.judge("R7R8", "wandb", ledgers, up, problems, resent,
                      extra=f"outage_s={outage} mix_s={mix_s} faults_fired={fired} seed={SEED}"))

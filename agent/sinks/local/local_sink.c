@@ -405,8 +405,10 @@ static int apply_entry(struct local_sink *s, uint64_t index, const void *data, s
 	for (size_t i = 0; i < e->batch->n_records; i++) {
 		const Trackd__V1__Record *rec = e->batch->records[i];
 		s->create_error = 0;
+		/* A batch is mostly one run's rows: look each run up once. */
+		bool same_run = i > 0 && strcmp(rec->run_id, e->batch->records[i - 1]->run_id) == 0;
 		bool creates = rec->body_case == TRACKD__V1__RECORD__BODY_START ||
-		               !sink_find_active(s, rec->run_id); /* or recovers, see route() */
+		               (!same_run && !sink_find_active(s, rec->run_id)); /* or recovers */
 		if (creates && !route(s, rec, &o) && s->create_error) {
 			note_write_failure(s, "create a run dir", s->create_error);
 			trackd__v1__log_entry__free_unpacked(e, NULL);
