@@ -61,7 +61,6 @@ bool nng_close_bounded(nng_socket sock, int timeout_ms)
 		nng_close(sock);
 		return true;
 	}
-	pthread_detach(t);
 	struct timespec deadline;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += timeout_ms / 1000;
@@ -76,7 +75,13 @@ bool nng_close_bounded(nng_socket sock, int timeout_ms)
 	bool done = c->done;
 	c->abandoned = !done;
 	pthread_mutex_unlock(&c->mu);
-	if (done)
+	if (done) {
+		/* Joined, not left to exit on its own: a close leaves no thread behind
+		 * (callers count threads; a client closes sockets often). */
+		pthread_join(t, NULL);
 		closer_free(c);
+	} else {
+		pthread_detach(t);
+	}
 	return done;
 }
