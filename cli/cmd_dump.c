@@ -74,7 +74,16 @@ static void dump_value(const Trackd__V1__Value *v)
 	case TRACKD__V1__VALUE__KIND_MAP_VALUE:
 		dump_items(v->map_value->items, v->map_value->n_items);
 		break;
-	default: fputs("null", stdout); break;
+	case TRACKD__V1__VALUE__KIND_LIST_VALUE:
+		putchar('[');
+		for (size_t i = 0; i < v->list_value->n_values; i++) {
+			if (i)
+				putchar(',');
+			dump_value(v->list_value->values[i]);
+		}
+		putchar(']');
+		break;
+	default: fputs("null", stdout); break; /* null_value, or none */
 	}
 }
 

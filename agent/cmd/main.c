@@ -402,6 +402,7 @@ static struct validate_limits validate_limits_of(const struct config *cfg)
 	    .max_key_bytes = cfg->limits.max_key_bytes,
 	    .max_string_bytes = cfg->limits.max_string_bytes,
 	    .max_nesting_depth = cfg->limits.max_nesting_depth,
+	    .max_list_length = cfg->limits.max_list_length,
 	};
 }
 

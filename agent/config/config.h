@@ -38,7 +38,8 @@ struct config_limits {
 	uint64_t max_items_per_record;  /* keys in one row/summary/config update, nested included */
 	uint64_t max_key_bytes;
 	uint64_t max_string_bytes;      /* any string value or console text */
-	uint64_t max_nesting_depth;     /* nested maps; 1 = flat */
+	uint64_t max_nesting_depth;     /* nested maps and lists; 1 = flat */
+	uint64_t max_list_length;       /* elements of one list value */
 	uint64_t max_sessions;          /* dedupe table entries (oldest evicted) */
 };
 

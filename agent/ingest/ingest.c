@@ -160,12 +160,14 @@ static nng_msg *ack_reply(struct ingest *in, uint64_t seq, bool duplicate)
 	limits.has_max_message_bytes = limits.has_max_records_per_batch = true;
 	limits.has_max_items_per_record = limits.has_max_key_bytes = true;
 	limits.has_max_string_bytes = limits.has_max_nesting_depth = true;
+	limits.has_max_list_length = true;
 	limits.max_message_bytes = max_message_bytes;
 	limits.max_records_per_batch = l.max_records_per_batch;
 	limits.max_items_per_record = l.max_items_per_record;
 	limits.max_key_bytes = l.max_key_bytes;
 	limits.max_string_bytes = l.max_string_bytes;
 	limits.max_nesting_depth = l.max_nesting_depth;
+	limits.max_list_length = l.max_list_length;
 	Trackd__V1__Ack ack = TRACKD__V1__ACK__INIT;
 	ack.has_seq = true;
 	ack.seq = seq;

@@ -168,7 +168,7 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
 		return 0;
 	}
 	if (d == &trackd__v1__value__descriptor)
-		return check_oneof_single(w, f, 1, 5, "value kind", true);
+		return check_oneof_single(w, f, 1, 7, "value kind", true);
 	if (d == &trackd__v1__history_row__descriptor) {
 		if (has(f, 1) && (int64_t)f->varint[1] < 0)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
@@ -248,11 +248,19 @@ static int walk_submessage(struct walk *w, const ProtobufCMessageDescriptor *d,
 		return -1;
 	if (sub == &trackd__v1__record__descriptor)
 		w->items_in_record = 0;
-	if (sub == &trackd__v1__item__descriptor) {
+	/* An item, or a list's element, is one value in the record and sits one
+	 * level below its parent: both count, so a list cannot smuggle in what a
+	 * map may not hold. */
+	bool level =
+	    sub == &trackd__v1__item__descriptor ||
+	    (d == &trackd__v1__list_value__descriptor && sub == &trackd__v1__value__descriptor);
+	if (level) {
 		if (++w->items_in_record > w->lim->max_items_per_record)
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
-			            "more than %" PRIu64 " items in one record",
-			            w->lim->max_items_per_record);
+			return fail(
+			    w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			    "more than %" PRIu64
+			    " items in one record (nested items and list elements included)",
+			    w->lim->max_items_per_record);
 		if (++w->item_nesting > w->lim->max_nesting_depth)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 			            "nesting deeper than %" PRIu64 " levels",
@@ -261,10 +269,9 @@ static int walk_submessage(struct walk *w, const ProtobufCMessageDescriptor *d,
 	struct facts sub_facts;
 	if (walk_message(w, sub, wf->data, wf->len, &sub_facts) != 0)
 		return -1;
-	if (sub == &trackd__v1__item__descriptor)
+	if (level)
 		w->item_nesting--;
 	w->depth--;
-	(void)d;
 	return 0;
 }
 
@@ -298,6 +305,11 @@ static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, con
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 			            "more than %" PRIu64 " records in one batch",
 			            w->lim->max_records_per_batch);
+		if (d == &trackd__v1__list_value__descriptor && wf.number == 1 &&
+		    occurrence >= w->lim->max_list_length)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "list of more than %" PRIu64 " elements",
+			            w->lim->max_list_length);
 		int64_t index = fd->label == PROTOBUF_C_LABEL_REPEATED ? (int64_t)occurrence : -1;
 		switch (fd->type) {
 		case PROTOBUF_C_TYPE_MESSAGE:

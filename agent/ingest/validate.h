@@ -6,7 +6,8 @@
  * schema, without unpacking: no allocation, recursion bounded by the nesting
  * limit, and the cost linear in the message size. Everything a sink relies on is
  * checked here: protocol version, the envelope, field wire types, UTF-8 in every
- * string, each configured size limit, nesting depth, required fields and the
+ * string, each configured size limit, nesting depth (a list's elements count a
+ * level, as a map's items do), list length, required fields and the
  * run-id rules. The first problem found is reported with the path of the
  * offending field, e.g. `batch.records[3].history.items[2].key: empty key`.
  *
@@ -25,7 +26,8 @@ struct validate_limits {
 	uint64_t max_items_per_record;   /* Item entries in one record, nested included */
 	uint64_t max_key_bytes;
 	uint64_t max_string_bytes;
-	uint64_t max_nesting_depth;      /* levels of Item nesting; 1 = flat */
+	uint64_t max_nesting_depth;      /* levels of Item and list element nesting; 1 = flat */
+	uint64_t max_list_length;        /* elements of one ListValue */
 };
 
 enum validated_kind { VALIDATED_BATCH, VALIDATED_STATUS, VALIDATED_QUERY };

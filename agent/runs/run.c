@@ -230,6 +230,11 @@ static int summarise(struct run *r, const char *key, const struct vvalue *v)
 	double x, cur;
 	if (mode == TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_NONE)
 		return TRACKD_OK;
+	/* min / max / mean of a map, list or null means nothing: such a value
+	 * leaves the summary as it is (strings, bools and NaN still replace). */
+	if (mode != TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_LAST &&
+	    (v->kind == V_MAP || v->kind == V_LIST || v->kind == V_NULL))
+		return TRACKD_OK;
 	if (mode == TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_LAST || !numeric(v, &x) || isnan(x))
 		return vmap_set(&r->summary, key, v);
 	struct vvalue *prev = vmap_get(&r->summary, key);

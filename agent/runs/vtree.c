@@ -14,6 +14,8 @@ void vmap_init(struct vmap *m)
 	m->n = m->cap = 0;
 }
 
+static void vlist_free(struct vlist *l);
+
 static void vvalue_fini(struct vvalue *v)
 {
 	if (v->kind == V_STRING)
@@ -21,9 +23,37 @@ static void vvalue_fini(struct vvalue *v)
 	else if (v->kind == V_MAP && v->u.m) {
 		vmap_fini(v->u.m);
 		free(v->u.m);
-	}
+	} else if (v->kind == V_LIST)
+		vlist_free(v->u.l);
 	v->kind = V_INT;
 	v->u.i = 0;
+}
+
+static void vlist_free(struct vlist *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		vvalue_fini(&l->items[i]);
+	free(l->items);
+	free(l);
+}
+
+/* An empty list of n elements (each V_NULL until set), or NULL. */
+static struct vlist *vlist_new(size_t n)
+{
+	struct vlist *l = calloc(1, sizeof *l);
+	if (!l)
+		return NULL;
+	l->items = calloc(n ? n : 1, sizeof *l->items);
+	if (!l->items) {
+		free(l);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		l->items[i].kind = V_NULL;
+	l->n = n;
+	return l;
 }
 
 void vmap_clear(struct vmap *m)
@@ -76,18 +106,35 @@ static struct vvalue *slot(struct vmap *m, const char *key)
 	return &node->v;
 }
 
+/* On failure dst is still safe to finalise (what was copied is owned). */
 static int copy_value(struct vvalue *dst, const struct vvalue *src)
 {
 	dst->kind = src->kind;
 	switch (src->kind) {
 	case V_STRING:
 		dst->u.s = strdup(src->u.s);
+		if (!dst->u.s)
+			dst->kind = V_NULL;
 		return dst->u.s ? TRACKD_OK : TRACKD_ENOMEM;
 	case V_MAP:
 		dst->u.m = calloc(1, sizeof *dst->u.m);
-		if (!dst->u.m)
+		if (!dst->u.m) {
+			dst->kind = V_NULL;
 			return TRACKD_ENOMEM;
+		}
 		return vmap_update(dst->u.m, src->u.m);
+	case V_LIST:
+		dst->u.l = vlist_new(src->u.l->n);
+		if (!dst->u.l) {
+			dst->kind = V_NULL;
+			return TRACKD_ENOMEM;
+		}
+		for (size_t i = 0; i < src->u.l->n; i++) {
+			int rv = copy_value(&dst->u.l->items[i], &src->u.l->items[i]);
+			if (rv != 0)
+				return rv;
+		}
+		return TRACKD_OK;
 	default: dst->u = src->u; return TRACKD_OK;
 	}
 }
@@ -137,6 +184,24 @@ static int from_proto_value(struct vvalue *dst, const Trackd__V1__Value *pv)
 		if (!dst->u.m)
 			return TRACKD_ENOMEM;
 		return vmap_from_proto(dst->u.m, pv->map_value);
+	case TRACKD__V1__VALUE__KIND_LIST_VALUE: {
+		const Trackd__V1__ListValue *pl = pv->list_value;
+		size_t n = pl ? pl->n_values : 0;
+		dst->kind = V_LIST;
+		dst->u.l = vlist_new(n);
+		if (!dst->u.l) {
+			dst->kind = V_NULL;
+			return TRACKD_ENOMEM;
+		}
+		for (size_t i = 0; i < n; i++) {
+			/* On failure the element is left safe to finalise. */
+			int rv = from_proto_value(&dst->u.l->items[i], pl->values[i]);
+			if (rv != 0)
+				return rv;
+		}
+		return TRACKD_OK;
+	}
+	case TRACKD__V1__VALUE__KIND_NULL_VALUE: dst->kind = V_NULL; return TRACKD_OK;
 	default:
 		return TRACKD_EINVAL; /* the ingest validator refuses values without a kind */
 	}
@@ -144,10 +209,12 @@ static int from_proto_value(struct vvalue *dst, const Trackd__V1__Value *pv)
 
 int vmap_set_item(struct vmap *m, const Trackd__V1__Item *item)
 {
-	struct vvalue v;
+	struct vvalue v = {.kind = V_NULL};
 	int rv = from_proto_value(&v, item->value);
-	if (rv != 0)
+	if (rv != 0) {
+		vvalue_fini(&v);
 		return rv;
+	}
 	struct vvalue *s = slot(m, item->key);
 	if (!s) {
 		vvalue_fini(&v);
@@ -234,6 +301,17 @@ int vvalue_to_json(const struct vvalue *v, struct buf *out)
 	case V_BOOL: return buf_puts(out, v->u.b ? "true" : "false");
 	case V_STRING: return json_put_string(out, v->u.s);
 	case V_MAP: return vmap_to_json(v->u.m, out);
+	case V_NULL: return buf_puts(out, "null");
+	case V_LIST: {
+		int rv = buf_putc(out, '[');
+		for (size_t i = 0; rv == 0 && i < v->u.l->n; i++) {
+			if (i)
+				rv = buf_putc(out, ',');
+			if (rv == 0)
+				rv = vvalue_to_json(&v->u.l->items[i], out);
+		}
+		return rv ? rv : buf_putc(out, ']');
+	}
 	}
 	return TRACKD_EINVAL;
 }
@@ -280,27 +358,84 @@ static int yaml_key(struct buf *out, const char *key)
 	return plain ? buf_puts(out, key) : json_put_string(out, key);
 }
 
-/* JSON scalars are valid YAML flow scalars, so values reuse the JSON writer;
- * only maps become YAML block mappings. Non-finite doubles use YAML's names. */
-static int yaml_value(struct buf *out, const struct vvalue *v, int depth)
+/*
+ * Block YAML as PyYAML's safe_dump (W&B's writer) lays it out: scalars are
+ * written as JSON (JSON scalars are valid YAML flow scalars; non-finite
+ * doubles use YAML's names), empty collections as {} and [], a map's items
+ * one indent deeper than their key, a list's elements as `- ` at the same
+ * indent as their key (PyYAML's indentless sequences), and a collection that
+ * is a list element starts on the element's own line (`- - 1`, `- a: 1`).
+ * Depth is bounded by the ingest nesting limit.
+ */
+static int yaml_map(struct buf *out, const struct vmap *m, int ind, bool first_inline);
+static int yaml_seq(struct buf *out, const struct vlist *l, int ind, bool first_inline);
+
+static int yaml_scalar(struct buf *out, const struct vvalue *v)
 {
 	if (v->kind == V_DOUBLE && !isfinite(v->u.d))
-		return buf_puts(out, isnan(v->u.d) ? ".nan\n" : v->u.d > 0 ? ".inf\n" : "-.inf\n");
-	if (v->kind != V_MAP) {
-		int rv = vvalue_to_json(v, out);
+		return buf_puts(out, isnan(v->u.d) ? ".nan" : v->u.d > 0 ? ".inf" : "-.inf");
+	return vvalue_to_json(v, out);
+}
+
+static bool yaml_block(const struct vvalue *v)
+{
+	return (v->kind == V_MAP && v->u.m->n > 0) || (v->kind == V_LIST && v->u.l->n > 0);
+}
+
+/* The value of a map item whose key (at indent ind) was just written with
+ * its colon. */
+static int yaml_item_value(struct buf *out, const struct vvalue *v, int ind)
+{
+	int rv;
+	if (!yaml_block(v)) {
+		rv = buf_putc(out, ' ');
+		if (rv == 0)
+			rv = v->kind == V_MAP ? buf_puts(out, "{}") : yaml_scalar(out, v);
 		return rv ? rv : buf_putc(out, '\n');
 	}
-	if (v->u.m->n == 0)
-		return buf_puts(out, "{}\n");
-	int rv = buf_putc(out, '\n');
-	for (size_t i = 0; rv == 0 && i < v->u.m->n; i++) {
-		rv = indent(out, depth * 2);
+	rv = buf_putc(out, '\n');
+	if (rv)
+		return rv;
+	return v->kind == V_MAP ? yaml_map(out, v->u.m, ind + 2, false)
+	                        : yaml_seq(out, v->u.l, ind, false);
+}
+
+static int yaml_map(struct buf *out, const struct vmap *m, int ind, bool first_inline)
+{
+	int rv = 0;
+	for (size_t i = 0; rv == 0 && i < m->n; i++) {
+		if (i > 0 || !first_inline)
+			rv = indent(out, ind);
 		if (rv == 0)
-			rv = yaml_key(out, v->u.m->items[i].key);
+			rv = yaml_key(out, m->items[i].key);
 		if (rv == 0)
-			rv = buf_puts(out, ": ");
+			rv = buf_putc(out, ':');
 		if (rv == 0)
-			rv = yaml_value(out, &v->u.m->items[i].v, depth + 1);
+			rv = yaml_item_value(out, &m->items[i].v, ind);
+	}
+	return rv;
+}
+
+static int yaml_seq(struct buf *out, const struct vlist *l, int ind, bool first_inline)
+{
+	int rv = 0;
+	for (size_t i = 0; rv == 0 && i < l->n; i++) {
+		const struct vvalue *e = &l->items[i];
+		if (i > 0 || !first_inline)
+			rv = indent(out, ind);
+		if (rv == 0)
+			rv = buf_puts(out, "- ");
+		if (rv)
+			break;
+		if (e->kind == V_MAP && e->u.m->n > 0)
+			rv = yaml_map(out, e->u.m, ind + 2, true);
+		else if (e->kind == V_LIST && e->u.l->n > 0)
+			rv = yaml_seq(out, e->u.l, ind + 2, true);
+		else {
+			rv = e->kind == V_MAP ? buf_puts(out, "{}") : yaml_scalar(out, e);
+			if (rv == 0)
+				rv = buf_putc(out, '\n');
+		}
 	}
 	return rv;
 }
@@ -313,14 +448,17 @@ int vmap_to_config_yaml(const struct vmap *m, struct buf *out)
 		if (rv == 0)
 			rv = yaml_key(out, m->items[i].key);
 		if (rv == 0)
-			rv = buf_puts(out, ":\n  desc: null\n  value: ");
+			rv = buf_puts(out, ":\n  desc: null\n  value:");
 		if (rv == 0)
-			rv = yaml_value(out, &m->items[i].v, 2);
+			rv = yaml_item_value(out, &m->items[i].v, 2);
 	}
 	return rv;
 }
 
 /* ---- snapshots ------------------------------------------------------------- */
+
+static void proto_value_free(Trackd__V1__Value *v);
+static const Trackd__V1__NullValue null_value = TRACKD__V1__NULL_VALUE__INIT;
 
 static Trackd__V1__Value *to_proto_value(const struct vvalue *v)
 {
@@ -353,8 +491,52 @@ static Trackd__V1__Value *to_proto_value(const struct vvalue *v)
 			return NULL;
 		}
 		break;
+	case V_NULL:
+		pv->kind_case = TRACKD__V1__VALUE__KIND_NULL_VALUE;
+		/* Only read by the packer; never freed (proto_value_free knows). */
+		pv->null_value = (Trackd__V1__NullValue *)&null_value;
+		break;
+	case V_LIST: {
+		Trackd__V1__ListValue *pl = malloc(sizeof *pl);
+		if (!pl) {
+			free(pv);
+			return NULL;
+		}
+		trackd__v1__list_value__init(pl);
+		pv->kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+		pv->list_value = pl;
+		pl->values = calloc(v->u.l->n ? v->u.l->n : 1, sizeof *pl->values);
+		if (!pl->values) {
+			proto_value_free(pv);
+			return NULL;
+		}
+		for (size_t i = 0; i < v->u.l->n; i++) {
+			Trackd__V1__Value *e = to_proto_value(&v->u.l->items[i]);
+			if (!e) {
+				proto_value_free(pv);
+				return NULL;
+			}
+			pl->values[pl->n_values++] = e;
+		}
+		break;
+	}
 	}
 	return pv;
+}
+
+static void proto_value_free(Trackd__V1__Value *v)
+{
+	if (!v)
+		return;
+	if (v->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
+		vmap_proto_free(v->map_value);
+	else if (v->kind_case == TRACKD__V1__VALUE__KIND_LIST_VALUE && v->list_value) {
+		for (size_t i = 0; i < v->list_value->n_values; i++)
+			proto_value_free(v->list_value->values[i]);
+		free(v->list_value->values);
+		free(v->list_value);
+	}
+	free(v);
 }
 
 Trackd__V1__MapValue *vmap_to_proto(const struct vmap *m)
@@ -391,10 +573,7 @@ void vmap_proto_free(Trackd__V1__MapValue *pm)
 	if (!pm)
 		return;
 	for (size_t i = 0; i < pm->n_items; i++) {
-		Trackd__V1__Value *v = pm->items[i]->value;
-		if (v && v->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
-			vmap_proto_free(v->map_value);
-		free(v);
+		proto_value_free(pm->items[i]->value);
 		free(pm->items[i]);
 	}
 	free(pm->items);

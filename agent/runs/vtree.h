@@ -1,6 +1,7 @@
 /*
  * vtree.h — the values of a run (history rows, summary, config) as an ordered
- * map of key → typed value, maps nesting. Keys keep their first insertion order,
+ * map of key → typed value: JSON's model (numbers, bools, strings, null, maps,
+ * lists), maps and lists nesting. Keys keep their first insertion order,
  * as W&B's JSON files do. Updates are shallow, as in W&B: setting "a" replaces
  * the whole value of "a", nested maps included.
  *
@@ -21,9 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum vkind { V_DOUBLE, V_INT, V_BOOL, V_STRING, V_MAP };
+enum vkind { V_DOUBLE, V_INT, V_BOOL, V_STRING, V_MAP, V_LIST, V_NULL };
 
 struct vmap;
+struct vlist;
 
 struct vvalue {
 	enum vkind kind;
@@ -33,7 +35,15 @@ struct vvalue {
 		bool b;
 		char *s;
 		struct vmap *m;
+		struct vlist *l; /* owned; V_NULL has no payload */
 	} u;
+};
+
+/* A JSON array: elements of any kind, mixed. Its length was bounded at
+ * ingest (limits.max_list_length). */
+struct vlist {
+	struct vvalue *items;
+	size_t n;
 };
 
 struct vnode {
@@ -65,7 +75,8 @@ int vmap_to_json(const struct vmap *m, struct buf *out);
 int vvalue_to_json(const struct vvalue *v, struct buf *out);
 int json_put_string(struct buf *out, const char *s);
 int json_put_double(struct buf *out, double d);
-/* W&B's config.yaml: "wandb_version: 1" then `key:\n  desc: null\n  value: …`. */
+/* W&B's config.yaml: "wandb_version: 1" then `key:\n  desc: null\n  value: …`;
+ * lists as YAML block sequences (`- item`), as PyYAML's safe_dump writes them. */
 int vmap_to_config_yaml(const struct vmap *m, struct buf *out);
 
 /* Snapshot conversion. vmap_to_proto builds a MapValue whose strings point into

@@ -89,7 +89,21 @@ int td_scratch_reserve(struct td_scratch *s, const struct td_item_count *count)
 		if (ptrs == NULL)
 			goto nomem;
 		s->ptrs = ptrs;
+		Trackd__V1__Value **vptrs = realloc(s->vptrs, n * sizeof(*vptrs));
+		if (vptrs == NULL)
+			goto nomem;
+		s->vptrs = vptrs;
 		s->cap_items = n;
+	}
+	if (count->lists > s->cap_lists) {
+		size_t n = s->cap_lists ? s->cap_lists : 4;
+		while (n < count->lists)
+			n *= 2;
+		Trackd__V1__ListValue *lists = realloc(s->lists, n * sizeof(*lists));
+		if (lists == NULL)
+			goto nomem;
+		s->lists = lists;
+		s->cap_lists = n;
 	}
 	if (count->maps > s->cap_maps) {
 		size_t n = s->cap_maps ? s->cap_maps : 4;
@@ -112,97 +126,177 @@ void td_scratch_fini(struct td_scratch *s)
 	free(s->items);
 	free(s->values);
 	free(s->ptrs);
+	free(s->vptrs);
 	free(s->maps);
+	free(s->lists);
 	memset(s, 0, sizeof(*s));
 }
 
 static const Trackd__V1__Item item_init = TRACKD__V1__ITEM__INIT;
 static const Trackd__V1__Value value_init = TRACKD__V1__VALUE__INIT;
 static const Trackd__V1__MapValue map_init = TRACKD__V1__MAP_VALUE__INIT;
+static const Trackd__V1__ListValue list_init = TRACKD__V1__LIST_VALUE__INIT;
+/* Every null points here: protobuf-c only reads it (an empty message). */
+static const Trackd__V1__NullValue null_value = TRACKD__V1__NULL_VALUE__INIT;
+
+struct fill_pos {
+	size_t item, map, list;
+};
+
+static Trackd__V1__Item **fill(struct td_scratch *s, const td_item *items, size_t n,
+                               struct fill_pos *pos);
+static Trackd__V1__Value **fill_list(struct td_scratch *s, const td_item *items, size_t n,
+                                     struct fill_pos *pos);
+
+static void fill_value(struct td_scratch *s, Trackd__V1__Value *v, const td_item *src,
+                       struct fill_pos *pos)
+{
+	*v = value_init;
+	switch (src->type) {
+	case TD_DOUBLE:
+		v->kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+		v->double_value = src->v.d;
+		break;
+	case TD_INT:
+		v->kind_case = TRACKD__V1__VALUE__KIND_INT_VALUE;
+		v->int_value = src->v.i;
+		break;
+	case TD_BOOL:
+		v->kind_case = TRACKD__V1__VALUE__KIND_BOOL_VALUE;
+		v->bool_value = src->v.b;
+		break;
+	case TD_STRING:
+		v->kind_case = TRACKD__V1__VALUE__KIND_STRING_VALUE;
+		/* protobuf-c wants char *; it only reads the string. */
+		v->string_value = (char *)src->v.s;
+		break;
+	case TD_MAP: {
+		Trackd__V1__MapValue *m = &s->maps[pos->map++];
+		*m = map_init;
+		m->n_items = src->v.map.n;
+		m->items = fill(s, src->v.map.items, src->v.map.n, pos);
+		v->kind_case = TRACKD__V1__VALUE__KIND_MAP_VALUE;
+		v->map_value = m;
+		break;
+	}
+	case TD_LIST: {
+		Trackd__V1__ListValue *l = &s->lists[pos->list++];
+		*l = list_init;
+		l->n_values = src->v.list.n;
+		l->values = fill_list(s, src->v.list.items, src->v.list.n, pos);
+		v->kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+		v->list_value = l;
+		break;
+	}
+	case TD_NULL:
+		v->kind_case = TRACKD__V1__VALUE__KIND_NULL_VALUE;
+		v->null_value = (Trackd__V1__NullValue *)&null_value;
+		break;
+	}
+}
 
 /* Item i of a record uses items[i], values[i] and ptrs[i]; each item array
  * (top level or one map's) gets a contiguous run of ptrs, reserved before its
- * children are filled. */
+ * children are filled. A list's elements are numbered the same way and use
+ * values[i] and vptrs[i]. */
 static Trackd__V1__Item **fill(struct td_scratch *s, const td_item *items, size_t n,
-                               size_t *next_item, size_t *next_map)
+                               struct fill_pos *pos)
 {
-	size_t base = *next_item;
+	size_t base = pos->item;
 
 	if (n == 0)
 		return NULL;
-	*next_item += n;
+	pos->item += n;
 	for (size_t i = 0; i < n; i++) {
 		Trackd__V1__Item *it = &s->items[base + i];
-		Trackd__V1__Value *v = &s->values[base + i];
-		const td_item *src = &items[i];
 
 		*it = item_init;
-		*v = value_init;
-		/* protobuf-c wants char *; it only reads the string. */
-		it->key = (char *)src->key;
-		it->value = v;
-		switch (src->type) {
-		case TD_DOUBLE:
-			v->kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
-			v->double_value = src->v.d;
-			break;
-		case TD_INT:
-			v->kind_case = TRACKD__V1__VALUE__KIND_INT_VALUE;
-			v->int_value = src->v.i;
-			break;
-		case TD_BOOL:
-			v->kind_case = TRACKD__V1__VALUE__KIND_BOOL_VALUE;
-			v->bool_value = src->v.b;
-			break;
-		case TD_STRING:
-			v->kind_case = TRACKD__V1__VALUE__KIND_STRING_VALUE;
-			v->string_value = (char *)src->v.s;
-			break;
-		case TD_MAP: {
-			Trackd__V1__MapValue *m = &s->maps[(*next_map)++];
-			*m = map_init;
-			m->n_items = src->v.map.n;
-			m->items = fill(s, src->v.map.items, src->v.map.n, next_item, next_map);
-			v->kind_case = TRACKD__V1__VALUE__KIND_MAP_VALUE;
-			v->map_value = m;
-			break;
-		}
-		}
+		it->key = (char *)items[i].key;
+		it->value = &s->values[base + i];
+		fill_value(s, it->value, &items[i], pos);
 		s->ptrs[base + i] = it;
 	}
 	return &s->ptrs[base];
 }
 
+static Trackd__V1__Value **fill_list(struct td_scratch *s, const td_item *items, size_t n,
+                                     struct fill_pos *pos)
+{
+	size_t base = pos->item;
+
+	if (n == 0)
+		return NULL;
+	pos->item += n;
+	for (size_t i = 0; i < n; i++) {
+		fill_value(s, &s->values[base + i], &items[i], pos);
+		s->vptrs[base + i] = &s->values[base + i];
+	}
+	return &s->vptrs[base];
+}
+
 Trackd__V1__Item **td_scratch_fill(struct td_scratch *s, const td_item *items, size_t n)
 {
-	size_t next_item = 0, next_map = 0;
+	struct fill_pos pos = {0, 0, 0};
 
-	return fill(s, items, n, &next_item, &next_map);
+	return fill(s, items, n, &pos);
 }
 
 /* Value field keys: double 1 (fixed64), int 2, bool 3 (varint), string 4,
- * map 5 (length-delimited); Item: key 1, value 2; MapValue: items 1. */
+ * map 5, list 6, null 7 (length-delimited); Item: key 1, value 2; MapValue:
+ * items 1; ListValue: values 1. */
 #define KEY_VALUE_DOUBLE PB_KEY(1, 1)
 #define KEY_VALUE_INT    PB_KEY(2, PB_VARINT)
 #define KEY_VALUE_BOOL   PB_KEY(3, PB_VARINT)
 #define KEY_VALUE_STRING PB_KEY(4, PB_LEN)
 #define KEY_VALUE_MAP    PB_KEY(5, PB_LEN)
+#define KEY_VALUE_LIST   PB_KEY(6, PB_LEN)
+#define KEY_VALUE_NULL   PB_KEY(7, PB_LEN)
 #define KEY_ITEM_KEY     PB_KEY(1, PB_LEN)
 #define KEY_ITEM_VALUE   PB_KEY(2, PB_LEN)
 #define KEY_MAP_ITEMS    PB_KEY(1, PB_LEN)
+#define KEY_LIST_VALUES  PB_KEY(1, PB_LEN)
 
 static size_t delimited(size_t len)
 {
 	return 1 + td_varint_size(len) + len;
 }
 
+static size_t measure_items(struct td_item_len *lens, const td_item *items, size_t n, bool list,
+                            size_t *next);
+
+/* The Value message of it, into l->value (and l->inner). */
+static void measure_value(struct td_item_len *lens, struct td_item_len *l, const td_item *it,
+                          size_t *next)
+{
+	switch (it->type) {
+	case TD_DOUBLE: l->value = 1 + 8; break;
+	case TD_INT: l->value = 1 + td_varint_size((uint64_t)it->v.i); break;
+	case TD_BOOL: l->value = 1 + 1; break;
+	case TD_NULL: l->value = 1 + 1; break;
+	case TD_STRING:
+		l->inner = strlen(it->v.s);
+		l->value = delimited(l->inner);
+		break;
+	case TD_MAP:
+		l->inner = measure_items(lens, it->v.map.items, it->v.map.n, false, next);
+		l->value = delimited(l->inner);
+		break;
+	case TD_LIST:
+		l->inner = measure_items(lens, it->v.list.items, it->v.list.n, true, next);
+		l->value = delimited(l->inner);
+		break;
+	}
+}
+
 /*
- * Items are numbered as td_scratch_fill numbers them: each item array gets a
- * contiguous block, reserved before its maps' children are numbered. The
- * write pass walks in the same order, so lens[k] belongs to the same item in
- * both passes. Returns the encoded length of the repeated items field.
+ * Items are numbered as td_scratch_fill numbers them: each item array (or
+ * list's elements) gets a contiguous block, reserved before its children are
+ * numbered. The write pass walks in the same order, so lens[k] belongs to the
+ * same item in both passes. Returns the encoded length of the repeated items
+ * (or, for a list, values) field.
  */
-static size_t measure_items(struct td_item_len *lens, const td_item *items, size_t n, size_t *next)
+static size_t measure_items(struct td_item_len *lens, const td_item *items, size_t n, bool list,
+                            size_t *next)
 {
 	size_t base = *next, total = 0;
 
@@ -211,28 +305,70 @@ static size_t measure_items(struct td_item_len *lens, const td_item *items, size
 		const td_item *it = &items[i];
 		struct td_item_len *l = &lens[base + i];
 
-		l->key = strlen(it->key);
-		switch (it->type) {
-		case TD_DOUBLE: l->value = 1 + 8; break;
-		case TD_INT: l->value = 1 + td_varint_size((uint64_t)it->v.i); break;
-		case TD_BOOL: l->value = 1 + 1; break;
-		case TD_STRING:
-			l->inner = strlen(it->v.s);
-			l->value = delimited(l->inner);
-			break;
-		case TD_MAP:
-			l->inner = measure_items(lens, it->v.map.items, it->v.map.n, next);
-			l->value = delimited(l->inner);
-			break;
+		measure_value(lens, l, it, next);
+		if (list) {
+			l->key = 0;
+			l->item = l->value;
+		} else {
+			l->key = strlen(it->key);
+			l->item = delimited(l->key) + delimited(l->value);
 		}
-		l->item = delimited(l->key) + delimited(l->value);
 		total += delimited(l->item);
 	}
 	return total;
 }
 
 static uint8_t *write_items(const struct td_item_len *lens, const td_item *items, size_t n,
-                            uint8_t key, size_t *next, uint8_t *p)
+                            uint8_t key, bool list, size_t *next, uint8_t *p);
+
+static uint8_t *write_value(const struct td_item_len *lens, const struct td_item_len *l,
+                            const td_item *it, size_t *next, uint8_t *p)
+{
+	uint64_t bits;
+
+	switch (it->type) {
+	case TD_DOUBLE:
+		*p++ = KEY_VALUE_DOUBLE;
+		memcpy(&bits, &it->v.d, sizeof(bits));
+		/* fixed64 is little-endian whatever the host is. */
+		for (int b = 0; b < 8; b++)
+			*p++ = (uint8_t)(bits >> (8 * b));
+		break;
+	case TD_INT:
+		*p++ = KEY_VALUE_INT;
+		p += td_varint_put(p, (uint64_t)it->v.i);
+		break;
+	case TD_BOOL:
+		*p++ = KEY_VALUE_BOOL;
+		*p++ = it->v.b ? 1 : 0;
+		break;
+	case TD_NULL:
+		*p++ = KEY_VALUE_NULL;
+		*p++ = 0; /* an empty NullValue */
+		break;
+	case TD_STRING:
+		*p++ = KEY_VALUE_STRING;
+		p += td_varint_put(p, l->inner);
+		memcpy(p, it->v.s, l->inner);
+		p += l->inner;
+		break;
+	case TD_MAP:
+		*p++ = KEY_VALUE_MAP;
+		p += td_varint_put(p, l->inner);
+		p = write_items(lens, it->v.map.items, it->v.map.n, KEY_MAP_ITEMS, false, next, p);
+		break;
+	case TD_LIST:
+		*p++ = KEY_VALUE_LIST;
+		p += td_varint_put(p, l->inner);
+		p = write_items(lens, it->v.list.items, it->v.list.n, KEY_LIST_VALUES, true, next,
+		                p);
+		break;
+	}
+	return p;
+}
+
+static uint8_t *write_items(const struct td_item_len *lens, const td_item *items, size_t n,
+                            uint8_t key, bool list, size_t *next, uint8_t *p)
 {
 	size_t base = *next;
 
@@ -240,44 +376,18 @@ static uint8_t *write_items(const struct td_item_len *lens, const td_item *items
 	for (size_t i = 0; i < n; i++) {
 		const td_item *it = &items[i];
 		const struct td_item_len *l = &lens[base + i];
-		uint64_t bits;
 
 		*p++ = key;
 		p += td_varint_put(p, l->item);
-		*p++ = KEY_ITEM_KEY;
-		p += td_varint_put(p, l->key);
-		memcpy(p, it->key, l->key);
-		p += l->key;
-		*p++ = KEY_ITEM_VALUE;
-		p += td_varint_put(p, l->value);
-		switch (it->type) {
-		case TD_DOUBLE:
-			*p++ = KEY_VALUE_DOUBLE;
-			memcpy(&bits, &it->v.d, sizeof(bits));
-			/* fixed64 is little-endian whatever the host is. */
-			for (int b = 0; b < 8; b++)
-				*p++ = (uint8_t)(bits >> (8 * b));
-			break;
-		case TD_INT:
-			*p++ = KEY_VALUE_INT;
-			p += td_varint_put(p, (uint64_t)it->v.i);
-			break;
-		case TD_BOOL:
-			*p++ = KEY_VALUE_BOOL;
-			*p++ = it->v.b ? 1 : 0;
-			break;
-		case TD_STRING:
-			*p++ = KEY_VALUE_STRING;
-			p += td_varint_put(p, l->inner);
-			memcpy(p, it->v.s, l->inner);
-			p += l->inner;
-			break;
-		case TD_MAP:
-			*p++ = KEY_VALUE_MAP;
-			p += td_varint_put(p, l->inner);
-			p = write_items(lens, it->v.map.items, it->v.map.n, KEY_MAP_ITEMS, next, p);
-			break;
+		if (!list) {
+			*p++ = KEY_ITEM_KEY;
+			p += td_varint_put(p, l->key);
+			memcpy(p, it->key, l->key);
+			p += l->key;
+			*p++ = KEY_ITEM_VALUE;
+			p += td_varint_put(p, l->value);
 		}
+		p = write_value(lens, l, it, next, p);
 	}
 	return p;
 }
@@ -286,7 +396,7 @@ size_t td_items_record_measure(struct td_scratch *s, struct td_items_record *r)
 {
 	size_t next = 0;
 
-	r->body_len = r->head_len + measure_items(s->lens, r->items, r->n, &next);
+	r->body_len = r->head_len + measure_items(s->lens, r->items, r->n, false, &next);
 	r->record_len = delimited(r->run_id_len) + delimited(r->body_len);
 	return r->record_len;
 }
@@ -306,7 +416,7 @@ uint8_t *td_items_record_write(const struct td_scratch *s, const struct td_items
 		memcpy(p, r->head, r->head_len);
 		p += r->head_len;
 	}
-	return write_items(s->lens, r->items, r->n, r->items_key, &next, p);
+	return write_items(s->lens, r->items, r->n, r->items_key, false, &next, p);
 }
 
 size_t td_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_time_us)

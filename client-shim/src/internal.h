@@ -127,21 +127,25 @@ struct td_item_len {
 	size_t item;  /* Item message */
 	size_t key;   /* key bytes */
 	size_t value; /* Value message */
-	size_t inner; /* string bytes, or the MapValue message */
+	size_t inner; /* string bytes, or the MapValue / ListValue message */
 };
 
 /* Reusable per-run encoding state, so encoding a record does not allocate:
- * a record with N items (nested included) and M maps uses N lens (hand
- * encoder) or N items, values and pointers plus M maps (protobuf-c structs).
- * Grows, never shrinks. */
+ * a record with N items (nested items and list elements included), M maps and
+ * L lists uses N lens (hand encoder) or N items, values and pointers plus M
+ * maps and L lists (protobuf-c structs; a list element uses only its value
+ * and value pointer). Grows, never shrinks. */
 struct td_scratch {
 	struct td_item_len *lens;
 	Trackd__V1__Item *items;
 	Trackd__V1__Value *values;
 	Trackd__V1__Item **ptrs;
+	Trackd__V1__Value **vptrs;
 	size_t cap_items;
 	Trackd__V1__MapValue *maps;
 	size_t cap_maps;
+	Trackd__V1__ListValue *lists;
+	size_t cap_lists;
 };
 
 /* A record whose body is a few scalar fields followed by repeated items:
@@ -179,8 +183,9 @@ struct td_items_record {
  * before the first ack assume the defaults. */
 struct td_limits {
 	uint64_t message_bytes, records_per_batch, items_per_record, key_bytes, string_bytes,
-	    nesting_depth;
+	    nesting_depth, list_length;
 };
+#define TD_N_LIMITS 7
 extern const struct td_limits td_default_limits;
 /* The batch bytes (records, without the envelope) one request may carry. */
 static inline size_t td_limits_batch_bytes(const struct td_limits *l)
@@ -189,8 +194,9 @@ static inline size_t td_limits_batch_bytes(const struct td_limits *l)
 }
 
 struct td_item_count {
-	size_t items; /* nested included */
+	size_t items; /* nested items and list elements included */
 	size_t maps;
+	size_t lists;
 };
 
 /* This process's spool file (spool.c). Spooled frames are the oldest
@@ -255,7 +261,7 @@ struct td_run {
 	nng_dialer dialer;    /* the sender's; replaced by sender.c redial() */
 	/* What the agent told (td_limits_learn, any thread); read with
 	 * td_limits_load, also without mu: validation runs unlocked. */
-	_Atomic uint64_t limits[6];
+	_Atomic uint64_t limits[TD_N_LIMITS];
 	uint32_t unreachable; /* consecutive attempts that found no connection */
 	int32_t reply_timeout_ms; /* the sender's current wait (TD_REPLY_TIMEOUT_MAX_MS) */
 	pthread_t sender;

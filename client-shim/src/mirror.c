@@ -7,7 +7,8 @@
  * what the agent stores: values are merged per step (commit = false rows
  * accumulate, a later value of a key in the same step wins) and summarised when
  * the step is committed: last value by default; define_metric min / max (NaN
- * and non-numbers replace), mean (of the numbers), none (kept out); an explicit
+ * and strings and bools replace; maps, lists and null are ignored), mean (of
+ * the numbers), none (kept out); an explicit
  * summary update sets the value, and a later row overrides it again. Only
  * top-level keys are kept; keys starting with '_' are the agent's own. (One
  * shortcut: a committed row with no pending step before it is summarised item
@@ -293,7 +294,9 @@ static inline void value_set_item(struct mvalue *dst, const td_item *it)
 		dst->kind = M_STRING;
 		return;
 	}
-	case TD_MAP: dst->kind = M_MAP; return;
+	case TD_MAP:
+	case TD_LIST:
+	case TD_NULL: dst->kind = M_MAP; return; /* not shown, as W&B's footer */
 	}
 }
 
@@ -379,6 +382,9 @@ static void summarise_item(struct mkey *k, const td_item *it)
 
 	if (k->mode == TD_SUMMARY_NONE)
 		return;
+	if (k->mode != TD_SUMMARY_LAST &&
+	    (it->type == TD_MAP || it->type == TD_LIST || it->type == TD_NULL))
+		return; /* min / max / mean of a structure means nothing: ignored */
 	if (k->mode == TD_SUMMARY_LAST || !item_numeric(it, &x) || isnan(x)) {
 		value_set_item(&k->summary, it);
 		return;

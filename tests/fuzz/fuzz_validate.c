@@ -35,6 +35,7 @@ static const struct validate_limits small_limits = {
     .max_key_bytes = 16,
     .max_string_bytes = 64,
     .max_nesting_depth = 3,
+    .max_list_length = 4,
 };
 
 static const struct validate_limits default_limits = {
@@ -43,6 +44,7 @@ static const struct validate_limits default_limits = {
     .max_key_bytes = TRACKD_DEFAULT_MAX_KEY_BYTES,
     .max_string_bytes = TRACKD_DEFAULT_MAX_STRING_BYTES,
     .max_nesting_depth = TRACKD_DEFAULT_MAX_NESTING_DEPTH,
+    .max_list_length = TRACKD_DEFAULT_MAX_LIST_LENGTH,
 };
 
 __attribute__((noreturn, format(printf, 1, 2))) static void bug(const char *fmt, ...);
@@ -90,6 +92,25 @@ static void check_value(struct tally *t, const Trackd__V1__Value *v, uint64_t de
 		if (!v->map_value)
 			bug("%s: map value is NULL", where);
 		check_items(t, v->map_value->items, v->map_value->n_items, depth + 1, where);
+		break;
+	case TRACKD__V1__VALUE__KIND_LIST_VALUE:
+		if (!v->list_value)
+			bug("%s: list value is NULL", where);
+		if (v->list_value->n_values > t->lim->max_list_length)
+			bug("%s: list of %zu elements, limit %llu", where, v->list_value->n_values,
+			    (unsigned long long)t->lim->max_list_length);
+		if (v->list_value->n_values && depth + 1 > t->lim->max_nesting_depth)
+			bug("%s: list elements nested %llu deep, limit %llu", where,
+			    (unsigned long long)(depth + 1),
+			    (unsigned long long)t->lim->max_nesting_depth);
+		for (size_t i = 0; i < v->list_value->n_values; i++) {
+			t->items++;
+			check_value(t, v->list_value->values[i], depth + 1, where);
+		}
+		break;
+	case TRACKD__V1__VALUE__KIND_NULL_VALUE:
+		if (!v->null_value)
+			bug("%s: null value is NULL", where);
 		break;
 	default: bug("%s: value without a kind decodes", where);
 	}

@@ -79,11 +79,18 @@ typedef enum td_type {
 	TD_BOOL,
 	TD_STRING,
 	TD_MAP, /* nested: v.map.items[0 .. v.map.n) */
+	/* Added later (numbering unchanged): JSON arrays and null. A list's
+	 * elements are td_items whose key is ignored (leave it NULL); they may be
+	 * of any type, lists and maps included. A list counts one nesting level,
+	 * as a map does, and holds at most TRACKD_DEFAULT_MAX_LIST_LENGTH (4096)
+	 * elements, or the agent's lower limits.max_list_length. */
+	TD_LIST, /* v.list.items[0 .. v.list.n) */
+	TD_NULL, /* no payload */
 } td_type;
 
 typedef struct td_item td_item;
 struct td_item {
-	const char *key; /* UTF-8, non-empty */
+	const char *key; /* UTF-8, non-empty; ignored in a list's elements */
 	td_type type;
 	union {
 		double d;
@@ -94,16 +101,25 @@ struct td_item {
 			const td_item *items;
 			size_t n;
 		} map;
+		/* Same layout as map: the union's size is unchanged. */
+		struct {
+			const td_item *items;
+			size_t n;
+		} list;
 	} v;
 };
 
-/* Convenience initialisers: TD_F("loss", 0.1), TD_I("epoch", 3), … */
+/* Convenience initialisers: TD_F("loss", 0.1), TD_I("epoch", 3), …; list
+ * elements: TD_F(NULL, 0.9). */
 #define TD_F(k, x) ((td_item){.key = (k), .type = TD_DOUBLE, .v.d = (x)})
 #define TD_I(k, x) ((td_item){.key = (k), .type = TD_INT, .v.i = (x)})
 #define TD_B(k, x) ((td_item){.key = (k), .type = TD_BOOL, .v.b = (x)})
 #define TD_S(k, x) ((td_item){.key = (k), .type = TD_STRING, .v.s = (x)})
 #define TD_M(k, arr, count)                                                                        \
 	((td_item){.key = (k), .type = TD_MAP, .v.map = {.items = (arr), .n = (count)}})
+#define TD_L(k, arr, count)                                                                        \
+	((td_item){.key = (k), .type = TD_LIST, .v.list = {.items = (arr), .n = (count)}})
+#define TD_N(k) ((td_item){.key = (k), .type = TD_NULL})
 
 /* Resume: NEVER (default) with an explicit run_id asks the agent and fails with
  * TD_ERR_INVALID if the run already exists (no agent answering: proceeds);
