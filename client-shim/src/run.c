@@ -266,8 +266,16 @@ int td_init(const td_run_options *opts, td_run **out)
 		free(run);
 		return rc;
 	}
-	/* Disabled: keep the id (callers may print it) and nothing else. */
+	/* Disabled: keep the id (callers may print it) and nothing else, but
+	 * refuse the config an online run would refuse, so CI with tracking off
+	 * still catches it. */
 	if (opts->mode == TD_MODE_DISABLED) {
+		struct td_item_count unused;
+		if ((rc = td_check_items(&td_default_limits, "td_init: config", opts->config,
+		                         opts->n_config, &unused)) != TD_OK) {
+			free(run);
+			return rc;
+		}
 		run->disabled = true;
 		*out = run;
 		return TD_OK;
@@ -411,6 +419,15 @@ static int record_items(struct td_run *run, const char *what, struct td_items_re
 	return rc;
 }
 
+/* A disabled run records nothing but refuses what an online run would (with
+ * the default limits: it never hears the agent's). */
+static int disabled_check(const char *what, const td_item *items, size_t n)
+{
+	struct td_item_count unused;
+
+	return td_check_items(&td_default_limits, what, items, n, &unused);
+}
+
 int td_log(td_run *run, const td_item *items, size_t n, int64_t step, bool commit)
 {
 	uint8_t head[TD_HISTORY_HEAD_MAX];
@@ -418,7 +435,7 @@ int td_log(td_run *run, const td_item *items, size_t n, int64_t step, bool commi
 	if (run == NULL)
 		return td_fail(TD_ERR_INVALID, "td_log: run is NULL");
 	if (run->disabled)
-		return TD_OK;
+		return disabled_check("td_log", items, n);
 	if (step < TD_STEP_AUTO) {
 		return td_fail(TD_ERR_INVALID, "td_log: step %lld is negative (TD_STEP_AUTO is %d)",
 		               (long long)step, TD_STEP_AUTO);
@@ -440,7 +457,7 @@ int td_summary_update(td_run *run, const td_item *items, size_t n)
 	if (run == NULL)
 		return td_fail(TD_ERR_INVALID, "td_summary_update: run is NULL");
 	if (run->disabled)
-		return TD_OK;
+		return disabled_check("td_summary_update", items, n);
 	struct td_items_record r = {
 	    .body_key = TD_KEY_RECORD_SUMMARY,
 	    .items_key = TD_KEY_UPDATE_ITEMS,
@@ -455,7 +472,7 @@ int td_config_update(td_run *run, const td_item *items, size_t n)
 	if (run == NULL)
 		return td_fail(TD_ERR_INVALID, "td_config_update: run is NULL");
 	if (run->disabled)
-		return TD_OK;
+		return disabled_check("td_config_update", items, n);
 	struct td_items_record r = {
 	    .body_key = TD_KEY_RECORD_CONFIG,
 	    .items_key = TD_KEY_UPDATE_ITEMS,

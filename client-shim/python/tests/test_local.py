@@ -103,16 +103,17 @@ def test_values_convert():
 
 
 @pytest.mark.parametrize("data, path", [
-    ({"layers": [1, 2]}, "'layers'"),
-    ({"opt": {"sched": None}}, "'opt.sched'"),
+    ({"layers": {1, 2}}, "'layers'"),
+    ({"opt": {"sched": [1, object()]}}, "'opt.sched[1]'"),
     ({"obj": object()}, "'obj'"),
     ({"arr": FakeNumpyArray()}, "'arr'"),
     ({"c": 1j}, "'c'"),
 ])
 def test_unsupported_values_name_the_key(data, path):
-    with pytest.raises(TypeError) as e:
+    with pytest.raises(trackd.InvalidValueError) as e:
         _values.to_items(data)
     assert path in str(e.value)
+    assert isinstance(e.value, TypeError) and isinstance(e.value, trackd.TrackdError)
 
 
 def test_too_big_int_and_bad_keys():
@@ -140,7 +141,7 @@ def test_disabled_run_is_a_local_no_op():
     assert trackd.run is run
     trackd.log({"x": 1})  # the module-level call reaches the no-op run
     assert len(run.id) == 8 and run.name == "quiet" and run.dir is None
-    run.log({"anything": object()})  # not even checked: a no-op
+    run.log({"betas": (0.9, 0.999), "none": None})  # recorded nowhere, but checked
     run.config["epochs"] = 3
     run.config.update({"bs": 32})
     assert dict(run.config) == {"lr": 0.1, "epochs": 3, "bs": 32} and run.config.lr == 0.1
@@ -153,3 +154,115 @@ def test_disabled_run_is_a_local_no_op():
     run.finish()
     with pytest.raises(ValueError):
         run.define_metric("x", summary="median")
+
+
+def nest(levels, inner=1):
+    """`inner` inside `levels` lists: its depth is levels + 1 (the key is 1)."""
+    v = inner
+    for _ in range(levels):
+        v = [v]
+    return v
+
+
+def test_lists_tuples_none_convert():
+    items, n, keep = _values.to_items({"betas": (0.9, 0.999), "none": None,
+                                       "mixed": [1, "a", None, [True, {"k": []}]]})
+    assert n == 3
+    L = _values._lib
+    assert items[0].type == L.TD_LIST and items[0].v.list.n == 2
+    assert [items[0].v.list.items[i].v.d for i in range(2)] == [0.9, 0.999]
+    assert items[1].type == L.TD_NULL
+    mixed = items[2].v.list
+    assert [mixed.items[i].type for i in range(4)] == [L.TD_INT, L.TD_STRING, L.TD_NULL,
+                                                        L.TD_LIST]
+    inner = mixed.items[3].v.list
+    assert inner.items[0].v.b is True and inner.items[1].type == L.TD_MAP
+    assert inner.items[1].v.map.items[0].type == L.TD_LIST
+    assert inner.items[1].v.map.items[0].v.list.n == 0
+
+
+@pytest.mark.parametrize("length, ok", [(4095, True), (4096, True), (4097, False)])
+def test_list_length_limit(length, ok):
+    data = {"v": [0] * length}
+    if ok:
+        _values.to_items(data)
+    else:
+        with pytest.raises(trackd.InvalidValueError, match=r"key 'v': list of 4097 elements, "
+                                                           r"limit 4096"):
+            _values.to_items(data)
+
+
+@pytest.mark.parametrize("levels, ok", [(14, True), (15, True), (16, False)])
+def test_nesting_depth_counts_lists(levels, ok):
+    # The scalar sits at depth levels + 1; the limit is 16.
+    for data in ({"v": nest(levels)}, {"v": nest(levels - 1, {"k": 1})}):
+        if ok:
+            _values.to_items(data)
+        else:
+            with pytest.raises(trackd.InvalidValueError, match="nesting depth exceeds 16"):
+                _values.to_items(data)
+
+
+def test_items_limit_counts_list_elements():
+    _values.to_items({"a": [0] * 4096, "b": [0] * 4096, "c": [0] * (10000 - 8192 - 3)})
+    with pytest.raises(trackd.InvalidValueError, match="more than 10000 items"):
+        _values.to_items({"a": [0] * 4096, "b": [0] * 4096, "c": [0] * (10000 - 8192 - 2)})
+
+
+def test_strings_with_nul_or_lone_surrogates_are_refused_clearly():
+    with pytest.raises(trackd.InvalidValueError) as e:
+        _values.to_items({"x": {"y": "a\x00b"}})
+    assert str(e.value) == ("trackd: key 'x.y': string contains a NUL character (U+0000) at "
+                            "position 1, which trackd cannot store")
+    with pytest.raises(trackd.InvalidValueError) as e:
+        _values.to_items({"x": "abc\udc80"})
+    assert str(e.value) == "trackd: key 'x': string is not valid UTF-8 (lone surrogate at position 3)"
+    with pytest.raises(trackd.InvalidValueError, match="key contains a NUL"):
+        _values.to_items({"a\x00": 1})
+    with pytest.raises(trackd.InvalidValueError, match="key is not valid UTF-8"):
+        _values.to_items({"\ud800": 1})
+    with pytest.raises(trackd.InvalidValueError, match="key is empty"):
+        _values.to_items({"": 1})
+
+
+@pytest.mark.parametrize("call", ["init", "log", "config", "summary"])
+def test_disabled_refuses_what_online_refuses(call):
+    bad = {"ok": [1, None], "bad": "a\x00b"}
+    expected = "trackd: key 'bad': string contains a NUL character"
+    if call == "init":
+        with pytest.raises(trackd.InvalidValueError, match=expected):
+            trackd.init(config=bad, mode="disabled")
+        return
+    run = trackd.init(mode="disabled")
+    try:
+        with pytest.raises(trackd.InvalidValueError, match=expected):
+            if call == "log":
+                run.log(bad)
+            elif call == "config":
+                run.config.update(bad)
+            else:
+                run.summary.update(bad)
+        with pytest.raises(trackd.InvalidValueError, match="list of 4097 elements"):
+            run.log({"long": list(range(4097))})
+    finally:
+        run.finish()
+
+
+def test_numpy_arrays():
+    np = pytest.importorskip("numpy")
+    small, big = np.arange(32, dtype=np.float32), np.arange(33)
+    row = _values.plain({"small": small, "big": big, "s": np.float64(0.5),
+                         "nan": np.array([1.0, np.nan] * 20)}, in_row=True)
+    assert row["small"] == [float(x) for x in range(32)] and row["s"] == 0.5
+    counts, edges = np.histogram(big, bins=32)
+    assert row["big"] == {"_type": "histogram", "values": counts.tolist(),
+                          "bins": edges.tolist()}
+    assert len(row["big"]["values"]) == 32 and len(row["big"]["bins"]) == 33
+    assert sum(row["nan"]["values"]) == 20  # finite elements only
+    # In config and summary an array stays a list, whatever its size.
+    assert _values.plain({"a": big})["a"] == list(range(33))
+    items, n, keep = _values.to_items({"big": big}, in_row=True)
+    assert items[0].type == _values._lib.TD_MAP
+    items, n, keep = _values.to_items({"big": big, "m": np.ones((2, 2))})
+    assert items[0].type == _values._lib.TD_LIST and items[0].v.list.n == 33
+    assert items[1].v.list.items[0].type == _values._lib.TD_LIST

@@ -64,8 +64,10 @@ def test_values_nested_and_duck_typed_numpy(agent, env):
         run.log({"loss": 0.25, "epoch": 3, "ok": True, "tag": "héllo",
                  "nan": float("nan"), "inf": float("-inf"), "big": 2**62,
                  "opt": {"lr": 0.001, "sched": {"kind": "cosine", "warm": 5}},
-                 "np_f": Scalar(0.5), "np_i": Scalar(7), "np_b": Scalar(True)})
-        for bad in ({"list": [1, 2]}, {"opt": {"none": None}}, {"obj": object()}):
+                 "np_f": Scalar(0.5), "np_i": Scalar(7), "np_b": Scalar(True),
+                 "betas": (0.9, 0.999), "none": None, "mixed": [1, "a", None, [2, {"k": []}]],
+                 "opt2": {"none": None, "empty": {}}})
+        for bad in ({"set": {1, 2}}, {"opt": {"obj": object()}}, {"l": [1, object()]}):
             try:
                 run.log(bad)
             except TypeError as e:
@@ -79,7 +81,9 @@ def test_values_nested_and_duck_typed_numpy(agent, env):
     assert math.isnan(items.pop("nan")) and items.pop("inf") == -math.inf
     assert items == {"loss": 0.25, "epoch": 3, "ok": True, "tag": "héllo", "big": 2**62,
                      "opt": {"lr": 0.001, "sched": {"kind": "cosine", "warm": 5}},
-                     "np_f": 0.5, "np_i": 7, "np_b": True}
+                     "np_f": 0.5, "np_i": 7, "np_b": True, "betas": [0.9, 0.999],
+                     "none": None, "mixed": [1, "a", None, [2, {"k": []}]],
+                     "opt2": {"none": None, "empty": {}}}
 
 
 def test_type_errors_name_the_key(env):
@@ -87,14 +91,20 @@ def test_type_errors_name_the_key(env):
         import trackd
         run = trackd.init(project="values", mode="offline", socket="ipc:///nonexistent/x.sock",
                           console=False)
-        for bad in ({"layers": [1, 2]}, {"opt": {"sched": None}}):
+        for bad in ({"layers": {1, 2}}, {"opt": {"sched": [0, object()]}},
+                    {"s": "a\\x00b"}, {"u": "ab\\ud800c"}, {"k\\x00": 1}):
             try:
                 run.log(bad)
-            except TypeError as e:
+            except trackd.InvalidValueError as e:
                 print(e)
         run.finish(timeout=0)
     """)
-    assert "cannot record 'layers'" in r.stdout and "cannot record 'opt.sched'" in r.stdout
+    out = r.stdout
+    assert "key 'layers': values of type set are not supported" in out
+    assert "key 'opt.sched[1]': values of type object" in out
+    assert "key 's': string contains a NUL character (U+0000) at position 1" in out
+    assert "key 'u': string is not valid UTF-8 (lone surrogate at position 2)" in out
+    assert "key contains a NUL character" in out
 
 
 def test_config_summary_metrics_and_rename(agent, env, tmp_path):

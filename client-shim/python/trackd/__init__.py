@@ -18,14 +18,14 @@ from typing import Any, Mapping, Optional
 from . import _run
 from ._api import Api, ApiRun
 from ._run import Config, Run, Summary, init
-from .errors import (AgentError, AgentUnavailableError, NotFoundError, RunFinishedError,
-                     TrackdError)
+from .errors import (AgentError, AgentUnavailableError, InvalidValueError, NotFoundError,
+                     RunFinishedError, TrackdError)
 
 __version__ = "0.1.0"
 
 __all__ = ["init", "log", "finish", "Run", "Config", "Summary", "Api", "ApiRun",
-           "TrackdError", "RunFinishedError", "AgentUnavailableError", "NotFoundError",
-           "AgentError", "__version__"]
+           "TrackdError", "InvalidValueError", "RunFinishedError", "AgentUnavailableError",
+           "NotFoundError", "AgentError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

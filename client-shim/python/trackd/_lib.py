@@ -38,7 +38,7 @@ TD_ERR_TRANSPORT = -6
 TD_ERR_REJECTED = -7
 TD_ERR_NOT_FOUND = -8
 
-TD_DOUBLE, TD_INT, TD_BOOL, TD_STRING, TD_MAP = range(5)
+TD_DOUBLE, TD_INT, TD_BOOL, TD_STRING, TD_MAP, TD_LIST, TD_NULL = range(7)
 TD_STEP_AUTO = -1
 
 MODES = {"online": 0, "offline": 1, "disabled": 2}
@@ -57,7 +57,7 @@ class _MapRef(ctypes.Structure):
 
 class _Value(ctypes.Union):
     _fields_ = [("d", ctypes.c_double), ("i", ctypes.c_int64), ("b", ctypes.c_bool),
-                ("s", ctypes.c_char_p), ("map", _MapRef)]
+                ("s", ctypes.c_char_p), ("map", _MapRef), ("list", _MapRef)]
 
 
 TdItem._fields_ = [("key", ctypes.c_char_p), ("type", ctypes.c_int), ("v", _Value)]

@@ -66,7 +66,7 @@ class Config(Mapping):
 
     def __init__(self, run: "Run", initial: Dict[str, Any]):
         object.__setattr__(self, "_run", run)
-        object.__setattr__(self, "_data", dict(initial))
+        object.__setattr__(self, "_data", _values.plain(dict(initial)))
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -140,11 +140,13 @@ class Summary(Mapping):
         for key, value in data.items():
             if not isinstance(key, str) or key.startswith("_"):
                 continue
-            value = _values.plain(value)
+            value = _values.plain(value, in_row=True)
             mode = self._modes.get(key, "last")
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if mode == "none":
                 continue
+            if mode != "last" and _values.is_structure(value):
+                continue  # as the agent: min / max / mean of a structure means nothing
             if mode == "last" or not number or math.isnan(value):
                 self._data[key] = value
                 continue
@@ -395,9 +397,11 @@ class Run:
 
     def _record(self, fn_name: str, data: Mapping) -> None:
         """A config or summary update (the items record kinds)."""
+        # Checked in every mode: CI with tracking off must catch what online
+        # runs would refuse.
+        items, n, keep = _values.to_items(data)
         if self._mode == "disabled":
             return
-        items, n, keep = _values.to_items(data)
         with self._lock:
             self._check_open()
             rc = getattr(_lib.lib(), fn_name)(self._handle, items, n)
@@ -410,9 +414,8 @@ class Run:
         commit=False (keys accumulate into the current step) or an explicit
         step is given (then commit defaults to False: the row is committed when
         a larger step arrives or at finish). A step lower than the current one
-        is dropped with a warning on stderr."""
-        if self._mode == "disabled":
-            return
+        is dropped with a warning on stderr. Values are checked (and numpy
+        arrays converted) in every mode, disabled included."""
         if step is not None:
             if isinstance(step, bool) or not isinstance(step, int):
                 raise TypeError(f"trackd: step must be an int, not {type(step).__name__}")
@@ -420,7 +423,9 @@ class Run:
                 raise ValueError(f"trackd: step must not be negative, got {step}")
         if commit is None:
             commit = step is None
-        items, n, keep = _values.to_items(data)
+        items, n, keep = _values.to_items(data, in_row=True)
+        if self._mode == "disabled":
+            return
         with self._lock:
             self._check_open()
             rc = _lib.lib().td_log(self._handle, items, n,
@@ -659,6 +664,7 @@ def init(project: Optional[str] = None, entity: Optional[str] = None,
     else:
         raise TypeError(f"trackd.init: config must be a dict or a file path, not "
                         f"{type(config).__name__}")
+    _values.to_items(config_data)  # in every mode: disabled runs refuse what online ones do
     tag_list = [] if tags is None else list(tags)
     for t in tag_list:
         if not isinstance(t, str):

@@ -2,13 +2,19 @@
 
 Logging never raises for conditions the library counts and reports at finish
 (buffer full, agent away); it raises for mistakes in the caller's data
-(TypeError / ValueError naming the key) and for a finished run (RunFinishedError).
+(InvalidValueError naming the key) and for a finished run (RunFinishedError).
 Reading from the agent (Api) raises the errors below.
 """
 
 
 class TrackdError(Exception):
     """Base class of trackd's own errors."""
+
+
+class InvalidValueError(TrackdError, TypeError, ValueError):
+    """A value trackd cannot record (a type it does not take, a NUL or a lone
+    surrogate in a string, a limit exceeded); the message names the key. A
+    TypeError and a ValueError too, as the two were raised before."""
 
 
 class RunFinishedError(TrackdError, RuntimeError):
