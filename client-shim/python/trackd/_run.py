@@ -37,7 +37,7 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 
 from . import _config_file, _lib, _values
 from ._console import Tee
-from .errors import RunFinishedError, TrackdError
+from .errors import InvalidValueError, RunFinishedError, TrackdError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -392,7 +392,8 @@ class Run:
         if rc == _lib.TD_ERR_CLOSED:
             raise RunFinishedError(f"trackd: run {self._id} has finished")
         if rc == _lib.TD_ERR_INVALID:
-            raise ValueError(f"trackd: {what}: {msg}")
+            # The library's checks: the agent's limits, when lower than ours.
+            raise InvalidValueError(f"trackd: {what}: {msg}")
         raise TrackdError(f"trackd: {what}: {_lib.strerror(rc)}: {msg}")
 
     def _record(self, fn_name: str, data: Mapping) -> None:
