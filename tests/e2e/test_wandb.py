@@ -15,12 +15,13 @@ import signal
 import struct
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
 
 from conftest import (BIN, ITERATIONS, Agent, batch_request, field_bytes, field_varint,
-                      finish_producer, require_bins)
+                      finish_producer, python_client_env, require_bins)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fake-wandb"))
 from fakewandb_client import FakeWandb  # noqa: E402
@@ -304,6 +305,45 @@ def test_console_config_tags_offline_and_long_lines(make_agent, fw):
     time.sleep(1.0)
     assert upstream(fw, "off1") is None
     assert upstream(fw, "cons1")["requests_after_complete"] == 0
+
+
+def test_lists_null_and_histograms_upload_as_stored(make_agent, fw):
+    """W&B's value model from the Python package: tuples, None, nested and mixed
+    lists in config, rows and summary, numpy arrays as lists or histograms; the
+    backend holds what the local store holds, config values as given. A string
+    with a NUL is refused at log() (never cut), so neither side sees it."""
+    pytest.importorskip("numpy")
+    agent = make_agent()
+    script = textwrap.dedent(f"""
+        import numpy as np, trackd
+        run = trackd.init(project={PROJECT!r}, id="vals", console=False,
+                          config={{"betas": (0.9, 0.999), "sched": None,
+                                   "layers": [[1, 2], [3, None]], "opt": {{"l": []}}}})
+        for step in range(3):
+            run.log({{"loss": 1.0 / (step + 1), "v": [step, None, "s"],
+                     "g": np.arange(40) * step, "w": np.ones(3)}})
+        try:
+            run.log({{"s": "a\\x00b"}})
+        except trackd.InvalidValueError as e:
+            print("refused:", e)
+        run.summary["best"] = [1, [2]]
+        run.finish()
+    """)
+    r = subprocess.run([sys.executable, "-c", script], env=python_client_env(agent.env),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "refused: trackd: key 's': string contains a NUL character" in r.stdout
+    wait_uploaded(agent, fw, "vals")
+    up = assert_exactly_once(agent, fw, "vals", rows=3)
+    config = {k: v["value"] for k, v in up["config"].items() if k != "_wandb"}
+    assert config == {"betas": [0.9, 0.999], "sched": None, "layers": [[1, 2], [3, None]],
+                      "opt": {"l": []}}
+    rows = [json.loads(line) for line in up["history"]]
+    assert [row["v"] for row in rows] == [[s, None, "s"] for s in range(3)]
+    assert all(row["g"]["_type"] == "histogram" and len(row["g"]["values"]) == 32 and
+               len(row["g"]["bins"]) == 33 for row in rows)
+    assert rows[0]["w"] == [1.0, 1.0, 1.0] and "s" not in rows[0]
+    assert up["summary"]["best"] == [1, [2]]
 
 
 def test_resumed_run_continues_at_its_offsets(make_agent, fw):
