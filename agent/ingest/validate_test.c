@@ -10,6 +10,7 @@
 #include "trackd/v1/limits.h"
 #include "trackd/v1/trackd.pb-c.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ static const struct validate_limits small = {
 	.max_key_bytes = 8,
 	.max_string_bytes = 16,
 	.max_nesting_depth = 3,
+	.max_list_length = 3,
 };
 
 /* 32 bytes so tests can send an over-long (17-byte) session id from it. */
@@ -390,17 +392,158 @@ static void test_nesting(void)
 	}
 }
 
-/* A hostile message: 5 000 levels of Value{map{Item{value: …}}} built by hand
- * (protobuf-c itself would recurse on it). Must be refused, not overflow the
- * stack. */
-static void test_deep_wire_nesting(void)
+/* A list value of n int elements (0, 1, …) in the caller's arrays. */
+static void make_list(Trackd__V1__Value *v, Trackd__V1__ListValue *l, Trackd__V1__Value *elems,
+                      Trackd__V1__Value **ptrs, size_t n)
+{
+	trackd__v1__list_value__init(l);
+	for (size_t i = 0; i < n; i++) {
+		trackd__v1__value__init(&elems[i]);
+		elems[i].kind_case = TRACKD__V1__VALUE__KIND_INT_VALUE;
+		elems[i].int_value = (int64_t)i;
+		ptrs[i] = &elems[i];
+	}
+	l->values = ptrs;
+	l->n_values = n;
+	v->kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+	v->list_value = l;
+}
+
+static void test_lists_and_null(void)
+{
+	char err[256];
+	struct row r;
+	Trackd__V1__ListValue l;
+	Trackd__V1__Value elems[8], *ptrs[8];
+	Trackd__V1__NullValue null = TRACKD__V1__NULL_VALUE__INIT;
+
+	/* Length: limit 3, and the elements are values of the record too. */
+	for (size_t n = 2; n <= 4; n++) {
+		make_row(&r, "abc", "k", 1);
+		make_list(&r.values[0], &l, elems, ptrs, n);
+		int rc = validate_one(&r, err);
+		if (n <= small.max_list_length)
+			CHECK(rc == 0, "list of %zu: rc %d '%s'", n, rc, err);
+		else
+			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+			              strstr(err, "batch.records[0].history.items[0].value.list_value: "
+			                          "list of more than 3 elements"),
+			      "list of %zu: rc %d '%s'", n, rc, err);
+	}
+	/* 3 items + a list item of n elements: 4 + n values, limit 5. */
+	for (size_t n = 0; n <= 2; n++) {
+		make_row(&r, "abc", "k", 4);
+		make_list(&r.values[3], &l, elems, ptrs, n);
+		int rc = validate_one(&r, err);
+		if (4 + n <= small.max_items_per_record)
+			CHECK(rc == 0, "4 items, list of %zu: rc %d '%s'", n, rc, err);
+		else
+			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+			              strstr(err, "more than 5 items in one record"),
+			      "4 items, list of %zu: rc %d '%s'", n, rc, err);
+	}
+	/* Null: a kind of its own, and one kind only. */
+	make_row(&r, "abc", "k", 1);
+	r.values[0].kind_case = TRACKD__V1__VALUE__KIND_NULL_VALUE;
+	r.values[0].null_value = &null;
+	int rc = validate_one(&r, err);
+	CHECK(rc == 0, "null: rc %d '%s'", rc, err);
+	make_row(&r, "abc", "k", 1);
+	make_list(&r.values[0], &l, elems, ptrs, 3);
+	elems[1].kind_case = TRACKD__V1__VALUE__KIND_NULL_VALUE;
+	elems[1].null_value = &null;
+	rc = validate_one(&r, err);
+	CHECK(rc == 0, "null in a list: rc %d '%s'", rc, err);
+	/* Strings inside lists follow the string rules, named by their path. */
+	make_row(&r, "abc", "k", 1);
+	elems[0].kind_case = TRACKD__V1__VALUE__KIND_STRING_VALUE;
+	elems[0].string_value = "a\xc3(";
+	make_list(&r.values[0], &l, elems, ptrs, 0);
+	l.values = ptrs;
+	ptrs[0] = &elems[0];
+	l.n_values = 1;
+	rc = validate_one(&r, err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	              strstr(err, "list_value.values[0].string_value: not valid UTF-8"),
+	      "bad UTF-8 in a list: rc %d '%s'", rc, err);
+}
+
+/* Nested lists: depth d means the innermost elements sit at level d (the
+ * item is level 1), as nested maps count. */
+static int validate_list_depth(size_t depth, char *err)
+{
+	Trackd__V1__Value values[16], *ptrs[16];
+	Trackd__V1__ListValue lists[16];
+	struct row r;
+	make_row(&r, "abc", "k", 1);
+	Trackd__V1__Value *v = &r.values[0];
+	for (size_t i = 1; i < depth; i++) {
+		trackd__v1__list_value__init(&lists[i]);
+		trackd__v1__value__init(&values[i]);
+		ptrs[i] = &values[i];
+		lists[i].values = &ptrs[i];
+		lists[i].n_values = 1;
+		v->kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+		v->list_value = &lists[i];
+		v = &values[i];
+		v->kind_case = TRACKD__V1__VALUE__KIND_INT_VALUE;
+		v->int_value = 1;
+	}
+	return validate_one(&r, err);
+}
+
+static void test_list_nesting(void)
+{
+	char err[256];
+	for (size_t d = 2; d <= 4; d++) {
+		int rc = validate_list_depth(d, err);
+		if (d <= small.max_nesting_depth)
+			CHECK(rc == 0, "list depth %zu: rc %d '%s'", d, rc, err);
+		else
+			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+			              strstr(err, "nesting deeper than 3"),
+			      "list depth %zu: rc %d '%s'", d, rc, err);
+	}
+}
+
+/* A hostile message: 5 000 levels of Value{map{Item{value: …}}} (or, lists,
+ * of Value{list{Value…}}) built by hand (protobuf-c itself would recurse on
+ * it). Must be refused, not overflow the stack. */
+static void test_deep_wire_nesting(bool lists)
 {
 	const size_t levels = 5000;
 	/* Build from the inside out: each level wraps the previous bytes. */
 	size_t cap = levels * 40 + 64;
 	uint8_t *buf = malloc(cap), *tmp = malloc(cap);
 	size_t len = 0;
-	for (size_t i = 0; i < levels; i++) {
+	for (size_t i = 0; lists && i <= levels; i++) {
+		/* Value{list_value (32 LEN) ListValue{values (0a LEN) <prev>}}, then
+		 * the item around the outermost: Item{key "k", value (12 LEN)}. */
+		uint8_t head[64];
+		size_t n = 0;
+		if (i == levels) {
+			head[n++] = 0x0a;
+			head[n++] = 0x01;
+			head[n++] = 'k';
+			head[n++] = 0x12;
+			n += wire_put_varint(head + n, len);
+		} else if (len == 0) {
+			head[n++] = 0x10; /* int_value 1 */
+			head[n++] = 0x01;
+		} else {
+			head[n++] = 0x32;
+			n += wire_put_varint(head + n, 1 + wire_varint_size(len) + len);
+			head[n++] = 0x0a;
+			n += wire_put_varint(head + n, len);
+		}
+		memcpy(tmp, head, n);
+		memcpy(tmp + n, buf, len);
+		len += n;
+		uint8_t *swap = buf;
+		buf = tmp;
+		tmp = swap;
+	}
+	for (size_t i = 0; !lists && i < levels; i++) {
 		/* Item{key "k" (0a 01 6b), value (12 LEN) Value{map_value (2a LEN) MapValue{items (0a LEN) <prev>}}} */
 		uint8_t head[64];
 		size_t n = 0;
@@ -457,8 +600,8 @@ static void test_deep_wire_nesting(void)
 	char err[256];
 	struct validated_request out;
 	int rc = validate_request(&small, full, n + len, &out, err, sizeof err);
-	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "deep wire nesting: rc %d '%s'", rc,
-	      err);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "deep wire nesting%s: rc %d '%s'",
+	      lists ? " (lists)" : "", rc, err);
 	free(buf);
 	free(tmp);
 	free(req);
@@ -582,7 +725,10 @@ int main(void)
 	test_string_limit();
 	test_items_per_record();
 	test_nesting();
-	test_deep_wire_nesting();
+	test_lists_and_null();
+	test_list_nesting();
+	test_deep_wire_nesting(false);
+	test_deep_wire_nesting(true);
 	test_run_id();
 	test_negative_step();
 	test_sessions();

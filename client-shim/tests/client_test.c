@@ -490,6 +490,15 @@ static void nest(td_item *chain, int depth)
 	chain[depth - 1] = (td_item)TD_F(keys[depth - 1], 1.5);
 }
 
+/* depth levels of lists around a double: chain[0] is the keyed item, the
+ * double sits at the given depth (the key is depth 1). */
+static void nest_lists(td_item *chain, int depth)
+{
+	for (int d = 0; d < depth - 1; d++)
+		chain[d] = (td_item)TD_L(d ? NULL : "l", &chain[d + 1], 1);
+	chain[depth - 1] = (td_item)TD_F(depth > 1 ? NULL : "l", 1.5);
+}
+
 static void test_invalid_items_rejected(struct tc *t)
 {
 	char url[PATH_MAX];
@@ -579,6 +588,50 @@ static void test_invalid_items_rejected(struct tc *t)
 	nest(chain, 17);
 	EXPECT_INVALID(chain, 1, "nesting depth exceeds 16");
 	CHECK_ERR_HAS("\"d1\".\"d2\".\"d3\"");
+
+	/* Lists count a level as maps do: 15 and 16 pass, 17 does not. */
+	nest_lists(chain, 15);
+	EXPECT_OK(chain, 1);
+	nest_lists(chain, 16);
+	EXPECT_OK(chain, 1);
+	nest_lists(chain, 17);
+	EXPECT_INVALID(chain, 1, "td_log: item \"l\"[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]: "
+	                         "nesting depth exceeds 16");
+	/* Mixed: a map in a list in a map; the path names list positions. */
+	td_item in_list[] = {TD_F("x", 1), TD_S("name", "x\xff")};
+	td_item elems[] = {TD_N(NULL), TD_M(NULL, in_list, 2)};
+	td_item wrap[] = {TD_L("betas", elems, 2)};
+	one[0] = (td_item)TD_M("opt", wrap, 1);
+	EXPECT_INVALID(one, 1, "item \"opt\".\"betas\"[1].\"name\": string value is not valid UTF-8");
+	one[0] = (td_item)TD_L("l", NULL, 2);
+	EXPECT_INVALID(one, 1, "item \"l\": list items are NULL");
+	in_list[1] = (td_item)TD_S("name", "ok");
+	EXPECT_OK(one, 0);
+	one[0] = (td_item)TD_M("opt", wrap, 1);
+	EXPECT_OK(one, 1);
+	one[0] = (td_item)TD_N("none");
+	EXPECT_OK(one, 1);
+	one[0] = (td_item)TD_L("empty", NULL, 0);
+	EXPECT_OK(one, 1);
+
+	/* List length: limit-1, limit, limit+1. */
+	size_t max_list = TRACKD_DEFAULT_MAX_LIST_LENGTH;
+	td_item *list = calloc(max_list + 1, sizeof(*list));
+	for (size_t i = 0; i <= max_list; i++)
+		list[i] = (td_item)TD_I(NULL, (int64_t)i);
+	one[0] = (td_item)TD_L("v", list, max_list - 1);
+	EXPECT_OK(one, 1);
+	one[0] = (td_item)TD_L("v", list, max_list);
+	EXPECT_OK(one, 1);
+	one[0] = (td_item)TD_L("v", list, max_list + 1);
+	EXPECT_INVALID(one, 1, "item \"v\": list of 4097 elements, limit 4096");
+	/* Elements count as items: 3 lists of 3333 + 3 keys = 10002 > 10000. */
+	td_item three[] = {TD_L("a", list, 3332), TD_L("b", list, 3332), TD_L("c", list, 3333)};
+	EXPECT_OK(three, 3); /* 3 + 9997 = 10000 */
+	three[2] = (td_item)TD_L("c", list, 3334);
+	EXPECT_INVALID(three, 3, "more than 10000 items in one record (nested items and list "
+	                         "elements included)");
+	free(list);
 
 	td_item inner[] = {TD_F("lr", 0.1), TD_S("name", "x\xff")};
 	one[0] = (td_item)TD_M("opt", inner, 2);
@@ -756,13 +809,30 @@ static void test_disabled_mode_does_nothing(struct tc *t)
 	CHECK_RC(td_init(&o, &run), TD_OK);
 	CHECK(count_threads() == threads); /* no sender thread */
 	CHECK(strlen(td_run_id(run)) == 8);
+	/* Nothing is recorded, but what an online run refuses is refused. */
 	td_item bad[] = {TD_F("", 1)};
-	CHECK_RC(td_log(run, bad, 1, TD_STEP_AUTO, true), TD_OK);
+	CHECK_RC(td_log(run, bad, 1, TD_STEP_AUTO, true), TD_ERR_INVALID);
+	CHECK_ERR_HAS("td_log: item #0: key is empty");
+	CHECK_RC(td_summary_update(run, bad, 1), TD_ERR_INVALID);
+	CHECK_RC(td_config_update(run, bad, 1), TD_ERR_INVALID);
+	td_item elems[TRACKD_DEFAULT_MAX_LIST_LENGTH + 1] = {0};
+	td_item too_long[] = {TD_L("v", elems, TRACKD_DEFAULT_MAX_LIST_LENGTH + 1)};
+	for (size_t i = 0; i <= TRACKD_DEFAULT_MAX_LIST_LENGTH; i++)
+		elems[i] = (td_item)TD_N(NULL);
+	CHECK_RC(td_log(run, too_long, 1, TD_STEP_AUTO, true), TD_ERR_INVALID);
+	CHECK_ERR_HAS("list of 4097 elements, limit 4096");
+	td_item good[] = {TD_L("v", elems, 2), TD_F("x", 1)};
+	CHECK_RC(td_log(run, good, 2, TD_STEP_AUTO, true), TD_OK);
 	CHECK_RC(log_rows(run, 0, 100), TD_OK);
-	CHECK_RC(td_summary_update(run, bad, 1), TD_OK);
+	CHECK_RC(td_summary_update(run, good, 2), TD_OK);
 	CHECK_RC(td_output(run, false, "x"), TD_OK);
 	CHECK_RC(td_finish(run, 1, 1000, &rep), TD_OK);
 	CHECK(rep.records_logged == 0 && rep.records_acked == 0 && rep.last_error[0] == '\0');
+	/* td_init checks the config too. */
+	o.config = too_long;
+	o.n_config = 1;
+	CHECK_RC(td_init(&o, &run), TD_ERR_INVALID);
+	CHECK_ERR_HAS("td_init: config: item \"v\": list of 4097 elements");
 	sleep_ms(100);
 	ts_stop(&s);
 	CHECK(s.n_reqs == 0);
@@ -1020,9 +1090,17 @@ static void test_hand_encoder_matches_protobuf_c(struct tc *t)
 	td_item empty_map[1];
 	td_item nested[] = {TD_M("deep", deep, 3), TD_F("nan", NAN), TD_M("none", empty_map, 0),
 	                    TD_S("long", long_string)};
+	/* Lists of everything: scalars, null, an empty list, a list of lists, a
+	 * map (with a list in it). */
+	td_item in_map[] = {TD_L("betas", deep, 0), TD_N("none")};
+	td_item pair[] = {TD_I(NULL, 3), TD_S(NULL, "")};
+	td_item elems[] = {TD_F(NULL, 0.9), TD_N(NULL),        TD_L(NULL, pair, 0),
+	                   TD_L(NULL, pair, 2), TD_M(NULL, in_map, 2), TD_B(NULL, true),
+	                   TD_S(NULL, long_string)};
 	td_item row[] = {TD_F("loss", 0.25),  TD_F("neg_zero", -0.0),   TD_I("big", INT64_MAX),
 	                 TD_I("zero", 0),     TD_B("yes", true),        TD_B("no", false),
-	                 TD_S("ünï", "cödé"), TD_M("nested", nested, 4)};
+	                 TD_S("ünï", "cödé"), TD_M("nested", nested, 4), TD_N("null"),
+	                 TD_L("list", elems, 7), TD_L("empty_list", NULL, 0)};
 	const size_t n = sizeof(row) / sizeof(row[0]);
 
 	compare_encoders(t, "history auto", 0, row, n, TD_STEP_AUTO, true);
