@@ -74,19 +74,23 @@ static const char finished_run[] =
     "\"history_lines\":10,"
     "\"summary\":{\"accuracy\":0.958491234,\"loss\":0.105321,\"epoch\":9,\"best\":true,"
     "\"_step\":9,\"_runtime\":65.25,\"_timestamp\":1764158465.5,"
-    "\"model\":\"resnet-50-with-a-very-long-name\",\"val\":{\"loss\":0.2}},"
+    "\"model\":\"resnet-50-with-a-very-long-name\",\"val\":{\"loss\":0.2},"
+    "\"betas\":[0.9,null],\"nothing\":null},"
     "\"config\":{\"epochs\":10,\"learning_rate\":0.01,"
     "\"optimizer\":{\"name\":\"adam\",\"betas\":[0.9, 0.999]},\"arch\":\"resnet\"}}}";
 
 /* The history of that run in two pages, as the agent sends them: numbers,
- * a NaN, a bool, a string and a nested value (the last three are not drawn). */
+ * a NaN, a bool, a string, nested values, lists, null and a W&B histogram
+ * (none but the numbers are drawn). */
 static const char page1[] =
     "{\"run\":\"team/vision/abc12345\",\"from_line\":0,\"next_line\":5,\"total_lines\":10,"
     "\"lines\":["
     "{\"accuracy\":0.3,\"loss\":2.0,\"epoch\":0,\"phase\":\"warmup\",\"_step\":0,"
     "\"_runtime\":6.5,\"_timestamp\":1764158406.75},"
     "{\"accuracy\":0.48,\"loss\":1.3,\"epoch\":1,\"grad_norm\":NaN,\"_step\":1},"
-    "{\"accuracy\":0.67,\"loss\":0.75,\"epoch\":2,\"best\":true,\"_step\":2},"
+    "{\"accuracy\":0.67,\"loss\":0.75,\"epoch\":2,\"best\":true,\"vec\":[1,2,[3]],"
+    "\"none\":null,\"hist\":{\"_type\":\"histogram\",\"values\":[1,2],\"bins\":[0,1,2]},"
+    "\"_step\":2},"
     "{\"accuracy\":0.75,\"loss\":0.5,\"epoch\":3,\"val\":{\"loss\":0.4},\"_step\":3},"
     "{\"accuracy\":0.77,\"loss\":0.45,\"epoch\":4,\"grad_norm\":2.5,\"_step\":4}]}";
 static const char page2[] =

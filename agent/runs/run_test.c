@@ -265,6 +265,174 @@ static void test_snapshot_round_trip(void)
 	run_free(r2);
 }
 
+/* ---- lists and null ---------------------------------------------------------- */
+
+/* Values for the tests below, built in static storage: [0.5, null, "a",
+ * [1, {"k": []}], {}] and null. */
+static Trackd__V1__Value v_half, v_null, v_str, v_one, v_list, v_inner, v_map, v_k, v_empty_map;
+static Trackd__V1__Value *outer_elems[5], *inner_elems[2];
+static Trackd__V1__ListValue outer, inner, k_list;
+static Trackd__V1__MapValue k_map, empty_map;
+static Trackd__V1__Item k_item, *k_items[1];
+static Trackd__V1__NullValue null_msg = TRACKD__V1__NULL_VALUE__INIT;
+
+static void build_values(void)
+{
+	Trackd__V1__Value init = TRACKD__V1__VALUE__INIT;
+	v_half = v_null = v_str = v_one = v_list = v_inner = v_map = v_k = v_empty_map = init;
+	trackd__v1__list_value__init(&outer);
+	trackd__v1__list_value__init(&inner);
+	trackd__v1__list_value__init(&k_list);
+	trackd__v1__map_value__init(&k_map);
+	trackd__v1__map_value__init(&empty_map);
+	trackd__v1__item__init(&k_item);
+	v_half.kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+	v_half.double_value = 0.5;
+	v_null.kind_case = TRACKD__V1__VALUE__KIND_NULL_VALUE;
+	v_null.null_value = &null_msg;
+	v_str.kind_case = TRACKD__V1__VALUE__KIND_STRING_VALUE;
+	v_str.string_value = "a";
+	v_one.kind_case = TRACKD__V1__VALUE__KIND_INT_VALUE;
+	v_one.int_value = 1;
+	v_k.kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+	v_k.list_value = &k_list; /* [] */
+	k_item.key = "k";
+	k_item.value = &v_k;
+	k_items[0] = &k_item;
+	k_map.items = k_items;
+	k_map.n_items = 1;
+	v_map.kind_case = TRACKD__V1__VALUE__KIND_MAP_VALUE;
+	v_map.map_value = &k_map;
+	inner_elems[0] = &v_one;
+	inner_elems[1] = &v_map;
+	inner.values = inner_elems;
+	inner.n_values = 2;
+	v_inner.kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+	v_inner.list_value = &inner;
+	v_empty_map.kind_case = TRACKD__V1__VALUE__KIND_MAP_VALUE;
+	v_empty_map.map_value = &empty_map;
+	outer_elems[0] = &v_half;
+	outer_elems[1] = &v_null;
+	outer_elems[2] = &v_str;
+	outer_elems[3] = &v_inner;
+	outer_elems[4] = &v_empty_map;
+	outer.values = outer_elems;
+	outer.n_values = 5;
+	v_list.kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+	v_list.list_value = &outer;
+}
+
+static void log_value(struct run *r, const char *key, Trackd__V1__Value *v, double t)
+{
+	Trackd__V1__Item item = TRACKD__V1__ITEM__INIT;
+	item.key = (char *)key;
+	item.value = v;
+	Trackd__V1__Item *items[1] = {&item};
+	Trackd__V1__HistoryRow h = TRACKD__V1__HISTORY_ROW__INIT;
+	h.items = items;
+	h.n_items = 1;
+	h.has_client_time_us = true;
+	h.client_time_us = 1700000000000000 + (int64_t)(t * 1e6);
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_HISTORY;
+	rec.history = &h;
+	struct record_origin o = origin(100, r->last_index + 1);
+	run_apply(r, &rec, &o, &fx);
+}
+
+static char *json_of(const struct vmap *m)
+{
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	vmap_to_json(m, &b);
+	char *s = strdup(b.len ? b.data : "");
+	buf_fini(&b);
+	return s;
+}
+
+static void test_lists_and_null(void)
+{
+	build_values();
+	struct run *r = start_run("lists");
+	reset_fx();
+	log_value(r, "v", &v_list, 1);
+	CHECK(strcmp(hist.data, "{\"v\":[0.5,null,\"a\",[1,{\"k\":[]}],{}],\"_step\":0,"
+	                        "\"_runtime\":1.0,\"_timestamp\":1700000001.0}\n") == 0,
+	      "list row: %s", hist.data);
+	reset_fx();
+	log_value(r, "n", &v_null, 2);
+	CHECK(strncmp(hist.data, "{\"n\":null,", 10) == 0, "null row: %s", hist.data);
+
+	/* min / max / mean skip structures; last takes them. */
+	define_metric(r, "lo", TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_MIN);
+	define_metric(r, "avg", TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_MEAN);
+	log_row(r, "lo", 2, -1, -1, 3);
+	log_row(r, "avg", 2, -1, -1, 3);
+	log_value(r, "lo", &v_list, 4);
+	log_value(r, "lo", &v_null, 5);
+	log_value(r, "avg", &v_map, 5);
+	log_row(r, "avg", 4, -1, -1, 6);
+	CHECK(summary_of(r, "lo") == 2, "min ignores a list and null: %g", summary_of(r, "lo"));
+	CHECK(summary_of(r, "avg") == 3, "mean ignores a map: %g", summary_of(r, "avg"));
+	struct vvalue *v = vmap_get(&r->summary, "v");
+	CHECK(v && v->kind == V_LIST && v->u.l->n == 5, "last keeps the list");
+	v = vmap_get(&r->summary, "n");
+	CHECK(v && v->kind == V_NULL, "last keeps null");
+
+	/* config.yaml as PyYAML's safe_dump lays it out. */
+	Trackd__V1__Item c1 = TRACKD__V1__ITEM__INIT, c2 = TRACKD__V1__ITEM__INIT,
+	                 c3 = TRACKD__V1__ITEM__INIT, c4 = TRACKD__V1__ITEM__INIT;
+	c1.key = "betas";
+	c1.value = &v_list;
+	c2.key = "sched";
+	c2.value = &v_null;
+	c3.key = "empty";
+	c3.value = &v_k;
+	c4.key = "opt";
+	c4.value = &v_map;
+	CHECK(vmap_set_item(&r->config, &c1) == 0 && vmap_set_item(&r->config, &c2) == 0 &&
+	              vmap_set_item(&r->config, &c3) == 0 && vmap_set_item(&r->config, &c4) == 0,
+	      "config set");
+	struct buf y;
+	buf_init(&y, 1 << 20);
+	CHECK(vmap_to_config_yaml(&r->config, &y) == 0, "yaml");
+	const char *want = "wandb_version: 1\n"
+	                   "\nbetas:\n  desc: null\n  value:\n  - 0.5\n  - null\n  - \"a\"\n"
+	                   "  - - 1\n    - k: []\n  - {}\n"
+	                   "\nsched:\n  desc: null\n  value: null\n"
+	                   "\nempty:\n  desc: null\n  value: []\n"
+	                   "\nopt:\n  desc: null\n  value:\n    k: []\n";
+	CHECK(y.len && strcmp(y.data, want) == 0, "config.yaml:\n%s", y.len ? y.data : "");
+	buf_fini(&y);
+
+	/* Snapshots keep lists and null (summary and config). */
+	Trackd__V1__RunSnapshot *s = run_to_snapshot(r);
+	size_t len = trackd__v1__run_snapshot__get_packed_size(s);
+	uint8_t *buf = malloc(len);
+	trackd__v1__run_snapshot__pack(s, buf);
+	run_snapshot_free(s);
+	Trackd__V1__RunSnapshot *u = trackd__v1__run_snapshot__unpack(NULL, len, buf);
+	struct run *r2 = NULL;
+	CHECK(u && run_from_snapshot(u, &r2) == 0, "snapshot with lists loads");
+	if (r2) {
+		char *a = json_of(&r->summary), *b = json_of(&r2->summary);
+		CHECK(strcmp(a, b) == 0, "summary survives: %s vs %s", a, b);
+		free(a);
+		free(b);
+		a = json_of(&r->config);
+		b = json_of(&r2->config);
+		CHECK(strcmp(a, b) == 0, "config survives: %s vs %s", a, b);
+		free(a);
+		free(b);
+	}
+	if (u)
+		trackd__v1__run_snapshot__free_unpacked(u, NULL);
+	free(buf);
+	run_free(r);
+	run_free(r2);
+}
+
 /* A run started without a name gets one derived from its id alone: the local
  * and wandb sinks, each applying the log, must agree on it. */
 static void test_default_name(void)
@@ -312,6 +480,7 @@ int main(void)
 	test_console();
 	test_states();
 	test_snapshot_round_trip();
+	test_lists_and_null();
 	test_default_name();
 	buf_fini(&hist);
 	buf_fini(&cons);

@@ -711,12 +711,24 @@ static void test_footer_golden(struct tc *t)
 	/* Even rows stay pending and the odd ones merge into their step and
 	 * commit it, so five steps carry the odd rows' values. */
 	static const double acc[10] = {0, 0.1, 0, 0.3, 0, 0.6, 0, 0.8, 0, 0.9};
+	/* Lists and null are neither drawn nor shown in the summary. */
+	td_item vec[] = {TD_F(NULL, 1), TD_N(NULL)};
 	for (int i = 0; i < 10; i++) {
-		td_item row[] = {TD_F("accuracy", acc[i]), TD_F("loss", 1 - acc[i]),
-		                 TD_I("epoch", i),         TD_S("note", "a-very-long-string-value"),
-		                 TD_F("_private", 1),      TD_F("hidden", 3)};
-		CHECK_RC(td_log(run, row, 6, TD_STEP_AUTO, i % 2 == 1), TD_OK);
+		td_item row[] = {TD_F("accuracy", acc[i]),
+		                 TD_F("loss", 1 - acc[i]),
+		                 TD_I("epoch", i),
+		                 TD_S("note", "a-very-long-string-value"),
+		                 TD_F("_private", 1),
+		                 TD_F("hidden", 3),
+		                 TD_L("vec", vec, 2),
+		                 TD_N("none")};
+		CHECK_RC(td_log(run, row, 8, TD_STEP_AUTO, i % 2 == 1), TD_OK);
 	}
+	/* loss keeps its min: a list (or null) later means nothing to it. */
+	td_item not_a_loss[] = {TD_L("loss", vec, 2)};
+	CHECK_RC(td_log(run, not_a_loss, 1, TD_STEP_AUTO, true), TD_OK);
+	not_a_loss[0] = (td_item)TD_N("loss");
+	CHECK_RC(td_log(run, not_a_loss, 1, TD_STEP_AUTO, true), TD_OK);
 	/* Explicit summary values win over what rows gave; a map is not shown. */
 	td_item inner[] = {TD_F("x", 1)};
 	td_item sum[] = {TD_F("best", 0.5), TD_B("ok", true), TD_M("nested", inner, 1)};

@@ -178,6 +178,14 @@ static void test_upsert_body(void)
 	vmap_init(&cfg);
 	vmap_set_double(&cfg, "lr", 0.5);
 	vmap_set_int(&cfg, "epochs", 3);
+	/* Lists and null go up as JSON arrays and null (copied by vmap_set). */
+	struct vvalue elems[3] = {{.kind = V_DOUBLE, .u.d = 0.9},
+	                          {.kind = V_NULL},
+	                          {.kind = V_STRING, .u.s = "a"}};
+	struct vlist list = {.items = elems, .n = 3};
+	struct vvalue betas = {.kind = V_LIST, .u.l = &list}, none = {.kind = V_NULL};
+	vmap_set(&cfg, "betas", &betas);
+	vmap_set(&cfg, "sched", &none);
 	char *tags[] = {"t1", "t\"2"};
 	struct wb_upsert u = {.name = "abc123",
 	                      .project = "proj",
@@ -222,6 +230,10 @@ static void test_upsert_body(void)
 	int64_t e;
 	CHECK(jr_get_int(s, n, "epochs.value", &e) == 0 && e == 3, "int config");
 	CHECK(jr_get(s, n, "_wandb.value.t", &lv) == 0 && lv.type == JR_OBJECT, "_wandb.t");
+	CHECK(strstr(s, "\"betas\":{\"value\":[0.9,null,\"a\"]}") &&
+	          strstr(s, "\"sched\":{\"value\":null}"),
+	      "list and null config: %s", s);
+	CHECK(jr_get(s, n, "betas.value.1", &lv) == 0 && lv.type == JR_NULL, "list element null");
 	buf_fini(&b);
 	vmap_fini(&cfg);
 }
