@@ -149,6 +149,76 @@ static void reset_items(void)
 	nvalues = nitems = 0;
 }
 
+/* A history row of W&B's value model beyond scalars: {"betas": [0.9, null,
+ * "a", [1, {"k": []}], []], "none": null}. */
+static void gen_values_request(void)
+{
+	static Trackd__V1__NullValue null = TRACKD__V1__NULL_VALUE__INIT;
+	static Trackd__V1__Value vals[10], *outer_v[5], *inner_v[2];
+	static Trackd__V1__ListValue outer, inner, empty_a, empty_b;
+	static Trackd__V1__MapValue k_map;
+	static Trackd__V1__Item its[3], *k_items[1], *row_items[2];
+	for (size_t i = 0; i < 10; i++)
+		trackd__v1__value__init(&vals[i]);
+	for (size_t i = 0; i < 3; i++)
+		trackd__v1__item__init(&its[i]);
+	trackd__v1__list_value__init(&outer);
+	trackd__v1__list_value__init(&inner);
+	trackd__v1__list_value__init(&empty_a);
+	trackd__v1__list_value__init(&empty_b);
+	trackd__v1__map_value__init(&k_map);
+	vals[0].kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+	vals[0].double_value = 0.9;
+	vals[1].kind_case = TRACKD__V1__VALUE__KIND_NULL_VALUE;
+	vals[1].null_value = &null;
+	vals[2].kind_case = TRACKD__V1__VALUE__KIND_STRING_VALUE;
+	vals[2].string_value = "a";
+	vals[3].kind_case = TRACKD__V1__VALUE__KIND_INT_VALUE;
+	vals[3].int_value = 1;
+	vals[4].kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE; /* k: [] */
+	vals[4].list_value = &empty_a;
+	its[0].key = "k";
+	its[0].value = &vals[4];
+	k_items[0] = &its[0];
+	k_map.items = k_items;
+	k_map.n_items = 1;
+	vals[5].kind_case = TRACKD__V1__VALUE__KIND_MAP_VALUE;
+	vals[5].map_value = &k_map;
+	inner_v[0] = &vals[3];
+	inner_v[1] = &vals[5];
+	inner.values = inner_v;
+	inner.n_values = 2;
+	vals[6].kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+	vals[6].list_value = &inner;
+	vals[7].kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+	vals[7].list_value = &empty_b;
+	outer_v[0] = &vals[0];
+	outer_v[1] = &vals[1];
+	outer_v[2] = &vals[2];
+	outer_v[3] = &vals[6];
+	outer_v[4] = &vals[7];
+	outer.values = outer_v;
+	outer.n_values = 5;
+	vals[8].kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+	vals[8].list_value = &outer;
+	vals[9].kind_case = TRACKD__V1__VALUE__KIND_NULL_VALUE;
+	vals[9].null_value = &null;
+	its[1].key = "betas";
+	its[1].value = &vals[8];
+	its[2].key = "none";
+	its[2].value = &vals[9];
+	row_items[0] = &its[1];
+	row_items[1] = &its[2];
+	Trackd__V1__HistoryRow row = TRACKD__V1__HISTORY_ROW__INIT;
+	row.items = row_items;
+	row.n_items = 2;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT, *recp = &rec;
+	rec.run_id = "fz1a2b3c";
+	rec.body_case = TRACKD__V1__RECORD__BODY_HISTORY;
+	rec.history = &row;
+	put_batch("batch-lists-null", &recp, 1, 6);
+}
+
 static void gen_requests(void)
 {
 	Trackd__V1__Record rec[8];
@@ -260,6 +330,8 @@ static void gen_requests(void)
 	put_batch("batch-exit", recp + 7, 1, 4);
 	/* every kind at once: over the small limits, fine for the defaults */
 	put_batch("batch-all", recp, 8, 5);
+
+	gen_values_request();
 
 	/* status and query */
 	Trackd__V1__StatusQuery sq = TRACKD__V1__STATUS_QUERY__INIT;
