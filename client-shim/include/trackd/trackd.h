@@ -126,6 +126,9 @@ struct td_item {
  * MUST asks the agent and fails with TD_ERR_INVALID unless the run exists
  * (no agent answering: fails too); ALLOW attaches or creates without asking. */
 typedef enum td_resume { TD_RESUME_NEVER = 0, TD_RESUME_ALLOW = 1, TD_RESUME_MUST = 2 } td_resume;
+/* DISABLED records nothing and talks to no agent, but td_init (config), td_log,
+ * td_summary_update and td_config_update still refuse, with TD_ERR_INVALID, the
+ * items an online run would refuse on the default limits. */
 typedef enum td_mode { TD_MODE_ONLINE = 0, TD_MODE_OFFLINE = 1, TD_MODE_DISABLED = 2 } td_mode;
 
 /* What the run summary keeps for a metric (define_metric). */
