@@ -26,8 +26,8 @@ struct validate_limits {
 	uint64_t max_items_per_record;   /* Item entries in one record, nested included */
 	uint64_t max_key_bytes;
 	uint64_t max_string_bytes;
-	uint64_t max_nesting_depth;      /* levels of Item and list element nesting; 1 = flat */
-	uint64_t max_list_length;        /* elements of one ListValue */
+	uint64_t max_nesting_depth; /* levels of Item and list element nesting; 1 = flat */
+	uint64_t max_list_length;   /* elements of one ListValue */
 };
 
 enum validated_kind { VALIDATED_BATCH, VALIDATED_STATUS, VALIDATED_QUERY };

@@ -18,12 +18,12 @@
 #include "check.h"
 
 static const struct validate_limits small = {
-	.max_records_per_batch = 4,
-	.max_items_per_record = 5,
-	.max_key_bytes = 8,
-	.max_string_bytes = 16,
-	.max_nesting_depth = 3,
-	.max_list_length = 3,
+    .max_records_per_batch = 4,
+    .max_items_per_record = 5,
+    .max_key_bytes = 8,
+    .max_string_bytes = 16,
+    .max_nesting_depth = 3,
+    .max_list_length = 3,
 };
 
 /* 32 bytes so tests can send an over-long (17-byte) session id from it. */
@@ -426,8 +426,8 @@ static void test_lists_and_null(void)
 			CHECK(rc == 0, "list of %zu: rc %d '%s'", n, rc, err);
 		else
 			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
-			              strstr(err, "batch.records[0].history.items[0].value.list_value: "
-			                          "list of more than 3 elements"),
+			          strstr(err, "batch.records[0].history.items[0].value.list_value: "
+			                      "list of more than 3 elements"),
 			      "list of %zu: rc %d '%s'", n, rc, err);
 	}
 	/* 3 items + a list item of n elements: 4 + n values, limit 5. */
@@ -439,7 +439,7 @@ static void test_lists_and_null(void)
 			CHECK(rc == 0, "4 items, list of %zu: rc %d '%s'", n, rc, err);
 		else
 			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
-			              strstr(err, "more than 5 items in one record"),
+			          strstr(err, "more than 5 items in one record"),
 			      "4 items, list of %zu: rc %d '%s'", n, rc, err);
 	}
 	/* Null: a kind of its own, and one kind only. */
@@ -464,7 +464,7 @@ static void test_lists_and_null(void)
 	l.n_values = 1;
 	rc = validate_one(&r, err);
 	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
-	              strstr(err, "list_value.values[0].string_value: not valid UTF-8"),
+	          strstr(err, "list_value.values[0].string_value: not valid UTF-8"),
 	      "bad UTF-8 in a list: rc %d '%s'", rc, err);
 }
 
@@ -501,7 +501,7 @@ static void test_list_nesting(void)
 			CHECK(rc == 0, "list depth %zu: rc %d '%s'", d, rc, err);
 		else
 			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
-			              strstr(err, "nesting deeper than 3"),
+			          strstr(err, "nesting deeper than 3"),
 			      "list depth %zu: rc %d '%s'", d, rc, err);
 	}
 }

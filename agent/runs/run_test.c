@@ -392,7 +392,7 @@ static void test_lists_and_null(void)
 	c4.key = "opt";
 	c4.value = &v_map;
 	CHECK(vmap_set_item(&r->config, &c1) == 0 && vmap_set_item(&r->config, &c2) == 0 &&
-	              vmap_set_item(&r->config, &c3) == 0 && vmap_set_item(&r->config, &c4) == 0,
+	          vmap_set_item(&r->config, &c3) == 0 && vmap_set_item(&r->config, &c4) == 0,
 	      "config set");
 	struct buf y;
 	buf_init(&y, 1 << 20);

@@ -714,14 +714,10 @@ static void test_footer_golden(struct tc *t)
 	/* Lists and null are neither drawn nor shown in the summary. */
 	td_item vec[] = {TD_F(NULL, 1), TD_N(NULL)};
 	for (int i = 0; i < 10; i++) {
-		td_item row[] = {TD_F("accuracy", acc[i]),
-		                 TD_F("loss", 1 - acc[i]),
-		                 TD_I("epoch", i),
-		                 TD_S("note", "a-very-long-string-value"),
-		                 TD_F("_private", 1),
-		                 TD_F("hidden", 3),
-		                 TD_L("vec", vec, 2),
-		                 TD_N("none")};
+		td_item row[] = {TD_F("accuracy", acc[i]), TD_F("loss", 1 - acc[i]),
+		                 TD_I("epoch", i),         TD_S("note", "a-very-long-string-value"),
+		                 TD_F("_private", 1),      TD_F("hidden", 3),
+		                 TD_L("vec", vec, 2),      TD_N("none")};
 		CHECK_RC(td_log(run, row, 8, TD_STEP_AUTO, i % 2 == 1), TD_OK);
 	}
 	/* loss keeps its min: a list (or null) later means nothing to it. */

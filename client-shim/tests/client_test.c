@@ -595,14 +595,16 @@ static void test_invalid_items_rejected(struct tc *t)
 	nest_lists(chain, 16);
 	EXPECT_OK(chain, 1);
 	nest_lists(chain, 17);
-	EXPECT_INVALID(chain, 1, "td_log: item \"l\"[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]: "
-	                         "nesting depth exceeds 16");
+	EXPECT_INVALID(chain, 1,
+	               "td_log: item \"l\"[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]: "
+	               "nesting depth exceeds 16");
 	/* Mixed: a map in a list in a map; the path names list positions. */
 	td_item in_list[] = {TD_F("x", 1), TD_S("name", "x\xff")};
 	td_item elems[] = {TD_N(NULL), TD_M(NULL, in_list, 2)};
 	td_item wrap[] = {TD_L("betas", elems, 2)};
 	one[0] = (td_item)TD_M("opt", wrap, 1);
-	EXPECT_INVALID(one, 1, "item \"opt\".\"betas\"[1].\"name\": string value is not valid UTF-8");
+	EXPECT_INVALID(one, 1,
+	               "item \"opt\".\"betas\"[1].\"name\": string value is not valid UTF-8");
 	one[0] = (td_item)TD_L("l", NULL, 2);
 	EXPECT_INVALID(one, 1, "item \"l\": list items are NULL");
 	in_list[1] = (td_item)TD_S("name", "ok");
@@ -629,8 +631,9 @@ static void test_invalid_items_rejected(struct tc *t)
 	td_item three[] = {TD_L("a", list, 3332), TD_L("b", list, 3332), TD_L("c", list, 3333)};
 	EXPECT_OK(three, 3); /* 3 + 9997 = 10000 */
 	three[2] = (td_item)TD_L("c", list, 3334);
-	EXPECT_INVALID(three, 3, "more than 10000 items in one record (nested items and list "
-	                         "elements included)");
+	EXPECT_INVALID(three, 3,
+	               "more than 10000 items in one record (nested items and list "
+	               "elements included)");
 	free(list);
 
 	td_item inner[] = {TD_F("lr", 0.1), TD_S("name", "x\xff")};
@@ -1112,12 +1115,12 @@ static void test_hand_encoder_matches_protobuf_c(struct tc *t)
 	 * map (with a list in it). */
 	td_item in_map[] = {TD_L("betas", deep, 0), TD_N("none")};
 	td_item pair[] = {TD_I(NULL, 3), TD_S(NULL, "")};
-	td_item elems[] = {TD_F(NULL, 0.9), TD_N(NULL),        TD_L(NULL, pair, 0),
-	                   TD_L(NULL, pair, 2), TD_M(NULL, in_map, 2), TD_B(NULL, true),
-	                   TD_S(NULL, long_string)};
-	td_item row[] = {TD_F("loss", 0.25),  TD_F("neg_zero", -0.0),   TD_I("big", INT64_MAX),
-	                 TD_I("zero", 0),     TD_B("yes", true),        TD_B("no", false),
-	                 TD_S("ünï", "cödé"), TD_M("nested", nested, 4), TD_N("null"),
+	td_item elems[] = {
+	    TD_F(NULL, 0.9),       TD_N(NULL),       TD_L(NULL, pair, 0),    TD_L(NULL, pair, 2),
+	    TD_M(NULL, in_map, 2), TD_B(NULL, true), TD_S(NULL, long_string)};
+	td_item row[] = {TD_F("loss", 0.25),     TD_F("neg_zero", -0.0),     TD_I("big", INT64_MAX),
+	                 TD_I("zero", 0),        TD_B("yes", true),          TD_B("no", false),
+	                 TD_S("ünï", "cödé"),    TD_M("nested", nested, 4),  TD_N("null"),
 	                 TD_L("list", elems, 7), TD_L("empty_list", NULL, 0)};
 	const size_t n = sizeof(row) / sizeof(row[0]);
 

@@ -179,9 +179,8 @@ static void test_upsert_body(void)
 	vmap_set_double(&cfg, "lr", 0.5);
 	vmap_set_int(&cfg, "epochs", 3);
 	/* Lists and null go up as JSON arrays and null (copied by vmap_set). */
-	struct vvalue elems[3] = {{.kind = V_DOUBLE, .u.d = 0.9},
-	                          {.kind = V_NULL},
-	                          {.kind = V_STRING, .u.s = "a"}};
+	struct vvalue elems[3] = {
+	    {.kind = V_DOUBLE, .u.d = 0.9}, {.kind = V_NULL}, {.kind = V_STRING, .u.s = "a"}};
 	struct vlist list = {.items = elems, .n = 3};
 	struct vvalue betas = {.kind = V_LIST, .u.l = &list}, none = {.kind = V_NULL};
 	vmap_set(&cfg, "betas", &betas);
