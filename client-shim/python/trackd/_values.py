@@ -118,24 +118,16 @@ def numpy_plain(value: Any, path: str, in_row: bool) -> Any:
     return value.tolist()
 
 
-class _Walk:
-    """State of one conversion: what to keep alive, and the item count."""
-
-    __slots__ = ("keep", "items", "in_row")
-
-    def __init__(self, in_row: bool):
-        self.keep: List[Any] = []
-        self.items = 0
-        self.in_row = in_row
-
-    def count(self, n: int, path: str) -> None:
-        self.items += n
-        if self.items > MAX_ITEMS_PER_RECORD:
-            raise _refuse(path, f"more than {MAX_ITEMS_PER_RECORD} items in one record "
-                                "(nested items and list elements included)")
+def _count(ctx: List[Any], n: int, path: str) -> None:
+    # ctx = [values so far, in_row]: a list, not an object, as it is made per call.
+    ctx[0] += n
+    if ctx[0] > MAX_ITEMS_PER_RECORD:
+        raise _refuse(path, f"more than {MAX_ITEMS_PER_RECORD} items in one record "
+                            "(nested items and list elements included)")
 
 
-def _fill(item: _lib.TdItem, value: Any, path: str, depth: int, w: _Walk) -> None:
+def _fill(item: _lib.TdItem, value: Any, path: str, depth: int, keep: List[Any],
+          ctx: List[Any]) -> None:
     # bool before int: bool is a subclass of int.
     if isinstance(value, bool):
         item.type = _lib.TD_BOOL
@@ -152,7 +144,7 @@ def _fill(item: _lib.TdItem, value: Any, path: str, depth: int, w: _Walk) -> Non
         b = _encode(value, path, "string")
         if len(b) > MAX_STRING_BYTES:
             raise _refuse(path, f"string is longer than {MAX_STRING_BYTES} bytes")
-        w.keep.append(b)
+        keep.append(b)
         item.type = _lib.TD_STRING
         item.v.s = b
     elif value is None:
@@ -160,17 +152,17 @@ def _fill(item: _lib.TdItem, value: Any, path: str, depth: int, w: _Walk) -> Non
     elif isinstance(value, Mapping):
         _nested(value, path, depth)
         item.type = _lib.TD_MAP
-        item.v.map.items = _build(value, path, depth + 1, w)
+        item.v.map.items = _build(value, path, depth + 1, keep, ctx)
         item.v.map.n = len(value)
     elif isinstance(value, (list, tuple)):
         _nested(value, path, depth)
         if len(value) > MAX_LIST_LENGTH:
             raise _refuse(path, f"list of {len(value)} elements, limit {MAX_LIST_LENGTH}")
         item.type = _lib.TD_LIST
-        item.v.list.items = _build_list(value, path, depth + 1, w)
+        item.v.list.items = _build_list(value, path, depth + 1, keep, ctx)
         item.v.list.n = len(value)
     elif _is_numpy(value):
-        _fill(item, numpy_plain(value, path, w.in_row), path, depth, w)
+        _fill(item, numpy_plain(value, path, ctx[1]), path, depth, keep, ctx)
     else:
         raise _unsupported(path, value)
 
@@ -181,26 +173,26 @@ def _nested(value: Any, path: str, depth: int) -> None:
         raise _refuse(path, f"nesting depth exceeds {MAX_NESTING_DEPTH}")
 
 
-def _build(data: Mapping, prefix: str, depth: int, w: _Walk):
-    w.count(len(data), prefix or "(top level)")
+def _build(data: Mapping, prefix: str, depth: int, keep: List[Any], ctx: List[Any]):
+    _count(ctx, len(data), prefix or "(top level)")
     arr = (_lib.TdItem * max(len(data), 1))()
-    w.keep.append(arr)
+    keep.append(arr)
     for i, (key, value) in enumerate(data.items()):
         path = f"{prefix}.{key}" if prefix else str(key)
         item = arr[i]
         kb = _key_bytes(key, path)
-        w.keep.append(kb)
+        keep.append(kb)
         item.key = kb
-        _fill(item, value, path, depth, w)
+        _fill(item, value, path, depth, keep, ctx)
     return arr
 
 
-def _build_list(data: Any, prefix: str, depth: int, w: _Walk):
-    w.count(len(data), prefix)
+def _build_list(data: Any, prefix: str, depth: int, keep: List[Any], ctx: List[Any]):
+    _count(ctx, len(data), prefix)
     arr = (_lib.TdItem * max(len(data), 1))()
-    w.keep.append(arr)
+    keep.append(arr)
     for i, value in enumerate(data):
-        _fill(arr[i], value, f"{prefix}[{i}]", depth, w)
+        _fill(arr[i], value, f"{prefix}[{i}]", depth, keep, ctx)
     return arr
 
 
@@ -209,14 +201,19 @@ def to_items(data: Mapping, in_row: bool = False) -> Tuple[Any, int, List[Any]]:
     a history row (numpy arrays may become histograms)."""
     if not isinstance(data, Mapping):
         raise InvalidValueError(f"trackd: expected a dict, got {type(data).__name__}")
-    w = _Walk(in_row)
-    arr = _build(data, "", 1, w)
-    return arr, len(data), w.keep
+    keep: List[Any] = []
+    arr = _build(data, "", 1, keep, [0, in_row])
+    return arr, len(data), keep
+
+
+_PLAIN = frozenset((float, int, str, bool, type(None)))
 
 
 def plain(value: Any, in_row: bool = False, path: str = "") -> Any:
     """What trackd records for a value, as Python (for local views): numpy
     converted, tuples as lists."""
+    if type(value) in _PLAIN:  # the common case first: log() calls this per value
+        return value
     if _is_numpy(value):
         return plain(numpy_plain(value, path, in_row), in_row, path)
     if isinstance(value, Mapping):
