@@ -266,3 +266,14 @@ def test_numpy_arrays():
     items, n, keep = _values.to_items({"big": big, "m": np.ones((2, 2))})
     assert items[0].type == _values._lib.TD_LIST and items[0].v.list.n == 33
     assert items[1].v.list.items[0].type == _values._lib.TD_LIST
+
+
+def test_text_arguments_with_nul_or_lone_surrogates_are_refused_clearly():
+    from trackd import _lib
+    assert _lib.text("é") == "é".encode() and _lib.text(None) is None
+    with pytest.raises(trackd.InvalidValueError) as e:
+        _lib.text("a\x00b", "init: project")
+    assert str(e.value) == "trackd: init: project: contains a NUL character (U+0000) at position 1"
+    with pytest.raises(trackd.InvalidValueError) as e:
+        _lib.text("ab\ud800", "name")
+    assert str(e.value) == "trackd: name: not valid UTF-8 (lone surrogate at position 2)"

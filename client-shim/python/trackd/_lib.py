@@ -26,6 +26,8 @@ import os
 import threading
 from typing import Optional
 
+from .errors import InvalidValueError
+
 # ---- C declarations ----------------------------------------------------------
 
 TD_OK = 0
@@ -216,9 +218,20 @@ def strerror(rc: int) -> str:
     return lib().td_strerror(rc).decode("utf-8", "replace")
 
 
-def text(s: Optional[str]) -> Optional[bytes]:
-    """A str for a char * argument (None stays NULL)."""
-    return None if s is None else s.encode("utf-8")
+def text(s: Optional[str], what: str = "argument") -> Optional[bytes]:
+    """A str for a char * argument (None stays NULL). A NUL would cut it short
+    in C and a lone surrogate cannot be UTF-8: both are refused, naming `what`."""
+    if s is None:
+        return None
+    nul = s.find("\x00")
+    if nul >= 0:
+        raise InvalidValueError(f"trackd: {what}: contains a NUL character (U+0000) at "
+                                f"position {nul}")
+    try:
+        return s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidValueError(f"trackd: {what}: not valid UTF-8 (lone surrogate at "
+                                f"position {e.start})") from None
 
 
 def take_string(ptr: ctypes.c_void_p) -> str:

@@ -297,20 +297,20 @@ class Run:
         lib.td_run_options_init(ctypes.byref(opts))
         keep: List[Any] = []
 
-        def s(value: Optional[str]) -> Optional[bytes]:
-            b = _lib.text(value)
+        def s(value: Optional[str], what: str) -> Optional[bytes]:
+            b = _lib.text(value, f"init: {what}")
             keep.append(b)
             return b
 
-        opts.project = s(self._project)
-        opts.entity = s(self._entity)
-        opts.run_id = s(self._id)
-        opts.display_name = s(self._name)
-        opts.notes = s(self._notes)
-        opts.group = s(self._group)
-        opts.job_type = s(self._job_type)
+        opts.project = s(self._project, "project")
+        opts.entity = s(self._entity, "entity")
+        opts.run_id = s(self._id, "id")
+        opts.display_name = s(self._name, "name")
+        opts.notes = s(self._notes, "notes")
+        opts.group = s(self._group, "group")
+        opts.job_type = s(self._job_type, "job_type")
         if self._tags:
-            tags = (ctypes.c_char_p * len(self._tags))(*[s(t) for t in self._tags])
+            tags = (ctypes.c_char_p * len(self._tags))(*[s(t, "tags") for t in self._tags])
             keep.append(tags)
             opts.tags = tags
             opts.n_tags = len(self._tags)
@@ -321,8 +321,8 @@ class Run:
             opts.n_config = n
         opts.mode = _lib.MODES[self._mode]
         opts.resume = _lib.RESUMES[resume]
-        opts.socket_url = s(self._socket)
-        opts.spool_dir = s(spool_dir)
+        opts.socket_url = s(self._socket, "socket")
+        opts.spool_dir = s(spool_dir, "spool_dir")
         # Python prints the footer itself, after its own buffers; console
         # capture and signals are done at the Python level.
         opts.print_footer = False
@@ -453,7 +453,7 @@ class Run:
             return
         with self._lock:
             self._check_open()
-            rc = _lib.lib().td_define_metric(self._handle, _lib.text(name),
+            rc = _lib.lib().td_define_metric(self._handle, _lib.text(name, "define_metric: name"),
                                              _lib.SUMMARIES[summary])
         if rc != _lib.TD_OK:
             self._raise_for("define_metric", rc)
@@ -519,7 +519,7 @@ class Run:
         if self._mode != "disabled":
             with self._lock:
                 self._check_open()
-                rc = _lib.lib().td_set_name(self._handle, _lib.text(value))
+                rc = _lib.lib().td_set_name(self._handle, _lib.text(value, "name"))
             if rc != _lib.TD_OK:
                 self._raise_for("rename", rc)
         self._name = value
