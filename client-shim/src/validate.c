@@ -133,7 +133,8 @@ static int walk_fail(const struct item_walk *w, const char *problem)
 
 	where[0] = '\0';
 	for (unsigned l = 0; l < w->depth && off < sizeof(where); l++) {
-		const char *key = w->path[l]->key;
+		/* A list element's key is never read: the API says it is ignored. */
+		const char *key = w->in_list[l] ? NULL : w->path[l]->key;
 		size_t klen = key ? strnlen(key, w->lim->key_bytes + 1) : 0;
 		const char *sep = l ? "." : "";
 		int r;

@@ -605,6 +605,12 @@ static void test_invalid_items_rejected(struct tc *t)
 	one[0] = (td_item)TD_M("opt", wrap, 1);
 	EXPECT_INVALID(one, 1,
 	               "item \"opt\".\"betas\"[1].\"name\": string value is not valid UTF-8");
+	/* A list element's key is ignored: never read, whatever it points at. */
+	td_item junk[] = {{.key = (const char *)(uintptr_t)1, .type = TD_STRING, .v.s = "x\xff"}};
+	one[0] = (td_item)TD_L("j", junk, 1);
+	EXPECT_INVALID(one, 1, "item \"j\"[0]: string value is not valid UTF-8");
+	junk[0].v.s = "fine";
+	EXPECT_OK(one, 1);
 	one[0] = (td_item)TD_L("l", NULL, 2);
 	EXPECT_INVALID(one, 1, "item \"l\": list items are NULL");
 	in_list[1] = (td_item)TD_S("name", "ok");
