@@ -391,8 +391,19 @@ static void test_lists_and_null(void)
 	c3.value = &v_k;
 	c4.key = "opt";
 	c4.value = &v_map;
+	/* Doubles as YAML 1.1 floats (PyYAML needs the '.'): 1.0e-08, 3.0, 0.5. */
+	Trackd__V1__Value eps = TRACKD__V1__VALUE__INIT, three = TRACKD__V1__VALUE__INIT;
+	eps.kind_case = three.kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+	eps.double_value = 1e-8;
+	three.double_value = -3e20;
+	Trackd__V1__Item c5 = TRACKD__V1__ITEM__INIT, c6 = TRACKD__V1__ITEM__INIT;
+	c5.key = "eps";
+	c5.value = &eps;
+	c6.key = "big";
+	c6.value = &three;
 	CHECK(vmap_set_item(&r->config, &c1) == 0 && vmap_set_item(&r->config, &c2) == 0 &&
-	          vmap_set_item(&r->config, &c3) == 0 && vmap_set_item(&r->config, &c4) == 0,
+	          vmap_set_item(&r->config, &c3) == 0 && vmap_set_item(&r->config, &c4) == 0 &&
+	          vmap_set_item(&r->config, &c5) == 0 && vmap_set_item(&r->config, &c6) == 0,
 	      "config set");
 	struct buf y;
 	buf_init(&y, 1 << 20);
@@ -402,7 +413,9 @@ static void test_lists_and_null(void)
 	                   "  - - 1\n    - k: []\n  - {}\n"
 	                   "\nsched:\n  desc: null\n  value: null\n"
 	                   "\nempty:\n  desc: null\n  value: []\n"
-	                   "\nopt:\n  desc: null\n  value:\n    k: []\n";
+	                   "\nopt:\n  desc: null\n  value:\n    k: []\n"
+	                   "\neps:\n  desc: null\n  value: 1.0e-08\n"
+	                   "\nbig:\n  desc: null\n  value: -3.0e+20\n";
 	CHECK(y.len && strcmp(y.data, want) == 0, "config.yaml:\n%s", y.len ? y.data : "");
 	buf_fini(&y);
 

@@ -274,19 +274,24 @@ int json_put_string(struct buf *out, const char *s)
 	return rv ? rv : buf_putc(out, '"');
 }
 
+/* The shortest %g form of a finite d that reads back to the same double. */
+static void shortest_double(char tmp[32], double d)
+{
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(tmp, 32, "%.*g", prec, d);
+		if (strtod(tmp, NULL) == d)
+			break;
+	}
+}
+
 int json_put_double(struct buf *out, double d)
 {
 	if (isnan(d))
 		return buf_puts(out, "NaN");
 	if (isinf(d))
 		return buf_puts(out, d > 0 ? "Infinity" : "-Infinity");
-	/* Shortest form that reads back to the same double. */
 	char tmp[32];
-	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(tmp, sizeof tmp, "%.*g", prec, d);
-		if (strtod(tmp, NULL) == d)
-			break;
-	}
+	shortest_double(tmp, d);
 	/* Keep it a JSON float so readers do not turn 1.0 into an int. */
 	if (!strpbrk(tmp, ".eEn"))
 		strcat(tmp, ".0");
@@ -372,9 +377,21 @@ static int yaml_seq(struct buf *out, const struct vlist *l, int ind, bool first_
 
 static int yaml_scalar(struct buf *out, const struct vvalue *v)
 {
-	if (v->kind == V_DOUBLE && !isfinite(v->u.d))
+	if (v->kind != V_DOUBLE)
+		return vvalue_to_json(v, out);
+	if (!isfinite(v->u.d))
 		return buf_puts(out, isnan(v->u.d) ? ".nan" : v->u.d > 0 ? ".inf" : "-.inf");
-	return vvalue_to_json(v, out);
+	/* YAML 1.1 (PyYAML, so W&B) reads a float only with a '.': 1e-08 would
+	 * come back a string, 3 an int. Written as PyYAML does: 1.0e-08, 3.0. */
+	char tmp[40];
+	shortest_double(tmp, v->u.d);
+	if (!strchr(tmp, '.')) {
+		char *e = strchr(tmp, 'e');
+		size_t at = e ? (size_t)(e - tmp) : strlen(tmp);
+		memmove(tmp + at + 2, tmp + at, strlen(tmp + at) + 1);
+		memcpy(tmp + at, ".0", 2);
+	}
+	return buf_puts(out, tmp);
 }
 
 static bool yaml_block(const struct vvalue *v)

@@ -15,7 +15,7 @@ from conftest import BIN, Agent, python_client_env, require_bins
 
 TYPICAL = textwrap.dedent("""
     import numpy as np, trackd
-    config = {"lr": 0.001, "betas": (0.9, 0.999), "layers": [64, 128, [3, 3]],
+    config = {"lr": 0.001, "eps": 1e-08, "betas": (0.9, 0.999), "layers": [64, 128, [3, 3]],
               "scheduler": None, "opt": {"name": "adamw", "betas": [0.9, 0.95], "extra": None},
               "mixed": [1, "a", True, None, {"k": [1]}], "empty": [], "nothing": {}}
     run = trackd.init(project="values", id="vals1", config=config, console=False)
@@ -32,8 +32,8 @@ TYPICAL = textwrap.dedent("""
     run.finish()
 """)
 
-CONFIG = {"lr": 0.001, "betas": [0.9, 0.999], "layers": [64, 128, [3, 3]], "scheduler": None,
-          "opt": {"name": "adamw", "betas": [0.9, 0.95], "extra": None},
+CONFIG = {"lr": 0.001, "eps": 1e-08, "betas": [0.9, 0.999], "layers": [64, 128, [3, 3]],
+          "scheduler": None, "opt": {"name": "adamw", "betas": [0.9, 0.95], "extra": None},
           "mixed": [1, "a", True, None, {"k": [1]}], "empty": [], "nothing": {}}
 
 
@@ -81,6 +81,7 @@ def test_typical_wandb_values_reach_every_file_and_view(agent):
     assert "\nmixed:\n  desc: null\n  value:\n  - 1\n  - \"a\"\n  - true\n  - null\n" \
            "  - k:\n    - 1\n" in text
     assert "\nempty:\n  desc: null\n  value: []\n" in text
+    assert "\neps:\n  desc: null\n  value: 1.0e-08\n" in text  # a float to YAML 1.1
     yaml = pytest.importorskip("yaml")
     loaded = yaml.safe_load(text)
     assert loaded.pop("wandb_version") == 1

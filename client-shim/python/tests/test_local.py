@@ -216,7 +216,8 @@ def test_strings_with_nul_or_lone_surrogates_are_refused_clearly():
                             "position 1, which trackd cannot store")
     with pytest.raises(trackd.InvalidValueError) as e:
         _values.to_items({"x": "abc\udc80"})
-    assert str(e.value) == "trackd: key 'x': string is not valid UTF-8 (lone surrogate at position 3)"
+    assert str(e.value) == ("trackd: key 'x': string is not valid UTF-8 (lone surrogate at "
+                            "position 3)")
     with pytest.raises(trackd.InvalidValueError, match="key contains a NUL"):
         _values.to_items({"a\x00": 1})
     with pytest.raises(trackd.InvalidValueError, match="key is not valid UTF-8"):
