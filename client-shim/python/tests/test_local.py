@@ -37,9 +37,13 @@ inf: -.inf
 
 
 @pytest.mark.parametrize("text, message", [
-    ("a:\n  - 1\n", "f.yaml:2: lists are not supported"),
-    ("a: [1, 2]\n", "f.yaml:1: flow collections"),
-    ("a: {b: 1}\n", "f.yaml:1: flow collections"),
+    ("a:\n  - - 1\n", "f.yaml:2: lists of collections are not supported"),
+    ("a:\n- b: 1\n", "f.yaml:2: lists of collections are not supported"),
+    ("a: [1, [2]]\n", "f.yaml:1: lists of collections are not supported"),
+    ("- 1\n", "f.yaml:1: a list item must follow 'key:'"),
+    ("a:\n- 1\n  - 2\n", "f.yaml:3: a list item must follow 'key:'"),
+    ("a: [1, 2\n", "f.yaml:1: a flow list must end on its line"),
+    ("a: {b: 1}\n", "f.yaml:1: flow mappings"),
     ("a: 1\na: 2\n", "f.yaml:2: duplicate key 'a'"),
     ("a:\n    b: 1\n  c: 2\n", "f.yaml:3: indentation does not match"),
     ("a: &anchor 1\n", "f.yaml:1: YAML feature '&'"),
@@ -52,6 +56,16 @@ def test_yaml_refuses_what_it_does_not_understand(text, message):
     with pytest.raises(_config_file.ConfigFileError) as e:
         _config_file.parse_yaml(text, "f.yaml")
     assert message in str(e.value)
+
+
+def test_yaml_lists_of_scalars():
+    """W&B configs hold lists: block sequences (indented or at the key's
+    indent, as PyYAML writes them) and flow lists of scalars."""
+    assert _config_file.parse_yaml(
+        "lr: 0.1\nbetas: [0.9, 0.999]\nlayers:\n- 64\n- 128\nopt:\n  names:\n"
+        "    - \"a, b\"\n    - 'c'\n    - null\n  eps: 1.0e-08\nempty: []\nafter: 1\n") == {
+        "lr": 0.1, "betas": [0.9, 0.999], "layers": [64, 128],
+        "opt": {"names": ["a, b", "c", None], "eps": 1e-08}, "empty": [], "after": 1}
 
 
 def test_json_config_file(tmp_path):

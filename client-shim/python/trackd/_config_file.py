@@ -12,9 +12,12 @@ which accepts what config files are usually made of and refuses the rest with
   decimal / ``0x`` / ``0o`` integers, floats (with ``.inf``, ``.nan``), single-
   or double-quoted strings (JSON escapes in double quotes), anything else a
   plain string;
-- refused: lists (``- item``, ``[a, b]``), flow mappings, anchors/aliases, tags,
-  block scalars (``|``, ``>``), several documents, tabs in indentation,
-  duplicate keys.
+- lists of scalars as a key's value: a block sequence (``- item`` lines, at
+  the key's indent or deeper, as PyYAML writes them) or a flow sequence on one
+  line (``[0.9, 0.999]``);
+- refused: lists of collections (nested lists, mappings in lists), flow
+  mappings, anchors/aliases, tags, block scalars (``|``, ``>``), several
+  documents, tabs in indentation, duplicate keys.
 
 A file whose name ends in ``.json``, or whose text starts with ``{``, is read
 as JSON (any JSON object).
@@ -106,8 +109,10 @@ def _scalar(s: str, where: str) -> Any:
             return _scalar_string(s[:end + 1])
         except json.JSONDecodeError as e:
             raise ConfigFileError(f"{where}: bad string: {e.msg}") from None
-    if s[0] in "[{":
-        raise ConfigFileError(f"{where}: flow collections ([...], {{...}}) are not supported")
+    if s[0] == "[":
+        return _flow_list(s, where)
+    if s[0] == "{":
+        raise ConfigFileError(f"{where}: flow mappings ({{...}}) are not supported")
     if s[0] in "&*!|>%@`":
         raise ConfigFileError(f"{where}: YAML feature {s[0]!r} is not supported")
     low = s.lower()
@@ -128,12 +133,47 @@ def _scalar(s: str, where: str) -> Any:
     return s
 
 
+def _flow_list(s: str, where: str) -> List[Any]:
+    """[a, b, …] of scalars on one line."""
+    if not s.endswith("]"):
+        raise ConfigFileError(f"{where}: a flow list must end on its line with ']'")
+    inner = s[1:-1].strip()
+    if not inner:
+        return []
+    items, quote, start = [], None, 0
+    for i, c in enumerate(inner):
+        if quote:
+            if c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c in "[]{}":
+            raise ConfigFileError(f"{where}: lists of collections are not supported")
+        elif c == ",":
+            items.append(inner[start:i].strip())
+            start = i + 1
+    items.append(inner[start:].strip())
+    if any(item == "" for item in items):
+        raise ConfigFileError(f"{where}: empty element in a flow list")
+    return [_scalar(item, where) for item in items]
+
+
+def _list_item(body: str, where: str) -> Any:
+    """The scalar of a `- item` line."""
+    item = body[1:].strip()
+    if item == "-" or item.startswith("- ") or item[:1] in "[{" or \
+            (item[:1] not in "'\"" and _split_key(item) is not None):
+        raise ConfigFileError(f"{where}: lists of collections are not supported")
+    return _scalar(item, where)
+
+
 def parse_yaml(text: str, name: str = "<string>") -> Dict[str, Any]:
     root: Dict[str, Any] = {}
     # (indent of the mapping's keys, the mapping); the root's indent is set
     # by its first key.
     stack: List[Tuple[Optional[int], Dict[str, Any]]] = [(None, root)]
     pending: Optional[Tuple[Dict[str, Any], str, int]] = None  # "key:" awaiting a block
+    seq: Optional[Tuple[List[Any], int]] = None  # the block list being read, its indent
     seen_content = False
     for lineno, raw in enumerate(text.splitlines(), 1):
         where = f"{name}:{lineno}"
@@ -150,7 +190,19 @@ def parse_yaml(text: str, name: str = "<string>") -> Dict[str, Any]:
             continue
         seen_content = True
         if body == "-" or body.startswith("- "):
-            raise ConfigFileError(f"{where}: lists are not supported")
+            if pending is not None and indent >= pending[2]:
+                parent, key, _ = pending
+                pending = None
+                seq = ([], indent)
+                parent[key] = seq[0]
+            elif seq is None or indent != seq[1]:
+                raise ConfigFileError(f"{where}: a list item must follow 'key:' or another "
+                                      "item at its indent")
+            seq[0].append(_list_item(body, where))
+            continue
+        if seq is not None and indent > seq[1]:
+            raise ConfigFileError(f"{where}: lists of collections are not supported")
+        seq = None
         if pending is not None:
             parent, key, parent_indent = pending
             pending = None
