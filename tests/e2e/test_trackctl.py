@@ -222,6 +222,28 @@ def test_tail_stops_cleanly_on_ctrl_c(agent):
     p.wait()
 
 
+def test_tail_stops_on_ctrl_c_however_far_behind(agent, tmp_path):
+    """Issue #12 item 11: a tail far behind its run (a slow reader, a slow build)
+    stops within a bounded number of rows after Ctrl-C, not after its backlog."""
+    agent.start()
+    hold = tmp_path / "hold"
+    p = agent.producer("backlog", 20_000, "--hold-file", hold)
+    agent.wait_for(lambda: agent.query("history", run="backlog", max_lines=1)
+                   .get("total_lines") == 20_000, what="the backlog")
+    t = subprocess.Popen([BIN["trackctl"], "tail", "backlog", "-n", "20000"], env=agent.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Nobody reads: the pipe fills and tail blocks in the middle of its backlog.
+    time.sleep(1.0)
+    t.send_signal(signal.SIGINT)
+    out, err = t.communicate(timeout=30)
+    assert t.returncode == 0, err
+    rows = out.splitlines()
+    # What was already in the pipe (64 KiB) and stdio's buffer, then it stops.
+    assert 0 < len(rows) < 2_000, len(rows)
+    hold.touch()
+    finish_producer(p)
+
+
 def test_rename(agent):
     agent.start()
     run = finished_run(agent, producer_args=("named", 3))
