@@ -57,6 +57,20 @@ def test_api_reads_back_a_run(store, env):
         api.run("ent/api/nope")
 
 
+def test_api_runs_lists_newest_first(store, env):
+    """Issue #12 item 10: as W&B's Api().runs(), the newest run comes first."""
+    env.run("""
+        import time, trackd
+        trackd.init(project="order", entity="e", id="zz-older").finish()
+        time.sleep(1.1)  # run dirs are named by the start time, to the second
+        trackd.init(project="order", entity="e", id="aa-newer").finish()
+    """, TRACKD_SOCKET=store.url)
+    api = trackd.Api(socket=store.url)
+    ids = wait_for(lambda: [x.id for x in api.runs("e/order")] if len(api.runs("e/order")) == 2
+                   else None)
+    assert ids == ["aa-newer", "zz-older"]
+
+
 def test_step_numbering_and_merged_rows(store, env):
     env.run("""
         import trackd
