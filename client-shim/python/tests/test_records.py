@@ -423,3 +423,22 @@ def test_agent_down_whole_life_then_later_client_delivers(agent, env):
         trackd.init(project="spool", id="third1", resume="allow").finish()
     """, TRACKD_SOCKET=agent.url)
     assert len(records(agent, "spooled1", "history")) == 100
+
+
+def test_names_follow_wandb_rules_at_init(env):
+    """Issue #12 item 10: a project with '/' or a run id with a space cannot be
+    reached or put in a URL: init refuses them, naming the rule."""
+    r = env.run("""
+        import trackd
+        for kw, rule in (({"project": "team/proj"}, "project must not contain '/'"),
+                         ({"id": "my run"}, "only letters, digits, '-' and '_'"),
+                         ({"entity": "me:you"}, "entity must not contain ':'")):
+            try:
+                trackd.init(console=False, **kw)
+            except ValueError as e:
+                assert rule in str(e), (kw, e)
+            else:
+                raise AssertionError(f"accepted {kw}")
+        print("ok")
+    """, TRACKD_SOCKET="ipc:///nonexistent/trackd.sock", TRACKD_NO_AUTOSTART="1")
+    assert r.stdout.strip() == "ok"
