@@ -64,11 +64,14 @@ def test_api_runs_lists_newest_first(store, env):
         trackd.init(project="order", entity="e", id="zz-older").finish()
         time.sleep(1.1)  # run dirs are named by the start time, to the second
         trackd.init(project="order", entity="e", id="aa-newer").finish()
+        # Within one second too (the ids sort the other way).
+        trackd.init(project="order", entity="e", id="b-first").finish()
+        trackd.init(project="order", entity="e", id="a-then").finish()
     """, TRACKD_SOCKET=store.url)
     api = trackd.Api(socket=store.url)
-    ids = wait_for(lambda: [x.id for x in api.runs("e/order")] if len(api.runs("e/order")) == 2
+    ids = wait_for(lambda: [x.id for x in api.runs("e/order")] if len(api.runs("e/order")) == 4
                    else None)
-    assert ids == ["aa-newer", "zz-older"]
+    assert ids == ["a-then", "b-first", "aa-newer", "zz-older"]
 
 
 def test_step_numbering_and_merged_rows(store, env):

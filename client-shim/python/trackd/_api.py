@@ -151,8 +151,11 @@ class Api:
         only those in `state` (running, finished, failed, crashed, killed);
         newest first, as W&B's Api().runs()."""
         data = _query(self.socket, self.timeout, "runs", project=path, state=state)
-        # The agent lists them oldest first (as `trackctl runs` shows them).
-        return [ApiRun(self, r) for r in reversed(data.get("runs", []))]
+        # The agent lists them by run dir name (start time to the second, then
+        # id); the start time in microseconds orders runs of one second too.
+        runs = sorted(data.get("runs", []), key=lambda r: r.get("start_time") or 0,
+                      reverse=True)
+        return [ApiRun(self, r) for r in runs]
 
     def run(self, path: str) -> ApiRun:
         """The run "entity/project/id" (or a bare "id"); NotFoundError if none."""
