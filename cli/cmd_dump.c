@@ -1,7 +1,8 @@
 /* cmd_dump.c — `trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]`:
- * every record of the transaction log (after index N) as one JSON line. It reads the log files directly
- * and never modifies them, so it works with the agent stopped and on a copy of a
- * state dir (the README demo and the end-to-end tests read the log this way). */
+ * every record of the transaction log (after index N) as one JSON line. It reads the log files
+ * directly and never modifies them, so it works with the agent stopped and on a copy of a state dir
+ * (the README demo and the end-to-end tests read the log this way). Without --state-dir, the log is
+ * that of the agent the other commands use. */
 #include "cli.h"
 
 #include "errors.h"
@@ -17,16 +18,37 @@
 #include <string.h>
 #include <unistd.h>
 
-static void default_state_dir(char *buf, size_t len)
+/* The state dir of the agent every other command talks to (TRACKD_SOCKET, else
+ * the machine's or this user's agent): a guessed path could be another agent's
+ * log, or none at all. */
+static int agent_state_dir(char *buf, size_t len)
 {
-	const char *xdg = getenv("XDG_STATE_HOME");
-	const char *home = getenv("HOME");
-	if (geteuid() == 0)
-		snprintf(buf, len, "/var/lib/trackd");
-	else if (xdg && *xdg)
-		snprintf(buf, len, "%s/trackd", xdg);
-	else
-		snprintf(buf, len, "%s/.local/state/trackd", home ? home : "");
+	agent_client *agent;
+	if (cli_connect(&agent) != 0) {
+		fprintf(stderr,
+		        "trackctl: dump: give --state-dir DIR to read a stopped agent's log\n");
+		return 1;
+	}
+	Trackd__V1__Reply *reply;
+	const Trackd__V1__StatusReply *s;
+	struct agent_error err;
+	int rv = agent_status(agent, &reply, &s, &err);
+	if (rv != 0) {
+		agent_print_error(agent_url(agent), rv, &err, NULL);
+		agent_close(agent);
+		return 1;
+	}
+	int code = 0;
+	if (!s->state_dir || !*s->state_dir || snprintf(buf, len, "%s", s->state_dir) >= (int)len) {
+		fprintf(stderr,
+		        "trackctl: dump: the agent at %s names no usable state dir; give "
+		        "--state-dir DIR\n",
+		        agent_url(agent));
+		code = 1;
+	}
+	trackd__v1__reply__free_unpacked(reply, NULL);
+	agent_close(agent);
+	return code;
 }
 
 static void dump_string(const char *s)
@@ -243,17 +265,19 @@ int cmd_dump(int argc, char **argv)
 			errno = 0;
 			after = strtoull(optarg, &end, 10);
 			if (errno || end == optarg || *end || optarg[0] == '-')
-				return cli_usage_error("dump --after takes a record index (0 or more)");
+				return cli_usage_error(
+				    "dump --after takes a record index (0 or more)");
 			break;
 		default: return cli_bad_option("dump", argv);
 		}
 	}
 	if (optind != argc)
 		return cli_usage_error("dump takes no arguments (use --run ID)");
-	char def[4096];
+	char from_agent[4096];
 	if (!state_dir) {
-		default_state_dir(def, sizeof def);
-		state_dir = def;
+		if (agent_state_dir(from_agent, sizeof from_agent) != 0)
+			return 1;
+		state_dir = from_agent;
 	}
 	return dump_log(state_dir, run, history_only, after);
 }

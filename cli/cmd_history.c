@@ -17,6 +17,9 @@
 
 #define MAX_KEYS     100000           /* CSV columns */
 #define TAIL_POLL_NS (200 * 1000000L) /* ~200 ms between polls of a quiet run */
+/* Rows per request while tail catches up: small, so that a stop is seen after
+ * at most one short request, however far behind a slow reader left it. */
+#define TAIL_PAGE_ROWS 256
 
 /* ---- key lists ------------------------------------------------------------- */
 
@@ -312,26 +315,29 @@ static int run_state(agent_client *agent, const char *run, char *state, size_t c
 	return 0;
 }
 
-/* Prints the rows from *from on, page after page, until the agent has no more. */
+/* Prints the rows from *from on, page after page, until the agent has no more
+ * or a stop signal came. The stop is tested before every row: a reader slower
+ * than the run (or a full pipe, whose write the signal interrupts) must not
+ * keep us printing the rest of a page. */
 static int tail_drain(struct cli_history *h, uint64_t *from, size_t *printed)
 {
 	*printed = 0;
 	while (!tail_stop) {
 		uint64_t next, total;
 		struct cli_reply r;
-		int code = cli_history_page(h, *from, UINT64_MAX, &r, &next, &total);
+		int code = cli_history_page(h, *from, TAIL_PAGE_ROWS, &r, &next, &total);
 		if (code != 0)
 			return code;
 		const json_value *rows = cli_history_rows(&r);
-		size_t n = rows ? rows->u.arr.n : 0;
-		for (size_t i = 0; i < n; i++) {
+		size_t n = rows ? rows->u.arr.n : 0, i;
+		for (i = 0; i < n && !tail_stop; i++) {
 			json_write_compact(stdout, &rows->u.arr.items[i]);
 			putchar('\n');
 		}
 		fflush(stdout);
 		cli_reply_free(&r);
-		*printed += n;
-		if (n == 0 || next <= *from)
+		*printed += i;
+		if (i < n || n == 0 || next <= *from)
 			return 0;
 		*from = next;
 		if (next >= total)

@@ -2,6 +2,7 @@
  *   runs [--project P] [--state S] [--json]   a table of runs, oldest first
  *   show RUN [--json]                          one run: identity, config, footer
  *   rename RUN NAME [--json]                   a new display name
+ *   retry [RUN] [--json]                       upload parked runs again
  * A RUN is an id or entity/project/id; the agent resolves it. */
 #include "cli.h"
 
@@ -12,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define RENAME_WAIT_POLLS 250             /* at most ~5 s for the store to show it */
+#define RENAME_POLL_NS    (20 * 1000000L) /* 20 ms */
 
 /* The agent's JSON, passed through unchanged. */
 static void print_raw(const struct cli_reply *r)
@@ -163,24 +167,21 @@ int cmd_show(int argc, char **argv)
 	return code;
 }
 
-/* Sends one action query (rename, retry) and prints its answer: the agent's JSON
- * with --json (or when there is no `done` text), else `done`. */
-static int run_action(const Trackd__V1__Query *q, const char *what, bool json, const char *done)
+/* The run's display name as the agent's run store shows it ("" if none). */
+static int display_name(agent_client *agent, const char *run, const char *what, char *name,
+                        size_t cap)
 {
-	agent_client *agent;
-	if (cli_connect(&agent) != 0)
-		return 1;
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	q.kind = "run";
+	q.run = (char *)run;
 	struct cli_reply r;
-	int code = cli_query(agent, q, what, &r);
-	if (code == 0) {
-		if (json || !done)
-			print_raw(&r);
-		else
-			printf("%s\n", done);
-		cli_reply_free(&r);
-	}
-	agent_close(agent);
-	return code;
+	int code = cli_query(agent, &q, what, &r);
+	if (code != 0)
+		return code;
+	snprintf(name, cap, "%s",
+	         json_string(json_get(json_get(r.root, "run"), "display_name"), ""));
+	cli_reply_free(&r);
+	return 0;
 }
 
 int cmd_rename(int argc, char **argv)
@@ -193,19 +194,48 @@ int cmd_rename(int argc, char **argv)
 	const char *run = argv[optind], *name = argv[optind + 1];
 	if (!*name)
 		return cli_usage_error("rename: the new name is empty");
-	char what[512], done[1024];
+	char what[512];
 	snprintf(what, sizeof what, "run %s", run);
-	snprintf(done, sizeof done, "Renamed %s to %s", run, name);
+	agent_client *agent;
+	if (cli_connect(&agent) != 0)
+		return 1;
 	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
 	q.kind = "rename";
 	q.run = (char *)run;
 	q.name = (char *)name;
-	return run_action(&q, what, json, done);
+	struct cli_reply r;
+	int code = cli_query(agent, &q, what, &r);
+	if (code != 0) {
+		agent_close(agent);
+		return code;
+	}
+	/* The agent logs the rename and its run store applies it a moment later:
+	 * wait for that (bounded), so that the next `runs` or `show` has it. */
+	char now[1024] = "";
+	for (int i = 0; i < RENAME_WAIT_POLLS && code == 0; i++) {
+		code = display_name(agent, run, what, now, sizeof now);
+		if (code != 0 || strcmp(now, name) == 0)
+			break;
+		struct timespec ts = {0, RENAME_POLL_NS};
+		nanosleep(&ts, NULL);
+	}
+	if (code == 0) {
+		if (json)
+			print_raw(&r);
+		else if (strcmp(now, name) == 0)
+			printf("Renamed %s to %s\n", run, name);
+		else
+			printf("Renamed %s to %s (the run store has not shown it yet)\n", run,
+			       name);
+	}
+	cli_reply_free(&r);
+	agent_close(agent);
+	return code;
 }
 
 /* trackctl retry [RUN]: a run the wandb sink parked after a permanent error is
- * uploaded again (all parked runs without RUN). The answer, {"ok":true,
- * "retried":[ids…]}, is printed as it is. */
+ * uploaded again (all parked runs without RUN). The answer is {"ok":true,
+ * "retried":[ids…]}: as it is with --json, else one line per run. */
 int cmd_retry(int argc, char **argv)
 {
 	bool json;
@@ -216,8 +246,27 @@ int cmd_retry(int argc, char **argv)
 	const char *run = argc - optind == 1 ? argv[optind] : "";
 	char what[512];
 	snprintf(what, sizeof what, "run %s", *run ? run : "(all parked)");
+	agent_client *agent;
+	if (cli_connect(&agent) != 0)
+		return 1;
 	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
 	q.kind = "retry";
 	q.run = (char *)run;
-	return run_action(&q, what, json, NULL);
+	struct cli_reply r;
+	int code = cli_query(agent, &q, what, &r);
+	agent_close(agent);
+	if (code != 0)
+		return code;
+	if (json) {
+		print_raw(&r);
+	} else {
+		const json_value *ids = json_get(r.root, "retried");
+		size_t n = json_is(ids, JSON_ARRAY) ? ids->u.arr.n : 0;
+		for (size_t i = 0; i < n; i++)
+			printf("Uploading %s again\n", json_string(&ids->u.arr.items[i], "?"));
+		if (n == 0)
+			printf("Nothing to retry: no parked run\n");
+	}
+	cli_reply_free(&r);
+	return 0;
 }

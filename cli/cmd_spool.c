@@ -5,7 +5,9 @@
 
 #include <trackd/trackd.h>
 
+#include <errno.h>
 #include <inttypes.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +15,22 @@
 int cmd_spool(int argc, char **argv)
 {
 	/* argv[0] is "spool" */
-	if (argc < 2 || strcmp(argv[1], "flush") != 0 || argc > 3) {
-		fprintf(stderr, "usage: trackctl spool flush [SPOOL_DIR]\n");
-		return EXIT_USAGE;
-	}
+	if (argc < 2 || strcmp(argv[1], "flush") != 0 || argc > 3)
+		return cli_usage_error("spool takes `flush [SPOOL_DIR]`");
 	const char *dir = argc == 3 ? argv[2] : NULL;
+	if (dir && dir[0] == '-')
+		return cli_usage_error("spool flush: unknown option %s", dir);
+	/* A spool dir that is not there is a typo, not an empty spool: "0
+	 * delivered" would say all is well. (The default dir may be absent.) */
+	struct stat st;
+	if (dir && stat(dir, &st) != 0) {
+		fprintf(stderr, "trackctl: spool flush: %s: %s\n", dir, strerror(errno));
+		return EXIT_FAILURE;
+	}
+	if (dir && !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "trackctl: spool flush: %s: not a directory\n", dir);
+		return EXIT_FAILURE;
+	}
 	uint64_t delivered = 0;
 	int rv = td_spool_flush(NULL, dir, 60000, &delivered);
 	if (rv != TD_OK) {

@@ -63,7 +63,7 @@ static void print_wandb_text(const Trackd__V1__StatusReply *s, const json_value 
 	       "  runs:              %" PRIu64 " uploading, %" PRIu64 " retrying, %" PRIu64
 	       " parked, %" PRId64 " finished upstream\n"
 	       "  requests:          %" PRIu64 " ok, %" PRIu64 " failed (%" PRId64
-	       " to be retried)\n"
+	       " of them retried)\n"
 	       "  lines sent:        %" PRId64 " (%" PRIu64
 	       " skipped over the line limit), %" PRIu64 " bytes\n"
 	       "  backlog:           %" PRIu64 " log records not yet read\n",
@@ -101,14 +101,27 @@ static void print_json(const char *url, const Trackd__V1__StatusReply *s, const 
 	       ",\"records_quarantined\":%" PRIu64 ",\"log_bytes\":%" PRIu64
 	       ",\"last_index\":%" PRIu64 ",\"durable_index\":%" PRIu64
 	       ",\"clients_connected\":%" PRIu64 ",\"runs_active\":%" PRIu64
-	       ",\"local_sink_backlog\":%" PRIu64,
+	       ",\"local_sink_backlog\":%" PRIu64 ",\"budget_refusals\":%" PRIu64
+	       ",\"log_max_bytes\":%" PRIu64,
 	       s->records_appended, s->batches_acked, s->batches_duplicate, s->requests_rejected,
 	       s->records_quarantined, s->log_bytes, s->last_index, s->durable_index,
-	       s->clients_connected, s->runs_active, s->local_sink_backlog);
+	       s->clients_connected, s->runs_active, s->local_sink_backlog, s->budget_refusals,
+	       s->log_max_bytes);
 	if (s->has_wandb_enabled && s->wandb_enabled)
 		print_wandb_json(s, w);
 	else
 		printf(",\"wandb\":{\"enabled\":false}");
+	printf("}\n");
+}
+
+/* --json keeps its promise when no agent answers: a script reads "down" and
+ * why, instead of finding prose on stderr only. */
+static void print_down_json(const char *url, const struct agent_error *err)
+{
+	printf("{\"agent\":\"down\",\"socket\":");
+	cli_json_string(stdout, url);
+	printf(",\"error\":");
+	cli_json_string(stdout, err->message);
 	printf("}\n");
 }
 
@@ -121,14 +134,16 @@ static void print_text(const char *url, const Trackd__V1__StatusReply *s, const 
 	       "runs active:         %" PRIu64 "\n"
 	       "log records:         %" PRIu64 " appended since start, last index %" PRIu64
 	       ", durable %" PRIu64 "\n"
-	       "log size:            %" PRIu64 " bytes\n"
+	       "log size:            %" PRIu64 " bytes (budget: %" PRIu64 ", 0 = none; %" PRIu64
+	       " appends refused by it)\n"
 	       "batches acked:       %" PRIu64 " (%" PRIu64 " duplicates not re-stored)\n"
 	       "requests rejected:   %" PRIu64 "\n"
 	       "records quarantined: %" PRIu64 "\n"
 	       "local sink backlog:  %" PRIu64 " records not yet in the run dirs\n",
 	       s->clients_connected, s->runs_active, s->records_appended, s->last_index,
-	       s->durable_index, s->log_bytes, s->batches_acked, s->batches_duplicate,
-	       s->requests_rejected, s->records_quarantined, s->local_sink_backlog);
+	       s->durable_index, s->log_bytes, s->log_max_bytes, s->budget_refusals,
+	       s->batches_acked, s->batches_duplicate, s->requests_rejected, s->records_quarantined,
+	       s->local_sink_backlog);
 	if (s->has_wandb_enabled && s->wandb_enabled)
 		print_wandb_text(s, w);
 	else
@@ -147,15 +162,25 @@ int cmd_status(int argc, char **argv)
 	}
 	if (optind != argc)
 		return cli_usage_error("status takes no arguments");
-	agent_client *agent;
-	if (cli_connect(&agent) != 0)
+	char url[4096];
+	if (agent_default_url(url, sizeof url) != 0)
 		return 1;
+	agent_client *agent;
+	struct agent_error err;
+	int rv = agent_open(url, &agent, &err);
+	if (rv != 0) {
+		agent_print_error(url, rv, &err, NULL);
+		if (json)
+			print_down_json(url, &err);
+		return 1;
+	}
 	Trackd__V1__Reply *reply;
 	const Trackd__V1__StatusReply *s;
-	struct agent_error err;
-	int rv = agent_status(agent, &reply, &s, &err);
+	rv = agent_status(agent, &reply, &s, &err);
 	if (rv != 0) {
-		agent_print_error(agent_url(agent), rv, &err, NULL);
+		agent_print_error(url, rv, &err, NULL);
+		if (json)
+			print_down_json(url, &err);
 		agent_close(agent);
 		return 1;
 	}

@@ -12,6 +12,7 @@
  *                                              upload offline runs (wandb sink)
  *   trackctl spool flush [SPOOL_DIR]           deliver records clients spooled
  *   trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]
+ *   trackctl --version
  *
  * Everything but `dump` asks the running agent over its socket (TRACKD_SOCKET,
  * else the default path); `dump` reads the log files directly. This file only
@@ -20,64 +21,96 @@
  */
 #include "cli.h"
 
+#ifndef TRACKD_VERSION
+#define TRACKD_VERSION "0.0.0"
+#endif
+
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-void cli_usage(FILE *out)
-{
-	fprintf(out,
-	        "Usage:\n"
-	        "  trackctl status [--json]\n"
-	        "      The running agent: version, clients, active runs, log and sink counters.\n"
-	        "  trackctl runs [--project [ENTITY/]PROJECT] [--state STATE] [--json]\n"
-	        "      The runs the agent knows, oldest first. STATE: running, finished,\n"
-	        "      failed, crashed, killed.\n"
-	        "  trackctl show RUN [--json]\n"
-	        "      One run: identity, state, config, then its history sparklines and\n"
-	        "      summary as W&B prints them at the end of a run.\n"
-	        "  trackctl history RUN [--keys K1,K2] [--format csv|jsonl] [--json]\n"
-	        "      The run's rows. csv (default): _step, then every key in first-seen\n"
-	        "      order (or the --keys in the order given); jsonl: one row per line;\n"
-	        "      --json: one object {run, from_line, lines, next_line, total_lines}.\n"
-	        "  trackctl tail RUN [--keys K1,K2] [-n N]\n"
-	        "      The last N rows (default 10), then new rows as they are logged, as\n"
-	        "      JSON lines, until the run ends (or Ctrl-C).\n"
-	        "  trackctl rename RUN NAME [--json]\n"
-	        "      Give the run a new display name.\n"
-	        "  trackctl retry [RUN]\n"
-	        "      Upload again a run the wandb sink parked after a permanent error\n"
-	        "      (every parked run without RUN).\n"
-	        "  trackctl sync [RUN... | --all] [--entity ENTITY] [--project PROJECT] [--force]\n"
-	        "      Upload offline runs to W&B through the agent's wandb sink: the given\n"
-	        "      runs, or --all of yours (in ENTITY/PROJECT). An interrupted sync\n"
-	        "      resumes where it stopped; a synced run is skipped unless --force\n"
-	        "      (upload it again from the start). Progress on a terminal, plain\n"
-	        "      lines otherwise; exit 1 unless every run got synced.\n"
-	        "  trackctl spool flush [SPOOL_DIR]\n"
-	        "      Deliver what this user's clients left in their spool when the agent\n"
-	        "      was unreachable (every new client run does this too).\n"
-	        "  trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]\n"
-	        "      Print every record of the transaction log as one JSON line, reading\n"
-	        "      the log files directly. --history keeps only history rows; --after\n"
-	        "      only records with an index above N.\n"
-	        "\n"
-	        "RUN is a run id or ENTITY/PROJECT/ID. The agent is found through\n"
-	        "TRACKD_SOCKET (an NNG URL such as ipc:///path/trackd.sock), else the\n"
-	        "machine's agent (ipc:///run/trackd/trackd.sock) if it answers, else this\n"
-	        "user's private agent, which is started if it does not run\n"
-	        "(TRACKD_NO_AUTOSTART=1: never started).\n"
-	        "Exit status: 0 ok, 1 failure, 2 usage.\n");
-}
-
-static const struct {
+/* One row per command: its runner and its usage text, which is both the
+ * command's part of `trackctl --help` and all of `trackctl CMD --help`. */
+static const struct command {
 	const char *name;
 	int (*run)(int argc, char **argv);
+	const char *usage;
 } commands[] = {
-    {"status", cmd_status}, {"runs", cmd_runs},     {"show", cmd_show}, {"history", cmd_history},
-    {"tail", cmd_tail},     {"rename", cmd_rename}, {"dump", cmd_dump},   {"spool", cmd_spool},
-    {"retry", cmd_retry},   {"sync", cmd_sync},
+    {"status", cmd_status,
+     "  trackctl status [--json]\n"
+     "      The running agent: version, clients, active runs, log and sink counters.\n"
+     "      With --json and no agent: {\"agent\":\"down\",...} and exit status 1.\n"},
+    {"runs", cmd_runs,
+     "  trackctl runs [--project [ENTITY/]PROJECT] [--state STATE] [--json]\n"
+     "      The runs the agent knows, oldest first. STATE: running, finished,\n"
+     "      failed, crashed, killed.\n"},
+    {"show", cmd_show,
+     "  trackctl show RUN [--json]\n"
+     "      One run: identity, state, config, then its history sparklines and\n"
+     "      summary as W&B prints them at the end of a run.\n"},
+    {"history", cmd_history,
+     "  trackctl history RUN [--keys K1,K2] [--format csv|jsonl] [--json]\n"
+     "      The run's rows. csv (default): _step, then every key in first-seen\n"
+     "      order (or the --keys in the order given); jsonl: one row per line;\n"
+     "      --json: one object {run, from_line, lines, next_line, total_lines}.\n"},
+    {"tail", cmd_tail,
+     "  trackctl tail RUN [--keys K1,K2] [-n N]\n"
+     "      The last N rows (default 10), then new rows as they are logged, as\n"
+     "      JSON lines, until the run ends (or Ctrl-C).\n"},
+    {"rename", cmd_rename,
+     "  trackctl rename RUN NAME [--json]\n"
+     "      Give the run a new display name.\n"},
+    {"retry", cmd_retry,
+     "  trackctl retry [RUN] [--json]\n"
+     "      Upload again a run the wandb sink parked after a permanent error\n"
+     "      (every parked run without RUN).\n"},
+    {"sync", cmd_sync,
+     "  trackctl sync [RUN... | --all] [--entity ENTITY] [--project PROJECT] [--force]\n"
+     "      Upload offline runs to W&B through the agent's wandb sink: the given\n"
+     "      runs, or --all of yours (in ENTITY/PROJECT). An interrupted sync\n"
+     "      resumes where it stopped; a synced run is skipped unless --force\n"
+     "      (upload it again from the start). Progress on a terminal, plain\n"
+     "      lines otherwise; exit 1 unless every run got synced.\n"},
+    {"spool", cmd_spool,
+     "  trackctl spool flush [SPOOL_DIR]\n"
+     "      Deliver what this user's clients left in their spool when the agent\n"
+     "      was unreachable (every new client run does this too).\n"},
+    {"dump", cmd_dump,
+     "  trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]\n"
+     "      Print every record of the transaction log as one JSON line, reading\n"
+     "      the log files directly: those of DIR, else of the state dir of the\n"
+     "      agent found as below.\n"
+     "      --history keeps only history rows; --after only records with an\n"
+     "      index above N.\n"},
 };
+
+static const char usage_footer[] =
+    "\n"
+    "RUN is a run id or ENTITY/PROJECT/ID. The agent is found through\n"
+    "TRACKD_SOCKET (an NNG URL such as ipc:///path/trackd.sock), else the\n"
+    "machine's agent (ipc:///run/trackd/trackd.sock) if it answers, else this\n"
+    "user's private agent, which is started if it does not run\n"
+    "(TRACKD_NO_AUTOSTART=1: never started).\n"
+    "Exit status: 0 ok, 1 failure, 2 usage.\n";
+
+void cli_usage(FILE *out)
+{
+	fputs("Usage:\n", out);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fputs(commands[i].usage, out);
+	fputs("  trackctl --version\n", out);
+	fputs(usage_footer, out);
+}
+
+/* `--help` or `-h` among a command's arguments (before a `--`). */
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	return false;
+}
 
 int main(int argc, char **argv)
 {
@@ -90,14 +123,22 @@ int main(int argc, char **argv)
 		cli_usage(stdout);
 		return 0;
 	}
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+		printf("trackctl %s\n", TRACKD_VERSION);
+		return 0;
+	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-		if (strcmp(cmd, commands[i].name) == 0) {
-			/* Each command parses its own options from its own argv. Errors are
-			 * ours to word, not getopt's. */
-			optind = 1;
-			opterr = 0;
-			return commands[i].run(argc - 1, argv + 1);
+		if (strcmp(cmd, commands[i].name) != 0)
+			continue;
+		if (wants_help(argc - 1, argv + 1)) {
+			printf("Usage:\n%s%s", commands[i].usage, usage_footer);
+			return 0;
 		}
+		/* Each command parses its own options from its own argv. Errors are
+		 * ours to word, not getopt's. */
+		optind = 1;
+		opterr = 0;
+		return commands[i].run(argc - 1, argv + 1);
 	}
 	return cli_usage_error("unknown command '%s'", cmd);
 }

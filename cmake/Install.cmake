@@ -32,6 +32,13 @@ set(TRACKD_PYTHON_DIR "lib/python3/dist-packages" CACHE STRING
 set(TRACKD_CMAKE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/trackd")
 
 # ---- agent --------------------------------------------------------------------
+# trackctl links libtrackd. Under /usr the loader finds it in the libdir; under any
+# other prefix (scripts/install.sh ~/.local) a relative RPATH finds the library
+# installed beside it, wherever the prefix is. The Debian packages carry none.
+if(NOT CMAKE_INSTALL_PREFIX STREQUAL "/usr" AND NOT IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+  file(RELATIVE_PATH _trackd_bin_to_lib "/p/${CMAKE_INSTALL_BINDIR}" "/p/${CMAKE_INSTALL_LIBDIR}")
+  set_target_properties(trackctl PROPERTIES INSTALL_RPATH "$ORIGIN/${_trackd_bin_to_lib}")
+endif()
 install(TARGETS trackd_agent trackctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT agent)
 install(FILES packaging/systemd/trackd.service
   DESTINATION ${TRACKD_SYSTEMD_SYSTEM_UNIT_DIR} COMPONENT agent)

@@ -860,7 +860,7 @@ int main(int argc, char **argv)
 	if (parse_args(argc, argv, &a) != 0)
 		return 2;
 	struct config cfg;
-	char err[1024];
+	char err[4096]; /* room for the config file's errors, one per line */
 	if (load_config(&a, &cfg, err, sizeof err) != 0) {
 		fprintf(stderr, "trackd: %s\n", err);
 		return 2;

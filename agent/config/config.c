@@ -1051,20 +1051,30 @@ struct loader {
 	size_t errlen;
 	yaml_document_t *doc;
 	struct config *cfg; /* the copy being filled */
+	unsigned n_errors;  /* fail_at calls; the first CONFIG_MAX_ERRORS are written */
 };
+
+/* Errors of the keys are all reported, as a compiler does, one per line in
+ * errbuf; a syntax error ends the file's reading, so it comes alone. */
+#define CONFIG_MAX_ERRORS 20
 
 __attribute__((format(printf, 3, 4))) static int fail_at(struct loader *ld, yaml_mark_t mark,
                                                          const char *fmt, ...)
 {
-	if (ld->errbuf && ld->errlen) {
-		int n = snprintf(ld->errbuf, ld->errlen, "%s:%zu:%zu: ", ld->name, mark.line + 1,
-		                 mark.column + 1);
-		if (n >= 0 && (size_t)n < ld->errlen) {
-			va_list ap;
-			va_start(ap, fmt);
-			vsnprintf(ld->errbuf + n, ld->errlen - (size_t)n, fmt, ap);
-			va_end(ap);
-		}
+	if (ld->n_errors++ >= CONFIG_MAX_ERRORS || !ld->errbuf || !ld->errlen)
+		return TRACKD_EINVAL;
+	size_t used = strlen(ld->errbuf);
+	if (used + 1 >= ld->errlen)
+		return TRACKD_EINVAL;
+	char *at = ld->errbuf + used;
+	size_t room = ld->errlen - used;
+	int n = snprintf(at, room, "%s%s:%zu:%zu: ", used ? "\n" : "", ld->name, mark.line + 1,
+	                 mark.column + 1);
+	if (n >= 0 && (size_t)n < room) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(at + n, room - (size_t)n, fmt, ap);
+		va_end(ap);
 	}
 	return TRACKD_EINVAL;
 }
@@ -1300,10 +1310,13 @@ static int apply_pair(struct loader *ld, const yaml_node_t *map, const yaml_node
 		return fail_at(ld, kn->start_mark, "unknown key %s", q);
 	}
 
-	/* libyaml keeps duplicate keys; the earlier pairs were all valid keys, so this
-	 * scan is bounded by the table size. */
+	/* libyaml keeps duplicate keys; the earlier pairs were valid keys or one of
+	 * at most CONFIG_MAX_ERRORS wrong ones (apply_mapping stops after those), so
+	 * this scan is bounded by the table size. */
 	for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
 		const yaml_node_t *pk = yaml_document_get_node(ld->doc, p->key);
+		if (pk->type != YAML_SCALAR_NODE)
+			continue;
 		if (strcmp((const char *)pk->data.scalar.value, name) == 0) {
 			quote(q, sizeof q, path, 48);
 			return fail_at(ld, kn->start_mark,
@@ -1346,15 +1359,20 @@ static int apply_pair(struct loader *ld, const yaml_node_t *map, const yaml_node
 	return TRACKD_OK;
 }
 
+/* Every pair is tried, so that all wrong keys are reported at once; only running
+ * out of memory stops at the first. */
 static int apply_mapping(struct loader *ld, const yaml_node_t *map, const char *prefix)
 {
+	int first = TRACKD_OK;
 	for (const yaml_node_pair_t *p = map->data.mapping.pairs.start;
-	     p < map->data.mapping.pairs.top; p++) {
+	     p < map->data.mapping.pairs.top && ld->n_errors <= CONFIG_MAX_ERRORS; p++) {
 		int rc = apply_pair(ld, map, p, prefix);
-		if (rc != TRACKD_OK)
+		if (rc == TRACKD_ENOMEM)
 			return rc;
+		if (first == TRACKD_OK)
+			first = rc;
 	}
-	return TRACKD_OK;
+	return first;
 }
 
 int config_load_buffer(struct config *cfg, const char *name, const char *yaml, size_t len,
@@ -1407,6 +1425,12 @@ int config_load_buffer(struct config *cfg, const char *name, const char *yaml, s
 			             node_kind(root));
 		else if (!empty)
 			rc = apply_mapping(&ld, root, "");
+		if (ld.n_errors > CONFIG_MAX_ERRORS && errbuf && errlen) {
+			size_t used = strlen(errbuf);
+			snprintf(errbuf + used, errlen - used,
+			         "\n%s: more errors after these %u; reading stopped", ld.name,
+			         CONFIG_MAX_ERRORS);
+		}
 		yaml_document_delete(&doc);
 	}
 	yaml_parser_delete(&parser);

@@ -112,7 +112,9 @@ int config_defaults(struct config *cfg, bool system);
 
 /* Applies the YAML file at `path` on top of `cfg`. On error returns TRACKD_EINVAL
  * (or TRACKD_ENOENT/TRACKD_EIO for an unreadable file), writes
- * "file:line:col: message" into errbuf, and leaves `cfg` unchanged. */
+ * "file:line:col: message" into errbuf — one line per error: every wrong key and
+ * value is reported (up to 20, as much as errbuf holds), a syntax error alone —
+ * and leaves `cfg` unchanged. */
 int config_load_file(struct config *cfg, const char *path, char *errbuf, size_t errlen);
 
 /* Same, from a memory buffer; `name` stands for the file name in messages. */

@@ -836,6 +836,34 @@ static void test_reference(void)
 	free(buf);
 }
 
+/* Every wrong key is reported, one line each, as a compiler does; a key after a
+ * wrong one still applies nowhere (the file is refused as a whole). */
+static void test_all_errors_reported(void)
+{
+	expect_message("log_levl: info\ntxlog:\n  fsync: sometimes\n  segment_bytes: 1GiB\n"
+	               "colour: blue\n",
+	               "t.yaml:1:1: unknown key \"log_levl\"; did you mean \"log_level\"?\n"
+	               "t.yaml:3:10: txlog.fsync: expected one of always, interval, never, got "
+	               "\"sometimes\"\n"
+	               "t.yaml:5:1: unknown key \"colour\"");
+	/* Bounded: 20 errors, then a note that reading stopped. */
+	char yaml[2048] = "", err[8192];
+	for (int i = 0; i < 30; i++)
+		snprintf(yaml + strlen(yaml), sizeof yaml - strlen(yaml), "bad%02d: 1\n", i);
+	struct config c;
+	check(config_defaults(&c, true) == 0, "defaults");
+	check(config_load_buffer(&c, "t.yaml", yaml, strlen(yaml), err, sizeof err) ==
+	          TRACKD_EINVAL,
+	      "30 errors refused");
+	int lines = 1;
+	for (const char *p = err; *p; p++)
+		lines += *p == '\n';
+	check(lines == 21 && strstr(err, "t.yaml:20:1: unknown key \"bad19\"") &&
+	          !strstr(err, "bad20") && strstr(err, "reading stopped"),
+	      "%d lines: %s", lines, err);
+	config_fini(&c);
+}
+
 int main(void)
 {
 	test_defaults_root();
@@ -847,6 +875,7 @@ int main(void)
 	test_durations();
 	test_bounds();
 	test_error_positions();
+	test_all_errors_reported();
 	test_round_trip();
 	test_copy();
 	test_files();

@@ -115,11 +115,30 @@ static int check_run_id(struct walk *w, const uint8_t *s, size_t len)
 		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 		            "run id is %zu bytes, limit %u", len, TRACKD_MAX_RUN_ID_BYTES);
 	for (size_t i = 0; i < len; i++) {
-		if (s[i] < 0x20 || strchr(TRACKD_RUN_ID_FORBIDDEN, s[i]))
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
-			            "run id contains a forbidden character (0x%02x); not allowed: %s "
-			            "and control characters",
-			            s[i], TRACKD_RUN_ID_FORBIDDEN);
+		if (!s[i] || !strchr(TRACKD_RUN_ID_ALLOWED, s[i]))
+			return fail(
+			    w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			    "run id contains a forbidden character (0x%02x); allowed: letters, "
+			    "digits, '-' and '_'",
+			    s[i]);
+	}
+	return 0;
+}
+
+/* A run start's project (1) and entity (2): W&B's rule, so that the run's path
+ * and URL can be written. */
+static int check_run_name(struct walk *w, const ProtobufCFieldDescriptor *fd, const uint8_t *s,
+                          size_t len)
+{
+	if (fd->id != 1 && fd->id != 2)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < 0x20 || s[i] == 0x7f || strchr(TRACKD_NAME_FORBIDDEN, s[i]))
+			return fail(
+			    w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			    "%s contains a forbidden character (0x%02x); not allowed: %s and "
+			    "control characters",
+			    fd->name, s[i], TRACKD_NAME_FORBIDDEN);
 	}
 	return 0;
 }
@@ -208,7 +227,7 @@ static int check_string(struct walk *w, const ProtobufCMessageDescriptor *d,
 		if (wf->len > TRACKD_MAX_NAME_BYTES)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 			            "%zu bytes, limit %u", wf->len, TRACKD_MAX_NAME_BYTES);
-		return 0;
+		return check_run_name(w, fd, wf->data, wf->len);
 	}
 	if ((d == &trackd__v1__define_metric__descriptor ||
 	     d == &trackd__v1__run_rename__descriptor) &&

@@ -612,7 +612,8 @@ static void test_run_id(void)
 {
 	char err[256];
 	struct row r;
-	const char *bad[] = {"a/b", "a\\b", "a#b", "a?b", "a%b", "a:b", ""};
+	const char *bad[] = {"a/b", "a\\b", "a#b", "a?b", "a%b",     "a:b",
+	                     "",    "a b",  "a&b", "a.b", "\xc3\xa9"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		make_row(&r, bad[i], "k", 1);
 		int rc = validate_one(&r, err);
@@ -628,11 +629,52 @@ static void test_run_id(void)
 		CHECK((rc == 0) == (n <= TRACKD_MAX_RUN_ID_BYTES), "run id of %zu: rc %d '%s'", n, rc,
 		      err);
 	}
+	make_row(&r, "Ok-id_9", "k", 1);
+	CHECK(validate_one(&r, err) == 0, "run id Ok-id_9: '%s'", err);
 	make_row(&r, "abc", "k", 1);
 	r.rec.run_id = NULL;
 	int rc = validate_one(&r, err);
 	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "run_id is missing"),
 	      "missing run id: '%s'", err);
+}
+
+/* A run start's project and entity follow W&B's rule (no / \ # ? % : or control
+ * characters); other names (display name, group) may hold anything printable. */
+static void test_run_start_names(void)
+{
+	static const struct {
+		const char *project, *entity, *display_name;
+		bool ok;
+	} cases[] = {
+	    {"my project", "me", "a/b: c?", true},
+	    {"team/proj", "me", NULL, false},
+	    {"p", "e:x", NULL, false},
+	    {"p\n", "me", NULL, false},
+	    {"p%20", "me", NULL, false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		Trackd__V1__RunStart start = TRACKD__V1__RUN_START__INIT;
+		start.project = (char *)cases[i].project;
+		start.entity = (char *)cases[i].entity;
+		start.display_name = (char *)cases[i].display_name;
+		Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+		rec.run_id = "r1";
+		rec.body_case = TRACKD__V1__RECORD__BODY_START;
+		rec.start = &start;
+		Trackd__V1__Record *recs[] = {&rec};
+		size_t len;
+		uint8_t *buf = pack_batch(recs, 1, 16, 7, 1, &len);
+		char err[256] = "";
+		struct validated_request out;
+		int rc = validate_request(&small, buf, len, &out, err, sizeof err);
+		free(buf);
+		CHECK((rc == 0) == cases[i].ok, "start %s/%s: rc %d '%s'", cases[i].entity,
+		      cases[i].project, rc, err);
+		if (!cases[i].ok)
+			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+			          strstr(err, "forbidden"),
+			      "start %s/%s: '%s'", cases[i].entity, cases[i].project, err);
+	}
 }
 
 static void test_negative_step(void)
@@ -730,6 +772,7 @@ int main(void)
 	test_deep_wire_nesting(false);
 	test_deep_wire_nesting(true);
 	test_run_id();
+	test_run_start_names();
 	test_negative_step();
 	test_sessions();
 	test_log_entry_roundtrip();

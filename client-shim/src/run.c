@@ -89,15 +89,35 @@ static int set_run_id(struct td_run *run, const char *given)
 		return td_fail(TD_ERR_INVALID, "td_init: run_id is longer than %u bytes",
 		               TRACKD_MAX_RUN_ID_BYTES);
 	}
-	size_t bad = strcspn(given, TRACKD_RUN_ID_FORBIDDEN);
-	if (bad < len) {
-		return td_fail(TD_ERR_INVALID, "td_init: run_id must not contain '%c' (none of %s)",
-		               given[bad], TRACKD_RUN_ID_FORBIDDEN);
+	size_t good = strspn(given, TRACKD_RUN_ID_ALLOWED);
+	if (good < len) {
+		unsigned char c = (unsigned char)given[good];
+		return td_fail(
+		    TD_ERR_INVALID,
+		    c >= 0x20 && c < 0x7f
+		        ? "td_init: run_id must not contain '%c': only letters, digits, '-' "
+		          "and '_' (W&B's rule)"
+		        : "td_init: run_id must not contain byte 0x%02x: only letters, "
+		          "digits, '-' and '_' (W&B's rule)",
+		    c);
 	}
-	if (!td_utf8_valid(given, len))
-		return td_fail(TD_ERR_INVALID, "td_init: run_id is not valid UTF-8");
 	memcpy(run->run_id, given, len + 1);
 	run->run_id_len = len;
+	return TD_OK;
+}
+
+/* Project and entity: W&B's rule, so that every run has a reachable path
+ * (entity/project/id) and URL. */
+static int check_name_chars(const char *what, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return td_fail(TD_ERR_INVALID, "%s must not contain control characters",
+			               what);
+		if (strchr(TRACKD_NAME_FORBIDDEN, *p))
+			return td_fail(TD_ERR_INVALID, "%s must not contain '%c' (none of %s)",
+			               what, *p, TRACKD_NAME_FORBIDDEN);
+	}
 	return TD_OK;
 }
 
@@ -109,6 +129,8 @@ static int check_options(const td_run_options *o, struct td_item_count *config_c
 		return td_fail(TD_ERR_INVALID, "td_init: unknown resume mode %d", (int)o->resume);
 	if ((rc = td_check_text("td_init: project", o->project, TRACKD_MAX_NAME_BYTES, true)) ||
 	    (rc = td_check_text("td_init: entity", o->entity, TRACKD_MAX_NAME_BYTES, false)) ||
+	    (rc = check_name_chars("td_init: project", o->project)) ||
+	    (rc = check_name_chars("td_init: entity", o->entity)) ||
 	    (rc = td_check_text("td_init: display_name", o->display_name, TRACKD_MAX_NAME_BYTES,
 	                        false)) ||
 	    (rc = td_check_text("td_init: group", o->group, TRACKD_MAX_NAME_BYTES, false)) ||

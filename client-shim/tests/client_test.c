@@ -724,6 +724,20 @@ static void test_invalid_options_rejected(struct tc *t)
 	CHECK_ERR_HAS("'/'");
 	o.run_id = "ok:no";
 	CHECK_RC(try_init(t, &o), TD_ERR_INVALID);
+	/* W&B's rules: ids of letters, digits, '-', '_'; no '/' in a project. */
+	o.run_id = "with space";
+	CHECK_RC(try_init(t, &o), TD_ERR_INVALID);
+	CHECK_ERR_HAS("' '");
+	o.run_id = "a&b";
+	CHECK_RC(try_init(t, &o), TD_ERR_INVALID);
+	o.run_id = "Ok-id_9";
+	o.project = "team/proj";
+	CHECK_RC(try_init(t, &o), TD_ERR_INVALID);
+	CHECK_ERR_HAS("project must not contain '/'");
+	o.project = "client-test";
+	o.entity = "e?";
+	CHECK_RC(try_init(t, &o), TD_ERR_INVALID);
+	o.entity = NULL;
 	o.run_id = "";
 	CHECK_RC(try_init(t, &o), TD_ERR_INVALID);
 	memset(name, 'r', sizeof(name));

@@ -403,6 +403,18 @@ def test_budget_smaller_than_four_requests_is_a_config_error(tmp_path):
     assert "txlog.max_bytes" in r.stderr and "limits.max_message_bytes" in r.stderr
 
 
+def test_check_config_reports_every_error(tmp_path):
+    """Issue #12 item 10: all the file's errors at once, file:line:col each."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("log_levl: info\ntxlog:\n  fsync: sometimes\ncolour: blue\n")
+    r = subprocess.run([BIN["trackd"], "--config", str(cfg), "--check-config"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert [line.removeprefix("trackd: ").split(": ")[0] for line in lines] == \
+        [f"{cfg}:1:1", f"{cfg}:3:10", f"{cfg}:4:1"], r.stderr
+
+
 def test_32_producers_fast_and_slow_all_arrive_in_order(agent):
     """R10: 32 client processes at once, some logging as fast as they can, some
     slowly: nothing lost, each producer's rows in its own order, none starved."""

@@ -222,6 +222,30 @@ def test_tail_stops_cleanly_on_ctrl_c(agent):
     p.wait()
 
 
+def test_tail_stops_on_ctrl_c_however_far_behind(agent, tmp_path):
+    """Issue #12 item 11: a tail far behind its run (a slow reader, a slow build)
+    stops within a bounded number of rows after Ctrl-C, not after its backlog."""
+    agent.start()
+    hold = tmp_path / "hold"
+    p = agent.producer("backlog", 20_000, "--hold-file", hold)
+    agent.wait_for(lambda: agent.query("history", run="backlog", max_lines=1)
+                   .get("total_lines") == 20_000, what="the backlog")
+    t = subprocess.Popen([BIN["trackctl"], "tail", "backlog", "-n", "20000"], env=agent.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Once it prints, nobody reads: the pipe fills and tail blocks in the middle
+    # of its backlog (or, on a slow build, is still printing it).
+    first = t.stdout.readline()
+    time.sleep(1.0)
+    t.send_signal(signal.SIGINT)
+    out, err = t.communicate(timeout=30)
+    assert t.returncode == 0, err
+    rows = [first] + out.splitlines()
+    # What was already in the pipe (64 KiB) and stdio's buffer, then it stops.
+    assert 0 < len(rows) < 2_000, len(rows)
+    hold.touch()
+    finish_producer(p)
+
+
 def test_rename(agent):
     agent.start()
     run = finished_run(agent, producer_args=("named", 3))
@@ -247,3 +271,69 @@ def test_errors_and_usage(agent):
         r = trackctl(agent, *args, check=False)
         assert r.returncode == 1, args
         assert f"no agent answers at {agent.url}" in r.stderr and "Start one with" in r.stderr
+
+
+# ---- issue #12 item 10: the rough edges ---------------------------------------
+
+COMMANDS = ("status", "runs", "show", "history", "tail", "rename", "retry", "sync", "spool",
+            "dump")
+
+
+def test_help_of_every_command_and_version(agent):
+    for cmd in COMMANDS:
+        for args in ((cmd, "--help"), (cmd, "-h"), (cmd, "x", "--help")):
+            if cmd == "spool":
+                args = ("spool", "flush") + args[1:]
+            r = trackctl(agent, *args, check=False)
+            assert r.returncode == 0, (args, r.stderr)
+            assert r.stdout.startswith(f"Usage:\n  trackctl {cmd}"), (args, r.stdout)
+            assert "  trackctl " not in r.stdout.split("\n", 2)[2], "one command's usage only"
+    r = trackctl(agent, "--version")
+    assert r.stdout.startswith("trackctl ") and r.stdout.split()[1][0].isdigit(), r.stdout
+    assert "trackctl --version" in trackctl(agent, "--help").stdout
+
+
+def test_spool_flush_refuses_a_missing_dir(agent, tmp_path):
+    r = trackctl(agent, "spool", "flush", tmp_path / "nope", check=False)
+    assert r.returncode == 1 and "No such file or directory" in r.stderr, r
+    assert "delivered" not in r.stdout
+    r = trackctl(agent, "spool", "flush", "--bogus", check=False)
+    assert r.returncode == 2, r
+
+
+def test_status_json_without_an_agent_is_json(agent):
+    r = trackctl(agent, "status", "--json", check=False)
+    assert r.returncode == 1
+    s = json.loads(r.stdout)
+    assert s["agent"] == "down" and s["socket"] == agent.url and s["error"], s
+    assert "no agent answers" in r.stderr
+
+
+def test_status_json_names_budget_refusals(agent):
+    agent.start()
+    s = json.loads(trackctl(agent, "status", "--json").stdout)
+    assert s["budget_refusals"] == 0 and isinstance(s["log_max_bytes"], int), s
+    assert "appends refused" in trackctl(agent, "status").stdout
+
+
+def test_rename_is_in_runs_at_once(agent):
+    agent.start()
+    run = finished_run(agent, producer_args=("renamed", 3))
+    for i in range(3):
+        trackctl(agent, "rename", run["path"], f"name {i}")
+        (r,) = json.loads(trackctl(agent, "runs", "--json").stdout)["runs"]
+        assert r["display_name"] == f"name {i}", r
+
+
+def test_dump_reads_the_log_of_the_agent_it_talks_to(agent):
+    agent.start()
+    finished_run(agent, producer_args=("dumped", 3))
+    env = dict(agent.env, HOME="/nonexistent", XDG_STATE_HOME="/nonexistent")
+    r = subprocess.run([BIN["trackctl"], "dump", "--run", "dumped", "--history"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 3
+    agent.stop()
+    r = subprocess.run([BIN["trackctl"], "dump"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "--state-dir" in r.stderr, r

@@ -487,7 +487,7 @@ def test_parked_run_does_not_hold_back_others(make_agent, fw, how):
     assert cursor_file(agent, "wandb") == c["committed_index"] < cursor_file(agent, "local")
     fw.clear_faults()
     if how.startswith("404"):
-        r = subprocess.run([BIN["trackctl"], "retry", parked], env=agent.env,
+        r = subprocess.run([BIN["trackctl"], "retry", parked, "--json"], env=agent.env,
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         reply = json.loads(r.stdout)

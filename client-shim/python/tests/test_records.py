@@ -200,6 +200,110 @@ def test_signal_ends_the_run_as_killed(agent, env, sig):
     assert "Run summary:" in err  # the footer was printed on the way out
 
 
+def test_ctrl_c_raises_keyboard_interrupt_as_without_trackd(agent, env):
+    """Issue #12 item 4: init() leaves SIGINT to Python. The program's own
+    `except KeyboardInterrupt` and `finally` run, and a run the program goes on
+    to finish is finished."""
+    agent.start()
+    r = env.run("""
+        import os, signal, time, trackd
+        run = trackd.init(project="sig", id="caught1", resume="allow")
+        try:
+            try:
+                run.log({"x": 1})
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(30)
+            finally:
+                print("finally ran", flush=True)
+        except KeyboardInterrupt:
+            print("caught", flush=True)
+        run.log({"checkpoint": 1})
+        run.finish()
+    """, TRACKD_SOCKET=agent.url, timeout=20)
+    assert r.stdout.splitlines()[:2] == ["finally ran", "caught"]
+    (ex,) = records(agent, "caught1", "exit")
+    assert (ex["reason"], ex["exit_code"]) == ("finished", 0)
+    assert len(records(agent, "caught1", "history")) == 2
+
+
+def test_uncaught_ctrl_c_in_with_is_killed_and_dies_of_sigint(agent, env):
+    """Ctrl-C nobody catches: `finally` runs, Python prints the traceback and
+    dies of SIGINT as it does without trackd, and the run is killed (130)."""
+    agent.start()
+    p = env.popen("""
+        import time, trackd
+        with trackd.init(project="sig", id="with1", resume="allow") as run:
+            try:
+                run.log({"x": 1})
+                print("ready", flush=True)
+                while True:
+                    time.sleep(0.01)
+            finally:
+                print("finally ran", flush=True)
+    """, TRACKD_SOCKET=agent.url)
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGINT, err
+    assert "finally ran" in out
+    assert err.count("KeyboardInterrupt") == 1, err
+    (ex,) = records(agent, "with1", "exit")
+    assert (ex["reason"], ex["exit_code"]) == ("killed", 128 + signal.SIGINT)
+    console = "".join(c["text"] for c in records(agent, "with1", "console"))
+    assert "KeyboardInterrupt" in console
+
+
+def test_exception_in_with_block_is_in_the_run_output_once(agent, env):
+    """Issue #12 item 7: the traceback of an exception that leaves `with run:`
+    is in the run's console output (output.log), and on the terminal once."""
+    agent.start()
+    r = env.run("""
+        import trackd
+        with trackd.init(project="ends", id="withexc", resume="allow") as run:
+            run.log({"x": 1})
+            raise ValueError("boom in the block")
+    """, TRACKD_SOCKET=agent.url, check=False)
+    assert r.returncode == 1
+    # Printed by Python as it ends, after the footer; not a second time by us.
+    assert r.stderr.count("ValueError: boom in the block") == 1, r.stderr
+    text = "".join(c["text"] for c in records(agent, "withexc", "console"))
+    assert "Traceback (most recent call last):" in text
+    assert "ValueError: boom in the block" in text
+    (ex,) = records(agent, "withexc", "exit")
+    assert (ex["reason"], ex["exit_code"]) == ("finished", 1)
+
+
+def test_sigterm_handler_of_the_program_is_respected(agent, env):
+    """A program that handles SIGTERM itself keeps its handler, installed
+    before or after init; the run ends by how the program then ends."""
+    agent.start()
+    for when in ("before", "after"):
+        p = env.popen(f"""
+            import os, signal, sys, time, trackd
+            def stop(signum, frame):
+                # Not print: the signal may come while print("ready") is still
+                # in stdout's buffer code, which is not reentrant.
+                os.write(1, b"my handler\\n")
+                sys.exit(5)
+            if "{when}" == "before":
+                signal.signal(signal.SIGTERM, stop)
+            run = trackd.init(project="sig", id="term{when}", resume="allow")
+            if "{when}" == "after":
+                signal.signal(signal.SIGTERM, stop)
+            run.log({{"x": 1}})
+            print("ready", flush=True)
+            while True:
+                time.sleep(0.01)
+        """, TRACKD_SOCKET=agent.url)
+        assert p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 5, (when, err)
+        assert "my handler" in out
+        (ex,) = records(agent, f"term{when}", "exit")
+        assert (ex["reason"], ex["exit_code"]) == ("finished", 5), when
+
+
 def test_console_is_teed_into_the_run(agent, env):
     agent.start()
     r = env.run("""
@@ -329,3 +433,22 @@ def test_agent_down_whole_life_then_later_client_delivers(agent, env):
         trackd.init(project="spool", id="third1", resume="allow").finish()
     """, TRACKD_SOCKET=agent.url)
     assert len(records(agent, "spooled1", "history")) == 100
+
+
+def test_names_follow_wandb_rules_at_init(env):
+    """Issue #12 item 10: a project with '/' or a run id with a space cannot be
+    reached or put in a URL: init refuses them, naming the rule."""
+    r = env.run("""
+        import trackd
+        for kw, rule in (({"project": "team/proj"}, "project must not contain '/'"),
+                         ({"id": "my run"}, "only letters, digits, '-' and '_'"),
+                         ({"entity": "me:you"}, "entity must not contain ':'")):
+            try:
+                trackd.init(console=False, **kw)
+            except ValueError as e:
+                assert rule in str(e), (kw, e)
+            else:
+                raise AssertionError(f"accepted {kw}")
+        print("ok")
+    """, TRACKD_SOCKET="ipc:///nonexistent/trackd.sock", TRACKD_NO_AUTOSTART="1")
+    assert r.stdout.strip() == "ok"

@@ -57,6 +57,23 @@ def test_api_reads_back_a_run(store, env):
         api.run("ent/api/nope")
 
 
+def test_api_runs_lists_newest_first(store, env):
+    """Issue #12 item 10: as W&B's Api().runs(), the newest run comes first."""
+    env.run("""
+        import time, trackd
+        trackd.init(project="order", entity="e", id="zz-older").finish()
+        time.sleep(1.1)  # run dirs are named by the start time, to the second
+        trackd.init(project="order", entity="e", id="aa-newer").finish()
+        # Within one second too (the ids sort the other way).
+        trackd.init(project="order", entity="e", id="b-first").finish()
+        trackd.init(project="order", entity="e", id="a-then").finish()
+    """, TRACKD_SOCKET=store.url)
+    api = trackd.Api(socket=store.url)
+    ids = wait_for(lambda: [x.id for x in api.runs("e/order")] if len(api.runs("e/order")) == 4
+                   else None)
+    assert ids == ["a-then", "b-first", "aa-newer", "zz-older"]
+
+
 def test_step_numbering_and_merged_rows(store, env):
     env.run("""
         import trackd

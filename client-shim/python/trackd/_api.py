@@ -148,9 +148,14 @@ class Api:
 
     def runs(self, path: Optional[str] = None, state: Optional[str] = None) -> List[ApiRun]:
         """Runs of "entity/project" or "project" (all runs if None), optionally
-        only those in `state` (running, finished, failed, crashed, killed)."""
+        only those in `state` (running, finished, failed, crashed, killed);
+        newest first, as W&B's Api().runs()."""
         data = _query(self.socket, self.timeout, "runs", project=path, state=state)
-        return [ApiRun(self, r) for r in data.get("runs", [])]
+        # The agent lists them by run dir name (start time to the second, then
+        # id); the start time in microseconds orders runs of one second too.
+        runs = sorted(data.get("runs", []), key=lambda r: r.get("start_time") or 0,
+                      reverse=True)
+        return [ApiRun(self, r) for r in runs]
 
     def run(self, path: str) -> ApiRun:
         """The run "entity/project/id" (or a bare "id"); NotFoundError if none."""

@@ -5,11 +5,16 @@ touches it. Where from, in order:
 
 1. the environment variable TRACKD_LIB (a path to libtrackd.so*);
 2. an installed package (one with ``trackd/_install.py``, which the install rules
-   write): the library installed beside it, at the path that file gives relative
-   to the package directory (so an installed tree moved or extracted under another
-   root still loads its own library); a source checkout instead tries its build
-   trees (``<repo>/build*/client-shim/libtrackd.so``, the most recently built one);
-3. the loader's search: ``ctypes.util.find_library("trackd")``, then the
+   and scripts/install.sh write): the library installed beside it, at the path
+   that file gives relative to the package directory (so an installed tree moved
+   or extracted under another root still loads its own library); a source
+   checkout instead tries its build trees
+   (``<repo>/build*/client-shim/libtrackd.so``, the most recently built one);
+3. the library of an installed prefix the package was not installed with (a copy
+   of the package in a venv, say): the interpreter's prefix (a venv the C parts
+   were installed into), then the prefix of the ``trackd`` agent on PATH — each
+   ``PREFIX/lib`` and ``PREFIX/lib/<multiarch>``;
+4. the loader's search: ``ctypes.util.find_library("trackd")``, then the
    standard names ``libtrackd.so.0`` and ``libtrackd.so``.
 
 The structures below mirror the C declarations field for field; ``check_layout``
@@ -23,6 +28,9 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import shutil
+import sys
+import sysconfig
 import threading
 from typing import Optional
 
@@ -169,10 +177,31 @@ def _candidates() -> list:
         repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
         names = glob.glob(os.path.join(repo, "build*", "client-shim", "libtrackd.so"))
         names.sort(key=os.path.getmtime, reverse=True)
+    names += _prefix_candidates()
     found = ctypes.util.find_library("trackd")
     if found:
         names.append(found)
     return names + ["libtrackd.so.0", "libtrackd.so"]
+
+
+def _prefix_candidates() -> list:
+    """libtrackd.so.0 in the lib dirs of the interpreter's prefix and of the
+    prefix whose bin/ holds the trackd on PATH (that exist)."""
+    prefixes = [sys.prefix]
+    agent = shutil.which("trackd")
+    if agent:
+        prefixes.append(os.path.dirname(os.path.dirname(os.path.realpath(agent))))
+    libdirs = ["lib"]
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    if multiarch:
+        libdirs.append(os.path.join("lib", multiarch))
+    names = []
+    for prefix in prefixes:
+        for libdir in libdirs:
+            path = os.path.join(prefix, libdir, "libtrackd.so.0")
+            if os.path.exists(path) and path not in names:
+                names.append(path)
+    return names
 
 
 def check_layout(lib: ctypes.CDLL) -> None:

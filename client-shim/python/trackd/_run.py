@@ -6,11 +6,20 @@ waits for the agent except finish(). The run ends exactly once, by whichever
 comes first:
 
 - ``run.finish(exit_code)`` or leaving ``with run:`` (an exception in the block
-  → exit code 1, "failed"; the exception propagates);
+  → exit code 1, "failed", its traceback written into the run's output first;
+  the exception propagates);
 - an uncaught exception (sys.excepthook, chained) → exit code 1;
 - interpreter exit (atexit) → the code given to sys.exit(), else 0;
-- SIGTERM / SIGINT (main thread only) → "killed" with exit code 128 + signal,
-  then the signal's default action (the process dies of it).
+- SIGTERM while its action is the default (main thread only) → "killed" with
+  exit code 143, then the default action: the process dies of it.
+
+The program's signal semantics are its own. SIGINT is never handled here: Ctrl-C
+raises KeyboardInterrupt as usual, and ``except`` / ``finally`` run. A
+KeyboardInterrupt that ends the run (leaves ``with run:`` or nobody catches it,
+so that Python then dies of SIGINT) makes it "killed" with exit code 130, as
+the shell reports a process killed by SIGINT. A SIGTERM handler the program
+installs, before init or after it, is left alone (the run then ends by how the
+program ends).
 
 At finish the footer (history sparklines, summary, where the run is stored) is
 printed to sys.stderr by this module (libtrackd's own printing is off, so it
@@ -31,6 +40,7 @@ import signal
 import string
 import sys
 import threading
+import traceback
 import warnings
 from collections.abc import Mapping
 from typing import Any, Dict, Iterable, List, Optional, Union
@@ -179,7 +189,7 @@ class _ExitHooks:
         self._prev_exit = None
         self._prev_signals: Dict[int, Any] = {}
 
-    def add(self, run: "Run", handle_signals: bool) -> None:
+    def add(self, run: "Run") -> None:
         with self._lock:
             self.runs.append(run)
             if self.installed:
@@ -191,13 +201,12 @@ class _ExitHooks:
             self._prev_exit = sys.exit
             sys.exit = self._exit
             atexit.register(self._atexit)
-            if handle_signals and threading.current_thread() is threading.main_thread():
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    prev = signal.getsignal(sig)
-                    if prev is signal.SIG_IGN or prev is None:
-                        continue  # ignored on purpose (nohup, …), or not ours to touch
-                    self._prev_signals[sig] = prev
-                    signal.signal(sig, self._on_signal)
+            # Only where the process would die anyway: an ignored SIGTERM or the
+            # program's own handler is not ours to change.
+            if (threading.current_thread() is threading.main_thread()
+                    and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+                self._prev_signals[signal.SIGTERM] = signal.SIG_DFL
+                signal.signal(signal.SIGTERM, self._on_signal)
 
     def remove(self, run: "Run") -> None:
         with self._lock:
@@ -225,7 +234,7 @@ class _ExitHooks:
         prev = self._prev_excepthook or sys.__excepthook__
         # The traceback first, so it is in the run's console output.
         prev(exc_type, exc, tb)
-        self._finish_all(1, _lib.TD_EXIT_FINISHED)
+        self._finish_all(*exit_for_exception(exc_type, exc))
 
     def _exit(self, code: Any = None) -> None:
         if code is None:
@@ -244,7 +253,21 @@ class _ExitHooks:
         # Die of the signal, as the process would have without us.
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
-        os._exit(128 + signum)  # not reached for SIGTERM / SIGINT
+        os._exit(128 + signum)  # not reached: SIGTERM's default action ends us
+
+
+def exit_for_exception(exc_type, exc) -> tuple:
+    """(exit code, reason) of a run ended by an exception: Ctrl-C → killed by
+    SIGINT (Python dies of it when nobody catches it); sys.exit(c) → c, as at
+    interpreter exit; anything else → 1 (failed)."""
+    if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+        return 128 + signal.SIGINT, _lib.TD_EXIT_KILLED
+    if exc_type is not None and issubclass(exc_type, SystemExit):
+        code = getattr(exc, "code", None)
+        if code is None:
+            return 0, _lib.TD_EXIT_FINISHED
+        return (code if isinstance(code, int) else 1), _lib.TD_EXIT_FINISHED
+    return 1, _lib.TD_EXIT_FINISHED
 
 
 _hooks = _ExitHooks()
@@ -342,7 +365,7 @@ class Run:
 
         global current
         current = self
-        _hooks.add(self, handle_signals=True)
+        _hooks.add(self)
         if console:
             self._capture_console()
 
@@ -627,8 +650,25 @@ class Run:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self.finish(exit_code=0 if exc_type is None else 1)
-        return False  # the exception, if any, goes on
+        if exc_type is None:
+            self.finish()
+            return False
+        if not issubclass(exc_type, SystemExit):
+            # The traceback into the run's output (output.log), not the
+            # terminal: Python prints it there once, when the exception ends the
+            # program, after the run is finished and its capture gone.
+            self._output_traceback(exc_type, exc, tb)
+        code, reason = exit_for_exception(exc_type, exc)
+        self._finish(code, reason)
+        return False  # the exception goes on
+
+    def _output_traceback(self, exc_type, exc, tb) -> None:
+        if not self._tees:
+            return  # console capture off: nothing to add it to
+        for tee in self._tees:
+            tee.drain()  # what the program printed comes first
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        self._output(True, text)
 
     def __repr__(self) -> str:
         return f"<trackd.Run {self.path} ({self._mode}{', finished' if self._finished else ''})>"

@@ -26,5 +26,12 @@
 
 /* Characters a run id must not contain (W&B rule). */
 #define TRACKD_RUN_ID_FORBIDDEN "/\\#?%:"
+/* The only characters of a run id: W&B's own ids are made of them, and a run id is
+ * a path component and part of URLs, where these need no escaping (a space or a
+ * '&' would). */
+#define TRACKD_RUN_ID_ALLOWED "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+/* Characters project and entity names must not contain, besides control characters
+ * (W&B's project rule: they separate or end the parts of a run's path and URL). */
+#define TRACKD_NAME_FORBIDDEN "/\\#?%:"
 
 #endif
