@@ -51,7 +51,7 @@
 
 #include <nng/nng.h>
 
-#include "nng_close.h" /* nng_close_bounded, from the agent's core */
+#include "nng_close.h" /* nng_close_bounded (common/nng) */
 #include "trackd/trackd.h"
 #include "trackd/v1/limits.h"
 #include "trackd/v1/trackd.pb-c.h"
