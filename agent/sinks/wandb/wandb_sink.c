@@ -560,7 +560,11 @@ static void apply_record(struct wandb_sink *s, const Trackd__V1__Record *rec,
 		wr->sum_gen++;
 	if (changes_meta(rec) || fx.config_changed)
 		wr->meta_gen++;
-	if (was_running && r->state != RUN_RUNNING)
+	/* A settled end (a late exit replaced a crash) is a new end to send: a run not
+	 * completed upstream gets its real exit code; one completed as crashed
+	 * (complete_crashed, sync) gets `complete` again with it, which the backend
+	 * takes as the final state (WANDB-UPSTREAM.md). */
+	if ((was_running && r->state != RUN_RUNNING) || fx.settled)
 		wr->end_gen++;
 	else if (!was_running && r->state == RUN_RUNNING)
 		wr->end_acked = wr->end_gen; /* resumed: the earlier end no longer matters */
