@@ -1436,8 +1436,8 @@ static void settings_swap(struct wandb_sink *s, struct wb_settings *st)
 	*st = old;
 }
 
-int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, char *err,
-                           size_t errlen)
+int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, bool *key_changed,
+                           char *err, size_t errlen)
 {
 	struct wb_settings st;
 	int rv = settings_make(opts, s->version, &st, err, errlen);
@@ -1446,6 +1446,8 @@ int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts,
 	settings_warn(opts, st.base_url);
 	pthread_mutex_lock(&s->mu);
 	bool moved = strcmp(s->base_url, st.base_url) != 0;
+	if (key_changed)
+		*key_changed = strcmp(s->auth_header, st.auth_header) != 0;
 	settings_swap(s, &st);
 	struct wandb_sink_options *o = &s->opts;
 	/* The option strings were read above; the caller's may go away. */

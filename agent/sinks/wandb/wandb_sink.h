@@ -165,9 +165,11 @@ void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out);
  * taken as the same backend at a new address: runs already begun continue
  * there at their offsets, and waits the old address imposed (backoff,
  * Retry-After, rate limits) are dropped. `opts` is
- * borrowed for the call only. Safe from any thread but the sink's. */
-int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, char *err,
-                           size_t errlen);
+ * borrowed for the call only. *key_changed (may be NULL) tells whether the key
+ * now in force differs from the one before. Safe from any thread but the
+ * sink's. */
+int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, bool *key_changed,
+                           char *err, size_t errlen);
 
 /* Answers the sink's queries with JSON in `out`. A peer that is not `admin`
  * sees and retries only runs of its own `uid`.
