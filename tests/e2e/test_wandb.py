@@ -565,14 +565,16 @@ def test_missing_key_is_refused(tmp_path, fw):
 
 # ---- issue #12 item 3: a run whose last records were spooled ------------------------------
 
-@pytest.mark.parametrize("complete_crashed", [False, True])
-def test_spooled_exit_settles_a_crashed_run(make_agent, fw, tmp_path, complete_crashed):
+@pytest.mark.parametrize("complete_crashed,restart", [(False, False), (True, False),
+                                                      (False, True)])
+def test_spooled_exit_settles_a_crashed_run(make_agent, fw, tmp_path, complete_crashed, restart):
     """The agent is killed mid-run; the client finishes without it and spools
     (promptly: no agent can answer, none can be started); the restarted agent
     marks the run crashed (its process is gone); `trackctl spool flush` delivers
     the exit record, which settles the run: finished locally, and upstream
     complete with exit code 0 — also when the crash was already completed
-    upstream (complete_crashed: the exit code changes once, 1 → 0)."""
+    upstream (complete_crashed: the exit code changes once, 1 → 0), and when
+    the sinks had put the ended run away (restart: both read it back from disk)."""
     agent = make_agent(complete_crashed=str(complete_crashed).lower())
     agent.env["XDG_STATE_HOME"] = str(tmp_path / "client-state")
     hold = tmp_path / "hold"
@@ -600,6 +602,10 @@ def test_spooled_exit_settles_a_crashed_run(make_agent, fw, tmp_path, complete_c
     st = json.loads(subprocess.run([BIN["trackctl"], "status", "--json"], env=agent.env,
                                    capture_output=True, text=True, timeout=30).stdout)
     assert st["spool"]["records"] == report["unacked"] and st["spool"]["bytes"] > 0, st
+    wait_uploaded(agent, fw, "late", complete=complete_crashed)
+    if restart:
+        assert agent.stop() == 0
+        agent.start()
     r = subprocess.run([BIN["trackctl"], "spool", "flush"], env=agent.env, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
