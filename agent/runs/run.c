@@ -107,11 +107,14 @@ static int set_tags(struct run *r, char **tags, size_t n)
 	return TRACKD_OK;
 }
 
-static void attach(struct run *r, int32_t pid)
+/* `by_start`: the process sent a start for the run (else it only logged). */
+static void attach(struct run *r, int32_t pid, bool by_start)
 {
 	for (size_t i = 0; i < r->n_attached; i++) {
-		if (r->attached[i].pid == pid && !r->attached[i].done)
+		if (r->attached[i].pid == pid && !r->attached[i].done) {
+			r->attached[i].by_records &= !by_start;
 			return;
+		}
 	}
 	/* Reuse a slot of an ended process before giving up on a full table. */
 	struct run_attached *slot = NULL;
@@ -126,6 +129,7 @@ static void attach(struct run *r, int32_t pid)
 	slot->pid = pid;
 	slot->start_ticks = proc_start_ticks(pid);
 	slot->done = slot->crashed = false;
+	slot->by_records = !by_start;
 }
 
 int run_new(const char *id, const Trackd__V1__RunStart *start, const struct record_origin *o,
@@ -455,6 +459,12 @@ static int apply_exit(struct run *r, const Trackd__V1__RunExit *e, const struct 
 	                         : e->exit_code == 0                               ? RUN_FINISHED
 	                                                                           : RUN_FAILED;
 	int32_t pid = exit_pid(r, e, o);
+	/* Delivered by another process (a spool flush, another run's td_init): its
+	 * replayed records attached the deliverer, which ran nothing of this run
+	 * and must not keep it running, nor crash it when it exits. */
+	struct run_attached *deliverer = pid != o->pid ? find_attached(r, o->pid, false) : NULL;
+	if (deliverer && deliverer->by_records)
+		deliverer->done = true;
 	if (!find_attached(r, pid, false)) {
 		for (size_t i = 0; i < r->n_attached; i++)
 			if (r->attached[i].pid == pid && r->attached[i].crashed)
@@ -494,7 +504,7 @@ static int apply_start(struct run *r, const Trackd__V1__RunStart *s, const struc
 		for (size_t i = 0; i < r->n_attached; i++)
 			r->attached[i].crashed = false;
 	}
-	attach(r, o->pid);
+	attach(r, o->pid, true);
 	if (s->config) {
 		for (size_t i = 0; i < s->config->n_items; i++)
 			if ((rv = vmap_set_item(&r->config, s->config->items[i])) != 0)
@@ -511,7 +521,8 @@ int run_apply(struct run *r, const Trackd__V1__Record *rec, const struct record_
 	int rv = TRACKD_OK;
 	if (rec->body_case != TRACKD__V1__RECORD__BODY_START && o->pid > 0 &&
 	    rec->body_case != TRACKD__V1__RECORD__BODY_EXIT && r->state == RUN_RUNNING)
-		attach(r, o->pid); /* a process that logs is attached, whatever it sent first */
+		attach(r, o->pid,
+		       false); /* a process that logs is attached, whatever it sent first */
 	switch (rec->body_case) {
 	case TRACKD__V1__RECORD__BODY_START: rv = apply_start(r, rec->start, o, fx); break;
 	case TRACKD__V1__RECORD__BODY_HISTORY: rv = apply_history(r, rec->history, o, fx); break;
@@ -709,6 +720,8 @@ Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r)
 		}
 		trackd__v1__run_snapshot__attached__init(a);
 		a->has_pid = a->has_start_ticks = a->has_done = a->has_crashed = true;
+		a->has_by_records = true;
+		a->by_records = r->attached[i].by_records;
 		a->pid = r->attached[i].pid;
 		a->start_ticks = r->attached[i].start_ticks;
 		a->done = r->attached[i].done;
@@ -835,6 +848,7 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 		r->attached[i].start_ticks = s->attached[i]->start_ticks;
 		r->attached[i].done = s->attached[i]->done;
 		r->attached[i].crashed = s->attached[i]->crashed;
+		r->attached[i].by_records = s->attached[i]->by_records;
 		r->n_attached++;
 	}
 	*out = r;

@@ -28,6 +28,8 @@
  *            A crash mark for a process that already sent its exit is ignored.
  *            A client exit names its process in RunExit.pid (the sender of a
  *            spooled record is whoever delivered it); without one, the sender.
+ *            The deliverer, attached by the replayed records it sent (not by a
+ *            start of its own), is detached by such an exit: it ran nothing.
  *
  * Output goes to the caller's buffers (history lines, console lines) and flags
  * (what whole files changed). A run is snapshotted to / restored from the
@@ -55,7 +57,8 @@ struct run_attached {
 	int32_t pid;
 	uint64_t start_ticks; /* /proc/<pid>/stat starttime when first seen; 0 unknown */
 	bool done;
-	bool crashed; /* ended by the agent's crash mark; its own exit may still settle it */
+	bool crashed;    /* ended by the agent's crash mark; its own exit may still settle it */
+	bool by_records; /* attached by logging, without a start: maybe a spool's deliverer */
 };
 
 struct run_metric {

@@ -330,6 +330,31 @@ static void test_late_exit(void)
 	exit_named(r, 200, 200, 0, fin);
 	CHECK(r->state == RUN_FINISHED, "finished: %s", run_state_name(r->state));
 	run_free(r);
+
+	/* Flushed before the crash was noticed: the deliverer (555) was attached by
+	 * the rows it replayed; the exit it delivers ends the run, deliverer and all. */
+	r = start_run("late5");
+	Trackd__V1__Value v = TRACKD__V1__VALUE__INIT;
+	v.kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+	Trackd__V1__Item item = TRACKD__V1__ITEM__INIT;
+	item.key = "x";
+	item.value = &v;
+	Trackd__V1__Item *items[1] = {&item};
+	Trackd__V1__HistoryRow h = TRACKD__V1__HISTORY_ROW__INIT;
+	h.items = items;
+	h.n_items = 1;
+	Trackd__V1__Record row = TRACKD__V1__RECORD__INIT;
+	row.run_id = r->id;
+	row.body_case = TRACKD__V1__RECORD__BODY_HISTORY;
+	row.history = &h;
+	o = origin(555, 2);
+	run_apply(r, &row, &o, &fx);
+	CHECK(r->n_attached == 2, "the deliverer is attached by its rows");
+	exit_named(r, 555, 100, 0, fin);
+	CHECK(r->state == RUN_FINISHED && r->exit_code == 0 && fx.ended,
+	      "the delivered exit ends the run: %s", run_state_name(r->state));
+	CHECK(r->attached[0].done && r->attached[1].done, "nobody left attached");
+	run_free(r);
 }
 
 static void test_snapshot_round_trip(void)
