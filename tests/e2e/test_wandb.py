@@ -596,6 +596,11 @@ def test_spooled_exit_settles_a_crashed_run(make_agent, fw, tmp_path, complete_c
                         text=True, timeout=30)
     assert "waiting in spool" in st.stdout + st.stderr and "trackctl spool flush" in \
         st.stdout + st.stderr, (st.stdout, st.stderr)
+    st = subprocess.run([BIN["trackctl"], "status", "--json"], env=agent.env,
+                        capture_output=True, text=True, timeout=30)
+    down = json.loads(st.stdout)
+    assert st.returncode != 0 and down["agent"] == "down", down
+    assert down["spool"]["records"] == report["unacked"], down
 
     agent.start()
     agent.wait_for(lambda: agent.run_state("late") == "crashed", what="crash mark")
