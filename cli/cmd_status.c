@@ -1,12 +1,52 @@
 /* cmd_status.c — `trackctl status [--json]`: the agent's version, counters, state
  * dir, clients, active runs, the local sink's backlog and, when the wandb sink
  * is on, its counters (StatusReply) and its runs that are parked or failing
- * (the "wandb" query). The API key is in neither answer. */
+ * (the "wandb" query). The API key is in neither answer. Also, agent or not:
+ * the records of the calling user that wait in their spool for this agent
+ * (td_spool_pending), with what delivers them. */
 #include "cli.h"
+
+#include <trackd/trackd.h>
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
+
+/* What waits in the caller's spool for the agent at url. */
+struct spool_info {
+	bool known;
+	uint64_t records, bytes;
+	char dir[640];
+};
+
+static void spool_look(const char *url, struct spool_info *sp)
+{
+	memset(sp, 0, sizeof *sp);
+	sp->known =
+	    td_spool_pending(url, NULL, &sp->records, &sp->bytes, sp->dir, sizeof sp->dir) == TD_OK;
+}
+
+static void print_spool_json(const struct spool_info *sp)
+{
+	if (!sp->known) {
+		printf(",\"spool\":null");
+		return;
+	}
+	printf(",\"spool\":{\"dir\":");
+	cli_json_string(stdout, sp->dir);
+	printf(",\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", sp->records, sp->bytes);
+}
+
+static void print_spool_text(FILE *f, const struct spool_info *sp)
+{
+	if (!sp->known || sp->records == 0)
+		return;
+	fprintf(f,
+	        "spool:               %" PRIu64 " records (%" PRIu64
+	        " bytes) of yours are waiting in spool %s: run `trackctl spool flush`\n",
+	        sp->records, sp->bytes, sp->dir);
+}
 
 static int64_t num(const json_value *obj, const char *key)
 {
@@ -88,7 +128,8 @@ static void print_wandb_text(const Trackd__V1__StatusReply *s, const json_value 
 	}
 }
 
-static void print_json(const char *url, const Trackd__V1__StatusReply *s, const json_value *w)
+static void print_json(const char *url, const Trackd__V1__StatusReply *s, const json_value *w,
+                       const struct spool_info *sp)
 {
 	printf("{\"agent\":\"up\",\"socket\":");
 	cli_json_string(stdout, url);
@@ -111,21 +152,25 @@ static void print_json(const char *url, const Trackd__V1__StatusReply *s, const 
 		print_wandb_json(s, w);
 	else
 		printf(",\"wandb\":{\"enabled\":false}");
+	print_spool_json(sp);
 	printf("}\n");
 }
 
 /* --json keeps its promise when no agent answers: a script reads "down" and
- * why, instead of finding prose on stderr only. */
-static void print_down_json(const char *url, const struct agent_error *err)
+ * why (and what waits in its spool), instead of finding prose on stderr only. */
+static void print_down_json(const char *url, const struct agent_error *err,
+                            const struct spool_info *sp)
 {
 	printf("{\"agent\":\"down\",\"socket\":");
 	cli_json_string(stdout, url);
 	printf(",\"error\":");
 	cli_json_string(stdout, err->message);
+	print_spool_json(sp);
 	printf("}\n");
 }
 
-static void print_text(const char *url, const Trackd__V1__StatusReply *s, const json_value *w)
+static void print_text(const char *url, const Trackd__V1__StatusReply *s, const json_value *w,
+                       const struct spool_info *sp)
 {
 	printf("agent:               up (trackd %s) at %s\n", s->version ? s->version : "?", url);
 	if (s->state_dir && *s->state_dir)
@@ -148,6 +193,7 @@ static void print_text(const char *url, const Trackd__V1__StatusReply *s, const 
 		print_wandb_text(s, w);
 	else
 		printf("wandb sink:          off (sinks.wandb.enabled: false)\n");
+	print_spool_text(stdout, sp);
 }
 
 int cmd_status(int argc, char **argv)
@@ -165,22 +211,23 @@ int cmd_status(int argc, char **argv)
 	char url[4096];
 	if (agent_default_url(url, sizeof url) != 0)
 		return 1;
-	agent_client *agent;
+	/* Looked at first: it matters most when no agent answers. */
+	struct spool_info sp;
+	spool_look(url, &sp);
+	agent_client *agent = NULL;
+	Trackd__V1__Reply *reply = NULL;
+	const Trackd__V1__StatusReply *s = NULL;
 	struct agent_error err;
 	int rv = agent_open(url, &agent, &err);
+	if (rv == 0)
+		rv = agent_status(agent, &reply, &s, &err);
 	if (rv != 0) {
 		agent_print_error(url, rv, &err, NULL);
-		if (json)
-			print_down_json(url, &err);
-		return 1;
-	}
-	Trackd__V1__Reply *reply;
-	const Trackd__V1__StatusReply *s;
-	rv = agent_status(agent, &reply, &s, &err);
-	if (rv != 0) {
-		agent_print_error(url, rv, &err, NULL);
-		if (json)
-			print_down_json(url, &err);
+		if (json) {
+			print_down_json(url, &err, &sp);
+		} else {
+			print_spool_text(stderr, &sp);
+		}
 		agent_close(agent);
 		return 1;
 	}
@@ -193,9 +240,9 @@ int cmd_status(int argc, char **argv)
 			cli_reply_free(&w);
 	}
 	if (json)
-		print_json(agent_url(agent), s, w.root);
+		print_json(agent_url(agent), s, w.root, &sp);
 	else
-		print_text(agent_url(agent), s, w.root);
+		print_text(agent_url(agent), s, w.root, &sp);
 	cli_reply_free(&w);
 	trackd__v1__reply__free_unpacked(reply, NULL);
 	agent_close(agent);

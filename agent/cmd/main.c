@@ -492,20 +492,29 @@ static void reload(const struct args *a, struct agent *ag, struct sdnotify *noti
 	struct reload_plan plan = {.ag = ag, .next = &next, .scan_only = true};
 	config_diff(ag->running, &next, plan_change, &plan);
 
-	/* The one step that can still fail, so it goes first. */
+	/* The one step that can still fail, so it goes first. Done at every reload,
+	 * changed keys or not: the API key is read again (a rotated key file keeps
+	 * its path), with the same checks as at start. */
 	wandb_sink *wandb = atomic_load(&ag->wandb);
-	if (wandb && plan.wandb_changed) {
+	if (wandb) {
 		struct wandb_sink_options wo;
+		bool key_changed = false;
 		wandb_options_of(&next, &wo);
-		if (wandb_sink_reconfigure(wandb, &wo, err, sizeof err) != 0) {
+		if (wandb_sink_reconfigure(wandb, &wo, &key_changed, err, sizeof err) != 0) {
 			atomic_fetch_add(&ag->reloads_rejected, 1);
-			log_error("reload rejected: sinks.wandb: %s; the running configuration stays "
-			          "in force",
+			log_error("reload rejected: sinks.wandb: %s; the running configuration, and "
+			          "the API key in use, stay in force",
 			          err);
 			config_fini(&next);
 			sdnotify_send(notify, "READY=1\nSTATUS=ready (reload rejected: see the log)");
 			return;
 		}
+		const struct config_wandb *wc = &next.sinks.wandb;
+		bool from_file = wc->api_key_file && *wc->api_key_file;
+		log_info("reload: sinks.wandb API key (%s %s): re-read: %s",
+		         from_file ? "file" : "environment variable",
+		         from_file ? wc->api_key_file : wc->api_key_env,
+		         key_changed ? "a new key, applied" : "unchanged");
 	}
 	enum trackd_log_level level;
 	if (trackd_log_level_parse(next.log_level, &level) == 0)

@@ -11,8 +11,8 @@
 #include <time.h>
 
 static const char *const state_names[] = {
-	[RUN_RUNNING] = "running", [RUN_FINISHED] = "finished", [RUN_FAILED] = "failed",
-	[RUN_KILLED] = "killed",   [RUN_CRASHED] = "crashed",
+    [RUN_RUNNING] = "running", [RUN_FINISHED] = "finished", [RUN_FAILED] = "failed",
+    [RUN_KILLED] = "killed",   [RUN_CRASHED] = "crashed",
 };
 
 const char *run_state_name(enum run_state s)
@@ -107,11 +107,14 @@ static int set_tags(struct run *r, char **tags, size_t n)
 	return TRACKD_OK;
 }
 
-static void attach(struct run *r, int32_t pid)
+/* `by_start`: the process sent a start for the run (else it only logged). */
+static void attach(struct run *r, int32_t pid, bool by_start)
 {
 	for (size_t i = 0; i < r->n_attached; i++) {
-		if (r->attached[i].pid == pid && !r->attached[i].done)
+		if (r->attached[i].pid == pid && !r->attached[i].done) {
+			r->attached[i].by_records &= !by_start;
 			return;
+		}
 	}
 	/* Reuse a slot of an ended process before giving up on a full table. */
 	struct run_attached *slot = NULL;
@@ -125,7 +128,8 @@ static void attach(struct run *r, int32_t pid)
 		return; /* 64 live processes on one run: the rest are not tracked for crashes */
 	slot->pid = pid;
 	slot->start_ticks = proc_start_ticks(pid);
-	slot->done = false;
+	slot->done = slot->crashed = false;
+	slot->by_records = !by_start;
 }
 
 int run_new(const char *id, const Trackd__V1__RunStart *start, const struct record_origin *o,
@@ -144,8 +148,8 @@ int run_new(const char *id, const Trackd__V1__RunStart *start, const struct reco
 	if (!rv)
 		rv = set_str(&r->entity, start->entity);
 	if (!rv)
-		rv = set_str(&r->project, start->project && *start->project ? start->project
-		                                                           : "uncategorized");
+		rv = set_str(&r->project,
+		             start->project && *start->project ? start->project : "uncategorized");
 	if (!rv)
 		rv = set_str(&r->dir_name, dir);
 	if (!rv && start->display_name && *start->display_name) {
@@ -226,7 +230,8 @@ static bool numeric(const struct vvalue *v, double *out)
 static int summarise(struct run *r, const char *key, const struct vvalue *v)
 {
 	struct run_metric *m = find_metric(r, key);
-	Trackd__V1__MetricSummary mode = m ? m->summary : TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_LAST;
+	Trackd__V1__MetricSummary mode =
+	    m ? m->summary : TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_LAST;
 	double x, cur;
 	if (mode == TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_NONE)
 		return TRACKD_OK;
@@ -296,8 +301,8 @@ static int commit_pending(struct run *r, struct run_effects *fx)
 	return rv;
 }
 
-static int apply_history(struct run *r, const Trackd__V1__HistoryRow *h, const struct record_origin *o,
-                         struct run_effects *fx)
+static int apply_history(struct run *r, const Trackd__V1__HistoryRow *h,
+                         const struct record_origin *o, struct run_effects *fx)
 {
 	int rv;
 	if (h->has_step) {
@@ -361,23 +366,42 @@ static int apply_console(struct run *r, const Trackd__V1__ConsoleOutput *c,
 
 /* ---- state -------------------------------------------------------------------- */
 
+/* Folds one process's outcome into the run's. A crash mark counts until the
+ * process's own exit settles it; among the outcomes processes reported, the
+ * worst wins (a later one of the same severity gives the exit code). */
+static void fold_outcome(struct run *r, enum run_state outcome, int32_t exit_code)
+{
+	if (outcome == RUN_CRASHED) {
+		r->crashed_processes++;
+	} else if (severity(outcome) >= severity(r->reported_outcome)) {
+		r->reported_outcome = outcome;
+		r->reported_exit_code = exit_code;
+	}
+	r->worst_outcome = r->crashed_processes ? RUN_CRASHED : r->reported_outcome;
+	r->outcome_exit_code = r->crashed_processes ? -1 : r->reported_exit_code;
+}
+
+static struct run_attached *find_attached(struct run *r, int32_t pid, bool done)
+{
+	for (size_t i = 0; i < r->n_attached; i++)
+		if (r->attached[i].pid == pid && r->attached[i].done == done)
+			return &r->attached[i];
+	return NULL;
+}
+
 static int end_process(struct run *r, int32_t pid, enum run_state outcome, int32_t exit_code,
                        int64_t when_us, struct run_effects *fx)
 {
-	bool found = false, any_live = false;
-	for (size_t i = 0; i < r->n_attached; i++) {
-		if (r->attached[i].pid == pid && !r->attached[i].done) {
-			r->attached[i].done = true;
-			found = true;
-		} else if (!r->attached[i].done) {
-			any_live = true;
-		}
+	/* An exit from an untracked process still counts as its outcome. */
+	struct run_attached *a = find_attached(r, pid, false);
+	if (a) {
+		a->done = true;
+		a->crashed = outcome == RUN_CRASHED;
 	}
-	(void)found; /* an exit from an untracked process still counts as its outcome */
-	if (severity(outcome) >= severity(r->worst_outcome)) {
-		r->worst_outcome = outcome;
-		r->outcome_exit_code = exit_code;
-	}
+	bool any_live = false;
+	for (size_t i = 0; i < r->n_attached; i++)
+		any_live |= !r->attached[i].done;
+	fold_outcome(r, outcome, exit_code);
 	fx->meta_changed = true;
 	if (any_live || r->state != RUN_RUNNING)
 		return TRACKD_OK;
@@ -390,24 +414,69 @@ static int end_process(struct run *r, int32_t pid, enum run_state outcome, int32
 	return rv;
 }
 
+/* The own exit of a process the agent had marked crashed: it replaces the
+ * crash. An ended run takes the outcome it now has; its end time stays (the
+ * rows it ended with are the same). */
+static int settle_process(struct run *r, struct run_attached *a, enum run_state outcome,
+                          int32_t exit_code, struct run_effects *fx)
+{
+	a->crashed = false;
+	if (r->crashed_processes > 0)
+		r->crashed_processes--;
+	fold_outcome(r, outcome, exit_code);
+	fx->meta_changed = true;
+	if (r->state == RUN_RUNNING)
+		return TRACKD_OK; /* others still run: the run ends with this outcome folded in */
+	r->state = r->worst_outcome;
+	r->has_exit_code = r->state != RUN_CRASHED;
+	r->exit_code = r->outcome_exit_code;
+	fx->settled = true;
+	return TRACKD_OK;
+}
+
 int run_process_vanished(struct run *r, int32_t pid, int64_t when_us, struct run_effects *fx)
 {
 	return end_process(r, pid, RUN_CRASHED, -1, when_us, fx);
+}
+
+/* The process a client's exit is about: the one it names if the run knows it
+ * (a spooled exit is delivered by another process), else the sender (a client
+ * in another pid namespace names a pid the agent does not see). */
+static int32_t exit_pid(struct run *r, const Trackd__V1__RunExit *e, const struct record_origin *o)
+{
+	if (e->has_pid && e->pid > 0 &&
+	    (find_attached(r, e->pid, false) || find_attached(r, e->pid, true)))
+		return e->pid;
+	return o->pid;
 }
 
 static int apply_exit(struct run *r, const Trackd__V1__RunExit *e, const struct record_origin *o,
                       struct run_effects *fx)
 {
 	int64_t when = e->has_client_time_us ? e->client_time_us : o->recv_time_us;
-	switch (e->reason) {
-	case TRACKD__V1__EXIT_REASON__EXIT_CRASHED:
+	if (e->reason == TRACKD__V1__EXIT_REASON__EXIT_CRASHED) {
+		/* Decided before the process's own exit was applied: the exit stands. */
+		if (!find_attached(r, e->pid, false) && find_attached(r, e->pid, true))
+			return TRACKD_OK;
 		return end_process(r, e->pid, RUN_CRASHED, -1, o->recv_time_us, fx);
-	case TRACKD__V1__EXIT_REASON__EXIT_KILLED:
-		return end_process(r, o->pid, RUN_KILLED, e->exit_code, when, fx);
-	default:
-		return end_process(r, o->pid, e->exit_code == 0 ? RUN_FINISHED : RUN_FAILED,
-		                   e->exit_code, when, fx);
 	}
+	enum run_state outcome = e->reason == TRACKD__V1__EXIT_REASON__EXIT_KILLED ? RUN_KILLED
+	                         : e->exit_code == 0                               ? RUN_FINISHED
+	                                                                           : RUN_FAILED;
+	int32_t pid = exit_pid(r, e, o);
+	/* Delivered by another process (a spool flush, another run's td_init): its
+	 * replayed records attached the deliverer, which ran nothing of this run
+	 * and must not keep it running, nor crash it when it exits. */
+	struct run_attached *deliverer = pid != o->pid ? find_attached(r, o->pid, false) : NULL;
+	if (deliverer && deliverer->by_records)
+		deliverer->done = true;
+	if (!find_attached(r, pid, false)) {
+		for (size_t i = 0; i < r->n_attached; i++)
+			if (r->attached[i].pid == pid && r->attached[i].crashed)
+				return settle_process(r, &r->attached[i], outcome, e->exit_code,
+				                      fx);
+	}
+	return end_process(r, pid, outcome, e->exit_code, when, fx);
 }
 
 static int apply_start(struct run *r, const Trackd__V1__RunStart *s, const struct record_origin *o,
@@ -432,11 +501,15 @@ static int apply_start(struct run *r, const Trackd__V1__RunStart *s, const struc
 		return rv;
 	if (r->state != RUN_RUNNING) {
 		r->state = RUN_RUNNING;
-		r->worst_outcome = RUN_RUNNING;
+		r->worst_outcome = r->reported_outcome = RUN_RUNNING;
+		r->crashed_processes = 0;
 		r->has_exit_code = false;
 		r->end_time_us = 0;
+		/* The earlier end no longer matters, nor a late exit settling it. */
+		for (size_t i = 0; i < r->n_attached; i++)
+			r->attached[i].crashed = false;
 	}
-	attach(r, o->pid);
+	attach(r, o->pid, true);
 	if (s->config) {
 		for (size_t i = 0; i < s->config->n_items; i++)
 			if ((rv = vmap_set_item(&r->config, s->config->items[i])) != 0)
@@ -453,7 +526,8 @@ int run_apply(struct run *r, const Trackd__V1__Record *rec, const struct record_
 	int rv = TRACKD_OK;
 	if (rec->body_case != TRACKD__V1__RECORD__BODY_START && o->pid > 0 &&
 	    rec->body_case != TRACKD__V1__RECORD__BODY_EXIT && r->state == RUN_RUNNING)
-		attach(r, o->pid); /* a process that logs is attached, whatever it sent first */
+		attach(r, o->pid,
+		       false); /* a process that logs is attached, whatever it sent first */
 	switch (rec->body_case) {
 	case TRACKD__V1__RECORD__BODY_START: rv = apply_start(r, rec->start, o, fx); break;
 	case TRACKD__V1__RECORD__BODY_HISTORY: rv = apply_history(r, rec->history, o, fx); break;
@@ -539,8 +613,8 @@ int run_to_json(const struct run *r, const char *dir, bool with_values, struct b
 		                             : json_put_double(b, (double)r->end_time_us / 1e6);
 	if (!rv)
 		rv = r->has_exit_code && r->state != RUN_RUNNING
-		             ? buf_printf(b, ",\"exit_code\":%d", r->exit_code)
-		             : buf_puts(b, ",\"exit_code\":null");
+		         ? buf_printf(b, ",\"exit_code\":%d", r->exit_code)
+		         : buf_puts(b, ",\"exit_code\":null");
 	if (!rv)
 		rv = json_field_str(b, "host", r->host);
 	if (!rv)
@@ -567,7 +641,8 @@ int run_to_json(const struct run *r, const char *dir, bool with_values, struct b
 		rv = json_field_str(b, "job_type", r->job_type);
 	if (!rv)
 		rv = json_field_str(b, "mode",
-		                    r->mode == TRACKD__V1__RUN_MODE__RUN_MODE_OFFLINE ? "offline" : "online");
+		                    r->mode == TRACKD__V1__RUN_MODE__RUN_MODE_OFFLINE ? "offline"
+		                                                                      : "online");
 	if (!rv)
 		rv = json_field_str(b, "dir", dir);
 	if (!rv)
@@ -614,6 +689,10 @@ Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r)
 	s->worst_outcome = (char *)run_state_name(r->worst_outcome);
 	s->has_outcome_exit_code = true;
 	s->outcome_exit_code = r->outcome_exit_code;
+	s->reported_outcome = (char *)run_state_name(r->reported_outcome);
+	s->has_reported_exit_code = s->has_crashed_processes = true;
+	s->reported_exit_code = r->reported_exit_code;
+	s->crashed_processes = r->crashed_processes;
 	s->has_exit_code = r->has_exit_code;
 	s->exit_code = r->exit_code;
 #define SET(f, v) (s->has_##f = true, s->f = (v))
@@ -645,10 +724,13 @@ Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r)
 			return NULL;
 		}
 		trackd__v1__run_snapshot__attached__init(a);
-		a->has_pid = a->has_start_ticks = a->has_done = true;
+		a->has_pid = a->has_start_ticks = a->has_done = a->has_crashed = true;
+		a->has_by_records = true;
+		a->by_records = r->attached[i].by_records;
 		a->pid = r->attached[i].pid;
 		a->start_ticks = r->attached[i].start_ticks;
 		a->done = r->attached[i].done;
+		a->crashed = r->attached[i].crashed;
 		s->attached[s->n_attached++] = a;
 	}
 	for (size_t i = 0; i < r->n_metrics; i++) {
@@ -742,6 +824,17 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 	r->state = state_from_name(s->state);
 	r->worst_outcome = state_from_name(s->worst_outcome);
 	r->outcome_exit_code = s->outcome_exit_code;
+	if (s->reported_outcome) {
+		r->reported_outcome = state_from_name(s->reported_outcome);
+		r->reported_exit_code = s->reported_exit_code;
+		r->crashed_processes = s->crashed_processes;
+	} else if (r->worst_outcome == RUN_CRASHED) {
+		/* A snapshot from before settling existed: its crashes stay. */
+		r->crashed_processes = 1;
+	} else {
+		r->reported_outcome = r->worst_outcome;
+		r->reported_exit_code = r->outcome_exit_code;
+	}
 	r->has_exit_code = s->has_exit_code;
 	r->exit_code = s->exit_code;
 	r->start_time_us = s->start_time_us;
@@ -759,6 +852,8 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 		r->attached[i].pid = s->attached[i]->pid;
 		r->attached[i].start_ticks = s->attached[i]->start_ticks;
 		r->attached[i].done = s->attached[i]->done;
+		r->attached[i].crashed = s->attached[i]->crashed;
+		r->attached[i].by_records = s->attached[i]->by_records;
 		r->n_attached++;
 	}
 	*out = r;

@@ -20,7 +20,16 @@
  *            lines prefixed `ERROR `.
  *   state    running while any attached process (pid) has not ended; when the
  *            last one ends the run takes the worst outcome of its processes:
- *            crashed > killed > failed > finished.
+ *            crashed > killed > failed > finished. A process the agent marked
+ *            crashed (it vanished) whose own exit record comes later (delivered
+ *            from the client's spool after an agent outage) is settled by it:
+ *            the process said how it ended, so its crash no longer counts and
+ *            an ended run takes the outcome it would have had (fx->settled).
+ *            A crash mark for a process that already sent its exit is ignored.
+ *            A client exit names its process in RunExit.pid (the sender of a
+ *            spooled record is whoever delivered it); without one, the sender.
+ *            The deliverer, attached by the replayed records it sent (not by a
+ *            start of its own), is detached by such an exit: it ran nothing.
  *
  * Output goes to the caller's buffers (history lines, console lines) and flags
  * (what whole files changed). A run is snapshotted to / restored from the
@@ -39,8 +48,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define RUN_MAX_ATTACHED 64  /* processes attached to one run at a time */
-#define RUN_MAX_METRICS 1024 /* define_metric entries per run */
+#define RUN_MAX_ATTACHED 64   /* processes attached to one run at a time */
+#define RUN_MAX_METRICS  1024 /* define_metric entries per run */
 
 enum run_state { RUN_RUNNING, RUN_FINISHED, RUN_FAILED, RUN_KILLED, RUN_CRASHED };
 
@@ -48,6 +57,8 @@ struct run_attached {
 	int32_t pid;
 	uint64_t start_ticks; /* /proc/<pid>/stat starttime when first seen; 0 unknown */
 	bool done;
+	bool crashed;    /* ended by the agent's crash mark; its own exit may still settle it */
+	bool by_records; /* attached by logging, without a start: maybe a spool's deliverer */
 };
 
 struct run_metric {
@@ -71,6 +82,9 @@ struct run {
 	int64_t start_time_us, end_time_us;
 	enum run_state worst_outcome; /* of the processes that ended so far */
 	int32_t outcome_exit_code;
+	enum run_state reported_outcome; /* worst of those that sent their own exit */
+	int32_t reported_exit_code;
+	uint32_t crashed_processes; /* ended by a crash mark and not settled since */
 
 	struct run_attached attached[RUN_MAX_ATTACHED];
 	size_t n_attached;
@@ -85,7 +99,7 @@ struct run {
 	struct run_metric *metrics;
 	size_t n_metrics;
 
-	uint64_t last_index; /* txlog index of the last record applied */
+	uint64_t last_index;                   /* txlog index of the last record applied */
 	uint64_t history_bytes, console_bytes; /* file lengths at the last checkpoint */
 };
 
@@ -98,11 +112,12 @@ struct record_origin {
 };
 
 struct run_effects {
-	struct buf *history;  /* JSON lines appended here, each ending in '\n' */
-	struct buf *console;  /* console lines appended here */
+	struct buf *history; /* JSON lines appended here, each ending in '\n' */
+	struct buf *console; /* console lines appended here */
 	bool summary_changed, config_changed, meta_changed;
-	bool ended;           /* the run left the running state */
-	bool step_rejected;   /* a row with a step lower than the current was dropped */
+	bool ended;         /* the run left the running state */
+	bool settled;       /* an ended run's final state changed (a late exit) */
+	bool step_rejected; /* a row with a step lower than the current was dropped */
 };
 
 /* A new run from its start record. `id` is the record's run id. A start without

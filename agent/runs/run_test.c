@@ -23,8 +23,8 @@ static void reset_fx(void)
 
 static struct record_origin origin(int32_t pid, uint64_t index)
 {
-	struct record_origin o = {.index = index, .uid = 1000, .pid = pid,
-	                          .recv_time_us = 1700000000000000};
+	struct record_origin o = {
+	    .index = index, .uid = 1000, .pid = pid, .recv_time_us = 1700000000000000};
 	return o;
 }
 
@@ -99,29 +99,32 @@ static void test_steps_and_commits(void)
 	struct run *r = start_run("steps");
 	reset_fx();
 	log_row(r, "a", 1, -1, -1, 1.5); /* step 0, committed */
-	CHECK(strcmp(hist.data, "{\"a\":1.0,\"_step\":0,\"_runtime\":1.5,\"_timestamp\":1700000001.5}\n") == 0,
+	CHECK(strcmp(hist.data,
+	             "{\"a\":1.0,\"_step\":0,\"_runtime\":1.5,\"_timestamp\":1700000001.5}\n") == 0,
 	      "first row: %s", hist.data);
 	reset_fx();
 	log_row(r, "a", 2, -1, 0, 2); /* commit=false: pending at step 1 */
 	log_row(r, "b", 3, -1, 0, 2);
 	CHECK(hist.len == 0, "uncommitted rows are not emitted: %s", hist.data);
 	log_row(r, "c", 4, -1, -1, 2); /* commits step 1 with a, b, c */
-	CHECK(strcmp(hist.data, "{\"a\":2.0,\"b\":3.0,\"c\":4.0,\"_step\":1,\"_runtime\":2.0,\"_timestamp\":1700000002.0}\n") == 0,
+	CHECK(strcmp(hist.data, "{\"a\":2.0,\"b\":3.0,\"c\":4.0,\"_step\":1,\"_runtime\":2.0,\"_"
+	                        "timestamp\":1700000002.0}\n") == 0,
 	      "accumulated row: %s", hist.data);
 	reset_fx();
-	log_row(r, "a", 5, 5, 0, 3);  /* explicit step 5, not committed */
-	log_row(r, "b", 6, 5, 0, 3);  /* same step merges */
+	log_row(r, "a", 5, 5, 0, 3); /* explicit step 5, not committed */
+	log_row(r, "b", 6, 5, 0, 3); /* same step merges */
 	CHECK(hist.len == 0, "pending at explicit step");
-	log_row(r, "a", 7, 7, 0, 4);  /* larger step commits step 5 first */
+	log_row(r, "a", 7, 7, 0, 4); /* larger step commits step 5 first */
 	CHECK(strstr(hist.data, "\"_step\":5") && strstr(hist.data, "\"b\":6.0") &&
-	              !strstr(hist.data, "\"_step\":7"),
+	          !strstr(hist.data, "\"_step\":7"),
 	      "larger step commits pending: %s", hist.data);
 	reset_fx();
 	log_row(r, "a", 8, 3, -1, 5); /* earlier step: dropped */
 	CHECK(fx.step_rejected && r->rows_rejected == 1 && hist.len == 0, "earlier step rejected");
 	reset_fx();
 	exit_run(r, 100, 0, TRACKD__V1__EXIT_REASON__EXIT_FINISHED); /* exit commits step 7 */
-	CHECK(strstr(hist.data, "\"_step\":7") != NULL, "exit commits the pending row: %s", hist.data);
+	CHECK(strstr(hist.data, "\"_step\":7") != NULL, "exit commits the pending row: %s",
+	      hist.data);
 	CHECK(r->state == RUN_FINISHED && r->has_exit_code && r->exit_code == 0, "finished");
 	CHECK(r->history_lines == 4, "history lines %llu", (unsigned long long)r->history_lines);
 	run_free(r);
@@ -225,6 +228,135 @@ static void test_states(void)
 	run_free(r);
 }
 
+/* An exit record as one process sends it for another (sender != named), or a
+ * crash mark when reason is EXIT_CRASHED (sent by the agent: pid 0). */
+static void exit_named(struct run *r, int32_t sender, int32_t named, int code,
+                       Trackd__V1__ExitReason reason)
+{
+	Trackd__V1__RunExit e = TRACKD__V1__RUN_EXIT__INIT;
+	e.has_exit_code = e.has_reason = e.has_pid = true;
+	e.exit_code = code;
+	e.reason = reason;
+	e.pid = named;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_EXIT;
+	rec.exit = &e;
+	struct record_origin o = origin(sender, r->last_index + 1);
+	reset_fx();
+	run_apply(r, &rec, &o, &fx);
+}
+
+static void crash_mark(struct run *r, int32_t pid)
+{
+	exit_named(r, 0, pid, 0, TRACKD__V1__EXIT_REASON__EXIT_CRASHED);
+}
+
+static struct run *snapshot_copy(struct run *r)
+{
+	Trackd__V1__RunSnapshot *s = run_to_snapshot(r);
+	size_t len = trackd__v1__run_snapshot__get_packed_size(s);
+	uint8_t *buf = malloc(len);
+	trackd__v1__run_snapshot__pack(s, buf);
+	run_snapshot_free(s);
+	Trackd__V1__RunSnapshot *u = trackd__v1__run_snapshot__unpack(NULL, len, buf);
+	struct run *r2 = NULL;
+	if (u)
+		run_from_snapshot(u, &r2);
+	trackd__v1__run_snapshot__free_unpacked(u, NULL);
+	free(buf);
+	run_free(r);
+	return r2;
+}
+
+static void test_late_exit(void)
+{
+	const Trackd__V1__ExitReason fin = TRACKD__V1__EXIT_REASON__EXIT_FINISHED;
+	/* The agent was down: the process was marked crashed, then its spooled exit
+	 * came, delivered by another process (trackctl spool flush, pid 555). */
+	struct run *r = start_run("late");
+	crash_mark(r, 100);
+	CHECK(r->state == RUN_CRASHED && fx.ended, "crash mark ends the run");
+	r = snapshot_copy(r); /* the sink may have checkpointed in between */
+	CHECK(r != NULL, "snapshot loads");
+	if (!r)
+		return;
+	exit_named(r, 555, 100, 0, fin);
+	CHECK(r->state == RUN_FINISHED && r->has_exit_code && r->exit_code == 0 && fx.settled,
+	      "a late exit settles the crash: %s", run_state_name(r->state));
+	CHECK(r->n_attached == 1, "the deliverer is not attached: %zu", r->n_attached);
+	run_free(r);
+
+	/* Two processes, one marked crashed, the other finished: the late exit of
+	 * the first gives its own outcome. */
+	r = start_run("late2");
+	Trackd__V1__RunStart st = TRACKD__V1__RUN_START__INIT;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_START;
+	rec.start = &st;
+	struct record_origin o = origin(200, 2);
+	run_apply(r, &rec, &o, &fx);
+	crash_mark(r, 100);
+	exit_named(r, 200, 200, 0, fin);
+	CHECK(r->state == RUN_CRASHED, "crashed while one crash is unsettled");
+	exit_named(r, 555, 100, 2, fin);
+	CHECK(r->state == RUN_FAILED && r->exit_code == 2 && fx.settled, "settled to failed: %s",
+	      run_state_name(r->state));
+	run_free(r);
+
+	/* Both crashed: settling one leaves the run crashed; the second settles it. */
+	r = start_run("late3");
+	o = origin(200, 2);
+	run_apply(r, &rec, &o, &fx);
+	crash_mark(r, 100);
+	crash_mark(r, 200);
+	exit_named(r, 555, 100, 0, fin);
+	CHECK(r->state == RUN_CRASHED && !r->has_exit_code, "one crash is left");
+	exit_named(r, 555, 200, 0, fin);
+	CHECK(r->state == RUN_FINISHED && r->exit_code == 0, "both settled: %s",
+	      run_state_name(r->state));
+	run_free(r);
+
+	/* A crash mark decided before the process's exit was applied: the exit stands,
+	 * and the other process still decides when the run ends. */
+	r = start_run("late4");
+	o = origin(200, 2);
+	run_apply(r, &rec, &o, &fx);
+	exit_named(r, 100, 100, 0, fin);
+	crash_mark(r, 100);
+	CHECK(r->state == RUN_RUNNING && r->worst_outcome == RUN_FINISHED,
+	      "a mark after the exit is ignored");
+	exit_named(r, 200, 200, 0, fin);
+	CHECK(r->state == RUN_FINISHED, "finished: %s", run_state_name(r->state));
+	run_free(r);
+
+	/* Flushed before the crash was noticed: the deliverer (555) was attached by
+	 * the rows it replayed; the exit it delivers ends the run, deliverer and all. */
+	r = start_run("late5");
+	Trackd__V1__Value v = TRACKD__V1__VALUE__INIT;
+	v.kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+	Trackd__V1__Item item = TRACKD__V1__ITEM__INIT;
+	item.key = "x";
+	item.value = &v;
+	Trackd__V1__Item *items[1] = {&item};
+	Trackd__V1__HistoryRow h = TRACKD__V1__HISTORY_ROW__INIT;
+	h.items = items;
+	h.n_items = 1;
+	Trackd__V1__Record row = TRACKD__V1__RECORD__INIT;
+	row.run_id = r->id;
+	row.body_case = TRACKD__V1__RECORD__BODY_HISTORY;
+	row.history = &h;
+	o = origin(555, 2);
+	run_apply(r, &row, &o, &fx);
+	CHECK(r->n_attached == 2, "the deliverer is attached by its rows");
+	exit_named(r, 555, 100, 0, fin);
+	CHECK(r->state == RUN_FINISHED && r->exit_code == 0 && fx.ended,
+	      "the delivered exit ends the run: %s", run_state_name(r->state));
+	CHECK(r->attached[0].done && r->attached[1].done, "nobody left attached");
+	run_free(r);
+}
+
 static void test_snapshot_round_trip(void)
 {
 	struct run *r = start_run("snap");
@@ -248,8 +380,8 @@ static void test_snapshot_round_trip(void)
 	trackd__v1__run_snapshot__free_unpacked(u, NULL);
 	free(buf);
 	CHECK(r2->step == r->step && r2->has_pending && r2->history_bytes == 123 &&
-	              r2->last_index == r->last_index && r2->n_attached == 1 &&
-	              strcmp(r2->dir_name, "run-20231114_221320-snap") == 0,
+	          r2->last_index == r->last_index && r2->n_attached == 1 &&
+	          strcmp(r2->dir_name, "run-20231114_221320-snap") == 0,
 	      "fields survive: step %lld dir %s", (long long)r2->step, r2->dir_name);
 	/* Continuing from the snapshot gives the same rows as continuing the original. */
 	reset_fx();
@@ -492,6 +624,7 @@ int main(void)
 	test_summary_modes();
 	test_console();
 	test_states();
+	test_late_exit();
 	test_snapshot_round_trip();
 	test_lists_and_null();
 	test_default_name();

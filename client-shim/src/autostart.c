@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -323,6 +325,29 @@ static void note_failure(const char *what)
 	snprintf(last_failure, sizeof(last_failure), "%s", what);
 	pthread_mutex_unlock(&failure_mu);
 	atomic_store(&failed_until_ms, mono_ms() + TD_AUTOSTART_BACKOFF_MS);
+}
+
+bool td_agent_absent(const char *url)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strncmp(url, "ipc://", 6) != 0 || strlen(url + 6) >= sizeof(sa.sun_path))
+		return false;
+	memcpy(sa.sun_path, url + 6, strlen(url + 6) + 1);
+	struct stat st;
+	if (stat(sa.sun_path, &st) != 0)
+		return errno == ENOENT;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	int rv = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int err = errno;
+	close(fd);
+	return rv != 0 && (err == ENOENT || err == ECONNREFUSED);
+}
+
+bool td_agent_can_start(void)
+{
+	return !opted_out() && mono_ms() >= atomic_load(&failed_until_ms);
 }
 
 bool td_agent_ensure(const char *url, int wait_ms, char *why, size_t why_len)

@@ -70,6 +70,16 @@ int td_agent_locate(const char *given, bool autostart, char *url, size_t len,
 /* Whether an agent answers a ping at url within timeout_ms. */
 bool td_agent_probe(const char *url, int timeout_ms);
 
+/* Whether no agent can be listening at url now: an ipc:// socket file that does
+ * not exist, or refuses a connection (a socket left by a killed agent). One
+ * non-blocking connect, no waiting; false when unsure (other transports, a
+ * full backlog, anything else). */
+bool td_agent_absent(const char *url);
+
+/* Whether td_agent_ensure could start an agent now: not opted out, and not in
+ * the back-off after a failed start. */
+bool td_agent_can_start(void);
+
 /* Makes sure the private agent at url answers: true at once if it does; else
  * starts it (see above, unless opted out or throttled) and waits up to
  * wait_ms for it (0: does not wait; false is returned then). */

@@ -98,14 +98,22 @@
 #define TD_DEFAULT_QUERY_TIMEOUT_MS 10000
 /* td_init's resume check and the state-dir lookup must not hold up a
  * training script for long when the agent is wedged. */
-#define TD_INIT_QUERY_TIMEOUT_MS    2000
-#define TD_DIR_QUERY_TIMEOUT_MS     1000
+#define TD_INIT_QUERY_TIMEOUT_MS 2000
+#define TD_DIR_QUERY_TIMEOUT_MS  1000
 /* The footer waits at most this long for the agent's wandb sink to learn the
  * run's URL (a short run ends before the backend answered its UpsertBucket);
  * not at all when the backend is failing or there is no sink. */
-#define TD_FOOTER_URL_WAIT_MS 3000
+#define TD_FOOTER_URL_WAIT_MS       3000
 #define TD_DEFAULT_MAX_SPOOL_BYTES  ((uint64_t)1 << 30)
 #define TD_DEFAULT_FLUSH_TIMEOUT_MS 30000
+/* td_finish stops waiting for the agent (and spools) once the sender found no
+ * connection to send on and this many checks, this far apart, found no agent
+ * that could answer: nothing listens at the address and none can be started,
+ * so waiting out the timeout gains nothing. Several checks: an agent
+ * restarting unlinks and re-creates its socket. The sender's evidence first:
+ * the check connects, and a listener that is there must not see probes. */
+#define TD_NO_AGENT_CHECK_MS 100
+#define TD_NO_AGENT_CHECKS   3
 /* How long the signal thread waits for the agent before spooling the rest. */
 #define TD_SIGNAL_FINISH_TIMEOUT_MS 5000
 /* Spool frame header: u32 length, u32 CRC32C of the Request bytes (LE). */
@@ -227,7 +235,7 @@ struct td_replay {
 	int fds[64];
 	char *paths[64];
 	size_t n;
-	nng_socket sock; /* closed by td_finish to cut a wait short */
+	nng_socket sock;   /* closed by td_finish to cut a wait short */
 	nng_dialer dialer; /* the replay thread's until then (replaced by it) */
 	bool sock_open;
 	pthread_cond_t cond; /* the thread's back-off waits here */
@@ -258,7 +266,7 @@ struct td_run {
 	uint32_t flush_interval_ms;
 	nng_socket sock;
 	bool sock_open;
-	nng_dialer dialer;    /* the sender's; replaced by sender.c redial() */
+	nng_dialer dialer; /* the sender's; replaced by sender.c redial() */
 	/* What the agent told (td_limits_learn, any thread); read with
 	 * td_limits_load, also without mu: validation runs unlocked. */
 	_Atomic uint64_t limits[TD_N_LIMITS];
@@ -286,6 +294,7 @@ struct td_run {
 	bool stopping;       /* the sender must exit */
 	bool closed;         /* no more records */
 	bool agent_ok;       /* the last attempt got an answer: no spilling */
+	bool no_connection;  /* the last attempt found no connection to send on */
 	uint64_t records_logged;
 	uint64_t records_acked;
 	uint64_t records_refused_full;

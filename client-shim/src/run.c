@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autostart.h"
 #include "footer.h"
 
 #include "internal.h"
@@ -791,6 +792,10 @@ int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int tim
 	                                     : TRACKD__V1__EXIT_REASON__EXIT_FINISHED;
 	ex.has_client_time_us = true;
 	ex.client_time_us = td_wall_us();
+	/* Names this process: if the exit is spooled, whoever delivers it later is
+	 * another process, and the agent must still settle this one. */
+	ex.has_pid = true;
+	ex.pid = (int32_t)getpid();
 	rec.run_id = run->run_id;
 	rec.body_case = TRACKD__V1__RECORD__BODY_EXIT;
 	rec.exit = &ex;
@@ -807,10 +812,30 @@ int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int tim
 		run->has_pending = false;
 	}
 	pthread_cond_signal(&run->wake);
+	bool no_agent = false;
+	int absent_checks = 0;
+	int64_t next_check = td_mono_ms() + TD_NO_AGENT_CHECK_MS;
 	while ((run->open.n_records > 0 || run->head != NULL || run->spool.pending_batches > 0 ||
 	        !run->replay.done) &&
-	       td_mono_ms() < deadline)
-		td_wait_until(&run->drained, &run->mu, deadline);
+	       td_mono_ms() < deadline) {
+		td_wait_until(&run->drained, &run->mu,
+		              next_check < deadline ? next_check : deadline);
+		if (td_mono_ms() < next_check)
+			continue;
+		next_check = td_mono_ms() + TD_NO_AGENT_CHECK_MS;
+		bool absent = false;
+		if (run->no_connection) {
+			pthread_mutex_unlock(&run->mu);
+			absent = td_agent_absent(run->url) &&
+			         (!run->private_agent || !td_agent_can_start());
+			pthread_mutex_lock(&run->mu);
+		}
+		absent_checks = absent ? absent_checks + 1 : 0;
+		if (absent_checks >= TD_NO_AGENT_CHECKS) {
+			no_agent = true;
+			break;
+		}
+	}
 	pthread_mutex_unlock(&run->mu);
 
 	td_sender_stop(run);
@@ -845,10 +870,17 @@ int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int tim
 			snprintf(spooled, sizeof(spooled),
 			         " (%llu of them spooled for later delivery)",
 			         (unsigned long long)rep.records_spooled);
-		rc = td_fail(TD_ERR_TIMEOUT,
-		             "td_finish: %llu records not acknowledged within %d ms%s%s%s",
-		             (unsigned long long)rep.records_unacked, timeout_ms, spooled,
-		             rep.last_error[0] ? ": " : "", rep.last_error);
+		if (no_agent)
+			rc = td_fail(TD_ERR_TIMEOUT,
+			             "td_finish: %llu records not acknowledged: no agent at %s, "
+			             "none can be started%s%s%s",
+			             (unsigned long long)rep.records_unacked, run->url, spooled,
+			             rep.last_error[0] ? ": " : "", rep.last_error);
+		else
+			rc = td_fail(TD_ERR_TIMEOUT,
+			             "td_finish: %llu records not acknowledged within %d ms%s%s%s",
+			             (unsigned long long)rep.records_unacked, timeout_ms, spooled,
+			             rep.last_error[0] ? ": " : "", rep.last_error);
 	} else {
 		rc = exit_rc;
 	}

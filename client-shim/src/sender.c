@@ -264,13 +264,16 @@ static void *sender_main(void *arg)
 				if (reach == TD_ANSWERED)
 					run->reply_timeout_ms = TD_REPLY_TIMEOUT_MS;
 				else if (reach == TD_NO_REPLY && !run->stopping)
-					run->reply_timeout_ms = wait_ms * 2 < TD_REPLY_TIMEOUT_MAX_MS
-					                            ? wait_ms * 2
-					                            : TD_REPLY_TIMEOUT_MAX_MS;
+					run->reply_timeout_ms =
+					    wait_ms * 2 < TD_REPLY_TIMEOUT_MAX_MS
+					        ? wait_ms * 2
+					        : TD_REPLY_TIMEOUT_MAX_MS;
 			}
 			bool answered = reach == TD_ANSWERED;
-			if (sent)
+			if (sent) {
 				run->agent_ok = answered;
+				run->no_connection = reach == TD_NO_CONNECTION;
+			}
 			if (answered)
 				run->unreachable = 0;
 			switch (out) {

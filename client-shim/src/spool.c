@@ -655,8 +655,11 @@ static void *replay_main(void *arg)
 {
 	struct td_run *run = arg;
 	struct td_replay *r = &run->replay;
-	struct replay_ctx c = {.sock = r->sock, .dialer = r->dialer, .url = run->url,
-	                       .deadline = INT64_MAX, .run = run};
+	struct replay_ctx c = {.sock = r->sock,
+	                       .dialer = r->dialer,
+	                       .url = run->url,
+	                       .deadline = INT64_MAX,
+	                       .run = run};
 	size_t i = 0;
 
 	for (; i < r->n; i++) {
@@ -739,7 +742,8 @@ void td_replay_stop(struct td_run *run)
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&run->mu);
 	if (r->sock_open) {
-		(void)nng_close_bounded(r->sock, TD_CLOSE_TIMEOUT_MS); /* cuts a send or receive short */
+		(void)nng_close_bounded(r->sock,
+		                        TD_CLOSE_TIMEOUT_MS); /* cuts a send or receive short */
 		r->sock_open = false;
 	}
 	if (r->started) {
@@ -751,10 +755,78 @@ void td_replay_stop(struct td_run *run)
 	r->n = 0;
 }
 
+/* The spool dir for the agent at socket_url in spool_dir (both as td_spool_flush
+ * takes them). */
+static int flush_dir(const char *socket_url, const char *spool_dir, char *url, size_t url_len,
+                     char *dir, size_t dir_len)
+{
+	char base[512];
+	int rc;
+
+	if ((rc = td_resolve_url(socket_url, url, url_len)) != TD_OK)
+		return rc;
+	if (spool_dir != NULL && spool_dir[0] != '\0') {
+		if (snprintf(base, sizeof(base), "%s", spool_dir) >= (int)sizeof(base))
+			return td_fail(TD_ERR_INVALID, "spool dir too long");
+	} else if ((rc = td_spool_default_dir(base, sizeof(base))) != TD_OK) {
+		return rc;
+	}
+	return agent_dir(base, url, dir, dir_len);
+}
+
+int td_spool_pending(const char *socket_url, const char *spool_dir, uint64_t *records,
+                     uint64_t *bytes, char *dir_out, size_t dir_len)
+{
+	char url[256], dir[600], path[PATH_MAX];
+	struct dirent *e;
+	int rc;
+
+	*records = *bytes = 0;
+	if ((rc = flush_dir(socket_url, spool_dir, url, sizeof(url), dir, sizeof(dir))) != TD_OK)
+		return rc;
+	if (dir_out != NULL && dir_len > 0)
+		snprintf(dir_out, dir_len, "%s", dir);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return errno == ENOENT
+		           ? TD_OK
+		           : td_fail(TD_ERR_INVALID, "td_spool_pending: cannot read %s: %s", dir,
+		                     strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name), k = strlen(SPOOL_SUFFIX);
+		if (e->d_name[0] == '.' || n <= k || strcmp(e->d_name + n - k, SPOOL_SUFFIX) != 0 ||
+		    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+			continue;
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			continue;
+		/* A shared lock fails while the owner lives (its sender delivers the
+		 * file) or a flush holds it: only what nobody delivers is counted. */
+		if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+			close(fd);
+			continue;
+		}
+		uint64_t off = 0, frame_len, seq;
+		uint32_t n_records;
+		nng_msg *msg;
+		/* Frame by frame, as a flush would send them: a torn or damaged
+		 * tail is not counted. Bounded by the file. */
+		while (read_frame(fd, off, &msg, &seq, &n_records, &frame_len) == FRAME_OK) {
+			nng_msg_free(msg);
+			*records += n_records;
+			*bytes += frame_len;
+			off += frame_len;
+		}
+		close(fd);
+	}
+	closedir(d);
+	return TD_OK;
+}
+
 int td_spool_flush(const char *socket_url, const char *spool_dir, int timeout_ms,
                    uint64_t *records_delivered)
 {
-	char url[256], base[512], dir[600], path[PATH_MAX];
+	char url[256], dir[600], path[PATH_MAX];
 	struct replay_ctx c = {0};
 	nng_socket sock;
 	struct dirent *e;
@@ -763,15 +835,7 @@ int td_spool_flush(const char *socket_url, const char *spool_dir, int timeout_ms
 
 	if (records_delivered)
 		*records_delivered = 0;
-	if ((rc = td_resolve_url(socket_url, url, sizeof(url))) != TD_OK)
-		return rc;
-	if (spool_dir != NULL && spool_dir[0] != '\0') {
-		if (snprintf(base, sizeof(base), "%s", spool_dir) >= (int)sizeof(base))
-			return td_fail(TD_ERR_INVALID, "td_spool_flush: spool dir too long");
-	} else if ((rc = td_spool_default_dir(base, sizeof(base))) != TD_OK) {
-		return rc;
-	}
-	if ((rc = agent_dir(base, url, dir, sizeof(dir))) != TD_OK)
+	if ((rc = flush_dir(socket_url, spool_dir, url, sizeof(url), dir, sizeof(dir))) != TD_OK)
 		return rc;
 	if (timeout_ms < 0)
 		timeout_ms = TD_DEFAULT_FLUSH_TIMEOUT_MS;

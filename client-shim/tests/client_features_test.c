@@ -407,6 +407,47 @@ static void test_spool_flush(struct tc *t)
 	ts_free(&s);
 }
 
+/* No agent listens at the (explicit) address and none can be started there:
+ * td_finish spools at once instead of waiting out its 30 s, and nothing is
+ * lost — td_spool_pending counts what waits, a flush delivers all of it. */
+static void test_finish_without_agent_spools_promptly(struct tc *t)
+{
+	char url[PATH_MAX], dir[PATH_MAX];
+	struct test_server s = {.multi_session = true};
+	td_run_options o;
+	td_run *run;
+	td_finish_report rep;
+	uint64_t records = 0, bytes = 0, delivered = 0;
+
+	opts_for(t, &o, next_url(t, url, sizeof(url)));
+	CHECK_RC(td_init(&o, &run), TD_OK);
+	CHECK_RC(log_padded(run, 0, 10), TD_OK);
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CHECK_RC(td_finish(run, 0, 30000, &rep), TD_ERR_TIMEOUT);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	fprintf(stderr, "  td_finish with no agent returned after %ld ms\n", ms);
+	/* One send attempt's wait for a connection (TD_REPLY_TIMEOUT_MS), the
+	 * checks, the close: far below the 30 s it was given. */
+	CHECK(ms < 10000);
+	CHECK(strstr(td_last_error(), "no agent at") != NULL);
+	CHECK(rep.records_spooled == 12 && rep.records_unacked == 12);
+	CHECK_RC(td_spool_pending(url, t->spool, &records, &bytes, dir, sizeof(dir)), TD_OK);
+	CHECK(records == 12 && bytes > 0 && strncmp(dir, t->spool, strlen(t->spool)) == 0);
+
+	CHECK(ts_start(&s, url) == 0);
+	CHECK(ts_wait_listening(&s, 10000));
+	CHECK_RC(td_spool_flush(url, t->spool, 20000, &delivered), TD_OK);
+	CHECK(delivered == 12);
+	CHECK_RC(td_spool_pending(url, t->spool, &records, &bytes, NULL, 0), TD_OK);
+	CHECK(records == 0 && bytes == 0);
+	ts_stop(&s);
+	CHECK(s.n_records == 12 && s.violations == 0);
+	check_session_rows(t, &s, 0, 10);
+	ts_free(&s);
+}
+
 static void test_spool_bound_refuses_and_counts(struct tc *t)
 {
 	char url[PATH_MAX];
@@ -998,6 +1039,7 @@ int main(int argc, char **argv)
 	    {"spool_no_agent_then_later_run_delivers", test_spool_no_agent_then_later_run_delivers},
 	    {"spool_own_replay_when_agent_arrives", test_spool_own_replay_when_agent_arrives},
 	    {"spool_flush", test_spool_flush},
+	    {"finish_without_agent_spools_promptly", test_finish_without_agent_spools_promptly},
 	    {"spool_bound_refuses_and_counts", test_spool_bound_refuses_and_counts},
 	    {"resume_checks", test_resume_checks},
 	    {"query_and_status", test_query_and_status},

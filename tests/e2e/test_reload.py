@@ -314,3 +314,67 @@ def test_wandb_base_url_and_key_reload(tmp_path, ragent, two_fakes):
     assert "reload: sinks.wandb.max_parallel_requests: 16 -> 4: needs a restart" in a.log()
     assert API_KEY not in a.log()
     assert a.stop() == 0
+
+
+# ---- wandb: a rotated API key file (issue #12 item 5) -----------------------------------
+
+NEW_KEY = "fedcba9876543210fedcba9876543210fedcba98"
+OPEN_KEY = "0000000000111111111122222222223333333333"
+
+
+@pytest.fixture
+def one_fake():
+    fw = FakeWandb(api_key=API_KEY, entity="ent").start()
+    yield fw
+    fw.stop()
+
+
+def test_sighup_rereads_a_rotated_key_file(tmp_path, ragent, one_fake):
+    """The key file is rewritten in place (same path, so no config key changes)
+    and SIGHUP is sent: the new key is read, checked as at start and applied —
+    requests after the reload carry it. Rewritten readable by others, it is
+    refused at reload and the key in force stays."""
+    fw = one_fake
+    key = tmp_path / "wandb.key"
+    key.write_text(API_KEY + "\n")
+    os.chmod(key, 0o600)
+    config = wandb_yaml(fw.base_url, key)
+    a = ragent(config)
+    finish_producer(a.producer("old-key", 50))
+    fw.wait_for(uploaded(fw, "old-key", 50), timeout=60, what="old-key uploaded")
+
+    # The backend takes both keys while the user rotates.
+    fw.configure(extra_api_keys=[NEW_KEY, OPEN_KEY])
+    key.write_text(NEW_KEY + "\n")
+    applied, rejected = a.reload(config)
+    assert rejected == 0
+    used = dict(fw.stats()["auth_keys"])
+    finish_producer(a.producer("new-key", 50))
+    fw.wait_for(uploaded(fw, "new-key", 50), timeout=60, what="new-key uploaded")
+    after = fw.stats()["auth_keys"]
+    assert after.get(API_KEY, 0) == used.get(API_KEY, 0), "the old key was used after the reload"
+    assert after.get(NEW_KEY, 0) > used.get(NEW_KEY, 0), after
+    log = a.log()
+    assert f"reload: sinks.wandb API key (file {key}): re-read: a new key, applied" in log, log
+
+    # Rewritten as 0644: refused as at start, the key in force (NEW_KEY) stays.
+    key.write_text(OPEN_KEY + "\n")
+    os.chmod(key, 0o644)
+    assert a.reload(config)[1] == rejected + 1
+    assert re.search(r'level=error msg="reload rejected: sinks.wandb: .*wandb\.key is accessible '
+                     r'by group or others.*the API key in use, stay in force', a.log()), a.log()
+    used = dict(fw.stats()["auth_keys"])
+    finish_producer(a.producer("kept-key", 50))
+    fw.wait_for(uploaded(fw, "kept-key", 50), timeout=60, what="kept-key uploaded")
+    after = fw.stats()["auth_keys"]
+    assert after.get(NEW_KEY, 0) > used.get(NEW_KEY, 0), after
+    assert OPEN_KEY not in after, after
+
+    # Unchanged at the next reload: said so, nothing else happens.
+    os.chmod(key, 0o600)
+    key.write_text(NEW_KEY + "\n")
+    a.reload(config)
+    assert f"reload: sinks.wandb API key (file {key}): re-read: unchanged" in a.log()
+    for k in (API_KEY, NEW_KEY, OPEN_KEY):
+        assert k not in a.log()
+    assert a.stop() == 0

@@ -601,3 +601,64 @@ def test_missing_key_is_refused(tmp_path, fw):
     agent.start(wait=False)
     assert agent.proc.wait(timeout=10) != 0
     assert "no W&B API key" in agent.log()
+
+
+# ---- issue #12 item 3: a run whose last records were spooled ------------------------------
+
+@pytest.mark.parametrize("complete_crashed,restart", [(False, False), (True, False),
+                                                      (False, True)])
+def test_spooled_exit_settles_a_crashed_run(make_agent, fw, tmp_path, complete_crashed, restart):
+    """The agent is killed mid-run; the client finishes without it and spools
+    (promptly: no agent can answer, none can be started); the restarted agent
+    marks the run crashed (its process is gone); `trackctl spool flush` delivers
+    the exit record, which settles the run: finished locally, and upstream
+    complete with exit code 0 — also when the crash was already completed
+    upstream (complete_crashed: the exit code changes once, 1 → 0), and when
+    the sinks had put the ended run away (restart: both read it back from disk)."""
+    agent = make_agent(complete_crashed=str(complete_crashed).lower())
+    agent.env["XDG_STATE_HOME"] = str(tmp_path / "client-state")
+    hold = tmp_path / "hold"
+    p = agent.producer("late", 50, "--hold-file", hold)
+    agent.wait_for(lambda: len(local_lines(agent, "late", "history.jsonl")) == 50
+                   if agent.run_state("late") else False, what="rows")
+    agent.kill9()
+    hold.touch()
+    t0 = time.monotonic()
+    out, err = p.communicate(timeout=60)
+    finish_s = time.monotonic() - t0
+    report = json.loads(out.strip().splitlines()[-1])
+    print(f"\nfinish without an agent: {finish_s:.2f}s, {report}")
+    assert report["unacked"] >= 1 and report["status"] != "success", (report, err)
+    assert finish_s < 10, f"td_finish waited {finish_s:.1f}s with no agent to wait for"
+
+    # Nothing is lost, and the user is told where it waits, agent or not.
+    st = subprocess.run([BIN["trackctl"], "status"], env=agent.env, capture_output=True,
+                        text=True, timeout=30)
+    assert "waiting in spool" in st.stdout + st.stderr and "trackctl spool flush" in \
+        st.stdout + st.stderr, (st.stdout, st.stderr)
+    st = subprocess.run([BIN["trackctl"], "status", "--json"], env=agent.env,
+                        capture_output=True, text=True, timeout=30)
+    down = json.loads(st.stdout)
+    assert st.returncode != 0 and down["agent"] == "down", down
+    assert down["spool"]["records"] == report["unacked"], down
+
+    agent.start()
+    agent.wait_for(lambda: agent.run_state("late") == "crashed", what="crash mark")
+    st = json.loads(subprocess.run([BIN["trackctl"], "status", "--json"], env=agent.env,
+                                   capture_output=True, text=True, timeout=30).stdout)
+    assert st["spool"]["records"] == report["unacked"] and st["spool"]["bytes"] > 0, st
+    wait_uploaded(agent, fw, "late", complete=complete_crashed)
+    if restart:
+        assert agent.stop() == 0
+        agent.start()
+    r = subprocess.run([BIN["trackctl"], "spool", "flush"], env=agent.env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    agent.wait_for(lambda: agent.run_state("late") == "finished", what="settled to finished")
+    assert local_run(agent, "late")["exit_code"] == 0
+    wait_uploaded(agent, fw, "late")
+    assert_exactly_once(agent, fw, "late", exitcode=0, rows=50,
+                        exitcode_changes=1 if complete_crashed else 0)
+    st = json.loads(subprocess.run([BIN["trackctl"], "status", "--json"], env=agent.env,
+                                   capture_output=True, text=True, timeout=30).stdout)
+    assert st["spool"]["records"] == 0, st

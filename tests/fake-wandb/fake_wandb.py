@@ -522,6 +522,7 @@ class Server:
             "journal_max": JOURNAL_MAX,
             "store_lines": "full",
             "file_stream_response": {"exitcode": None, "limits": {}},
+            "extra_api_keys": [],
         }
         self.main_server = None
         self.ctl_server = None
@@ -551,6 +552,7 @@ class Server:
         self.fault_hits = collections.Counter()
         self.graphql_ops = collections.Counter()
         self.graphql_unsupported = collections.Counter()
+        self.auth_keys = collections.Counter()
         self.started = time.monotonic()
         self._fs_ok_body = None
 
@@ -912,17 +914,21 @@ class Server:
         return keep
 
     def _authorized(self, value):
-        if value == self.auth_header:
-            return True
-        if not value:
+        """The --api-key, or one of config `extra_api_keys` (a key rotation);
+        counts the requests each key authorised in stats `auth_keys`."""
+        key = self.api_key if value == self.auth_header else None
+        if key is None and value:
+            scheme, _, cred = value.strip().partition(" ")
+            try:
+                user = base64.b64decode(cred.strip(), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                user = ""
+            if scheme.lower() == "basic" and user.startswith("api:"):
+                key = user[4:]
+        if key is None or (key != self.api_key and key not in self.config["extra_api_keys"]):
             return False
-        scheme, _, cred = value.strip().partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            return base64.b64decode(cred.strip(), validate=True).decode() == "api:" + self.api_key
-        except (ValueError, UnicodeDecodeError):
-            return False
+        self.auth_keys[key] += 1
+        return True
 
     # ---- faults ------------------------------------------------------------------------
     def _prune_faults(self, now):
@@ -1336,6 +1342,7 @@ class Server:
             "faults_fired": dict(self.fault_hits),
             "graphql_operations": dict(self.graphql_ops),
             "graphql_unsupported": dict(self.graphql_unsupported),
+            "auth_keys": dict(self.auth_keys),
             "refusing": self.refusing_until is not None,
         })
         return d

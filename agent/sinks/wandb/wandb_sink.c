@@ -560,7 +560,11 @@ static void apply_record(struct wandb_sink *s, const Trackd__V1__Record *rec,
 		wr->sum_gen++;
 	if (changes_meta(rec) || fx.config_changed)
 		wr->meta_gen++;
-	if (was_running && r->state != RUN_RUNNING)
+	/* A settled end (a late exit replaced a crash) is a new end to send: a run not
+	 * completed upstream gets its real exit code; one completed as crashed
+	 * (complete_crashed, sync) gets `complete` again with it, which the backend
+	 * takes as the final state (WANDB-UPSTREAM.md). */
+	if ((was_running && r->state != RUN_RUNNING) || fx.settled)
 		wr->end_gen++;
 	else if (!was_running && r->state == RUN_RUNNING)
 		wr->end_acked = wr->end_gen; /* resumed: the earlier end no longer matters */
@@ -1432,8 +1436,8 @@ static void settings_swap(struct wandb_sink *s, struct wb_settings *st)
 	*st = old;
 }
 
-int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, char *err,
-                           size_t errlen)
+int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, bool *key_changed,
+                           char *err, size_t errlen)
 {
 	struct wb_settings st;
 	int rv = settings_make(opts, s->version, &st, err, errlen);
@@ -1442,6 +1446,8 @@ int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts,
 	settings_warn(opts, st.base_url);
 	pthread_mutex_lock(&s->mu);
 	bool moved = strcmp(s->base_url, st.base_url) != 0;
+	if (key_changed)
+		*key_changed = strcmp(s->auth_header, st.auth_header) != 0;
 	settings_swap(s, &st);
 	struct wandb_sink_options *o = &s->opts;
 	/* The option strings were read above; the caller's may go away. */

@@ -12,7 +12,14 @@
  *   console lines with their line offsets, the whole summary at offset 0, and
  *   on the last one `complete` + `exitcode` (finished → 0, failed → its code;
  *   crashed/killed → no `complete`, the backend decides when heartbeats stop,
- *   unless `complete_crashed`). One request per run per `transmit_interval`
+ *   unless `complete_crashed`). A run whose end is settled later (run.h: the
+ *   process's own exit arrives after the crash mark, from its spool) gets a
+ *   final request again with the real `complete` + `exitcode`: a run not yet
+ *   completed upstream is completed with it; one already completed as crashed
+ *   (`complete_crashed`, sync) is sent `complete` again with the new code —
+ *   file_stream accepts requests after `complete`, and the last `exitcode`
+ *   is the run's (WANDB-UPSTREAM.md: complete/exitcode ride the last request;
+ *   a resumed run streams again). One request per run per `transmit_interval`
  *   (a backlog drains back to back, a run that ended flushes at once), at most
  *   `max_request_bytes`; lines over `max_line_bytes` are skipped and counted.
  *   A running run with nothing to send sends `{}` every `heartbeat_interval`.
@@ -165,9 +172,11 @@ void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out);
  * taken as the same backend at a new address: runs already begun continue
  * there at their offsets, and waits the old address imposed (backoff,
  * Retry-After, rate limits) are dropped. `opts` is
- * borrowed for the call only. Safe from any thread but the sink's. */
-int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, char *err,
-                           size_t errlen);
+ * borrowed for the call only. *key_changed (may be NULL) tells whether the key
+ * now in force differs from the one before. Safe from any thread but the
+ * sink's. */
+int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, bool *key_changed,
+                           char *err, size_t errlen);
 
 /* Answers the sink's queries with JSON in `out`. A peer that is not `admin`
  * sees and retries only runs of its own `uid`.

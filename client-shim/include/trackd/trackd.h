@@ -303,6 +303,15 @@ TD_API void td_free(void *p);
 TD_API int td_spool_flush(const char *socket_url, const char *spool_dir, int timeout_ms,
                           uint64_t *records_delivered);
 
+/* What waits for the agent at socket_url in spool_dir (both as td_spool_flush
+ * takes them): the records and bytes of the complete frames in spool files
+ * whose owner is gone, i.e. what td_spool_flush would deliver now. Files in use
+ * (their process is alive and delivers them itself, or a flush is running) are
+ * not counted. dir_out (may be NULL) receives the directory looked at. Reads
+ * files only: works without an agent. */
+TD_API int td_spool_pending(const char *socket_url, const char *spool_dir, uint64_t *records,
+                            uint64_t *bytes, char *dir_out, size_t dir_len);
+
 TD_API const char *td_strerror(int err);
 
 /* Detail of the last failed call on this thread ("" if none). */
