@@ -9,7 +9,7 @@
 #                   which checks the struct layout, so it needs the same version)
 #
 # Depends of the packages holding ELF files come from dpkg-shlibdeps (libc6,
-# libnng1, libprotobuf-c1, libcurl4, libyaml-0-2, …); the dependencies between our
+# libnng1, libprotobuf-c1, libcurl4, libyaml-0-2, libjson-c5, …); the dependencies between our
 # own packages are pinned to the exact version.
 if(NOT CMAKE_INSTALL_PREFIX STREQUAL "/usr")
   message(STATUS "Packaging: CMAKE_INSTALL_PREFIX is ${CMAKE_INSTALL_PREFIX}, not /usr: "
