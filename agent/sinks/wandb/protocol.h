@@ -139,8 +139,4 @@ int wb_json_parse(const char *body, size_t len, struct json_object **out, char *
 int wb_json_string(struct buf *out, const char *p, size_t n);
 size_t wb_json_string_len(const char *p, size_t n);
 
-/* "Authorization: Basic base64("api:" + key)" as a header line, in a buffer the
- * caller frees (and should wipe). */
-char *wb_auth_header(const char *api_key);
-
 #endif
