@@ -23,8 +23,8 @@ static void reset_fx(void)
 
 static struct record_origin origin(int32_t pid, uint64_t index)
 {
-	struct record_origin o = {.index = index, .uid = 1000, .pid = pid,
-	                          .recv_time_us = 1700000000000000};
+	struct record_origin o = {
+	    .index = index, .uid = 1000, .pid = pid, .recv_time_us = 1700000000000000};
 	return o;
 }
 
@@ -99,29 +99,32 @@ static void test_steps_and_commits(void)
 	struct run *r = start_run("steps");
 	reset_fx();
 	log_row(r, "a", 1, -1, -1, 1.5); /* step 0, committed */
-	CHECK(strcmp(hist.data, "{\"a\":1.0,\"_step\":0,\"_runtime\":1.5,\"_timestamp\":1700000001.5}\n") == 0,
+	CHECK(strcmp(hist.data,
+	             "{\"a\":1.0,\"_step\":0,\"_runtime\":1.5,\"_timestamp\":1700000001.5}\n") == 0,
 	      "first row: %s", hist.data);
 	reset_fx();
 	log_row(r, "a", 2, -1, 0, 2); /* commit=false: pending at step 1 */
 	log_row(r, "b", 3, -1, 0, 2);
 	CHECK(hist.len == 0, "uncommitted rows are not emitted: %s", hist.data);
 	log_row(r, "c", 4, -1, -1, 2); /* commits step 1 with a, b, c */
-	CHECK(strcmp(hist.data, "{\"a\":2.0,\"b\":3.0,\"c\":4.0,\"_step\":1,\"_runtime\":2.0,\"_timestamp\":1700000002.0}\n") == 0,
+	CHECK(strcmp(hist.data, "{\"a\":2.0,\"b\":3.0,\"c\":4.0,\"_step\":1,\"_runtime\":2.0,\"_"
+	                        "timestamp\":1700000002.0}\n") == 0,
 	      "accumulated row: %s", hist.data);
 	reset_fx();
-	log_row(r, "a", 5, 5, 0, 3);  /* explicit step 5, not committed */
-	log_row(r, "b", 6, 5, 0, 3);  /* same step merges */
+	log_row(r, "a", 5, 5, 0, 3); /* explicit step 5, not committed */
+	log_row(r, "b", 6, 5, 0, 3); /* same step merges */
 	CHECK(hist.len == 0, "pending at explicit step");
-	log_row(r, "a", 7, 7, 0, 4);  /* larger step commits step 5 first */
+	log_row(r, "a", 7, 7, 0, 4); /* larger step commits step 5 first */
 	CHECK(strstr(hist.data, "\"_step\":5") && strstr(hist.data, "\"b\":6.0") &&
-	              !strstr(hist.data, "\"_step\":7"),
+	          !strstr(hist.data, "\"_step\":7"),
 	      "larger step commits pending: %s", hist.data);
 	reset_fx();
 	log_row(r, "a", 8, 3, -1, 5); /* earlier step: dropped */
 	CHECK(fx.step_rejected && r->rows_rejected == 1 && hist.len == 0, "earlier step rejected");
 	reset_fx();
 	exit_run(r, 100, 0, TRACKD__V1__EXIT_REASON__EXIT_FINISHED); /* exit commits step 7 */
-	CHECK(strstr(hist.data, "\"_step\":7") != NULL, "exit commits the pending row: %s", hist.data);
+	CHECK(strstr(hist.data, "\"_step\":7") != NULL, "exit commits the pending row: %s",
+	      hist.data);
 	CHECK(r->state == RUN_FINISHED && r->has_exit_code && r->exit_code == 0, "finished");
 	CHECK(r->history_lines == 4, "history lines %llu", (unsigned long long)r->history_lines);
 	run_free(r);
@@ -248,8 +251,8 @@ static void test_snapshot_round_trip(void)
 	trackd__v1__run_snapshot__free_unpacked(u, NULL);
 	free(buf);
 	CHECK(r2->step == r->step && r2->has_pending && r2->history_bytes == 123 &&
-	              r2->last_index == r->last_index && r2->n_attached == 1 &&
-	              strcmp(r2->dir_name, "run-20231114_221320-snap") == 0,
+	          r2->last_index == r->last_index && r2->n_attached == 1 &&
+	          strcmp(r2->dir_name, "run-20231114_221320-snap") == 0,
 	      "fields survive: step %lld dir %s", (long long)r2->step, r2->dir_name);
 	/* Continuing from the snapshot gives the same rows as continuing the original. */
 	reset_fx();
@@ -446,6 +449,42 @@ static void test_lists_and_null(void)
 	run_free(r2);
 }
 
+/* Keys that a YAML 1.1 reader would take for booleans or null are quoted as
+ * PyYAML quotes them; string values are always quoted. */
+static void test_config_yaml_reserved(void)
+{
+	static const char *const reserved[] = {"True", "NULL", "Off",  "yes",   "Y",   "n",
+	                                       "ON",   "No",   "null", "fAlSe", "true"};
+	static const char *const plain[] = {"nothing", "yesterday", "Yes_", "on-off", "n2"};
+	struct vmap m;
+	vmap_init(&m);
+	struct vvalue s = {.kind = V_STRING, .u.s = "True"};
+	for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+		CHECK(vmap_set(&m, reserved[i], &s) == 0, "set %s", reserved[i]);
+	for (size_t i = 0; i < sizeof plain / sizeof *plain; i++)
+		CHECK(vmap_set_int(&m, plain[i], 1) == 0, "set %s", plain[i]);
+	struct vvalue tilde = {.kind = V_STRING, .u.s = "~"};
+	CHECK(vmap_set(&m, "~", &tilde) == 0 && vmap_set(&m, "1e3", &tilde) == 0, "set ~");
+	struct buf y;
+	buf_init(&y, 1 << 20);
+	CHECK(vmap_to_config_yaml(&m, &y) == 0, "yaml");
+	char want[128];
+	for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++) {
+		snprintf(want, sizeof want, "\n'%s':\n  desc: null\n  value: \"True\"\n",
+		         reserved[i]);
+		CHECK(strstr(y.data, want), "%s quoted:\n%s", reserved[i], y.data);
+	}
+	for (size_t i = 0; i < sizeof plain / sizeof *plain; i++) {
+		snprintf(want, sizeof want, "\n%s:\n  desc: null\n  value: 1\n", plain[i]);
+		CHECK(strstr(y.data, want), "%s plain:\n%s", plain[i], y.data);
+	}
+	CHECK(strstr(y.data, "\n\"~\":\n  desc: null\n  value: \"~\"\n") &&
+	          strstr(y.data, "\n\"1e3\":\n"),
+	      "~ and a number quoted:\n%s", y.data);
+	buf_fini(&y);
+	vmap_fini(&m);
+}
+
 /* A run started without a name gets one derived from its id alone: the local
  * and wandb sinks, each applying the log, must agree on it. */
 static void test_default_name(void)
@@ -494,6 +533,7 @@ int main(void)
 	test_states();
 	test_snapshot_round_trip();
 	test_lists_and_null();
+	test_config_yaml_reserved();
 	test_default_name();
 	buf_fini(&hist);
 	buf_fini(&cons);

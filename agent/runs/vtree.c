@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void vmap_init(struct vmap *m)
 {
@@ -202,8 +203,7 @@ static int from_proto_value(struct vvalue *dst, const Trackd__V1__Value *pv)
 		return TRACKD_OK;
 	}
 	case TRACKD__V1__VALUE__KIND_NULL_VALUE: dst->kind = V_NULL; return TRACKD_OK;
-	default:
-		return TRACKD_EINVAL; /* the ingest validator refuses values without a kind */
+	default: return TRACKD_EINVAL; /* the ingest validator refuses values without a kind */
 	}
 }
 
@@ -267,8 +267,7 @@ int json_put_string(struct buf *out, const char *s)
 		case '\n': rv = buf_puts(out, "\\n"); break;
 		case '\r': rv = buf_puts(out, "\\r"); break;
 		case '\t': rv = buf_puts(out, "\\t"); break;
-		default:
-			rv = *p < 0x20 ? buf_printf(out, "\\u%04x", *p) : buf_putc(out, (char)*p);
+		default: rv = *p < 0x20 ? buf_printf(out, "\\u%04x", *p) : buf_putc(out, (char)*p);
 		}
 	}
 	return rv ? rv : buf_putc(out, '"');
@@ -347,19 +346,33 @@ static int indent(struct buf *out, int n)
 	return rv;
 }
 
-/* Plain YAML keys for ordinary names (as W&B writes them); anything else is
- * quoted as a JSON string, which YAML reads the same way. */
+/* Words a YAML 1.1 reader takes for a boolean or null, in any case: PyYAML
+ * (W&B's reader) knows yes/no/on/off/true/false/null in three spellings each,
+ * the YAML 1.1 spec also y/n; quoting is right for all of them. "~" and names
+ * that look like numbers never pass the plain-name test below. */
+static bool yaml_reserved(const char *key)
+{
+	static const char *const words[] = {"y",   "n",    "yes",   "no",  "on",
+	                                    "off", "true", "false", "null"};
+	for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+		if (strcasecmp(key, words[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Plain YAML keys for ordinary names (as W&B writes them); a reserved word is
+ * single-quoted as PyYAML quotes it ('True':), anything else is quoted as a
+ * JSON string, which YAML reads the same way. */
 static int yaml_key(struct buf *out, const char *key)
 {
-	bool plain = (key[0] >= 'A' && key[0] <= 'Z') || (key[0] >= 'a' && key[0] <= 'z') ||
-	             key[0] == '_';
+	bool plain =
+	    (key[0] >= 'A' && key[0] <= 'Z') || (key[0] >= 'a' && key[0] <= 'z') || key[0] == '_';
 	for (const char *p = key; plain && *p; p++)
 		plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-		        (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.' || *p == '/';
-	if (plain && (strcmp(key, "true") == 0 || strcmp(key, "false") == 0 ||
-	              strcmp(key, "null") == 0 || strcmp(key, "yes") == 0 || strcmp(key, "no") == 0 ||
-	              strcmp(key, "on") == 0 || strcmp(key, "off") == 0))
-		plain = false;
+		        (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.' ||
+		        *p == '/';
+	if (plain && yaml_reserved(key))
+		return buf_printf(out, "'%s'", key);
 	return plain ? buf_puts(out, key) : json_put_string(out, key);
 }
 
