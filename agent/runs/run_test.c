@@ -481,6 +481,20 @@ static void test_config_yaml_reserved(void)
 	CHECK(strstr(y.data, "\n\"~\":\n  desc: null\n  value: \"~\"\n") &&
 	          strstr(y.data, "\n\"1e3\":\n"),
 	      "~ and a number quoted:\n%s", y.data);
+	/* Characters YAML refuses raw, or folds inside quotes, go escaped. */
+	vmap_fini(&m);
+	vmap_init(&m);
+	struct vvalue odd = {.kind = V_STRING,
+	                     .u.s =
+	                         "a\x7f\xc2\x80\xc2\x85\xc2\xa0\xe2\x80\xa8\xe2\x80\xa9\xef\xbf\xbe"
+	                         "\xef\xbf\xbd\t\"\\\x01\xf0\x9f\x98\x80"};
+	CHECK(vmap_set(&m, "k\x7f", &odd) == 0, "set odd");
+	buf_reset(&y);
+	CHECK(vmap_to_config_yaml(&m, &y) == 0, "yaml");
+	CHECK(strstr(y.data,
+	             "\n\"k\\u007f\":\n  desc: null\n  value: \"a\\u007f\\u0080\\u0085\xc2\xa0"
+	             "\\u2028\\u2029\\ufffe\xef\xbf\xbd\\t\\\"\\\\\\u0001\xf0\x9f\x98\x80\"\n"),
+	      "escaped:\n%s", y.data);
 	buf_fini(&y);
 	vmap_fini(&m);
 }

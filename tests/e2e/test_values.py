@@ -180,7 +180,9 @@ def test_agent_list_limits_are_learned_and_applied(tmp_path, length, ok):
 YAML_WORDS = [s for w in ("y", "n", "yes", "no", "on", "off", "true", "false", "null")
               for s in (w, w.capitalize(), w.upper())] + [
     "~", "1", "-1", "+1", "1.5", "1e3", "1.0e-08", ".inf", "-.Inf", ".NaN", "0x1F", "0o17",
-    "012", "0b101", "1_000", "12:30:00", "2024-01-01", "2024-01-01 10:00:00", "=", "<<"]
+    "012", "0b101", "1_000", "12:30:00", "2024-01-01", "2024-01-01 10:00:00", "=", "<<",
+    # and characters YAML does not allow raw in a file (C0/C1 controls, DEL, U+FFFE)
+    "a\x7fb", "a\x80b", "a\x9fb", "a\ufffeb", "tab\there", "\U0001f600"]
 
 
 def test_yaml_reserved_words_stay_strings_in_config_yaml(agent):
