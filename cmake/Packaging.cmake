@@ -9,7 +9,7 @@
 #                   which checks the struct layout, so it needs the same version)
 #
 # Depends of the packages holding ELF files come from dpkg-shlibdeps (libc6,
-# libnng1, libprotobuf-c1, libcurl4, libyaml-0-2, …); the dependencies between our
+# libnng1, libprotobuf-c1, libcurl4, libyaml-0-2, libjson-c5, …); the dependencies between our
 # own packages are pinned to the exact version.
 if(NOT CMAKE_INSTALL_PREFIX STREQUAL "/usr")
   message(STATUS "Packaging: CMAKE_INSTALL_PREFIX is ${CMAKE_INSTALL_PREFIX}, not /usr: "
@@ -83,7 +83,8 @@ set(CPACK_DEBIAN_PYTHON_PACKAGE_NAME python3-trackd)
 set(CPACK_DEBIAN_PYTHON_PACKAGE_SECTION python)
 set(CPACK_DEBIAN_PYTHON_PACKAGE_ARCHITECTURE all)
 set(CPACK_COMPONENT_PYTHON_DEPENDS lib)
-set(CPACK_DEBIAN_PYTHON_PACKAGE_DEPENDS "python3 (>= 3.9)")
+# python3-yaml: config files given to trackd.init are read with PyYAML.
+set(CPACK_DEBIAN_PYTHON_PACKAGE_DEPENDS "python3 (>= 3.9), python3-yaml")
 set(CPACK_DEBIAN_PYTHON_PACKAGE_CONTROL_EXTRA "${_deb}/python3-trackd/postinst;${_deb}/python3-trackd/prerm")
 set(CPACK_COMPONENT_PYTHON_DESCRIPTION
   "Python client of trackd, the machine-local experiment tracker

@@ -578,6 +578,56 @@ static void test_lists_and_null(void)
 	run_free(r2);
 }
 
+/* Keys that a YAML 1.1 reader would take for booleans or null are quoted as
+ * PyYAML quotes them; string values are always quoted. */
+static void test_config_yaml_reserved(void)
+{
+	static const char *const reserved[] = {"True", "NULL", "Off",  "yes",   "Y",   "n",
+	                                       "ON",   "No",   "null", "fAlSe", "true"};
+	static const char *const plain[] = {"nothing", "yesterday", "Yes_", "on-off", "n2"};
+	struct vmap m;
+	vmap_init(&m);
+	struct vvalue s = {.kind = V_STRING, .u.s = "True"};
+	for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+		CHECK(vmap_set(&m, reserved[i], &s) == 0, "set %s", reserved[i]);
+	for (size_t i = 0; i < sizeof plain / sizeof *plain; i++)
+		CHECK(vmap_set_int(&m, plain[i], 1) == 0, "set %s", plain[i]);
+	struct vvalue tilde = {.kind = V_STRING, .u.s = "~"};
+	CHECK(vmap_set(&m, "~", &tilde) == 0 && vmap_set(&m, "1e3", &tilde) == 0, "set ~");
+	struct buf y;
+	buf_init(&y, 1 << 20);
+	CHECK(vmap_to_config_yaml(&m, &y) == 0, "yaml");
+	char want[128];
+	for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++) {
+		snprintf(want, sizeof want, "\n'%s':\n  desc: null\n  value: \"True\"\n",
+		         reserved[i]);
+		CHECK(strstr(y.data, want), "%s quoted:\n%s", reserved[i], y.data);
+	}
+	for (size_t i = 0; i < sizeof plain / sizeof *plain; i++) {
+		snprintf(want, sizeof want, "\n%s:\n  desc: null\n  value: 1\n", plain[i]);
+		CHECK(strstr(y.data, want), "%s plain:\n%s", plain[i], y.data);
+	}
+	CHECK(strstr(y.data, "\n\"~\":\n  desc: null\n  value: \"~\"\n") &&
+	          strstr(y.data, "\n\"1e3\":\n"),
+	      "~ and a number quoted:\n%s", y.data);
+	/* Characters YAML refuses raw, or folds inside quotes, go escaped. */
+	vmap_fini(&m);
+	vmap_init(&m);
+	struct vvalue odd = {.kind = V_STRING,
+	                     .u.s =
+	                         "a\x7f\xc2\x80\xc2\x85\xc2\xa0\xe2\x80\xa8\xe2\x80\xa9\xef\xbf\xbe"
+	                         "\xef\xbf\xbd\t\"\\\x01\xf0\x9f\x98\x80"};
+	CHECK(vmap_set(&m, "k\x7f", &odd) == 0, "set odd");
+	buf_reset(&y);
+	CHECK(vmap_to_config_yaml(&m, &y) == 0, "yaml");
+	CHECK(strstr(y.data,
+	             "\n\"k\\u007f\":\n  desc: null\n  value: \"a\\u007f\\u0080\\u0085\xc2\xa0"
+	             "\\u2028\\u2029\\ufffe\xef\xbf\xbd\\t\\\"\\\\\\u0001\xf0\x9f\x98\x80\"\n"),
+	      "escaped:\n%s", y.data);
+	buf_fini(&y);
+	vmap_fini(&m);
+}
+
 /* A run started without a name gets one derived from its id alone: the local
  * and wandb sinks, each applying the log, must agree on it. */
 static void test_default_name(void)
@@ -627,6 +677,7 @@ int main(void)
 	test_late_exit();
 	test_snapshot_round_trip();
 	test_lists_and_null();
+	test_config_yaml_reserved();
 	test_default_name();
 	buf_fini(&hist);
 	buf_fini(&cons);

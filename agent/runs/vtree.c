@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void vmap_init(struct vmap *m)
 {
@@ -202,8 +203,7 @@ static int from_proto_value(struct vvalue *dst, const Trackd__V1__Value *pv)
 		return TRACKD_OK;
 	}
 	case TRACKD__V1__VALUE__KIND_NULL_VALUE: dst->kind = V_NULL; return TRACKD_OK;
-	default:
-		return TRACKD_EINVAL; /* the ingest validator refuses values without a kind */
+	default: return TRACKD_EINVAL; /* the ingest validator refuses values without a kind */
 	}
 }
 
@@ -267,8 +267,7 @@ int json_put_string(struct buf *out, const char *s)
 		case '\n': rv = buf_puts(out, "\\n"); break;
 		case '\r': rv = buf_puts(out, "\\r"); break;
 		case '\t': rv = buf_puts(out, "\\t"); break;
-		default:
-			rv = *p < 0x20 ? buf_printf(out, "\\u%04x", *p) : buf_putc(out, (char)*p);
+		default: rv = *p < 0x20 ? buf_printf(out, "\\u%04x", *p) : buf_putc(out, (char)*p);
 		}
 	}
 	return rv ? rv : buf_putc(out, '"');
@@ -347,20 +346,83 @@ static int indent(struct buf *out, int n)
 	return rv;
 }
 
-/* Plain YAML keys for ordinary names (as W&B writes them); anything else is
- * quoted as a JSON string, which YAML reads the same way. */
+/* The code point to escape at p in a YAML double-quoted scalar, and its length
+ * in bytes; 0 if p starts a character that goes as it is. JSON's escapes, and
+ * what YAML 1.1 does not allow raw in a file (DEL, C1 controls, U+FFFE/FFFF)
+ * or folds as a line break inside quotes (U+0085, U+2028, U+2029). Strings are
+ * valid UTF-8 (the ingest checks). */
+static size_t yaml_escaped(const unsigned char *p, uint32_t *cp)
+{
+	if (*p < 0x20 || *p == '"' || *p == '\\' || *p == 0x7f) {
+		*cp = *p;
+		return 1;
+	}
+	if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+		*cp = p[1];
+		return 2;
+	}
+	if ((p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) ||
+	    (p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf))) {
+		*cp = (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+		return 3;
+	}
+	return 0;
+}
+
+static int yaml_put_string(struct buf *out, const char *s)
+{
+	int rv = buf_putc(out, '"');
+	const unsigned char *p = (const unsigned char *)s;
+	while (rv == 0 && *p) {
+		const unsigned char *plain = p;
+		uint32_t cp = 0;
+		size_t n = 0;
+		while (*p && (n = yaml_escaped(p, &cp)) == 0)
+			p++;
+		if (p > plain)
+			rv = buf_append(out, plain, (size_t)(p - plain));
+		if (rv != 0 || !*p)
+			break;
+		switch (cp) {
+		case '"': rv = buf_puts(out, "\\\""); break;
+		case '\\': rv = buf_puts(out, "\\\\"); break;
+		case '\n': rv = buf_puts(out, "\\n"); break;
+		case '\r': rv = buf_puts(out, "\\r"); break;
+		case '\t': rv = buf_puts(out, "\\t"); break;
+		default: rv = buf_printf(out, "\\u%04x", (unsigned)cp);
+		}
+		p += n;
+	}
+	return rv ? rv : buf_putc(out, '"');
+}
+
+/* Words a YAML 1.1 reader takes for a boolean or null, in any case: PyYAML
+ * (W&B's reader) knows yes/no/on/off/true/false/null in three spellings each,
+ * the YAML 1.1 spec also y/n; quoting is right for all of them. "~" and names
+ * that look like numbers never pass the plain-name test below. */
+static bool yaml_reserved(const char *key)
+{
+	static const char *const words[] = {"y",   "n",    "yes",   "no",  "on",
+	                                    "off", "true", "false", "null"};
+	for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+		if (strcasecmp(key, words[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Plain YAML keys for ordinary names (as W&B writes them); a reserved word is
+ * single-quoted as PyYAML quotes it ('True':), anything else double-quoted. */
 static int yaml_key(struct buf *out, const char *key)
 {
-	bool plain = (key[0] >= 'A' && key[0] <= 'Z') || (key[0] >= 'a' && key[0] <= 'z') ||
-	             key[0] == '_';
+	bool plain =
+	    (key[0] >= 'A' && key[0] <= 'Z') || (key[0] >= 'a' && key[0] <= 'z') || key[0] == '_';
 	for (const char *p = key; plain && *p; p++)
 		plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-		        (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.' || *p == '/';
-	if (plain && (strcmp(key, "true") == 0 || strcmp(key, "false") == 0 ||
-	              strcmp(key, "null") == 0 || strcmp(key, "yes") == 0 || strcmp(key, "no") == 0 ||
-	              strcmp(key, "on") == 0 || strcmp(key, "off") == 0))
-		plain = false;
-	return plain ? buf_puts(out, key) : json_put_string(out, key);
+		        (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.' ||
+		        *p == '/';
+	if (plain && yaml_reserved(key))
+		return buf_printf(out, "'%s'", key);
+	return plain ? buf_puts(out, key) : yaml_put_string(out, key);
 }
 
 /*
@@ -377,6 +439,8 @@ static int yaml_seq(struct buf *out, const struct vlist *l, int ind, bool first_
 
 static int yaml_scalar(struct buf *out, const struct vvalue *v)
 {
+	if (v->kind == V_STRING)
+		return yaml_put_string(out, v->u.s);
 	if (v->kind != V_DOUBLE)
 		return vvalue_to_json(v, out);
 	if (!isfinite(v->u.d))

@@ -162,7 +162,7 @@ def test_packages_have_their_names_versions_and_depends(debs, root, multiarch):
     agent_bin = str(root / "usr" / "bin" / "trackd")
     lib = str(root / "usr" / "lib" / multiarch / "libtrackd.so.0")
     pkg = {so: _owner_package(so, agent_bin)
-           for so in ("libnng", "libprotobuf-c", "libcurl", "libyaml")}
+           for so in ("libnng", "libprotobuf-c", "libcurl", "libyaml", "libjson-c")}
 
     # Depends come from the shared libraries the ELF files load (dpkg-shlibdeps),
     # with a minimum version; our own packages are pinned to this version.
@@ -177,13 +177,15 @@ def test_packages_have_their_names_versions_and_depends(debs, root, multiarch):
 
     libdeps = _depends(debs["libtrackd"])
     assert pkg["libnng"] in libdeps and pkg["libprotobuf-c"] in libdeps, libdeps
-    # The client library loads no HTTP or YAML code: only the agent does.
+    # The client library loads no HTTP, YAML or JSON code: only the agent does.
     assert pkg["libcurl"] not in libdeps and pkg["libyaml"] not in libdeps, libdeps
+    assert pkg["libjson-c"] not in libdeps, libdeps
     assert _out("ldd", lib).count("libcurl") == 0
 
     assert _depends(debs["libtrackd-dev"]) == {"libtrackd": f"={version}"}
     py = _depends(debs["python3-trackd"])
     assert py["libtrackd"] == f"={version}" and "python3" in py, py
+    assert "python3-yaml" in py, py  # config files are read with PyYAML
 
 
 def test_control_files_conffiles_shlibs_and_maintainer_scripts(debs, tmp_path):

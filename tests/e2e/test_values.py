@@ -173,3 +173,36 @@ def test_agent_list_limits_are_learned_and_applied(tmp_path, length, ok):
         assert a.raw_status()["requests_rejected"] == 0
     finally:
         assert a.stop() == 0
+
+
+# Every spelling YAML 1.1 (PyYAML) reads as a boolean, null or number; as keys
+# and as string values they must come back as the same strings (issue #13, item 3).
+YAML_WORDS = [s for w in ("y", "n", "yes", "no", "on", "off", "true", "false", "null")
+              for s in (w, w.capitalize(), w.upper())] + [
+    "~", "1", "-1", "+1", "1.5", "1e3", "1.0e-08", ".inf", "-.Inf", ".NaN", "0x1F", "0o17",
+    "012", "0b101", "1_000", "12:30:00", "2024-01-01", "2024-01-01 10:00:00", "=", "<<",
+    # and characters YAML does not allow raw in a file (C0/C1 controls, DEL, U+FFFE)
+    "a\x7fb", "a\x80b", "a\x9fb", "a\ufffeb", "tab\there", "\U0001f600"]
+
+
+def test_yaml_reserved_words_stay_strings_in_config_yaml(agent):
+    yaml = pytest.importorskip("yaml")
+    agent.start()
+    config = {w: w for w in YAML_WORDS}
+    config["nested"] = {w: [w] for w in YAML_WORDS}
+    script = textwrap.dedent(f"""
+        import trackd
+        run = trackd.init(project="values", id="yamlw", config={config!r}, console=False)
+        run.finish()
+    """)
+    r = subprocess.run([sys.executable, "-c", script], env=python_client_env(agent.env),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    agent.wait_for(lambda: agent.run_state("yamlw") == "finished", what="finished")
+    run = agent.query("run", run="yamlw")["run"]
+    with open(os.path.join(run["dir"], "config.yaml")) as f:
+        text = f.read()
+    assert "\n'True':\n  desc: null\n  value: \"True\"\n" in text  # quoted as PyYAML does
+    loaded = yaml.safe_load(text)
+    assert loaded.pop("wandb_version") == 1
+    assert {k: v["value"] for k, v in loaded.items()} == config

@@ -8,6 +8,7 @@ repeated `_step`), its summary equals the local summary.json, and
 complete/exitcode match the run's end. Faults come from the fake's control API
 (RELIABILITY.md R7, R8); iteration counts of the kill loop from
 TRACKD_TEST_ITERATIONS."""
+import base64
 import json
 import os
 import random
@@ -257,10 +258,13 @@ def test_runs_upload_like_the_local_store(make_agent, fw):
     # The secret stays secret.
     status = subprocess.run([BIN["trackctl"], "status", "--json"], env=agent.env,
                             capture_output=True, text=True).stdout
+    # Nor its Basic-auth form, which curl makes from it.
+    basic = base64.b64encode(("api:" + fw.api_key).encode()).decode()
     for text in (agent.log(), json.dumps(st), status):
-        assert fw.api_key not in text
+        assert fw.api_key not in text and basic not in text
     assert agent.stop() == 0
-    assert fw.api_key not in agent.log()
+    assert fw.api_key not in agent.log() and basic not in agent.log()
+    assert fw.stats()["auth_failures"] == 0
 
 
 def test_console_config_tags_offline_and_long_lines(make_agent, fw):

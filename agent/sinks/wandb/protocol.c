@@ -1,10 +1,11 @@
 #include "protocol.h"
 
 #include "errors.h"
-#include "json_reader.h"
 
 #include <curl/curl.h>
 #include <inttypes.h>
+#include <json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,41 +310,149 @@ int wb_build_upsert(const struct wb_upsert *u, struct buf *out)
 	return rv;
 }
 
+int wb_json_parse(const char *body, size_t len, struct json_object **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (len > INT_MAX) {
+		snprintf(err, errlen, "the answer is larger than %d bytes", INT_MAX);
+		return TRACKD_ETOOBIG;
+	}
+	struct json_tokener *tok = json_tokener_new_ex(WB_JSON_MAX_DEPTH);
+	if (!tok) {
+		snprintf(err, errlen, "out of memory");
+		return TRACKD_ENOMEM;
+	}
+	/* Strict: nothing after the value, no trailing commas. UTF-8 is checked
+	 * because these strings go on into logs and state files. */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	struct json_object *obj = json_tokener_parse_ex(tok, body ? body : "", (int)len);
+	enum json_tokener_error jerr = json_tokener_get_error(tok);
+	size_t at = json_tokener_get_parse_end(tok);
+	/* json-c parses incrementally: a value that could still go on ("12", a
+	 * cut body) waits for more. A NUL says the text ends here. */
+	if (jerr == json_tokener_continue) {
+		obj = json_tokener_parse_ex(tok, "", 1);
+		jerr = json_tokener_get_error(tok);
+		at = len;
+	}
+	int rv = TRACKD_OK;
+	if (jerr == json_tokener_error_depth) {
+		snprintf(err, errlen, "the answer nests deeper than %d levels", WB_JSON_MAX_DEPTH);
+		rv = TRACKD_ETOOBIG;
+	} else if (jerr != json_tokener_success) {
+		snprintf(err, errlen, "the answer is not JSON: %s at byte %zu",
+		         json_tokener_error_desc(jerr), at);
+		rv = TRACKD_EINVAL;
+	} else if (at < len) {
+		snprintf(err, errlen, "the answer is not JSON: text after the value at byte %zu",
+		         at);
+		rv = TRACKD_EINVAL;
+	}
+	json_tokener_free(tok);
+	if (rv) {
+		json_object_put(obj);
+		return rv;
+	}
+	*out = obj;
+	return TRACKD_OK;
+}
+
+/* s[0, n) into out, cut at a NUL or on a character boundary to fit cap. */
+static void copy_utf8(char *out, size_t cap, const char *s, size_t n)
+{
+	const char *nul = memchr(s, '\0', n);
+	if (nul)
+		n = (size_t)(nul - s);
+	if (n >= cap) {
+		n = cap - 1;
+		/* Back to the first byte of the character that does not fit. */
+		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+			n--;
+	}
+	memcpy(out, s, n);
+	out[n] = '\0';
+}
+
+/* The string at JSON pointer `path` into out; absent or null leaves "". */
+static int read_string(struct json_object *root, const char *path, char *out, size_t cap, char *err,
+                       size_t errlen)
+{
+	struct json_object *v = NULL;
+	out[0] = '\0';
+	if (json_pointer_get(root, path, &v) != 0 || !v)
+		return TRACKD_OK;
+	if (!json_object_is_type(v, json_type_string)) {
+		snprintf(err, errlen, "%s: expected a string, not %s", path,
+		         json_type_to_name(json_object_get_type(v)));
+		return TRACKD_EINVAL;
+	}
+	copy_utf8(out, cap, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+	return TRACKD_OK;
+}
+
+/* The count at `path`; absent or null (GraphQL's "unknown") leaves *has false. */
+static int read_count(struct json_object *root, const char *path, bool *has, uint64_t *out,
+                      char *err, size_t errlen)
+{
+	struct json_object *v = NULL;
+	*has = false;
+	if (json_pointer_get(root, path, &v) != 0 || !v)
+		return TRACKD_OK;
+	if (!json_object_is_type(v, json_type_int)) {
+		snprintf(err, errlen, "%s: expected a non-negative integer, not %s", path,
+		         json_type_to_name(json_object_get_type(v)));
+		return TRACKD_EINVAL;
+	}
+	if (json_object_get_int64(v) < 0) {
+		snprintf(err, errlen, "%s: expected a non-negative integer, not %" PRId64, path,
+		         json_object_get_int64(v));
+		return TRACKD_EINVAL;
+	}
+	*has = true;
+	*out = json_object_get_uint64(v);
+	return TRACKD_OK;
+}
+
+#define BUCKET "/data/upsertBucket/bucket"
+
 enum wb_verdict wb_parse_upsert_response(const char *body, size_t len, struct wb_upsert_result *out)
 {
 	memset(out, 0, sizeof *out);
-	if (!body || jr_validate(body, len) != 0) {
-		snprintf(out->error, sizeof out->error, "the answer is not JSON");
+	char *err = out->error;
+	size_t errlen = sizeof out->error;
+	struct json_object *root, *v;
+	if (wb_json_parse(body, len, &root, err, errlen) != 0)
 		return WB_RETRY;
-	}
-	struct jr_value bucket;
-	if (jr_get(body, len, "data.upsertBucket.bucket", &bucket) == 0 &&
-	    bucket.type == JR_OBJECT) {
-		const char *b = bucket.start;
-		size_t n = bucket.len;
-		jr_get_string(b, n, "project.entity.name", out->entity, sizeof out->entity);
-		jr_get_string(b, n, "project.name", out->project, sizeof out->project);
-		jr_get_string(b, n, "displayName", out->display_name, sizeof out->display_name);
-		int64_t v;
-		if (jr_get_int(b, n, "historyLineCount", &v) == 0 && v >= 0) {
-			out->has_history_line_count = true;
-			out->history_line_count = (uint64_t)v;
-		}
-		if (jr_get_int(b, n, "logLineCount", &v) == 0 && v >= 0) {
-			out->has_log_line_count = true;
-			out->log_line_count = (uint64_t)v;
-		}
-		return WB_OK;
-	}
-	struct jr_value errors;
-	if (jr_get(body, len, "errors", &errors) == 0 && errors.type == JR_ARRAY) {
-		if (jr_get_string(body, len, "errors.0.message", out->error, sizeof out->error) !=
-		    0)
+	enum wb_verdict verdict = WB_RETRY;
+	if (json_pointer_get(root, BUCKET, &v) == 0 && json_object_is_type(v, json_type_object)) {
+		int rv = read_string(root, BUCKET "/project/entity/name", out->entity,
+		                     sizeof out->entity, err, errlen);
+		if (!rv)
+			rv = read_string(root, BUCKET "/project/name", out->project,
+			                 sizeof out->project, err, errlen);
+		if (!rv)
+			rv = read_string(root, BUCKET "/displayName", out->display_name,
+			                 sizeof out->display_name, err, errlen);
+		if (!rv)
+			rv = read_count(root, BUCKET "/historyLineCount",
+			                &out->has_history_line_count, &out->history_line_count, err,
+			                errlen);
+		if (!rv)
+			rv = read_count(root, BUCKET "/logLineCount", &out->has_log_line_count,
+			                &out->log_line_count, err, errlen);
+		verdict = rv ? WB_RETRY : WB_OK;
+	} else if (json_pointer_get(root, "/errors", &v) == 0 &&
+	           json_object_is_type(v, json_type_array)) {
+		if (read_string(root, "/errors/0/message", out->error, sizeof out->error, err,
+		                errlen) != 0 ||
+		    !out->error[0])
 			snprintf(out->error, sizeof out->error, "GraphQL error without a message");
-		return WB_PERMANENT;
+		verdict = WB_PERMANENT;
+	} else {
+		snprintf(out->error, sizeof out->error, "the answer carries no bucket");
 	}
-	snprintf(out->error, sizeof out->error, "the answer carries no bucket");
-	return WB_RETRY;
+	json_object_put(root);
+	return verdict;
 }
 
 /* ---- file_stream ------------------------------------------------------------------- */
@@ -500,44 +609,12 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 
 bool wb_stream_response_stopped(const char *body, size_t len)
 {
-	bool stopped = false;
-	return body && jr_get_bool(body, len, "stopped", &stopped) == 0 && stopped;
-}
-
-/* ---- credentials ----------------------------------------------------------------------- */
-
-char *wb_auth_header(const char *api_key)
-{
-	static const char b64[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	static const char prefix[] = "Authorization: Basic ";
-	size_t klen = strlen(api_key), n = 4 + klen;
-	size_t enc = 4 * ((n + 2) / 3);
-	char *out = malloc(sizeof prefix + enc);
-	char *raw = malloc(n);
-	if (!out || !raw) {
-		free(out);
-		free(raw);
-		return NULL;
-	}
-	memcpy(raw, "api:", 4);
-	memcpy(raw + 4, api_key, klen);
-	memcpy(out, prefix, sizeof prefix - 1);
-	char *o = out + sizeof prefix - 1;
-	const unsigned char *r = (const unsigned char *)raw;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)r[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)r[i + 1] << 8;
-		if (i + 2 < n)
-			v |= r[i + 2];
-		*o++ = b64[v >> 18 & 63];
-		*o++ = b64[v >> 12 & 63];
-		*o++ = i + 1 < n ? b64[v >> 6 & 63] : '=';
-		*o++ = i + 2 < n ? b64[v & 63] : '=';
-	}
-	*o = '\0';
-	explicit_bzero(raw, n);
-	free(raw);
-	return out;
+	struct json_object *root, *v;
+	char err[160];
+	if (wb_json_parse(body, len, &root, err, sizeof err) != 0)
+		return false;
+	bool stopped = json_object_object_get_ex(root, "stopped", &v) &&
+	               json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+	json_object_put(root);
+	return stopped;
 }

@@ -65,7 +65,9 @@ struct wb_upsert_result {
 
 /* Reads a 2xx UpsertBucket answer: WB_OK with a bucket; WB_PERMANENT when the
  * server answered GraphQL errors and no bucket; WB_RETRY when the body is not a
- * GraphQL answer at all (a proxy's page, a cut body). */
+ * usable GraphQL answer (a proxy's page, a cut body, nesting too deep, a bucket
+ * field of the wrong type: a line count that is not a non-negative integer
+ * would misplace every line sent after it). out->error says which. */
 enum wb_verdict wb_parse_upsert_response(const char *body, size_t len,
                                          struct wb_upsert_result *out);
 
@@ -110,6 +112,25 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 /* A file_stream answer asks the run to stop (the user pressed Stop). */
 bool wb_stream_response_stopped(const char *body, size_t len);
 
+/* ---- answers ------------------------------------------------------------------ */
+
+struct json_object;
+
+/* Deeper answers are refused: json-c's tokener holds one frame per level, and
+ * no W&B answer nests more than a handful. */
+#define WB_JSON_MAX_DEPTH 64
+
+/* Parses one backend answer with json-c: exactly one JSON value (whitespace
+ * around it allowed), strings in UTF-8, NaN and Infinity accepted (W&B writes
+ * them). Integers and doubles stay apart: an integer keeps all 64 bits
+ * (json-c saturates beyond int64/uint64). The caller bounds len (the transfer
+ * keeps at most WB_RESPONSE_MAX bytes of an answer). On success *out is a new
+ * tree the caller releases with json_object_put (NULL for the JSON `null`).
+ * Errors, with why in err: TRACKD_EINVAL (not JSON, or something after it),
+ * TRACKD_ETOOBIG (deeper than WB_JSON_MAX_DEPTH, or len > INT_MAX),
+ * TRACKD_ENOMEM. */
+int wb_json_parse(const char *body, size_t len, struct json_object **out, char *err, size_t errlen);
+
 /* ---- helpers ---------------------------------------------------------------- */
 
 /* JSON string of [p, p+n): escapes as JSON requires; bytes that are not UTF-8
@@ -117,9 +138,5 @@ bool wb_stream_response_stopped(const char *body, size_t len);
  * exact length. */
 int wb_json_string(struct buf *out, const char *p, size_t n);
 size_t wb_json_string_len(const char *p, size_t n);
-
-/* "Authorization: Basic base64("api:" + key)" as a header line, in a buffer the
- * caller frees (and should wipe). */
-char *wb_auth_header(const char *api_key);
 
 #endif

@@ -156,6 +156,12 @@ int wb_transfer_start(struct wandb_sink *s, struct wb_run *wr, enum wb_call call
 	t->headers = s->headers;
 	t->headers->refs++;
 	SET(CURLOPT_HTTPHEADER, t->headers->list);
+	/* Basic auth as W&B wants it: user "api", the key as password. curl
+	 * copies the key and builds the header itself; it is never logged (no
+	 * CURLOPT_VERBOSE), and a reconfiguration may free ours meanwhile. */
+	SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+	SET(CURLOPT_USERNAME, "api");
+	SET(CURLOPT_PASSWORD, s->api_key);
 	SET(CURLOPT_POSTFIELDS, t->body.data ? t->body.data : "");
 	SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->body.len);
 	SET(CURLOPT_WRITEFUNCTION, on_body);

@@ -26,14 +26,15 @@ enum wb_phase {
 
 struct wb_transfer;
 
-/* The request headers (Authorization included). curl reads the list of a
- * transfer until it ends, so a reconfiguration cannot free the list it
- * replaces: the sink and each transfer hold a reference (counted under mu). */
+/* The request headers (the API key is not among them: CURLOPT_PASSWORD). curl
+ * reads the list of a transfer until it ends, so a reconfiguration cannot free
+ * the list it replaces: the sink and each transfer hold a reference (counted
+ * under mu). */
 struct wb_headers {
 	struct curl_slist *list;
 	size_t refs;
 };
-/* Drops one reference; the last one frees the list (and wipes the key). */
+/* Drops one reference; the last one frees the list. */
 void wb_headers_release(struct wb_headers *h);
 
 struct wb_run {
@@ -82,7 +83,7 @@ struct wb_run {
 struct wb_transfer {
 	CURL *easy;
 	struct wb_headers *headers; /* a reference, for as long as curl uses them */
-	bool added; /* on the multi handle: counted in s->in_flight */
+	bool added;                 /* on the multi handle: counted in s->in_flight */
 	struct wb_run *wr;
 	enum wb_call call;
 	struct buf body, response;
@@ -107,7 +108,7 @@ struct wandb_sink {
 	char dir[4096];      /* <state>/sinks/wandb */
 	char runs_dir[4200]; /* …/runs */
 	char *base_url, *app_url, *entity, *ca_file, *version;
-	char *auth_header; /* secret: wiped at free */
+	char *api_key;              /* secret: wiped at free; curl copies it into each request */
 	struct wb_headers *headers; /* current; replaced by wandb_sink_reconfigure */
 	CURLM *multi;
 	bool curl_inited;

@@ -1321,9 +1321,6 @@ void wb_headers_release(struct wb_headers *h)
 {
 	if (!h || --h->refs > 0)
 		return;
-	/* The first line is the Authorization header: the key must not linger. */
-	if (h->list && h->list->data)
-		explicit_bzero(h->list->data, strlen(h->list->data));
 	curl_slist_free_all(h->list);
 	free(h);
 }
@@ -1332,7 +1329,7 @@ void wb_headers_release(struct wb_headers *h)
  * swapped in, so that a bad new setting changes nothing. */
 struct wb_settings {
 	char *base_url, *app_url, *entity, *ca_file;
-	char *auth_header; /* secret */
+	char *api_key; /* secret */
 	struct wb_headers *headers;
 };
 
@@ -1342,9 +1339,9 @@ static void settings_free(struct wb_settings *st)
 	free(st->app_url);
 	free(st->entity);
 	free(st->ca_file);
-	if (st->auth_header) {
-		explicit_bzero(st->auth_header, strlen(st->auth_header));
-		free(st->auth_header);
+	if (st->api_key) {
+		explicit_bzero(st->api_key, strlen(st->api_key));
+		free(st->api_key);
 	}
 	wb_headers_release(st->headers);
 	memset(st, 0, sizeof *st);
@@ -1385,15 +1382,13 @@ static int settings_make(const struct wandb_sink_options *o, const char *version
 		settings_free(st);
 		return rv;
 	}
-	st->auth_header = wb_auth_header(key);
-	explicit_bzero(key, strlen(key));
-	free(key);
-	if (!st->auth_header || !(st->headers = calloc(1, sizeof *st->headers)))
+	st->api_key = key;
+	if (!(st->headers = calloc(1, sizeof *st->headers)))
 		goto nomem;
 	st->headers->refs = 1;
 	char ua[200];
 	snprintf(ua, sizeof ua, "User-Agent: trackd/%s", version);
-	const char *lines[] = {st->auth_header, "Content-Type: application/json", ua,
+	const char *lines[] = {"Content-Type: application/json", ua,
 	                       /* No 100-continue round trip before each large body. */
 	                       "Expect:"};
 	for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
@@ -1425,13 +1420,13 @@ static void settings_warn(const struct wandb_sink_options *o, const char *base_u
  * Caller holds s->mu, or no thread runs yet. */
 static void settings_swap(struct wandb_sink *s, struct wb_settings *st)
 {
-	struct wb_settings old = {s->base_url, s->app_url,     s->entity,
-	                          s->ca_file,  s->auth_header, s->headers};
+	struct wb_settings old = {s->base_url, s->app_url, s->entity,
+	                          s->ca_file,  s->api_key, s->headers};
 	s->base_url = st->base_url;
 	s->app_url = st->app_url;
 	s->entity = st->entity;
 	s->ca_file = st->ca_file;
-	s->auth_header = st->auth_header;
+	s->api_key = st->api_key;
 	s->headers = st->headers;
 	*st = old;
 }
@@ -1612,8 +1607,8 @@ void wandb_sink_free(wandb_sink *s)
 		curl_multi_cleanup(s->multi);
 	if (s->curl_inited)
 		curl_global_cleanup();
-	struct wb_settings st = {s->base_url, s->app_url,     s->entity,
-	                         s->ca_file,  s->auth_header, s->headers};
+	struct wb_settings st = {s->base_url, s->app_url, s->entity,
+	                         s->ca_file,  s->api_key, s->headers};
 	settings_free(&st);
 	free(s->version);
 	pthread_mutex_destroy(&s->mu);

@@ -1,45 +1,96 @@
-"""Reading a run's config from a file: JSON, or a small safe subset of YAML.
-
-There is no YAML library on the machines trackd targets (and PyYAML would be a
-third-party dependency), so YAML files are read by the minimal parser below,
-which accepts what config files are usually made of and refuses the rest with
-``file:line: message`` rather than guessing:
-
-- ``key: value`` lines and nested mappings by indentation (spaces only);
-- comments (``#`` at the start of a line or after a space), blank lines, a
-  leading ``---``;
-- scalars: ``null``/``~``/empty → None, ``true``/``false`` (any case) → bool,
-  decimal / ``0x`` / ``0o`` integers, floats (with ``.inf``, ``.nan``), single-
-  or double-quoted strings (JSON escapes in double quotes), anything else a
-  plain string;
-- lists of scalars as a key's value: a block sequence (``- item`` lines, at
-  the key's indent or deeper, as PyYAML writes them) or a flow sequence on one
-  line (``[0.9, 0.999]``);
-- refused: lists of collections (nested lists, mappings in lists), flow
-  mappings, anchors/aliases, tags, block scalars (``|``, ``>``), several
-  documents, tabs in indentation, duplicate keys.
+"""Reading a run's config from a file: JSON, or YAML.
 
 A file whose name ends in ``.json``, or whose text starts with ``{``, is read
-as JSON (any JSON object).
+as JSON (any JSON object). Anything else is YAML, read with PyYAML's safe
+loader (python3-yaml), so it means what it means to wandb, which reads config
+files the same way: YAML 1.1, where ``yes``/``True``/``off`` are booleans and
+``1.0e-08`` is a float. Three rules are added:
+
+- a duplicate key is an error (PyYAML would silently keep the last value);
+- keys are strings: ``1:`` or ``true:`` as a key is an error that says to
+  quote it (trackd, like wandb, names config entries with strings);
+- dates and times stay the text written (``2024-01-01``): a config value has
+  no date type.
+
+The document must be a mapping (an empty file is an empty config). Errors are
+ConfigFileError with ``file:line:col: message``.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict
 
-_INT = re.compile(r"^[-+]?[0-9]+$")
-_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
-_OCT = re.compile(r"^0o[0-7]+$")
-_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-_INF = re.compile(r"^[-+]?\.(inf|Inf|INF)$")
-_NAN = re.compile(r"^\.(nan|NaN|NAN)$")
+import yaml
 
 
 class ConfigFileError(ValueError):
-    """The file is not JSON or the YAML subset described above."""
+    """The file is not a JSON object or a YAML mapping, or breaks a rule above."""
+
+
+def _where(name: str, mark: "yaml.Mark | None") -> str:
+    # PyYAML marks are 0-based.
+    return f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with the rules above (a subclass: yaml.SafeLoader is untouched)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            # The keys as written; `<<` merges may be overridden, as YAML allows.
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    if isinstance(key_node, yaml.ScalarNode):
+                        problem = (f"key {key_node.value!r} is read as {type(key).__name__}, "
+                                   f"not a string: quote it")
+                    else:
+                        problem = f"a key must be a string, not a {type(key).__name__}"
+                    raise yaml.constructor.ConstructorError(None, None, problem,
+                                                            key_node.start_mark)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_timestamp_text(self, node: yaml.ScalarNode) -> str:
+        return self.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_timestamp_text)
+
+
+def parse_yaml(text: str, name: str = "<string>") -> Dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        problem = e.problem or e.context or "malformed YAML"
+        if e.context and e.problem:
+            problem = f"{problem} ({e.context})"
+        raise ConfigFileError(f"{_where(name, mark)}: {problem}") from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow
+        pos = e.position
+        line = text.count("\n", 0, pos)
+        mark = yaml.Mark(name, pos, line, pos - text.rfind("\n", 0, pos) - 1, None, None)
+        what = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+        raise ConfigFileError(f"{_where(name, mark)}: unacceptable character {what}: "
+                              f"{e.reason}") from None
+    except yaml.YAMLError as e:
+        raise ConfigFileError(f"{name}: {e}") from None
+    except RecursionError:
+        raise ConfigFileError(f"{name}: nested too deeply") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"{name}: the config must be a YAML mapping (key: value), "
+                              f"not a {type(data).__name__}")
+    return data
 
 
 def load(path: "os.PathLike[str] | str") -> Dict[str, Any]:
@@ -50,186 +101,8 @@ def load(path: "os.PathLike[str] | str") -> Dict[str, Any]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConfigFileError(f"{path}:{e.lineno}: {e.msg}") from None
+            raise ConfigFileError(f"{path}:{e.lineno}:{e.colno}: {e.msg}") from None
         if not isinstance(data, dict):
             raise ConfigFileError(f"{path}: the config must be a JSON object")
         return data
     return parse_yaml(text, path)
-
-
-def _strip_comment(line: str) -> str:
-    """The line without a trailing comment (quotes respected)."""
-    quote = None
-    for i, c in enumerate(line):
-        if quote:
-            if c == quote:
-                quote = None
-            continue
-        if c in "'\"":
-            quote = c
-        elif c == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
-
-
-def _split_key(content: str) -> Optional[Tuple[str, str]]:
-    """('key', 'rest') at the first ': ' (or a trailing ':') outside quotes."""
-    if content[:1] in "'\"":
-        q = content[0]
-        end = content.find(q, 1)
-        while q == "'" and end != -1 and content[end + 1:end + 2] == "'":
-            end = content.find(q, end + 2)
-        if end == -1:
-            return None
-        key = _scalar_string(content[:end + 1])
-        rest = content[end + 1:]
-        if not rest.startswith(":") or (len(rest) > 1 and rest[1] != " "):
-            return None
-        return key, rest[1:].strip()
-    m = re.search(r":( |$)", content)
-    if not m:
-        return None
-    return content[:m.start()].rstrip(), content[m.end():].strip()
-
-
-def _scalar_string(s: str) -> str:
-    if s[0] == '"':
-        return json.loads(s)
-    return s[1:-1].replace("''", "'")
-
-
-def _scalar(s: str, where: str) -> Any:
-    if s == "" or s in ("~", "null", "Null", "NULL"):
-        return None
-    if s[0] in "'\"":
-        end = s.rfind(s[0])
-        if end == 0 or s[end + 1:].strip():
-            raise ConfigFileError(f"{where}: unterminated or trailing text after quoted string")
-        try:
-            return _scalar_string(s[:end + 1])
-        except json.JSONDecodeError as e:
-            raise ConfigFileError(f"{where}: bad string: {e.msg}") from None
-    if s[0] == "[":
-        return _flow_list(s, where)
-    if s[0] == "{":
-        raise ConfigFileError(f"{where}: flow mappings ({{...}}) are not supported")
-    if s[0] in "&*!|>%@`":
-        raise ConfigFileError(f"{where}: YAML feature {s[0]!r} is not supported")
-    low = s.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if _INT.match(s):
-        return int(s)
-    if _HEX.match(s):
-        return int(s, 16)
-    if _OCT.match(s):
-        return int(s[2:], 8)
-    if _FLOAT.match(s):
-        return float(s)
-    if _INF.match(s):
-        return -math.inf if s.startswith("-") else math.inf
-    if _NAN.match(s):
-        return math.nan
-    return s
-
-
-def _flow_list(s: str, where: str) -> List[Any]:
-    """[a, b, …] of scalars on one line."""
-    if not s.endswith("]"):
-        raise ConfigFileError(f"{where}: a flow list must end on its line with ']'")
-    inner = s[1:-1].strip()
-    if not inner:
-        return []
-    items, quote, start = [], None, 0
-    for i, c in enumerate(inner):
-        if quote:
-            if c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-        elif c in "[]{}":
-            raise ConfigFileError(f"{where}: lists of collections are not supported")
-        elif c == ",":
-            items.append(inner[start:i].strip())
-            start = i + 1
-    items.append(inner[start:].strip())
-    if any(item == "" for item in items):
-        raise ConfigFileError(f"{where}: empty element in a flow list")
-    return [_scalar(item, where) for item in items]
-
-
-def _list_item(body: str, where: str) -> Any:
-    """The scalar of a `- item` line."""
-    item = body[1:].strip()
-    if item == "-" or item.startswith("- ") or item[:1] in "[{" or \
-            (item[:1] not in "'\"" and _split_key(item) is not None):
-        raise ConfigFileError(f"{where}: lists of collections are not supported")
-    return _scalar(item, where)
-
-
-def parse_yaml(text: str, name: str = "<string>") -> Dict[str, Any]:
-    root: Dict[str, Any] = {}
-    # (indent of the mapping's keys, the mapping); the root's indent is set
-    # by its first key.
-    stack: List[Tuple[Optional[int], Dict[str, Any]]] = [(None, root)]
-    pending: Optional[Tuple[Dict[str, Any], str, int]] = None  # "key:" awaiting a block
-    seq: Optional[Tuple[List[Any], int]] = None  # the block list being read, its indent
-    seen_content = False
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        where = f"{name}:{lineno}"
-        line = _strip_comment(raw).rstrip()
-        if not line.strip():
-            continue
-        body = line.lstrip(" ")
-        indent = len(line) - len(body)
-        if body.startswith("\t") or "\t" in line[:indent]:
-            raise ConfigFileError(f"{where}: tabs are not allowed in indentation")
-        if body in ("---", "..."):
-            if seen_content:
-                raise ConfigFileError(f"{where}: several documents are not supported")
-            continue
-        seen_content = True
-        if body == "-" or body.startswith("- "):
-            if pending is not None and indent >= pending[2]:
-                parent, key, _ = pending
-                pending = None
-                seq = ([], indent)
-                parent[key] = seq[0]
-            elif seq is None or indent != seq[1]:
-                raise ConfigFileError(f"{where}: a list item must follow 'key:' or another "
-                                      "item at its indent")
-            seq[0].append(_list_item(body, where))
-            continue
-        if seq is not None and indent > seq[1]:
-            raise ConfigFileError(f"{where}: lists of collections are not supported")
-        seq = None
-        if pending is not None:
-            parent, key, parent_indent = pending
-            pending = None
-            if indent > parent_indent:
-                child: Dict[str, Any] = {}
-                parent[key] = child
-                stack.append((indent, child))
-            else:
-                parent[key] = None
-        while len(stack) > 1 and stack[-1][0] is not None and stack[-1][0] > indent:
-            stack.pop()
-        level, mapping = stack[-1]
-        if level is None:
-            stack[-1] = (indent, mapping)
-        elif level != indent:
-            raise ConfigFileError(f"{where}: indentation does not match any enclosing level")
-        split = _split_key(body)
-        if split is None:
-            raise ConfigFileError(f"{where}: expected 'key: value'")
-        key, rest = split
-        if key == "":
-            raise ConfigFileError(f"{where}: empty key")
-        if key in mapping:
-            raise ConfigFileError(f"{where}: duplicate key {key!r}")
-        if rest == "":
-            mapping[key] = None
-            pending = (mapping, key, indent)
-        else:
-            mapping[key] = _scalar(rest, where)
-    return root

@@ -684,7 +684,7 @@ def init(project: Optional[str] = None, entity: Optional[str] = None,
     """Starts a run (see wandb.init). Defaults from the environment:
     project ← TRACKD_PROJECT, mode ← TRACKD_MODE, socket ← TRACKD_SOCKET.
 
-    config: a dict, or the path of a JSON file or a simple YAML file (see
+    config: a dict, or the path of a JSON or YAML file (see
     trackd._config_file). mode: "online" (default), "offline" (kept by the
     agent for a later `trackctl sync`), "disabled" (nothing is recorded; no
     library is loaded). resume: None / "never" (an existing run with this id
