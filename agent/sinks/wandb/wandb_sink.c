@@ -1442,7 +1442,7 @@ int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts,
 	pthread_mutex_lock(&s->mu);
 	bool moved = strcmp(s->base_url, st.base_url) != 0;
 	if (key_changed)
-		*key_changed = strcmp(s->auth_header, st.auth_header) != 0;
+		*key_changed = strcmp(s->api_key, st.api_key) != 0;
 	settings_swap(s, &st);
 	struct wandb_sink_options *o = &s->opts;
 	/* The option strings were read above; the caller's may go away. */
