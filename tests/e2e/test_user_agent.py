@@ -248,6 +248,37 @@ def test_the_agent_exits_once_idle_and_never_while_a_run_is_running(world):
     assert wait_for(lambda: {"slow", "after"} <= w.run_ids(), what="old and new runs")
 
 
+def test_idle_exit_is_kept_to_the_configured_time(world):
+    """Issue #12 item 8: the agent's own listener probe (every 2 s) counted as a
+    client and now and then reset the idle time, so 10 s took minutes and 5 min
+    never came. Each of three agents exits after idle_exit measured from its
+    last client, not before, and not much after (a generous bound: behaviour,
+    not timing). Three at once, as the old fault was a race that one agent on an
+    idle machine could win by luck."""
+    idle = 5
+    worlds = [world(idle_exit=f"{idle}s") for _ in range(3)]
+    for i, w in enumerate(worlds):
+        rc, rep, err = finish(w.producer(f"brief{i}", 5))
+        assert rc == 0, err + w.log()
+    left = {}
+    for i, w in enumerate(worlds):
+        # trackctl is a client too: the idle time starts when it has left.
+        wait_for(lambda: f"brief{i}" in w.run_ids(), what="the run")
+        left[i] = time.monotonic()
+    pids = [w.agents()[0] for w in worlds]
+    exited = {}
+    deadline = time.monotonic() + idle + 10
+    while len(exited) < len(worlds) and time.monotonic() < deadline:
+        for i, pid in enumerate(pids):
+            if i not in exited and not alive(pid):
+                exited[i] = time.monotonic() - left[i]
+        time.sleep(0.05)
+    for i, w in enumerate(worlds):
+        assert i in exited, f"agent {i} still up {idle + 10} s after its last client:\n{w.log()}"
+        assert idle - 0.5 <= exited[i] <= idle + 5, (i, exited)
+        assert "stopping: idle for idle_exit with nothing pending" in w.log()
+
+
 def test_idle_exit_zero_means_never_and_bad_values_are_refused(world):
     w = world()
     env = w.env
