@@ -564,7 +564,7 @@ def test_dpkg_install_remove_purge_in_an_overlay_root(debs, tmp_path, variant):
     assert got == {
         "user": "trackd:/var/lib/trackd:/usr/sbin/nologin",
         "group": "trackd",
-        "statedir": "trackd:trackd:750",
+        "statedir": "trackd:trackd:700",
         "conffiles": "/etc/trackd/trackd.yaml",
         "enabled": "/lib/systemd/system/trackd.service",
         "status": "iiiiiiii",
