@@ -649,11 +649,11 @@ static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *no
 			}
 			next_listener_check = now + listener_check_us;
 		}
-		if (ag->user &&
-		    user_mode_idle_over(ag->user,
-		                        user_mode_busy(atomic_load(&ag->in), atomic_load(&ag->sink),
-		                                       atomic_load(&ag->wandb)),
-		                        now)) {
+		ingest *in = atomic_load(&ag->in);
+		if (ag->user && user_mode_idle_over(ag->user,
+		                                    user_mode_busy(in, atomic_load(&ag->sink),
+		                                                   atomic_load(&ag->wandb)),
+		                                    in ? ingest_client_activity_us(in) : 0, now)) {
 			log_info("stopping: idle for idle_exit with nothing pending");
 			return 0;
 		}

@@ -218,7 +218,8 @@ const char *user_mode_busy(ingest *in, local_sink *sink, wandb_sink *wandb)
 	return NULL;
 }
 
-bool user_mode_idle_over(struct user_mode *um, const char *busy, int64_t now_us)
+bool user_mode_idle_over(struct user_mode *um, const char *busy, int64_t last_client_us,
+                         int64_t now_us)
 {
 	if (busy != um->busy_reason) {
 		log_debug("idle check: %s", busy ? busy : "nothing pending");
@@ -228,10 +229,11 @@ bool user_mode_idle_over(struct user_mode *um, const char *busy, int64_t now_us)
 		um->idle_since_us = 0;
 		return false;
 	}
-	if (um->idle_since_us == 0) {
+	if (um->idle_since_us == 0)
 		um->idle_since_us = now_us;
-		return false;
-	}
+	/* A client that came and went between two checks was never seen busy. */
+	if (last_client_us > um->idle_since_us)
+		um->idle_since_us = last_client_us;
 	return now_us - um->idle_since_us >= (int64_t)um->idle_exit_ms * 1000;
 }
 

@@ -66,10 +66,12 @@ enum user_mode_claim user_mode_claim(struct user_mode *um, const struct config *
  * clients (ingest.h): they must not reset the idle time. */
 const char *user_mode_busy(ingest *in, local_sink *sink, wandb_sink *wandb);
 
-/* Called from the main loop with user_mode_busy's answer: true once the agent
- * has been idle for idle_exit without interruption (measured from the first
- * idle check, one main-loop tick at most after the last client left). */
-bool user_mode_idle_over(struct user_mode *um, const char *busy, int64_t now_us);
+/* Called from the main loop with user_mode_busy's answer and the last client
+ * activity (ingest_client_activity_us): true once the agent has been idle for
+ * idle_exit without interruption, counted from the later of the first idle
+ * check and the last client's connect or disconnect. */
+bool user_mode_idle_over(struct user_mode *um, const char *busy, int64_t last_client_us,
+                         int64_t now_us);
 
 /* Drops the locks (the process exit would too). Idempotent. */
 void user_mode_release(struct user_mode *um);

@@ -94,6 +94,7 @@ struct ingest {
 	bool sync_group_open; /* worker only: txlog_group_begin() called this round */
 
 	_Atomic int64_t heartbeat_us; /* the worker's last sign of life */
+	_Atomic int64_t client_activity_us; /* see ingest_client_activity_us */
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
 		rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
 		rejected_permission,
@@ -879,12 +880,15 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct ingest *in = arg;
 	if (ev == NNG_PIPE_EV_ADD_POST) {
-		if (!self_pipe_add(in, p))
-			atomic_fetch_add(&in->clients_connected, 1);
+		if (self_pipe_add(in, p))
+			return;
+		atomic_fetch_add(&in->clients_connected, 1);
+		atomic_store(&in->client_activity_us, clock_mono_us());
 	} else if (ev == NNG_PIPE_EV_REM_POST) {
 		if (self_pipe_remove(in, p))
 			return;
 		atomic_fetch_sub(&in->clients_connected, 1);
+		atomic_store(&in->client_activity_us, clock_mono_us());
 		if (in->opts.disconnected)
 			in->opts.disconnected(in->opts.hook_arg);
 	}
@@ -1123,6 +1127,11 @@ void ingest_free(ingest *in)
 int64_t ingest_heartbeat_us(ingest *in)
 {
 	return atomic_load(&in->heartbeat_us);
+}
+
+int64_t ingest_client_activity_us(ingest *in)
+{
+	return atomic_load(&in->client_activity_us);
 }
 
 void ingest_get_stats(ingest *in, struct ingest_stats *out)

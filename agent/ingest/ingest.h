@@ -133,6 +133,11 @@ bool ingest_probe(const char *url, int timeout_ms);
  * a second while healthy, so an old value means a stalled worker. */
 int64_t ingest_heartbeat_us(ingest *in);
 
+/* Monotonic time (µs) a client last connected or disconnected (the agent's own
+ * probes excluded), 0 if none has. An idle check that samples
+ * clients_connected misses a connection shorter than its tick; this does not. */
+int64_t ingest_client_activity_us(ingest *in);
+
 /* Safe from any thread. */
 void ingest_get_stats(ingest *in, struct ingest_stats *out);
 
