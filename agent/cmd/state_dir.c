@@ -4,9 +4,11 @@
 #include "errors.h"
 #include "log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fts.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +83,37 @@ int state_dir_lock(const char *state_dir, int *fd_out, long *holder)
 	return TRACKD_OK;
 }
 
+static bool open_to_others(const struct stat *st)
+{
+	return st->st_uid == geteuid() && (st->st_mode & 077) != 0;
+}
+
+/* Whether the state dir or an entry at its top (log/, runs/, wandb/…) is open
+ * to group or others. Versions before the private store made these 0750 with
+ * everything below them; this agent makes nothing so. So a store whose top is
+ * private needs no walk, and a start does not stat every file of every run. */
+static bool top_open_to_others(const char *state_dir)
+{
+	DIR *d = opendir(state_dir);
+	struct stat st;
+	if (!d)
+		return true; /* let the walk report it */
+	bool open = fstat(dirfd(d), &st) != 0 || open_to_others(&st);
+	struct dirent *e;
+	while (!open && (e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		open = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		       !S_ISLNK(st.st_mode) && open_to_others(&st);
+	}
+	closedir(d);
+	return open;
+}
+
 int state_dir_make_private(const char *state_dir)
 {
+	if (!top_open_to_others(state_dir))
+		return TRACKD_OK;
 	char *const roots[] = {(char *)state_dir, NULL};
 	/* FTS_PHYSICAL: a planted symlink is not followed; FTS_XDEV: nor a mount. */
 	FTS *fts = fts_open(roots, FTS_PHYSICAL | FTS_XDEV | FTS_NOCHDIR, NULL);
@@ -97,7 +128,7 @@ int state_dir_make_private(const char *state_dir)
 		if (e->fts_info != FTS_F && e->fts_info != FTS_D)
 			continue;
 		const struct stat *st = e->fts_statp;
-		if (st->st_uid != geteuid() || (st->st_mode & 077) == 0)
+		if (!open_to_others(st))
 			continue;
 		if (chmod(e->fts_accpath, st->st_mode & 07700) == 0) {
 			changed++;

@@ -31,7 +31,9 @@ int state_dir_lock(const char *state_dir, int *fd, long *holder);
 /* Removes group and other permissions from the state dir and everything in it
  * owned by this uid (symbolic links are not followed; other file systems
  * mounted inside are not entered). Logs how many it changed; a failure is
- * logged and returned (the walk goes on). One lstat per file, at start only. */
+ * logged and returned (the walk goes on). The walk happens only when the state
+ * dir or an entry at its top is open to others (an older version's store): a
+ * private store costs one readdir of its top, not an lstat per file. */
 int state_dir_make_private(const char *state_dir);
 
 #endif
