@@ -1,8 +1,10 @@
 /* cmd_dump.c — `trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]`:
  * every record of the transaction log (after index N) as one JSON line. It reads the log files
- * directly and never modifies them, so it works with the agent stopped and on a copy of a state dir
- * (the README demo and the end-to-end tests read the log this way). Without --state-dir, the log is
- * that of the agent the other commands use. */
+ * directly and never modifies them (read-only opens; no recovery, truncation or quarantine: that is
+ * the agent's), so it works beside a running agent, with the agent stopped and on a copy of a state
+ * dir (the README demo and the end-to-end tests read the log this way). Without --state-dir, the
+ * log is that of the agent the other commands use. Only the store's owner and root may: see
+ * dump_log. */
 #include "cli.h"
 
 #include "errors.h"
@@ -16,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The state dir of the agent every other command talks to (TRACKD_SOCKET, else
@@ -199,13 +202,29 @@ static int dump_log(const char *state_dir, const char *run_filter, bool history_
 		fprintf(stderr, "trackctl: state dir path too long\n");
 		return 1;
 	}
+	/* The store holds every user's runs; the agent's uid check is the only
+	 * read path for users. Its files are private to the agent's user anyway
+	 * (older stores may not be yet: the agent tightens them at start), so
+	 * dump says so plainly instead of reading what a mode still lets through. */
+	struct stat st;
+	if (stat(state_dir, &st) == 0 && st.st_uid != geteuid() && geteuid() != 0) {
+		fprintf(stderr,
+		        "trackctl: %s belongs to uid %lu: dump reads a store directly, which only "
+		        "its owner (the agent's user) and root may; read your runs through the "
+		        "agent (trackctl runs, show, history)\n",
+		        state_dir, (unsigned long)st.st_uid);
+		return 1;
+	}
 	txlog_reader *r;
 	/* Generous: dump must read whatever the agent's configuration allowed. */
 	int rv = txlog_reader_open_dir(dir, 1u << 30, after, &r);
 	if (rv != 0) {
 		fprintf(stderr, "trackctl: cannot read the log in %s: %s\n", dir,
-		        rv == TRACKD_ENOENT ? "no such directory (is the state dir right?)"
-		                            : trackd_strerror(rv));
+		        rv == TRACKD_ENOENT  ? "no such directory (is the state dir right?)"
+		        : rv == TRACKD_EPERM ? "permission denied (a store is readable by its "
+		                               "agent's user and root only; read your runs "
+		                               "through the agent: trackctl runs, show, history)"
+		                             : trackd_strerror(rv));
 		return 1;
 	}
 	uint64_t index, damaged = 0;

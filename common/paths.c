@@ -6,6 +6,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* The umask does not apply: a caller asking for 0755 (a socket's directory
+ * others must traverse) gets it from an agent whose umask is 077. */
+static int mkdir_exact(const char *path, unsigned mode)
+{
+	if (mkdir(path, mode) != 0)
+		return errno == EEXIST ? TRACKD_OK : trackd_err_from_errno(errno);
+	if (chmod(path, mode) != 0)
+		return trackd_err_from_errno(errno);
+	return TRACKD_OK;
+}
+
 int mkdir_parents(const char *path, unsigned mode)
 {
 	char buf[4096];
@@ -17,11 +28,10 @@ int mkdir_parents(const char *path, unsigned mode)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, mode) != 0 && errno != EEXIST)
-			return trackd_err_from_errno(errno);
+		int rv = mkdir_exact(buf, mode);
+		if (rv != TRACKD_OK)
+			return rv;
 		*p = '/';
 	}
-	if (mkdir(buf, mode) != 0 && errno != EEXIST)
-		return trackd_err_from_errno(errno);
-	return TRACKD_OK;
+	return mkdir_exact(buf, mode);
 }

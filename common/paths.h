@@ -4,8 +4,9 @@
 #ifndef TRACKD_CORE_PATHS_H
 #define TRACKD_CORE_PATHS_H
 
-/* Creates `path` and any missing parents with `mode`; an existing directory is
- * fine. Returns 0 or a trackd_err. */
+/* Creates `path` and any missing parents with exactly `mode` (the umask does
+ * not apply); an existing directory is fine and left as it is. Returns 0 or a
+ * trackd_err. */
 int mkdir_parents(const char *path, unsigned mode);
 
 #endif

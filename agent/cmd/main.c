@@ -23,6 +23,7 @@
 #include "paths.h"
 #include "sdnotify.h"
 #include "sessions.h"
+#include "state_dir.h"
 #include "txlog.h"
 #include "user_mode.h"
 #include "wandb_sink.h"
@@ -658,11 +659,11 @@ static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *no
 			}
 			next_listener_check = now + listener_check_us;
 		}
-		if (ag->user &&
-		    user_mode_idle_over(ag->user,
-		                        user_mode_busy(atomic_load(&ag->in), atomic_load(&ag->sink),
-		                                       atomic_load(&ag->wandb)),
-		                        now)) {
+		ingest *in = atomic_load(&ag->in);
+		if (ag->user && user_mode_idle_over(ag->user,
+		                                    user_mode_busy(in, atomic_load(&ag->sink),
+		                                                   atomic_load(&ag->wandb)),
+		                                    in ? ingest_client_activity_us(in) : 0, now)) {
 			log_info("stopping: idle for idle_exit with nothing pending");
 			return 0;
 		}
@@ -694,9 +695,37 @@ static int run(const struct args *a, struct config *cfg)
 		ag.user = &um;
 	}
 
-	if ((rv = mkdir_parents(cfg->state_dir, 0750)) != 0) {
+	if ((rv = mkdir_parents(cfg->state_dir, 0700)) != 0) {
 		log_error("cannot create state dir %s: %s", cfg->state_dir, trackd_strerror(rv));
+		sdnotify_close(&notify);
+		user_mode_release(&um);
 		return 1;
+	}
+	/* Before anything reads or writes the store (the private agent took the
+	 * same lock in user_mode_claim). */
+	int state_lock_fd = -1;
+	if (!a->user) {
+		long holder;
+		rv = state_dir_lock(cfg->state_dir, &state_lock_fd, &holder);
+		if (rv == TRACKD_EEXIST) {
+			char pid[64] = "pid unknown: it has not written it yet";
+			if (holder)
+				snprintf(pid, sizeof pid, "pid %ld", holder);
+			log_error("the state dir %s is in use by another agent (%s, holding "
+			          "%s/" STATE_LOCK_FILE
+			          "); two agents on one store lose records: refusing to start",
+			          cfg->state_dir, pid, cfg->state_dir);
+		}
+		if (rv != 0) {
+			sdnotify_close(&notify);
+			return 1;
+		}
+	}
+	if (state_dir_make_private(cfg->state_dir) != 0) {
+		log_error("the state dir %s cannot be made private to uid %lu (see above); "
+		          "refusing to start rather than leave runs readable by others",
+		          cfg->state_dir, (unsigned long)geteuid());
+		goto out;
 	}
 	/* Absolute from here on: run dirs are reported to clients in another cwd. */
 	char *abs_state = realpath(cfg->state_dir, NULL);
@@ -843,6 +872,8 @@ out:
 	lru_free(owners);
 	sdnotify_close(&notify);
 	user_mode_release(&um);
+	if (state_lock_fd >= 0)
+		close(state_lock_fd);
 	if (exit_code == 0)
 		log_info("stopped cleanly");
 	return exit_code;
@@ -859,6 +890,9 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* Everything the agent creates is its own user's alone (state_dir.h): the
+	 * socket's mode is set explicitly, the store's files inherit this. */
+	umask(077);
 	/* Request and batch buffers come and go in MiB sizes. glibc raises its mmap
 	 * threshold after each such buffer is freed, and from then on keeps them in
 	 * the heap: a burst leaves the agent's RSS tens of MiB higher for good. A

@@ -195,35 +195,45 @@ enum user_mode_claim user_mode_claim(struct user_mode *um, const struct config *
 	return USER_MODE_CLAIMED;
 }
 
-bool user_mode_busy(ingest *in, local_sink *sink, wandb_sink *wandb)
+const char *user_mode_busy(ingest *in, local_sink *sink, wandb_sink *wandb)
 {
 	if (!in || !sink)
-		return true;
+		return "starting";
 	struct ingest_stats is;
 	ingest_get_stats(in, &is);
 	struct local_sink_stats ls;
 	local_sink_get_stats(sink, &ls);
-	if (is.clients_connected > 0 || ls.runs_active > 0 || ls.backlog > 0)
-		return true;
+	if (is.clients_connected > 0)
+		return "a client is connected";
+	if (ls.runs_active > 0)
+		return "a run is running";
+	if (ls.backlog > 0)
+		return "the local sink has records to apply";
 	if (wandb) {
 		struct wandb_sink_stats ws;
 		wandb_sink_get_stats(wandb, &ws);
 		if (ws.backlog > 0 || ws.runs_uploading > 0 || ws.runs_retrying > 0)
-			return true;
+			return "the wandb sink has records to upload";
 	}
-	return false;
+	return NULL;
 }
 
-bool user_mode_idle_over(struct user_mode *um, bool busy, int64_t now_us)
+bool user_mode_idle_over(struct user_mode *um, const char *busy, int64_t last_client_us,
+                         int64_t now_us)
 {
+	if (busy != um->busy_reason) {
+		log_debug("idle check: %s", busy ? busy : "nothing pending");
+		um->busy_reason = busy;
+	}
 	if (um->idle_exit_ms == 0 || busy) {
 		um->idle_since_us = 0;
 		return false;
 	}
-	if (um->idle_since_us == 0) {
+	if (um->idle_since_us == 0)
 		um->idle_since_us = now_us;
-		return false;
-	}
+	/* A client that came and went between two checks was never seen busy. */
+	if (last_client_us > um->idle_since_us)
+		um->idle_since_us = last_client_us;
 	return now_us - um->idle_since_us >= (int64_t)um->idle_exit_ms * 1000;
 }
 

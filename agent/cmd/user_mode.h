@@ -42,8 +42,9 @@
 struct user_mode {
 	int socket_lock_fd; /* -1 when not held */
 	int state_lock_fd;
-	uint64_t idle_exit_ms; /* 0: never */
-	int64_t idle_since_us; /* monotonic; 0 while something is pending */
+	uint64_t idle_exit_ms;   /* 0: never */
+	int64_t idle_since_us;   /* monotonic; 0 while something is pending */
+	const char *busy_reason; /* the last user_mode_busy answer, logged on change */
 };
 
 enum user_mode_claim {
@@ -59,13 +60,18 @@ const char *user_mode_config_file(char *buf, size_t len);
  * directory and the state dir, and takes both locks. `um` is initialised here. */
 enum user_mode_claim user_mode_claim(struct user_mode *um, const struct config *cfg);
 
-/* Whether anything keeps the agent busy: a client connected, a run running, a
- * record a sink has not processed yet. NULL stages count as busy (starting). */
-bool user_mode_busy(ingest *in, local_sink *sink, wandb_sink *wandb);
+/* What keeps the agent busy (a constant string: a client connected, a run
+ * running, a record a sink has not processed yet), or NULL when nothing does.
+ * NULL stages count as busy (starting). The agent's own listener probes are not
+ * clients (ingest.h): they must not reset the idle time. */
+const char *user_mode_busy(ingest *in, local_sink *sink, wandb_sink *wandb);
 
-/* Called from the main loop with the current busy state: true once the agent
- * has been idle for idle_exit without interruption. */
-bool user_mode_idle_over(struct user_mode *um, bool busy, int64_t now_us);
+/* Called from the main loop with user_mode_busy's answer and the last client
+ * activity (ingest_client_activity_us): true once the agent has been idle for
+ * idle_exit without interruption, counted from the later of the first idle
+ * check and the last client's connect or disconnect. */
+bool user_mode_idle_over(struct user_mode *um, const char *busy, int64_t last_client_us,
+                         int64_t now_us);
 
 /* Drops the locks (the process exit would too). Idempotent. */
 void user_mode_release(struct user_mode *um);

@@ -51,6 +51,10 @@ struct request_ctx {
 	uint64_t records;
 };
 
+/* ingest_check_listener probes at most twice in a row, one at a time; a probe
+ * pipe whose removal is still in flight makes it four at worst. */
+#define SELF_PIPES_MAX 4
+
 struct ingest {
 	struct ingest_options opts;
 	nng_socket sock;
@@ -90,10 +94,15 @@ struct ingest {
 	bool sync_group_open; /* worker only: txlog_group_begin() called this round */
 
 	_Atomic int64_t heartbeat_us; /* the worker's last sign of life */
+	_Atomic int64_t client_activity_us; /* see ingest_client_activity_us */
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
 		rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
 		rejected_permission,
 		append_failures, clients_connected, listener_restarts, queries, internal_batches;
+	/* Pipes of the agent's own listener probes (0 = free slot): not clients, so
+	 * they count neither in clients_connected nor against a private agent's
+	 * idle exit, which they used to reset every listener check. */
+	_Atomic uint32_t self_pipes[SELF_PIPES_MAX];
 };
 
 #define LOG_ENTRY_HEADER_MAX 64
@@ -842,17 +851,49 @@ static void ctx_callback(void *arg)
 	pthread_mutex_unlock(&in->mu);
 }
 
+/* Remembers a pipe of this process's own probe; false when it is a client's
+ * (or, with every slot taken, counted as one: harmless, never lost). */
+static bool self_pipe_add(struct ingest *in, nng_pipe p)
+{
+	uint64_t pid;
+	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) != 0 || pid != (uint64_t)getpid())
+		return false;
+	uint32_t id = (uint32_t)nng_pipe_id(p);
+	for (int i = 0; i < SELF_PIPES_MAX; i++) {
+		uint32_t free_slot = 0;
+		if (atomic_compare_exchange_strong(&in->self_pipes[i], &free_slot, id))
+			return true;
+	}
+	return false;
+}
+
+static bool self_pipe_remove(struct ingest *in, nng_pipe p)
+{
+	uint32_t id = (uint32_t)nng_pipe_id(p);
+	for (int i = 0; i < SELF_PIPES_MAX; i++) {
+		uint32_t expected = id;
+		if (atomic_compare_exchange_strong(&in->self_pipes[i], &expected, 0))
+			return true;
+	}
+	return false;
+}
+
 static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct ingest *in = arg;
-	if (ev == NNG_PIPE_EV_ADD_POST)
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		if (self_pipe_add(in, p))
+			return;
 		atomic_fetch_add(&in->clients_connected, 1);
-	else if (ev == NNG_PIPE_EV_REM_POST) {
+		atomic_store(&in->client_activity_us, clock_mono_us());
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		if (self_pipe_remove(in, p))
+			return;
 		atomic_fetch_sub(&in->clients_connected, 1);
+		atomic_store(&in->client_activity_us, clock_mono_us());
 		if (in->opts.disconnected)
 			in->opts.disconnected(in->opts.hook_arg);
 	}
-	(void)p;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -1088,6 +1129,11 @@ void ingest_free(ingest *in)
 int64_t ingest_heartbeat_us(ingest *in)
 {
 	return atomic_load(&in->heartbeat_us);
+}
+
+int64_t ingest_client_activity_us(ingest *in)
+{
+	return atomic_load(&in->client_activity_us);
 }
 
 void ingest_get_stats(ingest *in, struct ingest_stats *out)

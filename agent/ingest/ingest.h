@@ -100,7 +100,7 @@ struct ingest_stats {
 	uint64_t rejected_too_large;
 	uint64_t rejected_permission;  /* peer not allowed, or another user's run */
 	uint64_t append_failures;      /* log append or fsync failed: retryable error */
-	uint64_t clients_connected;    /* now */
+	uint64_t clients_connected;    /* now; the agent's own listener probes excluded */
 	uint64_t listener_restarts;    /* see ingest_check_listener */
 	uint64_t queries;
 	uint64_t internal_batches;     /* appended by the agent itself */
@@ -132,6 +132,11 @@ bool ingest_probe(const char *url, int timeout_ms);
 /* Monotonic time (µs) of the worker thread's last loop; it loops at least once
  * a second while healthy, so an old value means a stalled worker. */
 int64_t ingest_heartbeat_us(ingest *in);
+
+/* Monotonic time (µs) a client last connected or disconnected (the agent's own
+ * probes excluded), 0 if none has. An idle check that samples
+ * clients_connected misses a connection shorter than its tick; this does not. */
+int64_t ingest_client_activity_us(ingest *in);
 
 /* Safe from any thread. */
 void ingest_get_stats(ingest *in, struct ingest_stats *out);

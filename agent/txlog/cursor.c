@@ -62,7 +62,7 @@ static int write_cursor_file(txlog *log, const char *name, uint64_t position)
 	uint8_t buf[TXLOG_CURSOR_FILE_SIZE];
 	put_le64(buf, position);
 	put_le32(buf + 8, crc32c_update(0, buf, 8));
-	int fd = openat(log->cdirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	int fd = openat(log->cdirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return io_fail("create cursor", tmp);
 	if (io_write_full(fd, buf, sizeof buf) != TRACKD_OK || fsync(fd) != 0) {

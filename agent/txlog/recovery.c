@@ -55,7 +55,7 @@ static int quarantine_span(struct recovery *rc, const char *seg, int fd, uint64_
 	int r = need_copybuf(rc);
 	if (r != TRACKD_OK)
 		return r;
-	int qfd = openat(log->qdirfd, qname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	int qfd = openat(log->qdirfd, qname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (qfd < 0)
 		return io_fail("create quarantine file", qname);
 	if (io_copy_range(fd, off, len, qfd, rc->copybuf, COPY_CHUNK) != TRACKD_OK ||
@@ -84,7 +84,7 @@ static int cut_span(struct recovery *rc, struct rewrite *rw, const char *seg, ui
 	if (rw->tmp_fd < 0) {
 		snprintf(rw->tmp, sizeof rw->tmp, "%.30s.tmp", seg);
 		rw->tmp_fd =
-		    openat(rc->log->dirfd, rw->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+		    openat(rc->log->dirfd, rw->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (rw->tmp_fd < 0)
 			return io_fail("create", rw->tmp);
 		uint8_t hdr[TXLOG_SEGMENT_HEADER];

@@ -150,7 +150,7 @@ int seg_create(txlog *log, uint64_t first_index, int *fd_out)
 	seg_name(name, first_index);
 	snprintf(tmp, sizeof tmp, "%.30s.tmp", name);
 
-	int fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	int fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return io_fail("create segment", tmp);
 	uint8_t hdr[TXLOG_SEGMENT_HEADER];

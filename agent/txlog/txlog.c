@@ -539,7 +539,7 @@ void txlog_test_set_fsync_hook(txlog *log, txlog_fsync_hook hook, void *arg)
 
 static int open_subdir(txlog *log, const char *name, int *fd_out)
 {
-	if (mkdirat(log->dirfd, name, 0750) != 0 && errno != EEXIST)
+	if (mkdirat(log->dirfd, name, 0700) != 0 && errno != EEXIST)
 		return io_fail("create directory", name);
 	int fd = openat(log->dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -649,7 +649,7 @@ int txlog_open(const struct txlog_options *opts, txlog **out)
 	}
 	log->opts.dir = log->dir;
 
-	if (mkdir(log->dir, 0750) == 0) {
+	if (mkdir(log->dir, 0700) == 0) {
 		rc = fsync_parent(log->dir);
 		if (rc != TRACKD_OK)
 			goto fail;

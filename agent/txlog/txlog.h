@@ -104,7 +104,7 @@ enum txlog_fsync_policy {
 };
 
 struct txlog_options {
-	const char *dir;               /* created if missing (mode 0750) */
+	const char *dir;               /* created if missing (mode 0700) */
 	enum txlog_fsync_policy fsync;
 	uint32_t fsync_interval_ms;    /* INTERVAL only; > 0 */
 	uint64_t segment_bytes;        /* roll to a new segment past this size */

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -160,6 +161,62 @@ def python_client_env(base_env):
         if "libasan" in line and "=>" in line:
             env.update(LD_PRELOAD=line.split("=>")[1].split()[0], ASAN_OPTIONS="detect_leaks=0")
     return env
+
+
+# ---- no process outlives its test --------------------------------------------
+#
+# Each test runs with TRACKD_TEST_MARK=<fresh token> in its environment, which
+# every process it starts inherits: agents, clients, the private agents clients
+# start detached, fake backends, processes of other uids (read as root). After
+# the test (and its fixtures' teardowns), a live process carrying the token is
+# a leak: the test fails with its command line and the process is killed. The
+# token, not the executable's name, decides, so other suites running on the
+# same machine are never blamed. Processes started with a cleared environment
+# (env -i, systemd units) are out of its sight.
+
+LEAK_GRACE_S = 5  # a process told to stop at teardown may take this long to go
+
+
+def processes_marked(mark):
+    """{pid: command line} of live processes whose environment holds mark."""
+    needle = f"TRACKD_TEST_MARK={mark}".encode()
+    found = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                if needle not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # gone, or not ours to read
+        if cmd:  # a zombie has none: it has exited
+            found[int(d)] = cmd
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind():
+    mark = uuid.uuid4().hex
+    os.environ["TRACKD_TEST_MARK"] = mark
+    yield
+    del os.environ["TRACKD_TEST_MARK"]
+    deadline = time.monotonic() + LEAK_GRACE_S
+    left = processes_marked(mark)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = processes_marked(mark)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if left:
+        pytest.fail("the test left processes behind (killed now):\n" +
+                    "\n".join(f"  {pid}: {cmd}" for pid, cmd in sorted(left.items())),
+                    pytrace=False)
 
 
 @pytest.fixture

@@ -475,7 +475,10 @@ mount --rbind /dev $m/dev
 mount -t tmpfs tmpfs $m/run
 mount -t tmpfs tmpfs $m/tmp
 cp -r $d/debs $m/tmp/debs
-ch() { chroot $m "$@"; }
+# No client here may start a private agent of its own (trackctl and the library
+# do when no agent answers, e.g. while the machine's agent is still starting):
+# detached, it would outlive the session and keep its mount namespace alive.
+ch() { chroot $m env TRACKD_NO_AUTOSTART=1 "$@"; }
 say() { echo "@@ $*"; }
 if [ "$variant" = adduser ]; then
     # A machine without systemd's tools: postinst falls back to adduser.
@@ -524,6 +527,14 @@ until [ "$(runs)" = dpkg-run:finished ] || [ $i -ge 600 ]; do i=$((i + 1)); slee
 say runs=$(runs)
 kill -TERM $agent
 wait $agent || true
+# Nothing the session started is left: a process whose root is the overlay.
+left=
+for p in /proc/[0-9]*; do
+    [ "$(readlink $p/root 2>/dev/null)" = "$m" ] || continue
+    left="$left ${p#/proc/}:$(tr '\0' ' ' <$p/cmdline)"
+    kill -KILL ${p#/proc/} 2>/dev/null || true
+done
+say leftover=${left:-none}
 ch dpkg -r trackd >&2
 say removed_config=$(ch test -f /etc/trackd/trackd.yaml && echo kept || echo gone)
 say removed_state=$(ch test -d /var/lib/trackd && echo kept || echo gone)
@@ -566,13 +577,14 @@ def test_dpkg_install_remove_purge_in_an_overlay_root(debs, tmp_path, variant):
     assert got == {
         "user": "trackd:/var/lib/trackd:/usr/sbin/nologin",
         "group": "trackd",
-        "statedir": "trackd:trackd:750",
+        "statedir": "trackd:trackd:700",
         "conffiles": "/etc/trackd/trackd.yaml",
         "enabled": "/lib/systemd/system/trackd.service",
         "status": "iiiiiiii",
         "socket": "trackd:trackd:660",
         "pylib": f"/usr/lib/{multiarch}/libtrackd.so.0",
         "runs": "dpkg-run:finished",
+        "leftover": "none",
         "removed_config": "kept", "removed_state": "kept",
         "purged_config": "gone", "purged_state": "gone",
         "python_left": "gone", "lib_left": "0",

@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -246,6 +247,50 @@ def test_the_agent_exits_once_idle_and_never_while_a_run_is_running(world):
     rc, rep, err = finish(w.producer("after", 3))
     assert rc == 0, err
     assert wait_for(lambda: {"slow", "after"} <= w.run_ids(), what="old and new runs")
+
+
+def test_idle_exit_is_kept_to_the_configured_time(world):
+    """Issue #12 item 8: the agent's own listener probe (every 2 s) counted as a
+    client and now and then reset the idle time, so 10 s took minutes and 5 min
+    never came. Each of three agents exits after idle_exit measured from its
+    last client, not before, and not much after (a generous bound: behaviour,
+    not timing). Three at once, as the old fault was a race that one agent on an
+    idle machine could win by luck."""
+    idle = 5
+    worlds = [world(idle_exit=f"{idle}s") for _ in range(3)]
+    pids = []
+    for i, w in enumerate(worlds):
+        rc, rep, err = finish(w.producer(f"brief{i}", 5))
+        assert rc == 0, err + w.log()
+        pids.append(w.agents()[0])
+    result = {}
+
+    def watch(i, w, pid):
+        # trackctl is a client too: the last one's call brackets the moment the
+        # idle time starts (a sanitizer build's trackctl takes a while to exit).
+        while True:
+            began = time.monotonic()
+            ids = w.run_ids()
+            ended = time.monotonic()
+            if f"brief{i}" in ids:
+                break
+            time.sleep(0.05)
+        deadline = ended + idle + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        result[i] = (time.monotonic() - began, time.monotonic() - ended, alive(pid))
+
+    threads = [threading.Thread(target=watch, args=(i, w, pid))
+               for i, (w, pid) in enumerate(zip(worlds, pids))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, w in enumerate(worlds):
+        since_began, since_ended, still_up = result[i]
+        assert not still_up, f"agent {i} still up {idle + 10} s after its last client:\n{w.log()}"
+        assert since_began >= idle and since_ended <= idle + 5, (i, result)
+        assert "stopping: idle for idle_exit with nothing pending" in w.log()
 
 
 def test_idle_exit_zero_means_never_and_bad_values_are_refused(world):

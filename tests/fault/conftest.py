@@ -1,7 +1,10 @@
 """Fixtures of the fault suite (the harness itself is harness.py)."""
 import pytest
 
-from harness import LIVE_FLEETS, FakeWandb, require_tools
+from harness import LIVE_FLEETS, FakeWandb, e2e, require_tools
+
+# No process outlives its test (tests/e2e/conftest.py).
+no_process_left_behind = e2e.no_process_left_behind
 
 
 @pytest.fixture(scope="module")

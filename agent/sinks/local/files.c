@@ -48,7 +48,7 @@ int file_write_atomic(const char *dir, const char *name, const void *data, size_
 	if (join(path, sizeof path, dir, name) != 0)
 		return TRACKD_EINVAL;
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return trackd_err_from_errno(errno);
 	int rv = write_all(fd, data, len);
@@ -70,7 +70,7 @@ int file_append(const char *dir, const char *name, const void *data, size_t len)
 	char path[4096];
 	if (join(path, sizeof path, dir, name) != 0)
 		return TRACKD_EINVAL;
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return trackd_err_from_errno(errno);
 	/* All or nothing: a write cut short (ENOSPC) is undone, so the caller's retry

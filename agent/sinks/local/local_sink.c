@@ -279,7 +279,7 @@ static struct active_run *open_for_start(struct local_sink *s, const char *id,
 		run_free(r);
 		return NULL;
 	}
-	int rv = mkdir_parents(dir, 0750);
+	int rv = mkdir_parents(dir, 0700);
 	if (rv != 0) {
 		/* Disk full or failing: the start is retried, not dropped (see stall). */
 		s->create_error = rv;
@@ -761,8 +761,8 @@ int local_sink_start(const struct local_sink_options *opts, local_sink **out)
 		rv = TRACKD_EINVAL;
 		goto fail;
 	}
-	if ((rv = mkdir_parents(s->runs_dir, 0750)) != 0 ||
-	    (rv = mkdir_parents(s->sink_dir, 0750)) != 0)
+	if ((rv = mkdir_parents(s->runs_dir, 0700)) != 0 ||
+	    (rv = mkdir_parents(s->sink_dir, 0700)) != 0)
 		goto fail;
 	uint64_t position;
 	if ((rv = txlog_cursor_register(opts->log, CURSOR_NAME, &position)) != 0 ||
