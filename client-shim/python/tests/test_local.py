@@ -324,3 +324,29 @@ def test_text_arguments_with_nul_or_lone_surrogates_are_refused_clearly():
     with pytest.raises(trackd.InvalidValueError) as e:
         _lib.text("ab\ud800", "name")
     assert str(e.value) == "trackd: name: not valid UTF-8 (lone surrogate at position 2)"
+
+
+def test_the_package_needs_pyyaml_only_for_a_yaml_config_file(tmp_path):
+    """A venv made without the system's site-packages has no PyYAML: the package
+    still imports and records (JSON configs too); a YAML config file says what it
+    needs instead of failing at import."""
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "c.yaml").write_text("lr: 0.1\n")
+    (tmp_path / "c.json").write_text('{"lr": 0.1}')
+    code = f"""
+import sys
+sys.modules["yaml"] = None   # as if PyYAML were not installed
+import trackd
+from trackd import _config_file
+assert _config_file.load({str(tmp_path / "c.json")!r}) == {{"lr": 0.1}}
+try:
+    _config_file.load({str(tmp_path / "c.yaml")!r})
+except _config_file.ConfigFileError as e:
+    print(e)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "needs PyYAML" in r.stdout and "python3-yaml" in r.stdout
