@@ -16,6 +16,7 @@
 
 #include "agent_client.h"
 #include "json.h"
+#include "json_write.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -81,8 +82,5 @@ int cli_history_page(struct cli_history *h, uint64_t from, uint64_t max, struct 
 
 /* The rows array of a history reply (NULL if absent). */
 const json_value *cli_history_rows(const struct cli_reply *r);
-
-/* A JSON string literal of s (escaped) on f. */
-void cli_json_string(FILE *f, const char *s);
 
 #endif

@@ -134,23 +134,3 @@ const json_value *cli_history_rows(const struct cli_reply *r)
 	const json_value *rows = json_get(r->root, "lines");
 	return json_is(rows, JSON_ARRAY) ? rows : NULL;
 }
-
-void cli_json_string(FILE *f, const char *s)
-{
-	putc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-		switch (*p) {
-		case '"': fputs("\\\"", f); break;
-		case '\\': fputs("\\\\", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		case '\t': fputs("\\t", f); break;
-		default:
-			if (*p < 0x20)
-				fprintf(f, "\\u%04x", *p);
-			else
-				putc(*p, f);
-		}
-	}
-	putc('"', f);
-}

@@ -188,7 +188,7 @@ static int print_history(agent_client *agent, const char *run, const struct keys
 			if (path)
 				json_write_compact(stdout, path);
 			else
-				cli_json_string(stdout, run);
+				json_fput_string(stdout, run);
 			fputs(",\"from_line\":0,\"lines\":[", stdout);
 		}
 		for (size_t i = 0; i < n; i++) {

@@ -270,7 +270,7 @@ struct td_run {
 	/* What the agent told (td_limits_learn, any thread); read with
 	 * td_limits_load, also without mu: validation runs unlocked. */
 	_Atomic uint64_t limits[TD_N_LIMITS];
-	uint32_t unreachable; /* consecutive attempts that found no connection */
+	uint32_t unreachable;     /* consecutive attempts that found no connection */
 	int32_t reply_timeout_ms; /* the sender's current wait (TD_REPLY_TIMEOUT_MAX_MS) */
 	pthread_t sender;
 	bool sender_started;
@@ -482,7 +482,6 @@ struct td_str {
 void td_str_put(struct td_str *s, const char *p, size_t n);
 void td_str_puts(struct td_str *s, const char *p);
 void td_str_printf(struct td_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void td_str_json(struct td_str *s, const char *text); /* a JSON string literal */
 /* snprintf-style copy of text into buf; returns its length (or -ENOMEM style
  * TD_ERR_NOMEM if the string failed). */
 int td_str_copy_out(const struct td_str *s, char *buf, size_t len);

@@ -22,6 +22,7 @@
 
 #include "autostart.h"
 #include "internal.h"
+#include "json_write.h"
 
 /* ---- strings ------------------------------------------------------------- */
 
@@ -79,24 +80,16 @@ void td_str_printf(struct td_str *s, const char *fmt, ...)
 	free(big);
 }
 
-void td_str_json(struct td_str *s, const char *text)
+/* A JSON string literal, by the project's one writer. */
+static void str_json(struct td_str *s, const char *text)
 {
-	td_str_put(s, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)(text ? text : ""); *p; p++) {
-		switch (*p) {
-		case '"': td_str_put(s, "\\\"", 2); break;
-		case '\\': td_str_put(s, "\\\\", 2); break;
-		case '\n': td_str_put(s, "\\n", 2); break;
-		case '\r': td_str_put(s, "\\r", 2); break;
-		case '\t': td_str_put(s, "\\t", 2); break;
-		default:
-			if (*p < 0x20)
-				td_str_printf(s, "\\u%04x", *p);
-			else
-				td_str_put(s, (const char *)p, 1);
-		}
-	}
-	td_str_put(s, "\"", 1);
+	struct buf b;
+	buf_init(&b, JSON_TEXT_MAX);
+	if (json_write_string(&b, text) != 0)
+		s->failed = true;
+	else
+		td_str_put(s, b.data, b.len);
+	buf_fini(&b);
 }
 
 int td_str_copy_out(const struct td_str *s, char *buf, size_t len)
@@ -496,7 +489,7 @@ static void status_json(const Trackd__V1__StatusReply *st, struct td_str *out)
 			if (sv == NULL)
 				continue;
 			td_str_printf(out, "%s\"%s\":", first ? "" : ",", f->name);
-			td_str_json(out, sv);
+			str_json(out, sv);
 			first = false;
 			continue;
 		}

@@ -49,8 +49,8 @@ static int append_run(struct local_sink *s, const char *dir, const char *state_f
 		if (strcmp(s->active[i]->dir, dir) != 0)
 			continue;
 		struct run *r = s->active[i]->run;
-		if (!may_see(who, r) ||
-		    (state_filter && *state_filter && strcmp(state_filter, run_state_name(r->state))))
+		if (!may_see(who, r) || (state_filter && *state_filter &&
+		                         strcmp(state_filter, run_state_name(r->state))))
 			return TRACKD_OK;
 		int rv = *first ? 0 : buf_putc(out, ',');
 		*first = false;
@@ -110,8 +110,7 @@ static void collect_project(const char *pdir, struct run_dir **list, size_t *n, 
 }
 
 /* Visits runs/<entity>/<project>/ dirs, restricted by "project" or "entity/project". */
-static void collect_runs(struct local_sink *s, const char *filter, struct run_dir **list,
-                         size_t *n)
+static void collect_runs(struct local_sink *s, const char *filter, struct run_dir **list, size_t *n)
 {
 	size_t cap = 0;
 	const char *slash = filter ? strchr(filter, '/') : NULL;
@@ -126,7 +125,8 @@ static void collect_runs(struct local_sink *s, const char *filter, struct run_di
 		              strncmp(e->d_name, filter, (size_t)(slash - filter)) != 0))
 			continue;
 		char edir[4096];
-		if (snprintf(edir, sizeof edir, "%s/%s", s->runs_dir, e->d_name) >= (int)sizeof edir)
+		if (snprintf(edir, sizeof edir, "%s/%s", s->runs_dir, e->d_name) >=
+		    (int)sizeof edir)
 			continue;
 		DIR *dp = opendir(edir);
 		if (!dp)
@@ -139,7 +139,8 @@ static void collect_runs(struct local_sink *s, const char *filter, struct run_di
 			if (want && *want && strcmp(p->d_name, want) != 0)
 				continue;
 			char pdir[4096];
-			if (snprintf(pdir, sizeof pdir, "%s/%s", edir, p->d_name) < (int)sizeof pdir)
+			if (snprintf(pdir, sizeof pdir, "%s/%s", edir, p->d_name) <
+			    (int)sizeof pdir)
 				collect_project(pdir, list, n, &cap);
 		}
 		closedir(dp);
@@ -147,8 +148,8 @@ static void collect_runs(struct local_sink *s, const char *filter, struct run_di
 	closedir(de);
 }
 
-static int query_runs(struct local_sink *s, const Trackd__V1__Query *q,
-                      const struct requester *who, struct buf *out)
+static int query_runs(struct local_sink *s, const Trackd__V1__Query *q, const struct requester *who,
+                      struct buf *out)
 {
 	struct run_dir *list = NULL;
 	size_t n = 0;
@@ -169,8 +170,7 @@ static int query_runs(struct local_sink *s, const Trackd__V1__Query *q,
 
 /* Resolves q->run to its dir, for a requester allowed to see it. */
 static int resolve_for(struct local_sink *s, const Trackd__V1__Query *q,
-                       const struct requester *who, char *dir, size_t len, char *err,
-                       size_t errlen)
+                       const struct requester *who, char *dir, size_t len, char *err, size_t errlen)
 {
 	if (!q->run || sink_resolve_dir(s, q->run, dir, len) != 0)
 		return not_found(err, errlen, q->run ? q->run : "");
@@ -220,8 +220,8 @@ int local_sink_locate(local_sink *s, const char *ref, uint32_t uid, bool admin,
 	return code;
 }
 
-static int query_run(struct local_sink *s, const Trackd__V1__Query *q,
-                     const struct requester *who, struct buf *out, char *err, size_t errlen)
+static int query_run(struct local_sink *s, const Trackd__V1__Query *q, const struct requester *who,
+                     struct buf *out, char *err, size_t errlen)
 {
 	char dir[4096];
 	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
@@ -339,7 +339,8 @@ static int history_open(struct local_sink *s, const Trackd__V1__Query *q,
 	struct stat st;
 	src->fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (src->fd < 0 && errno != ENOENT) {
-		snprintf(err, errlen, "cannot read the history of '%s': %s", q->run, strerror(errno));
+		snprintf(err, errlen, "cannot read the history of '%s': %s", q->run,
+		         strerror(errno));
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	}
 	if (src->fd >= 0 && fstat(src->fd, &st) == 0)
@@ -364,12 +365,11 @@ static int emit_line(const Trackd__V1__Query *q, const char *line, size_t len, b
 	return rv;
 }
 
-static int history_stream(const Trackd__V1__Query *q, struct history_source *src,
-                          struct buf *out)
+static int history_stream(const Trackd__V1__Query *q, struct history_source *src, struct buf *out)
 {
 	int rv = buf_puts(out, "{\"run\":");
 	if (!rv)
-		rv = json_put_string(out, src->path);
+		rv = json_write_string(out, src->path);
 	if (!rv)
 		rv = buf_printf(out, ",\"from_line\":%" PRIu64 ",\"lines\":[", q->from_line);
 	uint64_t line_no = 0, emitted = 0, left = src->length;
@@ -380,14 +380,17 @@ static int history_stream(const Trackd__V1__Query *q, struct history_source *src
 	struct buf line;
 	buf_init(&line, out->max); /* a line never outgrows the answer */
 	while (!rv && left > 0) {
-		ssize_t n = read(src->fd, chunk, left < HISTORY_CHUNK ? (size_t)left : HISTORY_CHUNK);
+		ssize_t n =
+		    read(src->fd, chunk, left < HISTORY_CHUNK ? (size_t)left : HISTORY_CHUNK);
 		if (n <= 0)
-			break; /* shortened meanwhile (a run replayed afresh): what was read counts */
+			break; /* shortened meanwhile (a run replayed afresh): what was read counts
+			        */
 		left -= (uint64_t)n;
 		const char *p = chunk, *end = chunk + n;
 		while (!rv && p < end) {
 			const char *nl = memchr(p, '\n', (size_t)(end - p));
-			bool wanted = line_no >= q->from_line && (!q->max_lines || emitted < q->max_lines);
+			bool wanted =
+			    line_no >= q->from_line && (!q->max_lines || emitted < q->max_lines);
 			if (!nl) {
 				if (wanted)
 					rv = buf_append(&line, p, (size_t)(end - p));
@@ -397,7 +400,8 @@ static int history_stream(const Trackd__V1__Query *q, struct history_source *src
 				if (line.len) {
 					rv = buf_append(&line, p, (size_t)(nl - p));
 					if (!rv)
-						rv = emit_line(q, line.data, line.len, emitted == 0, out);
+						rv = emit_line(q, line.data, line.len, emitted == 0,
+						               out);
 					buf_reset(&line);
 				} else {
 					rv = emit_line(q, p, (size_t)(nl - p), emitted == 0, out);
@@ -413,8 +417,8 @@ static int history_stream(const Trackd__V1__Query *q, struct history_source *src
 	free(chunk);
 	uint64_t next = q->from_line + emitted;
 	if (!rv)
-		rv = buf_printf(out, "],\"next_line\":%" PRIu64 ",\"total_lines\":%" PRIu64 "}", next,
-		                line_no);
+		rv = buf_printf(out, "],\"next_line\":%" PRIu64 ",\"total_lines\":%" PRIu64 "}",
+		                next, line_no);
 	return rv;
 }
 
@@ -444,7 +448,7 @@ static int query_rename(struct local_sink *s, const Trackd__V1__Query *q,
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	size_t k = 0;
 	buf[k++] = 0x1a;
-	for (size_t v = n; ; v >>= 7) {
+	for (size_t v = n;; v >>= 7) {
 		buf[k++] = (uint8_t)(v >= 0x80 ? (v | 0x80) : v);
 		if (v < 0x80)
 			break;
@@ -503,8 +507,8 @@ int local_sink_query(local_sink *s, const Trackd__V1__Query *q, uint32_t uid, bo
 		else if (strcmp(kind, "rename") == 0)
 			rv = query_rename(s, q, &who, out, err, errlen);
 		else {
-			snprintf(err, errlen, "unknown query kind '%s' (runs, run, history, rename)",
-			         kind);
+			snprintf(err, errlen,
+			         "unknown query kind '%s' (runs, run, history, rename)", kind);
 			rv = TRACKD__V1__ERROR_CODE__ERROR_INVALID;
 		}
 		pthread_mutex_unlock(&s->mu);

@@ -112,12 +112,6 @@ bool wb_stream_response_stopped(const char *body, size_t len);
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-/* JSON string of [p, p+n): escapes as JSON requires; bytes that are not UTF-8
- * become U+FFFD, so the body is always valid UTF-8. wb_json_string_len is its
- * exact length. */
-int wb_json_string(struct buf *out, const char *p, size_t n);
-size_t wb_json_string_len(const char *p, size_t n);
-
 /* "Authorization: Basic base64("api:" + key)" as a header line, in a buffer the
  * caller frees (and should wipe). */
 char *wb_auth_header(const char *api_key);

@@ -33,7 +33,7 @@ static const char *state_name(const struct wb_run *wr, int64_t now)
 static int put_field(struct buf *b, const char *name, const char *value)
 {
 	int rv = buf_printf(b, ",\"%s\":", name);
-	return rv ? rv : json_put_string(b, value ? value : "");
+	return rv ? rv : json_write_string(b, value ? value : "");
 }
 
 static int run_json(struct wandb_sink *s, const struct wb_run *wr, int64_t now, struct buf *b)
@@ -41,7 +41,7 @@ static int run_json(struct wandb_sink *s, const struct wb_run *wr, int64_t now, 
 	char url[4096];
 	int rv = buf_puts(b, "{\"id\":");
 	if (!rv)
-		rv = json_put_string(b, wr->id);
+		rv = json_write_string(b, wr->id);
 	if (!rv)
 		rv = put_field(b, "entity",
 		               wr->up_entity ? wr->up_entity : (wr->run ? wr->run->entity : ""));
@@ -83,7 +83,7 @@ static int query_status(struct wandb_sink *s, uint32_t uid, bool admin, struct b
 	wb_strip_userinfo(s->base_url, base, sizeof base);
 	int rv = buf_puts(out, "{\"base_url\":");
 	if (!rv)
-		rv = json_put_string(out, base);
+		rv = json_write_string(out, base);
 	if (!rv)
 		rv = buf_printf(out,
 		                ",\"counters\":{\"requests_ok\":%" PRIu64
@@ -128,7 +128,7 @@ static int retry_one(struct wandb_sink *s, struct wb_run *wr, struct buf *out, b
 	}
 	int rv = *first ? 0 : buf_putc(out, ',');
 	*first = false;
-	return rv ? rv : json_put_string(out, wr->id);
+	return rv ? rv : json_write_string(out, wr->id);
 }
 
 static int query_retry(struct wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,

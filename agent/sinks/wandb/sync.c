@@ -502,7 +502,7 @@ static const char *job_state(const struct wb_run *wr, int64_t now)
 static int put_str(struct buf *b, const char *name, const char *v)
 {
 	int rv = buf_printf(b, ",\"%s\":", name);
-	return rv ? rv : json_put_string(b, v ? v : "");
+	return rv ? rv : json_write_string(b, v ? v : "");
 }
 
 /* `already`: a start that found the run synced and had nothing to do. */
@@ -516,7 +516,7 @@ static int progress_json(struct wandb_sink *s, const struct wb_run *wr, bool alr
 	int64_t end = j->synced ? j->done_us : now;
 	int rv = buf_puts(out, "{\"id\":");
 	if (!rv)
-		rv = json_put_string(out, wr->id);
+		rv = json_write_string(out, wr->id);
 	if (!rv)
 		rv = put_str(out, "path", j->path);
 	if (!rv)
@@ -565,7 +565,7 @@ static int disk_json(struct wandb_sink *s, const char *id, const char *path, con
 		memset(&p, 0, sizeof p);
 	int rv = buf_puts(out, "{\"id\":");
 	if (!rv)
-		rv = json_put_string(out, id);
+		rv = json_write_string(out, id);
 	if (!rv)
 		rv = put_str(out, "path", path);
 	if (!rv)
