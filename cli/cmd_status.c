@@ -234,9 +234,9 @@ int cmd_status(int argc, char **argv)
 	/* The wandb sink's runs: asked separately (a refusal leaves them out). */
 	struct cli_reply w = {0};
 	if (s->has_wandb_enabled && s->wandb_enabled) {
-		Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-		q.kind = "wandb";
-		if (cli_query(agent, &q, "the wandb sink", &w) != 0)
+		struct cli_query cq;
+		cli_query_wandb(&cq);
+		if (cli_query(agent, &cq.q, "the wandb sink", &w) != 0)
 			cli_reply_free(&w);
 	}
 	if (json)

@@ -454,12 +454,8 @@ int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_m
 int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **json_out);
 /* td_init's resume rules (see trackd.h); may set run->known_dir. */
 int td_check_resume(struct td_run *run, bool explicit_id);
-/* The value of "key" in the object at "outer" of a JSON document, if it is a
- * string: malloc'd, unescaped; NULL otherwise. */
-char *td_json_lookup_string(const char *json, const char *outer, const char *key);
-
-/* What the agent says of the run's upload to W&B (one "run" query: its
- * "upload" object, see the agent's main.c). Every field is malloc'd, or NULL
+/* What the agent says of the run's upload to W&B (one run query: the typed
+ * UploadInfo of its RunReply, from agent/cmd/queries.c). Every field is malloc'd, or NULL
  * when absent: run_url and project_url are NULL until the backend answered. */
 struct td_upload {
 	char *state; /* "disabled", "pending", "uploading", "parked", "done", … */

@@ -1,7 +1,7 @@
-/* Queries answered from the local run store. JSON shapes (the contract the CLI and
- * the Python Api read):
- *   runs    {"runs":[RUN,...]}, oldest first
- *   run     {"run":RUN}
+/* Queries answered from the local run store (routed here by agent/cmd/queries.c).
+ * JSON shapes (the contract the CLI and the Python Api read):
+ *   runs    {"runs":[RUN,...]}, oldest first, paged by offset/limit *   run     RUN
+ * (agent/cmd/queries.c puts it in {"run":RUN,"upload":UPLOAD}), and the run's typed identity
  *   history {"run":"e/p/id","from_line":N,"next_line":M,"total_lines":T,"lines":[ROW,...]}
  *   rename  {"ok":true}
  * RUN is run_to_json() with summary and config. Runs in memory answer from memory;
@@ -41,29 +41,90 @@ static bool may_see(const struct requester *who, const struct run *r)
 	return who->admin || r->uid == who->uid;
 }
 
+/* Paging of a runs answer: runs that pass the filters are counted; the first
+ * `skip` are left out, and at most `left` written (UINT64_MAX: no limit). */
+struct runs_page {
+	uint64_t skip, left;
+};
+
+static bool page_takes(struct runs_page *pg)
+{
+	if (!pg)
+		return true;
+	if (pg->skip) {
+		pg->skip--;
+		return false;
+	}
+	if (!pg->left)
+		return false;
+	pg->left--;
+	return true;
+}
+
+static char *dup_or_empty(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+/* The typed identity of a run (malloc'd throughout, for free_unpacked), or
+ * NULL without memory. */
+static Trackd__V1__RunIdentity *identity_of(const struct run *r, const char *dir)
+{
+	Trackd__V1__RunIdentity *id = malloc(sizeof *id);
+	if (!id)
+		return NULL;
+	trackd__v1__run_identity__init(id);
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s/%s", r->entity, r->project, r->id);
+	id->id = dup_or_empty(r->id);
+	id->entity = dup_or_empty(r->entity);
+	id->project = dup_or_empty(r->project);
+	id->path = dup_or_empty(path);
+	id->display_name = dup_or_empty(r->display_name);
+	id->state = dup_or_empty(run_state_name(r->state));
+	id->dir = dup_or_empty(dir);
+	if (!id->id || !id->entity || !id->project || !id->path || !id->display_name ||
+	    !id->state || !id->dir) {
+		trackd__v1__run_identity__free_unpacked(id, NULL);
+		return NULL;
+	}
+	return id;
+}
+
+/* One RUN of an answer, if the requester may see it and it passes the filter
+ * and the page; with `ident`, its typed identity too. */
 static int append_run(struct local_sink *s, const char *dir, const char *state_filter,
-                      const struct requester *who, struct buf *out, bool *first)
+                      const struct requester *who, struct runs_page *pg, struct buf *out,
+                      bool *first, Trackd__V1__RunIdentity **ident)
 {
 	/* In memory? */
 	for (size_t i = 0; i < s->n_active; i++) {
 		if (strcmp(s->active[i]->dir, dir) != 0)
 			continue;
 		struct run *r = s->active[i]->run;
-		if (!may_see(who, r) || (state_filter && *state_filter &&
-		                         strcmp(state_filter, run_state_name(r->state))))
+		if (!may_see(who, r) ||
+		    (state_filter && *state_filter &&
+		     strcmp(state_filter, run_state_name(r->state))) ||
+		    !page_takes(pg))
 			return TRACKD_OK;
 		int rv = *first ? 0 : buf_putc(out, ',');
 		*first = false;
+		if (!rv && ident && !(*ident = identity_of(r, dir)))
+			rv = TRACKD_ENOMEM;
 		return rv ? rv : run_to_json(r, dir, true, out);
 	}
 	struct run *r;
 	if (sink_load_snapshot(dir, &r) != 0)
 		return TRACKD_OK; /* not yet checkpointed: shown once it is */
 	int rv = TRACKD_OK;
-	if (may_see(who, r) && (!state_filter || !*state_filter ||
-	                        strcmp(state_filter, run_state_name(r->state)) == 0)) {
+	if (may_see(who, r) &&
+	    (!state_filter || !*state_filter ||
+	     strcmp(state_filter, run_state_name(r->state)) == 0) &&
+	    page_takes(pg)) {
 		rv = *first ? 0 : buf_putc(out, ',');
 		*first = false;
+		if (!rv && ident && !(*ident = identity_of(r, dir)))
+			rv = TRACKD_ENOMEM;
 		if (!rv)
 			rv = run_to_json(r, dir, true, out);
 	}
@@ -148,11 +209,13 @@ static void collect_runs(struct local_sink *s, const char *filter, struct run_di
 	closedir(de);
 }
 
-static int query_runs(struct local_sink *s, const Trackd__V1__Query *q, const struct requester *who,
-                      struct buf *out)
+static int query_runs(struct local_sink *s, const Trackd__V1__RunsRequest *q,
+                      const struct requester *who, struct buf *out)
 {
 	struct run_dir *list = NULL;
 	size_t n = 0;
+	struct runs_page pg = {.skip = q->has_offset ? q->offset : 0,
+	                       .left = q->has_limit && q->limit ? q->limit : UINT64_MAX};
 	collect_runs(s, q->project, &list, &n);
 	if (n)
 		qsort(list, n, sizeof *list, by_name);
@@ -160,7 +223,7 @@ static int query_runs(struct local_sink *s, const Trackd__V1__Query *q, const st
 	bool first = true;
 	for (size_t i = 0; i < n; i++) {
 		if (!rv)
-			rv = append_run(s, list[i].path, q->state, who, out, &first);
+			rv = append_run(s, list[i].path, q->state, who, &pg, out, &first, NULL);
 		free(list[i].path);
 		free(list[i].name);
 	}
@@ -168,28 +231,28 @@ static int query_runs(struct local_sink *s, const Trackd__V1__Query *q, const st
 	return rv ? rv : buf_puts(out, "]}");
 }
 
-/* Resolves q->run to its dir, for a requester allowed to see it. */
-static int resolve_for(struct local_sink *s, const Trackd__V1__Query *q,
-                       const struct requester *who, char *dir, size_t len, char *err, size_t errlen)
+/* Resolves run `ref` to its dir, for a requester allowed to see it. */
+static int resolve_for(struct local_sink *s, const char *ref, const struct requester *who,
+                       char *dir, size_t len, char *err, size_t errlen)
 {
-	if (!q->run || sink_resolve_dir(s, q->run, dir, len) != 0)
-		return not_found(err, errlen, q->run ? q->run : "");
+	if (!ref || sink_resolve_dir(s, ref, dir, len) != 0)
+		return not_found(err, errlen, ref ? ref : "");
 	if (who->admin)
 		return 0;
-	struct active_run *ar = sink_find_active(s, q->run);
+	struct active_run *ar = sink_find_active(s, ref);
 	uint32_t owner;
 	if (ar) {
 		owner = ar->run->uid;
 	} else {
 		struct run *r;
 		if (sink_load_snapshot(dir, &r) != 0)
-			return not_found(err, errlen, q->run);
+			return not_found(err, errlen, ref);
 		owner = r->uid;
 		run_free(r);
 	}
 	if (owner == who->uid)
 		return 0;
-	snprintf(err, errlen, "run '%s' belongs to another user (uid %u)", q->run, owner);
+	snprintf(err, errlen, "run '%s' belongs to another user (uid %u)", ref, owner);
 	return TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED;
 }
 
@@ -197,11 +260,9 @@ int local_sink_locate(local_sink *s, const char *ref, uint32_t uid, bool admin,
                       struct local_run_info *info, char *err, size_t errlen)
 {
 	struct requester who = {.uid = uid, .admin = admin};
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.run = (char *)ref;
 	memset(info, 0, sizeof *info);
 	pthread_mutex_lock(&s->mu);
-	int code = resolve_for(s, &q, &who, info->dir, sizeof info->dir, err, errlen);
+	int code = resolve_for(s, ref, &who, info->dir, sizeof info->dir, err, errlen);
 	struct active_run *ar = code ? NULL : sink_find_active(s, ref);
 	struct run *r = ar ? ar->run : NULL, *loaded = NULL;
 	if (!code && !r) {
@@ -220,23 +281,18 @@ int local_sink_locate(local_sink *s, const char *ref, uint32_t uid, bool admin,
 	return code;
 }
 
-static int query_run(struct local_sink *s, const Trackd__V1__Query *q, const struct requester *who,
-                     struct buf *out, char *err, size_t errlen)
+static int query_run(struct local_sink *s, const char *ref, const struct requester *who,
+                     struct buf *out, Trackd__V1__RunIdentity **ident, char *err, size_t errlen)
 {
 	char dir[4096];
-	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
+	int code = resolve_for(s, ref, who, dir, sizeof dir, err, errlen);
 	if (code)
 		return code;
-	size_t mark = out->len;
 	bool first = true;
-	int rv = buf_puts(out, "{\"run\":");
-	if (!rv)
-		rv = append_run(s, dir, NULL, who, out, &first);
-	if (!rv && first) { /* the dir exists, but its first checkpoint has not happened */
-		out->len = mark;
-		return not_found(err, errlen, q->run);
-	}
-	return rv ? rv : buf_putc(out, '}');
+	int rv = append_run(s, dir, NULL, who, NULL, out, &first, ident);
+	if (!rv && first) /* the dir exists, but its first checkpoint has not happened */
+		return not_found(err, errlen, ref);
+	return rv;
 }
 
 /* ---- history ------------------------------------------------------------------------- */
@@ -275,7 +331,7 @@ static const char *skip_value(const char *p, const char *end)
 	return end;
 }
 
-static bool key_wanted(const Trackd__V1__Query *q, const char *key, size_t len)
+static bool key_wanted(const Trackd__V1__HistoryRequest *q, const char *key, size_t len)
 {
 	if (len == 5 && memcmp(key, "_step", 5) == 0)
 		return true;
@@ -288,7 +344,8 @@ static bool key_wanted(const Trackd__V1__Query *q, const char *key, size_t len)
 /* Copies the members of a one-line JSON object whose keys were asked for. Keys in
  * our files never contain escaped quotes in a way that matters here: the
  * comparison is on the raw (escaped) text, which is what the client sent. */
-static int filter_line(const Trackd__V1__Query *q, const char *line, size_t len, struct buf *out)
+static int filter_line(const Trackd__V1__HistoryRequest *q, const char *line, size_t len,
+                       struct buf *out)
 {
 	const char *p = line + 1, *end = line + len;
 	int rv = buf_putc(out, '{');
@@ -321,12 +378,12 @@ struct history_source {
 	char path[1024]; /* entity/project/id, for the answer */
 };
 
-static int history_open(struct local_sink *s, const Trackd__V1__Query *q,
+static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *q,
                         const struct requester *who, struct history_source *src, char *err,
                         size_t errlen)
 {
 	char dir[4096];
-	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
+	int code = resolve_for(s, q->run, who, dir, sizeof dir, err, errlen);
 	if (code)
 		return code;
 	struct active_run *ar = sink_find_active(s, q->run);
@@ -356,7 +413,7 @@ static int history_open(struct local_sink *s, const Trackd__V1__Query *q,
 #define HISTORY_CHUNK (64 * 1024)
 
 /* One line of the answer: the whole line, or its filtered keys. */
-static int emit_line(const Trackd__V1__Query *q, const char *line, size_t len, bool first,
+static int emit_line(const Trackd__V1__HistoryRequest *q, const char *line, size_t len, bool first,
                      struct buf *out)
 {
 	int rv = first ? 0 : buf_putc(out, ',');
@@ -365,7 +422,8 @@ static int emit_line(const Trackd__V1__Query *q, const char *line, size_t len, b
 	return rv;
 }
 
-static int history_stream(const Trackd__V1__Query *q, struct history_source *src, struct buf *out)
+static int history_stream(const Trackd__V1__HistoryRequest *q, struct history_source *src,
+                          struct buf *out)
 {
 	int rv = buf_puts(out, "{\"run\":");
 	if (!rv)
@@ -424,11 +482,11 @@ static int history_stream(const Trackd__V1__Query *q, struct history_source *src
 
 /* ---- rename -------------------------------------------------------------------------- */
 
-static int query_rename(struct local_sink *s, const Trackd__V1__Query *q,
+static int query_rename(struct local_sink *s, const Trackd__V1__RenameRequest *q,
                         const struct requester *who, struct buf *out, char *err, size_t errlen)
 {
 	char dir[4096];
-	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
+	int code = resolve_for(s, q->run, who, dir, sizeof dir, err, errlen);
 	if (code)
 		return code;
 	if (!q->name || !*q->name) {
@@ -483,39 +541,59 @@ int local_sink_run_owner(local_sink *s, const char *run_id, uint32_t *uid)
 	return rv;
 }
 
-int local_sink_query(local_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
-                     struct buf *out, char *err, size_t errlen)
+/* A buffer limit or allocation failure (< 0) is answered as too large. */
+static int answered(int rv, char *err, size_t errlen)
 {
-	const char *kind = q->kind ? q->kind : "";
-	const struct requester who = {.uid = uid, .admin = admin};
-	int rv;
-	pthread_mutex_lock(&s->mu);
-	if (strcmp(kind, "history") == 0) {
-		/* Only the file is looked up under the lock; see history_source. */
-		struct history_source src = {.fd = -1};
-		rv = history_open(s, q, &who, &src, err, errlen);
-		pthread_mutex_unlock(&s->mu);
-		if (rv == 0)
-			rv = history_stream(q, &src, out);
-		if (src.fd >= 0)
-			close(src.fd);
-	} else {
-		if (strcmp(kind, "runs") == 0)
-			rv = query_runs(s, q, &who, out);
-		else if (strcmp(kind, "run") == 0)
-			rv = query_run(s, q, &who, out, err, errlen);
-		else if (strcmp(kind, "rename") == 0)
-			rv = query_rename(s, q, &who, out, err, errlen);
-		else {
-			snprintf(err, errlen,
-			         "unknown query kind '%s' (runs, run, history, rename)", kind);
-			rv = TRACKD__V1__ERROR_CODE__ERROR_INVALID;
-		}
-		pthread_mutex_unlock(&s->mu);
-	}
-	if (rv < 0) { /* a buffer limit or allocation failure */
+	if (rv < 0) {
 		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
 		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
 	}
 	return rv;
+}
+
+int local_sink_query_runs(local_sink *s, const Trackd__V1__RunsRequest *q, uint32_t uid, bool admin,
+                          struct buf *out, char *err, size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	pthread_mutex_lock(&s->mu);
+	int rv = query_runs(s, q, &who, out);
+	pthread_mutex_unlock(&s->mu);
+	return answered(rv, err, errlen);
+}
+
+int local_sink_query_run(local_sink *s, const char *ref, uint32_t uid, bool admin, struct buf *out,
+                         Trackd__V1__RunIdentity **ident, char *err, size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	*ident = NULL;
+	pthread_mutex_lock(&s->mu);
+	int rv = query_run(s, ref, &who, out, ident, err, errlen);
+	pthread_mutex_unlock(&s->mu);
+	return answered(rv, err, errlen);
+}
+
+int local_sink_query_history(local_sink *s, const Trackd__V1__HistoryRequest *q, uint32_t uid,
+                             bool admin, struct buf *out, char *err, size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	/* Only the file is looked up under the lock; see history_source. */
+	struct history_source src = {.fd = -1};
+	pthread_mutex_lock(&s->mu);
+	int rv = history_open(s, q, &who, &src, err, errlen);
+	pthread_mutex_unlock(&s->mu);
+	if (rv == 0)
+		rv = history_stream(q, &src, out);
+	if (src.fd >= 0)
+		close(src.fd);
+	return answered(rv, err, errlen);
+}
+
+int local_sink_query_rename(local_sink *s, const Trackd__V1__RenameRequest *q, uint32_t uid,
+                            bool admin, struct buf *out, char *err, size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	pthread_mutex_lock(&s->mu);
+	int rv = query_rename(s, q, &who, out, err, errlen);
+	pthread_mutex_unlock(&s->mu);
+	return answered(rv, err, errlen);
 }
