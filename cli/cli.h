@@ -16,6 +16,7 @@
 
 #include "agent_client.h"
 #include "json.h"
+#include "json_write.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,6 +47,28 @@ int cli_bad_option(const char *cmd, char **argv);
 
 /* Connects to the agent (TRACKD_SOCKET or the default socket). */
 int cli_connect(agent_client **out);
+
+/* One typed query under construction: `q` points into the request beside it,
+ * so the struct is used where it was built (not copied). Strings are borrowed. */
+struct cli_query {
+	Trackd__V1__Query q;
+	union {
+		Trackd__V1__RunsRequest runs;
+		Trackd__V1__RunRequest run;
+		Trackd__V1__HistoryRequest history;
+		Trackd__V1__RenameRequest rename;
+		Trackd__V1__WandbStatusRequest wandb;
+		Trackd__V1__RetryRequest retry;
+		Trackd__V1__SyncRequest sync;
+		Trackd__V1__SyncStatusRequest sync_status;
+	} r;
+};
+void cli_query_runs(struct cli_query *cq, const char *project, const char *state);
+void cli_query_run(struct cli_query *cq, const char *run);
+void cli_query_rename(struct cli_query *cq, const char *run, const char *name);
+void cli_query_wandb(struct cli_query *cq);
+void cli_query_retry(struct cli_query *cq, const char *run);
+void cli_query_sync(struct cli_query *cq, const char *run, bool start, bool force);
 
 /* A parsed query reply: `doc` borrows `text`. */
 struct cli_reply {
@@ -81,8 +104,5 @@ int cli_history_page(struct cli_history *h, uint64_t from, uint64_t max, struct 
 
 /* The rows array of a history reply (NULL if absent). */
 const json_value *cli_history_rows(const struct cli_reply *r);
-
-/* A JSON string literal of s (escaped) on f. */
-void cli_json_string(FILE *f, const char *s);
 
 #endif

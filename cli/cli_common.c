@@ -94,26 +94,94 @@ void cli_history_init(struct cli_history *h, agent_client *agent, const char *ru
 	h->page = CLI_HISTORY_PAGE;
 }
 
+/* protobuf-c's fields are not const; packing only reads them. */
+void cli_query_runs(struct cli_query *cq, const char *project, const char *state)
+{
+	cq->q = (Trackd__V1__Query)TRACKD__V1__QUERY__INIT;
+	cq->r.runs = (Trackd__V1__RunsRequest)TRACKD__V1__RUNS_REQUEST__INIT;
+	cq->r.runs.project = (char *)project;
+	cq->r.runs.state = (char *)state;
+	cq->q.request_case = TRACKD__V1__QUERY__REQUEST_RUNS;
+	cq->q.runs = &cq->r.runs;
+}
+
+void cli_query_run(struct cli_query *cq, const char *run)
+{
+	cq->q = (Trackd__V1__Query)TRACKD__V1__QUERY__INIT;
+	cq->r.run = (Trackd__V1__RunRequest)TRACKD__V1__RUN_REQUEST__INIT;
+	cq->r.run.run = (char *)run;
+	cq->q.request_case = TRACKD__V1__QUERY__REQUEST_RUN;
+	cq->q.run = &cq->r.run;
+}
+
+void cli_query_rename(struct cli_query *cq, const char *run, const char *name)
+{
+	cq->q = (Trackd__V1__Query)TRACKD__V1__QUERY__INIT;
+	cq->r.rename = (Trackd__V1__RenameRequest)TRACKD__V1__RENAME_REQUEST__INIT;
+	cq->r.rename.run = (char *)run;
+	cq->r.rename.name = (char *)name;
+	cq->q.request_case = TRACKD__V1__QUERY__REQUEST_RENAME;
+	cq->q.rename = &cq->r.rename;
+}
+
+void cli_query_wandb(struct cli_query *cq)
+{
+	cq->q = (Trackd__V1__Query)TRACKD__V1__QUERY__INIT;
+	cq->r.wandb = (Trackd__V1__WandbStatusRequest)TRACKD__V1__WANDB_STATUS_REQUEST__INIT;
+	cq->q.request_case = TRACKD__V1__QUERY__REQUEST_WANDB;
+	cq->q.wandb = &cq->r.wandb;
+}
+
+void cli_query_retry(struct cli_query *cq, const char *run)
+{
+	cq->q = (Trackd__V1__Query)TRACKD__V1__QUERY__INIT;
+	cq->r.retry = (Trackd__V1__RetryRequest)TRACKD__V1__RETRY_REQUEST__INIT;
+	cq->r.retry.run = (char *)run;
+	cq->q.request_case = TRACKD__V1__QUERY__REQUEST_RETRY;
+	cq->q.retry = &cq->r.retry;
+}
+
+void cli_query_sync(struct cli_query *cq, const char *run, bool start, bool force)
+{
+	cq->q = (Trackd__V1__Query)TRACKD__V1__QUERY__INIT;
+	if (start) {
+		cq->r.sync = (Trackd__V1__SyncRequest)TRACKD__V1__SYNC_REQUEST__INIT;
+		cq->r.sync.run = (char *)run;
+		cq->r.sync.has_force = force;
+		cq->r.sync.force = force;
+		cq->q.request_case = TRACKD__V1__QUERY__REQUEST_SYNC;
+		cq->q.sync = &cq->r.sync;
+	} else {
+		cq->r.sync_status =
+		    (Trackd__V1__SyncStatusRequest)TRACKD__V1__SYNC_STATUS_REQUEST__INIT;
+		cq->r.sync_status.run = (char *)run;
+		cq->q.request_case = TRACKD__V1__QUERY__REQUEST_SYNC_STATUS;
+		cq->q.sync_status = &cq->r.sync_status;
+	}
+}
+
 int cli_history_page(struct cli_history *h, uint64_t from, uint64_t max, struct cli_reply *r,
                      uint64_t *next, uint64_t *total)
 {
+	Trackd__V1__HistoryRequest hr = TRACKD__V1__HISTORY_REQUEST__INIT;
+	hr.run = (char *)h->run; /* protobuf-c's fields are not const; packing only reads */
+	hr.keys = (char **)h->keys;
+	hr.n_keys = h->n_keys;
+	hr.has_from_line = true;
+	hr.from_line = from;
+	hr.has_max_lines = true;
 	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.kind = "history";
-	q.run = (char *)h->run; /* protobuf-c's fields are not const; packing only reads */
-	q.keys = (char **)h->keys;
-	q.n_keys = h->n_keys;
-	q.has_from_line = true;
-	q.from_line = from;
-	q.has_max_lines = true;
+	q.request_case = TRACKD__V1__QUERY__REQUEST_HISTORY;
+	q.history = &hr;
 	struct agent_error err;
 	int rv;
 	for (;;) {
-		q.max_lines = max < h->page ? max : h->page;
+		hr.max_lines = max < h->page ? max : h->page;
 		rv = fetch(h->agent, &q, r, &err);
 		if (rv != TRACKD_EINVAL ||
-		    err.remote_code != TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE || q.max_lines <= 1)
+		    err.remote_code != TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE || hr.max_lines <= 1)
 			break;
-		h->page = q.max_lines / 2;
+		h->page = hr.max_lines / 2;
 	}
 	if (rv != 0) {
 		char what[512];
@@ -133,24 +201,4 @@ const json_value *cli_history_rows(const struct cli_reply *r)
 {
 	const json_value *rows = json_get(r->root, "lines");
 	return json_is(rows, JSON_ARRAY) ? rows : NULL;
-}
-
-void cli_json_string(FILE *f, const char *s)
-{
-	putc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-		switch (*p) {
-		case '"': fputs("\\\"", f); break;
-		case '\\': fputs("\\\\", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		case '\t': fputs("\\t", f); break;
-		default:
-			if (*p < 0x20)
-				fprintf(f, "\\u%04x", *p);
-			else
-				putc(*p, f);
-		}
-	}
-	putc('"', f);
 }

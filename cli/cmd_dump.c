@@ -8,6 +8,7 @@
 #include "cli.h"
 
 #include "errors.h"
+#include "json_write.h"
 #include "txlog.h"
 
 #include "trackd/v1/trackd.pb-c.h"
@@ -54,26 +55,6 @@ static int agent_state_dir(char *buf, size_t len)
 	return code;
 }
 
-static void dump_string(const char *s)
-{
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-		switch (*p) {
-		case '"': fputs("\\\"", stdout); break;
-		case '\\': fputs("\\\\", stdout); break;
-		case '\n': fputs("\\n", stdout); break;
-		case '\r': fputs("\\r", stdout); break;
-		case '\t': fputs("\\t", stdout); break;
-		default:
-			if (*p < 0x20)
-				printf("\\u%04x", *p);
-			else
-				putchar(*p);
-		}
-	}
-	putchar('"');
-}
-
 /* Numbers as W&B writes them: bare NaN / Infinity / -Infinity are allowed. */
 static void dump_double(double d)
 {
@@ -95,7 +76,7 @@ static void dump_value(const Trackd__V1__Value *v)
 	case TRACKD__V1__VALUE__KIND_BOOL_VALUE:
 		fputs(v->bool_value ? "true" : "false", stdout);
 		break;
-	case TRACKD__V1__VALUE__KIND_STRING_VALUE: dump_string(v->string_value); break;
+	case TRACKD__V1__VALUE__KIND_STRING_VALUE: json_fput_string(stdout, v->string_value); break;
 	case TRACKD__V1__VALUE__KIND_MAP_VALUE:
 		dump_items(v->map_value->items, v->map_value->n_items);
 		break;
@@ -118,7 +99,7 @@ static void dump_items(Trackd__V1__Item **items, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			putchar(',');
-		dump_string(items[i]->key);
+		json_fput_string(stdout, items[i]->key);
 		putchar(':');
 		dump_value(items[i]->value);
 	}
@@ -144,7 +125,7 @@ static void dump_record(uint64_t index, const Trackd__V1__LogEntry *e, uint64_t 
 	for (size_t i = 0; i < e->batch->session_id.len; i++)
 		printf("%02x", e->batch->session_id.data[i]);
 	printf("\",\"seq\":%" PRIu64 ",\"run_id\":", seq);
-	dump_string(r->run_id);
+	json_fput_string(stdout, r->run_id);
 	printf(",\"type\":\"%s\"",
 	       r->body_case <= TRACKD__V1__RECORD__BODY_RENAME && record_types[r->body_case]
 	           ? record_types[r->body_case]
@@ -153,9 +134,9 @@ static void dump_record(uint64_t index, const Trackd__V1__LogEntry *e, uint64_t 
 	case TRACKD__V1__RECORD__BODY_START: {
 		const Trackd__V1__RunStart *s = r->start;
 		printf(",\"project\":");
-		dump_string(s->project ? s->project : "");
+		json_fput_string(stdout, s->project ? s->project : "");
 		printf(",\"host\":");
-		dump_string(s->host ? s->host : "");
+		json_fput_string(stdout, s->host ? s->host : "");
 		printf(",\"pid\":%d,\"config\":", s->pid);
 		if (s->config)
 			dump_items(s->config->items, s->config->n_items);
@@ -181,7 +162,7 @@ static void dump_record(uint64_t index, const Trackd__V1__LogEntry *e, uint64_t 
 		printf(",\"stream\":\"%s\",\"text\":",
 		       r->console->stream == TRACKD__V1__CONSOLE_STREAM__CONSOLE_STDERR ? "stderr"
 		                                                                        : "stdout");
-		dump_string(r->console->text);
+		json_fput_string(stdout, r->console->text);
 		break;
 	case TRACKD__V1__RECORD__BODY_EXIT:
 		printf(",\"exit_code\":%d,\"reason\":\"%s\"", r->exit->exit_code,

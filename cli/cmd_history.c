@@ -188,7 +188,7 @@ static int print_history(agent_client *agent, const char *run, const struct keys
 			if (path)
 				json_write_compact(stdout, path);
 			else
-				cli_json_string(stdout, run);
+				json_fput_string(stdout, run);
 			fputs(",\"from_line\":0,\"lines\":[", stdout);
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -301,13 +301,12 @@ static void on_stop_signal(int sig)
 /* The run's state, "" when the reply has none. 0 or an exit code. */
 static int run_state(agent_client *agent, const char *run, char *state, size_t cap)
 {
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	struct cli_query cq;
 	char what[512];
 	snprintf(what, sizeof what, "run %s", run);
-	q.kind = "run";
-	q.run = (char *)run;
+	cli_query_run(&cq, run);
 	struct cli_reply r;
-	int code = cli_query(agent, &q, what, &r);
+	int code = cli_query(agent, &cq.q, what, &r);
 	if (code != 0)
 		return code;
 	snprintf(state, cap, "%s", json_string(json_get(json_get(r.root, "run"), "state"), ""));

@@ -73,12 +73,10 @@ int cmd_runs(int argc, char **argv)
 	agent_client *agent;
 	if (cli_connect(&agent) != 0)
 		return 1;
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.kind = "runs";
-	q.project = (char *)project;
-	q.state = (char *)state;
+	struct cli_query cq;
+	cli_query_runs(&cq, project, state);
 	struct cli_reply r;
-	int code = cli_query(agent, &q, "project", &r);
+	int code = cli_query(agent, &cq.q, "project", &r);
 	if (code == 0) {
 		if (json)
 			print_raw(&r);
@@ -130,11 +128,10 @@ int cmd_show(int argc, char **argv)
 	agent_client *agent;
 	if (cli_connect(&agent) != 0)
 		return 1;
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.kind = "run";
-	q.run = (char *)run;
+	struct cli_query cq;
+	cli_query_run(&cq, run);
 	struct cli_reply r;
-	int code = cli_query(agent, &q, what, &r);
+	int code = cli_query(agent, &cq.q, what, &r);
 	if (code != 0) {
 		agent_close(agent);
 		return code;
@@ -171,11 +168,10 @@ int cmd_show(int argc, char **argv)
 static int display_name(agent_client *agent, const char *run, const char *what, char *name,
                         size_t cap)
 {
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.kind = "run";
-	q.run = (char *)run;
+	struct cli_query cq;
+	cli_query_run(&cq, run);
 	struct cli_reply r;
-	int code = cli_query(agent, &q, what, &r);
+	int code = cli_query(agent, &cq.q, what, &r);
 	if (code != 0)
 		return code;
 	snprintf(name, cap, "%s",
@@ -199,12 +195,10 @@ int cmd_rename(int argc, char **argv)
 	agent_client *agent;
 	if (cli_connect(&agent) != 0)
 		return 1;
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.kind = "rename";
-	q.run = (char *)run;
-	q.name = (char *)name;
+	struct cli_query cq;
+	cli_query_rename(&cq, run, name);
 	struct cli_reply r;
-	int code = cli_query(agent, &q, what, &r);
+	int code = cli_query(agent, &cq.q, what, &r);
 	if (code != 0) {
 		agent_close(agent);
 		return code;
@@ -249,11 +243,10 @@ int cmd_retry(int argc, char **argv)
 	agent_client *agent;
 	if (cli_connect(&agent) != 0)
 		return 1;
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.kind = "retry";
-	q.run = (char *)run;
+	struct cli_query cq;
+	cli_query_retry(&cq, run);
 	struct cli_reply r;
-	int code = cli_query(agent, &q, what, &r);
+	int code = cli_query(agent, &cq.q, what, &r);
 	agent_close(agent);
 	if (code != 0)
 		return code;

@@ -34,7 +34,7 @@ static void print_spool_json(const struct spool_info *sp)
 		return;
 	}
 	printf(",\"spool\":{\"dir\":");
-	cli_json_string(stdout, sp->dir);
+	json_fput_string(stdout, sp->dir);
 	printf(",\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", sp->records, sp->bytes);
 }
 
@@ -67,7 +67,7 @@ static void print_wandb_json(const Trackd__V1__StatusReply *s, const json_value 
 {
 	const json_value *c = json_get(w, "counters");
 	printf(",\"wandb\":{\"enabled\":true,\"base_url\":");
-	cli_json_string(stdout, json_string(json_get(w, "base_url"), ""));
+	json_fput_string(stdout, json_string(json_get(w, "base_url"), ""));
 	printf(",\"runs_uploading\":%" PRIu64 ",\"runs_retrying\":%" PRIu64
 	       ",\"runs_parked\":%" PRIu64 ",\"runs_finished\":%" PRId64 ",\"requests_ok\":%" PRIu64
 	       ",\"requests_failed\":%" PRIu64 ",\"requests_retried\":%" PRId64
@@ -83,14 +83,14 @@ static void print_wandb_json(const Trackd__V1__StatusReply *s, const json_value 
 		const json_value *r = &runs->u.arr.items[i];
 		printf("%s{\"id\":", first ? "" : ",");
 		first = false;
-		cli_json_string(stdout, json_string(json_get(r, "id"), ""));
+		json_fput_string(stdout, json_string(json_get(r, "id"), ""));
 		printf(",\"state\":");
-		cli_json_string(stdout, json_string(json_get(r, "state"), ""));
+		json_fput_string(stdout, json_string(json_get(r, "state"), ""));
 		printf(",\"last_status\":%" PRId64 ",\"attempts\":%" PRId64 ",\"last_error\":",
 		       num(r, "last_status"), num(r, "attempts"));
-		cli_json_string(stdout, json_string(json_get(r, "last_error"), ""));
+		json_fput_string(stdout, json_string(json_get(r, "last_error"), ""));
 		printf(",\"run_url\":");
-		cli_json_string(stdout, json_string(json_get(r, "run_url"), ""));
+		json_fput_string(stdout, json_string(json_get(r, "run_url"), ""));
 		printf("}");
 	}
 	printf("]}");
@@ -132,11 +132,11 @@ static void print_json(const char *url, const Trackd__V1__StatusReply *s, const 
                        const struct spool_info *sp)
 {
 	printf("{\"agent\":\"up\",\"socket\":");
-	cli_json_string(stdout, url);
+	json_fput_string(stdout, url);
 	printf(",\"version\":");
-	cli_json_string(stdout, s->version ? s->version : "");
+	json_fput_string(stdout, s->version ? s->version : "");
 	printf(",\"state_dir\":");
-	cli_json_string(stdout, s->state_dir ? s->state_dir : "");
+	json_fput_string(stdout, s->state_dir ? s->state_dir : "");
 	printf(",\"records_appended\":%" PRIu64 ",\"batches_acked\":%" PRIu64
 	       ",\"batches_duplicate\":%" PRIu64 ",\"requests_rejected\":%" PRIu64
 	       ",\"records_quarantined\":%" PRIu64 ",\"log_bytes\":%" PRIu64
@@ -162,9 +162,9 @@ static void print_down_json(const char *url, const struct agent_error *err,
                             const struct spool_info *sp)
 {
 	printf("{\"agent\":\"down\",\"socket\":");
-	cli_json_string(stdout, url);
+	json_fput_string(stdout, url);
 	printf(",\"error\":");
-	cli_json_string(stdout, err->message);
+	json_fput_string(stdout, err->message);
 	print_spool_json(sp);
 	printf("}\n");
 }
@@ -234,9 +234,9 @@ int cmd_status(int argc, char **argv)
 	/* The wandb sink's runs: asked separately (a refusal leaves them out). */
 	struct cli_reply w = {0};
 	if (s->has_wandb_enabled && s->wandb_enabled) {
-		Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-		q.kind = "wandb";
-		if (cli_query(agent, &q, "the wandb sink", &w) != 0)
+		struct cli_query cq;
+		cli_query_wandb(&cq);
+		if (cli_query(agent, &cq.q, "the wandb sink", &w) != 0)
 			cli_reply_free(&w);
 	}
 	if (json)

@@ -174,17 +174,12 @@ static void apply_answer(struct sync_ctx *c, struct job *j, const json_value *a,
  * every run. */
 static void ask(struct sync_ctx *c, struct job *j, bool start)
 {
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.kind = start ? "sync" : "sync_status";
-	q.run = j->path ? j->path : j->ref;
-	if (start && c->force) {
-		q.has_force = true;
-		q.force = true;
-	}
+	struct cli_query cq;
+	cli_query_sync(&cq, j->path ? j->path : j->ref, start, c->force);
 	char *text = NULL;
 	size_t len = 0;
 	struct agent_error err;
-	int rv = agent_query(c->agent, &q, &text, &len, &err);
+	int rv = agent_query(c->agent, &cq.q, &text, &len, &err);
 	if (rv != 0) {
 		char what[600];
 		snprintf(what, sizeof what, "run %s", j->ref);
@@ -277,11 +272,10 @@ static int list_offline(struct sync_ctx *c, const char *entity, const char *proj
 		snprintf(filter, sizeof filter, "%s/%s", entity, project);
 	else if (project)
 		snprintf(filter, sizeof filter, "%s", project);
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.kind = "runs";
-	q.project = *filter ? filter : NULL;
+	struct cli_query cq;
+	cli_query_runs(&cq, *filter ? filter : NULL, NULL);
 	struct cli_reply r;
-	if (cli_query(c->agent, &q, "project", &r) != 0)
+	if (cli_query(c->agent, &cq.q, "project", &r) != 0)
 		return 1;
 	const json_value *runs = json_get(r.root, "runs");
 	for (size_t i = 0; json_is(runs, JSON_ARRAY) && i < runs->u.arr.n; i++) {

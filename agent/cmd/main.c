@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "paths.h"
+#include "queries.h"
 #include "sdnotify.h"
 #include "sessions.h"
 #include "state_dir.h"
@@ -57,46 +58,45 @@ struct args {
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-	        "Usage: trackd [options]\n"
-	        "\n"
-	        "The trackd agent: takes run records from training processes over a Unix\n"
-	        "socket and makes them durable in a transaction log.\n"
-	        "\n"
-	        "Options:\n"
-	        "  --config FILE     YAML configuration file (see the keys below)\n"
-	        "  --state-dir DIR   where the transaction log lives (overrides state_dir)\n"
-	        "  --listen URL      ipc:// URL of the socket (overrides listen)\n"
-	        "  --user            a private agent for the current user: per-user paths,\n"
-	        "                    a socket only this user may reach, one agent per user,\n"
-	        "                    exits after idle_exit with nothing to do (clients start\n"
-	        "                    it on their own when no agent answers)\n"
-	        "  --idle-exit SECS  with --user: idle time before exiting (seconds, or a\n"
-	        "                    duration such as 2m; 0 = never); overrides idle_exit\n"
-	        "  --check-config    validate the configuration, print it, and exit\n"
-	        "  --version         print the version and exit\n"
-	        "  --help            this text\n"
-	        "\n"
-	        "Clients find the agent through TRACKD_SOCKET (an NNG URL), else the\n"
-	        "machine's socket if an agent answers there, else the user's private agent,\n"
-	        "which they start (trackd --user) unless TRACKD_NO_AUTOSTART is set.\n"
-	        "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads.\n"
-	        "\n");
+	fprintf(out, "Usage: trackd [options]\n"
+	             "\n"
+	             "The trackd agent: takes run records from training processes over a Unix\n"
+	             "socket and makes them durable in a transaction log.\n"
+	             "\n"
+	             "Options:\n"
+	             "  --config FILE     YAML configuration file (see the keys below)\n"
+	             "  --state-dir DIR   where the transaction log lives (overrides state_dir)\n"
+	             "  --listen URL      ipc:// URL of the socket (overrides listen)\n"
+	             "  --user            a private agent for the current user: per-user paths,\n"
+	             "                    a socket only this user may reach, one agent per user,\n"
+	             "                    exits after idle_exit with nothing to do (clients start\n"
+	             "                    it on their own when no agent answers)\n"
+	             "  --idle-exit SECS  with --user: idle time before exiting (seconds, or a\n"
+	             "                    duration such as 2m; 0 = never); overrides idle_exit\n"
+	             "  --check-config    validate the configuration, print it, and exit\n"
+	             "  --version         print the version and exit\n"
+	             "  --help            this text\n"
+	             "\n"
+	             "Clients find the agent through TRACKD_SOCKET (an NNG URL), else the\n"
+	             "machine's socket if an agent answers there, else the user's private agent,\n"
+	             "which they start (trackd --user) unless TRACKD_NO_AUTOSTART is set.\n"
+	             "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads.\n"
+	             "\n");
 	config_print_reference(out);
 }
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"state-dir", required_argument, NULL, 's'},
-		{"listen", required_argument, NULL, 'l'},
-		{"check-config", no_argument, NULL, 'k'},
-		{"user", no_argument, NULL, 'u'},
-		{"idle-exit", required_argument, NULL, 'i'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"check-config", no_argument, NULL, 'k'},
+	    {"user", no_argument, NULL, 'u'},
+	    {"idle-exit", required_argument, NULL, 'i'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -109,9 +109,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case 'i': a->idle_exit = optarg; break;
 		case 'V': printf("trackd %s\n", TRACKD_VERSION); exit(0);
 		case 'h': usage(stdout); exit(0);
-		default:
-			fprintf(stderr, "trackd: try 'trackd --help'\n");
-			return -1;
+		default: fprintf(stderr, "trackd: try 'trackd --help'\n"); return -1;
 		}
 	}
 	if (optind < argc) {
@@ -145,7 +143,8 @@ static int load_config(const struct args *a, struct config *cfg, char *err, size
 		bool digits = a->idle_exit[0] >= '0' && a->idle_exit[0] <= '9' && *end == '\0';
 		if (digits ? secs > UINT64_MAX / 1000
 		           : config_parse_duration_ms(a->idle_exit, &cfg->idle_exit_ms) != 0) {
-			snprintf(err, errlen, "--idle-exit %s: expected seconds or a duration such as 2m",
+			snprintf(err, errlen,
+			         "--idle-exit %s: expected seconds or a duration such as 2m",
 			         a->idle_exit);
 			goto fail;
 		}
@@ -220,87 +219,14 @@ static int submit_records(void *arg, const uint8_t *records, size_t len)
 	return in ? ingest_submit(in, records, len) : TRACKD_EAGAIN;
 }
 
-/* A "run" answer, {"run":RUN}, gets the upload's side beside the run:
- * {"run":RUN,"upload":UPLOAD} with the wandb sink's view (its URLs once the
- * backend answered), or {"sink":"none","state":"disabled"} without one. The
- * local sink has already checked that the peer may see the run. */
-static int add_upload(wandb_sink *wandb, const char *ref, struct buf *json, char *err,
-                      size_t errlen)
-{
-	if (json->len < 2 || json->data[json->len - 1] != '}')
-		return 0;
-	const char *slash = strrchr(ref, '/');
-	size_t mark = --json->len;
-	int rv = buf_puts(json, ",\"upload\":");
-	if (!rv)
-		rv = wandb ? wandb_sink_run_upload(wandb, slash ? slash + 1 : ref, json)
-		           : buf_puts(json, "{\"sink\":\"none\",\"state\":\"disabled\"}");
-	if (!rv)
-		rv = buf_putc(json, '}');
-	if (rv) {
-		json->len = mark;
-		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
-		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
-	}
-	return 0;
-}
-
+/* Queries go through the one table in queries.c, with the stages running now. */
 static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t uid, bool admin,
-                        struct buf *json, char *err, size_t errlen)
+                        struct buf *json, Trackd__V1__QueryReply **typed, char *err, size_t errlen)
 {
 	struct agent *ag = arg;
-	local_sink *sink = atomic_load(&ag->sink);
-	if (!sink) {
-		snprintf(err, errlen, "the agent is starting; try again");
-		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
-	}
-	Trackd__V1__Query *q = trackd__v1__query__unpack(NULL, len, query);
-	if (!q) {
-		snprintf(err, errlen, "undecodable query");
-		return TRACKD__V1__ERROR_CODE__ERROR_MALFORMED;
-	}
-	int rv;
-	/* ---- wandb sink: its own query kinds ---- */
-	wandb_sink *wandb = atomic_load(&ag->wandb);
-	if (q->kind && (strcmp(q->kind, "wandb") == 0 || strcmp(q->kind, "retry") == 0)) {
-		if (wandb) {
-			rv = wandb_sink_query(wandb, q, uid, admin, json, err, errlen);
-		} else {
-			snprintf(err, errlen, "the wandb sink is not enabled (sinks.wandb.enabled)");
-			rv = TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
-		}
-		trackd__v1__query__free_unpacked(q, NULL);
-		return rv;
-	}
-	if (q->kind && (strcmp(q->kind, "sync") == 0 || strcmp(q->kind, "sync_status") == 0)) {
-		/* trackctl sync: the local store finds the run (and checks who asks),
-		 * the wandb sink uploads it. */
-		struct local_run_info info;
-		if (!wandb) {
-			snprintf(err, errlen,
-			         "no wandb sink is configured in this agent: trackctl sync uploads "
-			         "through it (set sinks.wandb in the agent's configuration)");
-			rv = TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
-		} else {
-			rv = local_sink_locate(sink, q->run ? q->run : "", uid, admin, &info, err,
-			                       errlen);
-			struct wandb_sync_target t = {.dir = info.dir,
-			                              .path = info.path,
-			                              .offline = info.offline,
-			                              .running = info.running,
-			                              .owner = info.owner};
-			if (rv == 0)
-				rv = wandb_sink_sync(wandb, q, &t, uid, admin, json, err, errlen);
-		}
-		trackd__v1__query__free_unpacked(q, NULL);
-		return rv;
-	}
-	/* ---- end wandb ---- */
-	rv = local_sink_query(sink, q, uid, admin, json, err, errlen);
-	if (rv == 0 && q->kind && strcmp(q->kind, "run") == 0 && q->run)
-		rv = add_upload(wandb, q->run, json, err, errlen);
-	trackd__v1__query__free_unpacked(q, NULL);
-	return rv;
+	const struct query_stages st = {.local = atomic_load(&ag->sink),
+	                                .wandb = atomic_load(&ag->wandb)};
+	return queries_answer(&st, query, len, uid, admin, json, typed, err, errlen);
 }
 
 /* Run owners remembered by ingest; older ones are asked of the run store. */
@@ -472,11 +398,12 @@ static void reload(const struct args *a, struct agent *ag, struct sdnotify *noti
 	char msg[256], err[1024];
 	struct timespec mono;
 	clock_gettime(CLOCK_MONOTONIC, &mono);
-	snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
-	         (unsigned long long)mono.tv_sec * 1000000ULL + (unsigned long long)mono.tv_nsec / 1000);
+	snprintf(
+	    msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
+	    (unsigned long long)mono.tv_sec * 1000000ULL + (unsigned long long)mono.tv_nsec / 1000);
 	sdnotify_send(notify, msg);
-	log_info("reload: re-reading %s", a->config_path ? a->config_path
-	                                                  : "the defaults (no --config file)");
+	log_info("reload: re-reading %s",
+	         a->config_path ? a->config_path : "the defaults (no --config file)");
 	struct config next;
 	if (load_config(a, &next, err, sizeof err) != 0) {
 		atomic_fetch_add(&ag->reloads_rejected, 1);
@@ -503,11 +430,13 @@ static void reload(const struct args *a, struct agent *ag, struct sdnotify *noti
 		wandb_options_of(&next, &wo);
 		if (wandb_sink_reconfigure(wandb, &wo, &key_changed, err, sizeof err) != 0) {
 			atomic_fetch_add(&ag->reloads_rejected, 1);
-			log_error("reload rejected: sinks.wandb: %s; the running configuration, and "
-			          "the API key in use, stay in force",
-			          err);
+			log_error(
+			    "reload rejected: sinks.wandb: %s; the running configuration, and "
+			    "the API key in use, stay in force",
+			    err);
 			config_fini(&next);
-			sdnotify_send(notify, "READY=1\nSTATUS=ready (reload rejected: see the log)");
+			sdnotify_send(notify,
+			              "READY=1\nSTATUS=ready (reload rejected: see the log)");
 			return;
 		}
 		const struct config_wandb *wc = &next.sinks.wandb;
@@ -551,7 +480,8 @@ static void client_disconnected(void *arg)
 static void *stop_deadline_main(void *arg)
 {
 	uint64_t ms = (uint64_t)(uintptr_t)arg;
-	struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+	                      .tv_nsec = (long)(ms % 1000) * 1000000};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
 	/* Everything acknowledged is already in the log: exiting now loses nothing
@@ -574,8 +504,7 @@ static void start_stop_deadline(uint64_t ms)
  * else the name of one that has not (and in *since_us how long ago it moved).
  * A slow upstream does not count: only the threads that take and store records
  * do. */
-static const char *stage_stalled(struct agent *ag, int64_t now, int64_t limit_us,
-                                 int64_t *since_us)
+static const char *stage_stalled(struct agent *ag, int64_t now, int64_t limit_us, int64_t *since_us)
 {
 	ingest *in = atomic_load(&ag->in);
 	local_sink *sink = atomic_load(&ag->sink);
@@ -640,9 +569,10 @@ static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *no
 				sdnotify_send(notify, msg);
 				stall_reported = false;
 			} else if (!stall_reported) {
-				log_error("a stage stopped moving (%s, %lld ms since its last loop): "
-				          "watchdog pings withheld so systemd restarts the agent",
-				          stalled, (long long)(since_us / 1000));
+				log_error(
+				    "a stage stopped moving (%s, %lld ms since its last loop): "
+				    "watchdog pings withheld so systemd restarts the agent",
+				    stalled, (long long)(since_us / 1000));
 				stall_reported = true;
 			}
 		}
@@ -650,11 +580,13 @@ static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *no
 			if (ingest_check_listener(atomic_load(&ag->in)) == 0) {
 				relisten_failures = 0;
 			} else if (++relisten_failures < RELISTEN_FAILURES_MAX) {
-				log_error("cannot listen anew; clients cannot connect (trying again)");
+				log_error(
+				    "cannot listen anew; clients cannot connect (trying again)");
 			} else {
-				log_error("cannot listen anew %d times in a row: stopping so that a "
-				          "fresh agent starts (systemd restarts it on failure)",
-				          relisten_failures);
+				log_error(
+				    "cannot listen anew %d times in a row: stopping so that a "
+				    "fresh agent starts (systemd restarts it on failure)",
+				    relisten_failures);
 				return 1;
 			}
 			next_listener_check = now + listener_check_us;
@@ -744,27 +676,29 @@ static int run(const struct args *a, struct config *cfg)
 		goto out;
 	}
 	struct txlog_options to = {
-		.dir = log_dir,
-		.fsync = fsync_policy(cfg->txlog.fsync),
-		.fsync_interval_ms = (uint32_t)cfg->txlog.fsync_interval_ms,
-		.segment_bytes = cfg->txlog.segment_bytes,
-		.max_bytes = cfg->txlog.max_bytes,
-		/* A stored LogEntry is the request's batch plus a small header. */
-		.max_record_bytes = (uint32_t)(cfg->limits.max_message_bytes + 64),
-		.on_record = ingest_recover_record,
-		.on_record_arg = &tables,
+	    .dir = log_dir,
+	    .fsync = fsync_policy(cfg->txlog.fsync),
+	    .fsync_interval_ms = (uint32_t)cfg->txlog.fsync_interval_ms,
+	    .segment_bytes = cfg->txlog.segment_bytes,
+	    .max_bytes = cfg->txlog.max_bytes,
+	    /* A stored LogEntry is the request's batch plus a small header. */
+	    .max_record_bytes = (uint32_t)(cfg->limits.max_message_bytes + 64),
+	    .on_record = ingest_recover_record,
+	    .on_record_arg = &tables,
 	};
 	if ((rv = txlog_open(&to, &log)) != 0) {
-		log_error("cannot open the transaction log in %s: %s", log_dir, trackd_strerror(rv));
+		log_error("cannot open the transaction log in %s: %s", log_dir,
+		          trackd_strerror(rv));
 		goto out;
 	}
 	struct txlog_stats ts;
 	txlog_stats(log, &ts);
-	log_info("log recovered: records %llu..%llu, %llu quarantined, %llu bytes of torn tail cut, "
-	         "%zu sessions",
-	         (unsigned long long)ts.first_index, (unsigned long long)ts.last_index,
-	         (unsigned long long)ts.records_quarantined, (unsigned long long)ts.bytes_truncated,
-	         sessions_count(sess));
+	log_info(
+	    "log recovered: records %llu..%llu, %llu quarantined, %llu bytes of torn tail cut, "
+	    "%zu sessions",
+	    (unsigned long long)ts.first_index, (unsigned long long)ts.last_index,
+	    (unsigned long long)ts.records_quarantined, (unsigned long long)ts.bytes_truncated,
+	    sessions_count(sess));
 
 	ag.state_dir = cfg->state_dir;
 	ag.log_max_bytes = cfg->txlog.max_bytes;
@@ -782,14 +716,15 @@ static int run(const struct args *a, struct config *cfg)
 		}
 	}
 	struct local_sink_options so = {
-		.state_dir = cfg->state_dir,
-		.log = log,
-		.max_record_bytes = to.max_record_bytes,
-		.submit = submit_records,
-		.submit_arg = &ag,
+	    .state_dir = cfg->state_dir,
+	    .log = log,
+	    .max_record_bytes = to.max_record_bytes,
+	    .submit = submit_records,
+	    .submit_arg = &ag,
 	};
 	if ((rv = local_sink_start(&so, &sink)) != 0) {
-		log_error("cannot start the local sink in %s: %s", cfg->state_dir, trackd_strerror(rv));
+		log_error("cannot start the local sink in %s: %s", cfg->state_dir,
+		          trackd_strerror(rv));
 		goto out;
 	}
 	atomic_store(&ag.sink, sink);
@@ -801,7 +736,8 @@ static int run(const struct args *a, struct config *cfg)
 		wandb_options_of(cfg, &wo);
 		wo.log = log;
 		if ((rv = wandb_sink_start(&wo, &wandb)) != 0) {
-			log_error("cannot start the wandb sink: %s (see above)", trackd_strerror(rv));
+			log_error("cannot start the wandb sink: %s (see above)",
+			          trackd_strerror(rv));
 			goto out;
 		}
 		atomic_store(&ag.wandb, wandb);
@@ -813,22 +749,22 @@ static int run(const struct args *a, struct config *cfg)
 	/* ---- end wandb ---- */
 
 	struct ingest_options io = {
-		.url = cfg->listen,
-		.socket_mode = cfg->socket_mode,
-		.contexts = (uint32_t)cfg->ingest_contexts,
-		.max_message_bytes = cfg->limits.max_message_bytes,
-		.limits = validate_limits_of(cfg),
-		.sync_before_ack = cfg->txlog.fsync == CONFIG_FSYNC_ALWAYS,
-		.version = TRACKD_VERSION,
-		.log = log,
-		.tables = &tables,
-		.group = cfg->access.group,
-		.admin_group = cfg->access.admin_group,
-		.query = answer_query,
-		.run_owner = run_owner,
-		.status = add_status,
-		.disconnected = client_disconnected,
-		.hook_arg = &ag,
+	    .url = cfg->listen,
+	    .socket_mode = cfg->socket_mode,
+	    .contexts = (uint32_t)cfg->ingest_contexts,
+	    .max_message_bytes = cfg->limits.max_message_bytes,
+	    .limits = validate_limits_of(cfg),
+	    .sync_before_ack = cfg->txlog.fsync == CONFIG_FSYNC_ALWAYS,
+	    .version = TRACKD_VERSION,
+	    .log = log,
+	    .tables = &tables,
+	    .group = cfg->access.group,
+	    .admin_group = cfg->access.admin_group,
+	    .query = answer_query,
+	    .run_owner = run_owner,
+	    .status = add_status,
+	    .disconnected = client_disconnected,
+	    .hook_arg = &ag,
 	};
 	if ((rv = ingest_start(&io, &in)) != 0) {
 		if (rv == TRACKD_EEXIST)

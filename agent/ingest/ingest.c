@@ -35,16 +35,16 @@ struct request_ctx {
 	nng_ctx ctx;
 	nng_aio *aio;
 	enum ctx_state state;
-	nng_msg *msg;              /* received request, owned while QUEUED */
-	nng_msg *reply;            /* built by the worker */
-	struct request_ctx *next;  /* worker queue link */
-	bool is_query;             /* answered by the query thread */
-	bool is_status;            /* …a plain status request, sent there directly */
-	uint32_t uid;              /* the requester, for queries */
+	nng_msg *msg;             /* received request, owned while QUEUED */
+	nng_msg *reply;           /* built by the worker */
+	struct request_ctx *next; /* worker queue link */
+	bool is_query;            /* answered by the query thread */
+	bool is_status;           /* …a plain status request, sent there directly */
+	uint32_t uid;             /* the requester, for queries */
 	bool admin;
 	/* Rollback information when an fsync fails after this batch was appended. */
 	bool appended;
-	bool synced_before_ack;    /* its ack waits for the group's fdatasync */
+	bool synced_before_ack; /* its ack waits for the group's fdatasync */
 	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
 	uint64_t prev_seq;
 	uint64_t seq;
@@ -90,7 +90,7 @@ struct ingest {
 	access_control *access;
 	uint8_t *entry_buf; /* LogEntry scratch, max_message_bytes + header room */
 	size_t entry_cap;
-	bool append_failing; /* worker only: the last client append failed (logged once) */
+	bool append_failing;  /* worker only: the last client append failed (logged once) */
 	bool sync_group_open; /* worker only: txlog_group_begin() called this round */
 
 	_Atomic int64_t heartbeat_us; /* the worker's last sign of life */
@@ -135,8 +135,7 @@ static void current_limits(struct ingest *in, uint64_t *max_message_bytes,
 	pthread_mutex_unlock(&in->limits_mu);
 }
 
-int ingest_set_limits(ingest *in, uint64_t max_message_bytes,
-                      const struct validate_limits *limits)
+int ingest_set_limits(ingest *in, uint64_t max_message_bytes, const struct validate_limits *limits)
 {
 	if (max_message_bytes > in->opts.max_message_bytes || max_message_bytes == 0)
 		return TRACKD_EINVAL;
@@ -216,7 +215,7 @@ static nng_msg *status_reply(struct ingest *in)
 	SET(batches_acked, is.batches_appended + is.batches_duplicate);
 	SET(batches_duplicate, is.batches_duplicate);
 	SET(requests_rejected, is.rejected_version + is.rejected_malformed + is.rejected_invalid +
-	                               is.rejected_too_large + is.rejected_permission);
+	                           is.rejected_too_large + is.rejected_permission);
 	SET(records_quarantined, ts.records_quarantined);
 	SET(log_bytes, ts.disk_bytes);
 	SET(last_index, ts.last_index);
@@ -239,9 +238,8 @@ static size_t put_key(uint8_t *p, uint32_t field, enum wire_type t)
 	return wire_put_varint(p, ((uint64_t)field << 3) | t);
 }
 
-size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid,
-                               int32_t pid, int64_t recv_time_us, const uint8_t *batch,
-                               size_t batch_len)
+size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid, int32_t pid,
+                               int64_t recv_time_us, const uint8_t *batch, size_t batch_len)
 {
 	uint8_t head[LOG_ENTRY_HEADER_MAX];
 	size_t n = 0;
@@ -326,15 +324,9 @@ static void count_rejection(struct ingest *in, int code)
 	case TRACKD__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION:
 		count(&in->rejected_version, 1);
 		break;
-	case TRACKD__V1__ERROR_CODE__ERROR_MALFORMED:
-		count(&in->rejected_malformed, 1);
-		break;
-	case TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE:
-		count(&in->rejected_too_large, 1);
-		break;
-	default:
-		count(&in->rejected_invalid, 1);
-		break;
+	case TRACKD__V1__ERROR_CODE__ERROR_MALFORMED: count(&in->rejected_malformed, 1); break;
+	case TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE: count(&in->rejected_too_large, 1); break;
+	default: count(&in->rejected_invalid, 1); break;
 	}
 }
 
@@ -386,8 +378,9 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	current_limits(in, &max_message_bytes, &limits);
 	if (len > max_message_bytes) {
 		char msg[160];
-		snprintf(msg, sizeof msg, "request is %zu bytes, limit %llu (limits.max_message_bytes)",
-		         len, (unsigned long long)max_message_bytes);
+		snprintf(msg, sizeof msg,
+		         "request is %zu bytes, limit %llu (limits.max_message_bytes)", len,
+		         (unsigned long long)max_message_bytes);
 		count(&in->rejected_too_large, 1);
 		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, msg, false);
 		return;
@@ -425,7 +418,8 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		count(&in->rejected_permission, 1);
 		log_warn("refused a request from uid %u (pid %d): not in group %s", uid, pid,
 		         in->opts.group);
-		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
+		rc->reply =
+		    error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
 		return;
 	}
 	rc->uid = uid;
@@ -442,8 +436,8 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 			         oc.run_id, oc.owner);
 			count(&in->rejected_permission, 1);
 			log_warn("refused a batch from uid %u (pid %d): %s", uid, pid, msg);
-			rc->reply =
-				error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
+			rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED,
+			                        msg, false);
 			return;
 		}
 	}
@@ -474,7 +468,8 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		in->append_failing = true;
 		bool retryable = rv != TRACKD_ETOOBIG;
 		char msg[160];
-		snprintf(msg, sizeof msg, "agent could not store the batch: %s", trackd_strerror(rv));
+		snprintf(msg, sizeof msg, "agent could not store the batch: %s",
+		         trackd_strerror(rv));
 		rc->reply = error_reply(retryable ? TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE
 		                                  : TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 		                        msg, retryable);
@@ -562,9 +557,9 @@ static void append_internal(struct ingest *in, const struct internal_batch *ib)
 	}
 	memcpy(batch, head, n);
 	memcpy(batch + n, ib->records, ib->len);
-	size_t len = ingest_encode_log_entry(in->entry_buf, in->entry_cap, (uint32_t)geteuid(),
-	                                     (uint32_t)getegid(), 0, clock_wall_us(), batch,
-	                                     n + ib->len);
+	size_t len =
+	    ingest_encode_log_entry(in->entry_buf, in->entry_cap, (uint32_t)geteuid(),
+	                            (uint32_t)getegid(), 0, clock_wall_us(), batch, n + ib->len);
 	free(batch);
 	int rv = len ? txlog_append(in->opts.log, in->entry_buf, len, NULL) : TRACKD_ETOOBIG;
 	if (rv != 0) {
@@ -578,8 +573,8 @@ static void append_internal(struct ingest *in, const struct internal_batch *ib)
 
 /* Appends rc to a queue (the worker's or the query thread's) and wakes the
  * thread that serves it. in->mu held. */
-static void enqueue_locked(struct request_ctx **head, struct request_ctx **tail,
-                           pthread_cond_t *cv, struct request_ctx *rc)
+static void enqueue_locked(struct request_ctx **head, struct request_ctx **tail, pthread_cond_t *cv,
+                           struct request_ctx *rc)
 {
 	rc->next = NULL;
 	if (*tail)
@@ -634,16 +629,17 @@ static void process_group(struct ingest *in, struct request_ctx *group,
 			if (rc->appended && rc->synced_before_ack)
 				stack[n++] = rc;
 		while (n--)
-			sessions_restore(in->opts.tables->sessions, stack[n]->session_id, stack[n]->prev_seq);
+			sessions_restore(in->opts.tables->sessions, stack[n]->session_id,
+			                 stack[n]->prev_seq);
 	}
 	for (struct request_ctx *rc = group; rc; rc = rc->next) {
 		if (!rc->appended)
 			continue;
 		if (sync_rc != 0 && rc->synced_before_ack) {
 			count(&in->append_failures, 1);
-			rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-			                        "agent could not make the batch durable (fsync failed)",
-			                        true);
+			rc->reply = error_reply(
+			    TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE,
+			    "agent could not make the batch durable (fsync failed)", true);
 		} else {
 			count(&in->batches_appended, 1);
 			count(&in->records_appended, rc->records);
@@ -715,18 +711,23 @@ static void answer_query(struct ingest *in, struct request_ctx *rc)
 	}
 	struct buf json;
 	buf_init(&json, max_message_bytes * 4);
+	Trackd__V1__QueryReply *typed = NULL;
 	int code = in->opts.query(in->opts.hook_arg, req.query, req.query_len, rc->uid, rc->admin,
-	                          &json, err, sizeof err);
+	                          &json, &typed, err, sizeof err);
 	if (code != 0) {
 		rc->reply = error_reply(code, err, false);
 	} else {
-		Trackd__V1__QueryReply qr = TRACKD__V1__QUERY_REPLY__INIT;
-		qr.json = json.data ? json.data : "";
+		Trackd__V1__QueryReply plain = TRACKD__V1__QUERY_REPLY__INIT;
+		Trackd__V1__QueryReply *qr = typed ? typed : &plain;
+		qr->json = json.data ? json.data : ""; /* borrowed for the packing */
 		Trackd__V1__Reply reply = TRACKD__V1__REPLY__INIT;
 		reply.body_case = TRACKD__V1__REPLY__BODY_QUERY;
-		reply.query = &qr;
+		reply.query = qr;
 		rc->reply = pack_reply(&reply);
+		qr->json = NULL;
 	}
+	if (typed)
+		trackd__v1__query_reply__free_unpacked(typed, NULL);
 	buf_fini(&json);
 }
 

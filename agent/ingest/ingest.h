@@ -56,13 +56,13 @@ struct ingest_tables {
 #define INGEST_MAX_CONTEXTS 256
 
 struct ingest_options {
-	const char *url;              /* ipc://… ; the socket's directory is created */
-	uint32_t socket_mode;         /* permissions of the socket file */
-	uint32_t contexts;            /* requests handled concurrently */
+	const char *url;      /* ipc://… ; the socket's directory is created */
+	uint32_t socket_mode; /* permissions of the socket file */
+	uint32_t contexts;    /* requests handled concurrently */
 	uint64_t max_message_bytes;
 	struct validate_limits limits;
 	bool sync_before_ack;
-	const char *version;          /* reported by status queries */
+	const char *version; /* reported by status queries */
 	txlog *log;
 	struct ingest_tables *tables;
 
@@ -74,13 +74,16 @@ struct ingest_options {
 	const char *admin_group;
 
 	/* Optional hooks. `query` answers a Query (its wire bytes) with JSON in
-	 * `json`, returning 0 or a TRACKD__V1__ERROR_CODE__* with a message; it runs
+	 * `json` and, where the answer has a typed form, *typed: a QueryReply of
+	 * the default allocator (malloc'd throughout, `json` unset) that ingest
+	 * packs and frees with free_unpacked, even on failure. It returns 0 or a
+	 * TRACKD__V1__ERROR_CODE__* with a message; it runs
 	 * on ingest's query thread, never on the worker, so slow reads do not delay
 	 * acknowledgements. `status` adds fields to status replies. `disconnected`
 	 * is told that a client connection closed; it runs on an NNG thread and must
 	 * only hand off. */
 	int (*query)(void *arg, const uint8_t *query, size_t len, uint32_t uid, bool admin,
-	             struct buf *json, char *err, size_t errlen);
+	             struct buf *json, Trackd__V1__QueryReply **typed, char *err, size_t errlen);
 	/* The owner of a run the ingest has not seen since start (asks the run store);
 	 * 0 and *uid, or TRACKD_ENOENT for a new run. Runs on the worker thread. */
 	int (*run_owner)(void *arg, const char *run_id, uint32_t *uid);
@@ -93,7 +96,7 @@ struct ingest_stats {
 	uint64_t requests;
 	uint64_t batches_appended;
 	uint64_t batches_duplicate;
-	uint64_t records_appended;     /* client records inside appended batches */
+	uint64_t records_appended; /* client records inside appended batches */
 	uint64_t rejected_version;
 	uint64_t rejected_malformed;
 	uint64_t rejected_invalid;
@@ -103,7 +106,7 @@ struct ingest_stats {
 	uint64_t clients_connected;    /* now; the agent's own listener probes excluded */
 	uint64_t listener_restarts;    /* see ingest_check_listener */
 	uint64_t queries;
-	uint64_t internal_batches;     /* appended by the agent itself */
+	uint64_t internal_batches; /* appended by the agent itself */
 };
 
 /* Binds the socket and starts serving. Errors: TRACKD_EEXIST when another
@@ -147,15 +150,13 @@ void ingest_get_stats(ingest *in, struct ingest_stats *out);
  * were sized for it): TRACKD_EINVAL, nothing changed. Lowering it makes requests
  * between the new limit and twice the old one get ERROR_TOO_LARGE replies.
  * Safe from any thread. */
-int ingest_set_limits(ingest *in, uint64_t max_message_bytes,
-                      const struct validate_limits *limits);
+int ingest_set_limits(ingest *in, uint64_t max_message_bytes, const struct validate_limits *limits);
 
 /* Builds the LogEntry bytes stored for one batch: the peer's identity and the
  * receive time, then the client's Batch bytes verbatim as field 5. Returns the
  * length, or 0 if `cap` is too small. Exposed for tests. */
-size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid,
-                               int32_t pid, int64_t recv_time_us, const uint8_t *batch,
-                               size_t batch_len);
+size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid, int32_t pid,
+                               int64_t recv_time_us, const uint8_t *batch, size_t batch_len);
 
 /* Rebuilds the tables from one stored LogEntry (txlog on_record callback: `arg`
  * is a struct ingest_tables). Never fails on bad data: it skips it. */

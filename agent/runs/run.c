@@ -579,14 +579,14 @@ int run_apply(struct run *r, const Trackd__V1__Record *rec, const struct record_
 static int json_field_str(struct buf *b, const char *key, const char *value)
 {
 	int rv = buf_printf(b, ",\"%s\":", key);
-	return rv ? rv : json_put_string(b, value ? value : "");
+	return rv ? rv : json_write_string(b, value ? value : "");
 }
 
 int run_to_json(const struct run *r, const char *dir, bool with_values, struct buf *b)
 {
 	int rv = buf_puts(b, "{\"id\":");
 	if (!rv)
-		rv = json_put_string(b, r->id);
+		rv = json_write_string(b, r->id);
 	if (!rv)
 		rv = json_field_str(b, "entity", r->entity);
 	if (!rv)
@@ -596,7 +596,7 @@ int run_to_json(const struct run *r, const char *dir, bool with_values, struct b
 		char path[1024];
 		snprintf(path, sizeof path, "%s/%s/%s", r->entity, r->project, r->id);
 		if (!rv)
-			rv = json_put_string(b, path);
+			rv = json_write_string(b, path);
 	}
 	if (!rv)
 		rv = json_field_str(b, "display_name", r->display_name);
@@ -605,12 +605,12 @@ int run_to_json(const struct run *r, const char *dir, bool with_values, struct b
 	if (!rv)
 		rv = buf_puts(b, ",\"start_time\":");
 	if (!rv)
-		rv = json_put_double(b, (double)r->start_time_us / 1e6);
+		rv = json_write_double(b, (double)r->start_time_us / 1e6);
 	if (!rv)
 		rv = buf_puts(b, ",\"end_time\":");
 	if (!rv)
 		rv = r->state == RUN_RUNNING ? buf_puts(b, "null")
-		                             : json_put_double(b, (double)r->end_time_us / 1e6);
+		                             : json_write_double(b, (double)r->end_time_us / 1e6);
 	if (!rv)
 		rv = r->has_exit_code && r->state != RUN_RUNNING
 		         ? buf_printf(b, ",\"exit_code\":%d", r->exit_code)
@@ -631,7 +631,7 @@ int run_to_json(const struct run *r, const char *dir, bool with_values, struct b
 		if (i)
 			rv = buf_putc(b, ',');
 		if (!rv)
-			rv = json_put_string(b, r->tags[i]);
+			rv = json_write_string(b, r->tags[i]);
 	}
 	if (!rv)
 		rv = buf_putc(b, ']');

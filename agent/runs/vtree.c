@@ -249,61 +249,13 @@ int vmap_update(struct vmap *dst, const struct vmap *src)
 
 /* ---- JSON ----------------------------------------------------------------- */
 
-int json_put_string(struct buf *out, const char *s)
-{
-	int rv = buf_putc(out, '"');
-	for (const unsigned char *p = (const unsigned char *)s; rv == 0 && *p; p++) {
-		/* Characters that need no escape go in one append per run of them. */
-		const unsigned char *plain = p;
-		while (*p >= 0x20 && *p != '"' && *p != '\\')
-			p++;
-		if (p > plain)
-			rv = buf_append(out, plain, (size_t)(p - plain));
-		if (rv != 0 || !*p)
-			break;
-		switch (*p) {
-		case '"': rv = buf_puts(out, "\\\""); break;
-		case '\\': rv = buf_puts(out, "\\\\"); break;
-		case '\n': rv = buf_puts(out, "\\n"); break;
-		case '\r': rv = buf_puts(out, "\\r"); break;
-		case '\t': rv = buf_puts(out, "\\t"); break;
-		default: rv = *p < 0x20 ? buf_printf(out, "\\u%04x", *p) : buf_putc(out, (char)*p);
-		}
-	}
-	return rv ? rv : buf_putc(out, '"');
-}
-
-/* The shortest %g form of a finite d that reads back to the same double. */
-static void shortest_double(char tmp[32], double d)
-{
-	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(tmp, 32, "%.*g", prec, d);
-		if (strtod(tmp, NULL) == d)
-			break;
-	}
-}
-
-int json_put_double(struct buf *out, double d)
-{
-	if (isnan(d))
-		return buf_puts(out, "NaN");
-	if (isinf(d))
-		return buf_puts(out, d > 0 ? "Infinity" : "-Infinity");
-	char tmp[32];
-	shortest_double(tmp, d);
-	/* Keep it a JSON float so readers do not turn 1.0 into an int. */
-	if (!strpbrk(tmp, ".eEn"))
-		strcat(tmp, ".0");
-	return buf_puts(out, tmp);
-}
-
 int vvalue_to_json(const struct vvalue *v, struct buf *out)
 {
 	switch (v->kind) {
-	case V_DOUBLE: return json_put_double(out, v->u.d);
-	case V_INT: return buf_printf(out, "%" PRId64, v->u.i);
+	case V_DOUBLE: return json_write_double(out, v->u.d);
+	case V_INT: return json_write_int(out, v->u.i);
 	case V_BOOL: return buf_puts(out, v->u.b ? "true" : "false");
-	case V_STRING: return json_put_string(out, v->u.s);
+	case V_STRING: return json_write_string(out, v->u.s);
 	case V_MAP: return vmap_to_json(v->u.m, out);
 	case V_NULL: return buf_puts(out, "null");
 	case V_LIST: {
@@ -327,7 +279,7 @@ int vmap_to_json(const struct vmap *m, struct buf *out)
 		if (i)
 			rv = buf_putc(out, ',');
 		if (rv == 0)
-			rv = json_put_string(out, m->items[i].key);
+			rv = json_write_string(out, m->items[i].key);
 		if (rv == 0)
 			rv = buf_putc(out, ':');
 		if (rv == 0)
@@ -448,7 +400,7 @@ static int yaml_scalar(struct buf *out, const struct vvalue *v)
 	/* YAML 1.1 (PyYAML, so W&B) reads a float only with a '.': 1e-08 would
 	 * come back a string, 3 an int. Written as PyYAML does: 1.0e-08, 3.0. */
 	char tmp[40];
-	shortest_double(tmp, v->u.d);
+	json_shortest_double(tmp, v->u.d);
 	if (!strchr(tmp, '.')) {
 		char *e = strchr(tmp, 'e');
 		size_t at = e ? (size_t)(e - tmp) : strlen(tmp);

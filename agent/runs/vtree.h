@@ -15,6 +15,7 @@
 #define TRACKD_RUNS_VTREE_H
 
 #include "buf.h"
+#include "json_write.h" /* vtree's JSON, and its users' own strings, are written by it */
 
 #include "trackd/v1/trackd.pb-c.h"
 
@@ -73,8 +74,6 @@ int vmap_update(struct vmap *dst, const struct vmap *src);
 /* {"k":v,...} */
 int vmap_to_json(const struct vmap *m, struct buf *out);
 int vvalue_to_json(const struct vvalue *v, struct buf *out);
-int json_put_string(struct buf *out, const char *s);
-int json_put_double(struct buf *out, double d);
 /* W&B's config.yaml: "wandb_version: 1" then `key:\n  desc: null\n  value: …`;
  * lists as YAML block sequences (`- item`), as PyYAML's safe_dump writes them. */
 int vmap_to_config_yaml(const struct vmap *m, struct buf *out);

@@ -270,7 +270,7 @@ struct td_run {
 	/* What the agent told (td_limits_learn, any thread); read with
 	 * td_limits_load, also without mu: validation runs unlocked. */
 	_Atomic uint64_t limits[TD_N_LIMITS];
-	uint32_t unreachable; /* consecutive attempts that found no connection */
+	uint32_t unreachable;     /* consecutive attempts that found no connection */
 	int32_t reply_timeout_ms; /* the sender's current wait (TD_REPLY_TIMEOUT_MAX_MS) */
 	pthread_t sender;
 	bool sender_started;
@@ -454,12 +454,8 @@ int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_m
 int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **json_out);
 /* td_init's resume rules (see trackd.h); may set run->known_dir. */
 int td_check_resume(struct td_run *run, bool explicit_id);
-/* The value of "key" in the object at "outer" of a JSON document, if it is a
- * string: malloc'd, unescaped; NULL otherwise. */
-char *td_json_lookup_string(const char *json, const char *outer, const char *key);
-
-/* What the agent says of the run's upload to W&B (one "run" query: its
- * "upload" object, see the agent's main.c). Every field is malloc'd, or NULL
+/* What the agent says of the run's upload to W&B (one run query: the typed
+ * UploadInfo of its RunReply, from agent/cmd/queries.c). Every field is malloc'd, or NULL
  * when absent: run_url and project_url are NULL until the backend answered. */
 struct td_upload {
 	char *state; /* "disabled", "pending", "uploading", "parked", "done", … */
@@ -482,7 +478,6 @@ struct td_str {
 void td_str_put(struct td_str *s, const char *p, size_t n);
 void td_str_puts(struct td_str *s, const char *p);
 void td_str_printf(struct td_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void td_str_json(struct td_str *s, const char *text); /* a JSON string literal */
 /* snprintf-style copy of text into buf; returns its length (or -ENOMEM style
  * TD_ERR_NOMEM if the string failed). */
 int td_str_copy_out(const struct td_str *s, char *buf, size_t len);

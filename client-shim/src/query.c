@@ -1,7 +1,8 @@
 /*
  * query.c — the cold paths that talk to the agent synchronously: queries of the
- * run store (td_query_agent, the resume check in td_init, the run's directory),
- * the agent's status, and the small JSON helpers they need.
+ * run store (td_query_agent, the resume check in td_init, the run's directory), * the agent's
+ * status. The library reads typed replies only: the JSON of td_query_agent and td_status_agent is
+ * written for its callers, never parsed.
  *
  * Each call opens its own REQ socket, dials synchronously (an ipc:// dial to a
  * socket nobody listens on fails at once), sends one request and waits for one
@@ -22,6 +23,7 @@
 
 #include "autostart.h"
 #include "internal.h"
+#include "json_write.h"
 
 /* ---- strings ------------------------------------------------------------- */
 
@@ -79,24 +81,16 @@ void td_str_printf(struct td_str *s, const char *fmt, ...)
 	free(big);
 }
 
-void td_str_json(struct td_str *s, const char *text)
+/* A JSON string literal, by the project's one writer. */
+static void str_json(struct td_str *s, const char *text)
 {
-	td_str_put(s, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)(text ? text : ""); *p; p++) {
-		switch (*p) {
-		case '"': td_str_put(s, "\\\"", 2); break;
-		case '\\': td_str_put(s, "\\\\", 2); break;
-		case '\n': td_str_put(s, "\\n", 2); break;
-		case '\r': td_str_put(s, "\\r", 2); break;
-		case '\t': td_str_put(s, "\\t", 2); break;
-		default:
-			if (*p < 0x20)
-				td_str_printf(s, "\\u%04x", *p);
-			else
-				td_str_put(s, (const char *)p, 1);
-		}
-	}
-	td_str_put(s, "\"", 1);
+	struct buf b;
+	buf_init(&b, JSON_TEXT_MAX);
+	if (json_write_string(&b, text) != 0)
+		s->failed = true;
+	else
+		td_str_put(s, b.data, b.len);
+	buf_fini(&b);
 }
 
 int td_str_copy_out(const struct td_str *s, char *buf, size_t len)
@@ -112,223 +106,6 @@ int td_str_copy_out(const struct td_str *s, char *buf, size_t len)
 		buf[n] = '\0';
 	}
 	return (int)s->len;
-}
-
-/* ---- a minimal JSON reader ------------------------------------------------ */
-
-/* Only what td_init and td_run_dir need from the agent's answers: one string
- * member of one object member of the top-level object. The reader skips
- * everything else structurally (so a "dir" key inside a config value is never
- * mistaken for the run's), bounded in depth, and gives up on anything odd. */
-#define JSON_MAX_DEPTH 64
-
-static const char *json_ws(const char *p)
-{
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	return p;
-}
-
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static void put_utf8(struct td_str *s, unsigned cp)
-{
-	char b[4];
-	size_t n;
-
-	if (cp < 0x80) {
-		b[0] = (char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		b[0] = (char)(0xc0 | (cp >> 6));
-		b[1] = (char)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else if (cp < 0x10000) {
-		b[0] = (char)(0xe0 | (cp >> 12));
-		b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		b[2] = (char)(0x80 | (cp & 0x3f));
-		n = 3;
-	} else {
-		b[0] = (char)(0xf0 | (cp >> 18));
-		b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		b[3] = (char)(0x80 | (cp & 0x3f));
-		n = 4;
-	}
-	td_str_put(s, b, n);
-}
-
-/* Parses the string at p (at the opening quote) into out (if not NULL);
- * returns the position after it, or NULL. */
-static const char *json_string(const char *p, struct td_str *out)
-{
-	if (*p++ != '"')
-		return NULL;
-	while (*p != '"') {
-		if (*p == '\0')
-			return NULL;
-		if (*p != '\\') {
-			const char *start = p;
-			while (*p && *p != '"' && *p != '\\')
-				p++;
-			if (out)
-				td_str_put(out, start, (size_t)(p - start));
-			continue;
-		}
-		p++;
-		char c = *p++;
-		switch (c) {
-		case '"':
-		case '\\':
-		case '/':
-			if (out)
-				td_str_put(out, &c, 1);
-			break;
-		case 'b': c = '\b'; goto one;
-		case 'f': c = '\f'; goto one;
-		case 'n': c = '\n'; goto one;
-		case 'r': c = '\r'; goto one;
-		case 't':
-			c = '\t';
-		one:
-			if (out)
-				td_str_put(out, &c, 1);
-			break;
-		case 'u': {
-			unsigned cp = 0;
-			for (int i = 0; i < 4; i++) {
-				int d = hex_digit(*p++);
-				if (d < 0)
-					return NULL;
-				cp = cp << 4 | (unsigned)d;
-			}
-			/* A surrogate pair makes one code point; a lone half is
-			 * replaced, as invalid UTF-8 would be. */
-			if (cp >= 0xd800 && cp <= 0xdbff && p[0] == '\\' && p[1] == 'u') {
-				unsigned lo = 0;
-				int ok = 1;
-				for (int i = 0; i < 4; i++) {
-					int d = hex_digit(p[2 + i]);
-					if (d < 0) {
-						ok = 0;
-						break;
-					}
-					lo = lo << 4 | (unsigned)d;
-				}
-				if (ok && lo >= 0xdc00 && lo <= 0xdfff) {
-					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-					p += 6;
-				}
-			}
-			if (cp >= 0xd800 && cp <= 0xdfff)
-				cp = 0xfffd;
-			if (out)
-				put_utf8(out, cp);
-			break;
-		}
-		default: return NULL;
-		}
-	}
-	return p + 1;
-}
-
-static const char *json_skip(const char *p, int depth);
-
-static const char *json_skip_container(const char *p, int depth, char close)
-{
-	p = json_ws(p + 1);
-	if (*p == close)
-		return p + 1;
-	for (;;) {
-		if (close == '}') {
-			if ((p = json_string(p, NULL)) == NULL)
-				return NULL;
-			p = json_ws(p);
-			if (*p++ != ':')
-				return NULL;
-		}
-		if ((p = json_skip(json_ws(p), depth + 1)) == NULL)
-			return NULL;
-		p = json_ws(p);
-		if (*p == ',') {
-			p = json_ws(p + 1);
-			continue;
-		}
-		return *p == close ? p + 1 : NULL;
-	}
-}
-
-static const char *json_skip(const char *p, int depth)
-{
-	if (depth > JSON_MAX_DEPTH)
-		return NULL;
-	switch (*p) {
-	case '{': return json_skip_container(p, depth, '}');
-	case '[': return json_skip_container(p, depth, ']');
-	case '"': return json_string(p, NULL);
-	default:
-		/* Numbers, true/false/null and the bare NaN/Infinity W&B allows. */
-		if (*p == '\0' || strchr(",}]", *p))
-			return NULL;
-		while (*p && !strchr(",}] \t\r\n", *p))
-			p++;
-		return p;
-	}
-}
-
-/* Finds member `key` of the object at p; returns its value's position. */
-static const char *json_member(const char *p, const char *key)
-{
-	p = json_ws(p);
-	if (*p != '{')
-		return NULL;
-	p = json_ws(p + 1);
-	if (*p == '}')
-		return NULL;
-	for (;;) {
-		struct td_str k = {0};
-		p = json_string(p, &k);
-		bool match = p && !k.failed && k.p && strcmp(k.p, key) == 0;
-		free(k.p);
-		if (p == NULL)
-			return NULL;
-		p = json_ws(p);
-		if (*p++ != ':')
-			return NULL;
-		p = json_ws(p);
-		if (match)
-			return p;
-		if ((p = json_skip(p, 1)) == NULL)
-			return NULL;
-		p = json_ws(p);
-		if (*p != ',')
-			return NULL;
-		p = json_ws(p + 1);
-	}
-}
-
-char *td_json_lookup_string(const char *json, const char *outer, const char *key)
-{
-	const char *p = json ? json_member(json, outer) : NULL;
-
-	if (p == NULL || (p = json_member(p, key)) == NULL || *p != '"')
-		return NULL;
-	struct td_str v = {0};
-	td_str_put(&v, "", 0);
-	if (json_string(p, &v) == NULL || v.failed) {
-		free(v.p);
-		return NULL;
-	}
-	return v.p;
 }
 
 /* ---- requests ------------------------------------------------------------- */
@@ -426,8 +203,8 @@ int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **js
 	if (json_out == NULL)
 		return td_fail(TD_ERR_INVALID, "td_query_agent: json_out is NULL");
 	*json_out = NULL;
-	if (q == NULL || q->kind == NULL || q->kind[0] == '\0')
-		return td_fail(TD_ERR_INVALID, "td_query_agent: no query kind");
+	if (q == NULL)
+		return td_fail(TD_ERR_INVALID, "td_query_agent: no query");
 	if (q->n_keys > 0 && q->keys == NULL)
 		return td_fail(TD_ERR_INVALID, "td_query_agent: NULL keys with n_keys %zu",
 		               q->n_keys);
@@ -435,22 +212,51 @@ int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **js
 		timeout_ms = TD_DEFAULT_QUERY_TIMEOUT_MS;
 
 	/* protobuf-c wants char *; it only reads these. */
-	query.kind = (char *)q->kind;
-	query.run = (char *)q->run;
-	query.project = (char *)q->project;
-	query.state = (char *)q->state;
-	query.n_keys = q->n_keys;
-	query.keys = (char **)q->keys;
-	query.has_from_line = q->from_line != 0;
-	query.from_line = q->from_line;
-	query.has_max_lines = q->max_lines != 0;
-	query.max_lines = q->max_lines;
-	query.name = (char *)q->name;
+	Trackd__V1__RunsRequest runs = TRACKD__V1__RUNS_REQUEST__INIT;
+	Trackd__V1__RunRequest one = TRACKD__V1__RUN_REQUEST__INIT;
+	Trackd__V1__HistoryRequest history = TRACKD__V1__HISTORY_REQUEST__INIT;
+	Trackd__V1__RenameRequest rename = TRACKD__V1__RENAME_REQUEST__INIT;
+	switch (q->kind) {
+	case TD_QUERY_RUNS:
+		runs.project = (char *)q->project;
+		runs.state = (char *)q->state;
+		runs.has_offset = q->offset != 0;
+		runs.offset = q->offset;
+		runs.has_limit = q->limit != 0;
+		runs.limit = q->limit;
+		query.request_case = TRACKD__V1__QUERY__REQUEST_RUNS;
+		query.runs = &runs;
+		break;
+	case TD_QUERY_RUN:
+		one.run = (char *)q->run;
+		query.request_case = TRACKD__V1__QUERY__REQUEST_RUN;
+		query.run = &one;
+		break;
+	case TD_QUERY_HISTORY:
+		history.run = (char *)q->run;
+		history.n_keys = q->n_keys;
+		history.keys = (char **)q->keys;
+		history.has_from_line = q->from_line != 0;
+		history.from_line = q->from_line;
+		history.has_max_lines = q->max_lines != 0;
+		history.max_lines = q->max_lines;
+		query.request_case = TRACKD__V1__QUERY__REQUEST_HISTORY;
+		query.history = &history;
+		break;
+	case TD_QUERY_RENAME:
+		rename.run = (char *)q->run;
+		rename.name = (char *)q->name;
+		query.request_case = TRACKD__V1__QUERY__REQUEST_RENAME;
+		query.rename = &rename;
+		break;
+	default:
+		return td_fail(TD_ERR_INVALID, "td_query_agent: unknown query kind %d",
+		               (int)q->kind);
+	}
 	req.has_protocol_version = true;
 	req.protocol_version = TRACKD_PROTOCOL_VERSION;
 	req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
 	req.query = &query;
-
 	if ((rc = td_agent_call(url, &req, timeout_ms, &reply)) != TD_OK)
 		return rc;
 	if (reply->body_case == TRACKD__V1__REPLY__BODY_QUERY) {
@@ -462,6 +268,44 @@ int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **js
 	}
 	trackd__v1__reply__free_unpacked(reply, NULL);
 	return rc;
+}
+
+/* The typed answer to a run query: *reply (free with free_unpacked) holds
+ * query->run with the run's identity (its run) and upload. */
+static int run_query(const char *url, const char *path, int timeout_ms, Trackd__V1__Reply **reply)
+{
+	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
+	Trackd__V1__Query query = TRACKD__V1__QUERY__INIT;
+	Trackd__V1__RunRequest one = TRACKD__V1__RUN_REQUEST__INIT;
+	int rc;
+
+	one.run = (char *)path;
+	query.request_case = TRACKD__V1__QUERY__REQUEST_RUN;
+	query.run = &one;
+	req.has_protocol_version = true;
+	req.protocol_version = TRACKD_PROTOCOL_VERSION;
+	req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
+	req.query = &query;
+	if ((rc = td_agent_call(url, &req, timeout_ms, reply)) != TD_OK)
+		return rc;
+	const Trackd__V1__Reply *r = *reply;
+	if (r->body_case == TRACKD__V1__REPLY__BODY_QUERY &&
+	    r->query->reply_case == TRACKD__V1__QUERY_REPLY__REPLY_RUN && r->query->run->run)
+		return TD_OK;
+	rc = r->body_case == TRACKD__V1__REPLY__BODY_QUERY
+	         ? td_fail(TD_ERR_REJECTED,
+	                   "run query: the agent at %s answers without a typed run", url)
+	         : agent_error("query", r);
+	trackd__v1__reply__free_unpacked(*reply, NULL);
+	*reply = NULL;
+	return rc;
+}
+
+/* A copy of a typed reply's string: NULL when absent or empty (or without
+ * memory). */
+static char *copy_nonempty(const char *s)
+{
+	return s && *s ? strdup(s) : NULL;
 }
 
 int td_query_agent(const char *socket_url, const td_query *q, int timeout_ms, char **json_out)
@@ -496,7 +340,7 @@ static void status_json(const Trackd__V1__StatusReply *st, struct td_str *out)
 			if (sv == NULL)
 				continue;
 			td_str_printf(out, "%s\"%s\":", first ? "" : ",", f->name);
-			td_str_json(out, sv);
+			str_json(out, sv);
 			first = false;
 			continue;
 		}
@@ -591,20 +435,19 @@ static void run_path(const struct td_run *run, char *buf, size_t len)
 int td_check_resume(struct td_run *run, bool explicit_id)
 {
 	char path[3 * 256];
-	char *json = NULL;
+	Trackd__V1__Reply *reply = NULL;
 	int rc;
 
 	if (run->resume == TD_RESUME_ALLOW || (run->resume == TD_RESUME_NEVER && !explicit_id))
 		return TD_OK;
 	run_path(run, path, sizeof(path));
-	td_query q = {.kind = "run", .run = path};
-	rc = td_agent_query(run->url, &q, TD_INIT_QUERY_TIMEOUT_MS, &json);
+	rc = run_query(run->url, path, TD_INIT_QUERY_TIMEOUT_MS, &reply);
 	if (run->resume == TD_RESUME_MUST) {
 		switch (rc) {
 		case TD_OK:
 			/* The run's directory carries its first start time, not ours. */
-			run->known_dir = td_json_lookup_string(json, "run", "dir");
-			free(json);
+			run->known_dir = copy_nonempty(reply->query->run->run->dir);
+			trackd__v1__reply__free_unpacked(reply, NULL);
 			return TD_OK;
 		case TD_ERR_NOT_FOUND:
 			return td_fail(TD_ERR_INVALID,
@@ -625,7 +468,8 @@ int td_check_resume(struct td_run *run, bool explicit_id)
 	}
 	/* Never: only a positive answer stops the run; without an agent (or a
 	 * run store) the agent itself decides later. */
-	free(json);
+	if (reply)
+		trackd__v1__reply__free_unpacked(reply, NULL);
 	if (rc == TD_OK)
 		return td_fail(TD_ERR_INVALID,
 		               "td_init: run %s already exists (resume is never; use allow or "
@@ -674,14 +518,13 @@ static int state_dir(struct td_run *run, char **out)
 static char *asked_dir(struct td_run *run)
 {
 	char path[3 * 256];
-	char *json = NULL;
+	Trackd__V1__Reply *reply;
 
 	run_path(run, path, sizeof(path));
-	td_query q = {.kind = "run", .run = path};
-	if (td_agent_query(run->url, &q, TD_DIR_QUERY_TIMEOUT_MS, &json) != TD_OK)
+	if (run_query(run->url, path, TD_DIR_QUERY_TIMEOUT_MS, &reply) != TD_OK)
 		return NULL;
-	char *dir = td_json_lookup_string(json, "run", "dir");
-	free(json);
+	char *dir = copy_nonempty(reply->query->run->run->dir);
+	trackd__v1__reply__free_unpacked(reply, NULL);
 	return dir;
 }
 
@@ -744,32 +587,25 @@ int td_run_dir(td_run *run, char *buf, size_t len)
 
 /* ---- the run on W&B ------------------------------------------------------- */
 
-static char *nonempty(char *s)
-{
-	if (s != NULL && s[0] == '\0') {
-		free(s);
-		return NULL;
-	}
-	return s;
-}
-
 int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out)
 {
 	char path[3 * 256];
-	char *json = NULL;
+	Trackd__V1__Reply *reply;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	run_path(run, path, sizeof(path));
-	td_query q = {.kind = "run", .run = path};
-	if ((rc = td_agent_query(run->url, &q, timeout_ms, &json)) != TD_OK)
+	if ((rc = run_query(run->url, path, timeout_ms, &reply)) != TD_OK)
 		return rc;
-	out->state = nonempty(td_json_lookup_string(json, "upload", "state"));
-	out->run_url = nonempty(td_json_lookup_string(json, "upload", "run_url"));
-	out->project_url = nonempty(td_json_lookup_string(json, "upload", "project_url"));
-	out->last_error = nonempty(td_json_lookup_string(json, "upload", "last_error"));
-	out->display_name = nonempty(td_json_lookup_string(json, "run", "display_name"));
-	free(json);
+	const Trackd__V1__RunReply *rr = reply->query->run;
+	if (rr->upload) {
+		out->state = copy_nonempty(rr->upload->state);
+		out->run_url = copy_nonempty(rr->upload->run_url);
+		out->project_url = copy_nonempty(rr->upload->project_url);
+		out->last_error = copy_nonempty(rr->upload->last_error);
+	}
+	out->display_name = copy_nonempty(rr->run->display_name);
+	trackd__v1__reply__free_unpacked(reply, NULL);
 	return TD_OK;
 }
 

@@ -503,30 +503,46 @@ static void test_spool_bound_refuses_and_counts(struct tc *t)
 
 /* ---- resume, queries, status, run dir --------------------------------------------- */
 
-static char *store_query(void *arg, const Trackd__V1__Query *q, int *code, const char **message)
+static char *store_query(void *arg, const Trackd__V1__Query *q, Trackd__V1__QueryReply *typed,
+                         int *code, const char **message)
 {
+	static Trackd__V1__RunIdentity ident = {
+	    .base = PROTOBUF_C_MESSAGE_INIT(&trackd__v1__run_identity__descriptor),
+	    .id = "exists",
+	    .entity = "alice",
+	    .project = "proj",
+	    .path = "alice/proj/exists",
+	    .state = "finished",
+	    .dir = "/srv/state/runs/alice/proj/run-20240101_000000-exists"};
+	static Trackd__V1__RunReply run_reply = {
+	    .base = PROTOBUF_C_MESSAGE_INIT(&trackd__v1__run_reply__descriptor), .run = &ident};
 	(void)arg;
-	if (strcmp(q->kind, "run") == 0 && q->run && strcmp(q->run, "alice/proj/exists") == 0) {
-		/* A "dir" inside config must not be mistaken for the run's. */
+	const char *run = ts_query_run(q);
+	if (q->request_case == TRACKD__V1__QUERY__REQUEST_RUN && run &&
+	    strcmp(run, "alice/proj/exists") == 0) {
+		/* The library reads the typed reply; the JSON is for its callers. */
+		typed->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_RUN;
+		typed->run = &run_reply;
 		return strdup(
 		    "{\"run\":{\"id\":\"exists\",\"config\":{\"dir\":\"wrong\"},"
 		    "\"tags\":[\"a\",{\"dir\":\"x\"}],\"summary\":{\"v\":NaN},"
 		    "\"dir\":\"/srv/state/runs/alice/proj/run-20240101_000000-exists\"}}");
 	}
-	if (strcmp(q->kind, "runs") == 0)
+	if (q->request_case == TRACKD__V1__QUERY__REQUEST_RUNS)
 		return strdup("{\"runs\":[]}");
-	if (strcmp(q->kind, "history") == 0) {
+	if (q->request_case == TRACKD__V1__QUERY__REQUEST_HISTORY) {
+		const Trackd__V1__HistoryRequest *h = q->history;
 		char buf[256];
 		snprintf(buf, sizeof(buf),
 		         "{\"run\":\"%s\",\"from_line\":%llu,\"max_lines\":%llu,\"keys\":%zu,"
 		         "\"key0\":\"%s\"}",
-		         q->run ? q->run : "", (unsigned long long)q->from_line,
-		         (unsigned long long)q->max_lines, q->n_keys, q->n_keys ? q->keys[0] : "");
+		         run ? run : "", (unsigned long long)h->from_line,
+		         (unsigned long long)h->max_lines, h->n_keys, h->n_keys ? h->keys[0] : "");
 		return strdup(buf);
 	}
-	if (strcmp(q->kind, "bogus") == 0) {
+	if (q->request_case == TRACKD__V1__QUERY__REQUEST_RENAME) {
 		*code = TRACKD__V1__ERROR_CODE__ERROR_INVALID;
-		*message = "unknown query kind \"bogus\"";
+		*message = "rename needs a non-empty name";
 		return NULL;
 	}
 	*code = TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND;
@@ -610,12 +626,12 @@ static void test_query_and_status(struct tc *t)
 	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
 	CHECK(ts_wait_listening(&s, 10000));
 	next_url(t, nobody, sizeof(nobody));
-	td_query q = {.kind = "runs", .project = "alice/proj"};
+	td_query q = {.kind = TD_QUERY_RUNS, .project = "alice/proj"};
 	CHECK_RC(td_query_agent(url, &q, 10000, &json), TD_OK);
 	CHECK(json && strcmp(json, "{\"runs\":[]}") == 0);
 	td_free(json);
 
-	td_query h = {.kind = "history",
+	td_query h = {.kind = TD_QUERY_HISTORY,
 	              .run = "alice/proj/exists",
 	              .keys = keys,
 	              .n_keys = 2,
@@ -626,13 +642,18 @@ static void test_query_and_status(struct tc *t)
 	                           "\"max_lines\":250,\"keys\":2,\"key0\":\"loss\"}") == 0);
 	td_free(json);
 
-	td_query r = {.kind = "run", .run = "nope"};
+	td_query r = {.kind = TD_QUERY_RUN, .run = "nope"};
 	CHECK_RC(td_query_agent(url, &r, 10000, &json), TD_ERR_NOT_FOUND);
 	CHECK(json == NULL);
 	CHECK(strcmp(td_last_error(), "no such run") == 0);
-	td_query bogus = {.kind = "bogus"};
-	CHECK_RC(td_query_agent(url, &bogus, 10000, &json), TD_ERR_REJECTED);
-	CHECK(strcmp(td_last_error(), "unknown query kind \"bogus\"") == 0);
+	/* The agent's refusal comes back as TD_ERR_REJECTED with its message. */
+	td_query refused = {.kind = TD_QUERY_RENAME, .run = "exists"};
+	CHECK_RC(td_query_agent(url, &refused, 10000, &json), TD_ERR_REJECTED);
+	CHECK(strcmp(td_last_error(), "rename needs a non-empty name") == 0);
+	/* A kind the library does not know is refused before anything is sent. */
+	td_query bogus = {.kind = (td_query_kind)99};
+	CHECK_RC(td_query_agent(url, &bogus, 10000, &json), TD_ERR_INVALID);
+	CHECK(strcmp(td_last_error(), "td_query_agent: unknown query kind 99") == 0);
 	CHECK_RC(td_query_agent(nobody, &q, 1000, &json), TD_ERR_TRANSPORT);
 	CHECK_ERR_HAS("no agent answers at");
 	CHECK_RC(td_query_agent(url, NULL, 1000, &json), TD_ERR_INVALID);

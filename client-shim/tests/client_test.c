@@ -1021,24 +1021,6 @@ static void test_env_socket_and_defaults(struct tc *t)
 	td_finish(b, 0, 0, NULL);
 }
 
-/* The library's own JSON lookup (run dir, upload URLs) reads past whatever a
- * run holds: lists, nested lists, null, histograms, NaN. */
-static void test_json_lookup_skips_lists_and_null(struct tc *t)
-{
-	const char *json =
-	    "{\"run\":{\"config\":{\"betas\":[0.9,0.999],\"none\":null,\"deep\":[[[1]],[]],"
-	    "\"mixed\":[1,\"a]\",null,{\"k\":[]},true]},\"summary\":{\"h\":{\"_type\":"
-	    "\"histogram\",\"values\":[1,2],\"bins\":[0,1,2]},\"n\":NaN},\"dir\":\"/x/y\"},"
-	    "\"upload\":{\"run_url\":null,\"state\":\"pending\"}}";
-	char *dir = td_json_lookup_string(json, "run", "dir");
-	CHECK(dir != NULL && strcmp(dir, "/x/y") == 0);
-	free(dir);
-	char *state = td_json_lookup_string(json, "upload", "state");
-	CHECK(state != NULL && strcmp(state, "pending") == 0);
-	free(state);
-	CHECK(td_json_lookup_string(json, "upload", "run_url") == NULL); /* null: none */
-}
-
 static void test_strerror(struct tc *t)
 {
 	const int codes[] = {TD_OK,           TD_ERR_INVALID, TD_ERR_NOMEM,     TD_ERR_FULL,
@@ -1178,7 +1160,6 @@ int main(void)
 	    {"threads_keep_their_order", test_threads_keep_their_order},
 	    {"large_records_split_batches", test_large_records_split_batches},
 	    {"env_socket_and_defaults", test_env_socket_and_defaults},
-	    {"json_lookup_skips_lists_and_null", test_json_lookup_skips_lists_and_null},
 	    {"strerror", test_strerror},
 	    {"hand_encoder_matches_protobuf_c", test_hand_encoder_matches_protobuf_c},
 	};

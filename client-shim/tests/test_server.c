@@ -152,6 +152,19 @@ static void answer_status(struct test_server *s)
 	reply(s, &r);
 }
 
+const char *ts_query_run(const Trackd__V1__Query *q)
+{
+	switch (q->request_case) {
+	case TRACKD__V1__QUERY__REQUEST_RUN: return q->run->run;
+	case TRACKD__V1__QUERY__REQUEST_HISTORY: return q->history->run;
+	case TRACKD__V1__QUERY__REQUEST_RENAME: return q->rename->run;
+	case TRACKD__V1__QUERY__REQUEST_RETRY: return q->retry->run;
+	case TRACKD__V1__QUERY__REQUEST_SYNC: return q->sync->run;
+	case TRACKD__V1__QUERY__REQUEST_SYNC_STATUS: return q->sync_status->run;
+	default: return NULL;
+	}
+}
+
 static void answer_query(struct test_server *s, const Trackd__V1__Query *q)
 {
 	Trackd__V1__Reply r = TRACKD__V1__REPLY__INIT;
@@ -163,11 +176,15 @@ static void answer_query(struct test_server *s, const Trackd__V1__Query *q)
 
 	pthread_mutex_lock(&s->mu);
 	s->queries++;
-	snprintf(s->last_query_kind, sizeof(s->last_query_kind), "%s", q->kind ? q->kind : "");
-	snprintf(s->last_query_run, sizeof(s->last_query_run), "%s", q->run ? q->run : "");
+	/* The request's field name ("runs", "run", "history", …) stands for its kind. */
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+	    &trackd__v1__query__descriptor, q->request_case);
+	snprintf(s->last_query_kind, sizeof(s->last_query_kind), "%s", f ? f->name : "");
+	const char *run = ts_query_run(q);
+	snprintf(s->last_query_run, sizeof(s->last_query_run), "%s", run ? run : "");
 	pthread_mutex_unlock(&s->mu);
 	if (s->query)
-		json = s->query(s->query_arg, q, &code, &message);
+		json = s->query(s->query_arg, q, &qr, &code, &message);
 	if (json) {
 		qr.json = json;
 		r.body_case = TRACKD__V1__REPLY__BODY_QUERY;

@@ -289,21 +289,43 @@ def status_request():
     return field_varint(1, 1) + field_bytes(3, b"")
 
 
+# Query's typed requests: the oneof field number of each kind, and the
+# request's own field numbers (trackd.proto).
+_QUERY_FIELD = {"runs": 10, "run": 11, "history": 12, "rename": 13, "wandb": 14, "retry": 15,
+                "sync": 16, "sync_status": 17}
+
+
 def query_request(kind, run=None, project=None, state=None, keys=(), from_line=None,
-                  max_lines=None, name=None):
+                  max_lines=None, name=None, force=None, offset=None, limit=None):
+    r = b""
+    if kind == "runs":
+        if project is not None:
+            r += field_bytes(1, project)
+        if state is not None:
+            r += field_bytes(2, state)
+        if offset is not None:
+            r += field_varint(3, offset)
+        if limit is not None:
+            r += field_varint(4, limit)
+    elif run is not None:
+        r += field_bytes(1, run)
+    if kind == "history":
+        for k in keys:
+            r += field_bytes(2, k)
+        if from_line is not None:
+            r += field_varint(3, from_line)
+        if max_lines is not None:
+            r += field_varint(4, max_lines)
+    if kind == "rename" and name is not None:
+        r += field_bytes(2, name)
+    if kind == "sync" and force is not None:
+        r += field_varint(2, 1 if force else 0)
+    return field_varint(1, 1) + field_bytes(4, field_bytes(_QUERY_FIELD[kind], r))
+
+
+def legacy_query_request(kind, run=None):
+    """A query as clients before typed queries sent it: Query{kind, run}."""
     q = field_bytes(1, kind)
     if run is not None:
         q += field_bytes(2, run)
-    if project is not None:
-        q += field_bytes(3, project)
-    if state is not None:
-        q += field_bytes(4, state)
-    for k in keys:
-        q += field_bytes(5, k)
-    if from_line is not None:
-        q += field_varint(6, from_line)
-    if max_lines is not None:
-        q += field_varint(7, max_lines)
-    if name is not None:
-        q += field_bytes(8, name)
     return field_varint(1, 1) + field_bytes(4, q)

@@ -10,7 +10,7 @@ import time
 
 from conftest import (BIN, ITERATIONS, Agent, batch_request, field_bytes, field_varint,
                       finish_producer, history_by_run, history_record, item_double,
-                      python_client_env, status_request)
+                      legacy_query_request, python_client_env, query_request, status_request)
 
 
 def test_example_training_is_recorded(agent):
@@ -181,6 +181,21 @@ def test_bad_requests_get_clear_errors_and_do_not_disturb_good_clients(agent):
     assert "bad" not in history_by_run(agent.dump())
     # Every rejection counted exactly.
     assert agent.status()["requests_rejected"] == len(cases)
+
+
+def test_string_queries_of_old_clients_are_refused_clearly(agent):
+    """A client from before typed queries sends Query{kind}: the agent answers
+    UNSUPPORTED_VERSION naming the fix, and goes on serving typed queries."""
+    agent.start()
+    old_run, old_runs, new_runs, empty = agent.raw(
+        legacy_query_request("run", run="x"), legacy_query_request("runs"),
+        query_request("runs"), field_varint(1, 1) + field_bytes(4, b""))
+    for reply in (old_run, old_runs):
+        assert reply["error"]["code"] == 1, reply
+        assert "speaks string queries" in reply["error"]["message"], reply
+        assert "upgrade the client" in reply["error"]["message"], reply
+    assert new_runs == {"query": {"runs": []}}
+    assert empty["error"]["code"] == 3, empty
 
 
 def test_message_size_limit(tmp_path):

@@ -112,6 +112,24 @@ def test_exit_codes_map_to_states(agent):
     assert agent.query("run", run="bad")["run"]["exit_code"] == 3
 
 
+def test_runs_query_filters_and_pages(agent):
+    """RunsRequest: offset/limit page the filtered list, oldest first."""
+    agent.start()
+    for rid, code in (("pg1", 0), ("pg2", 3), ("pg3", 0), ("pg4", 0)):
+        finish_producer(agent.producer(rid, 3, "--exit-code", code))
+        # One second apart: the list is ordered by the run dirs' start times.
+        time.sleep(1.1)
+    agent.wait_for(lambda: agent.run_state("pg4") == "finished", what="pg4 finished")
+
+    def ids(**kw):
+        return [r["id"] for r in agent.query("runs", **kw)["runs"]]
+    assert ids() == ["pg1", "pg2", "pg3", "pg4"]
+    assert ids(offset=1, limit=2) == ["pg2", "pg3"]
+    assert ids(offset=3) == ["pg4"] and ids(offset=9) == []
+    assert ids(state="finished", offset=1) == ["pg3", "pg4"]
+    assert ids(state="failed", limit=1) == ["pg2"]
+
+
 def test_killed_client_is_marked_crashed_and_others_keep_running(agent):
     """R9: kill -9 of a client → crashed within seconds, while an unrelated run on the
     same agent stays running."""

@@ -1,7 +1,7 @@
-/* Queries answered from the local run store. JSON shapes (the contract the CLI and
- * the Python Api read):
- *   runs    {"runs":[RUN,...]}, oldest first
- *   run     {"run":RUN}
+/* Queries answered from the local run store (routed here by agent/cmd/queries.c).
+ * JSON shapes (the contract the CLI and the Python Api read):
+ *   runs    {"runs":[RUN,...]}, oldest first, paged by offset/limit *   run     RUN
+ * (agent/cmd/queries.c puts it in {"run":RUN,"upload":UPLOAD}), and the run's typed identity
  *   history {"run":"e/p/id","from_line":N,"next_line":M,"total_lines":T,"lines":[ROW,...]}
  *   rename  {"ok":true}
  * RUN is run_to_json() with summary and config. Runs in memory answer from memory;
@@ -41,8 +41,61 @@ static bool may_see(const struct requester *who, const struct run *r)
 	return who->admin || r->uid == who->uid;
 }
 
+/* Paging of a runs answer: runs that pass the filters are counted; the first
+ * `skip` are left out, and at most `left` written (UINT64_MAX: no limit). */
+struct runs_page {
+	uint64_t skip, left;
+};
+
+static bool page_takes(struct runs_page *pg)
+{
+	if (!pg)
+		return true;
+	if (pg->skip) {
+		pg->skip--;
+		return false;
+	}
+	if (!pg->left)
+		return false;
+	pg->left--;
+	return true;
+}
+
+static char *dup_or_empty(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+/* The typed identity of a run (malloc'd throughout, for free_unpacked), or
+ * NULL without memory. */
+static Trackd__V1__RunIdentity *identity_of(const struct run *r, const char *dir)
+{
+	Trackd__V1__RunIdentity *id = malloc(sizeof *id);
+	if (!id)
+		return NULL;
+	trackd__v1__run_identity__init(id);
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s/%s", r->entity, r->project, r->id);
+	id->id = dup_or_empty(r->id);
+	id->entity = dup_or_empty(r->entity);
+	id->project = dup_or_empty(r->project);
+	id->path = dup_or_empty(path);
+	id->display_name = dup_or_empty(r->display_name);
+	id->state = dup_or_empty(run_state_name(r->state));
+	id->dir = dup_or_empty(dir);
+	if (!id->id || !id->entity || !id->project || !id->path || !id->display_name ||
+	    !id->state || !id->dir) {
+		trackd__v1__run_identity__free_unpacked(id, NULL);
+		return NULL;
+	}
+	return id;
+}
+
+/* One RUN of an answer, if the requester may see it and it passes the filter
+ * and the page; with `ident`, its typed identity too. */
 static int append_run(struct local_sink *s, const char *dir, const char *state_filter,
-                      const struct requester *who, struct buf *out, bool *first)
+                      const struct requester *who, struct runs_page *pg, struct buf *out,
+                      bool *first, Trackd__V1__RunIdentity **ident)
 {
 	/* In memory? */
 	for (size_t i = 0; i < s->n_active; i++) {
@@ -50,20 +103,28 @@ static int append_run(struct local_sink *s, const char *dir, const char *state_f
 			continue;
 		struct run *r = s->active[i]->run;
 		if (!may_see(who, r) ||
-		    (state_filter && *state_filter && strcmp(state_filter, run_state_name(r->state))))
+		    (state_filter && *state_filter &&
+		     strcmp(state_filter, run_state_name(r->state))) ||
+		    !page_takes(pg))
 			return TRACKD_OK;
 		int rv = *first ? 0 : buf_putc(out, ',');
 		*first = false;
+		if (!rv && ident && !(*ident = identity_of(r, dir)))
+			rv = TRACKD_ENOMEM;
 		return rv ? rv : run_to_json(r, dir, true, out);
 	}
 	struct run *r;
 	if (sink_load_snapshot(dir, &r) != 0)
 		return TRACKD_OK; /* not yet checkpointed: shown once it is */
 	int rv = TRACKD_OK;
-	if (may_see(who, r) && (!state_filter || !*state_filter ||
-	                        strcmp(state_filter, run_state_name(r->state)) == 0)) {
+	if (may_see(who, r) &&
+	    (!state_filter || !*state_filter ||
+	     strcmp(state_filter, run_state_name(r->state)) == 0) &&
+	    page_takes(pg)) {
 		rv = *first ? 0 : buf_putc(out, ',');
 		*first = false;
+		if (!rv && ident && !(*ident = identity_of(r, dir)))
+			rv = TRACKD_ENOMEM;
 		if (!rv)
 			rv = run_to_json(r, dir, true, out);
 	}
@@ -110,8 +171,7 @@ static void collect_project(const char *pdir, struct run_dir **list, size_t *n, 
 }
 
 /* Visits runs/<entity>/<project>/ dirs, restricted by "project" or "entity/project". */
-static void collect_runs(struct local_sink *s, const char *filter, struct run_dir **list,
-                         size_t *n)
+static void collect_runs(struct local_sink *s, const char *filter, struct run_dir **list, size_t *n)
 {
 	size_t cap = 0;
 	const char *slash = filter ? strchr(filter, '/') : NULL;
@@ -126,7 +186,8 @@ static void collect_runs(struct local_sink *s, const char *filter, struct run_di
 		              strncmp(e->d_name, filter, (size_t)(slash - filter)) != 0))
 			continue;
 		char edir[4096];
-		if (snprintf(edir, sizeof edir, "%s/%s", s->runs_dir, e->d_name) >= (int)sizeof edir)
+		if (snprintf(edir, sizeof edir, "%s/%s", s->runs_dir, e->d_name) >=
+		    (int)sizeof edir)
 			continue;
 		DIR *dp = opendir(edir);
 		if (!dp)
@@ -139,7 +200,8 @@ static void collect_runs(struct local_sink *s, const char *filter, struct run_di
 			if (want && *want && strcmp(p->d_name, want) != 0)
 				continue;
 			char pdir[4096];
-			if (snprintf(pdir, sizeof pdir, "%s/%s", edir, p->d_name) < (int)sizeof pdir)
+			if (snprintf(pdir, sizeof pdir, "%s/%s", edir, p->d_name) <
+			    (int)sizeof pdir)
 				collect_project(pdir, list, n, &cap);
 		}
 		closedir(dp);
@@ -147,11 +209,13 @@ static void collect_runs(struct local_sink *s, const char *filter, struct run_di
 	closedir(de);
 }
 
-static int query_runs(struct local_sink *s, const Trackd__V1__Query *q,
+static int query_runs(struct local_sink *s, const Trackd__V1__RunsRequest *q,
                       const struct requester *who, struct buf *out)
 {
 	struct run_dir *list = NULL;
 	size_t n = 0;
+	struct runs_page pg = {.skip = q->has_offset ? q->offset : 0,
+	                       .left = q->has_limit && q->limit ? q->limit : UINT64_MAX};
 	collect_runs(s, q->project, &list, &n);
 	if (n)
 		qsort(list, n, sizeof *list, by_name);
@@ -159,7 +223,7 @@ static int query_runs(struct local_sink *s, const Trackd__V1__Query *q,
 	bool first = true;
 	for (size_t i = 0; i < n; i++) {
 		if (!rv)
-			rv = append_run(s, list[i].path, q->state, who, out, &first);
+			rv = append_run(s, list[i].path, q->state, who, &pg, out, &first, NULL);
 		free(list[i].path);
 		free(list[i].name);
 	}
@@ -167,29 +231,28 @@ static int query_runs(struct local_sink *s, const Trackd__V1__Query *q,
 	return rv ? rv : buf_puts(out, "]}");
 }
 
-/* Resolves q->run to its dir, for a requester allowed to see it. */
-static int resolve_for(struct local_sink *s, const Trackd__V1__Query *q,
-                       const struct requester *who, char *dir, size_t len, char *err,
-                       size_t errlen)
+/* Resolves run `ref` to its dir, for a requester allowed to see it. */
+static int resolve_for(struct local_sink *s, const char *ref, const struct requester *who,
+                       char *dir, size_t len, char *err, size_t errlen)
 {
-	if (!q->run || sink_resolve_dir(s, q->run, dir, len) != 0)
-		return not_found(err, errlen, q->run ? q->run : "");
+	if (!ref || sink_resolve_dir(s, ref, dir, len) != 0)
+		return not_found(err, errlen, ref ? ref : "");
 	if (who->admin)
 		return 0;
-	struct active_run *ar = sink_find_active(s, q->run);
+	struct active_run *ar = sink_find_active(s, ref);
 	uint32_t owner;
 	if (ar) {
 		owner = ar->run->uid;
 	} else {
 		struct run *r;
 		if (sink_load_snapshot(dir, &r) != 0)
-			return not_found(err, errlen, q->run);
+			return not_found(err, errlen, ref);
 		owner = r->uid;
 		run_free(r);
 	}
 	if (owner == who->uid)
 		return 0;
-	snprintf(err, errlen, "run '%s' belongs to another user (uid %u)", q->run, owner);
+	snprintf(err, errlen, "run '%s' belongs to another user (uid %u)", ref, owner);
 	return TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED;
 }
 
@@ -197,11 +260,9 @@ int local_sink_locate(local_sink *s, const char *ref, uint32_t uid, bool admin,
                       struct local_run_info *info, char *err, size_t errlen)
 {
 	struct requester who = {.uid = uid, .admin = admin};
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.run = (char *)ref;
 	memset(info, 0, sizeof *info);
 	pthread_mutex_lock(&s->mu);
-	int code = resolve_for(s, &q, &who, info->dir, sizeof info->dir, err, errlen);
+	int code = resolve_for(s, ref, &who, info->dir, sizeof info->dir, err, errlen);
 	struct active_run *ar = code ? NULL : sink_find_active(s, ref);
 	struct run *r = ar ? ar->run : NULL, *loaded = NULL;
 	if (!code && !r) {
@@ -220,23 +281,18 @@ int local_sink_locate(local_sink *s, const char *ref, uint32_t uid, bool admin,
 	return code;
 }
 
-static int query_run(struct local_sink *s, const Trackd__V1__Query *q,
-                     const struct requester *who, struct buf *out, char *err, size_t errlen)
+static int query_run(struct local_sink *s, const char *ref, const struct requester *who,
+                     struct buf *out, Trackd__V1__RunIdentity **ident, char *err, size_t errlen)
 {
 	char dir[4096];
-	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
+	int code = resolve_for(s, ref, who, dir, sizeof dir, err, errlen);
 	if (code)
 		return code;
-	size_t mark = out->len;
 	bool first = true;
-	int rv = buf_puts(out, "{\"run\":");
-	if (!rv)
-		rv = append_run(s, dir, NULL, who, out, &first);
-	if (!rv && first) { /* the dir exists, but its first checkpoint has not happened */
-		out->len = mark;
-		return not_found(err, errlen, q->run);
-	}
-	return rv ? rv : buf_putc(out, '}');
+	int rv = append_run(s, dir, NULL, who, NULL, out, &first, ident);
+	if (!rv && first) /* the dir exists, but its first checkpoint has not happened */
+		return not_found(err, errlen, ref);
+	return rv;
 }
 
 /* ---- history ------------------------------------------------------------------------- */
@@ -275,7 +331,7 @@ static const char *skip_value(const char *p, const char *end)
 	return end;
 }
 
-static bool key_wanted(const Trackd__V1__Query *q, const char *key, size_t len)
+static bool key_wanted(const Trackd__V1__HistoryRequest *q, const char *key, size_t len)
 {
 	if (len == 5 && memcmp(key, "_step", 5) == 0)
 		return true;
@@ -288,7 +344,8 @@ static bool key_wanted(const Trackd__V1__Query *q, const char *key, size_t len)
 /* Copies the members of a one-line JSON object whose keys were asked for. Keys in
  * our files never contain escaped quotes in a way that matters here: the
  * comparison is on the raw (escaped) text, which is what the client sent. */
-static int filter_line(const Trackd__V1__Query *q, const char *line, size_t len, struct buf *out)
+static int filter_line(const Trackd__V1__HistoryRequest *q, const char *line, size_t len,
+                       struct buf *out)
 {
 	const char *p = line + 1, *end = line + len;
 	int rv = buf_putc(out, '{');
@@ -321,12 +378,12 @@ struct history_source {
 	char path[1024]; /* entity/project/id, for the answer */
 };
 
-static int history_open(struct local_sink *s, const Trackd__V1__Query *q,
+static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *q,
                         const struct requester *who, struct history_source *src, char *err,
                         size_t errlen)
 {
 	char dir[4096];
-	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
+	int code = resolve_for(s, q->run, who, dir, sizeof dir, err, errlen);
 	if (code)
 		return code;
 	struct active_run *ar = sink_find_active(s, q->run);
@@ -339,7 +396,8 @@ static int history_open(struct local_sink *s, const Trackd__V1__Query *q,
 	struct stat st;
 	src->fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (src->fd < 0 && errno != ENOENT) {
-		snprintf(err, errlen, "cannot read the history of '%s': %s", q->run, strerror(errno));
+		snprintf(err, errlen, "cannot read the history of '%s': %s", q->run,
+		         strerror(errno));
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	}
 	if (src->fd >= 0 && fstat(src->fd, &st) == 0)
@@ -355,7 +413,7 @@ static int history_open(struct local_sink *s, const Trackd__V1__Query *q,
 #define HISTORY_CHUNK (64 * 1024)
 
 /* One line of the answer: the whole line, or its filtered keys. */
-static int emit_line(const Trackd__V1__Query *q, const char *line, size_t len, bool first,
+static int emit_line(const Trackd__V1__HistoryRequest *q, const char *line, size_t len, bool first,
                      struct buf *out)
 {
 	int rv = first ? 0 : buf_putc(out, ',');
@@ -364,12 +422,12 @@ static int emit_line(const Trackd__V1__Query *q, const char *line, size_t len, b
 	return rv;
 }
 
-static int history_stream(const Trackd__V1__Query *q, struct history_source *src,
+static int history_stream(const Trackd__V1__HistoryRequest *q, struct history_source *src,
                           struct buf *out)
 {
 	int rv = buf_puts(out, "{\"run\":");
 	if (!rv)
-		rv = json_put_string(out, src->path);
+		rv = json_write_string(out, src->path);
 	if (!rv)
 		rv = buf_printf(out, ",\"from_line\":%" PRIu64 ",\"lines\":[", q->from_line);
 	uint64_t line_no = 0, emitted = 0, left = src->length;
@@ -380,14 +438,17 @@ static int history_stream(const Trackd__V1__Query *q, struct history_source *src
 	struct buf line;
 	buf_init(&line, out->max); /* a line never outgrows the answer */
 	while (!rv && left > 0) {
-		ssize_t n = read(src->fd, chunk, left < HISTORY_CHUNK ? (size_t)left : HISTORY_CHUNK);
+		ssize_t n =
+		    read(src->fd, chunk, left < HISTORY_CHUNK ? (size_t)left : HISTORY_CHUNK);
 		if (n <= 0)
-			break; /* shortened meanwhile (a run replayed afresh): what was read counts */
+			break; /* shortened meanwhile (a run replayed afresh): what was read counts
+			        */
 		left -= (uint64_t)n;
 		const char *p = chunk, *end = chunk + n;
 		while (!rv && p < end) {
 			const char *nl = memchr(p, '\n', (size_t)(end - p));
-			bool wanted = line_no >= q->from_line && (!q->max_lines || emitted < q->max_lines);
+			bool wanted =
+			    line_no >= q->from_line && (!q->max_lines || emitted < q->max_lines);
 			if (!nl) {
 				if (wanted)
 					rv = buf_append(&line, p, (size_t)(end - p));
@@ -397,7 +458,8 @@ static int history_stream(const Trackd__V1__Query *q, struct history_source *src
 				if (line.len) {
 					rv = buf_append(&line, p, (size_t)(nl - p));
 					if (!rv)
-						rv = emit_line(q, line.data, line.len, emitted == 0, out);
+						rv = emit_line(q, line.data, line.len, emitted == 0,
+						               out);
 					buf_reset(&line);
 				} else {
 					rv = emit_line(q, p, (size_t)(nl - p), emitted == 0, out);
@@ -413,18 +475,18 @@ static int history_stream(const Trackd__V1__Query *q, struct history_source *src
 	free(chunk);
 	uint64_t next = q->from_line + emitted;
 	if (!rv)
-		rv = buf_printf(out, "],\"next_line\":%" PRIu64 ",\"total_lines\":%" PRIu64 "}", next,
-		                line_no);
+		rv = buf_printf(out, "],\"next_line\":%" PRIu64 ",\"total_lines\":%" PRIu64 "}",
+		                next, line_no);
 	return rv;
 }
 
 /* ---- rename -------------------------------------------------------------------------- */
 
-static int query_rename(struct local_sink *s, const Trackd__V1__Query *q,
+static int query_rename(struct local_sink *s, const Trackd__V1__RenameRequest *q,
                         const struct requester *who, struct buf *out, char *err, size_t errlen)
 {
 	char dir[4096];
-	int code = resolve_for(s, q, who, dir, sizeof dir, err, errlen);
+	int code = resolve_for(s, q->run, who, dir, sizeof dir, err, errlen);
 	if (code)
 		return code;
 	if (!q->name || !*q->name) {
@@ -444,7 +506,7 @@ static int query_rename(struct local_sink *s, const Trackd__V1__Query *q,
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	size_t k = 0;
 	buf[k++] = 0x1a;
-	for (size_t v = n; ; v >>= 7) {
+	for (size_t v = n;; v >>= 7) {
 		buf[k++] = (uint8_t)(v >= 0x80 ? (v | 0x80) : v);
 		if (v < 0x80)
 			break;
@@ -479,39 +541,59 @@ int local_sink_run_owner(local_sink *s, const char *run_id, uint32_t *uid)
 	return rv;
 }
 
-int local_sink_query(local_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
-                     struct buf *out, char *err, size_t errlen)
+/* A buffer limit or allocation failure (< 0) is answered as too large. */
+static int answered(int rv, char *err, size_t errlen)
 {
-	const char *kind = q->kind ? q->kind : "";
-	const struct requester who = {.uid = uid, .admin = admin};
-	int rv;
-	pthread_mutex_lock(&s->mu);
-	if (strcmp(kind, "history") == 0) {
-		/* Only the file is looked up under the lock; see history_source. */
-		struct history_source src = {.fd = -1};
-		rv = history_open(s, q, &who, &src, err, errlen);
-		pthread_mutex_unlock(&s->mu);
-		if (rv == 0)
-			rv = history_stream(q, &src, out);
-		if (src.fd >= 0)
-			close(src.fd);
-	} else {
-		if (strcmp(kind, "runs") == 0)
-			rv = query_runs(s, q, &who, out);
-		else if (strcmp(kind, "run") == 0)
-			rv = query_run(s, q, &who, out, err, errlen);
-		else if (strcmp(kind, "rename") == 0)
-			rv = query_rename(s, q, &who, out, err, errlen);
-		else {
-			snprintf(err, errlen, "unknown query kind '%s' (runs, run, history, rename)",
-			         kind);
-			rv = TRACKD__V1__ERROR_CODE__ERROR_INVALID;
-		}
-		pthread_mutex_unlock(&s->mu);
-	}
-	if (rv < 0) { /* a buffer limit or allocation failure */
+	if (rv < 0) {
 		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
 		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
 	}
 	return rv;
+}
+
+int local_sink_query_runs(local_sink *s, const Trackd__V1__RunsRequest *q, uint32_t uid, bool admin,
+                          struct buf *out, char *err, size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	pthread_mutex_lock(&s->mu);
+	int rv = query_runs(s, q, &who, out);
+	pthread_mutex_unlock(&s->mu);
+	return answered(rv, err, errlen);
+}
+
+int local_sink_query_run(local_sink *s, const char *ref, uint32_t uid, bool admin, struct buf *out,
+                         Trackd__V1__RunIdentity **ident, char *err, size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	*ident = NULL;
+	pthread_mutex_lock(&s->mu);
+	int rv = query_run(s, ref, &who, out, ident, err, errlen);
+	pthread_mutex_unlock(&s->mu);
+	return answered(rv, err, errlen);
+}
+
+int local_sink_query_history(local_sink *s, const Trackd__V1__HistoryRequest *q, uint32_t uid,
+                             bool admin, struct buf *out, char *err, size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	/* Only the file is looked up under the lock; see history_source. */
+	struct history_source src = {.fd = -1};
+	pthread_mutex_lock(&s->mu);
+	int rv = history_open(s, q, &who, &src, err, errlen);
+	pthread_mutex_unlock(&s->mu);
+	if (rv == 0)
+		rv = history_stream(q, &src, out);
+	if (src.fd >= 0)
+		close(src.fd);
+	return answered(rv, err, errlen);
+}
+
+int local_sink_query_rename(local_sink *s, const Trackd__V1__RenameRequest *q, uint32_t uid,
+                            bool admin, struct buf *out, char *err, size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	pthread_mutex_lock(&s->mu);
+	int rv = query_rename(s, q, &who, out, err, errlen);
+	pthread_mutex_unlock(&s->mu);
+	return answered(rv, err, errlen);
 }

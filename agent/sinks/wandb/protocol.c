@@ -1,6 +1,7 @@
 #include "protocol.h"
 
 #include "errors.h"
+#include "json_write.h"
 
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -100,128 +101,9 @@ int wb_parse_retry_after(const char *value, int64_t now_unix_s, uint64_t *delay_
 	return TRACKD_OK;
 }
 
-/* ---- JSON strings -------------------------------------------------------------- */
-
-/* Length of a valid UTF-8 sequence at p (1..4), or 0 if the bytes are not one. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-	if (c < 0x80)
-		return 1;
-	size_t k;
-	unsigned char lo = 0x80, hi = 0xbf;
-	if (c >= 0xc2 && c <= 0xdf)
-		k = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		k = 3;
-		if (c == 0xe0)
-			lo = 0xa0; /* overlong */
-		if (c == 0xed)
-			hi = 0x9f; /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		k = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		if (c == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (n < k || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < k; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	return k;
-}
-
-static const char *short_escape(unsigned char c)
-{
-	switch (c) {
-	case '"': return "\\\"";
-	case '\\': return "\\\\";
-	case '\n': return "\\n";
-	case '\r': return "\\r";
-	case '\t': return "\\t";
-	case '\b': return "\\b";
-	case '\f': return "\\f";
-	default: return NULL;
-	}
-}
-
-/* One source position: how many input bytes it takes, and its escaped form. */
-static size_t escape_one(const unsigned char *p, size_t n, char tmp[8], size_t *out_len)
-{
-	const char *e = short_escape(p[0]);
-	if (e) {
-		memcpy(tmp, e, 2);
-		*out_len = 2;
-		return 1;
-	}
-	if (p[0] < 0x20) {
-		snprintf(tmp, 8, "\\u%04x", p[0]);
-		*out_len = 6;
-		return 1;
-	}
-	size_t k = utf8_seq(p, n);
-	if (k == 0) {
-		memcpy(tmp, "\\ufffd", 6);
-		*out_len = 6;
-		return 1;
-	}
-	memcpy(tmp, p, k);
-	*out_len = k;
-	return k;
-}
-
-size_t wb_json_string_len(const char *p, size_t n)
-{
-	const unsigned char *u = (const unsigned char *)p;
-	size_t total = 2;
-	for (size_t i = 0; i < n;) {
-		/* The common case, fast: printable ASCII copies as is. */
-		if (u[i] >= 0x20 && u[i] < 0x80 && u[i] != '"' && u[i] != '\\') {
-			total++;
-			i++;
-			continue;
-		}
-		char tmp[8];
-		size_t len;
-		i += escape_one(u + i, n - i, tmp, &len);
-		total += len;
-	}
-	return total;
-}
-
-int wb_json_string(struct buf *out, const char *p, size_t n)
-{
-	const unsigned char *u = (const unsigned char *)p;
-	int rv = buf_putc(out, '"');
-	size_t run = 0; /* bytes copied verbatim, flushed in one append */
-	for (size_t i = 0; rv == 0 && i < n;) {
-		if (u[i] >= 0x20 && u[i] < 0x80 && u[i] != '"' && u[i] != '\\') {
-			run++;
-			i++;
-			continue;
-		}
-		if (run) {
-			rv = buf_append(out, p + i - run, run);
-			run = 0;
-			if (rv)
-				break;
-		}
-		char tmp[8];
-		size_t len;
-		i += escape_one(u + i, n - i, tmp, &len);
-		rv = buf_append(out, tmp, len);
-	}
-	if (!rv && run)
-		rv = buf_append(out, p + n - run, run);
-	return rv ? rv : buf_putc(out, '"');
-}
-
 static int put_cstr(struct buf *out, const char *s)
 {
-	return wb_json_string(out, s, strlen(s));
+	return json_write_stringn(out, s, strlen(s), JSON_UTF8_REPAIR);
 }
 
 /* ---- UpsertBucket ---------------------------------------------------------------- */
@@ -248,7 +130,7 @@ int wb_build_upsert(const struct wb_upsert *u, struct buf *out)
 			rv = buf_putc(&cfg, ',');
 		first = false;
 		if (!rv)
-			rv = json_put_string(&cfg, n->key);
+			rv = json_write_string(&cfg, n->key);
 		if (!rv)
 			rv = buf_puts(&cfg, ":{\"value\":");
 		if (!rv)
@@ -303,7 +185,7 @@ int wb_build_upsert(const struct wb_upsert *u, struct buf *out)
 	if (!rv)
 		rv = buf_puts(out, ",\"config\":");
 	if (!rv)
-		rv = wb_json_string(out, cfg.data, cfg.len);
+		rv = json_write_stringn(out, cfg.data, cfg.len, JSON_UTF8_REPAIR);
 	if (!rv)
 		rv = buf_puts(out, "}}");
 	buf_fini(&cfg);
@@ -478,7 +360,8 @@ static void pick_lines(const struct wb_lines *l, const struct wb_stream_in *in, 
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
 		size_t consumed = n + (nl ? 1 : 0);
-		size_t e = n > in->max_line ? SIZE_MAX : wb_json_string_len(p, n) + 1;
+		size_t e =
+		    n > in->max_line ? SIZE_MAX : json_string_len(p, n, JSON_UTF8_REPAIR) + 1;
 		if (e == SIZE_MAX || e > alone) {
 			pk->skipped++;
 			if (n > *largest_skipped)
@@ -514,13 +397,13 @@ static int emit_lines(struct buf *out, const char *file, const struct wb_lines *
 		size_t n = nl ? (size_t)(nl - p) : l->len - done;
 		size_t consumed = n + (nl ? 1 : 0);
 		/* The same rule as pick_lines, so exactly the picked lines go out. */
-		bool skip = n > in->max_line || wb_json_string_len(p, n) + 1 > alone;
+		bool skip = n > in->max_line || json_string_len(p, n, JSON_UTF8_REPAIR) + 1 > alone;
 		if (!skip) {
 			if (!first)
 				rv = buf_putc(out, ',');
 			first = false;
 			if (!rv)
-				rv = wb_json_string(out, p, n);
+				rv = json_write_stringn(out, p, n, JSON_UTF8_REPAIR);
 		}
 		p += consumed;
 		done += consumed;
@@ -545,7 +428,7 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 	bool summary = false;
 	size_t summary_len = 0;
 	if (in->summary) {
-		summary_len = wb_json_string_len(in->summary, in->summary_len);
+		summary_len = json_string_len(in->summary, in->summary_len, JSON_UTF8_REPAIR);
 		if (summary_len > avail)
 			res->summary_skipped = true;
 		else if (summary_len <= room)
@@ -577,7 +460,8 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 				    out, "%s\"" WB_SUMMARY_FILE "\":{\"offset\":0,\"content\":[",
 				    first_file ? "" : ",");
 				if (!rv)
-					rv = wb_json_string(out, in->summary, in->summary_len);
+					rv = json_write_stringn(out, in->summary, in->summary_len,
+					                        JSON_UTF8_REPAIR);
 				if (!rv)
 					rv = buf_puts(out, "]}");
 			}

@@ -131,12 +131,4 @@ struct json_object;
  * TRACKD_ENOMEM. */
 int wb_json_parse(const char *body, size_t len, struct json_object **out, char *err, size_t errlen);
 
-/* ---- helpers ---------------------------------------------------------------- */
-
-/* JSON string of [p, p+n): escapes as JSON requires; bytes that are not UTF-8
- * become U+FFFD, so the body is always valid UTF-8. wb_json_string_len is its
- * exact length. */
-int wb_json_string(struct buf *out, const char *p, size_t n);
-size_t wb_json_string_len(const char *p, size_t n);
-
 #endif

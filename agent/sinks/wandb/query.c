@@ -1,5 +1,5 @@
 /* Queries answered by the wandb sink, on the ingest's query thread under s->mu.
- * JSON shapes: see wandb_sink_query in wandb_sink.h. Nothing here ever prints
+ * JSON shapes: see wandb_sink_query_status in wandb_sink.h. Nothing here ever prints
  * the API key: it is not reachable from a run. */
 #include "wandb_internal.h"
 
@@ -9,6 +9,7 @@
 #include "vtree.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,7 +34,7 @@ static const char *state_name(const struct wb_run *wr, int64_t now)
 static int put_field(struct buf *b, const char *name, const char *value)
 {
 	int rv = buf_printf(b, ",\"%s\":", name);
-	return rv ? rv : json_put_string(b, value ? value : "");
+	return rv ? rv : json_write_string(b, value ? value : "");
 }
 
 static int run_json(struct wandb_sink *s, const struct wb_run *wr, int64_t now, struct buf *b)
@@ -41,7 +42,7 @@ static int run_json(struct wandb_sink *s, const struct wb_run *wr, int64_t now, 
 	char url[4096];
 	int rv = buf_puts(b, "{\"id\":");
 	if (!rv)
-		rv = json_put_string(b, wr->id);
+		rv = json_write_string(b, wr->id);
 	if (!rv)
 		rv = put_field(b, "entity",
 		               wr->up_entity ? wr->up_entity : (wr->run ? wr->run->entity : ""));
@@ -83,7 +84,7 @@ static int query_status(struct wandb_sink *s, uint32_t uid, bool admin, struct b
 	wb_strip_userinfo(s->base_url, base, sizeof base);
 	int rv = buf_puts(out, "{\"base_url\":");
 	if (!rv)
-		rv = json_put_string(out, base);
+		rv = json_write_string(out, base);
 	if (!rv)
 		rv = buf_printf(out,
 		                ",\"counters\":{\"requests_ok\":%" PRIu64
@@ -128,13 +129,13 @@ static int retry_one(struct wandb_sink *s, struct wb_run *wr, struct buf *out, b
 	}
 	int rv = *first ? 0 : buf_putc(out, ',');
 	*first = false;
-	return rv ? rv : json_put_string(out, wr->id);
+	return rv ? rv : json_write_string(out, wr->id);
 }
 
-static int query_retry(struct wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
+static int query_retry(struct wandb_sink *s, const char *ref, uint32_t uid, bool admin,
                        struct buf *out, char *err, size_t errlen)
 {
-	const char *ref = q->run ? q->run : "";
+	ref = ref ? ref : "";
 	bool first = true;
 	int rv = buf_puts(out, "{\"ok\":true,\"retried\":[");
 	if (*ref) {
@@ -157,24 +158,33 @@ static int query_retry(struct wandb_sink *s, const Trackd__V1__Query *q, uint32_
 	return rv ? rv : buf_puts(out, "]}");
 }
 
-int wandb_sink_query(wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
-                     struct buf *out, char *err, size_t errlen)
+/* A buffer limit or allocation failure (< 0) is answered as too large. */
+static int answered(int rv, char *err, size_t errlen)
 {
-	const char *kind = q->kind ? q->kind : "";
-	int rv;
-	pthread_mutex_lock(&s->mu);
-	if (strcmp(kind, "wandb") == 0) {
-		rv = query_status(s, uid, admin, out);
-	} else if (strcmp(kind, "retry") == 0) {
-		rv = query_retry(s, q, uid, admin, out, err, errlen);
-	} else {
-		snprintf(err, errlen, "unknown query kind '%s' for the wandb sink (wandb, retry)",
-		         kind);
-		rv = TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	if (rv < 0) {
+		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
+		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
 	}
+	return rv;
+}
+
+int wandb_sink_query_status(wandb_sink *s, uint32_t uid, bool admin, struct buf *out, char *err,
+                            size_t errlen)
+{
+	pthread_mutex_lock(&s->mu);
+	int rv = query_status(s, uid, admin, out);
+	pthread_mutex_unlock(&s->mu);
+	return answered(rv, err, errlen);
+}
+
+int wandb_sink_query_retry(wandb_sink *s, const char *ref, uint32_t uid, bool admin,
+                           struct buf *out, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&s->mu);
+	int rv = query_retry(s, ref, uid, admin, out, err, errlen);
 	pthread_mutex_unlock(&s->mu);
 	/* The sink thread may be waiting on the network: have it act now. */
-	if (rv == 0 && strcmp(kind, "retry") == 0)
+	if (rv == 0)
 		curl_multi_wakeup(s->multi);
 	if (rv < 0) {
 		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
@@ -183,8 +193,29 @@ int wandb_sink_query(wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bo
 	return rv;
 }
 
+/* UploadInfo of the sink's own answer (malloc'd throughout), or NULL without
+ * memory. */
+static Trackd__V1__UploadInfo *upload_info(const char *state, const char *run_url,
+                                           const char *project_url, const char *last_error)
+{
+	Trackd__V1__UploadInfo *u = malloc(sizeof *u);
+	if (!u)
+		return NULL;
+	trackd__v1__upload_info__init(u);
+	u->sink = strdup("wandb");
+	u->state = strdup(state);
+	u->run_url = strdup(run_url);
+	u->project_url = strdup(project_url);
+	u->last_error = strdup(last_error ? last_error : "");
+	if (!u->sink || !u->state || !u->run_url || !u->project_url || !u->last_error) {
+		trackd__v1__upload_info__free_unpacked(u, NULL);
+		return NULL;
+	}
+	return u;
+}
+
 /* A run the sink does not hold in memory: what its durable state says. */
-static int upload_from_disk(struct wandb_sink *s, const char *run_id, struct buf *out)
+static int upload_from_disk(struct wandb_sink *s, const char *run_id, Trackd__V1__UploadInfo **out)
 {
 	struct wb_state st;
 	const char *state = "pending";
@@ -209,19 +240,11 @@ static int upload_from_disk(struct wandb_sink *s, const char *run_id, struct buf
 	}
 	if (have)
 		wb_state_fini(&st);
-	int rv = buf_puts(out, "{\"sink\":\"wandb\"");
-	if (!rv)
-		rv = put_field(out, "state", state);
-	if (!rv)
-		rv = put_field(out, "run_url", run_url);
-	if (!rv)
-		rv = put_field(out, "project_url", project_url);
-	if (!rv)
-		rv = put_field(out, "last_error", "");
-	return rv ? rv : buf_putc(out, '}');
+	*out = upload_info(state, run_url, project_url, "");
+	return *out ? TRACKD_OK : TRACKD_ENOMEM;
 }
 
-int wandb_sink_run_upload(wandb_sink *s, const char *run_id, struct buf *out)
+int wandb_sink_run_upload(wandb_sink *s, const char *run_id, Trackd__V1__UploadInfo **out)
 {
 	char url[4096];
 	int64_t now = clock_mono_us();
@@ -231,19 +254,11 @@ int wandb_sink_run_upload(wandb_sink *s, const char *run_id, struct buf *out)
 	if (!wr) {
 		rv = upload_from_disk(s, run_id, out);
 	} else {
-		rv = buf_puts(out, "{\"sink\":\"wandb\"");
-		if (!rv)
-			rv = put_field(out, "state", state_name(wr, now));
+		char project_url[4096];
 		wb_run_url(s, wr, url, sizeof url);
-		if (!rv)
-			rv = put_field(out, "run_url", url);
-		wb_project_url(s, wr, url, sizeof url);
-		if (!rv)
-			rv = put_field(out, "project_url", url);
-		if (!rv)
-			rv = put_field(out, "last_error", wr->last_error);
-		if (!rv)
-			rv = buf_putc(out, '}');
+		wb_project_url(s, wr, project_url, sizeof project_url);
+		*out = upload_info(state_name(wr, now), url, project_url, wr->last_error);
+		rv = *out ? TRACKD_OK : TRACKD_ENOMEM;
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rv;

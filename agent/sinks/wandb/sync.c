@@ -502,7 +502,7 @@ static const char *job_state(const struct wb_run *wr, int64_t now)
 static int put_str(struct buf *b, const char *name, const char *v)
 {
 	int rv = buf_printf(b, ",\"%s\":", name);
-	return rv ? rv : json_put_string(b, v ? v : "");
+	return rv ? rv : json_write_string(b, v ? v : "");
 }
 
 /* `already`: a start that found the run synced and had nothing to do. */
@@ -516,7 +516,7 @@ static int progress_json(struct wandb_sink *s, const struct wb_run *wr, bool alr
 	int64_t end = j->synced ? j->done_us : now;
 	int rv = buf_puts(out, "{\"id\":");
 	if (!rv)
-		rv = json_put_string(out, wr->id);
+		rv = json_write_string(out, wr->id);
 	if (!rv)
 		rv = put_str(out, "path", j->path);
 	if (!rv)
@@ -565,7 +565,7 @@ static int disk_json(struct wandb_sink *s, const char *id, const char *path, con
 		memset(&p, 0, sizeof p);
 	int rv = buf_puts(out, "{\"id\":");
 	if (!rv)
-		rv = json_put_string(out, id);
+		rv = json_write_string(out, id);
 	if (!rv)
 		rv = put_str(out, "path", path);
 	if (!rv)
@@ -603,12 +603,10 @@ static struct wb_sync *job_new(const struct wandb_sync_target *t, bool force)
 }
 
 /* `r`: the local snapshot, NULL before the run's first checkpoint. */
-static int start(struct wandb_sink *s, const Trackd__V1__Query *q, const char *id,
+static int start(struct wandb_sink *s, const char *ref, bool force, const char *id,
                  const struct wandb_sync_target *t, const struct run *r, struct buf *out, char *err,
                  size_t errlen)
 {
-	const char *ref = q->run ? q->run : "";
-	bool force = q->has_force && q->force;
 	struct wb_run *wr = wb_find(s, id);
 	if (wr && !wr->sync && wr->phase != WB_OFFLINE) {
 		snprintf(err, errlen, "run '%s' is being uploaded by the agent as an online run",
@@ -657,16 +655,11 @@ static int start(struct wandb_sink *s, const Trackd__V1__Query *q, const char *i
 	return progress_json(s, wr, false, out);
 }
 
-int wandb_sink_sync(wandb_sink *s, const Trackd__V1__Query *q, const struct wandb_sync_target *t,
-                    uint32_t uid, bool admin, struct buf *out, char *err, size_t errlen)
+int wandb_sink_sync(wandb_sink *s, bool is_start, bool force, const char *ref,
+                    const struct wandb_sync_target *t, uint32_t uid, bool admin, struct buf *out,
+                    char *err, size_t errlen)
 {
-	const char *kind = q->kind ? q->kind : "";
-	const char *ref = q->run ? q->run : "";
-	bool is_start = strcmp(kind, "sync") == 0;
-	if (!is_start && strcmp(kind, "sync_status") != 0) {
-		snprintf(err, errlen, "unknown sync query kind '%s' (sync, sync_status)", kind);
-		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
-	}
+	ref = ref ? ref : "";
 	if (!admin && t->owner != uid) {
 		snprintf(err, errlen, "run '%s' belongs to another user (uid %u)", ref, t->owner);
 		return TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED;
@@ -694,7 +687,7 @@ int wandb_sink_sync(wandb_sink *s, const Trackd__V1__Query *q, const struct wand
 	}
 	pthread_mutex_lock(&s->mu);
 	if (is_start) {
-		rv = start(s, q, id, t, r, out, err, errlen);
+		rv = start(s, ref, force, id, t, r, out, err, errlen);
 	} else {
 		struct wb_run *wr = wb_find(s, id);
 		rv = wr && wr->sync ? progress_json(s, wr, false, out)

@@ -77,7 +77,7 @@
  *   Permanent failures (400 401 403 404 409 410 413 422 501 — 409 is retried
  *   for UpsertBucket — and GraphQL errors) park the run: its buffered lines
  *   are dropped, its records are skipped (its hold keeps them in the log), and
- *   `retry` (wandb_sink_query) or an agent restart re-reads the log for it.
+ *   `retry` (wandb_sink_query_retry) or an agent restart re-reads the log for it.
  *   Other runs are unaffected: each run has at most one request in flight,
  *   `max_parallel_requests` are in flight at once (curl multi, keep-alive).
  *
@@ -98,7 +98,7 @@
  *   never logged or returned by queries.
  *
  * Threading: one sink thread does everything (log reading, curl multi,
- * files). wandb_sink_query and wandb_sink_get_stats may be called from any
+ * files). the queries and wandb_sink_get_stats may be called from any
  * thread (they take the sink's mutex, which the sink thread releases while it
  * waits on the network). Lifecycle: start → close (stop reading and sending;
  * in-flight requests get until `drain_timeout_ms`) → stop (final checkpoint,
@@ -178,29 +178,31 @@ void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out);
 int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, bool *key_changed,
                            char *err, size_t errlen);
 
-/* Answers the sink's queries with JSON in `out`. A peer that is not `admin`
- * sees and retries only runs of its own `uid`.
- *   kind "wandb": {"base_url":…,"counters":{…},"runs":[RUN,…]} where RUN is
+/* The sink's queries (agent/cmd/queries.c routes them here), with JSON in
+ * `out`. A peer that is not `admin` sees and retries only runs of its own `uid`.
+ *   status (Query.wandb): {"base_url":…,"counters":{…},"runs":[RUN,…]} where RUN is
  *     {"id","entity","project","state":"uploading|retrying|parked|evicted|done|
  *      offline|waiting","history_acked","console_acked","buffered_bytes",
  *      "attempts","retry_in_ms","last_status","last_error","stop_requested",
  *      "run_url","project_url"} for every run the sink holds in memory
  *     (running, recently ended, parked, evicted, offline);
- *   kind "retry" (run = "id", "entity/project/id" or "" for every parked run):
+ *   retry (ref = "id", "entity/project/id", or NULL/"" for every parked run):
  *     {"ok":true,"retried":["id",…]} — parked and evicted runs are re-read
  *     from the log and runs waiting to retry retry now.
  * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
-int wandb_sink_query(wandb_sink *s, const Trackd__V1__Query *q, uint32_t uid, bool admin,
-                     struct buf *out, char *err, size_t errlen);
+int wandb_sink_query_status(wandb_sink *s, uint32_t uid, bool admin, struct buf *out, char *err,
+                            size_t errlen);
+int wandb_sink_query_retry(wandb_sink *s, const char *ref, uint32_t uid, bool admin,
+                           struct buf *out, char *err, size_t errlen);
 
-/* Appends to `out` what the sink knows of run `run_id` (no access check: the
- * caller answers for a peer allowed to see the run), as one JSON object:
- *   {"sink":"wandb","state":S,"run_url":U,"project_url":P,"last_error":E}
- * S is a "wandb" query state, or "pending" when the sink has not reached the
+/* What the sink knows of run `run_id` (no access check: the caller answers for
+ * a peer allowed to see the run), typed, in *out (malloc'd; the caller frees it
+ * with free_unpacked): sink "wandb", state S, run_url U, project_url P,
+ * last_error E. S is a status query state, or "pending" when the sink has not reached the
  * run yet (nothing in memory or on disk); U and P are "" until the backend
  * answered the run's first UpsertBucket. Runs not in memory are answered
  * from their durable state (done or offline). Returns 0 or a trackd_err. */
-int wandb_sink_run_upload(wandb_sink *s, const char *run_id, struct buf *out);
+int wandb_sink_run_upload(wandb_sink *s, const char *run_id, Trackd__V1__UploadInfo **out);
 
 /* `trackctl sync` (sync.h): uploads an offline run later from the local store.
  * The run as the local sink found it for this requester (local_sink_locate):
@@ -212,10 +214,10 @@ struct wandb_sync_target {
 };
 /* The run must be offline, ended (for a start) and the requester's own unless
  * `admin`.
- *   kind "sync" (run = ref, force): starts the run's sync job, or joins the one
+ *   is_start (Query.sync: ref, force): starts the run's sync job, or joins the one
  *     in progress, or retries a parked one; a synced run whose local store has
  *     not changed since is not sent again unless `force` (from offset 0).
- *   kind "sync_status" (run = ref): only reports.
+ *   !is_start (Query.sync_status: ref): only reports.
  * Both answer SYNC = {"id","path","state","rows","rows_total","console_lines",
  *   "console_total","bytes","bytes_total","lines_skipped","attempts",
  *   "last_status","elapsed_ms","last_error","run_url"}, state one of
@@ -225,7 +227,8 @@ struct wandb_sync_target {
  *   run answered from disk has only id, path, state, rows, rows_total, bytes,
  *   bytes_total and "already":true.
  * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
-int wandb_sink_sync(wandb_sink *s, const Trackd__V1__Query *q, const struct wandb_sync_target *t,
-                    uint32_t uid, bool admin, struct buf *out, char *err, size_t errlen);
+int wandb_sink_sync(wandb_sink *s, bool is_start, bool force, const char *ref,
+                    const struct wandb_sync_target *t, uint32_t uid, bool admin, struct buf *out,
+                    char *err, size_t errlen);
 
 #endif

@@ -265,10 +265,18 @@ TD_API int td_run_url(td_run *run, char *buf, size_t len);
 
 /* ---- reading from the agent (trackctl, the Python Api) -------------------- */
 
-/* One query to the agent's run store (see Query in trackd.proto; NULL / 0
- * fields are left out). */
+/* Which query (one typed request of Query in trackd.proto each). */
+typedef enum td_query_kind {
+	TD_QUERY_RUNS = 1,    /* project, state, offset, limit */
+	TD_QUERY_RUN = 2,     /* run */
+	TD_QUERY_HISTORY = 3, /* run, keys, from_line, max_lines */
+	TD_QUERY_RENAME = 4,  /* run, name */
+} td_query_kind;
+
+/* One query to the agent's run store (NULL / 0 fields are left out; fields
+ * that the kind does not take are ignored). */
 typedef struct td_query {
-	const char *kind;        /* "runs" | "run" | "history" | "rename" */
+	td_query_kind kind;
 	const char *run;         /* "id" or "entity/project/id" */
 	const char *project;     /* runs: "project" or "entity/project" */
 	const char *state;       /* runs: running|finished|failed|crashed|killed */
@@ -277,6 +285,8 @@ typedef struct td_query {
 	uint64_t from_line; /* history: first line (0-based) */
 	uint64_t max_lines; /* history: at most this many (0: no limit) */
 	const char *name;   /* rename: the new display name */
+	uint64_t offset;    /* runs: skip this many runs of the filtered list */
+	uint64_t limit;     /* runs: at most this many (0: no limit) */
 } td_query;
 
 /* Sends one query (socket_url NULL: TRACKD_SOCKET, else the default path) and

@@ -1,7 +1,8 @@
 """trackd.Api: reading runs back from the agent (as wandb.Api reads W&B).
 
 Every call is one query to the agent's run store over its socket (libtrackd's
-td_query_agent); the agent answers with JSON (shapes in agent/runs/query.h):
+td_query_agent, one typed request each); the answer is JSON (shapes in
+agent/sinks/local/query.c):
 
     runs    → {"runs": [RUN, ...]}
     run     → {"run": RUN, "upload": UPLOAD}
@@ -26,11 +27,15 @@ from .errors import AgentError, AgentUnavailableError, NotFoundError, TrackdErro
 _HISTORY_PAGE = 1000
 
 
+_KINDS = {"runs": _lib.TD_QUERY_RUNS, "run": _lib.TD_QUERY_RUN,
+          "history": _lib.TD_QUERY_HISTORY, "rename": _lib.TD_QUERY_RENAME}
+
+
 def _query(socket: Optional[str], timeout: float, kind: str, **fields: Any) -> Dict[str, Any]:
     lib = _lib.lib()
     q = _lib.TdQuery()
     keep: List[Any] = []
-    q.kind = kind.encode()
+    q.kind = _KINDS[kind]
     for name in ("run", "project", "state", "name"):
         value = fields.get(name)
         if value is not None:

@@ -115,9 +115,13 @@ class TdFinishReport(ctypes.Structure):
     ]
 
 
+# td_query_kind
+TD_QUERY_RUNS, TD_QUERY_RUN, TD_QUERY_HISTORY, TD_QUERY_RENAME = 1, 2, 3, 4
+
+
 class TdQuery(ctypes.Structure):
     _fields_ = [
-        ("kind", ctypes.c_char_p),
+        ("kind", ctypes.c_int),
         ("run", ctypes.c_char_p),
         ("project", ctypes.c_char_p),
         ("state", ctypes.c_char_p),
@@ -126,6 +130,8 @@ class TdQuery(ctypes.Structure):
         ("from_line", ctypes.c_uint64),
         ("max_lines", ctypes.c_uint64),
         ("name", ctypes.c_char_p),
+        ("offset", ctypes.c_uint64),
+        ("limit", ctypes.c_uint64),
     ]
 
 
