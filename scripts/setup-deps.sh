@@ -11,6 +11,7 @@ PACKAGES=(
   python3-yaml   # the Python package reads YAML config files with PyYAML
   python3-numpy  # tests: numpy arrays in rows become lists or histograms
   dpkg-dev file  # scripts/package.sh: dpkg-shlibdeps computes Depends, CPack needs file
+  clang-format   # scripts/format-check.sh: CI checks every C file against .clang-format
 )
 
 missing=()
