@@ -35,16 +35,16 @@ struct request_ctx {
 	nng_ctx ctx;
 	nng_aio *aio;
 	enum ctx_state state;
-	nng_msg *msg;              /* received request, owned while QUEUED */
-	nng_msg *reply;            /* built by the worker */
-	struct request_ctx *next;  /* worker queue link */
-	bool is_query;             /* answered by the query thread */
-	bool is_status;            /* …a plain status request, sent there directly */
-	uint32_t uid;              /* the requester, for queries */
+	nng_msg *msg;             /* received request, owned while QUEUED */
+	nng_msg *reply;           /* built by the worker */
+	struct request_ctx *next; /* worker queue link */
+	bool is_query;            /* answered by the query thread */
+	bool is_status;           /* …a plain status request, sent there directly */
+	uint32_t uid;             /* the requester, for queries */
 	bool admin;
 	/* Rollback information when an fsync fails after this batch was appended. */
 	bool appended;
-	bool synced_before_ack;    /* its ack waits for the group's fdatasync */
+	bool synced_before_ack; /* its ack waits for the group's fdatasync */
 	uint8_t session_id[TRACKD_SESSION_ID_BYTES];
 	uint64_t prev_seq;
 	uint64_t seq;
@@ -86,14 +86,14 @@ struct ingest {
 	access_control *access;
 	uint8_t *entry_buf; /* LogEntry scratch, max_message_bytes + header room */
 	size_t entry_cap;
-	bool append_failing; /* worker only: the last client append failed (logged once) */
+	bool append_failing;  /* worker only: the last client append failed (logged once) */
 	bool sync_group_open; /* worker only: txlog_group_begin() called this round */
 
 	_Atomic int64_t heartbeat_us; /* the worker's last sign of life */
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
-		rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
-		rejected_permission,
-		append_failures, clients_connected, listener_restarts, queries, internal_batches;
+	    rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
+	    rejected_permission, append_failures, clients_connected, listener_restarts, queries,
+	    internal_batches;
 };
 
 #define LOG_ENTRY_HEADER_MAX 64
@@ -126,8 +126,7 @@ static void current_limits(struct ingest *in, uint64_t *max_message_bytes,
 	pthread_mutex_unlock(&in->limits_mu);
 }
 
-int ingest_set_limits(ingest *in, uint64_t max_message_bytes,
-                      const struct validate_limits *limits)
+int ingest_set_limits(ingest *in, uint64_t max_message_bytes, const struct validate_limits *limits)
 {
 	if (max_message_bytes > in->opts.max_message_bytes || max_message_bytes == 0)
 		return TRACKD_EINVAL;
@@ -207,7 +206,7 @@ static nng_msg *status_reply(struct ingest *in)
 	SET(batches_acked, is.batches_appended + is.batches_duplicate);
 	SET(batches_duplicate, is.batches_duplicate);
 	SET(requests_rejected, is.rejected_version + is.rejected_malformed + is.rejected_invalid +
-	                               is.rejected_too_large + is.rejected_permission);
+	                           is.rejected_too_large + is.rejected_permission);
 	SET(records_quarantined, ts.records_quarantined);
 	SET(log_bytes, ts.disk_bytes);
 	SET(last_index, ts.last_index);
@@ -230,9 +229,8 @@ static size_t put_key(uint8_t *p, uint32_t field, enum wire_type t)
 	return wire_put_varint(p, ((uint64_t)field << 3) | t);
 }
 
-size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid,
-                               int32_t pid, int64_t recv_time_us, const uint8_t *batch,
-                               size_t batch_len)
+size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid, int32_t pid,
+                               int64_t recv_time_us, const uint8_t *batch, size_t batch_len)
 {
 	uint8_t head[LOG_ENTRY_HEADER_MAX];
 	size_t n = 0;
@@ -253,18 +251,29 @@ size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t 
 	return n + batch_len;
 }
 
+/* The owner rule of owners.h: a start names its run's owner, and so does any
+ * record of a client process (pid > 0) for a run whose start is lost; the
+ * agent's own records (pid 0) never make a run. */
+static bool names_owner(bool is_start, int32_t pid)
+{
+	return is_start || pid > 0;
+}
+
 struct owner_scan {
-	lru *owners;
+	run_owners *owners;
 	uint32_t uid;
+	int32_t pid;
 };
 
-/* The first start of a run names its owner. */
 static int note_owner(void *arg, const uint8_t *run_id, size_t id_len, bool is_start)
 {
 	struct owner_scan *o = arg;
-	uint64_t uid;
-	if (is_start && !lru_get(o->owners, run_id, id_len, &uid))
-		lru_put(o->owners, run_id, id_len, o->uid);
+	if (names_owner(is_start, o->pid) &&
+	    run_owners_note(o->owners, run_id, id_len, o->uid) == TRACKD_ETOOBIG &&
+	    run_owners_refused(o->owners) == 1)
+		log_warn("run owner index full (%zu runs): owners of further runs in the log are "
+		         "not known, and batches creating runs are refused",
+		         run_owners_max(o->owners));
 	return 0;
 }
 
@@ -280,6 +289,8 @@ int ingest_recover_record(void *arg, uint64_t index, const void *data, size_t le
 	while (wire_next(&r, &f) == 1) {
 		if (f.number == 1 && f.type == WIRE_VARINT)
 			scan.uid = (uint32_t)f.varint;
+		else if (f.number == 3 && f.type == WIRE_VARINT)
+			scan.pid = (int32_t)f.varint;
 		else if (f.number == 5 && f.type == WIRE_LEN) {
 			batch = f.data;
 			batch_len = f.len;
@@ -317,49 +328,77 @@ static void count_rejection(struct ingest *in, int code)
 	case TRACKD__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION:
 		count(&in->rejected_version, 1);
 		break;
-	case TRACKD__V1__ERROR_CODE__ERROR_MALFORMED:
-		count(&in->rejected_malformed, 1);
-		break;
-	case TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE:
-		count(&in->rejected_too_large, 1);
-		break;
-	default:
-		count(&in->rejected_invalid, 1);
-		break;
+	case TRACKD__V1__ERROR_CODE__ERROR_MALFORMED: count(&in->rejected_malformed, 1); break;
+	case TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE: count(&in->rejected_too_large, 1); break;
+	default: count(&in->rejected_invalid, 1); break;
 	}
 }
 
+/* Runs a batch names that the index does not know yet, noted once the batch is
+ * appended. A batch is mostly one run's rows, so a few slots cover nearly
+ * every batch; a batch naming more new runs is scanned again after its append. */
+#define NEW_RUNS_HELD 8
+
 struct owner_check {
-	struct ingest *in;
+	const run_owners *owners;
 	uint32_t uid;
+	int32_t pid;
+	bool admin;
+	struct {
+		const uint8_t *id; /* into the request's batch bytes */
+		size_t len;
+	} new_runs[NEW_RUNS_HELD];
+	size_t n_new;
+	bool more_new; /* over NEW_RUNS_HELD */
 	char run_id[TRACKD_MAX_RUN_ID_BYTES + 1];
 	uint32_t owner;
 };
 
-/* A run belongs to the uid that first started it; unknown runs are asked of the
- * run store, and a run nobody knows becomes the requester's. */
+/* A run belongs to the uid that first named it (owners.h); the index answers
+ * from memory, and a run it does not know is a new one. Returns 1 for another
+ * user's run (unless admin), 2 for a new run when the index is full. */
 static int check_owner(void *arg, const uint8_t *run_id, size_t id_len, bool is_start)
 {
 	struct owner_check *oc = arg;
-	lru *owners = oc->in->opts.tables->owners;
-	uint64_t owner;
-	if (!lru_get(owners, run_id, id_len, &owner)) {
-		char id[TRACKD_MAX_RUN_ID_BYTES + 1];
-		snprintf(id, sizeof id, "%.*s", (int)id_len, (const char *)run_id);
-		uint32_t found;
-		if (oc->in->opts.run_owner &&
-		    oc->in->opts.run_owner(oc->in->opts.hook_arg, id, &found) == 0)
-			owner = found;
-		else
-			owner = oc->uid;
-		lru_put(owners, run_id, id_len, owner);
+	uint32_t owner;
+	if (run_owners_get(oc->owners, run_id, id_len, &owner)) {
+		if (owner == oc->uid || oc->admin)
+			return 0;
+		snprintf(oc->run_id, sizeof oc->run_id, "%.*s", (int)id_len, (const char *)run_id);
+		oc->owner = owner;
+		return 1;
 	}
-	(void)is_start;
-	if (owner == oc->uid)
+	if (!names_owner(is_start, oc->pid))
 		return 0;
-	snprintf(oc->run_id, sizeof oc->run_id, "%.*s", (int)id_len, (const char *)run_id);
-	oc->owner = (uint32_t)owner;
-	return 1;
+	for (size_t i = 0; i < oc->n_new; i++)
+		if (oc->new_runs[i].len == id_len &&
+		    memcmp(oc->new_runs[i].id, run_id, id_len) == 0)
+			return 0;
+	if (run_owners_count(oc->owners) + oc->n_new >= run_owners_max(oc->owners)) {
+		snprintf(oc->run_id, sizeof oc->run_id, "%.*s", (int)id_len, (const char *)run_id);
+		return 2;
+	}
+	if (oc->n_new < NEW_RUNS_HELD) {
+		oc->new_runs[oc->n_new].id = run_id;
+		oc->new_runs[oc->n_new].len = id_len;
+		oc->n_new++;
+	} else {
+		oc->more_new = true;
+	}
+	return 0;
+}
+
+/* After the append: the batch's new runs are its uid's. */
+static void note_new_owners(struct ingest *in, const struct owner_check *oc,
+                            const struct validated_request *req)
+{
+	run_owners *owners = in->opts.tables->owners;
+	for (size_t i = 0; i < oc->n_new; i++)
+		run_owners_note(owners, oc->new_runs[i].id, oc->new_runs[i].len, oc->uid);
+	if (oc->more_new) {
+		struct owner_scan scan = {.owners = owners, .uid = oc->uid, .pid = oc->pid};
+		validate_batch_runs(req->batch, req->batch_len, note_owner, &scan);
+	}
 }
 
 /* Validates and appends one request; leaves the reply in rc->reply. */
@@ -377,8 +416,9 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	current_limits(in, &max_message_bytes, &limits);
 	if (len > max_message_bytes) {
 		char msg[160];
-		snprintf(msg, sizeof msg, "request is %zu bytes, limit %llu (limits.max_message_bytes)",
-		         len, (unsigned long long)max_message_bytes);
+		snprintf(msg, sizeof msg,
+		         "request is %zu bytes, limit %llu (limits.max_message_bytes)", len,
+		         (unsigned long long)max_message_bytes);
 		count(&in->rejected_too_large, 1);
 		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, msg, false);
 		return;
@@ -416,7 +456,8 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		count(&in->rejected_permission, 1);
 		log_warn("refused a request from uid %u (pid %d): not in group %s", uid, pid,
 		         in->opts.group);
-		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
+		rc->reply =
+		    error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
 		return;
 	}
 	rc->uid = uid;
@@ -425,18 +466,29 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		rc->is_query = true; /* answered on the query thread */
 		return;
 	}
-	if (!rc->admin) {
-		struct owner_check oc = {.in = in, .uid = uid};
-		if (validate_batch_runs(req.batch, req.batch_len, check_owner, &oc) != 0) {
-			char msg[256];
-			snprintf(msg, sizeof msg, "run '%s' belongs to another user (uid %u)",
-			         oc.run_id, oc.owner);
-			count(&in->rejected_permission, 1);
-			log_warn("refused a batch from uid %u (pid %d): %s", uid, pid, msg);
-			rc->reply =
-				error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
-			return;
-		}
+	struct owner_check oc = {
+	    .owners = in->opts.tables->owners, .uid = uid, .pid = pid, .admin = rc->admin};
+	int owned = validate_batch_runs(req.batch, req.batch_len, check_owner, &oc);
+	if (owned == 1) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "run '%s' belongs to another user (uid %u)", oc.run_id,
+		         oc.owner);
+		count(&in->rejected_permission, 1);
+		log_warn("refused a batch from uid %u (pid %d): %s", uid, pid, msg);
+		rc->reply =
+		    error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
+		return;
+	}
+	if (owned == 2) {
+		char msg[256];
+		snprintf(msg, sizeof msg,
+		         "run '%s' is new and the agent knows the owners of %zu runs, its limit "
+		         "(OWNERS_MAX_RUNS)",
+		         oc.run_id, run_owners_max(oc.owners));
+		count(&in->append_failures, 1);
+		log_warn("refused a batch from uid %u (pid %d): %s", uid, pid, msg);
+		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE, msg, true);
+		return;
 	}
 
 	uint64_t highest = sessions_highest(in->opts.tables->sessions, req.session_id);
@@ -465,7 +517,8 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		in->append_failing = true;
 		bool retryable = rv != TRACKD_ETOOBIG;
 		char msg[160];
-		snprintf(msg, sizeof msg, "agent could not store the batch: %s", trackd_strerror(rv));
+		snprintf(msg, sizeof msg, "agent could not store the batch: %s",
+		         trackd_strerror(rv));
 		rc->reply = error_reply(retryable ? TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE
 		                                  : TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 		                        msg, retryable);
@@ -475,6 +528,7 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		in->append_failing = false;
 		log_info("appends succeed again");
 	}
+	note_new_owners(in, &oc, &req);
 	if (sessions_record(in->opts.tables->sessions, req.session_id, req.seq) != 0)
 		log_warn("dedupe table: out of memory; a resend of this batch may be stored twice");
 	rc->appended = true;
@@ -553,9 +607,9 @@ static void append_internal(struct ingest *in, const struct internal_batch *ib)
 	}
 	memcpy(batch, head, n);
 	memcpy(batch + n, ib->records, ib->len);
-	size_t len = ingest_encode_log_entry(in->entry_buf, in->entry_cap, (uint32_t)geteuid(),
-	                                     (uint32_t)getegid(), 0, clock_wall_us(), batch,
-	                                     n + ib->len);
+	size_t len =
+	    ingest_encode_log_entry(in->entry_buf, in->entry_cap, (uint32_t)geteuid(),
+	                            (uint32_t)getegid(), 0, clock_wall_us(), batch, n + ib->len);
 	free(batch);
 	int rv = len ? txlog_append(in->opts.log, in->entry_buf, len, NULL) : TRACKD_ETOOBIG;
 	if (rv != 0) {
@@ -569,8 +623,8 @@ static void append_internal(struct ingest *in, const struct internal_batch *ib)
 
 /* Appends rc to a queue (the worker's or the query thread's) and wakes the
  * thread that serves it. in->mu held. */
-static void enqueue_locked(struct request_ctx **head, struct request_ctx **tail,
-                           pthread_cond_t *cv, struct request_ctx *rc)
+static void enqueue_locked(struct request_ctx **head, struct request_ctx **tail, pthread_cond_t *cv,
+                           struct request_ctx *rc)
 {
 	rc->next = NULL;
 	if (*tail)
@@ -625,16 +679,17 @@ static void process_group(struct ingest *in, struct request_ctx *group,
 			if (rc->appended && rc->synced_before_ack)
 				stack[n++] = rc;
 		while (n--)
-			sessions_restore(in->opts.tables->sessions, stack[n]->session_id, stack[n]->prev_seq);
+			sessions_restore(in->opts.tables->sessions, stack[n]->session_id,
+			                 stack[n]->prev_seq);
 	}
 	for (struct request_ctx *rc = group; rc; rc = rc->next) {
 		if (!rc->appended)
 			continue;
 		if (sync_rc != 0 && rc->synced_before_ack) {
 			count(&in->append_failures, 1);
-			rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE,
-			                        "agent could not make the batch durable (fsync failed)",
-			                        true);
+			rc->reply = error_reply(
+			    TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE,
+			    "agent could not make the batch durable (fsync failed)", true);
 		} else {
 			count(&in->batches_appended, 1);
 			count(&in->records_appended, rc->records);

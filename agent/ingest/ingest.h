@@ -32,7 +32,7 @@
 #define TRACKD_INGEST_H
 
 #include "buf.h"
-#include "lru.h"
+#include "owners.h"
 #include "sessions.h"
 #include "txlog.h"
 #include "validate.h"
@@ -46,23 +46,24 @@ typedef struct ingest ingest;
 
 /* What ingest remembers across requests, rebuilt from the log at start-up
  * (ingest_recover_record) before the ingest itself starts: the dedupe table and
- * the owner uid of each run id (an LRU map, see lru.h). Owned by the caller. */
+ * the owner of every run (owners.h, which says how it is kept complete). Owned
+ * by the caller. */
 struct ingest_tables {
 	sessions *sessions;
-	lru *owners;
+	run_owners *owners;
 };
 
 /* A group of requests is at most one per context. */
 #define INGEST_MAX_CONTEXTS 256
 
 struct ingest_options {
-	const char *url;              /* ipc://… ; the socket's directory is created */
-	uint32_t socket_mode;         /* permissions of the socket file */
-	uint32_t contexts;            /* requests handled concurrently */
+	const char *url;      /* ipc://… ; the socket's directory is created */
+	uint32_t socket_mode; /* permissions of the socket file */
+	uint32_t contexts;    /* requests handled concurrently */
 	uint64_t max_message_bytes;
 	struct validate_limits limits;
 	bool sync_before_ack;
-	const char *version;          /* reported by status queries */
+	const char *version; /* reported by status queries */
 	txlog *log;
 	struct ingest_tables *tables;
 
@@ -81,9 +82,6 @@ struct ingest_options {
 	 * only hand off. */
 	int (*query)(void *arg, const uint8_t *query, size_t len, uint32_t uid, bool admin,
 	             struct buf *json, char *err, size_t errlen);
-	/* The owner of a run the ingest has not seen since start (asks the run store);
-	 * 0 and *uid, or TRACKD_ENOENT for a new run. Runs on the worker thread. */
-	int (*run_owner)(void *arg, const char *run_id, uint32_t *uid);
 	void (*status)(void *arg, Trackd__V1__StatusReply *st);
 	void (*disconnected)(void *arg);
 	void *hook_arg;
@@ -93,17 +91,17 @@ struct ingest_stats {
 	uint64_t requests;
 	uint64_t batches_appended;
 	uint64_t batches_duplicate;
-	uint64_t records_appended;     /* client records inside appended batches */
+	uint64_t records_appended; /* client records inside appended batches */
 	uint64_t rejected_version;
 	uint64_t rejected_malformed;
 	uint64_t rejected_invalid;
 	uint64_t rejected_too_large;
-	uint64_t rejected_permission;  /* peer not allowed, or another user's run */
-	uint64_t append_failures;      /* log append or fsync failed: retryable error */
-	uint64_t clients_connected;    /* now */
-	uint64_t listener_restarts;    /* see ingest_check_listener */
+	uint64_t rejected_permission; /* peer not allowed, or another user's run */
+	uint64_t append_failures;     /* log append or fsync failed: retryable error */
+	uint64_t clients_connected;   /* now */
+	uint64_t listener_restarts;   /* see ingest_check_listener */
 	uint64_t queries;
-	uint64_t internal_batches;     /* appended by the agent itself */
+	uint64_t internal_batches; /* appended by the agent itself */
 };
 
 /* Binds the socket and starts serving. Errors: TRACKD_EEXIST when another
@@ -142,15 +140,13 @@ void ingest_get_stats(ingest *in, struct ingest_stats *out);
  * were sized for it): TRACKD_EINVAL, nothing changed. Lowering it makes requests
  * between the new limit and twice the old one get ERROR_TOO_LARGE replies.
  * Safe from any thread. */
-int ingest_set_limits(ingest *in, uint64_t max_message_bytes,
-                      const struct validate_limits *limits);
+int ingest_set_limits(ingest *in, uint64_t max_message_bytes, const struct validate_limits *limits);
 
 /* Builds the LogEntry bytes stored for one batch: the peer's identity and the
  * receive time, then the client's Batch bytes verbatim as field 5. Returns the
  * length, or 0 if `cap` is too small. Exposed for tests. */
-size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid,
-                               int32_t pid, int64_t recv_time_us, const uint8_t *batch,
-                               size_t batch_len);
+size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid, int32_t pid,
+                               int64_t recv_time_us, const uint8_t *batch, size_t batch_len);
 
 /* Rebuilds the tables from one stored LogEntry (txlog on_record callback: `arg`
  * is a struct ingest_tables). Never fails on bad data: it skips it. */
