@@ -350,6 +350,10 @@ struct owner_check {
 	} new_runs[NEW_RUNS_HELD];
 	size_t n_new;
 	bool more_new; /* over NEW_RUNS_HELD */
+	/* The previous record's run, when it needs no second look: a batch is
+	 * mostly one run's rows, so most records skip the index. */
+	const uint8_t *settled_id;
+	size_t settled_len;
 	char run_id[TRACKD_MAX_RUN_ID_BYTES + 1];
 	uint32_t owner;
 };
@@ -360,16 +364,24 @@ struct owner_check {
 static int check_owner(void *arg, const uint8_t *run_id, size_t id_len, bool is_start)
 {
 	struct owner_check *oc = arg;
+	if (oc->settled_id && id_len == oc->settled_len &&
+	    memcmp(run_id, oc->settled_id, id_len) == 0)
+		return 0;
 	uint32_t owner;
 	if (run_owners_get(oc->owners, run_id, id_len, &owner)) {
-		if (owner == oc->uid || oc->admin)
+		if (owner == oc->uid || oc->admin) {
+			oc->settled_id = run_id;
+			oc->settled_len = id_len;
 			return 0;
+		}
 		snprintf(oc->run_id, sizeof oc->run_id, "%.*s", (int)id_len, (const char *)run_id);
 		oc->owner = owner;
 		return 1;
 	}
 	if (!names_owner(is_start, oc->pid))
-		return 0;
+		return 0; /* not settled: a start of it later in the batch names its owner */
+	oc->settled_id = run_id;
+	oc->settled_len = id_len;
 	for (size_t i = 0; i < oc->n_new; i++)
 		if (oc->new_runs[i].len == id_len &&
 		    memcmp(oc->new_runs[i].id, run_id, id_len) == 0)
