@@ -480,7 +480,11 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	}
 	struct owner_check oc = {
 	    .owners = in->opts.tables->owners, .uid = uid, .pid = pid, .admin = rc->admin};
-	int owned = validate_batch_runs(req.batch, req.batch_len, check_owner, &oc);
+	int owned = 0;
+	if (req.runs_overflow)
+		owned = validate_batch_runs(req.batch, req.batch_len, check_owner, &oc);
+	for (size_t i = 0; !req.runs_overflow && i < req.n_runs && !owned; i++)
+		owned = check_owner(&oc, req.runs[i].id, req.runs[i].len, req.runs[i].start);
 	if (owned == 1) {
 		char msg[256];
 		snprintf(msg, sizeof msg, "run '%s' belongs to another user (uid %u)", oc.run_id,

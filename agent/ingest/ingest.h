@@ -69,8 +69,8 @@ struct ingest_options {
 
 	/* Access: a peer may log when it is root, the agent's user, or in `group`
 	 * ("" = anyone the socket lets in); runs belong to the uid that started them
-	 * and only it, root and members of `admin_group` may append to or read them
-	 * (access.h). */
+	 * (owners.h: answered from memory, never by a sink) and only it, root and
+	 * members of `admin_group` may append to or read them (access.h). */
 	const char *group;
 	const char *admin_group;
 

@@ -152,6 +152,51 @@ static void test_lifecycle_mark(void)
 	      "an exit is not marked: %s", err);
 }
 
+/* Validates rows, keeping the batch bytes (the listed runs point into them). */
+static int validate_kept(struct row *rows, size_t n, struct validated_request *out, uint8_t **buf)
+{
+	Trackd__V1__Record *recs[16];
+	for (size_t i = 0; i < n; i++)
+		recs[i] = &rows[i].rec;
+	size_t len;
+	char err[256];
+	*buf = pack_batch(recs, n, 16, 7, 1, &len);
+	struct validate_limits lim = small;
+	lim.max_records_per_batch = 16;
+	return validate_request(&lim, *buf, len, out, err, sizeof err);
+}
+
+/* The batch's distinct runs, listed for ingest's owner check. */
+static void test_runs_listed(void)
+{
+	uint8_t *buf;
+	struct row rows[VALIDATE_RUNS_HELD + 1];
+	char ids[VALIDATE_RUNS_HELD + 1][8];
+	make_row(&rows[0], "aaa", "loss", 1);
+	make_row(&rows[1], "bbb", "loss", 1);
+	make_row(&rows[2], "aaa", "loss", 1);
+	Trackd__V1__RunStart start = TRACKD__V1__RUN_START__INIT;
+	rows[1].rec.body_case = TRACKD__V1__RECORD__BODY_START;
+	rows[1].rec.start = &start;
+	struct validated_request out;
+	CHECK(validate_kept(rows, 3, &out, &buf) == 0 && !out.runs_overflow && out.n_runs == 2 &&
+	          out.runs[0].len == 3 && !memcmp(out.runs[0].id, "aaa", 3) && !out.runs[0].start &&
+	          out.runs[1].len == 3 && !memcmp(out.runs[1].id, "bbb", 3) && out.runs[1].start,
+	      "two runs, the second started (%zu runs)", out.n_runs);
+	free(buf);
+	for (size_t i = 0; i < VALIDATE_RUNS_HELD + 1; i++) {
+		snprintf(ids[i], sizeof ids[i], "r%zu", i);
+		make_row(&rows[i], ids[i], "loss", 1);
+	}
+	CHECK(validate_kept(rows, VALIDATE_RUNS_HELD, &out, &buf) == 0 &&
+	          out.n_runs == VALIDATE_RUNS_HELD && !out.runs_overflow,
+	      "as many runs as held");
+	free(buf);
+	CHECK(validate_kept(rows, VALIDATE_RUNS_HELD + 1, &out, &buf) == 0 && out.runs_overflow,
+	      "more runs than held: overflow");
+	free(buf);
+}
+
 static void test_version(void)
 {
 	char err[256];
@@ -771,6 +816,7 @@ int main(void)
 {
 	test_valid_and_identity();
 	test_lifecycle_mark();
+	test_runs_listed();
 	test_version();
 	test_malformed();
 	test_status();
