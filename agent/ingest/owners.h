@@ -21,10 +21,14 @@
  * (the store's snapshots) and adds no file format or checkpoint to the ack path;
  * its cost is one snapshot read per run, at start-up only.
  *
- * Bounds: at most `max_runs` ids (OWNERS_MAX_RUNS by default). Memory is about
- * 32 bytes of table per run (16-byte slots, at most half full) plus the id and a
- * length byte: ~41 bytes per 8-character run id, ~41 MB at one million runs, and
- * it grows with use (nothing is preallocated beyond 1024 slots). At the limit a
+ * Bounds: at most `max_runs` ids (OWNERS_MAX_RUNS by default). Memory is 32 to
+ * 64 bytes of table per run (16-byte slots, at most half full, doubled when
+ * half full) plus the id and a length byte in an arena that doubles too: 48 MiB
+ * at one million 8-character run ids (32 MiB of slots, 16 MiB of arena), 8 MB
+ * per hundred thousand — small beside the agent's other bounds — and it grows
+ * with use (nothing is preallocated beyond 1024 slots). The count, not the
+ * bytes, is the limit: a user reads "runs", and a machine rarely holds more
+ * than 100k. At the limit a
  * new id is not added (run_owners_note returns TRACKD_ETOOBIG, counted in
  * `refused`): ingest then refuses batches that would create a run, with a
  * retryable error naming the limit; runs already known keep being served. An
@@ -41,7 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* One million runs on one machine: ~41 MB at most (see above). */
+/* One million runs on one machine: 48 MiB at most (see above). */
 #define OWNERS_MAX_RUNS (1u << 20)
 
 typedef struct run_owners run_owners;
