@@ -24,7 +24,7 @@
  * Bounds: at most `max_runs` ids (OWNERS_MAX_RUNS by default). Memory is 32 to
  * 64 bytes of table per run (16-byte slots, at most half full, doubled when
  * half full) plus the id and a length byte in an arena that doubles too: 48 MiB
- * at one million 8-character run ids (32 MiB of slots, 16 MiB of arena), 8 MB
+ * at one million 8-character run ids (32 MiB of slots, 16 MiB of arena), 5 MiB
  * per hundred thousand — small beside the agent's other bounds — and it grows
  * with use (nothing is preallocated beyond 1024 slots). The count, not the
  * bytes, is the limit: a user reads "runs", and a machine rarely holds more
