@@ -28,12 +28,11 @@
  * per hundred thousand — small beside the agent's other bounds — and it grows
  * with use (nothing is preallocated beyond 1024 slots). The count, not the
  * bytes, is the limit: a user reads "runs", and a machine rarely holds more
- * than 100k. At the limit a
- * new id is not added (run_owners_note returns TRACKD_ETOOBIG, counted in
- * `refused`): ingest then refuses batches that would create a run, with a
- * retryable error naming the limit; runs already known keep being served. An
- * index that forgot owners would let any user append to any forgotten run, so
- * it refuses rather than evicts.
+ * than 100k. At the limit a new id is not added (run_owners_note returns
+ * TRACKD_ETOOBIG, counted in `refused`): ingest then refuses batches that
+ * would create a run, with a retryable error naming the limit; runs already
+ * known keep being served. An index that forgot owners would let any user
+ * append to any forgotten run, so it refuses rather than evicts.
  *
  * Threading: not thread-safe; one owner thread (ingest's worker, or start-up
  * before it runs). Errors: trackd_err values.
