@@ -124,3 +124,19 @@ def test_owner_whose_start_left_the_log_is_known_without_the_sink(shared_agent):
     reply = acked_at_once(a, batch_request(os.urandom(16), 1, rows("old", 100002, 2)),
                           (OTHER, GROUP_GID), hold_began)
     assert reply.get("error", {}).get("code") == 6, reply  # PERMISSION_DENIED
+
+
+def test_a_run_an_admin_started_is_the_admins_at_once(shared_agent):
+    """Root (an admin) starts a run while the local sink is held up; another
+    user's batch for it, sent right after, is refused at once: ingest noted the
+    owner on append. (It used to ask the sink, which waited for the sink's lock
+    and, not having applied the start yet, gave the run to the asker.)"""
+    a = shared_agent.start()
+    hold_began = start_holding(a)
+    reply = acked_at_once(a, batch_request(os.urandom(16), 1, [start_record("rootrun")]), None,
+                          hold_began)
+    assert "ack" in reply, reply
+    reply = acked_at_once(a, batch_request(os.urandom(16), 1, rows("rootrun", 0, 1)),
+                          (NOBODY, GROUP_GID), hold_began)
+    assert reply.get("error", {}).get("code") == 6, reply  # PERMISSION_DENIED
+    assert "uid 0" in reply["error"]["message"], reply
