@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "ingest.h"
 #include "local_sink.h"
+#include "local_store.h"
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
@@ -229,14 +230,33 @@ static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t ui
 	return queries_answer(&st, query, len, uid, admin, json, typed, err, errlen);
 }
 
-/* Run owners remembered by ingest; older ones are asked of the run store. */
-#define OWNERS_REMEMBERED 65536
-
-static int run_owner(void *arg, const char *run_id, uint32_t *uid)
+/* Start-up only, before ingest serves: the owner of every run in the local
+ * store, the first half of the owner index (owners.h says why). */
+static int seed_owner(void *arg, const char *run_dir)
 {
-	struct agent *ag = arg;
-	local_sink *sink = atomic_load(&ag->sink);
-	return sink ? local_sink_run_owner(sink, run_id, uid) : TRACKD_ENOENT;
+	run_owners *owners = arg;
+	struct run *r;
+	if (local_store_load_run(run_dir, &r) != 0)
+		return 0; /* no checkpoint yet: its records are in the log */
+	int rv = run_owners_note(owners, r->id, strlen(r->id), r->uid);
+	run_free(r);
+	if (rv == TRACKD_ETOOBIG && run_owners_refused(owners) == 1)
+		log_warn("run owner index full (%zu runs, OWNERS_MAX_RUNS): batches creating runs "
+		         "are refused",
+		         run_owners_max(owners));
+	return rv == TRACKD_ENOMEM ? rv : 0;
+}
+
+static int seed_owners(const char *state_dir, run_owners *owners)
+{
+	char runs_dir[4096];
+	int rv = local_store_runs_dir(state_dir, runs_dir, sizeof runs_dir);
+	if (!rv)
+		rv = local_store_each_run(runs_dir, seed_owner, owners);
+	if (rv)
+		log_error("cannot read the run owners of the local store in %s: %s", state_dir,
+		          trackd_strerror(rv));
+	return rv;
 }
 
 static void add_status(void *arg, Trackd__V1__StatusReply *st)
@@ -608,7 +628,7 @@ static int run(const struct args *a, struct config *cfg)
 	local_sink *sink = NULL;
 	wandb_sink *wandb = NULL;
 	metrics *mx = NULL;
-	lru *owners = NULL;
+	run_owners *owners = NULL;
 	struct sdnotify notify;
 	if (sdnotify_open(&notify) != 0)
 		log_warn("NOTIFY_SOCKET is malformed; systemd will not hear from the agent");
@@ -666,7 +686,8 @@ static int run(const struct args *a, struct config *cfg)
 		cfg->state_dir = abs_state;
 	}
 	if ((rv = sessions_new(cfg->limits.max_sessions, &sess)) != 0 ||
-	    (rv = lru_new(OWNERS_REMEMBERED, &owners)) != 0)
+	    (rv = run_owners_new(OWNERS_MAX_RUNS, &owners)) != 0 ||
+	    (rv = seed_owners(cfg->state_dir, owners)) != 0)
 		goto out;
 	struct ingest_tables tables = {.sessions = sess, .owners = owners};
 
@@ -695,10 +716,10 @@ static int run(const struct args *a, struct config *cfg)
 	txlog_stats(log, &ts);
 	log_info(
 	    "log recovered: records %llu..%llu, %llu quarantined, %llu bytes of torn tail cut, "
-	    "%zu sessions",
+	    "%zu sessions, %zu run owners",
 	    (unsigned long long)ts.first_index, (unsigned long long)ts.last_index,
 	    (unsigned long long)ts.records_quarantined, (unsigned long long)ts.bytes_truncated,
-	    sessions_count(sess));
+	    sessions_count(sess), run_owners_count(owners));
 
 	ag.state_dir = cfg->state_dir;
 	ag.log_max_bytes = cfg->txlog.max_bytes;
@@ -761,7 +782,6 @@ static int run(const struct args *a, struct config *cfg)
 	    .group = cfg->access.group,
 	    .admin_group = cfg->access.admin_group,
 	    .query = answer_query,
-	    .run_owner = run_owner,
 	    .status = add_status,
 	    .disconnected = client_disconnected,
 	    .hook_arg = &ag,
@@ -805,7 +825,7 @@ out:
 		exit_code = 1;
 	}
 	sessions_free(sess);
-	lru_free(owners);
+	run_owners_free(owners);
 	sdnotify_close(&notify);
 	user_mode_release(&um);
 	if (state_lock_fd >= 0)

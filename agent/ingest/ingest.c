@@ -260,18 +260,29 @@ size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t 
 	return n + batch_len;
 }
 
+/* The owner rule of owners.h: a start names its run's owner, and so does any
+ * record of a client process (pid > 0) for a run whose start is lost; the
+ * agent's own records (pid 0) never make a run. */
+static bool names_owner(bool is_start, int32_t pid)
+{
+	return is_start || pid > 0;
+}
+
 struct owner_scan {
-	lru *owners;
+	run_owners *owners;
 	uint32_t uid;
+	int32_t pid;
 };
 
-/* The first start of a run names its owner. */
 static int note_owner(void *arg, const uint8_t *run_id, size_t id_len, bool is_start)
 {
 	struct owner_scan *o = arg;
-	uint64_t uid;
-	if (is_start && !lru_get(o->owners, run_id, id_len, &uid))
-		lru_put(o->owners, run_id, id_len, o->uid);
+	if (names_owner(is_start, o->pid) &&
+	    run_owners_note(o->owners, run_id, id_len, o->uid) == TRACKD_ETOOBIG &&
+	    run_owners_refused(o->owners) == 1)
+		log_warn("run owner index full (%zu runs): owners of further runs in the log are "
+		         "not known, and batches creating runs are refused",
+		         run_owners_max(o->owners));
 	return 0;
 }
 
@@ -287,6 +298,8 @@ int ingest_recover_record(void *arg, uint64_t index, const void *data, size_t le
 	while (wire_next(&r, &f) == 1) {
 		if (f.number == 1 && f.type == WIRE_VARINT)
 			scan.uid = (uint32_t)f.varint;
+		else if (f.number == 3 && f.type == WIRE_VARINT)
+			scan.pid = (int32_t)f.varint;
 		else if (f.number == 5 && f.type == WIRE_LEN) {
 			batch = f.data;
 			batch_len = f.len;
@@ -330,37 +343,83 @@ static void count_rejection(struct ingest *in, int code)
 	}
 }
 
+/* Runs a batch names that the index does not know yet, noted once the batch is
+ * appended. A batch is mostly one run's rows, so a few slots cover nearly
+ * every batch; a batch naming more new runs is scanned again after its append. */
+#define NEW_RUNS_HELD 8
+
 struct owner_check {
-	struct ingest *in;
+	const run_owners *owners;
 	uint32_t uid;
+	int32_t pid;
+	bool admin;
+	struct {
+		const uint8_t *id; /* into the request's batch bytes */
+		size_t len;
+	} new_runs[NEW_RUNS_HELD];
+	size_t n_new;
+	bool more_new; /* over NEW_RUNS_HELD */
+	/* The previous record's run, when it needs no second look: a batch is
+	 * mostly one run's rows, so most records skip the index. */
+	const uint8_t *settled_id;
+	size_t settled_len;
 	char run_id[TRACKD_MAX_RUN_ID_BYTES + 1];
 	uint32_t owner;
 };
 
-/* A run belongs to the uid that first started it; unknown runs are asked of the
- * run store, and a run nobody knows becomes the requester's. */
+/* A run belongs to the uid that first named it (owners.h); the index answers
+ * from memory, and a run it does not know is a new one. Returns 1 for another
+ * user's run (unless admin), 2 for a new run when the index is full. */
 static int check_owner(void *arg, const uint8_t *run_id, size_t id_len, bool is_start)
 {
 	struct owner_check *oc = arg;
-	lru *owners = oc->in->opts.tables->owners;
-	uint64_t owner;
-	if (!lru_get(owners, run_id, id_len, &owner)) {
-		char id[TRACKD_MAX_RUN_ID_BYTES + 1];
-		snprintf(id, sizeof id, "%.*s", (int)id_len, (const char *)run_id);
-		uint32_t found;
-		if (oc->in->opts.run_owner &&
-		    oc->in->opts.run_owner(oc->in->opts.hook_arg, id, &found) == 0)
-			owner = found;
-		else
-			owner = oc->uid;
-		lru_put(owners, run_id, id_len, owner);
-	}
-	(void)is_start;
-	if (owner == oc->uid)
+	if (oc->settled_id && id_len == oc->settled_len &&
+	    memcmp(run_id, oc->settled_id, id_len) == 0)
 		return 0;
-	snprintf(oc->run_id, sizeof oc->run_id, "%.*s", (int)id_len, (const char *)run_id);
-	oc->owner = (uint32_t)owner;
-	return 1;
+	uint32_t owner;
+	if (run_owners_get(oc->owners, run_id, id_len, &owner)) {
+		if (owner == oc->uid || oc->admin) {
+			oc->settled_id = run_id;
+			oc->settled_len = id_len;
+			return 0;
+		}
+		snprintf(oc->run_id, sizeof oc->run_id, "%.*s", (int)id_len, (const char *)run_id);
+		oc->owner = owner;
+		return 1;
+	}
+	if (!names_owner(is_start, oc->pid))
+		return 0; /* not settled: a start of it later in the batch names its owner */
+	oc->settled_id = run_id;
+	oc->settled_len = id_len;
+	for (size_t i = 0; i < oc->n_new; i++)
+		if (oc->new_runs[i].len == id_len &&
+		    memcmp(oc->new_runs[i].id, run_id, id_len) == 0)
+			return 0;
+	if (run_owners_count(oc->owners) + oc->n_new >= run_owners_max(oc->owners)) {
+		snprintf(oc->run_id, sizeof oc->run_id, "%.*s", (int)id_len, (const char *)run_id);
+		return 2;
+	}
+	if (oc->n_new < NEW_RUNS_HELD) {
+		oc->new_runs[oc->n_new].id = run_id;
+		oc->new_runs[oc->n_new].len = id_len;
+		oc->n_new++;
+	} else {
+		oc->more_new = true;
+	}
+	return 0;
+}
+
+/* After the append: the batch's new runs are its uid's. */
+static void note_new_owners(struct ingest *in, const struct owner_check *oc,
+                            const struct validated_request *req)
+{
+	run_owners *owners = in->opts.tables->owners;
+	for (size_t i = 0; i < oc->n_new; i++)
+		run_owners_note(owners, oc->new_runs[i].id, oc->new_runs[i].len, oc->uid);
+	if (oc->more_new) {
+		struct owner_scan scan = {.owners = owners, .uid = oc->uid, .pid = oc->pid};
+		validate_batch_runs(req->batch, req->batch_len, note_owner, &scan);
+	}
 }
 
 /* Validates and appends one request; leaves the reply in rc->reply. */
@@ -428,18 +487,33 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		rc->is_query = true; /* answered on the query thread */
 		return;
 	}
-	if (!rc->admin) {
-		struct owner_check oc = {.in = in, .uid = uid};
-		if (validate_batch_runs(req.batch, req.batch_len, check_owner, &oc) != 0) {
-			char msg[256];
-			snprintf(msg, sizeof msg, "run '%s' belongs to another user (uid %u)",
-			         oc.run_id, oc.owner);
-			count(&in->rejected_permission, 1);
-			log_warn("refused a batch from uid %u (pid %d): %s", uid, pid, msg);
-			rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED,
-			                        msg, false);
-			return;
-		}
+	struct owner_check oc = {
+	    .owners = in->opts.tables->owners, .uid = uid, .pid = pid, .admin = rc->admin};
+	int owned = 0;
+	if (req.runs_overflow)
+		owned = validate_batch_runs(req.batch, req.batch_len, check_owner, &oc);
+	for (size_t i = 0; !req.runs_overflow && i < req.n_runs && !owned; i++)
+		owned = check_owner(&oc, req.runs[i].id, req.runs[i].len, req.runs[i].start);
+	if (owned == 1) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "run '%s' belongs to another user (uid %u)", oc.run_id,
+		         oc.owner);
+		count(&in->rejected_permission, 1);
+		log_warn("refused a batch from uid %u (pid %d): %s", uid, pid, msg);
+		rc->reply =
+		    error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
+		return;
+	}
+	if (owned == 2) {
+		char msg[256];
+		snprintf(msg, sizeof msg,
+		         "run '%s' is new and the agent knows the owners of %zu runs, its limit "
+		         "(OWNERS_MAX_RUNS)",
+		         oc.run_id, run_owners_max(oc.owners));
+		count(&in->append_failures, 1);
+		log_warn("refused a batch from uid %u (pid %d): %s", uid, pid, msg);
+		rc->reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE, msg, true);
+		return;
 	}
 
 	uint64_t highest = sessions_highest(in->opts.tables->sessions, req.session_id);
@@ -479,6 +553,7 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		in->append_failing = false;
 		log_info("appends succeed again");
 	}
+	note_new_owners(in, &oc, &req);
 	if (sessions_record(in->opts.tables->sessions, req.session_id, req.seq) != 0)
 		log_warn("dedupe table: out of memory; a resend of this batch may be stored twice");
 	rc->appended = true;

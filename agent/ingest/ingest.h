@@ -32,7 +32,7 @@
 #define TRACKD_INGEST_H
 
 #include "buf.h"
-#include "lru.h"
+#include "owners.h"
 #include "sessions.h"
 #include "txlog.h"
 #include "validate.h"
@@ -46,10 +46,11 @@ typedef struct ingest ingest;
 
 /* What ingest remembers across requests, rebuilt from the log at start-up
  * (ingest_recover_record) before the ingest itself starts: the dedupe table and
- * the owner uid of each run id (an LRU map, see lru.h). Owned by the caller. */
+ * the owner of every run (owners.h, which says how it is kept complete). Owned
+ * by the caller. */
 struct ingest_tables {
 	sessions *sessions;
-	lru *owners;
+	run_owners *owners;
 };
 
 /* A group of requests is at most one per context. */
@@ -68,8 +69,8 @@ struct ingest_options {
 
 	/* Access: a peer may log when it is root, the agent's user, or in `group`
 	 * ("" = anyone the socket lets in); runs belong to the uid that started them
-	 * and only it, root and members of `admin_group` may append to or read them
-	 * (access.h). */
+	 * (owners.h: answered from memory, never by a sink) and only it, root and
+	 * members of `admin_group` may append to or read them (access.h). */
 	const char *group;
 	const char *admin_group;
 
@@ -84,9 +85,6 @@ struct ingest_options {
 	 * only hand off. */
 	int (*query)(void *arg, const uint8_t *query, size_t len, uint32_t uid, bool admin,
 	             struct buf *json, Trackd__V1__QueryReply **typed, char *err, size_t errlen);
-	/* The owner of a run the ingest has not seen since start (asks the run store);
-	 * 0 and *uid, or TRACKD_ENOENT for a new run. Runs on the worker thread. */
-	int (*run_owner)(void *arg, const char *run_id, uint32_t *uid);
 	void (*status)(void *arg, Trackd__V1__StatusReply *st);
 	void (*disconnected)(void *arg);
 	void *hook_arg;

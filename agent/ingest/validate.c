@@ -29,8 +29,28 @@ struct walk {
 	uint64_t item_nesting;
 	size_t depth;
 	bool lifecycle; /* a Record with a RunStart or RunExit was seen */
+	struct validated_run runs[VALIDATE_RUNS_HELD];
+	size_t n_runs;
+	bool runs_overflow;
 	struct path_elem path[PATH_MAX_DEPTH];
 };
+
+/* Lists a record's run among the batch's distinct runs (validated_request). */
+static void note_run(struct walk *w, const uint8_t *id, size_t len, bool start)
+{
+	for (size_t i = w->n_runs; i-- > 0;) { /* the last one first: the likely one */
+		struct validated_run *r = &w->runs[i];
+		if (r->len == len && memcmp(r->id, id, len) == 0) {
+			r->start |= start;
+			return;
+		}
+	}
+	if (w->n_runs == VALIDATE_RUNS_HELD) {
+		w->runs_overflow = true;
+		return;
+	}
+	w->runs[w->n_runs++] = (struct validated_run){.id = id, .len = len, .start = start};
+}
 
 /* What one message held, for the checks that look at a message as a whole.
  * trackd.proto uses field numbers below 16. */
@@ -50,7 +70,7 @@ static bool has(const struct facts *f, unsigned n)
 }
 
 __attribute__((format(printf, 3, 4))) static int fail(struct walk *w, int code, const char *fmt,
-                                                       ...)
+                                                      ...)
 {
 	if (w->code)
 		return -1;
@@ -58,10 +78,10 @@ __attribute__((format(printf, 3, 4))) static int fail(struct walk *w, int code, 
 	size_t n = 0;
 	for (size_t i = 0; i < w->depth && n < w->errlen; i++) {
 		const struct path_elem *e = &w->path[i];
-		int k = e->index >= 0 ? snprintf(w->err + n, w->errlen - n, "%s%s[%" PRId64 "]",
-		                                 i ? "." : "", e->name, e->index)
-		                      : snprintf(w->err + n, w->errlen - n, "%s%s", i ? "." : "",
-		                                 e->name);
+		int k = e->index >= 0
+		            ? snprintf(w->err + n, w->errlen - n, "%s%s[%" PRId64 "]", i ? "." : "",
+		                       e->name, e->index)
+		            : snprintf(w->err + n, w->errlen - n, "%s%s", i ? "." : "", e->name);
 		if (k < 0)
 			break;
 		n += (size_t)k;
@@ -157,11 +177,11 @@ static int check_oneof_single(struct walk *w, const struct facts *f, unsigned lo
 }
 
 /* Rules that concern a message as a whole, once all its fields were walked. */
-static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
-                         const struct facts *f)
+static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, const struct facts *f)
 {
 	if (d == &trackd__v1__request__descriptor)
-		return check_oneof_single(w, f, 2, 4, "request body (batch, status or query)", true);
+		return check_oneof_single(w, f, 2, 4, "request body (batch, status or query)",
+		                          true);
 	if (d == &trackd__v1__batch__descriptor) {
 		if (!has(f, 1) || f->len[1] != TRACKD_SESSION_ID_BYTES)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
@@ -170,14 +190,18 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 			            "seq is missing or 0 (it counts from 1)");
 		if (!has(f, 3))
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "batch has no records");
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "batch has no records");
 		return 0;
 	}
 	if (d == &trackd__v1__record__descriptor) {
 		if (!has(f, 1))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "run_id is missing");
 		w->lifecycle |= has(f, 2) || has(f, 7); /* start, exit */
-		return check_oneof_single(w, f, 2, 9, "record body", true);
+		int rc = check_oneof_single(w, f, 2, 9, "record body", true);
+		if (rc == 0)
+			note_run(w, f->data[1], f->len[1], has(f, 2));
+		return rc;
 	}
 	if (d == &trackd__v1__item__descriptor) {
 		if (!has(f, 1) || f->len[1] == 0)
@@ -196,13 +220,14 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
 	}
 	if (d == &trackd__v1__run_start__descriptor) {
 		if (has(f, 5) && f->count[5] > TRACKD_MAX_TAGS)
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
-			            "%u tags, limit %u", f->count[5], TRACKD_MAX_TAGS);
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%u tags, limit %u",
+			            f->count[5], TRACKD_MAX_TAGS);
 		return 0;
 	}
 	if (d == &trackd__v1__define_metric__descriptor) {
 		if (!has(f, 1) || f->len[1] == 0)
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "metric name is empty");
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "metric name is empty");
 		return 0;
 	}
 	return 0;
@@ -251,7 +276,8 @@ static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, con
 static int enter(struct walk *w, const char *name, int64_t index)
 {
 	if (w->depth >= PATH_MAX_DEPTH)
-		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "message nested too deeply");
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+		            "message nested too deeply");
 	w->path[w->depth].name = name;
 	w->path[w->depth].index = index;
 	w->depth++;
@@ -304,13 +330,13 @@ static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, con
 	int rc;
 	while ((rc = wire_next(&r, &wf)) == 1) {
 		const ProtobufCFieldDescriptor *fd =
-			protobuf_c_message_descriptor_get_field(d, wf.number);
+		    protobuf_c_message_descriptor_get_field(d, wf.number);
 		if (!fd)
 			continue; /* unknown field: a newer client; ignored, as protobuf does */
 		if (wf.type != expected_wire_type(fd->type))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_MALFORMED,
-			            "field %s has wire type %d, expected %d", fd->name, (int)wf.type,
-			            (int)expected_wire_type(fd->type));
+			            "field %s has wire type %d, expected %d", fd->name,
+			            (int)wf.type, (int)expected_wire_type(fd->type));
 		uint32_t occurrence = 0;
 		if (wf.number < FACT_FIELDS) {
 			occurrence = f->count[wf.number]++;
@@ -417,6 +443,9 @@ int validate_request(const struct validate_limits *limits, const void *buf, size
 	out->batch = f.data[2];
 	out->batch_len = f.len[2];
 	out->lifecycle = w.lifecycle;
+	memcpy(out->runs, w.runs, sizeof out->runs);
+	out->n_runs = w.n_runs;
+	out->runs_overflow = w.runs_overflow;
 	/* Already valid: this second, shallow pass only picks out identity and counts. */
 	struct wire_reader r;
 	struct wire_field wf;

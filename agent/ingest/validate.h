@@ -23,7 +23,7 @@
 
 struct validate_limits {
 	uint64_t max_records_per_batch;
-	uint64_t max_items_per_record;   /* Item entries in one record, nested included */
+	uint64_t max_items_per_record; /* Item entries in one record, nested included */
 	uint64_t max_key_bytes;
 	uint64_t max_string_bytes;
 	uint64_t max_nesting_depth; /* levels of Item and list element nesting; 1 = flat */
@@ -32,16 +32,32 @@ struct validate_limits {
 
 enum validated_kind { VALIDATED_BATCH, VALIDATED_STATUS, VALIDATED_QUERY };
 
+/* Distinct runs of one batch listed by validation (a batch is mostly one run's). */
+#define VALIDATE_RUNS_HELD 8
+
+struct validated_run {
+	const uint8_t *id; /* the run id bytes inside the batch, not NUL-terminated */
+	size_t len;
+	bool start; /* one of the batch's records for it is a RunStart */
+};
+
 struct validated_request {
 	enum validated_kind kind;
 	/* VALIDATED_BATCH: */
-	const uint8_t *batch;        /* the Batch message bytes, as received */
+	const uint8_t *batch; /* the Batch message bytes, as received */
 	size_t batch_len;
-	const uint8_t *session_id;   /* TRACKD_SESSION_ID_BYTES bytes */
+	const uint8_t *session_id; /* TRACKD_SESSION_ID_BYTES bytes */
 	uint64_t seq;
 	uint64_t records;
-	bool lifecycle;              /* holds a RunStart or RunExit: made durable before
-	                              * its ack under every fsync policy (ingest.h) */
+	bool lifecycle; /* holds a RunStart or RunExit: made durable before
+	                 * its ack under every fsync policy (ingest.h) */
+	/* The runs its records name, in order of first appearance, found during
+	 * validation so that ingest's owner check needs no pass of its own; when
+	 * there are more than VALIDATE_RUNS_HELD, `runs_overflow` is set and
+	 * validate_batch_runs lists them all. */
+	struct validated_run runs[VALIDATE_RUNS_HELD];
+	size_t n_runs;
+	bool runs_overflow;
 	/* VALIDATED_QUERY: the Query message bytes */
 	const uint8_t *query;
 	size_t query_len;

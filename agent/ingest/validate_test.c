@@ -30,8 +30,8 @@ static const struct validate_limits small = {
 static uint8_t session[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
 
 /* Packs Request{version, batch{session, seq, records}}; caller frees. */
-static uint8_t *pack_batch(Trackd__V1__Record **records, size_t n, size_t session_len,
-                           uint64_t seq, uint32_t version, size_t *len)
+static uint8_t *pack_batch(Trackd__V1__Record **records, size_t n, size_t session_len, uint64_t seq,
+                           uint32_t version, size_t *len)
 {
 	Trackd__V1__Batch b = TRACKD__V1__BATCH__INIT;
 	b.has_session_id = true;
@@ -152,6 +152,51 @@ static void test_lifecycle_mark(void)
 	      "an exit is not marked: %s", err);
 }
 
+/* Validates rows, keeping the batch bytes (the listed runs point into them). */
+static int validate_kept(struct row *rows, size_t n, struct validated_request *out, uint8_t **buf)
+{
+	Trackd__V1__Record *recs[16];
+	for (size_t i = 0; i < n; i++)
+		recs[i] = &rows[i].rec;
+	size_t len;
+	char err[256];
+	*buf = pack_batch(recs, n, 16, 7, 1, &len);
+	struct validate_limits lim = small;
+	lim.max_records_per_batch = 16;
+	return validate_request(&lim, *buf, len, out, err, sizeof err);
+}
+
+/* The batch's distinct runs, listed for ingest's owner check. */
+static void test_runs_listed(void)
+{
+	uint8_t *buf;
+	struct row rows[VALIDATE_RUNS_HELD + 1];
+	char ids[VALIDATE_RUNS_HELD + 1][8];
+	make_row(&rows[0], "aaa", "loss", 1);
+	make_row(&rows[1], "bbb", "loss", 1);
+	make_row(&rows[2], "aaa", "loss", 1);
+	Trackd__V1__RunStart start = TRACKD__V1__RUN_START__INIT;
+	rows[1].rec.body_case = TRACKD__V1__RECORD__BODY_START;
+	rows[1].rec.start = &start;
+	struct validated_request out;
+	CHECK(validate_kept(rows, 3, &out, &buf) == 0 && !out.runs_overflow && out.n_runs == 2 &&
+	          out.runs[0].len == 3 && !memcmp(out.runs[0].id, "aaa", 3) && !out.runs[0].start &&
+	          out.runs[1].len == 3 && !memcmp(out.runs[1].id, "bbb", 3) && out.runs[1].start,
+	      "two runs, the second started (%zu runs)", out.n_runs);
+	free(buf);
+	for (size_t i = 0; i < VALIDATE_RUNS_HELD + 1; i++) {
+		snprintf(ids[i], sizeof ids[i], "r%zu", i);
+		make_row(&rows[i], ids[i], "loss", 1);
+	}
+	CHECK(validate_kept(rows, VALIDATE_RUNS_HELD, &out, &buf) == 0 &&
+	          out.n_runs == VALIDATE_RUNS_HELD && !out.runs_overflow,
+	      "as many runs as held");
+	free(buf);
+	CHECK(validate_kept(rows, VALIDATE_RUNS_HELD + 1, &out, &buf) == 0 && out.runs_overflow,
+	      "more runs than held: overflow");
+	free(buf);
+}
+
 static void test_version(void)
 {
 	char err[256];
@@ -167,7 +212,7 @@ static void test_version(void)
 	free(buf);
 	rc = validate_request(&small, "", 0, &out, err, sizeof err);
 	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION &&
-	              strstr(err, "protocol_version missing"),
+	          strstr(err, "protocol_version missing"),
 	      "empty: rc %d err '%s'", rc, err);
 }
 
@@ -178,8 +223,8 @@ static void test_malformed(void)
 	const uint8_t truncated[] = {0x08, 0x01, 0x12, 0x50, 0x0a}; /* batch len 80, 1 byte */
 	int rc = validate_request(&small, truncated, sizeof truncated, &out, err, sizeof err);
 	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_MALFORMED, "truncated: rc %d err '%s'", rc, err);
-	const uint8_t bad_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	                              0xff, 0xff, 0xff, 0xff, 0xff};
+	const uint8_t bad_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff,
+	                              0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 	rc = validate_request(&small, bad_varint, sizeof bad_varint, &out, err, sizeof err);
 	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_MALFORMED, "varint: rc %d", rc);
 	/* Field 2 (batch) sent as a varint: wrong wire type. */
@@ -255,7 +300,8 @@ static void test_session_and_seq(void)
 		size_t len;
 		uint8_t *buf = pack_batch(recs, 1, sizes[i], 1, 1, &len);
 		int rc = validate_request(&small, buf, len, &out, err, sizeof err);
-		CHECK((rc == 0) == (sizes[i] == 16), "session id of %zu bytes: rc %d", sizes[i], rc);
+		CHECK((rc == 0) == (sizes[i] == 16), "session id of %zu bytes: rc %d", sizes[i],
+		      rc);
 		free(buf);
 	}
 	size_t len;
@@ -284,7 +330,7 @@ static void test_records_per_batch(void)
 			CHECK(rc == 0 && out.records == n, "%zu records: rc %d '%s'", n, rc, err);
 		else
 			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
-			              strstr(err, "more than 4 records"),
+			          strstr(err, "more than 4 records"),
 			      "%zu records: rc %d '%s'", n, rc, err);
 	}
 }
@@ -301,8 +347,8 @@ static void test_key_limits(void)
 			CHECK(rc == 0, "key of %zu bytes: rc %d '%s'", strlen(keys[i]), rc, err);
 		else
 			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
-			              strstr(err, "batch.records[0].history.items[0].key: key is 9 "
-			                          "bytes, limit 8"),
+			          strstr(err, "batch.records[0].history.items[0].key: key is 9 "
+			                      "bytes, limit 8"),
 			      "key of 9 bytes: rc %d '%s'", rc, err);
 	}
 	make_row(&r, "abc", "", 1);
@@ -330,8 +376,8 @@ static void test_string_limit(void)
 		r.values[0].kind_case = TRACKD__V1__VALUE__KIND_STRING_VALUE;
 		r.values[0].string_value = text;
 		int rc = validate_one(&r, err);
-		CHECK((rc == 0) == (n <= small.max_string_bytes), "string of %zu: rc %d '%s'", n, rc,
-		      err);
+		CHECK((rc == 0) == (n <= small.max_string_bytes), "string of %zu: rc %d '%s'", n,
+		      rc, err);
 	}
 }
 
@@ -342,8 +388,8 @@ static void test_items_per_record(void)
 	for (size_t n = 4; n <= 6; n++) {
 		make_row(&r, "abc", "k", n);
 		int rc = validate_one(&r, err);
-		CHECK((rc == 0) == (n <= small.max_items_per_record), "%zu items: rc %d '%s'", n, rc,
-		      err);
+		CHECK((rc == 0) == (n <= small.max_items_per_record), "%zu items: rc %d '%s'", n,
+		      rc, err);
 	}
 }
 
@@ -387,7 +433,7 @@ static void test_nesting(void)
 			CHECK(rc == 0, "depth %zu: rc %d '%s'", d, rc, err);
 		else
 			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
-			              strstr(err, "nesting deeper than 3"),
+			          strstr(err, "nesting deeper than 3"),
 			      "depth %zu: rc %d '%s'", d, rc, err);
 	}
 }
@@ -544,7 +590,8 @@ static void test_deep_wire_nesting(bool lists)
 		tmp = swap;
 	}
 	for (size_t i = 0; !lists && i < levels; i++) {
-		/* Item{key "k" (0a 01 6b), value (12 LEN) Value{map_value (2a LEN) MapValue{items (0a LEN) <prev>}}} */
+		/* Item{key "k" (0a 01 6b), value (12 LEN) Value{map_value (2a LEN) MapValue{items
+		 * (0a LEN) <prev>}}} */
 		uint8_t head[64];
 		size_t n = 0;
 		/* MapValue.items = prev item (if any) */
@@ -626,8 +673,8 @@ static void test_run_id(void)
 		id[n] = '\0';
 		make_row(&r, id, "k", 1);
 		int rc = validate_one(&r, err);
-		CHECK((rc == 0) == (n <= TRACKD_MAX_RUN_ID_BYTES), "run id of %zu: rc %d '%s'", n, rc,
-		      err);
+		CHECK((rc == 0) == (n <= TRACKD_MAX_RUN_ID_BYTES), "run id of %zu: rc %d '%s'", n,
+		      rc, err);
 	}
 	make_row(&r, "Ok-id_9", "k", 1);
 	CHECK(validate_one(&r, err) == 0, "run id Ok-id_9: '%s'", err);
@@ -701,8 +748,9 @@ static void test_sessions(void)
 		memset(ids[i], i + 1, 16);
 		sessions_record(s, ids[i], (uint64_t)i + 10);
 	}
-	CHECK(sessions_count(s) == 16 && sessions_evicted(s) == 4, "bounded: count %zu evicted %llu",
-	      sessions_count(s), (unsigned long long)sessions_evicted(s));
+	CHECK(sessions_count(s) == 16 && sessions_evicted(s) == 4,
+	      "bounded: count %zu evicted %llu", sessions_count(s),
+	      (unsigned long long)sessions_evicted(s));
 	CHECK(sessions_highest(s, ids[0]) == 0, "oldest evicted");
 	CHECK(sessions_highest(s, ids[19]) == 29, "newest kept");
 	sessions_record(s, ids[19], 5);
@@ -731,25 +779,36 @@ static void test_log_entry_roundtrip(void)
 	CHECK(n > out.batch_len, "encoded");
 	Trackd__V1__LogEntry *e = trackd__v1__log_entry__unpack(NULL, n, entry);
 	CHECK(e && e->peer_uid == 1000 && e->peer_gid == 1001 && e->peer_pid == -5 &&
-	              e->recv_time_us == 1700000000000000 && e->batch && e->batch->seq == 42 &&
-	              e->batch->n_records == 1 &&
-	              strcmp(e->batch->records[0]->run_id, "abc") == 0 &&
-	              e->batch->records[0]->history->n_items == 2,
+	          e->recv_time_us == 1700000000000000 && e->batch && e->batch->seq == 42 &&
+	          e->batch->n_records == 1 && strcmp(e->batch->records[0]->run_id, "abc") == 0 &&
+	          e->batch->records[0]->history->n_items == 2,
 	      "LogEntry decodes back");
 	trackd__v1__log_entry__free_unpacked(e, NULL);
 	CHECK(ingest_encode_log_entry(entry, 10, 1, 1, 1, 1, out.batch, out.batch_len) == 0,
 	      "too small buffer refused");
 
 	sessions *s;
-	lru *owners;
+	run_owners *owners;
 	sessions_new(16, &s);
-	lru_new(16, &owners);
+	run_owners_new(16, &owners);
 	struct ingest_tables tables = {.sessions = s, .owners = owners};
 	ingest_recover_record(&tables, 1, entry, n);
 	CHECK(sessions_highest(s, session) == 42, "recovery rebuilds the dedupe table");
-	ingest_recover_record(&tables, 2, "\xff\xff", 2); /* garbage is skipped */
+	uint32_t owner;
+	CHECK(!run_owners_get(owners, "abc", 3, &owner),
+	      "rows of a peer without a pid name no owner (the local store makes no run of them)");
+	n = ingest_encode_log_entry(entry, sizeof entry, 1000, 1001, 77, 1700000000000000,
+	                            out.batch, out.batch_len);
+	ingest_recover_record(&tables, 2, entry, n);
+	CHECK(run_owners_get(owners, "abc", 3, &owner) && owner == 1000,
+	      "rows of a run whose start is lost name its owner (a recovered run)");
+	n = ingest_encode_log_entry(entry, sizeof entry, 2000, 2001, 78, 1700000000000000,
+	                            out.batch, out.batch_len);
+	ingest_recover_record(&tables, 3, entry, n);
+	CHECK(run_owners_get(owners, "abc", 3, &owner) && owner == 1000, "the first owner stays");
+	ingest_recover_record(&tables, 4, "\xff\xff", 2); /* garbage is skipped */
 	sessions_free(s);
-	lru_free(owners);
+	run_owners_free(owners);
 	free(req);
 }
 
@@ -757,6 +816,7 @@ int main(void)
 {
 	test_valid_and_identity();
 	test_lifecycle_mark();
+	test_runs_listed();
 	test_version();
 	test_malformed();
 	test_status();

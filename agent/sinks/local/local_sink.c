@@ -12,14 +12,15 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CURSOR_NAME "local"
-#define LINE_BUF_MAX (256u << 20) /* pending appended lines of one run */
-#define ENTRIES_PER_ROUND 256     /* log entries applied per lock hold */
-#define STALL_RETRY_MS 500        /* retry of failing disk writes */
+#define CURSOR_NAME       "local"
+#define LINE_BUF_MAX      (256u << 20) /* pending appended lines of one run */
+#define ENTRIES_PER_ROUND 256          /* log entries applied per lock hold */
+#define STALL_RETRY_MS    500          /* retry of failing disk writes */
 /* Lines applied but not yet appended to the run files, all runs together: at
  * this much they are written out within the round (a round of 256 entries of
  * up to 4 MiB each would otherwise hold up to 1 GiB), and a run's buffer keeps
@@ -70,80 +71,20 @@ static int project_dir(struct local_sink *s, const char *entity, const char *pro
 	                                                                    : TRACKD_EINVAL;
 }
 
-static bool ends_with_id(const char *dirname, const char *id)
-{
-	size_t n = strlen(dirname), k = strlen(id);
-	return strncmp(dirname, "run-", 4) == 0 && n > k + 1 && dirname[n - k - 1] == '-' &&
-	       strcmp(dirname + n - k, id) == 0;
-}
-
 /* Looks for "run-*-<id>" in one project dir. */
 static int find_in_project(const char *pdir, const char *id, char *out, size_t len)
 {
-	DIR *d = opendir(pdir);
-	if (!d)
-		return TRACKD_ENOENT;
-	struct dirent *de;
-	int rv = TRACKD_ENOENT;
-	while ((de = readdir(d))) {
-		if (ends_with_id(de->d_name, id)) {
-			rv = snprintf(out, len, "%s/%s", pdir, de->d_name) < (int)len ? TRACKD_OK
-			                                                             : TRACKD_EINVAL;
-			break;
-		}
-	}
-	closedir(d);
-	return rv;
+	return local_store_find_in_project(pdir, id, out, len);
 }
 
-/* Looks for a run id in every entity/project (ids are unique per project; the
- * first match wins, which is what a bare id can mean). */
 static int find_anywhere(struct local_sink *s, const char *id, char *out, size_t len)
 {
-	DIR *de = opendir(s->runs_dir);
-	if (!de)
-		return TRACKD_ENOENT;
-	struct dirent *e;
-	int rv = TRACKD_ENOENT;
-	while (rv == TRACKD_ENOENT && (e = readdir(de))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char edir[4096];
-		if (snprintf(edir, sizeof edir, "%s/%s", s->runs_dir, e->d_name) >= (int)sizeof edir)
-			continue;
-		DIR *dp = opendir(edir);
-		if (!dp)
-			continue;
-		struct dirent *p;
-		while (rv == TRACKD_ENOENT && (p = readdir(dp))) {
-			if (p->d_name[0] == '.')
-				continue;
-			char pdir[4096];
-			if (snprintf(pdir, sizeof pdir, "%s/%s", edir, p->d_name) >= (int)sizeof pdir)
-				continue;
-			rv = find_in_project(pdir, id, out, len);
-		}
-		closedir(dp);
-	}
-	closedir(de);
-	return rv;
+	return local_store_find_run(s->runs_dir, id, out, len);
 }
 
 int sink_load_snapshot(const char *dir, struct run **out)
 {
-	char *data;
-	size_t len;
-	int rv = file_read(dir, SNAPSHOT_FILE, SNAPSHOT_MAX_BYTES, &data, &len);
-	if (rv != 0)
-		return rv;
-	Trackd__V1__RunSnapshot *snap =
-		trackd__v1__run_snapshot__unpack(NULL, len, (const uint8_t *)data);
-	free(data);
-	if (!snap)
-		return TRACKD_ECORRUPT;
-	rv = run_from_snapshot(snap, out);
-	trackd__v1__run_snapshot__free_unpacked(snap, NULL);
-	return rv;
+	return local_store_load_run(dir, out);
 }
 
 struct active_run *sink_find_active(struct local_sink *s, const char *ref)
@@ -358,7 +299,8 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 	struct run *r = ar->run;
 	/* Exactly once: a whole entry at or below the run's checkpointed index was
 	 * applied before; within the entry being applied, every record counts. */
-	if (o->index < r->last_index || (o->index == r->last_index && ar->applying_index != o->index))
+	if (o->index < r->last_index ||
+	    (o->index == r->last_index && ar->applying_index != o->index))
 		return;
 	ar->applying_index = o->index;
 	struct run_effects fx = {.history = &ar->history_out, .console = &ar->console_out};
@@ -398,7 +340,9 @@ static int apply_entry(struct local_sink *s, uint64_t index, const void *data, s
 		trackd__v1__log_entry__free_unpacked(e, NULL);
 		return TRACKD_OK;
 	}
-	struct record_origin o = {.index = index, .uid = e->peer_uid, .pid = e->peer_pid,
+	struct record_origin o = {.index = index,
+	                          .uid = e->peer_uid,
+	                          .pid = e->peer_pid,
 	                          .recv_time_us = e->recv_time_us};
 	/* Create the runs this entry starts before applying any of it, so that an
 	 * entry is applied whole or not at all. */
@@ -510,6 +454,7 @@ static void checkpoint(struct local_sink *s)
 	if (flush_all(s) != 0)
 		return; /* stalled: nothing is made durable past what the files hold */
 	bool ok = true;
+	bool wrote = false;
 	struct buf active_list;
 	buf_init(&active_list, 64u << 20);
 	for (size_t i = 0; i < s->n_active; i++) {
@@ -522,6 +467,7 @@ static void checkpoint(struct local_sink *s)
 				continue;
 			}
 			ar->checkpoint_dirty = false;
+			wrote = true;
 		}
 		if (ar->run->state == RUN_RUNNING)
 			buf_printf(&active_list, "%s\n", ar->dir);
@@ -530,6 +476,17 @@ static void checkpoint(struct local_sink *s)
 	                            active_list.len, true) != 0)
 		ok = false;
 	buf_fini(&active_list);
+#ifdef TRACKD_TEST_HOOKS
+	if (wrote && s->test_hold_ms) {
+		log_info("local sink: test hook: holding the sink's lock for %u ms",
+		         s->test_hold_ms);
+		struct timespec hold = {.tv_sec = s->test_hold_ms / 1000,
+		                        .tv_nsec = (long)(s->test_hold_ms % 1000) * 1000000};
+		while (nanosleep(&hold, &hold) != 0 && errno == EINTR)
+			;
+	}
+#endif
+	(void)wrote;
 	if (ok && s->processed_index > s->committed_index) {
 		int rv = txlog_cursor_commit(s->opts.log, CURSOR_NAME, s->processed_index);
 		if (rv == 0)
@@ -594,11 +551,13 @@ static void crash_poll(struct local_sink *s)
 			if (!ar->dead_mark[k])
 				ar->dead_mark[k] = txlog_last_index(s->opts.log);
 			if (s->processed_index < ar->dead_mark[k])
-				continue; /* its last records (an exit, maybe) are not applied yet */
+				continue; /* its last records (an exit, maybe) are not applied yet
+				           */
 			if (submit_crash(s, r, a->pid) == 0) {
 				ar->crash_submitted[k] = true;
 				count(&s->crashes_detected);
-				log_info("run %s: process %d vanished without finishing: marking it crashed",
+				log_info("run %s: process %d vanished without finishing: marking "
+				         "it crashed",
 				         r->id, a->pid);
 			}
 		}
@@ -753,11 +712,14 @@ int local_sink_start(const struct local_sink_options *opts, local_sink **out)
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	s->heartbeat_us = clock_mono_us();
+#ifdef TRACKD_TEST_HOOKS
+	const char *hold = getenv("TRACKD_TEST_CHECKPOINT_HOLD_MS");
+	s->test_hold_ms = hold ? (uint32_t)strtoul(hold, NULL, 10) : 0;
+#endif
 	int rv;
-	if (snprintf(s->runs_dir, sizeof s->runs_dir, "%s/runs", opts->state_dir) >=
-	            (int)sizeof s->runs_dir ||
+	if (local_store_runs_dir(opts->state_dir, s->runs_dir, sizeof s->runs_dir) != 0 ||
 	    snprintf(s->sink_dir, sizeof s->sink_dir, "%s/sinks/local", opts->state_dir) >=
-	            (int)sizeof s->sink_dir) {
+	        (int)sizeof s->sink_dir) {
 		rv = TRACKD_EINVAL;
 		goto fail;
 	}

@@ -11,7 +11,9 @@
  *       .snapshot       the sink's state of the run (protobuf RunSnapshot)
  *
  * Run semantics come from agent/runs (run.h); this module routes records to runs,
- * writes files, detects crashed clients, and answers queries.
+ * writes files, detects crashed clients, and answers queries. The store it
+ * writes is read by others through local_store.h (library trackd_local_store),
+ * never by naming its files.
  *
  * A client's records for a run whose start record is not in the log (it was
  * quarantined as damaged, or a power cut took it) are kept, not skipped: the
@@ -125,9 +127,5 @@ struct local_run_info {
 };
 int local_sink_locate(local_sink *s, const char *ref, uint32_t uid, bool admin,
                       struct local_run_info *info, char *err, size_t errlen);
-
-/* The uid that owns run `run_id` (any entity/project), from memory or its
- * snapshot: 0 and *uid, or TRACKD_ENOENT. */
-int local_sink_run_owner(local_sink *s, const char *run_id, uint32_t *uid);
 
 #endif

@@ -5,29 +5,22 @@
 
 #include "local_sink.h"
 #include "run.h"
+#include "store_layout.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#define HISTORY_FILE "history.jsonl"
-#define CONSOLE_FILE "output.log"
-#define SUMMARY_FILE "summary.json"
-#define CONFIG_FILE "config.yaml"
-#define METADATA_FILE "metadata.json"
-#define SNAPSHOT_FILE ".snapshot"
-#define SNAPSHOT_MAX_BYTES (64u << 20)
-
 /* A run the sink holds in memory: every running run, and ended ones until their
  * last checkpoint. */
 struct active_run {
 	struct run *run;
-	char *dir;                /* absolute path of the run dir */
-	struct buf history_out;   /* lines not yet appended to history.jsonl */
+	char *dir;              /* absolute path of the run dir */
+	struct buf history_out; /* lines not yet appended to history.jsonl */
 	struct buf console_out;
-	bool files_dirty;         /* summary/config/metadata to rewrite at next flush */
-	bool checkpoint_dirty;    /* changed since the last snapshot */
-	uint64_t applying_index;  /* log index of the entry being applied */
+	bool files_dirty;        /* summary/config/metadata to rewrite at next flush */
+	bool checkpoint_dirty;   /* changed since the last snapshot */
+	uint64_t applying_index; /* log index of the entry being applied */
 	bool crash_submitted[RUN_MAX_ATTACHED];
 	/* Log index appended when the process was first seen dead (0: not seen).
 	 * A dead process appends nothing more, so once the sink has applied up to
@@ -57,9 +50,9 @@ struct local_sink {
 
 	/* Disk writes failing: applying paused (see note_write_failure). */
 	_Atomic bool write_stalled;
-	bool stall_reported; /* logged; cleared when an entry applies again */
-	bool reread;         /* the reader must go back to processed_index */
-	int create_error;    /* why open_for_start could not create a run dir */
+	bool stall_reported;  /* logged; cleared when an entry applies again */
+	bool reread;          /* the reader must go back to processed_index */
+	int create_error;     /* why open_for_start could not create a run dir */
 	size_t pending_bytes; /* lines applied, not yet appended (PENDING_FLUSH_BYTES) */
 
 	_Atomic int64_t heartbeat_us; /* the sink thread's last loop */
@@ -70,6 +63,12 @@ struct local_sink {
 	_Atomic uint64_t records_applied, records_orphaned, runs_recovered, rows_rejected,
 	    crashes_detected, write_errors;
 	_Atomic uint64_t runs_finished, runs_failed, runs_crashed, runs_killed;
+#ifdef TRACKD_TEST_HOOKS
+	/* Test builds only: a checkpoint that wrote snapshots keeps mu this long
+	 * more (TRACKD_TEST_CHECKPOINT_HOLD_MS), as a checkpoint's fsyncs do on a
+	 * slow disk, so tests can show who waits for the sink's lock. */
+	uint32_t test_hold_ms;
+#endif
 };
 
 /* Finds a run in memory by id, or "entity/project/id". Caller holds s->mu. */

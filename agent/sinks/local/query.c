@@ -521,26 +521,6 @@ static int query_rename(struct local_sink *s, const Trackd__V1__RenameRequest *q
 	return buf_puts(out, "{\"ok\":true}");
 }
 
-int local_sink_run_owner(local_sink *s, const char *run_id, uint32_t *uid)
-{
-	pthread_mutex_lock(&s->mu);
-	struct active_run *ar = sink_find_active(s, run_id);
-	int rv = TRACKD_ENOENT;
-	char dir[4096];
-	struct run *r;
-	if (ar) {
-		*uid = ar->run->uid;
-		rv = TRACKD_OK;
-	} else if (sink_resolve_dir(s, run_id, dir, sizeof dir) == 0 &&
-	           sink_load_snapshot(dir, &r) == 0) {
-		*uid = r->uid;
-		run_free(r);
-		rv = TRACKD_OK;
-	}
-	pthread_mutex_unlock(&s->mu);
-	return rv;
-}
-
 /* A buffer limit or allocation failure (< 0) is answered as too large. */
 static int answered(int rv, char *err, size_t errlen)
 {

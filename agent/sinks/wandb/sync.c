@@ -21,11 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LOCAL_SNAPSHOT     ".snapshot" /* the local sink's names (local_sink.h) */
-#define LOCAL_HISTORY      "history.jsonl"
-#define LOCAL_CONSOLE      "output.log"
-#define SNAPSHOT_MAX_BYTES (64u << 20)
-#define WAIT_RECHECK_US    (200 * 1000LL)
+#define WAIT_RECHECK_US (200 * 1000LL)
 
 struct wb_sync {
 	char *dir;    /* the local run dir */
@@ -89,43 +85,11 @@ static void sync_dir(const struct wandb_sink *s, char *out, size_t len)
 	snprintf(out, len, "%s/sync", s->dir);
 }
 
+/* The local store's run (local_store.h): the wandb sink reads it through the
+ * store's reader API, never by its file names. */
 static int read_local_snapshot(const char *dir, struct run **out)
 {
-	char path[4200];
-	if (snprintf(path, sizeof path, "%s/%s", dir, LOCAL_SNAPSHOT) >= (int)sizeof path)
-		return TRACKD_EINVAL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return trackd_err_from_errno(errno);
-	struct stat st;
-	if (fstat(fd, &st) != 0 || st.st_size > (off_t)SNAPSHOT_MAX_BYTES) {
-		close(fd);
-		return TRACKD_ETOOBIG;
-	}
-	size_t len = (size_t)st.st_size, got = 0;
-	uint8_t *b = malloc(len ? len : 1);
-	if (!b) {
-		close(fd);
-		return TRACKD_ENOMEM;
-	}
-	while (got < len) {
-		ssize_t n = read(fd, b + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	int rv = TRACKD_ECORRUPT;
-	if (got == len) {
-		Trackd__V1__RunSnapshot *snap = trackd__v1__run_snapshot__unpack(NULL, len, b);
-		if (snap)
-			rv = run_from_snapshot(snap, out);
-		trackd__v1__run_snapshot__free_unpacked(snap, NULL);
-	}
-	free(b);
-	return rv;
+	return local_store_load_run(dir, out);
 }
 
 static int read_progress(const struct wandb_sink *s, const char *id, struct wb_state *st,
@@ -328,16 +292,18 @@ static int load_job(struct wandb_sink *s, struct wb_run *wr)
 	return TRACKD_OK;
 }
 
-int wb_sync_read_lines(const char *dir, const char *name, uint64_t *read_off, uint64_t total,
-                       size_t want, struct buf *into, uint64_t *added, char *why, size_t whylen)
+int wb_sync_read_lines(const char *dir, enum local_store_file file, uint64_t *read_off,
+                       uint64_t total, size_t want, struct buf *into, uint64_t *added, char *why,
+                       size_t whylen)
 {
 	if (*read_off >= total)
 		return TRACKD_OK; /* nothing left */
-	char path[4200];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(why, whylen, "cannot open %s: %s", path, strerror(errno));
+	char path[4200];          /* for messages */
+	snprintf(path, sizeof path, "%s/%s", dir, local_store_file_name(file));
+	int fd;
+	int orv = local_store_open(dir, file, &fd);
+	if (orv) {
+		snprintf(why, whylen, "cannot open %s: %s", path, trackd_strerror(orv));
 		return TRACKD_EIO;
 	}
 	int rv = TRACKD_OK;
@@ -400,13 +366,13 @@ static void refill(struct wandb_sink *s, struct wb_run *wr)
 	struct wb_sync *j = wr->sync;
 	size_t per_file = s->opts.max_request_bytes;
 	struct {
-		const char *name;
+		enum local_store_file file;
 		uint64_t *read, total;
 		struct buf *b;
 		size_t head;
 	} files[] = {
-	    {LOCAL_HISTORY, &j->h_read, j->h_total_bytes, &wr->hist, wr->h_head},
-	    {LOCAL_CONSOLE, &j->c_read, j->c_total_bytes, &wr->cons, wr->c_head},
+	    {LOCAL_STORE_HISTORY, &j->h_read, j->h_total_bytes, &wr->hist, wr->h_head},
+	    {LOCAL_STORE_CONSOLE, &j->c_read, j->c_total_bytes, &wr->cons, wr->c_head},
 	};
 	for (size_t i = 0; i < 2; i++) {
 		size_t buffered = files[i].b->len - files[i].head;
@@ -418,7 +384,7 @@ static void refill(struct wandb_sink *s, struct wb_run *wr)
 		uint64_t added = 0;
 		char why[300];
 		int rv =
-		    wb_sync_read_lines(j->dir, files[i].name, files[i].read, files[i].total,
+		    wb_sync_read_lines(j->dir, files[i].file, files[i].read, files[i].total,
 		                       per_file - buffered, files[i].b, &added, why, sizeof why);
 		s->buffered += added;
 		if (rv) {

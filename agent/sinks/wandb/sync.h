@@ -6,7 +6,7 @@
  *
  * A sync job is a struct wb_run in the sink's table with `sync` set. Its run
  * (config, summary, state, exit code) is the local sink's `.snapshot` of the run
- * dir; its lines are read from history.jsonl and output.log up to the lengths
+ * dir; its lines are read from its history and console files (local_store.h) up to the lengths
  * that snapshot records (whole lines, as the local sink checkpointed them),
  * a request's worth at a time (at most max_request_bytes per file in memory,
  * and nothing while the sink's line memory is full). The log is not involved:
@@ -34,6 +34,7 @@
 #define TRACKD_SINKS_WANDB_SYNC_H
 
 #include "buf.h"
+#include "local_store.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -67,7 +68,8 @@ int wb_sync_progress_decode(const uint8_t *data, size_t len, struct wb_sync_prog
  * including the last '\n', 0 if there is none. */
 size_t wb_sync_whole_lines(const char *data, size_t len);
 
-/* Appends the next whole lines of dir/name to `into`, from file offset
+/* Appends the next whole lines of one of a local run's appended files (the
+ * run dir `dir`, `file` HISTORY or CONSOLE, local_store.h) to `into`, from file offset
  * *read_off up to `total` (the length the local snapshot records): at most
  * `want` bytes; when not even one line fits, the chunk doubles until one does
  * (so a line longer than `want` is taken whole, with what follows it in the
@@ -76,8 +78,9 @@ size_t wb_sync_whole_lines(const char *data, size_t len);
  * reason in `why`: TRACKD_EIO (cannot open), TRACKD_ECORRUPT (the file is
  * shorter than `total`, or does not end with '\n' at `total`), TRACKD_ENOMEM and
  * TRACKD_ETOOBIG (into's maximum). */
-int wb_sync_read_lines(const char *dir, const char *name, uint64_t *read_off, uint64_t total,
-                       size_t want, struct buf *into, uint64_t *added, char *why, size_t whylen);
+int wb_sync_read_lines(const char *dir, enum local_store_file file, uint64_t *read_off,
+                       uint64_t total, size_t want, struct buf *into, uint64_t *added, char *why,
+                       size_t whylen);
 
 /* ---- hooks for the sink thread (wandb_sink.c) --------------------------------- */
 

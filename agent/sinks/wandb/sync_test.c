@@ -101,74 +101,79 @@ static void write_file(const char *dir, const char *name, const char *text)
 	fclose(f);
 }
 
-/* Reads dir/name from `off` with chunks of `want`; returns what was read. */
-static int read_at(const char *dir, const char *name, uint64_t *off, uint64_t total, size_t want,
-                   struct buf *b, char *why)
+/* Reads the run dir's `file` from `off` with chunks of `want`; returns what was read. */
+static int read_at(const char *dir, enum local_store_file file, uint64_t *off, uint64_t total,
+                   size_t want, struct buf *b, char *why)
 {
 	uint64_t added = 0, before = b->len;
-	int rv = wb_sync_read_lines(dir, name, off, total, want, b, &added, why, 300);
+	int rv = wb_sync_read_lines(dir, file, off, total, want, b, &added, why, 300);
 	CHECK(added == b->len - before, "added counts the bytes appended");
 	return rv;
 }
 
+/* Lines are read from the local store's appended files (local_store.h). */
+#define H       LOCAL_STORE_HISTORY
+#define NONL    LOCAL_STORE_CONSOLE
+#define MISSING LOCAL_STORE_SUMMARY
+
 static void test_read_lines(const char *dir)
 {
 	/* Lines of 4, 4, 10 and 2 bytes: 20 bytes. */
-	write_file(dir, "h", "abc\ndef\n123456789\nx\n");
+	write_file(dir, local_store_file_name(H), "abc\ndef\n123456789\nx\n");
 	char why[300];
 	struct buf b;
 	buf_init(&b, 1 << 20);
 	uint64_t off = 0;
 	/* want 7 (a line boundary at 8: limit-1) takes one line; 8 (limit) two;
 	 * 9 (limit+1) still two: the third line is not whole. */
-	CHECK(read_at(dir, "h", &off, 20, 7, &b, why) == 0 && off == 4 && b.len == 4, "want 7");
+	CHECK(read_at(dir, H, &off, 20, 7, &b, why) == 0 && off == 4 && b.len == 4, "want 7");
 	off = 0;
 	buf_reset(&b);
-	CHECK(read_at(dir, "h", &off, 20, 8, &b, why) == 0 && off == 8, "want 8");
+	CHECK(read_at(dir, H, &off, 20, 8, &b, why) == 0 && off == 8, "want 8");
 	off = 0;
 	buf_reset(&b);
-	CHECK(read_at(dir, "h", &off, 20, 9, &b, why) == 0 && off == 8, "want 9");
+	CHECK(read_at(dir, H, &off, 20, 9, &b, why) == 0 && off == 8, "want 9");
 	/* From 8: a 10-byte line longer than the chunk is read whole (the chunk
 	 * doubles, 3 → 6 → 12, and then holds the short line after it too). */
-	CHECK(read_at(dir, "h", &off, 20, 3, &b, why) == 0 && off == 20, "long line whole");
+	CHECK(read_at(dir, H, &off, 20, 3, &b, why) == 0 && off == 20, "long line whole");
 	CHECK(strcmp(b.data, "abc\ndef\n123456789\nx\n") == 0, "all of it");
 	off = 8;
-	CHECK(read_at(dir, "h", &off, 20, 10, &b, why) == 0 && off == 18, "want == line length");
-	CHECK(read_at(dir, "h", &off, 20, 100, &b, why) == 0 && off == 20, "the rest");
-	CHECK(read_at(dir, "h", &off, 20, 100, &b, why) == 0 && off == 20, "at the end: nothing");
+	CHECK(read_at(dir, H, &off, 20, 10, &b, why) == 0 && off == 18, "want == line length");
+	CHECK(read_at(dir, H, &off, 20, 100, &b, why) == 0 && off == 20, "the rest");
+	CHECK(read_at(dir, H, &off, 20, 100, &b, why) == 0 && off == 20, "at the end: nothing");
 	/* want 0 still makes progress. */
 	off = 0;
 	buf_reset(&b);
-	CHECK(read_at(dir, "h", &off, 20, 0, &b, why) == 0 && off == 4, "want 0");
+	CHECK(read_at(dir, H, &off, 20, 0, &b, why) == 0 && off == 4, "want 0");
 	/* Only up to `total`: bytes after the snapshot's length are not read. */
 	off = 0;
 	buf_reset(&b);
-	CHECK(read_at(dir, "h", &off, 8, 1000, &b, why) == 0 && off == 8 && b.len == 8, "total");
+	CHECK(read_at(dir, H, &off, 8, 1000, &b, why) == 0 && off == 8 && b.len == 8, "total");
 	/* The snapshot says more than the file holds. */
 	off = 0;
 	buf_reset(&b);
-	CHECK(read_at(dir, "h", &off, 21, 1000, &b, why) == TRACKD_ECORRUPT && off == 0 &&
+	CHECK(read_at(dir, H, &off, 21, 1000, &b, why) == TRACKD_ECORRUPT && off == 0 &&
 	          b.len == 0 && strstr(why, "shorter"),
 	      "%s", why);
 	/* total in the middle of a line: the file is not what the snapshot says. */
-	CHECK(read_at(dir, "h", &off, 6, 1000, &b, why) == TRACKD_ECORRUPT && off == 0 &&
+	CHECK(read_at(dir, H, &off, 6, 1000, &b, why) == TRACKD_ECORRUPT && off == 0 &&
 	          strstr(why, "whole line"),
 	      "%s", why);
-	write_file(dir, "nonl", "abc");
-	CHECK(read_at(dir, "nonl", &off, 3, 1000, &b, why) == TRACKD_ECORRUPT, "no newline at all");
-	CHECK(read_at(dir, "missing", &off, 3, 1000, &b, why) == TRACKD_EIO &&
+	write_file(dir, local_store_file_name(NONL), "abc");
+	CHECK(read_at(dir, NONL, &off, 3, 1000, &b, why) == TRACKD_ECORRUPT, "no newline at all");
+	CHECK(read_at(dir, MISSING, &off, 3, 1000, &b, why) == TRACKD_EIO &&
 	          strstr(why, "cannot open"),
 	      "%s", why);
 	/* The buffer's maximum: refused, nothing consumed. */
 	struct buf small;
 	buf_init(&small, 5);
 	off = 0;
-	CHECK(read_at(dir, "h", &off, 20, 100, &small, why) == TRACKD_ETOOBIG && off == 0,
+	CHECK(read_at(dir, H, &off, 20, 100, &small, why) == TRACKD_ETOOBIG && off == 0,
 	      "buffer max");
 	buf_fini(&small);
 	buf_fini(&b);
 	char path[4200];
-	const char *names[] = {"h", "nonl"};
+	const char *names[] = {local_store_file_name(H), local_store_file_name(NONL)};
 	for (size_t i = 0; i < 2; i++) {
 		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
 		unlink(path);

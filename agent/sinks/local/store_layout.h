@@ -1,0 +1,18 @@
+/* Private to the local sink's folder: the names of the local store's files.
+ * The writer (local_sink.c, query.c) and the reader library (local_store.c)
+ * include it; any other module reads the store through local_store.h only. */
+#ifndef TRACKD_SINKS_LOCAL_STORE_LAYOUT_H
+#define TRACKD_SINKS_LOCAL_STORE_LAYOUT_H
+
+#include "local_store.h"
+
+#define RUNS_SUBDIR        "runs"
+#define HISTORY_FILE       "history.jsonl"
+#define CONSOLE_FILE       "output.log"
+#define SUMMARY_FILE       "summary.json"
+#define CONFIG_FILE        "config.yaml"
+#define METADATA_FILE      "metadata.json"
+#define SNAPSHOT_FILE      ".snapshot"
+#define SNAPSHOT_MAX_BYTES LOCAL_STORE_SNAPSHOT_MAX_BYTES
+
+#endif
