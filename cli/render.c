@@ -2,6 +2,7 @@
 #include "render.h"
 
 #include "errors.h"
+#include "hash.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -197,12 +198,7 @@ int render_feed_history(footer_series *s, const json_value *rows, uint64_t first
 
 uint64_t render_footer_seed(const char *run_path)
 {
-	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-	for (const unsigned char *p = (const unsigned char *)run_path; p && *p; p++) {
-		h ^= *p;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
+	return run_path ? hash_fnv1a64_str(run_path) : HASH_FNV64_OFFSET;
 }
 
 /* ---- show ------------------------------------------------------------------ */

@@ -5,7 +5,7 @@
 #define TRACKD_CORE_PATHS_H
 
 /* Creates `path` and any missing parents with `mode`; an existing directory is
- * fine. Returns 0 or a trackd_err. */
+ * fine. Returns 0 or a trackd_err; on failure errno holds the system's reason. */
 int mkdir_parents(const char *path, unsigned mode);
 
 #endif

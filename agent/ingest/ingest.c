@@ -6,6 +6,7 @@
 #include "log.h"
 #include "nng_close.h"
 #include "paths.h"
+#include "varint.h"
 #include "wire.h"
 
 #include "trackd/v1/limits.h"
@@ -227,7 +228,7 @@ static nng_msg *status_reply(struct ingest *in)
 
 static size_t put_key(uint8_t *p, uint32_t field, enum wire_type t)
 {
-	return wire_put_varint(p, ((uint64_t)field << 3) | t);
+	return varint_put(p, ((uint64_t)field << 3) | t);
 }
 
 size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid,
@@ -237,15 +238,15 @@ size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t 
 	uint8_t head[LOG_ENTRY_HEADER_MAX];
 	size_t n = 0;
 	n += put_key(head + n, 1, WIRE_VARINT);
-	n += wire_put_varint(head + n, uid);
+	n += varint_put(head + n, uid);
 	n += put_key(head + n, 2, WIRE_VARINT);
-	n += wire_put_varint(head + n, gid);
+	n += varint_put(head + n, gid);
 	n += put_key(head + n, 3, WIRE_VARINT);
-	n += wire_put_varint(head + n, (uint64_t)(int64_t)pid); /* int32: sign-extended */
+	n += varint_put(head + n, (uint64_t)(int64_t)pid); /* int32: sign-extended */
 	n += put_key(head + n, 4, WIRE_VARINT);
-	n += wire_put_varint(head + n, (uint64_t)recv_time_us);
+	n += varint_put(head + n, (uint64_t)recv_time_us);
 	n += put_key(head + n, 5, WIRE_LEN);
-	n += wire_put_varint(head + n, batch_len);
+	n += varint_put(head + n, batch_len);
 	if (n + batch_len > cap)
 		return 0;
 	memcpy(out, head, n);
@@ -545,7 +546,7 @@ static void append_internal(struct ingest *in, const struct internal_batch *ib)
 	memcpy(head + n, in->agent_session, TRACKD_SESSION_ID_BYTES);
 	n += TRACKD_SESSION_ID_BYTES;
 	head[n++] = 0x10; /* Batch.seq */
-	n += wire_put_varint(head + n, ++in->agent_seq);
+	n += varint_put(head + n, ++in->agent_seq);
 	uint8_t *batch = malloc(n + ib->len);
 	if (!batch) {
 		count(&in->append_failures, 1);

@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include "wire.h"
+#include "utf8.h"
 
 #include "trackd/v1/limits.h"
 #include "trackd/v1/trackd.pb-c.h"
@@ -50,7 +51,7 @@ static bool has(const struct facts *f, unsigned n)
 }
 
 __attribute__((format(printf, 3, 4))) static int fail(struct walk *w, int code, const char *fmt,
-                                                       ...)
+                                                      ...)
 {
 	if (w->code)
 		return -1;
@@ -58,10 +59,10 @@ __attribute__((format(printf, 3, 4))) static int fail(struct walk *w, int code, 
 	size_t n = 0;
 	for (size_t i = 0; i < w->depth && n < w->errlen; i++) {
 		const struct path_elem *e = &w->path[i];
-		int k = e->index >= 0 ? snprintf(w->err + n, w->errlen - n, "%s%s[%" PRId64 "]",
-		                                 i ? "." : "", e->name, e->index)
-		                      : snprintf(w->err + n, w->errlen - n, "%s%s", i ? "." : "",
-		                                 e->name);
+		int k = e->index >= 0
+		            ? snprintf(w->err + n, w->errlen - n, "%s%s[%" PRId64 "]", i ? "." : "",
+		                       e->name, e->index)
+		            : snprintf(w->err + n, w->errlen - n, "%s%s", i ? "." : "", e->name);
 		if (k < 0)
 			break;
 		n += (size_t)k;
@@ -157,11 +158,11 @@ static int check_oneof_single(struct walk *w, const struct facts *f, unsigned lo
 }
 
 /* Rules that concern a message as a whole, once all its fields were walked. */
-static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
-                         const struct facts *f)
+static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, const struct facts *f)
 {
 	if (d == &trackd__v1__request__descriptor)
-		return check_oneof_single(w, f, 2, 4, "request body (batch, status or query)", true);
+		return check_oneof_single(w, f, 2, 4, "request body (batch, status or query)",
+		                          true);
 	if (d == &trackd__v1__batch__descriptor) {
 		if (!has(f, 1) || f->len[1] != TRACKD_SESSION_ID_BYTES)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
@@ -170,7 +171,8 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 			            "seq is missing or 0 (it counts from 1)");
 		if (!has(f, 3))
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "batch has no records");
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "batch has no records");
 		return 0;
 	}
 	if (d == &trackd__v1__record__descriptor) {
@@ -196,13 +198,14 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
 	}
 	if (d == &trackd__v1__run_start__descriptor) {
 		if (has(f, 5) && f->count[5] > TRACKD_MAX_TAGS)
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
-			            "%u tags, limit %u", f->count[5], TRACKD_MAX_TAGS);
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%u tags, limit %u",
+			            f->count[5], TRACKD_MAX_TAGS);
 		return 0;
 	}
 	if (d == &trackd__v1__define_metric__descriptor) {
 		if (!has(f, 1) || f->len[1] == 0)
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "metric name is empty");
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "metric name is empty");
 		return 0;
 	}
 	return 0;
@@ -212,7 +215,7 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d,
 static int check_string(struct walk *w, const ProtobufCMessageDescriptor *d,
                         const ProtobufCFieldDescriptor *fd, const struct wire_field *wf)
 {
-	if (!wire_utf8_valid(wf->data, wf->len))
+	if (!utf8_valid_no_nul(wf->data, wf->len))
 		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "not valid UTF-8");
 	if (d == &trackd__v1__item__descriptor && fd->id == 1) {
 		if (wf->len > w->lim->max_key_bytes)
@@ -251,7 +254,8 @@ static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, con
 static int enter(struct walk *w, const char *name, int64_t index)
 {
 	if (w->depth >= PATH_MAX_DEPTH)
-		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "message nested too deeply");
+		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+		            "message nested too deeply");
 	w->path[w->depth].name = name;
 	w->path[w->depth].index = index;
 	w->depth++;
@@ -304,13 +308,13 @@ static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, con
 	int rc;
 	while ((rc = wire_next(&r, &wf)) == 1) {
 		const ProtobufCFieldDescriptor *fd =
-			protobuf_c_message_descriptor_get_field(d, wf.number);
+		    protobuf_c_message_descriptor_get_field(d, wf.number);
 		if (!fd)
 			continue; /* unknown field: a newer client; ignored, as protobuf does */
 		if (wf.type != expected_wire_type(fd->type))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_MALFORMED,
-			            "field %s has wire type %d, expected %d", fd->name, (int)wf.type,
-			            (int)expected_wire_type(fd->type));
+			            "field %s has wire type %d, expected %d", fd->name,
+			            (int)wf.type, (int)expected_wire_type(fd->type));
 		uint32_t occurrence = 0;
 		if (wf.number < FACT_FIELDS) {
 			occurrence = f->count[wf.number]++;

@@ -5,6 +5,7 @@
 #include "ingest.h"
 #include "sessions.h"
 #include "validate.h"
+#include "varint.h"
 #include "wire.h"
 
 #include "trackd/v1/limits.h"
@@ -30,8 +31,8 @@ static const struct validate_limits small = {
 static uint8_t session[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
 
 /* Packs Request{version, batch{session, seq, records}}; caller frees. */
-static uint8_t *pack_batch(Trackd__V1__Record **records, size_t n, size_t session_len,
-                           uint64_t seq, uint32_t version, size_t *len)
+static uint8_t *pack_batch(Trackd__V1__Record **records, size_t n, size_t session_len, uint64_t seq,
+                           uint32_t version, size_t *len)
 {
 	Trackd__V1__Batch b = TRACKD__V1__BATCH__INIT;
 	b.has_session_id = true;
@@ -167,7 +168,7 @@ static void test_version(void)
 	free(buf);
 	rc = validate_request(&small, "", 0, &out, err, sizeof err);
 	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_UNSUPPORTED_VERSION &&
-	              strstr(err, "protocol_version missing"),
+	          strstr(err, "protocol_version missing"),
 	      "empty: rc %d err '%s'", rc, err);
 }
 
@@ -178,8 +179,8 @@ static void test_malformed(void)
 	const uint8_t truncated[] = {0x08, 0x01, 0x12, 0x50, 0x0a}; /* batch len 80, 1 byte */
 	int rc = validate_request(&small, truncated, sizeof truncated, &out, err, sizeof err);
 	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_MALFORMED, "truncated: rc %d err '%s'", rc, err);
-	const uint8_t bad_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	                              0xff, 0xff, 0xff, 0xff, 0xff};
+	const uint8_t bad_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff,
+	                              0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 	rc = validate_request(&small, bad_varint, sizeof bad_varint, &out, err, sizeof err);
 	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_MALFORMED, "varint: rc %d", rc);
 	/* Field 2 (batch) sent as a varint: wrong wire type. */
@@ -255,7 +256,8 @@ static void test_session_and_seq(void)
 		size_t len;
 		uint8_t *buf = pack_batch(recs, 1, sizes[i], 1, 1, &len);
 		int rc = validate_request(&small, buf, len, &out, err, sizeof err);
-		CHECK((rc == 0) == (sizes[i] == 16), "session id of %zu bytes: rc %d", sizes[i], rc);
+		CHECK((rc == 0) == (sizes[i] == 16), "session id of %zu bytes: rc %d", sizes[i],
+		      rc);
 		free(buf);
 	}
 	size_t len;
@@ -284,7 +286,7 @@ static void test_records_per_batch(void)
 			CHECK(rc == 0 && out.records == n, "%zu records: rc %d '%s'", n, rc, err);
 		else
 			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
-			              strstr(err, "more than 4 records"),
+			          strstr(err, "more than 4 records"),
 			      "%zu records: rc %d '%s'", n, rc, err);
 	}
 }
@@ -301,8 +303,8 @@ static void test_key_limits(void)
 			CHECK(rc == 0, "key of %zu bytes: rc %d '%s'", strlen(keys[i]), rc, err);
 		else
 			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
-			              strstr(err, "batch.records[0].history.items[0].key: key is 9 "
-			                          "bytes, limit 8"),
+			          strstr(err, "batch.records[0].history.items[0].key: key is 9 "
+			                      "bytes, limit 8"),
 			      "key of 9 bytes: rc %d '%s'", rc, err);
 	}
 	make_row(&r, "abc", "", 1);
@@ -330,8 +332,8 @@ static void test_string_limit(void)
 		r.values[0].kind_case = TRACKD__V1__VALUE__KIND_STRING_VALUE;
 		r.values[0].string_value = text;
 		int rc = validate_one(&r, err);
-		CHECK((rc == 0) == (n <= small.max_string_bytes), "string of %zu: rc %d '%s'", n, rc,
-		      err);
+		CHECK((rc == 0) == (n <= small.max_string_bytes), "string of %zu: rc %d '%s'", n,
+		      rc, err);
 	}
 }
 
@@ -342,8 +344,8 @@ static void test_items_per_record(void)
 	for (size_t n = 4; n <= 6; n++) {
 		make_row(&r, "abc", "k", n);
 		int rc = validate_one(&r, err);
-		CHECK((rc == 0) == (n <= small.max_items_per_record), "%zu items: rc %d '%s'", n, rc,
-		      err);
+		CHECK((rc == 0) == (n <= small.max_items_per_record), "%zu items: rc %d '%s'", n,
+		      rc, err);
 	}
 }
 
@@ -387,7 +389,7 @@ static void test_nesting(void)
 			CHECK(rc == 0, "depth %zu: rc %d '%s'", d, rc, err);
 		else
 			CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
-			              strstr(err, "nesting deeper than 3"),
+			          strstr(err, "nesting deeper than 3"),
 			      "depth %zu: rc %d '%s'", d, rc, err);
 	}
 }
@@ -526,15 +528,15 @@ static void test_deep_wire_nesting(bool lists)
 			head[n++] = 0x01;
 			head[n++] = 'k';
 			head[n++] = 0x12;
-			n += wire_put_varint(head + n, len);
+			n += varint_put(head + n, len);
 		} else if (len == 0) {
 			head[n++] = 0x10; /* int_value 1 */
 			head[n++] = 0x01;
 		} else {
 			head[n++] = 0x32;
-			n += wire_put_varint(head + n, 1 + wire_varint_size(len) + len);
+			n += varint_put(head + n, 1 + varint_size(len) + len);
 			head[n++] = 0x0a;
-			n += wire_put_varint(head + n, len);
+			n += varint_put(head + n, len);
 		}
 		memcpy(tmp, head, n);
 		memcpy(tmp + n, buf, len);
@@ -544,22 +546,23 @@ static void test_deep_wire_nesting(bool lists)
 		tmp = swap;
 	}
 	for (size_t i = 0; !lists && i < levels; i++) {
-		/* Item{key "k" (0a 01 6b), value (12 LEN) Value{map_value (2a LEN) MapValue{items (0a LEN) <prev>}}} */
+		/* Item{key "k" (0a 01 6b), value (12 LEN) Value{map_value (2a LEN) MapValue{items
+		 * (0a LEN) <prev>}}} */
 		uint8_t head[64];
 		size_t n = 0;
 		/* MapValue.items = prev item (if any) */
-		size_t map_len = len ? 1 + wire_varint_size(len) + len : 0;
-		size_t value_len = 1 + wire_varint_size(map_len) + map_len;
+		size_t map_len = len ? 1 + varint_size(len) + len : 0;
+		size_t value_len = 1 + varint_size(map_len) + map_len;
 		head[n++] = 0x0a;
 		head[n++] = 0x01;
 		head[n++] = 'k';
 		head[n++] = 0x12;
-		n += wire_put_varint(head + n, value_len);
+		n += varint_put(head + n, value_len);
 		head[n++] = 0x2a;
-		n += wire_put_varint(head + n, map_len);
+		n += varint_put(head + n, map_len);
 		if (len) {
 			head[n++] = 0x0a;
-			n += wire_put_varint(head + n, len);
+			n += varint_put(head + n, len);
 		}
 		memcpy(tmp, head, n);
 		memcpy(tmp + n, buf, len);
@@ -569,15 +572,15 @@ static void test_deep_wire_nesting(bool lists)
 		tmp = swap;
 	}
 	/* Wrap: HistoryRow.items(4) → Record{run_id, history(3)} → Batch → Request. */
-	size_t hist_len = 1 + wire_varint_size(len) + len;
-	size_t rec_len = 5 + 1 + wire_varint_size(hist_len) + hist_len;
-	size_t batch_len = 18 + 2 + 1 + wire_varint_size(rec_len) + rec_len;
+	size_t hist_len = 1 + varint_size(len) + len;
+	size_t rec_len = 5 + 1 + varint_size(hist_len) + hist_len;
+	size_t batch_len = 18 + 2 + 1 + varint_size(rec_len) + rec_len;
 	uint8_t *req = malloc(batch_len + 32);
 	size_t n = 0;
 	req[n++] = 0x08;
 	req[n++] = 0x01;
 	req[n++] = 0x12;
-	n += wire_put_varint(req + n, batch_len);
+	n += varint_put(req + n, batch_len);
 	req[n++] = 0x0a;
 	req[n++] = 16;
 	memcpy(req + n, session, 16);
@@ -585,15 +588,15 @@ static void test_deep_wire_nesting(bool lists)
 	req[n++] = 0x10;
 	req[n++] = 0x01;
 	req[n++] = 0x1a;
-	n += wire_put_varint(req + n, rec_len);
+	n += varint_put(req + n, rec_len);
 	req[n++] = 0x0a;
 	req[n++] = 3;
 	memcpy(req + n, "abc", 3);
 	n += 3;
 	req[n++] = 0x1a;
-	n += wire_put_varint(req + n, hist_len);
+	n += varint_put(req + n, hist_len);
 	req[n++] = 0x22;
-	n += wire_put_varint(req + n, len);
+	n += varint_put(req + n, len);
 	uint8_t *full = malloc(n + len);
 	memcpy(full, req, n);
 	memcpy(full + n, buf, len);
@@ -626,8 +629,8 @@ static void test_run_id(void)
 		id[n] = '\0';
 		make_row(&r, id, "k", 1);
 		int rc = validate_one(&r, err);
-		CHECK((rc == 0) == (n <= TRACKD_MAX_RUN_ID_BYTES), "run id of %zu: rc %d '%s'", n, rc,
-		      err);
+		CHECK((rc == 0) == (n <= TRACKD_MAX_RUN_ID_BYTES), "run id of %zu: rc %d '%s'", n,
+		      rc, err);
 	}
 	make_row(&r, "Ok-id_9", "k", 1);
 	CHECK(validate_one(&r, err) == 0, "run id Ok-id_9: '%s'", err);
@@ -701,8 +704,9 @@ static void test_sessions(void)
 		memset(ids[i], i + 1, 16);
 		sessions_record(s, ids[i], (uint64_t)i + 10);
 	}
-	CHECK(sessions_count(s) == 16 && sessions_evicted(s) == 4, "bounded: count %zu evicted %llu",
-	      sessions_count(s), (unsigned long long)sessions_evicted(s));
+	CHECK(sessions_count(s) == 16 && sessions_evicted(s) == 4,
+	      "bounded: count %zu evicted %llu", sessions_count(s),
+	      (unsigned long long)sessions_evicted(s));
 	CHECK(sessions_highest(s, ids[0]) == 0, "oldest evicted");
 	CHECK(sessions_highest(s, ids[19]) == 29, "newest kept");
 	sessions_record(s, ids[19], 5);
@@ -731,10 +735,9 @@ static void test_log_entry_roundtrip(void)
 	CHECK(n > out.batch_len, "encoded");
 	Trackd__V1__LogEntry *e = trackd__v1__log_entry__unpack(NULL, n, entry);
 	CHECK(e && e->peer_uid == 1000 && e->peer_gid == 1001 && e->peer_pid == -5 &&
-	              e->recv_time_us == 1700000000000000 && e->batch && e->batch->seq == 42 &&
-	              e->batch->n_records == 1 &&
-	              strcmp(e->batch->records[0]->run_id, "abc") == 0 &&
-	              e->batch->records[0]->history->n_items == 2,
+	          e->recv_time_us == 1700000000000000 && e->batch && e->batch->seq == 42 &&
+	          e->batch->n_records == 1 && strcmp(e->batch->records[0]->run_id, "abc") == 0 &&
+	          e->batch->records[0]->history->n_items == 2,
 	      "LogEntry decodes back");
 	trackd__v1__log_entry__free_unpacked(e, NULL);
 	CHECK(ingest_encode_log_entry(entry, 10, 1, 1, 1, 1, out.batch, out.batch_len) == 0,

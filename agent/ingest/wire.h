@@ -19,8 +19,8 @@ enum wire_type { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 struct wire_field {
 	uint32_t number;
 	enum wire_type type;
-	uint64_t varint;        /* WIRE_VARINT; also the raw bits of I64/I32 */
-	const uint8_t *data;    /* WIRE_LEN: the payload */
+	uint64_t varint;     /* WIRE_VARINT; also the raw bits of I64/I32 */
+	const uint8_t *data; /* WIRE_LEN: the payload */
 	size_t len;
 };
 
@@ -38,16 +38,5 @@ static inline void wire_reader_init(struct wire_reader *r, const void *buf, size
  * varint or length, a tag or length varint over 5 bytes — more than protobuf-c
  * accepts —, field number 0, group wire types, unknown wire type). */
 int wire_next(struct wire_reader *r, struct wire_field *f);
-
-/* Appends a varint to buf (at most 10 bytes); returns bytes written. */
-size_t wire_put_varint(uint8_t *buf, uint64_t v);
-
-/* Bytes a varint of v takes. */
-size_t wire_varint_size(uint64_t v);
-
-/* Whether [s, s+len) is valid UTF-8 (no overlongs, no surrogates, ≤ U+10FFFF)
- * without NUL: protobuf-c hands strings to C as NUL-terminated, so a NUL inside
- * one would silently cut it. */
-bool wire_utf8_valid(const uint8_t *s, size_t len);
 
 #endif

@@ -1,6 +1,8 @@
 /* footer.c — see footer.h for the contract and the W&B rules it follows. */
 #include "footer.h"
 
+#include "hash.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,16 +38,6 @@ static uint64_t rng_below(uint64_t *state, uint64_t bound)
 		r = rng_next(state);
 	while (r < threshold);
 	return r % bound;
-}
-
-static uint64_t hash_key(const char *key, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)key[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
 }
 
 /* Code points in a UTF-8 string: every byte that is not a continuation byte. */
@@ -173,7 +165,7 @@ static void note_dropped(footer_series *s, uint64_t h)
 
 static struct series_key *find_or_add_key(footer_series *s, const char *key, size_t len, int *err)
 {
-	uint64_t h = hash_key(key, len);
+	uint64_t h = hash_fnv1a64(key, len);
 	size_t i = h & s->table_mask;
 	for (; s->table[i] >= 0; i = (i + 1) & s->table_mask) {
 		struct series_key *k = s->keys[s->table[i]];

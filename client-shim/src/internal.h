@@ -270,7 +270,7 @@ struct td_run {
 	/* What the agent told (td_limits_learn, any thread); read with
 	 * td_limits_load, also without mu: validation runs unlocked. */
 	_Atomic uint64_t limits[TD_N_LIMITS];
-	uint32_t unreachable; /* consecutive attempts that found no connection */
+	uint32_t unreachable;     /* consecutive attempts that found no connection */
 	int32_t reply_timeout_ms; /* the sender's current wait (TD_REPLY_TIMEOUT_MAX_MS) */
 	pthread_t sender;
 	bool sender_started;
@@ -323,7 +323,6 @@ struct td_run {
 int td_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* validate.c */
-bool td_utf8_valid(const char *s, size_t n);
 /* Checks items against the default limits; on failure sets the detail (prefixed
  * with `what`) and returns TD_ERR_INVALID. */
 int td_check_items(const struct td_limits *lim, const char *what, const td_item *items, size_t n,
@@ -338,8 +337,6 @@ void td_limits_learn(struct td_run *run, const Trackd__V1__Limits *agent);
 int td_check_text(const char *what, const char *s, size_t max, bool non_empty);
 
 /* encode.c */
-size_t td_varint_size(uint64_t v);
-size_t td_varint_put(uint8_t *dst, uint64_t v);
 /* Writes the Request{protocol_version, batch = Batch{session_id, seq, …}}
  * prefix for `records_len` bytes of framed records; returns its length. */
 size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX],

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "errors.h"
+#include "fs.h"
 #include "log.h"
 #include "store.h"
 
@@ -94,36 +95,14 @@ static int read_local_snapshot(const char *dir, struct run **out)
 	char path[4200];
 	if (snprintf(path, sizeof path, "%s/%s", dir, LOCAL_SNAPSHOT) >= (int)sizeof path)
 		return TRACKD_EINVAL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return trackd_err_from_errno(errno);
-	struct stat st;
-	if (fstat(fd, &st) != 0 || st.st_size > (off_t)SNAPSHOT_MAX_BYTES) {
-		close(fd);
-		return TRACKD_ETOOBIG;
-	}
-	size_t len = (size_t)st.st_size, got = 0;
-	uint8_t *b = malloc(len ? len : 1);
-	if (!b) {
-		close(fd);
-		return TRACKD_ENOMEM;
-	}
-	while (got < len) {
-		ssize_t n = read(fd, b + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	int rv = TRACKD_ECORRUPT;
-	if (got == len) {
-		Trackd__V1__RunSnapshot *snap = trackd__v1__run_snapshot__unpack(NULL, len, b);
-		if (snap)
-			rv = run_from_snapshot(snap, out);
-		trackd__v1__run_snapshot__free_unpacked(snap, NULL);
-	}
+	char *b;
+	size_t len;
+	int rv = fs_read_file(path, SNAPSHOT_MAX_BYTES, &b, &len);
+	if (rv)
+		return rv;
+	Trackd__V1__RunSnapshot *snap = trackd__v1__run_snapshot__unpack(NULL, len, (uint8_t *)b);
+	rv = snap ? run_from_snapshot(snap, out) : TRACKD_ECORRUPT;
+	trackd__v1__run_snapshot__free_unpacked(snap, NULL);
 	free(b);
 	return rv;
 }
