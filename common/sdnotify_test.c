@@ -84,6 +84,5 @@ int main(void)
 	snprintf(pid, sizeof pid, "%d", (int)getpid());
 	setenv("WATCHDOG_PID", pid, 1);
 	CHECK(sdnotify_watchdog_usec() == 5000000, "our pid");
-	printf("sdnotify_test: %d passed, %d failed\n", passed, failed);
-	return failed != 0;
+	return CHECK_SUMMARY("sdnotify_test");
 }

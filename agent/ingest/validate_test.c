@@ -6,7 +6,7 @@
 #include "sessions.h"
 #include "validate.h"
 #include "varint.h"
-#include "wire.h"
+#include "trackd/v1/wire.h"
 
 #include "trackd/v1/limits.h"
 #include "trackd/v1/trackd.pb-c.h"
@@ -779,6 +779,5 @@ int main(void)
 	test_negative_step();
 	test_sessions();
 	test_log_entry_roundtrip();
-	printf("validate_test: %d passed, %d failed\n", passed, failed);
-	return failed != 0;
+	return CHECK_SUMMARY("validate_test");
 }

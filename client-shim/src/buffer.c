@@ -9,7 +9,7 @@
 #include "varint.h"
 
 /* Batch.records is field 3, length-delimited. */
-#define BATCH_RECORD_KEY 0x1a
+#define BATCH_RECORD_KEY WIRE_KEY(BATCH, RECORDS)
 
 static int reserve_open(struct td_run *run, size_t need)
 {

@@ -11,17 +11,10 @@
 #include "internal.h"
 #include "varint.h"
 
-/* Protobuf key byte: field number and wire type. */
-#define PB_KEY(field, wire) ((uint8_t)(((field) << 3) | (wire)))
-#define PB_VARINT           0
-#define PB_LEN              2
-
 /*
- * The records were encoded once, as Batch field 3 entries, when they were
+ * The records were encoded once, as Batch.records entries, when they were
  * logged; the envelope around them is written here so that sending (and
- * resending) a batch never re-encodes them. Field numbers follow
- * trackd.proto: Request.protocol_version = 1, Request.batch = 2,
- * Batch.session_id = 1, Batch.seq = 2.
+ * resending) a batch never re-encodes them.
  */
 size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX],
                        const uint8_t session_id[TRACKD_SESSION_ID_BYTES], uint64_t seq,
@@ -30,15 +23,15 @@ size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX],
 	size_t batch_len = 2 + TRACKD_SESSION_ID_BYTES + 1 + varint_size(seq) + records_len;
 	size_t n = 0;
 
-	dst[n++] = PB_KEY(1, PB_VARINT);
+	dst[n++] = WIRE_KEY(REQUEST, PROTOCOL_VERSION);
 	n += varint_put(dst + n, TRACKD_PROTOCOL_VERSION);
-	dst[n++] = PB_KEY(2, PB_LEN);
+	dst[n++] = WIRE_KEY(REQUEST, BATCH);
 	n += varint_put(dst + n, batch_len);
-	dst[n++] = PB_KEY(1, PB_LEN);
+	dst[n++] = WIRE_KEY(BATCH, SESSION_ID);
 	dst[n++] = TRACKD_SESSION_ID_BYTES;
 	memcpy(dst + n, session_id, TRACKD_SESSION_ID_BYTES);
 	n += TRACKD_SESSION_ID_BYTES;
-	dst[n++] = PB_KEY(2, PB_VARINT);
+	dst[n++] = WIRE_KEY(BATCH, SEQ);
 	n += varint_put(dst + n, seq);
 	return n;
 }
@@ -219,20 +212,17 @@ Trackd__V1__Item **td_scratch_fill(struct td_scratch *s, const td_item *items, s
 	return fill(s, items, n, &pos);
 }
 
-/* Value field keys: double 1 (fixed64), int 2, bool 3 (varint), string 4,
- * map 5, list 6, null 7 (length-delimited); Item: key 1, value 2; MapValue:
- * items 1; ListValue: values 1. */
-#define KEY_VALUE_DOUBLE PB_KEY(1, 1)
-#define KEY_VALUE_INT    PB_KEY(2, PB_VARINT)
-#define KEY_VALUE_BOOL   PB_KEY(3, PB_VARINT)
-#define KEY_VALUE_STRING PB_KEY(4, PB_LEN)
-#define KEY_VALUE_MAP    PB_KEY(5, PB_LEN)
-#define KEY_VALUE_LIST   PB_KEY(6, PB_LEN)
-#define KEY_VALUE_NULL   PB_KEY(7, PB_LEN)
-#define KEY_ITEM_KEY     PB_KEY(1, PB_LEN)
-#define KEY_ITEM_VALUE   PB_KEY(2, PB_LEN)
-#define KEY_MAP_ITEMS    PB_KEY(1, PB_LEN)
-#define KEY_LIST_VALUES  PB_KEY(1, PB_LEN)
+#define KEY_VALUE_DOUBLE WIRE_KEY(VALUE, DOUBLE_VALUE)
+#define KEY_VALUE_INT    WIRE_KEY(VALUE, INT_VALUE)
+#define KEY_VALUE_BOOL   WIRE_KEY(VALUE, BOOL_VALUE)
+#define KEY_VALUE_STRING WIRE_KEY(VALUE, STRING_VALUE)
+#define KEY_VALUE_MAP    WIRE_KEY(VALUE, MAP_VALUE)
+#define KEY_VALUE_LIST   WIRE_KEY(VALUE, LIST_VALUE)
+#define KEY_VALUE_NULL   WIRE_KEY(VALUE, NULL_VALUE)
+#define KEY_ITEM_KEY     WIRE_KEY(ITEM, KEY)
+#define KEY_ITEM_VALUE   WIRE_KEY(ITEM, VALUE)
+#define KEY_MAP_ITEMS    WIRE_KEY(MAP_VALUE, ITEMS)
+#define KEY_LIST_VALUES  WIRE_KEY(LIST_VALUE, VALUES)
 
 static size_t delimited(size_t len)
 {
@@ -384,7 +374,7 @@ uint8_t *td_items_record_write(const struct td_scratch *s, const struct td_items
 {
 	size_t next = 0;
 
-	*p++ = PB_KEY(1, PB_LEN); /* Record.run_id */
+	*p++ = WIRE_KEY(RECORD, RUN_ID);
 	p += varint_put(p, r->run_id_len);
 	memcpy(p, r->run_id, r->run_id_len);
 	p += r->run_id_len;
@@ -402,15 +392,15 @@ size_t td_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_t
 	size_t n = 0;
 
 	if (step != TD_STEP_AUTO) {
-		dst[n++] = PB_KEY(1, PB_VARINT);
+		dst[n++] = WIRE_KEY(HISTORY_ROW, STEP);
 		n += varint_put(dst + n, (uint64_t)step);
 	}
 	/* commit defaults to true on the wire; only a false costs bytes. */
 	if (!commit) {
-		dst[n++] = PB_KEY(2, PB_VARINT);
+		dst[n++] = WIRE_KEY(HISTORY_ROW, COMMIT);
 		dst[n++] = 0;
 	}
-	dst[n++] = PB_KEY(3, PB_VARINT);
+	dst[n++] = WIRE_KEY(HISTORY_ROW, CLIENT_TIME_US);
 	n += varint_put(dst + n, (uint64_t)client_time_us);
 	return n;
 }

@@ -484,7 +484,7 @@ int td_summary_update(td_run *run, const td_item *items, size_t n)
 		return disabled_check("td_summary_update", items, n);
 	struct td_items_record r = {
 	    .body_key = TD_KEY_RECORD_SUMMARY,
-	    .items_key = TD_KEY_UPDATE_ITEMS,
+	    .items_key = TD_KEY_SUMMARY_ITEMS,
 	    .items = items,
 	    .n = n,
 	};
@@ -499,7 +499,7 @@ int td_config_update(td_run *run, const td_item *items, size_t n)
 		return disabled_check("td_config_update", items, n);
 	struct td_items_record r = {
 	    .body_key = TD_KEY_RECORD_CONFIG,
-	    .items_key = TD_KEY_UPDATE_ITEMS,
+	    .items_key = TD_KEY_CONFIG_ITEMS,
 	    .items = items,
 	    .n = n,
 	};

@@ -287,7 +287,7 @@ static bool request_info(const uint8_t *req, size_t len, uint64_t *seq, uint32_t
 		uint64_t flen = 0;
 		if (!skip_field(&p, end, (unsigned)(key & 7), &flen))
 			return false;
-		if (key == ((2u << 3) | 2)) { /* Request.batch */
+		if (key == WIRE_KEY(REQUEST, BATCH)) {
 			batch = p - flen;
 			blen = flen;
 		}
@@ -301,7 +301,7 @@ static bool request_info(const uint8_t *req, size_t len, uint64_t *seq, uint32_t
 	while (p < end) {
 		if (!varint_get(&p, end, &key, VARINT_MAX_BYTES))
 			return false;
-		if (key == ((2u << 3) | 0)) { /* Batch.seq */
+		if (key == WIRE_KEY(BATCH, SEQ)) {
 			if (!varint_get(&p, end, seq, VARINT_MAX_BYTES))
 				return false;
 			have_seq = true;
@@ -309,7 +309,7 @@ static bool request_info(const uint8_t *req, size_t len, uint64_t *seq, uint32_t
 		}
 		if (!skip_field(&p, end, (unsigned)(key & 7), NULL))
 			return false;
-		if (key == ((3u << 3) | 2)) /* Batch.records */
+		if (key == WIRE_KEY(BATCH, RECORDS))
 			(*n_records)++;
 	}
 	return have_seq && *seq > 0;

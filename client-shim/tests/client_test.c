@@ -1091,14 +1091,14 @@ static void compare_encoders(struct tc *t, const char *label, int kind, const td
 		rec.history = &row;
 	} else if (kind == 1) {
 		r.body_key = TD_KEY_RECORD_SUMMARY;
-		r.items_key = TD_KEY_UPDATE_ITEMS;
+		r.items_key = TD_KEY_SUMMARY_ITEMS;
 		summary.n_items = n;
 		summary.items = pb_items;
 		rec.body_case = TRACKD__V1__RECORD__BODY_SUMMARY;
 		rec.summary = &summary;
 	} else {
 		r.body_key = TD_KEY_RECORD_CONFIG;
-		r.items_key = TD_KEY_UPDATE_ITEMS;
+		r.items_key = TD_KEY_CONFIG_ITEMS;
 		config.n_items = n;
 		config.items = pb_items;
 		rec.body_case = TRACKD__V1__RECORD__BODY_CONFIG;
