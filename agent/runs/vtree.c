@@ -1,6 +1,7 @@
 #include "vtree.h"
 
 #include "errors.h"
+#include "fmt.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -273,24 +274,14 @@ int json_put_string(struct buf *out, const char *s)
 	return rv ? rv : buf_putc(out, '"');
 }
 
-/* The shortest %g form of a finite d that reads back to the same double. */
-static void shortest_double(char tmp[32], double d)
-{
-	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(tmp, 32, "%.*g", prec, d);
-		if (strtod(tmp, NULL) == d)
-			break;
-	}
-}
-
 int json_put_double(struct buf *out, double d)
 {
 	if (isnan(d))
 		return buf_puts(out, "NaN");
 	if (isinf(d))
 		return buf_puts(out, d > 0 ? "Infinity" : "-Infinity");
-	char tmp[32];
-	shortest_double(tmp, d);
+	char tmp[FMT_DOUBLE_MAX + 2];
+	fmt_double_g(tmp, sizeof tmp, d);
 	/* Keep it a JSON float so readers do not turn 1.0 into an int. */
 	if (!strpbrk(tmp, ".eEn"))
 		strcat(tmp, ".0");
@@ -448,7 +439,7 @@ static int yaml_scalar(struct buf *out, const struct vvalue *v)
 	/* YAML 1.1 (PyYAML, so W&B) reads a float only with a '.': 1e-08 would
 	 * come back a string, 3 an int. Written as PyYAML does: 1.0e-08, 3.0. */
 	char tmp[40];
-	shortest_double(tmp, v->u.d);
+	fmt_double_g(tmp, sizeof tmp, v->u.d);
 	if (!strchr(tmp, '.')) {
 		char *e = strchr(tmp, 'e');
 		size_t at = e ? (size_t)(e - tmp) : strlen(tmp);

@@ -1,7 +1,9 @@
 /* footer.c — see footer.h for the contract and the W&B rules it follows. */
 #include "footer.h"
 
+#include "fmt.h"
 #include "hash.h"
+#include "utf8.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -38,15 +40,6 @@ static uint64_t rng_below(uint64_t *state, uint64_t bound)
 		r = rng_next(state);
 	while (r < threshold);
 	return r % bound;
-}
-
-/* Code points in a UTF-8 string: every byte that is not a continuation byte. */
-static size_t utf8_len(const char *s)
-{
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		n += (*p & 0xC0) != 0x80;
-	return n;
 }
 
 /* ---- the series ----------------------------------------------------------- */
@@ -296,11 +289,7 @@ size_t footer_format_double(double x, char *buf, size_t cap)
 		} else {
 			/* repr: the shortest digits that read back to r… */
 			char e[40];
-			for (int prec = 0; prec <= 17; prec++) {
-				snprintf(e, sizeof e, "%.*e", prec, r);
-				if (strtod(e, NULL) == r)
-					break;
-			}
+			fmt_double_e(e, sizeof e, r);
 			char digits[24];
 			size_t nd = 0;
 			const char *p = e;
@@ -431,19 +420,19 @@ static void put_block(struct text *t, const char *title, const struct row *rows,
 	size_t shown = n < FOOTER_MAX_ROWS ? n : FOOTER_MAX_ROWS;
 	size_t width = 0;
 	for (size_t i = 0; i < shown; i++) {
-		size_t w = utf8_len(rows[i].key);
+		size_t w = utf8_count(rows[i].key);
 		width = w > width ? w : width;
 	}
 	text_puts(t, title);
 	text_puts(t, "\n");
 	for (size_t i = 0; i < shown; i++) {
-		text_spaces(t, width - utf8_len(rows[i].key));
+		text_spaces(t, width - utf8_count(rows[i].key));
 		text_put_safe(t, rows[i].key, SIZE_MAX);
 		text_puts(t, " ");
 		if (rows[i].long_value) {
 			/* W&B: value[:20] + "..." * (len(value) >= 20) */
 			text_put_safe(t, rows[i].long_value, FOOTER_STRING_CUT);
-			if (utf8_len(rows[i].long_value) >= FOOTER_STRING_CUT)
+			if (utf8_count(rows[i].long_value) >= FOOTER_STRING_CUT)
 				text_puts(t, "...");
 		} else {
 			text_puts(t, rows[i].value);

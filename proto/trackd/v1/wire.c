@@ -8,27 +8,6 @@
 WIRE_FIELDS(WIRE_ONE_BYTE_)
 #undef WIRE_ONE_BYTE_
 
-enum wire_type wire_type_of(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_INT32:
-	case PROTOBUF_C_TYPE_SINT32:
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_UINT32:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_BOOL:
-	case PROTOBUF_C_TYPE_ENUM: return WIRE_VARINT;
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE: return WIRE_I64;
-	case PROTOBUF_C_TYPE_SFIXED32:
-	case PROTOBUF_C_TYPE_FIXED32:
-	case PROTOBUF_C_TYPE_FLOAT: return WIRE_I32;
-	default: return WIRE_LEN;
-	}
-}
-
 /* Tags and lengths take at most 5 bytes: protobuf-c 1.4 reads them as 32-bit
  * varints and refuses longer ones, so accepting them here would let a batch in
  * that the sinks then cannot decode. */

@@ -84,8 +84,28 @@ enum { WIRE_FIELDS(WIRE_ENUM_) };
 /* Its key (number << 3 | wire type): one byte, a constant expression. */
 #define WIRE_KEY(M, F) ((uint8_t)((WIRE_NUM_##M##_##F << 3) | WIRE_TYPE_##M##_##F))
 
-/* The wire type protobuf puts a non-packed field of protobuf-c type t in. */
-enum wire_type wire_type_of(ProtobufCType t);
+/* The wire type protobuf puts a non-packed field of protobuf-c type t in.
+ * Inline: ingest asks it for every field it validates. */
+static inline enum wire_type wire_type_of(ProtobufCType t)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_SINT32:
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_BOOL:
+	case PROTOBUF_C_TYPE_ENUM: return WIRE_VARINT;
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_FIXED64:
+	case PROTOBUF_C_TYPE_DOUBLE: return WIRE_I64;
+	case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_FIXED32:
+	case PROTOBUF_C_TYPE_FLOAT: return WIRE_I32;
+	default: return WIRE_LEN;
+	}
+}
 
 struct wire_field {
 	uint32_t number;
