@@ -1,6 +1,7 @@
 /* footer.c — see footer.h for the contract and the W&B rules it follows. */
 #include "footer.h"
 
+#include "buf.h"
 #include "fmt.h"
 #include "hash.h"
 #include "utf8.h"
@@ -350,31 +351,20 @@ size_t footer_format_double(double x, char *buf, size_t cap)
 
 /* ---- rendering ------------------------------------------------------------ */
 
+/* Rendered text: at most FOOTER_TEXT_MAX bytes (ten rows per block of keys of
+ * at most FOOTER_MAX_KEY_BYTES, plus the caller's trailer lines, stay far
+ * below it). The first failure sticks and the rest is skipped. */
+#define FOOTER_TEXT_MAX (1u << 20)
+
 struct text {
-	char *p;
-	size_t len, cap;
+	struct buf b;
 	int err;
 };
 
 static void text_put(struct text *t, const char *s, size_t n)
 {
-	if (t->err)
-		return;
-	if (t->len + n + 1 > t->cap) {
-		size_t cap = t->cap ? t->cap : 1024;
-		while (cap < t->len + n + 1)
-			cap *= 2;
-		char *p = realloc(t->p, cap);
-		if (!p) {
-			t->err = FOOTER_ENOMEM;
-			return;
-		}
-		t->p = p;
-		t->cap = cap;
-	}
-	memcpy(t->p + t->len, s, n);
-	t->len += n;
-	t->p[t->len] = '\0';
+	if (!t->err && buf_append(&t->b, s, n) != 0)
+		t->err = FOOTER_ENOMEM;
 }
 
 static void text_puts(struct text *t, const char *s)
@@ -569,7 +559,8 @@ int footer_render(const footer_series *history, const footer_summary_item *summa
 	if (!out || (n_summary && !summary) || (n_trailer && !trailer))
 		return FOOTER_EINVAL;
 	*out = NULL;
-	struct text t = {0};
+	struct text t = {.err = FOOTER_OK};
+	buf_init(&t.b, FOOTER_TEXT_MAX);
 	struct row *hrows = NULL, *srows = NULL;
 	size_t nh = 0, ns = 0;
 	int rv = history ? history_rows(history, &hrows, &nh) : FOOTER_OK;
@@ -600,12 +591,12 @@ done:
 	free(hrows);
 	free(srows);
 	if (rv != FOOTER_OK) {
-		free(t.p);
+		buf_fini(&t.b);
 		return rv;
 	}
-	*out = t.p;
+	*out = t.b.data;
 	if (out_len)
-		*out_len = t.len;
+		*out_len = t.b.len;
 	return FOOTER_OK;
 }
 

@@ -8,7 +8,6 @@
 #include "internal.h"
 #include "varint.h"
 
-/* Batch.records is field 3, length-delimited. */
 #define BATCH_RECORD_KEY WIRE_KEY(BATCH, RECORDS)
 
 static int reserve_open(struct td_run *run, size_t need)
