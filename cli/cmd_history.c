@@ -7,6 +7,8 @@
 
 #include "render.h"
 
+#include "hash.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -31,16 +33,6 @@ struct keyset {
 	size_t n_slots;
 };
 
-static uint64_t key_hash(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 static void keyset_free(struct keyset *ks)
 {
 	for (size_t i = 0; i < ks->n; i++)
@@ -54,7 +46,7 @@ static void keyset_free(struct keyset *ks)
 static int keyset_add(struct keyset *ks, const char *key)
 {
 	if (ks->n_slots && 2 * (ks->n + 1) <= ks->n_slots) {
-		for (size_t i = key_hash(key) & (ks->n_slots - 1);;
+		for (size_t i = hash_fnv1a64_str(key) & (ks->n_slots - 1);;
 		     i = (i + 1) & (ks->n_slots - 1)) {
 			if (!ks->slots[i])
 				break;
@@ -68,7 +60,7 @@ static int keyset_add(struct keyset *ks, const char *key)
 		if (!slots)
 			return -1;
 		for (size_t k = 0; k < ks->n; k++) {
-			size_t i = key_hash(ks->keys[k]) & (n_slots - 1);
+			size_t i = hash_fnv1a64_str(ks->keys[k]) & (n_slots - 1);
 			while (slots[i])
 				i = (i + 1) & (n_slots - 1);
 			slots[i] = k + 1;
@@ -91,7 +83,7 @@ static int keyset_add(struct keyset *ks, const char *key)
 	char *copy = strdup(key);
 	if (!copy)
 		return -1;
-	size_t i = key_hash(key) & (ks->n_slots - 1);
+	size_t i = hash_fnv1a64_str(key) & (ks->n_slots - 1);
 	while (ks->slots[i])
 		i = (i + 1) & (ks->n_slots - 1);
 	ks->keys[ks->n++] = copy;

@@ -2,6 +2,8 @@
 #include "render.h"
 
 #include "errors.h"
+#include "hash.h"
+#include "utf8.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -12,18 +14,10 @@
 
 /* ---- terminal text --------------------------------------------------------- */
 
-static size_t cp_len(const char *s)
-{
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		n += (*p & 0xC0) != 0x80;
-	return n;
-}
-
 /* Width of s in a column of at most `cap` code points ("..." included). */
 static size_t cell_width(const char *s, size_t cap)
 {
-	size_t n = cp_len(s);
+	size_t n = utf8_count(s);
 	return n <= cap ? n : cap;
 }
 
@@ -31,7 +25,7 @@ static size_t cell_width(const char *s, size_t cap)
  * the first cap-3 and "...". Returns the width printed. */
 static size_t put_safe(FILE *out, const char *s, size_t cap)
 {
-	size_t total = cp_len(s);
+	size_t total = utf8_count(s);
 	size_t keep = total <= cap ? total : (cap >= 3 ? cap - 3 : cap);
 	size_t cp = 0;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -197,12 +191,7 @@ int render_feed_history(footer_series *s, const json_value *rows, uint64_t first
 
 uint64_t render_footer_seed(const char *run_path)
 {
-	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-	for (const unsigned char *p = (const unsigned char *)run_path; p && *p; p++) {
-		h ^= *p;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
+	return run_path ? hash_fnv1a64_str(run_path) : HASH_FNV64_OFFSET;
 }
 
 /* ---- show ------------------------------------------------------------------ */

@@ -5,28 +5,18 @@
  */
 #include "render.h"
 
+#include "check.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
-
 static void expect_text(const char *name, const char *got, const char *want)
 {
-	if (got && strcmp(got, want) == 0)
-		return;
-	failures++;
-	fprintf(stderr, "golden '%s' differs\n--- want ---\n%s--- got ---\n%s--- end ---\n", name,
-	        want, got ? got : "(null)");
+	CHECK(got && strcmp(got, want) == 0,
+	      "golden '%s' differs\n--- want ---\n%s--- got ---\n%s--- end ---", name, want,
+	      got ? got : "(null)");
 }
 
 static json_doc *parse(const char *text)
@@ -362,10 +352,5 @@ int main(void)
 	test_runs_table();
 	test_csv();
 	test_times();
-	if (failures) {
-		fprintf(stderr, "render_test: %d failure(s)\n", failures);
-		return 1;
-	}
-	printf("render_test: ok\n");
-	return 0;
+	return CHECK_SUMMARY("render_test");
 }

@@ -5,55 +5,39 @@
  */
 #include "sync_progress.h"
 
+#include "check.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
-
-static void expect(const char *got, const char *want)
-{
-	if (strcmp(got, want) != 0) {
-		fprintf(stderr, "want '%s'\n got '%s'\n", want, got);
-		failures++;
-	}
-}
 
 static void test_bytes(void)
 {
 	char b[32];
 	sync_format_bytes(0, b, sizeof b);
-	expect(b, "0 B");
+	CHECK_STR_EQ(b, "0 B");
 	sync_format_bytes(1023, b, sizeof b);
-	expect(b, "1023 B");
+	CHECK_STR_EQ(b, "1023 B");
 	sync_format_bytes(1024, b, sizeof b);
-	expect(b, "1.00 KiB");
+	CHECK_STR_EQ(b, "1.00 KiB");
 	sync_format_bytes(1025, b, sizeof b);
-	expect(b, "1.00 KiB");
+	CHECK_STR_EQ(b, "1.00 KiB");
 	sync_format_bytes(1536, b, sizeof b);
-	expect(b, "1.50 KiB");
+	CHECK_STR_EQ(b, "1.50 KiB");
 	sync_format_bytes(10 * 1024, b, sizeof b);
-	expect(b, "10.0 KiB");
+	CHECK_STR_EQ(b, "10.0 KiB");
 	sync_format_bytes(1024 * 1024 - 1, b, sizeof b);
-	expect(b, "1024 KiB");
+	CHECK_STR_EQ(b, "1024 KiB");
 	sync_format_bytes(1024 * 1024, b, sizeof b);
-	expect(b, "1.00 MiB");
+	CHECK_STR_EQ(b, "1.00 MiB");
 	sync_format_bytes(3ull << 30, b, sizeof b);
-	expect(b, "3.00 GiB");
+	CHECK_STR_EQ(b, "3.00 GiB");
 	sync_format_bytes(UINT64_MAX, b, sizeof b);
-	expect(b, "16384 PiB");
+	CHECK_STR_EQ(b, "16384 PiB");
 	/* A small buffer is cut, never overrun. */
 	char small[4] = "zzz";
 	sync_format_bytes(1536, small, sizeof small);
-	expect(small, "1.5");
+	CHECK_STR_EQ(small, "1.5");
 }
 
 static void test_rate_eta(void)
@@ -81,8 +65,8 @@ static void test_line(void)
 	                        .bytes_total = 1024 * 1024,
 	                        .rate = 256 * 1024};
 	sync_progress_line(&t, 120, line, sizeof line);
-	expect(line, "[###############...............]  1/3 runs  1500/3000 rows  "
-	             "512 KiB/1.00 MiB  256 KiB/s  ETA 2s");
+	CHECK_STR_EQ(line, "[###############...............]  1/3 runs  1500/3000 rows  "
+	                   "512 KiB/1.00 MiB  256 KiB/s  ETA 2s");
 	/* Narrower: the bar shrinks, then parts go from the right. */
 	for (int w = 100; w >= 12; w--) {
 		sync_progress_line(&t, w, line, sizeof line);
@@ -91,7 +75,7 @@ static void test_line(void)
 		CHECK(strstr(line, "1/3 runs") != NULL || w < 24);
 	}
 	sync_progress_line(&t, 60, line, sizeof line);
-	expect(line, "[#######.......]  1/3 runs  1500/3000 rows  512 KiB/1.00 MiB");
+	CHECK_STR_EQ(line, "[#######.......]  1/3 runs  1500/3000 rows  512 KiB/1.00 MiB");
 	/* Unknown rate: no ETA yet. */
 	t.rate = 0;
 	sync_progress_line(&t, 120, line, sizeof line);
@@ -118,7 +102,5 @@ int main(void)
 	test_bytes();
 	test_rate_eta();
 	test_line();
-	if (failures)
-		fprintf(stderr, "%d check(s) failed\n", failures);
-	return failures ? 1 : 0;
+	return CHECK_SUMMARY("sync_progress_test");
 }

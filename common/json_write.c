@@ -1,6 +1,7 @@
 #include "json_write.h"
 
 #include "errors.h"
+#include "fmt.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -136,23 +137,14 @@ int json_write_string(struct buf *out, const char *s)
 	return s ? json_write_stringn(out, s, strlen(s), 0) : buf_puts(out, "\"\"");
 }
 
-void json_shortest_double(char tmp[32], double d)
-{
-	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(tmp, 32, "%.*g", prec, d);
-		if (strtod(tmp, NULL) == d)
-			break;
-	}
-}
-
 int json_write_double(struct buf *out, double d)
 {
 	if (isnan(d))
 		return buf_puts(out, "NaN");
 	if (isinf(d))
 		return buf_puts(out, d > 0 ? "Infinity" : "-Infinity");
-	char tmp[32];
-	json_shortest_double(tmp, d);
+	char tmp[FMT_DOUBLE_MAX + 2];
+	fmt_double_g(tmp, sizeof tmp, d);
 	/* Keep it a JSON float so readers do not turn 1.0 into an int. */
 	if (!strpbrk(tmp, ".eEn"))
 		strcat(tmp, ".0");

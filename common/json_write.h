@@ -44,9 +44,6 @@ int json_write_double(struct buf *out, double d);
 int json_write_int(struct buf *out, int64_t i);
 int json_write_uint(struct buf *out, uint64_t u);
 int json_write_bool(struct buf *out, int b);
-/* The shortest %g text of a finite d that reads back to the same double (no
- * ".0" added): for text output that is not JSON. */
-void json_shortest_double(char tmp[32], double d);
 
 /* json_write_string onto a stdio stream (the command line's output). */
 void json_fput_string(FILE *f, const char *s);

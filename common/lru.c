@@ -1,6 +1,7 @@
 #include "lru.h"
 
 #include "errors.h"
+#include "hash.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +26,7 @@ struct lru {
 
 static size_t bucket_of(const lru *l, const void *key, size_t klen)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	for (size_t i = 0; i < klen; i++)
-		h = (h ^ ((const uint8_t *)key)[i]) * 1099511628211ull;
-	return (size_t)(h & (l->nbuckets - 1));
+	return (size_t)(hash_fnv1a64(key, klen) & (l->nbuckets - 1));
 }
 
 int lru_new(size_t capacity, lru **out)

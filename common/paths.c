@@ -21,8 +21,10 @@ int mkdir_parents(const char *path, unsigned mode)
 {
 	char buf[4096];
 	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof buf)
+	if (n == 0 || n >= sizeof buf) {
+		errno = n ? ENAMETOOLONG : EINVAL;
 		return TRACKD_EINVAL;
+	}
 	memcpy(buf, path, n + 1);
 	for (char *p = buf + 1; *p; p++) {
 		if (*p != '/')

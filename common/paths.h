@@ -6,7 +6,7 @@
 
 /* Creates `path` and any missing parents with exactly `mode` (the umask does
  * not apply); an existing directory is fine and left as it is. Returns 0 or a
- * trackd_err. */
+ * trackd_err; on failure errno holds the system's reason. */
 int mkdir_parents(const char *path, unsigned mode);
 
 #endif

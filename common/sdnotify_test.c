@@ -19,7 +19,8 @@ static int listen_dgram(const char *name, bool abstract)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	size_t len = strlen(name);
 	memcpy(sa.sun_path + (abstract ? 1 : 0), name, len);
-	socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (abstract ? 1 : 0));
+	socklen_t salen =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (abstract ? 1 : 0));
 	if (bind(fd, (struct sockaddr *)&sa, salen) != 0) {
 		perror("bind");
 		exit(1);
@@ -84,6 +85,5 @@ int main(void)
 	snprintf(pid, sizeof pid, "%d", (int)getpid());
 	setenv("WATCHDOG_PID", pid, 1);
 	CHECK(sdnotify_watchdog_usec() == 5000000, "our pid");
-	printf("sdnotify_test: %d passed, %d failed\n", passed, failed);
-	return failed != 0;
+	return CHECK_SUMMARY("sdnotify_test");
 }

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include "errors.h"
+#include "fs.h"
 #include "log.h"
 #include "trackd/v1/limits.h"
 
@@ -1375,6 +1376,14 @@ static int apply_mapping(struct loader *ld, const yaml_node_t *map, const char *
 	return first;
 }
 
+static int too_big(const char *name, char *errbuf, size_t errlen)
+{
+	if (errbuf && errlen)
+		snprintf(errbuf, errlen, "%s: larger than %u bytes; not a configuration file?",
+		         name, CONFIG_MAX_FILE_BYTES);
+	return TRACKD_EINVAL;
+}
+
 int config_load_buffer(struct config *cfg, const char *name, const char *yaml, size_t len,
                        char *errbuf, size_t errlen)
 {
@@ -1387,13 +1396,8 @@ int config_load_buffer(struct config *cfg, const char *name, const char *yaml, s
 	};
 	if (errbuf && errlen)
 		errbuf[0] = '\0';
-	if (ld.len > CONFIG_MAX_FILE_BYTES) {
-		if (errbuf && errlen)
-			snprintf(errbuf, errlen,
-			         "%s: larger than %u bytes; not a configuration file?", ld.name,
-			         CONFIG_MAX_FILE_BYTES);
-		return TRACKD_EINVAL;
-	}
+	if (ld.len > CONFIG_MAX_FILE_BYTES)
+		return too_big(ld.name, errbuf, errlen);
 	int rc = check_events(&ld);
 	if (rc != TRACKD_OK)
 		return rc;
@@ -1455,31 +1459,21 @@ int config_load_file(struct config *cfg, const char *path, char *errbuf, size_t 
 			         strerror_r(e, ebuf, sizeof ebuf));
 		return e == ENOENT ? TRACKD_ENOENT : TRACKD_EIO;
 	}
-	/* Read one byte past the cap so an oversized file is reported, not cut. */
-	size_t cap = CONFIG_MAX_FILE_BYTES + 1, len = 0;
-	char *buf = malloc(cap);
-	if (!buf) {
-		close(fd);
-		return TRACKD_ENOMEM;
-	}
-	while (len < cap) {
-		ssize_t r = read(fd, buf + len, cap - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int e = errno;
-			if (errbuf && errlen)
-				snprintf(errbuf, errlen, "%s: cannot read: %s", path,
-				         strerror_r(e, ebuf, sizeof ebuf));
-			free(buf);
-			close(fd);
-			return TRACKD_EIO;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
+	char *buf;
+	size_t len;
+	int rv = fs_read_fd(fd, CONFIG_MAX_FILE_BYTES, &buf, &len);
+	int e = errno;
 	close(fd);
+	if (rv == TRACKD_ETOOBIG)
+		return too_big(path, errbuf, errlen);
+	if (rv == TRACKD_ENOMEM)
+		return rv;
+	if (rv) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "%s: cannot read: %s", path,
+			         strerror_r(e, ebuf, sizeof ebuf));
+		return TRACKD_EIO;
+	}
 	int rc = config_load_buffer(cfg, path, buf, len, errbuf, errlen);
 	free(buf);
 	return rc;

@@ -3,6 +3,8 @@
  * duration parsing, print → load round trip, files. */
 #include "config.h"
 
+#include "check.h"
+
 #include "errors.h"
 #include "log.h"
 #include "trackd/v1/limits.h"
@@ -16,38 +18,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-__attribute__((format(printf, 2, 3))) static void check(int ok, const char *fmt, ...)
-{
-	if (ok) {
-		passed++;
-		return;
-	}
-	failed++;
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "FAIL ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-}
-
-static void check_str(const char *what, const char *got, const char *want)
-{
-	check(got && strcmp(got, want) == 0, "%s: expected \"%s\", got \"%s\"", what, want,
-	      got ? got : "(null)");
-}
-
 static void check_u64(const char *what, uint64_t got, uint64_t want)
 {
-	check(got == want, "%s: expected %llu, got %llu", what, (unsigned long long)want,
+	CHECK(got == want, "%s: expected %llu, got %llu", what, (unsigned long long)want,
 	      (unsigned long long)got);
 }
 
 static void check_rc(const char *what, int got, int want)
 {
-	check(got == want, "%s: expected rc %d (%s), got %d (%s)", what, want,
+	CHECK(got == want, "%s: expected rc %d (%s), got %d (%s)", what, want,
 	      trackd_strerror(want), got, trackd_strerror(got));
 }
 
@@ -82,13 +61,13 @@ static void expect_error(const char *yaml, const char *pos, const char *needle)
 	check_rc(yaml, rc, TRACKD_EINVAL);
 	if (rc == TRACKD_EINVAL) {
 		snprintf(want, sizeof want, "t.yaml:%s: ", pos);
-		check(strncmp(err, want, strlen(want)) == 0,
+		CHECK(strncmp(err, want, strlen(want)) == 0,
 		      "position for %s: expected prefix \"%s\", got \"%s\"", yaml, want, err);
-		check(strstr(err, needle) != NULL,
+		CHECK(strstr(err, needle) != NULL,
 		      "message for %s: expected to contain \"%s\", got \"%s\"", yaml, needle, err);
 	}
 	char *after = printed(&cfg);
-	check(strcmp(before, after) == 0, "config changed by failed load of %s", yaml);
+	CHECK(strcmp(before, after) == 0, "config changed by failed load of %s", yaml);
 	free(before);
 	free(after);
 	config_fini(&cfg);
@@ -103,7 +82,7 @@ static void expect_message(const char *yaml, const char *message)
 	int rc = load(&cfg, yaml, err, sizeof err);
 	check_rc(yaml, rc, TRACKD_EINVAL);
 	if (rc == TRACKD_EINVAL)
-		check_str(yaml, err, message);
+		CHECK_STR_EQ(err, message, "%s", yaml);
 	config_fini(&cfg);
 }
 
@@ -111,7 +90,7 @@ static void expect_ok(struct config *cfg, const char *yaml)
 {
 	char err[512] = "";
 	int rc = load(cfg, yaml, err, sizeof err);
-	check(rc == TRACKD_OK, "load %s: expected success, got %d: %s", yaml, rc, err);
+	CHECK(rc == TRACKD_OK, "load %s: expected success, got %d: %s", yaml, rc, err);
 }
 
 /* ---------------------------------------------------------------------------- */
@@ -120,10 +99,10 @@ static void test_defaults_root(void)
 {
 	struct config c;
 	check_rc("defaults root", config_defaults(&c, true), TRACKD_OK);
-	check_str("root listen", c.listen, "ipc:///run/trackd/trackd.sock");
-	check_str("root state_dir", c.state_dir, "/var/lib/trackd");
+	CHECK_STR_EQ(c.listen, "ipc:///run/trackd/trackd.sock", "%s", "root listen");
+	CHECK_STR_EQ(c.state_dir, "/var/lib/trackd", "%s", "root state_dir");
 	check_u64("root socket_mode", c.socket_mode, 0660);
-	check_str("log_level", c.log_level, "info");
+	CHECK_STR_EQ(c.log_level, "info", "%s", "log_level");
 	check_u64("shutdown_timeout", c.shutdown_timeout_ms, 10000);
 	check_u64("ingest_contexts", c.ingest_contexts, 16);
 	check_u64("max_message_bytes", c.limits.max_message_bytes,
@@ -152,10 +131,10 @@ static void test_defaults_user(void)
 	setenv("XDG_RUNTIME_DIR", "/run/user/4242", 1);
 	setenv("XDG_STATE_HOME", "/home/ada/.st", 1);
 	check_rc("defaults user xdg", config_defaults(&c, false), TRACKD_OK);
-	check_str("user listen xdg", c.listen, "ipc:///run/user/4242/trackd/trackd.sock");
-	check_str("user state_dir xdg", c.state_dir, "/home/ada/.st/trackd");
+	CHECK_STR_EQ(c.listen, "ipc:///run/user/4242/trackd/trackd.sock", "%s", "user listen xdg");
+	CHECK_STR_EQ(c.state_dir, "/home/ada/.st/trackd", "%s", "user state_dir xdg");
 	check_u64("user socket_mode", c.socket_mode, 0600);
-	check_str("user log_level", c.log_level, "info");
+	CHECK_STR_EQ(c.log_level, "info", "%s", "user log_level");
 	config_fini(&c);
 
 	/* Unset, and relative (to be ignored, as the XDG spec says), fall back. */
@@ -164,8 +143,8 @@ static void test_defaults_user(void)
 	setenv("HOME", "/home/bob", 1);
 	check_rc("defaults user fallback", config_defaults(&c, false), TRACKD_OK);
 	snprintf(want, sizeof want, "ipc:///tmp/trackd-%lu/trackd.sock", (unsigned long)getuid());
-	check_str("user listen fallback", c.listen, want);
-	check_str("user state_dir fallback", c.state_dir, "/home/bob/.local/state/trackd");
+	CHECK_STR_EQ(c.listen, want, "%s", "user listen fallback");
+	CHECK_STR_EQ(c.state_dir, "/home/bob/.local/state/trackd", "%s", "user state_dir fallback");
 	config_fini(&c);
 
 	/* No HOME either: the user database knows the home directory. */
@@ -176,7 +155,7 @@ static void test_defaults_user(void)
 		char home_state[512];
 		snprintf(home_state, sizeof home_state, "%s/.local/state/trackd", pw->pw_dir);
 		check_rc("defaults user no HOME", config_defaults(&c, false), TRACKD_OK);
-		check_str("user state_dir from passwd", c.state_dir, home_state);
+		CHECK_STR_EQ(c.state_dir, home_state, "%s", "user state_dir from passwd");
 		config_fini(&c);
 	}
 	setenv("HOME", "/home/bob", 1);
@@ -184,7 +163,7 @@ static void test_defaults_user(void)
 	setenv("XDG_RUNTIME_DIR", "run/relative", 1);
 	unsetenv("XDG_STATE_HOME");
 	check_rc("defaults user relative runtime", config_defaults(&c, false), TRACKD_OK);
-	check_str("user listen relative runtime", c.listen, want);
+	CHECK_STR_EQ(c.listen, want, "%s", "user listen relative runtime");
 	config_fini(&c);
 
 	/* A socket path longer than sun_path cannot be listened on. */
@@ -194,7 +173,7 @@ static void test_defaults_user(void)
 	longdir[sizeof longdir - 1] = '\0';
 	setenv("XDG_RUNTIME_DIR", longdir, 1);
 	check_rc("defaults user too long socket path", config_defaults(&c, false), TRACKD_EINVAL);
-	check(c.listen == NULL && c.state_dir == NULL, "failed defaults leave no strings behind");
+	CHECK(c.listen == NULL && c.state_dir == NULL, "failed defaults leave no strings behind");
 	config_fini(&c);
 
 	/* A state dir longer than PATH_MAX is refused, not cut short. */
@@ -217,7 +196,7 @@ static void test_defaults_user(void)
 	config_defaults(&r, true);
 	expect_ok(&r, text);
 	char *again = printed(&r);
-	check_str("user defaults round trip", again, text);
+	CHECK_STR_EQ(again, text, "%s", "user defaults round trip");
 	free(text);
 	free(again);
 	config_fini(&r);
@@ -233,7 +212,7 @@ static void test_empty(void)
 		config_defaults(&c, true);
 		expect_ok(&c, empties[i]);
 		char *a = printed(&d), *b = printed(&c);
-		check_str(empties[i][0] ? empties[i] : "(empty file)", b, a);
+		CHECK_STR_EQ(b, a, "%s", empties[i][0] ? empties[i] : "(empty file)");
 		free(a);
 		free(b);
 		config_fini(&d);
@@ -266,10 +245,10 @@ static void test_full_file(void)
 	              "  max_nesting_depth: 3\n"
 	              "  max_sessions: 16\n"
 	              "txlog: {fsync: always, fsync_interval: 1s, segment_bytes: 1GiB}\n");
-	check_str("listen", c.listen, "ipc:///tmp/t.sock");
-	check_str("state_dir", c.state_dir, "/srv/trackd");
+	CHECK_STR_EQ(c.listen, "ipc:///tmp/t.sock", "%s", "listen");
+	CHECK_STR_EQ(c.state_dir, "/srv/trackd", "%s", "state_dir");
 	check_u64("socket_mode", c.socket_mode, 0640);
-	check_str("log_level", c.log_level, "debug");
+	CHECK_STR_EQ(c.log_level, "debug", "%s", "log_level");
 	check_u64("shutdown_timeout", c.shutdown_timeout_ms, 120000);
 	check_u64("ingest_contexts", c.ingest_contexts, 4);
 	check_u64("max_message_bytes", c.limits.max_message_bytes, 8u << 20);
@@ -287,7 +266,7 @@ static void test_full_file(void)
 	expect_ok(&c, "txlog:\n  fsync: never\n");
 	check_u64("overlay fsync", c.txlog.fsync, CONFIG_FSYNC_NEVER);
 	check_u64("overlay keeps fsync_interval", c.txlog.fsync_interval_ms, 1000);
-	check_str("overlay keeps listen", c.listen, "ipc:///tmp/t.sock");
+	CHECK_STR_EQ(c.listen, "ipc:///tmp/t.sock", "%s", "overlay keeps listen");
 
 	/* Plain octal mode, as YAML 1.1 users write it. */
 	expect_ok(&c, "socket_mode: 0600\n");
@@ -305,7 +284,7 @@ static void test_log_levels_match_logger(void)
 		config_defaults(&c, true);
 		snprintf(yaml, sizeof yaml, "log_level: %s\n", names[i]);
 		expect_ok(&c, yaml);
-		check_str(yaml, c.log_level, names[i]);
+		CHECK_STR_EQ(c.log_level, names[i], "%s", yaml);
 		check_rc("logger accepts it", trackd_log_level_parse(c.log_level, &lvl), TRACKD_OK);
 		check_u64("logger level", lvl, i);
 		config_fini(&c);
@@ -618,22 +597,23 @@ static void test_round_trip(void)
 	          "max_items_per_record: 18446744073709551615, max_key_bytes: 1, "
 	          "max_string_bytes: 3GiB, max_nesting_depth: 64, max_sessions: 1048576}\n"
 	          "txlog: {fsync: never, fsync_interval: 1500ms, segment_bytes: 4GiB}\n");
-	check_str("escaped state_dir", c.state_dir,
-	          "/srv/a \"b\" \\c: #d\t\x01\xc2\x85\xc2\x80\xef\xbf\xbe\xe2\x80\xa8 \xc3\xbc");
+	CHECK_STR_EQ(c.state_dir,
+	             "/srv/a \"b\" \\c: #d\t\x01\xc2\x85\xc2\x80\xef\xbf\xbe\xe2\x80\xa8 \xc3\xbc",
+	             "%s", "escaped state_dir");
 	char *text = printed(&c);
 	config_defaults(&r, false);
 	expect_ok(&r, text);
 	char *again = printed(&r);
-	check_str("print -> load -> print", again, text);
-	check_str("round trip state_dir", r.state_dir, c.state_dir);
-	check_str("round trip listen", r.listen, c.listen);
+	CHECK_STR_EQ(again, text, "%s", "print -> load -> print");
+	CHECK_STR_EQ(r.state_dir, c.state_dir, "%s", "round trip state_dir");
+	CHECK_STR_EQ(r.listen, c.listen, "%s", "round trip listen");
 	check_u64("round trip socket_mode", r.socket_mode, 0);
 	check_u64("round trip shutdown", r.shutdown_timeout_ms, 61000);
 	check_u64("round trip items", r.limits.max_items_per_record, UINT64_MAX);
 	check_u64("round trip fsync", r.txlog.fsync, CONFIG_FSYNC_NEVER);
 	check_u64("round trip interval", r.txlog.fsync_interval_ms, 1500);
-	check(memcmp(&r.limits, &c.limits, sizeof r.limits) == 0, "round trip limits differ");
-	check(strstr(text, "txlog:\n  fsync: never\n") != NULL, "print nests sections:\n%s", text);
+	CHECK(memcmp(&r.limits, &c.limits, sizeof r.limits) == 0, "round trip limits differ");
+	CHECK(strstr(text, "txlog:\n  fsync: never\n") != NULL, "print nests sections:\n%s", text);
 	free(text);
 	free(again);
 	config_fini(&r);
@@ -645,7 +625,7 @@ static void test_round_trip(void)
 	config_defaults(&r, false);
 	expect_ok(&r, text);
 	again = printed(&r);
-	check_str("root defaults round trip", again, text);
+	CHECK_STR_EQ(again, text, "%s", "root defaults round trip");
 	free(text);
 	free(again);
 	config_fini(&r);
@@ -657,12 +637,13 @@ static void test_copy(void)
 	struct config a, b;
 	config_defaults(&a, true);
 	check_rc("copy", config_copy(&b, &a), TRACKD_OK);
-	check(a.listen != b.listen && a.state_dir != b.state_dir && a.log_level != b.log_level,
+	CHECK(a.listen != b.listen && a.state_dir != b.state_dir && a.log_level != b.log_level,
 	      "copy shares strings");
 	expect_ok(&b, "listen: ipc:///tmp/other.sock\n");
-	check_str("source untouched by copy's change", a.listen, "ipc:///run/trackd/trackd.sock");
+	CHECK_STR_EQ(a.listen, "ipc:///run/trackd/trackd.sock", "%s",
+	             "source untouched by copy's change");
 	config_fini(&a);
-	check_str("copy outlives source", b.listen, "ipc:///tmp/other.sock");
+	CHECK_STR_EQ(b.listen, "ipc:///tmp/other.sock", "%s", "copy outlives source");
 	config_fini(&b);
 }
 
@@ -674,23 +655,23 @@ static void test_files(void)
 
 	int rc = config_load_file(&c, "/nonexistent/trackd.yaml", err, sizeof err);
 	check_rc("missing file", rc, TRACKD_ENOENT);
-	check_str("missing file message", err,
-	          "/nonexistent/trackd.yaml: cannot open: No such file or directory");
+	CHECK_STR_EQ(err, "/nonexistent/trackd.yaml: cannot open: No such file or directory", "%s",
+	             "missing file message");
 
 	if (!mkdtemp(dir)) {
-		check(0, "mkdtemp failed");
+		CHECK(0, "mkdtemp failed");
 		return;
 	}
 	rc = config_load_file(&c, dir, err, sizeof err);
 	check_rc("directory", rc, TRACKD_EIO);
-	check(strstr(err, "cannot read") != NULL, "directory message: got \"%s\"", err);
+	CHECK(strstr(err, "cannot read") != NULL, "directory message: got \"%s\"", err);
 
 	snprintf(path, sizeof path, "%s/trackd.yaml", dir);
 	FILE *f = fopen(path, "w");
 	fputs("log_level: debug\ntxlog:\n  fsync: always\n", f);
 	fclose(f);
 	check_rc("file", config_load_file(&c, path, err, sizeof err), TRACKD_OK);
-	check_str("file log_level", c.log_level, "debug");
+	CHECK_STR_EQ(c.log_level, "debug", "%s", "file log_level");
 	check_u64("file fsync", c.txlog.fsync, CONFIG_FSYNC_ALWAYS);
 
 	/* The file name leads the error. */
@@ -700,9 +681,9 @@ static void test_files(void)
 	char want[300];
 	snprintf(want, sizeof want, "%s:3:10: txlog.fsync: expected", path);
 	check_rc("bad file", config_load_file(&c, path, err, sizeof err), TRACKD_EINVAL);
-	check(strncmp(err, want, strlen(want)) == 0,
+	CHECK(strncmp(err, want, strlen(want)) == 0,
 	      "bad file message: expected \"%s…\", got \"%s\"", want, err);
-	check_str("bad file leaves config", c.log_level, "debug");
+	CHECK_STR_EQ(c.log_level, "debug", "%s", "bad file leaves config");
 
 	/* An empty file is all defaults (applied on top of what is there). */
 	f = fopen(path, "w");
@@ -715,7 +696,7 @@ static void test_files(void)
 		fputs("# padding line.\n", f);
 	fclose(f);
 	check_rc("huge file", config_load_file(&c, path, err, sizeof err), TRACKD_EINVAL);
-	check(strstr(err, "larger than") != NULL, "huge file message: got \"%s\"", err);
+	CHECK(strstr(err, "larger than") != NULL, "huge file message: got \"%s\"", err);
 
 	/* NULL errbuf is allowed. */
 	check_rc("no errbuf", config_load_file(&c, "/nonexistent/x", NULL, 0), TRACKD_ENOENT);
@@ -740,9 +721,9 @@ static void test_metrics_listen(void)
 		config_fini(&cfg);
 	}
 	static const char *const bad[] = {
-	    "0.0.0.0:9464", "10.0.0.1:9464",   "\"[::]:9464\"", "127.0.0.1",    "127.0.0.1:0",
-	    "127.0.0.1:65536", "localhost:9464", "127.0.0.1:09", ":9464", "\"[::1]\"",
-	    "128.0.0.1:80",
+	    "0.0.0.0:9464", "10.0.0.1:9464",   "\"[::]:9464\"",  "127.0.0.1",
+	    "127.0.0.1:0",  "127.0.0.1:65536", "localhost:9464", "127.0.0.1:09",
+	    ":9464",        "\"[::1]\"",       "128.0.0.1:80",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char yaml[96];
@@ -790,24 +771,24 @@ static void test_diff(void)
 	struct seen s = {0};
 	config_diff(&a, &b, note_change, &s);
 	check_u64("changes", (uint64_t)s.n, 4);
-	check_str("1st", s.keys[0], "listen");
-	check(!s.reloadable[0], "listen needs a restart");
-	check_str("old listen", s.old_value[0], "\"ipc:///run/trackd/trackd.sock\"");
-	check_str("new listen", s.new_value[0], "\"ipc:///tmp/x.sock\"");
-	check_str("2nd", s.keys[1], "log_level");
-	check(s.reloadable[1], "log_level reloads");
-	check_str("3rd", s.keys[2], "txlog.max_bytes");
-	check_str("new budget", s.new_value[2], "1GiB");
-	check(s.reloadable[2], "the budget reloads");
-	check_str("4th", s.keys[3], "sinks.wandb.base_url");
-	check(s.reloadable[3], "base_url reloads");
+	CHECK_STR_EQ(s.keys[0], "listen", "%s", "1st");
+	CHECK(!s.reloadable[0], "listen needs a restart");
+	CHECK_STR_EQ(s.old_value[0], "\"ipc:///run/trackd/trackd.sock\"", "%s", "old listen");
+	CHECK_STR_EQ(s.new_value[0], "\"ipc:///tmp/x.sock\"", "%s", "new listen");
+	CHECK_STR_EQ(s.keys[1], "log_level", "%s", "2nd");
+	CHECK(s.reloadable[1], "log_level reloads");
+	CHECK_STR_EQ(s.keys[2], "txlog.max_bytes", "%s", "3rd");
+	CHECK_STR_EQ(s.new_value[2], "1GiB", "%s", "new budget");
+	CHECK(s.reloadable[2], "the budget reloads");
+	CHECK_STR_EQ(s.keys[3], "sinks.wandb.base_url", "%s", "4th");
+	CHECK(s.reloadable[3], "base_url reloads");
 	check_rc("copy", config_copy_key(&a, &b, "log_level"), TRACKD_OK);
 	check_rc("copy", config_copy_key(&a, &b, "txlog.max_bytes"), TRACKD_OK);
 	check_rc("unknown key", config_copy_key(&a, &b, "nope"), TRACKD_ENOENT);
 	struct seen after = {0};
 	config_diff(&a, &b, note_change, &after);
 	check_u64("left after copying two", (uint64_t)after.n, 2);
-	check_str("left", after.keys[0], "listen");
+	CHECK_STR_EQ(after.keys[0], "listen", "%s", "left");
 	config_fini(&a);
 	config_fini(&b);
 }
@@ -831,7 +812,7 @@ static void test_reference(void)
 	    "      default: 64MiB\n",
 	};
 	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-		check(strstr(buf, want[i]) != NULL,
+		CHECK(strstr(buf, want[i]) != NULL,
 		      "reference: expected to contain \"%s\", got:\n%s", want[i], buf);
 	free(buf);
 }
@@ -851,14 +832,14 @@ static void test_all_errors_reported(void)
 	for (int i = 0; i < 30; i++)
 		snprintf(yaml + strlen(yaml), sizeof yaml - strlen(yaml), "bad%02d: 1\n", i);
 	struct config c;
-	check(config_defaults(&c, true) == 0, "defaults");
-	check(config_load_buffer(&c, "t.yaml", yaml, strlen(yaml), err, sizeof err) ==
+	CHECK(config_defaults(&c, true) == 0, "defaults");
+	CHECK(config_load_buffer(&c, "t.yaml", yaml, strlen(yaml), err, sizeof err) ==
 	          TRACKD_EINVAL,
 	      "30 errors refused");
 	int lines = 1;
 	for (const char *p = err; *p; p++)
 		lines += *p == '\n';
-	check(lines == 21 && strstr(err, "t.yaml:20:1: unknown key \"bad19\"") &&
+	CHECK(lines == 21 && strstr(err, "t.yaml:20:1: unknown key \"bad19\"") &&
 	          !strstr(err, "bad20") && strstr(err, "reading stopped"),
 	      "%d lines: %s", lines, err);
 	config_fini(&c);
@@ -882,6 +863,5 @@ int main(void)
 	test_reference();
 	test_metrics_listen();
 	test_diff();
-	printf("config_test: %d passed, %d failed\n", passed, failed);
-	return failed != 0;
+	return CHECK_SUMMARY("config_test");
 }

@@ -6,9 +6,10 @@
 #include "log.h"
 #include "nng_close.h"
 #include "paths.h"
-#include "wire.h"
+#include "varint.h"
 
 #include "trackd/v1/limits.h"
+#include "trackd/v1/wire.h"
 #include "trackd/v1/trackd.pb-c.h"
 
 #include <errno.h>
@@ -110,10 +111,12 @@ struct ingest {
 
 /* Request{protocol_version = 1} and nothing else: a ping, answered with an empty
  * Reply by the NNG callback itself (see ctx_callback). */
-static const uint8_t ping_request[] = {0x08, TRACKD_PROTOCOL_VERSION};
+static const uint8_t ping_request[] = {WIRE_KEY(REQUEST, PROTOCOL_VERSION),
+                                       TRACKD_PROTOCOL_VERSION};
 /* Request{protocol_version = 1, status = {}}, as trackctl and the clients send it:
  * answered on the query thread without queueing behind the worker's batches. */
-static const uint8_t status_request[] = {0x08, TRACKD_PROTOCOL_VERSION, 0x1a, 0x00};
+static const uint8_t status_request[] = {WIRE_KEY(REQUEST, PROTOCOL_VERSION),
+                                         TRACKD_PROTOCOL_VERSION, WIRE_KEY(REQUEST, STATUS), 0};
 
 struct internal_batch {
 	struct internal_batch *next;
@@ -233,26 +236,22 @@ static nng_msg *status_reply(struct ingest *in)
 
 /* ---- log entries -------------------------------------------------------- */
 
-static size_t put_key(uint8_t *p, uint32_t field, enum wire_type t)
-{
-	return wire_put_varint(p, ((uint64_t)field << 3) | t);
-}
-
-size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid, int32_t pid,
-                               int64_t recv_time_us, const uint8_t *batch, size_t batch_len)
+size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid,
+                               int32_t pid, int64_t recv_time_us, const uint8_t *batch,
+                               size_t batch_len)
 {
 	uint8_t head[LOG_ENTRY_HEADER_MAX];
 	size_t n = 0;
-	n += put_key(head + n, 1, WIRE_VARINT);
-	n += wire_put_varint(head + n, uid);
-	n += put_key(head + n, 2, WIRE_VARINT);
-	n += wire_put_varint(head + n, gid);
-	n += put_key(head + n, 3, WIRE_VARINT);
-	n += wire_put_varint(head + n, (uint64_t)(int64_t)pid); /* int32: sign-extended */
-	n += put_key(head + n, 4, WIRE_VARINT);
-	n += wire_put_varint(head + n, (uint64_t)recv_time_us);
-	n += put_key(head + n, 5, WIRE_LEN);
-	n += wire_put_varint(head + n, batch_len);
+	head[n++] = WIRE_KEY(LOG_ENTRY, PEER_UID);
+	n += varint_put(head + n, uid);
+	head[n++] = WIRE_KEY(LOG_ENTRY, PEER_GID);
+	n += varint_put(head + n, gid);
+	head[n++] = WIRE_KEY(LOG_ENTRY, PEER_PID);
+	n += varint_put(head + n, (uint64_t)(int64_t)pid); /* int32: sign-extended */
+	head[n++] = WIRE_KEY(LOG_ENTRY, RECV_TIME_US);
+	n += varint_put(head + n, (uint64_t)recv_time_us);
+	head[n++] = WIRE_KEY(LOG_ENTRY, BATCH);
+	n += varint_put(head + n, batch_len);
 	if (n + batch_len > cap)
 		return 0;
 	memcpy(out, head, n);
@@ -296,11 +295,11 @@ int ingest_recover_record(void *arg, uint64_t index, const void *data, size_t le
 	size_t batch_len = 0;
 	wire_reader_init(&r, data, len);
 	while (wire_next(&r, &f) == 1) {
-		if (f.number == 1 && f.type == WIRE_VARINT)
+		if (f.number == WIRE_NUM(LOG_ENTRY, PEER_UID) && f.type == WIRE_VARINT)
 			scan.uid = (uint32_t)f.varint;
-		else if (f.number == 3 && f.type == WIRE_VARINT)
+		else if (f.number == WIRE_NUM(LOG_ENTRY, PEER_PID) && f.type == WIRE_VARINT)
 			scan.pid = (int32_t)f.varint;
-		else if (f.number == 5 && f.type == WIRE_LEN) {
+		else if (f.number == WIRE_NUM(LOG_ENTRY, BATCH) && f.type == WIRE_LEN) {
 			batch = f.data;
 			batch_len = f.len;
 		}
@@ -619,12 +618,12 @@ static void append_internal(struct ingest *in, const struct internal_batch *ib)
 {
 	uint8_t head[64];
 	size_t n = 0;
-	head[n++] = 0x0a; /* Batch.session_id */
+	head[n++] = WIRE_KEY(BATCH, SESSION_ID);
 	head[n++] = TRACKD_SESSION_ID_BYTES;
 	memcpy(head + n, in->agent_session, TRACKD_SESSION_ID_BYTES);
 	n += TRACKD_SESSION_ID_BYTES;
-	head[n++] = 0x10; /* Batch.seq */
-	n += wire_put_varint(head + n, ++in->agent_seq);
+	head[n++] = WIRE_KEY(BATCH, SEQ);
+	n += varint_put(head + n, ++in->agent_seq);
 	uint8_t *batch = malloc(n + ib->len);
 	if (!batch) {
 		count(&in->append_failures, 1);

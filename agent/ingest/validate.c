@@ -1,6 +1,7 @@
 #include "validate.h"
 
-#include "wire.h"
+#include "trackd/v1/wire.h"
+#include "utf8.h"
 
 #include "trackd/v1/limits.h"
 #include "trackd/v1/trackd.pb-c.h"
@@ -97,36 +98,6 @@ __attribute__((format(printf, 3, 4))) static int fail(struct walk *w, int code, 
 	return -1;
 }
 
-static bool is_varint_type(ProtobufCType t)
-{
-	switch (t) {
-	case PROTOBUF_C_TYPE_INT32:
-	case PROTOBUF_C_TYPE_SINT32:
-	case PROTOBUF_C_TYPE_INT64:
-	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_UINT32:
-	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_BOOL:
-	case PROTOBUF_C_TYPE_ENUM: return true;
-	default: return false;
-	}
-}
-
-static enum wire_type expected_wire_type(ProtobufCType t)
-{
-	if (is_varint_type(t))
-		return WIRE_VARINT;
-	switch (t) {
-	case PROTOBUF_C_TYPE_SFIXED64:
-	case PROTOBUF_C_TYPE_FIXED64:
-	case PROTOBUF_C_TYPE_DOUBLE: return WIRE_I64;
-	case PROTOBUF_C_TYPE_SFIXED32:
-	case PROTOBUF_C_TYPE_FIXED32:
-	case PROTOBUF_C_TYPE_FLOAT: return WIRE_I32;
-	default: return WIRE_LEN;
-	}
-}
-
 static int check_run_id(struct walk *w, const uint8_t *s, size_t len)
 {
 	if (len == 0)
@@ -150,7 +121,7 @@ static int check_run_id(struct walk *w, const uint8_t *s, size_t len)
 static int check_run_name(struct walk *w, const ProtobufCFieldDescriptor *fd, const uint8_t *s,
                           size_t len)
 {
-	if (fd->id != 1 && fd->id != 2)
+	if (fd->id != WIRE_NUM(RUN_START, PROJECT) && fd->id != WIRE_NUM(RUN_START, ENTITY))
 		return 0;
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] < 0x20 || s[i] == 0x7f || strchr(TRACKD_NAME_FORBIDDEN, s[i]))
@@ -180,52 +151,60 @@ static int check_oneof_single(struct walk *w, const struct facts *f, unsigned lo
 static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, const struct facts *f)
 {
 	if (d == &trackd__v1__request__descriptor)
-		return check_oneof_single(w, f, 2, 4, "request body (batch, status or query)",
-		                          true);
+		return check_oneof_single(w, f, WIRE_NUM(REQUEST, BATCH), WIRE_NUM(REQUEST, QUERY),
+		                          "request body (batch, status or query)", true);
 	if (d == &trackd__v1__batch__descriptor) {
-		if (!has(f, 1) || f->len[1] != TRACKD_SESSION_ID_BYTES)
+		enum { ID = WIRE_NUM(BATCH, SESSION_ID), SEQ = WIRE_NUM(BATCH, SEQ) };
+		if (!has(f, ID) || f->len[ID] != TRACKD_SESSION_ID_BYTES)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 			            "session_id must be %d bytes", TRACKD_SESSION_ID_BYTES);
-		if (!has(f, 2) || f->varint[2] == 0)
+		if (!has(f, SEQ) || f->varint[SEQ] == 0)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 			            "seq is missing or 0 (it counts from 1)");
-		if (!has(f, 3))
+		if (!has(f, WIRE_NUM(BATCH, RECORDS)))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 			            "batch has no records");
 		return 0;
 	}
 	if (d == &trackd__v1__record__descriptor) {
-		if (!has(f, 1))
+		if (!has(f, WIRE_NUM(RECORD, RUN_ID)))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "run_id is missing");
-		w->lifecycle |= has(f, 2) || has(f, 7); /* start, exit */
-		int rc = check_oneof_single(w, f, 2, 9, "record body", true);
-		if (rc == 0)
-			note_run(w, f->data[1], f->len[1], has(f, 2));
+		w->lifecycle |= has(f, WIRE_NUM(RECORD, START)) || has(f, WIRE_NUM(RECORD, EXIT));
+		int rc = check_oneof_single(w, f, WIRE_NUM(RECORD, START), WIRE_NUM(RECORD, RENAME),
+		                            "record body", true);
+		if (rc == 0) {
+			enum { RUN_ID = WIRE_NUM(RECORD, RUN_ID) };
+			note_run(w, f->data[RUN_ID], f->len[RUN_ID], has(f, WIRE_NUM(RECORD, START)));
+		}
 		return rc;
 	}
 	if (d == &trackd__v1__item__descriptor) {
-		if (!has(f, 1) || f->len[1] == 0)
+		if (!has(f, WIRE_NUM(ITEM, KEY)) || f->len[WIRE_NUM(ITEM, KEY)] == 0)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "empty key");
-		if (!has(f, 2))
+		if (!has(f, WIRE_NUM(ITEM, VALUE)))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "item has no value");
 		return 0;
 	}
 	if (d == &trackd__v1__value__descriptor)
-		return check_oneof_single(w, f, 1, 7, "value kind", true);
+		return check_oneof_single(w, f, WIRE_NUM(VALUE, DOUBLE_VALUE),
+		                          WIRE_NUM(VALUE, NULL_VALUE), "value kind", true);
 	if (d == &trackd__v1__history_row__descriptor) {
-		if (has(f, 1) && (int64_t)f->varint[1] < 0)
+		enum { STEP = WIRE_NUM(HISTORY_ROW, STEP) };
+		if (has(f, STEP) && (int64_t)f->varint[STEP] < 0)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
-			            "step %" PRId64 " is negative", (int64_t)f->varint[1]);
+			            "step %" PRId64 " is negative", (int64_t)f->varint[STEP]);
 		return 0;
 	}
 	if (d == &trackd__v1__run_start__descriptor) {
-		if (has(f, 5) && f->count[5] > TRACKD_MAX_TAGS)
+		enum { TAGS = WIRE_NUM(RUN_START, TAGS) };
+		if (has(f, TAGS) && f->count[TAGS] > TRACKD_MAX_TAGS)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%u tags, limit %u",
-			            f->count[5], TRACKD_MAX_TAGS);
+			            f->count[TAGS], TRACKD_MAX_TAGS);
 		return 0;
 	}
 	if (d == &trackd__v1__define_metric__descriptor) {
-		if (!has(f, 1) || f->len[1] == 0)
+		enum { NAME = WIRE_NUM(DEFINE_METRIC, NAME) };
+		if (!has(f, NAME) || f->len[NAME] == 0)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 			            "metric name is empty");
 		return 0;
@@ -237,18 +216,18 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 static int check_string(struct walk *w, const ProtobufCMessageDescriptor *d,
                         const ProtobufCFieldDescriptor *fd, const struct wire_field *wf)
 {
-	if (!wire_utf8_valid(wf->data, wf->len))
+	if (!utf8_valid_no_nul(wf->data, wf->len))
 		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "not valid UTF-8");
-	if (d == &trackd__v1__item__descriptor && fd->id == 1) {
+	if (d == &trackd__v1__item__descriptor && fd->id == WIRE_NUM(ITEM, KEY)) {
 		if (wf->len > w->lim->max_key_bytes)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 			            "key is %zu bytes, limit %" PRIu64, wf->len,
 			            w->lim->max_key_bytes);
 		return 0;
 	}
-	if (d == &trackd__v1__record__descriptor && fd->id == 1)
+	if (d == &trackd__v1__record__descriptor && fd->id == WIRE_NUM(RECORD, RUN_ID))
 		return check_run_id(w, wf->data, wf->len);
-	if (d == &trackd__v1__run_start__descriptor && fd->id != 6 /* notes */) {
+	if (d == &trackd__v1__run_start__descriptor && fd->id != WIRE_NUM(RUN_START, NOTES)) {
 		if (wf->len > TRACKD_MAX_NAME_BYTES)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 			            "%zu bytes, limit %u", wf->len, TRACKD_MAX_NAME_BYTES);
@@ -259,8 +238,8 @@ static int check_string(struct walk *w, const ProtobufCMessageDescriptor *d,
 	    wf->len > TRACKD_MAX_NAME_BYTES)
 		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%zu bytes, limit %u",
 		            wf->len, TRACKD_MAX_NAME_BYTES);
-	if (d == &trackd__v1__summary_update__descriptor && fd->id == 2 &&
-	    wf->len > w->lim->max_key_bytes)
+	if (d == &trackd__v1__summary_update__descriptor &&
+	    fd->id == WIRE_NUM(SUMMARY_UPDATE, REMOVE_KEYS) && wf->len > w->lim->max_key_bytes)
 		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 		            "key is %zu bytes, limit %" PRIu64, wf->len, w->lim->max_key_bytes);
 	if (wf->len > w->lim->max_string_bytes)
@@ -333,10 +312,10 @@ static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, con
 		    protobuf_c_message_descriptor_get_field(d, wf.number);
 		if (!fd)
 			continue; /* unknown field: a newer client; ignored, as protobuf does */
-		if (wf.type != expected_wire_type(fd->type))
+		if (wf.type != wire_type_of(fd->type))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_MALFORMED,
 			            "field %s has wire type %d, expected %d", fd->name,
-			            (int)wf.type, (int)expected_wire_type(fd->type));
+			            (int)wf.type, (int)wire_type_of(fd->type));
 		uint32_t occurrence = 0;
 		if (wf.number < FACT_FIELDS) {
 			occurrence = f->count[wf.number]++;
@@ -345,12 +324,13 @@ static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, con
 			f->data[wf.number] = wf.data;
 			f->len[wf.number] = wf.len;
 		}
-		if (d == &trackd__v1__batch__descriptor && wf.number == 3 &&
+		if (d == &trackd__v1__batch__descriptor && wf.number == WIRE_NUM(BATCH, RECORDS) &&
 		    occurrence >= w->lim->max_records_per_batch)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 			            "more than %" PRIu64 " records in one batch",
 			            w->lim->max_records_per_batch);
-		if (d == &trackd__v1__list_value__descriptor && wf.number == 1 &&
+		if (d == &trackd__v1__list_value__descriptor &&
+		    wf.number == WIRE_NUM(LIST_VALUE, VALUES) &&
 		    occurrence >= w->lim->max_list_length)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 			            "list of more than %" PRIu64 " elements",
@@ -393,7 +373,7 @@ static int check_version(struct walk *w, const uint8_t *buf, size_t len)
 	bool seen = false;
 	uint64_t version = 0;
 	while ((rc = wire_next(&r, &wf)) == 1) {
-		if (wf.number == 1 && wf.type == WIRE_VARINT) {
+		if (wf.number == WIRE_NUM(REQUEST, PROTOCOL_VERSION) && wf.type == WIRE_VARINT) {
 			seen = true;
 			version = wf.varint;
 		}
@@ -429,19 +409,19 @@ int validate_request(const struct validate_limits *limits, const void *buf, size
 	if (check_version(&w, buf, len) != 0 ||
 	    walk_message(&w, &trackd__v1__request__descriptor, buf, len, &f) != 0)
 		return w.code;
-	if (has(&f, 3)) {
+	if (has(&f, WIRE_NUM(REQUEST, STATUS))) {
 		out->kind = VALIDATED_STATUS;
 		return 0;
 	}
-	if (has(&f, 4)) {
+	if (has(&f, WIRE_NUM(REQUEST, QUERY))) {
 		out->kind = VALIDATED_QUERY;
-		out->query = f.data[4];
-		out->query_len = f.len[4];
+		out->query = f.data[WIRE_NUM(REQUEST, QUERY)];
+		out->query_len = f.len[WIRE_NUM(REQUEST, QUERY)];
 		return 0;
 	}
 	out->kind = VALIDATED_BATCH;
-	out->batch = f.data[2];
-	out->batch_len = f.len[2];
+	out->batch = f.data[WIRE_NUM(REQUEST, BATCH)];
+	out->batch_len = f.len[WIRE_NUM(REQUEST, BATCH)];
 	out->lifecycle = w.lifecycle;
 	memcpy(out->runs, w.runs, sizeof out->runs);
 	out->n_runs = w.n_runs;
@@ -451,11 +431,11 @@ int validate_request(const struct validate_limits *limits, const void *buf, size
 	struct wire_field wf;
 	wire_reader_init(&r, out->batch, out->batch_len);
 	while (wire_next(&r, &wf) == 1) {
-		if (wf.number == 1)
+		if (wf.number == WIRE_NUM(BATCH, SESSION_ID))
 			out->session_id = wf.data;
-		else if (wf.number == 2)
+		else if (wf.number == WIRE_NUM(BATCH, SEQ))
 			out->seq = wf.varint;
-		else if (wf.number == 3)
+		else if (wf.number == WIRE_NUM(BATCH, RECORDS))
 			out->records++;
 	}
 	return 0;
@@ -470,10 +450,11 @@ int validate_batch_identity(const uint8_t *batch, size_t len, const uint8_t **se
 	wire_reader_init(&r, batch, len);
 	int rc;
 	while ((rc = wire_next(&r, &wf)) == 1) {
-		if (wf.number == 1 && wf.type == WIRE_LEN && wf.len == TRACKD_SESSION_ID_BYTES) {
+		if (wf.number == WIRE_NUM(BATCH, SESSION_ID) && wf.type == WIRE_LEN &&
+		    wf.len == TRACKD_SESSION_ID_BYTES) {
 			*session_id = wf.data;
 			have_id = true;
-		} else if (wf.number == 2 && wf.type == WIRE_VARINT) {
+		} else if (wf.number == WIRE_NUM(BATCH, SEQ) && wf.type == WIRE_VARINT) {
 			*seq = wf.varint;
 			have_seq = true;
 		}
@@ -489,17 +470,17 @@ int validate_batch_runs(const uint8_t *batch, size_t len,
 	struct wire_field f, rf;
 	wire_reader_init(&r, batch, len);
 	while (wire_next(&r, &f) == 1) {
-		if (f.number != 3 || f.type != WIRE_LEN)
+		if (f.number != WIRE_NUM(BATCH, RECORDS) || f.type != WIRE_LEN)
 			continue;
 		const uint8_t *id = NULL;
 		size_t id_len = 0;
 		bool is_start = false;
 		wire_reader_init(&rr, f.data, f.len);
 		while (wire_next(&rr, &rf) == 1) {
-			if (rf.number == 1 && rf.type == WIRE_LEN) {
+			if (rf.number == WIRE_NUM(RECORD, RUN_ID) && rf.type == WIRE_LEN) {
 				id = rf.data;
 				id_len = rf.len;
-			} else if (rf.number == 2) {
+			} else if (rf.number == WIRE_NUM(RECORD, START)) {
 				is_start = true;
 			}
 		}

@@ -5,7 +5,8 @@
 #include "ingest.h"
 #include "sessions.h"
 #include "validate.h"
-#include "wire.h"
+#include "varint.h"
+#include "trackd/v1/wire.h"
 
 #include "trackd/v1/limits.h"
 #include "trackd/v1/trackd.pb-c.h"
@@ -572,15 +573,15 @@ static void test_deep_wire_nesting(bool lists)
 			head[n++] = 0x01;
 			head[n++] = 'k';
 			head[n++] = 0x12;
-			n += wire_put_varint(head + n, len);
+			n += varint_put(head + n, len);
 		} else if (len == 0) {
 			head[n++] = 0x10; /* int_value 1 */
 			head[n++] = 0x01;
 		} else {
 			head[n++] = 0x32;
-			n += wire_put_varint(head + n, 1 + wire_varint_size(len) + len);
+			n += varint_put(head + n, 1 + varint_size(len) + len);
 			head[n++] = 0x0a;
-			n += wire_put_varint(head + n, len);
+			n += varint_put(head + n, len);
 		}
 		memcpy(tmp, head, n);
 		memcpy(tmp + n, buf, len);
@@ -595,18 +596,18 @@ static void test_deep_wire_nesting(bool lists)
 		uint8_t head[64];
 		size_t n = 0;
 		/* MapValue.items = prev item (if any) */
-		size_t map_len = len ? 1 + wire_varint_size(len) + len : 0;
-		size_t value_len = 1 + wire_varint_size(map_len) + map_len;
+		size_t map_len = len ? 1 + varint_size(len) + len : 0;
+		size_t value_len = 1 + varint_size(map_len) + map_len;
 		head[n++] = 0x0a;
 		head[n++] = 0x01;
 		head[n++] = 'k';
 		head[n++] = 0x12;
-		n += wire_put_varint(head + n, value_len);
+		n += varint_put(head + n, value_len);
 		head[n++] = 0x2a;
-		n += wire_put_varint(head + n, map_len);
+		n += varint_put(head + n, map_len);
 		if (len) {
 			head[n++] = 0x0a;
-			n += wire_put_varint(head + n, len);
+			n += varint_put(head + n, len);
 		}
 		memcpy(tmp, head, n);
 		memcpy(tmp + n, buf, len);
@@ -616,15 +617,15 @@ static void test_deep_wire_nesting(bool lists)
 		tmp = swap;
 	}
 	/* Wrap: HistoryRow.items(4) → Record{run_id, history(3)} → Batch → Request. */
-	size_t hist_len = 1 + wire_varint_size(len) + len;
-	size_t rec_len = 5 + 1 + wire_varint_size(hist_len) + hist_len;
-	size_t batch_len = 18 + 2 + 1 + wire_varint_size(rec_len) + rec_len;
+	size_t hist_len = 1 + varint_size(len) + len;
+	size_t rec_len = 5 + 1 + varint_size(hist_len) + hist_len;
+	size_t batch_len = 18 + 2 + 1 + varint_size(rec_len) + rec_len;
 	uint8_t *req = malloc(batch_len + 32);
 	size_t n = 0;
 	req[n++] = 0x08;
 	req[n++] = 0x01;
 	req[n++] = 0x12;
-	n += wire_put_varint(req + n, batch_len);
+	n += varint_put(req + n, batch_len);
 	req[n++] = 0x0a;
 	req[n++] = 16;
 	memcpy(req + n, session, 16);
@@ -632,15 +633,15 @@ static void test_deep_wire_nesting(bool lists)
 	req[n++] = 0x10;
 	req[n++] = 0x01;
 	req[n++] = 0x1a;
-	n += wire_put_varint(req + n, rec_len);
+	n += varint_put(req + n, rec_len);
 	req[n++] = 0x0a;
 	req[n++] = 3;
 	memcpy(req + n, "abc", 3);
 	n += 3;
 	req[n++] = 0x1a;
-	n += wire_put_varint(req + n, hist_len);
+	n += varint_put(req + n, hist_len);
 	req[n++] = 0x22;
-	n += wire_put_varint(req + n, len);
+	n += varint_put(req + n, len);
 	uint8_t *full = malloc(n + len);
 	memcpy(full, req, n);
 	memcpy(full + n, buf, len);
@@ -836,6 +837,5 @@ int main(void)
 	test_negative_step();
 	test_sessions();
 	test_log_entry_roundtrip();
-	printf("validate_test: %d passed, %d failed\n", passed, failed);
-	return failed != 0;
+	return CHECK_SUMMARY("validate_test");
 }

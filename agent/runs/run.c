@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include "errors.h"
+#include "hash.h"
 #include "proc.h"
 
 #include <inttypes.h>
@@ -66,9 +67,7 @@ static const char *const name_nouns[] = {
 void run_default_name(const char *id, char *out, size_t len)
 {
 	/* FNV-1a: stable across builds and machines, unlike anything seeded. */
-	uint32_t h = 2166136261u;
-	for (const char *p = id; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
+	uint32_t h = hash_fnv1a32_str(id);
 	size_t na = sizeof name_adjectives / sizeof *name_adjectives;
 	size_t nn = sizeof name_nouns / sizeof *name_nouns;
 	snprintf(out, len, "%s-%s-%u", name_adjectives[h % na], name_nouns[(h >> 8) % nn],

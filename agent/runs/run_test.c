@@ -681,6 +681,5 @@ int main(void)
 	test_default_name();
 	buf_fini(&hist);
 	buf_fini(&cons);
-	printf("run_test: %d passed, %d failed\n", passed, failed);
-	return failed != 0;
+	return CHECK_SUMMARY("run_test");
 }

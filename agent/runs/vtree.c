@@ -1,6 +1,7 @@
 #include "vtree.h"
 
 #include "errors.h"
+#include "fmt.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -400,7 +401,7 @@ static int yaml_scalar(struct buf *out, const struct vvalue *v)
 	/* YAML 1.1 (PyYAML, so W&B) reads a float only with a '.': 1e-08 would
 	 * come back a string, 3 an int. Written as PyYAML does: 1.0e-08, 3.0. */
 	char tmp[40];
-	json_shortest_double(tmp, v->u.d);
+	fmt_double_g(tmp, sizeof tmp, v->u.d);
 	if (!strchr(tmp, '.')) {
 		char *e = strchr(tmp, 'e');
 		size_t at = e ? (size_t)(e - tmp) : strlen(tmp);

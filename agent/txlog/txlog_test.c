@@ -11,6 +11,8 @@
 #include "txlog.h"
 #include "txlog_internal.h"
 
+#include "check.h"
+
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
@@ -31,43 +33,6 @@
 
 /* ---- checks ------------------------------------------------------------- */
 
-static int passed, failed;
-
-static void check_u64(int line, const char *what, uint64_t got, uint64_t want)
-{
-	if (got == want) {
-		passed++;
-		return;
-	}
-	failed++;
-	fprintf(stderr, "FAIL line %d: %s: expected %" PRIu64 ", got %" PRIu64 "\n", line, what,
-	        want, got);
-}
-
-static void check_true(int line, const char *what, bool ok)
-{
-	if (ok) {
-		passed++;
-		return;
-	}
-	failed++;
-	fprintf(stderr, "FAIL line %d: %s: expected true, got false\n", line, what);
-}
-
-static void check_rc(int line, const char *what, int got, int want)
-{
-	if (got == want) {
-		passed++;
-		return;
-	}
-	failed++;
-	fprintf(stderr, "FAIL line %d: %s: expected %d (%s), got %d (%s)\n", line, what, want,
-	        trackd_strerror(want), got, trackd_strerror(got));
-}
-
-#define EXPECT_EQ(what, got, want) check_u64(__LINE__, what, (uint64_t)(got), (uint64_t)(want))
-#define EXPECT(what, cond)         check_true(__LINE__, what, (cond))
-#define EXPECT_RC(what, got, want) check_rc(__LINE__, what, (got), (want))
 /* For setup steps whose failure makes the rest meaningless. */
 #define REQUIRE_OK(expr)                                                                           \
 	do {                                                                                       \
@@ -486,50 +451,52 @@ static void test_round_trip(void)
 		bool increasing = true;
 		for (int i = 0; i < 100; i++)
 			increasing = increasing && idx[i] == (uint64_t)i + 1;
-		EXPECT("indices 1..100 strictly increasing", increasing);
-		EXPECT_RC("sync", txlog_sync(log), TRACKD_OK);
+		CHECK(increasing, "%s", "indices 1..100 strictly increasing");
+		CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "sync");
 		struct txlog_stats st;
 		txlog_stats(log, &st);
-		EXPECT("several segments", st.segments >= 4);
-		EXPECT_EQ("last_index", st.last_index, 100);
-		EXPECT_EQ("durable_index after sync", st.durable_index, 100);
-		EXPECT_EQ("records_appended", st.records_appended, 100);
-		EXPECT_EQ("first_index", st.first_index, 1);
+		CHECK(st.segments >= 4, "%s", "several segments");
+		CHECK_EQ(st.last_index, 100, "%s", "last_index");
+		CHECK_EQ(st.durable_index, 100, "%s", "durable_index after sync");
+		CHECK_EQ(st.records_appended, 100, "%s", "records_appended");
+		CHECK_EQ(st.first_index, 1, "%s", "first_index");
 		char segs[64][4096];
 		size_t ns = list_segments(dir, segs, 64);
 		uint64_t on_disk = 0;
 		for (size_t i = 0; i < ns; i++)
 			on_disk += file_size(segs[i]);
-		EXPECT_EQ("stats.segments = files", st.segments, ns);
-		EXPECT_EQ("stats.disk_bytes = file sizes", st.disk_bytes, on_disk);
-		EXPECT_EQ("bytes_appended", st.bytes_appended, on_disk - ns * TXLOG_SEGMENT_HEADER);
-		EXPECT_RC("close", txlog_close(log), TRACKD_OK);
+		CHECK_EQ(st.segments, ns, "%s", "stats.segments = files");
+		CHECK_EQ(st.disk_bytes, on_disk, "%s", "stats.disk_bytes = file sizes");
+		CHECK_EQ(st.bytes_appended, on_disk - ns * TXLOG_SEGMENT_HEADER, "%s",
+		         "bytes_appended");
+		CHECK_EQ(txlog_close(log), TRACKD_OK, "%s", "close");
 
 		struct recs seen = {0};
 		o.on_record = collect;
 		o.on_record_arg = &seen;
 		REQUIRE_OK(txlog_open(&o, &log));
-		EXPECT("on_record saw 100 records in order",
-		       recs_match(&seen, 100, keep_all, NULL));
-		EXPECT_EQ("last_index after reopen", txlog_last_index(log), 100);
-		EXPECT_EQ("readable after reopen", txlog_readable_index(log), 100);
+		CHECK(recs_match(&seen, 100, keep_all, NULL), "%s",
+		      "on_record saw 100 records in order");
+		CHECK_EQ(txlog_last_index(log), 100, "%s", "last_index after reopen");
+		CHECK_EQ(txlog_readable_index(log), 100, "%s", "readable after reopen");
 		char buf[128];
 		size_t len = make_payload(100, buf, sizeof buf);
 		uint64_t index = 0;
-		EXPECT_RC("append after reopen", txlog_append(log, buf, len, &index), TRACKD_OK);
-		EXPECT_EQ("next index continues", index, 101);
-		EXPECT_RC("sync", txlog_sync(log), TRACKD_OK);
+		CHECK_EQ(txlog_append(log, buf, len, &index), TRACKD_OK, "%s",
+		         "append after reopen");
+		CHECK_EQ(index, 101, "%s", "next index continues");
+		CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "sync");
 		struct recs live = {0};
-		EXPECT_RC("live read", read_live(log, 0, &live), TRACKD_OK);
-		EXPECT("live reader sees 101", recs_match(&live, 101, keep_all, NULL));
+		CHECK_EQ(read_live(log, 0, &live), TRACKD_OK, "%s", "live read");
+		CHECK(recs_match(&live, 101, keep_all, NULL), "%s", "live reader sees 101");
 		struct recs tail = {0};
-		EXPECT_RC("live read after 97", read_live(log, 97, &tail), TRACKD_OK);
-		EXPECT("reader starts after `after`", tail.n == 4 && tail.idx[0] == 98);
-		EXPECT_RC("close", txlog_close(log), TRACKD_OK);
+		CHECK_EQ(read_live(log, 97, &tail), TRACKD_OK, "%s", "live read after 97");
+		CHECK(tail.n == 4 && tail.idx[0] == 98, "%s", "reader starts after `after`");
+		CHECK_EQ(txlog_close(log), TRACKD_OK, "%s", "close");
 		struct recs offline = {0};
-		EXPECT_RC("dir read", read_dir(dir, 256, 0, &offline), TRACKD_OK);
-		EXPECT("dir reader sees 101", recs_match(&offline, 101, keep_all, NULL));
-		EXPECT_EQ("dir reader: no damage", offline.corrupt, 0);
+		CHECK_EQ(read_dir(dir, 256, 0, &offline), TRACKD_OK, "%s", "dir read");
+		CHECK(recs_match(&offline, 101, keep_all, NULL), "%s", "dir reader sees 101");
+		CHECK_EQ(offline.corrupt, 0, "%s", "dir reader: no damage");
 		recs_free(&seen);
 		recs_free(&live);
 		recs_free(&tail);
@@ -549,7 +516,7 @@ static void test_truncate_every_offset(void)
 	size_t ns = list_segments(pristine, segs, 64);
 	struct layout lay;
 	segment_layout(segs[ns - 1], &lay);
-	EXPECT("newest segment has ≥ 2 records", lay.n >= 2);
+	CHECK(lay.n >= 2, "%s", "newest segment has ≥ 2 records");
 	if (lay.n < 2)
 		return;
 	const char *newest_name = strrchr(segs[ns - 1], '/') + 1;
@@ -573,36 +540,36 @@ static void test_truncate_every_offset(void)
 		struct txlog_options o = opts_for(work, TXLOG_FSYNC_ALWAYS, 400, 256, &seen);
 		txlog *log;
 		int rc = txlog_open(&o, &log);
-		EXPECT_RC("open after cut", rc, TRACKD_OK);
+		CHECK_EQ(rc, TRACKD_OK, "%s", "open after cut");
 		if (rc != TRACKD_OK)
 			continue;
 		struct txlog_stats st;
 		txlog_stats(log, &st);
-		int before = failed;
-		EXPECT("complete records kept, cut ones dropped",
-		       recs_match(&seen, count, keep_below, &kept));
-		EXPECT_EQ("bytes_truncated", st.bytes_truncated, cut - kept_end);
-		EXPECT_EQ("nothing quarantined", st.records_quarantined, 0);
-		EXPECT_EQ("file cut back", file_size(path), kept_end);
+		int before = check_failed;
+		CHECK(recs_match(&seen, count, keep_below, &kept), "%s",
+		      "complete records kept, cut ones dropped");
+		CHECK_EQ(st.bytes_truncated, cut - kept_end, "%s", "bytes_truncated");
+		CHECK_EQ(st.records_quarantined, 0, "%s", "nothing quarantined");
+		CHECK_EQ(file_size(path), kept_end, "%s", "file cut back");
 		char buf[128];
 		size_t len = make_payload(kept, buf, sizeof buf);
 		uint64_t index = 0;
-		EXPECT_RC("append after cut", txlog_append(log, buf, len, &index), TRACKD_OK);
-		EXPECT_EQ("next index", index, kept + 1);
-		EXPECT_RC("sync", txlog_sync(log), TRACKD_OK);
+		CHECK_EQ(txlog_append(log, buf, len, &index), TRACKD_OK, "%s", "append after cut");
+		CHECK_EQ(index, kept + 1, "%s", "next index");
+		CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "sync");
 		struct recs live = {0};
-		EXPECT_RC("read", read_live(log, 0, &live), TRACKD_OK);
+		CHECK_EQ(read_live(log, 0, &live), TRACKD_OK, "%s", "read");
 		uint64_t kept1 = kept + 1;
-		EXPECT("new record readable after the kept ones",
-		       recs_match(&live, count, keep_below, &kept1));
-		EXPECT_RC("close", txlog_close(log), TRACKD_OK);
+		CHECK(recs_match(&live, count, keep_below, &kept1), "%s",
+		      "new record readable after the kept ones");
+		CHECK_EQ(txlog_close(log), TRACKD_OK, "%s", "close");
 		recs_free(&seen);
 		recs_free(&live);
 		iterations++;
-		if (failed != before && ++bad > 3)
+		if (check_failed != before && ++bad > 3)
 			break; /* enough detail */
 	}
-	EXPECT("cut at every offset of the last two records", iterations > 40);
+	CHECK(iterations > 40, "%s", "cut at every offset of the last two records");
 	rm_rf(work);
 	rm_rf(pristine);
 	free(work);
@@ -628,11 +595,11 @@ static void test_bit_flips(void)
 	char *pristine = make_pristine(count, 400);
 	char segs[64][4096];
 	size_t ns = list_segments(pristine, segs, 64);
-	EXPECT("pristine has ≥ 3 segments", ns >= 3);
+	CHECK(ns >= 3, "%s", "pristine has ≥ 3 segments");
 	char *work = tmpdir_new();
 	int bad = 0;
 	for (int it = 0; it < 120 && bad < 3; it++) {
-		int before = failed;
+		int before = check_failed;
 		size_t si = (it & 1) ? ns - 1 : ns / 2;
 		struct layout lay;
 		segment_layout(segs[si], &lay);
@@ -653,11 +620,12 @@ static void test_bit_flips(void)
 		 * rest, and changes nothing. */
 		uint64_t h0 = tree_hash(work);
 		struct recs offline = {0};
-		EXPECT_RC("dir read of damaged log", read_dir(work, 256, 0, &offline), TRACKD_OK);
-		EXPECT_EQ("dir reader: one damaged span", offline.corrupt, 1);
-		EXPECT("dir reader: every other record",
-		       recs_match(&offline, count, keep_except, &damaged_seq));
-		EXPECT("dir reader modified nothing", tree_hash(work) == h0);
+		CHECK_EQ(read_dir(work, 256, 0, &offline), TRACKD_OK, "%s",
+		         "dir read of damaged log");
+		CHECK_EQ(offline.corrupt, 1, "%s", "dir reader: one damaged span");
+		CHECK(recs_match(&offline, count, keep_except, &damaged_seq), "%s",
+		      "dir reader: every other record");
+		CHECK(tree_hash(work) == h0, "%s", "dir reader modified nothing");
 
 		struct recs seen = {0};
 		struct txlog_options o = opts_for(work, TXLOG_FSYNC_ALWAYS, 400, 256, &seen);
@@ -665,25 +633,25 @@ static void test_bit_flips(void)
 		REQUIRE_OK(txlog_open(&o, &log));
 		struct txlog_stats st;
 		txlog_stats(log, &st);
-		EXPECT("every other record delivered",
-		       recs_match(&seen, count, keep_except, &damaged_seq));
+		CHECK(recs_match(&seen, count, keep_except, &damaged_seq), "%s",
+		      "every other record delivered");
 		uint64_t flen = lay.end[fi] - lay.start[fi];
 		if (tail) {
 			/* The newest segment's last frame is a torn tail, not a quarantine. */
-			EXPECT_EQ("tail: truncated", st.bytes_truncated, flen);
-			EXPECT_EQ("tail: nothing quarantined", st.records_quarantined, 0);
+			CHECK_EQ(st.bytes_truncated, flen, "%s", "tail: truncated");
+			CHECK_EQ(st.records_quarantined, 0, "%s", "tail: nothing quarantined");
 		} else {
-			EXPECT_EQ("records_quarantined", st.records_quarantined, 1);
-			EXPECT_EQ("bytes_quarantined", st.bytes_quarantined, flen);
-			EXPECT_EQ("bytes_truncated", st.bytes_truncated, 0);
+			CHECK_EQ(st.records_quarantined, 1, "%s", "records_quarantined");
+			CHECK_EQ(st.bytes_quarantined, flen, "%s", "bytes_quarantined");
+			CHECK_EQ(st.bytes_truncated, 0, "%s", "bytes_truncated");
 			char q[4096];
 			snprintf(q, sizeof q, "%s/quarantine/%.20s.%" PRIu64 ".bad", work, name,
 			         lay.start[fi]);
-			EXPECT_EQ("quarantine file holds the frame", file_size(q), flen);
-			EXPECT_EQ("segment lost exactly the frame", file_size(path),
-			          lay.size - flen);
+			CHECK_EQ(file_size(q), flen, "%s", "quarantine file holds the frame");
+			CHECK_EQ(file_size(path), lay.size - flen, "%s",
+			         "segment lost exactly the frame");
 		}
-		EXPECT_EQ("no bad header", st.bad_segment_headers, 0);
+		CHECK_EQ(st.bad_segment_headers, 0, "%s", "no bad header");
 		REQUIRE_OK(txlog_close(log));
 
 		/* Second open: the damage is gone, nothing new, same records. */
@@ -691,20 +659,21 @@ static void test_bit_flips(void)
 		o.on_record_arg = &again;
 		REQUIRE_OK(txlog_open(&o, &log));
 		txlog_stats(log, &st);
-		EXPECT_EQ("reopen: nothing quarantined", st.records_quarantined, 0);
-		EXPECT_EQ("reopen: nothing truncated", st.bytes_truncated, 0);
-		EXPECT("reopen: same records",
-		       recs_match(&again, count, keep_except, &damaged_seq));
+		CHECK_EQ(st.records_quarantined, 0, "%s", "reopen: nothing quarantined");
+		CHECK_EQ(st.bytes_truncated, 0, "%s", "reopen: nothing truncated");
+		CHECK(recs_match(&again, count, keep_except, &damaged_seq), "%s",
+		      "reopen: same records");
 		char buf[128];
 		size_t len = make_payload(count, buf, sizeof buf);
 		uint64_t index;
-		EXPECT_RC("append after repair", txlog_append(log, buf, len, &index), TRACKD_OK);
-		EXPECT_EQ("index continues", index, tail ? count : count + 1);
+		CHECK_EQ(txlog_append(log, buf, len, &index), TRACKD_OK, "%s",
+		         "append after repair");
+		CHECK_EQ(index, tail ? count : count + 1, "%s", "index continues");
 		REQUIRE_OK(txlog_close(log));
 		recs_free(&offline);
 		recs_free(&seen);
 		recs_free(&again);
-		if (failed != before) {
+		if (check_failed != before) {
 			fprintf(stderr,
 			        "  (bit flip: segment %zu frame %zu offset %" PRIu64 " bit %d)\n",
 			        si, fi, off, bit);
@@ -726,21 +695,25 @@ static void open_expect(const char *dir, uint64_t count, bool (*keep)(uint64_t, 
 	struct txlog_options o = opts_for(dir, TXLOG_FSYNC_ALWAYS, 400, 256, &seen);
 	txlog *log;
 	int rc = txlog_open(&o, &log);
-	check_rc(line, "open", rc, TRACKD_OK);
+	CHECK_EQ(rc, TRACKD_OK, "called from line %d: %s", line, "open");
 	if (rc != TRACKD_OK)
 		return;
 	txlog_stats(log, st);
-	check_true(line, "records delivered", recs_match(&seen, count, keep, arg));
+	CHECK(recs_match(&seen, count, keep, arg), "called from line %d: %s", line,
+	      "records delivered");
 	char buf[128];
 	size_t len = make_payload(expect_next - 1, buf, sizeof buf);
 	uint64_t index = 0;
-	check_rc(line, "append", txlog_append(log, buf, len, &index), TRACKD_OK);
-	check_u64(line, "next index", index, expect_next);
-	check_rc(line, "sync", txlog_sync(log), TRACKD_OK);
+	CHECK_EQ(txlog_append(log, buf, len, &index), TRACKD_OK, "called from line %d: %s", line,
+	         "append");
+	CHECK_EQ(index, expect_next, "called from line %d: %s", line, "next index");
+	CHECK_EQ(txlog_sync(log), TRACKD_OK, "called from line %d: %s", line, "sync");
 	struct recs live = {0};
-	check_rc(line, "read back", read_live(log, expect_next - 1, &live), TRACKD_OK);
-	check_true(line, "appended record readable", live.n == 1 && live.idx[0] == expect_next);
-	check_rc(line, "close", txlog_close(log), TRACKD_OK);
+	CHECK_EQ(read_live(log, expect_next - 1, &live), TRACKD_OK, "called from line %d: %s", line,
+	         "read back");
+	CHECK(live.n == 1 && live.idx[0] == expect_next, "called from line %d: %s", line,
+	      "appended record readable");
+	CHECK_EQ(txlog_close(log), TRACKD_OK, "called from line %d: %s", line, "close");
 	recs_free(&seen);
 	recs_free(&live);
 }
@@ -768,8 +741,8 @@ static void test_zero_and_headers(void)
 		close(fd);
 	}
 	open_expect(work, count, keep_all, NULL, &st, count + 1, __LINE__);
-	EXPECT_EQ("zero block: truncated", st.bytes_truncated, 4096);
-	EXPECT_EQ("zero block: nothing quarantined", st.records_quarantined, 0);
+	CHECK_EQ(st.bytes_truncated, 4096, "%s", "zero block: truncated");
+	CHECK_EQ(st.records_quarantined, 0, "%s", "zero block: nothing quarantined");
 
 	/* The tail's last 64 bytes zeroed in place: records touching them are torn. */
 	rm_rf(work);
@@ -790,7 +763,7 @@ static void test_zero_and_headers(void)
 			kept_end = lay.end[i];
 		}
 	open_expect(work, count, keep_below, &kept, &st, kept + 1, __LINE__);
-	EXPECT_EQ("zeroed tail: truncated", st.bytes_truncated, lay.size - kept_end);
+	CHECK_EQ(st.bytes_truncated, lay.size - kept_end, "%s", "zeroed tail: truncated");
 
 	/* A zeroed block in the middle of a sealed segment: quarantined, the
 	 * records after it kept. */
@@ -808,7 +781,7 @@ static void test_zero_and_headers(void)
 	}
 	uint64_t lost = mid.index[1] - 1;
 	open_expect(work, count, keep_except, &lost, &st, count + 1, __LINE__);
-	EXPECT_EQ("zeroed frame: quarantined", st.records_quarantined, 1);
+	CHECK_EQ(st.records_quarantined, 1, "%s", "zeroed frame: quarantined");
 
 	/* Bad header magic, middle and newest: counted, frames still delivered,
 	 * repaired so the next open is clean. */
@@ -818,12 +791,12 @@ static void test_zero_and_headers(void)
 		snprintf(path, sizeof path, "%s/%s", work, which ? newest : middle);
 		flip_bit(path, 3, 2);
 		open_expect(work, count, keep_all, NULL, &st, count + 1, __LINE__);
-		EXPECT_EQ("bad header counted", st.bad_segment_headers, 1);
-		EXPECT_EQ("bad header: nothing quarantined", st.records_quarantined, 0);
-		EXPECT_EQ("bad header: nothing truncated", st.bytes_truncated, 0);
+		CHECK_EQ(st.bad_segment_headers, 1, "%s", "bad header counted");
+		CHECK_EQ(st.records_quarantined, 0, "%s", "bad header: nothing quarantined");
+		CHECK_EQ(st.bytes_truncated, 0, "%s", "bad header: nothing truncated");
 		uint64_t c1 = count + 1;
 		open_expect(work, count + 1, keep_below, &c1, &st, count + 2, __LINE__);
-		EXPECT_EQ("bad header repaired", st.bad_segment_headers, 0);
+		CHECK_EQ(st.bad_segment_headers, 0, "%s", "bad header repaired");
 	}
 
 	/* An empty (0-byte) newest segment, as a crash between create and header
@@ -833,12 +806,13 @@ static void test_zero_and_headers(void)
 	snprintf(path, sizeof path, "%s/%020" PRIu64 ".seg", work, count + 1);
 	write_file(path, "", 0);
 	open_expect(work, count, keep_all, NULL, &st, count + 1, __LINE__);
-	EXPECT_EQ("empty segment: bad header", st.bad_segment_headers, 1);
+	CHECK_EQ(st.bad_segment_headers, 1, "%s", "empty segment: bad header");
 	{
 		char payload[128];
-		EXPECT_EQ("empty segment repaired, then appended to", file_size(path),
-		          TXLOG_SEGMENT_HEADER + TXLOG_FRAME_OVERHEAD +
-		              make_payload(count, payload, sizeof payload));
+		CHECK_EQ(file_size(path),
+		         TXLOG_SEGMENT_HEADER + TXLOG_FRAME_OVERHEAD +
+		             make_payload(count, payload, sizeof payload),
+		         "%s", "empty segment repaired, then appended to");
 	}
 
 	/* A lone empty segment: the log starts at its index. */
@@ -847,7 +821,7 @@ static void test_zero_and_headers(void)
 	snprintf(path, sizeof path, "%s/%020" PRIu64 ".seg", work, (uint64_t)1);
 	write_file(path, "", 0);
 	open_expect(work, 0, keep_all, NULL, &st, 1, __LINE__);
-	EXPECT_EQ("lone empty segment: bad header", st.bad_segment_headers, 1);
+	CHECK_EQ(st.bad_segment_headers, 1, "%s", "lone empty segment: bad header");
 
 	/* A header-only newest segment beyond the last record: its first index is
 	 * never reused (records up to it may have been released). */
@@ -860,8 +834,8 @@ static void test_zero_and_headers(void)
 		write_file(path, hdr, sizeof hdr);
 	}
 	open_expect(work, count, keep_all, NULL, &st, count + 10, __LINE__);
-	EXPECT_EQ("header-only: no bad header", st.bad_segment_headers, 0);
-	EXPECT_EQ("header-only: nothing truncated", st.bytes_truncated, 0);
+	CHECK_EQ(st.bad_segment_headers, 0, "%s", "header-only: no bad header");
+	CHECK_EQ(st.bytes_truncated, 0, "%s", "header-only: nothing truncated");
 
 	/* A stale copy of an earlier frame (valid CRC, index going backwards) at
 	 * the end of a sealed segment: damage, not a record. At the end of the
@@ -881,10 +855,10 @@ static void test_zero_and_headers(void)
 		write_file(path, data, len + flen);
 		free(data);
 		open_expect(work, count, keep_all, NULL, &st, count + 1, __LINE__);
-		EXPECT_EQ("stale frame: quarantined (sealed) or not (newest)",
-		          st.records_quarantined, which ? 0 : 1);
-		EXPECT_EQ("stale frame: truncated (newest) or not (sealed)", st.bytes_truncated,
-		          which ? flen : 0);
+		CHECK_EQ(st.records_quarantined, which ? 0 : 1, "%s",
+		         "stale frame: quarantined (sealed) or not (newest)");
+		CHECK_EQ(st.bytes_truncated, which ? flen : 0, "%s",
+		         "stale frame: truncated (newest) or not (sealed)");
 	}
 
 	/* A middle segment holding only garbage: one span quarantined. */
@@ -907,10 +881,10 @@ static void test_zero_and_headers(void)
 	txlog *log;
 	REQUIRE_OK(txlog_open(&o, &log));
 	txlog_stats(log, &st);
-	EXPECT_EQ("garbage segment: one span", st.records_quarantined, 1);
-	EXPECT_EQ("garbage segment: its bytes", st.bytes_quarantined,
-	          gone.size - TXLOG_SEGMENT_HEADER);
-	EXPECT_EQ("garbage segment: others kept", seen.n, count - (range[1] - range[0] + 1));
+	CHECK_EQ(st.records_quarantined, 1, "%s", "garbage segment: one span");
+	CHECK_EQ(st.bytes_quarantined, gone.size - TXLOG_SEGMENT_HEADER, "%s",
+	         "garbage segment: its bytes");
+	CHECK_EQ(seen.n, count - (range[1] - range[0] + 1), "%s", "garbage segment: others kept");
 	REQUIRE_OK(txlog_close(log));
 	recs_free(&seen);
 
@@ -934,7 +908,7 @@ static void test_power_loss(void)
 		append_range(log, 0, 17, NULL);
 		REQUIRE_OK(txlog_sync(log));
 		uint64_t synced = txlog_durable_index(log);
-		EXPECT_EQ("durable after sync", synced, 17);
+		CHECK_EQ(synced, 17, "%s", "durable after sync");
 		/* What a power cut right now would keep: the synced sizes. */
 		char segs[64][4096];
 		uint64_t sizes[64];
@@ -958,16 +932,16 @@ static void test_power_loss(void)
 		o.on_record_arg = &seen;
 		REQUIRE_OK(txlog_open(&o, &log));
 		uint64_t n = synced;
-		EXPECT("every synced record present", recs_match(&seen, 17, keep_below, &n));
+		CHECK(recs_match(&seen, 17, keep_below, &n), "%s", "every synced record present");
 		struct txlog_stats st;
 		txlog_stats(log, &st);
-		EXPECT_EQ("power loss: nothing quarantined", st.records_quarantined, 0);
+		CHECK_EQ(st.records_quarantined, 0, "%s", "power loss: nothing quarantined");
 		char buf[128];
 		size_t len = make_payload(99, buf, sizeof buf);
 		uint64_t index;
-		EXPECT_RC("append after power loss", txlog_append(log, buf, len, &index),
-		          TRACKD_OK);
-		EXPECT("index above the synced ones", index > synced);
+		CHECK_EQ(txlog_append(log, buf, len, &index), TRACKD_OK, "%s",
+		         "append after power loss");
+		CHECK(index > synced, "%s", "index above the synced ones");
 		REQUIRE_OK(txlog_close(log));
 		recs_free(&seen);
 		rm_rf(dir);
@@ -995,82 +969,84 @@ static void test_cursors(void)
 	txlog *log;
 	REQUIRE_OK(txlog_open(&o, &log));
 	uint64_t pos = 99;
-	EXPECT_RC("register local", txlog_cursor_register(log, "local", &pos), TRACKD_OK);
-	EXPECT_EQ("new cursor at 0", pos, 0);
-	EXPECT_RC("register wandb", txlog_cursor_register(log, "wandb", &pos), TRACKD_OK);
+	CHECK_EQ(txlog_cursor_register(log, "local", &pos), TRACKD_OK, "%s", "register local");
+	CHECK_EQ(pos, 0, "%s", "new cursor at 0");
+	CHECK_EQ(txlog_cursor_register(log, "wandb", &pos), TRACKD_OK, "%s", "register wandb");
 	const char *bad_names[] = {"", "Local", "a.b", "a/b", "x123456789012345678901234567890123"};
 	for (size_t i = 0; i < 5; i++)
-		EXPECT_RC("bad cursor name", txlog_cursor_register(log, bad_names[i], &pos),
-		          TRACKD_EINVAL);
-	EXPECT_RC("32-char name ok",
-	          txlog_cursor_register(log, "abcdefghijklmnopqrstuvwxyz_-0123", &pos), TRACKD_OK);
-	EXPECT_RC("remove it", txlog_cursor_remove(log, "abcdefghijklmnopqrstuvwxyz_-0123"),
-	          TRACKD_OK);
-	EXPECT_RC("remove unknown", txlog_cursor_remove(log, "nope"), TRACKD_ENOENT);
+		CHECK_EQ(txlog_cursor_register(log, bad_names[i], &pos), TRACKD_EINVAL, "%s",
+		         "bad cursor name");
+	CHECK_EQ(txlog_cursor_register(log, "abcdefghijklmnopqrstuvwxyz_-0123", &pos), TRACKD_OK,
+	         "%s", "32-char name ok");
+	CHECK_EQ(txlog_cursor_remove(log, "abcdefghijklmnopqrstuvwxyz_-0123"), TRACKD_OK, "%s",
+	         "remove it");
+	CHECK_EQ(txlog_cursor_remove(log, "nope"), TRACKD_ENOENT, "%s", "remove unknown");
 
 	append_range(log, 0, 60, NULL);
-	EXPECT_RC("commit past readable (not synced yet)", txlog_cursor_commit(log, "local", 60),
-	          TRACKD_EINVAL);
+	CHECK_EQ(txlog_cursor_commit(log, "local", 60), TRACKD_EINVAL, "%s",
+	         "commit past readable (not synced yet)");
 	REQUIRE_OK(txlog_sync(log));
 	struct txlog_stats st;
 	txlog_stats(log, &st);
 	uint64_t segs0 = st.segments;
-	EXPECT("many segments", segs0 >= 6);
+	CHECK(segs0 >= 6, "%s", "many segments");
 
-	EXPECT_RC("commit local 60", txlog_cursor_commit(log, "local", 60), TRACKD_OK);
+	CHECK_EQ(txlog_cursor_commit(log, "local", 60), TRACKD_OK, "%s", "commit local 60");
 	txlog_stats(log, &st);
-	EXPECT_EQ("wandb at 0 holds every segment", st.segments, segs0);
-	EXPECT_RC("commit unknown", txlog_cursor_commit(log, "nope", 1), TRACKD_ENOENT);
-	EXPECT_RC("commit wandb 30", txlog_cursor_commit(log, "wandb", 30), TRACKD_OK);
+	CHECK_EQ(st.segments, segs0, "%s", "wandb at 0 holds every segment");
+	CHECK_EQ(txlog_cursor_commit(log, "nope", 1), TRACKD_ENOENT, "%s", "commit unknown");
+	CHECK_EQ(txlog_cursor_commit(log, "wandb", 30), TRACKD_OK, "%s", "commit wandb 30");
 	txlog_stats(log, &st);
-	EXPECT("segments released", st.segments < segs0);
-	EXPECT("oldest kept record ≤ 31", st.first_index >= 2 && st.first_index <= 31);
+	CHECK(st.segments < segs0, "%s", "segments released");
+	CHECK(st.first_index >= 2 && st.first_index <= 31, "%s", "oldest kept record ≤ 31");
 	size_t nfiles;
-	EXPECT_EQ("disk_bytes matches files", st.disk_bytes, disk_bytes_of(dir, &nfiles));
-	EXPECT_EQ("segments matches files", st.segments, nfiles);
-	EXPECT_RC("commit backwards", txlog_cursor_commit(log, "wandb", 20), TRACKD_EINVAL);
-	EXPECT_RC("commit beyond readable", txlog_cursor_commit(log, "wandb", 61), TRACKD_EINVAL);
-	EXPECT_RC("commit same position", txlog_cursor_commit(log, "wandb", 30), TRACKD_OK);
+	CHECK_EQ(st.disk_bytes, disk_bytes_of(dir, &nfiles), "%s", "disk_bytes matches files");
+	CHECK_EQ(st.segments, nfiles, "%s", "segments matches files");
+	CHECK_EQ(txlog_cursor_commit(log, "wandb", 20), TRACKD_EINVAL, "%s", "commit backwards");
+	CHECK_EQ(txlog_cursor_commit(log, "wandb", 61), TRACKD_EINVAL, "%s",
+	         "commit beyond readable");
+	CHECK_EQ(txlog_cursor_commit(log, "wandb", 30), TRACKD_OK, "%s", "commit same position");
 
 	/* A reader from before the oldest segment starts at the oldest record. */
 	struct recs live = {0};
-	EXPECT_RC("read from 0", read_live(log, 0, &live), TRACKD_OK);
-	EXPECT("reader starts at the oldest kept record",
-	       live.n > 0 && live.idx[0] == st.first_index && live.idx[live.n - 1] == 60 &&
-	           live.n == 60 - st.first_index + 1);
+	CHECK_EQ(read_live(log, 0, &live), TRACKD_OK, "%s", "read from 0");
+	CHECK(live.n > 0 && live.idx[0] == st.first_index && live.idx[live.n - 1] == 60 &&
+	          live.n == 60 - st.first_index + 1,
+	      "%s", "reader starts at the oldest kept record");
 	recs_free(&live);
 	REQUIRE_OK(txlog_close(log));
 
 	/* Persisted across reopen; a cursor on disk holds segments even when this
 	 * process never registers it. */
 	REQUIRE_OK(txlog_open(&o, &log));
-	EXPECT_RC("register local again", txlog_cursor_register(log, "local", &pos), TRACKD_OK);
-	EXPECT_EQ("local persisted", pos, 60);
+	CHECK_EQ(txlog_cursor_register(log, "local", &pos), TRACKD_OK, "%s",
+	         "register local again");
+	CHECK_EQ(pos, 60, "%s", "local persisted");
 	append_range(log, 60, 90, NULL);
 	REQUIRE_OK(txlog_sync(log));
 	txlog_stats(log, &st);
 	uint64_t first_before = st.first_index;
-	EXPECT_RC("commit local 90", txlog_cursor_commit(log, "local", 90), TRACKD_OK);
+	CHECK_EQ(txlog_cursor_commit(log, "local", 90), TRACKD_OK, "%s", "commit local 90");
 	txlog_stats(log, &st);
-	EXPECT_EQ("unregistered wandb still holds", st.first_index, first_before);
-	EXPECT_RC("register wandb", txlog_cursor_register(log, "wandb", &pos), TRACKD_OK);
-	EXPECT_EQ("wandb persisted", pos, 30);
-	EXPECT_RC("commit wandb 90", txlog_cursor_commit(log, "wandb", 90), TRACKD_OK);
+	CHECK_EQ(st.first_index, first_before, "%s", "unregistered wandb still holds");
+	CHECK_EQ(txlog_cursor_register(log, "wandb", &pos), TRACKD_OK, "%s", "register wandb");
+	CHECK_EQ(pos, 30, "%s", "wandb persisted");
+	CHECK_EQ(txlog_cursor_commit(log, "wandb", 90), TRACKD_OK, "%s", "commit wandb 90");
 	txlog_stats(log, &st);
-	EXPECT_EQ("only the newest segment left", st.segments, 1);
-	EXPECT_EQ("disk_bytes matches files", st.disk_bytes, disk_bytes_of(dir, &nfiles));
+	CHECK_EQ(st.segments, 1, "%s", "only the newest segment left");
+	CHECK_EQ(st.disk_bytes, disk_bytes_of(dir, &nfiles), "%s", "disk_bytes matches files");
 
 	/* Removing a cursor lets the others release on their own. */
-	EXPECT_RC("register extra", txlog_cursor_register(log, "extra", &pos), TRACKD_OK);
+	CHECK_EQ(txlog_cursor_register(log, "extra", &pos), TRACKD_OK, "%s", "register extra");
 	append_range(log, 90, 120, NULL);
 	REQUIRE_OK(txlog_sync(log));
-	EXPECT_RC("commit local 120", txlog_cursor_commit(log, "local", 120), TRACKD_OK);
-	EXPECT_RC("commit wandb 120", txlog_cursor_commit(log, "wandb", 120), TRACKD_OK);
+	CHECK_EQ(txlog_cursor_commit(log, "local", 120), TRACKD_OK, "%s", "commit local 120");
+	CHECK_EQ(txlog_cursor_commit(log, "wandb", 120), TRACKD_OK, "%s", "commit wandb 120");
 	txlog_stats(log, &st);
-	EXPECT("extra at 0 holds segments", st.segments > 1);
-	EXPECT_RC("remove extra", txlog_cursor_remove(log, "extra"), TRACKD_OK);
+	CHECK(st.segments > 1, "%s", "extra at 0 holds segments");
+	CHECK_EQ(txlog_cursor_remove(log, "extra"), TRACKD_OK, "%s", "remove extra");
 	txlog_stats(log, &st);
-	EXPECT_EQ("released after remove", st.segments, 1);
+	CHECK_EQ(st.segments, 1, "%s", "released after remove");
 	REQUIRE_OK(txlog_close(log));
 
 	/* Every segment gone (an operator, a disk swap): cursors keep the index
@@ -1083,8 +1059,9 @@ static void test_cursors(void)
 	char buf[128];
 	size_t len = make_payload(1000, buf, sizeof buf);
 	uint64_t index;
-	EXPECT_RC("append with no segments left", txlog_append(log, buf, len, &index), TRACKD_OK);
-	EXPECT_EQ("index not reused", index, 121);
+	CHECK_EQ(txlog_append(log, buf, len, &index), TRACKD_OK, "%s",
+	         "append with no segments left");
+	CHECK_EQ(index, 121, "%s", "index not reused");
 	REQUIRE_OK(txlog_close(log));
 
 	/* A damaged cursor file counts as 0: re-deliver, never skip. */
@@ -1092,8 +1069,8 @@ static void test_cursors(void)
 	snprintf(cpath, sizeof cpath, "%s/cursors/local.cur", dir);
 	flip_bit(cpath, 0, 0);
 	REQUIRE_OK(txlog_open(&o, &log));
-	EXPECT_RC("register damaged", txlog_cursor_register(log, "local", &pos), TRACKD_OK);
-	EXPECT_EQ("damaged cursor reads 0", pos, 0);
+	CHECK_EQ(txlog_cursor_register(log, "local", &pos), TRACKD_OK, "%s", "register damaged");
+	CHECK_EQ(pos, 0, "%s", "damaged cursor reads 0");
 	REQUIRE_OK(txlog_close(log));
 	rm_rf(dir);
 	free(dir);
@@ -1111,21 +1088,21 @@ static void test_limits(void)
 	uint8_t *big = malloc(limit + 1);
 	memset(big, 'x', limit + 1);
 	uint64_t index = 0;
-	EXPECT_RC("limit - 1", txlog_append(log, big, limit - 1, &index), TRACKD_OK);
-	EXPECT_RC("limit", txlog_append(log, big, limit, &index), TRACKD_OK);
-	EXPECT_EQ("index at limit", index, 2);
+	CHECK_EQ(txlog_append(log, big, limit - 1, &index), TRACKD_OK, "%s", "limit - 1");
+	CHECK_EQ(txlog_append(log, big, limit, &index), TRACKD_OK, "%s", "limit");
+	CHECK_EQ(index, 2, "%s", "index at limit");
 	struct txlog_stats before, after;
 	txlog_stats(log, &before);
 	index = 77;
-	EXPECT_RC("limit + 1", txlog_append(log, big, limit + 1, &index), TRACKD_ETOOBIG);
-	EXPECT_RC("far over", txlog_append(log, big, SIZE_MAX, &index), TRACKD_ETOOBIG);
-	EXPECT_EQ("index_out untouched", index, 77);
+	CHECK_EQ(txlog_append(log, big, limit + 1, &index), TRACKD_ETOOBIG, "%s", "limit + 1");
+	CHECK_EQ(txlog_append(log, big, SIZE_MAX, &index), TRACKD_ETOOBIG, "%s", "far over");
+	CHECK_EQ(index, 77, "%s", "index_out untouched");
 	txlog_stats(log, &after);
-	EXPECT_EQ("nothing appended", after.records_appended, before.records_appended);
-	EXPECT_EQ("nothing written", after.disk_bytes, before.disk_bytes);
-	EXPECT_EQ("last index unchanged", after.last_index, 2);
-	EXPECT_RC("empty record", txlog_append(log, NULL, 0, &index), TRACKD_OK);
-	EXPECT_EQ("empty record index", index, 3);
+	CHECK_EQ(after.records_appended, before.records_appended, "%s", "nothing appended");
+	CHECK_EQ(after.disk_bytes, before.disk_bytes, "%s", "nothing written");
+	CHECK_EQ(after.last_index, 2, "%s", "last index unchanged");
+	CHECK_EQ(txlog_append(log, NULL, 0, &index), TRACKD_OK, "%s", "empty record");
+	CHECK_EQ(index, 3, "%s", "empty record index");
 	REQUIRE_OK(txlog_sync(log));
 	REQUIRE_OK(txlog_close(log));
 
@@ -1134,37 +1111,37 @@ static void test_limits(void)
 	uint64_t idx;
 	const void *data;
 	size_t len;
-	EXPECT_RC("read limit - 1", txlog_reader_next(rd, &idx, &data, &len), TRACKD_OK);
-	EXPECT_EQ("len limit - 1", len, limit - 1);
-	EXPECT_RC("read limit", txlog_reader_next(rd, &idx, &data, &len), TRACKD_OK);
-	EXPECT_EQ("len limit", len, limit);
-	EXPECT("payload intact", memcmp(data, big, limit) == 0);
-	EXPECT_RC("read empty", txlog_reader_next(rd, &idx, &data, &len), TRACKD_OK);
-	EXPECT_EQ("empty len", len, 0);
-	EXPECT_RC("end", txlog_reader_next(rd, &idx, &data, &len), TRACKD_EAGAIN);
-	EXPECT_RC("still end", txlog_reader_next(rd, &idx, &data, &len), TRACKD_EAGAIN);
+	CHECK_EQ(txlog_reader_next(rd, &idx, &data, &len), TRACKD_OK, "%s", "read limit - 1");
+	CHECK_EQ(len, limit - 1, "%s", "len limit - 1");
+	CHECK_EQ(txlog_reader_next(rd, &idx, &data, &len), TRACKD_OK, "%s", "read limit");
+	CHECK_EQ(len, limit, "%s", "len limit");
+	CHECK(memcmp(data, big, limit) == 0, "%s", "payload intact");
+	CHECK_EQ(txlog_reader_next(rd, &idx, &data, &len), TRACKD_OK, "%s", "read empty");
+	CHECK_EQ(len, 0, "%s", "empty len");
+	CHECK_EQ(txlog_reader_next(rd, &idx, &data, &len), TRACKD_EAGAIN, "%s", "end");
+	CHECK_EQ(txlog_reader_next(rd, &idx, &data, &len), TRACKD_EAGAIN, "%s", "still end");
 	txlog_reader_close(rd);
 
 	/* A reader with a lower limit treats bigger frames as damage, not as a
 	 * reason to allocate. */
 	REQUIRE_OK(txlog_reader_open_dir(dir, limit - 1, 0, &rd));
-	EXPECT_RC("limit - 1 fits", txlog_reader_next(rd, &idx, &data, &len), TRACKD_OK);
-	EXPECT_RC("over its limit", txlog_reader_next(rd, &idx, &data, &len), TRACKD_ECORRUPT);
-	EXPECT_RC("goes on", txlog_reader_next(rd, &idx, &data, &len), TRACKD_OK);
-	EXPECT_EQ("the empty record", idx, 3);
+	CHECK_EQ(txlog_reader_next(rd, &idx, &data, &len), TRACKD_OK, "%s", "limit - 1 fits");
+	CHECK_EQ(txlog_reader_next(rd, &idx, &data, &len), TRACKD_ECORRUPT, "%s", "over its limit");
+	CHECK_EQ(txlog_reader_next(rd, &idx, &data, &len), TRACKD_OK, "%s", "goes on");
+	CHECK_EQ(idx, 3, "%s", "the empty record");
 	txlog_reader_close(rd);
 	free(big);
 
 	struct txlog_options bad = o;
 	bad.segment_bytes = 10;
-	EXPECT_RC("tiny segment_bytes", txlog_open(&bad, &log), TRACKD_EINVAL);
+	CHECK_EQ(txlog_open(&bad, &log), TRACKD_EINVAL, "%s", "tiny segment_bytes");
 	bad = o;
 	bad.fsync = TXLOG_FSYNC_INTERVAL;
 	bad.fsync_interval_ms = 0;
-	EXPECT_RC("interval 0", txlog_open(&bad, &log), TRACKD_EINVAL);
-	EXPECT_RC("dir reader on missing dir",
-	          txlog_reader_open_dir("/nonexistent/txlog", 100, 0, &rd), TRACKD_ENOENT);
-	EXPECT_RC("close NULL", txlog_close(NULL), TRACKD_OK);
+	CHECK_EQ(txlog_open(&bad, &log), TRACKD_EINVAL, "%s", "interval 0");
+	CHECK_EQ(txlog_reader_open_dir("/nonexistent/txlog", 100, 0, &rd), TRACKD_ENOENT, "%s",
+	         "dir reader on missing dir");
+	CHECK_EQ(txlog_close(NULL), TRACKD_OK, "%s", "close NULL");
 	rm_rf(dir);
 	free(dir);
 }
@@ -1192,9 +1169,9 @@ static void test_budget(void)
 			ok += txlog_append(log, payload, sizeof payload, NULL) == TRACKD_OK;
 		struct txlog_stats st;
 		txlog_stats(log, &st);
-		EXPECT_EQ("frames that fit the budget", (uint64_t)ok, delta < 0 ? 2u : 3u);
-		EXPECT_EQ("refusals counted", st.budget_refusals, (uint64_t)(5 - ok));
-		EXPECT("usage within the budget", st.disk_bytes <= o.max_bytes);
+		CHECK_EQ((uint64_t)ok, delta < 0 ? 2u : 3u, "%s", "frames that fit the budget");
+		CHECK_EQ(st.budget_refusals, (uint64_t)(5 - ok), "%s", "refusals counted");
+		CHECK(st.disk_bytes <= o.max_bytes, "%s", "usage within the budget");
 		REQUIRE_OK(txlog_close(log));
 		rm_rf(d);
 		free(d);
@@ -1210,11 +1187,11 @@ static void test_budget(void)
 	int rc;
 	while ((rc = txlog_append(log, payload, sizeof payload, &last)) == TRACKD_OK)
 		;
-	EXPECT_RC("full", rc, TRACKD_ENOSPC);
+	CHECK_EQ(rc, TRACKD_ENOSPC, "%s", "full");
 	REQUIRE_OK(txlog_sync(log));
 	REQUIRE_OK(txlog_cursor_commit(log, "sink", last));
-	EXPECT_RC("room again after release", txlog_append(log, payload, sizeof payload, NULL),
-	          TRACKD_OK);
+	CHECK_EQ(txlog_append(log, payload, sizeof payload, NULL), TRACKD_OK, "%s",
+	         "room again after release");
 	REQUIRE_OK(txlog_close(log));
 	rm_rf(dir);
 	free(dir);
@@ -1240,16 +1217,17 @@ static void test_budget_reload_and_monitoring(void)
 	}
 	struct txlog_stats st;
 	txlog_stats(log, &st);
-	EXPECT_EQ("no budget", st.max_bytes, 0);
+	CHECK_EQ(st.max_bytes, 0, "%s", "no budget");
 	/* On disk: one header + 3 frames; an append also counts a roll's header. */
 	uint64_t used = TXLOG_SEGMENT_HEADER + 3 * frame;
 	for (int delta = -1; delta <= 1; delta++) {
 		uint64_t budget = used + TXLOG_SEGMENT_HEADER + frame + (uint64_t)delta;
 		txlog_set_max_bytes(log, budget);
 		txlog_stats(log, &st);
-		EXPECT_EQ("budget in force", st.max_bytes, budget);
+		CHECK_EQ(st.max_bytes, budget, "%s", "budget in force");
 		int rc = txlog_append(log, payload, sizeof payload, NULL);
-		EXPECT_RC("append against the new budget", rc, delta < 0 ? TRACKD_ENOSPC : TRACKD_OK);
+		CHECK_EQ(rc, delta < 0 ? TRACKD_ENOSPC : TRACKD_OK, "%s",
+		         "append against the new budget");
 		if (rc == TRACKD_OK) {
 			REQUIRE_OK(txlog_sync(log));
 			used += frame;
@@ -1259,17 +1237,17 @@ static void test_budget_reload_and_monitoring(void)
 	REQUIRE_OK(txlog_append(log, payload, sizeof payload, NULL));
 	REQUIRE_OK(txlog_sync(log));
 	txlog_stats(log, &st);
-	EXPECT_EQ("refusals", st.budget_refusals, 1);
+	CHECK_EQ(st.budget_refusals, 1, "%s", "refusals");
 
 	struct txlog_cursor_info ci[4];
-	EXPECT_EQ("one cursor", txlog_cursors_info(log, ci, 4), 1);
-	EXPECT("its name", strcmp(ci[0].name, "sink") == 0);
-	EXPECT_EQ("records behind", ci[0].records_behind, st.last_index);
-	EXPECT_EQ("bytes behind: the whole log", ci[0].bytes_behind, st.disk_bytes);
+	CHECK_EQ(txlog_cursors_info(log, ci, 4), 1, "%s", "one cursor");
+	CHECK(strcmp(ci[0].name, "sink") == 0, "%s", "its name");
+	CHECK_EQ(ci[0].records_behind, st.last_index, "%s", "records behind");
+	CHECK_EQ(ci[0].bytes_behind, st.disk_bytes, "%s", "bytes behind: the whole log");
 	REQUIRE_OK(txlog_cursor_commit(log, "sink", st.last_index));
 	txlog_cursors_info(log, ci, 4);
-	EXPECT_EQ("caught up: records", ci[0].records_behind, 0);
-	EXPECT_EQ("caught up: bytes", ci[0].bytes_behind, 0);
+	CHECK_EQ(ci[0].records_behind, 0, "%s", "caught up: records");
+	CHECK_EQ(ci[0].bytes_behind, 0, "%s", "caught up: bytes");
 
 	struct txlog_fsync_histogram h;
 	txlog_fsync_histogram(log, &h);
@@ -1277,9 +1255,10 @@ static void test_budget_reload_and_monitoring(void)
 	for (size_t i = 0; i <= TXLOG_FSYNC_BUCKETS; i++)
 		n += h.count[i];
 	/* 3 + 2 + 1 syncs with appends; syncs with nothing to write are not. */
-	EXPECT_EQ("fdatasyncs timed", n, 6);
+	CHECK_EQ(n, 6, "%s", "fdatasyncs timed");
 	for (size_t i = 1; i < TXLOG_FSYNC_BUCKETS; i++)
-		EXPECT("bucket bounds ascend", txlog_fsync_bucket_us[i] > txlog_fsync_bucket_us[i - 1]);
+		CHECK(txlog_fsync_bucket_us[i] > txlog_fsync_bucket_us[i - 1], "%s",
+		      "bucket bounds ascend");
 	REQUIRE_OK(txlog_close(log));
 	rm_rf(dir);
 	free(dir);
@@ -1315,24 +1294,25 @@ static void test_fsync_failure(void)
 	txlog_test_set_fsync_hook(log, failing_fsync, &hook);
 	uint64_t idx_of[64];
 	append_range(log, 0, 5, idx_of);
-	EXPECT_RC("sync ok", txlog_sync(log), TRACKD_OK);
+	CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "sync ok");
 	atomic_store(&hook.fail_next, 1);
 	append_range(log, 5, 14, idx_of); /* spans rolls: the whole group must go */
-	EXPECT_RC("failed sync reported", txlog_sync(log), TRACKD_EIO);
+	CHECK_EQ(txlog_sync(log), TRACKD_EIO, "%s", "failed sync reported");
 	struct txlog_stats st;
 	txlog_stats(log, &st);
-	EXPECT_EQ("fsync_failures", st.fsync_failures, 1);
-	EXPECT_EQ("readable stays at the durable index", txlog_readable_index(log), 5);
+	CHECK_EQ(st.fsync_failures, 1, "%s", "fsync_failures");
+	CHECK_EQ(txlog_readable_index(log), 5, "%s", "readable stays at the durable index");
 	struct recs live = {0};
-	EXPECT_RC("read", read_live(log, 0, &live), TRACKD_OK);
+	CHECK_EQ(read_live(log, 0, &live), TRACKD_OK, "%s", "read");
 	uint64_t five = 5;
-	EXPECT("unsynced records not readable", recs_match(&live, 14, keep_below, &five));
+	CHECK(recs_match(&live, 14, keep_below, &five), "%s", "unsynced records not readable");
 	recs_free(&live);
 	append_range(log, 14, 16, idx_of);
-	EXPECT("index not reused after the failure", idx_of[14] == 15);
-	EXPECT_RC("later sync works", txlog_sync(log), TRACKD_OK);
-	EXPECT_RC("read on", read_live(log, 5, &live), TRACKD_OK);
-	EXPECT("later records readable", live.n == 2 && live.idx[0] == 15 && live.seq[0] == 14);
+	CHECK(idx_of[14] == 15, "%s", "index not reused after the failure");
+	CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "later sync works");
+	CHECK_EQ(read_live(log, 5, &live), TRACKD_OK, "%s", "read on");
+	CHECK(live.n == 2 && live.idx[0] == 15 && live.seq[0] == 14, "%s",
+	      "later records readable");
 	recs_free(&live);
 	REQUIRE_OK(txlog_close(log));
 
@@ -1344,25 +1324,25 @@ static void test_fsync_failure(void)
 	for (size_t i = 0; ok && i < 5; i++)
 		ok = seen.seq[i] == i && seen.idx[i] == i + 1;
 	ok = ok && seen.seq[5] == 14 && seen.seq[6] == 15 && seen.idx[5] == 15;
-	EXPECT("after reopen: the synced records, not the failed group", ok);
+	CHECK(ok, "%s", "after reopen: the synced records, not the failed group");
 	txlog_stats(log, &st);
-	EXPECT_EQ("reopen: nothing damaged", st.records_quarantined + st.bytes_truncated, 0);
+	CHECK_EQ(st.records_quarantined + st.bytes_truncated, 0, "%s", "reopen: nothing damaged");
 	append_range(log, 16, 17, idx_of);
-	EXPECT_EQ("next index after reopen", idx_of[16], 17);
+	CHECK_EQ(idx_of[16], 17, "%s", "next index after reopen");
 	recs_free(&seen);
 
 	/* The repair itself fails: failed state, appends refused. */
 	txlog_test_set_fsync_hook(log, failing_fsync, &hook);
 	atomic_store(&hook.fail_next, 2);
-	EXPECT_RC("failed sync", txlog_sync(log), TRACKD_EIO);
+	CHECK_EQ(txlog_sync(log), TRACKD_EIO, "%s", "failed sync");
 	char buf[128];
 	size_t len = make_payload(17, buf, sizeof buf);
-	EXPECT_RC("append in failed state", txlog_append(log, buf, len, NULL), TRACKD_EIO);
-	EXPECT_RC("sync in failed state", txlog_sync(log), TRACKD_EIO);
-	EXPECT_RC("close reports it", txlog_close(log), TRACKD_EIO);
+	CHECK_EQ(txlog_append(log, buf, len, NULL), TRACKD_EIO, "%s", "append in failed state");
+	CHECK_EQ(txlog_sync(log), TRACKD_EIO, "%s", "sync in failed state");
+	CHECK_EQ(txlog_close(log), TRACKD_EIO, "%s", "close reports it");
 	o.on_record = NULL;
 	REQUIRE_OK(txlog_open(&o, &log));
-	EXPECT_RC("fine after restart", txlog_append(log, buf, len, NULL), TRACKD_OK);
+	CHECK_EQ(txlog_append(log, buf, len, NULL), TRACKD_OK, "%s", "fine after restart");
 
 	/* The failed state ends without a restart once the disk works again: the
 	 * repair is retried at an append, at most once a second. */
@@ -1371,16 +1351,17 @@ static void test_fsync_failure(void)
 	atomic_store(&hook.fail_next, 3);
 	len = make_payload(18, buf, sizeof buf);
 	REQUIRE_OK(txlog_append(log, buf, len, NULL));
-	EXPECT_RC("failed sync again", txlog_sync(log), TRACKD_EIO);
-	EXPECT_RC("refused right after", txlog_append(log, buf, len, NULL), TRACKD_EIO);
+	CHECK_EQ(txlog_sync(log), TRACKD_EIO, "%s", "failed sync again");
+	CHECK_EQ(txlog_append(log, buf, len, NULL), TRACKD_EIO, "%s", "refused right after");
 	usleep(1100 * 1000);
-	EXPECT_RC("repair retried, disk still failing", txlog_append(log, buf, len, NULL),
-	          TRACKD_EIO);
-	EXPECT_RC("not retried within the second", txlog_append(log, buf, len, NULL), TRACKD_EIO);
+	CHECK_EQ(txlog_append(log, buf, len, NULL), TRACKD_EIO, "%s",
+	         "repair retried, disk still failing");
+	CHECK_EQ(txlog_append(log, buf, len, NULL), TRACKD_EIO, "%s",
+	         "not retried within the second");
 	usleep(1100 * 1000);
-	EXPECT_RC("disk works again: accepted", txlog_append(log, buf, len, NULL), TRACKD_OK);
-	EXPECT_RC("and durable", txlog_sync(log), TRACKD_OK);
-	EXPECT_RC("sync after restart", txlog_sync(log), TRACKD_OK);
+	CHECK_EQ(txlog_append(log, buf, len, NULL), TRACKD_OK, "%s", "disk works again: accepted");
+	CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "and durable");
+	CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "sync after restart");
 	REQUIRE_OK(txlog_close(log));
 	rm_rf(dir);
 	free(dir);
@@ -1398,17 +1379,16 @@ static void test_fsync_failure(void)
 	atomic_store(&h4.fail_next, 1);
 	append_range(log, 3, 60, NULL);
 	txlog_stats(log, &st);
-	EXPECT_EQ("roll-time fsync failure counted", st.fsync_failures, 1);
-	EXPECT_RC("group reported failed", txlog_sync(log), TRACKD_EIO);
-	EXPECT_EQ("nothing of the group readable", txlog_readable_index(log), 3);
+	CHECK_EQ(st.fsync_failures, 1, "%s", "roll-time fsync failure counted");
+	CHECK_EQ(txlog_sync(log), TRACKD_EIO, "%s", "group reported failed");
+	CHECK_EQ(txlog_readable_index(log), 3, "%s", "nothing of the group readable");
 	append_range(log, 60, 61, NULL);
-	EXPECT_RC("next group ok", txlog_sync(log), TRACKD_OK);
+	CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "next group ok");
 	REQUIRE_OK(txlog_close(log));
 	struct recs grp = {0};
-	EXPECT_RC("dir read", read_dir(dir, 256, 0, &grp), TRACKD_OK);
-	EXPECT("only the synced records and the next group", grp.n == 4 && grp.seq[0] == 0 &&
-	                                                         grp.seq[2] == 2 &&
-	                                                         grp.seq[3] == 60 && !grp.corrupt);
+	CHECK_EQ(read_dir(dir, 256, 0, &grp), TRACKD_OK, "%s", "dir read");
+	CHECK(grp.n == 4 && grp.seq[0] == 0 && grp.seq[2] == 2 && grp.seq[3] == 60 && !grp.corrupt,
+	      "%s", "only the synced records and the next group");
 	recs_free(&grp);
 	rm_rf(dir);
 	free(dir);
@@ -1427,22 +1407,22 @@ static void test_fsync_failure(void)
 		txlog_stats(log, &st);
 		usleep(1000);
 	} while (st.fsync_failures == 0 && clock_mono_us() < deadline);
-	EXPECT_EQ("flusher failure counted", st.fsync_failures, 1);
+	CHECK_EQ(st.fsync_failures, 1, "%s", "flusher failure counted");
 	uint64_t idx_after[20];
 	append_range(log, 10, 20, idx_after);
 	deadline = clock_mono_us() + 5000000;
 	while (txlog_durable_index(log) < idx_after[19] && clock_mono_us() < deadline)
 		usleep(1000);
-	EXPECT("flusher goes on after the failure", txlog_durable_index(log) >= idx_after[19]);
-	EXPECT_RC("explicit sync reports the loss", txlog_sync(log), TRACKD_EIO);
-	EXPECT_RC("then succeeds", txlog_sync(log), TRACKD_OK);
+	CHECK(txlog_durable_index(log) >= idx_after[19], "%s", "flusher goes on after the failure");
+	CHECK_EQ(txlog_sync(log), TRACKD_EIO, "%s", "explicit sync reports the loss");
+	CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "then succeeds");
 	struct recs before = {0};
-	EXPECT_RC("read", read_live(log, 0, &before), TRACKD_OK);
-	EXPECT("something was discarded", before.n < 20 && before.n >= 10);
+	CHECK_EQ(read_live(log, 0, &before), TRACKD_OK, "%s", "read");
+	CHECK(before.n < 20 && before.n >= 10, "%s", "something was discarded");
 	bool tail_ok = before.n >= 10;
 	for (size_t i = 0; tail_ok && i < 10; i++)
 		tail_ok = before.seq[before.n - 10 + i] == 10 + i;
-	EXPECT("records after the failure kept", tail_ok);
+	CHECK(tail_ok, "%s", "records after the failure kept");
 	REQUIRE_OK(txlog_close(log));
 	struct recs reopened = {0};
 	o.on_record = collect;
@@ -1451,7 +1431,7 @@ static void test_fsync_failure(void)
 	bool same = reopened.n == before.n;
 	for (size_t i = 0; same && i < before.n; i++)
 		same = reopened.idx[i] == before.idx[i] && reopened.seq[i] == before.seq[i];
-	EXPECT("reopen keeps exactly what readers could see", same);
+	CHECK(same, "%s", "reopen keeps exactly what readers could see");
 	REQUIRE_OK(txlog_close(log));
 	recs_free(&before);
 	recs_free(&reopened);
@@ -1469,14 +1449,14 @@ static void test_fsync_failure(void)
 	atomic_store(&h3.fail_next, 1);
 	append_range(log, 3, 12, NULL); /* the first roll's sync fails */
 	txlog_stats(log, &st);
-	EXPECT_EQ("roll fsync failure counted", st.fsync_failures, 1);
-	EXPECT_RC("next sync reports it", txlog_sync(log), TRACKD_EIO);
-	EXPECT_RC("then ok", txlog_sync(log), TRACKD_OK);
+	CHECK_EQ(st.fsync_failures, 1, "%s", "roll fsync failure counted");
+	CHECK_EQ(txlog_sync(log), TRACKD_EIO, "%s", "next sync reports it");
+	CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "then ok");
 	REQUIRE_OK(txlog_close(log));
 	struct recs nv = {0};
-	EXPECT_RC("dir read", read_dir(dir, 256, 0, &nv), TRACKD_OK);
-	EXPECT("synced records kept, order intact",
-	       nv.n >= 3 && nv.seq[0] == 0 && nv.seq[2] == 2 && !nv.out_of_order && !nv.corrupt);
+	CHECK_EQ(read_dir(dir, 256, 0, &nv), TRACKD_OK, "%s", "dir read");
+	CHECK(nv.n >= 3 && nv.seq[0] == 0 && nv.seq[2] == 2 && !nv.out_of_order && !nv.corrupt,
+	      "%s", "synced records kept, order intact");
 	recs_free(&nv);
 	rm_rf(dir);
 	free(dir);
@@ -1515,18 +1495,18 @@ static void test_sync_group(void)
 	append_range(log, 3, 6, idx);
 	wait_durable(log, idx[2]);
 	usleep(50 * 1000); /* ten flusher intervals */
-	EXPECT_EQ("flusher stops at the group", txlog_durable_index(log), idx[2]);
-	EXPECT_RC("the group's sync", txlog_sync(log), TRACKD_OK);
-	EXPECT_EQ("group durable", txlog_durable_index(log), idx[5]);
+	CHECK_EQ(txlog_durable_index(log), idx[2], "%s", "flusher stops at the group");
+	CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "the group's sync");
+	CHECK_EQ(txlog_durable_index(log), idx[5], "%s", "group durable");
 
 	/* A failed sync discards the group as a whole. */
 	txlog_group_begin(log);
 	append_range(log, 6, 9, idx);
 	atomic_store(&hook.fail_next, 1);
-	EXPECT_RC("failed group reported", txlog_sync(log), TRACKD_EIO);
-	EXPECT_EQ("nothing of it readable", txlog_readable_index(log), idx[5]);
+	CHECK_EQ(txlog_sync(log), TRACKD_EIO, "%s", "failed group reported");
+	CHECK_EQ(txlog_readable_index(log), idx[5], "%s", "nothing of it readable");
 	append_range(log, 9, 10, idx);
-	EXPECT("index not reused", idx[9] > idx[8]);
+	CHECK(idx[9] > idx[8], "%s", "index not reused");
 	wait_durable(log, idx[9]);
 
 	/* A flusher failure before the group is not the group's: its sync succeeds. */
@@ -1538,10 +1518,10 @@ static void test_sync_group(void)
 		txlog_stats(log, &st);
 		usleep(1000);
 	} while (st.fsync_failures < 2 && clock_mono_us() < deadline);
-	EXPECT_EQ("flusher failure happened", st.fsync_failures, 2);
+	CHECK_EQ(st.fsync_failures, 2, "%s", "flusher failure happened");
 	txlog_group_begin(log);
 	append_range(log, 12, 14, idx);
-	EXPECT_RC("earlier loss not reported to the group", txlog_sync(log), TRACKD_OK);
+	CHECK_EQ(txlog_sync(log), TRACKD_OK, "%s", "earlier loss not reported to the group");
 
 	/* A flusher failure racing the group's start: whichever way it falls, the
 	 * group is all there when its sync succeeds and all gone when it fails. */
@@ -1559,19 +1539,21 @@ static void test_sync_group(void)
 	REQUIRE_OK(txlog_close(log));
 
 	struct recs seen = {0};
-	EXPECT_RC("read", read_dir(dir, 256, 0, &seen), TRACKD_OK);
-	EXPECT("synced groups kept", has_seq(&seen, 0) && has_seq(&seen, 5) && has_seq(&seen, 9) &&
-	                                 has_seq(&seen, 12) && has_seq(&seen, 13));
-	EXPECT("failed group gone", !has_seq(&seen, 6) && !has_seq(&seen, 7) && !has_seq(&seen, 8));
+	CHECK_EQ(read_dir(dir, 256, 0, &seen), TRACKD_OK, "%s", "read");
+	CHECK(has_seq(&seen, 0) && has_seq(&seen, 5) && has_seq(&seen, 9) && has_seq(&seen, 12) &&
+	          has_seq(&seen, 13),
+	      "%s", "synced groups kept");
+	CHECK(!has_seq(&seen, 6) && !has_seq(&seen, 7) && !has_seq(&seen, 8), "%s",
+	      "failed group gone");
 	for (uint64_t round = 0; round < 8; round++) {
 		uint64_t base = 14 + round * 3;
 		bool a = has_seq(&seen, base + 1), b = has_seq(&seen, base + 2);
 		char what[96];
 		snprintf(what, sizeof what, "round %llu: group %s", (unsigned long long)round,
 		         group_ok[round] ? "kept whole" : "gone whole");
-		EXPECT(what, group_ok[round] ? (a && b) : (!a && !b));
+		CHECK(group_ok[round] ? (a && b) : (!a && !b), "%s", what);
 	}
-	EXPECT("order intact", !seen.out_of_order && !seen.corrupt);
+	CHECK(!seen.out_of_order && !seen.corrupt, "%s", "order intact");
 	recs_free(&seen);
 	rm_rf(dir);
 	free(dir);
@@ -1636,16 +1618,17 @@ static void test_live_reader(void)
 		expect = index + 1;
 		/* The sink commits as it goes, so segments are released behind it. */
 		if (index % 500 == 0)
-			EXPECT_RC("commit", txlog_cursor_commit(log, "sink", index), TRACKD_OK);
+			CHECK_EQ(txlog_cursor_commit(log, "sink", index), TRACKD_OK, "%s",
+			         "commit");
 	}
 	pthread_join(t, NULL);
-	EXPECT_EQ("live reader got everything", expect - 1, w.count);
-	EXPECT_EQ("records in order, intact", wrong, 0);
-	EXPECT_EQ("never above the durable index", above_durable, 0);
-	EXPECT("the reader caught up with the writer at times", eagain > 0);
+	CHECK_EQ(expect - 1, w.count, "%s", "live reader got everything");
+	CHECK_EQ(wrong, 0, "%s", "records in order, intact");
+	CHECK_EQ(above_durable, 0, "%s", "never above the durable index");
+	CHECK(eagain > 0, "%s", "the reader caught up with the writer at times");
 	struct txlog_stats st;
 	txlog_stats(log, &st);
-	EXPECT("segments released behind the reader", st.first_index > 1);
+	CHECK(st.first_index > 1, "%s", "segments released behind the reader");
 	txlog_reader_close(rd);
 	REQUIRE_OK(txlog_close(log));
 	rm_rf(dir);
@@ -1667,25 +1650,25 @@ static void test_reader_released_segment(void)
 	txlog_reader *rd;
 	REQUIRE_OK(txlog_reader_open(log, 0, &rd));
 	struct recs got = {0};
-	EXPECT_RC("read the first two", drain(rd, &got), TRACKD_OK);
-	EXPECT_EQ("two so far", got.n, 2);
+	CHECK_EQ(drain(rd, &got), TRACKD_OK, "%s", "read the first two");
+	CHECK_EQ(got.n, 2, "%s", "two so far");
 	append_range(log, 2, 40, NULL); /* fills segment 1, rolls several times */
 	REQUIRE_OK(txlog_sync(log));
-	EXPECT_RC("sink done", txlog_cursor_commit(log, "sink", 40), TRACKD_OK);
+	CHECK_EQ(txlog_cursor_commit(log, "sink", 40), TRACKD_OK, "%s", "sink done");
 	struct txlog_stats st;
 	txlog_stats(log, &st);
-	EXPECT_EQ("all but the newest released", st.segments, 1);
-	EXPECT_RC("read on", drain(rd, &got), TRACKD_OK);
+	CHECK_EQ(st.segments, 1, "%s", "all but the newest released");
+	CHECK_EQ(drain(rd, &got), TRACKD_OK, "%s", "read on");
 	size_t k = 0;
 	while (k < got.n && got.idx[k] == k + 1)
 		k++;
-	EXPECT("rest of the released segment it held read", k >= 3 && k < got.n);
+	CHECK(k >= 3 && k < got.n, "%s", "rest of the released segment it held read");
 	bool tail = k < got.n && got.idx[k] == st.first_index;
 	for (size_t i = k; tail && i < got.n; i++)
 		tail = got.idx[i] == st.first_index + (i - k);
-	EXPECT("then everything from the oldest kept segment",
-	       tail && got.idx[got.n - 1] == 40 && !got.bad_payload);
-	EXPECT_EQ("no damage reported", got.corrupt, 0);
+	CHECK(tail && got.idx[got.n - 1] == 40 && !got.bad_payload, "%s",
+	      "then everything from the oldest kept segment");
+	CHECK_EQ(got.corrupt, 0, "%s", "no damage reported");
 	txlog_reader_close(rd);
 	recs_free(&got);
 	REQUIRE_OK(txlog_close(log));
@@ -1736,34 +1719,33 @@ static void test_garbage(void)
 		uint64_t h0 = tree_hash(work);
 		struct recs r1 = {0};
 		int rc = read_dir(work, (rng() % 2) ? 256 : UINT32_MAX, 0, &r1);
-		EXPECT_RC("dir reader terminates on garbage", rc, TRACKD_OK);
-		EXPECT("dir reader: no payload damage passed as valid", r1.bad_payload == 0);
-		EXPECT("dir reader: order", r1.out_of_order == 0);
-		EXPECT("dir reader modified nothing", tree_hash(work) == h0);
+		CHECK_EQ(rc, TRACKD_OK, "%s", "dir reader terminates on garbage");
+		CHECK(r1.bad_payload == 0, "%s", "dir reader: no payload damage passed as valid");
+		CHECK(r1.out_of_order == 0, "%s", "dir reader: order");
+		CHECK(tree_hash(work) == h0, "%s", "dir reader modified nothing");
 
 		struct recs r2 = {0};
 		struct txlog_options o = opts_for(work, TXLOG_FSYNC_NEVER, 400, 256, &r2);
 		txlog *log;
 		rc = txlog_open(&o, &log);
-		EXPECT_RC("open on garbage", rc, TRACKD_OK);
+		CHECK_EQ(rc, TRACKD_OK, "%s", "open on garbage");
 		if (rc == TRACKD_OK) {
-			EXPECT("recovery delivers what the reader read",
-			       r2.n == r1.n && !r2.bad_payload && !r2.out_of_order);
+			CHECK(r2.n == r1.n && !r2.bad_payload && !r2.out_of_order, "%s",
+			      "recovery delivers what the reader read");
 			REQUIRE_OK(txlog_close(log));
 			struct recs r3 = {0};
 			o.on_record_arg = &r3;
 			REQUIRE_OK(txlog_open(&o, &log));
 			struct txlog_stats st;
 			txlog_stats(log, &st);
-			EXPECT_EQ("second open: stable",
-			          st.records_quarantined + st.bytes_truncated +
-			              st.bad_segment_headers,
-			          0);
-			EXPECT_EQ("second open: same records", r3.n, r2.n);
+			CHECK_EQ(st.records_quarantined + st.bytes_truncated +
+			             st.bad_segment_headers,
+			         0, "%s", "second open: stable");
+			CHECK_EQ(r3.n, r2.n, "%s", "second open: same records");
 			REQUIRE_OK(txlog_close(log));
 			struct recs r4 = {0};
-			EXPECT_RC("read repaired", read_dir(work, 256, 0, &r4), TRACKD_OK);
-			EXPECT_EQ("repaired log reads clean", r4.corrupt, 0);
+			CHECK_EQ(read_dir(work, 256, 0, &r4), TRACKD_OK, "%s", "read repaired");
+			CHECK_EQ(r4.corrupt, 0, "%s", "repaired log reads clean");
 			recs_free(&r3);
 			recs_free(&r4);
 		}
@@ -1787,13 +1769,13 @@ static void test_garbage(void)
 			free(data);
 		}
 		struct recs r = {0};
-		EXPECT_RC("dir reader on noise", read_dir(work, UINT32_MAX, 0, &r), TRACKD_OK);
+		CHECK_EQ(read_dir(work, UINT32_MAX, 0, &r), TRACKD_OK, "%s", "dir reader on noise");
 		recs_free(&r);
 		txlog *log;
 		struct txlog_options o = opts_for(work, TXLOG_FSYNC_NEVER, 400, 256, NULL);
 		int rc = txlog_open(&o, &log);
-		EXPECT("open on noise: ok or index space exhausted",
-		       rc == TRACKD_OK || rc == TRACKD_ECORRUPT);
+		CHECK(rc == TRACKD_OK || rc == TRACKD_ECORRUPT, "%s",
+		      "open on noise: ok or index space exhausted");
 		if (rc == TRACKD_OK)
 			txlog_close(log);
 	}
@@ -1846,11 +1828,11 @@ static void test_backlog(long mb)
 	REQUIRE_OK(txlog_open(&o, &log));
 	int64_t us = clock_mono_us() - t0;
 	long rss1 = rss_kb();
-	EXPECT_EQ("backlog: every byte seen", bytes, n * sizeof rec);
+	CHECK_EQ(bytes, n * sizeof rec, "%s", "backlog: every byte seen");
 	printf("txlog_test: backlog %ld MiB (%" PRIu64 " records) recovered in %" PRId64
 	       " ms, RSS %ld -> %ld kB\n",
 	       mb, n, us / 1000, rss0, rss1);
-	EXPECT("backlog: RSS growth under 16 MiB", rss1 - rss0 < 16 * 1024);
+	CHECK(rss1 - rss0 < 16 * 1024, "%s", "backlog: RSS growth under 16 MiB");
 	REQUIRE_OK(txlog_close(log));
 	rm_rf(dir);
 	free(dir);
@@ -1881,16 +1863,15 @@ int main(void)
 	    {"garbage", test_garbage},
 	};
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		int f0 = failed;
+		int f0 = check_failed;
 		int64_t t = clock_mono_us();
 		tests[i].fn();
 		printf("  %-24s %s (%" PRId64 " ms)\n", tests[i].name,
-		       failed == f0 ? "ok" : "FAILED", (clock_mono_us() - t) / 1000);
+		       check_failed == f0 ? "ok" : "FAILED", (clock_mono_us() - t) / 1000);
 	}
 	const char *big = getenv("TXLOG_TEST_BACKLOG_MB");
 	if (big && atol(big) > 0)
 		test_backlog(atol(big));
-	printf("txlog_test: %d passed, %d failed (%" PRId64 " ms)\n", passed, failed,
-	       (clock_mono_us() - t0) / 1000);
-	return failed != 0;
+	printf("txlog_test: %" PRId64 " ms\n", (clock_mono_us() - t0) / 1000);
+	return CHECK_SUMMARY("txlog_test");
 }

@@ -1,6 +1,11 @@
 /* footer.c — see footer.h for the contract and the W&B rules it follows. */
 #include "footer.h"
 
+#include "buf.h"
+#include "fmt.h"
+#include "hash.h"
+#include "utf8.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,25 +41,6 @@ static uint64_t rng_below(uint64_t *state, uint64_t bound)
 		r = rng_next(state);
 	while (r < threshold);
 	return r % bound;
-}
-
-static uint64_t hash_key(const char *key, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)key[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
-/* Code points in a UTF-8 string: every byte that is not a continuation byte. */
-static size_t utf8_len(const char *s)
-{
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		n += (*p & 0xC0) != 0x80;
-	return n;
 }
 
 /* ---- the series ----------------------------------------------------------- */
@@ -173,7 +159,7 @@ static void note_dropped(footer_series *s, uint64_t h)
 
 static struct series_key *find_or_add_key(footer_series *s, const char *key, size_t len, int *err)
 {
-	uint64_t h = hash_key(key, len);
+	uint64_t h = hash_fnv1a64(key, len);
 	size_t i = h & s->table_mask;
 	for (; s->table[i] >= 0; i = (i + 1) & s->table_mask) {
 		struct series_key *k = s->keys[s->table[i]];
@@ -304,11 +290,7 @@ size_t footer_format_double(double x, char *buf, size_t cap)
 		} else {
 			/* repr: the shortest digits that read back to r… */
 			char e[40];
-			for (int prec = 0; prec <= 17; prec++) {
-				snprintf(e, sizeof e, "%.*e", prec, r);
-				if (strtod(e, NULL) == r)
-					break;
-			}
+			fmt_double_e(e, sizeof e, r);
 			char digits[24];
 			size_t nd = 0;
 			const char *p = e;
@@ -369,31 +351,20 @@ size_t footer_format_double(double x, char *buf, size_t cap)
 
 /* ---- rendering ------------------------------------------------------------ */
 
+/* Rendered text: at most FOOTER_TEXT_MAX bytes (ten rows per block of keys of
+ * at most FOOTER_MAX_KEY_BYTES, plus the caller's trailer lines, stay far
+ * below it). The first failure sticks and the rest is skipped. */
+#define FOOTER_TEXT_MAX (1u << 20)
+
 struct text {
-	char *p;
-	size_t len, cap;
+	struct buf b;
 	int err;
 };
 
 static void text_put(struct text *t, const char *s, size_t n)
 {
-	if (t->err)
-		return;
-	if (t->len + n + 1 > t->cap) {
-		size_t cap = t->cap ? t->cap : 1024;
-		while (cap < t->len + n + 1)
-			cap *= 2;
-		char *p = realloc(t->p, cap);
-		if (!p) {
-			t->err = FOOTER_ENOMEM;
-			return;
-		}
-		t->p = p;
-		t->cap = cap;
-	}
-	memcpy(t->p + t->len, s, n);
-	t->len += n;
-	t->p[t->len] = '\0';
+	if (!t->err && buf_append(&t->b, s, n) != 0)
+		t->err = FOOTER_ENOMEM;
 }
 
 static void text_puts(struct text *t, const char *s)
@@ -439,19 +410,19 @@ static void put_block(struct text *t, const char *title, const struct row *rows,
 	size_t shown = n < FOOTER_MAX_ROWS ? n : FOOTER_MAX_ROWS;
 	size_t width = 0;
 	for (size_t i = 0; i < shown; i++) {
-		size_t w = utf8_len(rows[i].key);
+		size_t w = utf8_count(rows[i].key);
 		width = w > width ? w : width;
 	}
 	text_puts(t, title);
 	text_puts(t, "\n");
 	for (size_t i = 0; i < shown; i++) {
-		text_spaces(t, width - utf8_len(rows[i].key));
+		text_spaces(t, width - utf8_count(rows[i].key));
 		text_put_safe(t, rows[i].key, SIZE_MAX);
 		text_puts(t, " ");
 		if (rows[i].long_value) {
 			/* W&B: value[:20] + "..." * (len(value) >= 20) */
 			text_put_safe(t, rows[i].long_value, FOOTER_STRING_CUT);
-			if (utf8_len(rows[i].long_value) >= FOOTER_STRING_CUT)
+			if (utf8_count(rows[i].long_value) >= FOOTER_STRING_CUT)
 				text_puts(t, "...");
 		} else {
 			text_puts(t, rows[i].value);
@@ -588,7 +559,8 @@ int footer_render(const footer_series *history, const footer_summary_item *summa
 	if (!out || (n_summary && !summary) || (n_trailer && !trailer))
 		return FOOTER_EINVAL;
 	*out = NULL;
-	struct text t = {0};
+	struct text t = {.err = FOOTER_OK};
+	buf_init(&t.b, FOOTER_TEXT_MAX);
 	struct row *hrows = NULL, *srows = NULL;
 	size_t nh = 0, ns = 0;
 	int rv = history ? history_rows(history, &hrows, &nh) : FOOTER_OK;
@@ -619,12 +591,12 @@ done:
 	free(hrows);
 	free(srows);
 	if (rv != FOOTER_OK) {
-		free(t.p);
+		buf_fini(&t.b);
 		return rv;
 	}
-	*out = t.p;
+	*out = t.b.data;
 	if (out_len)
-		*out_len = t.len;
+		*out_len = t.b.len;
 	return FOOTER_OK;
 }
 

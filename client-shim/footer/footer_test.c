@@ -9,30 +9,21 @@
  */
 #include "footer.h"
 
+#include "check.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
 static int goldens;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static void expect_text(const char *name, const char *got, const char *want)
 {
 	goldens++;
-	if (got && strcmp(got, want) == 0)
-		return;
-	failures++;
-	fprintf(stderr, "golden '%s' differs\n--- want ---\n%s--- got ---\n%s--- end ---\n", name,
-	        want, got ? got : "(null)");
+	CHECK(got && strcmp(got, want) == 0,
+	      "golden '%s' differs\n--- want ---\n%s--- got ---\n%s--- end ---", name, want,
+	      got ? got : "(null)");
 }
 
 /* Renders and compares; frees the text. */
@@ -477,10 +468,6 @@ int main(void)
 	test_alignment();
 	test_float_format();
 	test_edges();
-	if (failures) {
-		fprintf(stderr, "footer_test: %d failure(s)\n", failures);
-		return 1;
-	}
-	printf("footer_test: ok (%d golden texts)\n", goldens);
-	return 0;
+	printf("footer_test: %d golden texts\n", goldens);
+	return CHECK_SUMMARY("footer_test");
 }

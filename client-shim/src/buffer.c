@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "internal.h"
+#include "varint.h"
 
-/* Batch.records is field 3, length-delimited. */
-#define BATCH_RECORD_KEY 0x1a
+#define BATCH_RECORD_KEY WIRE_KEY(BATCH, RECORDS)
 
 static int reserve_open(struct td_run *run, size_t need)
 {
@@ -32,15 +32,16 @@ static int reserve_open(struct td_run *run, size_t need)
 int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_bound,
                              uint8_t **dst)
 {
-	size_t framed = 1 + td_varint_size(record_len) + record_len;
+	size_t framed = 1 + varint_size(record_len) + record_len;
 	struct td_limits lim;
 	int rc;
 
 	td_limits_load(run, &lim);
 	if (framed > td_limits_batch_bytes(&lim)) {
-		return td_fail(TD_ERR_INVALID,
-		               "record of %zu bytes exceeds the agent's message limit of %llu bytes",
-		               framed, (unsigned long long)lim.message_bytes);
+		return td_fail(
+		    TD_ERR_INVALID,
+		    "record of %zu bytes exceeds the agent's message limit of %llu bytes", framed,
+		    (unsigned long long)lim.message_bytes);
 	}
 	if (!bypass_bound && run->buffered_bytes + framed > run->max_buffer_bytes &&
 	    td_buffer_make_room_locked(run, framed) != TD_OK) {
@@ -70,7 +71,7 @@ int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_
 
 	uint8_t *p = run->open.data + run->open.len;
 	*p++ = BATCH_RECORD_KEY;
-	p += td_varint_put(p, record_len);
+	p += varint_put(p, record_len);
 	*dst = p;
 	run->reserved = framed;
 	return TD_OK;

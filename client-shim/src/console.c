@@ -25,7 +25,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "internal.h"
+#include "utf8.h"
 
 #define READ_CHUNK     65536
 #define LINE_MAX_BYTES (64u << 10)
@@ -51,20 +53,6 @@ struct td_console {
 	bool started;
 };
 
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return; /* the original output is gone: keep recording */
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 /* Records text[0..n) with invalid UTF-8 and NULs replaced. */
 static void record(struct td_console *c, bool is_stderr, const char *text, size_t n)
 {
@@ -81,7 +69,7 @@ static void record(struct td_console *c, bool is_stderr, const char *text, size_
 				break;
 			if (b >= 0x80) {
 				k = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
-				if ((size_t)(end - p) < k || !td_utf8_valid(p, k))
+				if ((size_t)(end - p) < k || !utf8_valid(p, k))
 					break;
 			}
 			p += k;
@@ -133,7 +121,8 @@ static bool pump(struct td_console *c, struct stream *st)
 		st->eof = true;
 	if (r <= 0)
 		return r < 0 && errno == EINTR;
-	write_all(st->saved, st->buf + st->len, (size_t)r);
+	(void)fs_write_all(st->saved, st->buf + st->len,
+	                   (size_t)r); /* the original output is gone: keep recording */
 	st->len += (size_t)r;
 	emit(c, st, false);
 	return true;

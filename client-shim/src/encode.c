@@ -9,59 +9,30 @@
 #include <time.h>
 
 #include "internal.h"
-
-size_t td_varint_size(uint64_t v)
-{
-	size_t n = 1;
-
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
-size_t td_varint_put(uint8_t *dst, uint64_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		dst[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	dst[n++] = (uint8_t)v;
-	return n;
-}
-
-/* Protobuf key byte: field number and wire type. */
-#define PB_KEY(field, wire) ((uint8_t)(((field) << 3) | (wire)))
-#define PB_VARINT           0
-#define PB_LEN              2
+#include "varint.h"
 
 /*
- * The records were encoded once, as Batch field 3 entries, when they were
+ * The records were encoded once, as Batch.records entries, when they were
  * logged; the envelope around them is written here so that sending (and
- * resending) a batch never re-encodes them. Field numbers follow
- * trackd.proto: Request.protocol_version = 1, Request.batch = 2,
- * Batch.session_id = 1, Batch.seq = 2.
+ * resending) a batch never re-encodes them.
  */
 size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX],
                        const uint8_t session_id[TRACKD_SESSION_ID_BYTES], uint64_t seq,
                        size_t records_len)
 {
-	size_t batch_len = 2 + TRACKD_SESSION_ID_BYTES + 1 + td_varint_size(seq) + records_len;
+	size_t batch_len = 2 + TRACKD_SESSION_ID_BYTES + 1 + varint_size(seq) + records_len;
 	size_t n = 0;
 
-	dst[n++] = PB_KEY(1, PB_VARINT);
-	n += td_varint_put(dst + n, TRACKD_PROTOCOL_VERSION);
-	dst[n++] = PB_KEY(2, PB_LEN);
-	n += td_varint_put(dst + n, batch_len);
-	dst[n++] = PB_KEY(1, PB_LEN);
+	dst[n++] = WIRE_KEY(REQUEST, PROTOCOL_VERSION);
+	n += varint_put(dst + n, TRACKD_PROTOCOL_VERSION);
+	dst[n++] = WIRE_KEY(REQUEST, BATCH);
+	n += varint_put(dst + n, batch_len);
+	dst[n++] = WIRE_KEY(BATCH, SESSION_ID);
 	dst[n++] = TRACKD_SESSION_ID_BYTES;
 	memcpy(dst + n, session_id, TRACKD_SESSION_ID_BYTES);
 	n += TRACKD_SESSION_ID_BYTES;
-	dst[n++] = PB_KEY(2, PB_VARINT);
-	n += td_varint_put(dst + n, seq);
+	dst[n++] = WIRE_KEY(BATCH, SEQ);
+	n += varint_put(dst + n, seq);
 	return n;
 }
 
@@ -241,24 +212,21 @@ Trackd__V1__Item **td_scratch_fill(struct td_scratch *s, const td_item *items, s
 	return fill(s, items, n, &pos);
 }
 
-/* Value field keys: double 1 (fixed64), int 2, bool 3 (varint), string 4,
- * map 5, list 6, null 7 (length-delimited); Item: key 1, value 2; MapValue:
- * items 1; ListValue: values 1. */
-#define KEY_VALUE_DOUBLE PB_KEY(1, 1)
-#define KEY_VALUE_INT    PB_KEY(2, PB_VARINT)
-#define KEY_VALUE_BOOL   PB_KEY(3, PB_VARINT)
-#define KEY_VALUE_STRING PB_KEY(4, PB_LEN)
-#define KEY_VALUE_MAP    PB_KEY(5, PB_LEN)
-#define KEY_VALUE_LIST   PB_KEY(6, PB_LEN)
-#define KEY_VALUE_NULL   PB_KEY(7, PB_LEN)
-#define KEY_ITEM_KEY     PB_KEY(1, PB_LEN)
-#define KEY_ITEM_VALUE   PB_KEY(2, PB_LEN)
-#define KEY_MAP_ITEMS    PB_KEY(1, PB_LEN)
-#define KEY_LIST_VALUES  PB_KEY(1, PB_LEN)
+#define KEY_VALUE_DOUBLE WIRE_KEY(VALUE, DOUBLE_VALUE)
+#define KEY_VALUE_INT    WIRE_KEY(VALUE, INT_VALUE)
+#define KEY_VALUE_BOOL   WIRE_KEY(VALUE, BOOL_VALUE)
+#define KEY_VALUE_STRING WIRE_KEY(VALUE, STRING_VALUE)
+#define KEY_VALUE_MAP    WIRE_KEY(VALUE, MAP_VALUE)
+#define KEY_VALUE_LIST   WIRE_KEY(VALUE, LIST_VALUE)
+#define KEY_VALUE_NULL   WIRE_KEY(VALUE, NULL_VALUE)
+#define KEY_ITEM_KEY     WIRE_KEY(ITEM, KEY)
+#define KEY_ITEM_VALUE   WIRE_KEY(ITEM, VALUE)
+#define KEY_MAP_ITEMS    WIRE_KEY(MAP_VALUE, ITEMS)
+#define KEY_LIST_VALUES  WIRE_KEY(LIST_VALUE, VALUES)
 
 static size_t delimited(size_t len)
 {
-	return 1 + td_varint_size(len) + len;
+	return 1 + varint_size(len) + len;
 }
 
 static size_t measure_items(struct td_item_len *lens, const td_item *items, size_t n, bool list,
@@ -270,7 +238,7 @@ static void measure_value(struct td_item_len *lens, struct td_item_len *l, const
 {
 	switch (it->type) {
 	case TD_DOUBLE: l->value = 1 + 8; break;
-	case TD_INT: l->value = 1 + td_varint_size((uint64_t)it->v.i); break;
+	case TD_INT: l->value = 1 + varint_size((uint64_t)it->v.i); break;
 	case TD_BOOL: l->value = 1 + 1; break;
 	case TD_NULL: l->value = 1 + 1; break;
 	case TD_STRING:
@@ -336,7 +304,7 @@ static uint8_t *write_value(const struct td_item_len *lens, const struct td_item
 		break;
 	case TD_INT:
 		*p++ = KEY_VALUE_INT;
-		p += td_varint_put(p, (uint64_t)it->v.i);
+		p += varint_put(p, (uint64_t)it->v.i);
 		break;
 	case TD_BOOL:
 		*p++ = KEY_VALUE_BOOL;
@@ -348,18 +316,18 @@ static uint8_t *write_value(const struct td_item_len *lens, const struct td_item
 		break;
 	case TD_STRING:
 		*p++ = KEY_VALUE_STRING;
-		p += td_varint_put(p, l->inner);
+		p += varint_put(p, l->inner);
 		memcpy(p, it->v.s, l->inner);
 		p += l->inner;
 		break;
 	case TD_MAP:
 		*p++ = KEY_VALUE_MAP;
-		p += td_varint_put(p, l->inner);
+		p += varint_put(p, l->inner);
 		p = write_items(lens, it->v.map.items, it->v.map.n, KEY_MAP_ITEMS, false, next, p);
 		break;
 	case TD_LIST:
 		*p++ = KEY_VALUE_LIST;
-		p += td_varint_put(p, l->inner);
+		p += varint_put(p, l->inner);
 		p = write_items(lens, it->v.list.items, it->v.list.n, KEY_LIST_VALUES, true, next,
 		                p);
 		break;
@@ -378,14 +346,14 @@ static uint8_t *write_items(const struct td_item_len *lens, const td_item *items
 		const struct td_item_len *l = &lens[base + i];
 
 		*p++ = key;
-		p += td_varint_put(p, l->item);
+		p += varint_put(p, l->item);
 		if (!list) {
 			*p++ = KEY_ITEM_KEY;
-			p += td_varint_put(p, l->key);
+			p += varint_put(p, l->key);
 			memcpy(p, it->key, l->key);
 			p += l->key;
 			*p++ = KEY_ITEM_VALUE;
-			p += td_varint_put(p, l->value);
+			p += varint_put(p, l->value);
 		}
 		p = write_value(lens, l, it, next, p);
 	}
@@ -406,12 +374,12 @@ uint8_t *td_items_record_write(const struct td_scratch *s, const struct td_items
 {
 	size_t next = 0;
 
-	*p++ = PB_KEY(1, PB_LEN); /* Record.run_id */
-	p += td_varint_put(p, r->run_id_len);
+	*p++ = WIRE_KEY(RECORD, RUN_ID);
+	p += varint_put(p, r->run_id_len);
 	memcpy(p, r->run_id, r->run_id_len);
 	p += r->run_id_len;
 	*p++ = r->body_key;
-	p += td_varint_put(p, r->body_len);
+	p += varint_put(p, r->body_len);
 	if (r->head_len > 0) {
 		memcpy(p, r->head, r->head_len);
 		p += r->head_len;
@@ -424,16 +392,16 @@ size_t td_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_t
 	size_t n = 0;
 
 	if (step != TD_STEP_AUTO) {
-		dst[n++] = PB_KEY(1, PB_VARINT);
-		n += td_varint_put(dst + n, (uint64_t)step);
+		dst[n++] = WIRE_KEY(HISTORY_ROW, STEP);
+		n += varint_put(dst + n, (uint64_t)step);
 	}
 	/* commit defaults to true on the wire; only a false costs bytes. */
 	if (!commit) {
-		dst[n++] = PB_KEY(2, PB_VARINT);
+		dst[n++] = WIRE_KEY(HISTORY_ROW, COMMIT);
 		dst[n++] = 0;
 	}
-	dst[n++] = PB_KEY(3, PB_VARINT);
-	n += td_varint_put(dst + n, (uint64_t)client_time_us);
+	dst[n++] = WIRE_KEY(HISTORY_ROW, CLIENT_TIME_US);
+	n += varint_put(dst + n, (uint64_t)client_time_us);
 	return n;
 }
 

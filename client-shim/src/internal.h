@@ -3,7 +3,7 @@
  *
  * Data flow: a recording call (td_log, …) validates its items without the lock,
  * then, under the run's one mutex, encodes one protobuf Record straight into
- * the *open batch*, framed as field 3 of a Batch message (tag 0x1a, varint
+ * the *open batch*, framed as Batch.records entries (key, varint
  * length, bytes): item records by the hand encoder in encode.c, the rare
  * others (RunStart, RunExit, console output) by protobuf-c. Sealing moves the open batch to the
  * FIFO of *sealed* batches and gives it the next seq; the sender thread sends the oldest sealed
@@ -55,6 +55,7 @@
 #include "trackd/trackd.h"
 #include "trackd/v1/limits.h"
 #include "trackd/v1/trackd.pb-c.h"
+#include "trackd/v1/wire.h"
 
 /* Largest Request/Batch envelope written in front of the record bytes:
  * version (2) + batch tag and length (1 + 10) + session id (2 + 16) + seq (1 + 10). */
@@ -175,12 +176,13 @@ struct td_items_record {
 	size_t record_len;
 };
 
-/* Record field keys (field << 3 | length-delimited). */
-#define TD_KEY_RECORD_HISTORY 0x1a
-#define TD_KEY_RECORD_SUMMARY 0x22
-#define TD_KEY_RECORD_CONFIG  0x2a
-#define TD_KEY_HISTORY_ITEMS  0x22
-#define TD_KEY_UPDATE_ITEMS   0x0a
+/* Keys of the item records' bodies (trackd/v1/wire.h). */
+#define TD_KEY_RECORD_HISTORY WIRE_KEY(RECORD, HISTORY)
+#define TD_KEY_RECORD_SUMMARY WIRE_KEY(RECORD, SUMMARY)
+#define TD_KEY_RECORD_CONFIG  WIRE_KEY(RECORD, CONFIG)
+#define TD_KEY_HISTORY_ITEMS  WIRE_KEY(HISTORY_ROW, ITEMS)
+#define TD_KEY_SUMMARY_ITEMS  WIRE_KEY(SUMMARY_UPDATE, ITEMS)
+#define TD_KEY_CONFIG_ITEMS   WIRE_KEY(CONFIG_UPDATE, ITEMS)
 #define TD_HISTORY_HEAD_MAX   32
 
 /* What validation counted, so encoding can size its scratch up front. */
@@ -323,7 +325,6 @@ struct td_run {
 int td_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* validate.c */
-bool td_utf8_valid(const char *s, size_t n);
 /* Checks items against the default limits; on failure sets the detail (prefixed
  * with `what`) and returns TD_ERR_INVALID. */
 int td_check_items(const struct td_limits *lim, const char *what, const td_item *items, size_t n,
@@ -338,8 +339,6 @@ void td_limits_learn(struct td_run *run, const Trackd__V1__Limits *agent);
 int td_check_text(const char *what, const char *s, size_t max, bool non_empty);
 
 /* encode.c */
-size_t td_varint_size(uint64_t v);
-size_t td_varint_put(uint8_t *dst, uint64_t v);
 /* Writes the Request{protocol_version, batch = Batch{session_id, seq, …}}
  * prefix for `records_len` bytes of framed records; returns its length. */
 size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX],

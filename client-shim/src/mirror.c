@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "footer.h"
+#include "hash.h"
 #include "internal.h"
 
 #define MIRROR_MAX_KEYS 16384u
@@ -97,19 +98,6 @@ struct td_mirror {
 	} row_cache[ROW_CACHE];
 };
 
-static uint64_t hash_key(const char *key, size_t len)
-{
-	/* FNV-1a: short keys, no setup cost. */
-	uint64_t h = 0xcbf29ce484222325u;
-	const unsigned char *p = (const unsigned char *)key;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3u;
-	}
-	return h;
-}
-
 /* splitmix64: fast and fully determined by the seed. */
 static uint64_t rng_next(uint64_t *state)
 {
@@ -132,7 +120,7 @@ int td_mirror_new(struct td_run *run)
 	if (m == NULL)
 		return td_fail(TD_ERR_NOMEM, "td_init: out of memory");
 	/* Seeded by the run id: the same run logs the same footer. */
-	m->rng = hash_key(run->run_id, run->run_id_len);
+	m->rng = hash_fnv1a64(run->run_id, run->run_id_len);
 	run->mirror = m;
 	return TD_OK;
 }
@@ -222,7 +210,7 @@ static inline struct mkey *lookup_at(struct td_mirror *m, size_t i, const char *
 
 static struct mkey *lookup(struct td_mirror *m, const char *key, size_t len)
 {
-	uint64_t h = hash_key(key, len);
+	uint64_t h = hash_fnv1a64(key, len);
 
 	if (m->n_slots > 0) {
 		for (size_t j = h & (m->n_slots - 1);; j = (j + 1) & (m->n_slots - 1)) {

@@ -25,6 +25,7 @@
 #include "footer.h"
 
 #include "internal.h"
+#include "utf8.h"
 
 void td_run_options_init(td_run_options *opts)
 {
@@ -207,7 +208,7 @@ static void default_entity(char *out, size_t len)
 	char buf[1024];
 
 	if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &res) == 0 && res != NULL &&
-	    td_utf8_valid(res->pw_name, strlen(res->pw_name)))
+	    utf8_valid(res->pw_name, strlen(res->pw_name)))
 		snprintf(out, len, "%s", res->pw_name);
 	else
 		snprintf(out, len, "uid%u", (unsigned)geteuid());
@@ -226,7 +227,7 @@ static int buffer_run_start(struct td_run *run, const td_run_options *o,
 		host[0] = '\0';
 	host[sizeof(host) - 1] = '\0';
 	/* The agent refuses invalid UTF-8; an odd host name must not sink the run. */
-	if (!td_utf8_valid(host, strlen(host)))
+	if (!utf8_valid(host, strlen(host)))
 		host[0] = '\0';
 
 	/* protobuf-c wants char *; it only reads these. */
@@ -483,7 +484,7 @@ int td_summary_update(td_run *run, const td_item *items, size_t n)
 		return disabled_check("td_summary_update", items, n);
 	struct td_items_record r = {
 	    .body_key = TD_KEY_RECORD_SUMMARY,
-	    .items_key = TD_KEY_UPDATE_ITEMS,
+	    .items_key = TD_KEY_SUMMARY_ITEMS,
 	    .items = items,
 	    .n = n,
 	};
@@ -498,7 +499,7 @@ int td_config_update(td_run *run, const td_item *items, size_t n)
 		return disabled_check("td_config_update", items, n);
 	struct td_items_record r = {
 	    .body_key = TD_KEY_RECORD_CONFIG,
-	    .items_key = TD_KEY_UPDATE_ITEMS,
+	    .items_key = TD_KEY_CONFIG_ITEMS,
 	    .items = items,
 	    .n = n,
 	};

@@ -50,6 +50,11 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "crc32c.h"
+#include "fs.h"
+#include "hash.h"
+#include "le.h"
+#include "paths.h"
+#include "varint.h"
 #include "internal.h"
 
 #define SPOOL_SUFFIX ".spool"
@@ -96,35 +101,10 @@ int td_spool_default_dir(char *buf, size_t len)
 /* <base>/<16 hex digits of FNV-1a 64 of the agent URL> */
 static int agent_dir(const char *base, const char *url, char *out, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325u;
-
-	for (const unsigned char *p = (const unsigned char *)url; *p; p++) {
-		h ^= *p;
-		h *= 0x100000001b3u;
-	}
-	int n = snprintf(out, len, "%s/%016llx", base, (unsigned long long)h);
+	int n = snprintf(out, len, "%s/%016llx", base, (unsigned long long)hash_fnv1a64_str(url));
 	if (n < 0 || (size_t)n >= len)
 		return td_fail(TD_ERR_INVALID, "spool dir path longer than %zu bytes", len - 1);
 	return TD_OK;
-}
-
-static int mkdir_p(const char *dir)
-{
-	char path[PATH_MAX];
-
-	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
-		return ENAMETOOLONG;
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(path, 0700) != 0 && errno != EEXIST)
-			return errno;
-		*p = '/';
-	}
-	if (mkdir(path, 0700) != 0 && errno != EEXIST)
-		return errno;
-	return 0;
 }
 
 int td_spool_init(struct td_run *run, const char *dir, size_t max_bytes)
@@ -163,10 +143,10 @@ int td_spool_init(struct td_run *run, const char *dir, size_t max_bytes)
 static int spool_open_locked(struct td_spool *sp)
 {
 	char tmp[sizeof(sp->path) + 8];
-	int err, fd;
+	int fd;
 
-	if ((err = mkdir_p(sp->dir)) != 0) {
-		spool_error(sp, "cannot create %s: %s", sp->dir, strerror(err));
+	if (mkdir_parents(sp->dir, 0700) != 0) {
+		spool_error(sp, "cannot create %s: %s", sp->dir, strerror(errno));
 		return TD_ERR_FULL;
 	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp", sp->path);
@@ -186,45 +166,9 @@ static int spool_open_locked(struct td_spool *sp)
 	return TD_OK;
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* pwritev until everything is written (or an error). */
-static int write_all(int fd, struct iovec *iov, int n, uint64_t off)
-{
-	while (n > 0) {
-		ssize_t w = pwritev(fd, iov, n, (off_t)off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno;
-		}
-		off += (uint64_t)w;
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (char *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
-	}
-	return 0;
-}
-
 int td_spool_spill_locked(struct td_run *run)
 {
 	struct td_spool *sp = &run->spool;
-	int err;
 
 	if (!sp->enabled)
 		return TD_ERR_FULL;
@@ -260,8 +204,8 @@ int td_spool_spill_locked(struct td_run *run)
 		         crc32c_update(crc32c_update(0, envelope, env_len), b->data, b->len));
 		struct iovec iov[3] = {
 		    {header, sizeof(header)}, {envelope, env_len}, {b->data, b->len}};
-		if ((err = write_all(sp->fd, iov, 3, off)) != 0) {
-			spool_error(sp, "cannot write %s: %s", sp->path, strerror(err));
+		if (fs_pwritev_all(sp->fd, iov, 3, off) != 0) {
+			spool_error(sp, "cannot write %s: %s", sp->path, strerror(errno));
 			n_written = 0;
 			break;
 		}
@@ -302,33 +246,20 @@ int td_spool_spill_locked(struct td_run *run)
 	return run->head == NULL ? TD_OK : TD_ERR_FULL;
 }
 
-/* Reads varint at *p; false if malformed or past end. */
-static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	*v = 0;
-	for (int shift = 0; *p < end && shift < 64; shift += 7) {
-		uint8_t b = *(*p)++;
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return true;
-	}
-	return false;
-}
-
 /* Skips one field's payload of wire type wt; false if malformed. */
 static bool skip_field(const uint8_t **p, const uint8_t *end, unsigned wt, uint64_t *len_out)
 {
 	uint64_t v;
 
 	switch (wt) {
-	case 0: return get_varint(p, end, &v);
+	case 0: return varint_get(p, end, &v, VARINT_MAX_BYTES);
 	case 1:
 		if (end - *p < 8)
 			return false;
 		*p += 8;
 		return true;
 	case 2:
-		if (!get_varint(p, end, &v) || v > (uint64_t)(end - *p))
+		if (!varint_get(p, end, &v, VARINT_MAX_BYTES) || v > (uint64_t)(end - *p))
 			return false;
 		if (len_out)
 			*len_out = v;
@@ -351,12 +282,12 @@ static bool request_info(const uint8_t *req, size_t len, uint64_t *seq, uint32_t
 	uint64_t key, blen = 0;
 
 	while (p < end) {
-		if (!get_varint(&p, end, &key))
+		if (!varint_get(&p, end, &key, VARINT_MAX_BYTES))
 			return false;
 		uint64_t flen = 0;
 		if (!skip_field(&p, end, (unsigned)(key & 7), &flen))
 			return false;
-		if (key == ((2u << 3) | 2)) { /* Request.batch */
+		if (key == WIRE_KEY(REQUEST, BATCH)) {
 			batch = p - flen;
 			blen = flen;
 		}
@@ -368,17 +299,17 @@ static bool request_info(const uint8_t *req, size_t len, uint64_t *seq, uint32_t
 	bool have_seq = false;
 	*n_records = 0;
 	while (p < end) {
-		if (!get_varint(&p, end, &key))
+		if (!varint_get(&p, end, &key, VARINT_MAX_BYTES))
 			return false;
-		if (key == ((2u << 3) | 0)) { /* Batch.seq */
-			if (!get_varint(&p, end, seq))
+		if (key == WIRE_KEY(BATCH, SEQ)) {
+			if (!varint_get(&p, end, seq, VARINT_MAX_BYTES))
 				return false;
 			have_seq = true;
 			continue;
 		}
 		if (!skip_field(&p, end, (unsigned)(key & 7), NULL))
 			return false;
-		if (key == ((3u << 3) | 2)) /* Batch.records */
+		if (key == WIRE_KEY(BATCH, RECORDS))
 			(*n_records)++;
 	}
 	return have_seq && *seq > 0;

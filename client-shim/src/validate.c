@@ -9,52 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
-
-/* UTF-8 as in Unicode table 3-7: no overlong forms, no surrogates, nothing
- * above U+10FFFF. */
-bool td_utf8_valid(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	const unsigned char *end = p + n;
-
-	while (p < end) {
-		unsigned c = *p;
-		unsigned lo = 0x80, hi = 0xbf;
-		size_t more;
-
-		if (c < 0x80) {
-			p++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			more = 1;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			more = 2;
-			if (c == 0xe0)
-				lo = 0xa0;
-			else if (c == 0xed)
-				hi = 0x9f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			more = 3;
-			if (c == 0xf0)
-				lo = 0x90;
-			else if (c == 0xf4)
-				hi = 0x8f;
-		} else {
-			return false;
-		}
-		if ((size_t)(end - p) <= more)
-			return false;
-		if (p[1] < lo || p[1] > hi)
-			return false;
-		for (size_t i = 2; i <= more; i++) {
-			if (p[i] < 0x80 || p[i] > 0xbf)
-				return false;
-		}
-		p += more + 1;
-	}
-	return true;
-}
+#include "utf8.h"
 
 const struct td_limits td_default_limits = {
     .message_bytes = TRACKD_DEFAULT_MAX_MESSAGE_BYTES,
@@ -108,7 +63,7 @@ int td_check_text(const char *what, const char *s, size_t max, bool non_empty)
 		return td_fail(TD_ERR_INVALID, "%s: empty", what);
 	if (len > max)
 		return td_fail(TD_ERR_INVALID, "%s: longer than %zu bytes", what, max);
-	if (!td_utf8_valid(s, len))
+	if (!utf8_valid(s, len))
 		return td_fail(TD_ERR_INVALID, "%s: not valid UTF-8", what);
 	return TD_OK;
 }
@@ -143,7 +98,7 @@ static int walk_fail(const struct item_walk *w, const char *problem)
 		 * were checked on the way down. */
 		if (w->in_list[l])
 			r = snprintf(where + off, sizeof(where) - off, "[%zu]", w->index[l]);
-		else if (klen > 0 && klen <= 40 && td_utf8_valid(key, klen))
+		else if (klen > 0 && klen <= 40 && utf8_valid(key, klen))
 			r = snprintf(where + off, sizeof(where) - off, "%s\"%s\"", sep, key);
 		else
 			r = snprintf(where + off, sizeof(where) - off, "%s#%zu", sep, w->index[l]);
@@ -213,7 +168,7 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n, bool 
 			snprintf(problem, sizeof(problem), "key is longer than %llu bytes",
 			         (unsigned long long)w->lim->key_bytes);
 			return walk_fail(w, problem);
-		} else if (!td_utf8_valid(it->key, len)) {
+		} else if (!utf8_valid(it->key, len)) {
 			return walk_fail(w, "key is not valid UTF-8");
 		}
 		switch (it->type) {
@@ -231,7 +186,7 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n, bool 
 				         (unsigned long long)w->lim->string_bytes);
 				return walk_fail(w, problem);
 			}
-			if (!td_utf8_valid(it->v.s, len))
+			if (!utf8_valid(it->v.s, len))
 				return walk_fail(w, "string value is not valid UTF-8");
 			break;
 		case TD_MAP:

@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "fixture.h"
 #include "internal.h"
 #include "test_server.h"
 #include "trackd/trackd.h"
@@ -266,7 +266,7 @@ static void check_session_rows(struct tc *t, struct test_server *s, unsigned ses
 			if (!item_is_int(rec->history->items, rec->history->n_items, "i", next)) {
 				fprintf(stderr, "  session %u: row %d missing or out of order\n",
 				        session, next);
-				t->failed_checks++;
+				check_failed++;
 				return;
 			}
 			next++;
@@ -290,7 +290,7 @@ static void check_session_seqs(struct tc *t, struct test_server *s, unsigned ses
 		if (b->seq != next) {
 			fprintf(stderr, "  session %u: appended seq %llu, want %llu\n", session,
 			        (unsigned long long)b->seq, (unsigned long long)next);
-			t->failed_checks++;
+			check_failed++;
 			return;
 		}
 		next++;
@@ -816,7 +816,7 @@ static void test_footer_golden(struct tc *t)
 	mask_date(buf);
 	if (strcmp(buf, golden_footer) != 0) {
 		fprintf(stderr, "  footer differs; got:\n%s\n  want:\n%s\n", buf, golden_footer);
-		t->failed_checks++;
+		check_failed++;
 	}
 	CHECK_RC(td_footer(run, NULL, 0), n);
 	char small[16];
@@ -1092,7 +1092,6 @@ int main(int argc, char **argv)
 	};
 	char dir[] = "/tmp/trackd-features-XXXXXX";
 	struct tc t = {.argv0 = argv[0]};
-	int passed = 0, failed = 0;
 	const char *only = argc == 2 ? argv[1] : NULL;
 
 	if (argc == 5 && strcmp(argv[1], "--child") == 0)
@@ -1106,16 +1105,11 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		if (only && strcmp(only, tests[i].name) != 0)
 			continue;
-		t.failed_checks = 0;
+		int failed_before = check_failed;
 		tests[i].fn(&t);
-		printf("%s %s\n", t.failed_checks ? "FAIL" : "ok  ", tests[i].name);
+		printf("%s %s\n", check_failed != failed_before ? "FAIL" : "ok  ", tests[i].name);
 		fflush(stdout);
-		if (t.failed_checks)
-			failed++;
-		else
-			passed++;
 	}
 	remove_tree(dir);
-	printf("client_features_test: %d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return CHECK_SUMMARY("client_features_test");
 }

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "fixture.h"
 #include "internal.h"
 #include "test_server.h"
 #include "trackd/trackd.h"
@@ -45,7 +45,7 @@ static void check_rows_in_order(struct tc *t, struct test_server *s, int n)
 		if (!item_is_int(h->items, h->n_items, "i", next) ||
 		    !item_is_double(h->items, h->n_items, "loss", 1.0 / (next + 1))) {
 			fprintf(stderr, "  row %d missing or wrong at record %zu\n", next, r);
-			t->failed_checks++;
+			check_failed++;
 			return;
 		}
 		next++;
@@ -171,7 +171,7 @@ static void test_rows_arrive_in_order_typed(struct tc *t)
 		ok = ok && (bool)h->commit == (i % 50 != 7) && h->has_client_time_us;
 		if (!ok) {
 			fprintf(stderr, "  history row %d differs\n", i);
-			t->failed_checks++;
+			check_failed++;
 			break;
 		}
 	}
@@ -931,14 +931,14 @@ static void test_threads_keep_their_order(struct tc *t)
 		const Trackd__V1__Item *n_item = find_item(rec->history->items, 3, "n");
 		if (!th_item || !n_item || th_item->value->int_value < 0 ||
 		    th_item->value->int_value > 3) {
-			t->failed_checks++;
+			check_failed++;
 			break;
 		}
 		int id = (int)th_item->value->int_value;
 		if (n_item->value->int_value != next[id]) {
 			fprintf(stderr, "  thread %d: got n=%lld, want %d\n", id,
 			        (long long)n_item->value->int_value, next[id]);
-			t->failed_checks++;
+			check_failed++;
 			break;
 		}
 		next[id]++;
@@ -1073,14 +1073,14 @@ static void compare_encoders(struct tc *t, const char *label, int kind, const td
 		rec.history = &row;
 	} else if (kind == 1) {
 		r.body_key = TD_KEY_RECORD_SUMMARY;
-		r.items_key = TD_KEY_UPDATE_ITEMS;
+		r.items_key = TD_KEY_SUMMARY_ITEMS;
 		summary.n_items = n;
 		summary.items = pb_items;
 		rec.body_case = TRACKD__V1__RECORD__BODY_SUMMARY;
 		rec.summary = &summary;
 	} else {
 		r.body_key = TD_KEY_RECORD_CONFIG;
-		r.items_key = TD_KEY_UPDATE_ITEMS;
+		r.items_key = TD_KEY_CONFIG_ITEMS;
 		config.n_items = n;
 		config.items = pb_items;
 		rec.body_case = TRACKD__V1__RECORD__BODY_CONFIG;
@@ -1097,7 +1097,7 @@ static void compare_encoders(struct tc *t, const char *label, int kind, const td
 	if (!same) {
 		fprintf(stderr, "  %s: hand encoder %zu bytes, protobuf-c %zu bytes, differ\n",
 		        label, got_len, want_len);
-		t->failed_checks++;
+		check_failed++;
 	}
 	free(want);
 	free(got);
@@ -1165,7 +1165,6 @@ int main(void)
 	};
 	char dir[] = "/tmp/trackd-client-XXXXXX";
 	struct tc t = {0};
-	int passed = 0, failed = 0;
 
 	if (mkdtemp(dir) == NULL) {
 		perror("mkdtemp");
@@ -1174,16 +1173,11 @@ int main(void)
 	t.dir = dir;
 	unsetenv("TRACKD_SOCKET");
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		t.failed_checks = 0;
+		int failed_before = check_failed;
 		tests[i].fn(&t);
-		printf("%s %s\n", t.failed_checks ? "FAIL" : "ok  ", tests[i].name);
+		printf("%s %s\n", check_failed != failed_before ? "FAIL" : "ok  ", tests[i].name);
 		fflush(stdout);
-		if (t.failed_checks)
-			failed++;
-		else
-			passed++;
 	}
 	remove_tree(dir);
-	printf("client_test: %d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return CHECK_SUMMARY("client_test");
 }

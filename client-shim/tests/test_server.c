@@ -10,6 +10,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "test_server.h"
+#include "varint.h"
 
 static void sleep_ms(int ms)
 {
@@ -62,19 +63,6 @@ static unsigned attempts_locked(struct test_server *s, uint64_t seq)
 	return n;
 }
 
-/* Reads a varint at *p (bounds-checked); false if malformed. */
-static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	*v = 0;
-	for (int shift = 0; *p < end && shift < 64; shift += 7) {
-		uint8_t b = *(*p)++;
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return true;
-	}
-	return false;
-}
-
 /* Cost runs: read just the envelope (version, batch length, session, seq) so
  * the stand-in agent is not the bottleneck it would be decoding every record. */
 static bool envelope_seq(const uint8_t *p, size_t len, uint64_t *seq)
@@ -85,14 +73,14 @@ static bool envelope_seq(const uint8_t *p, size_t len, uint64_t *seq)
 	if (len < 4 || p[0] != 0x08 || p[1] != TRACKD_PROTOCOL_VERSION || p[2] != 0x12)
 		return false;
 	p += 3;
-	if (!get_varint(&p, end, &v) || end - p < 2 + TRACKD_SESSION_ID_BYTES + 2)
+	if (!varint_get(&p, end, &v, VARINT_MAX_BYTES) || end - p < 2 + TRACKD_SESSION_ID_BYTES + 2)
 		return false;
 	if (p[0] != 0x0a || p[1] != TRACKD_SESSION_ID_BYTES)
 		return false;
 	p += 2 + TRACKD_SESSION_ID_BYTES;
 	if (*p++ != 0x10)
 		return false;
-	return get_varint(&p, end, seq);
+	return varint_get(&p, end, seq, VARINT_MAX_BYTES);
 }
 
 /* False if this is not a batch (a status or query: answered the slow way). */

@@ -5,6 +5,9 @@
 #include "files.h"
 #include "log.h"
 #include "proc.h"
+#include "varint.h"
+
+#include "trackd/v1/wire.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -526,13 +529,8 @@ static int submit_crash(struct local_sink *s, const struct run *r, int32_t pid)
 	if (n + 8 > sizeof buf)
 		return TRACKD_ETOOBIG;
 	size_t k = 0;
-	buf[k++] = 0x1a; /* Batch.records */
-	size_t v = n;
-	while (v >= 0x80) {
-		buf[k++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	buf[k++] = (uint8_t)v;
+	buf[k++] = WIRE_KEY(BATCH, RECORDS);
+	k += varint_put(buf + k, n);
 	trackd__v1__record__pack(&rec, buf + k);
 	return s->opts.submit(s->opts.submit_arg, buf, k + n);
 }

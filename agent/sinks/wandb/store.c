@@ -3,6 +3,7 @@
 
 #include "crc32c.h"
 #include "errors.h"
+#include "fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,21 +33,6 @@ void wb_state_file_name(const char *run_id, char *out, size_t len)
 	for (const unsigned char *p = (const unsigned char *)run_id; *p && n + 8 < len; p++)
 		n += (size_t)snprintf(out + n, len - n, "%02x", *p);
 	snprintf(out + n, len - n, ".state");
-}
-
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return trackd_err_from_errno(errno);
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return TRACKD_OK;
 }
 
 int wb_state_write(const char *dir, const char *run_id, const struct wb_state *st)
@@ -85,36 +71,14 @@ int wb_state_write(const char *dir, const char *run_id, const struct wb_state *s
 	p += st->snapshot_len;
 	put_le32(p, crc32c_update(0, b, (size_t)(p - b)));
 
-	char name[200], path[4096], tmp[4200];
+	char name[200], path[4096];
 	wb_state_file_name(run_id, name, sizeof name);
 	if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
 		free(b);
 		return TRACKD_EINVAL;
 	}
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	int rv = TRACKD_OK;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rv = trackd_err_from_errno(errno);
-	} else {
-		rv = write_all(fd, b, len);
-		if (!rv && fdatasync(fd) != 0)
-			rv = trackd_err_from_errno(errno);
-		if (close(fd) != 0 && !rv)
-			rv = trackd_err_from_errno(errno);
-		if (!rv && rename(tmp, path) != 0)
-			rv = trackd_err_from_errno(errno);
-		if (rv)
-			unlink(tmp);
-	}
+	int rv = fs_write_atomic(path, b, len, 0600, true);
 	free(b);
-	if (rv)
-		return rv;
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return trackd_err_from_errno(errno);
-	rv = fsync(dfd) == 0 ? TRACKD_OK : trackd_err_from_errno(errno);
-	close(dfd);
 	return rv;
 }
 
@@ -142,38 +106,15 @@ int wb_state_read(const char *dir, const char *run_id, struct wb_state *st)
 	wb_state_file_name(run_id, name, sizeof name);
 	if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
 		return TRACKD_EINVAL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return trackd_err_from_errno(errno);
-	struct stat sb;
-	if (fstat(fd, &sb) != 0) {
-		int rv = trackd_err_from_errno(errno);
-		close(fd);
+	char *text;
+	size_t len;
+	int rv = fs_read_file(path, WB_STATE_MAX_BYTES + 4096, &text, &len);
+	if (rv)
 		return rv;
-	}
-	if (sb.st_size > (off_t)WB_STATE_MAX_BYTES + 4096) {
-		close(fd);
-		return TRACKD_ETOOBIG;
-	}
-	size_t len = (size_t)sb.st_size;
-	uint8_t *b = malloc(len ? len : 1);
-	if (!b) {
-		close(fd);
-		return TRACKD_ENOMEM;
-	}
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = read(fd, b + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	int rv = TRACKD_ECORRUPT;
+	uint8_t *b = (uint8_t *)text;
+	rv = TRACKD_ECORRUPT;
 	const size_t fixed = 8 + 4 + 32;
-	if (got != len || len < fixed + 2 + 2 + 4 + 4 || memcmp(b, magic, 8) != 0 ||
+	if (len < fixed + 2 + 2 + 4 + 4 || memcmp(b, magic, 8) != 0 ||
 	    crc32c_update(0, b, len - 4) != get_le32(b + len - 4))
 		goto out;
 	const uint8_t *p = b + 8, *end = b + len - 4;

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "errors.h"
+#include "fs.h"
 #include "log.h"
 #include "store.h"
 
@@ -56,8 +57,7 @@ int wb_sync_progress_decode(const uint8_t *data, size_t len, struct wb_sync_prog
 {
 	if (len != WB_SYNC_PROGRESS_BYTES || memcmp(data, progress_magic, 8) != 0)
 		return TRACKD_ECORRUPT;
-	p->flags = (uint32_t)data[8] | (uint32_t)data[9] << 8 | (uint32_t)data[10] << 16 |
-	           (uint32_t)data[11] << 24;
+	p->flags = get_le32(data + 8);
 	p->local_index = get_le64(data + 12);
 	p->history_lines = get_le64(data + 20);
 	p->history_bytes = get_le64(data + 28);

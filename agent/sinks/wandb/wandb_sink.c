@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
+#include "paths.h"
 #include "store.h"
 
 #include <dirent.h>
@@ -1286,27 +1287,6 @@ static void load_running(struct wandb_sink *s)
 	closedir(d);
 }
 
-static int mkdir_p(const char *path)
-{
-	char buf[4096];
-	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof buf)
-		return TRACKD_EINVAL;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1;; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char c = *p;
-		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return trackd_err_from_errno(errno);
-		*p = c;
-		if (!c)
-			break;
-	}
-	return TRACKD_OK;
-}
-
 static bool loopback_url(const char *url)
 {
 	const char *h = strstr(url, "://");
@@ -1531,7 +1511,7 @@ int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out)
 		goto fail;
 	}
 	snprintf(s->runs_dir, sizeof s->runs_dir, "%s/runs", s->dir);
-	if ((rv = mkdir_p(s->runs_dir)) != 0) {
+	if ((rv = mkdir_parents(s->runs_dir, 0700)) != 0) {
 		log_error("wandb: cannot create %s: %s", s->runs_dir, trackd_strerror(rv));
 		goto fail;
 	}

@@ -746,6 +746,5 @@ int main(void)
 	test_store();
 	test_api_key();
 	test_urls();
-	printf("wandb_test: %d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return CHECK_SUMMARY("wandb_test");
 }

@@ -1,13 +1,13 @@
 /*
- * check.h — what the libtrackd test programs share: the CHECK macros (a failed
- * check is reported and counted, the test goes on), a fresh socket URL and
- * spool dir per test, and lookups in decoded records.
+ * fixture.h — what the libtrackd test programs share besides the assertions
+ * (common/check.h): CHECK_RC and CHECK_ERR_HAS for td_ calls, a fresh socket
+ * URL and spool dir per test, and lookups in decoded records.
  *
- * Every test gets a `struct tc *t`; main() runs the tests in order and fails
- * if any check failed.
+ * Every test gets a `struct tc *t`; main() runs the tests in order, reports
+ * each as ok or FAIL (a check failed during it), and ends with CHECK_SUMMARY.
  */
-#ifndef TRACKD_CLIENT_TEST_CHECK_H
-#define TRACKD_CLIENT_TEST_CHECK_H
+#ifndef TRACKD_CLIENT_TEST_FIXTURE_H
+#define TRACKD_CLIENT_TEST_FIXTURE_H
 
 #include <ftw.h>
 #include <limits.h>
@@ -17,44 +17,28 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "test_server.h"
 #include "trackd/trackd.h"
 
 struct tc {
 	const char *dir;
 	unsigned socket_no;
-	int failed_checks;    /* in the current test */
 	char spool[PATH_MAX]; /* the spool dir of the last next_url() */
 	const char *argv0;    /* for tests that run this program as a child */
 };
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-			t->failed_checks++;                                                        \
-		}                                                                                  \
-	} while (0)
-
+/* expr's td_ return code, with the thread's last error when it is not `want`. */
 #define CHECK_RC(expr, want)                                                                       \
 	do {                                                                                       \
 		int rc_ = (expr);                                                                  \
-		if (rc_ != (want)) {                                                               \
-			fprintf(stderr, "  %s:%d: %s = %d (%s), want %d; last error: %s\n",        \
-			        __FILE__, __LINE__, #expr, rc_, td_strerror(rc_), (want),          \
-			        td_last_error());                                                  \
-			t->failed_checks++;                                                        \
-		}                                                                                  \
+		CHECK(rc_ == (want), "%s = %d (%s), want %d; last error: %s", #expr, rc_,          \
+		      td_strerror(rc_), (want), td_last_error());                                  \
 	} while (0)
 
 #define CHECK_ERR_HAS(needle)                                                                      \
-	do {                                                                                       \
-		if (strstr(td_last_error(), (needle)) == NULL) {                                   \
-			fprintf(stderr, "  %s:%d: last error \"%s\" lacks \"%s\"\n", __FILE__,     \
-			        __LINE__, td_last_error(), (needle));                              \
-			t->failed_checks++;                                                        \
-		}                                                                                  \
-	} while (0)
+	CHECK(strstr(td_last_error(), (needle)) != NULL, "last error \"%s\" lacks \"%s\"",         \
+	      td_last_error(), (needle))
 
 static inline void sleep_ms(int ms)
 {

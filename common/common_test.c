@@ -1,0 +1,139 @@
+/*
+ * common_test.c — the shared helpers against their contracts: fs (atomic
+ * replace, bounded read), utf8, varint, hash (fixed FNV-1a answers: names and
+ * directories derive from them), fmt (shortest round-trip doubles).
+ */
+#include "check.h"
+#include "errors.h"
+#include "fmt.h"
+#include "fs.h"
+#include "hash.h"
+#include "paths.h"
+#include "utf8.h"
+#include "varint.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void test_utf8(void)
+{
+	CHECK(utf8_valid("plain", 5));
+	CHECK(utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
+	CHECK(!utf8_valid("\xc0\xaf", 2), "overlong");
+	CHECK(!utf8_valid("\xe0\x80\xaf", 3), "overlong, 3 bytes");
+	CHECK(!utf8_valid("\xed\xa0\x80", 3), "surrogate");
+	CHECK(!utf8_valid("\xf4\x90\x80\x80", 4), "above U+10FFFF");
+	CHECK(!utf8_valid("\xe2\x82", 2), "truncated");
+	CHECK(!utf8_valid("\xff", 1));
+	CHECK(utf8_valid("a\0b", 3), "U+0000 is UTF-8");
+	CHECK(!utf8_valid_no_nul("a\0b", 3), "but not in a C string");
+	CHECK(utf8_valid_no_nul("\xf4\x8f\xbf\xbf", 4), "U+10FFFF");
+	CHECK_EQ(utf8_count("caf\xc3\xa9"), 4);
+	CHECK_EQ(utf8_count(""), 0);
+}
+
+static void test_varint(void)
+{
+	const uint64_t values[] = {0, 1, 127, 128, 300, 16383, 16384, UINT32_MAX, UINT64_MAX};
+	for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+		uint8_t buf[VARINT_MAX_BYTES];
+		size_t n = varint_put(buf, values[i]);
+		CHECK_EQ(n, varint_size(values[i]));
+		const uint8_t *p = buf;
+		uint64_t v = 0;
+		CHECK(varint_get(&p, buf + n, &v, VARINT_MAX_BYTES), "value %zu", i);
+		CHECK_EQ(v, values[i]);
+		CHECK_EQ(p - buf, n);
+		p = buf;
+		CHECK(!varint_get(&p, buf + n - 1, &v, VARINT_MAX_BYTES), "truncated %zu", i);
+	}
+	uint8_t six[] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x01};
+	const uint8_t *p = six;
+	uint64_t v;
+	CHECK(!varint_get(&p, six + sizeof six, &v, 5), "longer than allowed");
+	CHECK_EQ(varint_size(UINT64_MAX), 10);
+}
+
+static void test_hash(void)
+{
+	CHECK_EQ(hash_fnv1a64("", 0), 0xcbf29ce484222325ull);
+	CHECK_EQ(hash_fnv1a64("a", 1), 0xaf63dc4c8601ec8cull);
+	CHECK_EQ(hash_fnv1a64_str("foobar"), 0x85944171f73967e8ull);
+	CHECK_EQ(hash_fnv1a64_str("foobar"), hash_fnv1a64("foobar", 6));
+	CHECK_EQ(hash_fnv1a32_str("a"), 0xe40c292cu);
+	CHECK_EQ(hash_fnv1a32_str("foobar"), 0xbf9cf968u);
+}
+
+static void test_fmt(void)
+{
+	char b[FMT_DOUBLE_MAX];
+	fmt_double_g(b, sizeof b, 0.1);
+	CHECK_STR_EQ(b, "0.1");
+	fmt_double_g(b, sizeof b, 3);
+	CHECK_STR_EQ(b, "3");
+	fmt_double_g(b, sizeof b, 1e100);
+	CHECK_STR_EQ(b, "1e+100");
+	fmt_double_g(b, sizeof b, 0.1 + 0.2);
+	CHECK_STR_EQ(b, "0.30000000000000004");
+	fmt_double_e(b, sizeof b, 0.1);
+	CHECK_STR_EQ(b, "1e-01");
+	fmt_double_e(b, sizeof b, 5e-324);
+	CHECK_STR_EQ(b, "5e-324");
+	fmt_double_e(b, sizeof b, -1.7976931348623157e308);
+	CHECK_STR_EQ(b, "-1.7976931348623157e+308");
+}
+
+static void test_fs(void)
+{
+	char dir[] = "/tmp/common_test.XXXXXX";
+	if (!mkdtemp(dir)) {
+		CHECK_FAIL("mkdtemp");
+		return;
+	}
+	char sub[256], path[300];
+	snprintf(sub, sizeof sub, "%s/a/b/c", dir);
+	CHECK_EQ(mkdir_parents(sub, 0700), TRACKD_OK);
+	CHECK_EQ(mkdir_parents(sub, 0700), TRACKD_OK, "an existing directory is fine");
+	snprintf(path, sizeof path, "%s/f", sub);
+
+	CHECK_EQ(fs_write_atomic(path, "hello", 5, 0600, true), TRACKD_OK);
+	CHECK_EQ(fs_write_atomic(path, "hello, world", 12, 0600, false), TRACKD_OK);
+	char *text = NULL;
+	size_t len = 0;
+	CHECK_EQ(fs_read_file(path, 12, &text, &len), TRACKD_OK);
+	CHECK_STR_EQ(text, "hello, world");
+	CHECK_EQ(len, 12);
+	free(text);
+	CHECK_EQ(fs_read_file(path, 11, &text, &len), TRACKD_ETOOBIG);
+	CHECK(text == NULL);
+	CHECK_EQ(fs_read_file(path, 0, &text, &len), TRACKD_ETOOBIG);
+	CHECK_EQ(fs_write_atomic(path, "", 0, 0600, false), TRACKD_OK);
+	CHECK_EQ(fs_read_file(path, 0, &text, &len), TRACKD_OK);
+	CHECK(text && len == 0 && text[0] == '\0');
+	free(text);
+	char tmp[320];
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	CHECK(access(tmp, F_OK) != 0, "no temporary left behind");
+	snprintf(tmp, sizeof tmp, "%s/missing", dir);
+	CHECK_EQ(fs_read_file(tmp, 100, &text, &len), TRACKD_ENOENT);
+
+	unlink(path);
+	for (int i = 0; i < 3; i++) {
+		char *slash = strrchr(sub, '/');
+		rmdir(sub);
+		*slash = '\0';
+	}
+	rmdir(dir);
+}
+
+int main(void)
+{
+	test_utf8();
+	test_varint();
+	test_hash();
+	test_fmt();
+	test_fs();
+	return CHECK_SUMMARY("common_test");
+}
