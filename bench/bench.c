@@ -174,7 +174,8 @@ static td_run *start_run(const char *url, const char *run_id, const char *projec
 	o.spool_dir = ""; /* a benchmark leaves nothing behind */
 	int rc = td_init(&o, &run);
 	if (rc != TD_OK) {
-		fprintf(stderr, "trackd-bench: td_init: %s (%s)\n", td_strerror(rc), td_last_error());
+		fprintf(stderr, "trackd-bench: td_init: %s (%s)\n", td_strerror(rc),
+		        td_last_error());
 		exit(1);
 	}
 	return run;
@@ -339,7 +340,8 @@ static int cmd_post(long n)
 	pthread_t t;
 	pthread_create(&t, NULL, http_main, &lfd);
 	char url[64];
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/files/e/p/r/file_stream", ntohs(sa.sin_port));
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/files/e/p/r/file_stream",
+	         ntohs(sa.sin_port));
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
@@ -351,11 +353,12 @@ static int cmd_post(long n)
 	char body[512];
 	for (long i = -100; i < n; i++) {
 		double x = (double)(i < 0 ? 0 : i);
-		int len = snprintf(body, sizeof body,
-		                   "{\"files\":{\"wandb-history.jsonl\":{\"offset\":%ld,\"content\":["
-		                   "\"{\\\"loss\\\":%.17g,\\\"accuracy\\\":%.17g,\\\"lr\\\":0.001,"
-		                   "\\\"epoch\\\":%ld,\\\"_step\\\":%ld}\"]}}}",
-		                   i, 1.0 / (x + 1), 1 - 1.0 / (x + 2), i / 1000, i);
+		int len =
+		    snprintf(body, sizeof body,
+		             "{\"files\":{\"wandb-history.jsonl\":{\"offset\":%ld,\"content\":["
+		             "\"{\\\"loss\\\":%.17g,\\\"accuracy\\\":%.17g,\\\"lr\\\":0.001,"
+		             "\\\"epoch\\\":%ld,\\\"_step\\\":%ld}\"]}}}",
+		             i, 1.0 / (x + 1), 1 - 1.0 / (x + 2), i / 1000, i);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
 		int64_t t0 = now_ns();
@@ -477,8 +480,8 @@ static int cmd_disk(const char *dir, long mib, long sync_mib)
 
 /* ---- produce: a training process ------------------------------------------------- */
 
-static int cmd_produce(const char *url, const char *run_id, long rows, int metrics,
-                       double start_at, long sleep_us, long every, size_t string_bytes)
+static int cmd_produce(const char *url, const char *run_id, long rows, int metrics, double start_at,
+                       long sleep_us, long every, size_t string_bytes)
 {
 	/* --string-bytes adds one string item: bulk for backlog tests that costs the
 	 * local sink little to materialise (no number formatting). */
@@ -536,7 +539,7 @@ static int cmd_produce(const char *url, const char *run_id, long rows, int metri
 struct status_poll {
 	nng_socket s;
 	atomic_bool stop;
-	uint64_t base;       /* durable_at[k] is for index base + 1 + k */
+	uint64_t base; /* durable_at[k] is for index base + 1 + k */
 	int64_t *durable_at;
 	long cap;
 	long polls;
@@ -631,7 +634,8 @@ static int cmd_latency(const char *url, long rows, int gap_ms)
 		lost += index[i] < 0;
 		/* Jitter the phase against the agent's fsync timer. */
 		seed = seed * 1103515245u + 12345u;
-		int64_t next = logged_at[i] + (int64_t)(gap_ms * 1000 + (long)((seed >> 16) % 7000)) * 1000;
+		int64_t next =
+		    logged_at[i] + (int64_t)(gap_ms * 1000 + (long)((seed >> 16) % 7000)) * 1000;
 		int64_t now = now_ns();
 		if (next > now)
 			usleep((useconds_t)((next - now) / 1000));
@@ -699,15 +703,23 @@ int main(int argc, char **argv)
 	int metrics = 4, gap_ms = 15, finish_ms = 60000;
 	double seconds = 2.0, start_at = 0;
 	static const struct option opts[] = {
-		{"url", required_argument, NULL, 'u'},      {"run-id", required_argument, NULL, 'r'},
-		{"rows", required_argument, NULL, 'n'},     {"n", required_argument, NULL, 'N'},
-		{"bytes", required_argument, NULL, 'b'},    {"seconds", required_argument, NULL, 's'},
-		{"dir", required_argument, NULL, 'd'},      {"mib", required_argument, NULL, 'm'},
-		{"sync-mib", required_argument, NULL, 'y'}, {"metrics", required_argument, NULL, 'k'},
-		{"start-at", required_argument, NULL, 'a'}, {"sleep-us", required_argument, NULL, 'S'},
-		{"every", required_argument, NULL, 'e'},    {"gap-ms", required_argument, NULL, 'g'},
-		{"finish-ms", required_argument, NULL, 'f'}, {"string-bytes", required_argument, NULL, 'T'},
-		{NULL, 0, NULL, 0},
+	    {"url", required_argument, NULL, 'u'},
+	    {"run-id", required_argument, NULL, 'r'},
+	    {"rows", required_argument, NULL, 'n'},
+	    {"n", required_argument, NULL, 'N'},
+	    {"bytes", required_argument, NULL, 'b'},
+	    {"seconds", required_argument, NULL, 's'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"mib", required_argument, NULL, 'm'},
+	    {"sync-mib", required_argument, NULL, 'y'},
+	    {"metrics", required_argument, NULL, 'k'},
+	    {"start-at", required_argument, NULL, 'a'},
+	    {"sleep-us", required_argument, NULL, 'S'},
+	    {"every", required_argument, NULL, 'e'},
+	    {"gap-ms", required_argument, NULL, 'g'},
+	    {"finish-ms", required_argument, NULL, 'f'},
+	    {"string-bytes", required_argument, NULL, 'T'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 2;
@@ -751,7 +763,8 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "disk"))
 		return cmd_disk(dir, mib, sync_mib);
 	if (!strcmp(cmd, "produce"))
-		return cmd_produce(url, run_id, rows, metrics, start_at, sleep_us, every, string_bytes);
+		return cmd_produce(url, run_id, rows, metrics, start_at, sleep_us, every,
+		                   string_bytes);
 	if (!strcmp(cmd, "latency"))
 		return cmd_latency(url, rows, gap_ms);
 	if (!strcmp(cmd, "initfinish"))

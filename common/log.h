@@ -24,11 +24,11 @@ int trackd_log_level_parse(const char *name, enum trackd_log_level *out);
 
 /* `fmt` produces the message text; it is quoted and escaped. */
 void trackd_log(enum trackd_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) trackd_log(TRACKD_LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) trackd_log(TRACKD_LOG_WARN, __VA_ARGS__)
-#define log_info(...) trackd_log(TRACKD_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  trackd_log(TRACKD_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  trackd_log(TRACKD_LOG_INFO, __VA_ARGS__)
 #define log_debug(...) trackd_log(TRACKD_LOG_DEBUG, __VA_ARGS__)
 
 #endif

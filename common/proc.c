@@ -27,8 +27,9 @@ uint64_t proc_start_ticks(int32_t pid)
 	const char *p = stat_fields(pid, line, sizeof line);
 	unsigned long long ticks = 0;
 	/* From field 3 (state) on; starttime is field 22. */
-	if (!p || sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-	                    "%*d %*d %llu",
+	if (!p || sscanf(p,
+	                 "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+	                 "%*d %*d %llu",
 	                 &ticks) != 1)
 		return 0;
 	return ticks;

@@ -42,8 +42,8 @@ int sdnotify_send(struct sdnotify *n, const char *message)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	memcpy(sa.sun_path, n->path, n->path_len);
 	socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n->path_len);
-	ssize_t rv = sendto(n->fd, message, strlen(message), MSG_NOSIGNAL, (struct sockaddr *)&sa,
-	                    salen);
+	ssize_t rv =
+	    sendto(n->fd, message, strlen(message), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
 	return rv < 0 ? trackd_err_from_errno(errno) : TRACKD_OK;
 }
 

@@ -33,36 +33,36 @@
 enum config_fsync { CONFIG_FSYNC_ALWAYS, CONFIG_FSYNC_INTERVAL, CONFIG_FSYNC_NEVER };
 
 struct config_limits {
-	uint64_t max_message_bytes;     /* NNG_OPT_RECVMAXSZ; whole request */
+	uint64_t max_message_bytes; /* NNG_OPT_RECVMAXSZ; whole request */
 	uint64_t max_records_per_batch;
-	uint64_t max_items_per_record;  /* keys in one row/summary/config update, nested included */
+	uint64_t max_items_per_record; /* keys in one row/summary/config update, nested included */
 	uint64_t max_key_bytes;
-	uint64_t max_string_bytes;      /* any string value or console text */
-	uint64_t max_nesting_depth;     /* nested maps and lists; 1 = flat */
-	uint64_t max_list_length;       /* elements of one list value */
-	uint64_t max_sessions;          /* dedupe table entries (oldest evicted) */
+	uint64_t max_string_bytes;  /* any string value or console text */
+	uint64_t max_nesting_depth; /* nested maps and lists; 1 = flat */
+	uint64_t max_list_length;   /* elements of one list value */
+	uint64_t max_sessions;      /* dedupe table entries (oldest evicted) */
 };
 
 struct config_txlog {
 	enum config_fsync fsync;
 	uint64_t fsync_interval_ms;
 	uint64_t segment_bytes;
-	uint64_t max_bytes;         /* disk budget of the log's segments */
+	uint64_t max_bytes; /* disk budget of the log's segments */
 };
 
 struct config_access {
-	char *group;        /* members may connect and log; "" = anyone the socket lets in */
-	char *admin_group;  /* members may read and append to every user's runs */
+	char *group;       /* members may connect and log; "" = anyone the socket lets in */
+	char *admin_group; /* members may read and append to every user's runs */
 };
 
 /* sinks.wandb.*: the W&B upload sink (agent/sinks/wandb/wandb_sink.h). */
 struct config_wandb {
 	bool enabled;
-	char *base_url;             /* http(s)://host[:port] of the W&B API */
-	char *app_url;              /* UI base for run URLs; "" = derived from base_url */
-	char *entity;               /* "" = the run's, else the key's default entity */
-	char *api_key_file;         /* "" = none; must not be group/world accessible */
-	char *api_key_env;          /* environment variable read when no key file is set */
+	char *base_url;     /* http(s)://host[:port] of the W&B API */
+	char *app_url;      /* UI base for run URLs; "" = derived from base_url */
+	char *entity;       /* "" = the run's, else the key's default entity */
+	char *api_key_file; /* "" = none; must not be group/world accessible */
+	char *api_key_env;  /* environment variable read when no key file is set */
 	uint64_t transmit_interval_ms;
 	uint64_t heartbeat_interval_ms;
 	uint64_t upsert_debounce_ms;
@@ -77,8 +77,8 @@ struct config_wandb {
 	uint64_t max_buffer_bytes;
 	uint64_t max_parallel_requests;
 	bool tls_verify;
-	char *ca_file;              /* "" = the system's CA store */
-	bool complete_crashed;      /* send complete for crashed/killed runs too */
+	char *ca_file;         /* "" = the system's CA store */
+	bool complete_crashed; /* send complete for crashed/killed runs too */
 };
 
 struct config_sinks {
@@ -86,14 +86,14 @@ struct config_sinks {
 };
 
 struct config {
-	char *listen;               /* NNG URL, ipc:// */
+	char *listen; /* NNG URL, ipc:// */
 	char *state_dir;
-	uint32_t socket_mode;       /* octal permissions of the ipc socket file */
-	char *log_level;            /* error|warn|info|debug */
+	uint32_t socket_mode; /* octal permissions of the ipc socket file */
+	char *log_level;      /* error|warn|info|debug */
 	uint64_t shutdown_timeout_ms;
-	uint64_t idle_exit_ms;      /* --user: idle time before exiting; 0 = never */
-	uint64_t ingest_contexts;   /* concurrent NNG request contexts */
-	char *metrics_listen;       /* "" = no metrics endpoint; else loopback ip:port */
+	uint64_t idle_exit_ms;    /* --user: idle time before exiting; 0 = never */
+	uint64_t ingest_contexts; /* concurrent NNG request contexts */
+	char *metrics_listen;     /* "" = no metrics endpoint; else loopback ip:port */
 	struct config_limits limits;
 	struct config_txlog txlog;
 	struct config_access access;
@@ -130,10 +130,10 @@ void config_print(const struct config *cfg, FILE *out);
 /* One key whose value differs between two configurations (for SIGHUP). Values
  * are written as in the file, long ones shortened. */
 struct config_change {
-	const char *key;      /* dotted path, static */
+	const char *key; /* dotted path, static */
 	char old_value[160];
 	char new_value[160];
-	bool reloadable;      /* the key is marked as applied to a running agent */
+	bool reloadable; /* the key is marked as applied to a running agent */
 };
 
 /* Calls `fn` for each key whose value differs between `running` and `next`, in

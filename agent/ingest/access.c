@@ -12,8 +12,8 @@
 
 #define CACHE_ENTRIES 1024
 #define CACHE_SECONDS 30
-#define MAY_LOG 1u
-#define IS_ADMIN 2u
+#define MAY_LOG       1u
+#define IS_ADMIN      2u
 
 struct access_control {
 	char *group, *admin_group;

@@ -94,12 +94,12 @@ struct ingest {
 	bool append_failing;  /* worker only: the last client append failed (logged once) */
 	bool sync_group_open; /* worker only: txlog_group_begin() called this round */
 
-	_Atomic int64_t heartbeat_us; /* the worker's last sign of life */
+	_Atomic int64_t heartbeat_us;       /* the worker's last sign of life */
 	_Atomic int64_t client_activity_us; /* see ingest_client_activity_us */
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
-		rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
-		rejected_permission,
-		append_failures, clients_connected, listener_restarts, queries, internal_batches;
+	    rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
+	    rejected_permission, append_failures, clients_connected, listener_restarts, queries,
+	    internal_batches;
 	/* Pipes of the agent's own listener probes (0 = free slot): not clients, so
 	 * they count neither in clients_connected nor against a private agent's
 	 * idle exit, which they used to reset every listener check. */
@@ -236,9 +236,8 @@ static nng_msg *status_reply(struct ingest *in)
 
 /* ---- log entries -------------------------------------------------------- */
 
-size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid,
-                               int32_t pid, int64_t recv_time_us, const uint8_t *batch,
-                               size_t batch_len)
+size_t ingest_encode_log_entry(uint8_t *out, size_t cap, uint32_t uid, uint32_t gid, int32_t pid,
+                               int64_t recv_time_us, const uint8_t *batch, size_t batch_len)
 {
 	uint8_t head[LOG_ENTRY_HEADER_MAX];
 	size_t n = 0;

@@ -99,10 +99,10 @@ struct ingest_stats {
 	uint64_t rejected_malformed;
 	uint64_t rejected_invalid;
 	uint64_t rejected_too_large;
-	uint64_t rejected_permission;  /* peer not allowed, or another user's run */
-	uint64_t append_failures;      /* log append or fsync failed: retryable error */
-	uint64_t clients_connected;    /* now; the agent's own listener probes excluded */
-	uint64_t listener_restarts;    /* see ingest_check_listener */
+	uint64_t rejected_permission; /* peer not allowed, or another user's run */
+	uint64_t append_failures;     /* log append or fsync failed: retryable error */
+	uint64_t clients_connected;   /* now; the agent's own listener probes excluded */
+	uint64_t listener_restarts;   /* see ingest_check_listener */
 	uint64_t queries;
 	uint64_t internal_batches; /* appended by the agent itself */
 };

@@ -174,7 +174,8 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 		                            "record body", true);
 		if (rc == 0) {
 			enum { RUN_ID = WIRE_NUM(RECORD, RUN_ID) };
-			note_run(w, f->data[RUN_ID], f->len[RUN_ID], has(f, WIRE_NUM(RECORD, START)));
+			note_run(w, f->data[RUN_ID], f->len[RUN_ID],
+			         has(f, WIRE_NUM(RECORD, START)));
 		}
 		return rc;
 	}

@@ -479,7 +479,8 @@ static void *flusher_main(void *arg)
 				}
 			}
 			if (os->synced < upto)
-				snap[n++] = (struct flush_target){os->fd, os->first_index, upto, record};
+				snap[n++] =
+				    (struct flush_target){os->fd, os->first_index, upto, record};
 		}
 		if (n == 0)
 			continue;

@@ -91,7 +91,7 @@
 
 #define TXLOG_FRAME_OVERHEAD 20
 /* Appends fail (TRACKD_EIO) once the next index reaches this: indices never wrap. */
-#define TXLOG_MAX_INDEX (UINT64_C(1) << 63)
+#define TXLOG_MAX_INDEX      (UINT64_C(1) << 63)
 #define TXLOG_SEGMENT_HEADER 16
 
 typedef struct txlog txlog;
@@ -104,11 +104,11 @@ enum txlog_fsync_policy {
 };
 
 struct txlog_options {
-	const char *dir;               /* created if missing (mode 0700) */
+	const char *dir; /* created if missing (mode 0700) */
 	enum txlog_fsync_policy fsync;
-	uint32_t fsync_interval_ms;    /* INTERVAL only; > 0 */
-	uint64_t segment_bytes;        /* roll to a new segment past this size */
-	uint32_t max_record_bytes;     /* payload limit, checked before any allocation */
+	uint32_t fsync_interval_ms; /* INTERVAL only; > 0 */
+	uint64_t segment_bytes;     /* roll to a new segment past this size */
+	uint32_t max_record_bytes;  /* payload limit, checked before any allocation */
 	/* Disk budget: an append that would take the segments on disk past this
 	 * many bytes is refused with TRACKD_ENOSPC (counted in budget_refusals); it
 	 * succeeds again once sinks have released segments. 0 = no budget. */
@@ -119,20 +119,20 @@ struct txlog_options {
 };
 
 struct txlog_stats {
-	uint64_t records_appended;      /* since open */
-	uint64_t bytes_appended;        /* since open, frames included */
-	uint64_t records_quarantined;   /* found damaged at recovery (frames or spans) */
+	uint64_t records_appended;    /* since open */
+	uint64_t bytes_appended;      /* since open, frames included */
+	uint64_t records_quarantined; /* found damaged at recovery (frames or spans) */
 	uint64_t bytes_quarantined;
-	uint64_t bytes_truncated;       /* torn tail cut at recovery */
+	uint64_t bytes_truncated; /* torn tail cut at recovery */
 	uint64_t bad_segment_headers;
 	uint64_t fsync_failures;
-	uint64_t budget_refusals;       /* appends refused by max_bytes or a full disk */
-	uint64_t segments;              /* files now on disk */
-	uint64_t disk_bytes;            /* bytes now on disk in segments */
-	uint64_t first_index;           /* oldest record still on disk, 0 if none */
-	uint64_t last_index;            /* newest appended, 0 if none */
-	uint64_t durable_index;         /* newest covered by a completed fdatasync */
-	uint64_t max_bytes;             /* the disk budget in force, 0 = none */
+	uint64_t budget_refusals; /* appends refused by max_bytes or a full disk */
+	uint64_t segments;        /* files now on disk */
+	uint64_t disk_bytes;      /* bytes now on disk in segments */
+	uint64_t first_index;     /* oldest record still on disk, 0 if none */
+	uint64_t last_index;      /* newest appended, 0 if none */
+	uint64_t durable_index;   /* newest covered by a completed fdatasync */
+	uint64_t max_bytes;       /* the disk budget in force, 0 = none */
 };
 
 /* Opens (creating if needed) and recovers the log. On success *out is owned by

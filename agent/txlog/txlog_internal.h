@@ -78,9 +78,9 @@ struct txlog {
 	struct open_seg open[TXLOG_MAX_OPEN_SEGS];
 	size_t nopen; /* open[nopen - 1] is the current segment */
 	uint64_t next_index;
-	bool failed;       /* a failed fsync could not be repaired: appends refused */
+	bool failed;             /* a failed fsync could not be repaired: appends refused */
 	int64_t failed_retry_us; /* when leaving the failed state was last tried */
-	bool lost;         /* records were discarded since the last txlog_sync */
+	bool lost;               /* records were discarded since the last txlog_sync */
 	/* txlog_group_begin: the flusher syncs nothing past this point of segment
 	 * `hold_first` (nor any newer segment) until txlog_sync ends the group. */
 	bool group_open;

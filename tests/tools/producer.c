@@ -32,21 +32,28 @@
 int main(int argc, char **argv)
 {
 	const char *run_id = NULL, *project = "trackd-tests", *hold_file = NULL, *url_file = NULL,
-		   *until_file = NULL;
+	           *until_file = NULL;
 	long rows = 100, sleep_us = 0, every = 1, timeout_ms = 60000, first = 0, uid = -1, gid = -1;
 	long console_every = 0;
 	int exit_code = 0;
 	td_mode mode = TD_MODE_ONLINE;
 	static const struct option opts[] = {
-		{"run-id", required_argument, NULL, 'r'},  {"rows", required_argument, NULL, 'n'},
-		{"sleep-us", required_argument, NULL, 's'}, {"every", required_argument, NULL, 'e'},
-		{"exit-code", required_argument, NULL, 'x'}, {"timeout-ms", required_argument, NULL, 't'},
-		{"project", required_argument, NULL, 'p'},  {"first-step", required_argument, NULL, 'f'},
-		{"uid", required_argument, NULL, 'u'},      {"gid", required_argument, NULL, 'g'},
-		{"hold-file", required_argument, NULL, 'h'}, {"url-file", required_argument, NULL, 'w'},
-		{"mode", required_argument, NULL, 'm'},     {"console", required_argument, NULL, 'c'},
-		{"until-file", required_argument, NULL, 'U'},
-		{NULL, 0, NULL, 0},
+	    {"run-id", required_argument, NULL, 'r'},
+	    {"rows", required_argument, NULL, 'n'},
+	    {"sleep-us", required_argument, NULL, 's'},
+	    {"every", required_argument, NULL, 'e'},
+	    {"exit-code", required_argument, NULL, 'x'},
+	    {"timeout-ms", required_argument, NULL, 't'},
+	    {"project", required_argument, NULL, 'p'},
+	    {"first-step", required_argument, NULL, 'f'},
+	    {"uid", required_argument, NULL, 'u'},
+	    {"gid", required_argument, NULL, 'g'},
+	    {"hold-file", required_argument, NULL, 'h'},
+	    {"url-file", required_argument, NULL, 'w'},
+	    {"mode", required_argument, NULL, 'm'},
+	    {"console", required_argument, NULL, 'c'},
+	    {"until-file", required_argument, NULL, 'U'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -80,7 +87,8 @@ int main(int argc, char **argv)
 	}
 	/* Tests of multi-user access run producers as other users (the suite runs as
 	 * root). Group first: after setresuid the process may not change it. */
-	if (gid >= 0 && (setgroups(0, NULL) != 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) != 0)) {
+	if (gid >= 0 &&
+	    (setgroups(0, NULL) != 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) != 0)) {
 		perror("producer: setresgid");
 		return 2;
 	}

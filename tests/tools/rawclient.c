@@ -89,16 +89,17 @@ int main(int argc, char **argv)
 		}
 		free(buf);
 		Trackd__V1__Reply *r =
-			trackd__v1__reply__unpack(NULL, nng_msg_len(reply), nng_msg_body(reply));
+		    trackd__v1__reply__unpack(NULL, nng_msg_len(reply), nng_msg_body(reply));
 		nng_msg_free(reply);
 		if (!r) {
 			printf("{\"no_reply\":\"undecodable reply\"}\n");
 		} else if (r->body_case == TRACKD__V1__REPLY__BODY_ACK) {
 			printf("{\"ack\":{\"seq\":%llu,\"duplicate\":%s}}\n",
-			       (unsigned long long)r->ack->seq, r->ack->duplicate ? "true" : "false");
+			       (unsigned long long)r->ack->seq,
+			       r->ack->duplicate ? "true" : "false");
 		} else if (r->body_case == TRACKD__V1__REPLY__BODY_ERROR) {
-			printf("{\"error\":{\"code\":%d,\"retryable\":%s,\"message\":\"", r->error->code,
-			       r->error->retryable ? "true" : "false");
+			printf("{\"error\":{\"code\":%d,\"retryable\":%s,\"message\":\"",
+			       r->error->code, r->error->retryable ? "true" : "false");
 			for (const char *p = r->error->message; p && *p; p++) {
 				if (*p == '"' || *p == '\\')
 					putchar('\\');
@@ -109,17 +110,19 @@ int main(int argc, char **argv)
 			printf("{\"query\":%s}\n", r->query->json ? r->query->json : "null");
 		} else if (r->body_case == TRACKD__V1__REPLY__BODY_STATUS) {
 			const Trackd__V1__StatusReply *st = r->status;
-			printf("{\"status\":{\"batches_acked\":%llu,\"batches_duplicate\":%llu,"
-			       "\"requests_rejected\":%llu,\"last_index\":%llu,\"durable_index\":%llu,"
-			       "\"budget_refusals\":%llu,\"log_bytes\":%llu,\"log_max_bytes\":%llu}}\n",
-			       (unsigned long long)st->batches_acked,
-			       (unsigned long long)st->batches_duplicate,
-			       (unsigned long long)st->requests_rejected,
-			       (unsigned long long)st->last_index,
-			       (unsigned long long)st->durable_index,
-			       (unsigned long long)st->budget_refusals,
-			       (unsigned long long)st->log_bytes,
-			       (unsigned long long)st->log_max_bytes);
+			printf(
+			    "{\"status\":{\"batches_acked\":%llu,\"batches_duplicate\":%llu,"
+			    "\"requests_rejected\":%llu,\"last_index\":%llu,\"durable_index\":%llu,"
+			    "\"budget_refusals\":%llu,\"log_bytes\":%llu,\"log_max_bytes\":%llu}}"
+			    "\n",
+			    (unsigned long long)st->batches_acked,
+			    (unsigned long long)st->batches_duplicate,
+			    (unsigned long long)st->requests_rejected,
+			    (unsigned long long)st->last_index,
+			    (unsigned long long)st->durable_index,
+			    (unsigned long long)st->budget_refusals,
+			    (unsigned long long)st->log_bytes,
+			    (unsigned long long)st->log_max_bytes);
 		}
 		trackd__v1__reply__free_unpacked(r, NULL);
 		fflush(stdout);

@@ -10,19 +10,19 @@
 #define TRACKD_PROTOCOL_VERSION 1u
 #define TRACKD_SESSION_ID_BYTES 16
 
-#define TRACKD_DEFAULT_MAX_MESSAGE_BYTES (4u << 20)   /* one request */
+#define TRACKD_DEFAULT_MAX_MESSAGE_BYTES     (4u << 20) /* one request */
 #define TRACKD_DEFAULT_MAX_RECORDS_PER_BATCH 65536u
-#define TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD 10000u     /* nested items included */
-#define TRACKD_DEFAULT_MAX_KEY_BYTES 256u
-#define TRACKD_DEFAULT_MAX_STRING_BYTES (1u << 20)
-#define TRACKD_DEFAULT_MAX_NESTING_DEPTH 16u           /* 1 = flat; maps and lists */
+#define TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD  10000u /* nested items included */
+#define TRACKD_DEFAULT_MAX_KEY_BYTES         256u
+#define TRACKD_DEFAULT_MAX_STRING_BYTES      (1u << 20)
+#define TRACKD_DEFAULT_MAX_NESTING_DEPTH     16u /* 1 = flat; maps and lists */
 /* Elements of one list value. W&B turns longer numeric arrays into histograms
  * (the Python package does too, for numpy arrays in rows); a list this long is
  * a config or a small vector, not data. */
 #define TRACKD_DEFAULT_MAX_LIST_LENGTH 4096u
-#define TRACKD_MAX_RUN_ID_BYTES 64u
-#define TRACKD_MAX_NAME_BYTES 128u                     /* project, entity, names */
-#define TRACKD_MAX_TAGS 64u
+#define TRACKD_MAX_RUN_ID_BYTES        64u
+#define TRACKD_MAX_NAME_BYTES          128u /* project, entity, names */
+#define TRACKD_MAX_TAGS                64u
 
 /* Characters a run id must not contain (W&B rule). */
 #define TRACKD_RUN_ID_FORBIDDEN "/\\#?%:"
