@@ -213,11 +213,11 @@ struct agent {
 	struct user_mode *user;      /* --user only */
 };
 
-static int submit_records(void *arg, const uint8_t *records, size_t len)
+static int submit_record(void *arg, const Trackd__V1__Record *rec)
 {
 	struct agent *ag = arg;
 	ingest *in = atomic_load(&ag->in);
-	return in ? ingest_submit(in, records, len) : TRACKD_EAGAIN;
+	return in ? ingest_submit(in, rec) : TRACKD_EAGAIN;
 }
 
 /* Queries go through the one table in queries.c, with the stages running now. */
@@ -740,7 +740,7 @@ static int run(const struct args *a, struct config *cfg)
 	    .state_dir = cfg->state_dir,
 	    .log = log,
 	    .max_record_bytes = to.max_record_bytes,
-	    .submit = submit_records,
+	    .submit = submit_record,
 	    .submit_arg = &ag,
 	};
 	if ((rv = local_sink_start(&so, &sink)) != 0) {

@@ -826,14 +826,22 @@ static void *query_main(void *arg)
 	return NULL;
 }
 
-int ingest_submit(ingest *in, const uint8_t *records, size_t len)
+int ingest_submit(ingest *in, const Trackd__V1__Record *rec)
 {
-	struct internal_batch *ib = malloc(sizeof *ib + len);
+	size_t n = trackd__v1__record__get_packed_size(rec);
+	if (n > TRACKD_DEFAULT_MAX_MESSAGE_BYTES)
+		return TRACKD_ETOOBIG;
+	uint8_t head[1 + VARINT_MAX_BYTES];
+	size_t k = 0;
+	head[k++] = WIRE_KEY(BATCH, RECORDS);
+	k += varint_put(head + k, n);
+	struct internal_batch *ib = malloc(sizeof *ib + k + n);
 	if (!ib)
 		return TRACKD_ENOMEM;
 	ib->next = NULL;
-	ib->len = len;
-	memcpy(ib->records, records, len);
+	ib->len = k + n;
+	memcpy(ib->records, head, k);
+	trackd__v1__record__pack(rec, ib->records + k);
 	pthread_mutex_lock(&in->mu);
 	if (in->closing) {
 		pthread_mutex_unlock(&in->mu);

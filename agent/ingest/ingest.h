@@ -114,11 +114,12 @@ void ingest_close(ingest *in);
 void ingest_stop(ingest *in);
 void ingest_free(ingest *in);
 
-/* Appends records the agent itself writes (crash marks, renames): `records` is a
- * sequence of Batch.records fields, copied. They are stored as a batch of the
- * agent's own session (uid = the agent's, pid = 0) by the worker, in order with
- * client batches. Thread-safe; does not wait for the append. */
-int ingest_submit(ingest *in, const uint8_t *records, size_t len);
+/* Appends a record the agent itself writes (a crash mark, a rename): `rec` is
+ * borrowed and packed here, framed as a Batch.records field of a batch of the
+ * agent's own session (uid = the agent's, pid = 0), appended by the worker in
+ * order with client batches. Thread-safe; does not wait for the append.
+ * TRACKD_ETOOBIG over the agent's message limit, TRACKD_ENOMEM, TRACKD_ECLOSED. */
+int ingest_submit(ingest *in, const Trackd__V1__Record *rec);
 
 /* Checks that a new client can connect and be answered; if not, listens anew.
  * Needed because a peer that disconnects during NNG's handshake wedges the

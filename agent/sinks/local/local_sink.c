@@ -5,9 +5,6 @@
 #include "files.h"
 #include "log.h"
 #include "proc.h"
-#include "varint.h"
-
-#include "trackd/v1/wire.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -524,15 +521,7 @@ static int submit_crash(struct local_sink *s, const struct run *r, int32_t pid)
 	rec.run_id = r->id;
 	rec.body_case = TRACKD__V1__RECORD__BODY_EXIT;
 	rec.exit = &e;
-	uint8_t buf[512];
-	size_t n = trackd__v1__record__get_packed_size(&rec);
-	if (n + 8 > sizeof buf)
-		return TRACKD_ETOOBIG;
-	size_t k = 0;
-	buf[k++] = WIRE_KEY(BATCH, RECORDS);
-	k += varint_put(buf + k, n);
-	trackd__v1__record__pack(&rec, buf + k);
-	return s->opts.submit(s->opts.submit_arg, buf, k + n);
+	return s->opts.submit(s->opts.submit_arg, &rec);
 }
 
 static void crash_poll(struct local_sink *s)

@@ -61,9 +61,10 @@ struct local_sink_options {
 	uint32_t checkpoint_interval_ms; /* snapshots + cursor (default 1000) */
 	uint32_t crash_poll_ms;          /* default 250 */
 	uint32_t max_active_runs;        /* runs kept in memory while running (default 4096) */
-	/* Appends agent-generated records (crash marks, renames). `records` holds
-	 * Batch.records fields (key 0x1a, length, Record). Must be thread-safe. */
-	int (*submit)(void *arg, const uint8_t *records, size_t len);
+	/* Appends an agent-generated record (crash mark, rename) through ingest,
+	 * which frames it (the sink builds no wire bytes). `rec` is borrowed: it is
+	 * packed before the call returns. Must be thread-safe. */
+	int (*submit)(void *arg, const Trackd__V1__Record *rec);
 	void *submit_arg;
 };
 

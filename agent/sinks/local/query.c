@@ -500,20 +500,7 @@ static int query_rename(struct local_sink *s, const Trackd__V1__RenameRequest *q
 	rec.run_id = (char *)(slash ? slash + 1 : q->run);
 	rec.body_case = TRACKD__V1__RECORD__BODY_RENAME;
 	rec.rename = &rn;
-	size_t n = trackd__v1__record__get_packed_size(&rec);
-	uint8_t *buf = malloc(n + 16);
-	if (!buf)
-		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
-	size_t k = 0;
-	buf[k++] = 0x1a;
-	for (size_t v = n;; v >>= 7) {
-		buf[k++] = (uint8_t)(v >= 0x80 ? (v | 0x80) : v);
-		if (v < 0x80)
-			break;
-	}
-	trackd__v1__record__pack(&rec, buf + k);
-	int rv = s->opts.submit(s->opts.submit_arg, buf, k + n);
-	free(buf);
+	int rv = s->opts.submit(s->opts.submit_arg, &rec);
 	if (rv != 0) {
 		snprintf(err, errlen, "cannot record the rename: %s", trackd_strerror(rv));
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
