@@ -21,6 +21,12 @@
 #define TRACKD_VERSION "0.0.0"
 #endif
 
+/* How long a query of the run store waits for the local sink to apply what
+ * was acknowledged before it (local_sink_catch_up): long enough for an idle
+ * sink's next round (20 ms) and a checkpoint, short enough that a sink behind
+ * a large backlog answers with what it has. */
+#define QUERY_CATCH_UP_MS 1000
+
 /* Which stages a request needs; the router answers ERROR_UNAVAILABLE, with
  * the row's own message, when one is missing. */
 enum query_stage_need {
@@ -235,6 +241,8 @@ int queries_answer(const struct query_stages *st, const uint8_t *query, size_t l
 		snprintf(err, errlen, "%s", route->no_wandb);
 		rv = TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	} else {
+		if (route->needs & NEEDS_LOCAL)
+			local_sink_catch_up(st->local, QUERY_CATCH_UP_MS);
 		const struct query_call c = {
 		    .st = st, .q = q, .uid = uid, .admin = admin, .typed = typed};
 		rv = route->handler(&c, json, err, errlen);

@@ -4,10 +4,11 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 from conftest import (BIN, batch_request, field_bytes, field_varint, finish_producer,
-                      history_record)
+                      history_record, python_client_env)
 
 
 def run_dir(agent, run_id):
@@ -110,6 +111,34 @@ def test_exit_codes_map_to_states(agent):
     assert agent.wait_for(lambda: agent.run_state("ok") == "finished", what="ok finished")
     agent.wait_for(lambda: agent.run_state("bad") == "failed", what="bad failed")
     assert agent.query("run", run="bad")["run"]["exit_code"] == 3
+
+
+def test_queries_show_what_was_acknowledged_before_them(agent):
+    """Read-your-writes: once finish() returned (the exit acknowledged), the very
+    next query shows the run finished, and a rename acknowledged before a query
+    shows in it, without waiting for the local sink's next round (the README's
+    Python example printed ['running'] now and then). The sink is made to lag
+    as on a loaded machine: each of its rounds waits 150 ms before applying (a
+    hook of test builds, TRACKD_TEST_APPLY_DELAY_MS)."""
+    agent.env["TRACKD_TEST_APPLY_DELAY_MS"] = "150"
+    agent.start()
+    code = """
+import sys, trackd
+api = trackd.Api()
+for i in range(5):
+    with trackd.init(project="ryw", id=f"ryw{i}") as run:
+        run.log({"x": i})
+    states = {r.id: r.state for r in api.runs("ryw")}
+    if states[f"ryw{i}"] != "finished":
+        sys.exit(f"run {i}: {states[f'ryw{i}']} right after finish")
+"""
+    r = subprocess.run([sys.executable, "-c", code], env=python_client_env(agent.env),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([BIN["trackctl"], "rename", "ryw0", "renamed-at-once"], env=agent.env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert agent.query("run", run="ryw0")["run"]["display_name"] == "renamed-at-once"
 
 
 def test_runs_query_filters_and_pages(agent):

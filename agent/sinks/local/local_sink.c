@@ -576,6 +576,17 @@ static int apply_round(struct local_sink *s)
 	int n = 0;
 	if (atomic_load(&s->write_stalled))
 		return 0;
+#ifdef TRACKD_TEST_HOOKS
+	if (s->test_apply_delay_ms) {
+		pthread_mutex_unlock(&s->mu);
+		struct timespec delay = {.tv_sec = s->test_apply_delay_ms / 1000,
+		                         .tv_nsec =
+		                             (long)(s->test_apply_delay_ms % 1000) * 1000000};
+		while (nanosleep(&delay, &delay) != 0 && errno == EINTR)
+			;
+		pthread_mutex_lock(&s->mu);
+	}
+#endif
 	for (; n < ENTRIES_PER_ROUND; n++) {
 		uint64_t index;
 		const void *data;
@@ -610,7 +621,31 @@ static void publish_stats(struct local_sink *s)
 	for (size_t i = 0; i < s->n_active; i++)
 		running += s->active[i]->run->state == RUN_RUNNING;
 	atomic_store(&s->published_runs_active, running);
-	atomic_store(&s->published_index, s->processed_index);
+	if (atomic_exchange(&s->published_index, s->processed_index) != s->processed_index) {
+		pthread_mutex_lock(&s->applied_mu);
+		pthread_cond_broadcast(&s->applied_cv);
+		pthread_mutex_unlock(&s->applied_mu);
+	}
+}
+
+void local_sink_catch_up(local_sink *s, int timeout_ms)
+{
+	uint64_t target = txlog_last_index(s->opts.log);
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->applied_mu);
+	while (atomic_load(&s->published_index) < target && !atomic_load(&s->write_stalled) &&
+	       !atomic_load(&s->closing_for_queries)) {
+		if (pthread_cond_timedwait(&s->applied_cv, &s->applied_mu, &deadline) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&s->applied_mu);
 }
 
 static void *sink_main(void *arg)
@@ -698,10 +733,14 @@ int local_sink_start(const struct local_sink_options *opts, local_sink **out)
 		s->opts.max_active_runs = 4096;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	pthread_mutex_init(&s->applied_mu, NULL);
+	pthread_cond_init(&s->applied_cv, NULL);
 	s->heartbeat_us = clock_mono_us();
 #ifdef TRACKD_TEST_HOOKS
 	const char *hold = getenv("TRACKD_TEST_CHECKPOINT_HOLD_MS");
 	s->test_hold_ms = hold ? (uint32_t)strtoul(hold, NULL, 10) : 0;
+	const char *delay = getenv("TRACKD_TEST_APPLY_DELAY_MS");
+	s->test_apply_delay_ms = delay ? (uint32_t)strtoul(delay, NULL, 10) : 0;
 #endif
 	int rv;
 	if (local_store_runs_dir(opts->state_dir, s->runs_dir, sizeof s->runs_dir) != 0 ||
@@ -740,6 +779,10 @@ void local_sink_close(local_sink *s)
 	s->closing = true;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_lock(&s->applied_mu);
+	atomic_store(&s->closing_for_queries, true);
+	pthread_cond_broadcast(&s->applied_cv);
+	pthread_mutex_unlock(&s->applied_mu);
 }
 
 void local_sink_stop(local_sink *s)
@@ -760,6 +803,8 @@ void local_sink_free(local_sink *s)
 	txlog_reader_close(s->reader);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->applied_mu);
+	pthread_cond_destroy(&s->applied_cv);
 	free(s);
 }
 

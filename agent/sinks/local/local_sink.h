@@ -98,6 +98,14 @@ void local_sink_get_stats(local_sink *s, struct local_sink_stats *out);
  * 20 ms while healthy, more often when busy; one checkpoint may take longer). */
 int64_t local_sink_heartbeat_us(local_sink *s);
 
+/* Read-your-writes for queries: waits until the sink has applied every record
+ * the log held at the call, so that an answer shows every batch acknowledged
+ * before the query was asked (a finished run is `finished`, a rename shows), or
+ * until timeout_ms, or at once while the sink is stalled on a full disk or
+ * closing. Never takes the sink's lock (a checkpoint may hold it for seconds);
+ * for query threads, never the ingest path. */
+void local_sink_catch_up(local_sink *s, int timeout_ms);
+
 /* The queries the local run store answers (agent/cmd/queries.c routes them
  * here), each with JSON appended to `out` (shapes: query.c), for the requester
  * `uid`: it sees and changes only its own runs unless `admin`. A request is

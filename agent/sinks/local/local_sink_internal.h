@@ -60,6 +60,11 @@ struct local_sink {
 	 * last loop, for status: a checkpoint holds mu through its fsyncs, which
 	 * with a backlog take seconds, and status must not wait for them. */
 	_Atomic uint64_t published_index, published_runs_active;
+	/* Broadcast whenever published_index is stored (local_sink_catch_up);
+	 * its own mutex, so a waiting query never holds up the sink. */
+	pthread_mutex_t applied_mu;
+	pthread_cond_t applied_cv;
+	_Atomic bool closing_for_queries; /* closing, as seen without mu */
 	_Atomic uint64_t records_applied, records_orphaned, runs_recovered, rows_rejected,
 	    crashes_detected, write_errors;
 	_Atomic uint64_t runs_finished, runs_failed, runs_crashed, runs_killed;
@@ -68,6 +73,10 @@ struct local_sink {
 	 * more (TRACKD_TEST_CHECKPOINT_HOLD_MS), as a checkpoint's fsyncs do on a
 	 * slow disk, so tests can show who waits for the sink's lock. */
 	uint32_t test_hold_ms;
+	/* Test builds only: each round waits this long (TRACKD_TEST_APPLY_DELAY_MS,
+	 * mu let go) before it applies what the log holds, as a sink behind on a
+	 * loaded machine, so tests can show what a query sees of it. */
+	uint32_t test_apply_delay_ms;
 #endif
 };
 
