@@ -7,8 +7,13 @@
 #define TRACKD_CORE_CLOCK_H
 
 #include <stdint.h>
+#include <time.h>
 
 int64_t clock_wall_us(void);
 int64_t clock_mono_us(void);
+/* The absolute time `ms` milliseconds from now on clock `clk`, for
+ * pthread_cond_timedwait (CLOCK_REALTIME unless the condition variable was
+ * made with another clock). */
+struct timespec clock_deadline_ms(clockid_t clk, int64_t ms);
 
 #endif

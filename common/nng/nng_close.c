@@ -1,5 +1,7 @@
 #include "nng_close.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -61,14 +63,7 @@ bool nng_close_bounded(nng_socket sock, int timeout_ms)
 		nng_close(sock);
 		return true;
 	}
-	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	struct timespec deadline = clock_deadline_ms(CLOCK_MONOTONIC, timeout_ms);
 	pthread_mutex_lock(&c->mu);
 	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &deadline) != ETIMEDOUT)
 		;

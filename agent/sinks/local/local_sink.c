@@ -631,14 +631,7 @@ static void publish_stats(struct local_sink *s)
 void local_sink_catch_up(local_sink *s, int timeout_ms)
 {
 	uint64_t target = txlog_last_index(s->opts.log);
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	struct timespec deadline = clock_deadline_ms(CLOCK_REALTIME, timeout_ms);
 	pthread_mutex_lock(&s->applied_mu);
 	while (atomic_load(&s->published_index) < target && !atomic_load(&s->write_stalled) &&
 	       !atomic_load(&s->closing_for_queries)) {
@@ -681,13 +674,7 @@ static void *sink_main(void *arg)
 		 * took the lock itself. */
 		publish_stats(s);
 		if (applied == 0) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 20 * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
+			struct timespec ts = clock_deadline_ms(CLOCK_REALTIME, 20);
 			if (!atomic_load(&s->notified) && !s->closing)
 				pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 		} else {
