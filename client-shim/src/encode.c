@@ -36,6 +36,23 @@ size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX],
 	return n;
 }
 
+/* Grows *arr (of elem-byte entries, *cap of them) to hold at least `need`,
+ * doubling from 4 so that slowly widening rows do not reallocate every call.
+ * false when out of memory (*arr and *cap unchanged). */
+static bool grow_array(void **arr, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return true;
+	size_t n = *cap ? *cap : 4;
+	while (n < need)
+		n *= 2;
+	void *p = realloc(*arr, n * elem);
+	if (p == NULL)
+		return false;
+	*arr = p;
+	*cap = n;
+	return true;
+}
 int td_scratch_reserve(struct td_scratch *s, const struct td_item_count *count)
 {
 	if (count->items > s->cap_items) {
@@ -66,26 +83,9 @@ int td_scratch_reserve(struct td_scratch *s, const struct td_item_count *count)
 		s->vptrs = vptrs;
 		s->cap_items = n;
 	}
-	if (count->lists > s->cap_lists) {
-		size_t n = s->cap_lists ? s->cap_lists : 4;
-		while (n < count->lists)
-			n *= 2;
-		Trackd__V1__ListValue *lists = realloc(s->lists, n * sizeof(*lists));
-		if (lists == NULL)
-			goto nomem;
-		s->lists = lists;
-		s->cap_lists = n;
-	}
-	if (count->maps > s->cap_maps) {
-		size_t n = s->cap_maps ? s->cap_maps : 4;
-		while (n < count->maps)
-			n *= 2;
-		Trackd__V1__MapValue *maps = realloc(s->maps, n * sizeof(*maps));
-		if (maps == NULL)
-			goto nomem;
-		s->maps = maps;
-		s->cap_maps = n;
-	}
+	if (!grow_array((void **)&s->lists, &s->cap_lists, count->lists, sizeof(*s->lists)) ||
+	    !grow_array((void **)&s->maps, &s->cap_maps, count->maps, sizeof(*s->maps)))
+		goto nomem;
 	return TD_OK;
 nomem:
 	return td_fail(TD_ERR_NOMEM, "out of memory encoding %zu items", count->items);
