@@ -1,6 +1,9 @@
 /* agent_client.c — see agent_client.h. */
 #include "agent_client.h"
 
+#include "buf.h"
+#include "trackd/v1/pb_json.h"
+
 #include "autostart.h"
 #include "errors.h"
 #include "nng_close.h"
@@ -163,17 +166,23 @@ int agent_query(agent_client *c, const Trackd__V1__Query *q, char **json, size_t
 	int rv = round_trip(c, &req, AGENT_QUERY_TIMEOUT_MS, &reply, err);
 	if (rv != 0)
 		return rv;
-	if (reply->body_case != TRACKD__V1__REPLY__BODY_QUERY || !reply->query ||
-	    !reply->query->json) {
-		trackd__v1__reply__free_unpacked(reply, NULL);
+	struct buf text;
+	buf_init(&text, (size_t)AGENT_MAX_REPLY_BYTES * 4);
+	rv = reply->body_case == TRACKD__V1__REPLY__BODY_QUERY && reply->query
+	         ? pb_json_query_reply(reply->query, &text)
+	         : TRACKD_EINVAL;
+	trackd__v1__reply__free_unpacked(reply, NULL);
+	if (rv == TRACKD_EINVAL || (!rv && !text.data)) {
+		buf_fini(&text);
 		return set_error(err, TRACKD_ECORRUPT, 0,
 		                 "the agent answered something else (does it serve queries?)");
 	}
-	*len = strlen(reply->query->json);
-	*json = strdup(reply->query->json);
-	trackd__v1__reply__free_unpacked(reply, NULL);
-	if (!*json)
+	if (rv) {
+		buf_fini(&text);
 		return set_error(err, TRACKD_ENOMEM, 0, "out of memory");
+	}
+	*len = text.len;
+	*json = text.data;
 	return 0;
 }
 

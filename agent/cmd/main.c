@@ -222,12 +222,12 @@ static int submit_record(void *arg, const Trackd__V1__Record *rec)
 
 /* Queries go through the one table in queries.c, with the stages running now. */
 static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t uid, bool admin,
-                        struct buf *json, Trackd__V1__QueryReply **typed, char *err, size_t errlen)
+                        size_t max_bytes, Trackd__V1__QueryReply **reply, char *err, size_t errlen)
 {
 	struct agent *ag = arg;
 	const struct query_stages st = {.local = atomic_load(&ag->sink),
 	                                .wandb = atomic_load(&ag->wandb)};
-	return queries_answer(&st, query, len, uid, admin, json, typed, err, errlen);
+	return queries_answer(&st, query, len, uid, admin, max_bytes, reply, err, errlen);
 }
 
 /* Start-up only, before ingest serves: the owner of every run in the local

@@ -2,16 +2,18 @@
  * The query table. To add a query:
  *   1. trackd.proto: a request message and a new field in Query's `request`
  *      oneof (a new number; the numbers are never reused);
- *   2. the handler in the stage that owns the answer (its header states the
- *      JSON shape and the access rule: a peer sees only its own runs unless
- *      admin), taking the typed request;
- *   3. one row below: the request case, the stages it needs, the handler.
+ *   2. its reply message, a new member of QueryReply's `reply` oneof with the
+ *      request's number (its fields are also its JSON shape: pb_json.h);
+ *   3. the handler in the stage that owns the answer (its header states the
+ *      access rule: a peer sees only its own runs unless admin), taking the
+ *      typed request and giving the typed reply;
+ *   4. one row below: the request case, the stages it needs, the handler.
  * Nothing else dispatches on a query: ingest hands every Query here.
  */
 #include "queries.h"
 
 #include "errors.h"
-#include "json_write.h"
+#include "trackd/v1/wire.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,10 +41,12 @@ struct query_call {
 	const Trackd__V1__Query *q;
 	uint32_t uid;
 	bool admin;
-	Trackd__V1__QueryReply **typed; /* see ingest_options.query */
+	size_t max_bytes; /* the most the answer may take packed */
 };
 
-typedef int (*query_handler)(const struct query_call *c, struct buf *json, char *err,
+/* A handler sets the reply's case and member (malloc'd throughout: the router
+ * frees the reply with free_unpacked, whatever the handler returns). */
+typedef int (*query_handler)(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
                              size_t errlen);
 
 struct query_route {
@@ -54,116 +58,94 @@ struct query_route {
 
 /* ---- local run store ---- */
 
-static int on_runs(const struct query_call *c, struct buf *json, char *err, size_t errlen)
+static int on_runs(const struct query_call *c, Trackd__V1__QueryReply *r, char *err, size_t errlen)
 {
-	return local_sink_query_runs(c->st->local, c->q->runs, c->uid, c->admin, json, err, errlen);
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_RUNS;
+	return local_sink_query_runs(c->st->local, c->q->runs, c->uid, c->admin, c->max_bytes,
+	                             &r->runs, err, errlen);
 }
 
-/* UPLOAD as JSON: the members the typed UploadInfo has. */
-static int upload_json(const Trackd__V1__UploadInfo *u, struct buf *out)
+/* The upload side of a run without a wandb sink. */
+static Trackd__V1__UploadInfo *upload_none(void)
 {
-	const struct {
-		const char *key, *value;
-	} fields[] = {{"sink", u->sink},
-	              {"state", u->state},
-	              {"run_url", u->run_url},
-	              {"project_url", u->project_url},
-	              {"last_error", u->last_error}};
-	int rv = buf_putc(out, '{');
-	bool first = true;
-	for (size_t i = 0; !rv && i < sizeof fields / sizeof fields[0]; i++) {
-		if (!fields[i].value)
-			continue;
-		rv = buf_printf(out, "%s\"%s\":", first ? "" : ",", fields[i].key);
-		if (!rv)
-			rv = json_write_string(out, fields[i].value);
-		first = false;
-	}
-	return rv ? rv : buf_putc(out, '}');
+	Trackd__V1__UploadInfo u = TRACKD__V1__UPLOAD_INFO__INIT;
+	u.sink = "none";
+	u.state = "disabled";
+	return (Trackd__V1__UploadInfo *)wire_copy(&u.base);
 }
 
-/* The run and its upload: the local store's RUN and the wandb sink's view
- * (its URLs once the backend answered), or sink "none" without one; typed in
- * *typed, and as {"run":RUN,"upload":UPLOAD}. The local sink has already
- * checked that the peer may see the run. */
-static int on_run(const struct query_call *c, struct buf *json, char *err, size_t errlen)
+/* The run (the local sink has checked that the peer may see it) and its upload:
+ * the wandb sink's view (its URLs once the backend answered), or sink "none"
+ * without one. */
+static int on_run(const struct query_call *c, Trackd__V1__QueryReply *r, char *err, size_t errlen)
 {
-	const char *ref = c->q->run->run;
 	Trackd__V1__RunReply *rr = malloc(sizeof *rr);
-	Trackd__V1__QueryReply *qr = malloc(sizeof *qr);
-	if (!rr || !qr) {
-		free(rr);
-		free(qr);
+	if (!rr) {
 		snprintf(err, errlen, "out of memory");
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	}
 	trackd__v1__run_reply__init(rr);
-	trackd__v1__query_reply__init(qr);
-	qr->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_RUN;
-	qr->run = rr;
-	*c->typed = qr; /* freed by ingest, whatever happens next */
-
-	int rv = buf_puts(json, "{\"run\":");
-	if (rv)
-		goto too_large;
-	int code =
-	    local_sink_query_run(c->st->local, ref, c->uid, c->admin, json, &rr->run, err, errlen);
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_RUN;
+	r->run = rr;
+	int code = local_sink_query_run(c->st->local, c->q->run->run, c->uid, c->admin, &rr->run,
+	                                err, errlen);
 	if (code)
 		return code;
-	const char *slash = strrchr(rr->run->path, '/');
-	const char *id = slash ? slash + 1 : rr->run->path;
-	if (c->st->wandb) {
-		rv = wandb_sink_run_upload(c->st->wandb, id, &rr->upload);
-	} else if ((rr->upload = malloc(sizeof *rr->upload))) {
-		trackd__v1__upload_info__init(rr->upload);
-		rr->upload->sink = strdup("none");
-		rr->upload->state = strdup("disabled");
-		rv = rr->upload->sink && rr->upload->state ? 0 : TRACKD_ENOMEM;
-	} else {
-		rv = TRACKD_ENOMEM;
-	}
-	if (!rv)
-		rv = buf_puts(json, ",\"upload\":");
-	if (!rv)
-		rv = upload_json(rr->upload, json);
-	if (!rv)
-		rv = buf_putc(json, '}');
+	int rv = TRACKD_ENOMEM;
+	if (c->st->wandb)
+		rv = wandb_sink_run_upload(c->st->wandb, rr->run->id, &rr->upload);
+	else if ((rr->upload = upload_none()))
+		rv = TRACKD_OK;
 	if (!rv)
 		return 0;
-too_large:
-	snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
-	return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+	snprintf(err, errlen, "cannot answer: %s", trackd_strerror(rv));
+	return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 }
 
-static int on_history(const struct query_call *c, struct buf *json, char *err, size_t errlen)
+static int on_history(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                      size_t errlen)
 {
-	return local_sink_query_history(c->st->local, c->q->history, c->uid, c->admin, json, err,
-	                                errlen);
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_HISTORY;
+	return local_sink_query_history(c->st->local, c->q->history, c->uid, c->admin, c->max_bytes,
+	                                &r->history, err, errlen);
 }
 
-static int on_rename(const struct query_call *c, struct buf *json, char *err, size_t errlen)
+static int on_rename(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                     size_t errlen)
 {
-	return local_sink_query_rename(c->st->local, c->q->rename, c->uid, c->admin, json, err,
-	                               errlen);
+	int code =
+	    local_sink_query_rename(c->st->local, c->q->rename, c->uid, c->admin, err, errlen);
+	if (code)
+		return code;
+	if (!(r->rename = malloc(sizeof *r->rename))) {
+		snprintf(err, errlen, "out of memory");
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	}
+	trackd__v1__rename_reply__init(r->rename);
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_RENAME;
+	r->rename->has_ok = r->rename->ok = true;
+	return 0;
 }
 
 /* ---- wandb sink ---- */
 
-static int on_wandb(const struct query_call *c, struct buf *json, char *err, size_t errlen)
+static int on_wandb(const struct query_call *c, Trackd__V1__QueryReply *r, char *err, size_t errlen)
 {
-	return wandb_sink_query_status(c->st->wandb, c->uid, c->admin, json, err, errlen);
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_WANDB;
+	return wandb_sink_query_status(c->st->wandb, c->uid, c->admin, &r->wandb, err, errlen);
 }
 
-static int on_retry(const struct query_call *c, struct buf *json, char *err, size_t errlen)
+static int on_retry(const struct query_call *c, Trackd__V1__QueryReply *r, char *err, size_t errlen)
 {
-	return wandb_sink_query_retry(c->st->wandb, c->q->retry->run, c->uid, c->admin, json, err,
-	                              errlen);
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_RETRY;
+	return wandb_sink_query_retry(c->st->wandb, c->q->retry->run, c->uid, c->admin, &r->retry,
+	                              err, errlen);
 }
 
 /* trackctl sync: the local store finds the run (and checks who asks), the
  * wandb sink uploads it. */
 static int sync_common(const struct query_call *c, bool start, bool force, const char *ref,
-                       struct buf *json, char *err, size_t errlen)
+                       Trackd__V1__SyncProgress **out, char *err, size_t errlen)
 {
 	struct local_run_info info;
 	int rv =
@@ -175,19 +157,22 @@ static int sync_common(const struct query_call *c, bool start, bool force, const
 	                              .offline = info.offline,
 	                              .running = info.running,
 	                              .owner = info.owner};
-	return wandb_sink_sync(c->st->wandb, start, force, ref, &t, c->uid, c->admin, json, err,
+	return wandb_sink_sync(c->st->wandb, start, force, ref, &t, c->uid, c->admin, out, err,
 	                       errlen);
 }
 
-static int on_sync(const struct query_call *c, struct buf *json, char *err, size_t errlen)
+static int on_sync(const struct query_call *c, Trackd__V1__QueryReply *r, char *err, size_t errlen)
 {
-	const Trackd__V1__SyncRequest *r = c->q->sync;
-	return sync_common(c, true, r->has_force && r->force, r->run, json, err, errlen);
+	const Trackd__V1__SyncRequest *q = c->q->sync;
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_SYNC;
+	return sync_common(c, true, q->has_force && q->force, q->run, &r->sync, err, errlen);
 }
 
-static int on_sync_status(const struct query_call *c, struct buf *json, char *err, size_t errlen)
+static int on_sync_status(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                          size_t errlen)
 {
-	return sync_common(c, false, false, c->q->sync_status->run, json, err, errlen);
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_SYNC_STATUS;
+	return sync_common(c, false, false, c->q->sync_status->run, &r->sync_status, err, errlen);
 }
 
 #define WANDB_OFF "the wandb sink is not enabled (sinks.wandb.enabled)"
@@ -207,10 +192,10 @@ static const struct query_route routes[] = {
 };
 
 int queries_answer(const struct query_stages *st, const uint8_t *query, size_t len, uint32_t uid,
-                   bool admin, struct buf *json, Trackd__V1__QueryReply **typed, char *err,
+                   bool admin, size_t max_bytes, Trackd__V1__QueryReply **reply, char *err,
                    size_t errlen)
 {
-	*typed = NULL;
+	*reply = NULL;
 	if (!st->local) {
 		snprintf(err, errlen, "the agent is starting; try again");
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
@@ -240,12 +225,16 @@ int queries_answer(const struct query_stages *st, const uint8_t *query, size_t l
 	} else if ((route->needs & NEEDS_WANDB) && !st->wandb) {
 		snprintf(err, errlen, "%s", route->no_wandb);
 		rv = TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	} else if (!(*reply = malloc(sizeof **reply))) {
+		snprintf(err, errlen, "out of memory");
+		rv = TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	} else {
+		trackd__v1__query_reply__init(*reply);
 		if (route->needs & NEEDS_LOCAL)
 			local_sink_catch_up(st->local, QUERY_CATCH_UP_MS);
 		const struct query_call c = {
-		    .st = st, .q = q, .uid = uid, .admin = admin, .typed = typed};
-		rv = route->handler(&c, json, err, errlen);
+		    .st = st, .q = q, .uid = uid, .admin = admin, .max_bytes = max_bytes};
+		rv = route->handler(&c, *reply, err, errlen);
 	}
 	trackd__v1__query__free_unpacked(q, NULL);
 	return rv;

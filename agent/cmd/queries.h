@@ -6,15 +6,17 @@
  * Threading: called on ingest's query thread; the handlers take their stage's
  * own locks (history is read outside the local sink's lock). The stages are
  * borrowed for the call; a NULL stage answers ERROR_UNAVAILABLE for the
- * requests that need it. * Errors: 0 with JSON appended to `json` (and, for the answers that have a
- * typed form, *typed: see ingest_options.query, which takes it), or a TRACKD__V1__ERROR_CODE__* (>
- * 0) with a message in err. A Query from a client before typed queries (a string `kind` and no
- * request) gets ERROR_UNSUPPORTED_VERSION.
+ * requests that need it.
+ * Errors: 0 with the typed answer in *reply (a QueryReply of the default
+ * allocator, malloc'd throughout: see ingest_options.query, which packs and
+ * frees it; it may be set on failure too), or a TRACKD__V1__ERROR_CODE__* (> 0)
+ * with a message in err; ERROR_TOO_LARGE when the answer would take more than
+ * `max_bytes` packed. A Query from a client before typed queries (a string
+ * `kind` and no request) gets ERROR_UNSUPPORTED_VERSION.
  */
 #ifndef TRACKD_AGENT_QUERIES_H
 #define TRACKD_AGENT_QUERIES_H
 
-#include "buf.h"
 #include "local_sink.h"
 #include "wandb_sink.h"
 
@@ -28,7 +30,7 @@ struct query_stages {
 };
 
 int queries_answer(const struct query_stages *st, const uint8_t *query, size_t len, uint32_t uid,
-                   bool admin, struct buf *json, Trackd__V1__QueryReply **typed, char *err,
+                   bool admin, size_t max_bytes, Trackd__V1__QueryReply **reply, char *err,
                    size_t errlen);
 
 #endif

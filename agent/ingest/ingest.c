@@ -782,26 +782,27 @@ static void answer_query(struct ingest *in, struct request_ctx *rc)
 		                        "this agent keeps no run store to query", false);
 		return;
 	}
-	struct buf json;
-	buf_init(&json, max_message_bytes * 4);
-	Trackd__V1__QueryReply *typed = NULL;
+	/* Answers may be larger than requests (a page of history): clients
+	 * accept up to four times the request limit. */
+	size_t max_reply = (size_t)max_message_bytes * 4;
+	Trackd__V1__QueryReply *qr = NULL;
 	int code = in->opts.query(in->opts.hook_arg, req.query, req.query_len, rc->uid, rc->admin,
-	                          &json, &typed, err, sizeof err);
+	                          max_reply, &qr, err, sizeof err);
+	if (code == 0 && trackd__v1__query_reply__get_packed_size(qr) > max_reply) {
+		snprintf(err, sizeof err, "answer too large (over %zu bytes): ask for less",
+		         max_reply);
+		code = TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+	}
 	if (code != 0) {
 		rc->reply = error_reply(code, err, false);
 	} else {
-		Trackd__V1__QueryReply plain = TRACKD__V1__QUERY_REPLY__INIT;
-		Trackd__V1__QueryReply *qr = typed ? typed : &plain;
-		qr->json = json.data ? json.data : ""; /* borrowed for the packing */
 		Trackd__V1__Reply reply = TRACKD__V1__REPLY__INIT;
 		reply.body_case = TRACKD__V1__REPLY__BODY_QUERY;
 		reply.query = qr;
 		rc->reply = pack_reply(&reply);
-		qr->json = NULL;
 	}
-	if (typed)
-		trackd__v1__query_reply__free_unpacked(typed, NULL);
-	buf_fini(&json);
+	if (qr)
+		trackd__v1__query_reply__free_unpacked(qr, NULL);
 }
 
 static void *query_main(void *arg)

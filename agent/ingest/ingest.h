@@ -74,17 +74,18 @@ struct ingest_options {
 	const char *group;
 	const char *admin_group;
 
-	/* Optional hooks. `query` answers a Query (its wire bytes) with JSON in
-	 * `json` and, where the answer has a typed form, *typed: a QueryReply of
-	 * the default allocator (malloc'd throughout, `json` unset) that ingest
-	 * packs and frees with free_unpacked, even on failure. It returns 0 or a
+	/* Optional hooks. `query` answers a Query (its wire bytes) with a typed
+	 * reply in *reply: a QueryReply of the default allocator (malloc'd
+	 * throughout) that ingest packs and frees with free_unpacked, even on
+	 * failure; the answer may take at most `max_bytes` packed (the reply
+	 * limit, four times limits.max_message_bytes). It returns 0 or a
 	 * TRACKD__V1__ERROR_CODE__* with a message; it runs
 	 * on ingest's query thread, never on the worker, so slow reads do not delay
 	 * acknowledgements. `status` adds fields to status replies. `disconnected`
 	 * is told that a client connection closed; it runs on an NNG thread and must
 	 * only hand off. */
 	int (*query)(void *arg, const uint8_t *query, size_t len, uint32_t uid, bool admin,
-	             struct buf *json, Trackd__V1__QueryReply **typed, char *err, size_t errlen);
+	             size_t max_bytes, Trackd__V1__QueryReply **reply, char *err, size_t errlen);
 	void (*status)(void *arg, Trackd__V1__StatusReply *st);
 	void (*disconnected)(void *arg);
 	void *hook_arg;

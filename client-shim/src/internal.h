@@ -94,7 +94,7 @@
 #define TD_CLOSE_TIMEOUT_MS 2000
 /* Replies are an Ack or an Error with a short message. */
 #define TD_MAX_REPLY_BYTES ((size_t)64 << 10)
-/* Query replies carry JSON (history pages): bounded, but generously. */
+/* Query replies (history pages) are bounded, but generously. */
 #define TD_MAX_QUERY_REPLY_BYTES    ((size_t)256 << 20)
 #define TD_DEFAULT_QUERY_TIMEOUT_MS 10000
 /* td_init's resume check and the state-dir lookup must not hold up a

@@ -24,6 +24,8 @@
 #include "autostart.h"
 #include "internal.h"
 #include "json_write.h"
+#include "errors.h"
+#include "trackd/v1/pb_json.h"
 
 /* ---- strings ------------------------------------------------------------- */
 
@@ -260,9 +262,22 @@ int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **js
 	if ((rc = td_agent_call(url, &req, timeout_ms, &reply)) != TD_OK)
 		return rc;
 	if (reply->body_case == TRACKD__V1__REPLY__BODY_QUERY) {
-		const char *json = reply->query->json ? reply->query->json : "";
-		*json_out = strdup(json);
-		rc = *json_out ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory");
+		/* The typed reply as JSON, in the shapes of pb_json.h (the Python Api
+		 * reads them). Values written as JSON take at most a few times their
+		 * packed size (a double: 9 bytes packed, up to 24 as text). */
+		struct buf json;
+		buf_init(&json, TD_MAX_QUERY_REPLY_BYTES * 4);
+		int jr = pb_json_query_reply(reply->query, &json);
+		if (jr == TRACKD_OK && json.data) {
+			*json_out = json.data; /* NUL-terminated, malloc'd: td_free releases it */
+			rc = TD_OK;
+		} else {
+			buf_fini(&json);
+			rc = jr == TRACKD_EINVAL
+			         ? td_fail(TD_ERR_REJECTED, "td_query_agent: the agent's answer is "
+			                                    "of no kind this library knows")
+			         : td_fail(TD_ERR_NOMEM, "td_query_agent: out of memory");
+		}
 	} else {
 		rc = agent_error("query", reply);
 	}

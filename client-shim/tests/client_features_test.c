@@ -523,11 +523,11 @@ static void test_spool_bound_refuses_and_counts(struct tc *t)
 
 /* ---- resume, queries, status, run dir --------------------------------------------- */
 
-static char *store_query(void *arg, const Trackd__V1__Query *q, Trackd__V1__QueryReply *typed,
-                         int *code, const char **message)
+static bool store_query(void *arg, const Trackd__V1__Query *q, Trackd__V1__QueryReply *reply,
+                        int *code, const char **message)
 {
-	static Trackd__V1__RunIdentity ident = {
-	    .base = PROTOBUF_C_MESSAGE_INIT(&trackd__v1__run_identity__descriptor),
+	static Trackd__V1__RunInfo info = {
+	    .base = PROTOBUF_C_MESSAGE_INIT(&trackd__v1__run_info__descriptor),
 	    .id = "exists",
 	    .entity = "alice",
 	    .project = "proj",
@@ -535,39 +535,51 @@ static char *store_query(void *arg, const Trackd__V1__Query *q, Trackd__V1__Quer
 	    .state = "finished",
 	    .dir = "/srv/state/runs/alice/proj/run-20240101_000000-exists"};
 	static Trackd__V1__RunReply run_reply = {
-	    .base = PROTOBUF_C_MESSAGE_INIT(&trackd__v1__run_reply__descriptor), .run = &ident};
+	    .base = PROTOBUF_C_MESSAGE_INIT(&trackd__v1__run_reply__descriptor), .run = &info};
+	static Trackd__V1__RunsReply no_runs = {
+	    .base = PROTOBUF_C_MESSAGE_INIT(&trackd__v1__runs_reply__descriptor)};
+	/* The history page echoes what was asked, so the test sees the request. */
+	static char echo[256];
+	static ProtobufCBinaryData line;
+	static Trackd__V1__HistoryPage page = {
+	    .base = PROTOBUF_C_MESSAGE_INIT(&trackd__v1__history_page__descriptor)};
 	(void)arg;
 	const char *run = ts_query_run(q);
 	if (q->request_case == TRACKD__V1__QUERY__REQUEST_RUN && run &&
 	    strcmp(run, "alice/proj/exists") == 0) {
-		/* The library reads the typed reply; the JSON is for its callers. */
-		typed->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_RUN;
-		typed->run = &run_reply;
-		return strdup(
-		    "{\"run\":{\"id\":\"exists\",\"config\":{\"dir\":\"wrong\"},"
-		    "\"tags\":[\"a\",{\"dir\":\"x\"}],\"summary\":{\"v\":NaN},"
-		    "\"dir\":\"/srv/state/runs/alice/proj/run-20240101_000000-exists\"}}");
+		reply->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_RUN;
+		reply->run = &run_reply;
+		return true;
 	}
-	if (q->request_case == TRACKD__V1__QUERY__REQUEST_RUNS)
-		return strdup("{\"runs\":[]}");
+	if (q->request_case == TRACKD__V1__QUERY__REQUEST_RUNS) {
+		reply->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_RUNS;
+		reply->runs = &no_runs;
+		return true;
+	}
 	if (q->request_case == TRACKD__V1__QUERY__REQUEST_HISTORY) {
 		const Trackd__V1__HistoryRequest *h = q->history;
-		char buf[256];
-		snprintf(buf, sizeof(buf),
-		         "{\"run\":\"%s\",\"from_line\":%llu,\"max_lines\":%llu,\"keys\":%zu,"
-		         "\"key0\":\"%s\"}",
-		         run ? run : "", (unsigned long long)h->from_line,
-		         (unsigned long long)h->max_lines, h->n_keys, h->n_keys ? h->keys[0] : "");
-		return strdup(buf);
+		snprintf(echo, sizeof(echo), "{\"keys\":%zu,\"key0\":\"%s\"}", h->n_keys,
+		         h->n_keys ? h->keys[0] : "");
+		line.data = (uint8_t *)echo;
+		line.len = strlen(echo);
+		page.run = (char *)(run ? run : "");
+		page.has_from_line = page.has_next_line = true;
+		page.from_line = h->from_line;
+		page.next_line = h->from_line + h->max_lines;
+		page.lines = &line;
+		page.n_lines = 1;
+		reply->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_HISTORY;
+		reply->history = &page;
+		return true;
 	}
 	if (q->request_case == TRACKD__V1__QUERY__REQUEST_RENAME) {
 		*code = TRACKD__V1__ERROR_CODE__ERROR_INVALID;
 		*message = "rename needs a non-empty name";
-		return NULL;
+		return false;
 	}
 	*code = TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND;
 	*message = "no such run";
-	return NULL;
+	return false;
 }
 
 static int init_with(struct tc *t, const char *url, const char *id, td_resume resume, td_run **run)
@@ -659,7 +671,9 @@ static void test_query_and_status(struct tc *t)
 	              .max_lines = 250};
 	CHECK_RC(td_query_agent(url, &h, 10000, &json), TD_OK);
 	CHECK(json && strcmp(json, "{\"run\":\"alice/proj/exists\",\"from_line\":500,"
-	                           "\"max_lines\":250,\"keys\":2,\"key0\":\"loss\"}") == 0);
+	                           "\"lines\":[{\"keys\":2,\"key0\":\"loss\"}],"
+	                           "\"next_line\":750,\"total_lines\":null}") == 0,
+	      "got %s", json);
 	td_free(json);
 
 	td_query r = {.kind = TD_QUERY_RUN, .run = "nope"};

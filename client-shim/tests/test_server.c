@@ -160,7 +160,7 @@ static void answer_query(struct test_server *s, const Trackd__V1__Query *q)
 	Trackd__V1__Error err = TRACKD__V1__ERROR__INIT;
 	int code = TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND;
 	const char *message = "no such run";
-	char *json = NULL;
+	bool answered = false;
 
 	pthread_mutex_lock(&s->mu);
 	s->queries++;
@@ -172,9 +172,8 @@ static void answer_query(struct test_server *s, const Trackd__V1__Query *q)
 	snprintf(s->last_query_run, sizeof(s->last_query_run), "%s", run ? run : "");
 	pthread_mutex_unlock(&s->mu);
 	if (s->query)
-		json = s->query(s->query_arg, q, &qr, &code, &message);
-	if (json) {
-		qr.json = json;
+		answered = s->query(s->query_arg, q, &qr, &code, &message);
+	if (answered) {
 		r.body_case = TRACKD__V1__REPLY__BODY_QUERY;
 		r.query = &qr;
 	} else {
@@ -185,7 +184,6 @@ static void answer_query(struct test_server *s, const Trackd__V1__Query *q)
 		r.error = &err;
 	}
 	reply(s, &r);
-	free(json);
 }
 
 static void handle(struct test_server *s, nng_msg *msg)

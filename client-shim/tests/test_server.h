@@ -34,12 +34,11 @@ typedef enum ts_action (*ts_decide_fn)(void *arg, uint64_t seq, unsigned attempt
 /* The run a typed query names (NULL for those that name none). */
 const char *ts_query_run(const Trackd__V1__Query *q);
 
-/* Answers a Query: return a malloc'd JSON text for a QueryReply (and fill
- * `typed`'s reply where the answer has a typed form; what it points to must
- * outlive the call, e.g. static), or NULL and set *code (an ErrorCode) and
- * *message for an Error. */
-typedef char *(*ts_query_fn)(void *arg, const Trackd__V1__Query *q, Trackd__V1__QueryReply *typed,
-                             int *code, const char **message);
+/* Answers a Query: fill `reply` (what it points to must outlive the call,
+ * e.g. static) and return true, or return false and set *code (an ErrorCode)
+ * and *message for an Error. */
+typedef bool (*ts_query_fn)(void *arg, const Trackd__V1__Query *q, Trackd__V1__QueryReply *reply,
+                            int *code, const char **message);
 
 struct ts_request {
 	unsigned session; /* index into sessions */

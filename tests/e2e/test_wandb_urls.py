@@ -146,7 +146,10 @@ def test_no_sink_says_so(tmp_path):
     try:
         err = finish_footer(agent.producer("nosink", 5))
         agent.wait_for(lambda: agent.run_state("nosink") == "finished", what="finished")
-        assert upload_of(agent, "nosink") == {"sink": "none", "state": "disabled"}
+        # Every field of the typed answer is there; those that do not apply are null.
+        assert upload_of(agent, "nosink") == {"sink": "none", "state": "disabled",
+                                              "run_url": None, "project_url": None,
+                                              "last_error": None}
         out = trackctl(agent, "show", "nosink").stdout
         assert "W&B: not uploaded: no wandb sink configured" in out, out
         assert "View run" not in out

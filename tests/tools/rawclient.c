@@ -9,6 +9,7 @@
  * "retryable":B,"message":"…"}} | {"status":{…}} | {"query":<the agent's JSON>}
  * | {"no_reply":"reason"}
  */
+#include "trackd/v1/pb_json.h"
 #include "trackd/v1/trackd.pb-c.h"
 
 #include <nng/nng.h>
@@ -107,7 +108,13 @@ int main(int argc, char **argv)
 			}
 			printf("\"}}\n");
 		} else if (r->body_case == TRACKD__V1__REPLY__BODY_QUERY) {
-			printf("{\"query\":%s}\n", r->query->json ? r->query->json : "null");
+			struct buf json;
+			buf_init(&json, (size_t)1 << 30);
+			if (pb_json_query_reply(r->query, &json) == 0 && json.data)
+				printf("{\"query\":%s}\n", json.data);
+			else
+				printf("{\"query\":null}\n");
+			buf_fini(&json);
 		} else if (r->body_case == TRACKD__V1__REPLY__BODY_STATUS) {
 			const Trackd__V1__StatusReply *st = r->status;
 			printf(

@@ -107,20 +107,22 @@ int64_t local_sink_heartbeat_us(local_sink *s);
 void local_sink_catch_up(local_sink *s, int timeout_ms);
 
 /* The queries the local run store answers (agent/cmd/queries.c routes them
- * here), each with JSON appended to `out` (shapes: query.c), for the requester
- * `uid`: it sees and changes only its own runs unless `admin`. A request is
+ * here), each with its typed reply in *out (malloc'd throughout: the caller
+ * frees it with its free_unpacked; NULL on failure), for the requester `uid`:
+ * it sees and changes only its own runs unless `admin`. A request is
  * borrowed. Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in
- * err. History is read outside the sink's lock, 64 KiB at a time. */
+ * err; ERROR_TOO_LARGE when the answer would take more than `max_bytes`
+ * packed. History is read outside the sink's lock, 64 KiB at a time. */
 int local_sink_query_runs(local_sink *s, const Trackd__V1__RunsRequest *q, uint32_t uid, bool admin,
-                          struct buf *out, char *err, size_t errlen);
-/* RUN alone, and *ident (malloc'd, the caller frees it with free_unpacked; it
- * may be set even on failure). */
-int local_sink_query_run(local_sink *s, const char *ref, uint32_t uid, bool admin, struct buf *out,
-                         Trackd__V1__RunIdentity **ident, char *err, size_t errlen);
+                          size_t max_bytes, Trackd__V1__RunsReply **out, char *err, size_t errlen);
+int local_sink_query_run(local_sink *s, const char *ref, uint32_t uid, bool admin,
+                         Trackd__V1__RunInfo **out, char *err, size_t errlen);
 int local_sink_query_history(local_sink *s, const Trackd__V1__HistoryRequest *q, uint32_t uid,
-                             bool admin, struct buf *out, char *err, size_t errlen);
+                             bool admin, size_t max_bytes, Trackd__V1__HistoryPage **out, char *err,
+                             size_t errlen);
+/* Records the rename (a RunRename record submitted to ingest). */
 int local_sink_query_rename(local_sink *s, const Trackd__V1__RenameRequest *q, uint32_t uid,
-                            bool admin, struct buf *out, char *err, size_t errlen);
+                            bool admin, char *err, size_t errlen);
 
 /* For `trackctl sync`: run `ref` (an id or entity/project/id) for requester
  * `uid` (its own runs only unless `admin`): its directory, its path

@@ -1,15 +1,19 @@
-/* Queries answered from the local run store (routed here by agent/cmd/queries.c).
- * JSON shapes (the contract the CLI and the Python Api read):
- *   runs    {"runs":[RUN,...]}, oldest first, paged by offset/limit *   run     RUN
- * (agent/cmd/queries.c puts it in {"run":RUN,"upload":UPLOAD}), and the run's typed identity
- *   history {"run":"e/p/id","from_line":N,"next_line":M,"total_lines":T,"lines":[ROW,...]}
- *   rename  {"ok":true}
- * RUN is run_to_json() with summary and config. Runs in memory answer from memory;
- * others from their snapshot on disk. */
+/* Queries answered from the local run store (routed here by agent/cmd/queries.c),
+ * as typed replies of trackd.proto:
+ *   runs    RunsReply, oldest first, paged by offset/limit
+ *   run     RunInfo (agent/cmd/queries.c adds the upload side: RunReply)
+ *   history HistoryPage: lines of history.jsonl as the store holds them
+ *   rename  RenameReply
+ * A RunInfo holds summary and config. Runs in memory answer from memory;
+ * others from their snapshot on disk. Answers are built from the runs' own
+ * strings under the sink's lock and copied (wire_copy) before it is let go. */
 #include "local_sink_internal.h"
 
 #include "errors.h"
 #include "files.h"
+#include "trackd/v1/wire.h"
+
+#include <json-c/json.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -61,73 +65,117 @@ static bool page_takes(struct runs_page *pg)
 	return true;
 }
 
-static char *dup_or_empty(const char *s)
+static char *or_empty(const char *s)
 {
-	return strdup(s ? s : "");
+	return (char *)(s ? s : "");
 }
 
-/* The typed identity of a run (malloc'd throughout, for free_unpacked), or
- * NULL without memory. */
-static Trackd__V1__RunIdentity *identity_of(const struct run *r, const char *dir)
+/* The RunInfo of a run (malloc'd throughout, for free_unpacked); its size
+ * packed is added to *bytes. NULL without memory. */
+static Trackd__V1__RunInfo *run_info(const struct run *r, const char *dir, size_t *bytes)
 {
-	Trackd__V1__RunIdentity *id = malloc(sizeof *id);
-	if (!id)
-		return NULL;
-	trackd__v1__run_identity__init(id);
+	Trackd__V1__RunInfo ri = TRACKD__V1__RUN_INFO__INIT;
 	char path[1024];
 	snprintf(path, sizeof path, "%s/%s/%s", r->entity, r->project, r->id);
-	id->id = dup_or_empty(r->id);
-	id->entity = dup_or_empty(r->entity);
-	id->project = dup_or_empty(r->project);
-	id->path = dup_or_empty(path);
-	id->display_name = dup_or_empty(r->display_name);
-	id->state = dup_or_empty(run_state_name(r->state));
-	id->dir = dup_or_empty(dir);
-	if (!id->id || !id->entity || !id->project || !id->path || !id->display_name ||
-	    !id->state || !id->dir) {
-		trackd__v1__run_identity__free_unpacked(id, NULL);
-		return NULL;
+	int32_t pids[RUN_MAX_ATTACHED];
+	for (size_t i = 0; i < r->n_attached; i++)
+		pids[i] = r->attached[i].pid;
+	ri.id = or_empty(r->id);
+	ri.entity = or_empty(r->entity);
+	ri.project = or_empty(r->project);
+	ri.path = path;
+	ri.display_name = or_empty(r->display_name);
+	ri.state = (char *)run_state_name(r->state);
+	ri.dir = (char *)dir;
+	ri.has_start_time = true;
+	ri.start_time = (double)r->start_time_us / 1e6;
+	if (r->state != RUN_RUNNING) {
+		ri.has_end_time = true;
+		ri.end_time = (double)r->end_time_us / 1e6;
+		ri.has_exit_code = r->has_exit_code;
+		ri.exit_code = r->exit_code;
 	}
-	return id;
+	ri.host = or_empty(r->host);
+	ri.n_pids = r->n_attached;
+	ri.pids = pids;
+	ri.has_uid = true;
+	ri.uid = r->uid;
+	ri.notes = or_empty(r->notes);
+	ri.n_tags = r->n_tags;
+	ri.tags = r->tags;
+	ri.group = or_empty(r->group);
+	ri.job_type = or_empty(r->job_type);
+	ri.mode = r->mode == TRACKD__V1__RUN_MODE__RUN_MODE_OFFLINE ? "offline" : "online";
+	ri.has_history_lines = ri.has_console_lines = ri.has_rows_rejected = true;
+	ri.history_lines = r->history_lines;
+	ri.console_lines = r->console_lines;
+	ri.rows_rejected = r->rows_rejected;
+	ri.summary = vmap_to_proto(&r->summary);
+	ri.config = vmap_to_proto(&r->config);
+	Trackd__V1__RunInfo *copy = NULL;
+	if (ri.summary && ri.config) {
+		*bytes += trackd__v1__run_info__get_packed_size(&ri);
+		copy = (Trackd__V1__RunInfo *)wire_copy(&ri.base);
+	}
+	vmap_proto_free(ri.summary);
+	vmap_proto_free(ri.config);
+	return copy;
 }
 
-/* One RUN of an answer, if the requester may see it and it passes the filter
- * and the page; with `ident`, its typed identity too. */
-static int append_run(struct local_sink *s, const char *dir, const char *state_filter,
-                      const struct requester *who, struct runs_page *pg, struct buf *out,
-                      bool *first, Trackd__V1__RunIdentity **ident)
+/* The answer so far: runs (RunsReply's array, grown as runs are found), and
+ * the bytes they take packed, against the answer's maximum. */
+struct runs_answer {
+	Trackd__V1__RunInfo **runs;
+	size_t n, cap;
+	size_t bytes, max_bytes;
+};
+
+static int answer_add(struct runs_answer *a, const struct run *r, const char *dir)
 {
-	/* In memory? */
-	for (size_t i = 0; i < s->n_active; i++) {
-		if (strcmp(s->active[i]->dir, dir) != 0)
-			continue;
-		struct run *r = s->active[i]->run;
-		if (!may_see(who, r) ||
-		    (state_filter && *state_filter &&
-		     strcmp(state_filter, run_state_name(r->state))) ||
-		    !page_takes(pg))
-			return TRACKD_OK;
-		int rv = *first ? 0 : buf_putc(out, ',');
-		*first = false;
-		if (!rv && ident && !(*ident = identity_of(r, dir)))
-			rv = TRACKD_ENOMEM;
-		return rv ? rv : run_to_json(r, dir, true, out);
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 16;
+		Trackd__V1__RunInfo **p = realloc(a->runs, cap * sizeof *p);
+		if (!p)
+			return TRACKD_ENOMEM;
+		a->runs = p;
+		a->cap = cap;
 	}
+	if (!(a->runs[a->n] = run_info(r, dir, &a->bytes)))
+		return TRACKD_ENOMEM;
+	a->n++;
+	return a->bytes > a->max_bytes ? TRACKD_ETOOBIG : TRACKD_OK;
+}
+
+static void answer_fini(struct runs_answer *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		trackd__v1__run_info__free_unpacked(a->runs[i], NULL);
+	free(a->runs);
+}
+
+static bool passes(const struct run *r, const char *state_filter, const struct requester *who,
+                   struct runs_page *pg)
+{
+	return may_see(who, r) &&
+	       (!state_filter || !*state_filter ||
+	        strcmp(state_filter, run_state_name(r->state)) == 0) &&
+	       page_takes(pg);
+}
+
+/* The run in `dir`, if the requester may see it and it passes the filter and
+ * the page, added to the answer. */
+static int append_run(struct local_sink *s, const char *dir, const char *state_filter,
+                      const struct requester *who, struct runs_page *pg, struct runs_answer *a)
+{
+	for (size_t i = 0; i < s->n_active; i++) /* in memory? */
+		if (strcmp(s->active[i]->dir, dir) == 0)
+			return passes(s->active[i]->run, state_filter, who, pg)
+			           ? answer_add(a, s->active[i]->run, dir)
+			           : TRACKD_OK;
 	struct run *r;
 	if (sink_load_snapshot(dir, &r) != 0)
 		return TRACKD_OK; /* not yet checkpointed: shown once it is */
-	int rv = TRACKD_OK;
-	if (may_see(who, r) &&
-	    (!state_filter || !*state_filter ||
-	     strcmp(state_filter, run_state_name(r->state)) == 0) &&
-	    page_takes(pg)) {
-		rv = *first ? 0 : buf_putc(out, ',');
-		*first = false;
-		if (!rv && ident && !(*ident = identity_of(r, dir)))
-			rv = TRACKD_ENOMEM;
-		if (!rv)
-			rv = run_to_json(r, dir, true, out);
-	}
+	int rv = passes(r, state_filter, who, pg) ? answer_add(a, r, dir) : TRACKD_OK;
 	run_free(r);
 	return rv;
 }
@@ -210,7 +258,7 @@ static void collect_runs(struct local_sink *s, const char *filter, struct run_di
 }
 
 static int query_runs(struct local_sink *s, const Trackd__V1__RunsRequest *q,
-                      const struct requester *who, struct buf *out)
+                      const struct requester *who, struct runs_answer *a)
 {
 	struct run_dir *list = NULL;
 	size_t n = 0;
@@ -219,16 +267,15 @@ static int query_runs(struct local_sink *s, const Trackd__V1__RunsRequest *q,
 	collect_runs(s, q->project, &list, &n);
 	if (n)
 		qsort(list, n, sizeof *list, by_name);
-	int rv = buf_puts(out, "{\"runs\":[");
-	bool first = true;
+	int rv = TRACKD_OK;
 	for (size_t i = 0; i < n; i++) {
 		if (!rv)
-			rv = append_run(s, list[i].path, q->state, who, &pg, out, &first, NULL);
+			rv = append_run(s, list[i].path, q->state, who, &pg, a);
 		free(list[i].path);
 		free(list[i].name);
 	}
 	free(list);
-	return rv ? rv : buf_puts(out, "]}");
+	return rv;
 }
 
 /* Resolves run `ref` to its dir, for a requester allowed to see it. */
@@ -282,89 +329,65 @@ int local_sink_locate(local_sink *s, const char *ref, uint32_t uid, bool admin,
 }
 
 static int query_run(struct local_sink *s, const char *ref, const struct requester *who,
-                     struct buf *out, Trackd__V1__RunIdentity **ident, char *err, size_t errlen)
+                     struct runs_answer *a, char *err, size_t errlen)
 {
 	char dir[4096];
 	int code = resolve_for(s, ref, who, dir, sizeof dir, err, errlen);
 	if (code)
 		return code;
-	bool first = true;
-	int rv = append_run(s, dir, NULL, who, NULL, out, &first, ident);
-	if (!rv && first) /* the dir exists, but its first checkpoint has not happened */
+	int rv = append_run(s, dir, NULL, who, NULL, a);
+	if (!rv && a->n == 0) /* the dir exists, but its first checkpoint has not happened */
 		return not_found(err, errlen, ref);
 	return rv;
 }
 
 /* ---- history ------------------------------------------------------------------------- */
 
-/* Skips one JSON value starting at p (a history line we wrote ourselves, so it
- * is well formed); returns the position after it. */
-static const char *skip_value(const char *p, const char *end)
-{
-	int depth = 0;
-	bool in_string = false;
-	for (; p < end; p++) {
-		char c = *p;
-		if (in_string) {
-			if (c == '\\')
-				p++;
-			else if (c == '"')
-				in_string = false;
-			else
-				continue;
-			if (depth == 0)
-				return p + 1;
-			continue;
-		}
-		if (c == '"')
-			in_string = true;
-		else if (c == '{' || c == '[')
-			depth++;
-		else if (c == '}' || c == ']') {
-			if (depth == 0)
-				return p; /* end of the enclosing object */
-			if (--depth == 0)
-				return p + 1;
-		} else if (c == ',' && depth == 0)
-			return p;
-	}
-	return end;
-}
+/* Rows nest no deeper than limits.max_nesting_depth allows the client; this
+ * bounds json-c's recursion on a file damaged on disk. */
+#define HISTORY_ROW_MAX_DEPTH 128
 
-static bool key_wanted(const Trackd__V1__HistoryRequest *q, const char *key, size_t len)
+static bool key_wanted(const Trackd__V1__HistoryRequest *q, const char *key)
 {
-	if (len == 5 && memcmp(key, "_step", 5) == 0)
+	if (strcmp(key, "_step") == 0)
 		return true;
 	for (size_t i = 0; i < q->n_keys; i++)
-		if (strlen(q->keys[i]) == len && memcmp(q->keys[i], key, len) == 0)
+		if (strcmp(q->keys[i], key) == 0)
 			return true;
 	return false;
 }
 
-/* Copies the members of a one-line JSON object whose keys were asked for. Keys in
- * our files never contain escaped quotes in a way that matters here: the
- * comparison is on the raw (escaped) text, which is what the client sent. */
-static int filter_line(const Trackd__V1__HistoryRequest *q, const char *line, size_t len,
-                       struct buf *out)
+/* The members of one row (a line of history.jsonl) whose keys were asked
+ * for, in the row's order. Read with json-c, which keeps a parsed number's own
+ * text, so values come out as the store wrote them. TRACKD_ECORRUPT when the
+ * line is not a JSON object (a file damaged on disk). */
+static int filter_line(const Trackd__V1__HistoryRequest *q, struct json_tokener *tok,
+                       const char *line, size_t len, struct buf *out)
 {
-	const char *p = line + 1, *end = line + len;
+	json_tokener_reset(tok);
+	json_object *row = len <= INT32_MAX ? json_tokener_parse_ex(tok, line, (int)len) : NULL;
+	if (!row || !json_object_is_type(row, json_type_object)) {
+		json_object_put(row);
+		return TRACKD_ECORRUPT;
+	}
 	int rv = buf_putc(out, '{');
 	bool first = true;
-	while (!rv && p < end && *p == '"') {
-		const char *k = p + 1, *kend = k;
-		while (kend < end && *kend != '"')
-			kend += *kend == '\\' ? 2 : 1;
-		const char *v = kend + 2; /* past '":' */
-		const char *vend = skip_value(v, end);
-		if (key_wanted(q, k, (size_t)(kend - k))) {
-			if (!first)
-				rv = buf_putc(out, ',');
-			first = false;
-			if (!rv)
-				rv = buf_append(out, p, (size_t)(vend - p));
-		}
-		p = vend < end && *vend == ',' ? vend + 1 : end;
+	json_object_object_foreach(row, key, value)
+	{
+		if (rv || !key_wanted(q, key))
+			continue;
+		rv = first ? 0 : buf_putc(out, ',');
+		first = false;
+		if (!rv)
+			rv = json_write_string(out, key);
+		if (!rv)
+			rv = buf_putc(out, ':');
+		if (!rv)
+			rv = buf_puts(out, json_object_to_json_string_ext(
+			                       value, JSON_C_TO_STRING_PLAIN |
+			                                  JSON_C_TO_STRING_NOSLASHESCAPE));
 	}
+	json_object_put(row);
 	return rv ? rv : buf_putc(out, '}');
 }
 
@@ -412,31 +435,70 @@ static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *
 
 #define HISTORY_CHUNK (64 * 1024)
 
-/* One line of the answer: the whole line, or its filtered keys. */
-static int emit_line(const Trackd__V1__HistoryRequest *q, const char *line, size_t len, bool first,
-                     struct buf *out)
+/* The page being built: HistoryPage.lines, and their bytes against the
+ * answer's maximum. */
+struct history_page {
+	ProtobufCBinaryData *lines;
+	size_t n, cap;
+	size_t bytes, max_bytes;
+};
+
+static void page_fini(struct history_page *pg)
 {
-	int rv = first ? 0 : buf_putc(out, ',');
-	if (!rv)
-		rv = q->n_keys ? filter_line(q, line, len, out) : buf_append(out, line, len);
-	return rv;
+	for (size_t i = 0; i < pg->n; i++)
+		free(pg->lines[i].data);
+	free(pg->lines);
 }
 
-static int history_stream(const Trackd__V1__HistoryRequest *q, struct history_source *src,
-                          struct buf *out)
+/* One line of the page: the whole line, or its asked keys. */
+static int emit_line(const Trackd__V1__HistoryRequest *q, struct json_tokener *tok,
+                     struct buf *scratch, const char *line, size_t len, struct history_page *pg)
 {
-	int rv = buf_puts(out, "{\"run\":");
-	if (!rv)
-		rv = json_write_string(out, src->path);
-	if (!rv)
-		rv = buf_printf(out, ",\"from_line\":%" PRIu64 ",\"lines\":[", q->from_line);
-	uint64_t line_no = 0, emitted = 0, left = src->length;
+	if (q->n_keys) {
+		buf_reset(scratch);
+		int rv = filter_line(q, tok, line, len, scratch);
+		if (rv)
+			return rv;
+		line = scratch->data;
+		len = scratch->len;
+	}
+	pg->bytes += len + 4; /* the line and its key and length, packed */
+	if (pg->bytes > pg->max_bytes)
+		return TRACKD_ETOOBIG;
+	if (pg->n == pg->cap) {
+		size_t cap = pg->cap ? pg->cap * 2 : 256;
+		ProtobufCBinaryData *p = realloc(pg->lines, cap * sizeof *p);
+		if (!p)
+			return TRACKD_ENOMEM;
+		pg->lines = p;
+		pg->cap = cap;
+	}
+	uint8_t *copy = malloc(len ? len : 1);
+	if (!copy)
+		return TRACKD_ENOMEM;
+	memcpy(copy, line, len);
+	pg->lines[pg->n++] = (ProtobufCBinaryData){.len = len, .data = copy};
+	return TRACKD_OK;
+}
+
+/* Reads the page [from_line, from_line + max_lines) of the file as it was
+ * when opened; *total_lines counts every complete line read. */
+static int history_stream(const Trackd__V1__HistoryRequest *q, struct history_source *src,
+                          struct history_page *pg, uint64_t *total_lines)
+{
+	int rv = TRACKD_OK;
+	uint64_t line_no = 0, left = src->length;
 	char *chunk = src->fd >= 0 ? malloc(HISTORY_CHUNK) : NULL;
 	if (src->fd >= 0 && !chunk)
 		rv = TRACKD_ENOMEM;
-	/* A wanted line that crosses a chunk boundary is gathered here. */
-	struct buf line;
-	buf_init(&line, out->max); /* a line never outgrows the answer */
+	struct json_tokener *tok = q->n_keys ? json_tokener_new_ex(HISTORY_ROW_MAX_DEPTH) : NULL;
+	if (q->n_keys && !tok)
+		rv = TRACKD_ENOMEM;
+	/* A wanted line that crosses a chunk boundary is gathered in `line`;
+	 * `scratch` holds a filtered one. A line never outgrows the answer. */
+	struct buf line, scratch;
+	buf_init(&line, pg->max_bytes);
+	buf_init(&scratch, pg->max_bytes);
 	while (!rv && left > 0) {
 		ssize_t n =
 		    read(src->fd, chunk, left < HISTORY_CHUNK ? (size_t)left : HISTORY_CHUNK);
@@ -448,23 +510,19 @@ static int history_stream(const Trackd__V1__HistoryRequest *q, struct history_so
 		while (!rv && p < end) {
 			const char *nl = memchr(p, '\n', (size_t)(end - p));
 			bool wanted =
-			    line_no >= q->from_line && (!q->max_lines || emitted < q->max_lines);
+			    line_no >= q->from_line && (!q->max_lines || pg->n < q->max_lines);
 			if (!nl) {
 				if (wanted)
 					rv = buf_append(&line, p, (size_t)(end - p));
 				break;
 			}
-			if (wanted) {
-				if (line.len) {
-					rv = buf_append(&line, p, (size_t)(nl - p));
-					if (!rv)
-						rv = emit_line(q, line.data, line.len, emitted == 0,
-						               out);
-					buf_reset(&line);
-				} else {
-					rv = emit_line(q, p, (size_t)(nl - p), emitted == 0, out);
-				}
-				emitted++;
+			if (wanted && line.len) {
+				rv = buf_append(&line, p, (size_t)(nl - p));
+				if (!rv)
+					rv = emit_line(q, tok, &scratch, line.data, line.len, pg);
+				buf_reset(&line);
+			} else if (wanted) {
+				rv = emit_line(q, tok, &scratch, p, (size_t)(nl - p), pg);
 			}
 			line_no++;
 			p = nl + 1;
@@ -472,18 +530,18 @@ static int history_stream(const Trackd__V1__HistoryRequest *q, struct history_so
 	}
 	/* A last line without its newline is being written: not yet history. */
 	buf_fini(&line);
+	buf_fini(&scratch);
+	if (tok)
+		json_tokener_free(tok);
 	free(chunk);
-	uint64_t next = q->from_line + emitted;
-	if (!rv)
-		rv = buf_printf(out, "],\"next_line\":%" PRIu64 ",\"total_lines\":%" PRIu64 "}",
-		                next, line_no);
+	*total_lines = line_no;
 	return rv;
 }
 
 /* ---- rename -------------------------------------------------------------------------- */
 
 static int query_rename(struct local_sink *s, const Trackd__V1__RenameRequest *q,
-                        const struct requester *who, struct buf *out, char *err, size_t errlen)
+                        const struct requester *who, char *err, size_t errlen)
 {
 	char dir[4096];
 	int code = resolve_for(s, q->run, who, dir, sizeof dir, err, errlen);
@@ -505,12 +563,20 @@ static int query_rename(struct local_sink *s, const Trackd__V1__RenameRequest *q
 		snprintf(err, errlen, "cannot record the rename: %s", trackd_strerror(rv));
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	}
-	return buf_puts(out, "{\"ok\":true}");
+	return TRACKD_OK;
 }
 
-/* A buffer limit or allocation failure (< 0) is answered as too large. */
-static int answered(int rv, char *err, size_t errlen)
+/* A trackd_err (< 0) as the query's error: a buffer limit or allocation
+ * failure is answered as too large (the caller asks for less). */
+static int answered(int rv, const char *ref, char *err, size_t errlen)
 {
+	if (rv == TRACKD_ECORRUPT) {
+		snprintf(err, errlen,
+		         "the history of '%s' is damaged on disk (a line is not a JSON "
+		         "object)",
+		         ref ? ref : "");
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	}
 	if (rv < 0) {
 		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
 		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
@@ -519,48 +585,89 @@ static int answered(int rv, char *err, size_t errlen)
 }
 
 int local_sink_query_runs(local_sink *s, const Trackd__V1__RunsRequest *q, uint32_t uid, bool admin,
-                          struct buf *out, char *err, size_t errlen)
+                          size_t max_bytes, Trackd__V1__RunsReply **out, char *err, size_t errlen)
 {
 	const struct requester who = {.uid = uid, .admin = admin};
+	struct runs_answer a = {.max_bytes = max_bytes};
+	*out = NULL;
 	pthread_mutex_lock(&s->mu);
-	int rv = query_runs(s, q, &who, out);
+	int rv = query_runs(s, q, &who, &a);
 	pthread_mutex_unlock(&s->mu);
-	return answered(rv, err, errlen);
+	if (!rv && !(*out = malloc(sizeof **out)))
+		rv = TRACKD_ENOMEM;
+	if (rv) {
+		answer_fini(&a);
+		return answered(rv, NULL, err, errlen);
+	}
+	trackd__v1__runs_reply__init(*out);
+	(*out)->runs = a.runs;
+	(*out)->n_runs = a.n;
+	return 0;
 }
 
-int local_sink_query_run(local_sink *s, const char *ref, uint32_t uid, bool admin, struct buf *out,
-                         Trackd__V1__RunIdentity **ident, char *err, size_t errlen)
+int local_sink_query_run(local_sink *s, const char *ref, uint32_t uid, bool admin,
+                         Trackd__V1__RunInfo **out, char *err, size_t errlen)
 {
 	const struct requester who = {.uid = uid, .admin = admin};
-	*ident = NULL;
+	struct runs_answer a = {.max_bytes = SIZE_MAX};
+	*out = NULL;
 	pthread_mutex_lock(&s->mu);
-	int rv = query_run(s, ref, &who, out, ident, err, errlen);
+	int rv = query_run(s, ref, &who, &a, err, errlen);
 	pthread_mutex_unlock(&s->mu);
-	return answered(rv, err, errlen);
+	if (!rv) {
+		*out = a.runs[0];
+		a.n = 0;
+	}
+	answer_fini(&a);
+	return answered(rv, ref, err, errlen);
 }
 
 int local_sink_query_history(local_sink *s, const Trackd__V1__HistoryRequest *q, uint32_t uid,
-                             bool admin, struct buf *out, char *err, size_t errlen)
+                             bool admin, size_t max_bytes, Trackd__V1__HistoryPage **out, char *err,
+                             size_t errlen)
 {
 	const struct requester who = {.uid = uid, .admin = admin};
+	*out = NULL;
 	/* Only the file is looked up under the lock; see history_source. */
 	struct history_source src = {.fd = -1};
 	pthread_mutex_lock(&s->mu);
 	int rv = history_open(s, q, &who, &src, err, errlen);
 	pthread_mutex_unlock(&s->mu);
-	if (rv == 0)
-		rv = history_stream(q, &src, out);
+	if (rv)
+		return rv;
+	struct history_page pg = {.max_bytes = max_bytes};
+	uint64_t total = 0;
+	rv = history_stream(q, &src, &pg, &total);
 	if (src.fd >= 0)
 		close(src.fd);
-	return answered(rv, err, errlen);
+	Trackd__V1__HistoryPage *hp = rv ? NULL : malloc(sizeof *hp);
+	char *path = hp ? strdup(src.path) : NULL;
+	if (!rv && !path) {
+		free(hp);
+		rv = TRACKD_ENOMEM;
+	}
+	if (rv) {
+		page_fini(&pg);
+		return answered(rv, q->run, err, errlen);
+	}
+	trackd__v1__history_page__init(hp);
+	hp->run = path;
+	hp->has_from_line = hp->has_next_line = hp->has_total_lines = true;
+	hp->from_line = q->from_line;
+	hp->next_line = q->from_line + pg.n;
+	hp->total_lines = total;
+	hp->lines = pg.lines;
+	hp->n_lines = pg.n;
+	*out = hp;
+	return 0;
 }
 
 int local_sink_query_rename(local_sink *s, const Trackd__V1__RenameRequest *q, uint32_t uid,
-                            bool admin, struct buf *out, char *err, size_t errlen)
+                            bool admin, char *err, size_t errlen)
 {
 	const struct requester who = {.uid = uid, .admin = admin};
 	pthread_mutex_lock(&s->mu);
-	int rv = query_rename(s, q, &who, out, err, errlen);
+	int rv = query_rename(s, q, &who, err, errlen);
 	pthread_mutex_unlock(&s->mu);
-	return answered(rv, err, errlen);
+	return answered(rv, q->run, err, errlen);
 }

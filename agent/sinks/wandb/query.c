@@ -1,11 +1,12 @@
-/* Queries answered by the wandb sink, on the ingest's query thread under s->mu.
- * JSON shapes: see wandb_sink_query_status in wandb_sink.h. Nothing here ever prints
- * the API key: it is not reachable from a run. */
+/* Queries answered by the wandb sink, on the ingest's query thread under s->mu,
+ * as typed replies of trackd.proto (WandbStatusReply, RetryReply, UploadInfo). Nothing here ever
+ * prints the API key: it is not reachable from a run. */
 #include "wandb_internal.h"
 
 #include "clock.h"
 #include "errors.h"
 #include "store.h"
+#include "trackd/v1/wire.h"
 #include "vtree.h"
 
 #include <inttypes.h>
@@ -31,45 +32,33 @@ static const char *state_name(const struct wb_run *wr, int64_t now)
 	return wr->run->state != RUN_RUNNING && delivered ? "done" : "uploading";
 }
 
-static int put_field(struct buf *b, const char *name, const char *value)
+/* The status of one run (malloc'd throughout), or NULL without memory. */
+static Trackd__V1__WandbStatusReply__Run *run_status(struct wandb_sink *s, const struct wb_run *wr,
+                                                     int64_t now)
 {
-	int rv = buf_printf(b, ",\"%s\":", name);
-	return rv ? rv : json_write_string(b, value ? value : "");
-}
-
-static int run_json(struct wandb_sink *s, const struct wb_run *wr, int64_t now, struct buf *b)
-{
-	char url[4096];
-	int rv = buf_puts(b, "{\"id\":");
-	if (!rv)
-		rv = json_write_string(b, wr->id);
-	if (!rv)
-		rv = put_field(b, "entity",
-		               wr->up_entity ? wr->up_entity : (wr->run ? wr->run->entity : ""));
-	if (!rv)
-		rv = put_field(b, "project",
-		               wr->up_project ? wr->up_project : (wr->run ? wr->run->project : ""));
-	if (!rv)
-		rv = put_field(b, "state", state_name(wr, now));
-	if (!rv)
-		rv = buf_printf(b,
-		                ",\"history_acked\":%" PRIu64 ",\"console_acked\":%" PRIu64
-		                ",\"lines_skipped\":%" PRIu64 ",\"buffered_bytes\":%zu"
-		                ",\"attempts\":%u,\"retry_in_ms\":%" PRId64 ",\"last_status\":%ld"
-		                ",\"stop_requested\":%s",
-		                wr->h_done, wr->c_done, wr->h_skipped + wr->c_skipped,
-		                (wr->hist.len - wr->h_head) + (wr->cons.len - wr->c_head),
-		                wr->attempts, wr->retry_at > now ? (wr->retry_at - now) / 1000 : 0,
-		                wr->last_status, wr->stop_requested ? "true" : "false");
-	if (!rv)
-		rv = put_field(b, "last_error", wr->last_error);
-	wb_run_url(s, wr, url, sizeof url);
-	if (!rv)
-		rv = put_field(b, "run_url", url);
-	wb_project_url(s, wr, url, sizeof url);
-	if (!rv)
-		rv = put_field(b, "project_url", url);
-	return rv ? rv : buf_putc(b, '}');
+	char run_url[4096], project_url[4096];
+	wb_run_url(s, wr, run_url, sizeof run_url);
+	wb_project_url(s, wr, project_url, sizeof project_url);
+	Trackd__V1__WandbStatusReply__Run r = TRACKD__V1__WANDB_STATUS_REPLY__RUN__INIT;
+	r.id = wr->id;
+	r.entity = wr->up_entity ? wr->up_entity : (wr->run ? wr->run->entity : "");
+	r.project = wr->up_project ? wr->up_project : (wr->run ? wr->run->project : "");
+	r.state = (char *)state_name(wr, now);
+	r.has_history_acked = r.has_console_acked = r.has_lines_skipped = true;
+	r.history_acked = wr->h_done;
+	r.console_acked = wr->c_done;
+	r.lines_skipped = wr->h_skipped + wr->c_skipped;
+	r.has_buffered_bytes = r.has_attempts = r.has_retry_in_ms = true;
+	r.buffered_bytes = (wr->hist.len - wr->h_head) + (wr->cons.len - wr->c_head);
+	r.attempts = wr->attempts;
+	r.retry_in_ms = wr->retry_at > now ? (wr->retry_at - now) / 1000 : 0;
+	r.has_last_status = r.has_stop_requested = true;
+	r.last_status = wr->last_status;
+	r.stop_requested = wr->stop_requested;
+	r.last_error = (char *)wr->last_error;
+	r.run_url = run_url;
+	r.project_url = project_url;
+	return (Trackd__V1__WandbStatusReply__Run *)wire_copy(&r.base);
 }
 
 static bool visible(const struct wb_run *wr, uint32_t uid, bool admin)
@@ -77,44 +66,50 @@ static bool visible(const struct wb_run *wr, uint32_t uid, bool admin)
 	return admin || (wr->uid_known && wr->uid == uid);
 }
 
-static int query_status(struct wandb_sink *s, uint32_t uid, bool admin, struct buf *out)
+static int query_status(struct wandb_sink *s, uint32_t uid, bool admin,
+                        Trackd__V1__WandbStatusReply *out)
 {
 	int64_t now = clock_mono_us();
 	char base[4096];
 	wb_strip_userinfo(s->base_url, base, sizeof base);
-	int rv = buf_puts(out, "{\"base_url\":");
-	if (!rv)
-		rv = json_write_string(out, base);
-	if (!rv)
-		rv = buf_printf(out,
-		                ",\"counters\":{\"requests_ok\":%" PRIu64
-		                ",\"requests_failed\":%" PRIu64 ",\"lines_skipped\":%" PRIu64
-		                ",\"bytes_sent\":%" PRIu64 ",\"records_orphaned\":%" PRIu64
-		                ",\"write_errors\":%" PRIu64 ",\"runs_evicted\":%" PRIu64
-		                ",\"buffered_bytes\":%" PRIu64 ",\"processed_index\":%" PRIu64
-		                ",\"committed_index\":%" PRIu64 ",\"in_flight\":%zu"
-		                ",\"requests_retried\":%" PRIu64 ",\"lines_sent\":%" PRIu64
-		                ",\"runs_finished\":%" PRIu64 "},\"runs\":[",
-		                atomic_load(&s->requests_ok), atomic_load(&s->requests_failed),
-		                atomic_load(&s->lines_skipped), atomic_load(&s->bytes_sent),
-		                atomic_load(&s->records_orphaned), atomic_load(&s->write_errors),
-		                atomic_load(&s->runs_evicted), s->buffered, s->processed_index,
-		                s->committed_index, s->in_flight, atomic_load(&s->requests_retried),
-		                atomic_load(&s->lines_sent), atomic_load(&s->runs_finished));
-	bool first = true;
-	for (size_t i = 0; i < s->n_runs && !rv; i++) {
+	Trackd__V1__WandbStatusReply__Counters *c = malloc(sizeof *c);
+	if (!c || !(out->base_url = strdup(base))) {
+		free(c);
+		return TRACKD_ENOMEM;
+	}
+	trackd__v1__wandb_status_reply__counters__init(c);
+	out->counters = c;
+#define COUNTER(name, value) (c->has_##name = true, c->name = (value))
+	COUNTER(requests_ok, atomic_load(&s->requests_ok));
+	COUNTER(requests_failed, atomic_load(&s->requests_failed));
+	COUNTER(lines_skipped, atomic_load(&s->lines_skipped));
+	COUNTER(bytes_sent, atomic_load(&s->bytes_sent));
+	COUNTER(records_orphaned, atomic_load(&s->records_orphaned));
+	COUNTER(write_errors, atomic_load(&s->write_errors));
+	COUNTER(runs_evicted, atomic_load(&s->runs_evicted));
+	COUNTER(buffered_bytes, s->buffered);
+	COUNTER(processed_index, s->processed_index);
+	COUNTER(committed_index, s->committed_index);
+	COUNTER(in_flight, s->in_flight);
+	COUNTER(requests_retried, atomic_load(&s->requests_retried));
+	COUNTER(lines_sent, atomic_load(&s->lines_sent));
+	COUNTER(runs_finished, atomic_load(&s->runs_finished));
+#undef COUNTER
+	if (s->n_runs && !(out->runs = malloc(s->n_runs * sizeof *out->runs)))
+		return TRACKD_ENOMEM;
+	for (size_t i = 0; i < s->n_runs; i++) {
 		if (!visible(s->runs[i], uid, admin))
 			continue;
-		if (!first)
-			rv = buf_putc(out, ',');
-		first = false;
-		if (!rv)
-			rv = run_json(s, s->runs[i], now, out);
+		if (!(out->runs[out->n_runs] = run_status(s, s->runs[i], now)))
+			return TRACKD_ENOMEM;
+		out->n_runs++;
 	}
-	return rv ? rv : buf_puts(out, "]}");
+	return TRACKD_OK;
 }
 
-static int retry_one(struct wandb_sink *s, struct wb_run *wr, struct buf *out, bool *first)
+/* Retries one run's upload; its id is added to the reply if there was
+ * something to retry. */
+static int retry_one(struct wandb_sink *s, struct wb_run *wr, Trackd__V1__RetryReply *out)
 {
 	switch (wr->phase) {
 	case WB_PARKED:
@@ -127,35 +122,37 @@ static int retry_one(struct wandb_sink *s, struct wb_run *wr, struct buf *out, b
 		break;
 	case WB_OFFLINE: return TRACKD_OK;
 	}
-	int rv = *first ? 0 : buf_putc(out, ',');
-	*first = false;
-	return rv ? rv : json_write_string(out, wr->id);
+	char **p = realloc(out->retried, (out->n_retried + 1) * sizeof *p);
+	if (!p)
+		return TRACKD_ENOMEM;
+	out->retried = p;
+	if (!(p[out->n_retried] = strdup(wr->id)))
+		return TRACKD_ENOMEM;
+	out->n_retried++;
+	return TRACKD_OK;
 }
 
 static int query_retry(struct wandb_sink *s, const char *ref, uint32_t uid, bool admin,
-                       struct buf *out, char *err, size_t errlen)
+                       Trackd__V1__RetryReply *out, char *err, size_t errlen)
 {
 	ref = ref ? ref : "";
-	bool first = true;
-	int rv = buf_puts(out, "{\"ok\":true,\"retried\":[");
+	out->has_ok = out->ok = true;
 	if (*ref) {
 		struct wb_run *wr = wb_find(s, ref);
 		if (!wr || !visible(wr, uid, admin)) {
-			out->len = 0;
 			snprintf(err, errlen,
 			         "the wandb sink holds no run '%s' (it keeps running, parked and "
 			         "recently ended runs)",
 			         ref);
 			return TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND;
 		}
-		if (!rv)
-			rv = retry_one(s, wr, out, &first);
-	} else {
-		for (size_t i = 0; i < s->n_runs && !rv; i++)
-			if (s->runs[i]->phase == WB_PARKED && visible(s->runs[i], uid, admin))
-				rv = retry_one(s, s->runs[i], out, &first);
+		return retry_one(s, wr, out);
 	}
-	return rv ? rv : buf_puts(out, "]}");
+	int rv = TRACKD_OK;
+	for (size_t i = 0; i < s->n_runs && !rv; i++)
+		if (s->runs[i]->phase == WB_PARKED && visible(s->runs[i], uid, admin))
+			rv = retry_one(s, s->runs[i], out);
+	return rv;
 }
 
 /* A buffer limit or allocation failure (< 0) is answered as too large. */
@@ -168,29 +165,31 @@ static int answered(int rv, char *err, size_t errlen)
 	return rv;
 }
 
-int wandb_sink_query_status(wandb_sink *s, uint32_t uid, bool admin, struct buf *out, char *err,
-                            size_t errlen)
+int wandb_sink_query_status(wandb_sink *s, uint32_t uid, bool admin,
+                            Trackd__V1__WandbStatusReply **out, char *err, size_t errlen)
 {
+	if (!(*out = malloc(sizeof **out)))
+		return answered(TRACKD_ENOMEM, err, errlen);
+	trackd__v1__wandb_status_reply__init(*out);
 	pthread_mutex_lock(&s->mu);
-	int rv = query_status(s, uid, admin, out);
+	int rv = query_status(s, uid, admin, *out);
 	pthread_mutex_unlock(&s->mu);
 	return answered(rv, err, errlen);
 }
 
 int wandb_sink_query_retry(wandb_sink *s, const char *ref, uint32_t uid, bool admin,
-                           struct buf *out, char *err, size_t errlen)
+                           Trackd__V1__RetryReply **out, char *err, size_t errlen)
 {
+	if (!(*out = malloc(sizeof **out)))
+		return answered(TRACKD_ENOMEM, err, errlen);
+	trackd__v1__retry_reply__init(*out);
 	pthread_mutex_lock(&s->mu);
-	int rv = query_retry(s, ref, uid, admin, out, err, errlen);
+	int rv = query_retry(s, ref, uid, admin, *out, err, errlen);
 	pthread_mutex_unlock(&s->mu);
 	/* The sink thread may be waiting on the network: have it act now. */
 	if (rv == 0)
 		curl_multi_wakeup(s->multi);
-	if (rv < 0) {
-		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
-		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
-	}
-	return rv;
+	return answered(rv, err, errlen);
 }
 
 /* UploadInfo of the sink's own answer (malloc'd throughout), or NULL without
@@ -198,20 +197,13 @@ int wandb_sink_query_retry(wandb_sink *s, const char *ref, uint32_t uid, bool ad
 static Trackd__V1__UploadInfo *upload_info(const char *state, const char *run_url,
                                            const char *project_url, const char *last_error)
 {
-	Trackd__V1__UploadInfo *u = malloc(sizeof *u);
-	if (!u)
-		return NULL;
-	trackd__v1__upload_info__init(u);
-	u->sink = strdup("wandb");
-	u->state = strdup(state);
-	u->run_url = strdup(run_url);
-	u->project_url = strdup(project_url);
-	u->last_error = strdup(last_error ? last_error : "");
-	if (!u->sink || !u->state || !u->run_url || !u->project_url || !u->last_error) {
-		trackd__v1__upload_info__free_unpacked(u, NULL);
-		return NULL;
-	}
-	return u;
+	Trackd__V1__UploadInfo u = TRACKD__V1__UPLOAD_INFO__INIT;
+	u.sink = "wandb";
+	u.state = (char *)state;
+	u.run_url = (char *)run_url;
+	u.project_url = (char *)project_url;
+	u.last_error = (char *)(last_error ? last_error : "");
+	return (Trackd__V1__UploadInfo *)wire_copy(&u.base);
 }
 
 /* A run the sink does not hold in memory: what its durable state says. */

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "errors.h"
+#include "trackd/v1/wire.h"
 #include "fs.h"
 #include "log.h"
 #include "store.h"
@@ -465,46 +466,37 @@ static const char *job_state(const struct wb_run *wr, int64_t now)
 	return "uploading";
 }
 
-static int put_str(struct buf *b, const char *name, const char *v)
-{
-	int rv = buf_printf(b, ",\"%s\":", name);
-	return rv ? rv : json_write_string(b, v ? v : "");
-}
-
-/* `already`: a start that found the run synced and had nothing to do. */
-static int progress_json(struct wandb_sink *s, const struct wb_run *wr, bool already,
-                         struct buf *out)
+/* The job's progress (malloc'd throughout) in *out. `already`: a start that
+ * found the run synced and had nothing to do. */
+static int progress(struct wandb_sink *s, const struct wb_run *wr, bool already,
+                    Trackd__V1__SyncProgress **out)
 {
 	const struct wb_sync *j = wr->sync;
 	int64_t now = clock_mono_us();
 	char url[4096];
 	wb_run_url(s, wr, url, sizeof url);
 	int64_t end = j->synced ? j->done_us : now;
-	int rv = buf_puts(out, "{\"id\":");
-	if (!rv)
-		rv = json_write_string(out, wr->id);
-	if (!rv)
-		rv = put_str(out, "path", j->path);
-	if (!rv)
-		rv = put_str(out, "state", job_state(wr, now));
-	if (!rv)
-		rv = buf_printf(out,
-		                ",\"rows\":%" PRIu64 ",\"rows_total\":%" PRIu64
-		                ",\"console_lines\":%" PRIu64 ",\"console_total\":%" PRIu64
-		                ",\"bytes\":%" PRIu64 ",\"bytes_total\":%" PRIu64
-		                ",\"lines_skipped\":%" PRIu64 ",\"attempts\":%u,\"last_status\":%ld"
-		                ",\"elapsed_ms\":%" PRId64,
-		                wr->h_done, j->h_total_lines, wr->c_done, j->c_total_lines,
-		                j->h_acked + j->c_acked, j->h_total_bytes + j->c_total_bytes,
-		                wr->h_skipped + wr->c_skipped, wr->attempts, wr->last_status,
-		                (end - j->started_us) / 1000);
-	if (!rv)
-		rv = put_str(out, "last_error", wr->last_error);
-	if (!rv)
-		rv = put_str(out, "run_url", url);
-	if (!rv && already)
-		rv = buf_puts(out, ",\"already\":true");
-	return rv ? rv : buf_putc(out, '}');
+	Trackd__V1__SyncProgress p = TRACKD__V1__SYNC_PROGRESS__INIT;
+	p.id = wr->id;
+	p.path = j->path;
+	p.state = (char *)job_state(wr, now);
+#define SET(f, v) (p.has_##f = true, p.f = (v))
+	SET(rows, wr->h_done);
+	SET(rows_total, j->h_total_lines);
+	SET(console_lines, wr->c_done);
+	SET(console_total, j->c_total_lines);
+	SET(bytes, j->h_acked + j->c_acked);
+	SET(bytes_total, j->h_total_bytes + j->c_total_bytes);
+	SET(lines_skipped, wr->h_skipped + wr->c_skipped);
+	SET(attempts, wr->attempts);
+	SET(last_status, wr->last_status);
+	SET(elapsed_ms, (end - j->started_us) / 1000);
+	p.last_error = (char *)wr->last_error;
+	p.run_url = url;
+	if (already)
+		SET(already, true);
+	*out = (Trackd__V1__SyncProgress *)wire_copy(&p.base);
+	return *out ? TRACKD_OK : TRACKD_ENOMEM;
 }
 
 /* Whether the recorded progress says `id` is synced as of local index `index`. */
@@ -522,28 +514,25 @@ static bool synced_on_disk(const struct wandb_sink *s, const char *id, uint64_t 
 
 /* The answer for a run without a job in memory, from its recorded progress;
  * `r` is its local snapshot (NULL: none yet). */
-static int disk_json(struct wandb_sink *s, const char *id, const char *path, const struct run *r,
-                     struct buf *out)
+static int disk_progress(struct wandb_sink *s, const char *id, const char *path,
+                         const struct run *r, Trackd__V1__SyncProgress **out)
 {
-	struct wb_sync_progress p;
-	bool synced = r && synced_on_disk(s, id, r->last_index, &p);
+	struct wb_sync_progress d;
+	bool synced = r && synced_on_disk(s, id, r->last_index, &d);
 	if (!r)
-		memset(&p, 0, sizeof p);
-	int rv = buf_puts(out, "{\"id\":");
-	if (!rv)
-		rv = json_write_string(out, id);
-	if (!rv)
-		rv = put_str(out, "path", path);
-	if (!rv)
-		rv = put_str(out, "state", synced ? "synced" : "idle");
-	if (!rv)
-		rv = buf_printf(
-		    out,
-		    ",\"rows\":%" PRIu64 ",\"rows_total\":%" PRIu64 ",\"bytes\":%" PRIu64
-		    ",\"bytes_total\":%" PRIu64 ",\"already\":true}",
-		    p.history_lines, r ? r->history_lines : 0, p.history_bytes + p.console_bytes,
-		    r ? r->history_bytes + r->console_bytes : 0);
-	return rv;
+		memset(&d, 0, sizeof d);
+	Trackd__V1__SyncProgress p = TRACKD__V1__SYNC_PROGRESS__INIT;
+	p.id = (char *)id;
+	p.path = (char *)path;
+	p.state = synced ? "synced" : "idle";
+	SET(rows, d.history_lines);
+	SET(rows_total, r ? r->history_lines : 0);
+	SET(bytes, d.history_bytes + d.console_bytes);
+	SET(bytes_total, r ? r->history_bytes + r->console_bytes : 0);
+	SET(already, true);
+#undef SET
+	*out = (Trackd__V1__SyncProgress *)wire_copy(&p.base);
+	return *out ? TRACKD_OK : TRACKD_ENOMEM;
 }
 
 static int count_jobs(const struct wandb_sink *s)
@@ -570,8 +559,8 @@ static struct wb_sync *job_new(const struct wandb_sync_target *t, bool force)
 
 /* `r`: the local snapshot, NULL before the run's first checkpoint. */
 static int start(struct wandb_sink *s, const char *ref, bool force, const char *id,
-                 const struct wandb_sync_target *t, const struct run *r, struct buf *out, char *err,
-                 size_t errlen)
+                 const struct wandb_sync_target *t, const struct run *r,
+                 Trackd__V1__SyncProgress **out, char *err, size_t errlen)
 {
 	struct wb_run *wr = wb_find(s, id);
 	if (wr && !wr->sync && wr->phase != WB_OFFLINE) {
@@ -588,13 +577,13 @@ static int start(struct wandb_sink *s, const char *ref, bool force, const char *
 			j->force = force;
 			j->synced = false;
 			wb_sync_reattach(s, wr);
-			return progress_json(s, wr, false, out);
+			return progress(s, wr, false, out);
 		}
-		return progress_json(s, wr, j->synced, out);
+		return progress(s, wr, j->synced, out);
 	}
 	struct wb_sync_progress p;
 	if (!force && r && synced_on_disk(s, id, r->last_index, &p))
-		return disk_json(s, id, t->path, r, out); /* nothing to do */
+		return disk_progress(s, id, t->path, r, out); /* nothing to do */
 	if (count_jobs(s) >= WB_SYNC_MAX_JOBS) {
 		snprintf(err, errlen,
 		         "%d syncs are in progress already: try again when some have finished",
@@ -618,13 +607,14 @@ static int start(struct wandb_sink *s, const char *ref, bool force, const char *
 	wr->uid_known = true;
 	if (load_job(s, wr) != 0)
 		local_failure(s, wr, "%s", wr->last_error);
-	return progress_json(s, wr, false, out);
+	return progress(s, wr, false, out);
 }
 
 int wandb_sink_sync(wandb_sink *s, bool is_start, bool force, const char *ref,
-                    const struct wandb_sync_target *t, uint32_t uid, bool admin, struct buf *out,
-                    char *err, size_t errlen)
+                    const struct wandb_sync_target *t, uint32_t uid, bool admin,
+                    Trackd__V1__SyncProgress **out, char *err, size_t errlen)
 {
+	*out = NULL;
 	ref = ref ? ref : "";
 	if (!admin && t->owner != uid) {
 		snprintf(err, errlen, "run '%s' belongs to another user (uid %u)", ref, t->owner);
@@ -656,16 +646,16 @@ int wandb_sink_sync(wandb_sink *s, bool is_start, bool force, const char *ref,
 		rv = start(s, ref, force, id, t, r, out, err, errlen);
 	} else {
 		struct wb_run *wr = wb_find(s, id);
-		rv = wr && wr->sync ? progress_json(s, wr, false, out)
-		                    : disk_json(s, id, t->path, r, out);
+		rv = wr && wr->sync ? progress(s, wr, false, out)
+		                    : disk_progress(s, id, t->path, r, out);
 	}
 	pthread_mutex_unlock(&s->mu);
 	run_free(r);
 	if (is_start && rv == 0)
 		curl_multi_wakeup(s->multi); /* start now, not at the next poll */
 	if (rv < 0) {
-		snprintf(err, errlen, "answer too large or out of memory: %s", trackd_strerror(rv));
-		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+		snprintf(err, errlen, "cannot answer: %s", trackd_strerror(rv));
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	}
 	return rv;
 }

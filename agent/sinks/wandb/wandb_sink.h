@@ -178,22 +178,22 @@ void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out);
 int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts, bool *key_changed,
                            char *err, size_t errlen);
 
-/* The sink's queries (agent/cmd/queries.c routes them here), with JSON in
- * `out`. A peer that is not `admin` sees and retries only runs of its own `uid`.
- *   status (Query.wandb): {"base_url":…,"counters":{…},"runs":[RUN,…]} where RUN is
- *     {"id","entity","project","state":"uploading|retrying|parked|evicted|done|
- *      offline|waiting","history_acked","console_acked","buffered_bytes",
- *      "attempts","retry_in_ms","last_status","last_error","stop_requested",
- *      "run_url","project_url"} for every run the sink holds in memory
- *     (running, recently ended, parked, evicted, offline);
+/* The sink's queries (agent/cmd/queries.c routes them here), each with its
+ * typed reply in *out (malloc'd throughout: the caller frees it with its
+ * free_unpacked, whatever the result). A peer that is not `admin` sees and
+ * retries only runs of its own `uid`.
+ *   status (Query.wandb): WandbStatusReply: the counters, and every run of the
+ *     peer's that the sink holds in memory (running, recently ended, parked,
+ *     evicted, offline), its state one of waiting, uploading, retrying, done,
+ *     parked, evicted, offline;
  *   retry (ref = "id", "entity/project/id", or NULL/"" for every parked run):
- *     {"ok":true,"retried":["id",…]} — parked and evicted runs are re-read
- *     from the log and runs waiting to retry retry now.
+ *     RetryReply — parked and evicted runs are re-read from the log and runs
+ *     waiting to retry retry now.
  * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
-int wandb_sink_query_status(wandb_sink *s, uint32_t uid, bool admin, struct buf *out, char *err,
-                            size_t errlen);
+int wandb_sink_query_status(wandb_sink *s, uint32_t uid, bool admin,
+                            Trackd__V1__WandbStatusReply **out, char *err, size_t errlen);
 int wandb_sink_query_retry(wandb_sink *s, const char *ref, uint32_t uid, bool admin,
-                           struct buf *out, char *err, size_t errlen);
+                           Trackd__V1__RetryReply **out, char *err, size_t errlen);
 
 /* What the sink knows of run `run_id` (no access check: the caller answers for
  * a peer allowed to see the run), typed, in *out (malloc'd; the caller frees it
@@ -218,17 +218,15 @@ struct wandb_sync_target {
  *     in progress, or retries a parked one; a synced run whose local store has
  *     not changed since is not sent again unless `force` (from offset 0).
  *   !is_start (Query.sync_status: ref): only reports.
- * Both answer SYNC = {"id","path","state","rows","rows_total","console_lines",
- *   "console_total","bytes","bytes_total","lines_skipped","attempts",
- *   "last_status","elapsed_ms","last_error","run_url"}, state one of
+ * Both answer a SyncProgress in *out (malloc'd throughout), state one of
  *   waiting (the local store's checkpoint of the run's end is pending),
  *   uploading, retrying, parked (a permanent error: last_error says which),
  *   synced, idle (no job: none was started, or the agent restarted since); a
  *   run answered from disk has only id, path, state, rows, rows_total, bytes,
- *   bytes_total and "already":true.
+ *   bytes_total and already (true).
  * Returns 0, or a TRACKD__V1__ERROR_CODE__* (> 0) with a message in err. */
 int wandb_sink_sync(wandb_sink *s, bool is_start, bool force, const char *ref,
-                    const struct wandb_sync_target *t, uint32_t uid, bool admin, struct buf *out,
-                    char *err, size_t errlen);
+                    const struct wandb_sync_target *t, uint32_t uid, bool admin,
+                    Trackd__V1__SyncProgress **out, char *err, size_t errlen);
 
 #endif

@@ -2,6 +2,8 @@
 
 #include "varint.h"
 
+#include <stdlib.h>
+
 /* Hand encoders write each key as one byte. */
 #define WIRE_ONE_BYTE_(M, F, m, f, num, type)                                                      \
 	_Static_assert((num) > 0 && (num) < 16, #M "." #F ": key is not one byte");
@@ -52,4 +54,16 @@ int wire_next(struct wire_reader *r, struct wire_field *f)
 	}
 	}
 	return -1; /* groups (3, 4) and 6, 7 are not used by trackd */
+}
+
+ProtobufCMessage *wire_copy(const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *bytes = malloc(len ? len : 1);
+	if (!bytes)
+		return NULL;
+	protobuf_c_message_pack(m, bytes);
+	ProtobufCMessage *copy = protobuf_c_message_unpack(m->descriptor, NULL, len, bytes);
+	free(bytes);
+	return copy;
 }

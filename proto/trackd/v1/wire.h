@@ -130,4 +130,10 @@ static inline void wire_reader_init(struct wire_reader *r, const void *buf, size
  * accepts —, field number 0, group wire types, unknown wire type). */
 int wire_next(struct wire_reader *r, struct wire_field *f);
 
+/* A deep copy of `m` through its wire form (packed, then unpacked with the
+ * default allocator: free it with protobuf_c_message_free_unpacked(…, NULL)).
+ * For answers built from borrowed strings under a lock, handed on after it.
+ * NULL without memory. */
+ProtobufCMessage *wire_copy(const ProtobufCMessage *m);
+
 #endif
