@@ -138,6 +138,15 @@ static void test_history_and_oneof(void)
 	                     "18446744073709551615,\"requests_failed\":null,";
 	CHECK(strncmp(j, prefix, strlen(prefix)) == 0, "got %s", j);
 	CHECK(strstr(j, "\"runs\":[]}") != NULL, "got %s", j);
+	/* Only what is set, for StatusReply whose fields come and go. */
+	Trackd__V1__StatusReply st = TRACKD__V1__STATUS_REPLY__INIT;
+	st.version = "1.2";
+	st.has_log_bytes = true;
+	st.log_bytes = 7;
+	st.has_wandb_enabled = true;
+	buf_reset(&b);
+	CHECK_EQ(pb_json_write_present(&st.base, &b), 0);
+	CHECK_STR_EQ(b.data, "{\"version\":\"1.2\",\"log_bytes\":7,\"wandb_enabled\":false}");
 	buf_fini(&b);
 }
 

@@ -83,18 +83,6 @@ void td_str_printf(struct td_str *s, const char *fmt, ...)
 	free(big);
 }
 
-/* A JSON string literal, by the project's one writer. */
-static void str_json(struct td_str *s, const char *text)
-{
-	struct buf b;
-	buf_init(&b, JSON_TEXT_MAX);
-	if (json_write_string(&b, text) != 0)
-		s->failed = true;
-	else
-		td_str_put(s, b.data, b.len);
-	buf_fini(&b);
-}
-
 int td_str_copy_out(const struct td_str *s, char *buf, size_t len)
 {
 	if (s->failed)
@@ -335,60 +323,6 @@ int td_query_agent(const char *socket_url, const td_query *q, int timeout_ms, ch
 	return td_agent_query(url, q, timeout_ms, json_out);
 }
 
-/* StatusReply → JSON through protobuf-c's descriptor, so fields the agent adds
- * later show up without a change here. */
-static void status_json(const Trackd__V1__StatusReply *st, struct td_str *out)
-{
-	const ProtobufCMessageDescriptor *d = st->base.descriptor;
-	const char *base = (const char *)st;
-	bool first = true;
-
-	td_str_puts(out, "{");
-	for (unsigned i = 0; i < d->n_fields; i++) {
-		const ProtobufCFieldDescriptor *f = &d->fields[i];
-		const void *member = base + f->offset;
-
-		if (f->label != PROTOBUF_C_LABEL_OPTIONAL)
-			continue;
-		if (f->type == PROTOBUF_C_TYPE_STRING) {
-			const char *sv = *(char *const *)member;
-			if (sv == NULL)
-				continue;
-			td_str_printf(out, "%s\"%s\":", first ? "" : ",", f->name);
-			str_json(out, sv);
-			first = false;
-			continue;
-		}
-		if (!*(const protobuf_c_boolean *)(base + f->quantifier_offset))
-			continue;
-		switch (f->type) {
-		case PROTOBUF_C_TYPE_UINT64:
-			td_str_printf(out, "%s\"%s\":%llu", first ? "" : ",", f->name,
-			              (unsigned long long)*(const uint64_t *)member);
-			break;
-		case PROTOBUF_C_TYPE_UINT32:
-			td_str_printf(out, "%s\"%s\":%u", first ? "" : ",", f->name,
-			              *(const uint32_t *)member);
-			break;
-		case PROTOBUF_C_TYPE_INT64:
-			td_str_printf(out, "%s\"%s\":%lld", first ? "" : ",", f->name,
-			              (long long)*(const int64_t *)member);
-			break;
-		case PROTOBUF_C_TYPE_INT32:
-			td_str_printf(out, "%s\"%s\":%d", first ? "" : ",", f->name,
-			              *(const int32_t *)member);
-			break;
-		case PROTOBUF_C_TYPE_BOOL:
-			td_str_printf(out, "%s\"%s\":%s", first ? "" : ",", f->name,
-			              *(const protobuf_c_boolean *)member ? "true" : "false");
-			break;
-		default: continue;
-		}
-		first = false;
-	}
-	td_str_puts(out, "}");
-}
-
 static int status_call(const char *url, int timeout_ms, Trackd__V1__Reply **reply)
 {
 	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
@@ -424,14 +358,17 @@ int td_status_agent(const char *socket_url, int timeout_ms, char **json_out)
 		timeout_ms = TD_DEFAULT_QUERY_TIMEOUT_MS;
 	if ((rc = status_call(url, timeout_ms, &reply)) != TD_OK)
 		return rc;
-	struct td_str out = {0};
-	status_json(reply->status, &out);
+	/* The fields the agent sent (pb_json.h), so fields it adds later show
+	 * up without a change here. */
+	struct buf out;
+	buf_init(&out, TD_MAX_REPLY_BYTES * 4);
+	rc = pb_json_write_present(&reply->status->base, &out);
 	trackd__v1__reply__free_unpacked(reply, NULL);
-	if (out.failed) {
-		free(out.p);
+	if (rc != TRACKD_OK || !out.data) {
+		buf_fini(&out);
 		return td_fail(TD_ERR_NOMEM, "out of memory");
 	}
-	*json_out = out.p;
+	*json_out = out.data;
 	return TD_OK;
 }
 

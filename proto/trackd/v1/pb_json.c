@@ -14,7 +14,12 @@
  * tree from recursing without end. */
 #define PB_JSON_MAX_DEPTH 256
 
-static int write_message(const ProtobufCMessage *m, struct buf *out, int depth);
+/* How a message is written: the rules of pb_json.h, and what an unset
+ * optional field becomes. */
+enum unset_field { UNSET_NULL, UNSET_OMITTED };
+
+static int write_message(const ProtobufCMessage *m, struct buf *out, int depth,
+                         enum unset_field unset);
 
 static int write_value(const Trackd__V1__Value *v, struct buf *out, int depth);
 
@@ -66,7 +71,7 @@ static int write_value(const Trackd__V1__Value *v, struct buf *out, int depth)
 /* One element of a field: `p` points at it in the message (or in the array
  * of a repeated field). */
 static int write_element(const ProtobufCFieldDescriptor *f, const void *p, struct buf *out,
-                         int depth)
+                         int depth, enum unset_field unset)
 {
 	switch (f->type) {
 	case PROTOBUF_C_TYPE_INT32:
@@ -98,7 +103,7 @@ static int write_element(const ProtobufCFieldDescriptor *f, const void *p, struc
 			return write_list((const Trackd__V1__ListValue *)sub, out, depth + 1);
 		if (f->descriptor == &trackd__v1__value__descriptor)
 			return write_value((const Trackd__V1__Value *)sub, out, depth + 1);
-		return write_message(sub, out, depth + 1);
+		return write_message(sub, out, depth + 1, unset);
 	}
 	}
 	return TRACKD_EINVAL;
@@ -131,7 +136,8 @@ static bool optional_set(const ProtobufCMessage *m, const ProtobufCFieldDescript
 	return *(const protobuf_c_boolean *)(base + f->quantifier_offset) != 0;
 }
 
-static int write_message(const ProtobufCMessage *m, struct buf *out, int depth)
+static int write_message(const ProtobufCMessage *m, struct buf *out, int depth,
+                         enum unset_field unset)
 {
 	if (depth > PB_JSON_MAX_DEPTH)
 		return TRACKD_ETOOBIG;
@@ -143,6 +149,10 @@ static int write_message(const ProtobufCMessage *m, struct buf *out, int depth)
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
 		bool in_oneof = (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0;
 		if (in_oneof && *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		bool is_unset =
+		    !in_oneof && f->label == PROTOBUF_C_LABEL_OPTIONAL && !optional_set(m, f);
+		if (is_unset && unset == UNSET_OMITTED)
 			continue;
 		rv = buf_printf(out, "%s\"%s\":", first ? "" : ",", f->name);
 		first = false;
@@ -158,15 +168,14 @@ static int write_message(const ProtobufCMessage *m, struct buf *out, int depth)
 					rv = buf_putc(out, ',');
 				if (!rv)
 					rv = write_element(f, arr + k * element_size(f->type), out,
-					                   depth);
+					                   depth, unset);
 			}
 			if (!rv)
 				rv = buf_putc(out, ']');
-		} else if (!in_oneof && f->label == PROTOBUF_C_LABEL_OPTIONAL &&
-		           !optional_set(m, f)) {
+		} else if (is_unset) {
 			rv = buf_puts(out, "null");
 		} else {
-			rv = write_element(f, p, out, depth);
+			rv = write_element(f, p, out, depth, unset);
 		}
 	}
 	return rv ? rv : buf_putc(out, '}');
@@ -174,7 +183,12 @@ static int write_message(const ProtobufCMessage *m, struct buf *out, int depth)
 
 int pb_json_write(const ProtobufCMessage *m, struct buf *out)
 {
-	return write_message(m, out, 0);
+	return write_message(m, out, 0, UNSET_NULL);
+}
+
+int pb_json_write_present(const ProtobufCMessage *m, struct buf *out)
+{
+	return write_message(m, out, 0, UNSET_OMITTED);
 }
 
 int pb_json_query_reply(const Trackd__V1__QueryReply *r, struct buf *out)
@@ -183,7 +197,7 @@ int pb_json_query_reply(const Trackd__V1__QueryReply *r, struct buf *out)
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
 		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && f->id == (uint32_t)r->reply_case)
-			return write_element(f, (const char *)r + f->offset, out, 0);
+			return write_element(f, (const char *)r + f->offset, out, 0, UNSET_NULL);
 	}
 	return TRACKD_EINVAL;
 }

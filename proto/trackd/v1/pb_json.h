@@ -33,6 +33,11 @@
 
 int pb_json_write(const ProtobufCMessage *m, struct buf *out);
 
+/* The same, but an unset optional field is left out instead of written as
+ * null: for messages whose fields come and go with what the agent runs (the
+ * StatusReply's wandb_* counters exist only with a wandb sink). */
+int pb_json_write_present(const ProtobufCMessage *m, struct buf *out);
+
 /* The answer a QueryReply holds (its one set member) as JSON; TRACKD_EINVAL
  * when none is set. */
 int pb_json_query_reply(const Trackd__V1__QueryReply *r, struct buf *out);
