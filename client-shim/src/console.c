@@ -56,8 +56,11 @@ struct td_console {
 /* Records text[0..n) with invalid UTF-8 and NULs replaced. */
 static void record(struct td_console *c, bool is_stderr, const char *text, size_t n)
 {
-	struct td_str s = {0};
+	struct buf s;
 	const char *p = text, *end = text + n;
+	int failed = 0;
+
+	buf_init(&s, TD_TEXT_MAX);
 
 	while (p < end) {
 		/* Copy the longest valid stretch, then replace one bad byte. */
@@ -74,15 +77,15 @@ static void record(struct td_console *c, bool is_stderr, const char *text, size_
 			}
 			p += k;
 		}
-		td_str_put(&s, start, (size_t)(p - start));
+		failed |= buf_append(&s, start, (size_t)(p - start));
 		if (p < end) {
-			td_str_put(&s, "\xef\xbf\xbd", 3);
+			failed |= buf_append(&s, "\xef\xbf\xbd", 3);
 			p++;
 		}
 	}
-	if (!s.failed && s.len > 0)
-		(void)td_output(c->run, is_stderr, s.p);
-	free(s.p);
+	if (!failed && s.len > 0)
+		(void)td_output(c->run, is_stderr, s.data);
+	buf_fini(&s);
 }
 
 /* Records every complete line in the stream's buffer (all of it if `all`). */

@@ -51,6 +51,7 @@
 
 #include <nng/nng.h>
 
+#include "buf.h"
 #include "nng_close.h" /* nng_close_bounded (common/nng) */
 #include "trackd/trackd.h"
 #include "trackd/v1/limits.h"
@@ -467,19 +468,12 @@ void td_upload_fini(struct td_upload *u);
  * false when it does not answer. */
 bool td_agent_uploads(struct td_run *run, int timeout_ms);
 
-/* A growable string for JSON and footer text. On allocation failure it
- * remembers the failure and ignores further appends. */
-struct td_str {
-	char *p;
-	size_t len, cap;
-	bool failed;
-};
-void td_str_put(struct td_str *s, const char *p, size_t n);
-void td_str_puts(struct td_str *s, const char *p);
-void td_str_printf(struct td_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* snprintf-style copy of text into buf; returns its length (or -ENOMEM style
- * TD_ERR_NOMEM if the string failed). */
-int td_str_copy_out(const struct td_str *s, char *buf, size_t len);
+/* Most text the library builds in a struct buf (common/buf.h) for its callers
+ * (status JSON, paths, footer lines): what td_text_copy_out can return. */
+#define TD_TEXT_MAX ((size_t)INT32_MAX)
+/* snprintf-style copy of text into buf (may be NULL when len is 0); returns
+ * text_len, or TD_ERR_NOMEM if that does not fit an int. */
+int td_text_copy_out(const char *text, size_t text_len, char *buf, size_t len);
 
 /* mirror.c — what this process logged, for the footer (with mu held) */
 int td_mirror_new(struct td_run *run);

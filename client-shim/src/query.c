@@ -25,87 +25,19 @@
 #include "internal.h"
 #include "json_write.h"
 
-/* ---- strings ------------------------------------------------------------- */
+/* ---- text ---------------------------------------------------------------- */
 
-void td_str_put(struct td_str *s, const char *p, size_t n)
+int td_text_copy_out(const char *text, size_t text_len, char *buf, size_t len)
 {
-	if (s->failed)
-		return;
-	if (s->cap - s->len <= n) {
-		size_t cap = s->cap ? s->cap : 256;
-		while (cap - s->len <= n)
-			cap *= 2;
-		char *q = realloc(s->p, cap);
-		if (q == NULL) {
-			s->failed = true;
-			return;
-		}
-		s->p = q;
-		s->cap = cap;
-	}
-	memcpy(s->p + s->len, p, n);
-	s->len += n;
-	s->p[s->len] = '\0';
-}
-
-void td_str_puts(struct td_str *s, const char *p)
-{
-	td_str_put(s, p, strlen(p));
-}
-
-void td_str_printf(struct td_str *s, const char *fmt, ...)
-{
-	char small[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	int n = vsnprintf(small, sizeof(small), fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		s->failed = true;
-		return;
-	}
-	if ((size_t)n < sizeof(small)) {
-		td_str_put(s, small, (size_t)n);
-		return;
-	}
-	char *big = malloc((size_t)n + 1);
-	if (big == NULL) {
-		s->failed = true;
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	td_str_put(s, big, (size_t)n);
-	free(big);
-}
-
-/* A JSON string literal, by the project's one writer. */
-static void str_json(struct td_str *s, const char *text)
-{
-	struct buf b;
-	buf_init(&b, JSON_TEXT_MAX);
-	if (json_write_string(&b, text) != 0)
-		s->failed = true;
-	else
-		td_str_put(s, b.data, b.len);
-	buf_fini(&b);
-}
-
-int td_str_copy_out(const struct td_str *s, char *buf, size_t len)
-{
-	if (s->failed)
-		return td_fail(TD_ERR_NOMEM, "out of memory");
-	if (s->len > (size_t)INT32_MAX)
+	if (text_len > (size_t)INT32_MAX)
 		return td_fail(TD_ERR_NOMEM, "text too long");
 	if (buf != NULL && len > 0) {
-		size_t n = s->len < len - 1 ? s->len : len - 1;
+		size_t n = text_len < len - 1 ? text_len : len - 1;
 		if (n)
-			memcpy(buf, s->p, n);
+			memcpy(buf, text, n);
 		buf[n] = '\0';
 	}
-	return (int)s->len;
+	return (int)text_len;
 }
 
 /* ---- requests ------------------------------------------------------------- */
@@ -321,14 +253,14 @@ int td_query_agent(const char *socket_url, const td_query *q, int timeout_ms, ch
 }
 
 /* StatusReply → JSON through protobuf-c's descriptor, so fields the agent adds
- * later show up without a change here. */
-static void status_json(const Trackd__V1__StatusReply *st, struct td_str *out)
+ * later show up without a change here. Nonzero if any append failed. */
+static int status_json(const Trackd__V1__StatusReply *st, struct buf *out)
 {
 	const ProtobufCMessageDescriptor *d = st->base.descriptor;
 	const char *base = (const char *)st;
 	bool first = true;
+	int failed = buf_puts(out, "{");
 
-	td_str_puts(out, "{");
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
 		const void *member = base + f->offset;
@@ -339,8 +271,8 @@ static void status_json(const Trackd__V1__StatusReply *st, struct td_str *out)
 			const char *sv = *(char *const *)member;
 			if (sv == NULL)
 				continue;
-			td_str_printf(out, "%s\"%s\":", first ? "" : ",", f->name);
-			str_json(out, sv);
+			failed |= buf_printf(out, "%s\"%s\":", first ? "" : ",", f->name);
+			failed |= json_write_string(out, sv);
 			first = false;
 			continue;
 		}
@@ -348,30 +280,32 @@ static void status_json(const Trackd__V1__StatusReply *st, struct td_str *out)
 			continue;
 		switch (f->type) {
 		case PROTOBUF_C_TYPE_UINT64:
-			td_str_printf(out, "%s\"%s\":%llu", first ? "" : ",", f->name,
-			              (unsigned long long)*(const uint64_t *)member);
+			failed |= buf_printf(out, "%s\"%s\":%llu", first ? "" : ",", f->name,
+			                     (unsigned long long)*(const uint64_t *)member);
 			break;
 		case PROTOBUF_C_TYPE_UINT32:
-			td_str_printf(out, "%s\"%s\":%u", first ? "" : ",", f->name,
-			              *(const uint32_t *)member);
+			failed |= buf_printf(out, "%s\"%s\":%u", first ? "" : ",", f->name,
+			                     *(const uint32_t *)member);
 			break;
 		case PROTOBUF_C_TYPE_INT64:
-			td_str_printf(out, "%s\"%s\":%lld", first ? "" : ",", f->name,
-			              (long long)*(const int64_t *)member);
+			failed |= buf_printf(out, "%s\"%s\":%lld", first ? "" : ",", f->name,
+			                     (long long)*(const int64_t *)member);
 			break;
 		case PROTOBUF_C_TYPE_INT32:
-			td_str_printf(out, "%s\"%s\":%d", first ? "" : ",", f->name,
-			              *(const int32_t *)member);
+			failed |= buf_printf(out, "%s\"%s\":%d", first ? "" : ",", f->name,
+			                     *(const int32_t *)member);
 			break;
 		case PROTOBUF_C_TYPE_BOOL:
-			td_str_printf(out, "%s\"%s\":%s", first ? "" : ",", f->name,
-			              *(const protobuf_c_boolean *)member ? "true" : "false");
+			failed |=
+			    buf_printf(out, "%s\"%s\":%s", first ? "" : ",", f->name,
+			               *(const protobuf_c_boolean *)member ? "true" : "false");
 			break;
 		default: continue;
 		}
 		first = false;
 	}
-	td_str_puts(out, "}");
+	failed |= buf_puts(out, "}");
+	return failed;
 }
 
 static int status_call(const char *url, int timeout_ms, Trackd__V1__Reply **reply)
@@ -409,14 +343,15 @@ int td_status_agent(const char *socket_url, int timeout_ms, char **json_out)
 		timeout_ms = TD_DEFAULT_QUERY_TIMEOUT_MS;
 	if ((rc = status_call(url, timeout_ms, &reply)) != TD_OK)
 		return rc;
-	struct td_str out = {0};
-	status_json(reply->status, &out);
+	struct buf out;
+	buf_init(&out, TD_TEXT_MAX);
+	int failed = status_json(reply->status, &out);
 	trackd__v1__reply__free_unpacked(reply, NULL);
-	if (out.failed) {
-		free(out.p);
+	if (failed) {
+		buf_fini(&out);
 		return td_fail(TD_ERR_NOMEM, "out of memory");
 	}
-	*json_out = out.p;
+	*json_out = out.data;
 	return TD_OK;
 }
 
@@ -531,21 +466,24 @@ static char *asked_dir(struct td_run *run)
 /* A name as one path component, as the agent's local sink writes it: '/' and
  * control characters become '_', "" becomes "_", "." and ".." get a leading
  * '_'. */
-static void put_component(struct td_str *s, const char *name)
+static int put_component(struct buf *s, const char *name)
 {
+	int failed = 0;
+
 	if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		td_str_put(s, "_", 1);
+		failed |= buf_putc(s, '_');
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
 		char c = (*p == '/' || *p < 0x20) ? '_' : (char)*p;
-		td_str_put(s, &c, 1);
+		failed |= buf_putc(s, c);
 	}
+	return failed;
 }
 
 int td_run_dir(td_run *run, char *buf, size_t len)
 {
-	struct td_str s = {0};
+	struct buf s;
 	char *dir = NULL;
-	int rc;
+	int failed = 0, rc;
 
 	if (run == NULL)
 		return td_fail(TD_ERR_INVALID, "td_run_dir: run is NULL");
@@ -562,8 +500,9 @@ int td_run_dir(td_run *run, char *buf, size_t len)
 			run->known_dir = strdup(dir);
 		pthread_mutex_unlock(&run->mu);
 	}
+	buf_init(&s, TD_TEXT_MAX);
 	if (dir != NULL) {
-		td_str_puts(&s, dir);
+		failed |= buf_puts(&s, dir);
 		free(dir);
 	} else {
 		if ((rc = state_dir(run, &dir)) != TD_OK)
@@ -571,17 +510,18 @@ int td_run_dir(td_run *run, char *buf, size_t len)
 		time_t t = (time_t)(run->start_time_us / 1000000);
 		struct tm tm;
 		gmtime_r(&t, &tm);
-		td_str_printf(&s, "%s/runs/", dir);
-		put_component(&s, run->entity);
-		td_str_put(&s, "/", 1);
-		put_component(&s, run->project);
-		td_str_printf(&s, "/run-%04d%02d%02d_%02d%02d%02d-%s", tm.tm_year + 1900,
-		              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		              run->run_id);
+		failed |= buf_printf(&s, "%s/runs/", dir);
+		failed |= put_component(&s, run->entity);
+		failed |= buf_putc(&s, '/');
+		failed |= put_component(&s, run->project);
+		failed |= buf_printf(&s, "/run-%04d%02d%02d_%02d%02d%02d-%s", tm.tm_year + 1900,
+		                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		                     run->run_id);
 		free(dir);
 	}
-	rc = td_str_copy_out(&s, buf, len);
-	free(s.p);
+	rc = failed ? td_fail(TD_ERR_NOMEM, "out of memory")
+	            : td_text_copy_out(s.data, s.len, buf, len);
+	buf_fini(&s);
 	return rc;
 }
 
@@ -632,7 +572,6 @@ void td_upload_fini(struct td_upload *u)
 int td_run_url(td_run *run, char *buf, size_t len)
 {
 	struct td_upload u;
-	struct td_str s = {0};
 	int rc;
 
 	if (run == NULL)
@@ -644,11 +583,8 @@ int td_run_url(td_run *run, char *buf, size_t len)
 	}
 	if ((rc = td_upload_info(run, TD_DIR_QUERY_TIMEOUT_MS, &u)) != TD_OK)
 		return rc;
-	td_str_put(&s, "", 0);
-	if (u.run_url != NULL)
-		td_str_puts(&s, u.run_url);
+	const char *url = u.run_url != NULL ? u.run_url : "";
+	rc = td_text_copy_out(url, strlen(url), buf, len);
 	td_upload_fini(&u);
-	rc = td_str_copy_out(&s, buf, len);
-	free(s.p);
 	return rc;
 }

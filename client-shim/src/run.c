@@ -662,10 +662,17 @@ static int upload_for_footer(struct td_run *run, struct td_upload *u)
 static int footer_text(struct td_run *run, char **out, size_t *out_len)
 {
 	char dir[4096];
-	struct td_str data = {0}, view = {0}, w1 = {0}, w2 = {0}, w3 = {0};
+	struct buf data, view, w1, w2, w3;
 	const char *trailer[5];
 	size_t n = 0;
 	int rc;
+
+	/* Each gets one append: it holds text only if that append succeeded. */
+	buf_init(&data, TD_TEXT_MAX);
+	buf_init(&view, TD_TEXT_MAX);
+	buf_init(&w1, TD_TEXT_MAX);
+	buf_init(&w2, TD_TEXT_MAX);
+	buf_init(&w3, TD_TEXT_MAX);
 
 	/* Asking the agent happens without the lock; an agent that does not
 	 * answer is not asked twice. */
@@ -678,20 +685,20 @@ static int footer_text(struct td_run *run, char **out, size_t *out_len)
 			if (u.run_url != NULL) {
 				make_printable(u.run_url);
 				make_printable(u.project_url);
-				td_str_printf(&w1, "View run %s at: %s",
-				              u.display_name ? u.display_name : run->run_id,
-				              u.run_url);
+				buf_printf(&w1, "View run %s at: %s",
+				           u.display_name ? u.display_name : run->run_id,
+				           u.run_url);
 				if (u.project_url != NULL)
-					td_str_printf(&w2, "View project at: %s", u.project_url);
+					buf_printf(&w2, "View project at: %s", u.project_url);
 			}
 			if (u.state != NULL && strcmp(u.state, "parked") == 0) {
-				td_str_printf(
+				buf_printf(
 				    &w3, "W&B: upload parked: %s; retry with: trackctl retry %s",
 				    u.last_error ? u.last_error : "a permanent error", run->run_id);
 			} else if (u.run_url == NULL && u.state != NULL &&
 			           strcmp(u.state, "disabled") != 0 &&
 			           strcmp(u.state, "offline") != 0) {
-				td_str_printf(
+				buf_printf(
 				    &w3,
 				    "W&B: upload pending; trackctl show %s gives the run's URL "
 				    "once the backend answers",
@@ -700,33 +707,33 @@ static int footer_text(struct td_run *run, char **out, size_t *out_len)
 			td_upload_fini(&u);
 		}
 	}
-	if (w1.p != NULL && !w1.failed)
-		trailer[n++] = w1.p;
-	if (w2.p != NULL && !w2.failed)
-		trailer[n++] = w2.p;
-	if (w3.p != NULL && !w3.failed)
-		trailer[n++] = w3.p;
+	if (w1.len > 0)
+		trailer[n++] = w1.data;
+	if (w2.len > 0)
+		trailer[n++] = w2.data;
+	if (w3.len > 0)
+		trailer[n++] = w3.data;
 	if (dir_len > 0 && (size_t)dir_len < sizeof(dir)) {
-		td_str_printf(&data, "Run data: %s", dir);
-		if (!data.failed)
-			trailer[n++] = data.p;
+		if (buf_printf(&data, "Run data: %s", dir) == 0)
+			trailer[n++] = data.data;
 	}
+	int view_rc;
 	if (run->mode == TD_MODE_OFFLINE)
-		td_str_printf(&view, "Offline run; upload it later with: trackctl sync %s",
-		              run->run_id);
+		view_rc = buf_printf(&view, "Offline run; upload it later with: trackctl sync %s",
+		                     run->run_id);
 	else
-		td_str_printf(&view, "View it: trackctl show %s/%s/%s", run->entity, run->project,
-		              run->run_id);
-	if (!view.failed)
-		trailer[n++] = view.p;
+		view_rc = buf_printf(&view, "View it: trackctl show %s/%s/%s", run->entity,
+		                     run->project, run->run_id);
+	if (view_rc == 0)
+		trailer[n++] = view.data;
 	pthread_mutex_lock(&run->mu);
 	rc = td_mirror_render_locked(run, trailer, n, out, out_len);
 	pthread_mutex_unlock(&run->mu);
-	free(data.p);
-	free(view.p);
-	free(w1.p);
-	free(w2.p);
-	free(w3.p);
+	buf_fini(&data);
+	buf_fini(&view);
+	buf_fini(&w1);
+	buf_fini(&w2);
+	buf_fini(&w3);
 	return rc;
 }
 
@@ -745,8 +752,7 @@ int td_footer(td_run *run, char *buf, size_t len)
 	}
 	if ((rc = footer_text(run, &text, &text_len)) != TD_OK)
 		return rc;
-	struct td_str s = {.p = text, .len = text_len, .cap = text_len + 1};
-	rc = td_str_copy_out(&s, buf, len);
+	rc = td_text_copy_out(text, text_len, buf, len);
 	free(text);
 	return rc;
 }
