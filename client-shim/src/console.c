@@ -45,22 +45,22 @@ struct stream {
  * capture the first one's pipes and could not restore them in order. */
 static atomic_bool in_use;
 
-struct td_console {
+struct tdi_console {
 	struct td_run *run;
 	struct stream s[2];
-	int wake[2]; /* td_console_stop writes here */
+	int wake[2]; /* tdi_console_stop writes here */
 	pthread_t thread;
 	bool started;
 };
 
 /* Records text[0..n) with invalid UTF-8 and NULs replaced. */
-static void record(struct td_console *c, bool is_stderr, const char *text, size_t n)
+static void record(struct tdi_console *c, bool is_stderr, const char *text, size_t n)
 {
 	struct buf s;
 	const char *p = text, *end = text + n;
 	int failed = 0;
 
-	buf_init(&s, TD_TEXT_MAX);
+	buf_init(&s, TDI_TEXT_MAX);
 
 	while (p < end) {
 		/* Copy the longest valid stretch, then replace one bad byte. */
@@ -89,7 +89,7 @@ static void record(struct td_console *c, bool is_stderr, const char *text, size_
 }
 
 /* Records every complete line in the stream's buffer (all of it if `all`). */
-static void emit(struct td_console *c, struct stream *st, bool all)
+static void emit(struct tdi_console *c, struct stream *st, bool all)
 {
 	size_t cut = 0;
 
@@ -109,7 +109,7 @@ static void emit(struct td_console *c, struct stream *st, bool all)
 }
 
 /* Reads what is there; false at EOF or error. */
-static bool pump(struct td_console *c, struct stream *st)
+static bool pump(struct tdi_console *c, struct stream *st)
 {
 	if (st->cap - st->len < READ_CHUNK) {
 		size_t cap = st->len + READ_CHUNK;
@@ -133,7 +133,7 @@ static bool pump(struct td_console *c, struct stream *st)
 
 static void *reader_main(void *arg)
 {
-	struct td_console *c = arg;
+	struct tdi_console *c = arg;
 	bool stopping = false;
 
 	while (!stopping) {
@@ -163,7 +163,7 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
-static void console_free(struct td_console *c)
+static void console_free(struct tdi_console *c)
 {
 	for (int i = 0; i < 2; i++) {
 		if (c->s[i].rd >= 0)
@@ -179,20 +179,20 @@ static void console_free(struct td_console *c)
 	free(c);
 }
 
-int td_console_start(struct td_run *run)
+int tdi_console_start(struct td_run *run)
 {
-	struct td_console *c;
+	struct tdi_console *c;
 	sigset_t all, old;
 	bool expected = false;
 	int p[2];
 
 	if (!atomic_compare_exchange_strong(&in_use, &expected, true))
-		return td_fail(
+		return tdi_fail(
 		    TD_ERR_INVALID,
 		    "td_init: capture_console: another run already captures the console");
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		atomic_store(&in_use, false);
-		return td_fail(TD_ERR_NOMEM, "td_init: out of memory");
+		return tdi_fail(TD_ERR_NOMEM, "td_init: out of memory");
 	}
 	c->run = run;
 	c->wake[0] = c->wake[1] = -1;
@@ -240,12 +240,12 @@ fail:;
 	}
 	console_free(c);
 	atomic_store(&in_use, false);
-	return td_fail(TD_ERR_TRANSPORT, "td_init: cannot capture the console: %s", strerror(err));
+	return tdi_fail(TD_ERR_TRANSPORT, "td_init: cannot capture the console: %s", strerror(err));
 }
 
-void td_console_stop(struct td_run *run)
+void tdi_console_stop(struct td_run *run)
 {
-	struct td_console *c = run->console;
+	struct tdi_console *c = run->console;
 
 	if (c == NULL)
 		return;

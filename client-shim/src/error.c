@@ -9,7 +9,7 @@
  * failed call on one thread never garbles another thread's message. */
 static _Thread_local char last_error[256];
 
-int td_fail(int err, const char *fmt, ...)
+int tdi_fail(int err, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -60,70 +60,70 @@
 
 /* Largest Request/Batch envelope written in front of the record bytes:
  * version (2) + batch tag and length (1 + 10) + session id (2 + 16) + seq (1 + 10). */
-#define TD_ENVELOPE_MAX 48u
+#define TDI_ENVELOPE_MAX 48u
 
 /* Largest framed-records part of one batch, so the whole request stays within
  * the agent's default message limit. */
-#define TD_MAX_BATCH_RECORD_BYTES (TRACKD_DEFAULT_MAX_MESSAGE_BYTES - TD_ENVELOPE_MAX)
+#define TDI_MAX_BATCH_RECORD_BYTES (TRACKD_DEFAULT_MAX_MESSAGE_BYTES - TDI_ENVELOPE_MAX)
 
-#define TD_DEFAULT_MAX_BUFFER_BYTES  ((size_t)64 << 20)
-#define TD_MIN_MAX_BUFFER_BYTES      ((size_t)64 << 10)
-#define TD_DEFAULT_BATCH_BYTES       ((size_t)256 << 10)
-#define TD_DEFAULT_FLUSH_INTERVAL_MS 10u
-#define TD_DEFAULT_FINISH_TIMEOUT_MS 30000
+#define TDI_DEFAULT_MAX_BUFFER_BYTES  ((size_t)64 << 20)
+#define TDI_MIN_MAX_BUFFER_BYTES      ((size_t)64 << 10)
+#define TDI_DEFAULT_BATCH_BYTES       ((size_t)256 << 10)
+#define TDI_DEFAULT_FLUSH_INTERVAL_MS 10u
+#define TDI_DEFAULT_FINISH_TIMEOUT_MS 30000
 /* How long the sender waits for a reply (and for a connection to send on)
  * before it sends the same batch again. */
-#define TD_REPLY_TIMEOUT_MS 2000
+#define TDI_REPLY_TIMEOUT_MS 2000
 /* A sent batch that got no reply in time is sent again (same seq: the agent
  * acknowledges the duplicate without storing it). An agent that is merely slow
  * would get every batch twice and fall further behind, so each reply timeout
  * doubles the next attempt's wait up to this; any answer resets it. */
-#define TD_REPLY_TIMEOUT_MAX_MS 16000
+#define TDI_REPLY_TIMEOUT_MAX_MS 16000
 /* Capped exponential backoff between failed attempts. */
-#define TD_BACKOFF_MIN_MS 10u
-#define TD_BACKOFF_MAX_MS 1000u
+#define TDI_BACKOFF_MIN_MS 10u
+#define TDI_BACKOFF_MAX_MS 1000u
 /* Redial interval while the agent is not listening. */
-#define TD_RECONNECT_MIN_MS 10
-#define TD_RECONNECT_MAX_MS 500
-/* Attempts finding no connection (TD_REPLY_TIMEOUT_MS each) before the sender
+#define TDI_RECONNECT_MIN_MS 10
+#define TDI_RECONNECT_MAX_MS 500
+/* Attempts finding no connection (TDI_REPLY_TIMEOUT_MS each) before the sender
  * (or a spool replay) replaces its dialer: NNG 1.5's dialer stops redialling for good when a
  * connection is closed during the SP handshake (an agent killed right after
  * accepting), so waiting for it would wait forever. */
-#define TD_REDIAL_AFTER 3u
+#define TDI_REDIAL_AFTER 3u
 /* How long closing a socket may take: NNG 1.5.2's nng_close can hang
  * (nng_close.h); a training process must not hang in td_finish because of it. */
-#define TD_CLOSE_TIMEOUT_MS 2000
+#define TDI_CLOSE_TIMEOUT_MS 2000
 /* Replies are an Ack or an Error with a short message. */
-#define TD_MAX_REPLY_BYTES ((size_t)64 << 10)
+#define TDI_MAX_REPLY_BYTES ((size_t)64 << 10)
 /* Query replies carry JSON (history pages): bounded, but generously. */
-#define TD_MAX_QUERY_REPLY_BYTES    ((size_t)256 << 20)
-#define TD_DEFAULT_QUERY_TIMEOUT_MS 10000
+#define TDI_MAX_QUERY_REPLY_BYTES    ((size_t)256 << 20)
+#define TDI_DEFAULT_QUERY_TIMEOUT_MS 10000
 /* td_init's resume check and the state-dir lookup must not hold up a
  * training script for long when the agent is wedged. */
-#define TD_INIT_QUERY_TIMEOUT_MS 2000
-#define TD_DIR_QUERY_TIMEOUT_MS  1000
+#define TDI_INIT_QUERY_TIMEOUT_MS 2000
+#define TDI_DIR_QUERY_TIMEOUT_MS  1000
 /* The footer waits at most this long for the agent's wandb sink to learn the
  * run's URL (a short run ends before the backend answered its UpsertBucket);
  * not at all when the backend is failing or there is no sink. */
-#define TD_FOOTER_URL_WAIT_MS       3000
-#define TD_DEFAULT_MAX_SPOOL_BYTES  ((uint64_t)1 << 30)
-#define TD_DEFAULT_FLUSH_TIMEOUT_MS 30000
+#define TDI_FOOTER_URL_WAIT_MS       3000
+#define TDI_DEFAULT_MAX_SPOOL_BYTES  ((uint64_t)1 << 30)
+#define TDI_DEFAULT_FLUSH_TIMEOUT_MS 30000
 /* td_finish stops waiting for the agent (and spools) once the sender found no
  * connection to send on and this many checks, this far apart, found no agent
  * that could answer: nothing listens at the address and none can be started,
  * so waiting out the timeout gains nothing. Several checks: an agent
  * restarting unlinks and re-creates its socket. The sender's evidence first:
  * the check connects, and a listener that is there must not see probes. */
-#define TD_NO_AGENT_CHECK_MS 100
-#define TD_NO_AGENT_CHECKS   3
+#define TDI_NO_AGENT_CHECK_MS 100
+#define TDI_NO_AGENT_CHECKS   3
 /* How long the signal thread waits for the agent before spooling the rest. */
-#define TD_SIGNAL_FINISH_TIMEOUT_MS 5000
+#define TDI_SIGNAL_FINISH_TIMEOUT_MS 5000
 /* Spool frame header: u32 length, u32 CRC32C of the Request bytes (LE). */
-#define TD_SPOOL_FRAME_HEADER 8u
+#define TDI_SPOOL_FRAME_HEADER 8u
 
 /* A batch of framed records. The open batch has seq 0. */
-struct td_batch {
-	struct td_batch *next;
+struct tdi_batch {
+	struct tdi_batch *next;
 	uint64_t seq;
 	uint32_t n_records;
 	size_t len; /* bytes used in data */
@@ -133,7 +133,7 @@ struct td_batch {
 
 /* Encoded lengths of one item, computed before it is written (protobuf puts
  * a length in front of every nested message). */
-struct td_item_len {
+struct tdi_item_len {
 	size_t item;  /* Item message */
 	size_t key;   /* key bytes */
 	size_t value; /* Value message */
@@ -145,8 +145,8 @@ struct td_item_len {
  * L lists uses N lens (hand encoder) or N items, values and pointers plus M
  * maps and L lists (protobuf-c structs; a list element uses only its value
  * and value pointer). Grows, never shrinks. */
-struct td_scratch {
-	struct td_item_len *lens;
+struct tdi_scratch {
+	struct tdi_item_len *lens;
 	Trackd__V1__Item *items;
 	Trackd__V1__Value *values;
 	Trackd__V1__Item **ptrs;
@@ -163,7 +163,7 @@ struct td_scratch {
  * SummaryUpdate and ConfigUpdate have this shape; they are the hot path and
  * are encoded by hand (protobuf-c's reflective packer was over half of the
  * cost of td_log). The bytes equal protobuf-c's (client_test checks). */
-struct td_items_record {
+struct tdi_items_record {
 	const char *run_id;
 	size_t run_id_len;
 	uint8_t body_key;    /* Record field key: history, summary or config */
@@ -172,19 +172,19 @@ struct td_items_record {
 	uint8_t items_key; /* key of the items field in the body */
 	const td_item *items;
 	size_t n;
-	/* Set by td_items_record_measure. */
+	/* Set by tdi_items_record_measure. */
 	size_t body_len;
 	size_t record_len;
 };
 
 /* Keys of the item records' bodies (trackd/v1/wire.h). */
-#define TD_KEY_RECORD_HISTORY WIRE_KEY(RECORD, HISTORY)
-#define TD_KEY_RECORD_SUMMARY WIRE_KEY(RECORD, SUMMARY)
-#define TD_KEY_RECORD_CONFIG  WIRE_KEY(RECORD, CONFIG)
-#define TD_KEY_HISTORY_ITEMS  WIRE_KEY(HISTORY_ROW, ITEMS)
-#define TD_KEY_SUMMARY_ITEMS  WIRE_KEY(SUMMARY_UPDATE, ITEMS)
-#define TD_KEY_CONFIG_ITEMS   WIRE_KEY(CONFIG_UPDATE, ITEMS)
-#define TD_HISTORY_HEAD_MAX   32
+#define TDI_KEY_RECORD_HISTORY WIRE_KEY(RECORD, HISTORY)
+#define TDI_KEY_RECORD_SUMMARY WIRE_KEY(RECORD, SUMMARY)
+#define TDI_KEY_RECORD_CONFIG  WIRE_KEY(RECORD, CONFIG)
+#define TDI_KEY_HISTORY_ITEMS  WIRE_KEY(HISTORY_ROW, ITEMS)
+#define TDI_KEY_SUMMARY_ITEMS  WIRE_KEY(SUMMARY_UPDATE, ITEMS)
+#define TDI_KEY_CONFIG_ITEMS   WIRE_KEY(CONFIG_UPDATE, ITEMS)
+#define TDI_HISTORY_HEAD_MAX   32
 
 /* What validation counted, so encoding can size its scratch up front. */
 /* The limits records are checked against: limits.h's defaults until an ack
@@ -192,19 +192,19 @@ struct td_items_record {
  * so a record the agent would refuse is refused by td_log with a clear error,
  * instead of taking its whole batch down with it at the agent. Batches sealed
  * before the first ack assume the defaults. */
-struct td_limits {
+struct tdi_limits {
 	uint64_t message_bytes, records_per_batch, items_per_record, key_bytes, string_bytes,
 	    nesting_depth, list_length;
 };
-#define TD_N_LIMITS 7
-extern const struct td_limits td_default_limits;
+#define TDI_N_LIMITS 7
+extern const struct tdi_limits tdi_default_limits;
 /* The batch bytes (records, without the envelope) one request may carry. */
-static inline size_t td_limits_batch_bytes(const struct td_limits *l)
+static inline size_t tdi_limits_batch_bytes(const struct tdi_limits *l)
 {
-	return (size_t)l->message_bytes - TD_ENVELOPE_MAX;
+	return (size_t)l->message_bytes - TDI_ENVELOPE_MAX;
 }
 
-struct td_item_count {
+struct tdi_item_count {
 	size_t items; /* nested items and list elements included */
 	size_t maps;
 	size_t lists;
@@ -215,7 +215,7 @@ struct td_item_count {
  * before read_off are acknowledged. The file is created (and locked) at the
  * first spill, emptied whenever everything in it is acknowledged, and deleted
  * at td_finish unless it still holds unacknowledged frames. */
-struct td_spool {
+struct tdi_spool {
 	bool enabled;
 	char dir[600]; /* <spool_dir>/<agent hash> */
 	char path[700];
@@ -232,7 +232,7 @@ struct td_spool {
 };
 
 /* Replaying spool files left by dead processes (spool.c). */
-struct td_replay {
+struct tdi_replay {
 	pthread_t thread;
 	bool started;
 	int fds[64];
@@ -246,9 +246,9 @@ struct td_replay {
 	bool done;           /* guarded by the run's mu */
 };
 
-struct td_mirror;
-struct td_console;
-struct td_signals;
+struct tdi_mirror;
+struct tdi_console;
+struct tdi_signals;
 
 struct td_run {
 	/* Immutable after td_init. */
@@ -270,11 +270,11 @@ struct td_run {
 	nng_socket sock;
 	bool sock_open;
 	nng_dialer dialer; /* the sender's; replaced by sender.c redial() */
-	/* What the agent told (td_limits_learn, any thread); read with
-	 * td_limits_load, also without mu: validation runs unlocked. */
-	_Atomic uint64_t limits[TD_N_LIMITS];
+	/* What the agent told (tdi_limits_learn, any thread); read with
+	 * tdi_limits_load, also without mu: validation runs unlocked. */
+	_Atomic uint64_t limits[TDI_N_LIMITS];
 	uint32_t unreachable;     /* consecutive attempts that found no connection */
-	int32_t reply_timeout_ms; /* the sender's current wait (TD_REPLY_TIMEOUT_MAX_MS) */
+	int32_t reply_timeout_ms; /* the sender's current wait (TDI_REPLY_TIMEOUT_MAX_MS) */
 	pthread_t sender;
 	bool sender_started;
 
@@ -284,10 +284,10 @@ struct td_run {
 	pthread_cond_t unpinned; /* a spill waits here for the sender's copy */
 
 	/* Guarded by mu. */
-	struct td_batch open;
-	struct td_batch *head, *tail;  /* sealed, in memory, unacknowledged, in seq order */
-	struct td_batch *spare;        /* an acknowledged batch kept for reuse */
-	const struct td_batch *pinned; /* being copied by the sender */
+	struct tdi_batch open;
+	struct tdi_batch *head, *tail;  /* sealed, in memory, unacknowledged, in seq order */
+	struct tdi_batch *spare;        /* an acknowledged batch kept for reuse */
+	const struct tdi_batch *pinned; /* being copied by the sender */
 	uint64_t next_seq;
 	uint64_t acked_through; /* every seq up to this one is acknowledged */
 	size_t buffered_bytes;
@@ -304,212 +304,212 @@ struct td_run {
 	uint64_t records_rejected;
 	char agent_error[256];     /* last non-retryable error from the agent */
 	char transport_error[256]; /* last reason a send attempt failed */
-	struct td_scratch scratch;
-	struct td_spool spool;
-	struct td_replay replay;
+	struct tdi_scratch scratch;
+	struct tdi_spool spool;
+	struct tdi_replay replay;
 	/* W&B step of the row being built (HistoryRow semantics as the agent's). */
 	int64_t step;
 	bool has_pending;
-	struct td_mirror *mirror; /* what the footer shows */
-	char *state_dir;          /* the agent's, once asked */
-	char *known_dir;          /* resumed run: the dir the agent reported */
-	int finish_owner;         /* 0 none, 1 the application, 2 the signal thread */
-	int pending_signal;       /* arrived while the application was finishing */
+	struct tdi_mirror *mirror; /* what the footer shows */
+	char *state_dir;           /* the agent's, once asked */
+	char *known_dir;           /* resumed run: the dir the agent reported */
+	int finish_owner;          /* 0 none, 1 the application, 2 the signal thread */
+	int pending_signal;        /* arrived while the application was finishing */
 
 	/* Set up in td_init and torn down in td_finish, by one thread. */
-	struct td_console *console;
-	struct td_signals *signals;
+	struct tdi_console *console;
+	struct tdi_signals *signals;
 };
 
 /* error.c */
 /* Sets the calling thread's td_last_error() detail; returns err. */
-int td_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int tdi_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* validate.c */
 /* Checks items against the default limits; on failure sets the detail (prefixed
  * with `what`) and returns TD_ERR_INVALID. */
-int td_check_items(const struct td_limits *lim, const char *what, const td_item *items, size_t n,
-                   struct td_item_count *count);
-/* The limits in force for run (see struct td_limits). Any thread. */
-void td_limits_load(struct td_run *run, struct td_limits *out);
+int tdi_check_items(const struct tdi_limits *lim, const char *what, const td_item *items, size_t n,
+                    struct tdi_item_count *count);
+/* The limits in force for run (see struct tdi_limits). Any thread. */
+void tdi_limits_load(struct td_run *run, struct tdi_limits *out);
 /* Takes the agent's limits from an ack: the smaller of each and the default;
  * absent or zero fields leave the default. Any thread. */
-void td_limits_learn(struct td_run *run, const Trackd__V1__Limits *agent);
+void tdi_limits_learn(struct td_run *run, const Trackd__V1__Limits *agent);
 /* Checks an optional string option: NULL passes; otherwise valid UTF-8 of at
  * most max bytes (and non-empty if required). */
-int td_check_text(const char *what, const char *s, size_t max, bool non_empty);
+int tdi_check_text(const char *what, const char *s, size_t max, bool non_empty);
 
 /* encode.c */
 /* Writes the Request{protocol_version, batch = Batch{session_id, seq, …}}
  * prefix for `records_len` bytes of framed records; returns its length. */
-size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX],
-                       const uint8_t session_id[TRACKD_SESSION_ID_BYTES], uint64_t seq,
-                       size_t records_len);
-int td_scratch_reserve(struct td_scratch *s, const struct td_item_count *count);
-void td_scratch_fini(struct td_scratch *s);
+size_t tdi_envelope_put(uint8_t dst[TDI_ENVELOPE_MAX],
+                        const uint8_t session_id[TRACKD_SESSION_ID_BYTES], uint64_t seq,
+                        size_t records_len);
+int tdi_scratch_reserve(struct tdi_scratch *s, const struct tdi_item_count *count);
+void tdi_scratch_fini(struct tdi_scratch *s);
 /* Points protobuf-c structs in `s` at the caller's items (nothing copied);
- * returns the top-level item pointer array. Needs td_scratch_reserve first. */
-Trackd__V1__Item **td_scratch_fill(struct td_scratch *s, const td_item *items, size_t n);
+ * returns the top-level item pointer array. Needs tdi_scratch_reserve first. */
+Trackd__V1__Item **tdi_scratch_fill(struct tdi_scratch *s, const td_item *items, size_t n);
 /* Lengths of r (items validated, scratch reserved); returns r->record_len. */
-size_t td_items_record_measure(struct td_scratch *s, struct td_items_record *r);
+size_t tdi_items_record_measure(struct tdi_scratch *s, struct tdi_items_record *r);
 /* Writes the Record measured last; returns the end of what was written. */
-uint8_t *td_items_record_write(const struct td_scratch *s, const struct td_items_record *r,
-                               uint8_t *dst);
+uint8_t *tdi_items_record_write(const struct tdi_scratch *s, const struct tdi_items_record *r,
+                                uint8_t *dst);
 /* Encodes HistoryRow fields 1-3 (step unless TD_STEP_AUTO, commit if false,
- * client_time_us); returns their length (≤ TD_HISTORY_HEAD_MAX). */
-size_t td_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_time_us);
-int64_t td_wall_us(void);
-int64_t td_mono_ms(void);
-/* pthread_cond_timedwait until a td_mono_ms() deadline (conds use the
+ * client_time_us); returns their length (≤ TDI_HISTORY_HEAD_MAX). */
+size_t tdi_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_time_us);
+int64_t tdi_wall_us(void);
+int64_t tdi_mono_ms(void);
+/* pthread_cond_timedwait until a tdi_mono_ms() deadline (conds use the
  * monotonic clock). */
-void td_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ms);
+void tdi_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ms);
 
 /* buffer.c — all with run->mu held. */
 /* Makes room in the open batch for one Record of record_len bytes (framing
  * added here); TD_ERR_FULL (counted) if that would cross the bound, unless
  * bypass_bound. On success *dst is where the unframed Record goes; finish
- * with td_buffer_commit_locked before unlocking. */
-int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_bound,
-                             uint8_t **dst);
-void td_buffer_commit_locked(struct td_run *run);
+ * with tdi_buffer_commit_locked before unlocking. */
+int tdi_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_bound,
+                              uint8_t **dst);
+void tdi_buffer_commit_locked(struct td_run *run);
 /* Encodes rec with protobuf-c and appends it (reserve + pack + commit). */
-int td_buffer_append_locked(struct td_run *run, const ProtobufCMessage *rec, bool bypass_bound);
+int tdi_buffer_append_locked(struct td_run *run, const ProtobufCMessage *rec, bool bypass_bound);
 /* Moves a non-empty open batch to the sealed FIFO with the next seq. */
-int td_buffer_seal_locked(struct td_run *run);
+int tdi_buffer_seal_locked(struct td_run *run);
 /* Unlinks the head batch after the agent acked (acked = true) or refused it. */
-void td_buffer_release_head_locked(struct td_run *run, bool acked);
-uint64_t td_buffer_unacked_records_locked(const struct td_run *run);
-void td_buffer_free_all(struct td_run *run);
+void tdi_buffer_release_head_locked(struct td_run *run, bool acked);
+uint64_t tdi_buffer_unacked_records_locked(const struct td_run *run);
+void tdi_buffer_free_all(struct td_run *run);
 
 /* Makes room for `framed` more bytes by spilling to the spool if the agent is
  * unreachable (spool.c). TD_OK when there is room now; TD_ERR_FULL otherwise
  * (not counted here). */
-int td_buffer_make_room_locked(struct td_run *run, size_t framed);
+int tdi_buffer_make_room_locked(struct td_run *run, size_t framed);
 
 /* sender.c */
-int td_sender_start(struct td_run *run);
+int tdi_sender_start(struct td_run *run);
 /* Asks the sender to exit, unblocks its I/O by closing the socket, joins it. */
-void td_sender_stop(struct td_run *run);
+void tdi_sender_stop(struct td_run *run);
 /* The outcome of one request carrying a batch. */
-enum td_outcome {
-	TD_ACKED,    /* agent stored the batch (or had already) */
-	TD_REJECTED, /* agent refused it for good: drop and count */
-	TD_RETRY,    /* no answer, connection trouble or a retryable error */
+enum tdi_outcome {
+	TDI_ACKED,    /* agent stored the batch (or had already) */
+	TDI_REJECTED, /* agent refused it for good: drop and count */
+	TDI_RETRY,    /* no answer, connection trouble or a retryable error */
 };
 /* Creates and starts a non-blocking dialer for url on sock with the reconnect
  * and reply-size settings every libtrackd connection uses. Returns an NNG error
- * (0 on success). A caller that finds no connection TD_REDIAL_AFTER times in a
+ * (0 on success). A caller that finds no connection TDI_REDIAL_AFTER times in a
  * row closes the dialer and starts a new one (NNG 1.5's may have given up). */
-int td_dialer_start(nng_socket sock, const char *url, nng_dialer *out);
+int tdi_dialer_start(nng_socket sock, const char *url, nng_dialer *out);
 
 /* How far an attempt got: no connection to send on, sent but no reply within
  * the receive timeout, or an answer (a retryable error is an answer). */
-enum td_reach { TD_NO_CONNECTION, TD_NO_REPLY, TD_ANSWERED };
+enum tdi_reach { TDI_NO_CONNECTION, TDI_NO_REPLY, TDI_ANSWERED };
 
 /* Sends req (consumed in every case) on sock and waits for the ack of seq;
- * `why` explains any outcome but TD_ACKED; *reach tells how far it got. The
+ * `why` explains any outcome but TDI_ACKED; *reach tells how far it got. The
  * limits an ack carries go to `learn` (may be NULL). */
-enum td_outcome td_exchange(struct td_run *learn, nng_socket sock, const char *url, nng_msg *req,
-                            uint64_t seq, enum td_reach *reach, char *why, size_t why_len);
+enum tdi_outcome tdi_exchange(struct td_run *learn, nng_socket sock, const char *url, nng_msg *req,
+                              uint64_t seq, enum tdi_reach *reach, char *why, size_t why_len);
 
 /* spool.c */
 /* Sets up the spool from the options (nothing on disk yet). */
-int td_spool_init(struct td_run *run, const char *dir, size_t max_bytes);
+int tdi_spool_init(struct td_run *run, const char *dir, size_t max_bytes);
 /* Spills every batch in memory (the open one sealed first) to the spool: with
  * mu held; waits for the sender's copy if the head is pinned. TD_OK if all of
  * them went, else TD_ERR_FULL with run->spool.error saying why (what did not
  * fit stays in memory). */
-int td_spool_spill_locked(struct td_run *run);
+int tdi_spool_spill_locked(struct td_run *run);
 /* Sender: reads the oldest unacknowledged spooled frame into a new request;
  * *seq and *n_records from its envelope. Without mu (only the sender reads,
  * and frames before write_off never change). */
-int td_spool_read_head(struct td_run *run, uint64_t off, nng_msg **req, uint64_t *seq,
-                       uint32_t *n_records, uint64_t *frame_len);
+int tdi_spool_read_head(struct td_run *run, uint64_t off, nng_msg **req, uint64_t *seq,
+                        uint32_t *n_records, uint64_t *frame_len);
 /* Sender, with mu: the head frame was acknowledged or refused. */
-void td_spool_pop_locked(struct td_run *run, uint64_t frame_len, uint32_t n_records, bool acked);
+void tdi_spool_pop_locked(struct td_run *run, uint64_t frame_len, uint32_t n_records, bool acked);
 /* Sender, with mu: the head frame cannot be read back (the file is damaged):
  * every spooled record is counted as lost and the spool starts over. */
-void td_spool_discard_locked(struct td_run *run, const char *why);
+void tdi_spool_discard_locked(struct td_run *run, const char *why);
 /* td_finish, after the sender stopped: deletes an empty spool file, or syncs
  * and closes one that still holds frames (the lock goes with the close). */
-void td_spool_close(struct td_run *run);
+void tdi_spool_close(struct td_run *run);
 /* td_init: finds spool files of dead processes and starts the replay thread. */
-int td_replay_start(struct td_run *run);
+int tdi_replay_start(struct td_run *run);
 /* Asks the replay thread to stop and joins it (the files it did not finish
  * stay for the next client). */
-void td_replay_stop(struct td_run *run);
+void tdi_replay_stop(struct td_run *run);
 /* The default spool dir into buf. */
-int td_spool_default_dir(char *buf, size_t len);
+int tdi_spool_default_dir(char *buf, size_t len);
 
 /* query.c — synchronous requests for the cold paths */
 /* options.socket_url / given, else $TRACKD_SOCKET, else the agent's default. */
-int td_resolve_url(const char *given, char *url, size_t len);
+int tdi_resolve_url(const char *given, char *url, size_t len);
 /* The same, and whether the address is the private agent's (autostart.h). */
-int td_resolve_url_kind(const char *given, char *url, size_t len, bool *private_agent);
+int tdi_resolve_url_kind(const char *given, char *url, size_t len, bool *private_agent);
 /* One request/reply on a fresh connection. *out is freed with
  * trackd__v1__reply__free_unpacked. TD_ERR_TRANSPORT if no agent answers. */
-int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,
-                  Trackd__V1__Reply **out);
+int tdi_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,
+                   Trackd__V1__Reply **out);
 /* td_query_agent with a resolved url. */
-int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **json_out);
+int tdi_agent_query(const char *url, const td_query *q, int timeout_ms, char **json_out);
 /* td_init's resume rules (see trackd.h); may set run->known_dir. */
-int td_check_resume(struct td_run *run, bool explicit_id);
+int tdi_check_resume(struct td_run *run, bool explicit_id);
 /* What the agent says of the run's upload to W&B (one run query: the typed
  * UploadInfo of its RunReply, from agent/cmd/queries.c). Every field is malloc'd, or NULL
  * when absent: run_url and project_url are NULL until the backend answered. */
-struct td_upload {
+struct tdi_upload {
 	char *state; /* "disabled", "pending", "uploading", "parked", "done", … */
 	char *run_url, *project_url, *last_error;
 	char *display_name; /* the run's, as the agent knows it */
 };
-int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out);
-void td_upload_fini(struct td_upload *u);
+int tdi_upload_info(struct td_run *run, int timeout_ms, struct tdi_upload *out);
+void tdi_upload_fini(struct tdi_upload *u);
 /* Whether the run's agent has an upload sink (its status says wandb_enabled);
  * false when it does not answer. */
-bool td_agent_uploads(struct td_run *run, int timeout_ms);
+bool tdi_agent_uploads(struct td_run *run, int timeout_ms);
 
 /* Most text the library builds in a struct buf (common/buf.h) for its callers
- * (status JSON, paths, footer lines): what td_text_copy_out can return. */
-#define TD_TEXT_MAX ((size_t)INT32_MAX)
+ * (status JSON, paths, footer lines): what tdi_text_copy_out can return. */
+#define TDI_TEXT_MAX ((size_t)INT32_MAX)
 /* snprintf-style copy of text into buf (may be NULL when len is 0); returns
  * text_len, or TD_ERR_NOMEM if that does not fit an int. */
-int td_text_copy_out(const char *text, size_t text_len, char *buf, size_t len);
+int tdi_text_copy_out(const char *text, size_t text_len, char *buf, size_t len);
 
 /* mirror.c — what this process logged, for the footer (with mu held) */
-int td_mirror_new(struct td_run *run);
-void td_mirror_free(struct td_mirror *m);
+int tdi_mirror_new(struct td_run *run);
+void tdi_mirror_free(struct tdi_mirror *m);
 /* One accepted history row at `step` (before td_log moves the step). Uses the
- * key lengths td_items_record_measure left in run->scratch for this row. */
-void td_mirror_row_locked(struct td_run *run, const td_item *items, size_t n, int64_t step,
-                          bool commit);
-void td_mirror_summary_locked(struct td_run *run, const td_item *items, size_t n);
-void td_mirror_define_locked(struct td_run *run, const char *name, td_metric_summary summary);
+ * key lengths tdi_items_record_measure left in run->scratch for this row. */
+void tdi_mirror_row_locked(struct td_run *run, const td_item *items, size_t n, int64_t step,
+                           bool commit);
+void tdi_mirror_summary_locked(struct td_run *run, const td_item *items, size_t n);
+void tdi_mirror_define_locked(struct td_run *run, const char *name, td_metric_summary summary);
 /* The pending row counts as committed (finish, or a larger step). */
-void td_mirror_commit_locked(struct td_run *run, int64_t step);
+void tdi_mirror_commit_locked(struct td_run *run, int64_t step);
 /* Renders history and summary plus trailer lines into *out (malloc'd). */
-int td_mirror_render_locked(struct td_run *run, const char *const *trailer, size_t n_trailer,
-                            char **out, size_t *out_len);
+int tdi_mirror_render_locked(struct td_run *run, const char *const *trailer, size_t n_trailer,
+                             char **out, size_t *out_len);
 
 /* console.c */
-int td_console_start(struct td_run *run);
+int tdi_console_start(struct td_run *run);
 /* Restores fds 1 and 2, drains what the pipes hold into the run, joins. */
-void td_console_stop(struct td_run *run);
+void tdi_console_stop(struct td_run *run);
 
 /* signals.c */
-int td_signals_install(struct td_run *run);
+int tdi_signals_install(struct td_run *run);
 /* Restores the previous handlers and joins the signal thread. Not from the
  * signal thread. */
-void td_signals_uninstall(struct td_run *run);
+void tdi_signals_uninstall(struct td_run *run);
 
 /* run.c — the end of a run, shared by td_finish_reason and the signal thread:
  * console lines, RunExit, the wait for acks, the spool, the report and the
  * footer. It never frees the run: td_finish_reason does that afterwards, the
  * signal thread never (the process is about to die, and the application may
  * still hold the pointer). */
-int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int timeout_ms,
-               td_finish_report *report);
+int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int timeout_ms,
+                td_finish_report *report);
 
 /* Test hook (static library only): bytes counted against max_buffer_bytes. */
-size_t td_internal_buffered_bytes(td_run *run);
+size_t tdi_run_buffered_bytes(td_run *run);
 
 #endif

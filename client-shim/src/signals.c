@@ -36,7 +36,7 @@ static const int handled[] = {SIGTERM, SIGINT};
 static volatile sig_atomic_t handler_fd = -1;
 static atomic_bool in_use;
 
-struct td_signals {
+struct tdi_signals {
 	int pipe[2];
 	pthread_t thread;
 	struct sigaction old[N_HANDLED];
@@ -53,7 +53,7 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-static void restore_handlers(struct td_signals *s)
+static void restore_handlers(struct tdi_signals *s)
 {
 	for (size_t i = 0; i < N_HANDLED; i++) {
 		if (s->installed[i])
@@ -78,7 +78,7 @@ static void die_of(int sig)
 static void *signal_main(void *arg)
 {
 	struct td_run *run = arg;
-	struct td_signals *s = run->signals;
+	struct tdi_signals *s = run->signals;
 	unsigned char b;
 
 	for (;;) {
@@ -86,7 +86,7 @@ static void *signal_main(void *arg)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0 || b == 0)
-			return NULL; /* td_signals_uninstall */
+			return NULL; /* tdi_signals_uninstall */
 		int sig = b;
 
 		pthread_mutex_lock(&run->mu);
@@ -100,31 +100,31 @@ static void *signal_main(void *arg)
 		run->finish_owner = 2;
 		pthread_mutex_unlock(&run->mu);
 
-		td_run_end(run, 128 + sig, TD_EXIT_KILLED, TD_SIGNAL_FINISH_TIMEOUT_MS, NULL);
+		tdi_run_end(run, 128 + sig, TD_EXIT_KILLED, TDI_SIGNAL_FINISH_TIMEOUT_MS, NULL);
 		restore_handlers(s);
 		die_of(sig);
 	}
 }
 
-int td_signals_install(struct td_run *run)
+int tdi_signals_install(struct td_run *run)
 {
-	struct td_signals *s;
+	struct tdi_signals *s;
 	sigset_t all, old;
 	bool expected = false;
 	int rv;
 
 	if (!atomic_compare_exchange_strong(&in_use, &expected, true))
-		return td_fail(TD_ERR_INVALID,
-		               "td_init: handle_signals: another run already handles signals");
+		return tdi_fail(TD_ERR_INVALID,
+		                "td_init: handle_signals: another run already handles signals");
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		atomic_store(&in_use, false);
-		return td_fail(TD_ERR_NOMEM, "td_init: out of memory");
+		return tdi_fail(TD_ERR_NOMEM, "td_init: out of memory");
 	}
 	if (pipe2(s->pipe, O_CLOEXEC) != 0) {
 		free(s);
 		atomic_store(&in_use, false);
-		return td_fail(TD_ERR_TRANSPORT, "td_init: handle_signals: pipe: %s",
-		               strerror(errno));
+		return tdi_fail(TD_ERR_TRANSPORT, "td_init: handle_signals: pipe: %s",
+		                strerror(errno));
 	}
 	/* The handler must never block: a full pipe means a signal is pending. */
 	fcntl(s->pipe[1], F_SETFL, O_NONBLOCK);
@@ -142,8 +142,8 @@ int td_signals_install(struct td_run *run)
 		free(s);
 		run->signals = NULL;
 		atomic_store(&in_use, false);
-		return td_fail(TD_ERR_TRANSPORT, "td_init: cannot start the signal thread: %s",
-		               strerror(rv));
+		return tdi_fail(TD_ERR_TRANSPORT, "td_init: cannot start the signal thread: %s",
+		                strerror(rv));
 	}
 	pthread_setname_np(s->thread, "trackd-signals");
 
@@ -161,9 +161,9 @@ int td_signals_install(struct td_run *run)
 	return TD_OK;
 }
 
-void td_signals_uninstall(struct td_run *run)
+void tdi_signals_uninstall(struct td_run *run)
 {
-	struct td_signals *s = run->signals;
+	struct tdi_signals *s = run->signals;
 	unsigned char stop = 0;
 
 	if (s == NULL)

@@ -59,10 +59,10 @@
 
 #define SPOOL_SUFFIX ".spool"
 /* Largest Request a frame may hold: what the sender could have built. */
-#define SPOOL_MAX_FRAME (TD_MAX_BATCH_RECORD_BYTES + TD_ENVELOPE_MAX)
+#define SPOOL_MAX_FRAME (TDI_MAX_BATCH_RECORD_BYTES + TDI_ENVELOPE_MAX)
 
 /* Messages may be cut to fit; they are for people. */
-__attribute__((format(printf, 2, 3))) static void spool_error(struct td_spool *sp, const char *fmt,
+__attribute__((format(printf, 2, 3))) static void spool_error(struct tdi_spool *sp, const char *fmt,
                                                               ...)
 {
 	va_list ap;
@@ -74,7 +74,7 @@ __attribute__((format(printf, 2, 3))) static void spool_error(struct td_spool *s
 
 /* ---- paths ---------------------------------------------------------------- */
 
-int td_spool_default_dir(char *buf, size_t len)
+int tdi_spool_default_dir(char *buf, size_t len)
 {
 	const char *xdg = getenv("XDG_STATE_HOME");
 	const char *home = getenv("HOME");
@@ -89,12 +89,13 @@ int td_spool_default_dir(char *buf, size_t len)
 		    getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res != NULL)
 			home = res->pw_dir;
 		if (home == NULL || home[0] != '/')
-			return td_fail(TD_ERR_INVALID, "no spool dir: neither XDG_STATE_HOME nor a "
-			                               "home directory is known");
+			return tdi_fail(TD_ERR_INVALID,
+			                "no spool dir: neither XDG_STATE_HOME nor a "
+			                "home directory is known");
 		n = snprintf(buf, len, "%s/.local/state/trackd/spool", home);
 	}
 	if (n < 0 || (size_t)n >= len)
-		return td_fail(TD_ERR_INVALID, "spool dir path longer than %zu bytes", len - 1);
+		return tdi_fail(TD_ERR_INVALID, "spool dir path longer than %zu bytes", len - 1);
 	return TD_OK;
 }
 
@@ -103,27 +104,27 @@ static int agent_dir(const char *base, const char *url, char *out, size_t len)
 {
 	int n = snprintf(out, len, "%s/%016llx", base, (unsigned long long)hash_fnv1a64_str(url));
 	if (n < 0 || (size_t)n >= len)
-		return td_fail(TD_ERR_INVALID, "spool dir path longer than %zu bytes", len - 1);
+		return tdi_fail(TD_ERR_INVALID, "spool dir path longer than %zu bytes", len - 1);
 	return TD_OK;
 }
 
-int td_spool_init(struct td_run *run, const char *dir, size_t max_bytes)
+int tdi_spool_init(struct td_run *run, const char *dir, size_t max_bytes)
 {
-	struct td_spool *sp = &run->spool;
+	struct tdi_spool *sp = &run->spool;
 	int rc;
 
 	sp->fd = -1;
-	sp->max_bytes = max_bytes ? max_bytes : TD_DEFAULT_MAX_SPOOL_BYTES;
+	sp->max_bytes = max_bytes ? max_bytes : TDI_DEFAULT_MAX_SPOOL_BYTES;
 	char base[sizeof(sp->dir)];
 
 	if (dir != NULL && dir[0] == '\0')
 		return TD_OK; /* disabled */
 	if (dir == NULL) {
-		if (td_spool_default_dir(base, sizeof(base)) != TD_OK)
+		if (tdi_spool_default_dir(base, sizeof(base)) != TD_OK)
 			return TD_OK; /* no home: run without a spool, as if disabled */
 	} else if (snprintf(base, sizeof(base), "%s", dir) >= (int)sizeof(base)) {
-		return td_fail(TD_ERR_INVALID, "td_init: spool_dir longer than %zu bytes",
-		               sizeof(base) - 1);
+		return tdi_fail(TD_ERR_INVALID, "td_init: spool_dir longer than %zu bytes",
+		                sizeof(base) - 1);
 	}
 	if ((rc = agent_dir(base, run->url, sp->dir, sizeof(sp->dir))) != TD_OK)
 		return rc;
@@ -132,7 +133,7 @@ int td_spool_init(struct td_run *run, const char *dir, size_t max_bytes)
 		snprintf(hex + 2 * i, 3, "%02x", run->session_id[i]);
 	if (snprintf(sp->path, sizeof(sp->path), "%s/%s%s", sp->dir, hex, SPOOL_SUFFIX) >=
 	    (int)sizeof(sp->path))
-		return td_fail(TD_ERR_INVALID, "td_init: spool_dir too long");
+		return tdi_fail(TD_ERR_INVALID, "td_init: spool_dir too long");
 	sp->enabled = true;
 	return TD_OK;
 }
@@ -140,7 +141,7 @@ int td_spool_init(struct td_run *run, const char *dir, size_t max_bytes)
 /* Creates and locks this process's spool file. The temporary name keeps a
  * replaying process from taking the file in the moment between creating it
  * and locking it. */
-static int spool_open_locked(struct td_spool *sp)
+static int spool_open_locked(struct tdi_spool *sp)
 {
 	char tmp[sizeof(sp->path) + 8];
 	int fd;
@@ -166,16 +167,16 @@ static int spool_open_locked(struct td_spool *sp)
 	return TD_OK;
 }
 
-int td_spool_spill_locked(struct td_run *run)
+int tdi_spool_spill_locked(struct td_run *run)
 {
-	struct td_spool *sp = &run->spool;
+	struct tdi_spool *sp = &run->spool;
 
 	if (!sp->enabled)
 		return TD_ERR_FULL;
 	/* The sender is copying the head batch: it is done in microseconds. */
 	while (run->pinned != NULL)
 		pthread_cond_wait(&run->unpinned, &run->mu);
-	if (td_buffer_seal_locked(run) != TD_OK) {
+	if (tdi_buffer_seal_locked(run) != TD_OK) {
 		spool_error(sp, "out of memory sealing a batch");
 		return TD_ERR_FULL;
 	}
@@ -188,11 +189,11 @@ int td_spool_spill_locked(struct td_run *run)
 	 * only then let the batches go: until the sync they are the only copy. */
 	uint64_t start = sp->write_off, off = start;
 	size_t n_written = 0;
-	for (struct td_batch *b = run->head; b != NULL; b = b->next) {
-		uint8_t envelope[TD_ENVELOPE_MAX];
-		uint8_t header[TD_SPOOL_FRAME_HEADER];
-		size_t env_len = td_envelope_put(envelope, run->session_id, b->seq, b->len);
-		uint64_t frame = TD_SPOOL_FRAME_HEADER + env_len + b->len;
+	for (struct tdi_batch *b = run->head; b != NULL; b = b->next) {
+		uint8_t envelope[TDI_ENVELOPE_MAX];
+		uint8_t header[TDI_SPOOL_FRAME_HEADER];
+		size_t env_len = tdi_envelope_put(envelope, run->session_id, b->seq, b->len);
+		uint64_t frame = TDI_SPOOL_FRAME_HEADER + env_len + b->len;
 
 		if (off + frame > sp->max_bytes) {
 			spool_error(sp, "spool file %s reached its bound of %llu bytes", sp->path,
@@ -225,10 +226,10 @@ int td_spool_spill_locked(struct td_run *run)
 	}
 
 	for (size_t i = 0; i < n_written; i++) {
-		struct td_batch *b = run->head;
-		uint8_t envelope[TD_ENVELOPE_MAX];
-		uint64_t frame = TD_SPOOL_FRAME_HEADER +
-		                 td_envelope_put(envelope, run->session_id, b->seq, b->len) +
+		struct tdi_batch *b = run->head;
+		uint8_t envelope[TDI_ENVELOPE_MAX];
+		uint64_t frame = TDI_SPOOL_FRAME_HEADER +
+		                 tdi_envelope_put(envelope, run->session_id, b->seq, b->len) +
 		                 b->len;
 		if (sp->pending_batches == 0) {
 			sp->first_frame_len = frame;
@@ -239,7 +240,7 @@ int td_spool_spill_locked(struct td_run *run)
 		sp->records_written += b->n_records;
 		/* Leaves memory as if acknowledged, without counting it so. */
 		uint64_t acked = run->records_acked;
-		td_buffer_release_head_locked(run, true);
+		tdi_buffer_release_head_locked(run, true);
 		run->records_acked = acked;
 	}
 	sp->write_off = off;
@@ -346,7 +347,7 @@ enum frame_status {
 static enum frame_status read_frame(int fd, uint64_t off, nng_msg **msg, uint64_t *seq,
                                     uint32_t *n_records, uint64_t *frame_len)
 {
-	uint8_t header[TD_SPOOL_FRAME_HEADER];
+	uint8_t header[TDI_SPOOL_FRAME_HEADER];
 	size_t got;
 
 	if (!read_exact(fd, header, sizeof(header), off, &got))
@@ -365,12 +366,12 @@ static enum frame_status read_frame(int fd, uint64_t off, nng_msg **msg, uint64_
 		nng_msg_free(*msg);
 		return FRAME_DAMAGED;
 	}
-	*frame_len = TD_SPOOL_FRAME_HEADER + len;
+	*frame_len = TDI_SPOOL_FRAME_HEADER + len;
 	return FRAME_OK;
 }
 
-int td_spool_read_head(struct td_run *run, uint64_t off, nng_msg **req, uint64_t *seq,
-                       uint32_t *n_records, uint64_t *frame_len)
+int tdi_spool_read_head(struct td_run *run, uint64_t off, nng_msg **req, uint64_t *seq,
+                        uint32_t *n_records, uint64_t *frame_len)
 {
 	switch (read_frame(run->spool.fd, off, req, seq, n_records, frame_len)) {
 	case FRAME_OK: return TD_OK;
@@ -379,9 +380,9 @@ int td_spool_read_head(struct td_run *run, uint64_t off, nng_msg **req, uint64_t
 	}
 }
 
-void td_spool_pop_locked(struct td_run *run, uint64_t frame_len, uint32_t n_records, bool acked)
+void tdi_spool_pop_locked(struct td_run *run, uint64_t frame_len, uint32_t n_records, bool acked)
 {
-	struct td_spool *sp = &run->spool;
+	struct tdi_spool *sp = &run->spool;
 
 	sp->read_off += frame_len;
 	sp->pending_batches--;
@@ -400,9 +401,9 @@ void td_spool_pop_locked(struct td_run *run, uint64_t frame_len, uint32_t n_reco
 	}
 }
 
-void td_spool_discard_locked(struct td_run *run, const char *why)
+void tdi_spool_discard_locked(struct td_run *run, const char *why)
 {
-	struct td_spool *sp = &run->spool;
+	struct tdi_spool *sp = &run->spool;
 
 	run->records_rejected += sp->pending_records;
 	spool_error(sp, "spool file %s is damaged (%s); %llu records in it lost", sp->path, why,
@@ -416,9 +417,9 @@ void td_spool_discard_locked(struct td_run *run, const char *why)
 	pthread_cond_broadcast(&run->drained);
 }
 
-void td_spool_close(struct td_run *run)
+void tdi_spool_close(struct td_run *run)
 {
-	struct td_spool *sp = &run->spool;
+	struct tdi_spool *sp = &run->spool;
 
 	if (sp->fd < 0)
 		return;
@@ -437,7 +438,7 @@ struct replay_ctx {
 	nng_dialer dialer;
 	unsigned unreachable; /* attempts in a row that found no connection */
 	const char *url;
-	int64_t deadline;   /* td_mono_ms */
+	int64_t deadline;   /* tdi_mono_ms */
 	struct td_run *run; /* background replay: stop flag; NULL: td_spool_flush */
 	uint64_t delivered, rejected;
 	bool answered; /* the agent answered at least once */
@@ -447,7 +448,7 @@ struct replay_ctx {
 
 static bool replay_stopped(struct replay_ctx *c)
 {
-	if (td_mono_ms() >= c->deadline)
+	if (tdi_mono_ms() >= c->deadline)
 		return true;
 	if (c->run == NULL)
 		return false;
@@ -459,18 +460,18 @@ static bool replay_stopped(struct replay_ctx *c)
 
 static void replay_pause(struct replay_ctx *c, uint32_t ms)
 {
-	int64_t until = td_mono_ms() + ms;
+	int64_t until = tdi_mono_ms() + ms;
 
 	if (until > c->deadline)
 		until = c->deadline;
 	if (c->run != NULL) {
 		pthread_mutex_lock(&c->run->mu);
 		if (!c->run->replay.stop)
-			td_wait_until(&c->run->replay.cond, &c->run->mu, until);
+			tdi_wait_until(&c->run->replay.cond, &c->run->mu, until);
 		pthread_mutex_unlock(&c->run->mu);
 		return;
 	}
-	int64_t left = until - td_mono_ms();
+	int64_t left = until - tdi_mono_ms();
 	if (left > 0) {
 		struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000};
 		nanosleep(&ts, NULL);
@@ -495,7 +496,7 @@ static enum replay_result replay_file(struct replay_ctx *c, int fd, const char *
 			return REPLAY_STOPPED;
 		enum frame_status st = read_frame(fd, off, &msg, &seq, &n, &frame_len);
 		if (st == FRAME_NOMEM) {
-			replay_pause(c, TD_BACKOFF_MAX_MS);
+			replay_pause(c, TDI_BACKOFF_MAX_MS);
 			continue;
 		}
 		if (st == FRAME_END) {
@@ -514,28 +515,28 @@ static enum replay_result replay_file(struct replay_ctx *c, int fd, const char *
 			close(fd);
 			return REPLAY_DONE;
 		}
-		enum td_reach reach;
-		enum td_outcome out =
-		    td_exchange(c->run, c->sock, c->url, msg, seq, &reach, c->why, sizeof(c->why));
-		bool answered = reach == TD_ANSWERED;
+		enum tdi_reach reach;
+		enum tdi_outcome out =
+		    tdi_exchange(c->run, c->sock, c->url, msg, seq, &reach, c->why, sizeof(c->why));
+		bool answered = reach == TDI_ANSWERED;
 		c->answered |= answered;
-		if (out == TD_RETRY) {
-			if (!answered && ++c->unreachable >= TD_REDIAL_AFTER) {
-				/* As the sender does (TD_REDIAL_AFTER); a failure here
-				 * (the socket closed by td_replay_stop) ends at the
+		if (out == TDI_RETRY) {
+			if (!answered && ++c->unreachable >= TDI_REDIAL_AFTER) {
+				/* As the sender does (TDI_REDIAL_AFTER); a failure here
+				 * (the socket closed by tdi_replay_stop) ends at the
 				 * stop check. */
 				c->unreachable = 0;
 				nng_dialer_close(c->dialer);
-				(void)td_dialer_start(c->sock, c->url, &c->dialer);
+				(void)tdi_dialer_start(c->sock, c->url, &c->dialer);
 			}
-			backoff = backoff ? backoff * 2 : TD_BACKOFF_MIN_MS;
-			if (backoff > TD_BACKOFF_MAX_MS)
-				backoff = TD_BACKOFF_MAX_MS;
+			backoff = backoff ? backoff * 2 : TDI_BACKOFF_MIN_MS;
+			if (backoff > TDI_BACKOFF_MAX_MS)
+				backoff = TDI_BACKOFF_MAX_MS;
 			replay_pause(c, backoff);
 			continue;
 		}
 		backoff = 0;
-		if (out == TD_ACKED)
+		if (out == TDI_ACKED)
 			c->delivered += n;
 		else
 			c->rejected += n;
@@ -572,12 +573,12 @@ static int replay_socket(const char *url, nng_socket *sock, nng_dialer *dialer)
 	int rv;
 
 	if ((rv = nng_req0_open(sock)) != 0)
-		return td_fail(TD_ERR_TRANSPORT, "cannot open a socket: %s", nng_strerror(rv));
-	if ((rv = nng_socket_set_ms(*sock, NNG_OPT_SENDTIMEO, TD_REPLY_TIMEOUT_MS)) != 0 ||
-	    (rv = nng_socket_set_ms(*sock, NNG_OPT_RECVTIMEO, TD_REPLY_TIMEOUT_MS)) != 0 ||
-	    (rv = td_dialer_start(*sock, url, dialer)) != 0) {
-		(void)nng_close_bounded(*sock, TD_CLOSE_TIMEOUT_MS);
-		return td_fail(TD_ERR_TRANSPORT, "agent address %s: %s", url, nng_strerror(rv));
+		return tdi_fail(TD_ERR_TRANSPORT, "cannot open a socket: %s", nng_strerror(rv));
+	if ((rv = nng_socket_set_ms(*sock, NNG_OPT_SENDTIMEO, TDI_REPLY_TIMEOUT_MS)) != 0 ||
+	    (rv = nng_socket_set_ms(*sock, NNG_OPT_RECVTIMEO, TDI_REPLY_TIMEOUT_MS)) != 0 ||
+	    (rv = tdi_dialer_start(*sock, url, dialer)) != 0) {
+		(void)nng_close_bounded(*sock, TDI_CLOSE_TIMEOUT_MS);
+		return tdi_fail(TD_ERR_TRANSPORT, "agent address %s: %s", url, nng_strerror(rv));
 	}
 	return TD_OK;
 }
@@ -585,7 +586,7 @@ static int replay_socket(const char *url, nng_socket *sock, nng_dialer *dialer)
 static void *replay_main(void *arg)
 {
 	struct td_run *run = arg;
-	struct td_replay *r = &run->replay;
+	struct tdi_replay *r = &run->replay;
 	struct replay_ctx c = {.sock = r->sock,
 	                       .dialer = r->dialer,
 	                       .url = run->url,
@@ -610,9 +611,9 @@ static void *replay_main(void *arg)
 	return NULL;
 }
 
-int td_replay_start(struct td_run *run)
+int tdi_replay_start(struct td_run *run)
 {
-	struct td_replay *r = &run->replay;
+	struct tdi_replay *r = &run->replay;
 	char path[PATH_MAX];
 	struct dirent *e;
 	sigset_t all, old;
@@ -664,9 +665,9 @@ fail:
 	return TD_OK;
 }
 
-void td_replay_stop(struct td_run *run)
+void tdi_replay_stop(struct td_run *run)
 {
-	struct td_replay *r = &run->replay;
+	struct tdi_replay *r = &run->replay;
 
 	pthread_mutex_lock(&run->mu);
 	r->stop = true;
@@ -674,7 +675,7 @@ void td_replay_stop(struct td_run *run)
 	pthread_mutex_unlock(&run->mu);
 	if (r->sock_open) {
 		(void)nng_close_bounded(r->sock,
-		                        TD_CLOSE_TIMEOUT_MS); /* cuts a send or receive short */
+		                        TDI_CLOSE_TIMEOUT_MS); /* cuts a send or receive short */
 		r->sock_open = false;
 	}
 	if (r->started) {
@@ -694,12 +695,12 @@ static int flush_dir(const char *socket_url, const char *spool_dir, char *url, s
 	char base[512];
 	int rc;
 
-	if ((rc = td_resolve_url(socket_url, url, url_len)) != TD_OK)
+	if ((rc = tdi_resolve_url(socket_url, url, url_len)) != TD_OK)
 		return rc;
 	if (spool_dir != NULL && spool_dir[0] != '\0') {
 		if (snprintf(base, sizeof(base), "%s", spool_dir) >= (int)sizeof(base))
-			return td_fail(TD_ERR_INVALID, "spool dir too long");
-	} else if ((rc = td_spool_default_dir(base, sizeof(base))) != TD_OK) {
+			return tdi_fail(TD_ERR_INVALID, "spool dir too long");
+	} else if ((rc = tdi_spool_default_dir(base, sizeof(base))) != TD_OK) {
 		return rc;
 	}
 	return agent_dir(base, url, dir, dir_len);
@@ -721,8 +722,8 @@ int td_spool_pending(const char *socket_url, const char *spool_dir, uint64_t *re
 	if (d == NULL)
 		return errno == ENOENT
 		           ? TD_OK
-		           : td_fail(TD_ERR_INVALID, "td_spool_pending: cannot read %s: %s", dir,
-		                     strerror(errno));
+		           : tdi_fail(TD_ERR_INVALID, "td_spool_pending: cannot read %s: %s", dir,
+		                      strerror(errno));
 	while ((e = readdir(d)) != NULL) {
 		size_t n = strlen(e->d_name), k = strlen(SPOOL_SUFFIX);
 		if (e->d_name[0] == '.' || n <= k || strcmp(e->d_name + n - k, SPOOL_SUFFIX) != 0 ||
@@ -769,13 +770,13 @@ int td_spool_flush(const char *socket_url, const char *spool_dir, int timeout_ms
 	if ((rc = flush_dir(socket_url, spool_dir, url, sizeof(url), dir, sizeof(dir))) != TD_OK)
 		return rc;
 	if (timeout_ms < 0)
-		timeout_ms = TD_DEFAULT_FLUSH_TIMEOUT_MS;
+		timeout_ms = TDI_DEFAULT_FLUSH_TIMEOUT_MS;
 	DIR *d = opendir(dir);
 	if (d == NULL) {
 		if (errno == ENOENT)
 			return TD_OK; /* nothing was ever spooled */
-		return td_fail(TD_ERR_INVALID, "td_spool_flush: cannot read %s: %s", dir,
-		               strerror(errno));
+		return tdi_fail(TD_ERR_INVALID, "td_spool_flush: cannot read %s: %s", dir,
+		                strerror(errno));
 	}
 	if ((rc = replay_socket(url, &sock, &c.dialer)) != TD_OK) {
 		closedir(d);
@@ -783,7 +784,7 @@ int td_spool_flush(const char *socket_url, const char *spool_dir, int timeout_ms
 	}
 	c.sock = sock;
 	c.url = url;
-	c.deadline = td_mono_ms() + timeout_ms;
+	c.deadline = tdi_mono_ms() + timeout_ms;
 	while (!stopped && (e = readdir(d)) != NULL) {
 		int fd = lock_orphan(dir, e->d_name, path, sizeof(path));
 		if (fd < 0)
@@ -794,20 +795,20 @@ int td_spool_flush(const char *socket_url, const char *spool_dir, int timeout_ms
 		}
 	}
 	closedir(d);
-	(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
+	(void)nng_close_bounded(sock, TDI_CLOSE_TIMEOUT_MS);
 	if (records_delivered)
 		*records_delivered = c.delivered;
 	if (stopped && !c.answered)
-		return td_fail(TD_ERR_TRANSPORT, "td_spool_flush: no agent answered at %s: %s", url,
-		               c.why);
+		return tdi_fail(TD_ERR_TRANSPORT, "td_spool_flush: no agent answered at %s: %s",
+		                url, c.why);
 	if (stopped)
-		return td_fail(TD_ERR_TIMEOUT, "td_spool_flush: not delivered within %d ms: %s",
-		               timeout_ms, c.why);
+		return tdi_fail(TD_ERR_TIMEOUT, "td_spool_flush: not delivered within %d ms: %s",
+		                timeout_ms, c.why);
 	if (c.rejected > 0)
-		return td_fail(TD_ERR_REJECTED,
-		               "td_spool_flush: the agent refused %llu records: %s",
-		               (unsigned long long)c.rejected, c.why);
+		return tdi_fail(TD_ERR_REJECTED,
+		                "td_spool_flush: the agent refused %llu records: %s",
+		                (unsigned long long)c.rejected, c.why);
 	if (c.damaged)
-		return td_fail(TD_ERR_INVALID, "td_spool_flush: %s", c.why);
+		return tdi_fail(TD_ERR_INVALID, "td_spool_flush: %s", c.why);
 	return TD_OK;
 }
