@@ -1,11 +1,13 @@
 /*
  * buffer.c — the open batch, the FIFO of sealed batches, and the memory bound.
- * Every function here runs with run->mu held (see internal.h).
+ * Every function here runs with run->mu held (see buffer.h, run.h).
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "buffer.h"
+#include "error.h"
+#include "run.h"
 #include "varint.h"
 
 #define BATCH_RECORD_KEY WIRE_KEY(BATCH, RECORDS)

@@ -1,19 +1,5 @@
 /*
- * console.c — capture_console: stdout and stderr of the whole process (file
- * descriptors 1 and 2, so printf, write(2) and child processes alike) tee'd
- * into the run as ConsoleOutput records.
- *
- * td_init points fds 1 and 2 at the write ends of two pipes and keeps the
- * originals; a reader thread copies everything it reads to the original
- * descriptor (the user still sees it) and records each complete line, stderr
- * lines on the stderr stream (the agent marks them `ERROR `, as W&B does).
- * td_finish flushes stdio, puts the originals back, and the reader drains what
- * the pipes still hold before it exits, so no output written before td_finish
- * is lost. A child process that inherited the pipe and outlives td_finish
- * writes into a pipe nobody reads any more (it gets EPIPE).
- *
- * Records are text: bytes that are not UTF-8 (and NULs) become U+FFFD; a line
- * longer than LINE_MAX_BYTES is recorded in pieces.
+ * console.c — the console reader (console.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,8 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "console.h"
+#include "buf.h"
+#include "error.h"
 #include "fs.h"
-#include "internal.h"
+#include "run.h"
 #include "utf8.h"
 
 #define READ_CHUNK     65536

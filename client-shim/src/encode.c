@@ -1,5 +1,5 @@
 /*
- * encode.c — the wire-level pieces: varints, the hand-built request envelope,
+ * encode.c — the wire-level pieces (encode.h): the hand-built request envelope,
  * the hand encoder for item records (the hot path), and the scratch structs
  * through which protobuf-c encodes caller items for the cold records
  * (RunStart's config) without copying them.
@@ -8,7 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "encode.h"
+#include "error.h"
 #include "varint.h"
 
 /*
@@ -403,30 +404,4 @@ size_t tdi_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_
 	dst[n++] = WIRE_KEY(HISTORY_ROW, CLIENT_TIME_US);
 	n += varint_put(dst + n, (uint64_t)client_time_us);
 	return n;
-}
-
-int64_t tdi_wall_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t tdi_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void tdi_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ms)
-{
-	struct timespec ts = {
-	    .tv_sec = (time_t)(deadline_ms / 1000),
-	    .tv_nsec = (long)(deadline_ms % 1000) * 1000000,
-	};
-
-	pthread_cond_timedwait(cond, mu, &ts);
 }

@@ -33,9 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mirror.h"
+#include "error.h"
 #include "footer.h"
 #include "hash.h"
-#include "internal.h"
+#include "run.h"
 
 #define MIRROR_MAX_KEYS 16384u
 #define ROW_CACHE       16u /* positions whose key is remembered between rows */

@@ -1,13 +1,8 @@
 /*
- * query.c — the cold paths that talk to the agent synchronously: queries of the
- * run store (td_query_agent, the resume check in td_init, the run's directory), * the agent's
- * status. The library reads typed replies only: the JSON of td_query_agent and td_status_agent is
- * written for its callers, never parsed.
- *
- * Each call opens its own REQ socket, dials synchronously (an ipc:// dial to a
- * socket nobody listens on fails at once), sends one request and waits for one
- * reply within the caller's timeout. Nothing here touches a run's batches, so
- * none of it runs with a run's lock held.
+ * query.c — the cold paths that talk to the agent synchronously (query.h):
+ * where the agent is, queries of the run store, the agent's status, the run's
+ * directory and URL. Nothing here touches a run's batches, so none of it runs
+ * with a run's lock held.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -21,24 +16,12 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "query.h"
 #include "autostart.h"
-#include "internal.h"
+#include "error.h"
 #include "json_write.h"
-
-/* ---- text ---------------------------------------------------------------- */
-
-int tdi_text_copy_out(const char *text, size_t text_len, char *buf, size_t len)
-{
-	if (text_len > (size_t)INT32_MAX)
-		return tdi_fail(TD_ERR_NOMEM, "text too long");
-	if (buf != NULL && len > 0) {
-		size_t n = text_len < len - 1 ? text_len : len - 1;
-		if (n)
-			memcpy(buf, text, n);
-		buf[n] = '\0';
-	}
-	return (int)text_len;
-}
+#include "run.h"
+#include "transport.h"
 
 /* ---- requests ------------------------------------------------------------- */
 
@@ -64,52 +47,6 @@ int tdi_resolve_url_kind(const char *given, char *url, size_t len, bool *private
 int tdi_resolve_url(const char *given, char *url, size_t len)
 {
 	return tdi_resolve_url_kind(given, url, len, NULL);
-}
-
-int tdi_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,
-                   Trackd__V1__Reply **out)
-{
-	nng_socket sock;
-	nng_msg *msg = NULL;
-	int rv;
-
-	*out = NULL;
-	if ((rv = nng_req0_open(&sock)) != 0)
-		return tdi_fail(TD_ERR_TRANSPORT, "cannot open a socket: %s", nng_strerror(rv));
-	if ((rv = nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, timeout_ms)) != 0 ||
-	    (rv = nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, timeout_ms)) != 0 ||
-	    (rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, TDI_MAX_QUERY_REPLY_BYTES)) != 0) {
-		(void)nng_close_bounded(sock, TDI_CLOSE_TIMEOUT_MS);
-		return tdi_fail(TD_ERR_TRANSPORT, "socket options: %s", nng_strerror(rv));
-	}
-	if ((rv = nng_dial(sock, url, NULL, 0)) != 0) {
-		(void)nng_close_bounded(sock, TDI_CLOSE_TIMEOUT_MS);
-		return tdi_fail(TD_ERR_TRANSPORT, "no agent answers at %s: %s", url,
-		                nng_strerror(rv));
-	}
-	size_t len = trackd__v1__request__get_packed_size(req);
-	if ((rv = nng_msg_alloc(&msg, len)) != 0) {
-		(void)nng_close_bounded(sock, TDI_CLOSE_TIMEOUT_MS);
-		return tdi_fail(TD_ERR_NOMEM, "cannot allocate a %zu-byte request", len);
-	}
-	trackd__v1__request__pack(req, nng_msg_body(msg));
-	if ((rv = nng_sendmsg(sock, msg, 0)) != 0) {
-		nng_msg_free(msg);
-		(void)nng_close_bounded(sock, TDI_CLOSE_TIMEOUT_MS);
-		return tdi_fail(TD_ERR_TRANSPORT, "cannot send to the agent at %s: %s", url,
-		                nng_strerror(rv));
-	}
-	if ((rv = nng_recvmsg(sock, &msg, 0)) != 0) {
-		(void)nng_close_bounded(sock, TDI_CLOSE_TIMEOUT_MS);
-		return tdi_fail(TD_ERR_TRANSPORT, "no answer from the agent at %s: %s", url,
-		                nng_strerror(rv));
-	}
-	*out = trackd__v1__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
-	nng_msg_free(msg);
-	(void)nng_close_bounded(sock, TDI_CLOSE_TIMEOUT_MS);
-	if (*out == NULL)
-		return tdi_fail(TD_ERR_TRANSPORT, "undecodable answer from the agent at %s", url);
-	return TD_OK;
 }
 
 /* An Error reply as a td_error, with the agent's message as the detail. */

@@ -2,7 +2,7 @@
  * run.c — the public API: a run's lifecycle (td_init … td_finish) and the
  * recording calls. Recording calls validate without the lock, then encode
  * straight into the open batch under it; they do no I/O unless the agent is
- * away and the buffer full (spool.c). td_init sets up the socket (never
+ * away and the buffer full (spool_file.h). td_init sets up the socket (never
  * waiting for the agent) and asks the agent only for the resume check;
  * td_finish waits for acks, spools the rest and prints the footer.
  *
@@ -21,10 +21,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "run.h"
 #include "autostart.h"
+#include "buf.h"
+#include "console.h"
+#include "error.h"
 #include "footer.h"
-
-#include "internal.h"
+#include "mirror.h"
+#include "query.h"
+#include "sender.h"
+#include "signals.h"
+#include "timing.h"
 #include "utf8.h"
 
 void td_run_options_init(td_run_options *opts)

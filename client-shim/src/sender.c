@@ -1,5 +1,5 @@
 /*
- * sender.c — the thread that ships sealed batches to the agent.
+ * sender.c — the thread that ships sealed batches to the agent (sender.h).
  *
  * One request is in flight at a time, always the oldest unacknowledged batch
  * (spooled batches first: they are the oldest), so the agent sees seqs in
@@ -16,83 +16,12 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "sender.h"
 #include "autostart.h"
-#include "internal.h"
-
-/* Messages may be cut to fit; they are for people, not for parsing. */
-__attribute__((format(printf, 3, 4))) static void explain(char *why, size_t len, const char *fmt,
-                                                          ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
-
-static const char *error_code_name(Trackd__V1__ErrorCode code)
-{
-	const ProtobufCEnumValue *v =
-	    protobuf_c_enum_descriptor_get_value(&trackd__v1__error_code__descriptor, (int)code);
-
-	return v ? v->name : "ERROR_UNKNOWN";
-}
-
-enum tdi_outcome tdi_exchange(struct td_run *learn, nng_socket sock, const char *url, nng_msg *req,
-                              uint64_t seq, enum tdi_reach *reach, char *why, size_t why_len)
-{
-	nng_msg *rep;
-	int rv;
-
-	*reach = TDI_NO_CONNECTION;
-	if ((rv = nng_sendmsg(sock, req, 0)) != 0) {
-		nng_msg_free(req); /* still ours when sending failed */
-		explain(why, why_len, "agent at %s not reachable: %s", url,
-		        rv == NNG_ETIMEDOUT ? "no connection" : nng_strerror(rv));
-		return TDI_RETRY;
-	}
-	*reach = TDI_NO_REPLY;
-	if ((rv = nng_recvmsg(sock, &rep, 0)) != 0) {
-		explain(why, why_len, "no reply from the agent at %s: %s", url, nng_strerror(rv));
-		return TDI_RETRY;
-	}
-
-	Trackd__V1__Reply *reply =
-	    trackd__v1__reply__unpack(NULL, nng_msg_len(rep), (const uint8_t *)nng_msg_body(rep));
-	nng_msg_free(rep);
-	if (reply == NULL) {
-		explain(why, why_len, "undecodable reply from the agent at %s", url);
-		return TDI_RETRY;
-	}
-	*reach = TDI_ANSWERED;
-
-	enum tdi_outcome out = TDI_RETRY;
-	switch (reply->body_case) {
-	case TRACKD__V1__REPLY__BODY_ACK:
-		if (reply->ack->has_seq && reply->ack->seq == seq) {
-			out = TDI_ACKED;
-			if (learn != NULL && reply->ack->limits != NULL)
-				tdi_limits_learn(learn, reply->ack->limits);
-		} else {
-			explain(why, why_len, "agent acknowledged seq %llu, expected %llu",
-			        (unsigned long long)reply->ack->seq, (unsigned long long)seq);
-		}
-		break;
-	case TRACKD__V1__REPLY__BODY_ERROR: {
-		const Trackd__V1__Error *e = reply->error;
-		explain(why, why_len, "%s: %s", error_code_name(e->code),
-		        e->message ? e->message : "(no message)");
-		out = e->retryable ? TDI_RETRY : TDI_REJECTED;
-		break;
-	}
-	default:
-		explain(why, why_len, "unexpected reply (body %d) from the agent",
-		        (int)reply->body_case);
-		break;
-	}
-	trackd__v1__reply__free_unpacked(reply, NULL);
-	return out;
-}
+#include "error.h"
+#include "run.h"
+#include "timing.h"
+#include "transport.h"
 
 /* Builds the request for memory batch b: the hand-built envelope, then the
  * records, copied while b is pinned (a spill waits for the copy). */
@@ -178,24 +107,6 @@ static void settle(struct td_run *run, const struct attempt *a, enum tdi_outcome
 	pthread_cond_broadcast(&run->drained);
 }
 
-int tdi_dialer_start(nng_socket sock, const char *url, nng_dialer *out)
-{
-	nng_dialer dialer;
-	int rv;
-
-	if ((rv = nng_dialer_create(&dialer, sock, url)) != 0)
-		return rv;
-	if ((rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, TDI_MAX_REPLY_BYTES)) != 0 ||
-	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMINT, TDI_RECONNECT_MIN_MS)) != 0 ||
-	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMAXT, TDI_RECONNECT_MAX_MS)) != 0 ||
-	    (rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK)) != 0) {
-		nng_dialer_close(dialer);
-		return rv;
-	}
-	*out = dialer;
-	return 0;
-}
-
 /* Creates and starts run->dialer. Non-blocking: if the agent is not up yet,
  * NNG keeps redialling in the background and the buffered records go out once
  * it is. */
@@ -257,8 +168,9 @@ static void *sender_main(void *arg)
 				int32_t wait_ms = run->reply_timeout_ms;
 				pthread_mutex_unlock(&run->mu);
 				(void)nng_socket_set_ms(run->sock, NNG_OPT_RECVTIMEO, wait_ms);
-				out = tdi_exchange(run, run->sock, run->url, req, a.seq, &reach,
-				                   why, sizeof(why));
+				out = tdi_exchange(run->sock, run->url, req, a.seq,
+				                   tdi_limits_learn_hook, run, &reach, why,
+				                   sizeof(why));
 				pthread_mutex_lock(&run->mu);
 				sent = true;
 				if (reach == TDI_ANSWERED)

@@ -1,22 +1,5 @@
 /*
- * signals.c — handle_signals: SIGTERM and SIGINT end the run as killed, then
- * the process dies of the signal as it would have without us.
- *
- * The handler only writes the signal number to a pipe (async-signal-safe);
- * the signal thread reads it and does the work: it claims the end of the run
- * (unless the application's td_finish already did), ends it with reason
- * KILLED and exit code 128 + signal (waiting a bounded time for the agent; the
- * rest goes to the spool), restores the signal's default action and raises it
- * again. The run is not freed on that path: the process is about to die, and
- * the application may still hold the pointer (its calls get TD_ERR_CLOSED; a
- * td_finish of its own waits for the end).
- *
- * If td_finish claimed the run first, a signal arriving meanwhile is kept and
- * raised (default action) once td_finish is done. A signal that was ignored
- * when td_init ran (nohup, background jobs) stays ignored.
- *
- * Process-wide state: the handler has no argument, so the pipe's write end is
- * file-scope; hence at most one run at a time may handle signals.
+ * signals.c — the signal handler and the signal thread (signals.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "signals.h"
+#include "error.h"
+#include "run.h"
+#include "timing.h"
 
 static const int handled[] = {SIGTERM, SIGINT};
 #define N_HANDLED (sizeof(handled) / sizeof(handled[0]))

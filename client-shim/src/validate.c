@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "validate.h"
+#include "error.h"
+#include "run.h"
 #include "utf8.h"
 
 const struct tdi_limits tdi_default_limits = {
@@ -52,6 +54,11 @@ void tdi_limits_learn(struct td_run *run, const Trackd__V1__Limits *a)
 		v[0] = TDI_ENVELOPE_MAX + 64;
 	for (size_t i = 0; i < TDI_N_LIMITS; i++)
 		atomic_store_explicit(&run->limits[i], v[i], memory_order_relaxed);
+}
+
+void tdi_limits_learn_hook(void *run, const Trackd__V1__Limits *agent)
+{
+	tdi_limits_learn(run, agent);
 }
 
 int tdi_check_text(const char *what, const char *s, size_t max, bool non_empty)

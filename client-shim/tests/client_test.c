@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #include "fixture.h"
-#include "internal.h"
+#include "run.h"       /* tdi_run_buffered_bytes, and the encoder and limits it includes */
+#include "transport.h" /* TDI_REPLY_TIMEOUT_MS */
 #include "test_server.h"
 #include "trackd/trackd.h"
 
