@@ -45,15 +45,15 @@ int tdi_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass
 		    "record of %zu bytes exceeds the agent's message limit of %llu bytes", framed,
 		    (unsigned long long)lim.message_bytes);
 	}
+	const char *why = NULL;
 	if (!bypass_bound && run->buffered_bytes + framed > run->max_buffer_bytes &&
-	    tdi_buffer_make_room_locked(run, framed) != TD_OK) {
+	    (run->make_room == NULL || run->make_room(run, framed, &why) != TD_OK)) {
 		run->records_refused_full++;
-		if (run->spool.error[0]) {
+		if (why != NULL && why[0]) {
 			return tdi_fail(TD_ERR_FULL,
 			                "buffer full: %zu of %zu bytes held for the agent, record "
 			                "needs %zu; spool: %s",
-			                run->buffered_bytes, run->max_buffer_bytes, framed,
-			                run->spool.error);
+			                run->buffered_bytes, run->max_buffer_bytes, framed, why);
 		}
 		return tdi_fail(
 		    TD_ERR_FULL,
@@ -166,23 +166,9 @@ void tdi_buffer_release_head_locked(struct td_run *run, bool acked)
 	}
 }
 
-int tdi_buffer_make_room_locked(struct td_run *run, size_t framed)
-{
-	run->spool.error[0] = '\0';
-	/* A reachable agent drains the buffer by itself; spooling is for when
-	 * it is not there, or while it catches up with a spool (new batches
-	 * queue behind the spooled ones anyway). */
-	if (!run->spool.enabled || (run->agent_ok && run->spool.pending_batches == 0))
-		return TD_ERR_FULL;
-	if (tdi_spool_spill_locked(run) != TD_OK &&
-	    run->buffered_bytes + framed > run->max_buffer_bytes)
-		return TD_ERR_FULL;
-	return run->buffered_bytes + framed > run->max_buffer_bytes ? TD_ERR_FULL : TD_OK;
-}
-
 uint64_t tdi_buffer_unacked_records_locked(const struct td_run *run)
 {
-	uint64_t n = run->open.n_records + run->spool.pending_records;
+	uint64_t n = run->open.n_records;
 
 	for (const struct tdi_batch *b = run->head; b; b = b->next)
 		n += b->n_records;

@@ -47,6 +47,13 @@ struct tdi_batch {
 	uint8_t *data;
 };
 
+/* What the buffer asks of the layer above (run->make_room) when a record of
+ * `framed` bytes would take it over max_buffer_bytes, with mu held: make room
+ * (run.c spills to the spool). TD_OK when there is room now; TD_ERR_FULL
+ * otherwise (the buffer counts the refusal), with *why set to what the spool
+ * said, or left NULL or "" when there is nothing to add. */
+typedef int tdi_make_room_fn(struct td_run *run, size_t framed, const char **why);
+
 /* Makes room in the open batch for one Record of record_len bytes (framing
  * added here); TD_ERR_FULL (counted) if that would cross the bound, unless
  * bypass_bound. On success *dst is where the unframed Record goes; finish
@@ -60,13 +67,8 @@ int tdi_buffer_append_locked(struct td_run *run, const ProtobufCMessage *rec, bo
 int tdi_buffer_seal_locked(struct td_run *run);
 /* Unlinks the head batch after the agent acked (acked = true) or refused it. */
 void tdi_buffer_release_head_locked(struct td_run *run, bool acked);
-/* Records not yet acknowledged: in memory and in the spool. */
+/* Records in memory (the open batch and the sealed ones): not yet acknowledged. */
 uint64_t tdi_buffer_unacked_records_locked(const struct td_run *run);
 void tdi_buffer_free_all(struct td_run *run);
-
-/* Makes room for `framed` more bytes by spilling to the spool if the agent is
- * unreachable (spool_file.h). TD_OK when there is room now; TD_ERR_FULL otherwise
- * (not counted here). */
-int tdi_buffer_make_room_locked(struct td_run *run, size_t framed);
 
 #endif

@@ -86,7 +86,8 @@ static enum replay_result replay_file(struct replay_ctx *c, int fd, const char *
 
 		if (replay_stopped(c))
 			return REPLAY_STOPPED;
-		enum tdi_frame_status st = tdi_spool_read_frame(fd, off, &msg, &seq, &n, &frame_len);
+		enum tdi_frame_status st =
+		    tdi_spool_read_frame(fd, off, &msg, &seq, &n, &frame_len);
 		if (st == TDI_FRAME_NOMEM) {
 			replay_pause(c, TDI_BACKOFF_MAX_MS);
 			continue;
@@ -109,9 +110,8 @@ static enum replay_result replay_file(struct replay_ctx *c, int fd, const char *
 		}
 		enum tdi_reach reach;
 		enum tdi_outcome out =
-		    tdi_exchange(c->sock, c->url, msg, seq,
-		                 c->run ? tdi_limits_learn_hook : NULL, c->run, &reach,
-		                 c->why, sizeof(c->why));
+		    tdi_exchange(c->sock, c->url, msg, seq, c->run ? tdi_limits_learn_hook : NULL,
+		                 c->run, &reach, c->why, sizeof(c->why));
 		bool answered = reach == TDI_ANSWERED;
 		c->answered |= answered;
 		if (out == TDI_RETRY) {
@@ -296,7 +296,8 @@ int td_spool_pending(const char *socket_url, const char *spool_dir, uint64_t *re
 		                      strerror(errno));
 	while ((e = readdir(d)) != NULL) {
 		size_t n = strlen(e->d_name), k = strlen(TDI_SPOOL_SUFFIX);
-		if (e->d_name[0] == '.' || n <= k || strcmp(e->d_name + n - k, TDI_SPOOL_SUFFIX) != 0 ||
+		if (e->d_name[0] == '.' || n <= k ||
+		    strcmp(e->d_name + n - k, TDI_SPOOL_SUFFIX) != 0 ||
 		    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
 			continue;
 		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -313,7 +314,8 @@ int td_spool_pending(const char *socket_url, const char *spool_dir, uint64_t *re
 		nng_msg *msg;
 		/* Frame by frame, as a flush would send them: a torn or damaged
 		 * tail is not counted. Bounded by the file. */
-		while (tdi_spool_read_frame(fd, off, &msg, &seq, &n_records, &frame_len) == TDI_FRAME_OK) {
+		while (tdi_spool_read_frame(fd, off, &msg, &seq, &n_records, &frame_len) ==
+		       TDI_FRAME_OK) {
 			nng_msg_free(msg);
 			*records += n_records;
 			*bytes += frame_len;

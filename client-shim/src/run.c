@@ -222,6 +222,23 @@ static void default_entity(char *out, size_t len)
 		snprintf(out, len, "uid%u", (unsigned)geteuid());
 }
 
+/* The buffer's run->make_room (buffer.h), with mu held: the run decides when
+ * the buffer's bound is met by spilling to the spool (spool_file.h) instead. */
+static int make_room_locked(struct td_run *run, size_t framed, const char **why)
+{
+	run->spool.error[0] = '\0';
+	*why = run->spool.error;
+	/* A reachable agent drains the buffer by itself; spooling is for when
+	 * it is not there, or while it catches up with a spool (new batches
+	 * queue behind the spooled ones anyway). */
+	if (!run->spool.enabled || (run->agent_ok && run->spool.pending_batches == 0))
+		return TD_ERR_FULL;
+	if (tdi_spool_spill_locked(run) != TD_OK &&
+	    run->buffered_bytes + framed > run->max_buffer_bytes)
+		return TD_ERR_FULL;
+	return run->buffered_bytes + framed > run->max_buffer_bytes ? TD_ERR_FULL : TD_OK;
+}
+
 static int buffer_run_start(struct td_run *run, const td_run_options *o,
                             const struct tdi_item_count *config_count)
 {
@@ -331,6 +348,7 @@ int td_init(const td_run_options *opts, td_run **out)
 		run->batch_bytes = TDI_MAX_BATCH_RECORD_BYTES;
 	run->flush_interval_ms =
 	    opts->flush_interval_ms ? opts->flush_interval_ms : TDI_DEFAULT_FLUSH_INTERVAL_MS;
+	run->make_room = make_room_locked;
 	run->next_seq = 1;
 	tdi_limits_learn(run, &(Trackd__V1__Limits)TRACKD__V1__LIMITS__INIT); /* the defaults */
 	run->mode = opts->mode;
@@ -869,7 +887,7 @@ int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int ti
 	/* The threads are gone: the counters are final. */
 	rep.records_logged = run->records_logged;
 	rep.records_acked = run->records_acked;
-	rep.records_unacked = tdi_buffer_unacked_records_locked(run);
+	rep.records_unacked = tdi_buffer_unacked_records_locked(run) + run->spool.pending_records;
 	rep.records_refused_full = run->records_refused_full;
 	rep.records_rejected = run->records_rejected;
 	rep.records_spooled = run->spool.pending_records;

@@ -125,6 +125,7 @@ struct td_run {
 	size_t max_buffer_bytes;
 	size_t batch_bytes;
 	uint32_t flush_interval_ms;
+	tdi_make_room_fn *make_room; /* run.c's: spills to the spool (buffer.h) */
 	nng_socket sock;
 	bool sock_open;
 	nng_dialer dialer; /* the sender's; replaced by sender.c redial() */

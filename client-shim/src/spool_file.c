@@ -308,7 +308,7 @@ static bool read_exact(int fd, void *buf, size_t len, uint64_t off, size_t *got)
 
 /* Reads the frame at off into a new message. */
 enum tdi_frame_status tdi_spool_read_frame(int fd, uint64_t off, nng_msg **msg, uint64_t *seq,
-                                    uint32_t *n_records, uint64_t *frame_len)
+                                           uint32_t *n_records, uint64_t *frame_len)
 {
 	uint8_t header[TDI_SPOOL_FRAME_HEADER];
 	size_t got;
@@ -416,4 +416,3 @@ void tdi_spool_close(struct td_run *run)
 	close(sp->fd);
 	sp->fd = -1;
 }
-
