@@ -29,8 +29,8 @@ struct agent_client {
 
 int agent_default_url(char *buf, size_t len)
 {
-	struct td_agent_where w;
-	if (td_agent_locate(NULL, true, buf, len, &w) != 0) {
+	struct tdi_agent_where w;
+	if (tdi_agent_locate(NULL, true, buf, len, &w) != 0) {
 		fprintf(stderr, "trackctl: %s\n", w.why);
 		return -1;
 	}

@@ -57,7 +57,7 @@ __attribute__((format(printf, 3, 4))) static void say(char *why, size_t len, con
 	va_end(ap);
 }
 
-bool td_agent_probe(const char *url, int timeout_ms)
+bool tdi_agent_probe(const char *url, int timeout_ms)
 {
 	nng_socket s;
 	nng_msg *reply;
@@ -324,10 +324,10 @@ static void note_failure(const char *what)
 	pthread_mutex_lock(&failure_mu);
 	snprintf(last_failure, sizeof(last_failure), "%s", what);
 	pthread_mutex_unlock(&failure_mu);
-	atomic_store(&failed_until_ms, mono_ms() + TD_AUTOSTART_BACKOFF_MS);
+	atomic_store(&failed_until_ms, mono_ms() + TDI_AUTOSTART_BACKOFF_MS);
 }
 
-bool td_agent_absent(const char *url)
+bool tdi_agent_absent(const char *url)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strncmp(url, "ipc://", 6) != 0 || strlen(url + 6) >= sizeof(sa.sun_path))
@@ -345,16 +345,16 @@ bool td_agent_absent(const char *url)
 	return rv != 0 && (err == ENOENT || err == ECONNREFUSED);
 }
 
-bool td_agent_can_start(void)
+bool tdi_agent_can_start(void)
 {
 	return !opted_out() && mono_ms() >= atomic_load(&failed_until_ms);
 }
 
-bool td_agent_ensure(const char *url, int wait_ms, char *why, size_t why_len)
+bool tdi_agent_ensure(const char *url, int wait_ms, char *why, size_t why_len)
 {
 	char bin[PATH_MAX], err[384] = "";
 
-	if (td_agent_probe(url, TD_PROBE_TIMEOUT_MS))
+	if (tdi_agent_probe(url, TDI_PROBE_TIMEOUT_MS))
 		return true;
 	if (opted_out()) {
 		say(why, why_len, "no agent answers at %s (TRACKD_NO_AUTOSTART is set)", url);
@@ -370,7 +370,7 @@ bool td_agent_ensure(const char *url, int wait_ms, char *why, size_t why_len)
 	}
 	/* Another thread of this process started one just now: wait for it. */
 	int64_t last = atomic_load(&last_spawn_ms);
-	if (now - last >= TD_AUTOSTART_RETRY_MS &&
+	if (now - last >= TDI_AUTOSTART_RETRY_MS &&
 	    atomic_compare_exchange_strong(&last_spawn_ms, &last, now)) {
 		if (find_agent(bin, sizeof(bin), err, sizeof(err)) != 0 ||
 		    spawn_agent(bin, url, err, sizeof(err)) != 0) {
@@ -382,7 +382,7 @@ bool td_agent_ensure(const char *url, int wait_ms, char *why, size_t why_len)
 	}
 	int64_t deadline = now + wait_ms;
 	while (mono_ms() < deadline) {
-		if (td_agent_probe(url, TD_PROBE_TIMEOUT_MS))
+		if (tdi_agent_probe(url, TDI_PROBE_TIMEOUT_MS))
 			return true;
 		sleep_ms(50);
 	}
@@ -420,8 +420,8 @@ static int check_private_dir(const char *dir, char *why, size_t why_len)
 	return 0;
 }
 
-int td_agent_locate(const char *given, bool autostart, char *url, size_t len,
-                    struct td_agent_where *w)
+int tdi_agent_locate(const char *given, bool autostart, char *url, size_t len,
+                     struct tdi_agent_where *w)
 {
 	char dir[PATH_MAX];
 	int n;
@@ -430,7 +430,7 @@ int td_agent_locate(const char *given, bool autostart, char *url, size_t len,
 	if (given == NULL || given[0] == '\0')
 		given = getenv("TRACKD_SOCKET");
 	if (given != NULL && given[0] != '\0') {
-		w->kind = TD_AGENT_EXPLICIT;
+		w->kind = TDI_AGENT_EXPLICIT;
 		if ((n = snprintf(url, len, "%s", given)) < 0 || (size_t)n >= len) {
 			say(w->why, sizeof(w->why), "agent address longer than %zu bytes", len - 1);
 			return -1;
@@ -439,14 +439,14 @@ int td_agent_locate(const char *given, bool autostart, char *url, size_t len,
 	}
 	const char *sys = getenv("TRACKD_SYSTEM_SOCKET");
 	if (sys == NULL || sys[0] == '\0')
-		sys = TD_SYSTEM_SOCKET_URL;
-	if (strlen(sys) < len && td_agent_probe(sys, TD_PROBE_TIMEOUT_MS)) {
-		w->kind = TD_AGENT_SYSTEM;
+		sys = TDI_SYSTEM_SOCKET_URL;
+	if (strlen(sys) < len && tdi_agent_probe(sys, TDI_PROBE_TIMEOUT_MS)) {
+		w->kind = TDI_AGENT_SYSTEM;
 		w->answers = true;
 		snprintf(url, len, "%s", sys);
 		return 0;
 	}
-	w->kind = TD_AGENT_PRIVATE;
+	w->kind = TDI_AGENT_PRIVATE;
 	if (private_dir(dir, sizeof(dir)) != 0 ||
 	    (n = snprintf(url, len, "ipc://%s/trackd.sock", dir)) < 0 || (size_t)n >= len) {
 		say(w->why, sizeof(w->why), "the private agent's address is too long");
@@ -454,7 +454,7 @@ int td_agent_locate(const char *given, bool autostart, char *url, size_t len,
 	}
 	if (check_private_dir(dir, w->why, sizeof(w->why)) != 0)
 		return -1;
-	if (td_agent_probe(url, TD_PROBE_TIMEOUT_MS)) {
+	if (tdi_agent_probe(url, TDI_PROBE_TIMEOUT_MS)) {
 		w->answers = true;
 		return 0;
 	}
@@ -463,7 +463,7 @@ int td_agent_locate(const char *given, bool autostart, char *url, size_t len,
 		return 0;
 	}
 	w->answers = w->started =
-	    td_agent_ensure(url, TD_AUTOSTART_WAIT_MS, w->why, sizeof(w->why));
+	    tdi_agent_ensure(url, TDI_AUTOSTART_WAIT_MS, w->why, sizeof(w->why));
 	w->start_failed = !w->answers && !opted_out();
 	return 0;
 }

@@ -1,68 +1,71 @@
 /*
  * buffer.c — the open batch, the FIFO of sealed batches, and the memory bound.
- * Every function here runs with run->mu held (see internal.h).
+ * Every function here runs with run->mu held (see buffer.h, run.h).
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "buffer.h"
+#include "error.h"
+#include "run.h"
 #include "varint.h"
 
 #define BATCH_RECORD_KEY WIRE_KEY(BATCH, RECORDS)
 
 static int reserve_open(struct td_run *run, size_t need)
 {
-	struct td_batch *b = &run->open;
+	struct tdi_batch *b = &run->open;
 
 	if (b->cap - b->len >= need)
 		return TD_OK;
 	size_t cap = b->cap ? b->cap : 4096;
 	while (cap - b->len < need)
 		cap *= 2;
-	if (cap > TD_MAX_BATCH_RECORD_BYTES)
-		cap = TD_MAX_BATCH_RECORD_BYTES;
+	if (cap > TDI_MAX_BATCH_RECORD_BYTES)
+		cap = TDI_MAX_BATCH_RECORD_BYTES;
 	uint8_t *data = realloc(b->data, cap);
 	if (data == NULL)
-		return td_fail(TD_ERR_NOMEM, "out of memory growing the batch to %zu bytes", cap);
+		return tdi_fail(TD_ERR_NOMEM, "out of memory growing the batch to %zu bytes", cap);
 	b->data = data;
 	b->cap = cap;
 	return TD_OK;
 }
 
-int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_bound,
-                             uint8_t **dst)
+int tdi_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_bound,
+                              uint8_t **dst)
 {
 	size_t framed = 1 + varint_size(record_len) + record_len;
-	struct td_limits lim;
+	struct tdi_limits lim;
 	int rc;
 
-	td_limits_load(run, &lim);
-	if (framed > td_limits_batch_bytes(&lim)) {
-		return td_fail(
+	tdi_limits_load(run, &lim);
+	if (framed > tdi_limits_batch_bytes(&lim)) {
+		return tdi_fail(
 		    TD_ERR_INVALID,
 		    "record of %zu bytes exceeds the agent's message limit of %llu bytes", framed,
 		    (unsigned long long)lim.message_bytes);
 	}
+	const char *why = NULL;
 	if (!bypass_bound && run->buffered_bytes + framed > run->max_buffer_bytes &&
-	    td_buffer_make_room_locked(run, framed) != TD_OK) {
+	    (run->make_room == NULL || run->make_room(run, framed, &why) != TD_OK)) {
 		run->records_refused_full++;
-		if (run->spool.error[0]) {
-			return td_fail(TD_ERR_FULL,
-			               "buffer full: %zu of %zu bytes held for the agent, record "
-			               "needs %zu; spool: %s",
-			               run->buffered_bytes, run->max_buffer_bytes, framed,
-			               run->spool.error);
+		if (why != NULL && why[0]) {
+			return tdi_fail(TD_ERR_FULL,
+			                "buffer full: %zu of %zu bytes held for the agent, record "
+			                "needs %zu; spool: %s",
+			                run->buffered_bytes, run->max_buffer_bytes, framed, why);
 		}
-		return td_fail(TD_ERR_FULL,
-		               "buffer full: %zu of %zu bytes held for the agent, record needs %zu "
-		               "(agent slow?)",
-		               run->buffered_bytes, run->max_buffer_bytes, framed);
+		return tdi_fail(
+		    TD_ERR_FULL,
+		    "buffer full: %zu of %zu bytes held for the agent, record needs %zu "
+		    "(agent slow?)",
+		    run->buffered_bytes, run->max_buffer_bytes, framed);
 	}
 	/* The sender normally seals at batch_bytes; this only catches a batch
 	 * that would break the agent's message or record-count limit. */
-	if (run->open.len + framed > td_limits_batch_bytes(&lim) ||
+	if (run->open.len + framed > tdi_limits_batch_bytes(&lim) ||
 	    run->open.n_records >= lim.records_per_batch) {
-		if ((rc = td_buffer_seal_locked(run)) != TD_OK)
+		if ((rc = tdi_buffer_seal_locked(run)) != TD_OK)
 			return rc;
 		pthread_cond_signal(&run->wake);
 	}
@@ -77,7 +80,7 @@ int td_buffer_reserve_locked(struct td_run *run, size_t record_len, bool bypass_
 	return TD_OK;
 }
 
-void td_buffer_commit_locked(struct td_run *run)
+void tdi_buffer_commit_locked(struct td_run *run)
 {
 	run->open.len += run->reserved;
 	run->open.n_records++;
@@ -92,22 +95,22 @@ void td_buffer_commit_locked(struct td_run *run)
 	}
 }
 
-int td_buffer_append_locked(struct td_run *run, const ProtobufCMessage *rec, bool bypass_bound)
+int tdi_buffer_append_locked(struct td_run *run, const ProtobufCMessage *rec, bool bypass_bound)
 {
 	size_t len = protobuf_c_message_get_packed_size(rec);
 	uint8_t *dst;
 	int rc;
 
-	if ((rc = td_buffer_reserve_locked(run, len, bypass_bound, &dst)) != TD_OK)
+	if ((rc = tdi_buffer_reserve_locked(run, len, bypass_bound, &dst)) != TD_OK)
 		return rc;
 	protobuf_c_message_pack(rec, dst);
-	td_buffer_commit_locked(run);
+	tdi_buffer_commit_locked(run);
 	return TD_OK;
 }
 
-int td_buffer_seal_locked(struct td_run *run)
+int tdi_buffer_seal_locked(struct td_run *run)
 {
-	struct td_batch *b;
+	struct tdi_batch *b;
 
 	if (run->open.n_records == 0)
 		return TD_OK;
@@ -117,7 +120,7 @@ int td_buffer_seal_locked(struct td_run *run)
 		b = run->spare;
 		run->spare = NULL;
 	} else if ((b = calloc(1, sizeof(*b))) == NULL) {
-		return td_fail(TD_ERR_NOMEM, "out of memory sealing a batch");
+		return tdi_fail(TD_ERR_NOMEM, "out of memory sealing a batch");
 	}
 	uint8_t *spare_data = b->data;
 	size_t spare_cap = b->cap;
@@ -138,9 +141,9 @@ int td_buffer_seal_locked(struct td_run *run)
 	return TD_OK;
 }
 
-void td_buffer_release_head_locked(struct td_run *run, bool acked)
+void tdi_buffer_release_head_locked(struct td_run *run, bool acked)
 {
-	struct td_batch *b = run->head;
+	struct tdi_batch *b = run->head;
 
 	run->head = b->next;
 	if (run->head == NULL)
@@ -153,7 +156,7 @@ void td_buffer_release_head_locked(struct td_run *run, bool acked)
 
 	/* Keep the larger buffer for reuse. */
 	if (run->spare == NULL || run->spare->cap < b->cap) {
-		struct td_batch *old = run->spare;
+		struct tdi_batch *old = run->spare;
 		run->spare = b;
 		b = old;
 	}
@@ -163,35 +166,21 @@ void td_buffer_release_head_locked(struct td_run *run, bool acked)
 	}
 }
 
-int td_buffer_make_room_locked(struct td_run *run, size_t framed)
+uint64_t tdi_buffer_unacked_records_locked(const struct td_run *run)
 {
-	run->spool.error[0] = '\0';
-	/* A reachable agent drains the buffer by itself; spooling is for when
-	 * it is not there, or while it catches up with a spool (new batches
-	 * queue behind the spooled ones anyway). */
-	if (!run->spool.enabled || (run->agent_ok && run->spool.pending_batches == 0))
-		return TD_ERR_FULL;
-	if (td_spool_spill_locked(run) != TD_OK &&
-	    run->buffered_bytes + framed > run->max_buffer_bytes)
-		return TD_ERR_FULL;
-	return run->buffered_bytes + framed > run->max_buffer_bytes ? TD_ERR_FULL : TD_OK;
-}
+	uint64_t n = run->open.n_records;
 
-uint64_t td_buffer_unacked_records_locked(const struct td_run *run)
-{
-	uint64_t n = run->open.n_records + run->spool.pending_records;
-
-	for (const struct td_batch *b = run->head; b; b = b->next)
+	for (const struct tdi_batch *b = run->head; b; b = b->next)
 		n += b->n_records;
 	return n;
 }
 
-void td_buffer_free_all(struct td_run *run)
+void tdi_buffer_free_all(struct td_run *run)
 {
-	struct td_batch *b = run->head;
+	struct tdi_batch *b = run->head;
 
 	while (b != NULL) {
-		struct td_batch *next = b->next;
+		struct tdi_batch *next = b->next;
 		free(b->data);
 		free(b);
 		b = next;

@@ -1,19 +1,5 @@
 /*
- * console.c — capture_console: stdout and stderr of the whole process (file
- * descriptors 1 and 2, so printf, write(2) and child processes alike) tee'd
- * into the run as ConsoleOutput records.
- *
- * td_init points fds 1 and 2 at the write ends of two pipes and keeps the
- * originals; a reader thread copies everything it reads to the original
- * descriptor (the user still sees it) and records each complete line, stderr
- * lines on the stderr stream (the agent marks them `ERROR `, as W&B does).
- * td_finish flushes stdio, puts the originals back, and the reader drains what
- * the pipes still hold before it exits, so no output written before td_finish
- * is lost. A child process that inherited the pipe and outlives td_finish
- * writes into a pipe nobody reads any more (it gets EPIPE).
- *
- * Records are text: bytes that are not UTF-8 (and NULs) become U+FFFD; a line
- * longer than LINE_MAX_BYTES is recorded in pieces.
+ * console.c — the console reader (console.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,8 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "console.h"
+#include "buf.h"
+#include "error.h"
 #include "fs.h"
-#include "internal.h"
+#include "run.h"
 #include "utf8.h"
 
 #define READ_CHUNK     65536
@@ -45,19 +34,22 @@ struct stream {
  * capture the first one's pipes and could not restore them in order. */
 static atomic_bool in_use;
 
-struct td_console {
+struct tdi_console {
 	struct td_run *run;
 	struct stream s[2];
-	int wake[2]; /* td_console_stop writes here */
+	int wake[2]; /* tdi_console_stop writes here */
 	pthread_t thread;
 	bool started;
 };
 
 /* Records text[0..n) with invalid UTF-8 and NULs replaced. */
-static void record(struct td_console *c, bool is_stderr, const char *text, size_t n)
+static void record(struct tdi_console *c, bool is_stderr, const char *text, size_t n)
 {
-	struct td_str s = {0};
+	struct buf s;
 	const char *p = text, *end = text + n;
+	int failed = 0;
+
+	buf_init(&s, TDI_TEXT_MAX);
 
 	while (p < end) {
 		/* Copy the longest valid stretch, then replace one bad byte. */
@@ -74,19 +66,19 @@ static void record(struct td_console *c, bool is_stderr, const char *text, size_
 			}
 			p += k;
 		}
-		td_str_put(&s, start, (size_t)(p - start));
+		failed |= buf_append(&s, start, (size_t)(p - start));
 		if (p < end) {
-			td_str_put(&s, "\xef\xbf\xbd", 3);
+			failed |= buf_append(&s, "\xef\xbf\xbd", 3);
 			p++;
 		}
 	}
-	if (!s.failed && s.len > 0)
-		(void)td_output(c->run, is_stderr, s.p);
-	free(s.p);
+	if (!failed && s.len > 0)
+		(void)td_output(c->run, is_stderr, s.data);
+	buf_fini(&s);
 }
 
 /* Records every complete line in the stream's buffer (all of it if `all`). */
-static void emit(struct td_console *c, struct stream *st, bool all)
+static void emit(struct tdi_console *c, struct stream *st, bool all)
 {
 	size_t cut = 0;
 
@@ -106,7 +98,7 @@ static void emit(struct td_console *c, struct stream *st, bool all)
 }
 
 /* Reads what is there; false at EOF or error. */
-static bool pump(struct td_console *c, struct stream *st)
+static bool pump(struct tdi_console *c, struct stream *st)
 {
 	if (st->cap - st->len < READ_CHUNK) {
 		size_t cap = st->len + READ_CHUNK;
@@ -130,7 +122,7 @@ static bool pump(struct td_console *c, struct stream *st)
 
 static void *reader_main(void *arg)
 {
-	struct td_console *c = arg;
+	struct tdi_console *c = arg;
 	bool stopping = false;
 
 	while (!stopping) {
@@ -160,7 +152,7 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
-static void console_free(struct td_console *c)
+static void console_free(struct tdi_console *c)
 {
 	for (int i = 0; i < 2; i++) {
 		if (c->s[i].rd >= 0)
@@ -176,20 +168,20 @@ static void console_free(struct td_console *c)
 	free(c);
 }
 
-int td_console_start(struct td_run *run)
+int tdi_console_start(struct td_run *run)
 {
-	struct td_console *c;
+	struct tdi_console *c;
 	sigset_t all, old;
 	bool expected = false;
 	int p[2];
 
 	if (!atomic_compare_exchange_strong(&in_use, &expected, true))
-		return td_fail(
+		return tdi_fail(
 		    TD_ERR_INVALID,
 		    "td_init: capture_console: another run already captures the console");
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		atomic_store(&in_use, false);
-		return td_fail(TD_ERR_NOMEM, "td_init: out of memory");
+		return tdi_fail(TD_ERR_NOMEM, "td_init: out of memory");
 	}
 	c->run = run;
 	c->wake[0] = c->wake[1] = -1;
@@ -237,12 +229,12 @@ fail:;
 	}
 	console_free(c);
 	atomic_store(&in_use, false);
-	return td_fail(TD_ERR_TRANSPORT, "td_init: cannot capture the console: %s", strerror(err));
+	return tdi_fail(TD_ERR_TRANSPORT, "td_init: cannot capture the console: %s", strerror(err));
 }
 
-void td_console_stop(struct td_run *run)
+void tdi_console_stop(struct td_run *run)
 {
-	struct td_console *c = run->console;
+	struct tdi_console *c = run->console;
 
 	if (c == NULL)
 		return;

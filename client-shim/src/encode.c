@@ -1,5 +1,5 @@
 /*
- * encode.c — the wire-level pieces: varints, the hand-built request envelope,
+ * encode.c — the wire-level pieces (encode.h): the hand-built request envelope,
  * the hand encoder for item records (the hot path), and the scratch structs
  * through which protobuf-c encodes caller items for the cold records
  * (RunStart's config) without copying them.
@@ -8,7 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "encode.h"
+#include "error.h"
 #include "varint.h"
 
 /*
@@ -16,9 +17,9 @@
  * logged; the envelope around them is written here so that sending (and
  * resending) a batch never re-encodes them.
  */
-size_t td_envelope_put(uint8_t dst[TD_ENVELOPE_MAX],
-                       const uint8_t session_id[TRACKD_SESSION_ID_BYTES], uint64_t seq,
-                       size_t records_len)
+size_t tdi_envelope_put(uint8_t dst[TDI_ENVELOPE_MAX],
+                        const uint8_t session_id[TRACKD_SESSION_ID_BYTES], uint64_t seq,
+                        size_t records_len)
 {
 	size_t batch_len = 2 + TRACKD_SESSION_ID_BYTES + 1 + varint_size(seq) + records_len;
 	size_t n = 0;
@@ -53,7 +54,7 @@ static bool grow_array(void **arr, size_t *cap, size_t need, size_t elem)
 	*cap = n;
 	return true;
 }
-int td_scratch_reserve(struct td_scratch *s, const struct td_item_count *count)
+int tdi_scratch_reserve(struct tdi_scratch *s, const struct tdi_item_count *count)
 {
 	if (count->items > s->cap_items) {
 		/* Grow geometrically so a run whose rows slowly widen does not
@@ -61,7 +62,7 @@ int td_scratch_reserve(struct td_scratch *s, const struct td_item_count *count)
 		size_t n = s->cap_items ? s->cap_items : 16;
 		while (n < count->items)
 			n *= 2;
-		struct td_item_len *lens = realloc(s->lens, n * sizeof(*lens));
+		struct tdi_item_len *lens = realloc(s->lens, n * sizeof(*lens));
 		if (lens == NULL)
 			goto nomem;
 		s->lens = lens;
@@ -88,10 +89,10 @@ int td_scratch_reserve(struct td_scratch *s, const struct td_item_count *count)
 		goto nomem;
 	return TD_OK;
 nomem:
-	return td_fail(TD_ERR_NOMEM, "out of memory encoding %zu items", count->items);
+	return tdi_fail(TD_ERR_NOMEM, "out of memory encoding %zu items", count->items);
 }
 
-void td_scratch_fini(struct td_scratch *s)
+void tdi_scratch_fini(struct tdi_scratch *s)
 {
 	free(s->lens);
 	free(s->items);
@@ -114,12 +115,12 @@ struct fill_pos {
 	size_t item, map, list;
 };
 
-static Trackd__V1__Item **fill(struct td_scratch *s, const td_item *items, size_t n,
+static Trackd__V1__Item **fill(struct tdi_scratch *s, const td_item *items, size_t n,
                                struct fill_pos *pos);
-static Trackd__V1__Value **fill_list(struct td_scratch *s, const td_item *items, size_t n,
+static Trackd__V1__Value **fill_list(struct tdi_scratch *s, const td_item *items, size_t n,
                                      struct fill_pos *pos);
 
-static void fill_value(struct td_scratch *s, Trackd__V1__Value *v, const td_item *src,
+static void fill_value(struct tdi_scratch *s, Trackd__V1__Value *v, const td_item *src,
                        struct fill_pos *pos)
 {
 	*v = value_init;
@@ -170,7 +171,7 @@ static void fill_value(struct td_scratch *s, Trackd__V1__Value *v, const td_item
  * (top level or one map's) gets a contiguous run of ptrs, reserved before its
  * children are filled. A list's elements are numbered the same way and use
  * values[i] and vptrs[i]. */
-static Trackd__V1__Item **fill(struct td_scratch *s, const td_item *items, size_t n,
+static Trackd__V1__Item **fill(struct tdi_scratch *s, const td_item *items, size_t n,
                                struct fill_pos *pos)
 {
 	size_t base = pos->item;
@@ -190,7 +191,7 @@ static Trackd__V1__Item **fill(struct td_scratch *s, const td_item *items, size_
 	return &s->ptrs[base];
 }
 
-static Trackd__V1__Value **fill_list(struct td_scratch *s, const td_item *items, size_t n,
+static Trackd__V1__Value **fill_list(struct tdi_scratch *s, const td_item *items, size_t n,
                                      struct fill_pos *pos)
 {
 	size_t base = pos->item;
@@ -205,7 +206,7 @@ static Trackd__V1__Value **fill_list(struct td_scratch *s, const td_item *items,
 	return &s->vptrs[base];
 }
 
-Trackd__V1__Item **td_scratch_fill(struct td_scratch *s, const td_item *items, size_t n)
+Trackd__V1__Item **tdi_scratch_fill(struct tdi_scratch *s, const td_item *items, size_t n)
 {
 	struct fill_pos pos = {0, 0, 0};
 
@@ -229,11 +230,11 @@ static size_t delimited(size_t len)
 	return 1 + varint_size(len) + len;
 }
 
-static size_t measure_items(struct td_item_len *lens, const td_item *items, size_t n, bool list,
+static size_t measure_items(struct tdi_item_len *lens, const td_item *items, size_t n, bool list,
                             size_t *next);
 
 /* The Value message of it, into l->value (and l->inner). */
-static void measure_value(struct td_item_len *lens, struct td_item_len *l, const td_item *it,
+static void measure_value(struct tdi_item_len *lens, struct tdi_item_len *l, const td_item *it,
                           size_t *next)
 {
 	switch (it->type) {
@@ -257,13 +258,13 @@ static void measure_value(struct td_item_len *lens, struct td_item_len *l, const
 }
 
 /*
- * Items are numbered as td_scratch_fill numbers them: each item array (or
+ * Items are numbered as tdi_scratch_fill numbers them: each item array (or
  * list's elements) gets a contiguous block, reserved before its children are
  * numbered. The write pass walks in the same order, so lens[k] belongs to the
  * same item in both passes. Returns the encoded length of the repeated items
  * (or, for a list, values) field.
  */
-static size_t measure_items(struct td_item_len *lens, const td_item *items, size_t n, bool list,
+static size_t measure_items(struct tdi_item_len *lens, const td_item *items, size_t n, bool list,
                             size_t *next)
 {
 	size_t base = *next, total = 0;
@@ -271,7 +272,7 @@ static size_t measure_items(struct td_item_len *lens, const td_item *items, size
 	*next += n;
 	for (size_t i = 0; i < n; i++) {
 		const td_item *it = &items[i];
-		struct td_item_len *l = &lens[base + i];
+		struct tdi_item_len *l = &lens[base + i];
 
 		measure_value(lens, l, it, next);
 		if (list) {
@@ -286,10 +287,10 @@ static size_t measure_items(struct td_item_len *lens, const td_item *items, size
 	return total;
 }
 
-static uint8_t *write_items(const struct td_item_len *lens, const td_item *items, size_t n,
+static uint8_t *write_items(const struct tdi_item_len *lens, const td_item *items, size_t n,
                             uint8_t key, bool list, size_t *next, uint8_t *p);
 
-static uint8_t *write_value(const struct td_item_len *lens, const struct td_item_len *l,
+static uint8_t *write_value(const struct tdi_item_len *lens, const struct tdi_item_len *l,
                             const td_item *it, size_t *next, uint8_t *p)
 {
 	uint64_t bits;
@@ -335,7 +336,7 @@ static uint8_t *write_value(const struct td_item_len *lens, const struct td_item
 	return p;
 }
 
-static uint8_t *write_items(const struct td_item_len *lens, const td_item *items, size_t n,
+static uint8_t *write_items(const struct tdi_item_len *lens, const td_item *items, size_t n,
                             uint8_t key, bool list, size_t *next, uint8_t *p)
 {
 	size_t base = *next;
@@ -343,7 +344,7 @@ static uint8_t *write_items(const struct td_item_len *lens, const td_item *items
 	*next += n;
 	for (size_t i = 0; i < n; i++) {
 		const td_item *it = &items[i];
-		const struct td_item_len *l = &lens[base + i];
+		const struct tdi_item_len *l = &lens[base + i];
 
 		*p++ = key;
 		p += varint_put(p, l->item);
@@ -360,7 +361,7 @@ static uint8_t *write_items(const struct td_item_len *lens, const td_item *items
 	return p;
 }
 
-size_t td_items_record_measure(struct td_scratch *s, struct td_items_record *r)
+size_t tdi_items_record_measure(struct tdi_scratch *s, struct tdi_items_record *r)
 {
 	size_t next = 0;
 
@@ -369,8 +370,8 @@ size_t td_items_record_measure(struct td_scratch *s, struct td_items_record *r)
 	return r->record_len;
 }
 
-uint8_t *td_items_record_write(const struct td_scratch *s, const struct td_items_record *r,
-                               uint8_t *p)
+uint8_t *tdi_items_record_write(const struct tdi_scratch *s, const struct tdi_items_record *r,
+                                uint8_t *p)
 {
 	size_t next = 0;
 
@@ -387,7 +388,7 @@ uint8_t *td_items_record_write(const struct td_scratch *s, const struct td_items
 	return write_items(s->lens, r->items, r->n, r->items_key, false, &next, p);
 }
 
-size_t td_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_time_us)
+size_t tdi_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_time_us)
 {
 	size_t n = 0;
 
@@ -403,30 +404,4 @@ size_t td_history_head(uint8_t *dst, int64_t step, bool commit, int64_t client_t
 	dst[n++] = WIRE_KEY(HISTORY_ROW, CLIENT_TIME_US);
 	n += varint_put(dst + n, (uint64_t)client_time_us);
 	return n;
-}
-
-int64_t td_wall_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t td_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void td_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ms)
-{
-	struct timespec ts = {
-	    .tv_sec = (time_t)(deadline_ms / 1000),
-	    .tv_nsec = (long)(deadline_ms % 1000) * 1000000,
-	};
-
-	pthread_cond_timedwait(cond, mu, &ts);
 }

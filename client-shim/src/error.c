@@ -1,15 +1,20 @@
 /*
- * error.c — td_strerror and the thread-local detail behind td_last_error.
+ * error.c — td_strerror, the thread-local detail behind td_last_error, and
+ * text results for the caller (error.h).
  */
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
-#include "internal.h"
+#include "error.h"
+#include "trackd/trackd.h"
 
 /* The only mutable state outside a td_run: one detail line per thread, so a
  * failed call on one thread never garbles another thread's message. */
 static _Thread_local char last_error[256];
 
-int td_fail(int err, const char *fmt, ...)
+int tdi_fail(int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -38,4 +43,19 @@ const char *td_strerror(int err)
 	case TD_ERR_NOT_FOUND: return "no such run";
 	}
 	return "unknown error";
+}
+
+/* ---- text ---------------------------------------------------------------- */
+
+int tdi_text_copy_out(const char *text, size_t text_len, char *buf, size_t len)
+{
+	if (text_len > (size_t)INT32_MAX)
+		return tdi_fail(TD_ERR_NOMEM, "text too long");
+	if (buf != NULL && len > 0) {
+		size_t n = text_len < len - 1 ? text_len : len - 1;
+		if (n)
+			memcpy(buf, text, n);
+		buf[n] = '\0';
+	}
+	return (int)text_len;
 }

@@ -33,9 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mirror.h"
+#include "error.h"
 #include "footer.h"
 #include "hash.h"
-#include "internal.h"
+#include "run.h"
 
 #define MIRROR_MAX_KEYS 16384u
 #define ROW_CACHE       16u /* positions whose key is remembered between rows */
@@ -80,7 +82,7 @@ struct mkey {
 	struct mhist *hist; /* NULL until the first number (or over the limit) */
 };
 
-struct td_mirror {
+struct tdi_mirror {
 	struct mkey *keys;
 	size_t n, cap;
 	uint32_t *slots; /* index + 1 into keys; 0 is empty */
@@ -113,12 +115,12 @@ static double rng_open01(uint64_t *state)
 	return ((double)(rng_next(state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
-int td_mirror_new(struct td_run *run)
+int tdi_mirror_new(struct td_run *run)
 {
-	struct td_mirror *m = calloc(1, sizeof(*m));
+	struct tdi_mirror *m = calloc(1, sizeof(*m));
 
 	if (m == NULL)
-		return td_fail(TD_ERR_NOMEM, "td_init: out of memory");
+		return tdi_fail(TD_ERR_NOMEM, "td_init: out of memory");
 	/* Seeded by the run id: the same run logs the same footer. */
 	m->rng = hash_fnv1a64(run->run_id, run->run_id_len);
 	run->mirror = m;
@@ -132,7 +134,7 @@ static void value_free(struct mvalue *v)
 	v->cap = 0;
 }
 
-void td_mirror_free(struct td_mirror *m)
+void tdi_mirror_free(struct tdi_mirror *m)
 {
 	if (m == NULL)
 		return;
@@ -148,7 +150,7 @@ void td_mirror_free(struct td_mirror *m)
 	free(m);
 }
 
-static bool rehash(struct td_mirror *m, size_t n_slots)
+static bool rehash(struct tdi_mirror *m, size_t n_slots)
 {
 	uint32_t *slots = calloc(n_slots, sizeof(*slots));
 
@@ -190,10 +192,10 @@ static inline bool same_key(const struct mkey *k, const char *key, size_t len)
 
 /* The key's state, added if new; NULL when the table is full (counted) or
  * memory is short. */
-static struct mkey *lookup(struct td_mirror *m, const char *key, size_t len);
+static struct mkey *lookup(struct tdi_mirror *m, const char *key, size_t len);
 
 /* lookup() for the key at position i of a row. */
-static inline struct mkey *lookup_at(struct td_mirror *m, size_t i, const char *key, size_t len)
+static inline struct mkey *lookup_at(struct tdi_mirror *m, size_t i, const char *key, size_t len)
 {
 	if (i < ROW_CACHE && m->row_cache[i].ptr == key) {
 		struct mkey *k = &m->keys[m->row_cache[i].index];
@@ -208,7 +210,7 @@ static inline struct mkey *lookup_at(struct td_mirror *m, size_t i, const char *
 	return k;
 }
 
-static struct mkey *lookup(struct td_mirror *m, const char *key, size_t len)
+static struct mkey *lookup(struct tdi_mirror *m, const char *key, size_t len)
 {
 	uint64_t h = hash_fnv1a64(key, len);
 
@@ -324,7 +326,7 @@ static bool item_numeric(const td_item *it, double *x)
 
 /* The part of sample() that draws random numbers: a value enters the sample
  * (or the sample is being filled or set up). Out of line: it is rare. */
-static __attribute__((noinline)) void sample_enter(struct td_mirror *m, struct mkey *k,
+static __attribute__((noinline)) void sample_enter(struct tdi_mirror *m, struct mkey *k,
                                                    int64_t step, double x)
 {
 	struct mhist *h = k->hist;
@@ -352,7 +354,7 @@ static __attribute__((noinline)) void sample_enter(struct td_mirror *m, struct m
 
 /* Offers one committed value to the key's sample (Algorithm L): once the
  * sample is full, most values only count. */
-static inline void sample(struct td_mirror *m, struct mkey *k, int64_t step, double x)
+static inline void sample(struct tdi_mirror *m, struct mkey *k, int64_t step, double x)
 {
 	struct mhist *h = k->hist;
 
@@ -397,13 +399,13 @@ static void summarise_item(struct mkey *k, const td_item *it)
 	}
 }
 
-void td_mirror_row_locked(struct td_run *run, const td_item *items, size_t n, int64_t step,
-                          bool commit)
+void tdi_mirror_row_locked(struct td_run *run, const td_item *items, size_t n, int64_t step,
+                           bool commit)
 {
-	struct td_mirror *m = run->mirror;
-	/* td_items_record_measure just measured this row: lens[i] is top-level
+	struct tdi_mirror *m = run->mirror;
+	/* tdi_items_record_measure just measured this row: lens[i] is top-level
 	 * item i (each item array is numbered before its maps' children). */
-	const struct td_item_len *lens = run->scratch.lens;
+	const struct tdi_item_len *lens = run->scratch.lens;
 
 	/* The common case, a committed row on its own: no merging needed. */
 	if (commit && m->n_pending == 0) {
@@ -444,7 +446,7 @@ void td_mirror_row_locked(struct td_run *run, const td_item *items, size_t n, in
 		}
 	}
 	if (commit)
-		td_mirror_commit_locked(run, step);
+		tdi_mirror_commit_locked(run, step);
 }
 
 /* The agent's summarise() for a merged pending value. */
@@ -478,9 +480,9 @@ static void summarise(struct mkey *k)
 	}
 }
 
-void td_mirror_commit_locked(struct td_run *run, int64_t step)
+void tdi_mirror_commit_locked(struct td_run *run, int64_t step)
 {
-	struct td_mirror *m = run->mirror;
+	struct tdi_mirror *m = run->mirror;
 
 	for (size_t i = 0; i < m->n_pending; i++) {
 		struct mkey *k = &m->keys[m->pending[i]];
@@ -494,7 +496,7 @@ void td_mirror_commit_locked(struct td_run *run, int64_t step)
 	m->n_pending = 0;
 }
 
-void td_mirror_summary_locked(struct td_run *run, const td_item *items, size_t n)
+void tdi_mirror_summary_locked(struct td_run *run, const td_item *items, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].key[0] == '_')
@@ -505,7 +507,7 @@ void td_mirror_summary_locked(struct td_run *run, const td_item *items, size_t n
 	}
 }
 
-void td_mirror_define_locked(struct td_run *run, const char *name, td_metric_summary summary)
+void tdi_mirror_define_locked(struct td_run *run, const char *name, td_metric_summary summary)
 {
 	if (name[0] == '_')
 		return;
@@ -514,15 +516,15 @@ void td_mirror_define_locked(struct td_run *run, const char *name, td_metric_sum
 		k->mode = summary;
 }
 
-int td_mirror_render_locked(struct td_run *run, const char *const *trailer, size_t n_trailer,
-                            char **out, size_t *out_len)
+int tdi_mirror_render_locked(struct td_run *run, const char *const *trailer, size_t n_trailer,
+                             char **out, size_t *out_len)
 {
-	struct td_mirror *m = run->mirror;
+	struct tdi_mirror *m = run->mirror;
 	footer_summary_item *items = calloc(m->n ? m->n : 1, sizeof(*items));
 	size_t n = 0;
 
 	if (items == NULL)
-		return td_fail(TD_ERR_NOMEM, "td_footer: out of memory");
+		return tdi_fail(TD_ERR_NOMEM, "td_footer: out of memory");
 	for (size_t i = 0; i < m->n; i++) {
 		const struct mkey *k = &m->keys[i];
 		footer_summary_item *it = &items[n];
@@ -563,7 +565,7 @@ int td_mirror_render_locked(struct td_run *run, const char *const *trailer, size
 	footer_series_free(series);
 	free(items);
 	if (rv != FOOTER_OK)
-		return td_fail(rv == FOOTER_ENOMEM ? TD_ERR_NOMEM : TD_ERR_INVALID, "td_footer: %s",
-		               footer_strerror(rv));
+		return tdi_fail(rv == FOOTER_ENOMEM ? TD_ERR_NOMEM : TD_ERR_INVALID,
+		                "td_footer: %s", footer_strerror(rv));
 	return TD_OK;
 }

@@ -1,13 +1,8 @@
 /*
- * query.c — the cold paths that talk to the agent synchronously: queries of the
- * run store (td_query_agent, the resume check in td_init, the run's directory), * the agent's
- * status. The library reads typed replies only: the JSON of td_query_agent and td_status_agent is
- * written for its callers, never parsed.
- *
- * Each call opens its own REQ socket, dials synchronously (an ipc:// dial to a
- * socket nobody listens on fails at once), sends one request and waits for one
- * reply within the caller's timeout. Nothing here touches a run's batches, so
- * none of it runs with a run's lock held.
+ * query.c — the cold paths that talk to the agent synchronously (query.h):
+ * where the agent is, queries of the run store, the agent's status, the run's
+ * directory and URL. Nothing here touches a run's batches, so none of it runs
+ * with a run's lock held.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -21,94 +16,26 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "query.h"
 #include "autostart.h"
-#include "internal.h"
+#include "error.h"
 #include "json_write.h"
+#include "run.h"
+#include "transport.h"
 #include "errors.h"
 #include "trackd/v1/pb_json.h"
 
-/* ---- strings ------------------------------------------------------------- */
-
-void td_str_put(struct td_str *s, const char *p, size_t n)
-{
-	if (s->failed)
-		return;
-	if (s->cap - s->len <= n) {
-		size_t cap = s->cap ? s->cap : 256;
-		while (cap - s->len <= n)
-			cap *= 2;
-		char *q = realloc(s->p, cap);
-		if (q == NULL) {
-			s->failed = true;
-			return;
-		}
-		s->p = q;
-		s->cap = cap;
-	}
-	memcpy(s->p + s->len, p, n);
-	s->len += n;
-	s->p[s->len] = '\0';
-}
-
-void td_str_puts(struct td_str *s, const char *p)
-{
-	td_str_put(s, p, strlen(p));
-}
-
-void td_str_printf(struct td_str *s, const char *fmt, ...)
-{
-	char small[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	int n = vsnprintf(small, sizeof(small), fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		s->failed = true;
-		return;
-	}
-	if ((size_t)n < sizeof(small)) {
-		td_str_put(s, small, (size_t)n);
-		return;
-	}
-	char *big = malloc((size_t)n + 1);
-	if (big == NULL) {
-		s->failed = true;
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	td_str_put(s, big, (size_t)n);
-	free(big);
-}
-
-int td_str_copy_out(const struct td_str *s, char *buf, size_t len)
-{
-	if (s->failed)
-		return td_fail(TD_ERR_NOMEM, "out of memory");
-	if (s->len > (size_t)INT32_MAX)
-		return td_fail(TD_ERR_NOMEM, "text too long");
-	if (buf != NULL && len > 0) {
-		size_t n = s->len < len - 1 ? s->len : len - 1;
-		if (n)
-			memcpy(buf, s->p, n);
-		buf[n] = '\0';
-	}
-	return (int)s->len;
-}
-
 /* ---- requests ------------------------------------------------------------- */
 
-int td_resolve_url_kind(const char *given, char *url, size_t len, bool *private_agent)
+int tdi_resolve_url_kind(const char *given, char *url, size_t len, bool *private_agent)
 {
 	static atomic_bool warned;
-	struct td_agent_where w;
+	struct tdi_agent_where w;
 
-	if (td_agent_locate(given, true, url, len, &w) != 0)
-		return td_fail(TD_ERR_INVALID, "%s", w.why);
+	if (tdi_agent_locate(given, true, url, len, &w) != 0)
+		return tdi_fail(TD_ERR_INVALID, "%s", w.why);
 	if (private_agent != NULL)
-		*private_agent = w.kind == TD_AGENT_PRIVATE;
+		*private_agent = w.kind == TDI_AGENT_PRIVATE;
 	/* Once per process, and not for those who opted out: the records are
 	 * kept, but the user should know why no agent takes them. */
 	if (w.start_failed && !atomic_exchange(&warned, true))
@@ -119,71 +46,25 @@ int td_resolve_url_kind(const char *given, char *url, size_t len, bool *private_
 	return TD_OK;
 }
 
-int td_resolve_url(const char *given, char *url, size_t len)
+int tdi_resolve_url(const char *given, char *url, size_t len)
 {
-	return td_resolve_url_kind(given, url, len, NULL);
-}
-
-int td_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,
-                  Trackd__V1__Reply **out)
-{
-	nng_socket sock;
-	nng_msg *msg = NULL;
-	int rv;
-
-	*out = NULL;
-	if ((rv = nng_req0_open(&sock)) != 0)
-		return td_fail(TD_ERR_TRANSPORT, "cannot open a socket: %s", nng_strerror(rv));
-	if ((rv = nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, timeout_ms)) != 0 ||
-	    (rv = nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, timeout_ms)) != 0 ||
-	    (rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, TD_MAX_QUERY_REPLY_BYTES)) != 0) {
-		(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
-		return td_fail(TD_ERR_TRANSPORT, "socket options: %s", nng_strerror(rv));
-	}
-	if ((rv = nng_dial(sock, url, NULL, 0)) != 0) {
-		(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
-		return td_fail(TD_ERR_TRANSPORT, "no agent answers at %s: %s", url,
-		               nng_strerror(rv));
-	}
-	size_t len = trackd__v1__request__get_packed_size(req);
-	if ((rv = nng_msg_alloc(&msg, len)) != 0) {
-		(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
-		return td_fail(TD_ERR_NOMEM, "cannot allocate a %zu-byte request", len);
-	}
-	trackd__v1__request__pack(req, nng_msg_body(msg));
-	if ((rv = nng_sendmsg(sock, msg, 0)) != 0) {
-		nng_msg_free(msg);
-		(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
-		return td_fail(TD_ERR_TRANSPORT, "cannot send to the agent at %s: %s", url,
-		               nng_strerror(rv));
-	}
-	if ((rv = nng_recvmsg(sock, &msg, 0)) != 0) {
-		(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
-		return td_fail(TD_ERR_TRANSPORT, "no answer from the agent at %s: %s", url,
-		               nng_strerror(rv));
-	}
-	*out = trackd__v1__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
-	nng_msg_free(msg);
-	(void)nng_close_bounded(sock, TD_CLOSE_TIMEOUT_MS);
-	if (*out == NULL)
-		return td_fail(TD_ERR_TRANSPORT, "undecodable answer from the agent at %s", url);
-	return TD_OK;
+	return tdi_resolve_url_kind(given, url, len, NULL);
 }
 
 /* An Error reply as a td_error, with the agent's message as the detail. */
 static int agent_error(const char *what, const Trackd__V1__Reply *reply)
 {
 	if (reply->body_case != TRACKD__V1__REPLY__BODY_ERROR)
-		return td_fail(TD_ERR_REJECTED, "%s: unexpected answer (body %d) from the agent",
-		               what, (int)reply->body_case);
+		return tdi_fail(TD_ERR_REJECTED, "%s: unexpected answer (body %d) from the agent",
+		                what, (int)reply->body_case);
 	const Trackd__V1__Error *e = reply->error;
 	const char *msg = e->message ? e->message : "(no message)";
 	if (e->code == TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND)
-		return td_fail(TD_ERR_NOT_FOUND, "%s", msg);
-	return td_fail(TD_ERR_REJECTED, "%s", msg);
+		return tdi_fail(TD_ERR_NOT_FOUND, "%s", msg);
+	return tdi_fail(TD_ERR_REJECTED, "%s", msg);
 }
 
-int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **json_out)
+int tdi_agent_query(const char *url, const td_query *q, int timeout_ms, char **json_out)
 {
 	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
 	Trackd__V1__Query query = TRACKD__V1__QUERY__INIT;
@@ -191,15 +72,15 @@ int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **js
 	int rc;
 
 	if (json_out == NULL)
-		return td_fail(TD_ERR_INVALID, "td_query_agent: json_out is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_query_agent: json_out is NULL");
 	*json_out = NULL;
 	if (q == NULL)
-		return td_fail(TD_ERR_INVALID, "td_query_agent: no query");
+		return tdi_fail(TD_ERR_INVALID, "td_query_agent: no query");
 	if (q->n_keys > 0 && q->keys == NULL)
-		return td_fail(TD_ERR_INVALID, "td_query_agent: NULL keys with n_keys %zu",
-		               q->n_keys);
+		return tdi_fail(TD_ERR_INVALID, "td_query_agent: NULL keys with n_keys %zu",
+		                q->n_keys);
 	if (timeout_ms < 0)
-		timeout_ms = TD_DEFAULT_QUERY_TIMEOUT_MS;
+		timeout_ms = TDI_DEFAULT_QUERY_TIMEOUT_MS;
 
 	/* protobuf-c wants char *; it only reads these. */
 	Trackd__V1__RunsRequest runs = TRACKD__V1__RUNS_REQUEST__INIT;
@@ -240,31 +121,32 @@ int td_agent_query(const char *url, const td_query *q, int timeout_ms, char **js
 		query.rename = &rename;
 		break;
 	default:
-		return td_fail(TD_ERR_INVALID, "td_query_agent: unknown query kind %d",
-		               (int)q->kind);
+		return tdi_fail(TD_ERR_INVALID, "td_query_agent: unknown query kind %d",
+		                (int)q->kind);
 	}
 	req.has_protocol_version = true;
 	req.protocol_version = TRACKD_PROTOCOL_VERSION;
 	req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
 	req.query = &query;
-	if ((rc = td_agent_call(url, &req, timeout_ms, &reply)) != TD_OK)
+	if ((rc = tdi_agent_call(url, &req, timeout_ms, &reply)) != TD_OK)
 		return rc;
 	if (reply->body_case == TRACKD__V1__REPLY__BODY_QUERY) {
 		/* The typed reply as JSON, in the shapes of pb_json.h (the Python Api
 		 * reads them). Values written as JSON take at most a few times their
 		 * packed size (a double: 9 bytes packed, up to 24 as text). */
 		struct buf json;
-		buf_init(&json, TD_MAX_QUERY_REPLY_BYTES * 4);
+		buf_init(&json, TDI_MAX_QUERY_REPLY_BYTES * 4);
 		int jr = pb_json_query_reply(reply->query, &json);
 		if (jr == TRACKD_OK && json.data) {
 			*json_out = json.data; /* NUL-terminated, malloc'd: td_free releases it */
 			rc = TD_OK;
 		} else {
 			buf_fini(&json);
-			rc = jr == TRACKD_EINVAL
-			         ? td_fail(TD_ERR_REJECTED, "td_query_agent: the agent's answer is "
+			rc =
+			    jr == TRACKD_EINVAL
+			        ? tdi_fail(TD_ERR_REJECTED, "td_query_agent: the agent's answer is "
 			                                    "of no kind this library knows")
-			         : td_fail(TD_ERR_NOMEM, "td_query_agent: out of memory");
+			        : tdi_fail(TD_ERR_NOMEM, "td_query_agent: out of memory");
 		}
 	} else {
 		rc = agent_error("query", reply);
@@ -289,15 +171,15 @@ static int run_query(const char *url, const char *path, int timeout_ms, Trackd__
 	req.protocol_version = TRACKD_PROTOCOL_VERSION;
 	req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
 	req.query = &query;
-	if ((rc = td_agent_call(url, &req, timeout_ms, reply)) != TD_OK)
+	if ((rc = tdi_agent_call(url, &req, timeout_ms, reply)) != TD_OK)
 		return rc;
 	const Trackd__V1__Reply *r = *reply;
 	if (r->body_case == TRACKD__V1__REPLY__BODY_QUERY &&
 	    r->query->reply_case == TRACKD__V1__QUERY_REPLY__REPLY_RUN && r->query->run->run)
 		return TD_OK;
 	rc = r->body_case == TRACKD__V1__REPLY__BODY_QUERY
-	         ? td_fail(TD_ERR_REJECTED,
-	                   "run query: the agent at %s answers without a typed run", url)
+	         ? tdi_fail(TD_ERR_REJECTED,
+	                    "run query: the agent at %s answers without a typed run", url)
 	         : agent_error("query", r);
 	trackd__v1__reply__free_unpacked(*reply, NULL);
 	*reply = NULL;
@@ -318,9 +200,9 @@ int td_query_agent(const char *socket_url, const td_query *q, int timeout_ms, ch
 
 	if (json_out != NULL)
 		*json_out = NULL;
-	if ((rc = td_resolve_url(socket_url, url, sizeof(url))) != TD_OK)
+	if ((rc = tdi_resolve_url(socket_url, url, sizeof(url))) != TD_OK)
 		return rc;
-	return td_agent_query(url, q, timeout_ms, json_out);
+	return tdi_agent_query(url, q, timeout_ms, json_out);
 }
 
 static int status_call(const char *url, int timeout_ms, Trackd__V1__Reply **reply)
@@ -333,7 +215,7 @@ static int status_call(const char *url, int timeout_ms, Trackd__V1__Reply **repl
 	req.protocol_version = TRACKD_PROTOCOL_VERSION;
 	req.body_case = TRACKD__V1__REQUEST__BODY_STATUS;
 	req.status = &q;
-	if ((rc = td_agent_call(url, &req, timeout_ms, reply)) != TD_OK)
+	if ((rc = tdi_agent_call(url, &req, timeout_ms, reply)) != TD_OK)
 		return rc;
 	if ((*reply)->body_case != TRACKD__V1__REPLY__BODY_STATUS) {
 		rc = agent_error("status", *reply);
@@ -350,23 +232,23 @@ int td_status_agent(const char *socket_url, int timeout_ms, char **json_out)
 	int rc;
 
 	if (json_out == NULL)
-		return td_fail(TD_ERR_INVALID, "td_status_agent: json_out is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_status_agent: json_out is NULL");
 	*json_out = NULL;
-	if ((rc = td_resolve_url(socket_url, url, sizeof(url))) != TD_OK)
+	if ((rc = tdi_resolve_url(socket_url, url, sizeof(url))) != TD_OK)
 		return rc;
 	if (timeout_ms < 0)
-		timeout_ms = TD_DEFAULT_QUERY_TIMEOUT_MS;
+		timeout_ms = TDI_DEFAULT_QUERY_TIMEOUT_MS;
 	if ((rc = status_call(url, timeout_ms, &reply)) != TD_OK)
 		return rc;
 	/* The fields the agent sent (pb_json.h), so fields it adds later show
 	 * up without a change here. */
 	struct buf out;
-	buf_init(&out, TD_MAX_REPLY_BYTES * 4);
+	buf_init(&out, TDI_MAX_REPLY_BYTES * 4);
 	rc = pb_json_write_present(&reply->status->base, &out);
 	trackd__v1__reply__free_unpacked(reply, NULL);
 	if (rc != TRACKD_OK || !out.data) {
 		buf_fini(&out);
-		return td_fail(TD_ERR_NOMEM, "out of memory");
+		return tdi_fail(TD_ERR_NOMEM, "out of memory");
 	}
 	*json_out = out.data;
 	return TD_OK;
@@ -384,7 +266,7 @@ static void run_path(const struct td_run *run, char *buf, size_t len)
 	snprintf(buf, len, "%s/%s/%s", run->entity, run->project, run->run_id);
 }
 
-int td_check_resume(struct td_run *run, bool explicit_id)
+int tdi_check_resume(struct td_run *run, bool explicit_id)
 {
 	char path[3 * 256];
 	Trackd__V1__Reply *reply = NULL;
@@ -393,7 +275,7 @@ int td_check_resume(struct td_run *run, bool explicit_id)
 	if (run->resume == TD_RESUME_ALLOW || (run->resume == TD_RESUME_NEVER && !explicit_id))
 		return TD_OK;
 	run_path(run, path, sizeof(path));
-	rc = run_query(run->url, path, TD_INIT_QUERY_TIMEOUT_MS, &reply);
+	rc = run_query(run->url, path, TDI_INIT_QUERY_TIMEOUT_MS, &reply);
 	if (run->resume == TD_RESUME_MUST) {
 		switch (rc) {
 		case TD_OK:
@@ -402,19 +284,19 @@ int td_check_resume(struct td_run *run, bool explicit_id)
 			trackd__v1__reply__free_unpacked(reply, NULL);
 			return TD_OK;
 		case TD_ERR_NOT_FOUND:
-			return td_fail(TD_ERR_INVALID,
-			               "td_init: resume must: run %s does not exist", path);
+			return tdi_fail(TD_ERR_INVALID,
+			                "td_init: resume must: run %s does not exist", path);
 		case TD_ERR_TRANSPORT:
-			return td_fail(TD_ERR_INVALID,
-			               "td_init: resume must: no agent answered at %s to confirm "
-			               "that run %s exists",
-			               run->url, path);
+			return tdi_fail(TD_ERR_INVALID,
+			                "td_init: resume must: no agent answered at %s to confirm "
+			                "that run %s exists",
+			                run->url, path);
 		default: {
 			char why[256];
 			snprintf(why, sizeof(why), "%s", td_last_error());
-			return td_fail(TD_ERR_INVALID,
-			               "td_init: resume must: the agent cannot confirm run %s: %s",
-			               path, why);
+			return tdi_fail(TD_ERR_INVALID,
+			                "td_init: resume must: the agent cannot confirm run %s: %s",
+			                path, why);
 		}
 		}
 	}
@@ -423,10 +305,10 @@ int td_check_resume(struct td_run *run, bool explicit_id)
 	if (reply)
 		trackd__v1__reply__free_unpacked(reply, NULL);
 	if (rc == TD_OK)
-		return td_fail(TD_ERR_INVALID,
-		               "td_init: run %s already exists (resume is never; use allow or "
-		               "must to attach to it)",
-		               path);
+		return tdi_fail(TD_ERR_INVALID,
+		                "td_init: run %s already exists (resume is never; use allow or "
+		                "must to attach to it)",
+		                path);
 	return TD_OK;
 }
 
@@ -440,17 +322,17 @@ static int state_dir(struct td_run *run, char **out)
 	if (run->state_dir) {
 		*out = strdup(run->state_dir);
 		pthread_mutex_unlock(&run->mu);
-		return *out ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory");
+		return *out ? TD_OK : tdi_fail(TD_ERR_NOMEM, "out of memory");
 	}
 	pthread_mutex_unlock(&run->mu);
 
-	if ((rc = status_call(run->url, TD_DIR_QUERY_TIMEOUT_MS, &reply)) != TD_OK)
+	if ((rc = status_call(run->url, TDI_DIR_QUERY_TIMEOUT_MS, &reply)) != TD_OK)
 		return rc;
 	const char *dir = reply->status->state_dir;
 	if (dir == NULL || dir[0] == '\0') {
 		trackd__v1__reply__free_unpacked(reply, NULL);
-		return td_fail(TD_ERR_TRANSPORT, "the agent at %s does not report its state dir",
-		               run->url);
+		return tdi_fail(TD_ERR_TRANSPORT, "the agent at %s does not report its state dir",
+		                run->url);
 	}
 	*out = strdup(dir);
 	char *cached = strdup(dir);
@@ -462,7 +344,7 @@ static int state_dir(struct td_run *run, char **out)
 	}
 	pthread_mutex_unlock(&run->mu);
 	free(cached);
-	return *out ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory");
+	return *out ? TD_OK : tdi_fail(TD_ERR_NOMEM, "out of memory");
 }
 
 /* A run that may have existed before this process (resume allow or must)
@@ -473,7 +355,7 @@ static char *asked_dir(struct td_run *run)
 	Trackd__V1__Reply *reply;
 
 	run_path(run, path, sizeof(path));
-	if (run_query(run->url, path, TD_DIR_QUERY_TIMEOUT_MS, &reply) != TD_OK)
+	if (run_query(run->url, path, TDI_DIR_QUERY_TIMEOUT_MS, &reply) != TD_OK)
 		return NULL;
 	char *dir = copy_nonempty(reply->query->run->run->dir);
 	trackd__v1__reply__free_unpacked(reply, NULL);
@@ -483,26 +365,29 @@ static char *asked_dir(struct td_run *run)
 /* A name as one path component, as the agent's local sink writes it: '/' and
  * control characters become '_', "" becomes "_", "." and ".." get a leading
  * '_'. */
-static void put_component(struct td_str *s, const char *name)
+static int put_component(struct buf *s, const char *name)
 {
+	int failed = 0;
+
 	if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		td_str_put(s, "_", 1);
+		failed |= buf_putc(s, '_');
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
 		char c = (*p == '/' || *p < 0x20) ? '_' : (char)*p;
-		td_str_put(s, &c, 1);
+		failed |= buf_putc(s, c);
 	}
+	return failed;
 }
 
 int td_run_dir(td_run *run, char *buf, size_t len)
 {
-	struct td_str s = {0};
+	struct buf s;
 	char *dir = NULL;
-	int rc;
+	int failed = 0, rc;
 
 	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_run_dir: run is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_run_dir: run is NULL");
 	if (run->disabled)
-		return td_fail(TD_ERR_INVALID, "td_run_dir: a disabled run has no directory");
+		return tdi_fail(TD_ERR_INVALID, "td_run_dir: a disabled run has no directory");
 
 	pthread_mutex_lock(&run->mu);
 	if (run->known_dir)
@@ -514,8 +399,9 @@ int td_run_dir(td_run *run, char *buf, size_t len)
 			run->known_dir = strdup(dir);
 		pthread_mutex_unlock(&run->mu);
 	}
+	buf_init(&s, TDI_TEXT_MAX);
 	if (dir != NULL) {
-		td_str_puts(&s, dir);
+		failed |= buf_puts(&s, dir);
 		free(dir);
 	} else {
 		if ((rc = state_dir(run, &dir)) != TD_OK)
@@ -523,23 +409,24 @@ int td_run_dir(td_run *run, char *buf, size_t len)
 		time_t t = (time_t)(run->start_time_us / 1000000);
 		struct tm tm;
 		gmtime_r(&t, &tm);
-		td_str_printf(&s, "%s/runs/", dir);
-		put_component(&s, run->entity);
-		td_str_put(&s, "/", 1);
-		put_component(&s, run->project);
-		td_str_printf(&s, "/run-%04d%02d%02d_%02d%02d%02d-%s", tm.tm_year + 1900,
-		              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		              run->run_id);
+		failed |= buf_printf(&s, "%s/runs/", dir);
+		failed |= put_component(&s, run->entity);
+		failed |= buf_putc(&s, '/');
+		failed |= put_component(&s, run->project);
+		failed |= buf_printf(&s, "/run-%04d%02d%02d_%02d%02d%02d-%s", tm.tm_year + 1900,
+		                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		                     run->run_id);
 		free(dir);
 	}
-	rc = td_str_copy_out(&s, buf, len);
-	free(s.p);
+	rc = failed ? tdi_fail(TD_ERR_NOMEM, "out of memory")
+	            : tdi_text_copy_out(s.data, s.len, buf, len);
+	buf_fini(&s);
 	return rc;
 }
 
 /* ---- the run on W&B ------------------------------------------------------- */
 
-int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out)
+int tdi_upload_info(struct td_run *run, int timeout_ms, struct tdi_upload *out)
 {
 	char path[3 * 256];
 	Trackd__V1__Reply *reply;
@@ -561,7 +448,7 @@ int td_upload_info(struct td_run *run, int timeout_ms, struct td_upload *out)
 	return TD_OK;
 }
 
-bool td_agent_uploads(struct td_run *run, int timeout_ms)
+bool tdi_agent_uploads(struct td_run *run, int timeout_ms)
 {
 	Trackd__V1__Reply *reply = NULL;
 	if (status_call(run->url, timeout_ms, &reply) != TD_OK)
@@ -571,7 +458,7 @@ bool td_agent_uploads(struct td_run *run, int timeout_ms)
 	return uploads;
 }
 
-void td_upload_fini(struct td_upload *u)
+void tdi_upload_fini(struct tdi_upload *u)
 {
 	free(u->state);
 	free(u->run_url);
@@ -583,24 +470,20 @@ void td_upload_fini(struct td_upload *u)
 
 int td_run_url(td_run *run, char *buf, size_t len)
 {
-	struct td_upload u;
-	struct td_str s = {0};
+	struct tdi_upload u;
 	int rc;
 
 	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_run_url: run is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_run_url: run is NULL");
 	if (run->disabled || run->mode == TD_MODE_OFFLINE) {
 		if (buf != NULL && len > 0)
 			buf[0] = '\0';
 		return 0;
 	}
-	if ((rc = td_upload_info(run, TD_DIR_QUERY_TIMEOUT_MS, &u)) != TD_OK)
+	if ((rc = tdi_upload_info(run, TDI_DIR_QUERY_TIMEOUT_MS, &u)) != TD_OK)
 		return rc;
-	td_str_put(&s, "", 0);
-	if (u.run_url != NULL)
-		td_str_puts(&s, u.run_url);
-	td_upload_fini(&u);
-	rc = td_str_copy_out(&s, buf, len);
-	free(s.p);
+	const char *url = u.run_url != NULL ? u.run_url : "";
+	rc = tdi_text_copy_out(url, strlen(url), buf, len);
+	tdi_upload_fini(&u);
 	return rc;
 }

@@ -2,7 +2,7 @@
  * run.c — the public API: a run's lifecycle (td_init … td_finish) and the
  * recording calls. Recording calls validate without the lock, then encode
  * straight into the open batch under it; they do no I/O unless the agent is
- * away and the buffer full (spool.c). td_init sets up the socket (never
+ * away and the buffer full (spool_file.h). td_init sets up the socket (never
  * waiting for the agent) and asks the agent only for the resume check;
  * td_finish waits for acks, spools the rest and prints the footer.
  *
@@ -21,10 +21,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "run.h"
 #include "autostart.h"
+#include "buf.h"
+#include "console.h"
+#include "error.h"
 #include "footer.h"
-
-#include "internal.h"
+#include "mirror.h"
+#include "query.h"
+#include "sender.h"
+#include "signals.h"
+#include "timing.h"
 #include "utf8.h"
 
 void td_run_options_init(td_run_options *opts)
@@ -32,11 +39,11 @@ void td_run_options_init(td_run_options *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->mode = TD_MODE_ONLINE;
 	opts->resume = TD_RESUME_NEVER;
-	opts->max_buffer_bytes = TD_DEFAULT_MAX_BUFFER_BYTES;
-	opts->batch_bytes = TD_DEFAULT_BATCH_BYTES;
-	opts->flush_interval_ms = TD_DEFAULT_FLUSH_INTERVAL_MS;
+	opts->max_buffer_bytes = TDI_DEFAULT_MAX_BUFFER_BYTES;
+	opts->batch_bytes = TDI_DEFAULT_BATCH_BYTES;
+	opts->flush_interval_ms = TDI_DEFAULT_FLUSH_INTERVAL_MS;
 	opts->print_footer = true;
-	opts->max_spool_bytes = (size_t)TD_DEFAULT_MAX_SPOOL_BYTES;
+	opts->max_spool_bytes = (size_t)TDI_DEFAULT_MAX_SPOOL_BYTES;
 }
 
 static int fill_random(void *buf, size_t n)
@@ -48,7 +55,8 @@ static int fill_random(void *buf, size_t n)
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return td_fail(TD_ERR_TRANSPORT, "td_init: getrandom: %s", strerror(errno));
+			return tdi_fail(TD_ERR_TRANSPORT, "td_init: getrandom: %s",
+			                strerror(errno));
 		}
 		p += r;
 		n -= (size_t)r;
@@ -86,15 +94,15 @@ static int set_run_id(struct td_run *run, const char *given)
 
 	size_t len = strnlen(given, TRACKD_MAX_RUN_ID_BYTES + 1);
 	if (len == 0)
-		return td_fail(TD_ERR_INVALID, "td_init: run_id is empty");
+		return tdi_fail(TD_ERR_INVALID, "td_init: run_id is empty");
 	if (len > TRACKD_MAX_RUN_ID_BYTES) {
-		return td_fail(TD_ERR_INVALID, "td_init: run_id is longer than %u bytes",
-		               TRACKD_MAX_RUN_ID_BYTES);
+		return tdi_fail(TD_ERR_INVALID, "td_init: run_id is longer than %u bytes",
+		                TRACKD_MAX_RUN_ID_BYTES);
 	}
 	size_t good = strspn(given, TRACKD_RUN_ID_ALLOWED);
 	if (good < len) {
 		unsigned char c = (unsigned char)given[good];
-		return td_fail(
+		return tdi_fail(
 		    TD_ERR_INVALID,
 		    c >= 0x20 && c < 0x7f
 		        ? "td_init: run_id must not contain '%c': only letters, digits, '-' "
@@ -114,64 +122,64 @@ static int check_name_chars(const char *what, const char *s)
 {
 	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
 		if (*p < 0x20 || *p == 0x7f)
-			return td_fail(TD_ERR_INVALID, "%s must not contain control characters",
-			               what);
+			return tdi_fail(TD_ERR_INVALID, "%s must not contain control characters",
+			                what);
 		if (strchr(TRACKD_NAME_FORBIDDEN, *p))
-			return td_fail(TD_ERR_INVALID, "%s must not contain '%c' (none of %s)",
-			               what, *p, TRACKD_NAME_FORBIDDEN);
+			return tdi_fail(TD_ERR_INVALID, "%s must not contain '%c' (none of %s)",
+			                what, *p, TRACKD_NAME_FORBIDDEN);
 	}
 	return TD_OK;
 }
 
-static int check_options(const td_run_options *o, struct td_item_count *config_count)
+static int check_options(const td_run_options *o, struct tdi_item_count *config_count)
 {
 	int rc;
 
 	if ((unsigned)o->resume > TD_RESUME_MUST)
-		return td_fail(TD_ERR_INVALID, "td_init: unknown resume mode %d", (int)o->resume);
-	if ((rc = td_check_text("td_init: project", o->project, TRACKD_MAX_NAME_BYTES, true)) ||
-	    (rc = td_check_text("td_init: entity", o->entity, TRACKD_MAX_NAME_BYTES, false)) ||
+		return tdi_fail(TD_ERR_INVALID, "td_init: unknown resume mode %d", (int)o->resume);
+	if ((rc = tdi_check_text("td_init: project", o->project, TRACKD_MAX_NAME_BYTES, true)) ||
+	    (rc = tdi_check_text("td_init: entity", o->entity, TRACKD_MAX_NAME_BYTES, false)) ||
 	    (rc = check_name_chars("td_init: project", o->project)) ||
 	    (rc = check_name_chars("td_init: entity", o->entity)) ||
-	    (rc = td_check_text("td_init: display_name", o->display_name, TRACKD_MAX_NAME_BYTES,
-	                        false)) ||
-	    (rc = td_check_text("td_init: group", o->group, TRACKD_MAX_NAME_BYTES, false)) ||
-	    (rc = td_check_text("td_init: job_type", o->job_type, TRACKD_MAX_NAME_BYTES, false)) ||
-	    (rc =
-	         td_check_text("td_init: notes", o->notes, TRACKD_DEFAULT_MAX_STRING_BYTES, false)))
+	    (rc = tdi_check_text("td_init: display_name", o->display_name, TRACKD_MAX_NAME_BYTES,
+	                         false)) ||
+	    (rc = tdi_check_text("td_init: group", o->group, TRACKD_MAX_NAME_BYTES, false)) ||
+	    (rc = tdi_check_text("td_init: job_type", o->job_type, TRACKD_MAX_NAME_BYTES, false)) ||
+	    (rc = tdi_check_text("td_init: notes", o->notes, TRACKD_DEFAULT_MAX_STRING_BYTES,
+	                         false)))
 		return rc;
 	if (o->n_tags > TRACKD_MAX_TAGS)
-		return td_fail(TD_ERR_INVALID, "td_init: more than %u tags", TRACKD_MAX_TAGS);
+		return tdi_fail(TD_ERR_INVALID, "td_init: more than %u tags", TRACKD_MAX_TAGS);
 	if (o->n_tags > 0 && o->tags == NULL)
-		return td_fail(TD_ERR_INVALID, "td_init: NULL tags with n_tags %zu", o->n_tags);
+		return tdi_fail(TD_ERR_INVALID, "td_init: NULL tags with n_tags %zu", o->n_tags);
 	for (size_t i = 0; i < o->n_tags; i++) {
 		char what[48];
 		snprintf(what, sizeof(what), "td_init: tag #%zu", i);
 		if (o->tags[i] == NULL)
-			return td_fail(TD_ERR_INVALID, "%s: NULL", what);
-		if ((rc = td_check_text(what, o->tags[i], TRACKD_MAX_NAME_BYTES, true)) != TD_OK)
+			return tdi_fail(TD_ERR_INVALID, "%s: NULL", what);
+		if ((rc = tdi_check_text(what, o->tags[i], TRACKD_MAX_NAME_BYTES, true)) != TD_OK)
 			return rc;
 	}
-	if (o->max_buffer_bytes != 0 && o->max_buffer_bytes < TD_MIN_MAX_BUFFER_BYTES) {
-		return td_fail(TD_ERR_INVALID,
-		               "td_init: max_buffer_bytes %zu is below the minimum %zu",
-		               o->max_buffer_bytes, TD_MIN_MAX_BUFFER_BYTES);
+	if (o->max_buffer_bytes != 0 && o->max_buffer_bytes < TDI_MIN_MAX_BUFFER_BYTES) {
+		return tdi_fail(TD_ERR_INVALID,
+		                "td_init: max_buffer_bytes %zu is below the minimum %zu",
+		                o->max_buffer_bytes, TDI_MIN_MAX_BUFFER_BYTES);
 	}
-	return td_check_items(&td_default_limits, "td_init: config", o->config, o->n_config,
-	                      config_count);
+	return tdi_check_items(&tdi_default_limits, "td_init: config", o->config, o->n_config,
+	                       config_count);
 }
 
 static void run_free(struct td_run *run)
 {
 	if (!run->disabled) {
-		td_signals_uninstall(run);
-		td_console_stop(run);
-		td_sender_stop(run);
-		td_replay_stop(run);
-		td_spool_close(run);
-		td_buffer_free_all(run);
-		td_scratch_fini(&run->scratch);
-		td_mirror_free(run->mirror);
+		tdi_signals_uninstall(run);
+		tdi_console_stop(run);
+		tdi_sender_stop(run);
+		tdi_replay_stop(run);
+		tdi_spool_close(run);
+		tdi_buffer_free_all(run);
+		tdi_scratch_fini(&run->scratch);
+		tdi_mirror_free(run->mirror);
 		free(run->state_dir);
 		free(run->known_dir);
 		pthread_cond_destroy(&run->replay.cond);
@@ -214,8 +222,25 @@ static void default_entity(char *out, size_t len)
 		snprintf(out, len, "uid%u", (unsigned)geteuid());
 }
 
+/* The buffer's run->make_room (buffer.h), with mu held: the run decides when
+ * the buffer's bound is met by spilling to the spool (spool_file.h) instead. */
+static int make_room_locked(struct td_run *run, size_t framed, const char **why)
+{
+	run->spool.error[0] = '\0';
+	*why = run->spool.error;
+	/* A reachable agent drains the buffer by itself; spooling is for when
+	 * it is not there, or while it catches up with a spool (new batches
+	 * queue behind the spooled ones anyway). */
+	if (!run->spool.enabled || (run->agent_ok && run->spool.pending_batches == 0))
+		return TD_ERR_FULL;
+	if (tdi_spool_spill_locked(run) != TD_OK &&
+	    run->buffered_bytes + framed > run->max_buffer_bytes)
+		return TD_ERR_FULL;
+	return run->buffered_bytes + framed > run->max_buffer_bytes ? TD_ERR_FULL : TD_OK;
+}
+
 static int buffer_run_start(struct td_run *run, const td_run_options *o,
-                            const struct td_item_count *config_count)
+                            const struct tdi_item_count *config_count)
 {
 	char host[256];
 	Trackd__V1__RunStart start = TRACKD__V1__RUN_START__INIT;
@@ -254,14 +279,14 @@ static int buffer_run_start(struct td_run *run, const td_run_options *o,
 	rec.start = &start;
 
 	pthread_mutex_lock(&run->mu);
-	rc = td_scratch_reserve(&run->scratch, config_count);
+	rc = tdi_scratch_reserve(&run->scratch, config_count);
 	if (rc == TD_OK) {
 		if (o->n_config > 0) {
 			config.n_items = o->n_config;
-			config.items = td_scratch_fill(&run->scratch, o->config, o->n_config);
+			config.items = tdi_scratch_fill(&run->scratch, o->config, o->n_config);
 			start.config = &config;
 		}
-		rc = td_buffer_append_locked(run, &rec.base, false);
+		rc = tdi_buffer_append_locked(run, &rec.base, false);
 	}
 	pthread_mutex_unlock(&run->mu);
 	return rc;
@@ -270,21 +295,21 @@ static int buffer_run_start(struct td_run *run, const td_run_options *o,
 int td_init(const td_run_options *opts, td_run **out)
 {
 	td_run_options defaults;
-	struct td_item_count config_count = {0};
+	struct tdi_item_count config_count = {0};
 	struct td_run *run;
 	int rc;
 
 	if (out == NULL)
-		return td_fail(TD_ERR_INVALID, "td_init: out is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_init: out is NULL");
 	*out = NULL;
 	if (opts == NULL) {
 		td_run_options_init(&defaults);
 		opts = &defaults;
 	}
 	if ((unsigned)opts->mode > TD_MODE_DISABLED)
-		return td_fail(TD_ERR_INVALID, "td_init: unknown mode %d", (int)opts->mode);
+		return tdi_fail(TD_ERR_INVALID, "td_init: unknown mode %d", (int)opts->mode);
 	if ((run = calloc(1, sizeof(*run))) == NULL)
-		return td_fail(TD_ERR_NOMEM, "td_init: out of memory");
+		return tdi_fail(TD_ERR_NOMEM, "td_init: out of memory");
 	run->spool.fd = -1;
 	if ((rc = set_run_id(run, opts->run_id)) != TD_OK) {
 		free(run);
@@ -294,9 +319,9 @@ int td_init(const td_run_options *opts, td_run **out)
 	 * refuse the config an online run would refuse, so CI with tracking off
 	 * still catches it. */
 	if (opts->mode == TD_MODE_DISABLED) {
-		struct td_item_count unused;
-		if ((rc = td_check_items(&td_default_limits, "td_init: config", opts->config,
-		                         opts->n_config, &unused)) != TD_OK) {
+		struct tdi_item_count unused;
+		if ((rc = tdi_check_items(&tdi_default_limits, "td_init: config", opts->config,
+		                          opts->n_config, &unused)) != TD_OK) {
 			free(run);
 			return rc;
 		}
@@ -306,29 +331,30 @@ int td_init(const td_run_options *opts, td_run **out)
 	}
 
 	if ((rc = check_options(opts, &config_count)) != TD_OK ||
-	    (rc = td_resolve_url_kind(opts->socket_url, run->url, sizeof(run->url),
-	                              &run->private_agent)) != TD_OK ||
+	    (rc = tdi_resolve_url_kind(opts->socket_url, run->url, sizeof(run->url),
+	                               &run->private_agent)) != TD_OK ||
 	    (rc = fill_random(run->session_id, sizeof(run->session_id))) != TD_OK) {
 		free(run);
 		return rc;
 	}
 	if ((rc = sync_init(run)) != TD_OK) {
 		free(run);
-		return td_fail(rc, "td_init: cannot initialise locks");
+		return tdi_fail(rc, "td_init: cannot initialise locks");
 	}
 	run->max_buffer_bytes =
-	    opts->max_buffer_bytes ? opts->max_buffer_bytes : TD_DEFAULT_MAX_BUFFER_BYTES;
-	run->batch_bytes = opts->batch_bytes ? opts->batch_bytes : TD_DEFAULT_BATCH_BYTES;
-	if (run->batch_bytes > TD_MAX_BATCH_RECORD_BYTES)
-		run->batch_bytes = TD_MAX_BATCH_RECORD_BYTES;
+	    opts->max_buffer_bytes ? opts->max_buffer_bytes : TDI_DEFAULT_MAX_BUFFER_BYTES;
+	run->batch_bytes = opts->batch_bytes ? opts->batch_bytes : TDI_DEFAULT_BATCH_BYTES;
+	if (run->batch_bytes > TDI_MAX_BATCH_RECORD_BYTES)
+		run->batch_bytes = TDI_MAX_BATCH_RECORD_BYTES;
 	run->flush_interval_ms =
-	    opts->flush_interval_ms ? opts->flush_interval_ms : TD_DEFAULT_FLUSH_INTERVAL_MS;
+	    opts->flush_interval_ms ? opts->flush_interval_ms : TDI_DEFAULT_FLUSH_INTERVAL_MS;
+	run->make_room = make_room_locked;
 	run->next_seq = 1;
-	td_limits_learn(run, &(Trackd__V1__Limits)TRACKD__V1__LIMITS__INIT); /* the defaults */
+	tdi_limits_learn(run, &(Trackd__V1__Limits)TRACKD__V1__LIMITS__INIT); /* the defaults */
 	run->mode = opts->mode;
 	run->resume = opts->resume;
 	run->print_footer = opts->print_footer;
-	run->start_time_us = td_wall_us();
+	run->start_time_us = tdi_wall_us();
 	snprintf(run->project, sizeof(run->project), "%s",
 	         opts->project ? opts->project : "uncategorized");
 	if (opts->entity != NULL && opts->entity[0] != '\0')
@@ -339,17 +365,17 @@ int td_init(const td_run_options *opts, td_run **out)
 	/* The resume check asks the agent before anything is buffered, and the
 	 * sender starts last, so a run that fails to start leaves no trace at
 	 * the agent. RunStart goes in first, ahead of captured console lines. */
-	if ((rc = td_spool_init(run, opts->spool_dir, opts->max_spool_bytes)) != TD_OK ||
-	    (rc = td_mirror_new(run)) != TD_OK ||
-	    (rc = td_check_resume(run, opts->run_id != NULL)) != TD_OK ||
+	if ((rc = tdi_spool_init(run, opts->spool_dir, opts->max_spool_bytes)) != TD_OK ||
+	    (rc = tdi_mirror_new(run)) != TD_OK ||
+	    (rc = tdi_check_resume(run, opts->run_id != NULL)) != TD_OK ||
 	    (rc = buffer_run_start(run, opts, &config_count)) != TD_OK ||
-	    (opts->capture_console && (rc = td_console_start(run)) != TD_OK) ||
-	    (opts->handle_signals && (rc = td_signals_install(run)) != TD_OK) ||
-	    (rc = td_sender_start(run)) != TD_OK || (rc = td_replay_start(run)) != TD_OK) {
+	    (opts->capture_console && (rc = tdi_console_start(run)) != TD_OK) ||
+	    (opts->handle_signals && (rc = tdi_signals_install(run)) != TD_OK) ||
+	    (rc = tdi_sender_start(run)) != TD_OK || (rc = tdi_replay_start(run)) != TD_OK) {
 		char why[256];
 		snprintf(why, sizeof(why), "%s", td_last_error());
 		run_free(run);
-		return td_fail(rc, "%s", why);
+		return tdi_fail(rc, "%s", why);
 	}
 	*out = run;
 	return TD_OK;
@@ -362,16 +388,16 @@ const char *td_run_id(const td_run *run)
 
 /* Takes the lock for a recording call; on success the caller appends and
  * unlocks. */
-static int lock_for_record(struct td_run *run, const char *what, const struct td_item_count *count)
+static int lock_for_record(struct td_run *run, const char *what, const struct tdi_item_count *count)
 {
 	int rc;
 
 	pthread_mutex_lock(&run->mu);
 	if (run->closed) {
 		pthread_mutex_unlock(&run->mu);
-		return td_fail(TD_ERR_CLOSED, "%s: the run is finishing", what);
+		return tdi_fail(TD_ERR_CLOSED, "%s: the run is finishing", what);
 	}
-	if (count != NULL && (rc = td_scratch_reserve(&run->scratch, count)) != TD_OK) {
+	if (count != NULL && (rc = tdi_scratch_reserve(&run->scratch, count)) != TD_OK) {
 		pthread_mutex_unlock(&run->mu);
 		return rc;
 	}
@@ -391,10 +417,10 @@ static void advance_step_locked(struct td_run *run, const td_item *items, size_t
 {
 	if (h->step != TD_STEP_AUTO && h->step > run->step) {
 		if (run->has_pending)
-			td_mirror_commit_locked(run, run->step);
+			tdi_mirror_commit_locked(run, run->step);
 		run->step = h->step;
 	}
-	td_mirror_row_locked(run, items, n, run->step, h->commit);
+	tdi_mirror_row_locked(run, items, n, run->step, h->commit);
 	if (h->commit) {
 		run->step++;
 		run->has_pending = false;
@@ -405,16 +431,16 @@ static void advance_step_locked(struct td_run *run, const td_item *items, size_t
 
 /* The hot path shared by td_log, td_summary_update and td_config_update:
  * validate without the lock, then measure, reserve and write under it. */
-static int record_items(struct td_run *run, const char *what, struct td_items_record *r,
+static int record_items(struct td_run *run, const char *what, struct tdi_items_record *r,
                         const struct history_ctx *h)
 {
-	struct td_item_count count;
+	struct tdi_item_count count;
 	uint8_t *dst;
 	int rc;
 
-	struct td_limits lim;
-	td_limits_load(run, &lim);
-	if ((rc = td_check_items(&lim, what, r->items, r->n, &count)) != TD_OK)
+	struct tdi_limits lim;
+	tdi_limits_load(run, &lim);
+	if ((rc = tdi_check_items(&lim, what, r->items, r->n, &count)) != TD_OK)
 		return rc;
 	r->run_id = run->run_id;
 	r->run_id_len = run->run_id_len;
@@ -427,17 +453,18 @@ static int record_items(struct td_run *run, const char *what, struct td_items_re
 		 * reader records lines under this lock. */
 		fprintf(stderr, "trackd: step %lld < current step %lld; row dropped\n",
 		        (long long)h->step, cur);
-		return td_fail(TD_ERR_INVALID, "td_log: step %lld < current step %lld; row dropped",
-		               (long long)h->step, cur);
+		return tdi_fail(TD_ERR_INVALID,
+		                "td_log: step %lld < current step %lld; row dropped",
+		                (long long)h->step, cur);
 	}
-	size_t len = td_items_record_measure(&run->scratch, r);
-	if ((rc = td_buffer_reserve_locked(run, len, false, &dst)) == TD_OK) {
-		td_items_record_write(&run->scratch, r, dst);
-		td_buffer_commit_locked(run);
+	size_t len = tdi_items_record_measure(&run->scratch, r);
+	if ((rc = tdi_buffer_reserve_locked(run, len, false, &dst)) == TD_OK) {
+		tdi_items_record_write(&run->scratch, r, dst);
+		tdi_buffer_commit_locked(run);
 		if (h != NULL)
 			advance_step_locked(run, r->items, r->n, h);
-		else if (r->body_key == TD_KEY_RECORD_SUMMARY)
-			td_mirror_summary_locked(run, r->items, r->n);
+		else if (r->body_key == TDI_KEY_RECORD_SUMMARY)
+			tdi_mirror_summary_locked(run, r->items, r->n);
 	}
 	pthread_mutex_unlock(&run->mu);
 	return rc;
@@ -447,28 +474,29 @@ static int record_items(struct td_run *run, const char *what, struct td_items_re
  * the default limits: it never hears the agent's). */
 static int disabled_check(const char *what, const td_item *items, size_t n)
 {
-	struct td_item_count unused;
+	struct tdi_item_count unused;
 
-	return td_check_items(&td_default_limits, what, items, n, &unused);
+	return tdi_check_items(&tdi_default_limits, what, items, n, &unused);
 }
 
 int td_log(td_run *run, const td_item *items, size_t n, int64_t step, bool commit)
 {
-	uint8_t head[TD_HISTORY_HEAD_MAX];
+	uint8_t head[TDI_HISTORY_HEAD_MAX];
 
 	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_log: run is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_log: run is NULL");
 	if (run->disabled)
 		return disabled_check("td_log", items, n);
 	if (step < TD_STEP_AUTO) {
-		return td_fail(TD_ERR_INVALID, "td_log: step %lld is negative (TD_STEP_AUTO is %d)",
-		               (long long)step, TD_STEP_AUTO);
+		return tdi_fail(TD_ERR_INVALID,
+		                "td_log: step %lld is negative (TD_STEP_AUTO is %d)",
+		                (long long)step, TD_STEP_AUTO);
 	}
-	struct td_items_record r = {
-	    .body_key = TD_KEY_RECORD_HISTORY,
+	struct tdi_items_record r = {
+	    .body_key = TDI_KEY_RECORD_HISTORY,
 	    .head = head,
-	    .head_len = td_history_head(head, step, commit, td_wall_us()),
-	    .items_key = TD_KEY_HISTORY_ITEMS,
+	    .head_len = tdi_history_head(head, step, commit, tdi_wall_us()),
+	    .items_key = TDI_KEY_HISTORY_ITEMS,
 	    .items = items,
 	    .n = n,
 	};
@@ -479,12 +507,12 @@ int td_log(td_run *run, const td_item *items, size_t n, int64_t step, bool commi
 int td_summary_update(td_run *run, const td_item *items, size_t n)
 {
 	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_summary_update: run is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_summary_update: run is NULL");
 	if (run->disabled)
 		return disabled_check("td_summary_update", items, n);
-	struct td_items_record r = {
-	    .body_key = TD_KEY_RECORD_SUMMARY,
-	    .items_key = TD_KEY_SUMMARY_ITEMS,
+	struct tdi_items_record r = {
+	    .body_key = TDI_KEY_RECORD_SUMMARY,
+	    .items_key = TDI_KEY_SUMMARY_ITEMS,
 	    .items = items,
 	    .n = n,
 	};
@@ -494,12 +522,12 @@ int td_summary_update(td_run *run, const td_item *items, size_t n)
 int td_config_update(td_run *run, const td_item *items, size_t n)
 {
 	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_config_update: run is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_config_update: run is NULL");
 	if (run->disabled)
 		return disabled_check("td_config_update", items, n);
-	struct td_items_record r = {
-	    .body_key = TD_KEY_RECORD_CONFIG,
-	    .items_key = TD_KEY_CONFIG_ITEMS,
+	struct tdi_items_record r = {
+	    .body_key = TDI_KEY_RECORD_CONFIG,
+	    .items_key = TDI_KEY_CONFIG_ITEMS,
 	    .items = items,
 	    .n = n,
 	};
@@ -513,14 +541,14 @@ int td_output(td_run *run, bool is_stderr, const char *text)
 	int rc;
 
 	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_output: run is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_output: run is NULL");
 	if (run->disabled)
 		return TD_OK;
 	if (text == NULL)
-		return td_fail(TD_ERR_INVALID, "td_output: text is NULL");
-	struct td_limits lim;
-	td_limits_load(run, &lim);
-	if ((rc = td_check_text("td_output: text", text, lim.string_bytes, false)))
+		return tdi_fail(TD_ERR_INVALID, "td_output: text is NULL");
+	struct tdi_limits lim;
+	tdi_limits_load(run, &lim);
+	if ((rc = tdi_check_text("td_output: text", text, lim.string_bytes, false)))
 		return rc;
 
 	console.has_stream = true;
@@ -528,14 +556,14 @@ int td_output(td_run *run, bool is_stderr, const char *text)
 	                           : TRACKD__V1__CONSOLE_STREAM__CONSOLE_STDOUT;
 	console.text = (char *)text;
 	console.has_client_time_us = true;
-	console.client_time_us = td_wall_us();
+	console.client_time_us = tdi_wall_us();
 	rec.body_case = TRACKD__V1__RECORD__BODY_CONSOLE;
 	rec.console = &console;
 
 	rec.run_id = run->run_id;
 	if ((rc = lock_for_record(run, "td_output", NULL)) != TD_OK)
 		return rc;
-	rc = td_buffer_append_locked(run, &rec.base, false);
+	rc = tdi_buffer_append_locked(run, &rec.base, false);
 	pthread_mutex_unlock(&run->mu);
 	return rc;
 }
@@ -548,7 +576,7 @@ static int record_message(struct td_run *run, const char *what, Trackd__V1__Reco
 	rec->run_id = run->run_id;
 	if ((rc = lock_for_record(run, what, NULL)) != TD_OK)
 		return rc;
-	rc = td_buffer_append_locked(run, &rec->base, false);
+	rc = tdi_buffer_append_locked(run, &rec->base, false);
 	return rc; /* still locked: the caller updates the mirror, then unlocks */
 }
 
@@ -559,18 +587,18 @@ int td_define_metric(td_run *run, const char *name, td_metric_summary summary)
 	int rc;
 
 	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_define_metric: run is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_define_metric: run is NULL");
 	if (run->disabled)
 		return TD_OK;
 	if (name == NULL)
-		return td_fail(TD_ERR_INVALID, "td_define_metric: name is NULL");
-	struct td_limits lim;
-	td_limits_load(run, &lim);
-	if ((rc = td_check_text("td_define_metric: name", name, lim.key_bytes, true)) != TD_OK)
+		return tdi_fail(TD_ERR_INVALID, "td_define_metric: name is NULL");
+	struct tdi_limits lim;
+	tdi_limits_load(run, &lim);
+	if ((rc = tdi_check_text("td_define_metric: name", name, lim.key_bytes, true)) != TD_OK)
 		return rc;
 	if ((unsigned)summary > TD_SUMMARY_NONE)
-		return td_fail(TD_ERR_INVALID, "td_define_metric: unknown summary %d",
-		               (int)summary);
+		return tdi_fail(TD_ERR_INVALID, "td_define_metric: unknown summary %d",
+		                (int)summary);
 
 	dm.name = (char *)name;
 	dm.has_summary = true;
@@ -581,7 +609,7 @@ int td_define_metric(td_run *run, const char *name, td_metric_summary summary)
 	if (rc == TD_ERR_CLOSED)
 		return rc;
 	if (rc == TD_OK)
-		td_mirror_define_locked(run, name, summary);
+		tdi_mirror_define_locked(run, name, summary);
 	pthread_mutex_unlock(&run->mu);
 	return rc;
 }
@@ -593,13 +621,13 @@ int td_set_name(td_run *run, const char *display_name)
 	int rc;
 
 	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_set_name: run is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_set_name: run is NULL");
 	if (run->disabled)
 		return TD_OK;
 	if (display_name == NULL)
-		return td_fail(TD_ERR_INVALID, "td_set_name: display_name is NULL");
-	if ((rc = td_check_text("td_set_name: display_name", display_name, TRACKD_MAX_NAME_BYTES,
-	                        true)) != TD_OK)
+		return tdi_fail(TD_ERR_INVALID, "td_set_name: display_name is NULL");
+	if ((rc = tdi_check_text("td_set_name: display_name", display_name, TRACKD_MAX_NAME_BYTES,
+	                         true)) != TD_OK)
 		return rc;
 	rn.display_name = (char *)display_name;
 	rec.body_case = TRACKD__V1__RECORD__BODY_RENAME;
@@ -620,36 +648,36 @@ static void make_printable(char *p)
 }
 
 /* Still on its way to a healthy backend: worth a short wait at the end. */
-static bool url_coming(const struct td_upload *u)
+static bool url_coming(const struct tdi_upload *u)
 {
 	return u->run_url == NULL && u->last_error == NULL && u->state != NULL &&
 	       (strcmp(u->state, "pending") == 0 || strcmp(u->state, "waiting") == 0 ||
 	        strcmp(u->state, "uploading") == 0);
 }
 
-/* The upload as the agent knows it, waiting up to TD_FOOTER_URL_WAIT_MS while
+/* The upload as the agent knows it, waiting up to TDI_FOOTER_URL_WAIT_MS while
  * the run is unknown to the agent yet (its sinks read the log at their own
  * pace) or its first UpsertBucket is on its way, as W&B prints the URL at the
  * end. */
-static int upload_for_footer(struct td_run *run, struct td_upload *u)
+static int upload_for_footer(struct td_run *run, struct tdi_upload *u)
 {
-	int64_t deadline = td_mono_ms() + TD_FOOTER_URL_WAIT_MS;
+	int64_t deadline = tdi_mono_ms() + TDI_FOOTER_URL_WAIT_MS;
 	bool asked_sink = false;
 	for (;;) {
-		int rc = td_upload_info(run, TD_DIR_QUERY_TIMEOUT_MS, u);
+		int rc = tdi_upload_info(run, TDI_DIR_QUERY_TIMEOUT_MS, u);
 		if ((rc == TD_OK && !url_coming(u)) || (rc != TD_OK && rc != TD_ERR_NOT_FOUND) ||
-		    td_mono_ms() >= deadline)
+		    tdi_mono_ms() >= deadline)
 			return rc;
 		/* Not known to the agent yet (its sinks see a record once it is
 		 * durable: up to the fsync interval). Without an upload sink there
 		 * is no URL to wait for: the footer does not keep finish waiting. */
 		if (rc == TD_ERR_NOT_FOUND && !asked_sink) {
 			asked_sink = true;
-			if (!td_agent_uploads(run, TD_DIR_QUERY_TIMEOUT_MS))
+			if (!tdi_agent_uploads(run, TDI_DIR_QUERY_TIMEOUT_MS))
 				return rc;
 		}
 		if (rc == TD_OK)
-			td_upload_fini(u);
+			tdi_upload_fini(u);
 		struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
@@ -662,71 +690,78 @@ static int upload_for_footer(struct td_run *run, struct td_upload *u)
 static int footer_text(struct td_run *run, char **out, size_t *out_len)
 {
 	char dir[4096];
-	struct td_str data = {0}, view = {0}, w1 = {0}, w2 = {0}, w3 = {0};
+	struct buf data, view, w1, w2, w3;
 	const char *trailer[5];
 	size_t n = 0;
 	int rc;
+
+	/* Each gets one append: it holds text only if that append succeeded. */
+	buf_init(&data, TDI_TEXT_MAX);
+	buf_init(&view, TDI_TEXT_MAX);
+	buf_init(&w1, TDI_TEXT_MAX);
+	buf_init(&w2, TDI_TEXT_MAX);
+	buf_init(&w3, TDI_TEXT_MAX);
 
 	/* Asking the agent happens without the lock; an agent that does not
 	 * answer is not asked twice. */
 	int dir_len = td_run_dir(run, dir, sizeof(dir));
 	if (run->mode != TD_MODE_OFFLINE && dir_len != TD_ERR_TRANSPORT) {
-		struct td_upload u;
+		struct tdi_upload u;
 		if (upload_for_footer(run, &u) == TD_OK) {
 			make_printable(u.display_name);
 			make_printable(u.last_error);
 			if (u.run_url != NULL) {
 				make_printable(u.run_url);
 				make_printable(u.project_url);
-				td_str_printf(&w1, "View run %s at: %s",
-				              u.display_name ? u.display_name : run->run_id,
-				              u.run_url);
+				buf_printf(&w1, "View run %s at: %s",
+				           u.display_name ? u.display_name : run->run_id,
+				           u.run_url);
 				if (u.project_url != NULL)
-					td_str_printf(&w2, "View project at: %s", u.project_url);
+					buf_printf(&w2, "View project at: %s", u.project_url);
 			}
 			if (u.state != NULL && strcmp(u.state, "parked") == 0) {
-				td_str_printf(
+				buf_printf(
 				    &w3, "W&B: upload parked: %s; retry with: trackctl retry %s",
 				    u.last_error ? u.last_error : "a permanent error", run->run_id);
 			} else if (u.run_url == NULL && u.state != NULL &&
 			           strcmp(u.state, "disabled") != 0 &&
 			           strcmp(u.state, "offline") != 0) {
-				td_str_printf(
+				buf_printf(
 				    &w3,
 				    "W&B: upload pending; trackctl show %s gives the run's URL "
 				    "once the backend answers",
 				    run->run_id);
 			}
-			td_upload_fini(&u);
+			tdi_upload_fini(&u);
 		}
 	}
-	if (w1.p != NULL && !w1.failed)
-		trailer[n++] = w1.p;
-	if (w2.p != NULL && !w2.failed)
-		trailer[n++] = w2.p;
-	if (w3.p != NULL && !w3.failed)
-		trailer[n++] = w3.p;
+	if (w1.len > 0)
+		trailer[n++] = w1.data;
+	if (w2.len > 0)
+		trailer[n++] = w2.data;
+	if (w3.len > 0)
+		trailer[n++] = w3.data;
 	if (dir_len > 0 && (size_t)dir_len < sizeof(dir)) {
-		td_str_printf(&data, "Run data: %s", dir);
-		if (!data.failed)
-			trailer[n++] = data.p;
+		if (buf_printf(&data, "Run data: %s", dir) == 0)
+			trailer[n++] = data.data;
 	}
+	int view_rc;
 	if (run->mode == TD_MODE_OFFLINE)
-		td_str_printf(&view, "Offline run; upload it later with: trackctl sync %s",
-		              run->run_id);
+		view_rc = buf_printf(&view, "Offline run; upload it later with: trackctl sync %s",
+		                     run->run_id);
 	else
-		td_str_printf(&view, "View it: trackctl show %s/%s/%s", run->entity, run->project,
-		              run->run_id);
-	if (!view.failed)
-		trailer[n++] = view.p;
+		view_rc = buf_printf(&view, "View it: trackctl show %s/%s/%s", run->entity,
+		                     run->project, run->run_id);
+	if (view_rc == 0)
+		trailer[n++] = view.data;
 	pthread_mutex_lock(&run->mu);
-	rc = td_mirror_render_locked(run, trailer, n, out, out_len);
+	rc = tdi_mirror_render_locked(run, trailer, n, out, out_len);
 	pthread_mutex_unlock(&run->mu);
-	free(data.p);
-	free(view.p);
-	free(w1.p);
-	free(w2.p);
-	free(w3.p);
+	buf_fini(&data);
+	buf_fini(&view);
+	buf_fini(&w1);
+	buf_fini(&w2);
+	buf_fini(&w3);
 	return rc;
 }
 
@@ -737,7 +772,7 @@ int td_footer(td_run *run, char *buf, size_t len)
 	int rc;
 
 	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_footer: run is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_footer: run is NULL");
 	if (run->disabled) {
 		if (buf != NULL && len > 0)
 			buf[0] = '\0';
@@ -745,8 +780,7 @@ int td_footer(td_run *run, char *buf, size_t len)
 	}
 	if ((rc = footer_text(run, &text, &text_len)) != TD_OK)
 		return rc;
-	struct td_str s = {.p = text, .len = text_len, .cap = text_len + 1};
-	rc = td_str_copy_out(&s, buf, len);
+	rc = tdi_text_copy_out(text, text_len, buf, len);
 	free(text);
 	return rc;
 }
@@ -770,8 +804,8 @@ static void print_delivery_warning(const struct td_run *run, const td_finish_rep
 		        rep->last_error);
 }
 
-int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int timeout_ms,
-               td_finish_report *report)
+int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int timeout_ms,
+                td_finish_report *report)
 {
 	td_finish_report rep;
 	Trackd__V1__RunExit ex = TRACKD__V1__RUN_EXIT__INIT;
@@ -780,11 +814,11 @@ int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int tim
 
 	memset(&rep, 0, sizeof(rep));
 	if (timeout_ms < 0)
-		timeout_ms = TD_DEFAULT_FINISH_TIMEOUT_MS;
-	int64_t deadline = td_mono_ms() + timeout_ms;
+		timeout_ms = TDI_DEFAULT_FINISH_TIMEOUT_MS;
+	int64_t deadline = tdi_mono_ms() + timeout_ms;
 
 	/* Console lines written before the end belong before the exit record. */
-	td_console_stop(run);
+	tdi_console_stop(run);
 
 	ex.has_exit_code = true;
 	ex.exit_code = exit_code;
@@ -792,7 +826,7 @@ int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int tim
 	ex.reason = reason == TD_EXIT_KILLED ? TRACKD__V1__EXIT_REASON__EXIT_KILLED
 	                                     : TRACKD__V1__EXIT_REASON__EXIT_FINISHED;
 	ex.has_client_time_us = true;
-	ex.client_time_us = td_wall_us();
+	ex.client_time_us = tdi_wall_us();
 	/* Names this process: if the exit is spooled, whoever delivers it later is
 	 * another process, and the agent must still settle this one. */
 	ex.has_pid = true;
@@ -804,56 +838,56 @@ int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int tim
 	pthread_mutex_lock(&run->mu);
 	/* The exit record may pass the bound: ending the run must not depend
 	 * on the agent having drained the buffer. */
-	exit_rc = td_buffer_append_locked(run, &rec.base, true);
+	exit_rc = tdi_buffer_append_locked(run, &rec.base, true);
 	run->closed = true;
 	run->finishing = true;
 	/* The agent commits a pending row at the end as well. */
 	if (run->has_pending) {
-		td_mirror_commit_locked(run, run->step);
+		tdi_mirror_commit_locked(run, run->step);
 		run->has_pending = false;
 	}
 	pthread_cond_signal(&run->wake);
 	bool no_agent = false;
 	int absent_checks = 0;
-	int64_t next_check = td_mono_ms() + TD_NO_AGENT_CHECK_MS;
+	int64_t next_check = tdi_mono_ms() + TDI_NO_AGENT_CHECK_MS;
 	while ((run->open.n_records > 0 || run->head != NULL || run->spool.pending_batches > 0 ||
 	        !run->replay.done) &&
-	       td_mono_ms() < deadline) {
-		td_wait_until(&run->drained, &run->mu,
-		              next_check < deadline ? next_check : deadline);
-		if (td_mono_ms() < next_check)
+	       tdi_mono_ms() < deadline) {
+		tdi_wait_until(&run->drained, &run->mu,
+		               next_check < deadline ? next_check : deadline);
+		if (tdi_mono_ms() < next_check)
 			continue;
-		next_check = td_mono_ms() + TD_NO_AGENT_CHECK_MS;
+		next_check = tdi_mono_ms() + TDI_NO_AGENT_CHECK_MS;
 		bool absent = false;
 		if (run->no_connection) {
 			pthread_mutex_unlock(&run->mu);
-			absent = td_agent_absent(run->url) &&
-			         (!run->private_agent || !td_agent_can_start());
+			absent = tdi_agent_absent(run->url) &&
+			         (!run->private_agent || !tdi_agent_can_start());
 			pthread_mutex_lock(&run->mu);
 		}
 		absent_checks = absent ? absent_checks + 1 : 0;
-		if (absent_checks >= TD_NO_AGENT_CHECKS) {
+		if (absent_checks >= TDI_NO_AGENT_CHECKS) {
 			no_agent = true;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&run->mu);
 
-	td_sender_stop(run);
-	td_replay_stop(run);
+	tdi_sender_stop(run);
+	tdi_replay_stop(run);
 
 	/* Whatever the agent has not acknowledged goes to the spool, so a client
 	 * whose agent never came up loses nothing. */
 	pthread_mutex_lock(&run->mu);
 	if (run->open.n_records > 0 || run->head != NULL)
-		(void)td_spool_spill_locked(run);
+		(void)tdi_spool_spill_locked(run);
 	pthread_mutex_unlock(&run->mu);
-	td_spool_close(run);
+	tdi_spool_close(run);
 
 	/* The threads are gone: the counters are final. */
 	rep.records_logged = run->records_logged;
 	rep.records_acked = run->records_acked;
-	rep.records_unacked = td_buffer_unacked_records_locked(run);
+	rep.records_unacked = tdi_buffer_unacked_records_locked(run) + run->spool.pending_records;
 	rep.records_refused_full = run->records_refused_full;
 	rep.records_rejected = run->records_rejected;
 	rep.records_spooled = run->spool.pending_records;
@@ -863,8 +897,8 @@ int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int tim
 		snprintf(rep.last_error, sizeof(rep.last_error), "%s", run->transport_error);
 
 	if (rep.records_rejected > 0) {
-		rc = td_fail(TD_ERR_REJECTED, "td_finish: the agent refused %llu records: %s",
-		             (unsigned long long)rep.records_rejected, rep.last_error);
+		rc = tdi_fail(TD_ERR_REJECTED, "td_finish: the agent refused %llu records: %s",
+		              (unsigned long long)rep.records_rejected, rep.last_error);
 	} else if (rep.records_unacked > 0) {
 		char spooled[80] = "";
 		if (rep.records_spooled > 0)
@@ -872,16 +906,16 @@ int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int tim
 			         " (%llu of them spooled for later delivery)",
 			         (unsigned long long)rep.records_spooled);
 		if (no_agent)
-			rc = td_fail(TD_ERR_TIMEOUT,
-			             "td_finish: %llu records not acknowledged: no agent at %s, "
-			             "none can be started%s%s%s",
-			             (unsigned long long)rep.records_unacked, run->url, spooled,
-			             rep.last_error[0] ? ": " : "", rep.last_error);
+			rc = tdi_fail(TD_ERR_TIMEOUT,
+			              "td_finish: %llu records not acknowledged: no agent at %s, "
+			              "none can be started%s%s%s",
+			              (unsigned long long)rep.records_unacked, run->url, spooled,
+			              rep.last_error[0] ? ": " : "", rep.last_error);
 		else
-			rc = td_fail(TD_ERR_TIMEOUT,
-			             "td_finish: %llu records not acknowledged within %d ms%s%s%s",
-			             (unsigned long long)rep.records_unacked, timeout_ms, spooled,
-			             rep.last_error[0] ? ": " : "", rep.last_error);
+			rc = tdi_fail(TD_ERR_TIMEOUT,
+			              "td_finish: %llu records not acknowledged within %d ms%s%s%s",
+			              (unsigned long long)rep.records_unacked, timeout_ms, spooled,
+			              rep.last_error[0] ? ": " : "", rep.last_error);
 	} else {
 		rc = exit_rc;
 	}
@@ -896,7 +930,7 @@ int td_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int tim
 		free(text);
 		print_delivery_warning(run, &rep);
 		fflush(stderr);
-		td_fail(rc, "%s", detail); /* the footer's lookups must not hide it */
+		tdi_fail(rc, "%s", detail); /* the footer's lookups must not hide it */
 	}
 	if (report != NULL)
 		*report = rep;
@@ -909,13 +943,13 @@ int td_finish_reason(td_run *run, int exit_code, td_exit_reason reason, int time
 	if (report != NULL)
 		memset(report, 0, sizeof(*report));
 	if (run == NULL)
-		return td_fail(TD_ERR_INVALID, "td_finish: run is NULL");
+		return tdi_fail(TD_ERR_INVALID, "td_finish: run is NULL");
 	if (run->disabled) {
 		run_free(run);
 		return TD_OK;
 	}
 	if ((unsigned)reason > TD_EXIT_KILLED)
-		return td_fail(TD_ERR_INVALID, "td_finish: unknown exit reason %d", (int)reason);
+		return tdi_fail(TD_ERR_INVALID, "td_finish: unknown exit reason %d", (int)reason);
 
 	pthread_mutex_lock(&run->mu);
 	if (run->finish_owner == 2) {
@@ -926,13 +960,13 @@ int td_finish_reason(td_run *run, int exit_code, td_exit_reason reason, int time
 	}
 	if (run->finish_owner != 0) {
 		pthread_mutex_unlock(&run->mu);
-		return td_fail(TD_ERR_CLOSED, "td_finish: the run is already finishing");
+		return tdi_fail(TD_ERR_CLOSED, "td_finish: the run is already finishing");
 	}
 	run->finish_owner = 1;
 	pthread_mutex_unlock(&run->mu);
 
-	td_signals_uninstall(run);
-	int rc = td_run_end(run, exit_code, reason, timeout_ms, report);
+	tdi_signals_uninstall(run);
+	int rc = tdi_run_end(run, exit_code, reason, timeout_ms, report);
 	int sig = run->pending_signal;
 	run_free(run);
 	if (sig != 0) {
@@ -948,7 +982,7 @@ int td_finish(td_run *run, int exit_code, int timeout_ms, td_finish_report *repo
 	return td_finish_reason(run, exit_code, TD_EXIT_FINISHED, timeout_ms, report);
 }
 
-size_t td_internal_buffered_bytes(td_run *run)
+size_t tdi_run_buffered_bytes(td_run *run)
 {
 	pthread_mutex_lock(&run->mu);
 	size_t n = run->buffered_bytes;

@@ -1,5 +1,5 @@
 /*
- * sender.c — the thread that ships sealed batches to the agent.
+ * sender.c — the thread that ships sealed batches to the agent (sender.h).
  *
  * One request is in flight at a time, always the oldest unacknowledged batch
  * (spooled batches first: they are the oldest), so the agent sees seqs in
@@ -16,96 +16,25 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "sender.h"
 #include "autostart.h"
-#include "internal.h"
-
-/* Messages may be cut to fit; they are for people, not for parsing. */
-__attribute__((format(printf, 3, 4))) static void explain(char *why, size_t len, const char *fmt,
-                                                          ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
-
-static const char *error_code_name(Trackd__V1__ErrorCode code)
-{
-	const ProtobufCEnumValue *v =
-	    protobuf_c_enum_descriptor_get_value(&trackd__v1__error_code__descriptor, (int)code);
-
-	return v ? v->name : "ERROR_UNKNOWN";
-}
-
-enum td_outcome td_exchange(struct td_run *learn, nng_socket sock, const char *url, nng_msg *req,
-                            uint64_t seq, enum td_reach *reach, char *why, size_t why_len)
-{
-	nng_msg *rep;
-	int rv;
-
-	*reach = TD_NO_CONNECTION;
-	if ((rv = nng_sendmsg(sock, req, 0)) != 0) {
-		nng_msg_free(req); /* still ours when sending failed */
-		explain(why, why_len, "agent at %s not reachable: %s", url,
-		        rv == NNG_ETIMEDOUT ? "no connection" : nng_strerror(rv));
-		return TD_RETRY;
-	}
-	*reach = TD_NO_REPLY;
-	if ((rv = nng_recvmsg(sock, &rep, 0)) != 0) {
-		explain(why, why_len, "no reply from the agent at %s: %s", url, nng_strerror(rv));
-		return TD_RETRY;
-	}
-
-	Trackd__V1__Reply *reply =
-	    trackd__v1__reply__unpack(NULL, nng_msg_len(rep), (const uint8_t *)nng_msg_body(rep));
-	nng_msg_free(rep);
-	if (reply == NULL) {
-		explain(why, why_len, "undecodable reply from the agent at %s", url);
-		return TD_RETRY;
-	}
-	*reach = TD_ANSWERED;
-
-	enum td_outcome out = TD_RETRY;
-	switch (reply->body_case) {
-	case TRACKD__V1__REPLY__BODY_ACK:
-		if (reply->ack->has_seq && reply->ack->seq == seq) {
-			out = TD_ACKED;
-			if (learn != NULL && reply->ack->limits != NULL)
-				td_limits_learn(learn, reply->ack->limits);
-		} else {
-			explain(why, why_len, "agent acknowledged seq %llu, expected %llu",
-			        (unsigned long long)reply->ack->seq, (unsigned long long)seq);
-		}
-		break;
-	case TRACKD__V1__REPLY__BODY_ERROR: {
-		const Trackd__V1__Error *e = reply->error;
-		explain(why, why_len, "%s: %s", error_code_name(e->code),
-		        e->message ? e->message : "(no message)");
-		out = e->retryable ? TD_RETRY : TD_REJECTED;
-		break;
-	}
-	default:
-		explain(why, why_len, "unexpected reply (body %d) from the agent",
-		        (int)reply->body_case);
-		break;
-	}
-	trackd__v1__reply__free_unpacked(reply, NULL);
-	return out;
-}
+#include "error.h"
+#include "run.h"
+#include "timing.h"
+#include "transport.h"
 
 /* Builds the request for memory batch b: the hand-built envelope, then the
  * records, copied while b is pinned (a spill waits for the copy). */
-static int memory_request(struct td_run *run, struct td_batch *b, nng_msg **req)
+static int memory_request(struct td_run *run, struct tdi_batch *b, nng_msg **req)
 {
-	uint8_t envelope[TD_ENVELOPE_MAX];
+	uint8_t envelope[TDI_ENVELOPE_MAX];
 	uint64_t seq = b->seq;
 	size_t len = b->len;
 	int rv;
 
 	run->pinned = b;
 	pthread_mutex_unlock(&run->mu);
-	size_t env_len = td_envelope_put(envelope, run->session_id, seq, len);
+	size_t env_len = tdi_envelope_put(envelope, run->session_id, seq, len);
 	if ((rv = nng_msg_alloc(req, env_len + len)) == 0) {
 		uint8_t *body = nng_msg_body(*req);
 		memcpy(body, envelope, env_len);
@@ -141,7 +70,7 @@ static int next_request(struct td_run *run, nng_msg **req, struct attempt *a)
 		/* Frames before write_off never change and only this thread
 		 * moves read_off or empties the file: read without the lock. */
 		pthread_mutex_unlock(&run->mu);
-		rc = td_spool_read_head(run, off, req, &a->seq, &a->n_records, &a->frame_len);
+		rc = tdi_spool_read_head(run, off, req, &a->seq, &a->n_records, &a->frame_len);
 		pthread_mutex_lock(&run->mu);
 		if (rc != TD_OK)
 			return rc;
@@ -156,44 +85,26 @@ static int next_request(struct td_run *run, nng_msg **req, struct attempt *a)
 /* With the lock: the agent answered `out` for attempt a. The batch may have
  * moved to the spool while its request was in flight; it is still the oldest
  * unacknowledged one, so it is wherever the oldest is now. */
-static void settle(struct td_run *run, const struct attempt *a, enum td_outcome out)
+static void settle(struct td_run *run, const struct attempt *a, enum tdi_outcome out)
 {
-	bool acked = out == TD_ACKED;
+	bool acked = out == TDI_ACKED;
 
 	if (a->seq != run->acked_through + 1)
 		return; /* cannot happen: one request at a time, in seq order */
 	run->acked_through = a->seq;
 	if (run->spool.pending_batches > 0) {
 		if (a->spooled) {
-			td_spool_pop_locked(run, a->frame_len, a->n_records, acked);
+			tdi_spool_pop_locked(run, a->frame_len, a->n_records, acked);
 		} else {
 			/* Spilled during the exchange: it was the oldest batch, so
 			 * its frame went first into an empty spool, which noted it. */
-			td_spool_pop_locked(run, run->spool.first_frame_len,
-			                    run->spool.first_frame_records, acked);
+			tdi_spool_pop_locked(run, run->spool.first_frame_len,
+			                     run->spool.first_frame_records, acked);
 		}
 	} else {
-		td_buffer_release_head_locked(run, acked);
+		tdi_buffer_release_head_locked(run, acked);
 	}
 	pthread_cond_broadcast(&run->drained);
-}
-
-int td_dialer_start(nng_socket sock, const char *url, nng_dialer *out)
-{
-	nng_dialer dialer;
-	int rv;
-
-	if ((rv = nng_dialer_create(&dialer, sock, url)) != 0)
-		return rv;
-	if ((rv = nng_dialer_set_size(dialer, NNG_OPT_RECVMAXSZ, TD_MAX_REPLY_BYTES)) != 0 ||
-	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMINT, TD_RECONNECT_MIN_MS)) != 0 ||
-	    (rv = nng_dialer_set_ms(dialer, NNG_OPT_RECONNMAXT, TD_RECONNECT_MAX_MS)) != 0 ||
-	    (rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK)) != 0) {
-		nng_dialer_close(dialer);
-		return rv;
-	}
-	*out = dialer;
-	return 0;
 }
 
 /* Creates and starts run->dialer. Non-blocking: if the agent is not up yet,
@@ -201,15 +112,15 @@ int td_dialer_start(nng_socket sock, const char *url, nng_dialer *out)
  * it is. */
 static int dial(struct td_run *run)
 {
-	int rv = td_dialer_start(run->sock, run->url, &run->dialer);
+	int rv = tdi_dialer_start(run->sock, run->url, &run->dialer);
 
 	if (rv != 0)
-		return td_fail(TD_ERR_TRANSPORT, "td_init: dial %s: %s", run->url,
-		               nng_strerror(rv));
+		return tdi_fail(TD_ERR_TRANSPORT, "td_init: dial %s: %s", run->url,
+		                nng_strerror(rv));
 	return TD_OK;
 }
 
-/* Replaces a dialer that may have given up (see TD_REDIAL_AFTER). mu held; the
+/* Replaces a dialer that may have given up (see TDI_REDIAL_AFTER). mu held; the
  * socket stays open, so td_finish can still cut a wait short. */
 static void redial(struct td_run *run)
 {
@@ -222,19 +133,19 @@ static void redial(struct td_run *run)
 static void *sender_main(void *arg)
 {
 	struct td_run *run = arg;
-	int64_t next_flush = td_mono_ms() + run->flush_interval_ms;
+	int64_t next_flush = tdi_mono_ms() + run->flush_interval_ms;
 	int64_t retry_at = 0;
 	uint32_t backoff = 0;
 	char why[256];
 
 	pthread_mutex_lock(&run->mu);
 	while (!run->stopping) {
-		int64_t now = td_mono_ms();
+		int64_t now = tdi_mono_ms();
 		bool have = run->spool.pending_batches > 0 || run->head != NULL;
 
 		if (now >= next_flush || run->seal_requested || run->finishing) {
 			/* On ENOMEM the batch stays open and is sealed next time. */
-			(void)td_buffer_seal_locked(run);
+			(void)tdi_buffer_seal_locked(run);
 			have = run->spool.pending_batches > 0 || run->head != NULL;
 			if (now >= next_flush)
 				next_flush = now + run->flush_interval_ms;
@@ -242,71 +153,72 @@ static void *sender_main(void *arg)
 		if (have && now >= retry_at) {
 			struct attempt a = {0};
 			nng_msg *req;
-			enum td_outcome out;
-			enum td_reach reach = TD_NO_CONNECTION;
+			enum tdi_outcome out;
+			enum tdi_reach reach = TDI_NO_CONNECTION;
 			bool sent = false;
 
 			int rc = next_request(run, &req, &a);
 			if (rc == TD_ERR_INVALID) {
-				td_spool_discard_locked(run, "a frame fails its check");
+				tdi_spool_discard_locked(run, "a frame fails its check");
 				continue;
 			}
 			if (rc != TD_OK) {
-				out = TD_RETRY;
+				out = TDI_RETRY;
 			} else {
 				int32_t wait_ms = run->reply_timeout_ms;
 				pthread_mutex_unlock(&run->mu);
 				(void)nng_socket_set_ms(run->sock, NNG_OPT_RECVTIMEO, wait_ms);
-				out = td_exchange(run, run->sock, run->url, req, a.seq, &reach, why,
-				                  sizeof(why));
+				out = tdi_exchange(run->sock, run->url, req, a.seq,
+				                   tdi_limits_learn_hook, run, &reach, why,
+				                   sizeof(why));
 				pthread_mutex_lock(&run->mu);
 				sent = true;
-				if (reach == TD_ANSWERED)
-					run->reply_timeout_ms = TD_REPLY_TIMEOUT_MS;
-				else if (reach == TD_NO_REPLY && !run->stopping)
+				if (reach == TDI_ANSWERED)
+					run->reply_timeout_ms = TDI_REPLY_TIMEOUT_MS;
+				else if (reach == TDI_NO_REPLY && !run->stopping)
 					run->reply_timeout_ms =
-					    wait_ms * 2 < TD_REPLY_TIMEOUT_MAX_MS
+					    wait_ms * 2 < TDI_REPLY_TIMEOUT_MAX_MS
 					        ? wait_ms * 2
-					        : TD_REPLY_TIMEOUT_MAX_MS;
+					        : TDI_REPLY_TIMEOUT_MAX_MS;
 			}
-			bool answered = reach == TD_ANSWERED;
+			bool answered = reach == TDI_ANSWERED;
 			if (sent) {
 				run->agent_ok = answered;
-				run->no_connection = reach == TD_NO_CONNECTION;
+				run->no_connection = reach == TDI_NO_CONNECTION;
 			}
 			if (answered)
 				run->unreachable = 0;
 			switch (out) {
-			case TD_ACKED:
+			case TDI_ACKED:
 				settle(run, &a, out);
 				backoff = 0;
 				break;
-			case TD_REJECTED:
+			case TDI_REJECTED:
 				snprintf(run->agent_error, sizeof(run->agent_error), "%s", why);
 				settle(run, &a, out);
 				backoff = 0;
 				break;
-			case TD_RETRY:
+			case TDI_RETRY:
 				/* An attempt cut short by td_finish closing the socket
 				 * says nothing about the agent: keep the last real reason. */
 				if (sent && !run->stopping)
 					snprintf(run->transport_error, sizeof(run->transport_error),
 					         "%s", why);
 				if (sent && !answered && !run->stopping &&
-				    ++run->unreachable >= TD_REDIAL_AFTER) {
+				    ++run->unreachable >= TDI_REDIAL_AFTER) {
 					run->unreachable = 0;
 					redial(run);
 				}
-				backoff = backoff ? backoff * 2 : TD_BACKOFF_MIN_MS;
-				if (backoff > TD_BACKOFF_MAX_MS)
-					backoff = TD_BACKOFF_MAX_MS;
-				retry_at = td_mono_ms() + backoff;
+				backoff = backoff ? backoff * 2 : TDI_BACKOFF_MIN_MS;
+				if (backoff > TDI_BACKOFF_MAX_MS)
+					backoff = TDI_BACKOFF_MAX_MS;
+				retry_at = tdi_mono_ms() + backoff;
 				/* The private agent went away (idle exit racing our
 				 * connect, a kill): start it again, throttled, without
 				 * waiting; the dialer reconnects once it listens. */
 				if (sent && !answered && run->private_agent && !run->stopping) {
 					pthread_mutex_unlock(&run->mu);
-					(void)td_agent_ensure(run->url, 0, NULL, 0);
+					(void)tdi_agent_ensure(run->url, 0, NULL, 0);
 					pthread_mutex_lock(&run->mu);
 				}
 				break;
@@ -316,31 +228,31 @@ static void *sender_main(void *arg)
 		int64_t deadline = next_flush;
 		if (have && retry_at < deadline)
 			deadline = retry_at;
-		td_wait_until(&run->wake, &run->mu, deadline);
+		tdi_wait_until(&run->wake, &run->mu, deadline);
 	}
 	pthread_mutex_unlock(&run->mu);
 	return NULL;
 }
 
-int td_sender_start(struct td_run *run)
+int tdi_sender_start(struct td_run *run)
 {
 	sigset_t all, old;
 	int rv;
 
 	if ((rv = nng_req0_open(&run->sock)) != 0)
-		return td_fail(TD_ERR_TRANSPORT, "td_init: cannot open a socket: %s",
-		               nng_strerror(rv));
+		return tdi_fail(TD_ERR_TRANSPORT, "td_init: cannot open a socket: %s",
+		                nng_strerror(rv));
 	run->sock_open = true;
-	run->reply_timeout_ms = TD_REPLY_TIMEOUT_MS;
+	run->reply_timeout_ms = TDI_REPLY_TIMEOUT_MS;
 
 	/* Socket-level values are the defaults for the dialer created below;
 	 * the send timeout bounds how long one attempt waits for a connection. */
-	if ((rv = nng_socket_set_ms(run->sock, NNG_OPT_SENDTIMEO, TD_REPLY_TIMEOUT_MS)) != 0 ||
-	    (rv = nng_socket_set_ms(run->sock, NNG_OPT_RECVTIMEO, TD_REPLY_TIMEOUT_MS)) != 0 ||
-	    (rv = nng_socket_set_size(run->sock, NNG_OPT_RECVMAXSZ, TD_MAX_REPLY_BYTES)) != 0 ||
-	    (rv = nng_socket_set_ms(run->sock, NNG_OPT_RECONNMINT, TD_RECONNECT_MIN_MS)) != 0 ||
-	    (rv = nng_socket_set_ms(run->sock, NNG_OPT_RECONNMAXT, TD_RECONNECT_MAX_MS)) != 0)
-		return td_fail(TD_ERR_TRANSPORT, "td_init: socket options: %s", nng_strerror(rv));
+	if ((rv = nng_socket_set_ms(run->sock, NNG_OPT_SENDTIMEO, TDI_REPLY_TIMEOUT_MS)) != 0 ||
+	    (rv = nng_socket_set_ms(run->sock, NNG_OPT_RECVTIMEO, TDI_REPLY_TIMEOUT_MS)) != 0 ||
+	    (rv = nng_socket_set_size(run->sock, NNG_OPT_RECVMAXSZ, TDI_MAX_REPLY_BYTES)) != 0 ||
+	    (rv = nng_socket_set_ms(run->sock, NNG_OPT_RECONNMINT, TDI_RECONNECT_MIN_MS)) != 0 ||
+	    (rv = nng_socket_set_ms(run->sock, NNG_OPT_RECONNMAXT, TDI_RECONNECT_MAX_MS)) != 0)
+		return tdi_fail(TD_ERR_TRANSPORT, "td_init: socket options: %s", nng_strerror(rv));
 	if ((rv = dial(run)) != TD_OK)
 		return rv;
 
@@ -350,14 +262,14 @@ int td_sender_start(struct td_run *run)
 	rv = pthread_create(&run->sender, NULL, sender_main, run);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rv != 0)
-		return td_fail(TD_ERR_TRANSPORT, "td_init: cannot start the sender thread: %s",
-		               strerror(rv));
+		return tdi_fail(TD_ERR_TRANSPORT, "td_init: cannot start the sender thread: %s",
+		                strerror(rv));
 	run->sender_started = true;
 	pthread_setname_np(run->sender, "trackd-sender"); /* for top -H and gdb */
 	return TD_OK;
 }
 
-void td_sender_stop(struct td_run *run)
+void tdi_sender_stop(struct td_run *run)
 {
 	pthread_mutex_lock(&run->mu);
 	run->stopping = true;
@@ -366,7 +278,7 @@ void td_sender_stop(struct td_run *run)
 	/* Closing the socket makes a send or receive in progress return
 	 * NNG_ECLOSED at once instead of after its timeout. */
 	if (run->sock_open) {
-		(void)nng_close_bounded(run->sock, TD_CLOSE_TIMEOUT_MS);
+		(void)nng_close_bounded(run->sock, TDI_CLOSE_TIMEOUT_MS);
 		run->sock_open = false;
 	}
 	if (run->sender_started) {

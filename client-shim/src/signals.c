@@ -1,22 +1,5 @@
 /*
- * signals.c — handle_signals: SIGTERM and SIGINT end the run as killed, then
- * the process dies of the signal as it would have without us.
- *
- * The handler only writes the signal number to a pipe (async-signal-safe);
- * the signal thread reads it and does the work: it claims the end of the run
- * (unless the application's td_finish already did), ends it with reason
- * KILLED and exit code 128 + signal (waiting a bounded time for the agent; the
- * rest goes to the spool), restores the signal's default action and raises it
- * again. The run is not freed on that path: the process is about to die, and
- * the application may still hold the pointer (its calls get TD_ERR_CLOSED; a
- * td_finish of its own waits for the end).
- *
- * If td_finish claimed the run first, a signal arriving meanwhile is kept and
- * raised (default action) once td_finish is done. A signal that was ignored
- * when td_init ran (nohup, background jobs) stays ignored.
- *
- * Process-wide state: the handler has no argument, so the pipe's write end is
- * file-scope; hence at most one run at a time may handle signals.
+ * signals.c — the signal handler and the signal thread (signals.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "signals.h"
+#include "error.h"
+#include "run.h"
+#include "timing.h"
 
 static const int handled[] = {SIGTERM, SIGINT};
 #define N_HANDLED (sizeof(handled) / sizeof(handled[0]))
@@ -36,7 +22,7 @@ static const int handled[] = {SIGTERM, SIGINT};
 static volatile sig_atomic_t handler_fd = -1;
 static atomic_bool in_use;
 
-struct td_signals {
+struct tdi_signals {
 	int pipe[2];
 	pthread_t thread;
 	struct sigaction old[N_HANDLED];
@@ -53,7 +39,7 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-static void restore_handlers(struct td_signals *s)
+static void restore_handlers(struct tdi_signals *s)
 {
 	for (size_t i = 0; i < N_HANDLED; i++) {
 		if (s->installed[i])
@@ -78,7 +64,7 @@ static void die_of(int sig)
 static void *signal_main(void *arg)
 {
 	struct td_run *run = arg;
-	struct td_signals *s = run->signals;
+	struct tdi_signals *s = run->signals;
 	unsigned char b;
 
 	for (;;) {
@@ -86,7 +72,7 @@ static void *signal_main(void *arg)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0 || b == 0)
-			return NULL; /* td_signals_uninstall */
+			return NULL; /* tdi_signals_uninstall */
 		int sig = b;
 
 		pthread_mutex_lock(&run->mu);
@@ -100,31 +86,31 @@ static void *signal_main(void *arg)
 		run->finish_owner = 2;
 		pthread_mutex_unlock(&run->mu);
 
-		td_run_end(run, 128 + sig, TD_EXIT_KILLED, TD_SIGNAL_FINISH_TIMEOUT_MS, NULL);
+		tdi_run_end(run, 128 + sig, TD_EXIT_KILLED, TDI_SIGNAL_FINISH_TIMEOUT_MS, NULL);
 		restore_handlers(s);
 		die_of(sig);
 	}
 }
 
-int td_signals_install(struct td_run *run)
+int tdi_signals_install(struct td_run *run)
 {
-	struct td_signals *s;
+	struct tdi_signals *s;
 	sigset_t all, old;
 	bool expected = false;
 	int rv;
 
 	if (!atomic_compare_exchange_strong(&in_use, &expected, true))
-		return td_fail(TD_ERR_INVALID,
-		               "td_init: handle_signals: another run already handles signals");
+		return tdi_fail(TD_ERR_INVALID,
+		                "td_init: handle_signals: another run already handles signals");
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		atomic_store(&in_use, false);
-		return td_fail(TD_ERR_NOMEM, "td_init: out of memory");
+		return tdi_fail(TD_ERR_NOMEM, "td_init: out of memory");
 	}
 	if (pipe2(s->pipe, O_CLOEXEC) != 0) {
 		free(s);
 		atomic_store(&in_use, false);
-		return td_fail(TD_ERR_TRANSPORT, "td_init: handle_signals: pipe: %s",
-		               strerror(errno));
+		return tdi_fail(TD_ERR_TRANSPORT, "td_init: handle_signals: pipe: %s",
+		                strerror(errno));
 	}
 	/* The handler must never block: a full pipe means a signal is pending. */
 	fcntl(s->pipe[1], F_SETFL, O_NONBLOCK);
@@ -142,8 +128,8 @@ int td_signals_install(struct td_run *run)
 		free(s);
 		run->signals = NULL;
 		atomic_store(&in_use, false);
-		return td_fail(TD_ERR_TRANSPORT, "td_init: cannot start the signal thread: %s",
-		               strerror(rv));
+		return tdi_fail(TD_ERR_TRANSPORT, "td_init: cannot start the signal thread: %s",
+		                strerror(rv));
 	}
 	pthread_setname_np(s->thread, "trackd-signals");
 
@@ -161,9 +147,9 @@ int td_signals_install(struct td_run *run)
 	return TD_OK;
 }
 
-void td_signals_uninstall(struct td_run *run)
+void tdi_signals_uninstall(struct td_run *run)
 {
-	struct td_signals *s = run->signals;
+	struct tdi_signals *s = run->signals;
 	unsigned char stop = 0;
 
 	if (s == NULL)

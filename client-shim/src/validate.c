@@ -1,5 +1,5 @@
 /*
- * validate.c — checks records against the limits in force (struct td_limits:
+ * validate.c — checks records against the limits in force (struct tdi_limits:
  * limits.h's defaults, lowered to the agent's own once an ack told them) before
  * they are buffered, so a record the agent would refuse never takes a batch of
  * good ones down with it. Runs without the run's lock; reads borrowed items only.
@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "validate.h"
+#include "error.h"
+#include "run.h"
 #include "utf8.h"
 
-const struct td_limits td_default_limits = {
+const struct tdi_limits tdi_default_limits = {
     .message_bytes = TRACKD_DEFAULT_MAX_MESSAGE_BYTES,
     .records_per_batch = TRACKD_DEFAULT_MAX_RECORDS_PER_BATCH,
     .items_per_record = TRACKD_DEFAULT_MAX_ITEMS_PER_RECORD,
@@ -21,13 +23,13 @@ const struct td_limits td_default_limits = {
     .list_length = TRACKD_DEFAULT_MAX_LIST_LENGTH,
 };
 
-void td_limits_load(struct td_run *run, struct td_limits *out)
+void tdi_limits_load(struct td_run *run, struct tdi_limits *out)
 {
-	uint64_t v[TD_N_LIMITS];
+	uint64_t v[TDI_N_LIMITS];
 
-	for (size_t i = 0; i < TD_N_LIMITS; i++)
+	for (size_t i = 0; i < TDI_N_LIMITS; i++)
 		v[i] = atomic_load_explicit(&run->limits[i], memory_order_relaxed);
-	*out = (struct td_limits){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+	*out = (struct tdi_limits){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
 }
 
 static uint64_t smaller(uint64_t def, bool has, uint64_t agent)
@@ -35,10 +37,10 @@ static uint64_t smaller(uint64_t def, bool has, uint64_t agent)
 	return has && agent > 0 && agent < def ? agent : def;
 }
 
-void td_limits_learn(struct td_run *run, const Trackd__V1__Limits *a)
+void tdi_limits_learn(struct td_run *run, const Trackd__V1__Limits *a)
 {
-	const struct td_limits *d = &td_default_limits;
-	uint64_t v[TD_N_LIMITS] = {
+	const struct tdi_limits *d = &tdi_default_limits;
+	uint64_t v[TDI_N_LIMITS] = {
 	    smaller(d->message_bytes, a->has_max_message_bytes, a->max_message_bytes),
 	    smaller(d->records_per_batch, a->has_max_records_per_batch, a->max_records_per_batch),
 	    smaller(d->items_per_record, a->has_max_items_per_record, a->max_items_per_record),
@@ -48,23 +50,28 @@ void td_limits_learn(struct td_run *run, const Trackd__V1__Limits *a)
 	    smaller(d->list_length, a->has_max_list_length, a->max_list_length),
 	};
 	/* A request needs room for its envelope and one small record. */
-	if (v[0] < TD_ENVELOPE_MAX + 64)
-		v[0] = TD_ENVELOPE_MAX + 64;
-	for (size_t i = 0; i < TD_N_LIMITS; i++)
+	if (v[0] < TDI_ENVELOPE_MAX + 64)
+		v[0] = TDI_ENVELOPE_MAX + 64;
+	for (size_t i = 0; i < TDI_N_LIMITS; i++)
 		atomic_store_explicit(&run->limits[i], v[i], memory_order_relaxed);
 }
 
-int td_check_text(const char *what, const char *s, size_t max, bool non_empty)
+void tdi_limits_learn_hook(void *run, const Trackd__V1__Limits *agent)
+{
+	tdi_limits_learn(run, agent);
+}
+
+int tdi_check_text(const char *what, const char *s, size_t max, bool non_empty)
 {
 	if (s == NULL)
 		return TD_OK;
 	size_t len = strnlen(s, max + 1);
 	if (non_empty && len == 0)
-		return td_fail(TD_ERR_INVALID, "%s: empty", what);
+		return tdi_fail(TD_ERR_INVALID, "%s: empty", what);
 	if (len > max)
-		return td_fail(TD_ERR_INVALID, "%s: longer than %zu bytes", what, max);
+		return tdi_fail(TD_ERR_INVALID, "%s: longer than %zu bytes", what, max);
 	if (!utf8_valid(s, len))
-		return td_fail(TD_ERR_INVALID, "%s: not valid UTF-8", what);
+		return tdi_fail(TD_ERR_INVALID, "%s: not valid UTF-8", what);
 	return TD_OK;
 }
 
@@ -72,9 +79,9 @@ int td_check_text(const char *what, const char *s, size_t max, bool non_empty)
  * keys ("opt"."lr"), list positions ("betas"[1]) or, for a key that cannot be
  * printed, its index (#3). */
 struct item_walk {
-	const struct td_limits *lim;
+	const struct tdi_limits *lim;
 	const char *what;
-	struct td_item_count count;
+	struct tdi_item_count count;
 	unsigned depth; /* 1 = top level */
 	const td_item *path[TRACKD_DEFAULT_MAX_NESTING_DEPTH + 1];
 	size_t index[TRACKD_DEFAULT_MAX_NESTING_DEPTH + 1];
@@ -106,7 +113,7 @@ static int walk_fail(const struct item_walk *w, const char *problem)
 			break;
 		off += (size_t)r;
 	}
-	return td_fail(TD_ERR_INVALID, "%s: item %s: %s", w->what, where, problem);
+	return tdi_fail(TD_ERR_INVALID, "%s: item %s: %s", w->what, where, problem);
 }
 
 static int walk_items(struct item_walk *w, const td_item *items, size_t n, bool list);
@@ -141,12 +148,12 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n, bool 
 	char problem[96];
 
 	if (n > 0 && items == NULL)
-		return td_fail(TD_ERR_INVALID, "%s: NULL items with count %zu", w->what, n);
+		return tdi_fail(TD_ERR_INVALID, "%s: NULL items with count %zu", w->what, n);
 	if (n > w->lim->items_per_record - w->count.items) {
-		return td_fail(TD_ERR_INVALID,
-		               "%s: more than %llu items in one record (nested items and list "
-		               "elements included)",
-		               w->what, (unsigned long long)w->lim->items_per_record);
+		return tdi_fail(TD_ERR_INVALID,
+		                "%s: more than %llu items in one record (nested items and list "
+		                "elements included)",
+		                w->what, (unsigned long long)w->lim->items_per_record);
 	}
 	w->count.items += n;
 	w->depth++;
@@ -206,8 +213,8 @@ static int walk_items(struct item_walk *w, const td_item *items, size_t n, bool 
 	return TD_OK;
 }
 
-int td_check_items(const struct td_limits *lim, const char *what, const td_item *items, size_t n,
-                   struct td_item_count *count)
+int tdi_check_items(const struct tdi_limits *lim, const char *what, const td_item *items, size_t n,
+                    struct tdi_item_count *count)
 {
 	struct item_walk w = {.lim = lim, .what = what};
 	int rc = walk_items(&w, items, n, false);

@@ -26,7 +26,8 @@
 #include <unistd.h>
 
 #include "fixture.h"
-#include "internal.h"
+#include "run.h"       /* tdi_run_buffered_bytes, and the encoder and limits it includes */
+#include "transport.h" /* TDI_REPLY_TIMEOUT_MS */
 #include "test_server.h"
 #include "trackd/trackd.h"
 
@@ -327,7 +328,7 @@ static void test_spool_no_agent_then_later_run_delivers(struct tc *t)
 	CHECK_RC(td_init(&o, &run), TD_OK);
 	snprintf(id_a, sizeof(id_a), "%s", td_run_id(run));
 	CHECK_RC(log_padded(run, 0, rows), TD_OK); /* never refused: spilled */
-	CHECK(td_internal_buffered_bytes(run) <= 64u << 10);
+	CHECK(tdi_run_buffered_bytes(run) <= 64u << 10);
 	CHECK(count_files(t->spool, ".spool") == 1);
 	CHECK_RC(td_finish(run, 0, 300, &rep), TD_ERR_TIMEOUT);
 	CHECK_ERR_HAS("spooled for later delivery");
@@ -448,7 +449,7 @@ static void test_finish_without_agent_spools_promptly(struct tc *t)
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
 	fprintf(stderr, "  td_finish with no agent returned after %ld ms\n", ms);
-	/* One send attempt's wait for a connection (TD_REPLY_TIMEOUT_MS), the
+	/* One send attempt's wait for a connection (TDI_REPLY_TIMEOUT_MS), the
 	 * checks, the close: far below the 30 s it was given. */
 	CHECK(ms < 10000);
 	CHECK(strstr(td_last_error(), "no agent at") != NULL);

@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #include "fixture.h"
-#include "internal.h"
+#include "run.h"       /* tdi_run_buffered_bytes, and the encoder and limits it includes */
+#include "transport.h" /* TDI_REPLY_TIMEOUT_MS */
 #include "test_server.h"
 #include "trackd/trackd.h"
 
@@ -250,7 +251,7 @@ static enum ts_action drop_three_replies_of_seq1(void *arg, uint64_t seq, unsign
 }
 
 /* A slow agent is not flooded with resends: each reply timeout doubles the next
- * wait (TD_REPLY_TIMEOUT_MS, then twice that, …). A wait can only end early by a
+ * wait (TDI_REPLY_TIMEOUT_MS, then twice that, …). A wait can only end early by a
  * reply, never by load, so a lower bound is what is checked — on the third wait,
  * because on a loaded machine the first attempt may still be waiting for its
  * connection (no growth: nothing was sent). */
@@ -268,7 +269,7 @@ static void test_reply_timeout_grows(struct tc *t)
 			at[n++] = s.reqs[i].arrived_ms;
 	CHECK(n == 4);
 	if (n == 4)
-		CHECK(at[3] - at[2] >= 2 * TD_REPLY_TIMEOUT_MS);
+		CHECK(at[3] - at[2] >= 2 * TDI_REPLY_TIMEOUT_MS);
 	ts_free(&s);
 }
 
@@ -398,17 +399,17 @@ static void fill_to_limit(struct tc *t, int delta)
 	CHECK_RC(td_init(&o, &run), TD_OK);
 
 	const size_t probe_len = 20000;
-	size_t before = td_internal_buffered_bytes(run);
+	size_t before = tdi_run_buffered_bytes(run);
 	CHECK_RC(log_string_row(run, buf, probe_len), TD_OK);
-	size_t probe_size = td_internal_buffered_bytes(run) - before;
-	size_t remaining = limit - td_internal_buffered_bytes(run);
+	size_t probe_size = tdi_run_buffered_bytes(run) - before;
+	size_t remaining = limit - tdi_run_buffered_bytes(run);
 	size_t target = remaining + (size_t)delta; /* framed size of the next record */
 	CHECK(target > probe_size);
 
 	rc = log_string_row(run, buf, probe_len + (target - probe_size));
 	if (delta <= 0) {
 		CHECK_RC(rc, TD_OK);
-		CHECK(td_internal_buffered_bytes(run) == limit + (size_t)delta);
+		CHECK(tdi_run_buffered_bytes(run) == limit + (size_t)delta);
 		/* Whatever is left (0 or 1 byte) holds no record. */
 		td_item tiny[] = {TD_B("b", true)};
 		CHECK_RC(td_log(run, tiny, 1, TD_STEP_AUTO, true), TD_ERR_FULL);
@@ -417,10 +418,10 @@ static void fill_to_limit(struct tc *t, int delta)
 	} else {
 		CHECK_RC(rc, TD_ERR_FULL);
 		refused++;
-		CHECK(td_internal_buffered_bytes(run) == limit - remaining);
+		CHECK(tdi_run_buffered_bytes(run) == limit - remaining);
 		/* One byte less fits exactly: the refusal cost nothing. */
 		CHECK_RC(log_string_row(run, buf, probe_len + (target - 1 - probe_size)), TD_OK);
-		CHECK(td_internal_buffered_bytes(run) == limit);
+		CHECK(tdi_run_buffered_bytes(run) == limit);
 	}
 	CHECK_RC(td_finish(run, 0, 200, &rep), TD_ERR_TIMEOUT);
 	CHECK(rep.records_refused_full == refused);
@@ -1040,27 +1041,27 @@ static void test_strerror(struct tc *t)
 static void compare_encoders(struct tc *t, const char *label, int kind, const td_item *items,
                              size_t n, int64_t step, bool commit)
 {
-	struct td_scratch s = {0};
-	struct td_item_count count;
-	uint8_t head[TD_HISTORY_HEAD_MAX];
+	struct tdi_scratch s = {0};
+	struct tdi_item_count count;
+	uint8_t head[TDI_HISTORY_HEAD_MAX];
 	const int64_t when = 1732600000123456;
 
-	CHECK_RC(td_check_items(&td_default_limits, label, items, n, &count), TD_OK);
-	CHECK_RC(td_scratch_reserve(&s, &count), TD_OK);
+	CHECK_RC(tdi_check_items(&tdi_default_limits, label, items, n, &count), TD_OK);
+	CHECK_RC(tdi_scratch_reserve(&s, &count), TD_OK);
 
-	struct td_items_record r = {.run_id = "cmp-run", .run_id_len = 7, .items = items, .n = n};
+	struct tdi_items_record r = {.run_id = "cmp-run", .run_id_len = 7, .items = items, .n = n};
 	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
 	Trackd__V1__HistoryRow row = TRACKD__V1__HISTORY_ROW__INIT;
 	Trackd__V1__SummaryUpdate summary = TRACKD__V1__SUMMARY_UPDATE__INIT;
 	Trackd__V1__ConfigUpdate config = TRACKD__V1__CONFIG_UPDATE__INIT;
-	Trackd__V1__Item **pb_items = td_scratch_fill(&s, items, n);
+	Trackd__V1__Item **pb_items = tdi_scratch_fill(&s, items, n);
 
 	rec.run_id = "cmp-run";
 	if (kind == 0) {
-		r.body_key = TD_KEY_RECORD_HISTORY;
-		r.items_key = TD_KEY_HISTORY_ITEMS;
+		r.body_key = TDI_KEY_RECORD_HISTORY;
+		r.items_key = TDI_KEY_HISTORY_ITEMS;
 		r.head = head;
-		r.head_len = td_history_head(head, step, commit, when);
+		r.head_len = tdi_history_head(head, step, commit, when);
 		row.has_step = step != TD_STEP_AUTO;
 		row.step = step;
 		row.has_commit = !commit;
@@ -1072,15 +1073,15 @@ static void compare_encoders(struct tc *t, const char *label, int kind, const td
 		rec.body_case = TRACKD__V1__RECORD__BODY_HISTORY;
 		rec.history = &row;
 	} else if (kind == 1) {
-		r.body_key = TD_KEY_RECORD_SUMMARY;
-		r.items_key = TD_KEY_SUMMARY_ITEMS;
+		r.body_key = TDI_KEY_RECORD_SUMMARY;
+		r.items_key = TDI_KEY_SUMMARY_ITEMS;
 		summary.n_items = n;
 		summary.items = pb_items;
 		rec.body_case = TRACKD__V1__RECORD__BODY_SUMMARY;
 		rec.summary = &summary;
 	} else {
-		r.body_key = TD_KEY_RECORD_CONFIG;
-		r.items_key = TD_KEY_CONFIG_ITEMS;
+		r.body_key = TDI_KEY_RECORD_CONFIG;
+		r.items_key = TDI_KEY_CONFIG_ITEMS;
 		config.n_items = n;
 		config.items = pb_items;
 		rec.body_case = TRACKD__V1__RECORD__BODY_CONFIG;
@@ -1088,10 +1089,10 @@ static void compare_encoders(struct tc *t, const char *label, int kind, const td
 	}
 
 	size_t want_len = trackd__v1__record__get_packed_size(&rec);
-	size_t got_len = td_items_record_measure(&s, &r);
+	size_t got_len = tdi_items_record_measure(&s, &r);
 	uint8_t *want = malloc(want_len + 1), *got = malloc(got_len + 1);
 	trackd__v1__record__pack(&rec, want);
-	uint8_t *end = td_items_record_write(&s, &r, got);
+	uint8_t *end = tdi_items_record_write(&s, &r, got);
 	bool same = got_len == want_len && (size_t)(end - got) == got_len &&
 	            memcmp(got, want, got_len) == 0;
 	if (!same) {
@@ -1101,7 +1102,7 @@ static void compare_encoders(struct tc *t, const char *label, int kind, const td
 	}
 	free(want);
 	free(got);
-	td_scratch_fini(&s);
+	tdi_scratch_fini(&s);
 }
 
 static void test_hand_encoder_matches_protobuf_c(struct tc *t)

@@ -1,7 +1,7 @@
 """R1's rare case, made deterministic: the agent is killed right after accepting a
 connection, before the SP handshake completes. NNG 1.5's dialer then stops
 redialling for good (found by the 500-kill run: two producers never reconnected),
-so libtrackd replaces its dialer after TD_REDIAL_AFTER attempts that found no
+so libtrackd replaces its dialer after TDI_REDIAL_AFTER attempts that found no
 connection. Here a plain Unix socket listener stands in for the dying agent:
 it accepts and closes every connection for a while, then a real agent takes the
 socket; every row must be acknowledged and delivered. The spool replay
