@@ -43,8 +43,10 @@ static int reserve(struct buf *b, size_t extra)
 		return TRACKD_OK;
 	size_t cap = b->cap ? b->cap : 64;
 	while (cap < need)
-		cap *= 2;
-	if (cap > b->max + 1)
+		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+	/* No more than the maximum and its NUL; max + 1 wraps to 0 for SIZE_MAX
+	 * (no maximum), which must not shrink the allocation to nothing. */
+	if (b->max < SIZE_MAX && cap > b->max + 1)
 		cap = b->max + 1;
 	char *p = realloc(b->data, cap);
 	if (!p)

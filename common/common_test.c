@@ -1,8 +1,10 @@
 /*
  * common_test.c — the shared helpers against their contracts: fs (atomic
  * replace, bounded read), utf8, varint, hash (fixed FNV-1a answers: names and
- * directories derive from them), fmt (shortest round-trip doubles).
+ * directories derive from them), fmt (shortest round-trip doubles), buf (the
+ * maximum at limit - 1, limit, limit + 1, and no maximum at all).
  */
+#include "buf.h"
 #include "check.h"
 #include "errors.h"
 #include "fmt.h"
@@ -128,8 +130,30 @@ static void test_fs(void)
 	rmdir(dir);
 }
 
+static void test_buf(void)
+{
+	struct buf b;
+	buf_init(&b, 8);
+	CHECK_EQ(buf_append(&b, "1234567", 7), 0);
+	CHECK_EQ(buf_putc(&b, '8'), 0);
+	CHECK_EQ(b.len, 8);
+	CHECK_EQ(buf_putc(&b, '9'), TRACKD_ETOOBIG);
+	CHECK_STR_EQ(b.data, "12345678"); /* refused: unchanged */
+	buf_fini(&b);
+	/* SIZE_MAX: no maximum. max + 1 wraps to 0, which once shrank the
+	 * allocation to nothing (realloc to 0 frees). */
+	buf_init(&b, SIZE_MAX);
+	for (int i = 0; i < 1000; i++)
+		CHECK_EQ(buf_puts(&b, "0123456789"), 0);
+	CHECK_EQ(b.len, 10000);
+	CHECK(b.data && b.cap > b.len && strncmp(b.data + 9990, "0123456789", 10) == 0);
+	CHECK_EQ(buf_append(&b, "x", SIZE_MAX), TRACKD_ETOOBIG);
+	buf_fini(&b);
+}
+
 int main(void)
 {
+	test_buf();
 	test_utf8();
 	test_varint();
 	test_hash();
