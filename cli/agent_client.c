@@ -1,9 +1,6 @@
 /* agent_client.c — see agent_client.h. */
 #include "agent_client.h"
 
-#include "buf.h"
-#include "trackd/v1/pb_json.h"
-
 #include "autostart.h"
 #include "errors.h"
 #include "nng_close.h"
@@ -154,11 +151,28 @@ int agent_status(agent_client *c, Trackd__V1__Reply **reply_out,
 	return 0;
 }
 
-int agent_query(agent_client *c, const Trackd__V1__Query *q, char **json, size_t *len,
-                struct agent_error *err)
+/* The member of a QueryReply its reply_case names (NULL: none set). The
+ * pointer is what the commands read, so it is checked here once. */
+static const void *query_member(const Trackd__V1__QueryReply *r)
 {
-	*json = NULL;
-	*len = 0;
+	switch (r->reply_case) {
+	case TRACKD__V1__QUERY_REPLY__REPLY_RUNS: return r->runs;
+	case TRACKD__V1__QUERY_REPLY__REPLY_RUN: return r->run;
+	case TRACKD__V1__QUERY_REPLY__REPLY_HISTORY: return r->history;
+	case TRACKD__V1__QUERY_REPLY__REPLY_RENAME: return r->rename;
+	case TRACKD__V1__QUERY_REPLY__REPLY_WANDB: return r->wandb;
+	case TRACKD__V1__QUERY_REPLY__REPLY_RETRY: return r->retry;
+	case TRACKD__V1__QUERY_REPLY__REPLY_SYNC: return r->sync;
+	case TRACKD__V1__QUERY_REPLY__REPLY_SYNC_STATUS: return r->sync_status;
+	default: return NULL;
+	}
+}
+
+int agent_query(agent_client *c, const Trackd__V1__Query *q, Trackd__V1__Reply **reply_out,
+                const Trackd__V1__QueryReply **out, struct agent_error *err)
+{
+	*reply_out = NULL;
+	*out = NULL;
 	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
 	req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
 	req.query = (Trackd__V1__Query *)q; /* packing only reads it */
@@ -166,23 +180,15 @@ int agent_query(agent_client *c, const Trackd__V1__Query *q, char **json, size_t
 	int rv = round_trip(c, &req, AGENT_QUERY_TIMEOUT_MS, &reply, err);
 	if (rv != 0)
 		return rv;
-	struct buf text;
-	buf_init(&text, (size_t)AGENT_MAX_REPLY_BYTES * 4);
-	rv = reply->body_case == TRACKD__V1__REPLY__BODY_QUERY && reply->query
-	         ? pb_json_query_reply(reply->query, &text)
-	         : TRACKD_EINVAL;
-	trackd__v1__reply__free_unpacked(reply, NULL);
-	if (rv == TRACKD_EINVAL || (!rv && !text.data)) {
-		buf_fini(&text);
-		return set_error(err, TRACKD_ECORRUPT, 0,
-		                 "the agent answered something else (does it serve queries?)");
+	/* The reply's number is the request's (trackd.proto, QueryReply). */
+	const Trackd__V1__QueryReply *qr =
+	    reply->body_case == TRACKD__V1__REPLY__BODY_QUERY ? reply->query : NULL;
+	if (!qr || (int)qr->reply_case != (int)q->request_case || !query_member(qr)) {
+		trackd__v1__reply__free_unpacked(reply, NULL);
+		return set_error(err, TRACKD_ECORRUPT, 0, "the agent answered something else");
 	}
-	if (rv) {
-		buf_fini(&text);
-		return set_error(err, TRACKD_ENOMEM, 0, "out of memory");
-	}
-	*len = text.len;
-	*json = text.data;
+	*reply_out = reply;
+	*out = qr;
 	return 0;
 }
 

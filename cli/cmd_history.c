@@ -2,7 +2,9 @@
  *   history RUN [--keys k1,k2] [--format csv|jsonl] [--json]
  *   tail RUN [--keys k1,k2] [-n N]
  * Rows are fetched in pages of CLI_HISTORY_PAGE, so memory stays bounded by one
- * page (plus the CSV header's key list) whatever the run's length. */
+ * page (plus the CSV header's key list) whatever the run's length. A row is JSON
+ * text as the store holds it: jsonl, --json and tail pass it through as it
+ * came; only CSV reads its values (json-c, one tokener for every row). */
 #include "cli.h"
 
 #include "render.h"
@@ -119,17 +121,29 @@ static int collect_keys(agent_client *agent, const char *run, struct keyset *ks,
 	struct cli_history h;
 	uint64_t from = 0, next, total;
 	cli_history_init(&h, agent, run, NULL, 0);
+	struct json_tokener *tok = json_tokener_new_ex(RENDER_ROW_MAX_DEPTH);
+	if (!tok) {
+		fprintf(stderr, "trackctl: out of memory\n");
+		return 1;
+	}
+	int code = 0;
 	for (;;) {
 		struct cli_reply r;
-		int code = cli_history_page(&h, from, UINT64_MAX, &r, &next, &total);
+		const Trackd__V1__HistoryPage *page;
+		code = cli_history_page(&h, from, UINT64_MAX, &r, &page, &next, &total);
 		if (code != 0)
-			return code;
-		const json_value *rows = cli_history_rows(&r);
-		size_t n = rows ? rows->u.arr.n : 0;
-		for (size_t i = 0; i < n; i++) {
-			const json_value *row = &rows->u.arr.items[i];
-			for (size_t m = 0; json_is(row, JSON_OBJECT) && m < row->u.obj.n; m++) {
-				const char *key = row->u.obj.members[m].key;
+			break;
+		size_t n = page->n_lines;
+		for (size_t i = 0; i < n && code == 0; i++) {
+			json_object *row;
+			code = cli_row(tok, &h, &page->lines[i], from + i, &row);
+			if (code != 0 || !json_object_is_type(row, json_type_object)) {
+				json_object_put(row);
+				continue;
+			}
+			json_object_object_foreach(row, key, value)
+			{
+				(void)value;
 				int rv = strcmp(key, "_step") == 0 ? 0 : keyset_add(ks, key);
 				if (rv != 0) {
 					fprintf(
@@ -137,18 +151,23 @@ static int collect_keys(agent_client *agent, const char *run, struct keyset *ks,
 					    rv == -2
 					        ? "more than 100000 keys: choose some with --keys"
 					        : "out of memory");
-					cli_reply_free(&r);
-					return 1;
+					code = 1;
+					break;
 				}
 			}
+			json_object_put(row);
 		}
 		cli_reply_free(&r);
+		if (code != 0)
+			break;
 		if (n == 0 || next <= from || next >= total) {
 			*end = next > from ? next : from + n;
-			return 0;
+			break;
 		}
 		from = next;
 	}
+	json_tokener_free(tok);
+	return code;
 }
 
 static int print_history(agent_client *agent, const char *run, const struct keyset *filter,
@@ -156,7 +175,12 @@ static int print_history(agent_client *agent, const char *run, const struct keys
 {
 	uint64_t from = 0, next = 0, total = 0;
 	bool first = true;
+	struct json_tokener *tok = NULL;
 	if (format == FORMAT_CSV) {
+		if (!(tok = json_tokener_new_ex(RENDER_ROW_MAX_DEPTH))) {
+			fprintf(stderr, "trackctl: out of memory\n");
+			return 1;
+		}
 		fputs("_step", stdout);
 		for (size_t i = 0; i < columns->n; i++) {
 			putchar(',');
@@ -166,38 +190,45 @@ static int print_history(agent_client *agent, const char *run, const struct keys
 	}
 	struct cli_history h;
 	cli_history_init(&h, agent, run, (const char *const *)filter->keys, filter->n);
+	int code = 0;
 	/* end: UINT64_MAX (everything) or where the key pass stopped. */
-	while (from < end) {
+	while (from < end && code == 0) {
 		struct cli_reply r;
-		int code = cli_history_page(&h, from, end - from, &r, &next, &total);
+		const Trackd__V1__HistoryPage *page;
+		code = cli_history_page(&h, from, end - from, &r, &page, &next, &total);
 		if (code != 0)
-			return code;
-		const json_value *rows = cli_history_rows(&r);
-		size_t n = rows ? rows->u.arr.n : 0;
+			break;
+		size_t n = page->n_lines;
 		if (format == FORMAT_JSON && first) {
+			/* The shape of one HistoryPage as --json renders it, for every page. */
 			fputs("{\"run\":", stdout);
-			const json_value *path = json_get(r.root, "run");
-			if (path)
-				json_write_compact(stdout, path);
+			if (page->run)
+				json_fput_string(stdout, page->run);
 			else
-				json_fput_string(stdout, run);
+				fputs("null", stdout);
 			fputs(",\"from_line\":0,\"lines\":[", stdout);
 		}
-		for (size_t i = 0; i < n; i++) {
-			const json_value *row = &rows->u.arr.items[i];
+		for (size_t i = 0; i < n && code == 0; i++) {
+			const ProtobufCBinaryData *line = &page->lines[i];
 			switch (format) {
-			case FORMAT_CSV:
-				render_csv_row(stdout, row, (const char *const *)columns->keys,
-				               columns->n);
+			case FORMAT_CSV: {
+				json_object *row;
+				code = cli_row(tok, &h, line, from + i, &row);
+				if (code == 0)
+					render_csv_row(stdout, row,
+					               (const char *const *)columns->keys,
+					               columns->n);
+				json_object_put(row);
 				break;
+			}
 			case FORMAT_JSONL:
-				json_write_compact(stdout, row);
+				cli_put_row(stdout, line);
 				putchar('\n');
 				break;
 			case FORMAT_JSON:
 				if (!first || i)
 					putchar(',');
-				json_write_compact(stdout, row);
+				cli_put_row(stdout, line);
 				break;
 			}
 		}
@@ -207,6 +238,10 @@ static int print_history(agent_client *agent, const char *run, const struct keys
 			break;
 		from = next;
 	}
+	if (tok)
+		json_tokener_free(tok);
+	if (code != 0)
+		return code;
 	if (format == FORMAT_JSON) {
 		if (first) /* not even one reply: cannot happen, a failure returned above */
 			fputs("{\"lines\":[", stdout);
@@ -301,7 +336,8 @@ static int run_state(agent_client *agent, const char *run, char *state, size_t c
 	int code = cli_query(agent, &cq.q, what, &r);
 	if (code != 0)
 		return code;
-	snprintf(state, cap, "%s", json_string(json_get(json_get(r.root, "run"), "state"), ""));
+	const Trackd__V1__RunInfo *info = r.q->run->run;
+	snprintf(state, cap, "%s", info && info->state ? info->state : "");
 	cli_reply_free(&r);
 	return 0;
 }
@@ -316,13 +352,13 @@ static int tail_drain(struct cli_history *h, uint64_t *from, size_t *printed)
 	while (!tail_stop) {
 		uint64_t next, total;
 		struct cli_reply r;
-		int code = cli_history_page(h, *from, TAIL_PAGE_ROWS, &r, &next, &total);
+		const Trackd__V1__HistoryPage *page;
+		int code = cli_history_page(h, *from, TAIL_PAGE_ROWS, &r, &page, &next, &total);
 		if (code != 0)
 			return code;
-		const json_value *rows = cli_history_rows(&r);
-		size_t n = rows ? rows->u.arr.n : 0, i;
+		size_t n = page->n_lines, i;
 		for (i = 0; i < n && !tail_stop; i++) {
-			json_write_compact(stdout, &rows->u.arr.items[i]);
+			cli_put_row(stdout, &page->lines[i]);
 			putchar('\n');
 		}
 		fflush(stdout);
@@ -396,7 +432,8 @@ int cmd_tail(int argc, char **argv)
 	cli_history_init(&h, agent, run, (const char *const *)filter.keys, filter.n);
 	if (code == 0) {
 		struct cli_reply r;
-		code = cli_history_page(&h, 0, 1, &r, &next, &total);
+		const Trackd__V1__HistoryPage *page;
+		code = cli_history_page(&h, 0, 1, &r, &page, &next, &total);
 		cli_reply_free(&r);
 		from = total > last ? total - last : 0;
 	}
