@@ -549,61 +549,83 @@ int render_show(FILE *out, const Trackd__V1__RunInfo *run, const Trackd__V1__Upl
 
 /* ---- CSV ------------------------------------------------------------------- */
 
-void render_csv_field(FILE *out, const char *s, size_t len)
+int render_csv_field(struct buf *out, const char *s, size_t len)
 {
 	bool quote = len && (s[0] == ' ' || s[len - 1] == ' ');
 	for (size_t i = 0; i < len && !quote; i++)
 		quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
-	if (!quote) {
-		fwrite(s, 1, len, out);
-		return;
+	if (!quote)
+		return buf_append(out, s, len);
+	int rv = buf_putc(out, '"');
+	/* Runs between quotes in one piece, each quote doubled. */
+	for (size_t i = 0; i < len && !rv;) {
+		const char *q = memchr(s + i, '"', len - i);
+		size_t n = q ? (size_t)(q - s) + 1 - i : len - i;
+		rv = buf_append(out, s + i, n);
+		if (!rv && q)
+			rv = buf_putc(out, '"');
+		i += n;
 	}
-	putc('"', out);
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '"')
-			putc('"', out);
-		putc(s[i], out);
-	}
-	putc('"', out);
+	return rv ? rv : buf_putc(out, '"');
 }
 
 /* json-c's text of a value: compact, '/' unescaped, so its escapes are those of
  * common/json_write.h (the store's), and a parsed number keeps its own text. */
 #define ROW_TEXT_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-void render_csv_cell(FILE *out, json_object *v)
+/* A number or bool of a row as its JSON text. CSV output is millions of cells:
+ * these skip json_object_to_json_string's buffer (allocated per value) for the
+ * common cases. A double json-c parsed keeps its literal as the userdata of its
+ * serializer (json_object_new_double_s, which json_tokener uses): that text is
+ * the store's. */
+static int put_scalar(struct buf *out, json_object *v)
+{
+	int64_t i;
+	const char *text;
+	switch (json_object_get_type(v)) {
+	case json_type_boolean: return buf_puts(out, json_object_get_boolean(v) ? "true" : "false");
+	case json_type_int:
+		if (int_of(v, &i))
+			return json_write_int(out, i);
+		break;
+	case json_type_double:
+		if ((text = json_object_get_userdata(v)) != NULL)
+			return buf_puts(out, text);
+		break;
+	default: break;
+	}
+	size_t len;
+	text = json_object_to_json_string_length(v, ROW_TEXT_FLAGS, &len);
+	return buf_append(out, text, len);
+}
+
+int render_csv_cell(struct buf *out, json_object *v)
 {
 	size_t len;
 	const char *text;
 	switch (json_object_get_type(v)) { /* NULL (null, missing): json_type_null */
-	case json_type_null: return;
+	case json_type_null: return 0;
 	case json_type_string:
-		render_csv_field(out, json_object_get_string(v),
-		                 (size_t)json_object_get_string_len(v));
-		return;
+		return render_csv_field(out, json_object_get_string(v),
+		                        (size_t)json_object_get_string_len(v));
 	case json_type_object:
 	case json_type_array:
 		/* Nested: the compact JSON text, as one quoted field. */
 		text = json_object_to_json_string_length(v, ROW_TEXT_FLAGS, &len);
-		render_csv_field(out, text, len);
-		return;
-	default:
-		text = json_object_to_json_string_length(v, ROW_TEXT_FLAGS, &len);
-		fwrite(text, 1, len, out);
-		return;
+		return render_csv_field(out, text, len);
+	default: return put_scalar(out, v);
 	}
 }
 
-void render_csv_row(FILE *out, json_object *row, const char *const *keys, size_t n)
+int render_csv_row(struct buf *out, json_object *row, const char *const *keys, size_t n)
 {
 	bool obj = json_object_is_type(row, json_type_object);
 	json_object *v = NULL;
-	if (obj && json_object_object_get_ex(row, "_step", &v))
-		render_csv_cell(out, v);
-	for (size_t i = 0; i < n; i++) {
-		putc(',', out);
-		if (obj && json_object_object_get_ex(row, keys[i], &v))
-			render_csv_cell(out, v);
+	int rv = obj && json_object_object_get_ex(row, "_step", &v) ? render_csv_cell(out, v) : 0;
+	for (size_t i = 0; i < n && !rv; i++) {
+		rv = buf_putc(out, ',');
+		if (!rv && obj && json_object_object_get_ex(row, keys[i], &v))
+			rv = render_csv_cell(out, v);
 	}
-	putc('\n', out);
+	return rv;
 }

@@ -93,16 +93,17 @@ size_t render_upload_lines(const Trackd__V1__RunInfo *run, const Trackd__V1__Upl
  * text pb_json gives it in `--json` output); NULL is null. 0 or a trackd_err. */
 int render_value_json(struct buf *out, const Trackd__V1__Value *v);
 
-/* CSV (RFC 4180): a field quoted when it holds `,` `"` CR or LF or starts or ends
+/* CSV (RFC 4180), appended to `out` (0, or TRACKD_ETOOBIG / TRACKD_ENOMEM from
+ * the buffer). A field is quoted when it holds `,` `"` CR or LF or starts or ends
  * with a space. */
-void render_csv_field(FILE *out, const char *s, size_t len);
+int render_csv_field(struct buf *out, const char *s, size_t len);
 /* One cell of a parsed row: numbers, bools and nested values as compact JSON
  * (numbers with the text the store wrote, so NaN, Infinity, -Infinity stay as
  * W&B writes them), strings as their text, null and missing (NULL) as empty. */
-void render_csv_cell(FILE *out, json_object *v);
+int render_csv_cell(struct buf *out, json_object *v);
 /* One row: `_step`, then keys[0 .. n) of the row (a row that is not an object
- * has empty cells); ends with "\n". */
-void render_csv_row(FILE *out, json_object *row, const char *const *keys, size_t n);
+ * has empty cells); no newline, so a caller can add cells. */
+int render_csv_row(struct buf *out, json_object *row, const char *const *keys, size_t n);
 
 /* Local time of Unix seconds, "YYYY-MM-DD HH:MM:SS" (cap ≥ 20). */
 void render_time(double t, char *buf, size_t cap);
