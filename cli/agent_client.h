@@ -65,6 +65,22 @@ int agent_status(agent_client *c, Trackd__V1__Reply **reply_out,
 int agent_query(agent_client *c, const Trackd__V1__Query *q, Trackd__V1__Reply **reply_out,
                 const Trackd__V1__QueryReply **out, struct agent_error *err);
 
+/* A query sent ahead: agent_query_start() sends it and returns at once, the
+ * agent answering while the caller works (trackctl asks for the next page of
+ * history while it reads the last one); agent_query_finish() waits for the
+ * answer and is then agent_query()'s result (the same errors and ownership);
+ * agent_query_abandon() drops it unanswered (NULL is a no-op). Finish or
+ * abandon each one, once (that frees it), before agent_close. The answer is
+ * received when it comes, whether the caller waits yet or not (at most
+ * AGENT_QUERY_TIMEOUT_MS after the start: then TRACKD_ETIMEDOUT). Synchronous
+ * calls may be made while one is in flight. */
+typedef struct agent_pending agent_pending;
+int agent_query_start(agent_client *c, const Trackd__V1__Query *q, agent_pending **out,
+                      struct agent_error *err);
+int agent_query_finish(agent_pending *p, Trackd__V1__Reply **reply_out,
+                       const Trackd__V1__QueryReply **out, struct agent_error *err);
+void agent_query_abandon(agent_pending *p);
+
 /* "trackctl: …" on stderr for a failed call; `what` names the request (e.g. "run
  * abc123") for not-found messages. */
 void agent_print_error(const char *url, int rv, const struct agent_error *err, const char *what);

@@ -95,16 +95,26 @@ int cli_print_json(const struct cli_reply *r);
 /* A run's history, read page by page: at most `page` rows per request, which
  * starts at CLI_HISTORY_PAGE and is halved for the rest of the reading whenever
  * the agent answers ERROR_TOO_LARGE (rows can hold large strings). Only `keys`
- * (borrowed) when n_keys > 0. */
+ * (borrowed) when n_keys > 0.
+ *
+ * A caller that asks for more than a page at a time (max above `page`) reads
+ * the history to its end: each page it gets, the request for the next one is
+ * sent at once (`ahead`), so the agent reads it while the caller handles this
+ * one. A request sent ahead that the next call does not want, or that failed,
+ * is dropped and the page asked again as usual. cli_history_fini() drops the
+ * one still in flight: call it once done (or failed). */
 struct cli_history {
 	agent_client *agent;
 	const char *run;
 	const char *const *keys;
 	size_t n_keys;
 	uint64_t page;
+	agent_pending *ahead; /* rows [ahead_from, ahead_from + ahead_lines), or NULL */
+	uint64_t ahead_from, ahead_lines;
 };
 void cli_history_init(struct cli_history *h, agent_client *agent, const char *run,
                       const char *const *keys, size_t n_keys);
+void cli_history_fini(struct cli_history *h);
 
 /* Rows [from, from + min(max, page)). *page is the reply's HistoryPage (in *r);
  * *next and *total from it (a page without them counts the rows it holds). */

@@ -97,6 +97,14 @@ void cli_history_init(struct cli_history *h, agent_client *agent, const char *ru
 	h->keys = keys;
 	h->n_keys = n_keys;
 	h->page = CLI_HISTORY_PAGE;
+	h->ahead = NULL;
+	h->ahead_from = h->ahead_lines = 0;
+}
+
+void cli_history_fini(struct cli_history *h)
+{
+	agent_query_abandon(h->ahead);
+	h->ahead = NULL;
 }
 
 /* protobuf-c's fields are not const; packing only reads them. */
@@ -165,23 +173,44 @@ void cli_query_sync(struct cli_query *cq, const char *run, bool start, bool forc
 	}
 }
 
+/* The request of rows [from, from + lines) of h's run. */
+static void history_query(const struct cli_history *h, uint64_t from, uint64_t lines,
+                          Trackd__V1__HistoryRequest *hr, Trackd__V1__Query *q)
+{
+	*hr = (Trackd__V1__HistoryRequest)TRACKD__V1__HISTORY_REQUEST__INIT;
+	hr->run = (char *)h->run; /* protobuf-c's fields are not const; packing only reads */
+	hr->keys = (char **)h->keys;
+	hr->n_keys = h->n_keys;
+	hr->has_from_line = true;
+	hr->from_line = from;
+	hr->has_max_lines = true;
+	hr->max_lines = lines;
+	*q = (Trackd__V1__Query)TRACKD__V1__QUERY__INIT;
+	q->request_case = TRACKD__V1__QUERY__REQUEST_HISTORY;
+	q->history = hr;
+}
+
 int cli_history_page(struct cli_history *h, uint64_t from, uint64_t max, struct cli_reply *r,
                      const Trackd__V1__HistoryPage **page, uint64_t *next, uint64_t *total)
 {
-	Trackd__V1__HistoryRequest hr = TRACKD__V1__HISTORY_REQUEST__INIT;
-	hr.run = (char *)h->run; /* protobuf-c's fields are not const; packing only reads */
-	hr.keys = (char **)h->keys;
-	hr.n_keys = h->n_keys;
-	hr.has_from_line = true;
-	hr.from_line = from;
-	hr.has_max_lines = true;
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.request_case = TRACKD__V1__QUERY__REQUEST_HISTORY;
-	q.history = &hr;
+	Trackd__V1__HistoryRequest hr;
+	Trackd__V1__Query q;
 	struct agent_error err;
-	int rv;
-	for (;;) {
-		hr.max_lines = max < h->page ? max : h->page;
+	int rv = -1;
+	memset(r, 0, sizeof *r);
+	/* The page sent ahead, if it is the one wanted and came; otherwise it is
+	 * asked (again) below, which also reports a real failure as usual. */
+	if (h->ahead) {
+		bool wanted =
+		    h->ahead_from == from && h->ahead_lines == (max < h->page ? max : h->page);
+		if (wanted)
+			rv = agent_query_finish(h->ahead, &r->reply, &r->q, &err);
+		else
+			agent_query_abandon(h->ahead);
+		h->ahead = NULL;
+	}
+	while (rv != 0) {
+		history_query(h, from, max < h->page ? max : h->page, &hr, &q);
 		rv = fetch(h->agent, &q, r, &err);
 		if (rv != TRACKD_EINVAL ||
 		    err.remote_code != TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE || hr.max_lines <= 1)
@@ -201,6 +230,15 @@ int cli_history_page(struct cli_history *h, uint64_t from, uint64_t max, struct 
 	*page = p;
 	*next = has_next ? p->next_line : from + p->n_lines;
 	*total = has_total ? p->total_lines : *next;
+	/* More than a page wanted and more rows there: ask for the next page now.
+	 * Failing to send it only costs the overlap. */
+	if (max > h->page && p->n_lines > 0 && *next > from && *next < *total) {
+		h->ahead_from = *next;
+		h->ahead_lines = h->page;
+		history_query(h, h->ahead_from, h->ahead_lines, &hr, &q);
+		if (agent_query_start(h->agent, &q, &h->ahead, &err) != 0)
+			h->ahead = NULL;
+	}
 	return 0;
 }
 

@@ -274,6 +274,7 @@ static int print_csv_all(agent_client *agent, const char *run)
 			break;
 		from = next;
 	}
+	cli_history_fini(&h);
 	if (code == 0)
 		code = spool_print(spool, &ks, &line);
 	if (spool)
@@ -353,6 +354,7 @@ static int print_history(agent_client *agent, const char *run, const struct keys
 			break;
 		from = next;
 	}
+	cli_history_fini(&h);
 	if (tok)
 		json_tokener_free(tok);
 	buf_fini(&line);
@@ -560,6 +562,7 @@ int cmd_tail(int argc, char **argv)
 		struct timespec ts = {0, TAIL_POLL_NS};
 		nanosleep(&ts, NULL); /* EINTR on Ctrl-C: the loop test sees tail_stop */
 	}
+	cli_history_fini(&h);
 	keyset_free(&filter);
 	agent_close(agent);
 	return code;

@@ -116,6 +116,7 @@ static int feed_all_history(agent_client *agent, const char *run, footer_series 
 			break;
 		from = next;
 	}
+	cli_history_fini(&h);
 	json_tokener_free(tok);
 	return code;
 }
