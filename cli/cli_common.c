@@ -73,8 +73,9 @@ int cli_query(agent_client *c, const Trackd__V1__Query *q, const char *what, str
 
 int cli_print_json(const struct cli_reply *r)
 {
-	/* The reply is at most AGENT_MAX_REPLY_BYTES of protobuf; its JSON can be
-	 * larger (escapes, field names), never by this much. */
+	/* The reply is at most AGENT_MAX_REPLY_BYTES of protobuf; its JSON is
+	 * larger (field names, escapes). A text past four times that is reported,
+	 * not printed in part. */
 	struct buf text;
 	buf_init(&text, (size_t)AGENT_MAX_REPLY_BYTES * 4);
 	int rv = pb_json_query_reply(r->q, &text);

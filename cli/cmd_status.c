@@ -2,9 +2,8 @@
  * dir, clients, active runs, the local sink's backlog and, when the wandb sink
  * is on, its counters (StatusReply) and its runs that are parked or failing
  * (the "wandb" query, a typed WandbStatusReply). The API key is in neither
- * answer. Also, agent or not:
- * the records of the calling user that wait in their spool for this agent
- * (td_spool_pending), with what delivers them. */
+ * answer. Also, agent or not: the records of the calling user that wait in
+ * their spool for this agent (td_spool_pending), with what delivers them. */
 #include "cli.h"
 
 #include <trackd/trackd.h>

@@ -4,10 +4,9 @@
  * in the agent): for each run a "sync" query starts (or joins, or retries) the
  * agent's sync job, then "sync_status" queries follow it until it is synced or
  * stopped (both answer a typed SyncProgress). At most SYNC_WINDOW runs are in
- * progress at once. A job lives in the
- * agent: killing trackctl does not stop it, and running trackctl sync again
- * joins it; if the agent restarted under us (the job is "idle"), it is started
- * again and resumes at its recorded offsets.
+ * progress at once. A job lives in the agent: killing trackctl does not stop
+ * it, and running trackctl sync again joins it; if the agent restarted under us
+ * (the job is "idle"), it is started again and resumes at its recorded offsets.
  *
  * On a terminal (stderr), one updating progress line (runs, rows, bytes, rate,
  * ETA); otherwise plain lines. Every run's outcome is one line on stdout.
