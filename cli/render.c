@@ -165,7 +165,7 @@ void render_runs_table(FILE *out, const Trackd__V1__RunsReply *reply)
 	}
 }
 
-/* ---- footer input ------------------------------------------------------------ */
+/* ---- history rows ------------------------------------------------------------ */
 
 int render_row_parse(struct json_tokener *tok, const void *text, size_t len, json_object **out)
 {
@@ -174,8 +174,8 @@ int render_row_parse(struct json_tokener *tok, const void *text, size_t len, jso
 		return 0;
 	if (len > INT32_MAX)
 		return TRACKD_ECORRUPT;
-	/* Strict: RFC 8259 (plus NaN and ±Infinity, which json-c reads either
-	 * way), no trailing commas or text after the value. */
+	/* Strict: no trailing commas, nothing but whitespace after the value
+	 * (json-c reads NaN and ±Infinity either way). */
 	json_tokener_reset(tok);
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	json_object *v = json_tokener_parse_ex(tok, text, (int)len);
