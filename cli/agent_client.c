@@ -1,9 +1,6 @@
 /* agent_client.c — see agent_client.h. */
 #include "agent_client.h"
 
-#include "buf.h"
-#include "trackd/v1/pb_json.h"
-
 #include "autostart.h"
 #include "errors.h"
 #include "nng_close.h"
@@ -91,30 +88,24 @@ const char *agent_url(const agent_client *c)
 	return c->url;
 }
 
-/* Sends one Request and decodes the Reply. An Error reply is turned into the
- * matching trackd_err here, so callers only see the body they asked for. */
-static int round_trip(agent_client *c, Trackd__V1__Request *req, int timeout_ms,
-                      Trackd__V1__Reply **out, struct agent_error *err)
+/* The Request with the protocol version, packed into a message. */
+static int encode(Trackd__V1__Request *req, nng_msg **out, struct agent_error *err)
 {
-	*out = NULL;
 	err->remote_code = 0;
 	err->message[0] = '\0';
 	req->has_protocol_version = true;
 	req->protocol_version = TRACKD_PROTOCOL_VERSION;
 	size_t len = trackd__v1__request__get_packed_size(req);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (!buf)
+	if (nng_msg_alloc(out, len) != 0)
 		return set_error(err, TRACKD_ENOMEM, 0, "out of memory");
-	trackd__v1__request__pack(req, buf);
-	nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO, timeout_ms);
-	int rv = nng_send(c->sock, buf, len, 0);
-	free(buf);
-	nng_msg *msg = NULL;
-	if (rv == 0)
-		rv = nng_recvmsg(c->sock, &msg, 0);
-	if (rv != 0)
-		return set_error(err, rv == NNG_ETIMEDOUT ? TRACKD_ETIMEDOUT : TRACKD_EIO, 0, "%s",
-		                 nng_strerror(rv));
+	trackd__v1__request__pack(req, nng_msg_body(*out));
+	return 0;
+}
+
+/* The Reply in `msg` (freed here). An Error reply is turned into the matching
+ * trackd_err, so callers only see the body they asked for. */
+static int decode(nng_msg *msg, Trackd__V1__Reply **out, struct agent_error *err)
+{
 	Trackd__V1__Reply *reply =
 	    trackd__v1__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
 	nng_msg_free(msg);
@@ -123,15 +114,40 @@ static int round_trip(agent_client *c, Trackd__V1__Request *req, int timeout_ms,
 	if (reply->body_case == TRACKD__V1__REPLY__BODY_ERROR) {
 		const Trackd__V1__Error *e = reply->error;
 		int code = e && e->has_code ? (int)e->code : 0;
-		rv = code == TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND           ? TRACKD_ENOENT
-		     : code == TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED ? TRACKD_EPERM
-		                                                               : TRACKD_EINVAL;
+		int rv = code == TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND           ? TRACKD_ENOENT
+		         : code == TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED ? TRACKD_EPERM
+		                                                                   : TRACKD_EINVAL;
 		set_error(err, rv, code, "%s", e && e->message ? e->message : "(no message)");
 		trackd__v1__reply__free_unpacked(reply, NULL);
 		return rv;
 	}
 	*out = reply;
 	return 0;
+}
+
+static int transport_error(struct agent_error *err, int nng_rv)
+{
+	return set_error(err, nng_rv == NNG_ETIMEDOUT ? TRACKD_ETIMEDOUT : TRACKD_EIO, 0, "%s",
+	                 nng_strerror(nng_rv));
+}
+
+/* Sends one Request and decodes the Reply. */
+static int round_trip(agent_client *c, Trackd__V1__Request *req, int timeout_ms,
+                      Trackd__V1__Reply **out, struct agent_error *err)
+{
+	*out = NULL;
+	nng_msg *msg;
+	int rv = encode(req, &msg, err);
+	if (rv != 0)
+		return rv;
+	nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO, timeout_ms);
+	if ((rv = nng_sendmsg(c->sock, msg, 0)) != 0)
+		nng_msg_free(msg); /* still ours when the send fails */
+	if (rv == 0)
+		rv = nng_recvmsg(c->sock, &msg, 0);
+	if (rv != 0)
+		return transport_error(err, rv);
+	return decode(msg, out, err);
 }
 
 int agent_status(agent_client *c, Trackd__V1__Reply **reply_out,
@@ -154,11 +170,45 @@ int agent_status(agent_client *c, Trackd__V1__Reply **reply_out,
 	return 0;
 }
 
-int agent_query(agent_client *c, const Trackd__V1__Query *q, char **json, size_t *len,
-                struct agent_error *err)
+/* The member of a QueryReply its reply_case names (NULL: none set). The
+ * pointer is what the commands read, so it is checked here once. */
+static const void *query_member(const Trackd__V1__QueryReply *r)
 {
-	*json = NULL;
-	*len = 0;
+	switch (r->reply_case) {
+	case TRACKD__V1__QUERY_REPLY__REPLY_RUNS: return r->runs;
+	case TRACKD__V1__QUERY_REPLY__REPLY_RUN: return r->run;
+	case TRACKD__V1__QUERY_REPLY__REPLY_HISTORY: return r->history;
+	case TRACKD__V1__QUERY_REPLY__REPLY_RENAME: return r->rename;
+	case TRACKD__V1__QUERY_REPLY__REPLY_WANDB: return r->wandb;
+	case TRACKD__V1__QUERY_REPLY__REPLY_RETRY: return r->retry;
+	case TRACKD__V1__QUERY_REPLY__REPLY_SYNC: return r->sync;
+	case TRACKD__V1__QUERY_REPLY__REPLY_SYNC_STATUS: return r->sync_status;
+	default: return NULL;
+	}
+}
+
+/* The QueryReply of `reply` if it answers `request_case` (then owned by the
+ * caller through *reply_out), else TRACKD_ECORRUPT and the reply freed. */
+static int check_query(Trackd__V1__Reply *reply, int request_case, Trackd__V1__Reply **reply_out,
+                       const Trackd__V1__QueryReply **out, struct agent_error *err)
+{
+	/* The reply's number is the request's (trackd.proto, QueryReply). */
+	const Trackd__V1__QueryReply *qr =
+	    reply->body_case == TRACKD__V1__REPLY__BODY_QUERY ? reply->query : NULL;
+	if (!qr || (int)qr->reply_case != request_case || !query_member(qr)) {
+		trackd__v1__reply__free_unpacked(reply, NULL);
+		return set_error(err, TRACKD_ECORRUPT, 0, "the agent answered something else");
+	}
+	*reply_out = reply;
+	*out = qr;
+	return 0;
+}
+
+int agent_query(agent_client *c, const Trackd__V1__Query *q, Trackd__V1__Reply **reply_out,
+                const Trackd__V1__QueryReply **out, struct agent_error *err)
+{
+	*reply_out = NULL;
+	*out = NULL;
 	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
 	req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
 	req.query = (Trackd__V1__Query *)q; /* packing only reads it */
@@ -166,24 +216,96 @@ int agent_query(agent_client *c, const Trackd__V1__Query *q, char **json, size_t
 	int rv = round_trip(c, &req, AGENT_QUERY_TIMEOUT_MS, &reply, err);
 	if (rv != 0)
 		return rv;
-	struct buf text;
-	buf_init(&text, (size_t)AGENT_MAX_REPLY_BYTES * 4);
-	rv = reply->body_case == TRACKD__V1__REPLY__BODY_QUERY && reply->query
-	         ? pb_json_query_reply(reply->query, &text)
-	         : TRACKD_EINVAL;
-	trackd__v1__reply__free_unpacked(reply, NULL);
-	if (rv == TRACKD_EINVAL || (!rv && !text.data)) {
-		buf_fini(&text);
-		return set_error(err, TRACKD_ECORRUPT, 0,
-		                 "the agent answered something else (does it serve queries?)");
-	}
-	if (rv) {
-		buf_fini(&text);
+	return check_query(reply, (int)q->request_case, reply_out, out, err);
+}
+
+/* A query in flight: its own REQ context (a REQ socket's context holds one
+ * request at a time; the socket's own one serves the synchronous calls), and
+ * the receive under way on it. */
+struct agent_pending {
+	nng_ctx ctx;
+	nng_aio *aio;
+	int request_case;
+};
+
+static void pending_free(agent_pending *p)
+{
+	nng_aio_stop(p->aio); /* a receive under way is cancelled */
+	nng_msg *msg = nng_aio_get_msg(p->aio);
+	if (msg && nng_aio_result(p->aio) == 0)
+		nng_msg_free(msg);
+	nng_ctx_close(p->ctx);
+	nng_aio_free(p->aio);
+	free(p);
+}
+
+int agent_query_start(agent_client *c, const Trackd__V1__Query *q, agent_pending **out,
+                      struct agent_error *err)
+{
+	*out = NULL;
+	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
+	req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
+	req.query = (Trackd__V1__Query *)q; /* packing only reads it */
+	nng_msg *msg;
+	int rv = encode(&req, &msg, err);
+	if (rv != 0)
+		return rv;
+	agent_pending *p = calloc(1, sizeof *p);
+	if (!p || nng_aio_alloc(&p->aio, NULL, NULL) != 0) {
+		free(p);
+		nng_msg_free(msg);
 		return set_error(err, TRACKD_ENOMEM, 0, "out of memory");
 	}
-	*len = text.len;
-	*json = text.data;
+	p->request_case = (int)q->request_case;
+	if ((rv = nng_ctx_open(&p->ctx, c->sock)) != 0) {
+		nng_aio_free(p->aio);
+		free(p);
+		nng_msg_free(msg);
+		return set_error(err, TRACKD_ESYS, 0, "cannot open a context: %s",
+		                 nng_strerror(rv));
+	}
+	nng_aio_set_msg(p->aio, msg);
+	nng_aio_set_timeout(p->aio, AGENT_STATUS_TIMEOUT_MS);
+	nng_ctx_send(p->ctx, p->aio);
+	nng_aio_wait(p->aio);
+	if ((rv = nng_aio_result(p->aio)) != 0) {
+		nng_msg_free(msg); /* still ours when the send fails */
+		nng_aio_set_msg(p->aio, NULL);
+		pending_free(p);
+		return transport_error(err, rv);
+	}
+	nng_aio_set_msg(p->aio, NULL);
+	nng_aio_set_timeout(p->aio, AGENT_QUERY_TIMEOUT_MS);
+	nng_ctx_recv(p->ctx, p->aio);
+	*out = p;
 	return 0;
+}
+
+int agent_query_finish(agent_pending *p, Trackd__V1__Reply **reply_out,
+                       const Trackd__V1__QueryReply **out, struct agent_error *err)
+{
+	*reply_out = NULL;
+	*out = NULL;
+	err->remote_code = 0;
+	err->message[0] = '\0';
+	nng_aio_wait(p->aio);
+	int rv = nng_aio_result(p->aio);
+	nng_msg *msg = rv == 0 ? nng_aio_get_msg(p->aio) : NULL;
+	nng_aio_set_msg(p->aio, NULL);
+	int request_case = p->request_case;
+	pending_free(p);
+	if (rv != 0)
+		return transport_error(err, rv);
+	Trackd__V1__Reply *reply;
+	if ((rv = decode(msg, &reply, err)) != 0)
+		return rv;
+	return check_query(reply, request_case, reply_out, out, err);
+}
+
+void agent_query_abandon(agent_pending *p)
+{
+	if (p)
+		pending_free(p);
 }
 
 void agent_print_error(const char *url, int rv, const struct agent_error *err, const char *what)

@@ -18,8 +18,8 @@
  *   TRACKD_ENOMEM
  * agent_print_error() prints the one message per case, in the house wording.
  *
- * Ownership: query strings are borrowed; returned JSON and replies are owned by
- * the caller. Not thread-safe: one client per thread.
+ * Ownership: query strings are borrowed; returned replies are owned by the
+ * caller. Not thread-safe: one client per thread.
  */
 #ifndef TRACKD_CLI_AGENT_CLIENT_H
 #define TRACKD_CLI_AGENT_CLIENT_H
@@ -55,10 +55,31 @@ const char *agent_url(const agent_client *c);
 int agent_status(agent_client *c, Trackd__V1__Reply **reply_out,
                  const Trackd__V1__StatusReply **out, struct agent_error *err);
 
-/* A Query. On success *json is the reply's JSON text (malloc'd, NUL-terminated,
- * owned by the caller) and *len its length. */
-int agent_query(agent_client *c, const Trackd__V1__Query *q, char **json, size_t *len,
-                struct agent_error *err);
+/* A Query. On success *out is the decoded, typed QueryReply inside its Reply:
+ * its reply_case is the one asked for (the agent answers request N with reply
+ * N: q->request_case) and that member is set, so a caller reads it without
+ * checking; any other answer is TRACKD_ECORRUPT ("the agent answered something
+ * else"). Free the whole Reply with trackd__v1__reply__free_unpacked(*reply_out,
+ * NULL). Nothing is rendered here: --json output renders *out with
+ * pb_json_query_reply(). */
+int agent_query(agent_client *c, const Trackd__V1__Query *q, Trackd__V1__Reply **reply_out,
+                const Trackd__V1__QueryReply **out, struct agent_error *err);
+
+/* A query sent ahead: agent_query_start() sends it and returns at once, the
+ * agent answering while the caller works (trackctl asks for the next page of
+ * history while it reads the last one); agent_query_finish() waits for the
+ * answer and is then agent_query()'s result (the same errors and ownership);
+ * agent_query_abandon() drops it unanswered (NULL is a no-op). Finish or
+ * abandon each one, once (that frees it), before agent_close. The answer is
+ * received when it comes, whether the caller waits yet or not (at most
+ * AGENT_QUERY_TIMEOUT_MS after the start: then TRACKD_ETIMEDOUT). Synchronous
+ * calls may be made while one is in flight. */
+typedef struct agent_pending agent_pending;
+int agent_query_start(agent_client *c, const Trackd__V1__Query *q, agent_pending **out,
+                      struct agent_error *err);
+int agent_query_finish(agent_pending *p, Trackd__V1__Reply **reply_out,
+                       const Trackd__V1__QueryReply **out, struct agent_error *err);
+void agent_query_abandon(agent_pending *p);
 
 /* "trackctl: …" on stderr for a failed call; `what` names the request (e.g. "run
  * abc123") for not-found messages. */

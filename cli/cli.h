@@ -10,13 +10,19 @@
  *
  * The helpers below print their own diagnostics and return an exit code (0 or 1),
  * so a command only propagates it.
+ *
+ * Replies are the agent's typed messages (trackd.proto, QueryReply): commands
+ * read their fields; `--json` prints the reply with pb_json (cli_print_json).
+ * History rows are JSON text and are parsed (json-c, cli_row) only where their
+ * values are needed.
  */
 #ifndef TRACKD_CLI_CLI_H
 #define TRACKD_CLI_CLI_H
 
 #include "agent_client.h"
-#include "json.h"
 #include "json_write.h"
+
+#include <json-c/json.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -70,39 +76,60 @@ void cli_query_wandb(struct cli_query *cq);
 void cli_query_retry(struct cli_query *cq, const char *run);
 void cli_query_sync(struct cli_query *cq, const char *run, bool start, bool force);
 
-/* A parsed query reply: `doc` borrows `text`. */
+/* A typed query reply: `q` points into `reply`, and its member for the query
+ * asked is set (agent_query checked it). */
 struct cli_reply {
-	char *text;
-	size_t len;
-	json_doc *doc;
-	const json_value *root;
+	Trackd__V1__Reply *reply;
+	const Trackd__V1__QueryReply *q;
 };
 void cli_reply_free(struct cli_reply *r); /* zeroes it; safe twice */
 
-/* Sends `q` and parses the JSON answer into *r. `what` names the object for a
+/* Sends `q` and decodes the typed answer into *r. `what` names the object for a
  * not-found message ("run abc123"). */
 int cli_query(agent_client *c, const Trackd__V1__Query *q, const char *what, struct cli_reply *r);
+
+/* `--json`: the reply as pb_json renders it (pb_json_query_reply), one line on
+ * stdout. */
+int cli_print_json(const struct cli_reply *r);
 
 /* A run's history, read page by page: at most `page` rows per request, which
  * starts at CLI_HISTORY_PAGE and is halved for the rest of the reading whenever
  * the agent answers ERROR_TOO_LARGE (rows can hold large strings). Only `keys`
- * (borrowed) when n_keys > 0. */
+ * (borrowed) when n_keys > 0.
+ *
+ * A caller that asks for more than a page at a time (max above `page`) reads
+ * the history to its end: each page it gets, the request for the next one is
+ * sent at once (`ahead`), so the agent reads it while the caller handles this
+ * one. A request sent ahead that the next call does not want, or that failed,
+ * is dropped and the page asked again as usual. cli_history_fini() drops the
+ * one still in flight: call it once done (or failed). */
 struct cli_history {
 	agent_client *agent;
 	const char *run;
 	const char *const *keys;
 	size_t n_keys;
 	uint64_t page;
+	agent_pending *ahead; /* rows [ahead_from, ahead_from + ahead_lines), or NULL */
+	uint64_t ahead_from, ahead_lines;
 };
 void cli_history_init(struct cli_history *h, agent_client *agent, const char *run,
                       const char *const *keys, size_t n_keys);
+void cli_history_fini(struct cli_history *h);
 
-/* Rows [from, from + min(max, page)). *next and *total from the reply (a reply
- * without them counts the rows it holds). */
+/* Rows [from, from + min(max, page)). *page is the reply's HistoryPage (in *r);
+ * *next and *total from it (a page without them counts the rows it holds). */
 int cli_history_page(struct cli_history *h, uint64_t from, uint64_t max, struct cli_reply *r,
-                     uint64_t *next, uint64_t *total);
+                     const Trackd__V1__HistoryPage **page, uint64_t *next, uint64_t *total);
 
-/* The rows array of a history reply (NULL if absent). */
-const json_value *cli_history_rows(const struct cli_reply *r);
+/* A history row that trackctl needs the values of, parsed with json-c
+ * (render_row_parse) using `tok` (json_tokener_new_ex(RENDER_ROW_MAX_DEPTH),
+ * reused for every row). *out: the caller's (json_object_put; NULL for a null
+ * row). A row that is not JSON is reported (run, line number) and is exit 1. */
+int cli_row(struct json_tokener *tok, const struct cli_history *h, const ProtobufCBinaryData *line,
+            uint64_t line_no, json_object **out);
+
+/* A row as it came (a history line is one JSON value already): the text, or
+ * null for an empty line, as the agent's JSON rendering shows it. No newline. */
+void cli_put_row(FILE *out, const ProtobufCBinaryData *line);
 
 #endif

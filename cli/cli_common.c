@@ -1,9 +1,13 @@
 /* cli_common.c — the plumbing shared by trackctl's commands (see cli.h). */
 #include "cli.h"
 
+#include "render.h"
+
 #include "errors.h"
+#include "trackd/v1/pb_json.h"
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,35 +46,18 @@ int cli_connect(agent_client **out)
 
 void cli_reply_free(struct cli_reply *r)
 {
-	json_doc_free(r->doc);
-	free(r->text);
+	if (r->reply)
+		trackd__v1__reply__free_unpacked(r->reply, NULL);
 	memset(r, 0, sizeof *r);
 }
 
-/* Sends q and parses the answer; on an agent error returns its code and leaves
+/* Sends q and decodes the answer; on an agent error returns its code and leaves
  * the printing to the caller. */
 static int fetch(agent_client *c, const Trackd__V1__Query *q, struct cli_reply *r,
                  struct agent_error *err)
 {
 	memset(r, 0, sizeof *r);
-	int rv = agent_query(c, q, &r->text, &r->len, err);
-	if (rv != 0)
-		return rv;
-	char perr[256];
-	rv = json_parse(r->text, r->len, JSON_DEFAULT_MAX_DEPTH, &r->doc, perr, sizeof perr);
-	if (rv == 0 && !json_is(json_doc_root(r->doc), JSON_OBJECT)) {
-		rv = TRACKD_EINVAL;
-		snprintf(perr, sizeof perr, "not a JSON object");
-	}
-	if (rv != 0) {
-		snprintf(err->message, sizeof err->message,
-		         "the agent's answer is not JSON trackctl can read (%s): %s",
-		         trackd_strerror(rv), perr);
-		cli_reply_free(r);
-		return TRACKD_ECORRUPT;
-	}
-	r->root = json_doc_root(r->doc);
-	return 0;
+	return agent_query(c, q, &r->reply, &r->q, err);
 }
 
 int cli_query(agent_client *c, const Trackd__V1__Query *q, const char *what, struct cli_reply *r)
@@ -84,6 +71,25 @@ int cli_query(agent_client *c, const Trackd__V1__Query *q, const char *what, str
 	return 0;
 }
 
+int cli_print_json(const struct cli_reply *r)
+{
+	/* The reply is at most AGENT_MAX_REPLY_BYTES of protobuf; its JSON is
+	 * larger (field names, escapes). A text past four times that is reported,
+	 * not printed in part. */
+	struct buf text;
+	buf_init(&text, (size_t)AGENT_MAX_REPLY_BYTES * 4);
+	int rv = pb_json_query_reply(r->q, &text);
+	if (rv == 0) {
+		fwrite(text.data, 1, text.len, stdout);
+		putchar('\n');
+	} else {
+		fprintf(stderr, "trackctl: cannot print the agent's answer as JSON: %s\n",
+		        trackd_strerror(rv));
+	}
+	buf_fini(&text);
+	return rv == 0 ? 0 : 1;
+}
+
 void cli_history_init(struct cli_history *h, agent_client *agent, const char *run,
                       const char *const *keys, size_t n_keys)
 {
@@ -92,6 +98,14 @@ void cli_history_init(struct cli_history *h, agent_client *agent, const char *ru
 	h->keys = keys;
 	h->n_keys = n_keys;
 	h->page = CLI_HISTORY_PAGE;
+	h->ahead = NULL;
+	h->ahead_from = h->ahead_lines = 0;
+}
+
+void cli_history_fini(struct cli_history *h)
+{
+	agent_query_abandon(h->ahead);
+	h->ahead = NULL;
 }
 
 /* protobuf-c's fields are not const; packing only reads them. */
@@ -160,23 +174,44 @@ void cli_query_sync(struct cli_query *cq, const char *run, bool start, bool forc
 	}
 }
 
-int cli_history_page(struct cli_history *h, uint64_t from, uint64_t max, struct cli_reply *r,
-                     uint64_t *next, uint64_t *total)
+/* The request of rows [from, from + lines) of h's run. */
+static void history_query(const struct cli_history *h, uint64_t from, uint64_t lines,
+                          Trackd__V1__HistoryRequest *hr, Trackd__V1__Query *q)
 {
-	Trackd__V1__HistoryRequest hr = TRACKD__V1__HISTORY_REQUEST__INIT;
-	hr.run = (char *)h->run; /* protobuf-c's fields are not const; packing only reads */
-	hr.keys = (char **)h->keys;
-	hr.n_keys = h->n_keys;
-	hr.has_from_line = true;
-	hr.from_line = from;
-	hr.has_max_lines = true;
-	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
-	q.request_case = TRACKD__V1__QUERY__REQUEST_HISTORY;
-	q.history = &hr;
+	*hr = (Trackd__V1__HistoryRequest)TRACKD__V1__HISTORY_REQUEST__INIT;
+	hr->run = (char *)h->run; /* protobuf-c's fields are not const; packing only reads */
+	hr->keys = (char **)h->keys;
+	hr->n_keys = h->n_keys;
+	hr->has_from_line = true;
+	hr->from_line = from;
+	hr->has_max_lines = true;
+	hr->max_lines = lines;
+	*q = (Trackd__V1__Query)TRACKD__V1__QUERY__INIT;
+	q->request_case = TRACKD__V1__QUERY__REQUEST_HISTORY;
+	q->history = hr;
+}
+
+int cli_history_page(struct cli_history *h, uint64_t from, uint64_t max, struct cli_reply *r,
+                     const Trackd__V1__HistoryPage **page, uint64_t *next, uint64_t *total)
+{
+	Trackd__V1__HistoryRequest hr;
+	Trackd__V1__Query q;
 	struct agent_error err;
-	int rv;
-	for (;;) {
-		hr.max_lines = max < h->page ? max : h->page;
+	int rv = -1;
+	memset(r, 0, sizeof *r);
+	/* The page sent ahead, if it is the one wanted and came; otherwise it is
+	 * asked (again) below, which also reports a real failure as usual. */
+	if (h->ahead) {
+		bool wanted =
+		    h->ahead_from == from && h->ahead_lines == (max < h->page ? max : h->page);
+		if (wanted)
+			rv = agent_query_finish(h->ahead, &r->reply, &r->q, &err);
+		else
+			agent_query_abandon(h->ahead);
+		h->ahead = NULL;
+	}
+	while (rv != 0) {
+		history_query(h, from, max < h->page ? max : h->page, &hr, &q);
 		rv = fetch(h->agent, &q, r, &err);
 		if (rv != TRACKD_EINVAL ||
 		    err.remote_code != TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE || hr.max_lines <= 1)
@@ -189,16 +224,41 @@ int cli_history_page(struct cli_history *h, uint64_t from, uint64_t max, struct 
 		agent_print_error(agent_url(h->agent), rv, &err, what);
 		return 1;
 	}
-	const json_value *rows = cli_history_rows(r);
-	uint64_t n = rows ? rows->u.arr.n : 0;
-	int64_t v;
-	*next = json_int(json_get(r->root, "next_line"), &v) && v >= 0 ? (uint64_t)v : from + n;
-	*total = json_int(json_get(r->root, "total_lines"), &v) && v >= 0 ? (uint64_t)v : *next;
+	const Trackd__V1__HistoryPage *p = r->q->history;
+	/* As the JSON these were read from had them: a count past int64 is absent. */
+	bool has_next = p->has_next_line && p->next_line <= (uint64_t)INT64_MAX;
+	bool has_total = p->has_total_lines && p->total_lines <= (uint64_t)INT64_MAX;
+	*page = p;
+	*next = has_next ? p->next_line : from + p->n_lines;
+	*total = has_total ? p->total_lines : *next;
+	/* More than a page wanted and more rows there: ask for the next page now.
+	 * Failing to send it only costs the overlap. */
+	if (max > h->page && p->n_lines > 0 && *next > from && *next < *total) {
+		h->ahead_from = *next;
+		h->ahead_lines = h->page;
+		history_query(h, h->ahead_from, h->ahead_lines, &hr, &q);
+		if (agent_query_start(h->agent, &q, &h->ahead, &err) != 0)
+			h->ahead = NULL;
+	}
 	return 0;
 }
 
-const json_value *cli_history_rows(const struct cli_reply *r)
+int cli_row(struct json_tokener *tok, const struct cli_history *h, const ProtobufCBinaryData *line,
+            uint64_t line_no, json_object **out)
 {
-	const json_value *rows = json_get(r->root, "lines");
-	return json_is(rows, JSON_ARRAY) ? rows : NULL;
+	if (render_row_parse(tok, line->data, line->len, out) == 0)
+		return 0;
+	fprintf(stderr,
+	        "trackctl: the agent's answer is not JSON trackctl can read: row %" PRIu64
+	        " of run %s is not one JSON value\n",
+	        line_no, h->run);
+	return 1;
+}
+
+void cli_put_row(FILE *out, const ProtobufCBinaryData *line)
+{
+	if (line->len)
+		fwrite(line->data, 1, line->len, out);
+	else
+		fputs("null", out);
 }

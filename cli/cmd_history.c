@@ -2,7 +2,10 @@
  *   history RUN [--keys k1,k2] [--format csv|jsonl] [--json]
  *   tail RUN [--keys k1,k2] [-n N]
  * Rows are fetched in pages of CLI_HISTORY_PAGE, so memory stays bounded by one
- * page (plus the CSV header's key list) whatever the run's length. */
+ * page (plus the CSV header's key list) whatever the run's length. A row is JSON
+ * text as the store holds it: jsonl, --json and tail pass it through as it
+ * came; only CSV reads its values (json-c, one tokener for every row, each row
+ * parsed once: see "CSV of every key" for the spool that takes). */
 #include "cli.h"
 
 #include "render.h"
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_KEYS     100000           /* CSV columns */
 #define TAIL_POLL_NS (200 * 1000000L) /* ~200 ms between polls of a quiet run */
@@ -110,94 +114,237 @@ static int parse_keys(const char *list, struct keyset *ks)
 
 enum format { FORMAT_CSV, FORMAT_JSONL, FORMAT_JSON };
 
-/* The CSV header: every top-level key of rows [0, end) in first-seen order. One
- * pass over the history that keeps only the keys, so memory does not grow with
- * the number of rows. *end is where the pass stopped: the second pass stops there
- * too, so rows logged meanwhile cannot bring keys the header lacks. */
-static int collect_keys(agent_client *agent, const char *run, struct keyset *ks, uint64_t *end)
+/* One CSV line: a row's text (at most an agent reply) and a comma per column. */
+#define CSV_LINE_MAX ((size_t)1 << 30)
+
+static int out_of_memory(void)
 {
-	struct cli_history h;
-	uint64_t from = 0, next, total;
-	cli_history_init(&h, agent, run, NULL, 0);
-	for (;;) {
-		struct cli_reply r;
-		int code = cli_history_page(&h, from, UINT64_MAX, &r, &next, &total);
-		if (code != 0)
-			return code;
-		const json_value *rows = cli_history_rows(&r);
-		size_t n = rows ? rows->u.arr.n : 0;
-		for (size_t i = 0; i < n; i++) {
-			const json_value *row = &rows->u.arr.items[i];
-			for (size_t m = 0; json_is(row, JSON_OBJECT) && m < row->u.obj.n; m++) {
-				const char *key = row->u.obj.members[m].key;
-				int rv = strcmp(key, "_step") == 0 ? 0 : keyset_add(ks, key);
-				if (rv != 0) {
-					fprintf(
-					    stderr, "trackctl: %s\n",
-					    rv == -2
-					        ? "more than 100000 keys: choose some with --keys"
-					        : "out of memory");
-					cli_reply_free(&r);
-					return 1;
-				}
-			}
-		}
-		cli_reply_free(&r);
-		if (n == 0 || next <= from || next >= total) {
-			*end = next > from ? next : from + n;
-			return 0;
-		}
-		from = next;
-	}
+	fprintf(stderr, "trackctl: out of memory\n");
+	return 1;
 }
 
-static int print_history(agent_client *agent, const char *run, const struct keyset *filter,
-                         const struct keyset *columns, enum format format, uint64_t end)
+/* "_step,k1,k2,…" and a newline. */
+static int print_header(const struct keyset *columns, struct buf *line)
 {
-	uint64_t from = 0, next = 0, total = 0;
-	bool first = true;
-	if (format == FORMAT_CSV) {
-		fputs("_step", stdout);
-		for (size_t i = 0; i < columns->n; i++) {
-			putchar(',');
-			render_csv_field(stdout, columns->keys[i], strlen(columns->keys[i]));
+	buf_reset(line);
+	int rv = buf_puts(line, "_step");
+	for (size_t i = 0; i < columns->n && !rv; i++) {
+		rv = buf_putc(line, ',');
+		if (!rv)
+			rv = render_csv_field(line, columns->keys[i], strlen(columns->keys[i]));
+	}
+	if (!rv)
+		rv = buf_putc(line, '\n');
+	if (rv)
+		return out_of_memory();
+	fwrite(line->data, 1, line->len, stdout);
+	return 0;
+}
+
+/* ---- CSV of every key --------------------------------------------------------
+ *
+ * The header names every top-level key of the run in first-seen order, so it is
+ * known only once the last row is read. Each row is read (parsed with json-c)
+ * once: its cells for the columns known by then go to a spool file, with that
+ * number of columns; after the last row come the header, then the spool, each
+ * row padded with an empty cell for every column found after it. Reading the
+ * rows twice (keys first, then cells) would parse each twice, which is most of
+ * the command's time. Memory stays one page plus the key list, whatever the
+ * run's length; the spool, about the size of the CSV, is in $TMPDIR (else
+ * /tmp), unlinked at once, so it goes however trackctl ends. The rows are those
+ * of the one pass: rows logged meanwhile cannot bring keys the header lacks. */
+
+struct spool_rec {
+	uint64_t columns; /* the columns the row's cells are for */
+	uint64_t len;     /* bytes of its cells, which follow */
+};
+
+static FILE *spool_open(void)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	snprintf(path, sizeof path, "%s/trackctl-csv-XXXXXX", dir && *dir ? dir : "/tmp");
+	int fd = mkstemp(path);
+	if (fd < 0) {
+		fprintf(stderr, "trackctl: cannot make a spool file for the CSV (%s): %s\n", path,
+		        strerror(errno));
+		return NULL;
+	}
+	unlink(path);
+	FILE *f = fdopen(fd, "w+");
+	if (!f) {
+		close(fd);
+		out_of_memory();
+	}
+	return f;
+}
+
+/* The row's new keys (not _step) join the columns. */
+static int add_keys(struct keyset *ks, json_object *row)
+{
+	if (!json_object_is_type(row, json_type_object))
+		return 0;
+	json_object_object_foreach(row, key, value)
+	{
+		(void)value;
+		int rv = strcmp(key, "_step") == 0 ? 0 : keyset_add(ks, key);
+		if (rv != 0) {
+			fprintf(stderr, "trackctl: %s\n",
+			        rv == -2 ? "more than 100000 keys: choose some with --keys"
+			                 : "out of memory");
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Header, then every spooled row with its missing trailing cells. */
+static int spool_print(FILE *spool, const struct keyset *columns, struct buf *line)
+{
+	if (fflush(spool) != 0 || fseek(spool, 0, SEEK_SET) != 0) {
+		fprintf(stderr, "trackctl: cannot write the CSV's spool file: %s\n",
+		        strerror(errno));
+		return 1;
+	}
+	int code = print_header(columns, line);
+	static const char commas[] = ",,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,";
+	char chunk[65536];
+	struct spool_rec rec;
+	while (code == 0 && fread(&rec, sizeof rec, 1, spool) == 1) {
+		for (uint64_t left = rec.len; left > 0 && code == 0;) {
+			size_t want = left < sizeof chunk ? (size_t)left : sizeof chunk;
+			if (fread(chunk, 1, want, spool) != want)
+				code = 1;
+			fwrite(chunk, 1, want, stdout);
+			left -= want;
+		}
+		for (uint64_t pad = columns->n - rec.columns; pad > 0 && code == 0;) {
+			size_t k = pad < sizeof commas - 1 ? (size_t)pad : sizeof commas - 1;
+			fwrite(commas, 1, k, stdout);
+			pad -= k;
 		}
 		putchar('\n');
 	}
+	if (code != 0 || ferror(spool)) {
+		fprintf(stderr, "trackctl: cannot read back the CSV's spool file\n");
+		return 1;
+	}
+	return 0;
+}
+
+static int print_csv_all(agent_client *agent, const char *run)
+{
+	struct keyset ks = {0};
+	struct buf line;
+	buf_init(&line, CSV_LINE_MAX);
+	struct json_tokener *tok = json_tokener_new_ex(RENDER_ROW_MAX_DEPTH);
+	FILE *spool = NULL;
+	int code = !tok ? out_of_memory() : !(spool = spool_open()) ? 1 : 0;
+	struct cli_history h;
+	uint64_t from = 0, next, total;
+	cli_history_init(&h, agent, run, NULL, 0);
+	while (code == 0) {
+		struct cli_reply r;
+		const Trackd__V1__HistoryPage *page;
+		code = cli_history_page(&h, from, UINT64_MAX, &r, &page, &next, &total);
+		if (code != 0)
+			break;
+		size_t n = page->n_lines;
+		for (size_t i = 0; i < n && code == 0; i++) {
+			json_object *row;
+			code = cli_row(tok, &h, &page->lines[i], from + i, &row);
+			if (code == 0)
+				code = add_keys(&ks, row);
+			buf_reset(&line);
+			if (code == 0 &&
+			    render_csv_row(&line, row, (const char *const *)ks.keys, ks.n) != 0)
+				code = out_of_memory();
+			struct spool_rec rec = {ks.n, line.len};
+			if (code == 0 &&
+			    (fwrite(&rec, sizeof rec, 1, spool) != 1 ||
+			     (line.len && fwrite(line.data, 1, line.len, spool) != line.len))) {
+				fprintf(stderr, "trackctl: cannot write the CSV's spool file: %s\n",
+				        strerror(errno));
+				code = 1;
+			}
+			json_object_put(row);
+		}
+		cli_reply_free(&r);
+		if (n == 0 || next <= from || next >= total)
+			break;
+		from = next;
+	}
+	cli_history_fini(&h);
+	if (code == 0)
+		code = spool_print(spool, &ks, &line);
+	if (spool)
+		fclose(spool);
+	if (tok)
+		json_tokener_free(tok);
+	buf_fini(&line);
+	keyset_free(&ks);
+	return code;
+}
+
+/* ---- the other formats: rows printed as they come -------------------------------- */
+
+/* CSV of the --keys columns, jsonl, or the one JSON object of --json. */
+static int print_history(agent_client *agent, const char *run, const struct keyset *filter,
+                         enum format format)
+{
+	uint64_t from = 0, next = 0, total = 0;
+	bool first = true;
+	struct json_tokener *tok = NULL;
+	struct buf line;
+	buf_init(&line, CSV_LINE_MAX);
+	int code = 0;
+	if (format == FORMAT_CSV) {
+		tok = json_tokener_new_ex(RENDER_ROW_MAX_DEPTH);
+		code = tok ? print_header(filter, &line) : out_of_memory();
+	}
 	struct cli_history h;
 	cli_history_init(&h, agent, run, (const char *const *)filter->keys, filter->n);
-	/* end: UINT64_MAX (everything) or where the key pass stopped. */
-	while (from < end) {
+	while (code == 0) {
 		struct cli_reply r;
-		int code = cli_history_page(&h, from, end - from, &r, &next, &total);
+		const Trackd__V1__HistoryPage *page;
+		code = cli_history_page(&h, from, UINT64_MAX, &r, &page, &next, &total);
 		if (code != 0)
-			return code;
-		const json_value *rows = cli_history_rows(&r);
-		size_t n = rows ? rows->u.arr.n : 0;
+			break;
+		size_t n = page->n_lines;
 		if (format == FORMAT_JSON && first) {
+			/* The shape of one HistoryPage as --json renders it, for every page. */
 			fputs("{\"run\":", stdout);
-			const json_value *path = json_get(r.root, "run");
-			if (path)
-				json_write_compact(stdout, path);
+			if (page->run)
+				json_fput_string(stdout, page->run);
 			else
-				json_fput_string(stdout, run);
+				fputs("null", stdout);
 			fputs(",\"from_line\":0,\"lines\":[", stdout);
 		}
-		for (size_t i = 0; i < n; i++) {
-			const json_value *row = &rows->u.arr.items[i];
+		for (size_t i = 0; i < n && code == 0; i++) {
+			const ProtobufCBinaryData *text = &page->lines[i];
 			switch (format) {
-			case FORMAT_CSV:
-				render_csv_row(stdout, row, (const char *const *)columns->keys,
-				               columns->n);
+			case FORMAT_CSV: {
+				json_object *row;
+				code = cli_row(tok, &h, text, from + i, &row);
+				buf_reset(&line);
+				if (code == 0 &&
+				    (render_csv_row(&line, row, (const char *const *)filter->keys,
+				                    filter->n) != 0 ||
+				     buf_putc(&line, '\n') != 0))
+					code = out_of_memory();
+				if (code == 0)
+					fwrite(line.data, 1, line.len, stdout);
+				json_object_put(row);
 				break;
+			}
 			case FORMAT_JSONL:
-				json_write_compact(stdout, row);
+				cli_put_row(stdout, text);
 				putchar('\n');
 				break;
 			case FORMAT_JSON:
 				if (!first || i)
 					putchar(',');
-				json_write_compact(stdout, row);
+				cli_put_row(stdout, text);
 				break;
 			}
 		}
@@ -207,6 +354,12 @@ static int print_history(agent_client *agent, const char *run, const struct keys
 			break;
 		from = next;
 	}
+	cli_history_fini(&h);
+	if (tok)
+		json_tokener_free(tok);
+	buf_fini(&line);
+	if (code != 0)
+		return code;
 	if (format == FORMAT_JSON) {
 		if (first) /* not even one reply: cannot happen, a failure returned above */
 			fputs("{\"lines\":[", stdout);
@@ -248,7 +401,7 @@ int cmd_history(int argc, char **argv)
 		return cli_usage_error("history takes one RUN (an id or entity/project/id)");
 	const char *run = argv[optind];
 
-	struct keyset filter = {0}, found = {0};
+	struct keyset filter = {0};
 	if (keys && parse_keys(keys, &filter) != 0) {
 		fprintf(stderr, "trackctl: too many keys in --keys\n");
 		return 1;
@@ -262,18 +415,10 @@ int cmd_history(int argc, char **argv)
 		keyset_free(&filter);
 		return 1;
 	}
-	int code = 0;
-	uint64_t end = UINT64_MAX;
-	const struct keyset *columns = &filter;
 	/* Named keys are the columns, in the order given; otherwise every key seen. */
-	if (format == FORMAT_CSV && !keys) {
-		code = collect_keys(agent, run, &found, &end);
-		columns = &found;
-	}
-	if (code == 0)
-		code = print_history(agent, run, &filter, columns, format, end);
+	int code = format == FORMAT_CSV && !keys ? print_csv_all(agent, run)
+	                                         : print_history(agent, run, &filter, format);
 	keyset_free(&filter);
-	keyset_free(&found);
 	agent_close(agent);
 	return code;
 }
@@ -301,7 +446,8 @@ static int run_state(agent_client *agent, const char *run, char *state, size_t c
 	int code = cli_query(agent, &cq.q, what, &r);
 	if (code != 0)
 		return code;
-	snprintf(state, cap, "%s", json_string(json_get(json_get(r.root, "run"), "state"), ""));
+	const Trackd__V1__RunInfo *info = r.q->run->run;
+	snprintf(state, cap, "%s", info && info->state ? info->state : "");
 	cli_reply_free(&r);
 	return 0;
 }
@@ -316,13 +462,13 @@ static int tail_drain(struct cli_history *h, uint64_t *from, size_t *printed)
 	while (!tail_stop) {
 		uint64_t next, total;
 		struct cli_reply r;
-		int code = cli_history_page(h, *from, TAIL_PAGE_ROWS, &r, &next, &total);
+		const Trackd__V1__HistoryPage *page;
+		int code = cli_history_page(h, *from, TAIL_PAGE_ROWS, &r, &page, &next, &total);
 		if (code != 0)
 			return code;
-		const json_value *rows = cli_history_rows(&r);
-		size_t n = rows ? rows->u.arr.n : 0, i;
+		size_t n = page->n_lines, i;
 		for (i = 0; i < n && !tail_stop; i++) {
-			json_write_compact(stdout, &rows->u.arr.items[i]);
+			cli_put_row(stdout, &page->lines[i]);
 			putchar('\n');
 		}
 		fflush(stdout);
@@ -396,7 +542,8 @@ int cmd_tail(int argc, char **argv)
 	cli_history_init(&h, agent, run, (const char *const *)filter.keys, filter.n);
 	if (code == 0) {
 		struct cli_reply r;
-		code = cli_history_page(&h, 0, 1, &r, &next, &total);
+		const Trackd__V1__HistoryPage *page;
+		code = cli_history_page(&h, 0, 1, &r, &page, &next, &total);
 		cli_reply_free(&r);
 		from = total > last ? total - last : 0;
 	}
@@ -415,6 +562,7 @@ int cmd_tail(int argc, char **argv)
 		struct timespec ts = {0, TAIL_POLL_NS};
 		nanosleep(&ts, NULL); /* EINTR on Ctrl-C: the loop test sees tail_stop */
 	}
+	cli_history_fini(&h);
 	keyset_free(&filter);
 	agent_close(agent);
 	return code;

@@ -3,7 +3,9 @@
  *   show RUN [--json]                          one run: identity, config, footer
  *   rename RUN NAME [--json]                   a new display name
  *   retry [RUN] [--json]                       upload parked runs again
- * A RUN is an id or entity/project/id; the agent resolves it. */
+ * A RUN is an id or entity/project/id; the agent resolves it. The answers are
+ * typed (RunsReply, RunReply, RenameReply, RetryReply); --json prints them as
+ * pb_json renders them. */
 #include "cli.h"
 
 #include "errors.h"
@@ -16,14 +18,6 @@
 
 #define RENAME_WAIT_POLLS 250             /* at most ~5 s for the store to show it */
 #define RENAME_POLL_NS    (20 * 1000000L) /* 20 ms */
-
-/* The agent's JSON, passed through unchanged. */
-static void print_raw(const struct cli_reply *r)
-{
-	fwrite(r->text, 1, r->len, stdout);
-	if (r->len == 0 || r->text[r->len - 1] != '\n')
-		putchar('\n');
-}
 
 static bool parse_json_only(int argc, char **argv, const char *cmd, bool *json)
 {
@@ -79,9 +73,9 @@ int cmd_runs(int argc, char **argv)
 	int code = cli_query(agent, &cq.q, "project", &r);
 	if (code == 0) {
 		if (json)
-			print_raw(&r);
+			code = cli_print_json(&r);
 		else
-			render_runs_table(stdout, r.root);
+			render_runs_table(stdout, r.q->runs);
 		cli_reply_free(&r);
 	}
 	agent_close(agent);
@@ -94,24 +88,37 @@ static int feed_all_history(agent_client *agent, const char *run, footer_series 
 	struct cli_history h;
 	uint64_t from = 0, next, total;
 	cli_history_init(&h, agent, run, NULL, 0);
-	for (;;) {
+	struct json_tokener *tok = json_tokener_new_ex(RENDER_ROW_MAX_DEPTH);
+	if (!tok) {
+		fprintf(stderr, "trackctl: out of memory\n");
+		return 1;
+	}
+	int code = 0;
+	while (code == 0) {
 		struct cli_reply r;
-		int code = cli_history_page(&h, from, UINT64_MAX, &r, &next, &total);
+		const Trackd__V1__HistoryPage *page;
+		code = cli_history_page(&h, from, UINT64_MAX, &r, &page, &next, &total);
 		if (code != 0)
-			return code;
-		const json_value *rows = cli_history_rows(&r);
-		size_t n = rows ? rows->u.arr.n : 0;
-		if (render_feed_history(series, rows, from) != 0) {
-			fprintf(stderr, "trackctl: out of memory\n");
-			cli_reply_free(&r);
-			return 1;
+			break;
+		size_t n = page->n_lines;
+		for (size_t i = 0; i < n && code == 0; i++) {
+			json_object *row;
+			code = cli_row(tok, &h, &page->lines[i], from + i, &row);
+			if (code == 0 && render_feed_row(series, row, from + i) != 0) {
+				fprintf(stderr, "trackctl: out of memory\n");
+				code = 1;
+			}
+			json_object_put(row);
 		}
 		cli_reply_free(&r);
 		/* Stop at the end, and on a reply that makes no progress. */
 		if (n == 0 || next <= from || next >= total)
-			return 0;
+			break;
 		from = next;
 	}
+	cli_history_fini(&h);
+	json_tokener_free(tok);
+	return code;
 }
 
 int cmd_show(int argc, char **argv)
@@ -137,15 +144,16 @@ int cmd_show(int argc, char **argv)
 		return code;
 	}
 	if (json) {
-		print_raw(&r);
+		code = cli_print_json(&r);
 		cli_reply_free(&r);
 		agent_close(agent);
-		return 0;
+		return code;
 	}
-	const json_value *info = json_get(r.root, "run");
+	static const Trackd__V1__RunInfo no_info = TRACKD__V1__RUN_INFO__INIT;
+	const Trackd__V1__RunInfo *info = r.q->run->run ? r.q->run->run : &no_info;
 	/* Ask for the history by the resolved path: an id alone could be ambiguous
 	 * across projects. */
-	const char *path = json_string(json_get(info, "path"), run);
+	const char *path = info->path ? info->path : run;
 	footer_series *series = NULL;
 	if (footer_series_new(render_footer_seed(path), 0, &series) != FOOTER_OK) {
 		fprintf(stderr, "trackctl: out of memory\n");
@@ -153,8 +161,8 @@ int cmd_show(int argc, char **argv)
 	}
 	if (code == 0)
 		code = feed_all_history(agent, path, series);
-	if (code == 0 && render_show(stdout, info, json_get(r.root, "upload"), series,
-	                             (double)time(NULL)) != 0) {
+	if (code == 0 &&
+	    render_show(stdout, info, r.q->run->upload, series, (double)time(NULL)) != 0) {
 		fprintf(stderr, "trackctl: cannot print the run\n");
 		code = 1;
 	}
@@ -174,8 +182,8 @@ static int display_name(agent_client *agent, const char *run, const char *what, 
 	int code = cli_query(agent, &cq.q, what, &r);
 	if (code != 0)
 		return code;
-	snprintf(name, cap, "%s",
-	         json_string(json_get(json_get(r.root, "run"), "display_name"), ""));
+	const Trackd__V1__RunInfo *info = r.q->run->run;
+	snprintf(name, cap, "%s", info && info->display_name ? info->display_name : "");
 	cli_reply_free(&r);
 	return 0;
 }
@@ -215,7 +223,7 @@ int cmd_rename(int argc, char **argv)
 	}
 	if (code == 0) {
 		if (json)
-			print_raw(&r);
+			code = cli_print_json(&r);
 		else if (strcmp(now, name) == 0)
 			printf("Renamed %s to %s\n", run, name);
 		else
@@ -228,8 +236,8 @@ int cmd_rename(int argc, char **argv)
 }
 
 /* trackctl retry [RUN]: a run the wandb sink parked after a permanent error is
- * uploaded again (all parked runs without RUN). The answer is {"ok":true,
- * "retried":[ids…]}: as it is with --json, else one line per run. */
+ * uploaded again (all parked runs without RUN). The answer is a RetryReply (ok,
+ * the retried ids): as JSON with --json, else one line per run. */
 int cmd_retry(int argc, char **argv)
 {
 	bool json;
@@ -251,15 +259,14 @@ int cmd_retry(int argc, char **argv)
 	if (code != 0)
 		return code;
 	if (json) {
-		print_raw(&r);
+		code = cli_print_json(&r);
 	} else {
-		const json_value *ids = json_get(r.root, "retried");
-		size_t n = json_is(ids, JSON_ARRAY) ? ids->u.arr.n : 0;
-		for (size_t i = 0; i < n; i++)
-			printf("Uploading %s again\n", json_string(&ids->u.arr.items[i], "?"));
-		if (n == 0)
+		const Trackd__V1__RetryReply *rr = r.q->retry;
+		for (size_t i = 0; i < rr->n_retried; i++)
+			printf("Uploading %s again\n", rr->retried[i] ? rr->retried[i] : "?");
+		if (rr->n_retried == 0)
 			printf("Nothing to retry: no parked run\n");
 	}
 	cli_reply_free(&r);
-	return 0;
+	return code;
 }

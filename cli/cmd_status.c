@@ -1,9 +1,9 @@
 /* cmd_status.c — `trackctl status [--json]`: the agent's version, counters, state
  * dir, clients, active runs, the local sink's backlog and, when the wandb sink
  * is on, its counters (StatusReply) and its runs that are parked or failing
- * (the "wandb" query). The API key is in neither answer. Also, agent or not:
- * the records of the calling user that wait in their spool for this agent
- * (td_spool_pending), with what delivers them. */
+ * (the "wandb" query, a typed WandbStatusReply). The API key is in neither
+ * answer. Also, agent or not: the records of the calling user that wait in
+ * their spool for this agent (td_spool_pending), with what delivers them. */
 #include "cli.h"
 
 #include <trackd/trackd.h>
@@ -48,57 +48,78 @@ static void print_spool_text(FILE *f, const struct spool_info *sp)
 	        sp->records, sp->bytes, sp->dir);
 }
 
-static int64_t num(const json_value *obj, const char *key)
+/* A counter of the wandb answer as this command has always printed it: 0 when
+ * unset (or past int64). */
+static int64_t num(protobuf_c_boolean has, uint64_t v)
 {
-	int64_t v = 0;
-	json_int(json_get(obj, key), &v);
-	return v;
+	return has && v <= (uint64_t)INT64_MAX ? (int64_t)v : 0;
+}
+
+static const char *str(const char *s, const char *dflt)
+{
+	return s ? s : dflt;
 }
 
 /* The runs of the "wandb" answer that need attention: parked, retrying, evicted. */
-static bool troubled(const json_value *run)
+static bool troubled(const Trackd__V1__WandbStatusReply__Run *run)
 {
-	const char *st = json_string(json_get(run, "state"), "");
+	const char *st = str(run->state, "");
 	return strcmp(st, "parked") == 0 || strcmp(st, "retrying") == 0 ||
 	       strcmp(st, "evicted") == 0;
 }
 
-static void print_wandb_json(const Trackd__V1__StatusReply *s, const json_value *w)
+/* The counters the StatusReply lacks; all 0 without an answer. */
+struct wandb_counters {
+	int64_t runs_finished, requests_retried, lines_sent;
+};
+
+static struct wandb_counters counters_of(const Trackd__V1__WandbStatusReply *w)
 {
-	const json_value *c = json_get(w, "counters");
+	struct wandb_counters k = {0};
+	const Trackd__V1__WandbStatusReply__Counters *c = w ? w->counters : NULL;
+	if (c) {
+		k.runs_finished = num(c->has_runs_finished, c->runs_finished);
+		k.requests_retried = num(c->has_requests_retried, c->requests_retried);
+		k.lines_sent = num(c->has_lines_sent, c->lines_sent);
+	}
+	return k;
+}
+
+static void print_wandb_json(const Trackd__V1__StatusReply *s,
+                             const Trackd__V1__WandbStatusReply *w)
+{
+	struct wandb_counters k = counters_of(w);
 	printf(",\"wandb\":{\"enabled\":true,\"base_url\":");
-	json_fput_string(stdout, json_string(json_get(w, "base_url"), ""));
+	json_fput_string(stdout, w ? str(w->base_url, "") : "");
 	printf(",\"runs_uploading\":%" PRIu64 ",\"runs_retrying\":%" PRIu64
 	       ",\"runs_parked\":%" PRIu64 ",\"runs_finished\":%" PRId64 ",\"requests_ok\":%" PRIu64
 	       ",\"requests_failed\":%" PRIu64 ",\"requests_retried\":%" PRId64
 	       ",\"lines_sent\":%" PRId64 ",\"lines_skipped\":%" PRIu64 ",\"bytes_sent\":%" PRIu64
 	       ",\"backlog\":%" PRIu64 ",\"runs\":[",
 	       s->wandb_runs_uploading, s->wandb_runs_retrying, s->wandb_runs_parked,
-	       num(c, "runs_finished"), s->wandb_requests_ok, s->wandb_requests_failed,
-	       num(c, "requests_retried"), num(c, "lines_sent"), s->wandb_lines_skipped,
-	       s->wandb_bytes_sent, s->wandb_backlog);
-	const json_value *runs = json_get(w, "runs");
-	bool first = true;
-	for (size_t i = 0; json_is(runs, JSON_ARRAY) && i < runs->u.arr.n; i++) {
-		const json_value *r = &runs->u.arr.items[i];
-		printf("%s{\"id\":", first ? "" : ",");
-		first = false;
-		json_fput_string(stdout, json_string(json_get(r, "id"), ""));
+	       k.runs_finished, s->wandb_requests_ok, s->wandb_requests_failed, k.requests_retried,
+	       k.lines_sent, s->wandb_lines_skipped, s->wandb_bytes_sent, s->wandb_backlog);
+	for (size_t i = 0; w && i < w->n_runs; i++) {
+		const Trackd__V1__WandbStatusReply__Run *r = w->runs[i];
+		printf("%s{\"id\":", i ? "," : "");
+		json_fput_string(stdout, str(r->id, ""));
 		printf(",\"state\":");
-		json_fput_string(stdout, json_string(json_get(r, "state"), ""));
+		json_fput_string(stdout, str(r->state, ""));
 		printf(",\"last_status\":%" PRId64 ",\"attempts\":%" PRId64 ",\"last_error\":",
-		       num(r, "last_status"), num(r, "attempts"));
-		json_fput_string(stdout, json_string(json_get(r, "last_error"), ""));
+		       r->has_last_status ? r->last_status : 0,
+		       r->has_attempts ? (int64_t)r->attempts : 0);
+		json_fput_string(stdout, str(r->last_error, ""));
 		printf(",\"run_url\":");
-		json_fput_string(stdout, json_string(json_get(r, "run_url"), ""));
+		json_fput_string(stdout, str(r->run_url, ""));
 		printf("}");
 	}
 	printf("]}");
 }
 
-static void print_wandb_text(const Trackd__V1__StatusReply *s, const json_value *w)
+static void print_wandb_text(const Trackd__V1__StatusReply *s,
+                             const Trackd__V1__WandbStatusReply *w)
 {
-	const json_value *c = json_get(w, "counters");
+	struct wandb_counters k = counters_of(w);
 	printf("wandb sink:          uploading to %s\n"
 	       "  runs:              %" PRIu64 " uploading, %" PRIu64 " retrying, %" PRIu64
 	       " parked, %" PRId64 " finished upstream\n"
@@ -107,29 +128,28 @@ static void print_wandb_text(const Trackd__V1__StatusReply *s, const json_value 
 	       "  lines sent:        %" PRId64 " (%" PRIu64
 	       " skipped over the line limit), %" PRIu64 " bytes\n"
 	       "  backlog:           %" PRIu64 " log records not yet read\n",
-	       json_string(json_get(w, "base_url"), "?"), s->wandb_runs_uploading,
-	       s->wandb_runs_retrying, s->wandb_runs_parked, num(c, "runs_finished"),
-	       s->wandb_requests_ok, s->wandb_requests_failed, num(c, "requests_retried"),
-	       num(c, "lines_sent"), s->wandb_lines_skipped, s->wandb_bytes_sent, s->wandb_backlog);
-	const json_value *runs = json_get(w, "runs");
-	for (size_t i = 0; json_is(runs, JSON_ARRAY) && i < runs->u.arr.n; i++) {
-		const json_value *r = &runs->u.arr.items[i];
+	       w ? str(w->base_url, "?") : "?", s->wandb_runs_uploading, s->wandb_runs_retrying,
+	       s->wandb_runs_parked, k.runs_finished, s->wandb_requests_ok,
+	       s->wandb_requests_failed, k.requests_retried, k.lines_sent, s->wandb_lines_skipped,
+	       s->wandb_bytes_sent, s->wandb_backlog);
+	for (size_t i = 0; w && i < w->n_runs; i++) {
+		const Trackd__V1__WandbStatusReply__Run *r = w->runs[i];
 		if (!troubled(r))
 			continue;
-		const char *st = json_string(json_get(r, "state"), "");
-		const char *err = json_string(json_get(r, "last_error"), "");
-		printf("  %-8s %s: ", st, json_string(json_get(r, "id"), "?"));
+		const char *st = str(r->state, "");
+		const char *err = str(r->last_error, "");
+		printf("  %-8s %s: ", st, str(r->id, "?"));
 		/* Errors quote the backend: no control characters to the terminal. */
 		for (const char *p = *err ? err : "(no error recorded)"; *p; p++)
 			putchar((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p);
 		if (strcmp(st, "parked") == 0)
-			printf(" (trackctl retry %s)", json_string(json_get(r, "id"), ""));
+			printf(" (trackctl retry %s)", str(r->id, ""));
 		putchar('\n');
 	}
 }
 
-static void print_json(const char *url, const Trackd__V1__StatusReply *s, const json_value *w,
-                       const struct spool_info *sp)
+static void print_json(const char *url, const Trackd__V1__StatusReply *s,
+                       const Trackd__V1__WandbStatusReply *w, const struct spool_info *sp)
 {
 	printf("{\"agent\":\"up\",\"socket\":");
 	json_fput_string(stdout, url);
@@ -169,8 +189,8 @@ static void print_down_json(const char *url, const struct agent_error *err,
 	printf("}\n");
 }
 
-static void print_text(const char *url, const Trackd__V1__StatusReply *s, const json_value *w,
-                       const struct spool_info *sp)
+static void print_text(const char *url, const Trackd__V1__StatusReply *s,
+                       const Trackd__V1__WandbStatusReply *w, const struct spool_info *sp)
 {
 	printf("agent:               up (trackd %s) at %s\n", s->version ? s->version : "?", url);
 	if (s->state_dir && *s->state_dir)
@@ -239,10 +259,11 @@ int cmd_status(int argc, char **argv)
 		if (cli_query(agent, &cq.q, "the wandb sink", &w) != 0)
 			cli_reply_free(&w);
 	}
+	const Trackd__V1__WandbStatusReply *wr = w.q ? w.q->wandb : NULL;
 	if (json)
-		print_json(agent_url(agent), s, w.root, &sp);
+		print_json(agent_url(agent), s, wr, &sp);
 	else
-		print_text(agent_url(agent), s, w.root, &sp);
+		print_text(agent_url(agent), s, wr, &sp);
 	cli_reply_free(&w);
 	trackd__v1__reply__free_unpacked(reply, NULL);
 	agent_close(agent);

@@ -3,10 +3,10 @@
  * Uploads offline runs to W&B through the agent's wandb sink (the API key stays
  * in the agent): for each run a "sync" query starts (or joins, or retries) the
  * agent's sync job, then "sync_status" queries follow it until it is synced or
- * stopped. At most SYNC_WINDOW runs are in progress at once. A job lives in the
- * agent: killing trackctl does not stop it, and running trackctl sync again
- * joins it; if the agent restarted under us (the job is "idle"), it is started
- * again and resumes at its recorded offsets.
+ * stopped (both answer a typed SyncProgress). At most SYNC_WINDOW runs are in
+ * progress at once. A job lives in the agent: killing trackctl does not stop
+ * it, and running trackctl sync again joins it; if the agent restarted under us
+ * (the job is "idle"), it is started again and resumes at its recorded offsets.
  *
  * On a terminal (stderr), one updating progress line (runs, rows, bytes, rate,
  * ETA); otherwise plain lines. Every run's outcome is one line on stdout.
@@ -95,52 +95,56 @@ static void fail(struct sync_ctx *c, struct job *j, const char *fmt, ...)
 	j->state = JOB_FAILED;
 }
 
-static uint64_t u64_of(const json_value *obj, const char *key)
+/* A count of the answer as this command reads it: 0 when unset (or past
+ * int64, as the JSON it was once read from would not hold it). */
+static uint64_t u64_of(protobuf_c_boolean has, uint64_t v)
 {
-	int64_t v;
-	return json_int(json_get(obj, key), &v) && v > 0 ? (uint64_t)v : 0;
+	return has && v <= (uint64_t)INT64_MAX ? v : 0;
+}
+
+static const char *str(const char *s, const char *dflt)
+{
+	return s ? s : dflt;
 }
 
 /* Applies a SYNC answer (see wandb_sink_sync) to the job. */
-static void apply_answer(struct sync_ctx *c, struct job *j, const json_value *a, bool started)
+static void apply_answer(struct sync_ctx *c, struct job *j, const Trackd__V1__SyncProgress *a,
+                         bool started)
 {
-	const char *state = json_string(json_get(a, "state"), "");
-	const char *path = json_string(json_get(a, "path"), NULL);
-	if (path && !j->path)
-		j->path = strdup(path);
+	const char *state = str(a->state, "");
+	if (a->path && !j->path)
+		j->path = strdup(a->path);
 	snprintf(j->remote_state, sizeof j->remote_state, "%s", state);
-	j->rows = u64_of(a, "rows");
-	j->rows_total = u64_of(a, "rows_total");
-	j->bytes = u64_of(a, "bytes");
-	j->bytes_total = u64_of(a, "bytes_total");
+	j->rows = u64_of(a->has_rows, a->rows);
+	j->rows_total = u64_of(a->has_rows_total, a->rows_total);
+	j->bytes = u64_of(a->has_bytes, a->bytes);
+	j->bytes_total = u64_of(a->has_bytes_total, a->bytes_total);
 	const char *name = j->path ? j->path : j->ref;
 	if (strcmp(state, "synced") == 0) {
-		const json_value *already = json_get(a, "already");
-		if (started && already && already->type == JSON_BOOL && already->u.b) {
+		if (started && a->has_already && a->already) {
 			j->state = JOB_SKIPPED;
 			say(c, "skipped %s: already synced (--force uploads it again)", name);
 			return;
 		}
 		j->state = JOB_DONE;
-		int64_t ms = 0;
-		json_int(json_get(a, "elapsed_ms"), &ms);
+		int64_t ms = a->has_elapsed_ms ? a->elapsed_ms : 0;
 		char size[16];
 		sync_format_bytes(j->bytes, size, sizeof size);
-		const char *url = json_string(json_get(a, "run_url"), "");
+		const char *url = str(a->run_url, "");
 		say(c, "synced %s: %llu rows, %llu console lines, %s in %.1f s%s%s", name,
-		    (unsigned long long)j->rows, (unsigned long long)u64_of(a, "console_lines"),
-		    size, (double)ms / 1000, *url ? " → " : "", url);
+		    (unsigned long long)j->rows,
+		    (unsigned long long)u64_of(a->has_console_lines, a->console_lines), size,
+		    (double)ms / 1000, *url ? " → " : "", url);
 		return;
 	}
 	if (strcmp(state, "parked") == 0) {
-		int64_t status = 0;
-		json_int(json_get(a, "last_status"), &status);
+		int64_t status = a->has_last_status ? a->last_status : 0;
 		fail(c, j,
 		     "stopped on an error that retrying does not fix%s: %s\n"
 		     "  %llu of %llu rows are uploaded; fix the cause and run `trackctl sync` "
 		     "again to resume",
-		     status ? "" : " (local)", json_string(json_get(a, "last_error"), "?"),
-		     (unsigned long long)j->rows, (unsigned long long)j->rows_total);
+		     status ? "" : " (local)", str(a->last_error, "?"), (unsigned long long)j->rows,
+		     (unsigned long long)j->rows_total);
 		return;
 	}
 	if (strcmp(state, "idle") == 0 && !started) {
@@ -151,13 +155,13 @@ static void apply_answer(struct sync_ctx *c, struct job *j, const json_value *a,
 			     SYNC_MAX_RESTART);
 		return;
 	}
-	const char *error = json_string(json_get(a, "last_error"), "");
+	const char *error = str(a->last_error, "");
 	if (strcmp(state, "retrying") == 0 && *error &&
 	    strncmp(error, j->last_error, sizeof j->last_error - 1) != 0) {
 		/* Once per distinct error: the agent retries on its own. */
 		snprintf(j->last_error, sizeof j->last_error, "%s", error);
 		say(c, "retrying %s: %s (attempt %lld)", name, error,
-		    (long long)u64_of(a, "attempts"));
+		    (long long)u64_of(a->has_attempts, a->attempts));
 	}
 	if (started && j->state == JOB_PENDING) {
 		j->state = JOB_ACTIVE;
@@ -176,10 +180,10 @@ static void ask(struct sync_ctx *c, struct job *j, bool start)
 {
 	struct cli_query cq;
 	cli_query_sync(&cq, j->path ? j->path : j->ref, start, c->force);
-	char *text = NULL;
-	size_t len = 0;
+	Trackd__V1__Reply *reply = NULL;
+	const Trackd__V1__QueryReply *qr = NULL;
 	struct agent_error err;
-	int rv = agent_query(c->agent, &cq.q, &text, &len, &err);
+	int rv = agent_query(c->agent, &cq.q, &reply, &qr, &err);
 	if (rv != 0) {
 		char what[600];
 		snprintf(what, sizeof what, "run %s", j->ref);
@@ -204,16 +208,9 @@ static void ask(struct sync_ctx *c, struct job *j, bool start)
 		}
 		return;
 	}
-	char perr[256];
-	json_doc *doc = NULL;
-	if (json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, &doc, perr, sizeof perr) != 0 ||
-	    !json_is(json_doc_root(doc), JSON_OBJECT)) {
-		fail(c, j, "the agent's answer is not JSON trackctl can read");
-	} else {
-		apply_answer(c, j, json_doc_root(doc), start);
-	}
-	json_doc_free(doc);
-	free(text);
+	/* agent_query checked the case: a "sync" answers sync, "sync_status" sync_status. */
+	apply_answer(c, j, start ? qr->sync : qr->sync_status, start);
+	trackd__v1__reply__free_unpacked(reply, NULL);
 }
 
 static void draw(struct sync_ctx *c)
@@ -277,15 +274,15 @@ static int list_offline(struct sync_ctx *c, const char *entity, const char *proj
 	struct cli_reply r;
 	if (cli_query(c->agent, &cq.q, "project", &r) != 0)
 		return 1;
-	const json_value *runs = json_get(r.root, "runs");
-	for (size_t i = 0; json_is(runs, JSON_ARRAY) && i < runs->u.arr.n; i++) {
-		const json_value *run = &runs->u.arr.items[i];
-		const char *path = json_string(json_get(run, "path"), "");
-		if (strcmp(json_string(json_get(run, "mode"), ""), "offline") != 0)
+	const Trackd__V1__RunsReply *runs = r.q->runs;
+	for (size_t i = 0; i < runs->n_runs; i++) {
+		const Trackd__V1__RunInfo *run = runs->runs[i];
+		const char *path = str(run->path, "");
+		if (strcmp(str(run->mode, ""), "offline") != 0)
 			continue;
-		if (entity && strcmp(json_string(json_get(run, "entity"), ""), entity) != 0)
+		if (entity && strcmp(str(run->entity, ""), entity) != 0)
 			continue;
-		if (strcmp(json_string(json_get(run, "state"), ""), "running") == 0) {
+		if (strcmp(str(run->state, ""), "running") == 0) {
 			printf("skipped %s: still running (sync it once it has ended)\n", path);
 			continue;
 		}

@@ -3,6 +3,7 @@
 
 #include "errors.h"
 #include "hash.h"
+#include "json_write.h"
 #include "utf8.h"
 
 #include <inttypes.h>
@@ -48,9 +49,17 @@ static void pad(FILE *out, size_t n)
 		putc(' ', out);
 }
 
-static const char *str_field(const json_value *obj, const char *key)
+/* A string field of a typed message: unset is "". */
+static const char *str(const char *s)
 {
-	return json_string(json_get(obj, key), "");
+	return s ? s : "";
+}
+
+/* A count as the runs table and `show` print it: an unset one, or one past
+ * int64 (as the JSON the commands used to read held them), is not shown. */
+static bool count_of(protobuf_c_boolean has, uint64_t v)
+{
+	return has && v <= (uint64_t)INT64_MAX;
 }
 
 /* ---- times ----------------------------------------------------------------- */
@@ -84,10 +93,10 @@ void render_duration(double seconds, char *buf, size_t cap)
 /* ---- runs table ------------------------------------------------------------ */
 
 /* "entity/project", or "project" without an entity. */
-static void project_label(const json_value *run, char *buf, size_t cap)
+static void project_label(const Trackd__V1__RunInfo *run, char *buf, size_t cap)
 {
-	const char *entity = str_field(run, "entity");
-	const char *project = str_field(run, "project");
+	const char *entity = str(run->entity);
+	const char *project = str(run->project);
 	if (*entity)
 		snprintf(buf, cap, "%s/%s", entity, project);
 	else
@@ -96,14 +105,13 @@ static void project_label(const json_value *run, char *buf, size_t cap)
 
 enum { COL_ID, COL_NAME, COL_PROJECT, COL_STATE, COL_STARTED, COL_ROWS, N_COLS };
 
-void render_runs_table(FILE *out, const json_value *reply)
+void render_runs_table(FILE *out, const Trackd__V1__RunsReply *reply)
 {
 	static const char *const heads[N_COLS] = {"ID",    "NAME",    "PROJECT",
 	                                          "STATE", "STARTED", "ROWS"};
 	static const size_t caps[N_COLS] = {64, RENDER_NAME_WIDTH, RENDER_PROJECT_WIDTH, 16, 19,
 	                                    20};
-	const json_value *runs = json_get(reply, "runs");
-	if (!json_is(runs, JSON_ARRAY) || runs->u.arr.n == 0) {
+	if (!reply || reply->n_runs == 0) {
 		fputs("No runs.\n", out);
 		return;
 	}
@@ -124,26 +132,21 @@ void render_runs_table(FILE *out, const json_value *reply)
 			}
 			putc('\n', out);
 		}
-		for (size_t i = 0; i < runs->u.arr.n; i++) {
-			const json_value *run = &runs->u.arr.items[i];
+		for (size_t i = 0; i < reply->n_runs; i++) {
+			const Trackd__V1__RunInfo *run = reply->runs[i];
 			char project[512], started[32], rows[32];
-			double t;
-			int64_t n;
 			project_label(run, project, sizeof project);
-			if (json_double(json_get(run, "start_time"), &t))
-				render_time(t, started, sizeof started);
+			if (run->has_start_time)
+				render_time(run->start_time, started, sizeof started);
 			else
 				snprintf(started, sizeof started, "-");
-			if (json_int(json_get(run, "history_lines"), &n))
-				snprintf(rows, sizeof rows, "%" PRId64, n);
+			if (count_of(run->has_history_lines, run->history_lines))
+				snprintf(rows, sizeof rows, "%" PRIu64, run->history_lines);
 			else
 				snprintf(rows, sizeof rows, "-");
-			const char *cells[N_COLS] = {str_field(run, "id"),
-			                             str_field(run, "display_name"),
-			                             project,
-			                             str_field(run, "state"),
-			                             started,
-			                             rows};
+			const char *cells[N_COLS] = {str(run->id), str(run->display_name),
+			                             project,      str(run->state),
+			                             started,      rows};
 			for (int c = 0; c < N_COLS; c++) {
 				if (pass == 0) {
 					size_t w = cell_width(cells[c], caps[c]);
@@ -162,29 +165,67 @@ void render_runs_table(FILE *out, const json_value *reply)
 	}
 }
 
-/* ---- footer input ------------------------------------------------------------ */
+/* ---- history rows ------------------------------------------------------------ */
 
-int render_feed_history(footer_series *s, const json_value *rows, uint64_t first_line)
+int render_row_parse(struct json_tokener *tok, const void *text, size_t len, json_object **out)
 {
-	if (!json_is(rows, JSON_ARRAY))
+	*out = NULL;
+	if (len == 0)
 		return 0;
-	for (size_t i = 0; i < rows->u.arr.n; i++) {
-		const json_value *row = &rows->u.arr.items[i];
-		if (!json_is(row, JSON_OBJECT))
+	if (len > INT32_MAX)
+		return TRACKD_ECORRUPT;
+	/* Strict: no trailing commas, nothing but whitespace after the value
+	 * (json-c reads NaN and ±Infinity either way). */
+	json_tokener_reset(tok);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	json_object *v = json_tokener_parse_ex(tok, text, (int)len);
+	enum json_tokener_error e = json_tokener_get_error(tok);
+	size_t end = json_tokener_get_parse_end(tok);
+	if (e == json_tokener_continue) {
+		/* A bare number, true or null is only known to be complete at a
+		 * delimiter: give it one. */
+		v = json_tokener_parse_ex(tok, " ", 1);
+		e = json_tokener_get_error(tok);
+		end = len;
+	}
+	for (const char *p = (const char *)text + end; e == json_tokener_success && end < len;
+	     p++, end++)
+		if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+			e = json_tokener_error_parse_unexpected;
+	if (e != json_tokener_success) {
+		json_object_put(v);
+		return TRACKD_ECORRUPT;
+	}
+	*out = v;
+	return 0;
+}
+
+/* An integer that fits int64 (json-c reads larger ones as uint64, and would
+ * give INT64_MAX for them). */
+static bool int_of(json_object *v, int64_t *out)
+{
+	if (!json_object_is_type(v, json_type_int))
+		return false;
+	*out = json_object_get_int64(v);
+	return *out != INT64_MAX || json_object_get_uint64(v) == (uint64_t)INT64_MAX;
+}
+
+int render_feed_row(footer_series *s, json_object *row, uint64_t line)
+{
+	if (!json_object_is_type(row, json_type_object))
+		return 0;
+	json_object *sv;
+	int64_t step;
+	if (!json_object_object_get_ex(row, "_step", &sv) || !int_of(sv, &step))
+		step = (int64_t)line;
+	json_object_object_foreach(row, key, value)
+	{
+		json_type t = json_object_get_type(value);
+		if (key[0] == '_' || key[0] == '\0' ||
+		    (t != json_type_int && t != json_type_double))
 			continue;
-		int64_t step;
-		if (!json_int(json_get(row, "_step"), &step))
-			step = (int64_t)(first_line + i);
-		for (size_t m = 0; m < row->u.obj.n; m++) {
-			const json_member *mem = &row->u.obj.members[m];
-			double d;
-			if (mem->key[0] == '_' || mem->key_len == 0 ||
-			    !json_double(&mem->value, &d))
-				continue;
-			int rv = footer_series_add(s, mem->key, step, d);
-			if (rv == FOOTER_ENOMEM)
-				return TRACKD_ENOMEM;
-		}
+		if (footer_series_add(s, key, step, json_object_get_double(value)) == FOOTER_ENOMEM)
+			return TRACKD_ENOMEM;
 	}
 	return 0;
 }
@@ -206,41 +247,35 @@ static void field_line(FILE *out, const char *label, const char *value)
 	putc('\n', out);
 }
 
-static void state_label(const json_value *run, char *buf, size_t cap)
+static void state_label(const Trackd__V1__RunInfo *run, char *buf, size_t cap)
 {
-	const char *state = str_field(run, "state");
-	int64_t code;
-	if (json_int(json_get(run, "exit_code"), &code) &&
-	    (strcmp(state, "finished") == 0 || strcmp(state, "failed") == 0))
-		snprintf(buf, cap, "%s (exit code %" PRId64 ")", state, code);
+	const char *state = str(run->state);
+	if (run->has_exit_code && (strcmp(state, "finished") == 0 || strcmp(state, "failed") == 0))
+		snprintf(buf, cap, "%s (exit code %d)", state, (int)run->exit_code);
 	else
 		snprintf(buf, cap, "%s", *state ? state : "-");
 }
 
-/* "a, b, c" of an array of strings or numbers. */
-static void join_list(const json_value *arr, char *buf, size_t cap)
+/* "a, b, c" of the run's pids, or of its tags (pids NULL). */
+static void join_list(const int32_t *pids, char *const *tags, size_t n, char *buf, size_t cap)
 {
 	size_t used = 0;
 	buf[0] = '\0';
-	if (!json_is(arr, JSON_ARRAY))
-		return;
-	for (size_t i = 0; i < arr->u.arr.n && used < cap; i++) {
-		const json_value *v = &arr->u.arr.items[i];
-		int n = v->type == JSON_STRING
-		            ? snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", v->u.str.s)
-		            : snprintf(buf + used, cap - used, "%s%.*s", i ? ", " : "",
-		                       (int)v->raw_len, v->raw);
-		if (n < 0)
+	for (size_t i = 0; i < n && used < cap; i++) {
+		int k = pids
+		            ? snprintf(buf + used, cap - used, "%s%d", i ? ", " : "", (int)pids[i])
+		            : snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", str(tags[i]));
+		if (k < 0)
 			break;
-		used += (size_t)n;
+		used += (size_t)k;
 	}
 }
 
-static void show_identity(FILE *out, const json_value *run, double now)
+static void show_identity(FILE *out, const Trackd__V1__RunInfo *run, double now)
 {
 	char buf[4096], t1[32], t2[32], dur[48];
-	const char *id = str_field(run, "id");
-	const char *name = str_field(run, "display_name");
+	const char *id = str(run->id);
+	const char *name = str(run->display_name);
 	fputs("Run ", out);
 	put_safe(out, id, SIZE_MAX);
 	if (*name) {
@@ -249,16 +284,15 @@ static void show_identity(FILE *out, const json_value *run, double now)
 		putc(')', out);
 	}
 	putc('\n', out);
-	field_line(out, "path:", str_field(run, "path"));
+	field_line(out, "path:", str(run->path));
 	state_label(run, buf, sizeof buf);
 	field_line(out, "state:", buf);
 
-	double start, end;
-	bool has_start = json_double(json_get(run, "start_time"), &start);
-	bool has_end = json_double(json_get(run, "end_time"), &end);
+	double start = run->start_time, end = run->end_time;
+	bool has_start = run->has_start_time, has_end = run->has_end_time;
 	if (has_start) {
 		render_time(start, t1, sizeof t1);
-		if (!has_end && strcmp(str_field(run, "state"), "running") == 0) {
+		if (!has_end && strcmp(str(run->state), "running") == 0) {
 			render_duration(now - start, dur, sizeof dur);
 			snprintf(buf, sizeof buf, "%s (running for %s)", t1, dur);
 		} else {
@@ -278,73 +312,139 @@ static void show_identity(FILE *out, const json_value *run, double now)
 	}
 
 	char pids[1024];
-	int64_t uid;
-	join_list(json_get(run, "pids"), pids, sizeof pids);
-	const char *host = str_field(run, "host");
+	join_list(run->pids, NULL, run->n_pids, pids, sizeof pids);
+	const char *host = str(run->host);
 	int n = snprintf(buf, sizeof buf, "%s", host);
 	if (*pids)
 		n += snprintf(buf + n, sizeof buf - (size_t)n, "%s(pid%s %s)", *host ? " " : "",
 		              strchr(pids, ',') ? "s" : "", pids);
-	if (json_int(json_get(run, "uid"), &uid))
-		snprintf(buf + n, sizeof buf - (size_t)n, "%suid %" PRId64, n ? ", " : "", uid);
+	if (run->has_uid)
+		snprintf(buf + n, sizeof buf - (size_t)n, "%suid %u", n ? ", " : "",
+		         (unsigned)run->uid);
 	field_line(out, "host:", buf);
-	field_line(out, "mode:", str_field(run, "mode"));
+	field_line(out, "mode:", str(run->mode));
 
-	field_line(out, "group:", str_field(run, "group"));
-	field_line(out, "job type:", str_field(run, "job_type"));
-	field_line(out, "notes:", str_field(run, "notes"));
-	join_list(json_get(run, "tags"), buf, sizeof buf);
+	field_line(out, "group:", str(run->group));
+	field_line(out, "job type:", str(run->job_type));
+	field_line(out, "notes:", str(run->notes));
+	join_list(NULL, run->tags, run->n_tags, buf, sizeof buf);
 	field_line(out, "tags:", buf);
-	int64_t lines;
-	if (json_int(json_get(run, "history_lines"), &lines)) {
-		snprintf(buf, sizeof buf, "%" PRId64, lines);
+	if (count_of(run->has_history_lines, run->history_lines)) {
+		snprintf(buf, sizeof buf, "%" PRIu64, run->history_lines);
 		field_line(out, "rows:", buf);
 	}
-	field_line(out, "dir:", str_field(run, "dir"));
+	field_line(out, "dir:", str(run->dir));
 }
 
-/* Config as `key: value`, values as the agent wrote them (nested ones as JSON). */
-static void show_config(FILE *out, const json_value *config)
+/* ---- values ---------------------------------------------------------------- */
+
+static int write_value(struct buf *out, const Trackd__V1__Value *v, int depth);
+
+static int write_map(struct buf *out, const Trackd__V1__MapValue *m, int depth)
 {
-	if (!json_is(config, JSON_OBJECT) || config->u.obj.n == 0) {
+	int rv = buf_putc(out, '{');
+	for (size_t i = 0; !rv && i < m->n_items; i++) {
+		if (i)
+			rv = buf_putc(out, ',');
+		if (!rv)
+			rv = json_write_string(out, m->items[i]->key);
+		if (!rv)
+			rv = buf_putc(out, ':');
+		if (!rv)
+			rv = write_value(out, m->items[i]->value, depth + 1);
+	}
+	return rv ? rv : buf_putc(out, '}');
+}
+
+/* Values nest as deep as the agent's limits.max_nesting_depth let them in;
+ * this bound only keeps a malformed tree from recursing without end. */
+#define VALUE_MAX_DEPTH 256
+
+static int write_value(struct buf *out, const Trackd__V1__Value *v, int depth)
+{
+	if (depth > VALUE_MAX_DEPTH)
+		return TRACKD_ETOOBIG;
+	if (!v)
+		return buf_puts(out, "null");
+	switch (v->kind_case) {
+	case TRACKD__V1__VALUE__KIND_DOUBLE_VALUE: return json_write_double(out, v->double_value);
+	case TRACKD__V1__VALUE__KIND_INT_VALUE: return json_write_int(out, v->int_value);
+	case TRACKD__V1__VALUE__KIND_BOOL_VALUE: return json_write_bool(out, v->bool_value);
+	case TRACKD__V1__VALUE__KIND_STRING_VALUE: return json_write_string(out, v->string_value);
+	case TRACKD__V1__VALUE__KIND_MAP_VALUE: return write_map(out, v->map_value, depth);
+	case TRACKD__V1__VALUE__KIND_LIST_VALUE: {
+		const Trackd__V1__ListValue *l = v->list_value;
+		int rv = buf_putc(out, '[');
+		for (size_t i = 0; !rv && i < l->n_values; i++) {
+			if (i)
+				rv = buf_putc(out, ',');
+			if (!rv)
+				rv = write_value(out, l->values[i], depth + 1);
+		}
+		return rv ? rv : buf_putc(out, ']');
+	}
+	default: return buf_puts(out, "null"); /* null_value, or no kind set */
+	}
+}
+
+int render_value_json(struct buf *out, const Trackd__V1__Value *v)
+{
+	return write_value(out, v, 0);
+}
+
+/* ---- show: config, W&B lines, footer --------------------------------------- */
+
+/* Config as `key: value`: strings as their text, other values as compact JSON,
+ * as `--json` shows them. */
+static int show_config(FILE *out, const Trackd__V1__MapValue *config)
+{
+	if (!config || config->n_items == 0) {
 		fputs("Config: (none)\n", out);
-		return;
+		return 0;
 	}
 	fputs("Config:\n", out);
-	for (size_t i = 0; i < config->u.obj.n; i++) {
-		const json_member *m = &config->u.obj.members[i];
+	struct buf text;
+	buf_init(&text, JSON_TEXT_MAX);
+	int rv = 0;
+	for (size_t i = 0; i < config->n_items && !rv; i++) {
+		const Trackd__V1__Item *m = config->items[i];
 		fputs("  ", out);
-		put_safe(out, m->key, SIZE_MAX);
+		put_safe(out, str(m->key), SIZE_MAX);
 		fputs(": ", out);
-		if (m->value.type == JSON_STRING) {
-			put_safe(out, m->value.u.str.s, SIZE_MAX);
+		if (m->value && m->value->kind_case == TRACKD__V1__VALUE__KIND_STRING_VALUE) {
+			put_safe(out, str(m->value->string_value), SIZE_MAX);
 		} else {
-			/* Raw JSON escapes every control character, so it is safe as is. */
-			json_write_compact(out, &m->value);
+			/* JSON escapes every control character, so it is safe as is. */
+			buf_reset(&text);
+			rv = render_value_json(&text, m->value);
+			if (!rv)
+				fwrite(text.data, 1, text.len, out);
 		}
 		putc('\n', out);
 	}
+	buf_fini(&text);
+	return rv;
 }
 
-size_t render_upload_lines(const json_value *run, const json_value *upload,
+size_t render_upload_lines(const Trackd__V1__RunInfo *run, const Trackd__V1__UploadInfo *upload,
                            char lines[][RENDER_UPLOAD_LINE])
 {
-	const char *path = str_field(run, "path");
-	const char *state = str_field(upload, "state");
-	const char *run_url = str_field(upload, "run_url");
-	const char *project_url = str_field(upload, "project_url");
-	const char *error = str_field(upload, "last_error");
+	const char *path = str(run->path);
+	const char *state = upload ? str(upload->state) : "";
+	const char *run_url = upload ? str(upload->run_url) : "";
+	const char *project_url = upload ? str(upload->project_url) : "";
+	const char *error = upload ? str(upload->last_error) : "";
 	size_t n = 0;
 	if (*run_url) {
-		const char *name = str_field(run, "display_name");
+		const char *name = str(run->display_name);
 		snprintf(lines[n++], RENDER_UPLOAD_LINE, "View run %s at: %s",
-		         *name ? name : str_field(run, "id"), run_url);
+		         *name ? name : str(run->id), run_url);
 		if (*project_url)
 			snprintf(lines[n++], RENDER_UPLOAD_LINE, "View project at: %s",
 			         project_url);
 	}
 	if (!*run_url &&
-	    (strcmp(str_field(run, "mode"), "offline") == 0 || strcmp(state, "offline") == 0)) {
+	    (strcmp(str(run->mode), "offline") == 0 || strcmp(state, "offline") == 0)) {
 		snprintf(lines[n++], RENDER_UPLOAD_LINE,
 		         "Offline run; upload it with: trackctl sync %s", path);
 	} else if (!upload) {
@@ -355,7 +455,7 @@ size_t render_upload_lines(const json_value *run, const json_value *upload,
 	} else if (strcmp(state, "parked") == 0) {
 		snprintf(lines[n++], RENDER_UPLOAD_LINE,
 		         "W&B: upload parked: %s; retry with: trackctl retry %s",
-		         *error ? error : "a permanent error", str_field(run, "id"));
+		         *error ? error : "a permanent error", str(run->id));
 	} else if (!*run_url) {
 		snprintf(lines[n++], RENDER_UPLOAD_LINE,
 		         "W&B: upload pending: the backend has not acknowledged the run yet%s%s",
@@ -369,44 +469,47 @@ size_t render_upload_lines(const json_value *run, const json_value *upload,
 	return n;
 }
 
-int render_show(FILE *out, const json_value *run, const json_value *upload,
+int render_show(FILE *out, const Trackd__V1__RunInfo *run, const Trackd__V1__UploadInfo *upload,
                 const footer_series *history, double now)
 {
 	show_identity(out, run, now);
 	putc('\n', out);
-	show_config(out, json_get(run, "config"));
+	int rv = show_config(out, run->config);
+	if (rv != 0)
+		return rv;
 	putc('\n', out);
 
 	/* The summary as the footer wants it: numbers, bools and strings. */
-	const json_value *summary = json_get(run, "summary");
-	size_t n_items = json_is(summary, JSON_OBJECT) ? summary->u.obj.n : 0;
+	const Trackd__V1__MapValue *summary = run->summary;
+	size_t n_items = summary ? summary->n_items : 0;
 	footer_summary_item *items = n_items ? calloc(n_items, sizeof *items) : NULL;
 	if (n_items && !items)
 		return TRACKD_ENOMEM;
 	size_t n = 0;
 	for (size_t i = 0; i < n_items; i++) {
-		const json_member *m = &summary->u.obj.members[i];
+		const Trackd__V1__Item *m = summary->items[i];
+		const Trackd__V1__Value *v = m->value;
 		footer_summary_item *it = &items[n];
-		it->key = m->key;
-		switch (m->value.type) {
-		case JSON_NUMBER:
-			if (m->value.u.num.is_int) {
-				it->kind = FOOTER_INT;
-				it->v.i = m->value.u.num.i;
-			} else {
-				it->kind = FOOTER_DOUBLE;
-				it->v.d = m->value.u.num.d;
-			}
+		it->key = str(m->key);
+		switch (v ? v->kind_case : TRACKD__V1__VALUE__KIND__NOT_SET) {
+		case TRACKD__V1__VALUE__KIND_DOUBLE_VALUE:
+			it->kind = FOOTER_DOUBLE;
+			it->v.d = v->double_value;
 			n++;
 			break;
-		case JSON_BOOL:
+		case TRACKD__V1__VALUE__KIND_INT_VALUE:
+			it->kind = FOOTER_INT;
+			it->v.i = v->int_value;
+			n++;
+			break;
+		case TRACKD__V1__VALUE__KIND_BOOL_VALUE:
 			it->kind = FOOTER_BOOL;
-			it->v.b = m->value.u.b;
+			it->v.b = v->bool_value;
 			n++;
 			break;
-		case JSON_STRING:
+		case TRACKD__V1__VALUE__KIND_STRING_VALUE:
 			it->kind = FOOTER_STRING;
-			it->v.s = m->value.u.str.s;
+			it->v.s = str(v->string_value);
 			n++;
 			break;
 		default: break; /* W&B does not show nested values or null */
@@ -418,14 +521,14 @@ int render_show(FILE *out, const json_value *run, const json_value *upload,
 	size_t n_trailer = render_upload_lines(run, upload, up);
 	for (size_t i = 0; i < n_trailer; i++)
 		trailer[i] = up[i];
-	const char *dir = str_field(run, "dir");
-	const char *path = str_field(run, "path");
+	const char *dir = str(run->dir);
+	const char *path = str(run->path);
 	if (*dir) {
 		snprintf(files, sizeof files, "Find the run's files at: %s", dir);
 		trailer[n_trailer++] = files;
 	}
 	if (*path) {
-		if (strcmp(str_field(run, "state"), "running") == 0)
+		if (strcmp(str(run->state), "running") == 0)
 			snprintf(next, sizeof next, "Follow its rows with: trackctl tail %s", path);
 		else
 			snprintf(next, sizeof next, "Export its rows with: trackctl history %s",
@@ -439,61 +542,90 @@ int render_show(FILE *out, const json_value *run, const json_value *upload,
 	for (char *p = next; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	int rv = footer_print(out, history, items, n, trailer, n_trailer);
+	rv = footer_print(out, history, items, n, trailer, n_trailer);
 	free(items);
 	return rv == FOOTER_ENOMEM ? TRACKD_ENOMEM : rv == FOOTER_OK ? 0 : TRACKD_EIO;
 }
 
 /* ---- CSV ------------------------------------------------------------------- */
 
-void render_csv_field(FILE *out, const char *s, size_t len)
+int render_csv_field(struct buf *out, const char *s, size_t len)
 {
 	bool quote = len && (s[0] == ' ' || s[len - 1] == ' ');
 	for (size_t i = 0; i < len && !quote; i++)
 		quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
-	if (!quote) {
-		fwrite(s, 1, len, out);
-		return;
+	if (!quote)
+		return buf_append(out, s, len);
+	int rv = buf_putc(out, '"');
+	/* Runs between quotes in one piece, each quote doubled. */
+	for (size_t i = 0; i < len && !rv;) {
+		const char *q = memchr(s + i, '"', len - i);
+		size_t n = q ? (size_t)(q - s) + 1 - i : len - i;
+		rv = buf_append(out, s + i, n);
+		if (!rv && q)
+			rv = buf_putc(out, '"');
+		i += n;
 	}
-	putc('"', out);
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '"')
-			putc('"', out);
-		putc(s[i], out);
-	}
-	putc('"', out);
+	return rv ? rv : buf_putc(out, '"');
 }
 
-void render_csv_cell(FILE *out, const json_value *v)
+/* json-c's text of a value: compact, '/' unescaped, so its escapes are those of
+ * common/json_write.h (the store's), and a parsed number keeps its own text. */
+#define ROW_TEXT_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* A number or bool of a row as its JSON text. CSV output is millions of cells:
+ * these skip json_object_to_json_string's buffer (allocated per value) for the
+ * common cases. A double json-c parsed keeps its literal as the userdata of its
+ * serializer (json_object_new_double_s, which json_tokener uses): that text is
+ * the store's. */
+static int put_scalar(struct buf *out, json_object *v)
 {
-	if (!v || v->type == JSON_NULL)
-		return;
-	if (v->type == JSON_STRING) {
-		render_csv_field(out, v->u.str.s, v->u.str.len);
-		return;
+	int64_t i;
+	const char *text;
+	switch (json_object_get_type(v)) {
+	case json_type_boolean: return buf_puts(out, json_object_get_boolean(v) ? "true" : "false");
+	case json_type_int:
+		if (int_of(v, &i))
+			return json_write_int(out, i);
+		break;
+	case json_type_double:
+		if ((text = json_object_get_userdata(v)) != NULL)
+			return buf_puts(out, text);
+		break;
+	default: break;
 	}
-	if (v->type == JSON_NUMBER || v->type == JSON_BOOL) {
-		fwrite(v->raw, 1, v->raw_len, out);
-		return;
-	}
-	/* Nested: the compact JSON text, as one quoted field. */
-	char *text = NULL;
-	size_t len = 0;
-	FILE *mem = open_memstream(&text, &len);
-	if (!mem)
-		return;
-	json_write_compact(mem, v);
-	fclose(mem);
-	render_csv_field(out, text, len);
-	free(text);
+	size_t len;
+	text = json_object_to_json_string_length(v, ROW_TEXT_FLAGS, &len);
+	return buf_append(out, text, len);
 }
 
-void render_csv_row(FILE *out, const json_value *row, const char *const *keys, size_t n)
+int render_csv_cell(struct buf *out, json_object *v)
 {
-	render_csv_cell(out, json_get(row, "_step"));
-	for (size_t i = 0; i < n; i++) {
-		putc(',', out);
-		render_csv_cell(out, json_get(row, keys[i]));
+	size_t len;
+	const char *text;
+	switch (json_object_get_type(v)) { /* NULL (null, missing): json_type_null */
+	case json_type_null: return 0;
+	case json_type_string:
+		return render_csv_field(out, json_object_get_string(v),
+		                        (size_t)json_object_get_string_len(v));
+	case json_type_object:
+	case json_type_array:
+		/* Nested: the compact JSON text, as one quoted field. */
+		text = json_object_to_json_string_length(v, ROW_TEXT_FLAGS, &len);
+		return render_csv_field(out, text, len);
+	default: return put_scalar(out, v);
 	}
-	putc('\n', out);
+}
+
+int render_csv_row(struct buf *out, json_object *row, const char *const *keys, size_t n)
+{
+	bool obj = json_object_is_type(row, json_type_object);
+	json_object *v = NULL;
+	int rv = obj && json_object_object_get_ex(row, "_step", &v) ? render_csv_cell(out, v) : 0;
+	for (size_t i = 0; i < n && !rv; i++) {
+		rv = buf_putc(out, ',');
+		if (!rv && obj && json_object_object_get_ex(row, keys[i], &v))
+			rv = render_csv_cell(out, v);
+	}
+	return rv;
 }
