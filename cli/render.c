@@ -4,6 +4,7 @@
 #include "errors.h"
 #include "hash.h"
 #include "json_write.h"
+#include "trackd/v1/pb_json.h"
 #include "utf8.h"
 
 #include <inttypes.h>
@@ -338,60 +339,6 @@ static void show_identity(FILE *out, const Trackd__V1__RunInfo *run, double now)
 
 /* ---- values ---------------------------------------------------------------- */
 
-static int write_value(struct buf *out, const Trackd__V1__Value *v, int depth);
-
-static int write_map(struct buf *out, const Trackd__V1__MapValue *m, int depth)
-{
-	int rv = buf_putc(out, '{');
-	for (size_t i = 0; !rv && i < m->n_items; i++) {
-		if (i)
-			rv = buf_putc(out, ',');
-		if (!rv)
-			rv = json_write_string(out, m->items[i]->key);
-		if (!rv)
-			rv = buf_putc(out, ':');
-		if (!rv)
-			rv = write_value(out, m->items[i]->value, depth + 1);
-	}
-	return rv ? rv : buf_putc(out, '}');
-}
-
-/* Values nest as deep as the agent's limits.max_nesting_depth let them in;
- * this bound only keeps a malformed tree from recursing without end. */
-#define VALUE_MAX_DEPTH 256
-
-static int write_value(struct buf *out, const Trackd__V1__Value *v, int depth)
-{
-	if (depth > VALUE_MAX_DEPTH)
-		return TRACKD_ETOOBIG;
-	if (!v)
-		return buf_puts(out, "null");
-	switch (v->kind_case) {
-	case TRACKD__V1__VALUE__KIND_DOUBLE_VALUE: return json_write_double(out, v->double_value);
-	case TRACKD__V1__VALUE__KIND_INT_VALUE: return json_write_int(out, v->int_value);
-	case TRACKD__V1__VALUE__KIND_BOOL_VALUE: return json_write_bool(out, v->bool_value);
-	case TRACKD__V1__VALUE__KIND_STRING_VALUE: return json_write_string(out, v->string_value);
-	case TRACKD__V1__VALUE__KIND_MAP_VALUE: return write_map(out, v->map_value, depth);
-	case TRACKD__V1__VALUE__KIND_LIST_VALUE: {
-		const Trackd__V1__ListValue *l = v->list_value;
-		int rv = buf_putc(out, '[');
-		for (size_t i = 0; !rv && i < l->n_values; i++) {
-			if (i)
-				rv = buf_putc(out, ',');
-			if (!rv)
-				rv = write_value(out, l->values[i], depth + 1);
-		}
-		return rv ? rv : buf_putc(out, ']');
-	}
-	default: return buf_puts(out, "null"); /* null_value, or no kind set */
-	}
-}
-
-int render_value_json(struct buf *out, const Trackd__V1__Value *v)
-{
-	return write_value(out, v, 0);
-}
-
 /* ---- show: config, W&B lines, footer --------------------------------------- */
 
 /* Config as `key: value`: strings as their text, other values as compact JSON,
@@ -416,7 +363,7 @@ static int show_config(FILE *out, const Trackd__V1__MapValue *config)
 		} else {
 			/* JSON escapes every control character, so it is safe as is. */
 			buf_reset(&text);
-			rv = render_value_json(&text, m->value);
+			rv = pb_json_value(m->value, &text);
 			if (!rv)
 				fwrite(text.data, 1, text.len, out);
 		}

@@ -89,10 +89,6 @@ int render_show(FILE *out, const Trackd__V1__RunInfo *run, const Trackd__V1__Upl
 size_t render_upload_lines(const Trackd__V1__RunInfo *run, const Trackd__V1__UploadInfo *upload,
                            char lines[][RENDER_UPLOAD_LINE]);
 
-/* A Value of a summary or config as compact JSON (common/json_write.h: the
- * text pb_json gives it in `--json` output); NULL is null. 0 or a trackd_err. */
-int render_value_json(struct buf *out, const Trackd__V1__Value *v);
-
 /* CSV (RFC 4180), appended to `out` (0, or TRACKD_ETOOBIG / TRACKD_ENOMEM from
  * the buffer). A field is quoted when it holds `,` `"` CR or LF or starts or ends
  * with a space. */

@@ -10,6 +10,7 @@
  * not what trackctl does). History rows are JSON text, as the agent sends them.
  */
 #include "render.h"
+#include "trackd/v1/pb_json.h"
 
 #include "check.h"
 #include "errors.h"
@@ -584,12 +585,12 @@ static void test_value_json(void)
 	buf_init(&b, 1 << 20);
 	for (size_t i = 0; i < info->config->n_items && i < 5; i++) {
 		buf_reset(&b);
-		CHECK_EQ(render_value_json(&b, info->config->items[i]->value), 0);
+		CHECK_EQ(pb_json_value(info->config->items[i]->value, &b), 0);
 		CHECK(b.data && strcmp(b.data, want[i]) == 0, "value %zu: got %s want %s", i,
 		      b.data ? b.data : "(null)", want[i]);
 	}
 	buf_reset(&b);
-	CHECK_EQ(render_value_json(&b, NULL), 0);
+	CHECK_EQ(pb_json_value(NULL, &b), 0);
 	CHECK_STR_EQ(b.data, "null");
 	buf_fini(&b);
 	free_msg(info);

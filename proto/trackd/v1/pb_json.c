@@ -191,6 +191,11 @@ int pb_json_write_present(const ProtobufCMessage *m, struct buf *out)
 	return write_message(m, out, 0, UNSET_OMITTED);
 }
 
+int pb_json_value(const Trackd__V1__Value *v, struct buf *out)
+{
+	return write_value(v, out, 0);
+}
+
 int pb_json_query_reply(const Trackd__V1__QueryReply *r, struct buf *out)
 {
 	const ProtobufCMessageDescriptor *d = r->base.descriptor;

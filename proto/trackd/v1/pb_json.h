@@ -38,6 +38,10 @@ int pb_json_write(const ProtobufCMessage *m, struct buf *out);
  * StatusReply's wandb_* counters exist only with a wandb sink). */
 int pb_json_write_present(const ProtobufCMessage *m, struct buf *out);
 
+/* One value (a Value, as a MapValue item holds it) as the store writes it:
+ * NULL and an unset kind as null. */
+int pb_json_value(const Trackd__V1__Value *v, struct buf *out);
+
 /* The answer a QueryReply holds (its one set member) as JSON; TRACKD_EINVAL
  * when none is set. */
 int pb_json_query_reply(const Trackd__V1__QueryReply *r, struct buf *out);
