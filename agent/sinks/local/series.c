@@ -20,12 +20,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ROW_BYTES   24
-#define POINT_BYTES 16
-#define BLOCK_BYTES 56
-#define ROWS_FILE   "rows"
-#define KEYS_FILE   "keys"
-#define LEGACY_FILE "legacy"
+#define ROW_BYTES      24
+#define POINT_BYTES    16
+#define BLOCK_BYTES    56
+#define ROWS_FILE      "rows"
+#define KEYS_FILE      "keys"
+#define LEGACY_FILE    "legacy"
 #define KEYS_MAX_BYTES ((size_t)64 << 20) /* 10000 keys of up to a few KiB each */
 #define PENDING_MAX    ((size_t)1 << 30)  /* a buffer's hard cap (flushed long before) */
 #define READ_CHUNK     4096               /* points read per pread */
@@ -648,7 +648,8 @@ static int build_line(struct series_writer *w, struct json_tokener *tok, const c
 			else if (strcmp(key, "_timestamp") == 0)
 				*timestamp = json_object_get_double(value);
 			else if (n < BUILD_MAX_VALUES)
-				vals[n++] = (struct series_value){key, json_object_get_double(value)};
+				vals[n++] =
+				    (struct series_value){key, json_object_get_double(value)};
 		}
 	}
 	int rv = series_add_row(w, *step, *runtime, *timestamp, vals, n);
@@ -678,8 +679,8 @@ int series_build_from_history(const char *run_dir, uint64_t history_bytes, uint6
 	bool too_long = false;
 	uint64_t off = 0;
 	while (!rv && fd >= 0 && off < history_bytes) {
-		size_t want = history_bytes - off < (1u << 16) ? (size_t)(history_bytes - off)
-		                                                : (1u << 16);
+		size_t want =
+		    history_bytes - off < (1u << 16) ? (size_t)(history_bytes - off) : (1u << 16);
 		size_t n = read_at(fd, off, chunk, want);
 		if (n == 0)
 			break;
@@ -692,7 +693,10 @@ int series_build_from_history(const char *run_dir, uint64_t history_bytes, uint6
 				too_long = true; /* counted as a row without values */
 			if (!nl)
 				break;
-			rv = build_line(w, tok, too_long ? "" : line.data ? line.data : "",
+			rv = build_line(w, tok,
+			                too_long    ? ""
+			                : line.data ? line.data
+			                            : "",
 			                too_long ? 0 : line.len, &step, &runtime, &timestamp, vals);
 			buf_reset(&line);
 			too_long = false;
@@ -837,8 +841,7 @@ static int rows_x(struct reader *rd, const uint64_t *rows, size_t n, double *x)
 /* Visits points [from, to) of a column with their x. */
 typedef void (*point_fn)(void *arg, double x, double v);
 
-static int each_point(struct reader *rd, int fd, uint64_t from, uint64_t to, point_fn fn,
-                      void *arg)
+static int each_point(struct reader *rd, int fd, uint64_t from, uint64_t to, point_fn fn, void *arg)
 {
 	uint64_t rows[READ_CHUNK];
 	double vals[READ_CHUNK];
@@ -915,7 +918,7 @@ static uint64_t column_points(struct reader *rd, int no, int *fd)
 }
 
 static Trackd__V1__SeriesReply__Series *emit_buckets(const char *key, struct bucketer *bk,
-                                                    uint64_t total)
+                                                     uint64_t total)
 {
 	Trackd__V1__SeriesReply__Series *s = series_new(key, bk->n);
 	if (!s)
@@ -1039,8 +1042,7 @@ static int column_all(struct reader *rd, int no, struct point **out, uint64_t *n
 
 /* One series against another key as x: points paired by row. */
 static int series_on_key(struct reader *rd, const char *key, const struct series_query *q,
-                         const struct point *xs, uint64_t nx,
-                         Trackd__V1__SeriesReply__Series **out)
+                         const struct point *xs, uint64_t nx, Trackd__V1__SeriesReply__Series **out)
 {
 	struct point *ys;
 	uint64_t ny;
@@ -1073,7 +1075,8 @@ static int series_on_key(struct reader *rd, const char *key, const struct series
 				continue;
 			double x = xs[a].v;
 			if (pass == 0) {
-				if ((!q->has_min || x >= q->x_min) && (!q->has_max || x <= q->x_max)) {
+				if ((!q->has_min || x >= q->x_min) &&
+				    (!q->has_max || x <= q->x_max)) {
 					in++;
 					if (!q->has_min && x < lo)
 						lo = x;
@@ -1155,7 +1158,7 @@ int series_query(const char *run_dir, uint64_t rows, const struct series_query *
 	struct reader rd = {.rows_fd = -1, .rows = rows};
 	snprintf(rd.dir, sizeof rd.dir, "%s/%s", run_dir, SERIES_DIR);
 	const char *x = q->x && *q->x ? q->x : "_step";
-	rd.axis = strcmp(x, "_step") == 0       ? 0
+	rd.axis = strcmp(x, "_step") == 0        ? 0
 	          : strcmp(x, "_runtime") == 0   ? 1
 	          : strcmp(x, "_timestamp") == 0 ? 2
 	                                         : -1;

@@ -106,8 +106,8 @@ int series_legacy_rows(const char *run_dir, uint64_t *rows_out);
 
 /* A series query (SeriesRequest, defaults applied by the caller). */
 struct series_query {
-	const char *x;      /* "_step", "_runtime", "_timestamp" or a key */
-	char **keys;        /* none: every key with points, sorted */
+	const char *x; /* "_step", "_runtime", "_timestamp" or a key */
+	char **keys;   /* none: every key with points, sorted */
 	size_t n_keys;
 	bool has_min, has_max;
 	double x_min, x_max;
