@@ -177,11 +177,18 @@ int sink_series_rows(const char *dir, const struct run *r, uint64_t *rows)
 {
 	if (r->has_series_rows) {
 		*rows = r->series_rows;
+		if (series_holds(dir, *rows))
+			return TRACKD_OK;
+		log_warn("local sink: the series index of %s lacks rows its snapshot counts "
+		         "(removed?): rebuilding it from history.jsonl",
+		         dir);
+	} else if (series_legacy_rows(dir, rows) == 0 && *rows == r->history_lines) {
 		return TRACKD_OK;
+	} else {
+		log_info("local sink: building the series index of %s from its history.jsonl "
+		         "(once: it was stored by an agent without the index)",
+		         dir);
 	}
-	if (series_legacy_rows(dir, rows) == 0 && *rows == r->history_lines)
-		return TRACKD_OK;
-	log_info("local sink: building the series index of %s from its history.jsonl (once)", dir);
 	int rv = series_build_from_history(dir, r->history_bytes, rows);
 	if (!rv && *rows != r->history_lines)
 		log_warn("local sink: %s: history.jsonl holds %" PRIu64

@@ -607,6 +607,16 @@ int series_remove(const char *run_dir)
 
 /* ---- one-time build from history.jsonl --------------------------------------------- */
 
+bool series_holds(const char *run_dir, uint64_t rows)
+{
+	char path[4200];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/%s/%s", run_dir, SERIES_DIR, ROWS_FILE);
+	if (stat(path, &st) != 0)
+		return rows == 0;
+	return (uint64_t)st.st_size / ROW_BYTES >= rows;
+}
+
 int series_legacy_rows(const char *run_dir, uint64_t *rows_out)
 {
 	char dir[4200], *data;

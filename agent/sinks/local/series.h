@@ -101,6 +101,8 @@ int series_remove(const char *run_dir);
  * object, or longer than SERIES_BUILD_LINE_MAX, still count as rows (without
  * values), so row numbers match the file's lines. */
 int series_build_from_history(const char *run_dir, uint64_t history_bytes, uint64_t *rows_out);
+/* Whether the index of run_dir holds at least `rows` rows (its rows file). */
+bool series_holds(const char *run_dir, uint64_t rows);
 /* The row count of a built legacy index (its `legacy` file), or ENOENT. */
 int series_legacy_rows(const char *run_dir, uint64_t *rows_out);
 

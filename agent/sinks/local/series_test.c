@@ -88,12 +88,13 @@ struct pt {
 	double x, v;
 };
 
-static size_t points_of(const struct row *r, size_t rows, const char *key, int axis,
-                        struct pt *out)
+static size_t points_of(const struct row *r, size_t rows, const char *key, int axis, struct pt *out)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < rows; i++) {
-		double x = axis == 0 ? (double)r[i].step : axis == 1 ? r[i].runtime : r[i].timestamp;
+		double x = axis == 0   ? (double)r[i].step
+		           : axis == 1 ? r[i].runtime
+		                       : r[i].timestamp;
 		if (strcmp(key, "a") == 0)
 			out[n++] = (struct pt){i, x, r[i].a};
 		else if (strcmp(key, "b") == 0 && r[i].has_b)
@@ -109,8 +110,8 @@ struct bk {
 	double x, min, max, last;
 };
 
-static void bk_add(struct bk *b, uint32_t nb, double lo, double hi, double x, double mn,
-                   double mx, double last, uint64_t count)
+static void bk_add(struct bk *b, uint32_t nb, double lo, double hi, double x, double mn, double mx,
+                   double last, uint64_t count)
 {
 	uint32_t i = 0;
 	if (hi > lo) {
@@ -135,8 +136,8 @@ static bool same(double a, double b)
 }
 
 /* Checks one reply series against the brute force over the raw points. */
-static void check_series(const Trackd__V1__SeriesReply__Series *s, const struct row *r,
-                         size_t rows, int axis, double lo, double hi, uint32_t nb)
+static void check_series(const Trackd__V1__SeriesReply__Series *s, const struct row *r, size_t rows,
+                         int axis, double lo, double hi, uint32_t nb)
 {
 	struct pt *p = malloc((rows ? rows : 1) * sizeof *p);
 	size_t np = points_of(r, rows, s->key, axis, p);
@@ -208,9 +209,9 @@ static void check_series(const Trackd__V1__SeriesReply__Series *s, const struct 
 	free(p);
 }
 
-static Trackd__V1__SeriesReply *query(const char *dir, uint64_t rows, const char *x,
-                                      char **keys, size_t n_keys, bool has_min, double lo,
-                                      bool has_max, double hi, uint32_t nb, int *rv_out)
+static Trackd__V1__SeriesReply *query(const char *dir, uint64_t rows, const char *x, char **keys,
+                                      size_t n_keys, bool has_min, double lo, bool has_max,
+                                      double hi, uint32_t nb, int *rv_out)
 {
 	Trackd__V1__SeriesReply *r = malloc(sizeof *r);
 	trackd__v1__series_reply__init(r);
@@ -237,7 +238,9 @@ static void check_against_brute(const char *dir, const struct row *r, size_t row
 	const uint32_t nbs[] = {1, 7, 100, 1000, 10000};
 	for (int axis = 0; axis < 3; axis++) {
 		const char *x = axis == 0 ? "_step" : axis == 1 ? "_runtime" : "_timestamp";
-		double first = axis == 0 ? (double)r[0].step : axis == 1 ? r[0].runtime : r[0].timestamp;
+		double first = axis == 0   ? (double)r[0].step
+		               : axis == 1 ? r[0].runtime
+		                           : r[0].timestamp;
 		double last = axis == 0   ? (double)r[rows - 1].step
 		              : axis == 1 ? r[rows - 1].runtime
 		                          : r[rows - 1].timestamp;
@@ -250,8 +253,8 @@ static void check_against_brute(const char *dir, const struct row *r, size_t row
 					lo = first + (last - first) * rnd() * 0.6;
 					hi = lo + (last - lo) * rnd();
 				}
-				Trackd__V1__SeriesReply *rep =
-				    query(dir, rows, x, keys, 3, ranged, lo, ranged, hi, nbs[t], NULL);
+				Trackd__V1__SeriesReply *rep = query(dir, rows, x, keys, 3, ranged,
+				                                     lo, ranged, hi, nbs[t], NULL);
 				CHECK_EQ(rep->n_series, 3);
 				CHECK_EQ(rep->rows, rows);
 				for (size_t i = 0; i < rep->n_series; i++)
@@ -301,7 +304,8 @@ static void test_pyramid_equals_brute_force(void)
 	/* b on rows 0 mod 3, c on rows 0 mod 2: paired on rows 0 mod 6 */
 	CHECK(rep->n_series == 1 && rep->series[0]->exact && rep->series[0]->n_x == 1000);
 	if (rep->n_series == 1 && rep->series[0]->n_x > 1) {
-		CHECK(rep->series[0]->x[1] == (double)r[6].c && same(rep->series[0]->last[1], r[6].b));
+		CHECK(rep->series[0]->x[1] == (double)r[6].c &&
+		      same(rep->series[0]->last[1], r[6].b));
 	}
 	trackd__v1__series_reply__free_unpacked(rep, NULL);
 	rep = query(dir, rows, "c", (char *[]){"b"}, 1, false, 0, false, 0, 10, NULL);
@@ -324,8 +328,9 @@ static void test_exact_at_n(void)
 	CHECK_EQ(series_writer_open(dir, 0, &w), 0);
 	CHECK_EQ(add_rows(w, r, 0, 101), 0);
 	for (size_t points = 99; points <= 101; points++) {
-		Trackd__V1__SeriesReply *rep = query(dir, 101, "_step", (char *[]){"a"}, 1, false, 0,
-		                                     true, (double)r[points - 1].step, 100, NULL);
+		Trackd__V1__SeriesReply *rep =
+		    query(dir, 101, "_step", (char *[]){"a"}, 1, false, 0, true,
+		          (double)r[points - 1].step, 100, NULL);
 		CHECK_EQ(rep->series[0]->exact, points <= 100);
 		CHECK_EQ(rep->series[0]->n_x, points <= 100 ? points : rep->series[0]->n_x);
 		check_series(rep->series[0], r, 101, 0, (double)r[0].step,
@@ -432,8 +437,8 @@ static void test_crash_cut_back(void)
 	CHECK_EQ(series_writer_open(ref, 0, &wr), 0);
 	CHECK_EQ(add_rows(wr, r, 0, rows), 0);
 	series_writer_free(wr);
-	const char *files[] = {"rows", "keys", "c0.p", "c0.l1", "c0.l2", "c0.l3", "c1.p", "c1.l2",
-	                       "c2.p", "c2.l3"};
+	const char *files[] = {"rows",  "keys", "c0.p",  "c0.l1", "c0.l2",
+	                       "c0.l3", "c1.p", "c1.l2", "c2.p",  "c2.l3"};
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
 		char *a = NULL, *b = NULL;
 		size_t la = 0, lb = 0;
@@ -461,8 +466,8 @@ static void test_crash_cut_back(void)
 	Trackd__V1__SeriesReply *rep =
 	    query(dir, rows, "_step", (char *[]){"a", "b", "c"}, 3, false, 0, false, 0, 1000, NULL);
 	for (size_t i = 0; i < rep->n_series; i++)
-		check_series(rep->series[i], r, rows, 0, (double)r[0].step, (double)r[rows - 1].step,
-		             1000);
+		check_series(rep->series[i], r, rows, 0, (double)r[0].step,
+		             (double)r[rows - 1].step, 1000);
 	trackd__v1__series_reply__free_unpacked(rep, NULL);
 	free(r);
 }
@@ -500,11 +505,12 @@ static void test_build_from_history(void)
 	CHECK_EQ(built, rows);
 	CHECK_EQ(series_legacy_rows(dir, &built), 0);
 	CHECK_EQ(built, rows);
-	Trackd__V1__SeriesReply *rep = query(dir, rows, NULL, NULL, 0, false, 0, false, 0, 100, NULL);
+	Trackd__V1__SeriesReply *rep =
+	    query(dir, rows, NULL, NULL, 0, false, 0, false, 0, 100, NULL);
 	CHECK_EQ(rep->n_series, 3); /* numbers only: not s, t, n */
 	for (size_t i = 0; i < rep->n_series; i++)
-		check_series(rep->series[i], r, rows, 0, (double)r[0].step, (double)r[rows - 1].step,
-		             100);
+		check_series(rep->series[i], r, rows, 0, (double)r[0].step,
+		             (double)r[rows - 1].step, 100);
 	trackd__v1__series_reply__free_unpacked(rep, NULL);
 	/* and the index then goes on like any other */
 	struct series_writer *w;
