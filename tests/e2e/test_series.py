@@ -15,7 +15,7 @@ import pytest
 
 from conftest import Agent, finish_producer, python_client_env, require_bins
 
-FANOUT, LEVELS = 16, 4  # series.h: SERIES_FANOUT, SERIES_LEVELS
+FANOUT, LEVELS = 4, 8  # series.h: SERIES_FANOUT, SERIES_LEVELS
 INVALID, PERMISSION_DENIED = 3, 6
 NOBODY, OTHER, GROUP_GID = 65534, 65533, 29
 
@@ -56,7 +56,7 @@ def expected_series(rows, key, nb, lo=None, hi=None, x="_step"):
     def add(xv, mn, mx, last, count):
         i = 0
         if hi > lo:
-            f = (xv - lo) / (hi - lo) * nb
+            f = (xv - lo) * (nb / (hi - lo))
             i = 0 if f <= 0 else nb - 1 if f >= nb else int(f)
         b = buckets.get(i)
         if b is None:

@@ -22,7 +22,7 @@
 
 #define ROW_BYTES      24
 #define POINT_BYTES    16
-#define BLOCK_BYTES    56
+#define BLOCK_BYTES    48
 #define ROWS_FILE      "rows"
 #define KEYS_FILE      "keys"
 #define LEGACY_FILE    "legacy"
@@ -168,20 +168,21 @@ static bool row_x(int rows_fd, uint64_t row, double x[3])
 
 static void block_encode(const struct block_acc *a, unsigned char *p)
 {
-	memcpy(p, &a->row_last, 8);
-	memcpy(p + 8, a->x, 24);
-	memcpy(p + 32, &a->min, 8);
-	memcpy(p + 40, &a->max, 8);
-	memcpy(p + 48, &a->last, 8);
+	memcpy(p, a->x, 24);
+	memcpy(p + 24, &a->min, 8);
+	memcpy(p + 32, &a->max, 8);
+	memcpy(p + 40, &a->last, 8);
 }
 
-static void block_decode(const unsigned char *p, struct block_acc *a)
+/* fmin/fmax inline: NaN never wins over a number. */
+static inline double min_nan(double a, double b)
 {
-	memcpy(&a->row_last, p, 8);
-	memcpy(a->x, p + 8, 24);
-	memcpy(&a->min, p + 32, 8);
-	memcpy(&a->max, p + 40, 8);
-	memcpy(&a->last, p + 48, 8);
+	return b < a || a != a ? b : a;
+}
+
+static inline double max_nan(double a, double b)
+{
+	return b > a || a != a ? b : a;
 }
 
 /* NaN never wins a min or max (fmin/fmax), but is a point and may be last. */
@@ -190,8 +191,8 @@ static void acc_add(struct block_acc *a, uint64_t row, const double *x, double v
 	if (a->n == 0) {
 		a->min = a->max = v;
 	} else {
-		a->min = fmin(a->min, v);
-		a->max = fmax(a->max, v);
+		a->min = min_nan(a->min, v);
+		a->max = max_nan(a->max, v);
 	}
 	a->n++;
 	a->row_last = row;
@@ -749,23 +750,30 @@ struct bucketer {
 	struct bucket *b;
 	uint32_t n;
 	double lo, hi;
+	double scale; /* n / (hi - lo), 0 when hi <= lo: everything in bucket 0 */
 };
 
-static void bucket_add(struct bucketer *bk, double x, double min, double max, double last,
-                       uint64_t count)
+static void bucketer_init(struct bucketer *bk, uint32_t n, double lo, double hi)
 {
-	uint32_t i = 0;
-	if (bk->hi > bk->lo) {
-		double f = (x - bk->lo) / (bk->hi - bk->lo) * bk->n;
-		i = f <= 0 ? 0 : f >= bk->n ? bk->n - 1 : (uint32_t)f;
-	}
+	bk->n = n;
+	bk->lo = lo;
+	bk->hi = hi;
+	bk->scale = hi > lo ? (double)n / (hi - lo) : 0;
+}
+
+/* Bucket floor((x - lo) * n / (hi - lo)), clamped to [0, n-1]. */
+static inline void bucket_add(struct bucketer *bk, double x, double min, double max, double last,
+                              uint64_t count)
+{
+	double f = (x - bk->lo) * bk->scale;
+	uint32_t i = !(f > 0) ? 0 : f >= bk->n ? bk->n - 1 : (uint32_t)f; /* NaN: 0 */
 	struct bucket *b = &bk->b[i];
 	if (!b->count) {
 		b->min = min;
 		b->max = max;
 	} else {
-		b->min = fmin(b->min, min);
-		b->max = fmax(b->max, max);
+		b->min = min_nan(b->min, min);
+		b->max = max_nan(b->max, max);
 	}
 	b->count += count;
 	b->x = x;
@@ -815,6 +823,7 @@ struct reader {
 	size_t n_keys;
 	double *rowx; /* scratch for x lookups */
 	unsigned char *rowbuf, *chunk;
+	size_t rowbuf_cap;
 };
 
 /* x of the given rows (n <= READ_CHUNK, increasing): one pread when they are
@@ -824,6 +833,13 @@ static int rows_x(struct reader *rd, const uint64_t *rows, size_t n, double *x)
 	if (!n)
 		return TRACKD_OK;
 	uint64_t first = rows[0], span = rows[n - 1] - first + 1;
+	if (span <= ROWS_SPAN_MAX && span * ROW_BYTES > rd->rowbuf_cap) {
+		unsigned char *p = realloc(rd->rowbuf, (size_t)span * ROW_BYTES);
+		if (!p)
+			return TRACKD_ENOMEM;
+		rd->rowbuf = p;
+		rd->rowbuf_cap = (size_t)span * ROW_BYTES;
+	}
 	if (span <= ROWS_SPAN_MAX) {
 		size_t len = (size_t)span * ROW_BYTES;
 		if (read_at(rd->rows_fd, first * ROW_BYTES, rd->rowbuf, len) != len)
@@ -947,8 +963,9 @@ static int series_on_rows(struct reader *rd, const char *key, const struct serie
 {
 	int no = column_no(rd, key), fd = -1;
 	uint64_t np = no >= 0 ? column_points(rd, no, &fd) : 0;
-	uint64_t i0 = np ? points_at_x(rd, fd, np, lo, false) : 0;
-	uint64_t i1 = np ? points_at_x(rd, fd, np, hi, true) : 0;
+	/* The whole run (no range asked): no search. */
+	uint64_t i0 = np && q->has_min ? points_at_x(rd, fd, np, lo, false) : 0;
+	uint64_t i1 = np && q->has_max ? points_at_x(rd, fd, np, hi, true) : np;
 	uint64_t n = i1 > i0 ? i1 - i0 : 0;
 	int rv = TRACKD_OK;
 	Trackd__V1__SeriesReply__Series *s = NULL;
@@ -961,7 +978,8 @@ static int series_on_rows(struct reader *rd, const char *key, const struct serie
 			rv = each_point(rd, fd, i0, i1, put_exact, s);
 		}
 	} else {
-		struct bucketer bk = {.n = q->buckets, .lo = lo, .hi = hi};
+		struct bucketer bk = {0};
+		bucketer_init(&bk, q->buckets, lo, hi);
 		bk.b = calloc(q->buckets, sizeof *bk.b);
 		if (!bk.b)
 			rv = TRACKD_ENOMEM;
@@ -998,9 +1016,11 @@ static int series_on_rows(struct reader *rd, const char *key, const struct serie
 				break;
 			}
 			for (size_t j = 0; j < k; j++) {
-				struct block_acc a;
-				block_decode(rd->chunk + j * BLOCK_BYTES, &a);
-				bucket_add(&bk, a.x[rd->axis], a.min, a.max, a.last, g);
+				const unsigned char *p = rd->chunk + j * BLOCK_BYTES;
+				double x, mm[3]; /* min, max, last */
+				memcpy(&x, p + 8 * rd->axis, 8);
+				memcpy(mm, p + 24, 24);
+				bucket_add(&bk, x, mm[0], mm[1], mm[2], g);
 			}
 			b += k;
 		}
@@ -1063,7 +1083,8 @@ static int series_on_key(struct reader *rd, const char *key, const struct series
 	double lo = q->has_min ? q->x_min : INFINITY, hi = q->has_max ? q->x_max : -INFINITY;
 	uint64_t in = 0;
 	for (int pass = 0; pass < 2; pass++) { /* 0: range and count, 1: output */
-		struct bucketer bk = {.n = q->buckets, .lo = lo, .hi = hi};
+		struct bucketer bk = {0};
+		bucketer_init(&bk, q->buckets, lo, hi);
 		Trackd__V1__SeriesReply__Series *s = NULL;
 		if (pass == 1) {
 			bool exact = in <= q->buckets;
@@ -1084,6 +1105,8 @@ static int series_on_key(struct reader *rd, const char *key, const struct series
 			if (a == nx || xs[a].row != ys[b].row)
 				continue;
 			double x = xs[a].v;
+			if (isnan(x))
+				continue; /* no place on the axis */
 			if (pass == 0) {
 				if ((!q->has_min || x >= q->x_min) &&
 				    (!q->has_max || x <= q->x_max)) {
@@ -1174,9 +1197,8 @@ int series_query(const char *run_dir, uint64_t rows, const struct series_query *
 	                                         : -1;
 	int rv = reader_keys(&rd);
 	rd.rowx = malloc(READ_CHUNK * sizeof *rd.rowx);
-	rd.rowbuf = malloc((size_t)ROWS_SPAN_MAX * ROW_BYTES);
 	rd.chunk = malloc(READ_CHUNK * POINT_BYTES);
-	if (!rv && (!rd.rowx || !rd.rowbuf || !rd.chunk))
+	if (!rv && (!rd.rowx || !rd.chunk))
 		rv = TRACKD_ENOMEM;
 	if (!rv)
 		rd.rows_fd = open_in(rd.dir, ROWS_FILE, O_RDONLY);

@@ -16,9 +16,11 @@
  *   c<i>.p    level 0: per point (a row where the key had a number, ints
  *             converted to double): uint64 row, double value (16 bytes).
  *   c<i>.l<L> level L = 1..SERIES_LEVELS: per complete block of
- *             SERIES_FANOUT^L consecutive points of the column: uint64 row of
- *             its last point, the _step, _runtime and _timestamp of that row
- *             (doubles), min, max (NaN ignored), last value (56 bytes).
+ *             SERIES_FANOUT^L consecutive points of the column: the _step,
+ *             _runtime and _timestamp of its last point's row, min, max (NaN
+ *             ignored), last value (doubles, 48 bytes). The fan-out of 4 keeps
+ *             a query at fewer than 4 blocks per bucket (16 would read up to
+ *             16: P11); the levels take 16 bytes per point, as level 0.
  *             A partial block is never written: the sink keeps it in memory
  *             and rebuilds it from the column's tail when it loads the index.
  *   legacy    text: the row count built from history.jsonl, for a run stored
@@ -55,8 +57,8 @@
 #define SERIES_MAX_KEYS        10000 /* indexed keys per run */
 #define SERIES_DEFAULT_BUCKETS 1000  /* as W&B's charts */
 #define SERIES_MAX_BUCKETS     10000
-#define SERIES_FANOUT          16 /* points per level-1 block; x16 per level */
-#define SERIES_LEVELS          4  /* blocks of 16, 256, 4096, 65536 points */
+#define SERIES_FANOUT          4 /* points per level-1 block; x4 per level */
+#define SERIES_LEVELS          8 /* blocks of 4, 16, …, 65536 points */
 /* A history.jsonl line longer than this is skipped by the one-time build for
  * runs stored without the index (a row holds at most 10000 values). */
 #define SERIES_BUILD_LINE_MAX (16u << 20)
