@@ -22,6 +22,11 @@
  *                                         buckets (default 1000), N times: its wall
  *                                         time (send → reply), and the answer's
  *                                         bytes packed and as JSON (pb_json)
+ *   series-index --dir RUN_DIR --rows R --metrics K --n N [--buckets B]
+ *                                         the same answer computed in this process
+ *                                         from the run's series index (series_query,
+ *                                         the agent's own code): the index's share
+ *                                         of the query's time, without the socket
  *
  * Timing: CLOCK_MONOTONIC around each call (the clock itself costs ~20 ns,
  * reported as timer_ns so a reader can subtract it).
@@ -49,6 +54,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "series.h"
 #include "trackd/v1/pb_json.h"
 #include "trackd/v1/trackd.pb-c.h"
 
@@ -779,6 +785,41 @@ static int cmd_series(const char *url, const char *run_id, int metrics, long n, 
 	return 0;
 }
 
+static int cmd_series_index(const char *dir, long rows, int metrics, long n, long buckets)
+{
+	char(*names)[16] = calloc((size_t)metrics, sizeof *names);
+	char **keys = calloc((size_t)metrics, sizeof *keys);
+	for (int k = 0; k < metrics; k++) {
+		snprintf(names[k], sizeof names[k], "m%03d", k);
+		keys[k] = names[k];
+	}
+	const struct series_query q = {
+	    .x = "_step", .keys = keys, .n_keys = (size_t)metrics, .buckets = (uint32_t)buckets};
+	double *ms = calloc((size_t)n, sizeof *ms);
+	size_t buckets_total = 0;
+	for (long i = 0; i < n; i++) {
+		Trackd__V1__SeriesReply *r = malloc(sizeof *r);
+		trackd__v1__series_reply__init(r);
+		char err[256];
+		int64_t t0 = now_ns();
+		int rv = series_query(dir, (uint64_t)rows, &q, r, err, sizeof err);
+		ms[i] = (double)(now_ns() - t0) / 1e6;
+		if (rv)
+			die("series-index: the query failed");
+		buckets_total = 0;
+		for (size_t k = 0; k < r->n_series; k++)
+			buckets_total += r->series[k]->n_x;
+		trackd__v1__series_reply__free_unpacked(r, NULL);
+	}
+	qsort(ms, (size_t)n, sizeof *ms, cmp_double);
+	printf("{\"n\":%ld,\"ms\":{\"p50\":%.3f,\"min\":%.3f,\"max\":%.3f},\"buckets\":%zu}\n", n,
+	       ms[n / 2], ms[0], ms[n - 1], buckets_total);
+	free(ms);
+	free(keys);
+	free(names);
+	return 0;
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -864,6 +905,8 @@ int main(int argc, char **argv)
 		return cmd_initfinish(url, n);
 	if (!strcmp(cmd, "series"))
 		return cmd_series(url, run_id, metrics, n, buckets);
+	if (!strcmp(cmd, "series-index"))
+		return cmd_series_index(dir, rows, metrics, n, buckets);
 	die("unknown subcommand");
 	return 2;
 }

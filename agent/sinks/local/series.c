@@ -46,7 +46,11 @@ struct column {
 	uint64_t points;
 	struct block_acc acc[SERIES_LEVELS];
 	struct buf pts, lv[SERIES_LEVELS]; /* pending appends */
-	bool listed_dirty, unsynced;
+	bool listed_dirty;
+	/* Bit 0: c<i>.p, bit L: c<i>.l<L>. Appended since the last sync (only
+	 * those are fsynced at a checkpoint); known to exist (a first append
+	 * makes a new directory entry: the dir is fsynced too). */
+	uint16_t unsynced, exists;
 };
 
 struct series_writer {
@@ -378,21 +382,19 @@ int series_flush(struct series_writer *w)
 	for (size_t i = 0; i < w->n_dirty; i++) {
 		struct column *c = w->dirty[i];
 		char name[64];
-		if (!rv && c->pts.len) {
-			col_name(name, sizeof name, c->no, 0);
-			if ((rv = file_append(w->dir, name, c->pts.data, c->pts.len)) == 0)
-				buf_reset_keep(&c->pts, 1u << 16);
-		}
-		for (int l = 0; l < SERIES_LEVELS && !rv; l++) {
-			if (!c->lv[l].len)
+		for (int l = 0; l <= SERIES_LEVELS && !rv; l++) {
+			struct buf *b = l ? &c->lv[l - 1] : &c->pts;
+			if (!b->len)
 				continue;
-			col_name(name, sizeof name, c->no, l + 1);
-			if ((rv = file_append(w->dir, name, c->lv[l].data, c->lv[l].len)) == 0) {
-				buf_reset(&c->lv[l]);
-				w->dir_unsynced = true; /* a level file may be new */
-			}
+			col_name(name, sizeof name, c->no, l);
+			if ((rv = file_append(w->dir, name, b->data, b->len)) != 0)
+				break;
+			buf_reset_keep(b, 1u << 16);
+			c->unsynced |= (uint16_t)(1u << l);
+			if (!(c->exists & (1u << l)))
+				w->dir_unsynced = true;
+			c->exists |= (uint16_t)(1u << l);
 		}
-		c->unsynced = true;
 		if (rv)
 			w->dirty[kept++] = c; /* retried at the next flush */
 		else
@@ -425,15 +427,15 @@ int series_sync(struct series_writer *w)
 	w->keys_unsynced = false;
 	for (size_t i = 0; i < w->n_cols; i++) {
 		struct column *c = w->cols[i];
-		if (!c->unsynced)
-			continue;
-		for (int l = 0; l <= SERIES_LEVELS; l++) {
+		for (int l = 0; c->unsynced && l <= SERIES_LEVELS; l++) {
+			if (!(c->unsynced & (1u << l)))
+				continue;
 			char name[64];
 			col_name(name, sizeof name, c->no, l);
 			if ((rv = file_sync(w->dir, name, NULL)) != 0)
 				return rv;
+			c->unsynced &= (uint16_t) ~(1u << l);
 		}
-		c->unsynced = false;
 	}
 	if (w->dir_unsynced && (rv = sync_dir(w->dir)) != 0)
 		return rv;
@@ -495,6 +497,8 @@ static int column_load(struct series_writer *w, struct column *c, int rows_fd, u
 		np = points_before_row(fd, fd_size(fd) / POINT_BYTES, rows);
 	int rv = file_truncate(w->dir, name, np * POINT_BYTES);
 	c->points = np;
+	if (np)
+		c->exists |= 1u;
 	for (int l = 1; l <= SERIES_LEVELS && !rv; l++) {
 		uint64_t g = level_size(l), want = np / g;
 		col_name(name, sizeof name, c->no, l);
@@ -506,6 +510,8 @@ static int column_load(struct series_writer *w, struct column *c, int rows_fd, u
 			have = want;
 		if ((rv = file_truncate(w->dir, name, have * BLOCK_BYTES)) != 0)
 			break;
+		if (want)
+			c->exists |= (uint16_t)(1u << l);       /* (written below if missing) */
 		for (uint64_t b = have; b < want && !rv; b++) { /* lost or never written */
 			struct block_acc a;
 			unsigned char enc[BLOCK_BYTES];
@@ -513,7 +519,7 @@ static int column_load(struct series_writer *w, struct column *c, int rows_fd, u
 				break;
 			block_encode(&a, enc);
 			rv = file_append(w->dir, name, enc, sizeof enc);
-			c->unsynced = true;
+			c->unsynced |= (uint16_t)(1u << l);
 		}
 		if (!rv && np % g) /* the partial block */
 			rv = aggregate_points(fd, rows_fd, want * g, np, &c->acc[l - 1]);
