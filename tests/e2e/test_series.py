@@ -268,3 +268,33 @@ def test_kill9_during_logging_gives_one_point_per_row(agent):
     s = agent.query("series", run="k9", keys=["value"], buckets=1000)["series"][0]
     assert got_series(s) == expected_series(hist, "value", 1000)
     assert math.isclose(sum(s["count"]), rows)
+
+
+def test_replies_stay_within_the_reply_limit(tmp_path):
+    """A console page ends early, at next_line, when the next line would pass
+    the reply limit (4 x limits.max_message_bytes); the pages together are the
+    whole file. A series answer over the limit is refused, naming it."""
+    require_bins()
+    a = Agent(tmp_path, config="limits:\n  max_message_bytes: 64KiB\n").start()
+    try:
+        # spread out: the client's batches before its first ack assume the default limit
+        finish_producer(a.producer("big", 8000, "--console", 1, "--sleep-us", 1000, "--every", 20))
+        run_dir = a.query("run", run="big")["run"]["dir"]
+        with open(os.path.join(run_dir, "output.log")) as f:
+            lines = f.read().splitlines()
+        assert len(lines) == 8000
+        got, line, pages = [], 0, 0
+        while line < len(lines):
+            page = a.query("console", run="big", from_line=line)
+            assert "error" not in page, page
+            assert page["total_lines"] == 8000
+            got += page["lines"]
+            assert page["next_line"] == line + len(page["lines"])
+            line = page["next_line"]
+            pages += 1
+        assert got == lines and pages > 1
+        err = a.query("series", run="big", buckets=10000)["error"]
+        assert err["code"] == 4 and "fewer keys or buckets" in err["message"]  # TOO_LARGE
+        assert "error" not in a.query("series", run="big", keys=["i"], buckets=100)
+    finally:
+        a.stop()

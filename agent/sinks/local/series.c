@@ -348,13 +348,16 @@ int series_add_row(struct series_writer *w, int64_t step, double runtime, double
 				w->dropped++;
 				continue;
 			}
-			size_t len = strlen(values[i].key);
+			/* The key's record and its column together or neither: key i
+			 * of the file must be column c<i>. */
+			size_t len = strlen(values[i].key), mark = w->keys_out.len;
 			uint32_t len32 = (uint32_t)len;
 			if ((rv = buf_append(&w->keys_out, &len32, 4)) != 0 ||
-			    (rv = buf_append(&w->keys_out, values[i].key, len)) != 0)
-				return rv;
-			if (!(c = column_add(w, values[i].key, len)))
-				return TRACKD_ENOMEM;
+			    (rv = buf_append(&w->keys_out, values[i].key, len)) != 0 ||
+			    !(c = column_add(w, values[i].key, len))) {
+				w->keys_out.len = mark;
+				return rv ? rv : TRACKD_ENOMEM;
+			}
 		}
 		rv = column_point(c, row, x, values[i].value);
 		mark_dirty(w, c);
