@@ -716,7 +716,7 @@ static int series_locate(struct local_sink *s, const char *ref, const struct req
 		if (sink_load_snapshot(dir, &loaded) != 0)
 			return not_found(err, errlen, ref);
 		r = loaded;
-		rv = sink_series_rows(dir, r, rows);
+		rv = sink_series_rows(s, dir, r, rows);
 		*dropped = r->series_dropped;
 		if (rv) {
 			snprintf(err, errlen, "cannot build the series index of '%s': %s", ref,

@@ -101,8 +101,11 @@ int series_remove(const char *run_dir);
  * and the columns' pending blocks), writing `legacy` last; *rows_out = rows
  * indexed. Replaces whatever index was there. Lines that are not a JSON
  * object, or longer than SERIES_BUILD_LINE_MAX, still count as rows (without
- * values), so row numbers match the file's lines. */
-int series_build_from_history(const char *run_dir, uint64_t history_bytes, uint64_t *rows_out);
+ * values), so row numbers match the file's lines. `tick` (may be NULL) is
+ * called every 4096 rows: a long build is progress, not a hang (the local
+ * sink counts it as its heartbeat, which the systemd watchdog reads). */
+int series_build_from_history(const char *run_dir, uint64_t history_bytes, uint64_t *rows_out,
+                              void (*tick)(void *arg), void *tick_arg);
 /* Whether the index of run_dir holds at least `rows` rows (its rows file). */
 bool series_holds(const char *run_dir, uint64_t rows);
 /* The row count of a built legacy index (its `legacy` file), or ENOENT. */

@@ -501,7 +501,7 @@ static void test_build_from_history(void)
 	fclose(f);
 	uint64_t built = 0;
 	CHECK_EQ(series_legacy_rows(dir, &built), TRACKD_ENOENT);
-	CHECK_EQ(series_build_from_history(dir, (uint64_t)cut + 20, &built), 0);
+	CHECK_EQ(series_build_from_history(dir, (uint64_t)cut + 20, &built, NULL, NULL), 0);
 	CHECK_EQ(built, rows);
 	CHECK_EQ(series_legacy_rows(dir, &built), 0);
 	CHECK_EQ(built, rows);
