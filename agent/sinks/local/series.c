@@ -644,7 +644,9 @@ int series_legacy_rows(const char *run_dir, uint64_t *rows_out)
 	return rv;
 }
 
-#define BUILD_MAX_VALUES 10000 /* a row's values (the client's limit per record) */
+/* A row's values: the client's limit per record, and the most keys a run's
+ * index takes (so what is over it is over the key limit as well). */
+#define BUILD_MAX_VALUES SERIES_MAX_KEYS
 
 static int build_line(struct series_writer *w, struct json_tokener *tok, const char *line,
                       size_t len, int64_t *step, double *runtime, double *timestamp,
@@ -672,6 +674,8 @@ static int build_line(struct series_writer *w, struct json_tokener *tok, const c
 			else if (n < BUILD_MAX_VALUES)
 				vals[n++] =
 				    (struct series_value){key, json_object_get_double(value)};
+			else
+				w->dropped++; /* over any row's keys: over the key limit too */
 		}
 	}
 	int rv = series_add_row(w, *step, *runtime, *timestamp, vals, n);
