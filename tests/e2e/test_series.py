@@ -277,8 +277,12 @@ def test_replies_stay_within_the_reply_limit(tmp_path):
     require_bins()
     a = Agent(tmp_path, config="limits:\n  max_message_bytes: 64KiB\n").start()
     try:
-        # spread out: the client's batches before its first ack assume the default limit
-        finish_producer(a.producer("big", 8000, "--console", 1, "--sleep-us", 1000, "--every", 20))
+        # Slow enough that no batch can pass 64 KiB before the client has
+        # learnt the limit from its first ack (until then it batches for the
+        # default limit): ~120 bytes a row at <= 1,000 rows/s is under 64 KiB
+        # even if its sender thread is held up for half a second (TSan, load).
+        finish_producer(a.producer("big", 8000, "--console", 1, "--sleep-us", 1000, "--every", 1),
+                        timeout=300)
         run_dir = a.query("run", run="big")["run"]["dir"]
         with open(os.path.join(run_dir, "output.log")) as f:
             lines = f.read().splitlines()
