@@ -88,8 +88,8 @@ static void finish(nng_aio *aio, nng_http_res *res)
 }
 
 /* A body the caller keeps alive (static assets) or that is copied (copy). */
-static void respond(nng_aio *aio, uint16_t status, const char *type, const void *body,
-                    size_t len, bool copy, bool head)
+static void respond(nng_aio *aio, uint16_t status, const char *type, const void *body, size_t len,
+                    bool copy, bool head)
 {
 	nng_http_res *res;
 	if (nng_http_res_alloc(&res) != 0) {
@@ -177,8 +177,8 @@ static void serve_api(struct ui *u, agent_client **agent, struct job *j)
 	} else {
 		uint16_t code = agent_status_code(rv, &aerr);
 		if (code == 503) {
-			snprintf(err, sizeof err, "the agent at %s does not answer: %s", u->agent_url,
-			         aerr.message);
+			snprintf(err, sizeof err, "the agent at %s does not answer: %s",
+			         u->agent_url, aerr.message);
 			/* A new connection next time: the agent may have restarted. */
 			agent_close(*agent);
 			*agent = NULL;
@@ -315,7 +315,8 @@ static void handle(nng_aio *aio)
 	int t = ui_param(uri, "token", given, sizeof given);
 	if (t != 0) {
 		if (t != 1 || !ui_token_equal(u->token, given)) {
-			respond_error(aio, 401, "wrong token: use the URL trackctl ui printed", head);
+			respond_error(aio, 401, "wrong token: use the URL trackctl ui printed",
+			              head);
 			return;
 		}
 		nng_http_res *res;
@@ -338,9 +339,9 @@ static void handle(nng_aio *aio)
 		return;
 	}
 	if (!authorized(u, req)) {
-		respond_error(aio, 401,
-		              "not signed in: open the URL trackctl ui printed (it holds the token)",
-		              head);
+		respond_error(
+		    aio, 401,
+		    "not signed in: open the URL trackctl ui printed (it holds the token)", head);
 		return;
 	}
 	if (strncmp(path, "/api/", 5) == 0) {
@@ -350,8 +351,8 @@ static void handle(nng_aio *aio)
 	const char *want = strcmp(path, "/") == 0 ? "/index.html" : path;
 	for (size_t i = 0; i < ui_assets_count; i++) {
 		if (strcmp(ui_assets[i].url, want) == 0) {
-			respond(aio, 200, ui_assets[i].type, ui_assets[i].data, ui_assets[i].len, false,
-			        head);
+			respond(aio, 200, ui_assets[i].type, ui_assets[i].data, ui_assets[i].len,
+			        false, head);
 			return;
 		}
 	}
@@ -402,8 +403,10 @@ static int parse_listen(const char *s, char *addr, size_t alen, unsigned *port)
  * nothing is left to reap and a slow browser never holds trackctl. */
 static void open_browser(const char *url)
 {
-	if (!getenv("DISPLAY") && !getenv("WAYLAND_DISPLAY")) {
-		fprintf(stderr, "trackctl: ui: no display here: open the URL in a browser yourself\n");
+	const char *x11 = getenv("DISPLAY"), *wayland = getenv("WAYLAND_DISPLAY");
+	if (!(x11 && *x11) && !(wayland && *wayland)) {
+		fprintf(stderr,
+		        "trackctl: ui: no display here: open the URL in a browser yourself\n");
 		return;
 	}
 	pid_t pid = fork();
@@ -438,7 +441,8 @@ int cmd_ui(int argc, char **argv)
 		case 'l': listen = optarg; break;
 		case 'r': allow_remote = true; break;
 		case 'o': open_it = true; break;
-		default: return usage_error("unknown option or missing value: %s", argv[optind - 1]);
+		default:
+			return usage_error("unknown option or missing value: %s", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
@@ -447,14 +451,16 @@ int cmd_ui(int argc, char **argv)
 	char addr[256];
 	unsigned port;
 	if (parse_listen(listen, addr, sizeof addr, &port) != 0)
-		return usage_error("--listen takes ADDR:PORT (e.g. 127.0.0.1:6006), not '%s'", listen);
+		return usage_error("--listen takes ADDR:PORT (e.g. 127.0.0.1:6006), not '%s'",
+		                   listen);
 	bool loopback;
 	static struct ui u;
 	ui_hosts_init(&u.hosts, addr, port, &loopback);
 	if (!loopback && !allow_remote)
-		return usage_error("%s is not a loopback address: anyone who can reach it could try "
-		                   "the token; add --allow-remote to mean it",
-		                   addr);
+		return usage_error(
+		    "%s is not a loopback address: anyone who can reach it could try "
+		    "the token; add --allow-remote to mean it",
+		    addr);
 
 	/* Signals are taken by sigwait below; blocked before any thread exists
 	 * (NNG's included), so every thread inherits the mask. */
@@ -483,7 +489,8 @@ int cmd_ui(int argc, char **argv)
 	nng_http_handler *h;
 	int rv = nng_url_parse(&nurl, url);
 	if (rv != 0) {
-		fprintf(stderr, "trackctl: ui: bad listen address %s: %s\n", listen, nng_strerror(rv));
+		fprintf(stderr, "trackctl: ui: bad listen address %s: %s\n", listen,
+		        nng_strerror(rv));
 		return EXIT_USAGE;
 	}
 	rv = nng_http_server_hold(&srv, nurl);
@@ -516,19 +523,22 @@ int cmd_ui(int argc, char **argv)
 	}
 	if ((rv = nng_http_server_start(srv)) != 0) {
 		if (rv == NNG_EADDRINUSE)
-			fprintf(stderr,
-			        "trackctl: ui: %s:%u is taken (another trackctl ui?): choose another "
-			        "port with --listen %s:PORT, or :0 for any free one\n",
-			        addr, port, addr);
+			fprintf(
+			    stderr,
+			    "trackctl: ui: %s:%u is taken (another trackctl ui?): choose another "
+			    "port with --listen %s:PORT, or :0 for any free one\n",
+			    addr, port, addr);
 		else
-			fprintf(stderr, "trackctl: ui: cannot listen on %s: %s\n", url, nng_strerror(rv));
+			fprintf(stderr, "trackctl: ui: cannot listen on %s: %s\n", url,
+			        nng_strerror(rv));
 		rv = 1;
 		goto stop;
 	}
 	if (port == 0) {
 		nng_sockaddr sa;
 		if (nng_http_server_get_addr(srv, &sa) == 0)
-			port = ntohs(sa.s_family == NNG_AF_INET6 ? sa.s_in6.sa_port : sa.s_in.sa_port);
+			port =
+			    ntohs(sa.s_family == NNG_AF_INET6 ? sa.s_in6.sa_port : sa.s_in.sa_port);
 		ui_hosts_init(&u.hosts, addr, port, &loopback);
 	}
 	snprintf(u.cookie_name, sizeof u.cookie_name, "trackd_ui_%u", port);

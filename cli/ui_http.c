@@ -168,7 +168,8 @@ void ui_uri_without_token(const char *uri, char *out, size_t len)
 	for (const char *p = q + 1; *p;) {
 		const char *end = strchr(p, '&');
 		size_t n = end ? (size_t)(end - p) : strlen(p);
-		bool is_token = (n >= 6 && strncmp(p, "token=", 6) == 0) || (n == 5 && strncmp(p, "token", 5) == 0);
+		bool is_token = (n >= 6 && strncmp(p, "token=", 6) == 0) ||
+		                (n == 5 && strncmp(p, "token", 5) == 0);
 		if (!is_token && n > 0 && o + n + 2 < len) {
 			out[o++] = first ? '?' : '&';
 			memcpy(out + o, p, n);
@@ -209,8 +210,8 @@ int ui_cookie(const char *header, const char *name, char *out, size_t len)
 
 /* ---- API requests ---------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4))) static enum ui_api_status
-bad(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static enum ui_api_status bad(char *err, size_t errlen,
+                                                                    const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -226,15 +227,14 @@ static enum ui_api_status str_param(const char *uri, const char *name, char *out
 	int rv = ui_param(uri, name, out, len);
 	*set = false;
 	if (rv < 0)
-		return bad(err, errlen, "parameter '%s': badly encoded or longer than %zu bytes", name,
-		           len - 1);
+		return bad(err, errlen, "parameter '%s': badly encoded or longer than %zu bytes",
+		           name, len - 1);
 	*set = rv == 1 && out[0];
 	return UI_API_OK;
 }
 
-static enum ui_api_status u64_param(const char *uri, const char *name, uint64_t max,
-                                    uint64_t *out, protobuf_c_boolean *set, char *err,
-                                    size_t errlen)
+static enum ui_api_status u64_param(const char *uri, const char *name, uint64_t max, uint64_t *out,
+                                    protobuf_c_boolean *set, char *err, size_t errlen)
 {
 	char v[32];
 	int rv = ui_param(uri, name, v, sizeof v);
@@ -344,7 +344,8 @@ enum ui_api_status ui_api_parse(const char *path, const char *uri, struct ui_api
 		*s = (Trackd__V1__SeriesRequest)TRACKD__V1__SERIES_REQUEST__INIT;
 		size_t n;
 		uint64_t buckets = 0;
-		if ((st = run_param(uri, a, err, errlen)) || (st = keys_param(uri, a, &n, err, errlen)) ||
+		if ((st = run_param(uri, a, err, errlen)) ||
+		    (st = keys_param(uri, a, &n, err, errlen)) ||
 		    (st = str_param(uri, "x", a->str1, UI_KEY_MAX + 1, &set, err, errlen)))
 			return st;
 		s->run = a->run;
@@ -388,7 +389,8 @@ enum ui_api_status ui_api_parse(const char *path, const char *uri, struct ui_api
 		Trackd__V1__HistoryRequest *h = &a->r.history;
 		*h = (Trackd__V1__HistoryRequest)TRACKD__V1__HISTORY_REQUEST__INIT;
 		size_t n;
-		if ((st = run_param(uri, a, err, errlen)) || (st = keys_param(uri, a, &n, err, errlen)) ||
+		if ((st = run_param(uri, a, err, errlen)) ||
+		    (st = keys_param(uri, a, &n, err, errlen)) ||
 		    (st = u64_param(uri, "from", UINT64_MAX, &h->from_line, &h->has_from_line, err,
 		                    errlen)) ||
 		    (st = u64_param(uri, "max", UI_LINES_MAX, &h->max_lines, &h->has_max_lines, err,

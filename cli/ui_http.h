@@ -23,17 +23,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define UI_TOKEN_BYTES      32   /* 256 bits of getrandom */
-#define UI_TOKEN_HEX        (UI_TOKEN_BYTES * 2)
-#define UI_PARAM_MAX        4096 /* one decoded query-string value, in bytes */
-#define UI_KEYS_MAX         256  /* keys of one series request */
-#define UI_KEY_MAX          256  /* bytes of one key: the agent's key limit */
-#define UI_RUN_MAX          512  /* bytes of a run reference (entity/project/id) */
-#define UI_GREP_MAX         1024 /* bytes of a console search */
-#define UI_BUCKETS_MAX      10000 /* SeriesRequest.buckets' own maximum */
-#define UI_LINES_MAX        10000 /* console/history lines asked per request */
-#define UI_HOSTS_MAX        4
-#define UI_HOST_MAX         300 /* "[v6 address]:port" and names fit */
+#define UI_TOKEN_BYTES 32 /* 256 bits of getrandom */
+#define UI_TOKEN_HEX   (UI_TOKEN_BYTES * 2)
+#define UI_PARAM_MAX   4096  /* one decoded query-string value, in bytes */
+#define UI_KEYS_MAX    256   /* keys of one series request */
+#define UI_KEY_MAX     256   /* bytes of one key: the agent's key limit */
+#define UI_RUN_MAX     512   /* bytes of a run reference (entity/project/id) */
+#define UI_GREP_MAX    1024  /* bytes of a console search */
+#define UI_BUCKETS_MAX 10000 /* SeriesRequest.buckets' own maximum */
+#define UI_LINES_MAX   10000 /* console/history lines asked per request */
+#define UI_HOSTS_MAX   4
+#define UI_HOST_MAX    300 /* "[v6 address]:port" and names fit */
 
 /* ---- token ---------------------------------------------------------------- */
 

@@ -124,23 +124,23 @@ static void test_api(void)
 	         UI_API_BAD_REQUEST);
 	CHECK_EQ(ui_api_parse("/api/series", "/api/series?run=r&x_min=1x", a, err, sizeof err),
 	         UI_API_BAD_REQUEST);
-	CHECK_EQ(ui_api_parse("/api/series", "/api/series?run=r&x_min=3&x_max=2", a, err,
-	                      sizeof err),
-	         UI_API_BAD_REQUEST);
+	CHECK_EQ(
+	    ui_api_parse("/api/series", "/api/series?run=r&x_min=3&x_max=2", a, err, sizeof err),
+	    UI_API_BAD_REQUEST);
 	CHECK_EQ(ui_api_parse("/api/series", "/api/series?run=r&keys=a,,b", a, err, sizeof err),
 	         UI_API_BAD_REQUEST);
 
-	CHECK_EQ(ui_api_parse("/api/console", "/api/console?run=r&from=5&grep=loss", a, err,
-	                      sizeof err),
-	         UI_API_OK);
+	CHECK_EQ(
+	    ui_api_parse("/api/console", "/api/console?run=r&from=5&grep=loss", a, err, sizeof err),
+	    UI_API_OK);
 	CHECK(a->q.console->has_from_line && a->q.console->from_line == 5);
 	CHECK(a->q.console->has_max_lines && a->q.console->max_lines == UI_LINES_MAX);
 	CHECK_STR_EQ(a->q.console->grep, "loss");
 	CHECK_EQ(ui_api_parse("/api/console", "/api/console?run=r&max=10001", a, err, sizeof err),
 	         UI_API_BAD_REQUEST);
-	CHECK_EQ(ui_api_parse("/api/history", "/api/history?run=r&keys=a&max=10", a, err,
-	                      sizeof err),
-	         UI_API_OK);
+	CHECK_EQ(
+	    ui_api_parse("/api/history", "/api/history?run=r&keys=a&max=10", a, err, sizeof err),
+	    UI_API_OK);
 	CHECK(a->q.history->max_lines == 10 && a->q.history->n_keys == 1);
 	CHECK_EQ(ui_api_parse("/api/nope", "/api/nope", a, err, sizeof err), UI_API_NOT_FOUND);
 	free(a);
