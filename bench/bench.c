@@ -17,6 +17,16 @@
  *                                         (plus one S-byte string), retrying when full
  *   latency   --url U --rows N [--gap-ms G]   td_log → durable in the agent's log
  *   initfinish --url U --n N              td_init → td_finish of an empty run
+ *   series    --url U --run-id R --metrics K --n N [--buckets B]
+ *                                         the series query of keys m000…m<K-1> at B
+ *                                         buckets (default 1000), N times: its wall
+ *                                         time (send → reply), and the answer's
+ *                                         bytes packed and as JSON (pb_json)
+ *   series-index --dir RUN_DIR --rows R --metrics K --n N [--buckets B]
+ *                                         the same answer computed in this process
+ *                                         from the run's series index (series_query,
+ *                                         the agent's own code): the index's share
+ *                                         of the query's time, without the socket
  *
  * Timing: CLOCK_MONOTONIC around each call (the clock itself costs ~20 ns,
  * reported as timer_ns so a reader can subtract it).
@@ -43,6 +53,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "series.h"
+#include "trackd/v1/pb_json.h"
 #include "trackd/v1/trackd.pb-c.h"
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -690,6 +703,123 @@ static int cmd_initfinish(const char *url, long n)
 	return failed ? 1 : 0;
 }
 
+/* ---- series: the chart query of trackctl ui ------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmd_series(const char *url, const char *run_id, int metrics, long n, long buckets)
+{
+	char(*names)[16] = calloc((size_t)metrics, sizeof *names);
+	char **keys = calloc((size_t)metrics, sizeof *keys);
+	for (int k = 0; k < metrics; k++) {
+		snprintf(names[k], sizeof names[k], "m%03d", k);
+		keys[k] = names[k];
+	}
+	Trackd__V1__SeriesRequest sr = TRACKD__V1__SERIES_REQUEST__INIT;
+	sr.run = (char *)run_id;
+	sr.keys = keys;
+	sr.n_keys = (size_t)metrics;
+	sr.has_buckets = true;
+	sr.buckets = (uint32_t)buckets;
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	q.request_case = TRACKD__V1__QUERY__REQUEST_SERIES;
+	q.series = &sr;
+	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
+	req.has_protocol_version = true;
+	req.protocol_version = 1;
+	req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
+	req.query = &q;
+	size_t len = trackd__v1__request__get_packed_size(&req);
+	uint8_t *msg = malloc(len);
+	trackd__v1__request__pack(&req, msg);
+	nng_socket s;
+	if (nng_req0_open(&s) != 0 || nng_dial(s, url, NULL, 0) != 0)
+		die("series: cannot reach the agent");
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 60000);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 256 << 20);
+	double *ms = calloc((size_t)n, sizeof *ms);
+	size_t packed = 0, json = 0, buckets_total = 0;
+	uint64_t rows = 0;
+	for (long i = 0; i < n; i++) {
+		nng_msg *reply;
+		int64_t t0 = now_ns();
+		if (nng_send(s, msg, len, 0) != 0 || nng_recvmsg(s, &reply, 0) != 0)
+			die("series: no reply");
+		ms[i] = (double)(now_ns() - t0) / 1e6;
+		Trackd__V1__Reply *r =
+		    trackd__v1__reply__unpack(NULL, nng_msg_len(reply), nng_msg_body(reply));
+		if (!r || r->body_case != TRACKD__V1__REPLY__BODY_QUERY ||
+		    r->query->reply_case != TRACKD__V1__QUERY_REPLY__REPLY_SERIES) {
+			fprintf(stderr, "trackd-bench: series: %s\n",
+			        r && r->body_case == TRACKD__V1__REPLY__BODY_ERROR
+			            ? r->error->message
+			            : "not a series");
+			return 1;
+		}
+		packed = nng_msg_len(reply);
+		struct buf b;
+		buf_init(&b, (size_t)1 << 30);
+		pb_json_query_reply(r->query, &b);
+		json = b.len;
+		buf_fini(&b);
+		buckets_total = 0;
+		rows = r->query->series->rows;
+		for (size_t k = 0; k < r->query->series->n_series; k++)
+			buckets_total += r->query->series->series[k]->n_x;
+		trackd__v1__reply__free_unpacked(r, NULL);
+		nng_msg_free(reply);
+	}
+	nng_close(s);
+	qsort(ms, (size_t)n, sizeof *ms, cmp_double);
+	printf("{\"n\":%ld,\"ms\":{\"p50\":%.3f,\"min\":%.3f,\"max\":%.3f},"
+	       "\"reply_bytes\":%zu,\"json_bytes\":%zu,\"buckets\":%zu,\"rows\":%" PRIu64 "}\n",
+	       n, ms[n / 2], ms[0], ms[n - 1], packed, json, buckets_total, rows);
+	free(ms);
+	free(msg);
+	free(keys);
+	free(names);
+	return 0;
+}
+
+static int cmd_series_index(const char *dir, long rows, int metrics, long n, long buckets)
+{
+	char(*names)[16] = calloc((size_t)metrics, sizeof *names);
+	char **keys = calloc((size_t)metrics, sizeof *keys);
+	for (int k = 0; k < metrics; k++) {
+		snprintf(names[k], sizeof names[k], "m%03d", k);
+		keys[k] = names[k];
+	}
+	const struct series_query q = {
+	    .x = "_step", .keys = keys, .n_keys = (size_t)metrics, .buckets = (uint32_t)buckets};
+	double *ms = calloc((size_t)n, sizeof *ms);
+	size_t buckets_total = 0;
+	for (long i = 0; i < n; i++) {
+		Trackd__V1__SeriesReply *r = malloc(sizeof *r);
+		trackd__v1__series_reply__init(r);
+		char err[256];
+		int64_t t0 = now_ns();
+		int rv = series_query(dir, (uint64_t)rows, &q, r, err, sizeof err);
+		ms[i] = (double)(now_ns() - t0) / 1e6;
+		if (rv)
+			die("series-index: the query failed");
+		buckets_total = 0;
+		for (size_t k = 0; k < r->n_series; k++)
+			buckets_total += r->series[k]->n_x;
+		trackd__v1__series_reply__free_unpacked(r, NULL);
+	}
+	qsort(ms, (size_t)n, sizeof *ms, cmp_double);
+	printf("{\"n\":%ld,\"ms\":{\"p50\":%.3f,\"min\":%.3f,\"max\":%.3f},\"buckets\":%zu}\n", n,
+	       ms[n / 2], ms[0], ms[n - 1], buckets_total);
+	free(ms);
+	free(keys);
+	free(names);
+	return 0;
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -701,6 +831,7 @@ int main(int argc, char **argv)
 	long rows = 100000, n = 10000, mib = 256, sync_mib = 8, sleep_us = 0, every = 1;
 	size_t bytes = 0, string_bytes = 0;
 	int metrics = 4, gap_ms = 15, finish_ms = 60000;
+	long buckets = 1000;
 	double seconds = 2.0, start_at = 0;
 	static const struct option opts[] = {
 	    {"url", required_argument, NULL, 'u'},
@@ -719,6 +850,7 @@ int main(int argc, char **argv)
 	    {"gap-ms", required_argument, NULL, 'g'},
 	    {"finish-ms", required_argument, NULL, 'f'},
 	    {"string-bytes", required_argument, NULL, 'T'},
+	    {"buckets", required_argument, NULL, 'B'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
@@ -741,13 +873,15 @@ int main(int argc, char **argv)
 		case 'g': gap_ms = atoi(optarg); break;
 		case 'f': finish_ms = atoi(optarg); break;
 		case 'T': string_bytes = (size_t)atol(optarg); break;
+		case 'B': buckets = atol(optarg); break;
 		default: die("bad arguments");
 		}
 	}
 	if (rows <= 0 || n <= 0)
 		die("--rows and --n must be positive");
 	bool needs_url = !strcmp(cmd, "tdlog") || !strcmp(cmd, "produce") ||
-	                 !strcmp(cmd, "latency") || !strcmp(cmd, "initfinish");
+	                 !strcmp(cmd, "latency") || !strcmp(cmd, "initfinish") ||
+	                 !strcmp(cmd, "series");
 	if (needs_url && !url)
 		die("--url is required");
 	if (!strcmp(cmd, "tdlog"))
@@ -769,6 +903,10 @@ int main(int argc, char **argv)
 		return cmd_latency(url, rows, gap_ms);
 	if (!strcmp(cmd, "initfinish"))
 		return cmd_initfinish(url, n);
+	if (!strcmp(cmd, "series"))
+		return cmd_series(url, run_id, metrics, n, buckets);
+	if (!strcmp(cmd, "series-index"))
+		return cmd_series_index(dir, rows, metrics, n, buckets);
 	die("unknown subcommand");
 	return 2;
 }

@@ -110,6 +110,22 @@ static int on_history(const struct query_call *c, Trackd__V1__QueryReply *r, cha
 	                                &r->history, err, errlen);
 }
 
+static int on_series(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                     size_t errlen)
+{
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_SERIES;
+	return local_sink_query_series(c->st->local, c->q->series, c->uid, c->admin, c->max_bytes,
+	                               &r->series, err, errlen);
+}
+
+static int on_console(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                      size_t errlen)
+{
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_CONSOLE;
+	return local_sink_query_console(c->st->local, c->q->console, c->uid, c->admin, c->max_bytes,
+	                                &r->console, err, errlen);
+}
+
 static int on_rename(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
                      size_t errlen)
 {
@@ -185,6 +201,8 @@ static const struct query_route routes[] = {
     {TRACKD__V1__QUERY__REQUEST_RUN, NEEDS_LOCAL, NULL, on_run},
     {TRACKD__V1__QUERY__REQUEST_HISTORY, NEEDS_LOCAL, NULL, on_history},
     {TRACKD__V1__QUERY__REQUEST_RENAME, NEEDS_LOCAL, NULL, on_rename},
+    {TRACKD__V1__QUERY__REQUEST_SERIES, NEEDS_LOCAL, NULL, on_series},
+    {TRACKD__V1__QUERY__REQUEST_CONSOLE, NEEDS_LOCAL, NULL, on_console},
     {TRACKD__V1__QUERY__REQUEST_WANDB, NEEDS_WANDB, WANDB_OFF, on_wandb},
     {TRACKD__V1__QUERY__REQUEST_RETRY, NEEDS_WANDB, WANDB_OFF, on_retry},
     {TRACKD__V1__QUERY__REQUEST_SYNC, NEEDS_LOCAL | NEEDS_WANDB, SYNC_OFF, on_sync},

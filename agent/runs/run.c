@@ -271,6 +271,7 @@ static int commit_pending(struct run *r, struct run_effects *fx)
 	if (!rv)
 		rv = vmap_set_double(&r->pending, "_timestamp", timestamp);
 	size_t mark = fx->history->len;
+	int row_rv = TRACKD_OK; /* the index's failure does not stop the summary */
 	if (!rv)
 		rv = vmap_to_json(&r->pending, fx->history);
 	if (!rv)
@@ -278,6 +279,14 @@ static int commit_pending(struct run *r, struct run_effects *fx)
 	if (rv) {
 		fx->history->len = mark; /* never half a line */
 		return rv;
+	}
+	if (fx->on_row) {
+		const struct run_row row = {.index = r->history_lines,
+		                            .step = r->step,
+		                            .runtime = runtime,
+		                            .timestamp = timestamp,
+		                            .values = &r->pending};
+		row_rv = fx->on_row(fx->row_arg, &row);
 	}
 	for (size_t i = 0; i < r->pending.n && !rv; i++) {
 		const struct vnode *n = &r->pending.items[i];
@@ -297,7 +306,7 @@ static int commit_pending(struct run *r, struct run_effects *fx)
 	vmap_clear(&r->pending);
 	fx->summary_changed = true;
 	fx->meta_changed = true;
-	return rv;
+	return rv ? rv : row_rv;
 }
 
 static int apply_history(struct run *r, const Trackd__V1__HistoryRow *h,
@@ -706,6 +715,10 @@ Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r)
 	SET(last_index, r->last_index);
 	SET(history_bytes, r->history_bytes);
 	SET(console_bytes, r->console_bytes);
+	if (r->has_series_rows) {
+		SET(series_rows, r->series_rows);
+		SET(series_dropped, r->series_dropped);
+	}
 #undef SET
 	s->pending = vmap_to_proto(&r->pending);
 	s->summary = vmap_to_proto(&r->summary);
@@ -847,6 +860,9 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 	r->last_index = s->last_index;
 	r->history_bytes = s->history_bytes;
 	r->console_bytes = s->console_bytes;
+	r->has_series_rows = s->has_series_rows;
+	r->series_rows = s->series_rows;
+	r->series_dropped = s->series_dropped;
 	for (size_t i = 0; i < s->n_attached && i < RUN_MAX_ATTACHED; i++) {
 		r->attached[i].pid = s->attached[i]->pid;
 		r->attached[i].start_ticks = s->attached[i]->start_ticks;

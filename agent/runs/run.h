@@ -101,6 +101,11 @@ struct run {
 
 	uint64_t last_index;                   /* txlog index of the last record applied */
 	uint64_t history_bytes, console_bytes; /* file lengths at the last checkpoint */
+	/* The local sink's series index at the last checkpoint (RunSnapshot
+	 * fields 37, 38): has_series_rows is false in a snapshot written by an
+	 * agent without the index. */
+	bool has_series_rows;
+	uint64_t series_rows, series_dropped;
 };
 
 /* Where a record came from. */
@@ -111,8 +116,21 @@ struct record_origin {
 	int64_t recv_time_us;
 };
 
+/* A committed history row, as its line was written: for sinks that index
+ * rows (the local sink's series index) without parsing the line again. */
+struct run_row {
+	uint64_t index; /* 0-based row number: history_lines before this row */
+	int64_t step;
+	double runtime, timestamp;
+	const struct vmap *values; /* the row's values, _step/_runtime/_timestamp included */
+};
+
 struct run_effects {
 	struct buf *history; /* JSON lines appended here, each ending in '\n' */
+	/* Optional: called for each row committed, after its line was appended to
+	 * `history`. A failure is the apply's failure (the line stays). */
+	int (*on_row)(void *arg, const struct run_row *row);
+	void *row_arg;
 	struct buf *console; /* console lines appended here */
 	bool summary_changed, config_changed, meta_changed;
 	bool ended;         /* the run left the running state */

@@ -4,6 +4,7 @@ state dirs and sockets, driven by the built binaries named in the environment
 import json
 import os
 import signal
+import struct
 import subprocess
 import time
 import uuid
@@ -262,6 +263,10 @@ def field_varint(num, v):
     return varint(num << 3) + varint(v)
 
 
+def field_double(num, d):
+    return bytes([(num << 3) | 1]) + struct.pack("<d", d)
+
+
 def field_bytes(num, b):
     if isinstance(b, str):
         b = b.encode()
@@ -292,11 +297,12 @@ def status_request():
 # Query's typed requests: the oneof field number of each kind, and the
 # request's own field numbers (trackd.proto).
 _QUERY_FIELD = {"runs": 10, "run": 11, "history": 12, "rename": 13, "wandb": 14, "retry": 15,
-                "sync": 16, "sync_status": 17}
+                "sync": 16, "sync_status": 17, "series": 18, "console": 19}
 
 
 def query_request(kind, run=None, project=None, state=None, keys=(), from_line=None,
-                  max_lines=None, name=None, force=None, offset=None, limit=None):
+                  max_lines=None, name=None, force=None, offset=None, limit=None, x=None,
+                  x_min=None, x_max=None, buckets=None, grep=None):
     r = b""
     if kind == "runs":
         if project is not None:
@@ -316,6 +322,24 @@ def query_request(kind, run=None, project=None, state=None, keys=(), from_line=N
             r += field_varint(3, from_line)
         if max_lines is not None:
             r += field_varint(4, max_lines)
+    if kind == "series":
+        for k in keys:
+            r += field_bytes(2, k)
+        if x is not None:
+            r += field_bytes(3, x)
+        if x_min is not None:
+            r += field_double(4, x_min)
+        if x_max is not None:
+            r += field_double(5, x_max)
+        if buckets is not None:
+            r += field_varint(6, buckets)
+    if kind == "console":
+        if from_line is not None:
+            r += field_varint(2, from_line)
+        if max_lines is not None:
+            r += field_varint(3, max_lines)
+        if grep is not None:
+            r += field_bytes(4, grep)
     if kind == "rename" and name is not None:
         r += field_bytes(2, name)
     if kind == "sync" and force is not None:

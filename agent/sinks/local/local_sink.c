@@ -39,6 +39,8 @@ static void active_free(struct active_run *ar)
 	if (!ar)
 		return;
 	run_free(ar->run);
+	series_writer_free(ar->series);
+	free(ar->row_values);
 	free(ar->dir);
 	buf_fini(&ar->history_out);
 	buf_fini(&ar->console_out);
@@ -168,6 +170,95 @@ static int add_active(struct local_sink *s, struct active_run *ar)
 	return TRACKD_OK;
 }
 
+/* The index rows a run's snapshot vouches for; for a snapshot from an agent
+ * without the index, the rows of an index built from history.jsonl (once:
+ * its `legacy` file says how many rows it holds). */
+int sink_series_rows(const char *dir, const struct run *r, uint64_t *rows)
+{
+	if (r->has_series_rows) {
+		*rows = r->series_rows;
+		if (series_holds(dir, *rows))
+			return TRACKD_OK;
+		log_warn("local sink: the series index of %s lacks rows its snapshot counts "
+		         "(removed?): rebuilding it from history.jsonl",
+		         dir);
+	} else if (series_legacy_rows(dir, rows) == 0 && *rows == r->history_lines) {
+		return TRACKD_OK;
+	} else {
+		log_info("local sink: building the series index of %s from its history.jsonl "
+		         "(once: it was stored by an agent without the index)",
+		         dir);
+	}
+	int rv = series_build_from_history(dir, r->history_bytes, rows);
+	if (!rv && *rows != r->history_lines)
+		log_warn("local sink: %s: history.jsonl holds %" PRIu64
+		         " rows, its snapshot %" PRIu64,
+		         dir, *rows, r->history_lines);
+	return rv;
+}
+
+int sink_series_attach(struct active_run *ar)
+{
+	struct run *r = ar->run;
+	uint64_t rows = 0;
+	int rv = sink_series_rows(ar->dir, r, &rows);
+	if (!rv) {
+		rv = series_writer_open(ar->dir, rows, &ar->series);
+		if (rv == TRACKD_ECORRUPT) { /* the index lost rows its snapshot counted */
+			log_warn("local sink: the series index of %s is short; rebuilding it from "
+			         "history.jsonl",
+			         ar->dir);
+			rv = series_build_from_history(ar->dir, r->history_bytes, &rows);
+			if (!rv)
+				rv = series_writer_open(ar->dir, rows, &ar->series);
+		}
+	}
+	if (rv) {
+		log_error("local sink: cannot open the series index of %s: %s (rebuilt at the "
+		          "next load)",
+		          ar->dir, trackd_strerror(rv));
+		r->has_series_rows = false;
+		return rv;
+	}
+	series_set_dropped_base(ar->series, r->series_dropped);
+	return TRACKD_OK;
+}
+
+/* run_apply's on_row: the row's numbers into the series index. */
+static int index_row(void *arg, const struct run_row *row)
+{
+	struct active_run *ar = arg;
+	if (!ar->series)
+		return TRACKD_OK;
+	if (row->index != series_rows(ar->series)) {
+		if (!ar->series_warned)
+			log_error("local sink: run %s: row %" PRIu64 " does not follow the series "
+			          "index's %" PRIu64 " rows; not indexed",
+			          ar->run->id, row->index, series_rows(ar->series));
+		ar->series_warned = true;
+		return TRACKD_OK;
+	}
+	const struct vmap *m = row->values;
+	if (m->n > ar->row_values_cap) {
+		struct series_value *p = realloc(ar->row_values, m->n * sizeof *p);
+		if (!p)
+			return TRACKD_ENOMEM;
+		ar->row_values = p;
+		ar->row_values_cap = m->n;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct vvalue *v = &m->items[i].v;
+		if (v->kind == V_DOUBLE)
+			ar->row_values[n++] = (struct series_value){m->items[i].key, v->u.d};
+		else if (v->kind == V_INT)
+			ar->row_values[n++] =
+			    (struct series_value){m->items[i].key, (double)v->u.i};
+	}
+	return series_add_row(ar->series, row->step, row->runtime, row->timestamp, ar->row_values,
+	                      n);
+}
+
 /* Brings a run that exists on disk back into memory, its files cut back to the
  * lengths of its last checkpoint (lines after that were written by a sink that
  * stopped before checkpointing, and will be written again). */
@@ -186,6 +277,7 @@ static struct active_run *reopen(struct local_sink *s, const char *dir)
 			run_free(r);
 		return NULL;
 	}
+	sink_series_attach(ar); /* cut back to the snapshot's rows, as the files above */
 	return ar;
 }
 
@@ -230,6 +322,7 @@ static struct active_run *open_for_start(struct local_sink *s, const char *id,
 	/* A half-written earlier attempt at this same run: start its files afresh. */
 	file_truncate(dir, HISTORY_FILE, 0);
 	file_truncate(dir, CONSOLE_FILE, 0);
+	series_remove(dir);
 	struct active_run *ar = active_new(r, dir);
 	if (!ar || add_active(s, ar) != 0) {
 		if (ar)
@@ -238,6 +331,8 @@ static struct active_run *open_for_start(struct local_sink *s, const char *id,
 			run_free(r);
 		return NULL;
 	}
+	r->has_series_rows = true; /* a new run: its index starts empty */
+	sink_series_attach(ar);
 	ar->files_dirty = ar->checkpoint_dirty = true;
 	return ar;
 }
@@ -303,7 +398,10 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 	    (o->index == r->last_index && ar->applying_index != o->index))
 		return;
 	ar->applying_index = o->index;
-	struct run_effects fx = {.history = &ar->history_out, .console = &ar->console_out};
+	struct run_effects fx = {.history = &ar->history_out,
+	                         .console = &ar->console_out,
+	                         .on_row = index_row,
+	                         .row_arg = ar};
 	enum run_state before = r->state;
 	size_t pending_before = ar->history_out.len + ar->console_out.len;
 	int rv = run_apply(r, rec, o, &fx);
@@ -405,6 +503,8 @@ int sink_flush_run(struct local_sink *s, struct active_run *ar)
 		if (!rv)
 			buf_reset_keep(&ar->console_out, PENDING_FLUSH_BYTES);
 	}
+	if (!rv && ar->series)
+		rv = series_flush(ar->series);
 	if (!rv && ar->files_dirty)
 		rv = write_whole_files(ar);
 	if (rv)
@@ -430,8 +530,16 @@ static int write_snapshot(struct active_run *ar)
 	int rv = file_sync(ar->dir, HISTORY_FILE, &ar->run->history_bytes);
 	if (!rv)
 		rv = file_sync(ar->dir, CONSOLE_FILE, &ar->run->console_bytes);
+	/* The index as history.jsonl: durable before the snapshot counts its rows. */
+	if (!rv && ar->series)
+		rv = series_sync(ar->series);
 	if (rv)
 		return rv;
+	ar->run->has_series_rows = ar->series != NULL;
+	if (ar->series) {
+		ar->run->series_rows = series_rows(ar->series);
+		ar->run->series_dropped = series_dropped(ar->series);
+	}
 	Trackd__V1__RunSnapshot *snap = run_to_snapshot(ar->run);
 	if (!snap)
 		return TRACKD_ENOMEM;

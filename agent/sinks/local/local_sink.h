@@ -120,6 +120,20 @@ int local_sink_query_run(local_sink *s, const char *ref, uint32_t uid, bool admi
 int local_sink_query_history(local_sink *s, const Trackd__V1__HistoryRequest *q, uint32_t uid,
                              bool admin, size_t max_bytes, Trackd__V1__HistoryPage **out, char *err,
                              size_t errlen);
+/* SeriesRequest: buckets default SERIES_DEFAULT_BUCKETS (1000), over
+ * SERIES_MAX_BUCKETS (10000) is ERROR_INVALID, as is an x that is neither a
+ * row axis nor a key of the run; a key not in the run gives an empty series
+ * (total_points 0). Read from the series index outside the sink's lock. */
+int local_sink_query_series(local_sink *s, const Trackd__V1__SeriesRequest *q, uint32_t uid,
+                            bool admin, size_t max_bytes, Trackd__V1__SeriesReply **out, char *err,
+                            size_t errlen);
+/* ConsoleRequest: a page of output.log, lines from from_line on (only those
+ * containing grep, when set), at most max_lines (0: no limit); a page ends
+ * early, at next_line, when the next line would pass max_bytes. Read outside
+ * the sink's lock, as history. */
+int local_sink_query_console(local_sink *s, const Trackd__V1__ConsoleRequest *q, uint32_t uid,
+                             bool admin, size_t max_bytes, Trackd__V1__ConsolePage **out, char *err,
+                             size_t errlen);
 /* Records the rename (a RunRename record submitted to ingest). */
 int local_sink_query_rename(local_sink *s, const Trackd__V1__RenameRequest *q, uint32_t uid,
                             bool admin, char *err, size_t errlen);

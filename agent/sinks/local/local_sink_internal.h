@@ -5,6 +5,7 @@
 
 #include "local_sink.h"
 #include "run.h"
+#include "series.h"
 #include "store_layout.h"
 
 #include <pthread.h>
@@ -18,6 +19,13 @@ struct active_run {
 	char *dir;              /* absolute path of the run dir */
 	struct buf history_out; /* lines not yet appended to history.jsonl */
 	struct buf console_out;
+	/* The run's series index (series.h), fed each committed row by
+	 * run_apply's on_row; NULL if it could not be opened (the next snapshot
+	 * then says so, and the index is rebuilt from history.jsonl on load). */
+	struct series_writer *series;
+	struct series_value *row_values; /* scratch for on_row */
+	size_t row_values_cap;
+	bool series_warned;      /* a row the index could not take was logged */
 	bool files_dirty;        /* summary/config/metadata to rewrite at next flush */
 	bool checkpoint_dirty;   /* changed since the last snapshot */
 	uint64_t applying_index; /* log index of the entry being applied */
@@ -86,6 +94,14 @@ struct active_run *sink_find_active(struct local_sink *s, const char *ref);
 /* Resolves a run reference to its directory on disk, in memory or not:
  * writes the dir path into `dir`. Caller holds s->mu. Returns 0 or TRACKD_ENOENT. */
 int sink_resolve_dir(struct local_sink *s, const char *ref, char *dir, size_t len);
+
+/* Opens the series index of a run brought into memory (built once from
+ * history.jsonl for a run stored without one). Caller holds s->mu. */
+int sink_series_attach(struct active_run *ar);
+
+/* The rows of the series index of a run not in memory, from its snapshot;
+ * for a run stored without the index, builds it first (once). */
+int sink_series_rows(const char *dir, const struct run *r, uint64_t *rows);
 
 /* Loads a run's snapshot from its dir (for runs not in memory). */
 int sink_load_snapshot(const char *dir, struct run **out);

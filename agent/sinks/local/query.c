@@ -4,6 +4,9 @@
  *   run     RunInfo (agent/cmd/queries.c adds the upload side: RunReply)
  *   history HistoryPage: lines of history.jsonl as the store holds them
  *   rename  RenameReply
+ *   series  SeriesReply: chart buckets from the run's series index (series.h),
+ *           read outside the lock up to the rows committed when asked
+ *   console ConsolePage: lines of output.log, paged and grepped like history
  * A RunInfo holds summary and config. Runs in memory answer from memory;
  * others from their snapshot on disk. Answers are built from the runs' own
  * strings under the sink's lock and copied (wire_copy) before it is let go. */
@@ -14,6 +17,8 @@
 #include "trackd/v1/wire.h"
 
 #include <json-c/json.h>
+
+#include <math.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -401,26 +406,28 @@ struct history_source {
 	char path[1024]; /* entity/project/id, for the answer */
 };
 
-static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *q,
-                        const struct requester *who, struct history_source *src, char *err,
-                        size_t errlen)
+/* Opens a run's appended file (history.jsonl, output.log) for a reader that
+ * reads it after the lock is let go: src->length is its length now, with the
+ * lines the sink applied so far flushed into it. */
+static int run_file_open(struct local_sink *s, const char *ref, const char *name,
+                         const struct requester *who, struct history_source *src, char *err,
+                         size_t errlen)
 {
 	char dir[4096];
-	int code = resolve_for(s, q->run, who, dir, sizeof dir, err, errlen);
+	int code = resolve_for(s, ref, who, dir, sizeof dir, err, errlen);
 	if (code)
 		return code;
-	struct active_run *ar = sink_find_active(s, q->run);
+	struct active_run *ar = sink_find_active(s, ref);
 	if (ar)
 		sink_flush_run(s, ar); /* the rows applied so far are in the file */
 	src->fd = -1;
 	src->length = 0;
 	char file[4200];
-	snprintf(file, sizeof file, "%s/%s", dir, HISTORY_FILE);
+	snprintf(file, sizeof file, "%s/%s", dir, name);
 	struct stat st;
 	src->fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (src->fd < 0 && errno != ENOENT) {
-		snprintf(err, errlen, "cannot read the history of '%s': %s", q->run,
-		         strerror(errno));
+		snprintf(err, errlen, "cannot read %s of '%s': %s", name, ref, strerror(errno));
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	}
 	if (src->fd >= 0 && fstat(src->fd, &st) == 0)
@@ -431,6 +438,13 @@ static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *
 	snprintf(src->path, sizeof src->path, "%.*s/%s", (int)(last_slash - runs_rel), runs_rel,
 	         last_dash ? last_dash + 1 : "");
 	return 0;
+}
+
+static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *q,
+                        const struct requester *who, struct history_source *src, char *err,
+                        size_t errlen)
+{
+	return run_file_open(s, q->run, HISTORY_FILE, who, src, err, errlen);
 }
 
 #define HISTORY_CHUNK (64 * 1024)
@@ -670,4 +684,272 @@ int local_sink_query_rename(local_sink *s, const Trackd__V1__RenameRequest *q, u
 	int rv = query_rename(s, q, &who, err, errlen);
 	pthread_mutex_unlock(&s->mu);
 	return answered(rv, q->run, err, errlen);
+}
+
+/* ---- series ---------------------------------------------------------------------------- */
+
+/* What a series query reads, fixed under the sink's lock: the run dir and
+ * the index rows committed to it then (the reading happens without the lock,
+ * as for history). */
+static int series_locate(struct local_sink *s, const char *ref, const struct requester *who,
+                         char *dir, size_t len, uint64_t *rows, uint64_t *dropped, char *path,
+                         size_t pathlen, char *err, size_t errlen)
+{
+	int code = resolve_for(s, ref, who, dir, len, err, errlen);
+	if (code)
+		return code;
+	struct active_run *ar = sink_find_active(s, ref);
+	struct run *loaded = NULL;
+	const struct run *r;
+	int rv = TRACKD_OK;
+	if (ar) {
+		r = ar->run;
+		if (!ar->series || (rv = sink_flush_run(s, ar)) != 0) {
+			snprintf(err, errlen,
+			         "the series index of '%s' cannot be read now (%s); try again", ref,
+			         ar->series ? trackd_strerror(rv) : "it could not be opened");
+			return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+		}
+		*rows = series_rows(ar->series);
+		*dropped = series_dropped(ar->series);
+	} else {
+		if (sink_load_snapshot(dir, &loaded) != 0)
+			return not_found(err, errlen, ref);
+		r = loaded;
+		rv = sink_series_rows(dir, r, rows);
+		*dropped = r->series_dropped;
+		if (rv) {
+			snprintf(err, errlen, "cannot build the series index of '%s': %s", ref,
+			         trackd_strerror(rv));
+			run_free(loaded);
+			return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+		}
+	}
+	snprintf(path, pathlen, "%s/%s/%s", r->entity, r->project, r->id);
+	run_free(loaded);
+	return 0;
+}
+
+int local_sink_query_series(local_sink *s, const Trackd__V1__SeriesRequest *q, uint32_t uid,
+                            bool admin, size_t max_bytes, Trackd__V1__SeriesReply **out, char *err,
+                            size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	*out = NULL;
+	uint32_t buckets = q->has_buckets && q->buckets ? q->buckets : SERIES_DEFAULT_BUCKETS;
+	if (buckets > SERIES_MAX_BUCKETS) {
+		snprintf(err, errlen, "buckets %" PRIu32 " is over the limit of %d per series",
+		         q->buckets, SERIES_MAX_BUCKETS);
+		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	}
+	if (q->has_x_min && q->has_x_max && !(q->x_min <= q->x_max)) {
+		snprintf(err, errlen, "x_min %g is above x_max %g", q->x_min, q->x_max);
+		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	}
+	if ((q->has_x_min && isnan(q->x_min)) || (q->has_x_max && isnan(q->x_max))) {
+		snprintf(err, errlen, "x_min and x_max must be numbers, not NaN");
+		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	}
+	char dir[4096], path[1024];
+	uint64_t rows = 0, dropped = 0;
+	pthread_mutex_lock(&s->mu);
+	int code = series_locate(s, q->run, &who, dir, sizeof dir, &rows, &dropped, path,
+	                         sizeof path, err, errlen);
+	pthread_mutex_unlock(&s->mu);
+	if (code)
+		return code;
+	Trackd__V1__SeriesReply *sr = malloc(sizeof *sr);
+	if (!sr)
+		return answered(TRACKD_ENOMEM, q->run, err, errlen);
+	trackd__v1__series_reply__init(sr);
+	const struct series_query sq = {.x = q->x,
+	                                .keys = q->keys,
+	                                .n_keys = q->n_keys,
+	                                .has_min = q->has_x_min,
+	                                .has_max = q->has_x_max,
+	                                .x_min = q->x_min,
+	                                .x_max = q->x_max,
+	                                .buckets = buckets};
+	int rv = series_query(dir, rows, &sq, sr, err, errlen);
+	if (!rv && !(sr->run = strdup(path)))
+		rv = TRACKD_ENOMEM;
+	sr->has_values_not_indexed = true;
+	sr->values_not_indexed = dropped;
+	if (!rv && trackd__v1__series_reply__get_packed_size(sr) > max_bytes) {
+		snprintf(err, errlen,
+		         "the series answer is larger than this connection's reply limit (%zu "
+		         "bytes): ask for fewer keys or buckets",
+		         max_bytes);
+		trackd__v1__series_reply__free_unpacked(sr, NULL);
+		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+	}
+	if (rv) {
+		trackd__v1__series_reply__free_unpacked(sr, NULL);
+		if (rv == TRACKD_ENOENT) /* series_query's message: an unknown x key */
+			return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+		return answered(rv, q->run, err, errlen);
+	}
+	*out = sr;
+	return 0;
+}
+
+/* ---- console --------------------------------------------------------------------------- */
+
+/* The page being built: ConsolePage.lines and their numbers, against the
+ * answer's maximum. */
+struct console_page {
+	char **lines;
+	uint64_t *numbers;
+	size_t n, cap;
+	size_t bytes, max_bytes;
+	bool full; /* max_lines or max_bytes reached: the page ends here */
+	uint64_t next_line;
+};
+
+static void console_page_fini(struct console_page *pg)
+{
+	for (size_t i = 0; i < pg->n; i++)
+		free(pg->lines[i]);
+	free(pg->lines);
+	free(pg->numbers);
+}
+
+/* One complete line of output.log, numbered line_no: taken if the page wants
+ * it. */
+static int console_line(const Trackd__V1__ConsoleRequest *q, struct console_page *pg,
+                        uint64_t line_no, const char *line, size_t len)
+{
+	if (pg->full || line_no < q->from_line)
+		return TRACKD_OK;
+	if (q->max_lines && pg->n >= q->max_lines) {
+		pg->full = true;
+		pg->next_line = line_no;
+		return TRACKD_OK;
+	}
+	if (q->grep && *q->grep && !memmem(line, len, q->grep, strlen(q->grep)))
+		return TRACKD_OK;
+	size_t cost = len + 16; /* the line, its number, their keys and lengths, packed */
+	if (pg->bytes + cost > pg->max_bytes) {
+		if (!pg->n)
+			return TRACKD_ETOOBIG; /* not even one line fits */
+		pg->full = true;
+		pg->next_line = line_no;
+		return TRACKD_OK;
+	}
+	if (pg->n == pg->cap) {
+		size_t cap = pg->cap ? pg->cap * 2 : 256;
+		char **l = realloc(pg->lines, cap * sizeof *l);
+		if (!l)
+			return TRACKD_ENOMEM;
+		pg->lines = l;
+		uint64_t *nums = realloc(pg->numbers, cap * sizeof *nums);
+		if (!nums)
+			return TRACKD_ENOMEM;
+		pg->numbers = nums;
+		pg->cap = cap;
+	}
+	if (!(pg->lines[pg->n] = strndup(line, len)))
+		return TRACKD_ENOMEM;
+	pg->numbers[pg->n++] = line_no;
+	pg->bytes += cost;
+	return TRACKD_OK;
+}
+
+/* Reads output.log as it was when opened; every complete line is counted. */
+static int console_stream(const Trackd__V1__ConsoleRequest *q, struct history_source *src,
+                          struct console_page *pg, uint64_t *total_lines)
+{
+	int rv = TRACKD_OK;
+	uint64_t line_no = 0, left = src->length;
+	char *chunk = src->fd >= 0 ? malloc(HISTORY_CHUNK) : NULL;
+	if (src->fd >= 0 && !chunk)
+		rv = TRACKD_ENOMEM;
+	struct buf line; /* a line across a chunk boundary */
+	buf_init(&line, pg->max_bytes + HISTORY_CHUNK);
+	while (!rv && left > 0) {
+		ssize_t n =
+		    read(src->fd, chunk, left < HISTORY_CHUNK ? (size_t)left : HISTORY_CHUNK);
+		if (n <= 0)
+			break;
+		left -= (uint64_t)n;
+		const char *p = chunk, *end = chunk + n;
+		while (!rv && p < end) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			bool wanted = !pg->full && line_no >= q->from_line;
+			if (!nl) {
+				/* too long for the page: dropped here, refused in console_line */
+				if (wanted && buf_append(&line, p, (size_t)(end - p)) != 0)
+					rv = pg->n ? (pg->full = true, pg->next_line = line_no, 0)
+					           : TRACKD_ETOOBIG;
+				break;
+			}
+			if (wanted && line.len) {
+				rv = buf_append(&line, p, (size_t)(nl - p));
+				if (!rv)
+					rv = console_line(q, pg, line_no, line.data, line.len);
+				else if (pg->n)
+					rv = (pg->full = true, pg->next_line = line_no, 0);
+				buf_reset(&line);
+			} else if (wanted) {
+				rv = console_line(q, pg, line_no, p, (size_t)(nl - p));
+			}
+			line_no++;
+			p = nl + 1;
+		}
+	}
+	buf_fini(&line);
+	free(chunk);
+	*total_lines = line_no;
+	if (!pg->full)
+		pg->next_line = line_no > q->from_line ? line_no : q->from_line;
+	return rv;
+}
+
+int local_sink_query_console(local_sink *s, const Trackd__V1__ConsoleRequest *q, uint32_t uid,
+                             bool admin, size_t max_bytes, Trackd__V1__ConsolePage **out, char *err,
+                             size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	*out = NULL;
+	struct history_source src = {.fd = -1};
+	pthread_mutex_lock(&s->mu);
+	int rv = run_file_open(s, q->run, CONSOLE_FILE, &who, &src, err, errlen);
+	pthread_mutex_unlock(&s->mu);
+	if (rv)
+		return rv;
+	struct console_page pg = {.max_bytes = max_bytes > 256 ? max_bytes - 256 : 0};
+	uint64_t total = 0;
+	rv = console_stream(q, &src, &pg, &total);
+	if (src.fd >= 0)
+		close(src.fd);
+	Trackd__V1__ConsolePage *cp = rv ? NULL : malloc(sizeof *cp);
+	char *path = cp ? strdup(src.path) : NULL;
+	if (!rv && !path) {
+		free(cp);
+		rv = TRACKD_ENOMEM;
+	}
+	if (rv) {
+		console_page_fini(&pg);
+		if (rv == TRACKD_ETOOBIG) {
+			snprintf(err, errlen,
+			         "console line %" PRIu64
+			         " of '%s' is larger than this connection's "
+			         "reply limit (%zu bytes)",
+			         pg.next_line, q->run, max_bytes);
+			return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+		}
+		return answered(rv, q->run, err, errlen);
+	}
+	trackd__v1__console_page__init(cp);
+	cp->run = path;
+	cp->has_from_line = cp->has_next_line = cp->has_total_lines = true;
+	cp->from_line = q->from_line;
+	cp->next_line = pg.next_line;
+	cp->total_lines = total;
+	cp->lines = pg.lines;
+	cp->n_lines = pg.n;
+	cp->line_numbers = pg.numbers;
+	cp->n_line_numbers = pg.n;
+	*out = cp;
+	return 0;
 }
