@@ -56,6 +56,12 @@ function fmtNum(v) {
   const a = Math.abs(v);
   return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(4) : String(+v.toPrecision(6));
 }
+/* Axis ticks: short (the legend has the exact value under the cursor). */
+function fmtTick(v) {
+  if (v === null || !isFinite(v)) return '';
+  const a = Math.abs(v);
+  return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(1) : String(+v.toPrecision(4));
+}
 function fmtValue(v) {
   if (v === null || v === undefined) return '';
   if (typeof v === 'number') return fmtNum(v);
@@ -288,7 +294,7 @@ function makeChart(container, key, lines, opts, onZoom) {
   const chartOpts = {
     width, height: 240, series, bands,
     scales: { x: { time: opts.axis === '_timestamp' }, y: opts.log ? { distr: 3 } : {} },
-    axes: [{}, { size: 60, values: (u, vals) => vals.map(fmtNum) }],
+    axes: [{}, { size: 60, values: (u, vals) => vals.map(fmtTick) }],
     cursor: { drag: { x: true, y: false } },
     legend: { live: true },
     hooks: {},
@@ -645,7 +651,7 @@ function renderRun(main, runId, params) {
     head.replaceChildren(
       el('h1', {}, el('span', { class: 'swatch', style: `background:${runColor(r.id)}` }),
         ctx.label, ' ', el('span', { class: 'state ' + r.state, id: 'run-state' }, r.state)),
-      el('div', { class: 'meta' },
+      el('div', { class: 'headgrid' }, el('div', { class: 'meta' },
         metaRow('id', r.path || r.id), metaRow('project', r.project),
         metaRow('host', r.host), metaRow('started', fmtTime(r.start_time)),
         metaRow('runtime', fmtDuration(runtime(r))),
@@ -657,7 +663,7 @@ function renderRun(main, runId, params) {
         metaRow('W&B', up.run_url ? el('a', { href: up.run_url, target: '_blank', rel: 'noopener' },
           up.run_url) : el('span', { class: 'muted' }, up.last_error || up.state || 'not uploaded'))),
       el('details', { open: true }, el('summary', {}, 'Config'), kvTable(r.config)),
-      el('details', { open: true }, el('summary', {}, 'Summary'), kvTable(r.summary)));
+      el('details', { open: true }, el('summary', {}, 'Summary'), kvTable(r.summary))));
   };
   let stop = () => {};
   let stopped = false;

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import REPO, Agent, BIN, finish_producer, require_bins
+from conftest import REPO, Agent, BIN, finish_producer, python_client_env, require_bins
 
 NOBODY = 65534
 OTHER = 65533
@@ -107,6 +107,35 @@ def produce(a, run_id, rows, uid, *extra):
     finish_producer(p)
 
 
+# A W&B-style training run through the Python package: train/ and val/
+# sections, more steps than a chart's 1000 buckets (so aggregated buckets and
+# their min-max band), config, tags, console output. Also what
+# docs/ui-run.png shows.
+DEMO_RUN = r"""
+import math, random, trackd
+random.seed(7)
+config = {"learning_rate": 3e-4, "batch_size": 64, "optimizer": "adam", "epochs": 3}
+with trackd.init(project="demo", id="ui-demo", name="resnet-baseline", config=config,
+                 tags=["baseline", "resnet18"], group="sweep-1") as run:
+    for step in range(3000):
+        loss = 2.2 * math.exp(-step / 700) + 0.15 + random.gauss(0, 0.06)
+        row = {"train/loss": loss, "train/acc": 1 - loss / 2.6 + random.gauss(0, 0.01),
+               "train/lr": 3e-4 * (0.5 + 0.5 * math.cos(math.pi * step / 3000))}
+        if step % 100 == 99:
+            row["val/loss"] = loss + 0.08
+            row["val/acc"] = 1 - (loss + 0.08) / 2.6
+            print(f"epoch {step // 1000} step {step + 1}: val/loss {row['val/loss']:.4f}")
+        run.log(row)
+"""
+
+
+def demo_run(a, user):
+    env = python_client_env(a.env)
+    r = subprocess.run(["python3", "-c", DEMO_RUN], env=env, capture_output=True, text=True,
+                       timeout=300, user=user[0], group=user[1], extra_groups=[], cwd=a.env["HOME"])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_ui_in_a_browser(shared_agent):
     need_browser()
     a = shared_agent.start()
@@ -114,6 +143,7 @@ def test_ui_in_a_browser(shared_agent):
     produce(a, "ui-alpha", 40, NOBODY)
     produce(a, "ui-beta", 25, NOBODY, "--console", 1)
     produce(a, "ui-theirs", 10, OTHER)
+    demo_run(a, me)
     stop_file = os.path.join(a.env["HOME"], "stop-live")  # nobody can read it there
     live = a.producer("ui-live", 100000, "--uid", NOBODY, "--gid", GROUP_GID,
                       "--sleep-us", 30000, "--until-file", stop_file, "--console", 5)
@@ -123,12 +153,12 @@ def test_ui_in_a_browser(shared_agent):
         a.wait_for(lambda: a.run_state("ui-live") == "running", what="live run")
         cfg = {
             "url": ui.url, "node_modules": NODE_MODULES, "chromium": CHROMIUM,
-            "mine": ["ui-alpha", "ui-beta", "ui-live"], "theirs": ["ui-theirs"],
+            "mine": ["ui-alpha", "ui-beta", "ui-live", "ui-demo"], "demo": "ui-demo", "theirs": ["ui-theirs"],
             "exact": {"ui-alpha": 40, "ui-beta": 25}, "live": "ui-live",
             "compare": ["ui-alpha", "ui-beta"],
             "console": "ui-beta" if console_served(ui) else None,
             "screenshot": os.environ.get("TRACKD_UI_SCREENSHOT") or None,
-            "screenshot_run": "ui-alpha",
+            "screenshot_run": "ui-demo",
         }
         node = subprocess.Popen(["node", CHECK_SCRIPT, json.dumps(cfg)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)

@@ -87,6 +87,25 @@ try {
     check(JSON.stringify(c.i.series[c.i.series.length - 1].y) === JSON.stringify(want), 'i = step');
   }
 
+  // A long run: sections by key prefix, buckets with a min-max band.
+  if (cfg.demo) {
+    await go(page, `#/run/${cfg.demo}`, 'demo run');
+    const sections = await page.$$eval('#metrics h2', hs => hs.map(h => h.textContent));
+    facts.sections = sections;
+    check(JSON.stringify(sections) === JSON.stringify(['train', 'val']), `sections: ${sections}`);
+    const d = await charts(page);
+    check(JSON.stringify(Object.keys(d).sort()) ===
+      JSON.stringify(['train/acc', 'train/loss', 'train/lr', 'val/acc', 'val/loss']),
+      `demo charts: ${Object.keys(d)}`);
+    const loss = d['train/loss'];
+    const labels = loss.series.map(s => s.label);
+    facts.demo = { points: loss.x.length, labels };
+    check(loss.x.length <= 1000 && loss.x.length > 100, `bucketed: ${loss.x.length} points`);
+    check(labels.some(l => l.endsWith(' min')) && labels.some(l => l.endsWith(' max')),
+      `a min-max band where points were aggregated: ${labels}`);
+    check(d['val/loss'].x.length === 30, `val/loss: every point (${d['val/loss'].x.length})`);
+  }
+
   // Smoothing and log scale are kept in the URL and restored from it.
   const one = Object.keys(cfg.exact)[0];
   await go(page, `#/run/${one}?smooth=0.5&log=1&x=_runtime`, 'run with options');
@@ -157,8 +176,9 @@ try {
   check(new Set(colors).size === 2, `two colours: ${colors}`);
 
   if (cfg.screenshot) {
-    await go(page, `#/run/${cfg.screenshot_run}`, 'screenshot run');
-    await sleep(300);
+    await page.setViewport({ width: 1280, height: 1000 });
+    await go(page, `#/run/${cfg.screenshot_run}?smooth=0.6`, 'screenshot run');
+    await sleep(500);
     await page.screenshot({ path: cfg.screenshot, fullPage: false });
   }
   check(pageErrors.length === 0, `no script errors: ${pageErrors}`);
