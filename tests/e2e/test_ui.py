@@ -74,13 +74,13 @@ class Ui:
         self.token = self.url.split("token=")[1]
         self.cookie = f"trackd_ui_{self.port}={self.token}"
 
-    def request(self, path, method="GET", host=None, cookie=True, headers=None):
+    def request(self, path, method="GET", host=None, cookie=True, headers=None, body=None):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
         h = {"Host": host or f"127.0.0.1:{self.port}"}
         if cookie:
             h["Cookie"] = self.cookie
         h.update(headers or {})
-        c.request(method, path, headers=h)
+        c.request(method, path, headers=h, body=body)
         r = c.getresponse()
         body = r.read()
         c.close()
@@ -266,6 +266,15 @@ def test_token_cookie_host_and_methods(agent):
             assert status == 405 and headers.get("Allow") == "GET, HEAD", method
         status, _, body = ui.request("/api/runs", method="HEAD")
         assert status == 200 and body == b""
+        # Bounded requests: no body on a GET; a request head over NNG's 8 KiB
+        # is not served.
+        status, _, _ = ui.request("/api/runs", headers={"Content-Length": "5"}, body=b"12345")
+        assert status == 400
+        try:
+            status, _, _ = ui.request("/api/runs", headers={"X-Big": "a" * 20000})
+        except (ConnectionError, http.client.HTTPException):
+            status = None  # the connection closed without an answer
+        assert status != 200
     finally:
         ui.stop()
 

@@ -104,6 +104,20 @@ try {
     check(labels.some(l => l.endsWith(' min')) && labels.some(l => l.endsWith(' max')),
       `a min-max band where points were aggregated: ${labels}`);
     check(d['val/loss'].x.length === 30, `val/loss: every point (${d['val/loss'].x.length})`);
+    // Zoom (a drag: uPlot's select, then its x scale) asks for finer buckets
+    // of the range: every point of [1000, 1200] instead of ~1/3 of them.
+    const inRange = xs => xs.filter(x => x >= 1000 && x <= 1200).length;
+    const before = inRange(loss.x);
+    await page.evaluate(() => {
+      const u = window.trackdUI.charts['train/loss'];
+      u.setSelect({ left: 10, width: 100, top: 0, height: 100 }, true);
+      u.setScale('x', { min: 1000, max: 1200 });
+    });
+    await page.waitForFunction(() => {
+      const x = window.trackdUI.charts['train/loss'].data[0];
+      return x.filter(v => v >= 1000 && v <= 1200).length === 201;
+    }, { timeout: 10000 }).catch(() => { throw new Error(`zoom did not refetch (${before} points)`); });
+    facts.zoom = { before, after: 201 };
   }
 
   // Smoothing and log scale are kept in the URL and restored from it.
