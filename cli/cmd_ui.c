@@ -293,8 +293,16 @@ static void handle(nng_aio *aio)
 		return;
 	}
 	/* DNS rebinding: a page of evil.example whose name now resolves to
-	 * 127.0.0.1 sends Host: evil.example:PORT. Only our own names pass. */
-	if (!ui_host_allowed(&u->hosts, nng_http_req_get_header(req, "Host"))) {
+	 * 127.0.0.1 sends Host: evil.example:PORT. Only our own names pass.
+	 * (Under the lock: with --listen :0 the names are set once the port is
+	 * known, after the server started.) */
+	pthread_mutex_lock(&u->mu);
+	bool host_ok = ui_host_allowed(&u->hosts, nng_http_req_get_header(req, "Host"));
+	bool signed_in = authorized(u, req);
+	char cookie_name[sizeof u->cookie_name];
+	memcpy(cookie_name, u->cookie_name, sizeof cookie_name);
+	pthread_mutex_unlock(&u->mu);
+	if (!host_ok) {
 		respond_error(aio, 403, "the Host header does not name this server", head);
 		return;
 	}
@@ -324,7 +332,7 @@ static void handle(nng_aio *aio)
 		char cookie[192];
 		ui_uri_without_token(uri, location, sizeof location);
 		snprintf(cookie, sizeof cookie, "%s=%s; HttpOnly; SameSite=Strict; Path=/",
-		         u->cookie_name, u->token);
+		         cookie_name, u->token);
 		if (nng_http_res_alloc(&res) != 0) {
 			finish(aio, NULL);
 			return;
@@ -338,7 +346,7 @@ static void handle(nng_aio *aio)
 		finish(aio, res);
 		return;
 	}
-	if (!authorized(u, req)) {
+	if (!signed_in) {
 		respond_error(
 		    aio, 401,
 		    "not signed in: open the URL trackctl ui printed (it holds the token)", head);
@@ -534,6 +542,7 @@ int cmd_ui(int argc, char **argv)
 		rv = 1;
 		goto stop;
 	}
+	pthread_mutex_lock(&u.mu);
 	if (port == 0) {
 		nng_sockaddr sa;
 		if (nng_http_server_get_addr(srv, &sa) == 0)
@@ -541,10 +550,11 @@ int cmd_ui(int argc, char **argv)
 			    ntohs(sa.s_family == NNG_AF_INET6 ? sa.s_in6.sa_port : sa.s_in.sa_port);
 		ui_hosts_init(&u.hosts, addr, port, &loopback);
 	}
-	snprintf(u.cookie_name, sizeof u.cookie_name, "trackd_ui_%u", port);
 	/* Cookies are per host, not per port: the name carries the port so two
 	 * trackctl ui of different users on one machine do not overwrite each
 	 * other's cookie in a shared browser. */
+	snprintf(u.cookie_name, sizeof u.cookie_name, "trackd_ui_%u", port);
+	pthread_mutex_unlock(&u.mu);
 	const char *shown = loopback ? "127.0.0.1" : addr;
 	char full[512];
 	if (strchr(shown, ':'))

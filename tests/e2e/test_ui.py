@@ -130,10 +130,16 @@ with trackd.init(project="demo", id="ui-demo", name="resnet-baseline", config=co
 
 
 def demo_run(a, user):
-    env = python_client_env(a.env)
+    """Logs DEMO_RUN as `user`; False where the Python package cannot load
+    this build's library (TSan): the browser checks then go on without it."""
+    try:
+        env = python_client_env(a.env)
+    except pytest.skip.Exception:
+        return False
     r = subprocess.run(["python3", "-c", DEMO_RUN], env=env, capture_output=True, text=True,
                        timeout=300, user=user[0], group=user[1], extra_groups=[], cwd=a.env["HOME"])
     assert r.returncode == 0, r.stdout + r.stderr
+    return True
 
 
 def test_ui_in_a_browser(shared_agent):
@@ -143,7 +149,7 @@ def test_ui_in_a_browser(shared_agent):
     produce(a, "ui-alpha", 40, NOBODY)
     produce(a, "ui-beta", 25, NOBODY, "--console", 1)
     produce(a, "ui-theirs", 10, OTHER)
-    demo_run(a, me)
+    demo = demo_run(a, me)
     stop_file = os.path.join(a.env["HOME"], "stop-live")  # nobody can read it there
     live = a.producer("ui-live", 100000, "--uid", NOBODY, "--gid", GROUP_GID,
                       "--sleep-us", 30000, "--until-file", stop_file, "--console", 5)
@@ -153,12 +159,13 @@ def test_ui_in_a_browser(shared_agent):
         a.wait_for(lambda: a.run_state("ui-live") == "running", what="live run")
         cfg = {
             "url": ui.url, "node_modules": NODE_MODULES, "chromium": CHROMIUM,
-            "mine": ["ui-alpha", "ui-beta", "ui-live", "ui-demo"], "demo": "ui-demo", "theirs": ["ui-theirs"],
+            "mine": ["ui-alpha", "ui-beta", "ui-live"] + (["ui-demo"] if demo else []),
+            "demo": "ui-demo" if demo else None, "theirs": ["ui-theirs"],
             "exact": {"ui-alpha": 40, "ui-beta": 25}, "live": "ui-live",
             "compare": ["ui-alpha", "ui-beta"],
             "console": "ui-beta" if console_served(ui) else None,
             "screenshot": os.environ.get("TRACKD_UI_SCREENSHOT") or None,
-            "screenshot_run": "ui-demo",
+            "screenshot_run": "ui-demo" if demo else "ui-alpha",
         }
         node = subprocess.Popen(["node", CHECK_SCRIPT, json.dumps(cfg)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
