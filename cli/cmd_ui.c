@@ -407,14 +407,38 @@ static int parse_listen(const char *s, char *addr, size_t alen, unsigned *port)
 	return 0;
 }
 
+/* Whether `prog` is an executable file in a directory of PATH. */
+static bool in_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	for (const char *p = path; p && *p;) {
+		size_t n = strcspn(p, ":");
+		char file[4096];
+		if (n &&
+		    (size_t)snprintf(file, sizeof file, "%.*s/%s", (int)n, p, prog) < sizeof file &&
+		    access(file, X_OK) == 0)
+			return true;
+		p += n;
+		if (*p == ':')
+			p++;
+	}
+	return false;
+}
+
 /* xdg-open URL when there is a display and xdg-open: in a grandchild, so
- * nothing is left to reap and a slow browser never holds trackctl. */
+ * nothing is left to reap and a slow browser never holds trackctl. Never an
+ * error: without either, the user opens the printed URL. */
 static void open_browser(const char *url)
 {
 	const char *x11 = getenv("DISPLAY"), *wayland = getenv("WAYLAND_DISPLAY");
 	if (!(x11 && *x11) && !(wayland && *wayland)) {
 		fprintf(stderr,
 		        "trackctl: ui: no display here: open the URL in a browser yourself\n");
+		return;
+	}
+	if (!in_path("xdg-open")) {
+		fprintf(stderr,
+		        "trackctl: ui: no xdg-open here: open the URL in a browser yourself\n");
 		return;
 	}
 	pid_t pid = fork();

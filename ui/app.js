@@ -574,9 +574,11 @@ async function metricsPanel(ctx) {
     }));
   controls();
   ctx.onPoll(async () => {
-    /* A metric as x axis is not ordered by time: reload it whole. */
-    const added = AXES.includes(ctx.opts.axis) ? await rs.poll()
-      : (await rs.load(), 1);
+    /* A metric as x axis is not ordered by time: reload it whole, while
+     * the run can still add to it. */
+    let added = 0;
+    if (AXES.includes(ctx.opts.axis)) added = await rs.poll();
+    else if (ctx.info.state === 'running') { await rs.load(); added = 1; }
     if (added) redraw = redraw() || redraw;
     return added;
   });
@@ -660,7 +662,8 @@ function renderRun(main, runId, params) {
         metaRow('tags', (r.tags || []).map(t => el('span', { class: 'tag' }, t))),
         r.notes ? metaRow('notes', r.notes) : [],
         r.exit_code !== null && r.exit_code !== undefined ? metaRow('exit code', String(r.exit_code)) : [],
-        metaRow('W&B', up.run_url ? el('a', { href: up.run_url, target: '_blank', rel: 'noopener' },
+        /* Only a web address becomes a link (never javascript: and the like). */
+        metaRow('W&B', /^https?:\/\//.test(up.run_url || '') ? el('a', { href: up.run_url, target: '_blank', rel: 'noopener' },
           up.run_url) : el('span', { class: 'muted' }, up.last_error || up.state || 'not uploaded'))),
       el('details', { open: true }, el('summary', {}, 'Config'), kvTable(r.config)),
       el('details', { open: true }, el('summary', {}, 'Summary'), kvTable(r.summary))));

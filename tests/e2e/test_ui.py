@@ -99,7 +99,10 @@ class Ui:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
                 raise AssertionError("trackctl ui did not stop on SIGTERM")
-        return self.proc.stderr.read()
+        err = self.proc.stderr.read()
+        # 0 after SIGTERM: a clean stop (and, in sanitizer builds, no report).
+        assert self.proc.returncode == 0, f"trackctl ui exited {self.proc.returncode}:\n{err}"
+        return err
 
 
 def produce(a, run_id, rows, uid, *extra):
