@@ -486,7 +486,7 @@ function chartOptsFrom(params) {
  * into `box`, grouped in sections by key prefix. Returns redraw(), which
  * updates every chart's data in place (live polls, smoothing changes).
  */
-function drawCharts(box, sources, opts, focus) {
+function drawCharts(box, sources, opts, focus, onTitle) {
   for (const u of Object.values(ui.charts)) u.destroy();
   ui.charts = {};
   box.replaceChildren();
@@ -505,8 +505,10 @@ function drawCharts(box, sources, opts, focus) {
     const grid = el('div', { class: 'charts' });
     box.append(el('h2', {}, sec), grid);
     for (const k of ks) {
+      /* Clicking a title puts the metric in the URL (a link to this chart). */
       const holder = el('div', { class: 'chart', 'data-key': k, id: 'chart-' + k },
-        el('div', { class: 'title' }, k));
+        el('div', { class: 'title', title: 'link to this chart',
+          onclick: () => onTitle && onTitle(k) }, k));
       grid.append(holder);
       /* Zoom: ask for finer buckets of the selected range, one run at a time. */
       const onZoom = async (u, lo, hi) => {
@@ -533,7 +535,7 @@ function drawCharts(box, sources, opts, focus) {
   if (!keys.length) box.append(el('p', { class: 'muted' }, 'No numeric metrics logged yet.'));
   return () => {
     const now = [...new Set(sources.flatMap(s => s.rs.chartKeys()))].sort();
-    if (now.join('\n') !== keys.join('\n')) return drawCharts(box, sources, opts, null);
+    if (now.join('\n') !== keys.join('\n')) return drawCharts(box, sources, opts, null, onTitle);
     for (const k of keys) if (!zoomed[k]) ui.charts[k].setData(chartData(linesFor(k), opts).data);
     return null;
   };
@@ -559,7 +561,8 @@ async function metricsPanel(ctx) {
   await rs.load();
   ui.series[ctx.runId] = rs;
   const source = [{ id: ctx.runId, label: ctx.label, color: runColor(ctx.runId), rs }];
-  let redraw = drawCharts(box, source, ctx.opts, ctx.params.get('metric'));
+  const onTitle = k => { ctx.params.set('metric', k); ctx.save(); };
+  let redraw = drawCharts(box, source, ctx.opts, ctx.params.get('metric'), onTitle);
   const controls = () => toolbarSlot.replaceChildren(chartControls(ctx.opts,
     Object.keys(rs.keys).filter(k => !k.startsWith('_')), async what => {
       ctx.save();
@@ -570,7 +573,7 @@ async function metricsPanel(ctx) {
         source[0].rs = rs;
         controls();
       }
-      redraw = drawCharts(box, source, ctx.opts, null);
+      redraw = drawCharts(box, source, ctx.opts, null, onTitle);
     }));
   controls();
   ctx.onPoll(async () => {

@@ -118,6 +118,10 @@ try {
       return x.filter(v => v >= 1000 && v <= 1200).length === 201;
     }, { timeout: 10000 }).catch(() => { throw new Error(`zoom did not refetch (${before} points)`); });
     facts.zoom = { before, after: 201 };
+    // A chart's title links to it: the metric goes into the URL.
+    await page.click('.chart[data-key="val/acc"] .title');
+    const h = await page.evaluate(() => location.hash);
+    check(h.includes('metric=val%2Facc'), `metric in the URL: ${h}`);
   }
 
   // Smoothing and log scale are kept in the URL and restored from it.
