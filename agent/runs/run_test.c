@@ -365,6 +365,9 @@ static void test_snapshot_round_trip(void)
 	log_row(r, "loss", 2, -1, -1, 1);
 	log_row(r, "loss", 4, -1, 0, 2); /* pending */
 	r->history_bytes = 123;
+	r->has_series_rows = true;
+	r->series_rows = 7;
+	r->series_dropped = 3;
 	Trackd__V1__RunSnapshot *s = run_to_snapshot(r);
 	size_t len = trackd__v1__run_snapshot__get_packed_size(s);
 	uint8_t *buf = malloc(len);
@@ -379,6 +382,8 @@ static void test_snapshot_round_trip(void)
 	}
 	trackd__v1__run_snapshot__free_unpacked(u, NULL);
 	free(buf);
+	CHECK(r2->has_series_rows && r2->series_rows == 7 && r2->series_dropped == 3,
+	      "the series index's rows survive a snapshot");
 	CHECK(r2->step == r->step && r2->has_pending && r2->history_bytes == 123 &&
 	          r2->last_index == r->last_index && r2->n_attached == 1 &&
 	          strcmp(r2->dir_name, "run-20231114_221320-snap") == 0,
@@ -666,6 +671,52 @@ static void test_default_name(void)
 	CHECK(strlen(small) == 4 && strncmp(small, a, 4) == 0, "cut: %s", small);
 }
 
+/* on_row: each committed row, with its number, step, times and values, as
+ * its line was written (the local sink's series index is fed from it). */
+struct seen_row {
+	uint64_t index;
+	int64_t step;
+	double runtime, loss;
+	bool has_step_value;
+};
+static struct seen_row seen[8];
+static size_t n_seen;
+
+static int record_row(void *arg, const struct run_row *row)
+{
+	(void)arg;
+	if (n_seen < 8) {
+		struct vvalue *v = vmap_get(row->values, "loss");
+		seen[n_seen] = (struct seen_row){.index = row->index,
+		                                 .step = row->step,
+		                                 .runtime = row->runtime,
+		                                 .loss = v && v->kind == V_DOUBLE ? v->u.d : NAN,
+		                                 .has_step_value = vmap_get(row->values, "_step")};
+	}
+	n_seen++;
+	return 0;
+}
+
+static void test_on_row(void)
+{
+	struct run *r = start_run("rows");
+	reset_fx();
+	fx.on_row = record_row;
+	n_seen = 0;
+	log_row(r, "loss", 1.5, -1, -1, 1); /* row 0, step 0 */
+	log_row(r, "loss", 2.5, 5, 0, 2);   /* pending at step 5 */
+	log_row(r, "loss", 3.5, 5, -1, 3);  /* row 1, step 5 */
+	log_row(r, "loss", 9, 2, -1, 4);    /* a step back: dropped, no row */
+	CHECK_EQ(n_seen, 2);
+	CHECK(seen[0].index == 0 && seen[0].step == 0 && seen[0].loss == 1.5 &&
+	      seen[0].runtime == 1 && seen[0].has_step_value);
+	CHECK(seen[1].index == 1 && seen[1].step == 5 && seen[1].loss == 3.5 &&
+	      seen[1].runtime == 3);
+	CHECK_EQ(r->history_lines, 2);
+	run_free(r);
+	reset_fx();
+}
+
 int main(void)
 {
 	buf_init(&hist, 1 << 20);
@@ -679,6 +730,7 @@ int main(void)
 	test_lists_and_null();
 	test_config_yaml_reserved();
 	test_default_name();
+	test_on_row();
 	buf_fini(&hist);
 	buf_fini(&cons);
 	return CHECK_SUMMARY("run_test");

@@ -173,7 +173,14 @@ static int add_active(struct local_sink *s, struct active_run *ar)
 /* The index rows a run's snapshot vouches for; for a snapshot from an agent
  * without the index, the rows of an index built from history.jsonl (once:
  * its `legacy` file says how many rows it holds). */
-int sink_series_rows(const char *dir, const struct run *r, uint64_t *rows)
+/* A build of the series index going on: the sink is busy, not stuck. */
+static void build_tick(void *arg)
+{
+	struct local_sink *s = arg;
+	atomic_store(&s->heartbeat_us, clock_mono_us());
+}
+
+int sink_series_rows(struct local_sink *s, const char *dir, const struct run *r, uint64_t *rows)
 {
 	if (r->has_series_rows) {
 		*rows = r->series_rows;
@@ -189,7 +196,7 @@ int sink_series_rows(const char *dir, const struct run *r, uint64_t *rows)
 		         "(once: it was stored by an agent without the index)",
 		         dir);
 	}
-	int rv = series_build_from_history(dir, r->history_bytes, rows);
+	int rv = series_build_from_history(dir, r->history_bytes, rows, build_tick, s);
 	if (!rv && *rows != r->history_lines)
 		log_warn("local sink: %s: history.jsonl holds %" PRIu64
 		         " rows, its snapshot %" PRIu64,
@@ -197,18 +204,19 @@ int sink_series_rows(const char *dir, const struct run *r, uint64_t *rows)
 	return rv;
 }
 
-int sink_series_attach(struct active_run *ar)
+int sink_series_attach(struct local_sink *s, struct active_run *ar)
 {
 	struct run *r = ar->run;
 	uint64_t rows = 0;
-	int rv = sink_series_rows(ar->dir, r, &rows);
+	int rv = sink_series_rows(s, ar->dir, r, &rows);
 	if (!rv) {
 		rv = series_writer_open(ar->dir, rows, &ar->series);
 		if (rv == TRACKD_ECORRUPT) { /* the index lost rows its snapshot counted */
 			log_warn("local sink: the series index of %s is short; rebuilding it from "
 			         "history.jsonl",
 			         ar->dir);
-			rv = series_build_from_history(ar->dir, r->history_bytes, &rows);
+			rv = series_build_from_history(ar->dir, r->history_bytes, &rows, build_tick,
+			                               s);
 			if (!rv)
 				rv = series_writer_open(ar->dir, rows, &ar->series);
 		}
@@ -277,7 +285,7 @@ static struct active_run *reopen(struct local_sink *s, const char *dir)
 			run_free(r);
 		return NULL;
 	}
-	sink_series_attach(ar); /* cut back to the snapshot's rows, as the files above */
+	sink_series_attach(s, ar); /* cut back to the snapshot's rows, as the files above */
 	return ar;
 }
 
@@ -332,7 +340,7 @@ static struct active_run *open_for_start(struct local_sink *s, const char *id,
 		return NULL;
 	}
 	r->has_series_rows = true; /* a new run: its index starts empty */
-	sink_series_attach(ar);
+	sink_series_attach(s, ar);
 	ar->files_dirty = ar->checkpoint_dirty = true;
 	return ar;
 }

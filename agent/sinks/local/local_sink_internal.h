@@ -97,11 +97,13 @@ int sink_resolve_dir(struct local_sink *s, const char *ref, char *dir, size_t le
 
 /* Opens the series index of a run brought into memory (built once from
  * history.jsonl for a run stored without one). Caller holds s->mu. */
-int sink_series_attach(struct active_run *ar);
+int sink_series_attach(struct local_sink *s, struct active_run *ar);
 
 /* The rows of the series index of a run not in memory, from its snapshot;
- * for a run stored without the index, builds it first (once). */
-int sink_series_rows(const char *dir, const struct run *r, uint64_t *rows);
+ * for a run stored without the index, builds it first (once, under s->mu:
+ * seconds for a run of millions of rows; the build counts as the sink's
+ * heartbeat meanwhile). */
+int sink_series_rows(struct local_sink *s, const char *dir, const struct run *r, uint64_t *rows);
 
 /* Loads a run's snapshot from its dir (for runs not in memory). */
 int sink_load_snapshot(const char *dir, struct run **out);

@@ -704,19 +704,25 @@ static int series_locate(struct local_sink *s, const char *ref, const struct req
 	int rv = TRACKD_OK;
 	if (ar) {
 		r = ar->run;
-		if (!ar->series || (rv = sink_flush_run(s, ar)) != 0) {
-			snprintf(err, errlen,
-			         "the series index of '%s' cannot be read now (%s); try again", ref,
-			         ar->series ? trackd_strerror(rv) : "it could not be opened");
+		if (!ar->series) {
+			snprintf(
+			    err, errlen,
+			    "the series index of '%s' could not be opened (the agent's log says "
+			    "why); it is rebuilt when the run is next loaded",
+			    ref);
 			return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 		}
+		/* The rows applied so far into the files. If that fails (disk full),
+		 * the answer holds what the files hold: series_query reads no row
+		 * past the rows file. */
+		(void)sink_flush_run(s, ar);
 		*rows = series_rows(ar->series);
 		*dropped = series_dropped(ar->series);
 	} else {
 		if (sink_load_snapshot(dir, &loaded) != 0)
 			return not_found(err, errlen, ref);
 		r = loaded;
-		rv = sink_series_rows(dir, r, rows);
+		rv = sink_series_rows(s, dir, r, rows);
 		*dropped = r->series_dropped;
 		if (rv) {
 			snprintf(err, errlen, "cannot build the series index of '%s': %s", ref,

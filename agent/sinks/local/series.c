@@ -145,6 +145,8 @@ static uint64_t point_row(int fd, uint64_t i)
 /* The first point whose row is >= row, among the first n. */
 static uint64_t points_before_row(int fd, uint64_t n, uint64_t row)
 {
+	if (n && point_row(fd, n - 1) < row)
+		return n; /* the usual case: every point is of an asked row */
 	uint64_t lo = 0, hi = n;
 	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo) / 2;
@@ -642,7 +644,9 @@ int series_legacy_rows(const char *run_dir, uint64_t *rows_out)
 	return rv;
 }
 
-#define BUILD_MAX_VALUES 10000 /* a row's values (the client's limit per record) */
+/* A row's values: the client's limit per record, and the most keys a run's
+ * index takes (so what is over it is over the key limit as well). */
+#define BUILD_MAX_VALUES SERIES_MAX_KEYS
 
 static int build_line(struct series_writer *w, struct json_tokener *tok, const char *line,
                       size_t len, int64_t *step, double *runtime, double *timestamp,
@@ -670,6 +674,8 @@ static int build_line(struct series_writer *w, struct json_tokener *tok, const c
 			else if (n < BUILD_MAX_VALUES)
 				vals[n++] =
 				    (struct series_value){key, json_object_get_double(value)};
+			else
+				w->dropped++; /* over any row's keys: over the key limit too */
 		}
 	}
 	int rv = series_add_row(w, *step, *runtime, *timestamp, vals, n);
@@ -677,7 +683,8 @@ static int build_line(struct series_writer *w, struct json_tokener *tok, const c
 	return rv;
 }
 
-int series_build_from_history(const char *run_dir, uint64_t history_bytes, uint64_t *rows_out)
+int series_build_from_history(const char *run_dir, uint64_t history_bytes, uint64_t *rows_out,
+                              void (*tick)(void *arg), void *tick_arg)
 {
 	*rows_out = 0;
 	int rv = series_remove(run_dir);
@@ -721,8 +728,11 @@ int series_build_from_history(const char *run_dir, uint64_t history_bytes, uint6
 			buf_reset(&line);
 			too_long = false;
 			p = nl + 1;
-			if (!rv && w->rows % 4096 == 0)
+			if (!rv && w->rows % 4096 == 0) {
 				rv = series_flush(w);
+				if (tick)
+					tick(tick_arg);
+			}
 		}
 	}
 	/* A last line without its newline was never a committed row. */

@@ -19,8 +19,9 @@
  *             SERIES_FANOUT^L consecutive points of the column: the _step,
  *             _runtime and _timestamp of its last point's row, min, max (NaN
  *             ignored), last value (doubles, 48 bytes). The fan-out of 4 keeps
- *             a query at fewer than 4 blocks per bucket (16 would read up to
- *             16: P11); the levels take 16 bytes per point, as level 0.
+ *             a query under 4 blocks per bucket on average (16 would read up
+ *             to 16: bench P11); all levels together take 16 bytes per point,
+ *             as much as level 0.
  *             A partial block is never written: the sink keeps it in memory
  *             and rebuilds it from the column's tail when it loads the index.
  *   legacy    text: the row count built from history.jsonl, for a run stored
@@ -42,7 +43,10 @@
  *
  * Thread-safety: a writer belongs to the sink thread (and its lock). The
  * query reads the files without any lock: files only grow while the sink
- * holds the run, and every read is bounded by the row count passed in.
+ * holds the run, and every read is bounded by the row count passed in (and
+ * is a pread, never a mapping: a file cut meanwhile gives a short read, an
+ * error or fewer points, never a fault). The writer appends `rows` before the
+ * columns, so a reader never sees a point whose row it cannot read.
  */
 #ifndef TRACKD_SINKS_LOCAL_SERIES_H
 #define TRACKD_SINKS_LOCAL_SERIES_H
@@ -101,8 +105,11 @@ int series_remove(const char *run_dir);
  * and the columns' pending blocks), writing `legacy` last; *rows_out = rows
  * indexed. Replaces whatever index was there. Lines that are not a JSON
  * object, or longer than SERIES_BUILD_LINE_MAX, still count as rows (without
- * values), so row numbers match the file's lines. */
-int series_build_from_history(const char *run_dir, uint64_t history_bytes, uint64_t *rows_out);
+ * values), so row numbers match the file's lines. `tick` (may be NULL) is
+ * called every 4096 rows: a long build is progress, not a hang (the local
+ * sink counts it as its heartbeat, which the systemd watchdog reads). */
+int series_build_from_history(const char *run_dir, uint64_t history_bytes, uint64_t *rows_out,
+                              void (*tick)(void *arg), void *tick_arg);
 /* Whether the index of run_dir holds at least `rows` rows (its rows file). */
 bool series_holds(const char *run_dir, uint64_t rows);
 /* The row count of a built legacy index (its `legacy` file), or ENOENT. */

@@ -501,7 +501,7 @@ static void test_build_from_history(void)
 	fclose(f);
 	uint64_t built = 0;
 	CHECK_EQ(series_legacy_rows(dir, &built), TRACKD_ENOENT);
-	CHECK_EQ(series_build_from_history(dir, (uint64_t)cut + 20, &built), 0);
+	CHECK_EQ(series_build_from_history(dir, (uint64_t)cut + 20, &built, NULL, NULL), 0);
 	CHECK_EQ(built, rows);
 	CHECK_EQ(series_legacy_rows(dir, &built), 0);
 	CHECK_EQ(built, rows);
@@ -522,6 +522,44 @@ static void test_build_from_history(void)
 	free(r);
 }
 
+/* history.jsonl lines of SERIES_BUILD_LINE_MAX - 1, SERIES_BUILD_LINE_MAX and
+ * SERIES_BUILD_LINE_MAX + 1 bytes: the last is a row without values. */
+static void test_build_line_limit(void)
+{
+	char dir[300], path[400];
+	make_dir(dir, sizeof dir, "long-lines");
+	snprintf(path, sizeof path, "%s/history.jsonl", dir);
+	FILE *f = fopen(path, "w");
+	const size_t max = SERIES_BUILD_LINE_MAX;
+	char *pad = malloc(max + 2);
+	for (int k = 0; k < 3; k++) {
+		char head[64], tail[64];
+		int hl = snprintf(head, sizeof head, "{\"a\":%d,\"_step\":%d,\"s\":\"", k + 1, k);
+		int tl = snprintf(tail, sizeof tail, "\"}");
+		size_t len = max - 1 + (size_t)k; /* the line, without its newline */
+		size_t fill = len - (size_t)hl - (size_t)tl;
+		memset(pad, 'x', fill);
+		fwrite(head, 1, (size_t)hl, f);
+		fwrite(pad, 1, fill, f);
+		fwrite(tail, 1, (size_t)tl, f);
+		fputc('\n', f);
+	}
+	long size = ftell(f);
+	fclose(f);
+	free(pad);
+	uint64_t built = 0;
+	CHECK_EQ(series_build_from_history(dir, (uint64_t)size, &built, NULL, NULL), 0);
+	CHECK_EQ(built, 3);
+	Trackd__V1__SeriesReply *rep =
+	    query(dir, 3, "_step", (char *[]){"a"}, 1, false, 0, false, 0, 10, NULL);
+	CHECK(rep->n_series == 1 && rep->series[0]->total_points == 2,
+	      "lines up to the limit are indexed, the longer one is a row without values");
+	if (rep->n_series == 1 && rep->series[0]->n_last == 2)
+		CHECK(rep->series[0]->last[0] == 1 && rep->series[0]->last[1] == 2);
+	trackd__v1__series_reply__free_unpacked(rep, NULL);
+	CHECK_EQ(series_remove(dir), 0);
+}
+
 int main(void)
 {
 	snprintf(root, sizeof root, "/tmp/series_test.XXXXXX");
@@ -534,6 +572,7 @@ int main(void)
 	test_key_limit();
 	test_crash_cut_back();
 	test_build_from_history();
+	test_build_line_limit();
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
 	if (system(cmd) != 0)
