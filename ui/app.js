@@ -593,16 +593,19 @@ async function consolePanel(ctx) {
     placeholder: 'search the console (substring)' });
   const pre = el('pre', { id: 'console' });
   const info = el('span', { class: 'muted' });
+  /* The page opens on the last CONSOLE_TAIL lines; older ones a page at a time. */
+  const earlier = el('button', { id: 'console-earlier', hidden: true }, 'earlier lines');
   ctx.container.append(el('h2', {}, 'Console'),
-    el('div', { class: 'console' }, el('div', { class: 'toolbar' }, grep, info), pre));
-  let next = 0;
+    el('div', { class: 'console' }, el('div', { class: 'toolbar' }, grep, earlier, info), pre));
+  let next = 0, first = 0;
+  const lineNodes = (line, num) => [el('span', { class: 'ln' }, String(num + 1).padStart(6) + '  '),
+    line.replace(/\n$/, '') + '\n'];
   const append = page => {
     const nums = page.line_numbers && page.line_numbers.length ? page.line_numbers
       : (page.lines || []).map((_, i) => (page.from_line || 0) + i);
     (page.lines || []).forEach((line, i) => {
       ui.console.push(line);
-      pre.append(el('span', { class: 'ln' }, String(nums[i] + 1).padStart(6) + '  '),
-        line.replace(/\n$/, '') + '\n');
+      pre.append(...lineNodes(line, nums[i]));
     });
     next = page.next_line ?? next + (page.lines || []).length;
     info.textContent = `${page.total_lines ?? next} lines`;
@@ -615,7 +618,8 @@ async function consolePanel(ctx) {
     pre.replaceChildren();
     ui.console = [];
     const total = ctx.info.console_lines || 0;
-    next = grep.value ? 0 : Math.max(0, total - CONSOLE_TAIL);
+    next = first = grep.value ? 0 : Math.max(0, total - CONSOLE_TAIL);
+    earlier.hidden = first === 0;
     try { append(await fetchFrom(next)); } catch (e) {
       info.textContent = e instanceof ApiError && /unknown/i.test(e.message)
         ? 'this agent does not serve console output yet' : String(e.message);
@@ -623,6 +627,15 @@ async function consolePanel(ctx) {
     }
     return true;
   };
+  earlier.addEventListener('click', async () => {
+    const from = Math.max(0, first - CONSOLE_TAIL);
+    const page = await api('console', { run: ctx.runId, from, max: first - from });
+    const lines = page.lines || [];
+    pre.prepend(...lines.flatMap((line, i) => lineNodes(line, from + i)));
+    ui.console.unshift(...lines);
+    first = from;
+    earlier.hidden = first === 0;
+  });
   let timer = null;
   grep.addEventListener('input', () => {
     clearTimeout(timer);
