@@ -151,6 +151,7 @@ def test_ui_in_a_browser(shared_agent):
     me = (NOBODY, GROUP_GID)
     produce(a, "ui-alpha", 40, NOBODY)
     produce(a, "ui-beta", 25, NOBODY, "--console", 1)
+    produce(a, "ui-longlog", 2100, NOBODY, "--console", 1)  # more than a console page
     produce(a, "ui-theirs", 10, OTHER)
     demo = demo_run(a, me)
     stop_file = os.path.join(a.env["HOME"], "stop-live")  # nobody can read it there
@@ -162,11 +163,11 @@ def test_ui_in_a_browser(shared_agent):
         a.wait_for(lambda: a.run_state("ui-live") == "running", what="live run")
         cfg = {
             "url": ui.url, "node_modules": NODE_MODULES, "chromium": CHROMIUM,
-            "mine": ["ui-alpha", "ui-beta", "ui-live"] + (["ui-demo"] if demo else []),
+            "mine": ["ui-alpha", "ui-beta", "ui-live", "ui-longlog"] + (["ui-demo"] if demo else []),
             "demo": "ui-demo" if demo else None, "theirs": ["ui-theirs"],
             "exact": {"ui-alpha": 40, "ui-beta": 25}, "live": "ui-live",
             "compare": ["ui-alpha", "ui-beta"],
-            "console": "ui-beta" if console_served(ui) else None,
+            "console": "ui-beta" if console_served(ui) else None, "long_console": "ui-longlog",
             "screenshot": os.environ.get("TRACKD_UI_SCREENSHOT") or None,
             "screenshot_run": "ui-demo" if demo else "ui-alpha",
         }

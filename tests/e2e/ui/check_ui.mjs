@@ -178,6 +178,17 @@ try {
     const lines = await page.evaluate(() => window.trackdUI.console.slice());
     facts.console = lines.length;
     check(lines.length > 0, 'console lines shown');
+    // A long console opens on its last 2000 lines; "earlier lines" brings the rest.
+    await go(page, `#/run/${cfg.long_console}`, 'long console');
+    await page.waitForFunction(() => window.trackdUI.console.length === 2000, { timeout: 10000 })
+      .catch(() => { throw new Error('the last 2000 console lines'); });
+    await page.click('#console-earlier');
+    await page.waitForFunction(() => window.trackdUI.console.length === 2100, { timeout: 10000 })
+      .catch(() => { throw new Error('earlier console lines'); });
+    const ends = await page.evaluate(() => [window.trackdUI.console[0],
+      window.trackdUI.console[2099]]);
+    check(/ row 0$/.test(ends[0].trim()) && / row 2099$/.test(ends[1].trim()), `console order: ${ends}`);
+    await go(page, `#/run/${cfg.console}`, 'console run again');
     await page.type('#grep', 'row 1');
     await page.waitForFunction(() => window.trackdUI.console.length > 0 &&
       window.trackdUI.console.every(l => l.includes('row 1')), { timeout: 10000 });
