@@ -12,6 +12,8 @@
  *                                              upload offline runs (wandb sink)
  *   trackctl spool flush [SPOOL_DIR]           deliver records clients spooled
  *   trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]
+ *   trackctl ui [--listen ADDR:PORT] [--allow-remote] [--open]
+ *                                              the web UI (ui.h)
  *   trackctl --version
  *
  * Everything but `dump` asks the running agent over its socket (TRACKD_SOCKET,
@@ -20,6 +22,7 @@
  * Exit codes: 0 ok, 1 failure (agent down, no such run, unreadable log), 2 usage.
  */
 #include "cli.h"
+#include "ui.h"
 
 #ifndef TRACKD_VERSION
 #define TRACKD_VERSION "0.0.0"
@@ -83,6 +86,13 @@ static const struct command {
      "      agent found as below.\n"
      "      --history keeps only history rows; --after only records with an\n"
      "      index above N.\n"},
+    {"ui", cmd_ui,
+     "  trackctl ui [--listen ADDR:PORT] [--allow-remote] [--open]\n"
+     "      Serve the web UI of this user's runs (table, charts, console,\n"
+     "      compare) until Ctrl-C; prints the URL to open (it holds a token).\n"
+     "      Default " UI_DEFAULT_LISTEN "; :0 for any free port; a non-loopback\n"
+     "      address needs --allow-remote (prefer ssh -L). --open starts a\n"
+     "      browser when there is one.\n"},
 };
 
 static const char usage_footer[] =
