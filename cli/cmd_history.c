@@ -426,13 +426,35 @@ int cmd_history(int argc, char **argv)
 /* ---- tail ------------------------------------------------------------------ */
 
 /* Set by SIGINT/SIGTERM; the poll loop ends cleanly when it sees it. A signal
- * handler can only reach file-scope data, hence the one static. */
+ * handler can only reach file-scope data, hence the statics. */
 static volatile sig_atomic_t tail_stop;
+/* Set while tail waits for the agent, with everything printed so far flushed:
+ * a stop then ends the process at once. The wait itself cannot be cut short
+ * (NNG's receive does not return on a signal) and may last as long as the
+ * agent's answer takes — seconds when a checkpoint holds its store's lock on a
+ * slow disk — and nothing is left to write. */
+static volatile sig_atomic_t tail_waiting;
 
 static void on_stop_signal(int sig)
 {
 	(void)sig;
 	tail_stop = 1;
+	if (tail_waiting)
+		_exit(0);
+}
+
+/* Marks the agent call that follows as one a stop may end the process in. */
+static void tail_wait_begin(void)
+{
+	fflush(stdout);
+	tail_waiting = 1;
+	if (tail_stop) /* came before the flag was up */
+		_exit(0);
+}
+
+static void tail_wait_end(void)
+{
+	tail_waiting = 0;
 }
 
 /* The run's state, "" when the reply has none. 0 or an exit code. */
@@ -463,7 +485,9 @@ static int tail_drain(struct cli_history *h, uint64_t *from, size_t *printed)
 		uint64_t next, total;
 		struct cli_reply r;
 		const Trackd__V1__HistoryPage *page;
+		tail_wait_begin();
 		int code = cli_history_page(h, *from, TAIL_PAGE_ROWS, &r, &page, &next, &total);
+		tail_wait_end();
 		if (code != 0)
 			return code;
 		size_t n = page->n_lines, i;
@@ -535,7 +559,9 @@ int cmd_tail(int argc, char **argv)
 		return 1;
 	}
 	char state[64];
+	tail_wait_begin();
 	int code = run_state(agent, run, state, sizeof state);
+	tail_wait_end();
 	/* Start with the last `last` rows, as tail(1) does. */
 	struct cli_history h;
 	uint64_t from = 0, next, total = 0;
@@ -543,7 +569,9 @@ int cmd_tail(int argc, char **argv)
 	if (code == 0) {
 		struct cli_reply r;
 		const Trackd__V1__HistoryPage *page;
+		tail_wait_begin();
 		code = cli_history_page(&h, 0, 1, &r, &page, &next, &total);
+		tail_wait_end();
 		cli_reply_free(&r);
 		from = total > last ? total - last : 0;
 	}
@@ -554,7 +582,9 @@ int cmd_tail(int argc, char **argv)
 			continue;
 		/* Quiet: has the run ended? Its last rows are in before its state
 		 * changes (the agent applies the log in order), so drain once more. */
+		tail_wait_begin();
 		code = run_state(agent, run, state, sizeof state);
+		tail_wait_end();
 		if (code == 0 && strcmp(state, "running") != 0) {
 			code = tail_drain(&h, &from, &printed);
 			break;

@@ -250,6 +250,32 @@ def test_tail_stops_on_ctrl_c_however_far_behind(agent, tmp_path):
     finish_producer(p)
 
 
+def test_tail_stops_at_once_while_the_agent_is_slow_to_answer(agent, tmp_path):
+    """Ctrl-C while tail waits for an answer the agent is slow to give (a
+    checkpoint holding the store's lock: TRACKD_TEST_CHECKPOINT_HOLD_MS, a hook
+    of test builds) ends tail at once, exit 0, not when the answer comes."""
+    hold_ms = 30000
+    agent.env["TRACKD_TEST_CHECKPOINT_HOLD_MS"] = str(hold_ms)
+    agent.start()
+    hold = tmp_path / "hold"
+    p = agent.producer("slow", 100, "--hold-file", hold)
+    agent.wait_for(lambda: "holding the sink's lock" in agent.log(), timeout=30,
+                   what="a checkpoint holding the lock")
+    t0 = time.monotonic()
+    t = subprocess.Popen([BIN["trackctl"], "tail", "slow"], env=agent.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # tail is waiting for its first answer by now
+    t.send_signal(signal.SIGINT)
+    out, err = t.communicate(timeout=10)
+    took = time.monotonic() - t0
+    assert t.returncode == 0, err
+    assert took < hold_ms / 1000, f"tail waited for the answer ({took:.1f} s)"
+    hold.touch()
+    agent.stop()  # the hold ends with the agent; the producer then finishes or spools
+    p.kill()
+    p.wait()
+
+
 def test_rename(agent):
     agent.start()
     run = finished_run(agent, producer_args=("named", 3))
