@@ -174,17 +174,14 @@ int agent_status(agent_client *c, Trackd__V1__Reply **reply_out,
  * pointer is what the commands read, so it is checked here once. */
 static const void *query_member(const Trackd__V1__QueryReply *r)
 {
-	switch (r->reply_case) {
-	case TRACKD__V1__QUERY_REPLY__REPLY_RUNS: return r->runs;
-	case TRACKD__V1__QUERY_REPLY__REPLY_RUN: return r->run;
-	case TRACKD__V1__QUERY_REPLY__REPLY_HISTORY: return r->history;
-	case TRACKD__V1__QUERY_REPLY__REPLY_RENAME: return r->rename;
-	case TRACKD__V1__QUERY_REPLY__REPLY_WANDB: return r->wandb;
-	case TRACKD__V1__QUERY_REPLY__REPLY_RETRY: return r->retry;
-	case TRACKD__V1__QUERY_REPLY__REPLY_SYNC: return r->sync;
-	case TRACKD__V1__QUERY_REPLY__REPLY_SYNC_STATUS: return r->sync_status;
-	default: return NULL;
-	}
+	/* By the descriptor: every member of the oneof is a message, so a reply
+	 * added to trackd.proto later needs no case here (a switch here once
+	 * missed the series and console replies). */
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+	    &trackd__v1__query_reply__descriptor, (unsigned)r->reply_case);
+	if (!f || !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) || f->type != PROTOBUF_C_TYPE_MESSAGE)
+		return NULL;
+	return *(void *const *)((const char *)r + f->offset);
 }
 
 /* The QueryReply of `reply` if it answers `request_case` (then owned by the
