@@ -2,6 +2,7 @@
 
 #include "errors.h"
 #include "hash.h"
+#include "json_write.h"
 #include "proc.h"
 
 #include <inttypes.h>
@@ -363,6 +364,53 @@ static int apply_console(struct run *r, const Trackd__V1__ConsoleOutput *c,
 	return TRACKD_OK;
 }
 
+/* ---- system metrics ------------------------------------------------------- */
+
+static int apply_stats(struct run *r, const Trackd__V1__SystemStats *st,
+                       const struct record_origin *o, struct run_effects *fx)
+{
+	if (r->state != RUN_RUNNING || !fx->events)
+		return TRACKD_OK;
+	int64_t us = st->has_time_us ? st->time_us : o->recv_time_us;
+	double runtime = (double)(us - r->start_time_us) / 1e6;
+	if (runtime < 0)
+		runtime = 0;
+	size_t mark = fx->events->len;
+	int rv = buf_puts(fx->events, "{\"_wandb\":true,\"_timestamp\":");
+	if (!rv)
+		rv = json_write_double(fx->events, (double)us / 1e6);
+	if (!rv)
+		rv = buf_puts(fx->events, ",\"_runtime\":");
+	if (!rv)
+		rv = json_write_double(fx->events, runtime);
+	char key[300];
+	for (size_t i = 0; i < st->n_items && !rv; i++) {
+		const Trackd__V1__Item *it = st->items[i];
+		/* Only finite numbers: a sampler never sends others, and a line must
+		 * stay plain JSON for every reader. */
+		if (!it->key || !it->value ||
+		    it->value->kind_case != TRACKD__V1__VALUE__KIND_DOUBLE_VALUE ||
+		    !isfinite(it->value->double_value) ||
+		    snprintf(key, sizeof key, "system.%s", it->key) >= (int)sizeof key)
+			continue;
+		rv = buf_putc(fx->events, ',');
+		if (!rv)
+			rv = json_write_string(fx->events, key);
+		if (!rv)
+			rv = buf_putc(fx->events, ':');
+		if (!rv)
+			rv = json_write_double(fx->events, it->value->double_value);
+	}
+	if (!rv)
+		rv = buf_puts(fx->events, "}\n");
+	if (rv) {
+		fx->events->len = mark; /* never half a line */
+		return rv;
+	}
+	r->events_lines++;
+	return TRACKD_OK;
+}
+
 /* ---- state -------------------------------------------------------------------- */
 
 /* Folds one process's outcome into the run's. A crash mark counts until the
@@ -567,6 +615,7 @@ int run_apply(struct run *r, const Trackd__V1__Record *rec, const struct record_
 		rv = set_str(&r->display_name, rec->rename->display_name);
 		fx->meta_changed = true;
 		break;
+	case TRACKD__V1__RECORD__BODY_STATS: rv = apply_stats(r, rec->stats, o, fx); break;
 	default: break;
 	}
 	r->last_index = o->index;
@@ -647,8 +696,9 @@ int run_to_json(const struct run *r, const char *dir, bool with_values, struct b
 	if (!rv)
 		rv = buf_printf(b,
 		                ",\"history_lines\":%" PRIu64 ",\"console_lines\":%" PRIu64
-		                ",\"rows_rejected\":%" PRIu64,
-		                r->history_lines, r->console_lines, r->rows_rejected);
+		                ",\"rows_rejected\":%" PRIu64 ",\"events_lines\":%" PRIu64,
+		                r->history_lines, r->console_lines, r->rows_rejected,
+		                r->events_lines);
 	if (!rv && with_values) {
 		rv = buf_puts(b, ",\"summary\":");
 		if (!rv)
@@ -706,6 +756,8 @@ Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r)
 	SET(last_index, r->last_index);
 	SET(history_bytes, r->history_bytes);
 	SET(console_bytes, r->console_bytes);
+	SET(events_lines, r->events_lines);
+	SET(events_bytes, r->events_bytes);
 #undef SET
 	s->pending = vmap_to_proto(&r->pending);
 	s->summary = vmap_to_proto(&r->summary);
@@ -847,6 +899,8 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 	r->last_index = s->last_index;
 	r->history_bytes = s->history_bytes;
 	r->console_bytes = s->console_bytes;
+	r->events_lines = s->events_lines;
+	r->events_bytes = s->events_bytes;
 	for (size_t i = 0; i < s->n_attached && i < RUN_MAX_ATTACHED; i++) {
 		r->attached[i].pid = s->attached[i]->pid;
 		r->attached[i].start_ticks = s->attached[i]->start_ticks;
