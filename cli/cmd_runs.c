@@ -8,6 +8,7 @@
 
 #include "errors.h"
 #include "render.h"
+#include "system.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -158,6 +159,8 @@ int cmd_show(int argc, char **argv)
 		fprintf(stderr, "trackctl: cannot print the run\n");
 		code = 1;
 	}
+	if (code == 0)
+		code = cli_print_system(agent, path, stdout);
 	footer_series_free(series);
 	cli_reply_free(&r);
 	agent_close(agent);

@@ -271,3 +271,47 @@ def test_interval_bounds(tmp_path, value, ok):
     assert (r.returncode == 0) == ok, r.stderr
     if not ok:
         assert "system_metrics.interval" in r.stderr
+
+
+# ---- upload: the events reach the W&B backend as wandb-events.jsonl -----------------
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fake-wandb"))
+from fakewandb_client import FakeWandb  # noqa: E402
+
+
+def test_events_uploaded_with_wandb_keys(agent_factory, tmp_path):
+    fw = FakeWandb(max_hold=30).start()
+    try:
+        key = tmp_path / "wandb.key"
+        key.write_text(fw.api_key + "\n")
+        os.chmod(key, 0o600)
+        state = tmp_path / "nvml-state"
+        state.write_text(gpu_line())
+        wandb = ("sinks:\n  wandb:\n    enabled: true\n"
+                 f"    base_url: {fw.base_url}\n    api_key_file: {key}\n"
+                 "    transmit_interval: 100ms\n    heartbeat_interval: 1s\n"
+                 "    upsert_debounce: 100ms\n    retry_min: 100ms\n    retry_max: 1s\n")
+        agent = agent_factory(config(fake_nvml()) + wandb,
+                              env={"FAKE_NVML_STATE": str(state)})
+        t = Training(agent, tmp_path, "smupld01")
+        state.write_text(gpu_line() + f"proc 0 {t.pid} 4096\n")
+        wait_events(agent, "smupld01", 4)
+        t.finish()
+        local = [json.dumps(l) for l in events(agent, "smupld01")]
+
+        def uploaded():
+            r = fw.run_or_none(fw.entity, "sysm", "smupld01")
+            return r if r and len(r["events"] or []) >= len(local) else None
+        r = agent.wait_for(uploaded, timeout=60, what="the events upstream")
+        up = [json.loads(l) for l in r["events"]]
+        assert len(up) == len(events(agent, "smupld01")), "each sample once"
+        assert up == events(agent, "smupld01"), "the backend holds the local lines"
+        assert r["files"]["wandb-events.jsonl"]["holes"] == 0
+        assert r["duplicates"] == 0 and r["conflicts"] == 0
+        for line in up:
+            assert line["_wandb"] is True and "_timestamp" in line and "_runtime" in line
+            assert "system.cpu" in line and "system.memory_percent" in line
+            assert line["system.gpu.0.gpu"] == 50
+        assert any(l.get("system.gpu.process.0.memoryAllocatedBytes") == 4096 for l in up)
+    finally:
+        fw.stop()

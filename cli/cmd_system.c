@@ -1,0 +1,303 @@
+#include "system.h"
+
+#include "errors.h"
+#include "footer.h"
+
+#include <json-c/json.h>
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAGE_LINES 2000 /* halved while the agent answers "too large" */
+
+/* One page of events lines: calls fn for each line (a JSON object). 0, or 1
+ * after printing why. *next / *total as the page says. */
+typedef int (*line_fn)(void *arg, struct json_object *line);
+
+static int each_event(agent_client *agent, const char *run, line_fn fn, void *arg)
+{
+	Trackd__V1__HistoryRequest hr = TRACKD__V1__HISTORY_REQUEST__INIT;
+	hr.run = (char *)run;
+	hr.stream = (char *)"events";
+	hr.has_from_line = hr.has_max_lines = true;
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	q.request_case = TRACKD__V1__QUERY__REQUEST_HISTORY;
+	q.history = &hr;
+	uint64_t page = PAGE_LINES;
+	for (;;) {
+		hr.max_lines = page;
+		char *text = NULL;
+		size_t len = 0;
+		struct agent_error err;
+		int rv = agent_query(agent, &q, &text, &len, &err);
+		if (rv == TRACKD_EINVAL && err.remote_code == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+		    page > 1) {
+			page /= 2;
+			continue;
+		}
+		if (rv != 0) {
+			char what[512];
+			snprintf(what, sizeof what, "run %s", run);
+			agent_print_error(agent_url(agent), rv, &err, what);
+			return 1;
+		}
+		struct json_object *root = json_tokener_parse(text);
+		free(text);
+		struct json_object *lines = NULL, *next = NULL, *total = NULL;
+		if (!root || !json_object_object_get_ex(root, "lines", &lines) ||
+		    !json_object_is_type(lines, json_type_array)) {
+			json_object_put(root);
+			fprintf(stderr, "trackctl: the agent's events page is not readable\n");
+			return 1;
+		}
+		size_t n = json_object_array_length(lines);
+		int code = 0;
+		for (size_t i = 0; i < n && !code; i++) {
+			struct json_object *line = json_object_array_get_idx(lines, i);
+			if (json_object_is_type(line, json_type_object))
+				code = fn(arg, line);
+		}
+		uint64_t nx = hr.from_line + n, tot = nx;
+		if (json_object_object_get_ex(root, "next_line", &next))
+			nx = (uint64_t)json_object_get_int64(next);
+		if (json_object_object_get_ex(root, "total_lines", &total))
+			tot = (uint64_t)json_object_get_int64(total);
+		json_object_put(root);
+		if (code)
+			return code;
+		/* Stop at the end, and on a page that makes no progress. */
+		if (n == 0 || nx <= hr.from_line || nx >= tot)
+			return 0;
+		hr.from_line = nx;
+	}
+}
+
+/* ---- history --stream events ---------------------------------------------------- */
+
+struct columns {
+	char **keys;
+	size_t n;
+};
+
+static int collect_column(void *arg, struct json_object *line)
+{
+	struct columns *c = arg;
+	json_object_object_foreach(line, key, value)
+	{
+		(void)value;
+		bool seen = false;
+		for (size_t i = 0; i < c->n && !seen; i++)
+			seen = strcmp(c->keys[i], key) == 0;
+		if (seen || c->n >= SYSTEM_MAX_COLUMNS)
+			continue;
+		char **k = realloc(c->keys, (c->n + 1) * sizeof *k);
+		if (!k || !(k[c->n] = strdup(key))) {
+			if (k)
+				c->keys = k;
+			fprintf(stderr, "trackctl: out of memory\n");
+			return 1;
+		}
+		c->keys = k;
+		c->n++;
+	}
+	return 0;
+}
+
+struct printer {
+	FILE *out;
+	const struct columns *csv; /* NULL: jsonl */
+};
+
+static void csv_field(FILE *out, const char *s)
+{
+	if (!strpbrk(s, ",\"\n\r")) {
+		fputs(s, out);
+		return;
+	}
+	putc('"', out);
+	for (; *s; s++) {
+		if (*s == '"')
+			putc('"', out);
+		putc(*s, out);
+	}
+	putc('"', out);
+}
+
+static int print_line(void *arg, struct json_object *line)
+{
+	struct printer *p = arg;
+	if (!p->csv) {
+		fprintf(p->out, "%s\n",
+		        json_object_to_json_string_ext(line, JSON_C_TO_STRING_PLAIN |
+		                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+		return 0;
+	}
+	for (size_t i = 0; i < p->csv->n; i++) {
+		struct json_object *v;
+		if (i)
+			putc(',', p->out);
+		if (json_object_object_get_ex(line, p->csv->keys[i], &v) && v)
+			csv_field(p->out, json_object_is_type(v, json_type_string)
+			                      ? json_object_get_string(v)
+			                      : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+	}
+	putc('\n', p->out);
+	return 0;
+}
+
+int cli_print_events(agent_client *agent, const char *run, bool csv, FILE *out)
+{
+	struct columns cols = {0};
+	int code = csv ? each_event(agent, run, collect_column, &cols) : 0;
+	if (!code && csv) {
+		for (size_t i = 0; i < cols.n; i++) {
+			if (i)
+				putc(',', out);
+			csv_field(out, cols.keys[i]);
+		}
+		putc('\n', out);
+	}
+	struct printer p = {.out = out, .csv = csv ? &cols : NULL};
+	if (!code)
+		code = each_event(agent, run, print_line, &p);
+	for (size_t i = 0; i < cols.n; i++)
+		free(cols.keys[i]);
+	free(cols.keys);
+	return code;
+}
+
+/* ---- the System section of show ---------------------------------------------------- */
+
+/* One drawn key: its samples in time order. */
+struct series {
+	char key[96];
+	const char *unit;
+	double *v;
+	size_t n, cap;
+};
+
+struct system_view {
+	struct series *s;
+	size_t n;
+	size_t samples;
+	double first_runtime, last_runtime;
+};
+
+/* The keys drawn, in this order; GPU keys for every index found. */
+static const struct {
+	const char *key, *unit;
+} host_keys[] = {
+    {"system.cpu", "%"},
+    {"system.proc.memory.rssMB", "MiB"},
+    {"system.memory_percent", "%"},
+    {"system.proc.cpu.threads", ""},
+};
+static const struct {
+	const char *suffix, *unit;
+} gpu_keys[] = {
+    {"gpu", "%"},
+    {"memoryAllocated", "%"},
+};
+
+static struct series *series_of(struct system_view *sv, const char *key, const char *unit)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		if (strcmp(sv->s[i].key, key) == 0)
+			return &sv->s[i];
+	struct series *p = realloc(sv->s, (sv->n + 1) * sizeof *p);
+	if (!p)
+		return NULL;
+	sv->s = p;
+	struct series *s = &sv->s[sv->n++];
+	memset(s, 0, sizeof *s);
+	snprintf(s->key, sizeof s->key, "%s", key);
+	s->unit = unit;
+	return s;
+}
+
+static int push(struct series *s, double v)
+{
+	if (s->n >= SYSTEM_MAX_SAMPLES)
+		return 0;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		double *p = realloc(s->v, cap * sizeof *p);
+		if (!p)
+			return 1;
+		s->v = p;
+		s->cap = cap;
+	}
+	s->v[s->n++] = v;
+	return 0;
+}
+
+static int take_sample(void *arg, struct json_object *line)
+{
+	struct system_view *sv = arg;
+	struct json_object *v;
+	double rt = json_object_object_get_ex(line, "_runtime", &v) ? json_object_get_double(v) : 0;
+	if (sv->samples++ == 0)
+		sv->first_runtime = rt;
+	sv->last_runtime = rt;
+	for (size_t i = 0; i < sizeof host_keys / sizeof host_keys[0]; i++) {
+		if (!json_object_object_get_ex(line, host_keys[i].key, &v))
+			continue;
+		struct series *s = series_of(sv, host_keys[i].key, host_keys[i].unit);
+		if (!s || push(s, json_object_get_double(v)))
+			goto oom;
+	}
+	/* GPU keys: "system.gpu.<i>.<suffix>" for the suffixes drawn. */
+	json_object_object_foreach(line, key, value)
+	{
+		unsigned idx;
+		int used = 0;
+		if (sscanf(key, "system.gpu.%u.%n", &idx, &used) != 1 || used == 0)
+			continue;
+		for (size_t i = 0; i < sizeof gpu_keys / sizeof gpu_keys[0]; i++) {
+			if (strcmp(key + used, gpu_keys[i].suffix) != 0)
+				continue;
+			struct series *s = series_of(sv, key, gpu_keys[i].unit);
+			if (!s || push(s, json_object_get_double(value)))
+				goto oom;
+		}
+	}
+	return 0;
+oom:
+	fprintf(stderr, "trackctl: out of memory\n");
+	return 1;
+}
+
+int cli_print_system(agent_client *agent, const char *run, FILE *out)
+{
+	struct system_view sv = {0};
+	int code = each_event(agent, run, take_sample, &sv);
+	if (!code) {
+		fprintf(out, "\nSystem:");
+		if (!sv.samples) {
+			fprintf(out, " no samples yet (system_metrics, every 15 s by default)\n");
+		} else {
+			double span = sv.last_runtime - sv.first_runtime;
+			fprintf(out, " %zu samples over %.0f s\n", sv.samples, span);
+			size_t width = 0;
+			for (size_t i = 0; i < sv.n; i++) {
+				size_t w = strlen(sv.s[i].key) - strlen("system.");
+				if (w > width)
+					width = w;
+			}
+			for (size_t i = 0; i < sv.n; i++) {
+				const struct series *s = &sv.s[i];
+				char spark[128], last[40];
+				footer_sparkline(s->v, s->n, spark, sizeof spark);
+				footer_format_double(s->n ? s->v[s->n - 1] : NAN, last, sizeof last);
+				fprintf(out, "%*s %s %s%s%s\n", (int)width, s->key + strlen("system."),
+				        spark, last, *s->unit ? " " : "", s->unit);
+			}
+		}
+	}
+	for (size_t i = 0; i < sv.n; i++)
+		free(sv.s[i].v);
+	free(sv.s);
+	return code;
+}
