@@ -32,8 +32,8 @@ static int each_event(agent_client *agent, const char *run, line_fn fn, void *ar
 		size_t len = 0;
 		struct agent_error err;
 		int rv = agent_query(agent, &q, &text, &len, &err);
-		if (rv == TRACKD_EINVAL && err.remote_code == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
-		    page > 1) {
+		if (rv == TRACKD_EINVAL &&
+		    err.remote_code == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE && page > 1) {
 			page /= 2;
 			continue;
 		}
@@ -139,9 +139,10 @@ static int print_line(void *arg, struct json_object *line)
 		if (i)
 			putc(',', p->out);
 		if (json_object_object_get_ex(line, p->csv->keys[i], &v) && v)
-			csv_field(p->out, json_object_is_type(v, json_type_string)
-			                      ? json_object_get_string(v)
-			                      : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+			csv_field(p->out,
+			          json_object_is_type(v, json_type_string)
+			              ? json_object_get_string(v)
+			              : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
 	}
 	putc('\n', p->out);
 	return 0;
@@ -290,9 +291,11 @@ int cli_print_system(agent_client *agent, const char *run, FILE *out)
 				const struct series *s = &sv.s[i];
 				char spark[128], last[40];
 				footer_sparkline(s->v, s->n, spark, sizeof spark);
-				footer_format_double(s->n ? s->v[s->n - 1] : NAN, last, sizeof last);
-				fprintf(out, "%*s %s %s%s%s\n", (int)width, s->key + strlen("system."),
-				        spark, last, *s->unit ? " " : "", s->unit);
+				footer_format_double(s->n ? s->v[s->n - 1] : NAN, last,
+				                     sizeof last);
+				fprintf(out, "%*s %s %s%s%s\n", (int)width,
+				        s->key + strlen("system."), spark, last,
+				        *s->unit ? " " : "", s->unit);
 			}
 		}
 	}

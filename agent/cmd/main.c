@@ -210,8 +210,9 @@ struct agent {
 	uint64_t started_max_message_bytes;
 	_Atomic(ingest *) in;
 	_Atomic(local_sink *) sink;
-	_Atomic(wandb_sink *) wandb; /* NULL when sinks.wandb is off */
-	struct user_mode *user;      /* --user only */
+	_Atomic(wandb_sink *) wandb;   /* NULL when sinks.wandb is off */
+	_Atomic(sysmetrics *) sampler; /* NULL when system_metrics is off */
+	struct user_mode *user;        /* --user only */
 };
 
 static int submit_record(void *arg, const Trackd__V1__Record *rec)
@@ -252,6 +253,13 @@ static int live_runs(void *arg, struct sysmetrics_run **out, size_t *n)
 	*out = runs;
 	*n = k;
 	return 0;
+}
+
+/* The local sink's live runs changed: a new run gets its first sample now. */
+static void live_changed(void *arg)
+{
+	struct agent *ag = arg;
+	sysmetrics_wake(atomic_load(&ag->sampler));
 }
 
 /* Queries go through the one table in queries.c, with the stages running now. */
@@ -777,6 +785,7 @@ static int run(const struct args *a, struct config *cfg)
 	    .max_record_bytes = to.max_record_bytes,
 	    .submit = submit_record,
 	    .submit_arg = &ag,
+	    .live_changed = live_changed,
 	};
 	if ((rv = local_sink_start(&so, &sink)) != 0) {
 		log_error("cannot start the local sink in %s: %s", cfg->state_dir,
@@ -850,15 +859,16 @@ static int run(const struct args *a, struct config *cfg)
 			sysmetrics_free(sampler);
 			sampler = NULL;
 		}
+		atomic_store(&ag.sampler, sampler);
 	}
 
 	sdnotify_send(&notify, "READY=1\nSTATUS=ready");
 	int gave_up = main_loop(a, &ag, &notify);
 	sdnotify_send(&notify, "STOPPING=1\nSTATUS=stopping: answering received requests");
 	start_stop_deadline(cfg->shutdown_timeout_ms);
-	/* The sampler first: it submits through ingest. */
-	sysmetrics_free(sampler);
-	sampler = NULL;
+	/* The sampler's thread first: it submits through ingest. The sampler
+	 * itself stays until the local sink is gone, which may still wake it. */
+	sysmetrics_stop(sampler);
 	ingest_close(in);
 	ingest_stop(in);
 	exit_code = gave_up;
@@ -866,7 +876,7 @@ static int run(const struct args *a, struct config *cfg)
 out:
 	/* First: the collector reads every stage below. */
 	metrics_free(mx);
-	sysmetrics_free(sampler);
+	sysmetrics_stop(sampler);
 	/* The sink stops after ingest (it may still submit crash marks until then)
 	 * and before the log closes (its final checkpoint moves its cursor). The
 	 * wandb sink stops first: it reads what the local sink also reads. */
@@ -879,6 +889,8 @@ out:
 	ingest_free(in);
 	atomic_store(&ag.sink, NULL);
 	local_sink_free(sink);
+	atomic_store(&ag.sampler, NULL);
+	sysmetrics_free(sampler);
 	if (log && (rv = txlog_close(log)) != 0) {
 		log_error("final sync of the log failed: %s", trackd_strerror(rv));
 		exit_code = 1;

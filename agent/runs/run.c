@@ -369,9 +369,14 @@ static int apply_console(struct run *r, const Trackd__V1__ConsoleOutput *c,
 static int apply_stats(struct run *r, const Trackd__V1__SystemStats *st,
                        const struct record_origin *o, struct run_effects *fx)
 {
-	if (r->state != RUN_RUNNING || !fx->events)
+	if (!fx->events)
 		return TRACKD_OK;
 	int64_t us = st->has_time_us ? st->time_us : o->recv_time_us;
+	/* A sample taken while the run was live belongs to it even when the log
+	 * holds it after the exit (a short run ends while its sample is on the
+	 * way); one taken after the end does not. */
+	if (r->state != RUN_RUNNING && us > r->end_time_us)
+		return TRACKD_OK;
 	double runtime = (double)(us - r->start_time_us) / 1e6;
 	if (runtime < 0)
 		runtime = 0;

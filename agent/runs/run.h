@@ -19,8 +19,8 @@
  *   events   a SystemStats record (the agent's sampler) while the run is
  *            running becomes one W&B wandb-events.jsonl line: `_wandb: true`,
  *            `_timestamp` (the sample's time), `_runtime` (since the run's
- *            start), then `system.<key>` per item; for an ended run it is
- *            dropped (a sample taken just before the exit was applied).
+ *            start), then `system.<key>` per item; a sample taken after
+ *            the run's end (its time past end_time) is dropped.
  *   console  each line becomes `YYYY-MM-DDTHH:MM:SS.ffffff text` (UTC), stderr
  *            lines prefixed `ERROR `.
  *   state    running while any attached process (pid) has not ended; when the

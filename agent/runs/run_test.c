@@ -707,13 +707,17 @@ static void test_system_stats(void)
 	                      "\"system.cpu\":12.5}\n");
 	CHECK_EQ(r->n_attached, 1, "the agent's record attaches no process");
 	CHECK_EQ(hist.len, 0, "no history row");
-	/* An ended run takes no more samples. */
+	/* An ended run takes the samples taken before its end, not after. */
 	reset_fx();
 	exit_run(r, 100, 0, TRACKD__V1__EXIT_REASON__EXIT_FINISHED);
+	CHECK(r->state == RUN_FINISHED);
+	int64_t end_s = (r->end_time_us - 1700000000000000) / 1000000;
 	buf_reset(&ev);
-	apply_stats(r, &ev, 16, 1);
-	CHECK_EQ(ev.len, 0);
+	apply_stats(r, &ev, (double)end_s + 1, 1);
+	CHECK_EQ(ev.len, 0, "after the end: dropped");
 	CHECK_EQ(r->events_lines, 1);
+	apply_stats(r, &ev, (double)end_s - 1, 1);
+	CHECK_EQ(r->events_lines, 2, "before the end, applied after it: kept");
 	run_free(r);
 	buf_fini(&ev);
 }

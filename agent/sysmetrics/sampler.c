@@ -70,6 +70,7 @@ struct sysmetrics {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stopping;
+	bool woken; /* the live runs changed */
 
 	uint64_t pass_no;
 	bool source_off[SRC_COUNT];
@@ -559,33 +560,62 @@ void sysmetrics_pass(sysmetrics *sm, const struct sysmetrics_run *runs, size_t n
 
 /* ---- thread and lifecycle ------------------------------------------------------- */
 
+/* Whether `runs` holds one the sampler has not sampled yet. */
+static bool has_new_run(const struct sysmetrics *sm, const struct sysmetrics_run *runs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		bool known = false;
+		for (size_t k = 0; k < sm->n_views && !known; k++)
+			known = strcmp(sm->views[k]->id, runs[i].id) == 0;
+		if (!known)
+			return true;
+	}
+	return false;
+}
+
 static void *sampler_main(void *arg)
 {
 	struct sysmetrics *sm = arg;
 	pthread_mutex_lock(&sm->mu);
+	struct timespec deadline = clock_deadline_ms(CLOCK_REALTIME, (int)sm->opts.interval_ms);
 	while (!sm->stopping) {
-		struct timespec deadline =
-		    clock_deadline_ms(CLOCK_REALTIME, (int)sm->opts.interval_ms);
-		while (!sm->stopping &&
-		       pthread_cond_timedwait(&sm->cv, &sm->mu, &deadline) != ETIMEDOUT)
-			;
+		bool timed_out = false;
+		while (!sm->stopping && !sm->woken && !timed_out)
+			timed_out =
+			    pthread_cond_timedwait(&sm->cv, &sm->mu, &deadline) == ETIMEDOUT;
 		if (sm->stopping)
 			break;
+		sm->woken = false;
 		pthread_mutex_unlock(&sm->mu);
 		struct sysmetrics_run *runs = NULL;
 		size_t n = 0;
-		if (sm->opts.live_runs(sm->opts.arg, &runs, &n) == 0 && n > 0) {
+		bool got = sm->opts.live_runs(sm->opts.arg, &runs, &n) == 0;
+		/* A wake-up samples only for a new run; the interval stays. */
+		bool now = timed_out || (got && has_new_run(sm, runs, n));
+		if (now && got && n > 0) {
 			sysmetrics_pass(sm, runs, n);
-		} else if (sm->n_views) {
+		} else if (now && sm->n_views) {
 			/* Idle: forget the runs and the process table. */
 			sysmetrics_pass(sm, NULL, 0);
 			sm->prev_mono_us = 0;
 		}
 		free(runs);
 		pthread_mutex_lock(&sm->mu);
+		if (now)
+			deadline = clock_deadline_ms(CLOCK_REALTIME, (int)sm->opts.interval_ms);
 	}
 	pthread_mutex_unlock(&sm->mu);
 	return NULL;
+}
+
+void sysmetrics_wake(sysmetrics *sm)
+{
+	if (!sm)
+		return;
+	pthread_mutex_lock(&sm->mu);
+	sm->woken = true;
+	pthread_cond_signal(&sm->cv);
+	pthread_mutex_unlock(&sm->mu);
 }
 
 int sysmetrics_new(const struct sysmetrics_options *opts, sysmetrics **out)

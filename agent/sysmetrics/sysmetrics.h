@@ -16,8 +16,10 @@
  *
  * Which runs are live comes from `live_runs` (the local sink's published view,
  * local_sink_live_runs: a copy taken under a lock that no checkpoint holds),
- * asked once per pass. Counters "since the run started" (disk in/out, network)
- * count from the first pass that saw the run in this agent process.
+ * asked once per pass; sysmetrics_wake (the sink's live_changed) makes a run
+ * that just started get its first sample at once rather than an interval
+ * later, so even a run shorter than the interval has one. Counters "since the run started" (disk
+ * in/out, network) count from the first pass that saw the run in this agent process.
  *
  * Failures: a source that fails (NVML missing or failing, a GPU lost, a /proc
  * or cgroup file unreadable) stops for that source, is logged once and counted
@@ -83,6 +85,8 @@ int sysmetrics_new(const struct sysmetrics_options *opts, sysmetrics **out);
 int sysmetrics_start(sysmetrics *sm);
 /* One pass now over `runs` (tests, benchmark): submits one record per run. */
 void sysmetrics_pass(sysmetrics *sm, const struct sysmetrics_run *runs, size_t n);
+/* The live runs changed: a new one is sampled now. Only signals; any thread. */
+void sysmetrics_wake(sysmetrics *sm);
 void sysmetrics_stop(sysmetrics *sm);
 void sysmetrics_free(sysmetrics *sm);
 void sysmetrics_get_stats(sysmetrics *sm, struct sysmetrics_stats *out);

@@ -315,3 +315,41 @@ def test_events_uploaded_with_wandb_keys(agent_factory, tmp_path):
         assert any(l.get("system.gpu.process.0.memoryAllocatedBytes") == 4096 for l in up)
     finally:
         fw.stop()
+
+
+# ---- where users see it: trackctl show and history --stream events --------------------
+
+def test_trackctl_show_and_history_events(agent_factory, tmp_path):
+    agent = agent_factory(config(""))
+    t = Training(agent, tmp_path, "smcli001", busy=True)
+    wait_events(agent, "smcli001", 3)
+    t.finish()
+    ctl = lambda *a: subprocess.run([BIN["trackctl"], *a], env=agent.env, capture_output=True,
+                                    text=True)
+    r = ctl("show", "smcli001")
+    assert r.returncode == 0, r.stderr
+    system = r.stdout.split("\nSystem:", 1)[1]
+    assert "samples over" in system
+    for key in ("cpu", "proc.memory.rssMB", "memory_percent"):
+        assert any(l.strip().startswith(key + " ") for l in system.splitlines()), system
+    r = ctl("history", "smcli001", "--stream", "events", "--format", "jsonl")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(l) for l in r.stdout.splitlines()]
+    assert rows == events(agent, "smcli001")
+    r = ctl("history", "smcli001", "--stream", "events")
+    header = r.stdout.splitlines()[0].split(",")
+    assert header[:3] == ["_wandb", "_timestamp", "_runtime"] and "system.cpu" in header
+    assert len(r.stdout.splitlines()) == len(rows) + 1
+    r = ctl("history", "smcli001", "--stream", "nope")
+    assert r.returncode == 2 and "--stream" in r.stderr
+
+
+def test_a_run_shorter_than_the_interval_gets_a_sample(agent_factory, tmp_path):
+    """The sampler is woken by a new run: at the default 15 s interval a run of a
+    second still has its first sample (taken while it lived)."""
+    agent = agent_factory("")
+    t = Training(agent, tmp_path, "smshort1")
+    time.sleep(1)
+    t.finish()
+    lines = wait_events(agent, "smshort1", 1, timeout=10)
+    assert len(lines) == 1 and lines[0]["system.proc.memory.rssMB"] > 1

@@ -668,6 +668,8 @@ static void publish_live(struct local_sink *s)
 	pthread_mutex_unlock(&s->live_mu);
 	free(old);
 	s->live_dirty = false;
+	if (s->opts.live_changed)
+		s->opts.live_changed(s->opts.submit_arg);
 }
 
 int local_sink_live_runs(local_sink *s, struct local_live_run **out, size_t *n)

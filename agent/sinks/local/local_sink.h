@@ -70,6 +70,9 @@ struct local_sink_options {
 	 * packed before the call returns. Must be thread-safe. */
 	int (*submit)(void *arg, const Trackd__V1__Record *rec);
 	void *submit_arg;
+	/* Optional: told (with submit_arg) after the live runs changed
+	 * (local_sink_live_runs); runs on the sink thread, must only hand off. */
+	void (*live_changed)(void *arg);
 };
 
 struct local_sink_stats {

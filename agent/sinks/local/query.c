@@ -347,9 +347,16 @@ static int query_run(struct local_sink *s, const char *ref, const struct request
  * bounds json-c's recursion on a file damaged on disk. */
 #define HISTORY_ROW_MAX_DEPTH 128
 
+static bool events_stream(const Trackd__V1__HistoryRequest *q)
+{
+	return q->stream && strcmp(q->stream, "events") == 0;
+}
+
 static bool key_wanted(const Trackd__V1__HistoryRequest *q, const char *key)
 {
-	if (strcmp(key, "_step") == 0)
+	/* A sample has no step: its time places it. */
+	if (events_stream(q) ? strcmp(key, "_runtime") == 0 || strcmp(key, "_timestamp") == 0
+	                     : strcmp(key, "_step") == 0)
 		return true;
 	for (size_t i = 0; i < q->n_keys; i++)
 		if (strcmp(q->keys[i], key) == 0)
@@ -406,6 +413,10 @@ static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *
                         size_t errlen)
 {
 	char dir[4096];
+	if (q->stream && *q->stream && strcmp(q->stream, "history") != 0 && !events_stream(q)) {
+		snprintf(err, errlen, "unknown stream '%s' (history or events)", q->stream);
+		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	}
 	int code = resolve_for(s, q->run, who, dir, sizeof dir, err, errlen);
 	if (code)
 		return code;
@@ -415,7 +426,7 @@ static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *
 	src->fd = -1;
 	src->length = 0;
 	char file[4200];
-	snprintf(file, sizeof file, "%s/%s", dir, HISTORY_FILE);
+	snprintf(file, sizeof file, "%s/%s", dir, events_stream(q) ? EVENTS_FILE : HISTORY_FILE);
 	struct stat st;
 	src->fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (src->fd < 0 && errno != ENOENT) {
