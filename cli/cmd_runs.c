@@ -161,6 +161,8 @@ int cmd_show(int argc, char **argv)
 	}
 	if (code == 0)
 		code = cli_print_system(agent, path, stdout);
+	if (code == 0)
+		code = cli_print_environment(agent, path, stdout);
 	footer_series_free(series);
 	cli_reply_free(&r);
 	agent_close(agent);

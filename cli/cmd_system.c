@@ -16,11 +16,12 @@
  * after printing why. *next / *total as the page says. */
 typedef int (*line_fn)(void *arg, struct json_object *line);
 
-static int each_event(agent_client *agent, const char *run, line_fn fn, void *arg)
+static int each_line(agent_client *agent, const char *run, const char *stream, line_fn fn,
+                     void *arg)
 {
 	Trackd__V1__HistoryRequest hr = TRACKD__V1__HISTORY_REQUEST__INIT;
 	hr.run = (char *)run;
-	hr.stream = (char *)"events";
+	hr.stream = (char *)stream;
 	hr.has_from_line = hr.has_max_lines = true;
 	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
 	q.request_case = TRACKD__V1__QUERY__REQUEST_HISTORY;
@@ -151,7 +152,7 @@ static int print_line(void *arg, struct json_object *line)
 int cli_print_events(agent_client *agent, const char *run, bool csv, FILE *out)
 {
 	struct columns cols = {0};
-	int code = csv ? each_event(agent, run, collect_column, &cols) : 0;
+	int code = csv ? each_line(agent, run, "events", collect_column, &cols) : 0;
 	if (!code && csv) {
 		for (size_t i = 0; i < cols.n; i++) {
 			if (i)
@@ -162,7 +163,7 @@ int cli_print_events(agent_client *agent, const char *run, bool csv, FILE *out)
 	}
 	struct printer p = {.out = out, .csv = csv ? &cols : NULL};
 	if (!code)
-		code = each_event(agent, run, print_line, &p);
+		code = each_line(agent, run, "events", print_line, &p);
 	for (size_t i = 0; i < cols.n; i++)
 		free(cols.keys[i]);
 	free(cols.keys);
@@ -273,7 +274,7 @@ oom:
 int cli_print_system(agent_client *agent, const char *run, FILE *out)
 {
 	struct system_view sv = {0};
-	int code = each_event(agent, run, take_sample, &sv);
+	int code = each_line(agent, run, "events", take_sample, &sv);
 	if (!code) {
 		fprintf(out, "\nSystem:");
 		if (!sv.samples) {
@@ -303,4 +304,78 @@ int cli_print_system(agent_client *agent, const char *run, FILE *out)
 		free(sv.s[i].v);
 	free(sv.s);
 	return code;
+}
+
+/* ---- the Environment section of show ------------------------------------------------ */
+
+static int take_metadata(void *arg, struct json_object *line)
+{
+	struct json_object **md = arg;
+	json_object_put(*md);
+	*md = json_object_get(line);
+	return 0;
+}
+
+static const char *field(struct json_object *o, const char *path)
+{
+	char key[64];
+	while (o) {
+		const char *dot = strchr(path, '.');
+		size_t n = dot ? (size_t)(dot - path) : strlen(path);
+		snprintf(key, sizeof key, "%.*s", (int)n, path);
+		if (!json_object_object_get_ex(o, key, &o))
+			return NULL;
+		if (!dot)
+			return json_object_is_type(o, json_type_string)
+			           ? json_object_get_string(o)
+			           : json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		path = dot + 1;
+	}
+	return NULL;
+}
+
+int cli_print_environment(agent_client *agent, const char *run, FILE *out)
+{
+	struct json_object *md = NULL;
+	int code = each_line(agent, run, "metadata", take_metadata, &md);
+	if (code || !md) {
+		json_object_put(md);
+		return code;
+	}
+	static const struct {
+		const char *label, *path;
+	} rows[] = {
+	    {"program", "program"},
+	    {"args", "args"},
+	    {"executable", "executable"},
+	    {"directory", "root"},
+	    {"git remote", "git.remote"},
+	    {"git commit", "git.commit"},
+	    {"git branch", "git.branch"},
+	    {"user", "username"},
+	    {"host", "host"},
+	    {"os", "os"},
+	    {"started", "startedAt"},
+	    {"cpu", "cpu"},
+	    {"cpu cores", "cpu_count"},
+	    {"cpu threads", "cpu_count_logical"},
+	    {"memory", "memory.total"},
+	    {"gpus", "gpu_count"},
+	    {"gpu", "gpu"},
+	    {"nvidia driver", "driverVersion"},
+	    {"cuda", "cudaVersion"},
+	};
+	fprintf(out, "\nEnvironment:\n");
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		const char *v = field(md, rows[i].path);
+		if (!v)
+			continue;
+		if (strcmp(rows[i].path, "memory.total") == 0)
+			fprintf(out, "%13s %.1f GiB\n", rows[i].label,
+			        strtod(v, NULL) / (1024.0 * 1024 * 1024));
+		else
+			fprintf(out, "%13s %s\n", rows[i].label, v);
+	}
+	json_object_put(md);
+	return 0;
 }

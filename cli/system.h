@@ -9,6 +9,7 @@
  *                      of first appearance, at most SYSTEM_MAX_COLUMNS)
  *   cli_print_system   the System section of `trackctl show`: one sparkline
  *                      per CPU, memory and GPU key, with its last value
+ *   cli_print_environment  its Environment section (wandb-metadata.json)
  *
  * Both return 0, or 1 after printing why on stderr. Memory: every sample of
  * the shown keys is held (a day at the 15 s default is 5760 per key), at most
@@ -27,5 +28,8 @@
 
 int cli_print_events(agent_client *agent, const char *run, bool csv, FILE *out);
 int cli_print_system(agent_client *agent, const char *run, FILE *out);
+/* The Environment section of `trackctl show`: the run's wandb-metadata.json
+ * (HistoryRequest{stream: "metadata"}); nothing when the run has none. */
+int cli_print_environment(agent_client *agent, const char *run, FILE *out);
 
 #endif

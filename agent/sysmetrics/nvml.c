@@ -305,6 +305,16 @@ void nvml_device_name(nvml *n, unsigned i, char *out, size_t len)
 		out[0] = '\0';
 }
 
+bool nvml_memory_total(nvml *n, unsigned i, uint64_t *out)
+{
+	nvmlMemory_t m;
+	if (!n || i >= n->count || n->lost[i] || !n->memory_info ||
+	    n->memory_info(n->dev[i], &m) != NVML_SUCCESS)
+		return false;
+	*out = m.total;
+	return true;
+}
+
 void nvml_driver_version(nvml *n, char *out, size_t len)
 {
 	out[0] = '\0';

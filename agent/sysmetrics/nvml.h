@@ -77,6 +77,8 @@ void nvml_sample(nvml *n, unsigned i, struct nvml_sample *out, uint64_t *failure
 /* Inventory for run metadata; "" when unknown. */
 void nvml_device_name(nvml *n, unsigned i, char *out, size_t len);
 void nvml_driver_version(nvml *n, char *out, size_t len);
+/* Total memory of device i in bytes; false when unknown. */
+bool nvml_memory_total(nvml *n, unsigned i, uint64_t *out);
 /* CUDA driver version as "12.4", "" when unknown. */
 void nvml_cuda_version(nvml *n, char *out, size_t len);
 

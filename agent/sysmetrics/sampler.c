@@ -1,5 +1,6 @@
 #include "sysmetrics.h"
 
+#include "metadata.h"
 #include "nvml.h"
 #include "procfs.h"
 
@@ -326,6 +327,34 @@ static struct run_view *view_of(struct sysmetrics *sm, const struct sysmetrics_r
 	return v;
 }
 
+static struct run_view *find_view(struct sysmetrics *sm, const char *id)
+{
+	for (size_t i = 0; i < sm->n_views; i++)
+		if (strcmp(sm->views[i]->id, id) == 0)
+			return sm->views[i];
+	return NULL;
+}
+
+/* The run's environment, once per run and agent process (a restart sends it
+ * again: the store keeps the newest). */
+static void submit_metadata(struct sysmetrics *sm, const struct sysmetrics_run *r)
+{
+	struct buf b;
+	buf_init(&b, METADATA_MAX_BYTES);
+	if (metadata_json(r->pids[0], r->start_time_us, sm->state_dir, sm->gpu, &b) == 0 &&
+	    buf_putc(&b, '\0') == 0) {
+		Trackd__V1__RunMetadata md = TRACKD__V1__RUN_METADATA__INIT;
+		md.json = b.data;
+		Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+		rec.run_id = (char *)r->id;
+		rec.body_case = TRACKD__V1__RECORD__BODY_METADATA;
+		rec.metadata = &md;
+		if (sm->opts.submit(sm->opts.arg, &rec) != 0)
+			atomic_fetch_add(&sm->submit_failures, 1);
+	}
+	buf_fini(&b);
+}
+
 struct machine {
 	bool mem_ok, net_ok;
 	uint64_t mem_total, mem_avail, net_recv, net_sent;
@@ -337,9 +366,12 @@ struct machine {
 static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
                        const struct machine *m)
 {
+	bool first = !find_view(sm, r->id);
 	struct run_view *v = view_of(sm, r);
 	if (!v)
 		return;
+	if (first && r->n_pids > 0)
+		submit_metadata(sm, r);
 	v->seen_pass = sm->pass_no;
 	sm->n_items = 0;
 	sm->n_tree = 0;

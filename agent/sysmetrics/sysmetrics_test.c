@@ -1,8 +1,11 @@
 /* Parsers of the kernel's files (procfs.h), and a pass over this test's own
  * process (sysmetrics.h) without NVML. */
 #include "check.h"
+#include "metadata.h"
 #include "procfs.h"
 #include "sysmetrics.h"
+
+#include "errors.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -74,7 +77,7 @@ static void test_cgroup(void)
 }
 
 struct captured {
-	int records;
+	int records, metadata;
 	char keys[64][64];
 	double values[64];
 	int n;
@@ -83,6 +86,10 @@ struct captured {
 static int capture(void *arg, const Trackd__V1__Record *rec)
 {
 	struct captured *c = arg;
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_METADATA) {
+		c->metadata++;
+		return 0;
+	}
 	c->records++;
 	c->n = 0;
 	for (size_t i = 0; i < rec->stats->n_items && c->n < 64; i++, c->n++) {
@@ -115,9 +122,11 @@ static void test_pass(void)
 	runs[1].pids[0] = 999999999; /* no such process: the run is sampled, its process not */
 	sysmetrics_pass(sm, runs, 2);
 	CHECK_EQ(c.records, 2);
+	CHECK_EQ(c.metadata, 2, "each new run's environment, once");
 	CHECK(value_of(&c, "proc.cpu.threads") == 0, "the gone process counts nothing");
 	sysmetrics_pass(sm, runs, 1);
 	CHECK_EQ(c.records, 3);
+	CHECK_EQ(c.metadata, 2);
 	CHECK(value_of(&c, "proc.cpu.threads") >= 1);
 	CHECK(value_of(&c, "proc.memory.rssMB") > 0);
 	CHECK(value_of(&c, "memory_percent") > 0 && value_of(&c, "memory_percent") <= 100);
@@ -132,8 +141,24 @@ static void test_pass(void)
 	sysmetrics_free(sm);
 }
 
+static void test_credentials(void)
+{
+	char out[128];
+	metadata_strip_credentials("https://u:tok@github.com/a/b.git", out, sizeof out);
+	CHECK_STR_EQ(out, "https://github.com/a/b.git");
+	metadata_strip_credentials("https://tok@github.com/a@b.git", out, sizeof out);
+	CHECK_STR_EQ(out, "https://github.com/a@b.git");
+	metadata_strip_credentials("git@github.com:a/b.git", out, sizeof out);
+	CHECK_STR_EQ(out, "git@github.com:a/b.git", "scp-like: the user is no secret");
+	metadata_strip_credentials("https://github.com/a/b", out, sizeof out);
+	CHECK_STR_EQ(out, "https://github.com/a/b");
+	struct metadata_git g;
+	CHECK_EQ(metadata_git("/proc/self", &g), TRACKD_ENOENT, "no repository");
+}
+
 int main(void)
 {
+	test_credentials();
 	test_stat();
 	test_meminfo_net_disk();
 	test_cgroup();

@@ -49,12 +49,13 @@ run.finish()
 
 
 class Training:
-    def __init__(self, agent, tmp_path, run_id, busy=False):
+    def __init__(self, agent, tmp_path, run_id, busy=False, cwd=None):
         self.stop_path = str(tmp_path / f"stop-{run_id}")
         script = tmp_path / "train_sm.py"
         script.write_text(TRAIN)
         self.proc = subprocess.Popen([sys.executable, str(script), run_id, "1" if busy else "0",
-                                      self.stop_path], env=python_client_env(agent.env))
+                                      self.stop_path], env=python_client_env(agent.env),
+                                     cwd=cwd)
         self.run_id = run_id
         deadline = time.monotonic() + 30
         while not os.path.exists(self.stop_path + ".pids"):
@@ -353,3 +354,43 @@ def test_a_run_shorter_than_the_interval_gets_a_sample(agent_factory, tmp_path):
     t.finish()
     lines = wait_events(agent, "smshort1", 1, timeout=10)
     assert len(lines) == 1 and lines[0]["system.proc.memory.rssMB"] > 1
+
+
+# ---- run metadata: wandb-metadata.json -------------------------------------------------
+
+def test_run_metadata(agent_factory, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True,
+                                    capture_output=True, text=True).stdout.strip()
+    git("init", "-q", "-b", "exp")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "x")
+    git("remote", "add", "origin", "https://someone:s3cret@example.com/team/repo.git")
+    git("pack-refs", "--all")  # the commit read from packed-refs
+    commit = git("rev-parse", "HEAD")
+    state = tmp_path / "nvml-state"
+    state.write_text(gpu_line() + gpu_line())
+    agent = agent_factory(config(fake_nvml()), env={"FAKE_NVML_STATE": str(state)})
+    t = Training(agent, tmp_path, "smmeta01", cwd=str(repo))
+    wait_events(agent, "smmeta01", 1)
+    t.finish()
+    (path,) = glob.glob(os.path.join(agent.state_dir, "runs", "*", "*", "run-*-smmeta01",
+                                     "wandb-metadata.json"))
+    with open(path) as f:
+        md = json.load(f)
+    assert md["program"].endswith("train_sm.py")
+    assert md["args"] == ["smmeta01", "0", t.stop_path]
+    assert md["root"] == str(repo)
+    assert md["git"] == {"remote": "https://example.com/team/repo.git", "commit": commit,
+                         "branch": "exp"}
+    assert "s3cret" not in open(path).read()
+    assert md["host"] == os.uname().nodename and md["os"].startswith("Linux-")
+    assert md["cpu_count_logical"] == os.cpu_count() and md["memory"]["total"] > 0
+    assert md["gpu_count"] == 2 and md["gpu"] == "Fake GPU 0"
+    assert md["gpu_nvidia"] == [{"name": "Fake GPU 0", "memoryTotal": 16 << 30},
+                                {"name": "Fake GPU 1", "memoryTotal": 16 << 30}]
+    assert md["driverVersion"] == "550.54.15" and md["cudaVersion"] == "12.4"
+    r = subprocess.run([BIN["trackctl"], "show", "smmeta01"], env=agent.env,
+                       capture_output=True, text=True)
+    env = r.stdout.split("\nEnvironment:", 1)[1]
+    assert commit in env and "Fake GPU 0" in env

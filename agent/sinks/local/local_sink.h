@@ -9,6 +9,7 @@
  *       summary.json    the run summary
  *       output.log      console lines
  *       events.jsonl    system metrics, one W&B wandb-events.jsonl line per sample
+ *       wandb-metadata.json  the run's environment (RunMetadata), one JSON line
  *       .snapshot       the sink's state of the run (protobuf RunSnapshot)
  *
  * Run semantics come from agent/runs (run.h); this module routes records to runs,

@@ -413,8 +413,11 @@ static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *
                         size_t errlen)
 {
 	char dir[4096];
-	if (q->stream && *q->stream && strcmp(q->stream, "history") != 0 && !events_stream(q)) {
-		snprintf(err, errlen, "unknown stream '%s' (history or events)", q->stream);
+	bool metadata = q->stream && strcmp(q->stream, "metadata") == 0;
+	if (q->stream && *q->stream && strcmp(q->stream, "history") != 0 && !events_stream(q) &&
+	    !metadata) {
+		snprintf(err, errlen, "unknown stream '%s' (history, events or metadata)",
+		         q->stream);
 		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
 	}
 	int code = resolve_for(s, q->run, who, dir, sizeof dir, err, errlen);
@@ -426,7 +429,10 @@ static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *
 	src->fd = -1;
 	src->length = 0;
 	char file[4200];
-	snprintf(file, sizeof file, "%s/%s", dir, events_stream(q) ? EVENTS_FILE : HISTORY_FILE);
+	snprintf(file, sizeof file, "%s/%s", dir,
+	         metadata           ? ENVIRONMENT_FILE
+	         : events_stream(q) ? EVENTS_FILE
+	                            : HISTORY_FILE);
 	struct stat st;
 	src->fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (src->fd < 0 && errno != ENOENT) {
