@@ -50,11 +50,11 @@ static const struct command {
      "      One run: identity, state, config, then its history sparklines and\n"
      "      summary as W&B prints them at the end of a run.\n"},
     {"history", cmd_history,
-     "  trackctl history RUN [--keys K1,K2] [--format csv|jsonl] [--json]\n"
-     "  trackctl history RUN --stream events [--format csv|jsonl]   system metrics\n"
+     "  trackctl history RUN [--keys K1,K2] [--format csv|jsonl] [--json] [--stream events]\n"
      "      The run's rows. csv (default): _step, then every key in first-seen\n"
      "      order (or the --keys in the order given); jsonl: one row per line;\n"
-     "      --json: one object {run, from_line, lines, next_line, total_lines}.\n"},
+     "      --json: one object {run, from_line, lines, next_line, total_lines}.\n"
+     "      --stream events: the system-metrics samples instead (csv or jsonl).\n"},
     {"tail", cmd_tail,
      "  trackctl tail RUN [--keys K1,K2] [-n N]\n"
      "      The last N rows (default 10), then new rows as they are logged, as\n"

@@ -394,3 +394,32 @@ def test_run_metadata(agent_factory, tmp_path):
                        capture_output=True, text=True)
     env = r.stdout.split("\nEnvironment:", 1)[1]
     assert commit in env and "Fake GPU 0" in env
+
+
+# ---- the Python Api ------------------------------------------------------------------
+
+API = r"""
+import json, sys
+import trackd
+run = trackd.Api().run(sys.argv[1])
+print(json.dumps({"events": run.history(stream="events"), "system": run.system_metrics,
+                  "cpu": run.history(keys=["system.cpu"], stream="events"),
+                  "rows": run.history(), "metadata": run.metadata}))
+"""
+
+
+def test_python_api_system_metrics(agent_factory, tmp_path):
+    agent = agent_factory(config(""))
+    t = Training(agent, tmp_path, "smpyapi1")
+    wait_events(agent, "smpyapi1", 2)
+    t.finish()
+    r = subprocess.run([sys.executable, "-c", API, "smpyapi1"], env=python_client_env(agent.env),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    local = events(agent, "smpyapi1")
+    assert got["events"] == local and got["system"] == local
+    assert got["cpu"] == [{k: l[k] for k in ("_timestamp", "_runtime", "system.cpu")}
+                          for l in local]
+    assert got["rows"] and all("system.cpu" not in row for row in got["rows"])
+    assert got["metadata"]["program"].endswith("train_sm.py")
