@@ -2,6 +2,7 @@
  * process (sysmetrics.h) without NVML. */
 #include "check.h"
 #include "metadata.h"
+#include "nvml.h"
 #include "procfs.h"
 #include "sysmetrics.h"
 
@@ -156,8 +157,56 @@ static void test_credentials(void)
 	CHECK_EQ(metadata_git("/proc/self", &g), TRACKD_ENOENT, "no repository");
 }
 
+/* The fake NVML (tests/fake-nvml) with `gpus` devices and `procs` processes
+ * on device 0. */
+static nvml *fake(const char *state, unsigned gpus, unsigned procs)
+{
+	FILE *f = fopen(state, "w");
+	for (unsigned i = 0; i < gpus; i++)
+		fprintf(f, "gpu 1 2 1000 500 3 4000 8000 5 6 7 0 0 0\n");
+	for (unsigned i = 0; i < procs; i++)
+		fprintf(f, "proc 0 %u 10\n", 1000 + i);
+	fclose(f);
+	setenv("FAKE_NVML_STATE", state, 1);
+	char why[256];
+	nvml *n = nvml_open(FAKE_NVML, why, sizeof why);
+	CHECK(n != NULL, "%s", why);
+	return n;
+}
+
+static void test_nvml_limits(void)
+{
+	char state[] = "/tmp/sysmetrics_test_nvml_XXXXXX";
+	int fd = mkstemp(state);
+	CHECK(fd >= 0);
+	close(fd);
+	/* NVML_MAX_GPUS: limit - 1, limit, limit + 1 devices. */
+	unsigned want[] = {NVML_MAX_GPUS - 1, NVML_MAX_GPUS, NVML_MAX_GPUS};
+	for (unsigned k = 0; k < 3; k++) {
+		nvml *n = fake(state, NVML_MAX_GPUS - 1 + k, 0);
+		CHECK_EQ(nvml_count(n), want[k]);
+		nvml_close(n);
+	}
+	/* NVML_MAX_PROCESSES on one device: all read up to the limit; past it the
+	 * list is not read (NVML fills nothing when the buffer is too small). */
+	static struct nvml_sample s;
+	size_t got[] = {NVML_MAX_PROCESSES - 1, NVML_MAX_PROCESSES, 0};
+	for (unsigned k = 0; k < 3; k++) {
+		nvml *n = fake(state, 1, NVML_MAX_PROCESSES - 1 + k);
+		uint64_t failures = 0;
+		nvml_sample(n, 0, &s, &failures);
+		CHECK_EQ(s.n_processes, got[k]);
+		CHECK(s.has[NVML_M_PROCESSES] && s.has[NVML_M_UTIL] && !s.lost);
+		CHECK_EQ(failures, 0);
+		CHECK(s.power_w == 4.0 && s.power_limit_w == 8.0 && s.mem_used == 500);
+		nvml_close(n);
+	}
+	unlink(state);
+}
+
 int main(void)
 {
+	test_nvml_limits();
 	test_credentials();
 	test_stat();
 	test_meminfo_net_disk();
