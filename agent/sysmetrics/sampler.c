@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -54,6 +55,16 @@ struct run_view {
 	bool limits_read;
 };
 
+/* A process's /proc files, kept open across passes: opening them costs most
+ * of a pass (path lookups in /proc), a pread at offset 0 regenerates their
+ * text. A descriptor names the process it was opened for: once that one is
+ * gone, reads fail (ESRCH) even if its pid is reused, and the entry goes. */
+struct pid_files {
+	int32_t pid;
+	int stat_fd, children_fd; /* -1: not open */
+	uint64_t seen_pass;
+};
+
 /* A process's CPU ticks at the previous pass, to compute its rate. */
 struct pid_ticks {
 	int32_t pid;
@@ -81,6 +92,9 @@ struct sysmetrics {
 	size_t n_devices;
 	int state_dev; /* index into devices, -1 none */
 
+	struct pid_files files[SYSMETRICS_MAX_OPEN_PIDS];
+	size_t n_files;
+
 	struct pid_ticks *prev, *cur;
 	size_t n_prev, n_cur, cap_prev, cap_cur;
 	int64_t prev_mono_us;
@@ -96,6 +110,7 @@ struct sysmetrics {
 	Trackd__V1__Item *item_ptrs[SYSMETRICS_MAX_ITEMS];
 	char keys[SYSMETRICS_MAX_ITEMS][KEY_MAX];
 	size_t n_items;
+	size_t n_shared; /* items [0, n_shared) are the pass's machine-wide ones */
 	char text[TEXT_MAX];
 
 	_Atomic uint64_t passes, samples, submit_failures, source_failures, cpu_us;
@@ -199,47 +214,95 @@ static void tree_add(struct sysmetrics *sm, int32_t pid)
 		sm->tree[sm->n_tree++] = pid;
 }
 
-/* Appends pid's children (of every thread: a child belongs to the thread that
- * forked it) to the tree. */
+static struct pid_files *pid_files_of(struct sysmetrics *sm, int32_t pid)
+{
+	for (size_t i = 0; i < sm->n_files; i++)
+		if (sm->files[i].pid == pid)
+			return &sm->files[i];
+	if (sm->n_files >= SYSMETRICS_MAX_OPEN_PIDS)
+		return NULL; /* the rest are opened and closed each pass */
+	struct pid_files *f = &sm->files[sm->n_files++];
+	*f = (struct pid_files){.pid = pid, .stat_fd = -1, .children_fd = -1};
+	return f;
+}
+
+static void pid_files_close(struct pid_files *f)
+{
+	if (f->stat_fd >= 0)
+		close(f->stat_fd);
+	if (f->children_fd >= 0)
+		close(f->children_fd);
+	f->stat_fd = f->children_fd = -1;
+}
+
+/* Reads /proc/<pid>/<name> (name: "stat", or "task/<pid>/children") into
+ * buf through the cached descriptor *fd: the length, or -1 (errno set). */
+static long read_cached(int32_t pid, const char *name, int *fd, char *buf, size_t cap)
+{
+	if (*fd < 0) {
+		char path[96];
+		snprintf(path, sizeof path, "/proc/%d/%s", pid, name);
+		*fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (*fd < 0)
+			return -1;
+	}
+	ssize_t n = pread(*fd, buf, cap - 1, 0);
+	if (n < 0) {
+		int e = errno;
+		close(*fd);
+		*fd = -1;
+		errno = e;
+		return -1;
+	}
+	buf[n] = '\0';
+	return (long)n;
+}
+
+static long read_pid_file(struct sysmetrics *sm, int32_t pid, bool children, char *buf, size_t cap)
+{
+	char name[64];
+	if (children)
+		snprintf(name, sizeof name, "task/%d/children", pid);
+	else
+		snprintf(name, sizeof name, "stat");
+	struct pid_files *f = pid_files_of(sm, pid);
+	if (f) {
+		f->seen_pass = sm->pass_no;
+		return read_cached(pid, name, children ? &f->children_fd : &f->stat_fd, buf, cap);
+	}
+	int fd = -1;
+	long n = read_cached(pid, name, &fd, buf, cap);
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
+/* Appends pid's children to the tree: those of its main thread, as W&B's
+ * monitor follows them (a training job's dataloader workers and subprocesses
+ * are forked by it); reading every thread's list would cost a directory walk
+ * per process and pass. */
 static void add_children(struct sysmetrics *sm, int32_t pid)
 {
 	if (sm->source_off[SRC_CHILDREN])
 		return;
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/task", pid);
-	DIR *d = opendir(path);
-	if (!d)
-		return; /* gone */
-	struct dirent *e;
 	char text[4096];
-	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		char cpath[400];
-		snprintf(cpath, sizeof cpath, "/proc/%d/task/%s/children", pid, e->d_name);
-		if (procfs_read(cpath, text, sizeof text) < 0) {
-			/* Gone meanwhile, or a kernel without CONFIG_PROC_CHILDREN. */
-			if (errno == ENOENT && access("/proc/self/task", F_OK) == 0) {
-				char self[64];
-				snprintf(self, sizeof self, "/proc/self/task/%d/children",
-				         (int)gettid());
-				if (access(self, F_OK) != 0)
-					source_fail(sm, SRC_CHILDREN,
-					            "not provided by this kernel: child processes "
-					            "are not counted");
-			}
-			continue;
-		}
-		for (char *p = text; *p;) {
-			char *end;
-			long c = strtol(p, &end, 10);
-			if (end == p)
-				break;
-			tree_add(sm, (int32_t)c);
-			p = end;
-		}
+	if (read_pid_file(sm, pid, true, text, sizeof text) < 0) {
+		/* Gone meanwhile, or a kernel without CONFIG_PROC_CHILDREN. */
+		char self[64];
+		snprintf(self, sizeof self, "/proc/self/task/%d/children", (int)gettid());
+		if (errno == ENOENT && access(self, F_OK) != 0)
+			source_fail(sm, SRC_CHILDREN,
+			            "not provided by this kernel: child processes are not counted");
+		return;
 	}
-	closedir(d);
+	for (char *p = text; *p;) {
+		char *end;
+		long c = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		tree_add(sm, (int32_t)c);
+		p = end;
+	}
 }
 
 static int cmp_pid_ticks(const void *a, const void *b)
@@ -363,6 +426,50 @@ struct machine {
 	const char *diskstats;
 };
 
+/* The keys every live run gets the same values of in one pass: the machine's
+ * memory, the state dir's filesystem, every GPU's device values. */
+static void add_shared(struct sysmetrics *sm, const struct machine *m)
+{
+	sm->n_items = 0;
+	if (m->mem_ok && m->mem_total)
+		add(sm, (double)(m->mem_total - m->mem_avail) / (double)m->mem_total * 100,
+		    "memory_percent");
+	add_disk_usage(sm, sm->state_dir);
+	for (unsigned g = 0; g < nvml_count(sm->gpu); g++) {
+		const struct nvml_sample *s = &sm->gpu_samples[g];
+		if (s->lost)
+			continue;
+		if (s->has[NVML_M_UTIL]) {
+			add(sm, s->util_gpu, "gpu.%u.gpu", g);
+			add(sm, s->util_memory, "gpu.%u.memory", g);
+		}
+		if (s->has[NVML_M_MEMORY]) {
+			add(sm, s->mem_total > 0 ? s->mem_used / s->mem_total * 100 : 0,
+			    "gpu.%u.memoryAllocated", g);
+			add(sm, s->mem_used, "gpu.%u.memoryAllocatedBytes", g);
+		}
+		if (s->has[NVML_M_TEMP])
+			add(sm, s->temp, "gpu.%u.temp", g);
+		if (s->has[NVML_M_POWER])
+			add(sm, s->power_w, "gpu.%u.powerWatts", g);
+		if (s->has[NVML_M_POWER_LIMIT])
+			add(sm, s->power_limit_w, "gpu.%u.enforcedPowerLimitWatts", g);
+		if (s->has[NVML_M_POWER] && s->has[NVML_M_POWER_LIMIT] && s->power_limit_w > 0)
+			add(sm, s->power_w / s->power_limit_w * 100, "gpu.%u.powerPercent", g);
+		if (s->has[NVML_M_SM_CLOCK])
+			add(sm, s->sm_clock, "gpu.%u.smClock", g);
+		if (s->has[NVML_M_MEM_CLOCK])
+			add(sm, s->mem_clock, "gpu.%u.memoryClock", g);
+		if (s->has[NVML_M_FAN])
+			add(sm, s->fan, "gpu.%u.fanSpeed", g);
+		if (s->has[NVML_M_ECC_CORR])
+			add(sm, s->ecc_corrected, "gpu.%u.correctedMemoryErrors", g);
+		if (s->has[NVML_M_ECC_UNCORR])
+			add(sm, s->ecc_uncorrected, "gpu.%u.uncorrectedMemoryErrors", g);
+	}
+	sm->n_shared = sm->n_items;
+}
+
 static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
                        const struct machine *m)
 {
@@ -373,21 +480,20 @@ static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
 	if (first && r->n_pids > 0)
 		submit_metadata(sm, r);
 	v->seen_pass = sm->pass_no;
-	sm->n_items = 0;
+	sm->n_items = sm->n_shared; /* the machine's keys, made once per pass */
 	sm->n_tree = 0;
 	/* The run's processes: the attached ones still the same process, then
 	 * their descendants, breadth first. */
-	char path[64];
 	for (size_t i = 0; i < r->n_pids && i < SYSMETRICS_MAX_PIDS; i++)
 		tree_add(sm, r->pids[i]);
 	double cpu_rate = 0, rss = 0, threads = 0;
 	size_t attached = sm->n_tree;
 	for (size_t i = 0; i < sm->n_tree; i++) {
 		int32_t pid = sm->tree[i];
-		snprintf(path, sizeof path, "/proc/%d/stat", pid);
 		struct procfs_stat st;
 		char text[1024];
-		if (procfs_read(path, text, sizeof text) <= 0 || !procfs_parse_stat(text, &st))
+		if (read_pid_file(sm, pid, false, text, sizeof text) <= 0 ||
+		    !procfs_parse_stat(text, &st))
 			continue; /* gone: no longer counts */
 		if (i < attached && r->start_ticks[i] && st.start_ticks != r->start_ticks[i])
 			continue; /* a reused pid, not the run's process */
@@ -433,10 +539,6 @@ static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
 		add(sm, rss / (double)m->mem_total * 100, "proc.memory.percent");
 		add(sm, (double)m->mem_avail / (1024.0 * 1024), "proc.memory.availableMB");
 	}
-	if (m->mem_ok && m->mem_total)
-		add(sm, (double)(m->mem_total - m->mem_avail) / (double)m->mem_total * 100,
-		    "memory_percent");
-	add_disk_usage(sm, sm->state_dir);
 	if (v->cwd[0] && strcmp(v->cwd, sm->state_dir) != 0)
 		add_disk_usage(sm, v->cwd);
 	for (size_t i = 0; i < sm->n_devices; i++) {
@@ -466,33 +568,6 @@ static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
 		const struct nvml_sample *s = &sm->gpu_samples[g];
 		if (s->lost)
 			continue;
-		if (s->has[NVML_M_UTIL]) {
-			add(sm, s->util_gpu, "gpu.%u.gpu", g);
-			add(sm, s->util_memory, "gpu.%u.memory", g);
-		}
-		if (s->has[NVML_M_MEMORY]) {
-			add(sm, s->mem_total > 0 ? s->mem_used / s->mem_total * 100 : 0,
-			    "gpu.%u.memoryAllocated", g);
-			add(sm, s->mem_used, "gpu.%u.memoryAllocatedBytes", g);
-		}
-		if (s->has[NVML_M_TEMP])
-			add(sm, s->temp, "gpu.%u.temp", g);
-		if (s->has[NVML_M_POWER])
-			add(sm, s->power_w, "gpu.%u.powerWatts", g);
-		if (s->has[NVML_M_POWER_LIMIT])
-			add(sm, s->power_limit_w, "gpu.%u.enforcedPowerLimitWatts", g);
-		if (s->has[NVML_M_POWER] && s->has[NVML_M_POWER_LIMIT] && s->power_limit_w > 0)
-			add(sm, s->power_w / s->power_limit_w * 100, "gpu.%u.powerPercent", g);
-		if (s->has[NVML_M_SM_CLOCK])
-			add(sm, s->sm_clock, "gpu.%u.smClock", g);
-		if (s->has[NVML_M_MEM_CLOCK])
-			add(sm, s->mem_clock, "gpu.%u.memoryClock", g);
-		if (s->has[NVML_M_FAN])
-			add(sm, s->fan, "gpu.%u.fanSpeed", g);
-		if (s->has[NVML_M_ECC_CORR])
-			add(sm, s->ecc_corrected, "gpu.%u.correctedMemoryErrors", g);
-		if (s->has[NVML_M_ECC_UNCORR])
-			add(sm, s->ecc_uncorrected, "gpu.%u.uncorrectedMemoryErrors", g);
 		/* The run's own share of the device, not the device's total again. */
 		if (s->has[NVML_M_PROCESSES]) {
 			double bytes = 0;
@@ -562,6 +637,8 @@ void sysmetrics_pass(sysmetrics *sm, const struct sysmetrics_run *runs, size_t n
 	atomic_fetch_add(&sm->source_failures, failures);
 
 	sm->n_cur = 0;
+	if (n)
+		add_shared(sm, &m);
 	for (size_t i = 0; i < n && i < SYSMETRICS_MAX_RUNS; i++)
 		sample_run(sm, &runs[i], &m);
 	/* This pass's ticks become the previous ones, sorted for lookups. */
@@ -583,6 +660,15 @@ void sysmetrics_pass(sysmetrics *sm, const struct sysmetrics_run *runs, size_t n
 			free(sm->views[i]);
 	}
 	sm->n_views = kept;
+	/* Processes not seen in this pass: their files close. */
+	kept = 0;
+	for (size_t i = 0; i < sm->n_files; i++) {
+		if (sm->files[i].seen_pass == sm->pass_no)
+			sm->files[kept++] = sm->files[i];
+		else
+			pid_files_close(&sm->files[i]);
+	}
+	sm->n_files = kept;
 	if (n)
 		atomic_fetch_add(&sm->passes, 1);
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
@@ -727,6 +813,8 @@ void sysmetrics_free(sysmetrics *sm)
 	sysmetrics_stop(sm);
 	nvml_close(sm->gpu);
 	free(sm->gpu_samples);
+	for (size_t i = 0; i < sm->n_files; i++)
+		pid_files_close(&sm->files[i]);
 	for (size_t i = 0; i < sm->n_views; i++)
 		free(sm->views[i]);
 	free(sm->views);

@@ -47,6 +47,9 @@
 #define SYSMETRICS_MAX_TREE        4096u /* processes of one run, descendants included */
 #define SYSMETRICS_MAX_DEVICES     16u   /* block devices followed */
 #define SYSMETRICS_MAX_ITEMS       1024u /* keys in one sample */
+/* Processes whose /proc files stay open between passes (two descriptors
+ * each); more are opened and closed every pass. */
+#define SYSMETRICS_MAX_OPEN_PIDS 128u
 
 struct sysmetrics_run {
 	char id[72];
