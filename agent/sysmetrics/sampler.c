@@ -337,10 +337,11 @@ static void read_limits(struct sysmetrics *sm, struct run_view *v, int32_t pid)
 {
 	v->limits_read = true;
 	v->cpus = sm->online_cpus;
-	char path[1200], rel[1024], text[256];
+	/* Not sm->text: it holds this pass's /proc/diskstats. */
+	char path[1200], rel[1024], text[256], groups[4096];
 	snprintf(path, sizeof path, "/proc/%d/cgroup", pid);
-	if (procfs_read(path, sm->text, sizeof sm->text) < 0 ||
-	    !procfs_parse_cgroup(sm->text, rel, sizeof rel))
+	if (procfs_read(path, groups, sizeof groups) < 0 ||
+	    !procfs_parse_cgroup(groups, rel, sizeof rel))
 		return;
 	for (;;) {
 		snprintf(path, sizeof path, "%s%s%s/cpu.max", sm->cgroup_root,
