@@ -343,6 +343,7 @@ static void collect(void *arg, struct metrics_writer *w)
 	    .log = ag->log,
 	    .local = atomic_load(&ag->sink),
 	    .wandb = atomic_load(&ag->wandb),
+	    .sampler = atomic_load(&ag->sampler),
 	    .reloads_applied = atomic_load(&ag->reloads_applied),
 	    .reloads_rejected = atomic_load(&ag->reloads_rejected),
 	};

@@ -423,3 +423,35 @@ def test_python_api_system_metrics(agent_factory, tmp_path):
                           for l in local]
     assert got["rows"] and all("system.cpu" not in row for row in got["rows"])
     assert got["metadata"]["program"].endswith("train_sm.py")
+
+
+# ---- counters: one pass for several runs, failures counted ---------------------------
+
+def test_counters_one_pass_serves_every_run(agent_factory, tmp_path):
+    import socket
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agent = agent_factory(config("/nonexistent/libnvidia-ml.so.1") +
+                          f"metrics_listen: 127.0.0.1:{port}\n")
+    runs = [Training(agent, tmp_path, f"smcnt00{k}") for k in range(3)]
+    for t in runs:
+        wait_events(agent, t.run_id, 3)
+
+    def counters():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        return {l.split()[0]: int(l.split()[1]) for l in text.splitlines()
+                if l.startswith("trackd_sysmetrics_")}
+    c = counters()
+    for t in runs:
+        t.finish()
+    # Three runs, one pass each time: three samples per pass once all attached.
+    assert c["trackd_sysmetrics_samples_total"] >= 3
+    assert c["trackd_sysmetrics_passes_total"] < c["trackd_sysmetrics_samples_total"]
+    n = min(len(events(agent, t.run_id)) for t in runs)
+    assert c["trackd_sysmetrics_passes_total"] <= n + 3  # + the wake-ups of 3 starts
+    assert c["trackd_sysmetrics_source_failures_total"] == 1  # the missing NVML, once
+    assert c["trackd_sysmetrics_gpus"] == 0 and c["trackd_sysmetrics_submit_failures_total"] == 0
+    assert c["trackd_sysmetrics_cpu_microseconds_total"] > 0
