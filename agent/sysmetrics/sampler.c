@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
+#include "varint.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -111,6 +112,13 @@ struct sysmetrics {
 	char keys[SYSMETRICS_MAX_ITEMS][KEY_MAX];
 	size_t n_items;
 	size_t n_shared; /* items [0, n_shared) are the pass's machine-wide ones */
+	/* ...packed once per pass and attached to every run's record as encoded
+	 * `items` entries (protobuf-c writes a message's unknown fields verbatim):
+	 * packing them 32 times was a fifth of a pass (P12). A reader decodes them
+	 * as items like the others. */
+	ProtobufCMessageUnknownField shared_fields[SYSMETRICS_MAX_ITEMS];
+	uint8_t *shared_bytes;
+	size_t shared_cap;
 	char text[TEXT_MAX];
 
 	_Atomic uint64_t passes, samples, submit_failures, source_failures, cpu_us;
@@ -469,6 +477,34 @@ static void add_shared(struct sysmetrics *sm, const struct machine *m)
 			add(sm, s->ecc_uncorrected, "gpu.%u.uncorrectedMemoryErrors", g);
 	}
 	sm->n_shared = sm->n_items;
+	/* protobuf-c writes an unknown field's tag, then its data as is: the
+	 * data of a length-delimited one starts with its length. */
+	size_t total = 0;
+	for (size_t i = 0; i < sm->n_shared; i++)
+		total += VARINT_MAX_BYTES + trackd__v1__item__get_packed_size(&sm->items[i]);
+	if (total > sm->shared_cap) {
+		uint8_t *p = realloc(sm->shared_bytes, total);
+		if (!p) {
+			sm->n_shared = 0; /* the runs' records go without them */
+			sm->n_items = 0;
+			return;
+		}
+		sm->shared_bytes = p;
+		sm->shared_cap = total;
+	}
+	size_t off = 0;
+	for (size_t i = 0; i < sm->n_shared; i++) {
+		size_t item = trackd__v1__item__get_packed_size(&sm->items[i]);
+		size_t head = varint_put(sm->shared_bytes + off, item);
+		trackd__v1__item__pack(&sm->items[i], sm->shared_bytes + off + head);
+		sm->shared_fields[i] = (ProtobufCMessageUnknownField){
+		    .tag = 2, /* SystemStats.items */
+		    .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+		    .len = head + item,
+		    .data = sm->shared_bytes + off,
+		};
+		off += head + item;
+	}
 }
 
 static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
@@ -586,8 +622,10 @@ static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
 	Trackd__V1__SystemStats stats = TRACKD__V1__SYSTEM_STATS__INIT;
 	stats.has_time_us = true;
 	stats.time_us = m->wall_us;
-	stats.n_items = sm->n_items;
-	stats.items = sm->item_ptrs;
+	stats.n_items = sm->n_items - sm->n_shared;
+	stats.items = sm->item_ptrs + sm->n_shared;
+	stats.base.n_unknown_fields = (unsigned)sm->n_shared;
+	stats.base.unknown_fields = sm->shared_fields;
 	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
 	rec.run_id = (char *)r->id;
 	rec.body_case = TRACKD__V1__RECORD__BODY_STATS;
@@ -814,6 +852,7 @@ void sysmetrics_free(sysmetrics *sm)
 	sysmetrics_stop(sm);
 	nvml_close(sm->gpu);
 	free(sm->gpu_samples);
+	free(sm->shared_bytes);
 	for (size_t i = 0; i < sm->n_files; i++)
 		pid_files_close(&sm->files[i]);
 	for (size_t i = 0; i < sm->n_views; i++)

@@ -84,11 +84,21 @@ struct captured {
 	int n;
 };
 
-static int capture(void *arg, const Trackd__V1__Record *rec)
+static int capture(void *arg, const Trackd__V1__Record *in)
 {
 	struct captured *c = arg;
+	/* As ingest stores it: packed, then read back by a sink. */
+	size_t len = trackd__v1__record__get_packed_size(in);
+	uint8_t *b = malloc(len);
+	trackd__v1__record__pack(in, b);
+	Trackd__V1__Record *rec = trackd__v1__record__unpack(NULL, len, b);
+	free(b);
+	CHECK(rec != NULL);
+	if (!rec)
+		return 0;
 	if (rec->body_case == TRACKD__V1__RECORD__BODY_METADATA) {
 		c->metadata++;
+		trackd__v1__record__free_unpacked(rec, NULL);
 		return 0;
 	}
 	c->records++;
@@ -97,6 +107,7 @@ static int capture(void *arg, const Trackd__V1__Record *rec)
 		snprintf(c->keys[c->n], sizeof c->keys[c->n], "%s", rec->stats->items[i]->key);
 		c->values[c->n] = rec->stats->items[i]->value->double_value;
 	}
+	trackd__v1__record__free_unpacked(rec, NULL);
 	return 0;
 }
 
