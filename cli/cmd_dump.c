@@ -115,6 +115,8 @@ static const char *const record_types[] = {
     [TRACKD__V1__RECORD__BODY_EXIT] = "exit",
     [TRACKD__V1__RECORD__BODY_DEFINE_METRIC] = "define_metric",
     [TRACKD__V1__RECORD__BODY_RENAME] = "rename",
+    [TRACKD__V1__RECORD__BODY_STATS] = "stats",
+    [TRACKD__V1__RECORD__BODY_METADATA] = "metadata",
 };
 
 static void dump_record(uint64_t index, const Trackd__V1__LogEntry *e, uint64_t seq,
@@ -127,7 +129,8 @@ static void dump_record(uint64_t index, const Trackd__V1__LogEntry *e, uint64_t 
 	printf("\",\"seq\":%" PRIu64 ",\"run_id\":", seq);
 	json_fput_string(stdout, r->run_id);
 	printf(",\"type\":\"%s\"",
-	       r->body_case <= TRACKD__V1__RECORD__BODY_RENAME && record_types[r->body_case]
+	       (size_t)r->body_case < sizeof record_types / sizeof record_types[0] &&
+	               record_types[r->body_case]
 	           ? record_types[r->body_case]
 	           : "unknown");
 	switch (r->body_case) {

@@ -1,5 +1,6 @@
 /* cmd_history.c — the commands that stream a run's history rows:
  *   history RUN [--keys k1,k2] [--format csv|jsonl] [--json]
+ *   history RUN --stream events [--format csv|jsonl]   (system.h)
  *   tail RUN [--keys k1,k2] [-n N]
  * Rows are fetched in pages of CLI_HISTORY_PAGE, so memory stays bounded by one
  * page (plus the CSV header's key list) whatever the run's length. A row is JSON
@@ -9,6 +10,7 @@
 #include "cli.h"
 
 #include "render.h"
+#include "system.h"
 
 #include "hash.h"
 
@@ -374,8 +376,10 @@ int cmd_history(int argc, char **argv)
 	    {"json", no_argument, NULL, 'j'},
 	    {"keys", required_argument, NULL, 'k'},
 	    {"format", required_argument, NULL, 'f'},
+	    {"stream", required_argument, NULL, 's'},
 	    {0},
 	};
+	bool events = false;
 	enum format format = FORMAT_CSV;
 	bool json = false;
 	const char *keys = NULL;
@@ -384,6 +388,11 @@ int cmd_history(int argc, char **argv)
 		switch (c) {
 		case 'j': json = true; break;
 		case 'k': keys = optarg; break;
+		case 's':
+			if (strcmp(optarg, "events") != 0 && strcmp(optarg, "history") != 0)
+				return cli_usage_error("history: --stream is history or events");
+			events = strcmp(optarg, "events") == 0;
+			break;
 		case 'f':
 			if (strcmp(optarg, "csv") == 0)
 				format = FORMAT_CSV;
@@ -400,6 +409,16 @@ int cmd_history(int argc, char **argv)
 	if (argc - optind != 1)
 		return cli_usage_error("history takes one RUN (an id or entity/project/id)");
 	const char *run = argv[optind];
+	if (events) {
+		if (keys || json)
+			return cli_usage_error("history: --stream events takes --format only");
+		agent_client *agent;
+		if (cli_connect(&agent) != 0)
+			return 1;
+		int code = cli_print_events(agent, run, format == FORMAT_CSV, stdout);
+		agent_close(agent);
+		return code;
+	}
 
 	struct keyset filter = {0};
 	if (keys && parse_keys(keys, &filter) != 0) {

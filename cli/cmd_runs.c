@@ -10,6 +10,7 @@
 
 #include "errors.h"
 #include "render.h"
+#include "system.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -166,6 +167,10 @@ int cmd_show(int argc, char **argv)
 		fprintf(stderr, "trackctl: cannot print the run\n");
 		code = 1;
 	}
+	if (code == 0)
+		code = cli_print_system(agent, path, stdout);
+	if (code == 0)
+		code = cli_print_environment(agent, path, stdout);
 	footer_series_free(series);
 	cli_reply_free(&r);
 	agent_close(agent);

@@ -4,7 +4,7 @@
  *   trackctl status [--json]                  the agent: version, counters, backlog
  *   trackctl runs [--project P] [--state S] [--json]
  *   trackctl show RUN [--json]                 one run, with W&B's history/summary footer
- *   trackctl history RUN [--keys K,…] [--format csv|jsonl] [--json]
+ *   trackctl history RUN [--keys K,…] [--format csv|jsonl] [--json] [--stream events]
  *   trackctl tail RUN [--keys K,…] [-n N]      follow new rows until the run ends
  *   trackctl rename RUN NAME [--json]
  *   trackctl retry [RUN]                       upload a parked run again (wandb sink)
@@ -53,10 +53,11 @@ static const struct command {
      "      One run: identity, state, config, then its history sparklines and\n"
      "      summary as W&B prints them at the end of a run.\n"},
     {"history", cmd_history,
-     "  trackctl history RUN [--keys K1,K2] [--format csv|jsonl] [--json]\n"
+     "  trackctl history RUN [--keys K1,K2] [--format csv|jsonl] [--json] [--stream events]\n"
      "      The run's rows. csv (default): _step, then every key in first-seen\n"
      "      order (or the --keys in the order given); jsonl: one row per line;\n"
-     "      --json: one object {run, from_line, lines, next_line, total_lines}.\n"},
+     "      --json: one object {run, from_line, lines, next_line, total_lines}.\n"
+     "      --stream events: the system-metrics samples instead (csv or jsonl).\n"},
     {"tail", cmd_tail,
      "  trackctl tail RUN [--keys K1,K2] [-n N]\n"
      "      The last N rows (default 10), then new rows as they are logged, as\n"

@@ -3,7 +3,9 @@
 
 1. The smallest run: one logged row.
 2. A 10-epoch training loop with config {epochs: 10, learning_rate: 0.01}
-   (simulated accuracy and loss), as a `with` block.
+   (simulated accuracy and loss, a tenth of a second of work per epoch), as a
+   `with` block. The agent samples the run's system metrics (CPU, memory, …)
+   when it starts: `trackctl show` prints them under System.
 
 Run it against an agent: TRACKD_SOCKET=ipc:///path/trackd.sock python3 train.py
 (project "trackd-example", or TRACKD_PROJECT). Each run prints its footer —
@@ -13,6 +15,7 @@ With the Python package from this checkout: PYTHONPATH=client-shim/python.
 import math
 import os
 import random
+import time
 
 import trackd
 
@@ -32,6 +35,7 @@ with trackd.init(project=PROJECT, config=config) as run:
     for epoch in range(1, run.config["epochs"] + 1):
         accuracy = 1 - 2 ** -epoch - rng.random() / epoch / 10 - offset / 10
         loss = 2 ** -epoch + rng.random() / epoch / 10 + offset / 10
+        time.sleep(0.1)  # an epoch's work
         run.log({"accuracy": accuracy, "loss": loss})
     run.summary["final_loss"] = round(loss, 5)
     assert not math.isnan(loss)

@@ -126,6 +126,27 @@ static void collect_local(local_sink *ls, struct metrics_writer *w)
 	    "failed writes of run files by the local sink", st.write_errors);
 }
 
+static void collect_sampler(sysmetrics *sm, struct metrics_writer *w)
+{
+	struct sysmetrics_stats st;
+	sysmetrics_get_stats(sm, &st);
+	one(w, "trackd_sysmetrics_passes_total", "counter",
+	    "system-metrics passes that sampled at least one run (one serves every live run)",
+	    st.passes);
+	one(w, "trackd_sysmetrics_samples_total", "counter",
+	    "system-metrics samples written into the log (one per live run and pass)", st.samples);
+	one(w, "trackd_sysmetrics_submit_failures_total", "counter",
+	    "samples the agent could not append (it was stopping, or out of memory)",
+	    st.submit_failures);
+	one(w, "trackd_sysmetrics_source_failures_total", "counter",
+	    "metric sources turned off after failing (NVML missing, a GPU lost, a /proc file "
+	    "unreadable), each logged once",
+	    st.source_failures);
+	one(w, "trackd_sysmetrics_cpu_microseconds_total", "counter",
+	    "CPU time the sampler's passes took (its thread's CPU clock)", st.cpu_us);
+	one(w, "trackd_sysmetrics_gpus", "gauge", "GPUs NVML reported at start", st.gpus);
+}
+
 static void collect_wandb(wandb_sink *ws, struct metrics_writer *w)
 {
 	struct wandb_sink_stats st;
@@ -165,4 +186,6 @@ void collect_metrics(const struct collect_sources *src, struct metrics_writer *w
 		collect_local(src->local, w);
 	if (src->wandb)
 		collect_wandb(src->wandb, w);
+	if (src->sampler)
+		collect_sampler(src->sampler, w);
 }

@@ -1,6 +1,7 @@
 /*
  * collect.h — the agent's counters as Prometheus families (agent/metrics): the
- * same sources `trackctl status` reads (ingest, txlog, local and wandb sinks),
+ * same sources `trackctl status` reads (ingest, txlog, local and wandb sinks;
+ * and the system-metrics sampler),
  * read without blocking any of them beyond their own short stats locks.
  * Any stage pointer may be NULL (starting, stopping, or the wandb sink off):
  * its families are then left out. Runs on the metrics server thread.
@@ -11,6 +12,7 @@
 #include "ingest.h"
 #include "local_sink.h"
 #include "metrics.h"
+#include "sysmetrics.h"
 #include "txlog.h"
 #include "wandb_sink.h"
 
@@ -20,6 +22,7 @@ struct collect_sources {
 	txlog *log;
 	local_sink *local;
 	wandb_sink *wandb;
+	sysmetrics *sampler;
 	uint64_t reloads_applied, reloads_rejected;
 };
 

@@ -25,6 +25,7 @@
 #include "queries.h"
 #include "sdnotify.h"
 #include "sessions.h"
+#include "sysmetrics.h"
 #include "state_dir.h"
 #include "txlog.h"
 #include "user_mode.h"
@@ -209,8 +210,9 @@ struct agent {
 	uint64_t started_max_message_bytes;
 	_Atomic(ingest *) in;
 	_Atomic(local_sink *) sink;
-	_Atomic(wandb_sink *) wandb; /* NULL when sinks.wandb is off */
-	struct user_mode *user;      /* --user only */
+	_Atomic(wandb_sink *) wandb;   /* NULL when sinks.wandb is off */
+	_Atomic(sysmetrics *) sampler; /* NULL when system_metrics is off */
+	struct user_mode *user;        /* --user only */
 };
 
 static int submit_record(void *arg, const Trackd__V1__Record *rec)
@@ -218,6 +220,46 @@ static int submit_record(void *arg, const Trackd__V1__Record *rec)
 	struct agent *ag = arg;
 	ingest *in = atomic_load(&ag->in);
 	return in ? ingest_submit(in, rec) : TRACKD_EAGAIN;
+}
+
+/* The sampler's view of the live runs: the local sink's published copy
+ * (local_sink_live_runs takes only its small publication lock, never the
+ * sink's own, which a checkpoint holds through its fsyncs). */
+static int live_runs(void *arg, struct sysmetrics_run **out, size_t *n)
+{
+	struct agent *ag = arg;
+	*out = NULL;
+	*n = 0;
+	local_sink *sink = atomic_load(&ag->sink);
+	struct local_live_run *live;
+	size_t k;
+	if (!sink || local_sink_live_runs(sink, &live, &k) != 0 || k == 0)
+		return 0;
+	struct sysmetrics_run *runs = calloc(k, sizeof *runs);
+	if (!runs) {
+		free(live);
+		return TRACKD_ENOMEM;
+	}
+	for (size_t i = 0; i < k; i++) {
+		snprintf(runs[i].id, sizeof runs[i].id, "%s", live[i].id);
+		runs[i].start_time_us = live[i].start_time_us;
+		for (size_t p = 0; p < live[i].n_pids && p < SYSMETRICS_MAX_PIDS; p++) {
+			runs[i].pids[p] = live[i].pids[p];
+			runs[i].start_ticks[p] = live[i].start_ticks[p];
+			runs[i].n_pids++;
+		}
+	}
+	free(live);
+	*out = runs;
+	*n = k;
+	return 0;
+}
+
+/* The local sink's live runs changed: a new run gets its first sample now. */
+static void live_changed(void *arg)
+{
+	struct agent *ag = arg;
+	sysmetrics_wake(atomic_load(&ag->sampler));
 }
 
 /* Queries go through the one table in queries.c, with the stages running now. */
@@ -301,6 +343,7 @@ static void collect(void *arg, struct metrics_writer *w)
 	    .log = ag->log,
 	    .local = atomic_load(&ag->sink),
 	    .wandb = atomic_load(&ag->wandb),
+	    .sampler = atomic_load(&ag->sampler),
 	    .reloads_applied = atomic_load(&ag->reloads_applied),
 	    .reloads_rejected = atomic_load(&ag->reloads_rejected),
 	};
@@ -628,6 +671,7 @@ static int run(const struct args *a, struct config *cfg)
 	local_sink *sink = NULL;
 	wandb_sink *wandb = NULL;
 	metrics *mx = NULL;
+	sysmetrics *sampler = NULL;
 	run_owners *owners = NULL;
 	struct sdnotify notify;
 	if (sdnotify_open(&notify) != 0)
@@ -742,6 +786,7 @@ static int run(const struct args *a, struct config *cfg)
 	    .max_record_bytes = to.max_record_bytes,
 	    .submit = submit_record,
 	    .submit_arg = &ag,
+	    .live_changed = live_changed,
 	};
 	if ((rv = local_sink_start(&so, &sink)) != 0) {
 		log_error("cannot start the local sink in %s: %s", cfg->state_dir,
@@ -797,10 +842,34 @@ static int run(const struct args *a, struct config *cfg)
 	         : cfg->txlog.fsync == CONFIG_FSYNC_NEVER ? "never"
 	                                                  : "interval");
 
+	if (cfg->system_metrics.enabled) {
+		struct sysmetrics_options smo = {
+		    .interval_ms = (uint32_t)cfg->system_metrics.interval_ms,
+		    .nvml_library = cfg->system_metrics.nvml_library,
+		    .cgroup_root = cfg->system_metrics.cgroup_root,
+		    .state_dir = cfg->state_dir,
+		    .live_runs = live_runs,
+		    .submit = submit_record,
+		    .arg = &ag,
+		};
+		/* Without a sampler the agent still does its job: said, not fatal. */
+		if ((rv = sysmetrics_new(&smo, &sampler)) != 0 ||
+		    (rv = sysmetrics_start(sampler)) != 0) {
+			log_error("system metrics are off: cannot start the sampler: %s",
+			          trackd_strerror(rv));
+			sysmetrics_free(sampler);
+			sampler = NULL;
+		}
+		atomic_store(&ag.sampler, sampler);
+	}
+
 	sdnotify_send(&notify, "READY=1\nSTATUS=ready");
 	int gave_up = main_loop(a, &ag, &notify);
 	sdnotify_send(&notify, "STOPPING=1\nSTATUS=stopping: answering received requests");
 	start_stop_deadline(cfg->shutdown_timeout_ms);
+	/* The sampler's thread first: it submits through ingest. The sampler
+	 * itself stays until the local sink is gone, which may still wake it. */
+	sysmetrics_stop(sampler);
 	ingest_close(in);
 	ingest_stop(in);
 	exit_code = gave_up;
@@ -808,6 +877,7 @@ static int run(const struct args *a, struct config *cfg)
 out:
 	/* First: the collector reads every stage below. */
 	metrics_free(mx);
+	sysmetrics_stop(sampler);
 	/* The sink stops after ingest (it may still submit crash marks until then)
 	 * and before the log closes (its final checkpoint moves its cursor). The
 	 * wandb sink stops first: it reads what the local sink also reads. */
@@ -820,6 +890,8 @@ out:
 	ingest_free(in);
 	atomic_store(&ag.sink, NULL);
 	local_sink_free(sink);
+	atomic_store(&ag.sampler, NULL);
+	sysmetrics_free(sampler);
 	if (log && (rv = txlog_close(log)) != 0) {
 		log_error("final sync of the log failed: %s", trackd_strerror(rv));
 		exit_code = 1;

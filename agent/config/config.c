@@ -16,6 +16,11 @@
 #include "log.h"
 #include "trackd/v1/limits.h"
 
+/* system_metrics.interval bounds: agent/sysmetrics/sysmetrics.h defines the same
+ * (an identical redefinition: a difference would not compile where both are seen). */
+#define SYSMETRICS_MIN_INTERVAL_MS 1000u
+#define SYSMETRICS_MAX_INTERVAL_MS 3600000u
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -254,6 +259,32 @@ static const struct key keys[] = {
      .max = UINT64_MAX / 2,
      .help = "disk budget of the log: past it new batches are refused (clients keep and "
              "resend them) until sinks release segments"},
+    /* The system-metrics sampler (agent/sysmetrics/sysmetrics.h). */
+    {.path = "system_metrics.enabled",
+     .type = KT_BOOL,
+     .offset = FIELD(system_metrics.enabled, bool),
+     .def = "true",
+     .help = "sample CPU, memory, disk, network and GPU metrics for every live run"},
+    {.path = "system_metrics.interval",
+     .type = KT_DURATION,
+     .offset = FIELD(system_metrics.interval_ms, uint64_t),
+     .def = "15s",
+     .min = SYSMETRICS_MIN_INTERVAL_MS,
+     .max = SYSMETRICS_MAX_INTERVAL_MS,
+     .help = "time between two samples (one pass serves every live run), 1s to 1h"},
+    {.path = "system_metrics.nvml_library",
+     .type = KT_STRING,
+     .offset = FIELD(system_metrics.nvml_library, char *),
+     .def = "libnvidia-ml.so.1",
+     .max = PATH_MAX - 1,
+     .help = "NVML library loaded at start (a soname or a path); empty: no GPU metrics"},
+    {.path = "system_metrics.cgroup_root",
+     .type = KT_PATH,
+     .offset = FIELD(system_metrics.cgroup_root, char *),
+     .def = "/sys/fs/cgroup",
+     .min = 1,
+     .max = PATH_MAX - 1,
+     .help = "where cgroup v2 is mounted: a run's cpu.max and memory.max limit its capacity"},
     /* The W&B upload sink (agent/sinks/wandb/wandb_sink.h). */
     {.path = "sinks.wandb.enabled",
      .type = KT_BOOL,

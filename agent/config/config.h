@@ -81,6 +81,14 @@ struct config_wandb {
 	bool complete_crashed; /* send complete for crashed/killed runs too */
 };
 
+/* system_metrics.*: the agent's sampler (agent/sysmetrics/sysmetrics.h). */
+struct config_system_metrics {
+	bool enabled;
+	uint64_t interval_ms;
+	char *nvml_library; /* dlopen name or path; "" = no GPU metrics */
+	char *cgroup_root;  /* where cgroup v2 is mounted */
+};
+
 struct config_sinks {
 	struct config_wandb wandb;
 };
@@ -97,6 +105,7 @@ struct config {
 	struct config_limits limits;
 	struct config_txlog txlog;
 	struct config_access access;
+	struct config_system_metrics system_metrics;
 	struct config_sinks sinks;
 };
 

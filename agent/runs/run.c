@@ -2,6 +2,7 @@
 
 #include "errors.h"
 #include "hash.h"
+#include "json_write.h"
 #include "proc.h"
 
 #include <inttypes.h>
@@ -372,6 +373,58 @@ static int apply_console(struct run *r, const Trackd__V1__ConsoleOutput *c,
 	return TRACKD_OK;
 }
 
+/* ---- system metrics ------------------------------------------------------- */
+
+static int apply_stats(struct run *r, const Trackd__V1__SystemStats *st,
+                       const struct record_origin *o, struct run_effects *fx)
+{
+	if (!fx->events)
+		return TRACKD_OK;
+	int64_t us = st->has_time_us ? st->time_us : o->recv_time_us;
+	/* A sample taken while the run was live belongs to it even when the log
+	 * holds it after the exit (a short run ends while its sample is on the
+	 * way); one taken after the end does not. */
+	if (r->state != RUN_RUNNING && us > r->end_time_us)
+		return TRACKD_OK;
+	double runtime = (double)(us - r->start_time_us) / 1e6;
+	if (runtime < 0)
+		runtime = 0;
+	size_t mark = fx->events->len;
+	int rv = buf_puts(fx->events, "{\"_wandb\":true,\"_timestamp\":");
+	if (!rv)
+		rv = json_write_double(fx->events, (double)us / 1e6);
+	if (!rv)
+		rv = buf_puts(fx->events, ",\"_runtime\":");
+	if (!rv)
+		rv = json_write_double(fx->events, runtime);
+	char key[300];
+	for (size_t i = 0; i < st->n_items && !rv; i++) {
+		const Trackd__V1__Item *it = st->items[i];
+		/* Only finite numbers: a sampler never sends others, and a line must
+		 * stay plain JSON for every reader. */
+		if (!it->key || !it->value ||
+		    it->value->kind_case != TRACKD__V1__VALUE__KIND_DOUBLE_VALUE ||
+		    !isfinite(it->value->double_value) ||
+		    snprintf(key, sizeof key, "system.%s", it->key) >= (int)sizeof key)
+			continue;
+		rv = buf_putc(fx->events, ',');
+		if (!rv)
+			rv = json_write_string(fx->events, key);
+		if (!rv)
+			rv = buf_putc(fx->events, ':');
+		if (!rv)
+			rv = json_write_double(fx->events, it->value->double_value);
+	}
+	if (!rv)
+		rv = buf_puts(fx->events, "}\n");
+	if (rv) {
+		fx->events->len = mark; /* never half a line */
+		return rv;
+	}
+	r->events_lines++;
+	return TRACKD_OK;
+}
+
 /* ---- state -------------------------------------------------------------------- */
 
 /* Folds one process's outcome into the run's. A crash mark counts until the
@@ -576,6 +629,7 @@ int run_apply(struct run *r, const Trackd__V1__Record *rec, const struct record_
 		rv = set_str(&r->display_name, rec->rename->display_name);
 		fx->meta_changed = true;
 		break;
+	case TRACKD__V1__RECORD__BODY_STATS: rv = apply_stats(r, rec->stats, o, fx); break;
 	default: break;
 	}
 	r->last_index = o->index;
@@ -656,8 +710,9 @@ int run_to_json(const struct run *r, const char *dir, bool with_values, struct b
 	if (!rv)
 		rv = buf_printf(b,
 		                ",\"history_lines\":%" PRIu64 ",\"console_lines\":%" PRIu64
-		                ",\"rows_rejected\":%" PRIu64,
-		                r->history_lines, r->console_lines, r->rows_rejected);
+		                ",\"rows_rejected\":%" PRIu64 ",\"events_lines\":%" PRIu64,
+		                r->history_lines, r->console_lines, r->rows_rejected,
+		                r->events_lines);
 	if (!rv && with_values) {
 		rv = buf_puts(b, ",\"summary\":");
 		if (!rv)
@@ -719,6 +774,8 @@ Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r)
 		SET(series_rows, r->series_rows);
 		SET(series_dropped, r->series_dropped);
 	}
+	SET(events_lines, r->events_lines);
+	SET(events_bytes, r->events_bytes);
 #undef SET
 	s->pending = vmap_to_proto(&r->pending);
 	s->summary = vmap_to_proto(&r->summary);
@@ -863,6 +920,8 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 	r->has_series_rows = s->has_series_rows;
 	r->series_rows = s->series_rows;
 	r->series_dropped = s->series_dropped;
+	r->events_lines = s->events_lines;
+	r->events_bytes = s->events_bytes;
 	for (size_t i = 0; i < s->n_attached && i < RUN_MAX_ATTACHED; i++) {
 		r->attached[i].pid = s->attached[i]->pid;
 		r->attached[i].start_ticks = s->attached[i]->start_ticks;

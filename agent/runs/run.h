@@ -16,6 +16,11 @@
  *            define_metric; explicit summary updates set or remove keys;
  *            `_step`, `_runtime`, `_timestamp` follow the last row.
  *   config   shallow updates from the start record and config updates.
+ *   events   a SystemStats record (the agent's sampler) while the run is
+ *            running becomes one W&B wandb-events.jsonl line: `_wandb: true`,
+ *            `_timestamp` (the sample's time), `_runtime` (since the run's
+ *            start), then `system.<key>` per item; a sample taken after
+ *            the run's end (its time past end_time) is dropped.
  *   console  each line becomes `YYYY-MM-DDTHH:MM:SS.ffffff text` (UTC), stderr
  *            lines prefixed `ERROR `.
  *   state    running while any attached process (pid) has not ended; when the
@@ -94,6 +99,7 @@ struct run {
 	struct vmap pending;
 	int64_t pending_time_us;
 	uint64_t history_lines, console_lines, rows_rejected;
+	uint64_t events_lines; /* system-metrics samples materialised */
 
 	struct vmap summary, config;
 	struct run_metric *metrics;
@@ -106,6 +112,7 @@ struct run {
 	 * agent without the index. */
 	bool has_series_rows;
 	uint64_t series_rows, series_dropped;
+	uint64_t events_bytes;
 };
 
 /* Where a record came from. */
@@ -132,6 +139,7 @@ struct run_effects {
 	int (*on_row)(void *arg, const struct run_row *row);
 	void *row_arg;
 	struct buf *console; /* console lines appended here */
+	struct buf *events;  /* events lines appended here; NULL: samples are dropped */
 	bool summary_changed, config_changed, meta_changed;
 	bool ended;         /* the run left the running state */
 	bool settled;       /* an ended run's final state changed (a late exit) */

@@ -717,6 +717,62 @@ static void test_on_row(void)
 	reset_fx();
 }
 
+/* A SystemStats record of the agent (pid 0) at start + t seconds. */
+static void apply_stats(struct run *r, struct buf *events, double t, double cpu)
+{
+	Trackd__V1__Value v = TRACKD__V1__VALUE__INIT;
+	v.kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+	v.double_value = cpu;
+	Trackd__V1__Value inf = v;
+	inf.double_value = INFINITY;
+	Trackd__V1__Item item = TRACKD__V1__ITEM__INIT, bad = TRACKD__V1__ITEM__INIT;
+	item.key = (char *)"cpu";
+	item.value = &v;
+	bad.key = (char *)"gpu.0.temp";
+	bad.value = &inf;
+	Trackd__V1__Item *items[2] = {&item, &bad};
+	Trackd__V1__SystemStats st = TRACKD__V1__SYSTEM_STATS__INIT;
+	st.items = items;
+	st.n_items = 2;
+	st.has_time_us = true;
+	st.time_us = 1700000000000000 + (int64_t)(t * 1e6);
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_STATS;
+	rec.stats = &st;
+	struct record_origin o = origin(0, r->last_index + 1);
+	reset_fx();
+	fx.events = events;
+	run_apply(r, &rec, &o, &fx);
+}
+
+static void test_system_stats(void)
+{
+	struct buf ev;
+	buf_init(&ev, 1 << 20);
+	struct run *r = start_run("stats1");
+	apply_stats(r, &ev, 15, 12.5);
+	CHECK_EQ(r->events_lines, 1);
+	ev.data[ev.len] = 0;
+	CHECK_STR_EQ(ev.data, "{\"_wandb\":true,\"_timestamp\":1700000015.0,\"_runtime\":15.0,"
+	                      "\"system.cpu\":12.5}\n");
+	CHECK_EQ(r->n_attached, 1, "the agent's record attaches no process");
+	CHECK_EQ(hist.len, 0, "no history row");
+	/* An ended run takes the samples taken before its end, not after. */
+	reset_fx();
+	exit_run(r, 100, 0, TRACKD__V1__EXIT_REASON__EXIT_FINISHED);
+	CHECK(r->state == RUN_FINISHED);
+	int64_t end_s = (r->end_time_us - 1700000000000000) / 1000000;
+	buf_reset(&ev);
+	apply_stats(r, &ev, (double)end_s + 1, 1);
+	CHECK_EQ(ev.len, 0, "after the end: dropped");
+	CHECK_EQ(r->events_lines, 1);
+	apply_stats(r, &ev, (double)end_s - 1, 1);
+	CHECK_EQ(r->events_lines, 2, "before the end, applied after it: kept");
+	run_free(r);
+	buf_fini(&ev);
+}
+
 int main(void)
 {
 	buf_init(&hist, 1 << 20);
@@ -731,6 +787,7 @@ int main(void)
 	test_config_yaml_reserved();
 	test_default_name();
 	test_on_row();
+	test_system_stats();
 	buf_fini(&hist);
 	buf_fini(&cons);
 	return CHECK_SUMMARY("run_test");

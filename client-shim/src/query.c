@@ -111,6 +111,7 @@ int tdi_agent_query(const char *url, const td_query *q, int timeout_ms, char **j
 		history.from_line = q->from_line;
 		history.has_max_lines = q->max_lines != 0;
 		history.max_lines = q->max_lines;
+		history.stream = (char *)q->stream;
 		query.request_case = TRACKD__V1__QUERY__REQUEST_HISTORY;
 		query.history = &history;
 		break;

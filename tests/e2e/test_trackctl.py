@@ -137,9 +137,12 @@ def test_show_prints_the_wandb_footer(agent):
     footer = expected_footer(run, rows)
     assert footer.startswith("Run history:\naccuracy ")
     assert "\n" + footer + "\n" in out, f"want:\n{footer}\ngot:\n{out}"
+    # Then the System section (issue #15) and, once sampled, Environment.
+    full, out = out, out.split("\nSystem:", 1)[0]
+    assert full[len(out):].startswith("\nSystem:")
     assert out.endswith(f"Export its rows with: trackctl history {run['path']}\n")
     # By path too, and the agent's JSON as is with --json.
-    assert trackctl(agent, "show", run["path"]).stdout == out
+    assert trackctl(agent, "show", run["path"]).stdout == full
     # No wandb sink here: the answer says so beside the run.
     assert json.loads(trackctl(agent, "show", run["id"], "--json").stdout) == \
         {"run": run, "upload": NO_UPLOAD}

@@ -44,6 +44,7 @@ static void active_free(struct active_run *ar)
 	free(ar->dir);
 	buf_fini(&ar->history_out);
 	buf_fini(&ar->console_out);
+	buf_fini(&ar->events_out);
 	free(ar);
 }
 
@@ -60,6 +61,7 @@ static struct active_run *active_new(struct run *r, const char *dir)
 	ar->run = r;
 	buf_init(&ar->history_out, LINE_BUF_MAX);
 	buf_init(&ar->console_out, LINE_BUF_MAX);
+	buf_init(&ar->events_out, LINE_BUF_MAX);
 	return ar;
 }
 
@@ -277,6 +279,7 @@ static struct active_run *reopen(struct local_sink *s, const char *dir)
 		return NULL;
 	file_truncate(dir, HISTORY_FILE, r->history_bytes);
 	file_truncate(dir, CONSOLE_FILE, r->console_bytes);
+	file_truncate(dir, EVENTS_FILE, r->events_bytes);
 	struct active_run *ar = active_new(r, dir);
 	if (!ar || add_active(s, ar) != 0) {
 		if (ar)
@@ -331,6 +334,7 @@ static struct active_run *open_for_start(struct local_sink *s, const char *id,
 	file_truncate(dir, HISTORY_FILE, 0);
 	file_truncate(dir, CONSOLE_FILE, 0);
 	series_remove(dir);
+	file_truncate(dir, EVENTS_FILE, 0);
 	struct active_run *ar = active_new(r, dir);
 	if (!ar || add_active(s, ar) != 0) {
 		if (ar)
@@ -408,12 +412,21 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 	ar->applying_index = o->index;
 	struct run_effects fx = {.history = &ar->history_out,
 	                         .console = &ar->console_out,
+	                         .events = &ar->events_out,
 	                         .on_row = index_row,
 	                         .row_arg = ar};
 	enum run_state before = r->state;
-	size_t pending_before = ar->history_out.len + ar->console_out.len;
+	size_t attached_before = r->n_attached;
+	size_t pending_before = ar->history_out.len + ar->console_out.len + ar->events_out.len;
 	int rv = run_apply(r, rec, o, &fx);
-	s->pending_bytes += ar->history_out.len + ar->console_out.len - pending_before;
+	s->pending_bytes +=
+	    ar->history_out.len + ar->console_out.len + ar->events_out.len - pending_before;
+	/* Which processes are live changed only by a start, an exit or a new
+	 * process logging: the sampler's view is rebuilt then, not per record. */
+	if (r->state != before || r->n_attached != attached_before ||
+	    rec->body_case == TRACKD__V1__RECORD__BODY_START ||
+	    rec->body_case == TRACKD__V1__RECORD__BODY_EXIT)
+		s->live_dirty = true;
 	if (before == RUN_RUNNING && r->state != RUN_RUNNING)
 		count(r->state == RUN_FINISHED  ? &s->runs_finished
 		      : r->state == RUN_FAILED  ? &s->runs_failed
@@ -429,6 +442,23 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 		log_warn("run %s: a row for a step lower than the current step %" PRId64
 		         " was dropped",
 		         r->id, r->step);
+	}
+	/* The run's environment: a whole file, replaced (a replay writes the same). */
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_METADATA && rec->metadata->json) {
+		size_t n = strlen(rec->metadata->json);
+		char *line = malloc(n + 1);
+		int wrv = line ? TRACKD_OK : TRACKD_ENOMEM;
+		if (line) {
+			memcpy(line, rec->metadata->json, n);
+			line[n] = '\n';
+			wrv = file_write_atomic(ar->dir, ENVIRONMENT_FILE, line, n + 1, false);
+			free(line);
+		}
+		if (wrv) {
+			count(&s->write_errors);
+			log_error("local sink: run %s: cannot write %s: %s", r->id,
+			          ENVIRONMENT_FILE, trackd_strerror(wrv));
+		}
 	}
 	ar->files_dirty |= fx.summary_changed || fx.config_changed || fx.meta_changed;
 	ar->checkpoint_dirty = true;
@@ -513,6 +543,11 @@ int sink_flush_run(struct local_sink *s, struct active_run *ar)
 	}
 	if (!rv && ar->series)
 		rv = series_flush(ar->series);
+	if (!rv && ar->events_out.len) {
+		rv = file_append(ar->dir, EVENTS_FILE, ar->events_out.data, ar->events_out.len);
+		if (!rv)
+			buf_reset_keep(&ar->events_out, PENDING_FLUSH_BYTES);
+	}
 	if (!rv && ar->files_dirty)
 		rv = write_whole_files(ar);
 	if (rv)
@@ -541,6 +576,8 @@ static int write_snapshot(struct active_run *ar)
 	/* The index as history.jsonl: durable before the snapshot counts its rows. */
 	if (!rv && ar->series)
 		rv = series_sync(ar->series);
+	if (!rv)
+		rv = file_sync(ar->dir, EVENTS_FILE, &ar->run->events_bytes);
 	if (rv)
 		return rv;
 	ar->run->has_series_rows = ar->series != NULL;
@@ -730,9 +767,67 @@ static int apply_round(struct local_sink *s)
 	return n;
 }
 
+/* mu held. Rebuilds the sampler's view of the running runs (live_dirty). */
+static void publish_live(struct local_sink *s)
+{
+	if (!s->live_dirty)
+		return;
+	size_t n = 0;
+	for (size_t i = 0; i < s->n_active; i++)
+		n += s->active[i]->run->state == RUN_RUNNING;
+	struct local_live_run *live = n ? calloc(n, sizeof *live) : NULL;
+	if (n && !live)
+		return; /* stays dirty: tried again next round */
+	size_t k = 0;
+	for (size_t i = 0; i < s->n_active; i++) {
+		const struct run *r = s->active[i]->run;
+		if (r->state != RUN_RUNNING)
+			continue;
+		struct local_live_run *l = &live[k++];
+		snprintf(l->id, sizeof l->id, "%s", r->id);
+		l->uid = r->uid;
+		l->start_time_us = r->start_time_us;
+		for (size_t a = 0; a < r->n_attached; a++) {
+			if (r->attached[a].done)
+				continue;
+			l->pids[l->n_pids] = r->attached[a].pid;
+			l->start_ticks[l->n_pids++] = r->attached[a].start_ticks;
+		}
+	}
+	pthread_mutex_lock(&s->live_mu);
+	struct local_live_run *old = s->live;
+	s->live = live;
+	s->n_live = k;
+	pthread_mutex_unlock(&s->live_mu);
+	free(old);
+	s->live_dirty = false;
+	if (s->opts.live_changed)
+		s->opts.live_changed(s->opts.submit_arg);
+}
+
+int local_sink_live_runs(local_sink *s, struct local_live_run **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->live_mu);
+	int rv = TRACKD_OK;
+	if (s->n_live) {
+		*out = malloc(s->n_live * sizeof **out);
+		if (*out) {
+			memcpy(*out, s->live, s->n_live * sizeof **out);
+			*n = s->n_live;
+		} else {
+			rv = TRACKD_ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&s->live_mu);
+	return rv;
+}
+
 /* mu held. */
 static void publish_stats(struct local_sink *s)
 {
+	publish_live(s);
 	uint64_t running = 0;
 	for (size_t i = 0; i < s->n_active; i++)
 		running += s->active[i]->run->state == RUN_RUNNING;
@@ -838,6 +933,8 @@ int local_sink_start(const struct local_sink_options *opts, local_sink **out)
 	pthread_cond_init(&s->cv, NULL);
 	pthread_mutex_init(&s->applied_mu, NULL);
 	pthread_cond_init(&s->applied_cv, NULL);
+	pthread_mutex_init(&s->live_mu, NULL);
+	s->live_dirty = true;
 	s->heartbeat_us = clock_mono_us();
 #ifdef TRACKD_TEST_HOOKS
 	const char *hold = getenv("TRACKD_TEST_CHECKPOINT_HOLD_MS");
@@ -908,6 +1005,8 @@ void local_sink_free(local_sink *s)
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->applied_mu);
 	pthread_cond_destroy(&s->applied_cv);
+	pthread_mutex_destroy(&s->live_mu);
+	free(s->live);
 	free(s);
 }
 

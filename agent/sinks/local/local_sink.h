@@ -8,6 +8,8 @@
  *       history.jsonl   one committed row per line (_step, _runtime, _timestamp)
  *       summary.json    the run summary
  *       output.log      console lines
+ *       events.jsonl    system metrics, one W&B wandb-events.jsonl line per sample
+ *       wandb-metadata.json  the run's environment (RunMetadata), one JSON line
  *       .snapshot       the sink's state of the run (protobuf RunSnapshot)
  *
  * Run semantics come from agent/runs (run.h); this module routes records to runs,
@@ -42,7 +44,10 @@
 #define TRACKD_SINKS_LOCAL_H
 
 #include "buf.h"
+#include "run.h"
 #include "txlog.h"
+
+#include "trackd/v1/limits.h"
 
 #include "trackd/v1/trackd.pb-c.h"
 
@@ -66,6 +71,9 @@ struct local_sink_options {
 	 * packed before the call returns. Must be thread-safe. */
 	int (*submit)(void *arg, const Trackd__V1__Record *rec);
 	void *submit_arg;
+	/* Optional: told (with submit_arg) after the live runs changed
+	 * (local_sink_live_runs); runs on the sink thread, must only hand off. */
+	void (*live_changed)(void *arg);
 };
 
 struct local_sink_stats {
@@ -137,6 +145,23 @@ int local_sink_query_console(local_sink *s, const Trackd__V1__ConsoleRequest *q,
 /* Records the rename (a RunRename record submitted to ingest). */
 int local_sink_query_rename(local_sink *s, const Trackd__V1__RenameRequest *q, uint32_t uid,
                             bool admin, char *err, size_t errlen);
+
+/* A running run as the system-metrics sampler needs it: its id, its owner,
+ * its start, and its attached processes that have not ended. */
+struct local_live_run {
+	char id[TRACKD_MAX_RUN_ID_BYTES + 1];
+	uint32_t uid;
+	int64_t start_time_us;
+	size_t n_pids;
+	int32_t pids[RUN_MAX_ATTACHED];
+	uint64_t start_ticks[RUN_MAX_ATTACHED]; /* /proc starttime, 0 unknown */
+};
+
+/* Copies the running runs into *out (malloc'd, the caller frees; NULL and 0
+ * when none). Takes only the small lock the sink thread publishes them under,
+ * never the sink's own: at most one round (20 ms idle) behind the log the
+ * sink has applied. Thread-safe. TRACKD_ENOMEM. */
+int local_sink_live_runs(local_sink *s, struct local_live_run **out, size_t *n);
 
 /* For `trackctl sync`: run `ref` (an id or entity/project/id) for requester
  * `uid` (its own runs only unless `admin`): its directory, its path

@@ -26,6 +26,7 @@ struct active_run {
 	struct series_value *row_values; /* scratch for on_row */
 	size_t row_values_cap;
 	bool series_warned;      /* a row the index could not take was logged */
+	struct buf events_out;   /* system-metrics lines not yet appended to events.jsonl */
 	bool files_dirty;        /* summary/config/metadata to rewrite at next flush */
 	bool checkpoint_dirty;   /* changed since the last snapshot */
 	uint64_t applying_index; /* log index of the entry being applied */
@@ -76,6 +77,15 @@ struct local_sink {
 	_Atomic uint64_t records_applied, records_orphaned, runs_recovered, rows_rejected,
 	    crashes_detected, write_errors;
 	_Atomic uint64_t runs_finished, runs_failed, runs_crashed, runs_killed;
+
+	/* The running runs and their live processes, for the system-metrics
+	 * sampler (local_sink_live_runs): rebuilt by the sink thread when a run
+	 * starts, ends or gains or loses a process (live_dirty, under mu), and
+	 * read under live_mu only, so a sampler never waits for a checkpoint. */
+	bool live_dirty;
+	pthread_mutex_t live_mu;
+	struct local_live_run *live;
+	size_t n_live;
 #ifdef TRACKD_TEST_HOOKS
 	/* Test builds only: a checkpoint that wrote snapshots keeps mu this long
 	 * more (TRACKD_TEST_CHECKPOINT_HOLD_MS), as a checkpoint's fsyncs do on a

@@ -352,9 +352,16 @@ static int query_run(struct local_sink *s, const char *ref, const struct request
  * bounds json-c's recursion on a file damaged on disk. */
 #define HISTORY_ROW_MAX_DEPTH 128
 
+static bool events_stream(const Trackd__V1__HistoryRequest *q)
+{
+	return q->stream && strcmp(q->stream, "events") == 0;
+}
+
 static bool key_wanted(const Trackd__V1__HistoryRequest *q, const char *key)
 {
-	if (strcmp(key, "_step") == 0)
+	/* A sample has no step: its time places it. */
+	if (events_stream(q) ? strcmp(key, "_runtime") == 0 || strcmp(key, "_timestamp") == 0
+	                     : strcmp(key, "_step") == 0)
 		return true;
 	for (size_t i = 0; i < q->n_keys; i++)
 		if (strcmp(q->keys[i], key) == 0)
@@ -444,7 +451,17 @@ static int history_open(struct local_sink *s, const Trackd__V1__HistoryRequest *
                         const struct requester *who, struct history_source *src, char *err,
                         size_t errlen)
 {
-	return run_file_open(s, q->run, HISTORY_FILE, who, src, err, errlen);
+	bool metadata = q->stream && strcmp(q->stream, "metadata") == 0;
+	if (q->stream && *q->stream && strcmp(q->stream, "history") != 0 && !events_stream(q) &&
+	    !metadata) {
+		snprintf(err, errlen, "unknown stream '%s' (history, events or metadata)",
+		         q->stream);
+		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	}
+	const char *file = metadata           ? ENVIRONMENT_FILE
+	                   : events_stream(q) ? EVENTS_FILE
+	                                      : HISTORY_FILE;
+	return run_file_open(s, q->run, file, who, src, err, errlen);
 }
 
 #define HISTORY_CHUNK (64 * 1024)

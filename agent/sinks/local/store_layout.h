@@ -9,6 +9,8 @@
 #define RUNS_SUBDIR        "runs"
 #define HISTORY_FILE       "history.jsonl"
 #define CONSOLE_FILE       "output.log"
+#define EVENTS_FILE        "events.jsonl"
+#define ENVIRONMENT_FILE   "wandb-metadata.json"
 #define SUMMARY_FILE       "summary.json"
 #define CONFIG_FILE        "config.yaml"
 #define METADATA_FILE      "metadata.json"

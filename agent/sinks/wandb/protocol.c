@@ -322,6 +322,10 @@ enum wb_verdict wb_parse_upsert_response(const char *body, size_t len, struct wb
 		if (!rv)
 			rv = read_count(root, BUCKET "/logLineCount", &out->has_log_line_count,
 			                &out->log_line_count, err, errlen);
+		if (!rv)
+			rv =
+			    read_count(root, BUCKET "/eventsLineCount", &out->has_events_line_count,
+			               &out->events_line_count, err, errlen);
 		verdict = rv ? WB_RETRY : WB_OK;
 	} else if (json_pointer_get(root, "/errors", &v) == 0 &&
 	           json_object_is_type(v, json_type_array)) {
@@ -339,10 +343,10 @@ enum wb_verdict wb_parse_upsert_response(const char *body, size_t len, struct wb
 
 /* ---- file_stream ------------------------------------------------------------------- */
 
-/* Room kept for everything around the lines: the envelope, two file headers, the
+/* Room kept for everything around the lines: the envelope, three file headers, the
  * summary header and the complete/exitcode tail. Counted generously, so the
  * body can be built in one pass. */
-#define STREAM_RESERVE 320
+#define STREAM_RESERVE 416
 
 struct pick {
 	size_t lines, bytes, skipped, sent_bytes; /* sent_bytes: escaped, commas included */
@@ -416,13 +420,20 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 	memset(res, 0, sizeof *res);
 	size_t avail = in->max_body > STREAM_RESERVE ? in->max_body - STREAM_RESERVE : 0;
 	size_t room = avail;
-	struct pick con, his;
+	struct pick con, his, evt;
 	pick_lines(&in->console, in, avail, &room, &con, &res->largest_skipped);
 	if (con.stopped) {
 		memset(&his, 0, sizeof his);
 		his.stopped = in->history.len > 0;
 	} else {
 		pick_lines(&in->history, in, avail, &room, &his, &res->largest_skipped);
+	}
+	/* After the rows: a request cut short leaves the samples for the next. */
+	if (con.stopped || his.stopped) {
+		memset(&evt, 0, sizeof evt);
+		evt.stopped = in->events.len > 0;
+	} else {
+		pick_lines(&in->events, in, avail, &room, &evt, &res->largest_skipped);
 	}
 
 	bool summary = false;
@@ -434,13 +445,13 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 		else if (summary_len <= room)
 			summary = true;
 	}
-	res->all =
-	    !con.stopped && !his.stopped && (!in->summary || summary || res->summary_skipped);
+	res->all = !con.stopped && !his.stopped && !evt.stopped &&
+	           (!in->summary || summary || res->summary_skipped);
 	bool complete = in->complete && res->all;
 
 	size_t start = out->len;
 	int rv = TRACKD_OK;
-	bool any_file = con.sent || his.sent || summary;
+	bool any_file = con.sent || his.sent || evt.sent || summary;
 	if (!any_file && !complete) {
 		rv = buf_puts(out, "{}");
 		res->empty = true;
@@ -454,6 +465,9 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 				                &first_file);
 			if (!rv)
 				rv = emit_lines(out, WB_CONSOLE_FILE, &in->console, &con, in, avail,
+				                &first_file);
+			if (!rv)
+				rv = emit_lines(out, WB_EVENTS_FILE, &in->events, &evt, in, avail,
 				                &first_file);
 			if (!rv && summary) {
 				rv = buf_printf(
@@ -486,6 +500,9 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 	res->console_lines = con.lines;
 	res->console_bytes = con.bytes;
 	res->console_skipped = con.skipped;
+	res->events_lines = evt.lines;
+	res->events_bytes = evt.bytes;
+	res->events_skipped = evt.skipped;
 	res->summary_sent = summary;
 	res->complete_sent = complete;
 	return TRACKD_OK;

@@ -20,6 +20,8 @@
 #define WB_HISTORY_FILE "wandb-history.jsonl"
 #define WB_SUMMARY_FILE "wandb-summary.json"
 #define WB_CONSOLE_FILE "output.log"
+/* System metrics (run.h: one line per SystemStats sample). */
+#define WB_EVENTS_FILE "wandb-events.jsonl"
 
 enum wb_call { WB_CALL_UPSERT, WB_CALL_FILE_STREAM };
 enum wb_verdict { WB_OK, WB_RETRY, WB_PERMANENT };
@@ -58,8 +60,8 @@ int wb_build_upsert(const struct wb_upsert *u, struct buf *out);
 
 struct wb_upsert_result {
 	char entity[256], project[256], display_name[256]; /* "" when absent */
-	bool has_history_line_count, has_log_line_count;
-	uint64_t history_line_count, log_line_count;
+	bool has_history_line_count, has_log_line_count, has_events_line_count;
+	uint64_t history_line_count, log_line_count, events_line_count;
 	char error[256]; /* the first GraphQL error message, or why the body is unusable */
 };
 
@@ -81,7 +83,7 @@ struct wb_lines {
 };
 
 struct wb_stream_in {
-	struct wb_lines history, console;
+	struct wb_lines history, console, events;
 	const char *summary; /* the whole summary (one JSON object) or NULL */
 	size_t summary_len;
 	bool complete; /* ask for complete + exitcode if everything fits */
@@ -94,6 +96,7 @@ struct wb_stream_out {
 	/* consumed from the front of each wb_lines: sent + skipped */
 	size_t history_lines, history_bytes, history_skipped;
 	size_t console_lines, console_bytes, console_skipped;
+	size_t events_lines, events_bytes, events_skipped;
 	size_t largest_skipped; /* bytes of the largest line skipped (for the warning) */
 	bool summary_sent, summary_skipped; /* skipped: it can never fit */
 	bool complete_sent;
@@ -102,6 +105,7 @@ struct wb_stream_out {
 };
 
 /* Builds one request body: console lines first, then history lines, then the
+ * system-metrics events (the least urgent: a cut request sends them last), then the
  * summary, as much as fits in max_body; `complete` only when all of it fits.
  * A line is skipped (counted, never sent) when it is longer than max_line or
  * could not fit even alone in an otherwise empty request; skipping is a

@@ -27,8 +27,9 @@ static const char *state_name(const struct wb_run *wr, int64_t now)
 	if (wr->retry_at > now)
 		return "retrying";
 	bool delivered = !wr->xfer && wr->upserted && wr->hist.len == wr->h_head &&
-	                 wr->cons.len == wr->c_head && wr->sum_gen == wr->sum_acked &&
-	                 wr->meta_gen == wr->meta_acked && wr->end_gen == wr->end_acked;
+	                 wr->evts.len == wr->e_head && wr->cons.len == wr->c_head &&
+	                 wr->sum_gen == wr->sum_acked && wr->meta_gen == wr->meta_acked &&
+	                 wr->end_gen == wr->end_acked;
 	return wr->run->state != RUN_RUNNING && delivered ? "done" : "uploading";
 }
 
@@ -49,7 +50,8 @@ static Trackd__V1__WandbStatusReply__Run *run_status(struct wandb_sink *s, const
 	r.console_acked = wr->c_done;
 	r.lines_skipped = wr->h_skipped + wr->c_skipped;
 	r.has_buffered_bytes = r.has_attempts = r.has_retry_in_ms = true;
-	r.buffered_bytes = (wr->hist.len - wr->h_head) + (wr->cons.len - wr->c_head);
+	r.buffered_bytes =
+	    (wr->hist.len - wr->h_head) + (wr->cons.len - wr->c_head) + (wr->evts.len - wr->e_head);
 	r.attempts = wr->attempts;
 	r.retry_in_ms = wr->retry_at > now ? (wr->retry_at - now) / 1000 : 0;
 	r.has_last_status = r.has_stop_requested = true;

@@ -13,7 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char magic[8] = {'T', 'R', 'K', 'D', 'W', 'B', '0', '1'};
+/* 02 added the events offsets; 01 files (no events) are still read. */
+static const char magic[8] = {'T', 'R', 'K', 'D', 'W', 'B', '0', '2'};
+static const char magic_v1[8] = {'T', 'R', 'K', 'D', 'W', 'B', '0', '1'};
 
 void wb_state_file_name(const char *run_id, char *out, size_t len)
 {
@@ -42,7 +44,7 @@ int wb_state_write(const char *dir, const char *run_id, const struct wb_state *s
 	size_t el = strlen(entity), pl = strlen(project);
 	if (el > UINT16_MAX || pl > UINT16_MAX || st->snapshot_len > WB_STATE_MAX_BYTES)
 		return TRACKD_ETOOBIG;
-	size_t len = 8 + 4 + 4 * 8 + 2 + el + 2 + pl + 4 + st->snapshot_len + 4;
+	size_t len = 8 + 4 + 6 * 8 + 2 + el + 2 + pl + 4 + st->snapshot_len + 4;
 	uint8_t *b = malloc(len);
 	if (!b)
 		return TRACKD_ENOMEM;
@@ -55,7 +57,9 @@ int wb_state_write(const char *dir, const char *run_id, const struct wb_state *s
 	put_le64(p + 8, st->console_base);
 	put_le64(p + 16, st->history_skipped);
 	put_le64(p + 24, st->console_skipped);
-	p += 32;
+	put_le64(p + 32, st->events_base);
+	put_le64(p + 40, st->events_skipped);
+	p += 48;
 	p[0] = (uint8_t)el;
 	p[1] = (uint8_t)(el >> 8);
 	memcpy(p + 2, entity, el);
@@ -113,8 +117,9 @@ int wb_state_read(const char *dir, const char *run_id, struct wb_state *st)
 		return rv;
 	uint8_t *b = (uint8_t *)text;
 	rv = TRACKD_ECORRUPT;
-	const size_t fixed = 8 + 4 + 32;
-	if (len < fixed + 2 + 2 + 4 + 4 || memcmp(b, magic, 8) != 0 ||
+	bool v1 = len >= 8 && memcmp(b, magic_v1, 8) == 0;
+	const size_t fixed = 8 + 4 + (v1 ? 32 : 48);
+	if (len < fixed + 2 + 2 + 4 + 4 || (!v1 && memcmp(b, magic, 8) != 0) ||
 	    crc32c_update(0, b, len - 4) != get_le32(b + len - 4))
 		goto out;
 	const uint8_t *p = b + 8, *end = b + len - 4;
@@ -123,7 +128,11 @@ int wb_state_read(const char *dir, const char *run_id, struct wb_state *st)
 	st->console_base = get_le64(p + 12);
 	st->history_skipped = get_le64(p + 20);
 	st->console_skipped = get_le64(p + 28);
-	p += 36;
+	if (!v1) {
+		st->events_base = get_le64(p + 36);
+		st->events_skipped = get_le64(p + 44);
+	}
+	p += v1 ? 36 : 52;
 	if (!(st->entity = take_string(&p, end)) || !(st->project = take_string(&p, end)))
 		goto out;
 	if (end - p < 4)

@@ -8,16 +8,17 @@
  * (temp, fdatasync, rename, fsync dir), so a reader sees one whole version.
  *
  * Format (integers little-endian):
- *   "TRKDWB01" | u32 flags | u64 history_base | u64 console_base
- *   | u64 history_skipped | u64 console_skipped
+ *   "TRKDWB02" | u32 flags | u64 history_base | u64 console_base
+ *   | u64 history_skipped | u64 console_skipped | u64 events_base | u64 events_skipped
  *   | u16 len + upstream entity | u16 len + upstream project
  *   | u32 len + RunSnapshot (protobuf; len 0 = none yet) | u32 crc32c(all before)
  *
  * The snapshot is the run (run.h) at a point where everything derived from it
  * was acknowledged by the backend: its history_lines / console_lines are the
  * line counts the backend holds (minus the bases, plus the skipped lines), its
- * last_index the last log index applied. A file without a snapshot records only
- * that the run exists upstream and where its lines start (the bases).
+ * last_index the last log index applied. "TRKDWB01" files (before the
+ * events: no events_base / events_skipped, read as 0) are read too. A file without a snapshot
+ * records only that the run exists upstream and where its lines start (the bases).
  *
  * Thread-safe (no state). Errors: TRACKD_ENOENT, TRACKD_ECORRUPT (bad magic,
  * length or checksum), TRACKD_ETOOBIG, TRACKD_EIO and other errno translations.
@@ -37,8 +38,9 @@ struct wb_state {
 	uint32_t flags;
 	uint64_t history_base, console_base;
 	uint64_t history_skipped, console_skipped;
-	char *entity, *project; /* owned; "" when unknown */
-	uint8_t *snapshot;      /* owned; NULL = none */
+	uint64_t events_base, events_skipped; /* wandb-events.jsonl */
+	char *entity, *project;               /* owned; "" when unknown */
+	uint8_t *snapshot;                    /* owned; NULL = none */
 	size_t snapshot_len;
 };
 

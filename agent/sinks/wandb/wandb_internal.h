@@ -55,6 +55,10 @@ struct wb_run {
 	size_t h_head, c_head;
 	uint64_t h_done, c_done;       /* lines acknowledged or skipped */
 	uint64_t h_skipped, c_skipped; /* of those, skipped */
+	/* wandb-events.jsonl (system metrics): the same, with its own offsets. */
+	struct buf evts;
+	size_t e_head;
+	uint64_t e_base, e_done, e_skipped;
 
 	/* What changed since the backend last acknowledged it. */
 	uint64_t meta_gen, meta_acked;

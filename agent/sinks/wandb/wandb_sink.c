@@ -43,7 +43,8 @@ static char *dup_or_empty(const char *s)
 
 static size_t wr_buffered(const struct wb_run *wr)
 {
-	return (wr->hist.len - wr->h_head) + (wr->cons.len - wr->c_head);
+	return (wr->hist.len - wr->h_head) + (wr->cons.len - wr->c_head) +
+	       (wr->evts.len - wr->e_head);
 }
 
 static struct wb_run *wr_new(struct wandb_sink *s, const char *id)
@@ -56,6 +57,7 @@ static struct wb_run *wr_new(struct wandb_sink *s, const char *id)
 	size_t max = s->opts.max_buffer_bytes + RUN_BUF_SLACK;
 	buf_init(&wr->hist, max);
 	buf_init(&wr->cons, max);
+	buf_init(&wr->evts, max);
 	wr->hold = WB_NO_HOLD;
 	wr->touched_at = clock_mono_us();
 	return wr;
@@ -67,9 +69,11 @@ static void wr_drop_lines(struct wandb_sink *s, struct wb_run *wr)
 	size_t max = wr->hist.max;
 	buf_fini(&wr->hist);
 	buf_fini(&wr->cons);
+	buf_fini(&wr->evts);
 	buf_init(&wr->hist, max);
 	buf_init(&wr->cons, max);
-	wr->h_head = wr->c_head = 0;
+	buf_init(&wr->evts, max);
+	wr->h_head = wr->c_head = wr->e_head = 0;
 }
 
 /* Forgets everything derived from the log (the durable state is on disk). */
@@ -83,6 +87,7 @@ static void wr_reset(struct wandb_sink *s, struct wb_run *wr)
 	wr->up_entity = wr->up_project = NULL;
 	wr->upserted = false;
 	wr->h_base = wr->c_base = wr->h_done = wr->c_done = wr->h_skipped = wr->c_skipped = 0;
+	wr->e_base = wr->e_done = wr->e_skipped = 0;
 	wr->meta_gen = wr->meta_acked = wr->sum_gen = wr->sum_acked = 0;
 	wr->end_gen = wr->end_acked = 0;
 	wr->applying_entry = 0;
@@ -97,6 +102,7 @@ static void wr_free(struct wandb_sink *s, struct wb_run *wr)
 	wr_reset(s, wr);
 	buf_fini(&wr->hist);
 	buf_fini(&wr->cons);
+	buf_fini(&wr->evts);
 	wb_sync_free(wr->sync);
 	free(wr->id);
 	free(wr);
@@ -204,11 +210,14 @@ static int load_state(struct wandb_sink *s, struct wb_run *wr)
 	wr->c_base = st.console_base;
 	wr->h_skipped = st.history_skipped;
 	wr->c_skipped = st.console_skipped;
+	wr->e_base = st.events_base;
+	wr->e_skipped = st.events_skipped;
 	if (r) {
 		wr->uid = r->uid;
 		wr->uid_known = true;
 		wr->h_done = r->history_lines;
 		wr->c_done = r->console_lines;
+		wr->e_done = r->events_lines;
 		wr->durable_index = r->last_index;
 	}
 	wb_state_fini(&st);
@@ -226,6 +235,8 @@ static int write_state(struct wandb_sink *s, struct wb_run *wr, const uint8_t *s
 	    .console_base = wr->c_base,
 	    .history_skipped = wr->h_skipped,
 	    .console_skipped = wr->c_skipped,
+	    .events_base = wr->e_base,
+	    .events_skipped = wr->e_skipped,
 	    .entity = wr->up_entity,
 	    .project = wr->up_project,
 	    .snapshot = (uint8_t *)snapshot,
@@ -549,7 +560,10 @@ static void apply_record(struct wandb_sink *s, const Trackd__V1__Record *rec,
 		wr->hold = o->index - 1;
 	bool was_running = r->state == RUN_RUNNING;
 	size_t before = wr_buffered(wr);
-	struct run_effects fx = {.history = &wr->hist, .console = &wr->cons};
+	/* A sync job's lines come from the local store's files (sync.c), which
+	 * upload no events yet: its samples are not buffered. */
+	struct run_effects fx = {
+	    .history = &wr->hist, .console = &wr->cons, .events = wr->sync ? NULL : &wr->evts};
 	int rv = run_apply(r, rec, o, &fx);
 	if (rv) {
 		count(&s->write_errors, 1);
@@ -787,6 +801,11 @@ static int start_stream(struct wandb_sink *s, struct wb_run *wr, bool heartbeat,
 		    .len = wr->cons.len - wr->c_head,
 		    .offset = wr->c_base + wr->c_done - wr->c_skipped,
 		};
+		in.events = (struct wb_lines){
+		    .data = wr->evts.data ? wr->evts.data + wr->e_head : "",
+		    .len = wr->evts.len - wr->e_head,
+		    .offset = wr->e_base + wr->e_done - wr->e_skipped,
+		};
 		if (wr->sum_gen != wr->sum_acked) {
 			rv = vmap_to_json(&r->summary, &summary);
 			in.summary = summary.data ? summary.data : "{}";
@@ -1003,6 +1022,7 @@ static void upsert_done(struct wandb_sink *s, struct wb_run *wr, struct wb_trans
 		 * cannot mistake our own lines for someone else's. */
 		wr->h_base = res.has_history_line_count ? res.history_line_count : 0;
 		wr->c_base = res.has_log_line_count ? res.log_line_count : 0;
+		wr->e_base = res.has_events_line_count ? res.events_line_count : 0;
 		wr->upserted = true;
 		if (!wr->up_entity || !wr->up_project ||
 		    (wr->sync ? wb_sync_save(s, wr) : write_state(s, wr, NULL, 0)) != 0) {
@@ -1027,14 +1047,18 @@ static void consume(struct wandb_sink *s, struct wb_run *wr, const struct wb_str
 {
 	wr->h_head += out->history_bytes;
 	wr->c_head += out->console_bytes;
+	wr->e_head += out->events_bytes;
 	wr->h_done += out->history_lines;
 	wr->c_done += out->console_lines;
-	count(&s->lines_sent, out->history_lines + out->console_lines - out->history_skipped -
-	                          out->console_skipped);
+	wr->e_done += out->events_lines;
+	count(&s->lines_sent, out->history_lines + out->console_lines + out->events_lines -
+	                          out->history_skipped - out->console_skipped -
+	                          out->events_skipped);
 	wr->h_skipped += out->history_skipped;
 	wr->c_skipped += out->console_skipped;
-	s->buffered -= out->history_bytes + out->console_bytes;
-	size_t skipped = out->history_skipped + out->console_skipped;
+	wr->e_skipped += out->events_skipped;
+	s->buffered -= out->history_bytes + out->console_bytes + out->events_bytes;
+	size_t skipped = out->history_skipped + out->console_skipped + out->events_skipped;
 	if (skipped) {
 		count(&s->lines_skipped, skipped);
 		log_warn("wandb: run %s: %zu line(s) over the line limit (%" PRIu64
@@ -1049,6 +1073,14 @@ static void consume(struct wandb_sink *s, struct wb_run *wr, const struct wb_str
 		memmove(wr->hist.data, wr->hist.data + wr->h_head, wr->hist.len - wr->h_head + 1);
 		wr->hist.len -= wr->h_head;
 		wr->h_head = 0;
+	}
+	if (wr->e_head == wr->evts.len) {
+		buf_reset(&wr->evts);
+		wr->e_head = 0;
+	} else if (wr->e_head > (1u << 20) && wr->e_head > wr->evts.len / 2) {
+		memmove(wr->evts.data, wr->evts.data + wr->e_head, wr->evts.len - wr->e_head + 1);
+		wr->evts.len -= wr->e_head;
+		wr->e_head = 0;
 	}
 	if (wr->c_head == wr->cons.len) {
 		buf_reset(&wr->cons);

@@ -474,7 +474,7 @@ static void test_file_stream_body(void)
 
 	/* A size limit that fits the console and one history line: no complete. */
 	buf_reset(&b);
-	in.max_body = 320 + 100;
+	in.max_body = 416 + 100;
 	CHECK(wb_build_file_stream(&in, &b, &out) == 0, "build small");
 	CHECK(b.len <= in.max_body, "within the limit: %zu", b.len);
 	CHECK(!out.all && !out.complete_sent && out.console_lines == 2 && out.history_lines == 1 &&
@@ -507,10 +507,32 @@ static void test_file_stream_body(void)
 	/* A line that fits the line limit but never one request is skipped too. */
 	buf_reset(&b);
 	in2.max_line = 1 << 20;
-	in2.max_body = 320 + 100;
+	in2.max_body = 416 + 100;
 	CHECK(wb_build_file_stream(&in2, &b, &out) == 0 && out.history_skipped == 1 && out.all,
 	      "too big for any request: skipped");
 	buf_fini(&h2);
+
+	/* System-metrics events: their own file and offsets, after the rows. */
+	buf_reset(&b);
+	const char ev[] =
+	    "{\"_wandb\":true,\"_timestamp\":1.5,\"_runtime\":0.5,\"system.cpu\":3.0}\n";
+	struct wb_stream_in in_ev = {
+	    .history = {hist, sizeof hist - 1, 0},
+	    .events = {ev, sizeof ev - 1, 4},
+	    .max_body = 10 << 20,
+	    .max_line = 1 << 20,
+	};
+	CHECK(wb_build_file_stream(&in_ev, &b, &out) == 0 && out.all && out.events_lines == 1 &&
+	          out.events_bytes == sizeof ev - 1,
+	      "events consumed");
+	CHECK(offset_of(b.data, WB_EVENTS_FILE) == 4 && content_len(b.data, WB_EVENTS_FILE) == 1,
+	      "events at offset 4: %s", b.data);
+	/* Room for the rows only: the events wait for the next request. */
+	buf_reset(&b);
+	in_ev.max_body = 416 + 130;
+	CHECK(wb_build_file_stream(&in_ev, &b, &out) == 0 && !out.all && out.events_lines == 0 &&
+	          strstr(b.data, WB_EVENTS_FILE) == NULL,
+	      "events after rows: h=%zu e=%zu", out.history_lines, out.events_lines);
 
 	/* Nothing to send: the heartbeat. */
 	buf_reset(&b);

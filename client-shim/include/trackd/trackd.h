@@ -287,6 +287,10 @@ typedef struct td_query {
 	const char *name;   /* rename: the new display name */
 	uint64_t offset;    /* runs: skip this many runs of the filtered list */
 	uint64_t limit;     /* runs: at most this many (0: no limit) */
+	/* history: NULL or "history": the rows; "events": the system-metrics
+	 * samples (W&B's wandb-events.jsonl lines); "metadata": the run's
+	 * wandb-metadata.json as one line. */
+	const char *stream;
 } td_query;
 
 /* Sends one query (socket_url NULL: TRACKD_SOCKET, else the default path) and

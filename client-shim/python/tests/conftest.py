@@ -89,11 +89,16 @@ def agent(tmp_path):
         a.proc.wait()
 
 
+# The agent's own records for a run (its system-metrics samples and the run's
+# environment): not what the client sent, left out unless asked for by kind.
+AGENT_RECORDS = ("stats", "metadata")
+
+
 def records(agent, run_id=None, kind=None):
     """What the agent stored, in log order, as trackctl dump prints it."""
     out = agent.dump()
     return [r for r in out if (run_id is None or r["run_id"] == run_id)
-            and (kind is None or r["type"] == kind)]
+            and (r["type"] == kind if kind else r["type"] not in AGENT_RECORDS)]
 
 
 def wait_for(predicate, timeout=10.0, interval=0.05):

@@ -36,7 +36,7 @@ def _query(socket: Optional[str], timeout: float, kind: str, **fields: Any) -> D
     q = _lib.TdQuery()
     keep: List[Any] = []
     q.kind = _KINDS[kind]
-    for name in ("run", "project", "state", "name"):
+    for name in ("run", "project", "state", "name", "stream"):
         value = fields.get(name)
         if value is not None:
             b = value.encode("utf-8")
@@ -118,15 +118,21 @@ class ApiRun:
         """The run's project in the W&B UI (None as for url)."""
         return self.upload.get("project_url") or None
 
-    def history(self, keys: Optional[Iterable[str]] = None) -> List[Dict[str, Any]]:
+    def history(self, keys: Optional[Iterable[str]] = None,
+                stream: str = "default") -> List[Dict[str, Any]]:
         """Every history row (all pages), optionally only some keys (the agent
-        adds _step)."""
+        adds _step). stream="events": the system-metrics samples instead, as
+        W&B's run.history(stream="events") ("system" is the same; one dict per sample: _wandb,
+        _timestamp, _runtime, system.<key>; keys keep _runtime and _timestamp)."""
+        if stream not in ("default", "history", "events", "system"):
+            raise ValueError(f"stream is 'default' or 'events', not {stream!r}")
         keys = list(keys) if keys is not None else None
         rows: List[Dict[str, Any]] = []
         line = 0
         while True:
             page = _query(self._api.socket, self._api.timeout, "history", run=self.path,
-                          keys=keys, from_line=line, max_lines=_HISTORY_PAGE)
+                          keys=keys, from_line=line, max_lines=_HISTORY_PAGE,
+                          stream="events" if stream in ("events", "system") else None)
             lines = page.get("lines") or []
             rows.extend(lines)
             nxt = page.get("next_line", line + len(lines))
@@ -134,6 +140,20 @@ class ApiRun:
             if not lines or nxt <= line or nxt >= total:
                 return rows
             line = nxt
+
+    @property
+    def system_metrics(self) -> List[Dict[str, Any]]:
+        """The run's system-metrics samples, oldest first: history(stream="events")."""
+        return self.history(stream="events")
+
+    @property
+    def metadata(self) -> Dict[str, Any]:
+        """The run's environment (W&B's wandb-metadata.json fields: program,
+        args, git, host, os, cpu, memory, gpu …); {} until the agent sampled it."""
+        page = _query(self._api.socket, self._api.timeout, "history", run=self.path,
+                      stream="metadata", from_line=0, max_lines=1)
+        lines = page.get("lines") or []
+        return lines[0] if lines else {}
 
     def refresh(self) -> "ApiRun":
         self.json = self._api.run(self.path).json

@@ -132,6 +132,7 @@ class TdQuery(ctypes.Structure):
         ("name", ctypes.c_char_p),
         ("offset", ctypes.c_uint64),
         ("limit", ctypes.c_uint64),
+        ("stream", ctypes.c_char_p),
     ]
 
 
