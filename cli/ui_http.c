@@ -394,9 +394,12 @@ enum ui_api_status ui_api_parse(const char *path, const char *uri, struct ui_api
 		    (st = u64_param(uri, "from", UINT64_MAX, &h->from_line, &h->has_from_line, err,
 		                    errlen)) ||
 		    (st = u64_param(uri, "max", UI_LINES_MAX, &h->max_lines, &h->has_max_lines, err,
-		                    errlen)))
+		                    errlen)) ||
+		    (st = str_param(uri, "stream", a->str1, sizeof a->str1, &set, err, errlen)))
 			return st;
 		h->run = a->run;
+		h->stream =
+		    set ? a->str1 : NULL; /* history, events or metadata: the agent checks */
 		h->n_keys = n;
 		h->keys = n ? a->keys : NULL;
 		if (!h->has_max_lines || h->max_lines == 0) {

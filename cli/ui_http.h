@@ -107,7 +107,7 @@ enum ui_api_status { UI_API_OK = 0, UI_API_BAD_REQUEST = 400, UI_API_NOT_FOUND =
  *   /api/run       run
  *   /api/series    run [keys=a,b] [x] [x_min] [x_max] [buckets]
  *   /api/console   run [from] [max] [grep]
- *   /api/history   run [keys=a,b] [from] [max]
+ *   /api/history   run [keys=a,b] [from] [max] [stream=history|events|metadata]
  * Numbers must be whole (no trailing text), finite, and within the UI_*
  * limits; `run` is required where listed. */
 enum ui_api_status ui_api_parse(const char *path, const char *uri, struct ui_api *a, char *err,

@@ -142,6 +142,11 @@ static void test_api(void)
 	    ui_api_parse("/api/history", "/api/history?run=r&keys=a&max=10", a, err, sizeof err),
 	    UI_API_OK);
 	CHECK(a->q.history->max_lines == 10 && a->q.history->n_keys == 1);
+	CHECK(a->q.history->stream == NULL, "no stream: the rows");
+	CHECK_EQ(
+	    ui_api_parse("/api/history", "/api/history?run=r&stream=events", a, err, sizeof err),
+	    UI_API_OK);
+	CHECK_STR_EQ(a->q.history->stream, "events");
 	CHECK_EQ(ui_api_parse("/api/nope", "/api/nope", a, err, sizeof err), UI_API_NOT_FOUND);
 	free(a);
 }

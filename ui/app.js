@@ -31,7 +31,7 @@ const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2
   '#db2777', '#65a30d', '#4f46e5', '#b45309', '#0d9488', '#7c3aed'];
 
 const ui = window.trackdUI = {
-  view: null, runs: [], charts: {}, series: {}, console: [], panelProviders: [],
+  view: null, runs: [], charts: {}, systemCharts: {}, series: {}, console: [], panelProviders: [],
   polls: 0, errors: [],
 };
 
@@ -321,7 +321,9 @@ function stopCurrent() {
   if (current && current.stop) current.stop();
   current = null;
   for (const u of Object.values(ui.charts)) u.destroy();
+  for (const u of Object.values(ui.systemCharts)) u.destroy();
   ui.charts = {};
+  ui.systemCharts = {};
   ui.series = {};
   ui.console = [];
 }
@@ -587,6 +589,56 @@ async function metricsPanel(ctx) {
   });
 }
 
+/* Panel: system metrics — the agent's samples of the run (events.jsonl, the
+ * history query's "events" stream: W&B's system.* keys, one line per pass of
+ * its sampler), one chart per key against the run's time (_runtime). Samples
+ * are few (one per interval), so they come as they are, not bucketed; a poll
+ * asks only for the lines after those held. */
+async function systemPanel(ctx) {
+  const box = el('div', { id: 'system' });
+  ctx.container.append(el('h2', {}, 'System'), box);
+  const rs = new RunSeries(ctx.runId, '_runtime');
+  let next = 0;
+  const fetchMore = async () => {
+    let added = 0;
+    for (;;) {
+      const page = await api('history', { run: ctx.runId, stream: 'events', from: next,
+        max: HISTORY_PAGE });
+      added += rs.absorbRows(page.lines || []);
+      const n = page.next_line ?? next + (page.lines || []).length;
+      const done = n <= next || n >= (page.total_lines ?? n);
+      next = n;
+      if (done) return added;
+    }
+  };
+  const draw = () => {
+    for (const u of Object.values(ui.systemCharts)) u.destroy();
+    ui.systemCharts = {};
+    const keys = rs.chartKeys();
+    if (!keys.length) {
+      box.replaceChildren(el('p', { class: 'muted' }, 'no system metrics sampled for this run'));
+      return;
+    }
+    const grid = el('div', { class: 'charts' });
+    box.replaceChildren(grid);
+    const opts = { ...ctx.opts, axis: '_runtime', smooth: 0 };
+    for (const k of keys) {
+      const holder = el('div', { class: 'chart', 'data-key': k },
+        el('div', { class: 'title' }, k.replace(/^system\./, '')));
+      grid.append(holder);
+      ui.systemCharts[k] = makeChart(holder, k,
+        [{ label: ctx.label, color: runColor(ctx.runId), s: rs.keys[k] }], opts, null);
+    }
+  };
+  await fetchMore();
+  draw();
+  ctx.onPoll(async () => {
+    const added = await fetchMore();
+    if (added) draw();
+    return added;
+  });
+}
+
 /* Panel: console output (output.log), with search. */
 async function consolePanel(ctx) {
   const grep = el('input', { type: 'text', id: 'grep', value: ctx.params.get('grep') || '',
@@ -646,7 +698,7 @@ async function consolePanel(ctx) {
   ctx.onPoll(async () => append(await fetchFrom(next)));
 }
 
-ui.panelProviders.push(metricsPanel, consolePanel);
+ui.panelProviders.push(metricsPanel, systemPanel, consolePanel);
 
 function renderRun(main, runId, params) {
   const opts = chartOptsFrom(params);

@@ -172,6 +172,28 @@ try {
   facts.live.lag_ms = lag;
   check(lag >= 0 && lag <= 2500, `rows logged are on the page within ~2 s (took ${lag} ms)`);
 
+  // System metrics: the agent's samples of the live run (events.jsonl), one
+  // chart per system.* key, holding the sampled values.
+  await page.waitForFunction(() => Object.keys(window.trackdUI.systemCharts)
+    .some(k => k.startsWith('system.')), { timeout: 20000 })
+    .catch(() => { throw new Error('no System charts on the live run'); });
+  const sys = await page.evaluate(async id => {
+    const events = await fetch(`/api/history?run=${id}&stream=events`).then(r => r.json());
+    const charts = {};
+    for (const [k, u] of Object.entries(window.trackdUI.systemCharts))
+      charts[k] = { x: Array.from(u.data[0]), y: Array.from(u.data[u.data.length - 1]) };
+    return { lines: events.lines || [], charts };
+  }, cfg.live);
+  const sysKeys = Object.keys(sys.charts).sort();
+  facts.system = { keys: sysKeys, samples: sys.lines.length };
+  check(sys.lines.length > 0 && sysKeys.every(k => k.startsWith('system.')),
+    `System charts of system.* keys: ${sysKeys}`);
+  const k0 = sysKeys[0];
+  const want = sys.lines.filter(l => typeof l[k0] === 'number' && typeof l._runtime === 'number');
+  const got = sys.charts[k0];
+  check(want.length > 0 && want.every(l => got.x.includes(l._runtime) &&
+    got.y[got.x.indexOf(l._runtime)] === l[k0]), `${k0}: the sampled values (${JSON.stringify(got)})`);
+
   // Console output, with search.
   if (cfg.console) {
     await go(page, `#/run/${cfg.console}`, 'console run');
