@@ -183,6 +183,8 @@ static const void *query_member(const Trackd__V1__QueryReply *r)
 	case TRACKD__V1__QUERY_REPLY__REPLY_RETRY: return r->retry;
 	case TRACKD__V1__QUERY_REPLY__REPLY_SYNC: return r->sync;
 	case TRACKD__V1__QUERY_REPLY__REPLY_SYNC_STATUS: return r->sync_status;
+	case TRACKD__V1__QUERY_REPLY__REPLY_SERIES: return r->series;
+	case TRACKD__V1__QUERY_REPLY__REPLY_CONSOLE: return r->console;
 	default: return NULL;
 	}
 }
