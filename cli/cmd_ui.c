@@ -1,15 +1,23 @@
 /*
- * cmd_ui.c — `trackctl ui` (see ui.h): NNG's HTTP server, one handler for
- * every path, and a few worker threads that ask the agent.
+ * cmd_ui.c — `trackctl ui` (see ui.h): a libmicrohttpd server, one handler
+ * for every path, each connection on its own thread.
  *
- * Why workers: an NNG HTTP handler runs on one of NNG's task threads, and so
- * do the completions of the REQ socket that talks to the agent. A handler
- * that waited for the agent would hold a task thread; a few at once would
- * leave none to deliver the agent's replies. So the handler decides
- * everything that needs no agent (method, Host, token, static files) at once
- * and queues API requests for UI_WORKERS threads, each with its own agent
- * connection (agent_client is one per thread), which finish the request's
- * aio themselves. The queue is bounded (UI_QUEUE_MAX: past it, 503).
+ * Why a thread per connection: an API request waits for the agent (up to
+ * trackctl's 15 s timeout), and a handler that waits holds its thread. With
+ * one thread per connection a slow query delays only its own connection, and
+ * each thread keeps its own agent connection (agent_client is one per thread)
+ * for the requests of its HTTP connection.
+ *
+ * Bounds, all explicit (libmicrohttpd enforces each; see also ui_http.h for
+ * the API's parameters):
+ *   - UI_MAX_CONNS connections at once (so at most as many threads and agent
+ *     queries); one more is closed at once by the accept policy;
+ *   - a connection idle for the idle timeout (UI_IDLE_TIMEOUT_S, or
+ *     --idle-timeout) is closed, so a silent client cannot hold a slot;
+ *   - a request head must fit the connection's memory pool (UI_MEMORY_LIMIT):
+ *     libmicrohttpd answers 414 (line) or 431 (headers) to one that does not;
+ *   - no request body: a Content-Length other than 0 or a Transfer-Encoding
+ *     → 400, answered before any byte of the body is read.
  */
 #include "ui.h"
 
@@ -21,46 +29,51 @@
 #include "ui_assets.h"
 #include "ui_http.h"
 
-#include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
+#include <microhttpd.h>
 
-#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define UI_WORKERS     4   /* agent queries in flight at once */
-#define UI_QUEUE_MAX   256 /* API requests waiting for a worker; past it, 503 */
-#define UI_PATH_MAX    1024
-#define UI_ERROR_BYTES 6144
-#define EXIT_USAGE     2
+#define UI_MAX_CONNS        32         /* connections (and threads) at once */
+#define UI_IDLE_TIMEOUT_S   30         /* a connection silent this long is closed */
+#define UI_IDLE_TIMEOUT_MAX 3600       /* --idle-timeout's maximum */
+#define UI_MEMORY_LIMIT     (32 << 10) /* per connection: the request head and answer headers */
+#define UI_PATH_MAX         1024
+#define UI_ERROR_BYTES      6144
+#define EXIT_USAGE          2
 
-struct job {
-	nng_aio *aio;
-	bool head;
-	char *uri;
-	char path[UI_PATH_MAX];
-	struct job *next;
-};
-
+/* Fixed before the server starts (the port is bound first), read-only after:
+ * the connection threads share it without a lock. */
 struct ui {
 	char token[UI_TOKEN_HEX + 1];
 	char cookie_name[32];
 	struct ui_hosts hosts;
 	char agent_url[4096];
+	atomic_uint live; /* connections open now, for the accept policy */
+};
 
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct job *head, *tail;
-	size_t queued;
-	bool stopping;
-	pthread_t workers[UI_WORKERS];
+/* Per connection (libmicrohttpd's socket context): its agent connection,
+ * opened on its first API request, used by its thread only. */
+struct conn {
+	agent_client *agent;
+};
+
+/* Per request (from the URI log callback): the request target as the client
+ * sent it, query string included (the handler's `url` is without it). */
+struct req {
+	char *uri;
 };
 
 /* ---- responses ------------------------------------------------------------ */
@@ -69,51 +82,39 @@ struct ui {
  * and everything else only from this server (no CDN, no inline script), no
  * Referer (the first URL holds the token), nothing cached (answers are
  * per-user data). No Access-Control-* header: other origins get nothing. */
-static void common_headers(nng_http_res *res)
+static struct MHD_Response *response(const char *type, const void *body, size_t len, bool copy)
 {
-	nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff");
-	nng_http_res_set_header(res, "X-Frame-Options", "DENY");
-	nng_http_res_set_header(res, "Content-Security-Policy",
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+	    len, (void *)body, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return NULL;
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	MHD_add_response_header(r, "Content-Security-Policy",
 	                        "default-src 'self'; script-src 'self'; style-src 'self' "
 	                        "'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'");
-	nng_http_res_set_header(res, "Referrer-Policy", "no-referrer");
-	nng_http_res_set_header(res, "Cache-Control", "no-store");
-}
-
-/* Finishes the request with `res` (NULL: out of memory, the connection is
- * dropped, which NNG answers with a 500 when it still can). */
-static void finish(nng_aio *aio, nng_http_res *res)
-{
-	nng_aio_set_output(aio, 0, res);
-	nng_aio_finish(aio, res ? 0 : NNG_ENOMEM);
-}
-
-/* A body the caller keeps alive (static assets) or that is copied (copy). */
-static void respond(nng_aio *aio, uint16_t status, const char *type, const void *body, size_t len,
-                    bool copy, bool head)
-{
-	nng_http_res *res;
-	if (nng_http_res_alloc(&res) != 0) {
-		finish(aio, NULL);
-		return;
-	}
-	nng_http_res_set_status(res, status);
-	common_headers(res);
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
 	if (type)
-		nng_http_res_set_header(res, "Content-Type", type);
-	int rv = 0;
-	if (!head && len)
-		rv = copy ? nng_http_res_copy_data(res, body, len)
-		          : nng_http_res_set_data(res, body, len);
-	if (rv != 0) {
-		nng_http_res_free(res);
-		res = NULL;
-	}
-	finish(aio, res);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	return r;
+}
+
+/* Queues `r` (NULL: out of memory; MHD_NO makes libmicrohttpd close the
+ * connection) and drops our reference. For HEAD, libmicrohttpd sends the
+ * headers only. */
+static enum MHD_Result send_response(struct MHD_Connection *c, unsigned status,
+                                     struct MHD_Response *r)
+{
+	if (!r)
+		return MHD_NO;
+	enum MHD_Result rv = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return rv;
 }
 
 /* An error as {"error": message, "status": N}, written by json_write. */
-static void respond_error(nng_aio *aio, uint16_t status, const char *message, bool head)
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *message)
 {
 	struct buf b;
 	buf_init(&b, 2 * UI_ERROR_BYTES + 64);
@@ -121,12 +122,14 @@ static void respond_error(nng_aio *aio, uint16_t status, const char *message, bo
 	if (!rv)
 		rv = json_write_string(&b, message);
 	if (!rv)
-		rv = buf_printf(&b, ",\"status\":%u}\n", (unsigned)status);
-	respond(aio, status, "application/json", b.data, rv ? 0 : b.len, true, head);
+		rv = buf_printf(&b, ",\"status\":%u}\n", status);
+	enum MHD_Result res = send_response(
+	    c, status, response("application/json", rv ? "" : b.data, rv ? 0 : b.len, true));
 	buf_fini(&b);
+	return res;
 }
 
-/* ---- the API, on the workers ------------------------------------------------ */
+/* ---- the API --------------------------------------------------------------------- */
 
 /* The agent's answer (or refusal) as an HTTP status. Its error codes: not
  * found → 404; another user's run → 403 (the agent says no more than that);
@@ -176,169 +179,159 @@ static int query_json(agent_client *c, const Trackd__V1__Query *q, char **json, 
 	return 0;
 }
 
-static void serve_api(struct ui *u, agent_client **agent, struct job *j)
+static enum MHD_Result serve_api(struct ui *u, struct conn *k, struct MHD_Connection *c,
+                                 const char *path, const char *uri)
 {
 	char err[UI_ERROR_BYTES];
 	struct ui_api *a = malloc(sizeof *a);
-	if (!a) {
-		respond_error(j->aio, 500, "out of memory", j->head);
-		return;
-	}
-	enum ui_api_status st = ui_api_parse(j->path, j->uri, a, err, sizeof err);
+	if (!a)
+		return send_error(c, 500, "out of memory");
+	enum ui_api_status st = ui_api_parse(path, uri, a, err, sizeof err);
 	if (st != UI_API_OK) {
-		respond_error(j->aio, (uint16_t)st, err, j->head);
 		free(a);
-		return;
+		return send_error(c, (unsigned)st, err);
 	}
 	struct agent_error aerr = {0};
 	int rv = 0;
-	if (!*agent)
-		rv = agent_open(u->agent_url, agent, &aerr);
+	if (!k->agent)
+		rv = agent_open(u->agent_url, &k->agent, &aerr);
 	char *json = NULL;
 	size_t len = 0;
 	if (rv == 0)
-		rv = query_json(*agent, &a->q, &json, &len, &aerr);
+		rv = query_json(k->agent, &a->q, &json, &len, &aerr);
+	enum MHD_Result res;
 	if (rv == 0) {
-		respond(j->aio, 200, "application/json", json, len, true, j->head);
+		res = send_response(c, 200, response("application/json", json, len, true));
 	} else {
 		uint16_t code = agent_status_code(rv, &aerr);
 		if (code == 503) {
 			snprintf(err, sizeof err, "the agent at %s does not answer: %s",
 			         u->agent_url, aerr.message);
 			/* A new connection next time: the agent may have restarted. */
-			agent_close(*agent);
-			*agent = NULL;
+			agent_close(k->agent);
+			k->agent = NULL;
 		} else if (code == 404) {
 			snprintf(err, sizeof err, "%s not found: %s", a->what[0] ? a->what : "run",
 			         aerr.message);
 		} else {
 			snprintf(err, sizeof err, "the agent refused: %s", aerr.message);
 		}
-		respond_error(j->aio, code, err, j->head);
+		res = send_error(c, code, err);
 	}
 	free(json);
 	free(a);
+	return res;
 }
 
-static void *worker(void *arg)
+/* ---- libmicrohttpd callbacks ------------------------------------------------- */
+
+/* The connection bound. libmicrohttpd's own limit is set one above (it counts
+ * a connection until a little after our close notification), so this is the
+ * one that refuses. Runs on the listening thread, as do STARTED notifications:
+ * the count cannot pass the limit between the check and the increment. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
 {
-	struct ui *u = arg;
-	agent_client *agent = NULL;
-	for (;;) {
-		pthread_mutex_lock(&u->mu);
-		while (!u->head && !u->stopping)
-			pthread_cond_wait(&u->cv, &u->mu);
-		struct job *j = u->head;
-		if (j) {
-			u->head = j->next;
-			if (!u->head)
-				u->tail = NULL;
-			u->queued--;
-		}
-		bool stopping = u->stopping;
-		pthread_mutex_unlock(&u->mu);
-		if (!j)
-			break; /* stopping, queue drained */
-		if (stopping)
-			respond_error(j->aio, 503, "trackctl ui is stopping", j->head);
-		else
-			serve_api(u, &agent, j);
-		free(j->uri);
-		free(j);
-	}
-	agent_close(agent);
-	return NULL;
+	(void)addr;
+	(void)len;
+	struct ui *u = cls;
+	return atomic_load(&u->live) >= UI_MAX_CONNS ? MHD_NO : MHD_YES;
 }
 
-static void enqueue(struct ui *u, nng_aio *aio, const char *uri, const char *path, bool head)
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
 {
-	struct job *j = calloc(1, sizeof *j);
-	char *copy = j ? strdup(uri) : NULL;
-	if (!copy) {
-		free(j);
-		respond_error(aio, 500, "out of memory", head);
+	(void)c;
+	struct ui *u = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		atomic_fetch_add(&u->live, 1);
+		*socket_context = calloc(1, sizeof(struct conn)); /* NULL: 500 on use */
 		return;
 	}
-	j->aio = aio;
-	j->head = head;
-	j->uri = copy;
-	snprintf(j->path, sizeof j->path, "%s", path);
-	pthread_mutex_lock(&u->mu);
-	bool refuse = u->stopping || u->queued >= UI_QUEUE_MAX;
-	if (!refuse) {
-		if (u->tail)
-			u->tail->next = j;
-		else
-			u->head = j;
-		u->tail = j;
-		u->queued++;
-		pthread_cond_signal(&u->cv);
+	struct conn *k = *socket_context;
+	if (k) {
+		agent_close(k->agent);
+		free(k);
 	}
-	pthread_mutex_unlock(&u->mu);
-	if (refuse) {
-		respond_error(aio, 503, "too many requests waiting for the agent", head);
-		free(j->uri);
-		free(j);
-	}
+	*socket_context = NULL;
+	atomic_fetch_sub(&u->live, 1);
 }
 
-/* ---- the one handler ---------------------------------------------------------- */
+/* Called once the request line is read, with the target before unescaping:
+ * what ui_param and the token redirect read. */
+static void *uri_log(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	(void)cls;
+	(void)c;
+	struct req *r = calloc(1, sizeof *r);
+	if (r && !(r->uri = strdup(uri))) {
+		free(r);
+		r = NULL;
+	}
+	return r;
+}
 
-static bool authorized(struct ui *u, nng_http_req *req)
+static void request_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)c;
+	(void)toe;
+	struct req *r = *req_cls;
+	if (r)
+		free(r->uri);
+	free(r);
+	*req_cls = NULL;
+}
+
+static bool authorized(struct ui *u, struct MHD_Connection *c)
 {
 	char value[UI_TOKEN_HEX + 2];
-	const char *cookies = nng_http_req_get_header(req, "Cookie");
+	const char *cookies = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie");
 	return ui_cookie(cookies, u->cookie_name, value, sizeof value) == 1 &&
 	       ui_token_equal(u->token, value);
 }
 
-static void handle(nng_aio *aio)
+/* Every request is answered on the handler's first call, right after its
+ * head: nothing here reads a body. */
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls)
 {
-	nng_http_req *req = nng_aio_get_input(aio, 0);
-	nng_http_handler *h = nng_aio_get_input(aio, 1);
-	struct ui *u = nng_http_handler_get_data(h);
-	const char *method = nng_http_req_get_method(req);
-	bool head = strcmp(method, "HEAD") == 0;
+	(void)url;
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	struct ui *u = cls;
+	struct req *r = *req_cls;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn *k = ci ? ci->socket_context : NULL;
+	if (!r || !r->uri || !k)
+		return send_error(c, 500, "out of memory");
+	const char *uri = r->uri;
 
 	/* Read-only: nothing here changes anything, and no other method is
 	 * understood, so none is accepted. */
-	if (!head && strcmp(method, "GET") != 0) {
-		nng_http_res *res;
-		if (nng_http_res_alloc(&res) != 0) {
-			finish(aio, NULL);
-			return;
-		}
-		nng_http_res_set_status(res, 405);
-		common_headers(res);
-		nng_http_res_set_header(res, "Allow", "GET, HEAD");
-		/* A body (hence a Content-Length), so the client need not wait
-		 * for the connection to close to know the answer is complete. */
-		nng_http_res_set_header(res, "Content-Type", "text/plain");
-		nng_http_res_set_data(res, "only GET and HEAD\n", 18);
-		finish(aio, res);
-		return;
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		struct MHD_Response *res = response("text/plain", "only GET and HEAD\n", 18, false);
+		if (res)
+			MHD_add_response_header(res, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+		return send_response(c, 405, res);
 	}
+	/* GET and HEAD carry no body: one announced is refused before it is read
+	 * (libmicrohttpd then closes the connection). */
+	const char *clen = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+	if ((clen && strcmp(clen, "0") != 0) ||
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding"))
+		return send_error(c, 400, "a GET or HEAD request has no body");
 	/* DNS rebinding: a page of evil.example whose name now resolves to
-	 * 127.0.0.1 sends Host: evil.example:PORT. Only our own names pass.
-	 * (Under the lock: with --listen :0 the names are set once the port is
-	 * known, after the server started.) */
-	pthread_mutex_lock(&u->mu);
-	bool host_ok = ui_host_allowed(&u->hosts, nng_http_req_get_header(req, "Host"));
-	bool signed_in = authorized(u, req);
-	char cookie_name[sizeof u->cookie_name];
-	memcpy(cookie_name, u->cookie_name, sizeof cookie_name);
-	pthread_mutex_unlock(&u->mu);
-	if (!host_ok) {
-		respond_error(aio, 403, "the Host header does not name this server", head);
-		return;
-	}
-	const char *uri = nng_http_req_get_uri(req);
+	 * 127.0.0.1 sends Host: evil.example:PORT. Only our own names pass. */
+	if (!ui_host_allowed(&u->hosts, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host")))
+		return send_error(c, 403, "the Host header does not name this server");
 	char path[UI_PATH_MAX];
 	size_t plen = strcspn(uri, "?");
-	if (plen >= sizeof path) {
-		respond_error(aio, 414, "path too long", head);
-		return;
-	}
+	if (plen >= sizeof path)
+		return send_error(c, 414, "path too long");
 	memcpy(path, uri, plen);
 	path[plen] = '\0';
 
@@ -348,49 +341,33 @@ static void handle(nng_aio *aio)
 	char given[UI_TOKEN_HEX + 2];
 	int t = ui_param(uri, "token", given, sizeof given);
 	if (t != 0) {
-		if (t != 1 || !ui_token_equal(u->token, given)) {
-			respond_error(aio, 401, "wrong token: use the URL trackctl ui printed",
-			              head);
-			return;
-		}
-		nng_http_res *res;
+		if (t != 1 || !ui_token_equal(u->token, given))
+			return send_error(c, 401, "wrong token: use the URL trackctl ui printed");
 		char location[UI_PATH_MAX + 8];
 		char cookie[192];
 		ui_uri_without_token(uri, location, sizeof location);
 		snprintf(cookie, sizeof cookie, "%s=%s; HttpOnly; SameSite=Strict; Path=/",
-		         cookie_name, u->token);
-		if (nng_http_res_alloc(&res) != 0) {
-			finish(aio, NULL);
-			return;
+		         u->cookie_name, u->token);
+		struct MHD_Response *res = response("text/plain", "signed in\n", 10, false);
+		if (res) {
+			MHD_add_response_header(res, MHD_HTTP_HEADER_SET_COOKIE, cookie);
+			MHD_add_response_header(res, MHD_HTTP_HEADER_LOCATION,
+			                        location[0] ? location : "/");
 		}
-		nng_http_res_set_status(res, 303);
-		common_headers(res);
-		nng_http_res_set_header(res, "Set-Cookie", cookie);
-		nng_http_res_set_header(res, "Location", location[0] ? location : "/");
-		nng_http_res_set_header(res, "Content-Type", "text/plain");
-		nng_http_res_set_data(res, "signed in\n", 10);
-		finish(aio, res);
-		return;
+		return send_response(c, 303, res);
 	}
-	if (!signed_in) {
-		respond_error(
-		    aio, 401,
-		    "not signed in: open the URL trackctl ui printed (it holds the token)", head);
-		return;
-	}
-	if (strncmp(path, "/api/", 5) == 0) {
-		enqueue(u, aio, uri, path, head);
-		return;
-	}
+	if (!authorized(u, c))
+		return send_error(
+		    c, 401, "not signed in: open the URL trackctl ui printed (it holds the token)");
+	if (strncmp(path, "/api/", 5) == 0)
+		return serve_api(u, k, c, path, uri);
 	const char *want = strcmp(path, "/") == 0 ? "/index.html" : path;
-	for (size_t i = 0; i < ui_assets_count; i++) {
-		if (strcmp(ui_assets[i].url, want) == 0) {
-			respond(aio, 200, ui_assets[i].type, ui_assets[i].data, ui_assets[i].len,
-			        false, head);
-			return;
-		}
-	}
-	respond_error(aio, 404, "no such page", head);
+	for (size_t i = 0; i < ui_assets_count; i++)
+		if (strcmp(ui_assets[i].url, want) == 0)
+			return send_response(c, 200,
+			                     response(ui_assets[i].type, ui_assets[i].data,
+			                              ui_assets[i].len, false));
+	return send_error(c, 404, "no such page");
 }
 
 /* ---- the command ---------------------------------------------------------------- */
@@ -399,7 +376,9 @@ static int usage_error(const char *fmt, const char *arg)
 {
 	fputs("trackctl: ui: ", stderr);
 	fprintf(stderr, fmt, arg);
-	fputs("\nUsage: trackctl ui [--listen ADDR:PORT] [--allow-remote] [--open]\n", stderr);
+	fputs("\nUsage: trackctl ui [--listen ADDR:PORT] [--allow-remote] [--open]\n       "
+	      "[--idle-timeout SECONDS]\n",
+	      stderr);
 	return EXIT_USAGE;
 }
 
@@ -485,13 +464,60 @@ static void open_browser(const char *url)
 		waitpid(pid, NULL, 0);
 }
 
+/* A listening socket on addr:port (addr numeric or a name such as
+ * localhost), bound here rather than by libmicrohttpd so that a taken port is
+ * told apart and port 0's choice is known before the server starts. The fd,
+ * or -1 with errno (EADDRNOTAVAIL for an address that does not resolve). */
+static int listen_on(const char *addr, unsigned port, bool *v6)
+{
+	char service[8];
+	snprintf(service, sizeof service, "%u", port);
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	                         .ai_socktype = SOCK_STREAM,
+	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *ai = NULL;
+	if (getaddrinfo(addr, service, &hints, &ai) != 0 || !ai) {
+		errno = EADDRNOTAVAIL;
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, e = 0;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+	    (ai->ai_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+		e = errno;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	*v6 = ai->ai_family == AF_INET6;
+	freeaddrinfo(ai);
+	errno = e;
+	return fd;
+}
+
+/* The port `fd` is bound to. */
+static unsigned bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return 0;
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
 int cmd_ui(int argc, char **argv)
 {
 	const char *listen = UI_DEFAULT_LISTEN;
 	bool allow_remote = false, open_it = false;
+	unsigned idle_timeout = UI_IDLE_TIMEOUT_S;
 	static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
 	                                     {"allow-remote", no_argument, NULL, 'r'},
 	                                     {"open", no_argument, NULL, 'o'},
+	                                     {"idle-timeout", required_argument, NULL, 't'},
 	                                     {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -499,6 +525,16 @@ int cmd_ui(int argc, char **argv)
 		case 'l': listen = optarg; break;
 		case 'r': allow_remote = true; break;
 		case 'o': open_it = true; break;
+		case 't': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || v < 1 || v > UI_IDLE_TIMEOUT_MAX)
+				return usage_error("--idle-timeout takes whole seconds, 1 to 3600, "
+				                   "not '%s'",
+				                   optarg);
+			idle_timeout = (unsigned)v;
+			break;
+		}
 		default:
 			return usage_error("unknown option or missing value: %s", argv[optind - 1]);
 		}
@@ -521,7 +557,7 @@ int cmd_ui(int argc, char **argv)
 		    addr);
 
 	/* Signals are taken by sigwait below; blocked before any thread exists
-	 * (NNG's included), so every thread inherits the mask. */
+	 * (libmicrohttpd's included), so every thread inherits the mask. */
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
@@ -537,74 +573,50 @@ int cmd_ui(int argc, char **argv)
 	if (agent_default_url(u.agent_url, sizeof u.agent_url) != 0)
 		return 1;
 
-	char url[300];
-	if (strchr(addr, ':'))
-		snprintf(url, sizeof url, "http://[%s]:%u", addr, port);
-	else
-		snprintf(url, sizeof url, "http://%s:%u", addr, port);
-	nng_url *nurl;
-	nng_http_server *srv;
-	nng_http_handler *h;
-	int rv = nng_url_parse(&nurl, url);
-	if (rv != 0) {
-		fprintf(stderr, "trackctl: ui: bad listen address %s: %s\n", listen,
-		        nng_strerror(rv));
-		return EXIT_USAGE;
-	}
-	rv = nng_http_server_hold(&srv, nurl);
-	nng_url_free(nurl);
-	if (rv != 0) {
-		fprintf(stderr, "trackctl: ui: cannot serve %s: %s\n", url, nng_strerror(rv));
-		return 1;
-	}
-	if ((rv = nng_http_handler_alloc(&h, "/", handle)) != 0 ||
-	    (rv = nng_http_handler_set_tree(h)) != 0 ||
-	    (rv = nng_http_handler_set_method(h, NULL)) != 0 ||
-	    /* GET and HEAD carry no body: any byte of one is refused (400). */
-	    (rv = nng_http_handler_collect_body(h, true, 0)) != 0 ||
-	    (rv = nng_http_handler_set_data(h, &u, NULL)) != 0 ||
-	    (rv = nng_http_server_add_handler(srv, h)) != 0) {
-		fprintf(stderr, "trackctl: ui: cannot set up the server: %s\n", nng_strerror(rv));
-		nng_http_server_release(srv);
-		return 1;
-	}
-	pthread_mutex_init(&u.mu, NULL);
-	pthread_cond_init(&u.cv, NULL);
-	size_t started = 0;
-	for (; started < UI_WORKERS; started++)
-		if (pthread_create(&u.workers[started], NULL, worker, &u) != 0)
-			break;
-	if (started == 0) {
-		fprintf(stderr, "trackctl: ui: cannot start a thread\n");
-		nng_http_server_release(srv);
-		return 1;
-	}
-	if ((rv = nng_http_server_start(srv)) != 0) {
-		if (rv == NNG_EADDRINUSE)
+	bool v6 = false;
+	int lfd = listen_on(addr, port, &v6);
+	if (lfd < 0) {
+		if (errno == EADDRINUSE) {
 			fprintf(
 			    stderr,
 			    "trackctl: ui: %s:%u is taken (another trackctl ui?): choose another "
 			    "port with --listen %s:PORT, or :0 for any free one\n",
 			    addr, port, addr);
-		else
-			fprintf(stderr, "trackctl: ui: cannot listen on %s: %s\n", url,
-			        nng_strerror(rv));
-		rv = 1;
-		goto stop;
+			return 1;
+		}
+		if (errno == EADDRNOTAVAIL && port != 0) {
+			fprintf(stderr, "trackctl: ui: bad listen address %s: %s\n", listen,
+			        strerror(errno));
+			return EXIT_USAGE;
+		}
+		fprintf(stderr, "trackctl: ui: cannot listen on %s: %s\n", listen, strerror(errno));
+		return 1;
 	}
-	pthread_mutex_lock(&u.mu);
 	if (port == 0) {
-		nng_sockaddr sa;
-		if (nng_http_server_get_addr(srv, &sa) == 0)
-			port =
-			    ntohs(sa.s_family == NNG_AF_INET6 ? sa.s_in6.sa_port : sa.s_in.sa_port);
+		port = bound_port(lfd);
 		ui_hosts_init(&u.hosts, addr, port, &loopback);
 	}
 	/* Cookies are per host, not per port: the name carries the port so two
 	 * trackctl ui of different users on one machine do not overwrite each
 	 * other's cookie in a shared browser. */
 	snprintf(u.cookie_name, sizeof u.cookie_name, "trackd_ui_%u", port);
-	pthread_mutex_unlock(&u.mu);
+
+	/* MHD_USE_POLL: select() would fail on descriptors past 1023. */
+	struct MHD_Daemon *d = MHD_start_daemon(
+	    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+	        (v6 ? MHD_USE_IPv6 : 0),
+	    0, accept_policy, &u, handle, &u, MHD_OPTION_LISTEN_SOCKET, lfd,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)(UI_MAX_CONNS + 1),
+	    MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)UI_MEMORY_LIMIT, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, &u,
+	    MHD_OPTION_URI_LOG_CALLBACK, uri_log, &u, MHD_OPTION_NOTIFY_COMPLETED,
+	    request_completed, &u, MHD_OPTION_END);
+	if (!d) {
+		fprintf(stderr, "trackctl: ui: cannot start the HTTP server on %s\n", listen);
+		close(lfd);
+		return 1;
+	}
+
 	const char *shown = loopback ? "127.0.0.1" : addr;
 	char full[512];
 	if (strchr(shown, ':'))
@@ -625,15 +637,9 @@ int cmd_ui(int argc, char **argv)
 
 	int sig = 0;
 	sigwait(&sigs, &sig);
-	rv = 0;
-stop:
-	pthread_mutex_lock(&u.mu);
-	u.stopping = true;
-	pthread_cond_broadcast(&u.cv);
-	pthread_mutex_unlock(&u.mu);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(u.workers[i], NULL);
-	nng_http_server_stop(srv);
-	nng_http_server_release(srv);
-	return rv;
+	/* Closes the listening socket and every connection, and joins their
+	 * threads (one in an agent query finishes it first: at most trackctl's
+	 * agent timeout). */
+	MHD_stop_daemon(d);
+	return 0;
 }

@@ -9,8 +9,8 @@
 #                   which checks the struct layout, so it needs the same version)
 #
 # Depends of the packages holding ELF files come from dpkg-shlibdeps (libc6,
-# libnng1, libprotobuf-c1, libcurl4, libyaml-0-2, libjson-c5, …); the dependencies between our
-# own packages are pinned to the exact version.
+# libnng1, libmicrohttpd12, libprotobuf-c1, libcurl4, libyaml-0-2, libjson-c5,
+# …); the dependencies between our own packages are pinned to the exact version.
 if(NOT CMAKE_INSTALL_PREFIX STREQUAL "/usr")
   message(STATUS "Packaging: CMAKE_INSTALL_PREFIX is ${CMAKE_INSTALL_PREFIX}, not /usr: "
                  "the .deb files would install there (scripts/package.sh sets /usr)")

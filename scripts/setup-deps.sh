@@ -10,6 +10,7 @@ PACKAGES=(
   gcc make libc6-dev cmake pkg-config
   libnng-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libyaml-dev
   libjson-c-dev  # the wandb sink reads W&B answers with json-c
+  libmicrohttpd-dev  # trackctl ui and the agent's /metrics: HTTP servers with bounded connections, timeouts, head size
   python3 python3-pytest
   python3-yaml   # the Python package reads YAML config files with PyYAML
   python3-numpy  # tests: numpy arrays in rows become lists or histograms

@@ -1,81 +1,86 @@
-/* server.c — the endpoint's HTTP/1.1 server: one thread, poll(), non-blocking
- * sockets, a fixed table of connections. See metrics.h for the contract. */
+/* server.c — the endpoint's HTTP server: libmicrohttpd with one internal
+ * polling thread, its bounds set explicitly from metrics.h. See metrics.h for
+ * the contract.
+ *
+ * Every callback below runs on MHD's one thread (MHD_USE_POLL_INTERNAL_THREAD
+ * without a thread pool), so the counters need no lock: they are written and
+ * read (when a scrape is answered) on that thread only. */
 #include "metrics.h"
 
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
 
+#include <microhttpd.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <linux/tcp.h> /* tcp_info with tcpi_bytes_received */
 #include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum conn_state { CONN_FREE, CONN_READING, CONN_WRITING, CONN_LINGER };
-
+/* Per connection (MHD's socket context). Every answer closes its connection,
+ * so a connection carries at most one request, and its close tells how it
+ * went: `answered` (our handler's answer was sent), else a timeout (closed
+ * after at least the timeout) or a request MHD refused itself (the client
+ * sent bytes). MHD answers 400/414/431/505 without calling the handler or the
+ * completion callback, so the close is the one place to count them. */
 struct conn {
-	enum conn_state state;
+	int64_t opened_us;
 	int fd;
-	int64_t deadline_us;
-	char in[METRICS_MAX_HEAD + 1];
-	size_t in_len;
-	struct buf out;
-	size_t out_off;
+	bool answered;
+};
+
+/* Per request (MHD's request context, from the URI log callback): whether our
+ * handler answered it. */
+struct req {
+	struct conn *conn;
+	bool answered;
 };
 
 struct metrics {
 	struct metrics_options opts;
 	char *listen;
-	int lfd;
-	int wake[2]; /* metrics_stop writes a byte to wake[1] */
-	pthread_t thread;
-	bool started;
-	struct conn conns[METRICS_MAX_CONNS];
-	/* Written by the server thread only; read by it when it answers. */
+	int lfd; /* ours until MHD_start_daemon takes it */
+	struct MHD_Daemon *d;
+	unsigned live; /* connections open now: the accept policy's count */
 	uint64_t scrapes, refused, timed_out, bad_requests;
 };
 
 /* ---- answers --------------------------------------------------------------- */
 
-static void respond(struct conn *c, int status, const char *reason, const char *extra_headers,
-                    const char *content_type, const char *body, size_t body_len, bool head_only)
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, const char *type,
+                             const char *allow, const void *body, size_t len)
 {
-	buf_reset(&c->out);
-	int rc = buf_printf(&c->out,
-	                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	                    "Connection: close\r\n%s\r\n",
-	                    status, reason, content_type, body_len, extra_headers);
-	if (rc == 0 && !head_only && body_len)
-		rc = buf_append(&c->out, body, body_len);
-	if (rc != 0) {
-		/* The body did not fit next to the headers: say so instead. */
-		buf_reset(&c->out);
-		buf_puts(&c->out, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
-		                  "Connection: close\r\n\r\n");
-	}
-	c->out_off = 0;
-	c->state = CONN_WRITING;
-	c->deadline_us = clock_mono_us() + (int64_t)METRICS_IO_TIMEOUT_MS * 1000;
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO; /* MHD closes the connection */
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	/* One connection per scrape: no keep-alive state to bound. */
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (allow)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+	enum MHD_Result rv = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return rv;
 }
 
-static void respond_text(struct metrics *m, struct conn *c, int status, const char *reason,
-                         const char *extra_headers, const char *text)
+static enum MHD_Result answer_text(struct metrics *m, struct MHD_Connection *c, unsigned status,
+                                   const char *allow, const char *text)
 {
 	if (status >= 400)
 		m->bad_requests++;
-	respond(c, status, reason, extra_headers, "text/plain; charset=utf-8", text, strlen(text),
-	        false);
+	return queue(c, status, "text/plain; charset=utf-8", allow, text, strlen(text));
 }
 
-static void answer_metrics(struct metrics *m, struct conn *c, bool head_only)
+static enum MHD_Result answer_metrics(struct metrics *m, struct MHD_Connection *c)
 {
 	m->scrapes++;
 	struct buf body;
@@ -90,250 +95,133 @@ static void answer_metrics(struct metrics *m, struct conn *c, bool head_only)
 	    "connections closed at once because the endpoint already served its maximum");
 	metrics_value(&w, NULL, NULL, m->refused);
 	metrics_family(&w, "trackd_metrics_timeouts_total", "counter",
-	               "connections closed because the scraper was too slow to send or receive");
+	               "connections closed because the scraper was silent too long");
 	metrics_value(&w, NULL, NULL, m->timed_out);
 	metrics_family(&w, "trackd_metrics_bad_requests_total", "counter",
 	               "requests answered with a 4xx or 5xx status");
 	metrics_value(&w, NULL, NULL, m->bad_requests);
-	if (w.failed) {
-		respond_text(m, c, 500, "Internal Server Error", "", "metrics too large\n");
-	} else {
-		respond(c, 200, "OK", "", "text/plain; version=0.0.4; charset=utf-8",
-		        body.data ? body.data : "", body.len, head_only);
-	}
+	enum MHD_Result rv;
+	if (w.failed)
+		rv = answer_text(m, c, 500, NULL, "metrics too large\n");
+	else
+		rv = queue(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+		           body.data ? body.data : "", body.len);
 	buf_fini(&body);
+	return rv;
 }
 
-static bool is_token_char(char ch)
+/* ---- MHD callbacks ---------------------------------------------------------- */
+
+/* The connection bound, counted: MHD's own MHD_OPTION_CONNECTION_LIMIT closes
+ * an extra connection without telling anyone, so the limit is enforced here
+ * (MHD's is only a backstop, see metrics_start). */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
 {
-	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-	       strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+	(void)addr;
+	(void)len;
+	struct metrics *m = cls;
+	if (m->live >= METRICS_MAX_CONNS) {
+		m->refused++;
+		return MHD_NO;
+	}
+	return MHD_YES;
 }
 
-/* The request head is complete in c->in (NUL-terminated): answer it. */
-static void handle_request(struct metrics *m, struct conn *c)
+/* Whether the peer of `fd` (still open: MHD closes it after the
+ * notification) sent any byte. */
+static bool peer_sent(int fd)
 {
-	char *line = c->in;
-	size_t line_len = strcspn(line, "\r\n");
-	line[line_len] = '\0';
-	char *sp1 = strchr(line, ' ');
-	char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-	if (!sp1 || !sp2 || sp1 == line || strchr(sp2 + 1, ' ')) {
-		respond_text(m, c, 400, "Bad Request", "", "malformed request line\n");
-		return;
-	}
-	*sp1 = *sp2 = '\0';
-	const char *method = line, *target = sp1 + 1, *version = sp2 + 1;
-	for (const char *p = method; *p; p++) {
-		if (!is_token_char(*p)) {
-			respond_text(m, c, 400, "Bad Request", "", "malformed method\n");
-			return;
-		}
-	}
-	if (strncmp(version, "HTTP/", 5) != 0 || version[5] < '0' || version[5] > '9' ||
-	    version[6] != '.' || version[7] < '0' || version[7] > '9' || version[8]) {
-		respond_text(m, c, 400, "Bad Request", "", "malformed HTTP version\n");
-		return;
-	}
-	if (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0) {
-		respond_text(m, c, 505, "HTTP Version Not Supported", "", "HTTP/1.0 or 1.1 only\n");
-		return;
-	}
-	if (target[0] != '/') {
-		respond_text(m, c, 400, "Bad Request", "", "the target must be a path\n");
-		return;
-	}
-	size_t path_len = strcspn(target, "?");
-	if (path_len != 8 || strncmp(target, "/metrics", 8) != 0) {
-		respond_text(m, c, 404, "Not Found", "",
-		             "not found: the metrics are at /metrics\n");
-		return;
-	}
-	bool head = strcmp(method, "HEAD") == 0;
-	if (!head && strcmp(method, "GET") != 0) {
-		respond_text(m, c, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n",
-		             "method not allowed: use GET\n");
-		return;
-	}
-	answer_metrics(m, c, head);
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+	memset(&ti, 0, sizeof ti);
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received)
+		return false;
+	return ti.tcpi_bytes_received > 0;
 }
 
-/* ---- connections ------------------------------------------------------------ */
-
-static void conn_close(struct conn *c)
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
 {
-	close(c->fd);
-	c->fd = -1;
-	c->state = CONN_FREE;
-	c->in_len = 0;
-	buf_reset(&c->out);
-}
-
-/* Reads what is there; answers once the head is complete or too long. */
-static void conn_read(struct metrics *m, struct conn *c)
-{
-	bool eof = false;
-	for (;;) {
-		size_t room = METRICS_MAX_HEAD - c->in_len;
-		if (!room)
-			break;
-		ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (n < 0) {
-			conn_close(c); /* reset */
-			return;
+	struct metrics *m = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		m->live++;
+		struct conn *k = calloc(1, sizeof *k);
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (k) {
+			k->opened_us = clock_mono_us();
+			k->fd = ci ? ci->connect_fd : -1;
 		}
-		if (n == 0) {
-			eof = true; /* the client may half-close after its request */
-			break;
-		}
-		c->in_len += (size_t)n;
-		c->in[c->in_len] = '\0';
-	}
-	/* The line's length without its CRLF (or bare LF). */
-	char *eol = memchr(c->in, '\n', c->in_len);
-	size_t line_len = eol ? (size_t)(eol - c->in) : c->in_len;
-	if (line_len && c->in[line_len - 1] == '\r')
-		line_len--; /* also a CR whose LF has not arrived yet */
-	if (line_len > METRICS_MAX_LINE) {
-		respond_text(m, c, 414, "URI Too Long", "", "request line too long\n");
+		*socket_context = k;
 		return;
 	}
-	if (strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n")) {
-		handle_request(m, c);
-		return;
+	m->live--;
+	struct conn *k = *socket_context;
+	if (k && !k->answered) {
+		/* MHD's timeout counts from the last byte received, so a
+		 * connection it dropped is at least that old; 100 ms of slack for
+		 * its poll rounding. */
+		if (clock_mono_us() - k->opened_us >=
+		    (int64_t)METRICS_IO_TIMEOUT_MS * 1000 - 100000)
+			m->timed_out++;
+		else if (peer_sent(k->fd))
+			m->bad_requests++;
 	}
-	if (c->in_len == METRICS_MAX_HEAD) {
-		respond_text(m, c, 431, "Request Header Fields Too Large", "",
-		             "request head too large\n");
-		return;
-	}
-	if (eof)
-		conn_close(c); /* closed before a whole request */
+	free(k);
+	*socket_context = NULL;
 }
 
-static void conn_write(struct conn *c)
+/* Called once the request line is parsed: the request's context. */
+static void *uri_log(void *cls, const char *uri, struct MHD_Connection *c)
 {
-	while (c->out_off < c->out.len) {
-		ssize_t n =
-		    send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
-		if (n <= 0) {
-			conn_close(c);
-			return;
-		}
-		c->out_off += (size_t)n;
-	}
-	/* Closing with unread input would reset the connection and could destroy
-	 * the answer in flight: end our side, then drain until the peer closes. */
-	shutdown(c->fd, SHUT_WR);
-	c->state = CONN_LINGER;
-	c->deadline_us = clock_mono_us() + (int64_t)METRICS_LINGER_MS * 1000;
+	(void)cls;
+	(void)uri;
+	struct req *r = calloc(1, sizeof *r);
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (r && ci)
+		r->conn = ci->socket_context;
+	return r;
 }
 
-static void conn_drain(struct conn *c)
+static void request_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                              enum MHD_RequestTerminationCode toe)
 {
-	char sink[4096];
-	for (;;) {
-		ssize_t n = recv(c->fd, sink, sizeof sink, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
-		if (n <= 0) {
-			conn_close(c);
-			return;
-		}
-	}
+	(void)c;
+	(void)cls;
+	struct req *r = *req_cls;
+	/* Our answer was sent whole; otherwise (a 431 of MHD's, or our answer
+	 * not fitting next to the head in the pool) the close counts it. */
+	if (r && r->conn && r->answered && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		r->conn->answered = true;
+	free(r);
+	*req_cls = NULL;
 }
 
-static void accept_all(struct metrics *m)
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls)
 {
-	for (;;) {
-		int fd = accept4(m->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("metrics: accept: %s", strerror(errno));
-			return;
-		}
-		struct conn *c = NULL;
-		for (size_t i = 0; i < METRICS_MAX_CONNS && !c; i++)
-			if (m->conns[i].state == CONN_FREE)
-				c = &m->conns[i];
-		if (!c) {
-			m->refused++;
-			close(fd);
-			continue;
-		}
-		c->fd = fd;
-		c->state = CONN_READING;
-		c->in_len = 0;
-		c->in[0] = '\0';
-		c->deadline_us = clock_mono_us() + (int64_t)METRICS_IO_TIMEOUT_MS * 1000;
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	struct metrics *m = cls;
+	struct req *r = *req_cls;
+	if (r) {
+		if (r->answered)
+			return MHD_YES; /* a body after our answer: ignored */
+		r->answered = true;
 	}
-}
-
-static void *server_main(void *arg)
-{
-	struct metrics *m = arg;
-	struct pollfd pfd[METRICS_MAX_CONNS + 2];
-	struct conn *owner[METRICS_MAX_CONNS + 2];
-	for (;;) {
-		int64_t now = clock_mono_us(), next = now + 60 * 1000000LL;
-		size_t n = 0;
-		pfd[n++] = (struct pollfd){.fd = m->wake[0], .events = POLLIN};
-		pfd[n++] = (struct pollfd){.fd = m->lfd, .events = POLLIN};
-		for (size_t i = 0; i < METRICS_MAX_CONNS; i++) {
-			struct conn *c = &m->conns[i];
-			if (c->state == CONN_FREE)
-				continue;
-			if (now >= c->deadline_us) {
-				if (c->state != CONN_LINGER)
-					m->timed_out++;
-				conn_close(c);
-				continue;
-			}
-			if (c->deadline_us < next)
-				next = c->deadline_us;
-			owner[n] = c;
-			pfd[n++] = (struct pollfd){
-			    .fd = c->fd, .events = c->state == CONN_WRITING ? POLLOUT : POLLIN};
-		}
-		int timeout_ms = (int)((next - now + 999) / 1000);
-		int r = poll(pfd, n, timeout_ms);
-		if (r < 0 && errno != EINTR) {
-			log_error("metrics: poll: %s; the endpoint stops", strerror(errno));
-			break;
-		}
-		if (r <= 0)
-			continue;
-		if (pfd[0].revents)
-			break; /* metrics_stop */
-		for (size_t i = 2; i < n; i++) {
-			struct conn *c = owner[i];
-			if (!pfd[i].revents || c->state == CONN_FREE)
-				continue;
-			if (c->state == CONN_READING)
-				conn_read(m, c);
-			/* An answer is usually written at once, without another poll. */
-			if (c->state == CONN_WRITING)
-				conn_write(c);
-			else if (c->state == CONN_LINGER)
-				conn_drain(c);
-		}
-		/* After the connections: peers that left free their slots first. */
-		if (pfd[1].revents)
-			accept_all(m);
-	}
-	return NULL;
+	/* Answered on the first call, before any body is read: a body is never
+	 * needed, and MHD closes the connection after an early answer. */
+	if (url[0] != '/') /* MHD passes an origin-form target on as it came */
+		return answer_text(m, c, 400, NULL, "the target must be a path\n");
+	if (strcmp(url, "/metrics") != 0)
+		return answer_text(m, c, 404, NULL, "not found: the metrics are at /metrics\n");
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return answer_text(m, c, 405, "GET, HEAD", "method not allowed: use GET\n");
+	return answer_metrics(m, c); /* MHD drops the body of a HEAD answer */
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -367,12 +255,7 @@ int metrics_start(const struct metrics_options *opts, metrics **out)
 	if (!m)
 		return TRACKD_ENOMEM;
 	m->opts = *opts;
-	m->lfd = m->wake[0] = m->wake[1] = -1;
-	for (size_t i = 0; i < METRICS_MAX_CONNS; i++) {
-		m->conns[i].fd = -1;
-		/* Headers plus the largest body. */
-		buf_init(&m->conns[i].out, METRICS_MAX_BODY + 1024);
-	}
+	m->lfd = -1;
 	int rv = TRACKD_ENOMEM;
 	if (!(m->listen = strdup(opts->listen)))
 		goto fail;
@@ -382,6 +265,8 @@ int metrics_start(const struct metrics_options *opts, metrics **out)
 		log_error("metrics: %s: expected ipv4:port or [ipv6]:port", m->listen);
 		goto fail;
 	}
+	/* The socket is bound here, not by MHD, so that an address in use is
+	 * told apart (TRACKD_EEXIST) from other failures. */
 	m->lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
 	if (m->lfd < 0 || setsockopt(m->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
@@ -394,16 +279,25 @@ int metrics_start(const struct metrics_options *opts, metrics **out)
 		rv = e == EADDRINUSE ? TRACKD_EEXIST : TRACKD_ESYS;
 		goto fail;
 	}
+	unsigned flags =
+	    MHD_USE_POLL_INTERNAL_THREAD | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
 	freeaddrinfo(ai);
-	if (pipe2(m->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
+	/* MHD's own limit one above ours: it counts a connection until slightly
+	 * after our close notification, and a connection it refuses would go
+	 * uncounted. The accept policy is the bound. */
+	m->d = MHD_start_daemon(
+	    flags, 0, accept_policy, m, handle, m, MHD_OPTION_LISTEN_SOCKET, m->lfd,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)(METRICS_MAX_CONNS + 1),
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(METRICS_IO_TIMEOUT_MS / 1000),
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)METRICS_MEMORY_LIMIT,
+	    MHD_OPTION_NOTIFY_CONNECTION, notify_connection, m, MHD_OPTION_URI_LOG_CALLBACK,
+	    uri_log, m, MHD_OPTION_NOTIFY_COMPLETED, request_completed, m, MHD_OPTION_END);
+	if (!m->d) {
+		log_error("metrics: cannot start the HTTP server on %s", m->listen);
 		rv = TRACKD_ESYS;
 		goto fail;
 	}
-	if (pthread_create(&m->thread, NULL, server_main, m) != 0) {
-		rv = TRACKD_ESYS;
-		goto fail;
-	}
-	m->started = true;
+	m->lfd = -1; /* MHD's now: MHD_stop_daemon closes it */
 	log_info("metrics: serving http://%s/metrics", m->listen);
 	*out = m;
 	return TRACKD_OK;
@@ -414,14 +308,10 @@ fail:
 
 void metrics_stop(metrics *m)
 {
-	if (!m || !m->started)
+	if (!m || !m->d)
 		return;
-	ssize_t w;
-	do
-		w = write(m->wake[1], "x", 1);
-	while (w < 0 && errno == EINTR);
-	pthread_join(m->thread, NULL);
-	m->started = false;
+	MHD_stop_daemon(m->d);
+	m->d = NULL;
 }
 
 void metrics_free(metrics *m)
@@ -429,17 +319,8 @@ void metrics_free(metrics *m)
 	if (!m)
 		return;
 	metrics_stop(m);
-	for (size_t i = 0; i < METRICS_MAX_CONNS; i++) {
-		if (m->conns[i].state != CONN_FREE)
-			close(m->conns[i].fd);
-		buf_fini(&m->conns[i].out);
-	}
 	if (m->lfd >= 0)
 		close(m->lfd);
-	if (m->wake[0] >= 0)
-		close(m->wake[0]);
-	if (m->wake[1] >= 0)
-		close(m->wake[1]);
 	free(m->listen);
 	free(m);
 }

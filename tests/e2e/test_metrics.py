@@ -234,26 +234,56 @@ def test_http_contract(magent):
             urllib.request.urlopen(req, timeout=10)
         assert e.value.code == 405
         assert e.value.headers["Allow"] == "GET, HEAD"
+    # libmicrohttpd's own answers (metrics.h).
     assert m.raw(b"GET /metrics HTTP/2.0\r\n\r\n").startswith(b"HTTP/1.1 505 ")
+    assert m.raw(b"GET /metrics HTTP/1.x\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert m.raw(b"GET metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
-    assert m.raw(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    # No target at all: closed without an answer (still a bad request).
+    assert m.raw(b"GARBAGE\r\n\r\n") == b""
 
-    # The request line at limit - 1, limit, limit + 1 bytes (2048, CRLF excluded).
-    def line_of(n):
-        fixed = len("GET /metrics? HTTP/1.1")
-        return b"GET /metrics?" + b"a" * (n - fixed) + b" HTTP/1.1"
-    for n, status in ((2047, 200), (2048, 200), (2049, 414)):
-        assert len(line_of(n)) == n
-        assert m.raw(line_of(n) + b"\r\n\r\n").startswith(b"HTTP/1.1 %d " % status), n
-    # Far over: refused as soon as the line passes the limit, without waiting
-    # for its end.
+    # Request heads (metrics.h): MAX_HEAD = 7168 bytes (CRLFs included) always
+    # answered; a request line of MEMORY_LIMIT - 1 = 8191 bytes (its CRLF
+    # excluded) or a head of as many bytes always refused.
+    MAX_HEAD, MEMORY_LIMIT = 7168, 8192
+
+    def line_head(n):  # a head of n bytes: one long request line
+        fixed = len("GET /metrics? HTTP/1.1\r\n\r\n")
+        return b"GET /metrics?" + b"a" * (n - fixed) + b" HTTP/1.1\r\n\r\n"
+
+    def header_head(n):  # a head of n bytes: one long header
+        fixed = len("GET /metrics HTTP/1.1\r\nX-Pad: \r\n\r\n")
+        return b"GET /metrics HTTP/1.1\r\nX-Pad: " + b"p" * (n - fixed) + b"\r\n\r\n"
+    bad = 3  # 505 and 2 × 400 above; GARBAGE
+    bad += 1
+    for n in (MAX_HEAD - 1, MAX_HEAD, MAX_HEAD + 1):
+        for head in (line_head(n), header_head(n)):
+            assert len(head) == n
+            assert m.raw(head).startswith(b"HTTP/1.1 200 "), n
+    for n in (MEMORY_LIMIT - 1, MEMORY_LIMIT, MEMORY_LIMIT + 1):
+        assert m.raw(line_head(n + 4)).startswith(b"HTTP/1.1 414 "), n
+        assert m.raw(header_head(n)).startswith(b"HTTP/1.1 431 "), n
+        bad += 2
+    # Between the two: answered, refused, or closed without an answer (the
+    # answer's headers no longer fit the pool), never anything else, and
+    # once refused, refused for every longer head.
+    for make, refusal in ((line_head, b"HTTP/1.1 414 "), (header_head, b"HTTP/1.1 431 ")):
+        refused = False
+        for n in range(MAX_HEAD + 2, MEMORY_LIMIT - 1, 61):
+            try:
+                got = m.raw(make(n))
+            except ConnectionResetError:  # closed with the head unread
+                got = b""
+            assert got.startswith(b"HTTP/1.1 200 ") or got.startswith(refusal) or got == b"", n
+            assert not (refused and not got.startswith(refusal)), n
+            refused = got.startswith(refusal)
+            bad += 0 if got.startswith(b"HTTP/1.1 200 ") else 1
+    # Far over: refused as soon as the pool is full, without waiting for the
+    # line's end.
     assert m.raw(b"GET /" + b"a" * 100000).startswith(b"HTTP/1.1 414 ")
-    # Headers past 8 KiB in total.
-    big = b"GET /metrics HTTP/1.1\r\n" + b"X-Pad: " + b"p" * 9000 + b"\r\n\r\n"
-    assert m.raw(big).startswith(b"HTTP/1.1 431 ")
+    bad += 1
     s = m.scrape()
-    # 404, 3 × 405, 505, 2 × 400, 2 × 414, 431.
-    assert s[("trackd_metrics_bad_requests_total", ())] == 1 + 3 + 1 + 2 + 2 + 1
+    # 404, 3 × 405, and the refusals counted above.
+    assert s[("trackd_metrics_bad_requests_total", ())] == 1 + 3 + bad
 
 
 def test_silent_scrapers_block_nobody(magent):
@@ -267,7 +297,10 @@ def test_silent_scrapers_block_nobody(magent):
     m.scrape(timeout=4)
     # All 8 slots taken by silent peers: the 9th connection is closed at once,
     # counted; the slots come back when the peers go.
-    others = [socket.create_connection(("127.0.0.1", m.port)) for _ in range(6)]
+    # 7 silent peers: the 8th connection (the limit) is served.
+    others = [socket.create_connection(("127.0.0.1", m.port)) for _ in range(5)]
+    refused = m.scrape(timeout=4)[("trackd_metrics_connections_refused_total", ())]
+    others.append(socket.create_connection(("127.0.0.1", m.port)))
     extra = socket.create_connection(("127.0.0.1", m.port))
     extra.settimeout(4)
     assert extra.recv(100) == b""
@@ -283,7 +316,7 @@ def test_silent_scrapers_block_nobody(magent):
         except (ConnectionError, urllib.error.URLError):
             return None
     s = magent.wait_for(scrape_once_free, what="slots free again")
-    assert s[("trackd_metrics_connections_refused_total", ())] >= 1
+    assert s[("trackd_metrics_connections_refused_total", ())] >= refused + 1
     # The first silent peer is dropped after the 5 s limit, and counted.
     silent.settimeout(30)
     assert silent.recv(100) == b""

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -277,15 +278,159 @@ def test_token_cookie_host_and_methods(agent):
             assert status == 405 and headers.get("Allow") == "GET, HEAD", method
         status, _, body = ui.request("/api/runs", method="HEAD")
         assert status == 200 and body == b""
-        # Bounded requests: no body on a GET; a request head over NNG's 8 KiB
-        # is not served.
+        # No body on a GET: 400, answered before the body is read.
         status, _, _ = ui.request("/api/runs", headers={"Content-Length": "5"}, body=b"12345")
         assert status == 400
+        status, _, _ = ui.request("/api/runs", headers={"Transfer-Encoding": "chunked"},
+                                  body=b"0\r\n\r\n")
+        assert status == 400
+    finally:
+        ui.stop()
+
+
+# cmd_ui.c's bounds.
+UI_MAX_CONNS = 32
+UI_MEMORY_LIMIT = 32 << 10
+UI_MAX_HEAD = 30 << 10  # README: a request head this long is always answered
+
+
+def raw_answer(port, data, timeout=10):
+    """Sends bytes on a fresh connection; the answer's status line, b"" when
+    the connection closed without one."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         try:
-            status, _, _ = ui.request("/api/runs", headers={"X-Big": "a" * 20000})
+            s.sendall(data)
+            out = b""
+            while b"\r\n" not in out:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except ConnectionResetError:
+            return b""
+        return out.split(b"\r\n")[0]
+
+
+def test_request_head_bounds(agent):
+    require_bins()
+    agent.start()
+    ui = Ui(agent)
+    try:
+        common = (f"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1:{ui.port}\r\n"
+                  f"Cookie: {ui.cookie}\r\nX-Pad: ").encode()
+
+        def head(n):  # a head of n bytes, CRLFs included
+            return common + b"p" * (n - len(common) - 4) + b"\r\n\r\n"
+
+        def line(n):  # a request line of n bytes, its CRLF excluded
+            fixed = len(b"GET /?pad= HTTP/1.1")
+            return b"GET /?pad=" + b"a" * (n - fixed) + b" HTTP/1.1\r\n\r\n"
+        # Up to UI_MAX_HEAD: answered.
+        for n in (UI_MAX_HEAD - 1, UI_MAX_HEAD, UI_MAX_HEAD + 1):
+            assert len(head(n)) == n
+            assert raw_answer(ui.port, head(n)).startswith(b"HTTP/1.1 200 "), n
+        # A head that does not fit the connection's pool: libmicrohttpd's 431,
+        # or 414 when the request line alone does not.
+        for n in (UI_MEMORY_LIMIT - 1, UI_MEMORY_LIMIT, UI_MEMORY_LIMIT + 1):
+            assert raw_answer(ui.port, head(n)).startswith(b"HTTP/1.1 431 "), n
+            assert raw_answer(ui.port, line(n)).startswith(b"HTTP/1.1 414 "), n
+        # Between the two: answered, refused or closed without an answer (the
+        # answer's own headers no longer fit the pool), nothing else.
+        for n in range(UI_MAX_HEAD + 2, UI_MEMORY_LIMIT - 1, 97):
+            got = raw_answer(ui.port, head(n))
+            assert got == b"" or got.split(b" ")[1] in (b"200", b"431"), (n, got)
+        # The server is still fine.
+        assert ui.request("/api/runs")[0] == 200
+    finally:
+        ui.stop()
+
+
+def test_connection_limit(agent):
+    require_bins()
+    agent.start()
+    ui = Ui(agent)  # the default idle timeout (30 s): the silent peers stay
+    silent = []
+
+    def connect():
+        s = socket.create_connection(("127.0.0.1", ui.port), timeout=10)
+        silent.append(s)
+        return s
+
+    def alive(s):
+        """Whether the server keeps `s` open (accepted, not refused)."""
+        s.settimeout(0.3)
+        try:
+            return s.recv(1) != b""
+        except socket.timeout:
+            return True
+        except ConnectionError:
+            return False
+
+    def served():
+        try:
+            return ui.request("/api/runs")[0] == 200
         except (ConnectionError, http.client.HTTPException):
-            status = None  # the connection closed without an answer
-        assert status != 200
+            return False
+    try:
+        # limit - 1 silent peers: the limit-th connection is served.
+        for _ in range(UI_MAX_CONNS - 1):
+            connect()
+        assert served()
+
+        # The last slot, once the served request's connection is gone.
+        def fill():
+            s = connect()
+            if alive(s):
+                return True
+            silent.remove(s)
+            s.close()
+            return False
+        agent.wait_for(fill, what="the last slot taken")
+        # limit + 1: closed at once, nothing served.
+        extra = socket.create_connection(("127.0.0.1", ui.port), timeout=10)
+        assert not alive(extra)
+        extra.close()
+        assert not served()
+        assert all(alive(s) for s in silent[:3])
+        # A peer leaves: its slot serves again.
+        silent.pop(0).close()
+        agent.wait_for(served, what="a freed slot")
+    finally:
+        for s in silent:
+            s.close()
+        ui.stop()
+
+
+def test_idle_timeout(agent):
+    require_bins()
+    agent.start()
+    r = subprocess.run([BIN["trackctl"], "ui", "--idle-timeout", "0"], env=agent.env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--idle-timeout" in r.stderr
+    ui = Ui(agent, extra=("--idle-timeout", "2"))
+    try:
+        # A silent client, one that sent half a head, and one idle after an
+        # answer (keep-alive) are all closed after 2 s without activity.
+        silent = socket.create_connection(("127.0.0.1", ui.port), timeout=30)
+        half = socket.create_connection(("127.0.0.1", ui.port), timeout=30)
+        half.sendall(b"GET /api/runs HTTP/1.1\r\nHost: ")
+        kept = socket.create_connection(("127.0.0.1", ui.port), timeout=30)
+        kept.sendall(f"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1:{ui.port}\r\n"
+                     f"Cookie: {ui.cookie}\r\n\r\n".encode())
+        start = time.monotonic()
+        assert kept.recv(12) == b"HTTP/1.1 200"
+        for s in (silent, half, kept):
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            assert b"HTTP/1.1 200" not in data or s is kept
+            s.close()
+        took = time.monotonic() - start
+        assert 1.5 <= took < 10, took
+        assert ui.request("/api/runs")[0] == 200
     finally:
         ui.stop()
 
