@@ -7,6 +7,8 @@
 // mode "hold": `pages` pages on the run page, each polling it live as a user's
 //   open tab does; prints {ready: true} once all are loaded, then keeps them
 //   open until stdin closes (bench/run closes it when its measurement ends).
+//   bench/run runs one browser per user, pages 1 (several pages in one headless
+//   Chromium detached their frames here).
 // The browser is closed on every path.
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -36,8 +38,8 @@ try {
     await page.waitForFunction(hasChart, { timeout: 120000, polling: 10 });
     console.log(JSON.stringify({ ms: performance.now() - t0 }));
   } else {
-    const pages = [first];
-    for (let i = 1; i < cfg.pages; i++) pages.push(await browser.newPage());
+    const pages = [];
+    for (let i = 0; i < cfg.pages; i++) pages.push(await browser.newPage());
     for (const p of pages) await p.goto(target, { waitUntil: 'domcontentloaded' });
     for (const p of pages) await p.waitForFunction(hasChart, { timeout: 120000 });
     console.log(JSON.stringify({ ready: true, pages: pages.length }));
