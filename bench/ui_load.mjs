@@ -9,6 +9,8 @@
 //   open until stdin closes (bench/run closes it when its measurement ends).
 //   bench/run runs one browser per user, pages 1 (several pages in one headless
 //   Chromium detached their frames here).
+// mode "screenshot": one page, the run page once its charts hold data, saved as
+//   PNG at `path` (how docs/ui-demo.png is made: see the README).
 // The browser is closed on every path.
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -31,7 +33,14 @@ try {
   await first.goto(cfg.url, { waitUntil: 'load' });
   const base = new URL(first.url()).origin;
   const target = `${base}/#/run/${encodeURIComponent(cfg.run)}`;
-  if (cfg.mode === 'first_chart') {
+  if (cfg.mode === 'screenshot') {
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1280, height: 900 });
+    await page.goto(target, { waitUntil: 'domcontentloaded' });
+    await page.waitForFunction(hasChart, { timeout: 120000 });
+    await page.screenshot({ path: cfg.path, fullPage: false });
+    console.log(JSON.stringify({ screenshot: cfg.path }));
+  } else if (cfg.mode === 'first_chart') {
     const page = await browser.newPage();
     const t0 = performance.now();
     await page.goto(target, { waitUntil: 'domcontentloaded' });
