@@ -88,12 +88,13 @@ static const struct command {
      "      --history keeps only history rows; --after only records with an\n"
      "      index above N.\n"},
     {"ui", cmd_ui,
-     "  trackctl ui [--listen ADDR:PORT] [--allow-remote] [--open]\n"
+     "  trackctl ui [--listen ADDR:PORT] [--allow-remote] [--open] [--idle-timeout S]\n"
      "      Serve the web UI of this user's runs (table, charts, console,\n"
      "      compare) until Ctrl-C; prints the URL to open (it holds a token).\n"
      "      Default " UI_DEFAULT_LISTEN "; :0 for any free port; a non-loopback\n"
      "      address needs --allow-remote (prefer ssh -L). --open starts a\n"
-     "      browser when there is one.\n"},
+     "      browser when there is one. --idle-timeout: seconds a silent\n"
+     "      connection is kept (default 30).\n"},
 };
 
 static const char usage_footer[] =

@@ -221,9 +221,14 @@ def test_busy_child_counts_in_its_run_only(agent_factory, tmp_path):
     busy.finish()
     idle.finish()
     cores = os.cpu_count()
-    # One core of `cores` is 100/cores %; the child is the busy one.
+    # One core of `cores` is 100/cores %; the child is the busy one. How much
+    # of a core a spinning child gets depends on the machine's load (a loaded
+    # CI machine gave it under half a core), so the check is the contrast:
+    # the busy run's samples count its child's CPU, the idle run's do not.
+    idle_most = max(line["system.cpu"] for line in li)
     for line in lb:
-        assert line["system.cpu"] > 50 / cores, line
+        assert line["system.cpu"] > 5 / cores, line
+        assert line["system.cpu"] > 4 * idle_most, (line, li)
         assert line["system.proc.cpu.threads"] >= 2
     for line in li:
         assert line["system.cpu"] < 25 / cores, line
