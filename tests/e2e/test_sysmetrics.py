@@ -250,8 +250,13 @@ def test_cgroup_cpu_limit_is_the_capacity(agent_factory, tmp_path):
     n = len(events(agent, "smcgrp01"))
     lines = wait_events(agent, "smcgrp01", n + 4)[-2:]
     t.finish()
+    cores = os.cpu_count()
     for line in lines:
-        assert line["system.cpu"] > 120, line
+        # Against the machine's cores, one busy core is at most 100/cores %
+        # (50 on 2 cores); against cpu.max's half CPU it is up to 200 %. Over
+        # 100/cores + 10 shows the capacity is the cgroup's, and needs the
+        # spinning child to get only ~30 % of a core on a loaded machine.
+        assert line["system.cpu"] > 100 / cores + 10, line
         assert line["system.proc.memory.availableMB"] == pytest.approx(768)
         assert line["system.proc.memory.percent"] == pytest.approx(
             line["system.proc.memory.rssMB"] / 1024 * 100, rel=1e-6)
