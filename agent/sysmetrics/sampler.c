@@ -322,6 +322,8 @@ static int cmp_pid_ticks(const void *a, const void *b)
 static const struct pid_ticks *prev_ticks(const struct sysmetrics *sm, int32_t pid)
 {
 	struct pid_ticks key = {.pid = pid};
+	if (!sm->n_prev) /* the first pass: no array yet (bsearch wants one) */
+		return NULL;
 	return bsearch(&key, sm->prev, sm->n_prev, sizeof key, cmp_pid_ticks);
 }
 
@@ -681,7 +683,8 @@ void sysmetrics_pass(sysmetrics *sm, const struct sysmetrics_run *runs, size_t n
 	for (size_t i = 0; i < n && i < SYSMETRICS_MAX_RUNS; i++)
 		sample_run(sm, &runs[i], &m);
 	/* This pass's ticks become the previous ones, sorted for lookups. */
-	qsort(sm->cur, sm->n_cur, sizeof *sm->cur, cmp_pid_ticks);
+	if (sm->n_cur) /* qsort wants an array, even of none */
+		qsort(sm->cur, sm->n_cur, sizeof *sm->cur, cmp_pid_ticks);
 	struct pid_ticks *t = sm->prev;
 	sm->prev = sm->cur;
 	sm->n_prev = sm->n_cur;
