@@ -39,6 +39,24 @@ def start_second(agent, sock):
                           capture_output=True, text=True, timeout=60)
 
 
+def wait_stopped(pid, timeout=30):
+    """Until every thread of `pid` is stopped: kill() returns before a running
+    process has stopped, and a thread still running could write meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                continue
+        if states and all(s in "tT" for s in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"pid {pid} did not stop within {timeout} s")
+
+
 def test_r22_second_agent_on_a_live_state_dir(tmp_path, agents):
     starts = knob("r22_starts", 5, 50)
     agent = Agent(tmp_path)
@@ -54,6 +72,7 @@ def test_r22_second_agent_on_a_live_state_dir(tmp_path, agents):
         frozen = i == 0
         if frozen:  # the holder writes nothing while stopped: any change is the second's
             agent.proc.send_signal(signal.SIGSTOP)
+            wait_stopped(agent.proc.pid)
             before = tree(agent.state_dir)
         try:
             r = start_second(agent, sock)
