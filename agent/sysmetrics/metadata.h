@@ -36,15 +36,4 @@
 int metadata_json(int32_t pid, int64_t start_time_us, const char *state_dir, nvml *gpu,
                   struct buf *out);
 
-/* A git remote URL without its credentials ("https://user:token@host/x" →
- * "https://host/x"), into out. */
-void metadata_strip_credentials(const char *url, char *out, size_t len);
-
-/* The git facts of the repository holding `dir` (its .git directory or
- * worktree file found by climbing): 0, or TRACKD_ENOENT when there is none. */
-struct metadata_git {
-	char remote[1024], commit[64], branch[256];
-};
-int metadata_git(const char *dir, struct metadata_git *out);
-
 #endif

@@ -153,21 +153,6 @@ static void test_pass(void)
 	sysmetrics_free(sm);
 }
 
-static void test_credentials(void)
-{
-	char out[128];
-	metadata_strip_credentials("https://u:tok@github.com/a/b.git", out, sizeof out);
-	CHECK_STR_EQ(out, "https://github.com/a/b.git");
-	metadata_strip_credentials("https://tok@github.com/a@b.git", out, sizeof out);
-	CHECK_STR_EQ(out, "https://github.com/a@b.git");
-	metadata_strip_credentials("git@github.com:a/b.git", out, sizeof out);
-	CHECK_STR_EQ(out, "git@github.com:a/b.git", "scp-like: the user is no secret");
-	metadata_strip_credentials("https://github.com/a/b", out, sizeof out);
-	CHECK_STR_EQ(out, "https://github.com/a/b");
-	struct metadata_git g;
-	CHECK_EQ(metadata_git("/proc/self", &g), TRACKD_ENOENT, "no repository");
-}
-
 /* The fake NVML (tests/fake-nvml) with `gpus` devices and `procs` processes
  * on device 0. */
 static nvml *fake(const char *state, unsigned gpus, unsigned procs)
@@ -218,7 +203,6 @@ static void test_nvml_limits(void)
 int main(void)
 {
 	test_nvml_limits();
-	test_credentials();
 	test_stat();
 	test_meminfo_net_disk();
 	test_cgroup();
