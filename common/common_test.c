@@ -200,7 +200,7 @@ static void test_runenv(void)
 	CHECK_EQ(runenv_git(sub, &g), 0, "found by climbing");
 	CHECK_STR_EQ(g.branch, "main");
 	CHECK_STR_EQ(g.commit, "0123456789012345678901234567890123456789");
-	CHECK_STR_EQ(g.remote, "https://example.com/x.git", "credentials stripped");
+	CHECK(strcmp(g.remote, "https://example.com/x.git") == 0, "credentials stripped");
 	snprintf(sub, sizeof sub, "%s/.git/worktrees", root);
 	mkdir(sub, 0700);
 	snprintf(sub, sizeof sub, "%s/.git/worktrees/wt", root);
@@ -215,7 +215,7 @@ static void test_runenv(void)
 	CHECK_EQ(runenv_git(sub, &g), 0, "a worktree");
 	CHECK_STR_EQ(g.branch, "", "detached");
 	CHECK_STR_EQ(g.commit, "abcdefabcdefabcdefabcdefabcdefabcdefabcd");
-	CHECK_STR_EQ(g.remote, "https://example.com/x.git", "from the common dir's config");
+	CHECK(strcmp(g.remote, "https://example.com/x.git") == 0, "the common dir's config");
 	/* Files only: git (if installed) finds no objects and fails, which is
 	 * "unknown", never "clean". */
 	CHECK_EQ(runenv_git_dirty(root, 2000, NULL), RUNENV_DIRTY_UNKNOWN);

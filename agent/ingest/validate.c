@@ -170,8 +170,8 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 		if (!has(f, WIRE_NUM(RECORD, RUN_ID)))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "run_id is missing");
 		w->lifecycle |= has(f, WIRE_NUM(RECORD, START)) || has(f, WIRE_NUM(RECORD, EXIT));
-		int rc = check_oneof_single(w, f, WIRE_NUM(RECORD, START), WIRE_NUM(RECORD, RENAME),
-		                            "record body", true);
+		int rc = check_oneof_single(w, f, WIRE_NUM(RECORD, START),
+		                            WIRE_NUM(RECORD, ENVIRONMENT), "record body", true);
 		if (rc == 0) {
 			enum { RUN_ID = WIRE_NUM(RECORD, RUN_ID) };
 			note_run(w, f->data[RUN_ID], f->len[RUN_ID],
@@ -201,6 +201,13 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 		if (has(f, TAGS) && f->count[TAGS] > TRACKD_MAX_TAGS)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%u tags, limit %u",
 			            f->count[TAGS], TRACKD_MAX_TAGS);
+		return 0;
+	}
+	if (d == &trackd__v1__run_environment__descriptor) {
+		enum { ARGS = WIRE_NUM(RUN_ENVIRONMENT, ARGS) };
+		if (has(f, ARGS) && f->count[ARGS] > TRACKD_MAX_ENV_ARGS)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%u args, limit %u",
+			            f->count[ARGS], TRACKD_MAX_ENV_ARGS);
 		return 0;
 	}
 	if (d == &trackd__v1__define_metric__descriptor) {
@@ -233,6 +240,19 @@ static int check_string(struct walk *w, const ProtobufCMessageDescriptor *d,
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 			            "%zu bytes, limit %u", wf->len, TRACKD_MAX_NAME_BYTES);
 		return check_run_name(w, fd, wf->data, wf->len);
+	}
+	/* Paths, a branch, a URL: one line each, so that no control character
+	 * reaches a terminal through `trackctl show`. */
+	if (d == &trackd__v1__run_environment__descriptor &&
+	    fd->id != WIRE_NUM(RUN_ENVIRONMENT, ARGS)) {
+		if (wf->len > TRACKD_MAX_ENV_STRING)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "%zu bytes, limit %u", wf->len, TRACKD_MAX_ENV_STRING);
+		for (size_t i = 0; i < wf->len; i++)
+			if (wf->data[i] < 0x20 || wf->data[i] == 0x7f)
+				return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+				            "contains a control character (0x%02x)", wf->data[i]);
+		return 0;
 	}
 	if ((d == &trackd__v1__define_metric__descriptor ||
 	     d == &trackd__v1__run_rename__descriptor) &&
@@ -313,6 +333,13 @@ static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, con
 		    protobuf_c_message_descriptor_get_field(d, wf.number);
 		if (!fd)
 			continue; /* unknown field: a newer client; ignored, as protobuf does */
+		/* Beside a client body, protobuf-c would decode the last of the
+		 * oneof: a client could pass samples or metadata as the agent's. */
+		if (d == &trackd__v1__record__descriptor &&
+		    (fd->id == TRACKD__V1__RECORD__BODY_STATS ||
+		     fd->id == TRACKD__V1__RECORD__BODY_METADATA))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "%s is written by the agent only", fd->name);
 		if (wf.type != wire_type_of(fd->type))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_MALFORMED,
 			            "field %s has wire type %d, expected %d", fd->name,

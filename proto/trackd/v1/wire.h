@@ -44,6 +44,8 @@ enum wire_type { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 	X(RECORD, CONFIG, record, config, 5, WIRE_LEN)                                             \
 	X(RECORD, EXIT, record, exit, 7, WIRE_LEN)                                                 \
 	X(RECORD, RENAME, record, rename, 9, WIRE_LEN)                                             \
+	X(RECORD, ENVIRONMENT, record, environment, 10, WIRE_LEN)                                  \
+	X(RUN_ENVIRONMENT, ARGS, run_environment, args, 2, WIRE_LEN)                               \
 	X(RUN_START, PROJECT, run_start, project, 1, WIRE_LEN)                                     \
 	X(RUN_START, ENTITY, run_start, entity, 2, WIRE_LEN)                                       \
 	X(RUN_START, TAGS, run_start, tags, 5, WIRE_LEN)                                           \
