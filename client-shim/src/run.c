@@ -25,6 +25,7 @@
 #include "autostart.h"
 #include "buf.h"
 #include "console.h"
+#include "environment.h"
 #include "error.h"
 #include "footer.h"
 #include "mirror.h"
@@ -174,6 +175,7 @@ static void run_free(struct td_run *run)
 	if (!run->disabled) {
 		tdi_signals_uninstall(run);
 		tdi_console_stop(run);
+		tdi_environment_stop(run);
 		tdi_sender_stop(run);
 		tdi_replay_stop(run);
 		tdi_spool_close(run);
@@ -371,7 +373,9 @@ int td_init(const td_run_options *opts, td_run **out)
 	    (rc = buffer_run_start(run, opts, &config_count)) != TD_OK ||
 	    (opts->capture_console && (rc = tdi_console_start(run)) != TD_OK) ||
 	    (opts->handle_signals && (rc = tdi_signals_install(run)) != TD_OK) ||
-	    (rc = tdi_sender_start(run)) != TD_OK || (rc = tdi_replay_start(run)) != TD_OK) {
+	    (rc = tdi_sender_start(run)) != TD_OK || (rc = tdi_replay_start(run)) != TD_OK ||
+	    (!opts->disable_environment &&
+	     (rc = tdi_environment_start(run, opts->python_version)) != TD_OK)) {
 		char why[256];
 		snprintf(why, sizeof(why), "%s", td_last_error());
 		run_free(run);
@@ -817,8 +821,10 @@ int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int ti
 		timeout_ms = TDI_DEFAULT_FINISH_TIMEOUT_MS;
 	int64_t deadline = tdi_mono_ms() + timeout_ms;
 
-	/* Console lines written before the end belong before the exit record. */
+	/* Console lines written before the end belong before the exit record,
+	 * and so do the process's facts (a git status still running is cut). */
 	tdi_console_stop(run);
+	tdi_environment_stop(run);
 
 	ex.has_exit_code = true;
 	ex.exit_code = exit_code;

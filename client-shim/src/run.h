@@ -6,7 +6,8 @@
  *   run.c         the public API of a run: td_init … td_finish, the recording
  *                 calls, the footer; decides when to spill (run->make_room)
  *   console.c,    threads beside run.c that it starts and stops: they feed the
- *   signals.c     run through its API (td_output) or end it (tdi_run_end)
+ *   signals.c,    run through its API (td_output), end it (tdi_run_end), or
+ *   environment.c append the process's own facts once (RunEnvironment)
  *   mirror.c      what this process logged, for the footer
  *   sender.c      the thread that ships this run's batches
  *   replay.c      the thread (and td_spool_flush) that ships the spool files
@@ -107,6 +108,7 @@
 struct tdi_mirror;
 struct tdi_console;
 struct tdi_signals;
+struct tdi_environment;
 
 struct td_run {
 	/* Immutable after td_init. */
@@ -178,6 +180,7 @@ struct td_run {
 	/* Set up in td_init and torn down in td_finish, by one thread. */
 	struct tdi_console *console;
 	struct tdi_signals *signals;
+	struct tdi_environment *environment; /* its thread, while it gathers */
 };
 
 /* The end of a run, shared by td_finish_reason and the signal thread:

@@ -5,8 +5,13 @@ wandb-events.jsonl lines). GPUs come from a fake NVML built by the tests
 import glob
 import json
 import os
+import pathlib
+import platform
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -392,7 +397,8 @@ def test_run_metadata(agent_factory, tmp_path):
     assert md["args"] == ["smmeta01", "0", t.stop_path]
     assert md["root"] == str(repo)
     assert md["git"] == {"remote": "https://example.com/team/repo.git", "commit": commit,
-                         "branch": "exp"}
+                         "branch": "exp", "dirty": False}
+    assert md["python"] == platform.python_version()
     assert "s3cret" not in open(path).read()
     assert md["host"] == os.uname().nodename and md["os"].startswith("Linux-")
     assert md["cpu_count_logical"] == os.cpu_count() and md["memory"]["total"] > 0
@@ -404,6 +410,162 @@ def test_run_metadata(agent_factory, tmp_path):
                        capture_output=True, text=True)
     env = r.stdout.split("\nEnvironment:", 1)[1]
     assert commit in env and "Fake GPU 0" in env
+
+
+# ---- run metadata from the client --------------------------------------------------
+
+def make_repo(path, remote="https://someone:s3cret@example.com/team/repo.git"):
+    path.mkdir()
+    git = lambda *a: subprocess.run(["git", "-C", str(path), *a], check=True,
+                                    capture_output=True, text=True).stdout.strip()
+    git("init", "-q", "-b", "main")
+    (path / "model.py").write_text("lr = 0.1\n")
+    git("add", "model.py")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "-m", "x")
+    git("remote", "add", "origin", remote)
+    return git("rev-parse", "HEAD")
+
+
+def metadata(agent, run_id):
+    paths = glob.glob(os.path.join(agent.state_dir, "runs", "*", "*", f"run-*-{run_id}",
+                                   "wandb-metadata.json"))
+    if not paths:
+        return None
+    with open(paths[0]) as f:
+        text = f.read()
+    return json.loads(text) if text.endswith("\n") else None
+
+
+class OtherUserAgent(Agent):
+    """The agent as the systemd service runs it: another user than the
+    training's, so /proc/<pid>/cwd and /proc/<pid>/exe of the client are
+    closed to it."""
+
+    def start(self, wait=True):
+        nobody = pwd.getpwnam("nobody")
+        os.makedirs(self.state_dir, exist_ok=True)
+        for d in (self.dir, self.state_dir):
+            os.chown(d, nobody.pw_uid, nobody.pw_gid)
+            os.chmod(d, 0o755)
+        log = open(self.log_path, "a")
+        os.chown(self.log_path, nobody.pw_uid, nobody.pw_gid)
+        self.proc = subprocess.Popen(
+            [BIN["trackd"], "--config", self.config_path, "--state-dir", self.state_dir,
+             "--listen", self.url], stdout=log, stderr=log, env=self.env,
+            user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+
+def test_client_metadata_with_the_agent_as_another_user(tmp_path):
+    """The agent (nobody) cannot read the training's cwd or exe: the client's
+    own facts fill them in; the dirty flag follows the work tree."""
+    require_bins()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the agent as another user")
+    repo = tmp_path / "repo"
+    commit = make_repo(repo)
+    # Not under tmp_path: pytest's base dir is closed to other users.
+    base = tempfile.mkdtemp(prefix="trackd-sm-user-")
+    os.chmod(base, 0o755)
+    agent = OtherUserAgent(pathlib.Path(base), config("", extra="socket_mode: 0666\n"))
+    try:
+        agent.start()
+        t = Training(agent, tmp_path, "smusr001", cwd=str(repo))
+        md = agent.wait_for(lambda: (m := metadata(agent, "smusr001")) and "root" in m and "host" in m and m,
+                            what="the client's facts")
+        t.finish()
+        # Without the client's record the agent would have had none of these.
+        assert md["root"] == str(repo)
+        assert md["executable"] == os.path.realpath(sys.executable)
+        assert md["program"].endswith("train_sm.py")
+        assert md["args"] == ["smusr001", "0", t.stop_path]
+        assert md["python"] == platform.python_version()
+        assert md["git"] == {"remote": "https://example.com/team/repo.git", "commit": commit,
+                             "branch": "main", "dirty": False}
+        assert md["host"] == os.uname().nodename  # the agent's facts are still there
+        assert md["cpu_count_logical"] == os.cpu_count()
+        assert md["username"] == "root"
+
+        (repo / "model.py").write_text("lr = 0.2\n")  # a tracked file changed
+        (repo / "notes.txt").write_text("untracked files do not count\n")
+        t = Training(agent, tmp_path, "smusr002", cwd=str(repo))
+        md = agent.wait_for(lambda: (m := metadata(agent, "smusr002")) and "git" in m and "host" in m and m,
+                            what="the client's facts")
+        t.finish()
+        assert md["git"]["dirty"] is True and md["git"]["commit"] == commit
+        # What the client sent is kept apart, and every key of it is in the
+        # merged file.
+        (client_path,) = glob.glob(os.path.join(agent.state_dir, "runs", "*", "*",
+                                                "run-*-smusr002", "client-environment.json"))
+        with open(client_path) as f:
+            client = json.load(f)
+        assert set(client) == {"program", "args", "executable", "root", "python", "git"}
+        assert all(md[k] == v for k, v in client.items())
+    finally:
+        agent.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+FAKE_GIT = """#!/bin/sh
+# git status that hangs, as on a slow network file system
+exec sleep 30
+"""
+
+
+def test_a_hanging_git_status_is_cut_and_never_delays_init(agent_factory, tmp_path):
+    repo = tmp_path / "repo"
+    commit = make_repo(repo)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(FAKE_GIT)
+    (bin_dir / "git").chmod(0o755)
+    agent = agent_factory(config(""))
+    env = python_client_env(agent.env)
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    script = tmp_path / "quick.py"
+    script.write_text("import sys, time, trackd\n"
+                      "t0 = time.monotonic()\n"
+                      "run = trackd.init(project='sysm', id=sys.argv[1])\n"
+                      "print(time.monotonic() - t0)\n"
+                      "time.sleep(float(sys.argv[2]))\n"
+                      "t1 = time.monotonic()\n"
+                      "run.finish()\n"
+                      "print(time.monotonic() - t1)\n")
+    # Long enough for the 2 s bound: the facts go without "dirty".
+    r = subprocess.run([sys.executable, str(script), "smgit001", "3"], env=env, cwd=str(repo),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    init_s, finish_s = map(float, r.stdout.split()[:2])
+    assert init_s < 1.5, "init waited"
+    md = agent.wait_for(lambda: (m := metadata(agent, "smgit001")) and "git" in m and m,
+                        what="the client's facts")
+    assert md["git"] == {"remote": "https://example.com/team/repo.git", "commit": commit,
+                         "branch": "main"}
+    # Finished while git still hangs: cut at once, facts sent without it.
+    r = subprocess.run([sys.executable, str(script), "smgit002", "0"], env=env, cwd=str(repo),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    init_s, finish_s = map(float, r.stdout.split()[:2])
+    assert finish_s < 1.5, "finish waited for git"
+    md = agent.wait_for(lambda: (m := metadata(agent, "smgit002")) and "git" in m and m,
+                        what="the client's facts")
+    assert "dirty" not in md["git"] and md["root"] == str(repo)
+    assert not subprocess.run(["pgrep", "-f", "exec sleep 30|^sleep 30"],
+                              capture_output=True).stdout, "git left running"
+
+
+def test_no_repository_no_git(agent_factory, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    agent = agent_factory(config(""))
+    t = Training(agent, tmp_path, "smnogit1", cwd=str(plain))
+    md = agent.wait_for(lambda: (m := metadata(agent, "smnogit1")) and "python" in m and m,
+                        what="the client's facts")
+    t.finish()
+    assert md["root"] == str(plain) and "git" not in md
 
 
 # ---- the Python Api ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 #include "local_sink_internal.h"
 
 #include "clock.h"
+#include "environment.h"
 #include "errors.h"
 #include "files.h"
 #include "log.h"
@@ -443,22 +444,17 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 		         " was dropped",
 		         r->id, r->step);
 	}
-	/* The run's environment: a whole file, replaced (a replay writes the same). */
-	if (rec->body_case == TRACKD__V1__RECORD__BODY_METADATA && rec->metadata->json) {
-		size_t n = strlen(rec->metadata->json);
-		char *line = malloc(n + 1);
-		int wrv = line ? TRACKD_OK : TRACKD_ENOMEM;
-		if (line) {
-			memcpy(line, rec->metadata->json, n);
-			line[n] = '\n';
-			wrv = file_write_atomic(ar->dir, ENVIRONMENT_FILE, line, n + 1, false);
-			free(line);
-		}
-		if (wrv) {
-			count(&s->write_errors);
-			log_error("local sink: run %s: cannot write %s: %s", r->id,
-			          ENVIRONMENT_FILE, trackd_strerror(wrv));
-		}
+	/* The run's environment: a whole file, replaced (a replay writes the same),
+	 * the client's process facts over the agent's (environment.h). */
+	int wrv = TRACKD_OK;
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_METADATA && rec->metadata->json)
+		wrv = environment_apply_agent(ar->dir, rec->metadata->json);
+	else if (rec->body_case == TRACKD__V1__RECORD__BODY_ENVIRONMENT)
+		wrv = environment_apply_client(ar->dir, rec->environment);
+	if (wrv) {
+		count(&s->write_errors);
+		log_error("local sink: run %s: cannot write %s: %s", r->id, ENVIRONMENT_FILE,
+		          trackd_strerror(wrv));
 	}
 	ar->files_dirty |= fx.summary_changed || fx.config_changed || fx.meta_changed;
 	ar->checkpoint_dirty = true;

@@ -10,6 +10,8 @@
  *       output.log      console lines
  *       events.jsonl    system metrics, one W&B wandb-events.jsonl line per sample
  *       wandb-metadata.json  the run's environment (RunMetadata), one JSON line
+ *       client-environment.json  the client's process facts (RunEnvironment), which
+ *                            win over the agent's in wandb-metadata.json (environment.h)
  *       .snapshot       the sink's state of the run (protobuf RunSnapshot)
  *
  * Run semantics come from agent/runs (run.h); this module routes records to runs,

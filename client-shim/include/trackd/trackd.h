@@ -180,6 +180,14 @@ typedef struct td_run_options {
 	 * agent: <spool_dir>/<hash of the agent URL>/<session>.spool. */
 	const char *spool_dir;
 	size_t max_spool_bytes; /* bound of this process's spool file; default (0) 1 GiB */
+	/* The interpreter's version ("3.11.2") for the run's metadata ("python"),
+	 * set by the Python package; NULL otherwise. The other process facts
+	 * (program, args, executable, working directory, git) the library
+	 * gathers itself, off the caller's thread, and sends once per process. */
+	const char *python_version;
+	/* Send none of those facts (W&B's disable_meta): the agent then has
+	 * only what it can read in /proc itself. Default false. */
+	bool disable_environment;
 } td_run_options;
 
 typedef struct td_run td_run;

@@ -34,6 +34,7 @@ import atexit
 import ctypes
 import math
 import os
+import platform
 import pwd
 import secrets
 import signal
@@ -346,6 +347,8 @@ class Run:
         opts.resume = _lib.RESUMES[resume]
         opts.socket_url = s(self._socket, "socket")
         opts.spool_dir = s(spool_dir, "spool_dir")
+        # The run's metadata ("python"); the library gathers the rest itself.
+        opts.python_version = s(platform.python_version(), "python_version")
         # Python prints the footer itself, after its own buffers; console
         # capture and signals are done at the Python level.
         opts.print_footer = False

@@ -1,0 +1,37 @@
+/*
+ * environment.h — the process facts of the run's wandb-metadata.json, sent by
+ * the client about itself (one RunEnvironment record per process), because
+ * the agent often cannot read them: running as another user (the systemd
+ * service), it is denied /proc/<pid>/cwd and /proc/<pid>/exe.
+ *
+ * td_init starts one short-lived thread (every signal blocked) and returns: it
+ * reads /proc/self/cmdline and /proc/self/exe, the working directory, the git
+ * facts from the repository's files (common/runenv.h, no process), the Python
+ * version the Python package passed in td_run_options, and last the dirty flag
+ * from one `git status` bounded by TDI_GIT_STATUS_TIMEOUT_MS (then killed:
+ * "dirty" is absent, as when git is missing). It appends the record like any
+ * other (the run's mu, the buffer's bound; TD_ERR_FULL drops it) and exits.
+ *
+ * td_finish (and the signal thread's end of a run) stops it before the exit
+ * record: a git status still running is killed at once and the facts go
+ * without the dirty flag, so finishing never waits on git. Facts that cannot
+ * be read are absent; strings are cut to the agent's bounds (TRACKD_MAX_ENV_*)
+ * and made valid UTF-8 without control characters, so the agent never refuses
+ * the batch over them. Errors: tdi_environment_start returns TD_ERR_NOMEM or
+ * TD_ERR_TRANSPORT (the thread); the thread's own failures only leave facts
+ * out.
+ */
+#ifndef TRACKD_CLIENT_ENVIRONMENT_H
+#define TRACKD_CLIENT_ENVIRONMENT_H
+
+#define TDI_GIT_STATUS_TIMEOUT_MS 2000
+
+struct td_run;
+
+/* python_version: borrowed, copied; NULL or "" when the client is not Python. */
+int tdi_environment_start(struct td_run *run, const char *python_version);
+/* Cuts a running git status short, joins the thread (its record is appended by
+ * then), frees. Safe without a start. */
+void tdi_environment_stop(struct td_run *run);
+
+#endif
