@@ -225,7 +225,8 @@ static void test_runenv(void)
 	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
 	CHECK_EQ(system(cmd), 0);
 
-	char line[] = "/usr/bin/python3\0train.py\0--lr\0" "0.1";
+	char line[] = "/usr/bin/python3\0train.py\0--lr\0"
+	              "0.1";
 	const char *argv[RUNENV_MAX_ARGS];
 	int prog;
 	CHECK_EQ(runenv_argv(line, sizeof line, argv, &prog), 4);

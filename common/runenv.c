@@ -253,8 +253,8 @@ enum runenv_dirty runenv_git_dirty(const char *dir, int timeout_ms, const atomic
 	posix_spawnattr_setpgroup(&attr, 0);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
 	                                    POSIX_SPAWN_SETSIGDEF);
-	char *const argv[] = {"git", "-C", (char *)dir, "status", "--porcelain",
-	                      "--untracked-files=no", NULL};
+	char *const argv[] = {
+	    "git", "-C", (char *)dir, "status", "--porcelain", "--untracked-files=no", NULL};
 	pid_t pid = -1;
 	int rv = env ? posix_spawnp(&pid, "git", &fa, &attr, argv, env) : ENOMEM;
 	posix_spawn_file_actions_destroy(&fa);

@@ -474,6 +474,12 @@ def test_client_metadata_with_the_agent_as_another_user(tmp_path):
     try:
         agent.start()
         t = Training(agent, tmp_path, "smusr001", cwd=str(repo))
+        # What the agent's user may read of the training process: not these.
+        nobody = pwd.getpwnam("nobody")
+        for link in ("cwd", "exe"):
+            r = subprocess.run(["readlink", f"/proc/{t.pid}/{link}"], capture_output=True,
+                               user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
+            assert r.returncode != 0 and not r.stdout, link
         md = agent.wait_for(lambda: (m := metadata(agent, "smusr001")) and "root" in m and "host" in m and m,
                             what="the client's facts")
         t.finish()
