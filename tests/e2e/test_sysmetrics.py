@@ -54,12 +54,13 @@ run.finish()
 
 
 class Training:
-    def __init__(self, agent, tmp_path, run_id, busy=False, cwd=None):
+    def __init__(self, agent, tmp_path, run_id, busy=False, cwd=None, env=None):
         self.stop_path = str(tmp_path / f"stop-{run_id}")
         script = tmp_path / "train_sm.py"
         script.write_text(TRAIN)
         self.proc = subprocess.Popen([sys.executable, str(script), run_id, "1" if busy else "0",
-                                      self.stop_path], env=python_client_env(agent.env),
+                                      self.stop_path],
+                                     env=dict(python_client_env(agent.env), **(env or {})),
                                      cwd=cwd)
         self.run_id = run_id
         deadline = time.monotonic() + 30
@@ -329,6 +330,45 @@ def test_events_uploaded_with_wandb_keys(agent_factory, tmp_path):
             assert "system.cpu" in line and "system.memory_percent" in line
             assert line["system.gpu.0.gpu"] == 50
         assert any(l.get("system.gpu.process.0.memoryAllocatedBytes") == 4096 for l in up)
+    finally:
+        fw.stop()
+
+
+def test_sync_uploads_the_events_of_an_offline_run(agent_factory, tmp_path):
+    """trackctl sync sends wandb-events.jsonl with the history: each sample
+    once, at its own offsets; a second sync sends nothing again."""
+    fw = FakeWandb(max_hold=30).start()
+    try:
+        key = tmp_path / "wandb.key"
+        key.write_text(fw.api_key + "\n")
+        os.chmod(key, 0o600)
+        wandb = ("sinks:\n  wandb:\n    enabled: true\n"
+                 f"    base_url: {fw.base_url}\n    api_key_file: {key}\n"
+                 "    transmit_interval: 100ms\n    max_request_bytes: 64KiB\n"
+                 "    retry_min: 100ms\n    retry_max: 1s\n")
+        agent = agent_factory(config("") + wandb)
+        t = Training(agent, tmp_path, "smsync01", env={"TRACKD_MODE": "offline"})
+        wait_events(agent, "smsync01", 4)
+        t.finish()
+        agent.wait_for(lambda: agent.run_state("smsync01") not in (None, "running"),
+                       what="the run's end")
+        assert fw.run_or_none(fw.entity, "sysm", "smsync01") is None, "offline: not uploaded"
+        r = subprocess.run([BIN["trackctl"], "sync", "smsync01"], env=agent.env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        up = fw.run_or_none(fw.entity, "sysm", "smsync01")
+        local = events(agent, "smsync01")
+        assert len(local) >= 4
+        assert [json.loads(l) for l in up["events"]] == local, "each sample once, in order"
+        f = up["files"]["wandb-events.jsonl"]
+        assert f["holes"] == 0 and f["gaps"] == 0 and f["conflicts"] == 0, f
+        assert up["duplicates"] == 0 and up["complete"] is True
+        # Synced: nothing is sent again, the events neither.
+        r = subprocess.run([BIN["trackctl"], "sync", "smsync01"], env=agent.env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "already synced" in r.stdout, r.stdout
+        again = fw.run_or_none(fw.entity, "sysm", "smsync01")
+        assert again["events"] == up["events"] and again["duplicates"] == 0
     finally:
         fw.stop()
 
