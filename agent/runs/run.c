@@ -375,9 +375,29 @@ static int apply_console(struct run *r, const Trackd__V1__ConsoleOutput *c,
 
 /* ---- system metrics ------------------------------------------------------- */
 
+/* A sample that carries counter bases replaces the run's set (the sampler
+ * sends its whole set whenever it takes one). */
+static void apply_counter_bases(struct run *r, const Trackd__V1__SystemStats *st)
+{
+	if (!st->n_bases)
+		return;
+	snprintf(r->counters_boot_id, sizeof r->counters_boot_id, "%s",
+	         st->boot_id ? st->boot_id : "");
+	r->n_counter_bases = 0;
+	for (size_t i = 0; i < st->n_bases && r->n_counter_bases < RUN_MAX_COUNTER_BASES; i++) {
+		const Trackd__V1__CounterBase *b = st->bases[i];
+		if (!b->key || strlen(b->key) >= RUN_COUNTER_KEY_BYTES)
+			continue;
+		struct run_counter_base *c = &r->counter_bases[r->n_counter_bases++];
+		snprintf(c->key, sizeof c->key, "%s", b->key);
+		c->value = b->value;
+	}
+}
+
 static int apply_stats(struct run *r, const Trackd__V1__SystemStats *st,
                        const struct record_origin *o, struct run_effects *fx)
 {
+	apply_counter_bases(r, st);
 	if (!fx->events)
 		return TRACKD_OK;
 	int64_t us = st->has_time_us ? st->time_us : o->recv_time_us;
@@ -777,6 +797,27 @@ Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r)
 	SET(events_lines, r->events_lines);
 	SET(events_bytes, r->events_bytes);
 #undef SET
+	if (r->n_counter_bases) {
+		/* Borrowed from r, as the other strings are. */
+		s->counters_boot_id = (char *)r->counters_boot_id;
+		s->counter_bases = calloc(r->n_counter_bases, sizeof *s->counter_bases);
+		if (!s->counter_bases) {
+			run_snapshot_free(s);
+			return NULL;
+		}
+		for (size_t i = 0; i < r->n_counter_bases; i++) {
+			Trackd__V1__CounterBase *b = malloc(sizeof *b);
+			if (!b) {
+				run_snapshot_free(s);
+				return NULL;
+			}
+			trackd__v1__counter_base__init(b);
+			s->counter_bases[s->n_counter_bases++] = b;
+			b->key = (char *)r->counter_bases[i].key;
+			b->has_value = true;
+			b->value = r->counter_bases[i].value;
+		}
+	}
 	s->pending = vmap_to_proto(&r->pending);
 	s->summary = vmap_to_proto(&r->summary);
 	s->config = vmap_to_proto(&r->config);
@@ -830,8 +871,11 @@ void run_snapshot_free(Trackd__V1__RunSnapshot *s)
 		free(s->attached[i]);
 	for (size_t i = 0; i < s->n_metrics; i++)
 		free(s->metrics[i]);
+	for (size_t i = 0; i < s->n_counter_bases; i++)
+		free(s->counter_bases[i]);
 	free(s->attached);
 	free(s->metrics);
+	free(s->counter_bases);
 	free(s);
 }
 
@@ -922,6 +966,11 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 	r->series_dropped = s->series_dropped;
 	r->events_lines = s->events_lines;
 	r->events_bytes = s->events_bytes;
+	Trackd__V1__SystemStats bases = TRACKD__V1__SYSTEM_STATS__INIT;
+	bases.boot_id = s->counters_boot_id;
+	bases.bases = s->counter_bases;
+	bases.n_bases = s->n_counter_bases;
+	apply_counter_bases(r, &bases);
 	for (size_t i = 0; i < s->n_attached && i < RUN_MAX_ATTACHED; i++) {
 		r->attached[i].pid = s->attached[i]->pid;
 		r->attached[i].start_ticks = s->attached[i]->start_ticks;

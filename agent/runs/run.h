@@ -55,6 +55,12 @@
 
 #define RUN_MAX_ATTACHED 64   /* processes attached to one run at a time */
 #define RUN_MAX_METRICS  1024 /* define_metric entries per run */
+/* Counter bases of the system-metrics sampler kept per run: network sent and
+ * received, in and out of two block devices (the state dir's and the run's
+ * working directory's), with room to spare; longer keys are not kept. */
+#define RUN_MAX_COUNTER_BASES 8
+#define RUN_COUNTER_KEY_BYTES 80
+#define RUN_BOOT_ID_BYTES     40
 
 enum run_state { RUN_RUNNING, RUN_FINISHED, RUN_FAILED, RUN_KILLED, RUN_CRASHED };
 
@@ -64,6 +70,11 @@ struct run_attached {
 	bool done;
 	bool crashed;    /* ended by the agent's crash mark; its own exit may still settle it */
 	bool by_records; /* attached by logging, without a start: maybe a spool's deliverer */
+};
+
+struct run_counter_base {
+	char key[RUN_COUNTER_KEY_BYTES];
+	uint64_t value;
 };
 
 struct run_metric {
@@ -113,6 +124,11 @@ struct run {
 	bool has_series_rows;
 	uint64_t series_rows, series_dropped;
 	uint64_t events_bytes;
+	/* The sampler's raw counters at the run's start (SystemStats.bases, the
+	 * last set applied), so that a restarted agent continues from them. */
+	char counters_boot_id[RUN_BOOT_ID_BYTES];
+	struct run_counter_base counter_bases[RUN_MAX_COUNTER_BASES];
+	size_t n_counter_bases;
 };
 
 /* Where a record came from. */

@@ -773,6 +773,57 @@ static void test_system_stats(void)
 	buf_fini(&ev);
 }
 
+/* The sampler's counter bases: the last set a sample carried, kept through a
+ * snapshot (a restarted agent continues from them). */
+static void test_counter_bases(void)
+{
+	struct run *r = start_run("bases1");
+	Trackd__V1__CounterBase b[2] = {TRACKD__V1__COUNTER_BASE__INIT,
+	                                TRACKD__V1__COUNTER_BASE__INIT};
+	b[0].key = "network.sent";
+	b[0].has_value = true;
+	b[0].value = 1u << 30;
+	b[1].key = "disk.sda.in";
+	b[1].has_value = true;
+	b[1].value = 42;
+	Trackd__V1__CounterBase *ptrs[2] = {&b[0], &b[1]};
+	Trackd__V1__SystemStats st = TRACKD__V1__SYSTEM_STATS__INIT;
+	st.boot_id = "boot-1";
+	st.bases = ptrs;
+	st.n_bases = 2;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_STATS;
+	rec.stats = &st;
+	struct record_origin o = origin(0, r->last_index + 1);
+	reset_fx(); /* no events buffer (the wandb sink's case): the bases still count */
+	run_apply(r, &rec, &o, &fx);
+	CHECK_EQ(r->n_counter_bases, 2);
+	st.n_bases = 0; /* a sample without bases keeps them */
+	o.index++;
+	run_apply(r, &rec, &o, &fx);
+	CHECK_EQ(r->n_counter_bases, 2);
+	Trackd__V1__RunSnapshot *s = run_to_snapshot(r);
+	size_t len = trackd__v1__run_snapshot__get_packed_size(s);
+	uint8_t *buf = malloc(len);
+	trackd__v1__run_snapshot__pack(s, buf);
+	run_snapshot_free(s);
+	Trackd__V1__RunSnapshot *u = trackd__v1__run_snapshot__unpack(NULL, len, buf);
+	struct run *r2 = NULL;
+	CHECK(u && run_from_snapshot(u, &r2) == 0);
+	if (r2) {
+		CHECK_STR_EQ(r2->counters_boot_id, "boot-1");
+		CHECK_EQ(r2->n_counter_bases, 2);
+		CHECK_STR_EQ(r2->counter_bases[0].key, "network.sent");
+		CHECK_EQ(r2->counter_bases[0].value, 1u << 30);
+		CHECK_EQ(r2->counter_bases[1].value, 42);
+	}
+	trackd__v1__run_snapshot__free_unpacked(u, NULL);
+	free(buf);
+	run_free(r2);
+	run_free(r);
+}
+
 int main(void)
 {
 	buf_init(&hist, 1 << 20);
@@ -788,6 +839,7 @@ int main(void)
 	test_default_name();
 	test_on_row();
 	test_system_stats();
+	test_counter_bases();
 	buf_fini(&hist);
 	buf_fini(&cons);
 	return CHECK_SUMMARY("run_test");

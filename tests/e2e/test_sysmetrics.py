@@ -614,6 +614,42 @@ def test_no_repository_no_git(agent_factory, tmp_path):
     assert md["root"] == str(plain) and "git" not in md
 
 
+# ---- counters since the run started: through an agent restart -----------------------
+
+def sent_traffic(nbytes):
+    """Sends nbytes of UDP to TEST-NET-3 (RFC 5737: nothing answers): they
+    leave through the default route's interface and count as sent in
+    /proc/net/dev (the loopback does not count). Skips without a route."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s_:
+        try:
+            for _ in range(nbytes // 1400 + 1):
+                s_.sendto(b"x" * 1400, ("203.0.113.1", 9))
+        except OSError as e:
+            pytest.skip(f"no route for UDP traffic: {e}")
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_network_counts_continue_through_an_agent_restart(agent_factory, tmp_path, how):
+    agent = agent_factory(config(""))
+    t = Training(agent, tmp_path, "smbase01")
+    n = len(wait_events(agent, "smbase01", 2))
+    sent_traffic(2 << 20)
+    lines = wait_events(agent, "smbase01", n + 2)
+    before = lines[-1]["system.network.sent"]
+    assert before >= 2 << 20, before  # since the run started, the traffic included
+    if how == "sigkill":
+        agent.kill9()
+    else:
+        assert agent.stop() == 0
+    agent.start()
+    lines = wait_events(agent, "smbase01", len(lines) + 2)
+    t.finish()
+    after = [l["system.network.sent"] for l in lines[-2:]]
+    # Continued from the run's own start, not from the restart.
+    assert all(a >= before for a in after), (before, after)
+
+
 # ---- the Python Api ------------------------------------------------------------------
 
 API = r"""

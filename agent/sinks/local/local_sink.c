@@ -426,7 +426,8 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 	 * process logging: the sampler's view is rebuilt then, not per record. */
 	if (r->state != before || r->n_attached != attached_before ||
 	    rec->body_case == TRACKD__V1__RECORD__BODY_START ||
-	    rec->body_case == TRACKD__V1__RECORD__BODY_EXIT)
+	    rec->body_case == TRACKD__V1__RECORD__BODY_EXIT ||
+	    (rec->body_case == TRACKD__V1__RECORD__BODY_STATS && rec->stats->n_bases))
 		s->live_dirty = true;
 	if (before == RUN_RUNNING && r->state != RUN_RUNNING)
 		count(r->state == RUN_FINISHED  ? &s->runs_finished
@@ -789,6 +790,9 @@ static void publish_live(struct local_sink *s)
 			l->pids[l->n_pids] = r->attached[a].pid;
 			l->start_ticks[l->n_pids++] = r->attached[a].start_ticks;
 		}
+		memcpy(l->counters_boot_id, r->counters_boot_id, sizeof l->counters_boot_id);
+		memcpy(l->counter_bases, r->counter_bases, sizeof l->counter_bases);
+		l->n_counter_bases = r->n_counter_bases;
 	}
 	pthread_mutex_lock(&s->live_mu);
 	struct local_live_run *old = s->live;

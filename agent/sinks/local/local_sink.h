@@ -157,6 +157,11 @@ struct local_live_run {
 	size_t n_pids;
 	int32_t pids[RUN_MAX_ATTACHED];
 	uint64_t start_ticks[RUN_MAX_ATTACHED]; /* /proc starttime, 0 unknown */
+	/* The sampler's counter bases the run holds (run.h), for a restarted
+	 * sampler to continue from. */
+	char counters_boot_id[RUN_BOOT_ID_BYTES];
+	struct run_counter_base counter_bases[RUN_MAX_COUNTER_BASES];
+	size_t n_counter_bases;
 };
 
 /* Copies the running runs into *out (malloc'd, the caller frees; NULL and 0

@@ -445,8 +445,7 @@ void wb_sync_acked(struct wandb_sink *s, struct wb_run *wr, const struct wb_tran
 	j->e_acked += t->out.events_bytes;
 	if (wr->end_acked == wr->end_gen && wb_sync_exhausted(wr) && wr->hist.len == wr->h_head &&
 	    wr->cons.len == wr->c_head && wr->evts.len == wr->e_head &&
-	    wr->sum_acked == wr->sum_gen &&
-	    wr->meta_acked == wr->meta_gen) {
+	    wr->sum_acked == wr->sum_gen && wr->meta_acked == wr->meta_gen) {
 		j->synced = true;
 		j->done_us = clock_mono_us();
 	}
@@ -457,8 +456,8 @@ void wb_sync_acked(struct wandb_sink *s, struct wb_run *wr, const struct wb_tran
 	if (j->synced) {
 		char url[4096];
 		wb_run_url(s, wr, url, sizeof url);
-		log_info("wandb: run %s synced: %" PRIu64 " rows, %" PRIu64 " console lines, %" PRIu64
-		         " events%s%s",
+		log_info("wandb: run %s synced: %" PRIu64 " rows, %" PRIu64
+		         " console lines, %" PRIu64 " events%s%s",
 		         wr->id, wr->h_done, wr->c_done, wr->e_done, *url ? " → " : "", url);
 	}
 }

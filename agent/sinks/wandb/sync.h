@@ -53,7 +53,7 @@ struct wb_sync;
 /* ---- the progress record (pure, unit-tested) ---------------------------------- */
 
 #define WB_SYNC_PROGRESS_BYTES    68
-#define WB_SYNC_PROGRESS_V1_BYTES 52 /* before events: read, never written */
+#define WB_SYNC_PROGRESS_V1_BYTES 52   /* before events: read, never written */
 #define WB_SYNC_SYNCED            0x1u /* the final request was acknowledged */
 
 struct wb_sync_progress {
