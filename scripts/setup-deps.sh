@@ -12,6 +12,7 @@ PACKAGES=(
   libjson-c-dev  # the wandb sink reads W&B answers with json-c
   libmicrohttpd-dev  # trackctl ui and the agent's /metrics: HTTP servers with bounded connections, timeouts, head size
   python3 python3-pytest
+  git            # tests: real repositories for the run metadata's git facts and dirty flag
   python3-yaml   # the Python package reads YAML config files with PyYAML
   python3-numpy  # tests: numpy arrays in rows become lists or histograms
   dpkg-dev file  # scripts/package.sh: dpkg-shlibdeps computes Depends, CPack needs file
