@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "environment.h"
 #include "error.h"
 #include "run.h"
+#include "timing.h"
 #include "runenv.h"
 #include "utf8.h"
 
@@ -25,25 +27,60 @@ struct tdi_environment {
 	char python[64];
 };
 
-/* A string as the agent accepts it: at most `max` bytes, valid UTF-8, and no
- * control characters unless `controls` (arguments may hold newlines). */
+/* The length of the UTF-8 sequence that byte b starts, 0 if none can. */
+static size_t sequence_length(unsigned char b)
+{
+	return b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3
+	                                             : b >= 0xf0 && b <= 0xf4 ? 4
+	                                                                      : 0;
+}
+
+/* A string as the agent accepts it, in one pass: at most `max` bytes (never
+ * cut inside a character), every byte that is not part of a valid UTF-8
+ * character a '?', and so is every control character unless `controls`
+ * (arguments may hold newlines). NULL when out of memory. */
 static char *clean(const char *s, size_t max, bool controls)
 {
 	size_t n = strlen(s);
-	if (n > max)
-		n = max;
-	while (n > 0 && !utf8_valid(s, n)) /* a cut in the middle of a character */
-		n--;
-	char *out = malloc(n + 1);
+	char *out = malloc((n < max ? n : max) + 1);
 	if (!out)
 		return NULL;
-	memcpy(out, s, n);
-	out[n] = '\0';
-	if (!controls)
-		for (size_t i = 0; i < n; i++)
-			if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
-				out[i] = '?';
+	size_t i = 0, k = 0;
+	while (i < n) {
+		size_t len = sequence_length((unsigned char)s[i]);
+		bool ok = len && i + len <= n && utf8_valid(s + i, len);
+		size_t take = ok ? len : 1;
+		if (k + take > max)
+			break;
+		if (!ok) {
+			out[k++] = '?';
+		} else if (len == 1 && !controls && ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)) {
+			out[k++] = '?';
+		} else {
+			memcpy(out + k, s + i, len);
+			k += len;
+		}
+		i += take;
+	}
+	out[k] = '\0';
 	return out;
+}
+
+/* Waits, a bounded time, for the agent's first acknowledgement: it carries
+ * the agent's limits, which the record must fit (an agent configured below
+ * the defaults would refuse the whole batch otherwise, and the rows in it). */
+static void wait_for_limits(struct td_run *run, const struct tdi_environment *e)
+{
+	int64_t deadline = tdi_mono_ms() + TDI_ENV_LIMITS_WAIT_MS;
+	for (;;) {
+		pthread_mutex_lock(&run->mu);
+		bool known = run->acked_through > 0 || run->closed;
+		pthread_mutex_unlock(&run->mu);
+		if (known || atomic_load(&e->abort) || tdi_mono_ms() >= deadline)
+			return;
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
 }
 
 static void *environment_main(void *arg)
@@ -52,28 +89,20 @@ static void *environment_main(void *arg)
 	struct tdi_environment *e = run->environment;
 	Trackd__V1__RunEnvironment env = TRACKD__V1__RUN_ENVIRONMENT__INIT;
 	char *argv_clean[RUNENV_MAX_ARGS];
+	const char *argv[RUNENV_MAX_ARGS];
 	size_t n_args = 0;
-	char *program = NULL, *exe_s = NULL, *root_s = NULL, *remote = NULL;
+	int argc = 0, prog = 0;
+	char *program = NULL, *exe_s = NULL, *root_s = NULL, *remote = NULL, *commit = NULL,
+	     *branch = NULL;
 	char *cmdline = malloc(CMDLINE_MAX);
 	FILE *f = cmdline ? fopen("/proc/self/cmdline", "re") : NULL;
 	if (f) {
 		size_t len = fread(cmdline, 1, CMDLINE_MAX, f);
 		fclose(f);
-		const char *argv[RUNENV_MAX_ARGS];
-		int prog;
-		int argc = runenv_argv(cmdline, len, argv, &prog);
-		if (argc > 0) {
-			program = clean(argv[prog], TRACKD_MAX_ENV_STRING, false);
-			for (int i = prog + 1; i < argc && n_args < TRACKD_MAX_ENV_ARGS; i++)
-				if ((argv_clean[n_args] =
-				         clean(argv[i], TRACKD_DEFAULT_MAX_STRING_BYTES, true)))
-					n_args++;
-		}
+		argc = runenv_argv(cmdline, len, argv, &prog);
+		if (argc > 0)
+			env.program = program = clean(argv[prog], TRACKD_MAX_ENV_STRING, false);
 	}
-	free(cmdline);
-	env.program = program;
-	env.args = argv_clean;
-	env.n_args = n_args;
 	char exe[PATH_MAX], cwd[PATH_MAX];
 	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	exe[k > 0 ? k : 0] = '\0';
@@ -87,11 +116,14 @@ static void *environment_main(void *arg)
 		env.python = e->python;
 	struct runenv_git g;
 	if (cwd[0] && runenv_git(cwd, &g) == 0) {
+		/* From files anyone may have written: cleaned like the rest. */
 		if (g.remote[0])
 			env.git_remote = remote = clean(g.remote, TRACKD_MAX_ENV_STRING, false);
-		env.git_commit = g.commit[0] ? g.commit : NULL;
-		env.git_branch = g.branch[0] ? g.branch : NULL;
-		/* Last: the only step that may take long. */
+		if (g.commit[0])
+			env.git_commit = commit = clean(g.commit, TRACKD_MAX_ENV_STRING, false);
+		if (g.branch[0])
+			env.git_branch = branch = clean(g.branch, TRACKD_MAX_ENV_STRING, false);
+		/* The only step that may take long. */
 		enum runenv_dirty d = runenv_git_dirty(cwd, TDI_GIT_STATUS_TIMEOUT_MS, &e->abort);
 		if (d != RUNENV_DIRTY_UNKNOWN) {
 			env.has_git_dirty = true;
@@ -99,21 +131,42 @@ static void *environment_main(void *arg)
 		}
 	}
 
+	/* Arguments are strings like any other to the agent: its string limit. */
+	wait_for_limits(run, e);
+	struct tdi_limits lim;
+	tdi_limits_load(run, &lim);
+	size_t arg_max = lim.string_bytes < TRACKD_MAX_ENV_STRING ? (size_t)lim.string_bytes
+	                                                          : TRACKD_MAX_ENV_STRING;
+	for (int i = prog + 1; i < argc && n_args < TRACKD_MAX_ENV_ARGS; i++)
+		if ((argv_clean[n_args] = clean(argv[i], arg_max, true)))
+			n_args++;
+	env.args = argv_clean;
+	env.n_args = n_args;
 	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
 	rec.run_id = run->run_id;
 	rec.body_case = TRACKD__V1__RECORD__BODY_ENVIRONMENT;
 	rec.environment = &env;
-	pthread_mutex_lock(&run->mu);
-	if (!run->closed && tdi_buffer_append_locked(run, &rec.base, false) == TD_OK)
-		pthread_cond_signal(&run->wake);
-	pthread_mutex_unlock(&run->mu);
+	/* One batch must hold it (with its framing): else without the args,
+	 * else not at all. */
+	size_t room = tdi_limits_batch_bytes(&lim) - 16;
+	if (trackd__v1__record__get_packed_size(&rec) > room)
+		env.n_args = 0;
+	if (trackd__v1__record__get_packed_size(&rec) <= room) {
+		pthread_mutex_lock(&run->mu);
+		if (!run->closed && tdi_buffer_append_locked(run, &rec.base, false) == TD_OK)
+			pthread_cond_signal(&run->wake);
+		pthread_mutex_unlock(&run->mu);
+	}
 
 	for (size_t i = 0; i < n_args; i++)
 		free(argv_clean[i]);
+	free(cmdline);
 	free(program);
 	free(exe_s);
 	free(root_s);
 	free(remote);
+	free(commit);
+	free(branch);
 	return NULL;
 }
 

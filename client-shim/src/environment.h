@@ -10,14 +10,16 @@
  * version the Python package passed in td_run_options, and last the dirty flag
  * from one `git status` bounded by TDI_GIT_STATUS_TIMEOUT_MS (then killed:
  * "dirty" is absent, as when git is missing). It appends the record like any
- * other (the run's mu, the buffer's bound; TD_ERR_FULL drops it) and exits.
+ * other (the run's mu, the buffer's bound; TD_ERR_FULL drops it) and exits —
+ * after the agent's first acknowledgement (bounded), whose limits it then fits.
  *
  * td_finish (and the signal thread's end of a run) stops it before the exit
  * record: a git status still running is killed at once and the facts go
  * without the dirty flag, so finishing never waits on git. Facts that cannot
- * be read are absent; strings are cut to the agent's bounds (TRACKD_MAX_ENV_*)
- * and made valid UTF-8 without control characters, so the agent never refuses
- * the batch over them. Errors: tdi_environment_start returns TD_ERR_NOMEM or
+ * be read are absent; every string is cut to TRACKD_MAX_ENV_STRING bytes (at
+ * most RUNENV_MAX_ARGS args from at most 64 KiB of command line), bytes that
+ * are not UTF-8 and control characters (but in args) become '?', so the agent
+ * never refuses the batch — and the records in it — over them. Errors: tdi_environment_start returns TD_ERR_NOMEM or
  * TD_ERR_TRANSPORT (the thread); the thread's own failures only leave facts
  * out.
  */
@@ -25,6 +27,10 @@
 #define TRACKD_CLIENT_ENVIRONMENT_H
 
 #define TDI_GIT_STATUS_TIMEOUT_MS 2000
+/* Then the record waits this long at most for the agent's first ack, whose
+ * limits it must fit (arguments: the agent's max_string_bytes; the whole
+ * record: one batch); unknown by then, the defaults are assumed. */
+#define TDI_ENV_LIMITS_WAIT_MS 2000
 
 struct td_run;
 

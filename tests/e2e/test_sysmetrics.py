@@ -450,6 +450,7 @@ def test_run_metadata(agent_factory, tmp_path):
                        capture_output=True, text=True)
     env = r.stdout.split("\nEnvironment:", 1)[1]
     assert commit in env and "Fake GPU 0" in env
+    assert "git dirty false" in env and f"python {platform.python_version()}" in env
 
 
 # ---- run metadata from the client --------------------------------------------------
