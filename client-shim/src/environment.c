@@ -30,9 +30,11 @@ struct tdi_environment {
 /* The length of the UTF-8 sequence that byte b starts, 0 if none can. */
 static size_t sequence_length(unsigned char b)
 {
-	return b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3
-	                                             : b >= 0xf0 && b <= 0xf4 ? 4
-	                                                                      : 0;
+	return b < 0x80                 ? 1
+	       : b >= 0xc2 && b <= 0xdf ? 2
+	       : b >= 0xe0 && b <= 0xef ? 3
+	       : b >= 0xf0 && b <= 0xf4 ? 4
+	                                : 0;
 }
 
 /* A string as the agent accepts it, in one pass: at most `max` bytes (never

@@ -19,8 +19,8 @@
  * be read are absent; every string is cut to TRACKD_MAX_ENV_STRING bytes (at
  * most RUNENV_MAX_ARGS args from at most 64 KiB of command line), bytes that
  * are not UTF-8 and control characters (but in args) become '?', so the agent
- * never refuses the batch — and the records in it — over them. Errors: tdi_environment_start returns TD_ERR_NOMEM or
- * TD_ERR_TRANSPORT (the thread); the thread's own failures only leave facts
+ * never refuses the batch — and the records in it — over them. Errors: tdi_environment_start
+ * returns TD_ERR_NOMEM or TD_ERR_TRANSPORT (the thread); the thread's own failures only leave facts
  * out.
  */
 #ifndef TRACKD_CLIENT_ENVIRONMENT_H
