@@ -37,11 +37,7 @@ static size_t sequence_length(unsigned char b)
 	                                : 0;
 }
 
-/* A string as the agent accepts it, in one pass: at most `max` bytes (never
- * cut inside a character), every byte that is not part of a valid UTF-8
- * character a '?', and so is every control character unless `controls`
- * (arguments may hold newlines). NULL when out of memory. */
-static char *clean(const char *s, size_t max, bool controls)
+char *tdi_environment_clean(const char *s, size_t max, bool controls)
 {
 	size_t n = strlen(s);
 	char *out = malloc((n < max ? n : max) + 1);
@@ -103,28 +99,32 @@ static void *environment_main(void *arg)
 		fclose(f);
 		argc = runenv_argv(cmdline, len, argv, &prog);
 		if (argc > 0)
-			env.program = program = clean(argv[prog], TRACKD_MAX_ENV_STRING, false);
+			env.program = program =
+			    tdi_environment_clean(argv[prog], TRACKD_MAX_ENV_STRING, false);
 	}
 	char exe[PATH_MAX], cwd[PATH_MAX];
 	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	exe[k > 0 ? k : 0] = '\0';
 	if (exe[0])
-		env.executable = exe_s = clean(exe, TRACKD_MAX_ENV_STRING, false);
+		env.executable = exe_s = tdi_environment_clean(exe, TRACKD_MAX_ENV_STRING, false);
 	if (!getcwd(cwd, sizeof cwd))
 		cwd[0] = '\0';
 	if (cwd[0])
-		env.root = root_s = clean(cwd, TRACKD_MAX_ENV_STRING, false);
+		env.root = root_s = tdi_environment_clean(cwd, TRACKD_MAX_ENV_STRING, false);
 	if (e->python[0])
 		env.python = e->python;
 	struct runenv_git g;
 	if (cwd[0] && runenv_git(cwd, &g) == 0) {
 		/* From files anyone may have written: cleaned like the rest. */
 		if (g.remote[0])
-			env.git_remote = remote = clean(g.remote, TRACKD_MAX_ENV_STRING, false);
+			env.git_remote = remote =
+			    tdi_environment_clean(g.remote, TRACKD_MAX_ENV_STRING, false);
 		if (g.commit[0])
-			env.git_commit = commit = clean(g.commit, TRACKD_MAX_ENV_STRING, false);
+			env.git_commit = commit =
+			    tdi_environment_clean(g.commit, TRACKD_MAX_ENV_STRING, false);
 		if (g.branch[0])
-			env.git_branch = branch = clean(g.branch, TRACKD_MAX_ENV_STRING, false);
+			env.git_branch = branch =
+			    tdi_environment_clean(g.branch, TRACKD_MAX_ENV_STRING, false);
 		/* The only step that may take long. */
 		enum runenv_dirty d = runenv_git_dirty(cwd, TDI_GIT_STATUS_TIMEOUT_MS, &e->abort);
 		if (d != RUNENV_DIRTY_UNKNOWN) {
@@ -140,7 +140,7 @@ static void *environment_main(void *arg)
 	size_t arg_max = lim.string_bytes < TRACKD_MAX_ENV_STRING ? (size_t)lim.string_bytes
 	                                                          : TRACKD_MAX_ENV_STRING;
 	for (int i = prog + 1; i < argc && n_args < TRACKD_MAX_ENV_ARGS; i++)
-		if ((argv_clean[n_args] = clean(argv[i], arg_max, true)))
+		if ((argv_clean[n_args] = tdi_environment_clean(argv[i], arg_max, true)))
 			n_args++;
 	env.args = argv_clean;
 	env.n_args = n_args;
@@ -178,7 +178,7 @@ int tdi_environment_start(struct td_run *run, const char *python_version)
 	if (!e)
 		return tdi_fail(TD_ERR_NOMEM, "td_init: out of memory");
 	if (python_version) {
-		char *p = clean(python_version, sizeof e->python - 1, false);
+		char *p = tdi_environment_clean(python_version, sizeof e->python - 1, false);
 		if (p) {
 			snprintf(e->python, sizeof e->python, "%s", p);
 			free(p);

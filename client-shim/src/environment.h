@@ -26,6 +26,9 @@
 #ifndef TRACKD_CLIENT_ENVIRONMENT_H
 #define TRACKD_CLIENT_ENVIRONMENT_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #define TDI_GIT_STATUS_TIMEOUT_MS 2000
 /* Then the record waits this long at most for the agent's first ack, whose
  * limits it must fit (arguments: the agent's max_string_bytes; the whole
@@ -39,5 +42,11 @@ int tdi_environment_start(struct td_run *run, const char *python_version);
 /* Cuts a running git status short, joins the thread (its record is appended by
  * then), frees. Safe without a start. */
 void tdi_environment_stop(struct td_run *run);
+
+/* A string as the agent accepts it, in one pass: at most `max` bytes (never
+ * cut inside a character), every byte that is not part of a valid UTF-8
+ * character a '?', and so is every control character unless `controls`
+ * (arguments may hold newlines). Malloc'd; NULL when out of memory. */
+char *tdi_environment_clean(const char *s, size_t max, bool controls);
 
 #endif

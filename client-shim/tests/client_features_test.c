@@ -26,8 +26,9 @@
 #include <unistd.h>
 
 #include "fixture.h"
-#include "run.h"       /* tdi_run_buffered_bytes, and the encoder and limits it includes */
-#include "transport.h" /* TDI_REPLY_TIMEOUT_MS */
+#include "environment.h" /* tdi_environment_clean */
+#include "run.h"         /* tdi_run_buffered_bytes, and the encoder and limits it includes */
+#include "transport.h"   /* TDI_REPLY_TIMEOUT_MS */
 #include "test_server.h"
 #include "trackd/trackd.h"
 
@@ -157,6 +158,36 @@ static void test_define_metric_and_rename(struct tc *t)
 }
 
 /* ---- the process's own facts ------------------------------------------------------ */
+
+/* What the agent would refuse is mended, not sent. */
+static void test_environment_clean(struct tc *t)
+{
+	(void)t;
+	static const struct {
+		const char *in;
+		size_t max;
+		bool controls;
+		const char *want;
+	} cases[] = {
+	    {"plain", 100, false, "plain"},
+	    {"caf\xc3\xa9", 100, false, "caf\xc3\xa9"},
+	    {"caf\xc3\xa9", 4, false, "caf"}, /* never cut inside a character */
+	    {"a\xff"
+	     "b",
+	     100, false, "a?b"},
+	    {"\xc0\xaf", 100, false, "??"},        /* overlong */
+	    {"\xed\xa0\x80x", 100, false, "???x"}, /* surrogate */
+	    {"br\x1b[2Janch", 100, false, "br?[2Janch"},
+	    {"line\nnext", 100, true, "line\nnext"}, /* arguments keep newlines */
+	    {"line\nnext", 100, false, "line?next"},
+	    {"abcdef", 3, false, "abc"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *got = tdi_environment_clean(cases[i].in, cases[i].max, cases[i].controls);
+		CHECK(got && strcmp(got, cases[i].want) == 0, "case %zu: '%s'", i, got ? got : "");
+		free(got);
+	}
+}
 
 /* One RunEnvironment after RunStart and before RunExit, with this process's
  * facts; the Python version only when given. */
@@ -1160,6 +1191,7 @@ int main(int argc, char **argv)
 	static const struct test tests[] = {
 	    {"define_metric_and_rename", test_define_metric_and_rename},
 	    {"environment_record", test_environment_record},
+	    {"environment_clean", test_environment_clean},
 	    {"step_regression_refused", test_step_regression_refused},
 	    {"spool_no_agent_then_later_run_delivers", test_spool_no_agent_then_later_run_delivers},
 	    {"spool_own_replay_when_agent_arrives", test_spool_own_replay_when_agent_arrives},
