@@ -150,9 +150,47 @@ static void test_history_and_oneof(void)
 	buf_fini(&b);
 }
 
+/* A value inside PB_JSON_MAX_DEPTH lists is written; inside one more it is
+ * refused, not recursed into without end. */
+static void test_depth_bound(void)
+{
+	enum { LEVELS = PB_JSON_MAX_DEPTH + 1 };
+	static Trackd__V1__Value values[LEVELS + 1];
+	static Trackd__V1__ListValue lists[LEVELS];
+	static Trackd__V1__Value *items[LEVELS];
+	struct buf b;
+	buf_init(&b, 1u << 20);
+	for (int n = PB_JSON_MAX_DEPTH - 1; n <= PB_JSON_MAX_DEPTH + 1; n++) {
+		/* values[0] holds lists[0] holds values[1] … holds values[n] = 7 */
+		for (int i = 0; i < n; i++) {
+			values[i] = (Trackd__V1__Value)TRACKD__V1__VALUE__INIT;
+			lists[i] = (Trackd__V1__ListValue)TRACKD__V1__LIST_VALUE__INIT;
+			values[i].kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+			values[i].list_value = &lists[i];
+			items[i] = &values[i + 1];
+			lists[i].n_values = 1;
+			lists[i].values = &items[i];
+		}
+		values[n] = (Trackd__V1__Value)TRACKD__V1__VALUE__INIT;
+		values[n].kind_case = TRACKD__V1__VALUE__KIND_INT_VALUE;
+		values[n].int_value = 7;
+		buf_reset(&b);
+		int rv = pb_json_value(&values[0], &b);
+		if (n <= PB_JSON_MAX_DEPTH) {
+			CHECK_EQ(rv, 0);
+			CHECK_EQ(b.len, 2 * (size_t)n + 1);
+			CHECK(b.data[n] == '7', "depth %d", n);
+		} else {
+			CHECK_EQ(rv, TRACKD_ETOOBIG);
+		}
+	}
+	buf_fini(&b);
+}
+
 int main(void)
 {
 	test_run_info();
 	test_history_and_oneof();
+	test_depth_bound();
 	return CHECK_SUMMARY("pb_json_test");
 }
