@@ -82,8 +82,10 @@ def _field(run: Mapping[str, Any], name: str) -> Any:
     if name in ("job_type", "jobType"):
         return run.get("job_type", _MISSING)
     if name in ("created_at", "createdAt"):
+        # To the second, as W&B's createdAt (and Run.created_at here), so a
+        # bound taken from a run's created_at does not match that run.
         value = run.get("start_time")
-        return _MISSING if value is None else value
+        return _MISSING if value is None else float(int(value))
     if name.startswith("config."):
         path = name[len("config."):].split(".")
         value = _dig(run.get("config") or {}, path)
