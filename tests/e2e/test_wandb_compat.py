@@ -458,4 +458,3 @@ def test_init_lines_with_a_wandb_sink(make_agent, fw, tmp_path):  # noqa: F811
             run.log({"acc": 0.5})
         """, WANDB_SILENT="true")
     assert "wandb:" not in r.stderr and "View run" not in r.stderr, r.stderr
-    time.sleep(0)  # the fixture stops the agent
