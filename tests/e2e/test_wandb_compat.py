@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -458,3 +457,26 @@ def test_init_lines_with_a_wandb_sink(make_agent, fw, tmp_path):  # noqa: F811
             run.log({"acc": 0.5})
         """, WANDB_SILENT="true")
     assert "wandb:" not in r.stderr and "View run" not in r.stderr, r.stderr
+
+
+# ---- the README's "Coming from W&B" and examples/wandb_compat.py ---------------------------
+
+def test_readme_coming_from_wandb_runs_as_written(store, tmp_path):
+    import re
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = open(os.path.join(top, "README.md")).read()
+    start = text.index("\n## Coming from W&B\n")
+    body = text[start:text.find("\n## ", start + 1)]
+    (sh,) = [b for lang, b in re.findall(r"```(\w*)\n(.*?)```", body, re.S) if lang == "sh"]
+    env = client_env(store, tmp_path)
+    env["PATH"] = os.path.dirname(BIN["trackctl"]) + ":" + env.get("PATH", "/usr/bin:/bin")
+    r = subprocess.run(["bash", "-c", "set -euo pipefail\n" + sh], cwd=top, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (sh, r.stdout, r.stderr)
+    assert "lr: 0.01" in r.stdout and "Find logs at:" in r.stderr
+    runs = store.query("runs", project="nico/awesome-project")["runs"]
+    assert sorted(stored(store, run["path"])["mode"] for run in runs) == ["offline", "online"]
+    for run in runs:
+        done = stored(store, run["path"])
+        assert done["state"] == "finished" and done["history_lines"] == 8, done
+        assert done["config"] == {"epochs": 10, "learning_rate": 0.01}
