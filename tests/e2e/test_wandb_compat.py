@@ -285,6 +285,25 @@ def test_environment_variables_and_explicit_arguments(store, tmp_path):
         "to stdout" not in open(os.path.join(run["dir"], "output.log")).read()
 
 
+def test_trackd_init_reads_the_wandb_variables_after_its_own(store, tmp_path):
+    body = """
+        import trackd
+        run = trackd.init(id="plain1")
+        run.log({"x": 1})
+        run.finish()
+        """
+    r = run_python(store, tmp_path, body, WANDB_SILENT="true", **WANDB_ENV)
+    assert "Run summary" not in r.stderr, r.stderr
+    run = stored(store, "plain1")
+    assert run["path"] == "envteam/envproj/plain1"
+    assert (run["display_name"], run["tags"], run["job_type"]) == ("env-name", ["a", "b"],
+                                                                   "envjob")
+    # trackd's own variable comes first.
+    run_python(store, tmp_path, body.replace("plain1", "plain2"), TRACKD_PROJECT="tdproj",
+               **WANDB_ENV)
+    assert stored(store, "plain2")["project"] == "tdproj"
+
+
 def test_c_library_reads_the_wandb_variables(store, tmp_path):
     env = dict(store.env, WANDB_ENTITY="cteam", WANDB_NAME="c-name", WANDB_TAGS="x,y",
                WANDB_JOB_TYPE="eval", WANDB_RUN_GROUP="cgroup")

@@ -695,7 +695,8 @@ def init(project: Optional[str] = None, entity: Optional[str] = None,
     then W&B's variables for whatever is still unset (WANDB_PROJECT,
     WANDB_ENTITY, WANDB_NAME, WANDB_NOTES, WANDB_TAGS, WANDB_RUN_ID,
     WANDB_RUN_GROUP, WANDB_JOB_TYPE, WANDB_MODE / WANDB_DISABLED,
-    WANDB_RESUME: see trackd._env), as libtrackd reads them.
+    WANDB_RESUME; WANDB_SILENT: no footer; WANDB_CONSOLE=off: no console
+    capture; see trackd._env), as libtrackd reads them.
 
     config: a dict, or the path of a JSON or YAML file (see
     trackd._config_file). mode: "online" (default), "offline" (kept by the
@@ -739,7 +740,11 @@ def init(project: Optional[str] = None, entity: Optional[str] = None,
     entity = entity or _env.text("WANDB_ENTITY")
     if mode == "disabled" and id is None:
         id = _random_id()
-    return Run(project=project, entity=entity or _login_name(), run_id=id, name=name,
-               config=config_data, notes=notes, tags=tag_list, group=group, job_type=job_type,
-               mode=mode, resume=resume, console=console and mode != "disabled",
-               socket=socket, spool_dir=spool_dir)
+    if (_env.text("WANDB_CONSOLE") or "").lower() == "off":
+        console = False
+    run = Run(project=project, entity=entity or _login_name(), run_id=id, name=name,
+              config=config_data, notes=notes, tags=tag_list, group=group, job_type=job_type,
+              mode=mode, resume=resume, console=console and mode != "disabled",
+              socket=socket, spool_dir=spool_dir)
+    run._quiet = _env.flag("WANDB_SILENT")  # no footer, as libtrackd's td_init
+    return run
