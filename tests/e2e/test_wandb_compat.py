@@ -499,3 +499,34 @@ def test_readme_coming_from_wandb_runs_as_written(store, tmp_path):
         done = stored(store, run["path"])
         assert done["state"] == "finished" and done["history_lines"] == 8, done
         assert done["config"] == {"epochs": 10, "learning_rate": 0.01}
+
+
+def test_resume_auto_continues_the_run_that_did_not_end_cleanly(store, tmp_path):
+    body = """
+        import sys
+        import wandb
+        run = wandb.init(project="resume", resume="auto")
+        print(run.id, run.resumed)
+        run.log({"loss": 1.0})
+        sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+        """
+    path = script(tmp_path, "resume.py", body)
+    env = client_env(store, tmp_path, WANDB_DIR=str(tmp_path / "wd"))
+
+    def once(code):
+        r = subprocess.run([BIN["trackctl"], "run", "--", sys.executable, str(path), str(code)],
+                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert r.returncode == code, r.stderr
+        rid, resumed = r.stdout.split()
+        return rid, resumed
+    resume_file = tmp_path / "wd" / "wandb" / "wandb-resume.json"
+    first, resumed = once(3)
+    assert resumed == "False" and json.loads(resume_file.read_text()) == {"run_id": first}
+    assert stored(store, first)["state"] == "failed"
+    again, resumed = once(0)
+    assert (again, resumed) == (first, "True")
+    assert not resume_file.exists()  # a clean exit leaves nothing to resume
+    run = stored(store, first)
+    assert run["state"] == "finished" and run["history_lines"] == 2, run
+    fresh, resumed = once(0)
+    assert fresh != first and resumed == "False"

@@ -582,6 +582,9 @@ class Run:
     # the run ends (finish, `with`, exception, exit), so these live here.
     _quiet = False
     _footer_tail: Optional[Callable[["Run"], str]] = None
+    # Called once the run has ended, with its exit code (W&B's resume file is
+    # removed after a clean exit). Errors in it are not the program's.
+    _on_end: Optional[Callable[["Run", int], None]] = None
 
     # ---- the end ----
 
@@ -633,6 +636,11 @@ class Run:
             current = None
         _hooks.remove(self)
         self._print_footer(footer, self.finish_report)
+        if self._on_end is not None:
+            try:
+                self._on_end(self, exit_code)
+            except Exception:  # noqa: BLE001 (a courtesy, like the footer)
+                pass
 
     def _print_footer(self, footer: str, rep: Dict[str, Any]) -> None:
         err = sys.stderr

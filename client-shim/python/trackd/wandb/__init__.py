@@ -27,10 +27,11 @@ W&B's.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from collections.abc import Mapping
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from .. import _env
 from .. import _run as _trackd_run
@@ -320,9 +321,10 @@ def _summary_mode(name: str, summary: Optional[str], goal: Optional[str]) -> Opt
 class Run:
     """W&B's wandb.Run over one trackd.Run (`run._trackd`)."""
 
-    def __init__(self, inner: _trackd_run.Run, settings: Dict[str, Any]):
+    def __init__(self, inner: _trackd_run.Run, settings: Dict[str, Any], resumed: bool = False):
         self._trackd = inner
         self._settings = settings
+        self._resumed = resumed
         self.config = Config(inner.config)
         self.summary = Summary(inner.summary)
         self._step = 0
@@ -337,7 +339,7 @@ class Run:
     url = property(lambda self: self._trackd.url)
     offline = property(lambda self: self._trackd.mode == "offline")
     disabled = property(lambda self: self._trackd.mode == "disabled")
-    resumed = property(lambda self: False)
+    resumed = property(lambda self: self._resumed)
     sweep_id = property(lambda self: None)
     step = property(lambda self: self._step)
     settings = property(lambda self: Settings(**self._settings))
@@ -479,8 +481,7 @@ def __getattr__(name: str) -> Any:
 
 def _resume(value: Any, run_id: Optional[str]) -> Optional[str]:
     """W&B's resume as trackd's: "auto" and True attach to the run of this id
-    if there is one (W&B also remembers the last crashed run of a directory;
-    trackd does not, so without an id they start a new run)."""
+    if there is one, else start it (the id may come from the resume file)."""
     if value is None or value is False:
         return None
     if value is True or value == "auto":
@@ -488,6 +489,42 @@ def _resume(value: Any, run_id: Optional[str]) -> Optional[str]:
     if value in ("allow", "must", "never"):
         return value
     raise UsageError(f"resume must be 'allow', 'must', 'never', 'auto' or a bool; got {value!r}")
+
+
+def _resume_file(dir: Optional[str]) -> str:
+    """W&B's <dir>/wandb/wandb-resume.json: the id of the last run started with
+    resume="auto" in that directory that did not end cleanly (dir: the init
+    argument, else WANDB_DIR, else the working directory)."""
+    base = dir or _env.text("WANDB_DIR") or os.getcwd()
+    return os.path.join(base, "wandb", "wandb-resume.json")
+
+
+def _read_resume_id(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            run_id = json.load(f).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+def _write_resume_id(path: str, run_id: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"run_id": run_id}, f)
+        os.replace(tmp, path)
+    except OSError as e:
+        _term.warn_once("resume-file", f"resume='auto': cannot write {path}: {e}")
+
+
+def _forget_resume_id(path: str) -> Callable[[_trackd_run.Run, int], None]:
+    def on_end(run: _trackd_run.Run, exit_code: int) -> None:
+        # As W&B: a clean exit leaves nothing to resume.
+        if exit_code == 0 and _read_resume_id(path) == run.id:
+            os.unlink(path)
+    return on_end
 
 
 def _filter_config(config: Dict[str, Any], exclude: Optional[Iterable[str]],
@@ -569,6 +606,16 @@ def init(entity: Optional[str] = None, project: Optional[str] = None,
         tags = values.get("run_tags")
     if resume is None:
         resume = _env.text("WANDB_RESUME")
+    resume_path = None
+    resumed = False
+    if (resume is True or resume == "auto") and mode != "disabled":
+        resume_path = _resume_file(dir)
+        previous = _read_resume_id(resume_path)
+        if previous and id and previous != id:
+            _term.warn_once("resume-id", f"Tried to auto resume run with id {previous} but "
+                                         f"id {id} is set.")
+        elif previous:
+            id, resumed = previous, True
     console = values.get("console") or _env.text("WANDB_CONSOLE") or "auto"
 
     if config is None or isinstance(config, (str, os.PathLike)):
@@ -583,7 +630,10 @@ def init(entity: Optional[str] = None, project: Optional[str] = None,
                              resume=_resume(resume, id), console=console != "off")
     inner._quiet = silent
     inner._footer_tail = _find_logs_line
-    run = Run(inner, dict(values, mode=inner.mode))
+    if resume_path is not None and inner.mode != "disabled":
+        _write_resume_id(resume_path, inner.id)
+        inner._on_end = _forget_resume_id(resume_path)
+    run = Run(inner, dict(values, mode=inner.mode), resumed=resumed)
     _current = run
     if not silent:
         _announce(run)
