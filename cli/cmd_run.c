@@ -11,8 +11,8 @@
  * The shim directory is written here, not shipped: one small file whose text is
  * below, kept per user (never in a shared /tmp, since Python executes what it
  * finds there):
- *   $XDG_RUNTIME_DIR/trackd/wandb-shim, else $XDG_STATE_HOME/trackd/wandb-shim,
- *   else $HOME/.local/state/trackd/wandb-shim.
+ *   $XDG_RUNTIME_DIR/trackd/wandb-shim (when that runtime dir exists), else
+ *   $XDG_STATE_HOME/trackd/wandb-shim, else $HOME/.local/state/trackd/wandb-shim.
  * Directories are created 0700; the shim directory must be the caller's and
  * not writable by others, else the command is refused. The file is replaced
  * atomically (written beside it, then renamed), so concurrent `trackctl run`s
@@ -83,7 +83,9 @@ static int shim_dir_path(char *out, size_t len)
 	const char *home = getenv("HOME");
 	int n;
 
-	if (runtime != NULL && runtime[0] == '/')
+	/* A runtime dir that is not there (a session without one) is skipped:
+	 * creating /run/user/UID is not ours to do. */
+	if (runtime != NULL && runtime[0] == '/' && access(runtime, W_OK) == 0)
 		n = snprintf(out, len, "%s/" SHIM_SUBDIR, runtime);
 	else if (state != NULL && state[0] == '/')
 		n = snprintf(out, len, "%s/" SHIM_SUBDIR, state);
