@@ -235,3 +235,16 @@ def test_order_key_puts_runs_without_the_value_last():
     assert [r["config"].get("lr") for r in sorted(runs, key=key)] == [0.1, 0.2, None]
     with pytest.raises(ValueError):
         _public._order_key("-heartbeat_at")
+
+
+
+def test_a_bad_wandb_mode_warns_and_never_crashes(env, store):
+    r = env.run("""
+        import trackd.wandb as wandb
+        run = wandb.init(project="badmode", id="bm1")
+        run.log({"a": 1})
+        print(run.mode if hasattr(run, "mode") else run._trackd.mode)
+        """, TRACKD_SOCKET=store.url, WANDB_MODE="sometimes")
+    assert r.stdout.strip() == "online"
+    assert r.stderr.count("WANDB_MODE must be online, offline or disabled; got 'sometimes'; "
+                          "using online") == 1, r.stderr

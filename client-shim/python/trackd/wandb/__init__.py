@@ -594,7 +594,7 @@ def init(entity: Optional[str] = None, project: Optional[str] = None,
             mode = _env.mode()
         except ValueError as e:
             _term.warn_once("WANDB_MODE", f"{e}; using online")
-            mode = None
+            mode = "online"
     project = project or values.get("project") or _env.text("WANDB_PROJECT")
     entity = entity or values.get("entity") or _env.text("WANDB_ENTITY")
     name = name or values.get("run_name")
