@@ -1,10 +1,10 @@
 """The README's "Using it", as a newcomer runs it: the first shell block, line by
 line as written (then the one of "Coming from W&B", with what it installed), in
-a clean environment (a new HOME, a standard PATH, Debian's python3, nothing of this checkout's build on any path), then the Python block
-with the package it installed. Only what must differ differs: RUN becomes a run
-id (the README says where to get one), and the install uses the build under test
-(TRACKD_BUILD_DIR, the switch scripts/install.sh documents) instead of building
-another.
+a clean environment (a new HOME, a standard PATH, Debian's python3, nothing of
+this checkout's build on any path), then the Python block with the package it
+installed. Only what must differ differs: RUN becomes a run id (the README says
+where to get one), and the install uses the build under test (TRACKD_BUILD_DIR,
+the switch scripts/install.sh documents) instead of building another.
 
 Also: the installed package finds its library from a venv (a copy of the
 package that was not installed with it) and when moved."""
