@@ -687,8 +687,11 @@ def _announce(run: Run) -> None:
         _term.log(f"Offline run {name} stored by trackd in {where}; upload it later "
                   f"with `trackctl sync {inner.id}`")
     else:
-        _term.log(f"Tracking run {name} with trackd (no W&B upload configured): stored in "
-                  f"{where}; see it with `trackctl show {inner.path}`")
+        # Only say there is no upload when the agent said so (a slow agent
+        # may not know the run yet).
+        why = " (no W&B upload configured)" if stored is not None else ""
+        _term.log(f"Tracking run {name} with trackd{why}: stored in {where}; see it with "
+                  f"`trackctl show {inner.path}`")
 
 
 # ---- module-level calls --------------------------------------------------------
