@@ -275,7 +275,8 @@ def test_environment_variables_and_explicit_arguments(store, tmp_path):
     assert "trackctl sync off1" in r.stderr, r.stderr
     r = run_wandb(store, tmp_path, body % 'id="dis1"', WANDB_DISABLED="true")
     r = run_wandb(store, tmp_path, body % 'id="dis2", mode="disabled"', WANDB_MODE="online")
-    assert store.query("run", run="dis1").get("error") and store.query("run", run="dis2").get("error")
+    for disabled in ("dis1", "dis2"):
+        assert "error" in store.query("run", run=disabled), disabled
     # WANDB_SILENT: no wandb lines, no footer; WANDB_CONSOLE=off: no output.log capture.
     r = run_wandb(store, tmp_path, body % 'id="quiet1"' + 'print("to stdout")\n',
                   WANDB_SILENT="true", WANDB_CONSOLE="off")
