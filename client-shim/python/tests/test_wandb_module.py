@@ -248,3 +248,21 @@ def test_a_bad_wandb_mode_warns_and_never_crashes(env, store):
     assert r.stdout.strip() == "online"
     assert r.stderr.count("WANDB_MODE must be online, offline or disabled; got 'sometimes'; "
                           "using online") == 1, r.stderr
+
+
+def test_config_files_as_wandb_reads_them(tmp_path, monkeypatch):
+    pytest.importorskip("yaml")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config-defaults.yaml").write_text(
+        "wandb_version: 1\n"
+        "epochs:\n  desc: Number of epochs to train over\n  value: 100\n"
+        "batch_size:\n  desc: Size of each mini-batch\n  value: 32\n"
+        "plain: 7\n")
+    wandb.init(mode="disabled", config={"epochs": 5})
+    assert wandb.config.as_dict() == {"epochs": 5, "batch_size": 32, "plain": 7}
+    wandb.finish()
+    (tmp_path / "sweep.yaml").write_text("lr:\n  value: 0.1\nopt: {value: {name: adam}}\n")
+    wandb.init(mode="disabled", config=str(tmp_path / "sweep.yaml"),
+               config_exclude_keys=["plain"])
+    assert wandb.config.as_dict() == {"epochs": 100, "batch_size": 32, "lr": 0.1,
+                                      "opt": {"name": "adam"}}

@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
+from .. import _config_file as _trackd_config_file
 from .. import _env
 from .. import _run as _trackd_run
 from .._api import Api as _TrackdApi
@@ -527,6 +528,27 @@ def _forget_resume_id(path: str) -> Callable[[_trackd_run.Run, int], None]:
     return on_end
 
 
+def _config_file(path: Any) -> Dict[str, Any]:
+    """A config file as W&B reads one (config_util.dict_from_config_file): YAML
+    or JSON through trackd's reader, W&B's bookkeeping keys dropped, and each
+    ``key: {value: v, desc: …}`` entry read as v (a plain ``key: v`` is kept
+    as it is, where W&B would fail)."""
+    data = _trackd_config_file.load(path)
+    data.pop("wandb_version", None)
+    data.pop("_wandb", None)
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and "value" in value and set(value) <= {"value", "desc"}:
+            value = value["value"]
+        out[key] = value
+    return out
+
+
+# W&B reads this file of the working directory at every init, under the
+# config it is given.
+_CONFIG_DEFAULTS = "config-defaults.yaml"
+
+
 def _filter_config(config: Dict[str, Any], exclude: Optional[Iterable[str]],
                    include: Optional[Iterable[str]]) -> Dict[str, Any]:
     if include:
@@ -618,11 +640,14 @@ def init(entity: Optional[str] = None, project: Optional[str] = None,
             id, resumed = previous, True
     console = values.get("console") or _env.text("WANDB_CONSOLE") or "auto"
 
-    if config is None or isinstance(config, (str, os.PathLike)):
-        config_data: Any = config
+    config_data: Dict[str, Any] = {}
+    if os.path.isfile(_CONFIG_DEFAULTS):
+        config_data.update(_config_file(_CONFIG_DEFAULTS))
+    if isinstance(config, (str, os.PathLike)):
+        config_data.update(_config_file(config))
     else:
-        config_data = _filter_config(_plain_config(config), config_exclude_keys,
-                                     config_include_keys)
+        config_data.update(_plain_config(config))
+    config_data = _filter_config(config_data, config_exclude_keys, config_include_keys)
 
     inner = _trackd_run.init(project=project, entity=entity, config=config_data, name=name,
                              id=id, notes=notes, tags=list(tags) if tags is not None else None,
