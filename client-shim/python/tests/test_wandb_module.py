@@ -266,3 +266,32 @@ def test_config_files_as_wandb_reads_them(tmp_path, monkeypatch):
                config_exclude_keys=["plain"])
     assert wandb.config.as_dict() == {"epochs": 100, "batch_size": 32, "lr": 0.1,
                                       "opt": {"name": "adam"}}
+
+
+class _FakeRun:
+    """An ApiRun's reading side, without an agent."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.name, self.tags, self.notes = "n", [], None
+
+    def history(self, keys=None, stream="default"):
+        if keys:
+            return [{k: r[k] for k in ["_step", *keys] if k in r} for r in self.rows]
+        return list(self.rows)
+
+
+def test_history_samples_keys_and_pandas(clean):
+    rows = [{"_step": i, "loss": 1 / (i + 1), **({"val": i} if i % 2 else {})}
+            for i in range(10)]
+    run = _public.Run(None, _FakeRun(rows))
+    sampled = run.history(samples=4, pandas=False)
+    assert [r["_step"] for r in sampled] == [0, 3, 6, 9]
+    assert run.history(samples=1, pandas=False) == [rows[0]]
+    only = run.history(keys=["val"], pandas=False)
+    assert [r["_step"] for r in only] == [1, 3, 5, 7, 9] and set(only[0]) == {"_step", "val"}
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        assert run.history(pandas=True) == rows  # the list, with W&B's warning
+        assert "Unable to load pandas, call history with pandas=False" in clean.getvalue()
