@@ -295,3 +295,8 @@ def test_history_samples_keys_and_pandas(clean):
     except ImportError:
         assert run.history(pandas=True) == rows  # the list, with W&B's warning
         assert "Unable to load pandas, call history with pandas=False" in clean.getvalue()
+
+
+def test_settings_of_any_type_never_crash(clean):
+    wandb.init(mode="disabled", settings=42)
+    assert "settings of type int ignored" in clean.getvalue()

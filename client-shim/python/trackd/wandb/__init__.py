@@ -94,7 +94,12 @@ def _settings_dict(settings: Any) -> Dict[str, Any]:
     if isinstance(settings, Mapping):
         values = dict(settings)
     else:
-        values = {k: v for k, v in vars(settings).items() if not k.startswith("__")}
+        try:
+            values = {k: v for k, v in vars(settings).items() if not k.startswith("__")}
+        except TypeError:  # no __dict__: nothing we can read, and no reason to crash
+            _term.warn_once("settings-type", f"wandb.init: settings of type "
+                                             f"{type(settings).__name__} ignored")
+            return {}
     ignored = sorted(k for k in values if k not in _SETTINGS_USED
                      and k not in _SETTINGS_HARMLESS and values[k] is not None)
     if ignored:
