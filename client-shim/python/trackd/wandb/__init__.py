@@ -46,10 +46,13 @@ from ._unsupported import UnsupportedError
 
 __version__ = "0.1.0+trackd"
 
-# How long init waits for the agent to know the run (its display name) and for
-# the W&B backend's first answer (the URLs), as W&B's init waits for its
-# backend. A run that is not there by then is announced by id.
-_ANNOUNCE_WAIT_S = 3.0
+# How long init waits at most for the agent to know the run (its display name)
+# and for the W&B backend's first answer (the URLs), as W&B's init waits for
+# its backend (W&B: init_timeout, 90 s, then an error). Here the upload goes on
+# in the agent whatever happens, so the wait is short and ends early when the
+# upload reports trouble; settings init_timeout or WANDB_INIT_TIMEOUT lower or
+# raise it. A run that is not there by then is announced by id.
+_ANNOUNCE_WAIT_S = 10.0
 
 
 class Error(TrackdError):
@@ -68,9 +71,10 @@ class ConfigError(Error, ValueError):
 
 # The wandb.Settings fields trackd applies; any other is warned about once.
 _SETTINGS_USED = ("silent", "console", "mode", "quiet", "project", "entity", "run_name",
-                  "run_id", "run_notes", "run_tags", "run_group", "run_job_type")
+                  "run_id", "run_notes", "run_tags", "run_group", "run_job_type",
+                  "init_timeout")
 # Settings that change nothing here and need no warning (timeouts, start method…).
-_SETTINGS_HARMLESS = ("init_timeout", "start_method", "_disable_stats", "_disable_meta",
+_SETTINGS_HARMLESS = ("start_method", "_disable_stats", "_disable_meta",
                       "x_disable_stats", "x_disable_meta", "show_info", "show_warnings",
                       "show_errors", "anonymous", "base_url", "api_key", "login_timeout")
 
@@ -666,7 +670,7 @@ def init(entity: Optional[str] = None, project: Optional[str] = None,
     run = Run(inner, dict(values, mode=inner.mode), resumed=resumed)
     _current = run
     if not silent:
-        _announce(run)
+        _announce(run, _init_timeout(values))
     return run
 
 
@@ -675,21 +679,32 @@ def _find_logs_line(run: _trackd_run.Run) -> str:
     return f"{_term.PREFIX}Find logs at: {where}\n" if where else ""
 
 
-def _announce(run: Run) -> None:
+def _init_timeout(values: Dict[str, Any]) -> float:
+    for value in (values.get("init_timeout"), _env.text("WANDB_INIT_TIMEOUT")):
+        try:
+            if value is not None:
+                return max(0.0, float(value))
+        except (TypeError, ValueError):
+            pass
+    return _ANNOUNCE_WAIT_S
+
+
+def _announce(run: Run, wait_s: float) -> None:
     """W&B's init lines: "Syncing run NAME" and the URLs when the agent uploads
     to W&B; otherwise where trackd keeps the run and how to look at it."""
     inner = run._trackd
     if inner.mode == "disabled":
         return
     api = _TrackdApi(timeout=1.0)
-    deadline = time.monotonic() + _ANNOUNCE_WAIT_S
+    deadline = time.monotonic() + wait_s
     stored = None
     while True:
         try:
             stored = api.run(inner.path)
             state = stored.upload.get("state")
-            if stored.url or state not in ("pending", "waiting", "uploading"):
-                break
+            if (stored.url or stored.upload.get("last_error")
+                    or state not in ("pending", "waiting", "uploading")):
+                break  # the URL, trouble, or no upload coming: nothing to wait for
         except NotFoundError:
             pass  # the agent has not materialised it yet
         except (AgentUnavailableError, TrackdError):
