@@ -300,3 +300,9 @@ def test_history_samples_keys_and_pandas(clean):
 def test_settings_of_any_type_never_crash(clean):
     wandb.init(mode="disabled", settings=42)
     assert "settings of type int ignored" in clean.getvalue()
+
+
+def test_init_allow_val_change():
+    wandb.init(mode="disabled", config={"lr": 0.1}, allow_val_change=True)
+    wandb.config.lr = 0.2
+    assert wandb.config.lr == 0.2

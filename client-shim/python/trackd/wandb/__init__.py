@@ -158,14 +158,17 @@ class Config:
     access; changing the value of a key already set raises ConfigError unless
     allow_val_change=True, as W&B does; keys lose leading and trailing '-'."""
 
-    def __init__(self, inner: _trackd_run.Config):
+    def __init__(self, inner: _trackd_run.Config, allow_val_change: bool = False):
         object.__setattr__(self, "_inner", inner)
+        # wandb.init(allow_val_change=True): every change allowed.
+        object.__setattr__(self, "_allow_val_change", allow_val_change)
 
     def _check(self, data: Mapping, allow_val_change: Optional[bool]) -> Dict[str, Any]:
         out = {}
+        allowed = allow_val_change or self._allow_val_change
         for key, value in data.items():
             key = key.strip("-") if isinstance(key, str) else key
-            if not allow_val_change and key in self._inner and self._inner[key] != value:
+            if not allowed and key in self._inner and self._inner[key] != value:
                 raise ConfigError(f'Attempted to change value of key "{key}" from '
                                   f"{self._inner[key]} to {value}\nIf you really want to do "
                                   "this, pass allow_val_change=True to config.update()")
@@ -331,11 +334,12 @@ def _summary_mode(name: str, summary: Optional[str], goal: Optional[str]) -> Opt
 class Run:
     """W&B's wandb.Run over one trackd.Run (`run._trackd`)."""
 
-    def __init__(self, inner: _trackd_run.Run, settings: Dict[str, Any], resumed: bool = False):
+    def __init__(self, inner: _trackd_run.Run, settings: Dict[str, Any], resumed: bool = False,
+                 allow_val_change: bool = False):
         self._trackd = inner
         self._settings = settings
         self._resumed = resumed
-        self.config = Config(inner.config)
+        self.config = Config(inner.config, allow_val_change)
         self.summary = Summary(inner.summary)
         self._step = 0
 
@@ -667,7 +671,8 @@ def init(entity: Optional[str] = None, project: Optional[str] = None,
     if resume_path is not None and inner.mode != "disabled":
         _write_resume_id(resume_path, inner.id)
         inner._on_end = _forget_resume_id(resume_path)
-    run = Run(inner, dict(values, mode=inner.mode), resumed=resumed)
+    run = Run(inner, dict(values, mode=inner.mode), resumed=resumed,
+              allow_val_change=bool(allow_val_change))
     _current = run
     if not silent:
         _announce(run, _init_timeout(values))
