@@ -14,6 +14,7 @@
  *   trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]
  *   trackctl ui [--listen ADDR:PORT] [--allow-remote] [--open]
  *                                              the web UI (ui.h)
+ *   trackctl run [--] COMMAND [ARG...]         COMMAND with `import wandb` = trackd's
  *   trackctl --version
  *
  * Everything but `dump` asks the running agent over its socket (TRACKD_SOCKET,
@@ -95,6 +96,12 @@ static const struct command {
      "      address needs --allow-remote (prefer ssh -L). --open starts a\n"
      "      browser when there is one. --idle-timeout: seconds a silent\n"
      "      connection is kept (default 30).\n"},
+    {"run", cmd_run,
+     "  trackctl run [--] COMMAND [ARG...]\n"
+     "      Run COMMAND (a W&B script, unchanged) with `import wandb` meaning\n"
+     "      trackd's wandb module: a directory holding a `wandb` shim is put\n"
+     "      first on its PYTHONPATH. Nothing is installed; a real wandb is\n"
+     "      shadowed only for COMMAND. Exit status: COMMAND's (127: not found).\n"},
 };
 
 static const char usage_footer[] =
@@ -115,12 +122,16 @@ void cli_usage(FILE *out)
 	fputs(usage_footer, out);
 }
 
-/* `--help` or `-h` among a command's arguments (before a `--`). */
-static bool wants_help(int argc, char **argv)
+/* `--help` or `-h` among a command's arguments (before a `--`; for `run`, only
+ * before its COMMAND, whose own options are its own). */
+static bool wants_help(int argc, char **argv, bool stop_at_operand)
 {
-	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (stop_at_operand && argv[i][0] != '-')
+			return false;
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
 			return true;
+	}
 	return false;
 }
 
@@ -142,7 +153,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
 		if (strcmp(cmd, commands[i].name) != 0)
 			continue;
-		if (wants_help(argc - 1, argv + 1)) {
+		if (wants_help(argc - 1, argv + 1, commands[i].run == cmd_run)) {
 			printf("Usage:\n%s%s", commands[i].usage, usage_footer);
 			return 0;
 		}
