@@ -81,7 +81,7 @@ static void test_run_info(void)
 	             "\"group\":null,\"job_type\":null,\"mode\":null,\"history_lines\":null,"
 	             "\"console_lines\":null,\"rows_rejected\":null,\"summary\":{},"
 	             "\"config\":{\"lr\":0.1,\"big\":-9223372036854775808,\"none\":null,"
-	             "\"s\":\"a\\\"b\\n\xc3\xa9\",\"l\":[0.1,NaN]}}");
+	             "\"s\":\"a\\\"b\\n\xc3\xa9\",\"l\":[0.1,NaN]},\"imported\":null}");
 
 	/* A bounded buffer: the overflow is reported, not written past. */
 	struct buf small;
