@@ -43,8 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define IMPORT_MAX_FILES    100000u
-#define IMPORT_BATCH_BYTES  (1u << 20) /* flushed past this (or the agent's limit / 2) */
+#define IMPORT_MAX_FILES     100000u
+#define IMPORT_BATCH_BYTES   (1u << 20) /* flushed past this (or the agent's limit / 2) */
 #define IMPORT_BATCH_RECORDS 4096u
 
 struct import_file {
@@ -53,9 +53,9 @@ struct import_file {
 };
 
 struct batch {
-	struct buf bytes;   /* the packed Batch: session_id, seq, records */
-	size_t *rec_start;  /* each record's field, for a resend one by one */
-	uint64_t *rec_src;  /* the W&B record's file offset */
+	struct buf bytes;  /* the packed Batch: session_id, seq, records */
+	size_t *rec_start; /* each record's field, for a resend one by one */
+	uint64_t *rec_src; /* the W&B record's file offset */
 	size_t n, cap;
 };
 
@@ -67,8 +67,8 @@ struct import_ctx {
 	uint64_t seq;
 	uint64_t max_bytes, max_records;
 	struct batch b;
-	const char *file; /* being imported */
-	uint64_t refused; /* records of the file the agent refused */
+	const char *file;  /* being imported */
+	uint64_t refused;  /* records of the file the agent refused */
 	bool start_unsent; /* the file's first batch (its run's start) is not acknowledged yet */
 	char existing[64];
 	/* progress */
@@ -118,7 +118,8 @@ static void draw(struct import_ctx *c, bool force)
 	                        .runs_total = c->files_total,
 	                        .rows = c->rows,
 	                        .rows_total = c->rows,
-	                        .bytes = c->bytes_before + (c->reader ? wtx_position(c->reader) : 0),
+	                        .bytes =
+	                            c->bytes_before + (c->reader ? wtx_position(c->reader) : 0),
 	                        .bytes_total = c->bytes_total};
 	if (now - c->last_t >= 0.5) {
 		uint64_t delta = t.bytes > c->last_bytes ? t.bytes - c->last_bytes : 0;
@@ -271,8 +272,9 @@ static int batch_begin(struct import_ctx *c)
 static void refused(struct import_ctx *c, uint64_t src, const struct agent_error *err)
 {
 	c->refused++;
-	say(c, stderr, "trackctl: import %s: the record at offset %llu was refused by the agent: %s",
-	    c->file, (unsigned long long)src, err->message);
+	say(c, stderr,
+	    "trackctl: import %s: the record at offset %llu was refused by the agent: %s", c->file,
+	    (unsigned long long)src, err->message);
 }
 
 static int send_bytes(struct import_ctx *c, const uint8_t *p, size_t len, struct agent_error *err)
@@ -331,8 +333,8 @@ static int batch_flush(struct import_ctx *c)
 	if (rv != 0) {
 		clear_line(c);
 		if (content_refusal(rv, &err))
-			fprintf(stderr, "trackctl: import %s: the agent refused the run: %s\n", c->file,
-			        err.message);
+			fprintf(stderr, "trackctl: import %s: the agent refused the run: %s\n",
+			        c->file, err.message);
 		else
 			agent_print_error(agent_url(c->agent), rv, &err, NULL);
 		return rv;
@@ -346,8 +348,10 @@ static int on_emit(void *arg, const Trackd__V1__Record *rec, uint64_t offset)
 	struct import_ctx *c = arg;
 	struct batch *b = &c->b;
 	size_t len = trackd__v1__record__get_packed_size(rec);
-	uint64_t limit = c->max_bytes / 2 < IMPORT_BATCH_BYTES ? c->max_bytes / 2 : IMPORT_BATCH_BYTES;
-	uint64_t max_n = c->max_records < IMPORT_BATCH_RECORDS ? c->max_records : IMPORT_BATCH_RECORDS;
+	uint64_t limit =
+	    c->max_bytes / 2 < IMPORT_BATCH_BYTES ? c->max_bytes / 2 : IMPORT_BATCH_BYTES;
+	uint64_t max_n =
+	    c->max_records < IMPORT_BATCH_RECORDS ? c->max_records : IMPORT_BATCH_RECORDS;
 	int rv;
 	if (b->n > 0 && (b->bytes.len + len > limit || b->n >= max_n) && (rv = batch_flush(c)) != 0)
 		return rv;
@@ -418,8 +422,8 @@ static int on_begin(void *arg, const char *run_id, const char *entity, const cha
 		say(c, stderr,
 		    "trackctl: import %s: a run with id %s exists already (%s, %s); an id belongs "
 		    "to one run, so this file is not imported",
-		    c->file, run_id, imported ? "an import still running or interrupted" : "not imported",
-		    state);
+		    c->file, run_id,
+		    imported ? "an import still running or interrupted" : "not imported", state);
 	trackd__v1__reply__free_unpacked(reply, NULL);
 	return rv;
 }
@@ -498,8 +502,10 @@ static enum outcome import_one(struct import_ctx *c, const struct import_file *f
 	if (rv == TRACKD_EIO) {
 		say(c, stderr, "trackctl: import %s: reading it failed", f->path);
 	} else if (rv == TRACKD_EINVAL && st && !st->started) {
-		say(c, stderr, "trackctl: import %s: no usable run id (no run record, and the file "
-		    "name is not run-<id>.wandb)", f->path);
+		say(c, stderr,
+		    "trackctl: import %s: no usable run id (no run record, and the file "
+		    "name is not run-<id>.wandb)",
+		    f->path);
 	} else if (rv == TRACKD_ENOMEM) {
 		say(c, stderr, "trackctl: import %s: out of memory", f->path);
 	} else if (rv == 0 && st && st->skipped) {
@@ -598,8 +604,9 @@ int cmd_import(int argc, char **argv)
 	}
 	clear_line(&c);
 	if (!code && n)
-		printf("import: %zu imported, %zu already imported, %zu failed; %llu rows in %.1f s\n",
-		       done, skipped, failed, (unsigned long long)c.rows, now_s() - c.t0);
+		printf(
+		    "import: %zu imported, %zu already imported, %zu failed; %llu rows in %.1f s\n",
+		    done, skipped, failed, (unsigned long long)c.rows, now_s() - c.t0);
 	for (size_t i = 0; i < n; i++)
 		free(files[i].path);
 	free(files);

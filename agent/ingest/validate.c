@@ -210,8 +210,9 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 			if (has(f, stamps[i]) && (!isfinite(v) || v < 0))
 				return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 				            "%s is not a finite number >= 0",
-				            stamps[i] == WIRE_NUM(HISTORY_ROW, TIMESTAMP) ? "timestamp"
-				                                                          : "runtime");
+				            stamps[i] == WIRE_NUM(HISTORY_ROW, TIMESTAMP)
+				                ? "timestamp"
+				                : "runtime");
 		}
 		return 0;
 	}

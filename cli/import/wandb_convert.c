@@ -480,9 +480,9 @@ static int do_run(wbc *c, const Wbi__RunRecord *run, uint64_t offset)
 	} else if ((rv = emit_start(c, run, false, offset)) != 0) {
 		return rv;
 	}
-	if (run->config && (rv = apply_items(c, false, c->config, run->config->update,
-	                                     run->config->n_update, run->config->remove,
-	                                     run->config->n_remove, offset)) != 0)
+	if (run->config &&
+	    (rv = apply_items(c, false, c->config, run->config->update, run->config->n_update,
+	                      run->config->remove, run->config->n_remove, offset)) != 0)
 		return rv;
 	if (run->summary)
 		rv = apply_items(c, true, c->summary, run->summary->update, run->summary->n_update,

@@ -74,12 +74,12 @@ struct wbc_stats {
 	bool started, skipped, no_run_record;
 	bool have_exit;
 	int32_t exit_code;
-	uint64_t records;       /* W&B records read */
+	uint64_t records; /* W&B records read */
 	uint64_t rows, console_lines, samples;
-	uint64_t undecodable;   /* records that are not a W&B Record */
-	uint64_t bad_values;    /* value_json that is not JSON */
-	uint64_t not_imported;  /* records of kinds trackd does not import */
-	uint64_t before_run;    /* nothing to attach them to: no id at all */
+	uint64_t undecodable;  /* records that are not a W&B Record */
+	uint64_t bad_values;   /* value_json that is not JSON */
+	uint64_t not_imported; /* records of kinds trackd does not import */
+	uint64_t before_run;   /* nothing to attach them to: no id at all */
 };
 
 typedef struct wbc wbc;

@@ -33,8 +33,12 @@ static void put(struct file *f, const void *d, size_t n)
 static void chunk(struct file *f, uint8_t type, const uint8_t *d, size_t n)
 {
 	uint32_t crc = wtx_crc_ieee(type, d, n);
-	uint8_t h[7] = {(uint8_t)crc,        (uint8_t)(crc >> 8), (uint8_t)(crc >> 16),
-	                (uint8_t)(crc >> 24), (uint8_t)n,          (uint8_t)(n >> 8),
+	uint8_t h[7] = {(uint8_t)crc,
+	                (uint8_t)(crc >> 8),
+	                (uint8_t)(crc >> 16),
+	                (uint8_t)(crc >> 24),
+	                (uint8_t)n,
+	                (uint8_t)(n >> 8),
 	                type};
 	put(f, h, 7);
 	put(f, d, n);
@@ -283,7 +287,8 @@ static void test_convert(void)
 			if (strcmp(it->key, "a") == 0) {
 				CHECK_EQ(it->value->kind_case, TRACKD__V1__VALUE__KIND_MAP_VALUE);
 				CHECK_STR_EQ(it->value->map_value->items[0]->key, "b");
-				CHECK_EQ(it->value->map_value->items[0]->value->list_value->n_values, 3);
+				CHECK_EQ(
+				    it->value->map_value->items[0]->value->list_value->n_values, 3);
 			}
 		}
 	}

@@ -117,7 +117,8 @@ int wtx_open(FILE *f, size_t max_record, wtx_damage_fn on_damage, void *arg, wtx
 			         "not a W&B transaction file (its header is not \":W&B\" and "
 			         "magic 0xBEE1)");
 		else
-			snprintf(why, whylen, "W&B transaction file version %u; this reader knows 0",
+			snprintf(why, whylen,
+			         "W&B transaction file version %u; this reader knows 0",
 			         r->block[6]);
 		wtx_close(r);
 		return WTX_BAD_HEADER;

@@ -39,10 +39,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define WTX_BLOCK_BYTES      32768u
-#define WTX_HEADER_BYTES     7u
-#define WTX_DEFAULT_MAX_REC  (64u << 20)   /* one record, assembled */
-#define WTX_BAD_HEADER       TRACKD_ECORRUPT
+#define WTX_BLOCK_BYTES     32768u
+#define WTX_HEADER_BYTES    7u
+#define WTX_DEFAULT_MAX_REC (64u << 20) /* one record, assembled */
+#define WTX_BAD_HEADER      TRACKD_ECORRUPT
 
 struct wtx_damage {
 	uint64_t offset;  /* file offset where the damage starts */
