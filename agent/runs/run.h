@@ -11,9 +11,11 @@
  *            JSON line stamped with `_step`, `_runtime` (seconds since the run's
  *            first start, client clock) and `_timestamp` (Unix seconds at log()
  *            time; an imported row's own HistoryRow.timestamp / runtime
- *            instead when it gives them); an explicit step lower than the current one is dropped
- * and counted (rows_rejected). Nested maps stay nested. summary  last value per top-level key, or
- * min/max/mean/none per define_metric; explicit summary updates set or remove keys;
+ *            instead when it gives them); an explicit step lower than the
+ *            current one is dropped and counted (rows_rejected). Nested maps
+ *            stay nested.
+ *   summary  last value per top-level key, or min/max/mean/none per
+ *            define_metric; explicit summary updates set or remove keys;
  *            `_step`, `_runtime`, `_timestamp` follow the last row.
  *   config   shallow updates from the start record and config updates.
  *   events   a SystemStats record (the agent's sampler) while the run is
