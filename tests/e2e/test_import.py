@@ -322,3 +322,38 @@ def test_imported_run_uploads_with_trackctl_sync(make_agent, fw, tmp_path):
     assert up["history"] == local_lines(agent, "impsync1", "history.jsonl")
     assert up["console"] == local_lines(agent, "impsync1", "output.log")
     assert up["complete"] is True and up["exitcode"] == 0
+
+
+def test_progress_on_a_terminal(agent, tmp_path):
+    """On a terminal: sync's updating line (carriage returns) with files as
+    runs, rows and bytes read; each file's outcome on stdout."""
+    import pty
+    import select
+    for i in range(3):
+        w, _, _ = build_run(f"tty0000{i}", rows=300, pad=2000)
+        write_run_dir(tmp_path / "src", f"tty0000{i}", w.bytes())
+    master, slave = pty.openpty()
+    p = subprocess.Popen([BIN["trackctl"], "import", str(tmp_path / "src" / "wandb")],
+                         env=agent.env, stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    tty = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tty += chunk
+    out, _ = p.communicate(timeout=120)
+    os.close(master)
+    assert p.returncode == 0, out
+    text = tty.decode(errors="replace")
+    assert text.count("\r") >= 3, text
+    assert "/3 runs" in text and "rows" in text and "MiB" in text, text
+    assert out.count("imported ") == 3 and "import: 3 imported" in out, out
+    for i in range(3):
+        assert show(agent, f"tty0000{i}")["history_lines"] == 300
