@@ -12,8 +12,10 @@
  *
  * Importing twice duplicates nothing: before a run's first record the agent
  * is asked for a run with its id; an imported run that has ended is skipped
- * ("already imported"), any other run with that id stops the file's import
- * (an id belongs to one run). A batch the agent refuses for its content
+ * ("already imported") when it holds as many rows as the file (else the file
+ * is reported: an earlier import stopped halfway, or the file changed, and
+ * nothing is added), any other run with that id stops the file's import (an
+ * id belongs to one run). A batch the agent refuses for its content
  * (a value over a limit) is sent again record by record, and the refused
  * records are reported and skipped.
  *
@@ -71,6 +73,7 @@ struct import_ctx {
 	uint64_t refused;  /* records of the file the agent refused */
 	bool start_unsent; /* the file's first batch (its run's start) is not acknowledged yet */
 	char existing[64];
+	uint64_t existing_rows; /* rows the run there has (and refused) */
 	/* progress */
 	size_t files_done, files_total;
 	uint64_t bytes_before, bytes_total, rows;
@@ -388,7 +391,6 @@ static int on_emit(void *arg, const Trackd__V1__Record *rec, uint64_t offset)
 	b->n++;
 	if (rec->body_case == TRACKD__V1__RECORD__BODY_HISTORY)
 		c->rows++;
-	draw(c, false);
 	return 0;
 }
 
@@ -417,6 +419,8 @@ static int on_begin(void *arg, const char *run_id, const char *entity, const cha
 	bool imported = ri && ri->has_imported && ri->imported;
 	const char *state = ri && ri->state ? ri->state : "";
 	snprintf(c->existing, sizeof c->existing, "%s", state);
+	c->existing_rows = (ri && ri->has_history_lines ? ri->history_lines : 0) +
+	                   (ri && ri->has_rows_rejected ? ri->rows_rejected : 0);
 	rv = imported && strcmp(state, "running") != 0 ? WBC_SKIP : TRACKD_EEXIST;
 	if (rv == TRACKD_EEXIST)
 		say(c, stderr,
@@ -485,8 +489,7 @@ static enum outcome import_one(struct import_ctx *c, const struct import_file *f
 	int got;
 	while (!rv && (got = wtx_next(c->reader, &data, &len, &off)) == 1) {
 		rv = wbc_record(conv, data, len, off);
-		if (!rv && wbc_stats(conv)->skipped)
-			break;
+		draw(c, false);
 	}
 	if (!rv && got < 0)
 		rv = got;
@@ -508,6 +511,15 @@ static enum outcome import_one(struct import_ctx *c, const struct import_file *f
 		    f->path);
 	} else if (rv == TRACKD_ENOMEM) {
 		say(c, stderr, "trackctl: import %s: out of memory", f->path);
+	} else if (rv == 0 && st && st->skipped && st->rows != c->existing_rows) {
+		/* Its rows tell an import that stopped halfway (or another file of
+		 * the run) from this one done before. */
+		say(c, stderr,
+		    "trackctl: import %s: run %s was imported before with %llu rows, the file "
+		    "has %llu (an earlier import was interrupted, or the file changed); nothing "
+		    "added",
+		    f->path, st->run_id, (unsigned long long)c->existing_rows,
+		    (unsigned long long)st->rows);
 	} else if (rv == 0 && st && st->skipped) {
 		say(c, stdout, "skipped %s: run %s already imported (%s)", f->path, st->run_id,
 		    c->existing);

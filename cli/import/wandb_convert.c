@@ -264,7 +264,8 @@ static Trackd__V1__Record *new_record(wbc *c)
 
 static int emit(wbc *c, Trackd__V1__Record *r, uint64_t offset)
 {
-	int rv = c->o.emit(c->o.arg, r, offset);
+	/* A skipped run is still read to the end, only counted. */
+	int rv = c->st.skipped ? 0 : c->o.emit(c->o.arg, r, offset);
 	trackd__v1__record__free_unpacked(r, NULL);
 	return rv;
 }
@@ -474,8 +475,8 @@ static int start_run(wbc *c, const Wbi__RunRecord *run, uint64_t offset)
 static int do_run(wbc *c, const Wbi__RunRecord *run, uint64_t offset)
 {
 	int rv;
-	if (!c->st.started) {
-		if ((rv = start_run(c, run, offset)) != 0 || c->st.skipped)
+	if (!c->st.started && !c->st.skipped) {
+		if ((rv = start_run(c, run, offset)) != 0)
 			return rv;
 	} else if ((rv = emit_start(c, run, false, offset)) != 0) {
 		return rv;
@@ -716,8 +717,6 @@ static int do_metric(wbc *c, const Wbi__MetricRecord *m, uint64_t offset)
 int wbc_record(wbc *c, const uint8_t *data, size_t len, uint64_t offset)
 {
 	c->st.records++;
-	if (c->st.skipped)
-		return 0;
 	Wbi__Record *rec = wbi__record__unpack(NULL, len, data);
 	if (!rec) {
 		c->st.undecodable++;
@@ -733,7 +732,7 @@ int wbc_record(wbc *c, const uint8_t *data, size_t len, uint64_t offset)
 	                  rec->record_type_case == WBI__RECORD__RECORD_TYPE_METRIC ||
 	                  rec->record_type_case == WBI__RECORD__RECORD_TYPE_EXIT;
 	/* A record with nothing to attach it to starts the run by the file's name. */
-	if (importable && !c->st.started) {
+	if (importable && !c->st.started && !c->st.skipped) {
 		if (!c->o.file_id || !*c->o.file_id) {
 			c->st.before_run++;
 			importable = false;
@@ -794,12 +793,12 @@ int wbc_record(wbc *c, const uint8_t *data, size_t len, uint64_t offset)
 
 int wbc_finish(wbc *c)
 {
-	if (!c->st.started || c->st.skipped)
+	if (!c->st.started && !c->st.skipped)
 		return 0;
 	int rv = 0;
 	for (int i = 0; i < N_STREAMS && !rv; i++)
 		rv = emit_console(c, i, c->console[i].len);
-	if (rv)
+	if (rv || c->st.skipped)
 		return rv;
 	Trackd__V1__Record *r = new_record(c);
 	Trackd__V1__RunExit *e = r ? malloc(sizeof *e) : NULL;

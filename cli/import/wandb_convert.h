@@ -62,7 +62,9 @@ struct wbc_options {
 	const char *file_id;          /* the id of the file name, for a file without run record */
 	int32_t pid;                  /* the importing process (RunStart.pid, RunExit.pid) */
 	/* Called once, with the run id, before the run's first record: 0 goes
-	 * on, WBC_SKIP skips the rest of the file, < 0 is an error. */
+	 * on, WBC_SKIP emits nothing more (the rest of the file is still read
+	 * and counted in the stats, for a comparison with the run there), < 0
+	 * is an error. */
 	int (*begin)(void *arg, const char *run_id, const char *entity, const char *project);
 	/* One trackd record (borrowed), from the W&B record at `offset`. */
 	int (*emit)(void *arg, const Trackd__V1__Record *rec, uint64_t offset);

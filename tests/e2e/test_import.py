@@ -357,3 +357,19 @@ def test_progress_on_a_terminal(agent, tmp_path):
     assert out.count("imported ") == 3 and "import: 3 imported" in out, out
     for i in range(3):
         assert show(agent, f"tty0000{i}")["history_lines"] == 300
+
+
+def test_a_run_imported_from_less_of_the_file_is_reported(agent, tmp_path):
+    """An earlier import of part of the file (cut short, or stopped halfway)
+    holds fewer rows: the full file is reported, nothing is added."""
+    w, _, rows = build_run("imppart1", rows=20)
+    full = w.bytes()
+    r = trackctl(agent, "import", write_run_dir(tmp_path / "a", "imppart1",
+                                                full[:w.records[30][0][0]]))
+    assert r.returncode == 0, r.stderr
+    part = len(history(agent, "imppart1"))
+    assert 0 < part < 20
+    r = trackctl(agent, "import", write_run_dir(tmp_path / "b", "imppart1", full))
+    assert r.returncode == 1
+    assert f"imported before with {part} rows, the file has 20" in r.stderr, r.stderr
+    assert len(history(agent, "imppart1")) == part
