@@ -243,6 +243,14 @@ static int collect(const char *path, struct import_file **files, size_t *n)
 	size_t before = *n;
 	if (scan_dir(path, 1, files, n) != 0)
 		return -1;
+	/* A project's directory: its wandb/ (or .wandb/, W&B's other name). */
+	for (const char *sub = "wandb"; *n == before && sub; sub = *sub == 'w' ? ".wandb" : NULL) {
+		char inner[4096];
+		if (snprintf(inner, sizeof inner, "%s/%s", path, sub) < (int)sizeof inner &&
+		    stat(inner, &st) == 0 && S_ISDIR(st.st_mode) &&
+		    scan_dir(inner, 1, files, n) != 0)
+			return -1;
+	}
 	if (*n == before) {
 		fprintf(stderr,
 		        "trackctl: import: %s holds no run-<id>.wandb file (nor do run-* or "

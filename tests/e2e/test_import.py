@@ -373,3 +373,23 @@ def test_a_run_imported_from_less_of_the_file_is_reported(agent, tmp_path):
     assert r.returncode == 1
     assert f"imported before with {part} rows, the file has 20" in r.stderr, r.stderr
     assert len(history(agent, "imppart1")) == part
+
+
+def test_a_record_the_agent_refuses_is_reported_and_skipped(agent, tmp_path):
+    """A row with a key over the agent's limit (256 bytes): its batch is sent
+    again record by record; that record is reported by offset, the rest
+    arrive. The project directory itself is a PATH too (its wandb/)."""
+    w, kinds, rows = build_run("imprefus", rows=6)
+    bad = w.add(history_record(999, 6, {"_step": 6, "_runtime": 9.0,
+                                         "_timestamp": START + 9, "k" * 300: 1}))
+    w.add(history_record(1000, 7, {"_step": 7, "_runtime": 10.0, "_timestamp": START + 10,
+                                   "loss": 0.5}))
+    write_run_dir(tmp_path / "proj", "imprefus", w.bytes())
+    r = trackctl(agent, "import", tmp_path / "proj")
+    assert r.returncode == 0, r.stderr
+    assert f"the record at offset {w.records[bad][0][0]} was refused by the agent" in r.stderr, \
+        r.stderr
+    got = history(agent, "imprefus")
+    assert got[:6] == rows and len(got) == 7
+    assert got[6] == {"_step": 7, "_runtime": 10.0, "_timestamp": START + 10, "loss": 0.5}
+    assert show(agent, "imprefus")["state"] == "finished"
