@@ -81,12 +81,13 @@ static const struct command {
     {"import", cmd_import,
      "  trackctl import [--entity ENTITY] [--project PROJECT] PATH...\n"
      "      Import W&B runs from their transaction files (run-<id>.wandb): PATH is\n"
-     "      such a file, a wandb/run-* or wandb/offline-run-* directory, or a\n"
-     "      wandb/ directory holding them. Each becomes an offline run with the\n"
-     "      same id, config, history, summary, console output and system metrics\n"
-     "      (upload it with `trackctl sync`); a file without an exit record\n"
-     "      gives a crashed run. A damaged file imports every intact record and\n"
-     "      names the damaged offsets; a run imported before is skipped.\n"
+     "      such a file, a wandb/run-* or wandb/offline-run-* directory, a\n"
+     "      wandb/ directory holding them, or the directory holding wandb/.\n"
+     "      Each becomes an offline run with the same id, config, history,\n"
+     "      summary, console output and system metrics (upload it with\n"
+     "      `trackctl sync`); a file without an exit record gives a crashed run.\n"
+     "      A damaged file imports every intact record and names the damaged\n"
+     "      offsets; a run imported before is skipped.\n"
      "      --entity/--project replace the file's. Exit 1 if a file failed.\n"},
     {"spool", cmd_spool,
      "  trackctl spool flush [SPOOL_DIR]\n"
