@@ -393,3 +393,23 @@ def test_a_record_the_agent_refuses_is_reported_and_skipped(agent, tmp_path):
     assert got[:6] == rows and len(got) == 7
     assert got[6] == {"_step": 7, "_runtime": 10.0, "_timestamp": START + 10, "loss": 0.5}
     assert show(agent, "imprefus")["state"] == "finished"
+
+
+def test_the_agents_sampler_leaves_an_imported_run_alone(tmp_path):
+    """With system metrics on, an imported run's samples are the file's only:
+    the run is live while the import replays it, but it is not this
+    machine's."""
+    require_bins()
+    a = Agent(tmp_path, config="system_metrics:\n  interval: 1s\n").start()
+    try:
+        w, _, _ = build_run("impsamp1", rows=40, pad=3000)
+        r = trackctl(a, "import", write_run_dir(tmp_path, "impsamp1", w.bytes()))
+        assert r.returncode == 0, r.stderr
+        # A live run of the same agent is sampled meanwhile: the sampler runs.
+        p = a.producer("live0001", 50, "--sleep-us", 40000)
+        p.wait(timeout=60)
+        a.wait_for(lambda: history(a, "live0001", "--stream", "events"), what="a sample")
+        events = history(a, "impsamp1", "--stream", "events")
+        assert [e["system.cpu"] for e in events] == [12.5 + s for s in range(0, 40, 10)]
+    finally:
+        a.stop()
