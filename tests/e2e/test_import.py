@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, Agent, require_bins
+from conftest import BIN, Agent, python_client_env, require_bins
 from test_wandb import (PROJECT, fake_server, fw, local_lines, make_agent,  # noqa: F401
                         wandb_yaml)
 from wandb_txlog_writer import (BLOCK, TxlogWriter, config_record, exit_record, header_record,
@@ -168,6 +168,19 @@ def test_import_every_field_then_again_adds_nothing(agent, tmp_path):
     assert [e["system.cpu"] for e in events] == [12.5 + s for s in range(0, 40, 10)]
     assert [e["_timestamp"] for e in events] == [START + 0.5 + s * 0.75 for s in range(0, 40, 10)]
     assert all(e["system.gpu.0.temp"] == 60 and e["system.memory_percent"] == 40 for e in events)
+
+    # The Python Api sees the same run.
+    code = ("import json, trackd; r = trackd.Api().run('imp00001'); "
+            "print(json.dumps([r.imported, r.state, r.name, r.tags, r.config, r.mode, "
+            "r.history()]))")
+    r = subprocess.run(["/usr/bin/python3", "-c", code], env=python_client_env(agent.env),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    imported, state, name, tags, config, mode, api_rows = json.loads(r.stdout)
+    assert (imported, state, name, tags, mode) == (True, "finished", "imported-imp00001",
+                                                   ["a", "b"], "offline")
+    assert config == dict(CONFIG, extra="late")
+    assert api_rows == rows
 
     # Again: skipped, nothing appended.
     before = agent.status()
