@@ -30,9 +30,11 @@ static void put(struct file *f, const void *d, size_t n)
 	f->len += n;
 }
 
+static bool leveldb_crc; /* write LevelDB's masked CRC-32C instead */
+
 static void chunk(struct file *f, uint8_t type, const uint8_t *d, size_t n)
 {
-	uint32_t crc = wtx_crc_ieee(type, d, n);
+	uint32_t crc = leveldb_crc ? wtx_crc_leveldb(type, d, n) : wtx_crc_ieee(type, d, n);
 	uint8_t h[7] = {(uint8_t)crc,
 	                (uint8_t)(crc >> 8),
 	                (uint8_t)(crc >> 16),
@@ -186,6 +188,35 @@ static void test_reader(void)
 	free(f.p);
 }
 
+/* LevelDB's masked CRC-32C is accepted too; a chunk that continues a record
+ * whose start is missing (no damage before it) is damage of its own. */
+static void test_reader_variants(void)
+{
+	struct file f;
+	new_file(&f);
+	leveldb_crc = true;
+	static uint8_t big[50000];
+	fill(big, sizeof big, 'v');
+	record(&f, big, sizeof big);
+	leveldb_crc = false;
+	struct seen s;
+	CHECK_EQ(read_all(&f, f.len, &s), 0);
+	CHECK_EQ(s.n, 1);
+	CHECK_EQ(s.damages, 0);
+	free(f.p);
+
+	new_file(&f);
+	uint8_t mid[10];
+	fill(mid, sizeof mid, 'm');
+	chunk(&f, 3, mid, sizeof mid); /* MIDDLE with no FIRST */
+	record(&f, mid, sizeof mid);
+	CHECK_EQ(read_all(&f, f.len, &s), 0);
+	CHECK_EQ(s.n, 1);
+	CHECK_EQ(s.damages, 1);
+	CHECK_EQ(s.damage_off[0], 7);
+	free(f.p);
+}
+
 /* ---- conversion ----------------------------------------------------------------- */
 
 struct emitted {
@@ -309,6 +340,7 @@ static void test_convert(void)
 int main(void)
 {
 	test_reader();
+	test_reader_variants();
 	test_convert();
 	return CHECK_SUMMARY("wandb_import_test");
 }
