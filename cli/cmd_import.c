@@ -48,6 +48,7 @@
 #define IMPORT_MAX_FILES     100000u
 #define IMPORT_BATCH_BYTES   (1u << 20) /* flushed past this (or the agent's limit / 2) */
 #define IMPORT_BATCH_RECORDS 4096u
+#define IMPORT_RETRY_S       60 /* a batch the agent cannot take now is sent again so long */
 
 struct import_file {
 	char *path;
@@ -288,11 +289,32 @@ static void refused(struct import_ctx *c, uint64_t src, const struct agent_error
 	    (unsigned long long)src, err->message);
 }
 
+/* A batch the agent could not take now (disk budget, shutting down, no
+ * answer in time) is sent again, the same bytes: the agent appends a seq of
+ * the session once, so a resend of one it did append is only acknowledged. */
+static bool retryable(int rv, const struct agent_error *err)
+{
+	return rv == TRACKD_ETIMEDOUT || rv == TRACKD_EIO ||
+	       (rv == TRACKD_EINVAL &&
+	        err->remote_code == TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE);
+}
+
 static int send_bytes(struct import_ctx *c, const uint8_t *p, size_t len, struct agent_error *err)
 {
 	bool dup;
 	Trackd__V1__Limits lim;
 	int rv = agent_batch(c->agent, p, len, &dup, &lim, err);
+	double waited = 0, pause = 0.2;
+	while (rv != 0 && retryable(rv, err) && waited < IMPORT_RETRY_S) {
+		if (waited == 0)
+			say(c, stderr, "trackctl: import %s: %s; trying again for up to %d s",
+			    c->file, err->message, IMPORT_RETRY_S);
+		struct timespec ts = {(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)};
+		nanosleep(&ts, NULL);
+		waited += pause;
+		pause = pause * 2 < 2 ? pause * 2 : 2;
+		rv = agent_batch(c->agent, p, len, &dup, &lim, err);
+	}
 	if (rv == 0) {
 		if (lim.has_max_message_bytes && lim.max_message_bytes)
 			c->max_bytes = lim.max_message_bytes;
