@@ -10,6 +10,8 @@
  *   trackctl retry [RUN]                       upload a parked run again (wandb sink)
  *   trackctl sync [RUN… | --all] [--entity E] [--project P] [--force]
  *                                              upload offline runs (wandb sink)
+ *   trackctl import [--entity E] [--project P] PATH…
+ *                                              W&B transaction files as offline runs
  *   trackctl spool flush [SPOOL_DIR]           deliver records clients spooled
  *   trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]
  *   trackctl ui [--listen ADDR:PORT] [--allow-remote] [--open]
@@ -77,6 +79,17 @@ static const struct command {
      "      resumes where it stopped; a synced run is skipped unless --force\n"
      "      (upload it again from the start). Progress on a terminal, plain\n"
      "      lines otherwise; exit 1 unless every run got synced.\n"},
+    {"import", cmd_import,
+     "  trackctl import [--entity ENTITY] [--project PROJECT] PATH...\n"
+     "      Import W&B runs from their transaction files (run-<id>.wandb): PATH is\n"
+     "      such a file, a wandb/run-* or wandb/offline-run-* directory, a\n"
+     "      wandb/ directory holding them, or the directory holding wandb/.\n"
+     "      Each becomes an offline run with the same id, config, history,\n"
+     "      summary, console output and system metrics (upload it with\n"
+     "      `trackctl sync`); a file without an exit record gives a crashed run.\n"
+     "      A damaged file imports every intact record and names the damaged\n"
+     "      offsets; a run imported before is skipped.\n"
+     "      --entity/--project replace the file's. Exit 1 if a file failed.\n"},
     {"spool", cmd_spool,
      "  trackctl spool flush [SPOOL_DIR]\n"
      "      Deliver what this user's clients left in their spool when the agent\n"

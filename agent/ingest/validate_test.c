@@ -813,6 +813,48 @@ static void test_log_entry_roundtrip(void)
 	free(req);
 }
 
+/* trackctl import's records: a row's own stamps, a client's system-metrics
+ * sample (with its time), never run metadata. */
+static void test_imported_records(void)
+{
+	char err[256];
+	struct row r;
+	make_row(&r, "abc", "k", 1);
+	r.hist.has_timestamp = r.hist.has_runtime = true;
+	r.hist.timestamp = 1700000000.25;
+	r.hist.runtime = 0.5;
+	CHECK_EQ(validate_one(&r, err), 0);
+	r.hist.runtime = -1;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "runtime is not a finite number"),
+	      "negative runtime: '%s'", err);
+	r.hist.runtime = 0;
+	r.hist.timestamp = 1.0 / 0.0;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "timestamp"),
+	      "infinite timestamp: '%s'", err);
+
+	Trackd__V1__SystemStats st = TRACKD__V1__SYSTEM_STATS__INIT;
+	st.items = r.item_ptrs;
+	st.n_items = 1;
+	r.rec.body_case = TRACKD__V1__RECORD__BODY_STATS;
+	r.rec.stats = &st;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "needs time_us"),
+	      "sample without time: '%s'", err);
+	st.has_time_us = true;
+	st.time_us = 1700000000000000;
+	CHECK_EQ(validate_one(&r, err), 0);
+
+	Trackd__V1__RunMetadata md = TRACKD__V1__RUN_METADATA__INIT;
+	md.json = "{}";
+	r.rec.body_case = TRACKD__V1__RECORD__BODY_METADATA;
+	r.rec.metadata = &md;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "agent only"),
+	      "client metadata: '%s'", err);
+}
+
 int main(void)
 {
 	test_valid_and_identity();
@@ -835,6 +877,7 @@ int main(void)
 	test_run_id();
 	test_run_start_names();
 	test_negative_step();
+	test_imported_records();
 	test_sessions();
 	test_log_entry_roundtrip();
 	return CHECK_SUMMARY("validate_test");
