@@ -337,6 +337,30 @@ def test_imported_run_uploads_with_trackctl_sync(make_agent, fw, tmp_path):
     assert up["complete"] is True and up["exitcode"] == 0
 
 
+def test_readme_import_block_runs_as_written(make_agent, fw, tmp_path):
+    """The README's "Importing W&B offline runs" commands, line for line, with
+    a project directory at ~/project holding two W&B runs."""
+    agent = make_agent(extra="system_metrics:\n  enabled: false\n")
+    home = tmp_path / "home"
+    for run_id in ("readme01", "readme02"):
+        w, _, _ = build_run(run_id, rows=5, entity=fw.entity)
+        write_run_dir(home / "project", run_id, w.bytes())
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = open(os.path.join(top, "README.md")).read()
+    start = text.index("\n### Importing W&B offline runs\n")
+    body = text[start:text.find("\n## ", start + 1)]
+    (sh,) = [b for lang, b in re.findall(r"```(\w*)\n(.*?)```", body, re.S) if lang == "sh"]
+    env = dict(agent.env, HOME=str(home))
+    env["PATH"] = os.path.dirname(BIN["trackctl"]) + ":" + env.get("PATH", "/usr/bin:/bin")
+    r = subprocess.run(["bash", "-c", "set -euo pipefail\n" + sh], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (sh, r.stdout, r.stderr)
+    for run_id in ("readme01", "readme02"):
+        assert f"run {run_id}" in r.stdout, r.stdout
+        up = fw.run_or_none(fw.entity, PROJECT, run_id, True)
+        assert up is not None and len(up["history"]) == 5 and up["complete"] is True
+
+
 def test_progress_on_a_terminal(agent, tmp_path):
     """On a terminal: sync's updating line (carriage returns) with files as
     runs, rows and bytes read; each file's outcome on stdout."""

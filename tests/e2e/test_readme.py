@@ -104,7 +104,8 @@ def test_using_it_works_as_written(newcomer):
     assert "'finished'" in r.stdout, r.stdout
     # "Coming from W&B" with what the block installed: `trackctl run` gives the
     # docs' unchanged W&B script the installed package's wandb module.
-    (sh,) = [text for lang, text in blocks("Coming from W&B") if lang == "sh"]
+    (sh,) = [text for lang, text in blocks("Coming from W&B")
+             if lang == "sh" and "trackctl run" in text]
     r = run_lines([*agent, *sh.splitlines(), "kill %1"], env)
     assert "lr: 0.01" in r.stdout and "wandb: Find logs at: " in r.stderr, r.stderr
 

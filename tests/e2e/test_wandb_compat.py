@@ -487,7 +487,8 @@ def test_readme_coming_from_wandb_runs_as_written(store, tmp_path):
     text = open(os.path.join(top, "README.md")).read()
     start = text.index("\n## Coming from W&B\n")
     body = text[start:text.find("\n## ", start + 1)]
-    (sh,) = [b for lang, b in re.findall(r"```(\w*)\n(.*?)```", body, re.S) if lang == "sh"]
+    (sh,) = [b for lang, b in re.findall(r"```(\w*)\n(.*?)```", body, re.S)
+             if lang == "sh" and "trackctl run" in b]
     env = client_env(store, tmp_path)
     env["PATH"] = os.path.dirname(BIN["trackctl"]) + ":" + env.get("PATH", "/usr/bin:/bin")
     r = subprocess.run(["bash", "-c", "set -euo pipefail\n" + sh], cwd=top, env=env,
