@@ -779,14 +779,24 @@ static void test_environment(void)
 	      "not UTF-8: '%s'", err);
 }
 
-/* Samples and metadata are the agent's: a client's beside a body of its own
- * would be decoded in its place. */
+/* The run's metadata is the agent's, and so are a sample's counter bases (a
+ * client's sample, an import's, must not move them). */
 static void test_agent_only_bodies(void)
 {
 	Trackd__V1__Record *recs[1];
 	size_t len;
 	uint8_t *buf;
+	Trackd__V1__CounterBase base = TRACKD__V1__COUNTER_BASE__INIT;
+	base.key = "network.sent";
+	base.has_value = true;
+	base.value = 1;
+	Trackd__V1__CounterBase *bases[] = {&base};
 	Trackd__V1__SystemStats st = TRACKD__V1__SYSTEM_STATS__INIT;
+	st.has_time_us = true;
+	st.time_us = 1700000000000000;
+	st.boot_id = "b";
+	st.bases = bases;
+	st.n_bases = 1;
 	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
 	rec.run_id = "abc";
 	rec.body_case = TRACKD__V1__RECORD__BODY_STATS;
@@ -798,7 +808,13 @@ static void test_agent_only_bodies(void)
 	int rc = validate_request(&small, buf, len, &out, err, sizeof err);
 	free(buf);
 	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "agent only"),
-	      "stats from a client: '%s'", err);
+	      "counter bases from a client: '%s'", err);
+	st.boot_id = NULL;
+	st.n_bases = 0;
+	buf = pack_batch(recs, 1, 16, 7, 1, &len);
+	rc = validate_request(&small, buf, len, &out, err, sizeof err);
+	free(buf);
+	CHECK(rc == 0, "a client's sample without them (an import's): '%s'", err);
 	Trackd__V1__RunMetadata md = TRACKD__V1__RUN_METADATA__INIT;
 	md.json = "{}";
 	rec.body_case = TRACKD__V1__RECORD__BODY_METADATA;
@@ -898,6 +914,48 @@ static void test_log_entry_roundtrip(void)
 	free(req);
 }
 
+/* trackctl import's records: a row's own stamps, a client's system-metrics
+ * sample (with its time), never run metadata. */
+static void test_imported_records(void)
+{
+	char err[256];
+	struct row r;
+	make_row(&r, "abc", "k", 1);
+	r.hist.has_timestamp = r.hist.has_runtime = true;
+	r.hist.timestamp = 1700000000.25;
+	r.hist.runtime = 0.5;
+	CHECK_EQ(validate_one(&r, err), 0);
+	r.hist.runtime = -1;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "runtime is not a finite number"),
+	      "negative runtime: '%s'", err);
+	r.hist.runtime = 0;
+	r.hist.timestamp = 1.0 / 0.0;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "timestamp"),
+	      "infinite timestamp: '%s'", err);
+
+	Trackd__V1__SystemStats st = TRACKD__V1__SYSTEM_STATS__INIT;
+	st.items = r.item_ptrs;
+	st.n_items = 1;
+	r.rec.body_case = TRACKD__V1__RECORD__BODY_STATS;
+	r.rec.stats = &st;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "needs time_us"),
+	      "sample without time: '%s'", err);
+	st.has_time_us = true;
+	st.time_us = 1700000000000000;
+	CHECK_EQ(validate_one(&r, err), 0);
+
+	Trackd__V1__RunMetadata md = TRACKD__V1__RUN_METADATA__INIT;
+	md.json = "{}";
+	r.rec.body_case = TRACKD__V1__RECORD__BODY_METADATA;
+	r.rec.metadata = &md;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "agent only"),
+	      "client metadata: '%s'", err);
+}
+
 int main(void)
 {
 	test_valid_and_identity();
@@ -922,6 +980,7 @@ int main(void)
 	test_negative_step();
 	test_environment();
 	test_agent_only_bodies();
+	test_imported_records();
 	test_sessions();
 	test_log_entry_roundtrip();
 	return CHECK_SUMMARY("validate_test");

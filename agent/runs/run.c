@@ -174,6 +174,7 @@ int run_new(const char *id, const Trackd__V1__RunStart *start, const struct reco
 		return rv;
 	}
 	r->mode = start->mode;
+	r->imported = start->imported;
 	r->uid = o->uid;
 	r->state = RUN_RUNNING;
 	r->worst_outcome = RUN_RUNNING;
@@ -266,6 +267,12 @@ static int commit_pending(struct run *r, struct run_effects *fx)
 	double timestamp = (double)r->pending_time_us / 1e6;
 	if (runtime < 0)
 		runtime = 0;
+	/* An imported row keeps the stamps its source gave it, exactly. */
+	if (r->has_pending_timestamp)
+		timestamp = r->pending_timestamp;
+	if (r->has_pending_runtime)
+		runtime = r->pending_runtime;
+	r->has_pending_timestamp = r->has_pending_runtime = false;
 	int rv = vmap_set_int(&r->pending, "_step", r->step);
 	if (!rv)
 		rv = vmap_set_double(&r->pending, "_runtime", runtime);
@@ -332,6 +339,14 @@ static int apply_history(struct run *r, const Trackd__V1__HistoryRow *h,
 			return rv;
 	r->has_pending = true;
 	r->pending_time_us = h->has_client_time_us ? h->client_time_us : o->recv_time_us;
+	if (h->has_timestamp) {
+		r->has_pending_timestamp = true;
+		r->pending_timestamp = h->timestamp;
+	}
+	if (h->has_runtime) {
+		r->has_pending_runtime = true;
+		r->pending_runtime = h->runtime;
+	}
 	/* proto2 default for `commit` is true: absent means commit. */
 	if (!h->has_commit || h->commit)
 		return commit_pending(r, fx);
@@ -539,7 +554,10 @@ static int apply_exit(struct run *r, const Trackd__V1__RunExit *e, const struct 
 		/* Decided before the process's own exit was applied: the exit stands. */
 		if (!find_attached(r, e->pid, false) && find_attached(r, e->pid, true))
 			return TRACKD_OK;
-		return end_process(r, e->pid, RUN_CRASHED, -1, o->recv_time_us, fx);
+		/* An import of a log without an exit ends the run when its source
+		 * stopped, not when the import did. */
+		int64_t at = r->imported && e->has_client_time_us ? when : o->recv_time_us;
+		return end_process(r, e->pid, RUN_CRASHED, -1, at, fx);
 	}
 	enum run_state outcome = e->reason == TRACKD__V1__EXIT_REASON__EXIT_KILLED ? RUN_KILLED
 	                         : e->exit_code == 0                               ? RUN_FINISHED
@@ -733,6 +751,8 @@ int run_to_json(const struct run *r, const char *dir, bool with_values, struct b
 		                ",\"rows_rejected\":%" PRIu64 ",\"events_lines\":%" PRIu64,
 		                r->history_lines, r->console_lines, r->rows_rejected,
 		                r->events_lines);
+	if (!rv && r->imported)
+		rv = buf_puts(b, ",\"imported\":true");
 	if (!rv && with_values) {
 		rv = buf_puts(b, ",\"summary\":");
 		if (!rv)
@@ -796,6 +816,12 @@ Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r)
 	}
 	SET(events_lines, r->events_lines);
 	SET(events_bytes, r->events_bytes);
+	if (r->imported)
+		SET(imported, true);
+	if (r->has_pending_timestamp)
+		SET(pending_timestamp, r->pending_timestamp);
+	if (r->has_pending_runtime)
+		SET(pending_runtime, r->pending_runtime);
 #undef SET
 	if (r->n_counter_bases) {
 		/* Borrowed from r, as the other strings are. */
@@ -971,6 +997,11 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 	bases.bases = s->counter_bases;
 	bases.n_bases = s->n_counter_bases;
 	apply_counter_bases(r, &bases);
+	r->imported = s->has_imported && s->imported;
+	r->has_pending_timestamp = s->has_pending_timestamp;
+	r->pending_timestamp = s->pending_timestamp;
+	r->has_pending_runtime = s->has_pending_runtime;
+	r->pending_runtime = s->pending_runtime;
 	for (size_t i = 0; i < s->n_attached && i < RUN_MAX_ATTACHED; i++) {
 		r->attached[i].pid = s->attached[i]->pid;
 		r->attached[i].start_ticks = s->attached[i]->start_ticks;

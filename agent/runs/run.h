@@ -10,8 +10,10 @@
  *            a commit (or a larger explicit step) emits the pending row as one
  *            JSON line stamped with `_step`, `_runtime` (seconds since the run's
  *            first start, client clock) and `_timestamp` (Unix seconds at log()
- *            time); an explicit step lower than the current one is dropped and
- *            counted (rows_rejected). Nested maps stay nested.
+ *            time; an imported row's own HistoryRow.timestamp / runtime
+ *            instead when it gives them); an explicit step lower than the
+ *            current one is dropped and counted (rows_rejected). Nested maps
+ *            stay nested.
  *   summary  last value per top-level key, or min/max/mean/none per
  *            define_metric; explicit summary updates set or remove keys;
  *            `_step`, `_runtime`, `_timestamp` follow the last row.
@@ -35,6 +37,8 @@
  *            spooled record is whoever delivered it); without one, the sender.
  *            The deliverer, attached by the replayed records it sent (not by a
  *            start of its own), is detached by such an exit: it ran nothing.
+ *            An imported run (RunStart.imported) whose source has no exit ends
+ *            by the importer's own RunExit{EXIT_CRASHED} at its client time.
  *
  * Output goes to the caller's buffers (history lines, console lines) and flags
  * (what whole files changed). A run is snapshotted to / restored from the
@@ -91,6 +95,7 @@ struct run {
 	char *dir_name; /* run-YYYYMMDD_HHMMSS-<id> */
 	Trackd__V1__RunMode mode;
 	uint32_t uid;
+	bool imported; /* RunStart.imported: made by trackctl import, not sampled */
 
 	enum run_state state;
 	bool has_exit_code;
@@ -109,6 +114,10 @@ struct run {
 	bool has_pending;
 	struct vmap pending;
 	int64_t pending_time_us;
+	/* An imported row's own _timestamp / _runtime (HistoryRow.timestamp,
+	 * runtime), used instead of pending_time_us when set. */
+	bool has_pending_timestamp, has_pending_runtime;
+	double pending_timestamp, pending_runtime;
 	uint64_t history_lines, console_lines, rows_rejected;
 	uint64_t events_lines; /* system-metrics samples materialised */
 

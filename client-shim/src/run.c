@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "run.h"
+#include "wandb_env.h"
 #include "autostart.h"
 #include "buf.h"
 #include "console.h"
@@ -308,6 +309,11 @@ int td_init(const td_run_options *opts, td_run **out)
 		td_run_options_init(&defaults);
 		opts = &defaults;
 	}
+	/* W&B's WANDB_* variables fill what the caller left unset. */
+	td_run_options with_env;
+	struct tdi_wandb_env wandb_env;
+	tdi_wandb_env_apply(opts, &with_env, &wandb_env);
+	opts = &with_env;
 	if ((unsigned)opts->mode > TD_MODE_DISABLED)
 		return tdi_fail(TD_ERR_INVALID, "td_init: unknown mode %d", (int)opts->mode);
 	if ((run = calloc(1, sizeof(*run))) == NULL)

@@ -770,15 +770,17 @@ static void publish_live(struct local_sink *s)
 	if (!s->live_dirty)
 		return;
 	size_t n = 0;
+	/* An imported run is live only while trackctl import replays it: its
+	 * samples come from its file, not from this machine. */
 	for (size_t i = 0; i < s->n_active; i++)
-		n += s->active[i]->run->state == RUN_RUNNING;
+		n += s->active[i]->run->state == RUN_RUNNING && !s->active[i]->run->imported;
 	struct local_live_run *live = n ? calloc(n, sizeof *live) : NULL;
 	if (n && !live)
 		return; /* stays dirty: tried again next round */
 	size_t k = 0;
 	for (size_t i = 0; i < s->n_active; i++) {
 		const struct run *r = s->active[i]->run;
-		if (r->state != RUN_RUNNING)
+		if (r->state != RUN_RUNNING || r->imported)
 			continue;
 		struct local_live_run *l = &live[k++];
 		snprintf(l->id, sizeof l->id, "%s", r->id);
