@@ -249,6 +249,7 @@ static int live_runs(void *arg, struct sysmetrics_run **out, size_t *n)
 			runs[i].n_pids++;
 		}
 		snprintf(runs[i].boot_id, sizeof runs[i].boot_id, "%s", live[i].counters_boot_id);
+		snprintf(runs[i].cwd, sizeof runs[i].cwd, "%s", live[i].client_root);
 		for (size_t b = 0; b < live[i].n_counter_bases && b < SYSMETRICS_MAX_BASES; b++) {
 			snprintf(runs[i].bases[b].key, sizeof runs[i].bases[b].key, "%s",
 			         live[i].counter_bases[b].key);

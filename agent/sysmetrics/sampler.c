@@ -617,6 +617,8 @@ static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
 		snprintf(link, sizeof link, "/proc/%d/cwd", r->pids[0]);
 		ssize_t n = readlink(link, v->cwd, sizeof v->cwd - 1);
 		v->cwd[n > 0 ? n : 0] = '\0';
+		if (n <= 0 && r->cwd[0] == '/')
+			snprintf(v->cwd, sizeof v->cwd, "%s", r->cwd);
 		if (v->cwd[0])
 			v->cwd_dev = device_of(sm, v->cwd, m->diskstats);
 	}

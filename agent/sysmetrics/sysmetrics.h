@@ -78,6 +78,10 @@ struct sysmetrics_run {
 	size_t n_pids;
 	int32_t pids[SYSMETRICS_MAX_PIDS];
 	uint64_t start_ticks[SYSMETRICS_MAX_PIDS]; /* 0: unknown (not checked) */
+	/* The working directory the run's client reported (RunEnvironment.root),
+	 * "" unknown: used when /proc/<pid>/cwd cannot be read (an agent running
+	 * as another user), for the run's disk.<path>.* keys. */
+	char cwd[1024];
 	/* The bases the run recorded earlier (SystemStats.bases), "" / 0 none. */
 	char boot_id[SYSMETRICS_BOOT_ID_BYTES];
 	size_t n_bases;

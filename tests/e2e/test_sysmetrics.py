@@ -551,6 +551,22 @@ def test_client_metadata_with_the_agent_as_another_user(tmp_path):
             client = json.load(f)
         assert set(client) == {"program", "args", "executable", "root", "python", "git"}
         assert all(md[k] == v for k, v in client.items())
+
+        # The run's disk.<working dir>.* keys come from the directory the
+        # client reported (the agent cannot read its /proc/<pid>/cwd), when
+        # the agent's user may reach it; before and after an agent restart.
+        work = os.path.join(base, "work")
+        os.mkdir(work, 0o755)
+        key = f"system.disk.{work}.usagePercent"
+        t = Training(agent, tmp_path, "smusr003", cwd=work)
+        agent.wait_for(lambda: any(key in e for e in events(agent, "smusr003")),
+                       what=f"{key} in the run's events")
+        agent.stop()
+        n = len(events(agent, "smusr003"))
+        agent.start()
+        agent.wait_for(lambda: any(key in e for e in events(agent, "smusr003")[n:]),
+                       what=f"{key} after the restart")
+        t.finish()
     finally:
         agent.stop()
         shutil.rmtree(base, ignore_errors=True)

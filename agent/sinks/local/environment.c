@@ -121,3 +121,14 @@ int environment_apply_client(const char *dir, const Trackd__V1__RunEnvironment *
 	json_object_put(client);
 	return rv;
 }
+
+char *environment_client_root(const char *dir)
+{
+	json_object *client = read_object(dir, CLIENT_ENV_FILE), *root;
+	char *out = NULL;
+	if (client && json_object_object_get_ex(client, "root", &root) &&
+	    json_object_is_type(root, json_type_string) && json_object_get_string(root)[0] == '/')
+		out = strdup(json_object_get_string(root));
+	json_object_put(client);
+	return out;
+}

@@ -31,4 +31,9 @@ int environment_apply_agent(const char *dir, const char *json);
 /* A client's RunEnvironment (borrowed) for the run in `dir`. */
 int environment_apply_client(const char *dir, const Trackd__V1__RunEnvironment *env);
 
+/* The working directory ("root") the run's client reported, as kept in
+ * `dir`'s client-environment.json: malloc'd, or NULL when there is none (no
+ * file, not absolute, unreadable, out of memory). */
+char *environment_client_root(const char *dir);
+
 #endif

@@ -43,6 +43,7 @@ static void active_free(struct active_run *ar)
 	series_writer_free(ar->series);
 	free(ar->row_values);
 	free(ar->dir);
+	free(ar->client_root);
 	buf_fini(&ar->history_out);
 	buf_fini(&ar->console_out);
 	buf_fini(&ar->events_out);
@@ -450,8 +451,18 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 	int wrv = TRACKD_OK;
 	if (rec->body_case == TRACKD__V1__RECORD__BODY_METADATA && rec->metadata->json)
 		wrv = environment_apply_agent(ar->dir, rec->metadata->json);
-	else if (rec->body_case == TRACKD__V1__RECORD__BODY_ENVIRONMENT)
+	else if (rec->body_case == TRACKD__V1__RECORD__BODY_ENVIRONMENT) {
 		wrv = environment_apply_client(ar->dir, rec->environment);
+		if (rec->environment->root && rec->environment->root[0] == '/') {
+			char *root = strdup(rec->environment->root);
+			if (root) {
+				free(ar->client_root);
+				ar->client_root = root;
+				ar->client_root_read = true;
+				s->live_dirty = true;
+			}
+		}
+	}
 	if (wrv) {
 		count(&s->write_errors);
 		log_error("local sink: run %s: cannot write %s: %s", r->id, ENVIRONMENT_FILE,
@@ -779,9 +790,16 @@ static void publish_live(struct local_sink *s)
 		return; /* stays dirty: tried again next round */
 	size_t k = 0;
 	for (size_t i = 0; i < s->n_active; i++) {
-		const struct run *r = s->active[i]->run;
+		struct active_run *ar = s->active[i];
+		const struct run *r = ar->run;
 		if (r->state != RUN_RUNNING || r->imported)
 			continue;
+		if (!ar->client_root_read) {
+			/* A run loaded after a restart: its client's record was applied
+			 * before, and only the file holds what it said. */
+			ar->client_root = environment_client_root(ar->dir);
+			ar->client_root_read = true;
+		}
 		struct local_live_run *l = &live[k++];
 		snprintf(l->id, sizeof l->id, "%s", r->id);
 		l->uid = r->uid;
@@ -795,6 +813,8 @@ static void publish_live(struct local_sink *s)
 		memcpy(l->counters_boot_id, r->counters_boot_id, sizeof l->counters_boot_id);
 		memcpy(l->counter_bases, r->counter_bases, sizeof l->counter_bases);
 		l->n_counter_bases = r->n_counter_bases;
+		if (ar->client_root)
+			snprintf(l->client_root, sizeof l->client_root, "%s", ar->client_root);
 	}
 	pthread_mutex_lock(&s->live_mu);
 	struct local_live_run *old = s->live;

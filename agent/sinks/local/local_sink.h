@@ -162,6 +162,9 @@ struct local_live_run {
 	char counters_boot_id[RUN_BOOT_ID_BYTES];
 	struct run_counter_base counter_bases[RUN_MAX_COUNTER_BASES];
 	size_t n_counter_bases;
+	/* The working directory its client reported (client-environment.json's
+	 * root), "" unknown. */
+	char client_root[1024];
 };
 
 /* Copies the running runs into *out (malloc'd, the caller frees; NULL and 0
