@@ -38,6 +38,7 @@ int cmd_show(int argc, char **argv);
 int cmd_history(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_rename(int argc, char **argv);
+int cmd_update(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_spool(int argc, char **argv);
 int cmd_retry(int argc, char **argv);

@@ -2,6 +2,8 @@
  *   runs [--project P] [--state S] [--json]   a table of runs, oldest first
  *   show RUN [--json]                          one run: identity, config, footer
  *   rename RUN NAME [--json]                   a new display name
+ *   update RUN [--name N] [--tags a,b] [--notes TEXT] [--json]
+ *                                              a new name, tags and/or notes
  *   retry [RUN] [--json]                       upload parked runs again
  * A RUN is an id or entity/project/id; the agent resolves it. The answers are
  * typed (RunsReply, RunReply, RenameReply, RetryReply); --json prints them as
@@ -19,6 +21,9 @@
 
 #define RENAME_WAIT_POLLS 250             /* at most ~5 s for the store to show it */
 #define RENAME_POLL_NS    (20 * 1000000L) /* 20 ms */
+/* Pieces of one --tags: more than the agent allows (TRACKD_MAX_TAGS), so that
+ * the agent's error names its limit; many more is a usage error here. */
+#define UPDATE_MAX_TAGS 1024
 
 static bool parse_json_only(int argc, char **argv, const char *cmd, bool *json)
 {
@@ -234,6 +239,117 @@ int cmd_rename(int argc, char **argv)
 		else
 			printf("Renamed %s to %s (the run store has not shown it yet)\n", run,
 			       name);
+	}
+	cli_reply_free(&r);
+	agent_close(agent);
+	return code;
+}
+
+/* Whether the run store shows every change of `u` yet. */
+static int update_shown(agent_client *agent, const Trackd__V1__RenameRequest *u, const char *what,
+                        bool *shown)
+{
+	struct cli_query cq;
+	cli_query_run(&cq, u->run);
+	struct cli_reply r;
+	int code = cli_query(agent, &cq.q, what, &r);
+	if (code != 0)
+		return code;
+	const Trackd__V1__RunInfo *info = r.q->run->run;
+	*shown = info != NULL;
+	if (*shown && u->name && *u->name)
+		*shown = info->display_name && strcmp(info->display_name, u->name) == 0;
+	if (*shown && u->notes)
+		*shown = strcmp(info->notes ? info->notes : "", u->notes) == 0;
+	if (*shown && u->set_tags) {
+		*shown = info->n_tags == u->n_tags;
+		for (size_t i = 0; *shown && i < u->n_tags; i++)
+			*shown = strcmp(info->tags[i] ? info->tags[i] : "", u->tags[i]) == 0;
+	}
+	cli_reply_free(&r);
+	return 0;
+}
+
+/* Splits a --tags value at commas in place ("" is no tags; empty pieces are
+ * dropped, as W&B's WANDB_TAGS). */
+static bool split_tags(char *list, char **tags, size_t cap, size_t *n)
+{
+	*n = 0;
+	for (char *save = NULL, *t = strtok_r(list, ",", &save); t;
+	     t = strtok_r(NULL, ",", &save)) {
+		if (*n == cap)
+			return false;
+		tags[(*n)++] = t;
+	}
+	return true;
+}
+
+int cmd_update(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"tags", required_argument, NULL, 't'},
+	    {"notes", required_argument, NULL, 'o'},
+	    {0},
+	};
+	static char *tags[UPDATE_MAX_TAGS];
+	bool json = false;
+	const char *name = NULL, *notes = NULL;
+	char *tag_list = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = true; break;
+		case 'n': name = optarg; break;
+		case 't': tag_list = optarg; break;
+		case 'o': notes = optarg; break;
+		default: return cli_bad_option("update", argv);
+		}
+	}
+	if (argc - optind != 1)
+		return cli_usage_error("update takes one RUN (and --name, --tags, --notes)");
+	if (!name && !tag_list && !notes)
+		return cli_usage_error(
+		    "update: nothing to change (give --name, --tags or --notes)");
+	if (name && !*name)
+		return cli_usage_error("update: the new name is empty");
+	size_t n_tags = 0;
+	if (tag_list && !split_tags(tag_list, tags, UPDATE_MAX_TAGS, &n_tags))
+		return cli_usage_error("update: more than 1024 tags");
+	const char *run = argv[optind];
+	char what[512];
+	snprintf(what, sizeof what, "run %s", run);
+	agent_client *agent;
+	if (cli_connect(&agent) != 0)
+		return 1;
+	struct cli_query cq;
+	cli_query_rename(&cq, run, name);
+	cq.r.rename.has_set_tags = cq.r.rename.set_tags = tag_list != NULL;
+	cq.r.rename.tags = tags;
+	cq.r.rename.n_tags = n_tags;
+	cq.r.rename.notes = (char *)notes;
+	struct cli_reply r;
+	int code = cli_query(agent, &cq.q, what, &r);
+	if (code != 0) {
+		agent_close(agent);
+		return code;
+	}
+	/* As for rename: wait (bounded) until the run store applied the record. */
+	bool shown = false;
+	for (int i = 0; i < RENAME_WAIT_POLLS && code == 0; i++) {
+		code = update_shown(agent, &cq.r.rename, what, &shown);
+		if (code != 0 || shown)
+			break;
+		struct timespec ts = {0, RENAME_POLL_NS};
+		nanosleep(&ts, NULL);
+	}
+	if (code == 0) {
+		if (json)
+			code = cli_print_json(&r);
+		else
+			printf("Updated %s%s\n", run,
+			       shown ? "" : " (the run store has not shown it yet)");
 	}
 	cli_reply_free(&r);
 	agent_close(agent);

@@ -7,6 +7,7 @@
  *   trackctl history RUN [--keys K,…] [--format csv|jsonl] [--json] [--stream events]
  *   trackctl tail RUN [--keys K,…] [-n N]      follow new rows until the run ends
  *   trackctl rename RUN NAME [--json]
+ *   trackctl update RUN [--name NAME] [--tags A,B] [--notes TEXT] [--json]
  *   trackctl retry [RUN]                       upload a parked run again (wandb sink)
  *   trackctl sync [RUN… | --all] [--entity E] [--project P] [--force]
  *                                              upload offline runs (wandb sink)
@@ -68,6 +69,11 @@ static const struct command {
     {"rename", cmd_rename,
      "  trackctl rename RUN NAME [--json]\n"
      "      Give the run a new display name.\n"},
+    {"update", cmd_update,
+     "  trackctl update RUN [--name NAME] [--tags A,B] [--notes TEXT] [--json]\n"
+     "      Change the run's display name, tags and/or notes, running or\n"
+     "      finished (only the owner or root). --tags replaces the list (\"\":\n"
+     "      none); --notes \"\" clears the notes. At most 64 tags of 128 bytes.\n"},
     {"retry", cmd_retry,
      "  trackctl retry [RUN] [--json]\n"
      "      Upload again a run the wandb sink parked after a permanent error\n"

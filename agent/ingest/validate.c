@@ -231,6 +231,16 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 			            f->count[TAGS], TRACKD_MAX_TAGS);
 		return 0;
 	}
+	if (d == &trackd__v1__run_rename__descriptor ||
+	    d == &trackd__v1__rename_request__descriptor) {
+		unsigned tags = d == &trackd__v1__run_rename__descriptor
+		                    ? WIRE_NUM(RUN_RENAME, TAGS)
+		                    : WIRE_NUM(RENAME_REQUEST, TAGS);
+		if (has(f, tags) && f->count[tags] > TRACKD_MAX_TAGS)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%u tags, limit %u",
+			            f->count[tags], TRACKD_MAX_TAGS);
+		return 0;
+	}
 	if (d == &trackd__v1__run_environment__descriptor) {
 		enum { ARGS = WIRE_NUM(RUN_ENVIRONMENT, ARGS) };
 		if (has(f, ARGS) && f->count[ARGS] > TRACKD_MAX_ENV_ARGS)
@@ -282,11 +292,22 @@ static int check_string(struct walk *w, const ProtobufCMessageDescriptor *d,
 				            "contains a control character (0x%02x)", wf->data[i]);
 		return 0;
 	}
-	if ((d == &trackd__v1__define_metric__descriptor ||
-	     d == &trackd__v1__run_rename__descriptor) &&
+	/* A run update's name and tags are held to a run start's limits (its
+	 * notes, like the start's, only to the string limit). */
+	bool update_notes =
+	    (d == &trackd__v1__run_rename__descriptor && fd->id == WIRE_NUM(RUN_RENAME, NOTES)) ||
+	    (d == &trackd__v1__rename_request__descriptor &&
+	     fd->id == WIRE_NUM(RENAME_REQUEST, NOTES));
+	bool update_name = (d == &trackd__v1__run_rename__descriptor && !update_notes) ||
+	                   (d == &trackd__v1__rename_request__descriptor &&
+	                    (fd->id == WIRE_NUM(RENAME_REQUEST, NAME) ||
+	                     fd->id == WIRE_NUM(RENAME_REQUEST, TAGS)));
+	if ((d == &trackd__v1__define_metric__descriptor || update_name) &&
 	    wf->len > TRACKD_MAX_NAME_BYTES)
 		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%zu bytes, limit %u",
 		            wf->len, TRACKD_MAX_NAME_BYTES);
+	if (update_name)
+		return 0; /* as a run start's names: their own limit only */
 	if (d == &trackd__v1__summary_update__descriptor &&
 	    fd->id == WIRE_NUM(SUMMARY_UPDATE, REMOVE_KEYS) && wf->len > w->lim->max_key_bytes)
 		return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,

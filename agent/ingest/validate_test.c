@@ -725,6 +725,117 @@ static void test_run_start_names(void)
 	}
 }
 
+/* A run update as a client's record (in a batch) or as a query (trackctl
+ * update, the Api): the same limits as a run start's tags and notes. */
+static int validate_update(bool as_query, char **tags, size_t n_tags, const char *notes,
+                           const char *name, char *err, size_t errlen)
+{
+	Trackd__V1__Request req = TRACKD__V1__REQUEST__INIT;
+	req.has_protocol_version = true;
+	req.protocol_version = 1;
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	Trackd__V1__RenameRequest rq = TRACKD__V1__RENAME_REQUEST__INIT;
+	Trackd__V1__RunRename rn = TRACKD__V1__RUN_RENAME__INIT;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	Trackd__V1__Record *recs[] = {&rec};
+	uint8_t *buf;
+	size_t len;
+	if (as_query) {
+		rq.run = "r1";
+		rq.name = (char *)name;
+		rq.has_set_tags = rq.set_tags = tags != NULL;
+		rq.tags = tags;
+		rq.n_tags = n_tags;
+		rq.notes = (char *)notes;
+		q.request_case = TRACKD__V1__QUERY__REQUEST_RENAME;
+		q.rename = &rq;
+		req.body_case = TRACKD__V1__REQUEST__BODY_QUERY;
+		req.query = &q;
+		len = trackd__v1__request__get_packed_size(&req);
+		buf = malloc(len);
+		trackd__v1__request__pack(&req, buf);
+	} else {
+		rn.display_name = (char *)name;
+		rn.has_set_tags = rn.set_tags = tags != NULL;
+		rn.tags = tags;
+		rn.n_tags = n_tags;
+		rn.notes = (char *)notes;
+		rec.run_id = "r1";
+		rec.body_case = TRACKD__V1__RECORD__BODY_RENAME;
+		rec.rename = &rn;
+		buf = pack_batch(recs, 1, 16, 7, 1, &len);
+	}
+	struct validated_request out;
+	err[0] = '\0';
+	int rc = validate_request(&small, buf, len, &out, err, errlen);
+	free(buf);
+	return rc;
+}
+
+static void test_update_limits(void)
+{
+	static char tag_storage[TRACKD_MAX_TAGS + 1][TRACKD_MAX_NAME_BYTES + 2];
+	static char *tags[TRACKD_MAX_TAGS + 1];
+	for (size_t i = 0; i <= TRACKD_MAX_TAGS; i++) {
+		snprintf(tag_storage[i], sizeof tag_storage[i], "t%zu", i);
+		tags[i] = tag_storage[i];
+	}
+	char err[256];
+	for (int as_query = 0; as_query < 2; as_query++) {
+		const char *how = as_query ? "query" : "record";
+		for (size_t n = TRACKD_MAX_TAGS - 1; n <= TRACKD_MAX_TAGS + 1; n++) {
+			int rc = validate_update(as_query, tags, n, NULL, NULL, err, sizeof err);
+			if (n <= TRACKD_MAX_TAGS)
+				CHECK(rc == 0, "%s: %zu tags: '%s'", how, n, err);
+			else
+				CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+				          strstr(err, "65 tags, limit 64"),
+				      "%s: %zu tags: rc %d '%s'", how, n, rc, err);
+		}
+		CHECK(validate_update(as_query, tags, 0, NULL, NULL, err, sizeof err) == 0,
+		      "%s: an empty tag list: '%s'", how, err);
+		char long_tag[TRACKD_MAX_NAME_BYTES + 2];
+		for (size_t l = TRACKD_MAX_NAME_BYTES - 1; l <= TRACKD_MAX_NAME_BYTES + 1; l++) {
+			memset(long_tag, 'x', l);
+			long_tag[l] = '\0';
+			char *one[] = {long_tag};
+			int rc = validate_update(as_query, one, 1, NULL, NULL, err, sizeof err);
+			if (l <= TRACKD_MAX_NAME_BYTES)
+				CHECK(rc == 0, "%s: a tag of %zu bytes: '%s'", how, l, err);
+			else
+				CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+				          strstr(err, "129 bytes, limit 128") &&
+				          strstr(err, "tags"),
+				      "%s: a tag of %zu bytes: rc %d '%s'", how, l, rc, err);
+			/* The name is held to the same limit. */
+			rc = validate_update(as_query, NULL, 0, NULL, long_tag, err, sizeof err);
+			CHECK((rc == 0) == (l <= TRACKD_MAX_NAME_BYTES),
+			      "%s: a name of %zu bytes: '%s'", how, l, err);
+		}
+		/* Notes: the string limit (16 in `small`). */
+		char notes[32];
+		for (size_t l = 15; l <= 17; l++) {
+			memset(notes, 'n', l);
+			notes[l] = '\0';
+			int rc = validate_update(as_query, NULL, 0, notes, NULL, err, sizeof err);
+			if (l <= 16)
+				CHECK(rc == 0, "%s: notes of %zu bytes: '%s'", how, l, err);
+			else
+				CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+				          strstr(err, "17 bytes, limit 16") && strstr(err, "notes"),
+				      "%s: notes of %zu bytes: rc %d '%s'", how, l, rc, err);
+		}
+		char *bad[] = {"ok", "bad\xff"};
+		CHECK(validate_update(as_query, bad, 2, NULL, NULL, err, sizeof err) ==
+		              TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+		          strstr(err, "UTF-8"),
+		      "%s: a tag not UTF-8: '%s'", how, err);
+		CHECK(validate_update(as_query, NULL, 0, "\xc3", NULL, err, sizeof err) ==
+		          TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+		      "%s: notes not UTF-8: '%s'", how, err);
+	}
+}
+
 static int validate_env(Trackd__V1__RunEnvironment *env, char *err, size_t errlen)
 {
 	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
@@ -981,6 +1092,7 @@ int main(void)
 	test_environment();
 	test_agent_only_bodies();
 	test_imported_records();
+	test_update_limits();
 	test_sessions();
 	test_log_entry_roundtrip();
 	return CHECK_SUMMARY("validate_test");

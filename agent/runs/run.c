@@ -619,6 +619,21 @@ static int apply_start(struct run *r, const Trackd__V1__RunStart *s, const struc
 	return TRACKD_OK;
 }
 
+/* Only what the record carries changes: a record of an older agent holds the
+ * name alone, and a name of "" was never allowed. */
+static int apply_update(struct run *r, const Trackd__V1__RunRename *u, struct run_effects *fx)
+{
+	int rv = TRACKD_OK;
+	if (u->display_name && *u->display_name)
+		rv = set_str(&r->display_name, u->display_name);
+	if (!rv && u->has_set_tags && u->set_tags)
+		rv = set_tags(r, u->tags, u->n_tags);
+	if (!rv && u->notes)
+		rv = set_str(&r->notes, u->notes);
+	fx->meta_changed = true;
+	return rv;
+}
+
 int run_apply(struct run *r, const Trackd__V1__Record *rec, const struct record_origin *o,
               struct run_effects *fx)
 {
@@ -663,10 +678,7 @@ int run_apply(struct run *r, const Trackd__V1__Record *rec, const struct record_
 		fx->meta_changed = true;
 		break;
 	}
-	case TRACKD__V1__RECORD__BODY_RENAME:
-		rv = set_str(&r->display_name, rec->rename->display_name);
-		fx->meta_changed = true;
-		break;
+	case TRACKD__V1__RECORD__BODY_RENAME: rv = apply_update(r, rec->rename, fx); break;
 	case TRACKD__V1__RECORD__BODY_STATS: rv = apply_stats(r, rec->stats, o, fx); break;
 	default: break;
 	}

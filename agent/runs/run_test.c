@@ -402,6 +402,85 @@ static void test_snapshot_round_trip(void)
 	run_free(r2);
 }
 
+/* ---- update: name, tags, notes ----------------------------------------------- */
+
+static void update_run(struct run *r, const Trackd__V1__RunRename *u)
+{
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_RENAME;
+	rec.rename = (Trackd__V1__RunRename *)u;
+	struct record_origin o = origin(0, r->last_index + 1);
+	reset_fx();
+	run_apply(r, &rec, &o, &fx);
+}
+
+static void test_update(void)
+{
+	struct run *r = start_run("upd");
+	char *start_tags[] = {"a", "b"};
+	Trackd__V1__RunRename u = TRACKD__V1__RUN_RENAME__INIT;
+	u.has_set_tags = u.set_tags = true;
+	u.tags = start_tags;
+	u.n_tags = 2;
+	u.notes = "first";
+	update_run(r, &u);
+	CHECK(r->n_tags == 2 && strcmp(r->tags[1], "b") == 0 && strcmp(r->notes, "first") == 0 &&
+	          fx.meta_changed,
+	      "tags and notes set: %zu tags, notes %s", r->n_tags, r->notes);
+
+	/* An older agent's record: the name alone; tags and notes stay. */
+	Trackd__V1__RunRename old = TRACKD__V1__RUN_RENAME__INIT;
+	old.display_name = "renamed";
+	update_run(r, &old);
+	CHECK(strcmp(r->display_name, "renamed") == 0 && r->n_tags == 2 &&
+	          strcmp(r->notes, "first") == 0,
+	      "a name-only record keeps tags and notes");
+
+	/* Tags without set_tags are not a change; notes "" clears; an absent name stays. */
+	Trackd__V1__RunRename u2 = TRACKD__V1__RUN_RENAME__INIT;
+	u2.tags = start_tags;
+	u2.n_tags = 1;
+	u2.notes = "";
+	update_run(r, &u2);
+	CHECK(r->n_tags == 2 && strcmp(r->notes, "") == 0 &&
+	          strcmp(r->display_name, "renamed") == 0,
+	      "notes cleared, tags and name kept");
+
+	/* set_tags with no tags: the list becomes empty. */
+	Trackd__V1__RunRename u3 = TRACKD__V1__RUN_RENAME__INIT;
+	u3.has_set_tags = u3.set_tags = true;
+	update_run(r, &u3);
+	CHECK(r->n_tags == 0, "tags cleared: %zu left", r->n_tags);
+
+	/* The snapshot keeps what the updates made. */
+	u.display_name = "final";
+	update_run(r, &u);
+	Trackd__V1__RunSnapshot *s = run_to_snapshot(r);
+	size_t len = trackd__v1__run_snapshot__get_packed_size(s);
+	uint8_t *buf = malloc(len);
+	trackd__v1__run_snapshot__pack(s, buf);
+	run_snapshot_free(s);
+	Trackd__V1__RunSnapshot *back = trackd__v1__run_snapshot__unpack(NULL, len, buf);
+	struct run *r2 = NULL;
+	CHECK(back && run_from_snapshot(back, &r2) == 0, "snapshot loads");
+	if (r2)
+		CHECK(strcmp(r2->display_name, "final") == 0 && r2->n_tags == 2 &&
+		          strcmp(r2->tags[0], "a") == 0 && strcmp(r2->notes, "first") == 0,
+		      "an update survives the snapshot");
+	struct buf j;
+	buf_init(&j, 1 << 16);
+	CHECK(run_to_json(r, "/d", false, &j) == 0 && strstr(j.data, "\"tags\":[\"a\",\"b\"]") &&
+	          strstr(j.data, "\"notes\":\"first\""),
+	      "the run's JSON shows them: %s", j.data);
+	buf_fini(&j);
+	if (back)
+		trackd__v1__run_snapshot__free_unpacked(back, NULL);
+	free(buf);
+	run_free(r);
+	run_free(r2);
+}
+
 /* ---- lists and null ---------------------------------------------------------- */
 
 /* Values for the tests below, built in static storage: [0.5, null, "a",
@@ -907,6 +986,7 @@ int main(void)
 	test_system_stats();
 	test_counter_bases();
 	test_imported();
+	test_update();
 	buf_fini(&hist);
 	buf_fini(&cons);
 	return CHECK_SUMMARY("run_test");

@@ -118,6 +118,10 @@ int tdi_agent_query(const char *url, const td_query *q, int timeout_ms, char **j
 	case TD_QUERY_RENAME:
 		rename.run = (char *)q->run;
 		rename.name = (char *)q->name;
+		rename.has_set_tags = rename.set_tags = q->set_tags;
+		rename.tags = (char **)q->tags;
+		rename.n_tags = q->set_tags ? q->n_tags : 0;
+		rename.notes = (char *)q->notes;
 		query.request_case = TRACKD__V1__QUERY__REQUEST_RENAME;
 		query.rename = &rename;
 		break;

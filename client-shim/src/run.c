@@ -649,6 +649,66 @@ int td_set_name(td_run *run, const char *display_name)
 	return rc;
 }
 
+int td_set_tags(td_run *run, const char *const *tags, size_t n_tags)
+{
+	Trackd__V1__RunRename rn = TRACKD__V1__RUN_RENAME__INIT;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	int rc;
+
+	if (run == NULL)
+		return tdi_fail(TD_ERR_INVALID, "td_set_tags: run is NULL");
+	if (run->disabled)
+		return TD_OK;
+	if (tags == NULL && n_tags > 0)
+		return tdi_fail(TD_ERR_INVALID, "td_set_tags: NULL tags with n_tags %zu", n_tags);
+	if (n_tags > TRACKD_MAX_TAGS)
+		return tdi_fail(TD_ERR_INVALID, "td_set_tags: %zu tags, limit %u", n_tags,
+		                TRACKD_MAX_TAGS);
+	for (size_t i = 0; i < n_tags; i++) {
+		if (tags[i] == NULL)
+			return tdi_fail(TD_ERR_INVALID, "td_set_tags: tag %zu is NULL", i);
+		if ((rc = tdi_check_text("td_set_tags: tag", tags[i], TRACKD_MAX_NAME_BYTES,
+		                         false)) != TD_OK)
+			return rc;
+	}
+	rn.has_set_tags = rn.set_tags = true;
+	rn.tags = (char **)tags;
+	rn.n_tags = n_tags;
+	rec.body_case = TRACKD__V1__RECORD__BODY_RENAME;
+	rec.rename = &rn;
+	rc = record_message(run, "td_set_tags", &rec);
+	if (rc == TD_ERR_CLOSED)
+		return rc;
+	pthread_mutex_unlock(&run->mu);
+	return rc;
+}
+
+int td_set_notes(td_run *run, const char *notes)
+{
+	Trackd__V1__RunRename rn = TRACKD__V1__RUN_RENAME__INIT;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	int rc;
+
+	if (run == NULL)
+		return tdi_fail(TD_ERR_INVALID, "td_set_notes: run is NULL");
+	if (run->disabled)
+		return TD_OK;
+	if (notes == NULL)
+		return tdi_fail(TD_ERR_INVALID, "td_set_notes: notes is NULL");
+	struct tdi_limits lim;
+	tdi_limits_load(run, &lim);
+	if ((rc = tdi_check_text("td_set_notes: notes", notes, lim.string_bytes, false)) != TD_OK)
+		return rc;
+	rn.notes = (char *)notes;
+	rec.body_case = TRACKD__V1__RECORD__BODY_RENAME;
+	rec.rename = &rn;
+	rc = record_message(run, "td_set_notes", &rec);
+	if (rc == TD_ERR_CLOSED)
+		return rc;
+	pthread_mutex_unlock(&run->mu);
+	return rc;
+}
+
 /* Run data from the agent goes to the user's terminal: no control characters. */
 static void make_printable(char *p)
 {

@@ -119,6 +119,9 @@ static void test_define_metric_and_rename(struct tc *t)
 	CHECK_RC(td_define_metric(run, "loss", TD_SUMMARY_MIN), TD_OK);
 	CHECK_RC(td_define_metric(run, "lr", TD_SUMMARY_NONE), TD_OK);
 	CHECK_RC(td_set_name(run, "bright-sky-7"), TD_OK);
+	const char *const tags[] = {"baseline", "v2"};
+	CHECK_RC(td_set_tags(run, tags, 2), TD_OK);
+	CHECK_RC(td_set_notes(run, "tried a smaller lr"), TD_OK);
 
 	CHECK_RC(td_define_metric(run, NULL, TD_SUMMARY_MAX), TD_ERR_INVALID);
 	CHECK_RC(td_define_metric(run, "", TD_SUMMARY_MAX), TD_ERR_INVALID);
@@ -131,13 +134,20 @@ static void test_define_metric_and_rename(struct tc *t)
 	CHECK_RC(td_set_name(run, ""), TD_ERR_INVALID);
 	CHECK_RC(td_set_name(run, NULL), TD_ERR_INVALID);
 	CHECK_RC(td_set_name(NULL, "x"), TD_ERR_INVALID);
+	CHECK_RC(td_set_tags(run, NULL, 1), TD_ERR_INVALID);
+	CHECK_RC(td_set_tags(run, tags, 65), TD_ERR_INVALID);
+	CHECK_ERR_HAS("65 tags, limit 64");
+	const char *const long_tag[] = {long_key};
+	CHECK_RC(td_set_tags(run, long_tag, 1), TD_ERR_INVALID);
+	CHECK_RC(td_set_notes(run, NULL), TD_ERR_INVALID);
+	CHECK_RC(td_set_notes(run, "bad\xff"), TD_ERR_INVALID);
 
 	CHECK_RC(td_finish_reason(run, 137, TD_EXIT_KILLED, 20000, &rep), TD_OK);
 	ts_stop(&s);
-	CHECK(rep.records_acked == 6 && rep.records_logged == 6);
+	CHECK(rep.records_acked == 8 && rep.records_logged == 8);
 	CHECK(s.violations == 0);
 	CHECK(count_body(&s, TRACKD__V1__RECORD__BODY_DEFINE_METRIC) == 3);
-	if (s.n_records == 6) {
+	if (s.n_records == 8) {
 		const Trackd__V1__DefineMetric *dm = s.records[1]->define_metric;
 		CHECK(s.records[1]->body_case == TRACKD__V1__RECORD__BODY_DEFINE_METRIC &&
 		      strcmp(dm->name, "accuracy") == 0 && dm->has_summary &&
@@ -149,9 +159,17 @@ static void test_define_metric_and_rename(struct tc *t)
 		CHECK(strcmp(dm->name, "lr") == 0 &&
 		      dm->summary == TRACKD__V1__METRIC_SUMMARY__METRIC_SUMMARY_NONE);
 		CHECK(s.records[4]->body_case == TRACKD__V1__RECORD__BODY_RENAME &&
-		      strcmp(s.records[4]->rename->display_name, "bright-sky-7") == 0);
-		const Trackd__V1__RunExit *ex = s.records[5]->exit;
-		CHECK(s.records[5]->body_case == TRACKD__V1__RECORD__BODY_EXIT &&
+		      strcmp(s.records[4]->rename->display_name, "bright-sky-7") == 0 &&
+		      !s.records[4]->rename->set_tags && !s.records[4]->rename->notes);
+		const Trackd__V1__RunRename *rn = s.records[5]->rename;
+		CHECK(s.records[5]->body_case == TRACKD__V1__RECORD__BODY_RENAME &&
+		      !rn->display_name && rn->has_set_tags && rn->set_tags && rn->n_tags == 2 &&
+		      strcmp(rn->tags[1], "v2") == 0 && !rn->notes);
+		rn = s.records[6]->rename;
+		CHECK(s.records[6]->body_case == TRACKD__V1__RECORD__BODY_RENAME && !rn->set_tags &&
+		      rn->notes && strcmp(rn->notes, "tried a smaller lr") == 0);
+		const Trackd__V1__RunExit *ex = s.records[7]->exit;
+		CHECK(s.records[7]->body_case == TRACKD__V1__RECORD__BODY_EXIT &&
 		      ex->exit_code == 137 && ex->reason == TRACKD__V1__EXIT_REASON__EXIT_KILLED);
 	}
 	ts_free(&s);

@@ -144,7 +144,8 @@ int local_sink_query_series(local_sink *s, const Trackd__V1__SeriesRequest *q, u
 int local_sink_query_console(local_sink *s, const Trackd__V1__ConsoleRequest *q, uint32_t uid,
                              bool admin, size_t max_bytes, Trackd__V1__ConsolePage **out, char *err,
                              size_t errlen);
-/* Records the rename (a RunRename record submitted to ingest). */
+/* Records a change of the run's name, tags and/or notes (a RunRename record
+ * submitted to ingest; only the owner or an admin). */
 int local_sink_query_rename(local_sink *s, const Trackd__V1__RenameRequest *q, uint32_t uid,
                             bool admin, char *err, size_t errlen);
 

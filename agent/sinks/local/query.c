@@ -580,20 +580,31 @@ static int query_rename(struct local_sink *s, const Trackd__V1__RenameRequest *q
 	int code = resolve_for(s, q->run, who, dir, sizeof dir, err, errlen);
 	if (code)
 		return code;
-	if (!q->name || !*q->name) {
-		snprintf(err, errlen, "rename needs a non-empty name");
+	bool set_tags = q->has_set_tags && q->set_tags;
+	if ((!q->name || !*q->name) && !set_tags && !q->notes) {
+		snprintf(err, errlen, "an update needs a new name, tags or notes");
 		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
 	}
+	if (!set_tags && q->n_tags) {
+		snprintf(err, errlen, "tags given without set_tags");
+		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	}
+	/* The request was validated as a whole (validate.c: the limits of a run
+	 * start's tags and notes), so the record is within them too. */
 	const char *slash = strrchr(q->run, '/');
 	Trackd__V1__RunRename rn = TRACKD__V1__RUN_RENAME__INIT;
-	rn.display_name = q->name;
+	rn.display_name = q->name && *q->name ? q->name : NULL;
+	rn.has_set_tags = rn.set_tags = set_tags;
+	rn.n_tags = set_tags ? q->n_tags : 0;
+	rn.tags = set_tags ? q->tags : NULL;
+	rn.notes = q->notes;
 	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
 	rec.run_id = (char *)(slash ? slash + 1 : q->run);
 	rec.body_case = TRACKD__V1__RECORD__BODY_RENAME;
 	rec.rename = &rn;
 	int rv = s->opts.submit(s->opts.submit_arg, &rec);
 	if (rv != 0) {
-		snprintf(err, errlen, "cannot record the rename: %s", trackd_strerror(rv));
+		snprintf(err, errlen, "cannot record the update: %s", trackd_strerror(rv));
 		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
 	}
 	return TRACKD_OK;

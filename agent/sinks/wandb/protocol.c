@@ -163,15 +163,19 @@ int wb_build_upsert(const struct wb_upsert *u, struct buf *out)
 		rv = put_var(out, "entity", u->entity);
 	if (!rv)
 		rv = put_var(out, "displayName", u->display_name);
-	if (!rv)
-		rv = put_var(out, "notes", u->notes);
+	/* Notes and tags go even when empty: an update that cleared them must
+	 * clear them upstream too. */
+	if (!rv && u->notes)
+		rv = buf_puts(out, ",\"notes\":");
+	if (!rv && u->notes)
+		rv = put_cstr(out, u->notes);
 	if (!rv)
 		rv = put_var(out, "groupName", u->group);
 	if (!rv)
 		rv = put_var(out, "jobType", u->job_type);
 	if (!rv)
 		rv = put_var(out, "host", u->host);
-	if (!rv && u->n_tags) {
+	if (!rv) {
 		rv = buf_puts(out, ",\"tags\":[");
 		for (size_t i = 0; i < u->n_tags && !rv; i++) {
 			if (i)

@@ -49,8 +49,9 @@ struct wb_upsert {
 	const char *name; /* the run id */
 	const char *project;
 	const char *entity; /* NULL or "": the API key's default entity */
-	const char *display_name, *notes, *group, *job_type, *host; /* NULL or "": omitted */
-	char *const *tags;
+	const char *display_name, *group, *job_type, *host; /* NULL or "": omitted */
+	const char *notes;                                  /* NULL: omitted; "" clears */
+	char *const *tags;                                  /* always sent; none clears */
 	size_t n_tags;
 	const struct vmap *config; /* sent as {"key": {"value": v}, ..., "_wandb": …} */
 	const char *agent_version;

@@ -287,7 +287,8 @@ static void test_upsert_body(void)
 	CHECK(strstr(q, "mutation UpsertBucket(") && strstr(q, "historyLineCount"), "query text");
 	CHECK(strcmp(str_at(root, "/variables/name"), "abc123") == 0, "name");
 	CHECK(!present(root, "/variables/entity"), "empty entity omitted (the key's default)");
-	CHECK(!present(root, "/variables/notes"), "empty notes omitted");
+	CHECK(strcmp(str_at(root, "/variables/notes"), "") == 0,
+	      "empty notes sent (an update that cleared them clears them upstream)");
 	CHECK(strcmp(str_at(root, "/variables/groupName"), "g") == 0, "group");
 	CHECK(strcmp(str_at(root, "/variables/tags/1"), "t\"2") == 0, "tags");
 	const char *s = str_at(root, "/variables/config");
@@ -305,6 +306,18 @@ static void test_upsert_body(void)
 	CHECK(json_object_array_length(bv) == 3 && !json_object_array_get_idx(bv, 1),
 	      "list element null");
 	json_object_put(c);
+	json_object_put(root);
+	/* An update that cleared the tags: an empty list goes, so W&B drops them;
+	 * no notes (NULL) leaves W&B's as they are. */
+	u.n_tags = 0;
+	u.notes = NULL;
+	buf_reset(&b);
+	CHECK(wb_build_upsert(&u, &b) == 0, "build without tags");
+	root = parse(b.data, b.len);
+	struct json_object *t = at(root, "/variables/tags");
+	CHECK(t && json_object_is_type(t, json_type_array) && json_object_array_length(t) == 0,
+	      "no tags sent as []: %s", b.data);
+	CHECK(!present(root, "/variables/notes"), "NULL notes omitted");
 	json_object_put(root);
 	buf_fini(&b);
 	vmap_fini(&cfg);

@@ -236,6 +236,13 @@ TD_API int td_define_metric(td_run *run, const char *name, td_metric_summary sum
 /* Renames the run (its display name). */
 TD_API int td_set_name(td_run *run, const char *display_name);
 
+/* Replaces the run's tags with tags[0..n_tags) (n_tags 0: none; at most 64,
+ * each at most 128 bytes of UTF-8). The strings are borrowed for the call. */
+TD_API int td_set_tags(td_run *run, const char *const *tags, size_t n_tags);
+
+/* Replaces the run's notes ("" clears them; UTF-8). */
+TD_API int td_set_notes(td_run *run, const char *notes);
+
 typedef struct td_finish_report {
 	uint64_t records_logged;       /* accepted by td_* calls */
 	uint64_t records_acked;        /* acknowledged by the agent (durable) */
@@ -287,7 +294,7 @@ typedef enum td_query_kind {
 	TD_QUERY_RUNS = 1,    /* project, state, offset, limit */
 	TD_QUERY_RUN = 2,     /* run */
 	TD_QUERY_HISTORY = 3, /* run, keys, from_line, max_lines */
-	TD_QUERY_RENAME = 4,  /* run, name */
+	TD_QUERY_RENAME = 4,  /* run, name, set_tags, tags, notes */
 } td_query_kind;
 
 /* One query to the agent's run store (NULL / 0 fields are left out; fields
@@ -308,6 +315,13 @@ typedef struct td_query {
 	 * samples (W&B's wandb-events.jsonl lines); "metadata": the run's
 	 * wandb-metadata.json as one line. */
 	const char *stream;
+	/* rename (an update of a stored run): name NULL keeps the name; with
+	 * set_tags the tags become tags[0..n_tags) (possibly none); notes NULL
+	 * keeps the notes, "" clears them. At least one change. */
+	bool set_tags;
+	const char *const *tags;
+	size_t n_tags;
+	const char *notes;
 } td_query;
 
 /* Sends one query (socket_url NULL: TRACKD_SOCKET, else the default path) and

@@ -62,6 +62,12 @@ enum wire_type { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 	X(SUMMARY_UPDATE, ITEMS, summary_update, items, 1, WIRE_LEN)                               \
 	X(SUMMARY_UPDATE, REMOVE_KEYS, summary_update, remove_keys, 2, WIRE_LEN)                   \
 	X(DEFINE_METRIC, NAME, define_metric, name, 1, WIRE_LEN)                                   \
+	X(RUN_RENAME, DISPLAY_NAME, run_rename, display_name, 1, WIRE_LEN)                         \
+	X(RUN_RENAME, TAGS, run_rename, tags, 3, WIRE_LEN)                                         \
+	X(RUN_RENAME, NOTES, run_rename, notes, 4, WIRE_LEN)                                       \
+	X(RENAME_REQUEST, NAME, rename_request, name, 2, WIRE_LEN)                                 \
+	X(RENAME_REQUEST, TAGS, rename_request, tags, 4, WIRE_LEN)                                 \
+	X(RENAME_REQUEST, NOTES, rename_request, notes, 5, WIRE_LEN)                               \
 	X(CONFIG_UPDATE, ITEMS, config_update, items, 1, WIRE_LEN)                                 \
 	X(ITEM, KEY, item, key, 1, WIRE_LEN)                                                       \
 	X(ITEM, VALUE, item, value, 2, WIRE_LEN)                                                   \
