@@ -7,6 +7,7 @@ agent/sinks/local/query.c):
     runs    → {"runs": [RUN, ...]}
     run     → {"run": RUN, "upload": UPLOAD}
     history → {"run", "from_line", "next_line", "total_lines", "lines": [{...}, ...]}
+    rename  → {"ok": true} (ApiRun.update: a new name, tags and/or notes)
 
 RUN carries id, entity, project, path, display_name, state, start_time,
 end_time, exit_code, host, pids, uid, notes, tags, group, job_type, mode, dir,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import time
 from typing import Any, Dict, Iterable, List, Optional
 
 from . import _lib
@@ -36,12 +38,20 @@ def _query(socket: Optional[str], timeout: float, kind: str, **fields: Any) -> D
     q = _lib.TdQuery()
     keep: List[Any] = []
     q.kind = _KINDS[kind]
-    for name in ("run", "project", "state", "name", "stream"):
+    for name in ("run", "project", "state", "name", "stream", "notes"):
         value = fields.get(name)
         if value is not None:
-            b = value.encode("utf-8")
+            b = _lib.text(value, name)
             keep.append(b)
             setattr(q, name, b)
+    tags = fields.get("tags")
+    if tags is not None:
+        # A list (possibly empty) replaces the run's tags; None leaves them.
+        arr = (ctypes.c_char_p * max(len(tags), 1))(*[_lib.text(t, "tags") for t in tags])
+        keep.append(arr)
+        q.set_tags = True
+        q.tags = arr
+        q.n_tags = len(tags)
     keys = fields.get("keys")
     if keys:
         arr = (ctypes.c_char_p * len(keys))(*[k.encode("utf-8") for k in keys])
@@ -160,6 +170,37 @@ class ApiRun:
     def refresh(self) -> "ApiRun":
         self.json = self._api.run(self.path).json
         return self
+
+    def update(self, name: Optional[str] = None, tags: Optional[Iterable[str]] = None,
+               notes: Optional[str] = None) -> "ApiRun":
+        """Changes the run's display name, tags (the whole list; [] removes
+        them) and/or notes ("" clears them); None leaves one as it is. Works on
+        running and finished runs of the caller (root: anyone's). The agent
+        logs the change, so it survives restarts and reaches W&B; this waits
+        (bounded by the Api's timeout) until the run store shows it.
+        AgentError if the agent refuses it (a limit: 64 tags of at most 128
+        bytes, notes up to the agent's string limit; another user's run)."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError("trackd: the run name must be a non-empty str")
+        tag_list = None
+        if tags is not None:
+            if isinstance(tags, str):
+                raise TypeError("trackd: tags is a list of str, not a str")
+            tag_list = [str(t) for t in tags]
+        if name is None and tag_list is None and notes is None:
+            return self
+        _query(self._api.socket, self._api.timeout, "rename", run=self.path, name=name,
+               tags=tag_list, notes=notes)
+        # The agent's run store applies the logged change a moment later.
+        deadline = time.monotonic() + self._api.timeout
+        while True:
+            self.refresh()
+            shown = ((name is None or self.name == name)
+                     and (tag_list is None or list(self.tags) == tag_list)
+                     and (notes is None or (self.notes or "") == notes))
+            if shown or time.monotonic() >= deadline:
+                return self
+            time.sleep(0.02)
 
     def __repr__(self) -> str:
         return f"<trackd.ApiRun {self.path} ({self.state})>"

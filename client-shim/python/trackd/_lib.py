@@ -135,6 +135,10 @@ class TdQuery(ctypes.Structure):
         ("offset", ctypes.c_uint64),
         ("limit", ctypes.c_uint64),
         ("stream", ctypes.c_char_p),
+        ("set_tags", ctypes.c_bool),
+        ("tags", ctypes.POINTER(ctypes.c_char_p)),
+        ("n_tags", ctypes.c_size_t),
+        ("notes", ctypes.c_char_p),
     ]
 
 
@@ -150,6 +154,8 @@ _SIGNATURES = {
     "td_output": (ctypes.c_int, [_P, ctypes.c_bool, ctypes.c_char_p]),
     "td_define_metric": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_int]),
     "td_set_name": (ctypes.c_int, [_P, ctypes.c_char_p]),
+    "td_set_tags": (ctypes.c_int, [_P, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]),
+    "td_set_notes": (ctypes.c_int, [_P, ctypes.c_char_p]),
     "td_finish_reason": (ctypes.c_int, [_P, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                                         ctypes.POINTER(TdFinishReport)]),
     "td_footer": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_size_t]),

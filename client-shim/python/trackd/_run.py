@@ -510,9 +510,39 @@ class Run:
     def notes(self) -> Optional[str]:
         return self._notes
 
+    @notes.setter
+    def notes(self, value: Optional[str]) -> None:
+        """New notes for the run ("" or None clears them), recorded in order
+        with the run's data."""
+        value = "" if value is None else value
+        if not isinstance(value, str):
+            raise TypeError("trackd: notes is a str")
+        if self._mode != "disabled":
+            with self._lock:
+                self._check_open()
+                rc = _lib.lib().td_set_notes(self._handle, _lib.text(value, "notes"))
+            if rc != _lib.TD_OK:
+                self._raise_for("notes", rc)
+        self._notes = value
+
     @property
     def tags(self) -> tuple:
         return self._tags
+
+    @tags.setter
+    def tags(self, value: Iterable[str]) -> None:
+        """Replaces the run's tags (at most 64, each at most 128 bytes)."""
+        if isinstance(value, str):
+            raise TypeError("trackd: tags is a list of str, not a str")
+        tags = tuple(str(t) for t in value)
+        if self._mode != "disabled":
+            arr = (ctypes.c_char_p * max(len(tags), 1))(*[_lib.text(t, "tags") for t in tags])
+            with self._lock:
+                self._check_open()
+                rc = _lib.lib().td_set_tags(self._handle, arr, len(tags))
+            if rc != _lib.TD_OK:
+                self._raise_for("tags", rc)
+        self._tags = tags
 
     @property
     def group(self) -> Optional[str]:

@@ -378,9 +378,7 @@ class Run:
 
     @tags.setter
     def tags(self, value: Sequence[str]) -> None:
-        _term.warn_once("run.tags", "run.tags cannot change after init in trackd yet; "
-                                    "pass tags to wandb.init")
-        self._trackd._tags = tuple(value)
+        self._trackd.tags = value
 
     @property
     def notes(self) -> Optional[str]:
@@ -388,9 +386,7 @@ class Run:
 
     @notes.setter
     def notes(self, value: str) -> None:
-        _term.warn_once("run.notes", "run.notes cannot change after init in trackd yet; "
-                                     "pass notes to wandb.init")
-        self._trackd._notes = value
+        self._trackd.notes = value
 
     def get_url(self) -> Optional[str]:
         return self.url

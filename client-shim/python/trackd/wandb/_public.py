@@ -17,8 +17,7 @@ ValueError naming it (a filter silently ignored would return the wrong runs).
 Order: [+|-]created_at (default "-created_at", newest first), display_name,
 state, config.KEY, summary_metrics.KEY.
 
-What W&B has and trackd's agent does not (yet): changing a stored run's tags
-or notes (update() changes the name, warns about the rest), server-side
+What W&B has and trackd's agent does not (yet): server-side
 sampling (history(samples=) keeps evenly spaced rows of the full history).
 """
 from __future__ import annotations
@@ -250,19 +249,22 @@ class Run:
         self._notes = value
 
     def update(self) -> None:
-        """Saves a changed name. trackd cannot change a stored run's tags or
-        notes yet: a change of those is warned about and kept only here."""
-        if self._name != self._run.name and self._name:
-            _api._query(self._api._api.socket, self._api._api.timeout, "rename",
-                        run=self._run.path, name=self._name)
-        if self._tags != list(self._run.tags) or self._notes != self._run.notes:
-            _term.warn_once("api-update", "Api run.update(): trackd cannot change the tags or "
-                                          "notes of a stored run yet; only the name is saved")
+        """Saves a changed name, tags and notes (as W&B's run.update()): one
+        update through the agent, so the change is kept across restarts and
+        reaches W&B through the agent's wandb sink."""
+        name = self._name if self._name and self._name != self._run.name else None
+        tags = self._tags if self._tags != list(self._run.tags) else None
+        notes = None
+        if (self._notes or "") != (self._run.notes or ""):
+            notes = self._notes or ""
+        self._run.update(name=name, tags=tags, notes=notes)
         self.load()
 
     def load(self, force: bool = False) -> None:
         self._run.refresh()
         self._name = self._run.name
+        self._tags = list(self._run.tags)
+        self._notes = self._run.notes
 
     def _rows(self, keys: Optional[List[str]]) -> List[Dict[str, Any]]:
         rows = self._run.history(keys=keys)
