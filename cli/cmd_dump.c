@@ -174,6 +174,28 @@ static void dump_record(uint64_t index, const Trackd__V1__LogEntry *e, uint64_t 
 		       : r->exit->reason == TRACKD__V1__EXIT_REASON__EXIT_CRASHED ? "crashed"
 		                                                                  : "finished");
 		break;
+	case TRACKD__V1__RECORD__BODY_RENAME: {
+		/* Only what the update changes, as the run rules apply it. */
+		const Trackd__V1__RunRename *u = r->rename;
+		if (u->display_name && *u->display_name) {
+			printf(",\"display_name\":");
+			json_fput_string(stdout, u->display_name);
+		}
+		if (u->has_set_tags && u->set_tags) {
+			printf(",\"tags\":[");
+			for (size_t i = 0; i < u->n_tags; i++) {
+				if (i)
+					putchar(',');
+				json_fput_string(stdout, u->tags[i]);
+			}
+			putchar(']');
+		}
+		if (u->notes) {
+			printf(",\"notes\":");
+			json_fput_string(stdout, u->notes);
+		}
+		break;
+	}
 	default: break;
 	}
 	fputs("}\n", stdout);

@@ -302,7 +302,7 @@ _QUERY_FIELD = {"runs": 10, "run": 11, "history": 12, "rename": 13, "wandb": 14,
 
 def query_request(kind, run=None, project=None, state=None, keys=(), from_line=None,
                   max_lines=None, name=None, force=None, offset=None, limit=None, x=None,
-                  x_min=None, x_max=None, buckets=None, grep=None):
+                  x_min=None, x_max=None, buckets=None, grep=None, tags=None, notes=None):
     r = b""
     if kind == "runs":
         if project is not None:
@@ -342,6 +342,10 @@ def query_request(kind, run=None, project=None, state=None, keys=(), from_line=N
             r += field_bytes(4, grep)
     if kind == "rename" and name is not None:
         r += field_bytes(2, name)
+    if kind == "rename" and tags is not None:  # a list (possibly empty) replaces the tags
+        r += field_varint(3, 1) + b"".join(field_bytes(4, t) for t in tags)
+    if kind == "rename" and notes is not None:
+        r += field_bytes(5, notes)
     if kind == "sync" and force is not None:
         r += field_varint(2, 1 if force else 0)
     return field_varint(1, 1) + field_bytes(4, field_bytes(_QUERY_FIELD[kind], r))

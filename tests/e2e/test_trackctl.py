@@ -289,6 +289,96 @@ def test_rename(agent):
     assert trackctl(agent, "show", "named").stdout.startswith("Run named (my best run)\n")
 
 
+def test_update_name_tags_notes_of_finished_and_running_runs(agent, tmp_path):
+    agent.start()
+    done = finished_run(agent, producer_args=("upd-done", 3))
+    hold = tmp_path / "hold"
+    live = agent.producer("upd-live", 3, "--hold-file", hold)
+    agent.wait_for(lambda: agent.run_state("upd-live") == "running", what="running")
+    try:
+        for run in (done["path"], "upd-live"):
+            r = trackctl(agent, "update", run, "--name", "better", "--tags", "a,b c",
+                         "--notes", "smaller lr")
+            assert r.stdout == f"Updated {run}\n", r.stdout
+        for rid in ("upd-done", "upd-live"):
+            info = agent.query("run", run=rid)["run"]
+            assert (info["display_name"], info["tags"], info["notes"]) == (
+                "better", ["a", "b c"], "smaller lr"), info
+        show = trackctl(agent, "show", "upd-done").stdout
+        assert "Run upd-done (better)\n" in show and "smaller lr" in show and "a, b c" in show
+        # Only what is given changes; --tags "" and --notes "" clear.
+        trackctl(agent, "update", "upd-live", "--tags", "")
+        info = agent.query("run", run="upd-live")["run"]
+        assert (info["display_name"], info.get("tags") or [], info["notes"]) == (
+            "better", [], "smaller lr"), info
+        trackctl(agent, "update", "upd-live", "--notes", "", "--tags", "x")
+        info = agent.query("run", run="upd-live")["run"]
+        assert (info["tags"], info.get("notes") or "") == (["x"], ""), info
+    finally:
+        hold.write_text("")
+        finish_producer(live)
+    # The live run's own end does not undo the update, nor does a restart (the
+    # updates are records in the log; the run store is rebuilt from it).
+    agent.wait_for(lambda: agent.run_state("upd-live") == "finished", what="finished")
+    agent.kill9()
+    agent.start()
+    for rid, tags, notes in (("upd-done", ["a", "b c"], "smaller lr"), ("upd-live", ["x"], "")):
+        info = agent.query("run", run=rid)["run"]
+        assert (info["display_name"], info.get("tags") or [], info.get("notes") or "") == (
+            "better", tags, notes), info
+    # One RunRename record per update, in the log.
+    updates = [{k: r[k] for k in ("display_name", "tags", "notes") if k in r}
+               for r in agent.dump() if r["run_id"] == "upd-live" and r["type"] == "rename"]
+    assert updates == [{"display_name": "better", "tags": ["a", "b c"], "notes": "smaller lr"},
+                       {"tags": []}, {"tags": ["x"], "notes": ""}], updates
+
+
+def test_update_limits_and_usage(tmp_path):
+    from conftest import Agent, require_bins
+    require_bins()
+    a = Agent(tmp_path, config="limits:\n  max_string_bytes: 64\n").start()
+    try:
+        finished_run(a, producer_args=("lim", 2))
+
+        def update(*args):
+            return trackctl(a, "update", "lim", *args, check=False)
+
+        for n in (63, 64, 65):
+            r = update("--tags", ",".join(f"t{i}" for i in range(n)))
+            if n <= 64:
+                assert r.returncode == 0, r.stderr
+                assert len(a.query("run", run="lim")["run"]["tags"]) == n
+            else:
+                assert r.returncode == 1 and "65 tags, limit 64" in r.stderr, r.stderr
+        for n in (127, 128, 129):
+            r = update("--tags", "x" * n)
+            if n <= 128:
+                assert r.returncode == 0, r.stderr
+            else:
+                assert r.returncode == 1 and "129 bytes, limit 128" in r.stderr, r.stderr
+                assert "tags" in r.stderr
+        for n in (63, 64, 65):
+            r = update("--notes", "n" * n)
+            if n <= 64:
+                assert r.returncode == 0, r.stderr
+                assert a.query("run", run="lim")["run"]["notes"] == "n" * n
+            else:
+                assert r.returncode == 1 and "65 bytes, limit 64" in r.stderr, r.stderr
+                assert "notes" in r.stderr
+        # A refused update changed nothing.
+        info = a.query("run", run="lim")["run"]
+        assert info["tags"] == ["x" * 128] and info["notes"] == "n" * 64
+        bad = a.query("rename", run="lim", tags=["ok", b"bad\xff"])
+        assert "UTF-8" in bad["error"]["message"], bad
+        for args in ((), ("--name", ""), ("--bogus",)):
+            r = update(*args)
+            assert r.returncode == 2 and "Usage:" in r.stderr, (args, r.stderr)
+        r = trackctl(a, "update", "nope", "--notes", "x", check=False)
+        assert r.returncode == 1 and "run nope not found" in r.stderr
+    finally:
+        a.stop()
+
+
 def test_errors_and_usage(agent):
     agent.start()
     for args in (("show", "nope"), ("history", "nope"), ("tail", "nope"),
@@ -308,8 +398,8 @@ def test_errors_and_usage(agent):
 
 # ---- issue #12 item 10: the rough edges ---------------------------------------
 
-COMMANDS = ("status", "runs", "show", "history", "tail", "rename", "retry", "sync", "spool",
-            "dump")
+COMMANDS = ("status", "runs", "show", "history", "tail", "rename", "update", "retry", "sync",
+            "spool", "dump")
 
 
 def test_help_of_every_command_and_version(agent):
