@@ -8,7 +8,8 @@ backend (tests/fake-wandb), real C and Python clients, trackctl.
 - `trackctl status` prints the wandb sink's counters and its parked runs, never
   the API key;
 - the display name the local store shows is the one the backend gets, and a
-  rename (trackctl or the client) reaches the backend."""
+  rename (trackctl or the client) reaches the backend, and so does an update of
+  the tags and notes (trackctl update, the Api, a live run), once."""
 import json
 import subprocess
 import sys
@@ -267,6 +268,42 @@ def test_backend_gets_the_local_name_and_renames(make_agent, fw):
     finish_producer(p)
     wait_uploaded(agent, fw, "named1")
     assert upstream(fw, "named1", False)["displayName"] == "renamed by ctl"
+
+
+def sent_meta(fw, run_id, tags, notes):
+    """How many UpsertBuckets of the run carried these tags and notes."""
+    return sum(1 for m in upstream(fw, run_id, False)["upsert_meta"]
+               if m["tags"] == tags and m["notes"] == notes)
+
+
+def test_update_of_tags_and_notes_reaches_the_backend_once(make_agent, fw):
+    agent = make_agent()
+    finish_producer(agent.producer("upd1", 3))
+    wait_uploaded(agent, fw, "upd1")
+    hold = agent.dir / "go"
+    live = agent.producer("upd2", 3, "--hold-file", hold)
+    fw.wait_for(lambda: upstream(fw, "upd2", False), what="upd2 upstream")
+    trackctl(agent, "update", "upd1", "--name", "done-better", "--tags", "a,b", "--notes", "n1")
+    trackctl(agent, "update", "upd2", "--tags", "live", "--notes", "n2")
+    fw.wait_for(lambda: sent_meta(fw, "upd1", ["a", "b"], "n1") and
+                sent_meta(fw, "upd2", ["live"], "n2"), timeout=30, what="the updates upstream")
+    up = upstream(fw, "upd1", False)
+    assert (up["displayName"], up["tags"], up["notes"]) == ("done-better", ["a", "b"], "n1")
+    # Cleared tags go up as an empty list (W&B then drops them).
+    trackctl(agent, "update", "upd1", "--tags", "")
+    fw.wait_for(lambda: sent_meta(fw, "upd1", [], "n1"), timeout=30, what="tags cleared")
+    hold.write_text("")
+    finish_producer(live)
+    wait_uploaded(agent, fw, "upd2")
+    # A restart sends nothing again: the sink's cursor is past the updates.
+    agent.stop()
+    agent.start()
+    finish_producer(agent.producer("after", 2))
+    wait_uploaded(agent, fw, "after")
+    assert sent_meta(fw, "upd1", ["a", "b"], "n1") == 1
+    assert sent_meta(fw, "upd1", [], "n1") == 1
+    assert upstream(fw, "upd2", False)["tags"] == ["live"]
+    assert sent_meta(fw, "upd2", ["live"], "n2") == 1
 
 
 def test_client_rename_and_config_update_reach_the_backend(make_agent, fw):

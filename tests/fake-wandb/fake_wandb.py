@@ -199,6 +199,9 @@ class RunState:
         self.display_name = display_name
         self.fields = {}            # merged UpsertBucket variables (non-null)
         self.upserts = 0
+        # What each UpsertBucket said of the run's name, tags and notes, in
+        # order: tests count how often an update was sent.
+        self.upsert_meta = []
         self.created_at = time.time()
         self.files = {}             # file name -> FileState
         self.complete = False
@@ -298,6 +301,7 @@ class RunState:
         d.update({
             "fields": self.fields, "config": self.config(), "tags": self.fields.get("tags"),
             "notes": self.fields.get("notes"), "upserts": self.upserts,
+            "upsert_meta": self.upsert_meta,
             "summary": self.summary(), "summary_raw": self.summary_raw(),
             "complete_requests": self.complete_requests,
             "exitcode_changes": self.exitcode_changes,
@@ -332,6 +336,7 @@ class RunState:
             "entity": self.entity, "project": self.project, "name": self.name,
             "storage_id": self.storage_id, "display_name": self.display_name,
             "fields": self.fields, "upserts": self.upserts, "created_at": self.created_at,
+            "upsert_meta": self.upsert_meta,
             "files": {n: f.to_json() for n, f in self.files.items()},
             "complete": self.complete, "exitcode": self.exitcode,
             "complete_requests": self.complete_requests,
@@ -350,7 +355,8 @@ class RunState:
         r = cls(d["entity"], d["project"], d["name"], d["storage_id"], d["display_name"])
         r.fields = d.get("fields", {})
         r.files = {n: FileState.from_json(f) for n, f in d.get("files", {}).items()}
-        for k in ("upserts", "created_at", "complete", "exitcode", "complete_requests",
+        for k in ("upserts", "upsert_meta", "created_at", "complete", "exitcode",
+                  "complete_requests",
                   "exitcode_changes", "stopped", "preempting", "dropped", "uploaded",
                   "requests", "heartbeats", "requests_after_complete", "bytes_total",
                   "bytes_max"):
@@ -1110,6 +1116,7 @@ class Server:
             self.runs[run.key()] = run
             self.by_storage_id[sid] = run
         run.upserts += 1
+        run.upsert_meta.append({k: v.get(k) for k in ("displayName", "tags", "notes")})
         for k, val in v.items():
             if k in ("entity", "project", "name", "id") or val is None:
                 continue
