@@ -74,3 +74,26 @@ def test_runs_belong_to_their_user(shared_agent):
                        "--timeout-ms", 5000)
     again.communicate(timeout=60)
     assert again.returncode != 0
+
+
+def test_only_the_owner_or_root_updates_a_run(shared_agent):
+    a = shared_agent.start()
+    mine = a.producer("owned", 3, "--uid", NOBODY, "--gid", GROUP_GID)
+    out, err = mine.communicate(timeout=60)
+    assert mine.returncode == 0, out + err
+    a.wait_for(lambda: a.run_state("owned") == "finished", what="finished")
+    before = a.query("run", run="owned")["run"]
+    denied = a.query("rename", run="owned", name="mine now", tags=["x"], notes="hijacked",
+                     as_user=(OTHER, GROUP_GID))
+    assert denied["error"]["code"] == 6 and "another user" in denied["error"]["message"], denied
+    assert not [r for r in a.dump() if r["run_id"] == "owned" and r["type"] == "rename"]
+    # Its owner may; so may root (the suite's own uid).
+    ok = a.query("rename", run="owned", tags=["by-owner"], notes="n", as_user=(NOBODY, GROUP_GID))
+    assert ok == {"ok": True}, ok
+    a.wait_for(lambda: a.query("run", run="owned")["run"].get("tags") == ["by-owner"],
+               what="the owner's update")
+    assert a.query("rename", run="owned", notes="by root") == {"ok": True}
+    a.wait_for(lambda: a.query("run", run="owned")["run"].get("notes") == "by root",
+               what="root's update")
+    after = a.query("run", run="owned")["run"]
+    assert after["display_name"] == before["display_name"] and after["tags"] == ["by-owner"]
