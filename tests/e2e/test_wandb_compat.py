@@ -391,9 +391,16 @@ def test_api_filters_history_and_update(store, tmp_path):
         out["x_axis"] = first.history(keys=["loss"], x_axis="epoch", pandas=False)[-1]
         out["scan"] = list(first.scan_history(keys=["loss"], page_size=3))
         first.name = "renamed"
-        first.tags = ["changed"]
+        first.tags = ["changed", "twice"]
+        first.notes = "tried a smaller lr"
         first.update()
-        out["renamed"] = api.run("ent/apiproj/r1").name
+        again = api.run("ent/apiproj/r1")
+        out["renamed"] = [again.name, again.tags, again.notes, first.tags, first.notes]
+        # Only what changed is sent: the name and notes stay.
+        again.tags = []
+        again.update()
+        third = api.run("ent/apiproj/r1")
+        out["cleared"] = [third.name, third.tags, third.notes]
         print(json.dumps(out))
         """)
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -415,8 +422,67 @@ def test_api_filters_history_and_update(store, tmp_path):
     assert set(out["history"][0]) == {"_step", "loss"}
     assert set(out["x_axis"]) == {"_step", "loss", "epoch"}
     assert len(out["scan"]) == 10 and out["scan"][0] == {"loss": 1.0}
-    assert out["renamed"] == "renamed"
-    assert "cannot change the tags or notes" in r.stderr
+    assert out["renamed"] == ["renamed", ["changed", "twice"], "tried a smaller lr",
+                              ["changed", "twice"], "tried a smaller lr"]
+    assert out["cleared"] == ["renamed", [], "tried a smaller lr"]
+    assert "WARNING" not in r.stderr, r.stderr
+    dump = [rec for rec in store.dump() if rec["run_id"] == "r1" and rec["type"] == "rename"]
+    assert [{k: v for k, v in rec.items() if k in ("display_name", "tags", "notes")}
+            for rec in dump] == [
+        {"display_name": "renamed", "tags": ["changed", "twice"], "notes": "tried a smaller lr"},
+        {"tags": []}]
+
+
+def test_live_run_tags_and_notes_and_update_of_a_running_run(store, tmp_path):
+    r = run_wandb(store, tmp_path, f"""
+        import os, time, subprocess, sys, json
+        import wandb
+        run = wandb.init(project="live", id="live1", tags=["start"], notes="at init")
+        run.log({{"x": 1}})
+        run.tags = run.tags + ("added",)
+        run.notes = "changed while running"
+        run.log({{"x": 2}})
+        # The changes travel with the run's records: wait until the agent has
+        # them, so that the Api below reads them.
+        api = wandb.Api()
+        deadline = time.monotonic() + 30
+        while api.run("live1").notes != "changed while running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Another process updates the running run through the Api.
+        code = (
+            "import trackd.wandb as wandb; r = wandb.Api().run('live1'); "
+            "r.name = 'from-api'; r.tags = r.tags + ['api']; r.update()")
+        subprocess.run([sys.executable, "-c", code], check=True)
+        print(json.dumps([list(run.tags), run.notes]))
+        run.finish()
+        """)
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [["start", "added"],
+                                                             "changed while running"]
+    assert "WARNING" not in r.stderr, r.stderr
+    run = stored(store, "live1")
+    assert run["state"] == "finished"
+    assert (run["display_name"], run["tags"], run["notes"]) == (
+        "from-api", ["start", "added", "api"], "changed while running"), run
+    # The run store keeps them across an agent restart (they are in the log).
+    store.stop()
+    store.start()
+    run = stored(store, "live1")
+    assert (run["display_name"], run["tags"], run["notes"]) == (
+        "from-api", ["start", "added", "api"], "changed while running"), run
+    # Limits are the agent's, said with the limit.
+    r = run_python(store, tmp_path, """
+        import trackd
+        from trackd.errors import AgentError
+        api = trackd.Api()
+        run = api.run("live1")
+        for tags in (["t%d" % i for i in range(65)], ["x" * 129]):
+            try:
+                run.update(tags=tags)
+            except AgentError as e:
+                print("refused:", e)
+        """)
+    assert "refused: " in r.stdout and "65 tags, limit 64" in r.stdout, r.stdout
+    assert "129 bytes, limit 128" in r.stdout, r.stdout
 
 
 # ---- no shadowing --------------------------------------------------------------------------
