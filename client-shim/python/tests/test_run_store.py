@@ -57,6 +57,40 @@ def test_api_reads_back_a_run(store, env):
         api.run("ent/api/nope")
 
 
+def test_update_of_name_tags_notes_live_and_through_the_api(store, env):
+    out = env.run("""
+        import trackd
+        run = trackd.init(project="upd", id="upd1", tags=["x"], notes="hi")
+        run.log({"a": 1})
+        run.tags = ["x", "y"]
+        run.notes = "later"
+        for bad in ("a string", ["t%d" % i for i in range(65)]):
+            try:
+                run.tags = bad
+            except (TypeError, trackd.InvalidValueError) as e:
+                print("refused:", e)
+        run.finish()
+        print(run.tags, run.notes)
+    """, TRACKD_SOCKET=store.url).stdout
+    assert out.count("refused:") == 2 and "65 tags, limit 64" in out, out
+    assert out.endswith("('x', 'y') later\n"), out
+    r = api_run(store, "upd1", until=finished)
+    assert (r.tags, r.notes) == (["x", "y"], "later")
+    assert [{k: v for k, v in x.items() if k in ("tags", "notes")}
+            for x in records(store, "upd1", "rename")] == [{"tags": ["x", "y"]}, {"notes": "later"}]
+    # The finished run, through the Api: only what is given changes.
+    assert r.update(name="renamed", tags=[]) is r
+    assert (r.name, r.tags, r.notes) == ("renamed", [], "later")
+    r.update(notes="")
+    assert (r.name, r.tags, r.notes or "") == ("renamed", [], "")
+    with pytest.raises(trackd.AgentError, match="65 tags, limit 64"):
+        r.update(tags=["t%d" % i for i in range(65)])
+    with pytest.raises(ValueError):
+        r.update(name="")
+    with pytest.raises(TypeError):
+        r.update(tags="a,b")
+
+
 def test_api_runs_lists_newest_first(store, env):
     """Issue #12 item 10: as W&B's Api().runs(), the newest run comes first."""
     env.run("""

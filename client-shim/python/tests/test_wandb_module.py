@@ -281,6 +281,41 @@ class _FakeRun:
         return list(self.rows)
 
 
+class _UpdatingRun(_FakeRun):
+    """An ApiRun that records what update() was asked to change."""
+
+    def __init__(self):
+        super().__init__([])
+        self.path, self.name, self.tags, self.notes = "e/p/r", "n", ["a"], "hi"
+        self.updates = []
+
+    def update(self, **changes):
+        self.updates.append(changes)
+        self.name = changes["name"] or self.name
+        self.tags = changes["tags"] if changes["tags"] is not None else self.tags
+        self.notes = changes["notes"] if changes["notes"] is not None else self.notes
+        return self
+
+    def refresh(self):
+        return self
+
+
+def test_api_run_update_sends_what_changed(clean):
+    fake = _UpdatingRun()
+    run = _public.Run(None, fake)
+    run.update()
+    assert fake.updates == [{"name": None, "tags": None, "notes": None}]
+    run.tags = ["a", "b"]
+    run.notes = None  # W&B: no notes
+    run.update()
+    assert fake.updates[-1] == {"name": None, "tags": ["a", "b"], "notes": ""}
+    assert (run.tags, run.notes) == (["a", "b"], "")
+    run.name = "new"
+    run.update()
+    assert fake.updates[-1] == {"name": "new", "tags": None, "notes": None}
+    assert "WARNING" not in clean.getvalue()
+
+
 def test_history_samples_keys_and_pandas(clean):
     rows = [{"_step": i, "loss": 1 / (i + 1), **({"val": i} if i % 2 else {})}
             for i in range(10)]
