@@ -6,8 +6,8 @@
  *                                              a new name, tags and/or notes
  *   retry [RUN] [--json]                       upload parked runs again
  * A RUN is an id or entity/project/id; the agent resolves it. The answers are
- * typed (RunsReply, RunReply, RenameReply, RetryReply); --json prints them as
- * pb_json renders them. */
+ * typed (RunsReply, RunReply, RenameReply for rename and update, RetryReply);
+ * --json prints them as pb_json renders them. */
 #include "cli.h"
 
 #include "errors.h"

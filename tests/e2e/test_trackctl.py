@@ -306,6 +306,12 @@ def test_update_name_tags_notes_of_finished_and_running_runs(agent, tmp_path):
                 "better", ["a", "b c"], "smaller lr"), info
         show = trackctl(agent, "show", "upd-done").stdout
         assert "Run upd-done (better)\n" in show and "smaller lr" in show and "a, b c" in show
+        # The local store's metadata.json has them too (the finished run's as well).
+        for rid in ("upd-done", "upd-live"):
+            path = f"{agent.query('run', run=rid)['run']['dir']}/metadata.json"
+            meta = agent.wait_for(lambda: (lambda m: m if m["notes"] == "smaller lr" else None)(
+                json.load(open(path))), what=f"{rid}'s metadata.json")
+            assert (meta["display_name"], meta["tags"]) == ("better", ["a", "b c"]), meta
         # Only what is given changes; --tags "" and --notes "" clear.
         trackctl(agent, "update", "upd-live", "--tags", "")
         info = agent.query("run", run="upd-live")["run"]

@@ -3,7 +3,7 @@
  *   runs    RunsReply, oldest first, paged by offset/limit
  *   run     RunInfo (agent/cmd/queries.c adds the upload side: RunReply)
  *   history HistoryPage: lines of history.jsonl as the store holds them
- *   rename  RenameReply
+ *   rename  RenameReply: a new name, tags and/or notes, logged as a RunRename
  *   series  SeriesReply: chart buckets from the run's series index (series.h),
  *           read outside the lock up to the rows committed when asked
  *   console ConsolePage: lines of output.log, paged and grepped like history

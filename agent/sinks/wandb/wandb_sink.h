@@ -36,8 +36,11 @@
  *   entity (UpsertBucket without one; the answer names it). Project: the
  *   run's. The display name is always sent: the user's, else the one
  *   run_new derives from the run id (run_default_name), the same the local
- *   sink shows; renames (RunRename records, from the client or `trackctl
- *   rename`), config updates and a resume's start send it again, debounced.
+ *   sink shows; updates of the name, tags or notes (RunRename records, from
+ *   the client, `trackctl rename`/`update` or the Api), config updates and a
+ *   resume's start send it again, debounced. Tags and notes go with every
+ *   UpsertBucket, empty ones too, so that an update that cleared them clears
+ *   them upstream.
  *   URLs: {app_url}/{entity}/{project}/runs/{id} and {app_url}/{entity}/
  *   {project}, known once the backend answered the first UpsertBucket; logged
  *   then, and returned by the "wandb" query and wandb_sink_run_upload. app_url
