@@ -8,24 +8,24 @@
  * interval still differ. The result is the shortest decimal that strtod reads
  * back to d and, among those, the nearest to d (ties to even).
  *
- * The public functions must print exactly what the old search printed
- * (the first of "%.15g", "%.16g", "%.17g" / "%.0e", "%.1e", … that strtod
- * reads back to d), because stores and uploads already hold that text. Why
- * the shortest digits give the same text for a normal d:
- *   - shortest length n <= 15 under %g: d is within half an ulp (< 1.2e-16 d)
- *     of those digits, and 15-digit decimals are at least 1e-15 d apart, so
+ * fmt_double_g must print exactly what the old search printed (the first of
+ * "%.15g", "%.16g", "%.17g" that strtod reads back to d), because stores and
+ * uploads already hold that text. Why the shortest digits give the same text
+ * for a normal d:
+ *   - shortest length n <= 15: d is within half an ulp (< 1.2e-16 d) of
+ *     those digits, and 15-digit decimals are at least 1e-15 d apart, so
  *     %.15g's correct rounding is the same digits with zeros after them;
- *   - otherwise (and always under %e), %.{n}g / %.{n-1}e is the n-digit
- *     decimal nearest to d; it lies inside the rounding interval whenever
- *     one does, since the interval is symmetric about d, and is then the one
- *     Ryu picks (ties to even in both); shorter forms do not read back.
+ *   - n = 16 or 17: %.{n}g is the n-digit decimal nearest to d; it lies
+ *     inside the rounding interval whenever one does, since the interval is
+ *     symmetric about d, and is then the one Ryu picks (ties to even in
+ *     both); %.15g (and %.16g when n = 17) do not read back.
  * Where that reasoning fails the old search is kept:
- *   - a subnormal under %g: its ulp is wide, so 15 correctly rounded digits
- *     read back although they are not the shortest ("4.94065645841247e-324");
- *   - a power of two above the smallest normal (the lower neighbour is half
- *     as far as the upper one): the nearest n-digit decimal can fall outside
- *     the interval on the near side, and the search takes one more digit.
- *     Under %g only with n > 15, since the first case's argument holds.
+ *   - a subnormal: its ulp is wide, so 15 correctly rounded digits read back
+ *     although they are not the shortest ("4.94065645841247e-324");
+ *   - a power of two above the smallest normal with n > 15: the lower
+ *     neighbour is half as far as the upper one, so the nearest n-digit
+ *     decimal can fall outside the interval on the near side, and the search
+ *     takes one more digit.
  * fmt_test.c checks all of this byte for byte against the old search.
  */
 #include "fmt.h"
@@ -43,7 +43,7 @@ typedef unsigned __int128 u128;
 #define MANTISSA_BITS 52
 #define EXPONENT_BIAS 1023
 
-/* The old search, kept for the cases named above. */
+/* The old search, kept for the cases named above and for fmt_double_e. */
 static void search(char *out, size_t cap, double d, int from, const char *conv)
 {
 	for (int prec = from; prec <= 17; prec++) {
@@ -352,24 +352,9 @@ void fmt_double_g(char *out, size_t cap, double d)
 	finish(out, cap, buf, (size_t)(p - buf));
 }
 
+/* Still the search: only the client's end-of-run footer calls it, a few
+ * values per run, so it is not worth a second layout to prove identical. */
 void fmt_double_e(char *out, size_t cap, double d)
 {
-	uint64_t bits = double_bits(d);
-	if ((bits << 1) == 0) {
-		finish(out, cap, bits ? "-0e+00" : "0e+00", bits ? 6 : 5);
-		return;
-	}
-	if (lopsided(bits)) {
-		search(out, cap, d, 0, "%.*e");
-		return;
-	}
-	char digits[20];
-	int x;
-	int n = digits_of(bits, digits, &x);
-	char buf[FMT_DOUBLE_MAX];
-	char *p = buf;
-	if (bits >> 63)
-		*p++ = '-';
-	p = put_exp_form(p, digits, n, x);
-	finish(out, cap, buf, (size_t)(p - buf));
+	search(out, cap, d, 0, "%.*e");
 }
