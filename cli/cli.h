@@ -42,6 +42,7 @@ int cmd_dump(int argc, char **argv);
 int cmd_spool(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
+int cmd_files(int argc, char **argv);
 
 /* The full usage text. */
 void cli_usage(FILE *out);

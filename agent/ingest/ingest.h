@@ -31,6 +31,7 @@
 #ifndef TRACKD_INGEST_H
 #define TRACKD_INGEST_H
 
+#include "blobs.h"
 #include "buf.h"
 #include "owners.h"
 #include "sessions.h"
@@ -66,6 +67,10 @@ struct ingest_options {
 	const char *version; /* reported by status queries */
 	txlog *log;
 	struct ingest_tables *tables;
+	/* The blob store (BlobQuery, BlobChunk; NULL: refused). Borrowed. Its
+	 * bytes are told to `log` (txlog_set_external_bytes) after every piece,
+	 * so files and batches share the disk budget. */
+	blobs *blobs;
 
 	/* Access: a peer may log when it is root, the agent's user, or in `group`
 	 * ("" = anyone the socket lets in); runs belong to the uid that started them
@@ -105,7 +110,12 @@ struct ingest_stats {
 	uint64_t clients_connected;   /* now; the agent's own listener probes excluded */
 	uint64_t listener_restarts;   /* see ingest_check_listener */
 	uint64_t queries;
-	uint64_t internal_batches; /* appended by the agent itself */
+	uint64_t internal_batches;    /* appended by the agent itself */
+	uint64_t blob_queries;        /* BlobQuery requests answered */
+	uint64_t blob_bytes_received; /* file bytes written to the blob store */
+	uint64_t blobs_stored;        /* blobs completed (verified, durable) */
+	uint64_t blobs_known;         /* digests asked for that the store held */
+	uint64_t blob_refusals;       /* pieces refused (limit, budget, bad digest) */
 };
 
 /* Binds the socket and starts serving. Errors: TRACKD_EEXIST when another

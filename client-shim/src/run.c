@@ -29,6 +29,7 @@
 #include "footer.h"
 #include "mirror.h"
 #include "query.h"
+#include "media.h"
 #include "sender.h"
 #include "signals.h"
 #include "timing.h"
@@ -177,6 +178,7 @@ static void run_free(struct td_run *run)
 		tdi_sender_stop(run);
 		tdi_replay_stop(run);
 		tdi_spool_close(run);
+		tdi_blob_queue_clear(run);
 		tdi_buffer_free_all(run);
 		tdi_scratch_fini(&run->scratch);
 		tdi_mirror_free(run->mirror);
@@ -492,6 +494,8 @@ int td_log(td_run *run, const td_item *items, size_t n, int64_t step, bool commi
 		                "td_log: step %lld is negative (TD_STEP_AUTO is %d)",
 		                (long long)step, TD_STEP_AUTO);
 	}
+	if (tdi_has_media(items, n))
+		return tdi_media_log(run, items, n, step, commit, td_log);
 	struct tdi_items_record r = {
 	    .body_key = TDI_KEY_RECORD_HISTORY,
 	    .head = head,
@@ -578,6 +582,18 @@ static int record_message(struct td_run *run, const char *what, Trackd__V1__Reco
 		return rc;
 	rc = tdi_buffer_append_locked(run, &rec->base, false);
 	return rc; /* still locked: the caller updates the mirror, then unlocks */
+}
+
+int tdi_record_proto(struct td_run *run, const char *what, Trackd__V1__Record *rec)
+{
+	int rc;
+
+	rec->run_id = run->run_id;
+	if ((rc = lock_for_record(run, what, NULL)) != TD_OK)
+		return rc;
+	rc = tdi_buffer_append_locked(run, &rec->base, false);
+	pthread_mutex_unlock(&run->mu);
+	return rc;
 }
 
 int td_define_metric(td_run *run, const char *name, td_metric_summary summary)

@@ -1,0 +1,68 @@
+/*
+ * blob_queue.h — file content waiting for the agent: the bytes of media
+ * values and saved files, copied by the recording call and shipped by the
+ * sender thread (sender.h) before the batches that reference them.
+ *
+ * Protocol (trackd.proto BlobQuery/BlobChunk, the agent's blobs.h): for the
+ * oldest queued blob the sender asks whether the agent holds it; if not it
+ * sends it in pieces of TRACKD_BLOB_CHUNK_BYTES (or less under the agent's
+ * message limit) from where the agent says it has got to, until the agent
+ * answers `complete` (verified and durable). Then the blob is freed. A
+ * retryable refusal (the agent's disk budget, a resend after a reconnect)
+ * keeps it, after the sender's backoff; a permanent one (a limit, another
+ * user's run) drops it, counted and kept as the run's agent_error.
+ *
+ * Ordering: every blob queued before a batch was sealed is complete before
+ * the sender sends that batch (the sender drains this queue first), so the
+ * agent never stores a row naming a file it has not got — except for rows a
+ * spool delivers after their process died with files still queued (files
+ * are not spooled: noted in the agent's log when it cannot find them).
+ *
+ * Bound: the queued bytes never exceed the run's max_buffer_bytes (a second
+ * bound beside the records' buffer); a blob that would pass it is refused
+ * with TD_ERR_FULL. A digest already queued is not queued twice.
+ *
+ * Threading: everything here is guarded by the run's mu; the sender's step
+ * lets go of it for the exchange.
+ */
+#ifndef TRACKD_CLIENT_BLOB_QUEUE_H
+#define TRACKD_CLIENT_BLOB_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct td_run;
+
+struct tdi_blob {
+	struct tdi_blob *next;
+	uint8_t digest[32];
+	uint8_t *data; /* owned */
+	size_t len;
+	uint64_t offset; /* next piece to send */
+	bool asked;      /* the agent said it lacks it */
+};
+
+struct tdi_blob_queue {
+	struct tdi_blob *head, *tail;
+	size_t bytes;
+	uint64_t bytes_sent;    /* piece bytes the agent took */
+	uint64_t blobs_sent;    /* completed by a transfer */
+	uint64_t blobs_skipped; /* the agent held them already */
+	uint64_t blobs_dropped; /* refused for good */
+};
+
+/* Queues `data` (owned on success, freed here when the digest is queued
+ * already). TD_ERR_FULL over the bound (data still the caller's). mu held. */
+int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len,
+                            const uint8_t digest[32]);
+
+/* One exchange for the oldest blob (mu held, let go during I/O). Returns
+ * 0 when it moved on, 1 when it should be retried after a backoff. */
+int tdi_blob_step_locked(struct td_run *run);
+
+/* Frees every queued blob; returns how many there were. mu held or the run
+ * no longer shared. */
+size_t tdi_blob_queue_clear(struct td_run *run);
+
+#endif
