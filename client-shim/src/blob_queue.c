@@ -134,7 +134,9 @@ int tdi_blob_step_locked(struct td_run *run)
 		} else {
 			snprintf(run->agent_error, sizeof run->agent_error, "file refused: %s",
 			         e->message ? e->message : "(no message)");
+			/* Counted as a rejected record: td_finish reports it. */
 			run->blobs.blobs_dropped++;
+			run->records_rejected++;
 			pop(run);
 		}
 	} else if (reply->body_case == TRACKD__V1__REPLY__BODY_BLOB) {

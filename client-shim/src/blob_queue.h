@@ -10,7 +10,8 @@
  * answers `complete` (verified and durable). Then the blob is freed. A
  * retryable refusal (the agent's disk budget, a resend after a reconnect)
  * keeps it, after the sender's backoff; a permanent one (a limit, another
- * user's run) drops it, counted and kept as the run's agent_error.
+ * user's run) drops it, counted as a rejected record (td_finish reports
+ * it) with the agent's message as the run's agent_error.
  *
  * Ordering: every blob queued before a batch was sealed is complete before
  * the sender sends that batch (the sender drains this queue first), so the

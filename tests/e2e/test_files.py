@@ -113,3 +113,252 @@ def test_media_reach_the_run_dir_in_wandbs_layout(agent):
     assert kinds == {"image", "table"}
     for f in files["files"]:
         assert sha256_file(os.path.join(d, "files", f["name"])) == f["sha256"]
+
+
+# ---- helpers for raw requests (trackd.proto, hand-encoded) -------------------
+
+from conftest import field_bytes, field_varint  # noqa: E402
+
+
+def blob_chunk_request(run_id, data, offset=0, size=None, digest=None):
+    digest = digest or hashlib.sha256(data).digest()
+    chunk = (field_bytes(1, run_id.encode()) + field_bytes(2, digest) +
+             field_varint(3, len(data) if size is None else size) + field_varint(4, offset) +
+             field_bytes(5, data))
+    return field_varint(1, 1) + field_bytes(6, chunk)
+
+
+def blob_query_request(run_id, *digests):
+    q = field_bytes(1, run_id.encode()) + b"".join(field_bytes(2, d) for d in digests)
+    return field_varint(1, 1) + field_bytes(5, q)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+SAVE = """
+    import os, sys, trackd
+    run = trackd.init(project="files", id="{run_id}", console=False)
+    d = sys.argv[1] if len(sys.argv) > 1 else "{src}"
+    results = {{}}
+    for name, size in {files}:
+        try:
+            run._save_bytes(name, bytes([65 + (size % 26)]) * size, "now")
+            results[name] = "ok"
+        except Exception as e:
+            results[name] = f"{{type(e).__name__}}: {{e}}"
+    run.log({{"done": 1}})
+    run.finish()
+    import json
+    print(json.dumps({{"results": results, "report": run.finish_report}}))
+"""
+
+
+def save_files(agent, run_id, files, check=True):
+    r = run_python(agent, SAVE.format(run_id=run_id, src="", files=repr(files)), check=check)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def make_agent(tmp_path):
+    """Agent(tmp_path, config=…), started; stopped (killed if need be) after."""
+    made = []
+
+    def make(config="", **kw):
+        require_bins()
+        a = Agent(tmp_path, config=config, **kw)
+        made.append(a)
+        return a.start()
+    yield make
+    for a in made:
+        if a.proc and a.proc.poll() is None:
+            a.proc.kill()
+            a.proc.wait()
+
+
+def test_saved_file_names_never_leave_the_files_dir(agent):
+    agent.start()
+    long_name = "x" * 1025
+    out = save_files(agent, "names1", [
+        ("model.ckpt", 10), ("/abs/path.txt", 11), ("./sub//dir/./f.bin", 12),
+        ("../escape.txt", 13), ("a/../../escape2.txt", 14), ("bad\x01name", 15),
+        (long_name, 16), ("x" * 256, 17)])
+    res = out["results"]
+    assert res["model.ckpt"] == "ok"
+    assert res["/abs/path.txt"] == "ok"  # normalised as W&B does: abs/path.txt
+    assert res["./sub//dir/./f.bin"] == "ok"
+    for bad in ("../escape.txt", "a/../../escape2.txt", "bad\x01name", long_name, "x" * 256):
+        assert res[bad].startswith("InvalidValueError") or "not a file name" in res[bad], res
+    d = run_dir(agent, "names1")
+    names = sorted(f["name"] for f in json.loads(
+        trackctl(agent, "files", "names1", "--json").stdout)["files"])
+    assert names == ["abs/path.txt", "model.ckpt", "sub/dir/f.bin"]
+    for n, size in (("abs/path.txt", 11), ("model.ckpt", 10), ("sub/dir/f.bin", 12)):
+        assert os.path.getsize(os.path.join(d, "files", n)) == size
+    # Nothing was written outside the run's files dir.
+    assert not os.path.exists(os.path.join(d, "escape.txt"))
+    assert not os.path.exists(os.path.join(os.path.dirname(d), "escape2.txt"))
+
+
+def test_agent_refuses_a_saved_file_record_that_escapes(agent):
+    """A client that skips libtrackd's check: the agent refuses the batch."""
+    from conftest import batch_request
+    agent.start()
+    digest = hashlib.sha256(b"x").digest()
+    for name in (b"../../etc/passwd", b"/etc/passwd", b"a/./b", b"a\x00b", b"n" * 1025):
+        saved = field_bytes(1, name) + field_bytes(2, digest) + field_varint(3, 1)
+        record = field_bytes(1, b"rawfile1") + field_bytes(10, saved)
+        reply = agent.raw(batch_request(os.urandom(16), 1, [record]))[0]
+        assert "error" in reply, (name, reply)
+        assert reply["error"]["code"] in (2, 3), reply
+
+
+def test_blob_chunks_are_checked_and_deduplicated(make_agent):
+    port = free_port()
+    agent = make_agent(f"metrics_listen: 127.0.0.1:{port}\nsystem_metrics:\n  enabled: false\n")
+    if True:
+        data = os.urandom(5000)
+        digest = hashlib.sha256(data).digest()
+        q = agent.raw(blob_query_request("dedup1", digest))[0]
+        assert q["blob"]["missing"], q
+        # A wrong digest: refused retryably, nothing kept.
+        bad = agent.raw(blob_chunk_request("dedup1", data, digest=hashlib.sha256(b"no").digest()))[0]
+        assert bad["error"]["retryable"] and "SHA-256" in bad["error"]["message"]
+        # In two pieces, the second out of order first.
+        replies = agent.raw(
+            blob_chunk_request("dedup1", data[3000:], offset=3000, size=5000, digest=digest),
+            blob_chunk_request("dedup1", data[:3000], size=5000, digest=digest),
+            blob_chunk_request("dedup1", data[3000:], offset=3000, size=5000, digest=digest))
+        assert replies[0]["blob"]["have"] == 0 and not replies[0]["blob"]["complete"]
+        assert replies[1]["blob"]["have"] == 3000
+        assert replies[2]["blob"]["complete"], replies
+        assert not agent.raw(blob_query_request("dedup1", digest))[0]["blob"]["missing"]
+        before = scrape(port)
+        # The same content from a client, twice: stored once, no byte sent again.
+        out = save_files(agent, "dedup2", [("a.bin", 7000), ("b.bin", 7000)])
+        assert out["results"] == {"a.bin": "ok", "b.bin": "ok"}
+        mid = scrape(port)
+        assert mid["trackd_blob_bytes_received_total"] - before["trackd_blob_bytes_received_total"] == 7000
+        out = save_files(agent, "dedup3", [("c.bin", 7000)])
+        after = scrape(port)
+        assert after["trackd_blob_bytes_received_total"] == mid["trackd_blob_bytes_received_total"]
+        assert after["trackd_blobs_known_total"] > mid["trackd_blobs_known_total"]
+        d = run_dir(agent, "dedup3")
+        assert os.path.getsize(os.path.join(d, "files", "c.bin")) == 7000
+
+
+@pytest.mark.parametrize("size,ok", [(999, True), (1000, True), (1001, False)])
+def test_file_size_limit(make_agent, size, ok):
+    agent = make_agent("blobs:\n  max_file_bytes: 1000B\n")
+    out = save_files(agent, f"lim{size}", [("f.bin", size)])
+    names = [f["name"] for f in json.loads(
+        trackctl(agent, "files", f"lim{size}", "--json").stdout)["files"]]
+    if ok:
+        assert names == ["f.bin"]
+    else:
+        assert names == []
+        assert "blobs.max_file_bytes" in out["report"]["last_error"], out
+    # The run itself goes on either way.
+    assert [r["done"] for r in history(agent, f"lim{size}")] == [1]
+
+
+@pytest.mark.parametrize("second,ok", [(499, True), (500, True), (501, False)])
+def test_run_total_limit(make_agent, second, ok):
+    agent = make_agent("blobs:\n  max_run_bytes: 1000B\n")
+    out = save_files(agent, f"tot{second}", [("a.bin", 500), ("b.bin", second)])
+    names = [f["name"] for f in json.loads(
+        trackctl(agent, "files", f"tot{second}", "--json").stdout)["files"]]
+    assert names == (["a.bin", "b.bin"] if ok else ["a.bin"])
+    if not ok:
+        assert "blobs.max_run_bytes" in out["report"]["last_error"], out
+
+
+def test_a_chunk_for_another_users_run_is_refused(tmp_path):
+    import tempfile
+    import shutil
+    require_bins()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user")
+    sock_dir = tempfile.mkdtemp(prefix="trackd-files-")
+    os.chmod(sock_dir, 0o755)
+    os.chmod(tmp_path, 0o755)
+    agent = Agent(tmp_path, socket_dir=sock_dir,
+                  config="socket_mode: 0666\naccess:\n  group: audio\n")
+    agent.start()
+    try:
+        save_files(agent, "rootrun", [("mine.txt", 10)])
+        data = b"intruder" * 10
+        reply = agent.raw(blob_chunk_request("rootrun", data), as_user=(65533, 29))[0]
+        assert reply["error"]["code"] == 6, reply  # PERMISSION_DENIED
+        assert "another user" in reply["error"]["message"]
+        reply = agent.raw(blob_query_request("rootrun", hashlib.sha256(data).digest()),
+                          as_user=(65533, 29))[0]
+        assert reply["error"]["code"] == 6, reply
+        # Its own run: stored in its own store, which root's runs never read.
+        reply = agent.raw(blob_chunk_request("otherrun", data), as_user=(65533, 29))[0]
+        assert reply["blob"]["complete"], reply
+        assert os.path.exists(os.path.join(agent.state_dir, "blobs", "65533",
+                                           hashlib.sha256(data).hexdigest()))
+        assert not os.path.exists(os.path.join(agent.state_dir, "blobs", "0",
+                                               hashlib.sha256(data).hexdigest()))
+    finally:
+        agent.stop()
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def test_planted_symlinks_do_not_redirect_writes(agent, tmp_path):
+    agent.start()
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    # A run with a file, then symlinks planted in its run dir: media/ and a
+    # saved file's name pointing outside.
+    save_files(agent, "plant1", [("first.txt", 5)])
+    d = run_dir(agent, "plant1")
+    os.symlink(str(target), os.path.join(d, "files", "media"))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    os.symlink(str(victim), os.path.join(d, "files", "second.txt"))
+    r = run_python(agent, """
+        import numpy as np, trackd
+        run = trackd.init(project="files", id="plant1", resume="allow", console=False)
+        run._save_bytes("second.txt", b"new content", "now")
+        run.log({"img": trackd.Image(np.zeros((4, 4), dtype=np.uint8))})
+        run.finish()
+    """)
+    assert os.listdir(target) == []
+    assert victim.read_text() == "untouched"
+    second = os.path.join(d, "files", "second.txt")
+    assert not os.path.islink(second)
+    with open(second, "rb") as f:
+        assert f.read() == b"new content"
+    # A symlink planted as the blob store of a uid: refused, nothing written there.
+    blobs_root = os.path.join(agent.state_dir, "blobs")
+    shutil_target = tmp_path / "blobs-elsewhere"
+    shutil_target.mkdir()
+    os.symlink(str(shutil_target), os.path.join(blobs_root, "4242"))
+
+    os.symlink(str(shutil_target), os.path.join(blobs_root, "0", "tmp-link-unused"))
+    tmp_dir = os.path.join(blobs_root, "0", "tmp")
+    if os.path.isdir(tmp_dir):
+        import shutil
+        shutil.rmtree(tmp_dir)
+    os.symlink(str(shutil_target), tmp_dir)  # the partial files' dir, planted
+    reply = agent.raw(blob_chunk_request("plant1", b"planted partial"))[0]
+    assert "error" in reply, reply
+    assert os.listdir(shutil_target) == []

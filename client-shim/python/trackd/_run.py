@@ -285,6 +285,7 @@ class Run:
                  resume: Optional[str], console: bool, socket: Optional[str],
                  spool_dir: Optional[str]):
         self._lock = threading.RLock()
+        self._at_end: Dict[str, str] = {}  # save(policy end|live): name → path
         self._handle: Optional[ctypes.c_void_p] = None
         self._project = project
         self._entity = entity
@@ -463,6 +464,89 @@ class Run:
             return  # W&B's behaviour: warned (by libtrackd, on stderr) and dropped
         self._raise_for("log", rc)
 
+    # run.save and run.log_code: bounds on what one call reads (files, bytes).
+    SAVE_MAX_FILES = 1000
+    CODE_MAX_FILES = 1000
+    CODE_MAX_BYTES = 64 << 20
+
+    def _save_bytes(self, name: str, data: bytes, policy: str) -> None:
+        if self._mode == "disabled":
+            return
+        with self._lock:
+            self._check_open()
+            rc = _lib.lib().td_save_file(self._handle, _lib.text(name, "file name"), data,
+                                         len(data), policy.encode())
+        if rc != _lib.TD_OK:
+            self._raise_for("save", rc)
+
+    def save(self, glob_str: str, base_path: Optional[str] = None, policy: str = "live") -> List[str]:
+        """Saves files matching glob_str with the run, as W&B's run.save: each
+        as files/<path relative to base_path> (default: the glob's directory
+        part). The files are read here, by this process (the agent never opens
+        a client's path). policy "now" sends them now, "end" at finish, "live"
+        now and again at finish (W&B also re-sends live files when they
+        change; trackd does not watch them yet). Returns the names saved."""
+        import glob as _glob
+        if policy not in ("live", "now", "end"):
+            raise ValueError(f"trackd: save: policy must be live, now or end, not {policy!r}")
+        if base_path is None:
+            base_path = os.path.dirname(glob_str.split("*", 1)[0]) or "."
+        names = []
+        for path in sorted(_glob.glob(glob_str, recursive=True))[:self.SAVE_MAX_FILES]:
+            if not os.path.isfile(path):
+                continue
+            name = os.path.relpath(os.path.abspath(path), os.path.abspath(base_path))
+            if name.startswith(".." + os.sep) or name == "..":
+                name = os.path.basename(path)
+            names.append(name)
+            if policy in ("now", "live"):
+                with open(path, "rb") as f:
+                    self._save_bytes(name, f.read(), policy)
+            if policy in ("end", "live"):
+                self._at_end[name] = path
+        return names
+
+    def log_code(self, root: str = ".", include: Any = None) -> List[str]:
+        """Saves the program's source files under files/code/: by default every
+        *.py under root (at most CODE_MAX_FILES files, CODE_MAX_BYTES bytes in
+        all), plus the program file itself. include(path) -> bool picks files."""
+        picked = []
+        total = 0
+        root = os.path.abspath(root)
+        program = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
+        candidates = []
+        if program and os.path.isfile(program):
+            candidates.append(program)
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in sorted(filenames):
+                path = os.path.join(dirpath, fn)
+                if include(path) if include else fn.endswith(".py"):
+                    candidates.append(path)
+            if len(candidates) > self.CODE_MAX_FILES:
+                break
+        for path in candidates:
+            if len(picked) >= self.CODE_MAX_FILES:
+                break
+            try:
+                size = os.path.getsize(path)
+                if total + size > self.CODE_MAX_BYTES:
+                    continue
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            rel = os.path.relpath(path, root)
+            if rel.startswith(".."):
+                rel = os.path.basename(path)
+            name = "code/" + rel.replace(os.sep, "/")
+            if name in picked:
+                continue
+            self._save_bytes(name, data, "now")
+            picked.append(name)
+            total += len(data)
+        return picked
+
     def define_metric(self, name: str, summary: Optional[str] = "last") -> None:
         """How the summary keeps `name`: "last" (default), "min", "max",
         "mean" or "none"."""
@@ -597,6 +681,14 @@ class Run:
                 return
             lib = _lib.lib()
             self._release_console()
+            for name, path in self._at_end.items():
+                # Files saved with policy end or live: as they are now.
+                try:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                lib.td_save_file(self._handle, name.encode(), data, len(data), b"end")
             if self._pending:
                 # W&B commits a pending row at finish; the agent would too,
                 # but the footer below should show it.
