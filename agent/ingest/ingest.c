@@ -162,24 +162,32 @@ static nng_msg *pack_reply(const Trackd__V1__Reply *reply)
 	return m;
 }
 
-/* Every ack tells the client the limits in force (see trackd.proto, Limits). */
-static nng_msg *ack_reply(struct ingest *in, uint64_t seq, bool duplicate)
+/* The limits in force, as every ack and blob reply tells them (trackd.proto,
+ * Limits). */
+static void fill_limits(struct ingest *in, Trackd__V1__Limits *limits)
 {
 	uint64_t max_message_bytes;
 	struct validate_limits l;
 	current_limits(in, &max_message_bytes, &l);
-	Trackd__V1__Limits limits = TRACKD__V1__LIMITS__INIT;
-	limits.has_max_message_bytes = limits.has_max_records_per_batch = true;
-	limits.has_max_items_per_record = limits.has_max_key_bytes = true;
-	limits.has_max_string_bytes = limits.has_max_nesting_depth = true;
-	limits.has_max_list_length = true;
-	limits.max_message_bytes = max_message_bytes;
-	limits.max_records_per_batch = l.max_records_per_batch;
-	limits.max_items_per_record = l.max_items_per_record;
-	limits.max_key_bytes = l.max_key_bytes;
-	limits.max_string_bytes = l.max_string_bytes;
-	limits.max_nesting_depth = l.max_nesting_depth;
-	limits.max_list_length = l.max_list_length;
+	*limits = (Trackd__V1__Limits)TRACKD__V1__LIMITS__INIT;
+	limits->has_max_message_bytes = limits->has_max_records_per_batch = true;
+	limits->has_max_items_per_record = limits->has_max_key_bytes = true;
+	limits->has_max_string_bytes = limits->has_max_nesting_depth = true;
+	limits->has_max_list_length = true;
+	limits->max_message_bytes = max_message_bytes;
+	limits->max_records_per_batch = l.max_records_per_batch;
+	limits->max_items_per_record = l.max_items_per_record;
+	limits->max_key_bytes = l.max_key_bytes;
+	limits->max_string_bytes = l.max_string_bytes;
+	limits->max_nesting_depth = l.max_nesting_depth;
+	limits->max_list_length = l.max_list_length;
+}
+
+/* Every ack tells the client the limits in force (see trackd.proto, Limits). */
+static nng_msg *ack_reply(struct ingest *in, uint64_t seq, bool duplicate)
+{
+	Trackd__V1__Limits limits;
+	fill_limits(in, &limits);
 	Trackd__V1__Ack ack = TRACKD__V1__ACK__INIT;
 	ack.has_seq = true;
 	ack.seq = seq;
@@ -459,6 +467,9 @@ static nng_msg *handle_blob(struct ingest *in, struct request_ctx *rc, const uin
 		goto out;
 	}
 	Trackd__V1__BlobReply br = TRACKD__V1__BLOB_REPLY__INIT;
+	Trackd__V1__Limits limits;
+	fill_limits(in, &limits);
+	br.limits = &limits;
 	Trackd__V1__Reply out = TRACKD__V1__REPLY__INIT;
 	out.body_case = TRACKD__V1__REPLY__BODY_BLOB;
 	out.blob = &br;

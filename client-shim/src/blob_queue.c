@@ -141,6 +141,8 @@ int tdi_blob_step_locked(struct td_run *run)
 		}
 	} else if (reply->body_case == TRACKD__V1__REPLY__BODY_BLOB) {
 		const Trackd__V1__BlobReply *br = reply->blob;
+		if (br->limits)
+			tdi_limits_learn_hook(run, br->limits);
 		if (!b->asked) {
 			if (br->n_missing == 0) {
 				run->blobs.blobs_skipped++;

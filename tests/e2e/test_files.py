@@ -362,3 +362,103 @@ def test_planted_symlinks_do_not_redirect_writes(agent, tmp_path):
     reply = agent.raw(blob_chunk_request("plant1", b"planted partial"))[0]
     assert "error" in reply, reply
     assert os.listdir(shutil_target) == []
+
+
+BIG = """
+    import hashlib, json, os, sys, time, trackd
+    data = os.urandom({size})
+    run = trackd.init(project="files", id="{run_id}", console=False)
+    t0 = time.monotonic()
+    run._save_bytes("big.bin", data, "now")
+    slowest = time.monotonic() - t0
+    print("queued", flush=True)
+    for i in range({rows}):
+        t = time.monotonic()
+        run.log({{"i": i}})
+        slowest = max(slowest, time.monotonic() - t)
+        time.sleep({pause})
+    run.finish(timeout=120)
+    print(json.dumps({{"sha256": hashlib.sha256(data).hexdigest(), "slowest": slowest,
+                      "report": run.finish_report}}))
+"""
+
+
+def start_python(agent, script):
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)],
+                            env=python_client_env(agent.env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def partials(agent):
+    tmp = os.path.join(agent.state_dir, "blobs", str(os.geteuid()), "tmp")
+    try:
+        return [os.path.join(tmp, n) for n in os.listdir(tmp) if n.endswith(".part")]
+    except FileNotFoundError:
+        return []
+
+
+def test_disk_budget_full_while_a_file_is_in_flight(make_agent):
+    """The file and the batches behind it are refused retryably at the
+    budget; the training loop goes on; once the budget is raised (a reload)
+    everything arrives."""
+    pytest.importorskip("numpy")
+    agent = make_agent("limits:\n  max_message_bytes: 256KiB\n"
+                       "txlog:\n  max_bytes: 2MiB\n  segment_bytes: 64KiB\n"
+                       "system_metrics:\n  enabled: false\n")
+    p = start_python(agent, BIG.format(size=3 << 20, run_id="budget1", rows=30, pause=0.1))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not partials(agent):
+            time.sleep(0.05)
+        assert partials(agent), "the file never started arriving"
+        time.sleep(2)  # the client keeps being refused meanwhile
+        stuck = partials(agent)
+        assert stuck and os.path.getsize(stuck[0]) < 3 << 20, "the budget did not stop it"
+        assert p.poll() is None, "the client gave up"
+        with open(agent.config_path, "w") as f:
+            f.write("limits:\n  max_message_bytes: 256KiB\n"
+                    "txlog:\n  max_bytes: 256MiB\n  segment_bytes: 64KiB\n"
+                    "system_metrics:\n  enabled: false\n")
+        agent.proc.send_signal(__import__("signal").SIGHUP)
+        out, err = p.communicate(timeout=180)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["slowest"] < 1.0, res  # log() never waited for the agent
+    assert res["report"]["records_unacked"] == 0, res
+    d = run_dir(agent, "budget1")
+    assert sha256_file(os.path.join(d, "files", "big.bin")) == res["sha256"]
+    assert [r["i"] for r in history(agent, "budget1")] == list(range(30))
+
+
+def test_agent_kill9_mid_file_then_the_file_arrives_once_intact(make_agent):
+    pytest.importorskip("numpy")
+    agent = make_agent("system_metrics:\n  enabled: false\n")
+    p = start_python(agent, BIG.format(size=60 << 20, run_id="kill1", rows=5, pause=0.01))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not partials(agent):
+            time.sleep(0.002)
+        caught = bool(partials(agent))
+        agent.kill9()
+        agent.proc.wait()
+        time.sleep(0.5)
+        agent.start()
+        out, err = p.communicate(timeout=180)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["report"]["records_unacked"] == 0, res
+    d = run_dir(agent, "kill1")
+    assert sha256_file(os.path.join(d, "files", "big.bin")) == res["sha256"]
+    files = json.loads(trackctl(agent, "files", "kill1", "--json").stdout)["files"]
+    assert [f["name"] for f in files] == ["big.bin"]
+    assert files[0]["sha256"] == res["sha256"]
+    assert caught, "the kill came after the file was complete: nothing was tested"
+    assert not partials(agent)
