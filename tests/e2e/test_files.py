@@ -462,3 +462,40 @@ def test_agent_kill9_mid_file_then_the_file_arrives_once_intact(make_agent):
     assert files[0]["sha256"] == res["sha256"]
     assert caught, "the kill came after the file was complete: nothing was tested"
     assert not partials(agent)
+
+
+def test_example_train_py_logs_media_in_wandbs_layout(agent):
+    """examples/train.py: an image, a histogram and a table per epoch; the run
+    dir holds the files at W&B's paths and the rows W&B's objects."""
+    agent.start()
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "train.py")
+    r = subprocess.run([sys.executable, script], env=python_client_env(agent.env),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    runs = json.loads(trackctl(agent, "runs", "--json").stdout)["runs"]
+    loop = [x for x in runs if x["history_lines"] == 10]
+    assert len(loop) == 1, runs
+    run_id, d = loop[0]["id"], loop[0]["dir"]
+    rows = history(agent, run_id)
+    listed = {f["name"]: f for f in json.loads(
+        trackctl(agent, "files", run_id, "--json").stdout)["files"]}
+    for step, row in enumerate(rows):
+        img, hist, tab = row["sample"], row["weights"], row["predictions"]
+        assert set(img) == {"_type", "format", "width", "height", "path", "sha256", "size",
+                            "caption"}
+        assert (img["_type"], img["format"], img["width"], img["height"]) == \
+            ("image-file", "png", 8, 8)
+        assert img["path"] == f"media/images/sample_{step}_{img['sha256'][:20]}.png"
+        assert set(hist) == {"_type", "values", "bins"} and hist["_type"] == "histogram"
+        assert len(hist["bins"]) == len(hist["values"]) + 1 == 65
+        assert set(tab) == {"_type", "path", "sha256", "size", "ncols", "nrows"}
+        assert tab["path"] == f"media/table/predictions_{step}_{tab['sha256'][:20]}.table.json"
+        assert (tab["ncols"], tab["nrows"]) == (3, 5)
+        for obj in (img, tab):
+            f = os.path.join(d, "files", obj["path"])
+            assert sha256_file(f) == obj["sha256"] and os.path.getsize(f) == obj["size"]
+            assert listed[obj["path"]]["sha256"] == obj["sha256"]
+    show = trackctl(agent, "show", run_id).stdout
+    media = show.split("Media (files: trackctl files RUN)\n", 1)[1].split("\n\n", 1)[0]
+    assert [line.split() for line in media.splitlines()] == [
+        ["sample", "image-file"], ["weights", "histogram"], ["predictions", "table-file"]]

@@ -112,11 +112,33 @@ class Image(Media):
         self._channels = 1 if arr.ndim == 2 else int(arr.shape[2])
         self._kind = _lib.TD_MEDIA_PIXELS
 
+    @classmethod
+    def from_pixels(cls, pixels: bytes, width: int, height: int, channels: int = 3,
+                    caption: Optional[str] = None) -> "Image":
+        """An image from raw 8-bit pixels (height rows of width × channels
+        bytes; channels 1, 3 or 4), without numpy; PNG-encoded by libtrackd."""
+        if channels not in (1, 3, 4) or len(pixels) != width * height * channels:
+            raise InvalidValueError(f"trackd.Image.from_pixels: {len(pixels)} bytes are not "
+                                    f"{height} rows of {width} × {channels}")
+        self = cls.__new__(cls)
+        self.caption = caption
+        self._bytes = None
+        self._raw = bytes(pixels)
+        self._pixels = None
+        self._kind = _lib.TD_MEDIA_PIXELS
+        self.width, self.height, self._channels = width, height, channels
+        return self
+
+    _raw: Optional[bytes] = None
+
     def _td_media(self, keep: List[Any]) -> "_lib.TdMedia":
         m = _lib.TdMedia()
         m.kind = self._kind
         m.width, m.height = self.width, self.height
-        if self._pixels is not None:
+        if self._raw is not None:
+            buf = self._raw
+            m.channels = self._channels
+        elif self._pixels is not None:
             buf = self._pixels.tobytes()
             m.channels = self._channels
         else:
