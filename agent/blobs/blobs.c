@@ -526,6 +526,9 @@ int blobs_link(blobs *b, uint32_t uid, const uint8_t digest[32], int dir_fd, con
 			rv = copy_into(src, parent, leaf);
 		else
 			rv = sys_err("link", leaf);
+	} else if (st.st_nlink == 1) {
+		/* A run dir holds it now: it leaves the budget (blobs.h). */
+		add_disk(b, -(int64_t)st.st_size);
 	}
 	if (rv == TRACKD_OK && fsync(parent) != 0)
 		rv = TRACKD_EIO;
@@ -536,7 +539,8 @@ done:
 	return rv;
 }
 
-static size_t sweep_dir(blobs *b, int fd, bool partial, time_t cutoff)
+/* Deletes what has expired in one dir; adds what stays counted to *kept. */
+static size_t sweep_dir(blobs *b, int fd, bool partial, time_t cutoff, uint64_t *kept)
 {
 	size_t n = 0;
 	int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -549,13 +553,16 @@ static size_t sweep_dir(blobs *b, int fd, bool partial, time_t cutoff)
 			continue;
 		if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode))
 			continue;
-		if (st.st_mtime > cutoff || (!partial && S_ISREG(st.st_mode) && st.st_nlink > 1))
+		bool linked = !partial && S_ISREG(st.st_mode) && st.st_nlink > 1;
+		if (st.st_mtime > cutoff || linked) {
+			if (!linked && S_ISREG(st.st_mode))
+				*kept += (uint64_t)st.st_size;
 			continue;
-		if (unlinkat(fd, e->d_name, 0) == 0) {
-			if (S_ISREG(st.st_mode))
-				add_disk(b, -(int64_t)st.st_size);
-			n++;
 		}
+		if (unlinkat(fd, e->d_name, 0) == 0)
+			n++;
+		else if (S_ISREG(st.st_mode))
+			*kept += (uint64_t)st.st_size;
 	}
 	if (d)
 		closedir(d);
@@ -568,6 +575,7 @@ size_t blobs_sweep(blobs *b, int64_t grace_s)
 {
 	time_t cutoff = time(NULL) - (time_t)grace_s;
 	size_t n = 0;
+	uint64_t kept = 0;
 	int fd = openat(b->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *e;
@@ -577,10 +585,10 @@ size_t blobs_sweep(blobs *b, int64_t grace_s)
 		int uid_fd = openat(b->dir_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 		if (uid_fd < 0)
 			continue;
-		n += sweep_dir(b, uid_fd, false, cutoff);
+		n += sweep_dir(b, uid_fd, false, cutoff, &kept);
 		int tmp_fd = openat(uid_fd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 		if (tmp_fd >= 0) {
-			n += sweep_dir(b, tmp_fd, true, cutoff);
+			n += sweep_dir(b, tmp_fd, true, cutoff, &kept);
 			close(tmp_fd);
 		}
 		close(uid_fd);
@@ -589,5 +597,11 @@ size_t blobs_sweep(blobs *b, int64_t grace_s)
 		closedir(d);
 	else if (fd >= 0)
 		close(fd);
+	/* The count starts again from what is on disk (a run dir deleted since
+	 * gives its blobs back to the budget). A piece written during the walk
+	 * may be missed until the next sweep. */
+	pthread_mutex_lock(&b->mu);
+	b->disk_bytes = kept;
+	pthread_mutex_unlock(&b->mu);
 	return n;
 }

@@ -39,8 +39,16 @@
  * holds it under blobs/<uid>/held/<sink>/ until uploaded (per-file sink
  * state). blobs_sweep deletes blobs no one else links (st_nlink == 1) once
  * older than the grace period (a blob is sent before the record that uses
- * it), and stale partial files. The store's bytes (blobs_disk_bytes) count
- * each blob it holds.
+ * it), and stale partial files.
+ *
+ * Budget: blobs_disk_bytes counts partial files and the blobs no run dir
+ * links yet (not yet delivered), as the log counts records no sink has
+ * passed; once the local sink has linked a blob into a run dir it belongs to
+ * the run store (as history.jsonl does) and leaves the count, though the
+ * store keeps its own link (a later send of the same content transfers no
+ * bytes) until the run dir is deleted and the grace has passed. An
+ * uploading sink will have to keep its blobs in the count until uploaded.
+ * blobs_sweep recounts from the disk.
  *
  * Threading: every function is safe from any thread (ingest's worker writes,
  * the local sink links, the main loop sweeps). Errors: trackd_err values.

@@ -187,8 +187,10 @@ static void test_symlinks(void)
 	snprintf(path, sizeof path, "%s/run/plain.txt", root);
 	snprintf(target, sizeof target, "%s/victim", root);
 	CHECK_EQ(symlink(target, path), 0);
+	uint64_t counted = blobs_disk_bytes(b);
 	CHECK_EQ(blobs_link(b, 1000, d, run_fd, "plain.txt", &size), 0);
 	CHECK_EQ(size, 7);
+	CHECK_EQ(blobs_disk_bytes(b), counted - 7, "a linked blob leaves the budget");
 	CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode), "the symlink was replaced");
 	CHECK(stat(target, &st) == 0 && st.st_size == 0, "the victim is untouched");
 	CHECK_EQ(blobs_link(b, 1000, d, run_fd, "plain.txt", &size), 0, "again: a no-op");
@@ -207,6 +209,7 @@ static void test_symlinks(void)
 	unlink(path);
 	CHECK(blobs_sweep(b, -10) >= 1);
 	CHECK(!blobs_have(b, 1000, d));
+	CHECK_EQ(blobs_disk_bytes(b), 0, "recounted from the disk: nothing unlinked is left");
 	close(run_fd);
 	blobs_free(b);
 }
