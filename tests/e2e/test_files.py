@@ -499,3 +499,46 @@ def test_example_train_py_logs_media_in_wandbs_layout(agent):
     media = show.split("Media (files: trackctl files RUN)\n", 1)[1].split("\n\n", 1)[0]
     assert [line.split() for line in media.splitlines()] == [
         ["sample", "image-file"], ["weights", "histogram"], ["predictions", "table-file"]]
+
+
+def test_run_save_policies_log_code_and_run_dir(agent, tmp_path):
+    """run.save (now/end/live), run.log_code and run.dir: files the client
+    reads as the user; run.dir is writable at once and saved at finish."""
+    agent.start()
+    src = tmp_path / "proj"
+    (src / "pkg").mkdir(parents=True)
+    (src / "train_me.py").write_text("print('main')\n")
+    (src / "pkg" / "mod.py").write_text("X = 1\n")
+    (src / "notes.txt").write_text("not code\n")
+    (src / "ckpt").mkdir()
+    (src / "ckpt" / "a.ckpt").write_bytes(b"A" * 100)
+    (src / "ckpt" / "b.ckpt").write_bytes(b"B" * 200)
+    r = run_python(agent, f"""
+        import os, trackd
+        run = trackd.init(project="files", id="save1", console=False)
+        assert os.path.isdir(run.dir) and os.access(run.dir, os.W_OK), run.dir
+        assert not run.dir.startswith({agent.state_dir!r})
+        with open(os.path.join(run.dir, "left.txt"), "w") as f:
+            f.write("left in run.dir")
+        print(sorted(run.save({str(src / 'ckpt' / '*.ckpt')!r}, policy="now")))
+        with open({str(src / 'later.txt')!r}, "w") as f:
+            f.write("v1")
+        run.save({str(src / 'later.txt')!r}, policy="end")
+        with open({str(src / 'later.txt')!r}, "w") as f:
+            f.write("v2 at the end")
+        print(sorted(run.log_code(root={str(src)!r})))
+        run.finish()
+    """)
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "['a.ckpt', 'b.ckpt']"
+    assert lines[1] == "['code/pkg/mod.py', 'code/train_me.py']"
+    d = run_dir(agent, "save1")
+    files = {f["name"]: f for f in json.loads(
+        trackctl(agent, "files", "save1", "--json").stdout)["files"]}
+    assert sorted(files) == ["a.ckpt", "b.ckpt", "code/pkg/mod.py", "code/train_me.py",
+                             "later.txt", "left.txt"]
+    with open(os.path.join(d, "files", "later.txt")) as f:
+        assert f.read() == "v2 at the end"
+    with open(os.path.join(d, "files", "left.txt")) as f:
+        assert f.read() == "left in run.dir"
+    assert files["b.ckpt"]["size"] == 200 and files["b.ckpt"]["kind"] == "file"

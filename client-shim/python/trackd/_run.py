@@ -311,8 +311,25 @@ class Run:
             current = self
             return
         self._start(config, resume, console, spool_dir)
+        self._files_dir = self._make_files_dir()
 
     # ---- set-up ----
+
+    def _make_files_dir(self) -> Optional[str]:
+        """run.dir: this process's own directory for the run's files, as W&B's
+        run dir (files left in it are saved at finish). Under the user's
+        state dir ($XDG_STATE_HOME/trackd/runs, else ~/.local/state/...),
+        never the agent's, which may belong to another user."""
+        base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".local", "state")
+        try:
+            path = os.path.join(base, "trackd", "runs", self.entity or "_", self.project or "_",
+                                self.id, "files")
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except (OSError, TypeError) as e:
+            warnings.warn(f"trackd: run.dir cannot be created: {e}")
+            return None
+        return path
 
     def _start(self, config: Dict[str, Any], resume: Optional[str], console: bool,
                spool_dir: Optional[str]) -> None:
@@ -633,6 +650,14 @@ class Run:
 
     @property
     def dir(self) -> Optional[str]:
+        """A directory of this process for the run's files, as W&B's run.dir:
+        it exists when init() returns, and what is left in it at finish is
+        saved with the run (files/<path in it>, policy end). None for a
+        disabled run. The agent's copy of the run: store_dir."""
+        return getattr(self, "_files_dir", None)
+
+    @property
+    def store_dir(self) -> Optional[str]:
         """Where the agent stores the run on this machine (None if no agent
         answers, or the run is disabled)."""
         if self._mode == "disabled":
@@ -681,6 +706,18 @@ class Run:
                 return
             lib = _lib.lib()
             self._release_console()
+            files_dir = getattr(self, "_files_dir", None)
+            if files_dir and os.path.isdir(files_dir):
+                # W&B uploads what is left in its run dir: saved at finish.
+                found = 0
+                for dirpath, dirnames, filenames in os.walk(files_dir):
+                    dirnames.sort()
+                    for fn in sorted(filenames):
+                        path = os.path.join(dirpath, fn)
+                        if found < self.SAVE_MAX_FILES and os.path.isfile(path):
+                            name = os.path.relpath(path, files_dir).replace(os.sep, "/")
+                            self._at_end.setdefault(name, path)
+                            found += 1
             for name, path in self._at_end.items():
                 # Files saved with policy end or live: as they are now.
                 try:
