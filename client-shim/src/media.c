@@ -140,7 +140,8 @@ struct media_slot {
 	td_item fields[TDI_MEDIA_FIELDS];
 	char path[TRACKD_MAX_FILE_NAME_BYTES + 1];
 	char hex[65];
-	td_item *list; /* histogram values and bins */
+	td_item *list; /* histogram values and bins; a list of images' names and captions */
+	char *names;   /* a list of images' file names */
 };
 
 bool tdi_has_media(const td_item *items, size_t n)
@@ -190,14 +191,15 @@ static int histogram_item(const char *key, const td_media *m, struct media_slot 
 	return TD_OK;
 }
 
-/* A file-backed media value: its bytes queued, its object in *out. */
-static int file_item(td_run *run, const char *key, const td_media *m, int64_t step,
-                     struct media_slot *slot, td_item *out)
+/* The file of one image or table: encoded if need be, hashed, queued; its
+ * W&B name in path, its digest in hex and digest, its size in *size. */
+static int queue_file(td_run *run, const char *key, const td_media *m, int64_t step, char *path,
+                      size_t path_cap, char hex[65], uint8_t digest[32], size_t *size)
 {
 	uint8_t *bytes = NULL;
 	size_t len = 0;
 	int rc;
-	const char *format = "png", *subdir = "images", *ext = ".png";
+	const char *subdir = "images", *ext = ".png";
 	switch (m->kind) {
 	case TD_MEDIA_PIXELS:
 		if (!m->data)
@@ -205,7 +207,7 @@ static int file_item(td_run *run, const char *key, const td_media *m, int64_t st
 		if ((rc = td_png_encode(m->data, m->width, m->height, m->channels, &bytes, &len)))
 			return rc;
 		break;
-	case TD_MEDIA_JPEG: format = "jpeg", ext = ".jpeg"; /* fall through */
+	case TD_MEDIA_JPEG: ext = ".jpeg"; /* fall through */
 	case TD_MEDIA_PNG:
 	case TD_MEDIA_TABLE:
 		if (m->kind == TD_MEDIA_TABLE) {
@@ -224,10 +226,9 @@ static int file_item(td_run *run, const char *key, const td_media *m, int64_t st
 		break;
 	default: return tdi_fail(TD_ERR_INVALID, "td_log: media '%s' of unknown kind", key);
 	}
-	uint8_t digest[32];
 	sha256(bytes, len, digest);
-	files_hex_digest(digest, slot->hex);
-	if (!files_media_name(subdir, key, step, slot->hex, ext, slot->path, sizeof slot->path)) {
+	files_hex_digest(digest, hex);
+	if (!files_media_name(subdir, key, step, hex, ext, path, path_cap)) {
 		free(bytes);
 		return tdi_fail(TD_ERR_INVALID, "td_log: media key '%s' makes too long a file name",
 		                key);
@@ -239,6 +240,26 @@ static int file_item(td_run *run, const char *key, const td_media *m, int64_t st
 		free(bytes);
 		return rc;
 	}
+	*size = len;
+	return TD_OK;
+}
+
+static const char *image_format(const td_media *m)
+{
+	return m->kind == TD_MEDIA_JPEG ? "jpeg" : "png";
+}
+
+/* A file-backed media value: its bytes queued, its object in *out. */
+static int file_item(td_run *run, const char *key, const td_media *m, int64_t step,
+                     struct media_slot *slot, td_item *out)
+{
+	uint8_t digest[32];
+	size_t len = 0;
+	int rc =
+	    queue_file(run, key, m, step, slot->path, sizeof slot->path, slot->hex, digest, &len);
+	if (rc)
+		return rc;
+	const char *format = image_format(m);
 	size_t k = 0;
 	if (m->kind == TD_MEDIA_TABLE) {
 		slot->fields[k++] = TD_S("_type", "table-file");
@@ -258,6 +279,67 @@ static int file_item(td_run *run, const char *key, const td_media *m, int64_t st
 		if (m->caption)
 			slot->fields[k++] = TD_S("caption", m->caption);
 	}
+	*out = TD_M(key, slot->fields, k);
+	return TD_OK;
+}
+
+/* W&B's list of images: each file queued and saved as a run file (the
+ * object names them without their digests), one images/separated object. */
+static int images_item(td_run *run, const char *key, const td_media *m, int64_t step,
+                       struct media_slot *slot, td_item *out)
+{
+	if (!m->images || m->n_images == 0 || m->n_images > TD_MEDIA_MAX_IMAGES)
+		return tdi_fail(TD_ERR_INVALID, "td_log: '%s': 1 to %d images", key,
+		                TD_MEDIA_MAX_IMAGES);
+	size_t n = m->n_images;
+	bool captions = false;
+	for (size_t i = 0; i < n; i++) {
+		const td_media *im = &m->images[i];
+		if (im->kind != TD_MEDIA_PNG && im->kind != TD_MEDIA_JPEG &&
+		    im->kind != TD_MEDIA_PIXELS)
+			return tdi_fail(TD_ERR_INVALID, "td_log: '%s'[%zu] is not an image", key,
+			                i);
+		captions |= im->caption != NULL;
+	}
+	/* Paths (the strings the row points at) and the list items, in one block. */
+	slot->names = calloc(n, TRACKD_MAX_FILE_NAME_BYTES + 1);
+	slot->list = calloc(2 * n, sizeof *slot->list);
+	if (!slot->names || !slot->list)
+		return tdi_fail(TD_ERR_NOMEM, "td_log: out of memory");
+	for (size_t i = 0; i < n; i++) {
+		char *path = slot->names + i * (TRACKD_MAX_FILE_NAME_BYTES + 1);
+		char hex[65];
+		uint8_t digest[32];
+		size_t len;
+		int rc = queue_file(run, key, &m->images[i], step, path,
+		                    TRACKD_MAX_FILE_NAME_BYTES + 1, hex, digest, &len);
+		if (rc)
+			return rc;
+		Trackd__V1__SavedFile f = TRACKD__V1__SAVED_FILE__INIT;
+		f.name = path;
+		f.has_sha256 = f.has_size = true;
+		f.sha256.len = 32;
+		f.sha256.data = digest;
+		f.size = len;
+		f.policy = (char *)"now";
+		Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+		rec.body_case = TRACKD__V1__RECORD__BODY_FILE;
+		rec.file = &f;
+		if ((rc = tdi_record_proto(run, "td_log", &rec)) != TD_OK)
+			return rc;
+		slot->list[i] = TD_S(NULL, path);
+		const char *caption = m->images[i].caption;
+		slot->list[n + i] = caption ? TD_S(NULL, caption) : TD_N(NULL);
+	}
+	size_t k = 0;
+	slot->fields[k++] = TD_S("_type", "images/separated");
+	slot->fields[k++] = TD_I("width", m->images[0].width);
+	slot->fields[k++] = TD_I("height", m->images[0].height);
+	slot->fields[k++] = TD_S("format", image_format(&m->images[0]));
+	slot->fields[k++] = TD_I("count", (int64_t)n);
+	slot->fields[k++] = TD_L("filenames", slot->list, n);
+	if (captions)
+		slot->fields[k++] = TD_L("captions", slot->list + n, n);
 	*out = TD_M(key, slot->fields, k);
 	return TD_OK;
 }
@@ -283,13 +365,17 @@ int tdi_media_log(td_run *run, const td_item *items, size_t n, int64_t step, boo
 			rc = tdi_fail(TD_ERR_INVALID, "td_log: a media item without key or value");
 		else if (m->kind == TD_MEDIA_HISTOGRAM)
 			rc = histogram_item(items[i].key, m, &slots[i], &row[i]);
+		else if (m->kind == TD_MEDIA_IMAGES)
+			rc = images_item(run, items[i].key, m, step, &slots[i], &row[i]);
 		else
 			rc = file_item(run, items[i].key, m, step, &slots[i], &row[i]);
 	}
 	if (rc == TD_OK)
 		rc = log(run, row, n, step, commit);
-	for (size_t i = 0; slots && i < n; i++)
+	for (size_t i = 0; slots && i < n; i++) {
 		free(slots[i].list);
+		free(slots[i].names);
+	}
 	free(slots);
 	free(row);
 	return rc;

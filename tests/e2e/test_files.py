@@ -542,3 +542,28 @@ def test_run_save_policies_log_code_and_run_dir(agent, tmp_path):
     with open(os.path.join(d, "files", "left.txt")) as f:
         assert f.read() == "left in run.dir"
     assert files["b.ckpt"]["size"] == 200 and files["b.ckpt"]["kind"] == "file"
+
+
+def test_a_list_of_images_is_wandbs_images_separated(agent):
+    agent.start()
+    run_python(agent, """
+        import numpy as np, trackd
+        run = trackd.init(project="files", id="list1", console=False)
+        imgs = [trackd.Image(np.full((6, 4), 40 * i, dtype=np.uint8), caption=f"n{i}")
+                for i in range(3)]
+        run.log({"grid": imgs})
+        run.finish()
+    """)
+    row = history(agent, "list1")[0]
+    g = row["grid"]
+    assert g["_type"] == "images/separated"
+    assert (g["width"], g["height"], g["format"], g["count"]) == (4, 6, "png", 3)
+    assert g["captions"] == ["n0", "n1", "n2"]
+    d = run_dir(agent, "list1")
+    listed = {f["name"]: f for f in json.loads(
+        trackctl(agent, "files", "list1", "--json").stdout)["files"]}
+    for name in g["filenames"]:
+        assert name.startswith("media/images/grid_0_") and name.endswith(".png")
+        f = os.path.join(d, "files", name)
+        assert sha256_file(f) == listed[name]["sha256"] and listed[name]["kind"] == "image"
+        assert name[len("media/images/grid_0_"):-4] == listed[name]["sha256"][:20]

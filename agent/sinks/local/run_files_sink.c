@@ -166,7 +166,10 @@ int sink_materialise_files(struct local_sink *s, struct active_run *ar,
 	           rec->file->sha256.len == TRACKD_BLOB_DIGEST_BYTES) {
 		char hex[65];
 		files_hex_digest(rec->file->sha256.data, hex);
-		if (materialise(s, ar, uid, rec->file->name, hex, "file"))
+		/* A list of images saves each image as a file of media/images/. */
+		const char *kind =
+		    strncmp(rec->file->name, "media/images/", 13) == 0 ? "image" : "file";
+		if (materialise(s, ar, uid, rec->file->name, hex, kind))
 			errors++;
 	}
 	return errors;

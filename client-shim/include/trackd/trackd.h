@@ -137,6 +137,9 @@ typedef enum td_media_kind {
 	                         * (at most TD_TABLE_MAX_ROWS) */
 	TD_MEDIA_HISTOGRAM = 5, /* values[n_values] into num_bins bins (0: 64), or counts[num_bins]
 	                         * with edges[num_bins + 1]; at most TD_HISTOGRAM_MAX_BINS */
+	TD_MEDIA_IMAGES = 6,    /* images[n_images] (each PNG, JPEG or PIXELS): W&B's list of
+	                         * images, {"_type":"images/separated","width","height","format",
+	                         * "count","filenames"[,"captions"]}; each file is saved too */
 } td_media_kind;
 
 #define TD_HISTOGRAM_DEFAULT_BINS 64
@@ -154,7 +157,11 @@ struct td_media {
 	size_t n_values;
 	const double *counts, *edges;
 	uint32_t num_bins;
+	const td_media *images; /* TD_MEDIA_IMAGES, at most TD_MEDIA_MAX_IMAGES */
+	size_t n_images;
 };
+
+#define TD_MEDIA_MAX_IMAGES 1024
 
 #define TD_MEDIA_ITEM(k, m) ((td_item){.key = (k), .type = TD_MEDIA, .v.media = (m)})
 

@@ -50,7 +50,8 @@ TD_ERR_NOT_FOUND = -8
 
 TD_DOUBLE, TD_INT, TD_BOOL, TD_STRING, TD_MAP, TD_LIST, TD_NULL, TD_MEDIA = range(8)
 # td_media_kind
-TD_MEDIA_PNG, TD_MEDIA_JPEG, TD_MEDIA_PIXELS, TD_MEDIA_TABLE, TD_MEDIA_HISTOGRAM = range(1, 6)
+TD_MEDIA_PNG, TD_MEDIA_JPEG, TD_MEDIA_PIXELS, TD_MEDIA_TABLE, TD_MEDIA_HISTOGRAM, \
+    TD_MEDIA_IMAGES = range(1, 7)
 TD_STEP_AUTO = -1
 
 MODES = {"online": 0, "offline": 1, "disabled": 2}
@@ -83,6 +84,8 @@ class TdMedia(ctypes.Structure):
         ("counts", ctypes.POINTER(ctypes.c_double)),
         ("edges", ctypes.POINTER(ctypes.c_double)),
         ("num_bins", ctypes.c_uint32),
+        ("images", ctypes.c_void_p),
+        ("n_images", ctypes.c_size_t),
     ]
 
 

@@ -241,3 +241,21 @@ class Table(Media):
         m.ncols = len(self.columns)
         m.nrows = len(self.data)
         return m
+
+
+MAX_IMAGES = 1024
+
+
+def images_td_media(images: Sequence[Image], keep: List[Any]) -> "_lib.TdMedia":
+    """A list of images, W&B's ``images/separated`` value."""
+    if len(images) > MAX_IMAGES:
+        raise InvalidValueError(f"trackd: a list of {len(images)} images, limit {MAX_IMAGES}")
+    arr = (_lib.TdMedia * len(images))()
+    for i, img in enumerate(images):
+        arr[i] = img._td_media(keep)
+    keep.append(arr)
+    m = _lib.TdMedia()
+    m.kind = _lib.TD_MEDIA_IMAGES
+    m.images = ctypes.cast(arr, ctypes.c_void_p)
+    m.n_images = len(images)
+    return m

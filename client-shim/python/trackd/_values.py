@@ -149,6 +149,12 @@ def _fill(item: _lib.TdItem, value: Any, path: str, depth: int, keep: List[Any],
         item.v.s = b
     elif value is None:
         item.type = _lib.TD_NULL
+    elif (isinstance(value, (list, tuple)) and value and depth == 1 and ctx[1] and
+          all(isinstance(v, _media.Image) for v in value)):
+        m = _media.images_td_media(value, keep)
+        keep.append(m)
+        item.type = _lib.TD_MEDIA
+        item.v.media = ctypes.pointer(m)
     elif isinstance(value, Mapping):
         _nested(value, path, depth)
         item.type = _lib.TD_MAP
