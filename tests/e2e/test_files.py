@@ -567,3 +567,28 @@ def test_a_list_of_images_is_wandbs_images_separated(agent):
         f = os.path.join(d, "files", name)
         assert sha256_file(f) == listed[name]["sha256"] and listed[name]["kind"] == "image"
         assert name[len("media/images/grid_0_"):-4] == listed[name]["sha256"][:20]
+
+
+def test_live_files_are_sent_again_when_they_change(agent, tmp_path):
+    agent.start()
+    f = tmp_path / "metrics.csv"
+    f.write_text("v1\n")
+    run_python(agent, f"""
+        import time, trackd
+        run = trackd.init(project="files", id="live1", console=False)
+        run.LIVE_POLL_S = 0.2
+        run.save({str(f)!r}, policy="live")
+        time.sleep(0.5)
+        open({str(f)!r}, "w").write("v2 changed\\n")
+        time.sleep(1.5)
+        open({str(f)!r}, "w").write("v3 at the end\\n")
+        run.finish()
+    """)
+    d = run_dir(agent, "live1")
+    with open(os.path.join(d, "files.jsonl")) as fh:
+        sent = [json.loads(line)["sha256"] for line in fh]
+    sha = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
+    assert sha("v1\n") in sent and sha("v2 changed\n") in sent, sent
+    assert sent[-1] == sha("v3 at the end\n")
+    with open(os.path.join(d, "files", "metrics.csv")) as fh:
+        assert fh.read() == "v3 at the end\n"

@@ -286,6 +286,9 @@ class Run:
                  spool_dir: Optional[str]):
         self._lock = threading.RLock()
         self._at_end: Dict[str, str] = {}  # save(policy end|live): name → path
+        self._live: Dict[str, Any] = {}  # save(policy live): name → (path, (size, mtime))
+        self._live_stop = threading.Event()
+        self._live_thread: Optional[threading.Thread] = None
         self._handle: Optional[ctypes.c_void_p] = None
         self._project = project
         self._entity = entity
@@ -483,6 +486,24 @@ class Run:
 
     # run.save and run.log_code: bounds on what one call reads (files, bytes).
     SAVE_MAX_FILES = 1000
+    LIVE_POLL_S = 2.0  # how often files saved with policy live are checked for changes
+
+    def _watch_live(self) -> None:
+        """The live files' watcher (a thread): a file whose size or mtime
+        changed is sent again; one stat per file and poll."""
+        while not self._live_stop.wait(self.LIVE_POLL_S):
+            for name, (path, sig) in list(self._live.items()):
+                try:
+                    st = os.stat(path)
+                    now = (st.st_size, st.st_mtime_ns)
+                    if now == sig:
+                        continue
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    self._live[name] = (path, now)
+                    self._save_bytes(name, data, "live")
+                except (OSError, TrackdError):
+                    continue
     CODE_MAX_FILES = 1000
     CODE_MAX_BYTES = 64 << 20
 
@@ -501,8 +522,8 @@ class Run:
         as files/<path relative to base_path> (default: the glob's directory
         part). The files are read here, by this process (the agent never opens
         a client's path). policy "now" sends them now, "end" at finish, "live"
-        now and again at finish (W&B also re-sends live files when they
-        change; trackd does not watch them yet). Returns the names saved."""
+        now, again whenever it changes (checked every LIVE_POLL_S seconds) and
+        at finish. Returns the names saved."""
         import glob as _glob
         if policy not in ("live", "now", "end"):
             raise ValueError(f"trackd: save: policy must be live, now or end, not {policy!r}")
@@ -521,6 +542,13 @@ class Run:
                     self._save_bytes(name, f.read(), policy)
             if policy in ("end", "live"):
                 self._at_end[name] = path
+            if policy == "live" and len(self._live) < self.SAVE_MAX_FILES:
+                st = os.stat(path)
+                self._live[name] = (path, (st.st_size, st.st_mtime_ns))
+                if self._live_thread is None and self._mode != "disabled":
+                    self._live_thread = threading.Thread(target=self._watch_live,
+                                                         name="trackd-live-files", daemon=True)
+                    self._live_thread.start()
         return names
 
     def log_code(self, root: str = ".", include: Any = None) -> List[str]:
@@ -696,6 +724,9 @@ class Run:
 
     def _finish(self, exit_code: int, reason: int, timeout: Optional[float] = None) -> None:
         global current
+        self._live_stop.set()
+        if self._live_thread is not None and self._live_thread is not threading.current_thread():
+            self._live_thread.join()
         with self._lock:
             if self._finished:
                 return
