@@ -158,10 +158,13 @@ int sink_materialise_files(struct local_sink *s, struct active_run *ar,
 		return 0;
 	int errors = 0;
 	if (rec->body_case == TRACKD__V1__RECORD__BODY_HISTORY) {
-		Trackd__V1__MapValue m = TRACKD__V1__MAP_VALUE__INIT;
-		m.n_items = rec->history->n_items;
-		m.items = rec->history->items;
-		media_in_map(s, ar, uid, &m, 0, &errors);
+		/* Only map values can be media: a row of scalars costs one look
+		 * at each value's kind. */
+		for (size_t i = 0; i < rec->history->n_items; i++) {
+			const Trackd__V1__Value *v = rec->history->items[i]->value;
+			if (v && v->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
+				media_in_map(s, ar, uid, v->map_value, 1, &errors);
+		}
 	} else if (rec->body_case == TRACKD__V1__RECORD__BODY_FILE && rec->file->name &&
 	           rec->file->sha256.len == TRACKD_BLOB_DIGEST_BYTES) {
 		char hex[65];
