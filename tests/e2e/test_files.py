@@ -113,6 +113,12 @@ def test_media_reach_the_run_dir_in_wandbs_layout(agent):
     assert kinds == {"image", "table"}
     for f in files["files"]:
         assert sha256_file(os.path.join(d, "files", f["name"])) == f["sha256"]
+    # The Python Api sees the same list.
+    r = run_python(agent, """
+        import json, trackd
+        print(json.dumps(trackd.Api().run("media1").files()))
+    """)
+    assert json.loads(r.stdout) == files["files"]
 
 
 # ---- helpers for raw requests (trackd.proto, hand-encoded) -------------------

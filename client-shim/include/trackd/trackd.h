@@ -341,6 +341,7 @@ typedef enum td_query_kind {
 	TD_QUERY_RUN = 2,     /* run */
 	TD_QUERY_HISTORY = 3, /* run, keys, from_line, max_lines */
 	TD_QUERY_RENAME = 4,  /* run, name */
+	TD_QUERY_FILES = 5,   /* run: its files (name, size, sha256, kind) */
 } td_query_kind;
 
 /* One query to the agent's run store (NULL / 0 fields are left out; fields

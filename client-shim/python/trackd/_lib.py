@@ -141,7 +141,7 @@ class TdFinishReport(ctypes.Structure):
 
 
 # td_query_kind
-TD_QUERY_RUNS, TD_QUERY_RUN, TD_QUERY_HISTORY, TD_QUERY_RENAME = 1, 2, 3, 4
+TD_QUERY_RUNS, TD_QUERY_RUN, TD_QUERY_HISTORY, TD_QUERY_RENAME, TD_QUERY_FILES = 1, 2, 3, 4, 5
 
 
 class TdQuery(ctypes.Structure):
