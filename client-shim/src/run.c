@@ -912,6 +912,16 @@ int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int ti
 		snprintf(rep.last_error, sizeof(rep.last_error), "%s", run->agent_error);
 	else if (rep.records_unacked > 0)
 		snprintf(rep.last_error, sizeof(rep.last_error), "%s", run->transport_error);
+	/* Files are not spooled (blob_queue.h): say how many are lost with them. */
+	size_t files_left = 0;
+	for (const struct tdi_blob *b = run->blobs.head; b; b = b->next)
+		files_left++;
+	if (files_left) {
+		size_t n = strlen(rep.last_error);
+		snprintf(rep.last_error + n, sizeof(rep.last_error) - n,
+		         "%s%zu file(s) not delivered (files are not spooled)", n ? "; " : "",
+		         files_left);
+	}
 
 	if (rep.records_rejected > 0) {
 		rc = tdi_fail(TD_ERR_REJECTED, "td_finish: the agent refused %llu records: %s",

@@ -598,3 +598,20 @@ def test_live_files_are_sent_again_when_they_change(agent, tmp_path):
     assert sent[-1] == sha("v3 at the end\n")
     with open(os.path.join(d, "files", "metrics.csv")) as fh:
         assert fh.read() == "v3 at the end\n"
+
+
+def test_files_left_at_finish_without_an_agent_are_reported(agent, tmp_path):
+    """Rows are spooled, files are not (yet): finish says how many are lost."""
+    env = dict(python_client_env(agent.env), TRACKD_NO_AUTOSTART="1",
+               XDG_STATE_HOME=str(tmp_path / "xdg"))
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import json, numpy as np, trackd
+        run = trackd.init(project="files", id="noagent1", console=False)
+        run.log({"img": trackd.Image(np.zeros((2, 2), dtype=np.uint8))})
+        run.finish(timeout=1)
+        print(json.dumps(run.finish_report))
+    """)], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "1 file(s) not delivered" in rep["last_error"], rep
+    assert rep["records_spooled"] > 0
