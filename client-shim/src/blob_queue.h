@@ -15,9 +15,11 @@
  *
  * Ordering: every blob queued before a batch was sealed is complete before
  * the sender sends that batch (the sender drains this queue first), so the
- * agent never stores a row naming a file it has not got — except for rows a
- * spool delivers after their process died with files still queued (files
- * are not spooled: noted in the agent's log when it cannot find them).
+ * agent never stores a row naming a file it has not got. Files still queued
+ * at td_finish are written to the spool dir with the batches
+ * (tdi_blob_spool_locked), and a replay sends them before the frames. A
+ * process killed outright loses its queued files (its spooled rows then
+ * name files the agent lacks: the agent logs each).
  *
  * Bound: the queued bytes never exceed the run's max_buffer_bytes (a second
  * bound beside the records' buffer); a blob that would pass it is refused
@@ -32,6 +34,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "transport.h"
 
 struct td_run;
 
@@ -61,6 +65,38 @@ int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len,
 /* One exchange for the oldest blob (mu held, let go during I/O). Returns
  * 0 when it moved on, 1 when it should be retried after a backoff. */
 int tdi_blob_step_locked(struct td_run *run);
+
+/* One blob being sent by whoever holds a socket (the sender, a replay). */
+struct tdi_blob_send {
+	const char *run_id;
+	uint8_t digest[32];
+	const uint8_t *data;
+	size_t len;
+	size_t piece;    /* bytes per BlobChunk (the agent's limit lowers it) */
+	bool asked;      /* the agent said it lacks it */
+	uint64_t offset; /* next piece */
+	uint64_t bytes_sent;
+};
+enum {
+	TDI_BLOB_MOVED = 0, /* a step done: call again */
+	TDI_BLOB_RETRY,     /* no answer or a retryable refusal: again after a backoff */
+	TDI_BLOB_REFUSED,   /* refused for good (why) */
+	TDI_BLOB_HELD,      /* the agent had it already */
+	TDI_BLOB_STORED,    /* sent, verified, durable */
+};
+/* One request for t (the query, then the next piece). */
+int tdi_blob_exchange(nng_socket sock, const char *url, struct tdi_blob_send *t,
+                      tdi_limits_fn *learn, void *learn_arg, enum tdi_reach *reach, char *why,
+                      size_t why_len);
+
+/* Files still queued at td_finish go to the spool dir, as the batches that
+ * name them do: <spool dir>/files/<run id>.<sha256 hex>.blob (written to a
+ * temp file, fdatasync'd, renamed). A replay (replay.h) sends them, before
+ * any frame, and deletes each once the agent has it. mu held (the sender is
+ * stopped). *written: how many. */
+#define TDI_BLOB_SPOOL_SUBDIR "files"
+#define TDI_BLOB_SPOOL_SUFFIX ".blob"
+int tdi_blob_spool_locked(struct td_run *run, size_t *written);
 
 /* Frees every queued blob; returns how many there were. mu held or the run
  * no longer shared. */

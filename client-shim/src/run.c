@@ -896,6 +896,9 @@ int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int ti
 	/* Whatever the agent has not acknowledged goes to the spool, so a client
 	 * whose agent never came up loses nothing. */
 	pthread_mutex_lock(&run->mu);
+	/* Files first: a replay sends them before the frames that name them. */
+	size_t files_spooled = 0;
+	(void)tdi_blob_spool_locked(run, &files_spooled);
 	if (run->open.n_records > 0 || run->head != NULL)
 		(void)tdi_spool_spill_locked(run);
 	pthread_mutex_unlock(&run->mu);
@@ -912,15 +915,14 @@ int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int ti
 		snprintf(rep.last_error, sizeof(rep.last_error), "%s", run->agent_error);
 	else if (rep.records_unacked > 0)
 		snprintf(rep.last_error, sizeof(rep.last_error), "%s", run->transport_error);
-	/* Files are not spooled (blob_queue.h): say how many are lost with them. */
+	/* Files the spool could not take (blob_queue.h): say how many are lost. */
 	size_t files_left = 0;
 	for (const struct tdi_blob *b = run->blobs.head; b; b = b->next)
 		files_left++;
 	if (files_left) {
 		size_t n = strlen(rep.last_error);
 		snprintf(rep.last_error + n, sizeof(rep.last_error) - n,
-		         "%s%zu file(s) not delivered (files are not spooled)", n ? "; " : "",
-		         files_left);
+		         "%s%zu file(s) not delivered and not spooled", n ? "; " : "", files_left);
 	}
 
 	if (rep.records_rejected > 0) {

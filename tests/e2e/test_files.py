@@ -600,18 +600,53 @@ def test_live_files_are_sent_again_when_they_change(agent, tmp_path):
         assert fh.read() == "v3 at the end\n"
 
 
-def test_files_left_at_finish_without_an_agent_are_reported(agent, tmp_path):
-    """Rows are spooled, files are not (yet): finish says how many are lost."""
+def test_files_left_at_finish_without_a_spool_are_reported(agent, tmp_path):
+    """Spooling off: finish says how many files are lost."""
     env = dict(python_client_env(agent.env), TRACKD_NO_AUTOSTART="1",
                XDG_STATE_HOME=str(tmp_path / "xdg"))
     r = subprocess.run([sys.executable, "-c", textwrap.dedent("""
         import json, numpy as np, trackd
-        run = trackd.init(project="files", id="noagent1", console=False)
+        run = trackd.init(project="files", id="noagent1", console=False, spool_dir="")
         run.log({"img": trackd.Image(np.zeros((2, 2), dtype=np.uint8))})
         run.finish(timeout=1)
         print(json.dumps(run.finish_report))
     """)], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout.strip().splitlines()[-1])
-    assert "1 file(s) not delivered" in rep["last_error"], rep
+    assert "1 file(s) not delivered and not spooled" in rep["last_error"], rep
+
+
+def test_files_queued_at_finish_are_spooled_and_delivered_later(agent, tmp_path):
+    """No agent at finish: the rows and the files go to the spool; once an
+    agent is there, trackctl spool flush delivers the files, then the rows."""
+    env = dict(python_client_env(agent.env), TRACKD_NO_AUTOSTART="1",
+               XDG_STATE_HOME=str(tmp_path / "xdg"))
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import hashlib, json, numpy as np, trackd
+        run = trackd.init(project="files", id="spool1", console=False)
+        img = np.arange(64, dtype=np.uint8).reshape(8, 8)
+        run.log({"img": trackd.Image(img), "x": 1})
+        run._save_bytes("notes.txt", b"spooled file", "now")
+        run.finish(timeout=1)
+        print(json.dumps(run.finish_report))
+    """)], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "not delivered" not in rep["last_error"], rep
     assert rep["records_spooled"] > 0
+    spooled = [n for root, _, names in os.walk(tmp_path / "xdg") for n in names
+               if n.endswith(".blob")]
+    assert len(spooled) == 2, spooled
+    agent.start()
+    f = subprocess.run([BIN["trackctl"], "spool", "flush"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert f.returncode == 0, f.stderr
+    row = history(agent, "spool1")[0]
+    d = run_dir(agent, "spool1")
+    img = os.path.join(d, "files", row["img"]["path"])
+    assert sha256_file(img) == row["img"]["sha256"]
+    with open(os.path.join(d, "files", "notes.txt"), "rb") as fh:
+        assert fh.read() == b"spooled file"
+    left = [n for root, _, names in os.walk(tmp_path / "xdg") for n in names
+            if n.endswith(".blob")]
+    assert left == []
