@@ -650,3 +650,62 @@ def test_files_queued_at_finish_are_spooled_and_delivered_later(agent, tmp_path)
     left = [n for root, _, names in os.walk(tmp_path / "xdg") for n in names
             if n.endswith(".blob")]
     assert left == []
+
+
+def test_histogram_bins_and_table_rows_limits(agent):
+    """512 bins and 10,000 table rows at most (W&B's), at limit-1/limit/limit+1,
+    in Python and in libtrackd (a td_media passed straight through ctypes)."""
+    agent.start()
+    r = run_python(agent, """
+        import ctypes, json, trackd
+        from trackd import _lib, _media
+        out = {}
+        run = trackd.init(project="files", id="caps1", console=False)
+        for bins in (511, 512, 513):
+            try:
+                run.log({f"h{bins}": trackd.Histogram(list(range(1000)), num_bins=bins)})
+                out[f"py_bins_{bins}"] = "ok"
+            except trackd.InvalidValueError as e:
+                out[f"py_bins_{bins}"] = str(e)
+        for rows in (9999, 10000, 10001):
+            try:
+                trackd.Table(columns=["a"], data=[[i] for i in range(rows)])
+                out[f"py_rows_{rows}"] = "ok"
+            except trackd.InvalidValueError as e:
+                out[f"py_rows_{rows}"] = str(e)
+        # libtrackd's own checks, bypassing the Python ones.
+        for bins in (512, 513):
+            m = _lib.TdMedia()
+            m.kind = _lib.TD_MEDIA_HISTOGRAM
+            vals = (ctypes.c_double * 10)(*range(10))
+            m.values, m.n_values, m.num_bins = vals, 10, bins
+            item = (_lib.TdItem * 1)()
+            item[0].key = b"raw"
+            item[0].type = _lib.TD_MEDIA
+            item[0].v.media = ctypes.pointer(m)
+            rc = _lib.lib().td_log(run._handle, item, 1, -1, True)
+            out[f"c_bins_{bins}"] = rc
+        for rows in (10000, 10001):
+            m = _lib.TdMedia()
+            m.kind = _lib.TD_MEDIA_TABLE
+            text = b'{"columns":["a"],"data":[]}'
+            m.data = ctypes.cast(ctypes.c_char_p(text), ctypes.c_void_p)
+            m.len, m.ncols, m.nrows = len(text), 1, rows
+            item = (_lib.TdItem * 1)()
+            item[0].key = b"rawt"
+            item[0].type = _lib.TD_MEDIA
+            item[0].v.media = ctypes.pointer(m)
+            out[f"c_rows_{rows}"] = _lib.lib().td_log(run._handle, item, 1, -1, True)
+        run.finish()
+        print(json.dumps(out))
+    """)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["py_bins_511"] == out["py_bins_512"] == "ok"
+    assert "512" in out["py_bins_513"]
+    assert out["py_rows_9999"] == out["py_rows_10000"] == "ok"
+    assert "10000" in out["py_rows_10001"]
+    assert out["c_bins_512"] == 0 and out["c_bins_513"] == -1  # TD_ERR_INVALID
+    assert out["c_rows_10000"] == 0 and out["c_rows_10001"] == -1
+    rows = history(agent, "caps1")
+    h = next(r["h512"] for r in rows if "h512" in r)
+    assert len(h["values"]) == 512 and len(h["bins"]) == 513
