@@ -41,7 +41,10 @@ struct request_ctx {
 	struct request_ctx *next; /* worker queue link */
 	bool is_query;            /* answered by the query thread */
 	bool is_status;           /* …a plain status request, sent there directly */
-	uint32_t uid;             /* the requester, for queries */
+	/* …a blob request the worker checked (owner, fields): the query thread
+	 * writes it, so a large file's check and fsync never hold up acks. */
+	Trackd__V1__Request *blob;
+	uint32_t uid; /* the requester, for queries */
 	bool admin;
 	/* Rollback information when an fsync fails after this batch was appended. */
 	bool appended;
@@ -433,8 +436,8 @@ static void note_new_owners(struct ingest *in, const struct owner_check *oc,
  * a run that is not another user's. Blobs are answered by the worker, in
  * order with batches: a client sends a run's blobs before the rows that use
  * them, on the same connection. */
-static nng_msg *handle_blob(struct ingest *in, struct request_ctx *rc, const uint8_t *body,
-                            size_t len)
+static nng_msg *check_blob(struct ingest *in, struct request_ctx *rc, const uint8_t *body,
+                           size_t len)
 {
 	if (!in->opts.blobs)
 		return error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
@@ -466,6 +469,44 @@ static nng_msg *handle_blob(struct ingest *in, struct request_ctx *rc, const uin
 		reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
 		goto out;
 	}
+	if (req->body_case == TRACKD__V1__REQUEST__BODY_BLOB_QUERY) {
+		const Trackd__V1__BlobQuery *q = req->blob_query;
+		if (q->n_sha256 > TRACKD_MAX_BLOB_QUERY) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "blob query of %zu digests, limit %u",
+			         q->n_sha256, TRACKD_MAX_BLOB_QUERY);
+			reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, msg, false);
+			goto out;
+		}
+		for (size_t i = 0; i < q->n_sha256; i++)
+			if (q->sha256[i].len != TRACKD_BLOB_DIGEST_BYTES) {
+				reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+				                    "blob query: a digest is not 32 bytes", false);
+				goto out;
+			}
+	} else if (req->blob_chunk->sha256.len != TRACKD_BLOB_DIGEST_BYTES ||
+	           !req->blob_chunk->has_size) {
+		reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+		                    "blob chunk: sha256 (32 bytes) and size are required", false);
+		goto out;
+	}
+	rc->blob = req; /* answered by the query thread (answer_blob) */
+	return NULL;
+out:
+	trackd__v1__request__free_unpacked(req, NULL);
+	return reply;
+}
+
+/* The query thread's half of a blob request check_blob accepted: the
+ * store's answer. Frees rc->blob. */
+static nng_msg *answer_blob(struct ingest *in, struct request_ctx *rc)
+{
+	Trackd__V1__Request *req = rc->blob;
+	rc->blob = NULL;
+	nng_msg *reply = NULL;
+	const char *run_id = req->body_case == TRACKD__V1__REQUEST__BODY_BLOB_QUERY
+	                         ? req->blob_query->run_id
+	                         : req->blob_chunk->run_id;
 	Trackd__V1__BlobReply br = TRACKD__V1__BLOB_REPLY__INIT;
 	Trackd__V1__Limits limits;
 	fill_limits(in, &limits);
@@ -476,20 +517,8 @@ static nng_msg *handle_blob(struct ingest *in, struct request_ctx *rc, const uin
 	if (req->body_case == TRACKD__V1__REQUEST__BODY_BLOB_QUERY) {
 		const Trackd__V1__BlobQuery *q = req->blob_query;
 		count(&in->blob_queries, 1);
-		if (q->n_sha256 > TRACKD_MAX_BLOB_QUERY) {
-			char msg[128];
-			snprintf(msg, sizeof msg, "blob query of %zu digests, limit %u",
-			         q->n_sha256, TRACKD_MAX_BLOB_QUERY);
-			reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, msg, false);
-			goto out;
-		}
-		ProtobufCBinaryData missing[TRACKD_MAX_BLOB_QUERY];
+		ProtobufCBinaryData missing[TRACKD_MAX_BLOB_QUERY]; /* check_blob: at most */
 		for (size_t i = 0; i < q->n_sha256; i++) {
-			if (q->sha256[i].len != TRACKD_BLOB_DIGEST_BYTES) {
-				reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
-				                    "blob query: a digest is not 32 bytes", false);
-				goto out;
-			}
 			if (blobs_have(in->opts.blobs, rc->uid, q->sha256[i].data))
 				count(&in->blobs_known, 1);
 			else
@@ -500,11 +529,6 @@ static nng_msg *handle_blob(struct ingest *in, struct request_ctx *rc, const uin
 		goto out;
 	}
 	const Trackd__V1__BlobChunk *c = req->blob_chunk;
-	if (c->sha256.len != TRACKD_BLOB_DIGEST_BYTES || !c->has_size) {
-		reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
-		                    "blob chunk: sha256 (32 bytes) and size are required", false);
-		goto out;
-	}
 	struct blobs_put_result res;
 	char err[256];
 	int rv = blobs_put(in->opts.blobs, rc->uid, run_id, c->sha256.data, c->size, c->offset,
@@ -601,7 +625,9 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 		return;
 	}
 	if (req.kind == VALIDATED_BLOB) {
-		rc->reply = handle_blob(in, rc, body, len);
+		rc->blob = NULL;
+		rc->reply = check_blob(in, rc, body, len);
+		rc->is_query = rc->blob != NULL; /* written on the query thread */
 		return;
 	}
 	struct owner_check oc = {
@@ -878,6 +904,10 @@ static void answer_query(struct ingest *in, struct request_ctx *rc)
 {
 	if (rc->is_status) {
 		rc->reply = status_reply(in);
+		return;
+	}
+	if (rc->blob) {
+		rc->reply = answer_blob(in, rc);
 		return;
 	}
 	count(&in->queries, 1);

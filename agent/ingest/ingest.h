@@ -22,9 +22,12 @@
  *
  * Threading: NNG's aio callbacks only move messages to a queue; one worker thread
  * validates, appends, syncs and replies, so the txlog and the session table have
- * a single writer. Lifecycle: ingest_start → ingest_close (refuse new requests:
- * receives are cancelled, but every request already received is still answered)
- * → ingest_stop (waits until those answers are sent) → ingest_free.
+ * a single writer. Queries, and blob requests once the worker has checked them
+ * (the run's owner), are answered on a query thread: writing and verifying a
+ * file never holds up acknowledgements. A client sends a run's files before the
+ * batches naming them and waits for each answer, so this keeps its order. Lifecycle: ingest_start →
+ * ingest_close (refuse new requests: receives are cancelled, but every request already received is
+ * still answered) → ingest_stop (waits until those answers are sent) → ingest_free.
  *
  * Ownership: `log` and `tables` are borrowed and must outlive the ingest.
  */
