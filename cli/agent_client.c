@@ -6,6 +6,8 @@
 #include "nng_close.h"
 
 #include "trackd/v1/limits.h"
+#include "trackd/v1/wire.h"
+#include "varint.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -214,6 +216,52 @@ int agent_query(agent_client *c, const Trackd__V1__Query *q, Trackd__V1__Reply *
 	if (rv != 0)
 		return rv;
 	return check_query(reply, (int)q->request_case, reply_out, out, err);
+}
+
+int agent_batch(agent_client *c, const uint8_t *batch, size_t len, bool *duplicate,
+                Trackd__V1__Limits *limits, struct agent_error *err)
+{
+	err->remote_code = 0;
+	err->message[0] = '\0';
+	*duplicate = false;
+	if (limits)
+		trackd__v1__limits__init(limits);
+	/* Request{protocol_version, batch}: the batch is an embedded message,
+	 * wire-identical to its bytes, so it is framed here, not re-packed. */
+	uint8_t head[2 + 1 + VARINT_MAX_BYTES];
+	size_t n = 0;
+	head[n++] = WIRE_KEY(REQUEST, PROTOCOL_VERSION);
+	n += varint_put(head + n, TRACKD_PROTOCOL_VERSION);
+	head[n++] = WIRE_KEY(REQUEST, BATCH);
+	n += varint_put(head + n, len);
+	nng_msg *msg;
+	if (nng_msg_alloc(&msg, n + len) != 0)
+		return set_error(err, TRACKD_ENOMEM, 0, "out of memory");
+	memcpy(nng_msg_body(msg), head, n);
+	memcpy((uint8_t *)nng_msg_body(msg) + n, batch, len);
+	nng_socket_set_ms(c->sock, NNG_OPT_RECVTIMEO, AGENT_QUERY_TIMEOUT_MS);
+	int rv = nng_sendmsg(c->sock, msg, 0);
+	if (rv != 0)
+		nng_msg_free(msg);
+	if (rv == 0)
+		rv = nng_recvmsg(c->sock, &msg, 0);
+	if (rv != 0)
+		return transport_error(err, rv);
+	Trackd__V1__Reply *reply;
+	if ((rv = decode(msg, &reply, err)) != 0)
+		return rv;
+	if (reply->body_case != TRACKD__V1__REPLY__BODY_ACK || !reply->ack) {
+		trackd__v1__reply__free_unpacked(reply, NULL);
+		return set_error(err, TRACKD_ECORRUPT, 0, "the agent answered something else");
+	}
+	*duplicate = reply->ack->has_duplicate && reply->ack->duplicate;
+	if (limits && reply->ack->limits) {
+		*limits = *reply->ack->limits;
+		limits->base.n_unknown_fields = 0;
+		limits->base.unknown_fields = NULL;
+	}
+	trackd__v1__reply__free_unpacked(reply, NULL);
+	return 0;
 }
 
 /* A query in flight: its own REQ context (a REQ socket's context holds one

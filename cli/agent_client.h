@@ -26,6 +26,7 @@
 
 #include "trackd/v1/trackd.pb-c.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,6 +81,16 @@ int agent_query_start(agent_client *c, const Trackd__V1__Query *q, agent_pending
 int agent_query_finish(agent_pending *p, Trackd__V1__Reply **reply_out,
                        const Trackd__V1__QueryReply **out, struct agent_error *err);
 void agent_query_abandon(agent_pending *p);
+
+/* One Batch of records (trackctl import): `batch` is the packed Batch message
+ * (session_id, seq, records — packed by the caller record by record, so a
+ * large import never holds a tree of messages), sent as Request.batch. On an
+ * Ack: 0, *duplicate as the agent says, and *limits (when not NULL) filled
+ * with the agent's limits from the Ack (trackd__v1__limits__init'ed and left
+ * so when it sent none). An error reply is the error (TRACKD_EINVAL with
+ * err->remote_code: ERROR_INVALID, ERROR_TOO_LARGE, …). */
+int agent_batch(agent_client *c, const uint8_t *batch, size_t len, bool *duplicate,
+                Trackd__V1__Limits *limits, struct agent_error *err);
 
 /* "trackctl: …" on stderr for a failed call; `what` names the request (e.g. "run
  * abc123") for not-found messages. */

@@ -42,6 +42,8 @@ int cmd_dump(int argc, char **argv);
 int cmd_spool(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 int cmd_files(int argc, char **argv);
 
 /* The full usage text. */

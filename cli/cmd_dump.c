@@ -115,6 +115,7 @@ static const char *const record_types[] = {
     [TRACKD__V1__RECORD__BODY_EXIT] = "exit",
     [TRACKD__V1__RECORD__BODY_DEFINE_METRIC] = "define_metric",
     [TRACKD__V1__RECORD__BODY_RENAME] = "rename",
+    [TRACKD__V1__RECORD__BODY_ENVIRONMENT] = "environment",
     [TRACKD__V1__RECORD__BODY_STATS] = "stats",
     [TRACKD__V1__RECORD__BODY_METADATA] = "metadata",
 };

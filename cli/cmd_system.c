@@ -356,6 +356,8 @@ int cli_print_environment(agent_client *agent, const char *run, FILE *out)
 	    {"git remote", "git.remote"},
 	    {"git commit", "git.commit"},
 	    {"git branch", "git.branch"},
+	    {"git dirty", "git.dirty"},
+	    {"python", "python"},
 	    {"user", "username"},
 	    {"host", "host"},
 	    {"os", "os"},

@@ -10,10 +10,13 @@
  *   trackctl retry [RUN]                       upload a parked run again (wandb sink)
  *   trackctl sync [RUN… | --all] [--entity E] [--project P] [--force]
  *                                              upload offline runs (wandb sink)
+ *   trackctl import [--entity E] [--project P] PATH…
+ *                                              W&B transaction files as offline runs
  *   trackctl spool flush [SPOOL_DIR]           deliver records clients spooled
  *   trackctl dump [--state-dir DIR] [--run ID] [--history] [--after N]
  *   trackctl ui [--listen ADDR:PORT] [--allow-remote] [--open]
  *                                              the web UI (ui.h)
+ *   trackctl run [--] COMMAND [ARG...]         COMMAND with `import wandb` = trackd's
  *   trackctl --version
  *
  * Everything but `dump` asks the running agent over its socket (TRACKD_SOCKET,
@@ -80,6 +83,17 @@ static const struct command {
      "      resumes where it stopped; a synced run is skipped unless --force\n"
      "      (upload it again from the start). Progress on a terminal, plain\n"
      "      lines otherwise; exit 1 unless every run got synced.\n"},
+    {"import", cmd_import,
+     "  trackctl import [--entity ENTITY] [--project PROJECT] PATH...\n"
+     "      Import W&B runs from their transaction files (run-<id>.wandb): PATH is\n"
+     "      such a file, a wandb/run-* or wandb/offline-run-* directory, a\n"
+     "      wandb/ directory holding them, or the directory holding wandb/.\n"
+     "      Each becomes an offline run with the same id, config, history,\n"
+     "      summary, console output and system metrics (upload it with\n"
+     "      `trackctl sync`); a file without an exit record gives a crashed run.\n"
+     "      A damaged file imports every intact record and names the damaged\n"
+     "      offsets; a run imported before is skipped.\n"
+     "      --entity/--project replace the file's. Exit 1 if a file failed.\n"},
     {"spool", cmd_spool,
      "  trackctl spool flush [SPOOL_DIR]\n"
      "      Deliver what this user's clients left in their spool when the agent\n"
@@ -99,6 +113,12 @@ static const struct command {
      "      address needs --allow-remote (prefer ssh -L). --open starts a\n"
      "      browser when there is one. --idle-timeout: seconds a silent\n"
      "      connection is kept (default 30).\n"},
+    {"run", cmd_run,
+     "  trackctl run [--] COMMAND [ARG...]\n"
+     "      Run COMMAND (a W&B script, unchanged) with `import wandb` meaning\n"
+     "      trackd's wandb module: a directory holding a `wandb` shim is put\n"
+     "      first on its PYTHONPATH. Nothing is installed; a real wandb is\n"
+     "      shadowed only for COMMAND. Exit status: COMMAND's (127: not found).\n"},
 };
 
 static const char usage_footer[] =
@@ -119,12 +139,16 @@ void cli_usage(FILE *out)
 	fputs(usage_footer, out);
 }
 
-/* `--help` or `-h` among a command's arguments (before a `--`). */
-static bool wants_help(int argc, char **argv)
+/* `--help` or `-h` among a command's arguments (before a `--`; for `run`, only
+ * before its COMMAND, whose own options are its own). */
+static bool wants_help(int argc, char **argv, bool stop_at_operand)
 {
-	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (stop_at_operand && argv[i][0] != '-')
+			return false;
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
 			return true;
+	}
 	return false;
 }
 
@@ -146,7 +170,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
 		if (strcmp(cmd, commands[i].name) != 0)
 			continue;
-		if (wants_help(argc - 1, argv + 1)) {
+		if (wants_help(argc - 1, argv + 1, commands[i].run == cmd_run)) {
 			printf("Usage:\n%s%s", commands[i].usage, usage_footer);
 			return 0;
 		}

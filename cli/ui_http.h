@@ -89,7 +89,7 @@ struct ui_api {
 		Trackd__V1__SeriesRequest series;
 		Trackd__V1__ConsoleRequest console;
 	} r;
-	char run[UI_RUN_MAX];
+	char run[UI_RUN_MAX + 1];
 	char str1[UI_PARAM_MAX]; /* project / x / grep */
 	char str2[UI_PARAM_MAX]; /* state */
 	char keys_text[UI_PARAM_MAX];

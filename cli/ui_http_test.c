@@ -151,11 +151,79 @@ static void test_api(void)
 	free(a);
 }
 
+/* A query string "PATH?NAME=" followed by `n` copies of `unit` joined by
+ * `sep` (NULL: none), into a fresh string. */
+static char *param_of(const char *path_name, const char *unit, const char *sep, size_t n)
+{
+	size_t len = strlen(path_name) + n * (strlen(unit) + (sep ? strlen(sep) : 0)) + 1;
+	char *s = malloc(len), *p = s;
+	p += sprintf(p, "%s", path_name);
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "%s%s", i && sep ? sep : "", unit);
+	return s;
+}
+
+/* Every UI_* request limit at limit - 1, limit and limit + 1. */
+static void test_limits(void)
+{
+	struct ui_api *a = malloc(sizeof *a);
+	char err[256];
+	for (size_t n = UI_KEYS_MAX - 1; n <= UI_KEYS_MAX + 1; n++) {
+		char *uri = param_of("/api/series?run=r&keys=", "k", ",", n);
+		enum ui_api_status st = ui_api_parse("/api/series", uri, a, err, sizeof err);
+		CHECK_EQ(st, n <= UI_KEYS_MAX ? UI_API_OK : UI_API_BAD_REQUEST);
+		if (st == UI_API_OK)
+			CHECK_EQ(a->q.series->n_keys, n);
+		else
+			CHECK(strstr(err, "more than 256 keys") != NULL, "%s", err);
+		free(uri);
+	}
+	for (size_t n = UI_KEY_MAX - 1; n <= UI_KEY_MAX + 1; n++) {
+		char *uri = param_of("/api/series?run=r&keys=", "k", NULL, n);
+		CHECK_EQ(ui_api_parse("/api/series", uri, a, err, sizeof err),
+		         n <= UI_KEY_MAX ? UI_API_OK : UI_API_BAD_REQUEST);
+		free(uri);
+	}
+	for (size_t n = UI_RUN_MAX - 1; n <= UI_RUN_MAX + 1; n++) {
+		char *uri = param_of("/api/run?run=", "r", NULL, n);
+		enum ui_api_status st = ui_api_parse("/api/run", uri, a, err, sizeof err);
+		CHECK_EQ(st, n <= UI_RUN_MAX ? UI_API_OK : UI_API_BAD_REQUEST);
+		if (st == UI_API_OK)
+			CHECK_EQ(strlen(a->q.run->run), n);
+		else
+			CHECK(strstr(err, "'run'") && strstr(err, "512 bytes"), "%s", err);
+		free(uri);
+	}
+	for (size_t n = UI_GREP_MAX - 1; n <= UI_GREP_MAX + 1; n++) {
+		char *uri = param_of("/api/console?run=r&grep=", "g", NULL, n);
+		enum ui_api_status st = ui_api_parse("/api/console", uri, a, err, sizeof err);
+		CHECK_EQ(st, n <= UI_GREP_MAX ? UI_API_OK : UI_API_BAD_REQUEST);
+		if (st == UI_API_OK)
+			CHECK_EQ(strlen(a->q.console->grep), n);
+		else
+			CHECK(strstr(err, "'grep'") && strstr(err, "1024 bytes"), "%s", err);
+		free(uri);
+	}
+	char uri[64];
+	for (unsigned n = UI_LINES_MAX - 1; n <= UI_LINES_MAX + 1; n++) {
+		snprintf(uri, sizeof uri, "/api/history?run=r&max=%u", n);
+		CHECK_EQ(ui_api_parse("/api/history", uri, a, err, sizeof err),
+		         n <= UI_LINES_MAX ? UI_API_OK : UI_API_BAD_REQUEST);
+	}
+	for (unsigned n = UI_BUCKETS_MAX - 1; n <= UI_BUCKETS_MAX + 1; n++) {
+		snprintf(uri, sizeof uri, "/api/series?run=r&buckets=%u", n);
+		CHECK_EQ(ui_api_parse("/api/series", uri, a, err, sizeof err),
+		         n <= UI_BUCKETS_MAX ? UI_API_OK : UI_API_BAD_REQUEST);
+	}
+	free(a);
+}
+
 int main(void)
 {
 	test_token();
 	test_hosts();
 	test_params();
 	test_api();
+	test_limits();
 	return CHECK_SUMMARY("ui_http_test");
 }

@@ -2,7 +2,8 @@
  * common_test.c — the shared helpers against their contracts: fs (atomic
  * replace, bounded read), utf8, varint, hash (fixed FNV-1a answers: names and
  * directories derive from them), fmt (shortest round-trip doubles), buf (the
- * maximum at limit - 1, limit, limit + 1, and no maximum at all).
+ * maximum at limit - 1, limit, limit + 1, and no maximum at all), runenv (git
+ * facts from a repository's files, argv, the dirty flag's failure modes).
  */
 #include "buf.h"
 #include "check.h"
@@ -11,10 +12,13 @@
 #include "fs.h"
 #include "hash.h"
 #include "paths.h"
+#include "runenv.h"
 #include "utf8.h"
 #include "varint.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -151,6 +155,91 @@ static void test_buf(void)
 	buf_fini(&b);
 }
 
+static void put_file(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL, "%s", path);
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static void test_runenv(void)
+{
+	char out[128];
+	runenv_strip_credentials("https://u:tok@github.com/a/b.git", out, sizeof out);
+	CHECK_STR_EQ(out, "https://github.com/a/b.git");
+	runenv_strip_credentials("https://tok@github.com/a@b.git", out, sizeof out);
+	CHECK_STR_EQ(out, "https://github.com/a@b.git");
+	runenv_strip_credentials("git@github.com:a/b.git", out, sizeof out);
+	CHECK_STR_EQ(out, "git@github.com:a/b.git", "scp-like: the user is no secret");
+	runenv_strip_credentials("https://github.com/a/b", out, sizeof out);
+	CHECK_STR_EQ(out, "https://github.com/a/b");
+
+	struct runenv_git g;
+	CHECK_EQ(runenv_git("/proc/self", &g), TRACKD_ENOENT, "no repository");
+	/* A repository made of files, as git leaves them: the branch's ref
+	 * packed, the origin's URL with a token; then a worktree beside it. */
+	char root[] = "/tmp/runenv_test.XXXXXX";
+	CHECK(mkdtemp(root) != NULL);
+	char path[256], sub[300];
+	snprintf(path, sizeof path, "%s/.git", root);
+	mkdir(path, 0700);
+	put_file(path, "HEAD", "ref: refs/heads/main\n");
+	put_file(path, "packed-refs",
+	         "# pack-refs with: peeled\n0123456789012345678901234567890123456789 "
+	         "refs/heads/main\n");
+	put_file(path, "config",
+	         "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = "
+	         "https://me:secret@example.com/x.git\n");
+	snprintf(sub, sizeof sub, "%s/deep", root);
+	mkdir(sub, 0700);
+	CHECK_EQ(runenv_git(sub, &g), 0, "found by climbing");
+	CHECK_STR_EQ(g.branch, "main");
+	CHECK_STR_EQ(g.commit, "0123456789012345678901234567890123456789");
+	CHECK(strcmp(g.remote, "https://example.com/x.git") == 0, "credentials stripped");
+	snprintf(sub, sizeof sub, "%s/.git/worktrees", root);
+	mkdir(sub, 0700);
+	snprintf(sub, sizeof sub, "%s/.git/worktrees/wt", root);
+	mkdir(sub, 0700);
+	put_file(sub, "HEAD", "abcdefabcdefabcdefabcdefabcdefabcdefabcd\n");
+	put_file(sub, "commondir", "../..\n");
+	snprintf(sub, sizeof sub, "%s/wt", root);
+	mkdir(sub, 0700);
+	char gitfile[400];
+	snprintf(gitfile, sizeof gitfile, "gitdir: %s/.git/worktrees/wt\n", root);
+	put_file(sub, ".git", gitfile);
+	CHECK_EQ(runenv_git(sub, &g), 0, "a worktree");
+	CHECK_STR_EQ(g.branch, "", "detached");
+	CHECK_STR_EQ(g.commit, "abcdefabcdefabcdefabcdefabcdefabcdefabcd");
+	CHECK(strcmp(g.remote, "https://example.com/x.git") == 0, "the common dir's config");
+	/* Files only: git (if installed) finds no objects and fails, which is
+	 * "unknown", never "clean". */
+	CHECK_EQ(runenv_git_dirty(root, 2000, NULL), RUNENV_DIRTY_UNKNOWN);
+	atomic_bool stop = true;
+	CHECK_EQ(runenv_git_dirty(root, 2000, &stop), RUNENV_DIRTY_UNKNOWN, "aborted");
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+	CHECK_EQ(system(cmd), 0);
+
+	char line[] = "/usr/bin/python3\0train.py\0--lr\0"
+	              "0.1";
+	const char *argv[RUNENV_MAX_ARGS];
+	int prog;
+	CHECK_EQ(runenv_argv(line, sizeof line, argv, &prog), 4);
+	CHECK_EQ(prog, 1, "the script is the program");
+	CHECK_STR_EQ(argv[3], "0.1");
+	char line2[] = "./bin/train\0-x";
+	CHECK_EQ(runenv_argv(line2, sizeof line2, argv, &prog), 2);
+	CHECK_EQ(prog, 0);
+	char line3[] = "python3\0-c\0pass";
+	CHECK_EQ(runenv_argv(line3, sizeof line3, argv, &prog), 3);
+	CHECK_EQ(prog, 0, "python -c: no script");
+}
+
 int main(void)
 {
 	test_buf();
@@ -159,5 +248,6 @@ int main(void)
 	test_hash();
 	test_fmt();
 	test_fs();
+	test_runenv();
 	return CHECK_SUMMARY("common_test");
 }

@@ -73,15 +73,18 @@ static void test_run_info(void)
 	ri.uid = 1000;
 	ri.summary = &empty;
 	ri.config = &config;
-	CHECK_STR_EQ(json_of(&ri.base, &b),
-	             "{\"id\":\"r1\",\"entity\":null,\"project\":null,\"path\":null,"
-	             "\"display_name\":null,\"state\":\"running\",\"dir\":null,"
-	             "\"start_time\":1700000000.5,\"end_time\":null,\"exit_code\":null,"
-	             "\"host\":null,\"pids\":[12,34],\"uid\":1000,\"notes\":null,\"tags\":[],"
-	             "\"group\":null,\"job_type\":null,\"mode\":null,\"history_lines\":null,"
-	             "\"console_lines\":null,\"rows_rejected\":null,\"summary\":{},"
-	             "\"config\":{\"lr\":0.1,\"big\":-9223372036854775808,\"none\":null,"
-	             "\"s\":\"a\\\"b\\n\xc3\xa9\",\"l\":[0.1,NaN]}}");
+	/* Longer than CHECK_STR_EQ's message buffer: compared, then printed. */
+	const char *want_ri =
+	    "{\"id\":\"r1\",\"entity\":null,\"project\":null,\"path\":null,"
+	    "\"display_name\":null,\"state\":\"running\",\"dir\":null,"
+	    "\"start_time\":1700000000.5,\"end_time\":null,\"exit_code\":null,"
+	    "\"host\":null,\"pids\":[12,34],\"uid\":1000,\"notes\":null,\"tags\":[],"
+	    "\"group\":null,\"job_type\":null,\"mode\":null,\"history_lines\":null,"
+	    "\"console_lines\":null,\"rows_rejected\":null,\"summary\":{},"
+	    "\"config\":{\"lr\":0.1,\"big\":-9223372036854775808,\"none\":null,"
+	    "\"s\":\"a\\\"b\\n\xc3\xa9\",\"l\":[0.1,NaN]},\"imported\":null}";
+	const char *got_ri = json_of(&ri.base, &b);
+	CHECK(strcmp(got_ri, want_ri) == 0, "RunInfo as JSON: got %s", got_ri);
 
 	/* A bounded buffer: the overflow is reported, not written past. */
 	struct buf small;
@@ -150,9 +153,47 @@ static void test_history_and_oneof(void)
 	buf_fini(&b);
 }
 
+/* A value inside PB_JSON_MAX_DEPTH lists is written; inside one more it is
+ * refused, not recursed into without end. */
+static void test_depth_bound(void)
+{
+	enum { LEVELS = PB_JSON_MAX_DEPTH + 1 };
+	static Trackd__V1__Value values[LEVELS + 1];
+	static Trackd__V1__ListValue lists[LEVELS];
+	static Trackd__V1__Value *items[LEVELS];
+	struct buf b;
+	buf_init(&b, 1u << 20);
+	for (int n = PB_JSON_MAX_DEPTH - 1; n <= PB_JSON_MAX_DEPTH + 1; n++) {
+		/* values[0] holds lists[0] holds values[1] … holds values[n] = 7 */
+		for (int i = 0; i < n; i++) {
+			values[i] = (Trackd__V1__Value)TRACKD__V1__VALUE__INIT;
+			lists[i] = (Trackd__V1__ListValue)TRACKD__V1__LIST_VALUE__INIT;
+			values[i].kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+			values[i].list_value = &lists[i];
+			items[i] = &values[i + 1];
+			lists[i].n_values = 1;
+			lists[i].values = &items[i];
+		}
+		values[n] = (Trackd__V1__Value)TRACKD__V1__VALUE__INIT;
+		values[n].kind_case = TRACKD__V1__VALUE__KIND_INT_VALUE;
+		values[n].int_value = 7;
+		buf_reset(&b);
+		int rv = pb_json_value(&values[0], &b);
+		if (n <= PB_JSON_MAX_DEPTH) {
+			CHECK_EQ(rv, 0);
+			CHECK_EQ(b.len, 2 * (size_t)n + 1);
+			CHECK(b.data[n] == '7', "depth %d", n);
+		} else {
+			CHECK_EQ(rv, TRACKD_ETOOBIG);
+		}
+	}
+	buf_fini(&b);
+}
+
 int main(void)
 {
 	test_run_info();
 	test_history_and_oneof();
+	test_depth_bound();
 	return CHECK_SUMMARY("pb_json_test");
 }

@@ -13,7 +13,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-60}
 dir=${TRACKD_FUZZ_BUILD_DIR:-$top/build-fuzz}
-read -r -a targets <<<"${TRACKD_FUZZ_TARGETS:-fuzz_validate fuzz_txlog_reader fuzz_config}"
+read -r -a targets <<<"${TRACKD_FUZZ_TARGETS:-fuzz_validate fuzz_txlog_reader fuzz_config fuzz_wandb_import}"
 
 "$top/scripts/setup-deps.sh"
 # clang and its sanitizer/libFuzzer runtimes: only this build needs them.

@@ -49,8 +49,9 @@ else:
     print(os.path.join(prefix, "lib", "python3", "dist-packages"))
 EOF
 )
-mkdir -p "$pydir/trackd"
+mkdir -p "$pydir/trackd/wandb"
 cp "$top"/client-shim/python/trackd/*.py "$pydir/trackd/"
+cp "$top"/client-shim/python/trackd/wandb/*.py "$pydir/trackd/wandb/"  # `trackctl run`'s wandb
 rel=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' \
   "$lib" "$pydir/trackd")
 cat >"$pydir/trackd/_install.py" <<EOF

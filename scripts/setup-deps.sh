@@ -14,6 +14,7 @@ PACKAGES=(
   libssl-dev  # libcrypto: SHA-256 of files (agent blob store, libtrackd)
   zlib1g-dev  # libtrackd encodes raw pixels as PNG
   python3 python3-pytest
+  git            # tests: real repositories for the run metadata's git facts and dirty flag
   python3-yaml   # the Python package reads YAML config files with PyYAML
   python3-numpy  # tests: numpy arrays in rows become lists or histograms
   dpkg-dev file  # scripts/package.sh: dpkg-shlibdeps computes Depends, CPack needs file

@@ -251,11 +251,29 @@ static int live_runs(void *arg, struct sysmetrics_run **out, size_t *n)
 			runs[i].start_ticks[p] = live[i].start_ticks[p];
 			runs[i].n_pids++;
 		}
+		snprintf(runs[i].boot_id, sizeof runs[i].boot_id, "%s", live[i].counters_boot_id);
+		snprintf(runs[i].cwd, sizeof runs[i].cwd, "%s", live[i].client_root);
+		for (size_t b = 0; b < live[i].n_counter_bases && b < SYSMETRICS_MAX_BASES; b++) {
+			snprintf(runs[i].bases[b].key, sizeof runs[i].bases[b].key, "%s",
+			         live[i].counter_bases[b].key);
+			runs[i].bases[b].value = live[i].counter_bases[b].value;
+			runs[i].n_bases++;
+		}
 	}
 	free(live);
 	*out = runs;
 	*n = k;
 	return 0;
+}
+
+/* Before the sampler's first pass: the local sink has applied what the log
+ * held at start-up (the runs' counter bases among it), or 5 s have passed. */
+static void sampler_wait_ready(void *arg)
+{
+	struct agent *ag = arg;
+	local_sink *sink = atomic_load(&ag->sink);
+	if (sink)
+		local_sink_catch_up(sink, 5000);
 }
 
 /* The local sink's live runs changed: a new run gets its first sample now. */
@@ -881,6 +899,7 @@ static int run(const struct args *a, struct config *cfg)
 		    .state_dir = cfg->state_dir,
 		    .live_runs = live_runs,
 		    .submit = submit_record,
+		    .wait_ready = sampler_wait_ready,
 		    .arg = &ag,
 		};
 		/* Without a sampler the agent still does its job: said, not fatal. */

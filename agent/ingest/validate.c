@@ -8,6 +8,7 @@
 #include "trackd/v1/trackd.pb-c.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -54,9 +55,9 @@ static void note_run(struct walk *w, const uint8_t *id, size_t len, bool start)
 	w->runs[w->n_runs++] = (struct validated_run){.id = id, .len = len, .start = start};
 }
 
-/* What one message held, for the checks that look at a message as a whole.
- * trackd.proto uses field numbers below 16. */
-#define FACT_FIELDS 16
+/* What one message held, for the checks that look at a message as a whole:
+ * fields numbered below 32 (Record's bodies go up to 21). */
+#define FACT_FIELDS 32
 
 struct facts {
 	uint32_t present;            /* bit n: field n seen */
@@ -172,8 +173,13 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 		if (!has(f, WIRE_NUM(RECORD, RUN_ID)))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID, "run_id is missing");
 		w->lifecycle |= has(f, WIRE_NUM(RECORD, START)) || has(f, WIRE_NUM(RECORD, EXIT));
-		int rc = check_oneof_single(w, f, WIRE_NUM(RECORD, START), WIRE_NUM(RECORD, FILE),
-		                            "record body", true);
+		/* Run metadata is the agent's own (its sampler gathers it): a client
+		 * sending one has no record body the agent takes from it. */
+		if (has(f, TRACKD__V1__RECORD__BODY_METADATA))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "run metadata is written by the agent only");
+		int rc = check_oneof_single(w, f, WIRE_NUM(RECORD, START),
+		                            TRACKD__V1__RECORD__BODY_STATS, "record body", true);
 		if (rc == 0) {
 			enum { RUN_ID = WIRE_NUM(RECORD, RUN_ID) };
 			note_run(w, f->data[RUN_ID], f->len[RUN_ID],
@@ -196,6 +202,28 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 		if (has(f, STEP) && (int64_t)f->varint[STEP] < 0)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 			            "step %" PRId64 " is negative", (int64_t)f->varint[STEP]);
+		/* An imported row's own stamps become JSON numbers in the row. */
+		static const unsigned stamps[] = {WIRE_NUM(HISTORY_ROW, TIMESTAMP),
+		                                  WIRE_NUM(HISTORY_ROW, RUNTIME)};
+		for (size_t i = 0; i < sizeof stamps / sizeof stamps[0]; i++) {
+			double v;
+			uint64_t bits = f->varint[stamps[i]];
+			memcpy(&v, &bits, sizeof v);
+			if (has(f, stamps[i]) && (!isfinite(v) || v < 0))
+				return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+				            "%s is not a finite number >= 0",
+				            stamps[i] == WIRE_NUM(HISTORY_ROW, TIMESTAMP)
+				                ? "timestamp"
+				                : "runtime");
+		}
+		return 0;
+	}
+	if (d == &trackd__v1__system_stats__descriptor) {
+		/* A client's sample (an import's) says when it was taken: the agent's
+		 * receive time would put it at the import, not in the run. */
+		if (!has(f, WIRE_NUM(SYSTEM_STATS, TIME_US)))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "a system-metrics sample needs time_us");
 		return 0;
 	}
 	if (d == &trackd__v1__run_start__descriptor) {
@@ -215,6 +243,13 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 			            "file name is empty, absolute, longer than %u bytes, or has "
 			            "an empty, '.' or '..' component",
 			            TRACKD_MAX_FILE_NAME_BYTES);
+		return 0;
+	}
+	if (d == &trackd__v1__run_environment__descriptor) {
+		enum { ARGS = WIRE_NUM(RUN_ENVIRONMENT, ARGS) };
+		if (has(f, ARGS) && f->count[ARGS] > TRACKD_MAX_ENV_ARGS)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%u args, limit %u",
+			            f->count[ARGS], TRACKD_MAX_ENV_ARGS);
 		return 0;
 	}
 	if (d == &trackd__v1__define_metric__descriptor) {
@@ -247,6 +282,19 @@ static int check_string(struct walk *w, const ProtobufCMessageDescriptor *d,
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
 			            "%zu bytes, limit %u", wf->len, TRACKD_MAX_NAME_BYTES);
 		return check_run_name(w, fd, wf->data, wf->len);
+	}
+	/* Paths, a branch, a URL: one line each, so that no control character
+	 * reaches a terminal through `trackctl show`. */
+	if (d == &trackd__v1__run_environment__descriptor &&
+	    fd->id != WIRE_NUM(RUN_ENVIRONMENT, ARGS)) {
+		if (wf->len > TRACKD_MAX_ENV_STRING)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "%zu bytes, limit %u", wf->len, TRACKD_MAX_ENV_STRING);
+		for (size_t i = 0; i < wf->len; i++)
+			if (wf->data[i] < 0x20 || wf->data[i] == 0x7f)
+				return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+				            "contains a control character (0x%02x)", wf->data[i]);
+		return 0;
 	}
 	if ((d == &trackd__v1__define_metric__descriptor ||
 	     d == &trackd__v1__run_rename__descriptor) &&
@@ -327,6 +375,14 @@ static int walk_message(struct walk *w, const ProtobufCMessageDescriptor *d, con
 		    protobuf_c_message_descriptor_get_field(d, wf.number);
 		if (!fd)
 			continue; /* unknown field: a newer client; ignored, as protobuf does */
+		/* The sampler's counter bases say where a run's "since the run
+		 * started" values count from: a client's sample (trackctl import)
+		 * must not move them. */
+		if (d == &trackd__v1__system_stats__descriptor &&
+		    (fd->id == WIRE_NUM(SYSTEM_STATS, BOOT_ID) ||
+		     fd->id == WIRE_NUM(SYSTEM_STATS, BASES)))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "%s is written by the agent only", fd->name);
 		if (wf.type != wire_type_of(fd->type))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_MALFORMED,
 			            "field %s has wire type %d, expected %d", fd->name,

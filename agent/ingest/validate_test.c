@@ -725,6 +725,107 @@ static void test_run_start_names(void)
 	}
 }
 
+static int validate_env(Trackd__V1__RunEnvironment *env, char *err, size_t errlen)
+{
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = "r1";
+	rec.body_case = TRACKD__V1__RECORD__BODY_ENVIRONMENT;
+	rec.environment = env;
+	Trackd__V1__Record *recs[] = {&rec};
+	size_t len;
+	uint8_t *buf = pack_batch(recs, 1, 16, 7, 1, &len);
+	struct validated_request out;
+	err[0] = '\0';
+	int rc = validate_request(&small, buf, len, &out, err, errlen);
+	free(buf);
+	return rc;
+}
+
+/* The client's process facts: untrusted like any record. */
+static void test_environment(void)
+{
+	char err[256];
+	char *args[TRACKD_MAX_ENV_ARGS + 1];
+	for (size_t i = 0; i <= TRACKD_MAX_ENV_ARGS; i++)
+		args[i] = "--x";
+	static char long_root[TRACKD_MAX_ENV_STRING + 2];
+	memset(long_root, 'a', sizeof long_root - 1);
+	long_root[0] = '/';
+	Trackd__V1__RunEnvironment env = TRACKD__V1__RUN_ENVIRONMENT__INIT;
+	env.program = "train.py";
+	env.args = args;
+	env.n_args = TRACKD_MAX_ENV_ARGS;
+	env.root = "/home/me/w ork";
+	env.git_commit = "0123456789abcdef";
+	env.has_git_dirty = true;
+	env.git_dirty = true;
+	CHECK_EQ(validate_env(&env, err, sizeof err), 0, "valid: '%s'", err);
+	env.n_args = TRACKD_MAX_ENV_ARGS + 1;
+	CHECK(validate_env(&env, err, sizeof err) == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE &&
+	          strstr(err, "args"),
+	      "too many args: '%s'", err);
+	env.n_args = 1;
+	env.root = long_root;
+	CHECK(validate_env(&env, err, sizeof err) == TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+	      "long root: '%s'", err);
+	env.root = "/x";
+	env.git_branch = "main\x1b[2J";
+	CHECK(validate_env(&env, err, sizeof err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "control"),
+	      "escape in a branch: '%s'", err);
+	env.git_branch = "main";
+	env.python = "3.11\xff";
+	CHECK(validate_env(&env, err, sizeof err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+	      "not UTF-8: '%s'", err);
+}
+
+/* The run's metadata is the agent's, and so are a sample's counter bases (a
+ * client's sample, an import's, must not move them). */
+static void test_agent_only_bodies(void)
+{
+	Trackd__V1__Record *recs[1];
+	size_t len;
+	uint8_t *buf;
+	Trackd__V1__CounterBase base = TRACKD__V1__COUNTER_BASE__INIT;
+	base.key = "network.sent";
+	base.has_value = true;
+	base.value = 1;
+	Trackd__V1__CounterBase *bases[] = {&base};
+	Trackd__V1__SystemStats st = TRACKD__V1__SYSTEM_STATS__INIT;
+	st.has_time_us = true;
+	st.time_us = 1700000000000000;
+	st.boot_id = "b";
+	st.bases = bases;
+	st.n_bases = 1;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = "abc";
+	rec.body_case = TRACKD__V1__RECORD__BODY_STATS;
+	rec.stats = &st;
+	recs[0] = &rec;
+	buf = pack_batch(recs, 1, 16, 7, 1, &len);
+	char err[256] = "";
+	struct validated_request out;
+	int rc = validate_request(&small, buf, len, &out, err, sizeof err);
+	free(buf);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "agent only"),
+	      "counter bases from a client: '%s'", err);
+	st.boot_id = NULL;
+	st.n_bases = 0;
+	buf = pack_batch(recs, 1, 16, 7, 1, &len);
+	rc = validate_request(&small, buf, len, &out, err, sizeof err);
+	free(buf);
+	CHECK(rc == 0, "a client's sample without them (an import's): '%s'", err);
+	Trackd__V1__RunMetadata md = TRACKD__V1__RUN_METADATA__INIT;
+	md.json = "{}";
+	rec.body_case = TRACKD__V1__RECORD__BODY_METADATA;
+	rec.metadata = &md;
+	buf = pack_batch(recs, 1, 16, 7, 1, &len);
+	rc = validate_request(&small, buf, len, &out, err, sizeof err);
+	free(buf);
+	CHECK(rc == TRACKD__V1__ERROR_CODE__ERROR_INVALID && strstr(err, "agent only"),
+	      "metadata from a client: '%s'", err);
+}
+
 static void test_negative_step(void)
 {
 	char err[256];
@@ -813,6 +914,48 @@ static void test_log_entry_roundtrip(void)
 	free(req);
 }
 
+/* trackctl import's records: a row's own stamps, a client's system-metrics
+ * sample (with its time), never run metadata. */
+static void test_imported_records(void)
+{
+	char err[256];
+	struct row r;
+	make_row(&r, "abc", "k", 1);
+	r.hist.has_timestamp = r.hist.has_runtime = true;
+	r.hist.timestamp = 1700000000.25;
+	r.hist.runtime = 0.5;
+	CHECK_EQ(validate_one(&r, err), 0);
+	r.hist.runtime = -1;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "runtime is not a finite number"),
+	      "negative runtime: '%s'", err);
+	r.hist.runtime = 0;
+	r.hist.timestamp = 1.0 / 0.0;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "timestamp"),
+	      "infinite timestamp: '%s'", err);
+
+	Trackd__V1__SystemStats st = TRACKD__V1__SYSTEM_STATS__INIT;
+	st.items = r.item_ptrs;
+	st.n_items = 1;
+	r.rec.body_case = TRACKD__V1__RECORD__BODY_STATS;
+	r.rec.stats = &st;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "needs time_us"),
+	      "sample without time: '%s'", err);
+	st.has_time_us = true;
+	st.time_us = 1700000000000000;
+	CHECK_EQ(validate_one(&r, err), 0);
+
+	Trackd__V1__RunMetadata md = TRACKD__V1__RUN_METADATA__INIT;
+	md.json = "{}";
+	r.rec.body_case = TRACKD__V1__RECORD__BODY_METADATA;
+	r.rec.metadata = &md;
+	CHECK(validate_one(&r, err) == TRACKD__V1__ERROR_CODE__ERROR_INVALID &&
+	          strstr(err, "agent only"),
+	      "client metadata: '%s'", err);
+}
+
 int main(void)
 {
 	test_valid_and_identity();
@@ -835,6 +978,9 @@ int main(void)
 	test_run_id();
 	test_run_start_names();
 	test_negative_step();
+	test_environment();
+	test_agent_only_bodies();
+	test_imported_records();
 	test_sessions();
 	test_log_entry_roundtrip();
 	return CHECK_SUMMARY("validate_test");

@@ -174,6 +174,7 @@ int run_new(const char *id, const Trackd__V1__RunStart *start, const struct reco
 		return rv;
 	}
 	r->mode = start->mode;
+	r->imported = start->imported;
 	r->uid = o->uid;
 	r->state = RUN_RUNNING;
 	r->worst_outcome = RUN_RUNNING;
@@ -266,6 +267,12 @@ static int commit_pending(struct run *r, struct run_effects *fx)
 	double timestamp = (double)r->pending_time_us / 1e6;
 	if (runtime < 0)
 		runtime = 0;
+	/* An imported row keeps the stamps its source gave it, exactly. */
+	if (r->has_pending_timestamp)
+		timestamp = r->pending_timestamp;
+	if (r->has_pending_runtime)
+		runtime = r->pending_runtime;
+	r->has_pending_timestamp = r->has_pending_runtime = false;
 	int rv = vmap_set_int(&r->pending, "_step", r->step);
 	if (!rv)
 		rv = vmap_set_double(&r->pending, "_runtime", runtime);
@@ -332,6 +339,14 @@ static int apply_history(struct run *r, const Trackd__V1__HistoryRow *h,
 			return rv;
 	r->has_pending = true;
 	r->pending_time_us = h->has_client_time_us ? h->client_time_us : o->recv_time_us;
+	if (h->has_timestamp) {
+		r->has_pending_timestamp = true;
+		r->pending_timestamp = h->timestamp;
+	}
+	if (h->has_runtime) {
+		r->has_pending_runtime = true;
+		r->pending_runtime = h->runtime;
+	}
 	/* proto2 default for `commit` is true: absent means commit. */
 	if (!h->has_commit || h->commit)
 		return commit_pending(r, fx);
@@ -375,9 +390,29 @@ static int apply_console(struct run *r, const Trackd__V1__ConsoleOutput *c,
 
 /* ---- system metrics ------------------------------------------------------- */
 
+/* A sample that carries counter bases replaces the run's set (the sampler
+ * sends its whole set whenever it takes one). */
+static void apply_counter_bases(struct run *r, const Trackd__V1__SystemStats *st)
+{
+	if (!st->n_bases)
+		return;
+	snprintf(r->counters_boot_id, sizeof r->counters_boot_id, "%s",
+	         st->boot_id ? st->boot_id : "");
+	r->n_counter_bases = 0;
+	for (size_t i = 0; i < st->n_bases && r->n_counter_bases < RUN_MAX_COUNTER_BASES; i++) {
+		const Trackd__V1__CounterBase *b = st->bases[i];
+		if (!b->key || strlen(b->key) >= RUN_COUNTER_KEY_BYTES)
+			continue;
+		struct run_counter_base *c = &r->counter_bases[r->n_counter_bases++];
+		snprintf(c->key, sizeof c->key, "%s", b->key);
+		c->value = b->value;
+	}
+}
+
 static int apply_stats(struct run *r, const Trackd__V1__SystemStats *st,
                        const struct record_origin *o, struct run_effects *fx)
 {
+	apply_counter_bases(r, st);
 	if (!fx->events)
 		return TRACKD_OK;
 	int64_t us = st->has_time_us ? st->time_us : o->recv_time_us;
@@ -519,7 +554,10 @@ static int apply_exit(struct run *r, const Trackd__V1__RunExit *e, const struct 
 		/* Decided before the process's own exit was applied: the exit stands. */
 		if (!find_attached(r, e->pid, false) && find_attached(r, e->pid, true))
 			return TRACKD_OK;
-		return end_process(r, e->pid, RUN_CRASHED, -1, o->recv_time_us, fx);
+		/* An import of a log without an exit ends the run when its source
+		 * stopped, not when the import did. */
+		int64_t at = r->imported && e->has_client_time_us ? when : o->recv_time_us;
+		return end_process(r, e->pid, RUN_CRASHED, -1, at, fx);
 	}
 	enum run_state outcome = e->reason == TRACKD__V1__EXIT_REASON__EXIT_KILLED ? RUN_KILLED
 	                         : e->exit_code == 0                               ? RUN_FINISHED
@@ -713,6 +751,8 @@ int run_to_json(const struct run *r, const char *dir, bool with_values, struct b
 		                ",\"rows_rejected\":%" PRIu64 ",\"events_lines\":%" PRIu64,
 		                r->history_lines, r->console_lines, r->rows_rejected,
 		                r->events_lines);
+	if (!rv && r->imported)
+		rv = buf_puts(b, ",\"imported\":true");
 	if (!rv && with_values) {
 		rv = buf_puts(b, ",\"summary\":");
 		if (!rv)
@@ -776,7 +816,34 @@ Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r)
 	}
 	SET(events_lines, r->events_lines);
 	SET(events_bytes, r->events_bytes);
+	if (r->imported)
+		SET(imported, true);
+	if (r->has_pending_timestamp)
+		SET(pending_timestamp, r->pending_timestamp);
+	if (r->has_pending_runtime)
+		SET(pending_runtime, r->pending_runtime);
 #undef SET
+	if (r->n_counter_bases) {
+		/* Borrowed from r, as the other strings are. */
+		s->counters_boot_id = (char *)r->counters_boot_id;
+		s->counter_bases = calloc(r->n_counter_bases, sizeof *s->counter_bases);
+		if (!s->counter_bases) {
+			run_snapshot_free(s);
+			return NULL;
+		}
+		for (size_t i = 0; i < r->n_counter_bases; i++) {
+			Trackd__V1__CounterBase *b = malloc(sizeof *b);
+			if (!b) {
+				run_snapshot_free(s);
+				return NULL;
+			}
+			trackd__v1__counter_base__init(b);
+			s->counter_bases[s->n_counter_bases++] = b;
+			b->key = (char *)r->counter_bases[i].key;
+			b->has_value = true;
+			b->value = r->counter_bases[i].value;
+		}
+	}
 	s->pending = vmap_to_proto(&r->pending);
 	s->summary = vmap_to_proto(&r->summary);
 	s->config = vmap_to_proto(&r->config);
@@ -830,8 +897,11 @@ void run_snapshot_free(Trackd__V1__RunSnapshot *s)
 		free(s->attached[i]);
 	for (size_t i = 0; i < s->n_metrics; i++)
 		free(s->metrics[i]);
+	for (size_t i = 0; i < s->n_counter_bases; i++)
+		free(s->counter_bases[i]);
 	free(s->attached);
 	free(s->metrics);
+	free(s->counter_bases);
 	free(s);
 }
 
@@ -922,6 +992,16 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 	r->series_dropped = s->series_dropped;
 	r->events_lines = s->events_lines;
 	r->events_bytes = s->events_bytes;
+	Trackd__V1__SystemStats bases = TRACKD__V1__SYSTEM_STATS__INIT;
+	bases.boot_id = s->counters_boot_id;
+	bases.bases = s->counter_bases;
+	bases.n_bases = s->n_counter_bases;
+	apply_counter_bases(r, &bases);
+	r->imported = s->has_imported && s->imported;
+	r->has_pending_timestamp = s->has_pending_timestamp;
+	r->pending_timestamp = s->pending_timestamp;
+	r->has_pending_runtime = s->has_pending_runtime;
+	r->pending_runtime = s->pending_runtime;
 	for (size_t i = 0; i < s->n_attached && i < RUN_MAX_ATTACHED; i++) {
 		r->attached[i].pid = s->attached[i]->pid;
 		r->attached[i].start_ticks = s->attached[i]->start_ticks;

@@ -10,8 +10,10 @@
  *            a commit (or a larger explicit step) emits the pending row as one
  *            JSON line stamped with `_step`, `_runtime` (seconds since the run's
  *            first start, client clock) and `_timestamp` (Unix seconds at log()
- *            time); an explicit step lower than the current one is dropped and
- *            counted (rows_rejected). Nested maps stay nested.
+ *            time; an imported row's own HistoryRow.timestamp / runtime
+ *            instead when it gives them); an explicit step lower than the
+ *            current one is dropped and counted (rows_rejected). Nested maps
+ *            stay nested.
  *   summary  last value per top-level key, or min/max/mean/none per
  *            define_metric; explicit summary updates set or remove keys;
  *            `_step`, `_runtime`, `_timestamp` follow the last row.
@@ -35,6 +37,8 @@
  *            spooled record is whoever delivered it); without one, the sender.
  *            The deliverer, attached by the replayed records it sent (not by a
  *            start of its own), is detached by such an exit: it ran nothing.
+ *            An imported run (RunStart.imported) whose source has no exit ends
+ *            by the importer's own RunExit{EXIT_CRASHED} at its client time.
  *
  * Output goes to the caller's buffers (history lines, console lines) and flags
  * (what whole files changed). A run is snapshotted to / restored from the
@@ -55,6 +59,12 @@
 
 #define RUN_MAX_ATTACHED 64   /* processes attached to one run at a time */
 #define RUN_MAX_METRICS  1024 /* define_metric entries per run */
+/* Counter bases of the system-metrics sampler kept per run: network sent and
+ * received, in and out of two block devices (the state dir's and the run's
+ * working directory's), with room to spare; longer keys are not kept. */
+#define RUN_MAX_COUNTER_BASES 8
+#define RUN_COUNTER_KEY_BYTES 80
+#define RUN_BOOT_ID_BYTES     40
 
 enum run_state { RUN_RUNNING, RUN_FINISHED, RUN_FAILED, RUN_KILLED, RUN_CRASHED };
 
@@ -64,6 +74,11 @@ struct run_attached {
 	bool done;
 	bool crashed;    /* ended by the agent's crash mark; its own exit may still settle it */
 	bool by_records; /* attached by logging, without a start: maybe a spool's deliverer */
+};
+
+struct run_counter_base {
+	char key[RUN_COUNTER_KEY_BYTES];
+	uint64_t value;
 };
 
 struct run_metric {
@@ -80,6 +95,7 @@ struct run {
 	char *dir_name; /* run-YYYYMMDD_HHMMSS-<id> */
 	Trackd__V1__RunMode mode;
 	uint32_t uid;
+	bool imported; /* RunStart.imported: made by trackctl import, not sampled */
 
 	enum run_state state;
 	bool has_exit_code;
@@ -98,6 +114,10 @@ struct run {
 	bool has_pending;
 	struct vmap pending;
 	int64_t pending_time_us;
+	/* An imported row's own _timestamp / _runtime (HistoryRow.timestamp,
+	 * runtime), used instead of pending_time_us when set. */
+	bool has_pending_timestamp, has_pending_runtime;
+	double pending_timestamp, pending_runtime;
 	uint64_t history_lines, console_lines, rows_rejected;
 	uint64_t events_lines; /* system-metrics samples materialised */
 
@@ -113,6 +133,11 @@ struct run {
 	bool has_series_rows;
 	uint64_t series_rows, series_dropped;
 	uint64_t events_bytes;
+	/* The sampler's raw counters at the run's start (SystemStats.bases, the
+	 * last set applied), so that a restarted agent continues from them. */
+	char counters_boot_id[RUN_BOOT_ID_BYTES];
+	struct run_counter_base counter_bases[RUN_MAX_COUNTER_BASES];
+	size_t n_counter_bases;
 };
 
 /* Where a record came from. */

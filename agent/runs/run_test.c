@@ -773,6 +773,123 @@ static void test_system_stats(void)
 	buf_fini(&ev);
 }
 
+/* The sampler's counter bases: the last set a sample carried, kept through a
+ * snapshot (a restarted agent continues from them). */
+static void test_counter_bases(void)
+{
+	struct run *r = start_run("bases1");
+	Trackd__V1__CounterBase b[2] = {TRACKD__V1__COUNTER_BASE__INIT,
+	                                TRACKD__V1__COUNTER_BASE__INIT};
+	b[0].key = "network.sent";
+	b[0].has_value = true;
+	b[0].value = 1u << 30;
+	b[1].key = "disk.sda.in";
+	b[1].has_value = true;
+	b[1].value = 42;
+	Trackd__V1__CounterBase *ptrs[2] = {&b[0], &b[1]};
+	Trackd__V1__SystemStats st = TRACKD__V1__SYSTEM_STATS__INIT;
+	st.boot_id = "boot-1";
+	st.bases = ptrs;
+	st.n_bases = 2;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_STATS;
+	rec.stats = &st;
+	struct record_origin o = origin(0, r->last_index + 1);
+	reset_fx(); /* no events buffer (the wandb sink's case): the bases still count */
+	run_apply(r, &rec, &o, &fx);
+	CHECK_EQ(r->n_counter_bases, 2);
+	st.n_bases = 0; /* a sample without bases keeps them */
+	o.index++;
+	run_apply(r, &rec, &o, &fx);
+	CHECK_EQ(r->n_counter_bases, 2);
+	Trackd__V1__RunSnapshot *s = run_to_snapshot(r);
+	size_t len = trackd__v1__run_snapshot__get_packed_size(s);
+	uint8_t *buf = malloc(len);
+	trackd__v1__run_snapshot__pack(s, buf);
+	run_snapshot_free(s);
+	Trackd__V1__RunSnapshot *u = trackd__v1__run_snapshot__unpack(NULL, len, buf);
+	struct run *r2 = NULL;
+	CHECK(u && run_from_snapshot(u, &r2) == 0);
+	if (r2) {
+		CHECK_STR_EQ(r2->counters_boot_id, "boot-1");
+		CHECK_EQ(r2->n_counter_bases, 2);
+		CHECK_STR_EQ(r2->counter_bases[0].key, "network.sent");
+		CHECK_EQ(r2->counter_bases[0].value, 1u << 30);
+		CHECK_EQ(r2->counter_bases[1].value, 42);
+	}
+	trackd__v1__run_snapshot__free_unpacked(u, NULL);
+	free(buf);
+	run_free(r2);
+	run_free(r);
+}
+
+/* trackctl import: a row keeps its own _timestamp and _runtime (also through
+ * a snapshot while pending), the run is marked imported, and the importer's
+ * crash exit ends it at the time it gives. */
+static void test_imported(void)
+{
+	Trackd__V1__RunStart s = TRACKD__V1__RUN_START__INIT;
+	s.has_start_time_us = s.has_imported = true;
+	s.start_time_us = 1700000000000000;
+	s.imported = true;
+	struct record_origin o = origin(100, 1);
+	struct run *r;
+	CHECK_EQ(run_new("imp1", &s, &o, &r), 0);
+	CHECK(r->imported);
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = "imp1";
+	rec.body_case = TRACKD__V1__RECORD__BODY_START;
+	rec.start = &s;
+	reset_fx();
+	run_apply(r, &rec, &o, &fx);
+
+	Trackd__V1__HistoryRow h = TRACKD__V1__HISTORY_ROW__INIT;
+	h.has_step = h.has_commit = h.has_timestamp = h.has_runtime = true;
+	h.step = 4;
+	h.commit = false;
+	h.timestamp = 1700000123.125;
+	h.runtime = 7.75; /* not timestamp - start: kept as given */
+	rec.body_case = TRACKD__V1__RECORD__BODY_HISTORY;
+	rec.history = &h;
+	o.index = 2;
+	reset_fx();
+	run_apply(r, &rec, &o, &fx);
+	/* Pending across a snapshot. */
+	Trackd__V1__RunSnapshot *snap = run_to_snapshot(r);
+	struct run *back = NULL;
+	CHECK(snap && run_from_snapshot(snap, &back) == 0);
+	run_snapshot_free(snap);
+	if (back) {
+		CHECK(back->imported && back->has_pending_timestamp && back->has_pending_runtime);
+		Trackd__V1__HistoryRow c = TRACKD__V1__HISTORY_ROW__INIT;
+		c.has_commit = true;
+		c.commit = true;
+		rec.history = &c;
+		o.index = 3;
+		reset_fx();
+		run_apply(back, &rec, &o, &fx);
+		hist.data[hist.len] = 0;
+		CHECK_STR_EQ(hist.data,
+		             "{\"_step\":4,\"_runtime\":7.75,\"_timestamp\":1700000123.125}\n");
+
+		Trackd__V1__RunExit e = TRACKD__V1__RUN_EXIT__INIT;
+		e.has_reason = e.has_pid = e.has_client_time_us = true;
+		e.reason = TRACKD__V1__EXIT_REASON__EXIT_CRASHED;
+		e.pid = 100;
+		e.client_time_us = 1700000200000000;
+		rec.body_case = TRACKD__V1__RECORD__BODY_EXIT;
+		rec.exit = &e;
+		o.index = 4;
+		reset_fx();
+		run_apply(back, &rec, &o, &fx);
+		CHECK(back->state == RUN_CRASHED);
+		CHECK_EQ(back->end_time_us, 1700000200000000);
+		run_free(back);
+	}
+	run_free(r);
+}
+
 int main(void)
 {
 	buf_init(&hist, 1 << 20);
@@ -788,6 +905,8 @@ int main(void)
 	test_default_name();
 	test_on_row();
 	test_system_stats();
+	test_counter_bases();
+	test_imported();
 	buf_fini(&hist);
 	buf_fini(&cons);
 	return CHECK_SUMMARY("run_test");

@@ -4,10 +4,10 @@
 
 #include "errors.h"
 #include "json_write.h"
+#include "runenv.h"
 
 #include <limits.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,149 +15,6 @@
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
-
-void metadata_strip_credentials(const char *url, char *out, size_t len)
-{
-	const char *scheme = strstr(url, "://");
-	const char *host = scheme ? scheme + 3 : url;
-	const char *slash = strchr(host, '/');
-	const char *at = strchr(host, '@');
-	/* user[:password]@ before the path; scp-like "git@host:x" has no scheme
-	 * and its user is no secret, so it stays. */
-	if (scheme && at && (!slash || at < slash))
-		snprintf(out, len, "%.*s%s", (int)(host - url), url, at + 1);
-	else
-		snprintf(out, len, "%s", url);
-}
-
-/* snprintf whose cut result is reported (false) rather than warned about:
- * paths here are bounded by PATH_MAX, and a cut one is simply not found. */
-static bool fit(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static bool fit(char *out, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(out, len, fmt, ap);
-	va_end(ap);
-	return n >= 0 && (size_t)n < len;
-}
-
-static void trim(char *s)
-{
-	size_t n = strlen(s);
-	while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
-		s[--n] = '\0';
-}
-
-/* "<dir>/<name>" read and trimmed into buf. */
-static bool read_in(const char *dir, const char *name, char *buf, size_t cap)
-{
-	char path[PATH_MAX + 256];
-	if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-		return false;
-	if (procfs_read(path, buf, cap) < 0)
-		return false;
-	trim(buf);
-	return true;
-}
-
-int metadata_git(const char *dir, struct metadata_git *out)
-{
-	memset(out, 0, sizeof *out);
-	char cur[PATH_MAX], gitdir[PATH_MAX], common[PATH_MAX];
-	fit(cur, sizeof cur, "%s", dir);
-	char *text = malloc(METADATA_MAX_FILE);
-	if (!text)
-		return TRACKD_ENOMEM;
-	bool found = false;
-	for (int depth = 0; depth < METADATA_MAX_DEPTH && !found; depth++) {
-		char probe[PATH_MAX + 8];
-		fit(probe, sizeof probe, "%s/.git", cur);
-		if (read_in(probe, "HEAD", text, METADATA_MAX_FILE)) {
-			fit(gitdir, sizeof gitdir, "%s", probe);
-			found = true;
-		} else if (procfs_read(probe, text, METADATA_MAX_FILE) > 0 &&
-		           strncmp(text, "gitdir: ", 8) == 0) {
-			/* A worktree or submodule: .git is a file naming the real dir. */
-			trim(text);
-			if (text[8] == '/')
-				fit(gitdir, sizeof gitdir, "%s", text + 8);
-			else
-				fit(gitdir, sizeof gitdir, "%s/%s", cur, text + 8);
-			found = true;
-		}
-		if (found || strcmp(cur, "/") == 0)
-			break;
-		char *slash = strrchr(cur, '/');
-		if (!slash)
-			break;
-		if (slash == cur)
-			cur[1] = '\0';
-		else
-			*slash = '\0';
-	}
-	if (!found) {
-		free(text);
-		return TRACKD_ENOENT;
-	}
-	/* Refs and config live in the common dir of a worktree. */
-	fit(common, sizeof common, "%s", gitdir);
-	if (read_in(gitdir, "commondir", text, METADATA_MAX_FILE) && text[0]) {
-		if (text[0] == '/')
-			fit(common, sizeof common, "%s", text);
-		else
-			fit(common, sizeof common, "%s/%s", gitdir, text);
-	}
-	if (read_in(gitdir, "HEAD", text, METADATA_MAX_FILE)) {
-		if (strncmp(text, "ref: ", 5) == 0) {
-			char ref[512];
-			fit(ref, sizeof ref, "%s", text + 5);
-			if (strncmp(ref, "refs/heads/", 11) == 0)
-				fit(out->branch, sizeof out->branch, "%s", ref + 11);
-			if (read_in(common, ref, text, METADATA_MAX_FILE) ||
-			    read_in(gitdir, ref, text, METADATA_MAX_FILE)) {
-				fit(out->commit, sizeof out->commit, "%.40s", text);
-			} else if (read_in(common, "packed-refs", text, METADATA_MAX_FILE)) {
-				/* "<sha> <ref>" lines */
-				for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n")) {
-					char *sp = strchr(l, ' ');
-					if (sp && strcmp(sp + 1, ref) == 0 && sp - l == 40) {
-						fit(out->commit, sizeof out->commit, "%.40s", l);
-						break;
-					}
-				}
-			}
-		} else {
-			fit(out->commit, sizeof out->commit, "%.40s", text); /* detached */
-		}
-	}
-	if (read_in(common, "config", text, METADATA_MAX_FILE)) {
-		/* The url of [remote "origin"]. */
-		bool in_origin = false;
-		for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n")) {
-			while (*l == ' ' || *l == '\t')
-				l++;
-			if (*l == '[') {
-				in_origin = strncmp(l, "[remote \"origin\"]", 17) == 0;
-				continue;
-			}
-			if (in_origin && strncmp(l, "url", 3) == 0) {
-				char *eq = strchr(l, '=');
-				if (!eq)
-					continue;
-				eq++;
-				while (*eq == ' ')
-					eq++;
-				trim(eq);
-				metadata_strip_credentials(eq, out->remote, sizeof out->remote);
-				break;
-			}
-		}
-	}
-	free(text);
-	return 0;
-}
 
 /* ---- the JSON ------------------------------------------------------------------- */
 
@@ -257,15 +114,9 @@ int metadata_json(int32_t pid, int64_t start_time_us, const char *state_dir, nvm
 	snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
 	long n = procfs_read(path, text, sizeof text);
 	if (n > 0) {
-		const char *argv[256];
-		int argc = 0;
-		for (long i = 0; i < n && argc < 256; i += (long)strlen(text + i) + 1)
-			argv[argc++] = text + i;
-		int prog = 0;
-		const char *base = strrchr(argv[0], '/');
-		base = base ? base + 1 : argv[0];
-		if (strncmp(base, "python", 6) == 0 && argc > 1 && argv[1][0] != '-')
-			prog = 1;
+		const char *argv[RUNENV_MAX_ARGS];
+		int prog;
+		int argc = runenv_argv(text, (size_t)n, argv, &prog);
 		str(&w, "program", argv[prog]);
 		key(&w, "args");
 		if (!w.rv)
@@ -317,8 +168,8 @@ int metadata_json(int32_t pid, int64_t start_time_us, const char *state_dir, nvm
 		snprintf(os, sizeof os, "%s-%s-%s", un.sysname, un.release, un.machine);
 		str(&w, "os", os);
 	}
-	struct metadata_git g;
-	if (cwd[0] && metadata_git(cwd, &g) == 0) {
+	struct runenv_git g;
+	if (cwd[0] && runenv_git(cwd, &g) == 0) {
 		open_obj(&w, "git");
 		str(&w, "remote", g.remote);
 		str(&w, "commit", g.commit);

@@ -6,17 +6,19 @@
  *   from the run's first process (/proc/<pid>): program, args, executable,
  *   root (working directory), startedAt, username, host, os; git (remote with
  *   credentials stripped, commit, branch) read from the files of the
- *   repository holding the working directory: no git process is spawned;
+ *   repository holding the working directory (common/runenv.h): no git
+ *   process is spawned;
  *   from the machine: cpu_count, cpu_count_logical, cpu (model), memory.total,
  *   disk.<state dir>.total/used, gpu, gpu_count, gpu_nvidia[] (name,
  *   memoryTotal), driverVersion (NVIDIA), cudaVersion.
  *
  * Field names are W&B's where it has one. Unknown values are left out. The
- * dirty flag would need the index compared with the work tree (what `git
- * status` does), so it is not computed: "dirty" is absent.
+ * process facts here are a fallback: an agent running as another user than
+ * the run's cannot read /proc/<pid>/cwd or exe, so the client sends its own
+ * (RunEnvironment, with python and git.dirty too: client-shim environment.h),
+ * and the local sink lays them over these (agent/sinks/local/environment.h).
  *
- * Bounds: /proc reads and git files are read at most METADATA_MAX_FILE bytes;
- * the repository search climbs at most METADATA_MAX_DEPTH directories; the
+ * Bounds: /proc reads are at most METADATA_MAX_FILE bytes; the
  * JSON is at most METADATA_MAX_BYTES (TRACKD_ETOOBIG beyond). Thread-safe.
  */
 #ifndef TRACKD_SYSMETRICS_METADATA_H
@@ -28,23 +30,11 @@
 #include <stdint.h>
 
 #define METADATA_MAX_FILE  (64u << 10)
-#define METADATA_MAX_DEPTH 64
 #define METADATA_MAX_BYTES (256u << 10)
 
 /* Appends the JSON object for the run whose first process is `pid`, started
  * at `start_time_us`; `gpu` may be NULL. */
 int metadata_json(int32_t pid, int64_t start_time_us, const char *state_dir, nvml *gpu,
                   struct buf *out);
-
-/* A git remote URL without its credentials ("https://user:token@host/x" →
- * "https://host/x"), into out. */
-void metadata_strip_credentials(const char *url, char *out, size_t len);
-
-/* The git facts of the repository holding `dir` (its .git directory or
- * worktree file found by climbing): 0, or TRACKD_ENOENT when there is none. */
-struct metadata_git {
-	char remote[1024], commit[64], branch[256];
-};
-int metadata_git(const char *dir, struct metadata_git *out);
 
 #endif

@@ -48,6 +48,12 @@ struct run_view {
 	bool net_base;
 	uint64_t dev_read0[SYSMETRICS_MAX_DEVICES], dev_write0[SYSMETRICS_MAX_DEVICES];
 	bool dev_base[SYSMETRICS_MAX_DEVICES];
+	/* The run's bases from before this agent process (same boot only), taken
+	 * over as each counter is first read; bases_dirty: a base was taken anew,
+	 * so the next sample carries the set. */
+	size_t n_loaded;
+	struct sysmetrics_base loaded[SYSMETRICS_MAX_BASES];
+	bool bases_dirty;
 	char cwd[1024];        /* the first process's working directory, "" unknown */
 	int cwd_dev;           /* index into devices, -1 none */
 	double cpus;           /* CPU capacity: the cgroup's cpu.max, else online CPUs */
@@ -75,6 +81,7 @@ struct pid_ticks {
 struct sysmetrics {
 	struct sysmetrics_options opts;
 	char *nvml_library, *cgroup_root, *state_dir;
+	char boot_id[SYSMETRICS_BOOT_ID_BYTES]; /* "" unknown: bases are never taken over */
 	nvml *gpu;
 	struct nvml_sample *gpu_samples; /* one per device */
 
@@ -397,6 +404,10 @@ static struct run_view *view_of(struct sysmetrics *sm, const struct sysmetrics_r
 		return NULL;
 	snprintf(v->id, sizeof v->id, "%s", r->id);
 	v->cwd_dev = -1;
+	if (sm->boot_id[0] && strcmp(r->boot_id, sm->boot_id) == 0) {
+		v->n_loaded = r->n_bases < SYSMETRICS_MAX_BASES ? r->n_bases : SYSMETRICS_MAX_BASES;
+		memcpy(v->loaded, r->bases, v->n_loaded * sizeof *v->loaded);
+	}
 	sm->views[sm->n_views++] = v;
 	return v;
 }
@@ -407,6 +418,54 @@ static struct run_view *find_view(struct sysmetrics *sm, const char *id)
 		if (strcmp(sm->views[i]->id, id) == 0)
 			return sm->views[i];
 	return NULL;
+}
+
+/* The base of counter `key` now at `current`: the run's earlier one if it has
+ * one that the counter has not gone below, else `current` (a new base, to be
+ * sent). */
+static uint64_t base_of(struct run_view *v, uint64_t current, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static uint64_t base_of(struct run_view *v, uint64_t current, const char *fmt, ...)
+{
+	char key[SYSMETRICS_BASE_KEY];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(key, sizeof key, fmt, ap);
+	va_end(ap);
+	for (size_t i = 0; i < v->n_loaded; i++)
+		if (strcmp(v->loaded[i].key, key) == 0 && v->loaded[i].value <= current)
+			return v->loaded[i].value;
+	v->bases_dirty = true;
+	return current;
+}
+
+/* The view's bases in use, into the record's storage. */
+struct bases_out {
+	Trackd__V1__CounterBase bases[SYSMETRICS_MAX_BASES];
+	Trackd__V1__CounterBase *ptrs[SYSMETRICS_MAX_BASES];
+	char keys[SYSMETRICS_MAX_BASES][SYSMETRICS_BASE_KEY];
+	size_t n;
+};
+
+static void base_out(struct bases_out *o, uint64_t value, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void base_out(struct bases_out *o, uint64_t value, const char *fmt, ...)
+{
+	if (o->n == SYSMETRICS_MAX_BASES)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(o->keys[o->n], sizeof o->keys[o->n], fmt, ap);
+	va_end(ap);
+	Trackd__V1__CounterBase *b = &o->bases[o->n];
+	trackd__v1__counter_base__init(b);
+	b->key = o->keys[o->n];
+	b->has_value = true;
+	b->value = value;
+	o->ptrs[o->n] = b;
+	o->n++;
 }
 
 /* The run's environment, once per run and agent process (a restart sends it
@@ -558,6 +617,8 @@ static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
 		snprintf(link, sizeof link, "/proc/%d/cwd", r->pids[0]);
 		ssize_t n = readlink(link, v->cwd, sizeof v->cwd - 1);
 		v->cwd[n > 0 ? n : 0] = '\0';
+		if (n <= 0 && r->cwd[0] == '/')
+			snprintf(v->cwd, sizeof v->cwd, "%s", r->cwd);
 		if (v->cwd[0])
 			v->cwd_dev = device_of(sm, v->cwd, m->diskstats);
 	}
@@ -584,10 +645,16 @@ static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
 		const struct device *d = &sm->devices[i];
 		if (!d->read_ok || ((int)i != sm->state_dev && (int)i != v->cwd_dev))
 			continue;
+		/* A counter below its base: the device was reset or replaced. */
+		if (v->dev_base[i] &&
+		    (d->read_sectors < v->dev_read0[i] || d->write_sectors < v->dev_write0[i])) {
+			v->dev_base[i] = false;
+			v->n_loaded = 0;
+		}
 		if (!v->dev_base[i]) {
 			v->dev_base[i] = true;
-			v->dev_read0[i] = d->read_sectors;
-			v->dev_write0[i] = d->write_sectors;
+			v->dev_read0[i] = base_of(v, d->read_sectors, "disk.%s.in", d->name);
+			v->dev_write0[i] = base_of(v, d->write_sectors, "disk.%s.out", d->name);
 		}
 		add(sm, (double)(d->read_sectors - v->dev_read0[i]) * 512 / (1024.0 * 1024),
 		    "disk.%s.in", d->name);
@@ -595,10 +662,14 @@ static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
 		    "disk.%s.out", d->name);
 	}
 	if (m->net_ok) {
+		if (v->net_base && (m->net_recv < v->net_recv0 || m->net_sent < v->net_sent0)) {
+			v->net_base = false; /* an interface went away: its bytes left the sum */
+			v->n_loaded = 0;
+		}
 		if (!v->net_base) {
 			v->net_base = true;
-			v->net_recv0 = m->net_recv;
-			v->net_sent0 = m->net_sent;
+			v->net_recv0 = base_of(v, m->net_recv, "network.recv");
+			v->net_sent0 = base_of(v, m->net_sent, "network.sent");
 		}
 		add(sm, (double)(m->net_sent - v->net_sent0), "network.sent");
 		add(sm, (double)(m->net_recv - v->net_recv0), "network.recv");
@@ -628,14 +699,32 @@ static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
 	stats.items = sm->item_ptrs + sm->n_shared;
 	stats.base.n_unknown_fields = (unsigned)sm->n_shared;
 	stats.base.unknown_fields = sm->shared_fields;
+	struct bases_out bo = {.n = 0};
+	if (v->bases_dirty) {
+		if (v->net_base) {
+			base_out(&bo, v->net_sent0, "network.sent");
+			base_out(&bo, v->net_recv0, "network.recv");
+		}
+		for (size_t i = 0; i < sm->n_devices; i++) {
+			if (!v->dev_base[i] || ((int)i != sm->state_dev && (int)i != v->cwd_dev))
+				continue;
+			base_out(&bo, v->dev_read0[i], "disk.%s.in", sm->devices[i].name);
+			base_out(&bo, v->dev_write0[i], "disk.%s.out", sm->devices[i].name);
+		}
+		stats.boot_id = sm->boot_id;
+		stats.bases = bo.ptrs;
+		stats.n_bases = bo.n;
+	}
 	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
 	rec.run_id = (char *)r->id;
 	rec.body_case = TRACKD__V1__RECORD__BODY_STATS;
 	rec.stats = &stats;
-	if (sm->opts.submit(sm->opts.arg, &rec) == 0)
+	if (sm->opts.submit(sm->opts.arg, &rec) == 0) {
 		atomic_fetch_add(&sm->samples, 1);
-	else
+		v->bases_dirty = false;
+	} else {
 		atomic_fetch_add(&sm->submit_failures, 1);
+	}
 }
 
 void sysmetrics_pass(sysmetrics *sm, const struct sysmetrics_run *runs, size_t n)
@@ -736,6 +825,8 @@ static bool has_new_run(const struct sysmetrics *sm, const struct sysmetrics_run
 static void *sampler_main(void *arg)
 {
 	struct sysmetrics *sm = arg;
+	if (sm->opts.wait_ready)
+		sm->opts.wait_ready(sm->opts.arg);
 	pthread_mutex_lock(&sm->mu);
 	struct timespec deadline = clock_deadline_ms(CLOCK_REALTIME, (int)sm->opts.interval_ms);
 	while (!sm->stopping) {
@@ -796,6 +887,10 @@ int sysmetrics_new(const struct sysmetrics_options *opts, sysmetrics **out)
 	while (len > 1 && sm->cgroup_root[len - 1] == '/')
 		sm->cgroup_root[--len] = '\0';
 	sm->state_dev = -1;
+	if (procfs_read("/proc/sys/kernel/random/boot_id", sm->boot_id, sizeof sm->boot_id) > 0)
+		sm->boot_id[strcspn(sm->boot_id, "\n")] = '\0';
+	else
+		sm->boot_id[0] = '\0';
 	sm->clk_tck = sysconf(_SC_CLK_TCK);
 	if (sm->clk_tck <= 0)
 		sm->clk_tck = 100;

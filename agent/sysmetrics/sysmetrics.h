@@ -18,8 +18,18 @@
  * local_sink_live_runs: a copy taken under a lock that no checkpoint holds),
  * asked once per pass; sysmetrics_wake (the sink's live_changed) makes a run
  * that just started get its first sample at once rather than an interval
- * later, so even a run shorter than the interval has one. Counters "since the run started" (disk
- * in/out, network) count from the first pass that saw the run in this agent process.
+ * later, so even a run shorter than the interval has one.
+ *
+ * Counters "since the run started" (disk in/out, network) count from the raw
+ * values the first pass that saw the run read (its bases). The bases go into
+ * the log with that pass's sample (SystemStats.bases, again whenever one is
+ * added) and the run keeps them (RunSnapshot), so a sampler in a restarted
+ * agent continues from the run's own bases (sysmetrics_run.bases) rather than
+ * from 0 — unless the machine rebooted since (another boot id) or a counter
+ * went back, when it takes new ones. `wait_ready` (optional) is called once
+ * on the sampler's thread before its first pass: the agent waits there, a
+ * bounded time, for the local sink to have applied the log, so that the runs'
+ * bases are known.
  *
  * Failures: a source that fails (NVML missing or failing, a GPU lost, a /proc
  * or cgroup file unreadable) stops for that source, is logged once and counted
@@ -51,12 +61,31 @@
  * each); more are opened and closed every pass. */
 #define SYSMETRICS_MAX_OPEN_PIDS 128u
 
+/* Raw counters of bases kept per run: network sent/received and the in/out
+ * of the two devices a run reports (state dir's, working directory's). */
+#define SYSMETRICS_MAX_BASES     8u
+#define SYSMETRICS_BASE_KEY      80u
+#define SYSMETRICS_BOOT_ID_BYTES 40u
+
+struct sysmetrics_base {
+	char key[SYSMETRICS_BASE_KEY]; /* "network.sent", "disk.sda.in", … */
+	uint64_t value;                /* bytes (network), 512-byte sectors (disk) */
+};
+
 struct sysmetrics_run {
 	char id[72];
 	int64_t start_time_us;
 	size_t n_pids;
 	int32_t pids[SYSMETRICS_MAX_PIDS];
 	uint64_t start_ticks[SYSMETRICS_MAX_PIDS]; /* 0: unknown (not checked) */
+	/* The working directory the run's client reported (RunEnvironment.root),
+	 * "" unknown: used when /proc/<pid>/cwd cannot be read (an agent running
+	 * as another user), for the run's disk.<path>.* keys. */
+	char cwd[1024];
+	/* The bases the run recorded earlier (SystemStats.bases), "" / 0 none. */
+	char boot_id[SYSMETRICS_BOOT_ID_BYTES];
+	size_t n_bases;
+	struct sysmetrics_base bases[SYSMETRICS_MAX_BASES];
 };
 
 struct sysmetrics_options {
@@ -68,6 +97,7 @@ struct sysmetrics_options {
 	int (*live_runs)(void *arg, struct sysmetrics_run **out, size_t *n);
 	/* One record to append (borrowed; packed before it returns). */
 	int (*submit)(void *arg, const Trackd__V1__Record *rec);
+	void (*wait_ready)(void *arg); /* may be NULL */
 	void *arg;
 };
 

@@ -82,6 +82,10 @@ struct captured {
 	char keys[64][64];
 	double values[64];
 	int n;
+	/* The last record's counter bases. */
+	char boot_id[SYSMETRICS_BOOT_ID_BYTES];
+	struct sysmetrics_base bases[SYSMETRICS_MAX_BASES];
+	size_t n_bases;
 };
 
 static int capture(void *arg, const Trackd__V1__Record *in)
@@ -103,6 +107,14 @@ static int capture(void *arg, const Trackd__V1__Record *in)
 	}
 	c->records++;
 	c->n = 0;
+	c->n_bases = 0;
+	snprintf(c->boot_id, sizeof c->boot_id, "%s",
+	         rec->stats->boot_id ? rec->stats->boot_id : "");
+	for (size_t i = 0; i < rec->stats->n_bases && c->n_bases < SYSMETRICS_MAX_BASES; i++) {
+		snprintf(c->bases[c->n_bases].key, sizeof c->bases[c->n_bases].key, "%s",
+		         rec->stats->bases[i]->key);
+		c->bases[c->n_bases++].value = rec->stats->bases[i]->value;
+	}
 	for (size_t i = 0; i < rec->stats->n_items && c->n < 64; i++, c->n++) {
 		snprintf(c->keys[c->n], sizeof c->keys[c->n], "%s", rec->stats->items[i]->key);
 		c->values[c->n] = rec->stats->items[i]->value->double_value;
@@ -153,19 +165,76 @@ static void test_pass(void)
 	sysmetrics_free(sm);
 }
 
-static void test_credentials(void)
+static uint64_t base_value(const struct captured *c, const char *key, bool *found)
 {
-	char out[128];
-	metadata_strip_credentials("https://u:tok@github.com/a/b.git", out, sizeof out);
-	CHECK_STR_EQ(out, "https://github.com/a/b.git");
-	metadata_strip_credentials("https://tok@github.com/a@b.git", out, sizeof out);
-	CHECK_STR_EQ(out, "https://github.com/a@b.git");
-	metadata_strip_credentials("git@github.com:a/b.git", out, sizeof out);
-	CHECK_STR_EQ(out, "git@github.com:a/b.git", "scp-like: the user is no secret");
-	metadata_strip_credentials("https://github.com/a/b", out, sizeof out);
-	CHECK_STR_EQ(out, "https://github.com/a/b");
-	struct metadata_git g;
-	CHECK_EQ(metadata_git("/proc/self", &g), TRACKD_ENOENT, "no repository");
+	*found = false;
+	for (size_t i = 0; i < c->n_bases; i++)
+		if (strcmp(c->bases[i].key, key) == 0) {
+			*found = true;
+			return c->bases[i].value;
+		}
+	return 0;
+}
+
+/* "Since the run started" survives a restart: the bases go out with the first
+ * sample, and a new sampler given them continues from them (same boot), or
+ * starts afresh (another boot). */
+static void test_counter_bases(void)
+{
+	struct captured c = {0};
+	struct sysmetrics_options o = {
+	    .interval_ms = 1000, .state_dir = "/", .submit = capture, .arg = &c};
+	sysmetrics *sm;
+	CHECK_EQ(sysmetrics_new(&o, &sm), 0);
+	struct sysmetrics_run run = {.id = "a", .n_pids = 1};
+	run.pids[0] = getpid();
+	sysmetrics_pass(sm, &run, 1);
+	bool found;
+	uint64_t sent0 = base_value(&c, "network.sent", &found);
+	CHECK(found, "the first sample carries its bases");
+	CHECK(strlen(c.boot_id) >= 32, "and the boot they belong to");
+	struct captured first = c;
+	sysmetrics_pass(sm, &run, 1);
+	CHECK_EQ(c.n_bases, 0, "not again while they are unchanged");
+	sysmetrics_free(sm);
+
+	/* A restarted agent: the run's bases as the log kept them, moved back
+	 * by 1000 bytes, as if that much had been sent before the restart. */
+	CHECK_EQ(sysmetrics_new(&o, &sm), 0);
+	snprintf(run.boot_id, sizeof run.boot_id, "%s", first.boot_id);
+	run.n_bases = first.n_bases;
+	memcpy(run.bases, first.bases, sizeof run.bases);
+	for (size_t i = 0; i < run.n_bases; i++)
+		if (strcmp(run.bases[i].key, "network.sent") == 0 && run.bases[i].value >= 1000)
+			run.bases[i].value -= 1000;
+	sysmetrics_pass(sm, &run, 1);
+	if (sent0 >= 1000)
+		CHECK(value_of(&c, "network.sent") >= 1000, "continued: %f",
+		      value_of(&c, "network.sent"));
+	CHECK_EQ(c.n_bases, 0, "taken over, nothing new to send");
+	sysmetrics_free(sm);
+
+	/* Another boot: the old bases mean nothing. */
+	CHECK_EQ(sysmetrics_new(&o, &sm), 0);
+	snprintf(run.boot_id, sizeof run.boot_id, "another-boot");
+	for (size_t i = 0; i < run.n_bases; i++)
+		run.bases[i].value = 0;
+	sysmetrics_pass(sm, &run, 1);
+	base_value(&c, "network.sent", &found);
+	CHECK(found, "new bases taken and sent");
+	CHECK(value_of(&c, "network.sent") < (double)sent0 || sent0 == 0, "from the new base");
+	sysmetrics_free(sm);
+
+	/* A counter below the run's base (an interface gone): a new base. */
+	CHECK_EQ(sysmetrics_new(&o, &sm), 0);
+	snprintf(run.boot_id, sizeof run.boot_id, "%s", first.boot_id);
+	for (size_t i = 0; i < run.n_bases; i++)
+		run.bases[i].value = UINT64_MAX;
+	sysmetrics_pass(sm, &run, 1);
+	CHECK(value_of(&c, "network.sent") >= 0 && value_of(&c, "network.sent") < 1e15);
+	base_value(&c, "network.sent", &found);
+	CHECK(found);
+	sysmetrics_free(sm);
 }
 
 /* The fake NVML (tests/fake-nvml) with `gpus` devices and `procs` processes
@@ -218,10 +287,10 @@ static void test_nvml_limits(void)
 int main(void)
 {
 	test_nvml_limits();
-	test_credentials();
 	test_stat();
 	test_meminfo_net_disk();
 	test_cgroup();
 	test_pass();
+	test_counter_bases();
 	return CHECK_SUMMARY("sysmetrics_test");
 }

@@ -22,9 +22,11 @@
 #include <unistd.h>
 
 #include "run.h"
+#include "wandb_env.h"
 #include "autostart.h"
 #include "buf.h"
 #include "console.h"
+#include "environment.h"
 #include "error.h"
 #include "footer.h"
 #include "mirror.h"
@@ -175,6 +177,7 @@ static void run_free(struct td_run *run)
 	if (!run->disabled) {
 		tdi_signals_uninstall(run);
 		tdi_console_stop(run);
+		tdi_environment_stop(run);
 		tdi_sender_stop(run);
 		tdi_replay_stop(run);
 		tdi_spool_close(run);
@@ -308,6 +311,11 @@ int td_init(const td_run_options *opts, td_run **out)
 		td_run_options_init(&defaults);
 		opts = &defaults;
 	}
+	/* W&B's WANDB_* variables fill what the caller left unset. */
+	td_run_options with_env;
+	struct tdi_wandb_env wandb_env;
+	tdi_wandb_env_apply(opts, &with_env, &wandb_env);
+	opts = &with_env;
 	if ((unsigned)opts->mode > TD_MODE_DISABLED)
 		return tdi_fail(TD_ERR_INVALID, "td_init: unknown mode %d", (int)opts->mode);
 	if ((run = calloc(1, sizeof(*run))) == NULL)
@@ -373,7 +381,9 @@ int td_init(const td_run_options *opts, td_run **out)
 	    (rc = buffer_run_start(run, opts, &config_count)) != TD_OK ||
 	    (opts->capture_console && (rc = tdi_console_start(run)) != TD_OK) ||
 	    (opts->handle_signals && (rc = tdi_signals_install(run)) != TD_OK) ||
-	    (rc = tdi_sender_start(run)) != TD_OK || (rc = tdi_replay_start(run)) != TD_OK) {
+	    (rc = tdi_sender_start(run)) != TD_OK || (rc = tdi_replay_start(run)) != TD_OK ||
+	    (!opts->disable_environment &&
+	     (rc = tdi_environment_start(run, opts->python_version)) != TD_OK)) {
 		char why[256];
 		snprintf(why, sizeof(why), "%s", td_last_error());
 		run_free(run);
@@ -834,8 +844,10 @@ int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int ti
 		timeout_ms = TDI_DEFAULT_FINISH_TIMEOUT_MS;
 	int64_t deadline = tdi_mono_ms() + timeout_ms;
 
-	/* Console lines written before the end belong before the exit record. */
+	/* Console lines written before the end belong before the exit record,
+	 * and so do the process's facts (a git status still running is cut). */
 	tdi_console_stop(run);
+	tdi_environment_stop(run);
 
 	ex.has_exit_code = true;
 	ex.exit_code = exit_code;

@@ -6,7 +6,8 @@
  *   run.c         the public API of a run: td_init … td_finish, the recording
  *                 calls, the footer; decides when to spill (run->make_room)
  *   console.c,    threads beside run.c that it starts and stops: they feed the
- *   signals.c     run through its API (td_output) or end it (tdi_run_end)
+ *   signals.c,    run through its API (td_output), end it (tdi_run_end), or
+ *   environment.c append the process's own facts once (RunEnvironment)
  *   media.c       media values and saved files: W&B's objects, files queued
  *   blob_queue.c  file content waiting for the agent, sent by the sender
  *   mirror.c      what this process logged, for the footer
@@ -110,6 +111,7 @@
 struct tdi_mirror;
 struct tdi_console;
 struct tdi_signals;
+struct tdi_environment;
 
 struct td_run {
 	/* Immutable after td_init. */
@@ -182,6 +184,7 @@ struct td_run {
 	/* Set up in td_init and torn down in td_finish, by one thread. */
 	struct tdi_console *console;
 	struct tdi_signals *signals;
+	struct tdi_environment *environment; /* its thread, while it gathers */
 };
 
 /* The end of a run, shared by td_finish_reason and the signal thread:

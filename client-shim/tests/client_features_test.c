@@ -26,8 +26,9 @@
 #include <unistd.h>
 
 #include "fixture.h"
-#include "run.h"       /* tdi_run_buffered_bytes, and the encoder and limits it includes */
-#include "transport.h" /* TDI_REPLY_TIMEOUT_MS */
+#include "environment.h" /* tdi_environment_clean */
+#include "run.h"         /* tdi_run_buffered_bytes, and the encoder and limits it includes */
+#include "transport.h"   /* TDI_REPLY_TIMEOUT_MS */
 #include "test_server.h"
 #include "trackd/trackd.h"
 
@@ -154,6 +155,104 @@ static void test_define_metric_and_rename(struct tc *t)
 		      ex->exit_code == 137 && ex->reason == TRACKD__V1__EXIT_REASON__EXIT_KILLED);
 	}
 	ts_free(&s);
+}
+
+/* ---- the process's own facts ------------------------------------------------------ */
+
+/* What the agent would refuse is mended, not sent. */
+static void test_environment_clean(struct tc *t)
+{
+	(void)t;
+	static const struct {
+		const char *in;
+		size_t max;
+		bool controls;
+		const char *want;
+	} cases[] = {
+	    {"plain", 100, false, "plain"},
+	    {"caf\xc3\xa9", 100, false, "caf\xc3\xa9"},
+	    {"caf\xc3\xa9", 4, false, "caf"}, /* never cut inside a character */
+	    {"a\xff"
+	     "b",
+	     100, false, "a?b"},
+	    {"\xc0\xaf", 100, false, "??"},        /* overlong */
+	    {"\xed\xa0\x80x", 100, false, "???x"}, /* surrogate */
+	    {"br\x1b[2Janch", 100, false, "br?[2Janch"},
+	    {"line\nnext", 100, true, "line\nnext"}, /* arguments keep newlines */
+	    {"line\nnext", 100, false, "line?next"},
+	    {"abcdef", 3, false, "abc"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *got = tdi_environment_clean(cases[i].in, cases[i].max, cases[i].controls);
+		CHECK(got && strcmp(got, cases[i].want) == 0, "case %zu: '%s'", i, got ? got : "");
+		free(got);
+	}
+}
+
+/* One RunEnvironment after RunStart and before RunExit, with this process's
+ * facts; the Python version only when given. */
+static void test_environment_record(struct tc *t)
+{
+	char url[PATH_MAX], cwd[PATH_MAX], exe[PATH_MAX];
+	struct test_server s = {0};
+	td_run_options o;
+	td_run *run;
+	td_finish_report rep;
+
+	CHECK(getcwd(cwd, sizeof cwd) != NULL);
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	exe[k > 0 ? k : 0] = '\0';
+	CHECK(ts_start(&s, next_url(t, url, sizeof(url))) == 0);
+	opts_for(t, &o, url);
+	o.disable_environment = false;
+	o.python_version = "3.99.1";
+	CHECK_RC(td_init(&o, &run), TD_OK);
+	td_item row = {.key = "x", .type = TD_DOUBLE, .v.d = 1};
+	CHECK_RC(td_log(run, &row, 1, TD_STEP_AUTO, true), TD_OK);
+	/* The facts come off this thread (a git status, if the build dir is in a
+	 * repository, takes up to its bound): wait for them to arrive. */
+	for (int i = 0; i < 400; i++) {
+		pthread_mutex_lock(&s.mu);
+		size_t n = count_body(&s, TRACKD__V1__RECORD__BODY_ENVIRONMENT);
+		pthread_mutex_unlock(&s.mu);
+		if (n)
+			break;
+		usleep(10000);
+	}
+	CHECK_RC(td_finish(run, 0, 20000, &rep), TD_OK);
+	ts_stop(&s);
+	CHECK(s.violations == 0);
+	CHECK(count_body(&s, TRACKD__V1__RECORD__BODY_ENVIRONMENT) == 1);
+	CHECK(rep.records_logged == 4 && rep.records_acked == 4, "start, row, environment, exit");
+	CHECK(s.n_records >= 1 && s.records[0]->body_case == TRACKD__V1__RECORD__BODY_START);
+	CHECK(s.n_records >= 1 &&
+	      s.records[s.n_records - 1]->body_case == TRACKD__V1__RECORD__BODY_EXIT);
+	for (size_t i = 0; i < s.n_records; i++) {
+		if (s.records[i]->body_case != TRACKD__V1__RECORD__BODY_ENVIRONMENT)
+			continue;
+		const Trackd__V1__RunEnvironment *e = s.records[i]->environment;
+		CHECK(e->root && strcmp(e->root, cwd) == 0, "root %s", e->root);
+		CHECK(e->executable && strcmp(e->executable, exe) == 0, "exe %s", e->executable);
+		CHECK(e->program && strstr(e->program, "client_features_test"), "program %s",
+		      e->program);
+		CHECK(e->python && strcmp(e->python, "3.99.1") == 0);
+	}
+	ts_free(&s);
+
+	/* Finishing at once does not wait for the facts, and still sends them
+	 * (a fresh server: ts_free leaves one unusable). */
+	struct test_server s2 = {0};
+	CHECK(ts_start(&s2, next_url(t, url, sizeof(url))) == 0);
+	opts_for(t, &o, url);
+	o.disable_environment = false;
+	CHECK_RC(td_init(&o, &run), TD_OK);
+	CHECK_RC(td_finish(run, 0, 20000, &rep), TD_OK);
+	ts_stop(&s2);
+	CHECK(count_body(&s2, TRACKD__V1__RECORD__BODY_ENVIRONMENT) == 1);
+	for (size_t i = 0; i < s2.n_records; i++)
+		if (s2.records[i]->body_case == TRACKD__V1__RECORD__BODY_ENVIRONMENT)
+			CHECK(s2.records[i]->environment->python == NULL, "no Python: none sent");
+	ts_free(&s2);
 }
 
 /* ---- steps ---------------------------------------------------------------------- */
@@ -1091,6 +1190,8 @@ int main(int argc, char **argv)
 {
 	static const struct test tests[] = {
 	    {"define_metric_and_rename", test_define_metric_and_rename},
+	    {"environment_record", test_environment_record},
+	    {"environment_clean", test_environment_clean},
 	    {"step_regression_refused", test_step_regression_refused},
 	    {"spool_no_agent_then_later_run_delivers", test_spool_no_agent_then_later_run_delivers},
 	    {"spool_own_replay_when_agent_arrives", test_spool_own_replay_when_agent_arrives},

@@ -996,8 +996,10 @@ static void test_env_socket_and_defaults(struct tc *t)
 	      o.flush_interval_ms == 10 && o.socket_url == NULL && o.project == NULL);
 	CHECK(o.print_footer && !o.capture_console && !o.handle_signals && o.spool_dir == NULL &&
 	      o.max_spool_bytes == (size_t)1 << 30);
+	CHECK(o.python_version == NULL && !o.disable_environment);
 	o.print_footer = false;
 	o.spool_dir = t->spool;
+	o.disable_environment = true;
 	CHECK_RC(td_init(&o, &run), TD_OK);
 	const char *id = td_run_id(run);
 	CHECK(strlen(id) == 8 && strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789") == 8);

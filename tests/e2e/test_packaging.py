@@ -221,7 +221,10 @@ def _files(root):
 def test_package_contents(debs, tmp_path, multiarch):
     lib = f"/usr/lib/{multiarch}"
     py = "/usr/lib/python3/dist-packages/trackd"
-    py_sources = sorted(f for f in os.listdir(os.path.join(REPO, "client-shim/python/trackd"))
+    # Every module of the package, subpackages (trackd/wandb) included.
+    pkg_dir = os.path.join(REPO, "client-shim/python/trackd")
+    py_sources = sorted(os.path.relpath(os.path.join(d, f), pkg_dir)
+                        for d, _, files in os.walk(pkg_dir) for f in files
                         if f.endswith(".py"))
     expected = {
         "trackd": {

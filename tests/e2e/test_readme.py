@@ -1,10 +1,10 @@
 """The README's "Using it", as a newcomer runs it: the first shell block, line by
-line as written, in a clean environment (a new HOME, a standard PATH, Debian's
-python3, nothing of this checkout's build on any path), then the Python block
-with the package it installed. Only what must differ differs: RUN becomes a run
-id (the README says where to get one), and the install uses the build under test
-(TRACKD_BUILD_DIR, the switch scripts/install.sh documents) instead of building
-another.
+line as written (then the one of "Coming from W&B", with what it installed), in
+a clean environment (a new HOME, a standard PATH, Debian's python3, nothing of
+this checkout's build on any path), then the Python block with the package it
+installed. Only what must differ differs: RUN becomes a run id (the README says
+where to get one), and the install uses the build under test (TRACKD_BUILD_DIR,
+the switch scripts/install.sh documents) instead of building another.
 
 Also: the installed package finds its library from a venv (a copy of the
 package that was not installed with it) and when moved."""
@@ -102,6 +102,12 @@ def test_using_it_works_as_written(newcomer):
     (home / "readme_example.py").write_text(python[0])
     r = run_lines([*agent, "python3 ~/readme_example.py", "kill %1"], env)
     assert "'finished'" in r.stdout, r.stdout
+    # "Coming from W&B" with what the block installed: `trackctl run` gives the
+    # docs' unchanged W&B script the installed package's wandb module.
+    (sh,) = [text for lang, text in blocks("Coming from W&B")
+             if lang == "sh" and "trackctl run" in text]
+    r = run_lines([*agent, *sh.splitlines(), "kill %1"], env)
+    assert "lr: 0.01" in r.stdout and "wandb: Find logs at: " in r.stderr, r.stderr
 
 
 def test_installed_package_finds_its_library_anywhere(newcomer, tmp_path):

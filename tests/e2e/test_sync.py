@@ -52,6 +52,9 @@ def assert_synced(agent, fw, run_id, exitcode, max_duplicates=0):
     cons = local_lines(agent, run_id, "output.log")
     assert r["history"] == hist, f"{run_id}: backend history differs from the local store"
     assert r["console"] == cons, f"{run_id}: backend console differs from the local store"
+    # System metrics: the producers' runs get a sample at their start.
+    evts = local_lines(agent, run_id, "events.jsonl")
+    assert (r["events"] or []) == evts, f"{run_id}: backend events differ from the local store"
     for name, f in r["files"].items():
         assert f["holes"] == 0 and f["gaps"] == 0, (name, f)
         assert f["conflicts"] == 0 or name == "wandb-summary.json", (name, f)

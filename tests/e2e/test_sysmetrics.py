@@ -5,8 +5,13 @@ wandb-events.jsonl lines). GPUs come from a fake NVML built by the tests
 import glob
 import json
 import os
+import pathlib
+import platform
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -49,12 +54,13 @@ run.finish()
 
 
 class Training:
-    def __init__(self, agent, tmp_path, run_id, busy=False, cwd=None):
+    def __init__(self, agent, tmp_path, run_id, busy=False, cwd=None, env=None):
         self.stop_path = str(tmp_path / f"stop-{run_id}")
         script = tmp_path / "train_sm.py"
         script.write_text(TRAIN)
         self.proc = subprocess.Popen([sys.executable, str(script), run_id, "1" if busy else "0",
-                                      self.stop_path], env=python_client_env(agent.env),
+                                      self.stop_path],
+                                     env=dict(python_client_env(agent.env), **(env or {})),
                                      cwd=cwd)
         self.run_id = run_id
         deadline = time.monotonic() + 30
@@ -328,6 +334,45 @@ def test_events_uploaded_with_wandb_keys(agent_factory, tmp_path):
         fw.stop()
 
 
+def test_sync_uploads_the_events_of_an_offline_run(agent_factory, tmp_path):
+    """trackctl sync sends wandb-events.jsonl with the history: each sample
+    once, at its own offsets; a second sync sends nothing again."""
+    fw = FakeWandb(max_hold=30).start()
+    try:
+        key = tmp_path / "wandb.key"
+        key.write_text(fw.api_key + "\n")
+        os.chmod(key, 0o600)
+        wandb = ("sinks:\n  wandb:\n    enabled: true\n"
+                 f"    base_url: {fw.base_url}\n    api_key_file: {key}\n"
+                 "    transmit_interval: 100ms\n    max_request_bytes: 64KiB\n"
+                 "    retry_min: 100ms\n    retry_max: 1s\n")
+        agent = agent_factory(config("") + wandb)
+        t = Training(agent, tmp_path, "smsync01", env={"TRACKD_MODE": "offline"})
+        wait_events(agent, "smsync01", 4)
+        t.finish()
+        agent.wait_for(lambda: agent.run_state("smsync01") not in (None, "running"),
+                       what="the run's end")
+        assert fw.run_or_none(fw.entity, "sysm", "smsync01") is None, "offline: not uploaded"
+        r = subprocess.run([BIN["trackctl"], "sync", "smsync01"], env=agent.env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        up = fw.run_or_none(fw.entity, "sysm", "smsync01")
+        local = events(agent, "smsync01")
+        assert len(local) >= 4
+        assert [json.loads(l) for l in up["events"]] == local, "each sample once, in order"
+        f = up["files"]["wandb-events.jsonl"]
+        assert f["holes"] == 0 and f["gaps"] == 0 and f["conflicts"] == 0, f
+        assert up["duplicates"] == 0 and up["complete"] is True
+        # Synced: nothing is sent again, the events neither.
+        r = subprocess.run([BIN["trackctl"], "sync", "smsync01"], env=agent.env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "already synced" in r.stdout, r.stdout
+        again = fw.run_or_none(fw.entity, "sysm", "smsync01")
+        assert again["events"] == up["events"] and again["duplicates"] == 0
+    finally:
+        fw.stop()
+
+
 # ---- where users see it: trackctl show and history --stream events --------------------
 
 def test_trackctl_show_and_history_events(agent_factory, tmp_path):
@@ -392,7 +437,8 @@ def test_run_metadata(agent_factory, tmp_path):
     assert md["args"] == ["smmeta01", "0", t.stop_path]
     assert md["root"] == str(repo)
     assert md["git"] == {"remote": "https://example.com/team/repo.git", "commit": commit,
-                         "branch": "exp"}
+                         "branch": "exp", "dirty": False}
+    assert md["python"] == platform.python_version()
     assert "s3cret" not in open(path).read()
     assert md["host"] == os.uname().nodename and md["os"].startswith("Linux-")
     assert md["cpu_count_logical"] == os.cpu_count() and md["memory"]["total"] > 0
@@ -404,6 +450,221 @@ def test_run_metadata(agent_factory, tmp_path):
                        capture_output=True, text=True)
     env = r.stdout.split("\nEnvironment:", 1)[1]
     assert commit in env and "Fake GPU 0" in env
+    assert "git dirty false" in env and f"python {platform.python_version()}" in env
+
+
+# ---- run metadata from the client --------------------------------------------------
+
+def make_repo(path, remote="https://someone:s3cret@example.com/team/repo.git"):
+    path.mkdir()
+    git = lambda *a: subprocess.run(["git", "-C", str(path), *a], check=True,
+                                    capture_output=True, text=True).stdout.strip()
+    git("init", "-q", "-b", "main")
+    (path / "model.py").write_text("lr = 0.1\n")
+    git("add", "model.py")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "-m", "x")
+    git("remote", "add", "origin", remote)
+    return git("rev-parse", "HEAD")
+
+
+def metadata(agent, run_id):
+    paths = glob.glob(os.path.join(agent.state_dir, "runs", "*", "*", f"run-*-{run_id}",
+                                   "wandb-metadata.json"))
+    if not paths:
+        return None
+    with open(paths[0]) as f:
+        text = f.read()
+    return json.loads(text) if text.endswith("\n") else None
+
+
+class OtherUserAgent(Agent):
+    """The agent as the systemd service runs it: another user than the
+    training's, so /proc/<pid>/cwd and /proc/<pid>/exe of the client are
+    closed to it."""
+
+    def start(self, wait=True):
+        nobody = pwd.getpwnam("nobody")
+        os.makedirs(self.state_dir, exist_ok=True)
+        for d in (self.dir, self.state_dir):
+            os.chown(d, nobody.pw_uid, nobody.pw_gid)
+            os.chmod(d, 0o755)
+        log = open(self.log_path, "a")
+        os.chown(self.log_path, nobody.pw_uid, nobody.pw_gid)
+        self.proc = subprocess.Popen(
+            [BIN["trackd"], "--config", self.config_path, "--state-dir", self.state_dir,
+             "--listen", self.url], stdout=log, stderr=log, env=self.env,
+            user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+
+def test_client_metadata_with_the_agent_as_another_user(tmp_path):
+    """The agent (nobody) cannot read the training's cwd or exe: the client's
+    own facts fill them in; the dirty flag follows the work tree."""
+    require_bins()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the agent as another user")
+    repo = tmp_path / "repo"
+    commit = make_repo(repo)
+    # Not under tmp_path: pytest's base dir is closed to other users.
+    base = tempfile.mkdtemp(prefix="trackd-sm-user-")
+    os.chmod(base, 0o755)
+    agent = OtherUserAgent(pathlib.Path(base), config("", extra="socket_mode: 0666\n"))
+    try:
+        agent.start()
+        t = Training(agent, tmp_path, "smusr001", cwd=str(repo))
+        # What the agent's user may read of the training process: not these.
+        nobody = pwd.getpwnam("nobody")
+        for link in ("cwd", "exe"):
+            r = subprocess.run(["readlink", f"/proc/{t.pid}/{link}"], capture_output=True,
+                               user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
+            assert r.returncode != 0 and not r.stdout, link
+        md = agent.wait_for(lambda: (m := metadata(agent, "smusr001")) and "root" in m and "host" in m and m,
+                            what="the client's facts")
+        t.finish()
+        # Without the client's record the agent would have had none of these.
+        assert md["root"] == str(repo)
+        assert md["executable"] == os.path.realpath(sys.executable)
+        assert md["program"].endswith("train_sm.py")
+        assert md["args"] == ["smusr001", "0", t.stop_path]
+        assert md["python"] == platform.python_version()
+        assert md["git"] == {"remote": "https://example.com/team/repo.git", "commit": commit,
+                             "branch": "main", "dirty": False}
+        assert md["host"] == os.uname().nodename  # the agent's facts are still there
+        assert md["cpu_count_logical"] == os.cpu_count()
+        assert md["username"] == "root"
+
+        (repo / "model.py").write_text("lr = 0.2\n")  # a tracked file changed
+        (repo / "notes.txt").write_text("untracked files do not count\n")
+        t = Training(agent, tmp_path, "smusr002", cwd=str(repo))
+        md = agent.wait_for(lambda: (m := metadata(agent, "smusr002")) and "git" in m and "host" in m and m,
+                            what="the client's facts")
+        t.finish()
+        assert md["git"]["dirty"] is True and md["git"]["commit"] == commit
+        # What the client sent is kept apart, and every key of it is in the
+        # merged file.
+        (client_path,) = glob.glob(os.path.join(agent.state_dir, "runs", "*", "*",
+                                                "run-*-smusr002", "client-environment.json"))
+        with open(client_path) as f:
+            client = json.load(f)
+        assert set(client) == {"program", "args", "executable", "root", "python", "git"}
+        assert all(md[k] == v for k, v in client.items())
+
+        # The run's disk.<working dir>.* keys come from the directory the
+        # client reported (the agent cannot read its /proc/<pid>/cwd), when
+        # the agent's user may reach it; before and after an agent restart.
+        work = os.path.join(base, "work")
+        os.mkdir(work, 0o755)
+        key = f"system.disk.{work}.usagePercent"
+        t = Training(agent, tmp_path, "smusr003", cwd=work)
+        agent.wait_for(lambda: any(key in e for e in events(agent, "smusr003")),
+                       what=f"{key} in the run's events")
+        agent.stop()
+        n = len(events(agent, "smusr003"))
+        agent.start()
+        agent.wait_for(lambda: any(key in e for e in events(agent, "smusr003")[n:]),
+                       what=f"{key} after the restart")
+        t.finish()
+    finally:
+        agent.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+FAKE_GIT = """#!/bin/sh
+# git status that hangs, as on a slow network file system
+exec sleep 29.517
+"""
+
+
+def test_a_hanging_git_status_is_cut_and_never_delays_init(agent_factory, tmp_path):
+    repo = tmp_path / "repo"
+    commit = make_repo(repo)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(FAKE_GIT)
+    (bin_dir / "git").chmod(0o755)
+    agent = agent_factory(config(""))
+    env = python_client_env(agent.env)
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    script = tmp_path / "quick.py"
+    script.write_text("import sys, time, trackd\n"
+                      "t0 = time.monotonic()\n"
+                      "run = trackd.init(project='sysm', id=sys.argv[1])\n"
+                      "print(time.monotonic() - t0)\n"
+                      "time.sleep(float(sys.argv[2]))\n"
+                      "t1 = time.monotonic()\n"
+                      "run.finish()\n"
+                      "print(time.monotonic() - t1)\n")
+    # Long enough for the 2 s bound: the facts go without "dirty".
+    r = subprocess.run([sys.executable, str(script), "smgit001", "3"], env=env, cwd=str(repo),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    init_s, finish_s = map(float, r.stdout.split()[:2])
+    assert init_s < 1.5, "init waited"
+    md = agent.wait_for(lambda: (m := metadata(agent, "smgit001")) and "git" in m and m,
+                        what="the client's facts")
+    assert md["git"] == {"remote": "https://example.com/team/repo.git", "commit": commit,
+                         "branch": "main"}
+    # Finished while git still hangs: cut at once, facts sent without it.
+    r = subprocess.run([sys.executable, str(script), "smgit002", "0"], env=env, cwd=str(repo),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    init_s, finish_s = map(float, r.stdout.split()[:2])
+    assert finish_s < 1.5, "finish waited for git"
+    md = agent.wait_for(lambda: (m := metadata(agent, "smgit002")) and "git" in m and m,
+                        what="the client's facts")
+    assert "dirty" not in md["git"] and md["root"] == str(repo)
+    assert not subprocess.run(["pgrep", "-f", "^sleep 29.517"],
+                              capture_output=True).stdout, "git left running"
+
+
+def test_no_repository_no_git(agent_factory, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    agent = agent_factory(config(""))
+    t = Training(agent, tmp_path, "smnogit1", cwd=str(plain))
+    md = agent.wait_for(lambda: (m := metadata(agent, "smnogit1")) and "python" in m and m,
+                        what="the client's facts")
+    t.finish()
+    assert md["root"] == str(plain) and "git" not in md
+
+
+# ---- counters since the run started: through an agent restart -----------------------
+
+def sent_traffic(nbytes):
+    """Sends nbytes of UDP to TEST-NET-3 (RFC 5737: nothing answers): they
+    leave through the default route's interface and count as sent in
+    /proc/net/dev (the loopback does not count). Skips without a route."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s_:
+        try:
+            for _ in range(nbytes // 1400 + 1):
+                s_.sendto(b"x" * 1400, ("203.0.113.1", 9))
+        except OSError as e:
+            pytest.skip(f"no route for UDP traffic: {e}")
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_network_counts_continue_through_an_agent_restart(agent_factory, tmp_path, how):
+    agent = agent_factory(config(""))
+    t = Training(agent, tmp_path, "smbase01")
+    n = len(wait_events(agent, "smbase01", 2))
+    sent_traffic(2 << 20)
+    lines = wait_events(agent, "smbase01", n + 2)
+    before = lines[-1]["system.network.sent"]
+    assert before >= 2 << 20, before  # since the run started, the traffic included
+    if how == "sigkill":
+        agent.kill9()
+    else:
+        assert agent.stop() == 0
+    agent.start()
+    lines = wait_events(agent, "smbase01", len(lines) + 2)
+    t.finish()
+    after = [l["system.network.sent"] for l in lines[-2:]]
+    # Continued from the run's own start, not from the restart.
+    assert all(a >= before for a in after), (before, after)
 
 
 # ---- the Python Api ------------------------------------------------------------------

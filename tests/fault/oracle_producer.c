@@ -87,6 +87,7 @@ int main(int argc, char **argv)
 	o.project = project;
 	o.resume = TD_RESUME_ALLOW;
 	o.print_footer = false;
+	o.disable_environment = true; /* the oracle counts its records exactly */
 	td_run *run;
 	int rv = td_init(&o, &run);
 	if (rv != TD_OK) {

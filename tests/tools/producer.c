@@ -17,6 +17,8 @@
  * With --hold-file, it waits after the rows until F exists (so a test can look at
  * the live run first), then finishes; --url-file writes td_run_url's answer to
  * F just before finishing.
+ * It sends no RunEnvironment (td_run_options.disable_environment): the tests
+ * count its records exactly (start + rows + exit).
  * Exit code: 0 when td_finish reports everything acknowledged, 1 otherwise.
  */
 #include <trackd/trackd.h>
@@ -103,6 +105,7 @@ int main(int argc, char **argv)
 	/* Tests attach several producers to one run id, and restart them. */
 	o.resume = TD_RESUME_ALLOW;
 	o.mode = mode;
+	o.disable_environment = true;
 	td_run *run;
 	int rv = td_init(&o, &run);
 	if (rv != TD_OK) {

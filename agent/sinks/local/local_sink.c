@@ -1,6 +1,7 @@
 #include "local_sink_internal.h"
 
 #include "clock.h"
+#include "environment.h"
 #include "errors.h"
 #include "files.h"
 #include "log.h"
@@ -42,6 +43,7 @@ static void active_free(struct active_run *ar)
 	series_writer_free(ar->series);
 	free(ar->row_values);
 	free(ar->dir);
+	free(ar->client_root);
 	buf_fini(&ar->history_out);
 	buf_fini(&ar->console_out);
 	buf_fini(&ar->events_out);
@@ -425,7 +427,8 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 	 * process logging: the sampler's view is rebuilt then, not per record. */
 	if (r->state != before || r->n_attached != attached_before ||
 	    rec->body_case == TRACKD__V1__RECORD__BODY_START ||
-	    rec->body_case == TRACKD__V1__RECORD__BODY_EXIT)
+	    rec->body_case == TRACKD__V1__RECORD__BODY_EXIT ||
+	    (rec->body_case == TRACKD__V1__RECORD__BODY_STATS && rec->stats->n_bases))
 		s->live_dirty = true;
 	if (before == RUN_RUNNING && r->state != RUN_RUNNING)
 		count(r->state == RUN_FINISHED  ? &s->runs_finished
@@ -447,22 +450,27 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 	     rec->body_case == TRACKD__V1__RECORD__BODY_FILE) &&
 	    sink_materialise_files(s, ar, rec, o->uid) > 0)
 		count(&s->write_errors);
-	/* The run's environment: a whole file, replaced (a replay writes the same). */
-	if (rec->body_case == TRACKD__V1__RECORD__BODY_METADATA && rec->metadata->json) {
-		size_t n = strlen(rec->metadata->json);
-		char *line = malloc(n + 1);
-		int wrv = line ? TRACKD_OK : TRACKD_ENOMEM;
-		if (line) {
-			memcpy(line, rec->metadata->json, n);
-			line[n] = '\n';
-			wrv = file_write_atomic(ar->dir, ENVIRONMENT_FILE, line, n + 1, false);
-			free(line);
+	/* The run's environment: a whole file, replaced (a replay writes the same),
+	 * the client's process facts over the agent's (environment.h). */
+	int wrv = TRACKD_OK;
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_METADATA && rec->metadata->json)
+		wrv = environment_apply_agent(ar->dir, rec->metadata->json);
+	else if (rec->body_case == TRACKD__V1__RECORD__BODY_ENVIRONMENT) {
+		wrv = environment_apply_client(ar->dir, rec->environment);
+		if (rec->environment->root && rec->environment->root[0] == '/') {
+			char *root = strdup(rec->environment->root);
+			if (root) {
+				free(ar->client_root);
+				ar->client_root = root;
+				ar->client_root_read = true;
+				s->live_dirty = true;
+			}
 		}
-		if (wrv) {
-			count(&s->write_errors);
-			log_error("local sink: run %s: cannot write %s: %s", r->id,
-			          ENVIRONMENT_FILE, trackd_strerror(wrv));
-		}
+	}
+	if (wrv) {
+		count(&s->write_errors);
+		log_error("local sink: run %s: cannot write %s: %s", r->id, ENVIRONMENT_FILE,
+		          trackd_strerror(wrv));
 	}
 	ar->files_dirty |= fx.summary_changed || fx.config_changed || fx.meta_changed;
 	ar->checkpoint_dirty = true;
@@ -777,16 +785,25 @@ static void publish_live(struct local_sink *s)
 	if (!s->live_dirty)
 		return;
 	size_t n = 0;
+	/* An imported run is live only while trackctl import replays it: its
+	 * samples come from its file, not from this machine. */
 	for (size_t i = 0; i < s->n_active; i++)
-		n += s->active[i]->run->state == RUN_RUNNING;
+		n += s->active[i]->run->state == RUN_RUNNING && !s->active[i]->run->imported;
 	struct local_live_run *live = n ? calloc(n, sizeof *live) : NULL;
 	if (n && !live)
 		return; /* stays dirty: tried again next round */
 	size_t k = 0;
 	for (size_t i = 0; i < s->n_active; i++) {
-		const struct run *r = s->active[i]->run;
-		if (r->state != RUN_RUNNING)
+		struct active_run *ar = s->active[i];
+		const struct run *r = ar->run;
+		if (r->state != RUN_RUNNING || r->imported)
 			continue;
+		if (!ar->client_root_read) {
+			/* A run loaded after a restart: its client's record was applied
+			 * before, and only the file holds what it said. */
+			ar->client_root = environment_client_root(ar->dir);
+			ar->client_root_read = true;
+		}
 		struct local_live_run *l = &live[k++];
 		snprintf(l->id, sizeof l->id, "%s", r->id);
 		l->uid = r->uid;
@@ -797,6 +814,11 @@ static void publish_live(struct local_sink *s)
 			l->pids[l->n_pids] = r->attached[a].pid;
 			l->start_ticks[l->n_pids++] = r->attached[a].start_ticks;
 		}
+		memcpy(l->counters_boot_id, r->counters_boot_id, sizeof l->counters_boot_id);
+		memcpy(l->counter_bases, r->counter_bases, sizeof l->counter_bases);
+		l->n_counter_bases = r->n_counter_bases;
+		if (ar->client_root)
+			snprintf(l->client_root, sizeof l->client_root, "%s", ar->client_root);
 	}
 	pthread_mutex_lock(&s->live_mu);
 	struct local_live_run *old = s->live;

@@ -10,6 +10,8 @@
  *       output.log      console lines
  *       events.jsonl    system metrics, one W&B wandb-events.jsonl line per sample
  *       wandb-metadata.json  the run's environment (RunMetadata), one JSON line
+ *       client-environment.json  the client's process facts (RunEnvironment), which
+ *                            win over the agent's in wandb-metadata.json (environment.h)
  *       files/          W&B's run files: media/images/…png, media/table/…table.json
  *                       (from history rows' media values), saved files; each a
  *                       hard link to a blob (run_files_sink.c, blobs.h)
@@ -166,6 +168,14 @@ struct local_live_run {
 	size_t n_pids;
 	int32_t pids[RUN_MAX_ATTACHED];
 	uint64_t start_ticks[RUN_MAX_ATTACHED]; /* /proc starttime, 0 unknown */
+	/* The sampler's counter bases the run holds (run.h), for a restarted
+	 * sampler to continue from. */
+	char counters_boot_id[RUN_BOOT_ID_BYTES];
+	struct run_counter_base counter_bases[RUN_MAX_COUNTER_BASES];
+	size_t n_counter_bases;
+	/* The working directory its client reported (client-environment.json's
+	 * root), "" unknown. */
+	char client_root[1024];
 };
 
 /* Copies the running runs into *out (malloc'd, the caller frees; NULL and 0

@@ -25,9 +25,14 @@ struct active_run {
 	struct series_writer *series;
 	struct series_value *row_values; /* scratch for on_row */
 	size_t row_values_cap;
-	bool series_warned;      /* a row the index could not take was logged */
-	struct buf events_out;   /* system-metrics lines not yet appended to events.jsonl */
-	bool files_dirty;        /* summary/config/metadata to rewrite at next flush */
+	bool series_warned;    /* a row the index could not take was logged */
+	struct buf events_out; /* system-metrics lines not yet appended to events.jsonl */
+	bool files_dirty;      /* summary/config/metadata to rewrite at next flush */
+	/* The working directory the client reported (RunEnvironment.root), for
+	 * the sampler; read from client-environment.json once when the run is
+	 * first published after a load. NULL unknown. */
+	char *client_root;
+	bool client_root_read;
 	bool checkpoint_dirty;   /* changed since the last snapshot */
 	uint64_t applying_index; /* log index of the entry being applied */
 	bool crash_submitted[RUN_MAX_ATTACHED];

@@ -18,7 +18,7 @@
 static const char *const file_names[] = {
     [LOCAL_STORE_HISTORY] = HISTORY_FILE,   [LOCAL_STORE_CONSOLE] = CONSOLE_FILE,
     [LOCAL_STORE_CONFIG] = CONFIG_FILE,     [LOCAL_STORE_SUMMARY] = SUMMARY_FILE,
-    [LOCAL_STORE_METADATA] = METADATA_FILE,
+    [LOCAL_STORE_METADATA] = METADATA_FILE, [LOCAL_STORE_EVENTS] = EVENTS_FILE,
 };
 
 const char *local_store_file_name(enum local_store_file f)

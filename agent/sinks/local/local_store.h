@@ -40,6 +40,7 @@ enum local_store_file {
 	LOCAL_STORE_CONFIG,   /* W&B's config.yaml layout */
 	LOCAL_STORE_SUMMARY,  /* JSON object */
 	LOCAL_STORE_METADATA, /* JSON object: identity, state, times, uid */
+	LOCAL_STORE_EVENTS,   /* system-metrics samples, W&B's wandb-events.jsonl lines */
 };
 
 /* The file's name inside a run dir, for messages. */

@@ -112,6 +112,8 @@ static Trackd__V1__RunInfo *run_info(const struct run *r, const char *dir, size_
 	ri.group = or_empty(r->group);
 	ri.job_type = or_empty(r->job_type);
 	ri.mode = r->mode == TRACKD__V1__RUN_MODE__RUN_MODE_OFFLINE ? "offline" : "online";
+	ri.has_imported = r->imported;
+	ri.imported = r->imported;
 	ri.has_history_lines = ri.has_console_lines = ri.has_rows_rejected = true;
 	ri.history_lines = r->history_lines;
 	ri.console_lines = r->console_lines;

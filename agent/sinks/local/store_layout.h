@@ -6,11 +6,14 @@
 
 #include "local_store.h"
 
-#define RUNS_SUBDIR        "runs"
-#define HISTORY_FILE       "history.jsonl"
-#define CONSOLE_FILE       "output.log"
-#define EVENTS_FILE        "events.jsonl"
-#define ENVIRONMENT_FILE   "wandb-metadata.json"
+#define RUNS_SUBDIR      "runs"
+#define HISTORY_FILE     "history.jsonl"
+#define CONSOLE_FILE     "output.log"
+#define EVENTS_FILE      "events.jsonl"
+#define ENVIRONMENT_FILE "wandb-metadata.json"
+/* The client's own process facts (RunEnvironment), kept so that they win over
+ * the agent's whichever of the two records comes first. */
+#define CLIENT_ENV_FILE    "client-environment.json"
 #define SUMMARY_FILE       "summary.json"
 #define CONFIG_FILE        "config.yaml"
 #define METADATA_FILE      "metadata.json"

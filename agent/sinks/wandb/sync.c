@@ -34,13 +34,15 @@ struct wb_sync {
 	int64_t next_check, started_us, done_us;
 	uint64_t local_index;
 	uint64_t h_total_lines, h_total_bytes, c_total_lines, c_total_bytes;
-	uint64_t h_read, c_read;   /* file bytes read into memory */
-	uint64_t h_acked, c_acked; /* file bytes acknowledged (or skipped) */
+	uint64_t e_total_lines, e_total_bytes;
+	uint64_t h_read, c_read, e_read;    /* file bytes read into memory */
+	uint64_t h_acked, c_acked, e_acked; /* file bytes acknowledged (or skipped) */
 };
 
 /* ---- the progress record ------------------------------------------------------------ */
 
-static const uint8_t progress_magic[8] = {'T', 'R', 'K', 'D', 'W', 'S', '0', '1'};
+static const uint8_t progress_magic[8] = {'T', 'R', 'K', 'D', 'W', 'S', '0', '2'};
+static const uint8_t progress_magic_v1[8] = {'T', 'R', 'K', 'D', 'W', 'S', '0', '1'};
 
 void wb_sync_progress_encode(const struct wb_sync_progress *p, uint8_t out[WB_SYNC_PROGRESS_BYTES])
 {
@@ -52,11 +54,14 @@ void wb_sync_progress_encode(const struct wb_sync_progress *p, uint8_t out[WB_SY
 	put_le64(out + 28, p->history_bytes);
 	put_le64(out + 36, p->console_lines);
 	put_le64(out + 44, p->console_bytes);
+	put_le64(out + 52, p->events_lines);
+	put_le64(out + 60, p->events_bytes);
 }
 
 int wb_sync_progress_decode(const uint8_t *data, size_t len, struct wb_sync_progress *p)
 {
-	if (len != WB_SYNC_PROGRESS_BYTES || memcmp(data, progress_magic, 8) != 0)
+	bool v1 = len == WB_SYNC_PROGRESS_V1_BYTES && memcmp(data, progress_magic_v1, 8) == 0;
+	if (!v1 && (len != WB_SYNC_PROGRESS_BYTES || memcmp(data, progress_magic, 8) != 0))
 		return TRACKD_ECORRUPT;
 	p->flags = get_le32(data + 8);
 	p->local_index = get_le64(data + 12);
@@ -64,9 +69,11 @@ int wb_sync_progress_decode(const uint8_t *data, size_t len, struct wb_sync_prog
 	p->history_bytes = get_le64(data + 28);
 	p->console_lines = get_le64(data + 36);
 	p->console_bytes = get_le64(data + 44);
+	p->events_lines = v1 ? 0 : get_le64(data + 52);
+	p->events_bytes = v1 ? 0 : get_le64(data + 60);
 	/* Every line ends in '\n': a line takes at least one byte. */
 	if ((p->flags & ~WB_SYNC_SYNCED) || p->history_bytes < p->history_lines ||
-	    p->console_bytes < p->console_lines)
+	    p->console_bytes < p->console_lines || p->events_bytes < p->events_lines)
 		return TRACKD_ECORRUPT;
 	return TRACKD_OK;
 }
@@ -121,7 +128,8 @@ void wb_sync_free(struct wb_sync *j)
 bool wb_sync_exhausted(const struct wb_run *wr)
 {
 	const struct wb_sync *j = wr->sync;
-	return j && !j->waiting && j->h_read == j->h_total_bytes && j->c_read == j->c_total_bytes;
+	return j && !j->waiting && j->h_read == j->h_total_bytes && j->c_read == j->c_total_bytes &&
+	       j->e_read == j->e_total_bytes;
 }
 
 bool wb_sync_finished(const struct wb_run *wr)
@@ -139,6 +147,8 @@ int wb_sync_save(struct wandb_sink *s, struct wb_run *wr)
 	    .history_bytes = j->h_acked,
 	    .console_lines = wr->c_done,
 	    .console_bytes = j->c_acked,
+	    .events_lines = wr->e_done,
+	    .events_bytes = j->e_acked,
 	};
 	uint8_t payload[WB_SYNC_PROGRESS_BYTES];
 	wb_sync_progress_encode(&p, payload);
@@ -148,6 +158,8 @@ int wb_sync_save(struct wandb_sink *s, struct wb_run *wr)
 	    .console_base = wr->c_base,
 	    .history_skipped = wr->h_skipped,
 	    .console_skipped = wr->c_skipped,
+	    .events_base = wr->e_base,
+	    .events_skipped = wr->e_skipped,
 	    .entity = wr->up_entity,
 	    .project = wr->up_project,
 	    .snapshot = payload,
@@ -230,12 +242,13 @@ static int load_job(struct wandb_sink *s, struct wb_run *wr)
 		         wr->id, trackd_strerror(rv));
 	if (have && (p.history_bytes > r->history_bytes || p.console_bytes > r->console_bytes ||
 	             p.history_lines > r->history_lines || p.console_lines > r->console_lines ||
+	             p.events_bytes > r->events_bytes || p.events_lines > r->events_lines ||
 	             p.local_index > r->last_index)) {
 		log_warn("wandb: sync of run %s: its recorded progress is past the local files; "
 		         "uploading it from the start",
 		         wr->id);
 		p = (struct wb_sync_progress){0};
-		st.history_skipped = st.console_skipped = 0;
+		st.history_skipped = st.console_skipped = st.events_skipped = 0;
 	}
 	free(wr->up_entity);
 	free(wr->up_project);
@@ -248,25 +261,30 @@ static int load_job(struct wandb_sink *s, struct wb_run *wr)
 		st.entity = st.project = NULL;
 		wr->h_base = st.history_base;
 		wr->c_base = st.console_base;
+		wr->e_base = st.events_base;
 	} else {
-		wr->h_base = wr->c_base = 0;
+		wr->h_base = wr->c_base = wr->e_base = 0;
 	}
 	if (have && !j->force) {
 		wr->h_done = p.history_lines;
 		wr->c_done = p.console_lines;
+		wr->e_done = p.events_lines;
 		wr->h_skipped = st.history_skipped;
 		wr->c_skipped = st.console_skipped;
+		wr->e_skipped = st.events_skipped;
 		j->h_acked = j->h_read = p.history_bytes;
 		j->c_acked = j->c_read = p.console_bytes;
+		j->e_acked = j->e_read = p.events_bytes;
 	} else {
 		wr->h_done = wr->c_done = wr->h_skipped = wr->c_skipped = 0;
-		j->h_acked = j->h_read = j->c_acked = j->c_read = 0;
+		wr->e_done = wr->e_skipped = 0;
+		j->h_acked = j->h_read = j->c_acked = j->c_read = j->e_acked = j->e_read = 0;
 	}
 	if (have)
 		wb_state_fini(&st);
-	log_info("wandb: sync of run %s: %" PRIu64 " rows and %" PRIu64
-	         " console lines, from row %" PRIu64 "%s",
-	         wr->id, r->history_lines, r->console_lines, wr->h_done,
+	log_info("wandb: sync of run %s: %" PRIu64 " rows, %" PRIu64 " console lines and %" PRIu64
+	         " system-metrics events, from row %" PRIu64 "%s",
+	         wr->id, r->history_lines, r->console_lines, r->events_lines, wr->h_done,
 	         j->force ? " (forced: from the start)" : "");
 	/* Consumed: a retry of this round resumes what it has recorded. */
 	j->force = false;
@@ -275,6 +293,8 @@ static int load_job(struct wandb_sink *s, struct wb_run *wr)
 	j->h_total_bytes = r->history_bytes;
 	j->c_total_lines = r->console_lines;
 	j->c_total_bytes = r->console_bytes;
+	j->e_total_lines = r->events_lines;
+	j->e_total_bytes = r->events_bytes;
 	j->synced = false;
 	run_free(wr->run);
 	wr->run = r;
@@ -374,8 +394,9 @@ static void refill(struct wandb_sink *s, struct wb_run *wr)
 	} files[] = {
 	    {LOCAL_STORE_HISTORY, &j->h_read, j->h_total_bytes, &wr->hist, wr->h_head},
 	    {LOCAL_STORE_CONSOLE, &j->c_read, j->c_total_bytes, &wr->cons, wr->c_head},
+	    {LOCAL_STORE_EVENTS, &j->e_read, j->e_total_bytes, &wr->evts, wr->e_head},
 	};
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
 		size_t buffered = files[i].b->len - files[i].head;
 		if (*files[i].read >= files[i].total || buffered >= per_file / 2)
 			continue;
@@ -421,9 +442,10 @@ void wb_sync_acked(struct wandb_sink *s, struct wb_run *wr, const struct wb_tran
 	struct wb_sync *j = wr->sync;
 	j->h_acked += t->out.history_bytes;
 	j->c_acked += t->out.console_bytes;
+	j->e_acked += t->out.events_bytes;
 	if (wr->end_acked == wr->end_gen && wb_sync_exhausted(wr) && wr->hist.len == wr->h_head &&
-	    wr->cons.len == wr->c_head && wr->sum_acked == wr->sum_gen &&
-	    wr->meta_acked == wr->meta_gen) {
+	    wr->cons.len == wr->c_head && wr->evts.len == wr->e_head &&
+	    wr->sum_acked == wr->sum_gen && wr->meta_acked == wr->meta_gen) {
 		j->synced = true;
 		j->done_us = clock_mono_us();
 	}
@@ -434,8 +456,9 @@ void wb_sync_acked(struct wandb_sink *s, struct wb_run *wr, const struct wb_tran
 	if (j->synced) {
 		char url[4096];
 		wb_run_url(s, wr, url, sizeof url);
-		log_info("wandb: run %s synced: %" PRIu64 " rows, %" PRIu64 " console lines%s%s",
-		         wr->id, wr->h_done, wr->c_done, *url ? " → " : "", url);
+		log_info("wandb: run %s synced: %" PRIu64 " rows, %" PRIu64
+		         " console lines, %" PRIu64 " events%s%s",
+		         wr->id, wr->h_done, wr->c_done, wr->e_done, *url ? " → " : "", url);
 	}
 }
 
@@ -485,9 +508,9 @@ static int progress(struct wandb_sink *s, const struct wb_run *wr, bool already,
 	SET(rows_total, j->h_total_lines);
 	SET(console_lines, wr->c_done);
 	SET(console_total, j->c_total_lines);
-	SET(bytes, j->h_acked + j->c_acked);
-	SET(bytes_total, j->h_total_bytes + j->c_total_bytes);
-	SET(lines_skipped, wr->h_skipped + wr->c_skipped);
+	SET(bytes, j->h_acked + j->c_acked + j->e_acked);
+	SET(bytes_total, j->h_total_bytes + j->c_total_bytes + j->e_total_bytes);
+	SET(lines_skipped, wr->h_skipped + wr->c_skipped + wr->e_skipped);
 	SET(attempts, wr->attempts);
 	SET(last_status, wr->last_status);
 	SET(elapsed_ms, (end - j->started_us) / 1000);
@@ -527,8 +550,8 @@ static int disk_progress(struct wandb_sink *s, const char *id, const char *path,
 	p.state = synced ? "synced" : "idle";
 	SET(rows, d.history_lines);
 	SET(rows_total, r ? r->history_lines : 0);
-	SET(bytes, d.history_bytes + d.console_bytes);
-	SET(bytes_total, r ? r->history_bytes + r->console_bytes : 0);
+	SET(bytes, d.history_bytes + d.console_bytes + d.events_bytes);
+	SET(bytes_total, r ? r->history_bytes + r->console_bytes + r->events_bytes : 0);
 	SET(already, true);
 #undef SET
 	*out = (Trackd__V1__SyncProgress *)wire_copy(&p.base);

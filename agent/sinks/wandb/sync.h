@@ -7,7 +7,9 @@
  * A sync job is a struct wb_run in the sink's table with `sync` set. Its run
  * (config, summary, state, exit code) is the local sink's `.snapshot` of the run
  * dir; its lines are read from its history and console files (local_store.h) up to the lengths
- * that snapshot records (whole lines, as the local sink checkpointed them),
+ * that snapshot records (whole lines, as the local sink checkpointed them) —
+ * its system-metrics events too, as wandb-events.jsonl with offsets of their
+ * own, exactly once like the history —
  * a request's worth at a time (at most max_request_bytes per file in memory,
  * and nothing while the sink's line memory is full). The log is not involved:
  * records for a run with a sync job are skipped, as for any offline run.
@@ -15,8 +17,9 @@
  * Durable progress: after each acknowledged request (and after the first
  * UpsertBucket, before any line is sent) the job writes
  * `<state>/sinks/wandb/sync/<name>.state` (store.h: bases, skipped counts,
- * upstream entity/project) whose payload is the progress record below: the
- * lines and file bytes acknowledged per file and the local snapshot's log
+ * upstream entity/project, events base and skipped count) whose payload is
+ * the progress record below: the lines and file bytes acknowledged per file
+ * (history, console, events) and the local snapshot's log
  * index the job uploads. A job started again (trackctl killed and re-run, the
  * agent killed -9 and restarted, a parked job retried) resumes at those
  * offsets, so at most the one unacknowledged request is sent again — with the
@@ -49,17 +52,20 @@ struct wb_sync;
 
 /* ---- the progress record (pure, unit-tested) ---------------------------------- */
 
-#define WB_SYNC_PROGRESS_BYTES 52
-#define WB_SYNC_SYNCED         0x1u /* the final request was acknowledged */
+#define WB_SYNC_PROGRESS_BYTES    68
+#define WB_SYNC_PROGRESS_V1_BYTES 52   /* before events: read, never written */
+#define WB_SYNC_SYNCED            0x1u /* the final request was acknowledged */
 
 struct wb_sync_progress {
 	uint32_t flags;
 	uint64_t local_index;                  /* last_index of the local snapshot being uploaded */
 	uint64_t history_lines, history_bytes; /* acknowledged (or skipped): lines, file bytes */
 	uint64_t console_lines, console_bytes;
+	uint64_t events_lines, events_bytes;
 };
 
-/* "TRKDWS01" | u32 flags | u64 × 5, little-endian: exactly WB_SYNC_PROGRESS_BYTES. */
+/* "TRKDWS02" | u32 flags | u64 × 7, little-endian: exactly WB_SYNC_PROGRESS_BYTES.
+ * A "TRKDWS01" record (u64 × 5, no events) decodes with no events acknowledged. */
 void wb_sync_progress_encode(const struct wb_sync_progress *p, uint8_t out[WB_SYNC_PROGRESS_BYTES]);
 /* 0, or TRACKD_ECORRUPT (wrong length or magic, unknown flags, bytes < lines). */
 int wb_sync_progress_decode(const uint8_t *data, size_t len, struct wb_sync_progress *p);
@@ -69,7 +75,7 @@ int wb_sync_progress_decode(const uint8_t *data, size_t len, struct wb_sync_prog
 size_t wb_sync_whole_lines(const char *data, size_t len);
 
 /* Appends the next whole lines of one of a local run's appended files (the
- * run dir `dir`, `file` HISTORY or CONSOLE, local_store.h) to `into`, from file offset
+ * run dir `dir`, `file` HISTORY, CONSOLE or EVENTS, local_store.h) to `into`, from file offset
  * *read_off up to `total` (the length the local snapshot records): at most
  * `want` bytes; when not even one line fits, the chunk doubles until one does
  * (so a line longer than `want` is taken whole, with what follows it in the

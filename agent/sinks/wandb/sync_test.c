@@ -23,16 +23,19 @@ static void test_progress(void)
 	                             .history_lines = 3,
 	                             .history_bytes = UINT64_MAX,
 	                             .console_lines = 0,
-	                             .console_bytes = 0},
+	                             .console_bytes = 0,
+	                             .events_lines = 7,
+	                             .events_bytes = 700},
 	                        q;
 	uint8_t b[WB_SYNC_PROGRESS_BYTES + 1];
 	wb_sync_progress_encode(&p, b);
-	CHECK(memcmp(b, "TRKDWS01", 8) == 0, "magic first");
+	CHECK(memcmp(b, "TRKDWS02", 8) == 0, "magic first");
 	CHECK(b[12] == 0x08 && b[19] == 0x01, "little-endian index");
 	CHECK(wb_sync_progress_decode(b, WB_SYNC_PROGRESS_BYTES, &q) == 0, "decodes");
 	CHECK(p.flags == q.flags && p.local_index == q.local_index &&
 	          p.history_lines == q.history_lines && p.history_bytes == q.history_bytes &&
-	          p.console_lines == q.console_lines && p.console_bytes == q.console_bytes,
+	          p.console_lines == q.console_lines && p.console_bytes == q.console_bytes &&
+	          p.events_lines == q.events_lines && p.events_bytes == q.events_bytes,
 	      "round trip");
 	CHECK(wb_sync_progress_decode(b, WB_SYNC_PROGRESS_BYTES - 1, &q) == TRACKD_ECORRUPT,
 	      "one byte short");
@@ -41,8 +44,16 @@ static void test_progress(void)
 	CHECK(wb_sync_progress_decode(b, 0, &q) == TRACKD_ECORRUPT, "empty");
 	uint8_t c[WB_SYNC_PROGRESS_BYTES];
 	memcpy(c, b, sizeof c);
-	c[7] = '2';
+	c[7] = '3';
 	CHECK(wb_sync_progress_decode(c, sizeof c, &q) == TRACKD_ECORRUPT, "other magic");
+	/* A record from before events: read with none acknowledged (a resumed
+	 * sync then sends every event, from offset 0 of its own file). */
+	c[7] = '1';
+	CHECK(wb_sync_progress_decode(c, WB_SYNC_PROGRESS_V1_BYTES, &q) == 0 &&
+	          q.history_lines == 3 && q.events_lines == 0 && q.events_bytes == 0,
+	      "version 1");
+	CHECK(wb_sync_progress_decode(c, sizeof c, &q) == TRACKD_ECORRUPT,
+	      "version 1 magic, version 2 length");
 	memcpy(c, b, sizeof c);
 	c[8] |= 0x2;
 	CHECK(wb_sync_progress_decode(c, sizeof c, &q) == TRACKD_ECORRUPT, "unknown flag");
@@ -56,6 +67,9 @@ static void test_progress(void)
 	p = (struct wb_sync_progress){.console_lines = 2, .console_bytes = 1};
 	wb_sync_progress_encode(&p, c);
 	CHECK(wb_sync_progress_decode(c, sizeof c, &q) == TRACKD_ECORRUPT, "console bytes < lines");
+	p = (struct wb_sync_progress){.events_lines = 2, .events_bytes = 1};
+	wb_sync_progress_encode(&p, c);
+	CHECK(wb_sync_progress_decode(c, sizeof c, &q) == TRACKD_ECORRUPT, "events bytes < lines");
 }
 
 static void test_whole_lines(void)

@@ -38,6 +38,15 @@
  * (ipc:///run/trackd/trackd.sock for root, $XDG_RUNTIME_DIR/trackd/trackd.sock
  * otherwise).
  *
+ * W&B's environment variables fill the options the caller left unset, so a job
+ * launched by a scheduler configured for W&B lands in the right project
+ * (src/wandb_env.h has the details): WANDB_PROJECT, WANDB_ENTITY, WANDB_NAME,
+ * WANDB_NOTES, WANDB_RUN_ID, WANDB_RUN_GROUP, WANDB_JOB_TYPE (for NULL fields),
+ * WANDB_TAGS (comma-separated, when n_tags is 0); WANDB_MODE offline|disabled
+ * and WANDB_DISABLED=true when mode is ONLINE (the environment never turns
+ * uploading on); WANDB_RESUME allow|auto|must when resume is NEVER;
+ * WANDB_SILENT=true: no footer; WANDB_CONSOLE=off: no console capture.
+ *
  * Threading: a td_run may be used from several threads (calls are serialised by
  * an internal mutex). Ownership: every pointer passed in is borrowed; the library
  * copies what it keeps. Errors: functions return 0 or a negative td_error;
@@ -236,6 +245,14 @@ typedef struct td_run_options {
 	 * agent: <spool_dir>/<hash of the agent URL>/<session>.spool. */
 	const char *spool_dir;
 	size_t max_spool_bytes; /* bound of this process's spool file; default (0) 1 GiB */
+	/* The interpreter's version ("3.11.2") for the run's metadata ("python"),
+	 * set by the Python package; NULL otherwise. The other process facts
+	 * (program, args, executable, working directory, git) the library
+	 * gathers itself, off the caller's thread, and sends once per process. */
+	const char *python_version;
+	/* Send none of those facts (W&B's disable_meta): the agent then has
+	 * only what it can read in /proc itself. Default false. */
+	bool disable_environment;
 } td_run_options;
 
 typedef struct td_run td_run;

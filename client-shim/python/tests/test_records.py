@@ -130,6 +130,10 @@ def test_config_summary_metrics_and_rename(agent, env, tmp_path):
         run.finish()
     """, TRACKD_SOCKET=agent.url)
     recs = records(agent, "cfg1")
+    # The process's own facts (program, cwd, git, Python version): one record,
+    # sent from a thread of the library's, wherever it lands among the others.
+    assert [r["type"] for r in recs].count("environment") == 1
+    recs = [r for r in recs if r["type"] != "environment"]
     types = [r["type"] for r in recs]
     assert types == ["start", "config", "config", "define_metric", "define_metric",
                      "history", "history", "history", "summary", "summary", "rename", "exit"]
@@ -410,7 +414,7 @@ def test_agent_down_whole_life_then_later_client_delivers(agent, env):
         rep = run.finish_report
         print(rep["records_logged"], rep["records_spooled"], rep["records_acked"])
     """, TRACKD_SOCKET=agent.url)
-    assert r.stdout.split() == ["102", "102", "0"]  # start, 100 rows, exit
+    assert r.stdout.split() == ["103", "103", "0"]  # start, 100 rows, environment, exit
     assert "spooled on disk" in r.stderr
     assert len(env.spool_files()) == 1
 

@@ -98,6 +98,8 @@ class ApiRun:
     job_type = property(lambda self: self._get("job_type"))
     mode = property(lambda self: self._get("mode"))
     history_lines = property(lambda self: self._get("history_lines"))
+    # Made by `trackctl import` from a W&B transaction file.
+    imported = property(lambda self: bool(self._get("imported")))
 
     @property
     def upload(self) -> Dict[str, Any]:

@@ -122,6 +122,8 @@ class TdRunOptions(ctypes.Structure):
         ("handle_signals", ctypes.c_bool),
         ("spool_dir", ctypes.c_char_p),
         ("max_spool_bytes", ctypes.c_size_t),
+        ("python_version", ctypes.c_char_p),
+        ("disable_environment", ctypes.c_bool),
         # Slack, so that td_run_options_init never writes past our buffer
         # even if the C struct grew; check_layout catches a real mismatch.
         ("_reserved", ctypes.c_uint8 * 64),

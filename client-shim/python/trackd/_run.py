@@ -34,6 +34,7 @@ import atexit
 import ctypes
 import math
 import os
+import platform
 import pwd
 import secrets
 import signal
@@ -43,9 +44,9 @@ import threading
 import traceback
 import warnings
 from collections.abc import Mapping
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
-from . import _config_file, _lib, _values
+from . import _config_file, _env, _lib, _values
 from ._console import Tee
 from .errors import InvalidValueError, RunFinishedError, TrackdError
 
@@ -367,6 +368,8 @@ class Run:
         opts.resume = _lib.RESUMES[resume]
         opts.socket_url = s(self._socket, "socket")
         opts.spool_dir = s(spool_dir, "spool_dir")
+        # The run's metadata ("python"); the library gathers the rest itself.
+        opts.python_version = s(platform.python_version(), "python_version")
         # Python prints the footer itself, after its own buffers; console
         # capture and signals are done at the Python level.
         opts.print_footer = False
@@ -713,6 +716,16 @@ class Run:
 
     _url_at_finish: Optional[str] = None
 
+    # How the end is printed, for the wandb compatibility layer (trackd.wandb):
+    # no footer at all (wandb.finish(quiet=True), WANDB_SILENT), and lines
+    # written after it ("Find logs at: DIR"). The footer is printed wherever
+    # the run ends (finish, `with`, exception, exit), so these live here.
+    _quiet = False
+    _footer_tail: Optional[Callable[["Run"], str]] = None
+    # Called once the run has ended, with its exit code (W&B's resume file is
+    # removed after a clean exit). Errors in it are not the program's.
+    _on_end: Optional[Callable[["Run", int], None]] = None
+
     # ---- the end ----
 
     def finish(self, exit_code: int = 0, timeout: Optional[float] = None) -> None:
@@ -786,11 +799,16 @@ class Run:
             current = None
         _hooks.remove(self)
         self._print_footer(footer, self.finish_report)
+        if self._on_end is not None:
+            try:
+                self._on_end(self, exit_code)
+            except Exception:  # noqa: BLE001 (a courtesy, like the footer)
+                pass
 
     def _print_footer(self, footer: str, rep: Dict[str, Any]) -> None:
         err = sys.stderr
         try:
-            if footer:
+            if footer and not self._quiet:
                 err.write(footer)
             lost = rep["records_unacked"] - rep["records_spooled"]
             if rep["records_spooled"]:
@@ -802,6 +820,8 @@ class Run:
                           f"{rep['records_refused_full']} refused (buffer full), "
                           f"{rep['records_rejected']} refused by the agent"
                           f"{': ' + rep['last_error'] if rep['last_error'] else ''}\n")
+            if self._footer_tail is not None and not self._quiet:
+                err.write(self._footer_tail(self))
             err.flush()
         except (OSError, ValueError):
             pass  # stderr closed at exit: the footer is a courtesy
@@ -842,7 +862,12 @@ def init(project: Optional[str] = None, entity: Optional[str] = None,
          resume: Optional[str] = None, console: bool = True, *, socket: Optional[str] = None,
          spool_dir: Optional[str] = None) -> Run:
     """Starts a run (see wandb.init). Defaults from the environment:
-    project ← TRACKD_PROJECT, mode ← TRACKD_MODE, socket ← TRACKD_SOCKET.
+    project ← TRACKD_PROJECT, mode ← TRACKD_MODE, socket ← TRACKD_SOCKET;
+    then W&B's variables for whatever is still unset (WANDB_PROJECT,
+    WANDB_ENTITY, WANDB_NAME, WANDB_NOTES, WANDB_TAGS, WANDB_RUN_ID,
+    WANDB_RUN_GROUP, WANDB_JOB_TYPE, WANDB_MODE / WANDB_DISABLED,
+    WANDB_RESUME; WANDB_SILENT: no footer; WANDB_CONSOLE=off: no console
+    capture; see trackd._env), as libtrackd reads them.
 
     config: a dict, or the path of a JSON or YAML file (see
     trackd._config_file). mode: "online" (default), "offline" (kept by the
@@ -850,7 +875,18 @@ def init(project: Optional[str] = None, entity: Optional[str] = None,
     library is loaded). resume: None / "never" (an existing run with this id
     is an error), "allow", "must" (the run must exist). console: tee
     sys.stdout / sys.stderr into the run."""
-    mode = mode or os.environ.get("TRACKD_MODE") or "online"
+    mode = mode or os.environ.get("TRACKD_MODE") or _env.mode() or "online"
+    if resume is None:
+        resume = _env.text("WANDB_RESUME")
+        if resume == "auto":
+            resume = "allow"  # no id of a crashed run is kept here: allow is the closest
+    name = name if name is not None else _env.text("WANDB_NAME")
+    id = id if id is not None else _env.text("WANDB_RUN_ID")
+    notes = notes if notes is not None else _env.text("WANDB_NOTES")
+    group = group if group is not None else _env.text("WANDB_RUN_GROUP")
+    job_type = job_type if job_type is not None else _env.text("WANDB_JOB_TYPE")
+    if tags is None:
+        tags = _env.tags()
     if mode not in _lib.MODES:
         raise ValueError(f"trackd.init: mode must be online, offline or disabled; got {mode!r}")
     if resume not in _lib.RESUMES:
@@ -870,10 +906,16 @@ def init(project: Optional[str] = None, entity: Optional[str] = None,
     for t in tag_list:
         if not isinstance(t, str):
             raise TypeError(f"trackd.init: tags must be str, got {type(t).__name__}")
-    project = project or os.environ.get("TRACKD_PROJECT") or "uncategorized"
+    project = (project or os.environ.get("TRACKD_PROJECT") or _env.text("WANDB_PROJECT")
+               or "uncategorized")
+    entity = entity or _env.text("WANDB_ENTITY")
     if mode == "disabled" and id is None:
         id = _random_id()
-    return Run(project=project, entity=entity or _login_name(), run_id=id, name=name,
-               config=config_data, notes=notes, tags=tag_list, group=group, job_type=job_type,
-               mode=mode, resume=resume, console=console and mode != "disabled",
-               socket=socket, spool_dir=spool_dir)
+    if (_env.text("WANDB_CONSOLE") or "").lower() == "off":
+        console = False
+    run = Run(project=project, entity=entity or _login_name(), run_id=id, name=name,
+              config=config_data, notes=notes, tags=tag_list, group=group, job_type=job_type,
+              mode=mode, resume=resume, console=console and mode != "disabled",
+              socket=socket, spool_dir=spool_dir)
+    run._quiet = _env.flag("WANDB_SILENT")  # no footer, as libtrackd's td_init
+    return run

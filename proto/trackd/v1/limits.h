@@ -23,6 +23,9 @@
 #define TRACKD_MAX_RUN_ID_BYTES        64u
 #define TRACKD_MAX_NAME_BYTES          128u /* project, entity, names */
 #define TRACKD_MAX_TAGS                64u
+/* A RunEnvironment (the client's process facts): its args, its other strings. */
+#define TRACKD_MAX_ENV_ARGS   256u
+#define TRACKD_MAX_ENV_STRING 4096u
 
 /* Characters a run id must not contain (W&B rule). */
 #define TRACKD_RUN_ID_FORBIDDEN "/\\#?%:"

@@ -8,12 +8,6 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Nesting of the messages themselves is bounded by the schema; values
- * (MapValue in ListValue in …) by the agent's limits.max_nesting_depth, which
- * is checked where they enter. This bound only keeps a malformed in-memory
- * tree from recursing without end. */
-#define PB_JSON_MAX_DEPTH 256
-
 /* How a message is written: the rules of pb_json.h, and what an unset
  * optional field becomes. */
 enum unset_field { UNSET_NULL, UNSET_OMITTED };

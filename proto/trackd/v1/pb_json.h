@@ -38,6 +38,13 @@ int pb_json_write(const ProtobufCMessage *m, struct buf *out);
  * StatusReply's wandb_* counters exist only with a wandb sink). */
 int pb_json_write_present(const ProtobufCMessage *m, struct buf *out);
 
+/* Nesting of the messages themselves is bounded by the schema; values
+ * (MapValue in ListValue in …) by the agent's limits.max_nesting_depth (at
+ * most 64), which is checked where they enter. This bound only keeps a
+ * malformed in-memory tree from recursing without end: a value inside more
+ * than PB_JSON_MAX_DEPTH maps and lists is TRACKD_ETOOBIG. */
+#define PB_JSON_MAX_DEPTH 256
+
 /* One value (a Value, as a MapValue item holds it) as the store writes it:
  * NULL and an unset kind as null. */
 int pb_json_value(const Trackd__V1__Value *v, struct buf *out);

@@ -46,7 +46,9 @@ enum wire_type { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 	X(RECORD, CONFIG, record, config, 5, WIRE_LEN)                                             \
 	X(RECORD, EXIT, record, exit, 7, WIRE_LEN)                                                 \
 	X(RECORD, RENAME, record, rename, 9, WIRE_LEN)                                             \
-	X(RECORD, FILE, record, file, 10, WIRE_LEN)                                                \
+	X(RECORD, ENVIRONMENT, record, environment, 10, WIRE_LEN)                                  \
+	X(RUN_ENVIRONMENT, ARGS, run_environment, args, 2, WIRE_LEN)                               \
+	X(RECORD, FILE, record, file, 11, WIRE_LEN)                                                \
 	X(SAVED_FILE, NAME, saved_file, name, 1, WIRE_LEN)                                         \
 	X(SAVED_FILE, SHA256, saved_file, sha256, 2, WIRE_LEN)                                     \
 	X(RUN_START, PROJECT, run_start, project, 1, WIRE_LEN)                                     \
@@ -57,6 +59,11 @@ enum wire_type { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 	X(HISTORY_ROW, COMMIT, history_row, commit, 2, WIRE_VARINT)                                \
 	X(HISTORY_ROW, CLIENT_TIME_US, history_row, client_time_us, 3, WIRE_VARINT)                \
 	X(HISTORY_ROW, ITEMS, history_row, items, 4, WIRE_LEN)                                     \
+	X(HISTORY_ROW, TIMESTAMP, history_row, timestamp, 5, WIRE_I64)                             \
+	X(HISTORY_ROW, RUNTIME, history_row, runtime, 6, WIRE_I64)                                 \
+	X(SYSTEM_STATS, TIME_US, system_stats, time_us, 1, WIRE_VARINT)                            \
+	X(SYSTEM_STATS, BOOT_ID, system_stats, boot_id, 3, WIRE_LEN)                               \
+	X(SYSTEM_STATS, BASES, system_stats, bases, 4, WIRE_LEN)                                   \
 	X(SUMMARY_UPDATE, ITEMS, summary_update, items, 1, WIRE_LEN)                               \
 	X(SUMMARY_UPDATE, REMOVE_KEYS, summary_update, remove_keys, 2, WIRE_LEN)                   \
 	X(DEFINE_METRIC, NAME, define_metric, name, 1, WIRE_LEN)                                   \
