@@ -22,6 +22,11 @@
  *                                         buckets (default 1000), N times: its wall
  *                                         time (send → reply), and the answer's
  *                                         bytes packed and as JSON (pb_json)
+ *   fmt       --n N                       shortest round-trip double → text (fmt_double_g,
+ *                                         what the local sink writes per value) against
+ *                                         the search it replaced (%.15g/16g/17g + strtod)
+ *                                         and one snprintf %.17g, on P4's own values
+ *                                         (i * 0.001 + k) and on uniform [0, 1)
  *   series-index --dir RUN_DIR --rows R --metrics K --n N [--buckets B]
  *                                         the same answer computed in this process
  *                                         from the run's series index (series_query,
@@ -54,6 +59,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "fmt.h"
 #include "series.h"
 #include "trackd/v1/pb_json.h"
 #include "trackd/v1/trackd.pb-c.h"
@@ -822,6 +828,67 @@ static int cmd_series_index(const char *dir, long rows, int metrics, long n, lon
 	return 0;
 }
 
+/* ---- fmt: shortest round-trip doubles ---------------------------------------------- */
+
+/* common/fmt.c before Ryu: up to three snprintf + strtod per value. */
+static void fmt_search_g(char *out, size_t cap, double d)
+{
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(out, cap, "%.*g", prec, d);
+		if (strtod(out, NULL) == d)
+			return;
+	}
+}
+
+static void fmt_snprintf17(char *out, size_t cap, double d)
+{
+	snprintf(out, cap, "%.17g", d);
+}
+
+/* ns per value of one formatter over vals; the byte sum keeps the calls. */
+static double fmt_ns(void (*f)(char *, size_t, double), const double *vals, long n, size_t *sink)
+{
+	char b[FMT_DOUBLE_MAX];
+	int64_t t0 = now_ns();
+	for (long i = 0; i < n; i++) {
+		f(b, sizeof b, vals[i]);
+		*sink += (size_t)b[0];
+	}
+	return (double)(now_ns() - t0) / (double)n;
+}
+
+static int cmd_fmt(long n)
+{
+	double *p4 = malloc((size_t)n * sizeof *p4);
+	double *uni = malloc((size_t)n * sizeof *uni);
+	if (!p4 || !uni)
+		die("out of memory");
+	uint64_t x = 88172645463325252u;
+	for (long i = 0; i < n; i++) {
+		p4[i] = (double)(i / 4) * 0.001 + (double)(i % 4); /* cmd_produce's rows */
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		uni[i] = (double)(x >> 11) / 9007199254740992.0;
+	}
+	size_t sink = 0;
+	/* Alternate new and old twice so drift on a shared machine hits both. */
+	double g_p4 = 0, old_p4 = 0, g_uni = 0, old_uni = 0;
+	for (int rep = 0; rep < 2; rep++) {
+		g_p4 += fmt_ns(fmt_double_g, p4, n, &sink) / 2;
+		old_p4 += fmt_ns(fmt_search_g, p4, n, &sink) / 2;
+		g_uni += fmt_ns(fmt_double_g, uni, n, &sink) / 2;
+		old_uni += fmt_ns(fmt_search_g, uni, n, &sink) / 2;
+	}
+	double s17 = fmt_ns(fmt_snprintf17, p4, n, &sink);
+	printf("{\"n\":%ld,\"g_p4_ns\":%.1f,\"search_p4_ns\":%.1f,\"g_uniform_ns\":%.1f,"
+	       "\"search_uniform_ns\":%.1f,\"snprintf17_p4_ns\":%.1f,\"sink\":%zu}\n",
+	       n, g_p4, old_p4, g_uni, old_uni, s17, sink);
+	free(p4);
+	free(uni);
+	return 0;
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -907,6 +974,8 @@ int main(int argc, char **argv)
 		return cmd_initfinish(url, n);
 	if (!strcmp(cmd, "series"))
 		return cmd_series(url, run_id, metrics, n, buckets);
+	if (!strcmp(cmd, "fmt"))
+		return cmd_fmt(n);
 	if (!strcmp(cmd, "series-index"))
 		return cmd_series_index(dir, rows, metrics, n, buckets);
 	die("unknown subcommand");

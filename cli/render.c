@@ -416,6 +416,43 @@ size_t render_upload_lines(const Trackd__V1__RunInfo *run, const Trackd__V1__Upl
 	return n;
 }
 
+/* The W&B media type of a summary value ({"_type": …}), NULL if none. */
+static const char *media_type(const Trackd__V1__Value *v)
+{
+	if (!v || v->kind_case != TRACKD__V1__VALUE__KIND_MAP_VALUE)
+		return NULL;
+	for (size_t i = 0; i < v->map_value->n_items; i++) {
+		const Trackd__V1__Item *it = v->map_value->items[i];
+		if (it->key && strcmp(it->key, "_type") == 0 && it->value &&
+		    it->value->kind_case == TRACKD__V1__VALUE__KIND_STRING_VALUE)
+			return it->value->string_value;
+	}
+	return NULL;
+}
+
+/* The keys whose last value is a media object (images, tables, histograms):
+ * W&B's footer leaves them out of the summary, so they are named here. */
+static void show_media(FILE *out, const Trackd__V1__RunInfo *run)
+{
+	const Trackd__V1__MapValue *summary = run->summary;
+	bool any = false;
+	for (size_t i = 0; summary && i < summary->n_items; i++) {
+		const char *type = media_type(summary->items[i]->value);
+		if (!type)
+			continue;
+		if (!any)
+			fputs("Media (files: trackctl files RUN)\n", out);
+		any = true;
+		fputs("  ", out);
+		size_t w = put_safe(out, str(summary->items[i]->key), 40);
+		pad(out, w < 24 ? 24 - w : 1);
+		put_safe(out, type, 40);
+		putc('\n', out);
+	}
+	if (any)
+		putc('\n', out);
+}
+
 int render_show(FILE *out, const Trackd__V1__RunInfo *run, const Trackd__V1__UploadInfo *upload,
                 const footer_series *history, double now)
 {
@@ -425,6 +462,7 @@ int render_show(FILE *out, const Trackd__V1__RunInfo *run, const Trackd__V1__Upl
 	if (rv != 0)
 		return rv;
 	putc('\n', out);
+	show_media(out, run);
 
 	/* The summary as the footer wants it: numbers, bools and strings. */
 	const Trackd__V1__MapValue *summary = run->summary;

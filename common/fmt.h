@@ -1,8 +1,11 @@
 /*
  * fmt.h — doubles as the shortest text that reads back to the same double
  * (strtod(text) == d), for every place that shows or stores one as text.
- * Pure functions; thread-safe (glibc's printf is exact, so the search is
- * deterministic). Non-finite values are the caller's business: each output
+ * The text is defined by a search over printf precisions (below) and must not
+ * change: stores and uploads hold it. fmt_double_g computes it directly
+ * (Ryu) and searches only in the rare cases where that could differ;
+ * fmt_double_e (off the hot paths) still searches. Pure functions;
+ * thread-safe. Non-finite values are the caller's business: each output
  * format spells NaN and infinities its own way.
  */
 #ifndef TRACKD_COMMON_FMT_H

@@ -4,7 +4,9 @@
 1. The smallest run: one logged row.
 2. A 10-epoch training loop with config {epochs: 10, learning_rate: 0.01}
    (simulated accuracy and loss, a tenth of a second of work per epoch), as a
-   `with` block. The agent samples the run's system metrics (CPU, memory, …)
+   `with` block. Each epoch also logs a small image, a histogram of
+   (simulated) weights and a table of predictions: W&B's media, stored in the
+   run's files/media/ with W&B's objects in its rows (`trackctl files RUN`). The agent samples the run's system metrics (CPU, memory, …)
    when it starts: `trackctl show` prints them under System.
 
 Run it against an agent: TRACKD_SOCKET=ipc:///path/trackd.sock python3 train.py
@@ -36,6 +38,16 @@ with trackd.init(project=PROJECT, config=config) as run:
         accuracy = 1 - 2 ** -epoch - rng.random() / epoch / 10 - offset / 10
         loss = 2 ** -epoch + rng.random() / epoch / 10 + offset / 10
         time.sleep(0.1)  # an epoch's work
-        run.log({"accuracy": accuracy, "loss": loss})
+        # An 8x8 RGB image (a gradient that brightens with the epochs), as
+        # rows of [r, g, b] bytes; numpy arrays and PIL images work too.
+        pixels = bytes(min(255, (x * 32 + y * 4) * epoch // 4) if c != 1 else y * 32
+                       for y in range(8) for x in range(8) for c in range(3))
+        weights = [rng.gauss(0, 1 / epoch) for _ in range(200)]
+        predictions = [[i, rng.choice("abc"), round(rng.random(), 3)] for i in range(5)]
+        run.log({"accuracy": accuracy, "loss": loss,
+                 "sample": trackd.Image.from_pixels(pixels, 8, 8, 3, caption=f"epoch {epoch}"),
+                 "weights": trackd.Histogram(weights),
+                 "predictions": trackd.Table(columns=["id", "label", "score"],
+                                             data=predictions)})
     run.summary["final_loss"] = round(loss, 5)
     assert not math.isnan(loss)

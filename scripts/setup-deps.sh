@@ -11,6 +11,8 @@ PACKAGES=(
   libnng-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libyaml-dev
   libjson-c-dev  # the wandb sink reads W&B answers with json-c
   libmicrohttpd-dev  # trackctl ui and the agent's /metrics: HTTP servers with bounded connections, timeouts, head size
+  libssl-dev  # libcrypto: SHA-256 of files (agent blob store, libtrackd)
+  zlib1g-dev  # libtrackd encodes raw pixels as PNG
   python3 python3-pytest
   git            # tests: real repositories for the run metadata's git facts and dirty flag
   python3-yaml   # the Python package reads YAML config files with PyYAML

@@ -36,6 +36,18 @@ static void collect_ingest(ingest *in, struct metrics_writer *w)
 	    is.append_failures);
 	one(w, "trackd_internal_batches_total", "counter",
 	    "batches the agent appended itself (crash marks, renames)", is.internal_batches);
+	one(w, "trackd_blob_queries_total", "counter",
+	    "blob queries answered (which files the agent lacks)", is.blob_queries);
+	one(w, "trackd_blob_bytes_received_total", "counter",
+	    "file bytes received and written to the blob store (resends and known files excluded)",
+	    is.blob_bytes_received);
+	one(w, "trackd_blobs_stored_total", "counter",
+	    "files stored in the blob store (verified by SHA-256, durable)", is.blobs_stored);
+	one(w, "trackd_blobs_known_total", "counter",
+	    "files a client asked about that the store already held (not sent again)",
+	    is.blobs_known);
+	one(w, "trackd_blob_refusals_total", "counter",
+	    "file pieces refused: a limit, the disk budget, a bad digest", is.blob_refusals);
 	one(w, "trackd_queries_total", "counter", "queries answered (trackctl, the read API)",
 	    is.queries);
 	one(w, "trackd_clients_connected", "gauge", "client connections open now",

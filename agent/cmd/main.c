@@ -12,6 +12,7 @@
  * With metrics_listen, a Prometheus endpoint serves the counters (collect.h).
  * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.
  */
+#include "blobs.h"
 #include "collect.h"
 #include "config.h"
 #include "errors.h"
@@ -202,6 +203,8 @@ struct agent {
 	const char *state_dir;
 	_Atomic uint64_t log_max_bytes; /* changed by reloads, read by status queries */
 	txlog *log;                     /* set before any hook or the metrics run */
+	blobs *blobs;                   /* the blob store, set with log */
+	int64_t next_sweep_us;          /* main thread: the blob store's next sweep */
 	_Atomic uint64_t reloads_applied, reloads_rejected;
 	/* The configuration in force; only the main thread reads or changes it
 	 * (stages were given copies of their settings or borrow keys that a
@@ -540,6 +543,7 @@ static void reload(const struct args *a, struct agent *ag, struct sdnotify *noti
 	}
 	txlog_set_max_bytes(ag->log, next.txlog.max_bytes);
 	atomic_store(&ag->log_max_bytes, next.txlog.max_bytes);
+	blobs_set_limits(ag->blobs, next.blobs.max_file_bytes, next.blobs.max_run_bytes);
 
 	plan.scan_only = false;
 	config_diff(ag->running, &next, plan_change, &plan);
@@ -672,6 +676,19 @@ static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *no
 			}
 			next_listener_check = now + listener_check_us;
 		}
+		/* Blobs no run links any more, past their grace: a slow directory
+		 * walk, so once a minute, on this thread (it does no other I/O). */
+		if (now >= ag->next_sweep_us) {
+			if (ag->next_sweep_us) {
+				size_t swept = blobs_sweep(
+				    ag->blobs, (int64_t)(ag->running->blobs.grace_ms / 1000));
+				if (swept)
+					log_info("blob store: %zu unreferenced file(s) removed",
+					         swept);
+				txlog_set_external_bytes(ag->log, blobs_disk_bytes(ag->blobs));
+			}
+			ag->next_sweep_us = now + 60 * 1000000LL;
+		}
 		ingest *in = atomic_load(&ag->in);
 		if (ag->user && user_mode_idle_over(ag->user,
 		                                    user_mode_busy(in, atomic_load(&ag->sink),
@@ -697,6 +714,7 @@ static int run(const struct args *a, struct config *cfg)
 	int rv;
 	sessions *sess = NULL;
 	txlog *log = NULL;
+	blobs *blobstore = NULL;
 	ingest *in = NULL;
 	int exit_code = 1;
 	struct user_mode um = {.socket_lock_fd = -1, .state_lock_fd = -1};
@@ -783,9 +801,20 @@ static int run(const struct args *a, struct config *cfg)
 	    (unsigned long long)ts.records_quarantined, (unsigned long long)ts.bytes_truncated,
 	    sessions_count(sess), run_owners_count(owners));
 
+	struct blobs_options bo = {.state_dir = cfg->state_dir,
+	                           .max_file_bytes = cfg->blobs.max_file_bytes,
+	                           .max_run_bytes = cfg->blobs.max_run_bytes};
+	if ((rv = blobs_open(&bo, &blobstore)) != 0) {
+		log_error("cannot open the blob store in %s/blobs: %s", cfg->state_dir,
+		          trackd_strerror(rv));
+		goto out;
+	}
+	txlog_set_external_bytes(log, blobs_disk_bytes(blobstore));
+
 	ag.state_dir = cfg->state_dir;
 	ag.log_max_bytes = cfg->txlog.max_bytes;
 	ag.log = log;
+	ag.blobs = blobstore;
 	ag.running = cfg;
 	ag.started_max_message_bytes = cfg->limits.max_message_bytes;
 	/* Early, so a scrape sees start-up; stages appear in it as they start. */
@@ -802,6 +831,7 @@ static int run(const struct args *a, struct config *cfg)
 	    .state_dir = cfg->state_dir,
 	    .log = log,
 	    .max_record_bytes = to.max_record_bytes,
+	    .blobs = blobstore,
 	    .submit = submit_record,
 	    .submit_arg = &ag,
 	    .live_changed = live_changed,
@@ -842,6 +872,7 @@ static int run(const struct args *a, struct config *cfg)
 	    .version = TRACKD_VERSION,
 	    .log = log,
 	    .tables = &tables,
+	    .blobs = blobstore,
 	    .group = cfg->access.group,
 	    .admin_group = cfg->access.admin_group,
 	    .query = answer_query,
@@ -915,6 +946,7 @@ out:
 		log_error("final sync of the log failed: %s", trackd_strerror(rv));
 		exit_code = 1;
 	}
+	blobs_free(blobstore);
 	sessions_free(sess);
 	run_owners_free(owners);
 	sdnotify_close(&notify);

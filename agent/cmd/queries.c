@@ -126,6 +126,13 @@ static int on_console(const struct query_call *c, Trackd__V1__QueryReply *r, cha
 	                                &r->console, err, errlen);
 }
 
+static int on_files(const struct query_call *c, Trackd__V1__QueryReply *r, char *err, size_t errlen)
+{
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_FILES;
+	return local_sink_query_files(c->st->local, c->q->files, c->uid, c->admin, c->max_bytes,
+	                              &r->files, err, errlen);
+}
+
 static int on_rename(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
                      size_t errlen)
 {
@@ -203,6 +210,7 @@ static const struct query_route routes[] = {
     {TRACKD__V1__QUERY__REQUEST_RENAME, NEEDS_LOCAL, NULL, on_rename},
     {TRACKD__V1__QUERY__REQUEST_SERIES, NEEDS_LOCAL, NULL, on_series},
     {TRACKD__V1__QUERY__REQUEST_CONSOLE, NEEDS_LOCAL, NULL, on_console},
+    {TRACKD__V1__QUERY__REQUEST_FILES, NEEDS_LOCAL, NULL, on_files},
     {TRACKD__V1__QUERY__REQUEST_WANDB, NEEDS_WANDB, WANDB_OFF, on_wandb},
     {TRACKD__V1__QUERY__REQUEST_RETRY, NEEDS_WANDB, WANDB_OFF, on_retry},
     {TRACKD__V1__QUERY__REQUEST_SYNC, NEEDS_LOCAL | NEEDS_WANDB, SYNC_OFF, on_sync},

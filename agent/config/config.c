@@ -259,6 +259,32 @@ static const struct key keys[] = {
      .max = UINT64_MAX / 2,
      .help = "disk budget of the log: past it new batches are refused (clients keep and "
              "resend them) until sinks release segments"},
+    /* The blob store (agent/blobs/blobs.h): file content, in txlog.max_bytes. */
+    {.path = "blobs.max_file_bytes",
+     .reload = true,
+     .type = KT_SIZE,
+     .offset = FIELD(blobs.max_file_bytes, uint64_t),
+     .def = "1GiB",
+     .min = 1,
+     .max = UINT64_MAX / 2,
+     .help = "largest file (image, table, saved file) a client may send; a larger one is "
+             "refused naming this key"},
+    {.path = "blobs.max_run_bytes",
+     .reload = true,
+     .type = KT_SIZE,
+     .offset = FIELD(blobs.max_run_bytes, uint64_t),
+     .def = "10GiB",
+     .min = 1,
+     .max = UINT64_MAX / 2,
+     .help = "files one run may send in total (counted since the agent started)"},
+    {.path = "blobs.grace",
+     .type = KT_DURATION,
+     .offset = FIELD(blobs.grace_ms, uint64_t),
+     .def = "1h",
+     .min = 1000,
+     .max = 30ull * 24 * 3600 * 1000,
+     .help = "how long a file no run dir links is kept (a client sends a file before the "
+             "row that uses it)"},
     /* The system-metrics sampler (agent/sysmetrics/sysmetrics.h). */
     {.path = "system_metrics.enabled",
      .type = KT_BOOL,

@@ -50,6 +50,13 @@ struct config_txlog {
 	uint64_t max_bytes; /* disk budget of the log's segments */
 };
 
+/* blobs.*: file content from clients (agent/blobs/blobs.h). */
+struct config_blobs {
+	uint64_t max_file_bytes; /* one file (blob) */
+	uint64_t max_run_bytes;  /* all files of one run */
+	uint64_t grace_ms;       /* an unreferenced blob is kept this long */
+};
+
 struct config_access {
 	char *group;       /* members may connect and log; "" = anyone the socket lets in */
 	char *admin_group; /* members may read and append to every user's runs */
@@ -104,6 +111,7 @@ struct config {
 	char *metrics_listen;     /* "" = no metrics endpoint; else loopback ip:port */
 	struct config_limits limits;
 	struct config_txlog txlog;
+	struct config_blobs blobs;
 	struct config_access access;
 	struct config_system_metrics system_metrics;
 	struct config_sinks sinks;

@@ -41,7 +41,10 @@ struct request_ctx {
 	struct request_ctx *next; /* worker queue link */
 	bool is_query;            /* answered by the query thread */
 	bool is_status;           /* …a plain status request, sent there directly */
-	uint32_t uid;             /* the requester, for queries */
+	/* …a blob request the worker checked (owner, fields): the query thread
+	 * writes it, so a large file's check and fsync never hold up acks. */
+	Trackd__V1__Request *blob;
+	uint32_t uid; /* the requester, for queries */
 	bool admin;
 	/* Rollback information when an fsync fails after this batch was appended. */
 	bool appended;
@@ -99,7 +102,8 @@ struct ingest {
 	_Atomic uint64_t requests, batches_appended, batches_duplicate, records_appended,
 	    rejected_version, rejected_malformed, rejected_invalid, rejected_too_large,
 	    rejected_permission, append_failures, clients_connected, listener_restarts, queries,
-	    internal_batches;
+	    internal_batches, blob_queries, blob_bytes_received, blobs_stored, blobs_known,
+	    blob_refusals;
 	/* Pipes of the agent's own listener probes (0 = free slot): not clients, so
 	 * they count neither in clients_connected nor against a private agent's
 	 * idle exit, which they used to reset every listener check. */
@@ -161,24 +165,32 @@ static nng_msg *pack_reply(const Trackd__V1__Reply *reply)
 	return m;
 }
 
-/* Every ack tells the client the limits in force (see trackd.proto, Limits). */
-static nng_msg *ack_reply(struct ingest *in, uint64_t seq, bool duplicate)
+/* The limits in force, as every ack and blob reply tells them (trackd.proto,
+ * Limits). */
+static void fill_limits(struct ingest *in, Trackd__V1__Limits *limits)
 {
 	uint64_t max_message_bytes;
 	struct validate_limits l;
 	current_limits(in, &max_message_bytes, &l);
-	Trackd__V1__Limits limits = TRACKD__V1__LIMITS__INIT;
-	limits.has_max_message_bytes = limits.has_max_records_per_batch = true;
-	limits.has_max_items_per_record = limits.has_max_key_bytes = true;
-	limits.has_max_string_bytes = limits.has_max_nesting_depth = true;
-	limits.has_max_list_length = true;
-	limits.max_message_bytes = max_message_bytes;
-	limits.max_records_per_batch = l.max_records_per_batch;
-	limits.max_items_per_record = l.max_items_per_record;
-	limits.max_key_bytes = l.max_key_bytes;
-	limits.max_string_bytes = l.max_string_bytes;
-	limits.max_nesting_depth = l.max_nesting_depth;
-	limits.max_list_length = l.max_list_length;
+	*limits = (Trackd__V1__Limits)TRACKD__V1__LIMITS__INIT;
+	limits->has_max_message_bytes = limits->has_max_records_per_batch = true;
+	limits->has_max_items_per_record = limits->has_max_key_bytes = true;
+	limits->has_max_string_bytes = limits->has_max_nesting_depth = true;
+	limits->has_max_list_length = true;
+	limits->max_message_bytes = max_message_bytes;
+	limits->max_records_per_batch = l.max_records_per_batch;
+	limits->max_items_per_record = l.max_items_per_record;
+	limits->max_key_bytes = l.max_key_bytes;
+	limits->max_string_bytes = l.max_string_bytes;
+	limits->max_nesting_depth = l.max_nesting_depth;
+	limits->max_list_length = l.max_list_length;
+}
+
+/* Every ack tells the client the limits in force (see trackd.proto, Limits). */
+static nng_msg *ack_reply(struct ingest *in, uint64_t seq, bool duplicate)
+{
+	Trackd__V1__Limits limits;
+	fill_limits(in, &limits);
 	Trackd__V1__Ack ack = TRACKD__V1__ACK__INIT;
 	ack.has_seq = true;
 	ack.seq = seq;
@@ -420,6 +432,133 @@ static void note_new_owners(struct ingest *in, const struct owner_check *oc,
 	}
 }
 
+/* A BlobQuery or BlobChunk (blobs.h): the store of the requester's uid, for
+ * a run that is not another user's. Blobs are answered by the worker, in
+ * order with batches: a client sends a run's blobs before the rows that use
+ * them, on the same connection. */
+static nng_msg *check_blob(struct ingest *in, struct request_ctx *rc, const uint8_t *body,
+                           size_t len)
+{
+	if (!in->opts.blobs)
+		return error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+		                   "this agent stores no files", false);
+	Trackd__V1__Request *req = trackd__v1__request__unpack(NULL, len, body);
+	if (!req)
+		return error_reply(TRACKD__V1__ERROR_CODE__ERROR_MALFORMED,
+		                   "undecodable blob request", false);
+	nng_msg *reply = NULL;
+	const char *run_id = req->body_case == TRACKD__V1__REQUEST__BODY_BLOB_QUERY
+	                         ? req->blob_query->run_id
+	                         : req->blob_chunk->run_id;
+	size_t id_len = run_id ? strlen(run_id) : 0;
+	if (id_len == 0 || id_len > TRACKD_MAX_RUN_ID_BYTES ||
+	    strspn(run_id, TRACKD_RUN_ID_ALLOWED) != id_len) {
+		reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+		                    "blob request: run_id missing or not a valid run id", false);
+		goto out;
+	}
+	uint32_t owner;
+	if (!rc->admin &&
+	    run_owners_get(in->opts.tables->owners, (const uint8_t *)run_id, id_len, &owner) &&
+	    owner != rc->uid) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "run '%s' belongs to another user (uid %u)", run_id,
+		         owner);
+		count(&in->rejected_permission, 1);
+		log_warn("refused a blob request from uid %u: %s", rc->uid, msg);
+		reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_PERMISSION_DENIED, msg, false);
+		goto out;
+	}
+	if (req->body_case == TRACKD__V1__REQUEST__BODY_BLOB_QUERY) {
+		const Trackd__V1__BlobQuery *q = req->blob_query;
+		if (q->n_sha256 > TRACKD_MAX_BLOB_QUERY) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "blob query of %zu digests, limit %u",
+			         q->n_sha256, TRACKD_MAX_BLOB_QUERY);
+			reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, msg, false);
+			goto out;
+		}
+		for (size_t i = 0; i < q->n_sha256; i++)
+			if (q->sha256[i].len != TRACKD_BLOB_DIGEST_BYTES) {
+				reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+				                    "blob query: a digest is not 32 bytes", false);
+				goto out;
+			}
+	} else if (req->blob_chunk->sha256.len != TRACKD_BLOB_DIGEST_BYTES ||
+	           !req->blob_chunk->has_size) {
+		reply = error_reply(TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+		                    "blob chunk: sha256 (32 bytes) and size are required", false);
+		goto out;
+	}
+	rc->blob = req; /* answered by the query thread (answer_blob) */
+	return NULL;
+out:
+	trackd__v1__request__free_unpacked(req, NULL);
+	return reply;
+}
+
+/* The query thread's half of a blob request check_blob accepted: the
+ * store's answer. Frees rc->blob. */
+static nng_msg *answer_blob(struct ingest *in, struct request_ctx *rc)
+{
+	Trackd__V1__Request *req = rc->blob;
+	rc->blob = NULL;
+	nng_msg *reply = NULL;
+	const char *run_id = req->body_case == TRACKD__V1__REQUEST__BODY_BLOB_QUERY
+	                         ? req->blob_query->run_id
+	                         : req->blob_chunk->run_id;
+	Trackd__V1__BlobReply br = TRACKD__V1__BLOB_REPLY__INIT;
+	Trackd__V1__Limits limits;
+	fill_limits(in, &limits);
+	br.limits = &limits;
+	Trackd__V1__Reply out = TRACKD__V1__REPLY__INIT;
+	out.body_case = TRACKD__V1__REPLY__BODY_BLOB;
+	out.blob = &br;
+	if (req->body_case == TRACKD__V1__REQUEST__BODY_BLOB_QUERY) {
+		const Trackd__V1__BlobQuery *q = req->blob_query;
+		count(&in->blob_queries, 1);
+		ProtobufCBinaryData missing[TRACKD_MAX_BLOB_QUERY]; /* check_blob: at most */
+		for (size_t i = 0; i < q->n_sha256; i++) {
+			if (blobs_have(in->opts.blobs, rc->uid, q->sha256[i].data))
+				count(&in->blobs_known, 1);
+			else
+				missing[br.n_missing++] = q->sha256[i];
+		}
+		br.missing = missing;
+		reply = pack_reply(&out);
+		goto out;
+	}
+	const Trackd__V1__BlobChunk *c = req->blob_chunk;
+	struct blobs_put_result res;
+	char err[256];
+	int rv = blobs_put(in->opts.blobs, rc->uid, run_id, c->sha256.data, c->size, c->offset,
+	                   c->data.data, c->data.len, txlog_budget_room(in->opts.log), &res, err,
+	                   sizeof err);
+	txlog_set_external_bytes(in->opts.log, blobs_disk_bytes(in->opts.blobs));
+	if (rv != 0) {
+		bool retryable = rv == TRACKD_ENOSPC || rv == TRACKD_EIO || rv == TRACKD_ECORRUPT ||
+		                 rv == TRACKD_ENOMEM;
+		int code = rv == TRACKD_ETOOBIG ? TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE
+		           : retryable          ? TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE
+		                                : TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+		count(&in->blob_refusals, 1);
+		log_debug("blob refused for run %s (uid %u): %s", run_id, rc->uid, err);
+		reply = error_reply(code, err[0] ? err : trackd_strerror(rv), retryable);
+		goto out;
+	}
+	if (!res.duplicate)
+		count(&in->blob_bytes_received, c->data.len);
+	if (res.complete && !res.duplicate)
+		count(&in->blobs_stored, 1);
+	br.has_have = br.has_complete = true;
+	br.have = res.have;
+	br.complete = res.complete;
+	reply = pack_reply(&out);
+out:
+	trackd__v1__request__free_unpacked(req, NULL);
+	return reply;
+}
+
 /* Validates and appends one request; leaves the reply in rc->reply. */
 static void handle_request(struct ingest *in, struct request_ctx *rc)
 {
@@ -483,6 +622,12 @@ static void handle_request(struct ingest *in, struct request_ctx *rc)
 	rc->admin = access_is_admin(in->access, uid, gid);
 	if (req.kind == VALIDATED_QUERY) {
 		rc->is_query = true; /* answered on the query thread */
+		return;
+	}
+	if (req.kind == VALIDATED_BLOB) {
+		rc->blob = NULL;
+		rc->reply = check_blob(in, rc, body, len);
+		rc->is_query = rc->blob != NULL; /* written on the query thread */
 		return;
 	}
 	struct owner_check oc = {
@@ -759,6 +904,10 @@ static void answer_query(struct ingest *in, struct request_ctx *rc)
 {
 	if (rc->is_status) {
 		rc->reply = status_reply(in);
+		return;
+	}
+	if (rc->blob) {
+		rc->reply = answer_blob(in, rc);
 		return;
 	}
 	count(&in->queries, 1);
@@ -1236,5 +1385,10 @@ void ingest_get_stats(ingest *in, struct ingest_stats *out)
 	GET(listener_restarts);
 	GET(queries);
 	GET(internal_batches);
+	GET(blob_queries);
+	GET(blob_bytes_received);
+	GET(blobs_stored);
+	GET(blobs_known);
+	GET(blob_refusals);
 #undef GET
 }

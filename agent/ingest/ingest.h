@@ -22,15 +22,19 @@
  *
  * Threading: NNG's aio callbacks only move messages to a queue; one worker thread
  * validates, appends, syncs and replies, so the txlog and the session table have
- * a single writer. Lifecycle: ingest_start → ingest_close (refuse new requests:
- * receives are cancelled, but every request already received is still answered)
- * → ingest_stop (waits until those answers are sent) → ingest_free.
+ * a single writer. Queries, and blob requests once the worker has checked them
+ * (the run's owner), are answered on a query thread: writing and verifying a
+ * file never holds up acknowledgements. A client sends a run's files before the
+ * batches naming them and waits for each answer, so this keeps its order. Lifecycle: ingest_start →
+ * ingest_close (refuse new requests: receives are cancelled, but every request already received is
+ * still answered) → ingest_stop (waits until those answers are sent) → ingest_free.
  *
  * Ownership: `log` and `tables` are borrowed and must outlive the ingest.
  */
 #ifndef TRACKD_INGEST_H
 #define TRACKD_INGEST_H
 
+#include "blobs.h"
 #include "buf.h"
 #include "owners.h"
 #include "sessions.h"
@@ -66,6 +70,10 @@ struct ingest_options {
 	const char *version; /* reported by status queries */
 	txlog *log;
 	struct ingest_tables *tables;
+	/* The blob store (BlobQuery, BlobChunk; NULL: refused). Borrowed. Its
+	 * bytes are told to `log` (txlog_set_external_bytes) after every piece,
+	 * so files and batches share the disk budget. */
+	blobs *blobs;
 
 	/* Access: a peer may log when it is root, the agent's user, or in `group`
 	 * ("" = anyone the socket lets in); runs belong to the uid that started them
@@ -105,7 +113,12 @@ struct ingest_stats {
 	uint64_t clients_connected;   /* now; the agent's own listener probes excluded */
 	uint64_t listener_restarts;   /* see ingest_check_listener */
 	uint64_t queries;
-	uint64_t internal_batches; /* appended by the agent itself */
+	uint64_t internal_batches;    /* appended by the agent itself */
+	uint64_t blob_queries;        /* BlobQuery requests answered */
+	uint64_t blob_bytes_received; /* file bytes written to the blob store */
+	uint64_t blobs_stored;        /* blobs completed (verified, durable) */
+	uint64_t blobs_known;         /* digests asked for that the store held */
+	uint64_t blob_refusals;       /* pieces refused (limit, budget, bad digest) */
 };
 
 /* Binds the socket and starts serving. Errors: TRACKD_EEXIST when another

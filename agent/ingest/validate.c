@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include "trackd/v1/wire.h"
+#include "run_files.h"
 #include "utf8.h"
 
 #include "trackd/v1/limits.h"
@@ -152,8 +153,9 @@ static int check_oneof_single(struct walk *w, const struct facts *f, unsigned lo
 static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, const struct facts *f)
 {
 	if (d == &trackd__v1__request__descriptor)
-		return check_oneof_single(w, f, WIRE_NUM(REQUEST, BATCH), WIRE_NUM(REQUEST, QUERY),
-		                          "request body (batch, status or query)", true);
+		return check_oneof_single(w, f, WIRE_NUM(REQUEST, BATCH),
+		                          WIRE_NUM(REQUEST, BLOB_CHUNK),
+		                          "request body (batch, status, query or blob)", true);
 	if (d == &trackd__v1__batch__descriptor) {
 		enum { ID = WIRE_NUM(BATCH, SESSION_ID), SEQ = WIRE_NUM(BATCH, SEQ) };
 		if (!has(f, ID) || f->len[ID] != TRACKD_SESSION_ID_BYTES)
@@ -239,6 +241,18 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 		if (has(f, tags) && f->count[tags] > TRACKD_MAX_TAGS)
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE, "%u tags, limit %u",
 			            f->count[tags], TRACKD_MAX_TAGS);
+		return 0;
+	}
+	if (d == &trackd__v1__saved_file__descriptor) {
+		enum { NAME = WIRE_NUM(SAVED_FILE, NAME), SHA = WIRE_NUM(SAVED_FILE, SHA256) };
+		if (!has(f, SHA) || f->len[SHA] != 32)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "sha256 must be 32 bytes");
+		if (!has(f, NAME) || !files_name_valid((const char *)f->data[NAME], f->len[NAME]))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "file name is empty, absolute, longer than %u bytes, or has "
+			            "an empty, '.' or '..' component",
+			            TRACKD_MAX_FILE_NAME_BYTES);
 		return 0;
 	}
 	if (d == &trackd__v1__run_environment__descriptor) {
@@ -489,6 +503,10 @@ int validate_request(const struct validate_limits *limits, const void *buf, size
 		return w.code;
 	if (has(&f, WIRE_NUM(REQUEST, STATUS))) {
 		out->kind = VALIDATED_STATUS;
+		return 0;
+	}
+	if (has(&f, WIRE_NUM(REQUEST, BLOB_QUERY)) || has(&f, WIRE_NUM(REQUEST, BLOB_CHUNK))) {
+		out->kind = VALIDATED_BLOB;
 		return 0;
 	}
 	if (has(&f, WIRE_NUM(REQUEST, QUERY))) {

@@ -30,7 +30,9 @@ struct validate_limits {
 	uint64_t max_list_length;   /* elements of one ListValue */
 };
 
-enum validated_kind { VALIDATED_BATCH, VALIDATED_STATUS, VALIDATED_QUERY };
+/* VALIDATED_BLOB: a BlobQuery or BlobChunk (envelope checked; its fields are
+ * the blob store's to check, blobs.h). */
+enum validated_kind { VALIDATED_BATCH, VALIDATED_STATUS, VALIDATED_QUERY, VALIDATED_BLOB };
 
 /* Distinct runs of one batch listed by validation (a batch is mostly one run's). */
 #define VALIDATE_RUNS_HELD 8

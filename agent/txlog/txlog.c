@@ -319,7 +319,8 @@ static int append_once(txlog *log, const void *data, size_t len, uint64_t *index
 	uint64_t max_bytes = atomic_load_explicit(&log->max_bytes, memory_order_relaxed);
 	if (max_bytes) {
 		/* A roll adds a segment header; count it so the cap holds exactly. */
-		uint64_t used = TXLOG_SEGMENT_HEADER;
+		uint64_t used = TXLOG_SEGMENT_HEADER +
+		                atomic_load_explicit(&log->external_bytes, memory_order_relaxed);
 		pthread_mutex_lock(&log->seg_lock);
 		for (size_t i = 0; i < log->nsegs; i++)
 			used += log->segs[i].bytes;
@@ -634,6 +635,7 @@ int txlog_open(const struct txlog_options *opts, txlog **out)
 	log->dirfd = log->cdirfd = log->qdirfd = -1;
 	log->opts = *opts;
 	atomic_init(&log->max_bytes, opts->max_bytes);
+	atomic_init(&log->external_bytes, 0);
 	log->dir = strdup(opts->dir);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -776,6 +778,25 @@ void txlog_stats(txlog *log, struct txlog_stats *out)
 			out->first_index = log->segs[i].first_record;
 	}
 	pthread_mutex_unlock(&log->seg_lock);
+}
+
+void txlog_set_external_bytes(txlog *log, uint64_t bytes)
+{
+	atomic_store_explicit(&log->external_bytes, bytes, memory_order_relaxed);
+}
+
+uint64_t txlog_budget_room(txlog *log)
+{
+	uint64_t max_bytes = atomic_load_explicit(&log->max_bytes, memory_order_relaxed);
+	if (!max_bytes)
+		return UINT64_MAX;
+	uint64_t used =
+	    TXLOG_SEGMENT_HEADER + atomic_load_explicit(&log->external_bytes, memory_order_relaxed);
+	pthread_mutex_lock(&log->seg_lock);
+	for (size_t i = 0; i < log->nsegs; i++)
+		used += log->segs[i].bytes;
+	pthread_mutex_unlock(&log->seg_lock);
+	return used >= max_bytes ? 0 : max_bytes - used;
 }
 
 void txlog_set_max_bytes(txlog *log, uint64_t max_bytes)

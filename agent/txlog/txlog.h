@@ -172,6 +172,13 @@ void txlog_stats(txlog *log, struct txlog_stats *out);
  * on disk refuses appends until sinks release segments; nothing is deleted. */
 void txlog_set_max_bytes(txlog *log, uint64_t max_bytes);
 
+/* Bytes that share the disk budget with the segments (the blob store's,
+ * blobs.h): counted as used by every append's budget check. Any thread. */
+void txlog_set_external_bytes(txlog *log, uint64_t bytes);
+/* What the budget leaves: max_bytes minus segments and external bytes
+ * (UINT64_MAX without a budget). Any thread. */
+uint64_t txlog_budget_room(txlog *log);
+
 /* ---- fdatasync latency ----------------------------------------------------
  * Every fdatasync that makes appended records durable (txlog_sync, the INTERVAL
  * flusher, rolls, the repair after a failure) is timed, failed ones included,

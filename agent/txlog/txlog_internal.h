@@ -110,7 +110,8 @@ struct txlog {
 	_Atomic bool closed;
 	_Atomic uint64_t records_appended, bytes_appended, records_quarantined, bytes_quarantined,
 	    bytes_truncated, bad_segment_headers, fsync_failures, budget_refusals;
-	_Atomic uint64_t max_bytes; /* the budget: opts.max_bytes, changed by reloads */
+	_Atomic uint64_t max_bytes;      /* the budget: opts.max_bytes, changed by reloads */
+	_Atomic uint64_t external_bytes; /* the blob store's, in the same budget */
 	_Atomic uint64_t fsync_buckets[TXLOG_FSYNC_BUCKETS + 1], fsync_sum_us;
 };
 

@@ -160,6 +160,7 @@ static void fill_value(struct tdi_scratch *s, Trackd__V1__Value *v, const td_ite
 		v->list_value = l;
 		break;
 	}
+	case TD_MEDIA: /* never here: media.c rewrites it, validate.c refuses it */
 	case TD_NULL:
 		v->kind_case = TRACKD__V1__VALUE__KIND_NULL_VALUE;
 		v->null_value = (Trackd__V1__NullValue *)&null_value;
@@ -241,6 +242,7 @@ static void measure_value(struct tdi_item_len *lens, struct tdi_item_len *l, con
 	case TD_DOUBLE: l->value = 1 + 8; break;
 	case TD_INT: l->value = 1 + varint_size((uint64_t)it->v.i); break;
 	case TD_BOOL: l->value = 1 + 1; break;
+	case TD_MEDIA: /* never here (media.c, validate.c) */
 	case TD_NULL: l->value = 1 + 1; break;
 	case TD_STRING:
 		l->inner = strlen(it->v.s);
@@ -311,6 +313,7 @@ static uint8_t *write_value(const struct tdi_item_len *lens, const struct tdi_it
 		*p++ = KEY_VALUE_BOOL;
 		*p++ = it->v.b ? 1 : 0;
 		break;
+	case TD_MEDIA: /* never here (media.c, validate.c) */
 	case TD_NULL:
 		*p++ = KEY_VALUE_NULL;
 		*p++ = 0; /* an empty NullValue */

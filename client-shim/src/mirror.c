@@ -286,6 +286,7 @@ static inline void value_set_item(struct mvalue *dst, const td_item *it)
 	}
 	case TD_MAP:
 	case TD_LIST:
+	case TD_MEDIA:
 	case TD_NULL: dst->kind = M_MAP; return; /* not shown, as W&B's footer */
 	}
 }

@@ -87,6 +87,7 @@ int tdi_agent_query(const char *url, const td_query *q, int timeout_ms, char **j
 	Trackd__V1__RunRequest one = TRACKD__V1__RUN_REQUEST__INIT;
 	Trackd__V1__HistoryRequest history = TRACKD__V1__HISTORY_REQUEST__INIT;
 	Trackd__V1__RenameRequest rename = TRACKD__V1__RENAME_REQUEST__INIT;
+	Trackd__V1__FilesRequest files = TRACKD__V1__FILES_REQUEST__INIT;
 	switch (q->kind) {
 	case TD_QUERY_RUNS:
 		runs.project = (char *)q->project;
@@ -124,6 +125,11 @@ int tdi_agent_query(const char *url, const td_query *q, int timeout_ms, char **j
 		rename.notes = (char *)q->notes;
 		query.request_case = TRACKD__V1__QUERY__REQUEST_RENAME;
 		query.rename = &rename;
+		break;
+	case TD_QUERY_FILES:
+		files.run = (char *)q->run;
+		query.request_case = TRACKD__V1__QUERY__REQUEST_FILES;
+		query.files = &files;
 		break;
 	default:
 		return tdi_fail(TD_ERR_INVALID, "td_query_agent: unknown query kind %d",

@@ -17,11 +17,14 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <openssl/evp.h>
 
 #include "error.h"
+#include "fs.h"
 #include "query.h"
 #include "replay.h"
 #include "run.h"
+#include "run_files.h"
 #include "timing.h"
 #include "transport.h"
 
@@ -72,6 +75,106 @@ static void replay_pause(struct replay_ctx *c, uint32_t ms)
 
 enum replay_result { REPLAY_DONE, REPLAY_STOPPED };
 
+/* Largest spooled file a replay reads back (blobs.max_file_bytes' default). */
+#define REPLAY_MAX_FILE_BYTES ((size_t)1 << 30)
+
+/* Sends one spooled file (blob_queue.h) until the agent has it or refuses it. */
+static enum replay_result replay_blob(struct replay_ctx *c, const char *run_id,
+                                      const uint8_t digest[32], const uint8_t *data, size_t len)
+{
+	struct tdi_blob_send t = {
+	    .run_id = run_id, .data = data, .len = len, .piece = TRACKD_BLOB_CHUNK_BYTES};
+	memcpy(t.digest, digest, 32);
+	uint32_t backoff = 0;
+	for (;;) {
+		if (replay_stopped(c))
+			return REPLAY_STOPPED;
+		enum tdi_reach reach;
+		int out =
+		    tdi_blob_exchange(c->sock, c->url, &t, c->run ? tdi_limits_learn_hook : NULL,
+		                      c->run, &reach, c->why, sizeof(c->why));
+		c->answered |= reach == TDI_ANSWERED;
+		if (out == TDI_BLOB_REFUSED) {
+			c->rejected++;
+			return REPLAY_DONE;
+		}
+		if (out == TDI_BLOB_HELD || out == TDI_BLOB_STORED)
+			return REPLAY_DONE;
+		if (out == TDI_BLOB_RETRY) {
+			backoff = backoff ? backoff * 2 : TDI_BACKOFF_MIN_MS;
+			if (backoff > TDI_BACKOFF_MAX_MS)
+				backoff = TDI_BACKOFF_MAX_MS;
+			replay_pause(c, backoff);
+		} else {
+			backoff = 0;
+		}
+	}
+}
+
+/* The files spooled beside a spool file (<dir>/files/<run id>.<sha256>.blob):
+ * sent before its frames, which may name them. Each is locked while sent (two
+ * replays do not send the same one), checked against its name's digest
+ * (a damaged one is deleted: the agent would refuse it), deleted once the
+ * agent has it. */
+static enum replay_result replay_blobs(struct replay_ctx *c, const char *spool_path)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", spool_path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return REPLAY_DONE;
+	snprintf(slash + 1, sizeof(dir) - (size_t)(slash + 1 - dir), "%s", TDI_BLOB_SPOOL_SUBDIR);
+	DIR *d = opendir(dir);
+	if (!d)
+		return REPLAY_DONE;
+	enum replay_result res = REPLAY_DONE;
+	struct dirent *e;
+	while (res == REPLAY_DONE && (e = readdir(d)) != NULL) {
+		size_t nl = strlen(e->d_name), sl = strlen(TDI_BLOB_SPOOL_SUFFIX);
+		const char *dot = strchr(e->d_name, '.');
+		if (e->d_name[0] == '.' || nl < sl + 66 ||
+		    strcmp(e->d_name + nl - sl, TDI_BLOB_SPOOL_SUFFIX) != 0 || !dot ||
+		    (size_t)(e->d_name + nl - sl - dot - 1) != 64)
+			continue;
+		char run_id[TRACKD_MAX_RUN_ID_BYTES + 1];
+		size_t id_len = (size_t)(dot - e->d_name);
+		uint8_t digest[32], check[32];
+		if (id_len == 0 || id_len > TRACKD_MAX_RUN_ID_BYTES ||
+		    !files_parse_digest(dot + 1, 64, digest))
+			continue;
+		memcpy(run_id, e->d_name, id_len);
+		run_id[id_len] = '\0';
+		int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		struct stat st;
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &st) != 0 ||
+		    !S_ISREG(st.st_mode) || (uint64_t)st.st_size > REPLAY_MAX_FILE_BYTES) {
+			close(fd);
+			continue;
+		}
+		char *data = NULL;
+		size_t len = 0;
+		if (fs_read_fd(fd, REPLAY_MAX_FILE_BYTES, &data, &len) != 0) {
+			close(fd);
+			continue;
+		}
+		unsigned int dn = 32;
+		EVP_Digest(data, len, check, &dn, EVP_sha256(), NULL);
+		if (memcmp(check, digest, 32) != 0) {
+			unlinkat(dirfd(d), e->d_name, 0); /* damaged: the agent would refuse it */
+		} else {
+			res = replay_blob(c, run_id, digest, (const uint8_t *)data, len);
+			if (res == REPLAY_DONE)
+				unlinkat(dirfd(d), e->d_name, 0);
+		}
+		free(data);
+		close(fd);
+	}
+	closedir(d);
+	return res;
+}
+
 /* Sends every frame of one locked file in order; deletes the file when all
  * are acknowledged. Closes fd unless stopped. */
 static enum replay_result replay_file(struct replay_ctx *c, int fd, const char *path)
@@ -79,6 +182,8 @@ static enum replay_result replay_file(struct replay_ctx *c, int fd, const char *
 	uint64_t off = 0;
 	uint32_t backoff = 0;
 
+	if (replay_blobs(c, path) == REPLAY_STOPPED)
+		return REPLAY_STOPPED;
 	for (;;) {
 		nng_msg *msg;
 		uint64_t seq, frame_len;

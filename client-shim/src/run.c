@@ -31,6 +31,7 @@
 #include "footer.h"
 #include "mirror.h"
 #include "query.h"
+#include "media.h"
 #include "sender.h"
 #include "signals.h"
 #include "timing.h"
@@ -180,6 +181,7 @@ static void run_free(struct td_run *run)
 		tdi_sender_stop(run);
 		tdi_replay_stop(run);
 		tdi_spool_close(run);
+		tdi_blob_queue_clear(run);
 		tdi_buffer_free_all(run);
 		tdi_scratch_fini(&run->scratch);
 		tdi_mirror_free(run->mirror);
@@ -496,12 +498,15 @@ int td_log(td_run *run, const td_item *items, size_t n, int64_t step, bool commi
 	if (run == NULL)
 		return tdi_fail(TD_ERR_INVALID, "td_log: run is NULL");
 	if (run->disabled)
-		return disabled_check("td_log", items, n);
+		/* Media values are not checked here: nothing is encoded or sent. */
+		return tdi_has_media(items, n) ? TD_OK : disabled_check("td_log", items, n);
 	if (step < TD_STEP_AUTO) {
 		return tdi_fail(TD_ERR_INVALID,
 		                "td_log: step %lld is negative (TD_STEP_AUTO is %d)",
 		                (long long)step, TD_STEP_AUTO);
 	}
+	if (tdi_has_media(items, n))
+		return tdi_media_log(run, items, n, step, commit, td_log);
 	struct tdi_items_record r = {
 	    .body_key = TDI_KEY_RECORD_HISTORY,
 	    .head = head,
@@ -588,6 +593,18 @@ static int record_message(struct td_run *run, const char *what, Trackd__V1__Reco
 		return rc;
 	rc = tdi_buffer_append_locked(run, &rec->base, false);
 	return rc; /* still locked: the caller updates the mirror, then unlocks */
+}
+
+int tdi_record_proto(struct td_run *run, const char *what, Trackd__V1__Record *rec)
+{
+	int rc;
+
+	rec->run_id = run->run_id;
+	if ((rc = lock_for_record(run, what, NULL)) != TD_OK)
+		return rc;
+	rc = tdi_buffer_append_locked(run, &rec->base, false);
+	pthread_mutex_unlock(&run->mu);
+	return rc;
 }
 
 int td_define_metric(td_run *run, const char *name, td_metric_summary summary)
@@ -951,6 +968,9 @@ int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int ti
 	/* Whatever the agent has not acknowledged goes to the spool, so a client
 	 * whose agent never came up loses nothing. */
 	pthread_mutex_lock(&run->mu);
+	/* Files first: a replay sends them before the frames that name them. */
+	size_t files_spooled = 0;
+	(void)tdi_blob_spool_locked(run, &files_spooled);
 	if (run->open.n_records > 0 || run->head != NULL)
 		(void)tdi_spool_spill_locked(run);
 	pthread_mutex_unlock(&run->mu);
@@ -967,6 +987,15 @@ int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int ti
 		snprintf(rep.last_error, sizeof(rep.last_error), "%s", run->agent_error);
 	else if (rep.records_unacked > 0)
 		snprintf(rep.last_error, sizeof(rep.last_error), "%s", run->transport_error);
+	/* Files the spool could not take (blob_queue.h): say how many are lost. */
+	size_t files_left = 0;
+	for (const struct tdi_blob *b = run->blobs.head; b; b = b->next)
+		files_left++;
+	if (files_left) {
+		size_t n = strlen(rep.last_error);
+		snprintf(rep.last_error + n, sizeof(rep.last_error) - n,
+		         "%s%zu file(s) not delivered and not spooled", n ? "; " : "", files_left);
+	}
 
 	if (rep.records_rejected > 0) {
 		rc = tdi_fail(TD_ERR_REJECTED, "td_finish: the agent refused %llu records: %s",

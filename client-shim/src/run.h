@@ -8,6 +8,8 @@
  *   console.c,    threads beside run.c that it starts and stops: they feed the
  *   signals.c,    run through its API (td_output), end it (tdi_run_end), or
  *   environment.c append the process's own facts once (RunEnvironment)
+ *   media.c       media values and saved files: W&B's objects, files queued
+ *   blob_queue.c  file content waiting for the agent, sent by the sender
  *   mirror.c      what this process logged, for the footer
  *   sender.c      the thread that ships this run's batches
  *   replay.c      the thread (and td_spool_flush) that ships the spool files
@@ -83,6 +85,7 @@
 
 #include <nng/nng.h>
 
+#include "blob_queue.h"
 #include "buffer.h"
 #include "encode.h"
 #include "replay.h"
@@ -166,6 +169,7 @@ struct td_run {
 	char agent_error[256];     /* last non-retryable error from the agent */
 	char transport_error[256]; /* last reason a send attempt failed */
 	struct tdi_scratch scratch;
+	struct tdi_blob_queue blobs; /* files for the agent, sent before batches */
 	struct tdi_spool spool;
 	struct tdi_replay replay;
 	/* W&B step of the row being built (HistoryRow semantics as the agent's). */
@@ -190,6 +194,10 @@ struct td_run {
  * still hold the pointer). */
 int tdi_run_end(struct td_run *run, int exit_code, td_exit_reason reason, int timeout_ms,
                 td_finish_report *report);
+
+/* Buffers one record built with protobuf-c (the rare kinds: a saved file),
+ * taking the lock. */
+int tdi_record_proto(struct td_run *run, const char *what, Trackd__V1__Record *rec);
 
 /* Test hook (static library only): bytes counted against max_buffer_bytes. */
 size_t tdi_run_buffered_bytes(td_run *run);

@@ -150,6 +150,18 @@ static void *sender_main(void *arg)
 			if (now >= next_flush)
 				next_flush = now + run->flush_interval_ms;
 		}
+		/* Files first: a batch may hold rows that name them (blob_queue.h). */
+		if (run->blobs.head && now >= retry_at) {
+			if (tdi_blob_step_locked(run) != 0 && !run->stopping) {
+				backoff = backoff ? backoff * 2 : TDI_BACKOFF_MIN_MS;
+				if (backoff > TDI_BACKOFF_MAX_MS)
+					backoff = TDI_BACKOFF_MAX_MS;
+				retry_at = tdi_mono_ms() + backoff;
+			} else {
+				backoff = 0;
+			}
+			continue;
+		}
 		if (have && now >= retry_at) {
 			struct attempt a = {0};
 			nng_msg *req;
@@ -226,7 +238,7 @@ static void *sender_main(void *arg)
 			continue;
 		}
 		int64_t deadline = next_flush;
-		if (have && retry_at < deadline)
+		if ((have || run->blobs.head) && retry_at < deadline)
 			deadline = retry_at;
 		tdi_wait_until(&run->wake, &run->mu, deadline);
 	}

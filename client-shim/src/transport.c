@@ -106,6 +106,35 @@ enum tdi_outcome tdi_exchange(nng_socket sock, const char *url, nng_msg *req, ui
 	return out;
 }
 
+void tdi_request(nng_socket sock, const char *url, nng_msg *req, Trackd__V1__Reply **out,
+                 enum tdi_reach *reach, char *why, size_t why_len)
+{
+	nng_msg *rep;
+	int rv;
+
+	*out = NULL;
+	*reach = TDI_NO_CONNECTION;
+	if ((rv = nng_sendmsg(sock, req, 0)) != 0) {
+		nng_msg_free(req);
+		explain(why, why_len, "agent at %s not reachable: %s", url,
+		        rv == NNG_ETIMEDOUT ? "no connection" : nng_strerror(rv));
+		return;
+	}
+	*reach = TDI_NO_REPLY;
+	if ((rv = nng_recvmsg(sock, &rep, 0)) != 0) {
+		explain(why, why_len, "no reply from the agent at %s: %s", url, nng_strerror(rv));
+		return;
+	}
+	*out =
+	    trackd__v1__reply__unpack(NULL, nng_msg_len(rep), (const uint8_t *)nng_msg_body(rep));
+	nng_msg_free(rep);
+	if (!*out) {
+		explain(why, why_len, "undecodable reply from the agent at %s", url);
+		return;
+	}
+	*reach = TDI_ANSWERED;
+}
+
 int tdi_agent_call(const char *url, const Trackd__V1__Request *req, int timeout_ms,
                    Trackd__V1__Reply **out)
 {

@@ -76,6 +76,12 @@ enum tdi_outcome tdi_exchange(nng_socket sock, const char *url, nng_msg *req, ui
                               tdi_limits_fn *learn, void *learn_arg, enum tdi_reach *reach,
                               char *why, size_t why_len);
 
+/* Sends req (consumed) on sock and returns the decoded reply in *out (free
+ * with trackd__v1__reply__free_unpacked; NULL when none came: `why` says
+ * why). For requests other than batches (blob_queue.h). */
+void tdi_request(nng_socket sock, const char *url, nng_msg *req, Trackd__V1__Reply **out,
+                 enum tdi_reach *reach, char *why, size_t why_len);
+
 /* One request/reply on a fresh connection: opens its own REQ socket, dials
  * synchronously (an ipc:// dial to a socket nobody listens on fails at once),
  * sends req and waits for one reply, within timeout_ms each. *out is freed

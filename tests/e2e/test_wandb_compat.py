@@ -221,10 +221,10 @@ def test_one_line_switch_and_failures(store, tmp_path):
     `with wandb.init()` fails the run; the unsupported features say which."""
     r = run_python(store, tmp_path, """
         import trackd.wandb as wandb
-        for name, call in [("wandb.Image", lambda: wandb.Image("x.png")),
-                           ("wandb.Table", lambda: wandb.Table(columns=["a"])),
+        for name, call in [("wandb.Audio", lambda: wandb.Audio("x.wav")),
+                           ("wandb.Video", lambda: wandb.Video("x.mp4")),
                            ("wandb.Artifact", lambda: wandb.Artifact("a", type="model")),
-                           ("save", lambda: wandb.save("*.pt"))]:
+                           ("restore", lambda: wandb.restore("model.pt"))]:
             try:
                 call()
             except NotImplementedError as e:
@@ -239,7 +239,7 @@ def test_one_line_switch_and_failures(store, tmp_path):
         """, check=False)
     assert r.returncode == 1 and "RuntimeError: boom" in r.stderr
     assert r.stdout.count("refused:") == 4
-    assert "files and media" in r.stdout and "artifacts" in r.stdout
+    assert "this kind of media" in r.stdout and "artifacts" in r.stdout
     assert "before init: You must call wandb.init() before wandb.log()" in r.stdout
     assert stored(store, "fails1")["state"] == "failed"
 
@@ -598,3 +598,48 @@ def test_resume_auto_continues_the_run_that_did_not_end_cleanly(store, tmp_path)
     assert run["state"] == "finished" and run["history_lines"] == 2, run
     fresh, resumed = once(0)
     assert fresh != first and resumed == "False"
+
+
+# ---- media and files through the wandb surface ------------------------------------
+
+def test_wandb_media_and_files_under_trackctl_run(store, tmp_path):
+    """wandb.Image / Histogram / Table, wandb.save and run.log_code in an
+    unchanged W&B script: the run holds W&B's objects in its rows and the
+    files under W&B's paths."""
+    import hashlib
+    (tmp_path / "model.ckpt").write_bytes(b"weights" * 100)
+    (tmp_path / "helper.py").write_text("X = 1\n")
+    run_wandb(store, tmp_path, """
+        import numpy as np
+        import wandb
+        with wandb.init(project="media", id="wbmedia1") as run:
+            table = wandb.Table(columns=["id", "label"])
+            for step in range(3):
+                table.add_data(step, f"class {step}")
+                run.log({"sample": wandb.Image(np.full((4, 6, 3), 40 * step, dtype=np.uint8),
+                                               caption=f"step {step}"),
+                         "weights": wandb.Histogram(np.arange(10 + step), num_bins=5),
+                         "preds": table})
+            wandb.save("model.ckpt", policy="now")
+            run.log_code(".")
+        """)
+    run = stored(store, "wbmedia1")
+    rows = history(store, run["path"])
+    assert len(rows) == 3
+    for step, row in enumerate(rows):
+        img = row["sample"]
+        assert img["_type"] == "image-file" and (img["width"], img["height"]) == (6, 4)
+        assert img["caption"] == f"step {step}"
+        assert row["weights"]["_type"] == "histogram" and len(row["weights"]["bins"]) == 6
+        assert sum(row["weights"]["values"]) == 10 + step
+        assert row["preds"]["_type"] == "table-file" and row["preds"]["nrows"] == step + 1
+        for obj in (img, row["preds"]):
+            with open(os.path.join(run["dir"], "files", obj["path"]), "rb") as f:
+                assert hashlib.sha256(f.read()).hexdigest() == obj["sha256"]
+    r = subprocess.run([BIN["trackctl"], "files", "wbmedia1", "--json"], env=store.env,
+                       capture_output=True, text=True, timeout=60)
+    names = {f["name"] for f in json.loads(r.stdout)["files"]}
+    assert "model.ckpt" in names, names
+    assert {"code/train.py", "code/helper.py"} <= names, names
+    with open(os.path.join(run["dir"], "files", "model.ckpt"), "rb") as f:
+        assert f.read() == b"weights" * 100

@@ -15,6 +15,7 @@
  *     the same run ids and RunStarts as protobuf-c decodes.
  * A broken rule aborts with a message naming it: that is a bug in validate.c. */
 #include "ingest.h"
+#include "run_files.h"
 #include "validate.h"
 
 #include "trackd/v1/limits.h"
@@ -160,6 +161,11 @@ static void check_record(struct tally *t, const Trackd__V1__Record *r, size_t i)
 		if (!r->define_metric->name || r->define_metric->name[0] == '\0')
 			bug("%s: metric decodes with an empty name", where);
 		break;
+	case TRACKD__V1__RECORD__BODY_FILE:
+		if (r->file->sha256.len != 32 || !r->file->name ||
+		    !files_name_valid(r->file->name, strlen(r->file->name)))
+			bug("%s: a saved file decodes with a bad digest or name", where);
+		break;
 	case TRACKD__V1__RECORD__BODY_CONSOLE:
 	case TRACKD__V1__RECORD__BODY_EXIT:
 	case TRACKD__V1__RECORD__BODY_RENAME: break;
@@ -246,6 +252,19 @@ static int run(const struct validate_limits *lim, const uint8_t *data, size_t si
 			bug("query points outside the input");
 		break;
 	case VALIDATED_STATUS: break;
+	case VALIDATED_BLOB: {
+		/* The envelope is valid; ingest unpacks it and checks the rest (an
+		 * undecodable one is answered as malformed). Decoded, it is a blob
+		 * request. */
+		Trackd__V1__Request *req = trackd__v1__request__unpack(NULL, size, data);
+		if (!req)
+			break;
+		if (req->body_case != TRACKD__V1__REQUEST__BODY_BLOB_QUERY &&
+		    req->body_case != TRACKD__V1__REQUEST__BODY_BLOB_CHUNK)
+			bug("a blob request decodes to body %d", (int)req->body_case);
+		trackd__v1__request__free_unpacked(req, NULL);
+		break;
+	}
 	default: bug("unknown kind %d", (int)out->kind);
 	}
 	return 0;

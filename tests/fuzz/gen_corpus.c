@@ -357,6 +357,41 @@ static void gen_requests(void)
 	r.query = &q;
 	put_request("query-history", &r);
 
+	/* files: which blobs are missing, one piece of one, a saved file's record */
+	uint8_t digest[32];
+	memset(digest, 0xab, sizeof digest);
+	ProtobufCBinaryData d = {.len = 32, .data = digest};
+	Trackd__V1__BlobQuery bq = TRACKD__V1__BLOB_QUERY__INIT;
+	bq.run_id = "fz1a2b3c";
+	bq.n_sha256 = 1;
+	bq.sha256 = &d;
+	r.body_case = TRACKD__V1__REQUEST__BODY_BLOB_QUERY;
+	r.blob_query = &bq;
+	put_request("blob-query", &r);
+	Trackd__V1__BlobChunk bc = TRACKD__V1__BLOB_CHUNK__INIT;
+	bc.run_id = "fz1a2b3c";
+	bc.has_sha256 = bc.has_size = bc.has_offset = bc.has_data = true;
+	bc.sha256 = d;
+	bc.size = 8;
+	bc.offset = 0;
+	bc.data.len = 8;
+	bc.data.data = (uint8_t *)"\x89PNG\r\n\x1a\n";
+	r.body_case = TRACKD__V1__REQUEST__BODY_BLOB_CHUNK;
+	r.blob_chunk = &bc;
+	put_request("blob-chunk", &r);
+	Trackd__V1__SavedFile sf = TRACKD__V1__SAVED_FILE__INIT;
+	sf.name = "media/images/x_0_abababababababababab.png";
+	sf.has_sha256 = sf.has_size = true;
+	sf.sha256 = d;
+	sf.size = 8;
+	sf.policy = "now";
+	Trackd__V1__Record frec = TRACKD__V1__RECORD__INIT;
+	frec.run_id = "fz1a2b3c";
+	frec.body_case = TRACKD__V1__RECORD__BODY_FILE;
+	frec.file = &sf;
+	Trackd__V1__Record *frecs[] = {&frec};
+	put_batch("batch-saved-file", frecs, 1, 1);
+
 	/* a future protocol version: refused before the schema */
 	r.protocol_version = 2;
 	r.body_case = TRACKD__V1__REQUEST__BODY_STATUS;

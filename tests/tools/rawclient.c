@@ -115,6 +115,11 @@ int main(int argc, char **argv)
 			else
 				printf("{\"query\":null}\n");
 			buf_fini(&json);
+		} else if (r->body_case == TRACKD__V1__REPLY__BODY_BLOB) {
+			const Trackd__V1__BlobReply *b = r->blob;
+			printf("{\"blob\":{\"missing\":%zu,\"have\":%llu,\"complete\":%s}}\n",
+			       b->n_missing, (unsigned long long)b->have,
+			       b->complete ? "true" : "false");
 		} else if (r->body_case == TRACKD__V1__REPLY__BODY_STATUS) {
 			const Trackd__V1__StatusReply *st = r->status;
 			printf(

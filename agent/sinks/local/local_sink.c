@@ -446,6 +446,10 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 		         " was dropped",
 		         r->id, r->step);
 	}
+	if ((rec->body_case == TRACKD__V1__RECORD__BODY_HISTORY ||
+	     rec->body_case == TRACKD__V1__RECORD__BODY_FILE) &&
+	    sink_materialise_files(s, ar, rec, o->uid) > 0)
+		count(&s->write_errors);
 	/* The run's environment: a whole file, replaced (a replay writes the same),
 	 * the client's process facts over the agent's (environment.h). */
 	int wrv = TRACKD_OK;

@@ -12,6 +12,10 @@
  *       wandb-metadata.json  the run's environment (RunMetadata), one JSON line
  *       client-environment.json  the client's process facts (RunEnvironment), which
  *                            win over the agent's in wandb-metadata.json (environment.h)
+ *       files/          W&B's run files: media/images/…png, media/table/…table.json
+ *                       (from history rows' media values), saved files; each a
+ *                       hard link to a blob (run_files_sink.c, blobs.h)
+ *       files.jsonl     one line per file materialised (trackctl files)
  *       .snapshot       the sink's state of the run (protobuf RunSnapshot)
  *
  * Run semantics come from agent/runs (run.h); this module routes records to runs,
@@ -45,6 +49,7 @@
 #ifndef TRACKD_SINKS_LOCAL_H
 #define TRACKD_SINKS_LOCAL_H
 
+#include "blobs.h"
 #include "buf.h"
 #include "run.h"
 #include "txlog.h"
@@ -68,6 +73,7 @@ struct local_sink_options {
 	uint32_t checkpoint_interval_ms; /* snapshots + cursor (default 1000) */
 	uint32_t crash_poll_ms;          /* default 250 */
 	uint32_t max_active_runs;        /* runs kept in memory while running (default 4096) */
+	blobs *blobs; /* files named by records come from here (NULL: none); borrowed */
 	/* Appends an agent-generated record (crash mark, rename) through ingest,
 	 * which frames it (the sink builds no wire bytes). `rec` is borrowed: it is
 	 * packed before the call returns. Must be thread-safe. */
@@ -144,6 +150,11 @@ int local_sink_query_series(local_sink *s, const Trackd__V1__SeriesRequest *q, u
 int local_sink_query_console(local_sink *s, const Trackd__V1__ConsoleRequest *q, uint32_t uid,
                              bool admin, size_t max_bytes, Trackd__V1__ConsolePage **out, char *err,
                              size_t errlen);
+/* FilesRequest: the run's files (files.jsonl, the last line of each name),
+ * sorted by name. */
+int local_sink_query_files(local_sink *s, const Trackd__V1__FilesRequest *q, uint32_t uid,
+                           bool admin, size_t max_bytes, Trackd__V1__FilesReply **out, char *err,
+                           size_t errlen);
 /* Records a change of the run's name, tags and/or notes (a RunRename record
  * submitted to ingest; only the owner or an admin). */
 int local_sink_query_rename(local_sink *s, const Trackd__V1__RenameRequest *q, uint32_t uid,

@@ -128,4 +128,9 @@ int sink_load_snapshot(const char *dir, struct run **out);
  * Caller holds s->mu. */
 int sink_flush_run(struct local_sink *s, struct active_run *ar);
 
+/* Materialises the files a record names (run_files_sink.c): its media
+ * values, or a SavedFile, from uid's blobs. Returns how many failed. */
+int sink_materialise_files(struct local_sink *s, struct active_run *ar,
+                           const Trackd__V1__Record *rec, uint32_t uid);
+
 #endif

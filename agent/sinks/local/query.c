@@ -14,6 +14,7 @@
 
 #include "errors.h"
 #include "files.h"
+#include "fs.h"
 #include "trackd/v1/wire.h"
 
 #include <json-c/json.h>
@@ -987,5 +988,132 @@ int local_sink_query_console(local_sink *s, const Trackd__V1__ConsoleRequest *q,
 	cp->line_numbers = pg.numbers;
 	cp->n_line_numbers = pg.n;
 	*out = cp;
+	return 0;
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+#define FILES_MANIFEST_MAX ((size_t)64 << 20)
+#define FILES_LIST_MAX     100000u
+
+static int file_by_name(const void *a, const void *b)
+{
+	const Trackd__V1__FilesReply__File *x = *(Trackd__V1__FilesReply__File *const *)a;
+	const Trackd__V1__FilesReply__File *y = *(Trackd__V1__FilesReply__File *const *)b;
+	return strcmp(x->name, y->name);
+}
+
+static void file_entry_free(Trackd__V1__FilesReply__File *f)
+{
+	if (!f)
+		return;
+	free(f->name);
+	free(f->sha256);
+	free(f->kind);
+	free(f);
+}
+
+/* One files.jsonl line into the list: a later line of a name replaces the
+ * earlier one (a replay appends a line again; a saved file may change). */
+static int files_add(Trackd__V1__FilesReply *fr, size_t *cap, json_object *o)
+{
+	json_object *jn, *js, *jh, *jk;
+	if (!json_object_object_get_ex(o, "name", &jn) ||
+	    !json_object_is_type(jn, json_type_string) ||
+	    !json_object_object_get_ex(o, "size", &js) ||
+	    !json_object_object_get_ex(o, "sha256", &jh) ||
+	    !json_object_object_get_ex(o, "kind", &jk))
+		return 0;
+	const char *name = json_object_get_string(jn);
+	Trackd__V1__FilesReply__File *f = NULL;
+	for (size_t i = 0; i < fr->n_files; i++)
+		if (strcmp(fr->files[i]->name, name) == 0)
+			f = fr->files[i];
+	if (!f) {
+		if (fr->n_files >= FILES_LIST_MAX)
+			return TRACKD_ETOOBIG;
+		if (fr->n_files == *cap) {
+			size_t ncap = *cap ? *cap * 2 : 16;
+			void *p = realloc(fr->files, ncap * sizeof *fr->files);
+			if (!p)
+				return TRACKD_ENOMEM;
+			fr->files = p;
+			*cap = ncap;
+		}
+		if (!(f = calloc(1, sizeof *f)))
+			return TRACKD_ENOMEM;
+		trackd__v1__files_reply__file__init(f);
+		fr->files[fr->n_files++] = f;
+		if (!(f->name = strdup(name)))
+			return TRACKD_ENOMEM;
+	}
+	free(f->sha256);
+	free(f->kind);
+	f->sha256 = strdup(json_object_get_string(jh));
+	f->kind = strdup(json_object_get_string(jk));
+	f->has_size = true;
+	f->size = (uint64_t)json_object_get_int64(js);
+	return f->sha256 && f->kind ? 0 : TRACKD_ENOMEM;
+}
+
+int local_sink_query_files(local_sink *s, const Trackd__V1__FilesRequest *q, uint32_t uid,
+                           bool admin, size_t max_bytes, Trackd__V1__FilesReply **out, char *err,
+                           size_t errlen)
+{
+	const struct requester who = {.uid = uid, .admin = admin};
+	*out = NULL;
+	struct history_source src = {.fd = -1};
+	pthread_mutex_lock(&s->mu);
+	int rv = run_file_open(s, q->run, RUN_FILES_MANIFEST, &who, &src, err, errlen);
+	pthread_mutex_unlock(&s->mu);
+	if (rv)
+		return rv;
+	char *text = NULL;
+	size_t len = 0;
+	if (src.fd >= 0) {
+		rv = fs_read_fd(src.fd, FILES_MANIFEST_MAX, &text, &len);
+		close(src.fd);
+		if (rv)
+			return answered(rv, q->run, err, errlen);
+	}
+	Trackd__V1__FilesReply *fr = calloc(1, sizeof *fr);
+	if (!fr) {
+		free(text);
+		return answered(TRACKD_ENOMEM, q->run, err, errlen);
+	}
+	trackd__v1__files_reply__init(fr);
+	size_t cap = 0;
+	for (char *p = text, *end = text + len; !rv && p && p < end;) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			break; /* a torn last line */
+		*nl = '\0';
+		json_object *o = json_tokener_parse(p);
+		if (o)
+			rv = files_add(fr, &cap, o);
+		json_object_put(o);
+		p = nl + 1;
+	}
+	free(text);
+	if (!rv && fr->n_files)
+		qsort(fr->files, fr->n_files, sizeof *fr->files, file_by_name);
+	if (!rv && !(fr->run = strdup(src.path)))
+		rv = TRACKD_ENOMEM;
+	if (!rv && trackd__v1__files_reply__get_packed_size(fr) > max_bytes)
+		rv = TRACKD_ETOOBIG;
+	if (rv) {
+		for (size_t i = 0; i < fr->n_files; i++)
+			file_entry_free(fr->files[i]);
+		free(fr->files);
+		free(fr->run);
+		free(fr);
+		if (rv == TRACKD_ETOOBIG) {
+			snprintf(err, errlen, "the file list of '%s' is over the reply limit",
+			         q->run);
+			return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+		}
+		return answered(rv, q->run, err, errlen);
+	}
+	*out = fr;
 	return 0;
 }

@@ -17,6 +17,8 @@
 #define SUMMARY_FILE       "summary.json"
 #define CONFIG_FILE        "config.yaml"
 #define METADATA_FILE      "metadata.json"
+#define RUN_FILES_SUBDIR   "files"       /* media and saved files, W&B's layout */
+#define RUN_FILES_MANIFEST "files.jsonl" /* one line per file materialised */
 #define SNAPSHOT_FILE      ".snapshot"
 #define SNAPSHOT_MAX_BYTES LOCAL_STORE_SNAPSHOT_MAX_BYTES
 

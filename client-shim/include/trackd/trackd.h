@@ -95,7 +95,12 @@ typedef enum td_type {
 	 * elements, or the agent's lower limits.max_list_length. */
 	TD_LIST, /* v.list.items[0 .. v.list.n) */
 	TD_NULL, /* no payload */
+	/* Added with files: a media value (image, table, histogram) in td_log's
+	 * top-level items: v.media (see td_media below). */
+	TD_MEDIA,
 } td_type;
+
+typedef struct td_media td_media;
 
 typedef struct td_item td_item;
 struct td_item {
@@ -115,8 +120,59 @@ struct td_item {
 			const td_item *items;
 			size_t n;
 		} list;
+		const td_media *media; /* TD_MEDIA */
 	} v;
 };
+
+/*
+ * Media values (W&B's wandb.Image, wandb.Table, wandb.Histogram), logged with
+ * td_log as top-level items of type TD_MEDIA. The row gets W&B's object for
+ * each: images {"_type":"image-file","format","width","height","path",
+ * "sha256","size"[,"caption"]}, tables {"_type":"table-file","path","sha256",
+ * "size","ncols","nrows"} with path media/<images|table>/<key>_<step>_<sha256
+ * hex[:20]>.<png|jpeg|table.json>, histograms inline {"_type":"histogram",
+ * "values":[counts],"bins":[edges]}. A file's bytes are copied into the run's
+ * bounded file queue (max_buffer_bytes, besides the records' buffer: over it,
+ * TD_ERR_FULL) and td_log returns: the sender thread ships them to the agent
+ * (asking first which the agent already holds) before any row that uses
+ * them. Pointers are borrowed for the call only.
+ */
+typedef enum td_media_kind {
+	TD_MEDIA_PNG = 1,       /* data/len: an encoded PNG; width, height: its size */
+	TD_MEDIA_JPEG = 2,      /* data/len: an encoded JPEG; width, height */
+	TD_MEDIA_PIXELS = 3,    /* data: height rows of width × channels bytes (1 gray, 3 RGB,
+	                         * 4 RGBA), PNG-encoded by the library (zlib) */
+	TD_MEDIA_TABLE = 4,     /* data/len: {"columns":[…],"data":[[…],…]} JSON; ncols, nrows
+	                         * (at most TD_TABLE_MAX_ROWS) */
+	TD_MEDIA_HISTOGRAM = 5, /* values[n_values] into num_bins bins (0: 64), or counts[num_bins]
+	                         * with edges[num_bins + 1]; at most TD_HISTOGRAM_MAX_BINS */
+	TD_MEDIA_IMAGES = 6,    /* images[n_images] (each PNG, JPEG or PIXELS): W&B's list of
+	                         * images, {"_type":"images/separated","width","height","format",
+	                         * "count","filenames"[,"captions"]}; each file is saved too */
+} td_media_kind;
+
+#define TD_HISTOGRAM_DEFAULT_BINS 64
+#define TD_HISTOGRAM_MAX_BINS     512
+#define TD_TABLE_MAX_ROWS         10000
+
+struct td_media {
+	td_media_kind kind;
+	const void *data;
+	size_t len;
+	uint32_t width, height, channels;
+	const char *caption; /* images; NULL: none */
+	uint32_t ncols, nrows;
+	const double *values;
+	size_t n_values;
+	const double *counts, *edges;
+	uint32_t num_bins;
+	const td_media *images; /* TD_MEDIA_IMAGES, at most TD_MEDIA_MAX_IMAGES */
+	size_t n_images;
+};
+
+#define TD_MEDIA_MAX_IMAGES 1024
+
+#define TD_MEDIA_ITEM(k, m) ((td_item){.key = (k), .type = TD_MEDIA, .v.media = (m)})
 
 /* Convenience initialisers: TD_F("loss", 0.1), TD_I("epoch", 3), …; list
  * elements: TD_F(NULL, 0.9). */
@@ -221,6 +277,20 @@ TD_API const char *td_run_id(const td_run *run);
  * a warning on stderr and TD_ERR_INVALID. */
 TD_API int td_log(td_run *run, const td_item *items, size_t n, int64_t step, bool commit);
 
+/* Saves a file with the run as files/<name> (W&B's run.save): `data` holds
+ * its bytes, read by the caller (the agent never opens a path a client
+ * names). `name` is normalised as W&B does (leading '/' and './' dropped);
+ * one with a '..' component, a control character, or over 1024 bytes is
+ * refused with TD_ERR_INVALID. `policy` is "now", "live" or "end" (NULL:
+ * "now"), kept for the upload. The bytes are queued as td_log's media are. */
+TD_API int td_save_file(td_run *run, const char *name, const void *data, size_t len,
+                        const char *policy);
+
+/* Encodes 8-bit pixels (height rows of width × channels bytes; channels 1, 3
+ * or 4) as a PNG with zlib. *out (td_free) and *out_len on success. */
+TD_API int td_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels,
+                         uint8_t **out, size_t *out_len);
+
 /* Sets summary keys explicitly. */
 TD_API int td_summary_update(td_run *run, const td_item *items, size_t n);
 
@@ -295,6 +365,7 @@ typedef enum td_query_kind {
 	TD_QUERY_RUN = 2,     /* run */
 	TD_QUERY_HISTORY = 3, /* run, keys, from_line, max_lines */
 	TD_QUERY_RENAME = 4,  /* run, name, set_tags, tags, notes */
+	TD_QUERY_FILES = 5,   /* run: its files (name, size, sha256, kind) */
 } td_query_kind;
 
 /* One query to the agent's run store (NULL / 0 fields are left out; fields

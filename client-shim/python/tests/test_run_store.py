@@ -179,7 +179,7 @@ def test_run_dir_and_name_from_the_agent(store, env):
         import os, time, trackd
         run = trackd.init(project="dirs", entity="e", id="dir1")
         run.log({"x": 1})
-        print(run.dir)
+        print(run.store_dir)
         run.finish()
         for _ in range(200):   # the agent names the run once it has it
             if run.name:

@@ -127,20 +127,59 @@ def test_define_metric_summary_mapping(clean):
     assert "glob names" in clean.getvalue() and "step_metric not supported" in clean.getvalue()
 
 
-@pytest.mark.parametrize("name", ["Image", "Histogram", "Table", "Artifact"])
+@pytest.mark.parametrize("name", ["Audio", "Video", "Artifact"])
 def test_unsupported_classes_name_the_feature(name):
     with pytest.raises(NotImplementedError, match=f"wandb.{name} is not supported"):
         getattr(wandb, name)()
 
 
 def test_unsupported_functions_name_the_feature():
-    with pytest.raises(wandb.UnsupportedError, match="files and media"):
-        wandb.save("*.pt")
+    with pytest.raises(wandb.UnsupportedError, match="restore is not supported"):
+        wandb.restore("model.pt")
     with pytest.raises(wandb.UnsupportedError, match="artifacts"):
         wandb.use_artifact("model:latest")
-    run = wandb.init(mode="disabled")
-    with pytest.raises(wandb.UnsupportedError, match="log_code"):
-        run.log_code(".")
+
+
+def test_media_classes_are_trackds_with_wandbs_signatures(clean):
+    import trackd
+    np = pytest.importorskip("numpy")
+    img = wandb.Image(np.zeros((3, 2), dtype=np.uint8), caption="c",
+                      boxes={"predictions": {}}, masks=None)
+    assert isinstance(img, trackd.Image) and img.caption == "c"
+    assert "wandb.Image: boxes not supported by trackd, ignored" in clean.getvalue()
+    h = wandb.Histogram([1, 2, 2, 3], num_bins=3)
+    assert isinstance(h, trackd.Histogram)
+    t = wandb.Table(columns=["a", "b"], rows=[[1, "x"]])
+    t.add_data(2, "y")
+    t.add_column("c", [True, False])
+    assert isinstance(t, trackd.Table)
+    assert t.columns == ["a", "b", "c"] and t.data == [[1, "x", True], [2, "y", False]]
+    with pytest.raises(ValueError, match="2 rows"):
+        t.add_column("d", [1])
+    with pytest.raises(trackd.TrackdError, match="row 0 has 1 cells"):
+        wandb.Table(columns=["a", "b"], data=[[1]])
+
+
+def test_save_and_log_code_go_to_trackd(tmp_path, monkeypatch):
+    calls = []
+
+    class FakeRun:
+        def save(self, glob_str, base_path=None, policy="live"):
+            calls.append(("save", glob_str, base_path, policy))
+            return [glob_str]
+
+        def log_code(self, root=".", include=None):
+            picked = [p for p in ("a.py", "b.txt", "wandb/c.py", "d.py")
+                      if include(os.path.join(root, p))]
+            calls.append(("log_code", root, picked))
+            return picked
+
+    from trackd.wandb import _media
+    assert _media.save(FakeRun(), "*.pt", policy="end") == ["*.pt"]
+    with pytest.raises(ValueError, match="glob_str"):
+        _media.save(FakeRun(), None)
+    _media.log_code(FakeRun(), str(tmp_path), exclude_fn=lambda p, root: p.endswith("d.py"))
+    assert calls == [("save", "*.pt", None, "end"), ("log_code", str(tmp_path), ["a.py"])]
 
 
 def test_silent(clean):

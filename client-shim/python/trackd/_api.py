@@ -30,7 +30,8 @@ _HISTORY_PAGE = 1000
 
 
 _KINDS = {"runs": _lib.TD_QUERY_RUNS, "run": _lib.TD_QUERY_RUN,
-          "history": _lib.TD_QUERY_HISTORY, "rename": _lib.TD_QUERY_RENAME}
+          "history": _lib.TD_QUERY_HISTORY, "rename": _lib.TD_QUERY_RENAME,
+          "files": _lib.TD_QUERY_FILES}
 
 
 def _query(socket: Optional[str], timeout: float, kind: str, **fields: Any) -> Dict[str, Any]:
@@ -166,6 +167,12 @@ class ApiRun:
                       stream="metadata", from_line=0, max_lines=1)
         lines = page.get("lines") or []
         return lines[0] if lines else {}
+
+    def files(self) -> List[Dict[str, Any]]:
+        """The run's files (media, saved files) in its files/ dir, sorted by
+        name: [{"name", "size", "sha256", "kind"}] (kind image, table or file)."""
+        return _query(self._api.socket, self._api.timeout, "files",
+                      run=self.path).get("files") or []
 
     def refresh(self) -> "ApiRun":
         self.json = self._api.run(self.path).json

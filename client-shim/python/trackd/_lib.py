@@ -48,7 +48,10 @@ TD_ERR_TRANSPORT = -6
 TD_ERR_REJECTED = -7
 TD_ERR_NOT_FOUND = -8
 
-TD_DOUBLE, TD_INT, TD_BOOL, TD_STRING, TD_MAP, TD_LIST, TD_NULL = range(7)
+TD_DOUBLE, TD_INT, TD_BOOL, TD_STRING, TD_MAP, TD_LIST, TD_NULL, TD_MEDIA = range(8)
+# td_media_kind
+TD_MEDIA_PNG, TD_MEDIA_JPEG, TD_MEDIA_PIXELS, TD_MEDIA_TABLE, TD_MEDIA_HISTOGRAM, \
+    TD_MEDIA_IMAGES = range(1, 7)
 TD_STEP_AUTO = -1
 
 MODES = {"online": 0, "offline": 1, "disabled": 2}
@@ -65,9 +68,31 @@ class _MapRef(ctypes.Structure):
     _fields_ = [("items", ctypes.POINTER(TdItem)), ("n", ctypes.c_size_t)]
 
 
+class TdMedia(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("data", ctypes.c_void_p),
+        ("len", ctypes.c_size_t),
+        ("width", ctypes.c_uint32),
+        ("height", ctypes.c_uint32),
+        ("channels", ctypes.c_uint32),
+        ("caption", ctypes.c_char_p),
+        ("ncols", ctypes.c_uint32),
+        ("nrows", ctypes.c_uint32),
+        ("values", ctypes.POINTER(ctypes.c_double)),
+        ("n_values", ctypes.c_size_t),
+        ("counts", ctypes.POINTER(ctypes.c_double)),
+        ("edges", ctypes.POINTER(ctypes.c_double)),
+        ("num_bins", ctypes.c_uint32),
+        ("images", ctypes.c_void_p),
+        ("n_images", ctypes.c_size_t),
+    ]
+
+
 class _Value(ctypes.Union):
     _fields_ = [("d", ctypes.c_double), ("i", ctypes.c_int64), ("b", ctypes.c_bool),
-                ("s", ctypes.c_char_p), ("map", _MapRef), ("list", _MapRef)]
+                ("s", ctypes.c_char_p), ("map", _MapRef), ("list", _MapRef),
+                ("media", ctypes.POINTER(TdMedia))]
 
 
 TdItem._fields_ = [("key", ctypes.c_char_p), ("type", ctypes.c_int), ("v", _Value)]
@@ -118,7 +143,7 @@ class TdFinishReport(ctypes.Structure):
 
 
 # td_query_kind
-TD_QUERY_RUNS, TD_QUERY_RUN, TD_QUERY_HISTORY, TD_QUERY_RENAME = 1, 2, 3, 4
+TD_QUERY_RUNS, TD_QUERY_RUN, TD_QUERY_HISTORY, TD_QUERY_RENAME, TD_QUERY_FILES = 1, 2, 3, 4, 5
 
 
 class TdQuery(ctypes.Structure):
@@ -150,6 +175,8 @@ _SIGNATURES = {
     "td_run_id": (ctypes.c_char_p, [_P]),
     "td_log": (ctypes.c_int, [_P, _ITEMS, ctypes.c_size_t, ctypes.c_int64, ctypes.c_bool]),
     "td_summary_update": (ctypes.c_int, [_P, _ITEMS, ctypes.c_size_t]),
+    "td_save_file": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
+                                    ctypes.c_char_p]),
     "td_config_update": (ctypes.c_int, [_P, _ITEMS, ctypes.c_size_t]),
     "td_output": (ctypes.c_int, [_P, ctypes.c_bool, ctypes.c_char_p]),
     "td_define_metric": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_int]),

@@ -286,6 +286,10 @@ class Run:
                  resume: Optional[str], console: bool, socket: Optional[str],
                  spool_dir: Optional[str]):
         self._lock = threading.RLock()
+        self._at_end: Dict[str, str] = {}  # save(policy end|live): name → path
+        self._live: Dict[str, Any] = {}  # save(policy live): name → (path, (size, mtime))
+        self._live_stop = threading.Event()
+        self._live_thread: Optional[threading.Thread] = None
         self._handle: Optional[ctypes.c_void_p] = None
         self._project = project
         self._entity = entity
@@ -311,8 +315,25 @@ class Run:
             current = self
             return
         self._start(config, resume, console, spool_dir)
+        self._files_dir = self._make_files_dir()
 
     # ---- set-up ----
+
+    def _make_files_dir(self) -> Optional[str]:
+        """run.dir: this process's own directory for the run's files, as W&B's
+        run dir (files left in it are saved at finish). Under the user's
+        state dir ($XDG_STATE_HOME/trackd/runs, else ~/.local/state/...),
+        never the agent's, which may belong to another user."""
+        base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".local", "state")
+        try:
+            path = os.path.join(base, "trackd", "runs", self.entity or "_", self.project or "_",
+                                self.id, "files")
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except (OSError, TypeError) as e:
+            warnings.warn(f"trackd: run.dir cannot be created: {e}")
+            return None
+        return path
 
     def _start(self, config: Dict[str, Any], resume: Optional[str], console: bool,
                spool_dir: Optional[str]) -> None:
@@ -466,6 +487,114 @@ class Run:
             return  # W&B's behaviour: warned (by libtrackd, on stderr) and dropped
         self._raise_for("log", rc)
 
+    # run.save and run.log_code: bounds on what one call reads (files, bytes).
+    SAVE_MAX_FILES = 1000
+    LIVE_POLL_S = 2.0  # how often files saved with policy live are checked for changes
+
+    def _watch_live(self) -> None:
+        """The live files' watcher (a thread): a file whose size or mtime
+        changed is sent again; one stat per file and poll."""
+        while not self._live_stop.wait(self.LIVE_POLL_S):
+            for name, (path, sig) in list(self._live.items()):
+                try:
+                    st = os.stat(path)
+                    now = (st.st_size, st.st_mtime_ns)
+                    if now == sig:
+                        continue
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    self._live[name] = (path, now)
+                    self._save_bytes(name, data, "live")
+                except (OSError, TrackdError):
+                    continue
+    CODE_MAX_FILES = 1000
+    CODE_MAX_BYTES = 64 << 20
+
+    def _save_bytes(self, name: str, data: bytes, policy: str) -> None:
+        if self._mode == "disabled":
+            return
+        with self._lock:
+            self._check_open()
+            rc = _lib.lib().td_save_file(self._handle, _lib.text(name, "file name"), data,
+                                         len(data), policy.encode())
+        if rc != _lib.TD_OK:
+            self._raise_for("save", rc)
+
+    def save(self, glob_str: str, base_path: Optional[str] = None, policy: str = "live") -> List[str]:
+        """Saves files matching glob_str with the run, as W&B's run.save: each
+        as files/<path relative to base_path> (default: the glob's directory
+        part). The files are read here, by this process (the agent never opens
+        a client's path). policy "now" sends them now, "end" at finish, "live"
+        now, again whenever it changes (checked every LIVE_POLL_S seconds) and
+        at finish. Returns the names saved."""
+        import glob as _glob
+        if policy not in ("live", "now", "end"):
+            raise ValueError(f"trackd: save: policy must be live, now or end, not {policy!r}")
+        if base_path is None:
+            base_path = os.path.dirname(glob_str.split("*", 1)[0]) or "."
+        names = []
+        for path in sorted(_glob.glob(glob_str, recursive=True))[:self.SAVE_MAX_FILES]:
+            if not os.path.isfile(path):
+                continue
+            name = os.path.relpath(os.path.abspath(path), os.path.abspath(base_path))
+            if name.startswith(".." + os.sep) or name == "..":
+                name = os.path.basename(path)
+            names.append(name)
+            if policy in ("now", "live"):
+                with open(path, "rb") as f:
+                    self._save_bytes(name, f.read(), policy)
+            if policy in ("end", "live"):
+                self._at_end[name] = path
+            if policy == "live" and len(self._live) < self.SAVE_MAX_FILES:
+                st = os.stat(path)
+                self._live[name] = (path, (st.st_size, st.st_mtime_ns))
+                if self._live_thread is None and self._mode != "disabled":
+                    self._live_thread = threading.Thread(target=self._watch_live,
+                                                         name="trackd-live-files", daemon=True)
+                    self._live_thread.start()
+        return names
+
+    def log_code(self, root: str = ".", include: Any = None) -> List[str]:
+        """Saves the program's source files under files/code/: by default every
+        *.py under root (at most CODE_MAX_FILES files, CODE_MAX_BYTES bytes in
+        all), plus the program file itself. include(path) -> bool picks files."""
+        picked = []
+        total = 0
+        root = os.path.abspath(root)
+        program = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
+        candidates = []
+        if program and os.path.isfile(program):
+            candidates.append(program)
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in sorted(filenames):
+                path = os.path.join(dirpath, fn)
+                if include(path) if include else fn.endswith(".py"):
+                    candidates.append(path)
+            if len(candidates) > self.CODE_MAX_FILES:
+                break
+        for path in candidates:
+            if len(picked) >= self.CODE_MAX_FILES:
+                break
+            try:
+                size = os.path.getsize(path)
+                if total + size > self.CODE_MAX_BYTES:
+                    continue
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            rel = os.path.relpath(path, root)
+            if rel.startswith(".."):
+                rel = os.path.basename(path)
+            name = "code/" + rel.replace(os.sep, "/")
+            if name in picked:
+                continue
+            self._save_bytes(name, data, "now")
+            picked.append(name)
+            total += len(data)
+        return picked
+
     def define_metric(self, name: str, summary: Optional[str] = "last") -> None:
         """How the summary keeps `name`: "last" (default), "min", "max",
         "mean" or "none"."""
@@ -582,6 +711,14 @@ class Run:
 
     @property
     def dir(self) -> Optional[str]:
+        """A directory of this process for the run's files, as W&B's run.dir:
+        it exists when init() returns, and what is left in it at finish is
+        saved with the run (files/<path in it>, policy end). None for a
+        disabled run. The agent's copy of the run: store_dir."""
+        return getattr(self, "_files_dir", None)
+
+    @property
+    def store_dir(self) -> Optional[str]:
         """Where the agent stores the run on this machine (None if no agent
         answers, or the run is disabled)."""
         if self._mode == "disabled":
@@ -630,6 +767,9 @@ class Run:
 
     def _finish(self, exit_code: int, reason: int, timeout: Optional[float] = None) -> None:
         global current
+        self._live_stop.set()
+        if self._live_thread is not None and self._live_thread is not threading.current_thread():
+            self._live_thread.join()
         with self._lock:
             if self._finished:
                 return
@@ -640,6 +780,26 @@ class Run:
                 return
             lib = _lib.lib()
             self._release_console()
+            files_dir = getattr(self, "_files_dir", None)
+            if files_dir and os.path.isdir(files_dir):
+                # W&B uploads what is left in its run dir: saved at finish.
+                found = 0
+                for dirpath, dirnames, filenames in os.walk(files_dir):
+                    dirnames.sort()
+                    for fn in sorted(filenames):
+                        path = os.path.join(dirpath, fn)
+                        if found < self.SAVE_MAX_FILES and os.path.isfile(path):
+                            name = os.path.relpath(path, files_dir).replace(os.sep, "/")
+                            self._at_end.setdefault(name, path)
+                            found += 1
+            for name, path in self._at_end.items():
+                # Files saved with policy end or live: as they are now.
+                try:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                lib.td_save_file(self._handle, name.encode(), data, len(data), b"end")
             if self._pending:
                 # W&B commits a pending row at finish; the agent would too,
                 # but the footer below should show it.

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, List, Tuple
 
-from . import _lib
+from . import _lib, _media
 from .errors import InvalidValueError
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -149,6 +149,12 @@ def _fill(item: _lib.TdItem, value: Any, path: str, depth: int, keep: List[Any],
         item.v.s = b
     elif value is None:
         item.type = _lib.TD_NULL
+    elif (isinstance(value, (list, tuple)) and value and depth == 1 and ctx[1] and
+          all(isinstance(v, _media.Image) for v in value)):
+        m = _media.images_td_media(value, keep)
+        keep.append(m)
+        item.type = _lib.TD_MEDIA
+        item.v.media = ctypes.pointer(m)
     elif isinstance(value, Mapping):
         _nested(value, path, depth)
         item.type = _lib.TD_MAP
@@ -161,6 +167,14 @@ def _fill(item: _lib.TdItem, value: Any, path: str, depth: int, keep: List[Any],
         item.type = _lib.TD_LIST
         item.v.list.items = _build_list(value, path, depth + 1, keep, ctx)
         item.v.list.n = len(value)
+    elif isinstance(value, _media.Media):
+        if depth != 1 or not ctx[1]:
+            raise _refuse(path, f"{type(value).__name__} values go at the top level of a "
+                                "log() row")
+        m = value._td_media(keep)
+        keep.append(m)
+        item.type = _lib.TD_MEDIA
+        item.v.media = ctypes.pointer(m)
     elif _is_numpy(value):
         _fill(item, numpy_plain(value, path, ctx[1]), path, depth, keep, ctx)
     else:

@@ -37,4 +37,15 @@
  * (W&B's project rule: they separate or end the parts of a run's path and URL). */
 #define TRACKD_NAME_FORBIDDEN "/\\#?%:"
 
+/* Files and media (agent/blobs, common/run_files.h). A blob is at most the
+ * agent's blobs.max_file_bytes; these are the protocol's own bounds. File
+ * names: common/run_files.h. */
+#define TRACKD_BLOB_DIGEST_BYTES      32u        /* SHA-256 */
+#define TRACKD_MAX_BLOB_QUERY         256u       /* digests in one BlobQuery */
+#define TRACKD_BLOB_CHUNK_BYTES       (1u << 20) /* what clients send per BlobChunk */
+#define TRACKD_DEFAULT_MAX_FILE_BYTES ((uint64_t)1 << 30)
+#define TRACKD_HISTOGRAM_DEFAULT_BINS 64u
+#define TRACKD_HISTOGRAM_MAX_BINS     512u   /* W&B's Histogram.MAX_LENGTH */
+#define TRACKD_TABLE_MAX_ROWS         10000u /* W&B's Table.MAX_ROWS for runs */
+
 #endif

@@ -34,6 +34,8 @@ enum wire_type { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 	X(REQUEST, BATCH, request, batch, 2, WIRE_LEN)                                             \
 	X(REQUEST, STATUS, request, status, 3, WIRE_LEN)                                           \
 	X(REQUEST, QUERY, request, query, 4, WIRE_LEN)                                             \
+	X(REQUEST, BLOB_QUERY, request, blob_query, 5, WIRE_LEN)                                   \
+	X(REQUEST, BLOB_CHUNK, request, blob_chunk, 6, WIRE_LEN)                                   \
 	X(BATCH, SESSION_ID, batch, session_id, 1, WIRE_LEN)                                       \
 	X(BATCH, SEQ, batch, seq, 2, WIRE_VARINT)                                                  \
 	X(BATCH, RECORDS, batch, records, 3, WIRE_LEN)                                             \
@@ -46,6 +48,9 @@ enum wire_type { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 	X(RECORD, RENAME, record, rename, 9, WIRE_LEN)                                             \
 	X(RECORD, ENVIRONMENT, record, environment, 10, WIRE_LEN)                                  \
 	X(RUN_ENVIRONMENT, ARGS, run_environment, args, 2, WIRE_LEN)                               \
+	X(RECORD, FILE, record, file, 11, WIRE_LEN)                                                \
+	X(SAVED_FILE, NAME, saved_file, name, 1, WIRE_LEN)                                         \
+	X(SAVED_FILE, SHA256, saved_file, sha256, 2, WIRE_LEN)                                     \
 	X(RUN_START, PROJECT, run_start, project, 1, WIRE_LEN)                                     \
 	X(RUN_START, ENTITY, run_start, entity, 2, WIRE_LEN)                                       \
 	X(RUN_START, TAGS, run_start, tags, 5, WIRE_LEN)                                           \

@@ -19,7 +19,9 @@ terminal output (_term) and config rules, nothing of its own underneath.
     config, summary  → the current run's (a clear error before init)
     log, define_metric, finish, login, watch
     Api              → trackd.wandb._public (filters, history, scan_history)
-    Image, Table, save, Artifact, …  → trackd.wandb._unsupported (one place)
+    Image, Histogram, Table, save, log_code → trackd's media and files
+                       (trackd.wandb._media, W&B's signatures)
+    Audio, Video, restore, Artifact, …  → trackd.wandb._unsupported (one place)
 
 Threading: as trackd.Run; the module state (current run) is process-wide, as
 W&B's.
@@ -39,6 +41,8 @@ from .. import _run as _trackd_run
 from .._api import Api as _TrackdApi
 from ..errors import AgentUnavailableError, NotFoundError, TrackdError
 from . import _term
+from . import _media
+from ._media import Histogram, Image, Table
 from ._public import Api
 from ._unsupported import CLASSES as _UNSUPPORTED_CLASSES
 from ._unsupported import FUNCTIONS as _UNSUPPORTED_FUNCTIONS
@@ -453,6 +457,19 @@ class Run:
     def __exit__(self, exc_type, exc, tb) -> bool:
         return self._trackd.__exit__(exc_type, exc, tb)
 
+    def save(self, glob_str: Optional[str] = None, base_path: Optional[str] = None,
+             policy: str = "live") -> List[str]:
+        """Saves files with the run (trackd.Run.save): W&B's run.save."""
+        return _media.save(self._trackd, glob_str, base_path=base_path, policy=policy)
+
+    def log_code(self, root: Optional[str] = ".", name: Optional[str] = None,
+                 include_fn: Callable[..., bool] = _media._py_file,
+                 exclude_fn: Optional[Callable[..., bool]] = None) -> List[str]:
+        """Saves the program's source files (trackd.Run.log_code): W&B's
+        run.log_code."""
+        return _media.log_code(self._trackd, root, name=name, include_fn=include_fn,
+                               exclude_fn=exclude_fn)
+
     def __getattr__(self, name: str) -> Any:
         if name in _UNSUPPORTED_FUNCTIONS:
             return _UNSUPPORTED_FUNCTIONS[name]
@@ -676,7 +693,7 @@ def init(entity: Optional[str] = None, project: Optional[str] = None,
 
 
 def _find_logs_line(run: _trackd_run.Run) -> str:
-    where = run.dir
+    where = run.store_dir
     return f"{_term.PREFIX}Find logs at: {where}\n" if where else ""
 
 
@@ -728,7 +745,7 @@ def _announce(run: Run, wait_s: float) -> None:
             _term.log(f"🚀 View run: the W&B backend has not answered yet; "
                       f"`trackctl show {inner.path}` prints the URL once it has")
         return
-    where = inner.dir or "the trackd agent's store"
+    where = inner.store_dir or "the trackd agent's store"
     if inner.mode == "offline":
         _term.log(f"Offline run {name} stored by trackd in {where}; upload it later "
                   f"with `trackctl sync {inner.id}`")
@@ -753,6 +770,12 @@ def log(data: Dict[str, Any], step: Optional[int] = None, commit: Optional[bool]
         sync: Optional[bool] = None) -> None:
     """Run.log on the current run."""
     _require("wandb.log").log(data, step=step, commit=commit)
+
+
+def save(glob_str: Optional[str] = None, base_path: Optional[str] = None,
+         policy: str = "live") -> List[str]:
+    """Run.save on the current run."""
+    return _require("wandb.save").save(glob_str, base_path=base_path, policy=policy)
 
 
 def define_metric(name: str, step_metric: Union[str, Metric, None] = None,
@@ -803,5 +826,6 @@ def teardown(exit_code: Optional[int] = None) -> None:
 
 __all__ = ["init", "log", "finish", "define_metric", "login", "watch", "unwatch", "Api",
            "Run", "Config", "Summary", "Settings", "Metric", "Error", "UsageError",
-           "ConfigError", "UnsupportedError", "setup", "teardown", "__version__",
+           "ConfigError", "UnsupportedError", "setup", "teardown", "__version__", "Image",
+           "Histogram", "Table", "save",
            *sorted(_UNSUPPORTED_CLASSES), *sorted(_UNSUPPORTED_FUNCTIONS)]

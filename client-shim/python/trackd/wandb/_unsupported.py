@@ -1,4 +1,6 @@
-"""The W&B features trackd does not have yet: files and media, artifacts.
+"""The W&B features trackd does not have yet: some media kinds, restore,
+artifacts. (Images, histograms, tables, save and log_code are trackd's:
+trackd.wandb._media.)
 
 This is the one place that maps them. Each name below is what a script calls
 (wandb.Image(...), run.save(...), wandb.Artifact(...)); until trackd records
@@ -13,7 +15,7 @@ from typing import Any
 
 from ..errors import TrackdError
 
-FILES = "files and media (wandb.save, wandb.Image, …)"
+FILES = "this kind of media (trackd records images, histograms, tables and saved files)"
 ARTIFACTS = "artifacts"
 
 
@@ -44,15 +46,12 @@ def _unsupported_function(name: str, feature: str):
 
 # wandb.<class>: media and tables (files) and artifacts.
 CLASSES = {name: _unsupported_class(name, FILES)
-           for name in ("Image", "Histogram", "Table", "Audio", "Video", "Html", "Object3D",
-                        "Molecule", "Plotly")}
+           for name in ("Audio", "Video", "Html", "Object3D", "Molecule", "Plotly")}
 CLASSES["Artifact"] = _unsupported_class("Artifact", ARTIFACTS)
 
 # wandb.<function> and the Run methods of the same names.
 FUNCTIONS = {
-    "save": _unsupported_function("save", FILES),
-    "restore": _unsupported_function("restore", FILES),
-    "log_code": _unsupported_function("log_code", FILES),
+    "restore": _unsupported_function("restore", "downloading files from W&B"),
     "use_artifact": _unsupported_function("use_artifact", ARTIFACTS),
     "log_artifact": _unsupported_function("log_artifact", ARTIFACTS),
     "log_model": _unsupported_function("log_model", ARTIFACTS),

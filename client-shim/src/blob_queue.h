@@ -1,0 +1,105 @@
+/*
+ * blob_queue.h — file content waiting for the agent: the bytes of media
+ * values and saved files, copied by the recording call and shipped by the
+ * sender thread (sender.h) before the batches that reference them.
+ *
+ * Protocol (trackd.proto BlobQuery/BlobChunk, the agent's blobs.h): for the
+ * oldest queued blob the sender asks whether the agent holds it; if not it
+ * sends it in pieces of TRACKD_BLOB_CHUNK_BYTES (or less under the agent's
+ * message limit) from where the agent says it has got to, until the agent
+ * answers `complete` (verified and durable). Then the blob is freed. A
+ * retryable refusal (the agent's disk budget, a resend after a reconnect)
+ * keeps it, after the sender's backoff; a permanent one (a limit, another
+ * user's run) drops it, counted as a rejected record (td_finish reports
+ * it) with the agent's message as the run's agent_error.
+ *
+ * Ordering: every blob queued before a batch was sealed is complete before
+ * the sender sends that batch (the sender drains this queue first), so the
+ * agent never stores a row naming a file it has not got. Files still queued
+ * at td_finish are written to the spool dir with the batches
+ * (tdi_blob_spool_locked), and a replay sends them before the frames. A
+ * process killed outright loses its queued files (its spooled rows then
+ * name files the agent lacks: the agent logs each).
+ *
+ * Bound: the queued bytes never exceed the run's max_buffer_bytes (a second
+ * bound beside the records' buffer); a blob that would pass it is refused
+ * with TD_ERR_FULL. A digest already queued is not queued twice.
+ *
+ * Threading: everything here is guarded by the run's mu; the sender's step
+ * lets go of it for the exchange.
+ */
+#ifndef TRACKD_CLIENT_BLOB_QUEUE_H
+#define TRACKD_CLIENT_BLOB_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "transport.h"
+
+struct td_run;
+
+struct tdi_blob {
+	struct tdi_blob *next;
+	uint8_t digest[32];
+	uint8_t *data; /* owned */
+	size_t len;
+	uint64_t offset; /* next piece to send */
+	bool asked;      /* the agent said it lacks it */
+};
+
+struct tdi_blob_queue {
+	struct tdi_blob *head, *tail;
+	size_t bytes;
+	uint64_t bytes_sent;    /* piece bytes the agent took */
+	uint64_t blobs_sent;    /* completed by a transfer */
+	uint64_t blobs_skipped; /* the agent held them already */
+	uint64_t blobs_dropped; /* refused for good */
+};
+
+/* Queues `data` (owned on success, freed here when the digest is queued
+ * already). TD_ERR_FULL over the bound (data still the caller's). mu held. */
+int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len,
+                            const uint8_t digest[32]);
+
+/* One exchange for the oldest blob (mu held, let go during I/O). Returns
+ * 0 when it moved on, 1 when it should be retried after a backoff. */
+int tdi_blob_step_locked(struct td_run *run);
+
+/* One blob being sent by whoever holds a socket (the sender, a replay). */
+struct tdi_blob_send {
+	const char *run_id;
+	uint8_t digest[32];
+	const uint8_t *data;
+	size_t len;
+	size_t piece;    /* bytes per BlobChunk (the agent's limit lowers it) */
+	bool asked;      /* the agent said it lacks it */
+	uint64_t offset; /* next piece */
+	uint64_t bytes_sent;
+};
+enum {
+	TDI_BLOB_MOVED = 0, /* a step done: call again */
+	TDI_BLOB_RETRY,     /* no answer or a retryable refusal: again after a backoff */
+	TDI_BLOB_REFUSED,   /* refused for good (why) */
+	TDI_BLOB_HELD,      /* the agent had it already */
+	TDI_BLOB_STORED,    /* sent, verified, durable */
+};
+/* One request for t (the query, then the next piece). */
+int tdi_blob_exchange(nng_socket sock, const char *url, struct tdi_blob_send *t,
+                      tdi_limits_fn *learn, void *learn_arg, enum tdi_reach *reach, char *why,
+                      size_t why_len);
+
+/* Files still queued at td_finish go to the spool dir, as the batches that
+ * name them do: <spool dir>/files/<run id>.<sha256 hex>.blob (written to a
+ * temp file, fdatasync'd, renamed). A replay (replay.h) sends them, before
+ * any frame, and deletes each once the agent has it. mu held (the sender is
+ * stopped). *written: how many. */
+#define TDI_BLOB_SPOOL_SUBDIR "files"
+#define TDI_BLOB_SPOOL_SUFFIX ".blob"
+int tdi_blob_spool_locked(struct td_run *run, size_t *written);
+
+/* Frees every queued blob; returns how many there were. mu held or the run
+ * no longer shared. */
+size_t tdi_blob_queue_clear(struct td_run *run);
+
+#endif
