@@ -293,7 +293,7 @@ int cmd_update(int argc, char **argv)
 	    {"notes", required_argument, NULL, 'o'},
 	    {0},
 	};
-	static char *tags[UPDATE_MAX_TAGS];
+	char *tags[UPDATE_MAX_TAGS]; /* pieces of --tags, in argv's storage */
 	bool json = false;
 	const char *name = NULL, *notes = NULL;
 	char *tag_list = NULL;
@@ -316,7 +316,7 @@ int cmd_update(int argc, char **argv)
 		return cli_usage_error("update: the new name is empty");
 	size_t n_tags = 0;
 	if (tag_list && !split_tags(tag_list, tags, UPDATE_MAX_TAGS, &n_tags))
-		return cli_usage_error("update: more than 1024 tags");
+		return cli_usage_error("update: more than %d tags", UPDATE_MAX_TAGS);
 	const char *run = argv[optind];
 	char what[512];
 	snprintf(what, sizeof what, "run %s", run);
