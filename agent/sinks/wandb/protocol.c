@@ -163,19 +163,17 @@ int wb_build_upsert(const struct wb_upsert *u, struct buf *out)
 		rv = put_var(out, "entity", u->entity);
 	if (!rv)
 		rv = put_var(out, "displayName", u->display_name);
-	/* Notes and tags go even when empty: an update that cleared them must
-	 * clear them upstream too. */
-	if (!rv && u->notes)
+	if (!rv && ((u->notes && *u->notes) || u->clear_notes))
 		rv = buf_puts(out, ",\"notes\":");
-	if (!rv && u->notes)
-		rv = put_cstr(out, u->notes);
+	if (!rv && ((u->notes && *u->notes) || u->clear_notes))
+		rv = put_cstr(out, u->notes ? u->notes : "");
 	if (!rv)
 		rv = put_var(out, "groupName", u->group);
 	if (!rv)
 		rv = put_var(out, "jobType", u->job_type);
 	if (!rv)
 		rv = put_var(out, "host", u->host);
-	if (!rv) {
+	if (!rv && (u->n_tags || u->clear_tags)) {
 		rv = buf_puts(out, ",\"tags\":[");
 		for (size_t i = 0; i < u->n_tags && !rv; i++) {
 			if (i)

@@ -49,10 +49,13 @@ struct wb_upsert {
 	const char *name; /* the run id */
 	const char *project;
 	const char *entity; /* NULL or "": the API key's default entity */
-	const char *display_name, *group, *job_type, *host; /* NULL or "": omitted */
-	const char *notes;                                  /* NULL: omitted; "" clears */
-	char *const *tags;                                  /* always sent; none clears */
+	const char *display_name, *notes, *group, *job_type, *host; /* NULL or "": omitted */
+	char *const *tags; /* none: omitted */
 	size_t n_tags;
+	/* An update cleared them: empty notes / no tags are sent, to clear them
+	 * upstream too (otherwise a run without them would wipe what was set in
+	 * the W&B app). */
+	bool clear_tags, clear_notes;
 	const struct vmap *config; /* sent as {"key": {"value": v}, ..., "_wandb": …} */
 	const char *agent_version;
 };

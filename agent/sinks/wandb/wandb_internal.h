@@ -62,6 +62,11 @@ struct wb_run {
 
 	/* What changed since the backend last acknowledged it. */
 	uint64_t meta_gen, meta_acked;
+	/* The meta_gen of the last update that cleared the tags / the notes
+	 * (RunRename with set_tags and none, or notes ""): until the backend
+	 * acknowledged it, UpsertBucket sends them empty. Otherwise empty ones are
+	 * left out, so that a run without tags never wipes tags set upstream. */
+	uint64_t tags_cleared_gen, notes_cleared_gen;
 	uint64_t sum_gen, sum_acked;
 	uint64_t end_gen, end_acked; /* ends of the run seen / delivered (resumes restart it) */
 	bool summary_too_big;        /* warned once */

@@ -575,6 +575,12 @@ static void apply_record(struct wandb_sink *s, const Trackd__V1__Record *rec,
 		wr->sum_gen++;
 	if (changes_meta(rec) || fx.config_changed)
 		wr->meta_gen++;
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_RENAME) {
+		if (rec->rename->set_tags && rec->rename->n_tags == 0)
+			wr->tags_cleared_gen = wr->meta_gen;
+		if (rec->rename->notes && !rec->rename->notes[0])
+			wr->notes_cleared_gen = wr->meta_gen;
+	}
 	/* A settled end (a late exit replaced a crash) is a new end to send: a run not
 	 * completed upstream gets its real exit code; one completed as crashed
 	 * (complete_crashed, sync) gets `complete` again with it, which the backend
@@ -760,6 +766,8 @@ static int start_upsert(struct wandb_sink *s, struct wb_run *wr, int64_t now)
 	    .host = r->host,
 	    .tags = r->tags,
 	    .n_tags = r->n_tags,
+	    .clear_tags = wr->tags_cleared_gen > wr->meta_acked,
+	    .clear_notes = wr->notes_cleared_gen > wr->meta_acked,
 	    .config = &r->config,
 	    .agent_version = s->version,
 	};

@@ -39,8 +39,9 @@
  *   sink shows; updates of the name, tags or notes (RunRename records, from
  *   the client, `trackctl rename`/`update` or the Api), config updates and a
  *   resume's start send it again, debounced. Tags and notes go with every
- *   UpsertBucket, empty ones too, so that an update that cleared them clears
- *   them upstream.
+ *   UpsertBucket that has them; empty ones only after an update that cleared
+ *   them (until acknowledged), so that it clears them upstream too while a
+ *   run without them never wipes what was set in the W&B app.
  *   URLs: {app_url}/{entity}/{project}/runs/{id} and {app_url}/{entity}/
  *   {project}, known once the backend answered the first UpsertBucket; logged
  *   then, and returned by the "wandb" query and wandb_sink_run_upload. app_url

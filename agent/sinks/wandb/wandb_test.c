@@ -287,8 +287,8 @@ static void test_upsert_body(void)
 	CHECK(strstr(q, "mutation UpsertBucket(") && strstr(q, "historyLineCount"), "query text");
 	CHECK(strcmp(str_at(root, "/variables/name"), "abc123") == 0, "name");
 	CHECK(!present(root, "/variables/entity"), "empty entity omitted (the key's default)");
-	CHECK(strcmp(str_at(root, "/variables/notes"), "") == 0,
-	      "empty notes sent (an update that cleared them clears them upstream)");
+	CHECK(!present(root, "/variables/notes"),
+	      "empty notes left out: a run without notes keeps those set upstream");
 	CHECK(strcmp(str_at(root, "/variables/groupName"), "g") == 0, "group");
 	CHECK(strcmp(str_at(root, "/variables/tags/1"), "t\"2") == 0, "tags");
 	const char *s = str_at(root, "/variables/config");
@@ -307,17 +307,26 @@ static void test_upsert_body(void)
 	      "list element null");
 	json_object_put(c);
 	json_object_put(root);
-	/* An update that cleared the tags: an empty list goes, so W&B drops them;
-	 * no notes (NULL) leaves W&B's as they are. */
+	/* No tags and no notes: left out, so a run without them (a resume, say)
+	 * never wipes what was set in the W&B app. */
 	u.n_tags = 0;
 	u.notes = NULL;
 	buf_reset(&b);
 	CHECK(wb_build_upsert(&u, &b) == 0, "build without tags");
 	root = parse(b.data, b.len);
+	CHECK(!present(root, "/variables/tags"), "no tags left out: %s", b.data);
+	CHECK(!present(root, "/variables/notes"), "NULL notes omitted");
+	json_object_put(root);
+	/* An update that cleared them: an empty list and empty notes go, so W&B
+	 * drops them too. */
+	u.clear_tags = u.clear_notes = true;
+	buf_reset(&b);
+	CHECK(wb_build_upsert(&u, &b) == 0, "build clearing tags and notes");
+	root = parse(b.data, b.len);
 	struct json_object *t = at(root, "/variables/tags");
 	CHECK(t && json_object_is_type(t, json_type_array) && json_object_array_length(t) == 0,
-	      "no tags sent as []: %s", b.data);
-	CHECK(!present(root, "/variables/notes"), "NULL notes omitted");
+	      "cleared tags sent as []: %s", b.data);
+	CHECK(strcmp(str_at(root, "/variables/notes"), "") == 0, "cleared notes sent as \"\"");
 	json_object_put(root);
 	buf_fini(&b);
 	vmap_fini(&cfg);
