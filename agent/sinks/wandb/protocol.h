@@ -50,7 +50,7 @@ struct wb_upsert {
 	const char *project;
 	const char *entity; /* NULL or "": the API key's default entity */
 	const char *display_name, *notes, *group, *job_type, *host; /* NULL or "": omitted */
-	char *const *tags; /* none: omitted */
+	char *const *tags;                                          /* none: omitted */
 	size_t n_tags;
 	/* An update cleared them: empty notes / no tags are sent, to clear them
 	 * upstream too (otherwise a run without them would wipe what was set in
