@@ -32,6 +32,11 @@ int fs_read_fd(int fd, size_t max, char **out, size_t *len);
 /* fs_read_fd on `path` opened O_RDONLY | O_CLOEXEC. */
 int fs_read_file(const char *path, size_t max, char **out, size_t *len);
 
+/* The first cap - 1 bytes of `path` (less if it is shorter) into buf,
+ * NUL-terminated, with no allocation: for /proc, /sys and small files read
+ * often. Their length, or -1 with errno set. */
+long fs_read_prefix(const char *path, char *buf, size_t cap);
+
 /* Replaces `path` with [data, data+len) atomically: writes "<path>.tmp" (mode
  * `mode`, truncated), renames it over `path`. With `durable`, the data is
  * fdatasync'ed before the rename and the directory fsync'ed after, so the new

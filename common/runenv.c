@@ -1,6 +1,7 @@
 #include "runenv.h"
 
 #include "errors.h"
+#include "fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,37 +53,13 @@ static void trim(char *s)
 		s[--n] = '\0';
 }
 
-/* The file's first cap - 1 bytes, NUL-terminated: its length, or -1. */
-static long read_bounded(const char *path, char *buf, size_t cap)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	size_t n = 0;
-	while (n + 1 < cap) {
-		ssize_t r = read(fd, buf + n, cap - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			close(fd);
-			return -1;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	close(fd);
-	buf[n] = '\0';
-	return (long)n;
-}
-
 /* "<dir>/<name>" read and trimmed into buf. */
 static bool read_in(const char *dir, const char *name, char *buf, size_t cap)
 {
 	char path[PATH_MAX + 256];
 	if (!fit(path, sizeof path, "%s/%s", dir, name))
 		return false;
-	if (read_bounded(path, buf, cap) < 0)
+	if (fs_read_prefix(path, buf, cap) < 0)
 		return false;
 	trim(buf);
 	return true;
@@ -103,7 +80,7 @@ int runenv_git(const char *dir, struct runenv_git *out)
 		if (read_in(probe, "HEAD", text, RUNENV_MAX_FILE)) {
 			fit(gitdir, sizeof gitdir, "%s", probe);
 			found = true;
-		} else if (read_bounded(probe, text, RUNENV_MAX_FILE) > 0 &&
+		} else if (fs_read_prefix(probe, text, RUNENV_MAX_FILE) > 0 &&
 		           strncmp(text, "gitdir: ", 8) == 0) {
 			/* A worktree or submodule: .git is a file naming the real dir. */
 			trim(text);

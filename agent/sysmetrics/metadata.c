@@ -3,6 +3,7 @@
 #include "procfs.h"
 
 #include "errors.h"
+#include "fs.h"
 #include "json_write.h"
 #include "runenv.h"
 
@@ -73,7 +74,7 @@ static void cpu_facts(char *model, size_t len, unsigned *physical)
 	model[0] = '\0';
 	*physical = 0;
 	char *text = malloc(METADATA_MAX_FILE);
-	if (!text || procfs_read("/proc/cpuinfo", text, METADATA_MAX_FILE) <= 0) {
+	if (!text || fs_read_prefix("/proc/cpuinfo", text, METADATA_MAX_FILE) <= 0) {
 		free(text);
 		return;
 	}
@@ -112,7 +113,7 @@ int metadata_json(int32_t pid, int64_t start_time_us, const char *state_dir, nvm
 	/* Program and arguments: argv, NUL-separated. A script run by an
 	 * interpreter (python train.py) names the script as the program. */
 	snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
-	long n = procfs_read(path, text, sizeof text);
+	long n = fs_read_prefix(path, text, sizeof text);
 	if (n > 0) {
 		const char *argv[RUNENV_MAX_ARGS];
 		int prog;
@@ -149,7 +150,7 @@ int metadata_json(int32_t pid, int64_t start_time_us, const char *state_dir, nvm
 	str(&w, "startedAt", when);
 	/* The owner of the process, by its uid (Uid: real effective …). */
 	snprintf(path, sizeof path, "/proc/%d/status", pid);
-	if (procfs_read(path, text, sizeof text) > 0) {
+	if (fs_read_prefix(path, text, sizeof text) > 0) {
 		const char *u = strstr(text, "\nUid:");
 		struct passwd pw, *res = NULL;
 		char pwbuf[1024];
@@ -187,7 +188,7 @@ int metadata_json(int32_t pid, int64_t start_time_us, const char *state_dir, nvm
 		num(&w, "cpu_count_logical", (uint64_t)logical);
 	str(&w, "cpu", model);
 	uint64_t total, avail;
-	if (procfs_read("/proc/meminfo", text, sizeof text) > 0 &&
+	if (fs_read_prefix("/proc/meminfo", text, sizeof text) > 0 &&
 	    procfs_parse_meminfo(text, &total, &avail)) {
 		open_obj(&w, "memory");
 		num(&w, "total", total);

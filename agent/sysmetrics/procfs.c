@@ -8,29 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-long procfs_read(const char *path, char *buf, size_t cap)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	size_t n = 0;
-	while (n + 1 < cap) {
-		ssize_t r = read(fd, buf + n, cap - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			close(fd);
-			return -1;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	close(fd);
-	buf[n] = '\0';
-	return (long)n;
-}
-
 bool procfs_parse_stat(const char *text, struct procfs_stat *out)
 {
 	const char *p = strrchr(text, ')');

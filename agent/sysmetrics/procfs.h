@@ -11,9 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Reads at most cap-1 bytes of `path` and NUL-terminates: the length, or -1. */
-long procfs_read(const char *path, char *buf, size_t cap);
-
 /* /proc/<pid>/stat: the fields after the command (which may hold spaces and
  * parentheses: parsing starts after its last ')'). */
 struct procfs_stat {

@@ -1,5 +1,6 @@
 #include "sysmetrics.h"
 
+#include "fs.h"
 #include "metadata.h"
 #include "nvml.h"
 #include "procfs.h"
@@ -357,20 +358,20 @@ static void read_limits(struct sysmetrics *sm, struct run_view *v, int32_t pid)
 	/* Not sm->text: it holds this pass's /proc/diskstats. */
 	char path[1200], rel[1024], text[256], groups[4096];
 	snprintf(path, sizeof path, "/proc/%d/cgroup", pid);
-	if (procfs_read(path, groups, sizeof groups) < 0 ||
+	if (fs_read_prefix(path, groups, sizeof groups) < 0 ||
 	    !procfs_parse_cgroup(groups, rel, sizeof rel))
 		return;
 	for (;;) {
 		snprintf(path, sizeof path, "%s%s%s/cpu.max", sm->cgroup_root,
 		         rel[0] == '/' ? "" : "/", strcmp(rel, "/") == 0 ? "" : rel);
-		if (procfs_read(path, text, sizeof text) > 0) {
+		if (fs_read_prefix(path, text, sizeof text) > 0) {
 			double c = procfs_parse_cpu_max(text);
 			if (c > 0 && c < v->cpus)
 				v->cpus = c;
 		}
 		snprintf(path, sizeof path, "%s%s%s/memory.max", sm->cgroup_root,
 		         rel[0] == '/' ? "" : "/", strcmp(rel, "/") == 0 ? "" : rel);
-		if (procfs_read(path, text, sizeof text) > 0) {
+		if (fs_read_prefix(path, text, sizeof text) > 0) {
 			uint64_t m = procfs_parse_bytes(text);
 			if (m && (!v->mem_limit || m < v->mem_limit)) {
 				v->mem_limit = m;
@@ -630,7 +631,7 @@ static void sample_run(struct sysmetrics *sm, const struct sysmetrics_run *r,
 		char mpath[1100], text[64];
 		snprintf(mpath, sizeof mpath, "%s/memory.current", v->mem_cgroup);
 		uint64_t current =
-		    procfs_read(mpath, text, sizeof text) > 0 ? procfs_parse_bytes(text) : 0;
+		    fs_read_prefix(mpath, text, sizeof text) > 0 ? procfs_parse_bytes(text) : 0;
 		add(sm, rss / (double)v->mem_limit * 100, "proc.memory.percent");
 		add(sm,
 		    (double)(v->mem_limit > current ? v->mem_limit - current : 0) / (1024.0 * 1024),
@@ -737,23 +738,23 @@ void sysmetrics_pass(sysmetrics *sm, const struct sysmetrics_run *runs, size_t n
 	m.elapsed_s = sm->prev_mono_us ? (double)(mono - sm->prev_mono_us) / 1e6 : 0;
 	sm->prev_mono_us = mono;
 	char up[128];
-	if (procfs_read("/proc/uptime", up, sizeof up) > 0)
+	if (fs_read_prefix("/proc/uptime", up, sizeof up) > 0)
 		m.uptime_s = strtod(up, NULL);
 	if (!sm->source_off[SRC_MEMINFO]) {
-		m.mem_ok = procfs_read("/proc/meminfo", sm->text, sizeof sm->text) > 0 &&
+		m.mem_ok = fs_read_prefix("/proc/meminfo", sm->text, sizeof sm->text) > 0 &&
 		           procfs_parse_meminfo(sm->text, &m.mem_total, &m.mem_avail);
 		if (!m.mem_ok)
 			source_fail(sm, SRC_MEMINFO, "unreadable or without MemTotal/MemAvailable");
 	}
 	if (!sm->source_off[SRC_NETDEV]) {
-		m.net_ok = procfs_read("/proc/net/dev", sm->text, sizeof sm->text) > 0 &&
+		m.net_ok = fs_read_prefix("/proc/net/dev", sm->text, sizeof sm->text) > 0 &&
 		           procfs_parse_net_dev(sm->text, &m.net_recv, &m.net_sent);
 		if (!m.net_ok)
 			source_fail(sm, SRC_NETDEV, "unreadable or malformed");
 	}
 	/* diskstats last: its text stays in sm->text for the devices. */
 	if (!sm->source_off[SRC_DISKSTATS]) {
-		if (procfs_read("/proc/diskstats", sm->text, sizeof sm->text) > 0)
+		if (fs_read_prefix("/proc/diskstats", sm->text, sizeof sm->text) > 0)
 			m.diskstats = sm->text;
 		else
 			source_fail(sm, SRC_DISKSTATS, "unreadable");
@@ -887,7 +888,7 @@ int sysmetrics_new(const struct sysmetrics_options *opts, sysmetrics **out)
 	while (len > 1 && sm->cgroup_root[len - 1] == '/')
 		sm->cgroup_root[--len] = '\0';
 	sm->state_dev = -1;
-	if (procfs_read("/proc/sys/kernel/random/boot_id", sm->boot_id, sizeof sm->boot_id) > 0)
+	if (fs_read_prefix("/proc/sys/kernel/random/boot_id", sm->boot_id, sizeof sm->boot_id) > 0)
 		sm->boot_id[strcspn(sm->boot_id, "\n")] = '\0';
 	else
 		sm->boot_id[0] = '\0';
