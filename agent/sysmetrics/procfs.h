@@ -1,7 +1,7 @@
 /*
  * procfs.h — parsers of the kernel's text files the sampler reads (/proc and
  * cgroup v2), as pure functions over the file's text so they are tested
- * without a kernel, plus the bounded read they share.
+ * without a kernel (the files are read with fs_read_prefix, common/fs.h).
  * Thread-safe, no state.
  */
 #ifndef TRACKD_SYSMETRICS_PROCFS_H
