@@ -18,8 +18,11 @@ serves only the control API and is never touched by faults, so a test can still
 steer the fake while `port` refuses connections.
 
 The W&B API (see shared/design/WANDB-UPSTREAM.md):
-  POST /graphql                                   UpsertBucket, Viewer, RunResumeStatus
+  POST /graphql                                   UpsertBucket, Viewer, RunResumeStatus,
+                                                  CreateRunFiles, RunUploadUrls
   POST /files/{entity}/{project}/{run}/file_stream
+  PUT  /storage/{entity}/{project}/{run}/{name}?expires=T&token=S
+       the signed `uploadUrl` of a run file (stands for GCS/S3; no W&B auth)
 
 Choices where the real backend's behaviour is not documented (the fake's own):
   * Auth: `Authorization: Basic base64("api:" + KEY)`; anything else is 401.
@@ -44,6 +47,17 @@ Choices where the real backend's behaviour is not documented (the fake's own):
     `{"errors": [{"message": "fake-wandb: unsupported GraphQL operation ..."}]}`,
     counted in /_control/stats `graphql_unsupported` and logged on stderr.
 
+  * Run files: CreateRunFiles/RunUploadUrls answer per file an `uploadUrl` signed
+    with HMAC-SHA256 (a per-process secret) over entity, project, run, name and
+    expiry (`upload_url_ttl`, default 3600 s), and `uploadHeaders` ("Key:Value"
+    strings, config `upload_headers`) that every PUT must carry with the issued
+    value (else 400 naming the header). A bad signature or an expired URL is 403
+    with a GCS-style XML body (`<Code>ExpiredToken</Code>`); no Content-Length is
+    411, a body shorter than its Content-Length 400, over `max_upload_bytes`
+    (default 64 MiB) 413. An unknown run in CreateRunFiles: 200 with a GraphQL
+    error "run e/p/r not found" and `data.createRunFiles: null` (not verified
+    against the real backend).
+
 Control API: see README.md beside this file.
 """
 import argparse
@@ -51,6 +65,8 @@ import array
 import asyncio
 import base64
 import collections
+import hashlib
+import hmac
 import email.utils
 import json
 import os
@@ -89,6 +105,11 @@ NOUNS = ["river", "forest", "meadow", "comet", "galaxy", "harbor", "island", "la
          "moon", "ocean", "planet", "rain", "sky", "star", "sun", "wave"]
 
 FS_PATH = re.compile(r"^/files/([^/]+)/([^/]+)/([^/]+)/file_stream/?$")
+# Signed run-file upload URLs point here: /storage/{entity}/{project}/{run}/{file name}
+STORAGE_PATH = re.compile(r"^/storage/([^/]+)/([^/]+)/([^/]+)/(.+)$")
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+UPLOAD_URL_TTL = 3600.0
+UPLOAD_HEADERS = ["Content-Type:application/octet-stream", "X-Fake-Wandb-Upload:signed"]
 _STR = {str}
 GQL_OP = re.compile(r"\b(query|mutation)\s+([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -212,6 +233,14 @@ class RunState:
         self.preempting = False
         self.dropped = 0
         self.uploaded = []
+        # Run files uploaded by PUT to a signed URL: name -> dict(content, size, md5, ...)
+        self.saved_files = {}
+        self.file_puts = 0          # PUTs that stored a file
+        self.file_replacements = 0  # of them, PUTs of a name already stored
+        self.put_statuses = collections.Counter()
+        self.create_run_files = 0   # CreateRunFiles calls naming this run
+        self.run_upload_urls = 0    # RunUploadUrls calls naming this run
+        self.upload_urls_issued = 0
         self.requests = 0           # file_stream requests applied (200)
         self.heartbeats = 0
         self.requests_after_complete = 0
@@ -312,6 +341,7 @@ class RunState:
             "faults": dict(self.faults), "warnings": dict(self.warnings),
             "unknown_keys": sorted(self.unknown_keys),
             "files": {name: f.counters() for name, f in self.files.items()},
+            "run_files": {n: _saved_meta(f) for n, f in self.saved_files.items()},
         })
         dup = sum(f.duplicates for f in self.files.values() if f is not self.files.get(SUMMARY))
         con = sum(f.conflicts for f in self.files.values() if f is not self.files.get(SUMMARY))
@@ -348,7 +378,27 @@ class RunState:
             "statuses": {str(k): v for k, v in self.statuses.items()},
             "faults": dict(self.faults), "warnings": dict(self.warnings),
             "unknown_keys": sorted(self.unknown_keys),
+            "saved_files": {n: dict(_saved_meta(f), content_b64=base64.b64encode(
+                f["content"]).decode()) for n, f in self.saved_files.items()},
+            "file_puts": self.file_puts, "file_replacements": self.file_replacements,
+            "put_statuses": dict(self.put_statuses),
+            "create_run_files": self.create_run_files, "run_upload_urls": self.run_upload_urls,
+            "upload_urls_issued": self.upload_urls_issued,
         }
+
+    def files_read_back(self, with_content=True):
+        files = {}
+        for n, f in self.saved_files.items():
+            d = _saved_meta(f)
+            if with_content:
+                d["content_b64"] = base64.b64encode(f["content"]).decode()
+            files[n] = d
+        return {"files": files, "uploaded": self.uploaded,
+                "create_run_files": self.create_run_files,
+                "run_upload_urls": self.run_upload_urls,
+                "upload_urls_issued": self.upload_urls_issued,
+                "puts": self.file_puts, "replacements": self.file_replacements,
+                "put_statuses": dict(sorted(self.put_statuses.items()))}
 
     @classmethod
     def from_json(cls, d):
@@ -363,10 +413,30 @@ class RunState:
             if k in d:
                 setattr(r, k, d[k])
         r.statuses = collections.Counter({int(k): v for k, v in d.get("statuses", {}).items()})
+        for n, f in d.get("saved_files", {}).items():
+            f = dict(f)
+            f["content"] = base64.b64decode(f.pop("content_b64", ""))
+            r.saved_files[n] = f
+        for k in ("file_puts", "file_replacements", "create_run_files", "run_upload_urls",
+                  "upload_urls_issued"):
+            if k in d:
+                setattr(r, k, d[k])
+        r.put_statuses = collections.Counter(d.get("put_statuses", {}))
         r.faults = collections.Counter(d.get("faults", {}))
         r.warnings = collections.Counter(d.get("warnings", {}))
         r.unknown_keys = set(d.get("unknown_keys", []))
         return r
+
+
+def _saved_meta(f):
+    return {k: f[k] for k in ("size", "md5", "md5_b64", "sha256", "puts", "content_type",
+                              "t")}
+
+
+def _storage_error(code, message, details=""):
+    """An error body as Google Cloud Storage's XML API writes it."""
+    return ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>%s</Code><Message>%s</Message>"
+            "<Details>%s</Details></Error>" % (code, message, details)).encode()
 
 
 def analyze_history(lines):
@@ -408,7 +478,7 @@ def _json_string(v):
 
 
 class Fault:
-    KINDS = ("status", "refuse", "reset", "hang", "trickle", "delay")
+    KINDS = ("status", "refuse", "reset", "hang", "trickle", "delay", "expired")
 
     def __init__(self, fid, spec, max_hold):
         kind = spec.get("kind", "status")
@@ -428,9 +498,12 @@ class Fault:
         self.headers = dict(spec.get("headers") or {})
         self.body = spec.get("body")
         self.apply = bool(spec.get("apply", False))
-        self.when = spec.get("when", "headers")  # reset: "headers" | "body"
-        if self.when not in ("headers", "body"):
-            raise HTTPError(400, "when must be 'headers' or 'body'")
+        self.when = spec.get("when", "headers")  # reset: "headers" | "body" | "mid_body"
+        if self.when not in ("headers", "body", "mid_body"):
+            raise HTTPError(400, "when must be 'headers', 'body' or 'mid_body'")
+        # reset when="mid_body" (storage PUT): bytes of the body read before the reset
+        # (default: half of Content-Length).
+        self.partial = spec.get("partial")
         self.hold = min(float(spec.get("hold", max_hold)), max_hold)
         self.byte_delay = float(spec.get("byte_delay", 0.02))
         self.chunk = max(1, int(spec.get("chunk", 1)))
@@ -529,7 +602,11 @@ class Server:
             "store_lines": "full",
             "file_stream_response": {"exitcode": None, "limits": {}},
             "extra_api_keys": [],
+            "max_upload_bytes": MAX_UPLOAD_BYTES,
+            "upload_url_ttl": UPLOAD_URL_TTL,
+            "upload_headers": list(UPLOAD_HEADERS),
         }
+        self.url_secret = os.urandom(16)
         self.main_server = None
         self.ctl_server = None
         self.conns = set()
@@ -552,7 +629,8 @@ class Server:
             "control_requests": 0, "other_requests": 0, "auth_failures": 0,
             "bad_requests": 0, "oversize_requests": 0, "max_request_bytes_seen": 0,
             "bytes_total": 0, "gzip_requests": 0, "connections": 0, "control_connections": 0,
-            "expect_continue": 0,
+            "expect_continue": 0, "storage_requests": 0, "file_puts": 0,
+            "file_puts_rejected": 0, "create_run_files": 0, "run_upload_urls": 0,
         }
         self.statuses = collections.Counter()
         self.fault_hits = collections.Counter()
@@ -801,7 +879,9 @@ class Server:
             body, _ = await self._read_body(conn, headers, 64 * 1024 * 1024)
             body = self._decode_body(body, headers, 64 * 1024 * 1024)
             status, obj = await self._control(method, path, query, body)
-            await self._send(writer, status, obj, close=not keep)
+            await self._send(writer, status, obj, close=not keep,
+                             content_type="application/octet-stream"
+                             if isinstance(obj, _Raw) else "application/json")
             if obj is _SHUTDOWN:
                 self.stop_event.set()
                 return False
@@ -823,6 +903,9 @@ class Server:
         run_key = None
         if m:
             run_key = tuple(urllib.parse.unquote(x) for x in m.groups())
+        sm = STORAGE_PATH.match(path)
+        if sm:
+            run_key = tuple(urllib.parse.unquote(x) for x in sm.groups()[:3])
         entry = {"seq": seq, "t": time.time(), "method": method, "path": path,
                  "run": "/".join(run_key) if run_key else None,
                  "user_agent": headers.get("user-agent")}
@@ -834,6 +917,9 @@ class Server:
             self._count_fault(fault, run_key, entry)
             await self._reset(conn)
             return False
+        if sm:
+            return await self._storage(conn, method, path, query, headers, entry, run_key,
+                                       urllib.parse.unquote(sm.group(4)), keep)
 
         limit = self.config["max_request_bytes"]
         try:
@@ -1010,7 +1096,8 @@ class Server:
                 await asyncio.sleep(fault.byte_delay)
 
     # ---- responses ---------------------------------------------------------------------
-    def _response_bytes(self, status, obj, close, headers=None):
+    def _response_bytes(self, status, obj, close, headers=None,
+                        content_type="application/json"):
         if isinstance(obj, (bytes, bytearray)):
             body = bytes(obj)
         elif isinstance(obj, str):
@@ -1018,7 +1105,7 @@ class Server:
         else:
             body = dumps(obj).encode()
         reason = REASONS.get(status, "Status")
-        h = [f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        h = [f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
              f"Content-Length: {len(body)}\r\n"]
         if close:
             h.append("Connection: close\r\n")
@@ -1028,8 +1115,9 @@ class Server:
         h.append("\r\n")
         return "".join(h).encode("latin-1") + body
 
-    async def _send(self, writer, status, obj, close=False, headers=None):
-        writer.write(self._response_bytes(status, obj, close, headers))
+    async def _send(self, writer, status, obj, close=False, headers=None,
+                    content_type="application/json"):
+        writer.write(self._response_bytes(status, obj, close, headers, content_type))
         await writer.drain()
 
     def _record_status(self, entry, run_key, status):
@@ -1040,12 +1128,14 @@ class Server:
             if r is not None:
                 r.statuses[status] += 1
 
-    async def _respond(self, conn, entry, run_key, status, obj, keep, headers=None):
+    async def _respond(self, conn, entry, run_key, status, obj, keep, headers=None,
+                       content_type="application/json"):
         self._record_status(entry, run_key, status)
         if self.verbose:
             print(f"fake-wandb: {entry['method']} {entry['path']} -> {status}",
                   file=sys.stderr, flush=True)
-        await self._send(conn.writer, status, obj, close=not keep, headers=headers)
+        await self._send(conn.writer, status, obj, close=not keep, headers=headers,
+                         content_type=content_type)
 
     def _oversize(self, size, run_key, entry):
         self.stats["oversize_requests"] += 1
@@ -1085,9 +1175,13 @@ class Server:
                 "teams": {"edges": [{"node": {"name": e}}]}}}}
         if op == "RunResumeStatus":
             return self._resume_status(variables)
+        if op == "CreateRunFiles":
+            return self._create_run_files(variables)
+        if op == "RunUploadUrls":
+            return self._run_upload_urls(variables)
         self.graphql_unsupported[op or "?"] += 1
         msg = (f"fake-wandb: unsupported GraphQL operation {op!r} (supported: UpsertBucket, "
-               f"Viewer, RunResumeStatus)")
+               f"Viewer, RunResumeStatus, CreateRunFiles, RunUploadUrls)")
         print(msg, file=sys.stderr, flush=True)
         return 400, {"errors": [{"message": msg}], "data": None}
 
@@ -1143,6 +1237,204 @@ class Server:
             b["wandbConfig"] = dumps({})
             model["bucket"] = b
         return 200, {"data": {"model": model}}
+
+    # ---- run files: signed upload URLs and the storage PUT -------------------------------
+    def _sign(self, run_key, name, expires):
+        msg = "\n".join(list(run_key) + [name, expires]).encode()
+        return hmac.new(self.url_secret, msg, hashlib.sha256).hexdigest()
+
+    def _upload_url(self, run, name):
+        expires = "%.3f" % (time.time() + float(self.config["upload_url_ttl"]))
+        path = "/".join(urllib.parse.quote(x, safe="") for x in run.key())
+        qs = urllib.parse.urlencode({"expires": expires,
+                                     "token": self._sign(run.key(), name, expires)})
+        run.upload_urls_issued += 1
+        return (f"http://{self.host}:{self.port}/storage/{path}/"
+                f"{urllib.parse.quote(name, safe='/')}?{qs}")
+
+    def _files_run(self, v, project_key, run_key):
+        entity = v.get("entity") or self.config["entity"]
+        project = v.get(project_key) or "uncategorized"
+        name = v.get(run_key)
+        files = v.get("files")
+        if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+            return None, (400, {"errors": [{"message": "files must be a list of non-empty "
+                                                       "strings"}], "data": None})
+        run = self.runs.get((entity, project, name))
+        if run is None:
+            return None, (200, {"errors": [{"message": f"run {entity}/{project}/{name} not found",
+                                            "path": ["createRunFiles"]}], "data": None})
+        return run, None
+
+    def _create_run_files(self, v):
+        """mutation CreateRunFiles($entity, $project, $run, $files: [String!]!)."""
+        self.stats["create_run_files"] += 1
+        run, err = self._files_run(v, "project", "run")
+        if err:
+            if err[1].get("errors") and err[0] == 200:
+                err[1]["data"] = {"createRunFiles": None}
+            return err
+        run.create_run_files += 1
+        return 200, {"data": {"createRunFiles": {
+            "runID": run.storage_id,
+            "uploadHeaders": list(self.config["upload_headers"]),
+            "files": [{"name": f, "uploadUrl": self._upload_url(run, f)} for f in v["files"]],
+        }}}
+
+    def _run_upload_urls(self, v):
+        """query RunUploadUrls($name: project, $run, $entity, $files): the older query."""
+        self.stats["run_upload_urls"] += 1
+        run, err = self._files_run(v, "name", "run")
+        if err:
+            if err[0] == 200:
+                err[1]["data"] = {"model": None}
+                err[1]["errors"][0]["path"] = ["model"]
+            return err
+        run.run_upload_urls += 1
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        return 200, {"data": {"model": {"bucket": {
+            "id": run.storage_id,
+            "files": {"uploadHeaders": list(self.config["upload_headers"]),
+                      "edges": [{"node": {"name": f, "url": self._upload_url(run, f),
+                                          "updatedAt": now}} for f in v["files"]]}}}}}
+
+    async def _storage(self, conn, method, path, query, headers, entry, run_key, name, keep):
+        """PUT {signed uploadUrl}: what cloud storage (GCS/S3) does with a signed URL."""
+        self.stats["storage_requests"] += 1
+        reader = conn.reader
+        run = self.runs.get(run_key)
+
+        async def fail(status, code, message, details="", close=False):
+            self.stats["file_puts_rejected"] += 1
+            if run is not None:
+                run.put_statuses[str(status)] += 1
+            entry["error"] = code
+            await self._respond(conn, entry, run_key, status,
+                                _storage_error(code, message, details), keep and not close,
+                                content_type="application/xml; charset=UTF-8")
+            return keep and not close
+
+        fault = self._match_fault(method, path, None, time.monotonic(), pre_body=False)
+        if fault is not None:
+            self._count_fault(fault, run_key, entry)
+            if run is not None:
+                run.put_statuses["fault_" + fault.kind] += 1
+        cl = headers.get("content-length")
+        if method != "PUT":
+            return await fail(405, "MethodNotAllowed", f"{method} on an upload URL: PUT only",
+                              close=True)
+        if cl is None:
+            return await fail(411, "MissingContentLength",
+                              "You must provide the Content-Length HTTP header.", close=True)
+        try:
+            n = int(cl)
+            if n < 0:
+                raise ValueError
+        except ValueError:
+            return await fail(400, "InvalidArgument", f"bad Content-Length {cl!r}", close=True)
+        limit = int(self.config["max_upload_bytes"])
+        if n > limit:
+            return await fail(413, "EntityTooLarge",
+                              f"Content-Length {n} > max_upload_bytes {limit}", close=True)
+        if fault is not None and fault.kind == "reset" and fault.when == "mid_body":
+            part = n // 2 if fault.partial is None else min(int(fault.partial), n)
+            if headers.get("expect", "").lower() == "100-continue":
+                conn.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if part:
+                await reader.readexactly(part)
+            await self._reset(conn)
+            return False
+        if headers.get("expect", "").lower() == "100-continue" and n:
+            self.stats["expect_continue"] += 1
+            conn.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        chunks, got = [], 0
+        while got < n:
+            c = await reader.read(min(1 << 20, n - got))
+            if not c:
+                break
+            chunks.append(c)
+            got += len(c)
+        entry["bytes"] = got
+        self.stats["bytes_total"] += got
+        if got < n:
+            return await fail(400, "IncompleteBody",
+                              f"Content-Length {n} but the body ended after {got} bytes",
+                              close=True)
+        body = b"".join(chunks)
+        if fault is not None and not (fault.apply and fault.kind in ("reset", "hang", "status")):
+            if fault.kind == "reset":
+                await self._reset(conn)
+                return False
+            if fault.kind == "hang":
+                await self._hang(conn, fault)
+                return False
+            if fault.kind == "status":
+                if run is not None:
+                    run.put_statuses[str(fault.status)] += 1
+                return await self._fault_status(conn, fault, entry, run_key, keep)
+            if fault.kind == "expired":
+                return await fail(403, "ExpiredToken", "Invalid argument.",
+                                  "The provided token has expired (fake-wandb injected fault).")
+            if fault.kind == "delay":
+                await asyncio.sleep(fault.delay)
+        q = urllib.parse.parse_qs(query)
+        expires = q.get("expires", [""])[0]
+        token = q.get("token", [""])[0]
+        if not token or not hmac.compare_digest(token, self._sign(run_key, name, expires)):
+            return await fail(403, "SignatureDoesNotMatch",
+                              "The request signature we calculated does not match the "
+                              "signature you provided.")
+        try:
+            exp = float(expires)
+        except ValueError:
+            exp = 0.0
+        if time.time() > exp:
+            return await fail(403, "ExpiredToken", "Invalid argument.",
+                              f"The provided token has expired. Request signature expired at: "
+                              f"{expires}")
+        for h in self.config["upload_headers"]:
+            k, _, want = h.partition(":")
+            have = headers.get(k.strip().lower())
+            if have is None:
+                return await fail(400, "MissingHeader",
+                                  f"upload header {k.strip()} is missing (issued in "
+                                  f"uploadHeaders: {h})")
+            if have != want.strip():
+                return await fail(400, "InvalidHeader",
+                                  f"upload header {k.strip()} is {have!r}, issued "
+                                  f"{want.strip()!r}")
+        if run is None:
+            return await fail(404, "NoSuchKey", f"run {'/'.join(run_key)} not found")
+        md5 = hashlib.md5(body)
+        old = run.saved_files.get(name)
+        if old is not None:
+            run.file_replacements += 1
+        run.saved_files[name] = {
+            "content": body, "size": n, "md5": md5.hexdigest(),
+            "md5_b64": base64.b64encode(md5.digest()).decode(),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "puts": (old["puts"] if old else 0) + 1,
+            "content_type": headers.get("content-type"), "t": time.time()}
+        run.file_puts += 1
+        run.put_statuses["200"] += 1
+        self.stats["file_puts"] += 1
+        if fault is not None and fault.apply:  # stored, then the answer is lost or wrong
+            if fault.kind == "reset":
+                await self._reset(conn)
+                return False
+            if fault.kind == "hang":
+                await self._hang(conn, fault)
+                return False
+            if fault.kind == "status":
+                return await self._fault_status(conn, fault, entry, run_key, keep)
+        if fault is not None and fault.kind == "trickle":
+            data = self._response_bytes(200, b"", not keep, {"ETag": f'"{md5.hexdigest()}"'})
+            await self._trickle(conn, data, fault)
+            self._record_status(entry, run_key, 200)
+            return keep
+        await self._respond(conn, entry, run_key, 200, b"", keep,
+                            {"ETag": f'"{md5.hexdigest()}"'}, content_type="text/plain")
+        return keep
 
     def _file_stream(self, run_key, body, wire, entry):
         run = self.runs.get(run_key)
@@ -1282,6 +1574,14 @@ class Server:
                 if len(parts) == 4 and method == "GET":
                     with_lines = q.get("lines", ["1"])[0] not in ("0", "false", "no")
                     return 200, run.read_back(with_lines)
+                if len(parts) == 5 and parts[4] == "files" and method == "GET":
+                    with_content = q.get("content", ["1"])[0] not in ("0", "false", "no")
+                    return 200, run.files_read_back(with_content)
+                if len(parts) == 6 and parts[4:] == ["files", "raw"] and method == "GET":
+                    f = run.saved_files.get(q.get("name", [""])[0])
+                    if f is None:
+                        return 404, {"error": f"no run file {q.get('name', [''])[0]!r}"}
+                    return 200, _Raw(f["content"])
                 if len(parts) == 5 and parts[4] == "stop" and method == "POST":
                     run.stopped = bool(args.get("stopped", True)) if isinstance(args, dict) \
                         else True
@@ -1368,6 +1668,10 @@ class Server:
                 self.save_state()
             except OSError as e:
                 print(f"fake-wandb: could not save state: {e}", file=sys.stderr, flush=True)
+
+
+class _Raw(bytes):
+    """A control answer sent as raw bytes (a run file's content)."""
 
 
 class _Shutdown(dict):

@@ -134,9 +134,9 @@ class FakeWandb:
 
     def add_fault(self, **spec):
         """One fault; returns its id. Spec keys: kind (status|refuse|reset|hang|trickle|
-        delay), status, retry_after, retry_after_date, headers, body, path_prefix, method,
-        operation, count, duration, after, probability, seed, apply, when, hold,
-        byte_delay, chunk, delay."""
+        delay|expired), status, retry_after, retry_after_date, headers, body, path_prefix,
+        method, operation, count, duration, after, probability, seed, apply,
+        when (headers|body|mid_body), partial, hold, byte_delay, chunk, delay."""
         return self.call("POST", "/faults", spec)["ids"][0]
 
     def faults(self):
@@ -163,6 +163,33 @@ class FakeWandb:
     def stop_run(self, entity, project, name, stopped=True):
         p = "/".join(urllib.parse.quote(x, safe="") for x in (entity, project, name))
         return self.call("POST", f"/runs/{p}/stop", {"stopped": stopped})
+
+    def run_files(self, entity, project, name, content=True):
+        """The run's files uploaded by PUT: {"files": {name: {size, md5 (hex), md5_b64,
+        sha256, puts, content_type, t, content_b64 (unless content=False)}}, "uploaded"
+        (file_stream's list), "create_run_files", "run_upload_urls", "upload_urls_issued",
+        "puts", "replacements", "put_statuses"}."""
+        p = "/".join(urllib.parse.quote(x, safe="") for x in (entity, project, name))
+        return self.call("GET", f"/runs/{p}/files" + ("" if content else "?content=0"))
+
+    def run_file_bytes(self, entity, project, name, file_name, timeout=30.0):
+        """The stored bytes of one run file (raw, byte-exact)."""
+        p = "/".join(urllib.parse.quote(x, safe="") for x in (entity, project, name))
+        url = (self.control_url + f"/runs/{p}/files/raw?"
+               + urllib.parse.urlencode({"name": file_name}))
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as e:
+            raise FakeWandbError(f"GET {url}: {e.code} {e.read().decode(errors='replace')}")
+
+    def uploaded(self, entity, project, name):
+        """The file names the run's file_stream requests listed in `uploaded`, in order."""
+        return self.run_files(entity, project, name, content=False)["uploaded"]
+
+    def expire_urls_after(self, seconds):
+        """Upload URLs issued from now on expire after `seconds` (default 3600)."""
+        return self.configure(upload_url_ttl=seconds)
 
     def requests(self, run=None, limit=None, path_prefix=None):
         q = {}

@@ -3,10 +3,16 @@ seen from a real HTTP client, control API read-back."""
 import base64
 import email.utils
 import gzip
+import hashlib
 import http.client
 import json
+import os
+import re
 import socket
+import subprocess
 import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -600,3 +606,285 @@ def test_client_vanishing_mid_body_and_garbage(fw, api):
     s.close()
     assert api.history("r1", 0, rows(0, 1))[0] == 200
     assert fw.run(ENTITY, PROJECT, "r1")["history"] == rows(0, 1)
+
+
+# ---- run files: CreateRunFiles, RunUploadUrls, the signed-URL PUT ----------------------
+
+CREATE_RUN_FILES = """mutation CreateRunFiles($entity: String!, $project: String!,
+  $run: String!, $files: [String!]!) {
+  createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run,
+    files: $files}) {
+    runID
+    uploadHeaders
+    files { name uploadUrl }
+  }
+}"""
+
+RUN_UPLOAD_URLS = """query RunUploadUrls($name: String!, $files: [String]!, $entity: String,
+  $run: String!, $description: String) {
+  model(name: $name, entityName: $entity) {
+    bucket(name: $run, desc: $description) {
+      id
+      files(names: $files) {
+        uploadHeaders
+        edges { node { name url(upload: true) updatedAt } }
+      }
+    }
+  }
+}"""
+
+
+def create_files(api, run, names):
+    """CreateRunFiles as W&B's client sends it: ({name: uploadUrl}, {header: value})."""
+    st, _, obj = api.graphql(CREATE_RUN_FILES, {"entity": ENTITY, "project": PROJECT,
+                                                "run": run, "files": names})
+    assert st == 200 and "errors" not in obj, obj
+    d = obj["data"]["createRunFiles"]
+    assert [f["name"] for f in d["files"]] == names
+    hdrs = dict(h.split(":", 1) for h in d["uploadHeaders"])
+    return {f["name"]: f["uploadUrl"] for f in d["files"]}, hdrs
+
+
+def put(url, data, headers, timeout=5.0):
+    """One PUT over a fresh http.client connection: (status, body)."""
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        conn.request("PUT", u.path + "?" + u.query, body=data, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def raw_put(url, head_lines, body, shut_write=False, timeout=5.0):
+    """A hand-written PUT (to send a wrong or missing Content-Length): (status, body)."""
+    u = urllib.parse.urlsplit(url)
+    with socket.create_connection((u.hostname, u.port), timeout=timeout) as s:
+        head = f"PUT {u.path}?{u.query} HTTP/1.1\r\nHost: x\r\n" + "".join(
+            h + "\r\n" for h in head_lines) + "\r\n"
+        s.sendall(head.encode() + body)
+        if shut_write:
+            s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            data += c
+            if b"\r\n\r\n" in data:
+                h, _, rest = data.partition(b"\r\n\r\n")
+                m = re.search(rb"content-length: *(\d+)", h, re.I)
+                if m and len(rest) >= int(m.group(1)):
+                    break
+    status = int(data.split(b" ", 2)[1])
+    return status, data.partition(b"\r\n\r\n")[2]
+
+
+def test_create_run_files_put_with_curl_and_urllib_read_back_exact(fw, api, tmp_path):
+    api.upsert("rf")
+    big = os.urandom(3 * 1024 * 1024 + 17)    # curl sends Expect: 100-continue for it
+    small = b"\x00line one\nline two\r\n\xff"
+    names = ["big.bin", "media/images/img_0_abc.png", "empty.txt"]
+    urls, hdrs = create_files(api, "rf", names)
+    assert hdrs == {"Content-Type": "application/octet-stream",
+                    "X-Fake-Wandb-Upload": "signed"}
+    for u in urls.values():
+        assert u.startswith(f"http://127.0.0.1:{fw.port}/storage/")
+        assert "expires=" in u and "token=" in u
+    # curl -T: an independent client.
+    src = tmp_path / "big.bin"
+    src.write_bytes(big)
+    cmd = ["curl", "-sS", "-T", str(src), "-o", "/dev/null", "-w", "%{http_code}"]
+    for k, v in hdrs.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run(cmd + [urls["big.bin"]], capture_output=True, timeout=60, text=True)
+    assert out.stdout == "200", out
+    # urllib
+    req = urllib.request.Request(urls["media/images/img_0_abc.png"], data=small,
+                                 method="PUT", headers=hdrs)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+        assert resp.headers["ETag"] == '"%s"' % hashlib.md5(small).hexdigest()
+    assert put(urls["empty.txt"], b"", hdrs)[0] == 200
+    rb = fw.run_files(ENTITY, PROJECT, "rf")
+    assert set(rb["files"]) == set(names)
+    for name, data in (("big.bin", big), ("media/images/img_0_abc.png", small),
+                       ("empty.txt", b"")):
+        f = rb["files"][name]
+        assert f["size"] == len(data)
+        assert f["sha256"] == hashlib.sha256(data).hexdigest()
+        assert f["md5"] == hashlib.md5(data).hexdigest()
+        assert f["md5_b64"] == base64.b64encode(hashlib.md5(data).digest()).decode()
+        assert f["puts"] == 1
+        assert base64.b64decode(f["content_b64"]) == data
+        raw = fw.run_file_bytes(ENTITY, PROJECT, "rf", name)
+        assert hashlib.sha256(raw).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert rb["create_run_files"] == 1 and rb["run_upload_urls"] == 0
+    assert rb["puts"] == 3 and rb["replacements"] == 0
+    st = fw.stats()
+    assert st["create_run_files"] == 1 and st["file_puts"] == 3
+    assert st["graphql_operations"]["CreateRunFiles"] == 1
+    assert "content_b64" not in fw.run_files(ENTITY, PROJECT, "rf", content=False)["files"][
+        "big.bin"]
+    with pytest.raises(Exception, match="404"):
+        fw.run_file_bytes(ENTITY, PROJECT, "rf", "nope")
+
+
+def test_run_upload_urls_older_query_and_unknown_run(fw, api):
+    api.upsert("ru")
+    st, _, obj = api.graphql(RUN_UPLOAD_URLS, {"name": PROJECT, "run": "ru", "entity": ENTITY,
+                                               "files": ["a.txt"]})
+    assert st == 200, obj
+    fl = obj["data"]["model"]["bucket"]["files"]
+    hdrs = dict(h.split(":", 1) for h in fl["uploadHeaders"])
+    url = fl["edges"][0]["node"]["url"]
+    assert fl["edges"][0]["node"]["name"] == "a.txt"
+    assert put(url, b"abc", hdrs)[0] == 200
+    rb = fw.run_files(ENTITY, PROJECT, "ru")
+    assert rb["run_upload_urls"] == 1 and rb["create_run_files"] == 0
+    assert fw.stats()["run_upload_urls"] == 1
+    # Unknown run: a GraphQL error naming it, no data.
+    st, _, obj = api.graphql(CREATE_RUN_FILES, {"entity": ENTITY, "project": PROJECT,
+                                                "run": "ghost", "files": ["a"]})
+    assert st == 200 and obj["data"]["createRunFiles"] is None
+    assert "not found" in obj["errors"][0]["message"] and "ghost" in obj["errors"][0]["message"]
+    st, _, obj = api.graphql(RUN_UPLOAD_URLS, {"name": PROJECT, "run": "ghost",
+                                               "entity": ENTITY, "files": ["a"]})
+    assert obj["data"]["model"] is None and "not found" in obj["errors"][0]["message"]
+    st, _, obj = api.graphql(CREATE_RUN_FILES, {"entity": ENTITY, "project": PROJECT,
+                                                "run": "ru", "files": "a"})
+    assert st == 400
+
+
+def test_put_checks_issued_headers_and_signature(fw, api):
+    api.upsert("rh")
+    urls, hdrs = create_files(api, "rh", ["f.txt", "g.txt"])
+    url = urls["f.txt"]
+    h = dict(hdrs)
+    del h["X-Fake-Wandb-Upload"]
+    st, body = put(url, b"x", h)
+    assert st == 400 and b"X-Fake-Wandb-Upload" in body and b"missing" in body
+    h = dict(hdrs, **{"Content-Type": "text/plain"})
+    st, body = put(url, b"x", h)
+    assert st == 400 and b"Content-Type" in body
+    # A URL's token is for its own name: used for another, or altered, it is refused.
+    wrong = url.replace("/f.txt?", "/g.txt?")
+    st, body = put(wrong, b"x", hdrs)
+    assert st == 403 and b"SignatureDoesNotMatch" in body
+    st, body = put(url.replace("token=", "token=0"), b"x", hdrs)
+    assert st == 403
+    rb = fw.run_files(ENTITY, PROJECT, "rh")
+    assert rb["files"] == {} and rb["puts"] == 0
+    assert rb["put_statuses"] == {"400": 2, "403": 2}
+    assert fw.stats()["file_puts_rejected"] == 4
+    assert put(url, b"x", hdrs)[0] == 200
+
+
+def test_put_content_length_missing_short_and_over_limit(fw, api):
+    api.upsert("rc")
+    urls, hdrs = create_files(api, "rc", ["f"])
+    hl = [f"{k}: {v}" for k, v in hdrs.items()]
+    st, body = raw_put(urls["f"], hl + ["Transfer-Encoding: chunked"], b"3\r\nabc\r\n0\r\n\r\n")
+    assert st == 411 and b"Content-Length" in body
+    st, body = raw_put(urls["f"], hl + ["Content-Length: 10"], b"abc", shut_write=True)
+    assert st == 400 and b"Content-Length 10" in body and b"after 3 bytes" in body
+    fw.configure(max_upload_bytes=1000)
+    try:
+        st, body = put(urls["f"], b"y" * 1001, hdrs)
+        assert st == 413 and b"1001" in body
+        assert put(urls["f"], b"y" * 1000, hdrs)[0] == 200
+    finally:
+        fw.configure(max_upload_bytes=64 * 1024 * 1024)
+    assert fw.run_files(ENTITY, PROJECT, "rc")["files"]["f"]["size"] == 1000
+
+
+def test_expired_url_is_403_then_a_fresh_url_works(fw, api):
+    api.upsert("rx")
+    fw.expire_urls_after(0.3)
+    try:
+        urls, hdrs = create_files(api, "rx", ["f"])
+        time.sleep(0.5)
+        st, body = put(urls["f"], b"data", hdrs)
+        assert st == 403 and b"<Code>ExpiredToken</Code>" in body
+    finally:
+        fw.expire_urls_after(3600)
+    urls2, hdrs = create_files(api, "rx", ["f"])
+    assert urls2["f"] != urls["f"]
+    assert put(urls2["f"], b"data", hdrs)[0] == 200
+    rb = fw.run_files(ENTITY, PROJECT, "rx")
+    assert rb["create_run_files"] == 2 and rb["files"]["f"]["puts"] == 1
+
+
+def test_put_faults_status_reset_mid_body_stall_expired(fw, api):
+    api.upsert("rq")
+    urls, hdrs = create_files(api, "rq", ["f"])
+    url = urls["f"]
+    data = os.urandom(256 * 1024)
+    # 5xx
+    fw.add_fault(kind="status", status=503, path_prefix="/storage/", method="PUT")
+    assert put(url, data, hdrs)[0] == 503
+    # connection reset after part of the body
+    fw.add_fault(kind="reset", when="mid_body", partial=1000, path_prefix="/storage/")
+    expect_connection_error(lambda: put(url, data, hdrs))
+    # stall past the client's timeout
+    fw.add_fault(kind="hang", hold=5, path_prefix="/storage/")
+    t0 = time.monotonic()
+    expect_connection_error(lambda: put(url, data, hdrs, timeout=0.5))
+    assert time.monotonic() - t0 < 4
+    # forced expiry
+    fw.add_fault(kind="expired", path_prefix="/storage/")
+    st, body = put(url, data, hdrs)
+    assert st == 403 and b"ExpiredToken" in body
+    assert fw.run_files(ENTITY, PROJECT, "rq")["files"] == {}
+    # then it works, and the bytes are whole
+    assert put(url, data, hdrs)[0] == 200
+    rb = fw.run_files(ENTITY, PROJECT, "rq")
+    assert hashlib.sha256(base64.b64decode(rb["files"]["f"]["content_b64"])).hexdigest() == \
+        hashlib.sha256(data).hexdigest()
+    assert rb["puts"] == 1
+    ps = rb["put_statuses"]
+    for k in ("fault_status", "fault_reset", "fault_hang", "fault_expired"):
+        assert ps[k] == 1, ps
+    assert ps["503"] == 1 and ps["403"] == 1 and ps["200"] == 1
+    run = fw.run(ENTITY, PROJECT, "rq", lines=False)
+    assert run["faults"] == {"status": 1, "reset": 1, "hang": 1, "expired": 1}
+    # apply=true: stored, then the answer is lost: the client's retry is a replacement.
+    fw.add_fault(kind="reset", when="body", apply=True, path_prefix="/storage/")
+    expect_connection_error(lambda: put(url, b"again", hdrs))
+    rb = fw.run_files(ENTITY, PROJECT, "rq")
+    assert rb["puts"] == 2 and rb["replacements"] == 1
+    assert base64.b64decode(rb["files"]["f"]["content_b64"]) == b"again"
+    fired = fw.stats()["faults_fired"]
+    assert all(fired[k] == 1 for k in ("status", "hang", "expired")), fired
+    assert fired["reset"] == 2
+
+
+def test_replacement_counting_and_uploaded_list(fw, api):
+    api.upsert("rr")
+    urls, hdrs = create_files(api, "rr", ["a.txt", "b.txt"])
+    assert put(urls["a.txt"], b"v1", hdrs)[0] == 200
+    assert put(urls["b.txt"], b"b", hdrs)[0] == 200
+    assert put(urls["a.txt"], b"version 2", hdrs)[0] == 200
+    assert api.fs("rr", {"files": {}, "uploaded": ["a.txt", "b.txt"]})[0] == 200
+    assert api.fs("rr", {"files": {}, "uploaded": ["a.txt"]})[0] == 200
+    rb = fw.run_files(ENTITY, PROJECT, "rr")
+    assert rb["puts"] == 3 and rb["replacements"] == 1
+    assert rb["files"]["a.txt"]["puts"] == 2 and rb["files"]["b.txt"]["puts"] == 1
+    assert base64.b64decode(rb["files"]["a.txt"]["content_b64"]) == b"version 2"
+    assert rb["uploaded"] == ["a.txt", "b.txt", "a.txt"]
+    assert fw.uploaded(ENTITY, PROJECT, "rr") == rb["uploaded"]
+    assert fw.run(ENTITY, PROJECT, "rr", lines=False)["run_files"]["a.txt"]["size"] == 9
+
+
+def test_run_files_survive_state_file_restart(tmp_path):
+    state = tmp_path / "state.json"
+    with FakeWandb(state_file=str(state)) as fw:
+        a = Api(fw)
+        a.upsert("rs")
+        urls, hdrs = create_files(a, "rs", ["f.bin"])
+        assert put(urls["f.bin"], b"\x01\x02persist", hdrs)[0] == 200
+        a.close()
+    with FakeWandb(state_file=str(state)) as fw:
+        assert fw.run_file_bytes(ENTITY, PROJECT, "rs", "f.bin") == b"\x01\x02persist"
+        assert fw.run_files(ENTITY, PROJECT, "rs")["puts"] == 1
