@@ -1286,9 +1286,11 @@ class Server:
         self.stats["run_upload_urls"] += 1
         run, err = self._files_run(v, "name", "run")
         if err:
-            if err[0] == 200:
-                err[1]["data"] = {"model": None}
-                err[1]["errors"][0]["path"] = ["model"]
+            if err[0] == 200:  # as RunResumeStatus: the project, its bucket null
+                model = self.project_obj(v.get("entity") or self.config["entity"],
+                                         v.get("name") or "uncategorized")
+                model["bucket"] = None
+                return 200, {"data": {"model": model}}
             return err
         run.run_upload_urls += 1
         now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
