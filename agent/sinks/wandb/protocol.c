@@ -838,3 +838,33 @@ enum wb_put_verdict wb_classify_put(long status)
 		return WB_PUT_RETRY;
 	return WB_PUT_PERMANENT;
 }
+
+int wb_build_config_yaml(const struct vmap *config, const char *agent_version, struct buf *out)
+{
+	/* A shallow view: the config's own nodes, minus its `_wandb`, plus ours. */
+	size_t n = config ? config->n : 0;
+	struct vnode *items = malloc((n + 1) * sizeof *items);
+	if (!items)
+		return TRACKD_ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(config->items[i].key, "_wandb") != 0)
+			items[k++] = config->items[i];
+	struct vnode version = {
+	    .key = "5",
+	    .v = {.kind = V_STRING, .u.s = (char *)(agent_version ? agent_version : "trackd")}};
+	struct vmap version_map = {.items = &version, .n = 1, .cap = 1};
+	struct vnode t = {.key = "t", .v = {.kind = V_MAP, .u.m = &version_map}};
+	struct vmap t_map = {.items = &t, .n = 1, .cap = 1};
+	items[k++] = (struct vnode){.key = "_wandb", .v = {.kind = V_MAP, .u.m = &t_map}};
+	struct vmap view = {.items = items, .n = k, .cap = k};
+	size_t start = out->len;
+	int rv = vmap_to_config_yaml(&view, out);
+	if (rv) {
+		out->len = start;
+		if (out->data)
+			out->data[start] = '\0';
+	}
+	free(items);
+	return rv;
+}

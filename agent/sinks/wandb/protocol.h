@@ -237,6 +237,17 @@ enum wb_put_verdict {
 /* What a PUT's HTTP status means (0 = no response: refused, reset, timeout). */
 enum wb_put_verdict wb_classify_put(long status);
 
+/* The run's config.yaml as uploaded: vmap_to_config_yaml's layout (the local
+ * store's files/config.yaml, PyYAML's as the Python SDK writes it:
+ * "wandb_version: 1", then `key:\n  desc: null\n  value: …`), with the
+ * client's `_wandb` entry last, {"t": {"5": agent_version}} as UpsertBucket sends
+ * it (a `_wandb` key in the config is replaced, as there). Note: wandb-core
+ * writes yaml.v3's layout instead (no wandb_version/desc, keys sorted, 4-space
+ * indent: runconfig.go Serialize, runconfig_test.go TestConfigSerialize); both
+ * parse to the same {key: {value: v}}. `config` borrowed, NULL = empty.
+ * Errors: the buf's (TRACKD_ENOMEM, TRACKD_ETOOBIG), out unchanged. */
+int wb_build_config_yaml(const struct vmap *config, const char *agent_version, struct buf *out);
+
 /* ---- answers ------------------------------------------------------------------ */
 
 struct json_object;

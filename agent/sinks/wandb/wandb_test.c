@@ -1,7 +1,9 @@
 /* wandb_test — the wandb sink's pure parts: retry schedule and classification,
  * Retry-After, reading answers (json-c), request bodies (offsets, line limits, size
  * limits, complete), UpsertBucket answers, the per-run state file, the API key
- * rules and URLs. The network paths are tested end to end (tests/e2e). */
+ * rules and URLs; run files (CreateRunFiles, PUT headers and verdicts, the
+ * file_stream "uploaded" list, config.yaml). The network paths are tested end to
+ * end (tests/e2e). */
 #include "protocol.h"
 #include "store.h"
 #include "wandb_internal.h"
@@ -1117,6 +1119,47 @@ static void test_file_stream_uploaded(void)
 	buf_fini(&b);
 }
 
+/* config.yaml: the local store's layout (vmap_to_config_yaml) with the client's
+ * `_wandb` last; a `_wandb` of the run's own is replaced, as in UpsertBucket. */
+static void test_config_yaml(void)
+{
+	struct vmap m;
+	vmap_init(&m);
+	struct vvalue name = {.kind = V_STRING, .u.s = "resnet"};
+	struct vvalue own = {.kind = V_STRING, .u.s = "theirs"};
+	CHECK(vmap_set_double(&m, "lr", 0.01) == 0 && vmap_set_int(&m, "epochs", 10) == 0 &&
+	          vmap_set(&m, "_wandb", &own) == 0 && vmap_set(&m, "model", &name) == 0,
+	      "set");
+	struct buf y;
+	buf_init(&y, 1 << 20);
+	CHECK(wb_build_config_yaml(&m, "0.3.0", &y) == 0, "build");
+	check_str(y.data,
+	          "wandb_version: 1\n"
+	          "\nlr:\n  desc: null\n  value: 0.01\n"
+	          "\nepochs:\n  desc: null\n  value: 10\n"
+	          "\nmodel:\n  desc: null\n  value: \"resnet\"\n"
+	          "\n_wandb:\n  desc: null\n  value:\n    t:\n      \"5\": \"0.3.0\"\n",
+	          "config.yaml");
+	CHECK(strstr(y.data, "theirs") == NULL, "the run's own _wandb is replaced");
+	CHECK(vmap_get(&m, "_wandb") && m.n == 4, "the config is not changed");
+
+	buf_reset(&y);
+	CHECK(wb_build_config_yaml(NULL, NULL, &y) == 0, "empty config");
+	check_str(y.data,
+	          "wandb_version: 1\n"
+	          "\n_wandb:\n  desc: null\n  value:\n    t:\n      \"5\": \"trackd\"\n",
+	          "only _wandb");
+	buf_fini(&y);
+
+	/* The buf's bound: refused, nothing left behind. */
+	struct buf small;
+	buf_init(&small, 40);
+	CHECK(wb_build_config_yaml(&m, "0.3.0", &small) == TRACKD_ETOOBIG, "too big");
+	CHECK(small.len == 0, "nothing left behind");
+	buf_fini(&small);
+	vmap_fini(&m);
+}
+
 int main(void)
 {
 	test_backoff();
@@ -1136,5 +1179,6 @@ int main(void)
 	test_upload_header_line();
 	test_classify_put();
 	test_file_stream_uploaded();
+	test_config_yaml();
 	return CHECK_SUMMARY("wandb_test");
 }
