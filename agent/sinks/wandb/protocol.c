@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The official clients' selection, trimmed to what the sink reads back. */
 static const char upsert_query[] =
@@ -447,14 +448,30 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 		else if (summary_len <= room)
 			summary = true;
 	}
+	/* `,"uploaded":[` + names + `]`: the envelope reserve does not cover it. */
+	bool uploaded = false;
+	if (in->n_uploaded) {
+		size_t need = sizeof ",\"uploaded\":[]" - 1 - 1; /* n names, n - 1 commas */
+		for (size_t i = 0; i < in->n_uploaded; i++) {
+			const char *u = in->uploaded[i] ? in->uploaded[i] : "";
+			need += json_string_len(u, strlen(u), JSON_UTF8_REPAIR) + 1;
+		}
+		if (need > avail)
+			return TRACKD_ETOOBIG;
+		if (need <= room - (summary ? summary_len : 0)) {
+			uploaded = true;
+			room -= need;
+		}
+	}
 	res->all = !con.stopped && !his.stopped && !evt.stopped &&
-	           (!in->summary || summary || res->summary_skipped);
+	           (!in->summary || summary || res->summary_skipped) &&
+	           (!in->n_uploaded || uploaded);
 	bool complete = in->complete && res->all;
 
 	size_t start = out->len;
 	int rv = TRACKD_OK;
 	bool any_file = con.sent || his.sent || evt.sent || summary;
-	if (!any_file && !complete) {
+	if (!any_file && !complete && !uploaded) {
 		rv = buf_puts(out, "{}");
 		res->empty = true;
 	} else {
@@ -484,9 +501,20 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 			if (!rv)
 				rv = buf_putc(out, '}');
 		}
+		if (!rv && uploaded) {
+			rv = buf_puts(out, any_file ? ",\"uploaded\":[" : "\"uploaded\":[");
+			for (size_t i = 0; i < in->n_uploaded && !rv; i++) {
+				if (i)
+					rv = buf_putc(out, ',');
+				if (!rv)
+					rv = put_cstr(out, in->uploaded[i] ? in->uploaded[i] : "");
+			}
+			if (!rv)
+				rv = buf_putc(out, ']');
+		}
 		if (!rv && complete)
 			rv = buf_printf(out, "%s\"complete\":true,\"exitcode\":%" PRId32,
-			                any_file ? "," : "", in->exitcode);
+			                any_file || uploaded ? "," : "", in->exitcode);
 		if (!rv)
 			rv = buf_putc(out, '}');
 	}
@@ -507,6 +535,7 @@ int wb_build_file_stream(const struct wb_stream_in *in, struct buf *out, struct 
 	res->events_skipped = evt.skipped;
 	res->summary_sent = summary;
 	res->complete_sent = complete;
+	res->uploaded_sent = uploaded;
 	return TRACKD_OK;
 }
 
@@ -520,4 +549,322 @@ bool wb_stream_response_stopped(const char *body, size_t len)
 	               json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 	json_object_put(root);
 	return stopped;
+}
+
+/* ---- run files ---------------------------------------------------------------------- */
+
+/* W&B's mutation (core/api/graphql/mutation_create_run_files.graphql). */
+static const char create_run_files_query[] =
+    "mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, "
+    "$files: [String!]!) { createRunFiles(input: {entityName: $entity, projectName: $project, "
+    "runName: $run, files: $files}) { runID uploadHeaders files { name uploadUrl } } }";
+
+int wb_build_create_run_files(const char *entity, const char *project, const char *run,
+                              const char *const *names, size_t n, struct buf *out)
+{
+	if (n == 0 || n > WB_RUN_FILES_BATCH || !entity || !*entity || !project || !*project ||
+	    !run || !*run)
+		return TRACKD_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!names[i] || !*names[i] || strlen(names[i]) >= WB_RUN_FILE_NAME_MAX)
+			return TRACKD_EINVAL;
+	size_t start = out->len;
+	int rv = buf_puts(out, "{\"operationName\":\"CreateRunFiles\",\"query\":");
+	if (!rv)
+		rv = put_cstr(out, create_run_files_query);
+	if (!rv)
+		rv = buf_puts(out, ",\"variables\":{\"entity\":");
+	if (!rv)
+		rv = put_cstr(out, entity);
+	if (!rv)
+		rv = buf_puts(out, ",\"project\":");
+	if (!rv)
+		rv = put_cstr(out, project);
+	if (!rv)
+		rv = buf_puts(out, ",\"run\":");
+	if (!rv)
+		rv = put_cstr(out, run);
+	if (!rv)
+		rv = buf_puts(out, ",\"files\":[");
+	for (size_t i = 0; i < n && !rv; i++) {
+		if (i)
+			rv = buf_putc(out, ',');
+		if (!rv)
+			rv = put_cstr(out, names[i]);
+	}
+	if (!rv)
+		rv = buf_puts(out, "]}}");
+	if (rv) {
+		out->len = start;
+		if (out->data)
+			out->data[start] = '\0';
+	}
+	return rv;
+}
+
+/* RFC 9110 tchar. */
+static bool is_tchar(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Headers the PUT frames itself: one from the answer would contradict the body. */
+static bool is_framing_header(const char *name, size_t n)
+{
+	static const char *const names[] = {"Content-Length", "Transfer-Encoding", "Host",
+	                                    "Expect"};
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+		if (strlen(names[i]) == n && strncasecmp(names[i], name, n) == 0)
+			return true;
+	return false;
+}
+
+int wb_upload_header_line(const char *entry, size_t len, char *out, size_t cap)
+{
+	const char *colon = memchr(entry, ':', len);
+	if (!colon || colon == entry)
+		return TRACKD_EINVAL;
+	size_t name_len = (size_t)(colon - entry);
+	for (size_t i = 0; i < name_len; i++)
+		if (!is_tchar((unsigned char)entry[i]))
+			return TRACKD_EINVAL;
+	if (is_framing_header(entry, name_len))
+		return TRACKD_EINVAL;
+	const char *v = colon + 1, *end = entry + len;
+	for (const char *p = v; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return TRACKD_EINVAL;
+	}
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	size_t vlen = (size_t)(end - v);
+	/* "Name: Value" or "Name;" */
+	size_t need = name_len + (vlen ? 2 + vlen : 1) + 1;
+	if (need > cap)
+		return TRACKD_ETOOBIG;
+	memcpy(out, entry, name_len);
+	if (vlen) {
+		memcpy(out + name_len, ": ", 2);
+		memcpy(out + name_len + 2, v, vlen);
+		out[name_len + 2 + vlen] = '\0';
+	} else {
+		out[name_len] = ';';
+		out[name_len + 1] = '\0';
+	}
+	return TRACKD_OK;
+}
+
+#define CRF "/data/createRunFiles"
+
+/* The answer's uploadHeaders into out (null or absent: none). */
+static enum wb_verdict read_upload_headers(struct json_object *root,
+                                           struct wb_run_files_result *out)
+{
+	struct json_object *hs = NULL;
+	if (json_pointer_get(root, CRF "/uploadHeaders", &hs) != 0 || !hs)
+		return WB_OK;
+	if (!json_object_is_type(hs, json_type_array)) {
+		snprintf(out->error, sizeof out->error, "uploadHeaders: expected a list, not %s",
+		         json_type_to_name(json_object_get_type(hs)));
+		return WB_RETRY;
+	}
+	size_t n = json_object_array_length(hs);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *h = json_object_array_get_idx(hs, i);
+		if (!json_object_is_type(h, json_type_string)) {
+			snprintf(out->error, sizeof out->error,
+			         "uploadHeaders/%zu: expected a string, not %s", i,
+			         json_type_to_name(json_object_get_type(h)));
+			return WB_RETRY;
+		}
+		const char *s = json_object_get_string(h);
+		size_t len = (size_t)json_object_get_string_len(h);
+		if (!memchr(s, ':', len)) {
+			out->headers_skipped++; /* as W&B: logged and left out */
+			continue;
+		}
+		if (len >= WB_UPLOAD_HEADER_MAX) {
+			snprintf(out->error, sizeof out->error,
+			         "uploadHeaders/%zu: %zu bytes, more than %d", i, len,
+			         WB_UPLOAD_HEADER_MAX - 1);
+			return WB_RETRY;
+		}
+		char line[WB_UPLOAD_HEADER_MAX + 2];
+		if (wb_upload_header_line(s, len, line, sizeof line) != 0) {
+			snprintf(out->error, sizeof out->error,
+			         "uploadHeaders/%zu: refused (control byte, bad name, or a header "
+			         "the upload sets itself)",
+			         i);
+			return WB_PERMANENT;
+		}
+		if (out->n_headers == WB_UPLOAD_HEADERS) {
+			snprintf(out->error, sizeof out->error, "uploadHeaders: more than %d",
+			         WB_UPLOAD_HEADERS);
+			return WB_RETRY;
+		}
+		memcpy(out->headers[out->n_headers], s, len);
+		out->headers[out->n_headers][len] = '\0';
+		out->n_headers++;
+	}
+	return WB_OK;
+}
+
+/* The answer's files, matched to the requested names. */
+static enum wb_verdict read_run_files(struct json_object *files, const char *const *names, size_t n,
+                                      struct wb_run_files_result *out)
+{
+	bool seen[WB_RUN_FILES_BATCH] = {false};
+	size_t m = json_object_array_length(files);
+	if (m != n) {
+		snprintf(out->error, sizeof out->error, "asked for %zu files, the answer names %zu",
+		         n, m);
+		return WB_RETRY;
+	}
+	for (size_t i = 0; i < m; i++) {
+		struct json_object *f = json_object_array_get_idx(files, i), *name, *url;
+		if (!json_object_is_type(f, json_type_object) ||
+		    !json_object_object_get_ex(f, "name", &name) ||
+		    !json_object_is_type(name, json_type_string)) {
+			snprintf(out->error, sizeof out->error, "files/%zu: no name", i);
+			return WB_RETRY;
+		}
+		const char *s = json_object_get_string(name);
+		size_t len = (size_t)json_object_get_string_len(name);
+		size_t k = 0;
+		while (k < n &&
+		       (seen[k] || strlen(names[k]) != len || memcmp(names[k], s, len) != 0))
+			k++;
+		if (k == n) {
+			snprintf(out->error, sizeof out->error,
+			         "files/%zu: a name not asked for, or twice", i);
+			return WB_RETRY;
+		}
+		seen[k] = true;
+		if (!json_object_object_get_ex(f, "uploadUrl", &url) || !url)
+			continue; /* null: W&B skips the file with a warning */
+		if (!json_object_is_type(url, json_type_string)) {
+			snprintf(out->error, sizeof out->error,
+			         "files/%zu/uploadUrl: expected a string, not %s", i,
+			         json_type_to_name(json_object_get_type(url)));
+			return WB_RETRY;
+		}
+		const char *u = json_object_get_string(url);
+		size_t ulen = (size_t)json_object_get_string_len(url);
+		if (ulen == 0)
+			continue; /* W&B: "empty UploadUrl", as null */
+		if (ulen >= WB_UPLOAD_URL_MAX || memchr(u, '\0', ulen)) {
+			snprintf(out->error, sizeof out->error,
+			         "files/%zu/uploadUrl: longer than %d bytes or holds NUL", i,
+			         WB_UPLOAD_URL_MAX - 1);
+			return WB_RETRY;
+		}
+		memcpy(out->files[k].upload_url, u, ulen);
+		out->files[k].upload_url[ulen] = '\0';
+		out->files[k].has_url = true;
+	}
+	out->n_files = n;
+	return WB_OK;
+}
+
+enum wb_verdict wb_parse_create_run_files(const char *body, size_t len, const char *const *names,
+                                          size_t n, struct wb_run_files_result *out)
+{
+	memset(out, 0, sizeof *out);
+	if (n == 0 || n > WB_RUN_FILES_BATCH) {
+		snprintf(out->error, sizeof out->error, "a batch is 1 to %d files",
+		         WB_RUN_FILES_BATCH);
+		return WB_PERMANENT;
+	}
+	struct json_object *root, *files = NULL, *errs;
+	if (wb_json_parse(body, len, &root, out->error, sizeof out->error) != 0)
+		return WB_RETRY;
+	enum wb_verdict verdict = WB_RETRY;
+	if (json_pointer_get(root, CRF "/files", &files) == 0 &&
+	    json_object_is_type(files, json_type_array)) {
+		verdict = read_upload_headers(root, out);
+		if (verdict == WB_OK)
+			verdict = read_run_files(files, names, n, out);
+	} else if (json_pointer_get(root, "/errors", &errs) == 0 &&
+	           json_object_is_type(errs, json_type_array)) {
+		if (read_string(root, "/errors/0/message", out->error, sizeof out->error,
+		                out->error, sizeof out->error) != 0 ||
+		    !out->error[0])
+			snprintf(out->error, sizeof out->error, "GraphQL error without a message");
+		verdict = WB_PERMANENT;
+	} else {
+		snprintf(out->error, sizeof out->error,
+		         "the answer carries no createRunFiles.files");
+	}
+	json_object_put(root);
+	if (verdict != WB_OK) {
+		/* Never half a result: the caller uses nothing of a refused answer. */
+		char why[sizeof out->error];
+		memcpy(why, out->error, sizeof why);
+		memset(out, 0, sizeof *out);
+		memcpy(out->error, why, sizeof why);
+	}
+	return verdict;
+}
+
+int wb_put_headers(const struct wb_run_files_result *r, uint64_t size, struct wb_put_headers *out)
+{
+	out->n = 0;
+	for (size_t i = 0; i < r->n_headers && i < WB_UPLOAD_HEADERS; i++) {
+		const char *h = r->headers[i];
+		size_t len = strnlen(h, WB_UPLOAD_HEADER_MAX);
+		int rv = wb_upload_header_line(h, len, out->lines[out->n], sizeof out->lines[0]);
+		if (rv)
+			return rv;
+		out->n++;
+	}
+	snprintf(out->lines[out->n++], sizeof out->lines[0], "Content-Length: %" PRIu64, size);
+	snprintf(out->lines[out->n++], sizeof out->lines[0], "Expect:");
+	return TRACKD_OK;
+}
+
+enum wb_put_verdict wb_classify_put(long status)
+{
+	if (status >= 200 && status < 300)
+		return WB_PUT_OK;
+	if (status == 403)
+		return WB_PUT_RENEW_URL;
+	/* W&B (retryablehttp): no answer, 429 and 5xx but 501; 408 is a timeout,
+	 * which this sink retries everywhere. */
+	if (status == 0 || status == 408 || status == 429 || (status >= 500 && status != 501))
+		return WB_PUT_RETRY;
+	return WB_PUT_PERMANENT;
+}
+
+int wb_build_config_yaml(const struct vmap *config, const char *agent_version, struct buf *out)
+{
+	/* A shallow view: the config's own nodes, minus its `_wandb`, plus ours. */
+	size_t n = config ? config->n : 0;
+	struct vnode *items = malloc((n + 1) * sizeof *items);
+	if (!items)
+		return TRACKD_ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(config->items[i].key, "_wandb") != 0)
+			items[k++] = config->items[i];
+	struct vnode version = {
+	    .key = "5",
+	    .v = {.kind = V_STRING, .u.s = (char *)(agent_version ? agent_version : "trackd")}};
+	struct vmap version_map = {.items = &version, .n = 1, .cap = 1};
+	struct vnode t = {.key = "t", .v = {.kind = V_MAP, .u.m = &version_map}};
+	struct vmap t_map = {.items = &t, .n = 1, .cap = 1};
+	items[k++] = (struct vnode){.key = "_wandb", .v = {.kind = V_MAP, .u.m = &t_map}};
+	struct vmap view = {.items = items, .n = k, .cap = k};
+	size_t start = out->len;
+	int rv = vmap_to_config_yaml(&view, out);
+	if (rv) {
+		out->len = start;
+		if (out->data)
+			out->data[start] = '\0';
+	}
+	free(items);
+	return rv;
 }

@@ -1,7 +1,9 @@
 /* wandb_test — the wandb sink's pure parts: retry schedule and classification,
  * Retry-After, reading answers (json-c), request bodies (offsets, line limits, size
  * limits, complete), UpsertBucket answers, the per-run state file, the API key
- * rules and URLs. The network paths are tested end to end (tests/e2e). */
+ * rules and URLs; run files (CreateRunFiles, PUT headers and verdicts, the
+ * file_stream "uploaded" list, config.yaml). The network paths are tested end to
+ * end (tests/e2e). */
 #include "protocol.h"
 #include "store.h"
 #include "wandb_internal.h"
@@ -776,6 +778,388 @@ static void test_urls(void)
 	CHECK(!*t1 && strcmp(t2, "a") == 0 && !*t3, "trim");
 }
 
+/* ---- run files ------------------------------------------------------------------ */
+
+/* CHECK_STR_EQ through a pointer: fixed-size result fields would trip -Wformat-truncation. */
+static void check_str(const char *got, const char *want, const char *what)
+{
+	CHECK_STR_EQ(got, want, "%s", what);
+}
+
+static void test_create_run_files_body(void)
+{
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	const char *names[] = {"media/images/a_1_0123.png", "config.yaml", "we\"ird\n.txt"};
+	CHECK(wb_build_create_run_files("ent", "proj", "abc123", names, 3, &b) == 0, "build");
+	CHECK(json_ok(b.data, b.len), "valid JSON: %s", b.data);
+	struct json_object *root = parse(b.data, b.len);
+	CHECK_STR_EQ(json_object_get_string(at(root, "/operationName")), "CreateRunFiles");
+	CHECK_STR_EQ(json_object_get_string(at(root, "/query")),
+	             "mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, "
+	             "$files: [String!]!) { createRunFiles(input: {entityName: $entity, "
+	             "projectName: $project, runName: $run, files: $files}) { runID "
+	             "uploadHeaders files { name uploadUrl } } }");
+	CHECK_STR_EQ(json_object_get_string(at(root, "/variables/entity")), "ent");
+	CHECK_STR_EQ(json_object_get_string(at(root, "/variables/project")), "proj");
+	CHECK_STR_EQ(json_object_get_string(at(root, "/variables/run")), "abc123");
+	CHECK_EQ(json_object_array_length(at(root, "/variables/files")), 3);
+	CHECK_STR_EQ(json_object_get_string(at(root, "/variables/files/2")), "we\"ird\n.txt",
+	             "names escaped, kept");
+	json_object_put(root);
+
+	/* Refusals leave the buffer as it was. */
+	const char *many[WB_RUN_FILES_BATCH + 1];
+	for (size_t i = 0; i <= WB_RUN_FILES_BATCH; i++)
+		many[i] = "f";
+	size_t len = b.len;
+	CHECK(wb_build_create_run_files("e", "p", "r", many, WB_RUN_FILES_BATCH, &b) == 0,
+	      "a full batch");
+	b.len = len;
+	b.data[len] = '\0';
+	CHECK(wb_build_create_run_files("e", "p", "r", many, WB_RUN_FILES_BATCH + 1, &b) ==
+	          TRACKD_EINVAL,
+	      "batch + 1 refused");
+	CHECK(wb_build_create_run_files("e", "p", "r", many, 0, &b) == TRACKD_EINVAL, "none");
+	const char *empty[] = {""};
+	CHECK(wb_build_create_run_files("e", "p", "r", empty, 1, &b) == TRACKD_EINVAL, "empty");
+	const char *nul[] = {NULL};
+	CHECK(wb_build_create_run_files("e", "p", "r", nul, 1, &b) == TRACKD_EINVAL, "NULL");
+	char *longname = malloc(WB_RUN_FILE_NAME_MAX + 1);
+	memset(longname, 'x', WB_RUN_FILE_NAME_MAX);
+	longname[WB_RUN_FILE_NAME_MAX] = '\0';
+	const char *ln[] = {longname};
+	CHECK(wb_build_create_run_files("e", "p", "r", ln, 1, &b) == TRACKD_EINVAL, "max name");
+	longname[WB_RUN_FILE_NAME_MAX - 1] = '\0';
+	CHECK(wb_build_create_run_files("e", "p", "r", ln, 1, &b) == 0, "max - 1 name");
+	b.len = len;
+	b.data[len] = '\0';
+	free(longname);
+	CHECK(wb_build_create_run_files("", "p", "r", names, 1, &b) == TRACKD_EINVAL, "entity");
+	CHECK(wb_build_create_run_files("e", NULL, "r", names, 1, &b) == TRACKD_EINVAL, "project");
+	CHECK(wb_build_create_run_files("e", "p", "", names, 1, &b) == TRACKD_EINVAL, "run");
+	CHECK(b.len == len, "unchanged on refusal");
+
+	/* The buffer's own bound. */
+	struct buf small;
+	buf_init(&small, 64);
+	CHECK(wb_build_create_run_files("e", "p", "r", names, 1, &small) == TRACKD_ETOOBIG,
+	      "too big");
+	CHECK(small.len == 0, "nothing left behind");
+	buf_fini(&small);
+	buf_fini(&b);
+}
+
+static enum wb_verdict crf(const char *body, const char *const *names, size_t n,
+                           struct wb_run_files_result *r)
+{
+	return wb_parse_create_run_files(body, strlen(body), names, n, r);
+}
+
+static void test_create_run_files_response(void)
+{
+	struct wb_run_files_result *r = malloc(sizeof *r);
+	const char *names[] = {"a.txt", "media/b.png"};
+	/* Answered in another order, as a GraphQL server may. */
+	const char ok[] =
+	    "{\"data\":{\"createRunFiles\":{\"runID\":\"UnVu\","
+	    "\"uploadHeaders\":[\"Content-Type:application/octet-stream\","
+	    "\"x-goog-meta-x: a:b \",\"X-Empty:\"],"
+	    "\"files\":[{\"name\":\"media/b.png\",\"uploadUrl\":\"https://s/b?sig=1\"},"
+	    "{\"name\":\"a.txt\",\"uploadUrl\":\"https://s/a?sig=2\"}]}}}";
+	CHECK(crf(ok, names, 2, r) == WB_OK, "ok: %s", r->error);
+	CHECK_EQ(r->n_files, 2);
+	CHECK(r->files[0].has_url && r->files[1].has_url, "urls");
+	check_str(r->files[0].upload_url, "https://s/a?sig=2", "matched by name");
+	check_str(r->files[1].upload_url, "https://s/b?sig=1", "");
+	CHECK_EQ(r->n_headers, 3);
+	check_str(r->headers[1], "x-goog-meta-x: a:b ", "kept as W&B sent it");
+
+	struct wb_put_headers h;
+	CHECK(wb_put_headers(r, 12345, &h) == 0, "put headers");
+	CHECK_EQ(h.n, 5);
+	check_str(h.lines[0], "Content-Type: application/octet-stream", "");
+	check_str(h.lines[1], "x-goog-meta-x: a:b", "split at the first ':', trimmed");
+	check_str(h.lines[2], "X-Empty;", "curl's empty header form");
+	check_str(h.lines[3], "Content-Length: 12345", "");
+	check_str(h.lines[4], "Expect:", "");
+	struct wb_run_files_result none = {0};
+	CHECK(wb_put_headers(&none, 0, &h) == 0 && h.n == 2, "no uploadHeaders");
+	check_str(h.lines[0], "Content-Length: 0", "an empty file says 0");
+
+	/* null uploadUrl (W&B's *string), empty one, null/absent uploadHeaders. */
+	CHECK(crf("{\"data\":{\"createRunFiles\":{\"uploadHeaders\":null,\"files\":["
+	          "{\"name\":\"a.txt\",\"uploadUrl\":null},{\"name\":\"media/b.png\","
+	          "\"uploadUrl\":\"\"}]}}}",
+	          names, 2, r) == WB_OK,
+	      "null url: %s", r->error);
+	CHECK(!r->files[0].has_url && !r->files[1].has_url && r->n_headers == 0, "no urls");
+	CHECK(crf("{\"data\":{\"createRunFiles\":{\"files\":[{\"name\":\"a.txt\"}]}}}", names, 1,
+	          r) == WB_OK,
+	      "absent url and headers");
+	CHECK(!r->files[0].has_url, "absent url");
+
+	/* A header without ':' is skipped, as W&B does. */
+	CHECK(crf("{\"data\":{\"createRunFiles\":{\"uploadHeaders\":[\"junk\",\"A:b\"],"
+	          "\"files\":[{\"name\":\"a.txt\",\"uploadUrl\":\"u\"}]}}}",
+	          names, 1, r) == WB_OK,
+	      "skipped header");
+	CHECK(r->n_headers == 1 && r->headers_skipped == 1, "one kept, one skipped");
+
+	/* Unusable answers: retried, and nothing of them is kept. */
+	static const char *const retry[] = {
+	    "",
+	    "<html>502</html>",
+	    "{\"data\":{\"createRunFiles\":null}}",
+	    "{\"data\":{\"createRunFiles\":{\"files\":{}}}}",
+	    "{\"data\":{\"createRunFiles\":{\"files\":[{\"name\":\"a.txt\",\"uploadUrl\":\"u\"}]}}"
+	    "}",
+	    "{\"data\":{\"createRunFiles\":{\"files\":[{\"name\":\"a.txt\",\"uploadUrl\":\"u\"},"
+	    "{\"name\":\"a.txt\",\"uploadUrl\":\"u\"}]}}}",
+	    "{\"data\":{\"createRunFiles\":{\"files\":[{\"name\":\"a.txt\",\"uploadUrl\":\"u\"},"
+	    "{\"name\":\"other\",\"uploadUrl\":\"u\"}]}}}",
+	    "{\"data\":{\"createRunFiles\":{\"files\":[{\"name\":\"a.txt\",\"uploadUrl\":7},"
+	    "{\"name\":\"media/b.png\",\"uploadUrl\":\"u\"}]}}}",
+	    "{\"data\":{\"createRunFiles\":{\"files\":[{\"uploadUrl\":\"u\"},"
+	    "{\"name\":\"media/b.png\",\"uploadUrl\":\"u\"}]}}}",
+	    "{\"data\":{\"createRunFiles\":{\"files\":[7,8]}}}",
+	    "{\"data\":{\"createRunFiles\":{\"uploadHeaders\":\"A:b\",\"files\":[]}}}",
+	    "{\"data\":{\"createRunFiles\":{\"uploadHeaders\":[1],\"files\":[]}}}",
+	    "{\"data\":{\"createRunFiles\":{\"files\":[{\"name\":\"a.txt\",\"uploadUrl\":\"u\"},"
+	    "{\"name\":\"media/b.png\",\"uploadUrl\":\"u\\u0000x\"}]}}}",
+	};
+	for (size_t i = 0; i < sizeof retry / sizeof *retry; i++) {
+		CHECK(crf(retry[i], names, 2, r) == WB_RETRY, "retry %zu: %s", i, retry[i]);
+		CHECK(r->error[0] && r->n_files == 0 && r->n_headers == 0, "retry %zu: %s", i,
+		      r->error);
+	}
+
+	/* GraphQL errors. */
+	CHECK(crf("{\"errors\":[{\"message\":\"run not found\"}],\"data\":null}", names, 2, r) ==
+	          WB_PERMANENT,
+	      "graphql error");
+	check_str(r->error, "run not found", "");
+
+	/* Header injection: refused for good, nothing kept. */
+	static const char *const inject[] = {
+	    "A:b\\r\\nX-Evil: 1",
+	    "A:b\\nX",
+	    "A:b\\u0000c",
+	    "A b:c",
+	    "A\\r\\nB:c",
+	    ":v",
+	    "Content-Length:5",
+	    "host:x",
+	    "Transfer-Encoding:chunked",
+	    "A:\\u007f",
+	};
+	for (size_t i = 0; i < sizeof inject / sizeof *inject; i++) {
+		char body[512];
+		snprintf(body, sizeof body,
+		         "{\"data\":{\"createRunFiles\":{\"uploadHeaders\":[\"%s\"],"
+		         "\"files\":[{\"name\":\"a.txt\",\"uploadUrl\":\"u\"}]}}}",
+		         inject[i]);
+		CHECK(crf(body, names, 1, r) == WB_PERMANENT, "inject %zu: %s", i, inject[i]);
+		CHECK(r->n_files == 0 && r->n_headers == 0 && r->error[0], "inject %zu", i);
+	}
+
+	/* Huge answers: a URL or a header at its bound, and one past it. */
+	size_t big = 3 * WB_UPLOAD_URL_MAX + 4096;
+	char *body = malloc(big), *s = malloc(WB_UPLOAD_URL_MAX + 1);
+	memset(s, 'u', WB_UPLOAD_URL_MAX);
+	s[WB_UPLOAD_URL_MAX] = '\0';
+	snprintf(body, big,
+	         "{\"data\":{\"createRunFiles\":{\"files\":[{\"name\":\"a.txt\",\"uploadUrl\":\"%"
+	         "s\"}]}}}",
+	         s);
+	CHECK(crf(body, names, 1, r) == WB_RETRY, "URL of WB_UPLOAD_URL_MAX bytes");
+	s[WB_UPLOAD_URL_MAX - 1] = '\0';
+	snprintf(body, big,
+	         "{\"data\":{\"createRunFiles\":{\"files\":[{\"name\":\"a.txt\",\"uploadUrl\":\"%"
+	         "s\"}]}}}",
+	         s);
+	CHECK(crf(body, names, 1, r) == WB_OK &&
+	          strlen(r->files[0].upload_url) == WB_UPLOAD_URL_MAX - 1,
+	      "URL of max - 1 bytes kept whole");
+	memset(s, 'v', WB_UPLOAD_HEADER_MAX);
+	s[0] = 'A';
+	s[1] = ':';
+	s[WB_UPLOAD_HEADER_MAX] = '\0';
+	snprintf(body, big,
+	         "{\"data\":{\"createRunFiles\":{\"uploadHeaders\":[\"%s\"],\"files\":[{\"name\":"
+	         "\"a.txt\",\"uploadUrl\":\"u\"}]}}}",
+	         s);
+	CHECK(crf(body, names, 1, r) == WB_RETRY, "header of WB_UPLOAD_HEADER_MAX bytes");
+	s[WB_UPLOAD_HEADER_MAX - 1] = '\0';
+	snprintf(body, big,
+	         "{\"data\":{\"createRunFiles\":{\"uploadHeaders\":[\"%s\"],\"files\":[{\"name\":"
+	         "\"a.txt\",\"uploadUrl\":\"u\"}]}}}",
+	         s);
+	CHECK(crf(body, names, 1, r) == WB_OK, "header of max - 1 bytes: %s", r->error);
+	CHECK(wb_put_headers(r, 1, &h) == 0, "the longest header fits a line");
+	free(s);
+	/* Too many headers. */
+	struct buf hb;
+	buf_init(&hb, 1 << 20);
+	buf_puts(&hb, "{\"data\":{\"createRunFiles\":{\"uploadHeaders\":[");
+	for (int i = 0; i <= WB_UPLOAD_HEADERS; i++)
+		buf_printf(&hb, "%s\"H%d:v\"", i ? "," : "", i);
+	buf_puts(&hb, "],\"files\":[{\"name\":\"a.txt\",\"uploadUrl\":\"u\"}]}}}");
+	CHECK(crf(hb.data, names, 1, r) == WB_RETRY, "WB_UPLOAD_HEADERS + 1 headers");
+	buf_fini(&hb);
+	/* A batch larger than the bound is the caller's error. */
+	CHECK(wb_parse_create_run_files(ok, sizeof ok - 1, names, 0, r) == WB_PERMANENT, "n 0");
+	/* Deep nesting. */
+	memset(body, '[', big - 1);
+	body[big - 1] = '\0';
+	CHECK(crf(body, names, 1, r) == WB_RETRY, "deep nesting");
+	free(body);
+	free(r);
+}
+
+static void test_upload_header_line(void)
+{
+	char out[64];
+	CHECK(wb_upload_header_line("A:b", 3, out, sizeof out) == 0, "plain");
+	check_str(out, "A: b", "");
+	CHECK(wb_upload_header_line("A:\tb c\t ", 8, out, sizeof out) == 0, "trimmed");
+	check_str(out, "A: b c", "");
+	CHECK(wb_upload_header_line("A: ", 3, out, sizeof out) == 0, "blank value");
+	check_str(out, "A;", "");
+	CHECK(wb_upload_header_line("A:b\0c", 5, out, sizeof out) == TRACKD_EINVAL, "NUL");
+	CHECK(wb_upload_header_line("A:b\r", 4, out, sizeof out) == TRACKD_EINVAL, "CR");
+	CHECK(wb_upload_header_line("A\n:b", 4, out, sizeof out) == TRACKD_EINVAL, "LF in name");
+	CHECK(wb_upload_header_line("Expect:100-continue", 19, out, sizeof out) == TRACKD_EINVAL,
+	      "Expect is ours");
+	CHECK(wb_upload_header_line("content-length:1", 16, out, sizeof out) == TRACKD_EINVAL,
+	      "case-insensitive");
+	CHECK(wb_upload_header_line("Content-Lengthy:1", 17, out, sizeof out) == 0,
+	      "only the exact name");
+	CHECK(wb_upload_header_line("A:bcd", 5, out, 7) == 0, "exact fit: \"A: bcd\" and NUL");
+	CHECK(wb_upload_header_line("A:bcd", 5, out, 6) == TRACKD_ETOOBIG, "one byte over");
+}
+
+static void test_classify_put(void)
+{
+	static const long ok[] = {200, 201, 204, 299};
+	static const long retry[] = {0, 408, 429, 500, 502, 503, 504, 599};
+	static const long permanent[] = {400, 401, 404, 405, 409, 410,
+	                                 411, 413, 501, 301, 307, 100};
+	for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+		CHECK(wb_classify_put(ok[i]) == WB_PUT_OK, "%ld", ok[i]);
+	for (size_t i = 0; i < sizeof retry / sizeof *retry; i++)
+		CHECK(wb_classify_put(retry[i]) == WB_PUT_RETRY, "%ld", retry[i]);
+	for (size_t i = 0; i < sizeof permanent / sizeof *permanent; i++)
+		CHECK(wb_classify_put(permanent[i]) == WB_PUT_PERMANENT, "%ld", permanent[i]);
+	CHECK(wb_classify_put(403) == WB_PUT_RENEW_URL, "403: the URL expired");
+}
+
+static void test_file_stream_uploaded(void)
+{
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	struct wb_stream_out out;
+	const char *up[] = {"media/images/a.png", "config.yaml"};
+	const char hist[] = "{\"a\":1}\n";
+	struct wb_stream_in in = {
+	    .history = {hist, sizeof hist - 1, 4},
+	    .uploaded = up,
+	    .n_uploaded = 2,
+	    .complete = true,
+	    .exitcode = 0,
+	    .max_body = 10 << 20,
+	    .max_line = 1 << 20,
+	};
+	CHECK(wb_build_file_stream(&in, &b, &out) == 0, "build");
+	CHECK_STR_EQ(
+	    b.data,
+	    "{\"files\":{\"wandb-history.jsonl\":{\"offset\":4,\"content\":[\"{\\\"a\\\":1}\"]}},"
+	    "\"uploaded\":[\"media/images/a.png\",\"config.yaml\"],"
+	    "\"complete\":true,\"exitcode\":0}");
+	CHECK(out.uploaded_sent && out.all && out.complete_sent, "sent");
+
+	/* Only the list. */
+	buf_reset(&b);
+	in.history.len = 0;
+	in.complete = false;
+	CHECK(wb_build_file_stream(&in, &b, &out) == 0, "build");
+	CHECK_STR_EQ(b.data, "{\"uploaded\":[\"media/images/a.png\",\"config.yaml\"]}");
+	CHECK(!out.empty && out.uploaded_sent, "not a heartbeat");
+
+	/* Whole or not at all: the lines go first, the list waits. */
+	buf_reset(&b);
+	in.history.len = sizeof hist - 1;
+	in.complete = true;
+	size_t list = sizeof ",\"uploaded\":[\"media/images/a.png\",\"config.yaml\"]" - 1;
+	size_t line = sizeof "\"{\\\"a\\\":1}\"";
+	in.max_body = 416 + line + list - 1;
+	CHECK(wb_build_file_stream(&in, &b, &out) == 0, "build");
+	CHECK(!out.uploaded_sent && !out.all && !out.complete_sent && out.history_lines == 1,
+	      "list left for the next request: %s", b.data);
+	CHECK(strstr(b.data, "uploaded") == NULL, "%s", b.data);
+	buf_reset(&b);
+	in.max_body = 416 + line + list;
+	CHECK(wb_build_file_stream(&in, &b, &out) == 0, "build");
+	CHECK(out.uploaded_sent && out.all && out.complete_sent, "exact fit: %s", b.data);
+	CHECK(b.len <= in.max_body, "within max_body");
+
+	/* A list that could never fit is the caller's to split. */
+	buf_reset(&b);
+	in.max_body = 416 + list - 1;
+	CHECK(wb_build_file_stream(&in, &b, &out) == TRACKD_ETOOBIG, "list too long");
+	CHECK(b.len == 0, "nothing written");
+	/* Hostile names are JSON-escaped. */
+	buf_reset(&b);
+	const char *odd[] = {"a\"b\n\x01.txt"};
+	in.uploaded = odd;
+	in.n_uploaded = 1;
+	in.max_body = 10 << 20;
+	CHECK(wb_build_file_stream(&in, &b, &out) == 0 && json_ok(b.data, b.len), "escaped: %s",
+	      b.data);
+	buf_fini(&b);
+}
+
+/* config.yaml: the local store's layout (vmap_to_config_yaml) with the client's
+ * `_wandb` last; a `_wandb` of the run's own is replaced, as in UpsertBucket. */
+static void test_config_yaml(void)
+{
+	struct vmap m;
+	vmap_init(&m);
+	struct vvalue name = {.kind = V_STRING, .u.s = "resnet"};
+	struct vvalue own = {.kind = V_STRING, .u.s = "theirs"};
+	CHECK(vmap_set_double(&m, "lr", 0.01) == 0 && vmap_set_int(&m, "epochs", 10) == 0 &&
+	          vmap_set(&m, "_wandb", &own) == 0 && vmap_set(&m, "model", &name) == 0,
+	      "set");
+	struct buf y;
+	buf_init(&y, 1 << 20);
+	CHECK(wb_build_config_yaml(&m, "0.3.0", &y) == 0, "build");
+	check_str(y.data,
+	          "wandb_version: 1\n"
+	          "\nlr:\n  desc: null\n  value: 0.01\n"
+	          "\nepochs:\n  desc: null\n  value: 10\n"
+	          "\nmodel:\n  desc: null\n  value: \"resnet\"\n"
+	          "\n_wandb:\n  desc: null\n  value:\n    t:\n      \"5\": \"0.3.0\"\n",
+	          "config.yaml");
+	CHECK(strstr(y.data, "theirs") == NULL, "the run's own _wandb is replaced");
+	CHECK(vmap_get(&m, "_wandb") && m.n == 4, "the config is not changed");
+
+	buf_reset(&y);
+	CHECK(wb_build_config_yaml(NULL, NULL, &y) == 0, "empty config");
+	check_str(y.data,
+	          "wandb_version: 1\n"
+	          "\n_wandb:\n  desc: null\n  value:\n    t:\n      \"5\": \"trackd\"\n",
+	          "only _wandb");
+	buf_fini(&y);
+
+	/* The buf's bound: refused, nothing left behind. */
+	struct buf small;
+	buf_init(&small, 40);
+	CHECK(wb_build_config_yaml(&m, "0.3.0", &small) == TRACKD_ETOOBIG, "too big");
+	CHECK(small.len == 0, "nothing left behind");
+	buf_fini(&small);
+	vmap_fini(&m);
+}
+
 int main(void)
 {
 	test_backoff();
@@ -790,5 +1174,11 @@ int main(void)
 	test_store();
 	test_api_key();
 	test_urls();
+	test_create_run_files_body();
+	test_create_run_files_response();
+	test_upload_header_line();
+	test_classify_put();
+	test_file_stream_uploaded();
+	test_config_yaml();
 	return CHECK_SUMMARY("wandb_test");
 }
