@@ -86,7 +86,45 @@ static void add_disk(blobs *b, int64_t delta)
 	pthread_mutex_unlock(&b->mu);
 }
 
-/* Removes every partial file of one uid dir; counts complete blobs. */
+/* Bytes held for uploading sinks under one uid dir (held/<holder>/<hex>):
+ * they count in the budget until released (blobs.h), whatever links them. */
+static uint64_t held_bytes(int uid_fd)
+{
+	uint64_t n = 0;
+	int held = openat(uid_fd, "held", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (held < 0)
+		return 0;
+	DIR *d = fdopendir(held);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		int hfd = openat(held, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (hfd < 0)
+			continue;
+		DIR *hd = fdopendir(hfd);
+		struct dirent *f;
+		while (hd && (f = readdir(hd))) {
+			struct stat st;
+			if (strlen(f->d_name) == 64 &&
+			    fstatat(hfd, f->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(st.st_mode))
+				n += (uint64_t)st.st_size;
+		}
+		if (hd)
+			closedir(hd);
+		else
+			close(hfd);
+	}
+	if (d)
+		closedir(d);
+	else
+		close(held);
+	return n;
+}
+
+/* Removes every partial file of one uid dir; counts the complete blobs no one
+ * links and the held ones, as blobs_sweep does. */
 static void scan_uid(blobs *b, int uid_fd)
 {
 	int tmp_fd = openat(uid_fd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -108,13 +146,14 @@ static void scan_uid(blobs *b, int uid_fd)
 		struct stat st;
 		if (strlen(e->d_name) == 64 &&
 		    fstatat(uid_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode))
+		    S_ISREG(st.st_mode) && st.st_nlink == 1)
 			b->disk_bytes += (uint64_t)st.st_size;
 	}
 	if (d)
 		closedir(d);
 	else if (fd >= 0)
 		close(fd);
+	b->disk_bytes += held_bytes(uid_fd);
 }
 
 int blobs_open(const struct blobs_options *opts, blobs **out)
@@ -539,6 +578,164 @@ done:
 	return rv;
 }
 
+/* A holder is one path component of [A-Za-z0-9_.-] (not "." or ".."). */
+static bool holder_valid(const char *h)
+{
+	size_t n = strlen(h);
+	if (n == 0 || n > 200 || strcmp(h, ".") == 0 || strcmp(h, "..") == 0)
+		return false;
+	for (const char *p = h; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* Opens uid's held/<holder> dir (creating it when `create`). */
+static int open_holder(blobs *b, uint32_t uid, const char *holder, bool create, int *uid_fd,
+                       int *out)
+{
+	if (!holder_valid(holder))
+		return TRACKD_EINVAL;
+	int rv = open_uid_dir(b, uid, uid_fd);
+	if (rv)
+		return rv;
+	int held = -1;
+	if (create) {
+		rv = open_dir_at(*uid_fd, "held", &held);
+		rv = rv ? rv : open_dir_at(held, holder, out);
+	} else {
+		held = openat(*uid_fd, "held", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		*out = held < 0
+		           ? -1
+		           : openat(held, holder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		rv = *out < 0 ? (errno == ENOENT ? TRACKD_ENOENT : sys_err("open held", holder))
+		              : TRACKD_OK;
+	}
+	if (held >= 0)
+		close(held);
+	if (rv) {
+		close(*uid_fd);
+		*uid_fd = -1;
+	}
+	return rv;
+}
+
+int blobs_hold(blobs *b, uint32_t uid, const uint8_t digest[32], const char *holder, uint64_t *size)
+{
+	char hex[65];
+	files_hex_digest(digest, hex);
+	int uid_fd, hfd;
+	int rv = open_holder(b, uid, holder, true, &uid_fd, &hfd);
+	if (rv)
+		return rv;
+	struct stat st, at;
+	if (fstatat(uid_fd, hex, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+		rv = errno == ENOENT ? TRACKD_ENOENT : TRACKD_ESYS;
+		goto out;
+	}
+	*size = (uint64_t)st.st_size;
+	if (fstatat(hfd, hex, &at, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (S_ISREG(at.st_mode) && at.st_ino == st.st_ino && at.st_dev == st.st_dev)
+			goto out; /* held before (a replay) */
+		if (S_ISDIR(at.st_mode) || unlinkat(hfd, hex, 0) != 0) {
+			rv = sys_err("replace held", hex);
+			goto out;
+		}
+	}
+	if (linkat(uid_fd, hex, hfd, hex, 0) != 0) {
+		rv = sys_err("hold", hex);
+		goto out;
+	}
+	if (fsync(hfd) != 0) {
+		rv = TRACKD_EIO;
+		goto out;
+	}
+	/* Counted as held now; it was counted already if no run dir linked it. */
+	if (st.st_nlink > 1)
+		add_disk(b, (int64_t)st.st_size);
+out:
+	close(hfd);
+	close(uid_fd);
+	return rv;
+}
+
+int blobs_open_held(blobs *b, uint32_t uid, const uint8_t digest[32], const char *holder, int *fd,
+                    uint64_t *size)
+{
+	char hex[65];
+	files_hex_digest(digest, hex);
+	int uid_fd, hfd;
+	int rv = open_holder(b, uid, holder, false, &uid_fd, &hfd);
+	if (rv)
+		return rv;
+	*fd = openat(hfd, hex, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (*fd < 0)
+		rv = errno == ENOENT ? TRACKD_ENOENT : sys_err("open held", hex);
+	else if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(*fd);
+		*fd = -1;
+		rv = TRACKD_ESYS;
+	} else
+		*size = (uint64_t)st.st_size;
+	close(hfd);
+	close(uid_fd);
+	return rv;
+}
+
+int blobs_release(blobs *b, uint32_t uid, const uint8_t digest[32], const char *holder)
+{
+	char hex[65];
+	files_hex_digest(digest, hex);
+	int uid_fd, hfd;
+	int rv = open_holder(b, uid, holder, false, &uid_fd, &hfd);
+	if (rv)
+		return rv == TRACKD_ENOENT ? TRACKD_OK : rv;
+	struct stat st;
+	if (fstatat(hfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (unlinkat(hfd, hex, 0) != 0)
+			rv = sys_err("release", hex);
+		else if (S_ISREG(st.st_mode)) {
+			/* It leaves the held count; back to the unlinked count if the
+			 * store's own link is the last one (the sweep deletes it). */
+			add_disk(b, -(int64_t)st.st_size);
+			if (st.st_nlink == 2)
+				add_disk(b, (int64_t)st.st_size);
+		}
+	}
+	close(hfd);
+	close(uid_fd);
+	return rv;
+}
+
+int blobs_release_all(blobs *b, uint32_t uid, const char *holder)
+{
+	int uid_fd, hfd;
+	int rv = open_holder(b, uid, holder, false, &uid_fd, &hfd);
+	if (rv)
+		return rv == TRACKD_ENOENT ? TRACKD_OK : rv;
+	int dfd = openat(hfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *e;
+	uint8_t digest[32];
+	while (d && (e = readdir(d)))
+		if (files_parse_digest(e->d_name, strlen(e->d_name), digest))
+			blobs_release(b, uid, digest, holder);
+	if (d)
+		closedir(d);
+	else if (dfd >= 0)
+		close(dfd);
+	close(hfd);
+	int held = openat(uid_fd, "held", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (held >= 0) {
+		unlinkat(held, holder, AT_REMOVEDIR);
+		close(held);
+	}
+	close(uid_fd);
+	return TRACKD_OK;
+}
+
 /* Deletes what has expired in one dir; adds what stays counted to *kept. */
 static size_t sweep_dir(blobs *b, int fd, bool partial, time_t cutoff, uint64_t *kept)
 {
@@ -586,6 +783,7 @@ size_t blobs_sweep(blobs *b, int64_t grace_s)
 		if (uid_fd < 0)
 			continue;
 		n += sweep_dir(b, uid_fd, false, cutoff, &kept);
+		kept += held_bytes(uid_fd);
 		int tmp_fd = openat(uid_fd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 		if (tmp_fd >= 0) {
 			n += sweep_dir(b, tmp_fd, true, cutoff, &kept);

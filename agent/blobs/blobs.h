@@ -35,20 +35,24 @@
  *
  * Release: a blob's references are its hard links. A sink that keeps a blob
  * links it into its own place (the local sink into the run's files/ dir,
- * blobs_link) and holds it as long as it needs it; a future uploading sink
- * holds it under blobs/<uid>/held/<sink>/ until uploaded (per-file sink
- * state). blobs_sweep deletes blobs no one else links (st_nlink == 1) once
- * older than the grace period (a blob is sent before the record that uses
- * it), and stale partial files.
+ * blobs_link) and holds it as long as it needs it; an uploading sink holds
+ * it under blobs/<uid>/held/<holder>/<sha256 hex> (blobs_hold) until
+ * uploaded, reads it from there (blobs_open_held) and releases it
+ * (blobs_release; blobs_release_all when it forgets a run). The holder names
+ * the sink and run ("wandb-<run>"), so one run's release never drops
+ * another's hold of the same content. blobs_sweep deletes blobs no one else links (st_nlink == 1)
+ * once older than the grace period (a blob is sent before the record that uses it), and stale
+ * partial files.
  *
  * Budget: blobs_disk_bytes counts partial files and the blobs no run dir
  * links yet (not yet delivered), as the log counts records no sink has
  * passed; once the local sink has linked a blob into a run dir it belongs to
  * the run store (as history.jsonl does) and leaves the count, though the
  * store keeps its own link (a later send of the same content transfers no
- * bytes) until the run dir is deleted and the grace has passed. An
- * uploading sink will have to keep its blobs in the count until uploaded.
- * blobs_sweep recounts from the disk.
+ * bytes) until the run dir is deleted and the grace has passed. Held blobs
+ * count (once per hold) until released, linked by a run dir or not: they are
+ * not yet delivered upstream. blobs_sweep recounts from the disk: partial
+ * files, blobs no one links, and held files.
  *
  * Threading: every function is safe from any thread (ingest's worker writes,
  * the local sink links, the main loop sweeps). Errors: trackd_err values.
@@ -111,6 +115,23 @@ int blobs_put(blobs *b, uint32_t uid, const char *run_id, const uint8_t digest[3
  * hold the blob. */
 int blobs_link(blobs *b, uint32_t uid, const uint8_t digest[32], int dir_fd, const char *name,
                uint64_t *size);
+
+/* Holds uid's blob `digest` for `holder` (one path component of
+ * [A-Za-z0-9_.-]): a hard link under held/<holder>/, fsync'd; holding it
+ * again is a no-op. *size is the blob's size. TRACKD_ENOENT when the store
+ * does not hold the blob (swept, or never sent). */
+int blobs_hold(blobs *b, uint32_t uid, const uint8_t digest[32], const char *holder,
+               uint64_t *size);
+
+/* Opens a held blob for reading: *fd (O_RDONLY, owned by the caller) and its
+ * *size. TRACKD_ENOENT when it is not held. */
+int blobs_open_held(blobs *b, uint32_t uid, const uint8_t digest[32], const char *holder, int *fd,
+                    uint64_t *size);
+
+/* Drops a hold (not held: success). blobs_release_all drops every hold of
+ * holder and its dir. */
+int blobs_release(blobs *b, uint32_t uid, const uint8_t digest[32], const char *holder);
+int blobs_release_all(blobs *b, uint32_t uid, const char *holder);
 
 /* Deletes complete blobs that no one links and that are older than
  * grace_s, and partial files older than grace_s. Returns how many. */

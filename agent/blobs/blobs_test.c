@@ -214,6 +214,61 @@ static void test_symlinks(void)
 	blobs_free(b);
 }
 
+/* Holds for an uploading sink: the blob survives the sweep while held, counts
+ * in the budget (linked by a run dir or not) and goes once released. */
+static void test_holds(void)
+{
+	blobs *b = open_store(1 << 20, 1 << 22);
+	char data[] = "held content", err[256];
+	struct blobs_put_result r;
+	CHECK_EQ(put_all(b, "runh", data, 12, 12, &r, err), 0);
+	uint8_t d[32];
+	blobs_sha256(data, 12, d);
+	uint64_t base = blobs_disk_bytes(b), size = 0;
+	CHECK_EQ(blobs_hold(b, 1000, d, "wandb-runh", &size), 0);
+	CHECK_EQ(size, 12);
+	CHECK_EQ(blobs_disk_bytes(b), base, "unlinked then held: counted once");
+	CHECK_EQ(blobs_hold(b, 1000, d, "wandb-runh", &size), 0, "holding again is a no-op");
+	CHECK_EQ(blobs_hold(b, 1000, d, "../x", &size), TRACKD_EINVAL);
+	CHECK_EQ(blobs_hold(b, 1000, d, "a/b", &size), TRACKD_EINVAL);
+	uint8_t missing[32] = {2};
+	CHECK_EQ(blobs_hold(b, 1000, missing, "wandb-runh", &size), TRACKD_ENOENT);
+
+	char run[512];
+	snprintf(run, sizeof run, "%s/runh", root);
+	mkdir(run, 0755);
+	int run_fd = open(run, O_RDONLY | O_DIRECTORY);
+	CHECK_EQ(blobs_link(b, 1000, d, run_fd, "f.txt", &size), 0);
+	CHECK_EQ(blobs_sweep(b, -10), 0, "held and linked: kept");
+	CHECK_EQ(blobs_disk_bytes(b), base, "held: still in the budget though a run dir links it");
+
+	int fd = -1;
+	CHECK_EQ(blobs_open_held(b, 1000, d, "wandb-runh", &fd, &size), 0);
+	char back[32] = {0};
+	CHECK(fd >= 0 && read(fd, back, sizeof back) == 12 && memcmp(back, data, 12) == 0);
+	if (fd >= 0)
+		close(fd);
+	CHECK_EQ(blobs_open_held(b, 1000, d, "wandb-other", &fd, &size), TRACKD_ENOENT);
+
+	/* Released: out of the budget (the run dir has it), and gone once the run
+	 * dir lets go too. */
+	CHECK_EQ(blobs_release(b, 1000, d, "wandb-runh"), 0);
+	CHECK_EQ(blobs_release(b, 1000, d, "wandb-runh"), 0, "releasing again: success");
+	CHECK_EQ(blobs_sweep(b, -10), 0);
+	CHECK_EQ(blobs_disk_bytes(b), base - 12);
+	CHECK_EQ(blobs_hold(b, 1000, d, "wandb-runh", &size), 0);
+	CHECK_EQ(blobs_release_all(b, 1000, "wandb-runh"), 0);
+	char held[600];
+	snprintf(held, sizeof held, "%s/blobs/1000/held/wandb-runh", root);
+	CHECK(access(held, F_OK) != 0, "release_all removes the holder's dir");
+	snprintf(held, sizeof held, "%s/f.txt", run);
+	unlink(held);
+	blobs_sweep(b, -10);
+	CHECK(!blobs_have(b, 1000, d), "no one holds or links it: swept");
+	close(run_fd);
+	blobs_free(b);
+}
+
 int main(void)
 {
 	snprintf(root, sizeof root, "/tmp/blobs_test.XXXXXX");
@@ -222,6 +277,7 @@ int main(void)
 	test_pieces();
 	test_limits();
 	test_symlinks();
+	test_holds();
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
 	if (system(cmd) != 0)
