@@ -4,6 +4,7 @@
 #include "hash.h"
 #include "json_write.h"
 #include "proc.h"
+#include "run_files.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -1024,4 +1025,71 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 	}
 	*out = r;
 	return TRACKD_OK;
+}
+
+/* ---- run files ------------------------------------------------------------------------- */
+
+static const char *string_item(const Trackd__V1__MapValue *m, const char *key)
+{
+	for (size_t i = 0; i < m->n_items; i++) {
+		const Trackd__V1__Item *it = m->items[i];
+		if (it->key && strcmp(it->key, key) == 0 && it->value &&
+		    it->value->kind_case == TRACKD__V1__VALUE__KIND_STRING_VALUE)
+			return it->value->string_value;
+	}
+	return NULL;
+}
+
+static size_t media_in_map(const Trackd__V1__MapValue *m, int depth, run_file_fn each, void *arg)
+{
+	const char *type = string_item(m, "_type");
+	if (type && (strcmp(type, "image-file") == 0 || strcmp(type, "table-file") == 0)) {
+		const char *path = string_item(m, "path");
+		const char *sha = string_item(m, "sha256");
+		/* W&B's media live under media/: anything else is not a media value. */
+		if (!path || !sha || strncmp(path, "media/", 6) != 0)
+			return 0;
+		uint8_t digest[32];
+		bool ok = files_name_valid(path, strlen(path)) &&
+		          files_parse_digest(sha, strlen(sha), digest);
+		each(arg, path, ok ? digest : NULL, type[0] == 'i' ? "image" : "table");
+		return 1;
+	}
+	if (depth >= RUN_MEDIA_MAX_DEPTH)
+		return 0;
+	size_t n = 0;
+	for (size_t i = 0; i < m->n_items; i++) {
+		const Trackd__V1__Value *v = m->items[i]->value;
+		if (v && v->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
+			n += media_in_map(v->map_value, depth + 1, each, arg);
+		else if (v && v->kind_case == TRACKD__V1__VALUE__KIND_LIST_VALUE)
+			for (size_t j = 0; j < v->list_value->n_values; j++) {
+				const Trackd__V1__Value *e = v->list_value->values[j];
+				if (e->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
+					n += media_in_map(e->map_value, depth + 1, each, arg);
+			}
+	}
+	return n;
+}
+
+size_t run_record_files(const Trackd__V1__Record *rec, run_file_fn each, void *arg)
+{
+	size_t n = 0;
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_HISTORY) {
+		/* Only map values can be media: a row of scalars costs one look at
+		 * each value's kind. */
+		for (size_t i = 0; i < rec->history->n_items; i++) {
+			const Trackd__V1__Value *v = rec->history->items[i]->value;
+			if (v && v->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
+				n += media_in_map(v->map_value, 1, each, arg);
+		}
+	} else if (rec->body_case == TRACKD__V1__RECORD__BODY_FILE && rec->file->name) {
+		const char *name = rec->file->name;
+		bool ok = files_name_valid(name, strlen(name)) && rec->file->sha256.len == 32;
+		/* A list of images saves each image as a file of media/images/. */
+		each(arg, name, ok ? rec->file->sha256.data : NULL,
+		     strncmp(name, "media/images/", 13) == 0 ? "image" : "file");
+		n = 1;
+	}
+	return n;
 }

@@ -183,6 +183,19 @@ void run_free(struct run *r);
 int run_apply(struct run *r, const Trackd__V1__Record *rec, const struct record_origin *o,
               struct run_effects *fx);
 
+/* The run files a record names, one rule for every sink (WANDB-FEATURES.md
+ * §2): a SavedFile's name and digest, and the media objects of a history row
+ * ({"_type":"image-file"|"table-file","path":"media/…","sha256":<hex>},
+ * nested in maps and lists at most RUN_MEDIA_MAX_DEPTH deep; a path outside
+ * media/ is not a media value). `each` gets the name and the digest
+ * (borrowed for the call), NULL when the name is not a valid run file name
+ * (run_files.h) or the digest not 32 bytes / 64 hex characters: the sink
+ * reports it; and the kind ("image", "table" or "file"). Returns how many
+ * were found. */
+#define RUN_MEDIA_MAX_DEPTH 4
+typedef void (*run_file_fn)(void *arg, const char *name, const uint8_t *digest, const char *kind);
+size_t run_record_files(const Trackd__V1__Record *rec, run_file_fn each, void *arg);
+
 /* A process attached to the run was found dead without having finished. */
 int run_process_vanished(struct run *r, int32_t pid, int64_t when_us, struct run_effects *fx);
 

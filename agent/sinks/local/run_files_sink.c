@@ -32,20 +32,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Media values nest no deeper than this in a row (a dict of dicts of images). */
-#define MEDIA_MAX_DEPTH 4
-
-static const char *string_item(const Trackd__V1__MapValue *m, const char *key)
-{
-	for (size_t i = 0; i < m->n_items; i++) {
-		const Trackd__V1__Item *it = m->items[i];
-		if (it->key && strcmp(it->key, key) == 0 && it->value &&
-		    it->value->kind_case == TRACKD__V1__VALUE__KIND_STRING_VALUE)
-			return it->value->string_value;
-	}
-	return NULL;
-}
-
 static int open_files_dir(const char *run_dir, int *out)
 {
 	int run_fd = open(run_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -92,63 +78,43 @@ static void note_file(const char *run_dir, const char *name, uint64_t size, cons
 	buf_fini(&line);
 }
 
-static int materialise(struct local_sink *s, struct active_run *ar, uint32_t uid, const char *name,
-                       const char *hex, const char *kind)
+struct materialise_ctx {
+	struct local_sink *s;
+	struct active_run *ar;
+	uint32_t uid;
+	int errors;
+};
+
+static void materialise(void *arg, const char *name, const uint8_t *digest, const char *kind)
 {
-	uint8_t digest[32];
-	if (!files_name_valid(name, strlen(name)) ||
-	    !files_parse_digest(hex, strlen(hex), digest)) {
+	struct materialise_ctx *c = arg;
+	if (!digest) {
 		log_warn("local sink: run %s: file '%.200s' refused: not a valid name or sha256",
-		         ar->run->id, name);
-		return TRACKD_EINVAL;
+		         c->ar->run->id, name);
+		c->errors++;
+		return;
 	}
+	char hex[65];
+	files_hex_digest(digest, hex);
 	int files_fd = -1;
-	int rv = open_files_dir(ar->dir, &files_fd);
+	int rv = open_files_dir(c->ar->dir, &files_fd);
 	if (rv) {
-		log_error("local sink: run %s: cannot open its files dir: %s", ar->run->id,
+		log_error("local sink: run %s: cannot open its files dir: %s", c->ar->run->id,
 		          trackd_strerror(rv));
-		return rv;
+		c->errors++;
+		return;
 	}
 	uint64_t size = 0;
-	rv = blobs_link(s->opts.blobs, uid, digest, files_fd, name, &size);
+	rv = blobs_link(c->s->opts.blobs, c->uid, digest, files_fd, name, &size);
 	close(files_fd);
 	if (rv) {
 		log_warn("local sink: run %s: file %.200s (sha256 %s) not materialised: %s",
-		         ar->run->id, name, hex,
+		         c->ar->run->id, name, hex,
 		         rv == TRACKD_ENOENT ? "not in the blob store" : trackd_strerror(rv));
-		return rv;
-	}
-	note_file(ar->dir, name, size, hex, kind);
-	return TRACKD_OK;
-}
-
-static void media_in_map(struct local_sink *s, struct active_run *ar, uint32_t uid,
-                         const Trackd__V1__MapValue *m, int depth, int *errors)
-{
-	const char *type = string_item(m, "_type");
-	if (type && (strcmp(type, "image-file") == 0 || strcmp(type, "table-file") == 0)) {
-		const char *path = string_item(m, "path");
-		const char *sha = string_item(m, "sha256");
-		/* W&B's media live under media/: anything else is not a media value. */
-		if (path && sha && strncmp(path, "media/", 6) == 0) {
-			if (materialise(s, ar, uid, path, sha, type[0] == 'i' ? "image" : "table"))
-				(*errors)++;
-		}
+		c->errors++;
 		return;
 	}
-	if (depth >= MEDIA_MAX_DEPTH)
-		return;
-	for (size_t i = 0; i < m->n_items; i++) {
-		const Trackd__V1__Value *v = m->items[i]->value;
-		if (v && v->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
-			media_in_map(s, ar, uid, v->map_value, depth + 1, errors);
-		else if (v && v->kind_case == TRACKD__V1__VALUE__KIND_LIST_VALUE)
-			for (size_t j = 0; j < v->list_value->n_values; j++) {
-				const Trackd__V1__Value *e = v->list_value->values[j];
-				if (e->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
-					media_in_map(s, ar, uid, e->map_value, depth + 1, errors);
-			}
-	}
+	note_file(c->ar->dir, name, size, hex, kind);
 }
 
 int sink_materialise_files(struct local_sink *s, struct active_run *ar,
@@ -156,24 +122,8 @@ int sink_materialise_files(struct local_sink *s, struct active_run *ar,
 {
 	if (!s->opts.blobs)
 		return 0;
-	int errors = 0;
-	if (rec->body_case == TRACKD__V1__RECORD__BODY_HISTORY) {
-		/* Only map values can be media: a row of scalars costs one look
-		 * at each value's kind. */
-		for (size_t i = 0; i < rec->history->n_items; i++) {
-			const Trackd__V1__Value *v = rec->history->items[i]->value;
-			if (v && v->kind_case == TRACKD__V1__VALUE__KIND_MAP_VALUE)
-				media_in_map(s, ar, uid, v->map_value, 1, &errors);
-		}
-	} else if (rec->body_case == TRACKD__V1__RECORD__BODY_FILE && rec->file->name &&
-	           rec->file->sha256.len == TRACKD_BLOB_DIGEST_BYTES) {
-		char hex[65];
-		files_hex_digest(rec->file->sha256.data, hex);
-		/* A list of images saves each image as a file of media/images/. */
-		const char *kind =
-		    strncmp(rec->file->name, "media/images/", 13) == 0 ? "image" : "file";
-		if (materialise(s, ar, uid, rec->file->name, hex, kind))
-			errors++;
-	}
-	return errors;
+	/* Which files a record names is run.h's rule, shared with the wandb sink. */
+	struct materialise_ctx c = {.s = s, .ar = ar, .uid = uid};
+	run_record_files(rec, materialise, &c);
+	return c.errors;
 }
