@@ -397,6 +397,8 @@ static void wandb_options_of(const struct config *cfg, struct wandb_sink_options
 	    .max_line_bytes = wc->max_line_bytes,
 	    .max_buffer_bytes = wc->max_buffer_bytes,
 	    .max_parallel_requests = (uint32_t)wc->max_parallel_requests,
+	    .max_parallel_uploads = (uint32_t)wc->max_parallel_uploads,
+	    .files_batch_delay_ms = (uint32_t)wc->files_batch_delay_ms,
 	    .tls_verify = wc->tls_verify,
 	    .ca_file = wc->ca_file,
 	    .complete_crashed = wc->complete_crashed,
@@ -849,6 +851,7 @@ static int run(const struct args *a, struct config *cfg)
 		struct wandb_sink_options wo;
 		wandb_options_of(cfg, &wo);
 		wo.log = log;
+		wo.blobs = blobstore;
 		if ((rv = wandb_sink_start(&wo, &wandb)) != 0) {
 			log_error("cannot start the wandb sink: %s (see above)",
 			          trackd_strerror(rv));

@@ -83,6 +83,8 @@ struct config_wandb {
 	uint64_t max_line_bytes;
 	uint64_t max_buffer_bytes;
 	uint64_t max_parallel_requests;
+	uint64_t max_parallel_uploads; /* run file PUTs in flight at once */
+	uint64_t files_batch_delay_ms; /* CreateRunFiles waits this long to batch */
 	bool tls_verify;
 	char *ca_file;         /* "" = the system's CA store */
 	bool complete_crashed; /* send complete for crashed/killed runs too */

@@ -399,6 +399,13 @@ int wb_files_record(struct wb_files *t, const struct wb_file_event *ev)
 	return apply_checked(t, ev, e);
 }
 
+bool wb_files_exists(const char *dir, const char *run_id)
+{
+	char path[4400];
+	journal_path(dir, run_id, path, sizeof path);
+	return access(path, F_OK) == 0;
+}
+
 int wb_files_remove(const char *dir, const char *run_id)
 {
 	char path[4400];

@@ -131,6 +131,9 @@ int wb_files_open(struct wb_files *t, const char *dir, const char *run_id);
  * relies on the log giving the record again after a restart). */
 int wb_files_record(struct wb_files *t, const struct wb_file_event *ev);
 
+/* Whether run_id has a journal in dir. */
+bool wb_files_exists(const char *dir, const char *run_id);
+
 /* Removes run_id's journal (the run is forgotten); ENOENT is success. */
 int wb_files_remove(const char *dir, const char *run_id);
 

@@ -8,11 +8,13 @@
 #include "log.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* Below this many bytes per second for stall_timeout, a transfer is abandoned:
  * a trickling server must not hold a run's only slot for the whole timeout. */
@@ -109,8 +111,16 @@ void wb_transfer_free(struct wandb_sink *s, struct wb_transfer *t)
 		return;
 	if (t->added) {
 		curl_multi_remove_handle(s->multi, t->easy);
-		s->in_flight--;
+		if (!t->is_put) /* PUTs are counted by run_files_up.c */
+			s->in_flight--;
 	}
+	if (t->is_put) {
+		if (t->put_fd >= 0)
+			close(t->put_fd);
+		curl_slist_free_all(t->put_headers);
+	}
+	free(t->listed);
+	free(t->listed_md5);
 	if (t->easy)
 		curl_easy_cleanup(t->easy);
 	wb_headers_release(t->headers);
@@ -198,6 +208,106 @@ int wb_transfer_start(struct wandb_sink *s, struct wb_run *wr, enum wb_call call
 	t->started_at = clock_mono_us();
 	t->added = true;
 	s->in_flight++;
+	*out = t;
+	return TRACKD_OK;
+}
+
+/* curl asks for the next piece of a PUT's body: read from the file where the
+ * last piece ended (never the whole file in memory). A file shorter than
+ * announced fails the transfer rather than send less than Content-Length. */
+static size_t on_read(char *ptr, size_t size, size_t nitems, void *arg)
+{
+	struct wb_transfer *t = arg;
+	size_t want = size * nitems;
+	if (t->put_off >= t->put_size)
+		return 0;
+	if (want > t->put_size - t->put_off)
+		want = (size_t)(t->put_size - t->put_off);
+	ssize_t n;
+	do
+		n = pread(t->put_fd, ptr, want, (off_t)t->put_off);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return CURL_READFUNC_ABORT;
+	t->put_off += (uint64_t)n;
+	return (size_t)n;
+}
+
+/* A retried PUT may rewind its body (a redirect, a re-sent request). */
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+	struct wb_transfer *t = arg;
+	if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > t->put_size)
+		return CURL_SEEKFUNC_CANTSEEK;
+	t->put_off = (uint64_t)offset;
+	return CURL_SEEKFUNC_OK;
+}
+
+int wb_transfer_start_put(struct wandb_sink *s, struct wb_run *wr, const char *url,
+                          struct curl_slist *headers, int fd, uint64_t size,
+                          struct wb_transfer **out)
+{
+	struct wb_transfer *t = calloc(1, sizeof *t);
+	if (!t)
+		return TRACKD_ENOMEM;
+	t->wr = wr;
+	t->call = WB_CALL_UPSERT; /* unused for PUTs */
+	t->is_put = true;
+	t->put_fd = -1;
+	buf_init(&t->body, 1);
+	buf_init(&t->response, WB_RESPONSE_MAX + 1);
+	CURL *e = curl_easy_init();
+	if (!e) {
+		wb_transfer_free(s, t);
+		return TRACKD_ENOMEM;
+	}
+	t->easy = e;
+	const struct wandb_sink_options *o = &s->opts;
+	long stall_s = (long)(o->stall_timeout_ms + 999) / 1000;
+	CURLcode rc = CURLE_OK;
+	SET(CURLOPT_URL, url);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_UPLOAD, 1L);
+	SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
+	SET(CURLOPT_READFUNCTION, on_read);
+	SET(CURLOPT_READDATA, t);
+	SET(CURLOPT_SEEKFUNCTION, on_seek);
+	SET(CURLOPT_SEEKDATA, t);
+	SET(CURLOPT_HTTPHEADER, headers);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, t);
+	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERDATA, t);
+	SET(CURLOPT_PRIVATE, t);
+	SET(CURLOPT_ERRORBUFFER, t->errbuf);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+	/* No total timeout: a large file on a slow link may take long; the stall
+	 * limit catches a dead one. */
+	SET(CURLOPT_LOW_SPEED_LIMIT, (long)STALL_BYTES_PER_S);
+	SET(CURLOPT_LOW_SPEED_TIME, stall_s);
+	SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	SET(CURLOPT_SSL_VERIFYPEER, o->tls_verify ? 1L : 0L);
+	SET(CURLOPT_SSL_VERIFYHOST, o->tls_verify ? 2L : 0L);
+	if (s->ca_file && *s->ca_file)
+		SET(CURLOPT_CAINFO, s->ca_file);
+	if (rc != CURLE_OK) {
+		log_error("wandb: cannot set up an upload: %s", curl_easy_strerror(rc));
+		wb_transfer_free(s, t);
+		return TRACKD_ESYS;
+	}
+	CURLMcode mc = curl_multi_add_handle(s->multi, e);
+	if (mc != CURLM_OK) {
+		log_error("wandb: cannot start an upload: %s", curl_multi_strerror(mc));
+		wb_transfer_free(s, t);
+		return TRACKD_ESYS;
+	}
+	/* Taken only now: on failure the caller still owns them. */
+	t->put_fd = fd;
+	t->put_size = size;
+	t->put_headers = headers;
+	t->started_at = clock_mono_us();
+	t->added = true;
 	*out = t;
 	return TRACKD_OK;
 }

@@ -4,6 +4,7 @@
 #ifndef TRACKD_SINKS_WANDB_INTERNAL_H
 #define TRACKD_SINKS_WANDB_INTERNAL_H
 
+#include "file_journal.h"
 #include "protocol.h"
 #include "sync.h"
 #include "run.h"
@@ -25,6 +26,32 @@ enum wb_phase {
 };
 
 struct wb_transfer;
+
+/* A CreateRunFiles answer's uploadHeaders as curl lines (wb_upload_header_line),
+ * shared by the PUTs of its batch (counted: the last one frees it). */
+struct wb_upload_headers {
+	size_t refs, n;
+	char **lines;
+};
+
+/* A file with a signed URL, waiting for one of the max_parallel_uploads slots. */
+struct wb_put_item {
+	struct wb_run *wr;
+	size_t file; /* index in wr->files.t.v */
+	char *url;
+	struct wb_upload_headers *headers;
+};
+
+/* A run's files (run_files_up.c): the durable journal (file_journal.h) and what
+ * is in flight for them. */
+struct wb_run_files {
+	bool open; /* the journal is open (lazily, at the first need) */
+	struct wb_files t;
+	char holder[224];        /* the blob holder name: "wandb-" + the state file name */
+	int64_t due_at;          /* a CreateRunFiles batch may go (batch delay); 0 = none due */
+	struct wb_transfer *crf; /* the CreateRunFiles in flight, or NULL */
+	size_t puts;             /* PUTs of this run in flight or queued */
+};
 
 /* The request headers (the API key is not among them: CURLOPT_PASSWORD). curl
  * reads the list of a transfer until it ends, so a reconfiguration cannot free
@@ -84,6 +111,8 @@ struct wb_run {
 	uint64_t hold;          /* see wandb_sink.h; WB_NO_HOLD when all is durable */
 	uint64_t durable_index; /* last_index of the snapshot on disk, 0 if none */
 
+	struct wb_run_files files;
+
 	/* A `trackctl sync` job (sync.h): lines come from the local store's files,
 	 * not from the log, and progress goes to sync/<name>.state. NULL otherwise. */
 	struct wb_sync *sync;
@@ -106,6 +135,22 @@ struct wb_transfer {
 	bool final; /* the run's end (end_gen) goes with it */
 	uint64_t end_gen;
 	struct wb_stream_out out;
+	/* A CreateRunFiles batch: the files asked for (indices in wr->files.t.v)
+	 * and their names as sent. */
+	size_t crf_files[WB_RUN_FILES_BATCH];
+	const char *crf_names[WB_RUN_FILES_BATCH];
+	size_t crf_n;
+	/* A PUT: the file, the bytes read so far from fd, its own header list. */
+	bool is_put;
+	size_t put_file;
+	uint8_t put_md5[16];
+	int put_fd;
+	uint64_t put_size, put_off;
+	struct curl_slist *put_headers;
+	/* A file_stream request's `uploaded` names: indices and the MD5 listed. */
+	size_t *listed;
+	uint8_t (*listed_md5)[16];
+	size_t n_listed;
 	/* A snapshot to make durable on acknowledgement (everything was in it). */
 	uint8_t *capture;
 	size_t capture_len;
@@ -127,6 +172,14 @@ struct wandb_sink {
 	pthread_t thread;
 	bool thread_started;
 
+	/* PUTs waiting for a slot (FIFO) and in flight: at most
+	 * WB_PUT_QUEUE_MAX queued, max_parallel_uploads in flight. */
+	struct wb_put_item *put_queue;
+	size_t put_queued;
+	struct wb_transfer **puts;
+	size_t puts_in_flight;
+	char files_dir[4200]; /* …/files: files the sink makes (config.yaml, …) */
+
 	struct wb_run **runs;
 	size_t n_runs, cap_runs;
 	size_t next_pick; /* round robin start of the scheduler */
@@ -144,6 +197,7 @@ struct wandb_sink {
 	_Atomic uint64_t requests_ok, requests_failed, lines_skipped, bytes_sent;
 	_Atomic uint64_t records_orphaned, write_errors, runs_evicted;
 	_Atomic uint64_t requests_retried, lines_sent, runs_finished;
+	_Atomic uint64_t files_uploaded, files_failed, file_bytes_sent;
 };
 
 /* Finds a run by id or "entity/project/id". Caller holds s->mu. */
@@ -186,10 +240,43 @@ void wb_strip_userinfo(const char *url, char *out, size_t len);
 /* Removes trailing '/' from url in place. */
 void wb_trim_slashes(char *url);
 
+/* run_files_up.c: the run files of wandb_sink.h (caller holds s->mu, on the
+ * sink thread).
+ *   wb_files_note_record: a record's files are wanted up (blobs held first);
+ *   wb_files_note_end: the run ended: config.yaml and wandb-summary.json;
+ *   wb_files_schedule: CreateRunFiles batches and PUTs that may start now;
+ *   wb_files_done: a CreateRunFiles or PUT transfer ended (the transfer is
+ *     freed by the caller);
+ *   wb_files_listing / wb_files_listed: names for a file_stream `uploaded`
+ *     list, and its acknowledgement;
+ *   wb_files_pending: files still to PUT or list (the run stays in memory);
+ *   wb_files_drop: everything in flight for the run goes (durable state stays);
+ *   wb_files_forget: the run is done: its journal closes. */
+#define WB_PUT_QUEUE_MAX  (4 * WB_RUN_FILES_BATCH)
+#define WB_UPLOADED_NAMES 64 /* names in one file_stream `uploaded` list */
+void wb_files_note_record(struct wandb_sink *s, struct wb_run *wr, const Trackd__V1__Record *rec,
+                          uint64_t index);
+void wb_files_note_end(struct wandb_sink *s, struct wb_run *wr);
+void wb_files_schedule(struct wandb_sink *s, int64_t now);
+void wb_files_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode result, int64_t now);
+int wb_files_listing(struct wandb_sink *s, struct wb_run *wr, const char **names, size_t max,
+                     struct wb_transfer *t);
+void wb_files_listed(struct wandb_sink *s, struct wb_run *wr, const struct wb_transfer *t);
+bool wb_files_pending(struct wandb_sink *s, struct wb_run *wr);
+void wb_files_drop(struct wandb_sink *s, struct wb_run *wr);
+void wb_files_forget(struct wandb_sink *s, struct wb_run *wr);
+double wb_uniform(struct wandb_sink *s);
+
 /* transfer.c: starts a request (the body is taken: on success it belongs to
  * the transfer); completes them into wb_transfer_done, called by the sink. */
 int wb_transfer_start(struct wandb_sink *s, struct wb_run *wr, enum wb_call call, struct buf *body,
                       struct wb_transfer **out);
 void wb_transfer_free(struct wandb_sink *s, struct wb_transfer *t);
+/* A PUT of `size` bytes read from fd (taken: closed with the transfer) to a
+ * signed URL, with `headers` (taken); no API key: the URL is the credential.
+ * Counted in s->puts_in_flight, not in s->in_flight. */
+int wb_transfer_start_put(struct wandb_sink *s, struct wb_run *wr, const char *url,
+                          struct curl_slist *headers, int fd, uint64_t size,
+                          struct wb_transfer **out);
 
 #endif

@@ -79,6 +79,7 @@ static void wr_drop_lines(struct wandb_sink *s, struct wb_run *wr)
 /* Forgets everything derived from the log (the durable state is on disk). */
 static void wr_reset(struct wandb_sink *s, struct wb_run *wr)
 {
+	wb_files_drop(s, wr);
 	wr_drop_lines(s, wr);
 	run_free(wr->run);
 	wr->run = NULL;
@@ -103,6 +104,7 @@ static void wr_free(struct wandb_sink *s, struct wb_run *wr)
 	buf_fini(&wr->hist);
 	buf_fini(&wr->cons);
 	buf_fini(&wr->evts);
+	wb_files_fini(&wr->files.t);
 	wb_sync_free(wr->sync);
 	free(wr->id);
 	free(wr);
@@ -585,9 +587,12 @@ static void apply_record(struct wandb_sink *s, const Trackd__V1__Record *rec,
 	 * completed upstream gets its real exit code; one completed as crashed
 	 * (complete_crashed, sync) gets `complete` again with it, which the backend
 	 * takes as the final state (WANDB-UPSTREAM.md). */
-	if ((was_running && r->state != RUN_RUNNING) || fx.settled)
+	/* The record's files (media, saved files) are wanted up, durably. */
+	wb_files_note_record(s, wr, rec, o->index);
+	if ((was_running && r->state != RUN_RUNNING) || fx.settled) {
 		wr->end_gen++;
-	else if (!was_running && r->state == RUN_RUNNING)
+		wb_files_note_end(s, wr);
+	} else if (!was_running && r->state == RUN_RUNNING)
 		wr->end_acked = wr->end_gen; /* resumed: the earlier end no longer matters */
 }
 
@@ -823,6 +828,15 @@ static int start_stream(struct wandb_sink *s, struct wb_run *wr, bool heartbeat,
 		final = wr->end_gen != wr->end_acked && (!wr->sync || wb_sync_exhausted(wr));
 		in.complete = final && complete_for(s, wr, &in.exitcode);
 	}
+	const char *uploaded[WB_UPLOADED_NAMES];
+	struct wb_transfer listing = {0};
+	if (!heartbeat && !rv) {
+		int n = wb_files_listing(s, wr, uploaded, WB_UPLOADED_NAMES, &listing);
+		if (n < 0)
+			rv = n;
+		in.uploaded = uploaded;
+		in.n_uploaded = n > 0 ? (size_t)n : 0;
+	}
 	struct wb_stream_out out;
 	if (!rv)
 		rv = wb_build_file_stream(&in, &body, &out);
@@ -839,7 +853,17 @@ static int start_stream(struct wandb_sink *s, struct wb_run *wr, bool heartbeat,
 	buf_fini(&body);
 	if (rv) {
 		free(capture);
+		free(listing.listed);
+		free(listing.listed_md5);
 		return rv;
+	}
+	if (out.uploaded_sent) {
+		t->listed = listing.listed;
+		t->listed_md5 = listing.listed_md5;
+		t->n_listed = listing.n_listed;
+	} else {
+		free(listing.listed);
+		free(listing.listed_md5);
 	}
 	t->out = out;
 	t->sum_gen = wr->sum_gen;
@@ -893,8 +917,9 @@ static enum action next_action(struct wandb_sink *s, struct wb_run *wr, int64_t 
 		wr->end_acked = wr->end_gen;
 		count(&s->runs_finished, 1);
 	}
-	bool data =
-	    lines_pending(wr) || wr->sum_gen != wr->sum_acked || wr->end_gen != wr->end_acked;
+	/* Files PUT since the last request are listed in `uploaded`. */
+	bool data = lines_pending(wr) || wr->sum_gen != wr->sum_acked ||
+	            wr->end_gen != wr->end_acked || wb_files_listing(s, wr, NULL, 0, NULL) > 0;
 	if (data) {
 		if (end || wr->more || s->paused ||
 		    now - wr->last_stream_at >= (int64_t)o->transmit_interval_ms * 1000)
@@ -945,7 +970,7 @@ static void schedule(struct wandb_sink *s, int64_t now)
 
 /* ---- answers ------------------------------------------------------------------------------ */
 
-static double uniform(struct wandb_sink *s)
+double wb_uniform(struct wandb_sink *s)
 {
 	/* xorshift64*: jitter needs spread, not secrecy. */
 	s->rng ^= s->rng >> 12;
@@ -978,7 +1003,7 @@ static void failed(struct wandb_sink *s, struct wb_run *wr, const struct wb_tran
 		return;
 	}
 	uint64_t delay =
-	    wb_backoff_ms(wr->attempts, s->opts.retry_min_ms, s->opts.retry_max_ms, uniform(s));
+	    wb_backoff_ms(wr->attempts, s->opts.retry_min_ms, s->opts.retry_max_ms, wb_uniform(s));
 	uint64_t ra;
 	bool retry_after =
 	    t && t->retry_after[0] &&
@@ -1130,6 +1155,7 @@ static void stream_done(struct wandb_sink *s, struct wb_run *wr, struct wb_trans
 		made_durable(wr, t->capture_index);
 	if (wr->sync)
 		wb_sync_acked(s, wr, t);
+	wb_files_listed(s, wr, t);
 	succeeded(s, wr, t);
 }
 
@@ -1180,7 +1206,10 @@ static int collect(struct wandb_sink *s)
 		CURLcode result = m->data.result;
 		if (!t)
 			continue;
-		transfer_done(s, t, result, clock_mono_us());
+		if (t->is_put || t->crf_n)
+			wb_files_done(s, t, result, clock_mono_us());
+		else
+			transfer_done(s, t, result, clock_mono_us());
 		wb_transfer_free(s, t);
 		ended++;
 	}
@@ -1227,9 +1256,11 @@ static void checkpoint(struct wandb_sink *s, int64_t now)
 		                     : (wr->phase == WB_OFFLINE) ||
 		                           (wr->phase == WB_ATTACHED &&
 		                            (!wr->run || (ended(wr) && delivered(wr))));
-		if (idle && done)
+		/* Its files keep it in memory until they are up and listed. */
+		if (idle && done && !wb_files_pending(s, wr)) {
+			wb_files_forget(s, wr);
 			wr_free(s, wr);
-		else
+		} else
 			s->runs[kept++] = wr;
 	}
 	s->n_runs = kept;
@@ -1252,6 +1283,7 @@ static void *sink_main(void *arg)
 				applied = read_round(s, now);
 			wb_sync_tick(s, now);
 			schedule(s, now);
+			wb_files_schedule(s, now);
 		} else if (!drain_deadline) {
 			drain_deadline = now + (int64_t)s->opts.drain_timeout_ms * 1000;
 		}
@@ -1265,7 +1297,7 @@ static void *sink_main(void *arg)
 			next_checkpoint = now + (int64_t)s->opts.checkpoint_interval_ms * 1000;
 		}
 		if (s->closing && (s->in_flight == 0 || now >= drain_deadline))
-			break;
+			break; /* PUTs are not waited for: their journal redoes them */
 		pthread_mutex_unlock(&s->mu);
 		curl_multi_poll(s->multi, NULL, 0,
 		                applied == ENTRIES_PER_ROUND || answered ? 0 : POLL_MS, NULL);
@@ -1279,6 +1311,7 @@ static void *sink_main(void *arg)
 			wb_transfer_free(s, wr->xfer);
 			wr->xfer = NULL;
 		}
+		wb_files_drop(s, wr);
 	}
 	checkpoint(s, clock_mono_us());
 	pthread_mutex_unlock(&s->mu);
@@ -1320,8 +1353,11 @@ static void load_running(struct wandb_sink *s)
 		struct wb_run *wr = wr_new(s, id);
 		if (!wr)
 			continue;
+		/* Ended runs with files still to upload come back too (their
+		 * journal says so; it is opened once and kept). */
 		if (load_state(s, wr) != 0 || wr->phase != WB_ATTACHED || !wr->run ||
-		    wr->run->state != RUN_RUNNING || add_run(s, wr) != 0)
+		    (wr->run->state != RUN_RUNNING && !wb_files_pending(s, wr)) ||
+		    add_run(s, wr) != 0)
 			wr_free(s, wr);
 	}
 	closedir(d);
@@ -1483,6 +1519,7 @@ int wandb_sink_reconfigure(wandb_sink *s, const struct wandb_sink_options *opts,
 	TAKE(retry_after_max_ms);
 #undef TAKE
 	o->upsert_debounce_ms = opts->upsert_debounce_ms;
+	o->files_batch_delay_ms = opts->files_batch_delay_ms;
 	o->tls_verify = opts->tls_verify;
 	o->complete_crashed = opts->complete_crashed;
 	/* Waits a server imposed (backoff, Retry-After, rate limits) hold for that
@@ -1527,6 +1564,7 @@ int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out)
 	DEFAULT(max_line_bytes, (10u << 20) - (100u << 10));
 	DEFAULT(max_buffer_bytes, 256u << 20);
 	DEFAULT(max_parallel_requests, 16);
+	DEFAULT(max_parallel_uploads, 4);
 	DEFAULT(checkpoint_interval_ms, 1000);
 	DEFAULT(drain_timeout_ms, 2000);
 #undef DEFAULT
@@ -1551,8 +1589,17 @@ int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out)
 		goto fail;
 	}
 	snprintf(s->runs_dir, sizeof s->runs_dir, "%s/runs", s->dir);
-	if ((rv = mkdir_parents(s->runs_dir, 0700)) != 0) {
-		log_error("wandb: cannot create %s: %s", s->runs_dir, trackd_strerror(rv));
+	snprintf(s->files_dir, sizeof s->files_dir, "%s/files", s->dir);
+	if ((rv = mkdir_parents(s->runs_dir, 0700)) != 0 ||
+	    (rv = mkdir_parents(s->files_dir, 0700)) != 0) {
+		log_error("wandb: cannot create its dirs under %s: %s", s->dir,
+		          trackd_strerror(rv));
+		goto fail;
+	}
+	s->put_queue = calloc(WB_PUT_QUEUE_MAX, sizeof *s->put_queue);
+	s->puts = calloc(o->max_parallel_uploads, sizeof *s->puts);
+	if (!s->put_queue || !s->puts) {
+		rv = TRACKD_ENOMEM;
 		goto fail;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -1565,8 +1612,10 @@ int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out)
 		rv = TRACKD_ENOMEM;
 		goto fail;
 	}
-	curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)o->max_parallel_requests);
-	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)o->max_parallel_requests);
+	/* Uploads have their own slots: a run's PUTs never wait for file_stream's. */
+	long conns = (long)o->max_parallel_requests + (long)o->max_parallel_uploads;
+	curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
+	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, conns);
 	uint64_t position;
 	if ((rv = txlog_cursor_register(o->log, CURSOR_NAME, &position)) != 0 ||
 	    (rv = txlog_reader_open(o->log, position, &s->reader)) != 0) {
@@ -1622,6 +1671,8 @@ void wandb_sink_free(wandb_sink *s)
 		wr_free(s, s->runs[i]);
 	}
 	free(s->runs);
+	free(s->put_queue);
+	free(s->puts);
 	txlog_reader_close(s->reader);
 	if (s->multi)
 		curl_multi_cleanup(s->multi);
@@ -1661,4 +1712,7 @@ void wandb_sink_get_stats(wandb_sink *s, struct wandb_sink_stats *out)
 	out->requests_retried = atomic_load(&s->requests_retried);
 	out->lines_sent = atomic_load(&s->lines_sent);
 	out->runs_finished = atomic_load(&s->runs_finished);
+	out->files_uploaded = atomic_load(&s->files_uploaded);
+	out->files_failed = atomic_load(&s->files_failed);
+	out->file_bytes_sent = atomic_load(&s->file_bytes_sent);
 }

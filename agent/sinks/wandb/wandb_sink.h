@@ -141,6 +141,9 @@ struct wandb_sink_options {
 	uint32_t retry_min_ms, retry_max_ms, retry_after_max_ms;
 	uint64_t max_request_bytes, max_line_bytes, max_buffer_bytes;
 	uint32_t max_parallel_requests;
+	uint32_t max_parallel_uploads; /* run file PUTs in flight; 0: 4 */
+	uint32_t files_batch_delay_ms; /* CreateRunFiles batching delay (reloadable) */
+	struct blobs *blobs;           /* borrowed; NULL: no media or saved files go up */
 	bool tls_verify;
 	const char *ca_file; /* "" or NULL: the system's */
 	bool complete_crashed;
@@ -157,6 +160,9 @@ struct wandb_sink_stats {
 	uint64_t requests_retried; /* failed attempts that will be tried again */
 	uint64_t lines_sent;       /* history + console lines acknowledged */
 	uint64_t runs_finished;    /* runs whose end the backend acknowledged */
+	uint64_t files_uploaded;   /* run files PUT (2xx) */
+	uint64_t files_failed;     /* run files given up (a permanent answer, blob gone) */
+	uint64_t file_bytes_sent;  /* bytes of those PUTs */
 };
 
 int wandb_sink_start(const struct wandb_sink_options *opts, wandb_sink **out);
