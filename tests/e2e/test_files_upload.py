@@ -1,0 +1,188 @@
+"""Run files uploaded by the `wandb` sink, end to end: a real agent, the fake W&B
+backend (tests/fake-wandb) and real Python client processes.
+
+The judge: every file of the local run dir's files/ that W&B uploads (media,
+saved files) is held by the fake at the same path, byte for byte, PUT exactly
+once (the fake counts PUTs and replacements), and named in file_stream's
+`uploaded` list; config.yaml and wandb-summary.json are up too. Faults on the
+PUT (5xx, a reset mid-body, a stall, an expired URL) and an agent kill -9
+mid-upload change none of it."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import python_client_env
+from test_wandb import fake_server, fw, make_agent  # noqa: F401 (fixtures)
+
+PROJECT = "files-up"
+
+MEDIA = """
+    import numpy as np, trackd
+    run = trackd.init(project="{project}", id="{run_id}", console=False)
+    for epoch in range({epochs}):
+        img = (np.arange(16 * 24 * 3).reshape(16, 24, 3) * (epoch + 1)) % 256
+        run.log({{"loss": 1.0 / (epoch + 1),
+                 "sample": trackd.Image(img.astype(np.uint8), caption=f"epoch {{epoch}}"),
+                 "weights": trackd.Histogram(np.linspace(0, 1, 100) * (epoch + 1)),
+                 "preds": trackd.Table(columns=["id", "label"],
+                                       data=[[i, f"c{{i % 3}}"] for i in range(5 + epoch)])}})
+    run._save_bytes("ckpt/model.bin", bytes(range(256)) * {ckpt_kib} * 4, "now")
+    run.finish()
+"""
+
+
+def run_python(agent, script, timeout=120):
+    pytest.importorskip("numpy")
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
+                       env=python_client_env(agent.env), capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return r
+
+
+def start_python(agent, script):
+    pytest.importorskip("numpy")
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)],
+                            env=python_client_env(agent.env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def local_files(agent, run_id):
+    """{name: bytes} of the run dir's files/ that go up (all but the ones the
+    local store makes itself)."""
+    d = agent.query("run", run=run_id)["run"]["dir"]
+    root = os.path.join(d, "files")
+    out = {}
+    for base, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(base, n)
+            rel = os.path.relpath(p, root)
+            if rel in ("config.yaml", "wandb-summary.json", "output.log",
+                       "wandb-metadata.json"):
+                continue
+            with open(p, "rb") as f:
+                out[rel] = f.read()
+    return out
+
+
+def wait_files(fw, run_id, names, timeout=60):
+    def done():
+        try:
+            rf = fw.run_files(fw.entity, PROJECT, run_id, content=False)
+        except Exception:
+            return False
+        return set(names) <= set(rf["files"]) and set(names) <= set(rf["uploaded"])
+    fw.wait_for(done, timeout=timeout, interval=0.1, what=f"{run_id}'s files uploaded")
+    return fw.run_files(fw.entity, PROJECT, run_id, content=False)
+
+
+def check_once(fw, agent, run_id, timeout=60):
+    """Every local file is up byte for byte, PUT once, listed; the standard files too."""
+    agent.wait_for(lambda: agent.run_state(run_id) not in (None, "running"), timeout=timeout,
+                   what=f"{run_id} to end")
+    local = local_files(agent, run_id)
+    assert any(n.startswith("media/images/") for n in local)
+    assert any(n.startswith("media/table/") for n in local)
+    assert "ckpt/model.bin" in local
+    want = set(local) | {"config.yaml", "wandb-summary.json"}
+    rf = wait_files(fw, run_id, want, timeout)
+    for name, data in local.items():
+        assert fw.run_file_bytes(fw.entity, PROJECT, run_id, name) == data, name
+        f = rf["files"][name]
+        assert f["sha256"] == hashlib.sha256(data).hexdigest()
+        assert f["puts"] == 1, (name, f)
+    assert rf["replacements"] == 0, rf
+    # The summary uploaded is the run's (the one file_stream carries too).
+    summary = json.loads(fw.run_file_bytes(fw.entity, PROJECT, run_id, "wandb-summary.json"))
+    assert summary["loss"] == pytest.approx(local_summary_loss(agent, run_id))
+    config = fw.run_file_bytes(fw.entity, PROJECT, run_id, "config.yaml").decode()
+    assert config.startswith("wandb_version: 1")
+    # Each name is listed once it is up; a name listed twice would be harmless,
+    # but this sink lists each PUT once.
+    assert sorted(rf["uploaded"]) == sorted(set(rf["uploaded"])), rf["uploaded"]
+    return rf
+
+
+def local_summary_loss(agent, run_id):
+    d = agent.query("run", run=run_id)["run"]["dir"]
+    with open(os.path.join(d, "summary.json")) as f:
+        return json.load(f)["loss"]
+
+
+FAST = {"files_batch_delay": "200ms"}
+
+
+def test_media_and_saved_files_reach_the_fake_byte_for_byte(make_agent, fw):
+    agent = make_agent(**FAST)
+    run_python(agent, MEDIA.format(project=PROJECT, run_id="up1", epochs=3, ckpt_kib=4))
+    rf = check_once(fw, agent, "up1")
+    # Batched: far fewer CreateRunFiles calls than files.
+    assert rf["create_run_files"] <= 4, rf["create_run_files"]
+
+
+@pytest.mark.parametrize("fault", [
+    {"kind": "status", "status": 503, "count": 3},
+    {"kind": "status", "status": 500, "count": 2},
+    {"kind": "reset", "when": "mid_body", "count": 2},
+    {"kind": "hang", "hold": 5, "count": 1},
+    {"kind": "expired", "count": 2},
+], ids=["503", "500", "reset-mid-body", "stall", "403-expired"])
+def test_put_faults_every_file_arrives_once(make_agent, fw, fault):
+    agent = make_agent(**FAST)
+    fw.add_fault(path_prefix="/storage/", method="PUT", **fault)
+    run_python(agent, MEDIA.format(project=PROJECT, run_id="upf", epochs=2, ckpt_kib=64))
+    check_once(fw, agent, "upf", timeout=90)
+    assert sum(f["fired"] for f in fw.faults()["expired"] + fw.faults()["faults"]) >= 1
+
+
+def test_agent_kill9_mid_upload_no_file_twice_none_missed(make_agent, fw):
+    agent = make_agent(**FAST)
+    # Slow PUTs: the kill lands while files are going up.
+    fw.add_fault(path_prefix="/storage/", method="PUT", kind="delay", delay=0.5, count=-1)
+    run_python(agent, MEDIA.format(project=PROJECT, run_id="upk", epochs=6, ckpt_kib=4))
+    fw.wait_for(lambda: (fw.run_or_none(fw.entity, PROJECT, "upk", False) or {}) and
+                fw.run_files(fw.entity, PROJECT, "upk", content=False)["puts"] >= 2,
+                timeout=60, interval=0.05, what="some PUTs")
+    agent.proc.kill()
+    agent.proc.wait()
+    before = fw.run_files(fw.entity, PROJECT, "upk", content=False)
+    fw.clear_faults()
+    agent.start()
+    check_once(fw, agent, "upk", timeout=90)
+    assert before["puts"] >= 2
+
+
+def test_upstream_outage_mid_upload_resumes(make_agent, fw):
+    agent = make_agent(**FAST)
+    fw.add_fault(path_prefix="/storage/", method="PUT", kind="status", status=503,
+                 duration=3, after=2)
+    run_python(agent, MEDIA.format(project=PROJECT, run_id="upo", epochs=4, ckpt_kib=4))
+    check_once(fw, agent, "upo", timeout=90)
+
+
+def test_unchanged_file_is_not_uploaded_twice(make_agent, fw):
+    """The same content saved again under the same name: one PUT."""
+    agent = make_agent(**FAST)
+    run_python(agent, f"""
+        import trackd
+        run = trackd.init(project="{PROJECT}", id="upd", console=False)
+        run._save_bytes("same.txt", b"x" * 100, "now")
+        run.log({{"a": 1}})
+        run._save_bytes("same.txt", b"x" * 100, "now")
+        run._save_bytes("changed.txt", b"v1", "now")
+        run.log({{"a": 2}})
+        run._save_bytes("changed.txt", b"v2", "now")
+        run.finish()
+    """)
+    agent.wait_for(lambda: agent.run_state("upd") not in (None, "running"), timeout=60,
+                   what="upd to end")
+    rf = wait_files(fw, "upd", {"same.txt", "changed.txt", "config.yaml"})
+    assert rf["files"]["same.txt"]["puts"] == 1
+    assert fw.run_file_bytes(fw.entity, PROJECT, "upd", "changed.txt") == b"v2"
+    assert rf["files"]["changed.txt"]["puts"] <= 2
