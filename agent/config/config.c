@@ -184,6 +184,9 @@ static const struct key keys[] = {
      .offset = FIELD(limits.max_records_per_batch, uint64_t),
      .def_num = TRACKD_DEFAULT_MAX_RECORDS_PER_BATCH,
      .min = 1,
+     /* The wandb sink places a record by (log index, position in its batch)
+      * in 20 bits (wb_file_position). */
+     .max = (1u << 20) - 1,
      .help = "records in one batch"},
     {.path = "limits.max_items_per_record",
      .reload = true,

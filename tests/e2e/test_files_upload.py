@@ -182,7 +182,9 @@ def test_unchanged_file_is_not_uploaded_twice(make_agent, fw):
     """)
     agent.wait_for(lambda: agent.run_state("upd") not in (None, "running"), timeout=60,
                    what="upd to end")
-    rf = wait_files(fw, "upd", {"same.txt", "changed.txt", "config.yaml"})
+    wait_files(fw, "upd", {"same.txt", "changed.txt", "config.yaml"})
+    fw.wait_for(lambda: fw.run_file_bytes(fw.entity, PROJECT, "upd", "changed.txt") == b"v2",
+                timeout=30, interval=0.1, what="changed.txt's second content")
+    rf = fw.run_files(fw.entity, PROJECT, "upd", content=False)
     assert rf["files"]["same.txt"]["puts"] == 1
-    assert fw.run_file_bytes(fw.entity, PROJECT, "upd", "changed.txt") == b"v2"
     assert rf["files"]["changed.txt"]["puts"] <= 2

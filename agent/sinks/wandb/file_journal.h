@@ -24,8 +24,9 @@
  * Events (the content of a file is identified by its MD5, as W&B's client
  * skips a file whose base64 MD5 equals the last uploaded one; the SHA-256 names
  * the blob it is read from):
- *   WANT    the run wants `name` up with this content, as of log index `index`
- *           (the record that named it; 0 for files the sink makes itself).
+ *   WANT    the run wants `name` up with this content, as of `index`, the
+ *           place in the log of the record that named it (increasing along
+ *           the log; 0 for files the sink makes itself).
  *           Ignored when this content is already wanted, and when index is at
  *           or below the index of the WANT that holds the entry: a record
  *           replayed after a restart (the log is re-read from the run's hold)
@@ -69,7 +70,7 @@ struct wb_file_event {
 	uint8_t op, source;
 	const char *name; /* borrowed; a valid run file name */
 	uint64_t size;
-	uint64_t index; /* WANT: the log index of the record (0: made by the sink) */
+	uint64_t index; /* WANT: the record's place in the log (0: made by the sink) */
 	uint8_t sha256[32];
 	uint8_t md5[16];
 };

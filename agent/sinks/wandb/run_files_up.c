@@ -80,6 +80,10 @@ static struct wb_files *journal_open(struct wandb_sink *s, struct wb_run *wr, bo
 		return NULL;
 	}
 	rf->open = true;
+	/* Work left from before a restart goes at once (after the UpsertBucket). */
+	for (size_t i = 0; i < rf->t.n && !rf->due_at; i++)
+		if (wb_file_needs_put(&rf->t.v[i]))
+			rf->due_at = clock_mono_us();
 	return &rf->t;
 }
 
@@ -370,13 +374,21 @@ void wb_files_forget(struct wandb_sink *s, struct wb_run *wr)
 
 /* ---- CreateRunFiles --------------------------------------------------------------------- */
 
-static void backoff(struct wandb_sink *s, struct wb_file *f, int64_t now)
+/* The run's next batch is due at `at` at the latest. */
+static void wake(struct wb_run *wr, int64_t at)
+{
+	if (!wr->files.due_at || at < wr->files.due_at)
+		wr->files.due_at = at;
+}
+
+static void backoff(struct wandb_sink *s, struct wb_run *wr, struct wb_file *f, int64_t now)
 {
 	uint64_t delay =
 	    wb_backoff_ms(f->attempts, s->opts.retry_min_ms, s->opts.retry_max_ms, wb_uniform(s));
 	if (f->attempts < UINT32_MAX)
 		f->attempts++;
 	f->retry_at = now + (int64_t)delay * 1000;
+	wake(wr, f->retry_at);
 }
 
 static void start_batch(struct wandb_sink *s, struct wb_run *wr, int64_t now)
@@ -483,12 +495,12 @@ static void batch_done(struct wandb_sink *s, struct wb_run *wr, struct wb_transf
 			continue;
 		}
 		if (v != WB_OK || !res->files[k].has_url || s->put_queued >= WB_PUT_QUEUE_MAX) {
-			backoff(s, f, now);
+			backoff(s, wr, f, now);
 			continue;
 		}
 		struct wb_put_item *it = &s->put_queue[s->put_queued];
 		if (!(it->url = strdup(res->files[k].upload_url))) {
-			backoff(s, f, now);
+			backoff(s, wr, f, now);
 			continue;
 		}
 		it->wr = wr;
@@ -578,7 +590,7 @@ static void start_put(struct wandb_sink *s, struct wb_put_item *it, size_t slot)
 		close(fd);
 		f->busy = false;
 		wr->files.puts--;
-		backoff(s, f, clock_mono_us());
+		backoff(s, wr, f, clock_mono_us());
 		return;
 	}
 	t->put_file = it->file;
@@ -598,8 +610,10 @@ static void put_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode resul
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
 	/* The file changed while it was going up: this PUT is of an older content
 	 * (W&B schedules one more upload): the new content goes by itself. */
-	if (memcmp(f->md5, t->put_md5, 16) != 0)
+	if (memcmp(f->md5, t->put_md5, 16) != 0) {
+		wake(wr, now);
 		return;
+	}
 	switch (wb_classify_put(status)) {
 	case WB_PUT_OK: {
 		struct wb_file_event ev = {.op = WB_FILE_PUT, .name = f->name};
@@ -625,19 +639,18 @@ static void put_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode resul
 	case WB_PUT_RENEW_URL:
 		/* The signed URL expired: a new one at once. */
 		f->retry_at = 0;
-		wr->files.due_at = now;
+		wake(wr, now);
 		log_info("wandb: run %s: upload URL of %.200s expired; asking again", wr->id,
 		         f->name);
 		return;
 	case WB_PUT_RETRY:
-		backoff(s, f, now);
+		backoff(s, wr, f, now);
 		if (f->attempts == 1 || f->attempts % 10 == 0)
 			log_warn(
 			    "wandb: run %s: upload of %.200s failed (%s%ld) (attempt %u); retrying",
 			    wr->id, f->name,
 			    status ? "HTTP " : "no answer: ", status ? status : (long)result,
 			    f->attempts);
-		wr->files.due_at = f->retry_at;
 		return;
 	case WB_PUT_PERMANENT: {
 		char why[64];

@@ -189,6 +189,7 @@ struct wandb_sink {
 	uint64_t processed_index, committed_index;
 	uint64_t rewind_to;    /* WB_NO_HOLD: none pending */
 	uint64_t entries_read; /* counts every entry read, re-reads too: names an entry */
+	size_t record_pos;     /* of the record being applied, in its entry's batch */
 	uint64_t buffered;     /* bytes of unacknowledged lines, all runs */
 	bool paused;           /* reading waits for memory: runs send what they have now */
 	int64_t gate_until;    /* monotonic µs: no request starts before (rate limits) */
@@ -254,6 +255,12 @@ void wb_trim_slashes(char *url);
  *   wb_files_forget: the run is done: its journal closes. */
 #define WB_PUT_QUEUE_MAX  (4 * WB_RUN_FILES_BATCH)
 #define WB_UPLOADED_NAMES 64 /* names in one file_stream `uploaded` list */
+/* A record's place in the log for the file journal's WANT index: entries hold
+ * batches of records, and two records of one batch may name the same file. */
+static inline uint64_t wb_file_position(uint64_t log_index, size_t record_pos)
+{
+	return log_index << 20 | (record_pos < (1u << 20) - 1 ? record_pos : (1u << 20) - 1);
+}
 void wb_files_note_record(struct wandb_sink *s, struct wb_run *wr, const Trackd__V1__Record *rec,
                           uint64_t index);
 void wb_files_note_end(struct wandb_sink *s, struct wb_run *wr);

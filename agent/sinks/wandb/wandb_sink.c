@@ -588,7 +588,7 @@ static void apply_record(struct wandb_sink *s, const Trackd__V1__Record *rec,
 	 * (complete_crashed, sync) gets `complete` again with it, which the backend
 	 * takes as the final state (WANDB-UPSTREAM.md). */
 	/* The record's files (media, saved files) are wanted up, durably. */
-	wb_files_note_record(s, wr, rec, o->index);
+	wb_files_note_record(s, wr, rec, wb_file_position(o->index, s->record_pos));
 	if ((was_running && r->state != RUN_RUNNING) || fx.settled) {
 		wr->end_gen++;
 		wb_files_note_end(s, wr);
@@ -609,8 +609,10 @@ static void apply_entry(struct wandb_sink *s, uint64_t index, const void *data, 
 	                          .pid = e->peer_pid,
 	                          .recv_time_us = e->recv_time_us};
 	s->entries_read++;
-	for (size_t i = 0; i < e->batch->n_records; i++)
+	for (size_t i = 0; i < e->batch->n_records; i++) {
+		s->record_pos = i;
 		apply_record(s, e->batch->records[i], &o);
+	}
 	trackd__v1__log_entry__free_unpacked(e, NULL);
 }
 
