@@ -70,6 +70,30 @@
  *   cursor; records at or below a run's snapshot index are skipped for it, so
  *   exactly the unacknowledged lines are derived again, with the same offsets.
  *
+ * Run files (run_files_up.c, WANDB-FEATURES.md §2.1)
+ *   Media and saved files a record names (run_record_files, the local sink's
+ *   rule) are held in the blob store for the sink (blobs_hold, holder
+ *   "wandb-<run>") and WANTed in the run's file journal (file_journal.h,
+ *   runs/<name>.files) as the record is applied; at the run's end config.yaml
+ *   and wandb-summary.json are written under files/wandb-<run>/ and WANTed
+ *   too. Names go to CreateRunFiles in batches (WB_RUN_FILES_BATCH; new files
+ *   wait `files_batch_delay`, an ended run's go at once; one call in flight
+ *   per run), then each file is PUT to its signed URL with the batch's
+ *   uploadHeaders (`max_parallel_uploads` at once, all runs; read from the
+ *   held blob in curl's pieces). A 2xx is journalled (PUT) and the hold
+ *   dropped; the next file_stream request lists the name in `uploaded`, and
+ *   its acknowledgement is journalled (LISTED). Content unchanged since its
+ *   last PUT (same MD5) is not PUT again. Retries: no answer, 408, 429, 5xx
+ *   but 501 → the file's own backoff, then a new URL; 403 → a new URL at once;
+ *   a permanent answer or a lost blob gives that content up (files_failed).
+ *   The journal is the durable state, independent of the run's snapshot:
+ *   after a restart an ended run with files left is loaded again, replayed
+ *   records add nothing (WANT carries the record's place in the log), and
+ *   only the PUT whose 2xx came just before a kill -9 can be repeated.
+ *   A run stays in memory until its files are up and listed; then its holds
+ *   go (blobs_release_all). Not uploaded yet: output.log, wandb-metadata.json,
+ *   offline runs' files (sync).
+ *
  * Failures
  *   Every request has a connect timeout, a total timeout and a stall limit
  *   (under 64 B/s for `stall_timeout`). Retryable failures (no response, 408,
