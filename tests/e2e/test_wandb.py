@@ -254,7 +254,12 @@ def test_runs_upload_like_the_local_store(make_agent, fw):
     st = wandb_state(agent)
     assert st["counters"]["requests_ok"] >= 4 and st["counters"]["requests_failed"] == 0
     # Keep-alive: a handful of connections carry every request.
-    assert fw.stats()["connections"] <= 2 < st["counters"]["requests_ok"], fw.stats()
+    # Keep-alive: the API requests share a connection or two; run file PUTs
+    # (config.yaml, wandb-summary.json at the end) have their own slots
+    # (max_parallel_uploads, 4), each at most one connection.
+    fs = fw.stats()
+    assert fs["connections"] <= 2 + min(4, fs.get("file_puts", 0)) < \
+        2 + st["counters"]["requests_ok"], fs
     # The secret stays secret.
     status = subprocess.run([BIN["trackctl"], "status", "--json"], env=agent.env,
                             capture_output=True, text=True).stdout

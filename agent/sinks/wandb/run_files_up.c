@@ -36,7 +36,9 @@
 #include "paths.h"
 #include "run_files.h"
 #include "store.h"
+#include "store_layout.h"
 
+#include <json.h>
 #include <openssl/evp.h>
 
 #include <errno.h>
@@ -238,7 +240,7 @@ static void spool(struct wandb_sink *s, struct wb_run *wr, const char *name, con
 
 void wb_files_note_end(struct wandb_sink *s, struct wb_run *wr)
 {
-	if (wr->sync || !wr->run)
+	if (!wr->run || !s->opts.blobs)
 		return;
 	struct buf b;
 	buf_init(&b, s->opts.max_buffer_bytes + (64u << 20));
@@ -250,11 +252,61 @@ void wb_files_note_end(struct wandb_sink *s, struct wb_run *wr)
 	buf_fini(&b);
 }
 
+/* A line of files.jsonl longer than this is not the local sink's. */
+#define MANIFEST_LINE_MAX (TRACKD_MAX_FILE_NAME_BYTES * 6 + 512)
+
+void wb_files_note_local(struct wandb_sink *s, struct wb_run *wr, const char *dir)
+{
+	if (!s->opts.blobs || !wr->uid_known)
+		return;
+	char path[4400];
+	snprintf(path, sizeof path, "%s/%s", dir, RUN_FILES_MANIFEST);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return; /* a run without files */
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	uint64_t number = 0;
+	struct note_ctx c = {.s = s, .wr = wr};
+	while ((n = getline(&line, &cap, f)) > 0) {
+		number++;
+		if ((size_t)n > MANIFEST_LINE_MAX)
+			continue;
+		struct json_object *root = NULL, *name, *sha;
+		char err[128];
+		if (wb_json_parse(line, (size_t)n, &root, err, sizeof err) != 0)
+			continue;
+		uint8_t digest[32];
+		if (json_object_object_get_ex(root, "name", &name) &&
+		    json_object_object_get_ex(root, "sha256", &sha) &&
+		    json_object_is_type(name, json_type_string) &&
+		    json_object_is_type(sha, json_type_string) &&
+		    files_name_valid(json_object_get_string(name),
+		                     (size_t)json_object_get_string_len(name)) &&
+		    files_parse_digest(json_object_get_string(sha),
+		                       (size_t)json_object_get_string_len(sha), digest)) {
+			/* The line number places it: files.jsonl is only appended to,
+			 * and its last line of a name wins, as in `trackctl files`. */
+			c.index = number;
+			note_file(&c, json_object_get_string(name), digest, "file");
+		}
+		json_object_put(root);
+	}
+	free(line);
+	fclose(f);
+	wb_files_note_end(s, wr);
+}
+
 /* ---- what is left ----------------------------------------------------------------------- */
 
 bool wb_files_pending(struct wandb_sink *s, struct wb_run *wr)
 {
-	if (!s->opts.blobs || wr->sync)
+	if (!s->opts.blobs)
 		return false;
 	struct wb_files *t = journal_open(s, wr, false);
 	if (!t)
@@ -265,10 +317,20 @@ bool wb_files_pending(struct wandb_sink *s, struct wb_run *wr)
 	return false;
 }
 
+bool wb_files_unput(struct wandb_sink *s, struct wb_run *wr)
+{
+	if (!s->opts.blobs || !wr->files.open)
+		return false;
+	for (size_t i = 0; i < wr->files.t.n; i++)
+		if (wb_file_needs_put(&wr->files.t.v[i]))
+			return true;
+	return false;
+}
+
 int wb_files_listing(struct wandb_sink *s, struct wb_run *wr, const char **names, size_t max,
                      struct wb_transfer *t)
 {
-	if (!s->opts.blobs || wr->sync || !wr->files.open)
+	if (!s->opts.blobs || !wr->files.open)
 		return 0;
 	struct wb_files *j = &wr->files.t;
 	size_t n = 0;
@@ -701,5 +763,16 @@ void wb_files_schedule(struct wandb_sink *s, int64_t now)
 		memset(&s->put_queue[s->put_queued], 0, sizeof *s->put_queue);
 		start_put(s, &it, slot);
 		put_item_free(&it);
+	}
+}
+
+void wb_files_bytes(const struct wb_run *wr, uint64_t *up, uint64_t *total)
+{
+	*up = *total = 0;
+	for (size_t i = 0; wr->files.open && i < wr->files.t.n; i++) {
+		const struct wb_file *f = &wr->files.t.v[i];
+		*total += f->size;
+		if (!wb_file_needs_put(f))
+			*up += f->size;
 	}
 }

@@ -310,6 +310,9 @@ static int load_job(struct wandb_sink *s, struct wb_run *wr)
 	wr->retry_at = 0;
 	wr->last_error[0] = '\0';
 	wr->phase = WB_ATTACHED;
+	/* Its files (media, saved, config.yaml, wandb-summary.json) go up too;
+	 * the job is synced once they are up and listed. */
+	wb_files_note_local(s, wr, j->dir);
 	return TRACKD_OK;
 }
 
@@ -445,7 +448,8 @@ void wb_sync_acked(struct wandb_sink *s, struct wb_run *wr, const struct wb_tran
 	j->e_acked += t->out.events_bytes;
 	if (wr->end_acked == wr->end_gen && wb_sync_exhausted(wr) && wr->hist.len == wr->h_head &&
 	    wr->cons.len == wr->c_head && wr->evts.len == wr->e_head &&
-	    wr->sum_acked == wr->sum_gen && wr->meta_acked == wr->meta_gen) {
+	    wr->sum_acked == wr->sum_gen && wr->meta_acked == wr->meta_gen &&
+	    !wb_files_pending(s, wr)) {
 		j->synced = true;
 		j->done_us = clock_mono_us();
 	}
@@ -508,8 +512,12 @@ static int progress(struct wandb_sink *s, const struct wb_run *wr, bool already,
 	SET(rows_total, j->h_total_lines);
 	SET(console_lines, wr->c_done);
 	SET(console_total, j->c_total_lines);
-	SET(bytes, j->h_acked + j->c_acked + j->e_acked);
-	SET(bytes_total, j->h_total_bytes + j->c_total_bytes + j->e_total_bytes);
+	/* Bytes count the run's files too: a run of large checkpoints shows
+	 * its upload moving. */
+	uint64_t files_up, files_total;
+	wb_files_bytes(wr, &files_up, &files_total);
+	SET(bytes, j->h_acked + j->c_acked + j->e_acked + files_up);
+	SET(bytes_total, j->h_total_bytes + j->c_total_bytes + j->e_total_bytes + files_total);
 	SET(lines_skipped, wr->h_skipped + wr->c_skipped + wr->e_skipped);
 	SET(attempts, wr->attempts);
 	SET(last_status, wr->last_status);

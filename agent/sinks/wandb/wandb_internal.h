@@ -264,12 +264,18 @@ static inline uint64_t wb_file_position(uint64_t log_index, size_t record_pos)
 void wb_files_note_record(struct wandb_sink *s, struct wb_run *wr, const Trackd__V1__Record *rec,
                           uint64_t index);
 void wb_files_note_end(struct wandb_sink *s, struct wb_run *wr);
+/* A sync job's files: the local run dir's files.jsonl (blobs by digest from the
+ * run owner's store), then config.yaml and wandb-summary.json of its run. */
+void wb_files_note_local(struct wandb_sink *s, struct wb_run *wr, const char *dir);
+/* Bytes of the run's files up, and of all its files wanted (sync progress). */
+void wb_files_bytes(const struct wb_run *wr, uint64_t *up, uint64_t *total);
 void wb_files_schedule(struct wandb_sink *s, int64_t now);
 void wb_files_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode result, int64_t now);
 int wb_files_listing(struct wandb_sink *s, struct wb_run *wr, const char **names, size_t max,
                      struct wb_transfer *t);
 void wb_files_listed(struct wandb_sink *s, struct wb_run *wr, const struct wb_transfer *t);
 bool wb_files_pending(struct wandb_sink *s, struct wb_run *wr);
+bool wb_files_unput(struct wandb_sink *s, struct wb_run *wr); /* some file still to PUT */
 void wb_files_drop(struct wandb_sink *s, struct wb_run *wr);
 void wb_files_forget(struct wandb_sink *s, struct wb_run *wr);
 double wb_uniform(struct wandb_sink *s);

@@ -827,7 +827,8 @@ static int start_stream(struct wandb_sink *s, struct wb_run *wr, bool heartbeat,
 			in.summary_len = summary.data ? summary.len : 2;
 		}
 		/* A sync job ends when the last line of its files has gone. */
-		final = wr->end_gen != wr->end_acked && (!wr->sync || wb_sync_exhausted(wr));
+		final = wr->end_gen != wr->end_acked && (!wr->sync || wb_sync_exhausted(wr)) &&
+		        !wb_files_unput(s, wr);
 		in.complete = final && complete_for(s, wr, &in.exitcode);
 	}
 	const char *uploaded[WB_UPLOADED_NAMES];
@@ -919,9 +920,12 @@ static enum action next_action(struct wandb_sink *s, struct wb_run *wr, int64_t 
 		wr->end_acked = wr->end_gen;
 		count(&s->runs_finished, 1);
 	}
-	/* Files PUT since the last request are listed in `uploaded`. */
-	bool data = lines_pending(wr) || wr->sum_gen != wr->sum_acked ||
-	            wr->end_gen != wr->end_acked || wb_files_listing(s, wr, NULL, 0, NULL) > 0;
+	/* Files PUT since the last request are listed in `uploaded`; the end
+	 * (complete) waits until every file is up, as W&B's client finishes its
+	 * file_stream after its uploads: the last request lists the last files. */
+	bool end_due = wr->end_gen != wr->end_acked && !wb_files_unput(s, wr);
+	bool data = lines_pending(wr) || wr->sum_gen != wr->sum_acked || end_due ||
+	            wb_files_listing(s, wr, NULL, 0, NULL) > 0;
 	if (data) {
 		if (end || wr->more || s->paused ||
 		    now - wr->last_stream_at >= (int64_t)o->transmit_interval_ms * 1000)
@@ -1155,9 +1159,9 @@ static void stream_done(struct wandb_sink *s, struct wb_run *wr, struct wb_trans
 	}
 	if (t->capture && write_state(s, wr, t->capture, t->capture_len) == 0)
 		made_durable(wr, t->capture_index);
+	wb_files_listed(s, wr, t); /* before: a sync job is synced once its files are */
 	if (wr->sync)
 		wb_sync_acked(s, wr, t);
-	wb_files_listed(s, wr, t);
 	succeeded(s, wr, t);
 }
 
