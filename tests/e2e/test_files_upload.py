@@ -188,3 +188,26 @@ def test_unchanged_file_is_not_uploaded_twice(make_agent, fw):
     rf = fw.run_files(fw.entity, PROJECT, "upd", content=False)
     assert rf["files"]["same.txt"]["puts"] == 1
     assert rf["files"]["changed.txt"]["puts"] <= 2
+
+
+def test_trackctl_sync_uploads_an_offline_runs_files(make_agent, fw):
+    from conftest import BIN
+    agent = make_agent(**FAST)
+    script = MEDIA.format(project=PROJECT, run_id="upsync", epochs=2, ckpt_kib=16)
+    run_python(agent, script.replace('console=False', 'console=False, mode="offline"'))
+    agent.wait_for(lambda: agent.run_state("upsync") not in (None, "running"), timeout=60,
+                   what="upsync to end")
+    time.sleep(0.5)
+    assert fw.run_or_none(fw.entity, PROJECT, "upsync", False) is None, "offline: not uploaded"
+    r = subprocess.run([BIN["trackctl"], "sync", "upsync"], env=agent.env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rf = check_once(fw, agent, "upsync")
+    # Synced means the files are up and listed, and the progress counted their bytes.
+    assert rf["files"]["ckpt/model.bin"]["size"] == 16 * 1024
+    # A second sync finds it synced: nothing PUT again.
+    r = subprocess.run([BIN["trackctl"], "sync", "upsync"], env=agent.env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    again = fw.run_files(fw.entity, PROJECT, "upsync", content=False)
+    assert again["puts"] == rf["puts"] and again["replacements"] == 0

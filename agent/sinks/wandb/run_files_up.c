@@ -747,8 +747,7 @@ void wb_files_schedule(struct wandb_sink *s, int64_t now)
 		struct wb_run *wr = s->runs[i];
 		struct wb_run_files *rf = &wr->files;
 		if (!rf->open || rf->crf || !rf->due_at || wr->phase != WB_ATTACHED ||
-		    !wr->upserted || wr->sync ||
-		    s->put_queued + WB_RUN_FILES_BATCH > WB_PUT_QUEUE_MAX)
+		    !wr->upserted || s->put_queued + WB_RUN_FILES_BATCH > WB_PUT_QUEUE_MAX)
 			continue;
 		/* An ended run's files go at once: nothing more will join them. */
 		if (now >= rf->due_at || (wr->run && wr->run->state != RUN_RUNNING))
