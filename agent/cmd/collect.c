@@ -179,6 +179,13 @@ static void collect_wandb(wandb_sink *ws, struct metrics_writer *w)
 	    "history or console lines too long to upload, skipped", st.lines_skipped);
 	one(w, "trackd_wandb_buffered_bytes", "gauge",
 	    "bytes of lines waiting for the backend's acknowledgement", st.buffered_bytes);
+	one(w, "trackd_wandb_files_uploaded_total", "counter",
+	    "run files (media, saved, config.yaml, wandb-summary.json) uploaded",
+	    st.files_uploaded);
+	one(w, "trackd_wandb_files_failed_total", "counter",
+	    "run files given up (a permanent answer, or their content gone)", st.files_failed);
+	one(w, "trackd_wandb_file_bytes_sent_total", "counter", "bytes of run files uploaded",
+	    st.file_bytes_sent);
 }
 
 void collect_metrics(const struct collect_sources *src, struct metrics_writer *w)

@@ -124,6 +124,10 @@ def test_media_and_saved_files_reach_the_fake_byte_for_byte(make_agent, fw):
     rf = check_once(fw, agent, "up1")
     # Batched: far fewer CreateRunFiles calls than files.
     assert rf["create_run_files"] <= 4, rf["create_run_files"]
+    # The sink's counters say the same (status query and /metrics).
+    c = agent.query("wandb")["counters"]
+    assert c["files_uploaded"] == len(rf["files"]) and c["files_failed"] == 0, c
+    assert c["file_bytes_sent"] == sum(f["size"] for f in rf["files"].values()), c
 
 
 @pytest.mark.parametrize("fault", [

@@ -96,6 +96,10 @@ static int query_status(struct wandb_sink *s, uint32_t uid, bool admin,
 	COUNTER(requests_retried, atomic_load(&s->requests_retried));
 	COUNTER(lines_sent, atomic_load(&s->lines_sent));
 	COUNTER(runs_finished, atomic_load(&s->runs_finished));
+	COUNTER(files_uploaded, atomic_load(&s->files_uploaded));
+	COUNTER(files_failed, atomic_load(&s->files_failed));
+	COUNTER(file_bytes_sent, atomic_load(&s->file_bytes_sent));
+	COUNTER(uploads_in_flight, s->puts_in_flight);
 #undef COUNTER
 	if (s->n_runs && !(out->runs = malloc(s->n_runs * sizeof *out->runs)))
 		return TRACKD_ENOMEM;
