@@ -36,6 +36,7 @@ void wb_files_fini(struct wb_files *t)
 		free(t->v[i].name);
 	free(t->v);
 	free(t->index);
+	free(t->path);
 	if (t->fd >= 0)
 		close(t->fd);
 	wb_files_init(t);
@@ -364,6 +365,10 @@ int wb_files_open(struct wb_files *t, const char *dir, const char *run_id)
 		rv = TRACKD_EIO;
 		goto fail;
 	}
+	if (!(t->path = strdup(path))) {
+		rv = TRACKD_ENOMEM;
+		goto fail;
+	}
 	t->fd = fd;
 	return TRACKD_OK;
 fail:
@@ -396,7 +401,26 @@ int wb_files_record(struct wb_files *t, const struct wb_file_event *ev)
 		return TRACKD_EIO;
 	}
 	t->events++;
-	return apply_checked(t, ev, e);
+	if ((rv = apply_checked(t, ev, e)) != 0)
+		return rv;
+	/* A file that keeps changing (policy "live") would grow the journal
+	 * without bound: past four events a file it is rewritten with what the
+	 * table needs (the event above is durable already; a failed rewrite
+	 * leaves the journal as it was, valid). */
+	if (t->events > COMPACT_MIN_EVENTS && t->events > 4 * (uint64_t)t->n && t->path) {
+		size_t need = events_needed(t);
+		if (t->events > 2 * need && compact(t, t->path) == 0) {
+			int fd = open(t->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+			if (fd >= 0 && lseek(fd, 0, SEEK_END) >= 0) {
+				close(t->fd);
+				t->fd = fd;
+				t->events = need;
+			} else if (fd >= 0) {
+				close(fd);
+			}
+		}
+	}
+	return TRACKD_OK;
 }
 
 bool wb_files_exists(const char *dir, const char *run_id)

@@ -19,7 +19,9 @@
  *   event when the journal is opened: events are appended only, so nothing
  *   before it is lost. The journal is compacted (one event per fact, written
  *   atomically) when it is opened and holds more than twice the events its
- *   table needs.
+ *   table needs, and while it is written once it holds more than four events
+ *   a file (and over 1024): it stays within about 4 × files events, which
+ *   bounds what an open reads.
  *
  * Events (the content of a file is identified by its MD5, as W&B's client
  * skips a file whose base64 MD5 equals the last uploaded one; the SHA-256 names
@@ -98,6 +100,7 @@ struct wb_files {
 	size_t index_cap;
 	size_t events; /* events in the journal (for compaction) */
 	int fd;        /* the journal, open for appends; -1 = none */
+	char *path;    /* of the journal (owned), for compaction */
 };
 
 void wb_files_init(struct wb_files *t);
