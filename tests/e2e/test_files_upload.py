@@ -128,6 +128,11 @@ def test_media_and_saved_files_reach_the_fake_byte_for_byte(make_agent, fw):
     c = agent.query("wandb")["counters"]
     assert c["files_uploaded"] == len(rf["files"]) and c["files_failed"] == 0, c
     assert c["file_bytes_sent"] == sum(f["size"] for f in rf["files"].values()), c
+    # Holds go as files go up (blobs.h): nothing is held for the sink any more.
+    held = [os.path.join(b, n) for b, _, ns in os.walk(os.path.join(agent.state_dir, "blobs"))
+            if "/held/" in b + "/" for n in ns]
+    agent.wait_for(lambda: not [p for p in held if os.path.exists(p)], timeout=10,
+                   what="the sink's blob holds to be released")
 
 
 @pytest.mark.parametrize("fault", [
@@ -215,3 +220,33 @@ def test_trackctl_sync_uploads_an_offline_runs_files(make_agent, fw):
     assert r.returncode == 0, r.stdout + r.stderr
     again = fw.run_files(fw.entity, PROJECT, "upsync", content=False)
     assert again["puts"] == rf["puts"] and again["replacements"] == 0
+
+
+def test_example_train_py_files_reach_the_fake_as_in_the_run_dir(make_agent, fw):
+    """The issue's "done when": examples/train.py logs an image, a histogram and
+    a table per epoch; the fake backend holds the files with W&B's paths, byte
+    for byte as the local run dir, and the rows with W&B's objects."""
+    agent = make_agent(**FAST)
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "train.py")
+    env = dict(python_client_env(agent.env), TRACKD_PROJECT=PROJECT)
+    r = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    runs = [x for x in agent.query("runs")["runs"] if x.get("history_lines") == 10]
+    assert len(runs) == 1, runs
+    run_id = runs[0]["id"]
+    agent.wait_for(lambda: agent.run_state(run_id) not in (None, "running"), timeout=60,
+                   what="the loop's run to end")
+    local = local_files(agent, run_id)
+    assert len(local) == 20 and all(n.startswith("media/") for n in local), sorted(local)
+    rf = wait_files(fw, run_id, set(local) | {"config.yaml", "wandb-summary.json"})
+    for name, data in local.items():
+        assert fw.run_file_bytes(fw.entity, PROJECT, run_id, name) == data, name
+        assert rf["files"][name]["puts"] == 1
+    up = fw.run(fw.entity, PROJECT, run_id)
+    d = agent.query("run", run=run_id)["run"]["dir"]
+    with open(os.path.join(d, "history.jsonl")) as f:
+        assert up["history"] == f.read().splitlines()
+    rows = [json.loads(x) for x in up["history"]]
+    assert all(row["sample"]["_type"] == "image-file" and row["sample"]["path"] in local
+               for row in rows)
