@@ -843,6 +843,14 @@ static int start_stream(struct wandb_sink *s, struct wb_run *wr, bool heartbeat,
 	struct wb_stream_out out;
 	if (!rv)
 		rv = wb_build_file_stream(&in, &body, &out);
+	/* An `uploaded` list too long for one request alone (long names, a small
+	 * max_request_bytes): fewer names, the rest go with later requests. */
+	while (rv == TRACKD_ETOOBIG && in.n_uploaded > 1) {
+		in.n_uploaded /= 2;
+		listing.n_listed = in.n_uploaded;
+		buf_reset(&body);
+		rv = wb_build_file_stream(&in, &body, &out);
+	}
 	buf_fini(&summary);
 	uint8_t *capture = NULL;
 	size_t capture_len = 0;
