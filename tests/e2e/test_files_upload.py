@@ -237,7 +237,8 @@ def test_trackctl_sync_uploads_an_offline_runs_files(make_agent, fw):
     from conftest import BIN
     agent = make_agent(**FAST)
     script = MEDIA.format(project=PROJECT, run_id="upsync", epochs=2, ckpt_kib=16)
-    run_python(agent, script.replace('console=False', 'console=False, mode="offline"'))
+    script = script.replace('console=False', 'mode="offline"')
+    run_python(agent, script.replace("run.finish()", "print('console line'); run.finish()"))
     agent.wait_for(lambda: agent.run_state("upsync") not in (None, "running"), timeout=60,
                    what="upsync to end")
     time.sleep(0.5)
@@ -246,6 +247,16 @@ def test_trackctl_sync_uploads_an_offline_runs_files(make_agent, fw):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     rf = check_once(fw, agent, "upsync")
+    # The run's environment and console go up too, as the local store has them.
+    d = agent.query("run", run="upsync")["run"]["dir"]
+    for name in ("wandb-metadata.json", "output.log"):
+        p = os.path.join(d, name)
+        if name == "output.log" and not os.path.exists(p):
+            continue
+        with open(p, "rb") as f:
+            want = f.read()
+        wait_files(fw, "upsync", {name})
+        assert fw.run_file_bytes(fw.entity, PROJECT, "upsync", name) == want, name
     # Synced means the files are up and listed, and the progress counted their bytes.
     assert rf["files"]["ckpt/model.bin"]["size"] == 16 * 1024
     # A second sync finds it synced: nothing PUT again.

@@ -32,6 +32,7 @@
 #include "clock.h"
 #include "errors.h"
 #include "fs.h"
+#include "local_store.h"
 #include "log.h"
 #include "paths.h"
 #include "run_files.h"
@@ -41,6 +42,7 @@
 #include <json.h>
 #include <openssl/evp.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -131,6 +133,13 @@ static void record(struct wandb_sink *s, struct wb_run *wr, const struct wb_file
 		log_error("wandb: run %s: file %.200s: cannot journal its upload state: %s", wr->id,
 		          ev->name, trackd_strerror(rv));
 	}
+}
+
+/* The run's next batch is due at `at` at the latest. */
+static void wake(struct wb_run *wr, int64_t at)
+{
+	if (!wr->files.due_at || at < wr->files.due_at)
+		wr->files.due_at = at;
 }
 
 /* ---- files wanted ------------------------------------------------------------------------ */
@@ -238,6 +247,77 @@ static void spool(struct wandb_sink *s, struct wb_run *wr, const char *name, con
 		wr->files.due_at = clock_mono_us();
 }
 
+/* The spool file of content md5 of the run. */
+static void spool_path(struct wandb_sink *s, struct wb_run *wr, const uint8_t md5[16], char *out,
+                       size_t len)
+{
+	char hex[33];
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md5[i]);
+	snprintf(out, len, "%s/%s/%s", s->files_dir, wr->files.holder, hex);
+}
+
+/* Like spool, from the first `size` bytes of a local store file (a sync job's
+ * output.log, as its snapshot counts it; wandb-metadata.json): copied in
+ * pieces, never whole in memory, MD5 on the way. */
+static void spool_copy(struct wandb_sink *s, struct wb_run *wr, const char *name, int src,
+                       uint64_t size)
+{
+	struct wb_files *t = journal(s, wr);
+	if (!t)
+		return;
+	char dir[4500], tmp[4700], path[4700];
+	snprintf(dir, sizeof dir, "%s/%s", s->files_dir, wr->files.holder);
+	snprintf(tmp, sizeof tmp, "%s/copy.tmp", dir);
+	int rv = mkdir_parents(dir, 0700);
+	int fd = rv ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t *b = malloc(MD5_READ_BYTES);
+	if (fd < 0 || !ctx || !b || !EVP_DigestInit_ex(ctx, EVP_md5(), NULL))
+		rv = rv ? rv : TRACKD_EIO;
+	uint64_t off = 0;
+	while (!rv && off < size) {
+		size_t want = size - off < MD5_READ_BYTES ? (size_t)(size - off) : MD5_READ_BYTES;
+		ssize_t n = pread(src, b, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || fs_write_all(fd, b, (size_t)n) != 0)
+			rv = TRACKD_EIO; /* shorter than its snapshot says, or a write failed */
+		else {
+			EVP_DigestUpdate(ctx, b, (size_t)n);
+			off += (uint64_t)n;
+		}
+	}
+	struct wb_file_event ev = {
+	    .op = WB_FILE_WANT, .source = WB_FILE_SPOOLED, .name = name, .size = size};
+	unsigned int len = 16;
+	if (!rv && (!EVP_DigestFinal_ex(ctx, ev.md5, &len) || fdatasync(fd) != 0))
+		rv = TRACKD_EIO;
+	EVP_MD_CTX_free(ctx);
+	free(b);
+	if (fd >= 0)
+		close(fd);
+	const struct wb_file *f = rv ? NULL : wb_files_find(t, name);
+	if (!rv && f && memcmp(f->md5, ev.md5, 16) == 0) {
+		unlink(tmp); /* unchanged */
+		return;
+	}
+	if (!rv) {
+		spool_path(s, wr, ev.md5, path, sizeof path);
+		if (rename(tmp, path) != 0)
+			rv = TRACKD_EIO;
+	}
+	if (rv) {
+		unlink(tmp);
+		count(&s->write_errors, 1);
+		log_error("wandb: run %s: cannot copy %s for upload: %s", wr->id, name,
+		          trackd_strerror(rv));
+		return;
+	}
+	record(s, wr, &ev);
+	wake(wr, clock_mono_us());
+}
+
 void wb_files_note_end(struct wandb_sink *s, struct wb_run *wr)
 {
 	if (!wr->run || !s->opts.blobs)
@@ -299,7 +379,29 @@ void wb_files_note_local(struct wandb_sink *s, struct wb_run *wr, const char *di
 	}
 	free(line);
 	fclose(f);
+}
+
+void wb_files_note_local_run(struct wandb_sink *s, struct wb_run *wr, const char *dir)
+{
+	if (!s->opts.blobs || !wr->uid_known || !wr->run)
+		return;
+	wb_files_note_local(s, wr, dir);
 	wb_files_note_end(s, wr);
+	/* output.log as far as the local snapshot counts it (the file may be
+	 * longer while the local sink runs), and the run's environment. */
+	int fd;
+	if (local_store_open(dir, LOCAL_STORE_CONSOLE, &fd) == 0) {
+		spool_copy(s, wr, WB_CONSOLE_FILE, fd, wr->run->console_bytes);
+		close(fd);
+	}
+	char path[4400];
+	snprintf(path, sizeof path, "%s/%s", dir, ENVIRONMENT_FILE);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		spool_copy(s, wr, WB_METADATA_FILE, fd, (uint64_t)st.st_size);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* ---- what is left ----------------------------------------------------------------------- */
@@ -430,18 +532,25 @@ void wb_files_forget(struct wandb_sink *s, struct wb_run *wr)
 	wb_files_drop(s, wr);
 	if (wr->files.open && s->opts.blobs)
 		blobs_release_all(s->opts.blobs, wr->uid, wr->files.holder);
+	if (wr->files.open) {
+		/* Copies left by a crash between writing one and journalling it. */
+		char dir[4500];
+		snprintf(dir, sizeof dir, "%s/%s", s->files_dir, wr->files.holder);
+		DIR *d = opendir(dir);
+		struct dirent *e;
+		while (d && (e = readdir(d)))
+			if (e->d_name[0] != '.')
+				unlinkat(dirfd(d), e->d_name, 0);
+		if (d) {
+			closedir(d);
+			rmdir(dir);
+		}
+	}
 	wb_files_fini(&wr->files.t);
 	wr->files.open = false;
 }
 
 /* ---- CreateRunFiles --------------------------------------------------------------------- */
-
-/* The run's next batch is due at `at` at the latest. */
-static void wake(struct wb_run *wr, int64_t at)
-{
-	if (!wr->files.due_at || at < wr->files.due_at)
-		wr->files.due_at = at;
-}
 
 static void backoff(struct wandb_sink *s, struct wb_run *wr, struct wb_file *f, int64_t now)
 {
@@ -684,6 +793,12 @@ static void put_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode resul
 		count(&s->files_uploaded, 1);
 		count(&s->file_bytes_sent, t->put_size);
 		f->attempts = 0;
+		if (f->source == WB_FILE_SPOOLED) {
+			/* Up: the copy is not needed any more (a restart finds the PUT). */
+			char path[4700];
+			spool_path(s, wr, f->md5, path, sizeof path);
+			unlink(path);
+		}
 		if (f->source == WB_FILE_BLOB) {
 			/* The hold goes unless another name of the run wants this content. */
 			bool shared = false;

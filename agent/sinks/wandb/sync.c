@@ -312,7 +312,7 @@ static int load_job(struct wandb_sink *s, struct wb_run *wr)
 	wr->phase = WB_ATTACHED;
 	/* Its files (media, saved, config.yaml, wandb-summary.json) go up too;
 	 * the job is synced once they are up and listed. */
-	wb_files_note_local(s, wr, j->dir);
+	wb_files_note_local_run(s, wr, j->dir);
 	return TRACKD_OK;
 }
 

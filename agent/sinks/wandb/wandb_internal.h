@@ -265,8 +265,11 @@ void wb_files_note_record(struct wandb_sink *s, struct wb_run *wr, const Trackd_
                           uint64_t index);
 void wb_files_note_end(struct wandb_sink *s, struct wb_run *wr);
 /* A sync job's files: the local run dir's files.jsonl (blobs by digest from the
- * run owner's store), then config.yaml and wandb-summary.json of its run. */
+ * run owner's store), config.yaml and wandb-summary.json of its run, and
+ * copies of its output.log (as far as its snapshot counts) and
+ * wandb-metadata.json. */
 void wb_files_note_local(struct wandb_sink *s, struct wb_run *wr, const char *dir);
+void wb_files_note_local_run(struct wandb_sink *s, struct wb_run *wr, const char *dir);
 /* Bytes of the run's files up, and of all its files wanted (sync progress). */
 void wb_files_bytes(const struct wb_run *wr, uint64_t *up, uint64_t *total);
 void wb_files_schedule(struct wandb_sink *s, int64_t now);
