@@ -14,6 +14,9 @@
  * and nothing while the sink's line memory is full). The log is not involved:
  * records for a run with a sync job are skipped, as for any offline run.
  *
+ * Files: the run's files go up as an online run's (wandb_sink.h, run files);
+ * progress bytes count them.
+ *
  * Durable progress: after each acknowledged request (and after the first
  * UpsertBucket, before any line is sent) the job writes
  * `<state>/sinks/wandb/sync/<name>.state` (store.h: bases, skipped counts,

@@ -91,8 +91,11 @@
  *   records add nothing (WANT carries the record's place in the log), and
  *   only the PUT whose 2xx came just before a kill -9 can be repeated.
  *   A run stays in memory until its files are up and listed; then its holds
- *   go (blobs_release_all). Not uploaded yet: output.log, wandb-metadata.json,
- *   offline runs' files (sync).
+ *   go (blobs_release_all). A sync job (sync.h) uploads the files of the local
+ *   run dir's files.jsonl, config.yaml, wandb-summary.json, and copies of its
+ *   output.log and wandb-metadata.json; it is synced once they are up and
+ *   listed. Not uploaded yet for online runs: output.log as a file at the end
+ *   (its lines are streamed) and wandb-metadata.json.
  *
  * Failures
  *   Every request has a connect timeout, a total timeout and a stall limit
