@@ -969,6 +969,165 @@ static void test_imported(void)
 	run_free(r);
 }
 
+/* run_record_files: one rule for which files a record names. */
+struct seen_files {
+	char names[8][64];
+	bool valid[8];
+	char kinds[8][8];
+	int n;
+};
+
+static void seen_file(void *arg, const char *name, const uint8_t *digest, const char *kind)
+{
+	struct seen_files *s = arg;
+	if (s->n < 8) {
+		snprintf(s->names[s->n], sizeof s->names[0], "%s", name);
+		s->valid[s->n] = digest != NULL;
+		snprintf(s->kinds[s->n], sizeof s->kinds[0], "%s", kind);
+	}
+	s->n++;
+}
+
+static Trackd__V1__Value str_value(const char *s)
+{
+	Trackd__V1__Value v = TRACKD__V1__VALUE__INIT;
+	v.kind_case = TRACKD__V1__VALUE__KIND_STRING_VALUE;
+	v.string_value = (char *)s;
+	return v;
+}
+
+static void test_record_files(void)
+{
+	static const char hex[] =
+	    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+	/* {"_type": "image-file", "path": P, "sha256": hex} */
+	Trackd__V1__Value t_img = str_value("image-file"), t_tab = str_value("table-file"),
+	                  p_img = str_value("media/images/a_0_x.png"),
+	                  p_tab = str_value("media/table/t_0_x.table.json"),
+	                  p_out = str_value("elsewhere/x.png"), sha = str_value(hex),
+	                  bad_sha = str_value("zz");
+	Trackd__V1__Item it_t = TRACKD__V1__ITEM__INIT, it_p = TRACKD__V1__ITEM__INIT,
+	                 it_s = TRACKD__V1__ITEM__INIT;
+	it_t.key = "_type";
+	it_t.value = &t_img;
+	it_p.key = "path";
+	it_p.value = &p_img;
+	it_s.key = "sha256";
+	it_s.value = &sha;
+	Trackd__V1__Item *img_items[] = {&it_t, &it_p, &it_s};
+	Trackd__V1__MapValue img = TRACKD__V1__MAP_VALUE__INIT;
+	img.n_items = 3;
+	img.items = img_items;
+	Trackd__V1__Value v_img = TRACKD__V1__VALUE__INIT;
+	v_img.kind_case = TRACKD__V1__VALUE__KIND_MAP_VALUE;
+	v_img.map_value = &img;
+
+	/* A table with a bad digest, a media object outside media/, both in a list
+	 * nested in a map. */
+	Trackd__V1__Item tt = TRACKD__V1__ITEM__INIT, tp = TRACKD__V1__ITEM__INIT,
+	                 ts = TRACKD__V1__ITEM__INIT;
+	tt.key = "_type";
+	tt.value = &t_tab;
+	tp.key = "path";
+	tp.value = &p_tab;
+	ts.key = "sha256";
+	ts.value = &bad_sha;
+	Trackd__V1__Item *tab_items[] = {&tt, &tp, &ts};
+	Trackd__V1__MapValue tab = TRACKD__V1__MAP_VALUE__INIT;
+	tab.n_items = 3;
+	tab.items = tab_items;
+	Trackd__V1__Item ot = TRACKD__V1__ITEM__INIT, op = TRACKD__V1__ITEM__INIT,
+	                 os = TRACKD__V1__ITEM__INIT;
+	ot.key = "_type";
+	ot.value = &t_img;
+	op.key = "path";
+	op.value = &p_out;
+	os.key = "sha256";
+	os.value = &sha;
+	Trackd__V1__Item *out_items[] = {&ot, &op, &os};
+	Trackd__V1__MapValue outside = TRACKD__V1__MAP_VALUE__INIT;
+	outside.n_items = 3;
+	outside.items = out_items;
+	Trackd__V1__Value v_tab = TRACKD__V1__VALUE__INIT, v_out = TRACKD__V1__VALUE__INIT;
+	v_tab.kind_case = v_out.kind_case = TRACKD__V1__VALUE__KIND_MAP_VALUE;
+	v_tab.map_value = &tab;
+	v_out.map_value = &outside;
+	Trackd__V1__Value *elems[] = {&v_tab, &v_out};
+	Trackd__V1__ListValue list = TRACKD__V1__LIST_VALUE__INIT;
+	list.n_values = 2;
+	list.values = elems;
+	Trackd__V1__Value v_mlist = TRACKD__V1__VALUE__INIT;
+	v_mlist.kind_case = TRACKD__V1__VALUE__KIND_LIST_VALUE;
+	v_mlist.list_value = &list;
+	Trackd__V1__Item li = TRACKD__V1__ITEM__INIT;
+	li.key = "preds";
+	li.value = &v_mlist;
+	Trackd__V1__Item *outer_items[] = {&li};
+	Trackd__V1__MapValue mouter = TRACKD__V1__MAP_VALUE__INIT;
+	mouter.n_items = 1;
+	mouter.items = outer_items;
+	Trackd__V1__Value v_outer = TRACKD__V1__VALUE__INIT;
+	v_outer.kind_case = TRACKD__V1__VALUE__KIND_MAP_VALUE;
+	v_outer.map_value = &mouter;
+
+	Trackd__V1__Value v_num = TRACKD__V1__VALUE__INIT;
+	v_num.kind_case = TRACKD__V1__VALUE__KIND_DOUBLE_VALUE;
+	v_num.double_value = 1.5;
+	Trackd__V1__Item r1 = TRACKD__V1__ITEM__INIT, r2 = TRACKD__V1__ITEM__INIT,
+	                 r3 = TRACKD__V1__ITEM__INIT;
+	r1.key = "loss";
+	r1.value = &v_num;
+	r2.key = "sample";
+	r2.value = &v_img;
+	r3.key = "eval";
+	r3.value = &v_outer;
+	Trackd__V1__Item *row_items[] = {&r1, &r2, &r3};
+	Trackd__V1__HistoryRow row = TRACKD__V1__HISTORY_ROW__INIT;
+	row.n_items = 3;
+	row.items = row_items;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = "r";
+	rec.body_case = TRACKD__V1__RECORD__BODY_HISTORY;
+	rec.history = &row;
+
+	struct seen_files s = {0};
+	CHECK_EQ(run_record_files(&rec, seen_file, &s), 2);
+	CHECK_EQ(s.n, 2, "the image, and the table nested in a list (not the one outside media/)");
+	CHECK_STR_EQ(s.names[0], "media/images/a_0_x.png");
+	CHECK(s.valid[0] && strcmp(s.kinds[0], "image") == 0);
+	CHECK_STR_EQ(s.names[1], "media/table/t_0_x.table.json");
+	CHECK(!s.valid[1], "a bad digest is reported, not trusted");
+	CHECK_STR_EQ(s.kinds[1], "table");
+
+	/* SavedFile: a name and 32 bytes; a bad name or digest is reported. */
+	uint8_t digest[32] = {1};
+	Trackd__V1__SavedFile f = TRACKD__V1__SAVED_FILE__INIT;
+	f.name = "ckpt/model.bin";
+	f.sha256.data = digest;
+	f.sha256.len = 32;
+	rec.body_case = TRACKD__V1__RECORD__BODY_FILE;
+	rec.file = &f;
+	memset(&s, 0, sizeof s);
+	CHECK_EQ(run_record_files(&rec, seen_file, &s), 1);
+	CHECK(s.valid[0] && strcmp(s.kinds[0], "file") == 0);
+	f.name = "media/images/b.png";
+	memset(&s, 0, sizeof s);
+	run_record_files(&rec, seen_file, &s);
+	CHECK_STR_EQ(s.kinds[0], "image", "a list's image saved as a file");
+	f.name = "../escape";
+	memset(&s, 0, sizeof s);
+	run_record_files(&rec, seen_file, &s);
+	CHECK(!s.valid[0], "a name that leaves files/ is reported invalid");
+	f.name = "ok.bin";
+	f.sha256.len = 31;
+	memset(&s, 0, sizeof s);
+	run_record_files(&rec, seen_file, &s);
+	CHECK(!s.valid[0]);
+	/* Other records name no file. */
+	rec.body_case = TRACKD__V1__RECORD__BODY__NOT_SET;
+	CHECK_EQ(run_record_files(&rec, seen_file, &s), 0);
+}
+
 int main(void)
 {
 	buf_init(&hist, 1 << 20);
@@ -987,6 +1146,7 @@ int main(void)
 	test_counter_bases();
 	test_imported();
 	test_update();
+	test_record_files();
 	buf_fini(&hist);
 	buf_fini(&cons);
 	return CHECK_SUMMARY("run_test");
