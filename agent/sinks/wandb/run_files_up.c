@@ -820,8 +820,17 @@ static void put_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode resul
 		log_info("wandb: run %s: upload URL of %.200s expired; asking again", wr->id,
 		         f->name);
 		return;
-	case WB_PUT_RETRY:
+	case WB_PUT_RETRY: {
 		backoff(s, wr, f, now);
+		/* Storage's Retry-After (a 429 or 503) wins, within retry_after_max. */
+		uint64_t ra;
+		if (t->retry_after[0] &&
+		    wb_parse_retry_after(t->retry_after, clock_wall_us() / 1000000, &ra) == 0) {
+			if (ra > s->opts.retry_after_max_ms)
+				ra = s->opts.retry_after_max_ms;
+			f->retry_at = now + (int64_t)ra * 1000;
+			wake(wr, f->retry_at);
+		}
 		if (f->attempts == 1 || f->attempts % 10 == 0)
 			log_warn(
 			    "wandb: run %s: upload of %.200s failed (%s%ld) (attempt %u); retrying",
@@ -829,6 +838,7 @@ static void put_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode resul
 			    status ? "HTTP " : "no answer: ", status ? status : (long)result,
 			    f->attempts);
 		return;
+	}
 	case WB_PUT_PERMANENT: {
 		char why[64];
 		snprintf(why, sizeof why, "HTTP %ld", status);
