@@ -150,6 +150,19 @@ struct note_ctx {
 	uint64_t index;
 };
 
+/* Drops the run's hold of a blob no file of the run still needs to PUT (one
+ * content may be wanted under several names). O(files of the run). */
+static void release_unwanted(struct wandb_sink *s, struct wb_run *wr, const uint8_t sha256[32])
+{
+	for (size_t i = 0; i < wr->files.t.n; i++) {
+		const struct wb_file *g = &wr->files.t.v[i];
+		if (g->source == WB_FILE_BLOB && wb_file_needs_put(g) &&
+		    memcmp(g->sha256, sha256, 32) == 0)
+			return;
+	}
+	blobs_release(s->opts.blobs, wr->uid, sha256, wr->files.holder);
+}
+
 static void note_file(void *arg, const char *name, const uint8_t *digest, const char *kind)
 {
 	(void)kind;
@@ -188,6 +201,12 @@ static void note_file(void *arg, const char *name, const uint8_t *digest, const 
 		         rv == TRACKD_ENOENT ? "not in the blob store" : trackd_strerror(rv));
 		return;
 	}
+	/* A content this one replaces before it went up is not needed any more. */
+	uint8_t replaced[32];
+	bool replaces = f && f->source == WB_FILE_BLOB && wb_file_needs_put(f) &&
+	                memcmp(f->sha256, digest, 32) != 0;
+	if (replaces)
+		memcpy(replaced, f->sha256, 32);
 	bool was_due = wr->files.due_at != 0;
 	record(s, wr, &ev);
 	f = wb_files_find(t, name);
@@ -195,7 +214,9 @@ static void note_file(void *arg, const char *name, const uint8_t *digest, const 
 		wr->files.due_at = clock_mono_us() + (int64_t)s->opts.files_batch_delay_ms * 1000;
 	/* Content already up (an unchanged file): the hold is not needed. */
 	if (f && !wb_file_needs_put(f))
-		blobs_release(s->opts.blobs, wr->uid, digest, wr->files.holder);
+		release_unwanted(s, wr, digest);
+	if (replaces && f && memcmp(f->sha256, replaced, 32) != 0)
+		release_unwanted(s, wr, replaced);
 }
 
 void wb_files_note_record(struct wandb_sink *s, struct wb_run *wr, const Trackd__V1__Record *rec,
@@ -721,6 +742,8 @@ static void give_up(struct wandb_sink *s, struct wb_run *wr, struct wb_file *f, 
 	record(s, wr, &ev);
 	count(&s->files_failed, 1);
 	log_error("wandb: run %s: file %.200s given up: %s", wr->id, f->name, why);
+	if (f->source == WB_FILE_BLOB)
+		release_unwanted(s, wr, f->sha256);
 }
 
 static void start_put(struct wandb_sink *s, struct wb_put_item *it, size_t slot)
@@ -799,17 +822,8 @@ static void put_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode resul
 			spool_path(s, wr, f->md5, path, sizeof path);
 			unlink(path);
 		}
-		if (f->source == WB_FILE_BLOB) {
-			/* The hold goes unless another name of the run wants this content. */
-			bool shared = false;
-			for (size_t i = 0; i < wr->files.t.n && !shared; i++) {
-				const struct wb_file *g = &wr->files.t.v[i];
-				shared = g != f && wb_file_needs_put(g) &&
-				         memcmp(g->sha256, f->sha256, 32) == 0;
-			}
-			if (!shared)
-				blobs_release(s->opts.blobs, wr->uid, f->sha256, wr->files.holder);
-		}
+		if (f->source == WB_FILE_BLOB)
+			release_unwanted(s, wr, f->sha256);
 		wr->touched_at = now;
 		return;
 	}
