@@ -295,3 +295,23 @@ def test_example_train_py_files_reach_the_fake_as_in_the_run_dir(make_agent, fw)
     rows = [json.loads(x) for x in up["history"]]
     assert all(row["sample"]["_type"] == "image-file" and row["sample"]["path"] in local
                for row in rows)
+
+
+def test_a_permanent_put_answer_gives_that_file_up_and_nothing_else(make_agent, fw):
+    """A 400 from storage: W&B's client gives the file up; so does the sink
+    (counted in files_failed), and the rest of the run, its end included, goes up."""
+    agent = make_agent(**FAST)
+    fw.add_fault(path_prefix="/storage/", method="PUT", kind="status", status=400, count=1)
+    run_python(agent, MEDIA.format(project=PROJECT, run_id="upp", epochs=2, ckpt_kib=4))
+    agent.wait_for(lambda: agent.run_state("upp") not in (None, "running"), timeout=60,
+                   what="upp to end")
+    fw.wait_for(lambda: (fw.run_or_none(fw.entity, PROJECT, "upp", False) or {})
+                .get("complete"), timeout=60, interval=0.1, what="upp complete upstream")
+    c = agent.query("wandb")["counters"]
+    assert c["files_failed"] == 1, c
+    rf = fw.run_files(fw.entity, PROJECT, "upp", content=False)
+    local = local_files(agent, "upp")
+    missing = set(local) | {"config.yaml", "wandb-summary.json"}
+    missing -= set(rf["files"])
+    assert len(missing) == 1, missing
+    assert not (missing & set(rf["uploaded"]))
