@@ -335,6 +335,9 @@ def test_imported_run_uploads_with_trackctl_sync(make_agent, fw, tmp_path):
     assert up["history"] == local_lines(agent, "impsync1", "history.jsonl")
     assert up["console"] == local_lines(agent, "impsync1", "output.log")
     assert up["complete"] is True and up["exitcode"] == 0
+    # The file's system-metrics samples go up too, as wandb-events.jsonl.
+    local_events = local_lines(agent, "impsync1", "events.jsonl")
+    assert local_events and up["events"] == local_events
 
 
 def test_readme_import_block_runs_as_written(make_agent, fw, tmp_path):
