@@ -252,6 +252,8 @@ def history_by_run(records):
 # ---- hand-made protobuf (the wire format is simple enough to write here) ----
 
 def varint(v):
+    if v < 0:  # int64 fields: two's complement, ten bytes
+        v += 1 << 64
     out = bytearray()
     while True:
         b = v & 0x7F
