@@ -44,7 +44,8 @@ status=0
 # normal and ASan runs: their own deadlines (a 5 s status answer while 12 clients
 # push 4 MiB batches; upload deadlines of the wandb fault matrix) do not hold at
 # TSan's 5–15× slowdown, which is a property of the run, not of the code.
-(cd "$dir" && env TRACKD_BIN="$dir/agent/cmd/trackd" TRACKCTL_BIN="$dir/cli/trackctl" \
+(cd "$dir" && env TRACKD_TEST_SANITIZER=thread \
+   TRACKD_BIN="$dir/agent/cmd/trackd" TRACKCTL_BIN="$dir/cli/trackctl" \
    TRAIN_BIN="$dir/examples/train" PRODUCER_BIN="$dir/tests/producer" \
    RAWCLIENT_BIN="$dir/tests/rawclient" XDG_STATE_HOME="$dir/tests/client-state" \
    /usr/bin/python3 -m pytest -q -p no:cacheprovider "$top/tests/e2e" \

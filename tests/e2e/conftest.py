@@ -17,6 +17,10 @@ BIN = {name: os.environ.get(var) for name, var in [
 
 # Fault loops take an iteration count: small in CI, larger on demand.
 ITERATIONS = int(os.environ.get("TRACKD_TEST_ITERATIONS") or 0)
+# Set by scripts/tsan.sh: every process is 5-15x slower, and what the run
+# looks for is races, not a parser's every case (the normal and ASan runs have
+# those), so exhaustive loops may sample their cases there.
+UNDER_TSAN = os.environ.get("TRACKD_TEST_SANITIZER") == "thread"
 
 
 def require_bins():
@@ -248,6 +252,8 @@ def history_by_run(records):
 # ---- hand-made protobuf (the wire format is simple enough to write here) ----
 
 def varint(v):
+    if v < 0:  # int64 fields: two's complement, ten bytes
+        v += 1 << 64
     out = bytearray()
     while True:
         b = v & 0x7F

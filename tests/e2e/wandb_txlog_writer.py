@@ -40,26 +40,10 @@ def crc32(data, crc=0):
 
 # ---- protobuf, by hand -------------------------------------------------------------
 
-def varint(v):
-    if v < 0:
-        v += 1 << 64
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def f_varint(num, v):
-    return varint(num << 3) + varint(v)
-
-
-def f_bytes(num, b):
-    return varint(num << 3 | 2) + varint(len(b)) + b
+# The wire encoding is the tests' own (conftest.py), apart from the C reader.
+from conftest import field_bytes as f_bytes  # noqa: E402
+from conftest import field_varint as f_varint  # noqa: E402
+from conftest import varint  # noqa: E402
 
 
 def f_str(num, s):

@@ -166,6 +166,16 @@ static void check_record(struct tally *t, const Trackd__V1__Record *r, size_t i)
 		    !files_name_valid(r->file->name, strlen(r->file->name)))
 			bug("%s: a saved file decodes with a bad digest or name", where);
 		break;
+	case TRACKD__V1__RECORD__BODY_ENVIRONMENT:
+		if (r->environment->n_args > TRACKD_MAX_ENV_ARGS)
+			bug("%s: %zu environment args", where, r->environment->n_args);
+		break;
+	case TRACKD__V1__RECORD__BODY_STATS:
+		/* A client's sample (trackctl import's): its time, never the
+		 * agent's counter bases. */
+		if (!r->stats->has_time_us || r->stats->boot_id || r->stats->n_bases)
+			bug("%s: a client's sample decodes without time_us or with bases", where);
+		break;
 	case TRACKD__V1__RECORD__BODY_CONSOLE:
 	case TRACKD__V1__RECORD__BODY_EXIT:
 	case TRACKD__V1__RECORD__BODY_RENAME: break;
