@@ -3,6 +3,7 @@
 #include "errors.h"
 #include "hash.h"
 #include "json_write.h"
+#include "run_metadata.h"
 #include "proc.h"
 #include "run_files.h"
 
@@ -196,6 +197,8 @@ void run_free(struct run *r)
 	free(r->job_type);
 	free(r->host);
 	free(r->dir_name);
+	free(r->agent_metadata);
+	free(r->client_environment);
 	for (size_t i = 0; i < r->n_tags; i++)
 		free(r->tags[i]);
 	free(r->tags);
@@ -681,6 +684,20 @@ int run_apply(struct run *r, const Trackd__V1__Record *rec, const struct record_
 	}
 	case TRACKD__V1__RECORD__BODY_RENAME: rv = apply_update(r, rec->rename, fx); break;
 	case TRACKD__V1__RECORD__BODY_STATS: rv = apply_stats(r, rec->stats, o, fx); break;
+	case TRACKD__V1__RECORD__BODY_METADATA:
+		rv = set_str(&r->agent_metadata, rec->metadata->json ? rec->metadata->json : "{}");
+		fx->metadata_changed = !rv;
+		break;
+	case TRACKD__V1__RECORD__BODY_ENVIRONMENT: {
+		char *json = NULL;
+		rv = run_environment_json(rec->environment, &json);
+		if (!rv) {
+			free(r->client_environment);
+			r->client_environment = json;
+			fx->metadata_changed = true;
+		}
+		break;
+	}
 	default: break;
 	}
 	r->last_index = o->index;
@@ -836,6 +853,9 @@ Trackd__V1__RunSnapshot *run_to_snapshot(const struct run *r)
 	if (r->has_pending_runtime)
 		SET(pending_runtime, r->pending_runtime);
 #undef SET
+	/* Borrowed from r, as the other strings are. */
+	s->agent_metadata = r->agent_metadata;
+	s->client_environment = r->client_environment;
 	if (r->n_counter_bases) {
 		/* Borrowed from r, as the other strings are. */
 		s->counters_boot_id = (char *)r->counters_boot_id;
@@ -1011,6 +1031,11 @@ int run_from_snapshot(const Trackd__V1__RunSnapshot *s, struct run **out)
 	bases.n_bases = s->n_counter_bases;
 	apply_counter_bases(r, &bases);
 	r->imported = s->has_imported && s->imported;
+	if ((s->agent_metadata && set_str(&r->agent_metadata, s->agent_metadata)) ||
+	    (s->client_environment && set_str(&r->client_environment, s->client_environment))) {
+		run_free(r);
+		return TRACKD_ENOMEM;
+	}
 	r->has_pending_timestamp = s->has_pending_timestamp;
 	r->pending_timestamp = s->pending_timestamp;
 	r->has_pending_runtime = s->has_pending_runtime;

@@ -39,6 +39,8 @@
  *            start of its own), is detached by such an exit: it ran nothing.
  *            An imported run (RunStart.imported) whose source has no exit ends
  *            by the importer's own RunExit{EXIT_CRASHED} at its client time.
+ *   metadata the last RunMetadata (agent) and RunEnvironment (client) are
+ *            kept for wandb-metadata.json (run_metadata.h).
  *
  * Output goes to the caller's buffers (history lines, console lines) and flags
  * (what whole files changed). A run is snapshotted to / restored from the
@@ -138,6 +140,10 @@ struct run {
 	char counters_boot_id[RUN_BOOT_ID_BYTES];
 	struct run_counter_base counter_bases[RUN_MAX_COUNTER_BASES];
 	size_t n_counter_bases;
+	/* wandb-metadata.json's two sources (run_metadata.h), the last of each
+	 * applied: the agent's RunMetadata JSON and the client's RunEnvironment
+	 * as a JSON object; NULL until one comes. */
+	char *agent_metadata, *client_environment;
 };
 
 /* Where a record came from. */
@@ -166,9 +172,10 @@ struct run_effects {
 	struct buf *console; /* console lines appended here */
 	struct buf *events;  /* events lines appended here; NULL: samples are dropped */
 	bool summary_changed, config_changed, meta_changed;
-	bool ended;         /* the run left the running state */
-	bool settled;       /* an ended run's final state changed (a late exit) */
-	bool step_rejected; /* a row with a step lower than the current was dropped */
+	bool metadata_changed; /* a RunMetadata or RunEnvironment was applied */
+	bool ended;            /* the run left the running state */
+	bool settled;          /* an ended run's final state changed (a late exit) */
+	bool step_rejected;    /* a row with a step lower than the current was dropped */
 };
 
 /* A new run from its start record. `id` is the record's run id. A start without

@@ -1,6 +1,7 @@
 /* run_test — W&B run semantics: steps and commits, summary modes, console lines,
  * states with several processes, snapshot round trip. */
 #include "run.h"
+#include "run_metadata.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -1128,6 +1129,58 @@ static void test_record_files(void)
 	CHECK_EQ(run_record_files(&rec, seen_file, &s), 0);
 }
 
+/* wandb-metadata.json's sources: kept from the records, through a snapshot, and
+ * merged with the client's process facts winning and its remote's credentials
+ * stripped. */
+static void test_metadata_sources(void)
+{
+	struct run *r = start_run("meta1");
+	Trackd__V1__RunMetadata md = TRACKD__V1__RUN_METADATA__INIT;
+	md.json = "{\"host\":\"gpu7\",\"program\":\"/proc/says.py\",\"cpuCount\":8}";
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = r->id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_METADATA;
+	rec.metadata = &md;
+	struct record_origin o = origin(0, r->last_index + 1);
+	reset_fx();
+	CHECK(run_apply(r, &rec, &o, &fx) == 0 && fx.metadata_changed);
+	char *args[] = {"--lr", "0.1"};
+	Trackd__V1__RunEnvironment env = TRACKD__V1__RUN_ENVIRONMENT__INIT;
+	env.program = "train.py";
+	env.args = args;
+	env.n_args = 2;
+	env.git_remote = "https://user:secret@example.com/repo.git";
+	env.has_git_dirty = true;
+	env.git_dirty = true;
+	rec.body_case = TRACKD__V1__RECORD__BODY_ENVIRONMENT;
+	rec.environment = &env;
+	o.index++;
+	reset_fx();
+	CHECK(run_apply(r, &rec, &o, &fx) == 0 && fx.metadata_changed);
+	r = snapshot_copy(r);
+	CHECK(r != NULL);
+	if (!r)
+		return;
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	CHECK(run_metadata_merge(r->agent_metadata, r->client_environment, &b) == 0);
+	CHECK(b.len && b.data[b.len - 1] == '\n', "one line");
+	CHECK(strstr(b.data, "\"host\":\"gpu7\"") && strstr(b.data, "\"cpuCount\":8"),
+	      "the agent's machine facts: %s", b.data);
+	CHECK(strstr(b.data, "\"program\":\"train.py\"") && !strstr(b.data, "/proc/says.py"),
+	      "the client's program wins: %s", b.data);
+	CHECK(strstr(b.data, "\"args\":[\"--lr\",\"0.1\"]") && strstr(b.data, "\"dirty\":true"),
+	      "args and git: %s", b.data);
+	CHECK(!strstr(b.data, "secret") && strstr(b.data, "example.com/repo.git"),
+	      "credentials stripped: %s", b.data);
+	/* A source that is not a JSON object counts as absent. */
+	b.len = 0;
+	CHECK(run_metadata_merge("[1]", NULL, &b) == 0 && strcmp(b.data, "{}\n") == 0, "%s",
+	      b.data);
+	buf_fini(&b);
+	run_free(r);
+}
+
 int main(void)
 {
 	buf_init(&hist, 1 << 20);
@@ -1147,6 +1200,7 @@ int main(void)
 	test_imported();
 	test_update();
 	test_record_files();
+	test_metadata_sources();
 	buf_fini(&hist);
 	buf_fini(&cons);
 	return CHECK_SUMMARY("run_test");

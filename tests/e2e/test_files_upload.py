@@ -4,7 +4,8 @@ backend (tests/fake-wandb) and real Python client processes.
 The judge: every file of the local run dir's files/ that W&B uploads (media,
 saved files) is held by the fake at the same path, byte for byte, PUT exactly
 once (the fake counts PUTs and replacements), and named in file_stream's
-`uploaded` list; config.yaml and wandb-summary.json are up too. Faults on the
+`uploaded` list; config.yaml, wandb-summary.json and wandb-metadata.json are up
+too. Faults on the
 PUT (5xx, a reset mid-body, a stall, an expired URL) and an agent kill -9
 mid-upload change none of it."""
 import hashlib
@@ -91,7 +92,14 @@ def check_once(fw, agent, run_id, timeout=60):
     assert any(n.startswith("media/images/") for n in local)
     assert any(n.startswith("media/table/") for n in local)
     assert "ckpt/model.bin" in local
-    want = set(local) | {"config.yaml", "wandb-summary.json"}
+    # wandb-metadata.json exists once the run's RunMetadata (the agent's
+    # sampler) or RunEnvironment (the client's thread) came: the local run dir
+    # and the upload make it from the same records by one rule.
+    d = agent.query("run", run=run_id)["run"]["dir"]
+    meta_path = os.path.join(d, "wandb-metadata.json")
+    agent.wait_for(lambda: os.path.exists(meta_path), timeout=timeout,
+                   what="the run's wandb-metadata.json")
+    want = set(local) | {"config.yaml", "wandb-summary.json", "wandb-metadata.json"}
     rf = wait_files(fw, run_id, want, timeout)
     for name, data in local.items():
         assert fw.run_file_bytes(fw.entity, PROJECT, run_id, name) == data, name
@@ -104,6 +112,14 @@ def check_once(fw, agent, run_id, timeout=60):
     assert summary["loss"] == pytest.approx(local_summary_loss(agent, run_id))
     config = fw.run_file_bytes(fw.entity, PROJECT, run_id, "config.yaml").decode()
     assert config.startswith("wandb_version: 1")
+    # wandb-metadata.json is up as the local run dir has it, PUT once: its
+    # content changes only when a record changes it, and every record came
+    # before the run ended (a change after the upload would be a second PUT).
+    with open(meta_path, "rb") as f:
+        local_meta = f.read()
+    fw.wait_for(lambda: fw.run_file_bytes(fw.entity, PROJECT, run_id, "wandb-metadata.json")
+                == local_meta, timeout=timeout, interval=0.1, what="wandb-metadata.json's content")
+    assert isinstance(json.loads(local_meta), dict)
     # Each name is listed once it is up; a name listed twice would be harmless,
     # but this sink lists each PUT once.
     assert sorted(rf["uploaded"]) == sorted(set(rf["uploaded"])), rf["uploaded"]

@@ -1,5 +1,6 @@
 /*
- * environment.h — a run's wandb-metadata.json made of two sources: the agent's
+ * environment.h — a run's wandb-metadata.json in its run dir, made of two
+ * sources merged as run_metadata.h says (this file keeps them on disk): the agent's
  * RunMetadata (machine facts, and process facts read in /proc/<pid>, which an
  * agent running as another user often cannot read) and the client's
  * RunEnvironment (its own process facts). The client's program, args,

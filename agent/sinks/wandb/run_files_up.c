@@ -36,6 +36,7 @@
 #include "log.h"
 #include "paths.h"
 #include "run_files.h"
+#include "run_metadata.h"
 #include "store.h"
 #include "store_layout.h"
 
@@ -350,6 +351,17 @@ void wb_files_note_end(struct wandb_sink *s, struct wb_run *wr)
 	buf_reset(&b);
 	if (vmap_to_json(&wr->run->summary, &b) == 0)
 		spool(s, wr, WB_SUMMARY_FILE, &b);
+	buf_fini(&b);
+}
+
+void wb_files_note_metadata(struct wandb_sink *s, struct wb_run *wr)
+{
+	if (!wr->run || !s->opts.blobs)
+		return;
+	struct buf b;
+	buf_init(&b, 2 * (size_t)RUN_METADATA_MAX_BYTES + 64);
+	if (run_metadata_merge(wr->run->agent_metadata, wr->run->client_environment, &b) == 0)
+		spool(s, wr, WB_METADATA_FILE, &b);
 	buf_fini(&b);
 }
 

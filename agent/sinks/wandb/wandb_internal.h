@@ -245,6 +245,9 @@ void wb_trim_slashes(char *url);
  * sink thread).
  *   wb_files_note_record: a record's files are wanted up (blobs held first);
  *   wb_files_note_end: the run ended: config.yaml and wandb-summary.json;
+ *   wb_files_note_metadata: a RunMetadata or RunEnvironment was applied:
+ *     wandb-metadata.json as run_metadata.h merges them (up at once, as W&B's
+ *     client sends it at the start; again only when its content changes);
  *   wb_files_schedule: CreateRunFiles batches and PUTs that may start now;
  *   wb_files_done: a CreateRunFiles or PUT transfer ended (the transfer is
  *     freed by the caller);
@@ -264,6 +267,7 @@ static inline uint64_t wb_file_position(uint64_t log_index, size_t record_pos)
 void wb_files_note_record(struct wandb_sink *s, struct wb_run *wr, const Trackd__V1__Record *rec,
                           uint64_t index);
 void wb_files_note_end(struct wandb_sink *s, struct wb_run *wr);
+void wb_files_note_metadata(struct wandb_sink *s, struct wb_run *wr);
 /* A sync job's files: the local run dir's files.jsonl (blobs by digest from the
  * run owner's store), config.yaml and wandb-summary.json of its run, and
  * copies of its output.log (as far as its snapshot counts) and

@@ -589,6 +589,8 @@ static void apply_record(struct wandb_sink *s, const Trackd__V1__Record *rec,
 	 * takes as the final state (WANDB-UPSTREAM.md). */
 	/* The record's files (media, saved files) are wanted up, durably. */
 	wb_files_note_record(s, wr, rec, wb_file_position(o->index, s->record_pos));
+	if (fx.metadata_changed)
+		wb_files_note_metadata(s, wr);
 	if ((was_running && r->state != RUN_RUNNING) || fx.settled) {
 		wr->end_gen++;
 		wb_files_note_end(s, wr);

@@ -94,8 +94,10 @@
  *   go (blobs_release_all). A sync job (sync.h) uploads the files of the local
  *   run dir's files.jsonl, config.yaml, wandb-summary.json, and copies of its
  *   output.log and wandb-metadata.json; it is synced once they are up and
- *   listed. Not uploaded yet for online runs: output.log as a file at the end
- *   (its lines are streamed) and wandb-metadata.json.
+ *   listed. An online run's wandb-metadata.json is made from its records
+ *   (run_metadata.h) and PUT when it changes; its output.log is not PUT as a
+ *   file: its lines go up through file_stream's `output.log`, which the
+ *   backend keeps as the run's output.log.
  *
  * Failures
  *   Every request has a connect timeout, a total timeout and a stall limit
