@@ -331,3 +331,35 @@ def test_a_permanent_put_answer_gives_that_file_up_and_nothing_else(make_agent, 
     missing -= set(rf["files"])
     assert len(missing) == 1, missing
     assert not (missing & set(rf["uploaded"]))
+
+
+@pytest.mark.parametrize("where", ["put", "create-run-files"])
+def test_retry_after_of_a_429_is_waited_before_that_file_is_tried_again(make_agent, fw, where):
+    """A 429's Retry-After (2 s here, above the 1 s retry_max of these tests, so
+    the backoff alone would come back sooner) holds the file it answered, on the
+    storage PUT as on CreateRunFiles; the file still arrives once."""
+    agent = make_agent(**FAST)
+    spec = dict(kind="status", status=429, retry_after=2, count=1)
+    if where == "put":
+        spec.update(path_prefix="/storage/", method="PUT")
+    else:
+        spec.update(path_prefix="/graphql", operation="CreateRunFiles")
+    fw.configure(journal_bodies=True)
+    try:
+        fid = fw.add_fault(**spec)
+        run_python(agent, MEDIA.format(project=PROJECT, run_id="upra", epochs=1, ckpt_kib=16))
+        check_once(fw, agent, "upra", timeout=90)
+        journal = fw.requests(path_prefix=spec["path_prefix"])
+    finally:
+        fw.configure(journal_bodies=False)
+    hit = [e for e in journal if e.get("fault", {}).get("id") == fid][0]
+    later = [e for e in journal if e["seq"] > hit["seq"]]
+    if where == "put":
+        again = [e for e in later if e["method"] == "PUT" and e["path"] == hit["path"]]
+    else:
+        def names(e):
+            return set(json.loads(e["body"])["variables"]["files"])
+        again = [e for e in later
+                 if e.get("operation") == "CreateRunFiles" and names(e) & names(hit)]
+    assert again, (hit, later[:3])
+    assert again[0]["t"] - hit["t"] >= 2 - 0.5, (hit, again[0])

@@ -17,7 +17,9 @@
  * Retries (the sink's rules, never given up for time): a PUT with no answer,
  * 408, 429 or 5xx but 501 waits its backoff and asks CreateRunFiles again (a
  * URL may have expired meanwhile); a 403 means the signed URL expired: a new
- * one at once. A CreateRunFiles failure backs off the whole batch. A
+ * one at once. A CreateRunFiles failure backs off the whole batch. A 429's or
+ * 503's Retry-After (PUT or CreateRunFiles) wins over the backoff, within
+ * retry_after_max. A
  * permanent answer (or a blob the store lost) gives the content up: DROPPED,
  * logged and counted in files_failed, as W&B's client gives up a file.
  *
@@ -585,10 +587,17 @@ void wb_files_forget(struct wandb_sink *s, struct wb_run *wr)
 
 /* ---- CreateRunFiles --------------------------------------------------------------------- */
 
-static void backoff(struct wandb_sink *s, struct wb_run *wr, struct wb_file *f, int64_t now)
+/* f waits its backoff, or the answer's Retry-After (a 429 or 503: t's, when
+ * t is given and has one) within retry_after_max, which wins. */
+static void backoff(struct wandb_sink *s, struct wb_run *wr, struct wb_file *f, int64_t now,
+                    const struct wb_transfer *t)
 {
 	uint64_t delay =
 	    wb_backoff_ms(f->attempts, s->opts.retry_min_ms, s->opts.retry_max_ms, wb_uniform(s));
+	uint64_t ra;
+	if (t && t->retry_after[0] &&
+	    wb_parse_retry_after(t->retry_after, clock_wall_us() / 1000000, &ra) == 0)
+		delay = ra < s->opts.retry_after_max_ms ? ra : s->opts.retry_after_max_ms;
 	if (f->attempts < UINT32_MAX)
 		f->attempts++;
 	f->retry_at = now + (int64_t)delay * 1000;
@@ -699,12 +708,13 @@ static void batch_done(struct wandb_sink *s, struct wb_run *wr, struct wb_transf
 			continue;
 		}
 		if (v != WB_OK || !res->files[k].has_url || s->put_queued >= WB_PUT_QUEUE_MAX) {
-			backoff(s, wr, f, now);
+			/* A 429/503's Retry-After holds the whole batch. */
+			backoff(s, wr, f, now, v != WB_OK ? t : NULL);
 			continue;
 		}
 		struct wb_put_item *it = &s->put_queue[s->put_queued];
 		if (!(it->url = strdup(res->files[k].upload_url))) {
-			backoff(s, wr, f, now);
+			backoff(s, wr, f, now, NULL);
 			continue;
 		}
 		it->wr = wr;
@@ -796,7 +806,7 @@ static void start_put(struct wandb_sink *s, struct wb_put_item *it, size_t slot)
 		close(fd);
 		f->busy = false;
 		wr->files.puts--;
-		backoff(s, wr, f, clock_mono_us());
+		backoff(s, wr, f, clock_mono_us(), NULL);
 		return;
 	}
 	t->put_file = it->file;
@@ -847,16 +857,7 @@ static void put_done(struct wandb_sink *s, struct wb_transfer *t, CURLcode resul
 		         f->name);
 		return;
 	case WB_PUT_RETRY: {
-		backoff(s, wr, f, now);
-		/* Storage's Retry-After (a 429 or 503) wins, within retry_after_max. */
-		uint64_t ra;
-		if (t->retry_after[0] &&
-		    wb_parse_retry_after(t->retry_after, clock_wall_us() / 1000000, &ra) == 0) {
-			if (ra > s->opts.retry_after_max_ms)
-				ra = s->opts.retry_after_max_ms;
-			f->retry_at = now + (int64_t)ra * 1000;
-			wake(wr, f->retry_at);
-		}
+		backoff(s, wr, f, now, t); /* storage's Retry-After wins */
 		if (f->attempts == 1 || f->attempts % 10 == 0)
 			log_warn(
 			    "wandb: run %s: upload of %.200s failed (%s%ld) (attempt %u); retrying",
