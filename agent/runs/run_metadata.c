@@ -49,8 +49,8 @@ int run_environment_json(const Trackd__V1__RunEnvironment *env, char **out)
 			json_object_object_add(client, "git", git);
 		}
 	}
-	const char *text = json_object_to_json_string_ext(client, JSON_C_TO_STRING_PLAIN |
-	                                                              JSON_C_TO_STRING_NOSLASHESCAPE);
+	const char *text = json_object_to_json_string_ext(
+	    client, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	*out = text ? strdup(text) : NULL;
 	json_object_put(client);
 	return *out ? TRACKD_OK : TRACKD_ENOMEM;
