@@ -314,7 +314,9 @@ int td_init(const td_run_options *opts, td_run **out)
 	/* W&B's WANDB_* variables fill what the caller left unset. */
 	td_run_options with_env;
 	struct tdi_wandb_env wandb_env;
-	tdi_wandb_env_apply(opts, &with_env, &wandb_env);
+	int env_rc = tdi_wandb_env_apply(opts, &with_env, &wandb_env);
+	if (env_rc != TD_OK)
+		return env_rc;
 	opts = &with_env;
 	if ((unsigned)opts->mode > TD_MODE_DISABLED)
 		return tdi_fail(TD_ERR_INVALID, "td_init: unknown mode %d", (int)opts->mode);

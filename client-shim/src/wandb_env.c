@@ -1,6 +1,8 @@
 /* W&B's environment variables for td_init: see wandb_env.h. */
 #include "wandb_env.h"
 
+#include "error.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,30 +28,37 @@ static void fill(const char **field, const char *name)
 		*field = env_text(name);
 }
 
-/* WANDB_TAGS split at commas into env, blanks trimmed and empty tags dropped;
- * a list longer than the bounds is cut (the rest is not silently merged). */
-static size_t split_tags(const char *value, struct tdi_wandb_env *env)
+/* WANDB_TAGS split at commas into env, blanks trimmed and empty tags dropped.
+ * A value over the bounds is refused whole, naming the variable: cutting it
+ * would start a run with tags the user did not ask for. */
+static int split_tags(const char *value, struct tdi_wandb_env *env, size_t *n_out)
 {
 	size_t len = strlen(value), n = 0;
 	if (len >= sizeof env->tags_buf)
-		len = sizeof env->tags_buf - 1;
-	memcpy(env->tags_buf, value, len);
-	env->tags_buf[len] = '\0';
+		return tdi_fail(TD_ERR_INVALID, "td_init: WANDB_TAGS is %zu bytes, limit %zu", len,
+		                sizeof env->tags_buf - 1);
+	memcpy(env->tags_buf, value, len + 1);
 	char *save = NULL;
-	for (char *t = strtok_r(env->tags_buf, ",", &save); t != NULL && n < TDI_WANDB_MAX_TAGS;
+	for (char *t = strtok_r(env->tags_buf, ",", &save); t != NULL;
 	     t = strtok_r(NULL, ",", &save)) {
 		while (*t == ' ' || *t == '\t')
 			t++;
 		char *end = t + strlen(t);
 		while (end > t && (end[-1] == ' ' || end[-1] == '\t'))
 			*--end = '\0';
-		if (*t != '\0')
-			env->tags[n++] = t;
+		if (*t == '\0')
+			continue;
+		if (n == TDI_WANDB_MAX_TAGS)
+			return tdi_fail(TD_ERR_INVALID,
+			                "td_init: WANDB_TAGS holds more than %u tags",
+			                (unsigned)TDI_WANDB_MAX_TAGS);
+		env->tags[n++] = t;
 	}
-	return n;
+	*n_out = n;
+	return TD_OK;
 }
 
-void tdi_wandb_env_apply(const td_run_options *in, td_run_options *out, struct tdi_wandb_env *env)
+int tdi_wandb_env_apply(const td_run_options *in, td_run_options *out, struct tdi_wandb_env *env)
 {
 	*out = *in;
 	fill(&out->project, "WANDB_PROJECT");
@@ -61,7 +70,10 @@ void tdi_wandb_env_apply(const td_run_options *in, td_run_options *out, struct t
 	fill(&out->job_type, "WANDB_JOB_TYPE");
 	const char *tags = env_text("WANDB_TAGS");
 	if (out->n_tags == 0 && tags != NULL) {
-		size_t n = split_tags(tags, env);
+		size_t n = 0;
+		int rc = split_tags(tags, env, &n);
+		if (rc != TD_OK)
+			return rc;
 		if (n > 0) {
 			out->tags = env->tags;
 			out->n_tags = n;
@@ -87,4 +99,5 @@ void tdi_wandb_env_apply(const td_run_options *in, td_run_options *out, struct t
 	const char *console = env_text("WANDB_CONSOLE");
 	if (console && strcasecmp(console, "off") == 0)
 		out->capture_console = false;
+	return TD_OK;
 }

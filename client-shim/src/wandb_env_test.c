@@ -4,7 +4,9 @@
 #include "check.h"
 #include "wandb_env.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void clear_env(void)
 {
@@ -105,22 +107,65 @@ static void test_mode_resume_output(void)
 	CHECK(!out.capture_console);
 }
 
+/* WANDB_TAGS with n tags "t<i>" (comma-separated), applied: td_init's code. */
+static int apply_tags(size_t n, td_run_options *out, struct tdi_wandb_env *env)
+{
+	static char value[TDI_WANDB_TAGS_MAX_BYTES * 2];
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(value + len, sizeof value - len, "%st%zu", i ? "," : "", i);
+	clear_env();
+	setenv("WANDB_TAGS", value, 1);
+	td_run_options in;
+	td_run_options_init(&in);
+	return tdi_wandb_env_apply(&in, out, env);
+}
+
+/* At most TDI_WANDB_MAX_TAGS tags: limit-1 and limit are taken whole, limit+1
+ * fails naming the variable (never cut). */
 static void test_tags_bounded(void)
 {
+	td_run_options out;
+	struct tdi_wandb_env env;
+	CHECK_EQ(apply_tags(TDI_WANDB_MAX_TAGS - 1, &out, &env), TD_OK);
+	CHECK_EQ(out.n_tags, TDI_WANDB_MAX_TAGS - 1);
+	CHECK_EQ(apply_tags(TDI_WANDB_MAX_TAGS, &out, &env), TD_OK);
+	CHECK_EQ(out.n_tags, TDI_WANDB_MAX_TAGS);
+	CHECK_STR_EQ(out.tags[TDI_WANDB_MAX_TAGS - 1], "t63");
+	CHECK_EQ(apply_tags(TDI_WANDB_MAX_TAGS + 1, &out, &env), TD_ERR_INVALID);
+	CHECK(strstr(td_last_error(), "WANDB_TAGS") != NULL, "%s", td_last_error());
+	/* Empty entries do not count. */
+	clear_env();
+	setenv("WANDB_TAGS", " a, ,,b ,", 1);
+	td_run_options in;
+	td_run_options_init(&in);
+	CHECK_EQ(tdi_wandb_env_apply(&in, &out, &env), TD_OK);
+	CHECK_EQ(out.n_tags, 2);
+	CHECK_STR_EQ(out.tags[1], "b");
+}
+
+/* At most TDI_WANDB_TAGS_MAX_BYTES - 1 bytes: limit-1, limit, limit+1. */
+static void test_tags_bytes_bounded(void)
+{
+	static char value[TDI_WANDB_TAGS_MAX_BYTES + 2];
 	td_run_options in, out;
 	struct tdi_wandb_env env;
-	char many[TDI_WANDB_MAX_TAGS * 3 + 16];
-	size_t len = 0;
-	clear_env();
-	for (int i = 0; i < TDI_WANDB_MAX_TAGS + 5; i++) {
-		many[len++] = 't';
-		many[len++] = ',';
-	}
-	many[len] = '\0';
-	setenv("WANDB_TAGS", many, 1);
 	td_run_options_init(&in);
-	tdi_wandb_env_apply(&in, &out, &env);
-	CHECK_EQ(out.n_tags, TDI_WANDB_MAX_TAGS);
+	for (size_t len = TDI_WANDB_TAGS_MAX_BYTES - 2; len <= TDI_WANDB_TAGS_MAX_BYTES; len++) {
+		memset(value, 'x', len);
+		value[len] = '\0';
+		clear_env();
+		setenv("WANDB_TAGS", value, 1);
+		int rc = tdi_wandb_env_apply(&in, &out, &env);
+		if (len < TDI_WANDB_TAGS_MAX_BYTES) {
+			CHECK_EQ(rc, TD_OK);
+			CHECK_EQ(strlen(out.tags[0]), len);
+		} else {
+			CHECK_EQ(rc, TD_ERR_INVALID);
+			CHECK(strstr(td_last_error(), "WANDB_TAGS is") != NULL, "%s",
+			      td_last_error());
+		}
+	}
 }
 
 int main(void)
@@ -129,5 +174,6 @@ int main(void)
 	test_explicit_wins();
 	test_mode_resume_output();
 	test_tags_bounded();
+	test_tags_bytes_bounded();
 	return CHECK_SUMMARY("wandb_env_test");
 }
