@@ -281,8 +281,9 @@ int cli_print_system(agent_client *agent, const char *run, FILE *out)
 	if (!code) {
 		fprintf(out, "\nSystem:");
 		if (!sv.samples) {
-			fprintf(out, " no samples (the agent takes one when a run starts, then one "
-			             "every system_metrics.interval while it runs)\n");
+			fprintf(out, " no samples (the agent takes one as soon as it sees the run "
+			             "running, then one every system_metrics.interval; a run that "
+			             "ends a moment after it starts may get none)\n");
 		} else {
 			double span = sv.last_runtime - sv.first_runtime;
 			fprintf(out, " %zu samples over %.0f s\n", sv.samples, span);

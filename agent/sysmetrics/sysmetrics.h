@@ -18,7 +18,10 @@
  * local_sink_live_runs: a copy taken under a lock that no checkpoint holds),
  * asked once per pass; sysmetrics_wake (the sink's live_changed) makes a run
  * that just started get its first sample at once rather than an interval
- * later, so even a run shorter than the interval has one.
+ * later, so a run shorter than the interval has one — unless it ended before
+ * the local sink published it running (its start and end applied in one
+ * round, well under a second): a sample after a run's end is not taken, as
+ * in W&B, whose monitor samples only while the run lives.
  *
  * Counters "since the run started" (disk in/out, network) count from the raw
  * values the first pass that saw the run read (its bases). The bases go into
