@@ -768,9 +768,11 @@ static size_t sweep_dir(blobs *b, int fd, bool partial, time_t cutoff, uint64_t 
 	return n;
 }
 
-size_t blobs_sweep(blobs *b, int64_t grace_s)
+size_t blobs_sweep(blobs *b, int64_t grace_s, time_t applied_before)
 {
-	time_t cutoff = time(NULL) - (time_t)grace_s;
+	time_t now = time(NULL);
+	time_t cutoff = now - (time_t)grace_s;
+	time_t blob_cutoff = (applied_before < now ? applied_before : now) - (time_t)grace_s;
 	size_t n = 0;
 	uint64_t kept = 0;
 	int fd = openat(b->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -782,7 +784,7 @@ size_t blobs_sweep(blobs *b, int64_t grace_s)
 		int uid_fd = openat(b->dir_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 		if (uid_fd < 0)
 			continue;
-		n += sweep_dir(b, uid_fd, false, cutoff, &kept);
+		n += sweep_dir(b, uid_fd, false, blob_cutoff, &kept);
 		kept += held_bytes(uid_fd);
 		int tmp_fd = openat(uid_fd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 		if (tmp_fd >= 0) {
@@ -802,4 +804,31 @@ size_t blobs_sweep(blobs *b, int64_t grace_s)
 	b->disk_bytes = kept;
 	pthread_mutex_unlock(&b->mu);
 	return n;
+}
+
+void blobs_marks_add(struct blobs_marks *m, time_t when, uint64_t last_index)
+{
+	if (m->n == BLOBS_MARKS) {
+		memmove(m->when, m->when + 1, (BLOBS_MARKS - 1) * sizeof *m->when);
+		memmove(m->index, m->index + 1, (BLOBS_MARKS - 1) * sizeof *m->index);
+		m->n--;
+	}
+	m->when[m->n] = when;
+	m->index[m->n] = last_index;
+	m->n++;
+}
+
+time_t blobs_marks_applied_before(struct blobs_marks *m, uint64_t min_position)
+{
+	size_t k = m->n;
+	while (k > 0 && m->index[k - 1] > min_position)
+		k--;
+	if (k == 0)
+		return 0;
+	time_t when = m->when[k - 1];
+	/* The marks before it say less: dropped. */
+	memmove(m->when, m->when + (k - 1), (m->n - (k - 1)) * sizeof *m->when);
+	memmove(m->index, m->index + (k - 1), (m->n - (k - 1)) * sizeof *m->index);
+	m->n -= k - 1;
+	return when;
 }

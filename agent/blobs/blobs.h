@@ -40,9 +40,13 @@
  * uploaded, reads it from there (blobs_open_held) and releases it
  * (blobs_release; blobs_release_all when it forgets a run). The holder names
  * the sink and run ("wandb-<run>"), so one run's release never drops
- * another's hold of the same content. blobs_sweep deletes blobs no one else links (st_nlink == 1)
- * once older than the grace period (a blob is sent before the record that uses it), and stale
- * partial files.
+ * another's hold of the same content. blobs_sweep deletes blobs no one else
+ * links (st_nlink == 1) once older than the grace period (a blob is sent
+ * before the record that uses it) counted back from the time before which
+ * every sink has applied every record (blobs_marks): a record whose sink is
+ * behind — the local sink stalled on a full disk, the upload sink holding a
+ * run back through a long outage — has not linked or held its blob yet, and
+ * its blob stays, however old. Stale partial files go after the grace.
  *
  * Budget: blobs_disk_bytes counts partial files and the blobs no run dir
  * links yet (not yet delivered), as the log counts records no sink has
@@ -63,6 +67,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct blobs blobs;
 
@@ -133,9 +138,28 @@ int blobs_open_held(blobs *b, uint32_t uid, const uint8_t digest[32], const char
 int blobs_release(blobs *b, uint32_t uid, const uint8_t digest[32], const char *holder);
 int blobs_release_all(blobs *b, uint32_t uid, const char *holder);
 
-/* Deletes complete blobs that no one links and that are older than
- * grace_s, and partial files older than grace_s. Returns how many. */
-size_t blobs_sweep(blobs *b, int64_t grace_s);
+/* Deletes complete blobs that no one links and that were complete grace_s
+ * before applied_before (a wall time before which every record in the log was
+ * applied by every sink: blobs_marks_applied_before; time(NULL) with no
+ * sinks), and partial files older than grace_s. Returns how many. */
+size_t blobs_sweep(blobs *b, int64_t grace_s, time_t applied_before);
+
+/* When every record was applied, from marks: the sweeper adds one (wall
+ * time, the log's last index then) each pass; given the lowest position of
+ * the log's sink cursors now, the newest mark at or below it says every
+ * record appended before its time is applied. 0 when none is (the sinks are
+ * behind every mark kept: nothing is swept). Marks older than that one are
+ * dropped; past BLOBS_MARKS the oldest goes (a sink more than BLOBS_MARKS
+ * passes behind keeps every blob until it catches up). Not thread-safe: the
+ * sweeper's. */
+#define BLOBS_MARKS 256
+struct blobs_marks {
+	time_t when[BLOBS_MARKS];
+	uint64_t index[BLOBS_MARKS];
+	size_t n;
+};
+void blobs_marks_add(struct blobs_marks *m, time_t when, uint64_t last_index);
+time_t blobs_marks_applied_before(struct blobs_marks *m, uint64_t min_position);
 
 /* SHA-256 of a buffer (OpenSSL's). */
 void blobs_sha256(const void *data, size_t len, uint8_t digest[32]);

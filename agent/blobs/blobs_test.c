@@ -200,14 +200,18 @@ static void test_symlinks(void)
 	CHECK_EQ(blobs_link(b, 1000, missing, run_fd, "m", &size), TRACKD_ENOENT);
 
 	/* Sweep: linked blobs stay; an unlinked one goes once old enough. */
-	CHECK_EQ(blobs_sweep(b, 3600), 0);
-	size_t before = blobs_sweep(b, -10);
+	CHECK_EQ(blobs_sweep(b, 3600, time(NULL)), 0);
+	size_t before = blobs_sweep(b, -10, time(NULL));
 	CHECK(blobs_have(b, 1000, d), "still linked from the run dir (%zu swept)", before);
 	snprintf(path, sizeof path, "%s/run/plain.txt", root);
 	unlink(path);
 	snprintf(path, sizeof path, "%s/run/sub/dir/f", root);
 	unlink(path);
-	CHECK(blobs_sweep(b, -10) >= 1);
+	/* Unlinked and old, but a sink has not applied every record sent before
+	 * it (applied_before is older than the blob): kept. */
+	CHECK_EQ(blobs_sweep(b, -10, time(NULL) - 3600), 0);
+	CHECK(blobs_have(b, 1000, d), "a record that names it may not be applied yet");
+	CHECK(blobs_sweep(b, -10, time(NULL)) >= 1);
 	CHECK(!blobs_have(b, 1000, d));
 	CHECK_EQ(blobs_disk_bytes(b), 0, "recounted from the disk: nothing unlinked is left");
 	close(run_fd);
@@ -239,7 +243,7 @@ static void test_holds(void)
 	mkdir(run, 0755);
 	int run_fd = open(run, O_RDONLY | O_DIRECTORY);
 	CHECK_EQ(blobs_link(b, 1000, d, run_fd, "f.txt", &size), 0);
-	CHECK_EQ(blobs_sweep(b, -10), 0, "held and linked: kept");
+	CHECK_EQ(blobs_sweep(b, -10, time(NULL)), 0, "held and linked: kept");
 	CHECK_EQ(blobs_disk_bytes(b), base, "held: still in the budget though a run dir links it");
 
 	int fd = -1;
@@ -254,7 +258,7 @@ static void test_holds(void)
 	 * dir lets go too. */
 	CHECK_EQ(blobs_release(b, 1000, d, "wandb-runh"), 0);
 	CHECK_EQ(blobs_release(b, 1000, d, "wandb-runh"), 0, "releasing again: success");
-	CHECK_EQ(blobs_sweep(b, -10), 0);
+	CHECK_EQ(blobs_sweep(b, -10, time(NULL)), 0);
 	CHECK_EQ(blobs_disk_bytes(b), base - 12);
 	CHECK_EQ(blobs_hold(b, 1000, d, "wandb-runh", &size), 0);
 	CHECK_EQ(blobs_release_all(b, 1000, "wandb-runh"), 0);
@@ -263,10 +267,33 @@ static void test_holds(void)
 	CHECK(access(held, F_OK) != 0, "release_all removes the holder's dir");
 	snprintf(held, sizeof held, "%s/f.txt", run);
 	unlink(held);
-	blobs_sweep(b, -10);
+	blobs_sweep(b, -10, time(NULL));
 	CHECK(!blobs_have(b, 1000, d), "no one holds or links it: swept");
 	close(run_fd);
 	blobs_free(b);
+}
+
+/* Marks: the newest at or below the sinks' lowest position says when every
+ * record was applied; older ones go; none → 0 (nothing swept). */
+static void test_marks(void)
+{
+	struct blobs_marks m = {0};
+	CHECK_EQ(blobs_marks_applied_before(&m, 100), 0, "no mark: nothing known");
+	blobs_marks_add(&m, 1000, 10);
+	blobs_marks_add(&m, 1060, 20);
+	blobs_marks_add(&m, 1120, 30);
+	CHECK_EQ(blobs_marks_applied_before(&m, 9), 0, "behind every mark");
+	CHECK_EQ(m.n, 3);
+	CHECK_EQ(blobs_marks_applied_before(&m, 10), 1000, "at a mark");
+	CHECK_EQ(blobs_marks_applied_before(&m, 29), 1060, "between marks: the lower");
+	CHECK_EQ(m.n, 2, "the older mark dropped");
+	CHECK_EQ(blobs_marks_applied_before(&m, UINT64_MAX), 1120, "caught up");
+	CHECK_EQ(m.n, 1);
+	for (size_t i = 0; i < BLOBS_MARKS + 1; i++)
+		blobs_marks_add(&m, (time_t)(2000 + i), 100 + i);
+	CHECK_EQ(m.n, BLOBS_MARKS, "bounded");
+	CHECK_EQ(m.when[0], 2001, "the oldest went");
+	CHECK_EQ(blobs_marks_applied_before(&m, 100), 0, "its mark is gone: not known");
 }
 
 int main(void)
@@ -278,6 +305,7 @@ int main(void)
 	test_limits();
 	test_symlinks();
 	test_holds();
+	test_marks();
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
 	if (system(cmd) != 0)

@@ -205,6 +205,7 @@ struct agent {
 	txlog *log;                     /* set before any hook or the metrics run */
 	blobs *blobs;                   /* the blob store, set with log */
 	int64_t next_sweep_us;          /* main thread: the blob store's next sweep */
+	struct blobs_marks sweep_marks; /* main thread: when every record was applied */
 	_Atomic uint64_t reloads_applied, reloads_rejected;
 	/* The configuration in force; only the main thread reads or changes it
 	 * (stages were given copies of their settings or borrow keys that a
@@ -610,6 +611,22 @@ static const char *stage_stalled(struct agent *ag, int64_t now, int64_t limit_us
 #define RELISTEN_FAILURES_MAX 3
 
 /* Returns 0 when asked to stop (signal, idle exit), 1 when it gave up. */
+
+/* The lowest position of the log's sink cursors (every record up to it is
+ * applied by every sink); UINT64_MAX with none. */
+static uint64_t lowest_cursor(txlog *log)
+{
+	struct txlog_cursor_info info[16];
+	size_t n = txlog_cursors_info(log, info, 16);
+	uint64_t low = UINT64_MAX;
+	if (n > 16)
+		return 0; /* more than we can see: nothing is known */
+	for (size_t i = 0; i < n; i++)
+		if (info[i].position < low)
+			low = info[i].position;
+	return low;
+}
+
 static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *notify)
 {
 	int relisten_failures = 0;
@@ -678,12 +695,17 @@ static int main_loop(const struct args *a, struct agent *ag, struct sdnotify *no
 			}
 			next_listener_check = now + listener_check_us;
 		}
-		/* Blobs no run links any more, past their grace: a slow directory
-		 * walk, so once a minute, on this thread (it does no other I/O). */
+		/* Blobs no run links any more, past their grace counted back from
+		 * when every sink had applied every record (a sink behind has not
+		 * linked or held its blobs yet: blobs.h): a slow directory walk,
+		 * so once a minute, on this thread (it does no other I/O). */
 		if (now >= ag->next_sweep_us) {
+			blobs_marks_add(&ag->sweep_marks, time(NULL), txlog_last_index(ag->log));
 			if (ag->next_sweep_us) {
 				size_t swept = blobs_sweep(
-				    ag->blobs, (int64_t)(ag->running->blobs.grace_ms / 1000));
+				    ag->blobs, (int64_t)(ag->running->blobs.grace_ms / 1000),
+				    blobs_marks_applied_before(&ag->sweep_marks,
+				                               lowest_cursor(ag->log)));
 				if (swept)
 					log_info("blob store: %zu unreferenced file(s) removed",
 					         swept);
