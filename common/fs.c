@@ -26,6 +26,27 @@ int fs_write_all(int fd, const void *data, size_t len)
 	return TRACKD_OK;
 }
 
+int fs_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return trackd_err_from_errno(errno);
+		}
+		if (n == 0) {
+			errno = EIO;
+			return TRACKD_EIO;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return TRACKD_OK;
+}
+
 int fs_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off)
 {
 	while (n > 0) {

@@ -19,6 +19,10 @@
 /* Writes all of [data, data+len) to fd, retrying short writes and EINTR. */
 int fs_write_all(int fd, const void *data, size_t len);
 
+/* Reads exactly len bytes at `off` (pread, retrying short reads and EINTR);
+ * TRACKD_EIO when the file ends first (errno EIO). */
+int fs_pread_all(int fd, void *buf, size_t len, uint64_t off);
+
 /* pwritev() at `off` until all `n` vectors are written, retrying short writes
  * and EINTR. The vectors are consumed (iov_base/iov_len advanced). */
 int fs_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off);

@@ -11,6 +11,7 @@
 #include "transport.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,20 @@
 /* Room in a request for the envelope, run id and digest around a piece. */
 #define TDI_BLOB_ENVELOPE_ROOM 1024
 
+/* Pieces a spool copy is read and written in. */
+#define TDI_BLOB_COPY_BYTES ((size_t)1 << 20)
+
+static void append(struct td_run *run, struct tdi_blob *b)
+{
+	struct tdi_blob_queue *q = &run->blobs;
+	if (q->tail)
+		q->tail->next = b;
+	else
+		q->head = b;
+	q->tail = b;
+	pthread_cond_signal(&run->wake);
+}
+
 int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len, const uint8_t digest[32])
 {
 	struct tdi_blob_queue *q = &run->blobs;
@@ -29,6 +44,12 @@ int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len, const
 			free(data);
 			return TD_OK;
 		}
+	if (len > run->max_buffer_bytes)
+		return tdi_fail(TD_ERR_INVALID,
+		                "a %zu-byte file is larger than the memory it may wait in "
+		                "(max_buffer_bytes %zu): save it by path (td_save_path) or raise "
+		                "max_buffer_bytes",
+		                len, run->max_buffer_bytes);
 	if (q->bytes + len > run->max_buffer_bytes)
 		return tdi_fail(TD_ERR_FULL,
 		                "file queue full: %zu bytes waiting for the agent, a %zu-byte file "
@@ -39,14 +60,93 @@ int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len, const
 		return tdi_fail(TD_ERR_NOMEM, "out of memory queueing a file");
 	memcpy(b->digest, digest, 32);
 	b->data = data;
+	b->fd = -1;
 	b->len = len;
-	if (q->tail)
-		q->tail->next = b;
-	else
-		q->head = b;
-	q->tail = b;
+	append(run, b);
 	q->bytes += len;
-	pthread_cond_signal(&run->wake);
+	return TD_OK;
+}
+
+int tdi_blob_copy_to_spool(struct td_run *run, int src, uint64_t *len, uint8_t digest[32],
+                           int *fd_out)
+{
+	*fd_out = -1;
+	*len = 0;
+	if (!run->spool.enabled || !run->spool.dir[0])
+		return 1;
+	char dir[sizeof run->spool.dir + 16];
+	snprintf(dir, sizeof dir, "%s/%s", run->spool.dir, TDI_BLOB_SPOOL_SUBDIR);
+	if (mkdir_parents(dir, 0700) != 0)
+		return 1;
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return 1; /* a file system without unnamed files: in memory */
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t *piece = malloc(TDI_BLOB_COPY_BYTES);
+	int rc = ctx && piece && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? TD_OK : TD_ERR_NOMEM;
+	uint64_t off = 0;
+	while (rc == TD_OK) {
+		ssize_t n = read(src, piece, TDI_BLOB_COPY_BYTES);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc =
+			    tdi_fail(TD_ERR_TRANSPORT, "cannot read the file: %s", strerror(errno));
+			break;
+		}
+		if (n == 0)
+			break;
+		if (fs_write_all(fd, piece, (size_t)n) != 0) {
+			rc = tdi_fail(TD_ERR_TRANSPORT,
+			              "cannot copy the file into the spool dir %s: %s", dir,
+			              strerror(errno));
+			break;
+		}
+		EVP_DigestUpdate(ctx, piece, (size_t)n);
+		off += (uint64_t)n;
+	}
+	unsigned int dn = 32;
+	if (rc == TD_OK && !EVP_DigestFinal_ex(ctx, digest, &dn))
+		rc = TD_ERR_NOMEM;
+	EVP_MD_CTX_free(ctx);
+	free(piece);
+	if (rc != TD_OK) {
+		close(fd);
+		return rc == TD_ERR_NOMEM ? tdi_fail(rc, "out of memory copying a file") : rc;
+	}
+	*fd_out = fd;
+	*len = off;
+	return TD_OK;
+}
+
+int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, uint64_t len, const uint8_t digest[32])
+{
+	struct tdi_blob_queue *q = &run->blobs;
+	for (struct tdi_blob *b = q->head; b; b = b->next)
+		if (memcmp(b->digest, digest, 32) == 0) {
+			close(fd);
+			return TD_OK;
+		}
+	if (len > run->spool.max_bytes)
+		return tdi_fail(TD_ERR_INVALID,
+		                "a %llu-byte file is larger than the spool may hold "
+		                "(max_spool_bytes %llu)",
+		                (unsigned long long)len, (unsigned long long)run->spool.max_bytes);
+	if (q->disk_bytes + len > run->spool.max_bytes)
+		return tdi_fail(
+		    TD_ERR_FULL,
+		    "file queue full: %llu bytes in the spool dir waiting for the agent, "
+		    "a %llu-byte file does not fit (max_spool_bytes %llu)",
+		    (unsigned long long)q->disk_bytes, (unsigned long long)len,
+		    (unsigned long long)run->spool.max_bytes);
+	struct tdi_blob *b = calloc(1, sizeof *b);
+	if (!b)
+		return tdi_fail(TD_ERR_NOMEM, "out of memory queueing a file");
+	memcpy(b->digest, digest, 32);
+	b->fd = fd;
+	b->len = (size_t)len;
+	append(run, b);
+	q->disk_bytes += len;
 	return TD_OK;
 }
 
@@ -57,7 +157,12 @@ static void pop(struct td_run *run)
 	q->head = b->next;
 	if (!q->head)
 		q->tail = NULL;
-	q->bytes -= b->len;
+	if (b->fd >= 0) {
+		q->disk_bytes -= b->len;
+		close(b->fd); /* unnamed: the copy goes with it */
+	} else {
+		q->bytes -= b->len;
+	}
 	free(b->data);
 	free(b);
 	pthread_cond_broadcast(&run->drained);
@@ -94,6 +199,7 @@ int tdi_blob_exchange(nng_socket sock, const char *url, struct tdi_blob_send *t,
 	Trackd__V1__BlobChunk bc = TRACKD__V1__BLOB_CHUNK__INIT;
 	ProtobufCBinaryData digest = {.len = 32, .data = t->digest};
 	size_t n = 0;
+	uint8_t *piece = NULL; /* a piece read from t->fd */
 	if (!t->asked) {
 		req.body_case = TRACKD__V1__REQUEST__BODY_BLOB_QUERY;
 		req.blob_query = &bq;
@@ -112,16 +218,28 @@ int tdi_blob_exchange(nng_socket sock, const char *url, struct tdi_blob_send *t,
 		n = t->len - t->offset < t->piece ? t->len - t->offset : t->piece;
 		bc.has_data = true;
 		bc.data.len = n;
-		bc.data.data = (uint8_t *)t->data + t->offset;
+		if (t->data) {
+			bc.data.data = (uint8_t *)t->data + t->offset;
+		} else if (!(piece = malloc(n ? n : 1)) ||
+		           fs_pread_all(t->fd, piece, n, (off_t)t->offset) != 0) {
+			snprintf(why, why_len, "cannot read the file's copy in the spool dir: %s",
+			         piece ? strerror(errno) : "out of memory");
+			free(piece);
+			return piece ? TDI_BLOB_REFUSED : TDI_BLOB_RETRY;
+		} else {
+			bc.data.data = piece;
+		}
 	}
 	size_t len = trackd__v1__request__get_packed_size(&req);
 	nng_msg *msg = NULL;
 	*reach = TDI_NO_CONNECTION;
 	if (nng_msg_alloc(&msg, len) != 0) {
 		snprintf(why, why_len, "cannot allocate a %zu-byte request", len);
+		free(piece);
 		return TDI_BLOB_RETRY;
 	}
 	trackd__v1__request__pack(&req, nng_msg_body(msg));
+	free(piece);
 	Trackd__V1__Reply *reply = NULL;
 	tdi_request(sock, url, msg, &reply, reach, why, why_len);
 	if (!reply)
@@ -166,6 +284,7 @@ int tdi_blob_step_locked(struct td_run *run)
 	tdi_limits_load(run, &lim);
 	struct tdi_blob_send t = {.run_id = run->run_id,
 	                          .data = b->data,
+	                          .fd = b->fd,
 	                          .len = b->len,
 	                          .piece = piece_bytes(lim.message_bytes),
 	                          .asked = b->asked,
@@ -230,11 +349,24 @@ int tdi_blob_spool_locked(struct td_run *run, size_t *written)
 		files_hex_digest(b->digest, hex);
 		snprintf(name, sizeof name, "%s.%s%s", run->run_id, hex, TDI_BLOB_SPOOL_SUFFIX);
 		snprintf(tmp, sizeof tmp, ".%s.tmp", name);
-		int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-		                0600);
-		bool ok = fd >= 0 && fs_write_all(fd, b->data, b->len) == 0 && fdatasync(fd) == 0;
-		if (fd >= 0)
-			close(fd);
+		bool ok;
+		if (b->fd >= 0) {
+			/* The unnamed copy gets a name (through /proc/self/fd: linkat
+			 * with AT_EMPTY_PATH needs a capability). */
+			char self[64];
+			snprintf(self, sizeof self, "/proc/self/fd/%d", b->fd);
+			unlinkat(dir_fd, tmp, 0);
+			ok = fdatasync(b->fd) == 0 &&
+			     linkat(AT_FDCWD, self, dir_fd, tmp, AT_SYMLINK_FOLLOW) == 0;
+		} else {
+			int fd =
+			    openat(dir_fd, tmp,
+			           O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+			ok =
+			    fd >= 0 && fs_write_all(fd, b->data, b->len) == 0 && fdatasync(fd) == 0;
+			if (fd >= 0)
+				close(fd);
+		}
 		ok = ok && renameat(dir_fd, tmp, dir_fd, name) == 0;
 		if (!ok) {
 			unlinkat(dir_fd, tmp, 0);

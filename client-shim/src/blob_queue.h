@@ -21,9 +21,15 @@
  * process killed outright loses its queued files (its spooled rows then
  * name files the agent lacks: the agent logs each).
  *
- * Bound: the queued bytes never exceed the run's max_buffer_bytes (a second
- * bound beside the records' buffer); a blob that would pass it is refused
- * with TD_ERR_FULL. A digest already queued is not queued twice.
+ * Where the bytes wait: in memory (media values, td_save_file's bytes), or in
+ * an unnamed file of the spool dir (td_save_path: O_TMPFILE, so a process
+ * killed outright leaves nothing behind), read back in pieces when sent.
+ *
+ * Bounds: the bytes queued in memory never exceed the run's max_buffer_bytes
+ * (a second bound beside the records' buffer), those queued on disk the
+ * run's max_spool_bytes; a blob that would pass its bound is refused with
+ * TD_ERR_FULL (one larger than the bound itself with TD_ERR_INVALID: it could
+ * never fit). A digest already queued is not queued twice.
  *
  * Threading: everything here is guarded by the run's mu; the sender's step
  * lets go of it for the exchange.
@@ -42,7 +48,8 @@ struct td_run;
 struct tdi_blob {
 	struct tdi_blob *next;
 	uint8_t digest[32];
-	uint8_t *data; /* owned */
+	uint8_t *data; /* owned; NULL when the bytes are in fd */
+	int fd;        /* owned: an unnamed spool file holding them; -1 in memory */
 	size_t len;
 	uint64_t offset; /* next piece to send */
 	bool asked;      /* the agent said it lacks it */
@@ -50,7 +57,8 @@ struct tdi_blob {
 
 struct tdi_blob_queue {
 	struct tdi_blob *head, *tail;
-	size_t bytes;
+	size_t bytes;           /* queued in memory */
+	uint64_t disk_bytes;    /* queued in spool files */
 	uint64_t bytes_sent;    /* piece bytes the agent took */
 	uint64_t blobs_sent;    /* completed by a transfer */
 	uint64_t blobs_skipped; /* the agent held them already */
@@ -62,6 +70,20 @@ struct tdi_blob_queue {
 int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len,
                             const uint8_t digest[32]);
 
+/* Copies the readable file `src` (len bytes from offset 0) into a new unnamed
+ * file in the spool dir, its SHA-256 into digest on the way: *fd_out, owned
+ * by the caller. Without mu (it reads and writes the whole file).
+ * 1 (not an error) when the run has no spool dir or its file system cannot
+ * make unnamed files: the caller queues the bytes in memory instead;
+ * TD_ERR_TRANSPORT on an I/O error (tdi_fail says which). */
+int tdi_blob_copy_to_spool(struct td_run *run, int src, uint64_t *len, uint8_t digest[32],
+                           int *fd_out);
+
+/* Queues the spool copy fd (owned on success, closed here when the digest is
+ * queued already). TD_ERR_FULL over max_spool_bytes (fd still the caller's).
+ * mu held. */
+int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, uint64_t len, const uint8_t digest[32]);
+
 /* One exchange for the oldest blob (mu held, let go during I/O). Returns
  * 0 when it moved on, 1 when it should be retried after a backoff. */
 int tdi_blob_step_locked(struct td_run *run);
@@ -70,7 +92,8 @@ int tdi_blob_step_locked(struct td_run *run);
 struct tdi_blob_send {
 	const char *run_id;
 	uint8_t digest[32];
-	const uint8_t *data;
+	const uint8_t *data; /* the bytes, or NULL: read from fd */
+	int fd;
 	size_t len;
 	size_t piece;    /* bytes per BlobChunk (the agent's limit lowers it) */
 	bool asked;      /* the agent said it lacks it */

@@ -9,11 +9,18 @@
 #include "run.h"
 #include "run_files.h"
 
+#include "errors.h"
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* Pixels the library encodes: 64 Mi pixels (a 8192 × 8192 image). */
@@ -381,26 +388,41 @@ int tdi_media_log(td_run *run, const td_item *items, size_t n, int64_t step, boo
 	return rc;
 }
 
-int td_save_file(td_run *run, const char *name, const void *data, size_t len, const char *policy)
+/* A saved file's name (normalised into norm) and policy, checked. */
+static int check_save(const char *fn, const char *name, const char *policy, char *norm,
+                      size_t norm_len)
 {
-	char norm[TRACKD_MAX_FILE_NAME_BYTES + 1];
-	if (!run || !name || (!data && len))
-		return tdi_fail(TD_ERR_INVALID, "td_save_file: run, name and data are needed");
-	if (!files_name_normalise(name, norm, sizeof norm))
+	if (!files_name_normalise(name, norm, norm_len))
 		return tdi_fail(TD_ERR_INVALID,
-		                "td_save_file: '%.200s' is not a file name a run can hold (empty, "
-		                "'..', a control character, or over %u bytes)",
-		                name, TRACKD_MAX_FILE_NAME_BYTES);
+		                "%s: '%.200s' is not a file name a run can hold (empty, '..', a "
+		                "control character, or over %u bytes)",
+		                fn, name, TRACKD_MAX_FILE_NAME_BYTES);
 	if (policy && strcmp(policy, "now") && strcmp(policy, "live") && strcmp(policy, "end"))
-		return tdi_fail(TD_ERR_INVALID, "td_save_file: policy '%s' (now, live or end)",
-		                policy);
-	if (run->disabled)
-		return TD_OK;
-	uint8_t *bytes = malloc(len ? len : 1);
-	if (!bytes)
-		return tdi_fail(TD_ERR_NOMEM, "td_save_file: out of memory");
-	if (len)
-		memcpy(bytes, data, len);
+		return tdi_fail(TD_ERR_INVALID, "%s: policy '%s' (now, live or end)", fn, policy);
+	return TD_OK;
+}
+
+/* The SavedFile record naming a queued blob. */
+static int record_saved(td_run *run, const char *fn, const char *norm, const uint8_t digest[32],
+                        uint64_t len, const char *policy)
+{
+	Trackd__V1__SavedFile f = TRACKD__V1__SAVED_FILE__INIT;
+	f.name = (char *)norm;
+	f.has_sha256 = f.has_size = true;
+	f.sha256.len = 32;
+	f.sha256.data = (uint8_t *)digest;
+	f.size = len;
+	f.policy = (char *)(policy ? policy : "now");
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.body_case = TRACKD__V1__RECORD__BODY_FILE;
+	rec.file = &f;
+	return tdi_record_proto(run, fn, &rec);
+}
+
+/* Queues bytes (owned) in memory and records them. */
+static int save_bytes(td_run *run, const char *fn, const char *norm, uint8_t *bytes, size_t len,
+                      const char *policy)
+{
 	uint8_t digest[32];
 	sha256(bytes, len, digest);
 	pthread_mutex_lock(&run->mu);
@@ -410,15 +432,73 @@ int td_save_file(td_run *run, const char *name, const void *data, size_t len, co
 		free(bytes);
 		return rc;
 	}
-	Trackd__V1__SavedFile f = TRACKD__V1__SAVED_FILE__INIT;
-	f.name = norm;
-	f.has_sha256 = f.has_size = true;
-	f.sha256.len = 32;
-	f.sha256.data = digest;
-	f.size = len;
-	f.policy = (char *)(policy ? policy : "now");
-	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
-	rec.body_case = TRACKD__V1__RECORD__BODY_FILE;
-	rec.file = &f;
-	return tdi_record_proto(run, "td_save_file", &rec);
+	return record_saved(run, fn, norm, digest, len, policy);
+}
+
+int td_save_file(td_run *run, const char *name, const void *data, size_t len, const char *policy)
+{
+	char norm[TRACKD_MAX_FILE_NAME_BYTES + 1];
+	if (!run || !name || (!data && len))
+		return tdi_fail(TD_ERR_INVALID, "td_save_file: run, name and data are needed");
+	int rc = check_save("td_save_file", name, policy, norm, sizeof norm);
+	if (rc || run->disabled)
+		return rc;
+	uint8_t *bytes = malloc(len ? len : 1);
+	if (!bytes)
+		return tdi_fail(TD_ERR_NOMEM, "td_save_file: out of memory");
+	if (len)
+		memcpy(bytes, data, len);
+	return save_bytes(run, "td_save_file", norm, bytes, len, policy);
+}
+
+int td_save_path(td_run *run, const char *name, const char *path, const char *policy)
+{
+	char norm[TRACKD_MAX_FILE_NAME_BYTES + 1];
+	if (!run || !name || !path)
+		return tdi_fail(TD_ERR_INVALID, "td_save_path: run, name and path are needed");
+	int rc = check_save("td_save_path", name, policy, norm, sizeof norm);
+	if (rc || run->disabled)
+		return rc;
+	int src = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (src < 0 || fstat(src, &st) != 0 || !S_ISREG(st.st_mode)) {
+		int err = src < 0 ? errno : 0;
+		if (src >= 0)
+			close(src);
+		return tdi_fail(TD_ERR_INVALID, "td_save_path: %.300s: %s", path,
+		                err ? strerror(err) : "not a regular file");
+	}
+	uint64_t len = 0;
+	uint8_t digest[32];
+	int copy = -1;
+	rc = tdi_blob_copy_to_spool(run, src, &len, digest, &copy);
+	if (rc == 1) {
+		/* No spool dir to wait in: in memory, as td_save_file. */
+		char *data = NULL;
+		size_t n = 0;
+		size_t max = run->max_buffer_bytes;
+		int frc = fs_read_fd(src, max, &data, &n);
+		close(src);
+		if (frc == TRACKD_ETOOBIG)
+			return tdi_fail(
+			    TD_ERR_INVALID,
+			    "td_save_path: %.300s is larger than the memory it may wait in "
+			    "without a spool dir (max_buffer_bytes %zu)",
+			    path, max);
+		if (frc)
+			return tdi_fail(TD_ERR_INVALID, "td_save_path: cannot read %.300s: %s",
+			                path, trackd_strerror(frc));
+		return save_bytes(run, "td_save_path", norm, (uint8_t *)data, n, policy);
+	}
+	close(src);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&run->mu);
+	rc = tdi_blob_enqueue_fd_locked(run, copy, len, digest);
+	pthread_mutex_unlock(&run->mu);
+	if (rc) {
+		close(copy);
+		return rc;
+	}
+	return record_saved(run, "td_save_path", norm, digest, len, policy);
 }

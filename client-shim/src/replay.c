@@ -75,15 +75,16 @@ static void replay_pause(struct replay_ctx *c, uint32_t ms)
 
 enum replay_result { REPLAY_DONE, REPLAY_STOPPED };
 
-/* Largest spooled file a replay reads back (blobs.max_file_bytes' default). */
-#define REPLAY_MAX_FILE_BYTES ((size_t)1 << 30)
+/* Pieces a spooled file is hashed in before it is sent. */
+#define REPLAY_HASH_BYTES ((size_t)1 << 20)
 
-/* Sends one spooled file (blob_queue.h) until the agent has it or refuses it. */
+/* Sends one spooled file (blob_queue.h), read in pieces from fd, until the
+ * agent has it or refuses it. */
 static enum replay_result replay_blob(struct replay_ctx *c, const char *run_id,
-                                      const uint8_t digest[32], const uint8_t *data, size_t len)
+                                      const uint8_t digest[32], int fd, size_t len)
 {
 	struct tdi_blob_send t = {
-	    .run_id = run_id, .data = data, .len = len, .piece = TRACKD_BLOB_CHUNK_BYTES};
+	    .run_id = run_id, .fd = fd, .len = len, .piece = TRACKD_BLOB_CHUNK_BYTES};
 	memcpy(t.digest, digest, 32);
 	uint32_t backoff = 0;
 	for (;;) {
@@ -109,6 +110,25 @@ static enum replay_result replay_blob(struct replay_ctx *c, const char *run_id,
 			backoff = 0;
 		}
 	}
+}
+
+/* The SHA-256 of fd's first len bytes, read in pieces; false if it cannot be
+ * read whole. */
+static bool file_sha256(int fd, uint64_t len, uint8_t out[32])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t *piece = malloc(REPLAY_HASH_BYTES);
+	bool ok = ctx && piece && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	for (uint64_t off = 0; ok && off < len;) {
+		size_t n = len - off < REPLAY_HASH_BYTES ? (size_t)(len - off) : REPLAY_HASH_BYTES;
+		ok = fs_pread_all(fd, piece, n, off) == 0 && EVP_DigestUpdate(ctx, piece, n);
+		off += n;
+	}
+	unsigned int dn = 32;
+	ok = ok && EVP_DigestFinal_ex(ctx, out, &dn);
+	EVP_MD_CTX_free(ctx);
+	free(piece);
+	return ok;
 }
 
 /* The files spooled beside a spool file (<dir>/files/<run id>.<sha256>.blob):
@@ -149,26 +169,21 @@ static enum replay_result replay_blobs(struct replay_ctx *c, const char *spool_p
 			continue;
 		struct stat st;
 		if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &st) != 0 ||
-		    !S_ISREG(st.st_mode) || (uint64_t)st.st_size > REPLAY_MAX_FILE_BYTES) {
+		    !S_ISREG(st.st_mode) || (uint64_t)st.st_size > SIZE_MAX) {
 			close(fd);
 			continue;
 		}
-		char *data = NULL;
-		size_t len = 0;
-		if (fs_read_fd(fd, REPLAY_MAX_FILE_BYTES, &data, &len) != 0) {
+		if (!file_sha256(fd, (uint64_t)st.st_size, check)) {
 			close(fd);
-			continue;
+			continue; /* unreadable now: another replay may do it */
 		}
-		unsigned int dn = 32;
-		EVP_Digest(data, len, check, &dn, EVP_sha256(), NULL);
 		if (memcmp(check, digest, 32) != 0) {
 			unlinkat(dirfd(d), e->d_name, 0); /* damaged: the agent would refuse it */
 		} else {
-			res = replay_blob(c, run_id, digest, (const uint8_t *)data, len);
+			res = replay_blob(c, run_id, digest, fd, (size_t)st.st_size);
 			if (res == REPLAY_DONE)
 				unlinkat(dirfd(d), e->d_name, 0);
 		}
-		free(data);
 		close(fd);
 	}
 	closedir(d);

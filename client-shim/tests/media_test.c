@@ -1,14 +1,19 @@
 /*
  * media_test.c — libtrackd's media helpers without an agent: the PNG
  * encoder (a decoder's view: signature, chunk CRCs, IHDR, inflated rows),
- * td_save_file's names, and media values in a disabled run.
+ * td_save_file's names, media values in a disabled run, and the bounds files
+ * wait under (td_save_file in memory, td_save_path in the spool dir) with no
+ * agent to take them.
  */
 #include "check.h"
 #include "trackd/trackd.h"
 
+#include <dirent.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 static uint32_t be32(const uint8_t *p)
@@ -112,9 +117,123 @@ static void test_disabled_run(void)
 	CHECK_EQ(td_finish(run, 0, 0, NULL), TD_OK);
 }
 
+static char tmpdir[64];
+
+/* A file of len bytes of `fill` in tmpdir; its path. */
+static const char *make_file(const char *name, size_t len, int fill)
+{
+	static char path[128];
+	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+	FILE *f = fopen(path, "wb");
+	for (size_t i = 0; i < len; i++)
+		fputc(fill, f);
+	fclose(f);
+	return path;
+}
+
+/* A run with no agent (nothing drains its queues): what it queues stays. */
+static td_run *run_without_agent(size_t max_buffer, size_t max_spool)
+{
+	td_run_options o;
+	td_run_options_init(&o);
+	char url[128], spool[128];
+	snprintf(url, sizeof url, "ipc://%s/no-agent.sock", tmpdir);
+	snprintf(spool, sizeof spool, "%s/spool", tmpdir);
+	o.socket_url = url;
+	o.spool_dir = spool;
+	o.print_footer = false;
+	o.capture_console = false;
+	o.max_buffer_bytes = max_buffer;
+	o.max_spool_bytes = max_spool;
+	td_run *run = NULL;
+	CHECK_EQ(td_init(&o, &run), TD_OK);
+	return run;
+}
+
+/* Unnamed copies in the spool's files dir leave no names behind. */
+static size_t spool_blob_names(void)
+{
+	char dir[160];
+	size_t n = 0;
+	snprintf(dir, sizeof dir, "%s/spool", tmpdir);
+	/* <spool>/<agent hash>/files/… */
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char sub[512];
+		snprintf(sub, sizeof sub, "%s/%s/files", dir, e->d_name);
+		DIR *f = opendir(sub);
+		struct dirent *g;
+		while (f && (g = readdir(f)))
+			n += g->d_name[0] != '.';
+		if (f)
+			closedir(f);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* td_save_path waits in the spool dir, bounded by max_spool_bytes:
+ * limit-1, limit and limit+1 for one file, and the queue's room. */
+static void test_save_path_bounds(void)
+{
+	const size_t spool = 1 << 20;
+	td_run *run = run_without_agent(64 << 10, spool);
+	CHECK_EQ(td_save_path(run, "big", make_file("over", spool + 1, 'a'), "now"), TD_ERR_INVALID,
+	         "over max_spool_bytes: could never fit");
+	CHECK(strstr(td_last_error(), "max_spool_bytes") != NULL, "%s", td_last_error());
+	CHECK_EQ(td_save_path(run, "almost", make_file("almost", spool - 1, 'b'), "now"), TD_OK,
+	         "limit-1, far over max_buffer_bytes: on disk, not in memory");
+	CHECK_EQ(td_save_path(run, "one", make_file("one", 1, 'c'), "now"), TD_OK, "to the limit");
+	CHECK_EQ(td_save_path(run, "more", make_file("more", 1, 'd'), "now"), TD_ERR_FULL,
+	         "limit+1 queued: full, retry later");
+	CHECK(strstr(td_last_error(), "max_spool_bytes") != NULL, "%s", td_last_error());
+	CHECK_EQ(td_save_path(run, "same", make_file("one", 1, 'c'), "now"), TD_OK,
+	         "content already queued: not queued twice");
+	CHECK_EQ(spool_blob_names(), 0, "queued copies have no names");
+	CHECK_EQ(td_save_path(run, "x", tmpdir, "now"), TD_ERR_INVALID, "a directory");
+	CHECK_EQ(td_save_path(run, "x", "/nonexistent/file", "now"), TD_ERR_INVALID);
+	CHECK_EQ(td_save_path(run, "../x", make_file("one", 1, 'c'), "now"), TD_ERR_INVALID);
+	/* At finish, with no agent, the queued copies get names in the spool. */
+	td_finish(run, 0, 100, NULL);
+	CHECK_EQ(spool_blob_names(), 2, "both contents spooled at finish");
+
+	run = run_without_agent(spool, spool);
+	CHECK_EQ(td_save_path(run, "whole", make_file("whole", spool, 'e'), "now"), TD_OK,
+	         "exactly max_spool_bytes");
+	td_finish(run, 0, 100, NULL);
+}
+
+/* td_save_file's bytes wait in memory: one over max_buffer_bytes could never
+ * fit (TD_ERR_INVALID naming the way out), one that fits but not now is FULL. */
+static void test_save_file_bounds(void)
+{
+	const size_t buffer = 64 << 10;
+	td_run *run = run_without_agent(buffer, 1 << 20);
+	char *data = calloc(1, buffer + 1);
+	CHECK_EQ(td_save_file(run, "over", data, buffer + 1, NULL), TD_ERR_INVALID);
+	CHECK(strstr(td_last_error(), "td_save_path") != NULL, "%s", td_last_error());
+	CHECK_EQ(td_save_file(run, "fits", data, buffer / 2, NULL), TD_OK);
+	data[0] = 1;
+	CHECK_EQ(td_save_file(run, "no room now", data, buffer, NULL), TD_ERR_FULL);
+	free(data);
+	td_finish(run, 0, 100, NULL);
+}
+
 int main(void)
 {
 	test_png();
 	test_disabled_run();
+	setenv("TRACKD_NO_AUTOSTART", "1", 1);
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/media_test.XXXXXX");
+	CHECK(mkdtemp(tmpdir) != NULL);
+	test_save_path_bounds();
+	test_save_file_bounds();
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+	CHECK_EQ(system(cmd), 0);
 	return CHECK_SUMMARY("media_test");
 }

@@ -627,16 +627,19 @@ def test_files_queued_at_finish_are_spooled_and_delivered_later(agent, tmp_path)
         img = np.arange(64, dtype=np.uint8).reshape(8, 8)
         run.log({"img": trackd.Image(img), "x": 1})
         run._save_bytes("notes.txt", b"spooled file", "now")
+        with open("{tmp}/weights.bin", "wb") as f:
+            f.write(bytes(range(256)) * 4096)
+        run.save("{tmp}/weights.bin", policy="now")  # a spool copy, named at finish
         run.finish(timeout=1)
         print(json.dumps(run.finish_report))
-    """)], env=env, capture_output=True, text=True, timeout=60)
+    """).replace("{tmp}", str(tmp_path))], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout.strip().splitlines()[-1])
     assert "not delivered" not in rep["last_error"], rep
     assert rep["records_spooled"] > 0
     spooled = [n for root, _, names in os.walk(tmp_path / "xdg") for n in names
                if n.endswith(".blob")]
-    assert len(spooled) == 2, spooled
+    assert len(spooled) == 3, spooled
     agent.start()
     f = subprocess.run([BIN["trackctl"], "spool", "flush"], env=env, capture_output=True,
                        text=True, timeout=60)
@@ -647,9 +650,70 @@ def test_files_queued_at_finish_are_spooled_and_delivered_later(agent, tmp_path)
     assert sha256_file(img) == row["img"]["sha256"]
     with open(os.path.join(d, "files", "notes.txt"), "rb") as fh:
         assert fh.read() == b"spooled file"
+    with open(os.path.join(d, "files", "weights.bin"), "rb") as fh:
+        assert fh.read() == bytes(range(256)) * 4096
     left = [n for root, _, names in os.walk(tmp_path / "xdg") for n in names
             if n.endswith(".blob")]
     assert left == []
+
+
+def test_run_save_of_files_over_the_memory_buffer_delivers_every_one(agent, tmp_path):
+    """run.save copies files into the spool dir, not memory: three files of
+    max_buffer_bytes + 1 (64 MiB + 1 byte, the default; 192 MiB queued at
+    once, three times what memory may hold) all arrive, byte for byte, and no
+    copy is left behind."""
+    size = (64 << 20) + 1
+    digests = {}
+    for i in range(3):
+        data = os.urandom(1 << 20) * 64 + bytes([i])
+        assert len(data) == size
+        (tmp_path / f"ckpt{i}.bin").write_bytes(data)
+        digests[f"ckpt{i}.bin"] = hashlib.sha256(data).hexdigest()
+    xdg = tmp_path / "xdg"
+    env = dict(python_client_env(agent.env), XDG_STATE_HOME=str(xdg))
+    agent.start()
+    r = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", textwrap.dedent(f"""
+        import json, trackd
+        run = trackd.init(project="files", id="bigsave1", console=False)
+        print(json.dumps(sorted(run.save({str(tmp_path / '*.bin')!r}, policy="now"))))
+        run.finish()
+        print(json.dumps(run.finish_report))
+    """)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[0]) == sorted(digests)
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rep["records_rejected"] == 0 and not rep["last_error"], rep
+    d = run_dir(agent, "bigsave1")
+    for name, digest in digests.items():
+        agent.wait_for(lambda: os.path.exists(os.path.join(d, "files", name)), timeout=60,
+                       what=f"{name} in the run dir")
+        assert sha256_file(os.path.join(d, "files", name)) == digest, name
+    left = [n for root, _, names in os.walk(xdg) for n in names if n.endswith(".blob")]
+    assert left == [], left
+
+
+def test_a_killed_client_leaves_no_file_copies_in_the_spool(agent, tmp_path):
+    """The copies run.save makes are unnamed files: a client killed with
+    files still queued (no agent to take them) leaves nothing behind."""
+    (tmp_path / "w.bin").write_bytes(os.urandom(1 << 20))
+    xdg = tmp_path / "xdg"
+    env = dict(python_client_env(agent.env), TRACKD_NO_AUTOSTART="1", XDG_STATE_HOME=str(xdg))
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time, trackd
+        run = trackd.init(project="files", id="killsave1", console=False)
+        run.save({str(tmp_path / 'w.bin')!r}, policy="now")
+        print("saved", flush=True)
+        time.sleep(60)
+    """)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "saved"
+        files = [os.path.join(root, n) for root, _, names in os.walk(xdg) for n in names]
+        assert not [f for f in files if f.endswith(".blob")], files
+    finally:
+        p.kill()
+        p.wait()
+    files = [os.path.join(root, n) for root, _, names in os.walk(xdg) for n in names]
+    assert not [f for f in files if "/files/" in f], files
 
 
 def test_histogram_bins_and_table_rows_limits(agent):

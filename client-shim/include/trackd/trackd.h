@@ -286,6 +286,19 @@ TD_API int td_log(td_run *run, const td_item *items, size_t n, int64_t step, boo
 TD_API int td_save_file(td_run *run, const char *name, const void *data, size_t len,
                         const char *policy);
 
+/* td_save_file for the file at `path`, read here by this process (as the
+ * user; the agent never opens it): copied, in pieces, into an unnamed file of
+ * the spool dir, so a file of any size (up to max_spool_bytes queued at once)
+ * waits on disk rather than in memory; a process killed outright leaves no
+ * copy behind. Without a spool dir (spool_dir "" or no home), or on a file
+ * system without unnamed files, the bytes wait in memory as td_save_file's
+ * (max_buffer_bytes). The copy takes the time of reading the file; nothing
+ * waits for the agent. TD_ERR_INVALID: a name or policy as td_save_file's, a
+ * path that is not a readable regular file, a file over the bound it would
+ * wait in (the message names it); TD_ERR_FULL: the bound is taken by files
+ * not yet delivered (retry later). */
+TD_API int td_save_path(td_run *run, const char *name, const char *path, const char *policy);
+
 /* Encodes 8-bit pixels (height rows of width × channels bytes; channels 1, 3
  * or 4) as a PNG with zlib. *out (td_free) and *out_len on success. */
 TD_API int td_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels,

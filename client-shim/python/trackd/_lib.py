@@ -177,6 +177,7 @@ _SIGNATURES = {
     "td_summary_update": (ctypes.c_int, [_P, _ITEMS, ctypes.c_size_t]),
     "td_save_file": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
                                     ctypes.c_char_p]),
+    "td_save_path": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]),
     "td_config_update": (ctypes.c_int, [_P, _ITEMS, ctypes.c_size_t]),
     "td_output": (ctypes.c_int, [_P, ctypes.c_bool, ctypes.c_char_p]),
     "td_define_metric": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_int]),

@@ -501,10 +501,8 @@ class Run:
                     now = (st.st_size, st.st_mtime_ns)
                     if now == sig:
                         continue
-                    with open(path, "rb") as f:
-                        data = f.read()
                     self._live[name] = (path, now)
-                    self._save_bytes(name, data, "live")
+                    self._save_path(name, path, "live")
                 except (OSError, TrackdError):
                     continue
     CODE_MAX_FILES = 1000
@@ -520,11 +518,31 @@ class Run:
         if rc != _lib.TD_OK:
             self._raise_for("save", rc)
 
+    def _save_path(self, name: str, path: str, policy: str) -> bool:
+        """Saves the file at path as name (td_save_path: copied into the spool
+        dir, so its size is bounded by the spool, not by memory). A file the
+        queue cannot take now is not saved: warned, naming it (never silent),
+        and False."""
+        if self._mode == "disabled":
+            return True
+        with self._lock:
+            self._check_open()
+            rc = _lib.lib().td_save_path(self._handle, _lib.text(name, "file name"),
+                                         os.fsencode(path), policy.encode())
+        if rc == _lib.TD_ERR_FULL:
+            warnings.warn(f"trackd: {name} not saved: {_lib.last_error()}", RuntimeWarning,
+                          stacklevel=3)
+            return False
+        if rc != _lib.TD_OK:
+            self._raise_for("save", rc)
+        return True
+
     def save(self, glob_str: str, base_path: Optional[str] = None, policy: str = "live") -> List[str]:
         """Saves files matching glob_str with the run, as W&B's run.save: each
         as files/<path relative to base_path> (default: the glob's directory
         part). The files are read here, by this process (the agent never opens
-        a client's path). policy "now" sends them now, "end" at finish, "live"
+        a client's path), and copied into the spool dir until the agent has
+        them (td_save_path): any size up to max_spool_bytes queued at once. policy "now" sends them now, "end" at finish, "live"
         now, again whenever it changes (checked every LIVE_POLL_S seconds) and
         at finish. Returns the names saved."""
         import glob as _glob
@@ -541,8 +559,7 @@ class Run:
                 name = os.path.basename(path)
             names.append(name)
             if policy in ("now", "live"):
-                with open(path, "rb") as f:
-                    self._save_bytes(name, f.read(), policy)
+                self._save_path(name, path, policy)
             if policy in ("end", "live"):
                 self._at_end[name] = path
             if policy == "live" and len(self._live) < self.SAVE_MAX_FILES:
@@ -793,13 +810,15 @@ class Run:
                             self._at_end.setdefault(name, path)
                             found += 1
             for name, path in self._at_end.items():
-                # Files saved with policy end or live: as they are now.
-                try:
-                    with open(path, "rb") as f:
-                        data = f.read()
-                except OSError:
+                # Files saved with policy end or live: as they are now. One that
+                # cannot be saved is named, never dropped silently.
+                if not os.path.isfile(path):
                     continue
-                lib.td_save_file(self._handle, name.encode(), data, len(data), b"end")
+                rc = lib.td_save_path(self._handle, _lib.text(name, "file name"),
+                                      os.fsencode(path), b"end")
+                if rc != _lib.TD_OK:
+                    warnings.warn(f"trackd: {name} not saved at finish: {_lib.last_error()}",
+                                  RuntimeWarning, stacklevel=2)
             if self._pending:
                 # W&B commits a pending row at finish; the agent would too,
                 # but the footer below should show it.
