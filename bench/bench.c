@@ -32,6 +32,18 @@
  *                                         from the run's series index (series_query,
  *                                         the agent's own code): the index's share
  *                                         of the query's time, without the socket
+ *   savefiles --url U --run-id R --dir D  a training process saving every file of D
+ *                                         (sorted) with td_save_file(policy "now"):
+ *                                         each read whole, then saved, waiting and
+ *                                         retrying every 20 ms while the file queue
+ *                                         is full (TD_ERR_FULL); then td_finish. Wall times
+ *                                         of the first save, the last and finish
+ *   images    --url U --run-id R --rows N a loop of N rows of P1's 4 metrics, then N
+ *                                         rows of the same plus a 64x64 RGB PNG
+ *                                         (TD_MEDIA_PNG, random pixels: each image
+ *                                         distinct, encoded before the loop): td_log's
+ *                                         per-call times of both, the wall time of the
+ *                                         first image row
  *
  * Timing: CLOCK_MONOTONIC around each call (the clock itself costs ~20 ns,
  * reported as timer_ns so a reader can subtract it).
@@ -39,6 +51,7 @@
 #include <trackd/trackd.h>
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -889,6 +902,149 @@ static int cmd_fmt(long n)
 	return 0;
 }
 
+/* ---- savefiles: td_save_file of a directory's files ------------------------------------ */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmd_savefiles(const char *url, const char *run_id, const char *dir)
+{
+	char *names[1024];
+	size_t nn = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		die("savefiles: cannot open --dir");
+	struct dirent *e;
+	while ((e = readdir(d)) && nn < 1024)
+		if (e->d_name[0] != '.')
+			names[nn++] = strdup(e->d_name);
+	closedir(d);
+	qsort(names, nn, sizeof *names, cmp_str);
+	td_run *run = start_run(url, run_id, "bench");
+	double t_first = 0, t_last = 0;
+	long full = 0;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < nn; i++) {
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		int fd = open(path, O_RDONLY);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) != 0)
+			die("savefiles: cannot open a file");
+		size_t len = (size_t)st.st_size;
+		uint8_t *data = malloc(len ? len : 1);
+		if (!data)
+			die("out of memory");
+		double t_read = wall_s();
+		for (size_t off = 0; off < len;) {
+			ssize_t k = read(fd, data + off, len - off);
+			if (k <= 0)
+				die("savefiles: short read");
+			off += (size_t)k;
+		}
+		close(fd);
+		if (i == 0)
+			t_first = t_read; /* the user's save() starts with reading the file */
+		int rc;
+		/* Over max_buffer_bytes the file queue refuses (TD_ERR_FULL): a user
+		 * who wants every file waits for it to drain and saves again, as this
+		 * does. A refused call has copied and hashed the whole file first, so
+		 * retries are 20 ms apart, not a busy loop. */
+		while ((rc = td_save_file(run, names[i], data, len, "now")) == TD_ERR_FULL) {
+			full++;
+			usleep(20000);
+		}
+		free(data);
+		if (rc != TD_OK) {
+			fprintf(stderr, "trackd-bench: td_save_file %s: %s (%s)\n", names[i],
+			        td_strerror(rc), td_last_error());
+			return 1;
+		}
+		bytes += len;
+		t_last = wall_s();
+	}
+	td_finish_report rep;
+	int rc = td_finish(run, 0, 1800000, &rep);
+	double t_fin = wall_s();
+	printf("{\"files\":%zu,\"bytes\":%" PRIu64 ",\"full_retries\":%ld,\"status\":\"%s\","
+	       "\"first_save_at\":%.6f,\"last_save_at\":%.6f,\"finished_at\":%.6f}\n",
+	       nn, bytes, full, td_strerror(rc), t_first, t_last, t_fin);
+	for (size_t i = 0; i < nn; i++)
+		free(names[i]);
+	return rc == TD_OK ? 0 : 1;
+}
+
+/* ---- images: td_log of rows with a 64x64 PNG ------------------------------------------- */
+
+static int cmd_images(const char *url, const char *run_id, long rows)
+{
+	enum { W = 64, H = 64 };
+	uint8_t **png = calloc((size_t)rows, sizeof *png);
+	size_t *png_len = calloc((size_t)rows, sizeof *png_len);
+	uint8_t *px = malloc(W * H * 3);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (long i = 0; i < rows; i++) {
+		for (size_t k = 0; k < W * H * 3; k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			px[k] = (uint8_t)x;
+		}
+		if (td_png_encode(px, W, H, 3, &png[i], &png_len[i]) != TD_OK)
+			die("td_png_encode failed");
+	}
+	int64_t *plain = alloc_samples((size_t)rows), *media = alloc_samples((size_t)rows);
+	td_run *run = start_run(url, run_id, "bench");
+	td_item row[5];
+	long failed = 0, step = 0;
+	for (long i = 0; i < 200; i++, step++) { /* warm-up, as tdlog */
+		make_row(row, i);
+		td_log(run, row, 4, step, true);
+	}
+	for (long i = 0; i < rows; i++, step++) {
+		make_row(row, i);
+		int64_t t0 = now_ns();
+		int rc = td_log(run, row, 4, step, true);
+		plain[i] = now_ns() - t0;
+		failed += rc != TD_OK;
+	}
+	double t_first = 0;
+	for (long i = 0; i < rows; i++, step++) {
+		td_media m = {.kind = TD_MEDIA_PNG, .data = png[i], .len = png_len[i],
+		              .width = W, .height = H};
+		make_row(row, i);
+		row[4] = TD_MEDIA_ITEM("sample", &m);
+		if (i == 0)
+			t_first = wall_s();
+		int64_t t0 = now_ns();
+		int rc = td_log(run, row, 5, step, true);
+		media[i] = now_ns() - t0;
+		failed += rc != TD_OK;
+	}
+	double t_logged = wall_s();
+	td_finish_report rep;
+	int rc = td_finish(run, 0, 600000, &rep);
+	size_t png_bytes = 0;
+	for (long i = 0; i < rows; i++) {
+		png_bytes += png_len[i];
+		td_free(png[i]);
+	}
+	printf("{\"rows\":%ld,\"failed\":%ld,\"status\":\"%s\",\"png_bytes\":%zu,"
+	       "\"first_image_at\":%.6f,\"logged_at\":%.6f,\"finished_at\":%.6f,",
+	       rows, failed, td_strerror(rc), png_bytes / (size_t)rows, t_first, t_logged,
+	       wall_s());
+	print_dist("plain_ns", plain, (size_t)rows, 1.0);
+	printf(",");
+	print_dist("media_ns", media, (size_t)rows, 1.0);
+	printf("}\n");
+	free(plain);
+	free(media);
+	free(png);
+	free(png_len);
+	free(px);
+	return failed || rc != TD_OK ? 1 : 0;
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -950,7 +1106,8 @@ int main(int argc, char **argv)
 		die("--rows and --n must be positive");
 	bool needs_url = !strcmp(cmd, "tdlog") || !strcmp(cmd, "produce") ||
 	                 !strcmp(cmd, "latency") || !strcmp(cmd, "initfinish") ||
-	                 !strcmp(cmd, "series");
+	                 !strcmp(cmd, "series") || !strcmp(cmd, "savefiles") ||
+	                 !strcmp(cmd, "images");
 	if (needs_url && !url)
 		die("--url is required");
 	if (!strcmp(cmd, "tdlog"))
@@ -978,6 +1135,10 @@ int main(int argc, char **argv)
 		return cmd_fmt(n);
 	if (!strcmp(cmd, "series-index"))
 		return cmd_series_index(dir, rows, metrics, n, buckets);
+	if (!strcmp(cmd, "savefiles"))
+		return cmd_savefiles(url, run_id, dir);
+	if (!strcmp(cmd, "images"))
+		return cmd_images(url, run_id, rows);
 	die("unknown subcommand");
 	return 2;
 }
