@@ -33,8 +33,8 @@
  *                                         the agent's own code): the index's share
  *                                         of the query's time, without the socket
  *   savefiles --url U --run-id R --dir D  a training process saving every file of D
- *                                         (sorted) with td_save_file(policy "now"):
- *                                         each read whole, then saved, waiting and
+ *                                         (sorted) with td_save_path(policy "now"):
+ *                                         each copied into the spool dir, waiting and
  *                                         retrying every 20 ms while the file queue
  *                                         is full (TD_ERR_FULL); then td_finish. Wall times
  *                                         of the first save, the last and finish
@@ -902,7 +902,7 @@ static int cmd_fmt(long n)
 	return 0;
 }
 
-/* ---- savefiles: td_save_file of a directory's files ------------------------------------ */
+/* ---- savefiles: td_save_path of a directory's files ------------------------------------ */
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -929,40 +929,26 @@ static int cmd_savefiles(const char *url, const char *run_id, const char *dir)
 	for (size_t i = 0; i < nn; i++) {
 		char path[4096];
 		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-		int fd = open(path, O_RDONLY);
 		struct stat st;
-		if (fd < 0 || fstat(fd, &st) != 0)
-			die("savefiles: cannot open a file");
-		size_t len = (size_t)st.st_size;
-		uint8_t *data = malloc(len ? len : 1);
-		if (!data)
-			die("out of memory");
-		double t_read = wall_s();
-		for (size_t off = 0; off < len;) {
-			ssize_t k = read(fd, data + off, len - off);
-			if (k <= 0)
-				die("savefiles: short read");
-			off += (size_t)k;
-		}
-		close(fd);
+		if (stat(path, &st) != 0)
+			die("savefiles: cannot stat a file");
 		if (i == 0)
-			t_first = t_read; /* the user's save() starts with reading the file */
+			t_first = wall_s(); /* the user's save() starts with reading the file */
 		int rc;
-		/* Over max_buffer_bytes the file queue refuses (TD_ERR_FULL): a user
-		 * who wants every file waits for it to drain and saves again, as this
-		 * does. A refused call has copied and hashed the whole file first, so
-		 * retries are 20 ms apart, not a busy loop. */
-		while ((rc = td_save_file(run, names[i], data, len, "now")) == TD_ERR_FULL) {
+		/* td_save_path copies the file into the spool dir (read and hashed
+		 * once); a full queue (max_spool_bytes of files not yet delivered)
+		 * refuses before anything is copied: a user who wants every file
+		 * waits for it to drain and saves again, as this does. */
+		while ((rc = td_save_path(run, names[i], path, "now")) == TD_ERR_FULL) {
 			full++;
 			usleep(20000);
 		}
-		free(data);
 		if (rc != TD_OK) {
-			fprintf(stderr, "trackd-bench: td_save_file %s: %s (%s)\n", names[i],
+			fprintf(stderr, "trackd-bench: td_save_path %s: %s (%s)\n", names[i],
 			        td_strerror(rc), td_last_error());
 			return 1;
 		}
-		bytes += len;
+		bytes += (uint64_t)st.st_size;
 		t_last = wall_s();
 	}
 	td_finish_report rep;
@@ -1010,8 +996,11 @@ static int cmd_images(const char *url, const char *run_id, long rows)
 	}
 	double t_first = 0;
 	for (long i = 0; i < rows; i++, step++) {
-		td_media m = {.kind = TD_MEDIA_PNG, .data = png[i], .len = png_len[i],
-		              .width = W, .height = H};
+		td_media m = {.kind = TD_MEDIA_PNG,
+		              .data = png[i],
+		              .len = png_len[i],
+		              .width = W,
+		              .height = H};
 		make_row(row, i);
 		row[4] = TD_MEDIA_ITEM("sample", &m);
 		if (i == 0)

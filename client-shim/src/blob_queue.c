@@ -119,14 +119,9 @@ int tdi_blob_copy_to_spool(struct td_run *run, int src, uint64_t *len, uint8_t d
 	return TD_OK;
 }
 
-int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, uint64_t len, const uint8_t digest[32])
+int tdi_blob_spool_room_locked(struct td_run *run, uint64_t len)
 {
 	struct tdi_blob_queue *q = &run->blobs;
-	for (struct tdi_blob *b = q->head; b; b = b->next)
-		if (memcmp(b->digest, digest, 32) == 0) {
-			close(fd);
-			return TD_OK;
-		}
 	if (len > run->spool.max_bytes)
 		return tdi_fail(TD_ERR_INVALID,
 		                "a %llu-byte file is larger than the spool may hold "
@@ -139,6 +134,20 @@ int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, uint64_t len, const u
 		    "a %llu-byte file does not fit (max_spool_bytes %llu)",
 		    (unsigned long long)q->disk_bytes, (unsigned long long)len,
 		    (unsigned long long)run->spool.max_bytes);
+	return TD_OK;
+}
+
+int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, uint64_t len, const uint8_t digest[32])
+{
+	struct tdi_blob_queue *q = &run->blobs;
+	for (struct tdi_blob *b = q->head; b; b = b->next)
+		if (memcmp(b->digest, digest, 32) == 0) {
+			close(fd);
+			return TD_OK;
+		}
+	int rc = tdi_blob_spool_room_locked(run, len);
+	if (rc != TD_OK)
+		return rc;
 	struct tdi_blob *b = calloc(1, sizeof *b);
 	if (!b)
 		return tdi_fail(TD_ERR_NOMEM, "out of memory queueing a file");

@@ -79,6 +79,11 @@ int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len,
 int tdi_blob_copy_to_spool(struct td_run *run, int src, uint64_t *len, uint8_t digest[32],
                            int *fd_out);
 
+/* Whether a spool copy of len bytes fits now (TD_OK), never (TD_ERR_INVALID)
+ * or not yet (TD_ERR_FULL): asked before copying, so a refusal costs no copy.
+ * mu held. */
+int tdi_blob_spool_room_locked(struct td_run *run, uint64_t len);
+
 /* Queues the spool copy fd (owned on success, closed here when the digest is
  * queued already). TD_ERR_FULL over max_spool_bytes (fd still the caller's).
  * mu held. */

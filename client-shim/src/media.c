@@ -471,6 +471,16 @@ int td_save_path(td_run *run, const char *name, const char *path, const char *po
 	uint64_t len = 0;
 	uint8_t digest[32];
 	int copy = -1;
+	if (run->spool.enabled) {
+		/* Room first: a refusal must not cost a copy of the file. */
+		pthread_mutex_lock(&run->mu);
+		rc = tdi_blob_spool_room_locked(run, (uint64_t)st.st_size);
+		pthread_mutex_unlock(&run->mu);
+		if (rc) {
+			close(src);
+			return rc;
+		}
+	}
 	rc = tdi_blob_copy_to_spool(run, src, &len, digest, &copy);
 	if (rc == 1) {
 		/* No spool dir to wait in: in memory, as td_save_file. */

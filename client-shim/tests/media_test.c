@@ -191,8 +191,8 @@ static void test_save_path_bounds(void)
 	CHECK_EQ(td_save_path(run, "more", make_file("more", 1, 'd'), "now"), TD_ERR_FULL,
 	         "limit+1 queued: full, retry later");
 	CHECK(strstr(td_last_error(), "max_spool_bytes") != NULL, "%s", td_last_error());
-	CHECK_EQ(td_save_path(run, "same", make_file("one", 1, 'c'), "now"), TD_OK,
-	         "content already queued: not queued twice");
+	CHECK_EQ(td_save_path(run, "same", make_file("one", 1, 'c'), "now"), TD_ERR_FULL,
+	         "full is full: the content is not known before the file is read");
 	CHECK_EQ(spool_blob_names(), 0, "queued copies have no names");
 	CHECK_EQ(td_save_path(run, "x", tmpdir, "now"), TD_ERR_INVALID, "a directory");
 	CHECK_EQ(td_save_path(run, "x", "/nonexistent/file", "now"), TD_ERR_INVALID);
@@ -204,6 +204,15 @@ static void test_save_path_bounds(void)
 	run = run_without_agent(spool, spool);
 	CHECK_EQ(td_save_path(run, "whole", make_file("whole", spool, 'e'), "now"), TD_OK,
 	         "exactly max_spool_bytes");
+	td_finish(run, 0, 100, NULL);
+
+	/* The same content queued twice counts once: a half and the same half
+	 * again leave room for another half. */
+	run = run_without_agent(64 << 10, spool);
+	CHECK_EQ(td_save_path(run, "a", make_file("half", spool / 2, 'f'), "now"), TD_OK);
+	CHECK_EQ(td_save_path(run, "a again", make_file("half", spool / 2, 'f'), "now"), TD_OK);
+	CHECK_EQ(td_save_path(run, "b", make_file("other", spool / 2, 'g'), "now"), TD_OK,
+	         "the copy of the same content was not counted twice");
 	td_finish(run, 0, 100, NULL);
 }
 

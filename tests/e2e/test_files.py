@@ -716,6 +716,63 @@ def test_a_killed_client_leaves_no_file_copies_in_the_spool(agent, tmp_path):
     assert not [f for f in files if "/files/" in f], files
 
 
+def test_run_save_waits_for_room_rather_than_dropping_a_file(agent, tmp_path):
+    """With the file queue full (max_spool_bytes of 1 MiB, no agent yet), more
+    saves are deferred, never dropped: once an agent is there they go in
+    order, and every file arrives."""
+    for i in range(6):
+        (tmp_path / f"part{i}.bin").write_bytes(bytes([i]) * (400 << 10))
+    env = dict(python_client_env(agent.env), XDG_STATE_HOME=str(tmp_path / "xdg"),
+               TRACKD_NO_AUTOSTART="1")
+    p = subprocess.Popen([sys.executable, "-W", "error::RuntimeWarning", "-c",
+                          textwrap.dedent(f"""
+        import json, sys, trackd
+        run = trackd.init(project="files", id="defer1", console=False,
+                          max_spool_bytes=1 << 20)
+        names = run.save({str(tmp_path / 'part*.bin')!r}, policy="now")
+        print(json.dumps([names, sorted(run._deferred)]), flush=True)
+        sys.stdin.readline()
+        run.finish(timeout=60)
+        print(json.dumps(run.finish_report), flush=True)
+    """)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        names, deferred = json.loads(p.stdout.readline())
+        assert len(names) == 6
+        assert deferred == [f"part{i}.bin" for i in range(2, 6)], deferred  # 2 fit in 1 MiB
+        agent.start()
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    rep = json.loads(out.strip().splitlines()[-1])
+    assert rep["records_rejected"] == 0, rep
+    d = run_dir(agent, "defer1")
+    for i in range(6):
+        path = os.path.join(d, "files", f"part{i}.bin")
+        agent.wait_for(lambda: os.path.exists(path), timeout=60, what=path)
+        with open(path, "rb") as fh:
+            assert fh.read() == bytes([i]) * (400 << 10)
+
+
+def test_init_buffer_bounds_are_checked(agent):
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import trackd
+        for bad in (0, -1, 1.5, True):
+            try:
+                trackd.init(project="files", max_spool_bytes=bad, mode="offline")
+            except ValueError as e:
+                assert "max_spool_bytes" in str(e), e
+            else:
+                raise SystemExit(f"{bad!r} accepted")
+    """)], env=python_client_env(agent.env), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_histogram_bins_and_table_rows_limits(agent):
     """512 bins and 10,000 table rows at most (W&B's), at limit-1/limit/limit+1,
     in Python and in libtrackd (a td_media passed straight through ctypes)."""

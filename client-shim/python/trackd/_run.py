@@ -41,6 +41,7 @@ import signal
 import string
 import sys
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Mapping
@@ -284,12 +285,17 @@ class Run:
                  config: Dict[str, Any], notes: Optional[str], tags: List[str],
                  group: Optional[str], job_type: Optional[str], mode: str,
                  resume: Optional[str], console: bool, socket: Optional[str],
-                 spool_dir: Optional[str]):
+                 spool_dir: Optional[str], max_buffer_bytes: Optional[int] = None,
+                 max_spool_bytes: Optional[int] = None):
         self._lock = threading.RLock()
+        self._bounds = (max_buffer_bytes, max_spool_bytes)
         self._at_end: Dict[str, str] = {}  # save(policy end|live): name → path
         self._live: Dict[str, Any] = {}  # save(policy live): name → (path, (size, mtime))
         self._live_stop = threading.Event()
         self._live_thread: Optional[threading.Thread] = None
+        # save(): files the queue had no room for yet: name → (path, policy),
+        # saved by the watcher thread once there is, or at finish.
+        self._deferred: Dict[str, Any] = {}
         self._handle: Optional[ctypes.c_void_p] = None
         self._project = project
         self._entity = entity
@@ -368,6 +374,12 @@ class Run:
         opts.resume = _lib.RESUMES[resume]
         opts.socket_url = s(self._socket, "socket")
         opts.spool_dir = s(spool_dir, "spool_dir")
+        for field, value in zip(("max_buffer_bytes", "max_spool_bytes"), self._bounds):
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    raise ValueError(f"trackd.init: {field} must be a positive int, "
+                                     f"got {value!r}")
+                setattr(opts, field, value)
         # The run's metadata ("python"); the library gathers the rest itself.
         opts.python_version = s(platform.python_version(), "python_version")
         # Python prints the footer itself, after its own buffers; console
@@ -491,10 +503,55 @@ class Run:
     SAVE_MAX_FILES = 1000
     LIVE_POLL_S = 2.0  # how often files saved with policy live are checked for changes
 
+    DEFERRED_POLL_S = 0.1  # how often deferred saves try the queue again
+
+    def _start_watcher(self) -> None:
+        if self._live_thread is None and self._mode != "disabled":
+            self._live_thread = threading.Thread(target=self._watch_live,
+                                                 name="trackd-live-files", daemon=True)
+            self._live_thread.start()
+
+    def _save_deferred(self, wait_until: Optional[float] = None) -> None:
+        """Saves the deferred files in order while the queue has room; with
+        wait_until (finish), waits for room until then, and names each file
+        still not saved."""
+        with self._lock:
+            pending = list(self._deferred.items())
+        for name, entry in pending:
+            path, policy = entry
+            while True:
+                with self._lock:
+                    if self._finished:
+                        return
+                    rc = _lib.lib().td_save_path(self._handle, _lib.text(name, "file name"),
+                                                 os.fsencode(path), policy.encode())
+                    if rc != _lib.TD_ERR_FULL and self._deferred.get(name) is entry:
+                        del self._deferred[name]  # unless saved again meanwhile
+                if rc != _lib.TD_ERR_FULL:
+                    break
+                if wait_until is None:
+                    return  # no room yet: the next poll
+                if time.monotonic() >= wait_until:
+                    with self._lock:
+                        self._deferred.pop(name, None)
+                    break
+                time.sleep(0.05)
+            if rc != _lib.TD_OK:
+                warnings.warn(f"trackd: {name} not saved: {_lib.last_error()}", RuntimeWarning,
+                              stacklevel=3)
+
     def _watch_live(self) -> None:
-        """The live files' watcher (a thread): a file whose size or mtime
-        changed is sent again; one stat per file and poll."""
-        while not self._live_stop.wait(self.LIVE_POLL_S):
+        """The files' watcher (a thread): deferred saves are tried again; a
+        live file whose size or mtime changed is sent again (one stat per file
+        and LIVE_POLL_S)."""
+        next_live = time.monotonic() + self.LIVE_POLL_S
+        while not self._live_stop.wait(self.DEFERRED_POLL_S if self._deferred else
+                                       max(0.0, next_live - time.monotonic())):
+            if self._deferred:
+                self._save_deferred()
+            if time.monotonic() < next_live:
+                continue
+            next_live = time.monotonic() + self.LIVE_POLL_S
             for name, (path, sig) in list(self._live.items()):
                 try:
                     st = os.stat(path)
@@ -518,24 +575,29 @@ class Run:
         if rc != _lib.TD_OK:
             self._raise_for("save", rc)
 
-    def _save_path(self, name: str, path: str, policy: str) -> bool:
+    def _save_path(self, name: str, path: str, policy: str) -> None:
         """Saves the file at path as name (td_save_path: copied into the spool
         dir, so its size is bounded by the spool, not by memory). A file the
-        queue cannot take now is not saved: warned, naming it (never silent),
-        and False."""
+        queue has no room for yet (max_spool_bytes of files not yet delivered)
+        is deferred, never dropped: the watcher thread saves it once there is
+        room, in order, and finish waits for room for what is left."""
         if self._mode == "disabled":
-            return True
+            return
         with self._lock:
             self._check_open()
+            if self._deferred:
+                self._deferred.pop(name, None)
+                self._deferred[name] = (path, policy)  # behind the others: order kept
+                return
             rc = _lib.lib().td_save_path(self._handle, _lib.text(name, "file name"),
                                          os.fsencode(path), policy.encode())
+            if rc == _lib.TD_ERR_FULL:
+                self._deferred[name] = (path, policy)
         if rc == _lib.TD_ERR_FULL:
-            warnings.warn(f"trackd: {name} not saved: {_lib.last_error()}", RuntimeWarning,
-                          stacklevel=3)
-            return False
+            self._start_watcher()
+            return
         if rc != _lib.TD_OK:
             self._raise_for("save", rc)
-        return True
 
     def save(self, glob_str: str, base_path: Optional[str] = None, policy: str = "live") -> List[str]:
         """Saves files matching glob_str with the run, as W&B's run.save: each
@@ -565,10 +627,7 @@ class Run:
             if policy == "live" and len(self._live) < self.SAVE_MAX_FILES:
                 st = os.stat(path)
                 self._live[name] = (path, (st.st_size, st.st_mtime_ns))
-                if self._live_thread is None and self._mode != "disabled":
-                    self._live_thread = threading.Thread(target=self._watch_live,
-                                                         name="trackd-live-files", daemon=True)
-                    self._live_thread.start()
+                self._start_watcher()
         return names
 
     def log_code(self, root: str = ".", include: Any = None) -> List[str]:
@@ -784,9 +843,14 @@ class Run:
 
     def _finish(self, exit_code: int, reason: int, timeout: Optional[float] = None) -> None:
         global current
+        started = time.monotonic()
         self._live_stop.set()
         if self._live_thread is not None and self._live_thread is not threading.current_thread():
             self._live_thread.join()
+        if self._deferred and not self._finished and self._mode != "disabled":
+            # Saves that waited for room: the sender is still running, so room
+            # comes as the agent takes files; within the finish's timeout.
+            self._save_deferred(wait_until=started + (30.0 if timeout is None else timeout))
         with self._lock:
             if self._finished:
                 return
@@ -909,7 +973,8 @@ def init(project: Optional[str] = None, entity: Optional[str] = None,
          tags: Optional[Iterable[str]] = None, group: Optional[str] = None,
          job_type: Optional[str] = None, mode: Optional[str] = None,
          resume: Optional[str] = None, console: bool = True, *, socket: Optional[str] = None,
-         spool_dir: Optional[str] = None) -> Run:
+         spool_dir: Optional[str] = None, max_buffer_bytes: Optional[int] = None,
+         max_spool_bytes: Optional[int] = None) -> Run:
     """Starts a run (see wandb.init). Defaults from the environment:
     project ← TRACKD_PROJECT, mode ← TRACKD_MODE, socket ← TRACKD_SOCKET;
     then W&B's variables for whatever is still unset (WANDB_PROJECT,
@@ -923,7 +988,10 @@ def init(project: Optional[str] = None, entity: Optional[str] = None,
     agent for a later `trackctl sync`), "disabled" (nothing is recorded; no
     library is loaded). resume: None / "never" (an existing run with this id
     is an error), "allow", "must" (the run must exist). console: tee
-    sys.stdout / sys.stderr into the run."""
+    sys.stdout / sys.stderr into the run. max_buffer_bytes (records and media
+    waiting in memory, default 64 MiB) and max_spool_bytes (the spool file,
+    and the files run.save copies waiting for the agent; default 1 GiB): as
+    libtrackd's td_run_options."""
     mode = mode or os.environ.get("TRACKD_MODE") or _env.mode() or "online"
     if resume is None:
         resume = _env.text("WANDB_RESUME")
@@ -965,6 +1033,7 @@ def init(project: Optional[str] = None, entity: Optional[str] = None,
     run = Run(project=project, entity=entity or _login_name(), run_id=id, name=name,
               config=config_data, notes=notes, tags=tag_list, group=group, job_type=job_type,
               mode=mode, resume=resume, console=console and mode != "disabled",
-              socket=socket, spool_dir=spool_dir)
+              socket=socket, spool_dir=spool_dir, max_buffer_bytes=max_buffer_bytes,
+              max_spool_bytes=max_spool_bytes)
     run._quiet = _env.flag("WANDB_SILENT")  # no footer, as libtrackd's td_init
     return run
