@@ -139,5 +139,8 @@ size_t blobs_sweep(blobs *b, int64_t grace_s);
 
 /* SHA-256 of a buffer (OpenSSL's). */
 void blobs_sha256(const void *data, size_t len, uint8_t digest[32]);
+/* SHA-256 of everything fd (borrowed) holds, read with pread from offset 0 in
+ * pieces of a bounded buffer. TRACKD_ENOMEM, TRACKD_EIO. */
+int blobs_sha256_fd(int fd, uint8_t digest[32]);
 
 #endif
