@@ -739,8 +739,10 @@ function tableView(t, shown) {
 
 async function mediaPanel(ctx) {
   const summary = ctx.info.summary || {};
+  const order = { image: 0, histogram: 1, table: 2 };
   const keys = Object.keys(summary).filter(k => summary[k] && typeof summary[k] === 'object' &&
-    MEDIA_TYPES[summary[k]._type]).sort();
+    MEDIA_TYPES[summary[k]._type]).sort((a, b) =>
+    order[MEDIA_TYPES[summary[a]._type]] - order[MEDIA_TYPES[summary[b]._type]] || a.localeCompare(b));
   ui.media = {};
   if (!keys.length) return;
   const box = el('div', { id: 'media', class: 'charts' });

@@ -6,7 +6,8 @@ run refused, names that would leave the run's files/ refused.
 
 As in test_ui.py, the UI runs as nobody (in the agent's access group) and
 the run is logged by nobody through the Python package, as examples/train.py
-logs; root's run stands for another user's."""
+logs; root's run stands for another user's. TRACKD_UI_MEDIA_SCREENSHOT=PATH
+saves a screenshot of the media section there."""
 import hashlib
 import json
 import os
@@ -80,6 +81,7 @@ def test_media_in_a_browser(shared_agent):
         cfg = {
             "url": ui.url, "node_modules": NODE_MODULES, "chromium": CHROMIUM,
             "run": "media-mine",
+            "screenshot": os.environ.get("TRACKD_UI_MEDIA_SCREENSHOT") or None,
             "image": {"key": "samples", "step_index": img_i, "step": rows[img_i]["_step"],
                       "width": image["width"], "sha256": image["sha256"],
                       "caption": f"step {img_i}"},

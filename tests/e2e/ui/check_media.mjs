@@ -4,7 +4,7 @@
 //   {url, node_modules, chromium, run,
 //    image: {key, step_index, step, width, sha256},
 //    histogram: {key, step_index, step, values},
-//    table: {key, nrows, shown}}
+//    table: {key, nrows, shown}, screenshot: path | null}
 // Moves each key's step slider with the keyboard (Home, then ArrowRight),
 // then checks what the page shows: the <img> of that step loaded (its
 // naturalWidth) and its bytes' SHA-256 (fetched from its src by the page);
@@ -112,6 +112,10 @@ try {
   if (t.nrows > t.shown)
     check(tab.more.startsWith(`${t.nrows - t.shown} more rows`), `rest counted: ${tab.more}`);
   check(pageErrors.length === 0, `no page errors: ${pageErrors}`);
+  if (cfg.screenshot) {
+    await page.evaluate(() => document.getElementById('media').scrollIntoView());
+    await page.screenshot({ path: cfg.screenshot, fullPage: false });
+  }
 } catch (e) {
   failed = e;
 } finally {
