@@ -704,9 +704,9 @@ async function consolePanel(ctx) {
  * key its rows; a step slider per key (a range input: arrow keys, Home/End).
  * Media keys are those whose summary value is a media object; their steps
  * come from the history query asked for those keys only, at most
- * MEDIA_MAX_ROWS rows. Files come from /api/file (the agent checks who asks
- * and the file's SHA-256); a table shows at most TABLE_ROWS_SHOWN rows and
- * counts the rest. */
+ * MEDIA_MAX_ROWS rows (a live run's new rows are read as it polls). Files
+ * come from /api/file (the agent checks who asks and the file's SHA-256); a
+ * table shows at most TABLE_ROWS_SHOWN rows and counts the rest. */
 const MEDIA_TYPES = { 'image-file': 'image', histogram: 'histogram', 'table-file': 'table' };
 const MEDIA_MAX_ROWS = 50000;
 const TABLE_ROWS_SHOWN = 100;
@@ -748,17 +748,29 @@ async function mediaPanel(ctx) {
   const box = el('div', { id: 'media', class: 'charts' });
   ctx.container.append(el('h2', {}, 'Media'), box);
   const steps = Object.fromEntries(keys.map(k => [k, []]));
-  for (let from = 0; from < MEDIA_MAX_ROWS;) {
-    const page = await api('history', { run: ctx.runId, keys: keys.join(','), from,
-      max: Math.min(HISTORY_PAGE, MEDIA_MAX_ROWS - from) });
-    for (const line of page.lines || [])
-      for (const k of keys)
-        if (line[k] && typeof line[k] === 'object' && MEDIA_TYPES[line[k]._type])
-          steps[k].push({ step: line._step, value: line[k] });
-    const next = page.next_line ?? from + (page.lines || []).length;
-    if (next <= from || next >= (page.total_lines ?? next)) break;
-    from = next;
-  }
+  /* Reads rows [next, …) for the media keys, at most MEDIA_MAX_ROWS in all;
+   * returns how many media values it added. */
+  let next = 0;
+  const fetchMore = async () => {
+    let added = 0;
+    while (next < MEDIA_MAX_ROWS) {
+      const page = await api('history', { run: ctx.runId, keys: keys.join(','), from: next,
+        max: Math.min(HISTORY_PAGE, MEDIA_MAX_ROWS - next) });
+      for (const line of page.lines || [])
+        for (const k of keys)
+          if (line[k] && typeof line[k] === 'object' && MEDIA_TYPES[line[k]._type]) {
+            steps[k].push({ step: line._step, value: line[k] });
+            added++;
+          }
+      const n = page.next_line ?? next + (page.lines || []).length;
+      const done = n <= next || n >= (page.total_lines ?? n);
+      next = n;
+      if (done) break;
+    }
+    return added;
+  };
+  await fetchMore();
+  const views = {};
   for (const k of keys) {
     const list = steps[k];
     if (!list.length) continue;
@@ -809,8 +821,26 @@ async function mediaPanel(ctx) {
       state.loaded++;
     };
     slider.addEventListener('input', show);
+    /* New steps of a live run: the slider grows; one at the last step follows. */
+    views[k] = () => {
+      const atEnd = Number(slider.value) === Number(slider.max);
+      slider.max = list.length - 1;
+      state.steps = list.map(e => e.step);
+      if (atEnd && Number(slider.value) !== list.length - 1) {
+        slider.value = list.length - 1;
+        show();
+      } else {
+        stepLabel.textContent = `step ${list[Number(slider.value)].step} (${Number(slider.value) + 1} of ${list.length})`;
+      }
+    };
     await show();
   }
+  ctx.onPoll(async () => {
+    if (ctx.info.state !== 'running' && next >= (ctx.info.history_lines || 0)) return 0;
+    const added = await fetchMore();
+    if (added) for (const update of Object.values(views)) update();
+    return added;
+  });
 }
 
 ui.panelProviders.push(metricsPanel, systemPanel, mediaPanel, consolePanel);
