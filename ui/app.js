@@ -707,7 +707,8 @@ async function consolePanel(ctx) {
  * MEDIA_MAX_ROWS rows (a live run's new rows are read as it polls). Files
  * come from /api/file (the agent checks who asks and the file's SHA-256); a
  * table shows at most TABLE_ROWS_SHOWN rows and counts the rest. */
-const MEDIA_TYPES = { 'image-file': 'image', histogram: 'histogram', 'table-file': 'table' };
+const MEDIA_TYPES = { 'image-file': 'image', 'images/separated': 'images', histogram: 'histogram',
+  'table-file': 'table' };
 const MEDIA_MAX_ROWS = 50000;
 const TABLE_ROWS_SHOWN = 100;
 
@@ -739,7 +740,7 @@ function tableView(t, shown) {
 
 async function mediaPanel(ctx) {
   const summary = ctx.info.summary || {};
-  const order = { image: 0, histogram: 1, table: 2 };
+  const order = { image: 0, images: 0, histogram: 1, table: 2 };
   const keys = Object.keys(summary).filter(k => summary[k] && typeof summary[k] === 'object' &&
     MEDIA_TYPES[summary[k]._type]).sort((a, b) =>
     order[MEDIA_TYPES[summary[a]._type]] - order[MEDIA_TYPES[summary[b]._type]] || a.localeCompare(b));
@@ -801,6 +802,13 @@ async function mediaPanel(ctx) {
         if (value.width) img.width = value.width;
         if (value.height) img.height = value.height;
         img.src = fileUrl(ctx.runId, value.path);
+      } else if (kind === 'images') {
+        /* A list of images logged under one key (W&B's images/separated). */
+        const caps = value.captions || [];
+        body.replaceChildren(el('div', { class: 'media-grid' }, (value.filenames || []).map((f, j) =>
+          el('figure', {}, el('img', { src: fileUrl(ctx.runId, f), alt: `${k} ${j + 1} at step ${step}`,
+            width: value.width, height: value.height }),
+          caps[j] ? el('figcaption', { class: 'muted' }, String(caps[j])) : null))));
       } else if (kind === 'histogram') {
         if (chart) chart.destroy();
         body.replaceChildren();

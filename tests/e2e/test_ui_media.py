@@ -37,6 +37,8 @@ MEDIA_RUN = """
         run.log({{"loss": 1.0 / (step + 1),
                  "samples": trackd.Image(img.astype(np.uint8), caption=f"step {{step}}"),
                  "weights": trackd.Histogram(np.linspace(0, 1, 50) ** (step + 1)),
+                 "grid": [trackd.Image(np.full((6, 4), 40 * i + step, dtype=np.uint8),
+                                       caption=f"g{{i}} s{{step}}") for i in range(3)],
                  "preds": trackd.Table(columns=["id", "label"],
                                        data=[[i, f"c{{i % 3}}"] for i in range({rows0} + 30 * step)])}})
     {save}
@@ -88,6 +90,8 @@ def test_media_in_a_browser(shared_agent):
             "histogram": {"key": "weights", "step_index": hist_i, "values": hist["values"]},
             "table": {"key": "preds", "step_index": STEPS - 1, "nrows": table["nrows"],
                       "shown": 100, "columns": ["id", "label"], "first": ["0", "c0"]},
+            "grid": {"key": "grid", "step_index": 2, "count": 3,
+                     "captions": ["g0 s2", "g1 s2", "g2 s2"]},
         }
         node = subprocess.Popen(["node", CHECK_SCRIPT, json.dumps(cfg)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -100,6 +104,53 @@ def test_media_in_a_browser(shared_agent):
         if node and node.poll() is None:
             os.killpg(node.pid, 9)
             node.wait()
+        ui.stop()
+
+
+LIVE_RUN = """
+import os, time, numpy as np, trackd
+run = trackd.init(project="media", id="media-live", console=False)
+step = 0
+while not os.path.exists({stop!r}) and step < 2000:
+    img = np.full((8, 8, 3), step % 256, dtype=np.uint8)
+    run.log({{"frames": trackd.Image(img), "loss": 1.0 / (step + 1)}})
+    step += 1
+    time.sleep(0.2)
+run.finish()
+"""
+
+
+def test_media_of_a_live_run_follow_its_steps(shared_agent):
+    need_browser()
+    pytest.importorskip("numpy")
+    a = shared_agent.start()
+    stop = os.path.join(a.env["HOME"], "stop-media-live")
+    live = subprocess.Popen([sys.executable, "-c", LIVE_RUN.format(stop=stop)],
+                            env=python_client_env(a.env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=a.env["HOME"], user=NOBODY,
+                            group=GROUP_GID, extra_groups=[])
+    ui = Ui(a, user=ME)
+    node = None
+    try:
+        a.wait_for(lambda: a.run_state("media-live") == "running", what="live run")
+        a.wait_for(lambda: ui.get_json("/api/history?run=media-live&max=1")[1].get("lines"),
+                   what="a first row")
+        cfg = {"url": ui.url, "node_modules": NODE_MODULES, "chromium": CHROMIUM,
+               "run": "media-live", "live": {"key": "frames"}}
+        node = subprocess.Popen(["node", CHECK_SCRIPT, json.dumps(cfg)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        out, err = node.communicate(timeout=180)
+        assert node.returncode == 0, f"browser checks failed:\n{out}\n{err}"
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["ok"], result
+        print(json.dumps(result["facts"]))
+    finally:
+        if node and node.poll() is None:
+            os.killpg(node.pid, 9)
+            node.wait()
+        open(stop, "w").close()
+        out, err = live.communicate(timeout=60)
+        assert live.returncode == 0, out + err
         ui.stop()
 
 

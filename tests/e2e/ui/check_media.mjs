@@ -4,7 +4,11 @@
 //   {url, node_modules, chromium, run,
 //    image: {key, step_index, step, width, sha256},
 //    histogram: {key, step_index, step, values},
-//    table: {key, nrows, shown}, screenshot: path | null}
+//    table: {key, nrows, shown}, grid: {key, step_index, count, captions},
+//    screenshot: path | null}
+// or, for a live run, {url, node_modules, chromium, run, live: {key}}: the
+// image key's slider grows as the run logs and, left at its last step,
+// follows it.
 // Moves each key's step slider with the keyboard (Home, then ArrowRight),
 // then checks what the page shows: the <img> of that step loaded (its
 // naturalWidth) and its bytes' SHA-256 (fetched from its src by the page);
@@ -52,6 +56,25 @@ try {
   await waitReady(page, 'runs table');
   await page.evaluate(h => { window.trackdUI.ready = false; location.hash = h; }, `#/run/${cfg.run}`);
   await waitReady(page, `run ${cfg.run}`);
+  if (cfg.live) {
+    const k = cfg.live.key;
+    const first = await page.evaluate(k => window.trackdUI.media[k].steps.length, k);
+    await page.waitForFunction((k, n) => {
+      const m = window.trackdUI.media[k];
+      return m.steps.length >= n + 3 && m.index === m.steps.length - 1;
+    }, { timeout: 30000 }, k, first).catch(() => { throw new Error('no new steps followed'); });
+    const last = await page.evaluate(k => {
+      const m = window.trackdUI.media[k];
+      const box = document.querySelector(`.media[data-key="${k}"]`);
+      return { n: m.steps.length, path: m.value.path, src: box.querySelector('img').src,
+        max: Number(box.querySelector('input.media-slider').max) };
+    }, k);
+    facts.live = { first, ...last };
+    check(last.max === last.n - 1, `slider max ${last.max} of ${last.n} steps`);
+    check(decodeURIComponent(last.src).includes(last.path), `shows the last step: ${last.src}`);
+    check(pageErrors.length === 0, `no page errors: ${pageErrors}`);
+    throw null; // done: skip the finished run's checks below
+  }
   const kinds = await page.evaluate(() => Object.fromEntries(
     Object.entries(window.trackdUI.media).map(([k, m]) => [k, m.kind])));
   facts.kinds = kinds;
@@ -85,6 +108,18 @@ try {
   check(shown.label.startsWith(`step ${im.step} `), `step label: ${shown.label}`);
   check(shown.caption === im.caption, `caption: ${shown.caption}`);
 
+  // The list of images of step G: every image loaded, with its caption.
+  const g = cfg.grid;
+  await slideTo(page, g.key, g.step_index);
+  await page.waitForFunction((k, n) => {
+    const imgs = document.querySelectorAll(`.media[data-key="${k}"] .media-grid img`);
+    return imgs.length === n && Array.from(imgs).every(i => i.complete && i.naturalWidth > 0);
+  }, { timeout: 15000 }, g.key, g.count).catch(() => { throw new Error('image list did not load'); });
+  const caps = await page.evaluate(k => Array.from(document.querySelectorAll(
+    `.media[data-key="${k}"] figcaption`)).map(c => c.textContent), g.key);
+  facts.grid = caps;
+  check(JSON.stringify(caps) === JSON.stringify(g.captions), `captions ${caps}`);
+
   // The histogram of step M: its bars are the logged counts.
   const h = cfg.histogram;
   await slideTo(page, h.key, h.step_index);
@@ -117,7 +152,7 @@ try {
     await page.screenshot({ path: cfg.screenshot, fullPage: false });
   }
 } catch (e) {
-  failed = e;
+  failed = e; // null: a mode that ended early, passing
 } finally {
   await browser.close();
 }
