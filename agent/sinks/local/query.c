@@ -1153,7 +1153,7 @@ int local_sink_query_run_file(local_sink *s, const Trackd__V1__RunFileReadReques
 	int code = local_sink_query_files(s, &fq, uid, admin, SIZE_MAX, &list, err, errlen);
 	if (code)
 		return code;
-	const Trackd__V1__FilesReply__File *f = NULL;
+	Trackd__V1__FilesReply__File *f = NULL;
 	for (size_t i = 0; i < list->n_files && !f; i++)
 		if (strcmp(list->files[i]->name, name) == 0)
 			f = list->files[i];
@@ -1204,10 +1204,10 @@ int local_sink_query_run_file(local_sink *s, const Trackd__V1__RunFileReadReques
 		c->run = list->run;
 		list->run = NULL;
 		c->name = strdup(name);
-		c->sha256 = f->sha256;
+		c->sha256 = f->sha256; /* moved from the list into the answer */
 		c->kind = f->kind;
-		((Trackd__V1__FilesReply__File *)f)->sha256 = NULL; /* moved into c */
-		((Trackd__V1__FilesReply__File *)f)->kind = NULL;
+		f->sha256 = NULL;
+		f->kind = NULL;
 		c->has_offset = c->has_size = c->has_data = c->has_eof = true;
 		c->offset = q->has_offset ? q->offset : 0;
 		c->size = f->size;
