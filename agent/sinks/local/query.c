@@ -1135,6 +1135,10 @@ static int run_file_refused(int rv, const char *msg, char *err, size_t errlen)
 	}
 }
 
+/* What a RunFileChunk takes besides its data, at most: the run's path, a
+ * name of TRACKD_MAX_FILE_NAME_BYTES, the digest, the kind, numbers, tags. */
+#define RUN_FILE_CHUNK_OVERHEAD 4096
+
 int local_sink_query_run_file(local_sink *s, const Trackd__V1__RunFileReadRequest *q, uint32_t uid,
                               bool admin, size_t max_bytes, Trackd__V1__RunFileChunk **out,
                               char *err, size_t errlen)
@@ -1188,12 +1192,20 @@ int local_sink_query_run_file(local_sink *s, const Trackd__V1__RunFileReadReques
 			rv = TRACKD_ENOENT;
 		}
 	}
+	/* An agent whose replies are capped below a whole piece
+	 * (limits.max_message_bytes) gives shorter pieces: the reader goes on
+	 * from the offset it got to. A length over the maximum is still refused. */
+	uint64_t length = q->has_length ? q->length : 0;
+	uint64_t fits =
+	    max_bytes > RUN_FILE_CHUNK_OVERHEAD ? max_bytes - RUN_FILE_CHUNK_OVERHEAD : 1;
+	if (length <= TRACKD_RUN_FILE_READ_MAX && (length == 0 || length > fits) &&
+	    fits < TRACKD_RUN_FILE_READ_MAX)
+		length = fits;
 	uint8_t *data = NULL;
 	size_t len = 0;
 	if (!rv)
 		rv = run_file_read(files_fd, name, digest, f->size, q->has_offset ? q->offset : 0,
-		                   q->has_length ? q->length : 0, &s->verified, &data, &len, err,
-		                   errlen);
+		                   length, &s->verified, &data, &len, err, errlen);
 	if (files_fd >= 0)
 		close(files_fd);
 	Trackd__V1__RunFileChunk *c = NULL;

@@ -3,7 +3,8 @@
  * OWNER with a saved file of two pieces and a bit, read by its owner, refused
  * to another uid (and no byte in the answer), read by an admin; the piece
  * length at TRACKD_RUN_FILE_READ_MAX - 1, the limit and the limit + 1, the
- * offset at size - 1, size and size + 1; names that would leave files/, a
+ * offset at size - 1, size and size + 1; shorter pieces when replies are
+ * capped below one; names that would leave files/, a
  * name the run does not list; a corrupt copy in the run dir refused. */
 #include "local_sink.h"
 
@@ -85,8 +86,8 @@ struct answer {
 	char err[512];
 };
 
-static struct answer ask(local_sink *s, const char *name, uint64_t offset, uint64_t length,
-                         uint32_t uid, bool admin)
+static struct answer ask_capped(local_sink *s, const char *name, uint64_t offset, uint64_t length,
+                                uint32_t uid, bool admin, size_t max_bytes)
 {
 	struct answer a = {0};
 	Trackd__V1__RunFileReadRequest q = TRACKD__V1__RUN_FILE_READ_REQUEST__INIT;
@@ -96,8 +97,14 @@ static struct answer ask(local_sink *s, const char *name, uint64_t offset, uint6
 	q.offset = offset;
 	q.length = length;
 	a.code =
-	    local_sink_query_run_file(s, &q, uid, admin, 64u << 20, &a.chunk, a.err, sizeof a.err);
+	    local_sink_query_run_file(s, &q, uid, admin, max_bytes, &a.chunk, a.err, sizeof a.err);
 	return a;
+}
+
+static struct answer ask(local_sink *s, const char *name, uint64_t offset, uint64_t length,
+                         uint32_t uid, bool admin)
+{
+	return ask_capped(s, name, offset, length, uid, admin, 64u << 20);
 }
 
 static void answer_free(struct answer *a)
@@ -205,6 +212,19 @@ int main(void)
 	answer_free(&a);
 	a = ask(s, "weights/big.bin", size + 1, 0, OWNER, false);
 	CHECK_EQ(a.code, TRACKD__V1__ERROR_CODE__ERROR_INVALID);
+	answer_free(&a);
+	/* Replies capped below a piece (a small limits.max_message_bytes): a
+	 * shorter piece that fits, never a refusal; still the right bytes. */
+	const size_t cap = 64u << 10;
+	a = ask_capped(s, "weights/big.bin", 5, max, OWNER, false, cap);
+	CHECK_EQ(a.code, 0, "%s", a.err);
+	CHECK(a.chunk && a.chunk->data.len > 0 && a.chunk->data.len < cap &&
+	          trackd__v1__run_file_chunk__get_packed_size(a.chunk) <= cap &&
+	          memcmp(a.chunk->data.data, content + 5, a.chunk->data.len) == 0,
+	      "capped piece");
+	answer_free(&a);
+	a = ask_capped(s, "weights/big.bin", 5, 100, OWNER, false, cap);
+	CHECK(a.code == 0 && a.chunk && a.chunk->data.len == 100, "a small piece as asked");
 	answer_free(&a);
 	/* Names: out of files/ refused; not listed (files.jsonl is in the run
 	 * dir, not a run file) not found. */
