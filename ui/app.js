@@ -599,7 +599,7 @@ async function systemPanel(ctx) {
   const box = el('div', { id: 'system' });
   ctx.container.append(el('h2', {}, 'System'), box);
   const rs = new RunSeries(ctx.runId, '_runtime');
-  let next = 0;
+  let next = 0, total = 0;
   const fetchMore = async () => {
     let added = 0;
     for (;;) {
@@ -751,7 +751,7 @@ async function mediaPanel(ctx) {
   const steps = Object.fromEntries(keys.map(k => [k, []]));
   /* Reads rows [next, …) for the media keys, at most MEDIA_MAX_ROWS in all;
    * returns how many media values it added. */
-  let next = 0;
+  let next = 0, total = 0;
   const fetchMore = async () => {
     let added = 0;
     while (next < MEDIA_MAX_ROWS) {
@@ -764,13 +764,17 @@ async function mediaPanel(ctx) {
             added++;
           }
       const n = page.next_line ?? next + (page.lines || []).length;
-      const done = n <= next || n >= (page.total_lines ?? n);
+      total = page.total_lines ?? n;
+      const done = n <= next || n >= total;
       next = n;
       if (done) break;
     }
     return added;
   };
   await fetchMore();
+  if (total > next)
+    box.before(el('p', { class: 'muted', id: 'media-capped' },
+      `media of the first ${next} of ${total} rows`));
   const views = {};
   for (const k of keys) {
     const list = steps[k];
