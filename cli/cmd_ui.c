@@ -17,7 +17,10 @@
  *   - a request head must fit the connection's memory pool (UI_MEMORY_LIMIT):
  *     libmicrohttpd answers 414 (line) or 431 (headers) to one that does not;
  *   - no request body: a Content-Length other than 0 or a Transfer-Encoding
- *     → 400, answered before any byte of the body is read.
+ *     → 400, answered before any byte of the body is read;
+ *   - a run file (/api/file) is streamed a piece (TRACKD_RUN_FILE_READ_MAX,
+ *     1 MiB) at a time: one piece per connection in memory, whatever the
+ *     file's size (serve_file).
  */
 #include "ui.h"
 
@@ -25,6 +28,7 @@
 #include "buf.h"
 #include "errors.h"
 #include "json_write.h"
+#include "run_files.h"
 #include "trackd/v1/pb_json.h"
 #include "ui_assets.h"
 #include "ui_http.h"
@@ -82,10 +86,8 @@ struct req {
  * and everything else only from this server (no CDN, no inline script), no
  * Referer (the first URL holds the token), nothing cached (answers are
  * per-user data). No Access-Control-* header: other origins get nothing. */
-static struct MHD_Response *response(const char *type, const void *body, size_t len, bool copy)
+static struct MHD_Response *with_headers(struct MHD_Response *r, const char *type)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(
-	    len, (void *)body, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_PERSISTENT);
 	if (!r)
 		return NULL;
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -98,6 +100,14 @@ static struct MHD_Response *response(const char *type, const void *body, size_t 
 	if (type)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	return r;
+}
+
+static struct MHD_Response *response(const char *type, const void *body, size_t len, bool copy)
+{
+	return with_headers(
+	    MHD_create_response_from_buffer(len, (void *)body,
+	                                    copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_PERSISTENT),
+	    type);
 }
 
 /* Queues `r` (NULL: out of memory; MHD_NO makes libmicrohttpd close the
@@ -179,6 +189,136 @@ static int query_json(agent_client *c, const Trackd__V1__Query *q, char **json, 
 	return 0;
 }
 
+/* The agent's refusal `rv` of a request for `what` as an HTTP error. A
+ * connection that failed is dropped: the next request opens a new one (the
+ * agent may have restarted). */
+static enum MHD_Result send_agent_error(struct ui *u, struct conn *k, struct MHD_Connection *c,
+                                        const char *what, int rv, const struct agent_error *aerr)
+{
+	char err[UI_ERROR_BYTES];
+	uint16_t code = agent_status_code(rv, aerr);
+	if (code == 503 && rv != TRACKD_EINVAL) {
+		snprintf(err, sizeof err, "the agent at %s does not answer: %s", u->agent_url,
+		         aerr->message);
+		agent_close(k->agent);
+		k->agent = NULL;
+	} else if (code == 503) {
+		snprintf(err, sizeof err, "the agent cannot answer: %s", aerr->message);
+	} else if (code == 404) {
+		snprintf(err, sizeof err, "%s not found: %s", what[0] ? what : "run",
+		         aerr->message);
+	} else {
+		snprintf(err, sizeof err, "the agent refused: %s", aerr->message);
+	}
+	return send_error(c, code, err);
+}
+
+/* ---- run files -------------------------------------------------------------------- */
+
+/* A run file's content, streamed: the first piece came with the request's
+ * answer; the rest is asked piece by piece (TRACKD_RUN_FILE_READ_MAX bytes
+ * each) as libmicrohttpd sends, on the connection's thread with its agent
+ * connection, so at most one piece per connection is held in memory. A piece
+ * that fails, or names another content than the first (the file changed
+ * between pieces), ends the answer with an error: libmicrohttpd closes the
+ * connection before Content-Length bytes, and the browser sees a failed
+ * load, never a mix of two files. */
+struct file_stream {
+	struct conn *k;
+	Trackd__V1__RunFileReadRequest req; /* points into run and name below */
+	char run[UI_RUN_MAX + 1];
+	char name[TRACKD_MAX_FILE_NAME_BYTES + 1];
+	uint64_t size;
+	char sha256[65];
+	Trackd__V1__Reply *reply; /* owns piece */
+	const Trackd__V1__RunFileChunk *piece;
+};
+
+static void file_stream_free(void *cls)
+{
+	struct file_stream *fs = cls;
+	if (fs->reply)
+		trackd__v1__reply__free_unpacked(fs->reply, NULL);
+	free(fs);
+}
+
+static bool piece_holds(const Trackd__V1__RunFileChunk *p, uint64_t pos)
+{
+	return p && pos >= p->offset && pos - p->offset < p->data.len;
+}
+
+static ssize_t file_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct file_stream *fs = cls;
+	if (pos >= fs->size)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (!piece_holds(fs->piece, pos)) {
+		if (fs->reply)
+			trackd__v1__reply__free_unpacked(fs->reply, NULL);
+		fs->reply = NULL;
+		fs->piece = NULL;
+		Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+		q.request_case = TRACKD__V1__QUERY__REQUEST_RUN_FILE_READ;
+		q.run_file_read = &fs->req;
+		fs->req.offset = pos;
+		const Trackd__V1__QueryReply *qr;
+		struct agent_error aerr = {0};
+		if (!fs->k->agent || agent_query(fs->k->agent, &q, &fs->reply, &qr, &aerr) != 0)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		const Trackd__V1__RunFileChunk *p = qr->run_file_read;
+		if (!p->sha256 || strcmp(p->sha256, fs->sha256) != 0 || p->size != fs->size ||
+		    !piece_holds(p, pos))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		fs->piece = p;
+	}
+	const Trackd__V1__RunFileChunk *p = fs->piece;
+	size_t at = (size_t)(pos - p->offset);
+	size_t n = p->data.len - at < max ? p->data.len - at : max;
+	memcpy(buf, p->data.data + at, n);
+	return (ssize_t)n;
+}
+
+/* GET /api/file?run=R&name=N: the file's bytes with the Content-Type of its
+ * name (ui_file_content_type), Content-Length its size, the headers of every
+ * answer (nosniff: a file is never taken for a page). */
+static enum MHD_Result serve_file(struct ui *u, struct conn *k, struct MHD_Connection *c,
+                                  const struct ui_api *a)
+{
+	struct file_stream *fs = calloc(1, sizeof *fs);
+	if (!fs)
+		return send_error(c, 500, "out of memory");
+	fs->k = k;
+	snprintf(fs->run, sizeof fs->run, "%s", a->r.file.run);
+	snprintf(fs->name, sizeof fs->name, "%s", a->r.file.name);
+	fs->req = a->r.file;
+	fs->req.run = fs->run;
+	fs->req.name = fs->name;
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	q.request_case = TRACKD__V1__QUERY__REQUEST_RUN_FILE_READ;
+	q.run_file_read = &fs->req;
+	struct agent_error aerr = {0};
+	const Trackd__V1__QueryReply *qr;
+	int rv = agent_query(k->agent, &q, &fs->reply, &qr, &aerr);
+	if (rv) {
+		file_stream_free(fs);
+		return send_agent_error(u, k, c, a->what, rv, &aerr);
+	}
+	fs->piece = qr->run_file_read;
+	fs->size = fs->piece->size;
+	snprintf(fs->sha256, sizeof fs->sha256, "%s", fs->piece->sha256 ? fs->piece->sha256 : "");
+	struct MHD_Response *r = MHD_create_response_from_callback(
+	    fs->size, TRACKD_RUN_FILE_READ_MAX < 65536 ? TRACKD_RUN_FILE_READ_MAX : 65536,
+	    file_stream_read, fs, file_stream_free);
+	if (!r) {
+		file_stream_free(fs);
+		return send_error(c, 500, "out of memory");
+	}
+	with_headers(r, ui_file_content_type(fs->name));
+	/* The digest the agent verified: a client may check what it got. */
+	MHD_add_response_header(r, "X-Trackd-SHA256", fs->sha256);
+	return send_response(c, 200, r);
+}
+
 static enum MHD_Result serve_api(struct ui *u, struct conn *k, struct MHD_Connection *c,
                                  const char *path, const char *uri)
 {
@@ -195,29 +335,20 @@ static enum MHD_Result serve_api(struct ui *u, struct conn *k, struct MHD_Connec
 	int rv = 0;
 	if (!k->agent)
 		rv = agent_open(u->agent_url, &k->agent, &aerr);
+	if (rv == 0 && a->q.request_case == TRACKD__V1__QUERY__REQUEST_RUN_FILE_READ) {
+		enum MHD_Result res = serve_file(u, k, c, a);
+		free(a);
+		return res;
+	}
 	char *json = NULL;
 	size_t len = 0;
 	if (rv == 0)
 		rv = query_json(k->agent, &a->q, &json, &len, &aerr);
 	enum MHD_Result res;
-	if (rv == 0) {
+	if (rv == 0)
 		res = send_response(c, 200, response("application/json", json, len, true));
-	} else {
-		uint16_t code = agent_status_code(rv, &aerr);
-		if (code == 503) {
-			snprintf(err, sizeof err, "the agent at %s does not answer: %s",
-			         u->agent_url, aerr.message);
-			/* A new connection next time: the agent may have restarted. */
-			agent_close(k->agent);
-			k->agent = NULL;
-		} else if (code == 404) {
-			snprintf(err, sizeof err, "%s not found: %s", a->what[0] ? a->what : "run",
-			         aerr.message);
-		} else {
-			snprintf(err, sizeof err, "the agent refused: %s", aerr.message);
-		}
-		res = send_error(c, code, err);
-	}
+	else
+		res = send_agent_error(u, k, c, a->what, rv, &aerr);
 	free(json);
 	free(a);
 	return res;

@@ -58,8 +58,10 @@ static const struct command {
      "      summary as W&B prints them at the end of a run.\n"},
     {"files", cmd_files,
      "  trackctl files RUN [--json]\n"
+     "  trackctl files RUN --get NAME [-o PATH]\n"
      "      The run's files (media from its rows, saved files) in its files/ dir:\n"
-     "      kind, size, SHA-256 and name.\n"},
+     "      kind, size, SHA-256 and name. --get: one file's bytes (SHA-256\n"
+     "      checked), to stdout or PATH.\n"},
     {"history", cmd_history,
      "  trackctl history RUN [--keys K1,K2] [--format csv|jsonl] [--json] [--stream events]\n"
      "      The run's rows. csv (default): _step, then every key in first-seen\n"

@@ -2,6 +2,7 @@
 #include "ui_http.h"
 
 #include "errors.h"
+#include "run_files.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -410,6 +411,51 @@ enum ui_api_status ui_api_parse(const char *path, const char *uri, struct ui_api
 		a->q.history = h;
 		return UI_API_OK;
 	}
+	if (strcmp(path, "/api/file") == 0) {
+		Trackd__V1__RunFileReadRequest *f = &a->r.file;
+		*f = (Trackd__V1__RunFileReadRequest)TRACKD__V1__RUN_FILE_READ_REQUEST__INIT;
+		if ((st = run_param(uri, a, err, errlen)) ||
+		    (st = str_param(uri, "name", a->str1, TRACKD_MAX_FILE_NAME_BYTES + 1, &set, err,
+		                    errlen)))
+			return st;
+		if (!set)
+			return bad(err, errlen, "parameter 'name' is required");
+		/* The agent refuses such names too; refused here, nothing is asked. */
+		if (!files_name_valid(a->str1, strlen(a->str1)))
+			return bad(err, errlen,
+			           "parameter 'name': not a run file name (relative to the run's "
+			           "files/, no '..')");
+		f->run = a->run;
+		f->name = a->str1;
+		f->has_offset = f->has_length = true;
+		f->offset = 0;
+		f->length = TRACKD_RUN_FILE_READ_MAX;
+		snprintf(a->what, sizeof a->what, "file of run %.*s", UI_RUN_MAX - 8, a->run);
+		a->q.request_case = TRACKD__V1__QUERY__REQUEST_RUN_FILE_READ;
+		a->q.run_file_read = f;
+		return UI_API_OK;
+	}
 	snprintf(err, errlen, "no such endpoint: %s", path);
 	return UI_API_NOT_FOUND;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+const char *ui_file_content_type(const char *name)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+	    {".png", "image/png"},  {".jpg", "image/jpeg"},        {".jpeg", "image/jpeg"},
+	    {".gif", "image/gif"},  {".json", "application/json"}, {".txt", "text/plain"},
+	    {".log", "text/plain"},
+	};
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+		if (ends_with(name, types[i].ext))
+			return types[i].type;
+	return "application/octet-stream";
 }

@@ -88,6 +88,7 @@ struct ui_api {
 		Trackd__V1__HistoryRequest history;
 		Trackd__V1__SeriesRequest series;
 		Trackd__V1__ConsoleRequest console;
+		Trackd__V1__RunFileReadRequest file;
 	} r;
 	char run[UI_RUN_MAX + 1];
 	char str1[UI_PARAM_MAX]; /* project / x / grep */
@@ -108,9 +109,19 @@ enum ui_api_status { UI_API_OK = 0, UI_API_BAD_REQUEST = 400, UI_API_NOT_FOUND =
  *   /api/series    run [keys=a,b] [x] [x_min] [x_max] [buckets]
  *   /api/console   run [from] [max] [grep]
  *   /api/history   run [keys=a,b] [from] [max] [stream=history|events|metadata]
+ *   /api/file      run name: the first piece (TRACKD_RUN_FILE_READ_MAX bytes) of
+ *                  one run file as `trackctl files` lists it; a name that is
+ *                  not a run file name (absolute, '..', over
+ *                  TRACKD_MAX_FILE_NAME_BYTES) is refused here (400)
  * Numbers must be whole (no trailing text), finite, and within the UI_*
  * limits; `run` is required where listed. */
 enum ui_api_status ui_api_parse(const char *path, const char *uri, struct ui_api *a, char *err,
                                 size_t errlen);
+
+/* The Content-Type a run file is served with, by its name's extension:
+ * image/png, image/jpeg, image/gif, application/json (tables: .table.json),
+ * text/plain (.txt, .log), else application/octet-stream (with nosniff, never
+ * shown as a page). */
+const char *ui_file_content_type(const char *name);
 
 #endif

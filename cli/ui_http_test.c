@@ -2,6 +2,8 @@
  * Host names, query string, cookies, API parameters. */
 #include "ui_http.h"
 
+#include "run_files.h"
+
 #include "check.h"
 
 #include <stdlib.h>
@@ -218,6 +220,64 @@ static void test_limits(void)
 	free(a);
 }
 
+/* /api/file: run and name required; names that would leave files/ refused
+ * before the agent is asked; the name's length at its limit's neighbours
+ * (TRACKD_MAX_FILE_NAME_BYTES, components of at most 255 bytes); the
+ * Content-Type by extension. */
+static void test_file(void)
+{
+	struct ui_api *a = malloc(sizeof *a);
+	char err[256];
+	CHECK_EQ(ui_api_parse("/api/file", "/api/file?run=e/p/r1&name=media/images/s_3_abc.png", a,
+	                      err, sizeof err),
+	         UI_API_OK);
+	CHECK_EQ(a->q.request_case, TRACKD__V1__QUERY__REQUEST_RUN_FILE_READ);
+	CHECK_STR_EQ(a->q.run_file_read->run, "e/p/r1");
+	CHECK_STR_EQ(a->q.run_file_read->name, "media/images/s_3_abc.png");
+	CHECK_EQ(a->q.run_file_read->offset, 0);
+	CHECK_EQ(a->q.run_file_read->length, TRACKD_RUN_FILE_READ_MAX);
+	CHECK_EQ(ui_api_parse("/api/file", "/api/file?run=r", a, err, sizeof err),
+	         UI_API_BAD_REQUEST);
+	CHECK(strstr(err, "'name'") != NULL, "%s", err);
+	CHECK_EQ(ui_api_parse("/api/file", "/api/file?name=x.png", a, err, sizeof err),
+	         UI_API_BAD_REQUEST);
+	const char *bad[] = {"..%2Ffiles.jsonl",
+	                     "%2Fetc%2Fpasswd",
+	                     "media%2F..%2F..%2Fx",
+	                     "a%2F%2Fb",
+	                     "",
+	                     "media%2F.%2Fx",
+	                     "%2E%2E",
+	                     "a%00b",
+	                     "a%0Ab"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char uri[128];
+		snprintf(uri, sizeof uri, "/api/file?run=r&name=%s", bad[i]);
+		CHECK_EQ(ui_api_parse("/api/file", uri, a, err, sizeof err), UI_API_BAD_REQUEST,
+		         "%s", bad[i]);
+	}
+	/* 1024 bytes: four components of 255 and "/" between them, plus 1 + 1. */
+	for (size_t n = TRACKD_MAX_FILE_NAME_BYTES - 1; n <= TRACKD_MAX_FILE_NAME_BYTES + 1; n++) {
+		char name[TRACKD_MAX_FILE_NAME_BYTES + 2];
+		memset(name, 'a', n);
+		for (size_t at = 200; at < n; at += 201)
+			name[at] = '/';
+		name[n] = '\0';
+		char *uri = param_of("/api/file?run=r&name=", name, NULL, 1);
+		CHECK_EQ(ui_api_parse("/api/file", uri, a, err, sizeof err),
+		         n <= TRACKD_MAX_FILE_NAME_BYTES ? UI_API_OK : UI_API_BAD_REQUEST, "%zu",
+		         n);
+		free(uri);
+	}
+	CHECK_STR_EQ(ui_file_content_type("media/images/a_1_x.png"), "image/png");
+	CHECK_STR_EQ(ui_file_content_type("a.JPG"), "image/jpeg");
+	CHECK_STR_EQ(ui_file_content_type("a.jpeg"), "image/jpeg");
+	CHECK_STR_EQ(ui_file_content_type("media/table/t_1_x.table.json"), "application/json");
+	CHECK_STR_EQ(ui_file_content_type("model.html"), "application/octet-stream");
+	CHECK_STR_EQ(ui_file_content_type("png"), "application/octet-stream");
+	free(a);
+}
+
 int main(void)
 {
 	test_token();
@@ -225,5 +285,6 @@ int main(void)
 	test_params();
 	test_api();
 	test_limits();
+	test_file();
 	return CHECK_SUMMARY("ui_http_test");
 }

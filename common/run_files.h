@@ -19,6 +19,9 @@
 
 #define TRACKD_MAX_FILE_NAME_BYTES 1024u /* a run file's name, relative to files/ */
 #define TRACKD_MAX_FILE_NAME_PART  255u  /* one '/'-separated component */
+/* The most bytes of a run file one RunFileRead answer carries (a client reads
+ * a larger file in pieces): a file never sits whole in a reply. */
+#define TRACKD_RUN_FILE_READ_MAX (1u << 20)
 
 /* Whether s[0..len) is a valid name (above). */
 bool files_name_valid(const char *s, size_t len);

@@ -190,10 +190,34 @@ static void test_depth_bound(void)
 	buf_fini(&b);
 }
 
+/* RunFileChunk.data is a file's bytes, not JSON: base64 (every padding). */
+static void test_file_bytes_base64(void)
+{
+	struct buf b;
+	buf_init(&b, 4096);
+	const struct {
+		const char *in, *out;
+	} cases[] = {{"", "null"},        {"f", "\"Zg==\""},        {"fo", "\"Zm8=\""},
+	             {"foo", "\"Zm9v\""}, {"foob", "\"Zm9vYg==\""}, {"\xff\x00\xfe", "\"/wD+\""}};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		Trackd__V1__RunFileChunk c = TRACKD__V1__RUN_FILE_CHUNK__INIT;
+		size_t n = i == 5 ? 3 : strlen(cases[i].in);
+		c.has_data = n > 0;
+		c.data.data = (uint8_t *)cases[i].in;
+		c.data.len = n;
+		const char *json = json_of(&c.base, &b);
+		const char *data = json ? strstr(json, "\"data\":") : NULL;
+		CHECK(data && strncmp(data + 7, cases[i].out, strlen(cases[i].out)) == 0, "%s",
+		      json ? json : "(none)");
+	}
+	buf_fini(&b);
+}
+
 int main(void)
 {
 	test_run_info();
 	test_history_and_oneof();
 	test_depth_bound();
+	test_file_bytes_base64();
 	return CHECK_SUMMARY("pb_json_test");
 }

@@ -1,6 +1,7 @@
 /*
  * app.js — the web UI of trackctl ui: vanilla JS over the read-only JSON API
- * (/api/runs, /api/run, /api/series, /api/console, /api/history), charts by
+ * (/api/runs, /api/run, /api/series, /api/console, /api/history, and
+ * /api/file for a run's media files), charts by
  * uPlot. Three views, each fully described by the URL's hash so a reload or a
  * shared link restores it:
  *
@@ -13,7 +14,7 @@
  * one), and stops when the run has ended and the last poll brought nothing.
  *
  * Extension point: a run page is made of panels; `panelProviders` lists the
- * functions that add them (metrics, console). A provider for system metrics
+ * functions that add them (metrics, system, media, console). A provider for system metrics
  * or media appends itself to window.trackdUI.panelProviders.
  *
  * For tests, window.trackdUI exposes the current view's state (runs, the
@@ -598,7 +599,7 @@ async function systemPanel(ctx) {
   const box = el('div', { id: 'system' });
   ctx.container.append(el('h2', {}, 'System'), box);
   const rs = new RunSeries(ctx.runId, '_runtime');
-  let next = 0;
+  let next = 0, total = 0;
   const fetchMore = async () => {
     let added = 0;
     for (;;) {
@@ -698,7 +699,163 @@ async function consolePanel(ctx) {
   ctx.onPoll(async () => append(await fetchFrom(next)));
 }
 
-ui.panelProviders.push(metricsPanel, systemPanel, consolePanel);
+/* Panel: media — W&B's objects in the run's rows (WANDB-FEATURES.md §2.2):
+ * per image key the image of a step, per histogram key its bars, per table
+ * key its rows; a step slider per key (a range input: arrow keys, Home/End).
+ * Media keys are those whose summary value is a media object; their steps
+ * come from the history query asked for those keys only, at most
+ * MEDIA_MAX_ROWS rows (a live run's new rows are read as it polls). Files
+ * come from /api/file (the agent checks who asks and the file's SHA-256); a
+ * table shows at most TABLE_ROWS_SHOWN rows and counts the rest. */
+const MEDIA_TYPES = { 'image-file': 'image', 'images/separated': 'images', histogram: 'histogram',
+  'table-file': 'table' };
+const MEDIA_MAX_ROWS = 50000;
+const TABLE_ROWS_SHOWN = 100;
+
+function fileUrl(runId, name) {
+  return `/api/file?${new URLSearchParams({ run: runId, name })}`;
+}
+
+function histogramChart(holder, value, width) {
+  const bins = value.bins || [], counts = value.values || [];
+  const xs = counts.map((_, i) => (bins[i] + bins[i + 1]) / 2);
+  return new uPlot({
+    width, height: 200, legend: { show: false },
+    scales: { x: { time: false } },
+    axes: [{ values: (u, vals) => vals.map(fmtTick) }, { size: 50, values: (u, vals) => vals.map(fmtTick) }],
+    series: [{}, { label: 'count', stroke: '#2563eb', fill: '#2563eb60',
+      paths: uPlot.paths.bars({ size: [0.95, 100] }), points: { show: false } }],
+  }, [xs, counts], holder);
+}
+
+function tableView(t, shown) {
+  const cols = t.columns || [], rows = t.data || [];
+  const cell = v => el('td', {}, typeof v === 'object' && v !== null ? JSON.stringify(v) : fmtValue(v));
+  return [el('div', { class: 'tablewrap media-table' }, el('table', { class: 'runs' },
+    el('thead', {}, el('tr', {}, cols.map(c => el('th', {}, String(c))))),
+    el('tbody', {}, rows.slice(0, shown).map(r => el('tr', {}, (r || []).map(cell)))))),
+  rows.length > shown ? el('div', { class: 'muted table-more' },
+    `${rows.length - shown} more rows (${rows.length} in all)`) : null];
+}
+
+async function mediaPanel(ctx) {
+  const summary = ctx.info.summary || {};
+  const order = { image: 0, images: 0, histogram: 1, table: 2 };
+  const keys = Object.keys(summary).filter(k => summary[k] && typeof summary[k] === 'object' &&
+    MEDIA_TYPES[summary[k]._type]).sort((a, b) =>
+    order[MEDIA_TYPES[summary[a]._type]] - order[MEDIA_TYPES[summary[b]._type]] || a.localeCompare(b));
+  ui.media = {};
+  if (!keys.length) return;
+  const box = el('div', { id: 'media', class: 'charts' });
+  ctx.container.append(el('h2', {}, 'Media'), box);
+  const steps = Object.fromEntries(keys.map(k => [k, []]));
+  /* Reads rows [next, …) for the media keys, at most MEDIA_MAX_ROWS in all;
+   * returns how many media values it added. */
+  let next = 0, total = 0;
+  const fetchMore = async () => {
+    let added = 0;
+    while (next < MEDIA_MAX_ROWS) {
+      const page = await api('history', { run: ctx.runId, keys: keys.join(','), from: next,
+        max: Math.min(HISTORY_PAGE, MEDIA_MAX_ROWS - next) });
+      for (const line of page.lines || [])
+        for (const k of keys)
+          if (line[k] && typeof line[k] === 'object' && MEDIA_TYPES[line[k]._type]) {
+            steps[k].push({ step: line._step, value: line[k] });
+            added++;
+          }
+      const n = page.next_line ?? next + (page.lines || []).length;
+      total = page.total_lines ?? n;
+      const done = n <= next || n >= total;
+      next = n;
+      if (done) break;
+    }
+    return added;
+  };
+  await fetchMore();
+  if (total > next)
+    box.before(el('p', { class: 'muted', id: 'media-capped' },
+      `media of the first ${next} of ${total} rows`));
+  const views = {};
+  for (const k of keys) {
+    const list = steps[k];
+    if (!list.length) continue;
+    const kind = MEDIA_TYPES[list[list.length - 1].value._type];
+    const id = `media-${keys.indexOf(k)}`;
+    const slider = el('input', { type: 'range', min: 0, max: list.length - 1, step: 1,
+      value: list.length - 1, class: 'media-slider', 'aria-label': `step of ${k}` });
+    const stepLabel = el('span', { class: 'muted media-step', 'aria-live': 'polite' });
+    const body = el('div', { class: 'media-body' });
+    const caption = el('div', { class: 'muted media-caption' });
+    const holder = el('div', { class: 'chart media', id, 'data-key': k, 'data-kind': kind },
+      el('div', { class: 'title' }, k), body, caption,
+      el('label', { class: 'toolbar' }, slider, stepLabel));
+    box.append(holder);
+    const state = ui.media[k] = { kind, steps: list.map(e => e.step), index: list.length - 1,
+      value: null, loaded: 0 };
+    let chart = null, seq = 0;
+    const show = async () => {
+      const i = Number(slider.value), { step, value } = list[i];
+      const mine = ++seq;
+      state.index = i;
+      state.value = value;
+      stepLabel.textContent = `step ${step} (${i + 1} of ${list.length})`;
+      caption.textContent = value.caption || '';
+      if (kind === 'image') {
+        const img = body.querySelector('img') || body.appendChild(el('img', { alt: k }));
+        img.alt = `${k} at step ${step}`;
+        if (value.width) img.width = value.width;
+        if (value.height) img.height = value.height;
+        img.src = fileUrl(ctx.runId, value.path);
+      } else if (kind === 'images') {
+        /* A list of images logged under one key (W&B's images/separated). */
+        const caps = value.captions || [];
+        body.replaceChildren(el('div', { class: 'media-grid' }, (value.filenames || []).map((f, j) =>
+          el('figure', {}, el('img', { src: fileUrl(ctx.runId, f), alt: `${k} ${j + 1} at step ${step}`,
+            width: value.width, height: value.height }),
+          caps[j] ? el('figcaption', { class: 'muted' }, String(caps[j])) : null))));
+      } else if (kind === 'histogram') {
+        if (chart) chart.destroy();
+        body.replaceChildren();
+        chart = histogramChart(body, value, Math.max(300, holder.clientWidth - 14));
+        state.chart = chart;
+      } else {
+        body.replaceChildren(el('span', { class: 'muted' }, 'loading…'));
+        try {
+          const res = await fetch(fileUrl(ctx.runId, value.path), { credentials: 'same-origin' });
+          if (!res.ok) throw new ApiError(res.status, ((await res.json().catch(() => null)) || {}).error || res.statusText);
+          const t = await res.json();
+          if (mine !== seq) return;
+          body.replaceChildren(...tableView(t, TABLE_ROWS_SHOWN));
+        } catch (e) {
+          if (mine === seq) body.replaceChildren(el('div', { class: 'err' }, String(e.message)));
+        }
+      }
+      state.loaded++;
+    };
+    slider.addEventListener('input', show);
+    /* New steps of a live run: the slider grows; one at the last step follows. */
+    views[k] = () => {
+      const atEnd = Number(slider.value) === Number(slider.max);
+      slider.max = list.length - 1;
+      state.steps = list.map(e => e.step);
+      if (atEnd && Number(slider.value) !== list.length - 1) {
+        slider.value = list.length - 1;
+        show();
+      } else {
+        stepLabel.textContent = `step ${list[Number(slider.value)].step} (${Number(slider.value) + 1} of ${list.length})`;
+      }
+    };
+    await show();
+  }
+  ctx.onPoll(async () => {
+    if (ctx.info.state !== 'running' && next >= (ctx.info.history_lines || 0)) return 0;
+    const added = await fetchMore();
+    if (added) for (const update of Object.values(views)) update();
+    return added;
+  });
+}
+
+ui.panelProviders.push(metricsPanel, systemPanel, mediaPanel, consolePanel);
 
 function renderRun(main, runId, params) {
   const opts = chartOptsFrom(params);

@@ -264,8 +264,7 @@ static struct run_bytes *run_entry(blobs *b, const char *run_id)
 	return oldest;
 }
 
-/* Reads the partial back and compares its SHA-256 with the digest. */
-static int verify(int fd, const uint8_t digest[32])
+int blobs_sha256_fd(int fd, uint8_t digest[32])
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint8_t *buf = malloc(BLOBS_IO_BYTES);
@@ -288,14 +287,21 @@ static int verify(int fd, const uint8_t digest[32])
 		EVP_DigestUpdate(ctx, buf, (size_t)n);
 		off += n;
 	}
-	uint8_t got[32];
 	unsigned int len = 32;
-	EVP_DigestFinal_ex(ctx, got, &len);
-	if (memcmp(got, digest, 32) != 0)
-		rv = TRACKD_ECORRUPT;
+	EVP_DigestFinal_ex(ctx, digest, &len);
 out:
 	EVP_MD_CTX_free(ctx);
 	free(buf);
+	return rv;
+}
+
+/* Reads the partial back and compares its SHA-256 with the digest. */
+static int verify(int fd, const uint8_t digest[32])
+{
+	uint8_t got[32];
+	int rv = blobs_sha256_fd(fd, got);
+	if (!rv && memcmp(got, digest, 32) != 0)
+		rv = TRACKD_ECORRUPT;
 	return rv;
 }
 

@@ -163,5 +163,8 @@ time_t blobs_marks_applied_before(struct blobs_marks *m, uint64_t min_position);
 
 /* SHA-256 of a buffer (OpenSSL's). */
 void blobs_sha256(const void *data, size_t len, uint8_t digest[32]);
+/* SHA-256 of everything fd (borrowed) holds, read with pread from offset 0 in
+ * pieces of a bounded buffer. TRACKD_ENOMEM, TRACKD_EIO. */
+int blobs_sha256_fd(int fd, uint8_t digest[32]);
 
 #endif

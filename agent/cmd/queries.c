@@ -133,6 +133,14 @@ static int on_files(const struct query_call *c, Trackd__V1__QueryReply *r, char 
 	                              &r->files, err, errlen);
 }
 
+static int on_run_file_read(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                            size_t errlen)
+{
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_RUN_FILE_READ;
+	return local_sink_query_run_file(c->st->local, c->q->run_file_read, c->uid, c->admin,
+	                                 c->max_bytes, &r->run_file_read, err, errlen);
+}
+
 static int on_rename(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
                      size_t errlen)
 {
@@ -211,6 +219,7 @@ static const struct query_route routes[] = {
     {TRACKD__V1__QUERY__REQUEST_SERIES, NEEDS_LOCAL, NULL, on_series},
     {TRACKD__V1__QUERY__REQUEST_CONSOLE, NEEDS_LOCAL, NULL, on_console},
     {TRACKD__V1__QUERY__REQUEST_FILES, NEEDS_LOCAL, NULL, on_files},
+    {TRACKD__V1__QUERY__REQUEST_RUN_FILE_READ, NEEDS_LOCAL, NULL, on_run_file_read},
     {TRACKD__V1__QUERY__REQUEST_WANDB, NEEDS_WANDB, WANDB_OFF, on_wandb},
     {TRACKD__V1__QUERY__REQUEST_RETRY, NEEDS_WANDB, WANDB_OFF, on_retry},
     {TRACKD__V1__QUERY__REQUEST_SYNC, NEEDS_LOCAL | NEEDS_WANDB, SYNC_OFF, on_sync},

@@ -121,6 +121,49 @@ def test_media_reach_the_run_dir_in_wandbs_layout(agent):
     assert json.loads(r.stdout) == files["files"]
 
 
+def test_trackctl_files_get_gives_the_bytes_verified(agent, tmp_path):
+    """RunFileRead through trackctl files --get: each file's bytes as listed,
+    a file over one piece (TRACKD_RUN_FILE_READ_MAX, 1 MiB) read in pieces, a
+    name that would leave files/ refused, a corrupt file never handed out."""
+    agent.start()
+    run_python(agent, MEDIA.format(run_id="get1"))
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom((1 << 20) * 2 + 5))
+    run_python(agent, f"""
+        import trackd
+        run = trackd.init(project="files", id="get2", console=False)
+        run.save({str(big)!r}, base_path={str(tmp_path)!r}, policy="now")
+        run.finish()
+    """)
+    files = json.loads(trackctl(agent, "files", "get1", "--json").stdout)["files"]
+    assert files
+    for f in files:
+        out = tmp_path / "out"
+        trackctl(agent, "files", "get1", "--get", f["name"], "-o", str(out))
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == f["sha256"]
+        assert out.stat().st_size == f["size"]
+    # To stdout, in pieces.
+    r = subprocess.run([BIN["trackctl"], "files", "get2", "--get", "big.bin"], env=agent.env,
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == big.read_bytes()
+    for bad in ("../files.jsonl", "/etc/passwd", "media/../../files.jsonl", "nothing.png"):
+        r = trackctl(agent, "files", "get1", "--get", bad, check=False)
+        assert r.returncode != 0 and r.stdout == "", (bad, r.stdout)
+    # A file changed on disk after it was recorded: refused, nothing written.
+    d = run_dir(agent, "get1")
+    victim = os.path.join(d, "files", files[0]["name"])
+    data = bytearray(open(victim, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    os.unlink(victim)  # the run dir's link, not the blob store's copy
+    with open(victim, "wb") as fh:
+        fh.write(data)
+    out = tmp_path / "corrupt"
+    r = trackctl(agent, "files", "get1", "--get", files[0]["name"], "-o", str(out), check=False)
+    assert r.returncode != 0 and "corrupt" in r.stderr, r.stderr
+    assert not out.exists()
+
+
 # ---- helpers for raw requests (trackd.proto, hand-encoded) -------------------
 
 from conftest import field_bytes, field_varint  # noqa: E402

@@ -955,6 +955,7 @@ int local_sink_start(const struct local_sink_options *opts, local_sink **out)
 		s->opts.crash_poll_ms = 250;
 	if (!s->opts.max_active_runs)
 		s->opts.max_active_runs = 4096;
+	run_file_verified_init(&s->verified);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_mutex_init(&s->applied_mu, NULL);
@@ -1027,6 +1028,7 @@ void local_sink_free(local_sink *s)
 		active_free(s->active[i]);
 	free(s->active);
 	txlog_reader_close(s->reader);
+	run_file_verified_fini(&s->verified);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->applied_mu);

@@ -155,6 +155,17 @@ int local_sink_query_console(local_sink *s, const Trackd__V1__ConsoleRequest *q,
 int local_sink_query_files(local_sink *s, const Trackd__V1__FilesRequest *q, uint32_t uid,
                            bool admin, size_t max_bytes, Trackd__V1__FilesReply **out, char *err,
                            size_t errlen);
+/* RunFileReadRequest: a piece of one file the run's files.jsonl lists, read
+ * from <run dir>/files/ outside the sink's lock and verified against its
+ * recorded SHA-256 first (run_file_read.h): at most TRACKD_RUN_FILE_READ_MAX
+ * bytes. A bad name, length or offset: ERROR_INVALID; a name the run does not
+ * list, or not materialised: ERROR_NOT_FOUND; a corrupt file:
+ * ERROR_UNAVAILABLE saying so. Each piece looks the name up in files.jsonl
+ * again (what the file list reads, bounded the same), so a piece is always
+ * checked against the run's latest record of the name. */
+int local_sink_query_run_file(local_sink *s, const Trackd__V1__RunFileReadRequest *q, uint32_t uid,
+                              bool admin, size_t max_bytes, Trackd__V1__RunFileChunk **out,
+                              char *err, size_t errlen);
 /* Records a change of the run's name, tags and/or notes (a RunRename record
  * submitted to ingest; only the owner or an admin). */
 int local_sink_query_rename(local_sink *s, const Trackd__V1__RenameRequest *q, uint32_t uid,

@@ -5,6 +5,7 @@
 
 #include "local_sink.h"
 #include "run.h"
+#include "run_file_read.h"
 #include "series.h"
 #include "store_layout.h"
 
@@ -47,6 +48,8 @@ struct local_sink {
 	struct local_sink_options opts;
 	char runs_dir[4096];
 	char sink_dir[4096];
+
+	struct run_file_verified verified; /* RunFileRead's cache (own lock) */
 
 	pthread_mutex_t mu; /* guards everything below that a query may read */
 	pthread_cond_t cv;

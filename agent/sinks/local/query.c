@@ -7,6 +7,8 @@
  *   series  SeriesReply: chart buckets from the run's series index (series.h),
  *           read outside the lock up to the rows committed when asked
  *   console ConsolePage: lines of output.log, paged and grepped like history
+ *   files   FilesReply: the run's files (files.jsonl)
+ *   run_file_read RunFileChunk: a verified piece of one of them (run_file_read.h)
  * A RunInfo holds summary and config. Runs in memory answer from memory;
  * others from their snapshot on disk. Answers are built from the runs' own
  * strings under the sink's lock and copied (wire_copy) before it is let go. */
@@ -15,6 +17,7 @@
 #include "errors.h"
 #include "files.h"
 #include "fs.h"
+#include "run_files.h"
 #include "trackd/v1/wire.h"
 
 #include <json-c/json.h>
@@ -1115,5 +1118,132 @@ int local_sink_query_files(local_sink *s, const Trackd__V1__FilesRequest *q, uin
 		return answered(rv, q->run, err, errlen);
 	}
 	*out = fr;
+	return 0;
+}
+
+/* ---- run file content ---------------------------------------------------------------- */
+
+static int run_file_refused(int rv, const char *msg, char *err, size_t errlen)
+{
+	if (err != msg)
+		snprintf(err, errlen, "%s", msg);
+	switch (rv) {
+	case TRACKD_EINVAL: return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	case TRACKD_ENOENT: return TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND;
+	case TRACKD_ENOMEM: return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	default: return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	}
+}
+
+/* What a RunFileChunk takes besides its data, at most: the run's path, a
+ * name of TRACKD_MAX_FILE_NAME_BYTES, the digest, the kind, numbers, tags. */
+#define RUN_FILE_CHUNK_OVERHEAD 4096
+
+int local_sink_query_run_file(local_sink *s, const Trackd__V1__RunFileReadRequest *q, uint32_t uid,
+                              bool admin, size_t max_bytes, Trackd__V1__RunFileChunk **out,
+                              char *err, size_t errlen)
+{
+	*out = NULL;
+	const char *name = q->name ? q->name : "";
+	if (!files_name_valid(name, strlen(name)))
+		return run_file_refused(TRACKD_EINVAL,
+		                        "not a run file name (relative to files/, no '..')", err,
+		                        errlen);
+	/* The list checks who asks and reads files.jsonl: the file must be one
+	 * the run recorded, with the digest it recorded. */
+	Trackd__V1__FilesRequest fq = TRACKD__V1__FILES_REQUEST__INIT;
+	fq.run = q->run;
+	Trackd__V1__FilesReply *list = NULL;
+	int code = local_sink_query_files(s, &fq, uid, admin, SIZE_MAX, &list, err, errlen);
+	if (code)
+		return code;
+	Trackd__V1__FilesReply__File *f = NULL;
+	for (size_t i = 0; i < list->n_files && !f; i++)
+		if (strcmp(list->files[i]->name, name) == 0)
+			f = list->files[i];
+	uint8_t digest[32];
+	int rv = TRACKD_OK;
+	if (!f) {
+		snprintf(err, errlen, "run '%s' has no file '%s'", q->run ? q->run : "", name);
+		rv = TRACKD_ENOENT;
+	} else if (!f->sha256 || !files_parse_digest(f->sha256, strlen(f->sha256), digest)) {
+		snprintf(err, errlen, "the file list of '%s' is damaged (digest of '%s')", q->run,
+		         name);
+		rv = TRACKD_ECORRUPT;
+	}
+	char dir[4096];
+	if (!rv) {
+		const struct requester who = {.uid = uid, .admin = admin};
+		pthread_mutex_lock(&s->mu);
+		code = resolve_for(s, q->run, &who, dir, sizeof dir, err, errlen);
+		pthread_mutex_unlock(&s->mu);
+		if (code) {
+			trackd__v1__files_reply__free_unpacked(list, NULL);
+			return code;
+		}
+	}
+	int files_fd = -1;
+	if (!rv) {
+		char files[4200];
+		snprintf(files, sizeof files, "%s/" RUN_FILES_SUBDIR, dir);
+		files_fd = open(files, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (files_fd < 0) {
+			snprintf(err, errlen, "run '%s' has no files/ dir", q->run);
+			rv = TRACKD_ENOENT;
+		}
+	}
+	/* An agent whose replies are capped below a whole piece
+	 * (limits.max_message_bytes) gives shorter pieces: the reader goes on
+	 * from the offset it got to. A length over the maximum is still refused. */
+	uint64_t length = q->has_length ? q->length : 0;
+	uint64_t fits =
+	    max_bytes > RUN_FILE_CHUNK_OVERHEAD ? max_bytes - RUN_FILE_CHUNK_OVERHEAD : 1;
+	if (length <= TRACKD_RUN_FILE_READ_MAX && (length == 0 || length > fits) &&
+	    fits < TRACKD_RUN_FILE_READ_MAX)
+		length = fits;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	if (!rv)
+		rv = run_file_read(files_fd, name, digest, f->size, q->has_offset ? q->offset : 0,
+		                   length, &s->verified, &data, &len, err, errlen);
+	if (files_fd >= 0)
+		close(files_fd);
+	Trackd__V1__RunFileChunk *c = NULL;
+	if (!rv && !(c = calloc(1, sizeof *c)))
+		rv = TRACKD_ENOMEM;
+	if (!rv) {
+		trackd__v1__run_file_chunk__init(c);
+		c->run = list->run;
+		list->run = NULL;
+		c->name = strdup(name);
+		c->sha256 = f->sha256; /* moved from the list into the answer */
+		c->kind = f->kind;
+		f->sha256 = NULL;
+		f->kind = NULL;
+		c->has_offset = c->has_size = c->has_data = c->has_eof = true;
+		c->offset = q->has_offset ? q->offset : 0;
+		c->size = f->size;
+		c->data.data = data;
+		c->data.len = len;
+		c->eof = c->offset + len == c->size;
+		data = NULL;
+		if (!c->name) {
+			rv = TRACKD_ENOMEM;
+		} else if (trackd__v1__run_file_chunk__get_packed_size(c) > max_bytes) {
+			snprintf(err, errlen, "a piece of %zu bytes is over the reply limit", len);
+			rv = TRACKD_ETOOBIG;
+		}
+		if (rv) {
+			trackd__v1__run_file_chunk__free_unpacked(c, NULL);
+			c = NULL;
+		}
+	}
+	free(data);
+	trackd__v1__files_reply__free_unpacked(list, NULL);
+	if (rv == TRACKD_ETOOBIG)
+		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+	if (rv)
+		return run_file_refused(rv, err, err, errlen);
+	*out = c;
 	return 0;
 }

@@ -130,6 +130,32 @@ static bool optional_set(const ProtobufCMessage *m, const ProtobufCFieldDescript
 	return *(const protobuf_c_boolean *)(base + f->quantifier_offset) != 0;
 }
 
+/* Raw bytes as a JSON string of their base64 (RFC 4648, padded). */
+static int write_base64(const ProtobufCBinaryData *b, struct buf *out)
+{
+	static const char abc[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	int rv = buf_putc(out, '"');
+	for (size_t i = 0; !rv && i < b->len; i += 3) {
+		uint32_t v = (uint32_t)b->data[i] << 16;
+		size_t n = b->len - i < 3 ? b->len - i : 3;
+		if (n > 1)
+			v |= (uint32_t)b->data[i + 1] << 8;
+		if (n > 2)
+			v |= b->data[i + 2];
+		char q[4] = {abc[v >> 18 & 63], abc[v >> 12 & 63], n > 1 ? abc[v >> 6 & 63] : '=',
+		             n > 2 ? abc[v & 63] : '='};
+		rv = buf_append(out, q, 4);
+	}
+	return rv ? rv : buf_putc(out, '"');
+}
+
+/* Whether a bytes field holds content (a file's bytes) rather than JSON. */
+static bool raw_bytes(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f)
+{
+	return f->type == PROTOBUF_C_TYPE_BYTES && d == &trackd__v1__run_file_chunk__descriptor;
+}
+
 static int write_message(const ProtobufCMessage *m, struct buf *out, int depth,
                          enum unset_field unset)
 {
@@ -168,6 +194,8 @@ static int write_message(const ProtobufCMessage *m, struct buf *out, int depth,
 				rv = buf_putc(out, ']');
 		} else if (is_unset) {
 			rv = buf_puts(out, "null");
+		} else if (raw_bytes(d, f)) {
+			rv = write_base64(p, out);
 		} else {
 			rv = write_element(f, p, out, depth, unset);
 		}

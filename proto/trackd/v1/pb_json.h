@@ -17,7 +17,9 @@
  *     a Value the value it holds (a map, list, number, string, bool or null):
  *     the same text the local store writes for rows, summary and config;
  *   - a `bytes` field holds JSON text made by the agent (a history line, as
- *     the store holds it) and is written as it is, not as a string.
+ *     the store holds it) and is written as it is, not as a string; except
+ *     RunFileChunk.data, a file's raw bytes: a string of their base64
+ *     (proto3's JSON rule for bytes).
  *   - enums are written as their number (no reply has one yet).
  *
  * Appends to `out` (bounded: TRACKD_ETOOBIG past its maximum, the buffer then
