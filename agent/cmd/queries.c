@@ -150,6 +150,49 @@ static int on_rename(const struct query_call *c, Trackd__V1__QueryReply *r, char
 	return 0;
 }
 
+/* ---- artifact store (fed by the local sink: a query first lets it catch up) ---- */
+
+static int no_store(const struct query_call *c, char *err, size_t errlen)
+{
+	if (c->st->artifacts)
+		return 0;
+	snprintf(err, errlen, "the agent is starting; try again");
+	return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+}
+
+static int on_artifacts(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                        size_t errlen)
+{
+	int code = no_store(c, err, errlen);
+	if (code)
+		return code;
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_ARTIFACTS;
+	return artifacts_query_list(c->st->artifacts, c->q->artifacts, c->uid, c->admin,
+	                            c->max_bytes, &r->artifacts, err, errlen);
+}
+
+static int on_artifact(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                       size_t errlen)
+{
+	int code = no_store(c, err, errlen);
+	if (code)
+		return code;
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_ARTIFACT;
+	return artifacts_query_one(c->st->artifacts, c->q->artifact, c->uid, c->admin,
+	                           &r->artifact, err, errlen);
+}
+
+static int on_artifact_file(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                            size_t errlen)
+{
+	int code = no_store(c, err, errlen);
+	if (code)
+		return code;
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_ARTIFACT_FILE;
+	return artifacts_query_file(c->st->artifacts, c->q->artifact_file, c->uid, c->admin,
+	                            c->max_bytes, &r->artifact_file, err, errlen);
+}
+
 /* ---- wandb sink ---- */
 
 static int on_wandb(const struct query_call *c, Trackd__V1__QueryReply *r, char *err, size_t errlen)
@@ -211,6 +254,9 @@ static const struct query_route routes[] = {
     {TRACKD__V1__QUERY__REQUEST_SERIES, NEEDS_LOCAL, NULL, on_series},
     {TRACKD__V1__QUERY__REQUEST_CONSOLE, NEEDS_LOCAL, NULL, on_console},
     {TRACKD__V1__QUERY__REQUEST_FILES, NEEDS_LOCAL, NULL, on_files},
+    {TRACKD__V1__QUERY__REQUEST_ARTIFACTS, NEEDS_LOCAL, NULL, on_artifacts},
+    {TRACKD__V1__QUERY__REQUEST_ARTIFACT, NEEDS_LOCAL, NULL, on_artifact},
+    {TRACKD__V1__QUERY__REQUEST_ARTIFACT_FILE, NEEDS_LOCAL, NULL, on_artifact_file},
     {TRACKD__V1__QUERY__REQUEST_WANDB, NEEDS_WANDB, WANDB_OFF, on_wandb},
     {TRACKD__V1__QUERY__REQUEST_RETRY, NEEDS_WANDB, WANDB_OFF, on_retry},
     {TRACKD__V1__QUERY__REQUEST_SYNC, NEEDS_LOCAL | NEEDS_WANDB, SYNC_OFF, on_sync},

@@ -4,6 +4,7 @@
 #include "environment.h"
 #include "errors.h"
 #include "files.h"
+#include "json_write.h"
 #include "log.h"
 #include "proc.h"
 
@@ -395,6 +396,53 @@ static struct active_run *route(struct local_sink *s, const Trackd__V1__Record *
 	return NULL;
 }
 
+/* An artifact record: applied to the artifact store (artifacts.h), and
+ * noted in the run's artifacts.jsonl ({"logged"|"used": "entity/project/
+ * name:vN"}), the run's side of the lineage (a replay may note it twice). */
+static void apply_artifact(struct local_sink *s, struct active_run *ar,
+                           const Trackd__V1__Record *rec, const struct record_origin *o)
+{
+	if (!s->opts.artifacts)
+		return;
+	const struct run *r = ar->run;
+	struct artifacts_origin ao = {.uid = o->uid,
+	                              .entity = r->entity ? r->entity : "",
+	                              .project = r->project ? r->project : "",
+	                              .run_id = r->id,
+	                              .time_us = o->recv_time_us};
+	char err[512] = "", ref[1024];
+	uint32_t version = 0;
+	int rv;
+	const char *key;
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_LOG_ARTIFACT) {
+		rv = artifacts_apply_log(s->opts.artifacts, &ao, rec->log_artifact, &version, err,
+		                         sizeof err);
+		key = "logged";
+		snprintf(ref, sizeof ref, "%.300s/%.300s/%.200s:v%" PRIu32, ao.entity, ao.project,
+		         rec->log_artifact->name ? rec->log_artifact->name : "", version);
+	} else {
+		rv = artifacts_apply_use(s->opts.artifacts, &ao, rec->use_artifact, err, sizeof err);
+		key = "used";
+		snprintf(ref, sizeof ref, "%.1000s",
+		         rec->use_artifact->artifact ? rec->use_artifact->artifact : "");
+	}
+	if (rv) {
+		count(&s->write_errors);
+		log_error("local sink: run %s: artifact record at index %" PRIu64 " not applied: %s",
+		          r->id, o->index, err[0] ? err : trackd_strerror(rv));
+		return;
+	}
+	struct buf line;
+	buf_init(&line, 8192);
+	int wrv = buf_printf(&line, "{\"%s\":", key);
+	wrv = wrv ? wrv : json_write_string(&line, ref);
+	wrv = wrv ? wrv : buf_puts(&line, "}\n");
+	if (wrv || file_append(ar->dir, ARTIFACTS_NOTE_FILE, line.data, line.len) != 0)
+		log_warn("local sink: run %s: cannot note the artifact in %s", r->id,
+		         ARTIFACTS_NOTE_FILE);
+	buf_fini(&line);
+}
+
 static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
                          const struct record_origin *o)
 {
@@ -446,6 +494,9 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 		         " was dropped",
 		         r->id, r->step);
 	}
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_LOG_ARTIFACT ||
+	    rec->body_case == TRACKD__V1__RECORD__BODY_USE_ARTIFACT)
+		apply_artifact(s, ar, rec, o);
 	if ((rec->body_case == TRACKD__V1__RECORD__BODY_HISTORY ||
 	     rec->body_case == TRACKD__V1__RECORD__BODY_FILE) &&
 	    sink_materialise_files(s, ar, rec, o->uid) > 0)
