@@ -47,13 +47,10 @@ def _unsupported_function(name: str, feature: str):
 # wandb.<class>: media and tables (files) and artifacts.
 CLASSES = {name: _unsupported_class(name, FILES)
            for name in ("Audio", "Video", "Html", "Object3D", "Molecule", "Plotly")}
-CLASSES["Artifact"] = _unsupported_class("Artifact", ARTIFACTS)
 
 # wandb.<function> and the Run methods of the same names.
 FUNCTIONS = {
     "restore": _unsupported_function("restore", "downloading files from W&B"),
-    "use_artifact": _unsupported_function("use_artifact", ARTIFACTS),
-    "log_artifact": _unsupported_function("log_artifact", ARTIFACTS),
     "log_model": _unsupported_function("log_model", ARTIFACTS),
     "use_model": _unsupported_function("use_model", ARTIFACTS),
     "link_model": _unsupported_function("link_model", ARTIFACTS),
