@@ -1,8 +1,9 @@
 /*
  * cmd_artifact.c — `trackctl artifacts` (the versions the caller may read)
- * and `trackctl artifact show|get` (one version: its manifest and lineage;
- * its files materialised in a directory, each checked against its digests by
- * libtrackd's td_artifact_download before it takes its name). The agent
+ * and `trackctl artifact show|get|alias|delete` (one version: its manifest
+ * and lineage; its files materialised in a directory, each checked against
+ * its digests by libtrackd's td_artifact_download before it takes its name;
+ * aliases added or removed; the version deleted, by its owner or an admin). The agent
  * answers as the calling user (the socket's peer credentials): another
  * user's artifact is refused unless the caller is admin.
  */
@@ -170,13 +171,68 @@ static int artifact_get(int argc, char **argv)
 	return 0;
 }
 
+/* alias NAME:vN ALIAS… [--remove], delete NAME:vN: an ArtifactChangeRequest. */
+static int artifact_change(int argc, char **argv, bool del)
+{
+	static const struct option opts[] = {{"project", required_argument, NULL, 'p'},
+	                                     {"remove", no_argument, NULL, 'r'},
+	                                     {0}};
+	Trackd__V1__ArtifactChangeRequest cr = TRACKD__V1__ARTIFACT_CHANGE_REQUEST__INIT;
+	bool remove = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': cr.project = optarg; break;
+		case 'r': remove = true; break;
+		default: cli_bad_option(del ? "artifact delete" : "artifact alias", argv); return EXIT_USAGE;
+		}
+	}
+	int left = argc - optind;
+	if (del ? left != 1 : left < 2)
+		return cli_usage_error(del ? "artifact delete takes one NAME:vN"
+		                           : "artifact alias takes NAME[:ALIAS|:vN] and ALIAS...");
+	cr.artifact = argv[optind];
+	if (del) {
+		cr.has_delete_ = cr.delete_ = true;
+	} else if (remove) {
+		cr.remove_aliases = argv + optind + 1;
+		cr.n_remove_aliases = (size_t)left - 1;
+	} else {
+		cr.add_aliases = argv + optind + 1;
+		cr.n_add_aliases = (size_t)left - 1;
+	}
+	agent_client *agent;
+	if (cli_connect(&agent) != 0)
+		return 1;
+	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
+	q.request_case = TRACKD__V1__QUERY__REQUEST_ARTIFACT_CHANGE;
+	q.artifact_change = &cr;
+	char what[600];
+	snprintf(what, sizeof what, "artifact %.500s", cr.artifact);
+	struct cli_reply r;
+	int code = cli_query(agent, &q, what, &r);
+	agent_close(agent);
+	if (code != 0)
+		return code;
+	printf("%s: %s\n", r.q->artifact_change->path,
+	       del ? "deleted (its files are released once no other version holds them)"
+	           : remove ? "aliases removed" : "aliases set");
+	cli_reply_free(&r);
+	return 0;
+}
+
 int cmd_artifact(int argc, char **argv)
 {
 	if (argc < 2)
-		return cli_usage_error("artifact takes show or get");
+		return cli_usage_error("artifact takes show, get, alias or delete");
 	if (strcmp(argv[1], "show") == 0)
 		return artifact_show(argc - 1, argv + 1);
 	if (strcmp(argv[1], "get") == 0)
 		return artifact_get(argc - 1, argv + 1);
-	return cli_usage_error("artifact: unknown subcommand '%s' (show, get)", argv[1]);
+	if (strcmp(argv[1], "alias") == 0)
+		return artifact_change(argc - 1, argv + 1, false);
+	if (strcmp(argv[1], "delete") == 0)
+		return artifact_change(argc - 1, argv + 1, true);
+	return cli_usage_error("artifact: unknown subcommand '%s' (show, get, alias, delete)",
+	                       argv[1]);
 }

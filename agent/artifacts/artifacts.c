@@ -162,6 +162,31 @@ static json_object *array_of(json_object *o, const char *key)
 	return v;
 }
 
+/* Whether the record at (index, position) was applied to this index before
+ * (a replay); otherwise notes it as applied (saved with the index). */
+static bool already_applied(json_object *idx, const struct artifacts_origin *o)
+{
+	uint64_t i = juint(idx, "applied_index"), p = juint(idx, "applied_position");
+	if (o->index < i || (o->index == i && o->position <= p && i > 0))
+		return true;
+	json_object_object_add(idx, "applied_index", json_object_new_int64((int64_t)o->index));
+	json_object_object_add(idx, "applied_position", json_object_new_int64(o->position));
+	return false;
+}
+
+static json_object *version_numbered(json_object *versions, uint64_t n, size_t *at)
+{
+	for (size_t i = 0; i < json_object_array_length(versions); i++) {
+		json_object *v = json_object_array_get_idx(versions, i);
+		if (juint(v, "version") == n) {
+			if (at)
+				*at = i;
+			return v;
+		}
+	}
+	return NULL;
+}
+
 /* Puts alias on version `target` and takes it off every other version. */
 static void move_alias(json_object *versions, json_object *target, const char *alias)
 {
@@ -357,7 +382,7 @@ int artifacts_apply_log(artifacts *a, const struct artifacts_origin *o,
 	json_object *idx = rv ? NULL : load_index(dir);
 	json_object *versions = idx ? versions_of(idx) : NULL;
 	json_object *target = NULL;
-	uint32_t next = 0;
+	uint32_t next = idx ? (uint32_t)juint(idx, "next") : 0;
 	for (size_t i = 0; versions && i < json_object_array_length(versions); i++) {
 		json_object *v = json_object_array_get_idx(versions, i);
 		if (strcmp(jstr(v, "digest"), digest) == 0)
@@ -365,7 +390,12 @@ int artifacts_apply_log(artifacts *a, const struct artifacts_origin *o,
 		if (juint(v, "version") + 1 > next)
 			next = (uint32_t)(juint(v, "version") + 1);
 	}
-	if (!rv && !target) {
+	bool replay = !rv && already_applied(idx, o);
+	if (replay) {
+		/* Applied before this crash: nothing changes (the version it made
+		 * may even have been deleted since). */
+		*version = target ? (uint32_t)juint(target, "version") : 0;
+	} else if (!rv && !target) {
 		for (size_t i = 0; i < n; i++)
 			if (!sorted[i].ref && !blobs_have(a->blobs, o->uid, l->entries[order[i]]->sha256.data)) {
 				char hex[65];
@@ -408,10 +438,11 @@ int artifacts_apply_log(artifacts *a, const struct artifacts_origin *o,
 			                                                  ? l->metadata_json
 			                                                  : "{}"));
 			json_object_array_add(versions, target);
+			json_object_object_add(idx, "next", json_object_new_int64((int64_t)next + 1));
 			move_alias(versions, target, "latest");
 		}
 	}
-	if (!rv) {
+	if (!rv && !replay) {
 		for (size_t i = 0; i < l->n_aliases; i++)
 			move_alias(versions, target, l->aliases[i]);
 		*version = (uint32_t)juint(target, "version");
@@ -449,22 +480,79 @@ int artifacts_apply_use(artifacts *a, const struct artifacts_origin *o,
 	pthread_mutex_lock(&a->mu);
 	json_object *idx = load_index(dir);
 	json_object *versions = versions_of(idx);
-	rv = TRACKD_ENOENT;
-	for (size_t i = 0; i < json_object_array_length(versions); i++) {
-		json_object *v = json_object_array_get_idx(versions, i);
-		if (juint(v, "version") != version)
-			continue;
+	json_object *v = version_numbered(versions, version, NULL);
+	rv = v ? TRACKD_OK : TRACKD_ENOENT;
+	if (v && !already_applied(idx, o)) {
 		json_object *used = array_of(v, "used_by");
-		rv = TRACKD_OK;
-		if (!array_has(used, by)) {
+		if (!array_has(used, by))
 			json_object_array_add(used, json_object_new_string(by));
-			rv = save_index(dir, idx);
-		}
+		rv = save_index(dir, idx);
 	}
 	pthread_mutex_unlock(&a->mu);
 	json_object_put(idx);
 	if (rv == TRACKD_ENOENT)
 		snprintf(err, errlen, "no artifact %.200s of this uid", use->artifact);
+	return rv;
+}
+
+int artifacts_apply_change(artifacts *a, const struct artifacts_origin *o,
+                           const Trackd__V1__ArtifactChange *c, char *err, size_t errlen)
+{
+	char scratch[1024];
+	struct artifact_ref ref;
+	uint32_t version;
+	if (!c->artifact || !artifact_ref_parse(c->artifact, scratch, sizeof scratch, &ref) ||
+	    !*ref.entity || !artifact_version_parse(ref.alias, &version)) {
+		snprintf(err, errlen, "'%.200s' is not entity/project/name:vN",
+		         c->artifact ? c->artifact : "");
+		return TRACKD_EINVAL;
+	}
+	for (size_t i = 0; i < c->n_add_aliases; i++)
+		if (!artifact_alias_valid(c->add_aliases[i], strlen(c->add_aliases[i]))) {
+			snprintf(err, errlen, "alias '%.64s' is not an alias", c->add_aliases[i]);
+			return TRACKD_EINVAL;
+		}
+	char dir[4096];
+	int rv = name_dir(a, c->uid, ref.entity, ref.project, ref.name, dir, sizeof dir);
+	if (rv)
+		return rv;
+	pthread_mutex_lock(&a->mu);
+	json_object *idx = load_index(dir);
+	json_object *versions = versions_of(idx);
+	size_t at = 0;
+	json_object *v = version_numbered(versions, version, &at);
+	rv = v ? TRACKD_OK : TRACKD_ENOENT;
+	if (v && !already_applied(idx, o)) {
+		for (size_t i = 0; i < c->n_add_aliases; i++)
+			move_alias(versions, v, c->add_aliases[i]);
+		json_object *al = array_of(v, "aliases");
+		for (size_t i = 0; i < c->n_remove_aliases; i++)
+			for (size_t j = 0; j < json_object_array_length(al); j++)
+				if (strcmp(json_object_get_string(json_object_array_get_idx(al, j)),
+				           c->remove_aliases[i]) == 0) {
+					json_object_array_del_idx(al, j, 1);
+					break;
+				}
+		if (c->has_delete_ && c->delete_) {
+			/* The dir first: a crash before index.json is saved leaves the
+			 * version named without files, and the replay deletes it again. */
+			char vdir[4300];
+			snprintf(vdir, sizeof vdir, "%s/v%" PRIu32, dir, version);
+			remove_tree(vdir);
+			fsync_dir(dir);
+			bool was_latest = array_has(array_of(v, "aliases"), "latest");
+			json_object_array_del_idx(versions, at, 1);
+			/* "latest" stays on the newest version left. */
+			size_t n = json_object_array_length(versions);
+			if (was_latest && n)
+				move_alias(versions, json_object_array_get_idx(versions, n - 1), "latest");
+		}
+		rv = save_index(dir, idx);
+	}
+	pthread_mutex_unlock(&a->mu);
+	json_object_put(idx);
+	if (rv == TRACKD_ENOENT)
+		snprintf(err, errlen, "no artifact %.200s (deleted?)", c->artifact);
 	return rv;
 }
 
@@ -751,6 +839,77 @@ static int resolve(artifacts *a, const char *text, const char *project_hint, uin
 		return TRACKD__V1__ERROR_CODE__ERROR_NOT_FOUND;
 	}
 	*out = c.found;
+	return 0;
+}
+
+void artifacts_change_fini(Trackd__V1__ArtifactChange *c)
+{
+	free(c->artifact);
+	for (size_t i = 0; i < c->n_add_aliases; i++)
+		free(c->add_aliases[i]);
+	for (size_t i = 0; i < c->n_remove_aliases; i++)
+		free(c->remove_aliases[i]);
+	free(c->add_aliases);
+	free(c->remove_aliases);
+	trackd__v1__artifact_change__init(c);
+}
+
+static char **copy_strings(char *const *in, size_t n)
+{
+	char **out = calloc(n ? n : 1, sizeof *out);
+	for (size_t i = 0; out && i < n; i++)
+		out[i] = strdup(in[i]);
+	return out;
+}
+
+int artifacts_prepare_change(artifacts *a, const Trackd__V1__ArtifactChangeRequest *q,
+                             uint32_t uid, bool admin, Trackd__V1__ArtifactChange *change,
+                             char *run_id, size_t run_id_len, char *err, size_t errlen)
+{
+	trackd__v1__artifact_change__init(change);
+	bool del = q->has_delete_ && q->delete_;
+	if (!del && q->n_add_aliases == 0 && q->n_remove_aliases == 0) {
+		snprintf(err, errlen, "nothing to change: give aliases to add or remove, or delete");
+		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+	}
+	if (q->n_add_aliases > TRACKD_ARTIFACT_MAX_ALIASES ||
+	    q->n_remove_aliases > TRACKD_ARTIFACT_MAX_ALIASES) {
+		snprintf(err, errlen, "more than %u aliases", TRACKD_ARTIFACT_MAX_ALIASES);
+		return TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE;
+	}
+	for (size_t i = 0; i < q->n_add_aliases; i++)
+		if (!artifact_alias_valid(q->add_aliases[i], strlen(q->add_aliases[i]))) {
+			snprintf(err, errlen,
+			         "'%.64s' is not an alias (1-%u bytes of [A-Za-z0-9_.-], not a "
+			         "version vN)",
+			         q->add_aliases[i], TRACKD_ARTIFACT_MAX_ALIAS_BYTES);
+			return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
+		}
+	struct resolved r;
+	int code = resolve(a, q->artifact, q->project, uid, admin, &r, err, errlen);
+	if (code)
+		return code;
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s/%s:v%" PRIu64, r.entity, r.project, r.name,
+	         juint(r.version, "version"));
+	const char *by = jstr(r.version, "logged_by");
+	const char *slash = strrchr(by, '/');
+	snprintf(run_id, run_id_len, "%s", slash ? slash + 1 : by);
+	json_object_put(r.version);
+	change->artifact = strdup(path);
+	change->has_uid = true;
+	change->uid = r.uid;
+	change->add_aliases = copy_strings(q->add_aliases, q->n_add_aliases);
+	change->n_add_aliases = change->add_aliases ? q->n_add_aliases : 0;
+	change->remove_aliases = copy_strings(q->remove_aliases, q->n_remove_aliases);
+	change->n_remove_aliases = change->remove_aliases ? q->n_remove_aliases : 0;
+	change->has_delete_ = del;
+	change->delete_ = del;
+	if (!change->artifact || !*run_id) {
+		artifacts_change_fini(change);
+		snprintf(err, errlen, "the version names no run that logged it");
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	}
 	return 0;
 }
 

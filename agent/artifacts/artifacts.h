@@ -19,10 +19,12 @@
  * between leaves a dir no index names: the replay of the record rebuilds it.
  *
  * Durability and replay: the store is persisted, not rebuilt at start: it is
- * derived from the log in log order by the local sink (its exactly-once
- * cursor), and a record applied twice (a crash before the sink's checkpoint)
- * finds its digest already in index.json and changes nothing more than its
- * aliases would: version numbers are the same on every replay.
+ * derived from the log in log order by the local sink. Each index.json keeps
+ * the (log index, position in its batch) of the last record applied to it
+ * ("applied"), and a record at or before it is not applied again: a replay
+ * after a crash before the sink's checkpoint changes nothing, so version
+ * numbers, aliases and deletions are the same on every replay. Version
+ * numbers are never reused ("next" counts on past deleted versions).
  *
  * Versions: per (uid, entity, project, name), v0, v1, …; a log whose
  * artifact digest (manifest.h) equals an existing version's makes no new
@@ -69,6 +71,8 @@ struct artifacts_origin {
 	uint32_t uid;
 	const char *entity, *project, *run_id;
 	int64_t time_us; /* the log record's receive time */
+	uint64_t index;     /* the record's log index (> 0) */
+	uint32_t position;  /* its place in the batch of that index */
 };
 
 /* Applies an ArtifactLog: a new version, or aliases on an existing one.
@@ -81,6 +85,20 @@ int artifacts_apply_log(artifacts *a, const struct artifacts_origin *o,
 /* Applies an ArtifactUse: the run joins the version's used_by. */
 int artifacts_apply_use(artifacts *a, const struct artifacts_origin *o,
                         const Trackd__V1__ArtifactUse *use, char *err, size_t errlen);
+
+/* Applies an ArtifactChange (made by the agent: its uid names the store).
+ * TRACKD_ENOENT when the version is gone (deleted since: nothing to do). */
+int artifacts_apply_change(artifacts *a, const struct artifacts_origin *o,
+                           const Trackd__V1__ArtifactChange *change, char *err, size_t errlen);
+
+/* Checks an ArtifactChangeRequest for `uid` (owner or admin), resolving its
+ * reference: fills *change (strings malloc'd: artifacts_change_fini) and the
+ * id of the run that logged the version (the record's run) in run_id.
+ * Returns an ErrorCode (0: ok). */
+int artifacts_prepare_change(artifacts *a, const Trackd__V1__ArtifactChangeRequest *q,
+                             uint32_t uid, bool admin, Trackd__V1__ArtifactChange *change,
+                             char *run_id, size_t run_id_len, char *err, size_t errlen);
+void artifacts_change_fini(Trackd__V1__ArtifactChange *change);
 
 /* Queries (trackd.proto ArtifactsRequest, ArtifactRequest,
  * ArtifactFileRequest). *out is malloc'd throughout (free_unpacked). */

@@ -125,16 +125,21 @@ static void test_versions(void)
 	artifacts *a = NULL;
 	CHECK_EQ(artifacts_open(&ao, &a), 0);
 	struct artifacts_origin o = {.uid = 1000, .entity = "me", .project = "p", .run_id = "run1",
-	                             .time_us = 1000000};
+	                             .time_us = 1000000, .index = 1};
 	char err[512];
 	uint32_t v = 99;
 	struct fake_log f;
 	make_log(&f, b, 1000, "hello", "bee", "best");
 	CHECK_EQ(artifacts_apply_log(a, &o, &f.log, &v, err, sizeof err), 0, "%s", err);
 	CHECK_EQ(v, 0);
-	/* The same content again (a replay, or a second log): v0 again. */
+	/* A replay of that record: nothing changes. The same content logged
+	 * again (a later record): v0 again. */
 	CHECK_EQ(artifacts_apply_log(a, &o, &f.log, &v, err, sizeof err), 0);
 	CHECK_EQ(v, 0);
+	o.index = 2;
+	CHECK_EQ(artifacts_apply_log(a, &o, &f.log, &v, err, sizeof err), 0);
+	CHECK_EQ(v, 0);
+	o.index = 3;
 	/* One file changed: v1, latest moves, "best" stays on v0. */
 	struct fake_log g;
 	make_log(&g, b, 1000, "hello", "bee2", NULL);
@@ -175,6 +180,7 @@ static void test_versions(void)
 	use.artifact = "me/p/ds:v0";
 	struct artifacts_origin o2 = o;
 	o2.run_id = "run2";
+	o2.index = 4;
 	CHECK_EQ(artifacts_apply_use(a, &o2, &use, err, sizeof err), 0, "%s", err);
 	CHECK_EQ(artifacts_apply_use(a, &o2, &use, err, sizeof err), 0);
 	Trackd__V1__ArtifactsRequest lq = TRACKD__V1__ARTIFACTS_REQUEST__INIT;
@@ -193,6 +199,50 @@ static void test_versions(void)
 	CHECK(lr && lr->n_artifacts == 0);
 	trackd__v1__artifacts_reply__free_unpacked(lr, NULL);
 
+	/* Changes: an alias moved to v1, then v1 deleted (latest back on v0),
+	 * a replay of the delete changes nothing, and the next version is v2. */
+	Trackd__V1__ArtifactChange ch = TRACKD__V1__ARTIFACT_CHANGE__INIT;
+	char *best[] = {"best"};
+	ch.artifact = "me/p/ds:v1";
+	ch.has_uid = true;
+	ch.uid = 1000;
+	ch.add_aliases = best;
+	ch.n_add_aliases = 1;
+	o.index = 5;
+	CHECK_EQ(artifacts_apply_change(a, &o, &ch, err, sizeof err), 0, "%s", err);
+	q.artifact = "ds:best";
+	r = NULL;
+	CHECK_EQ(artifacts_query_one(a, &q, 1000, false, &r, err, sizeof err), 0);
+	CHECK(r && r->artifact->version == 1);
+	trackd__v1__artifact_reply__free_unpacked(r, NULL);
+	Trackd__V1__ArtifactChange del = TRACKD__V1__ARTIFACT_CHANGE__INIT;
+	del.artifact = "me/p/ds:v1";
+	del.has_uid = del.has_delete_ = del.delete_ = true;
+	del.uid = 1000;
+	o.index = 6;
+	CHECK_EQ(artifacts_apply_change(a, &o, &del, err, sizeof err), 0, "%s", err);
+	CHECK(access(p1, F_OK) != 0, "the deleted version's files are gone");
+	CHECK(stat(p0, &s0) == 0 && s0.st_nlink == 2, "v0 and the blob store hold the inode");
+	/* A replay: the version is gone, nothing to do (the sink logs it). */
+	CHECK_EQ(artifacts_apply_change(a, &o, &del, err, sizeof err), TRACKD_ENOENT);
+	q.artifact = "ds:latest";
+	r = NULL;
+	CHECK_EQ(artifacts_query_one(a, &q, 1000, false, &r, err, sizeof err), 0);
+	CHECK(r && r->artifact->version == 0);
+	trackd__v1__artifact_reply__free_unpacked(r, NULL);
+	/* The replay of v1's log (before the delete in the log): nothing. */
+	o.index = 3;
+	CHECK_EQ(artifacts_apply_log(a, &o, &g.log, &v, err, sizeof err), 0);
+	lr = NULL;
+	CHECK_EQ(artifacts_query_list(a, &lq, 1000, false, 1 << 20, &lr, err, sizeof err), 0);
+	CHECK(lr && lr->n_artifacts == 1);
+	trackd__v1__artifacts_reply__free_unpacked(lr, NULL);
+	/* Logged anew later: v2, never v1 again. */
+	o.index = 7;
+	CHECK_EQ(artifacts_apply_log(a, &o, &g.log, &v, err, sizeof err), 0);
+	CHECK_EQ(v, 2);
+	o.index = 8;
+
 	/* A blob the store lacks: no version. */
 	struct fake_log h;
 	make_log(&h, b, 1000, "hello", "bee3", NULL);
@@ -201,6 +251,7 @@ static void test_versions(void)
 	/* A bad entry path and too many aliases. */
 	make_log(&h, b, 1000, "hello", "bee4", NULL);
 	h.e[0].path = "../x";
+	o.index = 9;
 	CHECK_EQ(artifacts_apply_log(a, &o, &h.log, &v, err, sizeof err), TRACKD_EINVAL);
 	artifacts_free(a);
 	blobs_free(b);

@@ -292,7 +292,9 @@ static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t ui
 	struct agent *ag = arg;
 	const struct query_stages st = {.local = atomic_load(&ag->sink),
 	                                .wandb = atomic_load(&ag->wandb),
-	                                .artifacts = ag->artifacts};
+	                                .artifacts = ag->artifacts,
+	                                .submit = submit_record,
+	                                .submit_arg = ag};
 	return queries_answer(&st, query, len, uid, admin, max_bytes, reply, err, errlen);
 }
 

@@ -179,6 +179,11 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 		if (has(f, TRACKD__V1__RECORD__BODY_METADATA))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 			            "run metadata is written by the agent only");
+		/* Its uid names whose store it changes: the agent checks the caller. */
+		if (has(f, TRACKD__V1__RECORD__BODY_ARTIFACT_CHANGE))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "artifact changes are written by the agent only (trackctl "
+			            "artifact alias / delete)");
 		int rc = check_oneof_single(w, f, WIRE_NUM(RECORD, START),
 		                            TRACKD__V1__RECORD__BODY_STATS, "record body", true);
 		if (rc == 0) {

@@ -409,7 +409,9 @@ static void apply_artifact(struct local_sink *s, struct active_run *ar,
 	                              .entity = r->entity ? r->entity : "",
 	                              .project = r->project ? r->project : "",
 	                              .run_id = r->id,
-	                              .time_us = o->recv_time_us};
+	                              .time_us = o->recv_time_us,
+	                              .index = o->index,
+	                              .position = s->applying_position};
 	char err[512] = "", ref[1024];
 	uint32_t version = 0;
 	int rv;
@@ -420,6 +422,24 @@ static void apply_artifact(struct local_sink *s, struct active_run *ar,
 		key = "logged";
 		snprintf(ref, sizeof ref, "%.300s/%.300s/%.200s:v%" PRIu32, ao.entity, ao.project,
 		         rec->log_artifact->name ? rec->log_artifact->name : "", version);
+	} else if (rec->body_case == TRACKD__V1__RECORD__BODY_ARTIFACT_CHANGE) {
+		/* The agent's own record: its store is the uid it names. */
+		rv = artifacts_apply_change(s->opts.artifacts, &ao, rec->artifact_change, err,
+		                            sizeof err);
+		if (rv == TRACKD_ENOENT) {
+			log_warn("local sink: artifact change at index %" PRIu64 ": %s", o->index,
+			         err);
+			return;
+		}
+		if (!rv)
+			log_info("artifact %s changed (%s)", rec->artifact_change->artifact,
+			         rec->artifact_change->delete_ ? "deleted" : "aliases");
+		if (rv)
+			count(&s->write_errors);
+		if (rv)
+			log_error("local sink: artifact change at index %" PRIu64 " not applied: %s",
+			          o->index, err[0] ? err : trackd_strerror(rv));
+		return;
 	} else {
 		rv = artifacts_apply_use(s->opts.artifacts, &ao, rec->use_artifact, err, sizeof err);
 		key = "used";
@@ -495,7 +515,8 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 		         r->id, r->step);
 	}
 	if (rec->body_case == TRACKD__V1__RECORD__BODY_LOG_ARTIFACT ||
-	    rec->body_case == TRACKD__V1__RECORD__BODY_USE_ARTIFACT)
+	    rec->body_case == TRACKD__V1__RECORD__BODY_USE_ARTIFACT ||
+	    rec->body_case == TRACKD__V1__RECORD__BODY_ARTIFACT_CHANGE)
 		apply_artifact(s, ar, rec, o);
 	if ((rec->body_case == TRACKD__V1__RECORD__BODY_HISTORY ||
 	     rec->body_case == TRACKD__V1__RECORD__BODY_FILE) &&
@@ -558,8 +579,10 @@ static int apply_entry(struct local_sink *s, uint64_t index, const void *data, s
 			return TRACKD_EAGAIN;
 		}
 	}
-	for (size_t i = 0; i < e->batch->n_records; i++)
+	for (size_t i = 0; i < e->batch->n_records; i++) {
+		s->applying_position = (uint32_t)i;
 		apply_record(s, e->batch->records[i], &o);
+	}
 	trackd__v1__log_entry__free_unpacked(e, NULL);
 	return TRACKD_OK;
 }
