@@ -77,9 +77,8 @@ int cmd_artifacts(int argc, char **argv)
 
 static int artifact_show(int argc, char **argv)
 {
-	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-	                                     {"project", required_argument, NULL, 'p'},
-	                                     {0}};
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'}, {"project", required_argument, NULL, 'p'}, {0}};
 	bool json = false;
 	Trackd__V1__ArtifactRequest ar = TRACKD__V1__ARTIFACT_REQUEST__INIT;
 	int c;
@@ -162,8 +161,8 @@ static int artifact_get(int argc, char **argv)
 	char *json = NULL;
 	int rv = td_artifact_download(NULL, argv[optind], project, argv[optind + 1], 60000, &json);
 	if (rv != TD_OK) {
-		fprintf(stderr, "trackctl: artifact get %s: %s: %s\n", argv[optind], td_strerror(rv),
-		        td_last_error());
+		fprintf(stderr, "trackctl: artifact get %s: %s: %s\n", argv[optind],
+		        td_strerror(rv), td_last_error());
 		return 1;
 	}
 	td_free(json);
@@ -174,9 +173,8 @@ static int artifact_get(int argc, char **argv)
 /* alias NAME:vN ALIAS… [--remove], delete NAME:vN: an ArtifactChangeRequest. */
 static int artifact_change(int argc, char **argv, bool del)
 {
-	static const struct option opts[] = {{"project", required_argument, NULL, 'p'},
-	                                     {"remove", no_argument, NULL, 'r'},
-	                                     {0}};
+	static const struct option opts[] = {
+	    {"project", required_argument, NULL, 'p'}, {"remove", no_argument, NULL, 'r'}, {0}};
 	Trackd__V1__ArtifactChangeRequest cr = TRACKD__V1__ARTIFACT_CHANGE_REQUEST__INIT;
 	bool remove = false;
 	int c;
@@ -184,7 +182,9 @@ static int artifact_change(int argc, char **argv, bool del)
 		switch (c) {
 		case 'p': cr.project = optarg; break;
 		case 'r': remove = true; break;
-		default: cli_bad_option(del ? "artifact delete" : "artifact alias", argv); return EXIT_USAGE;
+		default:
+			cli_bad_option(del ? "artifact delete" : "artifact alias", argv);
+			return EXIT_USAGE;
 		}
 	}
 	int left = argc - optind;
@@ -215,8 +215,9 @@ static int artifact_change(int argc, char **argv, bool del)
 	if (code != 0)
 		return code;
 	printf("%s: %s\n", r.q->artifact_change->path,
-	       del ? "deleted (its files are released once no other version holds them)"
-	           : remove ? "aliases removed" : "aliases set");
+	       del      ? "deleted (its files are released once no other version holds them)"
+	       : remove ? "aliases removed"
+	                : "aliases set");
 	cli_reply_free(&r);
 	return 0;
 }

@@ -201,8 +201,8 @@ static void move_alias(json_object *versions, json_object *target, const char *a
 		}
 		size_t m = json_object_array_length(al);
 		for (size_t j = 0; j < m; j++)
-			if (strcmp(json_object_get_string(json_object_array_get_idx(al, j)), alias) ==
-			    0) {
+			if (strcmp(json_object_get_string(json_object_array_get_idx(al, j)),
+			           alias) == 0) {
 				json_object_array_del_idx(al, j, 1);
 				break;
 			}
@@ -211,8 +211,8 @@ static void move_alias(json_object *versions, json_object *target, const char *a
 
 /* ---- apply ------------------------------------------------------------------ */
 
-static int check_log(const struct artifacts_origin *o, const Trackd__V1__ArtifactLog *l,
-                     char *err, size_t errlen)
+static int check_log(const struct artifacts_origin *o, const Trackd__V1__ArtifactLog *l, char *err,
+                     size_t errlen)
 {
 	if (!l->name || !artifact_name_valid(l->name, strlen(l->name))) {
 		snprintf(err, errlen, "artifact name is not a name ([A-Za-z0-9_.-], 1-%u bytes)",
@@ -228,7 +228,8 @@ static int check_log(const struct artifacts_origin *o, const Trackd__V1__Artifac
 		snprintf(err, errlen, "the run's entity or project cannot name a store dir");
 		return TRACKD_EINVAL;
 	}
-	if (l->n_aliases > TRACKD_ARTIFACT_MAX_ALIASES || l->n_entries > TRACKD_ARTIFACT_MAX_ENTRIES) {
+	if (l->n_aliases > TRACKD_ARTIFACT_MAX_ALIASES ||
+	    l->n_entries > TRACKD_ARTIFACT_MAX_ENTRIES) {
 		snprintf(err, errlen, "too many aliases or entries");
 		return TRACKD_ETOOBIG;
 	}
@@ -246,8 +247,8 @@ static int check_log(const struct artifacts_origin *o, const Trackd__V1__Artifac
 		bool file = e->has_sha256 && e->sha256.len == 32 && e->md5_b64 && *e->md5_b64;
 		bool ref = e->ref && *e->ref && !e->has_sha256;
 		if (file == ref) {
-			snprintf(err, errlen, "entry '%.200s': neither a file (sha256, md5) nor a ref",
-			         e->path);
+			snprintf(err, errlen,
+			         "entry '%.200s': neither a file (sha256, md5) nor a ref", e->path);
 			return TRACKD_EINVAL;
 		}
 	}
@@ -292,7 +293,9 @@ static int build_version(artifacts *a, uint32_t uid, const char *dir, uint32_t v
 				         rv == TRACKD_ENOENT ? "not in the blob store"
 				                             : trackd_strerror(rv));
 			else if (size != e->size) {
-				snprintf(err, errlen, "file '%.200s': %" PRIu64 " bytes, the record says %" PRIu64,
+				snprintf(err, errlen,
+				         "file '%.200s': %" PRIu64
+				         " bytes, the record says %" PRIu64,
 				         e->path, size, e->size);
 				rv = TRACKD_EINVAL;
 			}
@@ -397,11 +400,13 @@ int artifacts_apply_log(artifacts *a, const struct artifacts_origin *o,
 		*version = target ? (uint32_t)juint(target, "version") : 0;
 	} else if (!rv && !target) {
 		for (size_t i = 0; i < n; i++)
-			if (!sorted[i].ref && !blobs_have(a->blobs, o->uid, l->entries[order[i]]->sha256.data)) {
+			if (!sorted[i].ref &&
+			    !blobs_have(a->blobs, o->uid, l->entries[order[i]]->sha256.data)) {
 				char hex[65];
 				files_hex_digest(l->entries[order[i]]->sha256.data, hex);
 				snprintf(err, errlen,
-				         "file '%.200s' (sha256 %s) is not in the blob store (refused or "
+				         "file '%.200s' (sha256 %s) is not in the blob store "
+				         "(refused or "
 				         "never sent): no version made",
 				         sorted[i].path, hex);
 				rv = TRACKD_ENOENT;
@@ -425,20 +430,24 @@ int artifacts_apply_log(artifacts *a, const struct artifacts_origin *o,
 			json_object_object_add(target, "type", json_object_new_string(l->type));
 			json_object_object_add(target, "digest", json_object_new_string(digest));
 			json_object_object_add(target, "aliases", json_object_new_array());
-			json_object_object_add(target, "size", json_object_new_int64((int64_t)bytes));
-			json_object_object_add(target, "files", json_object_new_int64((int64_t)files));
+			json_object_object_add(target, "size",
+			                       json_object_new_int64((int64_t)bytes));
+			json_object_object_add(target, "files",
+			                       json_object_new_int64((int64_t)files));
 			json_object_object_add(target, "created_at",
 			                       json_object_new_double((double)o->time_us / 1e6));
 			json_object_object_add(target, "logged_by", json_object_new_string(by));
 			json_object_object_add(target, "used_by", json_object_new_array());
-			json_object_object_add(target, "description",
-			                       json_object_new_string(l->description ? l->description : ""));
-			json_object_object_add(target, "metadata",
-			                       json_object_new_string(l->metadata_json && *l->metadata_json
-			                                                  ? l->metadata_json
-			                                                  : "{}"));
+			json_object_object_add(
+			    target, "description",
+			    json_object_new_string(l->description ? l->description : ""));
+			json_object_object_add(
+			    target, "metadata",
+			    json_object_new_string(
+			        l->metadata_json && *l->metadata_json ? l->metadata_json : "{}"));
 			json_object_array_add(versions, target);
-			json_object_object_add(idx, "next", json_object_new_int64((int64_t)next + 1));
+			json_object_object_add(idx, "next",
+			                       json_object_new_int64((int64_t)next + 1));
 			move_alias(versions, target, "latest");
 		}
 	}
@@ -464,9 +473,8 @@ int artifacts_apply_use(artifacts *a, const struct artifacts_origin *o,
 	char scratch[1024];
 	struct artifact_ref ref;
 	uint32_t version;
-	if (!use->artifact ||
-	    !artifact_ref_parse(use->artifact, scratch, sizeof scratch, &ref) || !*ref.entity ||
-	    !artifact_version_parse(ref.alias, &version)) {
+	if (!use->artifact || !artifact_ref_parse(use->artifact, scratch, sizeof scratch, &ref) ||
+	    !*ref.entity || !artifact_version_parse(ref.alias, &version)) {
 		snprintf(err, errlen, "'%.200s' is not entity/project/name:vN",
 		         use->artifact ? use->artifact : "");
 		return TRACKD_EINVAL;
@@ -545,7 +553,8 @@ int artifacts_apply_change(artifacts *a, const struct artifacts_origin *o,
 			/* "latest" stays on the newest version left. */
 			size_t n = json_object_array_length(versions);
 			if (was_latest && n)
-				move_alias(versions, json_object_array_get_idx(versions, n - 1), "latest");
+				move_alias(versions, json_object_array_get_idx(versions, n - 1),
+				           "latest");
 		}
 		rv = save_index(dir, idx);
 	}
@@ -590,18 +599,21 @@ static void walk_names(artifacts *a, const char *entity, const char *project, co
 			DIR *pd = opendir(p2);
 			struct dirent *p;
 			while (pd && (p = readdir(pd))) {
-				if (!dir_entry_ok(p) || (project && *project && strcmp(project, p->d_name)))
+				if (!dir_entry_ok(p) ||
+				    (project && *project && strcmp(project, p->d_name)))
 					continue;
 				char p3[4096];
 				snprintf(p3, sizeof p3, "%.3000s/%.300s", p2, p->d_name);
 				DIR *nd = opendir(p3);
 				struct dirent *nm;
 				while (nd && (nm = readdir(nd))) {
-					if (!dir_entry_ok(nm) || (name && *name && strcmp(name, nm->d_name)))
+					if (!dir_entry_ok(nm) ||
+					    (name && *name && strcmp(name, nm->d_name)))
 						continue;
 					char p4[4096];
 					snprintf(p4, sizeof p4, "%.3500s/%.200s", p3, nm->d_name);
-					fn(arg, (uint32_t)uid, e->d_name, p->d_name, nm->d_name, p4);
+					fn(arg, (uint32_t)uid, e->d_name, p->d_name, nm->d_name,
+					   p4);
 				}
 				if (nd)
 					closedir(nd);
@@ -646,13 +658,15 @@ static Trackd__V1__ArtifactInfo *info_of(uint32_t uid, const char *entity, const
 	ai->logged_by = strdup(jstr(v, "logged_by"));
 	ai->description = strdup(jstr(v, "description"));
 	ai->metadata_json = strdup(jstr(v, "metadata"));
-	ai->has_version = ai->has_uid = ai->has_size = ai->has_file_count = ai->has_created_at = true;
+	ai->has_version = ai->has_uid = ai->has_size = ai->has_file_count = ai->has_created_at =
+	    true;
 	ai->version = version;
 	ai->uid = uid;
 	ai->size = juint(v, "size");
 	ai->file_count = juint(v, "files");
 	json_object *c;
-	ai->created_at = json_object_object_get_ex(v, "created_at", &c) ? json_object_get_double(c) : 0;
+	ai->created_at =
+	    json_object_object_get_ex(v, "created_at", &c) ? json_object_get_double(c) : 0;
 	ai->aliases = strings_of(array_of(v, "aliases"), &ai->n_aliases);
 	ai->used_by = strings_of(array_of(v, "used_by"), &ai->n_used_by);
 	return ai;
@@ -728,8 +742,8 @@ static void split_project(const char *in, char *scratch, size_t cap, const char 
 }
 
 int artifacts_query_list(artifacts *a, const Trackd__V1__ArtifactsRequest *q, uint32_t uid,
-                         bool admin, size_t max_bytes, Trackd__V1__ArtifactsReply **out,
-                         char *err, size_t errlen)
+                         bool admin, size_t max_bytes, Trackd__V1__ArtifactsReply **out, char *err,
+                         size_t errlen)
 {
 	Trackd__V1__ArtifactsReply *r = malloc(sizeof *r);
 	if (!r) {
@@ -772,7 +786,8 @@ static json_object *find_version(json_object *versions, const char *alias)
 	bool by_version = artifact_version_parse(alias, &want);
 	for (size_t i = 0; i < json_object_array_length(versions); i++) {
 		json_object *v = json_object_array_get_idx(versions, i);
-		if (by_version ? juint(v, "version") == want : array_has(array_of(v, "aliases"), alias))
+		if (by_version ? juint(v, "version") == want
+		               : array_has(array_of(v, "aliases"), alias))
 			return v;
 	}
 	return NULL;
@@ -797,8 +812,9 @@ static void resolve_one(void *arg, uint32_t uid, const char *entity, const char 
 		}
 		size_t used = strlen(c->where);
 		if (c->matches <= 2)
-			snprintf(c->where + used, sizeof c->where - used, "%s%s/%s/%s (uid %" PRIu32 ")",
-			         used ? ", " : "", entity, project, name, uid);
+			snprintf(c->where + used, sizeof c->where - used,
+			         "%s%s/%s/%s (uid %" PRIu32 ")", used ? ", " : "", entity, project,
+			         name, uid);
 	}
 	json_object_put(idx);
 }
@@ -809,10 +825,11 @@ static int resolve(artifacts *a, const char *text, const char *project_hint, uin
 	char scratch[1024];
 	struct artifact_ref ref;
 	if (!text || !artifact_ref_parse(text, scratch, sizeof scratch, &ref)) {
-		snprintf(err, errlen,
-		         "'%.200s' is not an artifact reference ([[entity/]project/]name[:alias|:vN], "
-		         "names of [A-Za-z0-9_.-])",
-		         text ? text : "");
+		snprintf(
+		    err, errlen,
+		    "'%.200s' is not an artifact reference ([[entity/]project/]name[:alias|:vN], "
+		    "names of [A-Za-z0-9_.-])",
+		    text ? text : "");
 		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
 	}
 	char hint_scratch[1024];
@@ -826,8 +843,9 @@ static int resolve(artifacts *a, const char *text, const char *project_hint, uin
 	pthread_mutex_unlock(&a->mu);
 	if (c.matches > 1) {
 		json_object_put(c.found.version);
-		snprintf(err, errlen, "'%.200s' names more than one artifact (%s): give entity/project/",
-		         text, c.where);
+		snprintf(err, errlen,
+		         "'%.200s' names more than one artifact (%s): give entity/project/", text,
+		         c.where);
 		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
 	}
 	if (c.matches == 0 && c.refused) {
@@ -862,14 +880,15 @@ static char **copy_strings(char *const *in, size_t n)
 	return out;
 }
 
-int artifacts_prepare_change(artifacts *a, const Trackd__V1__ArtifactChangeRequest *q,
-                             uint32_t uid, bool admin, Trackd__V1__ArtifactChange *change,
-                             char *run_id, size_t run_id_len, char *err, size_t errlen)
+int artifacts_prepare_change(artifacts *a, const Trackd__V1__ArtifactChangeRequest *q, uint32_t uid,
+                             bool admin, Trackd__V1__ArtifactChange *change, char *run_id,
+                             size_t run_id_len, char *err, size_t errlen)
 {
 	trackd__v1__artifact_change__init(change);
 	bool del = q->has_delete_ && q->delete_;
 	if (!del && q->n_add_aliases == 0 && q->n_remove_aliases == 0) {
-		snprintf(err, errlen, "nothing to change: give aliases to add or remove, or delete");
+		snprintf(err, errlen,
+		         "nothing to change: give aliases to add or remove, or delete");
 		return TRACKD__V1__ERROR_CODE__ERROR_INVALID;
 	}
 	if (q->n_add_aliases > TRACKD_ARTIFACT_MAX_ALIASES ||
@@ -949,7 +968,8 @@ int artifacts_query_one(artifacts *a, const Trackd__V1__ArtifactRequest *q, uint
 	rep->artifact = info_of(r.uid, r.entity, r.project, r.name, r.version);
 	json_object *entries = load_entries(&r);
 	char path[4300];
-	snprintf(path, sizeof path, "%s/v%" PRIu64 "/" MANIFEST, r.dir, juint(r.version, "version"));
+	snprintf(path, sizeof path, "%s/v%" PRIu64 "/" MANIFEST, r.dir,
+	         juint(r.version, "version"));
 	json_object_put(r.version);
 	char *manifest = NULL;
 	size_t mlen = 0;
@@ -994,7 +1014,8 @@ int artifacts_query_file(artifacts *a, const Trackd__V1__ArtifactFileRequest *q,
 	if (code)
 		return code;
 	char dir[4300];
-	snprintf(dir, sizeof dir, "%s/v%" PRIu64 "/" FILES_SUBDIR, r.dir, juint(r.version, "version"));
+	snprintf(dir, sizeof dir, "%s/v%" PRIu64 "/" FILES_SUBDIR, r.dir,
+	         juint(r.version, "version"));
 	json_object_put(r.version);
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	/* The agent made every dir below files/ itself; the last component is

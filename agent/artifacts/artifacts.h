@@ -70,9 +70,9 @@ void artifacts_free(artifacts *a);
 struct artifacts_origin {
 	uint32_t uid;
 	const char *entity, *project, *run_id;
-	int64_t time_us; /* the log record's receive time */
-	uint64_t index;     /* the record's log index (> 0) */
-	uint32_t position;  /* its place in the batch of that index */
+	int64_t time_us;   /* the log record's receive time */
+	uint64_t index;    /* the record's log index (> 0) */
+	uint32_t position; /* its place in the batch of that index */
 };
 
 /* Applies an ArtifactLog: a new version, or aliases on an existing one.
@@ -95,16 +95,16 @@ int artifacts_apply_change(artifacts *a, const struct artifacts_origin *o,
  * reference: fills *change (strings malloc'd: artifacts_change_fini) and the
  * id of the run that logged the version (the record's run) in run_id.
  * Returns an ErrorCode (0: ok). */
-int artifacts_prepare_change(artifacts *a, const Trackd__V1__ArtifactChangeRequest *q,
-                             uint32_t uid, bool admin, Trackd__V1__ArtifactChange *change,
-                             char *run_id, size_t run_id_len, char *err, size_t errlen);
+int artifacts_prepare_change(artifacts *a, const Trackd__V1__ArtifactChangeRequest *q, uint32_t uid,
+                             bool admin, Trackd__V1__ArtifactChange *change, char *run_id,
+                             size_t run_id_len, char *err, size_t errlen);
 void artifacts_change_fini(Trackd__V1__ArtifactChange *change);
 
 /* Queries (trackd.proto ArtifactsRequest, ArtifactRequest,
  * ArtifactFileRequest). *out is malloc'd throughout (free_unpacked). */
 int artifacts_query_list(artifacts *a, const Trackd__V1__ArtifactsRequest *q, uint32_t uid,
-                         bool admin, size_t max_bytes, Trackd__V1__ArtifactsReply **out,
-                         char *err, size_t errlen);
+                         bool admin, size_t max_bytes, Trackd__V1__ArtifactsReply **out, char *err,
+                         size_t errlen);
 int artifacts_query_one(artifacts *a, const Trackd__V1__ArtifactRequest *q, uint32_t uid,
                         bool admin, Trackd__V1__ArtifactReply **out, char *err, size_t errlen);
 int artifacts_query_file(artifacts *a, const Trackd__V1__ArtifactFileRequest *q, uint32_t uid,

@@ -24,8 +24,9 @@ static void test_digest(void)
 	char b64[25];
 	manifest_md5_b64("hello", 5, b64);
 	CHECK_STR_EQ(b64, "XUFAKrxLKna5cZ2REBfFkg==");
-	struct manifest_entry e[] = {{.path = "b.txt", .digest = "nf1w/fFaPLHqANd5msZlGw==", .size = 3},
-	                             {.path = "a/x.bin", .digest = "XUFAKrxLKna5cZ2REBfFkg==", .size = 5}};
+	struct manifest_entry e[] = {
+	    {.path = "b.txt", .digest = "nf1w/fFaPLHqANd5msZlGw==", .size = 3},
+	    {.path = "a/x.bin", .digest = "XUFAKrxLKna5cZ2REBfFkg==", .size = 5}};
 	manifest_sort(e, 2);
 	CHECK_STR_EQ(e[0].path, "a/x.bin");
 	char hex[33];
@@ -37,7 +38,8 @@ static void test_digest(void)
 	struct buf j;
 	buf_init(&j, 1 << 20);
 	CHECK_EQ(manifest_json(e, 2, &j), 0);
-	CHECK(strstr(j.data, "\"version\":1,\"storagePolicy\":\"wandb-storage-policy-v1\"") != NULL);
+	CHECK(strstr(j.data, "\"version\":1,\"storagePolicy\":\"wandb-storage-policy-v1\"") !=
+	      NULL);
 	CHECK(strstr(j.data, "\"a/x.bin\":{\"digest\":\"XUFAKrxLKna5cZ2REBfFkg==\",\"size\":5}") !=
 	      NULL);
 	buf_fini(&j);
@@ -118,14 +120,19 @@ static void make_log(struct fake_log *f, blobs *b, uint32_t uid, const char *a, 
 
 static void test_versions(void)
 {
-	struct blobs_options bo = {.state_dir = root, .max_file_bytes = 1 << 20, .max_run_bytes = 1 << 22};
+	struct blobs_options bo = {
+	    .state_dir = root, .max_file_bytes = 1 << 20, .max_run_bytes = 1 << 22};
 	blobs *b = NULL;
 	CHECK_EQ(blobs_open(&bo, &b), 0);
 	struct artifacts_options ao = {.state_dir = root, .blobs = b};
 	artifacts *a = NULL;
 	CHECK_EQ(artifacts_open(&ao, &a), 0);
-	struct artifacts_origin o = {.uid = 1000, .entity = "me", .project = "p", .run_id = "run1",
-	                             .time_us = 1000000, .index = 1};
+	struct artifacts_origin o = {.uid = 1000,
+	                             .entity = "me",
+	                             .project = "p",
+	                             .run_id = "run1",
+	                             .time_us = 1000000,
+	                             .index = 1};
 	char err[512];
 	uint32_t v = 99;
 	struct fake_log f;

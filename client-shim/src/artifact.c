@@ -139,10 +139,11 @@ int td_artifact_add_bytes(td_artifact *a, const char *path, const void *data, si
 		pthread_mutex_lock(&run->mu);
 		for (;;) {
 			if (len > run->max_buffer_bytes) {
-				rc = tdi_fail(TD_ERR_FULL,
-				              "artifact file '%.200s' (%zu bytes) is larger than the "
-				              "client's max_buffer_bytes (%zu)",
-				              norm, len, run->max_buffer_bytes);
+				rc = tdi_fail(
+				    TD_ERR_FULL,
+				    "artifact file '%.200s' (%zu bytes) is larger than the "
+				    "client's max_buffer_bytes (%zu)",
+				    norm, len, run->max_buffer_bytes);
 				break;
 			}
 			if (run->blobs.bytes + len <= run->max_buffer_bytes) {
@@ -156,9 +157,10 @@ int td_artifact_add_bytes(td_artifact *a, const char *path, const void *data, si
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			pthread_mutex_lock(&run->mu);
 			if ((now.tv_sec - t0.tv_sec) * 1000 > TDI_ARTIFACT_ROOM_WAIT_MS) {
-				rc = tdi_fail(TD_ERR_FULL,
-				              "artifact file '%.200s': the agent took no file for %d s",
-				              norm, TDI_ARTIFACT_ROOM_WAIT_MS / 1000);
+				rc = tdi_fail(
+				    TD_ERR_FULL,
+				    "artifact file '%.200s': the agent took no file for %d s", norm,
+				    TDI_ARTIFACT_ROOM_WAIT_MS / 1000);
 				break;
 			}
 		}
@@ -187,7 +189,8 @@ int td_artifact_add_reference(td_artifact *a, const char *path, const char *uri)
 {
 	char norm[TRACKD_MAX_FILE_NAME_BYTES + 1];
 	if (!a || !path || !uri || !*uri)
-		return tdi_fail(TD_ERR_INVALID, "td_artifact_add_reference: artifact, path and uri");
+		return tdi_fail(TD_ERR_INVALID,
+		                "td_artifact_add_reference: artifact, path and uri");
 	if (strlen(uri) > TRACKD_ARTIFACT_MAX_REF_BYTES)
 		return tdi_fail(TD_ERR_INVALID, "reference URI: over %u bytes",
 		                TRACKD_ARTIFACT_MAX_REF_BYTES);
@@ -216,12 +219,13 @@ int td_artifact_commit(td_artifact *a, const char *const *aliases, size_t n_alia
 		                n_aliases, TRACKD_ARTIFACT_MAX_ALIASES);
 	for (size_t i = 0; i < n_aliases; i++)
 		if (!aliases[i] || !artifact_alias_valid(aliases[i], strlen(aliases[i])))
-			return tdi_fail(TD_ERR_INVALID,
-			                "alias '%.200s' is not an alias: 1-%u bytes of [A-Za-z0-9_.-], "
-			                "not '.', '..' or a version (vN)",
-			                aliases[i] ? aliases[i] : "", TRACKD_ARTIFACT_MAX_ALIAS_BYTES);
-	Trackd__V1__ArtifactEntry **ptrs = calloc(a->log.n_entries ? a->log.n_entries : 1,
-	                                          sizeof *ptrs);
+			return tdi_fail(
+			    TD_ERR_INVALID,
+			    "alias '%.200s' is not an alias: 1-%u bytes of [A-Za-z0-9_.-], "
+			    "not '.', '..' or a version (vN)",
+			    aliases[i] ? aliases[i] : "", TRACKD_ARTIFACT_MAX_ALIAS_BYTES);
+	Trackd__V1__ArtifactEntry **ptrs =
+	    calloc(a->log.n_entries ? a->log.n_entries : 1, sizeof *ptrs);
 	if (!ptrs)
 		return tdi_fail(TD_ERR_NOMEM, "out of memory");
 	for (size_t i = 0; i < a->log.n_entries; i++)
@@ -263,7 +267,8 @@ int td_use_artifact(td_run *run, const char *resolved)
 	uint32_t v;
 	if (!run || !resolved || !artifact_ref_parse(resolved, scratch, sizeof scratch, &ref) ||
 	    !*ref.entity || !artifact_version_parse(ref.alias, &v))
-		return tdi_fail(TD_ERR_INVALID, "td_use_artifact: '%.200s' is not entity/project/name:vN",
+		return tdi_fail(TD_ERR_INVALID,
+		                "td_use_artifact: '%.200s' is not entity/project/name:vN",
 		                resolved ? resolved : "");
 	if (run->disabled)
 		return TD_OK;

@@ -66,7 +66,8 @@ static int fetch_file(const char *url, const char *version_path, const char *roo
                       const Trackd__V1__ArtifactReply__Entry *e, int timeout_ms)
 {
 	if (!files_name_valid(e->path, strlen(e->path)))
-		return tdi_fail(TD_ERR_REJECTED, "artifact entry '%.200s': not a valid name", e->path);
+		return tdi_fail(TD_ERR_REJECTED, "artifact entry '%.200s': not a valid name",
+		                e->path);
 	char final[4096], tmp[4200], dir[4096];
 	snprintf(final, sizeof final, "%s/%s", root, e->path);
 	snprintf(tmp, sizeof tmp, "%s.trackd-part", final);
@@ -95,13 +96,15 @@ static int fetch_file(const char *url, const char *version_path, const char *roo
 		query.request_case = TRACKD__V1__QUERY__REQUEST_ARTIFACT_FILE;
 		query.artifact_file = &fr;
 		Trackd__V1__Reply *reply = NULL;
-		rc = call(url, &query, timeout_ms, &reply, TRACKD__V1__QUERY_REPLY__REPLY_ARTIFACT_FILE);
+		rc = call(url, &query, timeout_ms, &reply,
+		          TRACKD__V1__QUERY_REPLY__REPLY_ARTIFACT_FILE);
 		if (rc)
 			break;
 		const Trackd__V1__ArtifactFileReply *p = reply->query->artifact_file;
 		size = p->size;
 		if (p->data.len == 0 && off < size)
-			rc = tdi_fail(TD_ERR_REJECTED, "artifact file %.200s: the agent sent nothing at %llu",
+			rc = tdi_fail(TD_ERR_REJECTED,
+			              "artifact file %.200s: the agent sent nothing at %llu",
 			              e->path, (unsigned long long)off);
 		else if (write(fd, p->data.data, p->data.len) != (ssize_t)p->data.len)
 			rc = tdi_fail(TD_ERR_INVALID, "cannot write %s: %s", tmp, strerror(errno));
@@ -126,12 +129,13 @@ static int fetch_file(const char *url, const char *version_path, const char *roo
 		EVP_EncodeBlock((unsigned char *)b64, m, 16);
 		if (off != e->size || strcmp(hex, e->sha256 ? e->sha256 : "") != 0 ||
 		    strcmp(b64, e->digest ? e->digest : "") != 0)
-			rc = tdi_fail(TD_ERR_CORRUPT,
-			              "artifact file '%.200s' is damaged in the agent's store: %llu "
-			              "bytes with sha256 %s, the manifest says %llu bytes with sha256 "
-			              "%s; not written",
-			              e->path, (unsigned long long)off, hex,
-			              (unsigned long long)e->size, e->sha256 ? e->sha256 : "");
+			rc = tdi_fail(
+			    TD_ERR_CORRUPT,
+			    "artifact file '%.200s' is damaged in the agent's store: %llu "
+			    "bytes with sha256 %s, the manifest says %llu bytes with sha256 "
+			    "%s; not written",
+			    e->path, (unsigned long long)off, hex, (unsigned long long)e->size,
+			    e->sha256 ? e->sha256 : "");
 	}
 	if (rc == TD_OK && rename(tmp, final) != 0)
 		rc = tdi_fail(TD_ERR_INVALID, "cannot rename %s: %s", tmp, strerror(errno));
@@ -146,7 +150,8 @@ int td_artifact_download(const char *socket_url, const char *artifact, const cha
 	if (json_out)
 		*json_out = NULL;
 	if (!artifact || !root || !*root)
-		return tdi_fail(TD_ERR_INVALID, "td_artifact_download: artifact and root are needed");
+		return tdi_fail(TD_ERR_INVALID,
+		                "td_artifact_download: artifact and root are needed");
 	if (timeout_ms < 0)
 		timeout_ms = TDI_DEFAULT_QUERY_TIMEOUT_MS;
 	char url[256];

@@ -409,3 +409,68 @@ def test_limits_and_bad_names(make_agent):
         "a" * 127, "b" * 128, "al31", "al32", "alx", "m0", "e0", "e1"} and
         {v["name"] for v in versions(agent)}, what="the versions")
     assert not names & {"c" * 129, "al33", "aly", "m1", "e2", "bad"}
+
+
+def test_alias_and_delete_release_only_unshared_files(make_agent, tmp_path):
+    agent = make_agent("system_metrics:\n  enabled: false\n")
+    shared, only1 = os.urandom(50_000), os.urandom(40_000)
+    log_files(agent, tmp_path, "del1", {"shared.bin": shared, "x.bin": b"one"})
+    log_files(agent, tmp_path, "del2", {"shared.bin": shared, "x.bin": only1})
+    out = trackctl(agent, "artifact", "alias", "ds:v0", "prod", "best").stdout
+    assert "arts/ds:v0: aliases set" in out
+    vs = {v["version"]: sorted(v["aliases"]) for v in versions(agent)}
+    assert vs == {0: ["best", "prod"], 1: ["latest"]}
+    trackctl(agent, "artifact", "alias", "ds:v1", "prod")         # moves it
+    trackctl(agent, "artifact", "alias", "--remove", "ds:v0", "best")
+    vs = {v["version"]: sorted(v["aliases"]) for v in versions(agent)}
+    assert vs == {0: [], 1: ["latest", "prod"]}
+    r = trackctl(agent, "artifact", "alias", "ds:v0", "v7", check=False)
+    assert r.returncode != 0 and "not an alias" in r.stderr
+
+    blobs = os.path.join(agent.state_dir, "blobs", str(os.geteuid()))
+    only1_blob = os.path.join(blobs, hashlib.sha256(only1).hexdigest())
+    shared_blob = os.path.join(blobs, hashlib.sha256(shared).hexdigest())
+    assert os.stat(only1_blob).st_nlink == 2 and os.stat(shared_blob).st_nlink == 3
+    trackctl(agent, "artifact", "delete", "ds:v1")
+    assert [(v["version"], v["aliases"]) for v in versions(agent)] == [(0, ["latest"])]
+    # v1's own file is linked by nothing but the blob store now (the sweep
+    # removes it after blobs.grace); the shared one is still v0's.
+    assert os.stat(only1_blob).st_nlink == 1
+    assert os.stat(shared_blob).st_nlink == 2
+    r = trackctl(agent, "artifact", "show", "ds:v1", check=False)
+    assert r.returncode == 1 and "no artifact" in r.stderr
+    # Replayed after a kill -9: the same state; the next version is v2.
+    agent.kill9()
+    agent.start()
+    assert [(v["version"], v["aliases"]) for v in versions(agent)] == [(0, ["latest"])]
+    assert log_files(agent, tmp_path, "del3", {"shared.bin": shared, "x.bin": b"three"}) \
+        ["version"] == "v2"
+
+
+def test_another_user_cannot_change_or_delete(tmp_path):
+    require_bins()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user")
+    sock_dir = tempfile.mkdtemp(prefix="trackd-arts-")
+    os.chmod(sock_dir, 0o755)
+    os.chmod(tmp_path, 0o755)
+    agent = Agent(tmp_path, socket_dir=sock_dir,
+                  config="socket_mode: 0666\naccess:\n  group: audio\n"
+                         "system_metrics:\n  enabled: false\n")
+    agent.start()
+    try:
+        log_files(agent, tmp_path, "perm2", {"a.txt": b"a"})
+
+        def as_other():
+            os.setgid(29)
+            os.setuid(65533)
+        env = dict(agent.env, TRACKD_NO_AUTOSTART="1", HOME="/tmp")
+        path = versions(agent)[0]["path"]
+        for args in (["artifact", "alias", path, "mine"], ["artifact", "delete", path]):
+            r = subprocess.run([BIN["trackctl"], *args], env=env, capture_output=True,
+                               text=True, timeout=60, preexec_fn=as_other)
+            assert r.returncode == 1 and "another user" in r.stderr, r
+        assert [(v["version"], v["aliases"]) for v in versions(agent)] == [(0, ["latest"])]
+    finally:
+        agent.stop()
+        shutil.rmtree(sock_dir, ignore_errors=True)
