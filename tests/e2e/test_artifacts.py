@@ -474,3 +474,29 @@ def test_another_user_cannot_change_or_delete(tmp_path):
     finally:
         agent.stop()
         shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def test_example_artifacts_py_shows_its_lineage(make_agent):
+    """The issue's "done when": examples/artifacts.py logs a dataset and a
+    model artifact in its training run, and its second run uses the dataset;
+    `trackctl artifact show` names both runs. Run twice: the data is the same
+    version, the model (new weights) a new one."""
+    agent = make_agent("system_metrics:\n  enabled: false\n")
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "artifacts.py")
+    for _ in range(2):
+        r = subprocess.run([sys.executable, script], env=python_client_env(agent.env),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "evaluated on" in r.stdout
+    vs = sorted((v["name"], v["version"]) for v in versions(agent))
+    assert vs == [("example-data", 0), ("example-model", 0), ("example-model", 1)]
+    runs = {x["id"]: x for x in json.loads(trackctl(agent, "runs", "--json").stdout)["runs"]}
+    show = json.loads(trackctl(agent, "artifact", "show", "example-data", "--json").stdout)
+    info = show["artifact"]
+    logged_by = info["logged_by"].rsplit("/", 1)[1]
+    assert runs[logged_by]["job_type"] == "train"
+    assert len(info["used_by"]) == 2
+    assert all(runs[u.rsplit("/", 1)[1]]["job_type"] == "eval" for u in info["used_by"])
+    text = trackctl(agent, "artifact", "show", "example-data").stdout
+    assert f"logged by    {info['logged_by']}" in text
+    assert "used by      " + ", ".join(info["used_by"]) in text
