@@ -500,3 +500,31 @@ def test_example_artifacts_py_shows_its_lineage(make_agent):
     text = trackctl(agent, "artifact", "show", "example-data").stdout
     assert f"logged by    {info['logged_by']}" in text
     assert "used by      " + ", ".join(info["used_by"]) in text
+
+
+def test_wandb_module_maps_artifacts(make_agent, tmp_path):
+    agent = make_agent("system_metrics:\n  enabled: false\n")
+    (tmp_path / "m.bin").write_bytes(b"weights" * 100)
+    r = py(agent, f"""
+        import json
+        import trackd.wandb as wandb
+        with wandb.init(project="wb", id="wb1") as run:
+            art = wandb.Artifact("net", type="model", metadata={{"k": 1}})
+            art.add_file("{tmp_path}/m.bin", name="weights/m.bin")
+            run.log_artifact(art, aliases=["best"])
+            art.wait()
+        with wandb.init(project="wb", id="wb2") as run:
+            used = run.use_artifact("net:best", type="model")
+            path = used.get_path("weights/m.bin").download("{tmp_path}/dl")
+        a = wandb.Api().artifact("wb/net:latest")
+        print(json.dumps({{"v": a.version, "aliases": sorted(a.aliases), "path": path,
+                          "n": len(wandb.Api().artifacts("model", "wb/net")),
+                          "manifest": a.manifest["contents"]["weights/m.bin"]["size"]}}))
+    """)
+    out = last_json(r)
+    assert out["v"] == "v0" and out["aliases"] == ["best", "latest"] and out["n"] == 1
+    assert out["manifest"] == 700
+    with open(out["path"], "rb") as f:
+        assert f.read() == b"weights" * 100
+    info = versions(agent)[0]
+    assert info["logged_by"].endswith("/wb1") and info["used_by"][0].endswith("/wb2")
