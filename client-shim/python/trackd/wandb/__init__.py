@@ -21,7 +21,9 @@ terminal output (_term) and config rules, nothing of its own underneath.
     Api              → trackd.wandb._public (filters, history, scan_history)
     Image, Histogram, Table, save, log_code → trackd's media and files
                        (trackd.wandb._media, W&B's signatures)
-    Audio, Video, restore, Artifact, …  → trackd.wandb._unsupported (one place)
+    Artifact, log_artifact, use_artifact, Api().artifact(s) → trackd.Artifact and
+                       trackd.Run's (trackd._artifact; kept by the agent, not uploaded yet)
+    Audio, Video, restore, log_model, … → trackd.wandb._unsupported (one place)
 
 Threading: as trackd.Run; the module state (current run) is process-wide, as
 W&B's.

@@ -1,6 +1,7 @@
-"""The W&B features trackd does not have yet: some media kinds, restore,
-artifacts. (Images, histograms, tables, save and log_code are trackd's:
-trackd.wandb._media.)
+"""The W&B features trackd does not have yet: some media kinds, restore, the
+model registry (log_model, use_model, link_model). (Images, histograms,
+tables, save and log_code are trackd's: trackd.wandb._media; artifacts are
+trackd's: trackd._artifact.)
 
 This is the one place that maps them. Each name below is what a script calls
 (wandb.Image(...), run.save(...), wandb.Artifact(...)); until trackd records
@@ -16,7 +17,7 @@ from typing import Any
 from ..errors import TrackdError
 
 FILES = "this kind of media (trackd records images, histograms, tables and saved files)"
-ARTIFACTS = "artifacts"
+ARTIFACTS = "artifacts of the model registry (trackd keeps Artifact, log_artifact, use_artifact)"
 
 
 class UnsupportedError(TrackdError, NotImplementedError):
