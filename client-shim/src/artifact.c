@@ -13,11 +13,15 @@
 #include "run.h"
 #include "run_files.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* How long td_artifact_add_bytes waits for the blob queue to make room
  * (the sender drains it as the agent stores blobs). */
@@ -182,6 +186,90 @@ int td_artifact_add_bytes(td_artifact *a, const char *path, const void *data, si
 	e->md5_b64 = md5;
 	a->log.n_entries++;
 	a->bytes += len;
+	return TD_OK;
+}
+
+int td_artifact_add_file(td_artifact *a, const char *path, const char *local_path)
+{
+	char norm[TRACKD_MAX_FILE_NAME_BYTES + 1];
+	if (!a || !path || !local_path)
+		return tdi_fail(TD_ERR_INVALID,
+		                "td_artifact_add_file: artifact, path and local_path");
+	int fd = open(local_path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return tdi_fail(TD_ERR_INVALID, "td_artifact_add_file: %.200s: %s", local_path,
+		                fd >= 0 ? "not a regular file" : strerror(e));
+	}
+	Trackd__V1__ArtifactEntry *e = new_entry(a, path, norm);
+	if (!e) {
+		close(fd);
+		return TD_ERR_INVALID;
+	}
+	/* Both digests in one read; the content is read again as it is sent. */
+	EVP_MD_CTX *sha = EVP_MD_CTX_new(), *md5 = EVP_MD_CTX_new();
+	uint8_t *buf = malloc(1 << 20);
+	char *b64 = malloc(25), *p = strdup(norm);
+	uint8_t *digest = malloc(32);
+	int rc = sha && md5 && buf && b64 && p && digest
+	             ? TD_OK
+	             : tdi_fail(TD_ERR_NOMEM, "td_artifact_add_file: out of memory");
+	uint64_t size = 0;
+	if (rc == TD_OK) {
+		EVP_DigestInit_ex(sha, EVP_sha256(), NULL);
+		EVP_DigestInit_ex(md5, EVP_md5(), NULL);
+		for (;;) {
+			ssize_t k = read(fd, buf, 1 << 20);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0) {
+				rc = tdi_fail(TD_ERR_INVALID, "td_artifact_add_file: %.200s: %s",
+				              local_path, strerror(errno));
+				break;
+			}
+			if (k == 0)
+				break;
+			EVP_DigestUpdate(sha, buf, (size_t)k);
+			EVP_DigestUpdate(md5, buf, (size_t)k);
+			size += (uint64_t)k;
+		}
+	}
+	if (rc == TD_OK) {
+		unsigned char m[EVP_MAX_MD_SIZE];
+		unsigned int n = 0;
+		EVP_DigestFinal_ex(sha, digest, &n);
+		EVP_DigestFinal_ex(md5, m, &n);
+		EVP_EncodeBlock((unsigned char *)b64, m, 16);
+		if (a->run->disabled) {
+			close(fd);
+		} else {
+			pthread_mutex_lock(&a->run->mu);
+			rc = tdi_blob_enqueue_fd_locked(a->run, fd, (size_t)size, digest);
+			pthread_mutex_unlock(&a->run->mu);
+			if (rc)
+				close(fd);
+		}
+	} else {
+		close(fd);
+	}
+	EVP_MD_CTX_free(sha);
+	EVP_MD_CTX_free(md5);
+	free(buf);
+	if (rc) {
+		free(b64), free(p), free(digest);
+		return rc;
+	}
+	e->path = p;
+	e->has_sha256 = e->has_size = true;
+	e->sha256.data = digest;
+	e->sha256.len = 32;
+	e->size = size;
+	e->md5_b64 = b64;
+	a->log.n_entries++;
+	a->bytes += size;
 	return TD_OK;
 }
 

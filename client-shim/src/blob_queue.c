@@ -50,6 +50,30 @@ int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len, const
 	return TD_OK;
 }
 
+int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, size_t len, const uint8_t digest[32])
+{
+	struct tdi_blob_queue *q = &run->blobs;
+	for (struct tdi_blob *b = q->head; b; b = b->next)
+		if (memcmp(b->digest, digest, 32) == 0) {
+			close(fd);
+			return TD_OK;
+		}
+	struct tdi_blob *b = calloc(1, sizeof *b);
+	if (!b)
+		return tdi_fail(TD_ERR_NOMEM, "out of memory queueing a file");
+	memcpy(b->digest, digest, 32);
+	b->from_fd = true;
+	b->fd = fd;
+	b->len = len;
+	if (q->tail)
+		q->tail->next = b;
+	else
+		q->head = b;
+	q->tail = b;
+	pthread_cond_signal(&run->wake);
+	return TD_OK;
+}
+
 static void pop(struct td_run *run)
 {
 	struct tdi_blob_queue *q = &run->blobs;
@@ -57,7 +81,10 @@ static void pop(struct td_run *run)
 	q->head = b->next;
 	if (!q->head)
 		q->tail = NULL;
-	q->bytes -= b->len;
+	if (b->from_fd)
+		close(b->fd);
+	else
+		q->bytes -= b->len;
 	free(b->data);
 	free(b);
 	pthread_cond_broadcast(&run->drained);
@@ -94,6 +121,7 @@ int tdi_blob_exchange(nng_socket sock, const char *url, struct tdi_blob_send *t,
 	Trackd__V1__BlobChunk bc = TRACKD__V1__BLOB_CHUNK__INIT;
 	ProtobufCBinaryData digest = {.len = 32, .data = t->digest};
 	size_t n = 0;
+	uint8_t *piece_buf = NULL; /* a piece read from t->fd */
 	if (!t->asked) {
 		req.body_case = TRACKD__V1__REQUEST__BODY_BLOB_QUERY;
 		req.blob_query = &bq;
@@ -112,16 +140,43 @@ int tdi_blob_exchange(nng_socket sock, const char *url, struct tdi_blob_send *t,
 		n = t->len - t->offset < t->piece ? t->len - t->offset : t->piece;
 		bc.has_data = true;
 		bc.data.len = n;
-		bc.data.data = (uint8_t *)t->data + t->offset;
+		if (t->from_fd) {
+			piece_buf = malloc(n ? n : 1);
+			size_t got = 0;
+			while (piece_buf && got < n) {
+				ssize_t k = pread(t->fd, piece_buf + got, n - got,
+				                  (off_t)(t->offset + got));
+				if (k < 0 && errno == EINTR)
+					continue;
+				if (k <= 0)
+					break;
+				got += (size_t)k;
+			}
+			if (!piece_buf || got < n) {
+				free(piece_buf);
+				snprintf(why, why_len,
+				         piece_buf
+				             ? "the file is shorter than when it was added (it "
+				               "changed): not sent"
+				             : "out of memory reading a file");
+				*reach = TDI_NO_CONNECTION;
+				return piece_buf ? TDI_BLOB_REFUSED : TDI_BLOB_RETRY;
+			}
+			bc.data.data = piece_buf;
+		} else {
+			bc.data.data = (uint8_t *)t->data + t->offset;
+		}
 	}
 	size_t len = trackd__v1__request__get_packed_size(&req);
 	nng_msg *msg = NULL;
 	*reach = TDI_NO_CONNECTION;
 	if (nng_msg_alloc(&msg, len) != 0) {
+		free(piece_buf);
 		snprintf(why, why_len, "cannot allocate a %zu-byte request", len);
 		return TDI_BLOB_RETRY;
 	}
 	trackd__v1__request__pack(&req, nng_msg_body(msg));
+	free(piece_buf);
 	Trackd__V1__Reply *reply = NULL;
 	tdi_request(sock, url, msg, &reply, reach, why, why_len);
 	if (!reply)
@@ -167,6 +222,8 @@ int tdi_blob_step_locked(struct td_run *run)
 	struct tdi_blob_send t = {.run_id = run->run_id,
 	                          .data = b->data,
 	                          .len = b->len,
+	                          .from_fd = b->from_fd,
+	                          .fd = b->from_fd ? b->fd : -1,
 	                          .piece = piece_bytes(lim.message_bytes),
 	                          .asked = b->asked,
 	                          .offset = b->offset};
@@ -211,6 +268,25 @@ int tdi_blob_step_locked(struct td_run *run)
 
 /* ---- files at finish: into the spool dir ----------------------------------- */
 
+/* len bytes of `from` (from offset 0) onto `to`. */
+static int copy_fd(int from, int to, size_t len)
+{
+	uint8_t buf[1 << 16];
+	size_t done = 0;
+	while (done < len) {
+		size_t want = len - done < sizeof buf ? len - done : sizeof buf;
+		ssize_t k = pread(from, buf, want, (off_t)done);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		if (fs_write_all(to, buf, (size_t)k) != 0)
+			return -1;
+		done += (size_t)k;
+	}
+	return 0;
+}
+
 int tdi_blob_spool_locked(struct td_run *run, size_t *written)
 {
 	*written = 0;
@@ -232,7 +308,10 @@ int tdi_blob_spool_locked(struct td_run *run, size_t *written)
 		snprintf(tmp, sizeof tmp, ".%s.tmp", name);
 		int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 		                0600);
-		bool ok = fd >= 0 && fs_write_all(fd, b->data, b->len) == 0 && fdatasync(fd) == 0;
+		bool ok = fd >= 0 &&
+		          (b->from_fd ? copy_fd(b->fd, fd, b->len)
+		                      : fs_write_all(fd, b->data, b->len)) == 0 &&
+		          fdatasync(fd) == 0;
 		if (fd >= 0)
 			close(fd);
 		ok = ok && renameat(dir_fd, tmp, dir_fd, name) == 0;

@@ -23,7 +23,10 @@
  *
  * Bound: the queued bytes never exceed the run's max_buffer_bytes (a second
  * bound beside the records' buffer); a blob that would pass it is refused
- * with TD_ERR_FULL. A digest already queued is not queued twice.
+ * with TD_ERR_FULL. A digest already queued is not queued twice. Blobs read
+ * from a file (tdi_blob_enqueue_fd_locked: artifact files) hold an open fd
+ * instead of bytes and are outside the bound: each piece is read as it is
+ * sent.
  *
  * Threading: everything here is guarded by the run's mu; the sender's step
  * lets go of it for the exchange.
@@ -42,8 +45,12 @@ struct td_run;
 struct tdi_blob {
 	struct tdi_blob *next;
 	uint8_t digest[32];
-	uint8_t *data; /* owned */
+	uint8_t *data; /* owned; NULL when from_fd */
 	size_t len;
+	/* Read from `fd` (owned, closed when popped) piece by piece instead of
+	 * held in memory (td_artifact_add_file): not counted in the bound. */
+	bool from_fd;
+	int fd;
 	uint64_t offset; /* next piece to send */
 	bool asked;      /* the agent said it lacks it */
 };
@@ -62,6 +69,13 @@ struct tdi_blob_queue {
 int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len,
                             const uint8_t digest[32]);
 
+/* Queues the content of `fd` (owned on success, closed here when the digest
+ * is queued already), `len` bytes hashed as `digest` by the caller: read
+ * again piece by piece as it is sent, so it takes no memory in the queue. A
+ * file that changed since (shorter: refused here; other content: the agent's
+ * SHA-256 check refuses it) is dropped as a refused file. mu held. */
+int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, size_t len, const uint8_t digest[32]);
+
 /* One exchange for the oldest blob (mu held, let go during I/O). Returns
  * 0 when it moved on, 1 when it should be retried after a backoff. */
 int tdi_blob_step_locked(struct td_run *run);
@@ -72,6 +86,8 @@ struct tdi_blob_send {
 	uint8_t digest[32];
 	const uint8_t *data;
 	size_t len;
+	bool from_fd; /* pieces are pread from fd instead of data */
+	int fd;
 	size_t piece;    /* bytes per BlobChunk (the agent's limit lowers it) */
 	bool asked;      /* the agent said it lacks it */
 	uint64_t offset; /* next piece */

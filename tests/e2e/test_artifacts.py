@@ -528,3 +528,29 @@ def test_wandb_module_maps_artifacts(make_agent, tmp_path):
         assert f.read() == b"weights" * 100
     info = versions(agent)[0]
     assert info["logged_by"].endswith("/wb1") and info["used_by"][0].endswith("/wb2")
+
+
+def test_a_file_larger_than_the_client_memory_bound_is_read_as_it_is_sent(make_agent, tmp_path):
+    """max_buffer_bytes (64 MiB by default) bounds what the client holds; an
+    artifact file is not held but read piece by piece as it is sent."""
+    agent = make_agent("system_metrics:\n  enabled: false\n")
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(70 << 20)
+        f.seek(35 << 20)
+        f.write(b"middle")
+    r = py(agent, f"""
+        import json, trackd
+        run = trackd.init(project="arts", id="huge1", console=False)
+        a = trackd.Artifact("huge", "model")
+        a.add_file("{big}")
+        run.log_artifact(a)
+        run.finish(timeout=120)
+        print(json.dumps(run.finish_report))
+    """, timeout=300)
+    assert last_json(r)["records_unacked"] == 0
+    (v,) = agent.wait_for(lambda: versions(agent), what="the version")
+    assert v["size"] == 70 << 20
+    blob = os.path.join(agent.state_dir, "blobs", str(os.geteuid()),
+                        hashlib.sha256(big.read_bytes()).hexdigest())
+    assert os.path.getsize(blob) == 70 << 20

@@ -196,12 +196,13 @@ class Artifact:
                 if e.ref:
                     rc = lib.td_artifact_add_reference(a, _lib.text(path, "path"),
                                                        _lib.text(e.ref, "ref"))
-                else:
-                    data = self._add_bytes.get(path)
-                    if data is None:
-                        with open(e.local_path, "rb") as f:
-                            data = f.read()
+                elif path in self._add_bytes:
+                    data = self._add_bytes[path]
                     rc = lib.td_artifact_add_bytes(a, _lib.text(path, "path"), data, len(data))
+                else:
+                    # Read by libtrackd as it is sent: no copy in memory.
+                    rc = lib.td_artifact_add_file(a, _lib.text(path, "path"),
+                                                  _lib.text(e.local_path, "local path"))
                 if rc != _lib.TD_OK:
                     raise _error("log_artifact", rc)
             arr = (ctypes.c_char_p * max(len(aliases), 1))(

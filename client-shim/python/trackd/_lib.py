@@ -200,6 +200,7 @@ _SIGNATURES = {
                                          ctypes.c_char_p, ctypes.POINTER(_P)]),
     "td_artifact_add_bytes": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p,
                                              ctypes.c_size_t]),
+    "td_artifact_add_file": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p]),
     "td_artifact_add_reference": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p]),
     "td_artifact_commit": (ctypes.c_int, [_P, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]),
     "td_artifact_free": (None, [_P]),
