@@ -243,14 +243,19 @@ int td_artifact_add_file(td_artifact *a, const char *path, const char *local_pat
 		EVP_DigestFinal_ex(sha, digest, &n);
 		EVP_DigestFinal_ex(md5, m, &n);
 		EVP_EncodeBlock((unsigned char *)b64, m, 16);
-		if (a->run->disabled) {
-			close(fd);
-		} else {
+		close(fd);
+		/* The file is read again by path when sent: absolute, so that a
+		 * chdir meanwhile changes nothing; no fd held while it waits. */
+		char *abs = a->run->disabled ? NULL : realpath(local_path, NULL);
+		if (!a->run->disabled && !abs)
+			rc = tdi_fail(TD_ERR_INVALID, "td_artifact_add_file: %.200s: %s",
+			              local_path, strerror(errno));
+		if (abs) {
 			pthread_mutex_lock(&a->run->mu);
-			rc = tdi_blob_enqueue_fd_locked(a->run, fd, (size_t)size, digest);
+			rc = tdi_blob_enqueue_file_locked(a->run, abs, (size_t)size, digest);
 			pthread_mutex_unlock(&a->run->mu);
 			if (rc)
-				close(fd);
+				free(abs);
 		}
 	} else {
 		close(fd);

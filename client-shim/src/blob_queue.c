@@ -50,20 +50,20 @@ int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len, const
 	return TD_OK;
 }
 
-int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, size_t len, const uint8_t digest[32])
+int tdi_blob_enqueue_file_locked(struct td_run *run, char *path, size_t len,
+                                 const uint8_t digest[32])
 {
 	struct tdi_blob_queue *q = &run->blobs;
 	for (struct tdi_blob *b = q->head; b; b = b->next)
 		if (memcmp(b->digest, digest, 32) == 0) {
-			close(fd);
+			free(path);
 			return TD_OK;
 		}
 	struct tdi_blob *b = calloc(1, sizeof *b);
 	if (!b)
 		return tdi_fail(TD_ERR_NOMEM, "out of memory queueing a file");
 	memcpy(b->digest, digest, 32);
-	b->from_fd = true;
-	b->fd = fd;
+	b->path = path;
 	b->len = len;
 	if (q->tail)
 		q->tail->next = b;
@@ -81,10 +81,9 @@ static void pop(struct td_run *run)
 	q->head = b->next;
 	if (!q->head)
 		q->tail = NULL;
-	if (b->from_fd)
-		close(b->fd);
-	else
+	if (!b->path)
 		q->bytes -= b->len;
+	free(b->path);
 	free(b->data);
 	free(b);
 	pthread_cond_broadcast(&run->drained);
@@ -121,7 +120,7 @@ int tdi_blob_exchange(nng_socket sock, const char *url, struct tdi_blob_send *t,
 	Trackd__V1__BlobChunk bc = TRACKD__V1__BLOB_CHUNK__INIT;
 	ProtobufCBinaryData digest = {.len = 32, .data = t->digest};
 	size_t n = 0;
-	uint8_t *piece_buf = NULL; /* a piece read from t->fd */
+	uint8_t *piece_buf = NULL; /* a piece read from t->path */
 	if (!t->asked) {
 		req.body_case = TRACKD__V1__REQUEST__BODY_BLOB_QUERY;
 		req.blob_query = &bq;
@@ -140,18 +139,21 @@ int tdi_blob_exchange(nng_socket sock, const char *url, struct tdi_blob_send *t,
 		n = t->len - t->offset < t->piece ? t->len - t->offset : t->piece;
 		bc.has_data = true;
 		bc.data.len = n;
-		if (t->from_fd) {
+		if (t->path) {
 			piece_buf = malloc(n ? n : 1);
+			int fd = open(t->path, O_RDONLY | O_CLOEXEC);
 			size_t got = 0;
-			while (piece_buf && got < n) {
-				ssize_t k = pread(t->fd, piece_buf + got, n - got,
-				                  (off_t)(t->offset + got));
+			while (piece_buf && fd >= 0 && got < n) {
+				ssize_t k =
+				    pread(fd, piece_buf + got, n - got, (off_t)(t->offset + got));
 				if (k < 0 && errno == EINTR)
 					continue;
 				if (k <= 0)
 					break;
 				got += (size_t)k;
 			}
+			if (fd >= 0)
+				close(fd);
 			if (!piece_buf || got < n) {
 				free(piece_buf);
 				snprintf(why, why_len,
@@ -222,8 +224,7 @@ int tdi_blob_step_locked(struct td_run *run)
 	struct tdi_blob_send t = {.run_id = run->run_id,
 	                          .data = b->data,
 	                          .len = b->len,
-	                          .from_fd = b->from_fd,
-	                          .fd = b->from_fd ? b->fd : -1,
+	                          .path = b->path,
 	                          .piece = piece_bytes(lim.message_bytes),
 	                          .asked = b->asked,
 	                          .offset = b->offset};
@@ -268,9 +269,12 @@ int tdi_blob_step_locked(struct td_run *run)
 
 /* ---- files at finish: into the spool dir ----------------------------------- */
 
-/* len bytes of `from` (from offset 0) onto `to`. */
-static int copy_fd(int from, int to, size_t len)
+/* The first len bytes of the file `path` onto `to`. */
+static int copy_file(const char *path, int to, size_t len)
 {
+	int from = open(path, O_RDONLY | O_CLOEXEC);
+	if (from < 0)
+		return -1;
 	uint8_t buf[1 << 16];
 	size_t done = 0;
 	while (done < len) {
@@ -278,13 +282,12 @@ static int copy_fd(int from, int to, size_t len)
 		ssize_t k = pread(from, buf, want, (off_t)done);
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k <= 0)
-			return -1;
-		if (fs_write_all(to, buf, (size_t)k) != 0)
-			return -1;
+		if (k <= 0 || fs_write_all(to, buf, (size_t)k) != 0)
+			break;
 		done += (size_t)k;
 	}
-	return 0;
+	close(from);
+	return done == len ? 0 : -1;
 }
 
 int tdi_blob_spool_locked(struct td_run *run, size_t *written)
@@ -309,8 +312,8 @@ int tdi_blob_spool_locked(struct td_run *run, size_t *written)
 		int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 		                0600);
 		bool ok = fd >= 0 &&
-		          (b->from_fd ? copy_fd(b->fd, fd, b->len)
-		                      : fs_write_all(fd, b->data, b->len)) == 0 &&
+		          (b->path ? copy_file(b->path, fd, b->len)
+		                   : fs_write_all(fd, b->data, b->len)) == 0 &&
 		          fdatasync(fd) == 0;
 		if (fd >= 0)
 			close(fd);

@@ -45,12 +45,12 @@ struct td_run;
 struct tdi_blob {
 	struct tdi_blob *next;
 	uint8_t digest[32];
-	uint8_t *data; /* owned; NULL when from_fd */
+	uint8_t *data; /* owned; NULL when path is set */
 	size_t len;
-	/* Read from `fd` (owned, closed when popped) piece by piece instead of
-	 * held in memory (td_artifact_add_file): not counted in the bound. */
-	bool from_fd;
-	int fd;
+	/* Read from the file `path` (owned, absolute) piece by piece as it is
+	 * sent instead of held in memory (td_artifact_add_file): not counted in
+	 * the bound, and no fd held while it waits. */
+	char *path;
 	uint64_t offset; /* next piece to send */
 	bool asked;      /* the agent said it lacks it */
 };
@@ -69,12 +69,14 @@ struct tdi_blob_queue {
 int tdi_blob_enqueue_locked(struct td_run *run, uint8_t *data, size_t len,
                             const uint8_t digest[32]);
 
-/* Queues the content of `fd` (owned on success, closed here when the digest
- * is queued already), `len` bytes hashed as `digest` by the caller: read
- * again piece by piece as it is sent, so it takes no memory in the queue. A
- * file that changed since (shorter: refused here; other content: the agent's
- * SHA-256 check refuses it) is dropped as a refused file. mu held. */
-int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, size_t len, const uint8_t digest[32]);
+/* Queues the content of the file `path` (absolute; owned on success, freed
+ * here when the digest is queued already), `len` bytes hashed as `digest` by
+ * the caller: read again piece by piece as it is sent, so it takes no memory
+ * in the queue. A file that changed since (shorter: refused here; other
+ * content: the agent's SHA-256 check refuses it) is dropped as a refused
+ * file. mu held. */
+int tdi_blob_enqueue_file_locked(struct td_run *run, char *path, size_t len,
+                                 const uint8_t digest[32]);
 
 /* One exchange for the oldest blob (mu held, let go during I/O). Returns
  * 0 when it moved on, 1 when it should be retried after a backoff. */
@@ -86,11 +88,10 @@ struct tdi_blob_send {
 	uint8_t digest[32];
 	const uint8_t *data;
 	size_t len;
-	bool from_fd; /* pieces are pread from fd instead of data */
-	int fd;
-	size_t piece;    /* bytes per BlobChunk (the agent's limit lowers it) */
-	bool asked;      /* the agent said it lacks it */
-	uint64_t offset; /* next piece */
+	const char *path; /* pieces are read from this file instead of data */
+	size_t piece;     /* bytes per BlobChunk (the agent's limit lowers it) */
+	bool asked;       /* the agent said it lacks it */
+	uint64_t offset;  /* next piece */
 	uint64_t bytes_sent;
 };
 enum {

@@ -554,3 +554,26 @@ def test_a_file_larger_than_the_client_memory_bound_is_read_as_it_is_sent(make_a
     blob = os.path.join(agent.state_dir, "blobs", str(os.geteuid()),
                         hashlib.sha256(big.read_bytes()).hexdigest())
     assert os.path.getsize(blob) == 70 << 20
+
+
+def test_more_files_than_open_file_descriptors(make_agent, tmp_path):
+    """Queued artifact files hold no descriptor: 600 files under a limit of
+    128 open files."""
+    import resource
+    agent = make_agent("system_metrics:\n  enabled: false\n")
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(600):
+        (src / f"f{i:03}.txt").write_bytes(b"%d" % i * 50)
+    r = py(agent, f"""
+        import json, trackd
+        run = trackd.init(project="arts", id="many1", console=False)
+        a = trackd.Artifact("many", "dataset")
+        a.add_dir("{src}")
+        run.log_artifact(a)
+        run.finish(timeout=120)
+        print(json.dumps(run.finish_report))
+    """, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128)))
+    assert last_json(r)["records_unacked"] == 0
+    (v,) = agent.wait_for(lambda: versions(agent), what="the version")
+    assert v["file_count"] == 600

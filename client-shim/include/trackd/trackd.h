@@ -442,8 +442,9 @@ TD_API int td_artifact_begin(td_run *run, const char *name, const char *type,
  * with files not yet taken; TD_ERR_FULL for a file larger than that bound). */
 TD_API int td_artifact_add_bytes(td_artifact *a, const char *path, const void *data, size_t len);
 /* Adds the file at local_path as `path`: its digests are computed here in one
- * read, and its content is read again piece by piece as it is sent (the
- * file is held open; it takes no memory in the queue, whatever its size).
+ * read, and its content is read again (by its absolute path) piece by piece
+ * as it is sent: it takes no memory in the queue, whatever its size, and no
+ * file descriptor while it waits.
  * The file must not change until the run has sent it: a file that did is
  * refused (by the agent's SHA-256 check) and the version is not made. */
 TD_API int td_artifact_add_file(td_artifact *a, const char *path, const char *local_path);
