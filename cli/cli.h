@@ -46,6 +46,8 @@ int cmd_sync(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_files(int argc, char **argv);
+int cmd_artifacts(int argc, char **argv);
+int cmd_artifact(int argc, char **argv);
 
 /* The full usage text. */
 void cli_usage(FILE *out);

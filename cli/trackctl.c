@@ -62,6 +62,24 @@ static const struct command {
      "      The run's files (media from its rows, saved files) in its files/ dir:\n"
      "      kind, size, SHA-256 and name. --get: one file's bytes (SHA-256\n"
      "      checked), to stdout or PATH.\n"},
+    {"artifacts", cmd_artifacts,
+     "  trackctl artifacts [--project [ENTITY/]PROJECT] [--type TYPE] [--name NAME] [--json]\n"
+     "      The artifact versions you may read: path, type, size, files, aliases.\n"},
+    {"artifact", cmd_artifact,
+     "  trackctl artifact show [--project [ENTITY/]PROJECT] NAME[:ALIAS|:vN] [--json]\n"
+     "      One version: digest, aliases, size, the run that logged it and the\n"
+     "      runs that used it (lineage), and its files. NAME may be\n"
+     "      [[ENTITY/]PROJECT/]NAME; no alias: latest.\n"
+     "  trackctl artifact get [--project [ENTITY/]PROJECT] NAME[:ALIAS|:vN] DIR\n"
+     "      Writes the version's files under DIR, each checked against its\n"
+     "      SHA-256 and MD5 before it takes its name (a damaged copy in the\n"
+     "      agent's store is reported and not written).\n"
+     "  trackctl artifact alias [--remove] NAME[:ALIAS|:vN] ALIAS...\n"
+     "      Puts the aliases on the version (moving each from the version that had\n"
+     "      it), or with --remove takes them off. The owner or an admin.\n"
+     "  trackctl artifact delete NAME:vN\n"
+     "      Deletes the version (the owner or an admin); files no other version\n"
+     "      holds are released. Version numbers are not reused.\n"},
     {"history", cmd_history,
      "  trackctl history RUN [--keys K1,K2] [--format csv|jsonl] [--json] [--stream events]\n"
      "      The run's rows. csv (default): _step, then every key in first-seen\n"

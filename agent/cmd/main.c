@@ -12,6 +12,7 @@
  * With metrics_listen, a Prometheus endpoint serves the counters (collect.h).
  * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage.
  */
+#include "artifacts.h"
 #include "blobs.h"
 #include "collect.h"
 #include "config.h"
@@ -204,6 +205,7 @@ struct agent {
 	_Atomic uint64_t log_max_bytes; /* changed by reloads, read by status queries */
 	txlog *log;                     /* set before any hook or the metrics run */
 	blobs *blobs;                   /* the blob store, set with log */
+	artifacts *artifacts;           /* the artifact store, set with blobs */
 	int64_t next_sweep_us;          /* main thread: the blob store's next sweep */
 	struct blobs_marks sweep_marks; /* main thread: when every record was applied */
 	_Atomic uint64_t reloads_applied, reloads_rejected;
@@ -290,7 +292,10 @@ static int answer_query(void *arg, const uint8_t *query, size_t len, uint32_t ui
 {
 	struct agent *ag = arg;
 	const struct query_stages st = {.local = atomic_load(&ag->sink),
-	                                .wandb = atomic_load(&ag->wandb)};
+	                                .wandb = atomic_load(&ag->wandb),
+	                                .artifacts = ag->artifacts,
+	                                .submit = submit_record,
+	                                .submit_arg = ag};
 	return queries_answer(&st, query, len, uid, admin, max_bytes, reply, err, errlen);
 }
 
@@ -739,6 +744,7 @@ static int run(const struct args *a, struct config *cfg)
 	sessions *sess = NULL;
 	txlog *log = NULL;
 	blobs *blobstore = NULL;
+	artifacts *artstore = NULL;
 	ingest *in = NULL;
 	int exit_code = 1;
 	struct user_mode um = {.socket_lock_fd = -1, .state_lock_fd = -1};
@@ -834,11 +840,18 @@ static int run(const struct args *a, struct config *cfg)
 		goto out;
 	}
 	txlog_set_external_bytes(log, blobs_disk_bytes(blobstore));
+	struct artifacts_options ao = {.state_dir = cfg->state_dir, .blobs = blobstore};
+	if ((rv = artifacts_open(&ao, &artstore)) != 0) {
+		log_error("cannot open the artifact store in %s/artifacts: %s", cfg->state_dir,
+		          trackd_strerror(rv));
+		goto out;
+	}
 
 	ag.state_dir = cfg->state_dir;
 	ag.log_max_bytes = cfg->txlog.max_bytes;
 	ag.log = log;
 	ag.blobs = blobstore;
+	ag.artifacts = artstore;
 	ag.running = cfg;
 	ag.started_max_message_bytes = cfg->limits.max_message_bytes;
 	/* Early, so a scrape sees start-up; stages appear in it as they start. */
@@ -856,6 +869,7 @@ static int run(const struct args *a, struct config *cfg)
 	    .log = log,
 	    .max_record_bytes = to.max_record_bytes,
 	    .blobs = blobstore,
+	    .artifacts = artstore,
 	    .submit = submit_record,
 	    .submit_arg = &ag,
 	    .live_changed = live_changed,
@@ -971,6 +985,7 @@ out:
 		log_error("final sync of the log failed: %s", trackd_strerror(rv));
 		exit_code = 1;
 	}
+	artifacts_free(artstore);
 	blobs_free(blobstore);
 	sessions_free(sess);
 	run_owners_free(owners);

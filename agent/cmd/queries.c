@@ -158,6 +158,94 @@ static int on_rename(const struct query_call *c, Trackd__V1__QueryReply *r, char
 	return 0;
 }
 
+/* ---- artifact store (fed by the local sink: a query first lets it catch up) ---- */
+
+static int no_store(const struct query_call *c, char *err, size_t errlen)
+{
+	if (c->st->artifacts)
+		return 0;
+	snprintf(err, errlen, "the agent is starting; try again");
+	return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+}
+
+static int on_artifacts(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                        size_t errlen)
+{
+	int code = no_store(c, err, errlen);
+	if (code)
+		return code;
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_ARTIFACTS;
+	return artifacts_query_list(c->st->artifacts, c->q->artifacts, c->uid, c->admin,
+	                            c->max_bytes, &r->artifacts, err, errlen);
+}
+
+static int on_artifact(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                       size_t errlen)
+{
+	int code = no_store(c, err, errlen);
+	if (code)
+		return code;
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_ARTIFACT;
+	return artifacts_query_one(c->st->artifacts, c->q->artifact, c->uid, c->admin,
+	                           &r->artifact, err, errlen);
+}
+
+static int on_artifact_file(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                            size_t errlen)
+{
+	int code = no_store(c, err, errlen);
+	if (code)
+		return code;
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_ARTIFACT_FILE;
+	return artifacts_query_file(c->st->artifacts, c->q->artifact_file, c->uid, c->admin,
+	                            c->max_bytes, &r->artifact_file, err, errlen);
+}
+
+/* trackctl artifact alias / delete: checked here for the caller, made
+ * durable as an ArtifactChange record of the run that logged the version,
+ * applied by the local sink in log order (artifacts.h). */
+static int on_artifact_change(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,
+                              size_t errlen)
+{
+	int code = no_store(c, err, errlen);
+	if (code)
+		return code;
+	if (!c->st->submit) {
+		snprintf(err, errlen, "the agent is starting; try again");
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	}
+	Trackd__V1__ArtifactChange change;
+	char run_id[256];
+	code = artifacts_prepare_change(c->st->artifacts, c->q->artifact_change, c->uid, c->admin,
+	                                &change, run_id, sizeof run_id, err, errlen);
+	if (code)
+		return code;
+	Trackd__V1__Record rec = TRACKD__V1__RECORD__INIT;
+	rec.run_id = run_id;
+	rec.body_case = TRACKD__V1__RECORD__BODY_ARTIFACT_CHANGE;
+	rec.artifact_change = &change;
+	int rv = c->st->submit(c->st->submit_arg, &rec);
+	if (rv) {
+		artifacts_change_fini(&change);
+		snprintf(err, errlen, "cannot record the change now: %s", trackd_strerror(rv));
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	}
+	Trackd__V1__ArtifactChangeReply *rep = malloc(sizeof *rep);
+	if (rep) {
+		trackd__v1__artifact_change_reply__init(rep);
+		rep->path = change.artifact; /* moved */
+		change.artifact = NULL;
+	}
+	artifacts_change_fini(&change);
+	if (!rep) {
+		snprintf(err, errlen, "out of memory");
+		return TRACKD__V1__ERROR_CODE__ERROR_UNAVAILABLE;
+	}
+	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_ARTIFACT_CHANGE;
+	r->artifact_change = rep;
+	return 0;
+}
+
 /* ---- wandb sink ---- */
 
 static int on_wandb(const struct query_call *c, Trackd__V1__QueryReply *r, char *err, size_t errlen)
@@ -220,6 +308,10 @@ static const struct query_route routes[] = {
     {TRACKD__V1__QUERY__REQUEST_CONSOLE, NEEDS_LOCAL, NULL, on_console},
     {TRACKD__V1__QUERY__REQUEST_FILES, NEEDS_LOCAL, NULL, on_files},
     {TRACKD__V1__QUERY__REQUEST_RUN_FILE_READ, NEEDS_LOCAL, NULL, on_run_file_read},
+    {TRACKD__V1__QUERY__REQUEST_ARTIFACTS, NEEDS_LOCAL, NULL, on_artifacts},
+    {TRACKD__V1__QUERY__REQUEST_ARTIFACT, NEEDS_LOCAL, NULL, on_artifact},
+    {TRACKD__V1__QUERY__REQUEST_ARTIFACT_FILE, NEEDS_LOCAL, NULL, on_artifact_file},
+    {TRACKD__V1__QUERY__REQUEST_ARTIFACT_CHANGE, NEEDS_LOCAL, NULL, on_artifact_change},
     {TRACKD__V1__QUERY__REQUEST_WANDB, NEEDS_WANDB, WANDB_OFF, on_wandb},
     {TRACKD__V1__QUERY__REQUEST_RETRY, NEEDS_WANDB, WANDB_OFF, on_retry},
     {TRACKD__V1__QUERY__REQUEST_SYNC, NEEDS_LOCAL | NEEDS_WANDB, SYNC_OFF, on_sync},

@@ -27,6 +27,10 @@
 struct query_stages {
 	local_sink *local; /* NULL while the agent starts */
 	wandb_sink *wandb; /* NULL when sinks.wandb is off */
+	artifacts *artifacts; /* the artifact store (NULL while the agent starts) */
+	/* Appends an agent-made record through ingest (artifact changes). */
+	int (*submit)(void *arg, const Trackd__V1__Record *rec);
+	void *submit_arg;
 };
 
 int queries_answer(const struct query_stages *st, const uint8_t *query, size_t len, uint32_t uid,

@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include "trackd/v1/wire.h"
+#include "artifact_names.h"
 #include "run_files.h"
 #include "utf8.h"
 
@@ -178,6 +179,11 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 		if (has(f, TRACKD__V1__RECORD__BODY_METADATA))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 			            "run metadata is written by the agent only");
+		/* Its uid names whose store it changes: the agent checks the caller. */
+		if (has(f, TRACKD__V1__RECORD__BODY_ARTIFACT_CHANGE))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "artifact changes are written by the agent only (trackctl "
+			            "artifact alias / delete)");
 		int rc = check_oneof_single(w, f, WIRE_NUM(RECORD, START),
 		                            TRACKD__V1__RECORD__BODY_STATS, "record body", true);
 		if (rc == 0) {
@@ -253,6 +259,68 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 			            "file name is empty, absolute, longer than %u bytes, or has "
 			            "an empty, '.' or '..' component",
 			            TRACKD_MAX_FILE_NAME_BYTES);
+		return 0;
+	}
+	/* Artifacts: the rules of common/artifact_names.h, so that a record the
+	 * artifact store would refuse never reaches the log (the client checks
+	 * the same first). Each alias is checked by the store. */
+	if (d == &trackd__v1__artifact_log__descriptor) {
+		enum {
+			NAME = WIRE_NUM(ARTIFACT_LOG, NAME),
+			TYPE = WIRE_NUM(ARTIFACT_LOG, TYPE),
+			META = WIRE_NUM(ARTIFACT_LOG, METADATA_JSON),
+			ALIASES = WIRE_NUM(ARTIFACT_LOG, ALIASES),
+			ENTRIES = WIRE_NUM(ARTIFACT_LOG, ENTRIES)
+		};
+		if (!has(f, NAME) || !artifact_name_valid((const char *)f->data[NAME], f->len[NAME]))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "artifact name is not a name (1-%u bytes of [A-Za-z0-9_.-], not "
+			            "'.' or '..')",
+			            TRACKD_ARTIFACT_MAX_NAME_BYTES);
+		if (!has(f, TYPE) || !artifact_name_valid((const char *)f->data[TYPE], f->len[TYPE]))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "artifact type is not a name");
+		if (has(f, META) && f->len[META] > TRACKD_ARTIFACT_MAX_METADATA_BYTES)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "artifact metadata: %zu bytes, limit %u", f->len[META],
+			            TRACKD_ARTIFACT_MAX_METADATA_BYTES);
+		if (has(f, ALIASES) && f->count[ALIASES] > TRACKD_ARTIFACT_MAX_ALIASES)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "%u artifact aliases, limit %u", f->count[ALIASES],
+			            TRACKD_ARTIFACT_MAX_ALIASES);
+		if (has(f, ENTRIES) && f->count[ENTRIES] > TRACKD_ARTIFACT_MAX_ENTRIES)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_TOO_LARGE,
+			            "%u artifact entries, limit %u", f->count[ENTRIES],
+			            TRACKD_ARTIFACT_MAX_ENTRIES);
+		return 0;
+	}
+	if (d == &trackd__v1__artifact_entry__descriptor) {
+		enum {
+			PATH = WIRE_NUM(ARTIFACT_ENTRY, PATH),
+			SHA = WIRE_NUM(ARTIFACT_ENTRY, SHA256),
+			MD5 = WIRE_NUM(ARTIFACT_ENTRY, MD5_B64),
+			REF = WIRE_NUM(ARTIFACT_ENTRY, REF)
+		};
+		if (!has(f, PATH) || !files_name_valid((const char *)f->data[PATH], f->len[PATH]))
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "artifact entry path is empty, absolute, longer than %u bytes, or "
+			            "has an empty, '.' or '..' component",
+			            TRACKD_MAX_FILE_NAME_BYTES);
+		bool file = has(f, SHA) && f->len[SHA] == 32 && has(f, MD5) && f->len[MD5] > 0;
+		bool ref = !has(f, SHA) && has(f, REF) && f->len[REF] > 0 &&
+		           f->len[REF] <= TRACKD_ARTIFACT_MAX_REF_BYTES;
+		if (!file && !ref)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "artifact entry is neither a file (sha256 of 32 bytes, md5) nor a "
+			            "reference (a URI of at most %u bytes)",
+			            TRACKD_ARTIFACT_MAX_REF_BYTES);
+		return 0;
+	}
+	if (d == &trackd__v1__artifact_use__descriptor) {
+		enum { ART = WIRE_NUM(ARTIFACT_USE, ARTIFACT) };
+		if (!has(f, ART) || f->len[ART] == 0)
+			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			            "artifact use names no artifact");
 		return 0;
 	}
 	if (d == &trackd__v1__run_environment__descriptor) {

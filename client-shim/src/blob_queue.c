@@ -159,6 +159,26 @@ int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, uint64_t len, const u
 	return TD_OK;
 }
 
+int tdi_blob_enqueue_file_locked(struct td_run *run, char *path, size_t len,
+                                 const uint8_t digest[32])
+{
+	struct tdi_blob_queue *q = &run->blobs;
+	for (struct tdi_blob *b = q->head; b; b = b->next)
+		if (memcmp(b->digest, digest, 32) == 0) {
+			free(path);
+			return TD_OK;
+		}
+	struct tdi_blob *b = calloc(1, sizeof *b);
+	if (!b)
+		return tdi_fail(TD_ERR_NOMEM, "out of memory queueing a file");
+	memcpy(b->digest, digest, 32);
+	b->path = path;
+	b->fd = -1;
+	b->len = len;
+	append(run, b);
+	return TD_OK;
+}
+
 static void pop(struct td_run *run)
 {
 	struct tdi_blob_queue *q = &run->blobs;
@@ -169,9 +189,10 @@ static void pop(struct td_run *run)
 	if (b->fd >= 0) {
 		q->disk_bytes -= b->len;
 		close(b->fd); /* unnamed: the copy goes with it */
-	} else {
+	} else if (!b->path) {
 		q->bytes -= b->len;
 	}
+	free(b->path);
 	free(b->data);
 	free(b);
 	pthread_cond_broadcast(&run->drained);
@@ -208,7 +229,7 @@ int tdi_blob_exchange(nng_socket sock, const char *url, struct tdi_blob_send *t,
 	Trackd__V1__BlobChunk bc = TRACKD__V1__BLOB_CHUNK__INIT;
 	ProtobufCBinaryData digest = {.len = 32, .data = t->digest};
 	size_t n = 0;
-	uint8_t *piece = NULL; /* a piece read from t->fd */
+	uint8_t *piece = NULL; /* a piece read from t->path or t->fd */
 	if (!t->asked) {
 		req.body_case = TRACKD__V1__REQUEST__BODY_BLOB_QUERY;
 		req.blob_query = &bq;
@@ -229,12 +250,30 @@ int tdi_blob_exchange(nng_socket sock, const char *url, struct tdi_blob_send *t,
 		bc.data.len = n;
 		if (t->data) {
 			bc.data.data = (uint8_t *)t->data + t->offset;
+		} else if (t->path) {
+			/* The user's own file, read again: one that changed is not sent. */
+			int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+			piece = malloc(n ? n : 1);
+			int rc = fd >= 0 && piece ? fs_pread_all(fd, piece, n, t->offset) : -1;
+			if (fd >= 0)
+				close(fd);
+			if (rc != 0) {
+				snprintf(why, why_len, "%s",
+				         !piece ? "out of memory reading a file"
+				                : "the file is shorter than when it was added (it "
+				                  "changed): not sent");
+				bool refused = piece != NULL;
+				free(piece);
+				return refused ? TDI_BLOB_REFUSED : TDI_BLOB_RETRY;
+			}
+			bc.data.data = piece;
 		} else if (!(piece = malloc(n ? n : 1)) ||
-		           fs_pread_all(t->fd, piece, n, (off_t)t->offset) != 0) {
+		           fs_pread_all(t->fd, piece, n, t->offset) != 0) {
 			snprintf(why, why_len, "cannot read the file's copy in the spool dir: %s",
 			         piece ? strerror(errno) : "out of memory");
+			bool refused = piece != NULL;
 			free(piece);
-			return piece ? TDI_BLOB_REFUSED : TDI_BLOB_RETRY;
+			return refused ? TDI_BLOB_REFUSED : TDI_BLOB_RETRY;
 		} else {
 			bc.data.data = piece;
 		}
@@ -295,6 +334,7 @@ int tdi_blob_step_locked(struct td_run *run)
 	                          .data = b->data,
 	                          .fd = b->fd,
 	                          .len = b->len,
+	                          .path = b->path,
 	                          .piece = piece_bytes(lim.message_bytes),
 	                          .asked = b->asked,
 	                          .offset = b->offset};
@@ -339,6 +379,27 @@ int tdi_blob_step_locked(struct td_run *run)
 
 /* ---- files at finish: into the spool dir ----------------------------------- */
 
+/* The first len bytes of the file `path` onto `to`. */
+static int copy_file(const char *path, int to, size_t len)
+{
+	int from = open(path, O_RDONLY | O_CLOEXEC);
+	if (from < 0)
+		return -1;
+	uint8_t buf[1 << 16];
+	size_t done = 0;
+	while (done < len) {
+		size_t want = len - done < sizeof buf ? len - done : sizeof buf;
+		ssize_t k = pread(from, buf, want, (off_t)done);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0 || fs_write_all(to, buf, (size_t)k) != 0)
+			break;
+		done += (size_t)k;
+	}
+	close(from);
+	return done == len ? 0 : -1;
+}
+
 int tdi_blob_spool_locked(struct td_run *run, size_t *written)
 {
 	*written = 0;
@@ -368,11 +429,12 @@ int tdi_blob_spool_locked(struct td_run *run, size_t *written)
 			ok = fdatasync(b->fd) == 0 &&
 			     linkat(AT_FDCWD, self, dir_fd, tmp, AT_SYMLINK_FOLLOW) == 0;
 		} else {
-			int fd =
-			    openat(dir_fd, tmp,
-			           O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-			ok =
-			    fd >= 0 && fs_write_all(fd, b->data, b->len) == 0 && fdatasync(fd) == 0;
+			int fd = openat(dir_fd, tmp,
+			                O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+			ok = fd >= 0 &&
+			     (b->path ? copy_file(b->path, fd, b->len)
+			              : fs_write_all(fd, b->data, b->len)) == 0 &&
+			     fdatasync(fd) == 0;
 			if (fd >= 0)
 				close(fd);
 		}

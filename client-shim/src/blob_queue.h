@@ -21,15 +21,18 @@
  * process killed outright loses its queued files (its spooled rows then
  * name files the agent lacks: the agent logs each).
  *
- * Where the bytes wait: in memory (media values, td_save_file's bytes), or in
+ * Where the bytes wait: in memory (media values, td_save_file's bytes), in
  * an unnamed file of the spool dir (td_save_path: O_TMPFILE, so a process
- * killed outright leaves nothing behind), read back in pieces when sent.
+ * killed outright leaves nothing behind), or in the user's own file, read
+ * again as it is sent (an artifact's files, td_artifact_add_file: a file that
+ * changed meanwhile is refused); the last two are read back in pieces.
  *
  * Bounds: the bytes queued in memory never exceed the run's max_buffer_bytes
- * (a second bound beside the records' buffer), those queued on disk the
- * run's max_spool_bytes; a blob that would pass its bound is refused with
- * TD_ERR_FULL (one larger than the bound itself with TD_ERR_INVALID: it could
- * never fit). A digest already queued is not queued twice.
+ * (a second bound beside the records' buffer), those queued in spool copies
+ * the run's max_spool_bytes (artifact files take neither); a blob that would
+ * pass its bound is refused with TD_ERR_FULL (one larger than the bound
+ * itself with TD_ERR_INVALID: it could never fit). A digest already queued is
+ * not queued twice.
  *
  * Threading: everything here is guarded by the run's mu; the sender's step
  * lets go of it for the exchange.
@@ -48,9 +51,13 @@ struct td_run;
 struct tdi_blob {
 	struct tdi_blob *next;
 	uint8_t digest[32];
-	uint8_t *data; /* owned; NULL when the bytes are in fd */
-	int fd;        /* owned: an unnamed spool file holding them; -1 in memory */
+	uint8_t *data; /* owned; NULL when the bytes are in fd or path */
+	int fd;        /* owned: an unnamed spool file holding them; -1 otherwise */
 	size_t len;
+	/* Read from the file `path` (owned, absolute) piece by piece as it is
+	 * sent instead of held in memory (td_artifact_add_file): not counted in
+	 * the bound, and no fd held while it waits. */
+	char *path;
 	uint64_t offset; /* next piece to send */
 	bool asked;      /* the agent said it lacks it */
 };
@@ -89,6 +96,15 @@ int tdi_blob_spool_room_locked(struct td_run *run, uint64_t len);
  * mu held. */
 int tdi_blob_enqueue_fd_locked(struct td_run *run, int fd, uint64_t len, const uint8_t digest[32]);
 
+/* Queues the content of the file `path` (absolute; owned on success, freed
+ * here when the digest is queued already), `len` bytes hashed as `digest` by
+ * the caller: read again piece by piece as it is sent, so it takes no memory
+ * in the queue. A file that changed since (shorter: refused here; other
+ * content: the agent's SHA-256 check refuses it) is dropped as a refused
+ * file. mu held. */
+int tdi_blob_enqueue_file_locked(struct td_run *run, char *path, size_t len,
+                                 const uint8_t digest[32]);
+
 /* One exchange for the oldest blob (mu held, let go during I/O). Returns
  * 0 when it moved on, 1 when it should be retried after a backoff. */
 int tdi_blob_step_locked(struct td_run *run);
@@ -100,9 +116,10 @@ struct tdi_blob_send {
 	const uint8_t *data; /* the bytes, or NULL: read from fd */
 	int fd;
 	size_t len;
-	size_t piece;    /* bytes per BlobChunk (the agent's limit lowers it) */
-	bool asked;      /* the agent said it lacks it */
-	uint64_t offset; /* next piece */
+	const char *path; /* pieces are read from this file instead of data */
+	size_t piece;     /* bytes per BlobChunk (the agent's limit lowers it) */
+	bool asked;       /* the agent said it lacks it */
+	uint64_t offset;  /* next piece */
 	uint64_t bytes_sent;
 };
 enum {

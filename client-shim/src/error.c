@@ -41,6 +41,7 @@ const char *td_strerror(int err)
 	case TD_ERR_TRANSPORT: return "could not set up the connection to the agent";
 	case TD_ERR_REJECTED: return "the agent refused the request";
 	case TD_ERR_NOT_FOUND: return "no such run";
+	case TD_ERR_CORRUPT: return "content failed its digest check";
 	}
 	return "unknown error";
 }

@@ -88,7 +88,22 @@ int tdi_agent_query(const char *url, const td_query *q, int timeout_ms, char **j
 	Trackd__V1__HistoryRequest history = TRACKD__V1__HISTORY_REQUEST__INIT;
 	Trackd__V1__RenameRequest rename = TRACKD__V1__RENAME_REQUEST__INIT;
 	Trackd__V1__FilesRequest files = TRACKD__V1__FILES_REQUEST__INIT;
+	Trackd__V1__ArtifactsRequest arts = TRACKD__V1__ARTIFACTS_REQUEST__INIT;
+	Trackd__V1__ArtifactRequest art = TRACKD__V1__ARTIFACT_REQUEST__INIT;
 	switch (q->kind) {
+	case TD_QUERY_ARTIFACTS:
+		arts.project = (char *)q->project;
+		arts.type = (char *)q->type;
+		arts.name = (char *)q->name;
+		query.request_case = TRACKD__V1__QUERY__REQUEST_ARTIFACTS;
+		query.artifacts = &arts;
+		break;
+	case TD_QUERY_ARTIFACT:
+		art.artifact = (char *)q->artifact;
+		art.project = (char *)q->project;
+		query.request_case = TRACKD__V1__QUERY__REQUEST_ARTIFACT;
+		query.artifact = &art;
+		break;
 	case TD_QUERY_RUNS:
 		runs.project = (char *)q->project;
 		runs.state = (char *)q->state;

@@ -223,7 +223,7 @@ def test_one_line_switch_and_failures(store, tmp_path):
         import trackd.wandb as wandb
         for name, call in [("wandb.Audio", lambda: wandb.Audio("x.wav")),
                            ("wandb.Video", lambda: wandb.Video("x.mp4")),
-                           ("wandb.Artifact", lambda: wandb.Artifact("a", type="model")),
+                           ("use_model", lambda: wandb.use_model("m:latest")),
                            ("restore", lambda: wandb.restore("model.pt"))]:
             try:
                 call()

@@ -14,6 +14,7 @@
  *     session and seq from it, and validate_batch_runs (the run-ownership check)
  *     the same run ids and RunStarts as protobuf-c decodes.
  * A broken rule aborts with a message naming it: that is a bug in validate.c. */
+#include "artifact_names.h"
 #include "ingest.h"
 #include "run_files.h"
 #include "validate.h"
@@ -175,6 +176,26 @@ static void check_record(struct tally *t, const Trackd__V1__Record *r, size_t i)
 		 * agent's counter bases. */
 		if (!r->stats->has_time_us || r->stats->boot_id || r->stats->n_bases)
 			bug("%s: a client's sample decodes without time_us or with bases", where);
+		break;
+	case TRACKD__V1__RECORD__BODY_LOG_ARTIFACT: {
+		const Trackd__V1__ArtifactLog *a = r->log_artifact;
+		if (!a->name || !artifact_name_valid(a->name, strlen(a->name)) || !a->type ||
+		    !artifact_name_valid(a->type, strlen(a->type)) ||
+		    a->n_aliases > TRACKD_ARTIFACT_MAX_ALIASES ||
+		    a->n_entries > TRACKD_ARTIFACT_MAX_ENTRIES)
+			bug("%s: an artifact decodes with a bad name, type or count", where);
+		for (size_t k = 0; k < a->n_entries; k++) {
+			const Trackd__V1__ArtifactEntry *e = a->entries[k];
+			bool file = e->has_sha256 && e->sha256.len == 32 && e->md5_b64 && *e->md5_b64;
+			if (!e->path || !files_name_valid(e->path, strlen(e->path)) ||
+			    (!file && !(e->ref && *e->ref && !e->has_sha256)))
+				bug("%s: an artifact entry decodes with a bad path or digest", where);
+		}
+		break;
+	}
+	case TRACKD__V1__RECORD__BODY_USE_ARTIFACT:
+		if (!r->use_artifact->artifact || !*r->use_artifact->artifact)
+			bug("%s: an artifact use decodes without its artifact", where);
 		break;
 	case TRACKD__V1__RECORD__BODY_CONSOLE:
 	case TRACKD__V1__RECORD__BODY_EXIT:

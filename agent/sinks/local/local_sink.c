@@ -4,6 +4,7 @@
 #include "environment.h"
 #include "errors.h"
 #include "files.h"
+#include "json_write.h"
 #include "log.h"
 #include "proc.h"
 
@@ -395,6 +396,73 @@ static struct active_run *route(struct local_sink *s, const Trackd__V1__Record *
 	return NULL;
 }
 
+/* An artifact record: applied to the artifact store (artifacts.h), and
+ * noted in the run's artifacts.jsonl ({"logged"|"used": "entity/project/
+ * name:vN"}), the run's side of the lineage (a replay may note it twice). */
+static void apply_artifact(struct local_sink *s, struct active_run *ar,
+                           const Trackd__V1__Record *rec, const struct record_origin *o)
+{
+	if (!s->opts.artifacts)
+		return;
+	const struct run *r = ar->run;
+	struct artifacts_origin ao = {.uid = o->uid,
+	                              .entity = r->entity ? r->entity : "",
+	                              .project = r->project ? r->project : "",
+	                              .run_id = r->id,
+	                              .time_us = o->recv_time_us,
+	                              .index = o->index,
+	                              .position = s->applying_position};
+	char err[512] = "", ref[1024];
+	uint32_t version = 0;
+	int rv;
+	const char *key;
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_LOG_ARTIFACT) {
+		rv = artifacts_apply_log(s->opts.artifacts, &ao, rec->log_artifact, &version, err,
+		                         sizeof err);
+		key = "logged";
+		snprintf(ref, sizeof ref, "%.300s/%.300s/%.200s:v%" PRIu32, ao.entity, ao.project,
+		         rec->log_artifact->name ? rec->log_artifact->name : "", version);
+	} else if (rec->body_case == TRACKD__V1__RECORD__BODY_ARTIFACT_CHANGE) {
+		/* The agent's own record: its store is the uid it names. */
+		rv = artifacts_apply_change(s->opts.artifacts, &ao, rec->artifact_change, err,
+		                            sizeof err);
+		if (rv == TRACKD_ENOENT) {
+			log_warn("local sink: artifact change at index %" PRIu64 ": %s", o->index,
+			         err);
+			return;
+		}
+		if (!rv)
+			log_info("artifact %s changed (%s)", rec->artifact_change->artifact,
+			         rec->artifact_change->delete_ ? "deleted" : "aliases");
+		if (rv)
+			count(&s->write_errors);
+		if (rv)
+			log_error("local sink: artifact change at index %" PRIu64 " not applied: %s",
+			          o->index, err[0] ? err : trackd_strerror(rv));
+		return;
+	} else {
+		rv = artifacts_apply_use(s->opts.artifacts, &ao, rec->use_artifact, err, sizeof err);
+		key = "used";
+		snprintf(ref, sizeof ref, "%.1000s",
+		         rec->use_artifact->artifact ? rec->use_artifact->artifact : "");
+	}
+	if (rv) {
+		count(&s->write_errors);
+		log_error("local sink: run %s: artifact record at index %" PRIu64 " not applied: %s",
+		          r->id, o->index, err[0] ? err : trackd_strerror(rv));
+		return;
+	}
+	struct buf line;
+	buf_init(&line, 8192);
+	int wrv = buf_printf(&line, "{\"%s\":", key);
+	wrv = wrv ? wrv : json_write_string(&line, ref);
+	wrv = wrv ? wrv : buf_puts(&line, "}\n");
+	if (wrv || file_append(ar->dir, ARTIFACTS_NOTE_FILE, line.data, line.len) != 0)
+		log_warn("local sink: run %s: cannot note the artifact in %s", r->id,
+		         ARTIFACTS_NOTE_FILE);
+	buf_fini(&line);
+}
+
 static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
                          const struct record_origin *o)
 {
@@ -446,6 +514,10 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 		         " was dropped",
 		         r->id, r->step);
 	}
+	if (rec->body_case == TRACKD__V1__RECORD__BODY_LOG_ARTIFACT ||
+	    rec->body_case == TRACKD__V1__RECORD__BODY_USE_ARTIFACT ||
+	    rec->body_case == TRACKD__V1__RECORD__BODY_ARTIFACT_CHANGE)
+		apply_artifact(s, ar, rec, o);
 	if ((rec->body_case == TRACKD__V1__RECORD__BODY_HISTORY ||
 	     rec->body_case == TRACKD__V1__RECORD__BODY_FILE) &&
 	    sink_materialise_files(s, ar, rec, o->uid) > 0)
@@ -507,8 +579,10 @@ static int apply_entry(struct local_sink *s, uint64_t index, const void *data, s
 			return TRACKD_EAGAIN;
 		}
 	}
-	for (size_t i = 0; i < e->batch->n_records; i++)
+	for (size_t i = 0; i < e->batch->n_records; i++) {
+		s->applying_position = (uint32_t)i;
 		apply_record(s, e->batch->records[i], &o);
+	}
 	trackd__v1__log_entry__free_unpacked(e, NULL);
 	return TRACKD_OK;
 }

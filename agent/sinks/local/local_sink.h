@@ -49,6 +49,7 @@
 #ifndef TRACKD_SINKS_LOCAL_H
 #define TRACKD_SINKS_LOCAL_H
 
+#include "artifacts.h"
 #include "blobs.h"
 #include "buf.h"
 #include "run.h"
@@ -74,6 +75,9 @@ struct local_sink_options {
 	uint32_t crash_poll_ms;          /* default 250 */
 	uint32_t max_active_runs;        /* runs kept in memory while running (default 4096) */
 	blobs *blobs; /* files named by records come from here (NULL: none); borrowed */
+	/* ArtifactLog / ArtifactUse records are applied to it, in log order
+	 * (artifacts.h: replay-safe). NULL: none (such records are skipped). */
+	artifacts *artifacts;
 	/* Appends an agent-generated record (crash mark, rename) through ingest,
 	 * which frames it (the sink builds no wire bytes). `rec` is borrowed: it is
 	 * packed before the call returns. Must be thread-safe. */

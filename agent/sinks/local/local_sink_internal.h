@@ -71,6 +71,7 @@ struct local_sink {
 	bool reread;          /* the reader must go back to processed_index */
 	int create_error;     /* why open_for_start could not create a run dir */
 	size_t pending_bytes; /* lines applied, not yet appended (PENDING_FLUSH_BYTES) */
+	uint32_t applying_position; /* of the record being applied, in its batch */
 
 	_Atomic int64_t heartbeat_us; /* the sink thread's last loop */
 	/* processed_index and the count of running runs as of the sink thread's

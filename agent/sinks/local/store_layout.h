@@ -19,6 +19,9 @@
 #define METADATA_FILE      "metadata.json"
 #define RUN_FILES_SUBDIR   "files"       /* media and saved files, W&B's layout */
 #define RUN_FILES_MANIFEST "files.jsonl" /* one line per file materialised */
+/* One line per artifact version the run logged or used (the run's side of
+ * the lineage; the versions' side is in the artifact store). */
+#define ARTIFACTS_NOTE_FILE "artifacts.jsonl"
 #define SNAPSHOT_FILE      ".snapshot"
 #define SNAPSHOT_MAX_BYTES LOCAL_STORE_SNAPSHOT_MAX_BYTES
 

@@ -80,6 +80,7 @@ typedef enum td_error {
 	TD_ERR_TRANSPORT = -6, /* could not set up the connection machinery */
 	TD_ERR_REJECTED = -7,  /* the agent refused records or a query (td_last_error) */
 	TD_ERR_NOT_FOUND = -8, /* query: the agent has no such run */
+	TD_ERR_CORRUPT = -9,   /* downloaded content failed its digest check */
 } td_error;
 
 typedef enum td_type {
@@ -379,6 +380,11 @@ typedef enum td_query_kind {
 	TD_QUERY_HISTORY = 3, /* run, keys, from_line, max_lines */
 	TD_QUERY_RENAME = 4,  /* run, name, set_tags, tags, notes */
 	TD_QUERY_FILES = 5,   /* run: its files (name, size, sha256, kind) */
+	/* project, type, name: the artifact versions the caller may read */
+	TD_QUERY_ARTIFACTS = 6,
+	/* artifact ("[[entity/]project/]name[:alias|:vN]"), project: one version,
+	 * its entries and manifest */
+	TD_QUERY_ARTIFACT = 7,
 } td_query_kind;
 
 /* One query to the agent's run store (NULL / 0 fields are left out; fields
@@ -406,6 +412,9 @@ typedef struct td_query {
 	const char *const *tags;
 	size_t n_tags;
 	const char *notes;
+	/* artifacts: only versions of this type; artifact: the reference */
+	const char *type;
+	const char *artifact;
 } td_query;
 
 /* Sends one query (socket_url NULL: TRACKD_SOCKET, else the default path) and
@@ -415,6 +424,54 @@ typedef struct td_query {
  * answer → TD_ERR_TRANSPORT. */
 TD_API int td_query_agent(const char *socket_url, const td_query *q, int timeout_ms,
                           char **json_out);
+
+/* Materialises the artifact version `artifact` (as TD_QUERY_ARTIFACT, with
+ * `project` the default project or NULL) under `root`: every file entry is
+ * read from the agent in pieces, written to a temporary name beside its
+ * place, checked against the manifest (size, SHA-256, W&B's MD5) and only
+ * then renamed to root/<path>; a file that fails the check is deleted and
+ * the call fails with TD_ERR_CORRUPT naming it (the agent's store holds a
+ * damaged blob): nothing unchecked is ever left under its name. References
+ * are not fetched. On success *json_out (td_free; may be NULL) is the
+ * ArtifactReply as td_query_agent gives it. */
+TD_API int td_artifact_download(const char *socket_url, const char *artifact,
+                                const char *project, const char *root, int timeout_ms,
+                                char **json_out);
+
+/* ---- artifacts (W&B's log_artifact / use_artifact) ------------------------ */
+
+typedef struct td_artifact td_artifact;
+
+/* Starts an artifact version that `run` will log: name and type are names
+ * (1-128 bytes of [A-Za-z0-9_.-], not '.' or '..'); description and
+ * metadata_json (a JSON object, at most 64 KiB) may be NULL. *out is the
+ * caller's (td_artifact_free), whether or not it is committed. */
+TD_API int td_artifact_begin(td_run *run, const char *name, const char *type,
+                             const char *description, const char *metadata_json,
+                             td_artifact **out);
+/* Adds a file of `len` bytes as `path` (normalised as td_save_file's names;
+ * each path once; at most 10000 entries). The bytes are copied and queued for
+ * the agent at once (waiting while the client's max_buffer_bytes is full
+ * with files not yet taken; TD_ERR_FULL for a file larger than that bound). */
+TD_API int td_artifact_add_bytes(td_artifact *a, const char *path, const void *data, size_t len);
+/* Adds the file at local_path as `path`: its digests are computed here in one
+ * read, and its content is read again (by its absolute path) piece by piece
+ * as it is sent: it takes no memory in the queue, whatever its size, and no
+ * file descriptor while it waits.
+ * The file must not change until the run has sent it: a file that did is
+ * refused (by the agent's SHA-256 check) and the version is not made. */
+TD_API int td_artifact_add_file(td_artifact *a, const char *path, const char *local_path);
+/* Adds a reference: `uri` recorded as path's entry, never fetched. */
+TD_API int td_artifact_add_reference(td_artifact *a, const char *path, const char *uri);
+/* Records the version with aliases[0..n_aliases) (at most 32, each a name
+ * that is not "vN"; "latest" is always given to a new version by the agent).
+ * The agent makes the version once every file is stored; identical content
+ * is the existing version (aliases added). */
+TD_API int td_artifact_commit(td_artifact *a, const char *const *aliases, size_t n_aliases);
+TD_API void td_artifact_free(td_artifact *a);
+/* Records that the run used `resolved` ("entity/project/name:vN", as the
+ * TD_QUERY_ARTIFACT answer's artifact.path): lineage. */
+TD_API int td_use_artifact(td_run *run, const char *resolved);
 
 /* The agent's status (StatusReply) as a JSON object; errors as td_query_agent. */
 TD_API int td_status_agent(const char *socket_url, int timeout_ms, char **json_out);

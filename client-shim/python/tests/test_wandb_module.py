@@ -127,7 +127,7 @@ def test_define_metric_summary_mapping(clean):
     assert "glob names" in clean.getvalue() and "step_metric not supported" in clean.getvalue()
 
 
-@pytest.mark.parametrize("name", ["Audio", "Video", "Artifact"])
+@pytest.mark.parametrize("name", ["Audio", "Video", "Html"])
 def test_unsupported_classes_name_the_feature(name):
     with pytest.raises(NotImplementedError, match=f"wandb.{name} is not supported"):
         getattr(wandb, name)()
@@ -137,7 +137,7 @@ def test_unsupported_functions_name_the_feature():
     with pytest.raises(wandb.UnsupportedError, match="restore is not supported"):
         wandb.restore("model.pt")
     with pytest.raises(wandb.UnsupportedError, match="artifacts"):
-        wandb.use_artifact("model:latest")
+        wandb.use_model("model:latest")
 
 
 def test_media_classes_are_trackds_with_wandbs_signatures(clean):

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional
 
 from . import _run
 from ._api import Api, ApiRun
+from ._artifact import Artifact, ArtifactCorruptError
 from ._media import Histogram, Image, Table
 from ._run import Config, Run, Summary, init
 from .errors import (AgentError, AgentUnavailableError, InvalidValueError, NotFoundError,
@@ -25,6 +26,7 @@ from .errors import (AgentError, AgentUnavailableError, InvalidValueError, NotFo
 __version__ = "0.1.0"
 
 __all__ = ["init", "log", "finish", "Run", "Config", "Summary", "Api", "ApiRun",
+           "Artifact", "ArtifactCorruptError",
            "Image", "Histogram", "Table",
            "TrackdError", "InvalidValueError", "RunFinishedError", "AgentUnavailableError",
            "NotFoundError", "AgentError", "__version__"]

@@ -31,7 +31,8 @@ _HISTORY_PAGE = 1000
 
 _KINDS = {"runs": _lib.TD_QUERY_RUNS, "run": _lib.TD_QUERY_RUN,
           "history": _lib.TD_QUERY_HISTORY, "rename": _lib.TD_QUERY_RENAME,
-          "files": _lib.TD_QUERY_FILES}
+          "files": _lib.TD_QUERY_FILES, "artifacts": _lib.TD_QUERY_ARTIFACTS,
+          "artifact": _lib.TD_QUERY_ARTIFACT}
 
 
 def _query(socket: Optional[str], timeout: float, kind: str, **fields: Any) -> Dict[str, Any]:
@@ -39,7 +40,7 @@ def _query(socket: Optional[str], timeout: float, kind: str, **fields: Any) -> D
     q = _lib.TdQuery()
     keep: List[Any] = []
     q.kind = _KINDS[kind]
-    for name in ("run", "project", "state", "name", "stream", "notes"):
+    for name in ("run", "project", "state", "name", "stream", "notes", "type", "artifact"):
         value = fields.get(name)
         if value is not None:
             b = _lib.text(value, name)
@@ -238,6 +239,22 @@ class Api:
         run = dict(data["run"])
         run["upload"] = data.get("upload") or {}
         return ApiRun(self, run)
+
+    def artifact(self, name: str, type: Optional[str] = None) -> Any:
+        """One artifact version: "[[entity/]project/]name[:alias|:vN]" (no
+        alias: latest); NotFoundError if none, AgentError if another user's."""
+        from ._artifact import Artifact
+        a = Artifact._from_agent(self.socket, name)
+        if type is not None and a.type != type:
+            raise NotFoundError(f"trackd: artifact {name} has type {a.type}, not {type}")
+        return a
+
+    def artifacts(self, type_name: Optional[str] = None,
+                  name: Optional[str] = None) -> List[Any]:
+        """The versions the caller may read, of `type_name` and of the
+        collection `name` ("[entity/project/]name") when given, oldest first."""
+        from ._artifact import iter_versions
+        return list(iter_versions(self.socket, self.timeout, type_name, name))
 
     def status(self) -> Dict[str, Any]:
         """The agent's status (counters, state dir, version)."""

@@ -47,6 +47,7 @@ TD_ERR_TIMEOUT = -5
 TD_ERR_TRANSPORT = -6
 TD_ERR_REJECTED = -7
 TD_ERR_NOT_FOUND = -8
+TD_ERR_CORRUPT = -9
 
 TD_DOUBLE, TD_INT, TD_BOOL, TD_STRING, TD_MAP, TD_LIST, TD_NULL, TD_MEDIA = range(8)
 # td_media_kind
@@ -144,6 +145,7 @@ class TdFinishReport(ctypes.Structure):
 
 # td_query_kind
 TD_QUERY_RUNS, TD_QUERY_RUN, TD_QUERY_HISTORY, TD_QUERY_RENAME, TD_QUERY_FILES = 1, 2, 3, 4, 5
+TD_QUERY_ARTIFACTS, TD_QUERY_ARTIFACT = 6, 7
 
 
 class TdQuery(ctypes.Structure):
@@ -164,6 +166,8 @@ class TdQuery(ctypes.Structure):
         ("tags", ctypes.POINTER(ctypes.c_char_p)),
         ("n_tags", ctypes.c_size_t),
         ("notes", ctypes.c_char_p),
+        ("type", ctypes.c_char_p),
+        ("artifact", ctypes.c_char_p),
     ]
 
 
@@ -193,6 +197,17 @@ _SIGNATURES = {
                                       ctypes.POINTER(_P)]),
     "td_status_agent": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(_P)]),
     "td_free": (None, [_P]),
+    "td_artifact_begin": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                                         ctypes.c_char_p, ctypes.POINTER(_P)]),
+    "td_artifact_add_bytes": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p,
+                                             ctypes.c_size_t]),
+    "td_artifact_add_file": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p]),
+    "td_artifact_add_reference": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p]),
+    "td_artifact_commit": (ctypes.c_int, [_P, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]),
+    "td_artifact_free": (None, [_P]),
+    "td_use_artifact": (ctypes.c_int, [_P, ctypes.c_char_p]),
+    "td_artifact_download": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                                            ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(_P)]),
     "td_spool_flush": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
                                       ctypes.POINTER(ctypes.c_uint64)]),
     "td_strerror": (ctypes.c_char_p, [ctypes.c_int]),

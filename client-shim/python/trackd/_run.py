@@ -599,6 +599,51 @@ class Run:
         if rc != _lib.TD_OK:
             self._raise_for("save", rc)
 
+    def log_artifact(self, artifact_or_path: Any, name: Optional[str] = None,
+                     type: Optional[str] = None, aliases: Optional[List[str]] = None) -> Any:
+        """Logs an artifact version (W&B's run.log_artifact): a trackd.Artifact,
+        or a path to a file or directory (an artifact `name` of `type` is made
+        of it). Files are read here and queued for the agent; the agent makes
+        the version once they are all stored (artifact.wait() waits for it).
+        aliases default to ["latest"]."""
+        from ._artifact import Artifact, artifact_from_path
+        a = artifact_or_path
+        if not isinstance(a, Artifact):
+            a = artifact_from_path(str(artifact_or_path), name, type)
+        aliases = list(aliases) if aliases is not None else ["latest"]
+        if self._mode == "disabled":
+            return a
+        with self._lock:
+            self._check_open()
+            a._log_with(self, self._handle, aliases)
+        return a
+
+    def use_artifact(self, artifact_or_name: Any, type: Optional[str] = None,
+                     aliases: Optional[List[str]] = None) -> Any:
+        """Marks an artifact version as used by this run (lineage) and returns
+        it: "name[:alias|:vN]" (in this run's project), "project/name:…",
+        "entity/project/name:…", or an Artifact this process logged."""
+        from ._artifact import Artifact
+        if isinstance(artifact_or_name, Artifact):
+            a = artifact_or_name
+            a.wait()
+        else:
+            ref = str(artifact_or_name)
+            a = Artifact._from_agent(self._socket, ref, f"{self._entity}/{self._project}"
+                                     if ref.count("/") == 0 else None)
+        if type is not None and a.type != type:
+            raise ValueError(f"trackd: use_artifact: {a.source_qualified_name} has type "
+                             f"{a.type}, not {type}")
+        if self._mode == "disabled":
+            return a
+        with self._lock:
+            self._check_open()
+            rc = _lib.lib().td_use_artifact(self._handle,
+                                            _lib.text(a.source_qualified_name, "artifact"))
+        if rc != _lib.TD_OK:
+            self._raise_for("use_artifact", rc)
+        return a
+
     def save(self, glob_str: str, base_path: Optional[str] = None, policy: str = "live") -> List[str]:
         """Saves files matching glob_str with the run, as W&B's run.save: each
         as files/<path relative to base_path> (default: the glob's directory

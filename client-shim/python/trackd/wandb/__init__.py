@@ -21,7 +21,9 @@ terminal output (_term) and config rules, nothing of its own underneath.
     Api              → trackd.wandb._public (filters, history, scan_history)
     Image, Histogram, Table, save, log_code → trackd's media and files
                        (trackd.wandb._media, W&B's signatures)
-    Audio, Video, restore, Artifact, …  → trackd.wandb._unsupported (one place)
+    Artifact, log_artifact, use_artifact, Api().artifact(s) → trackd.Artifact and
+                       trackd.Run's (trackd._artifact; kept by the agent, not uploaded yet)
+    Audio, Video, restore, log_model, … → trackd.wandb._unsupported (one place)
 
 Threading: as trackd.Run; the module state (current run) is process-wide, as
 W&B's.
@@ -44,6 +46,7 @@ from . import _term
 from . import _media
 from ._media import Histogram, Image, Table
 from ._public import Api
+from .._artifact import Artifact as _TrackdArtifact
 from ._unsupported import CLASSES as _UNSUPPORTED_CLASSES
 from ._unsupported import FUNCTIONS as _UNSUPPORTED_FUNCTIONS
 from ._unsupported import UnsupportedError
@@ -462,6 +465,19 @@ class Run:
         """Saves files with the run (trackd.Run.save): W&B's run.save."""
         return _media.save(self._trackd, glob_str, base_path=base_path, policy=policy)
 
+    def log_artifact(self, artifact_or_path: Any, name: Optional[str] = None,
+                     type: Optional[str] = None, aliases: Optional[List[str]] = None,
+                     tags: Optional[List[str]] = None) -> "Artifact":
+        """W&B's run.log_artifact (trackd.Run.log_artifact); tags are not kept."""
+        return self._trackd.log_artifact(artifact_or_path, name=name, type=type,
+                                         aliases=aliases)
+
+    def use_artifact(self, artifact_or_name: Any, type: Optional[str] = None,
+                     aliases: Optional[List[str]] = None,
+                     use_as: Optional[str] = None) -> "Artifact":
+        """W&B's run.use_artifact (trackd.Run.use_artifact)."""
+        return self._trackd.use_artifact(artifact_or_name, type=type)
+
     def log_code(self, root: Optional[str] = ".", name: Optional[str] = None,
                  include_fn: Callable[..., bool] = _media._py_file,
                  exclude_fn: Optional[Callable[..., bool]] = None) -> List[str]:
@@ -778,6 +794,30 @@ def save(glob_str: Optional[str] = None, base_path: Optional[str] = None,
     return _require("wandb.save").save(glob_str, base_path=base_path, policy=policy)
 
 
+class Artifact(_TrackdArtifact):
+    """wandb.Artifact: trackd.Artifact with W&B's signature (incremental and
+    use_as are accepted and ignored)."""
+
+    def __init__(self, name: str, type: str, description: Optional[str] = None,
+                 metadata: Optional[Dict[str, Any]] = None, incremental: bool = False,
+                 use_as: Optional[str] = None) -> None:
+        super().__init__(name, type, description=description, metadata=metadata)
+
+
+def log_artifact(artifact_or_path: Any, name: Optional[str] = None, type: Optional[str] = None,
+                 aliases: Optional[List[str]] = None,
+                 tags: Optional[List[str]] = None) -> Artifact:
+    """Run.log_artifact on the current run."""
+    return _require("wandb.log_artifact").log_artifact(artifact_or_path, name=name, type=type,
+                                                      aliases=aliases, tags=tags)
+
+
+def use_artifact(artifact_or_name: Any, type: Optional[str] = None,
+                 aliases: Optional[List[str]] = None, use_as: Optional[str] = None) -> Artifact:
+    """Run.use_artifact on the current run."""
+    return _require("wandb.use_artifact").use_artifact(artifact_or_name, type=type)
+
+
 def define_metric(name: str, step_metric: Union[str, Metric, None] = None,
                   step_sync: Optional[bool] = None, hidden: Optional[bool] = None,
                   summary: Optional[str] = None, goal: Optional[str] = None,
@@ -827,5 +867,5 @@ def teardown(exit_code: Optional[int] = None) -> None:
 __all__ = ["init", "log", "finish", "define_metric", "login", "watch", "unwatch", "Api",
            "Run", "Config", "Summary", "Settings", "Metric", "Error", "UsageError",
            "ConfigError", "UnsupportedError", "setup", "teardown", "__version__", "Image",
-           "Histogram", "Table", "save",
+           "Histogram", "Table", "save", "Artifact", "log_artifact", "use_artifact",
            *sorted(_UNSUPPORTED_CLASSES), *sorted(_UNSUPPORTED_FUNCTIONS)]

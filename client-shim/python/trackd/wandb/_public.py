@@ -373,6 +373,15 @@ class Api:
             picked.sort(key=lambda r: key(r.json)[0])
         return Runs(Run(self, r) for r in picked)
 
+    def artifact(self, name: str, type: Optional[str] = None) -> Any:
+        """W&B's Api().artifact("[[entity/]project/]name[:alias|:vN]")."""
+        return self._api.artifact(name, type=type)
+
+    def artifacts(self, type_name: Optional[str] = None, name: Optional[str] = None,
+                  per_page: int = 50, tags: Any = None) -> List[Any]:
+        """W&B's Api().artifacts(type_name, name): the versions of a collection."""
+        return self._api.artifacts(type_name, name)
+
     def run(self, path: str) -> Run:
         """The run "entity/project/run_id" (also "entity/project/runs/run_id",
         as W&B's URLs, or a bare id)."""

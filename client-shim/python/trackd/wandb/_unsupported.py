@@ -1,6 +1,7 @@
-"""The W&B features trackd does not have yet: some media kinds, restore,
-artifacts. (Images, histograms, tables, save and log_code are trackd's:
-trackd.wandb._media.)
+"""The W&B features trackd does not have yet: some media kinds, restore, the
+model registry (log_model, use_model, link_model). (Images, histograms,
+tables, save and log_code are trackd's: trackd.wandb._media; artifacts are
+trackd's: trackd._artifact.)
 
 This is the one place that maps them. Each name below is what a script calls
 (wandb.Image(...), run.save(...), wandb.Artifact(...)); until trackd records
@@ -16,7 +17,7 @@ from typing import Any
 from ..errors import TrackdError
 
 FILES = "this kind of media (trackd records images, histograms, tables and saved files)"
-ARTIFACTS = "artifacts"
+ARTIFACTS = "artifacts of the model registry (trackd keeps Artifact, log_artifact, use_artifact)"
 
 
 class UnsupportedError(TrackdError, NotImplementedError):
@@ -47,13 +48,10 @@ def _unsupported_function(name: str, feature: str):
 # wandb.<class>: media and tables (files) and artifacts.
 CLASSES = {name: _unsupported_class(name, FILES)
            for name in ("Audio", "Video", "Html", "Object3D", "Molecule", "Plotly")}
-CLASSES["Artifact"] = _unsupported_class("Artifact", ARTIFACTS)
 
 # wandb.<function> and the Run methods of the same names.
 FUNCTIONS = {
     "restore": _unsupported_function("restore", "downloading files from W&B"),
-    "use_artifact": _unsupported_function("use_artifact", ARTIFACTS),
-    "log_artifact": _unsupported_function("log_artifact", ARTIFACTS),
     "log_model": _unsupported_function("log_model", ARTIFACTS),
     "use_model": _unsupported_function("use_model", ARTIFACTS),
     "link_model": _unsupported_function("link_model", ARTIFACTS),
