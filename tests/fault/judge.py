@@ -27,8 +27,8 @@ the fake backend's read-back bytes:
   2. no file delivered that was not saved (a refused save included) — else
      `files_phantom`;
   3. no file uploaded twice: on the fake, the PUTs that stored a name with the
-     same bytes (`put_sha256`) count once; more is `files_dup` — except a
-     re-PUT the scenario saw was allowed (the agent died between the fake
+     same bytes (`put_sha256`) count once; more is `files_dup` — except the
+     re-PUTs the scenario saw were allowed (the agent died between the fake
      storing a file and the agent recording it: `files_reput_window`); a PUT
      the fake did not complete (a fault) is not a PUT;
   4. a refused save is counted: `XS … record` ones with the refused rows
@@ -107,8 +107,10 @@ class Ledger:
                     self.saved[name] = (int(k), int(size), sha)
                     self.seq.append(("S", name))
                 elif kind == "XS":
-                    k, name, err, where = rest.split()
-                    self.files_refused.append((int(k), name, err, where))
+                    # The error is td_strerror's words: the last word is where.
+                    parts = rest.split()
+                    self.files_refused.append((int(parts[0]), parts[1],
+                                               " ".join(parts[2:-1]), parts[-1]))
                 elif kind == "F":
                     self.final = json.loads(rest)
         if self.final is None:
@@ -262,7 +264,8 @@ def judge(scenario, sink, ledgers, delivered, sink_problems=(), resent=0, extra=
     files: {run_id: {name: {"sha256", "puts"}}} (local_files_delivery,
     fake_files_delivery) to judge the saved files too; reput_allowed: the
     (run_id, name) a scenario saw stored upstream but not yet recorded by the
-    agent when it was killed (one more PUT of them is the protocol's window)."""
+    agent when it was killed — a set (one more PUT each) or {key: how many more
+    PUTs} (one per such kill): the protocol's window, file_journal.h."""
     problems = list(sink_problems)
     handed = acked = refused = unacked = 0
     lost, phantom, dup, corrupt, uncounted = set(), set(), set(), set(), []
@@ -329,7 +332,9 @@ def judge(scenario, sink, ledgers, delivered, sink_problems=(), resent=0, extra=
         problems.append("liveness: no live producer in the ledgers")
     fcounts = {}
     if files is not None or any(lg.saved or lg.files_refused for lg in ledgers):
-        fcounts, fproblems = judge_files(ledgers, files or {}, set(reput_allowed), live_prefix)
+        allowed = (dict(reput_allowed) if isinstance(reput_allowed, dict)
+                   else {k: 1 for k in reput_allowed})
+        fcounts, fproblems = judge_files(ledgers, files or {}, allowed, live_prefix)
         problems.extend(fproblems)
     if lost and not allow_lost:
         problems.append(f"lost {len(lost)} acknowledged rows: {_keys(lost)}")
@@ -404,7 +409,7 @@ def judge_files(ledgers, files, reput_allowed, live_prefix="live"):
             if d["puts"] is not None:
                 same = sum(1 for p in d["puts"] if p == want[name])
                 if same > 1:
-                    (reput if (run_id, name) in reput_allowed and same == 2 else dup).add(
+                    (reput if same - 1 <= reput_allowed.get((run_id, name), 0) else dup).add(
                         (run_id, name))
                 if any(p != want[name] for p in d["puts"]):
                     corrupt.add((run_id, name))

@@ -206,6 +206,9 @@ int main(int argc, char **argv)
 				saved++;
 				kinds[n_kinds++] = 'S';
 				fprintf(ledger, "S %ld %s %zu %s\n", k, name, size, hex);
+				/* Readable while the producer runs (R17's disk scenario
+				 * watches the ledger grow while the disk is full). */
+				fflush(ledger);
 			} else {
 				refused_files++;
 				/* The file queue's refusal is the library's only one that is

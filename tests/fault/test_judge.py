@@ -93,7 +93,7 @@ def files_ledger(tmp_path, run_id, rows_n, files_n, acked_records=None, unacked=
             seq.append("S")
             k += 1
     for kk, where in refused_files:
-        lines.append(f"XS {kk} oracle/f{kk}.bin full {where}")
+        lines.append(f"XS {kk} oracle/f{kk}.bin buffer full; record refused {where}")
     acked_records = len(seq) if acked_records is None else acked_records
     logged = len(seq) + 2
     final = {"acked_records": acked_records, "saved": files_n,
@@ -183,6 +183,9 @@ def test_reput_in_the_kill_window_is_counted_not_failed(tmp_path):
     files["a"][name2]["puts"] = [sha2] * 3
     v = files_verdict(tmp_path, files, reput_allowed={("a", name2)})
     assert not v.ok and "uploaded more than once: (a,oracle/f2.bin)" in v.report()
+    # Two kills in the window: twice more.
+    v = files_verdict(tmp_path, files, reput_allowed={("a", name2): 2})
+    assert v.ok and "files_reput_window=1" in v.line, v.report()
 
 
 def test_unacked_files_must_be_counted(tmp_path):
