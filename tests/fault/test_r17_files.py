@@ -15,7 +15,7 @@ backend: its read-back bytes and the SHA-256 of every PUT that stored it).
                 503, reset before and mid-body, a stall, 403 expired URL) and
                 CreateRunFiles 500s: uploads resume, nothing PUT twice.
   R17-disk      the state dir on a small tmpfs, filled while multi-MiB files are
-                in flight: pieces are refused retryably (budget_refusals), the
+                in flight: pieces are refused retryably (blob_refusals), the
                 producers keep logging (their file queue refuses what does not
                 fit: counted by the caller), and once space returns every
                 acknowledged file arrives once on both sinks.
@@ -24,14 +24,16 @@ Knobs: FAULT_R17_KILLS (10 → 200), FAULT_R17_OUTAGE_S (4 → 60),
 FAULT_R17_MIX_S (8 → 60), FAULT_R17_FULL_S (6 → 30), FAULT_SEED."""
 import os
 import random
+import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
 import judge
 from harness import (PROJECT, SEED, Fleet, emit, file_journal_recorded, knob, make_wandb_agent,
-                     status_or_none, status_retrying, wait_files_uploaded, wait_local_drained,
+                     status_retrying, wait_files_uploaded, wait_local_drained,
                      wait_uploaded)
 
 # Files go up in small batches, soon after they arrive.
@@ -224,27 +226,49 @@ def ledger_counts(path):
     return h, s, xs
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 def test_r17_disk_full_mid_file(tmp_path, fw, agents, small_fs):
     full_s = knob("r17_full_s", 6, 30)
-    agent = make_wandb_agent(tmp_path, fw, extra="txlog:\n  segment_bytes: 1MiB\n",
-                             **FAST_FILES)
+    port = free_port()
+    agent = make_wandb_agent(
+        tmp_path, fw, extra=f"txlog:\n  segment_bytes: 1MiB\nmetrics_listen: 127.0.0.1:{port}\n",
+        **FAST_FILES)
     agent.state_dir = str(small_fs / "state")
     agents.append(agent)
     agent.start()
     filler = fill(small_fs, 6 << 20)
-    # Files every 5 rows, up to 3 MiB; the C producers' file queue is 16 MiB,
-    # so while the disk is full it fills and refuses (TD_ERR_FULL, counted by
-    # the caller), and logging goes on.
+    # A file every 50 rows (10 a second), up to 3 MiB; the C producers' queues
+    # are 16 MiB, so while the disk is full the file queue fills and refuses
+    # (TD_ERR_FULL, the caller's count), then the records' buffer (counted by
+    # the library), and logging goes on.
     fleet = Fleet(agent, str(tmp_path / "ledgers")).start(
-        n_c=2, n_py=1, sleep_us=20000, every=5, files_every=5, py_file_max_bytes=65543,
+        n_c=2, n_py=1, sleep_us=20000, every=10, files_every=50, py_file_max_bytes=65543,
         max_buffer_bytes=16 << 20)
-    agent.wait_for(lambda: (status_or_none(agent) or {}).get("budget_refusals", 0) > 0,
-                   timeout=60, what="a refusal because the disk is full")
+    # File pieces refused retryably (the blob store's ENOSPC: blobs.h).
+    agent.wait_for(lambda: metrics(port).get("trackd_blob_refusals_total", 0) > 0,
+                   timeout=60, what="a file piece refused because the disk is full")
     t_full = time.monotonic()
     before = {r: ledger_counts(os.path.join(fleet.dir, f"{r}.ledger")) for r in fleet.procs}
     time.sleep(full_s)
     during = {r: ledger_counts(os.path.join(fleet.dir, f"{r}.ledger")) for r in fleet.procs}
     refusals = status_retrying(agent)["budget_refusals"]
+    blob_refusals = int(metrics(port)["trackd_blob_refusals_total"])
     assert agent.proc.poll() is None, agent.log()
     # Training never blocks: the C producers kept logging and saving (or being
     # refused) while the disk was full.
@@ -255,7 +279,7 @@ def test_r17_disk_full_mid_file(tmp_path, fw, agents, small_fs):
     filler.unlink()
     fleet.stop()
     assert fleet.live(files_every=50) == 0, "a producer after the faults did not get through"
-    extra = (f"full_s={full_s} budget_refusals={refusals} "
+    extra = (f"full_s={full_s} blob_refusals={blob_refusals} budget_refusals={refusals} "
              f"queue_refusals_during={queue_refusals} "
              f"seconds={time.monotonic() - t_full:.0f}")
     judge_both("R17-disk", agent, fw, fleet, extra, upload_timeout=300)
