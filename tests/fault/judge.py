@@ -33,7 +33,9 @@ the fake backend's read-back bytes:
      the fake did not complete (a fault) is not a PUT;
   4. a refused save is counted: `XS … record` ones with the refused rows
      against the library's counts, `XS … queue` ones (the file queue, not a
-     record) by the caller's error alone (`files_refused`); a saved file neither
+     record) by the caller's error alone (`files_refused`); refusals the library
+     counted but the ledger could not name (the Python package does not raise)
+     excuse as many missing files (counted in `files_refused`); a saved file neither
      acknowledged nor delivered must be within the library's unacked count
      (shared with rows);
   5. liveness: the live producer's files all arrive.
@@ -378,12 +380,19 @@ def judge_files(ledgers, files, reput_allowed, live_prefix="live"):
                 want[name] = sha
             acked_files = lg.acked_files
             acked += len(acked_files)
-            for name in acked_files:
-                if name not in got:
-                    lost.add((run_id, name))
+            f = lg.final
+            record_refusals = sum(1 for r in lg.files_refused if r[3] == "record")
+            # Refusals the library counted that the ledger could not name (the
+            # Python package does not raise for a full buffer, so its ledger
+            # says S): that many missing files are refused, not lost.
+            unnamed = max(0, f["refused_full"] - len(lg.refused) - record_refusals)
+            missing_acked = [n for n in acked_files if n not in got]
+            if len(missing_acked) > unnamed:
+                lost.update((run_id, n) for n in missing_acked)
+            else:
+                refused += len(missing_acked)
             # Handed off, not acknowledged, not delivered: within the library's
             # unacked count (rows count in it too: the row rule checks them).
-            f = lg.final
             acked_set = set(acked_files)
             missing = [n for n in lg.saved if n not in acked_set and n not in got]
             allowance = f["unacked"] + f["refused_full"]
@@ -391,7 +400,6 @@ def judge_files(ledgers, files, reput_allowed, live_prefix="live"):
                 uncounted.append(f"{run_id}: {len(missing)} files neither acknowledged nor "
                                  f"delivered, the library counted {allowance} records: "
                                  + _fkeys((run_id, n) for n in missing))
-            record_refusals = sum(1 for r in lg.files_refused if r[3] == "record")
             if record_refusals and len(lg.refused) + record_refusals != (
                     f["refused_full"] + f["rejected"]):
                 uncounted.append(f"{run_id}: {len(lg.refused)} rows and {record_refusals} "

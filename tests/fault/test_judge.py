@@ -224,3 +224,23 @@ def test_a_ledger_sha_that_is_not_the_expected_file_fails(tmp_path):
     bad = {n: {"sha256": "0" * 64, "puts": ["0" * 64]} for n in delivered_files("a", range(5))}
     v = files_verdict(tmp_path, {"a": bad, "live1": delivered_files("live1", range(2))})
     assert not v.ok and "not the expected file" in v.report(), v.report()
+
+
+def test_refusals_the_ledger_cannot_name_excuse_that_many_missing_files(tmp_path):
+    # The Python package writes S for a file the library refused (it does not
+    # raise): counted in refused_full, that many missing files are refused.
+    files_ledger(tmp_path, "a", 10, 5)
+    final_line = (tmp_path / "a.ledger").read_text().splitlines()[-1]
+    final = json.loads(final_line[2:])
+    files_ledger(tmp_path, "live1", 4, 2)
+    files = {"a": delivered_files("a", [0, 1, 3, 4]), "live1": delivered_files("live1", range(2))}
+    for refused_full, ok in [(0, False), (1, True)]:
+        final["refused_full"] = refused_full
+        text = (tmp_path / "a.ledger").read_text().splitlines()[:-1]
+        (tmp_path / "a.ledger").write_text("\n".join(text + ["F " + json.dumps(final)]) + "\n")
+        v = files_verdict(tmp_path, files)
+        assert v.ok == ok, v.report()
+        if ok:
+            assert "files_refused=1 files_lost=0" in v.line, v.line
+        else:
+            assert "lost 1 acknowledged files: (a,oracle/f2.bin)" in v.report()
