@@ -79,6 +79,7 @@ class Fleet:
         self.stop_file = os.path.join(directory, "STOP")
         self.procs = {}
         self.pad_bytes = 0
+        self.killed = set()  # run ids of producers killed on purpose
 
     def _spawn(self, run_id, python, args):
         ledger = os.path.join(self.dir, f"{run_id}.ledger")
@@ -150,8 +151,19 @@ class Fleet:
                 p.kill()
                 p.wait()
 
+    def victim(self, run_id, args):
+        """A C producer that will be killed on purpose (kill_victim): its ledger
+        is written line by line."""
+        return self._spawn(run_id, False, [*map(str, args), "--line-buffered"])
+
+    def kill_victim(self, run_id):
+        p = self.procs.pop(run_id)
+        p.kill()
+        p.wait()
+        self.killed.add(run_id)
+
     def ledgers(self):
-        return judge.read_ledgers(self.dir, self.pad_bytes)
+        return judge.read_ledgers(self.dir, self.pad_bytes, self.killed)
 
 
 def status_or_none(agent):
