@@ -244,3 +244,32 @@ def test_refusals_the_ledger_cannot_name_excuse_that_many_missing_files(tmp_path
             assert "files_refused=1 files_lost=0" in v.line, v.line
         else:
             assert "lost 1 acknowledged files: (a,oracle/f2.bin)" in v.report()
+
+
+def test_a_killed_producers_ledger(tmp_path):
+    # No finish line: nothing acknowledged, everything unacked; the row and the
+    # file it was handing off at the kill may be delivered, nothing past them.
+    lines = [f"H {i}" for i in range(6)]
+    name, k, size, sha = saved("kc0", 0)
+    lines.insert(2, f"S {k} {name} {size} {sha}")
+    (tmp_path / "kc0.ledger").write_text("\n".join(lines) + "\n")
+    files_ledger(tmp_path, "live1", 4, 2)
+    live = delivered_files("live1", range(2))
+
+    def v(rows, files):
+        return judge.judge("T", "test", judge.read_ledgers(str(tmp_path), killed={"kc0"}),
+                           {"kc0": rows_of("kc0", rows), "live1": rows_of("live1", 4)},
+                           files={"kc0": delivered_files("kc0", files), "live1": live})
+    assert v(0, []).ok and v(6, [0]).ok
+    ok = v(7, [0, 1])  # the in-flight row 6 and file 1
+    assert ok.ok and "unacked_counted=7" in ok.line, ok.report()
+    bad = v(8, [0, 1, 2])
+    assert not bad.ok and "never handed off: (kc0,7)" in bad.report(), bad.report()
+    assert "never saved: (kc0,oracle/f2.bin)" in bad.report(), bad.report()
+    # Without killed=, a ledger with no finish line is an error.
+    try:
+        judge.read_ledgers(str(tmp_path))
+    except AssertionError as e:
+        assert "no finish line" in str(e)
+    else:
+        raise AssertionError("an unfinished ledger was accepted")
