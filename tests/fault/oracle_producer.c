@@ -13,7 +13,7 @@
  * every row's exact content from its key (run, step) alone.
  * With --files-every K, after every K-th row it also saves file k (k = 0, 1, …)
  * with td_save_file as oracle/f<k>.bin: its size and bytes are computed from
- * (run, k) alone (oracle_file_size/oracle_file_block below, judge.py's
+ * (run, k) alone (oracle_file_size/oracle_file_fill below, judge.py's
  * expected_file), sizes from a few bytes to past 3 MiB (capped by M, default
  * 3 MiB + 11), so some files take many chunks. --max-buffer-bytes sets the
  * library's bound (records, and the file queue beside it). --line-buffered
