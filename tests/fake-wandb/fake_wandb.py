@@ -429,8 +429,11 @@ class RunState:
 
 
 def _saved_meta(f):
-    return {k: f[k] for k in ("size", "md5", "md5_b64", "sha256", "puts", "content_type",
-                              "t")}
+    d = {k: f[k] for k in ("size", "md5", "md5_b64", "sha256", "puts", "content_type", "t")}
+    # The SHA-256 of every PUT that stored this name, in order (a replacement
+    # by the same bytes is an upload twice; by other bytes, a new version).
+    d["put_sha256"] = list(f.get("put_sha256", ()))
+    return d
 
 
 def _storage_error(code, message, details=""):
@@ -1416,6 +1419,8 @@ class Server:
             "md5_b64": base64.b64encode(md5.digest()).decode(),
             "sha256": hashlib.sha256(body).hexdigest(),
             "puts": (old["puts"] if old else 0) + 1,
+            "put_sha256": (list(old.get("put_sha256", ())) if old else [])
+            + [hashlib.sha256(body).hexdigest()],
             "content_type": headers.get("content-type"), "t": time.time()}
         run.file_puts += 1
         run.put_statuses["200"] += 1

@@ -79,6 +79,7 @@ class Fleet:
         self.stop_file = os.path.join(directory, "STOP")
         self.procs = {}
         self.pad_bytes = 0
+        self.killed = set()  # run ids of producers killed on purpose
 
     def _spawn(self, run_id, python, args):
         ledger = os.path.join(self.dir, f"{run_id}.ledger")
@@ -98,16 +99,25 @@ class Fleet:
         return p
 
     def start(self, n_c=4, n_py=1, sleep_us=200, every=20, pad_bytes=0, rows=None,
-              prefix="p", timeout_ms=900000):
+              prefix="p", timeout_ms=900000, files_every=0, file_max_bytes=None,
+              py_file_max_bytes=None, max_buffer_bytes=None):
+        """files_every K: each producer also saves a file after every K-th row
+        (R17), of at most file_max_bytes (Python: py_file_max_bytes)."""
         self.pad_bytes = pad_bytes
         limit = ["--rows", rows] if rows is not None else ["--stop-file", self.stop_file]
+        files = ["--files-every", files_every] if files_every else []
+        c_files = files + (["--file-max-bytes", file_max_bytes] if files and file_max_bytes
+                           else [])
+        py_files = files + (["--file-max-bytes", py_file_max_bytes or file_max_bytes]
+                            if files and (py_file_max_bytes or file_max_bytes) else [])
+        buf = ["--max-buffer-bytes", max_buffer_bytes] if max_buffer_bytes else []
         for i in range(n_c):
             self._spawn(f"{prefix}c{i}", False, [*limit, "--sleep-us", sleep_us, "--every",
                                                  every, "--pad-bytes", pad_bytes,
-                                                 "--timeout-ms", timeout_ms])
+                                                 "--timeout-ms", timeout_ms, *c_files, *buf])
         for i in range(n_py):
             self._spawn(f"{prefix}py{i}", True, [*limit, "--sleep-us", sleep_us, "--every",
-                                                 every, "--timeout-ms", timeout_ms])
+                                                 every, "--timeout-ms", timeout_ms, *py_files])
         return self
 
     def stop(self, timeout=900):
@@ -126,9 +136,12 @@ class Fleet:
                 raise AssertionError(f"producer {run_id} did not finish in {timeout}s")
         return {r: p.returncode for r, p in self.procs.items()}
 
-    def live(self, rows=200):
-        """Rule 5: a fresh producer after the faults; it must get everything through."""
-        p = self._spawn(f"live{len(self.procs)}", False, ["--rows", rows, "--timeout-ms", 60000])
+    def live(self, rows=200, files_every=0):
+        """Rule 5: a fresh producer after the faults; it must get everything
+        through (with files_every, its files too)."""
+        files = ["--files-every", files_every] if files_every else []
+        p = self._spawn(f"live{len(self.procs)}", False,
+                        ["--rows", rows, "--timeout-ms", 60000, *files])
         p.wait(timeout=120)
         return p.returncode
 
@@ -138,8 +151,19 @@ class Fleet:
                 p.kill()
                 p.wait()
 
+    def victim(self, run_id, args):
+        """A C producer that will be killed on purpose (kill_victim): its ledger
+        is written line by line."""
+        return self._spawn(run_id, False, [*map(str, args), "--line-buffered"])
+
+    def kill_victim(self, run_id):
+        p = self.procs.pop(run_id)
+        p.kill()
+        p.wait()
+        self.killed.add(run_id)
+
     def ledgers(self):
-        return judge.read_ledgers(self.dir, self.pad_bytes)
+        return judge.read_ledgers(self.dir, self.pad_bytes, self.killed)
 
 
 def status_or_none(agent):
@@ -199,6 +223,47 @@ def wait_uploaded(agent, fw, run_ids, timeout=300):
         runs = agent.query("wandb").get("runs", [])
         return all(r["state"] == "done" for r in runs if r["id"] in run_ids)
     agent.wait_for(sink_idle, timeout=timeout, what="wandb sink idle")
+
+
+def wait_files_uploaded(agent, fw, run_ids, timeout=300):
+    """Until the fake holds every file of each run's local files/ (but the
+    agent's own), with the same SHA-256, and the wandb sink has no upload in
+    flight."""
+    for run_id in run_ids:
+        def done():
+            local = judge.local_files_delivery(agent.state_dir, PROJECT).get(run_id, {})
+            r = fw.run_or_none(fw.entity, PROJECT, run_id, False)
+            if r is None:
+                return not local
+            up = fw.run_files(fw.entity, PROJECT, run_id, content=False)["files"]
+            return all(n in up and up[n]["sha256"] == d["sha256"] for n, d in local.items())
+        fw.wait_for(done, timeout=timeout, interval=0.2, what=f"{run_id}'s files uploaded")
+    agent.wait_for(lambda: agent.query("wandb")["counters"].get("uploads_in_flight", 0) == 0,
+                   timeout=timeout, what="no upload in flight")
+
+
+def file_journal_recorded(agent, run_id):
+    """The names the wandb sink's file journal (file_journal.h) records as PUT
+    (event 2), read from disk (while the agent is down: as the next one reads it)."""
+    path = os.path.join(agent.state_dir, "sinks", "wandb", "runs", f"{run_id}.files")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return set()
+    out, off = set(), 8
+    if data[:8] != b"TRKDWF01":
+        return out
+    while off + 8 <= len(data):
+        n = int.from_bytes(data[off:off + 4], "little")
+        p = data[off + 8:off + 8 + n]
+        if len(p) < n:
+            break
+        nl = int.from_bytes(p[2:4], "little")
+        if p[0] in (2, 3):  # PUT, or LISTED (compaction keeps the latest fact)
+            out.add(p[4:4 + nl].decode())
+        off += 8 + n
+    return out
 
 
 def end_faults_and_read_fake(agent, fw, fleet, timeout=300):
