@@ -186,8 +186,8 @@ static int on_artifact(const struct query_call *c, Trackd__V1__QueryReply *r, ch
 	if (code)
 		return code;
 	r->reply_case = TRACKD__V1__QUERY_REPLY__REPLY_ARTIFACT;
-	return artifacts_query_one(c->st->artifacts, c->q->artifact, c->uid, c->admin,
-	                           &r->artifact, err, errlen);
+	return artifacts_query_one(c->st->artifacts, c->q->artifact, c->uid, c->admin, &r->artifact,
+	                           err, errlen);
 }
 
 static int on_artifact_file(const struct query_call *c, Trackd__V1__QueryReply *r, char *err,

@@ -25,8 +25,8 @@
 #include <stdint.h>
 
 struct query_stages {
-	local_sink *local; /* NULL while the agent starts */
-	wandb_sink *wandb; /* NULL when sinks.wandb is off */
+	local_sink *local;    /* NULL while the agent starts */
+	wandb_sink *wandb;    /* NULL when sinks.wandb is off */
 	artifacts *artifacts; /* the artifact store (NULL while the agent starts) */
 	/* Appends an agent-made record through ingest (artifact changes). */
 	int (*submit)(void *arg, const Trackd__V1__Record *rec);

@@ -272,12 +272,15 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 			ALIASES = WIRE_NUM(ARTIFACT_LOG, ALIASES),
 			ENTRIES = WIRE_NUM(ARTIFACT_LOG, ENTRIES)
 		};
-		if (!has(f, NAME) || !artifact_name_valid((const char *)f->data[NAME], f->len[NAME]))
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
-			            "artifact name is not a name (1-%u bytes of [A-Za-z0-9_.-], not "
-			            "'.' or '..')",
-			            TRACKD_ARTIFACT_MAX_NAME_BYTES);
-		if (!has(f, TYPE) || !artifact_name_valid((const char *)f->data[TYPE], f->len[TYPE]))
+		if (!has(f, NAME) ||
+		    !artifact_name_valid((const char *)f->data[NAME], f->len[NAME]))
+			return fail(
+			    w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			    "artifact name is not a name (1-%u bytes of [A-Za-z0-9_.-], not "
+			    "'.' or '..')",
+			    TRACKD_ARTIFACT_MAX_NAME_BYTES);
+		if (!has(f, TYPE) ||
+		    !artifact_name_valid((const char *)f->data[TYPE], f->len[TYPE]))
 			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
 			            "artifact type is not a name");
 		if (has(f, META) && f->len[META] > TRACKD_ARTIFACT_MAX_METADATA_BYTES)
@@ -302,18 +305,20 @@ static int check_message(struct walk *w, const ProtobufCMessageDescriptor *d, co
 			REF = WIRE_NUM(ARTIFACT_ENTRY, REF)
 		};
 		if (!has(f, PATH) || !files_name_valid((const char *)f->data[PATH], f->len[PATH]))
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
-			            "artifact entry path is empty, absolute, longer than %u bytes, or "
-			            "has an empty, '.' or '..' component",
-			            TRACKD_MAX_FILE_NAME_BYTES);
+			return fail(
+			    w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			    "artifact entry path is empty, absolute, longer than %u bytes, or "
+			    "has an empty, '.' or '..' component",
+			    TRACKD_MAX_FILE_NAME_BYTES);
 		bool file = has(f, SHA) && f->len[SHA] == 32 && has(f, MD5) && f->len[MD5] > 0;
 		bool ref = !has(f, SHA) && has(f, REF) && f->len[REF] > 0 &&
 		           f->len[REF] <= TRACKD_ARTIFACT_MAX_REF_BYTES;
 		if (!file && !ref)
-			return fail(w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
-			            "artifact entry is neither a file (sha256 of 32 bytes, md5) nor a "
-			            "reference (a URI of at most %u bytes)",
-			            TRACKD_ARTIFACT_MAX_REF_BYTES);
+			return fail(
+			    w, TRACKD__V1__ERROR_CODE__ERROR_INVALID,
+			    "artifact entry is neither a file (sha256 of 32 bytes, md5) nor a "
+			    "reference (a URI of at most %u bytes)",
+			    TRACKD_ARTIFACT_MAX_REF_BYTES);
 		return 0;
 	}
 	if (d == &trackd__v1__artifact_use__descriptor) {

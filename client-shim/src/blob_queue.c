@@ -429,8 +429,9 @@ int tdi_blob_spool_locked(struct td_run *run, size_t *written)
 			ok = fdatasync(b->fd) == 0 &&
 			     linkat(AT_FDCWD, self, dir_fd, tmp, AT_SYMLINK_FOLLOW) == 0;
 		} else {
-			int fd = openat(dir_fd, tmp,
-			                O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+			int fd =
+			    openat(dir_fd, tmp,
+			           O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 			ok = fd >= 0 &&
 			     (b->path ? copy_file(b->path, fd, b->len)
 			              : fs_write_all(fd, b->data, b->len)) == 0 &&

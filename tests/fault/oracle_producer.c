@@ -236,7 +236,8 @@ int main(int argc, char **argv)
 	for (uint64_t r = 0; r < acked_records; r++)
 		acked_rows += kinds[r] == 'H';
 	if (files_every)
-		fprintf(ledger, "F {\"acked_records\":%" PRIu64 ",\"saved\":%ld,\"refused_files\":%ld,",
+		fprintf(ledger,
+		        "F {\"acked_records\":%" PRIu64 ",\"saved\":%ld,\"refused_files\":%ld,",
 		        acked_records, saved, refused_files);
 	else
 		fputs("F {", ledger);

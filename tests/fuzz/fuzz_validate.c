@@ -186,10 +186,12 @@ static void check_record(struct tally *t, const Trackd__V1__Record *r, size_t i)
 			bug("%s: an artifact decodes with a bad name, type or count", where);
 		for (size_t k = 0; k < a->n_entries; k++) {
 			const Trackd__V1__ArtifactEntry *e = a->entries[k];
-			bool file = e->has_sha256 && e->sha256.len == 32 && e->md5_b64 && *e->md5_b64;
+			bool file =
+			    e->has_sha256 && e->sha256.len == 32 && e->md5_b64 && *e->md5_b64;
 			if (!e->path || !files_name_valid(e->path, strlen(e->path)) ||
 			    (!file && !(e->ref && *e->ref && !e->has_sha256)))
-				bug("%s: an artifact entry decodes with a bad path or digest", where);
+				bug("%s: an artifact entry decodes with a bad path or digest",
+				    where);
 		}
 		break;
 	}

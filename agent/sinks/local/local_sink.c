@@ -437,18 +437,21 @@ static void apply_artifact(struct local_sink *s, struct active_run *ar,
 		if (rv)
 			count(&s->write_errors);
 		if (rv)
-			log_error("local sink: artifact change at index %" PRIu64 " not applied: %s",
+			log_error("local sink: artifact change at index %" PRIu64
+			          " not applied: %s",
 			          o->index, err[0] ? err : trackd_strerror(rv));
 		return;
 	} else {
-		rv = artifacts_apply_use(s->opts.artifacts, &ao, rec->use_artifact, err, sizeof err);
+		rv =
+		    artifacts_apply_use(s->opts.artifacts, &ao, rec->use_artifact, err, sizeof err);
 		key = "used";
 		snprintf(ref, sizeof ref, "%.1000s",
 		         rec->use_artifact->artifact ? rec->use_artifact->artifact : "");
 	}
 	if (rv) {
 		count(&s->write_errors);
-		log_error("local sink: run %s: artifact record at index %" PRIu64 " not applied: %s",
+		log_error("local sink: run %s: artifact record at index %" PRIu64
+		          " not applied: %s",
 		          r->id, o->index, err[0] ? err : trackd_strerror(rv));
 		return;
 	}

@@ -67,10 +67,10 @@ struct local_sink {
 
 	/* Disk writes failing: applying paused (see note_write_failure). */
 	_Atomic bool write_stalled;
-	bool stall_reported;  /* logged; cleared when an entry applies again */
-	bool reread;          /* the reader must go back to processed_index */
-	int create_error;     /* why open_for_start could not create a run dir */
-	size_t pending_bytes; /* lines applied, not yet appended (PENDING_FLUSH_BYTES) */
+	bool stall_reported;        /* logged; cleared when an entry applies again */
+	bool reread;                /* the reader must go back to processed_index */
+	int create_error;           /* why open_for_start could not create a run dir */
+	size_t pending_bytes;       /* lines applied, not yet appended (PENDING_FLUSH_BYTES) */
 	uint32_t applying_position; /* of the record being applied, in its batch */
 
 	_Atomic int64_t heartbeat_us; /* the sink thread's last loop */

@@ -22,7 +22,7 @@
 /* One line per artifact version the run logged or used (the run's side of
  * the lineage; the versions' side is in the artifact store). */
 #define ARTIFACTS_NOTE_FILE "artifacts.jsonl"
-#define SNAPSHOT_FILE      ".snapshot"
-#define SNAPSHOT_MAX_BYTES LOCAL_STORE_SNAPSHOT_MAX_BYTES
+#define SNAPSHOT_FILE       ".snapshot"
+#define SNAPSHOT_MAX_BYTES  LOCAL_STORE_SNAPSHOT_MAX_BYTES
 
 #endif

@@ -434,9 +434,8 @@ TD_API int td_query_agent(const char *socket_url, const td_query *q, int timeout
  * damaged blob): nothing unchecked is ever left under its name. References
  * are not fetched. On success *json_out (td_free; may be NULL) is the
  * ArtifactReply as td_query_agent gives it. */
-TD_API int td_artifact_download(const char *socket_url, const char *artifact,
-                                const char *project, const char *root, int timeout_ms,
-                                char **json_out);
+TD_API int td_artifact_download(const char *socket_url, const char *artifact, const char *project,
+                                const char *root, int timeout_ms, char **json_out);
 
 /* ---- artifacts (W&B's log_artifact / use_artifact) ------------------------ */
 
@@ -447,8 +446,7 @@ typedef struct td_artifact td_artifact;
  * metadata_json (a JSON object, at most 64 KiB) may be NULL. *out is the
  * caller's (td_artifact_free), whether or not it is committed. */
 TD_API int td_artifact_begin(td_run *run, const char *name, const char *type,
-                             const char *description, const char *metadata_json,
-                             td_artifact **out);
+                             const char *description, const char *metadata_json, td_artifact **out);
 /* Adds a file of `len` bytes as `path` (normalised as td_save_file's names;
  * each path once; at most 10000 entries). The bytes are copied and queued for
  * the agent at once (waiting while the client's max_buffer_bytes is full

@@ -51,16 +51,16 @@ enum wire_type { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 	X(RECORD, FILE, record, file, 11, WIRE_LEN)                                                \
 	X(SAVED_FILE, NAME, saved_file, name, 1, WIRE_LEN)                                         \
 	X(SAVED_FILE, SHA256, saved_file, sha256, 2, WIRE_LEN)                                     \
-	X(ARTIFACT_LOG, NAME, artifact_log, name, 1, WIRE_LEN)\
-	X(ARTIFACT_LOG, TYPE, artifact_log, type, 2, WIRE_LEN)\
-	X(ARTIFACT_LOG, METADATA_JSON, artifact_log, metadata_json, 4, WIRE_LEN)\
-	X(ARTIFACT_LOG, ALIASES, artifact_log, aliases, 5, WIRE_LEN)\
-	X(ARTIFACT_LOG, ENTRIES, artifact_log, entries, 6, WIRE_LEN)\
-	X(ARTIFACT_ENTRY, PATH, artifact_entry, path, 1, WIRE_LEN)\
-	X(ARTIFACT_ENTRY, SHA256, artifact_entry, sha256, 2, WIRE_LEN)\
-	X(ARTIFACT_ENTRY, MD5_B64, artifact_entry, md5_b64, 3, WIRE_LEN)\
-	X(ARTIFACT_ENTRY, REF, artifact_entry, ref, 5, WIRE_LEN)\
-	X(ARTIFACT_USE, ARTIFACT, artifact_use, artifact, 1, WIRE_LEN)\
+	X(ARTIFACT_LOG, NAME, artifact_log, name, 1, WIRE_LEN)                                     \
+	X(ARTIFACT_LOG, TYPE, artifact_log, type, 2, WIRE_LEN)                                     \
+	X(ARTIFACT_LOG, METADATA_JSON, artifact_log, metadata_json, 4, WIRE_LEN)                   \
+	X(ARTIFACT_LOG, ALIASES, artifact_log, aliases, 5, WIRE_LEN)                               \
+	X(ARTIFACT_LOG, ENTRIES, artifact_log, entries, 6, WIRE_LEN)                               \
+	X(ARTIFACT_ENTRY, PATH, artifact_entry, path, 1, WIRE_LEN)                                 \
+	X(ARTIFACT_ENTRY, SHA256, artifact_entry, sha256, 2, WIRE_LEN)                             \
+	X(ARTIFACT_ENTRY, MD5_B64, artifact_entry, md5_b64, 3, WIRE_LEN)                           \
+	X(ARTIFACT_ENTRY, REF, artifact_entry, ref, 5, WIRE_LEN)                                   \
+	X(ARTIFACT_USE, ARTIFACT, artifact_use, artifact, 1, WIRE_LEN)                             \
 	X(RUN_START, PROJECT, run_start, project, 1, WIRE_LEN)                                     \
 	X(RUN_START, ENTITY, run_start, entity, 2, WIRE_LEN)                                       \
 	X(RUN_START, TAGS, run_start, tags, 5, WIRE_LEN)                                           \
