@@ -130,6 +130,24 @@ static void redial(struct td_run *run)
 		         "cannot dial the agent again: %s", td_last_error());
 }
 
+/* An attempt (a batch's or a file's) that the agent did not answer, not cut
+ * short by td_finish. mu held (let go while a private agent is started). */
+static void unanswered(struct td_run *run)
+{
+	if (++run->unreachable >= TDI_REDIAL_AFTER) {
+		run->unreachable = 0;
+		redial(run);
+	}
+	/* The private agent went away (idle exit racing our connect, a kill):
+	 * start it again, throttled, without waiting; the dialer reconnects once
+	 * it listens. */
+	if (run->private_agent) {
+		pthread_mutex_unlock(&run->mu);
+		(void)tdi_agent_ensure(run->url, 0, NULL, 0);
+		pthread_mutex_lock(&run->mu);
+	}
+}
+
 static void *sender_main(void *arg)
 {
 	struct td_run *run = arg;
@@ -153,11 +171,20 @@ static void *sender_main(void *arg)
 		/* Files first: a batch may hold rows that name them (blob_queue.h). */
 		if (run->blobs.head && now >= retry_at) {
 			if (tdi_blob_step_locked(run) != 0 && !run->stopping) {
+				/* As a batch's attempt: a dialer that gave up is replaced
+				 * (a file at the head must not keep the run from a
+				 * restarted agent), a private agent started again. */
+				if (run->agent_ok)
+					run->unreachable = 0;
+				else
+					unanswered(run);
 				backoff = backoff ? backoff * 2 : TDI_BACKOFF_MIN_MS;
 				if (backoff > TDI_BACKOFF_MAX_MS)
 					backoff = TDI_BACKOFF_MAX_MS;
 				retry_at = tdi_mono_ms() + backoff;
 			} else {
+				if (run->agent_ok)
+					run->unreachable = 0;
 				backoff = 0;
 			}
 			continue;
@@ -216,23 +243,12 @@ static void *sender_main(void *arg)
 				if (sent && !run->stopping)
 					snprintf(run->transport_error, sizeof(run->transport_error),
 					         "%s", why);
-				if (sent && !answered && !run->stopping &&
-				    ++run->unreachable >= TDI_REDIAL_AFTER) {
-					run->unreachable = 0;
-					redial(run);
-				}
+				if (sent && !answered && !run->stopping)
+					unanswered(run);
 				backoff = backoff ? backoff * 2 : TDI_BACKOFF_MIN_MS;
 				if (backoff > TDI_BACKOFF_MAX_MS)
 					backoff = TDI_BACKOFF_MAX_MS;
 				retry_at = tdi_mono_ms() + backoff;
-				/* The private agent went away (idle exit racing our
-				 * connect, a kill): start it again, throttled, without
-				 * waiting; the dialer reconnects once it listens. */
-				if (sent && !answered && run->private_agent && !run->stopping) {
-					pthread_mutex_unlock(&run->mu);
-					(void)tdi_agent_ensure(run->url, 0, NULL, 0);
-					pthread_mutex_lock(&run->mu);
-				}
 				break;
 			}
 			continue;

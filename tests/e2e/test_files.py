@@ -793,7 +793,7 @@ def test_run_save_waits_for_room_rather_than_dropping_a_file(agent, tmp_path):
             p.wait()
     assert p.returncode == 0, err
     rep = json.loads(out.strip().splitlines()[-1])
-    assert rep["records_rejected"] == 0, rep
+    assert rep["records_rejected"] == 0 and rep["files_not_saved"] == [], rep
     d = run_dir(agent, "defer1")
     for i in range(6):
         path = os.path.join(d, "files", f"part{i}.bin")

@@ -100,7 +100,7 @@ class Fleet:
 
     def start(self, n_c=4, n_py=1, sleep_us=200, every=20, pad_bytes=0, rows=None,
               prefix="p", timeout_ms=900000, files_every=0, file_max_bytes=None,
-              py_file_max_bytes=None, max_buffer_bytes=None):
+              py_file_max_bytes=None, max_buffer_bytes=None, py_max_spool_bytes=None):
         """files_every K: each producer also saves a file after every K-th row
         (R17), of at most file_max_bytes (Python: py_file_max_bytes)."""
         self.pad_bytes = pad_bytes
@@ -111,6 +111,8 @@ class Fleet:
         py_files = files + (["--file-max-bytes", py_file_max_bytes or file_max_bytes]
                             if files and (py_file_max_bytes or file_max_bytes) else [])
         buf = ["--max-buffer-bytes", max_buffer_bytes] if max_buffer_bytes else []
+        if py_max_spool_bytes:
+            py_files = py_files + ["--max-spool-bytes", py_max_spool_bytes]
         for i in range(n_c):
             self._spawn(f"{prefix}c{i}", False, [*limit, "--sleep-us", sleep_us, "--every",
                                                  every, "--pad-bytes", pad_bytes,

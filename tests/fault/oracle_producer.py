@@ -42,6 +42,7 @@ def main():
     ap.add_argument("--project", default="trackd-fault")
     ap.add_argument("--files-every", type=int, default=0)
     ap.add_argument("--file-max-bytes", type=int, default=3145739)
+    ap.add_argument("--max-spool-bytes", type=int, default=None)
     a = ap.parse_args()
     if a.rows < 0 and not a.stop_file:
         ap.error("--rows or --stop-file is required")
@@ -49,7 +50,8 @@ def main():
     kinds = []  # handed-off records in order: "H" row, "S" file
     scratch = tempfile.mkdtemp(prefix="oracle-files-") if a.files_every else None
     with open(a.ledger, "w") as ledger:
-        run = trackd.init(project=a.project, id=a.run_id, resume="allow", console=False)
+        run = trackd.init(project=a.project, id=a.run_id, resume="allow", console=False,
+                          max_spool_bytes=a.max_spool_bytes)
         i = 0
         while a.rows < 0 or i < a.rows:
             if a.stop_file and i % 64 == 0 and os.path.exists(a.stop_file):
@@ -78,7 +80,12 @@ def main():
                 except trackd.errors.TrackdError as e:
                     refused_files += 1
                     ledger.write(f"XS {k} {name} {type(e).__name__} record\n")
-                os.unlink(path)
+                if name in run._deferred:
+                    # No room in the file queue yet: saved once there is (it
+                    # reads the file then, so it stays until the end).
+                    print(f"deferred {name}", file=sys.stderr, flush=True)
+                else:
+                    os.unlink(path)
             i += 1
             if a.sleep_us and i % max(1, a.every) == 0:
                 time.sleep(a.sleep_us / 1e6)

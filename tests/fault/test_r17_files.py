@@ -23,10 +23,11 @@ backend: its read-back bytes and the SHA-256 of every PUT that stored it).
                 fit: counted by the caller), and once space returns every
                 acknowledged file arrives once on both sinks.
 
-Two open product defects are kept as strict xfails (tests/fault/README.md,
-"Defects found"): R17-disk-py (a file the Python package's full file queue
-refused is lost uncounted) and R17-handshake (a client with a file queued never
-redials after a handshake cut).
+Two product defects this row found are fixed, and their scenarios kept
+(tests/fault/README.md, "Defects found"): R17-disk-py (a file the Python
+package's full file queue refused was lost uncounted: run.save now defers it)
+and R17-handshake (a client with a file queued never redialled after a
+handshake cut: a file's unanswered attempts now count as a batch's).
 
 Knobs: FAULT_R17_KILLS (10 → 200), FAULT_R17_CLIENT_KILLS (4 → 50),
 FAULT_R17_OUTAGE_S (4 → 60),
@@ -344,20 +345,13 @@ def test_r17_disk_full_mid_file(tmp_path, fw, agents, small_fs):
     judge_both("R17-disk", agent, fw, fleet, extra, upload_timeout=300)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: Python run.save() with the library's file queue full (TD_ERR_FULL from "
-    "td_save_file) neither raises (the package only warns once, as for rows) nor is the "
-    "file counted anywhere: td_finish_report's records_refused_full counts refused "
-    "records, and a file refused by the queue never became a record, so the finish "
-    "report says everything was acknowledged while files are missing (judge: "
-    "files_lost, the finish report refused_full=0 unacked=0)"))
 def test_r17_disk_full_python_file_queue(tmp_path, fw, agents, small_fs):
-    """R17-disk through the Python package alone, with files big enough to fill
-    its file queue (64 MiB, the package has no knob) while the disk is full:
-    run.save does not raise for a full queue (as run.log does not), so a file
-    refused there must be counted where a refused row is — the finish report —
-    or the judge cannot tell it from a lost one. The disk stays full until the
-    package has warned that its file queue is full (so a file was refused)."""
+    """R17-disk through the Python package alone, its file queue (the spool
+    copies run.save makes, max_spool_bytes: 8 MiB here) filled while the disk
+    is full: run.save defers what has no room rather than dropping it (found
+    by this scenario: a refused file was lost and counted nowhere), and saves
+    it once there is. The disk stays full until the package has deferred a
+    save; every file then arrives once, and finish names none unsaved."""
     port = free_port()
     agent = make_wandb_agent(
         tmp_path, fw, extra=f"txlog:\n  segment_bytes: 1MiB\nmetrics_listen: 127.0.0.1:{port}\n",
@@ -367,7 +361,7 @@ def test_r17_disk_full_python_file_queue(tmp_path, fw, agents, small_fs):
     agent.start()
     filler = fill(small_fs, 6 << 20)
     fleet = Fleet(agent, str(tmp_path / "ledgers")).start(
-        n_c=0, n_py=1, sleep_us=20000, every=10, files_every=20)
+        n_c=0, n_py=1, sleep_us=20000, every=10, files_every=20, py_max_spool_bytes=8 << 20)
     agent.wait_for(lambda: metrics(port).get("trackd_blob_refusals_total", 0) > 0,
                    timeout=60, what="a file piece refused because the disk is full")
     t_full = time.monotonic()
@@ -375,7 +369,7 @@ def test_r17_disk_full_python_file_queue(tmp_path, fw, agents, small_fs):
 
     def queue_full():
         with open(stderr) as f:
-            return "file queue full" in f.read()
+            return "deferred " in f.read()
     agent.wait_for(queue_full, timeout=120, what="the package's file queue to fill")
     full_s = time.monotonic() - t_full
     blob_refusals = int(metrics(port)["trackd_blob_refusals_total"])
@@ -386,15 +380,6 @@ def test_r17_disk_full_python_file_queue(tmp_path, fw, agents, small_fs):
                f"full_s={full_s:.0f} blob_refusals={blob_refusals}", upload_timeout=300)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: libtrackd's sender redials (TDI_REDIAL_AFTER, sender.c redial) only when "
-    "a batch finds no connection; while a file is at the head of the blob queue "
-    "(tdi_blob_step_locked) it retries on the same NNG dialer forever, and NNG 1.5's "
-    "dialer gives up for good once a connection is closed during the SP handshake (an "
-    "agent killed right after accepting, R1): the client never reaches the restarted "
-    "agent, its rows and files wait behind the file until td_finish times out. Found "
-    "by R17-kill9 (a Python producer stuck in td_finish for 10 minutes, its sender "
-    "thread in nng_sendmsg under tdi_blob_exchange, the agent listening anew every 5 s)"))
 def test_r17_client_with_a_file_queued_reconnects_after_handshake_cut(tmp_path, agents):
     """R1's handshake cut (test_r1_handshake.py) with a file at the head of the
     clients' queues: the stand-in listener accepts and closes every connection

@@ -296,6 +296,7 @@ class Run:
         # save(): files the queue had no room for yet: name → (path, policy),
         # saved by the watcher thread once there is, or at finish.
         self._deferred: Dict[str, Any] = {}
+        self._files_not_saved: List[str] = []  # named in the finish report
         self._handle: Optional[ctypes.c_void_p] = None
         self._project = project
         self._entity = entity
@@ -537,6 +538,7 @@ class Run:
                     break
                 time.sleep(0.05)
             if rc != _lib.TD_OK:
+                self._files_not_saved.append(name)
                 warnings.warn(f"trackd: {name} not saved: {_lib.last_error()}", RuntimeWarning,
                               stacklevel=3)
 
@@ -926,6 +928,7 @@ class Run:
                 rc = lib.td_save_path(self._handle, _lib.text(name, "file name"),
                                       os.fsencode(path), b"end")
                 if rc != _lib.TD_OK:
+                    self._files_not_saved.append(name)
                     warnings.warn(f"trackd: {name} not saved at finish: {_lib.last_error()}",
                                   RuntimeWarning, stacklevel=2)
             if self._pending:
@@ -952,6 +955,9 @@ class Run:
             "records_refused_full": report.records_refused_full,
             "records_rejected": report.records_rejected,
             "last_error": report.last_error.decode("utf-8", "replace"),
+            # Files run.save could not hand over (no room before the finish's
+            # timeout, unreadable at finish): by name, never silently.
+            "files_not_saved": list(self._files_not_saved),
         }
         if current is self:
             current = None
