@@ -225,6 +225,25 @@ def no_process_left_behind():
 
 
 @pytest.fixture
+def make_agent(tmp_path):
+    """make_agent(config="", **kw) → Agent(tmp_path, …), started; every one
+    made is stopped (killed if need be) after the test. test_wandb.py has its
+    own, uploading to the fake backend."""
+    made = []
+
+    def make(config="", **kw):
+        require_bins()
+        a = Agent(tmp_path, config=config, **kw)
+        made.append(a)
+        return a.start()
+    yield make
+    for a in made:
+        if a.proc and a.proc.poll() is None:
+            a.proc.kill()
+            a.proc.wait()
+
+
+@pytest.fixture
 def agent(tmp_path):
     require_bins()
     a = Agent(tmp_path)

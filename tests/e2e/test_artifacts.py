@@ -19,22 +19,6 @@ import pytest
 from conftest import BIN, Agent, python_client_env, require_bins
 
 
-@pytest.fixture
-def make_agent(tmp_path):
-    made = []
-
-    def make(config="", **kw):
-        require_bins()
-        a = Agent(tmp_path, config=config, **kw)
-        made.append(a)
-        return a.start()
-    yield make
-    for a in made:
-        if a.proc and a.proc.poll() is None:
-            a.proc.kill()
-            a.proc.wait()
-
-
 def py(agent, script, timeout=120, check=True, **kw):
     r = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
                        env=python_client_env(agent.env), capture_output=True, text=True,

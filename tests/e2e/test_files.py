@@ -224,23 +224,6 @@ def save_files(agent, run_id, files, check=True):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture
-def make_agent(tmp_path):
-    """Agent(tmp_path, config=…), started; stopped (killed if need be) after."""
-    made = []
-
-    def make(config="", **kw):
-        require_bins()
-        a = Agent(tmp_path, config=config, **kw)
-        made.append(a)
-        return a.start()
-    yield make
-    for a in made:
-        if a.proc and a.proc.poll() is None:
-            a.proc.kill()
-            a.proc.wait()
-
-
 def test_saved_file_names_never_leave_the_files_dir(agent):
     agent.start()
     long_name = "x" * 1025
