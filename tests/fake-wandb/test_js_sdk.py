@@ -3,12 +3,12 @@
 must hold exactly what that client sent.
 
 The SDK is installed with npm into a cache directory kept between runs
-($FAKE_WANDB_JS_DIR, default $TMPDIR/trackd-fake-wandb-js/<version>). Without
+(wandb_js.py: $FAKE_WANDB_JS_DIR, default $TMPDIR/trackd-fake-wandb-js/<version>). Without
 Node.js >= 18, npm, or the npm registry, the tests are skipped with the reason
 (shown in the summary by pytest.ini's -rs); FAKE_WANDB_REQUIRE_JS=1 turns the skip
 into a failure.
 
-What the SDK needs from the backend (read from its source, version pinned below):
+What the SDK needs from the backend (read from its source, of the version wandb_js.py pins):
   * POST /graphql `query Viewer` (to learn the default entity: viewer.entity);
   * POST /graphql `mutation UpsertBucket` with name, project, entity, displayName,
     config (JSON.stringify of the user's config, not the {"key": {"value"}} form);
@@ -19,20 +19,17 @@ What the SDK needs from the backend (read from its source, version pinned below)
   * WANDB_BASE_URL and WANDB_API_KEY select the backend and the key (Basic auth
     "api:KEY"), over one keep-alive connection.
 """
-import fcntl
 import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
+import wandb_js
 from conftest import PROJECT
 
-SDK_VERSION = "0.5.1"
-NODE_MIN_MAJOR = 18
 
 RUN_JS = r"""
 import wandb from '@wandb/sdk';
@@ -55,62 +52,12 @@ def _skip_or_fail(reason):
     pytest.skip(reason)
 
 
-def _install_dir():
-    base = os.environ.get("FAKE_WANDB_JS_DIR") or os.path.join(
-        tempfile.gettempdir(), "trackd-fake-wandb-js")
-    return os.path.join(base, SDK_VERSION)
-
-
-def _installed(d):
-    try:
-        with open(os.path.join(d, "node_modules", "@wandb", "sdk", "package.json")) as f:
-            return json.load(f).get("version") == SDK_VERSION
-    except (OSError, ValueError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def node_modules():
-    node = shutil.which("node")
-    npm = shutil.which("npm")
-    if not node:
-        _skip_or_fail("Node.js not found (install Debian's nodejs and npm to run the "
-                      "W&B JS SDK compatibility check)")
-    out = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
-    try:
-        major = int(out.lstrip("v").split(".")[0])
-    except ValueError:
-        major = 0
-    if major < NODE_MIN_MAJOR:
-        _skip_or_fail(f"Node.js {out} is too old: @wandb/sdk needs >= {NODE_MIN_MAJOR}")
-    if not npm:
-        _skip_or_fail("npm not found (needed to install @wandb/sdk)")
-    d = _install_dir()
-    os.makedirs(os.path.dirname(d), exist_ok=True)
-    with open(d + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time on this machine
-        if not _installed(d):
-            tmp = tempfile.mkdtemp(prefix="install-", dir=os.path.dirname(d))
-            with open(os.path.join(tmp, "package.json"), "w") as f:
-                json.dump({"name": "fake-wandb-js-check", "private": True,
-                           "type": "module"}, f)
-            try:
-                r = subprocess.run(
-                    [npm, "install", "--no-audit", "--no-fund", "--loglevel=error",
-                     "--fetch-retries=2", "--fetch-retry-mintimeout=2000",
-                     "--fetch-retry-maxtimeout=10000", f"@wandb/sdk@{SDK_VERSION}"],
-                    cwd=tmp, capture_output=True, text=True, timeout=300)
-            except subprocess.TimeoutExpired:
-                shutil.rmtree(tmp, ignore_errors=True)
-                _skip_or_fail(f"npm install @wandb/sdk@{SDK_VERSION} timed out (no registry?)")
-            if r.returncode != 0 or not _installed(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-                tail = (r.stderr or r.stdout).strip().splitlines()[:3]
-                _skip_or_fail(f"could not install @wandb/sdk@{SDK_VERSION} from npm "
-                              f"(exit {r.returncode}): {' | '.join(tail)}")
-            shutil.rmtree(d, ignore_errors=True)
-            os.rename(tmp, d)
-    return os.path.join(d, "node_modules")
+    path, why_not = wandb_js.install()
+    if path is None:
+        _skip_or_fail(why_not)
+    return path
 
 
 def run_js(fw, node_modules, tmp_path, spec, timeout=60):
