@@ -502,10 +502,10 @@ static void apply_record(struct local_sink *s, const Trackd__V1__Record *rec,
 	    (rec->body_case == TRACKD__V1__RECORD__BODY_STATS && rec->stats->n_bases))
 		s->live_dirty = true;
 	if (before == RUN_RUNNING && r->state != RUN_RUNNING)
-		count(r->state == RUN_FINISHED  ? &s->runs_finished
-		      : r->state == RUN_FAILED  ? &s->runs_failed
-		      : r->state == RUN_CRASHED ? &s->runs_crashed
-		                                : &s->runs_killed);
+		++*(r->state == RUN_FINISHED  ? &s->ended_finished
+		    : r->state == RUN_FAILED  ? &s->ended_failed
+		    : r->state == RUN_CRASHED ? &s->ended_crashed
+		                              : &s->ended_killed);
 	if (rv != 0) {
 		count(&s->write_errors);
 		log_error("local sink: run %s: record at index %" PRIu64 " not applied: %s", r->id,
@@ -935,6 +935,10 @@ static void publish_stats(struct local_sink *s)
 	for (size_t i = 0; i < s->n_active; i++)
 		running += s->active[i]->run->state == RUN_RUNNING;
 	atomic_store(&s->published_runs_active, running);
+	atomic_store(&s->runs_finished, s->ended_finished);
+	atomic_store(&s->runs_failed, s->ended_failed);
+	atomic_store(&s->runs_crashed, s->ended_crashed);
+	atomic_store(&s->runs_killed, s->ended_killed);
 	if (atomic_exchange(&s->published_index, s->processed_index) != s->processed_index) {
 		pthread_mutex_lock(&s->applied_mu);
 		pthread_cond_broadcast(&s->applied_cv);

@@ -85,6 +85,11 @@ struct local_sink {
 	_Atomic bool closing_for_queries; /* closing, as seen without mu */
 	_Atomic uint64_t records_applied, records_orphaned, runs_recovered, rows_rejected,
 	    crashes_detected, write_errors;
+	/* Runs that ended, by final state: counted by the apply (mu held) and
+	 * published with published_runs_active (publish_stats: the running count
+	 * first), so a reader who sees a run's end counted also sees it no longer
+	 * running. */
+	uint64_t ended_finished, ended_failed, ended_crashed, ended_killed;
 	_Atomic uint64_t runs_finished, runs_failed, runs_crashed, runs_killed;
 
 	/* The running runs and their live processes, for the system-metrics
