@@ -890,14 +890,15 @@ class Run:
 
     def _finish(self, exit_code: int, reason: int, timeout: Optional[float] = None) -> None:
         global current
-        started = time.monotonic()
+        # Files waiting for room in the file queue are waited for until then.
+        files_deadline = time.monotonic() + (30.0 if timeout is None else timeout)
         self._live_stop.set()
         if self._live_thread is not None and self._live_thread is not threading.current_thread():
             self._live_thread.join()
         if self._deferred and not self._finished and self._mode != "disabled":
             # Saves that waited for room: the sender is still running, so room
             # comes as the agent takes files; within the finish's timeout.
-            self._save_deferred(wait_until=started + (30.0 if timeout is None else timeout))
+            self._save_deferred(wait_until=files_deadline)
         with self._lock:
             if self._finished:
                 return
@@ -921,12 +922,18 @@ class Run:
                             self._at_end.setdefault(name, path)
                             found += 1
             for name, path in self._at_end.items():
-                # Files saved with policy end or live: as they are now. One that
-                # cannot be saved is named, never dropped silently.
+                # Files saved with policy end or live: as they are now, waiting
+                # for room in the file queue (the sender still runs) within the
+                # finish's timeout. One that cannot be saved is named, never
+                # dropped silently.
                 if not os.path.isfile(path):
                     continue
-                rc = lib.td_save_path(self._handle, _lib.text(name, "file name"),
-                                      os.fsencode(path), b"end")
+                while True:
+                    rc = lib.td_save_path(self._handle, _lib.text(name, "file name"),
+                                          os.fsencode(path), b"end")
+                    if rc != _lib.TD_ERR_FULL or time.monotonic() >= files_deadline:
+                        break
+                    time.sleep(0.05)
                 if rc != _lib.TD_OK:
                     self._files_not_saved.append(name)
                     warnings.warn(f"trackd: {name} not saved at finish: {_lib.last_error()}",
