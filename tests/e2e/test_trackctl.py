@@ -197,6 +197,15 @@ def test_history_csv_jsonl_json(agent):
     assert whole["run"] == run["path"]
 
 
+def start_tail(args, **kw):
+    """trackctl tail, with SIGINT at its default action: tail keeps a SIGINT its
+    parent ignored ignored (as a background job's), and a suite started as a
+    background job of a non-interactive shell would hand that down, so the
+    Ctrl-C tests would test the launch, not tail."""
+    return subprocess.Popen(args, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                   signal.SIG_DFL), **kw)
+
+
 def test_tail_follows_a_live_run_until_it_ends(agent):
     agent.start()
     # About 4 s of logging: long enough to still run when tail starts, even in a
@@ -218,7 +227,7 @@ def test_tail_stops_cleanly_on_ctrl_c(agent):
     agent.start()
     p = agent.producer("endless", 1_000_000, "--sleep-us", 1000, "--every", 10)
     agent.wait_for(lambda: agent.run_state("endless") == "running", what="running")
-    t = subprocess.Popen([BIN["trackctl"], "tail", "endless"], env=agent.env,
+    t = start_tail([BIN["trackctl"], "tail", "endless"], env=agent.env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)
     t.send_signal(signal.SIGINT)
@@ -237,7 +246,7 @@ def test_tail_stops_on_ctrl_c_however_far_behind(agent, tmp_path):
     p = agent.producer("backlog", 20_000, "--hold-file", hold)
     agent.wait_for(lambda: agent.query("history", run="backlog", max_lines=1)
                    .get("total_lines") == 20_000, what="the backlog")
-    t = subprocess.Popen([BIN["trackctl"], "tail", "backlog", "-n", "20000"], env=agent.env,
+    t = start_tail([BIN["trackctl"], "tail", "backlog", "-n", "20000"], env=agent.env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Once it prints, nobody reads: the pipe fills and tail blocks in the middle
     # of its backlog (or, on a slow build, is still printing it).
@@ -265,7 +274,7 @@ def test_tail_stops_at_once_while_the_agent_is_slow_to_answer(agent, tmp_path):
     agent.wait_for(lambda: "holding the sink's lock" in agent.log(), timeout=30,
                    what="a checkpoint holding the lock")
     t0 = time.monotonic()
-    t = subprocess.Popen([BIN["trackctl"], "tail", "slow"], env=agent.env,
+    t = start_tail([BIN["trackctl"], "tail", "slow"], env=agent.env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)  # tail is waiting for its first answer by now
     t.send_signal(signal.SIGINT)
