@@ -94,6 +94,10 @@ void cli_reply_free(struct cli_reply *r); /* zeroes it; safe twice */
  * not-found message ("run abc123"). */
 int cli_query(agent_client *c, const Trackd__V1__Query *q, const char *what, struct cli_reply *r);
 
+/* cli_query on a connection of its own (cli_connect, closed before it
+ * returns): for a command that asks the agent one thing. */
+int cli_query_once(const Trackd__V1__Query *q, const char *what, struct cli_reply *r);
+
 /* `--json`: the reply as pb_json renders it (pb_json_query_reply), one line on
  * stdout. */
 int cli_print_json(const struct cli_reply *r);

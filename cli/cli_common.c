@@ -71,6 +71,17 @@ int cli_query(agent_client *c, const Trackd__V1__Query *q, const char *what, str
 	return 0;
 }
 
+int cli_query_once(const Trackd__V1__Query *q, const char *what, struct cli_reply *r)
+{
+	agent_client *agent;
+	memset(r, 0, sizeof *r);
+	if (cli_connect(&agent) != 0)
+		return 1;
+	int code = cli_query(agent, q, what, r);
+	agent_close(agent);
+	return code;
+}
+
 int cli_print_json(const struct cli_reply *r)
 {
 	/* The reply is at most AGENT_MAX_REPLY_BYTES of protobuf; its JSON is

@@ -46,15 +46,11 @@ int cmd_artifacts(int argc, char **argv)
 	}
 	if (argc != optind)
 		return cli_usage_error("artifacts takes no arguments besides its options");
-	agent_client *agent;
-	if (cli_connect(&agent) != 0)
-		return 1;
 	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
 	q.request_case = TRACKD__V1__QUERY__REQUEST_ARTIFACTS;
 	q.artifacts = &ar;
 	struct cli_reply r;
-	int code = cli_query(agent, &q, "artifacts", &r);
-	agent_close(agent);
+	int code = cli_query_once(&q, "artifacts", &r);
 	if (code != 0)
 		return code;
 	if (json) {
@@ -92,17 +88,13 @@ static int artifact_show(int argc, char **argv)
 	if (argc - optind != 1)
 		return cli_usage_error("artifact show takes one NAME[:ALIAS|:vN]");
 	ar.artifact = argv[optind];
-	agent_client *agent;
-	if (cli_connect(&agent) != 0)
-		return 1;
 	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
 	q.request_case = TRACKD__V1__QUERY__REQUEST_ARTIFACT;
 	q.artifact = &ar;
 	char what[600];
 	snprintf(what, sizeof what, "artifact %.500s", ar.artifact);
 	struct cli_reply r;
-	int code = cli_query(agent, &q, what, &r);
-	agent_close(agent);
+	int code = cli_query_once(&q, what, &r);
 	if (code != 0)
 		return code;
 	if (json) {
@@ -201,17 +193,13 @@ static int artifact_change(int argc, char **argv, bool del)
 		cr.add_aliases = argv + optind + 1;
 		cr.n_add_aliases = (size_t)left - 1;
 	}
-	agent_client *agent;
-	if (cli_connect(&agent) != 0)
-		return 1;
 	Trackd__V1__Query q = TRACKD__V1__QUERY__INIT;
 	q.request_case = TRACKD__V1__QUERY__REQUEST_ARTIFACT_CHANGE;
 	q.artifact_change = &cr;
 	char what[600];
 	snprintf(what, sizeof what, "artifact %.500s", cr.artifact);
 	struct cli_reply r;
-	int code = cli_query(agent, &q, what, &r);
-	agent_close(agent);
+	int code = cli_query_once(&q, what, &r);
 	if (code != 0)
 		return code;
 	printf("%s: %s\n", r.q->artifact_change->path,

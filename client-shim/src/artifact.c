@@ -109,6 +109,22 @@ static Trackd__V1__ArtifactEntry *new_entry(td_artifact *a, const char *path, ch
 	return e;
 }
 
+/* Fills the file entry e (the next of a's entries) with what the caller owns
+ * no more: its path, SHA-256 (32 bytes) and base64 MD5; counts its size. */
+static int add_entry(td_artifact *a, Trackd__V1__ArtifactEntry *e, char *path, uint8_t *sha256,
+                     char *md5_b64, uint64_t size)
+{
+	e->path = path;
+	e->has_sha256 = e->has_size = true;
+	e->sha256.data = sha256;
+	e->sha256.len = 32;
+	e->size = size;
+	e->md5_b64 = md5_b64;
+	a->log.n_entries++;
+	a->bytes += size;
+	return TD_OK;
+}
+
 int td_artifact_add_bytes(td_artifact *a, const char *path, const void *data, size_t len)
 {
 	char norm[TRACKD_MAX_FILE_NAME_BYTES + 1];
@@ -178,15 +194,7 @@ int td_artifact_add_bytes(td_artifact *a, const char *path, const void *data, si
 		free(bytes), free(md5), free(p), free(digest);
 		return rc;
 	}
-	e->path = p;
-	e->has_sha256 = e->has_size = true;
-	e->sha256.data = digest;
-	e->sha256.len = 32;
-	e->size = len;
-	e->md5_b64 = md5;
-	a->log.n_entries++;
-	a->bytes += len;
-	return TD_OK;
+	return add_entry(a, e, p, digest, md5, len);
 }
 
 int td_artifact_add_file(td_artifact *a, const char *path, const char *local_path)
@@ -267,15 +275,7 @@ int td_artifact_add_file(td_artifact *a, const char *path, const char *local_pat
 		free(b64), free(p), free(digest);
 		return rc;
 	}
-	e->path = p;
-	e->has_sha256 = e->has_size = true;
-	e->sha256.data = digest;
-	e->sha256.len = 32;
-	e->size = size;
-	e->md5_b64 = b64;
-	a->log.n_entries++;
-	a->bytes += size;
-	return TD_OK;
+	return add_entry(a, e, p, digest, b64, size);
 }
 
 int td_artifact_add_reference(td_artifact *a, const char *path, const char *uri)
